@@ -1,0 +1,3 @@
+"""gradserve: autograd as a network service."""
+
+__version__ = "0.1.0"
