@@ -1,0 +1,58 @@
+"""Typed engine errors.
+
+Every error the engine raises on purpose is one of these classes. Each subclasses the built-in
+exception PyTorch raises in the same situation, so `except RuntimeError:` code written for torch
+works unchanged, and carries torch's message text. The server maps these classes (not messages)
+to gRPC status codes in one table (`server/errors.py`); the client re-raises the built-in type
+named by `builtin_name` with the same text.
+"""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of every deliberate engine error."""
+
+    @property
+    def builtin_name(self) -> str:
+        """Name of the built-in exception this error stands for ("RuntimeError", ...)."""
+        for klass in type(self).__mro__:
+            if klass.__module__ == "builtins":
+                return klass.__name__
+        return "RuntimeError"
+
+
+class InvalidArgumentError(EngineError, RuntimeError):
+    """A call's arguments are wrong in a way torch reports as RuntimeError (shapes, dims)."""
+
+
+class InvalidValueError(EngineError, ValueError):
+    """A call's arguments are wrong in a way torch reports as ValueError."""
+
+
+class InvalidTypeError(EngineError, TypeError):
+    """A call's argument has a type or dtype torch rejects with TypeError."""
+
+
+class OutOfRangeIndexError(EngineError, IndexError):
+    """An index or dimension is out of range (torch raises IndexError)."""
+
+
+class UnknownOpError(EngineError, ValueError):
+    """An op name, attribute name or attribute value is not in the registry's catalogue."""
+
+
+class AutogradError(EngineError, RuntimeError):
+    """Autograd refuses the request in its current state (no grad_fn, implicit grad, leaf rules)."""
+
+
+class GraphFreedError(AutogradError):
+    """Backward through a graph whose saved tensors were already freed."""
+
+
+class InplaceError(AutogradError):
+    """An in-place operation is not allowed here, or invalidated a saved tensor (version check)."""
+
+
+class AllocationLimitError(EngineError, RuntimeError):
+    """An op's result would exceed the active allocation limit (see `limits.allocation_limit`)."""
