@@ -1,0 +1,427 @@
+from gradserve.v1 import graph_pb2 as _graph_pb2
+from gradserve.v1 import tensor_pb2 as _tensor_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SessionLimits(_message.Message):
+    __slots__ = ("max_bytes", "max_tensor_elements", "max_instructions", "max_handles")
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_TENSOR_ELEMENTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_HANDLES_FIELD_NUMBER: _ClassVar[int]
+    max_bytes: int
+    max_tensor_elements: int
+    max_instructions: int
+    max_handles: int
+    def __init__(self, max_bytes: _Optional[int] = ..., max_tensor_elements: _Optional[int] = ..., max_instructions: _Optional[int] = ..., max_handles: _Optional[int] = ...) -> None: ...
+
+class SessionOptions(_message.Message):
+    __slots__ = ("idle_ttl_seconds", "limits", "seed")
+    IDLE_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    idle_ttl_seconds: float
+    limits: SessionLimits
+    seed: int
+    def __init__(self, idle_ttl_seconds: _Optional[float] = ..., limits: _Optional[_Union[SessionLimits, _Mapping]] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class CreateSessionRequest(_message.Message):
+    __slots__ = ("options",)
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    options: SessionOptions
+    def __init__(self, options: _Optional[_Union[SessionOptions, _Mapping]] = ...) -> None: ...
+
+class CreateSessionResponse(_message.Message):
+    __slots__ = ("session_id", "info")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    info: SessionInfo
+    def __init__(self, session_id: _Optional[str] = ..., info: _Optional[_Union[SessionInfo, _Mapping]] = ...) -> None: ...
+
+class CloseSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class CloseSessionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DescribeSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class SessionInfo(_message.Message):
+    __slots__ = ("session_id", "tensor_count", "bytes_held", "saved_bytes", "idle_seconds", "idle_ttl_seconds", "limits", "optimizer_count")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_COUNT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_HELD_FIELD_NUMBER: _ClassVar[int]
+    SAVED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    tensor_count: int
+    bytes_held: int
+    saved_bytes: int
+    idle_seconds: float
+    idle_ttl_seconds: float
+    limits: SessionLimits
+    optimizer_count: int
+    def __init__(self, session_id: _Optional[str] = ..., tensor_count: _Optional[int] = ..., bytes_held: _Optional[int] = ..., saved_bytes: _Optional[int] = ..., idle_seconds: _Optional[float] = ..., idle_ttl_seconds: _Optional[float] = ..., limits: _Optional[_Union[SessionLimits, _Mapping]] = ..., optimizer_count: _Optional[int] = ...) -> None: ...
+
+class CreateTensor(_message.Message):
+    __slots__ = ("handle", "value", "requires_grad")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REQUIRES_GRAD_FIELD_NUMBER: _ClassVar[int]
+    handle: int
+    value: _tensor_pb2.Tensor
+    requires_grad: bool
+    def __init__(self, handle: _Optional[int] = ..., value: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., requires_grad: _Optional[bool] = ...) -> None: ...
+
+class ApplyOp(_message.Message):
+    __slots__ = ("op", "inputs", "attrs", "no_grad", "outputs")
+    class AttrsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _graph_pb2.AttrValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_graph_pb2.AttrValue, _Mapping]] = ...) -> None: ...
+    OP_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    ATTRS_FIELD_NUMBER: _ClassVar[int]
+    NO_GRAD_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    op: str
+    inputs: _containers.RepeatedCompositeFieldContainer[_graph_pb2.Value]
+    attrs: _containers.MessageMap[str, _graph_pb2.AttrValue]
+    no_grad: bool
+    outputs: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, op: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., attrs: _Optional[_Mapping[str, _graph_pb2.AttrValue]] = ..., no_grad: _Optional[bool] = ..., outputs: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ApplyInplace(_message.Message):
+    __slots__ = ("op", "target", "inputs", "attrs", "no_grad")
+    class AttrsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _graph_pb2.AttrValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_graph_pb2.AttrValue, _Mapping]] = ...) -> None: ...
+    OP_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    ATTRS_FIELD_NUMBER: _ClassVar[int]
+    NO_GRAD_FIELD_NUMBER: _ClassVar[int]
+    op: str
+    target: int
+    inputs: _containers.RepeatedCompositeFieldContainer[_graph_pb2.Value]
+    attrs: _containers.MessageMap[str, _graph_pb2.AttrValue]
+    no_grad: bool
+    def __init__(self, op: _Optional[str] = ..., target: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., attrs: _Optional[_Mapping[str, _graph_pb2.AttrValue]] = ..., no_grad: _Optional[bool] = ...) -> None: ...
+
+class Backward(_message.Message):
+    __slots__ = ("tensor", "gradient", "retain_graph", "create_graph", "inputs")
+    TENSOR_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_FIELD_NUMBER: _ClassVar[int]
+    RETAIN_GRAPH_FIELD_NUMBER: _ClassVar[int]
+    CREATE_GRAPH_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    tensor: int
+    gradient: _graph_pb2.Value
+    retain_graph: bool
+    create_graph: bool
+    inputs: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, tensor: _Optional[int] = ..., gradient: _Optional[_Union[_graph_pb2.Value, _Mapping]] = ..., retain_graph: _Optional[bool] = ..., create_graph: _Optional[bool] = ..., inputs: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Grad(_message.Message):
+    __slots__ = ("outputs", "inputs", "grad_outputs", "retain_graph", "create_graph", "allow_unused", "results")
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    GRAD_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    RETAIN_GRAPH_FIELD_NUMBER: _ClassVar[int]
+    CREATE_GRAPH_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_UNUSED_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    outputs: _containers.RepeatedScalarFieldContainer[int]
+    inputs: _containers.RepeatedScalarFieldContainer[int]
+    grad_outputs: _containers.RepeatedCompositeFieldContainer[_graph_pb2.Value]
+    retain_graph: bool
+    create_graph: bool
+    allow_unused: bool
+    results: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, outputs: _Optional[_Iterable[int]] = ..., inputs: _Optional[_Iterable[int]] = ..., grad_outputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., retain_graph: _Optional[bool] = ..., create_graph: _Optional[bool] = ..., allow_unused: _Optional[bool] = ..., results: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ZeroGrad(_message.Message):
+    __slots__ = ("handles",)
+    HANDLES_FIELD_NUMBER: _ClassVar[int]
+    handles: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, handles: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class SetGrad(_message.Message):
+    __slots__ = ("handle", "grad_handle", "none")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    GRAD_HANDLE_FIELD_NUMBER: _ClassVar[int]
+    NONE_FIELD_NUMBER: _ClassVar[int]
+    handle: int
+    grad_handle: int
+    none: _tensor_pb2.NoneValue
+    def __init__(self, handle: _Optional[int] = ..., grad_handle: _Optional[int] = ..., none: _Optional[_Union[_tensor_pb2.NoneValue, _Mapping]] = ...) -> None: ...
+
+class GetGrad(_message.Message):
+    __slots__ = ("handle", "result")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    handle: int
+    result: int
+    def __init__(self, handle: _Optional[int] = ..., result: _Optional[int] = ...) -> None: ...
+
+class SetRequiresGrad(_message.Message):
+    __slots__ = ("handle", "requires_grad")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    REQUIRES_GRAD_FIELD_NUMBER: _ClassVar[int]
+    handle: int
+    requires_grad: bool
+    def __init__(self, handle: _Optional[int] = ..., requires_grad: _Optional[bool] = ...) -> None: ...
+
+class Detach(_message.Message):
+    __slots__ = ("handle", "result")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    handle: int
+    result: int
+    def __init__(self, handle: _Optional[int] = ..., result: _Optional[int] = ...) -> None: ...
+
+class DetachInplace(_message.Message):
+    __slots__ = ("handle",)
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    handle: int
+    def __init__(self, handle: _Optional[int] = ...) -> None: ...
+
+class RetainGrad(_message.Message):
+    __slots__ = ("handle",)
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    handle: int
+    def __init__(self, handle: _Optional[int] = ...) -> None: ...
+
+class SgdOptions(_message.Message):
+    __slots__ = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+    LR_FIELD_NUMBER: _ClassVar[int]
+    MOMENTUM_FIELD_NUMBER: _ClassVar[int]
+    DAMPENING_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    NESTEROV_FIELD_NUMBER: _ClassVar[int]
+    lr: float
+    momentum: float
+    dampening: float
+    weight_decay: float
+    nesterov: bool
+    def __init__(self, lr: _Optional[float] = ..., momentum: _Optional[float] = ..., dampening: _Optional[float] = ..., weight_decay: _Optional[float] = ..., nesterov: _Optional[bool] = ...) -> None: ...
+
+class AdamOptions(_message.Message):
+    __slots__ = ("lr", "beta1", "beta2", "eps", "weight_decay")
+    LR_FIELD_NUMBER: _ClassVar[int]
+    BETA1_FIELD_NUMBER: _ClassVar[int]
+    BETA2_FIELD_NUMBER: _ClassVar[int]
+    EPS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    def __init__(self, lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., eps: _Optional[float] = ..., weight_decay: _Optional[float] = ...) -> None: ...
+
+class CreateOptimizer(_message.Message):
+    __slots__ = ("optimizer", "params", "sgd", "adam")
+    OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    SGD_FIELD_NUMBER: _ClassVar[int]
+    ADAM_FIELD_NUMBER: _ClassVar[int]
+    optimizer: int
+    params: _containers.RepeatedScalarFieldContainer[int]
+    sgd: SgdOptions
+    adam: AdamOptions
+    def __init__(self, optimizer: _Optional[int] = ..., params: _Optional[_Iterable[int]] = ..., sgd: _Optional[_Union[SgdOptions, _Mapping]] = ..., adam: _Optional[_Union[AdamOptions, _Mapping]] = ...) -> None: ...
+
+class OptimizerStep(_message.Message):
+    __slots__ = ("optimizer",)
+    OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    optimizer: int
+    def __init__(self, optimizer: _Optional[int] = ...) -> None: ...
+
+class OptimizerZeroGrad(_message.Message):
+    __slots__ = ("optimizer", "set_to_none")
+    OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    SET_TO_NONE_FIELD_NUMBER: _ClassVar[int]
+    optimizer: int
+    set_to_none: bool
+    def __init__(self, optimizer: _Optional[int] = ..., set_to_none: _Optional[bool] = ...) -> None: ...
+
+class ManualSeed(_message.Message):
+    __slots__ = ("seed",)
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    seed: int
+    def __init__(self, seed: _Optional[int] = ...) -> None: ...
+
+class Release(_message.Message):
+    __slots__ = ("handles",)
+    HANDLES_FIELD_NUMBER: _ClassVar[int]
+    handles: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, handles: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Fetch(_message.Message):
+    __slots__ = ("handle", "value", "grad", "graph")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    GRAD_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    handle: int
+    value: bool
+    grad: bool
+    graph: bool
+    def __init__(self, handle: _Optional[int] = ..., value: _Optional[bool] = ..., grad: _Optional[bool] = ..., graph: _Optional[bool] = ...) -> None: ...
+
+class Instruction(_message.Message):
+    __slots__ = ("create_tensor", "apply_op", "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad", "set_requires_grad", "detach", "detach_inplace", "retain_grad", "create_optimizer", "optimizer_step", "optimizer_zero_grad", "manual_seed", "release", "fetch")
+    CREATE_TENSOR_FIELD_NUMBER: _ClassVar[int]
+    APPLY_OP_FIELD_NUMBER: _ClassVar[int]
+    APPLY_INPLACE_FIELD_NUMBER: _ClassVar[int]
+    BACKWARD_FIELD_NUMBER: _ClassVar[int]
+    GRAD_FIELD_NUMBER: _ClassVar[int]
+    ZERO_GRAD_FIELD_NUMBER: _ClassVar[int]
+    SET_GRAD_FIELD_NUMBER: _ClassVar[int]
+    GET_GRAD_FIELD_NUMBER: _ClassVar[int]
+    SET_REQUIRES_GRAD_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
+    DETACH_INPLACE_FIELD_NUMBER: _ClassVar[int]
+    RETAIN_GRAD_FIELD_NUMBER: _ClassVar[int]
+    CREATE_OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_STEP_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_ZERO_GRAD_FIELD_NUMBER: _ClassVar[int]
+    MANUAL_SEED_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    FETCH_FIELD_NUMBER: _ClassVar[int]
+    create_tensor: CreateTensor
+    apply_op: ApplyOp
+    apply_inplace: ApplyInplace
+    backward: Backward
+    grad: Grad
+    zero_grad: ZeroGrad
+    set_grad: SetGrad
+    get_grad: GetGrad
+    set_requires_grad: SetRequiresGrad
+    detach: Detach
+    detach_inplace: DetachInplace
+    retain_grad: RetainGrad
+    create_optimizer: CreateOptimizer
+    optimizer_step: OptimizerStep
+    optimizer_zero_grad: OptimizerZeroGrad
+    manual_seed: ManualSeed
+    release: Release
+    fetch: Fetch
+    def __init__(self, create_tensor: _Optional[_Union[CreateTensor, _Mapping]] = ..., apply_op: _Optional[_Union[ApplyOp, _Mapping]] = ..., apply_inplace: _Optional[_Union[ApplyInplace, _Mapping]] = ..., backward: _Optional[_Union[Backward, _Mapping]] = ..., grad: _Optional[_Union[Grad, _Mapping]] = ..., zero_grad: _Optional[_Union[ZeroGrad, _Mapping]] = ..., set_grad: _Optional[_Union[SetGrad, _Mapping]] = ..., get_grad: _Optional[_Union[GetGrad, _Mapping]] = ..., set_requires_grad: _Optional[_Union[SetRequiresGrad, _Mapping]] = ..., detach: _Optional[_Union[Detach, _Mapping]] = ..., detach_inplace: _Optional[_Union[DetachInplace, _Mapping]] = ..., retain_grad: _Optional[_Union[RetainGrad, _Mapping]] = ..., create_optimizer: _Optional[_Union[CreateOptimizer, _Mapping]] = ..., optimizer_step: _Optional[_Union[OptimizerStep, _Mapping]] = ..., optimizer_zero_grad: _Optional[_Union[OptimizerZeroGrad, _Mapping]] = ..., manual_seed: _Optional[_Union[ManualSeed, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., fetch: _Optional[_Union[Fetch, _Mapping]] = ...) -> None: ...
+
+class TensorInfo(_message.Message):
+    __slots__ = ("handle", "dtype", "shape", "requires_grad", "is_leaf", "grad_fn", "version")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    REQUIRES_GRAD_FIELD_NUMBER: _ClassVar[int]
+    IS_LEAF_FIELD_NUMBER: _ClassVar[int]
+    GRAD_FN_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    handle: int
+    dtype: _tensor_pb2.DType
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    requires_grad: bool
+    is_leaf: bool
+    grad_fn: str
+    version: int
+    def __init__(self, handle: _Optional[int] = ..., dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., requires_grad: _Optional[bool] = ..., is_leaf: _Optional[bool] = ..., grad_fn: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class AutogradNode(_message.Message):
+    __slots__ = ("id", "name", "leaf_handle", "leaf_shape")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LEAF_HANDLE_FIELD_NUMBER: _ClassVar[int]
+    LEAF_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    name: str
+    leaf_handle: int
+    leaf_shape: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., leaf_handle: _Optional[int] = ..., leaf_shape: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class AutogradEdge(_message.Message):
+    __slots__ = ("source", "target")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    source: int
+    target: int
+    def __init__(self, source: _Optional[int] = ..., target: _Optional[int] = ...) -> None: ...
+
+class AutogradGraph(_message.Message):
+    __slots__ = ("nodes", "edges")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    EDGES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[AutogradNode]
+    edges: _containers.RepeatedCompositeFieldContainer[AutogradEdge]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[AutogradNode, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[AutogradEdge, _Mapping]]] = ...) -> None: ...
+
+class FetchResult(_message.Message):
+    __slots__ = ("info", "value", "grad", "graph")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    GRAD_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    info: TensorInfo
+    value: _tensor_pb2.Tensor
+    grad: _tensor_pb2.MaybeTensor
+    graph: AutogradGraph
+    def __init__(self, info: _Optional[_Union[TensorInfo, _Mapping]] = ..., value: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., grad: _Optional[_Union[_tensor_pb2.MaybeTensor, _Mapping]] = ..., graph: _Optional[_Union[AutogradGraph, _Mapping]] = ...) -> None: ...
+
+class HandlesResult(_message.Message):
+    __slots__ = ("tensors",)
+    TENSORS_FIELD_NUMBER: _ClassVar[int]
+    tensors: _containers.RepeatedCompositeFieldContainer[TensorInfo]
+    def __init__(self, tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ...) -> None: ...
+
+class InstructionResult(_message.Message):
+    __slots__ = ("done", "handles", "fetch")
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    HANDLES_FIELD_NUMBER: _ClassVar[int]
+    FETCH_FIELD_NUMBER: _ClassVar[int]
+    done: _tensor_pb2.NoneValue
+    handles: HandlesResult
+    fetch: FetchResult
+    def __init__(self, done: _Optional[_Union[_tensor_pb2.NoneValue, _Mapping]] = ..., handles: _Optional[_Union[HandlesResult, _Mapping]] = ..., fetch: _Optional[_Union[FetchResult, _Mapping]] = ...) -> None: ...
+
+class BatchRequest(_message.Message):
+    __slots__ = ("session_id", "request_id", "instructions")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    request_id: str
+    instructions: _containers.RepeatedCompositeFieldContainer[Instruction]
+    def __init__(self, session_id: _Optional[str] = ..., request_id: _Optional[str] = ..., instructions: _Optional[_Iterable[_Union[Instruction, _Mapping]]] = ...) -> None: ...
+
+class BatchResponse(_message.Message):
+    __slots__ = ("results", "replayed")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[InstructionResult]
+    replayed: bool
+    def __init__(self, results: _Optional[_Iterable[_Union[InstructionResult, _Mapping]]] = ..., replayed: _Optional[bool] = ...) -> None: ...
