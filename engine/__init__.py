@@ -1,1 +1,50 @@
-"""gradserve.engine."""
+"""gradserve.engine: PyTorch's autograd semantics on numpy.
+
+    import gradserve.engine as ge
+    x = ge.tensor(3.0, requires_grad=True)
+    y = ge.sin(x ** 2)
+    y.backward()
+    x.grad  # tensor(-5.4668)
+
+Every op lives once in `registry.OPS` (defined in the `ops_*` modules); the functions below and
+the Tensor's methods and operators are generated from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import autograd, dtypes, errors, limits, registry
+from . import ops_elementwise as _ops_elementwise  # noqa: F401  (registers ops)
+from . import ops_reduce as _ops_reduce  # noqa: F401
+from . import ops_shape as _ops_shape  # noqa: F401
+from .api import FUNCTIONS, apply_inplace, build
+from .creation import tensor
+from .dispatch import apply
+from .dtypes import DType
+from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .registry import OPS, OPSET_VERSION
+from .tensor import Size, Tensor
+
+build()
+
+float32 = dtypes.float32
+float64 = dtypes.float64
+int32 = dtypes.int32
+int64 = dtypes.int64
+bool = dtypes.bool_  # noqa: A001 - torch.bool
+float = dtypes.float32  # noqa: A001 - torch.float
+double = dtypes.float64
+long = dtypes.int64
+int = dtypes.int32  # noqa: A001 - torch.int
+
+globals().update(FUNCTIONS)
+
+
+def __getattr__(name: str) -> Any:
+    raise AttributeError(f"module 'gradserve.engine' has no attribute '{name}'")
+
+
+__all__ = ["DType", "OPS", "OPSET_VERSION", "Size", "Tensor", "apply", "apply_inplace",
+           "autograd", "dtypes", "enable_grad", "errors", "is_grad_enabled", "limits",
+           "no_grad", "registry", "set_grad_enabled", "tensor", *FUNCTIONS]

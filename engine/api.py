@@ -1,0 +1,210 @@
+"""The torch-like surface, derived from the registry: functions, Tensor methods, operators.
+
+Nothing here lists an op by hand except the Python operator protocol (`__add__` is `add`) and
+the few torch spellings that are compositions (`2 / x` is `reciprocal(x) * 2`, as in torch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import errors, grad_mode, namespaces
+from .dispatch import _SCALARS, run
+from .registry import OPS, OpDef, bind_attrs, lookup
+from .tensor import Tensor
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {}
+
+
+def make_function(op: OpDef) -> Callable[..., Any]:
+    """The torch-style function for `op`: inputs, then attributes, positionally or by name."""
+    n_in = len(op.inputs)
+    if op.variadic:
+        def variadic_fn(tensors: Sequence[Tensor], *extra: Any, **kw: Any) -> Any:
+            if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
+                raise errors.InvalidTypeError(
+                    f"{op.name}(): argument '{op.inputs[0]}' must be tuple of Tensors, not "
+                    f"{type(tensors).__name__}")
+            return run(op, (tuple(tensors),), bind_attrs(op, extra, kw))
+        fn: Callable[..., Any] = variadic_fn
+    elif not op.attrs and not any(op.optional):
+        def plain_fn(*args: Any) -> Any:
+            return run(op, args, {})
+        fn = plain_fn
+    else:
+        def general_fn(*args: Any, **kw: Any) -> Any:
+            ins = list(args[:n_in])
+            extra = args[n_in:]
+            for j in range(len(ins), n_in):
+                name = op.inputs[j]
+                if name in kw:
+                    ins.append(kw.pop(name))
+                elif op.optional[j]:
+                    ins.append(None)
+                else:
+                    raise errors.InvalidTypeError(
+                        f"{op.name}() missing required argument '{name}'")
+            return run(op, tuple(ins), bind_attrs(op, extra, kw))
+        fn = general_fn
+    fn.__name__ = fn.__qualname__ = op.name
+    fn.__doc__ = op.doc or f"The `{op.name}` op."
+    return fn
+
+
+def apply_inplace(name: str, target: Tensor, inputs: Sequence[Any] = (),
+                  attrs: Mapping[str, Any] | None = None) -> Tensor:
+    """Run op `name` on (target, *inputs) and write the result into `target`, as torch's `name_`.
+
+    Raises:
+        InplaceError: target is a leaf that requires grad while grad mode is on.
+        InvalidArgumentError: the result's shape or dtype does not fit the target.
+    """
+    op = lookup(name)
+    if not op.inplace:
+        raise errors.UnknownOpError(f"op {name!r} has no in-place variant")
+    return _inplace(op, target, tuple(inputs), bind_attrs(op, (), attrs or {}))
+
+
+def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str, Any]) -> Tensor:
+    if not isinstance(target, Tensor):
+        raise errors.InvalidTypeError(f"{op.name}_(): target must be a Tensor")
+    recording = grad_mode._state.enabled
+    if recording and target._rg and target.grad_fn is None:
+        raise errors.InplaceError(
+            "a leaf Variable that requires grad is being used in an in-place operation.")
+    result = run(op, (target, *inputs), attrs)
+    if result.shape != target.shape:
+        raise errors.InvalidArgumentError(
+            f"output with shape [{', '.join(map(str, target.shape))}] doesn't match the "
+            f"broadcast shape [{', '.join(map(str, result.shape))}]")
+    if (result.dtype is not target.dtype and result.dtype.category > target.dtype.category):
+        raise errors.InvalidArgumentError(
+            f"result type {_type_word(result.dtype)} can't be cast to the desired output type "
+            f"{_type_word(target.dtype)}")
+    node = result.grad_fn
+    if node is not None:
+        _snapshot_saved_target(node, target)
+    np.copyto(target._data, result._data, casting="unsafe")
+    target._version[0] += 1
+    if node is not None:
+        target.grad_fn = node
+        target.output_nr = 0
+        target._rg = True
+        if node.out_data is not None:
+            node.out_data = (target._data,)
+            node.out_versions = ((target, target._version, target._version[0]),)
+    return target
+
+
+def _snapshot_saved_target(node: Any, target: Tensor) -> None:
+    """The node saved `target`'s data, which is about to be overwritten: save a copy instead."""
+    if not any(a is target for a in node.args):
+        return
+    copy = Tensor._make(target._data.copy(), grad_fn=target.grad_fn, output_nr=target.output_nr)
+    copy._rg = target._rg
+    node.args = tuple(copy if a is target else a for a in node.args)
+    node.versions = tuple((copy, copy._version, copy._version[0]) if t is target else (t, b, v)
+                          for t, b, v in node.versions)
+
+
+def _type_word(d: Any) -> str:
+    return {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
+            "bool": "Bool"}[d.name]
+
+
+# --- operators -----------------------------------------------------------------------------------
+
+_BINARY = {"__add__": "add", "__sub__": "sub", "__mul__": "mul", "__truediv__": "div",
+           "__floordiv__": "floor_divide", "__mod__": "remainder", "__pow__": "pow",
+           "__matmul__": "matmul", "__lt__": "lt", "__le__": "le", "__gt__": "gt",
+           "__ge__": "ge", "__eq__": "eq", "__ne__": "ne", "__and__": "logical_and",
+           "__or__": "logical_or", "__xor__": "logical_xor"}
+_REFLECTED = {"__radd__": "add", "__rsub__": "sub", "__rmul__": "mul", "__rpow__": "pow",
+              "__rfloordiv__": "floor_divide", "__rmod__": "remainder", "__rmatmul__": "matmul",
+              "__rand__": "logical_and", "__ror__": "logical_or", "__rxor__": "logical_xor"}
+_UNARY = {"__neg__": "neg", "__abs__": "abs", "__invert__": "logical_not"}
+_AUGMENTED = {"__iadd__": "add", "__isub__": "sub", "__imul__": "mul", "__itruediv__": "div"}
+
+
+def _operand(x: Any) -> bool:
+    return isinstance(x, (Tensor, *_SCALARS))
+
+
+def _binary(op: OpDef) -> Callable[[Tensor, Any], Any]:
+    def method(self: Tensor, other: Any) -> Any:
+        if not _operand(other):
+            return NotImplemented
+        return run(op, (self, other), {} if not op.attrs else bind_attrs(op, (), {}))
+    return method
+
+
+def _reflected(op: OpDef) -> Callable[[Tensor, Any], Any]:
+    def method(self: Tensor, other: Any) -> Any:
+        if not _operand(other):
+            return NotImplemented
+        return run(op, (other, self), {} if not op.attrs else bind_attrs(op, (), {}))
+    return method
+
+
+def _augmented(op: OpDef) -> Callable[[Tensor, Any], Any]:
+    def method(self: Tensor, other: Any) -> Any:
+        if not _operand(other):
+            return NotImplemented
+        return _inplace(op, self, (other,), bind_attrs(op, (), {}))
+    return method
+
+
+def _rtruediv(self: Tensor, other: Any) -> Any:
+    # torch spells `2 / x` as reciprocal(x) * 2 (grad_fn MulBackward0).
+    if not _operand(other):
+        return NotImplemented
+    return FUNCTIONS["mul"](FUNCTIONS["reciprocal"](self), other)
+
+
+def _inplace_method(op: OpDef) -> Callable[..., Tensor]:
+    n_in = len(op.inputs)
+
+    def method(self: Tensor, *args: Any, **kw: Any) -> Tensor:
+        ins = list(args[:n_in - 1])
+        for j in range(len(ins) + 1, n_in):
+            name = op.inputs[j]
+            if name in kw:
+                ins.append(kw.pop(name))
+            elif op.optional[j]:
+                ins.append(None)
+            else:
+                raise errors.InvalidTypeError(f"{op.name}_() missing required argument '{name}'")
+        return _inplace(op, self, tuple(ins), bind_attrs(op, args[n_in - 1:], kw))
+
+    method.__name__ = op.name + "_"
+    return method
+
+
+def build() -> dict[str, Callable[..., Any]]:
+    """Make every op's function, attach methods and operators to Tensor, fill the namespaces."""
+    for name, op in OPS.items():
+        if name not in FUNCTIONS:
+            FUNCTIONS[name] = make_function(op)
+        if op.method and op.inputs and not op.variadic and not hasattr(Tensor, name):
+            setattr(Tensor, name, FUNCTIONS[name])
+        if op.inplace and not hasattr(Tensor, name + "_"):
+            setattr(Tensor, name + "_", _inplace_method(op))
+    for dunder, name in _BINARY.items():
+        if name in OPS:
+            setattr(Tensor, dunder, _binary(OPS[name]))
+    for dunder, name in _REFLECTED.items():
+        if name in OPS:
+            setattr(Tensor, dunder, _reflected(OPS[name]))
+    for dunder, name in _UNARY.items():
+        if name in OPS:
+            setattr(Tensor, dunder, FUNCTIONS[name])
+    for dunder, name in _AUGMENTED.items():
+        if name in OPS:
+            setattr(Tensor, dunder, _augmented(OPS[name]))
+    Tensor.__rtruediv__ = _rtruediv  # type: ignore[method-assign]
+    Tensor.__hash__ = lambda self: id(self)  # type: ignore[method-assign]
+    namespaces.build(FUNCTIONS)
+    return FUNCTIONS

@@ -1,0 +1,605 @@
+"""Graph nodes and the backward pass (iterative, so a 100,000-op chain needs no recursion).
+
+A `Node` is created by `dispatch.run` for every recorded op. It keeps what its rules read (see
+`registry.RuleUses`), the version of each saved tensor, and one edge per input: the input's own
+node, an `AccumulateGrad` for a leaf that requires grad, or None. `backward` and `grad` below
+drive the nodes with plain numpy arrays, or, for `create_graph=True`, with engine Tensors so that
+the backward pass is itself recorded.
+"""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import errors, grad_mode
+
+if TYPE_CHECKING:
+    from .registry import OpDef
+    from .tensor import Tensor
+
+FREED_MESSAGE = (
+    "Trying to backward through the graph a second time (or directly access saved tensors after "
+    "they have already been freed). Saved intermediate values of the graph are freed when you "
+    "call .backward() or autograd.grad(). Specify retain_graph=True if you need to backward "
+    "through the graph a second time or if you need to access saved tensors after calling "
+    "backward.")
+
+CREATE_GRAPH_WARNING = (
+    "Using backward() with create_graph=True will create a reference cycle between the parameter "
+    "and its gradient which can cause a memory leak. We recommend using autograd.grad when "
+    "creating the graph to avoid this. If you have to use this function, make sure to reset the "
+    ".grad fields of your parameters to None after use to break the cycle and avoid the leak.")
+
+
+class _Meta:
+    """What a rule may read of an input saved as metadata only: shape, ndim, dtype."""
+
+    __slots__ = ("shape", "ndim", "dtype", "np_dtype")
+
+    def __init__(self, t: Tensor):
+        self.shape = t.shape
+        self.ndim = t._data.ndim
+        self.dtype = t.dtype
+        self.np_dtype = t._data.dtype
+
+
+class Node:
+    """A recorded op: torch's `grad_fn` (`name()`, `next_functions`)."""
+
+    __slots__ = ("op", "_name", "attrs", "edges", "args", "versions", "meta", "out_data",
+                 "out_versions", "freed", "has_saved", "retained", "__weakref__")
+
+    op: OpDef
+    _name: str
+    attrs: dict[str, Any]
+    edges: tuple[tuple[Any, int] | None, ...]
+    args: tuple[Any, ...]
+    versions: tuple[tuple[Any, list[int], int], ...]
+    meta: tuple[tuple[tuple[int, ...], Any] | None, ...]
+    out_data: tuple[np.ndarray, ...] | None
+    out_versions: tuple[tuple[Any, list[int], int], ...]
+    freed: bool
+    has_saved: bool
+    retained: dict[int, Any] | None
+
+    @classmethod
+    def create(cls, op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any],
+               outs: tuple[Tensor, ...]) -> Node | None:
+        """Record `op` applied to `args` giving `outs`; None if no input needs a gradient."""
+        from .tensor import Tensor
+
+        flat = args[0] if op.variadic else args
+        edges: list[tuple[Any, int] | None] = []
+        meta: list[tuple[tuple[int, ...], Any] | None] = []
+        data_idx: set[int] = set()
+        meta_idx: set[int] = set()
+        need_out = False
+        for i, a in enumerate(flat):
+            if isinstance(a, Tensor):
+                meta.append((a._data.shape, a.dtype))
+                rule_i = 0 if op.variadic else i
+                if a._rg and op.vjps[rule_i] is not None:
+                    edges.append(a._edge())
+                    uses = op.uses[rule_i]
+                    need_out |= uses.out
+                    data_idx |= uses.data
+                    meta_idx |= uses.meta
+                    continue
+            else:
+                meta.append(None)
+            edges.append(None)
+        if not any(edges):
+            return None
+        node = cls()
+        node.op = op
+        node._name = op.node_name(flat, attrs)
+        node.attrs = attrs
+        node.edges = tuple(edges)
+        node.meta = tuple(meta)
+        versions: list[tuple[Any, list[int], int]] = []
+        if op.variadic:
+            # A variadic rule gets the whole list; save it whole if it reads any of it.
+            saved: Any = (tuple(flat),) if data_idx else (tuple(_Meta(t) for t in flat),)
+            if data_idx:
+                versions = [(t, t._version, t._version[0]) for t in flat]
+        else:
+            saved_list: list[Any] = []
+            for i, a in enumerate(flat):
+                if not isinstance(a, Tensor):
+                    saved_list.append(a)  # Python scalars and None are constants, never freed
+                elif i in data_idx:
+                    saved_list.append(a)
+                    versions.append((a, a._version, a._version[0]))
+                elif i in meta_idx:
+                    saved_list.append(_Meta(a))
+                else:
+                    saved_list.append(None)
+            saved = tuple(saved_list)
+        node.args = saved
+        node.versions = tuple(versions)
+        if need_out:
+            node.out_data = tuple(o._data for o in outs)
+            node.out_versions = tuple((o, o._version, o._version[0]) for o in outs)
+        else:
+            node.out_data = None
+            node.out_versions = ()
+        node.has_saved = bool(versions) or need_out
+        node.freed = False
+        node.retained = None
+        return node
+
+    def name(self) -> str:
+        """torch's class name for this node, e.g. "MulBackward0"."""
+        return self._name
+
+    @property
+    def next_functions(self) -> tuple[tuple[Any, int], ...]:
+        """One (node or None, output index) pair per input, as torch's `next_functions`."""
+        return tuple(e if e is not None else (None, 0) for e in self.edges)
+
+    @property
+    def n_outputs(self) -> int:
+        diff = self.op.differentiable_outputs
+        if self.op.n_outputs == 1:
+            return 1
+        return len(diff) if diff is not None else -1
+
+    def __repr__(self) -> str:
+        return f"<{self._name} object at {hex(id(self))}>"
+
+    def release(self) -> None:
+        """Free saved tensors (after a backward without retain_graph)."""
+        if self.has_saved:
+            self.args = tuple(a if _is_constant(a) else None for a in self.args)
+            self.out_data = None
+            self.versions = ()
+            self.out_versions = ()
+        self.freed = True
+
+    def saved_arrays(self) -> Iterable[np.ndarray]:
+        """The arrays this node keeps alive for its backward."""
+        if self.freed:
+            return
+        from .tensor import Tensor
+
+        for a in self.args:
+            if isinstance(a, Tensor):
+                yield a._data
+            elif isinstance(a, tuple):
+                yield from (t._data for t in a if isinstance(t, Tensor))
+        if self.out_data is not None:
+            yield from self.out_data
+
+    def _check_versions(self) -> None:
+        for t, box, expected in self.versions + self.out_versions:
+            if box[0] != expected:
+                raise errors.InplaceError(_version_message(t, box[0], expected))
+
+    def apply(self, grads: list[Any], create_graph: bool) -> list[Any]:
+        """Gradients for each edge, given the gradients of this node's outputs."""
+        if self.freed and self.has_saved:
+            raise errors.GraphFreedError(FREED_MESSAGE)
+        self._check_versions()
+        op = self.op
+        from . import namespaces
+        from .tensor import Tensor
+
+        n_out = len(grads)
+        if create_graph:
+            ns: Any = namespaces.EN
+            g: Any = grads[0] if n_out == 1 else tuple(
+                gr if gr is not None else _zeros_like_out(self, k, True)
+                for k, gr in enumerate(grads))
+            out: Any = None
+            if self.out_data is not None:
+                outs = tuple(Tensor._make(d, grad_fn=self, output_nr=k)
+                             for k, d in enumerate(self.out_data))
+                out = outs[0] if n_out == 1 else outs
+            args = self.args
+        else:
+            ns = namespaces.NP
+            g = grads[0] if n_out == 1 else tuple(
+                gr if gr is not None else _zeros_like_out(self, k, False)
+                for k, gr in enumerate(grads))
+            out = None
+            if self.out_data is not None:
+                out = self.out_data[0] if n_out == 1 else self.out_data
+            args = tuple(_raw(a) for a in self.args)
+        attrs = self.attrs
+        result: list[Any] = [None] * len(self.edges)
+        if op.variadic:
+            parts = op.vjps[0](ns, g, out, *args, **attrs)  # type: ignore[misc]
+            for i, e in enumerate(self.edges):
+                if e is not None:
+                    result[i] = _fit(ns, parts[i], self.meta[i], create_graph)
+            return result
+        for i, e in enumerate(self.edges):
+            if e is not None:
+                gi = op.vjps[i](ns, g, out, *args, **attrs)  # type: ignore[misc]
+                result[i] = _fit(ns, gi, self.meta[i], create_graph)
+        return result
+
+
+def _is_constant(a: Any) -> bool:
+    return a is None or isinstance(a, (bool, int, float, np.number, np.bool_, _Meta))
+
+
+def _raw(a: Any) -> Any:
+    from .tensor import Tensor
+
+    if isinstance(a, Tensor):
+        return a._data
+    if isinstance(a, _Meta):
+        return _NpMeta(a)
+    if isinstance(a, tuple):
+        return tuple(_raw(t) for t in a)
+    return a
+
+
+class _NpMeta:
+    """`_Meta` as the numpy namespace sees it: dtype is a numpy dtype."""
+
+    __slots__ = ("shape", "ndim", "dtype")
+
+    def __init__(self, m: _Meta):
+        self.shape = m.shape
+        self.ndim = m.ndim
+        self.dtype = m.np_dtype
+
+
+def _zeros_like_out(node: Node, k: int, as_tensor: bool) -> Any:
+    # Multi-output nodes get zeros for outputs that received no gradient (torch materializes).
+    from .tensor import Tensor
+
+    ref = node.out_data[k] if node.out_data is not None else None
+    if ref is None:
+        raise errors.GraphFreedError(FREED_MESSAGE)
+    z = np.zeros_like(ref)
+    return Tensor._make(z) if as_tensor else z
+
+
+def _fit(ns: Any, g: Any, meta: tuple[tuple[int, ...], Any] | None, create_graph: bool) -> Any:
+    """Sum a gradient back to its input's shape and cast it to the input's dtype."""
+    if g is None or meta is None:
+        return g
+    shape, dtype = meta
+    if not create_graph:
+        if not isinstance(g, np.ndarray):
+            g = np.asarray(g)
+        if g.shape != shape:
+            g = ns.sum_to_size(g, size=shape)
+        if g.dtype != dtype.np:
+            g = g.astype(dtype.np)
+        return g
+    if tuple(g.shape) != shape:
+        g = ns.sum_to_size(g, size=shape)
+    if g.dtype is not dtype:
+        g = ns.to_dtype(g, dtype=dtype)
+    return g
+
+
+def _version_message(t: Tensor, now: int, expected: int) -> str:
+    shape = "[" + ", ".join(str(d) for d in t.shape) + "]"
+    where = f"[{t.dtype.torch_tensor_name} {shape}]"
+    if t.grad_fn is not None:
+        where += f", which is output {t.output_nr} of {t.grad_fn.name()},"
+    return (f"one of the variables needed for gradient computation has been modified by an "
+            f"inplace operation: {where} is at version {now}; expected version {expected} "
+            f"instead. Hint: enable anomaly detection to find the operation that failed to "
+            f"compute its gradient, with torch.autograd.set_detect_anomaly(True).")
+
+
+class AccumulateGrad:
+    """The node behind a leaf that requires grad: adds incoming gradients into `.grad`."""
+
+    __slots__ = ("variable", "__weakref__")
+    edges: tuple[Any, ...] = ()
+    next_functions: tuple[Any, ...] = ()
+
+    def __init__(self, variable: Tensor):
+        self.variable = variable
+
+    def name(self) -> str:
+        return "torch::autograd::AccumulateGrad"
+
+    def __repr__(self) -> str:
+        return f"<AccumulateGrad object at {hex(id(self))}>"
+
+    def accumulate(self, g: Any, create_graph: bool) -> None:
+        from .tensor import Tensor
+
+        v = self.variable
+        if create_graph:
+            gt = g if isinstance(g, Tensor) else Tensor._make(np.array(g, dtype=v.dtype.np))
+            v._grad = gt if v._grad is None else v._grad + gt
+        elif v._grad is None:
+            v._grad = Tensor._make(np.array(g, dtype=v.dtype.np, copy=True))
+        elif v._grad._rg:
+            v._grad = Tensor._make(v._grad._data + g)
+        else:
+            grad = v._grad
+            grad._data += g
+            grad._version[0] += 1
+
+
+def _retain(node: Node, nr: int, g: Any, create_graph: bool) -> None:
+    from .tensor import Tensor
+
+    ref = node.retained.get(nr) if node.retained else None
+    t = ref() if ref is not None else None
+    if t is None or g is None:
+        return
+    if create_graph:
+        gt = g if isinstance(g, Tensor) else Tensor._make(np.array(g))
+        t._grad = gt if t._grad is None else t._grad + gt
+    elif t._grad is None:
+        t._grad = Tensor._make(np.array(g, dtype=t.dtype.np, copy=True))
+    else:
+        t._grad = Tensor._make(t._grad._data + g)
+
+
+def _graph_order(roots: Sequence[Any]) -> tuple[dict[Any, int], list[Any]]:
+    """In-degrees (edges from reachable nodes) and a children-first order, iteratively."""
+    deps: dict[Any, int] = {}
+    post: list[Any] = []
+    visited: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(r, False) for r in roots]
+    while stack:
+        n, done = stack.pop()
+        if done:
+            post.append(n)
+            continue
+        if id(n) in visited:
+            continue
+        visited.add(id(n))
+        stack.append((n, True))
+        for e in n.edges:
+            if e is not None:
+                c = e[0]
+                deps[c] = deps.get(c, 0) + 1
+                if id(c) not in visited:
+                    stack.append((c, False))
+    return deps, post
+
+
+def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep_graph: bool,
+            create_graph: bool, capture: dict[tuple[Any, int], int] | None = None,
+            accumulate: bool = True) -> list[Any]:
+    """Run the backward pass from `roots` (node, output index) with their gradients.
+
+    With `capture`, gradients arriving at those (node, output) keys are returned in their slots
+    and only nodes leading to a captured key run; with `accumulate`, AccumulateGrad nodes add into
+    their leaves' `.grad`.
+    """
+    root_nodes = [r[0] for r in roots]
+    deps, post = _graph_order(root_nodes)
+    needed: dict[Any, bool] | None = None
+    captured: list[Any] = []
+    if capture is not None:
+        captured = [None] * (max(capture.values()) + 1 if capture else 0)
+        targets = {id(k[0]) for k in capture}
+        needed = {}
+        for n in post:
+            needed[n] = any(e is not None and (id(e[0]) in targets or needed.get(e[0], False))
+                            for e in n.edges)
+    buffers: dict[Any, list[Any]] = {}
+    for (node, nr), g in zip(roots, root_grads):
+        _add(buffers, node, nr, g)
+    ready = []
+    seen: set[int] = set()
+    for node in root_nodes:
+        if deps.get(node, 0) == 0 and id(node) not in seen:
+            seen.add(id(node))
+            ready.append(node)
+    ctx = grad_mode.set_grad_enabled(create_graph)
+    try:
+        while ready:
+            node = ready.pop()
+            gs = buffers.pop(node, None) or [None]
+            if capture is not None:
+                for nr, g in enumerate(gs):
+                    slot = capture.get((node, nr))
+                    if slot is not None and g is not None:
+                        prev = captured[slot]
+                        captured[slot] = g if prev is None else prev + g
+            if type(node) is AccumulateGrad:
+                if accumulate and gs[0] is not None:
+                    node.accumulate(gs[0], create_graph)
+                continue
+            if node.retained:
+                for nr, g in enumerate(gs):
+                    _retain(node, nr, g, create_graph)
+            out_grads = None
+            if (needed is None or needed[node]) and any(g is not None for g in gs):
+                n_out = node.n_outputs
+                if n_out > len(gs):
+                    gs = gs + [None] * (n_out - len(gs))
+                out_grads = node.apply(gs, create_graph)
+                if not keep_graph:
+                    node.release()
+            for i, e in enumerate(node.edges):
+                if e is None:
+                    continue
+                child = e[0]
+                if out_grads is not None and out_grads[i] is not None:
+                    _add(buffers, child, e[1], out_grads[i])
+                deps[child] -= 1
+                if deps[child] == 0:
+                    ready.append(child)
+    finally:
+        ctx.__exit__()
+    return captured
+
+
+def _add(buffers: dict[Any, list[Any]], node: Any, nr: int, g: Any) -> None:
+    buf = buffers.get(node)
+    if buf is None:
+        buf = buffers[node] = []
+    while len(buf) <= nr:
+        buf.append(None)
+    buf[nr] = g if buf[nr] is None else buf[nr] + g
+
+
+# --- the public entry points ---------------------------------------------------------------------
+
+def _as_tuple(x: Any) -> tuple[Any, ...]:
+    from .tensor import Tensor
+
+    if isinstance(x, Tensor):
+        return (x,)
+    if x is None:
+        return ()
+    return tuple(x)
+
+
+def _root_grads(outputs: tuple[Tensor, ...], grad_outputs: tuple[Any, ...],
+                create_graph: bool) -> list[Any]:
+    from .tensor import Tensor
+
+    grads = []
+    for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
+        if g is None:
+            if out.numel() != 1:
+                raise errors.AutogradError("grad can be implicitly created only for scalar outputs")
+            data = np.ones_like(out._data)
+            grads.append(Tensor._make(data) if create_graph else data)
+            continue
+        if not isinstance(g, Tensor):
+            raise errors.InvalidTypeError(
+                f"gradient must be a Tensor or None, not {type(g).__name__}")
+        if g.shape != out.shape:
+            raise errors.InvalidArgumentError(
+                f"Mismatch in shape: grad_output[{i}] has a shape of {g.shape} and output[{i}] "
+                f"has a shape of {out.shape}.")
+        grads.append(g if create_graph else g._data)
+    return grads
+
+
+def _roots(outputs: tuple[Tensor, ...]) -> list[tuple[Any, int]]:
+    roots = []
+    for i, out in enumerate(outputs):
+        if not out._rg:
+            raise errors.AutogradError(
+                f"element {i} of tensors does not require grad and does not have a grad_fn")
+        roots.append(out._edge())
+    return roots
+
+
+def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None = None,
+             create_graph: bool = False, inputs: Any = None) -> None:
+    """torch.autograd.backward: accumulate gradients of `tensors` into the leaves' `.grad`."""
+    outputs = _as_tuple(tensors)
+    grads_in = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(outputs)
+    if len(grads_in) != len(outputs):
+        raise errors.InvalidArgumentError(
+            f"grad_tensors should have the same length as tensors ({len(grads_in)} vs "
+            f"{len(outputs)})")
+    keep = create_graph if retain_graph is None else retain_graph
+    roots = _roots(outputs)
+    grads = _root_grads(outputs, grads_in, create_graph)
+    if create_graph:
+        warnings.warn(CREATE_GRAPH_WARNING, UserWarning, stacklevel=3)
+    if inputs is None:
+        execute(roots, grads, keep_graph=keep, create_graph=create_graph)
+        return
+    targets = _as_tuple(inputs)
+    if not targets:
+        raise errors.AutogradError("'inputs' argument to backward() cannot be empty.")
+    capture = _capture_keys(targets, "backward")
+    got = execute(roots, grads, keep_graph=keep, create_graph=create_graph, capture=capture,
+                  accumulate=False)
+    for t, key in zip(targets, capture):
+        g = got[capture[key]]
+        if g is not None:
+            _accumulate_into(t, g, create_graph)
+
+
+def _accumulate_into(t: Tensor, g: Any, create_graph: bool) -> None:
+    if t.is_leaf:
+        AccumulateGrad(t).accumulate(g, create_graph)
+    else:
+        holder = Node.__new__(Node)  # reuse retain logic for a non-leaf input
+        holder.retained = {0: weakref.ref(t)}
+        _retain(holder, 0, g, create_graph)
+
+
+def _capture_keys(inputs: tuple[Tensor, ...], who: str) -> dict[tuple[Any, int], int]:
+    from .tensor import Tensor
+
+    capture: dict[tuple[Any, int], int] = {}
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise errors.InvalidTypeError(f"{who}: inputs must be Tensors, not {type(t).__name__}")
+        if not t._rg:
+            raise errors.AutogradError("One of the differentiated Tensors does not require grad")
+        capture.setdefault(t._edge(), i)
+    return capture
+
+
+def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool | None = None,
+         create_graph: bool = False, allow_unused: bool | None = None,
+         materialize_grads: bool = False) -> tuple[Any, ...]:
+    """torch.autograd.grad: gradients of `outputs` with respect to `inputs`, without `.grad`.
+
+    Raises:
+        AutogradError: an input does not require grad, or was not used and allow_unused is off.
+    """
+    from .tensor import Tensor
+
+    outs = _as_tuple(outputs)
+    ins = _as_tuple(inputs)
+    if allow_unused is None:
+        allow_unused = materialize_grads
+    if not allow_unused and materialize_grads:
+        raise errors.InvalidValueError(
+            "Expected allow_unused to be True or not passed when materialize_grads=True, "
+            "but got: allow_unused=False.")
+    gouts = _as_tuple(grad_outputs) if grad_outputs is not None else (None,) * len(outs)
+    if len(gouts) != len(outs):
+        raise errors.InvalidArgumentError(
+            f"grad requires one gradient per output ({len(gouts)} vs {len(outs)})")
+    keep = create_graph if retain_graph is None else retain_graph
+    roots = _roots(outs)
+    grads = _root_grads(outs, gouts, create_graph)
+    capture = _capture_keys(ins, "grad")
+    got = execute(roots, grads, keep_graph=keep, create_graph=create_graph, capture=capture,
+                  accumulate=False)
+    result: list[Any] = []
+    for t in ins:
+        g = got[capture[t._edge()]]
+        if g is None:
+            if not allow_unused:
+                raise errors.AutogradError(
+                    "One of the differentiated Tensors appears to not have been used in the "
+                    "graph. Set allow_unused=True if this is the desired behavior.")
+            result.append(Tensor._make(np.zeros_like(t._data)) if materialize_grads else None)
+        elif isinstance(g, Tensor):
+            result.append(g)
+        else:
+            result.append(Tensor._make(np.array(g, dtype=t.dtype.np, copy=True)))
+    return tuple(result)
+
+
+def saved_nbytes(tensors: Iterable[Tensor]) -> int:
+    """Bytes of arrays that graphs behind `tensors` keep for backward, each array counted once."""
+    seen_nodes: set[int] = set()
+    seen_arrays: set[int] = set()
+    total = 0
+    stack = [t.grad_fn for t in tensors if t.grad_fn is not None]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen_nodes or type(n) is AccumulateGrad:
+            continue
+        seen_nodes.add(id(n))
+        for arr in n.saved_arrays():
+            base = arr if arr.base is None else arr.base
+            if id(base) not in seen_arrays:
+                seen_arrays.add(id(base))
+                total += base.nbytes
+        stack.extend(e[0] for e in n.edges if e is not None)
+    return total

@@ -1,0 +1,81 @@
+"""Creating tensors from data: `tensor`, and the torch-style conversion rules it follows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import dtypes, errors
+from .dtypes import DType
+from .tensor import Tensor
+
+
+def _resolve_dtype(dtype: DType | str | None) -> DType | None:
+    if dtype is None or isinstance(dtype, DType):
+        return dtype
+    if isinstance(dtype, str):
+        return dtypes.by_name(dtype)
+    raise errors.InvalidTypeError(
+        f"tensor(): argument 'dtype' must be torch.dtype, not {type(dtype).__name__}")
+
+
+def _unwrap(data: Any) -> Any:
+    """Nested lists may hold Tensors (torch accepts 0-dim ones); replace them by their values."""
+    if isinstance(data, Tensor):
+        return data._data
+    if isinstance(data, (list, tuple)):
+        return [_unwrap(d) for d in data]
+    return data
+
+
+def as_array(data: Any, dtype: DType | str | None = None) -> np.ndarray:
+    """Convert Python scalars, nested lists, numpy arrays or Tensors to an ndarray, as torch does.
+
+    Python floats give float32 (the default dtype), ints int64, bools bool; a numpy array keeps
+    its dtype when supported.
+    """
+    want = _resolve_dtype(dtype)
+    if isinstance(data, Tensor):
+        arr = data._data.copy()
+    elif isinstance(data, np.ndarray):
+        dtypes.from_numpy(data.dtype) if want is None else None
+        arr = np.array(data, copy=True)
+    else:
+        if isinstance(data, (str, bytes, dict, set)) or data is None:
+            raise errors.InvalidTypeError(
+                f"Could not infer dtype of {type(data).__name__}")
+        try:
+            arr = np.array(_unwrap(data))
+        except ValueError as exc:
+            raise errors.InvalidValueError(
+                f"expected a rectangular nested sequence: {exc}") from None
+        kind = arr.dtype.kind
+        if kind == "f":
+            arr = arr.astype(dtypes.DEFAULT_FLOAT.np)
+        elif kind in "iu":
+            arr = arr.astype(np.int64)
+        elif kind != "b":
+            raise errors.InvalidTypeError(f"Could not infer dtype of {arr.dtype}")
+    if want is not None and arr.dtype != want.np:
+        arr = arr.astype(want.np)
+    elif want is None:
+        dtypes.from_numpy(arr.dtype)
+    return arr
+
+
+def tensor(data: Any, dtype: DType | str | None = None, requires_grad: bool = False) -> Tensor:
+    """A new leaf tensor holding a copy of `data` (torch.tensor).
+
+    Args:
+        data: a Python scalar, a (nested) list, a numpy array or a Tensor.
+        dtype: the dtype; inferred as torch infers it when None.
+        requires_grad: record operations on it (floating dtypes only).
+    Raises:
+        InvalidTypeError: data of an unsupported type; AutogradError: requires_grad on a
+        non-floating dtype.
+    """
+    t = Tensor._make(as_array(data, dtype))
+    if requires_grad:
+        t.requires_grad_(True)
+    return t

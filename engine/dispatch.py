@@ -1,0 +1,119 @@
+"""Running one op: dtype promotion, allocation limits, the forward, and recording the graph."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import errors, grad_mode, limits
+from .autograd import Node
+from .registry import OpDef, bind_attrs, lookup
+from .tensor import Tensor
+
+_SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
+
+
+def apply(name: str, inputs: Sequence[Any], attrs: Mapping[str, Any] | None = None, *,
+          generator: Any = None) -> Any:
+    """Run the registered op `name` on `inputs` (Tensors or Python scalars) with `attrs`.
+
+    Validates the op name, the number and kind of inputs and every attribute first.
+
+    Returns:
+        A Tensor, or a tuple of Tensors for ops with several outputs.
+    Raises:
+        UnknownOpError, InvalidTypeError, InvalidArgumentError, AllocationLimitError.
+    """
+    op = lookup(name)
+    if op.variadic:
+        if len(inputs) != 1 or not isinstance(inputs[0], (list, tuple)):
+            raise errors.InvalidTypeError(f"{name}() expects one sequence of tensors")
+        args: tuple[Any, ...] = (tuple(inputs[0]),)
+    else:
+        args = tuple(inputs)
+    return run(op, args, bind_attrs(op, (), attrs or {}), generator=generator)
+
+
+def check_inputs(op: OpDef, args: Sequence[Any]) -> None:
+    """Arity and input kinds: tensors, Python scalars, or None where the input is optional."""
+    if len(args) != len(op.inputs):
+        raise errors.InvalidTypeError(
+            f"{op.name}() takes {len(op.inputs)} tensor input(s) "
+            f"({', '.join(op.inputs)}) but {len(args)} were given")
+    for i, a in enumerate(args):
+        if op.variadic:
+            if not all(isinstance(t, Tensor) for t in a):
+                raise errors.InvalidTypeError(
+                    f"{op.name}(): expected a sequence of Tensors for '{op.inputs[0]}'")
+        elif a is None:
+            if not op.optional[i]:
+                raise errors.InvalidTypeError(
+                    f"{op.name}(): argument '{op.inputs[i]}' must be Tensor, not NoneType")
+        elif not isinstance(a, (Tensor, *_SCALARS)):
+            raise errors.InvalidTypeError(
+                f"{op.name}(): argument '{op.inputs[i]}' must be Tensor, not {type(a).__name__}")
+
+
+def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: Any = None,
+        checked: bool = False) -> Any:
+    """Run `op` on already-bound `args` and validated `attrs`; see `apply`."""
+    if not checked:
+        check_inputs(op, args)
+    flat = args[0] if op.variadic else args
+    compute, out_dtype = op.dtype_rule(flat, attrs)
+    if op.out_shape is not None and limits._state.max_elements is not None:
+        limits.check_shape(op.out_shape(*flat, **attrs), f"{op.name}() result")
+    arrays: list[Any] = []
+    for a in flat:
+        if isinstance(a, Tensor):
+            data = a._data
+            if compute is not None and data.dtype != compute.np:
+                data = data.astype(compute.np)
+            arrays.append(data)
+        else:
+            arrays.append(a)
+    if generator is not None:
+        attrs = {**attrs, "generator": generator}
+    try:
+        if op.variadic:
+            raw = op.forward(arrays, **attrs)
+        else:
+            raw = op.forward(*arrays, **attrs)
+    except errors.EngineError:
+        raise
+    except (ValueError, TypeError, IndexError) as exc:  # numpy's complaint about shapes or dims
+        raise errors.InvalidArgumentError(f"{op.name}(): {exc}") from None
+    if generator is not None:
+        attrs.pop("generator")
+
+    record = (op.differentiable and grad_mode._state.enabled
+              and any(isinstance(a, Tensor) and a._rg for a in flat))
+    if op.n_outputs == 1:
+        out = _wrap(raw, out_dtype)
+        if record:
+            node = Node.create(op, args, attrs, (out,))
+            if node is not None:
+                out.grad_fn = node
+                out._rg = True
+        return out
+    outs = tuple(_wrap(r, out_dtype if i == 0 or op.n_outputs is None else None)
+                 for i, r in enumerate(raw))
+    if record:
+        diff = op.differentiable_outputs
+        tracked = tuple(o for i, o in enumerate(outs) if diff is None or i in diff)
+        node = Node.create(op, args, attrs, tracked)
+        if node is not None:
+            for nr, o in enumerate(tracked):
+                o.grad_fn = node
+                o.output_nr = nr
+                o._rg = True
+    return outs
+
+
+def _wrap(raw: Any, dtype: Any) -> Tensor:
+    data = raw if type(raw) is np.ndarray else np.asarray(raw)
+    if dtype is not None and data.dtype != dtype.np:
+        data = data.astype(dtype.np)
+    return Tensor._make(data)

@@ -1,0 +1,109 @@
+"""Dtypes and torch's type promotion.
+
+Five dtypes, ordered so that promotion between two of them is the later one in `_ORDER`
+(bool < int32 < int64 < float32 < float64), which is torch's `promoteTypes` restricted to them.
+`result_type` adds torch's three priority groups: tensors with dimensions, 0-dim tensors and
+Python scalars ("wrapped numbers"); a lower group only wins when it is of a higher category.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import numpy as np
+
+from . import errors
+
+
+class DType:
+    """A tensor element type, printed as torch prints it (`torch.float32`)."""
+
+    __slots__ = ("name", "np", "rank", "category", "itemsize", "torch_tensor_name")
+
+    def __init__(self, name: str, np_dtype: Any, rank: int, category: int, tensor_name: str):
+        self.name = name
+        self.np = np.dtype(np_dtype)
+        self.rank = rank
+        self.category = category  # 0 bool, 1 integer, 2 floating
+        self.itemsize = self.np.itemsize
+        self.torch_tensor_name = tensor_name  # for torch's messages: "torch.FloatTensor"
+
+    @property
+    def is_floating_point(self) -> bool:
+        return self.category == 2
+
+    def __repr__(self) -> str:
+        return f"torch.{self.name}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (by_name, (self.name,))
+
+
+bool_ = DType("bool", np.bool_, 0, 0, "torch.BoolTensor")
+int32 = DType("int32", np.int32, 1, 1, "torch.IntTensor")
+int64 = DType("int64", np.int64, 2, 1, "torch.LongTensor")
+float32 = DType("float32", np.float32, 3, 2, "torch.FloatTensor")
+float64 = DType("float64", np.float64, 4, 2, "torch.DoubleTensor")
+
+DTYPES: dict[str, DType] = {d.name: d for d in (float32, float64, int32, int64, bool_)}
+_ORDER = (bool_, int32, int64, float32, float64)
+_BY_NP: dict[Any, DType] = {d.np: d for d in _ORDER}
+
+DEFAULT_FLOAT = float32
+
+
+def by_name(name: str) -> DType:
+    """Look a dtype up by its name ("float32"); raises `InvalidTypeError` for any other name."""
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise errors.InvalidTypeError(
+            f"unsupported dtype {name!r}; expected one of {sorted(DTYPES)}") from None
+
+
+def from_numpy(np_dtype: Any) -> DType:
+    """The dtype for a numpy dtype; float16, complex, strings and objects are refused."""
+    try:
+        return _BY_NP[np.dtype(np_dtype)]
+    except (KeyError, TypeError):
+        raise errors.InvalidTypeError(
+            f"can't convert np.ndarray of type {np.dtype(np_dtype)}. The only supported types "
+            "are: float64, float32, int64, int32, and bool.") from None
+
+
+def promote(a: DType, b: DType) -> DType:
+    """torch.promote_types for the supported dtypes."""
+    return a if a.rank >= b.rank else b
+
+
+def scalar_dtype(value: Any) -> DType:
+    """The dtype a Python scalar stands for: bool, int64 or the default float."""
+    if isinstance(value, (builtins.bool, np.bool_)):
+        return bool_
+    if isinstance(value, (builtins.int, np.integer)):
+        return int64
+    return DEFAULT_FLOAT
+
+
+def _combine(higher: DType | None, lower: DType | None) -> DType | None:
+    # torch's combine_categories: a lower-priority group only counts when its category is higher.
+    if higher is None:
+        return lower
+    if lower is None or higher.category == 2:
+        return higher
+    if higher.category == 0 or lower.category == 2:
+        return promote(higher, lower)
+    return higher
+
+
+def result_type(dim: DType | None, zero: DType | None, wrapped: DType | None) -> DType:
+    """Combine the promoted dtypes of the three priority groups as torch does."""
+    out = _combine(dim, _combine(zero, wrapped))
+    assert out is not None
+    return out
+
+
+def to_float(d: DType) -> DType:
+    """The dtype of an op that always computes in floating point (`sin`, true division)."""
+    return d if d.category == 2 else DEFAULT_FLOAT

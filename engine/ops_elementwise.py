@@ -1,0 +1,299 @@
+"""Elementwise ops: arithmetic, math functions, activations, comparisons, logic.
+
+Each entry: name, numpy forward, one VJP rule per input (see `registry`). Broadcasting needs no
+care here: the backward pass sums each gradient back to its input's shape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import errors
+from .registry import BOOL, COMPARE, FLOAT, PROMOTE, SAME, AttrSpec, defop
+
+
+def _is_tensor(a: Any) -> bool:
+    return hasattr(a, "ndim") and not isinstance(a, (bool, int, float))
+
+
+def broadcast_shape(*args: Any, **attrs: Any) -> tuple[int, ...]:
+    """Result shape of an elementwise op (for the allocation check)."""
+    return tuple(np.broadcast_shapes(*(tuple(a.shape) for a in args if _is_tensor(a))))
+
+
+def _by_scalars(all_tensors: str, scalar_other: str, scalar_input: str | None = None):  # noqa: ANN202
+    """torch names some nodes by which operands were Python scalars (PowBackward0/1/2)."""
+    def name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
+        if len(args) == 2 and not _is_tensor(args[1]):
+            return scalar_other
+        if scalar_input is not None and len(args) == 2 and not _is_tensor(args[0]):
+            return scalar_input
+        return all_tensors
+    return name
+
+
+
+
+# --- arithmetic ----------------------------------------------------------------------------------
+
+defop("add", lambda x, y, alpha=1: np.add(x, y * alpha if alpha != 1 else y),
+      lambda ns, g, out, x, y, alpha: g,
+      lambda ns, g, out, x, y, alpha: g * alpha if alpha != 1 else g,
+      inputs=("input", "other"), attrs=(AttrSpec("alpha", "scalar", 1),), dtype=PROMOTE,
+      inplace=True, doc="input + alpha * other", out_shape=broadcast_shape)
+defop("sub", lambda x, y, alpha=1: np.subtract(x, y * alpha if alpha != 1 else y),
+      lambda ns, g, out, x, y, alpha: g,
+      lambda ns, g, out, x, y, alpha: -g * alpha if alpha != 1 else -g,
+      inputs=("input", "other"), attrs=(AttrSpec("alpha", "scalar", 1),), dtype=PROMOTE,
+      backward=_by_scalars("SubBackward0", "SubBackward0", "RsubBackward1"),
+      inplace=True, doc="input - alpha * other", out_shape=broadcast_shape)
+defop("mul", np.multiply,
+      lambda ns, g, out, x, y: g * y,
+      lambda ns, g, out, x, y: g * x,
+      inputs=("input", "other"), dtype=PROMOTE, inplace=True, doc="input * other",
+      out_shape=broadcast_shape)
+defop("div", np.true_divide,
+      lambda ns, g, out, x, y: g / y,
+      lambda ns, g, out, x, y: -g * x / (y * y),
+      inputs=("input", "other"), dtype=FLOAT, inplace=True, doc="input / other (true division)",
+      out_shape=broadcast_shape)
+defop("floor_divide", np.floor_divide, None, None, inputs=("input", "other"), dtype=PROMOTE,
+      doc="floor(input / other); no gradient", out_shape=broadcast_shape)
+defop("remainder", np.remainder,
+      lambda ns, g, out, x, y: g,
+      lambda ns, g, out, x, y: -g * ns.floor_divide(x, y),
+      inputs=("input", "other"), dtype=PROMOTE, doc="Python-style modulus (sign of other)",
+      out_shape=broadcast_shape)
+
+
+def _pow_forward(x: Any, y: Any) -> Any:
+    if isinstance(x, np.ndarray) and x.dtype.kind in "iu" and np.any(np.asarray(y) < 0):
+        raise errors.InvalidArgumentError("Integers to negative integer powers are not allowed.")
+    return np.power(x, y)
+
+
+def _pow_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
+    if not _is_tensor(y):
+        return g * 0 if y == 0 else g * y * ns.pow(x, y - 1)
+    return ns.where(y == 0, 0.0, g * y * ns.pow(x, y - 1))
+
+
+def _pow_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
+    # torch: the exponent's gradient is 0 where the base is 0 and the exponent is >= 0.
+    if not _is_tensor(x):
+        return g * out * math.log(x) if x != 0 else g * 0
+    return ns.where(ns.logical_and(x == 0, y >= 0), 0.0, g * out * ns.log(x))
+
+
+defop("pow", _pow_forward, _pow_dx, _pow_dy, inputs=("input", "exponent"), dtype=PROMOTE,
+      backward=_by_scalars("PowBackward1", "PowBackward0", "PowBackward2"), inplace=True,
+      doc="input ** exponent", out_shape=broadcast_shape)
+defop("square", np.square, lambda ns, g, out, x: g * 2 * x, dtype=PROMOTE,
+      backward="PowBackward0", doc="input ** 2")
+
+# --- unary math ----------------------------------------------------------------------------------
+
+defop("neg", np.negative, lambda ns, g, out, x: -g, inplace=True, doc="-input")
+defop("abs", np.abs, lambda ns, g, out, x: g * ns.sign(x), inplace=True, doc="|input|")
+defop("sign", np.sign, lambda ns, g, out, x: g * 0, doc="-1, 0 or 1; zero gradient")
+defop("floor", np.floor, lambda ns, g, out, x: g * 0, doc="round down; zero gradient")
+defop("ceil", np.ceil, lambda ns, g, out, x: g * 0, doc="round up; zero gradient")
+defop("round", lambda x, decimals=0: np.round(x, decimals),
+      lambda ns, g, out, x, decimals: g * 0, attrs=(AttrSpec("decimals", "int", 0),),
+      doc="round half to even; zero gradient")
+defop("reciprocal", np.reciprocal, lambda ns, g, out, x: -g * out * out, dtype=FLOAT,
+      doc="1 / input")
+defop("sqrt", np.sqrt, lambda ns, g, out, x: g / (2 * out), dtype=FLOAT, inplace=True,
+      doc="square root")
+defop("rsqrt", lambda x: 1 / np.sqrt(x), lambda ns, g, out, x: -0.5 * g * out * out * out,
+      dtype=FLOAT, doc="1 / sqrt(input)")
+defop("exp", np.exp, lambda ns, g, out, x: g * out, dtype=FLOAT, inplace=True, doc="e ** input")
+defop("expm1", np.expm1, lambda ns, g, out, x: g * (out + 1), dtype=FLOAT,
+      doc="exp(input) - 1")
+defop("log", np.log, lambda ns, g, out, x: g / x, dtype=FLOAT, inplace=True,
+      doc="natural logarithm")
+defop("log1p", np.log1p, lambda ns, g, out, x: g / (x + 1), dtype=FLOAT, doc="log(1 + input)")
+defop("log2", np.log2, lambda ns, g, out, x: g / (x * math.log(2.0)), dtype=FLOAT,
+      doc="base-2 logarithm")
+defop("sin", np.sin, lambda ns, g, out, x: g * ns.cos(x), dtype=FLOAT, inplace=True, doc="sine")
+defop("cos", np.cos, lambda ns, g, out, x: -g * ns.sin(x), dtype=FLOAT, inplace=True,
+      doc="cosine")
+defop("tan", np.tan, lambda ns, g, out, x: g * (1 + out * out), dtype=FLOAT, doc="tangent")
+defop("tanh", np.tanh, lambda ns, g, out, x: g * (1 - out * out), dtype=FLOAT, inplace=True,
+      doc="hyperbolic tangent")
+
+
+def _sigmoid(x: Any) -> Any:
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(np.result_type(x, np.float32))
+
+
+defop("sigmoid", _sigmoid, lambda ns, g, out, x: g * out * (1 - out), dtype=FLOAT,
+      inplace=True, doc="1 / (1 + exp(-input))")
+
+# --- activations ---------------------------------------------------------------------------------
+
+defop("relu", lambda x: np.maximum(x, 0).astype(x.dtype),
+      lambda ns, g, out, x: g * (out > 0), inplace=True, doc="max(input, 0)")
+defop("leaky_relu", lambda x, negative_slope=0.01: np.where(x > 0, x, x * negative_slope),
+      lambda ns, g, out, x, negative_slope: ns.where(x > 0, g, g * negative_slope),
+      attrs=(AttrSpec("negative_slope", "float", 0.01),), dtype=FLOAT,
+      doc="input if input > 0 else negative_slope * input")
+defop("elu", lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
+      lambda ns, g, out, x, alpha: ns.where(x > 0, g, g * (out + alpha)),
+      attrs=(AttrSpec("alpha", "float", 1.0),), dtype=FLOAT,
+      doc="input if input > 0 else alpha * (exp(input) - 1)")
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def _erf(x: Any) -> Any:
+    # numpy has no erf ufunc; math.erf per element, vectorized (exact to float64 rounding).
+    return np.vectorize(math.erf, otypes=[np.float64])(x).astype(x.dtype)
+
+
+def _gelu(x: Any, approximate: str = "none") -> Any:
+    if approximate == "tanh":
+        inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+        return 0.5 * x * (1 + np.tanh(inner))
+    return (0.5 * x * (1 + _erf(x / math.sqrt(2.0)))).astype(x.dtype)
+
+
+def _gelu_vjp(ns: Any, g: Any, out: Any, x: Any, approximate: str) -> Any:
+    if approximate == "tanh":
+        inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+        t = ns.tanh(inner)
+        d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * d_inner)
+    phi = ns.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+    return g * (0.5 * (1 + ns.erf(x / math.sqrt(2.0))) + x * phi)
+
+
+defop("erf", _erf, lambda ns, g, out, x: g * (2 / math.sqrt(math.pi)) * ns.exp(-x * x),
+      dtype=FLOAT, doc="Gauss error function")
+defop("gelu", _gelu, _gelu_vjp,
+      attrs=(AttrSpec("approximate", "str", "none", choices=("none", "tanh")),), dtype=FLOAT,
+      doc="Gaussian error linear unit")
+defop("silu", lambda x: x * _sigmoid(x),
+      lambda ns, g, out, x: g * ns.sigmoid(x) * (1 + x * (1 - ns.sigmoid(x))), dtype=FLOAT,
+      doc="input * sigmoid(input)")
+
+
+def _softplus(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
+    bx = x * beta
+    soft = np.log1p(np.exp(-np.abs(bx))) / beta + np.maximum(x, 0)
+    return np.where(bx > threshold, x, soft).astype(x.dtype)
+
+
+defop("softplus", _softplus,
+      lambda ns, g, out, x, beta, threshold: ns.where(x * beta > threshold, g,
+                                                      g * ns.sigmoid(x * beta)),
+      attrs=(AttrSpec("beta", "float", 1.0), AttrSpec("threshold", "float", 20.0)), dtype=FLOAT,
+      doc="log(1 + exp(beta * input)) / beta, linear above threshold")
+
+# --- clamp, maximum, minimum, where ---------------------------------------------------------------
+
+
+def _clamp(x: Any, lo: Any, hi: Any) -> Any:
+    if lo is None and hi is None:
+        raise errors.InvalidArgumentError(
+            "torch.clamp: At least one of 'min' or 'max' must not be None")
+    out = x
+    if lo is not None:
+        out = np.maximum(out, lo)
+    if hi is not None:
+        out = np.minimum(out, hi)
+    return out
+
+
+def _clamp_dx(ns: Any, g: Any, out: Any, x: Any, lo: Any, hi: Any) -> Any:
+    keep = None
+    if lo is not None:
+        keep = x >= lo
+    if hi is not None:
+        keep = (x <= hi) if keep is None else ns.logical_and(keep, x <= hi)
+    return g * keep
+
+
+def _clamp_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
+    return "ClampBackward0" if any(_is_tensor(a) for a in args[1:]) else "ClampBackward1"
+
+
+defop("clamp", _clamp, _clamp_dx,
+      lambda ns, g, out, x, lo, hi: g * (x < lo),
+      lambda ns, g, out, x, lo, hi: g * (x > hi),
+      inputs=("input", "min?", "max?"), dtype=PROMOTE, backward=_clamp_name, inplace=True,
+      doc="limit input to [min, max]", out_shape=broadcast_shape)
+
+
+def _tie_split(ns: Any, g: Any, x: Any, y: Any, wins: Any) -> Any:
+    # torch splits the gradient evenly between tied operands of maximum/minimum.
+    return ns.where(x == y, g / 2, ns.where(wins, g, 0.0))
+
+
+defop("maximum", np.maximum,
+      lambda ns, g, out, x, y: _tie_split(ns, g, x, y, x > y),
+      lambda ns, g, out, x, y: _tie_split(ns, g, x, y, y > x),
+      inputs=("input", "other"), dtype=PROMOTE, doc="elementwise max", out_shape=broadcast_shape)
+defop("minimum", np.minimum,
+      lambda ns, g, out, x, y: _tie_split(ns, g, x, y, x < y),
+      lambda ns, g, out, x, y: _tie_split(ns, g, x, y, y < x),
+      inputs=("input", "other"), dtype=PROMOTE, doc="elementwise min", out_shape=broadcast_shape)
+
+
+def _where_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
+    if not isinstance(args[0], np.ndarray) and getattr(args[0], "dtype", None) is not None:
+        if args[0].dtype.name != "bool":
+            raise errors.InvalidArgumentError(
+                f"where expected condition to be a boolean tensor, but got a tensor with dtype "
+                f"{args[0].dtype.name.capitalize()}")
+    return PROMOTE(args[1:], attrs)
+
+
+defop("where", lambda c, x, y: np.where(c, x, y),
+      None,
+      lambda ns, g, out, c, x, y: ns.where(c, g, 0.0),
+      lambda ns, g, out, c, x, y: ns.where(c, 0.0, g),
+      inputs=("condition", "input", "other"), dtype=_where_dtype,
+      doc="input where condition else other", out_shape=broadcast_shape)
+
+# --- comparisons and logic (no gradient) ----------------------------------------------------------
+
+_CMP: Any = (("lt", np.less, "<"), ("le", np.less_equal, "<="),
+                         ("gt", np.greater, ">"), ("ge", np.greater_equal, ">="),
+                         ("eq", np.equal, "=="), ("ne", np.not_equal, "!="))
+for _name, _fn, _doc in _CMP:
+    defop(_name, _fn, None, None, inputs=("input", "other"), dtype=COMPARE,
+          doc=f"input {_doc} other, as bool", out_shape=broadcast_shape)
+
+_LOGIC: Any = (("logical_and", np.logical_and), ("logical_or", np.logical_or),
+               ("logical_xor", np.logical_xor))
+for _name, _fn in _LOGIC:
+    defop(_name, _fn, None, None, inputs=("input", "other"), dtype=BOOL,
+          doc=f"{_name.split('_')[1]} of truth values, as bool", out_shape=broadcast_shape)
+defop("logical_not", np.logical_not, None, dtype=BOOL, doc="not input, as bool")
+
+# --- dtype conversion ----------------------------------------------------------------------------
+
+defop("to_dtype", lambda x, dtype: x.astype(dtype.np), lambda ns, g, out, x, dtype: g,
+      attrs=(AttrSpec("dtype", "dtype", required=True),),
+      dtype=lambda args, attrs: (None, attrs["dtype"]), backward="ToCopyBackward0",
+      method=False, doc="convert to dtype (Tensor.to(dtype), .float(), .double(), ...)")
+defop("clone", lambda x: x.copy(), lambda ns, g, out, x: g, dtype=SAME, doc="a copy")
+
+# --- in-place targets: the ops behind zero_(), fill_() and copy_() --------------------------------
+
+defop("zero", np.zeros_like, lambda ns, g, out, x: g * 0, method=False, inplace=True,
+      doc="zeros shaped like input (Tensor.zero_())")
+defop("fill", lambda x, value: np.full_like(x, value), lambda ns, g, out, x, value: g * 0,
+      attrs=(AttrSpec("value", "scalar", required=True),), method=False, inplace=True,
+      doc="input's shape filled with value (Tensor.fill_(value))")
+defop("copy", lambda x, src: np.broadcast_to(src, x.shape).astype(x.dtype),
+      lambda ns, g, out, x, src: g * 0,
+      lambda ns, g, out, x, src: g,
+      inputs=("input", "src"), method=False, inplace=True, backward="CopyBackwards",
+      doc="src broadcast to input's shape and dtype (Tensor.copy_(src))")

@@ -1,0 +1,332 @@
+"""The op registry: every op's forward, dtype rule and vector-Jacobian products, defined once.
+
+`defop` adds an `OpDef`; everything else (the torch-like functions, Tensor methods, backward node
+names, the server's catalogue, the numpy and engine namespaces the rules are written against) is
+derived from `OPS`.
+
+A VJP rule is `rule(ns, g, out, *inputs, **attrs) -> gradient for one input`. `ns` is the array
+namespace: `NP` (plain numpy, for a fast backward) or `EN` (engine ops, so that the backward
+itself is recorded when `create_graph=True`). `ns.<op>` exists for every registered op and calls
+its forward (NP) or the engine function (EN), so a rule uses the same code in both cases. Rules
+need not unbroadcast or cast: the backward pass sums each gradient to its input's shape and casts
+it to the input's dtype, once.
+"""
+
+from __future__ import annotations
+
+import dis
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import dtypes, errors
+from .dtypes import DType
+
+OPSET_VERSION = 1
+
+ATTR_KINDS = ("int", "float", "bool", "str", "ints", "dims", "optional_int", "optional_float",
+              "scalar", "optional_scalar", "dtype")
+
+
+class AttrSpec(NamedTuple):
+    """One typed attribute of an op."""
+
+    name: str
+    kind: str
+    default: Any = None
+    required: bool = False
+    choices: tuple[str, ...] = ()
+
+
+DtypeRule = Callable[[Sequence[Any], Mapping[str, Any]], "tuple[DType | None, DType]"]
+NameRule = Callable[[Sequence[Any], Mapping[str, Any]], str]
+Rule = Callable[..., Any]
+
+
+class OpDef:
+    """One registry entry: see the module docstring and docs/internals.md."""
+
+    def __init__(self, name: str, forward: Callable[..., Any], vjps: Sequence[Rule | None], *,
+                 inputs: Sequence[str], attrs: Sequence[AttrSpec], dtype: DtypeRule,
+                 backward: str | NameRule, n_outputs: int | None,
+                 out_shape: Callable[..., Sequence[int]] | None, doc: str, method: bool,
+                 variadic: bool, differentiable_outputs: Sequence[int] | None, inplace: bool):
+        if vjps and len(vjps) != len(inputs):
+            raise ValueError(f"{name}: {len(vjps)} vjp rules for {len(inputs)} inputs")
+        self.name = name
+        self.forward = forward
+        self.vjps: tuple[Rule | None, ...] = tuple(vjps) or (None,) * len(inputs)
+        self.optional = tuple(i.endswith("?") for i in inputs)
+        self.inputs = tuple(i.rstrip("?") for i in inputs)
+        self.attrs = tuple(attrs)
+        self.attr_names = tuple(a.name for a in attrs)
+        self.dtype_rule = dtype
+        self._backward = backward
+        self.n_outputs = n_outputs
+        self.out_shape = out_shape
+        self.doc = doc
+        self.method = method
+        self.variadic = variadic
+        self.inplace = inplace
+        self.differentiable = any(v is not None for v in self.vjps)
+        self.differentiable_outputs = (tuple(differentiable_outputs)
+                                       if differentiable_outputs is not None else None)
+        # Which rule arguments each rule reads, so a node saves only what its backward needs
+        # (as torch's derivatives.yaml does) and a second backward fails only where torch's does.
+        self.uses = tuple(_rule_uses(v, len(self.inputs)) for v in self.vjps)
+
+    @property
+    def backward_name(self) -> str:
+        """torch's name for this op's backward node in the common (all-tensor) case."""
+        if isinstance(self._backward, str):
+            return self._backward
+        return self._backward((), {a.name: a.default for a in self.attrs})
+
+    def node_name(self, args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
+        return self._backward if isinstance(self._backward, str) else self._backward(args, attrs)
+
+    def __repr__(self) -> str:
+        return f"<op {self.name}({', '.join(self.inputs)})>"
+
+
+class RuleUses(NamedTuple):
+    """What one VJP rule reads: the output, and which inputs as data or only as metadata."""
+
+    out: bool
+    data: frozenset[int]
+    meta: frozenset[int]
+
+
+_LOADS = ("LOAD_FAST", "LOAD_DEREF", "LOAD_CLOSURE", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW")
+_META_ATTRS = ("shape", "ndim", "dtype")
+
+
+def _rule_uses(rule: Rule | None, n_inputs: int) -> RuleUses:
+    """Read a rule's bytecode for the arguments it uses.
+
+    An input the rule only reads as `x.shape`, `x.ndim` or `x.dtype` is saved as metadata, not
+    data: torch's SumBackward0 saves sizes, so a second backward through it works, and so here.
+    """
+    if rule is None:
+        return RuleUses(False, frozenset(), frozenset())
+    code = rule.__code__
+    params = code.co_varnames[:code.co_argcount]
+    out_name = params[2]
+    inputs = {name: i for i, name in enumerate(params[3:3 + n_inputs])}
+    used_out = False
+    data: set[int] = set()
+    meta: set[int] = set()
+    instructions = list(dis.get_instructions(code))
+    for k, ins in enumerate(instructions):
+        if ins.opname not in _LOADS:
+            continue
+        name = ins.argval
+        if name == out_name:
+            used_out = True
+        elif name in inputs:
+            nxt = instructions[k + 1] if k + 1 < len(instructions) else None
+            if nxt is not None and nxt.opname == "LOAD_ATTR" and nxt.argval in _META_ATTRS:
+                meta.add(inputs[name])
+            else:
+                data.add(inputs[name])
+    # Inputs captured by nested functions are data: closures may use them in any way.
+    for name in code.co_cellvars:
+        if name == out_name:
+            used_out = True
+        elif name in inputs:
+            data.add(inputs[name])
+    return RuleUses(used_out, frozenset(data), frozenset(meta - data))
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
+          inputs: Sequence[str] = ("input",), attrs: Sequence[AttrSpec] = (),
+          dtype: DtypeRule | None = None, backward: str | NameRule | None = None,
+          n_outputs: int | None = 1, out_shape: Callable[..., Sequence[int]] | None = None,
+          doc: str = "", method: bool = True, variadic: bool = False,
+          differentiable_outputs: Sequence[int] | None = None, inplace: bool = False) -> OpDef:
+    """Register an op: its forward (numpy), one VJP rule per input (None: no gradient).
+
+    Args:
+        name: the op's name (function, method and wire name).
+        forward: numpy implementation, `forward(*arrays, **attrs)`.
+        vjps: one rule per input, `rule(ns, g, out, *inputs, **attrs)`, or None.
+        inputs: tensor input names; a trailing "?" marks an optional input (None allowed).
+        attrs: typed attributes, in positional order after the inputs.
+        dtype: dtype rule (PROMOTE, FLOAT, COMPARE, SAME, ...); default SAME.
+        backward: torch's node name, or a function of the inputs choosing one.
+        n_outputs: number of outputs; None when it depends on the inputs.
+        out_shape: result shape from input shapes/attrs, checked against limits before forward.
+        method: also a Tensor method.
+        variadic: the op takes one sequence of tensors.
+        differentiable_outputs: which outputs carry gradients (default all).
+        inplace: a `name_` in-place variant exists (`x.add_(y)`).
+    """
+    if name in OPS:
+        raise ValueError(f"op {name!r} defined twice")
+    if backward is None:
+        backward = "".join(p.capitalize() for p in name.split("_")) + "Backward0"
+    op = OpDef(name, forward, vjps, inputs=inputs, attrs=attrs, dtype=dtype or SAME,
+               backward=backward, n_outputs=n_outputs, out_shape=out_shape, doc=doc,
+               method=method, variadic=variadic, differentiable_outputs=differentiable_outputs,
+               inplace=inplace)
+    OPS[name] = op
+    return op
+
+
+# --- dtype rules: args are the op's inputs (Tensors, Python scalars or None) ---------------------
+
+def _dtype_of(a: Any) -> DType | None:
+    d = getattr(a, "dtype", None)
+    return d if isinstance(d, DType) else None
+
+
+def promote_args(args: Sequence[Any]) -> DType:
+    """torch's result_type over tensors (by dimensionality group) and Python scalars."""
+    dim = zero = wrapped = None
+    for a in args:
+        if a is None:
+            continue
+        d = _dtype_of(a)
+        if d is None:
+            if isinstance(a, (bool, int, float, np.number, np.bool_)):
+                s = dtypes.scalar_dtype(a)
+                wrapped = s if wrapped is None else dtypes.promote(wrapped, s)
+            continue
+        if a.ndim:
+            dim = d if dim is None else dtypes.promote(dim, d)
+        else:
+            zero = d if zero is None else dtypes.promote(zero, d)
+    return dtypes.result_type(dim, zero, wrapped)
+
+
+def PROMOTE(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    """Compute and return in the promoted dtype (`add`, `mul`, `maximum`)."""
+    d = promote_args(args)
+    return d, d
+
+
+def FLOAT(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    """Compute and return in the promoted dtype, made floating (`div`, `sin`, `sqrt`)."""
+    d = dtypes.to_float(promote_args(args))
+    return d, d
+
+
+def COMPARE(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    """Compute in the promoted dtype, return bool (`lt`, `eq`)."""
+    return promote_args(args), dtypes.bool_
+
+
+def SAME(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    """Return the first input's dtype, inputs uncast (shape ops, `neg`, indexing)."""
+    return None, args[0].dtype
+
+
+def INT64(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    """Return int64 (`argmax`)."""
+    return None, dtypes.int64
+
+
+def BOOL(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    """Return bool (`all`, `any`)."""
+    return None, dtypes.bool_
+
+
+def fixed(dtype: DType) -> DtypeRule:
+    """A rule that always returns `dtype` (creation ops without a dtype attribute)."""
+    return lambda args, attrs: (None, dtype)
+
+
+# --- attribute validation ------------------------------------------------------------------------
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_attr(op: OpDef, spec: AttrSpec, v: Any) -> Any:
+    k = spec.kind
+
+    def bad(expected: str) -> errors.InvalidTypeError:
+        return errors.InvalidTypeError(
+            f"{op.name}(): argument '{spec.name}' must be {expected}, not {type(v).__name__}")
+
+    if v is None and (k.startswith("optional") or k in ("dims", "dtype")
+                      or (spec.default is None and not spec.required)):
+        return None
+    if k in ("int", "optional_int"):
+        if not _is_int(v):
+            raise bad("int")
+        return int(v)
+    if k in ("float", "optional_float"):
+        if not (_is_int(v) or isinstance(v, (float, np.floating))):
+            raise bad("float")
+        return float(v)
+    if k == "bool":
+        if not isinstance(v, (bool, np.bool_)):
+            raise bad("bool")
+        return bool(v)
+    if k == "str":
+        if not isinstance(v, str):
+            raise bad("str")
+        if spec.choices and v not in spec.choices:
+            raise errors.InvalidValueError(
+                f"{op.name}(): {spec.name}={v!r} is not one of {', '.join(spec.choices)}")
+        return v
+    if k in ("ints", "dims"):
+        if k == "dims" and _is_int(v):
+            return int(v)
+        if isinstance(v, (list, tuple)) and all(_is_int(i) for i in v):
+            return tuple(int(i) for i in v)
+        raise bad("tuple of ints")
+    if k in ("scalar", "optional_scalar"):
+        if isinstance(v, (bool, np.bool_)):
+            return bool(v)
+        if _is_int(v):
+            return int(v)
+        if isinstance(v, (float, np.floating)):
+            return float(v)
+        raise bad("Number")
+    if k == "dtype":
+        if isinstance(v, DType):
+            return v
+        if isinstance(v, str):
+            return dtypes.by_name(v)
+        raise bad("torch.dtype")
+    raise AssertionError(f"unknown attribute kind {k}")
+
+
+def bind_attrs(op: OpDef, extra: Sequence[Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate attributes (positional `extra` first, then by name) against `op`'s specs."""
+    if len(extra) > len(op.attrs):
+        raise errors.InvalidTypeError(
+            f"{op.name}() takes {len(op.inputs) + len(op.attrs)} arguments but "
+            f"{len(op.inputs) + len(extra)} were given")
+    out: dict[str, Any] = {}
+    for spec, v in zip(op.attrs, extra):
+        out[spec.name] = v
+    for k, v in attrs.items():
+        if k not in op.attr_names:
+            raise errors.UnknownOpError(f"{op.name}() got an unexpected keyword argument '{k}'")
+        if k in out:
+            raise errors.InvalidTypeError(f"{op.name}() got multiple values for argument '{k}'")
+        out[k] = v
+    for spec in op.attrs:
+        if spec.name in out:
+            out[spec.name] = _check_attr(op, spec, out[spec.name])
+        elif spec.required:
+            raise errors.InvalidTypeError(
+                f"{op.name}() missing required argument '{spec.name}'")
+        else:
+            out[spec.name] = spec.default
+    return out
+
+
+def lookup(name: str) -> OpDef:
+    """The op called `name`, or `UnknownOpError`."""
+    op = OPS.get(name) if isinstance(name, str) else None
+    if op is None:
+        raise errors.UnknownOpError(f"unknown op {name!r}")
+    return op

@@ -1,0 +1,347 @@
+"""The Tensor: a numpy array plus autograd state, with torch's attributes and rules.
+
+Op methods and operators (`x.sin()`, `x * y`) are attached from the registry by `api.py`; this
+module holds what is not an op: identity, conversion, printing and the autograd entry points.
+"""
+
+from __future__ import annotations
+
+import builtins
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import dtypes, errors
+from .dtypes import DType
+
+NON_LEAF_GRAD_WARNING = (
+    "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
+    "attribute won't be populated during autograd.backward(). If you indeed want the .grad field "
+    "to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. If you "
+    "access the non-leaf Tensor by mistake, make sure you access the leaf Tensor instead. See "
+    "github.com/pytorch/pytorch/pull/30531 for more informations.")
+
+
+class Size(tuple):  # type: ignore[type-arg]
+    """torch.Size: a tuple of ints printed as `torch.Size([2, 3])`."""
+
+    def __repr__(self) -> str:
+        return f"torch.Size([{', '.join(str(d) for d in self)}])"
+
+    def numel(self) -> int:
+        n = 1
+        for d in self:
+            n *= d
+        return n
+
+
+class Tensor:
+    """An n-dimensional array that records the ops applied to it, as torch.Tensor does."""
+
+    __slots__ = ("_data", "dtype", "_rg", "grad_fn", "output_nr", "_grad", "_version", "_accum",
+                 "_retains_grad", "__weakref__")
+
+    _data: np.ndarray
+    dtype: DType
+    _rg: bool
+    grad_fn: Any
+    output_nr: int
+    _grad: Tensor | None
+    _version: list[int]
+    _accum: Any
+    _retains_grad: bool
+
+    @classmethod
+    def _make(cls, data: np.ndarray, grad_fn: Any = None, output_nr: int = 0,
+              version: list[int] | None = None) -> Tensor:
+        """Wrap an ndarray (no copy, no checks) — the engine's internal constructor."""
+        t = object.__new__(cls)
+        t._data = data
+        t.dtype = dtypes._BY_NP[data.dtype]
+        t._rg = grad_fn is not None
+        t.grad_fn = grad_fn
+        t.output_nr = output_nr
+        t._grad = None
+        t._version = [0] if version is None else version
+        t._accum = None
+        t._retains_grad = False
+        return t
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise errors.InvalidTypeError("use gradserve.engine.tensor(data) to create a Tensor")
+
+    if TYPE_CHECKING:
+        # Ops, methods and operators are attached from the registry by api.build().
+        def __getattr__(self, name: str) -> Any: ...
+        def __add__(self, other: Any) -> Tensor: ...
+        def __radd__(self, other: Any) -> Tensor: ...
+        def __sub__(self, other: Any) -> Tensor: ...
+        def __rsub__(self, other: Any) -> Tensor: ...
+        def __mul__(self, other: Any) -> Tensor: ...
+        def __rmul__(self, other: Any) -> Tensor: ...
+        def __truediv__(self, other: Any) -> Tensor: ...
+        def __rtruediv__(self, other: Any) -> Tensor: ...
+        def __pow__(self, other: Any) -> Tensor: ...
+        def __matmul__(self, other: Any) -> Tensor: ...
+        def __neg__(self) -> Tensor: ...
+        def __getitem__(self, index: Any) -> Tensor: ...
+        def __lt__(self, other: Any) -> Tensor: ...
+        def __gt__(self, other: Any) -> Tensor: ...
+
+    # --- autograd state ------------------------------------------------------------------------
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._rg
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        self.requires_grad_(flag)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set whether autograd records ops on this leaf; returns self."""
+        flag = bool(requires_grad)
+        if self.grad_fn is not None:
+            if not flag:
+                raise errors.AutogradError(
+                    "you can only change requires_grad flags of leaf variables. If you want to "
+                    "use a computed variable in a subgraph that doesn't require differentiation "
+                    "use var_no_grad = var.detach().")
+            return self
+        if flag and not self.dtype.is_floating_point:
+            raise errors.AutogradError(
+                "only Tensors of floating point and complex dtype can require gradients")
+        self._rg = flag
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def grad(self) -> Tensor | None:
+        if self.grad_fn is not None and not self._retains_grad and self._grad is None:
+            import warnings
+
+            warnings.warn(NON_LEAF_GRAD_WARNING, UserWarning, stacklevel=2)
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise errors.InvalidTypeError(
+                    f"assigned grad expected to be a Tensor or None but got grad of type "
+                    f"{type(value).__name__}")
+            if value.dtype is not self.dtype:
+                raise errors.AutogradError(
+                    "attempting to assign a gradient with dtype "
+                    f"'{_torch_name(value.dtype)}' to a tensor with dtype "
+                    f"'{_torch_name(self.dtype)}'. Please ensure that the gradient and the tensor "
+                    "have the same dtype")
+            if value.shape != self.shape:
+                raise errors.AutogradError(
+                    "assigned grad has data of a different size")
+        self._grad = value
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._retains_grad
+
+    def retain_grad(self) -> None:
+        """Populate `.grad` of this non-leaf during backward (a no-op on leaves)."""
+        if not self._rg:
+            raise errors.AutogradError("can't retain_grad on Tensor that has requires_grad=False")
+        if self.grad_fn is None or self._retains_grad:
+            return
+        node = self.grad_fn
+        if node.retained is None:
+            node.retained = {}
+        node.retained[self.output_nr] = weakref.ref(self)
+        self._retains_grad = True
+
+    def _edge(self) -> tuple[Any, int]:
+        if self.grad_fn is not None:
+            return (self.grad_fn, self.output_nr)
+        acc = self._accum() if self._accum is not None else None
+        if acc is None:
+            from .autograd import AccumulateGrad
+
+            acc = AccumulateGrad(self)
+            self._accum = weakref.ref(acc)
+        return (acc, 0)
+
+    def backward(self, gradient: Tensor | None = None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs: Any = None) -> None:
+        """Accumulate the gradient of this tensor into the leaves' `.grad` (torch's rules)."""
+        from . import autograd
+
+        autograd.backward(self, None if gradient is None else (gradient,), retain_graph,
+                          create_graph, inputs)
+
+    def detach(self) -> Tensor:
+        """A new leaf sharing this tensor's data (and version counter) that never requires grad."""
+        return Tensor._make(self._data, version=self._version)
+
+    def detach_(self) -> Tensor:
+        """Make this tensor a leaf that does not require grad, in place."""
+        self.grad_fn = None
+        self._rg = False
+        self.output_nr = 0
+        return self
+
+    @property
+    def data(self) -> Tensor:
+        return self.detach()
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        self._data = value._data
+        self.dtype = value.dtype
+
+    @property
+    def _version_counter(self) -> int:
+        return self._version[0]
+
+    # --- shape and conversion ------------------------------------------------------------------
+
+    @property
+    def shape(self) -> Size:
+        return Size(self._data.shape)
+
+    def size(self, dim: int | None = None) -> Any:
+        """The shape, or one dimension's length."""
+        if dim is None:
+            return Size(self._data.shape)
+        return self._data.shape[_wrap_dim(dim, self._data.ndim)]
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    ndim = property(dim)
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    nelement = numel
+
+    def element_size(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._data.nbytes)
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.is_floating_point
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def item(self) -> Any:
+        """The single value as a Python number."""
+        if self._data.size != 1:
+            raise errors.InvalidArgumentError(
+                f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
+        return self._data.reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self._data.tolist()
+
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        """The data as an ndarray sharing memory (torch refuses while requires_grad is set)."""
+        if self._rg and not force:
+            raise errors.AutogradError(
+                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
+                "instead.")
+        return self._data
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if self._rg:
+            raise errors.AutogradError(
+                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
+                "instead.")
+        return self._data if dtype is None else self._data.astype(dtype)
+
+    def _scalar_value(self, kind: str) -> Any:
+        if self._data.size != 1:
+            raise errors.InvalidArgumentError(
+                f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
+        return self._data.reshape(()).item()
+
+    def __float__(self) -> float:
+        return builtins.float(self._scalar_value("float"))
+
+    def __int__(self) -> int:
+        return builtins.int(self._scalar_value("int"))
+
+    def __index__(self) -> int:
+        if self.dtype.is_floating_point or self.dtype is dtypes.bool_ or self._data.size != 1:
+            raise errors.InvalidTypeError(
+                "only integer tensors of a single element can be converted to an index")
+        return builtins.int(self._data.reshape(()).item())
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise errors.InvalidArgumentError(
+                "Boolean value of Tensor with more than one value is ambiguous")
+        return builtins.bool(self._data.reshape(()).item())
+
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise errors.InvalidTypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self._data.ndim == 0:
+            raise errors.InvalidTypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))  # type: ignore[index]
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    # --- printing ------------------------------------------------------------------------------
+
+    def _suffixes(self) -> list[str]:
+        if self.grad_fn is not None:
+            return [f"grad_fn=<{self.grad_fn.name()}>"]
+        if self._rg:
+            return ["requires_grad=True"]
+        return []
+
+    def __repr__(self) -> str:
+        from .formatting import format_tensor
+
+        return format_tensor(self._data, self.dtype.name, self._suffixes())
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        if self._data.ndim == 0:
+            return format(self._data.item(), spec)
+        return format(repr(self), spec)
+
+    def __reduce__(self) -> Any:
+        raise errors.InvalidTypeError("gradserve tensors are not picklable")
+
+
+def _torch_name(d: DType) -> str:
+    return f"torch.{d.name}"
+
+
+def _wrap_dim(dim: int, ndim: int) -> int:
+    """A possibly negative dim as an index into a shape, or torch's IndexError."""
+    lo, hi = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
+    if not (lo <= dim <= hi):
+        raise errors.OutOfRangeIndexError(
+            f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})")
+    return dim % ndim if ndim else 0
+
+
