@@ -18,7 +18,7 @@ from . import autograd, dtypes, errors, limits, registry
 from . import ops_elementwise as _ops_elementwise  # noqa: F401  (registers ops)
 from . import ops_reduce as _ops_reduce  # noqa: F401
 from . import ops_shape as _ops_shape  # noqa: F401
-from .api import FUNCTIONS, apply_inplace, build
+from .api import PUBLIC, apply_inplace, build
 from .creation import tensor
 from .dispatch import apply
 from .dtypes import DType
@@ -38,7 +38,7 @@ double = dtypes.float64
 long = dtypes.int64
 int = dtypes.int32  # noqa: A001 - torch.int
 
-globals().update(FUNCTIONS)
+globals().update(PUBLIC)
 
 
 def __getattr__(name: str) -> Any:
@@ -47,4 +47,4 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["DType", "OPS", "OPSET_VERSION", "Size", "Tensor", "apply", "apply_inplace",
            "autograd", "dtypes", "enable_grad", "errors", "is_grad_enabled", "limits",
-           "no_grad", "registry", "set_grad_enabled", "tensor", *FUNCTIONS]
+           "no_grad", "registry", "set_grad_enabled", "tensor", *PUBLIC]

@@ -17,6 +17,27 @@ from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {}
+"""One engine function per registered op (what `namespaces.EN` holds)."""
+
+PUBLIC: dict[str, Callable[..., Any]] = {}
+"""Module-level names of `gradserve.engine`: FUNCTIONS plus the `@public` wrappers."""
+
+_EXTRAS: dict[str, tuple[Callable[..., Any], bool, bool]] = {}
+
+
+def public(name: str | None = None, *, method: bool = True,
+           function: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Expose a torch spelling that is not one op: an overload or a composition.
+
+    For example `max(x)` / `max(x, dim)` / `max(x, y)` choose between the ops `max`, `max_dim`
+    and `maximum`; `x.view(...)` is `reshape`; `x.float()` is `to_dtype`. The wrapper must only
+    dispatch to registered ops (so the server and client see the same ops). It replaces the
+    generated function of the same name on the module (`function`) and on Tensor (`method`).
+    """
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        _EXTRAS[name or fn.__name__] = (fn, method, function)
+        return fn
+    return register
 
 
 def make_function(op: OpDef) -> Callable[..., Any]:
@@ -204,6 +225,12 @@ def build() -> dict[str, Callable[..., Any]]:
     for dunder, name in _AUGMENTED.items():
         if name in OPS:
             setattr(Tensor, dunder, _augmented(OPS[name]))
+    PUBLIC.update(FUNCTIONS)
+    for name, (fn, method, function) in _EXTRAS.items():
+        if function:
+            PUBLIC[name] = fn
+        if method:
+            setattr(Tensor, name, fn)
     Tensor.__rtruediv__ = _rtruediv  # type: ignore[method-assign]
     Tensor.__hash__ = lambda self: id(self)  # type: ignore[method-assign]
     namespaces.build(FUNCTIONS)
