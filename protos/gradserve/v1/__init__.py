@@ -1,1 +1,30 @@
-"""Generated gRPC/protobuf code for the gradserve.v1 API (see scripts/gen_protos.py)."""
+"""Generated gRPC/protobuf code for the gradserve.v1 API (see scripts/gen_protos.py).
+
+The constants below are the parts of the wire contract that a .proto file cannot express; the
+server and the client both import them from here, so the two sides cannot drift apart.
+"""
+
+#: Largest message either side sends or accepts by default (the server's --max-message-bytes).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+#: Metadata key carrying the session id on every session call (load balancers route on it).
+SESSION_ID_METADATA = "x-session-id"
+
+#: Metadata key of the bearer token: value "Bearer <token>".
+AUTHORIZATION_METADATA = "authorization"
+
+#: Trailing metadata: the built-in exception type of an error ("RuntimeError", "ValueError",
+#: "TypeError", "IndexError", ...), so a client re-raises the same type with the status message.
+ERROR_TYPE_METADATA = "gradserve-error-type"
+
+#: Trailing metadata: the server-side error class name ("GraphFreedError", "NotFoundError", ...).
+ERROR_CLASS_METADATA = "gradserve-error-class"
+
+#: Trailing metadata: 0-based index of the batch instruction that failed.
+FAILED_INSTRUCTION_METADATA = "gradserve-failed-instruction"
+
+#: Trailing metadata: id of the graph node that failed (RunGraph).
+FAILED_NODE_METADATA = "gradserve-failed-node"
+
+#: The gRPC service name, for health checks ("" checks the whole server).
+SERVICE_NAME = "gradserve.v1.AutogradService"

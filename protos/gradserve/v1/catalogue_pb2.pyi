@@ -22,6 +22,7 @@ class AttrKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ATTR_KIND_OPTIONAL_INT: _ClassVar[AttrKind]
     ATTR_KIND_INT_OR_INTS: _ClassVar[AttrKind]
     ATTR_KIND_SCALAR_OR_NONE: _ClassVar[AttrKind]
+    ATTR_KIND_OPTIONAL_FLOAT: _ClassVar[AttrKind]
 ATTR_KIND_UNSPECIFIED: AttrKind
 ATTR_KIND_INT: AttrKind
 ATTR_KIND_FLOAT: AttrKind
@@ -33,21 +34,26 @@ ATTR_KIND_DTYPE: AttrKind
 ATTR_KIND_OPTIONAL_INT: AttrKind
 ATTR_KIND_INT_OR_INTS: AttrKind
 ATTR_KIND_SCALAR_OR_NONE: AttrKind
+ATTR_KIND_OPTIONAL_FLOAT: AttrKind
 
 class AttrInfo(_message.Message):
-    __slots__ = ("name", "kind", "required", "default_value")
+    __slots__ = ("name", "kind", "required", "default_value", "choices", "nullable")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    NULLABLE_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: AttrKind
     required: bool
     default_value: _graph_pb2.AttrValue
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[AttrKind, str]] = ..., required: _Optional[bool] = ..., default_value: _Optional[_Union[_graph_pb2.AttrValue, _Mapping]] = ...) -> None: ...
+    choices: _containers.RepeatedScalarFieldContainer[str]
+    nullable: bool
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[AttrKind, str]] = ..., required: _Optional[bool] = ..., default_value: _Optional[_Union[_graph_pb2.AttrValue, _Mapping]] = ..., choices: _Optional[_Iterable[str]] = ..., nullable: _Optional[bool] = ...) -> None: ...
 
 class OpInfo(_message.Message):
-    __slots__ = ("name", "inputs", "variadic", "attrs", "n_outputs", "differentiable", "backward_name", "doc")
+    __slots__ = ("name", "inputs", "variadic", "attrs", "n_outputs", "differentiable", "backward_name", "doc", "optional_inputs")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     VARIADIC_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +62,7 @@ class OpInfo(_message.Message):
     DIFFERENTIABLE_FIELD_NUMBER: _ClassVar[int]
     BACKWARD_NAME_FIELD_NUMBER: _ClassVar[int]
     DOC_FIELD_NUMBER: _ClassVar[int]
+    OPTIONAL_INPUTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     inputs: _containers.RepeatedScalarFieldContainer[str]
     variadic: bool
@@ -64,7 +71,8 @@ class OpInfo(_message.Message):
     differentiable: bool
     backward_name: str
     doc: str
-    def __init__(self, name: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., variadic: _Optional[bool] = ..., attrs: _Optional[_Iterable[_Union[AttrInfo, _Mapping]]] = ..., n_outputs: _Optional[int] = ..., differentiable: _Optional[bool] = ..., backward_name: _Optional[str] = ..., doc: _Optional[str] = ...) -> None: ...
+    optional_inputs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., variadic: _Optional[bool] = ..., attrs: _Optional[_Iterable[_Union[AttrInfo, _Mapping]]] = ..., n_outputs: _Optional[int] = ..., differentiable: _Optional[bool] = ..., backward_name: _Optional[str] = ..., doc: _Optional[str] = ..., optional_inputs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListOpsRequest(_message.Message):
     __slots__ = ()

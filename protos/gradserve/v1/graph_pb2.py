@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from gradserve.v1 import tensor_pb2 as gradserve_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gradserve/v1/graph.proto\x12\x0cgradserve.v1\x1a\x19gradserve/v1/tensor.proto\"\'\n\nNodeOutput\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\"\xb9\x01\n\x05Value\x12\x10\n\x06handle\x18\x01 \x01(\x04H\x00\x12\'\n\x03ref\x18\x02 \x01(\x0b\x32\x18.gradserve.v1.NodeOutputH\x00\x12(\n\x08\x63onstant\x18\x03 \x01(\x0b\x32\x14.gradserve.v1.TensorH\x00\x12\x16\n\x0c\x66loat_scalar\x18\x04 \x01(\x01H\x00\x12\x14\n\nint_scalar\x18\x05 \x01(\x03H\x00\x12\x15\n\x0b\x62ool_scalar\x18\x06 \x01(\x08H\x00\x42\x06\n\x04kind\"\x19\n\x07IntList\x12\x0e\n\x06values\x18\x01 \x03(\x03\"\xf5\x01\n\tAttrValue\x12\x13\n\tint_value\x18\x01 \x01(\x03H\x00\x12\x15\n\x0b\x66loat_value\x18\x02 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x03 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x12+\n\nints_value\x18\x05 \x01(\x0b\x32\x15.gradserve.v1.IntListH\x00\x12*\n\x0b\x64type_value\x18\x06 \x01(\x0e\x32\x13.gradserve.v1.DTypeH\x00\x12-\n\nnone_value\x18\x07 \x01(\x0b\x32\x17.gradserve.v1.NoneValueH\x00\x42\x06\n\x04kind\"\xc9\x01\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\n\n\x02op\x18\x02 \x01(\t\x12#\n\x06inputs\x18\x03 \x03(\x0b\x32\x13.gradserve.v1.Value\x12,\n\x05\x61ttrs\x18\x04 \x03(\x0b\x32\x1d.gradserve.v1.Node.AttrsEntry\x12\x0f\n\x07no_grad\x18\x05 \x01(\x08\x1a\x45\n\nAttrsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.gradserve.v1.AttrValue:\x02\x38\x01\"\x1a\n\nGraphInput\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x0bGraphOutput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x03ref\x18\x02 \x01(\x0b\x32\x18.gradserve.v1.NodeOutput\"\x97\x01\n\x05Graph\x12\x15\n\ropset_version\x18\x01 \x01(\r\x12(\n\x06inputs\x18\x02 \x03(\x0b\x32\x18.gradserve.v1.GraphInput\x12!\n\x05nodes\x18\x03 \x03(\x0b\x32\x12.gradserve.v1.Node\x12*\n\x07outputs\x18\x04 \x03(\x0b\x32\x19.gradserve.v1.GraphOutputb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gradserve/v1/graph.proto\x12\x0cgradserve.v1\x1a\x19gradserve/v1/tensor.proto\"\'\n\nNodeOutput\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\"\xe2\x01\n\x05Value\x12\x10\n\x06handle\x18\x01 \x01(\x04H\x00\x12\'\n\x03ref\x18\x02 \x01(\x0b\x32\x18.gradserve.v1.NodeOutputH\x00\x12(\n\x08\x63onstant\x18\x03 \x01(\x0b\x32\x14.gradserve.v1.TensorH\x00\x12\x16\n\x0c\x66loat_scalar\x18\x04 \x01(\x01H\x00\x12\x14\n\nint_scalar\x18\x05 \x01(\x03H\x00\x12\x15\n\x0b\x62ool_scalar\x18\x06 \x01(\x08H\x00\x12\'\n\x04none\x18\x07 \x01(\x0b\x32\x17.gradserve.v1.NoneValueH\x00\x42\x06\n\x04kind\"\x19\n\x07IntList\x12\x0e\n\x06values\x18\x01 \x03(\x03\"\xf5\x01\n\tAttrValue\x12\x13\n\tint_value\x18\x01 \x01(\x03H\x00\x12\x15\n\x0b\x66loat_value\x18\x02 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x03 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x12+\n\nints_value\x18\x05 \x01(\x0b\x32\x15.gradserve.v1.IntListH\x00\x12*\n\x0b\x64type_value\x18\x06 \x01(\x0e\x32\x13.gradserve.v1.DTypeH\x00\x12-\n\nnone_value\x18\x07 \x01(\x0b\x32\x17.gradserve.v1.NoneValueH\x00\x42\x06\n\x04kind\"\xc9\x01\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\n\n\x02op\x18\x02 \x01(\t\x12#\n\x06inputs\x18\x03 \x03(\x0b\x32\x13.gradserve.v1.Value\x12,\n\x05\x61ttrs\x18\x04 \x03(\x0b\x32\x1d.gradserve.v1.Node.AttrsEntry\x12\x0f\n\x07no_grad\x18\x05 \x01(\x08\x1a\x45\n\nAttrsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.gradserve.v1.AttrValue:\x02\x38\x01\"\x1a\n\nGraphInput\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x0bGraphOutput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x03ref\x18\x02 \x01(\x0b\x32\x18.gradserve.v1.NodeOutput\"\x97\x01\n\x05Graph\x12\x15\n\ropset_version\x18\x01 \x01(\r\x12(\n\x06inputs\x18\x02 \x03(\x0b\x32\x18.gradserve.v1.GraphInput\x12!\n\x05nodes\x18\x03 \x03(\x0b\x32\x12.gradserve.v1.Node\x12*\n\x07outputs\x18\x04 \x03(\x0b\x32\x19.gradserve.v1.GraphOutputb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,19 +37,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODEOUTPUT']._serialized_start=69
   _globals['_NODEOUTPUT']._serialized_end=108
   _globals['_VALUE']._serialized_start=111
-  _globals['_VALUE']._serialized_end=296
-  _globals['_INTLIST']._serialized_start=298
-  _globals['_INTLIST']._serialized_end=323
-  _globals['_ATTRVALUE']._serialized_start=326
-  _globals['_ATTRVALUE']._serialized_end=571
-  _globals['_NODE']._serialized_start=574
-  _globals['_NODE']._serialized_end=775
-  _globals['_NODE_ATTRSENTRY']._serialized_start=706
-  _globals['_NODE_ATTRSENTRY']._serialized_end=775
-  _globals['_GRAPHINPUT']._serialized_start=777
-  _globals['_GRAPHINPUT']._serialized_end=803
-  _globals['_GRAPHOUTPUT']._serialized_start=805
-  _globals['_GRAPHOUTPUT']._serialized_end=871
-  _globals['_GRAPH']._serialized_start=874
-  _globals['_GRAPH']._serialized_end=1025
+  _globals['_VALUE']._serialized_end=337
+  _globals['_INTLIST']._serialized_start=339
+  _globals['_INTLIST']._serialized_end=364
+  _globals['_ATTRVALUE']._serialized_start=367
+  _globals['_ATTRVALUE']._serialized_end=612
+  _globals['_NODE']._serialized_start=615
+  _globals['_NODE']._serialized_end=816
+  _globals['_NODE_ATTRSENTRY']._serialized_start=747
+  _globals['_NODE_ATTRSENTRY']._serialized_end=816
+  _globals['_GRAPHINPUT']._serialized_start=818
+  _globals['_GRAPHINPUT']._serialized_end=844
+  _globals['_GRAPHOUTPUT']._serialized_start=846
+  _globals['_GRAPHOUTPUT']._serialized_end=912
+  _globals['_GRAPH']._serialized_start=915
+  _globals['_GRAPH']._serialized_end=1066
 # @@protoc_insertion_point(module_scope)

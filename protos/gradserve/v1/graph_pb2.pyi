@@ -16,20 +16,22 @@ class NodeOutput(_message.Message):
     def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ...) -> None: ...
 
 class Value(_message.Message):
-    __slots__ = ("handle", "ref", "constant", "float_scalar", "int_scalar", "bool_scalar")
+    __slots__ = ("handle", "ref", "constant", "float_scalar", "int_scalar", "bool_scalar", "none")
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     REF_FIELD_NUMBER: _ClassVar[int]
     CONSTANT_FIELD_NUMBER: _ClassVar[int]
     FLOAT_SCALAR_FIELD_NUMBER: _ClassVar[int]
     INT_SCALAR_FIELD_NUMBER: _ClassVar[int]
     BOOL_SCALAR_FIELD_NUMBER: _ClassVar[int]
+    NONE_FIELD_NUMBER: _ClassVar[int]
     handle: int
     ref: NodeOutput
     constant: _tensor_pb2.Tensor
     float_scalar: float
     int_scalar: int
     bool_scalar: bool
-    def __init__(self, handle: _Optional[int] = ..., ref: _Optional[_Union[NodeOutput, _Mapping]] = ..., constant: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., float_scalar: _Optional[float] = ..., int_scalar: _Optional[int] = ..., bool_scalar: _Optional[bool] = ...) -> None: ...
+    none: _tensor_pb2.NoneValue
+    def __init__(self, handle: _Optional[int] = ..., ref: _Optional[_Union[NodeOutput, _Mapping]] = ..., constant: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., float_scalar: _Optional[float] = ..., int_scalar: _Optional[int] = ..., bool_scalar: _Optional[bool] = ..., none: _Optional[_Union[_tensor_pb2.NoneValue, _Mapping]] = ...) -> None: ...
 
 class IntList(_message.Message):
     __slots__ = ("values",)
