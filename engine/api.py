@@ -108,7 +108,7 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
     node = result.grad_fn
     if node is not None:
         _snapshot_saved_target(node, target)
-    np.copyto(target._data, result._data, casting="unsafe")
+    np.copyto(target._array(), result._data, casting="unsafe")
     target._version[0] += 1
     if node is not None:
         target.grad_fn = node

@@ -75,6 +75,7 @@ class OpDef:
         # Which rule arguments each rule reads, so a node saves only what its backward needs
         # (as torch's derivatives.yaml does) and a second backward fails only where torch's does.
         self.uses = tuple(_rule_uses(v, len(self.inputs)) for v in self.vjps)
+        self._plans: dict[int, tuple[bool, frozenset[int], frozenset[int]]] = {}
 
     @property
     def backward_name(self) -> str:
@@ -85,6 +86,16 @@ class OpDef:
 
     def node_name(self, args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
         return self._backward if isinstance(self._backward, str) else self._backward(args, attrs)
+
+    def save_plan(self, mask: int) -> tuple[bool, frozenset[int], frozenset[int]]:
+        """What a node saves when the inputs in bit `mask` need gradients: (out, data, meta)."""
+        plan = self._plans.get(mask)
+        if plan is None:
+            rules = [u for i, u in enumerate(self.uses) if mask >> i & 1]
+            data = frozenset().union(*(u.data for u in rules))
+            meta = frozenset().union(*(u.meta for u in rules)) - data
+            plan = self._plans[mask] = (any(u.out for u in rules), data, meta)
+        return plan
 
     def __repr__(self) -> str:
         return f"<op {self.name}({', '.join(self.inputs)})>"

@@ -55,11 +55,11 @@ class Tensor:
 
     @classmethod
     def _make(cls, data: np.ndarray, grad_fn: Any = None, output_nr: int = 0,
-              version: list[int] | None = None) -> Tensor:
+              version: list[int] | None = None, dtype: DType | None = None) -> Tensor:
         """Wrap an ndarray (no copy, no checks) — the engine's internal constructor."""
         t = object.__new__(cls)
         t._data = data
-        t.dtype = dtypes._BY_NP[data.dtype]
+        t.dtype = dtypes._BY_NP[data.dtype] if dtype is None else dtype
         t._rg = grad_fn is not None
         t.grad_fn = grad_fn
         t.output_nr = output_nr
@@ -68,6 +68,17 @@ class Tensor:
         t._accum = None
         t._retains_grad = False
         return t
+
+    def _array(self) -> np.ndarray:
+        """The data as a writable ndarray.
+
+        Ops keep a 0-d result as a numpy scalar (numpy's scalar arithmetic is several times faster
+        than its 0-d arrays); the first in-place write or alias turns it into a 0-d array.
+        """
+        d = self._data
+        if type(d) is not np.ndarray:
+            d = self._data = np.array(d)
+        return d
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise errors.InvalidTypeError("use gradserve.engine.tensor(data) to create a Tensor")
@@ -183,7 +194,7 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """A new leaf sharing this tensor's data (and version counter) that never requires grad."""
-        return Tensor._make(self._data, version=self._version)
+        return Tensor._make(self._array(), version=self._version)
 
     def detach_(self) -> Tensor:
         """Make this tensor a leaf that does not require grad, in place."""
@@ -261,14 +272,14 @@ class Tensor:
             raise errors.AutogradError(
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
                 "instead.")
-        return self._data
+        return self._array()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         if self._rg:
             raise errors.AutogradError(
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
                 "instead.")
-        return self._data if dtype is None else self._data.astype(dtype)
+        return self._array() if dtype is None else self._array().astype(dtype)
 
     def _scalar_value(self, kind: str) -> Any:
         if self._data.size != 1:
