@@ -158,7 +158,7 @@ def _binary(op: OpDef) -> Callable[[Tensor, Any], Any]:
     def method(self: Tensor, other: Any) -> Any:
         if not _operand(other):
             return NotImplemented
-        return run(op, (self, other), {} if not op.attrs else bind_attrs(op, (), {}))
+        return run(op, (self, other), dict(op.default_attrs))
     return method
 
 
@@ -166,7 +166,7 @@ def _reflected(op: OpDef) -> Callable[[Tensor, Any], Any]:
     def method(self: Tensor, other: Any) -> Any:
         if not _operand(other):
             return NotImplemented
-        return run(op, (other, self), {} if not op.attrs else bind_attrs(op, (), {}))
+        return run(op, (other, self), dict(op.default_attrs))
     return method
 
 

@@ -13,6 +13,7 @@ from .registry import OpDef, bind_attrs, lookup
 from .tensor import Tensor
 
 _SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
+_PY_SCALARS = frozenset((bool, int, float))
 
 
 def apply(name: str, inputs: Sequence[Any], attrs: Mapping[str, Any] | None = None, *,
@@ -62,7 +63,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
 
     This is the hot path of every op: one pass over the inputs, no allocation but the result's.
     """
-    if not checked:
+    if not checked and (op.variadic or len(args) != len(op.inputs)):
         check_inputs(op, args)
     flat = args[0] if op.variadic else args
     compute, out_dtype = op.dtype_rule(flat, attrs)
@@ -79,7 +80,11 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
             arrays.append(data)
             if a._rg:
                 requires_grad = True
+        elif type(a) in _PY_SCALARS:
+            arrays.append(a)
         else:
+            if not checked:
+                check_inputs(op, args)  # raises for anything but numpy scalars / optional None
             arrays.append(a)
     if generator is not None:
         attrs = {**attrs, "generator": generator}
@@ -98,7 +103,9 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
 
     record = requires_grad and op.differentiable and grad_mode._state.enabled
     if op.n_outputs == 1:
-        data = raw if type(raw) is np.ndarray or isinstance(raw, np.generic) else np.asarray(raw)
+        data: Any = raw
+        if type(raw) is not np.ndarray and not isinstance(raw, np.generic):
+            data = np.asarray(raw)
         if data.dtype != out_dtype.np:
             data = data.astype(out_dtype.np)
         out = Tensor._make(data, dtype=out_dtype)

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import dtypes, errors
 from .dtypes import DType
+from .tensor import Tensor
 
 OPSET_VERSION = 1
 
@@ -75,6 +76,7 @@ class OpDef:
         # Which rule arguments each rule reads, so a node saves only what its backward needs
         # (as torch's derivatives.yaml does) and a second backward fails only where torch's does.
         self.uses = tuple(_rule_uses(v, len(self.inputs)) for v in self.vjps)
+        self.default_attrs = {a.name: a.default for a in self.attrs if not a.required}
         self._plans: dict[int, tuple[bool, frozenset[int], frozenset[int]]] = {}
 
     @property
@@ -190,27 +192,23 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
 
 # --- dtype rules: args are the op's inputs (Tensors, Python scalars or None) ---------------------
 
-def _dtype_of(a: Any) -> DType | None:
-    d = getattr(a, "dtype", None)
-    return d if isinstance(d, DType) else None
-
-
 def promote_args(args: Sequence[Any]) -> DType:
     """torch's result_type over tensors (by dimensionality group) and Python scalars."""
     dim = zero = wrapped = None
     for a in args:
-        if a is None:
-            continue
-        d = _dtype_of(a)
-        if d is None:
-            if isinstance(a, (bool, int, float, np.number, np.bool_)):
-                s = dtypes.scalar_dtype(a)
-                wrapped = s if wrapped is None else dtypes.promote(wrapped, s)
-            continue
-        if a.ndim:
-            dim = d if dim is None else dtypes.promote(dim, d)
-        else:
-            zero = d if zero is None else dtypes.promote(zero, d)
+        if type(a) is Tensor:
+            d = a.dtype
+            if a._data.ndim:
+                dim = d if dim is None or dim is d else dtypes.promote(dim, d)
+            else:
+                zero = d if zero is None or zero is d else dtypes.promote(zero, d)
+        elif a is not None:
+            t = type(a)
+            s = (dtypes.DEFAULT_FLOAT if t is float else dtypes.int64 if t is int
+                 else dtypes.scalar_dtype(a))
+            wrapped = s if wrapped is None else dtypes.promote(wrapped, s)
+    if dim is not None and (dim.category == 2 or (zero is None and wrapped is None)):
+        return dim  # the common case: a floating tensor with dimensions decides alone
     return dtypes.result_type(dim, zero, wrapped)
 
 
