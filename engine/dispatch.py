@@ -74,7 +74,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     cast = compute.np if compute is not None else None
     for a in flat:
         if type(a) is Tensor:
-            data = a._data
+            data: Any = a._data
             if cast is not None and data.dtype != cast:
                 data = data.astype(cast)
             arrays.append(data)
@@ -103,7 +103,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
 
     record = requires_grad and op.differentiable and grad_mode._state.enabled
     if op.n_outputs == 1:
-        data: Any = raw
+        data = raw
         if type(raw) is not np.ndarray and not isinstance(raw, np.generic):
             data = np.asarray(raw)
         if data.dtype != out_dtype.np:
