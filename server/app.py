@@ -1,0 +1,135 @@
+"""Building and running the gRPC server: `create_server` for tests and embedding, `serve` for
+the command line (blocking, SIGTERM-aware)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+from gradserve.v1 import SERVICE_NAME, service_pb2, service_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .auth import Authenticator, read_tokens
+from .config import ServerConfig
+from .metrics import Metrics
+from .service import AutogradServicer
+from .sessions import SessionStore
+
+log = logging.getLogger(__name__)
+
+MAX_METADATA_BYTES = 16 * 1024
+
+
+def add_health(server: grpc.Server) -> health.HealthServicer:
+    """Register grpc.health.v1.Health; every service starts NOT_SERVING until `start`."""
+    servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    for name in ("", SERVICE_NAME):
+        servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    return servicer
+
+
+def add_reflection(server: grpc.Server) -> None:
+    """Register server reflection for our service and the health service."""
+    names = (service_pb2.DESCRIPTOR.services_by_name["AutogradService"].full_name,
+             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+
+
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials from the config's PEM files, or None for plaintext."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    key = Path(config.tls_key).read_bytes()
+    cert = Path(config.tls_cert).read_bytes()
+    ca = Path(config.tls_client_ca).read_bytes() if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(((key, cert),), root_certificates=ca,
+                                       require_client_auth=ca is not None)
+
+
+class GradServer:
+    """A configured gRPC server with its sessions, health, reflection and metrics."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.store = SessionStore(config)
+        tokens = read_tokens(config.auth_token_file) if config.auth_token_file else []
+        self.metrics = Metrics(lambda: len(self.store), self.store.bytes_held)
+        self.servicer = AutogradServicer(config, self.store, Authenticator(tokens),
+                                         self.metrics.observe)
+        options = [("grpc.max_receive_message_length", config.max_message_bytes),
+                   ("grpc.max_send_message_length", config.max_message_bytes),
+                   ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+                   ("grpc.so_reuseport", 0)]
+        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers,
+                                                           thread_name_prefix="gradserve"),
+                                options=options)
+        service_pb2_grpc.add_AutogradServiceServicer_to_server(self.servicer, self.grpc)
+        self.health = add_health(self.grpc)
+        add_reflection(self.grpc)
+        address = f"{config.host}:{config.port}"
+        credentials = server_credentials(config)
+        if credentials is None:
+            self.port = self.grpc.add_insecure_port(address)
+        else:
+            self.port = self.grpc.add_secure_port(address, credentials)
+        if self.port == 0:
+            raise OSError(f"could not bind {address}")
+        self.metrics_port: int | None = None
+
+    def start(self) -> None:
+        """Start serving; health turns SERVING."""
+        self.grpc.start()
+        self.store.start_reaper()
+        if self.config.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(self.config.metrics_port)
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("gradserve listening on port %d (%s)", self.port,
+                 "TLS" if self.config.tls_cert else "plaintext")
+
+    def stop(self, grace: float | None = None) -> None:
+        """Health NOT_SERVING, refuse new calls, let in-flight calls finish within `grace`."""
+        self.health.enter_graceful_shutdown()
+        self.grpc.stop(self.config.grace_period if grace is None else grace).wait()
+        self.store.stop()
+        self.metrics.stop()
+
+    def wait(self) -> None:
+        self.grpc.wait_for_termination()
+
+
+def create_server(config: ServerConfig) -> tuple[GradServer, int]:
+    """A bound, not yet started server and its port (config.port 0 picks a free one)."""
+    server = GradServer(config)
+    return server, server.port
+
+
+def serve(config: ServerConfig) -> int:
+    """Run until SIGTERM or SIGINT, then drain gracefully. Returns the exit status (0)."""
+    logging.captureWarnings(True)  # engine warnings (torch's) go to the log, not stderr raw
+    server, port = create_server(config)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        log.info("signal %d: draining (grace %.1fs)", signum, config.grace_period)
+        # stop() blocks; run it off the signal handler so the main thread keeps waiting.
+        threading.Thread(target=server.stop, name="gradserve-drain").start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    print(f"gradserve serving on port {port}", flush=True)  # noqa: T201 - startup line for humans
+    server.wait()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,401 @@
+"""Session batches: execute instructions in order against a session's tensors.
+
+Each instruction kind has one method; `Executor.HANDLERS` maps the instruction's oneof field name
+(which protobuf guarantees is one of the schema's names) to it. Execution stops at the first
+error, which is reported with the instruction's index; a failing instruction binds no handle.
+The session's byte budget is enforced after every instruction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gradserve.engine as ge
+from gradserve.v1 import graph_pb2, session_pb2
+
+from . import codec, ops
+from .errors import (
+    InvalidRequestError,
+    LimitExceededError,
+    Located,
+    NotFoundError,
+    PreconditionError,
+)
+from .sessions import Session
+
+# Instructions whose memory growth is bounded by an estimate; others re-measure exactly.
+_ESTIMATED = frozenset({"create_tensor", "apply_op", "apply_inplace", "zero_grad", "set_grad",
+                        "get_grad", "set_requires_grad", "detach", "detach_inplace",
+                        "retain_grad", "manual_seed", "release", "fetch"})
+
+
+class ByteBudget:
+    """Keeps a session within `max_bytes` without measuring the whole session every instruction.
+
+    `growth` is an upper bound of what an instruction can add (its inputs and outputs, twice);
+    only when the last exact figure plus the bounds could pass the limit is the session
+    measured again, and only an exact figure can fail the call.
+    """
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.pending = 0
+
+    def measure(self) -> int:
+        total, saved = self.session.measure()
+        self.session.measured_bytes, self.session.saved_bytes = total, saved
+        self.pending = 0
+        return total
+
+    def check(self, kind: str, growth: int) -> None:
+        """Account for one finished instruction.
+
+        Raises:
+            LimitExceededError: the session now holds more than its limit.
+        """
+        limit = self.session.limits.max_bytes
+        if kind in _ESTIMATED:
+            self.pending += 2 * growth
+            if self.session.measured_bytes + self.pending <= limit:
+                return
+        if self.measure() > limit:
+            raise LimitExceededError(
+                f"session would hold {self.session.measured_bytes} bytes (tensors, gradients "
+                f"and saved-for-backward tensors), more than its limit of {limit} bytes; "
+                "release handles or free graphs")
+
+
+def tensor_info(handle: int, t: ge.Tensor, out: session_pb2.TensorInfo) -> None:
+    """Fill `out` with the metadata of `t`."""
+    out.handle = handle
+    out.dtype = codec.wire_dtype(t.dtype.name)
+    out.shape.extend(t.shape)
+    out.requires_grad = t.requires_grad
+    out.is_leaf = t.is_leaf
+    out.grad_fn = t.grad_fn.name() if t.grad_fn is not None else ""
+    out.version = t._version_counter
+
+
+def quiet_grad(t: ge.Tensor) -> ge.Tensor | None:
+    """`t.grad` without torch's warning about reading a non-leaf's grad (the client warns)."""
+    if t.grad_fn is not None and not t.retains_grad:
+        return None
+    return t.grad
+
+
+def _nbytes(values: Sequence[Any]) -> int:
+    return sum(v.nbytes for v in values if isinstance(v, ge.Tensor))
+
+
+class Executor:
+    """Runs one batch for a locked session."""
+
+    def __init__(self, session: Session, check_deadline: Callable[[], None],
+                 max_response_bytes: int):
+        self.s = session
+        self.check_deadline = check_deadline
+        self.limit = session.limits.max_tensor_elements
+        self.budget = ByteBudget(session)
+        self.bound: list[int] = []
+        self.response_bytes = 0
+        self.max_response_bytes = max_response_bytes
+
+    def run(self, instructions: Sequence[session_pb2.Instruction]) -> session_pb2.BatchResponse:
+        if len(instructions) > self.s.limits.max_instructions:
+            raise LimitExceededError(
+                f"batch has {len(instructions)} instructions, more than the limit of "
+                f"{self.s.limits.max_instructions}")
+        resp = session_pb2.BatchResponse()
+        with ge.limits.allocation_limit(self.limit), ge.enable_grad():
+            for i, ins in enumerate(instructions):
+                self.bound = []
+                result = resp.results.add()
+                try:
+                    self.check_deadline()
+                    kind = ins.WhichOneof("kind")
+                    if kind is None:
+                        raise InvalidRequestError("instruction has no kind set")
+                    growth = self.HANDLERS[kind](self, getattr(ins, kind), result)
+                    self.budget.check(kind, growth)
+                except Exception as exc:
+                    for h in self.bound:  # a failing instruction binds nothing
+                        self.s.tensors.pop(h, None)
+                        self.s.optimizers.pop(h, None)
+                    raise Located(exc, instruction=i) from exc
+            self.budget.measure()
+        return resp
+
+    # --- handles -------------------------------------------------------------------------------
+
+    def tensor(self, handle: int) -> ge.Tensor:
+        t = self.s.tensors.get(handle)
+        if t is None:
+            raise NotFoundError(f"unknown tensor handle {handle} (released or never created)")
+        return t
+
+    def bind(self, handle: int, t: ge.Tensor, result: session_pb2.InstructionResult) -> int:
+        self._check_new(handle)
+        self.s.tensors[handle] = t
+        self.bound.append(handle)
+        tensor_info(handle, t, result.handles.tensors.add())
+        return t.nbytes
+
+    def _check_new(self, handle: int) -> None:
+        if handle == 0:
+            raise InvalidRequestError("handle ids start at 1 (0 means the field was not set)")
+        if handle in self.s.tensors or handle in self.s.optimizers:
+            raise InvalidRequestError(f"handle {handle} is already in use")
+        if self.s.handle_count() >= self.s.limits.max_handles:
+            raise LimitExceededError(f"session holds its maximum of {self.s.limits.max_handles} "
+                                     "handles; release some")
+
+    def value(self, v: graph_pb2.Value, what: str) -> Any:
+        def resolve(msg: graph_pb2.Value) -> Any:
+            if msg.WhichOneof("kind") == "ref":
+                raise InvalidRequestError(f"{what}: graph references are not valid in a batch; "
+                                          "use handles")
+            return self.tensor(msg.handle)
+        return codec.decode_value(v, resolve, self.limit, what)
+
+    # --- instructions: each returns an upper bound of the bytes it added ------------------------
+
+    def create_tensor(self, m: session_pb2.CreateTensor, r: session_pb2.InstructionResult) -> int:
+        self._check_new(m.handle)
+        t = codec.decode_tensor(m.value, self.limit, requires_grad=m.requires_grad,
+                                what=f"tensor for handle {m.handle}")
+        return self.bind(m.handle, t, r)
+
+    def apply_op(self, m: session_pb2.ApplyOp, r: session_pb2.InstructionResult) -> int:
+        op = ops.lookup(m.op)
+        ops.check_arity(op, len(m.inputs))
+        if op.n_outputs is not None and len(m.outputs) != op.n_outputs:
+            raise InvalidRequestError(f"{m.op}() has {op.n_outputs} output(s), but "
+                                      f"{len(m.outputs)} handle(s) were given")
+        for h in m.outputs:
+            self._check_new(h)
+        inputs = [self.value(v, f"{m.op}() input") for v in m.inputs]
+        attrs = codec.decode_attrs(m.attrs, m.op)
+        with ge.set_grad_enabled(not m.no_grad):
+            outs = ops.run(op, inputs, attrs, self.s.generator)
+        if len(outs) != len(m.outputs):
+            raise InvalidRequestError(f"{m.op}() produced {len(outs)} output(s), but "
+                                      f"{len(m.outputs)} handle(s) were given")
+        return _nbytes(inputs) + sum(self.bind(h, t, r) for h, t in zip(m.outputs, outs))
+
+    def apply_inplace(self, m: session_pb2.ApplyInplace,
+                      r: session_pb2.InstructionResult) -> int:
+        if not m.op.endswith("_"):
+            raise InvalidRequestError(f"in-place op names end with '_', got {m.op!r}")
+        op = ops.lookup(m.op[:-1])
+        target = self.tensor(m.target)
+        ops.check_arity(op, len(m.inputs) + 1)
+        inputs = [self.value(v, f"{m.op}() input") for v in m.inputs]
+        attrs = codec.decode_attrs(m.attrs, m.op)
+        with ge.set_grad_enabled(not m.no_grad):
+            ge.apply_inplace(op.name, target, inputs, attrs)
+        tensor_info(m.target, target, r.handles.tensors.add())
+        return _nbytes(inputs) + 2 * target.nbytes
+
+    def backward(self, m: session_pb2.Backward, r: session_pb2.InstructionResult) -> int:
+        t = self.tensor(m.tensor)
+        gradient = self.value(m.gradient, "backward() gradient") if m.HasField("gradient") else None
+        if gradient is not None and not isinstance(gradient, ge.Tensor):
+            gradient = ge.tensor(gradient, dtype=t.dtype)
+        inputs = [self.tensor(h) for h in m.inputs] or None
+        retain = m.retain_graph if m.HasField("retain_graph") else None
+        t.backward(gradient, retain_graph=retain, create_graph=m.create_graph, inputs=inputs)
+        r.done.SetInParent()
+        return 0
+
+    def grad(self, m: session_pb2.Grad, r: session_pb2.InstructionResult) -> int:
+        outputs = [self.tensor(h) for h in m.outputs]
+        inputs = [self.tensor(h) for h in m.inputs]
+        if len(m.results) != len(inputs):
+            raise InvalidRequestError(f"grad: {len(m.results)} result handle(s) for "
+                                      f"{len(inputs)} input(s)")
+        for h in m.results:
+            self._check_new(h)
+        grad_outputs = None
+        if m.grad_outputs:
+            grad_outputs = [self.value(v, "grad() grad_outputs") for v in m.grad_outputs]
+        retain = m.retain_graph if m.HasField("retain_graph") else None
+        grads = ge.autograd.grad(outputs, inputs, grad_outputs=grad_outputs, retain_graph=retain,
+                                 create_graph=m.create_graph, allow_unused=m.allow_unused)
+        r.handles.SetInParent()
+        return sum(self.bind(h, g, r) for h, g in zip(m.results, grads) if g is not None)
+
+    def zero_grad(self, m: session_pb2.ZeroGrad, r: session_pb2.InstructionResult) -> int:
+        for h in m.handles:
+            g = quiet_grad(self.tensor(h))
+            if g is not None:
+                g.zero_()
+        r.done.SetInParent()
+        return 0
+
+    def set_grad(self, m: session_pb2.SetGrad, r: session_pb2.InstructionResult) -> int:
+        t = self.tensor(m.handle)
+        kind = m.WhichOneof("grad")
+        if kind is None:
+            raise InvalidRequestError("set_grad: give grad_handle or none")
+        t.grad = self.tensor(m.grad_handle) if kind == "grad_handle" else None
+        r.done.SetInParent()
+        return 0
+
+    def get_grad(self, m: session_pb2.GetGrad, r: session_pb2.InstructionResult) -> int:
+        g = quiet_grad(self.tensor(m.handle))
+        r.handles.SetInParent()
+        if g is not None:
+            self.bind(m.result, g, r)
+        return 0
+
+    def set_requires_grad(self, m: session_pb2.SetRequiresGrad,
+                          r: session_pb2.InstructionResult) -> int:
+        t = self.tensor(m.handle)
+        t.requires_grad_(m.requires_grad)
+        tensor_info(m.handle, t, r.handles.tensors.add())
+        return 0
+
+    def detach(self, m: session_pb2.Detach, r: session_pb2.InstructionResult) -> int:
+        self.bind(m.result, self.tensor(m.handle).detach(), r)
+        return 0
+
+    def detach_inplace(self, m: session_pb2.DetachInplace,
+                       r: session_pb2.InstructionResult) -> int:
+        t = self.tensor(m.handle)
+        t.detach_()
+        tensor_info(m.handle, t, r.handles.tensors.add())
+        return 0
+
+    def retain_grad(self, m: session_pb2.RetainGrad, r: session_pb2.InstructionResult) -> int:
+        self.tensor(m.handle).retain_grad()
+        r.done.SetInParent()
+        return 0
+
+    def create_optimizer(self, m: session_pb2.CreateOptimizer,
+                         r: session_pb2.InstructionResult) -> int:
+        optim = getattr(ge, "optim", None)
+        if optim is None:
+            raise PreconditionError("this server's engine has no optimizers yet")
+        self._check_new(m.optimizer)
+        params = [self.tensor(h) for h in m.params]
+        kind = m.WhichOneof("algorithm")
+        if kind == "sgd":
+            o = m.sgd
+            opt = optim.SGD(params, lr=o.lr, momentum=o.momentum, dampening=o.dampening,
+                            weight_decay=o.weight_decay, nesterov=o.nesterov)
+        elif kind == "adam":
+            a = m.adam
+            opt = optim.Adam(
+                params, lr=a.lr if a.HasField("lr") else 1e-3,
+                betas=(a.beta1 if a.HasField("beta1") else 0.9,
+                       a.beta2 if a.HasField("beta2") else 0.999),
+                eps=a.eps if a.HasField("eps") else 1e-8,
+                weight_decay=a.weight_decay if a.HasField("weight_decay") else 0.0)
+        else:
+            raise InvalidRequestError("create_optimizer: set sgd or adam")
+        self.s.optimizers[m.optimizer] = opt
+        self.bound.append(m.optimizer)
+        r.done.SetInParent()
+        return 0
+
+    def optimizer(self, handle: int) -> Any:
+        opt = self.s.optimizers.get(handle)
+        if opt is None:
+            raise NotFoundError(f"unknown optimizer handle {handle} (released or never created)")
+        return opt
+
+    def optimizer_step(self, m: session_pb2.OptimizerStep,
+                       r: session_pb2.InstructionResult) -> int:
+        self.optimizer(m.optimizer).step()
+        r.done.SetInParent()
+        return 0
+
+    def optimizer_zero_grad(self, m: session_pb2.OptimizerZeroGrad,
+                            r: session_pb2.InstructionResult) -> int:
+        set_to_none = m.set_to_none if m.HasField("set_to_none") else True
+        self.optimizer(m.optimizer).zero_grad(set_to_none=set_to_none)
+        r.done.SetInParent()
+        return 0
+
+    def manual_seed(self, m: session_pb2.ManualSeed, r: session_pb2.InstructionResult) -> int:
+        from .sessions import make_generator
+
+        self.s.generator = make_generator(m.seed)
+        r.done.SetInParent()
+        return 0
+
+    def release(self, m: session_pb2.Release, r: session_pb2.InstructionResult) -> int:
+        for h in m.handles:
+            self.s.tensors.pop(h, None)
+            self.s.optimizers.pop(h, None)
+        r.done.SetInParent()
+        return 0
+
+    def fetch(self, m: session_pb2.Fetch, r: session_pb2.InstructionResult) -> int:
+        t = self.tensor(m.handle)
+        out = r.fetch
+        tensor_info(m.handle, t, out.info)
+        if m.value:
+            codec.encode_tensor(t, out.value)
+            self._count_response(len(out.value.raw))
+        if m.grad:
+            g = quiet_grad(t)
+            if g is None:
+                out.grad.none.SetInParent()
+            else:
+                codec.encode_tensor(g, out.grad.tensor)
+                self._count_response(len(out.grad.tensor.raw))
+        if m.graph:
+            autograd_graph(t, self.s.tensors, out.graph)
+        return 0
+
+    def _count_response(self, n: int) -> None:
+        self.response_bytes += n
+        if self.response_bytes > self.max_response_bytes:
+            raise LimitExceededError(
+                f"batch response would exceed {self.max_response_bytes} bytes; fetch fewer or "
+                "smaller tensors per batch")
+
+    HANDLERS: dict[str, Callable[..., int]] = {
+        "create_tensor": create_tensor, "apply_op": apply_op, "apply_inplace": apply_inplace,
+        "backward": backward, "grad": grad, "zero_grad": zero_grad, "set_grad": set_grad,
+        "get_grad": get_grad, "set_requires_grad": set_requires_grad, "detach": detach,
+        "detach_inplace": detach_inplace, "retain_grad": retain_grad,
+        "create_optimizer": create_optimizer, "optimizer_step": optimizer_step,
+        "optimizer_zero_grad": optimizer_zero_grad, "manual_seed": manual_seed,
+        "release": release, "fetch": fetch,
+    }
+
+
+def autograd_graph(t: ge.Tensor, tensors: dict[int, ge.Tensor],
+                   out: session_pb2.AutogradGraph) -> None:
+    """Fill `out` with the graph behind `t` (iteratively: graphs may be 100,000 nodes deep)."""
+    if t.grad_fn is None:
+        return
+    handle_of = {id(v): h for h, v in tensors.items()}
+    ids: dict[int, int] = {}
+    stack = [t.grad_fn]
+
+    def node_id(node: Any) -> int:
+        key = id(node)
+        if key not in ids:
+            ids[key] = len(ids)
+            entry = out.nodes.add(id=ids[key], name=node.name())
+            variable = getattr(node, "variable", None)
+            if isinstance(variable, ge.Tensor):
+                entry.leaf_shape.extend(variable.shape)
+                if id(variable) in handle_of:
+                    entry.leaf_handle = handle_of[id(variable)]
+            stack.append(node)
+        return ids[key]
+
+    stack.clear()
+    node_id(t.grad_fn)
+    while stack:
+        node = stack.pop()
+        source = ids[id(node)]
+        for nxt, _ in node.next_functions:
+            if nxt is not None:
+                out.edges.add(source=source, target=node_id(nxt))
+

@@ -1,0 +1,79 @@
+"""The op catalogue (ListOps), generated from the engine's registry — never listed by hand."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import gradserve.engine as ge
+from gradserve.v1 import catalogue_pb2, tensor_pb2
+
+from . import codec
+
+# engine attribute kind -> (wire kind, which AttrValue fields it accepts besides none_value)
+KINDS: dict[str, tuple[int, frozenset[str]]] = {
+    "int": (catalogue_pb2.ATTR_KIND_INT, frozenset({"int_value"})),
+    "float": (catalogue_pb2.ATTR_KIND_FLOAT, frozenset({"float_value", "int_value"})),
+    "bool": (catalogue_pb2.ATTR_KIND_BOOL, frozenset({"bool_value"})),
+    "str": (catalogue_pb2.ATTR_KIND_STRING, frozenset({"string_value"})),
+    "ints": (catalogue_pb2.ATTR_KIND_INTS, frozenset({"ints_value"})),
+    "dims": (catalogue_pb2.ATTR_KIND_INT_OR_INTS, frozenset({"int_value", "ints_value"})),
+    "int_or_ints": (catalogue_pb2.ATTR_KIND_INT_OR_INTS, frozenset({"int_value", "ints_value"})),
+    "optional_int": (catalogue_pb2.ATTR_KIND_OPTIONAL_INT, frozenset({"int_value"})),
+    "optional_float": (catalogue_pb2.ATTR_KIND_OPTIONAL_FLOAT,
+                       frozenset({"float_value", "int_value"})),
+    "scalar": (catalogue_pb2.ATTR_KIND_SCALAR,
+               frozenset({"int_value", "float_value", "bool_value"})),
+    "optional_scalar": (catalogue_pb2.ATTR_KIND_SCALAR_OR_NONE,
+                        frozenset({"int_value", "float_value", "bool_value"})),
+    "scalar_or_none": (catalogue_pb2.ATTR_KIND_SCALAR_OR_NONE,
+                       frozenset({"int_value", "float_value", "bool_value"})),
+    "dtype": (catalogue_pb2.ATTR_KIND_DTYPE, frozenset({"dtype_value"})),
+}
+
+
+def nullable(spec: Any) -> bool:
+    """Whether the engine accepts None for this attribute (mirrors registry._check_attr)."""
+    return (spec.kind.startswith("optional") or spec.kind in ("dims", "dtype", "scalar_or_none")
+            or (spec.default is None and not spec.required))
+
+
+def accepted_fields(spec: Any) -> frozenset[str] | None:
+    """AttrValue fields accepted for `spec`; None for an unknown kind (the engine judges)."""
+    entry = KINDS.get(spec.kind)
+    if entry is None:
+        return None
+    return entry[1] | ({"none_value"} if nullable(spec) else frozenset())
+
+
+def inplace_names() -> list[str]:
+    """Wire names of the in-place ops (`add_`, ...)."""
+    return sorted(name + "_" for name, op in ge.registry.OPS.items() if op.inplace)
+
+
+@functools.lru_cache(maxsize=1)
+def list_ops() -> catalogue_pb2.ListOpsResponse:
+    """The catalogue; built once (the registry does not change while serving)."""
+    resp = catalogue_pb2.ListOpsResponse(opset_version=ge.OPSET_VERSION)
+    resp.dtypes.extend(codec.wire_dtype(name) for name in ge.dtypes.DTYPES)
+    for name in sorted(ge.registry.OPS):
+        op = ge.registry.OPS[name]
+        info = resp.ops.add(name=name, variadic=op.variadic, differentiable=op.differentiable,
+                            backward_name=op.backward_name if op.differentiable else "",
+                            doc=op.doc)
+        info.inputs.extend(op.inputs)
+        info.optional_inputs.extend(i for i, opt in zip(op.inputs, op.optional) if opt)
+        if op.n_outputs is not None:
+            info.n_outputs = op.n_outputs
+        for spec in op.attrs:
+            attr = info.attrs.add(name=spec.name, required=spec.required,
+                                  nullable=nullable(spec))
+            attr.kind = KINDS.get(spec.kind, (catalogue_pb2.ATTR_KIND_UNSPECIFIED,))[0]
+            attr.choices.extend(getattr(spec, "choices", ()) or ())
+            if not spec.required:
+                codec.encode_attr(spec.default, attr.default_value)
+    resp.inplace_ops.extend(inplace_names())
+    return resp
+
+
+SUPPORTED_DTYPES = tuple(tensor_pb2.DType.Name(codec.wire_dtype(n)) for n in ge.dtypes.DTYPES)

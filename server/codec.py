@@ -1,0 +1,219 @@
+"""Tensors, values and attributes between wire messages and the engine.
+
+Decoding checks everything before allocating: the dtype is known, dims are non-negative, the
+element count (an exact Python integer, so it cannot overflow) is within the limit, and the
+encoding's length matches it. Only then is an array made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import gradserve.engine as ge
+import numpy as np
+from gradserve.v1 import graph_pb2, tensor_pb2
+
+from .errors import InvalidRequestError, LimitExceededError
+
+MAX_DIMS = 64
+
+# wire enum -> (engine dtype name, little-endian numpy dtype)
+_DTYPES: dict[int, tuple[str, np.dtype[Any]]] = {
+    tensor_pb2.DTYPE_FLOAT32: ("float32", np.dtype("<f4")),
+    tensor_pb2.DTYPE_FLOAT64: ("float64", np.dtype("<f8")),
+    tensor_pb2.DTYPE_INT32: ("int32", np.dtype("<i4")),
+    tensor_pb2.DTYPE_INT64: ("int64", np.dtype("<i8")),
+    tensor_pb2.DTYPE_BOOL: ("bool", np.dtype("?")),
+}
+_WIRE_DTYPE = {name: code for code, (name, _) in _DTYPES.items()}
+# which typed list goes with which dtype
+_LIST_FIELD = {
+    tensor_pb2.DTYPE_FLOAT32: "float_values",
+    tensor_pb2.DTYPE_FLOAT64: "double_values",
+    tensor_pb2.DTYPE_INT32: "int32_values",
+    tensor_pb2.DTYPE_INT64: "int64_values",
+    tensor_pb2.DTYPE_BOOL: "bool_values",
+}
+
+
+def wire_dtype(name: str) -> int:
+    """The wire enum value for an engine dtype name."""
+    return _WIRE_DTYPE[name]
+
+
+def dtype_name(code: int, what: str = "tensor") -> str:
+    """The engine dtype name for a wire enum value.
+
+    Raises:
+        InvalidRequestError: unspecified or unknown dtype.
+    """
+    if code == tensor_pb2.DTYPE_UNSPECIFIED:
+        raise InvalidRequestError(f"{what}: dtype is unspecified (DTYPE_UNSPECIFIED)")
+    entry = _DTYPES.get(code)
+    if entry is None:
+        raise InvalidRequestError(f"{what}: unknown dtype enum value {code}")
+    return entry[0]
+
+
+def checked_numel(shape: Any, max_elements: int, what: str = "tensor") -> int:
+    """Elements of `shape`, after checking rank, dims >= 0 and the element limit.
+
+    Raises:
+        InvalidRequestError: too many dims or a negative dim.
+        LimitExceededError: more than `max_elements` elements.
+    """
+    if len(shape) > MAX_DIMS:
+        raise InvalidRequestError(f"{what}: {len(shape)} dims, more than the maximum {MAX_DIMS}")
+    for d in shape:
+        if d < 0:
+            raise InvalidRequestError(f"{what}: negative dimension {d} in shape {list(shape)}")
+    if 0 in shape:
+        return 0
+    n = 1
+    for d in shape:
+        n *= d  # exact Python integers; we stop as soon as the limit is passed
+        if n > max_elements:
+            raise LimitExceededError(f"{what}: shape {list(shape)} has more elements than the "
+                                     f"limit of {max_elements}")
+    return n
+
+
+def decode_array(msg: tensor_pb2.Tensor, max_elements: int, what: str = "tensor") -> np.ndarray:
+    """A new, writable, native-endian array from a Tensor message, validated first.
+
+    Raises:
+        InvalidRequestError: dtype, shape and data disagree, or the encoding is missing.
+        LimitExceededError: too many elements.
+    """
+    name = dtype_name(msg.dtype, what)
+    shape = tuple(msg.shape)
+    n = checked_numel(shape, max_elements, what)
+    wire = _DTYPES[msg.dtype][1]
+    encoding = msg.WhichOneof("data")
+    if encoding is None:
+        raise InvalidRequestError(f"{what}: no data (set exactly one of raw or a typed list)")
+    if encoding == "raw":
+        expected = n * wire.itemsize
+        if len(msg.raw) != expected:
+            raise InvalidRequestError(
+                f"{what}: raw data has {len(msg.raw)} bytes, but shape {list(shape)} of "
+                f"{name} needs {expected}")
+        if msg.dtype == tensor_pb2.DTYPE_BOOL and n and max(msg.raw) > 1:
+            raise InvalidRequestError(f"{what}: bool raw bytes must be 0 or 1")
+        flat = np.frombuffer(msg.raw, dtype=wire)
+    else:
+        if encoding != _LIST_FIELD[msg.dtype]:
+            raise InvalidRequestError(f"{what}: {encoding} does not match dtype {name}")
+        values = _typed_values(msg, encoding)
+        if len(values) != n:
+            raise InvalidRequestError(
+                f"{what}: {encoding} has {len(values)} elements, but shape {list(shape)} "
+                f"needs {n}")
+        flat = np.array(values, dtype=wire)
+    return flat.astype(wire.newbyteorder("="), copy=True).reshape(shape)
+
+
+def _typed_values(msg: tensor_pb2.Tensor, encoding: str) -> Any:
+    lists = {"float_values": msg.float_values, "double_values": msg.double_values,
+             "int32_values": msg.int32_values, "int64_values": msg.int64_values,
+             "bool_values": msg.bool_values}
+    return lists[encoding].values
+
+
+def decode_tensor(msg: tensor_pb2.Tensor, max_elements: int, *, requires_grad: bool = False,
+                  what: str = "tensor") -> ge.Tensor:
+    """A new engine leaf tensor from a Tensor message (see `decode_array`)."""
+    return ge.tensor(decode_array(msg, max_elements, what), requires_grad=requires_grad)
+
+
+def encode_array(arr: np.ndarray, out: tensor_pb2.Tensor | None = None) -> tensor_pb2.Tensor:
+    """A Tensor message (raw encoding) holding `arr`."""
+    msg = tensor_pb2.Tensor() if out is None else out
+    name = ge.dtypes.from_numpy(arr.dtype).name
+    code = _WIRE_DTYPE[name]
+    msg.dtype = code
+    msg.shape.extend(arr.shape)
+    msg.raw = np.ascontiguousarray(arr, dtype=_DTYPES[code][1]).tobytes()
+    return msg
+
+
+def encode_tensor(t: ge.Tensor, out: tensor_pb2.Tensor | None = None) -> tensor_pb2.Tensor:
+    """A Tensor message holding the value of engine tensor `t`."""
+    return encode_array(t.numpy(force=True), out)
+
+
+# --- values and attributes ------------------------------------------------------------------------
+
+Resolver = Callable[[graph_pb2.Value], Any]
+
+
+def decode_value(msg: graph_pb2.Value, resolve: Resolver, max_elements: int,
+                 what: str = "input") -> Any:
+    """An op input: an engine Tensor, a Python scalar, or None.
+
+    `resolve` turns handle and ref values into tensors (and rejects the kind it does not allow).
+    """
+    kind = msg.WhichOneof("kind")
+    if kind == "float_scalar":
+        return float(msg.float_scalar)
+    if kind == "int_scalar":
+        return int(msg.int_scalar)
+    if kind == "bool_scalar":
+        return bool(msg.bool_scalar)
+    if kind == "none":
+        return None
+    if kind == "constant":
+        return decode_tensor(msg.constant, max_elements, what=what)
+    if kind in ("handle", "ref"):
+        return resolve(msg)
+    raise InvalidRequestError(f"{what}: value has no kind set")
+
+
+def decode_attr(msg: graph_pb2.AttrValue, what: str = "attribute") -> Any:
+    """A Python attribute value for the engine (it checks kinds against the op's spec).
+
+    Raises:
+        InvalidRequestError: no kind set, or an unspecified dtype.
+    """
+    kind = msg.WhichOneof("kind")
+    if kind == "int_value":
+        return int(msg.int_value)
+    if kind == "float_value":
+        return float(msg.float_value)
+    if kind == "bool_value":
+        return bool(msg.bool_value)
+    if kind == "string_value":
+        return str(msg.string_value)
+    if kind == "ints_value":
+        return tuple(int(v) for v in msg.ints_value.values)
+    if kind == "dtype_value":
+        return dtype_name(msg.dtype_value, what)
+    if kind == "none_value":
+        return None
+    raise InvalidRequestError(f"{what}: value has no kind set")
+
+
+def decode_attrs(attrs: Mapping[str, graph_pb2.AttrValue], op: str) -> dict[str, Any]:
+    """All attributes of one op application."""
+    return {name: decode_attr(v, f"{op}() attribute '{name}'") for name, v in attrs.items()}
+
+
+def encode_attr(value: Any, out: graph_pb2.AttrValue) -> None:
+    """Write a Python attribute value (a catalogue default) into `out`."""
+    if value is None:
+        out.none_value.SetInParent()
+    elif isinstance(value, (bool, np.bool_)):
+        out.bool_value = bool(value)
+    elif isinstance(value, (int, np.integer)):
+        out.int_value = int(value)
+    elif isinstance(value, (float, np.floating)):
+        out.float_value = float(value)
+    elif isinstance(value, str):
+        out.string_value = value
+    elif isinstance(value, (tuple, list)):
+        out.ints_value.values.extend(int(v) for v in value)
+    elif isinstance(value, ge.DType):
+        out.dtype_value = _WIRE_DTYPE[value.name]
+    else:
+        raise TypeError(f"cannot encode attribute value {value!r}")

@@ -1,0 +1,144 @@
+"""Server settings: one table gives each its default, its flag and its `GRADSERVE_*` variable."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gradserve.v1 import MAX_MESSAGE_BYTES
+
+MiB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """Everything `gradserve serve` can be told. Field names map to `--flag-name` and
+    `GRADSERVE_FIELD_NAME`; the help texts live in `_HELP`."""
+
+    host: str = "[::]"
+    port: int = 50051
+    workers: int = 16
+    max_sessions: int = 1000
+    max_session_bytes: int = 1024 * MiB
+    max_tensor_elements: int = 64 * MiB
+    max_instructions: int = 100_000
+    max_nodes: int = 100_000
+    max_handles: int = 1_000_000
+    max_order: int = 8
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    session_ttl: float = 900.0
+    max_session_ttl: float = 86_400.0
+    reap_interval: float = 10.0
+    dedup_window: int = 16
+    dedup_bytes: int = 16 * MiB
+    grace_period: float = 10.0
+    auth_token_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    metrics_port: int | None = None
+    log_level: str = "INFO"
+
+
+_HELP = {
+    "host": "address to listen on",
+    "port": "port to listen on (0 picks a free one)",
+    "workers": "threads serving requests",
+    "max_sessions": "live sessions at once",
+    "max_session_bytes": "bytes per session: tensors, grads and saved-for-backward tensors",
+    "max_tensor_elements": "elements any one tensor may have (wire or computed)",
+    "max_instructions": "instructions per batch request",
+    "max_nodes": "nodes per stateless graph",
+    "max_handles": "live handles per session",
+    "max_order": "highest derivative order a stateless call may ask for",
+    "max_message_bytes": "largest gRPC message received or sent",
+    "session_ttl": "default idle seconds before a session is closed",
+    "max_session_ttl": "largest idle TTL a client may ask for",
+    "reap_interval": "seconds between sweeps for idle sessions",
+    "dedup_window": "request ids remembered per session for retried batches",
+    "dedup_bytes": "bytes of remembered responses per session",
+    "grace_period": "seconds in-flight calls get to finish on SIGTERM",
+    "auth_token_file": "file of accepted bearer tokens, one per line (default: no auth)",
+    "tls_cert": "PEM certificate chain (enables TLS, needs --tls-key)",
+    "tls_key": "PEM private key",
+    "tls_client_ca": "PEM CA bundle: require client certificates it signed (mutual TLS)",
+    "metrics_port": "serve Prometheus metrics over HTTP on this port (default: off)",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+}
+
+ENV_PREFIX = "GRADSERVE_"
+
+
+def _field_type(field: dataclasses.Field[Any]) -> type:
+    text = str(field.type)
+    for name, kind in (("int", int), ("float", float)):
+        if text.startswith(name):
+            return kind
+    return str
+
+
+def env_name(field_name: str) -> str:
+    """`max_session_bytes` -> `GRADSERVE_MAX_SESSION_BYTES`."""
+    return ENV_PREFIX + field_name.upper()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one `--flag` per ServerConfig field (unset flags fall back to env, then defaults)."""
+    for field in dataclasses.fields(ServerConfig):
+        parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name,
+                            type=_field_type(field), default=None,
+                            help=f"{_HELP[field.name]} (env {env_name(field.name)}, "
+                                 f"default {field.default})")
+
+
+def load(args: argparse.Namespace | None = None,
+         environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """Settings from flags, else `GRADSERVE_*` variables, else defaults.
+
+    Raises:
+        ValueError: a variable does not parse as its setting's type, or a value is out of range.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(ServerConfig):
+        flag = getattr(args, field.name, None) if args is not None else None
+        if flag is not None:
+            values[field.name] = flag
+        elif env_name(field.name) in environ:
+            raw = environ[env_name(field.name)]
+            try:
+                values[field.name] = _field_type(field)(raw)
+            except ValueError:
+                raise ValueError(f"{env_name(field.name)}={raw!r} is not a valid "
+                                 f"{_field_type(field).__name__}") from None
+    config = ServerConfig(**values)
+    validate(config)
+    return config
+
+
+def validate(config: ServerConfig) -> None:
+    """Reject settings the server cannot run with.
+
+    Raises:
+        ValueError: naming the setting.
+    """
+    positive = ("workers", "max_sessions", "max_session_bytes", "max_tensor_elements",
+                "max_instructions", "max_nodes", "max_handles", "max_order",
+                "max_message_bytes", "session_ttl", "max_session_ttl", "reap_interval")
+    for name in positive:
+        if getattr(config, name) <= 0:
+            raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if config.tls_client_ca is not None and config.tls_cert is None:
+        raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+
+
+def from_argv(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """Parse `gradserve serve` arguments (for tests and embedding)."""
+    parser = argparse.ArgumentParser(prog="gradserve serve")
+    add_arguments(parser)
+    return load(parser.parse_args(list(argv)), environ)

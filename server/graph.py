@@ -1,0 +1,203 @@
+"""Stateless calls: validate a whole graph up front, run it, differentiate it.
+
+Validation happens before any op runs: limits, unique names (single assignment), references to
+earlier definitions only (so no cycles), op names, arity and attribute kinds from the catalogue.
+The deadline is checked between ops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gradserve.engine as ge
+from gradserve.v1 import graph_pb2, service_pb2
+
+from . import catalogue, codec, ops
+from .config import ServerConfig
+from .errors import InvalidRequestError, LimitExceededError, Located
+
+
+def validate(req: service_pb2.RunGraphRequest, config: ServerConfig,
+             handles_allowed: bool) -> None:
+    """Check the request's structure (not values) before anything is allocated.
+
+    Raises:
+        InvalidRequestError, LimitExceededError, UnknownOpError (engine): naming the problem.
+    """
+    g = req.graph
+    if g.opset_version > ge.OPSET_VERSION:
+        raise InvalidRequestError(f"graph needs op-set version {g.opset_version}; this server "
+                                  f"supports up to {ge.OPSET_VERSION}")
+    if len(g.nodes) > config.max_nodes:
+        raise LimitExceededError(f"graph has {len(g.nodes)} nodes, more than the limit of "
+                                 f"{config.max_nodes}")
+    if req.order > config.max_order:
+        raise LimitExceededError(f"derivative order {req.order} is above the limit of "
+                                 f"{config.max_order}")
+    defined: dict[str, int | None] = {}  # id -> number of outputs (None: known after running)
+    for inp in g.inputs:
+        _define(defined, inp.name, 1, "graph input")
+        if inp.name not in req.inputs:
+            raise InvalidRequestError(f"graph input {inp.name!r} has no value in the request")
+    extra = set(req.inputs) - set(defined)
+    if extra:
+        raise InvalidRequestError(f"values given for unknown graph inputs {sorted(extra)}")
+    later = {n.id for n in g.nodes}
+    for node in g.nodes:
+        where = f"node {node.id!r} ({node.op})"
+        op = ops.lookup(node.op)
+        ops.check_arity(op, len(node.inputs))
+        for v in node.inputs:
+            kind = v.WhichOneof("kind")
+            if kind == "ref":
+                _check_ref(defined, later, v.ref, where)
+            elif kind == "handle" and not handles_allowed:
+                raise InvalidRequestError(f"{where}: handle inputs need a session "
+                                          "(set session_id)")
+            elif kind is None:
+                raise InvalidRequestError(f"{where}: an input has no kind set")
+        _check_attrs(op, node, where)
+        _define(defined, node.id, op.n_outputs, "node id")
+    for out in g.outputs:
+        _check_ref(defined, set(), out.ref, f"output {out.name!r}")
+    names = [o.name for o in g.outputs]
+    if len(set(names)) != len(names):
+        raise InvalidRequestError(f"duplicate output names in {names}")
+    for name in req.wrt:
+        if name not in req.inputs:
+            raise InvalidRequestError(f"wrt names {name!r}, which is not a graph input")
+    if len(set(req.wrt)) != len(req.wrt):
+        raise InvalidRequestError(f"duplicate names in wrt {list(req.wrt)}")
+    unknown = set(req.output_grads) - set(names)
+    if unknown:
+        raise InvalidRequestError(f"output_grads names unknown outputs {sorted(unknown)}")
+
+
+def _define(defined: dict[str, int | None], name: str, n_outputs: int | None, what: str) -> None:
+    if not name:
+        raise InvalidRequestError(f"a {what} has an empty name")
+    if name in defined:
+        raise InvalidRequestError(f"{what} {name!r} is defined twice (single assignment)")
+    defined[name] = n_outputs
+
+
+def _check_ref(defined: dict[str, int | None], later: set[str], ref: graph_pb2.NodeOutput,
+               where: str) -> None:
+    if ref.id not in defined:
+        if ref.id in later:
+            raise InvalidRequestError(
+                f"{where} refers to {ref.id!r}, which is not defined before it "
+                "(nodes must be in topological order; cycles are not allowed)")
+        raise InvalidRequestError(f"{where} refers to {ref.id!r}, which is not defined "
+                                  "(dangling reference)")
+    n = defined[ref.id]
+    if n is not None and ref.index >= n:
+        raise InvalidRequestError(f"{where} refers to output {ref.index} of {ref.id!r}, which "
+                                  f"has {n} output(s)")
+
+
+def _check_attrs(op: Any, node: graph_pb2.Node, where: str) -> None:
+    specs = {s.name: s for s in op.attrs}
+    for name, value in node.attrs.items():
+        spec = specs.get(name)
+        if spec is None:
+            raise ge.errors.UnknownOpError(
+                f"{op.name}() got an unexpected keyword argument '{name}'")
+        accepted = catalogue.accepted_fields(spec)
+        given = value.WhichOneof("kind")
+        if accepted is not None and given not in accepted:
+            raise InvalidRequestError(
+                f"{where}: attribute '{name}' of kind {spec.kind} cannot take "
+                f"{given or 'an unset value'}")
+    for spec in op.attrs:
+        if spec.required and spec.name not in node.attrs:
+            raise InvalidRequestError(f"{where}: missing required attribute '{spec.name}'")
+
+
+def execute(req: service_pb2.RunGraphRequest, config: ServerConfig, *,
+            check_deadline: Callable[[], None],
+            resolve_handle: Callable[[int], ge.Tensor] | None = None,
+            generator: Any = None) -> service_pb2.RunGraphResponse:
+    """Run a validated graph and return outputs and requested gradients."""
+    g = req.graph
+    limit = config.max_tensor_elements
+    wrt = set(req.wrt)
+    env: dict[str, tuple[Any, ...]] = {}
+    for inp in g.inputs:
+        env[inp.name] = (codec.decode_tensor(req.inputs[inp.name], limit,
+                                             requires_grad=inp.name in wrt,
+                                             what=f"input {inp.name!r}"),)
+
+    def resolve(v: graph_pb2.Value) -> Any:
+        if v.WhichOneof("kind") == "handle":
+            assert resolve_handle is not None  # validate() rejected handles without a session
+            return resolve_handle(v.handle)
+        outs = env[v.ref.id]
+        if v.ref.index >= len(outs):
+            raise InvalidRequestError(f"{v.ref.id!r} has {len(outs)} outputs, not "
+                                      f"{v.ref.index + 1}")
+        return outs[v.ref.index]
+
+    with ge.limits.allocation_limit(limit), ge.enable_grad():
+        for node in g.nodes:
+            check_deadline()
+            try:
+                op = ops.lookup(node.op)
+                inputs = [codec.decode_value(v, resolve, limit, f"{node.op}() input")
+                          for v in node.inputs]
+                attrs = codec.decode_attrs(node.attrs, node.op)
+                with ge.set_grad_enabled(not node.no_grad):
+                    env[node.id] = ops.run(op, inputs, attrs, generator)
+            except Exception as exc:
+                raise Located(exc, node=node.id) from exc
+        outputs = [resolve(graph_pb2.Value(ref=o.ref)) for o in g.outputs]
+        resp = service_pb2.RunGraphResponse()
+        for o, t in zip(g.outputs, outputs):
+            codec.encode_tensor(t, resp.outputs.add(name=o.name).tensor)
+        if req.wrt:
+            check_deadline()
+            _gradients(req, outputs, [env[name][0] for name in req.wrt], limit, resp,
+                       check_deadline)
+    return resp
+
+
+def _gradients(req: service_pb2.RunGraphRequest, outputs: list[Any], inputs: list[Any],
+               limit: int, resp: service_pb2.RunGraphResponse,
+               check_deadline: Callable[[], None]) -> None:
+    names = [o.name for o in req.graph.outputs]
+    roots, grads = [], []
+    for name, t in zip(names, outputs):
+        if name in req.output_grads:
+            roots.append(t)
+            grads.append(codec.decode_tensor(req.output_grads[name], limit,
+                                             what=f"output_grads[{name!r}]"))
+        elif isinstance(t, ge.Tensor) and t.requires_grad:
+            roots.append(t)
+            grads.append(None)
+    if not roots:  # nothing depends on wrt: let the engine say so in torch's words
+        roots, grads = list(outputs), [None] * len(outputs)
+    order = max(1, req.order)
+    first = ge.autograd.grad(roots, inputs, grad_outputs=grads, retain_graph=True,
+                             create_graph=order > 1, allow_unused=req.allow_unused)
+    derivs: list[list[Any]] = [[g] for g in first]
+    for n in range(2, order + 1):
+        check_deadline()
+        for i, x in enumerate(inputs):
+            prev = derivs[i][-1]
+            if prev is None:
+                derivs[i].append(None)
+                continue
+            nxt = None
+            if prev.requires_grad:
+                (nxt,) = ge.autograd.grad([prev.sum()], [x], retain_graph=True,
+                                          create_graph=n < order, allow_unused=True)
+            derivs[i].append(nxt if nxt is not None else ge.zeros_like(x))
+    for name, ds in zip(req.wrt, derivs):
+        entry = resp.gradients.add(name=name)
+        for d in ds:
+            slot = entry.derivatives.add()
+            if d is None:
+                slot.none.SetInParent()
+            else:
+                codec.encode_tensor(d, slot.tensor)

@@ -1,0 +1,60 @@
+"""Running one op for the server: registry lookup by dict only, the session RNG where it matters."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import gradserve.engine as ge
+
+from .errors import InvalidRequestError
+
+
+def lookup(name: str) -> Any:
+    """The registry entry for wire op `name` (a dict lookup: wire strings never reach getattr).
+
+    Raises:
+        UnknownOpError: no such op (the engine's own error, so clients see its type).
+    """
+    op = ge.registry.OPS.get(name)
+    if op is None:
+        raise ge.errors.UnknownOpError(f"unknown op {name!r}")
+    return op
+
+
+@functools.cache
+def _takes_generator(op_name: str) -> bool:
+    op = ge.registry.OPS[op_name]
+    if getattr(op, "random", False):
+        return True
+    try:
+        return "generator" in inspect.signature(op.forward).parameters
+    except (TypeError, ValueError):  # builtins (numpy ufuncs) have no signature
+        return False
+
+
+def check_arity(op: Any, n_inputs: int) -> None:
+    """Inputs given vs the op's inputs, before anything runs.
+
+    Raises:
+        InvalidRequestError: naming the op and what it takes.
+    """
+    if op.variadic:
+        if n_inputs < 1:
+            raise InvalidRequestError(f"{op.name}() takes one or more tensors, got none")
+    elif n_inputs != len(op.inputs):
+        raise InvalidRequestError(
+            f"{op.name}() takes {len(op.inputs)} input(s) ({', '.join(op.inputs) or 'none'}), "
+            f"got {n_inputs}")
+
+
+def run(op: Any, inputs: Sequence[Any], attrs: dict[str, Any], generator: Any) -> tuple[Any, ...]:
+    """Apply `op`; always returns a tuple of output tensors."""
+    args: Sequence[Any] = [list(inputs)] if op.variadic else inputs
+    if generator is not None and _takes_generator(op.name):
+        out = ge.apply(op.name, args, attrs, generator=generator)
+    else:
+        out = ge.apply(op.name, args, attrs)
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
