@@ -52,7 +52,7 @@ class Node:
     """A recorded op: torch's `grad_fn` (`name()`, `next_functions`)."""
 
     __slots__ = ("op", "_name", "attrs", "edges", "args", "versions", "meta", "out_data",
-                 "out_versions", "freed", "has_saved", "retained", "__weakref__")
+                 "out_versions", "freed", "has_saved", "retained", "n_out", "__weakref__")
 
     op: OpDef
     _name: str
@@ -66,6 +66,7 @@ class Node:
     freed: bool
     has_saved: bool
     retained: dict[int, Any] | None
+    n_out: int
 
     @classmethod
     def create(cls, op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any],
@@ -119,6 +120,7 @@ class Node:
         node.has_saved = bool(versions) or need_out
         node.freed = False
         node.retained = None
+        node.n_out = len(outs)
         return node
 
     @classmethod
@@ -150,6 +152,7 @@ class Node:
         node.has_saved = bool(node.versions) or uses.out
         node.freed = False
         node.retained = None
+        node.n_out = len(outs)
         return node
 
     def name(self) -> str:
@@ -161,20 +164,13 @@ class Node:
         """One (node or None, output index) pair per input, as torch's `next_functions`."""
         return tuple(e if e is not None else (None, 0) for e in self.edges)
 
-    @property
-    def n_outputs(self) -> int:
-        diff = self.op.differentiable_outputs
-        if self.op.n_outputs == 1:
-            return 1
-        return len(diff) if diff is not None else -1
-
     def __repr__(self) -> str:
         return f"<{self._name} object at {hex(id(self))}>"
 
     def release(self) -> None:
         """Free saved tensors (after a backward without retain_graph)."""
         if self.has_saved:
-            self.args = tuple(a if _is_constant(a) else None for a in self.args)
+            self.args = tuple([a if _is_constant(a) else None for a in self.args])
             self.out_data = None
             self.versions = ()
             self.out_versions = ()
@@ -361,28 +357,38 @@ def _retain(node: Node, nr: int, g: Any, create_graph: bool) -> None:
         t._grad = Tensor._make(t._grad._data + g)
 
 
-def _graph_order(roots: Sequence[Any]) -> tuple[dict[Any, int], list[Any]]:
-    """In-degrees (edges from reachable nodes) and a children-first order, iteratively."""
+def _dependencies(roots: Sequence[Any]) -> dict[Any, int]:
+    """How many edges from nodes reachable from `roots` lead into each node (iterative)."""
     deps: dict[Any, int] = {}
-    post: list[Any] = []
-    visited: set[int] = set()
+    root_set = set(roots)
+    stack = list(root_set)
+    while stack:
+        for e in stack.pop().edges:
+            if e is not None:
+                c = e[0]
+                if c in deps:
+                    deps[c] += 1
+                else:
+                    deps[c] = 1
+                    if c not in root_set:
+                        stack.append(c)
+    return deps
+
+
+def _needed(roots: Sequence[Any], targets: set[int]) -> dict[Any, bool]:
+    """For each reachable node, whether a captured node lies below it (children-first DFS)."""
+    needed: dict[Any, bool] = {}
     stack: list[tuple[Any, bool]] = [(r, False) for r in roots]
     while stack:
         n, done = stack.pop()
         if done:
-            post.append(n)
-            continue
-        if id(n) in visited:
-            continue
-        visited.add(id(n))
-        stack.append((n, True))
-        for e in n.edges:
-            if e is not None:
-                c = e[0]
-                deps[c] = deps.get(c, 0) + 1
-                if id(c) not in visited:
-                    stack.append((c, False))
-    return deps, post
+            needed[n] = any(e is not None and (id(e[0]) in targets or needed.get(e[0], False))
+                            for e in n.edges)
+        elif n not in needed:
+            needed[n] = False
+            stack.append((n, True))
+            stack.extend((e[0], False) for e in n.edges if e is not None and e[0] not in needed)
+    return needed
 
 
 def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep_graph: bool,
@@ -395,16 +401,12 @@ def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep
     their leaves' `.grad`.
     """
     root_nodes = [r[0] for r in roots]
-    deps, post = _graph_order(root_nodes)
+    deps = _dependencies(root_nodes)
     needed: dict[Any, bool] | None = None
     captured: list[Any] = []
     if capture is not None:
         captured = [None] * (max(capture.values()) + 1 if capture else 0)
-        targets = {id(k[0]) for k in capture}
-        needed = {}
-        for n in post:
-            needed[n] = any(e is not None and (id(e[0]) in targets or needed.get(e[0], False))
-                            for e in n.edges)
+        needed = _needed(root_nodes, {id(k[0]) for k in capture})
     buffers: dict[Any, list[Any]] = {}
     for (node, nr), g in zip(roots, root_grads):
         _add(buffers, node, nr, g)
@@ -433,21 +435,28 @@ def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep
                 for nr, g in enumerate(gs):
                     _retain(node, nr, g, create_graph)
             out_grads = None
-            if (needed is None or needed[node]) and any(g is not None for g in gs):
-                n_out = node.n_outputs
-                if n_out > len(gs):
-                    gs = gs + [None] * (n_out - len(gs))
-                out_grads = node.apply(gs, create_graph)
-                if not keep_graph:
-                    node.release()
+            if needed is None or needed[node]:
+                if len(gs) < node.n_out:
+                    gs = gs + [None] * (node.n_out - len(gs))
+                if gs[0] is not None or any(g is not None for g in gs):
+                    out_grads = node.apply(gs, create_graph)
+                    if not keep_graph:
+                        node.release()
             for i, e in enumerate(node.edges):
                 if e is None:
                     continue
                 child = e[0]
-                if out_grads is not None and out_grads[i] is not None:
-                    _add(buffers, child, e[1], out_grads[i])
-                deps[child] -= 1
-                if deps[child] == 0:
+                if out_grads is not None:
+                    gi = out_grads[i]
+                    if gi is not None:
+                        buf = buffers.get(child)
+                        if buf is None and e[1] == 0:
+                            buffers[child] = [gi]
+                        else:
+                            _add(buffers, child, e[1], gi)
+                left = deps[child] - 1
+                deps[child] = left
+                if left == 0:
                     ready.append(child)
     finally:
         ctx.__exit__()

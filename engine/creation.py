@@ -75,7 +75,9 @@ def tensor(data: Any, dtype: DType | str | None = None, requires_grad: bool = Fa
         InvalidTypeError: data of an unsupported type; AutogradError: requires_grad on a
         non-floating dtype.
     """
-    t = Tensor._make(as_array(data, dtype))
+    arr = as_array(data, dtype)
+    # 0-d data is kept as a numpy scalar (fast arithmetic) until something writes to it.
+    t = Tensor._make(arr[()] if arr.ndim == 0 else arr)
     if requires_grad:
         t.requires_grad_(True)
     return t

@@ -71,14 +71,24 @@ defop("remainder", np.remainder,
 
 
 def _pow_forward(x: Any, y: Any) -> Any:
-    if isinstance(x, np.ndarray) and x.dtype.kind in "iu" and np.any(np.asarray(y) < 0):
+    if type(y) in (int, float) and _is_tensor(x):
+        if y == 2:
+            return np.square(x)  # the common x ** 2: one pass, no pow
+        if y < 0 and x.dtype.kind in "iu":
+            raise errors.InvalidArgumentError(
+                "Integers to negative integer powers are not allowed.")
+    elif _is_tensor(x) and x.dtype.kind in "iu" and np.any(np.asarray(y) < 0):
         raise errors.InvalidArgumentError("Integers to negative integer powers are not allowed.")
     return np.power(x, y)
 
 
 def _pow_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
     if not _is_tensor(y):
-        return g * 0 if y == 0 else g * y * ns.pow(x, y - 1)
+        if y == 0:
+            return g * 0
+        if y == 2:
+            return g * 2 * x
+        return g * y * ns.pow(x, y - 1)
     return ns.where(y == 0, 0.0, g * y * ns.pow(x, y - 1))
 
 
