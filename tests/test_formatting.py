@@ -6,9 +6,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from gradserve.engine import formatting
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from gradserve.engine import formatting
 
 NP_DTYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32,
              "int64": np.int64, "bool": np.bool_}
