@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from gradserve.v1 import SERVICE_NAME, service_pb2, service_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from gradserve.v1 import SERVICE_NAME, service_pb2, service_pb2_grpc
 
 from .auth import Authenticator, read_tokens
 from .config import ServerConfig

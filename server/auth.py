@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import grpc
+
 from gradserve.v1 import AUTHORIZATION_METADATA
 
 from .errors import UnauthenticatedError

@@ -22,7 +22,7 @@ from .errors import (
     NotFoundError,
     PreconditionError,
 )
-from .sessions import Session
+from .sessions import Session, make_generator, quiet_grad
 
 # Instructions whose memory growth is bounded by an estimate; others re-measure exactly.
 _ESTIMATED = frozenset({"create_tensor", "apply_op", "apply_inplace", "zero_grad", "set_grad",
@@ -75,13 +75,6 @@ def tensor_info(handle: int, t: ge.Tensor, out: session_pb2.TensorInfo) -> None:
     out.is_leaf = t.is_leaf
     out.grad_fn = t.grad_fn.name() if t.grad_fn is not None else ""
     out.version = t._version_counter
-
-
-def quiet_grad(t: ge.Tensor) -> ge.Tensor | None:
-    """`t.grad` without torch's warning about reading a non-leaf's grad (the client warns)."""
-    if t.grad_fn is not None and not t.retains_grad:
-        return None
-    return t.grad
 
 
 def _nbytes(values: Sequence[Any]) -> int:
@@ -319,8 +312,6 @@ class Executor:
         return 0
 
     def manual_seed(self, m: session_pb2.ManualSeed, r: session_pb2.InstructionResult) -> int:
-        from .sessions import make_generator
-
         self.s.generator = make_generator(m.seed)
         r.done.SetInParent()
         return 0

@@ -80,6 +80,7 @@ def _ops_args(parser: argparse.ArgumentParser) -> None:
 def _ops(args: argparse.Namespace) -> int:
     """Print the op catalogue this server build offers (from the engine's registry)."""
     from google.protobuf import json_format
+
     from gradserve.v1 import tensor_pb2
 
     from .catalogue import list_ops

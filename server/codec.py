@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import gradserve.engine as ge
 import numpy as np
+
+import gradserve.engine as ge
 from gradserve.v1 import graph_pb2, tensor_pb2
 
 from .errors import InvalidRequestError, LimitExceededError

@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import gradserve.engine as ge
 import grpc
+
+import gradserve.engine as ge
 from gradserve.v1 import (
     ERROR_CLASS_METADATA,
     ERROR_TYPE_METADATA,

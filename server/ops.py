@@ -36,7 +36,8 @@ def _takes_generator(op_name: str) -> bool:
 
 
 def check_arity(op: Any, n_inputs: int) -> None:
-    """Inputs given vs the op's inputs, before anything runs.
+    """Inputs given vs the op's inputs, before anything runs; trailing optional inputs may be
+    left out (they are None).
 
     Raises:
         InvalidRequestError: naming the op and what it takes.
@@ -44,15 +45,24 @@ def check_arity(op: Any, n_inputs: int) -> None:
     if op.variadic:
         if n_inputs < 1:
             raise InvalidRequestError(f"{op.name}() takes one or more tensors, got none")
-    elif n_inputs != len(op.inputs):
+        return
+    required = len(op.inputs)
+    while required and op.optional[required - 1]:
+        required -= 1
+    if not required <= n_inputs <= len(op.inputs):
+        wanted = (str(len(op.inputs)) if required == len(op.inputs)
+                  else f"{required} to {len(op.inputs)}")
         raise InvalidRequestError(
-            f"{op.name}() takes {len(op.inputs)} input(s) ({', '.join(op.inputs) or 'none'}), "
+            f"{op.name}() takes {wanted} input(s) ({', '.join(op.inputs) or 'none'}), "
             f"got {n_inputs}")
 
 
 def run(op: Any, inputs: Sequence[Any], attrs: dict[str, Any], generator: Any) -> tuple[Any, ...]:
     """Apply `op`; always returns a tuple of output tensors."""
-    args: Sequence[Any] = [list(inputs)] if op.variadic else inputs
+    if op.variadic:
+        args: Sequence[Any] = [list(inputs)]
+    else:
+        args = [*inputs, *([None] * (len(op.inputs) - len(inputs)))]
     if generator is not None and _takes_generator(op.name):
         out = ge.apply(op.name, args, attrs, generator=generator)
     else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from gradserve.v1 import SESSION_ID_METADATA, catalogue_pb2, service_pb2, service_pb2_grpc
 from gradserve.v1 import session_pb2 as spb
 

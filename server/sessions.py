@@ -92,7 +92,8 @@ class Session:
         seen: set[int] = set()
         total = 0
         for t in self.tensors.values():
-            for arr in (_array(t), _array(t.grad) if t.grad is not None else None):
+            g = quiet_grad(t)
+            for arr in (_array(t), _array(g) if g is not None else None):
                 if arr is None:
                     continue
                 base = arr if arr.base is None else arr.base
@@ -122,6 +123,13 @@ class Session:
         self.optimizers.clear()
         self.recent.clear()
         self.recent_bytes = 0
+
+
+def quiet_grad(t: ge.Tensor) -> ge.Tensor | None:
+    """`t.grad` without torch's warning about reading a non-leaf's grad (the client warns)."""
+    if t.grad_fn is not None and not t.retains_grad:
+        return None
+    return t.grad
 
 
 def _array(t: Any) -> Any:
