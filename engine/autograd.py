@@ -220,7 +220,8 @@ class Node:
             out = None
             if out_data is not None:
                 out = out_data[0] if len(out_data) == 1 else out_data
-            args = tuple([a._data if type(a) is Tensor else _raw(a) for a in self.args])
+            args = tuple([a._data if type(a) is Tensor else a if type(a) in _CONSTANT_TYPES
+                          else _raw(a) for a in self.args])
         attrs = self.attrs
         edges = self.edges
         result: list[Any] = [None] * len(edges)
@@ -244,8 +245,11 @@ class Node:
         return result
 
 
+_CONSTANT_TYPES = frozenset((bool, int, float, type(None)))
+
+
 def _is_constant(a: Any) -> bool:
-    return a is None or isinstance(a, (bool, int, float, np.number, np.bool_, _Meta))
+    return type(a) in _CONSTANT_TYPES or isinstance(a, (np.number, np.bool_, _Meta))
 
 
 def _raw(a: Any) -> Any:

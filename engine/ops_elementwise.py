@@ -138,8 +138,8 @@ defop("tanh", np.tanh, lambda ns, g, out, x: g * (1 - out * out), dtype=FLOAT, i
 
 
 def _sigmoid(x: Any) -> Any:
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(np.result_type(x, np.float32))
+    # torch's kernel formula: exp overflows to inf for very negative x, giving exactly 0 as torch.
+    return 1 / (1 + np.exp(-x))
 
 
 defop("sigmoid", _sigmoid, lambda ns, g, out, x: g * out * (1 - out), dtype=FLOAT,

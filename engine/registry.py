@@ -209,6 +209,8 @@ def promote_args(args: Sequence[Any]) -> DType:
             wrapped = s if wrapped is None else dtypes.promote(wrapped, s)
     if dim is not None and (dim.category == 2 or (zero is None and wrapped is None)):
         return dim  # the common case: a floating tensor with dimensions decides alone
+    if dim is None and zero is not None and (zero.category == 2 or wrapped is None):
+        return zero  # all 0-dim: the same rule one group down
     return dtypes.result_type(dim, zero, wrapped)
 
 
