@@ -69,6 +69,9 @@ def checked_numel(shape: Any, max_elements: int, what: str = "tensor") -> int:
     for d in shape:
         if d < 0:
             raise InvalidRequestError(f"{what}: negative dimension {d} in shape {list(shape)}")
+        if d > max_elements:  # even with a 0 elsewhere: numpy cannot describe such a shape
+            raise LimitExceededError(f"{what}: dimension {d} in shape {list(shape)} is above "
+                                     f"the element limit of {max_elements}")
     if 0 in shape:
         return 0
     n = 1
