@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 import gradserve.engine as ge
 from gradserve.v1 import graph_pb2, service_pb2
 
@@ -162,6 +164,10 @@ def execute(req: service_pb2.RunGraphRequest, config: ServerConfig, *,
     return resp
 
 
+def _zeros_like(x: ge.Tensor) -> ge.Tensor:
+    return ge.tensor(np.zeros(x.shape, dtype=x.dtype.np))
+
+
 def _gradients(req: service_pb2.RunGraphRequest, outputs: list[Any], inputs: list[Any],
                limit: int, resp: service_pb2.RunGraphResponse,
                check_deadline: Callable[[], None]) -> None:
@@ -192,7 +198,7 @@ def _gradients(req: service_pb2.RunGraphRequest, outputs: list[Any], inputs: lis
             if prev.requires_grad:
                 (nxt,) = ge.autograd.grad([prev.sum()], [x], retain_graph=True,
                                           create_graph=n < order, allow_unused=True)
-            derivs[i].append(nxt if nxt is not None else ge.zeros_like(x))
+            derivs[i].append(nxt if nxt is not None else _zeros_like(x))
     for name, ds in zip(req.wrt, derivs):
         entry = resp.gradients.add(name=name)
         for d in ds:
