@@ -69,7 +69,7 @@ class Session:
         self.optimizers: dict[int, Any] = {}
         self.generator = make_generator(seed)
         self.closed = False
-        self._clock = clock
+        self.clock = clock
         self.last_used = clock()
         # request_id -> (stored outcome, its size in bytes), oldest first
         self.recent: collections.OrderedDict[str, tuple[Any, int]] = collections.OrderedDict()
@@ -79,10 +79,10 @@ class Session:
         self.saved_bytes = 0
 
     def idle_seconds(self) -> float:
-        return max(0.0, self._clock() - self.last_used)
+        return max(0.0, self.clock() - self.last_used)
 
     def touch(self) -> None:
-        self.last_used = self._clock()
+        self.last_used = self.clock()
 
     def handle_count(self) -> int:
         return len(self.tensors) + len(self.optimizers)
@@ -161,7 +161,7 @@ class SessionStore:
 
     def __init__(self, config: ServerConfig, clock: Callable[[], float] = time.monotonic):
         self.config = config
-        self._clock = clock
+        self.clock = clock
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -188,7 +188,7 @@ class SessionStore:
                     "close one or retry later")
             session = Session(secrets.token_hex(16), owner,
                               effective_limits(options.limits, self.config), ttl, seed,
-                              self._clock)
+                              self.clock)
             self._sessions[session.id] = session
         log.info("session %s created", session.id)
         return session
