@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import grpc
@@ -15,6 +16,8 @@ from .auth import Authenticator
 from .config import ServerConfig
 from .errors import DeadlineError, Failed, Failure, InvalidRequestError, Observer, rpc
 from .sessions import Session, SessionStore
+
+log = logging.getLogger(__name__)
 
 
 class Call:
@@ -116,6 +119,8 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
                      call: Call) -> spb.BatchResponse:
         session_id = call.session_id(request.session_id)
         with self.store.use(session_id, call.owner) as session:
+            log.debug("session %s: batch of %d instruction(s)", session_id,
+                      len(request.instructions))
             rid = request.request_id
             if rid and rid in session.recent:
                 return _replay(session.recent[rid][0])

@@ -1,0 +1,126 @@
+"""The `gradserve` command: configuration from flags and environment, health, ops, SIGTERM drain."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import grpc
+import pytest
+
+from gradserve.server import cli, config
+from gradserve.v1 import service_pb2_grpc, session_pb2
+from tests.conftest import gradserve_connect, gradserve_open_session
+
+
+def test_env_and_flags():
+    assert config.from_argv([], environ={}).port == 50051
+    assert config.from_argv([], environ={"GRADSERVE_PORT": "1234"}).port == 1234
+    cfg = config.from_argv(["--port", "99", "--max-session-bytes", "5"],
+                           environ={"GRADSERVE_PORT": "1234", "GRADSERVE_SESSION_TTL": "2.5"})
+    assert (cfg.port, cfg.max_session_bytes, cfg.session_ttl) == (99, 5, 2.5)
+    with pytest.raises(ValueError, match="GRADSERVE_WORKERS='many' is not a valid int"):
+        config.from_argv([], environ={"GRADSERVE_WORKERS": "many"})
+    with pytest.raises(ValueError, match="--tls-cert and --tls-key go together"):
+        config.from_argv(["--tls-cert", "x.pem"], environ={})
+    with pytest.raises(ValueError, match="max_nodes must be positive"):
+        config.from_argv(["--max-nodes", "0"], environ={})
+
+
+def test_every_limit_has_a_flag_and_an_env_var(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    text = capsys.readouterr().out
+    for name in ("max-sessions", "max-session-bytes", "max-tensor-elements", "max-instructions",
+                 "max-nodes", "max-message-bytes", "session-ttl", "auth-token-file", "tls-cert",
+                 "tls-client-ca", "metrics-port", "workers"):
+        assert f"--{name}" in text
+        assert "GRADSERVE_" + name.upper().replace("-", "_") in text
+
+
+def test_bad_config_exits_2(capsys):
+    assert cli.main(["serve", "--workers", "0"]) == 2
+    assert "workers must be positive" in capsys.readouterr().err
+
+
+def test_health_command(gradserve_server, capsys):
+    _, port = gradserve_server
+    assert cli.main(["health", "--target", f"localhost:{port}"]) == 0
+    assert capsys.readouterr().out.strip() == "SERVING"
+    assert cli.main(["health", "--target", f"localhost:{port}", "--service",
+                     "gradserve.v1.AutogradService"]) == 0
+
+
+def test_health_command_fails_when_nobody_listens(gradserve_server_factory, capsys):
+    server, port = gradserve_server_factory()
+    server.stop(0)
+    assert cli.main(["health", "--target", f"localhost:{port}", "--timeout", "2"]) == 1
+
+
+def test_ops_command(capsys):
+    assert cli.main(["ops"]) == 0
+    out = capsys.readouterr().out
+    assert "mul(input, other)" in out and "MulBackward0" in out
+    assert cli.main(["ops", "--json"]) == 0
+    assert '"opsetVersion"' in capsys.readouterr().out
+
+
+def test_reflection_lists_the_service(gradserve_server):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    channel = gradserve_connect(gradserve_server[1])
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
+        list_services="")]), timeout=10)
+    names = {s.name for r in replies for s in r.list_services_response.service}
+    assert {"gradserve.v1.AutogradService", "grpc.health.v1.Health"} <= names
+    channel.close()
+
+
+def test_sigterm_drains_in_flight_calls_then_exits_0(tmp_path):
+    env = {**os.environ, "GRADSERVE_GRACE_PERIOD": "30", "GRADSERVE_LOG_LEVEL": "DEBUG"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gradserve.server.cli", "serve", "--host", "127.0.0.1",
+         "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("gradserve serving on port"), line + proc.stderr.read()
+        port = int(line.split()[-1])
+        channel = gradserve_connect(port)
+        stub = service_pb2_grpc.AutogradServiceStub(channel)
+        s = gradserve_open_session(stub)
+        n = 30000
+        batch = [s.create(1, [1.0] * 10)] + [s.op("neg", [("h", 1)], [2 + i]) for i in range(n)]
+        future = stub.ExecuteBatch.future(
+            session_pb2.BatchRequest(session_id=s.id, instructions=batch),
+            metadata=s.metadata, timeout=60)
+        stderr_lines = []
+        for err_line in proc.stderr:  # wait until the server is executing the batch
+            stderr_lines.append(err_line)
+            if "batch of 30001 instruction(s)" in err_line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        response = future.result()  # the in-flight call completes
+        assert len(response.results) == n + 1
+        assert proc.wait(timeout=60) == 0
+        with pytest.raises(grpc.RpcError) as err:  # and the server is gone
+            s.describe()
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        rest = proc.stderr.read()
+        assert "draining" in "".join(stderr_lines) + rest
+        channel.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_serve_console_script_is_registered():
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "gradserve"]
+    assert ep.value == "gradserve.server.cli:main"
+
+
