@@ -330,6 +330,9 @@ class Executor:
         if m.value:
             codec.encode_tensor(t, out.value)
             self._count_response(len(out.value.raw))
+        if m.repr:
+            out.repr = repr(t)
+            self._count_response(len(out.repr))
         if m.grad:
             g = quiet_grad(t)
             if g is None:
@@ -337,6 +340,8 @@ class Executor:
             else:
                 codec.encode_tensor(g, out.grad.tensor)
                 self._count_response(len(out.grad.tensor.raw))
+                if m.repr:
+                    out.grad_repr = repr(g)
         if m.graph:
             autograd_graph(t, self.s.tensors, out.graph)
         return 0

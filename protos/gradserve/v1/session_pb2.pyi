@@ -283,16 +283,18 @@ class Release(_message.Message):
     def __init__(self, handles: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Fetch(_message.Message):
-    __slots__ = ("handle", "value", "grad", "graph")
+    __slots__ = ("handle", "value", "grad", "graph", "repr")
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     GRAD_FIELD_NUMBER: _ClassVar[int]
     GRAPH_FIELD_NUMBER: _ClassVar[int]
+    REPR_FIELD_NUMBER: _ClassVar[int]
     handle: int
     value: bool
     grad: bool
     graph: bool
-    def __init__(self, handle: _Optional[int] = ..., value: _Optional[bool] = ..., grad: _Optional[bool] = ..., graph: _Optional[bool] = ...) -> None: ...
+    repr: bool
+    def __init__(self, handle: _Optional[int] = ..., value: _Optional[bool] = ..., grad: _Optional[bool] = ..., graph: _Optional[bool] = ..., repr: _Optional[bool] = ...) -> None: ...
 
 class Instruction(_message.Message):
     __slots__ = ("create_tensor", "apply_op", "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad", "set_requires_grad", "detach", "detach_inplace", "retain_grad", "create_optimizer", "optimizer_step", "optimizer_zero_grad", "manual_seed", "release", "fetch")
@@ -381,16 +383,20 @@ class AutogradGraph(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[AutogradNode, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[AutogradEdge, _Mapping]]] = ...) -> None: ...
 
 class FetchResult(_message.Message):
-    __slots__ = ("info", "value", "grad", "graph")
+    __slots__ = ("info", "value", "grad", "graph", "repr", "grad_repr")
     INFO_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     GRAD_FIELD_NUMBER: _ClassVar[int]
     GRAPH_FIELD_NUMBER: _ClassVar[int]
+    REPR_FIELD_NUMBER: _ClassVar[int]
+    GRAD_REPR_FIELD_NUMBER: _ClassVar[int]
     info: TensorInfo
     value: _tensor_pb2.Tensor
     grad: _tensor_pb2.MaybeTensor
     graph: AutogradGraph
-    def __init__(self, info: _Optional[_Union[TensorInfo, _Mapping]] = ..., value: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., grad: _Optional[_Union[_tensor_pb2.MaybeTensor, _Mapping]] = ..., graph: _Optional[_Union[AutogradGraph, _Mapping]] = ...) -> None: ...
+    repr: str
+    grad_repr: str
+    def __init__(self, info: _Optional[_Union[TensorInfo, _Mapping]] = ..., value: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., grad: _Optional[_Union[_tensor_pb2.MaybeTensor, _Mapping]] = ..., graph: _Optional[_Union[AutogradGraph, _Mapping]] = ..., repr: _Optional[str] = ..., grad_repr: _Optional[str] = ...) -> None: ...
 
 class HandlesResult(_message.Message):
     __slots__ = ("tensors",)
