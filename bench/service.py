@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Service overhead against a bare gRPC echo, measured in the same run (not a test).
+
+    python bench/service.py [--seconds 2] [--calls 2000]
+
+Starts two servers as subprocesses on loopback with the same worker count and message limits:
+gradserve, and an echo server that returns its request bytes. Then measures, from this process:
+  - round-trip p50/p99 of a stateless `y = x**2` gradient (RunGraph) and of a session batch doing
+    the same (create, pow, backward, fetch grad, release), each against an echo of a payload of
+    the same size;
+  - requests/s of the stateless call and of its echo at 1, 4 and 16 concurrent clients;
+  - a 1 MiB float32 tensor through RunGraph (y = x**2 summed, gradient back) against a 1 MiB echo.
+Prints a table of the figures and their ratios. Targets (issue 3): small calls <= 1.3x the echo's
+p50; requests/s at 16 clients >= 0.7x the echo's; the 1 MiB call <= 1.5x the 1 MiB echo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+import numpy as np
+
+from gradserve.v1 import MAX_MESSAGE_BYTES, graph_pb2, service_pb2, service_pb2_grpc, session_pb2
+
+ECHO_METHOD = "/bench.Echo/Echo"
+WORKERS = 16
+OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+           ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+
+
+def run_echo_server() -> None:
+    """Serve the echo method until killed; print the port."""
+    def echo(request: bytes, context: Any) -> bytes:
+        return request
+
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=WORKERS), options=OPTIONS)
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(f"echo serving on port {port}", flush=True)
+    server.wait_for_termination()
+
+
+def start(cmd: list[str]) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    return proc, int(line.split()[-1])
+
+
+def channel(port: int) -> grpc.Channel:
+    ch = grpc.insecure_channel(f"127.0.0.1:{port}", options=OPTIONS)
+    grpc.channel_ready_future(ch).result(timeout=30)
+    return ch
+
+
+def tensor(arr: np.ndarray) -> Any:
+    from gradserve.v1 import tensor_pb2
+
+    return tensor_pb2.Tensor(dtype=tensor_pb2.DTYPE_FLOAT32, shape=list(arr.shape),
+                             raw=np.ascontiguousarray(arr, "<f4").tobytes())
+
+
+def square_graph_request(x: np.ndarray) -> service_pb2.RunGraphRequest:
+    nodes = [graph_pb2.Node(id="y", op="pow", inputs=[
+        graph_pb2.Value(ref=graph_pb2.NodeOutput(id="x")), graph_pb2.Value(int_scalar=2)])]
+    out = "y"
+    if x.ndim:
+        nodes.append(graph_pb2.Node(id="s", op="sum", inputs=[
+            graph_pb2.Value(ref=graph_pb2.NodeOutput(id="y"))]))
+        out = "s"
+    g = graph_pb2.Graph(inputs=[graph_pb2.GraphInput(name="x")], nodes=nodes,
+                        outputs=[graph_pb2.GraphOutput(name=out, ref=graph_pb2.NodeOutput(id=out))])
+    return service_pb2.RunGraphRequest(graph=g, inputs={"x": tensor(x)}, wrt=["x"])
+
+
+class SessionCaller:
+    """One session; each call is one batch computing x**2's gradient and releasing its handles."""
+
+    def __init__(self, stub: Any):
+        self.stub = stub
+        resp = stub.CreateSession(session_pb2.CreateSessionRequest())
+        self.id = resp.session_id
+        self.metadata = (("x-session-id", self.id),)
+        self.handles = itertools.count(1)
+        self.x = tensor(np.array(3.0, np.float32))
+
+    def request(self) -> session_pb2.BatchRequest:
+        x, y = next(self.handles), next(self.handles)
+        pb = session_pb2
+        return pb.BatchRequest(session_id=self.id, instructions=[
+            pb.Instruction(create_tensor=pb.CreateTensor(handle=x, value=self.x,
+                                                         requires_grad=True)),
+            pb.Instruction(apply_op=pb.ApplyOp(op="pow", outputs=[y], inputs=[
+                graph_pb2.Value(handle=x), graph_pb2.Value(int_scalar=2)])),
+            pb.Instruction(backward=pb.Backward(tensor=y)),
+            pb.Instruction(fetch=pb.Fetch(handle=x, grad=True)),
+            pb.Instruction(release=pb.Release(handles=[x, y]))])
+
+    def __call__(self) -> Any:
+        return self.stub.ExecuteBatch(self.request(), metadata=self.metadata)
+
+
+def latencies(call: Callable[[], Any], n: int) -> list[float]:
+    for _ in range(min(200, n)):  # warm up
+        call()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1e3
+
+
+def throughput(make_call: Callable[[], Callable[[], Any]], clients: int, seconds: float) -> float:
+    calls = [make_call() for _ in range(clients)]
+    counts = [0] * clients
+    stop = threading.Event()
+    start_line = threading.Barrier(clients + 1)
+
+    def loop(i: int) -> None:
+        call = calls[i]
+        start_line.wait()
+        while not stop.is_set():
+            call()
+            counts[i] += 1
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    start_line.wait()
+    t0 = time.perf_counter()
+    time.sleep(seconds)  # the measurement window itself (a benchmark, not a test)
+    stop.set()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - t0)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="gradserve vs a bare gRPC echo")
+    parser.add_argument("--seconds", type=float, default=2.0, help="per throughput point")
+    parser.add_argument("--calls", type=int, default=2000, help="per latency series")
+    parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.echo_server:
+        run_echo_server()
+        return 0
+
+    gs_proc, gs_port = start([sys.executable, "-m", "gradserve.server.cli", "serve", "--host",
+                              "127.0.0.1", "--port", "0", "--workers", str(WORKERS),
+                              "--log-level", "WARNING"])
+    echo_proc, echo_port = start([sys.executable, __file__, "--echo-server"])
+    rows: list[tuple[str, str, float, float, str]] = []
+    try:
+        gs_ch, echo_ch = channel(gs_port), channel(echo_port)
+        stub = service_pb2_grpc.AutogradServiceStub(gs_ch)
+        echo = echo_ch.unary_unary(ECHO_METHOD)
+
+        def echo_of(payload: bytes) -> Callable[[], Any]:
+            return lambda: echo(payload)
+
+        small = square_graph_request(np.array(3.0, np.float32))
+        stateless = lambda: stub.RunGraph(small)  # noqa: E731
+        a = latencies(stateless, args.calls)
+        e = latencies(echo_of(small.SerializeToString()), args.calls)
+        rows.append(("stateless x**2 grad", "p50 ms", pct(a, 50), pct(e, 50), "<= 1.3"))
+        rows.append(("stateless x**2 grad", "p99 ms", pct(a, 99), pct(e, 99), ""))
+
+        session = SessionCaller(stub)
+        payload = session.request().SerializeToString()
+        b = latencies(session, args.calls)
+        e = latencies(echo_of(payload), args.calls)
+        rows.append(("session batch x**2 grad", "p50 ms", pct(b, 50), pct(e, 50), "<= 1.3"))
+        rows.append(("session batch x**2 grad", "p99 ms", pct(b, 99), pct(e, 99), ""))
+
+        for clients in (1, 4, 16):
+            def make_gs() -> Callable[[], Any]:
+                s = service_pb2_grpc.AutogradServiceStub(channel(gs_port))
+                return lambda: s.RunGraph(small)
+
+            def make_echo() -> Callable[[], Any]:
+                m = channel(echo_port).unary_unary(ECHO_METHOD)
+                data = small.SerializeToString()
+                return lambda: m(data)
+
+            g = throughput(make_gs, clients, args.seconds)
+            x = throughput(make_echo, clients, args.seconds)
+            rows.append((f"stateless, {clients} clients", "req/s", g, x,
+                         ">= 0.7" if clients == 16 else ""))
+
+        big = square_graph_request(np.random.default_rng(0).standard_normal(
+            (1 << 20) // 4).astype(np.float32))
+        n_big = max(20, args.calls // 40)
+        c = latencies(lambda: stub.RunGraph(big), n_big)
+        e = latencies(echo_of(big.SerializeToString()), n_big)
+        rows.append(("1 MiB float32 stateless", "p50 ms", pct(c, 50), pct(e, 50), "<= 1.5"))
+    finally:
+        for proc in (gs_proc, echo_proc):
+            proc.terminate()
+            proc.wait()
+
+    print(f"{'measure':<26} {'unit':<7} {'gradserve':>10} {'echo':>10} {'ratio':>7}  target")
+    for name, unit, ours, theirs, target in rows:
+        print(f"{name:<26} {unit:<7} {ours:>10.3f} {theirs:>10.3f} {ours / theirs:>7.2f}  "
+              f"{target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
