@@ -84,7 +84,8 @@ def checked_numel(shape: Any, max_elements: int, what: str = "tensor") -> int:
 
 
 def decode_array(msg: tensor_pb2.Tensor, max_elements: int, what: str = "tensor") -> np.ndarray:
-    """A new, writable, native-endian array from a Tensor message, validated first.
+    """A native-endian array from a Tensor message, validated first. It may be a read-only view
+    of the message's bytes: copy it before writing (`decode_tensor` does).
 
     Raises:
         InvalidRequestError: dtype, shape and data disagree, or the encoding is missing.
@@ -103,7 +104,7 @@ def decode_array(msg: tensor_pb2.Tensor, max_elements: int, what: str = "tensor"
             raise InvalidRequestError(
                 f"{what}: raw data has {len(msg.raw)} bytes, but shape {list(shape)} of "
                 f"{name} needs {expected}")
-        if msg.dtype == tensor_pb2.DTYPE_BOOL and n and max(msg.raw) > 1:
+        if msg.dtype == tensor_pb2.DTYPE_BOOL and n and np.frombuffer(msg.raw, np.uint8).max() > 1:
             raise InvalidRequestError(f"{what}: bool raw bytes must be 0 or 1")
         flat = np.frombuffer(msg.raw, dtype=wire)
     else:
@@ -115,7 +116,10 @@ def decode_array(msg: tensor_pb2.Tensor, max_elements: int, what: str = "tensor"
                 f"{what}: {encoding} has {len(values)} elements, but shape {list(shape)} "
                 f"needs {n}")
         flat = np.array(values, dtype=wire)
-    return flat.astype(wire.newbyteorder("="), copy=True).reshape(shape)
+    native = wire.newbyteorder("=")
+    if flat.dtype != native:  # big-endian hosts only
+        flat = flat.astype(native)
+    return flat.reshape(shape)
 
 
 def _typed_values(msg: tensor_pb2.Tensor, encoding: str) -> Any:
@@ -127,7 +131,7 @@ def _typed_values(msg: tensor_pb2.Tensor, encoding: str) -> Any:
 
 def decode_tensor(msg: tensor_pb2.Tensor, max_elements: int, *, requires_grad: bool = False,
                   what: str = "tensor") -> ge.Tensor:
-    """A new engine leaf tensor from a Tensor message (see `decode_array`)."""
+    """A new engine leaf tensor from a Tensor message (see `decode_array`); one copy of the data."""
     return ge.tensor(decode_array(msg, max_elements, what), requires_grad=requires_grad)
 
 
