@@ -1,1 +1,35 @@
-"""gradserve.client."""
+"""gradserve.client: the SDK. A remote session that stands in for `torch`.
+
+    import gradserve.client as gc
+    with gc.connect("localhost:50051") as client, client.session() as torch:
+        x = torch.tensor(3.0, requires_grad=True)
+        y = x ** 2
+        y.backward()
+        print(x.grad)  # tensor(6.)
+
+Needs only grpcio, protobuf and numpy: the client never imports the engine.
+"""
+
+from __future__ import annotations
+
+from .codec import DType
+from .connection import TLS, Client, connect
+from .dot import to_dot
+from .errors import (
+    DeadlineExceededError,
+    GradserveError,
+    InternalServerError,
+    NotFoundError,
+    RemoteError,
+    TracingError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .session import Optimizer, Session
+from .tensor import Size, Tensor
+
+__all__ = ["TLS", "Client", "DType", "DeadlineExceededError", "GradserveError",
+           "InternalServerError", "NotFoundError", "Optimizer", "RemoteError", "Session", "Size",
+           "Tensor", "TracingError", "UnauthenticatedError", "UnavailableError", "connect",
+           "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled", "to_dot"]

@@ -1,0 +1,542 @@
+"""`Session`: a server session that stands in for the `torch` module.
+
+Functions come from the server's op catalogue (ListOps), so nothing is listed twice: every op
+is `session.<name>(...)`, `session.nn.functional.<name>(...)` and, for ops with inputs,
+`tensor.<name>(...)`. Ops are recorded in a `batch.Recorder` and sent when something needs a
+value or an effect (printing, item(), .grad, .shape when unknown, backward(), autograd.grad()).
+"""
+
+from __future__ import annotations
+
+import itertools
+import types
+import warnings
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from gradserve.v1 import graph_pb2
+from gradserve.v1 import session_pb2 as spb
+
+from . import codec, grad_mode
+from .batch import Recorder
+from .errors import copy_error
+from .ops import OpSpec, make_function
+from .tensor import Size, Tensor
+
+NON_LEAF_GRAD_WARNING = (
+    "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
+    "attribute won't be populated during autograd.backward(). If you indeed want the .grad field "
+    "to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. If you "
+    "access the non-leaf Tensor by mistake, make sure you access the leaf Tensor instead. See "
+    "github.com/pytorch/pytorch/pull/30531 for more informations.")
+
+# Gradients up to this many elements come back with the `.grad` read that binds them.
+PREFETCH_ELEMENTS = 4096
+
+
+class Session:
+    """A remote autograd session with torch's API (a context manager; closing frees it).
+
+    Attributes beyond torch's: `id`, `client`, `round_trips` (batches sent so far), `flush()`,
+    `describe()`, `close()`.
+    """
+
+    def __init__(self, client: Any, session_id: str, info: spb.SessionInfo, *,
+                 eager: bool = False):
+        self.client = client
+        self.id = session_id
+        self.created_info = info
+        self.eager = eager
+        self.closed = False
+        self._handles = itertools.count(1)
+        self._epoch = 0  # bumped by every recorded instruction that may change a value
+        self._recorder = Recorder(self._send, session_id, client.target)
+        table = client.op_table()
+        self._table = table
+        self._functions: dict[str, Callable[..., Any]] = {
+            name: make_function(spec, self._apply) for name, spec in table.ops.items()}
+        self.__dict__.update(self._functions)
+        for name, d in {**codec.BY_NAME, **codec.ALIASES}.items():
+            setattr(self, name, d)
+        self.Tensor = Tensor
+        self.Size = Size
+        self.dtype = codec.DType
+        functional = types.SimpleNamespace(**self._functions)
+        self.nn = types.SimpleNamespace(functional=functional)
+        self.autograd = types.SimpleNamespace(grad=self.grad_of, backward=self._autograd_backward)
+        self.optim = types.SimpleNamespace(SGD=self._sgd, Adam=self._adam)
+        self.no_grad = grad_mode.no_grad
+        self.enable_grad = grad_mode.enable_grad
+        self.set_grad_enabled = grad_mode.set_grad_enabled
+        self.is_grad_enabled = grad_mode.is_grad_enabled
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def round_trips(self) -> int:
+        """Batches sent to the server so far."""
+        return self._recorder.round_trips
+
+    def _send(self, request: spb.BatchRequest) -> spb.BatchResponse:
+        c = self.client
+        return c.stub.ExecuteBatch(request, metadata=self._metadata, timeout=c.timeout)
+
+    @property
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        from gradserve.v1 import SESSION_ID_METADATA
+
+        return ((SESSION_ID_METADATA, self.id), *self.client.metadata)
+
+    def flush(self) -> None:
+        """Send pending instructions and dropped handles now."""
+        rec = self._recorder
+        if rec.sinks or len(rec.released):
+            if not rec.sinks:
+                rec.add().release.SetInParent()  # an empty release carries the queued handles
+            rec.flush()
+
+    def describe(self) -> spb.SessionInfo:
+        """The server's view of this session (flushes first, so releases are counted)."""
+        self.flush()
+        return self.client.describe(self.id)
+
+    def close(self) -> None:
+        """Close the session on the server and free everything it holds."""
+        if self.closed:
+            return
+        self.closed = True
+        self._recorder.released.closed = True
+        self.client.call("CloseSession", spb.CloseSessionRequest(session_id=self.id),
+                         session_id=self.id)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<gradserve.client.Session {self.id} on {self.client.target}>"
+
+    def manual_seed(self, seed: int) -> None:
+        """Re-seed the session's random number generator (torch.manual_seed)."""
+        self._record().manual_seed.seed = int(seed)
+        self._epoch += 1
+
+    # --- recording ------------------------------------------------------------------------------
+
+    def _record(self, sink: Any = None, binds: list[Tensor] | None = None) -> spb.Instruction:
+        if self.closed:
+            raise RuntimeError(f"session {self.id} is closed")
+        return self._recorder.add(sink, binds)
+
+    def _after_record(self) -> None:
+        if self.eager:
+            self._recorder.flush()
+
+    def _new_tensor(self) -> Tensor:
+        return Tensor(self, next(self._handles))
+
+    def dropped(self, handle: int) -> None:
+        """A client tensor was garbage-collected: release its handle with the next request."""
+        self._recorder.released.put(handle)
+
+    def _value(self, v: Any, out: graph_pb2.Value, what: str) -> None:
+        if isinstance(v, Tensor):
+            if v._owner is not self:
+                raise RuntimeError(f"{what}: the tensor belongs to another session or trace")
+            if v._error is not None:
+                raise copy_error(v._error)
+            out.handle = v._handle
+        elif v is None:
+            out.none.SetInParent()
+        elif not codec.encode_scalar(v, out):
+            if isinstance(v, np.ndarray):
+                codec.encode_array(v, out.constant)
+            else:
+                raise TypeError(f"{what} must be Tensor, not {type(v).__name__}")
+
+    def _apply(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+        n = spec.n_outputs
+        if n is None:
+            raise NotImplementedError(f"{spec.name}(): ops whose number of outputs depends on "
+                                      "the inputs are not supported by the client yet")
+        requires_grad = attrs.pop("requires_grad", None) if not spec.inputs else None
+        outs = [self._new_tensor() for _ in range(n)]
+        with self._recorder.lock:
+            m = self._record(_bind_outputs(outs), outs).apply_op
+            m.op = spec.name
+            what = f"{spec.name}(): argument"
+            if spec.variadic:
+                for v in inputs[0]:
+                    self._value(v, m.inputs.add(), f"{what} '{spec.inputs[0]}'")
+            else:
+                for name, v in zip(spec.inputs, inputs):
+                    self._value(v, m.inputs.add(), f"{what} '{name}'")
+            for k, v in attrs.items():
+                codec.encode_attr(v, m.attrs[k])
+            if not grad_mode._state.enabled:
+                m.no_grad = True
+            m.outputs.extend(t._handle for t in outs)
+            if requires_grad:
+                r = self._record(_update_info(outs[0]), [outs[0]]).set_requires_grad
+                r.handle = outs[0]._handle
+                r.requires_grad = True
+        self._after_record()
+        return outs[0] if n == 1 else tuple(outs)
+
+    def call(self, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        """Call catalogue op `name` (used by Tensor's operators and spellings)."""
+        spec = self._table.ops.get(name)
+        if spec is None:
+            raise AttributeError(f"the server has no op {name!r}")
+        inputs, attrs = spec.bind(args, kwargs)
+        return self._apply(spec, inputs, attrs)
+
+    def method(self, t: Tensor, name: str) -> Callable[..., Any]:
+        """`t.<name>`: an op with `t` as its first input, or its in-place variant."""
+        spec = self._table.ops.get(name)
+        if spec is not None and spec.inputs and not spec.variadic:
+            return lambda *args, **kwargs: self._apply(spec, *spec.bind((t, *args), kwargs))
+        if name in self._table.inplace:
+            return lambda *args, **kwargs: self.inplace(name, t, args, kwargs)
+        raise AttributeError(f"'Tensor' object has no attribute '{name}'")
+
+    def inplace(self, name: str, t: Tensor, args: Sequence[Any], kwargs: dict[str, Any]) -> Tensor:
+        """Record `t.<name>(*args)` for an in-place op name (`add_`)."""
+        spec = self._table.ops[name[:-1]]
+        inputs, attrs = spec.bind((t, *args), kwargs)
+        with self._recorder.lock:
+            self._value(t, graph_pb2.Value(), "in-place target")
+            m = self._record(_update_info(t), [t]).apply_inplace
+            m.op = name
+            m.target = t._handle
+            for iname, v in zip(spec.inputs[1:], inputs[1:]):
+                self._value(v, m.inputs.add(), f"{name}(): argument '{iname}'")
+            for k, v in attrs.items():
+                codec.encode_attr(v, m.attrs[k])
+            if not grad_mode._state.enabled:
+                m.no_grad = True
+            t._info = None
+            self._epoch += 1
+        self._after_record()
+        return t
+
+    # --- creation -------------------------------------------------------------------------------
+
+    def tensor(self, data: Any, dtype: Any = None, requires_grad: bool = False,
+               device: Any = None) -> Tensor:
+        """A new leaf tensor from data (torch.tensor): a float makes float32, an int int64."""
+        if isinstance(data, Tensor):
+            data = data.detach().numpy()
+        arr = codec.array_from_data(data, None if dtype is None else codec.as_dtype(dtype))
+        t = self._new_tensor()
+        with self._recorder.lock:
+            m = self._record(_bind_outputs([t]), [t]).create_tensor
+            m.handle = t._handle
+            codec.encode_array(arr, m.value)
+            m.requires_grad = bool(requires_grad)
+        t._value, t._epoch = arr, self._epoch
+        self._after_record()
+        return t
+
+    def as_tensor(self, data: Any, dtype: Any = None) -> Tensor:
+        return data if isinstance(data, Tensor) else self.tensor(data, dtype=dtype)
+
+    def from_numpy(self, arr: np.ndarray) -> Tensor:
+        return self.tensor(arr)
+
+    # --- reading (each may flush) ---------------------------------------------------------------
+
+    def info(self, t: Tensor) -> spb.TensorInfo:
+        """`t`'s metadata, flushing (or fetching it) when not known."""
+        if t._info is None:
+            if t._error is not None:
+                raise copy_error(t._error)
+            self._recorder.flush_if_pending()
+            if t._info is None:
+                self._fetch(t, value=False)
+        assert t._info is not None
+        return t._info
+
+    def value(self, t: Tensor) -> np.ndarray:
+        """`t`'s value as a (cached, read-only by convention) array."""
+        if t._value is None or t._epoch != self._epoch:
+            self._fetch(t, value=True)
+        assert t._value is not None
+        return t._value
+
+    def repr(self, t: Tensor) -> str:
+        """torch's printed form of `t`, as the server prints it."""
+        if t._repr is None or t._epoch != self._epoch:
+            self._fetch(t, value=False, repr=True)
+        assert t._repr is not None
+        return t._repr
+
+    def _fetch(self, t: Tensor, *, value: bool, repr: bool = False) -> None:
+        if t._error is not None:
+            raise copy_error(t._error)
+        with self._recorder.lock:
+            epoch = self._epoch
+            small = t._info is not None and _numel(t._info) <= PREFETCH_ELEMENTS
+            m = self._record(_fetched(t, epoch)).fetch
+            m.handle = t._handle
+            m.value = value or (repr and small)
+            m.repr = repr
+            self._recorder.flush()
+
+    # --- autograd -------------------------------------------------------------------------------
+
+    def get_grad(self, t: Tensor) -> Tensor | None:
+        """`t.grad`: binds the gradient to a handle; small ones come back with their value."""
+        cache = t._grad_cache
+        if cache is not None and cache[0] == self._epoch:
+            return cache[1]
+        if t._error is not None:
+            raise copy_error(t._error)
+        g = self._new_tensor()
+        box: list[Any] = []
+        with self._recorder.lock:
+            epoch = self._epoch
+            m = self._record(lambda r: box.append(r.handles), [g]).get_grad
+            m.handle = t._handle
+            m.result = g._handle
+            small = t._info is not None and _numel(t._info) <= PREFETCH_ELEMENTS
+            f = self._record(lambda r: box.append(r.fetch)).fetch
+            f.handle = t._handle
+            f.grad = small
+            f.repr = small
+            self._recorder.flush()
+        handles, fetched = box
+        t._info = fetched.info
+        result: Tensor | None = None
+        if handles.tensors:
+            result = g
+            g._info = handles.tensors[0]
+            if fetched.grad.HasField("tensor"):
+                g._value = codec.decode_array(fetched.grad.tensor)
+                g._repr = fetched.grad_repr
+                g._epoch = epoch
+        elif t._info.grad_fn and not t._retains_grad:
+            warnings.warn(NON_LEAF_GRAD_WARNING, UserWarning, stacklevel=3)
+        t._grad_cache = (epoch, result)
+        return result
+
+    def set_grad(self, t: Tensor, value: Tensor | None) -> None:
+        """`t.grad = value` (a tensor of this session, or None)."""
+        with self._recorder.lock:
+            m = self._record().set_grad
+            m.handle = t._handle
+            if value is None:
+                m.none.SetInParent()
+            else:
+                self._value(value, graph_pb2.Value(), "assigned grad")
+                m.grad_handle = value._handle
+            self._epoch += 1
+        self._after_record()
+
+    def backward(self, t: Tensor, gradient: Any = None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs: Any = None) -> None:
+        """`t.backward(...)`: sent at once, so errors surface here as in torch."""
+        with self._recorder.lock:
+            self._value(t, graph_pb2.Value(), "backward()")
+            m = self._record().backward
+            m.tensor = t._handle
+            if gradient is not None:
+                self._value(gradient, m.gradient, "backward(): gradient")
+            if retain_graph is not None:
+                m.retain_graph = bool(retain_graph)
+            m.create_graph = bool(create_graph)
+            if inputs is not None:
+                for x in [inputs] if isinstance(inputs, Tensor) else inputs:
+                    self._value(x, graph_pb2.Value(), "backward(): inputs")
+                    m.inputs.append(x._handle)
+            self._epoch += 1
+            self._recorder.flush()
+
+    def _autograd_backward(self, tensors: Any, grad_tensors: Any = None,
+                           retain_graph: bool | None = None, create_graph: bool = False,
+                           inputs: Any = None) -> None:
+        tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+        if grad_tensors is None or isinstance(grad_tensors, Tensor):
+            grad_tensors = [grad_tensors] * len(tensors)
+        for k, (t, g) in enumerate(zip(tensors, grad_tensors)):
+            keep = retain_graph if k == len(tensors) - 1 else True
+            self.backward(t, g, keep, create_graph, inputs)
+
+    def grad_of(self, outputs: Any, inputs: Any, grad_outputs: Any = None,
+                retain_graph: bool | None = None, create_graph: bool = False,
+                allow_unused: bool | None = None, materialize_grads: bool = False
+                ) -> tuple[Tensor | None, ...]:
+        """torch.autograd.grad, sent at once."""
+        outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+        inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+        results = [self._new_tensor() for _ in inputs]
+        box: list[Any] = []
+        with self._recorder.lock:
+            m = self._record(lambda r: box.append(r.handles), results).grad
+            for o in outputs:
+                self._value(o, graph_pb2.Value(), "grad(): outputs")
+                m.outputs.append(o._handle)
+            for x in inputs:
+                self._value(x, graph_pb2.Value(), "grad(): inputs")
+                m.inputs.append(x._handle)
+            if grad_outputs is not None:
+                gos = [grad_outputs] if isinstance(grad_outputs, Tensor) else list(grad_outputs)
+                for go in gos:
+                    self._value(go, m.grad_outputs.add(), "grad(): grad_outputs")
+            if retain_graph is not None:
+                m.retain_graph = bool(retain_graph)
+            m.create_graph = bool(create_graph)
+            m.allow_unused = bool(allow_unused or materialize_grads)
+            m.results.extend(r._handle for r in results)
+            self._epoch += 1
+            self._recorder.flush()
+        infos = {info.handle: info for info in box[0].tensors}
+        out: list[Tensor | None] = []
+        for x, r in zip(inputs, results):
+            info = infos.get(r._handle)
+            if info is None:
+                out.append(self.call("zero", (x,), {}) if materialize_grads else None)
+            else:
+                r._info = info
+                out.append(r)
+        return tuple(out)
+
+    def requires_grad_(self, t: Tensor, flag: bool = True) -> Tensor:
+        with self._recorder.lock:
+            self._value(t, graph_pb2.Value(), "requires_grad_()")
+            m = self._record(_update_info(t), [t]).set_requires_grad
+            m.handle = t._handle
+            m.requires_grad = bool(flag)
+            t._info = None
+            self._epoch += 1
+        self._after_record()
+        return t
+
+    def detach(self, t: Tensor) -> Tensor:
+        d = self._new_tensor()
+        with self._recorder.lock:
+            self._value(t, graph_pb2.Value(), "detach()")
+            m = self._record(_bind_outputs([d]), [d]).detach
+            m.handle = t._handle
+            m.result = d._handle
+        self._after_record()
+        return d
+
+    def detach_(self, t: Tensor) -> Tensor:
+        with self._recorder.lock:
+            self._value(t, graph_pb2.Value(), "detach_()")
+            self._record(_update_info(t), [t]).detach_inplace.handle = t._handle
+            t._info = None
+            self._epoch += 1
+        self._after_record()
+        return t
+
+    def retain_grad(self, t: Tensor) -> None:
+        with self._recorder.lock:
+            self._value(t, graph_pb2.Value(), "retain_grad()")
+            self._record().retain_grad.handle = t._handle
+        if t._info is None or not t._info.is_leaf:
+            t._retains_grad = True
+        self._after_record()
+
+    def graph(self, t: Tensor) -> spb.AutogradGraph:
+        """The autograd graph behind `t` (for `to_dot` and `grad_fn.next_functions`)."""
+        box: list[Any] = []
+        with self._recorder.lock:
+            self._value(t, graph_pb2.Value(), "graph")
+            m = self._record(lambda r: box.append(r.fetch)).fetch
+            m.handle = t._handle
+            m.graph = True
+            self._recorder.flush()
+        t._info = box[0].info
+        return box[0].graph
+
+    # --- optimizers -----------------------------------------------------------------------------
+
+    def _sgd(self, params: Any, lr: float, momentum: float = 0, dampening: float = 0,
+             weight_decay: float = 0, nesterov: bool = False) -> Optimizer:
+        opts = spb.SgdOptions(lr=lr, momentum=momentum, dampening=dampening,
+                              weight_decay=weight_decay, nesterov=nesterov)
+        return Optimizer(self, params, sgd=opts)
+
+    def _adam(self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+              eps: float = 1e-8, weight_decay: float = 0) -> Optimizer:
+        opts = spb.AdamOptions(lr=lr, beta1=betas[0], beta2=betas[1], eps=eps,
+                               weight_decay=weight_decay)
+        return Optimizer(self, params, adam=opts)
+
+
+class Optimizer:
+    """A server-side optimizer (torch.optim.SGD / Adam) over session tensors."""
+
+    def __init__(self, session: Session, params: Any, **algorithm: Any):
+        self.session = session
+        self.params = list(params)
+        self.handle = next(session._handles)
+        with session._recorder.lock:
+            m = session._record().create_optimizer
+            m.optimizer = self.handle
+            for p in self.params:
+                session._value(p, graph_pb2.Value(), "optimizer parameter")
+                m.params.append(p._handle)
+            for name, opts in algorithm.items():
+                getattr(m, name).CopyFrom(opts)
+        weakref.finalize(self, session._recorder.released.put, self.handle)
+        session._after_record()
+
+    def step(self) -> None:
+        """optimizer.step(), recorded (sent with the next batch)."""
+        s = self.session
+        s._record().optimizer_step.optimizer = self.handle
+        s._epoch += 1
+        s._after_record()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """optimizer.zero_grad(set_to_none)."""
+        s = self.session
+        m = s._record().optimizer_zero_grad
+        m.optimizer = self.handle
+        m.set_to_none = bool(set_to_none)
+        s._epoch += 1
+        s._after_record()
+
+
+# --- result sinks ---------------------------------------------------------------------------------
+
+def _bind_outputs(outs: list[Tensor]) -> Callable[[spb.InstructionResult], None]:
+    def sink(r: spb.InstructionResult) -> None:
+        for t, info in zip(outs, r.handles.tensors):
+            t._info = info
+    return sink
+
+
+def _update_info(t: Tensor) -> Callable[[spb.InstructionResult], None]:
+    def sink(r: spb.InstructionResult) -> None:
+        if r.handles.tensors:
+            t._info = r.handles.tensors[0]
+    return sink
+
+
+def _fetched(t: Tensor, epoch: int) -> Callable[[spb.InstructionResult], None]:
+    def sink(r: spb.InstructionResult) -> None:
+        f = r.fetch
+        t._info = f.info
+        if f.HasField("value"):
+            t._value = codec.decode_array(f.value)
+        elif t._epoch != epoch:
+            t._value = None
+        t._repr = f.repr if f.repr else (t._repr if t._epoch == epoch else None)
+        t._epoch = epoch
+    return sink
+
+
+def _numel(info: spb.TensorInfo) -> int:
+    n = 1
+    for d in info.shape:
+        n *= d
+    return n

@@ -1,0 +1,378 @@
+"""The client Tensor: a handle to a tensor held by a session (or a node of a traced graph).
+
+Everything that needs the server goes through the tensor's owner (a `Session` or a `Tracer`):
+recording ops, reading metadata and values. Op methods (`x.sin()`, `x.add_(y)`) come from the
+server's catalogue through `__getattr__`; Python's operators are the one fixed table in `ops`.
+Printing is the server's own repr of the tensor (torch's format), fetched with the value.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import ops
+from .codec import DType
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gradserve.v1 import session_pb2
+
+
+class Size(tuple):  # type: ignore[type-arg]
+    """torch.Size: a tuple of ints printed as `torch.Size([2, 3])`."""
+
+    def __repr__(self) -> str:
+        return f"torch.Size([{', '.join(str(d) for d in self)}])"
+
+    def numel(self) -> builtins.int:
+        n = 1
+        for d in self:
+            n *= d
+        return n
+
+
+class GradFn:
+    """A tensor's grad_fn: the name of the autograd node that produced it."""
+
+    __slots__ = ("_name", "_tensor")
+
+    def __init__(self, name: str, tensor: Tensor):
+        self._name = name
+        self._tensor = tensor
+
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def next_functions(self) -> tuple[tuple[Any, int], ...]:
+        """The next nodes, as torch's `next_functions` (fetches the graph from the server)."""
+        from .dot import next_functions
+
+        return next_functions(self._tensor)
+
+    def __repr__(self) -> str:
+        return f"<{self._name} object at {id(self):#x}>"
+
+
+class Tensor:
+    """A tensor held remotely; behaves like torch.Tensor for the supported API."""
+
+    __slots__ = ("_owner", "_handle", "_info", "_value", "_repr", "_epoch", "_error",
+                 "_retains_grad", "_grad_cache", "__weakref__")
+
+    _info: session_pb2.TensorInfo | None
+
+    def __init__(self, owner: Any, handle: Any):
+        self._owner = owner
+        self._handle = handle
+        self._info = None
+        self._value: np.ndarray | None = None
+        self._repr: str | None = None
+        self._epoch = -1
+        self._error: BaseException | None = None
+        self._retains_grad = False
+        self._grad_cache: tuple[int, Tensor | None] | None = None
+
+    # --- ops ------------------------------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._owner.method(self, name)
+
+    def __del__(self) -> None:
+        try:
+            self._owner.dropped(self._handle)
+        except Exception:  # noqa: BLE001 - never fully constructed, or interpreter exit
+            pass
+
+    # --- metadata -------------------------------------------------------------------------------
+
+    @property
+    def shape(self) -> Size:
+        return Size(self._owner.info(self).shape)
+
+    def size(self, dim: builtins.int | None = None) -> Any:
+        shape = self.shape
+        if dim is None:
+            return shape
+        n = len(shape)
+        lo, hi = (-1, 0) if n == 0 else (-n, n - 1)
+        if not lo <= dim <= hi:
+            raise IndexError(f"Dimension out of range (expected to be in range of [{lo}, {hi}], "
+                             f"but got {dim})")
+        return shape[dim % n] if n else 0
+
+    def dim(self) -> builtins.int:
+        return len(self._owner.info(self).shape)
+
+    @property
+    def ndim(self) -> builtins.int:
+        return self.dim()
+
+    def numel(self) -> builtins.int:
+        return self.shape.numel()
+
+    nelement = numel
+
+    @property
+    def dtype(self) -> DType:
+        from .codec import BY_WIRE
+
+        return BY_WIRE[self._owner.info(self).dtype]
+
+    def is_floating_point(self) -> builtins.bool:
+        return self.dtype.is_floating_point
+
+    def element_size(self) -> builtins.int:
+        return self.dtype.itemsize
+
+    @property
+    def itemsize(self) -> builtins.int:
+        return self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> builtins.int:
+        return self.numel() * self.dtype.itemsize
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    @property
+    def requires_grad(self) -> builtins.bool:
+        return self._owner.info(self).requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        self.requires_grad_(flag)
+
+    @property
+    def is_leaf(self) -> builtins.bool:
+        return self._owner.info(self).is_leaf
+
+    @property
+    def grad_fn(self) -> GradFn | None:
+        name = self._owner.info(self).grad_fn
+        return GradFn(name, self) if name else None
+
+    @property
+    def retains_grad(self) -> builtins.bool:
+        return self._retains_grad
+
+    # --- autograd -------------------------------------------------------------------------------
+
+    @property
+    def grad(self) -> Tensor | None:
+        return self._owner.get_grad(self)
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        self._owner.set_grad(self, value)
+
+    def backward(self, gradient: Any = None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs: Any = None) -> None:
+        """Accumulate this tensor's gradient into the leaves' `.grad` (runs now, remotely)."""
+        self._owner.backward(self, gradient, retain_graph, create_graph, inputs)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        return self._owner.requires_grad_(self, requires_grad)
+
+    def detach(self) -> Tensor:
+        return self._owner.detach(self)
+
+    def detach_(self) -> Tensor:
+        return self._owner.detach_(self)
+
+    @property
+    def data(self) -> Tensor:
+        return self.detach()
+
+    def retain_grad(self) -> None:
+        self._owner.retain_grad(self)
+
+    # --- torch spellings that are one catalogue op with fixed arguments ------------------------
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """`x.to(dtype)` (devices other than "cpu" are not supported)."""
+        dtype = kwargs.pop("dtype", None)
+        for a in args:
+            if isinstance(a, DType):
+                dtype = a
+            elif a not in ("cpu", None):
+                raise TypeError(f"to(): unsupported argument {a!r}")
+        return self if dtype is None else self._owner.call("to_dtype", (self,), {"dtype": dtype})
+
+    def type(self, dtype: DType | None = None) -> Any:
+        if dtype is None:
+            return f"torch.{_TYPE_NAMES[self.dtype.name]}"
+        return self.to(dtype)
+
+    def float(self) -> Tensor:
+        return self.to(_dtype("float32"))
+
+    def double(self) -> Tensor:
+        return self.to(_dtype("float64"))
+
+    def long(self) -> Tensor:
+        return self.to(_dtype("int64"))
+
+    def int(self) -> Tensor:
+        return self.to(_dtype("int32"))
+
+    def bool(self) -> Tensor:
+        return self.to(_dtype("bool"))
+
+    def view(self, *shape: Any) -> Tensor:
+        return self._owner.call("reshape", (self, *shape), {})
+
+    def view_as(self, other: Tensor) -> Tensor:
+        return self.view(tuple(other.shape))
+
+    def reshape_as(self, other: Tensor) -> Tensor:
+        return self._owner.call("reshape", (self, tuple(other.shape)), {})
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        return self._owner.call("expand", (self, tuple(other.shape)), {})
+
+    # --- values ---------------------------------------------------------------------------------
+
+    def numpy(self, *, force: builtins.bool = False) -> np.ndarray:
+        """The value as a new ndarray (torch refuses while requires_grad is set)."""
+        if not force and self.requires_grad:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
+                               "tensor.detach().numpy() instead.")
+        return self._owner.value(self).copy()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self.numpy()
+        return arr if dtype is None else arr.astype(dtype)
+
+    def tolist(self) -> Any:
+        return self._owner.value(self).tolist()
+
+    def item(self) -> Any:
+        """The single value as a Python number."""
+        arr = self._owner.value(self)
+        if arr.size != 1:
+            raise RuntimeError(f"a Tensor with {arr.size} elements cannot be converted to Scalar")
+        return arr.reshape(()).item()
+
+    def __float__(self) -> builtins.float:
+        return float(self.item())
+
+    def __int__(self) -> builtins.int:
+        return int(self.item())
+
+    def __index__(self) -> builtins.int:
+        if self.dtype.is_floating_point or self.dtype.name == "bool" or self.numel() != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an "
+                            "index")
+        return int(self.item())
+
+    def __bool__(self) -> builtins.bool:
+        arr = self._owner.value(self)
+        if arr.size != 1:
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
+        return bool(arr.reshape(()).item())
+
+    def __len__(self) -> builtins.int:
+        shape = self.shape
+        if not shape:
+            raise TypeError("len() of a 0-d tensor")
+        return shape[0]
+
+    def __iter__(self) -> Iterator[Any]:
+        if not self.shape:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))  # type: ignore[index]
+
+    def __hash__(self) -> builtins.int:
+        return id(self)
+
+    # --- printing -------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return self._owner.repr(self)
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        if self.dim() == 0:  # torch: a 0-dim tensor formats as its Python number
+            return format(self.item(), spec)
+        if spec:
+            raise TypeError("unsupported format string passed to Tensor.__format__")
+        return repr(self)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("gradserve client tensors are handles and cannot be pickled")
+
+    # --- operators ------------------------------------------------------------------------------
+
+    def __rtruediv__(self, other: Any) -> Any:
+        # torch spells `2 / x` as reciprocal(x) * 2 (grad_fn MulBackward0)
+        if not _operand(other):
+            return NotImplemented
+        return self._owner.call("mul", (self._owner.call("reciprocal", (self,), {}), other), {})
+
+
+_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "int32": "IntTensor",
+               "int64": "LongTensor", "bool": "BoolTensor"}
+
+
+def _dtype(name: str) -> DType:
+    from .codec import BY_NAME
+
+    return BY_NAME[name]
+
+
+def _operand(x: Any) -> builtins.bool:
+    return isinstance(x, (Tensor, int, float, bool, np.number, np.bool_))
+
+
+def _binary(name: str) -> Any:
+    def method(self: Tensor, other: Any) -> Any:
+        if not _operand(other):
+            return NotImplemented
+        return self._owner.call(name, (self, other), {})
+    method.__name__ = name
+    return method
+
+
+def _reflected(name: str) -> Any:
+    def method(self: Tensor, other: Any) -> Any:
+        if not _operand(other):
+            return NotImplemented
+        return self._owner.call(name, (other, self), {})
+    method.__name__ = name
+    return method
+
+
+def _unary(name: str) -> Any:
+    def method(self: Tensor) -> Any:
+        return self._owner.call(name, (self,), {})
+    method.__name__ = name
+    return method
+
+
+def _augmented(name: str) -> Any:
+    def method(self: Tensor, other: Any) -> Any:
+        if not _operand(other):
+            return NotImplemented
+        return self._owner.inplace(name, self, (other,), {})
+    method.__name__ = name
+    return method
+
+
+for _dunder, _name in ops.BINARY.items():
+    setattr(Tensor, _dunder, _binary(_name))
+for _dunder, _name in ops.REFLECTED.items():
+    setattr(Tensor, _dunder, _reflected(_name))
+for _dunder, _name in ops.UNARY.items():
+    setattr(Tensor, _dunder, _unary(_name))
+for _dunder, _name in ops.AUGMENTED.items():
+    setattr(Tensor, _dunder, _augmented(_name))
+Tensor.__hash__ = lambda self: id(self)  # type: ignore[method-assign]  # __eq__ is an op
