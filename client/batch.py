@@ -92,6 +92,11 @@ class Recorder:
         self.origins.append(origin or user_origin())
         return self.request.instructions.add()
 
+    def truncate(self, n: int) -> None:
+        """Drop pending instructions from index `n` on (one that failed while being built)."""
+        del self.request.instructions[n:]
+        del self.sinks[n:], self.bound[n:], self.origins[n:]
+
     def __len__(self) -> int:
         return len(self.sinks)
 

@@ -32,8 +32,8 @@ def to_dot(tensor: Tensor, name: str = "tensor") -> str:
     out_label = f"{name}\\n{_shape(info.shape) if info is not None else ''}"
     lines.append(f'  out [label="{out_label}", fillcolor=darkolivegreen1];')
     for node in graph.nodes:
-        if node.name == "AccumulateGrad":
-            label = f"{node.name}\\n{_shape(node.leaf_shape)}"
+        if node.name.endswith("AccumulateGrad"):
+            label = f"AccumulateGrad\\n{_shape(node.leaf_shape)}"
             if node.HasField("leaf_handle"):
                 label += f"\\nhandle {node.leaf_handle}"
             lines.append(f'  n{node.id} [label="{label}", fillcolor=lightblue];')

@@ -166,27 +166,37 @@ class Session:
                                       "the inputs are not supported by the client yet")
         requires_grad = attrs.pop("requires_grad", None) if not spec.inputs else None
         outs = [self._new_tensor() for _ in range(n)]
-        with self._recorder.lock:
-            m = self._record(_bind_outputs(outs), outs).apply_op
-            m.op = spec.name
-            what = f"{spec.name}(): argument"
-            if spec.variadic:
-                for v in inputs[0]:
-                    self._value(v, m.inputs.add(), f"{what} '{spec.inputs[0]}'")
-            else:
-                for name, v in zip(spec.inputs, inputs):
-                    self._value(v, m.inputs.add(), f"{what} '{name}'")
-            for k, v in attrs.items():
-                codec.encode_attr(v, m.attrs[k])
-            if not grad_mode._state.enabled:
-                m.no_grad = True
-            m.outputs.extend(t._handle for t in outs)
-            if requires_grad:
-                r = self._record(_update_info(outs[0]), [outs[0]]).set_requires_grad
-                r.handle = outs[0]._handle
-                r.requires_grad = True
+        rec = self._recorder
+        with rec.lock:
+            start = len(rec.sinks)
+            try:
+                self._record_apply(spec, inputs, attrs, outs, requires_grad)
+            except BaseException:
+                rec.truncate(start)
+                raise
         self._after_record()
         return outs[0] if n == 1 else tuple(outs)
+
+    def _record_apply(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any],
+                      outs: list[Tensor], requires_grad: Any) -> None:
+        m = self._record(_bind_outputs(outs), outs).apply_op
+        m.op = spec.name
+        what = f"{spec.name}(): argument"
+        if spec.variadic:
+            for v in inputs[0]:
+                self._value(v, m.inputs.add(), f"{what} '{spec.inputs[0]}'")
+        else:
+            for name, v in zip(spec.inputs, inputs):
+                self._value(v, m.inputs.add(), f"{what} '{name}'")
+        for k, v in attrs.items():
+            codec.encode_attr(v, m.attrs[k])
+        if not grad_mode._state.enabled:
+            m.no_grad = True
+        m.outputs.extend(t._handle for t in outs)
+        if requires_grad:
+            r = self._record(_update_info(outs[0]), [outs[0]]).set_requires_grad
+            r.handle = outs[0]._handle
+            r.requires_grad = True
 
     def call(self, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         """Call catalogue op `name` (used by Tensor's operators and spellings)."""
@@ -209,8 +219,9 @@ class Session:
         """Record `t.<name>(*args)` for an in-place op name (`add_`)."""
         spec = self._table.ops[name[:-1]]
         inputs, attrs = spec.bind((t, *args), kwargs)
+        for iname, v in zip(spec.inputs, inputs):
+            self._value(v, graph_pb2.Value(), f"{name}(): argument '{iname}'")
         with self._recorder.lock:
-            self._value(t, graph_pb2.Value(), "in-place target")
             m = self._record(_update_info(t), [t]).apply_inplace
             m.op = name
             m.target = t._handle

@@ -1,0 +1,298 @@
+"""The client SDK against a real server on port 0: the seed line by line against torch, round
+trips, handle release, errors with the user's line, isolation, eager mode, optimizers, tracing."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import sys
+
+import grpc
+import numpy as np
+import pytest
+import torch
+
+import gradserve.client as gc_client
+from tests import seed_walkthrough
+
+
+@pytest.fixture(scope="module")
+def client(gradserve_server):
+    with gc_client.connect(f"localhost:{gradserve_server[1]}") as c:
+        yield c
+
+
+@pytest.fixture
+def session(client):
+    with client.session() as s:
+        yield s
+
+
+def printed(fn, *args) -> list[str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        fn(*args)
+    return out.getvalue().splitlines()
+
+
+def test_seed_walkthrough_prints_what_torch_prints(session):
+    expected = printed(seed_walkthrough.run, torch)
+    got = printed(seed_walkthrough.run, session)
+    assert len(got) == len(expected)
+    for i, (g, e) in enumerate(zip(got, expected)):
+        assert g == e, f"line {i}"
+
+
+def test_seed_walkthrough_in_eager_mode(client):
+    with client.session(eager=True) as s:
+        assert printed(seed_walkthrough.run, s) == printed(seed_walkthrough.run, torch)
+
+
+class CountingInterceptor(grpc.UnaryUnaryClientInterceptor):
+    """Counts calls by method name."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        self.calls.append(client_call_details.method.rsplit("/", 1)[-1])
+        return continuation(client_call_details, request)
+
+
+def test_forward_backward_and_grad_cost_two_round_trips(gradserve_server):
+    counter = CountingInterceptor()
+    with gc_client.connect(f"localhost:{gradserve_server[1]}",
+                           interceptors=[counter]) as c, c.session() as torch_:
+        counter.calls.clear()
+        x = torch_.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        w = torch_.tensor([0.5, -1.0, 2.0], requires_grad=True)
+        y = torch_.sigmoid(x * w).sum() ** 2
+        y.backward()
+        g = x.grad
+        assert counter.calls == ["ExecuteBatch", "ExecuteBatch"]
+        # the gradient came back with the read: printing and values cost nothing more
+        assert g.tolist() == pytest.approx(reference_grad())
+        str(g)
+        assert counter.calls == ["ExecuteBatch", "ExecuteBatch"]
+
+
+def reference_grad():
+    x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    w = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    (torch.sigmoid(x * w).sum() ** 2).backward()
+    return x.grad.tolist()
+
+
+def test_a_1000_op_chain_is_one_batch(session):
+    before = session.round_trips
+    x = session.tensor(0.5, requires_grad=True)
+    y = x
+    for _ in range(1000):
+        y = y * 1.001 + 0.001
+    y.backward()
+    assert session.round_trips - before == 1
+    xt = torch.tensor(0.5, requires_grad=True)
+    yt = xt
+    for _ in range(1000):
+        yt = yt * 1.001 + 0.001
+    yt.backward()
+    assert x.grad.item() == pytest.approx(xt.grad.item(), rel=1e-5)
+
+
+def test_dropped_handles_are_released(session):
+    baseline = session.describe().tensor_count
+    for _ in range(5):
+        x = session.tensor([1.0, 2.0], requires_grad=True)
+        y = (x * 2).sin().sum()
+        y.backward()
+        g = x.grad
+        assert g is not None
+    assert session.describe().tensor_count > baseline
+    del x, y, g
+    gc.collect()
+    assert session.describe().tensor_count == baseline
+
+
+def test_engine_errors_keep_type_message_and_user_line(session):
+    a = session.tensor([1.0, 2.0, 3.0])
+    b = session.tensor([1.0, 2.0])
+    c = a + b; line = sys._getframe().f_lineno  # noqa: E702 - the recording line
+    with pytest.raises(RuntimeError) as info:
+        print(c)
+    with pytest.raises(RuntimeError) as expected:
+        torch.tensor([1.0, 2.0, 3.0]) + torch.tensor([1.0, 2.0])
+    assert type(info.value) is RuntimeError
+    assert str(info.value) == str(expected.value)
+    assert info.value.gradserve_origin == f"{__file__}:{line}"
+    assert any(f"{__file__}:{line}" in n for n in info.value.__notes__)
+    # the failed tensor raises the same error again; the session keeps working
+    with pytest.raises(RuntimeError, match="must match"):
+        c.sum()
+    assert (a * 2).tolist() == [2.0, 4.0, 6.0]
+
+
+def test_backward_errors_surface_at_backward(session):
+    x = session.tensor(2.0, requires_grad=True)
+    y = x.detach() ** 2
+    with pytest.raises(RuntimeError) as info:
+        y.backward()
+    with pytest.raises(RuntimeError) as expected:
+        (torch.tensor(2.0, requires_grad=True).detach() ** 2).backward()
+    assert str(info.value) == str(expected.value)
+    y = x ** 2
+    y.backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        y.backward()
+
+
+def test_two_sessions_are_isolated(client):
+    with client.session() as s1, client.session() as s2:
+        x1 = s1.tensor(1.0, requires_grad=True)
+        x2 = s2.tensor(5.0, requires_grad=True)
+        (x1 * 3).backward()
+        (x2 * x2).backward()
+        assert x1.grad.item() == 3.0
+        assert x2.grad.item() == 10.0
+        with pytest.raises(RuntimeError, match="another session"):
+            x1 + x2
+        assert s1.describe().tensor_count != 0
+    with pytest.raises(gc_client.NotFoundError):
+        s1.describe()
+
+
+def test_metadata_properties_and_conversions(session):
+    x = session.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    y = (x * 2).sum(1)
+    assert y.shape == torch.Size([2]) and repr(y.shape) == "torch.Size([2])"
+    assert y.dtype is session.float32 and repr(y.dtype) == "torch.float32"
+    yt = (torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True) * 2).sum(1)
+    assert y.requires_grad and not y.is_leaf and y.grad_fn.name() == yt.grad_fn.name()
+    assert x.is_leaf and x.grad_fn is None
+    assert y.detach().numpy().tolist() == [6.0, 14.0]
+    assert np.asarray(y.detach()).tolist() == [6.0, 14.0]
+    with pytest.raises(RuntimeError, match="Use tensor.detach"):
+        y.numpy()
+    assert float(y.sum()) == 20.0 and int(session.tensor(3)) == 3
+    assert session.tensor(3).dtype is session.int64
+    assert f"{y.sum():.1f}" == "20.0"
+    assert x.float().dtype is session.float32 and x.double().dtype is session.float64
+    assert x.view(4).shape == (4,) and x.reshape(4, 1).shape == (4, 1)
+    assert x.size(0) == 2 and x.dim() == 2 and x.numel() == 4
+
+
+def test_grad_mode_and_grad_zeroing(session):
+    x = session.tensor(2.0, requires_grad=True)
+    with session.no_grad():
+        y = x ** 2
+    assert not y.requires_grad and repr(y) == "tensor(4.)"
+    with session.set_grad_enabled(False):
+        assert not session.is_grad_enabled()
+    assert session.is_grad_enabled()
+    (x ** 3).backward()
+    assert x.grad.item() == 12.0
+    x.grad.zero_()
+    assert x.grad.item() == 0.0
+    x.grad = None
+    assert x.grad is None
+
+
+def test_non_leaf_grad_warns_like_torch(session):
+    x = session.tensor(2.0, requires_grad=True)
+    y = x * 3
+    y.sum().backward()
+    with pytest.warns(UserWarning, match="is not a leaf Tensor"):
+        assert y.grad is None
+    z = x * 4
+    z.retain_grad()
+    z.backward()
+    assert z.grad.item() == 1.0
+
+
+def test_autograd_grad_second_order(session):
+    x = session.tensor(1.5, requires_grad=True)
+    y = x.sin() * x
+    (g,) = session.autograd.grad(y, x, create_graph=True)
+    (h,) = session.autograd.grad(g, x)
+    xt = torch.tensor(1.5, requires_grad=True)
+    (gt,) = torch.autograd.grad(xt.sin() * xt, xt, create_graph=True)
+    (ht,) = torch.autograd.grad(gt, xt)
+    assert repr(g) == repr(gt)
+    assert h.item() == pytest.approx(ht.item(), rel=1e-6)
+
+
+def train_neuron(torch_, optim_name: str, steps: int = 20) -> list[str]:
+    xs = torch_.tensor([[0.5], [1.5], [-1.0], [2.0]])
+    ys = torch_.tensor([[0.0], [1.0], [0.0], [1.0]])
+    w = torch_.tensor([[0.3]], requires_grad=True)
+    b = torch_.tensor([0.1], requires_grad=True)
+    opt = getattr(torch_.optim, optim_name)([w, b], lr=0.5)
+    lines = []
+    for _ in range(steps):
+        opt.zero_grad()
+        p = torch_.sigmoid(xs * w + b)
+        loss = -(ys * torch_.log(p) + (1 - ys) * torch_.log(1 - p)).mean()
+        loss.backward()
+        opt.step()
+        lines.append(f"{loss.item():.6f}")
+    lines += [repr(w), repr(b)]
+    return lines
+
+
+@pytest.mark.parametrize("optim_name", ["SGD", "Adam"])
+def test_optimizers_train_like_torch(session, optim_name):
+    try:
+        train_neuron(session, optim_name, steps=1)
+    except RuntimeError as exc:
+        if "no optimizers" in str(exc):
+            pytest.skip("the engine has no optimizers yet")
+        raise
+    assert train_neuron(session, optim_name) == train_neuron(torch, optim_name)
+
+
+def test_to_dot_and_next_functions(session):
+    x = session.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * 2).sin().sum()
+    dot = gc_client.to_dot(y)
+    assert dot.startswith("digraph") and "SumBackward0" in dot and "SinBackward0" in dot
+    assert "AccumulateGrad" in dot and "(2,)" in dot
+    (nxt, _), = y.grad_fn.next_functions
+    assert nxt.name() == "SinBackward0"
+
+
+def test_stateless_grad_and_value_and_grad(client):
+    def f(x, w):
+        return (x * w).sin().sum()
+
+    x = np.array([0.1, 0.2, 0.3], dtype=np.float32)
+    w = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    gx = client.grad(f)(x, w)
+    value, (gx2, gw) = client.value_and_grad(f, argnums=(0, 1))(x, w)
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    yt = f(xt, wt)
+    yt.backward()
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(gx2, xt.grad.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(gw, wt.grad.numpy(), rtol=1e-6)
+    assert value == pytest.approx(yt.item())
+    with pytest.raises(gc_client.TracingError):
+        client.grad(lambda x: x.sum().item())(x)
+
+
+def test_transport_errors_name_the_target():
+    with gc_client.connect("127.0.0.1:1", timeout=2, retries=1) as c:
+        with pytest.raises(gc_client.UnavailableError, match="127.0.0.1:1"):
+            c.list_ops()
+        with pytest.raises(gc_client.UnavailableError, match="127.0.0.1:1"):
+            c.session()
+
+
+def test_token_auth(gradserve_server_factory, tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("secret-token\n")
+    _, port = gradserve_server_factory(auth_token_file=str(tokens))
+    with gc_client.connect(f"localhost:{port}") as c:
+        with pytest.raises(gc_client.UnauthenticatedError):
+            c.session()
+    with gc_client.connect(f"localhost:{port}", token="secret-token") as c, c.session() as s:
+        assert (s.tensor(2.0) * 3).item() == 6.0
