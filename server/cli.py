@@ -100,10 +100,32 @@ def _ops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", help="run against this server instead of an in-process one")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Start a server on a free port (unless --target) and run the seed through the client."""
+    from gradserve.client.demo import run
+
+    if args.target:
+        return run(args.target)
+    from .app import create_server
+
+    server, port = create_server(config_mod.ServerConfig(host="127.0.0.1", port=0))
+    server.start()
+    try:
+        return run(f"127.0.0.1:{port}")
+    finally:
+        server.stop(0)
+
+
 COMMANDS: dict[str, tuple[str, Configure, Run]] = {
     "serve": ("run the gRPC server", _serve_args, _serve),
     "health": ("check a server's gRPC health (exit 0 when SERVING)", _health_args, _health),
     "ops": ("print the op catalogue", _ops_args, _ops),
+    "demo": ("run the seed walkthrough through the client against an in-process server",
+             _demo_args, _demo),
 }
 
 

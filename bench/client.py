@@ -1,0 +1,169 @@
+"""Client SDK speed, as ratios measured in the same run (issue 4's targets; not a timed test).
+
+    python bench/client.py            # full run
+    python bench/client.py --quick    # fewer repeats
+
+Cases:
+- seed-step: the seed's `x = tensor(3., requires_grad=True); y = x**2; y.backward(); x.grad`
+  (reading the gradient's value) through a session against a local server (two round trips),
+  against torch.distributed.rpc doing the same forward+backward in a remote worker process
+  (TensorPipe over loopback; one rpc_sync), and against local torch. Target: <= 0.5x torch RPC.
+- chain-1000: a 1000-op scalar chain (`y = y * 1.001 + 0.001`, 500 times) and reading the
+  result, through the client (one batch), against the same code on `gradserve.engine` in
+  process. Target: <= 2x the engine. `chain-1000-bwd` adds backward and reading the gradient.
+
+Reports the median of several repeats of many calls each; compare ratios, not seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+TARGETS = {"seed-step vs torch-rpc": 0.5, "chain-1000 vs engine": 2.0}
+
+
+def timeit(fn: Callable[[], Any], repeats: int, min_seconds: float = 0.2) -> float:
+    """Median seconds per call over `repeats` rounds lasting about `min_seconds` each."""
+    fn()
+    start = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - start, 1e-6)
+    calls = max(1, int(min_seconds / once))
+    rounds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        rounds.append((time.perf_counter() - start) / calls)
+    return statistics.median(rounds)
+
+
+def seed_step(torch: Any) -> float:
+    x = torch.tensor(3.0, requires_grad=True)
+    y = x**2
+    y.backward()
+    return x.grad.item()
+
+
+def chain(torch: Any, backward: bool) -> float:
+    x = torch.tensor(0.5, requires_grad=backward)
+    y = x
+    for _ in range(500):
+        y = y * 1.001 + 0.001
+    if backward:
+        y.backward()
+        return x.grad.item()
+    return y.item()
+
+
+# --- torch.distributed.rpc baseline ---------------------------------------------------------------
+
+def rpc_seed_step(value: float) -> float:
+    """Runs in the remote worker: the seed step, returning the gradient."""
+    import torch
+
+    x = torch.tensor(value, requires_grad=True)
+    y = x**2
+    y.backward()
+    return x.grad.item()
+
+
+def _rpc_worker(port: int) -> None:
+    import torch.distributed.rpc as rpc
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    rpc.init_rpc("worker", rank=1, world_size=2)
+    rpc.shutdown()
+
+
+def torch_rpc_time(repeats: int) -> tuple[float | None, str]:
+    """Seconds per remote seed step over torch.distributed.rpc, or (None, why not)."""
+    try:
+        import torch.distributed.rpc as rpc
+    except ImportError as exc:  # pragma: no cover - torch built without distributed
+        return None, f"torch.distributed.rpc unavailable: {exc}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    worker = ctx.Process(target=_rpc_worker, args=(port,), daemon=True)
+    worker.start()
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    try:
+        rpc.init_rpc("master", rank=0, world_size=2)
+    except Exception as exc:  # noqa: BLE001 - report why the baseline could not run
+        worker.kill()
+        return None, f"torch.distributed.rpc could not start: {exc}"
+    try:
+        t = timeit(lambda: rpc.rpc_sync("worker", rpc_seed_step, args=(3.0,)), repeats)
+    finally:
+        rpc.shutdown()
+        worker.join(timeout=30)
+    return t, "torch.distributed.rpc (TensorPipe, loopback, one rpc_sync)"
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--no-rpc", action="store_true", help="skip the torch RPC baseline")
+    args = parser.parse_args(argv)
+    repeats = 3 if args.quick else 7
+
+    import torch
+
+    import gradserve.client as gc
+    import gradserve.engine as ge
+    from gradserve.server.app import create_server
+    from gradserve.server.config import ServerConfig
+
+    torch.set_num_threads(1)
+    print(f"python {platform.python_version()}, torch {torch.__version__}, "
+          f"{os.cpu_count()} cpus, {platform.machine()}")
+    rows: dict[str, float] = {}
+    rpc_t, rpc_note = (None, "skipped (--no-rpc)") if args.no_rpc else torch_rpc_time(repeats)
+
+    server, port = create_server(ServerConfig(host="127.0.0.1", port=0, workers=4))
+    server.start()
+    try:
+        with gc.connect(f"127.0.0.1:{port}") as client, client.session() as session:
+            rows["seed-step client"] = timeit(lambda: seed_step(session), repeats)
+            rows["chain-1000 client"] = timeit(lambda: chain(session, False), repeats)
+            rows["chain-1000-bwd client"] = timeit(lambda: chain(session, True), repeats)
+    finally:
+        server.stop(0)
+    rows["seed-step torch"] = timeit(lambda: seed_step(torch), repeats)
+    rows["chain-1000 engine"] = timeit(lambda: chain(ge, False), repeats)
+    rows["chain-1000-bwd engine"] = timeit(lambda: chain(ge, True), repeats)
+    if rpc_t is not None:
+        rows["seed-step torch-rpc"] = rpc_t
+
+    for name, t in rows.items():
+        print(f"{name:<26} {t * 1e3:9.3f} ms")
+    print(f"torch RPC baseline: {rpc_note}")
+    ratios = {"chain-1000 vs engine": rows["chain-1000 client"] / rows["chain-1000 engine"],
+              "chain-1000-bwd vs engine": (rows["chain-1000-bwd client"]
+                                           / rows["chain-1000-bwd engine"]),
+              "seed-step vs local torch": rows["seed-step client"] / rows["seed-step torch"]}
+    if rpc_t is not None:
+        ratios["seed-step vs torch-rpc"] = rows["seed-step client"] / rpc_t
+    for name, r in ratios.items():
+        target = TARGETS.get(name)
+        verdict = "" if target is None else f"  (target <= {target}: " + (
+            "met)" if r <= target else "MISSED)")
+        print(f"{name:<26} {r:8.2f}x{verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

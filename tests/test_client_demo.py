@@ -1,0 +1,46 @@
+"""`gradserve demo` and the examples: the seed through the client prints what torch prints."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from gradserve.client.demo import walkthrough
+from gradserve.server.cli import main as cli_main
+from tests import seed_walkthrough
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def torch_lines() -> list[str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        seed_walkthrough.run(torch)
+    return out.getvalue().splitlines()
+
+
+def test_demo_walkthrough_is_the_seed():
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        walkthrough(torch)
+    lines = [ln for ln in out.getvalue().splitlines() if not ln.startswith("#")]
+    assert lines == torch_lines()
+
+
+def test_gradserve_demo_runs_the_seed_through_an_in_process_server(capsys):
+    assert cli_main(["demo"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("#")]
+    assert lines == torch_lines()
+
+
+def test_stateless_example(gradserve_server):
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "stateless_graph.py"),
+                             f"localhost:{gradserve_server[1]}"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("y = ") and "dy/dw" in result.stdout
