@@ -66,4 +66,5 @@ def make_input(spec: InputSpec, rng: np.random.Generator, domain: tuple[float, f
     if isinstance(spec, list):
         return [make_input(s, rng, domain, dtype) for s in spec]
     lo, hi = domain
-    return rng.uniform(lo, hi, size=tuple(spec)).astype(dtype)
+    # np.asarray: a () spec gives a 0-d array, not a numpy scalar.
+    return np.asarray(rng.uniform(lo, hi, size=tuple(spec)), dtype=dtype)

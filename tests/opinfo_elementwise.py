@@ -1,0 +1,258 @@
+"""OpInfos for the elementwise ops (engine/ops_elementwise.py) and the core shape/reduce ops
+(reshape, expand, sum_to_size, sum, mean) that the backward pass itself relies on.
+
+Input specs: a shape is a random floating tensor in the OpInfo's domain; Python scalars are
+passed as they are; callables build special inputs (positive values, ties, bool masks, ints).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .opinfo import OpInfo, Sample
+
+# --- input builders ------------------------------------------------------------------------------
+
+
+def uniform(shape: tuple[int, ...], lo: float, hi: float) -> Any:
+    """Values in [lo, hi), whatever the OpInfo's domain."""
+    return lambda rng: rng.uniform(lo, hi, size=shape)
+
+
+def positive(shape: tuple[int, ...]) -> Any:
+    """Values in [0.5, 2) (denominators, log / sqrt arguments, pow bases)."""
+    return uniform(shape, 0.5, 2.0)
+
+
+def away_from_zero(shape: tuple[int, ...]) -> Any:
+    """Values in ±[0.5, 2) (divisors of either sign)."""
+    return lambda rng: rng.uniform(0.5, 2.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+
+
+def ties(shape: tuple[int, ...]) -> Any:
+    """Values from {-1, 0, 1} as floats, so that two such inputs tie often."""
+    return lambda rng: rng.integers(-1, 2, size=shape).astype(np.float64)
+
+
+def ints(shape: tuple[int, ...], lo: int = -3, hi: int = 4, dtype: Any = np.int64) -> Any:
+    return lambda rng: rng.integers(lo, hi, size=shape).astype(dtype)
+
+
+def mask(shape: tuple[int, ...]) -> Any:
+    return lambda rng: rng.random(size=shape) > 0.5
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return getattr(torch, name)
+
+
+# Standard operand pairs: same shape, broadcasting, 0-dim, and Python scalars on either side.
+BROADCAST = [((3,), (3,)), ((2, 3), (3,)), ((), (2,)), ((2, 1, 3), (4, 1))]
+SCALARS = [((2, 3), 2.5), (1.5, (2, 3)), ((2, 3), 2), (3, (2, 3))]
+
+
+def binary_samples(*, scalars: bool = True, right_scalars_only: bool = False) -> list[Sample]:
+    pairs = list(BROADCAST)
+    if scalars:
+        pairs += [p for p in SCALARS if not right_scalars_only or not isinstance(p[1], tuple)]
+    return [Sample(p) for p in pairs]
+
+
+def unary_samples() -> list[Sample]:
+    return [Sample(((3,),)), Sample(((2, 3),)), Sample(((),))]
+
+
+# --- arithmetic ----------------------------------------------------------------------------------
+
+ARITHMETIC = [
+    OpInfo("add", lambda x, y, alpha=1: x + y if alpha == 1 else torch.add(x, y, alpha=alpha),
+           binary_samples() + [Sample(((2, 3), (3,)), {"alpha": 2.5}),
+                               Sample(((2, 3), 3), {"alpha": -2}),
+                               Sample((ints((2, 3)), (3,))),
+                               Sample((ints((2, 3)), 2.5)),
+                               Sample((ints((2, 3)), ints((3,))))]),
+    OpInfo("sub", lambda x, y, alpha=1: x - y if alpha == 1 else torch.sub(x, y, alpha=alpha),
+           binary_samples() + [Sample(((2, 3), (3,)), {"alpha": 0.5}),
+                               Sample((ints((2, 3)), 1.5))]),
+    OpInfo("mul", lambda x, y: x * y,
+           binary_samples() + [Sample((ints((2, 3)), (3,))),
+                               Sample((mask((2, 3)), ints((3,))))]),
+    OpInfo("div", torch.div,
+           [Sample(((3,), away_from_zero((3,)))), Sample(((2, 3), away_from_zero((3,)))),
+            Sample(((), away_from_zero((2,)))), Sample(((2, 1, 3), away_from_zero((4, 1)))),
+            Sample(((2, 3), 2.5)), Sample((1.5, away_from_zero((2, 3)))), Sample(((2, 3), -2)),
+            Sample((3, away_from_zero((2, 3)))), Sample((ints((2, 3)), ints((3,), 1, 4)))]),
+    # torch records floor_divide but its derivative is not implemented (grad_fn NotImplemented).
+    OpInfo("floor_divide", lambda x, y: x // y,
+           [Sample(((2, 3), away_from_zero((3,)))), Sample(((2, 3), 0.75)),
+            Sample((ints((2, 3)), ints((3,), 1, 4))), Sample((ints((2, 3)), 2))],
+           check_grad=False),
+    OpInfo("remainder", torch.remainder,
+           [Sample(((3,), positive((3,)))), Sample(((2, 3), away_from_zero((3,)))),
+            Sample(((2, 1, 3), positive((4, 1)))), Sample(((2, 3), 0.75)),
+            Sample(((2, 3), -2)), Sample((ints((2, 3)), ints((3,), 1, 4)))]),
+    # remainder(Python scalar, tensor): torch records it, but its derivative is not implemented.
+    OpInfo("remainder", torch.remainder,
+           [Sample((1.5, positive((2, 3))))], check_grad=False),
+    OpInfo("pow", lambda x, y: x ** y,
+           [  # tensor ** scalar (PowBackward0); any sign of base for integral exponents
+               Sample(((2, 3), 2)), Sample(((2, 3), 3)), Sample(((3,), 2.0)),
+               Sample((positive((2, 3)), 0.5)), Sample((positive((2, 3)), -1.5)),
+               Sample((positive((3,)), 0)), Sample((ints((2, 3), 0, 4), 2)),
+               # scalar ** tensor (PowBackward2)
+               Sample((2.0, (2, 3))), Sample((3, (3,))), Sample((0.5, ())),
+               # tensor ** tensor (PowBackward1): positive bases
+               Sample((positive((2, 3)), (2, 3))), Sample((positive((2, 3)), (3,))),
+               Sample((positive(()), (2,))), Sample((positive((2, 1, 3)), (4, 1)))]),
+    OpInfo("square", torch.square, unary_samples() + [Sample((ints((2, 3)),))]),
+]
+
+# --- unary math ----------------------------------------------------------------------------------
+
+
+def unary(name: str, fn: Any = None, domain: tuple[float, float] = (-2.0, 2.0),
+          **kw: Any) -> OpInfo:
+    return OpInfo(name, fn or getattr(torch, name), unary_samples(), domain=domain, **kw)
+
+
+UNARY = [
+    unary("neg"), unary("abs"), unary("sign"), unary("floor"), unary("ceil"),
+    # torch.round(x) is RoundBackward0, torch.round(x, decimals=d) RoundBackward1.
+    OpInfo("round", lambda x, decimals=0: torch.round(x, decimals=decimals) if decimals
+           else torch.round(x),
+           unary_samples() + [Sample(((2, 3),), {"decimals": 1}),
+                              Sample(((2, 3),), {"decimals": -1})]),
+    unary("reciprocal", domain=(0.5, 2.0)),
+    unary("sqrt", domain=(0.5, 2.0)), unary("rsqrt", domain=(0.5, 2.0)),
+    unary("exp"), unary("expm1"),
+    unary("log", domain=(0.5, 2.0)), unary("log1p", domain=(-0.5, 2.0)),
+    unary("log2", domain=(0.5, 2.0)),
+    unary("sin"), unary("cos"), unary("tan", domain=(-1.2, 1.2)), unary("tanh"),
+    unary("sigmoid"), unary("erf"),
+]
+# Integer inputs to floating functions compute in float32 (torch's int-to-float rule).
+for _info in UNARY:
+    if _info.name in ("exp", "sin", "sqrt", "reciprocal", "neg", "abs", "sign", "square"):
+        _info.samples.append(Sample((ints((2, 3), 1, 4),)))
+
+ACTIVATIONS = [
+    unary("relu", torch.relu),
+    OpInfo("leaky_relu", lambda x, negative_slope=0.01: F.leaky_relu(x, negative_slope),
+           unary_samples() + [Sample(((2, 3),), {"negative_slope": 0.2})]),
+    OpInfo("elu", lambda x, alpha=1.0: F.elu(x, alpha),
+           unary_samples() + [Sample(((2, 3),), {"alpha": 0.5})]),
+    OpInfo("gelu", lambda x, approximate="none": F.gelu(x, approximate=approximate),
+           unary_samples() + [Sample(((2, 3),), {"approximate": "tanh"})]),
+    unary("silu", F.silu),
+    OpInfo("softplus", lambda x, beta=1.0, threshold=20.0: F.softplus(x, beta, threshold),
+           unary_samples() + [Sample(((2, 3),), {"beta": 2.0, "threshold": 1.0})],
+           domain=(-3.0, 3.0)),
+]
+
+# --- clamp, maximum, minimum, where --------------------------------------------------------------
+
+SELECTION = [
+    OpInfo("clamp", lambda x, lo=None, hi=None: torch.clamp(x, lo, hi),
+           [Sample(((2, 3), -0.5, 0.5)), Sample(((2, 3), -0.5, None)),
+            Sample(((2, 3), None, 0.5)), Sample(((), -0.5, 0.5)),
+            Sample(((2, 3), -1, 1)), Sample((ints((2, 3)), -1, 1)),
+            Sample((ints((2, 3)), 0.5, None)),
+            # tensor bounds, broadcasting, one-sided, and bounds that cross (min > max)
+            Sample(((2, 3), (3,), (2, 1))), Sample(((2, 3), (2, 3), None)),
+            Sample(((2, 3), None, (3,))),
+            Sample(((2, 3), uniform((3,), 0.2, 1.0), uniform((2, 1), -1.0, -0.2)))]),
+    OpInfo("maximum", torch.maximum, binary_samples(scalars=False)),
+    OpInfo("minimum", torch.minimum, binary_samples(scalars=False)),
+    # Ties split the gradient evenly (not differentiable there: no finite differences).
+    OpInfo("maximum", torch.maximum, [Sample((ties((2, 3)), ties((2, 3))))],
+           check_finite_differences=False),
+    OpInfo("minimum", torch.minimum, [Sample((ties((2, 3)), ties((3,))))],
+           check_finite_differences=False),
+    OpInfo("where", torch.where,
+           [Sample((mask((2, 3)), (2, 3), (2, 3))), Sample((mask((2, 3)), (3,), (2, 1))),
+            Sample((mask((3,)), (2, 3), 0.0)), Sample((mask((2, 3)), 1.5, (3,))),
+            Sample((mask(()), (), (2,))), Sample((mask((2, 3)), ints((2, 3)), (3,)))]),
+]
+
+# --- comparisons and logic (no gradient) ---------------------------------------------------------
+
+_CMP = {"lt": lambda x, y: x < y, "le": lambda x, y: x <= y, "gt": lambda x, y: x > y,
+        "ge": lambda x, y: x >= y, "eq": lambda x, y: x == y, "ne": lambda x, y: x != y}
+COMPARISONS = [
+    OpInfo(name, fn, binary_samples() + [Sample((ties((2, 3)), ties((3,)))),
+                                         Sample((ints((2, 3)), ints((3,)))),
+                                         Sample((ints((2, 3)), 0.5))])
+    for name, fn in _CMP.items()
+]
+LOGIC = [
+    OpInfo(name, getattr(torch, name),
+           [Sample((mask((2, 3)), mask((3,)))), Sample((ties((2, 3)), (2, 3))),
+            Sample((ints((2, 3)), mask(())))])
+    for name in ("logical_and", "logical_or", "logical_xor")
+] + [OpInfo("logical_not", torch.logical_not,
+            [Sample((mask((2, 3)),)), Sample((ties((3,)),)), Sample((ints((2, 3)),))])]
+
+# --- dtype conversion, copies and the in-place targets -------------------------------------------
+
+CONVERSION = [
+    # The op always copies (Tensor.to(dtype) returning self for its own dtype is not this op).
+    OpInfo("to_dtype", lambda x, dtype: x.to(torch_dtype(dtype), copy=True),
+           [Sample(((2, 3),), {"dtype": "float64"}), Sample(((2, 3),), {"dtype": "float32"}),
+            Sample(((3,),), {"dtype": "int64"}), Sample(((3,),), {"dtype": "bool"}),
+            Sample((ints((2, 3)),), {"dtype": "float32"}),
+            Sample((ints((3,)),), {"dtype": "int32"})]),
+    OpInfo("clone", torch.clone, unary_samples() + [Sample((ints((2, 3)),))]),
+    OpInfo("zero", lambda x: x.clone().zero_(), unary_samples() + [Sample((ints((2, 3)),))]),
+    OpInfo("fill", lambda x, value: torch.fill(x, value),
+           [Sample(((2, 3),), {"value": 1.5}), Sample(((),), {"value": -2}),
+            Sample((ints((3,)),), {"value": 7})]),
+    OpInfo("copy", lambda x, src: x.clone().copy_(src),
+           [Sample(((2, 3), (2, 3))), Sample(((2, 3), (3,))), Sample(((2, 3), ())),
+            Sample(((2, 3), ints((3,)))), Sample((ints((3,)), (3,)))]),
+]
+
+# --- shape and reduction ops the engine core relies on -------------------------------------------
+
+
+def _reduce(fn: Any) -> Any:
+    def call(x: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Any:
+        kw: dict[str, Any] = {}
+        if dtype is not None:
+            kw["dtype"] = torch_dtype(dtype)
+        if dim is None:
+            return fn(x, **kw) if not keepdim else fn(x, dim=tuple(range(x.ndim)), keepdim=True,
+                                                      **kw)
+        return fn(x, dim=dim, keepdim=keepdim, **kw)
+    return call
+
+
+def reduce_samples() -> list[Sample]:
+    return [Sample(((2, 3),)), Sample(((2, 3),), {"dim": 0}), Sample(((2, 3),), {"dim": -1}),
+            Sample(((2, 3, 4),), {"dim": (0, 2)}), Sample(((2, 3),), {"dim": 1, "keepdim": True}),
+            Sample(((),)), Sample(((),), {"dim": 0}), Sample(((3,),), {"dim": ()}),
+            Sample(((2, 3),), {"dtype": "float64"})]
+
+
+SHAPE_AND_REDUCE = [
+    OpInfo("reshape", lambda x, shape: x.reshape(shape),
+           [Sample(((2, 3),), {"shape": (3, 2)}), Sample(((2, 3),), {"shape": (-1,)}),
+            Sample(((6,),), {"shape": (2, -1, 1)}), Sample(((),), {"shape": (1, 1)}),
+            Sample(((1,),), {"shape": ()})]),
+    OpInfo("expand", lambda x, size: x.expand(size),
+           [Sample(((3,),), {"size": (2, 3)}), Sample(((2, 1),), {"size": (2, 4)}),
+            Sample(((2, 1),), {"size": (3, -1, 4)}), Sample(((),), {"size": (2, 2)}),
+            Sample(((1, 3),), {"size": (1, 3)})]),
+    OpInfo("sum_to_size", lambda x, size: x.sum_to_size(size),
+           [Sample(((2, 3),), {"size": (1, 3)}), Sample(((2, 3),), {"size": (3,)}),
+            Sample(((4, 2, 3),), {"size": (2, 1)})]),
+    OpInfo("sum", _reduce(torch.sum), reduce_samples() + [
+        Sample((ints((2, 3)),), {"dim": 1}), Sample((mask((2, 3)),))]),
+    OpInfo("mean", _reduce(torch.mean), reduce_samples()),
+]
+
+OPINFOS = ARITHMETIC + UNARY + ACTIVATIONS + SELECTION + COMPARISONS + LOGIC + CONVERSION + \
+    SHAPE_AND_REDUCE
