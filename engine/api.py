@@ -107,6 +107,8 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
             f"{_type_word(target.dtype)}")
     node = result.grad_fn
     if node is not None:
+        if op.inplace_backward is not None:
+            node._name = op.inplace_backward
         _snapshot_saved_target(node, target)
     np.copyto(target._array(), result._data, casting="unsafe")
     target._version[0] += 1

@@ -109,7 +109,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         if data.dtype != out_dtype.np:
             data = data.astype(out_dtype.np)
         out = Tensor._make(data, dtype=out_dtype)
-        if record:
+        if record and out_dtype.category == 2:  # as torch: only floating results require grad
             node = Node.create(op, args, attrs, (out,))
             if node is not None:
                 out.grad_fn = node

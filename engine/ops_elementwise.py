@@ -85,12 +85,28 @@ defop("div", np.true_divide,
       lambda ns, g, out, x, y: -g * x / (y * y),
       inputs=("input", "other"), dtype=FLOAT, inplace=True, doc="input / other (true division)",
       out_shape=broadcast_shape)
-defop("floor_divide", np.floor_divide, None, None, inputs=("input", "other"), dtype=PROMOTE,
-      doc="floor(input / other); no gradient", out_shape=broadcast_shape)
+def _not_implemented(aten: str) -> Any:
+    """torch records some ops whose derivative it lacks: backward through them fails."""
+    def rule(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
+        raise errors.AutogradError(f"derivative for aten::{aten} is not implemented")
+    return rule
+
+
+def _remainder_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
+    if not _is_tensor(x):  # remainder(Python scalar, tensor): no derivative in torch
+        raise errors.AutogradError("derivative for aten::remainder is not implemented")
+    return -g * ns.floor(x / y)  # torch: div(rounding_mode="floor"), zero gradient
+
+
+defop("floor_divide", np.floor_divide, _not_implemented("floor_divide"),
+      _not_implemented("floor_divide"), inputs=("input", "other"), dtype=PROMOTE,
+      backward="NotImplemented", doc="floor(input / other); torch has no derivative",
+      out_shape=broadcast_shape)
 defop("remainder", np.remainder,
       lambda ns, g, out, x, y: g,
-      lambda ns, g, out, x, y: -g * ns.floor_divide(x, y),
+      _remainder_dy,
       inputs=("input", "other"), dtype=PROMOTE, doc="Python-style modulus (sign of other)",
+      backward=_by_scalars("RemainderBackward1", "RemainderBackward0", "NotImplemented"),
       out_shape=broadcast_shape)
 
 
@@ -138,6 +154,7 @@ defop("floor", np.floor, lambda ns, g, out, x: g * 0, doc="round down; zero grad
 defop("ceil", np.ceil, lambda ns, g, out, x: g * 0, doc="round up; zero gradient")
 defop("round", lambda x, decimals=0: np.round(x, decimals),
       lambda ns, g, out, x, decimals: g * 0, attrs=(AttrSpec("decimals", "int", 0),),
+      backward=lambda args, attrs: "RoundBackward1" if attrs["decimals"] else "RoundBackward0",
       doc="round half to even; zero gradient")
 defop("reciprocal", np.reciprocal, lambda ns, g, out, x: -g * out * out, dtype=FLOAT,
       doc="1 / input")
@@ -150,7 +167,8 @@ defop("expm1", np.expm1, lambda ns, g, out, x: g * (out + 1), dtype=FLOAT,
       doc="exp(input) - 1")
 defop("log", np.log, lambda ns, g, out, x: g / x, dtype=FLOAT, inplace=True,
       doc="natural logarithm")
-defop("log1p", np.log1p, lambda ns, g, out, x: g / (x + 1), dtype=FLOAT, doc="log(1 + input)")
+defop("log1p", np.log1p, lambda ns, g, out, x: g / (x + 1), dtype=FLOAT,
+      backward="Log1PBackward0", doc="log(1 + input)")
 defop("log2", np.log2, lambda ns, g, out, x: g / (x * math.log(2.0)), dtype=FLOAT,
       doc="base-2 logarithm")
 defop("sin", np.sin, lambda ns, g, out, x: g * ns.cos(x), dtype=FLOAT, inplace=True, doc="sine")
@@ -253,13 +271,24 @@ def _clamp_dx(ns: Any, g: Any, out: Any, x: Any, lo: Any, hi: Any) -> Any:
     return g * keep
 
 
+def _clamp_dmin(ns: Any, g: Any, out: Any, x: Any, lo: Any, hi: Any) -> Any:
+    # torch: where min > max the result is max, so min gets no gradient there.
+    if hi is None:
+        return g * (x < lo)
+    return g * ns.logical_and(x < lo, lo < hi)
+
+
+def _clamp_dmax(ns: Any, g: Any, out: Any, x: Any, lo: Any, hi: Any) -> Any:
+    if lo is None:
+        return g * (x > hi)
+    return g * ns.logical_or(x > hi, hi < lo)
+
+
 def _clamp_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     return "ClampBackward0" if any(_is_tensor(a) for a in args[1:]) else "ClampBackward1"
 
 
-defop("clamp", _clamp, _clamp_dx,
-      lambda ns, g, out, x, lo, hi: g * (x < lo),
-      lambda ns, g, out, x, lo, hi: g * (x > hi),
+defop("clamp", _clamp, _clamp_dx, _clamp_dmin, _clamp_dmax,
       inputs=("input", "min?", "max?"), dtype=PROMOTE, backward=_clamp_name, inplace=True,
       doc="limit input to [min, max]", out_shape=broadcast_shape)
 
@@ -325,7 +354,7 @@ defop("zero", np.zeros_like, lambda ns, g, out, x: g * 0, method=False, inplace=
       doc="zeros shaped like input (Tensor.zero_())")
 defop("fill", lambda x, value: np.full_like(x, value), lambda ns, g, out, x, value: g * 0,
       attrs=(AttrSpec("value", "scalar", required=True),), method=False, inplace=True,
-      doc="input's shape filled with value (Tensor.fill_(value))")
+      inplace_backward="FillBackward2", doc="input's shape filled with value (Tensor.fill_(value))")
 defop("copy", lambda x, src: np.broadcast_to(src, x.shape).astype(x.dtype),
       lambda ns, g, out, x, src: g * 0,
       lambda ns, g, out, x, src: g,

@@ -46,7 +46,8 @@ def unreduce(ns: Any, g: Any, shape: Sequence[int], dim: Any, keepdim: bool) -> 
 
 def _axes(x: Any, dim: Any) -> Any:
     axes = norm_dims(dim, x.ndim)
-    return None if axes == () else axes  # torch: dim=() reduces everything
+    # torch: dim=() reduces everything; dim 0 (or -1) of a 0-dim tensor is the tensor itself.
+    return None if axes == () or x.ndim == 0 else axes
 
 
 def _sum(x: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Any:

@@ -105,6 +105,11 @@ def sum_to_size(g: Any, size: Sequence[int]) -> Any:
     return out
 
 
+def _sum_to_size_name(args: Sequence[Any], attrs: Any) -> str:
+    # torch sums with keepdim (SumBackward1), then views away leading dims (ViewBackward0).
+    return "ViewBackward0" if args and len(attrs["size"]) < args[0].ndim else "SumBackward1"
+
+
 defop("sum_to_size", sum_to_size, lambda ns, g, out, x, size: ns.expand(g, size=x.shape),
-      attrs=(AttrSpec("size", "ints", required=True),),
+      attrs=(AttrSpec("size", "ints", required=True),), backward=_sum_to_size_name,
       doc="sum over broadcast dimensions down to size")

@@ -52,7 +52,8 @@ class OpDef:
                  inputs: Sequence[str], attrs: Sequence[AttrSpec], dtype: DtypeRule,
                  backward: str | NameRule, n_outputs: int | None,
                  out_shape: Callable[..., Sequence[int]] | None, doc: str, method: bool,
-                 variadic: bool, differentiable_outputs: Sequence[int] | None, inplace: bool):
+                 variadic: bool, differentiable_outputs: Sequence[int] | None, inplace: bool,
+                 inplace_backward: str | None = None):
         if vjps and len(vjps) != len(inputs):
             raise ValueError(f"{name}: {len(vjps)} vjp rules for {len(inputs)} inputs")
         self.name = name
@@ -70,6 +71,7 @@ class OpDef:
         self.method = method
         self.variadic = variadic
         self.inplace = inplace
+        self.inplace_backward = inplace_backward
         self.differentiable = any(v is not None for v in self.vjps)
         self.differentiable_outputs = (tuple(differentiable_outputs)
                                        if differentiable_outputs is not None else None)
@@ -160,7 +162,8 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
           dtype: DtypeRule | None = None, backward: str | NameRule | None = None,
           n_outputs: int | None = 1, out_shape: Callable[..., Sequence[int]] | None = None,
           doc: str = "", method: bool = True, variadic: bool = False,
-          differentiable_outputs: Sequence[int] | None = None, inplace: bool = False) -> OpDef:
+          differentiable_outputs: Sequence[int] | None = None, inplace: bool = False,
+          inplace_backward: str | None = None) -> OpDef:
     """Register an op: its forward (numpy), one VJP rule per input (None: no gradient).
 
     Args:
@@ -177,6 +180,8 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
         variadic: the op takes one sequence of tensors.
         differentiable_outputs: which outputs carry gradients (default all).
         inplace: a `name_` in-place variant exists (`x.add_(y)`).
+        inplace_backward: torch's node name for the in-place variant where it differs
+            (`fill_` records FillBackward2, `torch.fill` FillBackward0).
     """
     if name in OPS:
         raise ValueError(f"op {name!r} defined twice")
@@ -185,7 +190,7 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
     op = OpDef(name, forward, vjps, inputs=inputs, attrs=attrs, dtype=dtype or SAME,
                backward=backward, n_outputs=n_outputs, out_shape=out_shape, doc=doc,
                method=method, variadic=variadic, differentiable_outputs=differentiable_outputs,
-               inplace=inplace)
+               inplace=inplace, inplace_backward=inplace_backward)
     OPS[name] = op
     return op
 
