@@ -20,7 +20,7 @@ from .opinfo import OpInfo, Sample
 
 def uniform(shape: tuple[int, ...], lo: float, hi: float) -> Any:
     """Values in [lo, hi), whatever the OpInfo's domain."""
-    return lambda rng: rng.uniform(lo, hi, size=shape)
+    return lambda rng: np.asarray(rng.uniform(lo, hi, size=shape))
 
 
 def positive(shape: tuple[int, ...]) -> Any:
@@ -30,20 +30,21 @@ def positive(shape: tuple[int, ...]) -> Any:
 
 def away_from_zero(shape: tuple[int, ...]) -> Any:
     """Values in ±[0.5, 2) (divisors of either sign)."""
-    return lambda rng: rng.uniform(0.5, 2.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+    return lambda rng: np.asarray(rng.uniform(0.5, 2.0, size=shape)
+                                  * rng.choice([-1.0, 1.0], size=shape))
 
 
 def ties(shape: tuple[int, ...]) -> Any:
     """Values from {-1, 0, 1} as floats, so that two such inputs tie often."""
-    return lambda rng: rng.integers(-1, 2, size=shape).astype(np.float64)
+    return lambda rng: np.asarray(rng.integers(-1, 2, size=shape), dtype=np.float64)
 
 
 def ints(shape: tuple[int, ...], lo: int = -3, hi: int = 4, dtype: Any = np.int64) -> Any:
-    return lambda rng: rng.integers(lo, hi, size=shape).astype(dtype)
+    return lambda rng: np.asarray(rng.integers(lo, hi, size=shape), dtype=dtype)
 
 
 def mask(shape: tuple[int, ...]) -> Any:
-    return lambda rng: rng.random(size=shape) > 0.5
+    return lambda rng: np.asarray(rng.random(size=shape) > 0.5)
 
 
 def torch_dtype(name: str) -> torch.dtype:
