@@ -99,9 +99,14 @@ class Node:
         node.meta = tuple(meta)
         versions: list[tuple[Any, list[int], int]] = []
         saved: list[Any] = []
+        saved_scalar = False
         for i, a in enumerate(args):
             if type(a) is not Tensor:
                 saved.append(a)  # Python scalars and None are constants, never freed
+                # ... but torch saves a Python scalar operand a rule reads (x * 2 saves 2 as a
+                # wrapped tensor), so a second backward through such a node fails there too.
+                if a is not None and i in data_idx:
+                    saved_scalar = True
             elif i in data_idx:
                 saved.append(a)
                 versions.append((a, a._version, a._version[0]))
@@ -117,7 +122,7 @@ class Node:
         else:
             node.out_data = None
             node.out_versions = ()
-        node.has_saved = bool(versions) or need_out
+        node.has_saved = bool(versions) or need_out or saved_scalar
         node.freed = False
         node.retained = None
         node.n_out = len(outs)
@@ -190,9 +195,14 @@ class Node:
             yield from self.out_data
 
     def _check_versions(self) -> None:
-        for t, box, expected in self.versions + self.out_versions:
+        # torch names a saved input by its grad_fn now, a saved output by the node that saved it.
+        for t, box, expected in self.versions:
             if box[0] != expected:
-                raise errors.InplaceError(_version_message(t, box[0], expected))
+                raise errors.InplaceError(
+                    _version_message(t, box[0], expected, t.grad_fn, t.output_nr))
+        for k, (t, box, expected) in enumerate(self.out_versions):
+            if box[0] != expected:
+                raise errors.InplaceError(_version_message(t, box[0], expected, self, k))
 
     def apply(self, grads: list[Any], create_graph: bool) -> list[Any]:
         """Gradients for each edge, given the gradients of this node's outputs."""
@@ -303,15 +313,24 @@ def _fit(ns: Any, g: Any, meta: tuple[tuple[int, ...], Any] | None, create_graph
     return g
 
 
-def _version_message(t: Tensor, now: int, expected: int) -> str:
+def _version_message(t: Tensor, now: int, expected: int, node: Any, output_nr: int) -> str:
     shape = "[" + ", ".join(str(d) for d in t.shape) + "]"
     where = f"[{t.dtype.torch_tensor_name} {shape}]"
-    if t.grad_fn is not None:
-        where += f", which is output {t.output_nr} of {t.grad_fn.name()},"
+    if node is not None:
+        where += f", which is output {output_nr} of {_short_name(node.name())},"
     return (f"one of the variables needed for gradient computation has been modified by an "
             f"inplace operation: {where} is at version {now}; expected version {expected} "
             f"instead. Hint: enable anomaly detection to find the operation that failed to "
-            f"compute its gradient, with torch.autograd.set_detect_anomaly(True).")
+            f"compute its gradient, with torch.autograd.set_detect_anomaly(True, "
+            f"check_nan=False).")
+
+
+def _short_name(name: str) -> str:
+    """How torch's message names a node: PowBackward0 -> Pow, ClampBackward1 -> Clamp1."""
+    base, sep, n = name.rpartition("Backward")
+    if not sep or not n.isdigit():
+        return f"torch::autograd::{name}"  # hand-written nodes: CopyBackwards, AccumulateGrad
+    return base if n == "0" else base + n
 
 
 class AccumulateGrad:
@@ -597,13 +616,13 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
     got = execute(roots, grads, keep_graph=keep, create_graph=create_graph, capture=capture,
                   accumulate=False)
     result: list[Any] = []
-    for t in ins:
+    for i, t in enumerate(ins):
         g = got[capture[t._edge()]]
         if g is None:
             if not allow_unused:
                 raise errors.AutogradError(
-                    "One of the differentiated Tensors appears to not have been used in the "
-                    "graph. Set allow_unused=True if this is the desired behavior.")
+                    f"The differentiated Tensor at index {i} appears to not have been used in "
+                    "the graph. Set allow_unused=True if this is the desired behavior.")
             result.append(Tensor._make(np.zeros_like(t._data)) if materialize_grads else None)
         elif isinstance(g, Tensor):
             result.append(g)

@@ -55,6 +55,12 @@ class set_grad_enabled:
 class _GradModeContext:
     mode = True
 
+    def __new__(cls, orig_func: Callable[..., Any] | None = None) -> Any:
+        # As torch: `@no_grad` without parentheses decorates directly.
+        if orig_func is None:
+            return super().__new__(cls)
+        return cls()(orig_func)
+
     def __enter__(self) -> None:
         self.prev = _state.enabled
         _state.enabled = self.mode

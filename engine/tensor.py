@@ -21,7 +21,14 @@ NON_LEAF_GRAD_WARNING = (
     "attribute won't be populated during autograd.backward(). If you indeed want the .grad field "
     "to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. If you "
     "access the non-leaf Tensor by mistake, make sure you access the leaf Tensor instead. See "
-    "github.com/pytorch/pytorch/pull/30531 for more informations.")
+    "github.com/pytorch/pytorch/pull/30531 for more information.")
+
+# torch words the dtype refusal differently for requires_grad_(), the attribute and factories.
+REQUIRES_GRAD_METHOD_MESSAGE = "only Tensors of floating point dtype can require gradients"
+REQUIRES_GRAD_ATTRIBUTE_MESSAGE = (
+    "only Tensors of floating point and complex dtype can require gradients")
+REQUIRES_GRAD_FACTORY_MESSAGE = (
+    "Only Tensors of floating point and complex dtype can require gradients")
 
 
 class Size(tuple):  # type: ignore[type-arg]
@@ -109,10 +116,13 @@ class Tensor:
 
     @requires_grad.setter
     def requires_grad(self, flag: bool) -> None:
-        self.requires_grad_(flag)
+        self._set_requires_grad(flag, REQUIRES_GRAD_ATTRIBUTE_MESSAGE)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set whether autograd records ops on this leaf; returns self."""
+        return self._set_requires_grad(requires_grad, REQUIRES_GRAD_METHOD_MESSAGE)
+
+    def _set_requires_grad(self, requires_grad: bool, dtype_message: str) -> Tensor:
         flag = bool(requires_grad)
         if self.grad_fn is not None:
             if not flag:
@@ -122,8 +132,7 @@ class Tensor:
                     "use var_no_grad = var.detach().")
             return self
         if flag and not self.dtype.is_floating_point:
-            raise errors.AutogradError(
-                "only Tensors of floating point and complex dtype can require gradients")
+            raise errors.AutogradError(dtype_message)
         self._rg = flag
         return self
 
