@@ -174,7 +174,7 @@ class Node:
 
     def release(self) -> None:
         """Free saved tensors (after a backward without retain_graph)."""
-        if self.has_saved:
+        if self.versions or self.out_data is not None:  # saved tensors (not just scalars)
             self.args = tuple([a if _is_constant(a) else None for a in self.args])
             self.out_data = None
             self.versions = ()
