@@ -948,3 +948,44 @@ def test_grad_fn_graph_matches_torch():
                 mul.next_functions[1][0], acc.variable is x)
 
     same(scenario)
+
+
+# --- nodes torch records without a derivative, and node names that depend on the call ----------
+
+@pytest.mark.parametrize("case", ["floor_divide", "floor_divide_scalar", "remainder_scalar_first"])
+def test_backward_through_an_op_without_derivative_fails_as_torch(case):
+    def scenario(lib):
+        x = leaf(lib, [1.5, -2.5])
+        if case == "floor_divide":
+            y = x // lib.tensor([2.0, 0.5])
+        elif case == "floor_divide_scalar":
+            y = x // 2
+        else:
+            y = 5.0 % x
+        described = repr(y)
+        y.sum().backward()
+        return described
+
+    got = same(scenario)
+    assert got.message.startswith("derivative for aten::")
+
+
+def test_fill_names_its_node_by_spelling():
+    def scenario(lib):
+        x = leaf(lib, [1.0, 2.0])
+        y = x * 1
+        y.fill_(3.0)
+        return y, lib.fill(x, 2.0)
+
+    same(scenario)
+
+
+def test_clamp_with_crossing_tensor_bounds():
+    def scenario(lib):
+        x = leaf(lib, [-1.0, 0.25, 0.5, 2.0])
+        lo, hi = leaf(lib, [0.0, 0.6, 0.6, 0.0]), leaf(lib, [1.0, 0.4, 0.4, 1.0])
+        y = lib.clamp(x, lo, hi)
+        y.backward(lib.tensor([1.0, 2.0, 3.0, 4.0]))
+        return y, x.grad, lo.grad, hi.grad
+
+    same(scenario)
