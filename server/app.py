@@ -21,6 +21,7 @@ from .config import ServerConfig
 from .metrics import Metrics
 from .service import AutogradServicer
 from .sessions import SessionStore
+from .wire_guard import MalformedRequestGuard
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class GradServer:
                    ("grpc.so_reuseport", 0)]
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers,
                                                            thread_name_prefix="gradserve"),
-                                options=options)
+                                options=options, interceptors=[MalformedRequestGuard()])
         service_pb2_grpc.add_AutogradServiceServicer_to_server(self.servicer, self.grpc)
         self.health = add_health(self.grpc)
         add_reflection(self.grpc)

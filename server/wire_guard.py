@@ -1,0 +1,92 @@
+"""Unparsable request bytes are the caller's mistake: INVALID_ARGUMENT, not INTERNAL.
+
+grpcio answers a request its deserializer cannot parse with INTERNAL ("Exception deserializing
+request!"). `MalformedRequestGuard` is a server interceptor that wraps every method's request
+deserializer (ours, health and reflection alike): a parse failure becomes a marker, and the
+method then aborts with INVALID_ARGUMENT naming the method, before any servicer code runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+
+class _Malformed:
+    """Stands in for a request that did not parse."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _safe(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's
+            return _Malformed(exc)
+    return parse
+
+
+def _abort(context: grpc.ServicerContext, method: str, bad: _Malformed) -> None:
+    reason = str(bad.error)[:200] or type(bad.error).__name__
+    context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                  f"malformed request: the bytes sent to {method} do not parse as its request "
+                  f"message ({reason})")
+
+
+def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    parse = _safe(handler.request_deserializer)
+    serialize = handler.response_serializer
+    if handler.unary_unary is not None or handler.unary_stream is not None:
+        inner = handler.unary_unary or handler.unary_stream
+
+        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+            if isinstance(request, _Malformed):
+                _abort(context, method, request)
+            return inner(request, context)
+
+        factory = (grpc.unary_unary_rpc_method_handler if handler.unary_unary is not None
+                   else grpc.unary_stream_rpc_method_handler)
+        return factory(unary, request_deserializer=parse, response_serializer=serialize)
+
+    inner = handler.stream_unary or handler.stream_stream
+
+    def stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+        def checked() -> Iterator[Any]:
+            for request in requests:
+                if isinstance(request, _Malformed):
+                    _abort(context, method, request)
+                yield request
+        return inner(checked(), context)
+
+    factory = (grpc.stream_unary_rpc_method_handler if handler.stream_unary is not None
+               else grpc.stream_stream_rpc_method_handler)
+    return factory(stream, request_deserializer=parse, response_serializer=serialize)
+
+
+class MalformedRequestGuard(grpc.ServerInterceptor):
+    """Map request parse failures of every method to INVALID_ARGUMENT (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._lock = threading.Lock()
+
+    def intercept_service(self, continuation: Callable[[Any], Any],
+                          details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        key = id(handler)
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        guarded = _guard(handler, details.method)
+        with self._lock:
+            self._cache[key] = (handler, guarded)  # keeps `handler` alive, so ids stay unique
+        return guarded
