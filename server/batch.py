@@ -151,6 +151,34 @@ class Executor:
             return self.tensor(msg.handle)
         return codec.decode_value(v, resolve, self.limit, what)
 
+    def within_budget(self, run: Callable[[], Any]) -> Any:
+        """`run()` (one op) with the engine's per-op allocation limit lowered to the bytes the
+        session has left (every element takes at least one byte), so a result that cannot fit
+        is refused before it is allocated. A refusal based on the estimate is confirmed by an
+        exact measurement first."""
+        max_bytes = self.s.limits.max_bytes
+        left = max_bytes - self.s.measured_bytes - self.budget.pending
+        if left >= self.limit:
+            return run()
+        try:
+            with ge.limits.allocation_limit(max(0, left)):
+                return run()
+        except ge.errors.AllocationLimitError as exc:
+            refusal = exc
+        estimate, left = left, max_bytes - self.budget.measure()
+        if left >= self.limit:
+            return run()
+        if left > estimate:
+            try:
+                with ge.limits.allocation_limit(max(0, left)):
+                    return run()
+            except ge.errors.AllocationLimitError as exc:
+                refusal = exc
+        raise LimitExceededError(
+            f"{refusal}: the session has {max(0, left)} of its {max_bytes} bytes left, too few "
+            "for this result (each element takes at least one byte); release handles or free "
+            "graphs")
+
     # --- instructions: each returns an upper bound of the bytes it added ------------------------
 
     def create_tensor(self, m: session_pb2.CreateTensor, r: session_pb2.InstructionResult) -> int:
@@ -170,7 +198,7 @@ class Executor:
         inputs = [self.value(v, f"{m.op}() input") for v in m.inputs]
         attrs = codec.decode_attrs(m.attrs, m.op)
         with ge.set_grad_enabled(not m.no_grad):
-            outs = ops.run(op, inputs, attrs, self.s.generator)
+            outs = self.within_budget(lambda: ops.run(op, inputs, attrs, self.s.generator))
         if len(outs) != len(m.outputs):
             raise InvalidRequestError(f"{m.op}() produced {len(outs)} output(s), but "
                                       f"{len(m.outputs)} handle(s) were given")
@@ -186,7 +214,7 @@ class Executor:
         inputs = [self.value(v, f"{m.op}() input") for v in m.inputs]
         attrs = codec.decode_attrs(m.attrs, m.op)
         with ge.set_grad_enabled(not m.no_grad):
-            ge.apply_inplace(op.name, target, inputs, attrs)
+            self.within_budget(lambda: ge.apply_inplace(op.name, target, inputs, attrs))
         tensor_info(m.target, target, r.handles.tensors.add())
         return _nbytes(inputs) + 2 * target.nbytes
 
