@@ -141,16 +141,29 @@ def execute(req: service_pb2.RunGraphRequest, config: ServerConfig, *,
                                       f"{v.ref.index + 1}")
         return outs[v.ref.index]
 
+    budget = Budget(config.max_session_bytes)
+    for (t,) in env.values():
+        budget.add(t)
     with ge.limits.allocation_limit(limit), ge.enable_grad():
         for node in g.nodes:
             check_deadline()
+            cap = limit
             try:
                 op = ops.lookup(node.op)
                 inputs = [codec.decode_value(v, resolve, limit, f"{node.op}() input")
                           for v in node.inputs]
+                for v in inputs:
+                    budget.add(v)  # inline constants
                 attrs = codec.decode_attrs(node.attrs, node.op)
-                with ge.set_grad_enabled(not node.no_grad):
+                cap = min(limit, budget.left())
+                with ge.set_grad_enabled(not node.no_grad), ge.limits.allocation_limit(cap):
                     env[node.id] = ops.run(op, inputs, attrs, generator)
+                for t in env[node.id]:
+                    budget.add(t)
+            except ge.errors.AllocationLimitError as exc:
+                if cap < limit:
+                    exc = budget.exceeded(exc)
+                raise Located(exc, node=node.id) from exc
             except Exception as exc:
                 raise Located(exc, node=node.id) from exc
         outputs = [resolve(graph_pb2.Value(ref=o.ref)) for o in g.outputs]
@@ -162,6 +175,41 @@ def execute(req: service_pb2.RunGraphRequest, config: ServerConfig, *,
             _gradients(req, outputs, [env[name][0] for name in req.wrt], limit, resp,
                        check_deadline)
     return resp
+
+
+class Budget:
+    """Bytes a stateless call holds (values of inputs, constants and node outputs; views count
+    once, by the array that owns the memory), against the per-session byte limit: a graph may
+    hold as much as a session. Each op's allocation limit is lowered to the bytes left, so a
+    result that cannot fit is refused before it is allocated."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.held = 0
+        self._seen: dict[int, Any] = {}  # id -> array, kept alive so ids stay unique
+
+    def add(self, t: Any) -> None:
+        if not isinstance(t, ge.Tensor):
+            return
+        arr = t.numpy(force=True)
+        base = arr if arr.base is None else arr.base
+        if id(base) in self._seen:
+            return
+        self._seen[id(base)] = base
+        self.held += base.nbytes
+        if self.held > self.max_bytes:
+            raise LimitExceededError(
+                f"the graph would hold {self.held} bytes of values, more than the limit of "
+                f"{self.max_bytes} bytes per call (--max-session-bytes)")
+
+    def left(self) -> int:
+        """Elements the next result may have (each takes at least one byte)."""
+        return max(0, self.max_bytes - self.held)
+
+    def exceeded(self, exc: Exception) -> LimitExceededError:
+        return LimitExceededError(
+            f"{exc}: the graph holds {self.held} of its {self.max_bytes} bytes (the per-call "
+            "limit, --max-session-bytes), too few for this result")
 
 
 def _zeros_like(x: ge.Tensor) -> ge.Tensor:
