@@ -129,13 +129,32 @@ class Failure:
         if located and located.instruction is not None:
             metadata.append((FAILED_INSTRUCTION_METADATA, str(located.instruction)))
         if located and located.node is not None:
-            metadata.append((FAILED_NODE_METADATA, located.node))
-        return cls(code, message, tuple(metadata))
+            metadata.append((FAILED_NODE_METADATA, _header_safe(located.node, MAX_NODE_ID_CHARS)))
+        return cls(code, _clip(message, MAX_MESSAGE_CHARS), tuple(metadata))
 
     def abort(self, context: grpc.ServicerContext) -> None:
         """End the call with this failure (raises, as `context.abort` does)."""
         context.set_trailing_metadata(self.metadata)
         context.abort(self.code, self.message)
+
+
+# Status messages and trailers travel as HTTP/2 headers, which peers cap (16 KiB here): texts
+# that quote the caller's input (an 8 MiB node id...) are clipped so the error itself arrives.
+MAX_MESSAGE_CHARS = 4096
+MAX_NODE_ID_CHARS = 256
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters]"
+
+
+def _header_safe(text: str, limit: int) -> str:
+    """Printable ASCII (metadata values allow nothing else), clipped."""
+    escaped = text[:limit].encode("ascii", "backslashreplace").decode("ascii")
+    escaped = "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in escaped)
+    return _clip(escaped, 4 * limit) if len(text) <= limit else escaped + "..."
 
 
 class Failed(Exception):
