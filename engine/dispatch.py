@@ -57,6 +57,18 @@ def check_inputs(op: OpDef, args: Sequence[Any]) -> None:
                 f"{op.name}(): argument '{op.inputs[i]}' must be Tensor, not {type(a).__name__}")
 
 
+def require_tensor(op: OpDef, flat: Sequence[Any]) -> None:
+    """torch's TypeError for an op given no Tensor, or a non-Tensor first input where one is
+    needed (`sin(1.0)`, `copy(None, x)`); called only after such a call failed."""
+    if op.variadic or not op.inputs:
+        return
+    first = flat[0] if flat else None
+    if not isinstance(first, Tensor) or not any(isinstance(a, Tensor) for a in flat):
+        raise errors.InvalidTypeError(
+            f"{op.name}(): argument '{op.inputs[0]}' (position 1) must be Tensor, not "
+            f"{type(first).__name__}")
+
+
 def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: Any = None,
         checked: bool = False) -> Any:
     """Run `op` on already-bound `args` and validated `attrs`; see `apply`.
@@ -66,7 +78,11 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     if not checked and (op.variadic or len(args) != len(op.inputs)):
         check_inputs(op, args)
     flat = args[0] if op.variadic else args
-    compute, out_dtype = op.dtype_rule(flat, attrs)
+    try:
+        compute, out_dtype = op.dtype_rule(flat, attrs)
+    except (AttributeError, AssertionError):
+        require_tensor(op, flat)  # a scalar or None where the rule needs a Tensor
+        raise
     if op.out_shape is not None and limits._state.max_elements is not None:
         limits.check_shape(op.out_shape(*flat, **attrs), f"{op.name}() result")
     arrays: list[Any] = []
@@ -96,8 +112,11 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         # Only when warnings are errors (as in our tests): torch gives inf/nan silently.
         with np.errstate(all="ignore"):
             raw = op.forward(arrays, **attrs) if op.variadic else op.forward(*arrays, **attrs)
-    except (ValueError, TypeError, IndexError) as exc:  # numpy's complaint about shapes or dims
+    except (ValueError, TypeError, IndexError, OverflowError) as exc:  # numpy's complaint
         raise errors.InvalidArgumentError(f"{op.name}(): {exc}") from None
+    except AttributeError:
+        require_tensor(op, flat)
+        raise
     if generator is not None:
         attrs.pop("generator")
 

@@ -269,8 +269,8 @@ def _check_attr(op: OpDef, spec: AttrSpec, v: Any) -> Any:
         return errors.InvalidTypeError(
             f"{op.name}(): argument '{spec.name}' must be {expected}, not {type(v).__name__}")
 
-    if v is None and (k.startswith("optional") or k in ("dims", "dtype")
-                      or (spec.default is None and not spec.required)):
+    if v is None and not spec.required and (k.startswith("optional") or k in ("dims", "dtype")
+                                            or spec.default is None):
         return None
     if k in ("int", "optional_int"):
         if not _is_int(v):
