@@ -34,8 +34,9 @@ KINDS: dict[str, tuple[int, frozenset[str]]] = {
 
 def nullable(spec: Any) -> bool:
     """Whether the engine accepts None for this attribute (mirrors registry._check_attr)."""
-    return (spec.kind.startswith("optional") or spec.kind in ("dims", "dtype", "scalar_or_none")
-            or (spec.default is None and not spec.required))
+    return not spec.required and (
+        spec.kind.startswith("optional") or spec.kind in ("dims", "dtype", "scalar_or_none")
+        or spec.default is None)
 
 
 def accepted_fields(spec: Any) -> frozenset[str] | None:
