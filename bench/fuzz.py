@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Long fuzzing run against a server subprocess (the CI suite is tests/test_fuzz.py).
+
+    python bench/fuzz.py [N] [--seed S] [--workers W]
+
+Sends N inputs (default 100,000), split evenly between random bytes to every rpc, mutated valid
+requests, random graphs and random instruction batches from the op catalogue (the generators
+of tests/fuzz_inputs.py, driven by `random.Random(seed)` so a run is reproducible). Every
+failure is collected (UNKNOWN/INTERNAL answers, hangs past the deadline) together with the
+server's log of internal errors; at the end it prints the counts by status code, the server's
+RSS after warm-up and at the end, and exits 1 when anything failed or the server died.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ["GRADSERVE_FUZZ_COLLECT"] = "1"
+
+import numpy as np  # noqa: E402
+
+from gradserve.v1 import catalogue_pb2, service_pb2_grpc, session_pb2  # noqa: E402
+from tests import fuzz_inputs as fz  # noqa: E402
+from tests.server_process import MiB, ServerProcess  # noqa: E402
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", nargs="?", type=int, default=100_000, help="inputs to send")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args(argv)
+
+    server = ServerProcess(["--workers", str(args.workers), "--session-ttl", "2",
+                            "--max-session-ttl", "3", "--reap-interval", "0.5",
+                            "--max-session-bytes", str(64 * MiB), "--log-level", "ERROR"]).start()
+    outcome = fz.Outcome()
+    try:
+        channel = server.channel()
+        stub = service_pb2_grpc.AutogradServiceStub(channel)
+        cat = stub.ListOps(catalogue_pb2.ListOpsRequest(), timeout=10)
+        ops, inplace = list(cat.ops), list(cat.inplace_ops)
+        holder = stub.CreateSession(session_pb2.CreateSessionRequest(), timeout=10)
+        corpus = fz.valid_corpus(ops, holder.session_id)
+        methods = sorted(fz.METHODS)
+        c = fz.Chooser(rng=random.Random(args.seed))
+        start = time.monotonic()
+        warm_rss = None
+        with np.errstate(all="ignore"):
+            for i in range(args.n):
+                if i == min(2000, args.n // 10):
+                    warm_rss = server.rss()
+                kind = i % 4
+                if kind == 0:
+                    method, payload = c.pick(methods), c.bytes(200)
+                    call = fz.raw_call(channel, method)
+                    fz.check_status(lambda call=call, payload=payload: call(
+                        payload, timeout=fz.DEADLINE, metadata=(("x-session-id", "none"),)),
+                                    f"{method} {payload!r}", outcome)
+                elif kind == 1:
+                    method, valid = c.pick(corpus)
+                    payload = fz.mutate(c, valid)
+                    call = fz.raw_call(channel, method)
+                    meta = (("x-session-id", holder.session_id),)
+                    fz.check_status(lambda call=call, payload=payload, meta=meta: call(
+                        payload, timeout=fz.DEADLINE, metadata=meta), f"{method} {payload!r}",
+                        outcome)
+                elif kind == 2:
+                    req = fz.graph_request(c, ops)
+                    fz.check_status(lambda req=req: stub.RunGraph(req, timeout=fz.DEADLINE),
+                                    str(req), outcome)
+                else:
+                    sid = stub.CreateSession(session_pb2.CreateSessionRequest(),
+                                             timeout=10).session_id
+                    meta = (("x-session-id", sid),)
+                    breq = session_pb2.BatchRequest(session_id=sid)
+                    fz.batch_instructions(c, ops, inplace, breq.instructions)
+                    fz.check_status(lambda breq=breq, meta=meta: stub.ExecuteBatch(
+                        breq, metadata=meta, timeout=fz.DEADLINE), str(breq), outcome)
+                    stub.CloseSession(session_pb2.CloseSessionRequest(session_id=sid),
+                                      metadata=meta, timeout=10)
+                if (i + 1) % 10_000 == 0:
+                    print(f"{i + 1} inputs, {time.monotonic() - start:.0f}s, "
+                          f"{len(outcome.failures)} failures, RSS {server.rss() / MiB:.0f} MiB",
+                          flush=True)
+        elapsed = time.monotonic() - start
+        alive = server.alive()
+        end_rss = server.rss() if alive else 0
+        channel.close()
+    finally:
+        log = server.log()
+        server.close()
+    print(f"\n{args.n} inputs in {elapsed:.0f}s (seed {args.seed}); statuses "
+          f"{dict(sorted(outcome.codes.items()))}")
+    print(f"server alive: {alive}; RSS after warm-up {(warm_rss or 0) / MiB:.0f} MiB, at the end "
+          f"{end_rss / MiB:.0f} MiB")
+    causes = sorted(set(re.findall(r"^(\w+(?:Error|Exception|Warning)\b.*)$", log, re.M)))
+    if causes:
+        print("internal errors in the server log:")
+        for line in causes[:30]:
+            print("  ", line)
+    for failure in outcome.failures[:10]:
+        print("\nFAILED:", failure[:2000])
+    print(f"\n{len(outcome.failures)} failures")
+    return 0 if alive and not outcome.failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

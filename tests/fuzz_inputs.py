@@ -1,0 +1,476 @@
+"""Input generators for fuzzing gradserve
+(tests/test_fuzz.py, bench/fuzz.py, bench/atheris_fuzz.py).
+
+Everything here builds requests from the server's own op catalogue (ListOps), so new ops are
+fuzzed without listing them. Two flavours share the same shapes:
+- hypothesis strategies (`draw_*` take hypothesis' `data.draw`), for the CI suite;
+- the same builders driven by a `random.Random`, for the long mode and atheris.
+
+`check_status` is the oracle: a caller's mistake may be refused with any status but UNKNOWN and
+INTERNAL, and no call may hang past its deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import numpy as np
+
+from gradserve.v1 import catalogue_pb2, graph_pb2, service_pb2, session_pb2, tensor_pb2
+
+SERVICE = "/gradserve.v1.AutogradService/"
+METHODS = {  # method path -> request class
+    SERVICE + "RunGraph": service_pb2.RunGraphRequest,
+    SERVICE + "CreateSession": session_pb2.CreateSessionRequest,
+    SERVICE + "CloseSession": session_pb2.CloseSessionRequest,
+    SERVICE + "DescribeSession": session_pb2.DescribeSessionRequest,
+    SERVICE + "ExecuteBatch": session_pb2.BatchRequest,
+    SERVICE + "ListOps": catalogue_pb2.ListOpsRequest,
+    "/grpc.health.v1.Health/Check": None,
+}
+FORBIDDEN = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
+DEADLINE = 10.0
+
+# --- an abstract chooser: hypothesis' draw or a Random --------------------------------------------
+
+
+class Chooser:
+    """The few choices the builders make, from hypothesis (`data.draw`) or a `random.Random`."""
+
+    def __init__(self, draw: Callable[[Any], Any] | None = None, rng: random.Random | None = None):
+        self._draw = draw
+        self._rng = rng
+        if draw is not None:
+            from hypothesis import strategies as st
+
+            self._st = st
+
+    def int(self, lo: int, hi: int) -> int:
+        if self._draw is not None:
+            return self._draw(self._st.integers(lo, hi))
+        assert self._rng is not None
+        return self._rng.randint(lo, hi)
+
+    def chance(self, p: float) -> bool:
+        """True with probability about p."""
+        return self.int(0, 999) < p * 1000
+
+    def pick(self, seq: Any) -> Any:
+        seq = list(seq)
+        return seq[self.int(0, len(seq) - 1)]
+
+    def float(self) -> float:
+        if self.chance(0.1):
+            return self.pick([0.0, -0.0, float("inf"), float("-inf"), float("nan"), 1e308, -1e-310])
+        return self.int(-4000, 4000) / 1000.0
+
+    def bytes(self, max_size: int) -> bytes:
+        if self._draw is not None:
+            return self._draw(self._st.binary(max_size=max_size))
+        assert self._rng is not None
+        return self._rng.randbytes(self._rng.randint(0, max_size))
+
+
+# --- tensors, values, attributes ------------------------------------------------------------------
+
+_NP = {tensor_pb2.DTYPE_FLOAT32: np.float32, tensor_pb2.DTYPE_FLOAT64: np.float64,
+       tensor_pb2.DTYPE_INT32: np.int32, tensor_pb2.DTYPE_INT64: np.int64,
+       tensor_pb2.DTYPE_BOOL: np.bool_}
+_LISTS = {tensor_pb2.DTYPE_FLOAT32: "float_values", tensor_pb2.DTYPE_FLOAT64: "double_values",
+          tensor_pb2.DTYPE_INT32: "int32_values", tensor_pb2.DTYPE_INT64: "int64_values",
+          tensor_pb2.DTYPE_BOOL: "bool_values"}
+HOSTILE_DIMS = [-1, -(2**63), 2**31, 2**62, 2**63 - 1, 10**6]
+
+
+def shape(c: Chooser) -> list[int]:
+    dims = [c.int(0, 4) if c.chance(0.9) else c.int(1, 6) for _ in range(c.int(0, 3))]
+    if c.chance(0.04):
+        dims.insert(c.int(0, len(dims)), c.pick(HOSTILE_DIMS))
+    return dims
+
+
+def tensor(c: Chooser, out: tensor_pb2.Tensor | None = None,
+           dims: list[int] | None = None) -> tensor_pb2.Tensor:
+    """A small tensor, usually well-formed; sometimes with a wrong dtype, length or encoding."""
+    msg = tensor_pb2.Tensor() if out is None else out
+    code = c.pick(list(_NP)) if c.chance(0.97) else c.pick([0, 6, 99, -1])
+    msg.dtype = code
+    dims = shape(c) if dims is None else dims
+    msg.shape.extend(dims)
+    n = int(np.prod(dims)) if dims and all(0 <= d <= 64 for d in dims) else 1
+    np_type = _NP.get(code, np.float32)
+    with np.errstate(all="ignore"):  # 1e308 into float32 is inf, on purpose
+        arr = _values(c, np_type, n)
+    how = c.int(0, 19)
+    if how < 15:
+        raw = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+        if c.chance(0.05):
+            raw = raw[: c.int(0, len(raw))] + c.bytes(3)
+        msg.raw = raw
+    elif how < 19:
+        field = _LISTS.get(code, "float_values") if c.chance(0.9) else c.pick(_LISTS.values())
+        values = arr.tolist() if field == _LISTS.get(code) else [1] * n
+        if field in ("float_values", "double_values"):
+            values = [float(v) for v in values]
+        elif field == "bool_values":
+            values = [bool(v) for v in values]
+        else:
+            values = [int(v) for v in values]
+        getattr(msg, field).values.extend(values)
+    # how == 19: no encoding at all
+    return msg
+
+
+def _values(c: Chooser, np_type: Any, n: int) -> np.ndarray:
+    if np_type is np.bool_:
+        return np.array([c.chance(0.5) for _ in range(n)], np.bool_)
+    if np.issubdtype(np_type, np.floating):
+        return np.array([c.float() for _ in range(n)], np_type)
+    return np.array([c.int(-5, 5) for _ in range(n)], np_type)
+
+
+def value(c: Chooser, out: graph_pb2.Value, refs: list[str], handles: list[int]) -> None:
+    k = c.int(0, 9)
+    if k <= 3 and refs:
+        out.ref.id = c.pick(refs) if c.chance(0.95) else "missing"
+        out.ref.index = 0 if c.chance(0.95) else c.int(1, 3)
+    elif k <= 3 and handles:
+        out.handle = c.pick(handles) if c.chance(0.95) else c.int(0, 2**64 - 1)
+    elif k <= 5:
+        tensor(c, out.constant)
+    elif k == 6:
+        out.float_scalar = c.float()
+    elif k == 7:
+        out.int_scalar = c.int(-3, 3) if c.chance(0.95) else c.pick([2**63 - 1, -(2**63)])
+    elif k == 8:
+        out.bool_scalar = c.chance(0.5)
+    else:
+        out.none.SetInParent() if c.chance(0.9) else None  # else: no kind set
+
+
+def attr(c: Chooser, info: catalogue_pb2.AttrInfo, out: graph_pb2.AttrValue,
+         ndim: int = 2) -> None:
+    kind = info.kind if c.chance(0.9) else c.int(0, 11)
+    if info.nullable and c.chance(0.1):
+        out.none_value.SetInParent()
+    elif kind in (catalogue_pb2.ATTR_KIND_INT, catalogue_pb2.ATTR_KIND_OPTIONAL_INT):
+        out.int_value = c.int(-ndim - 1, ndim + 1) if c.chance(0.97) else c.pick(HOSTILE_DIMS)
+    elif kind in (catalogue_pb2.ATTR_KIND_FLOAT, catalogue_pb2.ATTR_KIND_OPTIONAL_FLOAT):
+        out.float_value = c.float()
+    elif kind == catalogue_pb2.ATTR_KIND_BOOL:
+        out.bool_value = c.chance(0.5)
+    elif kind == catalogue_pb2.ATTR_KIND_STRING:
+        out.string_value = c.pick(info.choices) if info.choices and c.chance(0.8) else \
+            c.pick(["", "x", "\x00", "é" * 3, "__class__", "none"])
+    elif kind in (catalogue_pb2.ATTR_KIND_INTS, catalogue_pb2.ATTR_KIND_INT_OR_INTS):
+        if kind == catalogue_pb2.ATTR_KIND_INT_OR_INTS and c.chance(0.4):
+            out.int_value = c.int(-ndim - 1, ndim + 1)
+        else:
+            out.ints_value.values.extend(
+                (c.int(-1, 4) if c.chance(0.97) else c.pick(HOSTILE_DIMS))
+                for _ in range(c.int(0, 4)))
+            if not out.ints_value.values:
+                out.ints_value.SetInParent()
+    elif kind in (catalogue_pb2.ATTR_KIND_SCALAR, catalogue_pb2.ATTR_KIND_SCALAR_OR_NONE):
+        k = c.int(0, 2)
+        if k == 0:
+            out.int_value = c.int(-3, 3)
+        elif k == 1:
+            out.float_value = c.float()
+        else:
+            out.bool_value = c.chance(0.5)
+    elif kind == catalogue_pb2.ATTR_KIND_DTYPE:
+        out.dtype_value = c.pick(list(_NP)) if c.chance(0.95) else c.pick([0, 77])
+    # ATTR_KIND_UNSPECIFIED: leave the oneof unset
+
+
+def op_inputs(c: Chooser, op: catalogue_pb2.OpInfo, values: Any, refs: list[str],
+              handles: list[int]) -> None:
+    n = len(op.inputs)
+    if op.variadic:
+        n = c.int(0, 3)
+    elif op.optional_inputs and c.chance(0.5):
+        n -= c.int(0, len(op.optional_inputs))
+    if c.chance(0.03):
+        n = c.int(0, 4)  # wrong arity
+    for _ in range(n):
+        value(c, values.add(), refs, handles)
+
+
+def op_attrs(c: Chooser, op: catalogue_pb2.OpInfo, attrs: Any) -> None:
+    for info in op.attrs:
+        if info.required or c.chance(0.4):
+            attr(c, info, attrs[info.name])
+    if c.chance(0.02):
+        attr(c, catalogue_pb2.AttrInfo(kind=catalogue_pb2.ATTR_KIND_INT), attrs["bogus"])
+
+
+def pick_op(c: Chooser, ops: list[catalogue_pb2.OpInfo]) -> catalogue_pb2.OpInfo:
+    if c.chance(0.02):
+        return catalogue_pb2.OpInfo(name=c.pick(["", "nope", "__import__", "eval", "sum_"]),
+                                    inputs=["input"])
+    return c.pick(ops)
+
+
+# --- requests -------------------------------------------------------------------------------------
+
+def graph_request(c: Chooser, ops: list[catalogue_pb2.OpInfo]) -> service_pb2.RunGraphRequest:
+    """A random valid-looking stateless graph with inputs, wrt, output grads and order."""
+    req = service_pb2.RunGraphRequest()
+    g = req.graph
+    g.opset_version = 0 if c.chance(0.95) else c.int(1, 2**32 - 1)
+    names: list[str] = []
+    for i in range(c.int(0, 3)):
+        name = f"x{i}"
+        g.inputs.add(name=name)
+        common = [c.int(1, 3)] if c.chance(0.6) else None
+        tensor(c, req.inputs[name], dims=common)
+        names.append(name)
+    refs = list(names)
+    for i in range(c.int(1, 6)):
+        op = pick_op(c, ops)
+        node = g.nodes.add(id=f"n{i}" if c.chance(0.98) else c.pick(refs or ["n0"]), op=op.name)
+        op_inputs(c, op, node.inputs, refs, [])
+        op_attrs(c, op, node.attrs)
+        node.no_grad = c.chance(0.1)
+        refs.append(node.id)
+    for j in range(c.int(0, 2)):
+        g.outputs.add(name=f"y{j}", ref=graph_pb2.NodeOutput(id=c.pick(refs)))
+    for name in names:
+        if c.chance(0.5):
+            req.wrt.append(name)
+    if g.outputs and c.chance(0.2):
+        tensor(c, req.output_grads[g.outputs[0].name])
+    req.order = c.pick([0, 1, 2, 3]) if c.chance(0.97) else c.int(0, 2**32 - 1)
+    req.allow_unused = c.chance(0.5)
+    return req
+
+
+INSTRUCTIONS = ["create_tensor", "create_tensor", "apply_op", "apply_op", "apply_op",
+                "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad",
+                "set_requires_grad", "detach", "detach_inplace", "retain_grad", "manual_seed",
+                "release", "fetch", "fetch", "create_optimizer", "optimizer_step",
+                "optimizer_zero_grad", "empty"]
+
+
+def batch_instructions(c: Chooser, ops: list[catalogue_pb2.OpInfo], inplace: list[str],
+                       out: Any) -> None:
+    """Random instructions over a handful of handles, in the order a program might send them."""
+    live: list[int] = []
+    next_handle = 1
+
+    def new() -> int:
+        nonlocal next_handle
+        if c.chance(0.03):
+            return c.pick([0, *live]) if live else 0  # reuse or zero: refused
+        next_handle += 1
+        return next_handle - 1
+
+    def some() -> int:
+        return c.pick(live) if live and c.chance(0.95) else c.int(0, 50)
+
+    for _ in range(c.int(1, 10)):
+        kind = c.pick(INSTRUCTIONS)
+        ins = out.add()
+        if kind == "create_tensor":
+            h = new()
+            m = ins.create_tensor
+            m.handle = h
+            tensor(c, m.value)
+            m.requires_grad = c.chance(0.6)
+            live.append(h)
+        elif kind == "apply_op":
+            op = pick_op(c, ops)
+            m = ins.apply_op
+            m.op = op.name
+            op_inputs(c, op, m.inputs, [], live)
+            op_attrs(c, op, m.attrs)
+            m.no_grad = c.chance(0.1)
+            for _ in range(op.n_outputs if op.HasField("n_outputs") else 1):
+                h = new()
+                m.outputs.append(h)
+                live.append(h)
+        elif kind == "apply_inplace":
+            m = ins.apply_inplace
+            m.op = c.pick(inplace) if inplace and c.chance(0.95) else c.pick(["neg", "x_"])
+            m.target = some()
+            spec = next((o for o in ops if o.name == m.op[:-1]), None)
+            if spec is not None:
+                for _ in range(max(0, len(spec.inputs) - 1)):
+                    value(c, m.inputs.add(), [], live)
+                op_attrs(c, spec, m.attrs)
+            m.no_grad = c.chance(0.5)
+        elif kind == "backward":
+            m = ins.backward
+            m.tensor = some()
+            if c.chance(0.3):
+                value(c, m.gradient, [], live)
+            if c.chance(0.3):
+                m.retain_graph = c.chance(0.5)
+            m.create_graph = c.chance(0.2)
+            if c.chance(0.2):
+                m.inputs.append(some())
+        elif kind == "grad":
+            m = ins.grad
+            m.outputs.extend(some() for _ in range(c.int(0, 2)))
+            m.inputs.extend(some() for _ in range(c.int(0, 2)))
+            for _ in m.inputs if c.chance(0.97) else range(c.int(0, 3)):
+                h = new()
+                m.results.append(h)
+                live.append(h)
+            if c.chance(0.2):
+                for _ in m.outputs:
+                    value(c, m.grad_outputs.add(), [], live)
+            m.create_graph = c.chance(0.2)
+            m.allow_unused = c.chance(0.5)
+        elif kind == "zero_grad":
+            ins.zero_grad.handles.extend(some() for _ in range(c.int(0, 2)))
+        elif kind == "set_grad":
+            m = ins.set_grad
+            m.handle = some()
+            if c.chance(0.5):
+                m.grad_handle = some()
+            elif c.chance(0.9):
+                m.none.SetInParent()
+        elif kind == "get_grad":
+            h = new()
+            ins.get_grad.handle = some()
+            ins.get_grad.result = h
+            live.append(h)
+        elif kind == "set_requires_grad":
+            ins.set_requires_grad.handle = some()
+            ins.set_requires_grad.requires_grad = c.chance(0.5)
+        elif kind == "detach":
+            h = new()
+            ins.detach.handle = some()
+            ins.detach.result = h
+            live.append(h)
+        elif kind == "detach_inplace":
+            ins.detach_inplace.handle = some()
+        elif kind == "retain_grad":
+            ins.retain_grad.handle = some()
+        elif kind == "manual_seed":
+            ins.manual_seed.seed = c.int(0, 2**64 - 1)
+        elif kind == "release":
+            ins.release.handles.extend(some() for _ in range(c.int(0, 2)))
+        elif kind == "fetch":
+            m = ins.fetch
+            m.handle = some()
+            m.value, m.grad, m.graph, m.repr = (c.chance(0.5) for _ in range(4))
+        elif kind == "create_optimizer":
+            m = ins.create_optimizer
+            m.optimizer = new()
+            m.params.extend(some() for _ in range(c.int(0, 2)))
+            if c.chance(0.5):
+                m.sgd.lr = c.float()
+                m.sgd.momentum = c.float()
+            elif c.chance(0.9):
+                m.adam.lr = c.float()
+        elif kind == "optimizer_step":
+            ins.optimizer_step.optimizer = some()
+        elif kind == "optimizer_zero_grad":
+            ins.optimizer_zero_grad.optimizer = some()
+        # "empty": an instruction with no kind set
+
+
+def mutate(c: Chooser, data: bytes) -> bytes:
+    """Flip, insert, delete, duplicate or truncate bytes of a valid message."""
+    buf = bytearray(data)
+    for _ in range(c.int(1, 4)):
+        k = c.int(0, 5)
+        pos = c.int(0, len(buf)) if buf else 0
+        if k == 0 and buf:
+            buf[min(pos, len(buf) - 1)] ^= 1 << c.int(0, 7)
+        elif k == 1:
+            buf[pos:pos] = c.bytes(4)
+        elif k == 2:
+            del buf[pos:pos + c.int(1, 8)]
+        elif k == 3:
+            buf = buf[:pos]
+        elif k == 4 and buf:
+            end = min(len(buf), pos + c.int(1, 16))
+            buf[pos:pos] = buf[pos:end]
+        else:
+            buf[pos:pos] = struct.pack("<Q", c.pick([0, 2**63, 2**64 - 1, 0x7F7F7F7F]))
+    return bytes(buf)
+
+
+# --- the oracle -----------------------------------------------------------------------------------
+
+class Outcome:
+    """Counts of what the fuzzed calls returned."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.codes: dict[str, int] = {}
+        self.failures: list[str] = []
+        # collect failures instead of raising (bench/fuzz.py; GRADSERVE_FUZZ_COLLECT=1)
+        self.collect = bool(os.environ.get("GRADSERVE_FUZZ_COLLECT"))
+
+    def record(self, code: grpc.StatusCode) -> None:
+        self.calls += 1
+        self.codes[code.name] = self.codes.get(code.name, 0) + 1
+
+
+def check_status(call: Callable[[], Any], what: str, outcome: Outcome | None = None) -> Any:
+    """Run one call with a deadline; fail on UNKNOWN/INTERNAL or on a hang past the deadline.
+
+    Returns the response, or None when the call was refused (with an allowed status).
+    """
+    start = time.monotonic()
+    try:
+        resp = call()
+        code = grpc.StatusCode.OK
+    except grpc.RpcError as err:
+        resp = None
+        code = err.code()
+        if code in FORBIDDEN or code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            _fail(outcome, f"{code.name}: {err.details()}\n{what}")
+    elapsed = time.monotonic() - start
+    if elapsed > DEADLINE + 2:
+        _fail(outcome, f"took {elapsed:.1f}s, past the {DEADLINE}s deadline\n{what}")
+    if outcome is not None:
+        outcome.record(code)
+    return resp
+
+
+def _fail(outcome: Outcome | None, message: str) -> None:
+    if outcome is not None and outcome.collect:
+        outcome.failures.append(message)
+        return
+    raise AssertionError(message)
+
+
+def raw_call(channel: grpc.Channel, method: str) -> Callable[..., Any]:
+    """A callable sending raw bytes to `method` and returning raw bytes."""
+    return channel.unary_unary(method)
+
+
+def valid_corpus(ops: list[catalogue_pb2.OpInfo], session_id: str) -> list[tuple[str, bytes]]:
+    """Valid serialized requests of every method, the seed for mutation."""
+    rng = Chooser(rng=random.Random(1234))
+    corpus: list[tuple[str, bytes]] = []
+    for _ in range(8):
+        corpus.append((SERVICE + "RunGraph", graph_request(rng, ops).SerializeToString()))
+        b = session_pb2.BatchRequest(session_id=session_id)
+        batch_instructions(rng, ops, [], b.instructions)
+        corpus.append((SERVICE + "ExecuteBatch", b.SerializeToString()))
+    opts = session_pb2.SessionOptions(idle_ttl_seconds=5, seed=3,
+                                      limits=session_pb2.SessionLimits(max_bytes=10**6))
+    corpus += [
+        (SERVICE + "CreateSession", session_pb2.CreateSessionRequest(
+            options=opts).SerializeToString()),
+        (SERVICE + "DescribeSession", session_pb2.DescribeSessionRequest(
+            session_id=session_id).SerializeToString()),
+        (SERVICE + "CloseSession", session_pb2.CloseSessionRequest(
+            session_id="0" * 32).SerializeToString()),
+        (SERVICE + "ListOps", b""),
+        ("/grpc.health.v1.Health/Check", b"\x0a\x1cgradserve.v1.AutogradService"),
+    ]
+    return corpus
