@@ -96,6 +96,11 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
     if recording and target._rg and target.grad_fn is None:
         raise errors.InplaceError(
             "a leaf Variable that requires grad is being used in an in-place operation.")
+    if isinstance(target._data, np.ndarray) and not target._data.flags.writeable:
+        # an expanded (broadcast) view: numpy cannot write it, torch refuses it
+        raise errors.InvalidArgumentError(
+            "unsupported operation: more than one element of the written-to tensor refers to a "
+            "single memory location. Please clone() the tensor before performing the operation.")
     result = run(op, (target, *inputs), attrs)
     if result.shape != target.shape:
         raise errors.InvalidArgumentError(

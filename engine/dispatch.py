@@ -62,6 +62,7 @@ def require_tensor(op: OpDef, flat: Sequence[Any]) -> None:
     needed (`sin(1.0)`, `copy(None, x)`); called only after such a call failed."""
     if op.variadic or not op.inputs:
         return
+    check_inputs(op, flat)  # None where an input is not optional
     first = flat[0] if flat else None
     if not isinstance(first, Tensor) or not any(isinstance(a, Tensor) for a in flat):
         raise errors.InvalidTypeError(
