@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from . import dtypes, errors
-from .registry import AttrSpec, defop
+from .api import FUNCTIONS, public
+from .registry import BOOL, FLOAT, INT64, AttrSpec, defop
+from .tensor import Tensor
 
 
 def norm_dims(dim: int | Sequence[int] | None, ndim: int) -> tuple[int, ...] | None:
@@ -105,3 +109,419 @@ defop("mean", lambda x, dim=None, keepdim=False, dtype=None: np.mean(
           ns, g, x.shape, dim, keepdim) / _count(x.shape, dim),
       attrs=REDUCE_ATTRS + (AttrSpec("dtype", "dtype", None),), dtype=_mean_dtype,
       backward=_by_dim("MeanBackward0", "MeanBackward1"), doc="mean over dim (all if None)")
+
+
+def _one_dim(x: Any, dim: int) -> int:
+    """A single `dim` as a non-negative axis (0 for a 0-dim tensor), with torch's range error."""
+    axes = norm_dims(dim, x.ndim)
+    return axes[0] if axes else 0
+
+
+def _kept(ns: Any, t: Any, shape: Sequence[int], dim: Any, keepdim: bool) -> Any:
+    """A reduction's result (or gradient) with the reduced dims back as size 1."""
+    return t if keepdim else ns.reshape(t, shape=kept_shape(shape, dim))
+
+
+def _int_to_int64(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
+    """sum/prod/cumsum: integral and bool inputs accumulate in int64, unless `dtype` is given."""
+    if attrs.get("dtype") is not None:
+        return attrs["dtype"], attrs["dtype"]
+    d = args[0].dtype
+    return (None, d) if d.is_floating_point else (dtypes.int64, dtypes.int64)
+
+
+def _floating_only(what: str) -> Any:
+    def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
+        d = args[0].dtype
+        if not d.is_floating_point:
+            raise errors.InvalidArgumentError(what.format(_TYPE_WORD[d.name]))
+        return None, d
+    return rule
+
+
+def _nonempty(name: str, x: Any, dim: Any) -> None:
+    """torch refuses max/min/amax/argmax over an empty reduction (there is no identity)."""
+    if x.size:
+        return
+    if dim is None:
+        raise errors.OutOfRangeIndexError(
+            f"{name}(): Expected reduction dim to be specified for input.numel() == 0.")
+    axes = norm_dims(dim, x.ndim) or tuple(range(x.ndim))
+    for a in axes:
+        if x.ndim and x.shape[a] == 0:
+            raise errors.OutOfRangeIndexError(
+                f"{name}(): Expected reduction dim {a} to have non-zero size.")
+
+
+# --- prod ----------------------------------------------------------------------------------------
+
+def _prod(x: Any, dim: int | None = None, keepdim: bool = False, dtype: Any = None) -> Any:
+    axis = None if dim is None or x.ndim == 0 else _one_dim(x, dim)
+    return np.prod(x, axis=axis, keepdims=keepdim and dim is not None)
+
+
+def _prod_vjp(ns: Any, g: Any, out: Any, x: Any, dim: Any, keepdim: bool, dtype: Any) -> Any:
+    # torch's prod_backward: out / x where no factor is zero; where exactly one is, that element
+    # gets the product of the others; two or more zeros give zero everywhere.
+    keep = keepdim and dim is not None
+    g = _kept(ns, g, x.shape, dim, keep)
+    out = _kept(ns, out, x.shape, dim, keep)
+    zero = x == 0
+    zeros = ns.sum(zero, dim=dim, keepdim=True)
+    safe = ns.where(zero, 1.0, x)
+    others = ns.prod(safe, dim=dim, keepdim=True) if dim is not None else ns.prod(safe)
+    one_zero = ns.where(ns.logical_and(zero, zeros == 1), others, 0.0)
+    return g * ns.where(zeros == 0, out / safe, one_zero)
+
+
+defop("prod", _prod, _prod_vjp,
+      attrs=(AttrSpec("dim", "optional_int", None), AttrSpec("keepdim", "bool", False),
+             AttrSpec("dtype", "dtype", None)),
+      dtype=_int_to_int64, backward=_by_dim("ProdBackward0", "ProdBackward1"),
+      doc="product over dim (all if None)")
+
+# --- max / min (no dim), amax / amin: ties share the gradient evenly -----------------------------
+
+
+def _selected(ns: Any, x: Any, out: Any) -> Any:
+    """Where x equals the reduction's (kept-shape) result; NaN results select the NaNs."""
+    return ns.logical_or(x == out, ns.logical_and(x != x, out != out))
+
+
+def _even_split(ns: Any, g: Any, out: Any, x: Any, dim: Any, keepdim: bool) -> Any:
+    # torch's evenly_distribute_backward / scale_grad_by_count: ties share the gradient.
+    g = _kept(ns, g, x.shape, dim, keepdim)
+    mask = _selected(ns, x, _kept(ns, out, x.shape, dim, keepdim))
+    count = ns.sum(mask, dim=dim, keepdim=True)
+    return ns.where(mask, g / count, 0.0)
+
+
+def _nonempty_all(name: str) -> Any:
+    def check(x: Any) -> None:
+        if not x.size:
+            raise errors.InvalidArgumentError(
+                f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
+                "Specify the reduction dim with the 'dim' argument.")
+    return check
+
+
+def _max_all(x: Any) -> Any:
+    _nonempty_all("max")(x)
+    return np.max(x)
+
+
+def _min_all(x: Any) -> Any:
+    _nonempty_all("min")(x)
+    return np.min(x)
+
+
+defop("max", _max_all, lambda ns, g, out, x: _even_split(ns, g, out, x, None, False),
+      backward="MaxBackward1", doc="largest element (a 0-dim tensor); ties share the gradient")
+defop("min", _min_all, lambda ns, g, out, x: _even_split(ns, g, out, x, None, False),
+      backward="MinBackward1", doc="smallest element (a 0-dim tensor); ties share the gradient")
+
+
+def _amax(x: Any, dim: Any = (), keepdim: bool = False) -> Any:
+    _nonempty("amax", x, dim if dim != () else None)
+    return np.max(x, axis=_axes(x, dim), keepdims=keepdim)
+
+
+def _amin(x: Any, dim: Any = (), keepdim: bool = False) -> Any:
+    _nonempty("amin", x, dim if dim != () else None)
+    return np.min(x, axis=_axes(x, dim), keepdims=keepdim)
+
+
+AMAX_ATTRS = (AttrSpec("dim", "dims", ()), AttrSpec("keepdim", "bool", False))
+defop("amax", _amax, lambda ns, g, out, x, dim, keepdim: _even_split(ns, g, out, x, dim, keepdim),
+      attrs=AMAX_ATTRS, doc="largest elements over dim (all if ()); ties share the gradient")
+defop("amin", _amin, lambda ns, g, out, x, dim, keepdim: _even_split(ns, g, out, x, dim, keepdim),
+      attrs=AMAX_ATTRS, doc="smallest elements over dim (all if ()); ties share the gradient")
+
+# --- max / min with dim: (values, indices); the gradient goes to the returned index ---------------
+
+
+def _with_indices(name: str, arg: Any) -> Any:
+    def forward(x: Any, dim: int, keepdim: bool = False) -> Any:
+        axis = _one_dim(x, dim)
+        _nonempty(name, x, dim)
+        if x.ndim == 0:
+            return x.copy(), np.zeros((), np.int64)
+        idx = np.expand_dims(arg(x, axis=axis), axis)
+        values = np.take_along_axis(x, idx, axis)
+        if not keepdim:
+            values, idx = values.squeeze(axis), idx.squeeze(axis)
+        return values, idx.astype(np.int64)
+    return forward
+
+
+def _first_selected(ns: Any, g: Any, out: Any, x: Any, dim: int, keepdim: bool) -> Any:
+    # The first element equal to the result along dim (what argmax/argmin return, as torch).
+    if x.ndim == 0:
+        return g
+    g = _kept(ns, g, x.shape, dim, keepdim)
+    mask = _selected(ns, x, _kept(ns, out, x.shape, dim, keepdim))
+    first = ns.logical_and(mask, ns.cumsum(mask, dim=dim) == 1)
+    return ns.where(first, g, 0.0)
+
+
+VALUES_INDICES_ATTRS = (AttrSpec("dim", "int", required=True), AttrSpec("keepdim", "bool", False))
+defop("max_dim", _with_indices("max", np.argmax), _first_selected,
+      attrs=VALUES_INDICES_ATTRS, n_outputs=2, differentiable_outputs=(0,),
+      backward="MaxBackward0", doc="(values, indices) of the largest elements along dim")
+defop("min_dim", _with_indices("min", np.argmin), _first_selected,
+      attrs=VALUES_INDICES_ATTRS, n_outputs=2, differentiable_outputs=(0,),
+      backward="MinBackward0", doc="(values, indices) of the smallest elements along dim")
+
+
+def _arg_reduce(name: str, arg: Any) -> Any:
+    def forward(x: Any, dim: int | None = None, keepdim: bool = False) -> Any:
+        if x.dtype == np.bool_:
+            raise errors.InvalidArgumentError(f"{name}(): does not support bool input")
+        _nonempty(name, x, dim)
+        if dim is None:
+            i = np.asarray(arg(x), dtype=np.int64)
+            return i.reshape((1,) * x.ndim) if keepdim else i
+        axis = _one_dim(x, dim)
+        if x.ndim == 0:
+            return np.zeros((), np.int64)
+        return arg(x, axis=axis, keepdims=keepdim)
+    return forward
+
+
+ARG_ATTRS = (AttrSpec("dim", "optional_int", None), AttrSpec("keepdim", "bool", False))
+defop("argmax", _arg_reduce("argmax", np.argmax), None, attrs=ARG_ATTRS, dtype=INT64,
+      doc="index of the largest element (of the flattened input if dim is None)")
+defop("argmin", _arg_reduce("argmin", np.argmin), None, attrs=ARG_ATTRS, dtype=INT64,
+      doc="index of the smallest element (of the flattened input if dim is None)")
+
+# --- var / std -----------------------------------------------------------------------------------
+
+
+def _correction(unbiased: bool | None, correction: float | None) -> float:
+    if correction is not None:
+        if unbiased is not None:
+            raise errors.InvalidArgumentError(
+                "var(): cannot specify both unbiased and correction")  # torch: a TypeError
+        return correction
+    return 0 if unbiased is False else 1
+
+
+def _var(x: Any, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False,
+         correction: float | None = None) -> Any:
+    c = _correction(unbiased, correction)
+    n = _count(x.shape, dim)
+    if n - c <= 0:
+        warnings.warn("var(): degrees of freedom is <= 0. Correction should be strictly less "
+                      "than the reduction factor (input numel divided by output numel).",
+                      UserWarning, stacklevel=2)
+    axes = _axes(x, dim)
+    mean = np.mean(x, axis=axes, keepdims=True)
+    dev = x - mean
+    ss = np.sum(dev * dev, axis=axes, keepdims=keepdim)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return ss / max(n - c, 0)
+
+
+def _var_vjp(ns: Any, g: Any, out: Any, x: Any, dim: Any, unbiased: Any, keepdim: bool,
+             correction: Any) -> Any:
+    n = _count(x.shape, dim) - _correction(unbiased, correction)
+    g = _kept(ns, g, x.shape, dim, keepdim)
+    return g * (2.0 / n if n else math.inf) * (x - ns.mean(x, dim=dim, keepdim=True))
+
+
+def _std_vjp(ns: Any, g: Any, out: Any, x: Any, dim: Any, unbiased: Any, keepdim: bool,
+             correction: Any) -> Any:
+    # torch: grad / (2 * std) * var's gradient, and 0 where std is 0.
+    n = _count(x.shape, dim) - _correction(unbiased, correction)
+    g = _kept(ns, g, x.shape, dim, keepdim)
+    out = _kept(ns, out, x.shape, dim, keepdim)
+    scale = ns.where(out == 0, 0.0, g / (out * 2)) * (2.0 / n if n else math.inf)
+    return scale * (x - ns.mean(x, dim=dim, keepdim=True))
+
+
+VAR_ATTRS = (AttrSpec("dim", "dims", None), AttrSpec("unbiased", "bool", None),
+             AttrSpec("keepdim", "bool", False), AttrSpec("correction", "optional_float", None))
+_VAR_DTYPE = _floating_only("std and var only support floating point and complex dtypes")
+defop("var", _var, _var_vjp, attrs=VAR_ATTRS, dtype=_VAR_DTYPE,
+      doc="variance over dim with Bessel's correction (correction=1) by default")
+defop("std", lambda x, dim=None, unbiased=None, keepdim=False, correction=None: np.sqrt(
+          _var(x, dim, unbiased, keepdim, correction)), _std_vjp,
+      attrs=VAR_ATTRS, dtype=_VAR_DTYPE, doc="standard deviation: sqrt(var)")
+
+# --- norm ----------------------------------------------------------------------------------------
+
+
+def _norm(x: Any, p: float = 2.0, dim: Any = None, keepdim: bool = False) -> Any:
+    axes = _axes(x, dim)
+    a = np.abs(x)
+    if p == 2.0:
+        return np.sqrt(np.sum(a * a, axis=axes, keepdims=keepdim))
+    if p == 1.0:
+        return np.sum(a, axis=axes, keepdims=keepdim)
+    if math.isinf(p):
+        if not x.size:  # torch: the empty max-norm is 0 (an empty min-norm is an error)
+            if p < 0:
+                raise errors.InvalidArgumentError(
+                    "linalg.vector_norm cannot compute the -inf norm on an empty tensor because "
+                    "the operation does not have an identity")
+            return np.sum(a, axis=axes, keepdims=keepdim)
+        return (np.max if p > 0 else np.min)(a, axis=axes, keepdims=keepdim)
+    if p == 0.0:
+        return np.sum(a != 0, axis=axes, keepdims=keepdim).astype(x.dtype)
+    with np.errstate(divide="ignore"):
+        return np.power(np.sum(np.power(a, p), axis=axes, keepdims=keepdim), 1.0 / p)
+
+
+def _norm_vjp(ns: Any, g: Any, out: Any, x: Any, p: float, dim: Any, keepdim: bool) -> Any:
+    # torch's linalg_vector_norm_backward, case by case (including its zeros at norm == 0).
+    g = _kept(ns, g, x.shape, dim, keepdim)
+    norm = _kept(ns, out, x.shape, dim, keepdim)
+    if p == 0.0:
+        return None  # torch: an undefined gradient (None from autograd.grad)
+    if p == 1.0:
+        return ns.sign(x) * g
+    if p == 2.0:
+        return g * ns.where(norm == 0, 0.0, x / norm)
+    if math.isinf(p):
+        a = ns.abs(x)
+        mask = ns.logical_or(a == norm, a != a)
+        return ns.sign(x) * ns.where(mask, g / ns.sum(mask, dim=dim, keepdim=True), 0.0)
+    if p < 1.0:
+        scaled = ns.sign(x) * ns.where(x == 0, 0.0, ns.pow(ns.abs(x), p - 1))
+        return scaled * g * ns.pow(norm, 1 - p)
+    scaled = (ns.sign(x) * ns.pow(ns.abs(x), p - 1) if p < 2.0
+              else x * ns.pow(ns.abs(x), p - 2))
+    return scaled * ns.where(norm == 0, 0.0, g / ns.pow(norm, p - 1))
+
+
+defop("norm", _norm, _norm_vjp,
+      attrs=(AttrSpec("p", "float", 2.0), AttrSpec("dim", "dims", None),
+             AttrSpec("keepdim", "bool", False)),
+      dtype=_floating_only("linalg.vector_norm: Expected a floating point or complex tensor as "
+                           "input. Got {}"),
+      backward="LinalgVectorNormBackward0", doc="vector p-norm over dim (all if None)")
+
+# --- logsumexp, cumsum ---------------------------------------------------------------------------
+
+
+def _logsumexp(x: Any, dim: Any, keepdim: bool = False) -> Any:
+    axes = _axes(x, dim)
+    if not x.size:
+        return np.log(np.sum(np.exp(x), axis=axes, keepdims=keepdim))
+    m = np.max(x, axis=axes, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)  # torch: infinite maxima are not subtracted
+    with np.errstate(divide="ignore"):
+        s = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
+    if keepdim:
+        return s
+    return s.reshape(()) if axes is None else np.squeeze(s, axis=axes)
+
+
+defop("logsumexp", _logsumexp,
+      lambda ns, g, out, x, dim, keepdim: _kept(ns, g, x.shape, dim, keepdim) * ns.exp(
+          x - _kept(ns, out, x.shape, dim, keepdim)),
+      attrs=(AttrSpec("dim", "dims", required=True), AttrSpec("keepdim", "bool", False)),
+      dtype=FLOAT, doc="log(sum(exp(input))) over dim, computed stably")
+
+
+def _cumsum(x: Any, dim: int, dtype: Any = None) -> Any:
+    axis = _one_dim(x, dim)
+    if x.ndim == 0:
+        return x.copy()
+    return np.cumsum(x, axis=axis)
+
+
+def _cumsum_vjp(ns: Any, g: Any, out: Any, x: Any, dim: int, dtype: Any) -> Any:
+    # The reversed cumulative sum: total - cumsum + g (no flip needed).
+    if x.ndim == 0:
+        return g
+    return ns.sum(g, dim=dim, keepdim=True) - ns.cumsum(g, dim=dim) + g
+
+
+defop("cumsum", _cumsum, _cumsum_vjp,
+      attrs=(AttrSpec("dim", "int", required=True), AttrSpec("dtype", "dtype", None)),
+      dtype=_int_to_int64, doc="cumulative sum along dim")
+
+# --- all, any ------------------------------------------------------------------------------------
+
+defop("all", lambda x, dim=None, keepdim=False: np.all(x, axis=_axes(x, dim), keepdims=keepdim),
+      None, attrs=REDUCE_ATTRS, dtype=BOOL, doc="whether every element is true (over dim)")
+defop("any", lambda x, dim=None, keepdim=False: np.any(x, axis=_axes(x, dim), keepdims=keepdim),
+      None, attrs=REDUCE_ATTRS, dtype=BOOL, doc="whether any element is true (over dim)")
+
+# --- torch's overloaded spellings ----------------------------------------------------------------
+
+
+class _ValuesIndices(tuple):  # type: ignore[type-arg]
+    """torch.return_types.<name>: a (values, indices) tuple with named fields."""
+
+    __slots__ = ()
+    _name = ""
+
+    def __new__(cls, pair: Sequence[Any]) -> _ValuesIndices:
+        return super().__new__(cls, pair)
+
+    @property
+    def values(self) -> Any:  # type: ignore[override]
+        return self[0]
+
+    @property
+    def indices(self) -> Any:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return (f"torch.return_types.{self._name}(\nvalues={self[0]!r},\n"
+                f"indices={self[1]!r})")
+
+    __str__ = __repr__
+
+
+class MaxResult(_ValuesIndices):
+    """What `max(input, dim)` returns (torch.return_types.max)."""
+
+    __slots__ = ()
+    _name = "max"
+
+
+class MinResult(_ValuesIndices):
+    """What `min(input, dim)` returns (torch.return_types.min)."""
+
+    __slots__ = ()
+    _name = "min"
+
+
+def _extreme(name: str, binary: str, result: type[_ValuesIndices]) -> Any:
+    def dispatch(input: Any, dim: Any = None, keepdim: Any = None, *, other: Any = None) -> Any:
+        if isinstance(dim, Tensor) or other is not None:
+            if keepdim is not None:
+                raise errors.InvalidTypeError(
+                    f"{name}() received an invalid combination of arguments")
+            return FUNCTIONS[binary](input, dim if other is None else other)
+        if dim is None:
+            if keepdim is not None:
+                raise errors.InvalidTypeError(
+                    f"{name}() received an invalid combination of arguments - got (Tensor, "
+                    "keepdim=bool), but expected (Tensor input, int dim, bool keepdim = False)")
+            return FUNCTIONS[name](input)
+        return result(FUNCTIONS[name + "_dim"](input, dim, bool(keepdim)))
+    dispatch.__name__ = dispatch.__qualname__ = name
+    dispatch.__doc__ = (f"torch.{name}: the {name} element (0-dim), (values, indices) along dim, "
+                        f"or the elementwise {binary} with another tensor.")
+    return dispatch
+
+
+public("max")(_extreme("max", "maximum", MaxResult))
+public("min")(_extreme("min", "minimum", MinResult))
+
+
+@public("norm")
+def _norm_public(input: Any, p: Any = "fro", dim: Any = None, keepdim: bool = False,
+                 dtype: Any = None) -> Any:
+    """torch.norm: the vector p-norm; 'fro' is the 2-norm over the reduced dims."""
+    if p is None or p == "fro":
+        p = 2.0
+    elif isinstance(p, str):
+        raise errors.InvalidArgumentError(
+            f"norm(): p={p!r} is not supported (only numbers and 'fro')")
+    out = FUNCTIONS["norm"](input, p, dim, keepdim)
+    return out if dtype is None else FUNCTIONS["to_dtype"](out, dtype)
