@@ -16,6 +16,7 @@ from typing import Any
 
 from . import autograd, dtypes, errors, limits, registry
 from . import ops_elementwise as _ops_elementwise  # noqa: F401  (registers ops)
+from . import ops_linalg as _ops_linalg  # noqa: F401
 from . import ops_reduce as _ops_reduce  # noqa: F401
 from . import ops_shape as _ops_shape  # noqa: F401
 from .api import PUBLIC, apply_inplace, build

@@ -1,0 +1,490 @@
+"""Linear algebra: matmul (and `@`), mm, bmm, dot, outer, einsum, with torch's shape errors.
+
+The VJPs are written with these same ops; a transpose is the one-operand einsum `...ij->...ji`
+(a numpy view, so the fast backward pays nothing for it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import errors
+from .api import FUNCTIONS, public
+from .registry import PROMOTE, AttrSpec, defop
+from .tensor import Tensor
+
+_TYPE_WORD = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
+              "bool": "Bool"}
+_SHORT = {"float32": "float", "float64": "double", "int32": "int", "int64": "long",
+          "bool": "bool"}
+
+
+def _mT(ns: Any, t: Any) -> Any:
+    """The last two dims swapped."""
+    return ns.einsum([t], equation="...ij->...ji")
+
+
+def _same_dtype(message: Any) -> Any:
+    """torch's mm/bmm/matmul/dot refuse mixed dtypes (no promotion)."""
+    def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
+        a, b = args
+        if a.dtype is not b.dtype:
+            raise errors.InvalidArgumentError(message(a.dtype.name, b.dtype.name))
+        return None, a.dtype
+    return rule
+
+
+_MM_DTYPE = _same_dtype(lambda a, b: f"expected m1 and m2 to have the same dtype, but got: "
+                                     f"{_SHORT[a]} != {_SHORT[b]}")
+
+# --- shape checks (torch's messages) --------------------------------------------------------------
+
+
+def _mm_check(a: Sequence[int], b: Sequence[int]) -> None:
+    if a[1] != b[0]:
+        raise errors.InvalidArgumentError(
+            f"mat1 and mat2 shapes cannot be multiplied ({a[0]}x{a[1]} and {b[0]}x{b[1]})")
+
+
+def _dot_check(a: Sequence[int], b: Sequence[int]) -> None:
+    if a[0] != b[0]:
+        raise errors.InvalidArgumentError(
+            f"inconsistent tensor size, expected tensor [{a[0]}] and src [{b[0]}] to have the "
+            f"same number of elements, but got {a[0]} and {b[0]} elements respectively")
+
+
+def _bmm_check(a: Sequence[int], b: Sequence[int]) -> None:
+    if b[0] != a[0] or b[1] != a[2]:
+        raise errors.InvalidArgumentError(
+            f"Expected size for first two dimensions of batch2 tensor to be: [{a[0]}, {a[2]}] "
+            f"but got: [{b[0]}, {b[1]}].")
+
+
+def _batch(shape: Sequence[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def matmul_shape(x: Any, y: Any, **attrs: Any) -> tuple[int, ...]:
+    """torch.matmul's result shape, with torch's error for each way the shapes can disagree."""
+    a, b = tuple(x.shape), tuple(y.shape)
+    if not a or not b:
+        raise errors.InvalidArgumentError(
+            f"both arguments to matmul need to be at least 1D, but they are {len(a)}D and "
+            f"{len(b)}D")
+    if len(a) == 1 and len(b) == 1:
+        _dot_check(a, b)
+        return ()
+    if len(a) == 2 and len(b) == 1:
+        if a[1] != b[0]:
+            raise errors.InvalidArgumentError(
+                f"size mismatch, got input ({a[0]}), mat ({a[0]}x{a[1]}), vec ({b[0]})")
+        return (a[0],)
+    if len(a) == 1 and len(b) == 2:
+        _mm_check((1, a[0]), b)
+        return (b[1],)
+    if len(a) <= 2 and len(b) <= 2:
+        _mm_check(a, b)
+        return (a[0], b[1])
+    if len(b) == 1:  # (..., n, k) @ (k,): folded into one matrix-vector product
+        if a[-1] != b[0]:
+            rows = _batch(a[:-1])
+            raise errors.InvalidArgumentError(
+                f"size mismatch, got input ({rows}), mat ({rows}x{a[-1]}), vec ({b[0]})")
+        return a[:-1]
+    if len(a) >= 3 and len(b) == 2:  # folded into one mm
+        _mm_check((_batch(a[:-1]), a[-1]), b)
+        return (*a[:-1], b[1])
+    # batched: broadcast the batch dims, then bmm over their product
+    rows = a[-2] if len(a) >= 2 else 1
+    k1 = a[-1]
+    k2, cols = (b[-2], b[-1])
+    try:
+        batch = tuple(np.broadcast_shapes(a[:-2], b[:-2]))
+    except ValueError:
+        from .ops_elementwise import _broadcast_error
+        raise _broadcast_error([a[:-2], b[:-2]]) from None
+    if k1 != k2:
+        n = _batch(batch)
+        raise errors.InvalidArgumentError(
+            f"Expected size for first two dimensions of batch2 tensor to be: [{n}, {k1}] "
+            f"but got: [{n}, {k2}].")
+    return (*batch, rows, cols) if len(a) >= 2 else (*batch, cols)
+
+
+def _matmul(x: Any, y: Any) -> Any:
+    matmul_shape(x, y)
+    return np.matmul(x, y)
+
+
+def _matmul_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
+    # Batch dims that broadcasting added or stretched are summed back by the engine.
+    if x.ndim == 1:
+        if y.ndim == 1:
+            return g * y
+        return ns.einsum([y, g], equation="...km,...m->...k")
+    if y.ndim == 1:
+        return ns.einsum([g, y], equation="...n,k->...nk")
+    return ns.matmul(g, _mT(ns, y))
+
+
+def _matmul_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
+    if y.ndim == 1:
+        if x.ndim == 1:
+            return g * x
+        return ns.einsum([x, g], equation="...nk,...n->k")
+    if x.ndim == 1:
+        return ns.einsum([x, g], equation="k,...m->...km")
+    return ns.matmul(_mT(ns, x), g)
+
+
+def _matmul_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
+    """The node torch's composite matmul ends with (it is several ops there, one here)."""
+    if len(args) != 2 or not all(isinstance(a, Tensor) for a in args):
+        return "MmBackward0"
+    x, y = args
+    dims = (x.ndim, y.ndim)
+    simple = {(1, 1): "DotBackward0", (2, 2): "MmBackward0", (1, 2): "SqueezeBackward4",
+              (2, 1): "MvBackward0"}
+    if dims in simple:
+        return simple[dims]
+    # torch folds the 3-D+ operand into a matrix. When the matrix (2-D, or a single-batch 3-D
+    # against a 3-D) requires grad it computes (y^T x^T)^T and copies the transpose back:
+    # CloneBackward0, or TransposeBackward0 when that transpose is already contiguous.
+    transposed = y.ndim >= 3 and x.requires_grad and (
+        x.ndim == 2 or (x.ndim == 3 == y.ndim and x.shape[0] == 1 and y.shape[0] != 1))
+    if transposed:
+        n, m = x.shape[-2], y.shape[-1]
+        return "TransposeBackward0" if n <= 1 or m <= 1 else "CloneBackward0"
+    return "UnsafeViewBackward0"
+
+
+defop("matmul", _matmul, _matmul_dx, _matmul_dy, inputs=("input", "other"),
+      dtype=_MM_DTYPE, backward=_matmul_name, out_shape=matmul_shape,
+      doc="matrix product with torch's 1-D and batched broadcasting rules (input @ other)")
+
+
+def _mm_shape(x: Any, y: Any) -> tuple[int, ...]:
+    if x.ndim != 2:
+        raise errors.InvalidArgumentError("self must be a matrix")
+    if y.ndim != 2:
+        raise errors.InvalidArgumentError("mat2 must be a matrix")
+    _mm_check(x.shape, y.shape)
+    return (x.shape[0], y.shape[1])
+
+
+def _mm(x: Any, y: Any) -> Any:
+    _mm_shape(x, y)
+    return np.matmul(x, y)
+
+
+defop("mm", _mm,
+      lambda ns, g, out, x, y: ns.mm(g, _mT(ns, y)),
+      lambda ns, g, out, x, y: ns.mm(_mT(ns, x), g),
+      inputs=("input", "mat2"), dtype=_MM_DTYPE, out_shape=_mm_shape,
+      doc="matrix product of two 2-D tensors")
+
+
+def _bmm_shape(x: Any, y: Any) -> tuple[int, ...]:
+    if x.ndim != 3:
+        raise errors.InvalidArgumentError("batch1 must be a 3D tensor")
+    if y.ndim != 3:
+        raise errors.InvalidArgumentError("batch2 must be a 3D tensor")
+    _bmm_check(x.shape, y.shape)
+    return (x.shape[0], x.shape[1], y.shape[2])
+
+
+def _bmm(x: Any, y: Any) -> Any:
+    _bmm_shape(x, y)
+    return np.matmul(x, y)
+
+
+defop("bmm", _bmm,
+      lambda ns, g, out, x, y: ns.bmm(g, _mT(ns, y)),
+      lambda ns, g, out, x, y: ns.bmm(_mT(ns, x), g),
+      inputs=("input", "mat2"), dtype=_MM_DTYPE, out_shape=_bmm_shape,
+      doc="batched matrix product of two 3-D tensors with the same batch size")
+
+
+def _dot(x: Any, y: Any) -> Any:
+    if x.ndim != 1 or y.ndim != 1:
+        raise errors.InvalidArgumentError(
+            f"1D tensors expected, but got {x.ndim}D and {y.ndim}D tensors")
+    _dot_check(x.shape, y.shape)
+    return np.dot(x, y)
+
+
+defop("dot", _dot,
+      lambda ns, g, out, x, y: g * y,
+      lambda ns, g, out, x, y: g * x,
+      inputs=("input", "tensor"),
+      dtype=_same_dtype(lambda a, b: f"dot : expected both vectors to have same dtype, but "
+                                     f"found {_TYPE_WORD[a]} and {_TYPE_WORD[b]}"),
+      doc="inner product of two 1-D tensors")
+
+
+def _outer_shape(x: Any, y: Any) -> tuple[int, ...]:
+    for name, t in (("self", x), ("vec2", y)):
+        if t.ndim != 1:
+            raise errors.InvalidArgumentError(
+                f"outer: Expected 1-D argument {name}, but got {t.ndim}-D")
+    return (x.shape[0], y.shape[0])
+
+
+def _outer(x: Any, y: Any) -> Any:
+    _outer_shape(x, y)
+    return np.multiply.outer(x, y)
+
+
+defop("outer", _outer,
+      lambda ns, g, out, x, y: ns.sum(g * y, dim=1),
+      lambda ns, g, out, x, y: ns.sum(g * ns.reshape(x, shape=(-1, 1)), dim=0),
+      inputs=("input", "vec2"), dtype=PROMOTE, out_shape=_outer_shape,
+      backward="MulBackward0", doc="outer product of two 1-D tensors")
+
+# --- einsum --------------------------------------------------------------------------------------
+
+MAX_EQUATION = 256
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class Equation:
+    """A parsed, validated einsum equation with every ellipsis spelled out as letters."""
+
+    def __init__(self, inputs: list[str], output: str):
+        self.inputs = inputs
+        self.output = output
+
+    def text(self) -> str:
+        return ",".join(self.inputs) + "->" + self.output
+
+
+def _parse_operand(term: str, index: int, offset: int) -> tuple[list[str], bool]:
+    labels: list[str] = []
+    ellipsis = False
+    i = 0
+    while i < len(term):
+        c = term[i]
+        if c == ".":
+            if term[i:i + 3] != "..." or ellipsis:
+                raise errors.InvalidArgumentError(
+                    f"einsum(): found '.' for operand {index} that is not part of any ellipsis")
+            ellipsis = True
+            labels.append("...")
+            i += 3
+            continue
+        if c not in _LETTERS:
+            raise errors.InvalidArgumentError(
+                f"einsum(): invalid subscript given at index {offset + i} in the equation "
+                f"string, subscripts must be in [a-zA-Z]")
+        labels.append(c)
+        i += 1
+    return labels, ellipsis
+
+
+def parse_equation(equation: str, shapes: Sequence[Sequence[int]]) -> Equation:
+    """Check `equation` against the operand shapes (torch's messages) and expand ellipses.
+
+    The equation arrives from the network, so everything is checked before numpy sees it:
+    length, characters, operand count, subscript counts, sizes.
+    """
+    if len(equation) > MAX_EQUATION:
+        raise errors.InvalidArgumentError(
+            f"einsum(): equation has {len(equation)} characters, more than {MAX_EQUATION}")
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    if arrow and "->" in rhs:
+        raise errors.InvalidArgumentError(
+            f"einsum(): invalid subscript given at index {len(lhs) + 2 + rhs.index('->')} in "
+            "the equation string, subscripts must be in [a-zA-Z]")
+    terms = lhs.split(",")
+    if len(shapes) < len(terms):
+        raise errors.InvalidArgumentError(
+            "einsum(): fewer operands were provided than specified in the equation")
+    if len(shapes) > len(terms):
+        raise errors.InvalidArgumentError(
+            "einsum(): more operands were provided than specified in the equation")
+    parsed: list[list[str]] = []
+    offset = 0
+    ell_dims = 0
+    ell_shapes: list[tuple[int, ...]] = []
+    sizes: dict[str, int] = {}
+    for k, (term, shape) in enumerate(zip(terms, shapes)):
+        labels, has_ell = _parse_operand(term, k, offset)
+        offset += len(term) + 1
+        named = len(labels) - has_ell
+        if (not has_ell and named != len(shape)) or (has_ell and named > len(shape)):
+            if has_ell:
+                raise errors.InvalidArgumentError(
+                    f"einsum(): the number of subscripts in the equation ({named}) is more than "
+                    f"the number of dimensions ({len(shape)}) for operand {k}")
+            raise errors.InvalidArgumentError(
+                f"einsum(): the number of subscripts in the equation ({named}) does not match "
+                f"the number of dimensions ({len(shape)}) for operand {k} and no ellipsis was "
+                "given")
+        if has_ell:
+            e = labels.index("...")
+            n_ell = len(shape) - named
+            ell_dims = max(ell_dims, n_ell)
+            ell_shapes.append(tuple(shape[e:e + n_ell]))
+        dims = iter(shape)
+        for lab in labels:
+            if lab == "...":
+                for _ in range(len(shape) - named):
+                    next(dims)
+                continue
+            size = next(dims)
+            seen = sizes.get(lab)
+            if seen is not None and seen != size and seen != 1 and size != 1:
+                raise errors.InvalidArgumentError(
+                    f"einsum(): subscript {lab} has size {size} for operand {k} which does not "
+                    f"broadcast with previously seen size {seen}")
+            sizes[lab] = size if seen is None or seen == 1 else seen
+        parsed.append(labels)
+    try:
+        np.broadcast_shapes(*ell_shapes)
+    except ValueError:
+        raise errors.InvalidArgumentError(
+            f"einsum(): operands do not broadcast with remapped shapes (original->remapped): "
+            f"{[tuple(s) for s in shapes]}") from None
+    # Spell each ellipsis with unused letters (right-aligned, as broadcasting aligns them).
+    free = [c for c in sorted(_LETTERS) if c not in sizes]
+    if ell_dims > len(free):
+        raise errors.InvalidArgumentError("einsum(): too many dimensions in the ellipsis")
+    ell = free[:ell_dims]
+    inputs = []
+    for labels, shape in zip(parsed, shapes):
+        n_ell = len(shape) - (len(labels) - ("..." in labels))
+        inputs.append("".join("".join(ell[ell_dims - n_ell:]) if lab == "..." else lab
+                              for lab in labels))
+    if arrow:
+        out_labels, has_ell = _parse_operand(rhs, -1, len(lhs) + 2)
+        seen_out: set[str] = set()
+        for lab in out_labels:
+            if lab == "...":
+                continue
+            if lab in seen_out:
+                raise errors.InvalidArgumentError(
+                    f"einsum(): output subscript {lab} appears more than once in the output")
+            if lab not in sizes:
+                raise errors.InvalidArgumentError(
+                    f"einsum(): output subscript {lab} does not appear in the equation for any "
+                    "input operand")
+            seen_out.add(lab)
+        # An output without "..." sums the ellipsis dims.
+        output = "".join("".join(ell) if lab == "..." else lab for lab in out_labels)
+    else:  # implicit output: the ellipsis, then the letters that appear once, sorted
+        counts: dict[str, int] = {}
+        for s in inputs:
+            for c in s:
+                counts[c] = counts.get(c, 0) + 1
+        once = sorted(c for c, n in counts.items() if n == 1 and c not in ell)  # A-Z, a-z
+        output = "".join(ell) + "".join(once)
+    return Equation(inputs, output)
+
+
+def _einsum_shape(operands: Sequence[Any], equation: str) -> tuple[int, ...]:
+    eq = parse_equation(equation, [tuple(t.shape) for t in operands])
+    sizes: dict[str, int] = {}
+    for s, t in zip(eq.inputs, operands):
+        for c, d in zip(s, t.shape):
+            if sizes.get(c, 1) == 1:  # a size-1 subscript broadcasts
+                sizes[c] = d
+    return tuple(sizes[c] for c in eq.output)
+
+
+def _einsum(operands: Sequence[Any], equation: str) -> Any:
+    eq = parse_equation(equation, [np.shape(t) for t in operands])
+    if len(operands) == 1:
+        return np.einsum(eq.text(), operands[0])
+    return np.einsum(eq.text(), *operands, optimize=True)
+
+
+def _einsum_vjp(ns: Any, g: Any, out: Any, operands: Sequence[Any], equation: str) -> list[Any]:
+    # d/d operand i: contract g with the other operands onto operand i's subscripts. Labels
+    # found nowhere else (summed out of operand i alone) are broadcast back; labels repeated in
+    # operand i (a diagonal) get the gradient on the diagonal and zero elsewhere.
+    eq = parse_equation(equation, [tuple(t.shape) for t in operands])
+    grads: list[Any] = []
+    for i, sub in enumerate(eq.inputs):
+        others = [s for j, s in enumerate(eq.inputs) if j != i]
+        available = set(eq.output).union(*others)
+        have = "".join(dict.fromkeys(c for c in sub if c in available))
+        tensors = [g, *(t for j, t in enumerate(operands) if j != i)]
+        gi = ns.einsum(tensors, equation=",".join([eq.output, *others]) + "->" + have)
+        if have != sub:
+            gi = _place(ns, gi, have, sub, operands[i])
+        grads.append(gi)
+    return grads
+
+
+def _place(ns: Any, gi: Any, have: str, sub: str, like: Any) -> Any:
+    """`gi` (distinct subscripts `have`) laid out on operand subscripts `sub`."""
+    first = {c: sub.index(c) for c in reversed(sub)}
+    order = "".join(c for k, c in enumerate(sub) if c in have and first[c] == k)
+    if order != have:
+        gi = ns.einsum([gi], equation=f"{have}->{order}")
+    dims = dict(zip(order, gi.shape))
+    shape = tuple(dims[c] if c in dims and first[c] == k else 1 for k, c in enumerate(sub))
+    full = tuple(dims.get(c, d) if first[c] == k else d
+                 for k, (c, d) in enumerate(zip(sub, like.shape)))
+    gi = ns.expand(ns.reshape(gi, shape=shape), size=full)
+    if len(first) == len(sub):
+        return gi
+    # Positions along each axis are cumulative sums of ones; the diagonal is where they agree.
+    ones = ns.fill(like, value=1)
+    mask = None
+    for k, c in enumerate(sub):
+        if first[c] != k:
+            same = ns.cumsum(ones, dim=first[c]) == ns.cumsum(ones, dim=k)
+            mask = same if mask is None else ns.logical_and(mask, same)
+    return ns.where(mask, gi, 0.0)
+
+
+def _einsum_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
+    """The node torch's einsum ends with: a permute or sum (one operand), else a mul or bmm."""
+    operands = args[0] if args and isinstance(args[0], (list, tuple)) else args
+    try:
+        eq = parse_equation(attrs["equation"], [tuple(t.shape) for t in operands])
+    except (errors.EngineError, KeyError, AttributeError):
+        return "EinsumBackward0"
+    if len(eq.inputs) == 1:
+        summed = set(eq.inputs[0]) - set(eq.output)
+        return "SumBackward1" if summed else "PermuteBackward0"
+    # torch's einsum ends by viewing away the size-1 places of summed labels; with none, the
+    # last pairwise product is a plain mul.
+    contracted = set().union(*eq.inputs) - set(eq.output)
+    return "ViewBackward0" if contracted else "MulBackward0"
+
+
+def _einsum_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
+    if not args:
+        raise errors.InvalidArgumentError("einsum(): must provide at least one operand")
+    d = args[0].dtype
+    for t in args[1:]:
+        if t.dtype is not d:
+            raise errors.InvalidArgumentError(
+                f"expected scalar type {_TYPE_WORD[d.name]} but found {_TYPE_WORD[t.dtype.name]}")
+    return None, d
+
+
+defop("einsum", _einsum, _einsum_vjp, inputs=("tensors",), variadic=True,
+      attrs=(AttrSpec("equation", "str", required=True),), dtype=_einsum_dtype,
+      backward=_einsum_name, out_shape=_einsum_shape, method=False,
+      doc="Einstein summation over the operands (letters, ',', '->', '...')")
+
+
+@public("einsum", method=False)
+def einsum(equation: str, *operands: Any) -> Any:
+    """torch.einsum(equation, *operands), also with the operands as one list."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    if not isinstance(equation, str):
+        raise errors.InvalidTypeError(
+            f"einsum(): argument 'equation' must be str, not {type(equation).__name__}")
+    return FUNCTIONS["einsum"](list(operands), equation=equation)
