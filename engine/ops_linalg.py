@@ -451,7 +451,7 @@ def _einsum_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     operands = args[0] if args and isinstance(args[0], (list, tuple)) else args
     try:
         eq = parse_equation(attrs["equation"], [tuple(t.shape) for t in operands])
-    except (errors.EngineError, KeyError, AttributeError):
+    except (errors.EngineError, KeyError, AttributeError, TypeError):  # no equation (catalogue)
         return "EinsumBackward0"
     if len(eq.inputs) == 1:
         summed = set(eq.inputs[0]) - set(eq.output)
