@@ -388,7 +388,7 @@ def parse_equation(equation: str, shapes: Sequence[Sequence[int]]) -> Equation:
     return Equation(inputs, output)
 
 
-def _einsum_shape(operands: Sequence[Any], equation: str) -> tuple[int, ...]:
+def _einsum_shape(*operands: Any, equation: str) -> tuple[int, ...]:
     eq = parse_equation(equation, [tuple(t.shape) for t in operands])
     sizes: dict[str, int] = {}
     for s, t in zip(eq.inputs, operands):

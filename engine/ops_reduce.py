@@ -161,8 +161,9 @@ def _prod(x: Any, dim: int | None = None, keepdim: bool = False, dtype: Any = No
 
 
 def _prod_vjp(ns: Any, g: Any, out: Any, x: Any, dim: Any, keepdim: bool, dtype: Any) -> Any:
-    # torch's prod_backward: out / x where no factor is zero; where exactly one is, that element
-    # gets the product of the others; two or more zeros give zero everywhere.
+    # torch's prod_backward: out / x where no factor is zero. Where exactly one is, that element
+    # gets the product of the others, and the rest keep out / x (zero, but its derivative in the
+    # zero factor is right, so second derivatives match). Two or more zeros: zero everywhere.
     keep = keepdim and dim is not None
     g = _kept(ns, g, x.shape, dim, keep)
     out = _kept(ns, out, x.shape, dim, keep)
@@ -170,8 +171,8 @@ def _prod_vjp(ns: Any, g: Any, out: Any, x: Any, dim: Any, keepdim: bool, dtype:
     zeros = ns.sum(zero, dim=dim, keepdim=True)
     safe = ns.where(zero, 1.0, x)
     others = ns.prod(safe, dim=dim, keepdim=True) if dim is not None else ns.prod(safe)
-    one_zero = ns.where(ns.logical_and(zero, zeros == 1), others, 0.0)
-    return g * ns.where(zeros == 0, out / safe, one_zero)
+    rest = ns.where(zeros >= 2, 0.0, out / safe)
+    return g * ns.where(ns.logical_and(zero, zeros == 1), others, rest)
 
 
 defop("prod", _prod, _prod_vjp,
@@ -231,10 +232,20 @@ def _amin(x: Any, dim: Any = (), keepdim: bool = False) -> Any:
     return np.min(x, axis=_axes(x, dim), keepdims=keepdim)
 
 
+def _scale_by_count(ns: Any, g: Any, out: Any, x: Any, dim: Any, keepdim: bool) -> Any:
+    # torch's scale_grad_by_count: mask * (g / mask.sum()), plain equality (a NaN result
+    # selects nothing, and its gradient is NaN, as torch's).
+    g = _kept(ns, g, x.shape, dim, keepdim)
+    mask = x == _kept(ns, out, x.shape, dim, keepdim)
+    return mask * (g / ns.sum(mask, dim=dim, keepdim=True))
+
+
 AMAX_ATTRS = (AttrSpec("dim", "dims", ()), AttrSpec("keepdim", "bool", False))
-defop("amax", _amax, lambda ns, g, out, x, dim, keepdim: _even_split(ns, g, out, x, dim, keepdim),
+defop("amax", _amax,
+      lambda ns, g, out, x, dim, keepdim: _scale_by_count(ns, g, out, x, dim, keepdim),
       attrs=AMAX_ATTRS, doc="largest elements over dim (all if ()); ties share the gradient")
-defop("amin", _amin, lambda ns, g, out, x, dim, keepdim: _even_split(ns, g, out, x, dim, keepdim),
+defop("amin", _amin,
+      lambda ns, g, out, x, dim, keepdim: _scale_by_count(ns, g, out, x, dim, keepdim),
       attrs=AMAX_ATTRS, doc="smallest elements over dim (all if ()); ties share the gradient")
 
 # --- max / min with dim: (values, indices); the gradient goes to the returned index ---------------
