@@ -174,6 +174,13 @@ class Client:
         resp = self.call("CreateSession", spb.CreateSessionRequest(options=options))
         return Session(self, resp.session_id, resp.info, eager=eager)
 
+    def restore(self, path: str | Path, **session_options: Any) -> Any:
+        """A new session holding the tensors saved by `Session.save(path)`, by name in
+        `session.restored` (see client/snapshot.py for what is kept and the file format)."""
+        from .snapshot import restore
+
+        return restore(self, path, **session_options)
+
     def grad(self, fn: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
         """`fn`'s gradient as a function of numpy inputs, computed by one stateless call."""
         from .trace import grad

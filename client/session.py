@@ -52,6 +52,8 @@ class Session:
         self.eager = eager
         self.closed = False
         self._handles = itertools.count(1)
+        self._live: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
+        self.restored: dict[str, Tensor] = {}  # filled by Client.restore
         self._epoch = 0  # bumped by every recorded instruction that may change a value
         self._recorder = Recorder(self._send, session_id, client.target)
         table = client.op_table()
@@ -138,7 +140,17 @@ class Session:
             self._recorder.flush()
 
     def _new_tensor(self) -> Tensor:
-        return Tensor(self, next(self._handles))
+        t = Tensor(self, next(self._handles))
+        self._live[t._handle] = t
+        return t
+
+    def save(self, path: Any, tensors: Any = None) -> None:
+        """Save leaf tensors' values, grads and requires_grad to `path` (see client/snapshot.py):
+        `tensors` is {name: tensor}, a list, or None for every live leaf; restore with
+        `client.restore(path)`."""
+        from .snapshot import save
+
+        save(self, path, tensors)
 
     def dropped(self, handle: int) -> None:
         """A client tensor was garbage-collected: release its handle with the next request."""
