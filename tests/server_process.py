@@ -38,6 +38,7 @@ class ServerProcess:
         self._log: Any = None
 
     def start(self) -> ServerProcess:
+        self._release_files()  # a restart: the previous process's pipe and log
         # stderr goes to a file: a pipe nobody reads could fill and block the server.
         self._log = tempfile.TemporaryFile(mode="w+")
         cmd = [sys.executable, "-m", "gradserve.server.cli", "serve", "--host", "127.0.0.1",
@@ -100,6 +101,8 @@ class ServerProcess:
             assert self.proc is not None
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def stop(self) -> int | None:
         """SIGTERM and wait; returns the exit status."""
@@ -118,6 +121,11 @@ class ServerProcess:
 
     def close(self) -> None:
         self.stop()
+        self._release_files()
+
+    def _release_files(self) -> None:
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
         if self._log is not None:
             self._log.close()
             self._log = None
