@@ -6,6 +6,7 @@ The VJPs are written with these same ops; a transpose is the one-operand einsum 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -256,8 +257,10 @@ _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 class Equation:
     """A parsed, validated einsum equation with every ellipsis spelled out as letters."""
 
-    def __init__(self, inputs: list[str], output: str):
-        self.inputs = inputs
+    __slots__ = ("inputs", "output")
+
+    def __init__(self, inputs: Sequence[str], output: str):
+        self.inputs = tuple(inputs)  # immutable: parses are cached and shared
         self.output = output
 
     def text(self) -> str:
@@ -288,6 +291,19 @@ def _parse_operand(term: str, index: int, offset: int) -> tuple[list[str], bool]
 
 
 def parse_equation(equation: str, shapes: Sequence[Sequence[int]]) -> Equation:
+    """`_parse_equation`, cached: the backward and the node name parse the same equations."""
+    if len(equation) > MAX_EQUATION:  # checked before hashing a hostile string
+        raise errors.InvalidArgumentError(
+            f"einsum(): equation has {len(equation)} characters, more than {MAX_EQUATION}")
+    return _parse_cached(equation, tuple(tuple(int(d) for d in s) for s in shapes))
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_cached(equation: str, shapes: tuple[tuple[int, ...], ...]) -> Equation:
+    return _parse_equation(equation, shapes)
+
+
+def _parse_equation(equation: str, shapes: Sequence[Sequence[int]]) -> Equation:
     """Check `equation` against the operand shapes (torch's messages) and expand ellipses.
 
     The equation arrives from the network, so everything is checked before numpy sees it:
