@@ -524,6 +524,10 @@ def _root_grads(outputs: tuple[Tensor, ...], grad_outputs: tuple[Any, ...],
             raise errors.InvalidArgumentError(
                 f"Mismatch in shape: grad_output[{i}] has a shape of {g.shape} and output[{i}] "
                 f"has a shape of {out.shape}.")
+        if g.dtype is not out.dtype:  # torch casts a root gradient to its output's dtype
+            data = np.asarray(g._data).astype(out.dtype.np)
+            grads.append(Tensor._make(data) if create_graph else data)
+            continue
         grads.append(g if create_graph else g._data)
     return grads
 

@@ -64,10 +64,17 @@ def require_tensor(op: OpDef, flat: Sequence[Any]) -> None:
         return
     check_inputs(op, flat)  # None where an input is not optional
     first = flat[0] if flat else None
-    if not isinstance(first, Tensor) or not any(isinstance(a, Tensor) for a in flat):
-        raise errors.InvalidTypeError(
-            f"{op.name}(): argument '{op.inputs[0]}' (position 1) must be Tensor, not "
-            f"{type(first).__name__}")
+    if isinstance(first, Tensor) and any(isinstance(a, Tensor) for a in flat):
+        # the first non-Tensor input (an op like matmul takes tensors only)
+        i = next((i for i, a in enumerate(flat) if not isinstance(a, Tensor)), None)
+        if i is None:
+            return
+        first = flat[i]
+    else:
+        i = 0
+    raise errors.InvalidTypeError(
+        f"{op.name}(): argument '{op.inputs[i]}' (position {i + 1}) must be Tensor, not "
+        f"{type(first).__name__}")
 
 
 def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: Any = None,
@@ -85,7 +92,12 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         require_tensor(op, flat)  # a scalar or None where the rule needs a Tensor
         raise
     if op.out_shape is not None and limits._state.max_elements is not None:
-        limits.check_shape(op.out_shape(*flat, **attrs), f"{op.name}() result")
+        try:
+            shape = op.out_shape(*flat, **attrs)
+        except AttributeError:
+            require_tensor(op, flat)
+            raise
+        limits.check_shape(shape, f"{op.name}() result")
     arrays: list[Any] = []
     requires_grad = False
     cast = compute.np if compute is not None else None
