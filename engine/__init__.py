@@ -15,8 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from . import autograd, dtypes, errors, limits, registry
+from . import ops_creation as _ops_creation  # noqa: F401
 from . import ops_elementwise as _ops_elementwise  # noqa: F401  (registers ops)
 from . import ops_linalg as _ops_linalg  # noqa: F401
+from . import ops_nn as _ops_nn  # noqa: F401
 from . import ops_reduce as _ops_reduce  # noqa: F401
 from . import ops_shape as _ops_shape  # noqa: F401
 from .api import PUBLIC, apply_inplace, build
@@ -24,10 +26,13 @@ from .creation import tensor
 from .dispatch import apply
 from .dtypes import DType
 from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .random import Generator, default_generator, initial_seed, manual_seed, seed
 from .registry import OPS, OPSET_VERSION
 from .tensor import Size, Tensor
 
 build()
+
+from . import nn, optim  # noqa: E402  (built from the functions above)
 
 float32 = dtypes.float32
 float64 = dtypes.float64
@@ -46,6 +51,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'gradserve.engine' has no attribute '{name}'")
 
 
-__all__ = ["DType", "OPS", "OPSET_VERSION", "Size", "Tensor", "apply", "apply_inplace",
-           "autograd", "dtypes", "enable_grad", "errors", "is_grad_enabled", "limits",
-           "no_grad", "registry", "set_grad_enabled", "tensor", *PUBLIC]
+__all__ = ["DType", "Generator", "OPS", "OPSET_VERSION", "Size", "Tensor", "apply",
+           "apply_inplace", "autograd", "default_generator", "dtypes", "enable_grad", "errors",
+           "initial_seed", "is_grad_enabled", "limits", "manual_seed", "nn", "no_grad", "optim",
+           "registry", "seed", "set_grad_enabled", "tensor", *PUBLIC]

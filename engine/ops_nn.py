@@ -1,0 +1,377 @@
+"""Neural-network ops: softmax, log_softmax and the losses, with torch's node names and messages.
+
+Losses take `reduction` in {'mean', 'sum', 'none'} (checked by the dtype rule, before anything
+runs, with torch's ValueError). `nll_loss`'s gradient is its own op, `nll_loss_backward`, as in
+torch: the two are adjoint, so each one's VJP is the other and every order of derivative works.
+`cross_entropy` is a composition (`nn.functional.cross_entropy`, in engine/nn.py) of these ops.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import dtypes, errors, grad_mode
+from .dtypes import DType
+from .ops_reduce import norm_dims
+from .registry import AttrSpec, defop, promote_args
+
+REDUCTIONS = ("mean", "sum", "none")
+_REDUCTION = AttrSpec("reduction", "str", "mean")
+
+
+def check_reduction(reduction: str) -> None:
+    """torch's legacy_get_enum check, with its message."""
+    if reduction not in REDUCTIONS:
+        raise errors.InvalidValueError(f"{reduction} is not a valid value for reduction")
+
+
+def _reduce(loss: Any, reduction: str) -> Any:
+    if reduction == "mean":
+        return loss.mean() if loss.size else np.float64("nan").astype(loss.dtype)
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _scale(ns: Any, g: Any, shape: Sequence[int], reduction: str) -> Any:
+    """The incoming gradient of a reduced loss, per element (divided by n for 'mean')."""
+    return g / math.prod(shape) if reduction == "mean" else g
+
+
+def _not_differentiable(function: str, name: str, t: Any) -> None:
+    """torch refuses a grad-requiring tensor for an input it has no derivative for."""
+    if t is not None and getattr(t, "requires_grad", False) and grad_mode.is_grad_enabled():
+        raise errors.InvalidArgumentError(
+            f"The function '{function}' is not differentiable with respect to argument "
+            f"'{name}'. This input cannot have requires_grad True.")
+
+
+def _type_word(d: DType) -> str:
+    return {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
+            "bool": "Bool"}[d.name]
+
+
+def _size(shape: Sequence[int]) -> str:
+    return f"torch.Size([{', '.join(map(str, shape))}])"
+
+
+# --- softmax, log_softmax ------------------------------------------------------------------------
+
+
+def _softmax_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    x = args[0]
+    d = attrs.get("dtype") or x.dtype
+    norm_dims(attrs["dim"], x.ndim)  # torch's "Dimension out of range" first
+    if d.category != 2:
+        raise errors.InvalidArgumentError(
+            f'"softmax_lastdim_kernel_impl" not implemented for \'{_type_word(d)}\'')
+    return d, d
+
+
+def _shifted(x: Any, dim: int) -> tuple[Any, int]:
+    """x minus its max along dim (for stability), and dim as an axis; 0-dim x is one element."""
+    axis = norm_dims(dim, x.ndim)[0] if x.ndim else 0  # type: ignore[index]
+    if x.ndim == 0:
+        x = x.reshape(1)
+    with np.errstate(invalid="ignore"):
+        m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+        m = np.where(np.isfinite(m), m, 0)
+        return x - m, axis
+
+
+def _softmax(x: Any, dim: int, dtype: Any = None) -> Any:
+    z, axis = _shifted(x, dim)
+    e = np.exp(z)
+    return (e / e.sum(axis=axis, keepdims=True)).reshape(x.shape)
+
+
+def _log_softmax(x: Any, dim: int, dtype: Any = None) -> Any:
+    z, axis = _shifted(x, dim)
+    with np.errstate(divide="ignore"):
+        return (z - np.log(np.exp(z).sum(axis=axis, keepdims=True))).reshape(x.shape)
+
+
+_SOFTMAX_ATTRS = (AttrSpec("dim", "int", required=True), AttrSpec("dtype", "dtype", None))
+
+defop("softmax", _softmax,
+      lambda ns, g, out, x, dim, dtype: out * (g - ns.sum(g * out, dim=dim, keepdim=True)),
+      attrs=_SOFTMAX_ATTRS, dtype=_softmax_dtype,
+      doc="exp(input) / sum(exp(input), dim), computed stably (dtype: cast input first)")
+defop("log_softmax", _log_softmax,
+      lambda ns, g, out, x, dim, dtype: g - ns.exp(out) * ns.sum(g, dim=dim, keepdim=True),
+      attrs=_SOFTMAX_ATTRS, dtype=_softmax_dtype,
+      doc="input - logsumexp(input, dim), computed stably (dtype: cast input first)")
+
+# --- regression losses ---------------------------------------------------------------------------
+
+
+def _pointwise_loss_dtype(args: Sequence[Any], attrs: Mapping[str, Any]
+                          ) -> tuple[DType | None, DType]:
+    check_reduction(attrs["reduction"])
+    d = dtypes.to_float(promote_args(args))
+    return d, d
+
+
+def _mse_dx(ns: Any, g: Any, out: Any, x: Any, t: Any, reduction: str) -> Any:
+    d = x - t
+    return 2 * d * _scale(ns, g, d.shape, reduction)
+
+
+def _mse_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, reduction: str) -> Any:
+    d = x - t
+    return -2 * d * _scale(ns, g, d.shape, reduction)
+
+
+defop("mse_loss", lambda x, t, reduction="mean": _reduce(np.square(x - t), reduction),
+      _mse_dx, _mse_dt, inputs=("input", "target"), attrs=(_REDUCTION,),
+      dtype=_pointwise_loss_dtype, backward="MseLossBackward0",
+      doc="mean (or sum, or none) of (input - target) ** 2")
+
+
+def _l1_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
+    # torch's l1_loss is a composition: abs(input - target), then mean or sum.
+    return {"mean": "MeanBackward0", "sum": "SumBackward0"}.get(attrs["reduction"],
+                                                                 "AbsBackward0")
+
+
+def _l1_dx(ns: Any, g: Any, out: Any, x: Any, t: Any, reduction: str) -> Any:
+    d = x - t
+    return ns.sign(d) * _scale(ns, g, d.shape, reduction)
+
+
+def _l1_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, reduction: str) -> Any:
+    d = x - t
+    return -ns.sign(d) * _scale(ns, g, d.shape, reduction)
+
+
+defop("l1_loss", lambda x, t, reduction="mean": _reduce(np.abs(x - t), reduction),
+      _l1_dx, _l1_dt, inputs=("input", "target"), attrs=(_REDUCTION,),
+      dtype=_pointwise_loss_dtype, backward=_l1_name,
+      doc="mean (or sum, or none) of |input - target|")
+
+# --- binary cross-entropy ------------------------------------------------------------------------
+
+
+def _bce_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    check_reduction(attrs["reduction"])
+    x, t = args[0], args[1]
+    if tuple(t.shape) != tuple(x.shape):
+        raise errors.InvalidValueError(
+            f"Using a target size ({_size(t.shape)}) that is different to the input size "
+            f"({_size(x.shape)}) is deprecated. Please ensure they have the same size.")
+    _not_differentiable("binary_cross_entropy", "weight", args[2])
+    d = dtypes.to_float(promote_args(args))
+    return d, d
+
+
+def _bce(x: Any, t: Any, w: Any = None, reduction: str = "mean") -> Any:
+    if np.any((x < 0) | (x > 1)):  # NaN passes, as in torch
+        raise errors.InvalidArgumentError("all elements of input should be between 0 and 1")
+    with np.errstate(divide="ignore"):
+        loss = ((t - 1) * np.maximum(np.log1p(-x), -100) - t * np.maximum(np.log(x), -100))
+    if w is not None:
+        loss = loss * w
+    return _reduce(loss, reduction)
+
+
+def _bce_dx(ns: Any, g: Any, out: Any, x: Any, t: Any, w: Any, reduction: str) -> Any:
+    # torch's binary_cross_entropy_backward: the denominator is kept >= 1e-12.
+    r = (x - t) / ns.clamp(x * (1 - x), 1e-12, None) * _scale(ns, g, x.shape, reduction)
+    return r if w is None else r * w
+
+
+def _bce_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, w: Any, reduction: str) -> Any:
+    r = (ns.clamp(ns.log1p(-x), -100, None) - ns.clamp(ns.log(x), -100, None)) * _scale(
+        ns, g, x.shape, reduction)
+    return r if w is None else r * w
+
+
+defop("binary_cross_entropy", _bce, _bce_dx, _bce_dt, None,
+      inputs=("input", "target", "weight?"), attrs=(_REDUCTION,), dtype=_bce_dtype,
+      backward="BinaryCrossEntropyBackward0",
+      doc="-(target * log(input) + (1 - target) * log(1 - input)), logs clamped to >= -100")
+
+
+def _bce_logits_dtype(args: Sequence[Any], attrs: Mapping[str, Any]
+                      ) -> tuple[DType | None, DType]:
+    check_reduction(attrs["reduction"])
+    x, t = args[0], args[1]
+    if tuple(t.shape) != tuple(x.shape):
+        raise errors.InvalidValueError(
+            f"Target size ({_size(t.shape)}) must be the same as input size ({_size(x.shape)})")
+    _not_differentiable("binary_cross_entropy_with_logits", "weight", args[2])
+    _not_differentiable("binary_cross_entropy_with_logits", "pos_weight", args[3])
+    d = dtypes.to_float(promote_args(args))
+    return d, d
+
+
+def _softplus_neg(x: Any) -> Any:
+    """log(1 + exp(-x)), stably."""
+    return np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0)
+
+
+def _bce_logits(x: Any, t: Any, w: Any = None, pw: Any = None, reduction: str = "mean") -> Any:
+    with np.errstate(over="ignore"):
+        sp = _softplus_neg(x)
+    loss = (1 - t) * x + (sp if pw is None else (1 + (pw - 1) * t) * sp)
+    if w is not None:
+        loss = loss * w
+    return _reduce(loss, reduction)
+
+
+def _bce_logits_dx(ns: Any, g: Any, out: Any, x: Any, t: Any, w: Any, pw: Any,
+                   reduction: str) -> Any:
+    s = ns.sigmoid(x)
+    r = s - t if pw is None else (1 + (pw - 1) * t) * s - pw * t
+    r = r * _scale(ns, g, x.shape, reduction)
+    return r if w is None else r * w
+
+
+def _bce_logits_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, w: Any, pw: Any,
+                   reduction: str) -> Any:
+    r = -x if pw is None else (pw - 1) * ns.softplus(-x) - x
+    r = r * _scale(ns, g, x.shape, reduction)
+    return r if w is None else r * w
+
+
+defop("binary_cross_entropy_with_logits", _bce_logits, _bce_logits_dx, _bce_logits_dt, None, None,
+      inputs=("input", "target", "weight?", "pos_weight?"), attrs=(_REDUCTION,),
+      dtype=_bce_logits_dtype, backward="BinaryCrossEntropyWithLogitsBackward0",
+      doc="binary cross-entropy of sigmoid(input), computed stably from the logits")
+
+# --- negative log-likelihood ---------------------------------------------------------------------
+
+
+def _nll_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    check_reduction(attrs["reduction"])
+    x, t, w = args[0], args[1], args[2]
+    if x.dtype.category != 2:
+        raise errors.InvalidArgumentError(
+            f'"nll_loss_out_frame" not implemented for \'{_type_word(x.dtype)}\'')
+    _check_nll_shapes(tuple(x.shape), tuple(t.shape), t.dtype)
+    _not_differentiable("nll_loss_forward", "weight", w)
+    if w is not None:
+        c = x.shape[1] if x.ndim >= 2 else x.shape[0]
+        if w.ndim != 1 or w.shape[0] != c:
+            raise errors.InvalidArgumentError(
+                f"weight tensor should be defined either for all {c} classes or no classes but "
+                f"got weight tensor of shape: [{', '.join(map(str, w.shape))}]")
+    return None, x.dtype
+
+
+def _check_nll_shapes(xs: tuple[int, ...], ts: tuple[int, ...], tdtype: DType) -> None:
+    if len(xs) < 1:
+        raise errors.InvalidArgumentError("input tensor should be 1D or 2D")
+    if len(xs) <= 2:
+        if len(ts) > 1:
+            raise errors.InvalidArgumentError(
+                "0D or 1D target tensor expected, multi-target not supported")
+        if len(xs) == 2 and (len(ts) != 1 or ts[0] != xs[0]):
+            raise errors.InvalidValueError(
+                f"Expected input batch_size ({xs[0]}) to match target batch_size "
+                f"({ts[0] if ts else 1}).")
+        if len(xs) == 1 and len(ts) != 0 and ts != (1,):
+            raise errors.InvalidValueError(
+                f"Expected input batch_size (1) to match target batch_size ({ts[0]}).")
+    else:
+        if len(ts) < 1 or ts[0] != xs[0]:
+            raise errors.InvalidValueError(
+                f"Expected input batch_size ({xs[0]}) to match target batch_size "
+                f"({ts[0] if ts else 1}).")
+        if ts[1:] != xs[2:]:
+            raise errors.InvalidArgumentError(
+                f"Expected target size [{', '.join(map(str, (xs[0], *xs[2:])))}], got "
+                f"[{', '.join(map(str, ts))}]")
+    if tdtype.category != 1 or tdtype.name != "int64":
+        raise errors.InvalidArgumentError(
+            f"expected target dtype to be Long or Byte, but got {_type_word(tdtype)}")
+
+
+def _flat(shape: Sequence[int], t: Any, w: Any, ignore_index: int) -> tuple[int, Any, Any, Any]:
+    """(classes, flat targets made safe, flat valid mask, flat per-element weights)."""
+    c = shape[1] if len(shape) >= 2 else shape[0]
+    flat = np.asarray(t).reshape(-1)
+    valid = flat != ignore_index
+    safe = np.where(valid, flat, 0)
+    bad = (safe < 0) | (safe >= c)
+    if np.any(bad):
+        raise errors.OutOfRangeIndexError(f"Target {int(safe[np.argmax(bad)])} is out of bounds.")
+    ww = (np.ones(safe.shape) if w is None else np.asarray(w)[safe]) * valid
+    return c, safe, valid, ww
+
+
+def _classes_last(x: Any) -> Any:
+    """input as (elements, classes)."""
+    if x.ndim == 1:
+        return x.reshape(1, -1)
+    return np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
+
+
+def _nll(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
+         reduction: str = "mean") -> Any:
+    c, safe, valid, ww = _flat(x.shape, t, w, ignore_index)
+    picked = _classes_last(x)[np.arange(safe.size), safe]
+    losses = (-picked * ww).astype(x.dtype)
+    if reduction == "none":
+        return losses.reshape(np.shape(t))
+    total = losses.sum()
+    if reduction == "sum":
+        return total
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / np.asarray(ww.sum(), dtype=x.dtype)
+
+
+def _nll_backward(g: Any, t: Any, w: Any = None, shape: Sequence[int] = (),
+                  ignore_index: int = -100, reduction: str = "mean") -> Any:
+    c, safe, valid, ww = _flat(shape, t, w, ignore_index)
+    g = np.asarray(g)
+    gg = g.reshape(-1) if reduction == "none" else np.broadcast_to(g, safe.shape)
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gg = gg / np.asarray(ww.sum(), dtype=g.dtype)
+    flat = np.zeros((safe.size, c), dtype=g.dtype)
+    flat[np.arange(safe.size), safe] = -gg * ww
+    if len(shape) == 1:
+        return flat.reshape(c)
+    rest = (shape[0], *shape[2:], c)
+    return np.moveaxis(flat.reshape(rest), -1, 1)
+
+
+def _nll_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
+    # torch runs inputs of 3 or more dims as 4-dim nll_loss2d, viewing other ranks to 4 dims
+    # and (for reduction='none') the result back.
+    ndim = args[0].ndim if args else 2
+    if ndim <= 2:
+        return "NllLossBackward0"
+    return "ViewBackward0" if ndim != 4 and attrs["reduction"] == "none" else "NllLoss2DBackward0"
+
+
+def _nll_backward_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
+    ndim = len(attrs.get("shape") or (0, 0))
+    if ndim <= 2:
+        return "NllLossBackwardBackward0"
+    return "NllLoss2DBackwardBackward0" if ndim == 4 else "ViewBackward0"
+
+
+_NLL_ATTRS = (AttrSpec("ignore_index", "int", -100), _REDUCTION)
+
+defop("nll_loss", _nll,
+      lambda ns, g, out, x, t, w, ignore_index, reduction: ns.nll_loss_backward(
+          g, t, w, shape=tuple(x.shape), ignore_index=ignore_index, reduction=reduction),
+      None, None,
+      inputs=("input", "target", "weight?"), attrs=_NLL_ATTRS, dtype=_nll_dtype,
+      backward=_nll_name,
+      doc="-input[target] per element (class dim 1), weighted; mean divides by the weights' sum")
+defop("nll_loss_backward", _nll_backward,
+      lambda ns, g, out, go, t, w, shape, ignore_index, reduction: ns.nll_loss(
+          g, t, w, ignore_index=ignore_index, reduction=reduction),
+      None, None,
+      inputs=("grad_output", "target", "weight?"),
+      attrs=(AttrSpec("shape", "ints", required=True), *_NLL_ATTRS),
+      dtype=lambda args, attrs: (None, args[0].dtype), backward=_nll_backward_name,
+      out_shape=lambda *a, **attrs: tuple(attrs["shape"]), method=False,
+      doc="the gradient of nll_loss for an input of `shape` (nll_loss is its VJP)")

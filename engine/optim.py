@@ -1,0 +1,278 @@
+"""Optimizers: torch.optim's SGD and Adam, step for step (the single-tensor, non-foreach path).
+
+Updates run under `no_grad` as in-place engine ops on the parameters, so a parameter stays the
+same object and its version counter moves as in torch. `state_dict()` holds plain numbers and
+numpy arrays only (the server saves and restores it without pickle).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from . import errors
+from .creation import tensor as _tensor
+from .grad_mode import no_grad
+from .tensor import Tensor
+
+
+class Optimizer:
+    """Base class: parameter groups, zero_grad, state and its (de)serialization."""
+
+    _defaults: dict[str, Any]
+    _state_keys: tuple[str, ...] = ()
+
+    def __init__(self, params: Any, defaults: dict[str, Any]):
+        self._defaults = defaults
+        self.defaults = dict(defaults)
+        self.state: dict[Tensor, dict[str, Any]] = {}
+        self.param_groups: list[dict[str, Any]] = []
+        if isinstance(params, Tensor):
+            raise errors.InvalidTypeError(
+                "params argument given to the optimizer should be an iterable of Tensors or "
+                f"dicts, but got {_type_name(params)}")
+        groups = list(params)
+        if not groups:
+            raise errors.InvalidValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(g)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group of parameters with its own hyper-parameters (defaults fill the rest)."""
+        group = dict(param_group)
+        ps = group["params"]
+        group["params"] = [ps] if isinstance(ps, Tensor) else list(ps)
+        for p in group["params"]:
+            if not isinstance(p, Tensor):
+                raise errors.InvalidTypeError(
+                    f"optimizer can only optimize Tensors, but one of the params is "
+                    f"{type(p).__name__}")
+            if not p.is_leaf:
+                raise errors.InvalidValueError("can't optimize a non-leaf Tensor")
+        for k, v in self._defaults.items():
+            group.setdefault(k, v)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in group["params"]):
+            raise errors.InvalidValueError(
+                "some parameters appear in more than one parameter group")
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset every parameter's gradient: None, or zeros in place (set_to_none=False)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                g = p.grad
+                if g is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    if g.grad_fn is not None:
+                        g.detach_()
+                    else:
+                        g.requires_grad_(False)
+                    g.zero_()
+
+    def step(self, closure: Any = None) -> Any:
+        """One update of every parameter that has a gradient; returns closure() if given."""
+        loss = None
+        if closure is not None:
+            from .grad_mode import enable_grad
+
+            with enable_grad():
+                loss = closure()
+        with no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        self._update(p, p.grad, group, self.state.setdefault(p, {}))
+        return loss
+
+    def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
+                state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def _params(self) -> list[Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def state_dict(self) -> dict[str, Any]:
+        """{'state': {index: {name: number | ndarray}}, 'param_groups': [{..., 'params': [index]}]}
+
+        Parameters are numbered across groups in order, as torch numbers them.
+        """
+        index = {id(p): i for i, p in enumerate(self._params())}
+        state: dict[int, dict[str, Any]] = {}
+        for p, s in self.state.items():
+            if not s:
+                continue
+            state[index[id(p)]] = {k: (v.numpy().copy() if isinstance(v, Tensor) else v)
+                                   for k, v in s.items()}
+        groups = []
+        for g in self.param_groups:
+            out = {k: (tuple(v) if isinstance(v, list) else v) for k, v in g.items()
+                   if k != "params"}
+            out["params"] = [index[id(p)] for p in g["params"]]
+            groups.append(out)
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore hyper-parameters and state saved by `state_dict` (copies the arrays).
+
+        Raises:
+            ValueError: the groups or their sizes differ from this optimizer's (torch's text);
+            RuntimeError: a saved array does not fit its parameter.
+        """
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise errors.InvalidValueError(
+                "loaded state dict has a different number of parameter groups")
+        if any(len(g["params"]) != len(s["params"]) for g, s in zip(groups, self.param_groups)):
+            raise errors.InvalidValueError(
+                "loaded state dict contains a parameter group that doesn't match the size of "
+                "optimizer's group")
+        by_index: dict[Any, Tensor] = {}
+        for saved, mine in zip(groups, self.param_groups):
+            for i, p in zip(saved["params"], mine["params"]):
+                by_index[i] = p
+        new_state: dict[Tensor, dict[str, Any]] = {}
+        for i, s in state_dict["state"].items():
+            p = by_index.get(i) if i in by_index else by_index.get(int(i))
+            if p is None:
+                raise errors.InvalidValueError(f"loaded state dict has state for unknown "
+                                               f"parameter {i!r}")
+            entry: dict[str, Any] = {}
+            for k, v in s.items():
+                if k not in self._state_keys:
+                    raise errors.InvalidValueError(f"unknown optimizer state {k!r}")
+                if isinstance(v, (np.ndarray, Tensor)):
+                    arr = np.asarray(v.numpy() if isinstance(v, Tensor) else v)
+                    if arr.shape != tuple(p.shape):
+                        raise errors.InvalidArgumentError(
+                            f"optimizer state {k!r} has shape {list(arr.shape)}, but its "
+                            f"parameter has shape {list(p.shape)}")
+                    entry[k] = _tensor(arr, dtype=p.dtype)
+                else:
+                    entry[k] = v
+            new_state[p] = entry
+        self.state = new_state
+        for saved, mine in zip(groups, self.param_groups):
+            for k, v in saved.items():
+                if k != "params":
+                    mine[k] = tuple(v) if isinstance(v, list) else v
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines.extend(f"    {k}: {g[k]}" for k in sorted(g) if k != "params")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+def _type_name(x: Any) -> str:
+    return "torch.FloatTensor" if isinstance(x, Tensor) else type(x).__name__
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise errors.InvalidValueError(message)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum, dampening, weight decay and Nesterov."""
+
+    _state_keys = ("momentum_buffer",)
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0,
+                 dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
+                 maximize: bool = False):
+        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        _check(momentum >= 0.0, f"Invalid momentum value: {momentum}")
+        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+        _check(not nesterov or (momentum > 0 and dampening == 0),
+               "Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
+                                  "weight_decay": weight_decay, "nesterov": nesterov,
+                                  "maximize": maximize})
+
+    def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
+                state: dict[str, Any]) -> None:
+        if group["maximize"]:
+            grad = -grad
+        wd, momentum = group["weight_decay"], group["momentum"]
+        if wd != 0:
+            grad = grad.add(p, alpha=wd)
+        if momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = grad.clone().detach()
+            else:
+                buf.mul_(momentum).add_(grad, alpha=1 - group["dampening"])
+            grad = grad.add(buf, alpha=momentum) if group["nesterov"] else buf
+        p.add_(grad, alpha=-group["lr"])
+
+
+class Adam(Optimizer):
+    """Adam (with the AMSGrad variant), torch's formulas and bias corrections."""
+
+    _state_keys = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False):
+        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
+        _check(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
+        _check(0.0 <= betas[1] < 1.0, f"Invalid beta parameter at index 1: {betas[1]}")
+        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
+                                  "weight_decay": weight_decay, "amsgrad": amsgrad,
+                                  "maximize": maximize})
+
+    def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
+                state: dict[str, Any]) -> None:
+        if not state:
+            state["step"] = 0.0
+            state["exp_avg"] = _zeros_like(p)
+            state["exp_avg_sq"] = _zeros_like(p)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = _zeros_like(p)
+        if group["maximize"]:
+            grad = -grad
+        beta1, beta2 = group["betas"]
+        state["step"] += 1.0
+        step = state["step"]
+        if group["weight_decay"] != 0:
+            grad = grad.add(p, alpha=group["weight_decay"])
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        weight = 1 - beta1  # torch's exp_avg.lerp_(grad, weight), both of its formulas
+        if weight < 0.5:
+            exp_avg.add_(grad - exp_avg, alpha=weight)
+        else:
+            exp_avg.copy_(grad - (grad - exp_avg) * (1 - weight))
+        exp_avg_sq.mul_(beta2).add_(grad * grad, alpha=1 - beta2)
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+        step_size = group["lr"] / bias_correction1
+        if group["amsgrad"]:
+            if "max_exp_avg_sq" not in state:
+                state["max_exp_avg_sq"] = _zeros_like(p)
+            best = state["max_exp_avg_sq"]
+            best.copy_(best.maximum(exp_avg_sq))
+            denom = (best.sqrt() / bias_correction2_sqrt).add_(group["eps"])
+        else:
+            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(group["eps"])
+        p.add_(exp_avg / denom, alpha=-step_size)
+
+
+def _zeros_like(p: Tensor) -> Tensor:
+    return _tensor(np.zeros(tuple(p.shape), dtype=p.dtype.np))
+
+
+__all__ = ["Adam", "Optimizer", "SGD"]

@@ -1,0 +1,116 @@
+"""OpInfos for engine/ops_nn.py: softmax, log_softmax and the losses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .opinfo import OpInfo, Sample
+
+
+def uniform(shape: tuple[int, ...], lo: float, hi: float) -> Any:
+    return lambda rng: np.asarray(rng.uniform(lo, hi, size=shape))
+
+
+def classes(shape: tuple[int, ...], n: int, ignore: int | None = None) -> Any:
+    """Class indices in [0, n), with some set to `ignore` when given."""
+    def make(rng: np.random.Generator) -> np.ndarray:
+        t = rng.integers(0, n, size=shape).astype(np.int64)
+        if ignore is not None and t.size:
+            t.reshape(-1)[:: 3] = ignore
+        return t
+    return make
+
+
+def _dtype(d: Any) -> Any:
+    return None if d is None else getattr(torch, d)
+
+
+SOFTMAX_SAMPLES = [Sample(((2, 3),), {"dim": 1}), Sample(((2, 3),), {"dim": 0}),
+                   Sample(((2, 3, 4),), {"dim": -1}), Sample(((4,),), {"dim": 0}),
+                   Sample(((),), {"dim": 0}), Sample(((2, 3),), {"dim": 1, "dtype": "float64"})]
+
+REDUCTIONS = ("mean", "sum", "none")
+NO_WEIGHT_GRAD = (True, False, False)  # torch: weights are not differentiable
+
+
+def _pointwise(shapes: list[tuple[Any, ...]]) -> list[Sample]:
+    return [Sample(s, {"reduction": r}) for s in shapes for r in REDUCTIONS]
+
+
+def _nll_torch(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
+               reduction: str = "mean") -> Any:
+    return F.nll_loss(x, t, w, ignore_index=ignore_index, reduction=reduction)
+
+
+def _nll_backward_torch(go: Any, t: Any, w: Any = None, shape: Any = (),
+                        ignore_index: int = -100, reduction: str = "mean") -> Any:
+    x = torch.zeros(tuple(shape), dtype=go.dtype, requires_grad=True)
+    out = F.nll_loss(x, t, w, ignore_index=ignore_index, reduction=reduction)
+    (g,) = torch.autograd.grad(out, x, go, create_graph=True)
+    return g
+
+
+def _nll_samples() -> list[Sample]:
+    out = []
+    for r in REDUCTIONS:
+        out += [Sample(((4, 3), classes((4,), 3), None), {"reduction": r}),
+                Sample(((4, 3), classes((4,), 3), uniform((3,), 0.5, 2.0)), {"reduction": r},
+                       NO_WEIGHT_GRAD),
+                Sample(((5, 3), classes((5,), 3, ignore=1), None),
+                       {"reduction": r, "ignore_index": 1}),
+                Sample(((2, 3, 4), classes((2, 4), 3), None), {"reduction": r})]
+    out += [Sample(((3,), classes((), 3), None)),
+            Sample(((5, 3), classes((5,), 3, ignore=-100), uniform((3,), 0.5, 2.0)), {},
+                   NO_WEIGHT_GRAD)]
+    return out
+
+
+def _nll_backward_samples() -> list[Sample]:
+    out = []
+    for r in REDUCTIONS:
+        go = (4,) if r == "none" else ()
+        out += [Sample((go, classes((4,), 3), None), {"shape": (4, 3), "reduction": r}),
+                Sample((go, classes((4,), 3), uniform((3,), 0.5, 2.0)),
+                       {"shape": (4, 3), "reduction": r}, NO_WEIGHT_GRAD),
+                Sample(((2, 4) if r == "none" else (), classes((2, 4), 3), None),
+                       {"shape": (2, 3, 4), "reduction": r})]
+    return out
+
+
+OPINFOS = [
+    OpInfo("softmax", lambda x, dim, dtype=None: torch.softmax(x, dim, dtype=_dtype(dtype)),
+           SOFTMAX_SAMPLES),
+    OpInfo("log_softmax",
+           lambda x, dim, dtype=None: torch.log_softmax(x, dim, dtype=_dtype(dtype)),
+           SOFTMAX_SAMPLES),
+    OpInfo("mse_loss", lambda x, t, reduction="mean": F.mse_loss(x, t, reduction=reduction),
+           _pointwise([((2, 3), (2, 3)), ((4,), (4,)), ((), ())])),
+    OpInfo("l1_loss", lambda x, t, reduction="mean": F.l1_loss(x, t, reduction=reduction),
+           _pointwise([((2, 3), (2, 3)), ((4,), (4,))])),
+    OpInfo("binary_cross_entropy",
+           lambda x, t, w=None, reduction="mean": F.binary_cross_entropy(
+               x, t, w, reduction=reduction),
+           [Sample((uniform((2, 3), 0.05, 0.95), uniform((2, 3), 0.0, 1.0), None),
+                   {"reduction": r}) for r in REDUCTIONS]
+           + [Sample((uniform((4,), 0.05, 0.95), uniform((4,), 0.0, 1.0),
+                      uniform((4,), 0.5, 2.0)), {"reduction": r}, (True, True, False))
+              for r in REDUCTIONS]
+           + [Sample((uniform((3,), 0.05, 0.95), uniform((3,), 0.0, 1.0), None))]),
+    OpInfo("binary_cross_entropy_with_logits",
+           lambda x, t, w=None, pw=None, reduction="mean": F.binary_cross_entropy_with_logits(
+               x, t, w, reduction=reduction, pos_weight=pw),
+           [Sample(((2, 3), uniform((2, 3), 0.0, 1.0), None, None), {"reduction": r})
+            for r in REDUCTIONS]
+           + [Sample(((2, 3), uniform((2, 3), 0.0, 1.0), uniform((3,), 0.5, 2.0),
+                      uniform((3,), 0.5, 3.0)), {"reduction": r}, (True, True, False, False))
+              for r in REDUCTIONS]
+           + [Sample(((4,), uniform((4,), 0.0, 1.0), None, uniform((4,), 0.5, 3.0)), {},
+                     (True, True, False, False))],
+           domain=(-4.0, 4.0)),
+    OpInfo("nll_loss", _nll_torch, _nll_samples()),
+    OpInfo("nll_loss_backward", _nll_backward_torch, _nll_backward_samples()),
+]
