@@ -5,6 +5,7 @@ UNAVAILABLE on read-only calls."""
 from __future__ import annotations
 
 import random
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -171,7 +172,10 @@ class Client:
         options = spb.SessionOptions(idle_ttl_seconds=idle_ttl or 0.0, limits=limits)
         if seed is not None:
             options.seed = seed
-        resp = self.call("CreateSession", spb.CreateSessionRequest(options=options))
+        # The id is proposed here, not left to the server, so that a load balancer hashing
+        # `x-session-id` routes CreateSession to the replica that will get the later calls.
+        resp = self.call("CreateSession", spb.CreateSessionRequest(options=options),
+                         session_id=secrets.token_hex(16))
         return Session(self, resp.session_id, resp.info, eager=eager)
 
     def restore(self, path: str | Path, **session_options: Any) -> Any:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import grpc
@@ -18,6 +19,9 @@ from .errors import DeadlineError, Failed, Failure, InvalidRequestError, Observe
 from .sessions import Session, SessionStore
 
 log = logging.getLogger(__name__)
+
+# What a client may propose as a new session's id (server-made ids are 32 hex digits).
+SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 
 class Call:
@@ -55,6 +59,22 @@ class Call:
             raise InvalidRequestError(f"session_id {in_message!r} does not match "
                                       f"'{SESSION_ID_METADATA}' metadata {meta!r}")
         return in_message
+
+    def proposed_session_id(self) -> str | None:
+        """The id a CreateSession caller proposes in `x-session-id` metadata, if any.
+
+        Raises:
+            InvalidRequestError: not 16-128 characters of A-Z, a-z, 0-9, '_' and '-'.
+        """
+        for key, value in self.context.invocation_metadata() or ():
+            if key == SESSION_ID_METADATA:
+                if not SESSION_ID_PATTERN.fullmatch(value):
+                    raise InvalidRequestError(
+                        f"'{SESSION_ID_METADATA}' metadata on CreateSession proposes the new "
+                        "session's id: 16-128 characters of A-Z, a-z, 0-9, '_' and '-', got "
+                        f"{value[:64]!r}")
+                return value
+        return None
 
 
 def session_info(session: Session) -> spb.SessionInfo:
@@ -96,7 +116,7 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
     @rpc
     def CreateSession(self, request: spb.CreateSessionRequest,  # noqa: N802
                       call: Call) -> spb.CreateSessionResponse:
-        session = self.store.create(call.owner, request.options)
+        session = self.store.create(call.owner, request.options, call.proposed_session_id())
         with session.lock:
             info = session_info(session)
         return spb.CreateSessionResponse(session_id=session.id, info=info)

@@ -21,7 +21,7 @@ import gradserve.engine as ge
 from gradserve.v1 import session_pb2
 
 from .config import ServerConfig
-from .errors import LimitExceededError, NotFoundError
+from .errors import InvalidRequestError, LimitExceededError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +170,14 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def create(self, owner: str, options: session_pb2.SessionOptions) -> Session:
-        """A new session for `owner`.
+    def create(self, owner: str, options: session_pb2.SessionOptions,
+               session_id: str | None = None) -> Session:
+        """A new session for `owner`, under `session_id` when the client proposed one (a load
+        balancer routes its CreateSession by that id, and later calls by the same id).
 
         Raises:
             LimitExceededError: the server already holds its maximum number of sessions.
+            InvalidRequestError: the proposed id is in use.
         """
         ttl = options.idle_ttl_seconds
         if not ttl > 0:  # also catches NaN
@@ -186,7 +189,10 @@ class SessionStore:
                 raise LimitExceededError(
                     f"the server holds its maximum of {self.config.max_sessions} sessions; "
                     "close one or retry later")
-            session = Session(secrets.token_hex(16), owner,
+            if session_id is not None and session_id in self._sessions:
+                raise InvalidRequestError(f"session id {session_id!r} is in use; propose "
+                                          "another (a random one, e.g. 32 hex digits)")
+            session = Session(session_id or secrets.token_hex(16), owner,
                               effective_limits(options.limits, self.config), ttl, seed,
                               self.clock)
             self._sessions[session.id] = session
@@ -203,7 +209,8 @@ class SessionStore:
         session = self._sessions.get(session_id)
         if session is None or session.closed or not _same_owner(session.owner, owner):
             raise NotFoundError(f"session {session_id!r} not found (it was closed, expired "
-                                "after being idle, or never existed)")
+                                "after being idle, is gone with a server that stopped, or "
+                                "never existed)")
         return session
 
     @contextlib.contextmanager
