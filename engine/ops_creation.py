@@ -27,9 +27,11 @@ _SIZE = AttrSpec("size", "ints", required=True)
 _DTYPE = AttrSpec("dtype", "dtype", None)
 
 
-def _check_size(size: Sequence[int]) -> None:
+def _check_size(size: Sequence[int], op: str = "") -> None:
     for d in size:
         if d < 0:
+            if op == "zeros":  # torch's zeros checks sizes itself, with its own message
+                raise errors.InvalidArgumentError("zeros: Dimension size must be non-negative.")
             raise errors.InvalidArgumentError(
                 f"Trying to create tensor with negative dimension {d}: "
                 f"[{', '.join(map(str, size))}]")
@@ -39,10 +41,10 @@ def _np_dtype(dtype: DType | None, default: DType = dtypes.float32) -> Any:
     return (dtype or default).np
 
 
-def _sized(default: DType, floating_only: str | None = None) -> Any:
+def _sized(default: DType, floating_only: str | None = None, op: str = "") -> Any:
     """Dtype rule of an op with a `size` (and `dtype`) attribute: check the size, then the dtype."""
     def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
-        _check_size(attrs["size"])
+        _check_size(attrs["size"], op)
         d = attrs.get("dtype") or default
         if floating_only is not None and d.category != 2:
             raise errors.InvalidArgumentError(
@@ -78,8 +80,8 @@ def _input_shape(x: Any, **attrs: Any) -> tuple[int, ...]:
 # --- constant fills ------------------------------------------------------------------------------
 
 defop("zeros", lambda size, dtype=None: np.zeros(size, _np_dtype(dtype)), inputs=(),
-      attrs=(_SIZE, _DTYPE), dtype=_sized(dtypes.float32), out_shape=_size_shape, method=False,
-      doc="a tensor of zeros (float32 unless dtype)")
+      attrs=(_SIZE, _DTYPE), dtype=_sized(dtypes.float32, op="zeros"), out_shape=_size_shape,
+      method=False, doc="a tensor of zeros (float32 unless dtype)")
 defop("ones", lambda size, dtype=None: np.ones(size, _np_dtype(dtype)), inputs=(),
       attrs=(_SIZE, _DTYPE), dtype=_sized(dtypes.float32), out_shape=_size_shape, method=False,
       doc="a tensor of ones (float32 unless dtype)")
@@ -252,6 +254,8 @@ def _size_args(name: str, size: tuple[Any, ...], kw: dict[str, Any]) -> tuple[An
         if size:
             raise errors.InvalidTypeError(f"{name}() got multiple values for argument 'size'")
         size = (kw.pop("size"),)
+    if not size:
+        raise errors.InvalidTypeError(f'{name}() missing 1 required positional arguments: "size"')
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
     for v in size:
@@ -363,3 +367,66 @@ def randint(*args: Any, size: Any = None, dtype: Any = None, generator: Any = No
     return _finish(_call(OPS["randint"], {"low": low, "high": high, "size": shape,
                                           "dtype": dtype}, generator), requires_grad)
 
+
+
+# --- conversions: Tensor.to(dtype), .float(), ... (one op, `to_dtype`) ---------------------------
+
+_TENSOR_TYPES = {d.torch_tensor_name: d for d in dtypes.DTYPES.values()}
+
+
+def _convert(t: Tensor, dtype: DType, copy: bool = False) -> Tensor:
+    if t.dtype is dtype and not copy:
+        return t  # torch returns the tensor itself
+    return run(OPS["to_dtype"], (t,), {"dtype": dtype})
+
+
+def _as_dtype(value: Any, what: str) -> DType:
+    if isinstance(value, DType):
+        return value
+    if isinstance(value, str):
+        if value in _TENSOR_TYPES:
+            return _TENSOR_TYPES[value]
+        return dtypes.by_name(value.removeprefix("torch."))
+    raise errors.InvalidTypeError(f"{what}: expected a dtype, not {type(value).__name__}")
+
+
+@public("to", function=False)
+def to(self: Tensor, *args: Any, dtype: Any = None, device: Any = None,
+       non_blocking: bool = False, copy: bool = False) -> Tensor:
+    """Tensor.to(dtype), to(device), to(other), to(device, dtype); copy=True forces a copy."""
+    for a in args:
+        if isinstance(a, Tensor):
+            dtype = a.dtype
+        elif isinstance(a, DType):
+            dtype = a
+        elif isinstance(a, str) or a is None:
+            device = a
+        else:
+            raise errors.InvalidTypeError(
+                f"to() received an invalid combination of arguments - got {type(a).__name__}")
+    if device not in (None, "cpu"):
+        raise errors.InvalidArgumentError(f"to(): unsupported device {device!r} (only 'cpu')")
+    target = self.dtype if dtype is None else _as_dtype(dtype, "to()")
+    return _convert(self, target, copy)
+
+
+def _fixed_conversion(name: str, dtype: DType) -> None:
+    def method(self: Tensor) -> Tensor:
+        return _convert(self, dtype)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"Tensor.{name}(): self as {dtype} (self itself when already {dtype})."
+    public(name, function=False)(method)
+
+
+for _name, _d in (("float", dtypes.float32), ("double", dtypes.float64), ("int", dtypes.int32),
+                  ("long", dtypes.int64), ("bool", dtypes.bool_)):
+    _fixed_conversion(_name, _d)
+
+
+@public("type", function=False)
+def type_(self: Tensor, dtype: Any = None, non_blocking: bool = False) -> Any:
+    """Tensor.type(): 'torch.FloatTensor'...; type(dtype or 'torch.DoubleTensor'): converted."""
+    if dtype is None:
+        return self.dtype.torch_tensor_name
+    return _convert(self, _as_dtype(dtype, "type()"))
