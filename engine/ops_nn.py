@@ -375,3 +375,117 @@ defop("nll_loss_backward", _nll_backward,
       dtype=lambda args, attrs: (None, args[0].dtype), backward=_nll_backward_name,
       out_shape=lambda *a, **attrs: tuple(attrs["shape"]), method=False,
       doc="the gradient of nll_loss for an input of `shape` (nll_loss is its VJP)")
+
+# --- cross_entropy as one op (for the wire) -------------------------------------------------------
+# nn.functional.cross_entropy composes log_softmax and nll_loss as torch does (engine/nn.py);
+# clients only see registered ops, so the same computation is also one op here, built from the
+# same forwards and rules. Its node carries the name torch's last node has.
+
+
+def _class_dim(x: Any) -> int:
+    return 0 if x.ndim == 1 else 1
+
+
+def _is_probs(x: Any, t: Any) -> bool:
+    """Class probabilities (a floating target shaped like input) rather than class indices."""
+    d = t.dtype  # a numpy dtype (forward, numpy-backed rules) or a DType (engine)
+    floating = d.kind == "f" if isinstance(d, np.dtype) else d.category == 2
+    return floating and tuple(t.shape) == tuple(x.shape)
+
+
+def _ce_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    x, t, w = args[0], args[1], args[2]
+    check_reduction(attrs["reduction"])
+    if x.dtype.category != 2:
+        raise errors.InvalidArgumentError(
+            f'"log_softmax_lastdim_kernel_impl" not implemented for \'{_type_word(x.dtype)}\'')
+    ls = attrs["label_smoothing"]
+    if not 0.0 <= ls <= 1.0:
+        raise errors.InvalidArgumentError(
+            f"label_smoothing must be between 0.0 and 1.0. Got: {ls}")
+    if t.dtype.category == 2 and tuple(t.shape) == tuple(x.shape):
+        c = x.shape[_class_dim(x)]
+        if w is not None and (w.ndim != 1 or w.shape[0] != c):
+            raise errors.InvalidArgumentError(
+                f"weight tensor should be defined either for all {c} classes or no classes but "
+                f"got weight tensor of shape: [{', '.join(map(str, w.shape))}]")
+        return None, x.dtype
+    if ls > 0.0:
+        raise errors.InvalidArgumentError(
+            "cross_entropy(): label_smoothing with class indices is not supported")
+    return _nll_dtype(args, attrs)
+
+
+def _prob_weights(x: Any, t: Any, w: Any, label_smoothing: float) -> Any:
+    """target (smoothed) times the class weights viewed along the class dim."""
+    c = x.shape[_class_dim(x)]
+    if label_smoothing > 0.0:
+        t = t * (1 - label_smoothing) + label_smoothing / c
+    if w is not None:
+        view = [1] * x.ndim
+        view[_class_dim(x)] = c
+        t = t * w.reshape(view)
+    return t
+
+
+def _cross_entropy(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
+                   reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
+    logp = _log_softmax(x, _class_dim(x))
+    if not _is_probs(x, t):
+        return _nll(logp, t, w, ignore_index, reduction)
+    tw = _prob_weights(x, t, w, label_smoothing)
+    losses = -(logp * tw).sum(axis=_class_dim(x))
+    if reduction == "none":
+        return losses
+    total = losses.sum()
+    return total if reduction == "sum" else total / (x.size // x.shape[_class_dim(x)])
+
+
+def _ce_dlogp(ns: Any, g: Any, x: Any, t: Any, w: Any, ignore_index: int, reduction: str,
+              label_smoothing: float) -> Any:
+    """The gradient at log_softmax's output."""
+    if not _is_probs(x, t):
+        return ns.nll_loss_backward(g, t, w, shape=tuple(x.shape), ignore_index=ignore_index,
+                                    reduction=reduction)
+    dim = _class_dim(x)
+    if reduction == "none":
+        g = ns.reshape(g, shape=tuple(1 if i == dim else s for i, s in enumerate(x.shape)))
+    elif reduction == "mean":
+        g = g / (math.prod(x.shape) // x.shape[dim])
+    tw = t * (1 - label_smoothing) + label_smoothing / x.shape[dim] if label_smoothing else t
+    if w is not None:
+        tw = tw * ns.reshape(w, shape=tuple(s if i == dim else 1 for i, s in enumerate(x.shape)))
+    return -g * tw
+
+
+def _ce_dx(ns: Any, g: Any, out: Any, x: Any, t: Any, w: Any, ignore_index: int,
+           reduction: str, label_smoothing: float) -> Any:
+    dim = _class_dim(x)
+    gl = _ce_dlogp(ns, g, x, t, w, ignore_index, reduction, label_smoothing)
+    return gl - ns.softmax(x, dim=dim) * ns.sum(gl, dim=dim, keepdim=True)
+
+
+def _ce_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, w: Any, ignore_index: int,
+           reduction: str, label_smoothing: float) -> Any:
+    dim = _class_dim(x)
+    if reduction == "none":
+        g = ns.reshape(g, shape=tuple(1 if i == dim else s for i, s in enumerate(x.shape)))
+    elif reduction == "mean":
+        g = g / (math.prod(x.shape) // x.shape[dim])
+    r = -g * ns.log_softmax(x, dim=dim) * (1 - label_smoothing)
+    if w is not None:
+        r = r * ns.reshape(w, shape=tuple(s if i == dim else 1 for i, s in enumerate(x.shape)))
+    return r
+
+
+def _ce_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
+    if len(args) >= 2 and _is_probs(args[0], args[1]):
+        return "DivBackward1" if attrs["reduction"] == "mean" else "NegBackward0"
+    return _nll_name(args, attrs)
+
+
+defop("cross_entropy", _cross_entropy, _ce_dx, _ce_dt, None,
+      inputs=("input", "target", "weight?"),
+      attrs=(*_NLL_ATTRS, AttrSpec("label_smoothing", "float", 0.0)), dtype=_ce_dtype,
+      backward=_ce_name,
+      doc="cross-entropy of logits (class dim 1) against class indices or class probabilities")

@@ -12,7 +12,9 @@ from .opinfo import OpInfo, Sample
 
 
 def uniform(shape: tuple[int, ...], lo: float, hi: float) -> Any:
-    return lambda rng: np.asarray(rng.uniform(lo, hi, size=shape))
+    # float32: the client-side harness passes callable inputs through uncast, and torch's losses
+    # refuse a float64 weight or target next to a float32 input (the engine harness recasts).
+    return lambda rng: np.asarray(rng.uniform(lo, hi, size=shape), dtype=np.float32)
 
 
 def classes(shape: tuple[int, ...], n: int, ignore: int | None = None) -> Any:
@@ -81,6 +83,30 @@ def _nll_backward_samples() -> list[Sample]:
     return out
 
 
+def _cross_entropy_torch(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
+                        reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
+    return F.cross_entropy(x, t, w, ignore_index=ignore_index, reduction=reduction,
+                           label_smoothing=label_smoothing)
+
+
+def _cross_entropy_samples() -> list[Sample]:
+    out = []
+    for r in REDUCTIONS:
+        out += [Sample(((4, 3), classes((4,), 3), None), {"reduction": r}),
+                Sample(((4, 3), classes((4,), 3), uniform((3,), 0.5, 2.0)), {"reduction": r},
+                       NO_WEIGHT_GRAD),
+                Sample(((5, 3), classes((5,), 3, ignore=1), None),
+                       {"reduction": r, "ignore_index": 1}),
+                Sample(((2, 3, 4), classes((2, 4), 3), None), {"reduction": r}),
+                Sample(((4, 3), uniform((4, 3), 0.0, 1.0), None), {"reduction": r}),
+                Sample(((4, 3), uniform((4, 3), 0.0, 1.0), uniform((3,), 0.5, 2.0)),
+                       {"reduction": r, "label_smoothing": 0.2}, NO_WEIGHT_GRAD),
+                Sample(((2, 3, 2), uniform((2, 3, 2), 0.0, 1.0), None), {"reduction": r})]
+    out += [Sample(((3,), classes((), 3), None)),
+            Sample(((3,), uniform((3,), 0.0, 1.0), None))]
+    return out
+
+
 OPINFOS = [
     OpInfo("softmax", lambda x, dim, dtype=None: torch.softmax(x, dim, dtype=_dtype(dtype)),
            SOFTMAX_SAMPLES),
@@ -112,5 +138,6 @@ OPINFOS = [
                      (True, True, False, False))],
            domain=(-4.0, 4.0)),
     OpInfo("nll_loss", _nll_torch, _nll_samples()),
+    OpInfo("cross_entropy", _cross_entropy_torch, _cross_entropy_samples()),
     OpInfo("nll_loss_backward", _nll_backward_torch, _nll_backward_samples()),
 ]
