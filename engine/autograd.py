@@ -48,11 +48,26 @@ class _Meta:
         self.np_dtype = t._data.dtype
 
 
+class _MetaSeq(tuple):  # type: ignore[type-arg]
+    """A variadic op's inputs saved as metadata: `.shape` is the tuple of their shapes.
+
+    A variadic rule that reads only `tensors.shape` (cat, stack) saves no data, as torch's
+    CatBackward0 saves only sizes.
+    """
+
+    __slots__ = ()
+
+    @property
+    def shape(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(m.shape) for m in self)
+
+
 class Node:
     """A recorded op: torch's `grad_fn` (`name()`, `next_functions`)."""
 
     __slots__ = ("op", "_name", "attrs", "edges", "args", "versions", "meta", "out_data",
-                 "out_versions", "freed", "has_saved", "retained", "n_out", "__weakref__")
+                 "out_versions", "freed", "has_saved", "retained", "n_out", "out_meta",
+                 "__weakref__")
 
     op: OpDef
     _name: str
@@ -67,6 +82,7 @@ class Node:
     has_saved: bool
     retained: dict[int, Any] | None
     n_out: int
+    out_meta: tuple[tuple[tuple[int, ...], Any], ...] | None
 
     @classmethod
     def create(cls, op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any],
@@ -126,6 +142,9 @@ class Node:
         node.freed = False
         node.retained = None
         node.n_out = len(outs)
+        # Multi-output nodes remember their outputs' shapes: unused outputs get zero gradients.
+        node.out_meta = (tuple((o._data.shape, o._data.dtype) for o in outs) if len(outs) > 1
+                         else None)
         return node
 
     @classmethod
@@ -146,7 +165,7 @@ class Node:
             node.args = (tuple(flat),)
             node.versions = tuple((t, t._version, t._version[0]) for t in flat)
         else:
-            node.args = (tuple(_Meta(t) for t in flat),)
+            node.args = (_MetaSeq(_Meta(t) for t in flat),)
             node.versions = ()
         if uses.out:
             node.out_data = tuple(o._data for o in outs)
@@ -158,6 +177,9 @@ class Node:
         node.freed = False
         node.retained = None
         node.n_out = len(outs)
+        # Multi-output nodes remember their outputs' shapes: unused outputs get zero gradients.
+        node.out_meta = (tuple((o._data.shape, o._data.dtype) for o in outs) if len(outs) > 1
+                         else None)
         return node
 
     def name(self) -> str:
@@ -259,7 +281,7 @@ _CONSTANT_TYPES = frozenset((bool, int, float, type(None)))
 
 
 def _is_constant(a: Any) -> bool:
-    return type(a) in _CONSTANT_TYPES or isinstance(a, (np.number, np.bool_, _Meta))
+    return type(a) in _CONSTANT_TYPES or isinstance(a, (np.number, np.bool_, _Meta, _MetaSeq))
 
 
 def _raw(a: Any) -> Any:
@@ -267,6 +289,8 @@ def _raw(a: Any) -> Any:
         return a._data
     if isinstance(a, _Meta):
         return _NpMeta(a)
+    if isinstance(a, _MetaSeq):
+        return a
     if isinstance(a, tuple):
         return tuple(_raw(t) for t in a)
     return a
@@ -286,10 +310,10 @@ class _NpMeta:
 def _zeros_like_out(node: Node, k: int, as_tensor: bool) -> Any:
     # Multi-output nodes get zeros for outputs that received no gradient (torch materializes).
 
-    ref = node.out_data[k] if node.out_data is not None else None
-    if ref is None:
+    if node.out_meta is None:
         raise errors.GraphFreedError(FREED_MESSAGE)
-    z = np.zeros_like(ref)
+    shape, dtype = node.out_meta[k]
+    z = np.zeros(shape, dtype)
     return Tensor._make(z) if as_tensor else z
 
 

@@ -1,13 +1,18 @@
-"""Shape ops: reshape, expand, and the gradient plumbing (`sum_to_size`) they share."""
+"""Shape ops: reshape, expand, squeeze, permute, cat, split, ... and `sum_to_size`, the gradient
+plumbing of broadcasting. torch's varargs spellings (`x.reshape(2, 3)`), aliases (`view`,
+`broadcast_to`) and overloads (`split` by size or sections, `chunk`) are `@public` wrappers at the
+end, over the registered ops."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from . import errors
+from . import dtypes, errors
+from .api import FUNCTIONS, public
 from .registry import AttrSpec, defop
 
 
@@ -48,12 +53,14 @@ defop("reshape", _reshape, lambda ns, g, out, x, shape: ns.reshape(g, shape=x.sh
       doc="the same data with another shape")
 
 
-def expand_shape(shape: Sequence[int], size: Sequence[int]) -> tuple[int, ...]:
+def expand_shape(shape: Sequence[int], size: Sequence[int],
+                 type_name: str = "torch.FloatTensor") -> tuple[int, ...]:
     """The shape `expand(size)` gives a tensor of `shape`, with torch's errors."""
     size = tuple(size)
     if len(size) < len(shape):
         raise errors.InvalidArgumentError(
-            f"expand({_shape_str(shape)}, size={_shape_str(size)}): the number of sizes provided "
+            f"expand({type_name}{{{_shape_str(shape)}}}, size={_shape_str(size)}): the number of "
+            f"sizes provided "
             f"({len(size)}) must be greater or equal to the number of dimensions in the tensor "
             f"({len(shape)})")
     lead = len(size) - len(shape)
@@ -78,10 +85,11 @@ def expand_shape(shape: Sequence[int], size: Sequence[int]) -> tuple[int, ...]:
     return tuple(out)
 
 
-defop("expand", lambda x, size: np.broadcast_to(x, expand_shape(x.shape, size)),
+defop("expand", lambda x, size: np.broadcast_to(
+          x, expand_shape(x.shape, size, dtypes.from_numpy(x.dtype).torch_tensor_name)),
       lambda ns, g, out, x, size: ns.sum_to_size(g, size=x.shape),
       attrs=(AttrSpec("size", "ints", required=True),),
-      out_shape=lambda x, size: expand_shape(x.shape, size),
+      out_shape=lambda x, size: expand_shape(x.shape, size, x.dtype.torch_tensor_name),
       doc="a broadcast view with the given size (-1 keeps a dimension)")
 
 
@@ -113,3 +121,443 @@ def _sum_to_size_name(args: Sequence[Any], attrs: Any) -> str:
 defop("sum_to_size", sum_to_size, lambda ns, g, out, x, size: ns.expand(g, size=x.shape),
       attrs=(AttrSpec("size", "ints", required=True),), backward=_sum_to_size_name,
       doc="sum over broadcast dimensions down to size")
+
+
+# --- dims ----------------------------------------------------------------------------------------
+
+def wrap_dim(dim: int, ndim: int) -> int:
+    """A possibly negative dim as an axis of an `ndim`-dim tensor, or torch's IndexError."""
+    lo, hi = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
+    if not lo <= dim <= hi:
+        raise errors.OutOfRangeIndexError(
+            f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})")
+    return dim % ndim if ndim else 0
+
+
+def wrap_dims(dims: int | Sequence[int], ndim: int) -> tuple[int, ...]:
+    """Several dims wrapped, in the order given, with torch's error for repeats."""
+    out = tuple(wrap_dim(d, ndim) for d in ((dims,) if isinstance(dims, int) else dims))
+    for i, d in enumerate(out):
+        if d in out[:i]:
+            raise errors.InvalidArgumentError(f"dim {d} appears multiple times in the list of dims")
+    return out
+
+
+def _back_to_shape(ns: Any, g: Any, out: Any, x: Any, **attrs: Any) -> Any:
+    return ns.reshape(g, shape=x.shape)
+
+
+# --- flatten, squeeze, unsqueeze -----------------------------------------------------------------
+
+def flatten_shape(shape: Sequence[int], start_dim: int, end_dim: int) -> tuple[int, ...]:
+    """The shape `flatten(start_dim, end_dim)` gives, with torch's errors."""
+    if not shape:
+        wrap_dim(start_dim, 0)
+        wrap_dim(end_dim, 0)
+        return (1,)
+    start, end = wrap_dim(start_dim, len(shape)), wrap_dim(end_dim, len(shape))
+    if start > end:
+        raise errors.InvalidArgumentError(
+            "flatten() has invalid args: start_dim cannot come after end_dim")
+    n = 1
+    for s in shape[start:end + 1]:
+        n *= s
+    return (*shape[:start], n, *shape[end + 1:])
+
+
+defop("flatten", lambda x, start_dim=0, end_dim=-1: np.reshape(
+          x, flatten_shape(x.shape, start_dim, end_dim)), _back_to_shape,
+      attrs=(AttrSpec("start_dim", "int", 0), AttrSpec("end_dim", "int", -1)),
+      backward="ViewBackward0", doc="dims start_dim..end_dim merged into one")
+
+
+def _squeeze_axes(shape: Sequence[int], dim: Any) -> tuple[int, ...]:
+    if dim is None:
+        return tuple(i for i, s in enumerate(shape) if s == 1)
+    return tuple(a for a in wrap_dims(dim, len(shape)) if shape and shape[a] == 1)
+
+
+def _squeeze_name(args: Sequence[Any], attrs: Any) -> str:
+    dim = attrs.get("dim")
+    return "SqueezeBackward0" if dim is None else (
+        "SqueezeBackward1" if isinstance(dim, int) else "SqueezeBackward2")
+
+
+defop("squeeze", lambda x, dim=None: np.squeeze(x, axis=_squeeze_axes(x.shape, dim)),
+      _back_to_shape, attrs=(AttrSpec("dim", "dims", None),), backward=_squeeze_name,
+      doc="size-1 dims removed (all, or those among dim)")
+defop("unsqueeze", lambda x, dim: np.expand_dims(x, wrap_dim(dim, x.ndim + 1)), _back_to_shape,
+      attrs=(AttrSpec("dim", "int", required=True),), doc="a size-1 dim inserted at dim")
+
+# --- permute, transpose, t -----------------------------------------------------------------------
+
+
+def permutation(dims: Sequence[int], ndim: int) -> tuple[int, ...]:
+    """`dims` checked as a permutation of an `ndim`-dim tensor's axes, with torch's errors."""
+    if len(dims) != ndim:
+        raise errors.InvalidArgumentError(
+            "permute(sparse_coo): number of dimensions in the tensor input does not match the "
+            "length of the desired ordering of dimensions i.e. input.dim() = "
+            f"{ndim} is not equal to len(dims) = {len(dims)}")
+    axes = tuple(wrap_dim(d, ndim) for d in dims)
+    if len(set(axes)) != len(axes):
+        raise errors.InvalidArgumentError("permute(): duplicate dims are not allowed.")
+    return axes
+
+
+def _permute_vjp(ns: Any, g: Any, out: Any, x: Any, dims: Sequence[int]) -> Any:
+    return ns.permute(g, dims=tuple(np.argsort(permutation(dims, x.ndim)).tolist()))
+
+
+defop("permute", lambda x, dims: np.transpose(x, permutation(dims, x.ndim)), _permute_vjp,
+      attrs=(AttrSpec("dims", "ints", required=True),), doc="the dims reordered")
+
+
+def _transpose(x: Any, dim0: int, dim1: int) -> Any:
+    return np.swapaxes(x, wrap_dim(dim0, x.ndim), wrap_dim(dim1, x.ndim)) if x.ndim else x
+
+
+defop("transpose", _transpose,
+      lambda ns, g, out, x, dim0, dim1: ns.transpose(g, dim0=dim0, dim1=dim1),
+      attrs=(AttrSpec("dim0", "int", required=True), AttrSpec("dim1", "int", required=True)),
+      doc="dims dim0 and dim1 swapped")
+
+
+def _t(x: Any) -> Any:
+    if x.ndim > 2:
+        raise errors.InvalidArgumentError(
+            f"t() expects a tensor with <= 2 dimensions, but self is {x.ndim}D")
+    return np.transpose(x)
+
+
+defop("t", _t, lambda ns, g, out, x: ns.t(g), backward="TBackward0",
+      doc="a matrix transposed (tensors with fewer dims unchanged)")
+
+# --- flip, repeat --------------------------------------------------------------------------------
+
+defop("flip", lambda x, dims: np.flip(x, wrap_dims(dims, x.ndim)) if x.ndim else x.copy(),
+      lambda ns, g, out, x, dims: ns.flip(g, dims=dims),
+      attrs=(AttrSpec("dims", "dims", required=True),),
+      doc="the order of elements along dims reversed")
+
+
+def repeat_shape(shape: Sequence[int], repeats: Sequence[int]) -> tuple[int, ...]:
+    """The shape `repeat(repeats)` gives, with torch's errors."""
+    if len(repeats) < len(shape):
+        raise errors.InvalidArgumentError(
+            "Number of dimensions of repeat dims can not be smaller than number of dimensions "
+            "of tensor")
+    padded = (1,) * (len(repeats) - len(shape)) + tuple(shape)
+    out = tuple(r * s for r, s in zip(repeats, padded))
+    for d in out:
+        if d < 0:
+            raise errors.InvalidArgumentError(
+                f"Trying to create tensor with negative dimension {d}: {_shape_str(out)}")
+    return out
+
+
+def _repeat(x: Any, repeats: Sequence[int]) -> Any:
+    repeat_shape(x.shape, repeats)
+    return np.tile(x, tuple(repeats))
+
+
+def _repeat_vjp(ns: Any, g: Any, out: Any, x: Any, repeats: Sequence[int]) -> Any:
+    # Each output dim r*s splits into (r, s); summing over the r's folds the copies together.
+    padded = (1,) * (len(repeats) - x.ndim) + tuple(x.shape)
+    split = tuple(v for r, s in zip(repeats, padded) for v in (r, s))
+    total = ns.sum(ns.reshape(g, shape=split), dim=tuple(range(0, len(split), 2)))
+    return ns.reshape(total, shape=x.shape)
+
+
+defop("repeat", _repeat, _repeat_vjp, attrs=(AttrSpec("repeats", "ints", required=True),),
+      out_shape=lambda x, repeats: repeat_shape(x.shape, repeats),
+      doc="the tensor tiled repeats[i] times along each dim")
+
+# --- cat, stack ----------------------------------------------------------------------------------
+
+
+def _promote_all(args: Sequence[Any], what: str, empty: errors.EngineError) -> Any:
+    if not args:
+        raise empty
+    d = args[0].dtype
+    for t in args[1:]:
+        d = d if t.dtype is d else dtypes.promote(d, t.dtype)
+    return d, d
+
+
+def _cat_dtype(args: Sequence[Any], attrs: Any) -> Any:
+    return _promote_all(args, "cat", errors.InvalidValueError(
+        "torch.cat(): expected a non-empty list of Tensors"))
+
+
+def _is_legacy_empty(shape: Sequence[int]) -> bool:
+    return tuple(shape) == (0,)  # torch skips 1-D empty tensors in cat, whatever the other shapes
+
+
+def cat_shape(shapes: Sequence[Sequence[int]], dim: int) -> tuple[int, ...]:
+    """The shape `cat` gives tensors of `shapes` along `dim`, with torch's errors."""
+    for i, s in enumerate(shapes):
+        if not s:
+            raise errors.InvalidArgumentError(
+                f"zero-dimensional tensor (at position {i}) cannot be concatenated")
+    kept = [(i, tuple(s)) for i, s in enumerate(shapes) if not _is_legacy_empty(s)]
+    if not kept:
+        wrap_dim(dim, 1)
+        return (0,)
+    first = kept[0][1]
+    axis = wrap_dim(dim, len(first))
+    total = 0
+    for i, s in kept:
+        if len(s) != len(first):
+            raise errors.InvalidArgumentError(
+                f"Tensors must have same number of dimensions: got {len(first)} and {len(s)}")
+        for d, (a, b) in enumerate(zip(first, s)):
+            if d != axis and a != b:
+                raise errors.InvalidArgumentError(
+                    f"Sizes of tensors must match except in dimension {axis}. Expected size {a} "
+                    f"but got size {b} for tensor number {i} in the list.")
+        total += s[axis]
+    return (*first[:axis], total, *first[axis + 1:])
+
+
+def _cat(arrays: Sequence[Any], dim: int = 0) -> Any:
+    shape = cat_shape([a.shape for a in arrays], dim)
+    kept = [a for a in arrays if not _is_legacy_empty(a.shape)]
+    if not kept:
+        return np.concatenate([np.asarray(a) for a in arrays])
+    return np.concatenate(kept, axis=wrap_dim(dim, len(shape)))
+
+
+def _cat_vjp(ns: Any, g: Any, out: Any, tensors: Any, dim: int) -> Any:
+    shapes = tensors.shape
+    parts: list[Any] = []
+    kept = [s for s in shapes if not _is_legacy_empty(s)]
+    axis = wrap_dim(dim, len(kept[0])) if kept else 0
+    start = 0
+    for s in shapes:
+        if _is_legacy_empty(s) and kept:
+            parts.append(None)  # a skipped empty input: no gradient flows to it
+            continue
+        parts.append(ns.slice(g, dim=axis, start=start, end=start + s[axis], step=1))
+        start += s[axis]
+    return parts
+
+
+defop("cat", _cat, _cat_vjp, inputs=("tensors",), variadic=True,
+      attrs=(AttrSpec("dim", "int", 0),), dtype=_cat_dtype,
+      out_shape=lambda tensors, dim=0: cat_shape([t.shape for t in tensors], dim),
+      doc="tensors joined along an existing dim (promoted to a common dtype)")
+
+
+def _stack_dtype(args: Sequence[Any], attrs: Any) -> Any:
+    return _promote_all(args, "stack", errors.InvalidArgumentError(
+        "stack expects a non-empty TensorList"))
+
+
+def stack_shape(shapes: Sequence[Sequence[int]], dim: int) -> tuple[int, ...]:
+    """The shape `stack` gives tensors of `shapes` along `dim`, with torch's errors."""
+    first = tuple(shapes[0])
+    for i, s in enumerate(shapes):
+        if tuple(s) != first:
+            raise errors.InvalidArgumentError(
+                f"stack expects each tensor to be equal size, but got {_shape_str(first)} at "
+                f"entry 0 and {_shape_str(s)} at entry {i}")
+    axis = wrap_dim(dim, len(first) + 1)
+    return (*first[:axis], len(shapes), *first[axis:])
+
+
+def _stack(arrays: Sequence[Any], dim: int = 0) -> Any:
+    shape = stack_shape([a.shape for a in arrays], dim)
+    return np.stack(arrays, axis=wrap_dim(dim, len(shape)))
+
+
+def _stack_vjp(ns: Any, g: Any, out: Any, tensors: Any, dim: int) -> Any:
+    shapes = tensors.shape
+    axis = wrap_dim(dim, len(shapes[0]) + 1)
+    return [ns.select(g, dim=axis, index=i) for i in range(len(shapes))]
+
+
+defop("stack", _stack, _stack_vjp, inputs=("tensors",), variadic=True,
+      attrs=(AttrSpec("dim", "int", 0),), dtype=_stack_dtype,
+      out_shape=lambda tensors, dim=0: stack_shape([t.shape for t in tensors], dim),
+      doc="tensors of one shape joined along a new dim")
+
+# --- split, unbind: several outputs --------------------------------------------------------------
+
+
+def _grads(g: Any) -> tuple[Any, ...]:
+    # A node with one output gets its gradient bare, with several a tuple.
+    return g if isinstance(g, tuple) else (g,)
+
+
+def split_sizes(length: int, split_size: int) -> list[int]:
+    """The pieces `split(split_size)` cuts a dim of `length` into, with torch's errors."""
+    if split_size < 0:
+        raise errors.InvalidArgumentError(
+            f"split expects split_size be non-negative, but got split_size={split_size}")
+    if split_size == 0:
+        if length:
+            raise errors.InvalidArgumentError(
+                "split_size can only be 0 if dimension size is 0, but got dimension size of "
+                f"{length}")
+        return [0]
+    return [min(split_size, length - s) for s in range(0, length, split_size)] or [0]
+
+
+def _split_at(x: Any, sizes: Sequence[int], axis: int) -> tuple[Any, ...]:
+    bounds = np.cumsum(sizes)[:-1].tolist()
+    return tuple(np.split(x, bounds, axis=axis))
+
+
+def _split(x: Any, split_size: int, dim: int = 0) -> Any:
+    if x.ndim == 0:
+        raise errors.InvalidArgumentError("split expects at least a 1-dimensional tensor")
+    axis = wrap_dim(dim, x.ndim)
+    return _split_at(x, split_sizes(x.shape[axis], split_size), axis)
+
+
+def _split_vjp(ns: Any, g: Any, out: Any, x: Any, dim: int, **attrs: Any) -> Any:
+    return ns.cat(list(_grads(g)), dim=dim)
+
+
+defop("split", _split, _split_vjp, n_outputs=None,
+      attrs=(AttrSpec("split_size", "int", required=True), AttrSpec("dim", "int", 0)),
+      doc="pieces of split_size along dim (the last may be smaller)")
+
+
+def _split_with_sizes(x: Any, split_sizes: Sequence[int], dim: int = 0) -> Any:
+    if x.ndim == 0:
+        raise errors.InvalidArgumentError("split expects at least a 1-dimensional tensor")
+    axis = wrap_dim(dim, x.ndim)
+    if sum(split_sizes) != x.shape[axis] or any(s < 0 for s in split_sizes):
+        raise errors.InvalidArgumentError(
+            f"split_with_sizes expects split_sizes to sum exactly to {x.shape[axis]} (input "
+            f"tensor's size at dimension {axis}), but got split_sizes={list(split_sizes)}")
+    return _split_at(x, split_sizes, axis)
+
+
+defop("split_with_sizes", _split_with_sizes, _split_vjp, n_outputs=None,
+      attrs=(AttrSpec("split_sizes", "ints", required=True), AttrSpec("dim", "int", 0)),
+      doc="pieces of the given sizes along dim")
+
+
+def _unbind(x: Any, dim: int = 0) -> Any:
+    if x.ndim == 0:
+        raise errors.OutOfRangeIndexError(
+            "Dimension specified as 0 but tensor has no dimensions")
+    axis = wrap_dim(dim, x.ndim)
+    return tuple(np.moveaxis(x, axis, 0))
+
+
+defop("unbind", _unbind, lambda ns, g, out, x, dim: ns.stack(list(_grads(g)), dim=dim),
+      n_outputs=None, attrs=(AttrSpec("dim", "int", 0),),
+      doc="the slices along dim, as a tuple")
+
+# --- torch's spellings: varargs sizes, aliases, properties ---------------------------------------
+
+
+def _sizes(name: str, args: tuple[Any, ...], kw: dict[str, Any], key: str) -> Any:
+    """`f(2, 3)`, `f((2, 3))`, `f([2, 3])` and `f(key=(2, 3))` as one tuple."""
+    if key in kw:
+        if args:
+            raise errors.InvalidTypeError(f"{name}() got multiple values for argument '{key}'")
+        return kw.pop(key)
+    if len(args) == 1 and isinstance(args[0], (list, tuple)):
+        return tuple(args[0])
+    return args
+
+
+def _varargs(name: str, key: str) -> Any:
+    def method(input: Any, *sizes: Any, **kw: Any) -> Any:
+        value = _sizes(name, sizes, kw, key)
+        if kw:
+            raise errors.InvalidTypeError(
+                f"{name}() got an unexpected keyword argument '{next(iter(kw))}'")
+        return FUNCTIONS[name](input, value)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = FUNCTIONS_DOC.get(name, f"torch's {name}; sizes as varargs or one tuple.")
+    return method
+
+
+FUNCTIONS_DOC = {"reshape": "The same data with another shape (`x.reshape(2, 3)` or `((2, 3))`).",
+                 "expand": "A broadcast view (`x.expand(2, -1)` or `((2, -1))`).",
+                 "permute": "The dims reordered (`x.permute(2, 0, 1)` or `((2, 0, 1))`).",
+                 "repeat": "The tensor tiled (`x.repeat(2, 1)` or `((2, 1))`).",
+                 "flip": "Elements reversed along dims (`x.flip(0, 1)` or `((0, 1))`)."}
+
+for _name, _key in (("reshape", "shape"), ("expand", "size"), ("permute", "dims"),
+                    ("repeat", "repeats"), ("flip", "dims")):
+    public(_name)(_varargs(_name, _key))
+
+
+@public("view", function=False)
+def view(input: Any, *shape: Any, **kw: Any) -> Any:
+    """torch's Tensor.view: reshape's result (ViewBackward0), without torch's stride check."""
+    return FUNCTIONS["reshape"](input, _sizes("view", shape, kw, "size"))
+
+
+@public("broadcast_to")
+def broadcast_to(input: Any, size: Any) -> Any:
+    """torch.broadcast_to: `expand` to `size`."""
+    return FUNCTIONS["expand"](input, tuple(size))
+
+
+@public("flatten")
+def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> Any:
+    """torch.flatten: dims start_dim..end_dim merged; the tensor itself if that changes nothing."""
+    if input.ndim and wrap_dim(start_dim, input.ndim) == wrap_dim(end_dim, input.ndim):
+        return input
+    return FUNCTIONS["flatten"](input, start_dim, end_dim)
+
+
+@public("split")
+def split(tensor: Any, split_size_or_sections: Any, dim: int = 0) -> Any:
+    """torch.split: pieces of one size (an int) or of the given sizes (a list)."""
+    if isinstance(split_size_or_sections, (list, tuple)):
+        return FUNCTIONS["split_with_sizes"](tensor, tuple(split_size_or_sections), dim)
+    return FUNCTIONS["split"](tensor, split_size_or_sections, dim)
+
+
+@public("chunk")
+def chunk(input: Any, chunks: int, dim: int = 0) -> Any:
+    """torch.chunk: `chunks` pieces of ceil(size / chunks) (fewer if the size runs out)."""
+    if chunks <= 0:
+        raise errors.InvalidArgumentError(
+            f"chunk expects `chunks` to be greater than 0, got: {chunks}")
+    if input.ndim == 0:
+        raise errors.InvalidArgumentError("chunk expects at least a 1-dimensional tensor")
+    length = input.shape[wrap_dim(dim, input.ndim)]
+    if length == 0:
+        return FUNCTIONS["split_with_sizes"](input, (0,) * chunks, dim)
+    return FUNCTIONS["split"](input, -(-length // chunks), dim)
+
+
+T_WARNING = (
+    "The use of `x.T` on tensors of dimension other than 2 to reverse their shape is deprecated "
+    "and it will throw an error in a future release. Consider `x.mT` to transpose batches of "
+    "matrices or `x.permute(*torch.arange(x.ndim - 1, -1, -1))` to reverse the dimensions of a "
+    "tensor.")
+T_SCALAR_WARNING = (
+    "Tensor.T is deprecated on 0-D tensors. This function is the identity in these cases.")
+
+
+def _T(self: Any) -> Any:
+    """torch's Tensor.T: the dims reversed (PermuteBackward0)."""
+    if self.ndim == 0:
+        warnings.warn(T_SCALAR_WARNING, UserWarning, stacklevel=2)
+    elif self.ndim > 2:
+        warnings.warn(T_WARNING, UserWarning, stacklevel=2)
+    return FUNCTIONS["permute"](self, tuple(range(self.ndim - 1, -1, -1)))
+
+
+def _mT(self: Any) -> Any:
+    """torch's Tensor.mT: the last two dims swapped."""
+    if self.ndim < 2:
+        raise errors.InvalidArgumentError(
+            "tensor.mT is only supported on matrices or batches of matrices. Got "
+            f"{self.ndim}-D tensor.")
+    return FUNCTIONS["transpose"](self, -2, -1)
+
+
+public("T", function=False)(property(_T))  # type: ignore[arg-type]
+public("mT", function=False)(property(_mT))  # type: ignore[arg-type]

@@ -1,0 +1,582 @@
+"""Indexing: select, slice, index (advanced), gather, index_select, masked_fill, take, put.
+
+`x[...]` is not one op: `__getitem__` below decomposes a Python index into registered ops with
+typed attributes, as torch's `applySlicing` does (an int is `select`, a slice `slice`, None
+`unsqueeze`, `...` an `alias`; integer lists/tensors and bool masks become one `index` op), so a
+client can send any index expression over the wire as ops. `__setitem__` writes through `put`
+at the flat positions the same decomposition picks out of `arange(numel)`.
+
+Backward passes of indexing scatter with `np.add.at` (repeated indices accumulate) in registered
+ops (`index_backward`, `gather_backward`, `select_backward`, `slice_backward`), whose own VJPs are
+the forward ops again, so every gradient here is differentiable.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import dtypes, errors, grad_mode
+from .api import FUNCTIONS, _inplace, public
+from .ops_elementwise import broadcast_shape
+from .ops_shape import _shape_str, wrap_dim
+from .registry import OPS, AttrSpec, defop, fixed
+from .tensor import Tensor
+
+_INT_KINDS = "iu"
+
+# --- select, slice, alias ------------------------------------------------------------------------
+
+
+def _select(x: Any, dim: int, index: int) -> Any:
+    if x.ndim == 0:
+        raise errors.OutOfRangeIndexError("select() cannot be applied to a 0-dim tensor.")
+    axis = wrap_dim(dim, x.ndim)
+    n = x.shape[axis]
+    if not -n <= index < n:
+        raise errors.OutOfRangeIndexError(
+            f"select(): index {index} out of range for tensor of size {_shape_str(x.shape)} at "
+            f"dimension {axis}")
+    return x[(slice(None),) * axis + (index,)]
+
+
+def _select_backward(g: Any, input_sizes: Sequence[int], dim: int, index: int) -> Any:
+    out = np.zeros(tuple(input_sizes), dtype=np.asarray(g).dtype)
+    axis = wrap_dim(dim, len(input_sizes))
+    out[(slice(None),) * axis + (index,)] = g
+    return out
+
+
+SELECT_ATTRS = (AttrSpec("dim", "int", required=True), AttrSpec("index", "int", required=True))
+defop("select", _select,
+      lambda ns, g, out, x, dim, index: ns.select_backward(
+          g, input_sizes=x.shape, dim=dim, index=index),
+      attrs=SELECT_ATTRS, doc="the slice at index along dim (that dim removed)")
+defop("select_backward", _select_backward,
+      lambda ns, g, out, grad, input_sizes, dim, index: ns.select(g, dim=dim, index=index),
+      inputs=("grad",), attrs=(AttrSpec("input_sizes", "ints", required=True), *SELECT_ATTRS),
+      out_shape=lambda grad, input_sizes, dim, index: tuple(input_sizes), method=False,
+      backward="SelectBackwardBackward0", doc="select's gradient: grad placed in zeros")
+
+
+def slice_bounds(length: int, start: int | None, end: int | None, step: int) -> slice:
+    """A Python slice for torch's `slice(dim, start, end, step)` (clamped like torch's)."""
+    if step <= 0:
+        raise errors.InvalidArgumentError("slice step must be positive")
+    return slice(*slice(start, end, step).indices(length))
+
+
+def _slice(x: Any, dim: int = 0, start: int | None = None, end: int | None = None,
+           step: int = 1) -> Any:
+    if x.ndim == 0:
+        raise errors.OutOfRangeIndexError("slice() cannot be applied to a 0-dim tensor.")
+    axis = wrap_dim(dim, x.ndim)
+    return x[(slice(None),) * axis + (slice_bounds(x.shape[axis], start, end, step),)]
+
+
+def _slice_backward(g: Any, input_sizes: Sequence[int], dim: int = 0, start: int | None = None,
+                    end: int | None = None, step: int = 1) -> Any:
+    out = np.zeros(tuple(input_sizes), dtype=np.asarray(g).dtype)
+    axis = wrap_dim(dim, len(input_sizes))
+    out[(slice(None),) * axis + (slice_bounds(input_sizes[axis], start, end, step),)] = g
+    return out
+
+
+SLICE_ATTRS = (AttrSpec("dim", "int", 0), AttrSpec("start", "optional_int", None),
+               AttrSpec("end", "optional_int", None), AttrSpec("step", "int", 1))
+defop("slice", _slice,
+      lambda ns, g, out, x, dim, start, end, step: ns.slice_backward(
+          g, input_sizes=x.shape, dim=dim, start=start, end=end, step=step),
+      attrs=SLICE_ATTRS, method=False, doc="elements start:end:step along dim (a view)")
+defop("slice_backward", _slice_backward,
+      lambda ns, g, out, grad, input_sizes, dim, start, end, step: ns.slice(
+          g, dim=dim, start=start, end=end, step=step),
+      inputs=("grad",), attrs=(AttrSpec("input_sizes", "ints", required=True), *SLICE_ATTRS),
+      out_shape=lambda grad, input_sizes, **kw: tuple(input_sizes), method=False,
+      backward="SliceBackwardBackward0", doc="slice's gradient: grad placed in zeros")
+defop("alias", lambda x: x.view() if isinstance(x, np.ndarray) else x,
+      lambda ns, g, out, x: g, method=False, doc="the same tensor as a new node (x[...])")
+
+# --- index (advanced indexing), nonzero ----------------------------------------------------------
+
+
+def _check_index_dtype(indices: Any) -> None:
+    if indices.dtype != np.bool_ and indices.dtype.kind not in _INT_KINDS:
+        raise errors.OutOfRangeIndexError(
+            "tensors used as indices must be long, int, byte or bool tensors")
+
+
+def index_key(shape: Sequence[int], indices: Any, dim: int) -> tuple[Any, ...]:
+    """The numpy key for `index`: `indices` is a bool mask over dims dim.., or an int tensor
+    (k, *B) holding one index array per dim dim..dim+k-1. torch's errors."""
+    indices = np.asarray(indices)
+    _check_index_dtype(indices)
+    ndim = len(shape)
+    if not 0 <= dim <= ndim:
+        wrap_dim(dim, ndim)
+    if indices.dtype == np.bool_:
+        if dim + indices.ndim > ndim:
+            raise errors.OutOfRangeIndexError(f"too many indices for tensor of dimension {ndim}")
+        for j, m in enumerate(indices.shape):
+            if m != shape[dim + j]:
+                raise errors.OutOfRangeIndexError(
+                    f"The shape of the mask {_shape_str(indices.shape)} at index {j} does not "
+                    f"match the shape of the indexed tensor {_shape_str(shape)} at index "
+                    f"{dim + j}")
+        arrays: tuple[Any, ...] = np.nonzero(indices)
+    else:
+        if indices.ndim == 0:
+            raise errors.InvalidArgumentError("index(): indices must have a leading dim (k, ...)")
+        if dim + indices.shape[0] > ndim:
+            raise errors.OutOfRangeIndexError(f"too many indices for tensor of dimension {ndim}")
+        arrays = tuple(indices)
+        for j, a in enumerate(arrays):
+            n = shape[dim + j]
+            bad = (a >= n) | (a < -n)
+            if bad.any():
+                raise errors.OutOfRangeIndexError(
+                    f"index {int(a[bad].flat[0])} is out of bounds for dimension {j} with size {n}")
+    return (slice(None),) * dim + arrays
+
+
+def _index(x: Any, indices: Any, dim: int = 0) -> Any:
+    return np.asarray(x)[index_key(np.shape(x), indices, dim)]
+
+
+def _index_backward(g: Any, indices: Any, input_sizes: Sequence[int], dim: int = 0) -> Any:
+    out = np.zeros(tuple(input_sizes), dtype=np.asarray(g).dtype)
+    np.add.at(out, index_key(out.shape, indices, dim), g)  # repeated indices accumulate
+    return out
+
+
+defop("index", _index,
+      lambda ns, g, out, x, indices, dim: ns.index_backward(
+          g, indices, input_sizes=x.shape, dim=dim), None,
+      inputs=("input", "indices"), attrs=(AttrSpec("dim", "int", 0),), method=False,
+      doc="advanced indexing along dims dim..: indices is a bool mask, or int (k, *B) with one "
+          "index array per dim")
+defop("index_backward", _index_backward,
+      lambda ns, g, out, grad, indices, input_sizes, dim: ns.index(g, indices, dim=dim), None,
+      inputs=("grad", "indices"),
+      attrs=(AttrSpec("input_sizes", "ints", required=True), AttrSpec("dim", "int", 0)),
+      out_shape=lambda grad, indices, input_sizes, dim=0: tuple(input_sizes), method=False,
+      backward="IndexPutBackward0",
+      doc="index's gradient: grad added into zeros at the indices (repeats accumulate)")
+defop("nonzero", lambda x: np.argwhere(x).astype(np.int64), None, dtype=fixed(dtypes.int64),
+      doc="indices of the non-zero elements, one row per element")
+
+# --- take, put (flat positions) ------------------------------------------------------------------
+
+
+def _flat_positions(numel: int, index: Any, what: str) -> Any:
+    index = np.asarray(index)
+    if index.dtype.kind not in _INT_KINDS:
+        raise errors.InvalidArgumentError(f"{what}(): Expected a long tensor for index, but got "
+                                          f"{dtypes.from_numpy(index.dtype).name}")
+    bad = (index >= numel) | (index < -numel)
+    if bad.any():
+        raise errors.OutOfRangeIndexError(
+            f"out of range: tried to access index {int(index[bad].flat[0])} on a tensor of "
+            f"{numel} elements.")
+    return index
+
+
+def _take(x: Any, index: Any) -> Any:
+    x = np.asarray(x)
+    return x.reshape(-1)[_flat_positions(x.size, index, "take")]
+
+
+def _put(x: Any, index: Any, source: Any, accumulate: bool = False) -> Any:
+    out = np.array(x, copy=True)
+    flat = out.reshape(-1)
+    pos = _flat_positions(out.size, index, "put_").reshape(-1)
+    if isinstance(source, np.ndarray):
+        if source.size != pos.size:
+            raise errors.OutOfRangeIndexError(
+                "put_(): Expected source and index to have the same number of elements, but got "
+                f"source.numel() = {source.size}, index.numel() = {pos.size}")
+        source = source.reshape(-1)
+    if accumulate:
+        np.add.at(flat, pos, source)
+    else:
+        flat[pos] = source
+    return out
+
+
+def _put_input_vjp(ns: Any, g: Any, out: Any, x: Any, index: Any, source: Any,
+                   accumulate: bool) -> Any:
+    return g if accumulate else ns.put(g, index, 0.0)
+
+
+defop("take", _take,
+      lambda ns, g, out, x, index: ns.reshape(ns.index_backward(
+          ns.reshape(g, shape=(-1,)), ns.reshape(index, shape=(1, -1)),
+          input_sizes=(int(np.prod(x.shape)),)), shape=x.shape), None,
+      inputs=("input", "index"), doc="elements at flat positions, in the shape of index")
+defop("put", _put, _put_input_vjp, None,
+      lambda ns, g, out, x, index, source, accumulate: ns.reshape(
+          ns.take(g, index), shape=source.shape),
+      inputs=("input", "index", "source"), attrs=(AttrSpec("accumulate", "bool", False),),
+      doc="a copy with source written (or added) at flat positions; a Python scalar source "
+          "fills them")
+
+# --- gather, index_select, masked_fill -----------------------------------------------------------
+
+
+def gather_key(shape: Sequence[int], dim: int, index: Any) -> tuple[Any, ...]:
+    """The numpy key for `gather(dim, index)`, with torch's errors."""
+    index = np.asarray(index)
+    if index.dtype.kind not in _INT_KINDS:
+        raise errors.InvalidArgumentError("gather(): Expected dtype int32/int64 for index")
+    ndim = len(shape)
+    axis = wrap_dim(dim, ndim)
+    if index.ndim != max(ndim, 1) and not (ndim == 0 and index.ndim <= 1):
+        raise errors.InvalidArgumentError(
+            "Index tensor must have the same number of dimensions as input tensor")
+    if ndim == 0:
+        bad = (index != 0)
+        if bad.any():
+            raise errors.InvalidArgumentError(
+                f"index {int(index[bad].flat[0])} is out of bounds for dimension 0 with size 1")
+        return (np.zeros(index.shape, np.intp),) if index.ndim else ()
+    for d in range(ndim):
+        if d != axis and index.shape[d] > shape[d]:
+            raise errors.InvalidArgumentError(
+                f"Size does not match at dimension {d} expected index {_shape_str(index.shape)} "
+                f"to be no larger than self {_shape_str(shape)} apart from dimension {axis}")
+    bad = (index >= shape[axis]) | (index < -shape[axis])
+    if bad.any():
+        raise errors.InvalidArgumentError(
+            f"index {int(index[bad].flat[0])} is out of bounds for dimension {axis} with size "
+            f"{shape[axis]}")
+    grids = np.ix_(*(np.arange(n) for n in index.shape)) if index.ndim else ()
+    return tuple(index if d == axis else grids[d] for d in range(ndim))
+
+
+def _gather(x: Any, index: Any, dim: int) -> Any:
+    x = np.asarray(x)
+    key = gather_key(x.shape, dim, index)
+    return x[key] if key else x.copy()
+
+
+def _gather_backward(g: Any, index: Any, input_sizes: Sequence[int], dim: int) -> Any:
+    out = np.zeros(tuple(input_sizes), dtype=np.asarray(g).dtype)
+    key = gather_key(out.shape, dim, index)
+    if key:
+        np.add.at(out, key, g)
+    else:
+        out[...] = g
+    return out
+
+
+defop("gather", _gather,
+      lambda ns, g, out, x, index, dim: ns.gather_backward(
+          g, index, input_sizes=x.shape, dim=dim), None,
+      inputs=("input", "index"), attrs=(AttrSpec("dim", "int", required=True),),
+      doc="values along dim at index (gather(input, dim, index))")
+defop("gather_backward", _gather_backward,
+      lambda ns, g, out, grad, index, input_sizes, dim: ns.gather(g, index, dim=dim), None,
+      inputs=("grad", "index"),
+      attrs=(AttrSpec("input_sizes", "ints", required=True),
+             AttrSpec("dim", "int", required=True)),
+      out_shape=lambda grad, index, input_sizes, dim: tuple(input_sizes), method=False,
+      backward="ScatterAddBackward0", doc="gather's gradient: grad added into zeros at index")
+
+
+def _index_select(x: Any, index: Any, dim: int) -> Any:
+    x = np.asarray(x)
+    index = np.asarray(index)
+    if index.dtype.kind not in _INT_KINDS:
+        raise errors.InvalidArgumentError("index_select(): Expected dtype int32 or int64 for index")
+    if index.ndim > 1:
+        raise errors.OutOfRangeIndexError("index_select(): Index is supposed to be a vector")
+    axis = wrap_dim(dim, x.ndim)
+    n = x.shape[axis] if x.ndim else 1
+    if (index < 0).any():
+        raise errors.OutOfRangeIndexError("index out of range in self")
+    if (index >= n).any():
+        raise errors.InvalidArgumentError(
+            f"INDICES element is out of DATA bounds, id={int(index[index >= n].flat[0])} "
+            f"axis_dim={n}")
+    if x.ndim == 0:
+        return x.reshape(1)[index.reshape(-1)].reshape(index.shape)
+    return np.take(x, index.reshape(-1), axis=axis)
+
+
+def _index_select_vjp(ns: Any, g: Any, out: Any, x: Any, index: Any, dim: int) -> Any:
+    if x.ndim == 0:
+        return ns.sum(g)
+    return ns.index_backward(g, ns.reshape(index, shape=(1, -1)), input_sizes=x.shape,
+                             dim=wrap_dim(dim, x.ndim))
+
+
+defop("index_select", _index_select, _index_select_vjp, None,
+      inputs=("input", "index"), attrs=(AttrSpec("dim", "int", required=True),),
+      doc="the slices at index along dim (index_select(input, dim, index))")
+
+
+def _masked_fill(x: Any, mask: Any, value: Any) -> Any:
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        raise errors.InvalidArgumentError(
+            "masked_fill_ only supports boolean masks, but got mask with dtype "
+            f"{_C_TYPE[dtypes.from_numpy(mask.dtype).name]}")
+    if isinstance(value, np.ndarray) and value.ndim:
+        raise errors.InvalidArgumentError(
+            "masked_fill_ only supports a 0-dimensional value tensor, but got tensor with "
+            f"{value.ndim} dimension(s).")
+    x = np.asarray(x)
+    broadcast_shape(x, mask)
+    return np.where(mask, np.asarray(value).astype(x.dtype), x)
+
+
+_C_TYPE = {"float32": "float", "float64": "double", "int32": "int", "int64": "long int",
+           "bool": "bool"}
+
+
+def _masked_fill_name(args: Sequence[Any], attrs: Any) -> str:
+    return "MaskedFillBackward1" if len(args) > 2 and isinstance(args[2], Tensor) else (
+        "MaskedFillBackward0")
+
+
+defop("masked_fill", _masked_fill,
+      lambda ns, g, out, x, mask, value: ns.where(mask, 0.0, g), None,
+      lambda ns, g, out, x, mask, value: ns.where(mask, g, 0.0),
+      inputs=("input", "mask", "value"), backward=_masked_fill_name, inplace=True,
+      out_shape=broadcast_shape,
+      doc="value where mask is true (mask broadcasts)")
+
+
+def _by_dim_index(name: str) -> Any:
+    def fn(input: Any, dim: int, index: Any) -> Any:
+        return FUNCTIONS[name](input, index, dim)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"torch.{name}(input, dim, index)."
+    return fn
+
+
+public("gather")(_by_dim_index("gather"))
+public("index_select")(_by_dim_index("index_select"))
+
+
+@public("narrow")
+def narrow(input: Any, dim: int, start: int, length: int) -> Any:
+    """torch.narrow: `length` elements from `start` along dim (a `slice`)."""
+    axis = wrap_dim(dim, input.ndim)
+    n = input.shape[axis]
+    if not -n <= start <= n:
+        raise errors.OutOfRangeIndexError(
+            f"start out of range (expected to be in range of [{-n}, {n}], but got {start})")
+    if length < 0:
+        raise errors.InvalidArgumentError("narrow(): length must be non-negative.")
+    start = start % n if start < 0 else start
+    if start + length > n:
+        raise errors.InvalidArgumentError(
+            f"start ({start}) + length ({length}) exceeds dimension size ({n}).")
+    return FUNCTIONS["slice"](input, axis, start, start + length, 1)
+
+# --- x[index]: torch's applySlicing over the registered ops --------------------------------------
+
+SEQUENCE_WARNING = (
+    "Using a non-tuple sequence for multidimensional indexing is deprecated and will be changed "
+    "in pytorch 2.9; use x[tuple(seq)] instead of x[seq]. In pytorch 2.9 this will be "
+    "interpreted as tensor index, x[torch.tensor(seq)], which will result either in an error or "
+    "a different result")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _items(index: Any) -> tuple[tuple[Any, ...], bool]:
+    """The index as a tuple of items, and whether it was a bare slice (torch keeps `x[:]`)."""
+    if isinstance(index, tuple):
+        return index, False
+    if isinstance(index, list) and len(index) < 32 and any(
+            isinstance(i, (Tensor, list, tuple, slice)) or i is None or i is Ellipsis
+            for i in index):
+        # torch 2.13 still reads such a list as a tuple, with this warning
+        warnings.warn(SEQUENCE_WARNING, UserWarning, stacklevel=3)
+        return tuple(index), False
+    return (index,), isinstance(index, slice)
+
+
+def _as_index_tensor(item: Any) -> Tensor:
+    if isinstance(item, Tensor):
+        if item.dtype.is_floating_point:
+            raise errors.OutOfRangeIndexError(
+                "tensors used as indices must be long, int, byte or bool tensors")
+        return item
+    data = np.asarray(item)
+    if data.dtype != np.bool_:
+        if data.dtype.kind not in "iuf" and data.size:
+            raise errors.InvalidTypeError(f"new(): invalid data type '{data.dtype.kind}'")
+        data = data.astype(np.int64)  # torch truncates a list of floats to longs
+    return Tensor._make(data)
+
+
+def _invalid_item(item: Any) -> errors.EngineError:
+    if isinstance(item, str):
+        return errors.InvalidTypeError("new(): invalid data type 'str'")
+    return errors.OutOfRangeIndexError(
+        "only integers, slices (`:`), ellipsis (`...`), None and long or byte Variables are "
+        f"valid indices (got {type(item).__name__})")
+
+
+def _specified(items: Sequence[Any]) -> int:
+    n = 0
+    for it in items:
+        if isinstance(it, Tensor):
+            n += it.ndim if it.dtype is dtypes.bool_ else 1
+        elif not (it is None or it is Ellipsis or isinstance(it, (bool, np.bool_))):
+            n += 1
+    return n
+
+
+def _scalar_index(item: Any) -> int | None:
+    if _is_int(item):
+        return int(item)
+    if (isinstance(item, Tensor) and item.ndim == 0 and item.dtype.category == 1):
+        return int(item.item())
+    return None
+
+
+def _advanced(x: Tensor, adv: list[tuple[int, Tensor]]) -> Tensor:
+    """One `index` op for the collected index tensors (at their dims of `x`)."""
+    if len(adv) == 1 and adv[0][1].dtype is dtypes.bool_:
+        return FUNCTIONS["index"](x, adv[0][1], adv[0][0])
+    dims: list[int] = []
+    rows: list[Tensor] = []
+    for d, t in adv:
+        if t.dtype is dtypes.bool_:
+            index_key(x.shape, t._data, d)  # torch's mask shape errors
+            pos = FUNCTIONS["nonzero"](t)
+            rows.extend(FUNCTIONS["select"](pos, 1, j) for j in range(t.ndim))
+            dims.extend(range(d, d + t.ndim))
+        else:
+            rows.append(t)
+            dims.append(d)
+    try:
+        shape = np.broadcast_shapes(*(r.shape for r in rows))
+    except ValueError:
+        raise errors.OutOfRangeIndexError(
+            "shape mismatch: indexing tensors could not be broadcast together with shapes "
+            + ", ".join(_shape_str(r.shape) for r in rows)) from None
+    stacked = FUNCTIONS["stack"]([FUNCTIONS["expand"](r, shape) for r in rows], 0)
+    if dims == list(range(dims[0], dims[0] + len(dims))):
+        return FUNCTIONS["index"](x, stacked, dims[0])
+    # Not adjacent: torch (like numpy) puts the indexed dims first.
+    rest = [d for d in range(x.ndim) if d not in dims]
+    moved = FUNCTIONS["permute"](x, (*dims, *rest))
+    return FUNCTIONS["index"](moved, stacked, 0)
+
+
+def _apply_index(self: Tensor, index: Any) -> tuple[Tensor, bool]:
+    """x[index] as registered ops; also whether an advanced (tensor) index was involved."""
+    items, bare_slice = _items(index)
+    items = tuple(_as_index_tensor(it) if isinstance(it, (list, np.ndarray)) else it
+                  for it in items)
+    ndim = self.ndim
+    specified = _specified(items)
+    if specified > ndim:
+        raise errors.OutOfRangeIndexError(f"too many indices for tensor of dimension {ndim}")
+    result = self
+    dim = real_dim = 0
+    adv: list[tuple[int, Tensor]] = []
+    for it in items:
+        i = _scalar_index(it)
+        if i is not None:
+            n = result.shape[dim]
+            if not -n <= i < n:
+                raise errors.OutOfRangeIndexError(
+                    f"index {i} is out of bounds for dimension {real_dim} with size {n}")
+            result = FUNCTIONS["select"](result, dim, i)
+            real_dim += 1
+        elif isinstance(it, slice):
+            start, stop, step = (None if v is None else _slice_int(v)
+                                 for v in (it.start, it.stop, it.step))
+            if step == 0:
+                raise errors.InvalidValueError("slice step cannot be zero")
+            if step is not None and step < 0:
+                raise errors.InvalidValueError("step must be greater than zero")
+            n = result.shape[dim]
+            bounds = slice(start, stop, step).indices(n)
+            if bare_slice or bounds != (0, n, 1):
+                result = FUNCTIONS["slice"](result, dim, start, stop, step or 1)
+            dim += 1
+            real_dim += 1
+        elif it is None:
+            result = FUNCTIONS["unsqueeze"](result, dim)
+            dim += 1
+        elif it is Ellipsis:
+            dim += ndim - specified
+            real_dim += ndim - specified
+        elif isinstance(it, (bool, np.bool_)) or (
+                isinstance(it, Tensor) and it.ndim == 0 and it.dtype is dtypes.bool_):
+            result = FUNCTIONS["unsqueeze"](result, dim)
+            adv.append((dim, Tensor._make(np.array([bool(it)]))))
+            dim += 1
+        elif isinstance(it, Tensor):
+            adv.append((dim, it))
+            step_dims = it.ndim if it.dtype is dtypes.bool_ else 1
+            dim += step_dims
+            real_dim += step_dims
+        else:
+            raise _invalid_item(it)
+    if adv:
+        return _advanced(result, adv), True
+    if result is self:
+        result = FUNCTIONS["alias"](self)
+    return result, False
+
+
+def _slice_int(v: Any) -> int:
+    if _is_int(v) or isinstance(v, Tensor):
+        return int(v)
+    raise errors.InvalidTypeError(
+        "slice indices must be integers or None or have an __index__ method")
+
+
+@public("__getitem__", function=False)
+def getitem(self: Tensor, index: Any) -> Tensor:
+    """x[index]: ints, slices (step > 0), None, `...`, int lists/tensors and bool masks."""
+    return _apply_index(self, index)[0]
+
+
+@public("__setitem__", function=False)
+def setitem(self: Tensor, index: Any, value: Any) -> None:
+    """x[index] = value, in place: `put` at the flat positions x[index] selects."""
+    with grad_mode.no_grad():
+        numbering = Tensor._make(np.arange(self.numel(), dtype=np.int64).reshape(self.shape))
+        positions, advanced = _apply_index(numbering, index)
+    if (not advanced and grad_mode.is_grad_enabled() and self._rg and self.grad_fn is None):
+        raise errors.InplaceError(
+            "a view of a leaf Variable that requires grad is being used in an in-place "
+            "operation.")
+    source = value
+    if isinstance(value, Tensor):
+        vshape = tuple(value.shape)
+        while len(vshape) > positions.ndim and vshape[0] == 1:
+            vshape = vshape[1:]  # torch drops leading size-1 dims of the value
+        if vshape != tuple(value.shape):
+            value = FUNCTIONS["reshape"](value, vshape)
+        if advanced:
+            try:
+                np.broadcast_shapes(vshape, tuple(positions.shape))
+                if len(vshape) > positions.ndim:
+                    raise ValueError
+            except ValueError:
+                raise errors.InvalidArgumentError(
+                    f"shape mismatch: value tensor of shape {_shape_str(value.shape)} cannot be "
+                    f"broadcast to indexing result of shape {_shape_str(positions.shape)}"
+                ) from None
+        source = FUNCTIONS["expand"](value, tuple(positions.shape))
+    elif not isinstance(value, (bool, int, float, np.generic)):
+        raise errors.InvalidTypeError(
+            f"can't assign a {type(value).__name__} to a {self.dtype.torch_tensor_name}")
+    _inplace(OPS["put"], self, (positions, source), {"accumulate": False})
+    if self.grad_fn is not None and self.grad_fn.op is OPS["put"]:
+        self.grad_fn._name = "IndexPutBackward0" if advanced else "CopySlices"
