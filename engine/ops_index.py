@@ -147,8 +147,16 @@ def _index(x: Any, indices: Any, dim: int = 0) -> Any:
 
 
 def _index_backward(g: Any, indices: Any, input_sizes: Sequence[int], dim: int = 0) -> Any:
-    out = np.zeros(tuple(input_sizes), dtype=np.asarray(g).dtype)
-    np.add.at(out, index_key(out.shape, indices, dim), g)  # repeated indices accumulate
+    g = np.asarray(g)
+    out = np.zeros(tuple(input_sizes), dtype=g.dtype)
+    key = index_key(out.shape, indices, dim)
+    rows = key[dim:]
+    want = (*out.shape[:dim], *rows[0].shape, *out.shape[dim + len(rows):])
+    if g.shape != want:
+        raise errors.InvalidArgumentError(
+            f"index_backward(): grad of shape {_shape_str(g.shape)} does not match the indexed "
+            f"shape {_shape_str(want)}")
+    np.add.at(out, key, g)  # repeated indices accumulate
     return out
 
 
@@ -247,7 +255,7 @@ def gather_key(shape: Sequence[int], dim: int, index: Any) -> tuple[Any, ...]:
             raise errors.InvalidArgumentError(
                 f"Size does not match at dimension {d} expected index {_shape_str(index.shape)} "
                 f"to be no larger than self {_shape_str(shape)} apart from dimension {axis}")
-    bad = (index >= shape[axis]) | (index < -shape[axis])
+    bad = (index >= shape[axis]) | (index < 0)
     if bad.any():
         raise errors.InvalidArgumentError(
             f"index {int(index[bad].flat[0])} is out of bounds for dimension {axis} with size "
