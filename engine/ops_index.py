@@ -303,12 +303,13 @@ def _index_select(x: Any, index: Any, dim: int) -> Any:
         raise errors.OutOfRangeIndexError("index_select(): Index is supposed to be a vector")
     axis = wrap_dim(dim, x.ndim)
     n = x.shape[axis] if x.ndim else 1
-    if (index < 0).any():
-        raise errors.OutOfRangeIndexError("index out of range in self")
-    if (index >= n).any():
+    bad = (index < 0) | (index >= n)
+    if bad.any():
+        if axis != 1:
+            raise errors.OutOfRangeIndexError("index out of range in self")
+        # torch's CPU kernel has a separate path (and message) for dim 1
         raise errors.InvalidArgumentError(
-            f"INDICES element is out of DATA bounds, id={int(index[index >= n].flat[0])} "
-            f"axis_dim={n}")
+            f"INDICES element is out of DATA bounds, id={int(index[bad].flat[0])} axis_dim={n}")
     if x.ndim == 0:
         return x.reshape(1)[index.reshape(-1)].reshape(index.shape)
     return np.take(x, index.reshape(-1), axis=axis)
@@ -337,7 +338,7 @@ def _masked_fill(x: Any, mask: Any, value: Any) -> Any:
             "masked_fill_ only supports a 0-dimensional value tensor, but got tensor with "
             f"{value.ndim} dimension(s).")
     x = np.asarray(x)
-    broadcast_shape(x, mask)
+    broadcast_shape(mask, x)
     return np.where(mask, np.asarray(value).astype(x.dtype), x)
 
 
@@ -511,8 +512,9 @@ def _apply_index(self: Tensor, index: Any) -> tuple[Tensor, bool]:
             if step is not None and step < 0:
                 raise errors.InvalidValueError("step must be greater than zero")
             n = result.shape[dim]
-            bounds = slice(start, stop, step).indices(n)
-            if bare_slice or bounds != (0, n, 1):
+            # torch skips a slice that keeps everything, unless it is the whole index (x[:])
+            full = (start or 0) == 0 and (stop is None or stop >= n) and (step or 1) == 1
+            if bare_slice or not full:
                 result = FUNCTIONS["slice"](result, dim, start, stop, step or 1)
             dim += 1
             real_dim += 1
