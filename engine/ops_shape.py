@@ -345,7 +345,7 @@ def _cat_vjp(ns: Any, g: Any, out: Any, tensors: Any, dim: int) -> Any:
 
 defop("cat", _cat, _cat_vjp, inputs=("tensors",), variadic=True,
       attrs=(AttrSpec("dim", "int", 0),), dtype=_cat_dtype,
-      out_shape=lambda tensors, dim=0: cat_shape([t.shape for t in tensors], dim),
+      out_shape=lambda *tensors, dim=0: cat_shape([t.shape for t in tensors], dim),
       doc="tensors joined along an existing dim (promoted to a common dtype)")
 
 
@@ -379,7 +379,7 @@ def _stack_vjp(ns: Any, g: Any, out: Any, tensors: Any, dim: int) -> Any:
 
 defop("stack", _stack, _stack_vjp, inputs=("tensors",), variadic=True,
       attrs=(AttrSpec("dim", "int", 0),), dtype=_stack_dtype,
-      out_shape=lambda tensors, dim=0: stack_shape([t.shape for t in tensors], dim),
+      out_shape=lambda *tensors, dim=0: stack_shape([t.shape for t in tensors], dim),
       doc="tensors of one shape joined along a new dim")
 
 # --- split, unbind: several outputs --------------------------------------------------------------
