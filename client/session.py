@@ -31,7 +31,29 @@ NON_LEAF_GRAD_WARNING = (
     "attribute won't be populated during autograd.backward(). If you indeed want the .grad field "
     "to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. If you "
     "access the non-leaf Tensor by mistake, make sure you access the leaf Tensor instead. See "
-    "github.com/pytorch/pytorch/pull/30531 for more informations.")
+    "github.com/pytorch/pytorch/pull/30531 for more information.")
+
+
+
+def _split_count(length: int, attrs: dict[str, Any]) -> int:
+    size = attrs.get("split_size")
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size <= 0:
+        return 1
+    return max(1, -(-length // int(size)))
+
+
+def _sizes_count(length: int, attrs: dict[str, Any]) -> int:
+    sizes = attrs.get("split_sizes")
+    return len(sizes) if isinstance(sizes, (list, tuple)) else 1
+
+
+# The catalogue's ops whose number of outputs depends on the inputs: the count, from the size
+# of the input along `dim` and the attributes, as the engine's forward makes them.
+VARIABLE_OUTPUTS: dict[str, Callable[[int, dict[str, Any]], int]] = {
+    "split": _split_count,
+    "split_with_sizes": _sizes_count,
+    "unbind": lambda length, attrs: length,
+}
 
 # Gradients up to this many elements come back with the `.grad` read that binds them.
 PREFETCH_ELEMENTS = 4096
@@ -174,8 +196,7 @@ class Session:
     def _apply(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any]) -> Any:
         n = spec.n_outputs
         if n is None:
-            raise NotImplementedError(f"{spec.name}(): ops whose number of outputs depends on "
-                                      "the inputs are not supported by the client yet")
+            n = self._count_outputs(spec, inputs, attrs)
         requires_grad = attrs.pop("requires_grad", None) if not spec.inputs else None
         outs = [self._new_tensor() for _ in range(n)]
         rec = self._recorder
@@ -187,7 +208,28 @@ class Session:
                 rec.truncate(start)
                 raise
         self._after_record()
-        return outs[0] if n == 1 else tuple(outs)
+        return outs[0] if spec.n_outputs == 1 else tuple(outs)
+
+    def _count_outputs(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any]) -> int:
+        """How many outputs a variable-output op will make (torch returns them as a tuple at
+        once, so the count is needed now): from the input's shape, read with a flush when it is
+        not known yet. Arguments the engine will refuse count as one output; the server then
+        answers with the engine's error."""
+        count = VARIABLE_OUTPUTS.get(spec.name)
+        if count is None:
+            raise NotImplementedError(f"{spec.name}(): the client cannot tell how many outputs "
+                                      "this op makes (a newer server than this client?)")
+        x = inputs[0] if inputs else None
+        if not isinstance(x, Tensor) or x._owner is not self:
+            return 1
+        shape = tuple(self.info(x).shape)
+        try:
+            dim = int(attrs.get("dim", 0))
+        except (TypeError, ValueError):
+            return 1
+        if not shape or not -len(shape) <= dim < len(shape):
+            return 1
+        return count(shape[dim], attrs)
 
     def _record_apply(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any],
                       outs: list[Tensor], requires_grad: Any) -> None:

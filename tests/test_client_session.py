@@ -198,11 +198,17 @@ def test_grad_mode_and_grad_zeroing(session):
 
 
 def test_non_leaf_grad_warns_like_torch(session):
+    messages = []
+    for lib in (torch, session):
+        x = lib.tensor(2.0, requires_grad=True)
+        y = x * 3
+        y.sum().backward()
+        with pytest.warns(UserWarning, match="is not a leaf Tensor") as caught:
+            assert y.grad is None
+        # torch's C++ warnings end with where they were raised: " (Triggered internally ...)"
+        messages.append([str(w.message).split(" (Triggered internally")[0] for w in caught])
+    assert messages[1] == messages[0]
     x = session.tensor(2.0, requires_grad=True)
-    y = x * 3
-    y.sum().backward()
-    with pytest.warns(UserWarning, match="is not a leaf Tensor"):
-        assert y.grad is None
     z = x * 4
     z.retain_grad()
     z.backward()
@@ -296,3 +302,38 @@ def test_token_auth(gradserve_server_factory, tmp_path):
             c.session()
     with gc_client.connect(f"localhost:{port}", token="secret-token") as c, c.session() as s:
         assert (s.tensor(2.0) * 3).item() == 6.0
+
+
+@pytest.mark.parametrize(("name", "shape", "attrs"), [
+    ("split", (5, 3), {"split_size": 2}), ("split", (0, 3), {"split_size": 2}),
+    ("split", (4,), {"split_size": 9}), ("split_with_sizes", (2, 6), {"split_sizes": (1, 0, 5),
+                                                                       "dim": -1}),
+    ("unbind", (3, 2), {"dim": 1}), ("unbind", (0, 2), {}), ("unbind", (2, 1, 3), {"dim": -2})])
+def test_variable_output_ops_return_torchs_tuple(session, name, shape, attrs):
+    a = np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    x, t = session.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    torch_fn = {"split": lambda x, split_size, dim=0: torch.split(x, split_size, dim),
+                "split_with_sizes": lambda x, split_sizes, dim=0: torch.split(
+                    x, list(split_sizes), dim),
+                "unbind": torch.unbind}[name]
+    got, expected = getattr(session, name)(x, **attrs), torch_fn(t, **attrs)
+    assert isinstance(got, tuple) and len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape and g.grad_fn.name() == e.grad_fn.name()
+        np.testing.assert_array_equal(g.detach().numpy(), e.detach().numpy())
+    if got:
+        session.stack([p.sum() for p in got]).sum().backward()
+        torch.stack([p.sum() for p in expected]).sum().backward()
+        np.testing.assert_array_equal(x.grad.numpy(), t.grad.numpy())
+
+
+@pytest.mark.parametrize("attrs", [{"split_size": 0}, {"split_size": -1}, {"dim": 5}])
+def test_variable_output_op_errors_are_torchs(session, attrs):
+    a = np.ones((2, 3), np.float32)
+    call = {"split_size": 2, **attrs}
+    with pytest.raises(Exception) as expected:
+        torch.split(torch.tensor(a), call.pop("split_size"), **call)
+    call = {"split_size": 2, **attrs}
+    with pytest.raises(type(expected.value)) as got:
+        session.split(session.tensor(a), **call)[0].tolist()
+    assert str(got.value) == str(expected.value)
