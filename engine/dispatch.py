@@ -126,6 +126,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         with np.errstate(all="ignore"):
             raw = op.forward(arrays, **attrs) if op.variadic else op.forward(*arrays, **attrs)
     except (ValueError, TypeError, IndexError, OverflowError) as exc:  # numpy's complaint
+        _shape_error(op, flat, attrs)  # the op's own (torch's) message, when its shapes are wrong
         raise errors.InvalidArgumentError(f"{op.name}(): {exc}") from None
     except AttributeError:
         require_tensor(op, flat)
@@ -159,6 +160,19 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
                 o.output_nr = nr
                 o._rg = True
     return outs
+
+
+def _shape_error(op: OpDef, flat: Any, attrs: dict[str, Any]) -> None:
+    """Raise the error `op.out_shape` gives for these inputs, if any (only on the error path:
+    without an allocation limit the forward runs unchecked, and numpy's text is not torch's)."""
+    if op.out_shape is None:
+        return
+    try:
+        op.out_shape(*flat, **attrs)
+    except errors.EngineError:
+        raise
+    except Exception:  # noqa: BLE001 - out_shape cannot judge these inputs; numpy's text stays
+        return
 
 
 def _wrap(raw: Any, dtype: Any) -> Tensor:

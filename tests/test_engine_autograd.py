@@ -122,6 +122,17 @@ def test_broadcasting_sums_gradients_back_to_each_input_shape(shapes):
     same(scenario)
 
 
+@pytest.mark.parametrize("op", [
+    lambda lib, a, b: a + b, lambda lib, a, b: a * b, lambda lib, a, b: a - b,
+    lambda lib, a, b: a / b, lambda lib, a, b: a ** b, lambda lib, a, b: lib.maximum(a, b),
+    lambda lib, a, b: lib.minimum(a, b), lambda lib, a, b: a < b,
+    lambda lib, a, b: lib.where(a > 0, a, b)])
+@pytest.mark.parametrize("shapes", [((2,), (3,)), ((2, 3), (3, 2)), ((4, 1, 3), (2, 2))])
+def test_shapes_that_do_not_broadcast_fail_with_torchs_message(op, shapes):
+    # without an allocation limit the op runs unchecked: numpy's complaint must not leak
+    same(lambda lib: op(lib, lib.ones(shapes[0]), lib.ones(shapes[1])))
+
+
 def test_broadcast_reduction_inside_the_graph():
     def scenario(lib):
         x = leaf(lib, [[1.0, 2.0, 3.0]])

@@ -33,10 +33,7 @@ ENGINE_ROWS = [
     pytest.param(
         "InvalidArgumentError", lambda s: [s.op("add", [h(1), [1.0, 2.0, 3.0]], [2])],
         lambda x: ge.apply("add", [x, ge.tensor([1.0, 2.0, 3.0])]),
-        grpc.StatusCode.INVALID_ARGUMENT, "RuntimeError",
-        # Engine bug: under allocation_limit, broadcast_shape's numpy ValueError escapes
-        # dispatch.run unwrapped, so the server answers INTERNAL. Flips to XPASS when fixed.
-        marks=pytest.mark.xfail(strict=True, reason="engine: unwrapped numpy error under limit")),
+        grpc.StatusCode.INVALID_ARGUMENT, "RuntimeError"),
     ("InvalidArgumentError(reshape)", lambda s: [s.op("reshape", [h(1)], [2], shape=(3,))],
      lambda x: ge.apply("reshape", [x], {"shape": (3,)}),
      grpc.StatusCode.INVALID_ARGUMENT, "RuntimeError"),
