@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import subprocess
 import sys
@@ -44,3 +45,22 @@ def test_stateless_example(gradserve_server):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("y = ") and "dy/dw" in result.stdout
+
+
+def test_train_neuron_example_prints_what_torch_prints(gradserve_server):
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "train_neuron.py"),
+                             f"localhost:{gradserve_server[1]}"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    *lines, trips = result.stdout.splitlines()
+    spec = importlib.util.spec_from_file_location("train_neuron", ROOT / "examples" /
+                                                  "train_neuron.py")
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        example.train(torch)
+    assert lines == out.getvalue().splitlines()
+    # zero_grad, forward and step are recorded; backward sends them, loss.item() reads at once
+    assert trips.endswith(" round trips") and int(trips.split()[0]) <= 2 * 50 + 10
