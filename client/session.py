@@ -20,7 +20,7 @@ import numpy as np
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
-from . import codec, grad_mode
+from . import codec, grad_mode, overloads
 from .batch import Recorder
 from .errors import copy_error
 from .ops import OpSpec, make_function
@@ -83,6 +83,9 @@ class Session:
         self._functions: dict[str, Callable[..., Any]] = {
             name: make_function(spec, self._apply) for name, spec in table.ops.items()}
         self.__dict__.update(self._functions)
+        # torch spellings that are not one op (max(x, dim), x.T, zeros(requires_grad=True)...)
+        self._overloads = overloads.available(table.ops)
+        self.__dict__.update(overloads.functions(self, self._overloads))
         for name, d in {**codec.BY_NAME, **codec.ALIASES}.items():
             setattr(self, name, d)
         self.Tensor = Tensor
@@ -261,7 +264,11 @@ class Session:
         return self._apply(spec, inputs, attrs)
 
     def method(self, t: Tensor, name: str) -> Callable[..., Any]:
-        """`t.<name>`: an op with `t` as its first input, or its in-place variant."""
+        """`t.<name>`: an overload (client/overloads.py), an op with `t` as its first input, or
+        its in-place variant."""
+        ov = self._overloads.get(name)
+        if ov is not None and ov.method is not None:
+            return overloads.method(self, ov, t)  # type: ignore[no-any-return]
         spec = self._table.ops.get(name)
         if spec is not None and spec.inputs and not spec.variadic:
             return lambda *args, **kwargs: self._apply(spec, *spec.bind((t, *args), kwargs))
