@@ -297,6 +297,42 @@ class Session:
         self._after_record()
         return t
 
+    def getitem(self, t: Tensor, index: Any) -> Tensor:
+        """Record `t[index]` (see client/indexing.py); the result is a new tensor."""
+        from .indexing import encode_index
+
+        self._value(t, graph_pb2.Value(), "x[...]")
+        key = encode_index(index, self._value)  # before recording: a bound may flush
+        out = self._new_tensor()
+        with self._recorder.lock:
+            m = self._record(_bind_outputs([out]), [out]).index
+            m.tensor = t._handle
+            m.index.CopyFrom(key)
+            m.no_grad = not grad_mode._state.enabled
+            m.result = out._handle
+        self._after_record()
+        return out
+
+    def setitem(self, t: Tensor, index: Any, value: Any) -> None:
+        """Record `t[index] = value`, in place."""
+        from .indexing import check_assignable, encode_index
+
+        self._value(t, graph_pb2.Value(), "x[...] = value")
+        check_assignable(value, t)
+        key = encode_index(index, self._value)
+        encoded = graph_pb2.Value()
+        self._value(value, encoded, "x[...] = value")
+        with self._recorder.lock:
+            # binds nothing: a failed assignment leaves `t` unchanged and usable, as in torch
+            m = self._record(_update_info(t)).index_put
+            m.target = t._handle
+            m.index.CopyFrom(key)
+            m.value.CopyFrom(encoded)
+            m.no_grad = not grad_mode._state.enabled
+            t._info = None
+            self._epoch += 1
+        self._after_record()
+
     # --- creation -------------------------------------------------------------------------------
 
     def tensor(self, data: Any, dtype: Any = None, requires_grad: bool = False,

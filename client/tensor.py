@@ -288,7 +288,15 @@ class Tensor:
     def __iter__(self) -> Iterator[Any]:
         if not self.shape:
             raise TypeError("iteration over a 0-d tensor")
-        return (self[i] for i in range(self.shape[0]))  # type: ignore[index]
+        return iter(self._owner.call("unbind", (self,), {}))  # torch: UnbindBackward0 rows
+
+    def __getitem__(self, index: Any) -> Tensor:
+        """`x[index]`: ints, slices, None, `...`, bools, int/bool tensors and lists."""
+        return self._owner.getitem(self, index)  # type: ignore[no-any-return]
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        """`x[index] = value`, in place (grad_fn CopySlices or IndexPutBackward0, as torch)."""
+        self._owner.setitem(self, index, value)
 
     def __hash__(self) -> builtins.int:
         return id(self)

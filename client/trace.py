@@ -81,6 +81,13 @@ class Tracer:
         raise TracingError("a traced function has no values: shapes, printing, item() and "
                            "autograd calls are not available while tracing")
 
+    def getitem(self, *args: Any) -> Any:
+        raise TracingError("indexing (x[...] and x[...] = v) cannot be traced: a stateless "
+                           "graph has no index node; use the ops select, narrow, index_select "
+                           "or gather, or a session")
+
+    setitem = getitem
+
     info = value = repr = inplace = get_grad = set_grad = backward = _no_value
     requires_grad_ = detach = detach_ = retain_grad = graph = _no_value
 

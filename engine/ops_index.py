@@ -160,10 +160,27 @@ def _index_backward(g: Any, indices: Any, input_sizes: Sequence[int], dim: int =
     return out
 
 
+def _index_shape(x: Any, indices: Any, dim: int = 0) -> tuple[int, ...]:
+    """index's result shape, for the allocation check before the forward runs. Inputs the
+    forward will refuse get `()` here, so the forward raises torch's error."""
+    shape = tuple(x.shape)
+    data = np.asarray(indices._data if isinstance(indices, Tensor) else indices)
+    if dim < 0 or data.ndim == 0:
+        return ()
+    if data.dtype == np.bool_:
+        if dim + data.ndim > len(shape):
+            return ()
+        return (*shape[:dim], int(np.count_nonzero(data)), *shape[dim + data.ndim:])
+    if data.dtype.kind not in _INT_KINDS or dim + data.shape[0] > len(shape):
+        return ()
+    return (*shape[:dim], *data.shape[1:], *shape[dim + data.shape[0]:])
+
+
 defop("index", _index,
       lambda ns, g, out, x, indices, dim: ns.index_backward(
           g, indices, input_sizes=x.shape, dim=dim), None,
       inputs=("input", "indices"), attrs=(AttrSpec("dim", "int", 0),), method=False,
+      out_shape=_index_shape,
       doc="advanced indexing along dims dim..: indices is a bool mask, or int (k, *B) with one "
           "index array per dim")
 defop("index_backward", _index_backward,

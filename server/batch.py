@@ -14,7 +14,7 @@ from typing import Any
 import gradserve.engine as ge
 from gradserve.v1 import graph_pb2, session_pb2
 
-from . import codec, ops
+from . import codec, indexing, ops
 from .errors import (
     InvalidRequestError,
     LimitExceededError,
@@ -27,7 +27,8 @@ from .sessions import Session, make_generator, quiet_grad
 # Instructions whose memory growth is bounded by an estimate; others re-measure exactly.
 _ESTIMATED = frozenset({"create_tensor", "apply_op", "apply_inplace", "zero_grad", "set_grad",
                         "get_grad", "set_requires_grad", "detach", "detach_inplace",
-                        "retain_grad", "manual_seed", "release", "fetch"})
+                        "retain_grad", "manual_seed", "release", "fetch", "index",
+                        "index_put"})
 
 
 class ByteBudget:
@@ -79,6 +80,10 @@ def tensor_info(handle: int, t: ge.Tensor, out: session_pb2.TensorInfo) -> None:
 
 def _nbytes(values: Sequence[Any]) -> int:
     return sum(v.nbytes for v in values if isinstance(v, ge.Tensor))
+
+
+def _index_tensors(key: Any) -> Sequence[Any]:
+    return key if isinstance(key, tuple) else (key,)
 
 
 class Executor:
@@ -217,6 +222,26 @@ class Executor:
             self.within_budget(lambda: ge.apply_inplace(op.name, target, inputs, attrs))
         tensor_info(m.target, target, r.handles.tensors.add())
         return _nbytes(inputs) + 2 * target.nbytes
+
+    def index(self, m: session_pb2.Index, r: session_pb2.InstructionResult) -> int:
+        t = self.tensor(m.tensor)
+        self._check_new(m.result)
+        key = indexing.decode_index(m.index, self.value, "index")
+        with ge.set_grad_enabled(not m.no_grad):
+            out = self.within_budget(lambda: t[key])
+        return _nbytes(_index_tensors(key)) + self.bind(m.result, out, r)
+
+    def index_put(self, m: session_pb2.IndexPut, r: session_pb2.InstructionResult) -> int:
+        target = self.tensor(m.target)
+        key = indexing.decode_index(m.index, self.value, "index_put")
+        value = self.value(m.value, "index_put value")
+
+        def run() -> None:
+            target[key] = value
+        with ge.set_grad_enabled(not m.no_grad):
+            self.within_budget(run)
+        tensor_info(m.target, target, r.handles.tensors.add())
+        return _nbytes(_index_tensors(key)) + _nbytes([value]) + 2 * target.nbytes
 
     def backward(self, m: session_pb2.Backward, r: session_pb2.InstructionResult) -> int:
         t = self.tensor(m.tensor)
@@ -388,7 +413,7 @@ class Executor:
         "detach_inplace": detach_inplace, "retain_grad": retain_grad,
         "create_optimizer": create_optimizer, "optimizer_step": optimizer_step,
         "optimizer_zero_grad": optimizer_zero_grad, "manual_seed": manual_seed,
-        "release": release, "fetch": fetch,
+        "release": release, "fetch": fetch, "index": index, "index_put": index_put,
     }
 
 

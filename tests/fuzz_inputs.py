@@ -256,7 +256,39 @@ INSTRUCTIONS = ["create_tensor", "create_tensor", "apply_op", "apply_op", "apply
                 "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad",
                 "set_requires_grad", "detach", "detach_inplace", "retain_grad", "manual_seed",
                 "release", "fetch", "fetch", "create_optimizer", "optimizer_step",
-                "optimizer_zero_grad", "empty"]
+                "optimizer_zero_grad", "index", "index", "index_put", "empty"]
+
+
+def index_items(c: Chooser, out: session_pb2.TensorIndex, handles: list[int]) -> None:
+    """A random index expression: ints (also int64 extremes), slices, None, ..., bools, tensors
+    (handles and constants of every dtype); sometimes too many items or an item without a kind."""
+    n = c.int(0, 4) if c.chance(0.98) else c.pick([65, 200])
+    for _ in range(n):
+        item = out.items.add()
+        k = c.int(0, 7)
+        if k == 0:
+            item.integer = c.int(-3, 3) if c.chance(0.95) else c.pick([2**63 - 1, -(2**63)])
+        elif k == 1:
+            item.slice.SetInParent()
+            for field in ("start", "stop", "step"):
+                if c.chance(0.5):
+                    bound = c.int(-4, 4) if c.chance(0.95) else c.pick([2**63 - 1, -(2**63)])
+                    if field == "start":
+                        item.slice.start = bound
+                    elif field == "stop":
+                        item.slice.stop = bound
+                    else:
+                        item.slice.step = bound
+        elif k == 2:
+            item.new_axis.SetInParent()
+        elif k == 3:
+            item.ellipsis.SetInParent()
+        elif k == 4:
+            item.boolean = c.chance(0.5)
+        elif k in (5, 6):
+            value(c, item.tensor, [], handles)
+        # k == 7: no kind set
+    out.single = len(out.items) == 1 and c.chance(0.5) or c.chance(0.02)
 
 
 def batch_instructions(c: Chooser, ops: list[catalogue_pb2.OpInfo], inplace: list[str],
@@ -376,6 +408,21 @@ def batch_instructions(c: Chooser, ops: list[catalogue_pb2.OpInfo], inplace: lis
             ins.optimizer_step.optimizer = some()
         elif kind == "optimizer_zero_grad":
             ins.optimizer_zero_grad.optimizer = some()
+        elif kind == "index":
+            h = new()
+            m = ins.index
+            m.tensor = some()
+            index_items(c, m.index, live)
+            m.no_grad = c.chance(0.1)
+            m.result = h
+            live.append(h)
+        elif kind == "index_put":
+            m = ins.index_put
+            m.target = some()
+            index_items(c, m.index, live)
+            if c.chance(0.95):
+                value(c, m.value, [], live)
+            m.no_grad = c.chance(0.5)
         # "empty": an instruction with no kind set
 
 
