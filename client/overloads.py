@@ -262,14 +262,14 @@ def _varargs(name: str, key: str) -> None:
         if key in kwargs:
             if sizes:
                 raise TypeError(f"{name}() got multiple values for argument '{key}'")
-            value = kwargs.pop(key)
+            value = kwargs.pop(key)  # as given: flip(dims=-1) takes one int too
         elif len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
             value = tuple(sizes[0])
         else:
             value = sizes
         if kwargs:
             raise TypeError(f"{name}() got an unexpected keyword argument '{next(iter(kwargs))}'")
-        return owner.call(name, (input, tuple(value)), {})
+        return owner.call(name, (input, tuple(value) if isinstance(value, list) else value), {})
 
     fn.__doc__ = f"torch's {name}, the sizes as varargs (`x.{name}(2, 3)`) or one sequence."
     _register(name, (name,), fn, fn)
