@@ -26,7 +26,8 @@ from .errors import (
     UnavailableError,
 )
 from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
-from .session import Optimizer, Session
+from .optim import Optimizer
+from .session import Session
 from .tensor import Size, Tensor
 
 __all__ = ["TLS", "Client", "DType", "DeadlineExceededError", "GradserveError",

@@ -20,10 +20,11 @@ import numpy as np
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
-from . import codec, grad_mode, overloads
+from . import codec, grad_mode, optim, overloads
 from .batch import Recorder
 from .errors import copy_error
 from .ops import OpSpec, make_function
+from .optim import Optimizer
 from .tensor import Size, Tensor
 
 NON_LEAF_GRAD_WARNING = (
@@ -94,7 +95,11 @@ class Session:
         functional = types.SimpleNamespace(**self._functions)
         self.nn = types.SimpleNamespace(functional=functional)
         self.autograd = types.SimpleNamespace(grad=self.grad_of, backward=self._autograd_backward)
-        self.optim = types.SimpleNamespace(SGD=self._sgd, Adam=self._adam)
+        self.optim = types.SimpleNamespace(SGD=optim.bind(optim.SGD, self),
+                                           Adam=optim.bind(optim.Adam, self))
+        self._optimizers: weakref.WeakValueDictionary[int, Optimizer] = (
+            weakref.WeakValueDictionary())
+        self.optimizers: dict[str, Optimizer] = {}  # filled by Client.restore
         self.no_grad = grad_mode.no_grad
         self.enable_grad = grad_mode.enable_grad
         self.set_grad_enabled = grad_mode.set_grad_enabled
@@ -169,13 +174,14 @@ class Session:
         self._live[t._handle] = t
         return t
 
-    def save(self, path: Any, tensors: Any = None) -> None:
-        """Save leaf tensors' values, grads and requires_grad to `path` (see client/snapshot.py):
-        `tensors` is {name: tensor}, a list, or None for every live leaf; restore with
-        `client.restore(path)`."""
+    def save(self, path: Any, tensors: Any = None, optimizers: Any = None) -> None:
+        """Save leaf tensors' values, grads and requires_grad, and optimizers' state, to `path`
+        (see client/snapshot.py): `tensors` is {name: tensor}, a list, or None for every live
+        leaf; `optimizers` likewise ({name: optimizer}, a list, None for every live one).
+        Restore with `client.restore(path)`: `.restored[name]`, `.optimizers[name]`."""
         from .snapshot import save
 
-        save(self, path, tensors)
+        save(self, path, tensors, optimizers)
 
     def dropped(self, handle: int) -> None:
         """A client tensor was garbage-collected: release its handle with the next request."""
@@ -563,55 +569,6 @@ class Session:
             self._recorder.flush()
         t._info = box[0].info
         return box[0].graph
-
-    # --- optimizers -----------------------------------------------------------------------------
-
-    def _sgd(self, params: Any, lr: float, momentum: float = 0, dampening: float = 0,
-             weight_decay: float = 0, nesterov: bool = False) -> Optimizer:
-        opts = spb.SgdOptions(lr=lr, momentum=momentum, dampening=dampening,
-                              weight_decay=weight_decay, nesterov=nesterov)
-        return Optimizer(self, params, sgd=opts)
-
-    def _adam(self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-              eps: float = 1e-8, weight_decay: float = 0) -> Optimizer:
-        opts = spb.AdamOptions(lr=lr, beta1=betas[0], beta2=betas[1], eps=eps,
-                               weight_decay=weight_decay)
-        return Optimizer(self, params, adam=opts)
-
-
-class Optimizer:
-    """A server-side optimizer (torch.optim.SGD / Adam) over session tensors."""
-
-    def __init__(self, session: Session, params: Any, **algorithm: Any):
-        self.session = session
-        self.params = list(params)
-        self.handle = next(session._handles)
-        with session._recorder.lock:
-            m = session._record().create_optimizer
-            m.optimizer = self.handle
-            for p in self.params:
-                session._value(p, graph_pb2.Value(), "optimizer parameter")
-                m.params.append(p._handle)
-            for name, opts in algorithm.items():
-                getattr(m, name).CopyFrom(opts)
-        weakref.finalize(self, session._recorder.released.put, self.handle)
-        session._after_record()
-
-    def step(self) -> None:
-        """optimizer.step(), recorded (sent with the next batch)."""
-        s = self.session
-        s._record().optimizer_step.optimizer = self.handle
-        s._epoch += 1
-        s._after_record()
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """optimizer.zero_grad(set_to_none)."""
-        s = self.session
-        m = s._record().optimizer_zero_grad
-        m.optimizer = self.handle
-        m.set_to_none = bool(set_to_none)
-        s._epoch += 1
-        s._after_record()
 
 
 # --- result sinks ---------------------------------------------------------------------------------

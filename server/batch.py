@@ -14,13 +14,12 @@ from typing import Any
 import gradserve.engine as ge
 from gradserve.v1 import graph_pb2, session_pb2
 
-from . import codec, indexing, ops
+from . import codec, indexing, ops, optimizers
 from .errors import (
     InvalidRequestError,
     LimitExceededError,
     Located,
     NotFoundError,
-    PreconditionError,
 )
 from .sessions import Session, make_generator, quiet_grad
 
@@ -28,7 +27,7 @@ from .sessions import Session, make_generator, quiet_grad
 _ESTIMATED = frozenset({"create_tensor", "apply_op", "apply_inplace", "zero_grad", "set_grad",
                         "get_grad", "set_requires_grad", "detach", "detach_inplace",
                         "retain_grad", "manual_seed", "release", "fetch", "index",
-                        "index_put"})
+                        "index_put", "get_optimizer_state"})
 
 
 class ByteBudget:
@@ -320,29 +319,17 @@ class Executor:
 
     def create_optimizer(self, m: session_pb2.CreateOptimizer,
                          r: session_pb2.InstructionResult) -> int:
-        optim = getattr(ge, "optim", None)
-        if optim is None:
-            raise PreconditionError("this server's engine has no optimizers yet")
         self._check_new(m.optimizer)
         params = [self.tensor(h) for h in m.params]
-        kind = m.WhichOneof("algorithm")
-        if kind == "sgd":
-            o = m.sgd
-            opt = optim.SGD(params, lr=o.lr, momentum=o.momentum, dampening=o.dampening,
-                            weight_decay=o.weight_decay, nesterov=o.nesterov)
-        elif kind == "adam":
-            a = m.adam
-            opt = optim.Adam(
-                params, lr=a.lr if a.HasField("lr") else 1e-3,
-                betas=(a.beta1 if a.HasField("beta1") else 0.9,
-                       a.beta2 if a.HasField("beta2") else 0.999),
-                eps=a.eps if a.HasField("eps") else 1e-8,
-                weight_decay=a.weight_decay if a.HasField("weight_decay") else 0.0)
-        else:
-            raise InvalidRequestError("create_optimizer: set sgd or adam")
-        self.s.optimizers[m.optimizer] = opt
+        self.s.optimizers[m.optimizer] = optimizers.create(m, params, self.limit)
         self.bound.append(m.optimizer)
         r.done.SetInParent()
+        return 0
+
+    def get_optimizer_state(self, m: session_pb2.GetOptimizerState,
+                            r: session_pb2.InstructionResult) -> int:
+        opt = self.optimizer(m.optimizer)
+        self._count_response(optimizers.export(opt, self.s.tensors, r.optimizer_state))
         return 0
 
     def optimizer(self, handle: int) -> Any:
@@ -414,6 +401,7 @@ class Executor:
         "create_optimizer": create_optimizer, "optimizer_step": optimizer_step,
         "optimizer_zero_grad": optimizer_zero_grad, "manual_seed": manual_seed,
         "release": release, "fetch": fetch, "index": index, "index_put": index_put,
+        "get_optimizer_state": get_optimizer_state,
     }
 
 

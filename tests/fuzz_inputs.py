@@ -256,7 +256,27 @@ INSTRUCTIONS = ["create_tensor", "create_tensor", "apply_op", "apply_op", "apply
                 "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad",
                 "set_requires_grad", "detach", "detach_inplace", "retain_grad", "manual_seed",
                 "release", "fetch", "fetch", "create_optimizer", "optimizer_step",
-                "optimizer_zero_grad", "index", "index", "index_put", "empty"]
+                "optimizer_zero_grad", "index", "index", "index_put", "get_optimizer_state",
+                "empty"]
+
+
+def param_states(c: Chooser, out: Any, handles: list[int]) -> None:
+    """Random optimizer state entries: parameter positions (also out of range or repeated),
+    either algorithm's kind (or none), steps incl. 0/nan/inf, buffers of random shapes/dtypes."""
+    for _ in range(c.int(0, 3)):
+        e = out.add()
+        e.param = c.int(0, 2) if c.chance(0.95) else c.pick([7, 2**32 - 1])
+        k = c.int(0, 4)
+        if k <= 1:
+            e.sgd.SetInParent()
+            if c.chance(0.8):
+                tensor(c, e.sgd.momentum_buffer)
+        elif k <= 3:
+            e.adam.step = c.pick([1.0, 3.0, 0.0, float("nan"), float("inf"), -1.0, 1e300])
+            for field in (e.adam.exp_avg, e.adam.exp_avg_sq, e.adam.max_exp_avg_sq):
+                if c.chance(0.8):
+                    tensor(c, field)
+        # k == 4: no kind set
 
 
 def index_items(c: Chooser, out: session_pb2.TensorIndex, handles: list[int]) -> None:
@@ -402,12 +422,20 @@ def batch_instructions(c: Chooser, ops: list[catalogue_pb2.OpInfo], inplace: lis
             if c.chance(0.5):
                 m.sgd.lr = c.float()
                 m.sgd.momentum = c.float()
+                m.sgd.nesterov, m.sgd.maximize = c.chance(0.2), c.chance(0.3)
             elif c.chance(0.9):
                 m.adam.lr = c.float()
+                m.adam.amsgrad, m.adam.maximize = c.chance(0.3), c.chance(0.3)
+                if c.chance(0.3):
+                    m.adam.beta1, m.adam.beta2 = c.float(), c.float()
+            if c.chance(0.3):
+                param_states(c, m.state, live)
         elif kind == "optimizer_step":
             ins.optimizer_step.optimizer = some()
         elif kind == "optimizer_zero_grad":
             ins.optimizer_zero_grad.optimizer = some()
+        elif kind == "get_optimizer_state":
+            ins.get_optimizer_state.optimizer = some()
         elif kind == "index":
             h = new()
             m = ins.index

@@ -45,6 +45,28 @@ def train(torch, w, b, steps):
     return losses
 
 
+def train_with(torch, w, b, opt, steps):
+    """The seed's neuron trained by an optimizer whose state carries over between steps."""
+    xs, ys = torch.tensor(XS), torch.tensor(YS)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        y_pred = torch.clamp(torch.sigmoid(w * xs + b), 1e-8, 1 - 1e-8)
+        loss = -(ys * torch.log(y_pred) + (1 - ys) * torch.log(1 - y_pred)).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+OPTIMIZERS = {
+    "adam-amsgrad": lambda torch, ps: torch.optim.Adam(ps, lr=0.1, betas=(0.8, 0.99),
+                                                       amsgrad=True),
+    "sgd-nesterov": lambda torch, ps: torch.optim.SGD(ps, lr=0.2, momentum=0.9, nesterov=True,
+                                                      weight_decay=0.01),
+}
+
+
 @pytest.fixture
 def server():
     proc = ServerProcess(["--log-level", "DEBUG", "--workers", "4"]).start()
@@ -128,6 +150,53 @@ def test_save_kill_restore_continues_training_to_the_same_numbers(server, tmp_pa
     client.close()
 
 
+@pytest.mark.parametrize("algorithm", sorted(OPTIMIZERS))
+def test_save_kill_restore_continues_optimizer_training_bit_for_bit(server, tmp_path, algorithm):
+    make = OPTIMIZERS[algorithm]
+    # uninterrupted: 20 steps
+    with gc.connect(server.target) as client, client.session() as torch:
+        w = torch.tensor(1.0, requires_grad=True)
+        b = torch.tensor(0.0, requires_grad=True)
+        expected_losses = train_with(torch, w, b, make(torch, [w, b]), 20)
+        expected = (w.item(), b.item(), w.grad.item(), b.grad.item())
+
+    # interrupted: 10 steps, save tensors and optimizer, SIGKILL, restart, restore, 10 more
+    path = tmp_path / "neuron.gsnap"
+    client = gc.connect(server.target, retries=0)
+    torch = client.session()
+    w = torch.tensor(1.0, requires_grad=True)
+    b = torch.tensor(0.0, requires_grad=True)
+    opt = make(torch, [w, b])
+    losses = train_with(torch, w, b, opt, 10)
+    torch.save(path, {"w": w, "b": b}, {"opt": opt})
+    server.kill()
+    server.start()
+    restored = client.restore(path)
+    w, b = restored.restored["w"], restored.restored["b"]
+    opt = restored.optimizers["opt"]
+    assert type(opt) is type(make(restored, [w, b]))
+    assert opt.params[0] is w and opt.params[1] is b
+    state = opt.state_message()
+    assert len(state.state) == 2
+    if algorithm.startswith("adam"):
+        assert [e.adam.step for e in state.state] == [10.0, 10.0]
+        assert state.adam.amsgrad and state.adam.beta1 == 0.8
+    else:
+        assert state.sgd.nesterov and state.sgd.momentum == 0.9
+    losses += train_with(restored, w, b, opt, 10)
+    assert losses == expected_losses  # bit for bit
+    assert (w.item(), b.item(), w.grad.item(), b.grad.item()) == expected
+
+    # the optimizer's state matters: the same tensors with a fresh optimizer go elsewhere
+    again = client.restore(path)
+    w2, b2 = again.restored["w"], again.restored["b"]
+    fresh = train_with(again, w2, b2, make(again, [w2, b2]), 10)
+    assert fresh != expected_losses[10:]
+    restored.close()
+    again.close()
+    client.close()
+
+
 def test_save_every_live_leaf_and_the_file_format(gradserve_server, tmp_path):
     path = tmp_path / "all.gsnap"
     with gc.connect(f"localhost:{gradserve_server[1]}") as client:
@@ -138,12 +207,40 @@ def test_save_every_live_leaf_and_the_file_format(gradserve_server, tmp_path):
             torch.save(path)  # every live leaf; results (a * a) are not leaves
         data = path.read_bytes()
         assert data.startswith(snapshot.MAGIC)
-        assert struct.unpack_from("<I", data, len(snapshot.MAGIC)) == (1,)
-        _, batch, names = snapshot.read(path)  # plain protobuf records
+        assert struct.unpack_from("<I", data, len(snapshot.MAGIC)) == (2,)
+        _, batch, names, optimizer_names = snapshot.read(path)  # plain protobuf records
         kinds = [i.WhichOneof("kind") for i in batch.instructions]
         assert kinds == ["create_tensor", "create_tensor", "set_grad", "release",
                          "create_tensor"]
         assert [o.name for o in names.outputs] == [f"t{a._handle}", f"t{c._handle}"]
+        assert not optimizer_names.outputs  # no live optimizer
+        # a version 1 file (three records, no optimizers) is still read
+        v1 = snapshot.MAGIC + struct.pack("<I", 1) + b"".join(
+            struct.pack("<Q", len(d)) + d
+            for d in (r.SerializeToString() for r in snapshot.read(path)[:3]))
+        (tmp_path / "v1.gsnap").write_bytes(v1)
+        with client.restore(tmp_path / "v1.gsnap") as torch:
+            assert torch.restored[f"t{a._handle}"].grad.tolist() == [2.0, 4.0]
+            assert torch.optimizers == {}
+        # optimizers: CreateOptimizer records after the tensors, parameters saved with them
+        with client.session() as torch:
+            w = torch.tensor([1.0, -1.0], requires_grad=True)
+            opt = torch.optim.SGD([w], lr=0.5, momentum=0.5)
+            (w * w).sum().backward()
+            opt.step()
+            torch.save(tmp_path / "opt.gsnap", {}, {"sgd": opt})
+        _, batch, names, optimizer_names = snapshot.read(tmp_path / "opt.gsnap")
+        assert [i.WhichOneof("kind") for i in batch.instructions] == [
+            "create_tensor", "create_tensor", "set_grad", "release", "create_optimizer"]
+        assert [o.name for o in names.outputs] == ["sgd.param0"]
+        create = batch.instructions[-1].create_optimizer
+        assert list(create.params) == [1] and create.sgd.momentum == 0.5
+        assert create.state[0].sgd.momentum_buffer.shape == [2]
+        assert [(o.name, o.ref.id) for o in optimizer_names.outputs] == [("sgd", "3")]
+        with client.restore(tmp_path / "opt.gsnap") as torch:
+            (p,) = torch.optimizers["sgd"].params
+            assert p is torch.restored["sgd.param0"] and p.tolist() == [0.0, 0.0]
+            assert torch.describe().optimizer_count == 1
         with client.restore(path) as torch:
             ra, rc = torch.restored[f"t{a._handle}"], torch.restored[f"t{c._handle}"]
             assert torch.describe().tensor_count == 2  # the grad's temporary handle released
@@ -154,7 +251,7 @@ def test_save_every_live_leaf_and_the_file_format(gradserve_server, tmp_path):
             x = torch.tensor(1.0, requires_grad=True)
             with pytest.raises(ValueError, match="not a leaf"):
                 torch.save(tmp_path / "bad.gsnap", {"y": x * 2})
-        for bad in (snapshot.MAGIC + struct.pack("<I", 2) + data[len(snapshot.MAGIC) + 4:],
+        for bad in (snapshot.MAGIC + struct.pack("<I", 3) + data[len(snapshot.MAGIC) + 4:],
                     data[:-3], b"\x80\x04pickle"):
             (tmp_path / "bad.gsnap").write_bytes(bad)
             with pytest.raises(snapshot.SnapshotError):

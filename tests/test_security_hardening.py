@@ -168,8 +168,6 @@ REVIEWED = {
     ("client/tensor.py", "setattr(Tensor, _dunder, "):
         "operator methods installed at import from the client's literal operator tables",
     ("client/errors.py", "setattr(new, attr, getattr(exc, attr))"): "attr from a literal tuple",
-    ("client/session.py", "getattr(m, name)"):
-        "name is a keyword of Optimizer(sgd=...|adam=...), set by the client's own code",
     ("client/session.py", "setattr(self, name, d)"):
         "dtype names from the client's own codec table",
 }

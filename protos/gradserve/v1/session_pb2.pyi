@@ -275,44 +275,98 @@ class IndexPut(_message.Message):
     def __init__(self, target: _Optional[int] = ..., index: _Optional[_Union[TensorIndex, _Mapping]] = ..., value: _Optional[_Union[_graph_pb2.Value, _Mapping]] = ..., no_grad: _Optional[bool] = ...) -> None: ...
 
 class SgdOptions(_message.Message):
-    __slots__ = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+    __slots__ = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
     LR_FIELD_NUMBER: _ClassVar[int]
     MOMENTUM_FIELD_NUMBER: _ClassVar[int]
     DAMPENING_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
     NESTEROV_FIELD_NUMBER: _ClassVar[int]
+    MAXIMIZE_FIELD_NUMBER: _ClassVar[int]
     lr: float
     momentum: float
     dampening: float
     weight_decay: float
     nesterov: bool
-    def __init__(self, lr: _Optional[float] = ..., momentum: _Optional[float] = ..., dampening: _Optional[float] = ..., weight_decay: _Optional[float] = ..., nesterov: _Optional[bool] = ...) -> None: ...
+    maximize: bool
+    def __init__(self, lr: _Optional[float] = ..., momentum: _Optional[float] = ..., dampening: _Optional[float] = ..., weight_decay: _Optional[float] = ..., nesterov: _Optional[bool] = ..., maximize: _Optional[bool] = ...) -> None: ...
 
 class AdamOptions(_message.Message):
-    __slots__ = ("lr", "beta1", "beta2", "eps", "weight_decay")
+    __slots__ = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize")
     LR_FIELD_NUMBER: _ClassVar[int]
     BETA1_FIELD_NUMBER: _ClassVar[int]
     BETA2_FIELD_NUMBER: _ClassVar[int]
     EPS_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    AMSGRAD_FIELD_NUMBER: _ClassVar[int]
+    MAXIMIZE_FIELD_NUMBER: _ClassVar[int]
     lr: float
     beta1: float
     beta2: float
     eps: float
     weight_decay: float
-    def __init__(self, lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., eps: _Optional[float] = ..., weight_decay: _Optional[float] = ...) -> None: ...
+    amsgrad: bool
+    maximize: bool
+    def __init__(self, lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., eps: _Optional[float] = ..., weight_decay: _Optional[float] = ..., amsgrad: _Optional[bool] = ..., maximize: _Optional[bool] = ...) -> None: ...
+
+class SgdParamState(_message.Message):
+    __slots__ = ("momentum_buffer",)
+    MOMENTUM_BUFFER_FIELD_NUMBER: _ClassVar[int]
+    momentum_buffer: _tensor_pb2.Tensor
+    def __init__(self, momentum_buffer: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class AdamParamState(_message.Message):
+    __slots__ = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    EXP_AVG_FIELD_NUMBER: _ClassVar[int]
+    EXP_AVG_SQ_FIELD_NUMBER: _ClassVar[int]
+    MAX_EXP_AVG_SQ_FIELD_NUMBER: _ClassVar[int]
+    step: float
+    exp_avg: _tensor_pb2.Tensor
+    exp_avg_sq: _tensor_pb2.Tensor
+    max_exp_avg_sq: _tensor_pb2.Tensor
+    def __init__(self, step: _Optional[float] = ..., exp_avg: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., exp_avg_sq: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., max_exp_avg_sq: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class ParamState(_message.Message):
+    __slots__ = ("param", "sgd", "adam")
+    PARAM_FIELD_NUMBER: _ClassVar[int]
+    SGD_FIELD_NUMBER: _ClassVar[int]
+    ADAM_FIELD_NUMBER: _ClassVar[int]
+    param: int
+    sgd: SgdParamState
+    adam: AdamParamState
+    def __init__(self, param: _Optional[int] = ..., sgd: _Optional[_Union[SgdParamState, _Mapping]] = ..., adam: _Optional[_Union[AdamParamState, _Mapping]] = ...) -> None: ...
 
 class CreateOptimizer(_message.Message):
-    __slots__ = ("optimizer", "params", "sgd", "adam")
+    __slots__ = ("optimizer", "params", "sgd", "adam", "state")
     OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     SGD_FIELD_NUMBER: _ClassVar[int]
     ADAM_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     optimizer: int
     params: _containers.RepeatedScalarFieldContainer[int]
     sgd: SgdOptions
     adam: AdamOptions
-    def __init__(self, optimizer: _Optional[int] = ..., params: _Optional[_Iterable[int]] = ..., sgd: _Optional[_Union[SgdOptions, _Mapping]] = ..., adam: _Optional[_Union[AdamOptions, _Mapping]] = ...) -> None: ...
+    state: _containers.RepeatedCompositeFieldContainer[ParamState]
+    def __init__(self, optimizer: _Optional[int] = ..., params: _Optional[_Iterable[int]] = ..., sgd: _Optional[_Union[SgdOptions, _Mapping]] = ..., adam: _Optional[_Union[AdamOptions, _Mapping]] = ..., state: _Optional[_Iterable[_Union[ParamState, _Mapping]]] = ...) -> None: ...
+
+class GetOptimizerState(_message.Message):
+    __slots__ = ("optimizer",)
+    OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    optimizer: int
+    def __init__(self, optimizer: _Optional[int] = ...) -> None: ...
+
+class OptimizerState(_message.Message):
+    __slots__ = ("sgd", "adam", "params", "state")
+    SGD_FIELD_NUMBER: _ClassVar[int]
+    ADAM_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    sgd: SgdOptions
+    adam: AdamOptions
+    params: _containers.RepeatedScalarFieldContainer[int]
+    state: _containers.RepeatedCompositeFieldContainer[ParamState]
+    def __init__(self, sgd: _Optional[_Union[SgdOptions, _Mapping]] = ..., adam: _Optional[_Union[AdamOptions, _Mapping]] = ..., params: _Optional[_Iterable[int]] = ..., state: _Optional[_Iterable[_Union[ParamState, _Mapping]]] = ...) -> None: ...
 
 class OptimizerStep(_message.Message):
     __slots__ = ("optimizer",)
@@ -355,7 +409,7 @@ class Fetch(_message.Message):
     def __init__(self, handle: _Optional[int] = ..., value: _Optional[bool] = ..., grad: _Optional[bool] = ..., graph: _Optional[bool] = ..., repr: _Optional[bool] = ...) -> None: ...
 
 class Instruction(_message.Message):
-    __slots__ = ("create_tensor", "apply_op", "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad", "set_requires_grad", "detach", "detach_inplace", "retain_grad", "create_optimizer", "optimizer_step", "optimizer_zero_grad", "manual_seed", "release", "fetch", "index", "index_put")
+    __slots__ = ("create_tensor", "apply_op", "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad", "set_requires_grad", "detach", "detach_inplace", "retain_grad", "create_optimizer", "optimizer_step", "optimizer_zero_grad", "manual_seed", "release", "fetch", "index", "index_put", "get_optimizer_state")
     CREATE_TENSOR_FIELD_NUMBER: _ClassVar[int]
     APPLY_OP_FIELD_NUMBER: _ClassVar[int]
     APPLY_INPLACE_FIELD_NUMBER: _ClassVar[int]
@@ -376,6 +430,7 @@ class Instruction(_message.Message):
     FETCH_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     INDEX_PUT_FIELD_NUMBER: _ClassVar[int]
+    GET_OPTIMIZER_STATE_FIELD_NUMBER: _ClassVar[int]
     create_tensor: CreateTensor
     apply_op: ApplyOp
     apply_inplace: ApplyInplace
@@ -396,7 +451,8 @@ class Instruction(_message.Message):
     fetch: Fetch
     index: Index
     index_put: IndexPut
-    def __init__(self, create_tensor: _Optional[_Union[CreateTensor, _Mapping]] = ..., apply_op: _Optional[_Union[ApplyOp, _Mapping]] = ..., apply_inplace: _Optional[_Union[ApplyInplace, _Mapping]] = ..., backward: _Optional[_Union[Backward, _Mapping]] = ..., grad: _Optional[_Union[Grad, _Mapping]] = ..., zero_grad: _Optional[_Union[ZeroGrad, _Mapping]] = ..., set_grad: _Optional[_Union[SetGrad, _Mapping]] = ..., get_grad: _Optional[_Union[GetGrad, _Mapping]] = ..., set_requires_grad: _Optional[_Union[SetRequiresGrad, _Mapping]] = ..., detach: _Optional[_Union[Detach, _Mapping]] = ..., detach_inplace: _Optional[_Union[DetachInplace, _Mapping]] = ..., retain_grad: _Optional[_Union[RetainGrad, _Mapping]] = ..., create_optimizer: _Optional[_Union[CreateOptimizer, _Mapping]] = ..., optimizer_step: _Optional[_Union[OptimizerStep, _Mapping]] = ..., optimizer_zero_grad: _Optional[_Union[OptimizerZeroGrad, _Mapping]] = ..., manual_seed: _Optional[_Union[ManualSeed, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., fetch: _Optional[_Union[Fetch, _Mapping]] = ..., index: _Optional[_Union[Index, _Mapping]] = ..., index_put: _Optional[_Union[IndexPut, _Mapping]] = ...) -> None: ...
+    get_optimizer_state: GetOptimizerState
+    def __init__(self, create_tensor: _Optional[_Union[CreateTensor, _Mapping]] = ..., apply_op: _Optional[_Union[ApplyOp, _Mapping]] = ..., apply_inplace: _Optional[_Union[ApplyInplace, _Mapping]] = ..., backward: _Optional[_Union[Backward, _Mapping]] = ..., grad: _Optional[_Union[Grad, _Mapping]] = ..., zero_grad: _Optional[_Union[ZeroGrad, _Mapping]] = ..., set_grad: _Optional[_Union[SetGrad, _Mapping]] = ..., get_grad: _Optional[_Union[GetGrad, _Mapping]] = ..., set_requires_grad: _Optional[_Union[SetRequiresGrad, _Mapping]] = ..., detach: _Optional[_Union[Detach, _Mapping]] = ..., detach_inplace: _Optional[_Union[DetachInplace, _Mapping]] = ..., retain_grad: _Optional[_Union[RetainGrad, _Mapping]] = ..., create_optimizer: _Optional[_Union[CreateOptimizer, _Mapping]] = ..., optimizer_step: _Optional[_Union[OptimizerStep, _Mapping]] = ..., optimizer_zero_grad: _Optional[_Union[OptimizerZeroGrad, _Mapping]] = ..., manual_seed: _Optional[_Union[ManualSeed, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., fetch: _Optional[_Union[Fetch, _Mapping]] = ..., index: _Optional[_Union[Index, _Mapping]] = ..., index_put: _Optional[_Union[IndexPut, _Mapping]] = ..., get_optimizer_state: _Optional[_Union[GetOptimizerState, _Mapping]] = ...) -> None: ...
 
 class TensorInfo(_message.Message):
     __slots__ = ("handle", "dtype", "shape", "requires_grad", "is_leaf", "grad_fn", "version")
@@ -467,14 +523,16 @@ class HandlesResult(_message.Message):
     def __init__(self, tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ...) -> None: ...
 
 class InstructionResult(_message.Message):
-    __slots__ = ("done", "handles", "fetch")
+    __slots__ = ("done", "handles", "fetch", "optimizer_state")
     DONE_FIELD_NUMBER: _ClassVar[int]
     HANDLES_FIELD_NUMBER: _ClassVar[int]
     FETCH_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_STATE_FIELD_NUMBER: _ClassVar[int]
     done: _tensor_pb2.NoneValue
     handles: HandlesResult
     fetch: FetchResult
-    def __init__(self, done: _Optional[_Union[_tensor_pb2.NoneValue, _Mapping]] = ..., handles: _Optional[_Union[HandlesResult, _Mapping]] = ..., fetch: _Optional[_Union[FetchResult, _Mapping]] = ...) -> None: ...
+    optimizer_state: OptimizerState
+    def __init__(self, done: _Optional[_Union[_tensor_pb2.NoneValue, _Mapping]] = ..., handles: _Optional[_Union[HandlesResult, _Mapping]] = ..., fetch: _Optional[_Union[FetchResult, _Mapping]] = ..., optimizer_state: _Optional[_Union[OptimizerState, _Mapping]] = ...) -> None: ...
 
 class BatchRequest(_message.Message):
     __slots__ = ("session_id", "request_id", "instructions")

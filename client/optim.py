@@ -1,0 +1,150 @@
+"""Server-side optimizers with torch.optim's signatures: `session.optim.SGD(params, lr=...)` and
+`session.optim.Adam(params, ...)`.
+
+Each session gets its own subclasses (`bind`), so `SGD(params, lr)` needs no session argument,
+`isinstance(opt, session.optim.SGD)` works, and a wrong keyword fails as in torch
+("SGD.__init__() got an unexpected keyword argument 'x'"). Creating, `step()` and `zero_grad()`
+are recorded like ops; ranges (`lr >= 0`, betas in [0, 1), ...) are checked by the server's
+engine with torch's messages. `foreach` is accepted and has no effect (the server runs torch's
+single-tensor algorithm); `differentiable`, `fused`, `capturable` and `decoupled_weight_decay`
+are refused when set, as the server has no such variants.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from gradserve.v1 import graph_pb2
+from gradserve.v1 import session_pb2 as spb
+
+from . import grad_mode
+from .tensor import Tensor
+
+
+class Optimizer:
+    """A server-side optimizer over session tensors (base of `SGD` and `Adam`).
+
+    Attributes: `params` (the client tensors, in order), `handle` (the server's optimizer handle),
+    `options` (the algorithm message as created: `SgdOptions` or `AdamOptions`).
+    """
+
+    _session: Any  # set by `bind`
+
+    def __init__(self, params: Any, create: spb.CreateOptimizer):
+        session = self._session
+        if isinstance(params, Tensor):
+            raise TypeError("params argument given to the optimizer should be an iterable of "
+                            f"Tensors or dicts, but got {params.type()}")
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("optimizer got an empty parameter list")
+        for p in self.params:
+            if isinstance(p, dict):
+                raise NotImplementedError("parameter groups (dicts) are not supported by "
+                                          "gradserve; create one optimizer per group")
+            if not isinstance(p, Tensor):
+                raise TypeError("optimizer can only optimize Tensors, but one of the params is "
+                                f"{type(p).__name__}")
+            session._value(p, graph_pb2.Value(), "optimizer parameter")
+        kind = create.WhichOneof("algorithm")
+        self.options = create.sgd if kind == "sgd" else create.adam
+        self.handle = next(session._handles)
+        with session._recorder.lock:
+            m = session._record().create_optimizer
+            m.CopyFrom(create)
+            m.optimizer = self.handle
+            del m.params[:]
+            m.params.extend(p._handle for p in self.params)
+        session._optimizers[self.handle] = self
+        weakref.finalize(self, session._recorder.released.put, self.handle)
+        session._after_record()
+
+    def step(self, closure: Any = None) -> Any:
+        """optimizer.step(closure=None), recorded (sent with the next batch); returns closure()."""
+        loss = None
+        if closure is not None:
+            with grad_mode.enable_grad():
+                loss = closure()
+        s = self._session
+        s._record().optimizer_step.optimizer = self.handle
+        s._epoch += 1
+        s._after_record()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """optimizer.zero_grad(set_to_none)."""
+        s = self._session
+        m = s._record().optimizer_zero_grad
+        m.optimizer = self.handle
+        m.set_to_none = bool(set_to_none)
+        s._epoch += 1
+        s._after_record()
+
+    def state_message(self) -> spb.OptimizerState:
+        """The server's view of this optimizer: hyperparameters and per-parameter state (the
+        wire form of torch's `state_dict()`); one round trip."""
+        s = self._session
+        box: list[spb.OptimizerState] = []
+        with s._recorder.lock:
+            s._record(lambda r: box.append(r.optimizer_state)).get_optimizer_state.optimizer = (
+                self.handle)
+            s._recorder.flush()
+        return box[0]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f.name}={v}" for f, v in self.options.ListFields())
+        return f"{type(self).__name__}({fields})"
+
+
+def _refuse(algorithm: str, **flags: Any) -> None:
+    for name, value in flags.items():
+        if value:
+            raise NotImplementedError(f"{algorithm}(): {name}={value!r} is not supported by "
+                                      "gradserve (the server runs torch's single-tensor algorithm)")
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD."""
+
+    def __init__(self, params: Any, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, differentiable: bool = False,
+                 fused: bool | None = None):
+        _refuse("SGD", differentiable=differentiable, fused=fused)
+        opts = spb.SgdOptions(lr=float(lr), momentum=float(momentum),
+                              dampening=float(dampening), weight_decay=float(weight_decay),
+                              nesterov=bool(nesterov), maximize=bool(maximize))
+        super().__init__(params, spb.CreateOptimizer(sgd=opts))
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam (with AMSGrad and maximize)."""
+
+    def __init__(self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False, *,
+                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None,
+                 decoupled_weight_decay: bool = False):
+        _refuse("Adam", capturable=capturable, differentiable=differentiable, fused=fused,
+                decoupled_weight_decay=decoupled_weight_decay)
+        beta1, beta2 = betas
+        opts = spb.AdamOptions(lr=float(lr), beta1=float(beta1), beta2=float(beta2),
+                               eps=float(eps), weight_decay=float(weight_decay),
+                               amsgrad=bool(amsgrad), maximize=bool(maximize))
+        super().__init__(params, spb.CreateOptimizer(adam=opts))
+
+
+def bind(cls: type[Optimizer], session: Any) -> type[Optimizer]:
+    """A subclass of `cls` whose instances live in `session` (session.optim.SGD, ...)."""
+    return type(cls.__name__, (cls,), {"_session": session, "__qualname__": cls.__qualname__,
+                                       "__module__": cls.__module__})
+
+
+def recreate(session: Any, params: list[Tensor], create: spb.CreateOptimizer) -> Optimizer:
+    """An optimizer of `session` made by `create` as it is (algorithm, hyperparameters and
+    state), over `params` (Client.restore)."""
+    cls = session.optim.SGD if create.WhichOneof("algorithm") == "sgd" else session.optim.Adam
+    opt: Optimizer = cls.__new__(cls)
+    Optimizer.__init__(opt, params, create)
+    return opt  # type: ignore[no-any-return]

@@ -1,0 +1,130 @@
+"""Optimizers between wire messages and the engine: CreateOptimizer (hyperparameters and an
+optional saved state) and OptimizerState (what GetOptimizerState reads back).
+
+Every field is checked before use: state entries name an existing parameter once, their kind
+matches the algorithm, tensors are decoded under the element limit, Adam's step is a finite
+number >= 1; the engine then checks the hyperparameters' ranges (torch's messages) and the
+buffers' shapes against their parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import gradserve.engine as ge
+from gradserve.v1 import session_pb2
+
+from . import codec
+from .errors import InvalidRequestError
+
+# torch's defaults for fields a caller leaves unset
+ADAM_DEFAULTS = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
+SGD_DEFAULT_LR = 1e-3
+
+
+def create(m: session_pb2.CreateOptimizer, params: Sequence[ge.Tensor], limit: int) -> Any:
+    """The engine optimizer CreateOptimizer describes, with its state loaded.
+
+    Raises:
+        InvalidRequestError: no algorithm, or a malformed state entry.
+        ge.errors.EngineError: a hyperparameter or buffer the engine refuses (torch's text).
+    """
+    kind = m.WhichOneof("algorithm")
+    if kind == "sgd":
+        o = m.sgd
+        opt = ge.optim.SGD(params, lr=o.lr if o.HasField("lr") else SGD_DEFAULT_LR,
+                           momentum=o.momentum, dampening=o.dampening,
+                           weight_decay=o.weight_decay, nesterov=o.nesterov,
+                           maximize=o.maximize)
+    elif kind == "adam":
+        a, d = m.adam, ADAM_DEFAULTS
+        opt = ge.optim.Adam(
+            params, lr=a.lr if a.HasField("lr") else d["lr"],
+            betas=(a.beta1 if a.HasField("beta1") else d["beta1"],
+                   a.beta2 if a.HasField("beta2") else d["beta2"]),
+            eps=a.eps if a.HasField("eps") else d["eps"],
+            weight_decay=a.weight_decay if a.HasField("weight_decay") else d["weight_decay"],
+            amsgrad=a.amsgrad, maximize=a.maximize)
+    else:
+        raise InvalidRequestError("create_optimizer: set sgd or adam")
+    if m.state:
+        opt.load_state_dict(_state_dict(m.state, kind, opt, len(params), limit))
+    return opt
+
+
+def _state_dict(entries: Sequence[session_pb2.ParamState], kind: str, opt: Any, n: int,
+                limit: int) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for e in entries:
+        what = f"create_optimizer: state of parameter {e.param}"
+        if e.param >= n:
+            raise InvalidRequestError(f"{what}: the optimizer has {n} parameter(s)")
+        if e.param in state:
+            raise InvalidRequestError(f"{what}: given twice")
+        if e.WhichOneof("state") != kind:
+            raise InvalidRequestError(f"{what}: expected {kind} state, got "
+                                      f"{e.WhichOneof('state') or 'none'}")
+        entry: dict[str, Any] = {}
+        if kind == "sgd":
+            if e.sgd.HasField("momentum_buffer"):
+                entry["momentum_buffer"] = codec.decode_array(
+                    e.sgd.momentum_buffer, limit, f"{what}: momentum_buffer")
+        else:
+            s = e.adam
+            if not (math.isfinite(s.step) and s.step >= 1):
+                raise InvalidRequestError(f"{what}: step must be a finite number >= 1, got "
+                                          f"{s.step}")
+            entry["step"] = float(s.step)
+            for name, field in (("exp_avg", s.exp_avg), ("exp_avg_sq", s.exp_avg_sq),
+                                ("max_exp_avg_sq", s.max_exp_avg_sq)):
+                if s.HasField(name):
+                    entry[name] = codec.decode_array(field, limit, f"{what}: {name}")
+                elif name != "max_exp_avg_sq":
+                    raise InvalidRequestError(f"{what}: {name} is required")
+        state[e.param] = entry
+    group = {k: v for k, v in opt.param_groups[0].items() if k != "params"}
+    group["params"] = list(range(n))
+    return {"state": state, "param_groups": [group]}
+
+
+def export(opt: Any, tensors: dict[int, ge.Tensor], out: session_pb2.OptimizerState) -> int:
+    """Fill `out` with `opt`'s hyperparameters and state; returns the bytes of tensor data.
+
+    `tensors` are the session's handles, to name the parameters (0 when released)."""
+    group = opt.param_groups[0]  # the wire creates one group per optimizer
+    if isinstance(opt, ge.optim.SGD):
+        out.sgd.lr = group["lr"]
+        out.sgd.momentum = group["momentum"]
+        out.sgd.dampening = group["dampening"]
+        out.sgd.weight_decay = group["weight_decay"]
+        out.sgd.nesterov = group["nesterov"]
+        out.sgd.maximize = group["maximize"]
+    else:
+        a = out.adam
+        a.lr, (a.beta1, a.beta2), a.eps = group["lr"], group["betas"], group["eps"]
+        a.weight_decay, a.amsgrad, a.maximize = (group["weight_decay"], group["amsgrad"],
+                                                 group["maximize"])
+    handle_of = {id(t): h for h, t in tensors.items()}
+    nbytes = 0
+    for i, p in enumerate(group["params"]):
+        out.params.append(handle_of.get(id(p), 0))
+        s = opt.state.get(p)
+        if not s:
+            continue
+        e = out.state.add(param=i)
+        if isinstance(opt, ge.optim.SGD):
+            if "momentum_buffer" in s:
+                codec.encode_tensor(s["momentum_buffer"], e.sgd.momentum_buffer)
+                nbytes += len(e.sgd.momentum_buffer.raw)
+            else:
+                e.sgd.SetInParent()
+        else:
+            e.adam.step = float(s["step"])
+            for name, field in (("exp_avg", e.adam.exp_avg), ("exp_avg_sq", e.adam.exp_avg_sq),
+                                ("max_exp_avg_sq", e.adam.max_exp_avg_sq)):
+                if name in s:
+                    codec.encode_tensor(s[name], field)
+                    nbytes += len(field.raw)
+    return nbytes
