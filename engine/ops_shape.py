@@ -539,19 +539,24 @@ T_WARNING = (
     "tensor.")
 T_SCALAR_WARNING = (
     "Tensor.T is deprecated on 0-D tensors. This function is the identity in these cases.")
+MT_SCALAR_WARNING = (
+    "Tensor.mT is deprecated on 0-D tensors. This function is the identity in these cases.")
 
 
 def _T(self: Any) -> Any:
     """torch's Tensor.T: the dims reversed (PermuteBackward0)."""
     if self.ndim == 0:
         warnings.warn(T_SCALAR_WARNING, UserWarning, stacklevel=2)
-    elif self.ndim > 2:
+    elif self.ndim != 2:
         warnings.warn(T_WARNING, UserWarning, stacklevel=2)
     return FUNCTIONS["permute"](self, tuple(range(self.ndim - 1, -1, -1)))
 
 
 def _mT(self: Any) -> Any:
-    """torch's Tensor.mT: the last two dims swapped."""
+    """torch's Tensor.mT: the last two dims swapped (a 0-D tensor: itself, with a warning)."""
+    if self.ndim == 0:
+        warnings.warn(MT_SCALAR_WARNING, UserWarning, stacklevel=2)
+        return self
     if self.ndim < 2:
         raise errors.InvalidArgumentError(
             "tensor.mT is only supported on matrices or batches of matrices. Got "

@@ -5,6 +5,8 @@ pieces, round trips, dtypes, and torch's error texts for bad dims, views and ind
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 from typing import Any
 
@@ -188,13 +190,32 @@ def test_shape_ops_match_torch(f):
         _check_same(f)
 
 
-def test_T_warns_as_torch_on_other_than_2d():
-    x = ge.tensor(X)
-    with pytest.warns(UserWarning, match="The use of `x.T` on tensors of dimension other than 2"):
-        assert x.T.shape == (4, 3, 2)
-    with pytest.warns(UserWarning, match="Tensor.T is deprecated on 0-D tensors"):
-        assert ge.tensor(1.0).T.shape == ()
-    assert x[0, 0].T.shape == (4,)
+def _torch_T(shape: tuple[int, ...], attr: str) -> list[str]:
+    """torch's x.T / x.mT: result and warnings, from a fresh interpreter (torch warns once per
+    process for each C++ warning)."""
+    code = (f"import torch, warnings\nwarnings.simplefilter('always')\n"
+            f"x = torch.ones({shape!r}, requires_grad=True) * 1\n"
+            f"try:\n    r = x.{attr}\n    print(tuple(r.shape), r.grad_fn.name(), r is x)\n"
+            "except RuntimeError as e:\n    print('RuntimeError', e)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    return [run.stdout.strip()] + [
+        line.split("UserWarning: ")[1].split(" (Triggered internally")[0]
+        for line in run.stderr.splitlines() if "UserWarning: " in line]
+
+
+@pytest.mark.parametrize("shape", [(), (4,), (3, 4), (2, 3, 4)])
+@pytest.mark.parametrize("attr", ["T", "mT"])
+def test_T_and_mT_warn_and_fail_as_torch(shape, attr):
+    x = ge.ones(shape, requires_grad=True) * 1
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        try:
+            r = getattr(x, attr)
+            got = [f"{tuple(r.shape)} {r.grad_fn.name()} {r is x}"]
+        except RuntimeError as e:
+            got = [f"RuntimeError {e}"]
+    assert got + [str(w.message) for w in seen] == _torch_T(shape, attr)
 
 
 def test_flatten_of_a_flat_tensor_is_itself():
