@@ -91,7 +91,10 @@ class GradServer:
         self.grpc.start()
         self.store.start_reaper()
         if self.config.metrics_port is not None:
-            self.metrics_port = self.metrics.serve(self.config.metrics_port)
+            host = self.config.host.strip("[]")
+            addr = "0.0.0.0" if host in ("", "::", "0.0.0.0") else host  # wildcard: IPv4 too
+            self.metrics_port = self.metrics.serve(self.config.metrics_port, addr)
+            log.info("metrics on http://%s:%d/metrics", addr, self.metrics_port)
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("gradserve listening on port %d (%s)", self.port,

@@ -18,7 +18,6 @@ KINDS: dict[str, tuple[int, frozenset[str]]] = {
     "str": (catalogue_pb2.ATTR_KIND_STRING, frozenset({"string_value"})),
     "ints": (catalogue_pb2.ATTR_KIND_INTS, frozenset({"ints_value"})),
     "dims": (catalogue_pb2.ATTR_KIND_INT_OR_INTS, frozenset({"int_value", "ints_value"})),
-    "int_or_ints": (catalogue_pb2.ATTR_KIND_INT_OR_INTS, frozenset({"int_value", "ints_value"})),
     "optional_int": (catalogue_pb2.ATTR_KIND_OPTIONAL_INT, frozenset({"int_value"})),
     "optional_float": (catalogue_pb2.ATTR_KIND_OPTIONAL_FLOAT,
                        frozenset({"float_value", "int_value"})),
@@ -26,8 +25,6 @@ KINDS: dict[str, tuple[int, frozenset[str]]] = {
                frozenset({"int_value", "float_value", "bool_value"})),
     "optional_scalar": (catalogue_pb2.ATTR_KIND_SCALAR_OR_NONE,
                         frozenset({"int_value", "float_value", "bool_value"})),
-    "scalar_or_none": (catalogue_pb2.ATTR_KIND_SCALAR_OR_NONE,
-                       frozenset({"int_value", "float_value", "bool_value"})),
     "dtype": (catalogue_pb2.ATTR_KIND_DTYPE, frozenset({"dtype_value"})),
 }
 
@@ -35,7 +32,7 @@ KINDS: dict[str, tuple[int, frozenset[str]]] = {
 def nullable(spec: Any) -> bool:
     """Whether the engine accepts None for this attribute (mirrors registry._check_attr)."""
     return not spec.required and (
-        spec.kind.startswith("optional") or spec.kind in ("dims", "dtype", "scalar_or_none")
+        spec.kind.startswith("optional") or spec.kind in ("dims", "dtype")
         or spec.default is None)
 
 

@@ -1,4 +1,4 @@
-"""The `gradserve` command: `serve`, `health`, `ops`.
+"""The `gradserve` command: `serve`, `health`, `ops`, `demo`.
 
 Subcommands live in `COMMANDS` (name -> (configure parser, run)); a subcommand whose code needs
 other layers imports them inside its run function, so `gradserve serve` never loads the client.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -141,10 +142,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gradserve` console script."""
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command][2](args)
+        code = COMMANDS[args.command][2](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
     except ValueError as exc:  # bad configuration
         print(f"gradserve {args.command}: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `gradserve ops | head`: the reader left; not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second BrokenPipeError at interpreter exit
+        return 0
 
 
 if __name__ == "__main__":

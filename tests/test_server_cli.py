@@ -65,6 +65,16 @@ def test_ops_command(capsys):
     assert '"opsetVersion"' in capsys.readouterr().out
 
 
+def test_ops_into_a_closed_pipe_exits_quietly():
+    # `gradserve ops | head -1`: the reader leaves early; no traceback, exit 0
+    proc = subprocess.Popen([sys.executable, "-m", "gradserve.server.cli", "ops"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().startswith(b"op-set version")
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and err == b"", err.decode()
+
+
 def test_reflection_lists_the_service(gradserve_server):
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
