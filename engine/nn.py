@@ -18,7 +18,7 @@ from typing import Any
 
 from . import errors
 from .api import FUNCTIONS
-from .ops_nn import check_reduction
+from .ops_nn import check_reduction, per_class
 from .tensor import Tensor
 
 functional = types.ModuleType("gradserve.engine.nn.functional",
@@ -204,10 +204,46 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     logp = FUNCTIONS["log_softmax"](input, class_dim)
     if target.dtype.is_floating_point and tuple(target.shape) == tuple(input.shape):
         return _cross_entropy_probs(logp, target, weight, reduction, label_smoothing, class_dim)
+    nll = FUNCTIONS["nll_loss"](logp, target, weight, ignore_index, reduction)
     if label_smoothing > 0.0:
-        raise errors.InvalidArgumentError(
-            "cross_entropy(): label_smoothing with class indices is not supported")
-    return FUNCTIONS["nll_loss"](logp, target, weight, ignore_index, reduction)
+        return _label_smoothing(logp, target, weight, nll, ignore_index, reduction,
+                                label_smoothing, class_dim)
+    return nll
+
+
+def _label_smoothing(logp: Tensor, target: Tensor, weight: Tensor | None, nll: Tensor,
+                     ignore_index: int, reduction: str, label_smoothing: float,
+                     class_dim: int) -> Tensor:
+    # torch's cross_entropy_loss_label_smoothing, op for op (so grad_fns match).
+    n_classes = logp.shape[class_dim]
+    ignore_mask = target == ignore_index
+    if weight is not None:
+        view = [1] * logp.ndim
+        view[class_dim] = weight.shape[0]
+        smooth = -FUNCTIONS["sum"](logp * FUNCTIONS["reshape"](weight, tuple(view)), class_dim)
+    else:
+        smooth = -FUNCTIONS["sum"](logp, class_dim)
+    smooth.masked_fill_(ignore_mask, 0.0)
+    if reduction == "mean":
+        if weight is not None:
+            kept = target[~ignore_mask].reshape(-1)  # torch: masked_select(...).flatten()
+            ret = FUNCTIONS["sum"](smooth) / FUNCTIONS["sum"](weight.gather(0, kept))
+        else:
+            ret = FUNCTIONS["sum"](smooth) / FUNCTIONS["sum"](~ignore_mask)
+    elif reduction == "sum":
+        ret = FUNCTIONS["sum"](smooth)
+    else:
+        ret = smooth
+    return (_scalar_mul(nll, 1 - label_smoothing)
+            + _scalar_mul(ret, per_class(label_smoothing, n_classes)))
+
+
+def _scalar_mul(t: Tensor, scalar: float) -> Tensor:
+    """torch's C++ mul(Tensor, Scalar): mul's node under its name for that overload."""
+    out = t * scalar
+    if out.grad_fn is not None:
+        out.grad_fn._name = "MulBackward1"
+    return out
 
 
 def _cross_entropy_probs(logp: Tensor, target: Tensor, weight: Tensor | None, reduction: str,
@@ -215,7 +251,7 @@ def _cross_entropy_probs(logp: Tensor, target: Tensor, weight: Tensor | None, re
     # torch's cross_entropy_loss_prob_target, op for op (so grad_fns match).
     n_classes = logp.shape[class_dim]
     if label_smoothing > 0.0:
-        target = target * (1 - label_smoothing) + label_smoothing / n_classes
+        target = target * (1 - label_smoothing) + per_class(label_smoothing, n_classes)
     prod = logp * target
     if weight is not None:
         if weight.ndim != 1 or weight.shape[0] != n_classes:
@@ -229,6 +265,8 @@ def _cross_entropy_probs(logp: Tensor, target: Tensor, weight: Tensor | None, re
         return -FUNCTIONS["sum"](prod, class_dim)
     if reduction == "sum":
         return -FUNCTIONS["sum"](prod)
+    if logp.numel() == 0:  # torch fills the empty sum with NaN rather than divide by 0 // 0
+        return -FUNCTIONS["sum"](prod).fill_(float("nan"))
     return -FUNCTIONS["sum"](prod) / (logp.numel() // n_classes)
 
 

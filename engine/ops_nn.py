@@ -308,7 +308,8 @@ def _classes_last(x: Any) -> Any:
     """input as (elements, classes)."""
     if x.ndim == 1:
         return x.reshape(1, -1)
-    return np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
+    rows = x.shape[0] * math.prod(x.shape[2:])  # not -1: there may be no classes
+    return np.moveaxis(x, 1, -1).reshape(rows, x.shape[1])
 
 
 def _nll(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
@@ -376,10 +377,80 @@ defop("nll_loss_backward", _nll_backward,
       out_shape=lambda *a, **attrs: tuple(attrs["shape"]), method=False,
       doc="the gradient of nll_loss for an input of `shape` (nll_loss is its VJP)")
 
+# --- label smoothing with class indices: sum over classes, as an adjoint pair ---------------------
+# torch's cross_entropy with class indices and label_smoothing adds (label_smoothing / C) times
+# this "smooth loss": -sum_c input[c] * weight[c] per element, 0 where the target is
+# ignore_index, reduced as nll_loss reduces (mean: divided by the summed target weights).
+
+
+def _smooth(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
+            reduction: str = "mean") -> Any:
+    c, safe, valid, ww = _flat(x.shape, t, w, ignore_index)
+    xl = _classes_last(x)
+    if w is not None:
+        xl = xl * np.asarray(w, dtype=x.dtype)
+    losses = (-xl.sum(axis=1) * valid).astype(x.dtype)
+    if reduction == "none":
+        return losses.reshape(np.shape(t))
+    total = losses.sum()
+    if reduction == "sum":
+        return total
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / np.asarray(ww.sum(), dtype=x.dtype)
+
+
+def _smooth_backward(g: Any, t: Any, w: Any = None, shape: Sequence[int] = (),
+                     ignore_index: int = -100, reduction: str = "mean") -> Any:
+    c, safe, valid, ww = _flat(shape, t, w, ignore_index)
+    g = np.asarray(g)
+    gg = g.reshape(-1) if reduction == "none" else np.broadcast_to(g, safe.shape)
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gg = gg / np.asarray(ww.sum(), dtype=g.dtype)
+    per_class = np.ones(c, dtype=g.dtype) if w is None else np.asarray(w, dtype=g.dtype)
+    flat = -(gg * valid).astype(g.dtype)[:, None] * per_class[None, :]
+    if len(shape) == 1:
+        return flat.reshape(c)
+    return np.moveaxis(flat.reshape((shape[0], *shape[2:], c)), -1, 1)
+
+
+def _smooth_backward_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
+    # torch's gradient of that composition ends with sum's expand, or the weight's mul
+    weighted = len(args) > 2 and args[2] is not None
+    return "MulBackward0" if weighted else "ExpandBackward0"
+
+
+# the node torch's composition ends with: masked_fill_ of the per-element sums, sum, division
+_SMOOTH_NAMES = {"none": "MaskedFillBackward0", "sum": "SumBackward0", "mean": "DivBackward0"}
+
+defop("label_smoothing_loss", _smooth,
+      lambda ns, g, out, x, t, w, ignore_index, reduction: ns.label_smoothing_loss_backward(
+          g, t, w, shape=tuple(x.shape), ignore_index=ignore_index, reduction=reduction),
+      None, None,
+      inputs=("input", "target", "weight?"), attrs=_NLL_ATTRS, dtype=_nll_dtype,
+      backward=lambda args, attrs: _SMOOTH_NAMES[attrs["reduction"]], method=False,
+      doc="-sum over classes of input * weight per element (0 where target is ignore_index), "
+          "reduced as nll_loss: cross_entropy's label-smoothing term")
+defop("label_smoothing_loss_backward", _smooth_backward,
+      lambda ns, g, out, go, t, w, shape, ignore_index, reduction: ns.label_smoothing_loss(
+          g, t, w, ignore_index=ignore_index, reduction=reduction),
+      None, None,
+      inputs=("grad_output", "target", "weight?"),
+      attrs=(AttrSpec("shape", "ints", required=True), *_NLL_ATTRS),
+      dtype=lambda args, attrs: (None, args[0].dtype),
+      backward=_smooth_backward_name,
+      out_shape=lambda *a, **attrs: tuple(attrs["shape"]), method=False,
+      doc="the gradient of label_smoothing_loss for an input of `shape` (its VJP is that loss)")
+
 # --- cross_entropy as one op (for the wire) -------------------------------------------------------
 # nn.functional.cross_entropy composes log_softmax and nll_loss as torch does (engine/nn.py);
 # clients only see registered ops, so the same computation is also one op here, built from the
 # same forwards and rules. Its node carries the name torch's last node has.
+
+
+def per_class(label_smoothing: float, n_classes: int) -> float:
+    """label_smoothing / n_classes as torch's C++ divides doubles (inf for no classes)."""
+    return label_smoothing / n_classes if n_classes else math.inf
 
 
 def _class_dim(x: Any) -> int:
@@ -410,9 +481,6 @@ def _ce_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | No
                 f"weight tensor should be defined either for all {c} classes or no classes but "
                 f"got weight tensor of shape: [{', '.join(map(str, w.shape))}]")
         return None, x.dtype
-    if ls > 0.0:
-        raise errors.InvalidArgumentError(
-            "cross_entropy(): label_smoothing with class indices is not supported")
     return _nll_dtype(args, attrs)
 
 
@@ -420,7 +488,7 @@ def _prob_weights(x: Any, t: Any, w: Any, label_smoothing: float) -> Any:
     """target (smoothed) times the class weights viewed along the class dim."""
     c = x.shape[_class_dim(x)]
     if label_smoothing > 0.0:
-        t = t * (1 - label_smoothing) + label_smoothing / c
+        t = t * (1 - label_smoothing) + per_class(label_smoothing, c)
     if w is not None:
         view = [1] * x.ndim
         view[_class_dim(x)] = c
@@ -432,27 +500,44 @@ def _cross_entropy(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
                    reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
     logp = _log_softmax(x, _class_dim(x))
     if not _is_probs(x, t):
-        return _nll(logp, t, w, ignore_index, reduction)
+        nll = _nll(logp, t, w, ignore_index, reduction)
+        if not label_smoothing:
+            return nll
+        smooth = _smooth(logp, t, w, ignore_index, reduction)
+        return (1 - label_smoothing) * nll + smooth * per_class(label_smoothing,
+                                                                x.shape[_class_dim(x)])
     tw = _prob_weights(x, t, w, label_smoothing)
     losses = -(logp * tw).sum(axis=_class_dim(x))
     if reduction == "none":
         return losses
     total = losses.sum()
-    return total if reduction == "sum" else total / (x.size // x.shape[_class_dim(x)])
+    if reduction == "sum":
+        return total
+    if x.size == 0:  # torch: the sum filled with NaN (no division by 0 // 0)
+        return np.asarray(np.nan, dtype=x.dtype)
+    return total / (x.size // x.shape[_class_dim(x)])
 
 
 def _ce_dlogp(ns: Any, g: Any, x: Any, t: Any, w: Any, ignore_index: int, reduction: str,
               label_smoothing: float) -> Any:
     """The gradient at log_softmax's output."""
     if not _is_probs(x, t):
-        return ns.nll_loss_backward(g, t, w, shape=tuple(x.shape), ignore_index=ignore_index,
-                                    reduction=reduction)
+        d_nll = ns.nll_loss_backward(g, t, w, shape=tuple(x.shape), ignore_index=ignore_index,
+                                     reduction=reduction)
+        if not label_smoothing:
+            return d_nll
+        d_smooth = ns.label_smoothing_loss_backward(
+            g, t, w, shape=tuple(x.shape), ignore_index=ignore_index, reduction=reduction)
+        return d_nll * (1 - label_smoothing) + d_smooth * per_class(label_smoothing,
+                                                                    x.shape[_class_dim(x)])
     dim = _class_dim(x)
     if reduction == "none":
         g = ns.reshape(g, shape=tuple(1 if i == dim else s for i, s in enumerate(x.shape)))
-    elif reduction == "mean":
+    elif reduction == "mean" and math.prod(x.shape):  # empty: the gradient is empty too
         g = g / (math.prod(x.shape) // x.shape[dim])
-    tw = t * (1 - label_smoothing) + label_smoothing / x.shape[dim] if label_smoothing else t
+    tw = t
+    if label_smoothing:
+        tw = t * (1 - label_smoothing) + per_class(label_smoothing, x.shape[dim])
     if w is not None:
         tw = tw * ns.reshape(w, shape=tuple(s if i == dim else 1 for i, s in enumerate(x.shape)))
     return -g * tw
@@ -470,7 +555,7 @@ def _ce_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, w: Any, ignore_index: int,
     dim = _class_dim(x)
     if reduction == "none":
         g = ns.reshape(g, shape=tuple(1 if i == dim else s for i, s in enumerate(x.shape)))
-    elif reduction == "mean":
+    elif reduction == "mean" and math.prod(x.shape):
         g = g / (math.prod(x.shape) // x.shape[dim])
     r = -g * ns.log_softmax(x, dim=dim) * (1 - label_smoothing)
     if w is not None:
@@ -480,7 +565,10 @@ def _ce_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, w: Any, ignore_index: int,
 
 def _ce_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     if len(args) >= 2 and _is_probs(args[0], args[1]):
-        return "DivBackward1" if attrs["reduction"] == "mean" else "NegBackward0"
+        mean = attrs["reduction"] == "mean" and math.prod(args[0].shape)
+        return "DivBackward1" if mean else "NegBackward0"
+    if attrs.get("label_smoothing"):
+        return "AddBackward0"  # (1 - ls) * nll_loss + smooth * (ls / C)
     return _nll_name(args, attrs)
 
 

@@ -83,6 +83,30 @@ def _nll_backward_samples() -> list[Sample]:
     return out
 
 
+def _smooth_torch(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
+                  reduction: str = "mean") -> Any:
+    # torch's smooth term of cross_entropy_loss_label_smoothing, built from its own ops
+    dim = 0 if x.ndim == 1 else 1
+    view = [1] * x.ndim
+    view[dim] = x.shape[dim]
+    smooth = -(x if w is None else x * w.reshape(view)).sum(dim)
+    keep = t != ignore_index
+    smooth.masked_fill_(~keep, 0.0)
+    if reduction == "none":
+        return smooth
+    if reduction == "sum":
+        return smooth.sum()
+    return smooth.sum() / (keep.sum() if w is None else w[t[keep]].sum())
+
+
+def _smooth_backward_torch(go: Any, t: Any, w: Any = None, shape: Any = (),
+                           ignore_index: int = -100, reduction: str = "mean") -> Any:
+    x = torch.zeros(tuple(shape), dtype=go.dtype, requires_grad=True)
+    out = _smooth_torch(x, t, w, ignore_index=ignore_index, reduction=reduction)
+    (g,) = torch.autograd.grad(out, x, go, create_graph=True)
+    return g
+
+
 def _cross_entropy_torch(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
                         reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
     return F.cross_entropy(x, t, w, ignore_index=ignore_index, reduction=reduction,
@@ -102,8 +126,16 @@ def _cross_entropy_samples() -> list[Sample]:
                 Sample(((4, 3), uniform((4, 3), 0.0, 1.0), uniform((3,), 0.5, 2.0)),
                        {"reduction": r, "label_smoothing": 0.2}, NO_WEIGHT_GRAD),
                 Sample(((2, 3, 2), uniform((2, 3, 2), 0.0, 1.0), None), {"reduction": r})]
+        # label smoothing with class indices: (1 - ls) * nll_loss + ls / C * smooth term
+        out += [Sample(((4, 3), classes((4,), 3), None), {"reduction": r, "label_smoothing": 0.1}),
+                Sample(((5, 3), classes((5,), 3, ignore=1), uniform((3,), 0.5, 2.0)),
+                       {"reduction": r, "ignore_index": 1, "label_smoothing": 0.3},
+                       NO_WEIGHT_GRAD),
+                Sample(((2, 3, 4), classes((2, 4), 3), None),
+                       {"reduction": r, "label_smoothing": 1.0})]
     out += [Sample(((3,), classes((), 3), None)),
-            Sample(((3,), uniform((3,), 0.0, 1.0), None))]
+            Sample(((3,), uniform((3,), 0.0, 1.0), None)),
+            Sample(((3,), classes((), 3), None), {"label_smoothing": 0.5})]
     return out
 
 
@@ -140,4 +172,6 @@ OPINFOS = [
     OpInfo("nll_loss", _nll_torch, _nll_samples()),
     OpInfo("cross_entropy", _cross_entropy_torch, _cross_entropy_samples()),
     OpInfo("nll_loss_backward", _nll_backward_torch, _nll_backward_samples()),
+    OpInfo("label_smoothing_loss", _smooth_torch, _nll_samples()),
+    OpInfo("label_smoothing_loss_backward", _smooth_backward_torch, _nll_backward_samples()),
 ]

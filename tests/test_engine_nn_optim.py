@@ -98,6 +98,53 @@ def test_cross_entropy_class_probabilities(reduction: str, weighted: bool, smoot
                      ).__name__.replace("DivBackward1", "DivBackward0"))
 
 
+def _graph(fn: Any) -> list[str]:
+    """Node names of the graph behind fn's result, breadth first."""
+    names, queue, seen = [], [fn.grad_fn], set()
+    while queue:
+        node = queue.pop(0)
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        names.append(node.name() if hasattr(node, "_name") else type(node).__name__)
+        queue += [n for n, _ in node.next_functions]
+    return names
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("ignore", [None, 1])
+def test_cross_entropy_label_smoothing_with_class_indices(reduction, weighted, ignore):
+    ew = ge.tensor(WEIGHT) if weighted else None
+    tw = torch.tensor(WEIGHT) if weighted else None
+    kw = {"reduction": reduction, "label_smoothing": 0.3,
+          **({} if ignore is None else {"ignore_index": ignore})}
+    for engine_fn in (F.cross_entropy, ge.cross_entropy):  # torch's composition, the wire's op
+        _check_loss(lambda x, f=engine_fn: f(x, ge.tensor(LABELS), ew, **kw),
+                    lambda x: TF.cross_entropy(x, torch.tensor(LABELS), tw, **kw), LOGITS)
+    ex, tx = _pair(LOGITS)
+    got = F.cross_entropy(ex, ge.tensor(LABELS), ew, **kw)
+    want = TF.cross_entropy(tx, torch.tensor(LABELS), tw, **kw)
+    assert _graph(got) == _graph(want)
+    assert ge.cross_entropy(ex, ge.tensor(LABELS), ew, **kw).grad_fn.name() == "AddBackward0"
+
+
+@pytest.mark.parametrize("shape", [(1, 0, 4), (2, 0), (0, 4), (0,)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy_of_empty_probabilities_is_torchs(shape, reduction, smoothing):
+    for engine_fn in (F.cross_entropy, ge.cross_entropy):
+        ex, tx = _pair(np.ones(shape, np.float32))
+        kw = {"reduction": reduction, "label_smoothing": smoothing}
+        got = engine_fn(ex, ge.zeros(shape), **kw)
+        want = TF.cross_entropy(tx, torch.zeros(shape), **kw)
+        np.testing.assert_array_equal(_np(got), _np(want))
+        assert got.grad_fn.name() == type(want.grad_fn).__name__
+        (eg,) = ge.autograd.grad(got.sum(), [ex])
+        (tg,) = torch.autograd.grad(want.sum(), [tx])
+        assert eg.shape == tg.shape
+
+
 def test_cross_entropy_spatial_and_unbatched():
     x = RNG.standard_normal((2, 4, 3)).astype(np.float32)
     labels = np.array([[0, 3, 1], [2, 2, 0]])
