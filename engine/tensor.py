@@ -322,7 +322,7 @@ class Tensor:
     def __iter__(self) -> Iterator[Tensor]:
         if self._data.ndim == 0:
             raise errors.InvalidTypeError("iteration over a 0-d tensor")
-        return (self[i] for i in range(self._data.shape[0]))  # type: ignore[index]
+        return iter(self.unbind(0))  # as torch: the rows share one UnbindBackward0 node
 
     def __hash__(self) -> int:
         return id(self)

@@ -122,6 +122,16 @@ def test_broadcasting_sums_gradients_back_to_each_input_shape(shapes):
     same(scenario)
 
 
+def test_iterating_a_tensor_unbinds_it_as_torch():
+    def scenario(lib):
+        x = lib.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], requires_grad=True)
+        rows = list(x * 1)
+        (rows[0] * rows[2]).sum().backward()
+        return [r.grad_fn.name() if lib is ge else type(r.grad_fn).__name__ for r in rows], x.grad
+    same(scenario)
+    same(lambda lib: list(lib.tensor(1.0)))
+
+
 @pytest.mark.parametrize("op", [
     lambda lib, a, b: a + b, lambda lib, a, b: a * b, lambda lib, a, b: a - b,
     lambda lib, a, b: a / b, lambda lib, a, b: a ** b, lambda lib, a, b: lib.maximum(a, b),
