@@ -197,14 +197,28 @@ class Tensor:
     # --- torch spellings that are one catalogue op with fixed arguments ------------------------
 
     def to(self, *args: Any, **kwargs: Any) -> Tensor:
-        """`x.to(dtype)` (devices other than "cpu" are not supported)."""
+        """`x.to(dtype)`, `x.to(dtype, copy=True)` (devices other than "cpu" are not supported).
+
+        As torch, the tensor itself when nothing changes (a leaf stays that leaf); telling that
+        needs the dtype, which costs a round trip only when it is not known yet.
+        """
         dtype = kwargs.pop("dtype", None)
+        copy = bool(kwargs.pop("copy", False))
+        kwargs.pop("non_blocking", None)
+        if kwargs:
+            raise TypeError(f"to() got an unexpected keyword argument '{next(iter(kwargs))}'")
         for a in args:
             if isinstance(a, DType):
                 dtype = a
+            elif isinstance(a, Tensor):
+                dtype = a.dtype
             elif a not in ("cpu", None):
                 raise TypeError(f"to(): unsupported argument {a!r}")
-        return self if dtype is None else self._owner.call("to_dtype", (self,), {"dtype": dtype})
+        if dtype is None:
+            dtype = self.dtype if copy else None
+        if dtype is None or (not copy and dtype == self.dtype):
+            return self
+        return self._owner.call("to_dtype", (self,), {"dtype": dtype})
 
     def type(self, dtype: DType | None = None) -> Any:
         if dtype is None:

@@ -337,3 +337,17 @@ def test_variable_output_op_errors_are_torchs(session, attrs):
     with pytest.raises(type(expected.value)) as got:
         session.split(session.tensor(a), **call)[0].tolist()
     assert str(got.value) == str(expected.value)
+
+
+def test_conversions_return_the_tensor_itself_when_nothing_changes(session):
+    outcomes = []
+    for lib in (torch, session):
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        same = [x.float() is x, x.to(lib.float32) is x, x.to("cpu") is x, x.type(lib.float32) is x,
+                x.to(x) is x, x.to(dtype=lib.float32) is x]
+        names = [t.grad_fn.name() if lib is session else type(t.grad_fn).__name__
+                 for t in (x.double(), x.to(lib.float32, copy=True), x.to(lib.int64) * 1.0)
+                 if t.grad_fn is not None]
+        (x.float() * 3).sum().backward()  # the leaf itself: its .grad fills
+        outcomes.append((same, names, x.grad.tolist()))
+    assert outcomes[1] == outcomes[0]
