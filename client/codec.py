@@ -133,7 +133,8 @@ def encode_attr(value: Any, out: graph_pb2.AttrValue) -> None:
             isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
         out.ints_value.values.extend(int(v) for v in value)
     else:
-        raise TypeError(f"unsupported attribute value {value!r} of type {type(value).__name__}")
+        # the type only: repr() of a client Tensor would send the half-built instruction
+        raise TypeError(f"an attribute cannot be a {type(value).__name__}")
 
 
 def encode_scalar(value: Any, out: graph_pb2.Value) -> bool:

@@ -252,7 +252,10 @@ class Session:
             for name, v in zip(spec.inputs, inputs):
                 self._value(v, m.inputs.add(), f"{what} '{name}'")
         for k, v in attrs.items():
-            codec.encode_attr(v, m.attrs[k])
+            try:
+                codec.encode_attr(v, m.attrs[k])
+            except TypeError as exc:
+                raise TypeError(f"{spec.name}(): argument '{k}': {exc}") from None
         if not grad_mode._state.enabled:
             m.no_grad = True
         m.outputs.extend(t._handle for t in outs)

@@ -351,3 +351,13 @@ def test_conversions_return_the_tensor_itself_when_nothing_changes(session):
         (x.float() * 3).sum().backward()  # the leaf itself: its .grad fills
         outcomes.append((same, names, x.grad.tolist()))
     assert outcomes[1] == outcomes[0]
+
+
+def test_a_call_refused_while_recording_sends_nothing(session):
+    x = session.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    before = session.round_trips
+    with pytest.raises(TypeError, match=r"^gather\(\): argument 'dim': an attribute cannot be a "
+                                        r"Tensor$"):
+        session.call("gather", (x, 1, session.tensor([[0]])), {})
+    assert session.round_trips == before  # the half-built instruction was not sent
+    assert (x * 2).sum().item() == 20.0
