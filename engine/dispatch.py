@@ -101,9 +101,12 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     arrays: list[Any] = []
     requires_grad = False
     cast = compute.np if compute is not None else None
+    view = op.view
     for a in flat:
         if type(a) is Tensor:
             data: Any = a._data
+            if view and type(data) is not np.ndarray:
+                data = a._array()  # a 0-d numpy scalar: share an array with the result
             if cast is not None and data.dtype != cast:
                 data = data.astype(cast)
             arrays.append(data)

@@ -98,7 +98,8 @@ defop("slice_backward", _slice_backward,
       out_shape=lambda grad, input_sizes, **kw: tuple(input_sizes), method=False,
       backward="SliceBackwardBackward0", doc="slice's gradient: grad placed in zeros")
 defop("alias", lambda x: x.view() if isinstance(x, np.ndarray) else x,
-      lambda ns, g, out, x: g, method=False, doc="the same tensor as a new node (x[...])")
+      lambda ns, g, out, x: g, method=False, doc="the same tensor as a new node (x[...])",
+      view=True)
 
 # --- index (advanced indexing), nonzero ----------------------------------------------------------
 

@@ -50,7 +50,7 @@ def _reshape(x: Any, shape: Sequence[int]) -> Any:
 defop("reshape", _reshape, lambda ns, g, out, x, shape: ns.reshape(g, shape=x.shape),
       attrs=(AttrSpec("shape", "ints", required=True),), backward="ViewBackward0",
       out_shape=lambda x, shape: infer_shape(shape, x.numel()),
-      doc="the same data with another shape")
+      doc="the same data with another shape", view=True)
 
 
 def expand_shape(shape: Sequence[int], size: Sequence[int],
@@ -85,12 +85,21 @@ def expand_shape(shape: Sequence[int], size: Sequence[int],
     return tuple(out)
 
 
-defop("expand", lambda x, size: np.broadcast_to(
-          x, expand_shape(x.shape, size, dtypes.from_numpy(x.dtype).torch_tensor_name)),
+def _expand(x: Any, size: Sequence[int]) -> Any:
+    shape = expand_shape(x.shape, size, dtypes.from_numpy(x.dtype).torch_tensor_name)
+    out = np.broadcast_to(x, shape)
+    if isinstance(x, np.ndarray) and x.flags.writeable and all(
+            st or n <= 1 for st, n in zip(out.strides, out.shape)):
+        # no element repeated (as torch, in-place writes are allowed): a writable view
+        return np.lib.stride_tricks.as_strided(x, out.shape, out.strides, writeable=True)
+    return out  # read-only: in-place ops refuse it with torch's internal-overlap message
+
+
+defop("expand", _expand,
       lambda ns, g, out, x, size: ns.sum_to_size(g, size=x.shape),
       attrs=(AttrSpec("size", "ints", required=True),),
       out_shape=lambda x, size: expand_shape(x.shape, size, x.dtype.torch_tensor_name),
-      doc="a broadcast view with the given size (-1 keeps a dimension)")
+      doc="a broadcast view with the given size (-1 keeps a dimension)", view=True)
 
 
 def sum_to_size(g: Any, size: Sequence[int]) -> Any:
@@ -168,7 +177,7 @@ def flatten_shape(shape: Sequence[int], start_dim: int, end_dim: int) -> tuple[i
 defop("flatten", lambda x, start_dim=0, end_dim=-1: np.reshape(
           x, flatten_shape(x.shape, start_dim, end_dim)), _back_to_shape,
       attrs=(AttrSpec("start_dim", "int", 0), AttrSpec("end_dim", "int", -1)),
-      backward="ViewBackward0", doc="dims start_dim..end_dim merged into one")
+      backward="ViewBackward0", doc="dims start_dim..end_dim merged into one", view=True)
 
 
 def _squeeze_axes(shape: Sequence[int], dim: Any) -> tuple[int, ...]:
@@ -185,9 +194,9 @@ def _squeeze_name(args: Sequence[Any], attrs: Any) -> str:
 
 defop("squeeze", lambda x, dim=None: np.squeeze(x, axis=_squeeze_axes(x.shape, dim)),
       _back_to_shape, attrs=(AttrSpec("dim", "dims", None),), backward=_squeeze_name,
-      doc="size-1 dims removed (all, or those among dim)")
+      doc="size-1 dims removed (all, or those among dim)", view=True)
 defop("unsqueeze", lambda x, dim: np.expand_dims(x, wrap_dim(dim, x.ndim + 1)), _back_to_shape,
-      attrs=(AttrSpec("dim", "int", required=True),), doc="a size-1 dim inserted at dim")
+      attrs=(AttrSpec("dim", "int", required=True),), doc="a size-1 dim inserted at dim", view=True)
 
 # --- permute, transpose, t -----------------------------------------------------------------------
 
@@ -210,7 +219,7 @@ def _permute_vjp(ns: Any, g: Any, out: Any, x: Any, dims: Sequence[int]) -> Any:
 
 
 defop("permute", lambda x, dims: np.transpose(x, permutation(dims, x.ndim)), _permute_vjp,
-      attrs=(AttrSpec("dims", "ints", required=True),), doc="the dims reordered")
+      attrs=(AttrSpec("dims", "ints", required=True),), doc="the dims reordered", view=True)
 
 
 def _transpose(x: Any, dim0: int, dim1: int) -> Any:
@@ -220,7 +229,7 @@ def _transpose(x: Any, dim0: int, dim1: int) -> Any:
 defop("transpose", _transpose,
       lambda ns, g, out, x, dim0, dim1: ns.transpose(g, dim0=dim0, dim1=dim1),
       attrs=(AttrSpec("dim0", "int", required=True), AttrSpec("dim1", "int", required=True)),
-      doc="dims dim0 and dim1 swapped")
+      doc="dims dim0 and dim1 swapped", view=True)
 
 
 def _t(x: Any) -> Any:
@@ -231,7 +240,7 @@ def _t(x: Any) -> Any:
 
 
 defop("t", _t, lambda ns, g, out, x: ns.t(g), backward="TBackward0",
-      doc="a matrix transposed (tensors with fewer dims unchanged)")
+      doc="a matrix transposed (tensors with fewer dims unchanged)", view=True)
 
 # --- flip, repeat --------------------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ class OpDef:
                  backward: str | NameRule, n_outputs: int | None,
                  out_shape: Callable[..., Sequence[int]] | None, doc: str, method: bool,
                  variadic: bool, differentiable_outputs: Sequence[int] | None, inplace: bool,
-                 inplace_backward: str | None = None):
+                 inplace_backward: str | None = None, view: bool = False):
         if vjps and len(vjps) != len(inputs):
             raise ValueError(f"{name}: {len(vjps)} vjp rules for {len(inputs)} inputs")
         self.name = name
@@ -72,6 +72,7 @@ class OpDef:
         self.variadic = variadic
         self.inplace = inplace
         self.inplace_backward = inplace_backward
+        self.view = view
         self.differentiable = any(v is not None for v in self.vjps)
         self.differentiable_outputs = (tuple(differentiable_outputs)
                                        if differentiable_outputs is not None else None)
@@ -163,7 +164,7 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
           n_outputs: int | None = 1, out_shape: Callable[..., Sequence[int]] | None = None,
           doc: str = "", method: bool = True, variadic: bool = False,
           differentiable_outputs: Sequence[int] | None = None, inplace: bool = False,
-          inplace_backward: str | None = None) -> OpDef:
+          inplace_backward: str | None = None, view: bool = False) -> OpDef:
     """Register an op: its forward (numpy), one VJP rule per input (None: no gradient).
 
     Args:
@@ -182,6 +183,9 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
         inplace: a `name_` in-place variant exists (`x.add_(y)`).
         inplace_backward: torch's node name for the in-place variant where it differs
             (`fill_` records FillBackward2, `torch.fill` FillBackward0).
+        view: the result may share the input's data (reshape, expand, permute, ...): a 0-d
+            input kept as a numpy scalar is turned into an array first, so writes through the
+            result reach it, as they reach torch's base tensor.
     """
     if name in OPS:
         raise ValueError(f"op {name!r} defined twice")
@@ -190,7 +194,7 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
     op = OpDef(name, forward, vjps, inputs=inputs, attrs=attrs, dtype=dtype or SAME,
                backward=backward, n_outputs=n_outputs, out_shape=out_shape, doc=doc,
                method=method, variadic=variadic, differentiable_outputs=differentiable_outputs,
-               inplace=inplace, inplace_backward=inplace_backward)
+               inplace=inplace, inplace_backward=inplace_backward, view=view)
     OPS[name] = op
     return op
 

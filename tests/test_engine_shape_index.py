@@ -371,3 +371,19 @@ def test_errors_match_torch(f):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _assert_error(lambda lib: f(lib, lib.tensor(X)))
+
+
+@pytest.mark.parametrize("view", [
+    lambda t: t.view(1), lambda t: t.reshape(1, 1), lambda t: t.unsqueeze(0), lambda t: t.flatten(),
+    lambda t: t[...], lambda t: t[None], lambda t: t.squeeze(), lambda t: t.t(),
+    lambda t: t.permute(()), lambda t: t.expand(()), lambda t: t.detach()])
+def test_writes_through_a_view_of_a_0d_tensor_reach_it(view):
+    # the engine keeps 0-d op results as numpy scalars; a view must still share their data
+    def run(lib: Any) -> Any:
+        x = lib.tensor(2.0) * 3  # an op result
+        v = view(x)
+        v.add_(1)
+        w = view(lib.tensor(5.0))
+        w.fill_(7)
+        return float(x), float(v.reshape(())), float(w.reshape(()))
+    assert run(ge) == run(torch)
