@@ -87,49 +87,58 @@ class Node:
     @classmethod
     def create(cls, op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any],
                outs: tuple[Tensor, ...]) -> Node | None:
-        """Record `op` applied to `args` giving `outs`; None if no input needs a gradient."""
+        """Record `op` applied to `args` giving `outs`; None if no input needs a gradient.
+
+        The hot path of every recorded op: one pass to find the inputs that need gradients,
+        one to fill the node.
+        """
         if op.variadic:
             return cls._create_variadic(op, args[0], attrs, outs)
         vjps = op.vjps
-        edges: list[tuple[Any, int] | None] = []
-        meta: list[tuple[tuple[int, ...], Any] | None] = []
         mask = 0
-        for i, a in enumerate(args):
-            if type(a) is Tensor:
-                meta.append((a._data.shape, a.dtype))
-                if a._rg and vjps[i] is not None:
-                    edges.append(a._edge())
-                    mask |= 1 << i
-                    continue
-            else:
-                meta.append(None)
-            edges.append(None)
+        i = 0
+        for a in args:
+            if type(a) is Tensor and a._rg and vjps[i] is not None:
+                mask |= 1 << i
+            i += 1
         if not mask:
             return None
-        need_out, data_idx, meta_idx = op.save_plan(mask)
-        node = cls()
-        node.op = op
-        node._name = op.node_name(args, attrs)
-        node.attrs = attrs
-        node.edges = tuple(edges)
-        node.meta = tuple(meta)
-        versions: list[tuple[Any, list[int], int]] = []
+        plan = op._plans.get(mask)
+        need_out, data_idx, meta_idx = plan if plan is not None else op.save_plan(mask)
+        edges: list[tuple[Any, int] | None] = []
+        meta: list[tuple[tuple[int, ...], Any] | None] = []
         saved: list[Any] = []
+        versions: list[tuple[Any, list[int], int]] = []
         saved_scalar = False
-        for i, a in enumerate(args):
-            if type(a) is not Tensor:
+        i = 0
+        for a in args:
+            if type(a) is Tensor:
+                meta.append((a._data.shape, a.dtype))
+                edges.append(a._edge() if mask >> i & 1 else None)
+                if i in data_idx:
+                    saved.append(a)
+                    v = a._version
+                    versions.append((a, v, v[0]))
+                elif i in meta_idx:
+                    saved.append(_Meta(a))
+                else:
+                    saved.append(None)
+            else:
+                meta.append(None)
+                edges.append(None)
                 saved.append(a)  # Python scalars and None are constants, never freed
                 # ... but torch saves a Python scalar operand a rule reads (x * 2 saves 2 as a
                 # wrapped tensor), so a second backward through such a node fails there too.
                 if a is not None and i in data_idx:
                     saved_scalar = True
-            elif i in data_idx:
-                saved.append(a)
-                versions.append((a, a._version, a._version[0]))
-            elif i in meta_idx:
-                saved.append(_Meta(a))
-            else:
-                saved.append(None)
+            i += 1
+        node = cls()
+        node.op = op
+        b = op._backward
+        node._name = b if isinstance(b, str) else b(args, attrs)
+        node.attrs = attrs
+        node.edges = tuple(edges)
+        node.meta = tuple(meta)
         node.args = tuple(saved)
         node.versions = tuple(versions)
         if need_out:

@@ -187,9 +187,7 @@ class Tensor:
             return (self.grad_fn, self.output_nr)
         acc = self._accum() if self._accum is not None else None
         if acc is None:
-            from .autograd import AccumulateGrad
-
-            acc = AccumulateGrad(self)
+            acc = autograd.AccumulateGrad(self)
             self._accum = weakref.ref(acc)
         return (acc, 0)
 
@@ -365,3 +363,5 @@ def _wrap_dim(dim: int, ndim: int) -> int:
     return dim % ndim if ndim else 0
 
 
+# Last: autograd imports Tensor from here; _edge reads autograd's names at call time.
+from . import autograd  # noqa: E402
