@@ -88,10 +88,11 @@ def expand_shape(shape: Sequence[int], size: Sequence[int],
 def _expand(x: Any, size: Sequence[int]) -> Any:
     shape = expand_shape(x.shape, size, dtypes.from_numpy(x.dtype).torch_tensor_name)
     out = np.broadcast_to(x, shape)
-    if isinstance(x, np.ndarray) and x.flags.writeable and all(
+    if isinstance(x, np.ndarray) and x.flags.writeable and out.size == x.size and all(
             st or n <= 1 for st, n in zip(out.strides, out.shape)):
-        # no element repeated (as torch, in-place writes are allowed): a writable view
-        return np.lib.stride_tricks.as_strided(x, out.shape, out.strides, writeable=True)
+        # no element repeated, only leading size-1 dims added: a writable view (torch allows
+        # in-place writes there); reshape adding leading 1s never copies
+        return x.reshape(shape)
     return out  # read-only: in-place ops refuse it with torch's internal-overlap message
 
 
