@@ -27,6 +27,11 @@ def broadcast_shape(*args: Any, **attrs: Any) -> tuple[int, ...]:
         InvalidArgumentError: the shapes do not broadcast (torch's message).
     """
     shapes = [tuple(a.shape) for a in args if _is_tensor(a)]
+    if not shapes:
+        return ()
+    first = shapes[0]
+    if all(s == first for s in shapes):  # one shape (a tensor and scalars) or all equal
+        return first
     try:
         return tuple(np.broadcast_shapes(*shapes))
     except ValueError:

@@ -70,15 +70,27 @@ def tensor_info(handle: int, t: ge.Tensor, out: session_pb2.TensorInfo) -> None:
     """Fill `out` with the metadata of `t`."""
     out.handle = handle
     out.dtype = codec.wire_dtype(t.dtype.name)
-    out.shape.extend(t.shape)
+    shape = t.shape
+    if shape:
+        out.shape.extend(shape)
     out.requires_grad = t.requires_grad
-    out.is_leaf = t.is_leaf
-    out.grad_fn = t.grad_fn.name() if t.grad_fn is not None else ""
-    out.version = t._version_counter
+    node = t.grad_fn
+    if node is None:
+        out.is_leaf = True
+    else:  # is_leaf stays False, its default
+        out.grad_fn = node.name()
+    version = t._version_counter
+    if version:
+        out.version = version
 
 
 def _nbytes(values: Sequence[Any]) -> int:
     return sum(v.nbytes for v in values if isinstance(v, ge.Tensor))
+
+
+def _unreachable(msg: graph_pb2.Value) -> Any:
+    """The resolver for `Executor.value`'s other kinds, which never reference a tensor."""
+    raise AssertionError("handle and ref values are resolved by Executor.value")
 
 
 def _index_tensors(key: Any) -> Sequence[Any]:
@@ -104,17 +116,19 @@ class Executor:
                 f"batch has {len(instructions)} instructions, more than the limit of "
                 f"{self.s.limits.max_instructions}")
         resp = session_pb2.BatchResponse()
+        add_result, check_deadline = resp.results.add, self.check_deadline
+        handlers, budget_check = self.HANDLERS, self.budget.check
         with ge.limits.allocation_limit(self.limit), ge.enable_grad():
             for i, ins in enumerate(instructions):
                 self.bound = []
-                result = resp.results.add()
+                result = add_result()
                 try:
-                    self.check_deadline()
+                    check_deadline()
                     kind = ins.WhichOneof("kind")
                     if kind is None:
                         raise InvalidRequestError("instruction has no kind set")
-                    growth = self.HANDLERS[kind](self, getattr(ins, kind), result)
-                    self.budget.check(kind, growth)
+                    growth = handlers[kind](self, getattr(ins, kind), result)
+                    budget_check(kind, growth)
                 except Exception as exc:
                     for h in self.bound:  # a failing instruction binds nothing
                         self.s.tensors.pop(h, None)
@@ -131,8 +145,12 @@ class Executor:
             raise NotFoundError(f"unknown tensor handle {handle} (released or never created)")
         return t
 
-    def bind(self, handle: int, t: ge.Tensor, result: session_pb2.InstructionResult) -> int:
-        self._check_new(handle)
+    def bind(self, handle: int, t: ge.Tensor, result: session_pb2.InstructionResult, *,
+             checked: bool = False) -> int:
+        """Bind `t` to `handle` (`checked`: `_check_new(handle)` passed and nothing was bound
+        since) and describe it in `result`; returns its bytes."""
+        if not checked:
+            self._check_new(handle)
         self.s.tensors[handle] = t
         self.bound.append(handle)
         tensor_info(handle, t, result.handles.tensors.add())
@@ -148,34 +166,35 @@ class Executor:
                                      "handles; release some")
 
     def value(self, v: graph_pb2.Value, what: str) -> Any:
-        def resolve(msg: graph_pb2.Value) -> Any:
-            if msg.WhichOneof("kind") == "ref":
-                raise InvalidRequestError(f"{what}: graph references are not valid in a batch; "
-                                          "use handles")
-            return self.tensor(msg.handle)
-        return codec.decode_value(v, resolve, self.limit, what)
+        kind = v.WhichOneof("kind")
+        if kind == "handle":  # the common case first, without a resolver
+            return self.tensor(v.handle)
+        if kind == "ref":
+            raise InvalidRequestError(f"{what}: graph references are not valid in a batch; "
+                                      "use handles")
+        return codec.decode_value(v, _unreachable, self.limit, what)
 
-    def within_budget(self, run: Callable[[], Any]) -> Any:
+    def within_budget(self, run: Callable[..., Any], *args: Any) -> Any:
         """`run()` (one op) with the engine's per-op allocation limit lowered to the bytes the
         session has left (every element takes at least one byte), so a result that cannot fit
         is refused before it is allocated. A refusal based on the estimate is confirmed by an
-        exact measurement first."""
+        exact measurement first. `run(*args)`: no closure per instruction on the hot path."""
         max_bytes = self.s.limits.max_bytes
         left = max_bytes - self.s.measured_bytes - self.budget.pending
         if left >= self.limit:
-            return run()
+            return run(*args)
         try:
             with ge.limits.allocation_limit(max(0, left)):
-                return run()
+                return run(*args)
         except ge.errors.AllocationLimitError as exc:
             refusal = exc
         estimate, left = left, max_bytes - self.budget.measure()
         if left >= self.limit:
-            return run()
+            return run(*args)
         if left > estimate:
             try:
                 with ge.limits.allocation_limit(max(0, left)):
-                    return run()
+                    return run(*args)
             except ge.errors.AllocationLimitError as exc:
                 refusal = exc
         raise LimitExceededError(
@@ -192,21 +211,34 @@ class Executor:
         return self.bind(m.handle, t, r)
 
     def apply_op(self, m: session_pb2.ApplyOp, r: session_pb2.InstructionResult) -> int:
-        op = ops.lookup(m.op)
-        ops.check_arity(op, len(m.inputs))
-        if op.n_outputs is not None and len(m.outputs) != op.n_outputs:
-            raise InvalidRequestError(f"{m.op}() has {op.n_outputs} output(s), but "
-                                      f"{len(m.outputs)} handle(s) were given")
-        for h in m.outputs:
+        # The hot path of a batch: checks as ever, but no closure, context manager or repeated
+        # lookup that the common case (one output, grad mode unchanged) does not need.
+        name, given = m.op, m.inputs
+        op = ops.checked(name, len(given))
+        outputs = m.outputs
+        n_out = len(outputs)
+        if op.n_outputs is not None and n_out != op.n_outputs:
+            raise InvalidRequestError(f"{name}() has {op.n_outputs} output(s), but "
+                                      f"{n_out} handle(s) were given")
+        for h in outputs:
             self._check_new(h)
-        inputs = [self.value(v, f"{m.op}() input") for v in m.inputs]
-        attrs = codec.decode_attrs(m.attrs, m.op)
-        with ge.set_grad_enabled(not m.no_grad):
-            outs = self.within_budget(lambda: ops.run(op, inputs, attrs, self.s.generator))
-        if len(outs) != len(m.outputs):
-            raise InvalidRequestError(f"{m.op}() produced {len(outs)} output(s), but "
-                                      f"{len(m.outputs)} handle(s) were given")
-        return _nbytes(inputs) + sum(self.bind(h, t, r) for h, t in zip(m.outputs, outs))
+        what = f"{name}() input"
+        inputs = [self.value(v, what) for v in given]
+        attrs = codec.decode_attrs(m.attrs, name) if m.attrs else {}
+        if m.no_grad == ge.is_grad_enabled():  # switch grad mode only when it differs
+            with ge.set_grad_enabled(not m.no_grad):
+                outs = self.within_budget(ops.run, op, inputs, attrs, self.s.generator)
+        else:
+            outs = self.within_budget(ops.run, op, inputs, attrs, self.s.generator)
+        if len(outs) != n_out:
+            raise InvalidRequestError(f"{name}() produced {len(outs)} output(s), but "
+                                      f"{n_out} handle(s) were given")
+        growth = _nbytes(inputs)
+        if n_out == 1:  # checked above, and nothing was bound since
+            return growth + self.bind(outputs[0], outs[0], r, checked=True)
+        for h, t in zip(outputs, outs):  # re-checked: the handles may repeat
+            growth += self.bind(h, t, r)
+        return growth
 
     def apply_inplace(self, m: session_pb2.ApplyInplace,
                       r: session_pb2.InstructionResult) -> int:
@@ -218,7 +250,7 @@ class Executor:
         inputs = [self.value(v, f"{m.op}() input") for v in m.inputs]
         attrs = codec.decode_attrs(m.attrs, m.op)
         with ge.set_grad_enabled(not m.no_grad):
-            self.within_budget(lambda: ge.apply_inplace(op.name, target, inputs, attrs))
+            self.within_budget(ge.apply_inplace, op.name, target, inputs, attrs)
         tensor_info(m.target, target, r.handles.tensors.add())
         return _nbytes(inputs) + 2 * target.nbytes
 
@@ -227,7 +259,7 @@ class Executor:
         self._check_new(m.result)
         key = indexing.decode_index(m.index, self.value, "index")
         with ge.set_grad_enabled(not m.no_grad):
-            out = self.within_budget(lambda: t[key])
+            out = self.within_budget(t.__getitem__, key)
         return _nbytes(_index_tensors(key)) + self.bind(m.result, out, r)
 
     def index_put(self, m: session_pb2.IndexPut, r: session_pb2.InstructionResult) -> int:

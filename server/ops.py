@@ -57,10 +57,31 @@ def check_arity(op: Any, n_inputs: int) -> None:
             f"got {n_inputs}")
 
 
+# (wire op name, number of inputs) -> OpDef, for pairs that passed lookup and check_arity. Only
+# valid pairs are kept, so the cache is bounded by the registry, whatever clients send.
+_CHECKED: dict[tuple[str, int], Any] = {}
+
+
+def checked(name: str, n_inputs: int) -> Any:
+    """`lookup(name)` then `check_arity(op, n_inputs)`, remembered for pairs that pass.
+
+    Raises:
+        UnknownOpError, InvalidRequestError: as `lookup` and `check_arity`.
+    """
+    op = _CHECKED.get((name, n_inputs))
+    if op is None:
+        op = lookup(name)
+        check_arity(op, n_inputs)
+        _CHECKED[(name, n_inputs)] = op
+    return op
+
+
 def run(op: Any, inputs: Sequence[Any], attrs: dict[str, Any], generator: Any) -> tuple[Any, ...]:
     """Apply `op`; always returns a tuple of output tensors."""
     if op.variadic:
         args: Sequence[Any] = [list(inputs)]
+    elif len(inputs) == len(op.inputs):
+        args = inputs
     else:
         args = [*inputs, *([None] * (len(op.inputs) - len(inputs)))]
     if generator is not None and _takes_generator(op.name):

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
+import time
 from typing import Any
 
 import grpc
@@ -27,16 +29,22 @@ SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 class Call:
     """What a servicer method knows about its call besides the request."""
 
-    __slots__ = ("context", "owner")
+    __slots__ = ("context", "owner", "_deadline")
 
     def __init__(self, context: grpc.ServicerContext, owner: str):
         self.context = context
         self.owner = owner
+        self._deadline: float | None = None  # monotonic; read from the context once
 
     def check_deadline(self) -> None:
-        """Raises DeadlineError once the caller's deadline has passed."""
-        remaining = self.context.time_remaining()
-        if remaining is not None and remaining <= 0:
+        """Raises DeadlineError once the caller's deadline has passed (checked per batch
+        instruction and graph node: the context is asked once, then only the clock)."""
+        deadline = self._deadline
+        if deadline is None:
+            remaining = self.context.time_remaining()
+            deadline = math.inf if remaining is None else time.monotonic() + remaining
+            self._deadline = deadline
+        if time.monotonic() >= deadline:
             raise DeadlineError("deadline exceeded while executing the request")
 
     def session_id(self, in_message: str) -> str:
