@@ -54,9 +54,14 @@ class ReleaseQueue:
         return len(self._handles)
 
 
-def user_origin() -> tuple[str, int]:
-    """(file, line) of the innermost frame outside gradserve.client: the user's op."""
-    frame: Any = sys._getframe(2)
+def user_origin(depth: int = 2) -> tuple[str, int]:
+    """(file, line) of the innermost frame outside gradserve.client: the user's op.
+
+    `depth`: frames to skip from the caller of this function (`sys._getframe(depth)`), which
+    must all be client code. Hot paths skip the frames they know are ours in one jump, since
+    every frame walked with `f_back` costs a frame object.
+    """
+    frame: Any = sys._getframe(depth)
     while frame is not None and frame.f_code.co_filename.startswith(_CLIENT_DIR):
         frame = frame.f_back
     return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("<unknown>", 0)
@@ -89,7 +94,7 @@ class Recorder:
         """A new pending instruction (fill it in); `binds` are tensors it will bind."""
         self.sinks.append(sink)
         self.bound.append(binds or [])
-        self.origins.append(origin or user_origin())
+        self.origins.append(origin or user_origin(3))
         return self.request.instructions.add()
 
     def truncate(self, n: int) -> None:

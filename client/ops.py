@@ -52,6 +52,8 @@ class OpSpec:
         Raises:
             TypeError: missing inputs or too many positional arguments.
         """
+        if not kwargs and not self.variadic and len(args) == len(self.inputs):
+            return list(args), {}  # every input positional, no attributes: the common case
         kw = dict(kwargs)
         if self.variadic:
             tensors = args[0] if args else kw.pop(self.inputs[0], None)

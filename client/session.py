@@ -21,7 +21,7 @@ from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
 from . import codec, grad_mode, optim, overloads
-from .batch import Recorder
+from .batch import Recorder, user_origin
 from .errors import copy_error
 from .ops import OpSpec, make_function
 from .optim import Optimizer
@@ -75,7 +75,9 @@ class Session:
         self.eager = eager
         self.closed = False
         self._handles = itertools.count(1)
-        self._live: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
+        # handle -> weak reference of each live tensor (a plain dict: Tensor.__del__ removes its
+        # entry through `dropped`, cheaper per op than a WeakValueDictionary)
+        self._live: dict[int, weakref.ref[Tensor]] = {}
         self.restored: dict[str, Tensor] = {}  # filled by Client.restore
         self._epoch = 0  # bumped by every recorded instruction that may change a value
         self._recorder = Recorder(self._send, session_id, client.target)
@@ -160,10 +162,11 @@ class Session:
 
     # --- recording ------------------------------------------------------------------------------
 
-    def _record(self, sink: Any = None, binds: list[Tensor] | None = None) -> spb.Instruction:
+    def _record(self, sink: Any = None, binds: list[Tensor] | None = None,
+                origin: tuple[str, int] | None = None) -> spb.Instruction:
         if self.closed:
             raise RuntimeError(f"session {self.id} is closed")
-        return self._recorder.add(sink, binds)
+        return self._recorder.add(sink, binds, origin)
 
     def _after_record(self) -> None:
         if self.eager:
@@ -171,8 +174,13 @@ class Session:
 
     def _new_tensor(self) -> Tensor:
         t = Tensor(self, next(self._handles))
-        self._live[t._handle] = t
+        self._live[t._handle] = weakref.ref(t)
         return t
+
+    def live_tensors(self) -> dict[int, Tensor]:
+        """{handle: tensor} of this session's client tensors still referenced by the program."""
+        live = {h: ref() for h, ref in list(self._live.items())}
+        return {h: t for h, t in live.items() if t is not None}
 
     def save(self, path: Any, tensors: Any = None, optimizers: Any = None) -> None:
         """Save leaf tensors' values, grads and requires_grad, and optimizers' state, to `path`
@@ -185,6 +193,7 @@ class Session:
 
     def dropped(self, handle: int) -> None:
         """A client tensor was garbage-collected: release its handle with the next request."""
+        self._live.pop(handle, None)
         self._recorder.released.put(handle)
 
     def _value(self, v: Any, out: graph_pb2.Value, what: str) -> None:
@@ -242,15 +251,21 @@ class Session:
 
     def _record_apply(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any],
                       outs: list[Tensor], requires_grad: Any) -> None:
-        m = self._record(_bind_outputs(outs), outs).apply_op
+        # The caller of _apply is client code (ops.make_function, call, method): the walk to
+        # the user's frame starts there.
+        m = self._record(_bind_outputs(outs), outs, user_origin(3)).apply_op
         m.op = spec.name
-        what = f"{spec.name}(): argument"
         if spec.variadic:
             for v in inputs[0]:
-                self._value(v, m.inputs.add(), f"{what} '{spec.inputs[0]}'")
+                self._value(v, m.inputs.add(), f"{spec.name}(): argument '{spec.inputs[0]}'")
         else:
             for name, v in zip(spec.inputs, inputs):
-                self._value(v, m.inputs.add(), f"{what} '{name}'")
+                if type(v) is Tensor and v._owner is self and v._error is None:
+                    m.inputs.add(handle=v._handle)  # what _value does, without its message
+                elif type(v) is float:
+                    m.inputs.add(float_scalar=v)
+                else:
+                    self._value(v, m.inputs.add(), f"{spec.name}(): argument '{name}'")
         for k, v in attrs.items():
             try:
                 codec.encode_attr(v, m.attrs[k])
@@ -258,7 +273,10 @@ class Session:
                 raise TypeError(f"{spec.name}(): argument '{k}': {exc}") from None
         if not grad_mode._state.enabled:
             m.no_grad = True
-        m.outputs.extend(t._handle for t in outs)
+        if len(outs) == 1:
+            m.outputs.append(outs[0]._handle)
+        else:
+            m.outputs.extend(t._handle for t in outs)
         if requires_grad:
             r = self._record(_update_info(outs[0]), [outs[0]]).set_requires_grad
             r.handle = outs[0]._handle

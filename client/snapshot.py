@@ -87,7 +87,7 @@ def save(session: Any, path: str | Path,
     Raises:
         ValueError: a tensor is not a leaf, or a tensor or optimizer belongs to another session.
     """
-    named = _named(session._live, tensors, "t")
+    named = _named(session.live_tensors(), tensors, "t")
     named_opts = _named(session._optimizers, optimizers, "optimizer")
     saved = {id(t) for t in named.values()}
     for oname, opt in named_opts.items():

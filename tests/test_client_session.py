@@ -132,6 +132,34 @@ def test_engine_errors_keep_type_message_and_user_line(session):
     assert (a * 2).tolist() == [2.0, 4.0, 6.0]
 
 
+def _recorded_in_helper(session, a, b):
+    return a + b, sys._getframe().f_lineno
+
+
+@pytest.mark.parametrize("spelling", ["operator", "function", "method", "functional",
+                                      "overload", "helper"])
+def test_failing_op_names_the_user_line_for_every_recording_path(session, spelling):
+    # the client finds the user's frame by skipping its own frames (client/batch.py:user_origin)
+    a = session.tensor([1.0, 2.0, 3.0])
+    b = session.tensor([1.0, 2.0])
+    here = sys._getframe().f_lineno
+    if spelling == "operator":
+        c, line = a * b, here + 2
+    elif spelling == "function":
+        c, line = session.mul(a, b), here + 4
+    elif spelling == "method":
+        c, line = a.mul(b), here + 6
+    elif spelling == "functional":
+        c, line = session.nn.functional.mse_loss(a, b), here + 8
+    elif spelling == "overload":
+        c, line = session.max(a, b), here + 10
+    else:
+        c, line = _recorded_in_helper(session, a, b)
+    with pytest.raises(RuntimeError) as info:
+        c.tolist()
+    assert info.value.gradserve_origin == f"{__file__}:{line}"
+
+
 def test_backward_errors_surface_at_backward(session):
     x = session.tensor(2.0, requires_grad=True)
     y = x.detach() ** 2
