@@ -99,14 +99,15 @@ def decode_array(msg: tensor_pb2.Tensor, max_elements: int, what: str = "tensor"
     if encoding is None:
         raise InvalidRequestError(f"{what}: no data (set exactly one of raw or a typed list)")
     if encoding == "raw":
+        raw = msg.raw  # each read of the field copies the bytes out of the message: read once
         expected = n * wire.itemsize
-        if len(msg.raw) != expected:
+        if len(raw) != expected:
             raise InvalidRequestError(
-                f"{what}: raw data has {len(msg.raw)} bytes, but shape {list(shape)} of "
+                f"{what}: raw data has {len(raw)} bytes, but shape {list(shape)} of "
                 f"{name} needs {expected}")
-        if msg.dtype == tensor_pb2.DTYPE_BOOL and n and np.frombuffer(msg.raw, np.uint8).max() > 1:
+        if msg.dtype == tensor_pb2.DTYPE_BOOL and n and np.frombuffer(raw, np.uint8).max() > 1:
             raise InvalidRequestError(f"{what}: bool raw bytes must be 0 or 1")
-        flat = np.frombuffer(msg.raw, dtype=wire)
+        flat = np.frombuffer(raw, dtype=wire)
     else:
         if encoding != _LIST_FIELD[msg.dtype]:
             raise InvalidRequestError(f"{what}: {encoding} does not match dtype {name}")

@@ -7,7 +7,7 @@ The deadline is checked between ops.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,15 +45,13 @@ def validate(req: service_pb2.RunGraphRequest, config: ServerConfig,
     extra = set(req.inputs) - set(defined)
     if extra:
         raise InvalidRequestError(f"values given for unknown graph inputs {sorted(extra)}")
-    later = {n.id for n in g.nodes}
     for node in g.nodes:
         where = f"node {node.id!r} ({node.op})"
-        op = ops.lookup(node.op)
-        ops.check_arity(op, len(node.inputs))
+        op = ops.checked(node.op, len(node.inputs))  # lookup and arity
         for v in node.inputs:
             kind = v.WhichOneof("kind")
             if kind == "ref":
-                _check_ref(defined, later, v.ref, where)
+                _check_ref(defined, g.nodes, v.ref, where)
             elif kind == "handle" and not handles_allowed:
                 raise InvalidRequestError(f"{where}: handle inputs need a session "
                                           "(set session_id)")
@@ -62,7 +60,7 @@ def validate(req: service_pb2.RunGraphRequest, config: ServerConfig,
         _check_attrs(op, node, where)
         _define(defined, node.id, op.n_outputs, "node id")
     for out in g.outputs:
-        _check_ref(defined, set(), out.ref, f"output {out.name!r}")
+        _check_ref(defined, (), out.ref, f"output {out.name!r}")
     names = [o.name for o in g.outputs]
     if len(set(names)) != len(names):
         raise InvalidRequestError(f"duplicate output names in {names}")
@@ -84,10 +82,11 @@ def _define(defined: dict[str, int | None], name: str, n_outputs: int | None, wh
     defined[name] = n_outputs
 
 
-def _check_ref(defined: dict[str, int | None], later: set[str], ref: graph_pb2.NodeOutput,
-               where: str) -> None:
+def _check_ref(defined: dict[str, int | None], nodes: Sequence[graph_pb2.Node],
+               ref: graph_pb2.NodeOutput, where: str) -> None:
+    """`nodes`: the graph's nodes, to tell a later definition from none (read on error only)."""
     if ref.id not in defined:
-        if ref.id in later:
+        if any(n.id == ref.id for n in nodes):
             raise InvalidRequestError(
                 f"{where} refers to {ref.id!r}, which is not defined before it "
                 "(nodes must be in topological order; cycles are not allowed)")
@@ -100,7 +99,7 @@ def _check_ref(defined: dict[str, int | None], later: set[str], ref: graph_pb2.N
 
 
 def _check_attrs(op: Any, node: graph_pb2.Node, where: str) -> None:
-    specs = {s.name: s for s in op.attrs}
+    specs = {s.name: s for s in op.attrs} if node.attrs else {}
     for name, value in node.attrs.items():
         spec = specs.get(name)
         if spec is None:
@@ -149,16 +148,21 @@ def execute(req: service_pb2.RunGraphRequest, config: ServerConfig, *,
             check_deadline()
             cap = limit
             try:
-                op = ops.lookup(node.op)
-                inputs = [codec.decode_value(v, resolve, limit, f"{node.op}() input")
-                          for v in node.inputs]
+                op = ops.checked(node.op, len(node.inputs))
+                what = f"{node.op}() input"
+                inputs = [codec.decode_value(v, resolve, limit, what) for v in node.inputs]
                 for v in inputs:
                     budget.add(v)  # inline constants
-                attrs = codec.decode_attrs(node.attrs, node.op)
+                attrs = codec.decode_attrs(node.attrs, node.op) if node.attrs else {}
                 cap = min(limit, budget.left())
-                with ge.set_grad_enabled(not node.no_grad), ge.limits.allocation_limit(cap):
-                    env[node.id] = ops.run(op, inputs, attrs, generator)
-                for t in env[node.id]:
+                # context managers only where the grad mode or the allocation limit changes
+                if cap < limit or node.no_grad == ge.is_grad_enabled():
+                    with ge.set_grad_enabled(not node.no_grad), ge.limits.allocation_limit(cap):
+                        outs = ops.run(op, inputs, attrs, generator)
+                else:
+                    outs = ops.run(op, inputs, attrs, generator)
+                env[node.id] = outs
+                for t in outs:
                     budget.add(t)
             except ge.errors.AllocationLimitError as exc:
                 if cap < limit:

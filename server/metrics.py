@@ -27,12 +27,18 @@ class Metrics:
                            registry=self.registry)
         self.bytes.set_function(bytes_held)
         self._http: Any = None
+        # (method, code) -> (counter, histogram) children; methods and codes are finite sets
+        self._children: dict[tuple[str, grpc.StatusCode], tuple[Any, Any]] = {}
 
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         """Count one finished RPC."""
-        name = code.name
-        self.requests.labels(method, name).inc()
-        self.latency.labels(method, name).observe(seconds)
+        children = self._children.get((method, code))
+        if children is None:  # labels() validates and locks: once per (method, code)
+            name = code.name
+            children = (self.requests.labels(method, name), self.latency.labels(method, name))
+            self._children[(method, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> int:
         """Expose /metrics over HTTP; returns the bound port (useful with port 0)."""
