@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from gradserve.v1 import SERVICE_NAME, service_pb2, service_pb2_grpc
 
+from . import heap
 from .auth import Authenticator, read_tokens
 from .config import ServerConfig
 from .metrics import Metrics
@@ -120,6 +121,7 @@ def create_server(config: ServerConfig) -> tuple[GradServer, int]:
 def serve(config: ServerConfig) -> int:
     """Run until SIGTERM or SIGINT, then drain gracefully. Returns the exit status (0)."""
     logging.captureWarnings(True)  # engine warnings (torch's) go to the log, not stderr raw
+    heap.keep_top_pad(config.malloc_top_pad)  # process-wide: here, not in create_server (0: off)
     server, port = create_server(config)
     stopping = threading.Event()
 

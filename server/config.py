@@ -41,6 +41,7 @@ class ServerConfig:
     tls_client_ca: str | None = None
     metrics_port: int | None = None
     log_level: str = "INFO"
+    malloc_top_pad: int = 0
 
 
 _HELP = {
@@ -67,6 +68,9 @@ _HELP = {
     "tls_client_ca": "PEM CA bundle: require client certificates it signed (mutual TLS)",
     "metrics_port": "serve Prometheus metrics over HTTP on this port (default: off)",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "malloc_top_pad": "freed bytes the C allocator (glibc) keeps per heap for reuse, so large "
+                      "tensors do not fault their pages in anew on every call; raises peak RSS "
+                      "(0: the allocator's default)",
 }
 
 ENV_PREFIX = "GRADSERVE_"

@@ -134,3 +134,19 @@ def test_serve_console_script_is_registered():
     assert ep.value == "gradserve.server.cli:main"
 
 
+
+
+def test_malloc_top_pad_is_a_setting_and_zero_leaves_the_allocator_alone():
+    from gradserve.server import heap
+
+    assert config.from_argv(["--malloc-top-pad", "0"], environ={}).malloc_top_pad == 0
+    assert config.from_argv([], environ={"GRADSERVE_MALLOC_TOP_PAD": "5"}).malloc_top_pad == 5
+    assert config.ServerConfig().malloc_top_pad == 0  # off unless asked for
+    assert heap.keep_top_pad(0) is False
+    # glibc accepts it (elsewhere the call reports False and changes nothing); in a child
+    # process, since it changes the allocator of the whole process
+    if sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION"):
+        code = "from gradserve.server import heap; print(heap.keep_top_pad(16 << 20))"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=60, check=True)
+        assert out.stdout.strip() == "True"

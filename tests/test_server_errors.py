@@ -174,7 +174,7 @@ def test_session_id_metadata_must_match(gradserve_session, gradserve_stub):
 
 def test_deadline_checked_between_instructions(gradserve_session):
     s = gradserve_session
-    n = 20000
+    n = 60000  # ~10 us each: well past the 0.2 s deadline
     batch = [s.create(1, [1.0] * 100)] + [s.op("neg", [h(1)], [2 + i]) for i in range(n)]
     with pytest.raises(grpc.RpcError) as info:
         s.run(*batch, timeout=0.2)
