@@ -1,9 +1,11 @@
 """The `gradserve` command: configuration from flags and environment, health, ops, SIGTERM drain."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import grpc
 import pytest
@@ -36,6 +38,16 @@ def test_every_limit_has_a_flag_and_an_env_var(capsys):
                  "tls-client-ca", "metrics-port", "workers"):
         assert f"--{name}" in text
         assert "GRADSERVE_" + name.upper().replace("-", "_") in text
+
+
+def test_readme_documents_every_serve_flag(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    flags = set(re.findall(r"(--[a-z][a-z-]+)", capsys.readouterr().out)) - {"--help"}
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    rows = set(re.findall(r"^\| `(--[a-z-]+)` \| `(GRADSERVE_[A-Z_]+)` \|", readme, re.M))
+    assert {flag for flag, _ in rows} == flags
+    assert all(env == "GRADSERVE_" + flag[2:].upper().replace("-", "_") for flag, env in rows)
 
 
 def test_bad_config_exits_2(capsys):
