@@ -316,30 +316,44 @@ def _nll(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
          reduction: str = "mean") -> Any:
     c, safe, valid, ww = _flat(x.shape, t, w, ignore_index)
     picked = _classes_last(x)[np.arange(safe.size), safe]
-    losses = (-picked * ww).astype(x.dtype)
+    return _reduce_weighted((-picked * ww).astype(x.dtype), t, ww, reduction)
+
+
+def _reduce_weighted(losses: Any, t: Any, ww: Any, reduction: str) -> Any:
+    """Per-element losses reduced as nll_loss reduces: 'mean' divides by the summed weights."""
     if reduction == "none":
         return losses.reshape(np.shape(t))
     total = losses.sum()
     if reduction == "sum":
         return total
     with np.errstate(invalid="ignore", divide="ignore"):
-        return total / np.asarray(ww.sum(), dtype=x.dtype)
+        return total / np.asarray(ww.sum(), dtype=losses.dtype)
 
 
-def _nll_backward(g: Any, t: Any, w: Any = None, shape: Sequence[int] = (),
-                  ignore_index: int = -100, reduction: str = "mean") -> Any:
-    c, safe, valid, ww = _flat(shape, t, w, ignore_index)
+def _element_grads(g: Any, safe: Any, ww: Any, reduction: str) -> Any:
+    """The gradient of `_reduce_weighted` at each (flat) element's loss."""
     g = np.asarray(g)
     gg = g.reshape(-1) if reduction == "none" else np.broadcast_to(g, safe.shape)
     if reduction == "mean":
         with np.errstate(invalid="ignore", divide="ignore"):
             gg = gg / np.asarray(ww.sum(), dtype=g.dtype)
-    flat = np.zeros((safe.size, c), dtype=g.dtype)
-    flat[np.arange(safe.size), safe] = -gg * ww
+    return gg
+
+
+def _classes_back(flat: Any, shape: Sequence[int]) -> Any:
+    """(elements, classes) back to the input's layout (class dim 1; `_classes_last` undone)."""
     if len(shape) == 1:
-        return flat.reshape(c)
-    rest = (shape[0], *shape[2:], c)
-    return np.moveaxis(flat.reshape(rest), -1, 1)
+        return flat.reshape(shape[0])
+    return np.moveaxis(flat.reshape((shape[0], *shape[2:], flat.shape[1])), -1, 1)
+
+
+def _nll_backward(g: Any, t: Any, w: Any = None, shape: Sequence[int] = (),
+                  ignore_index: int = -100, reduction: str = "mean") -> Any:
+    c, safe, valid, ww = _flat(shape, t, w, ignore_index)
+    gg = _element_grads(g, safe, ww, reduction)
+    flat = np.zeros((safe.size, c), dtype=gg.dtype)
+    flat[np.arange(safe.size), safe] = -gg * ww
+    return _classes_back(flat, shape)
 
 
 def _nll_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
@@ -389,29 +403,15 @@ def _smooth(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
     xl = _classes_last(x)
     if w is not None:
         xl = xl * np.asarray(w, dtype=x.dtype)
-    losses = (-xl.sum(axis=1) * valid).astype(x.dtype)
-    if reduction == "none":
-        return losses.reshape(np.shape(t))
-    total = losses.sum()
-    if reduction == "sum":
-        return total
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return total / np.asarray(ww.sum(), dtype=x.dtype)
+    return _reduce_weighted((-xl.sum(axis=1) * valid).astype(x.dtype), t, ww, reduction)
 
 
 def _smooth_backward(g: Any, t: Any, w: Any = None, shape: Sequence[int] = (),
                      ignore_index: int = -100, reduction: str = "mean") -> Any:
     c, safe, valid, ww = _flat(shape, t, w, ignore_index)
-    g = np.asarray(g)
-    gg = g.reshape(-1) if reduction == "none" else np.broadcast_to(g, safe.shape)
-    if reduction == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            gg = gg / np.asarray(ww.sum(), dtype=g.dtype)
-    per_class = np.ones(c, dtype=g.dtype) if w is None else np.asarray(w, dtype=g.dtype)
-    flat = -(gg * valid).astype(g.dtype)[:, None] * per_class[None, :]
-    if len(shape) == 1:
-        return flat.reshape(c)
-    return np.moveaxis(flat.reshape((shape[0], *shape[2:], c)), -1, 1)
+    gg = _element_grads(g, safe, ww, reduction)
+    per_class = np.ones(c, dtype=gg.dtype) if w is None else np.asarray(w, dtype=gg.dtype)
+    return _classes_back(-(gg * valid).astype(gg.dtype)[:, None] * per_class[None, :], shape)
 
 
 def _smooth_backward_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
