@@ -21,6 +21,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from gradserve.v1 import session_pb2
 
 
+REQUIRES_GRAD_ATTRIBUTE_MESSAGE = (
+    "only Tensors of floating point and complex dtype can require gradients")
+
+
 class Size(tuple):  # type: ignore[type-arg]
     """torch.Size: a tuple of ints printed as `torch.Size([2, 3])`."""
 
@@ -148,6 +152,9 @@ class Tensor:
 
     @requires_grad.setter
     def requires_grad(self, flag: bool) -> None:
+        # torch words the attribute's dtype refusal differently from requires_grad_()'s
+        if flag and not self.dtype.is_floating_point:
+            raise RuntimeError(REQUIRES_GRAD_ATTRIBUTE_MESSAGE)
         self.requires_grad_(flag)
 
     @property

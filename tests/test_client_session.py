@@ -389,3 +389,18 @@ def test_a_call_refused_while_recording_sends_nothing(session):
         session.call("gather", (x, 1, session.tensor([[0]])), {})
     assert session.round_trips == before  # the half-built instruction was not sent
     assert (x * 2).sum().item() == 20.0
+
+
+def test_requires_grad_refusals_are_worded_as_torch(session):
+    def outcomes(lib):
+        out = []
+        # requires_grad_() is recorded: its error surfaces when the batch is sent (.tolist())
+        for set_it in (lambda t: setattr(t, "requires_grad", True),
+                       lambda t: t.requires_grad_(True).tolist()):
+            try:
+                set_it(lib.tensor([1, 2]))
+                out.append(None)
+            except RuntimeError as exc:
+                out.append(str(exc))
+        return out
+    assert outcomes(session) == outcomes(torch)
