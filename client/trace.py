@@ -16,7 +16,7 @@ import numpy as np
 
 from gradserve.v1 import graph_pb2, service_pb2
 
-from . import codec, grad_mode
+from . import codec, grad_mode, overloads
 from .errors import TracingError
 from .ops import OpSpec
 from .tensor import Tensor
@@ -27,6 +27,7 @@ class Tracer:
 
     def __init__(self, table: Any):
         self.table = table
+        self._overloads = overloads.available(table.ops)
         self.graph_msg = graph_pb2.Graph(opset_version=table.opset_version)
         self._ids = itertools.count()
 
@@ -68,6 +69,9 @@ class Tracer:
         return self._apply(spec, *spec.bind(args, kwargs))
 
     def method(self, t: Tensor, name: str) -> Callable[..., Any]:
+        ov = self._overloads.get(name)
+        if ov is not None and ov.method is not None:  # x.max(dim), x.T, x.norm(), ...
+            return overloads.method(self, ov, t)  # type: ignore[no-any-return]
         spec = self.table.ops.get(name)
         if spec is not None and spec.inputs and not spec.variadic:
             return lambda *args, **kwargs: self._apply(spec, *spec.bind((t, *args), kwargs))

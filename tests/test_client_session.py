@@ -313,6 +313,23 @@ def test_stateless_grad_and_value_and_grad(client):
         client.grad(lambda x: x.sum().item())(x)
 
 
+@pytest.mark.parametrize("f", [
+    lambda x: x.max(dim=1).values.sum() + x.min(0, keepdim=True)[0].sum(),
+    lambda x: x.sin().sum() * x.norm() + x.norm(1.0, dim=0).sum(),
+    lambda x: x.max(x.cos()).sum() + x.min().exp(),
+    lambda x: x.view(3, 2).permute(1, 0).exp().sum() + x.reshape(6).sum()])
+def test_traced_functions_have_torchs_method_spellings(client, f):
+    x = np.array([[0.1, -0.7, 0.3], [1.2, 0.5, -0.4]], dtype=np.float32)
+    value, grad = client.value_and_grad(f)(x)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = f(xt)
+    yt.backward()
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-5, atol=1e-6)
+    assert value == pytest.approx(yt.item(), rel=1e-6)
+    with pytest.raises(gc_client.TracingError):  # spellings that read the shape
+        client.grad(lambda x: x.T.sum())(x)
+
+
 def test_transport_errors_name_the_target():
     with gc_client.connect("127.0.0.1:1", timeout=2, retries=1) as c:
         with pytest.raises(gc_client.UnavailableError, match="127.0.0.1:1"):
