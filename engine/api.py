@@ -22,7 +22,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {}
 PUBLIC: dict[str, Callable[..., Any]] = {}
 """Module-level names of `gradserve.engine`: FUNCTIONS plus the `@public` wrappers."""
 
-_EXTRAS: dict[str, tuple[Callable[..., Any], bool, bool]] = {}
+_EXTRAS: dict[tuple[str, bool], Callable[..., Any]] = {}  # (name, is_method) -> wrapper
 
 
 def public(name: str | None = None, *, method: bool = True,
@@ -32,10 +32,15 @@ def public(name: str | None = None, *, method: bool = True,
     For example `max(x)` / `max(x, dim)` / `max(x, y)` choose between the ops `max`, `max_dim`
     and `maximum`; `x.view(...)` is `reshape`; `x.float()` is `to_dtype`. The wrapper must only
     dispatch to registered ops (so the server and client see the same ops). It replaces the
-    generated function of the same name on the module (`function`) and on Tensor (`method`).
+    generated function of the same name on the module (`function`) and on Tensor (`method`);
+    a spelling whose function and method differ (torch's messages do) registers each separately.
     """
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        _EXTRAS[name or fn.__name__] = (fn, method, function)
+        key = name or fn.__name__
+        if method:
+            _EXTRAS[key, True] = fn
+        if function:
+            _EXTRAS[key, False] = fn
         return fn
     return register
 
@@ -233,11 +238,11 @@ def build() -> dict[str, Callable[..., Any]]:
         if name in OPS:
             setattr(Tensor, dunder, _augmented(OPS[name]))
     PUBLIC.update(FUNCTIONS)
-    for name, (fn, method, function) in _EXTRAS.items():
-        if function:
-            PUBLIC[name] = fn
-        if method:
+    for (name, is_method), fn in _EXTRAS.items():
+        if is_method:
             setattr(Tensor, name, fn)
+        else:
+            PUBLIC[name] = fn
     Tensor.__rtruediv__ = _rtruediv  # type: ignore[method-assign]
     Tensor.__hash__ = lambda self: id(self)  # type: ignore[method-assign]
     namespaces.build(FUNCTIONS)

@@ -501,28 +501,102 @@ class MinResult(_ValuesIndices):
     _name = "min"
 
 
-def _extreme(name: str, binary: str, result: type[_ValuesIndices]) -> Any:
-    def dispatch(input: Any, dim: Any = None, keepdim: Any = None, *, other: Any = None) -> Any:
-        if isinstance(dim, Tensor) or other is not None:
-            if keepdim is not None:
-                raise errors.InvalidTypeError(
-                    f"{name}() received an invalid combination of arguments")
-            return FUNCTIONS[binary](input, dim if other is None else other)
-        if dim is None:
-            if keepdim is not None:
-                raise errors.InvalidTypeError(
-                    f"{name}() received an invalid combination of arguments - got (Tensor, "
-                    "keepdim=bool), but expected (Tensor input, int dim, bool keepdim = False)")
-            return FUNCTIONS[name](input)
-        return result(FUNCTIONS[name + "_dim"](input, dim, bool(keepdim)))
-    dispatch.__name__ = dispatch.__qualname__ = name
-    dispatch.__doc__ = (f"torch.{name}: the {name} element (0-dim), (values, indices) along dim, "
-                        f"or the elementwise {binary} with another tensor.")
-    return dispatch
+def _typename(v: Any) -> str:
+    return "Tensor" if isinstance(v, Tensor) else type(v).__name__
 
 
-public("max")(_extreme("max", "maximum", MaxResult))
-public("min")(_extreme("min", "minimum", MinResult))
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _invalid(name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
+             signatures: Sequence[str], reasons: Mapping[int, str] | None = None
+             ) -> errors.InvalidTypeError:
+    """torch's "received an invalid combination of arguments" TypeError."""
+    pos = ", ".join(_typename(a) for a in args)
+    # keywords in reverse order, each followed by ", " (torch keeps the last one when there are
+    # no positional arguments)
+    kw = "".join(f"{k}={_typename(v)}, " for k, v in reversed(list(kwargs.items())))
+    got = (f"{pos}, {kw[:-2]}" if pos else kw) if kw else pos
+    lines = [f"{name}() received an invalid combination of arguments - got ({got}), but "
+             "expected one of:"]
+    for i, sig in enumerate(signatures):
+        lines.append(f" * {sig}")
+        if reasons and i in reasons:
+            lines.append(f"      didn't match because {reasons[i]}")
+    return errors.InvalidTypeError("\n".join(lines) + "\n")
+
+
+_EXTREME_SIGNATURES = ("(Tensor input, *, Tensor out = None)",
+                       "(Tensor input, Tensor other, *, Tensor out = None)",
+                       "(Tensor input, int dim, bool keepdim = False, *, tuple of Tensors out = "
+                       "None)")
+_EXTREME_METHOD_SIGNATURES = ("()", "(Tensor other)", "(int dim, bool keepdim = False)")
+
+
+def _extreme(name: str, binary: str, result: type[_ValuesIndices]) -> None:
+    """torch.max/min and Tensor.max/min: the element, (values, indices) along dim, or the
+    elementwise `binary` with another tensor; bad combinations raise torch's TypeError texts."""
+    def function(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > 3:
+            raise errors.InvalidTypeError(
+                f"{name}() takes from 2 to 3 positional arguments but {len(args)} were given")
+        bound = dict(zip(("input", "dim", "keepdim"), args))
+        unknown = [k for k in kwargs if k not in ("input", "dim", "keepdim", "other")
+                   or k in bound]
+        bound.update(kwargs)
+        x, dim, keepdim, other = (bound.get(k) for k in ("input", "dim", "keepdim", "other"))
+        if isinstance(dim, Tensor) and "dim" not in kwargs and other is None:
+            dim, other = None, dim  # max(x, y)
+        if not unknown and isinstance(x, Tensor):
+            if other is not None and dim is None and keepdim is None:
+                return FUNCTIONS[binary](x, other)
+            if other is None and dim is None and keepdim is None:
+                return FUNCTIONS[name](x)
+            if other is None and _is_int(dim):
+                return result(FUNCTIONS[name + "_dim"](x, dim, bool(keepdim)))
+        reasons: dict[int, str] = {}
+        if len(args) + len(kwargs) >= 3:  # torch explains why the first signature failed
+            wrong = [k for k in reversed(list(kwargs)) if k not in ("input", "out")]
+            reasons[0] = (f"some of the keywords were incorrect: {', '.join(wrong)}" if wrong
+                          else "some of the arguments have invalid types: ("
+                          + ", ".join([_typename(args[0])]
+                                      + [f"!{_typename(a)}!" for a in args[1:]]) + ")")
+        raise _invalid(name, args, kwargs, _EXTREME_SIGNATURES, reasons)
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], Tensor):
+            if len(args) > 1 or kwargs:
+                raise errors.InvalidTypeError(
+                    f"{name}(): argument 'dim' (position 1) must be int, not Tensor")
+            return FUNCTIONS[binary](self, args[0])
+        if "other" in kwargs:
+            if args or "dim" in kwargs:
+                raise errors.InvalidTypeError(
+                    f"{name}() got an unexpected keyword argument 'other'")
+            if "keepdim" in kwargs:
+                raise errors.InvalidTypeError(
+                    f'{name}() missing 1 required positional arguments: "dim"')
+            return FUNCTIONS[binary](self, kwargs["other"])
+        if not args and "dim" not in kwargs:
+            if kwargs:
+                reason = f"some of the keywords were incorrect: {', '.join(reversed(kwargs))}"
+                raise _invalid(name, args, kwargs, _EXTREME_METHOD_SIGNATURES,
+                               {0: reason, 1: reason})
+            return FUNCTIONS[name](self)
+        return function(self, *args, **kwargs)
+
+    for fn, what in ((function, f"torch.{name}(input), {name}(input, dim, keepdim=False)"),
+                     (method, f"Tensor.{name}(), {name}(dim, keepdim=False)")):
+        fn.__name__ = fn.__qualname__ = name
+        fn.__doc__ = (f"{what} -> (values, indices), or {name}(other): the elementwise "
+                      f"{binary}.")
+    public(name, method=False)(function)
+    public(name, function=False)(method)
+
+
+_extreme("max", "maximum", MaxResult)
+_extreme("min", "minimum", MinResult)
 
 
 @public("norm")

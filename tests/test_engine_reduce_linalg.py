@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import gradserve.engine as ge
+from tests.test_client_overloads import EXTREME_ERRORS
 
 Fn = Callable[..., Any]
 
@@ -374,3 +375,14 @@ def test_out_shape_is_checked_before_allocation():
     m = ge.tensor(randn(1000, 1))
     with ge.limits.allocation_limit(10_000), pytest.raises(ge.errors.AllocationLimitError):
         m @ m.reshape((1, 1000))
+
+
+@pytest.mark.parametrize("f", EXTREME_ERRORS, ids=[str(i) for i in range(len(EXTREME_ERRORS))])
+def test_max_min_bad_calls_raise_torchs_type_and_text(f):
+    x = np.array([[1.0, -2.0], [0.5, 3.0], [-1.5, 0.25]], np.float32)
+    with pytest.raises(Exception) as t_exc:
+        f(torch, torch.tensor(x))
+    with pytest.raises(Exception) as e_exc:
+        f(ge, ge.tensor(x))
+    assert isinstance(e_exc.value, type(t_exc.value))
+    assert str(e_exc.value) == str(t_exc.value)
