@@ -101,6 +101,10 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
     if recording and target._rg and target.grad_fn is None:
         raise errors.InplaceError(
             "a leaf Variable that requires grad is being used in an in-place operation.")
+    base = target._base
+    if recording and base is not None and (
+            base._rg or any(type(a) is Tensor and a._rg for a in inputs)):
+        _refuse_inplace_on_view(base)
     if isinstance(target._data, np.ndarray) and not target._data.flags.writeable:
         # an expanded (broadcast) view: numpy cannot write it, torch refuses it
         raise errors.InvalidArgumentError(
@@ -130,6 +134,23 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
             node.out_data = (target._data,)
             node.out_versions = ((target, target._version, target._version[0]),)
     return target
+
+
+VIEW_INPLACE_MESSAGE = (
+    "gradserve does not support in-place operations on a view of a tensor that requires grad, or "
+    "with inputs that require grad, while grad mode is on (torch rewrites the base's history "
+    "with CopySlices). Write into the base itself (x[index] = value, x.add_(...)), use an "
+    "out-of-place op, or do it under no_grad().")
+
+
+def _refuse_inplace_on_view(base: Tensor) -> None:
+    """An in-place op on a view whose graph would need rebasing: torch's error for a view of a
+    leaf that requires grad, else ours (no wrong gradient is ever computed silently)."""
+    if base._rg and base.grad_fn is None:
+        raise errors.InplaceError(
+            "a view of a leaf Variable that requires grad is being used in an in-place "
+            "operation.")
+    raise errors.InplaceError(VIEW_INPLACE_MESSAGE)
 
 
 def _snapshot_saved_target(node: Any, target: Tensor) -> None:

@@ -349,7 +349,10 @@ def _fit(ns: Any, g: Any, meta: tuple[tuple[int, ...], Any] | None, create_graph
 def _version_message(t: Tensor, now: int, expected: int, node: Any, output_nr: int) -> str:
     shape = "[" + ", ".join(str(d) for d in t.shape) + "]"
     where = f"[{t.dtype.torch_tensor_name} {shape}]"
-    if node is not None:
+    if node is not None and t._base is not None and node is t.grad_fn:
+        # torch regenerates the grad_fn of a view whose base changed: AsStridedBackward0
+        where += f", which is output {output_nr} of AsStrided,"
+    elif node is not None:
         where += f", which is output {output_nr} of {_short_name(node.name())},"
     return (f"one of the variables needed for gradient computation has been modified by an "
             f"inplace operation: {where} is at version {now}; expected version {expected} "

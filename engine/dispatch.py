@@ -145,6 +145,8 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         if data.dtype != out_dtype.np:
             data = data.astype(out_dtype.np)
         out = Tensor._make(data, dtype=out_dtype)
+        if view:
+            _link_view(flat[0], out)
         if record and out_dtype.category == 2:  # as torch: only floating results require grad
             node = Node.create(op, args, attrs, (out,))
             if node is not None:
@@ -153,6 +155,9 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         return out
     outs = tuple(_wrap(r, out_dtype if i == 0 or op.n_outputs is None else None)
                  for i, r in enumerate(raw))
+    if view:
+        for o in outs:
+            _link_view(flat[0], o)
     if record:
         diff = op.differentiable_outputs
         tracked = tuple(o for i, o in enumerate(outs) if diff is None or i in diff)
@@ -163,6 +168,16 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
                 o.output_nr = nr
                 o._rg = True
     return outs
+
+
+def _link_view(src: Any, out: Tensor) -> None:
+    """A view op's result that shares `src`'s memory is a view of it, as in torch: one version
+    counter (an in-place write through either shows in the other's saved-tensor checks) and a
+    `_base` (in-place ops on views are checked against it, see api._inplace)."""
+    if type(src) is not Tensor or not np.may_share_memory(out._data, src._data):
+        return
+    out._version = src._version
+    out._base = src._base if src._base is not None else src
 
 
 def _shape_error(op: OpDef, flat: Any, attrs: dict[str, Any]) -> None:

@@ -40,7 +40,7 @@ def _select(x: Any, dim: int, index: int) -> Any:
         raise errors.OutOfRangeIndexError(
             f"select(): index {index} out of range for tensor of size {_shape_str(x.shape)} at "
             f"dimension {axis}")
-    return x[(slice(None),) * axis + (index,)]
+    return x[(slice(None),) * axis + (index, Ellipsis)]  # `...`: a 0-d view, not a copy
 
 
 def _select_backward(g: Any, input_sizes: Sequence[int], dim: int, index: int) -> Any:
@@ -54,7 +54,7 @@ SELECT_ATTRS = (AttrSpec("dim", "int", required=True), AttrSpec("index", "int", 
 defop("select", _select,
       lambda ns, g, out, x, dim, index: ns.select_backward(
           g, input_sizes=x.shape, dim=dim, index=index),
-      attrs=SELECT_ATTRS, doc="the slice at index along dim (that dim removed)")
+      attrs=SELECT_ATTRS, doc="the slice at index along dim (that dim removed)", view=True)
 defop("select_backward", _select_backward,
       lambda ns, g, out, grad, input_sizes, dim, index: ns.select(g, dim=dim, index=index),
       inputs=("grad",), attrs=(AttrSpec("input_sizes", "ints", required=True), *SELECT_ATTRS),
@@ -90,7 +90,7 @@ SLICE_ATTRS = (AttrSpec("dim", "int", 0), AttrSpec("start", "optional_int", None
 defop("slice", _slice,
       lambda ns, g, out, x, dim, start, end, step: ns.slice_backward(
           g, input_sizes=x.shape, dim=dim, start=start, end=end, step=step),
-      attrs=SLICE_ATTRS, method=False, doc="elements start:end:step along dim (a view)")
+      attrs=SLICE_ATTRS, method=False, doc="elements start:end:step along dim (a view)", view=True)
 defop("slice_backward", _slice_backward,
       lambda ns, g, out, grad, input_sizes, dim, start, end, step: ns.slice(
           g, dim=dim, start=start, end=end, step=step),

@@ -432,7 +432,7 @@ def _split_vjp(ns: Any, g: Any, out: Any, x: Any, dim: int, **attrs: Any) -> Any
 
 defop("split", _split, _split_vjp, n_outputs=None,
       attrs=(AttrSpec("split_size", "int", required=True), AttrSpec("dim", "int", 0)),
-      doc="pieces of split_size along dim (the last may be smaller)")
+      doc="pieces of split_size along dim (the last may be smaller)", view=True)
 
 
 def _split_with_sizes(x: Any, split_sizes: Sequence[int], dim: int = 0) -> Any:
@@ -448,7 +448,7 @@ def _split_with_sizes(x: Any, split_sizes: Sequence[int], dim: int = 0) -> Any:
 
 defop("split_with_sizes", _split_with_sizes, _split_vjp, n_outputs=None,
       attrs=(AttrSpec("split_sizes", "ints", required=True), AttrSpec("dim", "int", 0)),
-      doc="pieces of the given sizes along dim")
+      doc="pieces of the given sizes along dim", view=True)
 
 
 def _unbind(x: Any, dim: int = 0) -> Any:
@@ -461,7 +461,7 @@ def _unbind(x: Any, dim: int = 0) -> Any:
 
 defop("unbind", _unbind, lambda ns, g, out, x, dim: ns.stack(list(_grads(g)), dim=dim),
       n_outputs=None, attrs=(AttrSpec("dim", "int", 0),),
-      doc="the slices along dim, as a tuple")
+      doc="the slices along dim, as a tuple", view=True)
 
 # --- torch's spellings: varargs sizes, aliases, properties ---------------------------------------
 

@@ -48,7 +48,7 @@ class Tensor:
     """An n-dimensional array that records the ops applied to it, as torch.Tensor does."""
 
     __slots__ = ("_data", "dtype", "_rg", "grad_fn", "output_nr", "_grad", "_version", "_accum",
-                 "_retains_grad", "__weakref__")
+                 "_retains_grad", "_base", "__weakref__")
 
     _data: np.ndarray
     dtype: DType
@@ -59,6 +59,7 @@ class Tensor:
     _version: list[int]
     _accum: Any
     _retains_grad: bool
+    _base: Tensor | None  # the tensor this one is a view of (sharing data and version counter)
 
     @classmethod
     def _make(cls, data: np.ndarray, grad_fn: Any = None, output_nr: int = 0,
@@ -74,6 +75,7 @@ class Tensor:
         t._version = [0] if version is None else version
         t._accum = None
         t._retains_grad = False
+        t._base = None
         return t
 
     def _array(self) -> np.ndarray:

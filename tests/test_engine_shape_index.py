@@ -387,3 +387,74 @@ def test_writes_through_a_view_of_a_0d_tensor_reach_it(view):
         w.fill_(7)
         return float(x), float(v.reshape(())), float(w.reshape(()))
     assert run(ge) == run(torch)
+
+
+# --- views: shared data and version counter; in-place ops on them -------------------------------
+
+def _outcome(f: Any, lib: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return f(lib)
+        except RuntimeError as exc:
+            return ("RuntimeError", str(exc).split("\n")[0])
+
+
+VIEW_WRITES = [
+    lambda lib: lib.zeros(3)[0].add_(1)._base is not None,
+    lambda lib: [x := lib.zeros(3), x[0].add_(1), x.select(0, 1).fill_(2), x[2:][0].mul_(3),
+                 x.view(3)[2].fill_(7), x.tolist()][-1],
+    lambda lib: [y := lib.zeros(2, 2), y[1].add_(5), y.t()[0].fill_(3), y[:, 1][0].fill_(9),
+                 y.unbind(0)[0].mul_(2), y.split(1, 1)[1].add_(1), y.tolist()][-1],
+]
+
+
+@pytest.mark.parametrize("f", VIEW_WRITES)
+def test_writes_through_views_reach_the_base(f):
+    assert _outcome(f, ge) == _outcome(f, torch)
+
+
+def _saved_then_modified(lib: Any, modify: Any) -> Any:
+    x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = x * 2
+    v = y[:2]
+    z = v.sin()  # saves v
+    with lib.no_grad():
+        modify(y, v)
+    z.sum().backward()
+    return x.grad.tolist()
+
+
+@pytest.mark.parametrize("modify", [
+    lambda y, v: y.mul_(2),            # the base: the view's saved copy is stale
+    lambda y, v: v.add_(1),            # the view itself
+    lambda y, v: y[2:].fill_(0),       # another view of the same base (torch: one counter)
+    lambda y, v: y.view(3).zero_(),
+])
+def test_a_write_through_any_view_invalidates_saved_tensors_as_torch(modify):
+    f = lambda lib: _saved_then_modified(lib, modify)  # noqa: E731
+    got, want = _outcome(f, ge), _outcome(f, torch)
+    assert got == want
+
+
+def test_inplace_on_a_view_of_a_leaf_that_requires_grad_fails_as_torch():
+    def f(lib):
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        x[0].mul_(2)
+    assert _outcome(f, ge) == _outcome(f, torch)
+
+
+@pytest.mark.parametrize("f", [
+    lambda lib: (lib.tensor([1.0, 2.0], requires_grad=True) * 2)[0].mul_(3),
+    lambda lib: (lib.tensor([1.0, 2.0], requires_grad=True) * 2).view(2).add_(1),
+    lambda lib: lib.zeros(2)[0].add_(lib.tensor(1.0, requires_grad=True)),
+    lambda lib: lib.ones(2, 2).exp().t().__setitem__(0, lib.tensor(1.0, requires_grad=True)),
+])
+def test_inplace_on_views_that_torch_rebases_is_refused_not_wrong(f):
+    # torch rewrites the base's history (CopySlices); the engine refuses instead of computing a
+    # wrong gradient, and allows the same write under no_grad as torch does
+    f(torch)
+    with pytest.raises(RuntimeError, match="does not support in-place operations on a view"):
+        f(ge)
+    with ge.no_grad():
+        f(ge)
