@@ -7,7 +7,7 @@ the few torch spellings that are compositions (`2 / x` is `reciprocal(x) * 2`, a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -101,15 +101,32 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
     if recording and target._rg and target.grad_fn is None:
         raise errors.InplaceError(
             "a leaf Variable that requires grad is being used in an in-place operation.")
-    base = target._base
-    if recording and base is not None and (
-            base._rg or any(type(a) is Tensor and a._rg for a in inputs)):
-        _refuse_inplace_on_view(base)
     if isinstance(target._data, np.ndarray) and not target._data.flags.writeable:
         # an expanded (broadcast) view: numpy cannot write it, torch refuses it
         raise errors.InvalidArgumentError(
             "unsupported operation: more than one element of the written-to tensor refers to a "
             "single memory location. Please clone() the tensor before performing the operation.")
+    base = target._base
+    if recording and base is not None and (
+            base._rg or any(type(a) is Tensor and a._rg for a in inputs)):
+        return _inplace_on_view(op, target, base, inputs, attrs)
+    result, node = _inplace_result(op, target, inputs, attrs)
+    np.copyto(target._array(), result._data, casting="unsafe")
+    target._version[0] += 1
+    if node is not None:
+        target.grad_fn = node
+        target.output_nr = 0
+        target._rg = True
+        if node.out_data is not None:
+            node.out_data = (target._data,)
+            node.out_versions = ((target, target._version, target._version[0]),)
+    return target
+
+
+def _inplace_result(op: OpDef, target: Tensor, inputs: tuple[Any, ...],
+                    attrs: dict[str, Any]) -> tuple[Tensor, Any]:
+    """`op(target, *inputs)` out of place, checked to fit `target` as torch checks `op_`; its
+    node (if any) renamed for the in-place variant and made to save a copy of `target`."""
     result = run(op, (target, *inputs), attrs)
     if result.shape != target.shape:
         raise errors.InvalidArgumentError(
@@ -124,16 +141,48 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
         if op.inplace_backward is not None:
             node._name = op.inplace_backward
         _snapshot_saved_target(node, target)
-    np.copyto(target._array(), result._data, casting="unsafe")
-    target._version[0] += 1
-    if node is not None:
-        target.grad_fn = node
-        target.output_nr = 0
-        target._rg = True
-        if node.out_data is not None:
-            node.out_data = (target._data,)
-            node.out_versions = ((target, target._version, target._version[0]),)
+    return result, node
+
+
+def _inplace_on_view(op: OpDef, target: Tensor, base: Tensor, inputs: tuple[Any, ...],
+                     attrs: dict[str, Any]) -> Tensor:
+    """`op_` on a view while its base or inputs require grad, as torch rebases it: the result is
+    written into the base as `put` at the view's positions (the base's node is CopySlices), and
+    the view's history is regenerated from the base (AsStridedBackward0)."""
+    positions = _view_positions(target, base)
+    if positions is None:
+        _refuse_inplace_on_view(base)
+    if base._rg and base.grad_fn is None:
+        _refuse_inplace_on_view(base)
+    result, _ = _inplace_result(op, target, inputs, attrs)
+    if result.dtype is not target.dtype:
+        result = FUNCTIONS["to_dtype"](result, dtype=target.dtype)
+    index = Tensor._make(positions)
+    _inplace(OPS["put"], base, (index, result), {"accumulate": False})
+    if base.grad_fn is not None:
+        base.grad_fn._name = "CopySlices"
+        regenerated = FUNCTIONS["take"](base, index)
+        node = regenerated.grad_fn
+        node._name = "AsStridedBackward0"
+        target.grad_fn, target.output_nr, target._rg = node, 0, True
     return target
+
+
+def _view_positions(view: Tensor, base: Tensor) -> np.ndarray | None:
+    """The flat positions in `base` of `view`'s elements (from their memory addresses), or None
+    when the base's layout does not allow reading them so (not C-contiguous)."""
+    vd, bd = view._data, base._data
+    if not (isinstance(vd, np.ndarray) and isinstance(bd, np.ndarray)
+            and bd.flags.c_contiguous):
+        return None
+    item = bd.itemsize
+    offset = vd.__array_interface__["data"][0] - bd.__array_interface__["data"][0]
+    if offset % item or any(st % item for st in vd.strides) or not 0 <= offset // item < max(
+            bd.size, 1):
+        return None
+    numbers = np.arange(bd.size, dtype=np.int64)[offset // item:]
+    strides = tuple(st // item * numbers.itemsize for st in vd.strides)
+    return np.lib.stride_tricks.as_strided(numbers, vd.shape, strides).copy()
 
 
 VIEW_INPLACE_MESSAGE = (
@@ -143,7 +192,7 @@ VIEW_INPLACE_MESSAGE = (
     "out-of-place op, or do it under no_grad().")
 
 
-def _refuse_inplace_on_view(base: Tensor) -> None:
+def _refuse_inplace_on_view(base: Tensor) -> NoReturn:
     """An in-place op on a view whose graph would need rebasing: torch's error for a view of a
     leaf that requires grad, else ours (no wrong gradient is ever computed silently)."""
     if base._rg and base.grad_fn is None:
