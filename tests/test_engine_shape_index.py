@@ -509,3 +509,13 @@ def test_inplace_on_a_view_rebases_the_base_as_torch(f):
         for g, w in zip(got[1:], want[1:]):
             np.testing.assert_allclose(np.asarray(g, dtype=float), np.asarray(w, dtype=float),
                                        rtol=1e-6)
+
+
+def test_inplace_on_a_view_of_a_non_contiguous_base_is_refused_not_wrong():
+    w = ge.tensor(2.0, requires_grad=True)
+    base = ge.ones(2, 3).t().detach()  # not C-contiguous, and not itself a view
+    with pytest.raises(RuntimeError, match="does not support in-place operations on a view"):
+        base[0].mul_(w)
+    with ge.no_grad():  # no history to rebase: the write is plain, as in torch
+        base[0].mul_(w)
+    assert base.tolist() == [[2.0, 2.0], [1.0, 1.0], [1.0, 1.0]]
