@@ -78,6 +78,7 @@ class Session:
         # handle -> weak reference of each live tensor (a plain dict: Tensor.__del__ removes its
         # entry through `dropped`, cheaper per op than a WeakValueDictionary)
         self._live: dict[int, weakref.ref[Tensor]] = {}
+        self._inplace_pending = False  # an in-place write is recorded but not sent (see info)
         self.restored: dict[str, Tensor] = {}  # filled by Client.restore
         self._epoch = 0  # bumped by every recorded instruction that may change a value
         self._recorder = Recorder(self._send, session_id, client.target)
@@ -310,7 +311,7 @@ class Session:
         for iname, v in zip(spec.inputs, inputs):
             self._value(v, graph_pb2.Value(), f"{name}(): argument '{iname}'")
         with self._recorder.lock:
-            m = self._record(_update_info(t), [t]).apply_inplace
+            m = self._record(_update_inplace_info(t, self._live), [t]).apply_inplace
             m.op = name
             m.target = t._handle
             for iname, v in zip(spec.inputs[1:], inputs[1:]):
@@ -321,6 +322,7 @@ class Session:
                 m.no_grad = True
             t._info = None
             self._epoch += 1
+            self._inplace_pending = True
         self._after_record()
         return t
 
@@ -351,13 +353,14 @@ class Session:
         self._value(value, encoded, "x[...] = value")
         with self._recorder.lock:
             # binds nothing: a failed assignment leaves `t` unchanged and usable, as in torch
-            m = self._record(_update_info(t)).index_put
+            m = self._record(_update_inplace_info(t, self._live)).index_put
             m.target = t._handle
             m.index.CopyFrom(key)
             m.value.CopyFrom(encoded)
             m.no_grad = not grad_mode._state.enabled
             t._info = None
             self._epoch += 1
+            self._inplace_pending = True
         self._after_record()
 
     # --- creation -------------------------------------------------------------------------------
@@ -387,7 +390,13 @@ class Session:
     # --- reading (each may flush) ---------------------------------------------------------------
 
     def info(self, t: Tensor) -> spb.TensorInfo:
-        """`t`'s metadata, flushing (or fetching it) when not known."""
+        """`t`'s metadata, flushing (or fetching it) when not known.
+
+        After an in-place write is recorded, any tensor's info may be stale (a write through a
+        view changes its base's history), so the pending batch is sent first."""
+        if self._inplace_pending:
+            self._inplace_pending = False
+            self._recorder.flush_if_pending()
         if t._info is None:
             if t._error is not None:
                 raise copy_error(t._error)
@@ -605,6 +614,22 @@ def _update_info(t: Tensor) -> Callable[[spb.InstructionResult], None]:
     def sink(r: spb.InstructionResult) -> None:
         if r.handles.tensors:
             t._info = r.handles.tensors[0]
+    return sink
+
+
+def _update_inplace_info(t: Tensor, live: dict[int, weakref.ref[Tensor]]
+                         ) -> Callable[[spb.InstructionResult], None]:
+    """The target's new info, then that of the tensors whose history the write changed (the
+    base of a view written in place: its node is now CopySlices)."""
+    def sink(r: spb.InstructionResult) -> None:
+        infos = r.handles.tensors
+        if infos:
+            t._info = infos[0]
+        for info in infos[1:]:
+            ref = live.get(info.handle)
+            other = ref() if ref is not None else None
+            if other is not None:
+                other._info = info
     return sink
 
 

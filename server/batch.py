@@ -252,7 +252,18 @@ class Executor:
         with ge.set_grad_enabled(not m.no_grad):
             self.within_budget(ge.apply_inplace, op.name, target, inputs, attrs)
         tensor_info(m.target, target, r.handles.tensors.add())
+        self._describe_base(target, r)
         return _nbytes(inputs) + 2 * target.nbytes
+
+    def _describe_base(self, target: ge.Tensor, r: session_pb2.InstructionResult) -> None:
+        """After an in-place write through a view, the base's history changed too (CopySlices):
+        describe every handle bound to the base after the target's own info."""
+        base = target._base
+        if base is None:
+            return
+        for h, t in self.s.tensors.items():
+            if t is base:
+                tensor_info(h, t, r.handles.tensors.add())
 
     def index(self, m: session_pb2.Index, r: session_pb2.InstructionResult) -> int:
         t = self.tensor(m.tensor)
@@ -272,6 +283,7 @@ class Executor:
         with ge.set_grad_enabled(not m.no_grad):
             self.within_budget(run)
         tensor_info(m.target, target, r.handles.tensors.add())
+        self._describe_base(target, r)
         return _nbytes(_index_tensors(key)) + _nbytes([value]) + 2 * target.nbytes
 
     def backward(self, m: session_pb2.Backward, r: session_pb2.InstructionResult) -> int:

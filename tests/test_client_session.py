@@ -421,3 +421,23 @@ def test_requires_grad_refusals_are_worded_as_torch(session):
                 out.append(str(exc))
         return out
     assert outcomes(session) == outcomes(torch)
+
+
+def test_inplace_through_views_rebases_the_base_as_torch(session):
+    def run(lib):
+        def name(t):
+            if t.grad_fn is None:
+                return None
+            return t.grad_fn.name() if lib is session else type(t.grad_fn).__name__
+        z = lib.zeros(2, 3)
+        w = lib.tensor(3.0, requires_grad=True)
+        out = [z.requires_grad]
+        z[0].mul_(w)  # the base's history changes although only the view was written
+        out += [z.requires_grad, z.is_leaf, name(z)]
+        z.t()[2].sub_(w)
+        r = z[1]
+        r.add_(w * w)
+        out += [name(z), name(r), z.requires_grad]
+        (z * lib.arange(6.0).reshape(2, 3)).sum().backward()
+        return [*out, w.grad.item(), z.tolist()]
+    assert run(session) == run(torch)
