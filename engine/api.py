@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from . import errors, grad_mode, namespaces
-from .dispatch import _SCALARS, run
+from .dispatch import _SCALARS, run, view_positions
 from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor
 
@@ -149,7 +149,7 @@ def _inplace_on_view(op: OpDef, target: Tensor, base: Tensor, inputs: tuple[Any,
     """`op_` on a view while its base or inputs require grad, as torch rebases it: the result is
     written into the base as `put` at the view's positions (the base's node is CopySlices), and
     the view's history is regenerated from the base (AsStridedBackward0)."""
-    positions = _view_positions(target, base)
+    positions = view_positions(target, base)
     if positions is None:
         _refuse_inplace_on_view(base)
     if base._rg and base.grad_fn is None:
@@ -165,24 +165,8 @@ def _inplace_on_view(op: OpDef, target: Tensor, base: Tensor, inputs: tuple[Any,
         node = regenerated.grad_fn
         node._name = "AsStridedBackward0"
         target.grad_fn, target.output_nr, target._rg = node, 0, True
+    target._view_version = target._version[0]
     return target
-
-
-def _view_positions(view: Tensor, base: Tensor) -> np.ndarray | None:
-    """The flat positions in `base` of `view`'s elements (from their memory addresses), or None
-    when the base's layout does not allow reading them so (not C-contiguous)."""
-    vd, bd = view._data, base._data
-    if not (isinstance(vd, np.ndarray) and isinstance(bd, np.ndarray)
-            and bd.flags.c_contiguous):
-        return None
-    item = bd.itemsize
-    offset = vd.__array_interface__["data"][0] - bd.__array_interface__["data"][0]
-    if offset % item or any(st % item for st in vd.strides) or not 0 <= offset // item < max(
-            bd.size, 1):
-        return None
-    numbers = np.arange(bd.size, dtype=np.int64)[offset // item:]
-    strides = tuple(st // item * numbers.itemsize for st in vd.strides)
-    return np.lib.stride_tricks.as_strided(numbers, vd.shape, strides).copy()
 
 
 VIEW_INPLACE_MESSAGE = (

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import errors, grad_mode, limits
 from .autograd import Node
-from .registry import OpDef, bind_attrs, lookup
+from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor
 
 _SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
@@ -104,6 +104,8 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     view = op.view
     for a in flat:
         if type(a) is Tensor:
+            if a._base is not None and a._view_version != a._version[0]:
+                refresh_view(a)  # its base was written in place since: history regenerated
             data: Any = a._data
             if view and type(data) is not np.ndarray:
                 data = a._array()  # a 0-d numpy scalar: share an array with the result
@@ -178,6 +180,45 @@ def _link_view(src: Any, out: Tensor) -> None:
         return
     out._version = src._version
     out._base = src._base if src._base is not None else src
+    out._view_version = src._version[0]
+
+
+def refresh_view(t: Tensor) -> None:
+    """A view whose base was written in place after the view's history was recorded: as torch,
+    its grad_fn is regenerated from the base (AsStridedBackward0), so gradients flow through the
+    base's new history. Raises InplaceError when the base's layout cannot be read back."""
+    t._view_version = t._version[0]
+    base = t._base
+    assert base is not None
+    if not base._rg:
+        return
+    positions = view_positions(t, base)
+    if positions is None:
+        raise errors.InplaceError(
+            "gradserve cannot regenerate the history of a view whose base was modified in "
+            "place, because the base's data is not contiguous; use .clone() before the view")
+    with grad_mode.enable_grad():
+        regenerated = run(OPS["take"], (base, Tensor._make(positions)), {})
+    node = regenerated.grad_fn
+    node._name = "AsStridedBackward0"
+    t.grad_fn, t.output_nr, t._rg = node, 0, True
+
+
+def view_positions(view: Tensor, base: Tensor) -> np.ndarray | None:
+    """The flat positions in `base` of `view`'s elements (from their memory addresses), or None
+    when the base's layout does not allow reading them so (not C-contiguous)."""
+    vd, bd = view._data, base._data
+    if not (isinstance(vd, np.ndarray) and isinstance(bd, np.ndarray)
+            and bd.flags.c_contiguous):
+        return None
+    item = bd.itemsize
+    offset = vd.__array_interface__["data"][0] - bd.__array_interface__["data"][0]
+    if offset % item or any(st % item for st in vd.strides) or not 0 <= offset // item < max(
+            bd.size, 1):
+        return None
+    numbers = np.arange(bd.size, dtype=np.int64)[offset // item:]
+    strides = tuple(st // item * numbers.itemsize for st in vd.strides)
+    return np.lib.stride_tricks.as_strided(numbers, vd.shape, strides).copy()
 
 
 def _shape_error(op: OpDef, flat: Any, attrs: dict[str, Any]) -> None:

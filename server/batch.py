@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import gradserve.engine as ge
+from gradserve.engine.dispatch import refresh_view
 from gradserve.v1 import graph_pb2, session_pb2
 
 from . import codec, indexing, ops, optimizers
@@ -67,7 +68,10 @@ class ByteBudget:
 
 
 def tensor_info(handle: int, t: ge.Tensor, out: session_pb2.TensorInfo) -> None:
-    """Fill `out` with the metadata of `t`."""
+    """Fill `out` with the metadata of `t` (a view whose base was written in place since its
+    history was recorded gets its regenerated history first, as torch shows it)."""
+    if t._base is not None and t._view_version != t._version[0]:
+        refresh_view(t)
     out.handle = handle
     out.dtype = codec.wire_dtype(t.dtype.name)
     shape = t.shape
@@ -256,13 +260,12 @@ class Executor:
         return _nbytes(inputs) + 2 * target.nbytes
 
     def _describe_base(self, target: ge.Tensor, r: session_pb2.InstructionResult) -> None:
-        """After an in-place write through a view, the base's history changed too (CopySlices):
-        describe every handle bound to the base after the target's own info."""
-        base = target._base
-        if base is None:
-            return
+        """An in-place write changes the history of the tensors sharing the target's data: the
+        base of a view (CopySlices) and the other views of that base (AsStridedBackward0).
+        Describe every handle bound to one of them after the target's own info."""
+        root = target._base if target._base is not None else target
         for h, t in self.s.tensors.items():
-            if t is base:
+            if t is not target and (t is root or t._base is root):
                 tensor_info(h, t, r.handles.tensors.add())
 
     def index(self, m: session_pb2.Index, r: session_pb2.InstructionResult) -> int:

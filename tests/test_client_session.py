@@ -441,3 +441,15 @@ def test_inplace_through_views_rebases_the_base_as_torch(session):
         (z * lib.arange(6.0).reshape(2, 3)).sum().backward()
         return [*out, w.grad.item(), z.tolist()]
     assert run(session) == run(torch)
+
+
+def test_a_view_follows_its_base_written_in_place_through_a_session(session):
+    def run(lib):
+        x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        y = x * 2
+        v = y[:2]
+        y.mul_(x)
+        name = v.grad_fn.name() if lib is session else type(v.grad_fn).__name__
+        (v * v).sum().backward()
+        return [name, v.tolist(), x.grad.tolist()]
+    assert run(session) == run(torch)

@@ -519,3 +519,32 @@ def test_inplace_on_a_view_of_a_non_contiguous_base_is_refused_not_wrong():
     with ge.no_grad():  # no history to rebase: the write is plain, as in torch
         base[0].mul_(w)
     assert base.tolist() == [[2.0, 2.0], [1.0, 1.0], [1.0, 1.0]]
+
+
+def _base_written_after_the_view(lib: Any) -> Any:
+    x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = x * 2
+    v = y[:2]  # recorded before the write below
+    y.mul_(x)  # the base changes: v's values and history follow it, as torch's
+    w = lib.tensor(5.0, requires_grad=True)
+    z = lib.zeros(3)
+    u = z[1:]
+    z.add_(w)  # a base that did not require grad now does: so does its view
+    loss = (v * v).sum() + (u * u).sum()
+    loss.backward()
+    return [_names(lib, v, u), v.tolist(), x.grad.tolist(), w.grad.item(), u.requires_grad]
+
+
+def _view_is_the_root(lib: Any) -> Any:
+    x = lib.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 3
+    v = y[1]
+    y.mul_(x.exp())
+    v.backward()
+    return [_names(lib, v), x.grad.tolist()]
+
+
+@pytest.mark.parametrize("f", [_base_written_after_the_view, _view_is_the_root])
+def test_a_view_follows_its_base_written_in_place_as_torch(f):
+    got, want = _outcome(f, ge), _outcome(f, torch)
+    assert got[0] == want[0] and got[1:] == want[1:]
