@@ -7,12 +7,12 @@ the few torch spellings that are compositions (`2 / x` is `reciprocal(x) * 2`, a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
 from . import errors, grad_mode, namespaces
-from .dispatch import _SCALARS, run, view_positions
+from .dispatch import _SCALARS, VIEW_LAYOUT_MESSAGE, refresh_view, run, view_positions
 from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor
 
@@ -149,11 +149,13 @@ def _inplace_on_view(op: OpDef, target: Tensor, base: Tensor, inputs: tuple[Any,
     """`op_` on a view while its base or inputs require grad, as torch rebases it: the result is
     written into the base as `put` at the view's positions (the base's node is CopySlices), and
     the view's history is regenerated from the base (AsStridedBackward0)."""
+    if base._rg and base.grad_fn is None:
+        raise errors.InplaceError(
+            "a view of a leaf Variable that requires grad is being used in an in-place "
+            "operation.")
     positions = view_positions(target, base)
     if positions is None:
-        _refuse_inplace_on_view(base)
-    if base._rg and base.grad_fn is None:
-        _refuse_inplace_on_view(base)
+        raise errors.InplaceError(VIEW_LAYOUT_MESSAGE)
     result, _ = _inplace_result(op, target, inputs, attrs)
     if result.dtype is not target.dtype:
         result = FUNCTIONS["to_dtype"](result, dtype=target.dtype)
@@ -161,29 +163,8 @@ def _inplace_on_view(op: OpDef, target: Tensor, base: Tensor, inputs: tuple[Any,
     _inplace(OPS["put"], base, (index, result), {"accumulate": False})
     if base.grad_fn is not None:
         base.grad_fn._name = "CopySlices"
-        regenerated = FUNCTIONS["take"](base, index)
-        node = regenerated.grad_fn
-        node._name = "AsStridedBackward0"
-        target.grad_fn, target.output_nr, target._rg = node, 0, True
-    target._view_version = target._version[0]
+    refresh_view(target, positions)
     return target
-
-
-VIEW_INPLACE_MESSAGE = (
-    "gradserve does not support in-place operations on a view of a tensor that requires grad, or "
-    "with inputs that require grad, while grad mode is on (torch rewrites the base's history "
-    "with CopySlices). Write into the base itself (x[index] = value, x.add_(...)), use an "
-    "out-of-place op, or do it under no_grad().")
-
-
-def _refuse_inplace_on_view(base: Tensor) -> NoReturn:
-    """An in-place op on a view whose graph would need rebasing: torch's error for a view of a
-    leaf that requires grad, else ours (no wrong gradient is ever computed silently)."""
-    if base._rg and base.grad_fn is None:
-        raise errors.InplaceError(
-            "a view of a leaf Variable that requires grad is being used in an in-place "
-            "operation.")
-    raise errors.InplaceError(VIEW_INPLACE_MESSAGE)
 
 
 def _snapshot_saved_target(node: Any, target: Tensor) -> None:

@@ -571,10 +571,10 @@ def _root_grads(outputs: tuple[Tensor, ...], grad_outputs: tuple[Any, ...],
 def _roots(outputs: tuple[Tensor, ...]) -> list[tuple[Any, int]]:
     roots = []
     for i, out in enumerate(outputs):
-        if out._base is not None and out._view_version != out._version[0]:
-            from .dispatch import refresh_view
+        if out._base is not None:
+            from .dispatch import refresh_if_stale
 
-            refresh_view(out)  # a view whose base was written in place since
+            refresh_if_stale(out)  # a view whose base was written in place since
         if not out._rg:
             raise errors.AutogradError(
                 f"element {i} of tensors does not require grad and does not have a grad_fn")

@@ -178,25 +178,45 @@ def _link_view(src: Any, out: Tensor) -> None:
     `_base` (in-place ops on views are checked against it, see api._inplace)."""
     if type(src) is not Tensor or not np.may_share_memory(out._data, src._data):
         return
+    base = src._base if src._base is not None else src
     out._version = src._version
-    out._base = src._base if src._base is not None else src
+    out._base = base
     out._view_version = src._version[0]
+    base._has_views = True  # unset (read with getattr) on tensors that never had a view
 
 
-def refresh_view(t: Tensor) -> None:
-    """A view whose base was written in place after the view's history was recorded: as torch,
-    its grad_fn is regenerated from the base (AsStridedBackward0), so gradients flow through the
-    base's new history. Raises InplaceError when the base's layout cannot be read back."""
+VIEW_LAYOUT_MESSAGE = (
+    "gradserve does not support in-place operations on a view, or regenerating a view's history "
+    "after its base was modified in place, when the base's data is not contiguous (torch does "
+    "it through as_strided); clone() the tensor before taking the view, or write under "
+    "no_grad()")
+
+
+def refresh_if_stale(t: Tensor) -> None:
+    """`refresh_view(t)` if `t` is a view whose base was written in place since its history
+    was recorded (dispatch.run does the same test inline, on its hot path)."""
+    if t._base is not None and t._view_version != t._version[0]:
+        refresh_view(t)
+
+
+def refresh_view(t: Tensor, positions: np.ndarray | None = None) -> None:
+    """Regenerate a view's history from its base, as torch does after an in-place write through
+    the base or the view: its grad_fn becomes `take` of the base at the view's flat `positions`
+    (computed when not given), named AsStridedBackward0, so gradients flow through the base's
+    current history. Nothing to do while the base does not require grad.
+
+    Raises:
+        InplaceError: the base's layout does not let the positions be read back.
+    """
     t._view_version = t._version[0]
     base = t._base
     assert base is not None
     if not base._rg:
         return
-    positions = view_positions(t, base)
     if positions is None:
-        raise errors.InplaceError(
-            "gradserve cannot regenerate the history of a view whose base was modified in "
-            "place, because the base's data is not contiguous; use .clone() before the view")
+        positions = view_positions(t, base)
+        if positions is None:
+            raise errors.InplaceError(VIEW_LAYOUT_MESSAGE)
     with grad_mode.enable_grad():
         regenerated = run(OPS["take"], (base, Tensor._make(positions)), {})
     node = regenerated.grad_fn

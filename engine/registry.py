@@ -183,9 +183,10 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
         inplace: a `name_` in-place variant exists (`x.add_(y)`).
         inplace_backward: torch's node name for the in-place variant where it differs
             (`fill_` records FillBackward2, `torch.fill` FillBackward0).
-        view: the result may share the input's data (reshape, expand, permute, ...): a 0-d
-            input kept as a numpy scalar is turned into an array first, so writes through the
-            result reach it, as they reach torch's base tensor.
+        view: the result may share the input's data (reshape, expand, permute, select, ...):
+            a 0-d input kept as a numpy scalar is turned into an array first, and a result that
+            shares memory becomes a view of the input's base, as torch's (one version counter,
+            `Tensor._base`; see dispatch._link_view and api._inplace_on_view).
     """
     if name in OPS:
         raise ValueError(f"op {name!r} defined twice")

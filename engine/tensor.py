@@ -48,7 +48,7 @@ class Tensor:
     """An n-dimensional array that records the ops applied to it, as torch.Tensor does."""
 
     __slots__ = ("_data", "dtype", "_rg", "grad_fn", "output_nr", "_grad", "_version", "_accum",
-                 "_retains_grad", "_base", "_view_version", "__weakref__")
+                 "_retains_grad", "_base", "_view_version", "_has_views", "__weakref__")
 
     _data: np.ndarray
     dtype: DType
@@ -61,6 +61,7 @@ class Tensor:
     _retains_grad: bool
     _base: Tensor | None  # the tensor this one is a view of (sharing data and version counter)
     _view_version: int  # views only: the version their grad_fn was recorded at
+    _has_views: bool  # bases only (unset elsewhere): some view of this tensor was made
 
     @classmethod
     def _make(cls, data: np.ndarray, grad_fn: Any = None, output_nr: int = 0,

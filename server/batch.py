@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import gradserve.engine as ge
-from gradserve.engine.dispatch import refresh_view
+from gradserve.engine.dispatch import refresh_if_stale
 from gradserve.v1 import graph_pb2, session_pb2
 
 from . import codec, indexing, ops, optimizers
@@ -70,8 +70,8 @@ class ByteBudget:
 def tensor_info(handle: int, t: ge.Tensor, out: session_pb2.TensorInfo) -> None:
     """Fill `out` with the metadata of `t` (a view whose base was written in place since its
     history was recorded gets its regenerated history first, as torch shows it)."""
-    if t._base is not None and t._view_version != t._version[0]:
-        refresh_view(t)
+    if t._base is not None:
+        refresh_if_stale(t)
     out.handle = handle
     out.dtype = codec.wire_dtype(t.dtype.name)
     shape = t.shape
@@ -264,6 +264,8 @@ class Executor:
         base of a view (CopySlices) and the other views of that base (AsStridedBackward0).
         Describe every handle bound to one of them after the target's own info."""
         root = target._base if target._base is not None else target
+        if not getattr(root, "_has_views", False):
+            return  # nothing shares its data: no scan of the session's tensors
         for h, t in self.s.tensors.items():
             if t is not target and (t is root or t._base is root):
                 tensor_info(h, t, r.handles.tensors.add())
