@@ -35,7 +35,6 @@ NON_LEAF_GRAD_WARNING = (
     "github.com/pytorch/pytorch/pull/30531 for more information.")
 
 
-
 def _split_count(length: int, attrs: dict[str, Any]) -> int:
     size = attrs.get("split_size")
     if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size <= 0:
@@ -320,11 +319,16 @@ class Session:
                 codec.encode_attr(v, m.attrs[k])
             if not grad_mode._state.enabled:
                 m.no_grad = True
-            t._info = None
-            self._epoch += 1
-            self._inplace_pending = True
+            self._wrote(t)
         self._after_record()
         return t
+
+    def _wrote(self, t: Tensor) -> None:
+        """An in-place write to `t` was recorded: its info and every cached value are stale, and
+        so may be the infos of tensors sharing its data (see `info`)."""
+        t._info = None
+        self._epoch += 1
+        self._inplace_pending = True
 
     def getitem(self, t: Tensor, index: Any) -> Tensor:
         """Record `t[index]` (see client/indexing.py); the result is a new tensor."""
@@ -358,9 +362,7 @@ class Session:
             m.index.CopyFrom(key)
             m.value.CopyFrom(encoded)
             m.no_grad = not grad_mode._state.enabled
-            t._info = None
-            self._epoch += 1
-            self._inplace_pending = True
+            self._wrote(t)
         self._after_record()
 
     # --- creation -------------------------------------------------------------------------------

@@ -70,7 +70,8 @@ class Tracer:
 
     def method(self, t: Tensor, name: str) -> Callable[..., Any]:
         ov = self._overloads.get(name)
-        if ov is not None and ov.method is not None:  # x.max(dim), x.T, x.norm(), ...
+        if ov is not None and ov.method is not None:
+            # x.max(dim), x.norm(), ...; the spellings that read the shape (x.T) raise here
             return overloads.method(self, ov, t)  # type: ignore[no-any-return]
         spec = self.table.ops.get(name)
         if spec is not None and spec.inputs and not spec.variadic:
@@ -87,7 +88,7 @@ class Tracer:
 
     def getitem(self, *args: Any) -> Any:
         raise TracingError("indexing (x[...] and x[...] = v) cannot be traced: a stateless "
-                           "graph has no index node; use the ops select, narrow, index_select "
+                           "graph has no index node; use the ops select, index_select "
                            "or gather, or a session")
 
     setitem = getitem
