@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import gradserve.client as gc
+from tests.test_engine_shape_index import INDEX_ERRORS as ENGINE_INDEX_ERRORS
 from tests.test_engine_shape_index import INDICES, SETS, X, _convert
 
 RNG = np.random.default_rng(1)
@@ -180,12 +181,7 @@ def _assert_same_error(session: Any, f: Any, message: str | None = None) -> None
 
 
 INDEX_ERRORS = [
-    lambda lib, x: x[5], lambda lib, x: x[0, 5], lambda lib, x: x[-3],
-    lambda lib, x: x[0, 0, 0, 0], lambda lib, x: x[[5]], lambda lib, x: x[[-3]],
-    lambda lib, x: x[:, [0, 5]], lambda lib, x: x[[0, 1], [0, 9]],
-    lambda lib, x: x[[0, 1], [0, 1, 1]], lambda lib, x: x[x[0] > 0],
-    lambda lib, x: x[:, lib.ones(2, dtype=lib.bool)], lambda lib, x: x[1.5],
-    lambda lib, x: x[lib.tensor([0.5])], lambda lib, x: x[::-1], lambda lib, x: x[::0],
+    *ENGINE_INDEX_ERRORS,
     lambda lib, x: x[1.5:], lambda lib, x: x["a"], lambda lib, x: x[0, {}],
 ]
 

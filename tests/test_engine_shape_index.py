@@ -324,13 +324,18 @@ def _assert_error(f: Any, message: str | None = None) -> None:
     assert str(e_err.value) == t_msg.split("\n")[0].split(" (Triggered internally")[0]
 
 
-ERRORS = [
+# x[...] errors (also run through a session by tests/test_client_indexing.py)
+INDEX_ERRORS = [
     lambda lib, x: x[5], lambda lib, x: x[0, 5], lambda lib, x: x[-3],
     lambda lib, x: x[0, 0, 0, 0], lambda lib, x: x[[5]], lambda lib, x: x[[-3]],
     lambda lib, x: x[:, [0, 5]], lambda lib, x: x[[0, 1], [0, 9]],
     lambda lib, x: x[[0, 1], [0, 1, 1]], lambda lib, x: x[x[0] > 0],
     lambda lib, x: x[:, lib.ones(2, dtype=lib.bool)], lambda lib, x: x[1.5],
     lambda lib, x: x[lib.tensor([0.5])], lambda lib, x: x[::-1], lambda lib, x: x[::0],
+]
+
+ERRORS = [
+    *INDEX_ERRORS,
     lambda lib, x: x.select(3, 0), lambda lib, x: x.select(0, 2),
     lambda lib, x: x[0, 0, 0].select(0, 0),
     lambda lib, x: x.narrow(0, 1, 2), lambda lib, x: x.narrow(0, 3, 0),
