@@ -9,7 +9,6 @@ refused here with torch's type and text; everything else is judged by the server
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
 from . import codec
+from .batch import _CLIENT_DIR
 from .tensor import Tensor
 
 # torch 2.13's text for x[[0, slice(None)]] and similar lists read as a tuple.
@@ -33,7 +33,6 @@ SLICE_TRUNCATION_WARNING = (
     "Truncating the start/stop/step of slice. This is likely because of saved old models when "
     "the start/stop/step were larger.")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_CLIENT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 EncodeValue = Callable[[Any, graph_pb2.Value, str], None]
 

@@ -74,9 +74,9 @@ class OpSpec:
                     inputs.append(None)
                 else:
                     raise TypeError(f"{self.name}() missing required argument '{name}'")
-        if self.sizes_first and extra and _is_int(extra[0]):
+        if self.sizes_first and extra and is_int(extra[0]):
             k = 1
-            while k < len(extra) and _is_int(extra[k]):
+            while k < len(extra) and is_int(extra[k]):
                 k += 1
             extra = [tuple(int(v) for v in extra[:k]), *extra[k:]]
         if len(extra) > len(self.attrs):
@@ -90,7 +90,8 @@ class OpSpec:
         return inputs, attrs
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """A Python or numpy integer, not a bool."""
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import codec
+from .ops import is_int
 from .tensor import Tensor
 
 Fn = Callable[..., Any]
@@ -88,10 +89,6 @@ def method(owner: Any, ov: Overload, t: Tensor) -> Any:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def _typename(v: Any) -> str:
@@ -194,7 +191,7 @@ def _extreme(name: str, binary: str, result: type[_ValuesIndices]) -> None:
                 return owner.call(binary, (x, other), {})
             if other is None and dim is None and keepdim is None:
                 return owner.call(name, (x,), {})
-            if other is None and _is_int(dim):
+            if other is None and is_int(dim):
                 return by_dim(owner, x, dim, keepdim)
         reasons: dict[int, str] = {}
         if len(args) + len(kwargs) >= 3:  # torch explains why the first signature failed
@@ -445,7 +442,7 @@ def _scalar_dtype(*values: Any) -> codec.DType:
     """torch's dtype for Python numbers: a float makes float32, else an int int64, else bool."""
     if any(isinstance(v, (float, np.floating)) for v in values):
         return codec.float32
-    if any(_is_int(v) for v in values):
+    if any(is_int(v) for v in values):
         return codec.int64
     return codec.bool_
 
@@ -460,11 +457,11 @@ def _size_args(name: str, size: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
         raise TypeError(f'{name}() missing 1 required positional arguments: "size"')
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
-    elif len(size) == 1 and not _is_int(size[0]):
+    elif len(size) == 1 and not is_int(size[0]):
         raise TypeError(f"{name}(): argument 'size' (position 1) must be tuple of ints, not "
                         f"{type(size[0]).__name__}")
     for i, v in enumerate(size):
-        if _is_int(v):
+        if is_int(v):
             continue
         kind = type(v).__name__
         if i == 0:  # torch words the first element's failure differently from later ones

@@ -23,7 +23,7 @@ from . import dtypes, errors, grad_mode
 from .api import FUNCTIONS, _inplace, public
 from .ops_elementwise import broadcast_shape
 from .ops_shape import _shape_str, wrap_dim
-from .registry import OPS, AttrSpec, defop, fixed
+from .registry import OPS, AttrSpec, defop, fixed, is_int
 from .tensor import Tensor
 
 _INT_KINDS = "iu"
@@ -414,10 +414,6 @@ SEQUENCE_WARNING = (
     "a different result")
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
 def _items(index: Any) -> tuple[tuple[Any, ...], bool]:
     """The index as a tuple of items, and whether it was a bare slice (torch keeps `x[:]`)."""
     if isinstance(index, tuple):
@@ -464,7 +460,7 @@ def _specified(items: Sequence[Any]) -> int:
 
 
 def _scalar_index(item: Any) -> int | None:
-    if _is_int(item):
+    if is_int(item):
         return int(item)
     if (isinstance(item, Tensor) and item.ndim == 0 and item.dtype.category == 1):
         return int(item.item())
@@ -562,7 +558,7 @@ def _apply_index(self: Tensor, index: Any) -> tuple[Tensor, bool]:
 
 
 def _slice_int(v: Any) -> int:
-    if _is_int(v) or isinstance(v, Tensor):
+    if is_int(v) or isinstance(v, Tensor):
         return int(v)
     raise errors.InvalidTypeError(
         "slice indices must be integers or None or have an __index__ method")

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import dtypes, errors
 from .api import FUNCTIONS, public
-from .registry import BOOL, FLOAT, INT64, AttrSpec, defop
+from .registry import BOOL, FLOAT, INT64, AttrSpec, defop, is_int
 from .tensor import Tensor
 
 
@@ -505,10 +505,6 @@ def _typename(v: Any) -> str:
     return "Tensor" if isinstance(v, Tensor) else type(v).__name__
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
 def _invalid(name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
              signatures: Sequence[str], reasons: Mapping[int, str] | None = None
              ) -> errors.InvalidTypeError:
@@ -553,7 +549,7 @@ def _extreme(name: str, binary: str, result: type[_ValuesIndices]) -> None:
                 return FUNCTIONS[binary](x, other)
             if other is None and dim is None and keepdim is None:
                 return FUNCTIONS[name](x)
-            if other is None and _is_int(dim):
+            if other is None and is_int(dim):
                 return result(FUNCTIONS[name + "_dim"](x, dim, bool(keepdim)))
         reasons: dict[int, str] = {}
         if len(args) + len(kwargs) >= 3:  # torch explains why the first signature failed

@@ -263,7 +263,8 @@ def fixed(dtype: DType) -> DtypeRule:
 
 # --- attribute validation ------------------------------------------------------------------------
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """A Python or numpy integer, not a bool (torch's int arguments)."""
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
@@ -278,11 +279,11 @@ def _check_attr(op: OpDef, spec: AttrSpec, v: Any) -> Any:
                                             or spec.default is None):
         return None
     if k in ("int", "optional_int"):
-        if not _is_int(v):
+        if not is_int(v):
             raise bad("int")
         return int(v)
     if k in ("float", "optional_float"):
-        if not (_is_int(v) or isinstance(v, (float, np.floating))):
+        if not (is_int(v) or isinstance(v, (float, np.floating))):
             raise bad("float")
         return float(v)
     if k == "bool":
@@ -297,15 +298,15 @@ def _check_attr(op: OpDef, spec: AttrSpec, v: Any) -> Any:
                 f"{op.name}(): {spec.name}={v!r} is not one of {', '.join(spec.choices)}")
         return v
     if k in ("ints", "dims"):
-        if k == "dims" and _is_int(v):
+        if k == "dims" and is_int(v):
             return int(v)
-        if isinstance(v, (list, tuple)) and all(_is_int(i) for i in v):
+        if isinstance(v, (list, tuple)) and all(is_int(i) for i in v):
             return tuple(int(i) for i in v)
         raise bad("tuple of ints")
     if k in ("scalar", "optional_scalar"):
         if isinstance(v, (bool, np.bool_)):
             return bool(v)
-        if _is_int(v):
+        if is_int(v):
             return int(v)
         if isinstance(v, (float, np.floating)):
             return float(v)
