@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import errors, grad_mode, namespaces
+from . import errors, grad_mode, limits, namespaces
 from .tensor import Tensor
 
 if TYPE_CHECKING:
@@ -476,9 +476,12 @@ def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep
             seen.add(id(node))
             ready.append(node)
     ctx = grad_mode.set_grad_enabled(create_graph)
+    state = limits._state
     try:
         while ready:
             node = ready.pop()
+            if state.active:
+                limits.tick()  # the caller's deadline / cancellation, between nodes
             gs = buffers.pop(node, None) or [None]
             if capture is not None:
                 for nr, g in enumerate(gs):
@@ -499,6 +502,10 @@ def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep
                     gs = gs + [None] * (node.n_out - len(gs))
                 if gs[0] is not None or any(g is not None for g in gs):
                     out_grads = node.apply(gs, create_graph)
+                    if not create_graph and state.bytes_left is not None:
+                        # recorded ops charge themselves; numpy gradients are charged here
+                        limits.charge(limits.nbytes_of(out_grads),
+                                      f"gradients of {node.name()}")
                     if not keep_graph:
                         node.release()
             for i, e in enumerate(node.edges):

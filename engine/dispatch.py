@@ -91,13 +91,8 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     except (AttributeError, AssertionError):
         require_tensor(op, flat)  # a scalar or None where the rule needs a Tensor
         raise
-    if op.out_shape is not None and limits._state.max_elements is not None:
-        try:
-            shape = op.out_shape(*flat, **attrs)
-        except AttributeError:
-            require_tensor(op, flat)
-            raise
-        limits.check_shape(shape, f"{op.name}() result")
+    if limits._state.active:
+        _admit(op, flat, attrs, out_dtype)
     arrays: list[Any] = []
     requires_grad = False
     cast = compute.np if compute is not None else None
@@ -154,6 +149,8 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
             if node is not None:
                 out.grad_fn = node
                 out._rg = True
+                if limits._state.bytes_left is not None:
+                    limits.charge(limits.NODE_BYTES, f"{op.name}() graph node")
         return out
     outs = tuple(_wrap(r, out_dtype if i == 0 or op.n_outputs is None else None)
                  for i, r in enumerate(raw))
@@ -169,7 +166,26 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
                 o.grad_fn = node
                 o.output_nr = nr
                 o._rg = True
+            if limits._state.bytes_left is not None:
+                limits.charge(limits.NODE_BYTES, f"{op.name}() graph node")
     return outs
+
+
+def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], out_dtype: Any) -> None:
+    """The interrupt check, then the op's declared output bound against this thread's limits
+    (see `limits`), before the forward allocates anything."""
+    state = limits._state
+    if state.check is not None:
+        state.check()
+    if state.max_elements is None and state.bytes_left is None:
+        return
+    try:
+        bound = op.bound(flat, attrs, out_dtype)
+    except AttributeError:
+        require_tensor(op, flat)
+        raise
+    if bound is not None:
+        limits.admit(bound, f"{op.name}() result")
 
 
 def _link_view(src: Any, out: Tensor) -> None:

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import dtypes, errors
+from . import dtypes, errors, limits
 from .dtypes import DType
 from .tensor import Tensor
 
@@ -43,6 +43,7 @@ class AttrSpec(NamedTuple):
 DtypeRule = Callable[[Sequence[Any], Mapping[str, Any]], "tuple[DType | None, DType]"]
 NameRule = Callable[[Sequence[Any], Mapping[str, Any]], str]
 Rule = Callable[..., Any]
+BoundRule = Callable[[Sequence[Any], Mapping[str, Any], DType], "limits.Bound"]
 
 
 class OpDef:
@@ -53,7 +54,8 @@ class OpDef:
                  backward: str | NameRule, n_outputs: int | None,
                  out_shape: Callable[..., Sequence[int]] | None, doc: str, method: bool,
                  variadic: bool, differentiable_outputs: Sequence[int] | None, inplace: bool,
-                 inplace_backward: str | None = None, view: bool = False):
+                 inplace_backward: str | None = None, view: bool = False,
+                 out_bound: BoundRule | None = None):
         if vjps and len(vjps) != len(inputs):
             raise ValueError(f"{name}: {len(vjps)} vjp rules for {len(inputs)} inputs")
         self.name = name
@@ -67,6 +69,7 @@ class OpDef:
         self._backward = backward
         self.n_outputs = n_outputs
         self.out_shape = out_shape
+        self.out_bound = out_bound
         self.doc = doc
         self.method = method
         self.variadic = variadic
@@ -101,6 +104,16 @@ class OpDef:
             meta = frozenset().union(*(u.meta for u in rules)) - data
             plan = self._plans[mask] = (any(u.out for u in rules), data, meta)
         return plan
+
+    def bound(self, args: Sequence[Any], attrs: Mapping[str, Any],
+              out_dtype: DType) -> limits.Bound | None:
+        """What this op's results can take, before it runs (see `limits.Bound`): from
+        `out_bound` where declared, else from `out_shape` and the result dtype."""
+        if self.out_bound is not None:
+            return self.out_bound(args, attrs, out_dtype)
+        if self.out_shape is not None:
+            return limits.shape_bound(self.out_shape(*args, **attrs), out_dtype.np.itemsize)
+        return None
 
     def __repr__(self) -> str:
         return f"<op {self.name}({', '.join(self.inputs)})>"
@@ -164,7 +177,8 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
           n_outputs: int | None = 1, out_shape: Callable[..., Sequence[int]] | None = None,
           doc: str = "", method: bool = True, variadic: bool = False,
           differentiable_outputs: Sequence[int] | None = None, inplace: bool = False,
-          inplace_backward: str | None = None, view: bool = False) -> OpDef:
+          inplace_backward: str | None = None, view: bool = False,
+          out_bound: BoundRule | None = None) -> OpDef:
     """Register an op: its forward (numpy), one VJP rule per input (None: no gradient).
 
     Args:
@@ -177,6 +191,9 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
         backward: torch's node name, or a function of the inputs choosing one.
         n_outputs: number of outputs; None when it depends on the inputs.
         out_shape: result shape from input shapes/attrs, checked against limits before forward.
+        out_bound: `(args, attrs, out_dtype) -> limits.Bound` where the shape alone does not say
+            what the results take (several outputs, data-dependent sizes); overrides out_shape
+            for the limits.
         method: also a Tensor method.
         variadic: the op takes one sequence of tensors.
         differentiable_outputs: which outputs carry gradients (default all).
@@ -195,7 +212,8 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
     op = OpDef(name, forward, vjps, inputs=inputs, attrs=attrs, dtype=dtype or SAME,
                backward=backward, n_outputs=n_outputs, out_shape=out_shape, doc=doc,
                method=method, variadic=variadic, differentiable_outputs=differentiable_outputs,
-               inplace=inplace, inplace_backward=inplace_backward, view=view)
+               inplace=inplace, inplace_backward=inplace_backward, view=view,
+               out_bound=out_bound)
     OPS[name] = op
     return op
 
