@@ -4,11 +4,19 @@
     python bench/fuzz.py [N] [--seed S] [--workers W]
 
 Sends N inputs (default 100,000), split evenly between random bytes to every rpc, mutated valid
-requests, random graphs and random instruction batches from the op catalogue (the generators
-of tests/fuzz_inputs.py, driven by `random.Random(seed)` so a run is reproducible). Every
-failure is collected (UNKNOWN/INTERNAL answers, hangs past the deadline) together with the
-server's log of internal errors; at the end it prints the counts by status code, the server's
-RSS after warm-up and at the end, and exits 1 when anything failed or the server died.
+requests, random graphs, random instruction batches from the op catalogue, and hostile requests:
+small messages asking for huge or numerous results (nonzero, unbind, split, index_select/take/
+gather with huge index tensors, repeat, outer, matmul, cat/stack on expanded scalars, expand
+chains), long chains differentiated up to order 8, and batches repeating
+`backward(create_graph=True)` (the generators of tests/fuzz_inputs.py, driven by
+`random.Random(seed)` so a run is reproducible). The server runs with the limits of
+docs/reliability.md (`--max-session-bytes 64 MiB --max-tensor-elements 4 Mi`).
+
+Every failure is collected (UNKNOWN/INTERNAL answers, hangs past the deadline, a hostile request
+not answered within 5 s) together with the server's log of internal errors; the server's peak
+RSS must stay within `--rss-ceiling` MiB of its RSS before the first input (checked every 1,000
+inputs and at the end). At the end it prints the counts by status code and the memory figures,
+and exits 1 when anything failed, the ceiling was passed or the server died.
 """
 
 from __future__ import annotations
@@ -36,12 +44,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("n", nargs="?", type=int, default=100_000, help="inputs to send")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--rss-ceiling", type=float, default=200,
+                        help="MiB the server's peak RSS may rise above its starting RSS")
     args = parser.parse_args(argv)
 
     server = ServerProcess(["--workers", str(args.workers), "--session-ttl", "2",
                             "--max-session-ttl", "3", "--reap-interval", "0.5",
-                            "--max-session-bytes", str(64 * MiB), "--log-level", "ERROR"]).start()
+                            "--max-session-bytes", str(64 * MiB),
+                            "--max-tensor-elements", str(4 * MiB),
+                            "--log-level", "ERROR"]).start()
     outcome = fz.Outcome()
+    ceiling_passed = ""
     try:
         channel = server.channel()
         stub = service_pb2_grpc.AutogradServiceStub(channel)
@@ -53,11 +66,16 @@ def main(argv: list[str]) -> int:
         c = fz.Chooser(rng=random.Random(args.seed))
         start = time.monotonic()
         warm_rss = None
+        start_rss = server.rss()
+        ceiling = start_rss + args.rss_ceiling * MiB
         with np.errstate(all="ignore"):
             for i in range(args.n):
                 if i == min(2000, args.n // 10):
                     warm_rss = server.rss()
-                kind = i % 4
+                if i % 1000 == 999 and not ceiling_passed and server.peak_rss() > ceiling:
+                    ceiling_passed = (f"peak RSS {server.peak_rss() / MiB:.0f} MiB after "
+                                      f"{i + 1} inputs")
+                kind = i % 5
                 if kind == 0:
                     method, payload = c.pick(methods), c.bytes(200)
                     call = fz.raw_call(channel, method)
@@ -72,6 +90,8 @@ def main(argv: list[str]) -> int:
                     fz.check_status(lambda call=call, payload=payload, meta=meta: call(
                         payload, timeout=fz.DEADLINE, metadata=meta), f"{method} {payload!r}",
                         outcome)
+                elif kind == 4:
+                    fz.hostile_call(c, stub, outcome)
                 elif kind == 2:
                     req = fz.graph_request(c, ops)
                     fz.check_status(lambda req=req: stub.RunGraph(req, timeout=fz.DEADLINE),
@@ -93,14 +113,19 @@ def main(argv: list[str]) -> int:
         elapsed = time.monotonic() - start
         alive = server.alive()
         end_rss = server.rss() if alive else 0
+        peak_rss = server.peak_rss() if alive else 0
+        if alive and not ceiling_passed and peak_rss > ceiling:
+            ceiling_passed = f"peak RSS {peak_rss / MiB:.0f} MiB at the end"
         channel.close()
     finally:
         log = server.log()
         server.close()
     print(f"\n{args.n} inputs in {elapsed:.0f}s (seed {args.seed}); statuses "
           f"{dict(sorted(outcome.codes.items()))}")
-    print(f"server alive: {alive}; RSS after warm-up {(warm_rss or 0) / MiB:.0f} MiB, at the end "
-          f"{end_rss / MiB:.0f} MiB")
+    print(f"server alive: {alive}; RSS at start {start_rss / MiB:.0f} MiB, after warm-up "
+          f"{(warm_rss or 0) / MiB:.0f} MiB, at the end {end_rss / MiB:.0f} MiB, peak "
+          f"{peak_rss / MiB:.0f} MiB (ceiling {ceiling / MiB:.0f} MiB: "
+          f"{'PASSED, ' + ceiling_passed if ceiling_passed else 'held'})")
     causes = sorted(set(re.findall(r"^(\w+(?:Error|Exception|Warning)\b.*)$", log, re.M)))
     if causes:
         print("internal errors in the server log:")
@@ -109,7 +134,7 @@ def main(argv: list[str]) -> int:
     for failure in outcome.failures[:10]:
         print("\nFAILED:", failure[:2000])
     print(f"\n{len(outcome.failures)} failures")
-    return 0 if alive and not outcome.failures else 1
+    return 0 if alive and not outcome.failures and not ceiling_passed else 1
 
 
 if __name__ == "__main__":

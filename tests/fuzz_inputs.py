@@ -454,6 +454,227 @@ def batch_instructions(c: Chooser, ops: list[catalogue_pb2.OpInfo], inplace: lis
         # "empty": an instruction with no kind set
 
 
+# --- hostile requests: small messages that ask for a lot of memory or work ---------------------
+
+def _big_shape(c: Chooser) -> list[int]:
+    """A shape of 2**10 .. 2**34 elements in 1-26 dims (many dims of 2, or a few large ones)."""
+    if c.chance(0.4):
+        return [2] * c.int(10, 26)
+    dims = [c.pick([1, 2, 3, 7, 64, 1024, 16384, 131072]) for _ in range(c.int(1, 4))]
+    while int(np.prod(dims, dtype=object)) < 2**10:
+        dims.append(c.pick([2, 64, 1024]))
+    return dims
+
+
+def _scalar_constant(c: Chooser, out: graph_pb2.Value, code: int | None = None) -> None:
+    """A 0-d constant of dtype `code`, else bool, int64 or float32 (expand's input)."""
+    if code is None:
+        code = c.pick([tensor_pb2.DTYPE_BOOL, tensor_pb2.DTYPE_INT64, tensor_pb2.DTYPE_FLOAT32])
+    arr = np.ones((), dtype=_NP[code])
+    out.constant.dtype = code
+    out.constant.raw = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+
+
+class _GraphBuilder:
+    """Appends nodes to a RunGraph's graph, naming them n0, n1, ..."""
+
+    def __init__(self, req: service_pb2.RunGraphRequest):
+        self.g = req.graph
+        self.n = 0
+
+    def node(self, op: str, *inputs: str | Callable[[graph_pb2.Value], None],
+             **attrs: int | list[int]) -> str:
+        node = self.g.nodes.add(id=f"n{self.n}", op=op)
+        self.n += 1
+        for inp in inputs:
+            v = node.inputs.add()
+            if isinstance(inp, str):
+                v.ref.id = inp
+            else:
+                inp(v)
+        for name, a in attrs.items():
+            if isinstance(a, list):
+                node.attrs[name].ints_value.values.extend(a)
+            else:
+                node.attrs[name].int_value = a
+        return node.id
+
+    def expand(self, c: Chooser, dims: list[int], code: int | None = None) -> str:
+        """A scalar (of dtype `code`, else a random one) expanded to `dims`, sometimes through
+        a chain of expands and reshapes."""
+        ref = self.node("expand", lambda v: _scalar_constant(c, v, code), size=[1] * len(dims))
+        for _ in range(c.int(0, 3)):
+            ref = self.node("expand", ref, size=dims)
+            if c.chance(0.5):
+                ref = self.node("reshape", ref, shape=[-1])
+                ref = self.node("reshape", ref, shape=dims)
+        return self.node("expand", ref, size=dims)
+
+
+HOSTILE_OPS = ("nonzero", "unbind", "split", "split_with_sizes", "index_select", "take",
+               "gather", "repeat", "outer", "matmul", "cat", "stack", "cumsum", "exp", "sum",
+               "expand")
+
+
+def hostile_graph_request(c: Chooser) -> service_pb2.RunGraphRequest:
+    """A RunGraph of a few hundred bytes whose results are huge or numerous: data-dependent and
+    many-output ops on expanded scalars, index ops with huge index tensors, expand chains."""
+    req = service_pb2.RunGraphRequest()
+    b = _GraphBuilder(req)
+    dims = _big_shape(c)
+    x = b.expand(c, dims)
+    op = c.pick(HOSTILE_OPS)
+    last = len(dims) - 1
+    if op in ("nonzero", "exp", "sum", "expand"):
+        y = b.node(op, x) if op != "expand" else b.node("expand", x, size=[4, *dims])
+    elif op == "unbind":
+        y = b.node("unbind", x, dim=c.int(0, last))
+    elif op == "split":
+        y = b.node("split", x, split_size=1, dim=c.int(0, last))
+    elif op == "split_with_sizes":
+        y = b.node("split_with_sizes", x, split_sizes=[1] * min(dims[0], 4096),
+                   dim=0)
+    elif op in ("index_select", "take", "gather"):
+        index = b.expand(c, [c.pick([2**17, 2**20, 2**24, 2**31])], tensor_pb2.DTYPE_INT64)
+        if op == "index_select":
+            y = b.node(op, x, index, dim=0)
+        elif op == "take":
+            y = b.node(op, x, index)
+        else:
+            y = b.node(op, x, b.expand(c, dims, tensor_pb2.DTYPE_INT64), dim=0)
+    elif op == "repeat":
+        y = b.node("repeat", x, repeats=[c.pick([2, 1024, 65536])] * len(dims))
+    elif op == "outer":
+        v = b.expand(c, [c.pick([2**12, 2**16, 2**20])])
+        y = b.node("outer", v, v)
+    elif op == "matmul":
+        n = c.pick([2**10, 2**12, 2**14])
+        m = b.expand(c, [n, n])
+        y = b.node("matmul", m, m)
+    else:  # cat / stack of many references to one big tensor
+        node = b.g.nodes.add(id=f"n{b.n}", op=op)
+        b.n += 1
+        node.inputs.extend([graph_pb2.Value(ref=graph_pb2.NodeOutput(id=x))] * c.int(2, 64))
+        y = node.id
+    b.g.outputs.add(name="y", ref=graph_pb2.NodeOutput(id=y))
+    return req
+
+
+_CHAINS: dict[tuple[int, tuple[int, ...]], service_pb2.RunGraphRequest] = {}
+
+
+def higher_order_request(c: Chooser, max_nodes: int = 100_000) -> service_pb2.RunGraphRequest:
+    """A long chain of transcendental ops on a small input, differentiated up to order 8 (the
+    chains are built once per length and shape: a 100,000-node one takes a while)."""
+    n = c.pick([10, 1000, 10_000, max_nodes])
+    shape = c.pick([(), (64,), (4096,)])
+    chain = _CHAINS.get((n, shape))
+    if chain is None:
+        chain = _CHAINS[(n, shape)] = _chain(n, shape)
+    req = service_pb2.RunGraphRequest()
+    req.CopyFrom(chain)
+    req.order = c.int(1, 8)
+    return req
+
+
+def _chain(n: int, shape: tuple[int, ...]) -> service_pb2.RunGraphRequest:
+    req = service_pb2.RunGraphRequest()
+    req.graph.inputs.add(name="x")
+    arr = np.full(shape, 0.5, dtype=np.float32)
+    req.inputs["x"].dtype = tensor_pb2.DTYPE_FLOAT32
+    req.inputs["x"].shape.extend(arr.shape)
+    req.inputs["x"].raw = arr.tobytes()
+    ref = "x"
+    for i in range(n):
+        node = req.graph.nodes.add(id=f"n{i}", op=("sin", "exp", "tanh")[i % 3] if i % 97 == 0
+                                   else "sin")
+        node.inputs.add().ref.id = ref
+        ref = node.id
+    req.graph.outputs.add(name="y", ref=graph_pb2.NodeOutput(id=ref))
+    req.wrt.append("x")
+    return req
+
+
+def hostile_batch(c: Chooser, out: Any) -> None:
+    """Session instructions with the same hostile ops, plus repeated create_graph backwards."""
+    h = 1
+
+    def apply(op: str, inputs: list[int], n_out: int = 1, **attrs: int | list[int]) -> list[int]:
+        nonlocal h
+        m = out.add().apply_op
+        m.op = op
+        for i in inputs:
+            m.inputs.add().handle = i
+        for name, a in attrs.items():
+            if isinstance(a, list):
+                m.attrs[name].ints_value.values.extend(a)
+            else:
+                m.attrs[name].int_value = a
+        m.outputs.extend(range(h, h + n_out))
+        h += n_out
+        return list(range(h - n_out, h))
+
+    ins = out.add().create_tensor
+    ins.handle = h
+    ins.value.dtype = tensor_pb2.DTYPE_FLOAT32
+    ins.value.raw = np.float32(0.5).tobytes()
+    ins.requires_grad = True
+    x = h
+    h += 1
+    if c.chance(0.3):  # graphs hanging off .grad: backward(create_graph=True) again and again
+        (y,) = apply("sin", [x])
+        (z,) = apply("mul", [x, y])
+        for _ in range(c.int(10, 300)):
+            bw = out.add().backward
+            bw.tensor = z
+            bw.create_graph = True
+        return
+    dims = _big_shape(c)
+    (e,) = apply("expand", [x], size=dims)
+    op = c.pick(["nonzero", "unbind", "split", "exp", "repeat"])
+    if op == "unbind":
+        apply("unbind", [e], n_out=dims[0], dim=0)
+    elif op == "split":
+        apply("split", [e], n_out=dims[0], split_size=1, dim=0)
+    elif op == "repeat":
+        apply("repeat", [e], repeats=[2] * len(dims))
+    else:
+        apply(op, [e])
+
+
+HOSTILE_DEADLINE = 5.0  # each hostile request is answered (refused) within this many seconds
+
+
+def hostile_call(c: Chooser, stub: Any, outcome: Outcome | None = None) -> None:
+    """Send one hostile request (graph, higher-order chain or session batch) and check that it
+    is answered within HOSTILE_DEADLINE with an allowed status."""
+    k = c.int(0, 9)
+    if k < 5:
+        req = hostile_graph_request(c)
+    elif k < 7:
+        req = higher_order_request(c)
+    if k < 7:
+        check_status(lambda: stub.RunGraph(req, timeout=HOSTILE_DEADLINE),
+                     _summary(req), outcome, HOSTILE_DEADLINE)
+        return
+    sid = stub.CreateSession(session_pb2.CreateSessionRequest(), timeout=10).session_id
+    meta = (("x-session-id", sid),)
+    breq = session_pb2.BatchRequest(session_id=sid)
+    hostile_batch(c, breq.instructions)
+    try:
+        check_status(lambda: stub.ExecuteBatch(breq, metadata=meta, timeout=HOSTILE_DEADLINE),
+                     _summary(breq), outcome, HOSTILE_DEADLINE)
+    finally:
+        stub.CloseSession(session_pb2.CloseSessionRequest(session_id=sid), metadata=meta,
+                          timeout=10)
+
+
+def _summary(req: Any) -> str:
+    """A failure's description: the request, shortened (a chain has 100,000 nodes)."""
+    text = str(req)
+    return text if len(text) < 4000 else f"{text[:3000]}\n... [{len(text) - 3000} more characters]"
+
+
 def mutate(c: Chooser, data: bytes) -> bytes:
     """Flip, insert, delete, duplicate or truncate bytes of a valid message."""
     buf = bytearray(data)
@@ -493,8 +714,10 @@ class Outcome:
         self.codes[code.name] = self.codes.get(code.name, 0) + 1
 
 
-def check_status(call: Callable[[], Any], what: str, outcome: Outcome | None = None) -> Any:
-    """Run one call with a deadline; fail on UNKNOWN/INTERNAL or on a hang past the deadline.
+def check_status(call: Callable[[], Any], what: str, outcome: Outcome | None = None,
+                 deadline: float = DEADLINE) -> Any:
+    """Run one call with a deadline; fail on UNKNOWN/INTERNAL or on a hang past the deadline
+    (`call` must pass `deadline` as its timeout).
 
     Returns the response, or None when the call was refused (with an allowed status).
     """
@@ -508,8 +731,8 @@ def check_status(call: Callable[[], Any], what: str, outcome: Outcome | None = N
         if code in FORBIDDEN or code is grpc.StatusCode.DEADLINE_EXCEEDED:
             _fail(outcome, f"{code.name}: {err.details()}\n{what}")
     elapsed = time.monotonic() - start
-    if elapsed > DEADLINE + 2:
-        _fail(outcome, f"took {elapsed:.1f}s, past the {DEADLINE}s deadline\n{what}")
+    if elapsed > deadline + 2:
+        _fail(outcome, f"took {elapsed:.1f}s, past the {deadline}s deadline\n{what}")
     if outcome is not None:
         outcome.record(code)
     return resp

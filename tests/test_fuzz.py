@@ -25,7 +25,7 @@ from tests import fuzz_inputs as fz
 from tests.server_process import MiB, ServerProcess
 
 # Examples per test; their sum is the CI run's input count (asserted at the end).
-EXAMPLES = {"bytes": 2800, "mutated": 2800, "graphs": 2600, "batches": 2000}
+EXAMPLES = {"bytes": 2800, "mutated": 2800, "graphs": 2600, "batches": 2000, "hostile": 150}
 TOTAL = sum(EXAMPLES.values())
 FUZZ = dict(derandomize=True, database=None, deadline=None, print_blob=True,
             suppress_health_check=list(HealthCheck))
@@ -43,6 +43,7 @@ def server():
     metrics = _free_port()
     args = ["--workers", "4", "--session-ttl", "2", "--max-session-ttl", "3",
             "--reap-interval", "0.5", "--max-session-bytes", str(64 * MiB),
+            "--max-tensor-elements", str(4 * MiB),
             "--metrics-port", str(metrics), "--log-level", "ERROR"]
     with ServerProcess(args) as proc:
         proc.metrics_port = metrics
@@ -145,6 +146,14 @@ def test_random_instruction_batches(stub, baseline, catalogue, data):
                           timeout=10)
 
 
+@settings(max_examples=EXAMPLES["hostile"], **FUZZ)
+@given(data=st.data())
+def test_hostile_requests(stub, baseline, data):
+    """Small requests for huge or numerous results, long higher-order chains, repeated
+    create_graph backwards: each refused (or run) within fz.HOSTILE_DEADLINE seconds."""
+    fz.hostile_call(fz.Chooser(draw=data.draw), stub, OUTCOME)
+
+
 def _metric_lines(server) -> list[str]:
     url = f"http://127.0.0.1:{server.metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as resp:
@@ -175,5 +184,7 @@ def test_server_healthy_after_fuzzing(server, channel, baseline):
           f"{dict(sorted(OUTCOME.codes.items()))}; server RSS {baseline / MiB:.0f} MiB after "
           f"warm-up, {rss / MiB:.0f} MiB at the end, peak {server.peak_rss() / MiB:.0f} MiB")
     assert rss < baseline + 150 * MiB
+    # the hostile requests' bound (docs/reliability.md): peak within 200 MiB of the baseline
+    assert server.peak_rss() < baseline + 200 * MiB
     if OUTCOME.calls:  # the whole file ran (not a -k selection)
         assert TOTAL >= 10_000
