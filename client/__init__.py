@@ -25,7 +25,14 @@ from .errors import (
     UnauthenticatedError,
     UnavailableError,
 )
-from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .grad_mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from .optim import Optimizer
 from .session import Session
 from .tensor import Size, Tensor
@@ -33,4 +40,5 @@ from .tensor import Size, Tensor
 __all__ = ["TLS", "Client", "DType", "DeadlineExceededError", "GradserveError",
            "InternalServerError", "NotFoundError", "Optimizer", "RemoteError", "Session", "Size",
            "Tensor", "TracingError", "UnauthenticatedError", "UnavailableError", "connect",
-           "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled", "to_dot"]
+           "enable_grad", "inference_mode", "is_grad_enabled", "is_inference_mode_enabled",
+           "no_grad", "set_grad_enabled", "to_dot"]

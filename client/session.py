@@ -106,6 +106,8 @@ class Session:
         self.enable_grad = grad_mode.enable_grad
         self.set_grad_enabled = grad_mode.set_grad_enabled
         self.is_grad_enabled = grad_mode.is_grad_enabled
+        self.inference_mode = grad_mode.inference_mode
+        self.is_inference_mode_enabled = grad_mode.is_inference_mode_enabled
 
     # --- lifecycle ------------------------------------------------------------------------------
 

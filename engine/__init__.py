@@ -26,7 +26,14 @@ from .api import PUBLIC, apply_inplace, build
 from .creation import tensor
 from .dispatch import apply
 from .dtypes import DType
-from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .grad_mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from .random import Generator, default_generator, initial_seed, manual_seed, seed
 from .registry import OPS, OPSET_VERSION
 from .tensor import Size, Tensor
@@ -54,5 +61,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["DType", "Generator", "OPS", "OPSET_VERSION", "Size", "Tensor", "apply",
            "apply_inplace", "autograd", "default_generator", "dtypes", "enable_grad", "errors",
-           "initial_seed", "is_grad_enabled", "limits", "manual_seed", "nn", "no_grad", "optim",
-           "registry", "seed", "set_grad_enabled", "tensor", *PUBLIC]
+           "inference_mode", "initial_seed", "is_grad_enabled", "is_inference_mode_enabled",
+           "limits", "manual_seed", "nn", "no_grad", "optim", "registry", "seed",
+           "set_grad_enabled", "tensor", *PUBLIC]
