@@ -27,6 +27,7 @@ FROM base AS build
 ARG PIP_CERT
 COPY pyproject.toml README.md /src/
 COPY protos /src/protos
+COPY surface /src/surface
 COPY engine /src/engine
 COPY server /src/server
 COPY client /src/client
