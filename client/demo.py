@@ -13,9 +13,13 @@ from .connection import connect
 
 
 def walkthrough(torch: Any, say: Any = print) -> None:
-    """The seed's steps with `torch` (a Session or the real module), printing as the seed does.
+    """The seed walkthrough (shared/seed), line for line, with `torch` (a Session, the engine
+    or the real module), printing through `say` what the seed prints.
 
-    Lines starting with "#" name each step; the other lines are what the seed prints.
+    Lines starting with "#" name each step; the other lines are what the seed prints (the
+    notebook's display of a bare expression, `x.grad` on its own line, is a `say` here). This is
+    the one copy: `gradserve demo`, examples/seed_walkthrough.py and the tests that compare it
+    with real torch (engine, session, eager session) all run it.
     """
     say("# y = x**2, and dy/dx by backward()")
     x = torch.tensor(3.0, requires_grad=True)
@@ -35,13 +39,13 @@ def walkthrough(torch: Any, say: Any = print) -> None:
     say(x.grad)
 
     say("# one neuron, gradients by hand")
-    x = torch.tensor(6.7)
-    y = torch.tensor(0)
+    x = torch.tensor(6.7)  # Input feature
+    y = torch.tensor(0)  # Output label
     w = torch.tensor(1.0)
     b = torch.tensor(0.0)
 
     def binary_cross_entropy_loss(y_pred: Any, y_true: Any) -> Any:
-        epsilon = 1e-8
+        epsilon = 1e-8  # To prevent log(0)
         y_pred = torch.clamp(y_pred, epsilon, 1 - epsilon)
         return -(y_true * torch.log(y_pred) + (1 - y_true) * torch.log(1 - y_pred))
 
@@ -49,10 +53,13 @@ def walkthrough(torch: Any, say: Any = print) -> None:
     y_pred = torch.sigmoid(z)
     loss = binary_cross_entropy_loss(y_pred, y)
     say(loss)
+
     dloss_dy_pred = (y_pred - y) / (y_pred * (1 - y_pred))
     dy_pred_dz = y_pred * (1 - y_pred)
-    dL_dw = dloss_dy_pred * dy_pred_dz * x  # noqa: N806 - the seed's names
-    dL_db = dloss_dy_pred * dy_pred_dz * 1  # noqa: N806
+    dz_dw = x
+    dz_db = 1
+    dL_dw = dloss_dy_pred * dy_pred_dz * dz_dw  # noqa: N806 - the seed's names
+    dL_db = dloss_dy_pred * dy_pred_dz * dz_db  # noqa: N806
     say(f"Manual Gradient of loss dL_dw: {dL_dw}")
     say(f"dL_db: {dL_db}")
 
@@ -103,16 +110,16 @@ def walkthrough(torch: Any, say: Any = print) -> None:
     say(x.grad)
     y = z**2
     try:
-        y.backward()
+        y.backward()  # the seed comments this out: it fails, z is detached
     except RuntimeError as exc:
         say(f"RuntimeError: {exc}")
+
     x = torch.tensor(2.0, requires_grad=True)
     y = x**2
     say(y)
     with torch.no_grad():
         y = x**2
         say(y)
-
 
 def run(target: str, **connect_options: Any) -> int:
     """Run the walkthrough in a new session on `target`; returns an exit status (0)."""

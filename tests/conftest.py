@@ -209,3 +209,13 @@ def gradserve_server_factory():
 
 def gradserve_request_id() -> str:
     return uuid.uuid4().hex
+
+
+def gradserve_seed_lines(torch: Any) -> list[str]:
+    """What the seed walkthrough (gradserve.client.demo.walkthrough) prints with `torch`,
+    without the demo's "#" step headers."""
+    from gradserve.client.demo import walkthrough
+
+    lines: list[str] = []
+    walkthrough(torch, say=lambda *args: lines.extend(" ".join(map(str, args)).splitlines()))
+    return [line for line in lines if not line.startswith("#")]

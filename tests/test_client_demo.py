@@ -13,19 +13,16 @@ import torch
 
 from gradserve.client.demo import walkthrough
 from gradserve.server.cli import main as cli_main
-from tests import seed_walkthrough
+from tests.conftest import gradserve_seed_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def torch_lines() -> list[str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        seed_walkthrough.run(torch)
-    return out.getvalue().splitlines()
+    return gradserve_seed_lines(torch)
 
 
-def test_demo_walkthrough_is_the_seed():
+def test_demo_walkthrough_prints_through_say_what_print_prints():
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         walkthrough(torch)

@@ -3,9 +3,7 @@ trips, handle release, errors with the user's line, isolation, eager mode, optim
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import io
 import sys
 
 import grpc
@@ -14,7 +12,7 @@ import pytest
 import torch
 
 import gradserve.client as gc_client
-from tests import seed_walkthrough
+from tests.conftest import gradserve_seed_lines
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +27,9 @@ def session(client):
         yield s
 
 
-def printed(fn, *args) -> list[str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        fn(*args)
-    return out.getvalue().splitlines()
-
-
 def test_seed_walkthrough_prints_what_torch_prints(session):
-    expected = printed(seed_walkthrough.run, torch)
-    got = printed(seed_walkthrough.run, session)
+    expected = gradserve_seed_lines(torch)
+    got = gradserve_seed_lines(session)
     assert len(got) == len(expected)
     for i, (g, e) in enumerate(zip(got, expected)):
         assert g == e, f"line {i}"
@@ -46,7 +37,7 @@ def test_seed_walkthrough_prints_what_torch_prints(session):
 
 def test_seed_walkthrough_in_eager_mode(client):
     with client.session(eager=True) as s:
-        assert printed(seed_walkthrough.run, s) == printed(seed_walkthrough.run, torch)
+        assert gradserve_seed_lines(s) == gradserve_seed_lines(torch)
 
 
 class CountingInterceptor(grpc.UnaryUnaryClientInterceptor):

@@ -1,20 +1,9 @@
 """The seed walkthrough with the engine in place of torch prints what real torch prints."""
 
-import contextlib
-import io
-
 import torch
 
 import gradserve.engine as ge
-
-from .seed_walkthrough import run
-
-
-def _printed(module) -> list[str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        run(module)
-    return out.getvalue().splitlines()
+from tests.conftest import gradserve_seed_lines as _printed
 
 
 def test_seed_walkthrough_matches_torch_line_by_line():
