@@ -42,6 +42,7 @@ class Bound(NamedTuple):
     elements: int
     nbytes: int
     results: int
+    shape: tuple[int, ...] | None = None  # the one result's shape, when known (for messages)
 
 
 class _State(threading.local):
@@ -155,6 +156,8 @@ def admit(bound: Bound, what: str) -> None:
     """
     limit = _state.max_elements
     if limit is not None and bound.elements > limit:
+        if bound.shape is not None:
+            check_shape(bound.shape, what)
         many = f"{bound.results} results of up to" if bound.results > 1 else "a result of"
         raise errors.AllocationLimitError(
             f"{what}: {many} {bound.elements} elements, more than the limit of {limit}")
@@ -183,7 +186,7 @@ def check_shape(shape: Sequence[int], what: str = "result") -> None:
 def shape_bound(shape: Sequence[int], itemsize: int) -> Bound:
     """The bound of one result of `shape` with `itemsize`-byte elements."""
     n = numel(shape)
-    return Bound(n, n * itemsize + TENSOR_BYTES, 1)
+    return Bound(n, n * itemsize + TENSOR_BYTES, 1, tuple(shape))
 
 
 def shapes_bound(shapes: Sequence[Sequence[int]], itemsize: int) -> Bound:

@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+from tests.reference import torch
 
 from .opinfo import OpInfo, Sample
+
+F = torch.nn.functional
 
 # --- input builders ------------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
+
+from tests.reference import torch
 
 from .opinfo import OpInfo, Sample
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+from tests.reference import torch
 
 from .opinfo import OpInfo, Sample
+
+F = torch.nn.functional
 
 
 def uniform(shape: tuple[int, ...], lo: float, hi: float) -> Any:

@@ -9,7 +9,8 @@ import math
 from typing import Any
 
 import numpy as np
-import torch
+
+from tests.reference import torch
 
 from .opinfo import OpInfo, Sample
 

@@ -5,7 +5,7 @@ flip, repeat, cat, stack, split, split_with_sizes, unbind.
 
 from __future__ import annotations
 
-import torch
+from tests.reference import torch
 
 from .opinfo import OpInfo, Sample
 

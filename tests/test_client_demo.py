@@ -9,11 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-
 from gradserve.client.demo import walkthrough
 from gradserve.server.cli import main as cli_main
 from tests.conftest import gradserve_seed_lines
+from tests.reference import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import gradserve.client as gc
+from tests.reference import torch
 from tests.test_engine_shape_index import INDEX_ERRORS as ENGINE_INDEX_ERRORS
 from tests.test_engine_shape_index import INDICES, SETS, X, _convert
 

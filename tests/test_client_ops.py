@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import gradserve.client as gc_client
 from gradserve.v1 import catalogue_pb2
+from tests.reference import torch
 
 from .opinfo import OpInfo, Sample, make_input
 

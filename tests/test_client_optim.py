@@ -8,13 +8,13 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
-import torch
 
 import gradserve.client as gc
 from gradserve.server import codec
 from gradserve.v1 import session_pb2 as pb
 from gradserve.v1 import tensor_pb2
 from tests.conftest import gradserve_error
+from tests.reference import torch
 
 W0 = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]], np.float32)
 X = np.array([[1.0, -2.0], [0.5, 3.0], [-1.5, 0.25]], np.float32)

@@ -9,10 +9,10 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import gradserve.client as gc_client
 import gradserve.engine as ge
+from tests.reference import HAVE_TORCH, MISSING_REASON, torch
 
 X = [[1.0, 5.0, 3.0], [4.0, 2.0, 6.0]]
 X3 = np.arange(24, dtype=np.float32).reshape(2, 3, 4).tolist()
@@ -267,6 +267,8 @@ def test_shape_spellings_bad_calls_raise_torch_errors(session, f):
 def torch_warning(expr: str) -> str:
     """The warning torch gives for `expr` (x = a tensor), asked in a fresh process: torch warns
     once per process, so an earlier test may already have used it up here."""
+    if not HAVE_TORCH:
+        pytest.skip(MISSING_REASON)
     code = ("import warnings, torch\nwarnings.simplefilter('always')\n"
             "with warnings.catch_warnings(record=True) as w:\n"
             f"    x = torch.ones({expr.split('|')[0]})\n    x{expr.split('|')[1]}\n"

@@ -9,10 +9,10 @@ import sys
 import grpc
 import numpy as np
 import pytest
-import torch
 
 import gradserve.client as gc_client
 from tests.conftest import gradserve_seed_lines
+from tests.reference import torch
 
 
 @pytest.fixture(scope="module")

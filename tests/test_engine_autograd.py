@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import gradserve.engine as ge
 from gradserve.engine import errors
+from tests.reference import torch
 
 # --- comparing the two runs ----------------------------------------------------------------------
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as TF
 
 import gradserve.engine as ge
+from tests.reference import torch
+
+TF = torch.nn.functional
 
 F = ge.nn.functional
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import gradserve.engine as ge
+from tests.reference import torch
 
 from .opinfo import OpInfo, Sample, make_input
 

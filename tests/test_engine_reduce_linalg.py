@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import gradserve.engine as ge
+from tests.reference import torch
 from tests.test_client_overloads import EXTREME_ERRORS
 
 Fn = Callable[..., Any]

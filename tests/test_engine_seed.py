@@ -1,9 +1,8 @@
 """The seed walkthrough with the engine in place of torch prints what real torch prints."""
 
-import torch
-
 import gradserve.engine as ge
 from tests.conftest import gradserve_seed_lines as _printed
+from tests.reference import torch
 
 
 def test_seed_walkthrough_matches_torch_line_by_line():

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import gradserve.engine as ge
+from tests.reference import HAVE_TORCH, MISSING_REASON, torch
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((2, 3, 4)).astype(np.float32)
@@ -193,6 +193,8 @@ def test_shape_ops_match_torch(f):
 def _torch_T(shape: tuple[int, ...], attr: str) -> list[str]:
     """torch's x.T / x.mT: result and warnings, from a fresh interpreter (torch warns once per
     process for each C++ warning)."""
+    if not HAVE_TORCH:
+        pytest.skip(MISSING_REASON)
     code = (f"import torch, warnings\nwarnings.simplefilter('always')\n"
             f"x = torch.ones({shape!r}, requires_grad=True) * 1\n"
             f"try:\n    r = x.{attr}\n    print(tuple(r.shape), r.grad_fn.name(), r is x)\n"

@@ -5,11 +5,11 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradserve.engine import formatting
+from tests.reference import torch
 
 NP_DTYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32,
              "int64": np.int64, "bool": np.bool_}

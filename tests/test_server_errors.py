@@ -3,12 +3,12 @@
 import grpc
 import numpy as np
 import pytest
-import torch
 
 import gradserve.engine as ge
 from gradserve.server import catalogue
 from gradserve.v1 import catalogue_pb2, service_pb2_grpc, session_pb2
 from tests.conftest import gradserve_connect, gradserve_error
+from tests.reference import torch
 
 
 def h(n):

@@ -3,11 +3,11 @@
 import grpc
 import numpy as np
 import pytest
-import torch
 
 from gradserve.server import codec
 from gradserve.v1 import graph_pb2, service_pb2
 from tests.conftest import gradserve_attr, gradserve_error, gradserve_value
+from tests.reference import torch
 
 
 def node(id_, op, inputs, no_grad=False, **attrs):

@@ -1,9 +1,9 @@
 """The seed walkthrough's steps through the session batch call, compared with real torch."""
 
 import numpy as np
-import torch
 
 from tests.conftest import gradserve_error
+from tests.reference import torch
 
 
 def h(n):

@@ -6,7 +6,6 @@ import urllib.request
 import grpc
 import numpy as np
 import pytest
-import torch
 
 import gradserve.engine as ge
 from gradserve.server.config import ServerConfig
@@ -18,6 +17,7 @@ from tests.conftest import (
     gradserve_open_session,
     gradserve_request_id,
 )
+from tests.reference import torch
 
 
 def h(n):

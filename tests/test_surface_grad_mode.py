@@ -6,11 +6,11 @@ from __future__ import annotations
 import threading
 
 import pytest
-import torch
 
 import gradserve.client as gc_client
 import gradserve.engine as ge
 import gradserve.surface as surface
+from tests.reference import torch
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,74 @@
+"""The reference implementation: torch, or on an interpreter it is not installed for, a stand-in.
+
+torch 2.13.0 is installed (the test extra) for the main interpreter only: the CPU wheel this
+machine has is for one CPython. scripts/dev.py also runs the engine, surface, client and server
+tests on the other CPythons 3.10-3.13 it finds, without torch. There every test that touches
+torch (calls a torch function, enters a torch context) is skipped at that point, saying why;
+everything else — the engine's own semantics, finite-difference gradients, the wire — runs.
+
+Test modules import `torch` from here instead of directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+MISSING_REASON = ("torch is not installed for this interpreter (the reference is installed for "
+                  "the main one only)")
+
+
+class _Absent:
+    """`torch` (and every attribute path under it) when torch cannot be imported: using it
+    skips the test, or the module when used at import time."""
+
+    def __init__(self, path: str):
+        self._path = path
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Absent(f"{self._path}.{name}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        pytest.skip(f"{self._path}(): {MISSING_REASON}", allow_module_level=True)
+
+    def __enter__(self) -> Any:
+        pytest.skip(f"with {self._path}: {MISSING_REASON}", allow_module_level=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def __mro_entries__(self, bases: tuple[Any, ...]) -> tuple[type, ...]:
+        return (_AbsentBase,)  # `class F(torch.autograd.Function)` at import time
+
+    def __instancecheck__(self, obj: Any) -> bool:
+        return False  # nothing is a torch.Tensor here
+
+    def __subclasscheck__(self, cls: Any) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"<absent {self._path}>"
+
+
+class _AbsentMeta(type):
+    def __getattr__(cls, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Absent(f"torch class attribute {name}")  # `F.apply(...)` skips
+
+
+class _AbsentBase(metaclass=_AbsentMeta):
+    """The base of a class that subclasses a torch class when torch is absent."""
+
+
+try:
+    import torch
+except ImportError:
+    torch = _Absent("torch")  # type: ignore[assignment]
+
+HAVE_TORCH = not isinstance(torch, _Absent)
+
+__all__ = ["HAVE_TORCH", "MISSING_REASON", "torch"]
