@@ -189,7 +189,22 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
     if bound is not None:
         if compute is not None:
             bound = limits.with_scratch(bound, _cast_bytes(flat, compute))
-        limits.admit(bound, f"{op.name}() result")
+        what = f"{op.name}() result"
+        try:
+            limits.admit(bound, what)
+        except errors.AllocationLimitError:
+            _name_the_shape(op, flat, attrs, bound, what)
+            raise
+
+
+def _name_the_shape(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], bound: Any,
+                    what: str) -> None:
+    """For a one-result op refused for its elements, raise the message that names the result's
+    shape (`limits.check_shape`'s), when the op declares one (only on the refusal path)."""
+    limit = limits._state.max_elements
+    if op.out_shape is not None and bound.results == 1 and limit is not None and (
+            bound.elements > limit):
+        limits.check_shape(op.out_shape(*flat, **attrs), what)
 
 
 def _cast_bytes(flat: Sequence[Any], compute: Any) -> int:
