@@ -92,7 +92,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         require_tensor(op, flat)  # a scalar or None where the rule needs a Tensor
         raise
     if limits._state.active:
-        _admit(op, flat, attrs, out_dtype)
+        _admit(op, flat, attrs, compute, out_dtype)
     arrays: list[Any] = []
     requires_grad = False
     cast = compute.np if compute is not None else None
@@ -171,9 +171,11 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     return outs
 
 
-def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], out_dtype: Any) -> None:
+def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
+           out_dtype: Any) -> None:
     """The interrupt check, then the op's declared output bound against this thread's limits
-    (see `limits`), before the forward allocates anything."""
+    (see `limits`), before the forward allocates anything. The inputs `run` casts to the
+    compute dtype are charged too: the forward holds those copies."""
     state = limits._state
     if state.check is not None:
         state.check()
@@ -185,7 +187,30 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], out_dtype: Any
         require_tensor(op, flat)
         raise
     if bound is not None:
-        limits.admit(bound, f"{op.name}() result")
+        if compute is not None:
+            bound = limits.with_scratch(bound, _cast_bytes(flat, compute))
+        what = f"{op.name}() result"
+        try:
+            limits.admit(bound, what)
+        except errors.AllocationLimitError:
+            _name_the_shape(op, flat, attrs, bound, what)
+            raise
+
+
+def _name_the_shape(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], bound: Any,
+                    what: str) -> None:
+    """For a one-result op refused for its elements, raise the message that names the result's
+    shape (`limits.check_shape`'s), when the op declares one (only on the refusal path)."""
+    limit = limits._state.max_elements
+    if op.out_shape is not None and bound.results == 1 and limit is not None and (
+            bound.elements > limit):
+        limits.check_shape(op.out_shape(*flat, **attrs), what)
+
+
+def _cast_bytes(flat: Sequence[Any], compute: Any) -> int:
+    """Bytes of the copies `run` makes of the tensor inputs not already in `compute`."""
+    return sum(limits.numel(a.shape) * compute.np.itemsize for a in flat
+               if type(a) is Tensor and a.dtype is not compute)
 
 
 def _link_view(src: Any, out: Tensor) -> None:

@@ -155,6 +155,11 @@ def admit(bound: Bound, what: str) -> None:
         AllocationLimitError: naming `what` (e.g. "nonzero() result") and the limit.
     """
     limit = _state.max_elements
+    if limit is not None and bound.results > limit:
+        # Each result is a tensor object of its own: an op making more results than the element
+        # limit (unbind of a long dim) costs more than a result of that many elements.
+        raise errors.AllocationLimitError(
+            f"{what}: {bound.results} results, more than the limit of {limit}")
     if limit is not None and bound.elements > limit:
         if bound.shape is not None:
             check_shape(bound.shape, what)
@@ -194,6 +199,25 @@ def shapes_bound(shapes: Sequence[Sequence[int]], itemsize: int) -> Bound:
     sizes = [numel(s) for s in shapes]
     return Bound(max(sizes, default=0), sum(sizes) * itemsize + TENSOR_BYTES * len(sizes),
                  len(sizes))
+
+
+def repeated_bound(count: int, shape: Sequence[int], itemsize: int) -> Bound:
+    """The bound of `count` results of one `shape` (unbind, split's equal pieces), computed
+    without listing them: `count` may be huge."""
+    n = numel(shape)
+    return Bound(n if count else 0, count * (n * itemsize + TENSOR_BYTES), count)
+
+
+def combined(*bounds: Bound) -> Bound:
+    """One bound for an op whose results are described by several (values and indices)."""
+    return Bound(max((b.elements for b in bounds), default=0), sum(b.nbytes for b in bounds),
+                 sum(b.results for b in bounds))
+
+
+def with_scratch(bound: Bound, nbytes: int) -> Bound:
+    """`bound` plus `nbytes` of temporaries the forward holds at its peak besides its results
+    (charged to the byte budget; not results, so not checked against the element limit)."""
+    return Bound(bound.elements, bound.nbytes + nbytes, bound.results)
 
 
 def nbytes_of(values: Any) -> int:

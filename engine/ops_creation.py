@@ -20,7 +20,7 @@ from . import random as _random
 from .api import public
 from .dispatch import run
 from .dtypes import DType
-from .registry import OPS, AttrSpec, OpDef, bind_attrs, defop
+from .registry import OPS, AttrSpec, OpDef, bind_attrs, defop, temporaries
 from .tensor import REQUIRES_GRAD_FACTORY_MESSAGE, Tensor
 
 _SIZE = AttrSpec("size", "ints", required=True)
@@ -77,6 +77,10 @@ def _input_shape(x: Any, **attrs: Any) -> tuple[int, ...]:
     return tuple(x.shape)
 
 
+# Forwards that build in a wider dtype than the result's (np.full's from the Python value,
+# arange's and linspace's float64/int64 arithmetic, randint's int64 draw) declare those bytes per
+# element with `temporaries(..., result_bytes=...)`.
+
 # --- constant fills ------------------------------------------------------------------------------
 
 defop("zeros", lambda size, dtype=None: np.zeros(size, _np_dtype(dtype)), inputs=(),
@@ -95,7 +99,8 @@ def _full_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | 
 defop("full", lambda size, fill_value, dtype=None: np.full(size, fill_value),
       inputs=(), attrs=(_SIZE, AttrSpec("fill_value", "scalar", required=True), _DTYPE),
       dtype=_full_dtype, out_shape=_size_shape, method=False,
-      doc="a tensor filled with fill_value (dtype inferred from it: bool, int64 or float32)")
+      doc="a tensor filled with fill_value (dtype inferred from it: bool, int64 or float32)",
+      out_bound=temporaries(_size_shape, result_bytes=8))
 
 def _like_dtype(x: Any, dtype: DType | None) -> Any:
     return dtype.np if dtype is not None else x.dtype
@@ -110,7 +115,8 @@ defop("ones_like", lambda x, dtype=None: np.ones(x.shape, _like_dtype(x, dtype))
 defop("full_like", lambda x, fill_value, dtype=None: np.full(x.shape, fill_value), None,
       attrs=(AttrSpec("fill_value", "scalar", required=True), _DTYPE), dtype=_like(),
       out_shape=_input_shape, method=False,
-      doc="fill_value with input's shape (and dtype unless dtype)")
+      doc="fill_value with input's shape (and dtype unless dtype)",
+      out_bound=temporaries(_input_shape, result_bytes=8))
 
 # --- ranges --------------------------------------------------------------------------------------
 
@@ -152,7 +158,8 @@ defop("arange", _arange, inputs=(),
       attrs=(AttrSpec("start", "scalar", required=True), AttrSpec("end", "optional_scalar"),
              AttrSpec("step", "scalar", 1), _DTYPE),
       dtype=_arange_dtype, out_shape=_arange_shape, method=False,
-      doc="values from start (0 without end) to end, by step; int64 unless a bound is a float")
+      doc="values from start (0 without end) to end, by step; int64 unless a bound is a float",
+      out_bound=temporaries(_arange_shape, result_bytes=24))
 
 
 def _linspace(start: Any, end: Any, steps: int, dtype: Any = None) -> Any:
@@ -176,7 +183,8 @@ defop("linspace", _linspace, inputs=(),
       attrs=(AttrSpec("start", "scalar", required=True), AttrSpec("end", "scalar", required=True),
              AttrSpec("steps", "int", required=True), _DTYPE),
       dtype=_linspace_dtype, out_shape=lambda **a: (a["steps"],), method=False,
-      doc="steps evenly spaced values from start to end (float32 unless dtype)")
+      doc="steps evenly spaced values from start to end (float32 unless dtype)",
+      out_bound=temporaries(lambda **a: (a["steps"],), result_bytes=48))
 
 
 def _eye_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
@@ -231,7 +239,8 @@ _RANDOM = [
           attrs=(AttrSpec("low", "int", required=True), AttrSpec("high", "int", required=True),
                  _SIZE, _DTYPE),
           dtype=_randint_dtype, out_shape=_size_shape, method=False,
-          doc="uniform random integers in [low, high) (int64 unless dtype)"),
+          doc="uniform random integers in [low, high) (int64 unless dtype)",
+      out_bound=temporaries(_size_shape, result_bytes=8)),
     defop("rand_like", lambda x, dtype=None, generator=None: _rand(
           x.shape, dtype or dtypes.from_numpy(x.dtype), generator), None, attrs=(_DTYPE,),
           dtype=_like("check_uniform_bounds"), out_shape=_input_shape, method=False,

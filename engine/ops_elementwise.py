@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import errors
-from .registry import BOOL, COMPARE, FLOAT, PROMOTE, SAME, AttrSpec, defop
+from .registry import BOOL, COMPARE, FLOAT, PROMOTE, SAME, AttrSpec, defop, temporaries
 
 
 def _is_tensor(a: Any) -> bool:
@@ -67,19 +67,30 @@ def _by_scalars(all_tensors: str, scalar_other: str, scalar_input: str | None = 
 
 
 
+# `y * alpha` is a temporary of (up to) the result's size before the add.
+_ALPHA_SCALED = temporaries(broadcast_shape, results=1)
+_UNSCALED = temporaries(broadcast_shape)
+
+
+def _alpha_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
+    return (_UNSCALED if attrs.get("alpha", 1) == 1 else _ALPHA_SCALED)(args, attrs, out_dtype)
+
+
 # --- arithmetic ----------------------------------------------------------------------------------
 
 defop("add", lambda x, y, alpha=1: np.add(x, y * alpha if alpha != 1 else y),
       lambda ns, g, out, x, y, alpha: g,
       lambda ns, g, out, x, y, alpha: g * alpha if alpha != 1 else g,
       inputs=("input", "other"), attrs=(AttrSpec("alpha", "scalar", 1),), dtype=PROMOTE,
-      inplace=True, doc="input + alpha * other", out_shape=broadcast_shape)
+      inplace=True, doc="input + alpha * other", out_shape=broadcast_shape,
+      out_bound=_alpha_bound)
 defop("sub", lambda x, y, alpha=1: np.subtract(x, y * alpha if alpha != 1 else y),
       lambda ns, g, out, x, y, alpha: g,
       lambda ns, g, out, x, y, alpha: -g * alpha if alpha != 1 else -g,
       inputs=("input", "other"), attrs=(AttrSpec("alpha", "scalar", 1),), dtype=PROMOTE,
       backward=_by_scalars("SubBackward0", "SubBackward0", "RsubBackward1"),
-      inplace=True, doc="input - alpha * other", out_shape=broadcast_shape)
+      inplace=True, doc="input - alpha * other", out_shape=broadcast_shape,
+      out_bound=_alpha_bound)
 defop("mul", np.multiply,
       lambda ns, g, out, x, y: g * y,
       lambda ns, g, out, x, y: g * x,
@@ -146,42 +157,62 @@ def _pow_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
 
 defop("pow", _pow_forward, _pow_dx, _pow_dy, inputs=("input", "exponent"), dtype=PROMOTE,
       backward=_by_scalars("PowBackward1", "PowBackward0", "PowBackward2"), inplace=True,
-      doc="input ** exponent", out_shape=broadcast_shape)
+      doc="input ** exponent", out_shape=broadcast_shape,
+      out_bound=temporaries(broadcast_shape, result_bytes=1))
 defop("square", np.square, lambda ns, g, out, x: g * 2 * x, dtype=PROMOTE,
-      backward="PowBackward0", doc="input ** 2")
+      backward="PowBackward0", doc="input ** 2",
+      out_shape=broadcast_shape)
 
 # --- unary math ----------------------------------------------------------------------------------
 
-defop("neg", np.negative, lambda ns, g, out, x: -g, inplace=True, doc="-input")
-defop("abs", np.abs, lambda ns, g, out, x: g * ns.sign(x), inplace=True, doc="|input|")
-defop("sign", np.sign, lambda ns, g, out, x: g * 0, doc="-1, 0 or 1; zero gradient")
-defop("floor", np.floor, lambda ns, g, out, x: g * 0, doc="round down; zero gradient")
-defop("ceil", np.ceil, lambda ns, g, out, x: g * 0, doc="round up; zero gradient")
+defop("neg", np.negative, lambda ns, g, out, x: -g, inplace=True, doc="-input",
+      out_shape=broadcast_shape)
+defop("abs", np.abs, lambda ns, g, out, x: g * ns.sign(x), inplace=True, doc="|input|",
+      out_shape=broadcast_shape)
+defop("sign", np.sign, lambda ns, g, out, x: g * 0, doc="-1, 0 or 1; zero gradient",
+      out_shape=broadcast_shape)
+defop("floor", np.floor, lambda ns, g, out, x: g * 0, doc="round down; zero gradient",
+      out_shape=broadcast_shape)
+defop("ceil", np.ceil, lambda ns, g, out, x: g * 0, doc="round up; zero gradient",
+      out_shape=broadcast_shape)
 defop("round", lambda x, decimals=0: np.round(x, decimals),
       lambda ns, g, out, x, decimals: g * 0, attrs=(AttrSpec("decimals", "int", 0),),
       backward=lambda args, attrs: "RoundBackward1" if attrs["decimals"] else "RoundBackward0",
-      doc="round half to even; zero gradient")
+      doc="round half to even; zero gradient",
+      out_bound=temporaries(broadcast_shape, results=1))
 defop("reciprocal", np.reciprocal, lambda ns, g, out, x: -g * out * out, dtype=FLOAT,
-      doc="1 / input")
+      doc="1 / input",
+      out_shape=broadcast_shape)
 defop("sqrt", np.sqrt, lambda ns, g, out, x: g / (2 * out), dtype=FLOAT, inplace=True,
-      doc="square root")
+      doc="square root",
+      out_shape=broadcast_shape)
 defop("rsqrt", lambda x: 1 / np.sqrt(x), lambda ns, g, out, x: -0.5 * g * out * out * out,
-      dtype=FLOAT, doc="1 / sqrt(input)")
-defop("exp", np.exp, lambda ns, g, out, x: g * out, dtype=FLOAT, inplace=True, doc="e ** input")
+      dtype=FLOAT, doc="1 / sqrt(input)",
+      out_bound=temporaries(broadcast_shape, results=1))
+defop("exp", np.exp, lambda ns, g, out, x: g * out, dtype=FLOAT, inplace=True, doc="e ** input",
+      out_shape=broadcast_shape)
 defop("expm1", np.expm1, lambda ns, g, out, x: g * (out + 1), dtype=FLOAT,
-      doc="exp(input) - 1")
+      doc="exp(input) - 1",
+      out_shape=broadcast_shape)
 defop("log", np.log, lambda ns, g, out, x: g / x, dtype=FLOAT, inplace=True,
-      doc="natural logarithm")
+      doc="natural logarithm",
+      out_shape=broadcast_shape)
 defop("log1p", np.log1p, lambda ns, g, out, x: g / (x + 1), dtype=FLOAT,
-      backward="Log1PBackward0", doc="log(1 + input)")
+      backward="Log1PBackward0", doc="log(1 + input)",
+      out_shape=broadcast_shape)
 defop("log2", np.log2, lambda ns, g, out, x: g / (x * math.log(2.0)), dtype=FLOAT,
-      doc="base-2 logarithm")
-defop("sin", np.sin, lambda ns, g, out, x: g * ns.cos(x), dtype=FLOAT, inplace=True, doc="sine")
+      doc="base-2 logarithm",
+      out_shape=broadcast_shape)
+defop("sin", np.sin, lambda ns, g, out, x: g * ns.cos(x), dtype=FLOAT, inplace=True, doc="sine",
+      out_shape=broadcast_shape)
 defop("cos", np.cos, lambda ns, g, out, x: -g * ns.sin(x), dtype=FLOAT, inplace=True,
-      doc="cosine")
-defop("tan", np.tan, lambda ns, g, out, x: g * (1 + out * out), dtype=FLOAT, doc="tangent")
+      doc="cosine",
+      out_shape=broadcast_shape)
+defop("tan", np.tan, lambda ns, g, out, x: g * (1 + out * out), dtype=FLOAT, doc="tangent",
+      out_shape=broadcast_shape)
 defop("tanh", np.tanh, lambda ns, g, out, x: g * (1 - out * out), dtype=FLOAT, inplace=True,
-      doc="hyperbolic tangent")
+      doc="hyperbolic tangent",
+      out_shape=broadcast_shape)
 
 
 def _sigmoid(x: Any) -> Any:
@@ -190,22 +221,32 @@ def _sigmoid(x: Any) -> Any:
 
 
 defop("sigmoid", _sigmoid, lambda ns, g, out, x: g * out * (1 - out), dtype=FLOAT,
-      inplace=True, doc="1 / (1 + exp(-input))")
+      inplace=True, doc="1 / (1 + exp(-input))",
+      out_bound=temporaries(broadcast_shape, results=1))
 
 # --- activations ---------------------------------------------------------------------------------
 
 defop("relu", lambda x: np.maximum(x, 0).astype(x.dtype),
-      lambda ns, g, out, x: g * (out > 0), inplace=True, doc="max(input, 0)")
+      lambda ns, g, out, x: g * (out > 0), inplace=True, doc="max(input, 0)",
+      out_bound=temporaries(broadcast_shape, results=1))
 defop("leaky_relu", lambda x, negative_slope=0.01: np.where(x > 0, x, x * negative_slope),
       lambda ns, g, out, x, negative_slope: ns.where(x > 0, g, g * negative_slope),
       attrs=(AttrSpec("negative_slope", "float", 0.01),), dtype=FLOAT,
-      doc="input if input > 0 else negative_slope * input")
+      doc="input if input > 0 else negative_slope * input",
+      out_bound=temporaries(broadcast_shape, results=2))
 defop("elu", lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
       lambda ns, g, out, x, alpha: ns.where(x > 0, g, g * (out + alpha)),
       attrs=(AttrSpec("alpha", "float", 1.0),), dtype=FLOAT,
-      doc="input if input > 0 else alpha * (exp(input) - 1)")
+      doc="input if input > 0 else alpha * (exp(input) - 1)",
+      out_bound=temporaries(broadcast_shape, results=3))
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+# np.vectorize goes through an object array of Python floats (8-byte pointers, 32 bytes a float
+# as allocated) and float64 copies before the cast: far more than the result's own bytes per
+# element (72 measured with tracemalloc; tests/test_engine_bounds.py checks it).
+_ERF_BYTES = 8 + 32 + 8 + 8 + 16
 
 
 def _erf(x: Any) -> Any:
@@ -230,14 +271,26 @@ def _gelu_vjp(ns: Any, g: Any, out: Any, x: Any, approximate: str) -> Any:
     return g * (0.5 * (1 + ns.erf(x / math.sqrt(2.0))) + x * phi)
 
 
+_GELU_ERF = temporaries(broadcast_shape, results=3, result_bytes=_ERF_BYTES)
+_GELU_TANH = temporaries(broadcast_shape, results=3)
+
+
+def _gelu_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
+    tanh = attrs.get("approximate") == "tanh"
+    return (_GELU_TANH if tanh else _GELU_ERF)(args, attrs, out_dtype)
+
+
 defop("erf", _erf, lambda ns, g, out, x: g * (2 / math.sqrt(math.pi)) * ns.exp(-x * x),
-      dtype=FLOAT, doc="Gauss error function")
+      dtype=FLOAT, doc="Gauss error function",
+      out_bound=temporaries(broadcast_shape, result_bytes=_ERF_BYTES))
 defop("gelu", _gelu, _gelu_vjp,
       attrs=(AttrSpec("approximate", "str", "none", choices=("none", "tanh")),), dtype=FLOAT,
-      doc="Gaussian error linear unit")
+      doc="Gaussian error linear unit",
+      out_bound=_gelu_bound)
 defop("silu", lambda x: x * _sigmoid(x),
       lambda ns, g, out, x: g * ns.sigmoid(x) * (1 + x * (1 - ns.sigmoid(x))), dtype=FLOAT,
-      doc="input * sigmoid(input)")
+      doc="input * sigmoid(input)",
+      out_bound=temporaries(broadcast_shape, results=2))
 
 
 def _softplus(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
@@ -250,7 +303,8 @@ defop("softplus", _softplus,
       lambda ns, g, out, x, beta, threshold: ns.where(x * beta > threshold, g,
                                                       g * ns.sigmoid(x * beta)),
       attrs=(AttrSpec("beta", "float", 1.0), AttrSpec("threshold", "float", 20.0)), dtype=FLOAT,
-      doc="log(1 + exp(beta * input)) / beta, linear above threshold")
+      doc="log(1 + exp(beta * input)) / beta, linear above threshold",
+      out_bound=temporaries(broadcast_shape, results=4))
 
 # --- clamp, maximum, minimum, where ---------------------------------------------------------------
 
@@ -295,7 +349,8 @@ def _clamp_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
 
 defop("clamp", _clamp, _clamp_dx, _clamp_dmin, _clamp_dmax,
       inputs=("input", "min?", "max?"), dtype=PROMOTE, backward=_clamp_name, inplace=True,
-      doc="limit input to [min, max]", out_shape=broadcast_shape)
+      doc="limit input to [min, max]", out_shape=broadcast_shape,
+      out_bound=temporaries(broadcast_shape, results=1))
 
 
 def _tie_split(ns: Any, g: Any, x: Any, y: Any, wins: Any) -> Any:
@@ -343,25 +398,31 @@ _LOGIC: Any = (("logical_and", np.logical_and), ("logical_or", np.logical_or),
 for _name, _fn in _LOGIC:
     defop(_name, _fn, None, None, inputs=("input", "other"), dtype=BOOL,
           doc=f"{_name.split('_')[1]} of truth values, as bool", out_shape=broadcast_shape)
-defop("logical_not", np.logical_not, None, dtype=BOOL, doc="not input, as bool")
+defop("logical_not", np.logical_not, None, dtype=BOOL, doc="not input, as bool",
+      out_shape=broadcast_shape)
 
 # --- dtype conversion ----------------------------------------------------------------------------
 
 defop("to_dtype", lambda x, dtype: x.astype(dtype.np), lambda ns, g, out, x, dtype: g,
       attrs=(AttrSpec("dtype", "dtype", required=True),),
       dtype=lambda args, attrs: (None, attrs["dtype"]), backward="ToCopyBackward0",
-      method=False, doc="convert to dtype (Tensor.to(dtype), .float(), .double(), ...)")
-defop("clone", lambda x: x.copy(), lambda ns, g, out, x: g, dtype=SAME, doc="a copy")
+      method=False, doc="convert to dtype (Tensor.to(dtype), .float(), .double(), ...)",
+      out_shape=broadcast_shape)
+defop("clone", lambda x: x.copy(), lambda ns, g, out, x: g, dtype=SAME, doc="a copy",
+      out_shape=broadcast_shape)
 
 # --- in-place targets: the ops behind zero_(), fill_() and copy_() --------------------------------
 
 defop("zero", np.zeros_like, lambda ns, g, out, x: g * 0, method=False, inplace=True,
-      doc="zeros shaped like input (Tensor.zero_())")
+      doc="zeros shaped like input (Tensor.zero_())",
+      out_shape=broadcast_shape)
 defop("fill", lambda x, value: np.full_like(x, value), lambda ns, g, out, x, value: g * 0,
       attrs=(AttrSpec("value", "scalar", required=True),), method=False, inplace=True,
-      inplace_backward="FillBackward2", doc="input's shape filled with value (Tensor.fill_(value))")
+      inplace_backward="FillBackward2", doc="input's shape filled with value (Tensor.fill_(value))",
+      out_shape=broadcast_shape)
 defop("copy", lambda x, src: np.broadcast_to(src, x.shape).astype(x.dtype),
       lambda ns, g, out, x, src: g * 0,
       lambda ns, g, out, x, src: g,
       inputs=("input", "src"), method=False, inplace=True, backward="CopyBackwards",
-      doc="src broadcast to input's shape and dtype (Tensor.copy_(src))")
+      doc="src broadcast to input's shape and dtype (Tensor.copy_(src))",
+      out_shape=lambda x, src: tuple(x.shape))

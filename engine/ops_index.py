@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes, errors, grad_mode
+from . import dtypes, errors, grad_mode, limits
 from .api import FUNCTIONS, _inplace, public
 from .ops_elementwise import broadcast_shape
 from .ops_shape import _shape_str, wrap_dim
-from .registry import OPS, AttrSpec, defop, fixed, is_int
+from .registry import OPS, AttrSpec, defop, fixed, is_int, numel_of
 from .tensor import Tensor
 
 _INT_KINDS = "iu"
@@ -50,11 +50,19 @@ def _select_backward(g: Any, input_sizes: Sequence[int], dim: int, index: int) -
     return out
 
 
+def _select_shape(x: Any, dim: int, index: int) -> tuple[int, ...]:
+    if x.ndim == 0:
+        return ()  # the forward refuses it with torch's message
+    axis = wrap_dim(dim, x.ndim)
+    return tuple(x.shape[:axis]) + tuple(x.shape[axis + 1:])
+
+
 SELECT_ATTRS = (AttrSpec("dim", "int", required=True), AttrSpec("index", "int", required=True))
 defop("select", _select,
       lambda ns, g, out, x, dim, index: ns.select_backward(
           g, input_sizes=x.shape, dim=dim, index=index),
-      attrs=SELECT_ATTRS, doc="the slice at index along dim (that dim removed)", view=True)
+      attrs=SELECT_ATTRS, doc="the slice at index along dim (that dim removed)", view=True,
+      out_shape=_select_shape)
 defop("select_backward", _select_backward,
       lambda ns, g, out, grad, input_sizes, dim, index: ns.select(g, dim=dim, index=index),
       inputs=("grad",), attrs=(AttrSpec("input_sizes", "ints", required=True), *SELECT_ATTRS),
@@ -77,6 +85,15 @@ def _slice(x: Any, dim: int = 0, start: int | None = None, end: int | None = Non
     return x[(slice(None),) * axis + (slice_bounds(x.shape[axis], start, end, step),)]
 
 
+def _slice_shape(x: Any, dim: int = 0, start: int | None = None, end: int | None = None,
+                 step: int = 1) -> tuple[int, ...]:
+    if x.ndim == 0 or step <= 0:
+        return ()  # the forward refuses these with torch's messages
+    axis = wrap_dim(dim, x.ndim)
+    n = len(range(*slice(start, end, step).indices(x.shape[axis])))
+    return (*x.shape[:axis], n, *x.shape[axis + 1:])
+
+
 def _slice_backward(g: Any, input_sizes: Sequence[int], dim: int = 0, start: int | None = None,
                     end: int | None = None, step: int = 1) -> Any:
     out = np.zeros(tuple(input_sizes), dtype=np.asarray(g).dtype)
@@ -90,7 +107,8 @@ SLICE_ATTRS = (AttrSpec("dim", "int", 0), AttrSpec("start", "optional_int", None
 defop("slice", _slice,
       lambda ns, g, out, x, dim, start, end, step: ns.slice_backward(
           g, input_sizes=x.shape, dim=dim, start=start, end=end, step=step),
-      attrs=SLICE_ATTRS, method=False, doc="elements start:end:step along dim (a view)", view=True)
+      attrs=SLICE_ATTRS, method=False, doc="elements start:end:step along dim (a view)", view=True,
+      out_shape=_slice_shape)
 defop("slice_backward", _slice_backward,
       lambda ns, g, out, grad, input_sizes, dim, start, end, step: ns.slice(
           g, dim=dim, start=start, end=end, step=step),
@@ -99,7 +117,27 @@ defop("slice_backward", _slice_backward,
       backward="SliceBackwardBackward0", doc="slice's gradient: grad placed in zeros")
 defop("alias", lambda x: x.view() if isinstance(x, np.ndarray) else x,
       lambda ns, g, out, x: g, method=False, doc="the same tensor as a new node (x[...])",
-      view=True)
+      view=True,
+      out_shape=lambda x: tuple(x.shape))
+
+# --- bounds of the indexing ops ---
+
+# Per index element, besides the result: a converted (intp) copy and the range checks' masks.
+_INDEX_SCRATCH = 8 + 3
+
+
+def _indexed(out_shape: Any, index_arg: int = 1) -> Any:
+    """An out_bound for an op indexing with its input `index_arg`: the result, and the
+    scratch its forward makes per index element."""
+    def bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bound:
+        b = limits.shape_bound(out_shape(*args, **attrs), out_dtype.np.itemsize)
+        index = args[index_arg]
+        scratch = numel_of(index) * _INDEX_SCRATCH
+        if getattr(index, "dtype", None) is dtypes.bool_:  # a mask: np.nonzero, a row per dim
+            scratch = numel_of(index) * max(index.ndim, 1) * 8
+        return limits.with_scratch(b, scratch)
+    return bound
+
 
 # --- index (advanced indexing), nonzero ----------------------------------------------------------
 
@@ -177,22 +215,46 @@ def _index_shape(x: Any, indices: Any, dim: int = 0) -> tuple[int, ...]:
     return (*shape[:dim], *data.shape[1:], *shape[dim + data.shape[0]:])
 
 
+def _index_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bound:
+    """index's result (a mask's true elements counted, so exact), and its key's scratch: one
+    int64 array per mask dim of that count, or the int checks' per index element."""
+    x, indices = args[0], args[1]
+    shape = _index_shape(x, indices, attrs.get("dim", 0))
+    b = limits.shape_bound(shape, out_dtype.np.itemsize)
+    if getattr(indices, "dtype", None) is dtypes.bool_ and len(shape) > attrs.get("dim", 0) >= 0:
+        return limits.with_scratch(b, shape[attrs["dim"]] * indices.ndim * 8)
+    return limits.with_scratch(b, numel_of(indices) * _INDEX_SCRATCH)
+
+
+def _nonzero_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bound:
+    """nonzero's result, exact: counting reads the data without allocating. np.argwhere stacks
+    np.nonzero's per-dim arrays into a new one, so its peak is twice the result."""
+    x = args[0]
+    count = int(np.count_nonzero(x._data))
+    return limits.with_scratch(limits.shape_bound((count, x.ndim), 8),
+                               count * max(x.ndim, 1) * 8)
+
+
 defop("index", _index,
       lambda ns, g, out, x, indices, dim: ns.index_backward(
           g, indices, input_sizes=x.shape, dim=dim), None,
       inputs=("input", "indices"), attrs=(AttrSpec("dim", "int", 0),), method=False,
       out_shape=_index_shape,
       doc="advanced indexing along dims dim..: indices is a bool mask, or int (k, *B) with one "
-          "index array per dim")
+          "index array per dim",
+      out_bound=_index_bound)
 defop("index_backward", _index_backward,
       lambda ns, g, out, grad, indices, input_sizes, dim: ns.index(g, indices, dim=dim), None,
       inputs=("grad", "indices"),
       attrs=(AttrSpec("input_sizes", "ints", required=True), AttrSpec("dim", "int", 0)),
       out_shape=lambda grad, indices, input_sizes, dim=0: tuple(input_sizes), method=False,
       backward="IndexPutBackward0",
-      doc="index's gradient: grad added into zeros at the indices (repeats accumulate)")
-defop("nonzero", lambda x: np.argwhere(x).astype(np.int64), None, dtype=fixed(dtypes.int64),
-      doc="indices of the non-zero elements, one row per element")
+      doc="index's gradient: grad added into zeros at the indices (repeats accumulate)",
+      out_bound=_indexed(lambda grad, indices, input_sizes, dim=0: tuple(input_sizes)))
+defop("nonzero", lambda x: np.argwhere(x).astype(np.int64, copy=False), None,
+      dtype=fixed(dtypes.int64),
+      doc="indices of the non-zero elements, one row per element",
+      out_bound=_nonzero_bound)
 
 # --- take, put (flat positions) ------------------------------------------------------------------
 
@@ -237,17 +299,27 @@ def _put_input_vjp(ns: Any, g: Any, out: Any, x: Any, index: Any, source: Any,
     return g if accumulate else ns.put(g, index, 0.0)
 
 
+def _take_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bound:
+    b = _indexed(lambda x, index: tuple(index.shape))(args, attrs, out_dtype)
+    x = args[0]
+    # reshape(-1) copies an input that is not contiguous (a transpose, an expand)
+    copied = 0 if np.asarray(x._data).flags.c_contiguous else x.numel() * x.dtype.np.itemsize
+    return limits.with_scratch(b, copied)
+
+
 defop("take", _take,
       lambda ns, g, out, x, index: ns.reshape(ns.index_backward(
           ns.reshape(g, shape=(-1,)), ns.reshape(index, shape=(1, -1)),
           input_sizes=(int(np.prod(x.shape)),)), shape=x.shape), None,
-      inputs=("input", "index"), doc="elements at flat positions, in the shape of index")
+      inputs=("input", "index"), doc="elements at flat positions, in the shape of index",
+      out_bound=_take_bound)
 defop("put", _put, _put_input_vjp, None,
       lambda ns, g, out, x, index, source, accumulate: ns.reshape(
           ns.take(g, index), shape=source.shape),
       inputs=("input", "index", "source"), attrs=(AttrSpec("accumulate", "bool", False),),
       doc="a copy with source written (or added) at flat positions; a Python scalar source "
-          "fills them")
+          "fills them",
+      out_bound=_indexed(lambda x, index, source, accumulate=False: tuple(x.shape)))
 
 # --- gather, index_select, masked_fill -----------------------------------------------------------
 
@@ -302,14 +374,16 @@ defop("gather", _gather,
       lambda ns, g, out, x, index, dim: ns.gather_backward(
           g, index, input_sizes=x.shape, dim=dim), None,
       inputs=("input", "index"), attrs=(AttrSpec("dim", "int", required=True),),
-      doc="values along dim at index (gather(input, dim, index))")
+      doc="values along dim at index (gather(input, dim, index))",
+      out_bound=_indexed(lambda x, index, dim: tuple(index.shape)))
 defop("gather_backward", _gather_backward,
       lambda ns, g, out, grad, index, input_sizes, dim: ns.gather(g, index, dim=dim), None,
       inputs=("grad", "index"),
       attrs=(AttrSpec("input_sizes", "ints", required=True),
              AttrSpec("dim", "int", required=True)),
       out_shape=lambda grad, index, input_sizes, dim: tuple(input_sizes), method=False,
-      backward="ScatterAddBackward0", doc="gather's gradient: grad added into zeros at index")
+      backward="ScatterAddBackward0", doc="gather's gradient: grad added into zeros at index",
+      out_bound=_indexed(lambda grad, index, input_sizes, dim: tuple(input_sizes)))
 
 
 def _index_select(x: Any, index: Any, dim: int) -> Any:
@@ -340,9 +414,19 @@ def _index_select_vjp(ns: Any, g: Any, out: Any, x: Any, index: Any, dim: int) -
                              dim=wrap_dim(dim, x.ndim))
 
 
+def _index_select_shape(x: Any, index: Any, dim: int) -> tuple[int, ...]:
+    if x.ndim == 0:
+        return tuple(index.shape)
+    if index.ndim > 1:
+        return ()  # the forward refuses it with torch's message
+    axis = wrap_dim(dim, x.ndim)
+    return (*x.shape[:axis], index.numel(), *x.shape[axis + 1:])
+
+
 defop("index_select", _index_select, _index_select_vjp, None,
       inputs=("input", "index"), attrs=(AttrSpec("dim", "int", required=True),),
-      doc="the slices at index along dim (index_select(input, dim, index))")
+      doc="the slices at index along dim (index_select(input, dim, index))",
+      out_bound=_indexed(_index_select_shape))
 
 
 def _masked_fill(x: Any, mask: Any, value: Any) -> Any:

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from . import errors
+from . import errors, limits
 from .api import FUNCTIONS, public
-from .registry import PROMOTE, AttrSpec, defop
+from .registry import PROMOTE, AttrSpec, defop, numel_of
 from .tensor import Tensor
 
 _TYPE_WORD = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
@@ -226,7 +226,8 @@ defop("dot", _dot,
       inputs=("input", "tensor"),
       dtype=_same_dtype(lambda a, b: f"dot : expected both vectors to have same dtype, but "
                                      f"found {_TYPE_WORD[a]} and {_TYPE_WORD[b]}"),
-      doc="inner product of two 1-D tensors")
+      doc="inner product of two 1-D tensors",
+      out_shape=lambda x, y: ())
 
 
 def _outer_shape(x: Any, y: Any) -> tuple[int, ...]:
@@ -414,6 +415,18 @@ def _einsum_shape(*operands: Any, equation: str) -> tuple[int, ...]:
     return tuple(sizes[c] for c in eq.output)
 
 
+def _einsum_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
+    """einsum's result, and its contraction's intermediates: numpy's optimize=True never makes
+    an intermediate larger than the largest operand or the result (its default memory limit),
+    and at any time holds fewer than one per operand besides the transposed copies tensordot
+    makes of the pair it contracts."""
+    shape = _einsum_shape(*args, **attrs)
+    item = out_dtype.np.itemsize
+    largest = max([limits.numel(shape), *(numel_of(t) for t in args)])
+    scratch = (len(args) + 1) * largest * item if len(args) > 1 else 0
+    return limits.with_scratch(limits.shape_bound(shape, item), scratch)
+
+
 def _einsum(operands: Sequence[Any], equation: str) -> Any:
     eq = parse_equation(equation, [np.shape(t) for t in operands])
     if len(operands) == 1:
@@ -492,7 +505,8 @@ def _einsum_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
 defop("einsum", _einsum, _einsum_vjp, inputs=("tensors",), variadic=True,
       attrs=(AttrSpec("equation", "str", required=True),), dtype=_einsum_dtype,
       backward=_einsum_name, out_shape=_einsum_shape, method=False,
-      doc="Einstein summation over the operands (letters, ',', '->', '...')")
+      doc="Einstein summation over the operands (letters, ',', '->', '...')",
+      out_bound=_einsum_bound)
 
 
 @public("einsum", method=False)

@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes, errors, grad_mode
+from . import dtypes, errors, grad_mode, limits
 from .dtypes import DType
+from .ops_elementwise import broadcast_shape
 from .ops_reduce import norm_dims
-from .registry import AttrSpec, defop, promote_args
+from .registry import AttrSpec, defop, numel_of, promote_args, temporaries
 
 REDUCTIONS = ("mean", "sum", "none")
 _REDUCTION = AttrSpec("reduction", "str", "mean")
@@ -57,6 +58,48 @@ def _type_word(d: DType) -> str:
 
 def _size(shape: Sequence[int]) -> str:
     return f"torch.Size([{', '.join(map(str, shape))}])"
+
+
+# --- bounds: a loss is one value, or one per element with reduction="none" -------------------
+
+# Per target element, the class-index losses' scratch: the valid mask, safe targets, range
+# masks, float64 weights (and the ones they start from), row numbers, picked values, products.
+_NLL_BYTES = 64
+
+
+def _loss_bound(elements: Any, *, copies: int = 0, inputs: int = 0, per_target: int = 0,
+                always: bool = False) -> Any:
+    """An out_bound for a loss whose per-element losses have the shape `elements(*args,
+    **attrs)`: that shape with reduction="none" (or `always`, for the gradients), else one
+    value; the forward also holds `copies` arrays of that shape, `inputs` copies of the input,
+    and `per_target` bytes per target element."""
+    def bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
+        shape = tuple(elements(*args, **attrs))
+        item = out_dtype.np.itemsize
+        result = shape if always or attrs.get("reduction") == "none" else ()
+        scratch = (copies * limits.numel(shape) + inputs * numel_of(args[0])) * item
+        scratch += per_target * numel_of(args[1])
+        return limits.with_scratch(limits.shape_bound(result, item), scratch)
+    return bound
+
+
+def _pointwise_shape(x: Any, t: Any, *rest: Any, **attrs: Any) -> tuple[int, ...]:
+    return broadcast_shape(x, t)
+
+
+def _target_shape(x: Any, t: Any, *rest: Any, **attrs: Any) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+def _attr_shape(*args: Any, **attrs: Any) -> tuple[int, ...]:
+    return tuple(attrs["shape"])  # the loss gradients: the input's shape, as an attribute
+
+
+def _ce_shape(x: Any, t: Any, *rest: Any, **attrs: Any) -> tuple[int, ...]:
+    if not _is_probs(x, t):
+        return tuple(t.shape)
+    dim = _class_dim(x)
+    return tuple(s for i, s in enumerate(x.shape) if i != dim)
 
 
 # --- softmax, log_softmax ------------------------------------------------------------------------
@@ -100,11 +143,13 @@ _SOFTMAX_ATTRS = (AttrSpec("dim", "int", required=True), AttrSpec("dtype", "dtyp
 defop("softmax", _softmax,
       lambda ns, g, out, x, dim, dtype: out * (g - ns.sum(g * out, dim=dim, keepdim=True)),
       attrs=_SOFTMAX_ATTRS, dtype=_softmax_dtype,
-      doc="exp(input) / sum(exp(input), dim), computed stably (dtype: cast input first)")
+      doc="exp(input) / sum(exp(input), dim), computed stably (dtype: cast input first)",
+      out_bound=temporaries(lambda x, dim, dtype=None: tuple(x.shape), results=2))
 defop("log_softmax", _log_softmax,
       lambda ns, g, out, x, dim, dtype: g - ns.exp(out) * ns.sum(g, dim=dim, keepdim=True),
       attrs=_SOFTMAX_ATTRS, dtype=_softmax_dtype,
-      doc="input - logsumexp(input, dim), computed stably (dtype: cast input first)")
+      doc="input - logsumexp(input, dim), computed stably (dtype: cast input first)",
+      out_bound=temporaries(lambda x, dim, dtype=None: tuple(x.shape), results=2))
 
 # --- regression losses ---------------------------------------------------------------------------
 
@@ -129,7 +174,8 @@ def _mse_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, reduction: str) -> Any:
 defop("mse_loss", lambda x, t, reduction="mean": _reduce(np.square(x - t), reduction),
       _mse_dx, _mse_dt, inputs=("input", "target"), attrs=(_REDUCTION,),
       dtype=_pointwise_loss_dtype, backward="MseLossBackward0",
-      doc="mean (or sum, or none) of (input - target) ** 2")
+      doc="mean (or sum, or none) of (input - target) ** 2",
+      out_bound=_loss_bound(_pointwise_shape, copies=2))
 
 
 def _l1_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
@@ -151,7 +197,8 @@ def _l1_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, reduction: str) -> Any:
 defop("l1_loss", lambda x, t, reduction="mean": _reduce(np.abs(x - t), reduction),
       _l1_dx, _l1_dt, inputs=("input", "target"), attrs=(_REDUCTION,),
       dtype=_pointwise_loss_dtype, backward=_l1_name,
-      doc="mean (or sum, or none) of |input - target|")
+      doc="mean (or sum, or none) of |input - target|",
+      out_bound=_loss_bound(_pointwise_shape, copies=2))
 
 # --- binary cross-entropy ------------------------------------------------------------------------
 
@@ -193,7 +240,8 @@ def _bce_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, w: Any, reduction: str) -
 defop("binary_cross_entropy", _bce, _bce_dx, _bce_dt, None,
       inputs=("input", "target", "weight?"), attrs=(_REDUCTION,), dtype=_bce_dtype,
       backward="BinaryCrossEntropyBackward0",
-      doc="-(target * log(input) + (1 - target) * log(1 - input)), logs clamped to >= -100")
+      doc="-(target * log(input) + (1 - target) * log(1 - input)), logs clamped to >= -100",
+      out_bound=_loss_bound(_pointwise_shape, copies=6))
 
 
 def _bce_logits_dtype(args: Sequence[Any], attrs: Mapping[str, Any]
@@ -241,7 +289,8 @@ def _bce_logits_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, w: Any, pw: Any,
 defop("binary_cross_entropy_with_logits", _bce_logits, _bce_logits_dx, _bce_logits_dt, None, None,
       inputs=("input", "target", "weight?", "pos_weight?"), attrs=(_REDUCTION,),
       dtype=_bce_logits_dtype, backward="BinaryCrossEntropyWithLogitsBackward0",
-      doc="binary cross-entropy of sigmoid(input), computed stably from the logits")
+      doc="binary cross-entropy of sigmoid(input), computed stably from the logits",
+      out_bound=_loss_bound(_pointwise_shape, copies=6))
 
 # --- negative log-likelihood ---------------------------------------------------------------------
 
@@ -380,7 +429,8 @@ defop("nll_loss", _nll,
       None, None,
       inputs=("input", "target", "weight?"), attrs=_NLL_ATTRS, dtype=_nll_dtype,
       backward=_nll_name,
-      doc="-input[target] per element (class dim 1), weighted; mean divides by the weights' sum")
+      doc="-input[target] per element (class dim 1), weighted; mean divides by the weights' sum",
+      out_bound=_loss_bound(_target_shape, inputs=1, per_target=_NLL_BYTES))
 defop("nll_loss_backward", _nll_backward,
       lambda ns, g, out, go, t, w, shape, ignore_index, reduction: ns.nll_loss(
           g, t, w, ignore_index=ignore_index, reduction=reduction),
@@ -389,7 +439,8 @@ defop("nll_loss_backward", _nll_backward,
       attrs=(AttrSpec("shape", "ints", required=True), *_NLL_ATTRS),
       dtype=lambda args, attrs: (None, args[0].dtype), backward=_nll_backward_name,
       out_shape=lambda *a, **attrs: tuple(attrs["shape"]), method=False,
-      doc="the gradient of nll_loss for an input of `shape` (nll_loss is its VJP)")
+      doc="the gradient of nll_loss for an input of `shape` (nll_loss is its VJP)",
+      out_bound=_loss_bound(_attr_shape, per_target=_NLL_BYTES, always=True))
 
 # --- label smoothing with class indices: sum over classes, as an adjoint pair ---------------------
 # torch's cross_entropy with class indices and label_smoothing adds (label_smoothing / C) times
@@ -430,7 +481,8 @@ defop("label_smoothing_loss", _smooth,
       inputs=("input", "target", "weight?"), attrs=_NLL_ATTRS, dtype=_nll_dtype,
       backward=lambda args, attrs: _SMOOTH_NAMES[attrs["reduction"]], method=False,
       doc="-sum over classes of input * weight per element (0 where target is ignore_index), "
-          "reduced as nll_loss: cross_entropy's label-smoothing term")
+          "reduced as nll_loss: cross_entropy's label-smoothing term",
+      out_bound=_loss_bound(_target_shape, inputs=2, per_target=_NLL_BYTES))
 defop("label_smoothing_loss_backward", _smooth_backward,
       lambda ns, g, out, go, t, w, shape, ignore_index, reduction: ns.label_smoothing_loss(
           g, t, w, ignore_index=ignore_index, reduction=reduction),
@@ -440,7 +492,8 @@ defop("label_smoothing_loss_backward", _smooth_backward,
       dtype=lambda args, attrs: (None, args[0].dtype),
       backward=_smooth_backward_name,
       out_shape=lambda *a, **attrs: tuple(attrs["shape"]), method=False,
-      doc="the gradient of label_smoothing_loss for an input of `shape` (its VJP is that loss)")
+      doc="the gradient of label_smoothing_loss for an input of `shape` (its VJP is that loss)",
+      out_bound=_loss_bound(_attr_shape, copies=1, per_target=_NLL_BYTES, always=True))
 
 # --- cross_entropy as one op (for the wire) -------------------------------------------------------
 # nn.functional.cross_entropy composes log_softmax and nll_loss as torch does (engine/nn.py);
@@ -494,6 +547,16 @@ def _prob_weights(x: Any, t: Any, w: Any, label_smoothing: float) -> Any:
         view[_class_dim(x)] = c
         t = t * w.reshape(view)
     return t
+
+
+# log_softmax's three input-sized arrays, then the class-index losses' scratch (and the
+# smoothing term's copy), or the probabilities' weighted products.
+_CE_INDICES = _loss_bound(_ce_shape, inputs=4, per_target=_NLL_BYTES)
+_CE_PROBS = _loss_bound(_ce_shape, inputs=4)
+
+
+def _ce_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
+    return (_CE_PROBS if _is_probs(args[0], args[1]) else _CE_INDICES)(args, attrs, out_dtype)
 
 
 def _cross_entropy(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
@@ -576,4 +639,5 @@ defop("cross_entropy", _cross_entropy, _ce_dx, _ce_dt, None,
       inputs=("input", "target", "weight?"),
       attrs=(*_NLL_ATTRS, AttrSpec("label_smoothing", "float", 0.0)), dtype=_ce_dtype,
       backward=_ce_name,
-      doc="cross-entropy of logits (class dim 1) against class indices or class probabilities")
+      doc="cross-entropy of logits (class dim 1) against class indices or class probabilities",
+      out_bound=_ce_bound)

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes, errors
+from . import dtypes, errors, limits
 from .api import FUNCTIONS, public
-from .registry import BOOL, FLOAT, INT64, AttrSpec, defop, is_int
+from .registry import BOOL, FLOAT, INT64, AttrSpec, defop, is_int, temporaries
 from .tensor import Tensor
 
 
@@ -39,6 +39,34 @@ def kept_shape(shape: Sequence[int], dim: Any) -> tuple[int, ...]:
     if axes is None or axes == ():
         return tuple(1 for _ in shape)
     return tuple(1 if i in axes else s for i, s in enumerate(shape))
+
+
+def reduced_shape(shape: Sequence[int], dim: Any, keepdim: bool) -> tuple[int, ...]:
+    """The result shape of a reduction over `dim` (None or (): all dims), for the bounds. A dim
+    out of range gives `shape` itself (no reduction is larger): the forward raises torch's error."""
+    try:
+        axes = norm_dims(dim, len(shape))
+    except errors.EngineError:
+        return tuple(shape)
+    if not axes:
+        axes = tuple(range(len(shape)))
+    if keepdim:
+        return tuple(1 if i in axes else s for i, s in enumerate(shape))
+    return tuple(s for i, s in enumerate(shape) if i not in axes)
+
+
+def _reduce_shape(x: Any, dim: Any = None, keepdim: bool = False, **attrs: Any) -> tuple[int, ...]:
+    return reduced_shape(x.shape, dim, keepdim)
+
+
+def _prod_shape(x: Any, dim: Any = None, keepdim: bool = False, **attrs: Any) -> tuple[int, ...]:
+    return reduced_shape(x.shape, dim, keepdim and dim is not None)
+
+
+def _arg_shape(x: Any, dim: Any = None, keepdim: bool = False) -> tuple[int, ...]:
+    if dim is None:
+        return (1,) * x.ndim if keepdim else ()
+    return reduced_shape(x.shape, dim, keepdim)
 
 
 def unreduce(ns: Any, g: Any, shape: Sequence[int], dim: Any, keepdim: bool) -> Any:
@@ -75,10 +103,21 @@ def _by_dim(no_dim: str, with_dim: str):  # noqa: ANN202
 
 REDUCE_ATTRS = (AttrSpec("dim", "dims", None), AttrSpec("keepdim", "bool", False))
 
+# An integral input (or one given another dtype) is first copied into the accumulation dtype.
+_SUM_CAST = temporaries(_reduce_shape, inputs=1)
+_SUM_PLAIN = temporaries(_reduce_shape)
+
+
+def _sum_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
+    cast = attrs.get("dtype") is not None or not args[0].dtype.is_floating_point
+    return (_SUM_CAST if cast else _SUM_PLAIN)(args, attrs, out_dtype)
+
+
 defop("sum", _sum,
       lambda ns, g, out, x, dim, keepdim, dtype: unreduce(ns, g, x.shape, dim, keepdim),
       attrs=REDUCE_ATTRS + (AttrSpec("dtype", "dtype", None),), dtype=_sum_dtype,
-      backward=_by_dim("SumBackward0", "SumBackward1"), doc="sum over dim (all if None)")
+      backward=_by_dim("SumBackward0", "SumBackward1"), doc="sum over dim (all if None)",
+      out_bound=_sum_bound)
 
 
 def _mean_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
@@ -108,7 +147,8 @@ defop("mean", lambda x, dim=None, keepdim=False, dtype=None: np.mean(
       lambda ns, g, out, x, dim, keepdim, dtype: unreduce(
           ns, g, x.shape, dim, keepdim) / _count(x.shape, dim),
       attrs=REDUCE_ATTRS + (AttrSpec("dtype", "dtype", None),), dtype=_mean_dtype,
-      backward=_by_dim("MeanBackward0", "MeanBackward1"), doc="mean over dim (all if None)")
+      backward=_by_dim("MeanBackward0", "MeanBackward1"), doc="mean over dim (all if None)",
+      out_shape=_reduce_shape)
 
 
 def _one_dim(x: Any, dim: int) -> int:
@@ -179,7 +219,8 @@ defop("prod", _prod, _prod_vjp,
       attrs=(AttrSpec("dim", "optional_int", None), AttrSpec("keepdim", "bool", False),
              AttrSpec("dtype", "dtype", None)),
       dtype=_int_to_int64, backward=_by_dim("ProdBackward0", "ProdBackward1"),
-      doc="product over dim (all if None)")
+      doc="product over dim (all if None)",
+      out_shape=_prod_shape)
 
 # --- max / min (no dim), amax / amin: ties share the gradient evenly -----------------------------
 
@@ -217,9 +258,11 @@ def _min_all(x: Any) -> Any:
 
 
 defop("max", _max_all, lambda ns, g, out, x: _even_split(ns, g, out, x, None, False),
-      backward="MaxBackward1", doc="largest element (a 0-dim tensor); ties share the gradient")
+      backward="MaxBackward1", doc="largest element (a 0-dim tensor); ties share the gradient",
+      out_shape=lambda x: ())
 defop("min", _min_all, lambda ns, g, out, x: _even_split(ns, g, out, x, None, False),
-      backward="MinBackward1", doc="smallest element (a 0-dim tensor); ties share the gradient")
+      backward="MinBackward1", doc="smallest element (a 0-dim tensor); ties share the gradient",
+      out_shape=lambda x: ())
 
 
 def _amax(x: Any, dim: Any = (), keepdim: bool = False) -> Any:
@@ -243,10 +286,12 @@ def _scale_by_count(ns: Any, g: Any, out: Any, x: Any, dim: Any, keepdim: bool) 
 AMAX_ATTRS = (AttrSpec("dim", "dims", ()), AttrSpec("keepdim", "bool", False))
 defop("amax", _amax,
       lambda ns, g, out, x, dim, keepdim: _scale_by_count(ns, g, out, x, dim, keepdim),
-      attrs=AMAX_ATTRS, doc="largest elements over dim (all if ()); ties share the gradient")
+      attrs=AMAX_ATTRS, doc="largest elements over dim (all if ()); ties share the gradient",
+      out_shape=_reduce_shape)
 defop("amin", _amin,
       lambda ns, g, out, x, dim, keepdim: _scale_by_count(ns, g, out, x, dim, keepdim),
-      attrs=AMAX_ATTRS, doc="smallest elements over dim (all if ()); ties share the gradient")
+      attrs=AMAX_ATTRS, doc="smallest elements over dim (all if ()); ties share the gradient",
+      out_shape=_reduce_shape)
 
 # --- max / min with dim: (values, indices); the gradient goes to the returned index ---------------
 
@@ -275,13 +320,27 @@ def _first_selected(ns: Any, g: Any, out: Any, x: Any, dim: int, keepdim: bool) 
     return ns.where(first, g, 0.0)
 
 
+def _values_indices_bound(args: Sequence[Any], attrs: Mapping[str, Any],
+                          out_dtype: Any) -> limits.Bound:
+    """(values, int64 indices) over one dim; and scratch: the copy np.argmax makes of an input
+    reduced along any dim but the last, and the index array `astype(np.int64)` copies."""
+    x = args[0]
+    shape = reduced_shape(x.shape, attrs["dim"], attrs["keepdim"])
+    item = out_dtype.np.itemsize
+    indices = limits.shape_bound(shape, 8)
+    return limits.with_scratch(limits.combined(limits.shape_bound(shape, item), indices),
+                               limits.numel(shape) * 8 + x.numel() * item)
+
+
 VALUES_INDICES_ATTRS = (AttrSpec("dim", "int", required=True), AttrSpec("keepdim", "bool", False))
 defop("max_dim", _with_indices("max", np.argmax), _first_selected,
       attrs=VALUES_INDICES_ATTRS, n_outputs=2, differentiable_outputs=(0,),
-      backward="MaxBackward0", doc="(values, indices) of the largest elements along dim")
+      backward="MaxBackward0", doc="(values, indices) of the largest elements along dim",
+      out_bound=_values_indices_bound)
 defop("min_dim", _with_indices("min", np.argmin), _first_selected,
       attrs=VALUES_INDICES_ATTRS, n_outputs=2, differentiable_outputs=(0,),
-      backward="MinBackward0", doc="(values, indices) of the smallest elements along dim")
+      backward="MinBackward0", doc="(values, indices) of the smallest elements along dim",
+      out_bound=_values_indices_bound)
 
 
 def _arg_reduce(name: str, arg: Any) -> Any:
@@ -299,11 +358,15 @@ def _arg_reduce(name: str, arg: Any) -> Any:
     return forward
 
 
+# np.argmax copies an input reduced along any dim but the last (it moves that dim last).
+_ARG_BOUND = temporaries(_arg_shape, inputs=1)
 ARG_ATTRS = (AttrSpec("dim", "optional_int", None), AttrSpec("keepdim", "bool", False))
 defop("argmax", _arg_reduce("argmax", np.argmax), None, attrs=ARG_ATTRS, dtype=INT64,
-      doc="index of the largest element (of the flattened input if dim is None)")
+      doc="index of the largest element (of the flattened input if dim is None)",
+      out_shape=_arg_shape, out_bound=_ARG_BOUND)
 defop("argmin", _arg_reduce("argmin", np.argmin), None, attrs=ARG_ATTRS, dtype=INT64,
-      doc="index of the smallest element (of the flattened input if dim is None)")
+      doc="index of the smallest element (of the flattened input if dim is None)",
+      out_shape=_arg_shape, out_bound=_ARG_BOUND)
 
 # --- var / std -----------------------------------------------------------------------------------
 
@@ -354,10 +417,12 @@ VAR_ATTRS = (AttrSpec("dim", "dims", None), AttrSpec("unbiased", "bool", None),
              AttrSpec("keepdim", "bool", False), AttrSpec("correction", "optional_float", None))
 _VAR_DTYPE = _floating_only("std and var only support floating point and complex dtypes")
 defop("var", _var, _var_vjp, attrs=VAR_ATTRS, dtype=_VAR_DTYPE,
-      doc="variance over dim with Bessel's correction (correction=1) by default")
+      doc="variance over dim with Bessel's correction (correction=1) by default",
+      out_bound=temporaries(_reduce_shape, inputs=2))
 defop("std", lambda x, dim=None, unbiased=None, keepdim=False, correction=None: np.sqrt(
           _var(x, dim, unbiased, keepdim, correction)), _std_vjp,
-      attrs=VAR_ATTRS, dtype=_VAR_DTYPE, doc="standard deviation: sqrt(var)")
+      attrs=VAR_ATTRS, dtype=_VAR_DTYPE, doc="standard deviation: sqrt(var)",
+      out_bound=temporaries(_reduce_shape, inputs=2))
 
 # --- norm ----------------------------------------------------------------------------------------
 
@@ -410,7 +475,8 @@ defop("norm", _norm, _norm_vjp,
              AttrSpec("keepdim", "bool", False)),
       dtype=_floating_only("linalg.vector_norm: Expected a floating point or complex tensor as "
                            "input. Got {}"),
-      backward="LinalgVectorNormBackward0", doc="vector p-norm over dim (all if None)")
+      backward="LinalgVectorNormBackward0", doc="vector p-norm over dim (all if None)",
+      out_bound=temporaries(_reduce_shape, inputs=2))
 
 # --- logsumexp, cumsum ---------------------------------------------------------------------------
 
@@ -432,7 +498,8 @@ defop("logsumexp", _logsumexp,
       lambda ns, g, out, x, dim, keepdim: _kept(ns, g, x.shape, dim, keepdim) * ns.exp(
           x - _kept(ns, out, x.shape, dim, keepdim)),
       attrs=(AttrSpec("dim", "dims", required=True), AttrSpec("keepdim", "bool", False)),
-      dtype=FLOAT, doc="log(sum(exp(input))) over dim, computed stably")
+      dtype=FLOAT, doc="log(sum(exp(input))) over dim, computed stably",
+      out_bound=temporaries(_reduce_shape, inputs=2))
 
 
 def _cumsum(x: Any, dim: int, dtype: Any = None) -> Any:
@@ -451,14 +518,17 @@ def _cumsum_vjp(ns: Any, g: Any, out: Any, x: Any, dim: int, dtype: Any) -> Any:
 
 defop("cumsum", _cumsum, _cumsum_vjp,
       attrs=(AttrSpec("dim", "int", required=True), AttrSpec("dtype", "dtype", None)),
-      dtype=_int_to_int64, doc="cumulative sum along dim")
+      dtype=_int_to_int64, doc="cumulative sum along dim",
+      out_shape=lambda x, dim, dtype=None: tuple(x.shape))
 
 # --- all, any ------------------------------------------------------------------------------------
 
 defop("all", lambda x, dim=None, keepdim=False: np.all(x, axis=_axes(x, dim), keepdims=keepdim),
-      None, attrs=REDUCE_ATTRS, dtype=BOOL, doc="whether every element is true (over dim)")
+      None, attrs=REDUCE_ATTRS, dtype=BOOL, doc="whether every element is true (over dim)",
+      out_shape=_reduce_shape)
 defop("any", lambda x, dim=None, keepdim=False: np.any(x, axis=_axes(x, dim), keepdims=keepdim),
-      None, attrs=REDUCE_ATTRS, dtype=BOOL, doc="whether any element is true (over dim)")
+      None, attrs=REDUCE_ATTRS, dtype=BOOL, doc="whether any element is true (over dim)",
+      out_shape=_reduce_shape)
 
 # --- torch's overloaded spellings ----------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes, errors
+from . import dtypes, errors, limits
 from .api import FUNCTIONS, public
 from .registry import AttrSpec, defop
 
@@ -123,6 +123,11 @@ def sum_to_size(g: Any, size: Sequence[int]) -> Any:
     return out
 
 
+def _sum_to_size_shape(x: Any, size: Sequence[int]) -> tuple[int, ...]:
+    # A sum never has more elements than its input: a bigger `size` is the forward's error.
+    return tuple(size) if limits.numel(size) <= x.numel() else tuple(x.shape)
+
+
 def _sum_to_size_name(args: Sequence[Any], attrs: Any) -> str:
     # torch sums with keepdim (SumBackward1), then views away leading dims (ViewBackward0).
     return "ViewBackward0" if args and len(attrs["size"]) < args[0].ndim else "SumBackward1"
@@ -130,7 +135,8 @@ def _sum_to_size_name(args: Sequence[Any], attrs: Any) -> str:
 
 defop("sum_to_size", sum_to_size, lambda ns, g, out, x, size: ns.expand(g, size=x.shape),
       attrs=(AttrSpec("size", "ints", required=True),), backward=_sum_to_size_name,
-      doc="sum over broadcast dimensions down to size")
+      doc="sum over broadcast dimensions down to size",
+      out_shape=_sum_to_size_shape)
 
 
 # --- dims ----------------------------------------------------------------------------------------
@@ -178,13 +184,26 @@ def flatten_shape(shape: Sequence[int], start_dim: int, end_dim: int) -> tuple[i
 defop("flatten", lambda x, start_dim=0, end_dim=-1: np.reshape(
           x, flatten_shape(x.shape, start_dim, end_dim)), _back_to_shape,
       attrs=(AttrSpec("start_dim", "int", 0), AttrSpec("end_dim", "int", -1)),
-      backward="ViewBackward0", doc="dims start_dim..end_dim merged into one", view=True)
+      backward="ViewBackward0", doc="dims start_dim..end_dim merged into one", view=True,
+      out_shape=lambda x, start_dim=0, end_dim=-1: flatten_shape(x.shape, start_dim, end_dim))
 
 
 def _squeeze_axes(shape: Sequence[int], dim: Any) -> tuple[int, ...]:
     if dim is None:
         return tuple(i for i, s in enumerate(shape) if s == 1)
     return tuple(a for a in wrap_dims(dim, len(shape)) if shape and shape[a] == 1)
+
+
+def squeeze_shape(shape: Sequence[int], dim: Any) -> tuple[int, ...]:
+    """The shape `squeeze(dim)` gives, with torch's errors."""
+    axes = _squeeze_axes(shape, dim)
+    return tuple(s for i, s in enumerate(shape) if i not in axes)
+
+
+def unsqueeze_shape(shape: Sequence[int], dim: int) -> tuple[int, ...]:
+    """The shape `unsqueeze(dim)` gives, with torch's errors."""
+    axis = wrap_dim(dim, len(shape) + 1)
+    return (*shape[:axis], 1, *shape[axis:])
 
 
 def _squeeze_name(args: Sequence[Any], attrs: Any) -> str:
@@ -195,9 +214,11 @@ def _squeeze_name(args: Sequence[Any], attrs: Any) -> str:
 
 defop("squeeze", lambda x, dim=None: np.squeeze(x, axis=_squeeze_axes(x.shape, dim)),
       _back_to_shape, attrs=(AttrSpec("dim", "dims", None),), backward=_squeeze_name,
-      doc="size-1 dims removed (all, or those among dim)", view=True)
+      doc="size-1 dims removed (all, or those among dim)", view=True,
+      out_shape=lambda x, dim=None: squeeze_shape(x.shape, dim))
 defop("unsqueeze", lambda x, dim: np.expand_dims(x, wrap_dim(dim, x.ndim + 1)), _back_to_shape,
-      attrs=(AttrSpec("dim", "int", required=True),), doc="a size-1 dim inserted at dim", view=True)
+      attrs=(AttrSpec("dim", "int", required=True),), doc="a size-1 dim inserted at dim", view=True,
+      out_shape=lambda x, dim: unsqueeze_shape(x.shape, dim))
 
 # --- permute, transpose, t -----------------------------------------------------------------------
 
@@ -220,7 +241,17 @@ def _permute_vjp(ns: Any, g: Any, out: Any, x: Any, dims: Sequence[int]) -> Any:
 
 
 defop("permute", lambda x, dims: np.transpose(x, permutation(dims, x.ndim)), _permute_vjp,
-      attrs=(AttrSpec("dims", "ints", required=True),), doc="the dims reordered", view=True)
+      attrs=(AttrSpec("dims", "ints", required=True),), doc="the dims reordered", view=True,
+      out_shape=lambda x, dims: tuple(x.shape[a] for a in permutation(dims, x.ndim)))
+
+
+def transpose_shape(shape: Sequence[int], dim0: int, dim1: int) -> tuple[int, ...]:
+    """The shape `transpose(dim0, dim1)` gives, with torch's errors."""
+    out = list(shape)
+    if out:
+        a, b = wrap_dim(dim0, len(out)), wrap_dim(dim1, len(out))
+        out[a], out[b] = out[b], out[a]
+    return tuple(out)
 
 
 def _transpose(x: Any, dim0: int, dim1: int) -> Any:
@@ -230,7 +261,8 @@ def _transpose(x: Any, dim0: int, dim1: int) -> Any:
 defop("transpose", _transpose,
       lambda ns, g, out, x, dim0, dim1: ns.transpose(g, dim0=dim0, dim1=dim1),
       attrs=(AttrSpec("dim0", "int", required=True), AttrSpec("dim1", "int", required=True)),
-      doc="dims dim0 and dim1 swapped", view=True)
+      doc="dims dim0 and dim1 swapped", view=True,
+      out_shape=lambda x, dim0, dim1: transpose_shape(x.shape, dim0, dim1))
 
 
 def _t(x: Any) -> Any:
@@ -241,14 +273,16 @@ def _t(x: Any) -> Any:
 
 
 defop("t", _t, lambda ns, g, out, x: ns.t(g), backward="TBackward0",
-      doc="a matrix transposed (tensors with fewer dims unchanged)", view=True)
+      doc="a matrix transposed (tensors with fewer dims unchanged)", view=True,
+      out_shape=lambda x: tuple(reversed(x.shape)))
 
 # --- flip, repeat --------------------------------------------------------------------------------
 
 defop("flip", lambda x, dims: np.flip(x, wrap_dims(dims, x.ndim)) if x.ndim else x.copy(),
       lambda ns, g, out, x, dims: ns.flip(g, dims=dims),
       attrs=(AttrSpec("dims", "dims", required=True),),
-      doc="the order of elements along dims reversed")
+      doc="the order of elements along dims reversed",
+      out_shape=lambda x, dims: tuple(x.shape))
 
 
 def repeat_shape(shape: Sequence[int], repeats: Sequence[int]) -> tuple[int, ...]:
@@ -414,6 +448,44 @@ def split_sizes(length: int, split_size: int) -> list[int]:
     return [min(split_size, length - s) for s in range(0, length, split_size)] or [0]
 
 
+def _with_dim(shape: Sequence[int], axis: int, n: int) -> tuple[int, ...]:
+    return (*shape[:axis], n, *shape[axis + 1:])
+
+
+def _split_bound(x: Any, attrs: Any, item: int) -> limits.Bound:
+    """split's pieces, counted without listing them (split_size 1 of a long dim is many)."""
+    if x.ndim == 0 or attrs["split_size"] < 0:
+        return limits.Bound(0, 0, 0)  # the forward refuses these with torch's message
+    axis = wrap_dim(attrs["dim"], x.ndim)
+    length, size = x.shape[axis], attrs["split_size"]
+    if size == 0 or length == 0:
+        return limits.shape_bound(_with_dim(x.shape, axis, 0), item)
+    full, rest = divmod(length, size)
+    return limits.combined(limits.repeated_bound(full, _with_dim(x.shape, axis, size), item),
+                           limits.repeated_bound(1 if rest else 0,
+                                                 _with_dim(x.shape, axis, rest), item))
+
+
+def _split_with_sizes_bound(x: Any, attrs: Any, item: int) -> limits.Bound:
+    if x.ndim == 0:
+        return limits.Bound(0, 0, 0)
+    axis = wrap_dim(attrs["dim"], x.ndim)
+    return limits.shapes_bound([_with_dim(x.shape, axis, s) for s in attrs["split_sizes"]], item)
+
+
+def _unbind_bound(x: Any, attrs: Any, item: int) -> limits.Bound:
+    if x.ndim == 0:
+        return limits.Bound(0, 0, 0)
+    axis = wrap_dim(attrs["dim"], x.ndim)
+    shape = tuple(x.shape)
+    return limits.repeated_bound(shape[axis], shape[:axis] + shape[axis + 1:], item)
+
+
+def _pieces(rule: Any) -> Any:
+    """An out_bound from `rule(x, attrs, itemsize)` (split, split_with_sizes, unbind)."""
+    return lambda args, attrs, out_dtype: rule(args[0], attrs, out_dtype.np.itemsize)
+
+
 def _split_at(x: Any, sizes: Sequence[int], axis: int) -> tuple[Any, ...]:
     bounds = np.cumsum(sizes)[:-1].tolist()
     return tuple(np.split(x, bounds, axis=axis))
@@ -432,7 +504,8 @@ def _split_vjp(ns: Any, g: Any, out: Any, x: Any, dim: int, **attrs: Any) -> Any
 
 defop("split", _split, _split_vjp, n_outputs=None,
       attrs=(AttrSpec("split_size", "int", required=True), AttrSpec("dim", "int", 0)),
-      doc="pieces of split_size along dim (the last may be smaller)", view=True)
+      doc="pieces of split_size along dim (the last may be smaller)", view=True,
+      out_bound=_pieces(_split_bound))
 
 
 def _split_with_sizes(x: Any, split_sizes: Sequence[int], dim: int = 0) -> Any:
@@ -448,7 +521,8 @@ def _split_with_sizes(x: Any, split_sizes: Sequence[int], dim: int = 0) -> Any:
 
 defop("split_with_sizes", _split_with_sizes, _split_vjp, n_outputs=None,
       attrs=(AttrSpec("split_sizes", "ints", required=True), AttrSpec("dim", "int", 0)),
-      doc="pieces of the given sizes along dim", view=True)
+      doc="pieces of the given sizes along dim", view=True,
+      out_bound=_pieces(_split_with_sizes_bound))
 
 
 def _unbind(x: Any, dim: int = 0) -> Any:
@@ -461,7 +535,8 @@ def _unbind(x: Any, dim: int = 0) -> Any:
 
 defop("unbind", _unbind, lambda ns, g, out, x, dim: ns.stack(list(_grads(g)), dim=dim),
       n_outputs=None, attrs=(AttrSpec("dim", "int", 0),),
-      doc="the slices along dim, as a tuple", view=True)
+      doc="the slices along dim, as a tuple", view=True,
+      out_bound=_pieces(_unbind_bound))
 
 # --- torch's spellings: varargs sizes, aliases, properties ---------------------------------------
 

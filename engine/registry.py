@@ -192,8 +192,9 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
         n_outputs: number of outputs; None when it depends on the inputs.
         out_shape: result shape from input shapes/attrs, checked against limits before forward.
         out_bound: `(args, attrs, out_dtype) -> limits.Bound` where the shape alone does not say
-            what the results take (several outputs, data-dependent sizes); overrides out_shape
-            for the limits.
+            what the results take (several outputs, data-dependent sizes, numpy temporaries
+            larger than the result: see `temporaries`); overrides out_shape for the limits.
+            Every op declares one of the two; neither raises ValueError.
         method: also a Tensor method.
         variadic: the op takes one sequence of tensors.
         differentiable_outputs: which outputs carry gradients (default all).
@@ -207,6 +208,10 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
     """
     if name in OPS:
         raise ValueError(f"op {name!r} defined twice")
+    if out_shape is None and out_bound is None:
+        # Bounded by construction: limits.allocation_limit and byte_budget can only refuse an op
+        # before it allocates if every op says what it allocates.
+        raise ValueError(f"op {name!r} declares neither out_shape nor out_bound")
     if backward is None:
         backward = "".join(p.capitalize() for p in name.split("_")) + "Backward0"
     op = OpDef(name, forward, vjps, inputs=inputs, attrs=attrs, dtype=dtype or SAME,
@@ -216,6 +221,33 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
                out_bound=out_bound)
     OPS[name] = op
     return op
+
+
+# --- output bounds: what a forward allocates, declared next to it (see limits.Bound) -----------
+
+def numel_of(a: Any) -> int:
+    """Elements of an op argument: a Tensor's (without touching its data), 1 for a scalar."""
+    return limits.numel(getattr(a, "shape", ()))
+
+
+def temporaries(out_shape: Callable[..., Sequence[int]], *, results: int = 0, inputs: int = 0,
+                result_bytes: int = 0, input_bytes: int = 0) -> BoundRule:
+    """An `out_bound` for a forward whose numpy temporaries outgrow its result: at its peak it
+    also holds `results` arrays of the result's shape and dtype, `inputs` arrays of the first
+    input's size in the result's dtype, and `result_bytes` / `input_bytes` more bytes per result
+    / first-input element (float64 or Python-object scratch whatever the result's dtype).
+
+    Args:
+        out_shape: the op's result shape, as for `defop(out_shape=...)`.
+    """
+    def bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: DType) -> limits.Bound:
+        shape = out_shape(*args, **attrs)
+        item = out_dtype.np.itemsize
+        n = limits.numel(shape)
+        m = numel_of(args[0]) if args and (inputs or input_bytes) else 0
+        scratch = n * (results * item + result_bytes) + m * (inputs * item + input_bytes)
+        return limits.with_scratch(limits.shape_bound(shape, item), scratch)
+    return bound
 
 
 # --- dtype rules: args are the op's inputs (Tensors, Python scalars or None) ---------------------

@@ -1,0 +1,290 @@
+"""Every op's declared output bound (`out_shape` / `out_bound`, see `limits.Bound`) against what
+the op really makes and allocates, and the limits refusing hostile ops before they allocate.
+
+- Every registry op declares a bound, and on every OpInfo sample its results stay within it
+  (elements, result count, bytes).
+- On larger inputs, the forward's peak allocation (tracemalloc: numpy reports its buffers) stays
+  within the declared bytes: the numpy temporaries are declared, not only the results.
+- `TENSOR_BYTES` and `NODE_BYTES` against a fresh measurement.
+- The attacks that took a server past 6 GB with ~200-byte requests are refused, naming the op,
+  before they allocate; a legitimate op at the limit still runs.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import gradserve.engine as ge
+from gradserve.engine import dispatch, errors, limits
+from gradserve.engine.registry import OPS, OpDef, bind_attrs
+
+from .opinfo import OpInfo, Sample
+from .test_engine_ops import _arrays, _cases, _engine_inputs, _flags
+
+MiB = 2**20
+
+
+def _flat_bound(op: OpDef, inputs: list[Any], attrs: dict[str, Any]) -> tuple[Any, limits.Bound]:
+    """(the op's flat inputs, its declared bound), as dispatch computes them."""
+    flat = tuple(inputs[0]) if op.variadic else tuple(inputs)
+    bound_attrs = bind_attrs(op, (), attrs)
+    _, out_dtype = op.dtype_rule(flat, bound_attrs)
+    return flat, op.bound(flat, bound_attrs, out_dtype)
+
+
+def _as_tuple(out: Any) -> tuple[Any, ...]:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def test_every_op_declares_a_bound():
+    missing = sorted(n for n, op in OPS.items() if op.out_shape is None and op.out_bound is None)
+    assert not missing, f"ops without out_shape or out_bound: {', '.join(missing)}"
+
+
+def test_defop_refuses_an_op_without_a_bound():
+    with pytest.raises(ValueError, match="neither out_shape nor out_bound"):
+        ge.registry.defop("unbounded_op_for_test", np.negative, None)
+    assert "unbounded_op_for_test" not in OPS
+
+
+@pytest.mark.parametrize("info, index, sample", _cases(lambda info: True))
+def test_results_within_bound(info: OpInfo, index: int, sample: Sample):
+    arrays = _arrays(info, index, sample, np.float32)
+    e_in, _ = _engine_inputs(arrays, _flags(sample, arrays))
+    op = OPS[info.name]
+    _, bound = _flat_bound(op, e_in, sample.attrs)
+    outs = _as_tuple(ge.apply(info.name, e_in, sample.attrs))
+    sizes = [o.numel() for o in outs]
+    # Every bound here is exact in elements and count (nonzero and masks count their trues).
+    assert max(sizes, default=0) == bound.elements, (sizes, bound)
+    assert len(outs) == bound.results, (len(outs), bound)
+    nbytes = sum(np.asarray(o._data).nbytes for o in outs) + limits.TENSOR_BYTES * len(outs)
+    assert nbytes <= bound.nbytes, (nbytes, bound)
+
+
+# --- peak allocation on larger inputs ------------------------------------------------------------
+
+# Fixed-size scratch (numpy's reduction buffers, index tuples, Python frames) below this is
+# not what the bounds are about; everything here allocates megabytes.
+_SLACK = 64 * 1024
+_N = (256, 1024)
+
+
+def _big_cases() -> dict[str, tuple[str, Callable[[], list[Any]], dict[str, Any]]]:
+    rng = np.random.default_rng(0)
+
+    def f32(*shape: int) -> Any:
+        return ge.tensor(rng.uniform(0.1, 0.9, shape).astype(np.float32))
+
+    def ints(high: int, *shape: int) -> Any:
+        return ge.tensor(rng.integers(0, high, shape))
+
+    x, t = f32(*_N), f32(*_N)
+    mask = ge.tensor(np.asarray(x._data) > 0.5)
+    labels = ints(1024, 256)
+    cases: dict[str, tuple[str, Callable[[], list[Any]], dict[str, Any]]] = {}
+    for name in ("sin", "rsqrt", "sigmoid", "relu", "leaky_relu", "elu", "erf", "gelu", "silu",
+                 "softplus", "round", "clone"):
+        cases[name] = (name, lambda: [x], {})
+    cases.update({
+        "gelu_tanh": ("gelu", lambda: [x], {"approximate": "tanh"}),
+        "add_alpha": ("add", lambda: [x, t], {"alpha": 2.0}),
+        "clamp": ("clamp", lambda: [x, 0.2, 0.8], {}),
+        "where": ("where", lambda: [mask, x, t], {}),
+        "to_float64": ("to_dtype", lambda: [x], {"dtype": ge.float64}),
+        "sum_int": ("sum", lambda: [ints(5, *_N)], {}),
+        "var": ("var", lambda: [x], {"dim": 1}),
+        "norm_p3": ("norm", lambda: [x], {"p": 3.0}),
+        "logsumexp": ("logsumexp", lambda: [x], {"dim": 1}),
+        "cumsum_int": ("cumsum", lambda: [ints(5, *_N)], {"dim": 1}),
+        "max_dim": ("max_dim", lambda: [x], {"dim": 0}),
+        "argmin": ("argmin", lambda: [x], {"dim": 0}),
+        "softmax": ("softmax", lambda: [x], {"dim": 1}),
+        "log_softmax": ("log_softmax", lambda: [x], {"dim": 1}),
+        "mse_loss": ("mse_loss", lambda: [x, t], {"reduction": "none"}),
+        "bce": ("binary_cross_entropy", lambda: [x, t, None], {}),
+        "bce_logits": ("binary_cross_entropy_with_logits", lambda: [x, t, None, None], {}),
+        "nll_loss_3d": ("nll_loss", lambda: [f32(64, 16, 256), ints(16, 64, 256), None], {}),
+        "nll_loss_backward": ("nll_loss_backward", lambda: [ge.tensor(np.float32(1)), labels,
+                                                            None], {"shape": _N}),
+        "cross_entropy": ("cross_entropy", lambda: [x, labels, None], {"label_smoothing": 0.1}),
+        "cross_entropy_probs": ("cross_entropy", lambda: [x, t, None], {}),
+        "einsum_chain": ("einsum", lambda: [[x, f32(1024, 256), x]], {"equation": "ij,jk,kl->il"}),
+        "nonzero": ("nonzero", lambda: [x], {}),
+        "index_mask": ("index", lambda: [x, mask], {}),
+        "index_int": ("index", lambda: [x, ints(256, 1, 1000)], {}),
+        "take_transposed": ("take", lambda: [ge.apply("t", [x]), ints(1000, 100000)], {}),
+        "put": ("put", lambda: [x, ints(1000, 100000), 1.0], {}),
+        "gather_backward": ("gather_backward", lambda: [x, ints(1024, *_N)],
+                            {"input_sizes": _N, "dim": 1}),
+        "index_select": ("index_select", lambda: [x, ints(256, 1000)], {"dim": 0}),
+        "arange_float": ("arange", lambda: [], {"start": 0.0, "end": 262144.0}),
+        "linspace": ("linspace", lambda: [], {"start": 0.0, "end": 1.0, "steps": 262144}),
+        "full": ("full", lambda: [], {"size": _N, "fill_value": 1.0}),
+        "randint": ("randint", lambda: [], {"low": 0, "high": 5, "size": _N}),
+        "reshape_copy": ("reshape", lambda: [ge.apply("t", [x])], {"shape": (-1,)}),
+        "repeat": ("repeat", lambda: [x], {"repeats": (2, 1)}),
+    })
+    return cases
+
+
+_BIG = _big_cases()
+
+
+@pytest.mark.parametrize("case", sorted(_BIG))
+def test_peak_allocation_within_bound(case: str):
+    name, make, attrs = _BIG[case]
+    inputs = make()
+    op = OPS[name]
+    flat, bound = _flat_bound(op, inputs, attrs)
+    compute = op.dtype_rule(flat, bind_attrs(op, (), attrs))[0]
+    declared = bound.nbytes + (dispatch._cast_bytes(flat, compute) if compute else 0)
+    with ge.no_grad():
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            out = ge.apply(name, inputs, attrs)
+            peak = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+    del out
+    assert peak > MiB // 4, f"{case}: too small to tell ({peak} bytes)"
+    assert peak <= declared + _SLACK, f"{case}: peak {peak} bytes, declared {declared}"
+
+
+# --- the fixed costs ------------------------------------------------------------------------------
+
+_COUNT = 10_000
+
+
+def _retained(make: Callable[[], Any]) -> float:
+    """Bytes per item that `make()` allocates and keeps (tracemalloc), over `_COUNT` items."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        keep = make()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    del keep
+    return (after - before) / _COUNT
+
+
+def _tensors() -> Any:
+    x = ge.tensor(1.5)
+    with ge.no_grad():
+        return [x * 1.001 for _ in range(_COUNT)]
+
+
+def _chain() -> Any:
+    y = ge.tensor(1.5, requires_grad=True)
+    for _ in range(_COUNT):
+        y = y.sin()
+    return y
+
+
+def test_tensor_and_node_bytes_match_a_measurement():
+    tensor = _retained(_tensors)
+    node = _retained(_chain) - tensor
+    # Honest both ways: never below what they stand for, and not so far above that a
+    # budget refuses work it could hold.
+    assert tensor <= limits.TENSOR_BYTES <= 2 * tensor, tensor
+    assert node <= limits.NODE_BYTES <= 2 * node, node
+
+
+# --- the attacks ----------------------------------------------------------------------------------
+
+def _expand(value: Any, size: list[int]) -> Any:
+    return ge.apply("expand", [ge.tensor(value)], {"size": size})
+
+
+# (op, inputs, attrs): each is a few hundred bytes on the wire and gigabytes unbounded.
+ATTACKS = {
+    "nonzero": lambda: ("nonzero", [_expand(True, [2] * 26)], {}),  # 64 Mi x 26 int64
+    "index_select": lambda: ("index_select", [_expand(1.0, [1, 16384]), _expand(0, [131072])],
+                             {"dim": 0}),  # 2**31 elements
+    "unbind": lambda: ("unbind", [_expand(1.0, [2**26])], {}),  # 64 Mi tensor objects
+}
+LIMITS = {
+    "elements_and_bytes": (4 * MiB, 64 * MiB),
+    "bytes_only": (None, 64 * MiB),
+}
+
+
+def _refused_peak(run: Callable[[], Any], match: str) -> int:
+    """Run `run` expecting AllocationLimitError naming `match`; the tracemalloc peak."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        with pytest.raises(errors.AllocationLimitError, match=match):
+            run()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("limit", sorted(LIMITS))
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_attack_refused_before_allocating(attack: str, limit: str):
+    name, inputs, attrs = ATTACKS[attack]()  # broadcast views: no data of their own
+
+    def run() -> Any:
+        max_elements, max_bytes = LIMITS[limit]
+        with limits.allocation_limit(max_elements), limits.byte_budget(max_bytes):
+            return ge.apply(name, inputs, attrs)
+
+    assert _refused_peak(run, rf"^{name}\(\) result") < 2 * MiB
+
+
+@pytest.mark.parametrize("limit", sorted(LIMITS))
+def test_attack_built_inside_the_limits(limit: str):
+    # The whole request under the limits: expand (a 4 Mi-element view) passes, nonzero (its
+    # 4 Mi x 22 int64 result peaked at 1.37 GB unbounded) is refused.
+    def run() -> Any:
+        max_elements, max_bytes = LIMITS[limit]
+        with limits.allocation_limit(max_elements), limits.byte_budget(max_bytes):
+            return ge.apply("nonzero", [_expand(True, [2] * 22)])
+
+    assert _refused_peak(run, r"^nonzero\(\) result") < 2 * MiB
+
+
+def test_legit_ops_at_the_limit_still_run():
+    with limits.allocation_limit(4 * MiB), limits.byte_budget(64 * MiB):
+        rows = ge.apply("index_select", [_expand(1.0, [1, 4096]), _expand(0, [1024])], {"dim": 0})
+        assert rows.shape == (1024, 4096)  # exactly 4 Mi elements: at the limit, not over
+        found = ge.apply("nonzero", [_expand(True, [2] * 10)])
+        assert found.shape == (1024, 10)
+        parts = ge.apply("unbind", [_expand(1.0, [4096])])
+        assert len(parts) == 4096
+        with pytest.raises(errors.AllocationLimitError, match=r"^index_select\(\) result"):
+            ge.apply("index_select", [_expand(1.0, [1, 4096]), _expand(0, [1025])], {"dim": 0})
+
+
+def test_more_results_than_the_element_limit_are_refused():
+    parts = _expand(1.0, [1025])
+    with limits.allocation_limit(1024), pytest.raises(errors.AllocationLimitError,
+                                                      match=r"unbind\(\) result: 1025 results"):
+        ge.apply("unbind", [parts])
+
+
+def test_bounds_of_huge_shapes_are_quick():
+    # Judged from the shapes alone (nonzero counts a stride-0 view): no per-element Python loop.
+    import time
+
+    inputs = [
+        ("unbind", [_expand(1.0, [2**26])], {}),
+        ("split", [_expand(1.0, [2**26])], {"split_size": 1}),
+        ("index_select", [_expand(1.0, [1, 16384]), _expand(0, [131072])], {"dim": 0}),
+        ("sum", [_expand(1.0, [2] * 26)], {"dim": 3}),
+    ]
+    for name, args, attrs in inputs:
+        start = time.perf_counter()
+        _flat_bound(OPS[name], args, attrs)
+        assert time.perf_counter() - start < 0.01, name
