@@ -183,6 +183,7 @@ class Executor:
             for i, ins in enumerate(instructions):
                 self.bound = []
                 result = add_result()
+                kind = None
                 try:
                     check_deadline()
                     kind = ins.WhichOneof("kind")
@@ -194,6 +195,9 @@ class Executor:
                     for h in self.bound:  # a failing instruction binds nothing
                         self.s.tensors.pop(h, None)
                         self.s.optimizers.pop(h, None)
+                    if kind is not None and kind not in _ESTIMATED:
+                        self.budget.measure()  # e.g. a refused backward may have accumulated
+                    self.budget.carry()  # what the instructions before it added stays
                     raise Located(exc, instruction=i) from exc
             # Carried as an upper bound, not re-measured: the walk runs only when the estimate
             # nears the limit (and for instructions without an estimate, e.g. backward).
