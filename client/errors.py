@@ -62,6 +62,23 @@ class UnavailableError(RemoteError, ConnectionError):
     """The server could not be reached (transport failure)."""
 
 
+class ReplyTooLargeError(GradserveError, RuntimeError):
+    """A fetched value was left out of the server's reply: it did not fit its message limit."""
+
+
+def omitted_error(omitted: Any, shape: Sequence[int], what: str) -> ReplyTooLargeError:
+    """The error for reading `what` of a tensor of `shape` whose fetch the server left out
+    (`omitted`: a FetchOmitted message)."""
+    alone = ("it does not fit even alone: read it in slices, or start the server with a larger "
+             "--max-message-bytes" if omitted.bytes >= omitted.max_message_bytes else
+             "fetch it in a batch of its own (read it right after computing it), or start the "
+             "server with a larger --max-message-bytes")
+    return ReplyTooLargeError(
+        f"the {what} of the tensor of shape {list(shape)} ({omitted.bytes} bytes) was left out "
+        f"of the server's reply, whose message limit is {omitted.max_message_bytes} bytes; "
+        f"{alone}")
+
+
 class TracingError(GradserveError, RuntimeError):
     """A traced function (client.grad) asked for a value, which a trace does not have."""
 

@@ -22,7 +22,7 @@ from gradserve.v1 import session_pb2 as spb
 
 from . import codec, grad_mode, optim, overloads
 from .batch import Recorder, user_origin
-from .errors import copy_error
+from .errors import copy_error, omitted_error
 from .ops import OpSpec, make_function
 from .optim import Optimizer
 from .tensor import Size, Tensor
@@ -414,14 +414,18 @@ class Session:
         """`t`'s value as a (cached, read-only by convention) array."""
         if t._value is None or t._epoch != self._epoch:
             self._fetch(t, value=True)
-        assert t._value is not None
+        assert t._value is not None or t._omitted is not None
+        if t._value is None:
+            raise omitted_error(t._omitted, self.info(t).shape, "value")
         return t._value
 
     def repr(self, t: Tensor) -> str:
         """torch's printed form of `t`, as the server prints it."""
         if t._repr is None or t._epoch != self._epoch:
             self._fetch(t, value=False, repr=True)
-        assert t._repr is not None
+        assert t._repr is not None or t._omitted is not None
+        if t._repr is None:
+            raise omitted_error(t._omitted, self.info(t).shape, "printed form")
         return t._repr
 
     def _fetch(self, t: Tensor, *, value: bool, repr: bool = False) -> None:
@@ -434,7 +438,16 @@ class Session:
             m.handle = t._handle
             m.value = value or (repr and small)
             m.repr = repr
+            others = len(self._recorder) > 1
             self._recorder.flush()
+            if t._omitted is not None and others and t._omitted.bytes < (
+                    t._omitted.max_message_bytes):
+                # left out to make room for the rest of the batch: it may fit alone
+                m = self._record(_fetched(t, epoch)).fetch
+                m.handle = t._handle
+                m.value = value or (repr and small)
+                m.repr = repr
+                self._recorder.flush()
 
     # --- autograd -------------------------------------------------------------------------------
 
@@ -602,6 +615,8 @@ class Session:
             m.graph = True
             self._recorder.flush()
         t._info = box[0].info
+        if box[0].HasField("omitted"):
+            raise omitted_error(box[0].omitted, t._info.shape, "autograd graph")
         return box[0].graph
 
 
@@ -641,6 +656,7 @@ def _fetched(t: Tensor, epoch: int) -> Callable[[spb.InstructionResult], None]:
     def sink(r: spb.InstructionResult) -> None:
         f = r.fetch
         t._info = f.info
+        t._omitted = f.omitted if f.HasField("omitted") else None
         if f.HasField("value"):
             t._value = codec.decode_array(f.value)
         elif t._epoch != epoch:

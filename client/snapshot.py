@@ -50,6 +50,7 @@ from typing import Any
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
+from .errors import omitted_error
 from .optim import Optimizer, recreate
 
 MAGIC = b"GRADSERVE-SNAPSHOT\n"
@@ -123,6 +124,8 @@ def save(session: Any, path: str | Path,
     for name, f in fetched.items():
         if tensors is None and not f.info.is_leaf:
             continue  # saving everything: results are rebuilt from leaves, as in torch
+        if f.HasField("omitted"):
+            raise omitted_error(f.omitted, f.info.shape, f"value of {name!r} (to save)")
         if not f.info.is_leaf:
             raise ValueError(f"save(): tensor {name!r} is not a leaf (it has grad_fn "
                              f"{f.info.grad_fn}); save the leaves it was computed from, or "

@@ -65,7 +65,7 @@ class Tensor:
     """A tensor held remotely; behaves like torch.Tensor for the supported API."""
 
     __slots__ = ("_owner", "_handle", "_info", "_value", "_repr", "_epoch", "_error",
-                 "_retains_grad", "_grad_cache", "__weakref__")
+                 "_retains_grad", "_grad_cache", "_omitted", "__weakref__")
 
     _info: session_pb2.TensorInfo | None
 
@@ -79,6 +79,8 @@ class Tensor:
         self._error: BaseException | None = None
         self._retains_grad = False
         self._grad_cache: tuple[int, Tensor | None] | None = None
+        # the server's FetchOmitted when the last fetch's data was left out of its reply
+        self._omitted: Any = None
 
     # --- ops ------------------------------------------------------------------------------------
 

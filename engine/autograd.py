@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -700,3 +700,80 @@ def saved_nbytes(tensors: Iterable[Tensor]) -> int:
                 total += base.nbytes
         stack.extend(e[0] for e in n.edges if e is not None)
     return total
+
+
+class Footprint(NamedTuple):
+    """What a set of tensors keeps alive (see `footprint`); `nbytes` is its memory."""
+
+    data: int  # bytes of the arrays: the tensors', their grads', and those their graphs keep
+    saved: int  # of `data`, bytes of the arrays graphs saved for backward (incl. shared ones)
+    tensors: int  # tensor objects: the given ones, their grads, those graphs save
+    nodes: int  # graph nodes, AccumulateGrad included
+
+    @property
+    def nbytes(self) -> int:
+        return self.data + self.tensors * limits.TENSOR_BYTES + self.nodes * limits.NODE_BYTES
+
+
+def footprint(tensors: Iterable[Tensor]) -> Footprint:
+    """Everything `tensors` keep alive: their data and grads, and the graphs behind both (a
+    `.grad` made with create_graph has a graph of its own) with the tensors and arrays those
+    graphs save. Arrays count once, by the array that owns the memory; nodes and tensor objects
+    count once each. Iterative: graphs may be millions of nodes deep."""
+    seen_arrays: set[int] = set()
+    seen_saved: set[int] = set()
+    seen_tensors: set[int] = set()
+    seen_nodes: set[int] = set()
+    data = saved = 0
+    todo: list[Any] = list(tensors)  # tensors to count (their grads and graphs follow)
+    nodes: list[Any] = []
+    while todo or nodes:
+        while todo:
+            t = todo.pop()
+            if id(t) in seen_tensors:
+                continue
+            seen_tensors.add(id(t))
+            arr = t._data
+            base = arr if arr.base is None else arr.base
+            if id(base) not in seen_arrays:
+                seen_arrays.add(id(base))
+                data += base.nbytes
+            if t.grad_fn is not None:
+                nodes.append(t.grad_fn)
+            if t._grad is not None:
+                todo.append(t._grad)
+        while nodes:
+            n = nodes.pop()
+            if id(n) in seen_nodes:
+                continue
+            seen_nodes.add(id(n))
+            if type(n) is AccumulateGrad:
+                todo.append(n.variable)  # a leaf no handle names may still be reachable
+                continue
+            for a in n.args:
+                if isinstance(a, Tensor):
+                    arrays: Any = (a._data,)
+                    todo.append(a)
+                elif isinstance(a, tuple):
+                    ts = [x for x in a if isinstance(x, Tensor)]
+                    arrays = [x._data for x in ts]
+                    todo.extend(ts)
+                else:
+                    continue
+                for arr in arrays:
+                    base = arr if arr.base is None else arr.base
+                    if id(base) not in seen_saved:
+                        seen_saved.add(id(base))
+                        saved += base.nbytes
+            for arr in n.out_data or ():
+                base = arr if arr.base is None else arr.base
+                if id(base) not in seen_saved:
+                    seen_saved.add(id(base))
+                    saved += base.nbytes
+                if id(base) not in seen_arrays:
+                    seen_arrays.add(id(base))
+                    data += base.nbytes
+            for e in n.edges:
+                if e is not None:
+                    nodes.append(e[0])
+    return Footprint(data, saved, len(seen_tensors), len(seen_nodes))

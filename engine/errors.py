@@ -56,3 +56,7 @@ class InplaceError(AutogradError):
 
 class AllocationLimitError(EngineError, RuntimeError):
     """An op's result would exceed the active allocation limit (see `limits.allocation_limit`)."""
+
+
+class BudgetExceededError(AllocationLimitError):
+    """The work would allocate more than the active byte budget (see `limits.byte_budget`)."""

@@ -136,13 +136,13 @@ def charge(nbytes: int, what: str) -> None:
     """Charge `nbytes` to the active byte budget.
 
     Raises:
-        AllocationLimitError: the budget has fewer bytes left, naming `what`.
+        BudgetExceededError: the budget has fewer bytes left, naming `what`.
     """
     left = _state.bytes_left
     if left is None:
         return
     if nbytes > left:
-        raise errors.AllocationLimitError(
+        raise errors.BudgetExceededError(
             f"{what} needs {nbytes} bytes, more than the {max(0, left)} bytes left of this "
             "call's memory budget")
     _state.bytes_left = left - nbytes

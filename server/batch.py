@@ -3,7 +3,12 @@
 Each instruction kind has one method; `Executor.HANDLERS` maps the instruction's oneof field name
 (which protobuf guarantees is one of the schema's names) to it. Execution stops at the first
 error, which is reported with the instruction's index; a failing instruction binds no handle.
-The session's byte budget is enforced after every instruction.
+The session's byte budget is enforced before every op allocates and after every instruction.
+
+Replies are atomic: a batch whose reply could pass the message limit is refused before anything
+runs, counting every state-changing instruction's reply at its upper bound; fetched data (values,
+gradients, printed forms, graphs: read-only) that would not fit is left out and marked
+(`FetchResult.omitted`), so the batch still succeeds and its state changes are all reported.
 """
 
 from __future__ import annotations
@@ -31,12 +36,44 @@ _ESTIMATED = frozenset({"create_tensor", "apply_op", "apply_inplace", "zero_grad
                         "index_put", "get_optimizer_state"})
 
 
+# Upper bounds of one instruction's reply: the InstructionResult around it, and one TensorInfo
+# (handle, dtype, up to 64 dimensions of 10-byte varints, flags, grad_fn name, version).
+RESULT_BYTES = 16
+INFO_BYTES = 1024
+# The BatchResponse's own fields and framing, beyond its results.
+ENVELOPE_BYTES = 64
+
+# How many TensorInfos each state-changing instruction's reply can hold (fetch: its info only;
+# its data is optional, see Executor.fetch). In-place writes also describe the handles sharing
+# their target's data, counted when they run (Executor._reserve_views).
+_INFOS: dict[str, Callable[[Any], int]] = {
+    "create_tensor": lambda m: 1, "apply_op": lambda m: len(m.outputs),
+    "apply_inplace": lambda m: 1, "index": lambda m: 1, "index_put": lambda m: 1,
+    "grad": lambda m: len(m.results), "get_grad": lambda m: 1,
+    "set_requires_grad": lambda m: 1, "detach": lambda m: 1, "detach_inplace": lambda m: 1,
+    "fetch": lambda m: 1,
+}
+
+
+def reply_bound(instructions: Sequence[session_pb2.Instruction]) -> int:
+    """An upper bound of the batch's reply without fetched data (see `_INFOS`)."""
+    total = ENVELOPE_BYTES
+    for ins in instructions:
+        kind = ins.WhichOneof("kind")
+        infos = _INFOS.get(kind) if kind is not None else None
+        total += RESULT_BYTES + (INFO_BYTES * infos(getattr(ins, kind)) if infos else 0)
+    return total
+
+
 class ByteBudget:
     """Keeps a session within `max_bytes` without measuring the whole session every instruction.
 
-    `growth` is an upper bound of what an instruction can add (its inputs and outputs, twice);
-    only when the last exact figure plus the bounds could pass the limit is the session
-    measured again, and only an exact figure can fail the call.
+    `growth` is an upper bound of what an instruction adds to `Session.measure`: its outputs'
+    data, `TENSOR_BYTES` per output and `NODE_BYTES` per recorded node; an inline constant
+    input's data and `TENSOR_BYTES` (its node may save it); `NODE_BYTES` per leaf input (its
+    AccumulateGrad node). The estimates add up across instructions and batches (frees are not
+    credited); only when they could pass the limit is the session measured again (a walk of
+    its graphs), and only an exact figure can fail the call.
     """
 
     def __init__(self, session: Session):
@@ -49,6 +86,11 @@ class ByteBudget:
         self.pending = 0
         return total
 
+    def carry(self) -> None:
+        """Fold the estimates into the session's figure, for the next batch and the metrics."""
+        self.session.measured_bytes += self.pending
+        self.pending = 0
+
     def check(self, kind: str, growth: int) -> None:
         """Account for one finished instruction.
 
@@ -57,14 +99,14 @@ class ByteBudget:
         """
         limit = self.session.limits.max_bytes
         if kind in _ESTIMATED:
-            self.pending += 2 * growth
+            self.pending += growth
             if self.session.measured_bytes + self.pending <= limit:
                 return
         if self.measure() > limit:
             raise LimitExceededError(
-                f"session would hold {self.session.measured_bytes} bytes (tensors, gradients "
-                f"and saved-for-backward tensors), more than its limit of {limit} bytes; "
-                "release handles or free graphs")
+                f"session would hold {self.session.measured_bytes} bytes (tensors, gradients, "
+                f"graph nodes, saved-for-backward tensors, optimizer state, remembered replies), "
+                f"more than its limit of {limit} bytes; release handles or free graphs")
 
 
 def tensor_info(handle: int, t: ge.Tensor, out: session_pb2.TensorInfo) -> None:
@@ -88,8 +130,13 @@ def tensor_info(handle: int, t: ge.Tensor, out: session_pb2.TensorInfo) -> None:
         out.version = version
 
 
+_TENSOR_BYTES = ge.limits.TENSOR_BYTES
+_NODE_BYTES = ge.limits.NODE_BYTES
+
+
 def _nbytes(values: Sequence[Any]) -> int:
-    return sum(v.nbytes for v in values if isinstance(v, ge.Tensor))
+    """Data and object bytes of the tensors among `values`."""
+    return sum(v.nbytes + _TENSOR_BYTES for v in values if isinstance(v, ge.Tensor))
 
 
 def _unreachable(msg: graph_pb2.Value) -> Any:
@@ -111,6 +158,8 @@ class Executor:
         self.limit = session.limits.max_tensor_elements
         self.budget = ByteBudget(session)
         self.bound: list[int] = []
+        # the reply's size without fetched data (an upper bound, see reply_bound) plus the
+        # fetched data included so far; 0: no limit (RunGraph in a session replies otherwise)
         self.response_bytes = 0
         self.max_response_bytes = max_response_bytes
 
@@ -119,6 +168,14 @@ class Executor:
             raise LimitExceededError(
                 f"batch has {len(instructions)} instructions, more than the limit of "
                 f"{self.s.limits.max_instructions}")
+        if self.max_response_bytes:
+            self.response_bytes = reply_bound(instructions)
+            if self.response_bytes > self.max_response_bytes:
+                raise LimitExceededError(
+                    f"batch of {len(instructions)} instructions could reply with up to "
+                    f"{self.response_bytes} bytes, more than the message limit of "
+                    f"{self.max_response_bytes} bytes (--max-message-bytes); nothing was run: "
+                    "send fewer instructions per batch")
         resp = session_pb2.BatchResponse()
         add_result, check_deadline = resp.results.add, self.check_deadline
         handlers, budget_check = self.HANDLERS, self.budget.check
@@ -126,6 +183,7 @@ class Executor:
             for i, ins in enumerate(instructions):
                 self.bound = []
                 result = add_result()
+                kind = None
                 try:
                     check_deadline()
                     kind = ins.WhichOneof("kind")
@@ -137,8 +195,13 @@ class Executor:
                     for h in self.bound:  # a failing instruction binds nothing
                         self.s.tensors.pop(h, None)
                         self.s.optimizers.pop(h, None)
+                    if kind is not None and kind not in _ESTIMATED:
+                        self.budget.measure()  # e.g. a refused backward may have accumulated
+                    self.budget.carry()  # what the instructions before it added stays
                     raise Located(exc, instruction=i) from exc
-            self.budget.measure()
+            # Carried as an upper bound, not re-measured: the walk runs only when the estimate
+            # nears the limit (and for instructions without an estimate, e.g. backward).
+            self.budget.carry()
         return resp
 
     # --- handles -------------------------------------------------------------------------------
@@ -158,7 +221,7 @@ class Executor:
         self.s.tensors[handle] = t
         self.bound.append(handle)
         tensor_info(handle, t, result.handles.tensors.add())
-        return t.nbytes
+        return t.nbytes + (_TENSOR_BYTES if t.grad_fn is None else _TENSOR_BYTES + _NODE_BYTES)
 
     def _check_new(self, handle: int) -> None:
         if handle == 0:
@@ -178,33 +241,61 @@ class Executor:
                                       "use handles")
         return codec.decode_value(v, _unreachable, self.limit, what)
 
+    def left(self) -> int:
+        """Bytes the session has left by its last exact figure and the estimates since."""
+        return self.s.limits.max_bytes - self.s.measured_bytes - self.budget.pending
+
     def within_budget(self, run: Callable[..., Any], *args: Any) -> Any:
-        """`run()` (one op) with the engine's per-op allocation limit lowered to the bytes the
-        session has left (every element takes at least one byte), so a result that cannot fit
-        is refused before it is allocated. A refusal based on the estimate is confirmed by an
-        exact measurement first. `run(*args)`: no closure per instruction on the hot path."""
-        max_bytes = self.s.limits.max_bytes
-        left = max_bytes - self.s.measured_bytes - self.budget.pending
-        if left >= self.limit:
-            return run(*args)
+        """`run(*args)` (one op) under an engine byte budget of what the session has left, so a
+        result, or graph node, that cannot fit is refused before it is allocated. A refusal
+        based on the estimate is confirmed by an exact measurement first. `run(*args)`: no
+        closure per instruction on the hot path."""
+        estimate = self.left()
         try:
-            with ge.limits.allocation_limit(max(0, left)):
+            with ge.limits.byte_budget(max(0, estimate)):
                 return run(*args)
-        except ge.errors.AllocationLimitError as exc:
+        except ge.errors.BudgetExceededError as exc:
             refusal = exc
-        estimate, left = left, max_bytes - self.budget.measure()
-        if left >= self.limit:
-            return run(*args)
+        left = self.s.limits.max_bytes - self.budget.measure()
         if left > estimate:
             try:
-                with ge.limits.allocation_limit(max(0, left)):
+                with ge.limits.byte_budget(left):
                     return run(*args)
-            except ge.errors.AllocationLimitError as exc:
+            except ge.errors.BudgetExceededError as exc:
                 refusal = exc
-        raise LimitExceededError(
-            f"{refusal}: the session has {max(0, left)} of its {max_bytes} bytes left, too few "
-            "for this result (each element takes at least one byte); release handles or free "
-            "graphs")
+        raise self._exhausted(refusal, left)
+
+    def _exhausted(self, refusal: Exception, left: int) -> LimitExceededError:
+        return LimitExceededError(
+            f"{refusal}: the session has {max(0, left)} of its {self.s.limits.max_bytes} bytes "
+            "left; release handles or free graphs")
+
+    def differentiate(self, create_graph: bool, run: Callable[..., Any], *args: Any) -> Any:
+        """`run(*args)` (a backward pass) under the backward policy.
+
+        A pass without create_graph makes gradients that mostly live only while it runs: it
+        may allocate up to the session's whole limit (cumulatively, as the engine charges),
+        whatever the session holds, so a session near its limit can still differentiate and its
+        peak stays within twice its limit; the `.grad`s it leaves are measured exactly after
+        it. With create_graph every gradient is recorded and its graph can stay, so the pass
+        gets what the session has left, measured exactly first. Either way the pass runs once
+        (it may have accumulated into `.grad` before a refusal, so it is not retried).
+        """
+        max_bytes = self.s.limits.max_bytes
+        if create_graph:
+            left = max_bytes - self.budget.measure()
+            try:
+                with ge.limits.byte_budget(max(0, left)):
+                    return run(*args)
+            except ge.errors.BudgetExceededError as exc:
+                raise self._exhausted(exc, left) from exc
+        try:
+            with ge.limits.byte_budget(max_bytes):
+                return run(*args)
+        except ge.errors.BudgetExceededError as exc:
+            raise LimitExceededError(
+                f"{exc}: a backward pass may allocate at most the session's limit of "
+                f"{max_bytes} bytes") from exc
 
     # --- instructions: each returns an upper bound of the bytes it added ------------------------
 
@@ -237,7 +328,12 @@ class Executor:
         if len(outs) != n_out:
             raise InvalidRequestError(f"{name}() produced {len(outs)} output(s), but "
                                       f"{n_out} handle(s) were given")
-        growth = _nbytes(inputs)
+        growth = 0
+        for v, x in zip(given, inputs):
+            if type(x) is ge.Tensor and x.grad_fn is None:
+                # a leaf may get its AccumulateGrad node; a constant is a new tensor
+                growth += (_NODE_BYTES if v.WhichOneof("kind") == "handle" else
+                           x.nbytes + _TENSOR_BYTES)
         if n_out == 1:  # checked above, and nothing was bound since
             return growth + self.bind(outputs[0], outs[0], r, checked=True)
         for h, t in zip(outputs, outs):  # re-checked: the handles may repeat
@@ -253,22 +349,42 @@ class Executor:
         ops.check_arity(op, len(m.inputs) + 1)
         inputs = [self.value(v, f"{m.op}() input") for v in m.inputs]
         attrs = codec.decode_attrs(m.attrs, m.op)
+        self._reserve_views(target)
         with ge.set_grad_enabled(not m.no_grad):
             self.within_budget(ge.apply_inplace, op.name, target, inputs, attrs)
         tensor_info(m.target, target, r.handles.tensors.add())
         self._describe_base(target, r)
-        return _nbytes(inputs) + 2 * target.nbytes
+        return _nbytes(inputs) + 2 * (target.nbytes + _TENSOR_BYTES + _NODE_BYTES)
+
+    def _sharing(self, target: ge.Tensor) -> list[tuple[int, ge.Tensor]]:
+        """Handles other than `target` bound to a tensor sharing its data (a view's base, the
+        base's views)."""
+        root = target._base if target._base is not None else target
+        if not getattr(root, "_has_views", False):
+            return []  # nothing shares its data: no scan of the session's tensors
+        return [(h, t) for h, t in self.s.tensors.items()
+                if t is not target and (t is root or t._base is root)]
+
+    def _reserve_views(self, target: ge.Tensor) -> None:
+        """Before an in-place write: its reply describes every handle sharing the target's data
+        (not known up front); refuse the write, before it runs, if they cannot fit."""
+        if not self.max_response_bytes or not getattr(
+                target._base if target._base is not None else target, "_has_views", False):
+            return
+        need = INFO_BYTES * len(self._sharing(target))
+        if self.response_bytes + need > self.max_response_bytes:
+            raise LimitExceededError(
+                f"in-place write would describe {need // INFO_BYTES} tensors sharing its data, "
+                f"passing the message limit of {self.max_response_bytes} bytes "
+                "(--max-message-bytes); nothing of this instruction was applied")
+        self.response_bytes += need
 
     def _describe_base(self, target: ge.Tensor, r: session_pb2.InstructionResult) -> None:
         """An in-place write changes the history of the tensors sharing the target's data: the
         base of a view (CopySlices) and the other views of that base (AsStridedBackward0).
         Describe every handle bound to one of them after the target's own info."""
-        root = target._base if target._base is not None else target
-        if not getattr(root, "_has_views", False):
-            return  # nothing shares its data: no scan of the session's tensors
-        for h, t in self.s.tensors.items():
-            if t is not target and (t is root or t._base is root):
-                tensor_info(h, t, r.handles.tensors.add())
+        for h, t in self._sharing(target):
+            tensor_info(h, t, r.handles.tensors.add())
 
     def index(self, m: session_pb2.Index, r: session_pb2.InstructionResult) -> int:
         t = self.tensor(m.tensor)
@@ -285,11 +401,13 @@ class Executor:
 
         def run() -> None:
             target[key] = value
+        self._reserve_views(target)
         with ge.set_grad_enabled(not m.no_grad):
             self.within_budget(run)
         tensor_info(m.target, target, r.handles.tensors.add())
         self._describe_base(target, r)
-        return _nbytes(_index_tensors(key)) + _nbytes([value]) + 2 * target.nbytes
+        return (_nbytes(_index_tensors(key)) + _nbytes([value])
+                + 2 * (target.nbytes + _TENSOR_BYTES + _NODE_BYTES))
 
     def backward(self, m: session_pb2.Backward, r: session_pb2.InstructionResult) -> int:
         t = self.tensor(m.tensor)
@@ -298,7 +416,7 @@ class Executor:
             gradient = ge.tensor(gradient, dtype=t.dtype)
         inputs = [self.tensor(h) for h in m.inputs] or None
         retain = m.retain_graph if m.HasField("retain_graph") else None
-        t.backward(gradient, retain_graph=retain, create_graph=m.create_graph, inputs=inputs)
+        self.differentiate(m.create_graph, t.backward, gradient, retain, m.create_graph, inputs)
         r.done.SetInParent()
         return 0
 
@@ -314,8 +432,8 @@ class Executor:
         if m.grad_outputs:
             grad_outputs = [self.value(v, "grad() grad_outputs") for v in m.grad_outputs]
         retain = m.retain_graph if m.HasField("retain_graph") else None
-        grads = ge.autograd.grad(outputs, inputs, grad_outputs=grad_outputs, retain_graph=retain,
-                                 create_graph=m.create_graph, allow_unused=m.allow_unused)
+        grads = self.differentiate(m.create_graph, ge.autograd.grad, outputs, inputs,
+                                   grad_outputs, retain, m.create_graph, m.allow_unused)
         r.handles.SetInParent()
         return sum(self.bind(h, g, r) for h, g in zip(m.results, grads) if g is not None)
 
@@ -352,7 +470,7 @@ class Executor:
 
     def detach(self, m: session_pb2.Detach, r: session_pb2.InstructionResult) -> int:
         self.bind(m.result, self.tensor(m.handle).detach(), r)
-        return 0
+        return _TENSOR_BYTES  # a new tensor object sharing the data
 
     def detach_inplace(self, m: session_pb2.DetachInplace,
                        r: session_pb2.InstructionResult) -> int:
@@ -415,29 +533,40 @@ class Executor:
     def fetch(self, m: session_pb2.Fetch, r: session_pb2.InstructionResult) -> int:
         t = self.tensor(m.handle)
         out = r.fetch
-        tensor_info(m.handle, t, out.info)
+        tensor_info(m.handle, t, out.info)  # reserved by reply_bound
+        if not (m.value or m.repr or m.grad or m.graph):
+            return 0
+        g = quiet_grad(t) if m.grad else None
+        room = self.max_response_bytes - self.response_bytes if self.max_response_bytes else -1
+        # Data sizes are known before encoding: a value that cannot fit is not even encoded.
+        least = (t.nbytes if m.value else 0) + (g.nbytes if g is not None else 0)
+        if room >= 0 and least > room:
+            _omit(out, least, self.max_response_bytes)
+            return 0
+        before = out.ByteSize()
         if m.value:
             codec.encode_tensor(t, out.value)
-            self._count_response(len(out.value.raw))
         if m.repr:
             out.repr = repr(t)
-            self._count_response(len(out.repr))
         if m.grad:
-            g = quiet_grad(t)
             if g is None:
                 out.grad.none.SetInParent()
             else:
                 codec.encode_tensor(g, out.grad.tensor)
-                self._count_response(len(out.grad.tensor.raw))
                 if m.repr:
                     out.grad_repr = repr(g)
         if m.graph:
             autograd_graph(t, self.s.tensors, out.graph)
+        size = out.ByteSize() - before
+        if room >= 0 and size > room:
+            _omit(out, size, self.max_response_bytes)
+        else:
+            self.response_bytes += size
         return 0
 
     def _count_response(self, n: int) -> None:
         self.response_bytes += n
-        if self.response_bytes > self.max_response_bytes:
+        if self.max_response_bytes and self.response_bytes > self.max_response_bytes:
             raise LimitExceededError(
                 f"batch response would exceed {self.max_response_bytes} bytes; fetch fewer or "
                 "smaller tensors per batch")
@@ -452,6 +581,16 @@ class Executor:
         "release": release, "fetch": fetch, "index": index, "index_put": index_put,
         "get_optimizer_state": get_optimizer_state,
     }
+
+
+def _omit(out: session_pb2.FetchResult, size: int, limit: int) -> None:
+    """Leave a fetch's data out of the reply, keeping its info, and say why."""
+    info = session_pb2.TensorInfo()
+    info.CopyFrom(out.info)
+    out.Clear()
+    out.info.CopyFrom(info)
+    out.omitted.bytes = size
+    out.omitted.max_message_bytes = limit
 
 
 def autograd_graph(t: ge.Tensor, tensors: dict[int, ge.Tensor],

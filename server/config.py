@@ -49,7 +49,9 @@ _HELP = {
     "port": "port to listen on (0 picks a free one)",
     "workers": "threads serving requests",
     "max_sessions": "live sessions at once",
-    "max_session_bytes": "bytes per session: tensors, grads and saved-for-backward tensors",
+    "max_session_bytes": "bytes a session keeps alive (tensors, grads, graph nodes, saved "
+                         "tensors, optimizer state, remembered replies); also one stateless "
+                         "call's budget",
     "max_tensor_elements": "elements any one tensor may have (wire or computed)",
     "max_instructions": "instructions per batch request",
     "max_nodes": "nodes per stateless graph",

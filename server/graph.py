@@ -120,15 +120,38 @@ def execute(req: service_pb2.RunGraphRequest, config: ServerConfig, *,
             check_deadline: Callable[[], None],
             resolve_handle: Callable[[int], ge.Tensor] | None = None,
             generator: Any = None) -> service_pb2.RunGraphResponse:
-    """Run a validated graph and return outputs and requested gradients."""
+    """Run a validated graph and return outputs and requested gradients, the whole call under
+    one byte budget of `--max-session-bytes` (see `Budget`).
+
+    Raises:
+        LimitExceededError: the call would allocate more than its budget (RESOURCE_EXHAUSTED).
+    """
+    budget = Budget(config.max_session_bytes)
+    with ge.limits.byte_budget(budget.max_bytes), ge.limits.allocation_limit(
+            config.max_tensor_elements), ge.enable_grad():
+        try:
+            return _execute(req, config, budget, check_deadline, resolve_handle, generator)
+        except ge.errors.BudgetExceededError as exc:
+            raise budget.exceeded(exc) from exc
+        except Located as exc:
+            if isinstance(exc.cause, ge.errors.BudgetExceededError):
+                raise Located(budget.exceeded(exc.cause), node=exc.node) from exc
+            raise
+
+
+def _execute(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: Budget,
+             check_deadline: Callable[[], None],
+             resolve_handle: Callable[[int], ge.Tensor] | None,
+             generator: Any) -> service_pb2.RunGraphResponse:
     g = req.graph
     limit = config.max_tensor_elements
     wrt = set(req.wrt)
     env: dict[str, tuple[Any, ...]] = {}
     for inp in g.inputs:
-        env[inp.name] = (codec.decode_tensor(req.inputs[inp.name], limit,
-                                             requires_grad=inp.name in wrt,
-                                             what=f"input {inp.name!r}"),)
+        t = codec.decode_tensor(req.inputs[inp.name], limit, requires_grad=inp.name in wrt,
+                                what=f"input {inp.name!r}")
+        budget.add(t)
+        env[inp.name] = (t,)
 
     def resolve(v: graph_pb2.Value) -> Any:
         if v.WhichOneof("kind") == "handle":
@@ -140,56 +163,60 @@ def execute(req: service_pb2.RunGraphRequest, config: ServerConfig, *,
                                       f"{v.ref.index + 1}")
         return outs[v.ref.index]
 
-    budget = Budget(config.max_session_bytes)
-    for (t,) in env.values():
-        budget.add(t)
-    with ge.limits.allocation_limit(limit), ge.enable_grad():
-        for node in g.nodes:
-            check_deadline()
-            cap = limit
-            try:
-                op = ops.checked(node.op, len(node.inputs))
-                what = f"{node.op}() input"
-                inputs = [codec.decode_value(v, resolve, limit, what) for v in node.inputs]
-                for v in inputs:
-                    budget.add(v)  # inline constants
-                attrs = codec.decode_attrs(node.attrs, node.op) if node.attrs else {}
-                cap = min(limit, budget.left())
-                # context managers only where the grad mode or the allocation limit changes
-                if cap < limit or node.no_grad == ge.is_grad_enabled():
-                    with ge.set_grad_enabled(not node.no_grad), ge.limits.allocation_limit(cap):
-                        outs = ops.run(op, inputs, attrs, generator)
-                else:
+    for node in g.nodes:
+        check_deadline()
+        try:
+            op = ops.checked(node.op, len(node.inputs))
+            what = f"{node.op}() input"
+            inputs = [codec.decode_value(v, resolve, limit, what) for v in node.inputs]
+            for v in inputs:
+                budget.add(v)  # inline constants (the engine charges what ops make)
+            attrs = codec.decode_attrs(node.attrs, node.op) if node.attrs else {}
+            if node.no_grad == ge.is_grad_enabled():  # switch grad mode only when it differs
+                with ge.set_grad_enabled(not node.no_grad):
                     outs = ops.run(op, inputs, attrs, generator)
-                env[node.id] = outs
-                for t in outs:
-                    budget.add(t)
-            except ge.errors.AllocationLimitError as exc:
-                if cap < limit:
-                    exc = budget.exceeded(exc)
-                raise Located(exc, node=node.id) from exc
-            except Exception as exc:
-                raise Located(exc, node=node.id) from exc
-        outputs = [resolve(graph_pb2.Value(ref=o.ref)) for o in g.outputs]
-        resp = service_pb2.RunGraphResponse()
-        for o, t in zip(g.outputs, outputs):
-            codec.encode_tensor(t, resp.outputs.add(name=o.name).tensor)
-        if req.wrt:
-            check_deadline()
-            _gradients(req, outputs, [env[name][0] for name in req.wrt], limit, resp,
-                       check_deadline)
+            else:
+                outs = ops.run(op, inputs, attrs, generator)
+            env[node.id] = outs
+        except Exception as exc:
+            raise Located(exc, node=node.id) from exc
+    outputs = [resolve(graph_pb2.Value(ref=o.ref)) for o in g.outputs]
+    resp = service_pb2.RunGraphResponse()
+    for o, t in zip(g.outputs, outputs):
+        codec.encode_tensor(t, resp.outputs.add(name=o.name).tensor)
+    if req.wrt:
+        check_deadline()
+        _gradients(req, outputs, [env[name][0] for name in req.wrt], limit, resp,
+                   check_deadline)
+    return resp
+
+
+def fit(resp: service_pb2.RunGraphResponse, config: ServerConfig) -> service_pb2.RunGraphResponse:
+    """`resp`, if it fits the message limit; a stateless call applied nothing, so it is refused
+    whole rather than lost in transport.
+
+    Raises:
+        LimitExceededError: the response is larger than --max-message-bytes.
+    """
+    size = resp.ByteSize()
+    if size > config.max_message_bytes:
+        raise LimitExceededError(
+            f"the response would take {size} bytes, more than the message limit of "
+            f"{config.max_message_bytes} bytes (--max-message-bytes); ask for fewer or smaller "
+            "outputs and gradients per call")
     return resp
 
 
 class Budget:
-    """Bytes a stateless call holds (values of inputs, constants and node outputs; views count
-    once, by the array that owns the memory), against the per-session byte limit: a graph may
-    hold as much as a session. Each op's allocation limit is lowered to the bytes left, so a
-    result that cannot fit is refused before it is allocated."""
+    """A stateless call's memory, against the per-session byte limit (a call may hold as much as
+    a session). The whole call runs under one engine byte budget (`limits.byte_budget`): every
+    op's declared results and graph node, in the forward and in every derivative order's
+    backward, and every numpy gradient, are charged before they are made; inputs and inline
+    constants are charged here (data once per owning array, plus `TENSOR_BYTES`). Charges are
+    cumulative: frees are not credited."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
-        self.held = 0
         self._seen: dict[int, Any] = {}  # id -> array, kept alive so ids stay unique
 
     def add(self, t: Any) -> None:
@@ -200,20 +227,13 @@ class Budget:
         if id(base) in self._seen:
             return
         self._seen[id(base)] = base
-        self.held += base.nbytes
-        if self.held > self.max_bytes:
-            raise LimitExceededError(
-                f"the graph would hold {self.held} bytes of values, more than the limit of "
-                f"{self.max_bytes} bytes per call (--max-session-bytes)")
-
-    def left(self) -> int:
-        """Elements the next result may have (each takes at least one byte)."""
-        return max(0, self.max_bytes - self.held)
+        ge.limits.charge(base.nbytes + ge.limits.TENSOR_BYTES, "the call's input values")
 
     def exceeded(self, exc: Exception) -> LimitExceededError:
         return LimitExceededError(
-            f"{exc}: the graph holds {self.held} of its {self.max_bytes} bytes (the per-call "
-            "limit, --max-session-bytes), too few for this result")
+            f"{exc}: a stateless call may allocate at most {self.max_bytes} bytes in all (the "
+            "per-call limit, --max-session-bytes: inputs, constants, each op's results and "
+            "graph nodes, every derivative order's gradients and graphs)")
 
 
 def _zeros_like(x: ge.Tensor) -> ge.Tensor:

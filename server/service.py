@@ -18,7 +18,7 @@ from . import batch, catalogue, graph
 from .auth import Authenticator
 from .config import ServerConfig
 from .errors import DeadlineError, Failed, Failure, InvalidRequestError, Observer, rpc
-from .sessions import Session, SessionStore
+from .sessions import MAX_REQUEST_ID, Session, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +114,15 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
                  call: Call) -> service_pb2.RunGraphResponse:
         graph.validate(request, self.config, handles_allowed=bool(request.session_id))
         if not request.session_id:
-            return graph.execute(request, self.config, check_deadline=call.check_deadline)
+            return graph.fit(graph.execute(request, self.config,
+                                           check_deadline=call.check_deadline), self.config)
         session_id = call.session_id(request.session_id)
         with self.store.use(session_id, call.owner) as session:
             executor = batch.Executor(session, call.check_deadline, 0)
-            return graph.execute(request, self.config, check_deadline=call.check_deadline,
-                                 resolve_handle=executor.tensor, generator=session.generator)
+            return graph.fit(graph.execute(request, self.config,
+                                           check_deadline=call.check_deadline,
+                                           resolve_handle=executor.tensor,
+                                           generator=session.generator), self.config)
 
     @rpc
     def CreateSession(self, request: spb.CreateSessionRequest,  # noqa: N802
@@ -146,10 +149,13 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
     def ExecuteBatch(self, request: spb.BatchRequest,  # noqa: N802
                      call: Call) -> spb.BatchResponse:
         session_id = call.session_id(request.session_id)
+        rid = request.request_id
+        if len(rid) > MAX_REQUEST_ID:
+            raise InvalidRequestError(f"request_id has {len(rid)} characters, more than the "
+                                      f"limit of {MAX_REQUEST_ID}; use a UUID")
         with self.store.use(session_id, call.owner) as session:
             log.debug("session %s: batch of %d instruction(s)", session_id,
                       len(request.instructions))
-            rid = request.request_id
             if rid and rid in session.recent:
                 return _replay(session.recent[rid][0])
             executor = batch.Executor(session, call.check_deadline,

@@ -25,6 +25,13 @@ from .errors import InvalidRequestError, LimitExceededError, NotFoundError
 
 log = logging.getLogger(__name__)
 
+# A remembered reply's fixed cost besides its serialized size and its key: the dict entry, the
+# key's str object and the (outcome, size) tuple.
+REMEMBERED_ENTRY_BYTES = 256
+# The longest request_id a batch may carry: ids are remembered (see `Session.remember`), so
+# their size must be bounded; a UUID's hex is 32 characters.
+MAX_REQUEST_ID = 128
+
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
@@ -74,7 +81,8 @@ class Session:
         # request_id -> (stored outcome, its size in bytes), oldest first
         self.recent: collections.OrderedDict[str, tuple[Any, int]] = collections.OrderedDict()
         self.recent_bytes = 0
-        # bytes as of the last exact measurement (see batch.ByteBudget)
+        # bytes as of the last exact measurement plus the estimates since, an upper bound (see
+        # batch.ByteBudget)
         self.measured_bytes = 0
         self.saved_bytes = 0
 
@@ -88,30 +96,31 @@ class Session:
         return len(self.tensors) + len(self.optimizers)
 
     def measure(self) -> tuple[int, int]:
-        """(bytes held by tensors and their grads, bytes saved for backward), deduplicated."""
-        seen: set[int] = set()
-        total = 0
-        for t in self.tensors.values():
-            g = quiet_grad(t)
-            for arr in (_array(t), _array(g) if g is not None else None):
-                if arr is None:
-                    continue
-                base = arr if arr.base is None else arr.base
-                if id(base) not in seen:
-                    seen.add(id(base))
-                    total += base.nbytes
+        """(bytes the session keeps alive, of which bytes of arrays saved for backward).
+
+        The first is the session's memory as far as it can be counted: the data of its tensors
+        and their grads (each array once, by the array that owns the memory), `TENSOR_BYTES`
+        per tensor object, the graphs behind the tensors and behind their grads (`NODE_BYTES`
+        per node, each once, AccumulateGrad included) with the tensors and arrays those graphs
+        save, optimizers' parameters and state, and remembered replies with their keys.
+        """
+        fp = ge.autograd.footprint(self._roots())
+        return fp.nbytes + self.recent_bytes, fp.saved
+
+    def _roots(self) -> Iterator[ge.Tensor]:
+        yield from self.tensors.values()
         for opt in self.optimizers.values():
-            total += _optimizer_state_bytes(opt)
-        saved = ge.autograd.saved_nbytes(list(self.tensors.values()))
-        return total + saved + self.recent_bytes, saved
+            yield from _optimizer_tensors(opt)
 
     def remember(self, request_id: str, outcome: Any, size: int, window: int,
                  max_bytes: int) -> None:
         """Keep a batch's outcome for replay, evicting the oldest past the window."""
+        size += len(request_id) + REMEMBERED_ENTRY_BYTES
         if size > max_bytes:
             return
         self.recent[request_id] = (outcome, size)
         self.recent_bytes += size
+        self.measured_bytes += size
         while len(self.recent) > window or self.recent_bytes > max_bytes:
             _, (_, old) = self.recent.popitem(last=False)
             self.recent_bytes -= old
@@ -132,20 +141,18 @@ def quiet_grad(t: ge.Tensor) -> ge.Tensor | None:
     return t.grad
 
 
-def _array(t: Any) -> Any:
-    return t.numpy(force=True)
-
-
-def _optimizer_state_bytes(opt: Any) -> int:
+def _optimizer_tensors(opt: Any) -> Iterator[ge.Tensor]:
+    """An optimizer's parameters (it keeps them alive even when no handle names them) and the
+    tensors of its state (momentum buffers, running averages)."""
+    for group in getattr(opt, "param_groups", ()):
+        yield from group.get("params", ())
     state = getattr(opt, "state", None)
-    total = 0
     if isinstance(state, dict):
         for entry in state.values():
             values = entry.values() if isinstance(entry, dict) else (entry,)
             for v in values:
                 if isinstance(v, ge.Tensor):
-                    total += v.nbytes
-    return total
+                    yield v
 
 
 def make_generator(seed: int | None) -> Any:

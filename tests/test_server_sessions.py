@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import gradserve.engine as ge
+from gradserve.engine.limits import NODE_BYTES, TENSOR_BYTES
 from gradserve.server.config import ServerConfig
 from gradserve.server.sessions import SessionStore
 from gradserve.v1 import catalogue_pb2, service_pb2_grpc, session_pb2
@@ -54,7 +55,9 @@ def test_create_describe_close(gradserve_stub):
     info = s.describe()
     assert info.tensor_count == 2
     assert info.saved_bytes == 400  # sin saved its input
-    assert info.bytes_held == 400 + 400 + 400
+    # data (x, sin(x); the saved x once) + 2 tensor objects + 2 nodes (SinBackward0 and x's
+    # AccumulateGrad)
+    assert info.bytes_held == 400 + 400 + 2 * TENSOR_BYTES + 2 * NODE_BYTES
     s.run(s.op("sum", [h(2)], [3]), s.backward(3))
     info = s.describe()
     assert info.saved_bytes == 0  # freed by backward
@@ -112,19 +115,20 @@ def test_max_sessions(gradserve_server_factory):
 
 
 def test_session_byte_budget(gradserve_stub):
-    s = gradserve_open_session(gradserve_stub, limits=session_pb2.SessionLimits(max_bytes=15_000))
+    s = gradserve_open_session(gradserve_stub, limits=session_pb2.SessionLimits(max_bytes=14_000))
     s.run(s.create(1, np.ones(1000, np.float32), requires_grad=True))  # 4000 bytes
     with pytest.raises(grpc.RpcError) as err:
-        # Saved arrays count even when a handle holds the same array (a conservative figure):
-        # exp: x 4000 + y 4000 + saved y 4000 = 12000; sin adds z 4000 (it saves y, already
-        # counted once) = 16000.
-        s.run(s.op("exp", [h(1)], [2]), s.op("sin", [h(2)], [3]))
+        # Data counts once per array (exp saves its result y, which handle 2 holds too):
+        # exp: x 4000 + y 4000, 2 tensor objects, 2 nodes (AccumulateGrad, ExpBackward0) = 9920;
+        # y * y's result (4000 + a tensor object) is refused before it is made: it does not
+        # fit the 4080 bytes left.
+        s.run(s.op("exp", [h(1)], [2]), s.op("mul", [h(2), h(2)], [3]))
     code, message, meta = gradserve_error(err)
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "more than its limit of 15000 bytes" in message
+    assert "the session has 4080 of its 14000 bytes left" in message
     assert meta["gradserve-failed-instruction"] == "1"
     info = s.describe()
-    assert info.tensor_count == 2 and info.bytes_held <= 15_000  # the failing op bound nothing
+    assert info.tensor_count == 2 and info.bytes_held <= 14_000  # the failing op bound nothing
     s.close()
 
 
@@ -320,4 +324,4 @@ def test_metrics_endpoint(gradserve_server_factory):
     assert 'gradserve_requests_total{code="NOT_FOUND",method="ExecuteBatch"} 1.0' in body
     assert "gradserve_request_seconds_bucket" in body
     assert "gradserve_live_sessions 1.0" in body
-    assert "gradserve_session_bytes 40.0" in body
+    assert f"gradserve_session_bytes {40.0 + TENSOR_BYTES}" in body  # data + tensor object

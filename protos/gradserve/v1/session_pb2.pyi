@@ -501,20 +501,30 @@ class AutogradGraph(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[AutogradNode, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[AutogradEdge, _Mapping]]] = ...) -> None: ...
 
 class FetchResult(_message.Message):
-    __slots__ = ("info", "value", "grad", "graph", "repr", "grad_repr")
+    __slots__ = ("info", "value", "grad", "graph", "repr", "grad_repr", "omitted")
     INFO_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     GRAD_FIELD_NUMBER: _ClassVar[int]
     GRAPH_FIELD_NUMBER: _ClassVar[int]
     REPR_FIELD_NUMBER: _ClassVar[int]
     GRAD_REPR_FIELD_NUMBER: _ClassVar[int]
+    OMITTED_FIELD_NUMBER: _ClassVar[int]
     info: TensorInfo
     value: _tensor_pb2.Tensor
     grad: _tensor_pb2.MaybeTensor
     graph: AutogradGraph
     repr: str
     grad_repr: str
-    def __init__(self, info: _Optional[_Union[TensorInfo, _Mapping]] = ..., value: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., grad: _Optional[_Union[_tensor_pb2.MaybeTensor, _Mapping]] = ..., graph: _Optional[_Union[AutogradGraph, _Mapping]] = ..., repr: _Optional[str] = ..., grad_repr: _Optional[str] = ...) -> None: ...
+    omitted: FetchOmitted
+    def __init__(self, info: _Optional[_Union[TensorInfo, _Mapping]] = ..., value: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., grad: _Optional[_Union[_tensor_pb2.MaybeTensor, _Mapping]] = ..., graph: _Optional[_Union[AutogradGraph, _Mapping]] = ..., repr: _Optional[str] = ..., grad_repr: _Optional[str] = ..., omitted: _Optional[_Union[FetchOmitted, _Mapping]] = ...) -> None: ...
+
+class FetchOmitted(_message.Message):
+    __slots__ = ("bytes", "max_message_bytes")
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    bytes: int
+    max_message_bytes: int
+    def __init__(self, bytes: _Optional[int] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
 
 class HandlesResult(_message.Message):
     __slots__ = ("tensors",)
