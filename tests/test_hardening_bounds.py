@@ -46,27 +46,27 @@ def _graph(*nodes: tuple[str, str, list, dict]) -> service_pb2.RunGraphRequest:
     return req
 
 
-# (name, nodes, the op that must be named) — scalars as numpy values keep their dtype
+# (name, nodes, the ops one of which must be named) — scalars as numpy values keep their dtype
 CASES = [
-    ("nonzero of 2**26 elements in 26 dims",
+    ("nonzero of 2**26 elements in 26 dims",  # past the small limits, expand itself is refused
      [("e", "expand", [np.bool_(True)], {"size": [2] * 26}),
-      ("y", "nonzero", ["@e"], {})], "nonzero"),
+      ("y", "nonzero", ["@e"], {})], ("nonzero", "expand")),
     ("nonzero of 2**22 elements in 22 dims",
      [("e", "expand", [np.bool_(True)], {"size": [2] * 22}),
-      ("y", "nonzero", ["@e"], {})], "nonzero"),
+      ("y", "nonzero", ["@e"], {})], ("nonzero",)),
     ("index_select of 2**31 elements",
      [("x", "expand", [np.float32(1.0)], {"size": [1, 16384]}),
       ("i", "expand", [np.int64(0)], {"size": [131072]}),
-      ("y", "index_select", ["@x", "@i"], {"dim": 0})], "index_select"),
+      ("y", "index_select", ["@x", "@i"], {"dim": 0})], ("index_select",)),
     ("unbind into 2**22 tensors",
      [("x", "expand", [np.float32(1.0)], {"size": [2**22]}),
-      ("y", "unbind", ["@x"], {"dim": 0})], "unbind"),
+      ("y", "unbind", ["@x"], {"dim": 0})], ("unbind",)),
     ("unbind into 2**26 tensors",
      [("x", "expand", [np.float32(1.0)], {"size": [2**26]}),
-      ("y", "unbind", ["@x"], {"dim": 0})], None),  # expand itself is past the small limits
+      ("y", "unbind", ["@x"], {"dim": 0})], ("unbind", "expand")),
     ("repeat to 2**34 elements",
      [("x", "expand", [np.float32(1.0)], {"size": [1024, 1024]}),
-      ("y", "repeat", ["@x"], {"repeats": [128, 128]})], "repeat"),
+      ("y", "repeat", ["@x"], {"repeats": [128, 128]})], ("repeat",)),
 ]
 
 
@@ -104,15 +104,14 @@ def server(request):
         channel.close()
 
 
-def _answered(server, call, op: str | None) -> None:
+def _answered(server, call, ops: tuple[str, ...]) -> None:
     start = time.monotonic()
     with pytest.raises(grpc.RpcError) as err:
         call()
     took = time.monotonic() - start
     assert err.value.code() == EXHAUSTED, (err.value.code(), err.value.details())
     assert took < ANSWER_WITHIN, f"answered after {took:.1f}s"
-    if op is not None:
-        assert f"{op}()" in err.value.details(), err.value.details()
+    assert any(f"{op}()" in err.value.details() for op in ops), err.value.details()
     grown = server.peak_rss() - server.baseline
     assert grown < RSS_ROOM, f"peak RSS {grown / MiB:.0f} MiB above baseline"
     assert server.alive()
@@ -120,21 +119,21 @@ def _answered(server, call, op: str | None) -> None:
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
-@pytest.mark.parametrize("nodes, op", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_stateless(server, nodes, op):
+@pytest.mark.parametrize("nodes, ops", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_stateless(server, nodes, ops):
     req = _graph(*nodes)
-    _answered(server, lambda: server.stub.RunGraph(req, timeout=ANSWER_WITHIN), op)
+    _answered(server, lambda: server.stub.RunGraph(req, timeout=ANSWER_WITHIN), ops)
 
 
-@pytest.mark.parametrize("nodes, op", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_session_batch(server, nodes, op):
+@pytest.mark.parametrize("nodes, ops", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_session_batch(server, nodes, ops):
     # unbind's result count is only known when it runs; the handles given do not matter, as
     # its bound refuses it before it runs (before, it made its 2**22 results and then failed)
     n_outputs = 100 if nodes[-1][1] == "unbind" else 1
     s = gradserve_open_session(server.stub)
     try:
         instructions = _batch(nodes, n_outputs)
-        _answered(server, lambda: s.run(*instructions, timeout=ANSWER_WITHIN), op)
+        _answered(server, lambda: s.run(*instructions, timeout=ANSWER_WITHIN), ops)
         # the session is intact: it still computes
         x = s.new_handle() + 10_000
         s.run(s.create(x, 3.0, requires_grad=True), s.op("mul", [("h", x), ("h", x)], [x + 1]),
