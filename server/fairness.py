@@ -66,48 +66,62 @@ class Admission:
 
 
 class RunSlots:
-    """At most `slots` holders at once; waiters are served first come, first served."""
+    """At most `slots` holders at once. Waiters are served first come, first served, in two
+    queues: calls that have not yet run a quantum ("fresh": most small calls end within it) go
+    before calls that have, so a small call waits for the running calls' next check, not for
+    every heavy call's turn; heavy calls take turns among themselves."""
 
     def __init__(self, slots: int):
         self._cond = threading.Condition(threading.Lock())
         self._free = slots
+        self._fresh: collections.deque[object] = collections.deque()
         self._queue: collections.deque[object] = collections.deque()
         # Read without the lock by holders deciding whether to yield (a stale read only delays
         # a yield by one check).
         self.waiting = 0
+        self.fresh_waiting = 0
 
-    def acquire(self, check: Callable[[], None]) -> None:
-        """Take a slot, queueing behind earlier waiters.
+    def acquire(self, check: Callable[[], None], fresh: bool = True) -> None:
+        """Take a slot, queueing behind earlier waiters (fresh ones: only behind fresh ones).
 
         Args:
             check: called every `POLL_SECONDS` while waiting; raises to give up (deadline,
                 cancellation), and the waiter leaves the queue.
+            fresh: the call has not yet run a quantum.
         """
         with self._cond:
-            if self._free > 0 and not self._queue:
+            if self._free > 0 and not self._fresh and (fresh or not self._queue):
                 self._free -= 1
                 return
             me = object()
-            self._queue.append(me)
-            self.waiting = len(self._queue)
+            mine = self._fresh if fresh else self._queue
+            mine.append(me)
+            self._counted()
             try:
-                while self._queue[0] is not me or self._free == 0:
+                while self._free == 0 or self._head() is not me:
                     self._cond.wait(POLL_SECONDS)
                     check()
-                self._queue.popleft()
+                mine.popleft()
                 self._free -= 1
-                if self._free and self._queue:
+                if self._free and (self._fresh or self._queue):
                     self._cond.notify_all()  # the next in line may take the other free slot
             except BaseException:
-                self._queue.remove(me)
+                mine.remove(me)
                 self._cond.notify_all()
                 raise
             finally:
-                self.waiting = len(self._queue)
+                self._counted()
+
+    def _head(self) -> object:
+        return self._fresh[0] if self._fresh else self._queue[0]
+
+    def _counted(self) -> None:
+        self.fresh_waiting = len(self._fresh)
+        self.waiting = self.fresh_waiting + len(self._queue)
 
     def release(self) -> None:
         """Give a slot back."""
         with self._cond:
             self._free += 1
-            if self._queue:
+            if self._fresh or self._queue:
                 self._cond.notify_all()

@@ -44,7 +44,8 @@ class Call:
     """What a servicer method knows about its call besides the request, and the call's check:
     its deadline, its cancellation and its turn on the server's run slots."""
 
-    __slots__ = ("context", "owner", "deadline", "ended", "_slots", "_quantum", "_slot_since")
+    __slots__ = ("context", "owner", "deadline", "ended", "_slots", "_quantum", "_slot_since",
+                 "_ran")
 
     def __init__(self, context: grpc.ServicerContext, owner: str,
                  slots: RunSlots | None = None, quantum: float = 0.0):
@@ -60,6 +61,7 @@ class Call:
         self._slots = slots
         self._quantum = quantum
         self._slot_since = 0.0  # monotonic time the run slot was taken; 0 while not held
+        self._ran = 0.0  # seconds held a run slot before `_slot_since`
 
     def check_ended(self) -> None:
         """Raises CancelledError once the call is over, DeadlineError once its deadline passed."""
@@ -71,7 +73,9 @@ class Call:
 
     def check(self) -> None:
         """`check_ended`, then give the run slot to a waiting call once this one held it for a
-        quantum (the engine calls this before every op and between backward nodes)."""
+        quantum, or at once to a fresh one (a call that has not run a quantum yet) once this
+        one ran its first quantum (the engine calls this before every op and between backward
+        nodes)."""
         if self.ended.is_set():
             raise CancelledError("the call was cancelled (by the client, or because the "
                                  "server is stopping) while it was executing")
@@ -79,12 +83,15 @@ class Call:
         if now >= self.deadline:
             raise DeadlineError("deadline exceeded while executing the request")
         since = self._slot_since
-        if since and now - since >= self._quantum and self._slots is not None \
-                and self._slots.waiting:
-            self._slot_since = 0.0
-            self._slots.release()
-            self._slots.acquire(self.check_ended)
-            self._slot_since = time.monotonic()
+        slots = self._slots
+        if since and slots is not None and slots.waiting:
+            held = now - since
+            if held >= self._quantum or (slots.fresh_waiting and self._ran + held >= self._quantum):
+                self._slot_since = 0.0
+                self._ran += held
+                slots.release()
+                slots.acquire(self.check_ended, fresh=self._ran < self._quantum)
+                self._slot_since = time.monotonic()
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
