@@ -384,3 +384,18 @@ def test_lock_waiters_honour_cancellation_in_process(gradserve_server_factory):
             time.sleep(0.01)
         assert session.waiters == 0
     s.close()
+
+
+def test_fairness_settings():
+    from gradserve.server import config
+
+    default = config.ServerConfig()
+    assert config.max_calls(default) == 28 < default.workers  # health keeps 4 threads
+    assert config.max_calls(config.ServerConfig(workers=4)) == 3
+    assert config.run_slots(default) >= 1
+    with pytest.raises(ValueError, match="max_calls .* must be below workers"):
+        config.from_argv(["--workers", "8", "--max-calls", "8"])
+    with pytest.raises(ValueError, match="run_quantum must be positive"):
+        config.from_argv(["--run-quantum", "0"])
+    with pytest.raises(ValueError, match="max_session_waiters must be positive"):
+        config.from_argv(["--max-session-waiters", "0"])
