@@ -32,7 +32,7 @@ import numpy as np
 from gradserve.v1 import MAX_MESSAGE_BYTES, graph_pb2, service_pb2, service_pb2_grpc, session_pb2
 
 ECHO_METHOD = "/bench.Echo/Echo"
-WORKERS = 16
+WORKERS = 32  # the server's default; its --max-calls (28) then admits the 16 clients
 OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
 

@@ -72,7 +72,8 @@ def soak(clients: int, seconds: float, steps: int, warmup: float,
          server_args: list[str] | None = None) -> dict[str, Any]:
     """Run the soak; returns the figures (see the module doc)."""
     metrics = free_port()
-    server = ServerProcess(["--workers", str(max(4, min(clients, 32))), "--metrics-port",
+    # every client may be in a call at once: --max-calls (workers minus an eighth) must hold them
+    server = ServerProcess(["--workers", str(clients + 8), "--metrics-port",
                             str(metrics), "--log-level", "WARNING", *(server_args or [])]).start()
     lock = threading.Lock()
     counts = {"sessions": 0, "steps": 0}

@@ -16,6 +16,7 @@ from .codec import DType
 from .connection import TLS, Client, connect
 from .dot import to_dot
 from .errors import (
+    CancelledError,
     DeadlineExceededError,
     GradserveError,
     InternalServerError,
@@ -37,7 +38,7 @@ from .optim import Optimizer
 from .session import Session
 from .tensor import Size, Tensor
 
-__all__ = ["TLS", "Client", "DType", "DeadlineExceededError", "GradserveError",
+__all__ = ["TLS", "CancelledError", "Client", "DType", "DeadlineExceededError", "GradserveError",
            "InternalServerError", "NotFoundError", "Optimizer", "RemoteError", "Session", "Size",
            "Tensor", "TracingError", "UnauthenticatedError", "UnavailableError", "connect",
            "enable_grad", "inference_mode", "is_grad_enabled", "is_inference_mode_enabled",

@@ -22,9 +22,9 @@ from gradserve.v1 import (
     FAILED_NODE_METADATA,
 )
 
-__all__ = ["DeadlineExceededError", "GradserveError", "InternalServerError", "NotFoundError",
-           "RemoteError", "TracingError", "UnauthenticatedError", "UnavailableError",
-           "from_rpc_error"]
+__all__ = ["CancelledError", "DeadlineExceededError", "GradserveError", "InternalServerError",
+           "NotFoundError", "RemoteError", "TracingError", "UnauthenticatedError",
+           "UnavailableError", "from_rpc_error"]
 
 
 class GradserveError(Exception):
@@ -52,6 +52,10 @@ class UnauthenticatedError(RemoteError, PermissionError):
 
 class DeadlineExceededError(RemoteError, TimeoutError):
     """The call did not finish within its timeout."""
+
+
+class CancelledError(RemoteError):
+    """The call was cancelled: by this client, or because the server is stopping."""
 
 
 class InternalServerError(RemoteError, RuntimeError):
@@ -98,6 +102,7 @@ _BY_CODE: dict[grpc.StatusCode, type[RemoteError]] = {
     grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
     grpc.StatusCode.PERMISSION_DENIED: UnauthenticatedError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+    grpc.StatusCode.CANCELLED: CancelledError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
 }
 

@@ -4,8 +4,10 @@ the command line (blocking, SIGTERM-aware)."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,10 @@ from .wire_guard import MalformedRequestGuard
 log = logging.getLogger(__name__)
 
 MAX_METADATA_BYTES = 16 * 1024
+
+# After SIGTERM, the process exits this long after the grace period even if threads linger (a
+# call stuck inside one long numpy op, which no interrupt check reaches).
+EXIT_MARGIN_SECONDS = 1.5
 
 
 def add_health(server: grpc.Server) -> health.HealthServicer:
@@ -102,7 +108,8 @@ class GradServer:
                  "TLS" if self.config.tls_cert else "plaintext")
 
     def stop(self, grace: float | None = None) -> None:
-        """Health NOT_SERVING, refuse new calls, let in-flight calls finish within `grace`."""
+        """Health NOT_SERVING, refuse new calls, let in-flight calls finish within `grace`; then
+        gRPC cancels the calls still running, and their interrupt checks stop their work."""
         self.health.enter_graceful_shutdown()
         self.grpc.stop(self.config.grace_period if grace is None else grace).wait()
         self.store.stop()
@@ -116,6 +123,15 @@ def create_server(config: ServerConfig) -> tuple[GradServer, int]:
     """A bound, not yet started server and its port (config.port 0 picks a free one)."""
     server = GradServer(config)
     return server, server.port
+
+
+def exit_after(seconds: float) -> None:
+    """End the process `seconds` from now, whatever threads still run (the shutdown watchdog:
+    calls past the grace period were cancelled, but one inside a long op only sees it after)."""
+    time.sleep(seconds)
+    log.warning("threads still running %.1fs after shutdown began: exiting anyway", seconds)
+    logging.shutdown()
+    os._exit(0)
 
 
 def serve(config: ServerConfig) -> int:
@@ -132,6 +148,8 @@ def serve(config: ServerConfig) -> int:
         log.info("signal %d: draining (grace %.1fs)", signum, config.grace_period)
         # stop() blocks; run it off the signal handler so the main thread keeps waiting.
         threading.Thread(target=server.stop, name="gradserve-drain").start()
+        threading.Thread(target=exit_after, args=(config.grace_period + EXIT_MARGIN_SECONDS,),
+                         name="gradserve-watchdog", daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -20,8 +20,14 @@ class ServerConfig:
 
     host: str = "[::]"
     port: int = 50051
-    workers: int = 16
+    workers: int = 32
+    max_calls: int = 0
+    run_slots: int = 0
+    run_quantum: float = 0.015
+    max_session_waiters: int = 8
     max_sessions: int = 1000
+    max_principal_sessions: int = 100
+    max_principal_calls: int = 16
     max_session_bytes: int = 1024 * MiB
     max_tensor_elements: int = 64 * MiB
     max_instructions: int = 100_000
@@ -47,8 +53,20 @@ class ServerConfig:
 _HELP = {
     "host": "address to listen on",
     "port": "port to listen on (0 picks a free one)",
-    "workers": "threads serving requests",
+    "workers": "threads serving requests (health checks included)",
+    "max_calls": "calls in progress at once, health checks excepted; past it RESOURCE_EXHAUSTED "
+                 "at once (0: --workers minus an eighth of them, at least one thread kept for "
+                 "health checks); must be below --workers",
+    "run_slots": "calls executing engine work at once; the others queue first come, first "
+                 "served (0: one per CPU core)",
+    "run_quantum": "seconds a call executes before it yields its run slot to a waiting call",
+    "max_session_waiters": "calls that may wait for one session's lock; past it "
+                           "RESOURCE_EXHAUSTED at once",
     "max_sessions": "live sessions at once",
+    "max_principal_sessions": "live sessions per token (with --auth-token-file; without tokens "
+                              "only --max-sessions applies)",
+    "max_principal_calls": "calls in progress per token (with --auth-token-file; without tokens "
+                           "only --max-calls applies)",
     "max_session_bytes": "bytes a session keeps alive (tensors, grads, graph nodes, saved "
                          "tensors, optimizer state, remembered replies); also one stateless "
                          "call's budget",
@@ -131,12 +149,22 @@ def validate(config: ServerConfig) -> None:
     Raises:
         ValueError: naming the setting.
     """
-    positive = ("workers", "max_sessions", "max_session_bytes", "max_tensor_elements",
+    positive = ("workers", "max_session_waiters", "max_principal_sessions",
+                "max_principal_calls", "max_sessions", "max_session_bytes", "max_tensor_elements",
                 "max_instructions", "max_nodes", "max_handles", "max_order",
                 "max_message_bytes", "session_ttl", "max_session_ttl", "reap_interval")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+    for name in ("max_calls", "run_slots"):
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} must be 0 (automatic) or positive, got "
+                             f"{getattr(config, name)}")
+    if config.max_calls >= config.workers:
+        raise ValueError(f"max_calls ({config.max_calls}) must be below workers "
+                         f"({config.workers}): health checks need a thread of their own")
+    if not config.run_quantum > 0:
+        raise ValueError(f"run_quantum must be positive, got {config.run_quantum}")
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ValueError("--tls-cert and --tls-key go together")
     if config.tls_client_ca is not None and config.tls_cert is None:
@@ -148,3 +176,20 @@ def from_argv(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> 
     parser = argparse.ArgumentParser(prog="gradserve serve")
     add_arguments(parser)
     return load(parser.parse_args(list(argv)), environ)
+
+
+def max_calls(config: ServerConfig) -> int:
+    """`--max-calls`, or when 0 `--workers` minus an eighth of them (at least one kept)."""
+    if config.max_calls:
+        return config.max_calls
+    return max(1, config.workers - max(1, config.workers // 8))
+
+
+def run_slots(config: ServerConfig) -> int:
+    """`--run-slots`, or when 0 the CPU cores this process may use."""
+    if config.run_slots:
+        return config.run_slots
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)

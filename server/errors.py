@@ -61,6 +61,11 @@ class DeadlineError(ServiceError):
     """The request's deadline passed while it was executing."""
 
 
+class CancelledError(ServiceError):
+    """The call ended while it was executing: the client cancelled it or the server is
+    stopping."""
+
+
 class PreconditionError(ServiceError):
     """The request is valid but the session's state does not allow it."""
 
@@ -86,6 +91,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (LimitExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
     (DeadlineError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (CancelledError, grpc.StatusCode.CANCELLED),
     (PreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (MemoryError, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
@@ -169,8 +175,8 @@ Observer = Callable[[str, grpc.StatusCode, float], None]
 
 
 def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a servicer method: run the servicer's `before_call` hook, map exceptions to statuses,
-    report (method, code, seconds) to the servicer's `observe`."""
+    """Wrap a servicer method: run the servicer's `before_call` hook (and `after_call` when it
+    returned), map exceptions to statuses, report (method, code, seconds) to its `observe`."""
 
     name = method.__name__
 
@@ -178,6 +184,7 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         start = time.perf_counter()
         code = grpc.StatusCode.OK
+        call = None
         try:
             call = self.before_call(context)
             return method(self, request, call)
@@ -186,6 +193,8 @@ def rpc(method: Callable[..., Any]) -> Callable[..., Any]:
             code = failure.code
             failure.abort(context)
         finally:
+            if call is not None:
+                self.after_call(call)
             self.observe(name, code, time.perf_counter() - start)
 
     return wrapper

@@ -3,21 +3,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
 
+import gradserve.engine as ge
 from gradserve.v1 import SESSION_ID_METADATA, catalogue_pb2, service_pb2, service_pb2_grpc
 from gradserve.v1 import session_pb2 as spb
 
 from . import batch, catalogue, graph
+from . import config as config_mod
 from .auth import Authenticator
 from .config import ServerConfig
-from .errors import DeadlineError, Failed, Failure, InvalidRequestError, Observer, rpc
+from .errors import (
+    CancelledError,
+    DeadlineError,
+    Failed,
+    Failure,
+    InvalidRequestError,
+    Observer,
+    rpc,
+)
+from .fairness import Admission, RunSlots
 from .sessions import MAX_REQUEST_ID, Session, SessionStore
 
 log = logging.getLogger(__name__)
@@ -27,25 +41,76 @@ SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 
 class Call:
-    """What a servicer method knows about its call besides the request."""
+    """What a servicer method knows about its call besides the request, and the call's check:
+    its deadline, its cancellation and its turn on the server's run slots."""
 
-    __slots__ = ("context", "owner", "_deadline")
+    __slots__ = ("context", "owner", "deadline", "ended", "_slots", "_quantum", "_slot_since",
+                 "_ran")
 
-    def __init__(self, context: grpc.ServicerContext, owner: str):
+    def __init__(self, context: grpc.ServicerContext, owner: str,
+                 slots: RunSlots | None = None, quantum: float = 0.0):
         self.context = context
         self.owner = owner
-        self._deadline: float | None = None  # monotonic; read from the context once
+        remaining = context.time_remaining()
+        # monotonic; no deadline reads as a huge number of seconds (about 9.2e18), or None
+        self.deadline = math.inf if remaining is None else time.monotonic() + remaining
+        self.ended = threading.Event()
+        # Runs when the call ends for any reason: client cancel, deadline, server stop, done.
+        if not context.add_callback(self.ended.set):
+            self.ended.set()  # already over
+        self._slots = slots
+        self._quantum = quantum
+        self._slot_since = 0.0  # monotonic time the run slot was taken; 0 while not held
+        self._ran = 0.0  # seconds held a run slot before `_slot_since`
 
-    def check_deadline(self) -> None:
-        """Raises DeadlineError once the caller's deadline has passed (checked per batch
-        instruction and graph node: the context is asked once, then only the clock)."""
-        deadline = self._deadline
-        if deadline is None:
-            remaining = self.context.time_remaining()
-            deadline = math.inf if remaining is None else time.monotonic() + remaining
-            self._deadline = deadline
-        if time.monotonic() >= deadline:
+    def check_ended(self) -> None:
+        """Raises CancelledError once the call is over, DeadlineError once its deadline passed."""
+        if self.ended.is_set():
+            raise CancelledError("the call was cancelled (by the client, or because the "
+                                 "server is stopping) while it was executing")
+        if time.monotonic() >= self.deadline:
             raise DeadlineError("deadline exceeded while executing the request")
+
+    def check(self) -> None:
+        """`check_ended`, then give the run slot to a waiting call once this one held it for a
+        quantum, or at once to a fresh one (a call that has not run a quantum yet) once this
+        one ran its first quantum (the engine calls this before every op and between backward
+        nodes)."""
+        if self.ended.is_set():
+            raise CancelledError("the call was cancelled (by the client, or because the "
+                                 "server is stopping) while it was executing")
+        now = time.monotonic()
+        if now >= self.deadline:
+            raise DeadlineError("deadline exceeded while executing the request")
+        since = self._slot_since
+        slots = self._slots
+        if since and slots is not None and slots.waiting:
+            held = now - since
+            if held >= self._quantum or (slots.fresh_waiting and self._ran + held >= self._quantum):
+                self._slot_since = 0.0
+                self._ran += held
+                slots.release()
+                slots.acquire(self.check_ended, fresh=self._ran < self._quantum)
+                self._slot_since = time.monotonic()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Hold a run slot (waiting for it honours the deadline and cancellation) and install
+        `check` as the engine's interrupt check: all of a call's engine work goes in here."""
+        slots = self._slots
+        if slots is None:  # a Call made without the server's slots (tests)
+            with ge.limits.interrupt(self.check):
+                yield
+            return
+        slots.acquire(self.check_ended)
+        self._slot_since = time.monotonic()
+        try:
+            with ge.limits.interrupt(self.check):
+                yield
+        finally:
+            if self._slot_since:  # not while a yield's re-acquire failed
+                self._slot_since = 0.0
+                slots.release()
 
     def session_id(self, in_message: str) -> str:
         """The session id, which message and `x-session-id` metadata must both carry, equal.
@@ -105,22 +170,36 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
         self.store = store
         self.auth = auth
         self.observe = observe
+        self.admission = Admission(config_mod.max_calls(config), config.max_principal_calls)
+        self.slots = RunSlots(config_mod.run_slots(config))
 
     def before_call(self, context: grpc.ServicerContext) -> Call:
-        return Call(context, self.auth.identify(context))
+        """Identify the caller, refuse a call past the caps or already past its deadline."""
+        owner = self.auth.identify(context)
+        self.admission.enter(owner)
+        try:
+            call = Call(context, owner, self.slots, self.config.run_quantum)
+            call.check_ended()
+        except BaseException:
+            self.admission.leave(owner)
+            raise
+        return call
+
+    def after_call(self, call: Call) -> None:
+        self.admission.leave(call.owner)
 
     @rpc
     def RunGraph(self, request: service_pb2.RunGraphRequest,  # noqa: N802 (gRPC's names)
                  call: Call) -> service_pb2.RunGraphResponse:
         graph.validate(request, self.config, handles_allowed=bool(request.session_id))
         if not request.session_id:
-            return graph.fit(graph.execute(request, self.config,
-                                           check_deadline=call.check_deadline), self.config)
+            with call.running():
+                return graph.fit(graph.execute(request, self.config, check_deadline=call.check),
+                                 self.config)
         session_id = call.session_id(request.session_id)
-        with self.store.use(session_id, call.owner) as session:
-            executor = batch.Executor(session, call.check_deadline, 0)
-            return graph.fit(graph.execute(request, self.config,
-                                           check_deadline=call.check_deadline,
+        with self.store.use(session_id, call.owner, call.check_ended) as session, call.running():
+            executor = batch.Executor(session, call.check, 0)
+            return graph.fit(graph.execute(request, self.config, check_deadline=call.check,
                                            resolve_handle=executor.tensor,
                                            generator=session.generator), self.config)
 
@@ -135,14 +214,14 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
     @rpc
     def CloseSession(self, request: spb.CloseSessionRequest,  # noqa: N802
                      call: Call) -> spb.CloseSessionResponse:
-        self.store.close(call.session_id(request.session_id), call.owner)
+        self.store.close(call.session_id(request.session_id), call.owner, call.check_ended)
         return spb.CloseSessionResponse()
 
     @rpc
     def DescribeSession(self, request: spb.DescribeSessionRequest,  # noqa: N802
                         call: Call) -> spb.SessionInfo:
-        session = self.store.get(call.session_id(request.session_id), call.owner)
-        with session.lock:
+        with self.store.use(call.session_id(request.session_id), call.owner,
+                            call.check_ended, touch=False) as session:
             return session_info(session)
 
     @rpc
@@ -153,15 +232,15 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
         if len(rid) > MAX_REQUEST_ID:
             raise InvalidRequestError(f"request_id has {len(rid)} characters, more than the "
                                       f"limit of {MAX_REQUEST_ID}; use a UUID")
-        with self.store.use(session_id, call.owner) as session:
+        with self.store.use(session_id, call.owner, call.check_ended) as session:
             log.debug("session %s: batch of %d instruction(s)", session_id,
                       len(request.instructions))
             if rid and rid in session.recent:
                 return _replay(session.recent[rid][0])
-            executor = batch.Executor(session, call.check_deadline,
-                                      self.config.max_message_bytes)
+            executor = batch.Executor(session, call.check, self.config.max_message_bytes)
             try:
-                response = executor.run(request.instructions)
+                with call.running():
+                    response = executor.run(request.instructions)
             except Exception as exc:
                 if rid:
                     failure = Failure.from_exception(exc)

@@ -1,8 +1,12 @@
 """Sessions: tensors and optimizers under client-chosen handles, with their locks and limits.
 
 One lock per session serializes its calls; different sessions run in parallel. A reaper thread
-closes sessions idle longer than their TTL. A session belongs to the identity (token) that
-created it; anyone else is told it does not exist.
+closes sessions idle longer than their TTL. Waiting for a session's lock is bounded: by the
+call's deadline and cancellation, and by `--max-session-waiters` calls waiting at once.
+
+Session ids live in a namespace per identity (token): the store is keyed by (owner, id), so one
+token's ids are invisible to another, which may create a session under the very same id (its
+own) and is answered exactly as for a fresh id.
 """
 
 from __future__ import annotations
@@ -20,8 +24,12 @@ from typing import Any
 import gradserve.engine as ge
 from gradserve.v1 import session_pb2
 
+from .auth import ANONYMOUS
 from .config import ServerConfig
 from .errors import InvalidRequestError, LimitExceededError, NotFoundError
+
+# How often a call waiting for a session's lock looks at its deadline and cancellation.
+LOCK_POLL_SECONDS = 0.05
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +80,7 @@ class Session:
         self.limits = limits
         self.ttl = ttl
         self.lock = threading.Lock()
+        self.waiters = 0  # calls waiting for `lock` (changed under the store's lock)
         self.tensors: dict[int, ge.Tensor] = {}
         self.optimizers: dict[int, Any] = {}
         self.generator = make_generator(seed)
@@ -169,7 +178,8 @@ class SessionStore:
     def __init__(self, config: ServerConfig, clock: Callable[[], float] = time.monotonic):
         self.config = config
         self.clock = clock
-        self._sessions: dict[str, Session] = {}
+        self._sessions: dict[tuple[str, str], Session] = {}  # by (owner, id)
+        self._owned: dict[str, int] = {}  # live sessions per identified owner
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
@@ -183,8 +193,9 @@ class SessionStore:
         balancer routes its CreateSession by that id, and later calls by the same id).
 
         Raises:
-            LimitExceededError: the server already holds its maximum number of sessions.
-            InvalidRequestError: the proposed id is in use.
+            LimitExceededError: the server, or this owner (a token), already holds its maximum
+                number of sessions.
+            InvalidRequestError: the proposed id is in use by this owner's sessions.
         """
         ttl = options.idle_ttl_seconds
         if not ttl > 0:  # also catches NaN
@@ -196,13 +207,20 @@ class SessionStore:
                 raise LimitExceededError(
                     f"the server holds its maximum of {self.config.max_sessions} sessions; "
                     "close one or retry later")
-            if session_id is not None and session_id in self._sessions:
+            owned = self._owned.get(owner, 0)
+            if owner != ANONYMOUS and owned >= self.config.max_principal_sessions:
+                raise LimitExceededError(
+                    f"this token holds its maximum of {self.config.max_principal_sessions} "
+                    "sessions (--max-principal-sessions); close one")
+            if session_id is not None and (owner, session_id) in self._sessions:
                 raise InvalidRequestError(f"session id {session_id!r} is in use; propose "
                                           "another (a random one, e.g. 32 hex digits)")
             session = Session(session_id or secrets.token_hex(16), owner,
                               effective_limits(options.limits, self.config), ttl, seed,
                               self.clock)
-            self._sessions[session.id] = session
+            self._sessions[(owner, session.id)] = session
+            if owner != ANONYMOUS:
+                self._owned[owner] = owned + 1
         log.info("session %s created", session.id)
         return session
 
@@ -210,40 +228,91 @@ class SessionStore:
         """The live session `session_id` if `owner` created it.
 
         Raises:
-            NotFoundError: unknown, closed, expired, or someone else's (not told apart, so a
-                caller learns nothing about other callers' sessions).
+            NotFoundError: unknown, closed, or expired (another owner's ids are another
+                namespace, so a caller learns nothing about other callers' sessions).
         """
-        session = self._sessions.get(session_id)
-        if session is None or session.closed or not _same_owner(session.owner, owner):
+        session = self._sessions.get((owner, session_id))
+        if session is None or session.closed:
             raise NotFoundError(f"session {session_id!r} not found (it was closed, expired "
                                 "after being idle, is gone with a server that stopped, or "
                                 "never existed)")
         return session
 
     @contextlib.contextmanager
-    def use(self, session_id: str, owner: str) -> Iterator[Session]:
-        """Hold the session's lock for one call; the session counts as active meanwhile."""
+    def use(self, session_id: str, owner: str, check: Callable[[], None] | None = None, *,
+            touch: bool = True) -> Iterator[Session]:
+        """Hold the session's lock for one call; the session counts as active meanwhile.
+
+        Args:
+            check: raises to stop waiting for the lock (the call's deadline or cancellation);
+                called every `LOCK_POLL_SECONDS` while the lock is busy.
+            touch: count the call as activity (not for DescribeSession).
+
+        Raises:
+            LimitExceededError: `--max-session-waiters` calls already wait for this session.
+            NotFoundError: see `get`; also when the session closed while this call waited.
+        """
         session = self.get(session_id, owner)
-        with session.lock:
+        self._acquire(session, check)
+        try:
             if session.closed:  # closed while we waited for the lock
                 raise NotFoundError(f"session {session_id!r} not found (it was closed while "
                                     "this call waited)")
-            session.touch()
+            if touch:
+                session.touch()
             try:
                 yield session
             finally:
-                session.touch()
+                if touch:
+                    session.touch()
+        finally:
+            session.lock.release()
 
-    def close(self, session_id: str, owner: str) -> None:
-        """Close a session and free everything it holds (waits for its running call)."""
-        session = self.get(session_id, owner)
-        self._discard(session, "closed")
-
-    def _discard(self, session: Session, why: str) -> None:
+    def _acquire(self, session: Session, check: Callable[[], None] | None) -> None:
+        """Take `session.lock`, as one of at most `max_session_waiters` waiters, giving up when
+        `check` raises."""
+        lock = session.lock
+        if lock.acquire(blocking=False):
+            return
         with self._lock:
-            self._sessions.pop(session.id, None)
-        with session.lock:
+            if session.waiters >= self.config.max_session_waiters:
+                raise LimitExceededError(
+                    f"session {session.id!r} already has {session.waiters} calls waiting for "
+                    "it (--max-session-waiters); retry after they finish")
+            session.waiters += 1
+        try:
+            while not lock.acquire(timeout=LOCK_POLL_SECONDS):
+                if check is not None:
+                    check()
+        finally:
+            with self._lock:
+                session.waiters -= 1
+
+    def close(self, session_id: str, owner: str, check: Callable[[], None] | None = None) -> None:
+        """Close a session and free everything it holds. Waits for its running call (bounded
+        as `use` is); the session is gone for new calls at once either way."""
+        session = self.get(session_id, owner)
+        self._discard(session, "closed", check)
+
+    def _discard(self, session: Session, why: str, check: Callable[[], None] | None = None, *,
+                 wait: bool = True) -> None:
+        with self._lock:
+            if self._sessions.pop((session.owner, session.id), None) is session \
+                    and session.owner != ANONYMOUS:
+                left = self._owned.pop(session.owner) - 1
+                if left:
+                    self._owned[session.owner] = left
+        session.closed = True  # calls waiting for its lock give up when they get it
+        if wait:
+            self._acquire(session, check)
+        elif not session.lock.acquire(blocking=False):
+            # a call still runs (shutdown): it drops the session when it ends
+            log.info("session %s %s (a call still running)", session.id, why)
+            return
+        try:
             session.clear()
+        finally:
+            session.lock.release()
         log.info("session %s %s", session.id, why)
 
     def sessions(self) -> list[Session]:
@@ -285,12 +354,8 @@ class SessionStore:
         if self._reaper is not None:
             self._reaper.join()
         for session in self.sessions():
-            self._discard(session, "dropped at shutdown")
+            self._discard(session, "dropped at shutdown", wait=False)
 
     def bytes_held(self) -> int:
         """Bytes held by all sessions, as last measured by their calls (for metrics)."""
         return sum(s.measured_bytes for s in self.sessions())
-
-
-def _same_owner(a: str, b: str) -> bool:
-    return secrets.compare_digest(a.encode(), b.encode())

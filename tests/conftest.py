@@ -19,7 +19,7 @@ def gradserve_test_config(**overrides: Any) -> Any:
     """A ServerConfig for tests: port 0 on loopback, small worker pool, overrides applied."""
     from gradserve.server.config import ServerConfig
 
-    base = ServerConfig(host="127.0.0.1", port=0, workers=8, grace_period=2.0)
+    base = ServerConfig(host="127.0.0.1", port=0, grace_period=2.0)
     return dataclasses.replace(base, **overrides)
 
 
