@@ -221,7 +221,7 @@ def slow_batch(s, steps):
 def test_waits_for_a_session_are_bounded(server, stub, channel):
     s = gradserve_open_session(stub)
     slow = stub.ExecuteBatch.future(session_pb2.BatchRequest(
-        session_id=s.id, instructions=slow_batch(s, 2000)), metadata=s.metadata, timeout=8)
+        session_id=s.id, instructions=slow_batch(s, 40_000)), metadata=s.metadata, timeout=8)
     time.sleep(0.5)
     assert not slow.done()
 
