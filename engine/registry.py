@@ -349,7 +349,8 @@ def bind_attrs(op: OpDef, extra: Sequence[Any], attrs: Mapping[str, Any]) -> dic
         out[spec.name] = v
     for k, v in attrs.items():
         if k not in op.attr_names:
-            raise errors.UnknownOpError(f"{op.name}() got an unexpected keyword argument '{k}'")
+            raise errors.UnknownAttributeError(
+                f"{op.name}() got an unexpected keyword argument '{k}'")
         if k in out:
             raise errors.InvalidTypeError(f"{op.name}() got multiple values for argument '{k}'")
         out[k] = v
