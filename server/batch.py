@@ -64,7 +64,7 @@ class ByteBudget:
             raise LimitExceededError(
                 f"session would hold {self.session.measured_bytes} bytes (tensors, gradients "
                 f"and saved-for-backward tensors), more than its limit of {limit} bytes; "
-                "release handles or free graphs")
+                "release handles or free graphs", limit="max_session_bytes")
 
 
 def tensor_info(handle: int, t: ge.Tensor, out: session_pb2.TensorInfo) -> None:
@@ -118,7 +118,7 @@ class Executor:
         if len(instructions) > self.s.limits.max_instructions:
             raise LimitExceededError(
                 f"batch has {len(instructions)} instructions, more than the limit of "
-                f"{self.s.limits.max_instructions}")
+                f"{self.s.limits.max_instructions}", limit="max_instructions")
         resp = session_pb2.BatchResponse()
         add_result, check_deadline = resp.results.add, self.check_deadline
         handlers, budget_check = self.HANDLERS, self.budget.check
@@ -137,7 +137,7 @@ class Executor:
                     for h in self.bound:  # a failing instruction binds nothing
                         self.s.tensors.pop(h, None)
                         self.s.optimizers.pop(h, None)
-                    raise Located(exc, instruction=i) from exc
+                    raise Located(exc, instruction=i, message=ins) from exc
             self.budget.measure()
         return resp
 
@@ -167,7 +167,7 @@ class Executor:
             raise InvalidRequestError(f"handle {handle} is already in use")
         if self.s.handle_count() >= self.s.limits.max_handles:
             raise LimitExceededError(f"session holds its maximum of {self.s.limits.max_handles} "
-                                     "handles; release some")
+                                     "handles; release some", limit="max_handles")
 
     def value(self, v: graph_pb2.Value, what: str) -> Any:
         kind = v.WhichOneof("kind")
@@ -204,7 +204,7 @@ class Executor:
         raise LimitExceededError(
             f"{refusal}: the session has {max(0, left)} of its {max_bytes} bytes left, too few "
             "for this result (each element takes at least one byte); release handles or free "
-            "graphs")
+            "graphs", limit="max_session_bytes")
 
     # --- instructions: each returns an upper bound of the bytes it added ------------------------
 
@@ -440,7 +440,7 @@ class Executor:
         if self.response_bytes > self.max_response_bytes:
             raise LimitExceededError(
                 f"batch response would exceed {self.max_response_bytes} bytes; fetch fewer or "
-                "smaller tensors per batch")
+                "smaller tensors per batch", limit="max_message_bytes")
 
     HANDLERS: dict[str, Callable[..., int]] = {
         "create_tensor": create_tensor, "apply_op": apply_op, "apply_inplace": apply_inplace,

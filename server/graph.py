@@ -33,10 +33,10 @@ def validate(req: service_pb2.RunGraphRequest, config: ServerConfig,
                                   f"supports up to {ge.OPSET_VERSION}")
     if len(g.nodes) > config.max_nodes:
         raise LimitExceededError(f"graph has {len(g.nodes)} nodes, more than the limit of "
-                                 f"{config.max_nodes}")
+                                 f"{config.max_nodes}", limit="max_nodes")
     if req.order > config.max_order:
         raise LimitExceededError(f"derivative order {req.order} is above the limit of "
-                                 f"{config.max_order}")
+                                 f"{config.max_order}", limit="max_order")
     defined: dict[str, int | None] = {}  # id -> number of outputs (None: known after running)
     for inp in g.inputs:
         _define(defined, inp.name, 1, "graph input")
@@ -103,7 +103,7 @@ def _check_attrs(op: Any, node: graph_pb2.Node, where: str) -> None:
     for name, value in node.attrs.items():
         spec = specs.get(name)
         if spec is None:
-            raise ge.errors.UnknownOpError(
+            raise ge.errors.UnknownAttributeError(
                 f"{op.name}() got an unexpected keyword argument '{name}'")
         accepted = catalogue.accepted_fields(spec)
         given = value.WhichOneof("kind")
@@ -167,9 +167,9 @@ def execute(req: service_pb2.RunGraphRequest, config: ServerConfig, *,
             except ge.errors.AllocationLimitError as exc:
                 if cap < limit:
                     exc = budget.exceeded(exc)
-                raise Located(exc, node=node.id) from exc
+                raise Located(exc, node=node.id, op=node.op) from exc
             except Exception as exc:
-                raise Located(exc, node=node.id) from exc
+                raise Located(exc, node=node.id, op=node.op) from exc
         outputs = [resolve(graph_pb2.Value(ref=o.ref)) for o in g.outputs]
         resp = service_pb2.RunGraphResponse()
         for o, t in zip(g.outputs, outputs):
@@ -204,7 +204,7 @@ class Budget:
         if self.held > self.max_bytes:
             raise LimitExceededError(
                 f"the graph would hold {self.held} bytes of values, more than the limit of "
-                f"{self.max_bytes} bytes per call (--max-session-bytes)")
+                f"{self.max_bytes} bytes per call (--max-session-bytes)", limit="max_session_bytes")
 
     def left(self) -> int:
         """Elements the next result may have (each takes at least one byte)."""
@@ -213,7 +213,7 @@ class Budget:
     def exceeded(self, exc: Exception) -> LimitExceededError:
         return LimitExceededError(
             f"{exc}: the graph holds {self.held} of its {self.max_bytes} bytes (the per-call "
-            "limit, --max-session-bytes), too few for this result")
+            "limit, --max-session-bytes), too few for this result", limit="max_session_bytes")
 
 
 def _zeros_like(x: ge.Tensor) -> ge.Tensor:

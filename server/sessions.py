@@ -21,7 +21,7 @@ import gradserve.engine as ge
 from gradserve.v1 import session_pb2
 
 from .config import ServerConfig
-from .errors import InvalidRequestError, LimitExceededError, NotFoundError
+from .errors import InvalidRequestError, NotFoundError, SessionsExhaustedError
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class SessionStore:
         balancer routes its CreateSession by that id, and later calls by the same id).
 
         Raises:
-            LimitExceededError: the server already holds its maximum number of sessions.
+            SessionsExhaustedError: the server already holds its maximum number of sessions.
             InvalidRequestError: the proposed id is in use.
         """
         ttl = options.idle_ttl_seconds
@@ -186,9 +186,9 @@ class SessionStore:
         seed = options.seed if options.HasField("seed") else None
         with self._lock:
             if len(self._sessions) >= self.config.max_sessions:
-                raise LimitExceededError(
+                raise SessionsExhaustedError(
                     f"the server holds its maximum of {self.config.max_sessions} sessions; "
-                    "close one or retry later")
+                    "close one or retry later", limit="max_sessions")
             if session_id is not None and session_id in self._sessions:
                 raise InvalidRequestError(f"session id {session_id!r} is in use; propose "
                                           "another (a random one, e.g. 32 hex digits)")
