@@ -17,7 +17,7 @@ import numpy as np
 from . import dtypes, errors, grad_mode
 from .dtypes import DType
 from .ops_reduce import norm_dims
-from .registry import AttrSpec, defop, promote_args
+from .registry import AttrSpec, defop, names_backward, promote_args
 
 REDUCTIONS = ("mean", "sum", "none")
 _REDUCTION = AttrSpec("reduction", "str", "mean")
@@ -132,6 +132,7 @@ defop("mse_loss", lambda x, t, reduction="mean": _reduce(np.square(x - t), reduc
       doc="mean (or sum, or none) of (input - target) ** 2")
 
 
+@names_backward("MeanBackward0", "SumBackward0", "AbsBackward0")
 def _l1_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     # torch's l1_loss is a composition: abs(input - target), then mean or sum.
     return {"mean": "MeanBackward0", "sum": "SumBackward0"}.get(attrs["reduction"],
@@ -356,6 +357,7 @@ def _nll_backward(g: Any, t: Any, w: Any = None, shape: Sequence[int] = (),
     return _classes_back(flat, shape)
 
 
+@names_backward("NllLossBackward0", "NllLoss2DBackward0", "ViewBackward0")
 def _nll_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     # torch runs inputs of 3 or more dims as 4-dim nll_loss2d, viewing other ranks to 4 dims
     # and (for reduction='none') the result back.
@@ -365,6 +367,7 @@ def _nll_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     return "ViewBackward0" if ndim != 4 and attrs["reduction"] == "none" else "NllLoss2DBackward0"
 
 
+@names_backward("NllLossBackwardBackward0", "NllLoss2DBackwardBackward0", "ViewBackward0")
 def _nll_backward_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     ndim = len(attrs.get("shape") or (0, 0))
     if ndim <= 2:
@@ -414,6 +417,7 @@ def _smooth_backward(g: Any, t: Any, w: Any = None, shape: Sequence[int] = (),
     return _classes_back(-(gg * valid).astype(gg.dtype)[:, None] * per_class[None, :], shape)
 
 
+@names_backward("ExpandBackward0", "MulBackward0")
 def _smooth_backward_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     # torch's gradient of that composition ends with sum's expand, or the weight's mul
     weighted = len(args) > 2 and args[2] is not None
@@ -428,7 +432,8 @@ defop("label_smoothing_loss", _smooth,
           g, t, w, shape=tuple(x.shape), ignore_index=ignore_index, reduction=reduction),
       None, None,
       inputs=("input", "target", "weight?"), attrs=_NLL_ATTRS, dtype=_nll_dtype,
-      backward=lambda args, attrs: _SMOOTH_NAMES[attrs["reduction"]], method=False,
+      backward=names_backward(*_SMOOTH_NAMES.values())(
+          lambda args, attrs: _SMOOTH_NAMES[attrs["reduction"]]), method=False,
       doc="-sum over classes of input * weight per element (0 where target is ignore_index), "
           "reduced as nll_loss: cross_entropy's label-smoothing term")
 defop("label_smoothing_loss_backward", _smooth_backward,
@@ -563,6 +568,8 @@ def _ce_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, w: Any, ignore_index: int,
     return r
 
 
+@names_backward("NllLossBackward0", "NllLoss2DBackward0", "ViewBackward0", "AddBackward0",
+                "DivBackward1", "NegBackward0")
 def _ce_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     if len(args) >= 2 and _is_probs(args[0], args[1]):
         mean = attrs["reduction"] == "mean" and math.prod(args[0].shape)

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import dtypes, errors
 from .api import FUNCTIONS, public
-from .registry import AttrSpec, defop
+from .registry import AttrSpec, defop, names_backward
 
 
 def _shape_str(shape: Sequence[int]) -> str:
@@ -123,6 +123,7 @@ def sum_to_size(g: Any, size: Sequence[int]) -> Any:
     return out
 
 
+@names_backward("SumBackward1", "ViewBackward0")
 def _sum_to_size_name(args: Sequence[Any], attrs: Any) -> str:
     # torch sums with keepdim (SumBackward1), then views away leading dims (ViewBackward0).
     return "ViewBackward0" if args and len(attrs["size"]) < args[0].ndim else "SumBackward1"
@@ -187,6 +188,7 @@ def _squeeze_axes(shape: Sequence[int], dim: Any) -> tuple[int, ...]:
     return tuple(a for a in wrap_dims(dim, len(shape)) if shape and shape[a] == 1)
 
 
+@names_backward("SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward2")
 def _squeeze_name(args: Sequence[Any], attrs: Any) -> str:
     dim = attrs.get("dim")
     return "SqueezeBackward0" if dim is None else (

@@ -60,6 +60,7 @@ def list_ops() -> catalogue_pb2.ListOpsResponse:
                             backward_name=op.backward_name if op.differentiable else "",
                             doc=op.doc)
         info.inputs.extend(op.inputs)
+        info.backward_names.extend(op.backward_names)
         info.optional_inputs.extend(i for i, opt in zip(op.inputs, op.optional) if opt)
         if op.n_outputs is not None:
             info.n_outputs = op.n_outputs

@@ -28,8 +28,12 @@ def node_or_skip() -> tuple[str, str]:
     return node, npm
 
 
-def npm_ci(folder: Path) -> Path:
-    """Install `folder`'s locked dependencies (once per lock file); returns node_modules."""
+def npm_ci(folder: Path, skip_on_failure: bool = False) -> Path:
+    """Install `folder`'s locked dependencies (once per lock file); returns node_modules.
+
+    A failed install fails the test, or skips it saying why with `skip_on_failure` (a tool
+    whose binary may not exist for this platform).
+    """
     _, npm = node_or_skip()
     modules = folder / "node_modules"
     stamp = modules / ".gradserve-lock-sha256"
@@ -40,6 +44,10 @@ def npm_ci(folder: Path) -> Path:
     done = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund",
                            "--loglevel=error"], cwd=folder, capture_output=True, text=True,
                           timeout=300)
-    assert done.returncode == 0, f"npm ci in {folder} failed:\n{done.stdout}\n{done.stderr}"
+    if done.returncode != 0:
+        why = f"npm ci in {folder} failed:\n{done.stdout}\n{done.stderr}"
+        if skip_on_failure:
+            pytest.skip(why[-1000:])
+        raise AssertionError(why)
     stamp.write_text(digest)
     return modules

@@ -17,7 +17,8 @@ AUTHORIZATION_METADATA = "authorization"
 #: "TypeError", "IndexError", ...), so a client re-raises the same type with the status message.
 ERROR_TYPE_METADATA = "gradserve-error-type"
 
-#: Trailing metadata: the server-side error class name ("GraphFreedError", "NotFoundError", ...).
+#: Trailing metadata: the server-side error class name ("GraphFreedError", "NotFoundError", ...;
+#: service.proto lists them, docs/errors.md gives each one's rich-error reason).
 ERROR_CLASS_METADATA = "gradserve-error-class"
 
 #: Trailing metadata: 0-based index of the batch instruction that failed.

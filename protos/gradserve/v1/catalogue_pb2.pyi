@@ -53,7 +53,7 @@ class AttrInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[AttrKind, str]] = ..., required: _Optional[bool] = ..., default_value: _Optional[_Union[_graph_pb2.AttrValue, _Mapping]] = ..., choices: _Optional[_Iterable[str]] = ..., nullable: _Optional[bool] = ...) -> None: ...
 
 class OpInfo(_message.Message):
-    __slots__ = ("name", "inputs", "variadic", "attrs", "n_outputs", "differentiable", "backward_name", "doc", "optional_inputs")
+    __slots__ = ("name", "inputs", "variadic", "attrs", "n_outputs", "differentiable", "backward_name", "doc", "optional_inputs", "backward_names")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     VARIADIC_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class OpInfo(_message.Message):
     BACKWARD_NAME_FIELD_NUMBER: _ClassVar[int]
     DOC_FIELD_NUMBER: _ClassVar[int]
     OPTIONAL_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    BACKWARD_NAMES_FIELD_NUMBER: _ClassVar[int]
     name: str
     inputs: _containers.RepeatedScalarFieldContainer[str]
     variadic: bool
@@ -72,7 +73,8 @@ class OpInfo(_message.Message):
     backward_name: str
     doc: str
     optional_inputs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., variadic: _Optional[bool] = ..., attrs: _Optional[_Iterable[_Union[AttrInfo, _Mapping]]] = ..., n_outputs: _Optional[int] = ..., differentiable: _Optional[bool] = ..., backward_name: _Optional[str] = ..., doc: _Optional[str] = ..., optional_inputs: _Optional[_Iterable[str]] = ...) -> None: ...
+    backward_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., variadic: _Optional[bool] = ..., attrs: _Optional[_Iterable[_Union[AttrInfo, _Mapping]]] = ..., n_outputs: _Optional[int] = ..., differentiable: _Optional[bool] = ..., backward_name: _Optional[str] = ..., doc: _Optional[str] = ..., optional_inputs: _Optional[_Iterable[str]] = ..., backward_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListOpsRequest(_message.Message):
     __slots__ = ()
