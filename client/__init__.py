@@ -18,6 +18,7 @@ from .dot import to_dot
 from .errors import (
     DeadlineExceededError,
     GradserveError,
+    IncompatibleServerError,
     InternalServerError,
     NotFoundError,
     RemoteError,
@@ -31,6 +32,7 @@ from .session import Session
 from .tensor import Size, Tensor
 
 __all__ = ["TLS", "Client", "DType", "DeadlineExceededError", "GradserveError",
-           "InternalServerError", "NotFoundError", "Optimizer", "RemoteError", "Session", "Size",
+           "IncompatibleServerError", "InternalServerError", "NotFoundError", "Optimizer",
+           "RemoteError", "Session", "Size",
            "Tensor", "TracingError", "UnauthenticatedError", "UnavailableError", "connect",
            "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled", "to_dot"]

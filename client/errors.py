@@ -29,7 +29,8 @@ from gradserve.v1 import (
     FAILED_NODE_METADATA,
 )
 
-__all__ = ["DeadlineExceededError", "GradserveError", "InternalServerError", "NotFoundError",
+__all__ = ["DeadlineExceededError", "GradserveError", "IncompatibleServerError",
+           "InternalServerError", "NotFoundError",
            "RemoteError", "TracingError", "UnauthenticatedError", "UnavailableError",
            "from_rpc_error"]
 
@@ -71,6 +72,10 @@ class InternalServerError(RemoteError, RuntimeError):
 
 class UnavailableError(RemoteError, ConnectionError):
     """The server could not be reached (transport failure)."""
+
+
+class IncompatibleServerError(GradserveError):
+    """The server speaks a wire protocol this client does not (too old or too new)."""
 
 
 class TracingError(GradserveError, RuntimeError):

@@ -131,7 +131,13 @@ COMMANDS: dict[str, tuple[str, Configure, Run]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gradserve.v1 import PROTOCOL_VERSION
+
+    from . import package_version
+
     parser = argparse.ArgumentParser(prog="gradserve", description="Autograd as a service.")
+    parser.add_argument("--version", action="version",
+                        version=f"gradserve {package_version()} (wire protocol {PROTOCOL_VERSION})")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, configure, _) in COMMANDS.items():
         configure(sub.add_parser(name, help=help_text, description=help_text))

@@ -80,6 +80,9 @@ def test_catalogue_and_rich_errors_as_node_sees_them(node_run):
     got, _ = node_run
     cat = list_ops()
     assert got["opset_version"] == cat.opset_version and got["op_count"] == len(cat.ops)
+    assert got["pow_backward_names"] == ["PowBackward1", "PowBackward0", "PowBackward2"]
+    assert (got["server_version"], got["protocol_version"]) == (cat.server_version,
+                                                                cat.protocol_version)
     assert got["freed_reason"] == "GRAPH_FREED"
     assert got["freed_metadata"] == {"instruction": "0", "instruction_kind": "backward",
                                      "handle": "2"}

@@ -27,5 +27,9 @@ FAILED_INSTRUCTION_METADATA = "gradserve-failed-instruction"
 #: Trailing metadata: id of the graph node that failed (RunGraph).
 FAILED_NODE_METADATA = "gradserve-failed-node"
 
+#: Wire protocol version this code speaks (ListOpsResponse.protocol_version). Bump it when a
+#: change needs both sides to know of it, and say so in CHANGELOG.md.
+PROTOCOL_VERSION = 1
+
 #: The gRPC service name, for health checks ("" checks the whole server).
 SERVICE_NAME = "gradserve.v1.AutogradService"
