@@ -22,7 +22,8 @@ def test_cli_version():
     done = subprocess.run([sys.executable, "-m", "gradserve.server.cli", "--version"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
-    assert done.stdout.strip() == f"gradserve {package_version()} (wire protocol {PROTOCOL_VERSION})"
+    expected = f"gradserve {package_version()} (wire protocol {PROTOCOL_VERSION})"
+    assert done.stdout.strip() == expected
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert f'version = "{package_version()}"' in pyproject
 
