@@ -35,13 +35,10 @@ MIN_PROTOCOL_VERSION = 0
 
 
 def client_version() -> str:
-    """This client's gradserve version ("unknown" when not installed)."""
-    import importlib.metadata
+    """This client's gradserve version."""
+    from gradserve import __version__
 
-    try:
-        return importlib.metadata.version("gradserve")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    return __version__
 
 
 def check_server(cat: catalogue_pb2.ListOpsResponse, target: str) -> None:

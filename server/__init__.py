@@ -2,10 +2,7 @@
 
 
 def package_version() -> str:
-    """gradserve's installed version ("unknown" when run from a tree that is not installed)."""
-    import importlib.metadata
+    """gradserve's version (the release this server is)."""
+    from gradserve import __version__
 
-    try:
-        return importlib.metadata.version("gradserve")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    return __version__
