@@ -19,6 +19,7 @@ from .errors import (
     CancelledError,
     DeadlineExceededError,
     GradserveError,
+    IncompatibleServerError,
     InternalServerError,
     NotFoundError,
     RemoteError,
@@ -38,8 +39,9 @@ from .optim import Optimizer
 from .session import Session
 from .tensor import Size, Tensor
 
-__all__ = ["TLS", "CancelledError", "Client", "DType", "DeadlineExceededError", "GradserveError",
-           "InternalServerError", "NotFoundError", "Optimizer", "RemoteError", "Session", "Size",
+__all__ = ["TLS", "CancelledError", "Client", "DType", "DeadlineExceededError",
+           "GradserveError", "IncompatibleServerError", "InternalServerError", "NotFoundError",
+           "Optimizer", "RemoteError", "Session", "Size",
            "Tensor", "TracingError", "UnauthenticatedError", "UnavailableError", "connect",
            "enable_grad", "inference_mode", "is_grad_enabled", "is_inference_mode_enabled",
            "no_grad", "set_grad_enabled", "to_dot"]

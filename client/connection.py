@@ -16,6 +16,7 @@ import grpc
 from gradserve.v1 import (
     AUTHORIZATION_METADATA,
     MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
     SESSION_ID_METADATA,
     catalogue_pb2,
     service_pb2,
@@ -23,10 +24,36 @@ from gradserve.v1 import (
 )
 from gradserve.v1 import session_pb2 as spb
 
-from .errors import from_rpc_error
+from .errors import IncompatibleServerError, from_rpc_error
 from .ops import OpTable
 
 Metadata = tuple[tuple[str, str], ...]
+
+#: Oldest wire protocol this client can talk to: 0 is a server older than 0.2.0, which did not
+#: report one and speaks protocol 1 without the newer fields.
+MIN_PROTOCOL_VERSION = 0
+
+
+def client_version() -> str:
+    """This client's gradserve version."""
+    from gradserve import __version__
+
+    return __version__
+
+
+def check_server(cat: catalogue_pb2.ListOpsResponse, target: str) -> None:
+    """Raise IncompatibleServerError, saying which side to upgrade, unless the server's wire
+    protocol is one this client speaks."""
+    server = cat.protocol_version
+    if MIN_PROTOCOL_VERSION <= server <= PROTOCOL_VERSION:
+        return
+    release = f"gradserve {cat.server_version}" if cat.server_version else "an older gradserve"
+    newer = server > PROTOCOL_VERSION
+    raise IncompatibleServerError(
+        f"the server at {target} ({release}, op-set {cat.opset_version}) speaks wire protocol "
+        f"{server}, {'newer' if newer else 'older'} than this client (gradserve "
+        f"{client_version()}) supports ({MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}): upgrade "
+        + ("the client (pip install -U gradserve)" if newer else "the server"))
 
 
 class TLS:
@@ -127,10 +154,21 @@ class Client:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def list_ops(self) -> catalogue_pb2.ListOpsResponse:
-        """The server's op catalogue (fetched once per Client)."""
+        """The server's op catalogue (fetched once per Client, before any session or graph).
+
+        Raises:
+            IncompatibleServerError: the server's wire protocol is too old or too new.
+        """
         if self._catalogue is None:
-            self._catalogue = self.call("ListOps", catalogue_pb2.ListOpsRequest(), read_only=True)
+            cat = self.call("ListOps", catalogue_pb2.ListOpsRequest(), read_only=True)
+            check_server(cat, self.target)
+            self._catalogue = cat
         return self._catalogue
+
+    def server_version(self) -> tuple[str, int, int]:
+        """(server release, wire protocol version, op-set version) from ListOps."""
+        cat = self.list_ops()
+        return cat.server_version, cat.protocol_version, cat.opset_version
 
     def op_table(self) -> OpTable:
         """The catalogue as call signatures (built once per Client)."""
@@ -143,6 +181,7 @@ class Client:
 
         RunGraph changes nothing on the server, so it is retried like a read-only call.
         """
+        self.list_ops()  # once per Client: the version check
         return self.call("RunGraph", request, read_only=True,
                          session_id=request.session_id or None)
 
@@ -172,6 +211,7 @@ class Client:
         options = spb.SessionOptions(idle_ttl_seconds=idle_ttl or 0.0, limits=limits)
         if seed is not None:
             options.seed = seed
+        self.op_table()  # the catalogue, and the version check, before the server holds anything
         # The id is proposed here, not left to the server, so that a load balancer hashing
         # `x-session-id` routes CreateSession to the replica that will get the later calls.
         resp = self.call("CreateSession", spb.CreateSessionRequest(options=options),

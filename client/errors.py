@@ -6,6 +6,11 @@ exactly as with torch. The user's file and line that recorded the failing op are
 exception note (shown in tracebacks) and as the attribute `gradserve_origin`. Failures of the
 service itself (unknown session, authentication, deadline, transport) raise `GradserveError`
 subclasses that name the target.
+
+Every exception from a failed call also carries what the server sent in gRPC's rich error model
+(google.rpc.Status): `reason` (ErrorInfo's stable UPPER_SNAKE reason, "" when none came),
+`metadata` (ErrorInfo's: op, instruction, node, handle, limit where known), `retry_after` (seconds
+from RetryInfo, or None) and `error_details` (every decoded detail message).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+from google.protobuf import message as pb_message
+from google.rpc import error_details_pb2, status_pb2
 
 from gradserve.v1 import (
     ERROR_CLASS_METADATA,
@@ -22,9 +29,10 @@ from gradserve.v1 import (
     FAILED_NODE_METADATA,
 )
 
-__all__ = ["CancelledError", "DeadlineExceededError", "GradserveError", "InternalServerError",
-           "NotFoundError", "RemoteError", "TracingError", "UnauthenticatedError",
-           "UnavailableError", "from_rpc_error"]
+__all__ = ["CancelledError", "DeadlineExceededError", "GradserveError",
+           "IncompatibleServerError", "InternalServerError", "NotFoundError", "RemoteError",
+           "ReplyTooLargeError", "TracingError", "UnauthenticatedError", "UnavailableError",
+           "from_rpc_error"]
 
 
 class GradserveError(Exception):
@@ -40,6 +48,10 @@ class RemoteError(GradserveError):
         self.code = code
         self.error_class = error_class
         self.target = target
+        self.reason = ""
+        self.metadata: dict[str, str] = {}
+        self.retry_after: float | None = None
+        self.error_details: tuple[pb_message.Message, ...] = ()
 
 
 class NotFoundError(RemoteError, LookupError):
@@ -83,6 +95,10 @@ def omitted_error(omitted: Any, shape: Sequence[int], what: str) -> ReplyTooLarg
         f"{alone}")
 
 
+class IncompatibleServerError(GradserveError):
+    """The server speaks a wire protocol this client does not (too old or too new)."""
+
+
 class TracingError(GradserveError, RuntimeError):
     """A traced function (client.grad) asked for a value, which a trace does not have."""
 
@@ -118,6 +134,45 @@ def failed_node(err: grpc.RpcError) -> str | None:
     return _trailers(err).get(FAILED_NODE_METADATA)
 
 
+# The detail types a gradserve server sends (google/rpc/error_details.proto).
+_DETAIL_TYPES: tuple[type[pb_message.Message], ...] = (
+    error_details_pb2.ErrorInfo, error_details_pb2.BadRequest, error_details_pb2.QuotaFailure,
+    error_details_pb2.RetryInfo, error_details_pb2.ResourceInfo,
+    error_details_pb2.PreconditionFailure)
+_RICH_ATTRS = ("reason", "metadata", "retry_after", "error_details")
+
+
+def _rich(err: Any) -> dict[str, Any]:
+    """reason, metadata, retry_after and error_details from `grpc-status-details-bin`."""
+    out: dict[str, Any] = {"reason": "", "metadata": {}, "retry_after": None,
+                           "error_details": ()}
+    try:
+        meta = err.trailing_metadata() or ()
+    except Exception:  # noqa: BLE001 - not every RpcError carries call details
+        return out
+    raw = next((v for k, v in meta if k == "grpc-status-details-bin"), None)
+    if not isinstance(raw, bytes):
+        return out
+    status = status_pb2.Status()
+    try:
+        status.ParseFromString(raw)
+    except pb_message.DecodeError:
+        return out
+    details = []
+    for packed in status.details:
+        for kind in _DETAIL_TYPES:
+            if packed.Is(kind.DESCRIPTOR):
+                detail = kind()
+                packed.Unpack(detail)
+                details.append(detail)
+                if isinstance(detail, error_details_pb2.ErrorInfo):
+                    out["reason"], out["metadata"] = detail.reason, dict(detail.metadata)
+                elif isinstance(detail, error_details_pb2.RetryInfo):
+                    out["retry_after"] = detail.retry_delay.ToTimedelta().total_seconds()
+    out["error_details"] = tuple(details)
+    return out
+
+
 def _trailers(err: Any) -> dict[str, str]:
     try:
         meta = err.trailing_metadata() or ()
@@ -136,7 +191,8 @@ def from_rpc_error(err: grpc.RpcError, target: str,
         origin: (file, line) of the user's code that recorded the failing op, if known.
 
     Returns:
-        A built-in exception for engine errors; a `RemoteError` subclass otherwise.
+        A built-in exception for engine errors; a `RemoteError` subclass otherwise; either
+        with the rich error attributes (`reason`, `metadata`, `retry_after`, `error_details`).
     """
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     message = (err.details() if hasattr(err, "details") else None) or str(err)
@@ -154,6 +210,8 @@ def from_rpc_error(err: grpc.RpcError, target: str,
         name = code.name if code is not None else "UNKNOWN"
         exc = klass(f"{message} ({name} from {target})", code,
                     trailers.get(ERROR_CLASS_METADATA, ""), target)
+    for attr, value in _rich(err).items():
+        setattr(exc, attr, value)
     if origin is not None:
         locate(exc, origin)
     return exc
@@ -182,7 +240,7 @@ def copy_error(exc: BaseException) -> BaseException:
         new = type(exc)(*exc.args)
     except Exception:  # noqa: BLE001 - exotic constructors: fall back to the generic type
         new = RuntimeError(str(exc))
-    for attr in ("code", "error_class", "target"):
+    for attr in ("code", "error_class", "target", *_RICH_ATTRS):
         if hasattr(exc, attr):
             setattr(new, attr, getattr(exc, attr))
     for note in getattr(exc, "__notes__", ()):

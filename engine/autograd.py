@@ -556,7 +556,8 @@ def _root_grads(outputs: tuple[Tensor, ...], grad_outputs: tuple[Any, ...],
     for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
         if g is None:
             if out.numel() != 1:
-                raise errors.AutogradError("grad can be implicitly created only for scalar outputs")
+                raise errors.InvalidArgumentError(  # a missing argument, not autograd state
+                    "grad can be implicitly created only for scalar outputs")
             data = np.ones_like(out._data)
             grads.append(Tensor._make(data) if create_graph else data)
             continue

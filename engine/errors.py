@@ -42,6 +42,10 @@ class UnknownOpError(EngineError, ValueError):
     """An op name, attribute name or attribute value is not in the registry's catalogue."""
 
 
+class UnknownAttributeError(UnknownOpError):
+    """An op got an attribute (keyword argument) it does not have."""
+
+
 class AutogradError(EngineError, RuntimeError):
     """Autograd refuses the request in its current state (no grad_fn, implicit grad, leaf rules)."""
 

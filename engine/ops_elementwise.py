@@ -13,7 +13,17 @@ from typing import Any
 import numpy as np
 
 from . import errors
-from .registry import BOOL, COMPARE, FLOAT, PROMOTE, SAME, AttrSpec, defop, temporaries
+from .registry import (
+    BOOL,
+    COMPARE,
+    FLOAT,
+    PROMOTE,
+    SAME,
+    AttrSpec,
+    defop,
+    names_backward,
+    temporaries,
+)
 
 
 def _is_tensor(a: Any) -> bool:
@@ -62,7 +72,7 @@ def _by_scalars(all_tensors: str, scalar_other: str, scalar_input: str | None = 
         if scalar_input is not None and len(args) == 2 and not _is_tensor(args[0]):
             return scalar_input
         return all_tensors
-    return name
+    return names_backward(all_tensors, scalar_other, scalar_input or "")(name)
 
 
 
@@ -177,7 +187,8 @@ defop("ceil", np.ceil, lambda ns, g, out, x: g * 0, doc="round up; zero gradient
       out_shape=broadcast_shape)
 defop("round", lambda x, decimals=0: np.round(x, decimals),
       lambda ns, g, out, x, decimals: g * 0, attrs=(AttrSpec("decimals", "int", 0),),
-      backward=lambda args, attrs: "RoundBackward1" if attrs["decimals"] else "RoundBackward0",
+      backward=names_backward("RoundBackward0", "RoundBackward1")(
+          lambda args, attrs: "RoundBackward1" if attrs["decimals"] else "RoundBackward0"),
       doc="round half to even; zero gradient",
       out_bound=temporaries(broadcast_shape, results=1))
 defop("reciprocal", np.reciprocal, lambda ns, g, out, x: -g * out * out, dtype=FLOAT,
@@ -343,6 +354,7 @@ def _clamp_dmax(ns: Any, g: Any, out: Any, x: Any, lo: Any, hi: Any) -> Any:
     return g * ns.logical_or(x > hi, hi < lo)
 
 
+@names_backward("ClampBackward1", "ClampBackward0")
 def _clamp_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     return "ClampBackward0" if any(_is_tensor(a) for a in args[1:]) else "ClampBackward1"
 

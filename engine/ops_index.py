@@ -23,7 +23,7 @@ from . import dtypes, errors, grad_mode, limits
 from .api import FUNCTIONS, _inplace, public
 from .ops_elementwise import broadcast_shape
 from .ops_shape import _shape_str, wrap_dim
-from .registry import OPS, AttrSpec, defop, fixed, is_int, numel_of
+from .registry import OPS, AttrSpec, defop, fixed, is_int, names_backward, numel_of
 from .tensor import Tensor
 
 _INT_KINDS = "iu"
@@ -448,6 +448,7 @@ _C_TYPE = {"float32": "float", "float64": "double", "int32": "int", "int64": "lo
            "bool": "bool"}
 
 
+@names_backward("MaskedFillBackward0", "MaskedFillBackward1")
 def _masked_fill_name(args: Sequence[Any], attrs: Any) -> str:
     return "MaskedFillBackward1" if len(args) > 2 and isinstance(args[2], Tensor) else (
         "MaskedFillBackward0")

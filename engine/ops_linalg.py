@@ -14,7 +14,7 @@ import numpy as np
 
 from . import errors, limits
 from .api import FUNCTIONS, public
-from .registry import PROMOTE, AttrSpec, defop, numel_of
+from .registry import PROMOTE, AttrSpec, defop, names_backward, numel_of
 from .tensor import Tensor
 
 _TYPE_WORD = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
@@ -144,6 +144,8 @@ def _matmul_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
     return ns.matmul(_mT(ns, x), g)
 
 
+@names_backward("MmBackward0", "DotBackward0", "SqueezeBackward4", "MvBackward0",
+                "TransposeBackward0", "CloneBackward0", "UnsafeViewBackward0")
 def _matmul_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     """The node torch's composite matmul ends with (it is several ops there, one here)."""
     if len(args) != 2 or not all(isinstance(a, Tensor) for a in args):
@@ -475,6 +477,8 @@ def _place(ns: Any, gi: Any, have: str, sub: str, like: Any) -> Any:
     return ns.where(mask, gi, 0.0)
 
 
+@names_backward("ViewBackward0", "MulBackward0", "SumBackward1", "PermuteBackward0",
+                "EinsumBackward0")
 def _einsum_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     """The node torch's einsum ends with: a permute or sum (one operand), else a mul or bmm."""
     operands = args[0] if args and isinstance(args[0], (list, tuple)) else args

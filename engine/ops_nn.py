@@ -18,7 +18,7 @@ from . import dtypes, errors, grad_mode, limits
 from .dtypes import DType
 from .ops_elementwise import broadcast_shape
 from .ops_reduce import norm_dims
-from .registry import AttrSpec, defop, numel_of, promote_args, temporaries
+from .registry import AttrSpec, defop, names_backward, numel_of, promote_args, temporaries
 
 REDUCTIONS = ("mean", "sum", "none")
 _REDUCTION = AttrSpec("reduction", "str", "mean")
@@ -178,6 +178,7 @@ defop("mse_loss", lambda x, t, reduction="mean": _reduce(np.square(x - t), reduc
       out_bound=_loss_bound(_pointwise_shape, copies=2))
 
 
+@names_backward("MeanBackward0", "SumBackward0", "AbsBackward0")
 def _l1_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     # torch's l1_loss is a composition: abs(input - target), then mean or sum.
     return {"mean": "MeanBackward0", "sum": "SumBackward0"}.get(attrs["reduction"],
@@ -405,6 +406,7 @@ def _nll_backward(g: Any, t: Any, w: Any = None, shape: Sequence[int] = (),
     return _classes_back(flat, shape)
 
 
+@names_backward("NllLossBackward0", "NllLoss2DBackward0", "ViewBackward0")
 def _nll_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     # torch runs inputs of 3 or more dims as 4-dim nll_loss2d, viewing other ranks to 4 dims
     # and (for reduction='none') the result back.
@@ -414,6 +416,7 @@ def _nll_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     return "ViewBackward0" if ndim != 4 and attrs["reduction"] == "none" else "NllLoss2DBackward0"
 
 
+@names_backward("NllLossBackwardBackward0", "NllLoss2DBackwardBackward0", "ViewBackward0")
 def _nll_backward_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     ndim = len(attrs.get("shape") or (0, 0))
     if ndim <= 2:
@@ -465,6 +468,7 @@ def _smooth_backward(g: Any, t: Any, w: Any = None, shape: Sequence[int] = (),
     return _classes_back(-(gg * valid).astype(gg.dtype)[:, None] * per_class[None, :], shape)
 
 
+@names_backward("ExpandBackward0", "MulBackward0")
 def _smooth_backward_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     # torch's gradient of that composition ends with sum's expand, or the weight's mul
     weighted = len(args) > 2 and args[2] is not None
@@ -479,7 +483,8 @@ defop("label_smoothing_loss", _smooth,
           g, t, w, shape=tuple(x.shape), ignore_index=ignore_index, reduction=reduction),
       None, None,
       inputs=("input", "target", "weight?"), attrs=_NLL_ATTRS, dtype=_nll_dtype,
-      backward=lambda args, attrs: _SMOOTH_NAMES[attrs["reduction"]], method=False,
+      backward=names_backward(*_SMOOTH_NAMES.values())(
+          lambda args, attrs: _SMOOTH_NAMES[attrs["reduction"]]), method=False,
       doc="-sum over classes of input * weight per element (0 where target is ignore_index), "
           "reduced as nll_loss: cross_entropy's label-smoothing term",
       out_bound=_loss_bound(_target_shape, inputs=2, per_target=_NLL_BYTES))
@@ -626,6 +631,8 @@ def _ce_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, w: Any, ignore_index: int,
     return r
 
 
+@names_backward("NllLossBackward0", "NllLoss2DBackward0", "ViewBackward0", "AddBackward0",
+                "DivBackward1", "NegBackward0")
 def _ce_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     if len(args) >= 2 and _is_probs(args[0], args[1]):
         mean = attrs["reduction"] == "mean" and math.prod(args[0].shape)

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import dtypes, errors, limits
 from .api import FUNCTIONS, public
-from .registry import BOOL, FLOAT, INT64, AttrSpec, defop, is_int, temporaries
+from .registry import BOOL, FLOAT, INT64, AttrSpec, defop, is_int, names_backward, temporaries
 from .tensor import Tensor
 
 
@@ -98,7 +98,8 @@ def _sum_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
 
 
 def _by_dim(no_dim: str, with_dim: str):  # noqa: ANN202
-    return lambda args, attrs: no_dim if attrs.get("dim") is None else with_dim
+    return names_backward(no_dim, with_dim)(
+        lambda args, attrs: no_dim if attrs.get("dim") is None else with_dim)
 
 
 REDUCE_ATTRS = (AttrSpec("dim", "dims", None), AttrSpec("keepdim", "bool", False))

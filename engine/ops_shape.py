@@ -13,7 +13,7 @@ import numpy as np
 
 from . import dtypes, errors, limits
 from .api import FUNCTIONS, public
-from .registry import AttrSpec, defop
+from .registry import AttrSpec, defop, names_backward
 
 
 def _shape_str(shape: Sequence[int]) -> str:
@@ -128,6 +128,7 @@ def _sum_to_size_shape(x: Any, size: Sequence[int]) -> tuple[int, ...]:
     return tuple(size) if limits.numel(size) <= x.numel() else tuple(x.shape)
 
 
+@names_backward("SumBackward1", "ViewBackward0")
 def _sum_to_size_name(args: Sequence[Any], attrs: Any) -> str:
     # torch sums with keepdim (SumBackward1), then views away leading dims (ViewBackward0).
     return "ViewBackward0" if args and len(attrs["size"]) < args[0].ndim else "SumBackward1"
@@ -206,6 +207,7 @@ def unsqueeze_shape(shape: Sequence[int], dim: int) -> tuple[int, ...]:
     return (*shape[:axis], 1, *shape[axis:])
 
 
+@names_backward("SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward2")
 def _squeeze_name(args: Sequence[Any], attrs: Any) -> str:
     dim = attrs.get("dim")
     return "SqueezeBackward0" if dim is None else (

@@ -46,6 +46,15 @@ Rule = Callable[..., Any]
 BoundRule = Callable[[Sequence[Any], Mapping[str, Any], DType], "limits.Bound"]
 
 
+
+def names_backward(*names: str) -> Callable[[Any], Any]:
+    """Declare the node names an op's naming function can return (torch picks a node by the
+    arguments: PowBackward0 or PowBackward1); ListOps lists them as `backward_names`."""
+    def declare(fn: Any) -> Any:
+        fn.backward_names = tuple(dict.fromkeys(n for n in names if n))
+        return fn
+    return declare
+
 class OpDef:
     """One registry entry: see the module docstring and docs/internals.md."""
 
@@ -91,6 +100,16 @@ class OpDef:
         if isinstance(self._backward, str):
             return self._backward
         return self._backward((), {a.name: a.default for a in self.attrs})
+
+    @property
+    def backward_names(self) -> tuple[str, ...]:
+        """Every node name this op can record (ListOps `backward_names`), as declared with
+        `names_backward` on a naming function; empty for a non-differentiable op."""
+        if not self.differentiable:
+            return ()
+        if isinstance(self._backward, str):
+            return (self._backward,)
+        return tuple(getattr(self._backward, "backward_names", (self.backward_name,)))
 
     def node_name(self, args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
         return self._backward if isinstance(self._backward, str) else self._backward(args, attrs)
@@ -381,7 +400,8 @@ def bind_attrs(op: OpDef, extra: Sequence[Any], attrs: Mapping[str, Any]) -> dic
         out[spec.name] = v
     for k, v in attrs.items():
         if k not in op.attr_names:
-            raise errors.UnknownOpError(f"{op.name}() got an unexpected keyword argument '{k}'")
+            raise errors.UnknownAttributeError(
+                f"{op.name}() got an unexpected keyword argument '{k}'")
         if k in out:
             raise errors.InvalidTypeError(f"{op.name}() got multiple values for argument '{k}'")
         out[k] = v

@@ -136,7 +136,7 @@ class Tensor:
                     "use var_no_grad = var.detach().")
             return self
         if flag and not self.dtype.is_floating_point:
-            raise errors.AutogradError(dtype_message)
+            raise errors.InvalidArgumentError(dtype_message)  # an argument, not a state
         self._rg = flag
         return self
 

@@ -106,7 +106,8 @@ class ByteBudget:
             raise LimitExceededError(
                 f"session would hold {self.session.measured_bytes} bytes (tensors, gradients, "
                 f"graph nodes, saved-for-backward tensors, optimizer state, remembered replies), "
-                f"more than its limit of {limit} bytes; release handles or free graphs")
+                f"more than its limit of {limit} bytes; release handles or free graphs",
+                limit="max_session_bytes")
 
 
 def tensor_info(handle: int, t: ge.Tensor, out: session_pb2.TensorInfo) -> None:
@@ -167,7 +168,7 @@ class Executor:
         if len(instructions) > self.s.limits.max_instructions:
             raise LimitExceededError(
                 f"batch has {len(instructions)} instructions, more than the limit of "
-                f"{self.s.limits.max_instructions}")
+                f"{self.s.limits.max_instructions}", limit="max_instructions")
         if self.max_response_bytes:
             self.response_bytes = reply_bound(instructions)
             if self.response_bytes > self.max_response_bytes:
@@ -175,7 +176,7 @@ class Executor:
                     f"batch of {len(instructions)} instructions could reply with up to "
                     f"{self.response_bytes} bytes, more than the message limit of "
                     f"{self.max_response_bytes} bytes (--max-message-bytes); nothing was run: "
-                    "send fewer instructions per batch")
+                    "send fewer instructions per batch", limit="max_message_bytes")
         resp = session_pb2.BatchResponse()
         add_result, check_deadline = resp.results.add, self.check_deadline
         handlers, budget_check = self.HANDLERS, self.budget.check
@@ -198,7 +199,7 @@ class Executor:
                     if kind is not None and kind not in _ESTIMATED:
                         self.budget.measure()  # e.g. a refused backward may have accumulated
                     self.budget.carry()  # what the instructions before it added stays
-                    raise Located(exc, instruction=i) from exc
+                    raise Located(exc, instruction=i, message=ins) from exc
             # Carried as an upper bound, not re-measured: the walk runs only when the estimate
             # nears the limit (and for instructions without an estimate, e.g. backward).
             self.budget.carry()
@@ -230,7 +231,7 @@ class Executor:
             raise InvalidRequestError(f"handle {handle} is already in use")
         if self.s.handle_count() >= self.s.limits.max_handles:
             raise LimitExceededError(f"session holds its maximum of {self.s.limits.max_handles} "
-                                     "handles; release some")
+                                     "handles; release some", limit="max_handles")
 
     def value(self, v: graph_pb2.Value, what: str) -> Any:
         kind = v.WhichOneof("kind")
@@ -268,7 +269,7 @@ class Executor:
     def _exhausted(self, refusal: Exception, left: int) -> LimitExceededError:
         return LimitExceededError(
             f"{refusal}: the session has {max(0, left)} of its {self.s.limits.max_bytes} bytes "
-            "left; release handles or free graphs")
+            "left; release handles or free graphs", limit="max_session_bytes")
 
     def differentiate(self, create_graph: bool, run: Callable[..., Any], *args: Any) -> Any:
         """`run(*args)` (a backward pass) under the backward policy.
@@ -295,7 +296,7 @@ class Executor:
         except ge.errors.BudgetExceededError as exc:
             raise LimitExceededError(
                 f"{exc}: a backward pass may allocate at most the session's limit of "
-                f"{max_bytes} bytes") from exc
+                f"{max_bytes} bytes", limit="max_session_bytes") from exc
 
     # --- instructions: each returns an upper bound of the bytes it added ------------------------
 
@@ -376,7 +377,8 @@ class Executor:
             raise LimitExceededError(
                 f"in-place write would describe {need // INFO_BYTES} tensors sharing its data, "
                 f"passing the message limit of {self.max_response_bytes} bytes "
-                "(--max-message-bytes); nothing of this instruction was applied")
+                "(--max-message-bytes); nothing of this instruction was applied",
+                limit="max_message_bytes")
         self.response_bytes += need
 
     def _describe_base(self, target: ge.Tensor, r: session_pb2.InstructionResult) -> None:
@@ -569,7 +571,7 @@ class Executor:
         if self.max_response_bytes and self.response_bytes > self.max_response_bytes:
             raise LimitExceededError(
                 f"batch response would exceed {self.max_response_bytes} bytes; fetch fewer or "
-                "smaller tensors per batch")
+                "smaller tensors per batch", limit="max_message_bytes")
 
     HANDLERS: dict[str, Callable[..., int]] = {
         "create_tensor": create_tensor, "apply_op": apply_op, "apply_inplace": apply_inplace,

@@ -6,9 +6,9 @@ import functools
 from typing import Any
 
 import gradserve.engine as ge
-from gradserve.v1 import catalogue_pb2, tensor_pb2
+from gradserve.v1 import PROTOCOL_VERSION, catalogue_pb2, tensor_pb2
 
-from . import codec
+from . import codec, package_version
 
 # engine attribute kind -> (wire kind, which AttrValue fields it accepts besides none_value)
 KINDS: dict[str, tuple[int, frozenset[str]]] = {
@@ -49,10 +49,13 @@ def inplace_names() -> list[str]:
     return sorted(name + "_" for name, op in ge.registry.OPS.items() if op.inplace)
 
 
+
 @functools.lru_cache(maxsize=1)
 def list_ops() -> catalogue_pb2.ListOpsResponse:
     """The catalogue; built once (the registry does not change while serving)."""
-    resp = catalogue_pb2.ListOpsResponse(opset_version=ge.OPSET_VERSION)
+    resp = catalogue_pb2.ListOpsResponse(opset_version=ge.OPSET_VERSION,
+                                         server_version=package_version(),
+                                         protocol_version=PROTOCOL_VERSION)
     resp.dtypes.extend(codec.wire_dtype(name) for name in ge.dtypes.DTYPES)
     for name in sorted(ge.registry.OPS):
         op = ge.registry.OPS[name]
@@ -60,6 +63,7 @@ def list_ops() -> catalogue_pb2.ListOpsResponse:
                             backward_name=op.backward_name if op.differentiable else "",
                             doc=op.doc)
         info.inputs.extend(op.inputs)
+        info.backward_names.extend(op.backward_names)
         info.optional_inputs.extend(i for i, opt in zip(op.inputs, op.optional) if opt)
         if op.n_outputs is not None:
             info.n_outputs = op.n_outputs

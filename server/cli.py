@@ -2,21 +2,116 @@
 
 Subcommands live in `COMMANDS` (name -> (configure parser, run)); a subcommand whose code needs
 other layers imports them inside its run function, so `gradserve serve` never loads the client.
+
+Every expected failure is one line on stderr naming the cause and the setting, and a documented
+exit status (`EXIT_*`, README "The gradserve command"); never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import socket
+import ssl
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from . import config as config_mod
 
 Configure = Callable[[argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace], int]
+
+EXIT_OK = 0
+EXIT_UNHEALTHY = 1  # health: not SERVING, or not reachable
+EXIT_USAGE = 2  # a bad flag or GRADSERVE_* value; an unreadable or invalid file; TLS settings
+EXIT_CANNOT_LISTEN = 3  # serve: the port is in use or the address is not available
+EXIT_UNREACHABLE = 4  # demo: the target cannot be reached, or refused the call
+
+
+class Failure(Exception):
+    """An expected failure of a command: printed as one line, then exit with `status`."""
+
+    def __init__(self, message: str, status: int = EXIT_USAGE):
+        super().__init__(message)
+        self.status = status
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage text is what --help is for)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _read(path: str, setting: str) -> bytes:
+    """The bytes of a file a setting names, or a Failure naming the setting."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise Failure(f"{setting} {path}: cannot read it: {exc.strerror or exc}") from None
+
+
+def _check_files(cfg: config_mod.ServerConfig) -> None:
+    """Read and check every file the settings name before the server starts."""
+    from .auth import read_tokens
+
+    if cfg.auth_token_file:
+        _read(cfg.auth_token_file, "--auth-token-file")
+        try:
+            read_tokens(cfg.auth_token_file)
+        except ValueError:
+            raise Failure(f"--auth-token-file {cfg.auth_token_file}: holds no token") from None
+    if cfg.tls_cert and cfg.tls_key:
+        _check_pem(cfg.tls_cert, "--tls-cert", cfg.tls_key, "--tls-key")
+    if cfg.tls_client_ca:
+        _check_ca(cfg.tls_client_ca, "--tls-client-ca")
+
+
+def _check_pem(cert: str, cert_setting: str, key: str, key_setting: str) -> None:
+    """A certificate chain and its private key: readable, PEM, and belonging together."""
+    _read(cert, cert_setting)
+    _read(key, key_setting)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc):
+            raise Failure(f"{key_setting} {key} does not match {cert_setting} {cert} (TLS "
+                          "certificate and key of different pairs)") from None
+        raise Failure(f"{cert_setting} {cert} / {key_setting} {key}: not a PEM certificate "
+                      f"chain and private key ({exc.reason or exc})") from None
+
+
+def _check_ca(path: str, setting: str) -> None:
+    _read(path, setting)
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except ssl.SSLError as exc:
+        raise Failure(f"{setting} {path}: not a PEM CA certificate ({exc.reason or exc})") from None
+
+
+def _check_port(host: str, port: int, setting: str) -> None:
+    """Fail with EXIT_CANNOT_LISTEN when `host:port` cannot be bound (grpc's own error names
+    neither the cause nor the setting)."""
+    if port == 0:
+        return
+    bare = host.strip("[]")
+    family = socket.AF_INET6 if ":" in bare else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((bare or "0.0.0.0", port))
+    except OSError as exc:
+        if exc.errno == errno.EAFNOSUPPORT:
+            return  # no IPv6 here: grpc falls back to IPv4 itself
+        cause = "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise Failure(f"cannot listen on {host}:{port} ({setting}): {cause}",
+                      EXIT_CANNOT_LISTEN) from None
 
 
 def _serve_args(parser: argparse.ArgumentParser) -> None:
@@ -25,11 +120,21 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args)
+    _check_files(cfg)
+    _check_port(cfg.host, cfg.port, "--host/--port, GRADSERVE_HOST/GRADSERVE_PORT")
+    if cfg.metrics_port is not None:
+        _check_port("0.0.0.0", cfg.metrics_port, "--metrics-port, GRADSERVE_METRICS_PORT")
     logging.basicConfig(stream=sys.stderr, level=cfg.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .app import serve
 
-    return serve(cfg)
+    try:
+        return serve(cfg)
+    except RuntimeError as exc:  # grpc's bind failure, if the port was taken since the check
+        if "Failed to bind" not in str(exc):
+            raise
+        raise Failure(f"cannot listen on {cfg.host}:{cfg.port} (--host/--port, "
+                      "GRADSERVE_HOST/GRADSERVE_PORT)", EXIT_CANNOT_LISTEN) from None
 
 
 def _health_args(parser: argparse.ArgumentParser) -> None:
@@ -44,19 +149,23 @@ def _health_args(parser: argparse.ArgumentParser) -> None:
 
 def _health(args: argparse.Namespace) -> int:
     """Exit 0 when the server reports SERVING, 1 otherwise (unreachable included)."""
+    _quiet_grpc()
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     options = []
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise Failure("--tls-cert and --tls-key go together (mutual TLS)")
+    if (args.tls_cert or args.tls_server_name) and not args.tls_ca:
+        raise Failure("--tls-cert, --tls-key and --tls-server-name need --tls-ca (TLS)")
     if args.tls_ca:
-        def read(path: str | None) -> bytes | None:
-            if path is None:
-                return None
-            with open(path, "rb") as f:
-                return f.read()
-
-        creds = grpc.ssl_channel_credentials(read(args.tls_ca), read(args.tls_key),
-                                             read(args.tls_cert))
+        _check_ca(args.tls_ca, "--tls-ca")
+        if args.tls_cert:
+            _check_pem(args.tls_cert, "--tls-cert", args.tls_key, "--tls-key")
+        creds = grpc.ssl_channel_credentials(
+            _read(args.tls_ca, "--tls-ca"),
+            _read(args.tls_key, "--tls-key") if args.tls_key else None,
+            _read(args.tls_cert, "--tls-cert") if args.tls_cert else None)
         if args.tls_server_name:
             options.append(("grpc.ssl_target_name_override", args.tls_server_name))
         channel = grpc.secure_channel(args.target, creds, options=options)
@@ -67,11 +176,14 @@ def _health(args: argparse.Namespace) -> int:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
         except grpc.RpcError as exc:
-            print(f"{args.target}: {exc.code().name}: {exc.details()}", file=sys.stderr)
-            return 1
+            hint = " (TLS: is the server plaintext, or the CA wrong?)" if args.tls_ca and (
+                exc.code() is grpc.StatusCode.UNAVAILABLE) else ""
+            print(f"gradserve health: {args.target} (--target): {exc.code().name}: "
+                  f"{_one_line(exc.details())}{hint}", file=sys.stderr)
+            return EXIT_UNHEALTHY
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     print(status)
-    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+    return EXIT_OK if reply.status == health_pb2.HealthCheckResponse.SERVING else EXIT_UNHEALTHY
 
 
 def _ops_args(parser: argparse.ArgumentParser) -> None:
@@ -107,10 +219,16 @@ def _demo_args(parser: argparse.ArgumentParser) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     """Start a server on a free port (unless --target) and run the seed through the client."""
+    _quiet_grpc()
+    from gradserve.client import GradserveError
     from gradserve.client.demo import run
 
     if args.target:
-        return run(args.target)
+        try:
+            return run(args.target)
+        except GradserveError as exc:
+            raise Failure(f"{args.target} (--target): {_one_line(str(exc))}",
+                          EXIT_UNREACHABLE) from None
     from .app import create_server
 
     server, port = create_server(config_mod.ServerConfig(host="127.0.0.1", port=0))
@@ -130,8 +248,24 @@ COMMANDS: dict[str, tuple[str, Configure, Run]] = {
 }
 
 
+def _quiet_grpc() -> None:
+    """Keep grpc core's own log lines (a failed TLS handshake is logged at INFO) off stderr:
+    the command prints the failure itself, in one line. GRPC_VERBOSITY, when set, wins."""
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gradserve", description="Autograd as a service.")
+    from gradserve.v1 import PROTOCOL_VERSION
+
+    from . import package_version
+
+    parser = OneLineParser(prog="gradserve", description="Autograd as a service.")
+    parser.add_argument("--version", action="version",
+                        version=f"gradserve {package_version()} (wire protocol {PROTOCOL_VERSION})")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, configure, _) in COMMANDS.items():
         configure(sub.add_parser(name, help=help_text, description=help_text))
@@ -145,9 +279,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = COMMANDS[args.command][2](args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         return code
+    except Failure as exc:
+        print(f"gradserve {args.command}: {_one_line(str(exc))}", file=sys.stderr)
+        return exc.status
     except ValueError as exc:  # bad configuration
-        print(f"gradserve {args.command}: {exc}", file=sys.stderr)
-        return 2
+        print(f"gradserve {args.command}: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:  # `gradserve ops | head`: the reader left; not an error of ours
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second BrokenPipeError at interpreter exit

@@ -71,7 +71,8 @@ def checked_numel(shape: Any, max_elements: int, what: str = "tensor") -> int:
             raise InvalidRequestError(f"{what}: negative dimension {d} in shape {list(shape)}")
         if d > max_elements:  # even with a 0 elsewhere: numpy cannot describe such a shape
             raise LimitExceededError(f"{what}: dimension {d} in shape {list(shape)} is above "
-                                     f"the element limit of {max_elements}")
+                                     f"the element limit of {max_elements}",
+                                     limit="max_tensor_elements")
     if 0 in shape:
         return 0
     n = 1
@@ -79,7 +80,7 @@ def checked_numel(shape: Any, max_elements: int, what: str = "tensor") -> int:
         n *= d  # exact Python integers; we stop as soon as the limit is passed
         if n > max_elements:
             raise LimitExceededError(f"{what}: shape {list(shape)} has more elements than the "
-                                     f"limit of {max_elements}")
+                                     f"limit of {max_elements}", limit="max_tensor_elements")
     return n
 
 

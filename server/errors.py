@@ -3,8 +3,11 @@
 `STATUS_TABLE` maps exception classes to status codes; `rpc` wraps every servicer method and
 applies it. The status message is the exception's own text (the engine's, which is torch's), and
 trailing metadata says which built-in exception type it stands for, which class raised it and,
-when known, which batch instruction or graph node failed. Anything not in the table is a bug: it
-is logged here and the caller gets INTERNAL without details.
+when known, which batch instruction or graph node failed. Every error also carries gRPC's
+standard rich error model (`grpc-status-details-bin`, a google.rpc.Status): an `ErrorInfo` whose
+`reason` is the table's third column, plus `BadRequest`, `QuotaFailure` and `RetryInfo` where
+they apply (docs/errors.md lists the reasons). Anything not in the table is a bug: it is logged
+here and the caller gets INTERNAL with reason INTERNAL and no other details.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 import gradserve.engine as ge
 from gradserve.v1 import (
@@ -52,6 +57,14 @@ class NotFoundError(ServiceError, KeyError):
 class LimitExceededError(ServiceError):
     """A request or session would exceed a configured limit."""
 
+    def __init__(self, message: str, *, limit: str = ""):
+        super().__init__(message)
+        self.limit = limit  # the setting that bounds it (e.g. "max_session_bytes"), if known
+
+
+class SessionsExhaustedError(LimitExceededError):
+    """The server holds its maximum number of sessions; retrying later can succeed."""
+
 
 class UnauthenticatedError(ServiceError):
     """A call without a valid bearer token."""
@@ -71,38 +84,69 @@ class PreconditionError(ServiceError):
 
 
 class Located(Exception):
-    """An error together with where it happened: a batch instruction index or a graph node id."""
+    """An error together with where it happened: a batch instruction (its index and message) or
+    a graph node (its id and op)."""
 
     def __init__(self, cause: BaseException, *, instruction: int | None = None,
-                 node: str | None = None):
+                 node: str | None = None, message: Any = None, op: str = ""):
         super().__init__(str(cause))
         self.cause = cause
         self.instruction = instruction
         self.node = node
+        self.message = message  # the failing session_pb2.Instruction, if known
+        self.op = op
 
 
+class Row(NamedTuple):
+    """One row of the error table."""
+
+    error: type[BaseException]
+    code: grpc.StatusCode
+    reason: str  # google.rpc.ErrorInfo.reason: stable, UPPER_SNAKE; documented in docs/errors.md
+    retry_after: float | None = None  # seconds: a retry can succeed (google.rpc.RetryInfo)
+
+
+_C = grpc.StatusCode
 # Checked in order: the first class an exception is an instance of decides its status.
-STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
-    (ge.errors.AllocationLimitError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (ge.errors.AutogradError, grpc.StatusCode.FAILED_PRECONDITION),  # incl. GraphFreed, Inplace
-    (ge.errors.EngineError, grpc.StatusCode.INVALID_ARGUMENT),  # argument, value, type, index, op
-    (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
-    (NotFoundError, grpc.StatusCode.NOT_FOUND),
-    (LimitExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
-    (DeadlineError, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (CancelledError, grpc.StatusCode.CANCELLED),
-    (PreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
-    (MemoryError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+STATUS_TABLE: tuple[Row, ...] = (
+    Row(ge.errors.AllocationLimitError, _C.RESOURCE_EXHAUSTED, "ALLOCATION_LIMIT"),
+    Row(ge.errors.GraphFreedError, _C.FAILED_PRECONDITION, "GRAPH_FREED"),
+    Row(ge.errors.InplaceError, _C.FAILED_PRECONDITION, "INPLACE_CONFLICT"),
+    Row(ge.errors.AutogradError, _C.FAILED_PRECONDITION, "AUTOGRAD_STATE"),
+    Row(ge.errors.UnknownAttributeError, _C.INVALID_ARGUMENT, "UNKNOWN_ATTRIBUTE"),
+    Row(ge.errors.UnknownOpError, _C.INVALID_ARGUMENT, "UNKNOWN_OP"),
+    Row(ge.errors.InvalidTypeError, _C.INVALID_ARGUMENT, "INVALID_TYPE"),
+    Row(ge.errors.InvalidValueError, _C.INVALID_ARGUMENT, "INVALID_VALUE"),
+    Row(ge.errors.OutOfRangeIndexError, _C.INVALID_ARGUMENT, "INDEX_OUT_OF_RANGE"),
+    Row(ge.errors.EngineError, _C.INVALID_ARGUMENT, "INVALID_ARGUMENT"),  # shapes, dtypes...
+    Row(InvalidRequestError, _C.INVALID_ARGUMENT, "INVALID_REQUEST"),
+    Row(NotFoundError, _C.NOT_FOUND, "NOT_FOUND"),
+    Row(SessionsExhaustedError, _C.RESOURCE_EXHAUSTED, "SESSIONS_EXHAUSTED", retry_after=1.0),
+    Row(LimitExceededError, _C.RESOURCE_EXHAUSTED, "LIMIT_EXCEEDED"),
+    Row(UnauthenticatedError, _C.UNAUTHENTICATED, "UNAUTHENTICATED"),
+    Row(DeadlineError, _C.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"),
+    Row(CancelledError, _C.CANCELLED, "CANCELLED"),
+    Row(PreconditionError, _C.FAILED_PRECONDITION, "FAILED_PRECONDITION"),
+    Row(MemoryError, _C.RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", retry_after=1.0),
 )
+
+#: google.rpc.ErrorInfo.domain of every gradserve error.
+ERROR_DOMAIN = "gradserve.dev"
+#: The row of anything the table does not know (a bug; logged).
+INTERNAL_ROW = Row(Exception, _C.INTERNAL, "INTERNAL")
+
+
+def row_of(exc: BaseException) -> Row:
+    """The table's row for `exc` (INTERNAL_ROW when it has none)."""
+    for row in STATUS_TABLE:
+        if isinstance(exc, row.error):
+            return row
+    return INTERNAL_ROW
 
 
 def status_of(exc: BaseException) -> grpc.StatusCode:
     """The status code for `exc` (INTERNAL when the table has no row for it)."""
-    for klass, code in STATUS_TABLE:
-        if isinstance(exc, klass):
-            return code
-    return grpc.StatusCode.INTERNAL
+    return row_of(exc).code
 
 
 class Failure:
@@ -110,7 +154,8 @@ class Failure:
 
     __slots__ = ("code", "message", "metadata")
 
-    def __init__(self, code: grpc.StatusCode, message: str, metadata: tuple[tuple[str, str], ...]):
+    def __init__(self, code: grpc.StatusCode, message: str,
+                 metadata: tuple[tuple[str, str | bytes], ...]):
         self.code = code
         self.message = message
         self.metadata = metadata
@@ -122,9 +167,9 @@ class Failure:
         cause = located.cause if located else exc
         if isinstance(cause, Failed):
             return cause.failure
-        code = status_of(cause)
-        metadata: list[tuple[str, str]] = []
-        if code is grpc.StatusCode.INTERNAL:
+        row = row_of(cause)
+        metadata: list[tuple[str, str | bytes]] = []
+        if row.code is grpc.StatusCode.INTERNAL:
             log.error("internal error", exc_info=cause)
             message = "internal server error (details are in the server's log)"
         else:
@@ -132,16 +177,93 @@ class Failure:
             builtin = getattr(cause, "builtin_name", "RuntimeError")
             metadata += [(ERROR_TYPE_METADATA, builtin),
                          (ERROR_CLASS_METADATA, type(cause).__name__)]
+        where = _where(located)
         if located and located.instruction is not None:
             metadata.append((FAILED_INSTRUCTION_METADATA, str(located.instruction)))
         if located and located.node is not None:
-            metadata.append((FAILED_NODE_METADATA, _header_safe(located.node, MAX_NODE_ID_CHARS)))
-        return cls(code, _clip(message, MAX_MESSAGE_CHARS), tuple(metadata))
+            metadata.append((FAILED_NODE_METADATA, where["node"]))
+        message = _clip(message, MAX_MESSAGE_CHARS)
+        status = rich_status(row, cause, message, where)
+        metadata.append((STATUS_DETAILS_METADATA, status.SerializeToString()))
+        return cls(row.code, message, tuple(metadata))
 
     def abort(self, context: grpc.ServicerContext) -> None:
         """End the call with this failure (raises, as `context.abort` does)."""
         context.set_trailing_metadata(self.metadata)
         context.abort(self.code, self.message)
+
+#: Trailing metadata key of gRPC's rich error model (a serialized google.rpc.Status).
+STATUS_DETAILS_METADATA = "grpc-status-details-bin"
+# Instruction fields that name the tensor or optimizer an instruction works on.
+_HANDLE_FIELDS = ("handle", "tensor", "target", "optimizer")
+
+
+def _where(located: Located | None) -> dict[str, str]:
+    """What is known of where an error happened, as ErrorInfo metadata (values header-safe)."""
+    if located is None:
+        return {}
+    where: dict[str, str] = {}
+    if located.instruction is not None:
+        where["instruction"] = str(located.instruction)
+    if located.node is not None:
+        where["node"] = _header_safe(located.node, MAX_NODE_ID_CHARS)
+    msg = located.message
+    kind = msg.WhichOneof("kind") if msg is not None else None
+    if kind is not None:
+        where["instruction_kind"] = kind
+        sub = getattr(msg, kind)
+        for field in ("op", *_HANDLE_FIELDS):
+            if field in sub.DESCRIPTOR.fields_by_name and getattr(sub, field):
+                where["op" if field == "op" else "handle"] = str(getattr(sub, field))
+                if field != "op":
+                    break
+    if located.op:
+        where["op"] = located.op
+    if "op" in where:
+        where["op"] = _header_safe(where["op"], MAX_NODE_ID_CHARS)
+    return where
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def rich_status(row: Row, cause: BaseException, message: str,
+                where: dict[str, str]) -> status_pb2.Status:
+    """The google.rpc.Status for an error: ErrorInfo always, then BadRequest (invalid
+    arguments, with the failing instruction or node as the field), QuotaFailure (limits) and
+    RetryInfo (rows with `retry_after`)."""
+    info = dict(where)
+    limit = getattr(cause, "limit", "")
+    if limit:
+        info["limit"] = limit
+    details = [error_details_pb2.ErrorInfo(reason=row.reason, domain=ERROR_DOMAIN,
+                                           metadata=info)]
+    if row.code is grpc.StatusCode.INVALID_ARGUMENT:
+        if "instruction" in where:
+            field = f"instructions[{where['instruction']}]"
+            if "instruction_kind" in where:
+                field += "." + where["instruction_kind"]
+        elif "node" in where:
+            field = f"graph.nodes[id={where['node']}]"
+        else:
+            field = getattr(cause, "field", "")
+        if field:
+            details.append(error_details_pb2.BadRequest(field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=field, description=message, reason=row.reason)]))
+    if row.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        details.append(error_details_pb2.QuotaFailure(violations=[
+            error_details_pb2.QuotaFailure.Violation(subject=limit or row.reason.lower(),
+                                                     description=message)]))
+    if row.retry_after is not None:
+        details.append(error_details_pb2.RetryInfo(
+            retry_delay=duration_pb2.Duration(seconds=int(row.retry_after),
+                                              nanos=int(row.retry_after % 1 * 1e9))))
+    return status_pb2.Status(code=row.code.value[0], message=message,
+                             details=[_pack(d) for d in details])
 
 
 # Status messages and trailers travel as HTTP/2 headers, which peers cap (16 KiB here): texts

@@ -45,13 +45,14 @@ class Admission:
             if self.calls >= self.max_calls:
                 raise LimitExceededError(
                     f"the server is running its maximum of {self.max_calls} calls at once "
-                    "(--max-calls); retry shortly")
+                    "(--max-calls); retry shortly", limit="max_calls")
             if principal != ANONYMOUS:
                 n = self._by_principal.get(principal, 0)
                 if n >= self.max_principal_calls:
                     raise LimitExceededError(
                         f"this token already has {n} calls in progress, its maximum "
-                        "(--max-principal-calls); wait for one to finish")
+                        "(--max-principal-calls); wait for one to finish",
+                        limit="max_principal_calls")
                 self._by_principal[principal] = n + 1
             self.calls += 1
 

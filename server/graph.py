@@ -33,10 +33,10 @@ def validate(req: service_pb2.RunGraphRequest, config: ServerConfig,
                                   f"supports up to {ge.OPSET_VERSION}")
     if len(g.nodes) > config.max_nodes:
         raise LimitExceededError(f"graph has {len(g.nodes)} nodes, more than the limit of "
-                                 f"{config.max_nodes}")
+                                 f"{config.max_nodes}", limit="max_nodes")
     if req.order > config.max_order:
         raise LimitExceededError(f"derivative order {req.order} is above the limit of "
-                                 f"{config.max_order}")
+                                 f"{config.max_order}", limit="max_order")
     defined: dict[str, int | None] = {}  # id -> number of outputs (None: known after running)
     for inp in g.inputs:
         _define(defined, inp.name, 1, "graph input")
@@ -103,7 +103,7 @@ def _check_attrs(op: Any, node: graph_pb2.Node, where: str) -> None:
     for name, value in node.attrs.items():
         spec = specs.get(name)
         if spec is None:
-            raise ge.errors.UnknownOpError(
+            raise ge.errors.UnknownAttributeError(
                 f"{op.name}() got an unexpected keyword argument '{name}'")
         accepted = catalogue.accepted_fields(spec)
         given = value.WhichOneof("kind")
@@ -179,7 +179,7 @@ def _execute(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: Bud
                 outs = ops.run(op, inputs, attrs, generator)
             env[node.id] = outs
         except Exception as exc:
-            raise Located(exc, node=node.id) from exc
+            raise Located(exc, node=node.id, op=node.op) from exc
     outputs = [resolve(graph_pb2.Value(ref=o.ref)) for o in g.outputs]
     resp = service_pb2.RunGraphResponse()
     for o, t in zip(g.outputs, outputs):
@@ -203,7 +203,7 @@ def fit(resp: service_pb2.RunGraphResponse, config: ServerConfig) -> service_pb2
         raise LimitExceededError(
             f"the response would take {size} bytes, more than the message limit of "
             f"{config.max_message_bytes} bytes (--max-message-bytes); ask for fewer or smaller "
-            "outputs and gradients per call")
+            "outputs and gradients per call", limit="max_message_bytes")
     return resp
 
 
@@ -233,7 +233,8 @@ class Budget:
         return LimitExceededError(
             f"{exc}: a stateless call may allocate at most {self.max_bytes} bytes in all (the "
             "per-call limit, --max-session-bytes: inputs, constants, each op's results and "
-            "graph nodes, every derivative order's gradients and graphs)")
+            "graph nodes, every derivative order's gradients and graphs)",
+            limit="max_session_bytes")
 
 
 def _zeros_like(x: ge.Tensor) -> ge.Tensor:

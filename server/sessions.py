@@ -26,7 +26,12 @@ from gradserve.v1 import session_pb2
 
 from .auth import ANONYMOUS
 from .config import ServerConfig
-from .errors import InvalidRequestError, LimitExceededError, NotFoundError
+from .errors import (
+    InvalidRequestError,
+    LimitExceededError,
+    NotFoundError,
+    SessionsExhaustedError,
+)
 
 # How often a call waiting for a session's lock looks at its deadline and cancellation.
 LOCK_POLL_SECONDS = 0.05
@@ -193,8 +198,9 @@ class SessionStore:
         balancer routes its CreateSession by that id, and later calls by the same id).
 
         Raises:
-            LimitExceededError: the server, or this owner (a token), already holds its maximum
-                number of sessions.
+            SessionsExhaustedError: the server already holds its maximum number of sessions.
+            LimitExceededError: this owner (a token) already holds its maximum number of
+                sessions.
             InvalidRequestError: the proposed id is in use by this owner's sessions.
         """
         ttl = options.idle_ttl_seconds
@@ -204,14 +210,15 @@ class SessionStore:
         seed = options.seed if options.HasField("seed") else None
         with self._lock:
             if len(self._sessions) >= self.config.max_sessions:
-                raise LimitExceededError(
+                raise SessionsExhaustedError(
                     f"the server holds its maximum of {self.config.max_sessions} sessions; "
-                    "close one or retry later")
+                    "close one or retry later", limit="max_sessions")
             owned = self._owned.get(owner, 0)
             if owner != ANONYMOUS and owned >= self.config.max_principal_sessions:
                 raise LimitExceededError(
                     f"this token holds its maximum of {self.config.max_principal_sessions} "
-                    "sessions (--max-principal-sessions); close one")
+                    "sessions (--max-principal-sessions); close one",
+                    limit="max_principal_sessions")
             if session_id is not None and (owner, session_id) in self._sessions:
                 raise InvalidRequestError(f"session id {session_id!r} is in use; propose "
                                           "another (a random one, e.g. 32 hex digits)")
@@ -278,7 +285,8 @@ class SessionStore:
             if session.waiters >= self.config.max_session_waiters:
                 raise LimitExceededError(
                     f"session {session.id!r} already has {session.waiters} calls waiting for "
-                    "it (--max-session-waiters); retry after they finish")
+                    "it (--max-session-waiters); retry after they finish",
+                    limit="max_session_waiters")
             session.waiters += 1
         try:
             while not lock.acquire(timeout=LOCK_POLL_SECONDS):

@@ -14,6 +14,8 @@ from typing import Any
 
 import grpc
 
+from .errors import Failure, InvalidRequestError
+
 
 class _Malformed:
     """Stands in for a request that did not parse."""
@@ -35,9 +37,9 @@ def _safe(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
 
 def _abort(context: grpc.ServicerContext, method: str, bad: _Malformed) -> None:
     reason = str(bad.error)[:200] or type(bad.error).__name__
-    context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                  f"malformed request: the bytes sent to {method} do not parse as its request "
-                  f"message ({reason})")
+    Failure.from_exception(InvalidRequestError(
+        f"malformed request: the bytes sent to {method} do not parse as its request "
+        f"message ({reason})")).abort(context)
 
 
 def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:

@@ -239,6 +239,8 @@ def test_against_torch(info: OpInfo, index: int, sample: Sample):
         assert _dtype_name(e) == _dtype_name(t), f"{what}: dtype {e.dtype} != torch's {t.dtype}"
         assert e.requires_grad == t.requires_grad, f"{what}: requires_grad differs from torch's"
         assert _name(e.grad_fn, True) == _name(t.grad_fn, False), f"{what}: grad_fn"
+        declared = ge.registry.OPS[info.name].backward_names  # what ListOps promises
+        assert e.grad_fn is None or e.grad_fn.name() in declared, f"{what}: undeclared grad_fn"
         if info.compare_values:
             _close(_np(e), _np(t), info.rtol, info.atol, f"{what} values")
 

@@ -172,6 +172,11 @@ REVIEWED = {
     ("client/errors.py", "setattr(new, attr, getattr(exc, attr))"): "attr from a literal tuple",
     ("client/session.py", "setattr(self, name, d)"):
         "dtype names from the client's own codec table",
+    ("server/errors.py", "getattr(msg, kind)"):
+        "kind is Instruction.WhichOneof('kind') of the failing instruction: a schema field name",
+    ("server/errors.py", "getattr(sub, field)"):
+        "field from the literal tuple ('op', *_HANDLE_FIELDS), checked against the descriptor",
+    ("client/errors.py", "setattr(exc, attr, value)"): "attr from _rich's literal keys",
 }
 
 

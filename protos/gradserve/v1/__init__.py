@@ -17,7 +17,8 @@ AUTHORIZATION_METADATA = "authorization"
 #: "TypeError", "IndexError", ...), so a client re-raises the same type with the status message.
 ERROR_TYPE_METADATA = "gradserve-error-type"
 
-#: Trailing metadata: the server-side error class name ("GraphFreedError", "NotFoundError", ...).
+#: Trailing metadata: the server-side error class name ("GraphFreedError", "NotFoundError", ...;
+#: service.proto lists them, docs/errors.md gives each one's rich-error reason).
 ERROR_CLASS_METADATA = "gradserve-error-class"
 
 #: Trailing metadata: 0-based index of the batch instruction that failed.
@@ -25,6 +26,10 @@ FAILED_INSTRUCTION_METADATA = "gradserve-failed-instruction"
 
 #: Trailing metadata: id of the graph node that failed (RunGraph).
 FAILED_NODE_METADATA = "gradserve-failed-node"
+
+#: Wire protocol version this code speaks (ListOpsResponse.protocol_version). Bump it when a
+#: change needs both sides to know of it, and say so in CHANGELOG.md.
+PROTOCOL_VERSION = 1
 
 #: The gRPC service name, for health checks ("" checks the whole server).
 SERVICE_NAME = "gradserve.v1.AutogradService"

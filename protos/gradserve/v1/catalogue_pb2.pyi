@@ -53,7 +53,7 @@ class AttrInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[AttrKind, str]] = ..., required: _Optional[bool] = ..., default_value: _Optional[_Union[_graph_pb2.AttrValue, _Mapping]] = ..., choices: _Optional[_Iterable[str]] = ..., nullable: _Optional[bool] = ...) -> None: ...
 
 class OpInfo(_message.Message):
-    __slots__ = ("name", "inputs", "variadic", "attrs", "n_outputs", "differentiable", "backward_name", "doc", "optional_inputs")
+    __slots__ = ("name", "inputs", "variadic", "attrs", "n_outputs", "differentiable", "backward_name", "doc", "optional_inputs", "backward_names")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     VARIADIC_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class OpInfo(_message.Message):
     BACKWARD_NAME_FIELD_NUMBER: _ClassVar[int]
     DOC_FIELD_NUMBER: _ClassVar[int]
     OPTIONAL_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    BACKWARD_NAMES_FIELD_NUMBER: _ClassVar[int]
     name: str
     inputs: _containers.RepeatedScalarFieldContainer[str]
     variadic: bool
@@ -72,20 +73,25 @@ class OpInfo(_message.Message):
     backward_name: str
     doc: str
     optional_inputs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., variadic: _Optional[bool] = ..., attrs: _Optional[_Iterable[_Union[AttrInfo, _Mapping]]] = ..., n_outputs: _Optional[int] = ..., differentiable: _Optional[bool] = ..., backward_name: _Optional[str] = ..., doc: _Optional[str] = ..., optional_inputs: _Optional[_Iterable[str]] = ...) -> None: ...
+    backward_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., variadic: _Optional[bool] = ..., attrs: _Optional[_Iterable[_Union[AttrInfo, _Mapping]]] = ..., n_outputs: _Optional[int] = ..., differentiable: _Optional[bool] = ..., backward_name: _Optional[str] = ..., doc: _Optional[str] = ..., optional_inputs: _Optional[_Iterable[str]] = ..., backward_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListOpsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ListOpsResponse(_message.Message):
-    __slots__ = ("opset_version", "dtypes", "ops", "inplace_ops")
+    __slots__ = ("opset_version", "dtypes", "ops", "inplace_ops", "server_version", "protocol_version")
     OPSET_VERSION_FIELD_NUMBER: _ClassVar[int]
     DTYPES_FIELD_NUMBER: _ClassVar[int]
     OPS_FIELD_NUMBER: _ClassVar[int]
     INPLACE_OPS_FIELD_NUMBER: _ClassVar[int]
+    SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     opset_version: int
     dtypes: _containers.RepeatedScalarFieldContainer[_tensor_pb2.DType]
     ops: _containers.RepeatedCompositeFieldContainer[OpInfo]
     inplace_ops: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, opset_version: _Optional[int] = ..., dtypes: _Optional[_Iterable[_Union[_tensor_pb2.DType, str]]] = ..., ops: _Optional[_Iterable[_Union[OpInfo, _Mapping]]] = ..., inplace_ops: _Optional[_Iterable[str]] = ...) -> None: ...
+    server_version: str
+    protocol_version: int
+    def __init__(self, opset_version: _Optional[int] = ..., dtypes: _Optional[_Iterable[_Union[_tensor_pb2.DType, str]]] = ..., ops: _Optional[_Iterable[_Union[OpInfo, _Mapping]]] = ..., inplace_ops: _Optional[_Iterable[str]] = ..., server_version: _Optional[str] = ..., protocol_version: _Optional[int] = ...) -> None: ...
