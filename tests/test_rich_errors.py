@@ -64,7 +64,8 @@ def in_session(build):
 
 def raising(exc):
     """A case where ListOps raises `exc` on the server (rows no request can reach on demand:
-    a server-side deadline, out of memory, a bug, and the not yet used PreconditionError)."""
+    a server-side deadline, a cancellation, out of memory, a bug, and the not yet used
+    PreconditionError)."""
     def run(ctx):
         def broken():
             raise exc
@@ -138,6 +139,8 @@ CASES = {
     "UNAUTHENTICATED": (C.UNAUTHENTICATED, _unauthenticated, set(), {}),
     "DEADLINE_EXCEEDED": (C.DEADLINE_EXCEEDED, raising(server_errors.DeadlineError("late")),
                           set(), {}),
+    # a real cancellation ends the call on the client's side first; the status still says so
+    "CANCELLED": (C.CANCELLED, raising(server_errors.CancelledError("cancelled")), set(), {}),
     "FAILED_PRECONDITION": (C.FAILED_PRECONDITION,
                             raising(server_errors.PreconditionError("not now")), set(), {}),
     "OUT_OF_MEMORY": (C.RESOURCE_EXHAUSTED, raising(MemoryError()),
