@@ -477,23 +477,30 @@ def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep
             ready.append(node)
     ctx = grad_mode.set_grad_enabled(create_graph)
     state = limits._state
+    # Under a byte budget, numpy gradients (recorded ops charge themselves) are charged when a
+    # node makes them and credited when the node they flow into has consumed them: the charge
+    # follows the gradients alive at once.
+    meter = GradientMeter() if not create_graph and state.bytes_left is not None else None
     try:
         while ready:
             node = ready.pop()
             if state.active:
                 limits.tick()  # the caller's deadline / cancellation, between nodes
             gs = buffers.pop(node, None) or [None]
+            kept = False  # some of `gs` outlives this step (captured, retained, accumulated)
             if capture is not None:
                 for nr, g in enumerate(gs):
                     slot = capture.get((node, nr))
                     if slot is not None and g is not None:
                         prev = captured[slot]
                         captured[slot] = g if prev is None else prev + g
+                        kept = True
             if type(node) is AccumulateGrad:
                 if accumulate and gs[0] is not None:
                     node.accumulate(gs[0], create_graph)
-                continue
+                continue  # its gradient becomes (or is added into) .grad: not credited
             if node.retained:
+                kept = True
                 for nr, g in enumerate(gs):
                     _retain(node, nr, g, create_graph)
             out_grads = None
@@ -502,10 +509,8 @@ def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep
                     gs = gs + [None] * (node.n_out - len(gs))
                 if gs[0] is not None or any(g is not None for g in gs):
                     out_grads = node.apply(gs, create_graph)
-                    if not create_graph and state.bytes_left is not None:
-                        # recorded ops charge themselves; numpy gradients are charged here
-                        limits.charge(limits.nbytes_of(out_grads),
-                                      f"gradients of {node.name()}")
+                    if meter is not None:
+                        meter.made(out_grads, node)
                     if not keep_graph:
                         node.release()
             for i, e in enumerate(node.edges):
@@ -519,23 +524,60 @@ def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep
                         if buf is None and e[1] == 0:
                             buffers[child] = [gi]
                         else:
-                            _add(buffers, child, e[1], gi)
+                            merged = _add(buffers, child, e[1], gi)
+                            if meter is not None and merged is not None:
+                                meter.merged(merged, node)
                 left = deps[child] - 1
                 deps[child] = left
                 if left == 0:
                     ready.append(child)
+            if meter is not None and not kept:
+                meter.consumed(gs)
     finally:
         ctx.__exit__()
     return captured
 
 
-def _add(buffers: dict[Any, list[Any]], node: Any, nr: int, g: Any) -> None:
+class GradientMeter:
+    """The byte-budget bookkeeping of a backward pass without a graph (see `execute`): `live`
+    is what the pass charged and has not credited back, so it never credits more."""
+
+    __slots__ = ("live",)
+
+    def __init__(self) -> None:
+        self.live = 0
+
+    def made(self, grads: Any, node: Any) -> None:
+        n = limits.nbytes_of(grads)
+        limits.charge(n, f"gradients of {node.name()}")
+        self.live += n
+
+    def merged(self, parts: tuple[Any, Any, Any], node: Any) -> None:
+        """Two gradients summed into a new array: charge it, credit the two."""
+        old, new, total = parts
+        self.made(total, node)
+        self.consumed((old, new))
+
+    def consumed(self, grads: Any) -> None:
+        n = min(self.live, limits.nbytes_of(list(grads)))
+        if n:
+            limits.credit(n)
+            self.live -= n
+
+
+def _add(buffers: dict[Any, list[Any]], node: Any, nr: int, g: Any) -> tuple[Any, Any, Any] | None:
+    """Add `g` into `node`'s gradient buffer; returns (old, g, sum) when it summed two."""
     buf = buffers.get(node)
     if buf is None:
         buf = buffers[node] = []
     while len(buf) <= nr:
         buf.append(None)
-    buf[nr] = g if buf[nr] is None else buf[nr] + g
+    old = buf[nr]
+    if old is None:
+        buf[nr] = g
+        return None
+    buf[nr] = total = old + g
+    return old, g, total
 
 
 # --- the public entry points ---------------------------------------------------------------------

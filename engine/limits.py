@@ -6,8 +6,11 @@ Three independent, thread-local bounds, each set by a context manager and read o
 - `byte_budget(n)`: the ops, graph nodes and gradients made inside the scope may allocate at most
   `n` bytes in all. Each op's results are charged *before* it runs, from its declared output
   bound (`registry.OpDef.bound`); every recorded graph node and every gradient a backward pass
-  makes is charged too. The charge is cumulative (frees are not credited), so it is an upper
-  bound of what the scope can hold at once.
+  makes is charged too. Charges are cumulative (frees are not credited), so they bound what the
+  scope can hold at once — except a backward pass without a graph, which credits each gradient
+  back once it is consumed (`credit`), so the charge follows the gradients alive at a time and a
+  long pass whose gradients are summed as they arrive (a weight used in every step) is not
+  refused for their total.
 - `interrupt(check)`: `check()` is called between ops and between a backward pass's nodes; it
   stops the work by raising (the server's deadline and cancellation checks). The engine knows
   nothing of what it checks.
@@ -146,6 +149,14 @@ def charge(nbytes: int, what: str) -> None:
             f"{what} needs {nbytes} bytes, more than the {max(0, left)} bytes left of this "
             "call's memory budget")
     _state.bytes_left = left - nbytes
+
+
+def credit(nbytes: int) -> None:
+    """Give `nbytes` back to the active byte budget: memory a scope charged and has freed (the
+    backward pass's consumed gradients). Only return what was charged."""
+    left = _state.bytes_left
+    if left is not None:
+        _state.bytes_left = left + nbytes
 
 
 def admit(bound: Bound, what: str) -> None:

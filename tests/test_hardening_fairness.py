@@ -2,9 +2,12 @@
 share the CPU with everyone else, waits are bounded, and one token can neither learn of nor crowd
 out another's sessions. Against real servers in subprocesses, measured by their CPU time.
 
-The heavy work is a stateless RunGraph of `steps` matmuls of a (64, 2000) by a (2000, 64) float32
-matrix summed in a chain, with the gradient wrt the first: about 10 ms of CPU per step, a few MiB
-in all, so stopping it late shows as CPU time, not memory.
+The heavy work is a stateless RunGraph of `steps` matmuls of a (64, 16384) by a (16384, 64)
+float32 matrix summed in a chain, with the gradient wrt the first: about 3.5 ms of CPU per step
+forward and backward on an idle machine (7 s for the 2,000 steps of HEAVY; more under load), a
+few MiB alive at a time, so stopping it late shows as CPU time, not memory. (With K = 2000 a
+step took 10 ms on a loaded machine but 0.2 ms on an idle one, and the calls ended before the
+tests could stop them.)
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from tests.server_process import ServerProcess
 
 DEADLINE = grpc.StatusCode.DEADLINE_EXCEEDED
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
-K = 2000  # inner dimension of the heavy matmuls
+K = 16384  # inner dimension of the heavy matmuls
 
 
 def ref(name):
@@ -34,7 +37,7 @@ def ref(name):
 
 
 def heavy(steps=2000):
-    """A RunGraph request of about `steps` × 10 ms of CPU (see the module docstring)."""
+    """A RunGraph request of about `steps` × 3.5 ms of CPU (see the module docstring)."""
     nodes, prev = [], None
     for i in range(steps):
         nodes.append(graph_pb2.Node(id=f"m{i}", op="matmul", inputs=[ref("x"), ref("w")]))
