@@ -91,12 +91,14 @@ def _alpha_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) 
 defop("add", lambda x, y, alpha=1: np.add(x, y * alpha if alpha != 1 else y),
       lambda ns, g, out, x, y, alpha: g,
       lambda ns, g, out, x, y, alpha: g * alpha if alpha != 1 else g,
+      saves=("", ""),
       inputs=("input", "other"), attrs=(AttrSpec("alpha", "scalar", 1),), dtype=PROMOTE,
       inplace=True, doc="input + alpha * other", out_shape=broadcast_shape,
       out_bound=_alpha_bound)
 defop("sub", lambda x, y, alpha=1: np.subtract(x, y * alpha if alpha != 1 else y),
       lambda ns, g, out, x, y, alpha: g,
       lambda ns, g, out, x, y, alpha: -g * alpha if alpha != 1 else -g,
+      saves=("", ""),
       inputs=("input", "other"), attrs=(AttrSpec("alpha", "scalar", 1),), dtype=PROMOTE,
       backward=_by_scalars("SubBackward0", "SubBackward0", "RsubBackward1"),
       inplace=True, doc="input - alpha * other", out_shape=broadcast_shape,
@@ -104,11 +106,13 @@ defop("sub", lambda x, y, alpha=1: np.subtract(x, y * alpha if alpha != 1 else y
 defop("mul", np.multiply,
       lambda ns, g, out, x, y: g * y,
       lambda ns, g, out, x, y: g * x,
+      saves=("other", "input"),
       inputs=("input", "other"), dtype=PROMOTE, inplace=True, doc="input * other",
       out_shape=broadcast_shape)
 defop("div", np.true_divide,
       lambda ns, g, out, x, y: g / y,
       lambda ns, g, out, x, y: -g * x / (y * y),
+      saves=("other", "input other"),
       inputs=("input", "other"), dtype=FLOAT, inplace=True, doc="input / other (true division)",
       out_shape=broadcast_shape)
 def _not_implemented(aten: str) -> Any:
@@ -126,11 +130,13 @@ def _remainder_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
 
 defop("floor_divide", np.floor_divide, _not_implemented("floor_divide"),
       _not_implemented("floor_divide"), inputs=("input", "other"), dtype=PROMOTE,
+      saves=("", ""),
       backward="NotImplemented", doc="floor(input / other); torch has no derivative",
       out_shape=broadcast_shape)
 defop("remainder", np.remainder,
       lambda ns, g, out, x, y: g,
       _remainder_dy,
+      saves=("", "input other"),
       inputs=("input", "other"), dtype=PROMOTE, doc="Python-style modulus (sign of other)",
       backward=_by_scalars("RemainderBackward1", "RemainderBackward0", "NotImplemented"),
       out_shape=broadcast_shape)
@@ -166,62 +172,82 @@ def _pow_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
 
 
 defop("pow", _pow_forward, _pow_dx, _pow_dy, inputs=("input", "exponent"), dtype=PROMOTE,
+      saves=("input exponent", "result input exponent"),
       backward=_by_scalars("PowBackward1", "PowBackward0", "PowBackward2"), inplace=True,
       doc="input ** exponent", out_shape=broadcast_shape,
       out_bound=temporaries(broadcast_shape, result_bytes=1))
 defop("square", np.square, lambda ns, g, out, x: g * 2 * x, dtype=PROMOTE,
+      saves="input",
       backward="PowBackward0", doc="input ** 2",
       out_shape=broadcast_shape)
 
 # --- unary math ----------------------------------------------------------------------------------
 
 defop("neg", np.negative, lambda ns, g, out, x: -g, inplace=True, doc="-input",
+      saves="",
       out_shape=broadcast_shape)
 defop("abs", np.abs, lambda ns, g, out, x: g * ns.sign(x), inplace=True, doc="|input|",
+      saves="input",
       out_shape=broadcast_shape)
 defop("sign", np.sign, lambda ns, g, out, x: g * 0, doc="-1, 0 or 1; zero gradient",
+      saves="",
       out_shape=broadcast_shape)
 defop("floor", np.floor, lambda ns, g, out, x: g * 0, doc="round down; zero gradient",
+      saves="",
       out_shape=broadcast_shape)
 defop("ceil", np.ceil, lambda ns, g, out, x: g * 0, doc="round up; zero gradient",
+      saves="",
       out_shape=broadcast_shape)
 defop("round", lambda x, decimals=0: np.round(x, decimals),
       lambda ns, g, out, x, decimals: g * 0, attrs=(AttrSpec("decimals", "int", 0),),
+      saves="",
       backward=names_backward("RoundBackward0", "RoundBackward1")(
           lambda args, attrs: "RoundBackward1" if attrs["decimals"] else "RoundBackward0"),
       doc="round half to even; zero gradient",
       out_bound=temporaries(broadcast_shape, results=1))
 defop("reciprocal", np.reciprocal, lambda ns, g, out, x: -g * out * out, dtype=FLOAT,
+      saves="result",
       doc="1 / input",
       out_shape=broadcast_shape)
 defop("sqrt", np.sqrt, lambda ns, g, out, x: g / (2 * out), dtype=FLOAT, inplace=True,
+      saves="result",
       doc="square root",
       out_shape=broadcast_shape)
 defop("rsqrt", lambda x: 1 / np.sqrt(x), lambda ns, g, out, x: -0.5 * g * out * out * out,
+      saves="result",
       dtype=FLOAT, doc="1 / sqrt(input)",
       out_bound=temporaries(broadcast_shape, results=1))
 defop("exp", np.exp, lambda ns, g, out, x: g * out, dtype=FLOAT, inplace=True, doc="e ** input",
+      saves="result",
       out_shape=broadcast_shape)
 defop("expm1", np.expm1, lambda ns, g, out, x: g * (out + 1), dtype=FLOAT,
+      saves="result",
       doc="exp(input) - 1",
       out_shape=broadcast_shape)
 defop("log", np.log, lambda ns, g, out, x: g / x, dtype=FLOAT, inplace=True,
+      saves="input",
       doc="natural logarithm",
       out_shape=broadcast_shape)
 defop("log1p", np.log1p, lambda ns, g, out, x: g / (x + 1), dtype=FLOAT,
+      saves="input",
       backward="Log1PBackward0", doc="log(1 + input)",
       out_shape=broadcast_shape)
 defop("log2", np.log2, lambda ns, g, out, x: g / (x * math.log(2.0)), dtype=FLOAT,
+      saves="input",
       doc="base-2 logarithm",
       out_shape=broadcast_shape)
 defop("sin", np.sin, lambda ns, g, out, x: g * ns.cos(x), dtype=FLOAT, inplace=True, doc="sine",
+      saves="input",
       out_shape=broadcast_shape)
 defop("cos", np.cos, lambda ns, g, out, x: -g * ns.sin(x), dtype=FLOAT, inplace=True,
+      saves="input",
       doc="cosine",
       out_shape=broadcast_shape)
 defop("tan", np.tan, lambda ns, g, out, x: g * (1 + out * out), dtype=FLOAT, doc="tangent",
+      saves="result",
       out_shape=broadcast_shape)
 defop("tanh", np.tanh, lambda ns, g, out, x: g * (1 - out * out), dtype=FLOAT, inplace=True,
+      saves="result",
       doc="hyperbolic tangent",
       out_shape=broadcast_shape)
 
@@ -232,6 +258,7 @@ def _sigmoid(x: Any) -> Any:
 
 
 defop("sigmoid", _sigmoid, lambda ns, g, out, x: g * out * (1 - out), dtype=FLOAT,
+      saves="result",
       inplace=True, doc="1 / (1 + exp(-input))",
       out_bound=temporaries(broadcast_shape, results=1))
 
@@ -239,14 +266,17 @@ defop("sigmoid", _sigmoid, lambda ns, g, out, x: g * out * (1 - out), dtype=FLOA
 
 defop("relu", lambda x: np.maximum(x, 0).astype(x.dtype),
       lambda ns, g, out, x: g * (out > 0), inplace=True, doc="max(input, 0)",
+      saves="result",
       out_bound=temporaries(broadcast_shape, results=1))
 defop("leaky_relu", lambda x, negative_slope=0.01: np.where(x > 0, x, x * negative_slope),
       lambda ns, g, out, x, negative_slope: ns.where(x > 0, g, g * negative_slope),
+      saves="input",
       attrs=(AttrSpec("negative_slope", "float", 0.01),), dtype=FLOAT,
       doc="input if input > 0 else negative_slope * input",
       out_bound=temporaries(broadcast_shape, results=2))
 defop("elu", lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
       lambda ns, g, out, x, alpha: ns.where(x > 0, g, g * (out + alpha)),
+      saves="result input",
       attrs=(AttrSpec("alpha", "float", 1.0),), dtype=FLOAT,
       doc="input if input > 0 else alpha * (exp(input) - 1)",
       out_bound=temporaries(broadcast_shape, results=3))
@@ -292,14 +322,17 @@ def _gelu_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -
 
 
 defop("erf", _erf, lambda ns, g, out, x: g * (2 / math.sqrt(math.pi)) * ns.exp(-x * x),
+      saves="input",
       dtype=FLOAT, doc="Gauss error function",
       out_bound=temporaries(broadcast_shape, result_bytes=_ERF_BYTES))
 defop("gelu", _gelu, _gelu_vjp,
+      saves="input",
       attrs=(AttrSpec("approximate", "str", "none", choices=("none", "tanh")),), dtype=FLOAT,
       doc="Gaussian error linear unit",
       out_bound=_gelu_bound)
 defop("silu", lambda x: x * _sigmoid(x),
       lambda ns, g, out, x: g * ns.sigmoid(x) * (1 + x * (1 - ns.sigmoid(x))), dtype=FLOAT,
+      saves="input",
       doc="input * sigmoid(input)",
       out_bound=temporaries(broadcast_shape, results=2))
 
@@ -313,6 +346,7 @@ def _softplus(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
 defop("softplus", _softplus,
       lambda ns, g, out, x, beta, threshold: ns.where(x * beta > threshold, g,
                                                       g * ns.sigmoid(x * beta)),
+      saves="input",
       attrs=(AttrSpec("beta", "float", 1.0), AttrSpec("threshold", "float", 20.0)), dtype=FLOAT,
       doc="log(1 + exp(beta * input)) / beta, linear above threshold",
       out_bound=temporaries(broadcast_shape, results=4))
@@ -360,6 +394,7 @@ def _clamp_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
 
 
 defop("clamp", _clamp, _clamp_dx, _clamp_dmin, _clamp_dmax,
+      saves=("input min max", "input min max", "input min max"),
       inputs=("input", "min?", "max?"), dtype=PROMOTE, backward=_clamp_name, inplace=True,
       doc="limit input to [min, max]", out_shape=broadcast_shape,
       out_bound=temporaries(broadcast_shape, results=1))
@@ -373,10 +408,12 @@ def _tie_split(ns: Any, g: Any, x: Any, y: Any, wins: Any) -> Any:
 defop("maximum", np.maximum,
       lambda ns, g, out, x, y: _tie_split(ns, g, x, y, x > y),
       lambda ns, g, out, x, y: _tie_split(ns, g, x, y, y > x),
+      saves=("input other", "input other"),
       inputs=("input", "other"), dtype=PROMOTE, doc="elementwise max", out_shape=broadcast_shape)
 defop("minimum", np.minimum,
       lambda ns, g, out, x, y: _tie_split(ns, g, x, y, x < y),
       lambda ns, g, out, x, y: _tie_split(ns, g, x, y, y < x),
+      saves=("input other", "input other"),
       inputs=("input", "other"), dtype=PROMOTE, doc="elementwise min", out_shape=broadcast_shape)
 
 
@@ -393,6 +430,7 @@ defop("where", lambda c, x, y: np.where(c, x, y),
       None,
       lambda ns, g, out, c, x, y: ns.where(c, g, 0.0),
       lambda ns, g, out, c, x, y: ns.where(c, 0.0, g),
+      saves=("", "condition", "condition"),
       inputs=("condition", "input", "other"), dtype=_where_dtype,
       doc="input where condition else other", out_shape=broadcast_shape)
 
@@ -416,25 +454,30 @@ defop("logical_not", np.logical_not, None, dtype=BOOL, doc="not input, as bool",
 # --- dtype conversion ----------------------------------------------------------------------------
 
 defop("to_dtype", lambda x, dtype: x.astype(dtype.np), lambda ns, g, out, x, dtype: g,
+      saves="",
       attrs=(AttrSpec("dtype", "dtype", required=True),),
       dtype=lambda args, attrs: (None, attrs["dtype"]), backward="ToCopyBackward0",
       method=False, doc="convert to dtype (Tensor.to(dtype), .float(), .double(), ...)",
       out_shape=broadcast_shape)
 defop("clone", lambda x: x.copy(), lambda ns, g, out, x: g, dtype=SAME, doc="a copy",
+      saves="",
       out_shape=broadcast_shape)
 
 # --- in-place targets: the ops behind zero_(), fill_() and copy_() --------------------------------
 
 defop("zero", np.zeros_like, lambda ns, g, out, x: g * 0, method=False, inplace=True,
+      saves="",
       doc="zeros shaped like input (Tensor.zero_())",
       out_shape=broadcast_shape)
 defop("fill", lambda x, value: np.full_like(x, value), lambda ns, g, out, x, value: g * 0,
+      saves="",
       attrs=(AttrSpec("value", "scalar", required=True),), method=False, inplace=True,
       inplace_backward="FillBackward2", doc="input's shape filled with value (Tensor.fill_(value))",
       out_shape=broadcast_shape)
 defop("copy", lambda x, src: np.broadcast_to(src, x.shape).astype(x.dtype),
       lambda ns, g, out, x, src: g * 0,
       lambda ns, g, out, x, src: g,
+      saves=("", ""),
       inputs=("input", "src"), method=False, inplace=True, backward="CopyBackwards",
       doc="src broadcast to input's shape and dtype (Tensor.copy_(src))",
       out_shape=lambda x, src: tuple(x.shape))

@@ -61,10 +61,12 @@ SELECT_ATTRS = (AttrSpec("dim", "int", required=True), AttrSpec("index", "int", 
 defop("select", _select,
       lambda ns, g, out, x, dim, index: ns.select_backward(
           g, input_sizes=x.shape, dim=dim, index=index),
+      saves="input.shape",
       attrs=SELECT_ATTRS, doc="the slice at index along dim (that dim removed)", view=True,
       out_shape=_select_shape)
 defop("select_backward", _select_backward,
       lambda ns, g, out, grad, input_sizes, dim, index: ns.select(g, dim=dim, index=index),
+      saves="",
       inputs=("grad",), attrs=(AttrSpec("input_sizes", "ints", required=True), *SELECT_ATTRS),
       out_shape=lambda grad, input_sizes, dim, index: tuple(input_sizes), method=False,
       backward="SelectBackwardBackward0", doc="select's gradient: grad placed in zeros")
@@ -107,16 +109,19 @@ SLICE_ATTRS = (AttrSpec("dim", "int", 0), AttrSpec("start", "optional_int", None
 defop("slice", _slice,
       lambda ns, g, out, x, dim, start, end, step: ns.slice_backward(
           g, input_sizes=x.shape, dim=dim, start=start, end=end, step=step),
+      saves="input.shape",
       attrs=SLICE_ATTRS, method=False, doc="elements start:end:step along dim (a view)", view=True,
       out_shape=_slice_shape)
 defop("slice_backward", _slice_backward,
       lambda ns, g, out, grad, input_sizes, dim, start, end, step: ns.slice(
           g, dim=dim, start=start, end=end, step=step),
+      saves="",
       inputs=("grad",), attrs=(AttrSpec("input_sizes", "ints", required=True), *SLICE_ATTRS),
       out_shape=lambda grad, input_sizes, **kw: tuple(input_sizes), method=False,
       backward="SliceBackwardBackward0", doc="slice's gradient: grad placed in zeros")
 defop("alias", lambda x: x.view() if isinstance(x, np.ndarray) else x,
       lambda ns, g, out, x: g, method=False, doc="the same tensor as a new node (x[...])",
+      saves="",
       view=True,
       out_shape=lambda x: tuple(x.shape))
 
@@ -238,6 +243,7 @@ def _nonzero_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bo
 defop("index", _index,
       lambda ns, g, out, x, indices, dim: ns.index_backward(
           g, indices, input_sizes=x.shape, dim=dim), None,
+      saves=("indices input.shape", ""),
       inputs=("input", "indices"), attrs=(AttrSpec("dim", "int", 0),), method=False,
       out_shape=_index_shape,
       doc="advanced indexing along dims dim..: indices is a bool mask, or int (k, *B) with one "
@@ -245,6 +251,7 @@ defop("index", _index,
       out_bound=_index_bound)
 defop("index_backward", _index_backward,
       lambda ns, g, out, grad, indices, input_sizes, dim: ns.index(g, indices, dim=dim), None,
+      saves=("indices", ""),
       inputs=("grad", "indices"),
       attrs=(AttrSpec("input_sizes", "ints", required=True), AttrSpec("dim", "int", 0)),
       out_shape=lambda grad, indices, input_sizes, dim=0: tuple(input_sizes), method=False,
@@ -311,11 +318,13 @@ defop("take", _take,
       lambda ns, g, out, x, index: ns.reshape(ns.index_backward(
           ns.reshape(g, shape=(-1,)), ns.reshape(index, shape=(1, -1)),
           input_sizes=(int(np.prod(x.shape)),)), shape=x.shape), None,
+      saves=("index input.shape", ""),
       inputs=("input", "index"), doc="elements at flat positions, in the shape of index",
       out_bound=_take_bound)
 defop("put", _put, _put_input_vjp, None,
       lambda ns, g, out, x, index, source, accumulate: ns.reshape(
           ns.take(g, index), shape=source.shape),
+      saves=("index", "", "index source.shape"),
       inputs=("input", "index", "source"), attrs=(AttrSpec("accumulate", "bool", False),),
       doc="a copy with source written (or added) at flat positions; a Python scalar source "
           "fills them",
@@ -373,11 +382,13 @@ def _gather_backward(g: Any, index: Any, input_sizes: Sequence[int], dim: int) -
 defop("gather", _gather,
       lambda ns, g, out, x, index, dim: ns.gather_backward(
           g, index, input_sizes=x.shape, dim=dim), None,
+      saves=("index input.shape", ""),
       inputs=("input", "index"), attrs=(AttrSpec("dim", "int", required=True),),
       doc="values along dim at index (gather(input, dim, index))",
       out_bound=_indexed(lambda x, index, dim: tuple(index.shape)))
 defop("gather_backward", _gather_backward,
       lambda ns, g, out, grad, index, input_sizes, dim: ns.gather(g, index, dim=dim), None,
+      saves=("index", ""),
       inputs=("grad", "index"),
       attrs=(AttrSpec("input_sizes", "ints", required=True),
              AttrSpec("dim", "int", required=True)),
@@ -424,6 +435,7 @@ def _index_select_shape(x: Any, index: Any, dim: int) -> tuple[int, ...]:
 
 
 defop("index_select", _index_select, _index_select_vjp, None,
+      saves=("index input.shape", ""),
       inputs=("input", "index"), attrs=(AttrSpec("dim", "int", required=True),),
       doc="the slices at index along dim (index_select(input, dim, index))",
       out_bound=_indexed(_index_select_shape))
@@ -457,6 +469,7 @@ def _masked_fill_name(args: Sequence[Any], attrs: Any) -> str:
 defop("masked_fill", _masked_fill,
       lambda ns, g, out, x, mask, value: ns.where(mask, 0.0, g), None,
       lambda ns, g, out, x, mask, value: ns.where(mask, g, 0.0),
+      saves=("mask", "", "mask"),
       inputs=("input", "mask", "value"), backward=_masked_fill_name, inplace=True,
       out_shape=broadcast_shape,
       doc="value where mask is true (mask broadcasts)")

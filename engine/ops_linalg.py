@@ -168,6 +168,7 @@ def _matmul_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
 
 
 defop("matmul", _matmul, _matmul_dx, _matmul_dy, inputs=("input", "other"),
+      saves=("other input.shape", "input other.shape"),
       dtype=_MM_DTYPE, backward=_matmul_name, out_shape=matmul_shape,
       doc="matrix product with torch's 1-D and batched broadcasting rules (input @ other)")
 
@@ -189,6 +190,7 @@ def _mm(x: Any, y: Any) -> Any:
 defop("mm", _mm,
       lambda ns, g, out, x, y: ns.mm(g, _mT(ns, y)),
       lambda ns, g, out, x, y: ns.mm(_mT(ns, x), g),
+      saves=("mat2", "input"),
       inputs=("input", "mat2"), dtype=_MM_DTYPE, out_shape=_mm_shape,
       doc="matrix product of two 2-D tensors")
 
@@ -210,6 +212,7 @@ def _bmm(x: Any, y: Any) -> Any:
 defop("bmm", _bmm,
       lambda ns, g, out, x, y: ns.bmm(g, _mT(ns, y)),
       lambda ns, g, out, x, y: ns.bmm(_mT(ns, x), g),
+      saves=("mat2", "input"),
       inputs=("input", "mat2"), dtype=_MM_DTYPE, out_shape=_bmm_shape,
       doc="batched matrix product of two 3-D tensors with the same batch size")
 
@@ -225,6 +228,7 @@ def _dot(x: Any, y: Any) -> Any:
 defop("dot", _dot,
       lambda ns, g, out, x, y: g * y,
       lambda ns, g, out, x, y: g * x,
+      saves=("tensor", "input"),
       inputs=("input", "tensor"),
       dtype=_same_dtype(lambda a, b: f"dot : expected both vectors to have same dtype, but "
                                      f"found {_TYPE_WORD[a]} and {_TYPE_WORD[b]}"),
@@ -248,6 +252,7 @@ def _outer(x: Any, y: Any) -> Any:
 defop("outer", _outer,
       lambda ns, g, out, x, y: ns.sum(g * y, dim=1),
       lambda ns, g, out, x, y: ns.sum(g * ns.reshape(x, shape=(-1, 1)), dim=0),
+      saves=("vec2", "input"),
       inputs=("input", "vec2"), dtype=PROMOTE, out_shape=_outer_shape,
       backward="MulBackward0", doc="outer product of two 1-D tensors")
 
@@ -507,6 +512,7 @@ def _einsum_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
 
 
 defop("einsum", _einsum, _einsum_vjp, inputs=("tensors",), variadic=True,
+      saves="tensors",
       attrs=(AttrSpec("equation", "str", required=True),), dtype=_einsum_dtype,
       backward=_einsum_name, out_shape=_einsum_shape, method=False,
       doc="Einstein summation over the operands (letters, ',', '->', '...')",

@@ -142,11 +142,13 @@ _SOFTMAX_ATTRS = (AttrSpec("dim", "int", required=True), AttrSpec("dtype", "dtyp
 
 defop("softmax", _softmax,
       lambda ns, g, out, x, dim, dtype: out * (g - ns.sum(g * out, dim=dim, keepdim=True)),
+      saves="result",
       attrs=_SOFTMAX_ATTRS, dtype=_softmax_dtype,
       doc="exp(input) / sum(exp(input), dim), computed stably (dtype: cast input first)",
       out_bound=temporaries(lambda x, dim, dtype=None: tuple(x.shape), results=2))
 defop("log_softmax", _log_softmax,
       lambda ns, g, out, x, dim, dtype: g - ns.exp(out) * ns.sum(g, dim=dim, keepdim=True),
+      saves="result",
       attrs=_SOFTMAX_ATTRS, dtype=_softmax_dtype,
       doc="input - logsumexp(input, dim), computed stably (dtype: cast input first)",
       out_bound=temporaries(lambda x, dim, dtype=None: tuple(x.shape), results=2))
@@ -173,6 +175,7 @@ def _mse_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, reduction: str) -> Any:
 
 defop("mse_loss", lambda x, t, reduction="mean": _reduce(np.square(x - t), reduction),
       _mse_dx, _mse_dt, inputs=("input", "target"), attrs=(_REDUCTION,),
+      saves=("input target", "input target"),
       dtype=_pointwise_loss_dtype, backward="MseLossBackward0",
       doc="mean (or sum, or none) of (input - target) ** 2",
       out_bound=_loss_bound(_pointwise_shape, copies=2))
@@ -197,6 +200,7 @@ def _l1_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, reduction: str) -> Any:
 
 defop("l1_loss", lambda x, t, reduction="mean": _reduce(np.abs(x - t), reduction),
       _l1_dx, _l1_dt, inputs=("input", "target"), attrs=(_REDUCTION,),
+      saves=("input target", "input target"),
       dtype=_pointwise_loss_dtype, backward=_l1_name,
       doc="mean (or sum, or none) of |input - target|",
       out_bound=_loss_bound(_pointwise_shape, copies=2))
@@ -239,6 +243,7 @@ def _bce_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, w: Any, reduction: str) -
 
 
 defop("binary_cross_entropy", _bce, _bce_dx, _bce_dt, None,
+      saves=("input target weight", "input weight", ""),
       inputs=("input", "target", "weight?"), attrs=(_REDUCTION,), dtype=_bce_dtype,
       backward="BinaryCrossEntropyBackward0",
       doc="-(target * log(input) + (1 - target) * log(1 - input)), logs clamped to >= -100",
@@ -288,6 +293,7 @@ def _bce_logits_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, w: Any, pw: Any,
 
 
 defop("binary_cross_entropy_with_logits", _bce_logits, _bce_logits_dx, _bce_logits_dt, None, None,
+      saves=("input target weight pos_weight", "input weight pos_weight", "", ""),
       inputs=("input", "target", "weight?", "pos_weight?"), attrs=(_REDUCTION,),
       dtype=_bce_logits_dtype, backward="BinaryCrossEntropyWithLogitsBackward0",
       doc="binary cross-entropy of sigmoid(input), computed stably from the logits",
@@ -430,6 +436,7 @@ defop("nll_loss", _nll,
       lambda ns, g, out, x, t, w, ignore_index, reduction: ns.nll_loss_backward(
           g, t, w, shape=tuple(x.shape), ignore_index=ignore_index, reduction=reduction),
       None, None,
+      saves=("target weight input.shape", "", ""),
       inputs=("input", "target", "weight?"), attrs=_NLL_ATTRS, dtype=_nll_dtype,
       backward=_nll_name,
       doc="-input[target] per element (class dim 1), weighted; mean divides by the weights' sum",
@@ -438,6 +445,7 @@ defop("nll_loss_backward", _nll_backward,
       lambda ns, g, out, go, t, w, shape, ignore_index, reduction: ns.nll_loss(
           g, t, w, ignore_index=ignore_index, reduction=reduction),
       None, None,
+      saves=("target weight", "", ""),
       inputs=("grad_output", "target", "weight?"),
       attrs=(AttrSpec("shape", "ints", required=True), *_NLL_ATTRS),
       dtype=lambda args, attrs: (None, args[0].dtype), backward=_nll_backward_name,
@@ -482,6 +490,7 @@ defop("label_smoothing_loss", _smooth,
       lambda ns, g, out, x, t, w, ignore_index, reduction: ns.label_smoothing_loss_backward(
           g, t, w, shape=tuple(x.shape), ignore_index=ignore_index, reduction=reduction),
       None, None,
+      saves=("target weight input.shape", "", ""),
       inputs=("input", "target", "weight?"), attrs=_NLL_ATTRS, dtype=_nll_dtype,
       backward=names_backward(*_SMOOTH_NAMES.values())(
           lambda args, attrs: _SMOOTH_NAMES[attrs["reduction"]]), method=False,
@@ -492,6 +501,7 @@ defop("label_smoothing_loss_backward", _smooth_backward,
       lambda ns, g, out, go, t, w, shape, ignore_index, reduction: ns.label_smoothing_loss(
           g, t, w, ignore_index=ignore_index, reduction=reduction),
       None, None,
+      saves=("target weight", "", ""),
       inputs=("grad_output", "target", "weight?"),
       attrs=(AttrSpec("shape", "ints", required=True), *_NLL_ATTRS),
       dtype=lambda args, attrs: (None, args[0].dtype),
@@ -643,6 +653,7 @@ def _ce_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
 
 
 defop("cross_entropy", _cross_entropy, _ce_dx, _ce_dt, None,
+      saves=("input target weight", "input weight", ""),
       inputs=("input", "target", "weight?"),
       attrs=(*_NLL_ATTRS, AttrSpec("label_smoothing", "float", 0.0)), dtype=_ce_dtype,
       backward=_ce_name,

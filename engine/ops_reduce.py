@@ -116,6 +116,7 @@ def _sum_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) ->
 
 defop("sum", _sum,
       lambda ns, g, out, x, dim, keepdim, dtype: unreduce(ns, g, x.shape, dim, keepdim),
+      saves="input.shape",
       attrs=REDUCE_ATTRS + (AttrSpec("dtype", "dtype", None),), dtype=_sum_dtype,
       backward=_by_dim("SumBackward0", "SumBackward1"), doc="sum over dim (all if None)",
       out_bound=_sum_bound)
@@ -147,6 +148,7 @@ defop("mean", lambda x, dim=None, keepdim=False, dtype=None: np.mean(
           x, axis=_axes(x, dim), keepdims=keepdim),
       lambda ns, g, out, x, dim, keepdim, dtype: unreduce(
           ns, g, x.shape, dim, keepdim) / _count(x.shape, dim),
+      saves="input.shape",
       attrs=REDUCE_ATTRS + (AttrSpec("dtype", "dtype", None),), dtype=_mean_dtype,
       backward=_by_dim("MeanBackward0", "MeanBackward1"), doc="mean over dim (all if None)",
       out_shape=_reduce_shape)
@@ -217,6 +219,7 @@ def _prod_vjp(ns: Any, g: Any, out: Any, x: Any, dim: Any, keepdim: bool, dtype:
 
 
 defop("prod", _prod, _prod_vjp,
+      saves="result input",
       attrs=(AttrSpec("dim", "optional_int", None), AttrSpec("keepdim", "bool", False),
              AttrSpec("dtype", "dtype", None)),
       dtype=_int_to_int64, backward=_by_dim("ProdBackward0", "ProdBackward1"),
@@ -259,9 +262,11 @@ def _min_all(x: Any) -> Any:
 
 
 defop("max", _max_all, lambda ns, g, out, x: _even_split(ns, g, out, x, None, False),
+      saves="result input",
       backward="MaxBackward1", doc="largest element (a 0-dim tensor); ties share the gradient",
       out_shape=lambda x: ())
 defop("min", _min_all, lambda ns, g, out, x: _even_split(ns, g, out, x, None, False),
+      saves="result input",
       backward="MinBackward1", doc="smallest element (a 0-dim tensor); ties share the gradient",
       out_shape=lambda x: ())
 
@@ -287,10 +292,12 @@ def _scale_by_count(ns: Any, g: Any, out: Any, x: Any, dim: Any, keepdim: bool) 
 AMAX_ATTRS = (AttrSpec("dim", "dims", ()), AttrSpec("keepdim", "bool", False))
 defop("amax", _amax,
       lambda ns, g, out, x, dim, keepdim: _scale_by_count(ns, g, out, x, dim, keepdim),
+      saves="result input",
       attrs=AMAX_ATTRS, doc="largest elements over dim (all if ()); ties share the gradient",
       out_shape=_reduce_shape)
 defop("amin", _amin,
       lambda ns, g, out, x, dim, keepdim: _scale_by_count(ns, g, out, x, dim, keepdim),
+      saves="result input",
       attrs=AMAX_ATTRS, doc="smallest elements over dim (all if ()); ties share the gradient",
       out_shape=_reduce_shape)
 
@@ -335,10 +342,12 @@ def _values_indices_bound(args: Sequence[Any], attrs: Mapping[str, Any],
 
 VALUES_INDICES_ATTRS = (AttrSpec("dim", "int", required=True), AttrSpec("keepdim", "bool", False))
 defop("max_dim", _with_indices("max", np.argmax), _first_selected,
+      saves="result input",
       attrs=VALUES_INDICES_ATTRS, n_outputs=2, differentiable_outputs=(0,),
       backward="MaxBackward0", doc="(values, indices) of the largest elements along dim",
       out_bound=_values_indices_bound)
 defop("min_dim", _with_indices("min", np.argmin), _first_selected,
+      saves="result input",
       attrs=VALUES_INDICES_ATTRS, n_outputs=2, differentiable_outputs=(0,),
       backward="MinBackward0", doc="(values, indices) of the smallest elements along dim",
       out_bound=_values_indices_bound)
@@ -418,10 +427,12 @@ VAR_ATTRS = (AttrSpec("dim", "dims", None), AttrSpec("unbiased", "bool", None),
              AttrSpec("keepdim", "bool", False), AttrSpec("correction", "optional_float", None))
 _VAR_DTYPE = _floating_only("std and var only support floating point and complex dtypes")
 defop("var", _var, _var_vjp, attrs=VAR_ATTRS, dtype=_VAR_DTYPE,
+      saves="input",
       doc="variance over dim with Bessel's correction (correction=1) by default",
       out_bound=temporaries(_reduce_shape, inputs=2))
 defop("std", lambda x, dim=None, unbiased=None, keepdim=False, correction=None: np.sqrt(
           _var(x, dim, unbiased, keepdim, correction)), _std_vjp,
+      saves="result input",
       attrs=VAR_ATTRS, dtype=_VAR_DTYPE, doc="standard deviation: sqrt(var)",
       out_bound=temporaries(_reduce_shape, inputs=2))
 
@@ -472,6 +483,7 @@ def _norm_vjp(ns: Any, g: Any, out: Any, x: Any, p: float, dim: Any, keepdim: bo
 
 
 defop("norm", _norm, _norm_vjp,
+      saves="result input",
       attrs=(AttrSpec("p", "float", 2.0), AttrSpec("dim", "dims", None),
              AttrSpec("keepdim", "bool", False)),
       dtype=_floating_only("linalg.vector_norm: Expected a floating point or complex tensor as "
@@ -498,6 +510,7 @@ def _logsumexp(x: Any, dim: Any, keepdim: bool = False) -> Any:
 defop("logsumexp", _logsumexp,
       lambda ns, g, out, x, dim, keepdim: _kept(ns, g, x.shape, dim, keepdim) * ns.exp(
           x - _kept(ns, out, x.shape, dim, keepdim)),
+      saves="result input",
       attrs=(AttrSpec("dim", "dims", required=True), AttrSpec("keepdim", "bool", False)),
       dtype=FLOAT, doc="log(sum(exp(input))) over dim, computed stably",
       out_bound=temporaries(_reduce_shape, inputs=2))
@@ -518,6 +531,7 @@ def _cumsum_vjp(ns: Any, g: Any, out: Any, x: Any, dim: int, dtype: Any) -> Any:
 
 
 defop("cumsum", _cumsum, _cumsum_vjp,
+      saves="input.shape",
       attrs=(AttrSpec("dim", "int", required=True), AttrSpec("dtype", "dtype", None)),
       dtype=_int_to_int64, doc="cumulative sum along dim",
       out_shape=lambda x, dim, dtype=None: tuple(x.shape))

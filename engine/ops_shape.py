@@ -48,6 +48,7 @@ def _reshape(x: Any, shape: Sequence[int]) -> Any:
 
 
 defop("reshape", _reshape, lambda ns, g, out, x, shape: ns.reshape(g, shape=x.shape),
+      saves="input.shape",
       attrs=(AttrSpec("shape", "ints", required=True),), backward="ViewBackward0",
       out_shape=lambda x, shape: infer_shape(shape, x.numel()),
       doc="the same data with another shape", view=True)
@@ -98,6 +99,7 @@ def _expand(x: Any, size: Sequence[int]) -> Any:
 
 defop("expand", _expand,
       lambda ns, g, out, x, size: ns.sum_to_size(g, size=x.shape),
+      saves="input.shape",
       attrs=(AttrSpec("size", "ints", required=True),),
       out_shape=lambda x, size: expand_shape(x.shape, size, x.dtype.torch_tensor_name),
       doc="a broadcast view with the given size (-1 keeps a dimension)", view=True)
@@ -135,6 +137,7 @@ def _sum_to_size_name(args: Sequence[Any], attrs: Any) -> str:
 
 
 defop("sum_to_size", sum_to_size, lambda ns, g, out, x, size: ns.expand(g, size=x.shape),
+      saves="input.shape",
       attrs=(AttrSpec("size", "ints", required=True),), backward=_sum_to_size_name,
       doc="sum over broadcast dimensions down to size",
       out_shape=_sum_to_size_shape)
@@ -184,6 +187,7 @@ def flatten_shape(shape: Sequence[int], start_dim: int, end_dim: int) -> tuple[i
 
 defop("flatten", lambda x, start_dim=0, end_dim=-1: np.reshape(
           x, flatten_shape(x.shape, start_dim, end_dim)), _back_to_shape,
+      saves="input.shape",
       attrs=(AttrSpec("start_dim", "int", 0), AttrSpec("end_dim", "int", -1)),
       backward="ViewBackward0", doc="dims start_dim..end_dim merged into one", view=True,
       out_shape=lambda x, start_dim=0, end_dim=-1: flatten_shape(x.shape, start_dim, end_dim))
@@ -216,9 +220,11 @@ def _squeeze_name(args: Sequence[Any], attrs: Any) -> str:
 
 defop("squeeze", lambda x, dim=None: np.squeeze(x, axis=_squeeze_axes(x.shape, dim)),
       _back_to_shape, attrs=(AttrSpec("dim", "dims", None),), backward=_squeeze_name,
+      saves="input.shape",
       doc="size-1 dims removed (all, or those among dim)", view=True,
       out_shape=lambda x, dim=None: squeeze_shape(x.shape, dim))
 defop("unsqueeze", lambda x, dim: np.expand_dims(x, wrap_dim(dim, x.ndim + 1)), _back_to_shape,
+      saves="input.shape",
       attrs=(AttrSpec("dim", "int", required=True),), doc="a size-1 dim inserted at dim", view=True,
       out_shape=lambda x, dim: unsqueeze_shape(x.shape, dim))
 
@@ -243,6 +249,7 @@ def _permute_vjp(ns: Any, g: Any, out: Any, x: Any, dims: Sequence[int]) -> Any:
 
 
 defop("permute", lambda x, dims: np.transpose(x, permutation(dims, x.ndim)), _permute_vjp,
+      saves="input.shape",
       attrs=(AttrSpec("dims", "ints", required=True),), doc="the dims reordered", view=True,
       out_shape=lambda x, dims: tuple(x.shape[a] for a in permutation(dims, x.ndim)))
 
@@ -262,6 +269,7 @@ def _transpose(x: Any, dim0: int, dim1: int) -> Any:
 
 defop("transpose", _transpose,
       lambda ns, g, out, x, dim0, dim1: ns.transpose(g, dim0=dim0, dim1=dim1),
+      saves="",
       attrs=(AttrSpec("dim0", "int", required=True), AttrSpec("dim1", "int", required=True)),
       doc="dims dim0 and dim1 swapped", view=True,
       out_shape=lambda x, dim0, dim1: transpose_shape(x.shape, dim0, dim1))
@@ -275,6 +283,7 @@ def _t(x: Any) -> Any:
 
 
 defop("t", _t, lambda ns, g, out, x: ns.t(g), backward="TBackward0",
+      saves="",
       doc="a matrix transposed (tensors with fewer dims unchanged)", view=True,
       out_shape=lambda x: tuple(reversed(x.shape)))
 
@@ -282,6 +291,7 @@ defop("t", _t, lambda ns, g, out, x: ns.t(g), backward="TBackward0",
 
 defop("flip", lambda x, dims: np.flip(x, wrap_dims(dims, x.ndim)) if x.ndim else x.copy(),
       lambda ns, g, out, x, dims: ns.flip(g, dims=dims),
+      saves="",
       attrs=(AttrSpec("dims", "dims", required=True),),
       doc="the order of elements along dims reversed",
       out_shape=lambda x, dims: tuple(x.shape))
@@ -316,6 +326,7 @@ def _repeat_vjp(ns: Any, g: Any, out: Any, x: Any, repeats: Sequence[int]) -> An
 
 
 defop("repeat", _repeat, _repeat_vjp, attrs=(AttrSpec("repeats", "ints", required=True),),
+      saves="input.shape",
       out_shape=lambda x, repeats: repeat_shape(x.shape, repeats),
       doc="the tensor tiled repeats[i] times along each dim")
 
@@ -390,6 +401,7 @@ def _cat_vjp(ns: Any, g: Any, out: Any, tensors: Any, dim: int) -> Any:
 
 
 defop("cat", _cat, _cat_vjp, inputs=("tensors",), variadic=True,
+      saves="tensors.shape",
       attrs=(AttrSpec("dim", "int", 0),), dtype=_cat_dtype,
       out_shape=lambda *tensors, dim=0: cat_shape([t.shape for t in tensors], dim),
       doc="tensors joined along an existing dim (promoted to a common dtype)")
@@ -424,6 +436,7 @@ def _stack_vjp(ns: Any, g: Any, out: Any, tensors: Any, dim: int) -> Any:
 
 
 defop("stack", _stack, _stack_vjp, inputs=("tensors",), variadic=True,
+      saves="tensors.shape",
       attrs=(AttrSpec("dim", "int", 0),), dtype=_stack_dtype,
       out_shape=lambda *tensors, dim=0: stack_shape([t.shape for t in tensors], dim),
       doc="tensors of one shape joined along a new dim")
@@ -505,6 +518,7 @@ def _split_vjp(ns: Any, g: Any, out: Any, x: Any, dim: int, **attrs: Any) -> Any
 
 
 defop("split", _split, _split_vjp, n_outputs=None,
+      saves="",
       attrs=(AttrSpec("split_size", "int", required=True), AttrSpec("dim", "int", 0)),
       doc="pieces of split_size along dim (the last may be smaller)", view=True,
       out_bound=_pieces(_split_bound))
@@ -522,6 +536,7 @@ def _split_with_sizes(x: Any, split_sizes: Sequence[int], dim: int = 0) -> Any:
 
 
 defop("split_with_sizes", _split_with_sizes, _split_vjp, n_outputs=None,
+      saves="",
       attrs=(AttrSpec("split_sizes", "ints", required=True), AttrSpec("dim", "int", 0)),
       doc="pieces of the given sizes along dim", view=True,
       out_bound=_pieces(_split_with_sizes_bound))
@@ -536,6 +551,7 @@ def _unbind(x: Any, dim: int = 0) -> Any:
 
 
 defop("unbind", _unbind, lambda ns, g, out, x, dim: ns.stack(list(_grads(g)), dim=dim),
+      saves="",
       n_outputs=None, attrs=(AttrSpec("dim", "int", 0),),
       doc="the slices along dim, as a tuple", view=True,
       out_bound=_pieces(_unbind_bound))

@@ -9,12 +9,12 @@ namespace: `NP` (plain numpy, for a fast backward) or `EN` (engine ops, so that 
 itself is recorded when `create_graph=True`). `ns.<op>` exists for every registered op and calls
 its forward (NP) or the engine function (EN), so a rule uses the same code in both cases. Rules
 need not unbroadcast or cast: the backward pass sums each gradient to its input's shape and casts
-it to the input's dtype, once.
+it to the input's dtype, once. What each rule reads (its result, inputs, or only their shapes)
+is declared with `saves=`, as torch's derivatives.yaml does, and a node saves exactly that.
 """
 
 from __future__ import annotations
 
-import dis
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -64,7 +64,7 @@ class OpDef:
                  out_shape: Callable[..., Sequence[int]] | None, doc: str, method: bool,
                  variadic: bool, differentiable_outputs: Sequence[int] | None, inplace: bool,
                  inplace_backward: str | None = None, view: bool = False,
-                 out_bound: BoundRule | None = None):
+                 out_bound: BoundRule | None = None, saves: str | Sequence[str] | None = None):
         if vjps and len(vjps) != len(inputs):
             raise ValueError(f"{name}: {len(vjps)} vjp rules for {len(inputs)} inputs")
         self.name = name
@@ -88,9 +88,9 @@ class OpDef:
         self.differentiable = any(v is not None for v in self.vjps)
         self.differentiable_outputs = (tuple(differentiable_outputs)
                                        if differentiable_outputs is not None else None)
-        # Which rule arguments each rule reads, so a node saves only what its backward needs
-        # (as torch's derivatives.yaml does) and a second backward fails only where torch's does.
-        self.uses = tuple(_rule_uses(v, len(self.inputs)) for v in self.vjps)
+        # What each rule reads, as declared, so a node saves only what its backward needs (as
+        # torch's derivatives.yaml does) and a second backward fails only where torch's does.
+        self.uses = parse_saves(name, self.inputs, self.vjps, saves)
         self.default_attrs = {a.name: a.default for a in self.attrs if not a.required}
         self._plans: dict[int, tuple[bool, frozenset[int], frozenset[int]]] = {}
 
@@ -146,45 +146,49 @@ class RuleUses(NamedTuple):
     meta: frozenset[int]
 
 
-_LOADS = ("LOAD_FAST", "LOAD_DEREF", "LOAD_CLOSURE", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW")
-_META_ATTRS = ("shape", "ndim", "dtype")
+# What a rule may read of an input saved as metadata only (autograd._Meta's fields).
+META_ATTRS = ("shape", "ndim", "dtype")
+_NOTHING = RuleUses(False, frozenset(), frozenset())
 
 
-def _rule_uses(rule: Rule | None, n_inputs: int) -> RuleUses:
-    """Read a rule's bytecode for the arguments it uses.
+def parse_saves(name: str, inputs: Sequence[str], vjps: Sequence[Rule | None],
+                saves: str | Sequence[str] | None) -> tuple[RuleUses, ...]:
+    """Each rule's `RuleUses` from an op's `saves` declaration (see `defop`).
 
-    An input the rule only reads as `x.shape`, `x.ndim` or `x.dtype` is saved as metadata, not
-    data: torch's SumBackward0 saves sizes, so a second backward through it works, and so here.
+    Raises:
+        ValueError: rules without a declaration, one entry per input not given, or an entry
+            naming something other than `result`, an input, or an input's shape/ndim/dtype.
     """
-    if rule is None:
-        return RuleUses(False, frozenset(), frozenset())
-    code = rule.__code__
-    params = code.co_varnames[:code.co_argcount]
-    out_name = params[2]
-    inputs = {name: i for i, name in enumerate(params[3:3 + n_inputs])}
-    used_out = False
-    data: set[int] = set()
-    meta: set[int] = set()
-    instructions = list(dis.get_instructions(code))
-    for k, ins in enumerate(instructions):
-        if ins.opname not in _LOADS:
-            continue
-        name = ins.argval
-        if name == out_name:
-            used_out = True
-        elif name in inputs:
-            nxt = instructions[k + 1] if k + 1 < len(instructions) else None
-            if nxt is not None and nxt.opname == "LOAD_ATTR" and nxt.argval in _META_ATTRS:
-                meta.add(inputs[name])
+    if saves is None:
+        if any(v is not None for v in vjps):
+            raise ValueError(f"op {name!r} has VJP rules but no saves= declaration (what each "
+                             "rule reads: 'result', input names, 'input.shape'; '' for nothing)")
+        return (_NOTHING,) * len(inputs)
+    entries = (saves,) if isinstance(saves, str) else tuple(saves)
+    if len(entries) != len(inputs):
+        raise ValueError(f"op {name!r}: saves has {len(entries)} entries for {len(inputs)} "
+                         f"inputs {inputs}; give one per input ('' where a rule reads nothing)")
+    index = {n: i for i, n in enumerate(inputs)}
+    uses = []
+    for k, (entry, rule) in enumerate(zip(entries, vjps)):
+        if rule is None and entry:
+            raise ValueError(f"op {name!r}: input {inputs[k]!r} has no VJP rule but saves "
+                             f"{entry!r}")
+        out = False
+        data: set[int] = set()
+        meta: set[int] = set()
+        for word in entry.split():
+            base, _, attr = word.partition(".")
+            if word == "result":
+                out = True
+            elif base in index and (not attr or attr in META_ATTRS):
+                (meta if attr else data).add(index[base])
             else:
-                data.add(inputs[name])
-    # Inputs captured by nested functions are data: closures may use them in any way.
-    for name in code.co_cellvars:
-        if name == out_name:
-            used_out = True
-        elif name in inputs:
-            data.add(inputs[name])
-    return RuleUses(used_out, frozenset(data), frozenset(meta - data))
+                raise ValueError(
+                    f"op {name!r}: saves names {word!r}, which is not 'result', one of its "
+                    f"inputs {inputs}, or an input's {', '.join(META_ATTRS)}")
+        uses.append(RuleUses(out, frozenset(data), frozenset(meta - data)))
+    return tuple(uses)
 
 
 OPS: dict[str, OpDef] = {}
@@ -197,13 +201,22 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
           doc: str = "", method: bool = True, variadic: bool = False,
           differentiable_outputs: Sequence[int] | None = None, inplace: bool = False,
           inplace_backward: str | None = None, view: bool = False,
-          out_bound: BoundRule | None = None) -> OpDef:
+          out_bound: BoundRule | None = None,
+          saves: str | Sequence[str] | None = None) -> OpDef:
     """Register an op: its forward (numpy), one VJP rule per input (None: no gradient).
 
     Args:
         name: the op's name (function, method and wire name).
         forward: numpy implementation, `forward(*arrays, **attrs)`.
         vjps: one rule per input, `rule(ns, g, out, *inputs, **attrs)`, or None.
+        saves: what each rule reads, one entry per input as derivatives.yaml's formulas name
+            them (a plain string for a one-input op): space-separated words, `result` for the
+            output (`out`), an input's name for its data, `input.shape` (or `.ndim`, `.dtype`)
+            for an input read only as metadata, "" for a rule that reads nothing or is None.
+            A node saves exactly this for the inputs that need gradients, so a wrong entry
+            shows as a rule reading None (too little) or a second backward failing where
+            torch's works (too much). Required when any rule exists, e.g. mul's
+            `("other", "input")`, sum's `"input.shape"`, exp's `"result"`.
         inputs: tensor input names; a trailing "?" marks an optional input (None allowed).
         attrs: typed attributes, in positional order after the inputs.
         dtype: dtype rule (PROMOTE, FLOAT, COMPARE, SAME, ...); default SAME.
@@ -237,7 +250,7 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
                backward=backward, n_outputs=n_outputs, out_shape=out_shape, doc=doc,
                method=method, variadic=variadic, differentiable_outputs=differentiable_outputs,
                inplace=inplace, inplace_backward=inplace_backward, view=view,
-               out_bound=out_bound)
+               out_bound=out_bound, saves=saves)
     OPS[name] = op
     return op
 
