@@ -35,7 +35,8 @@ FORBIDDEN_IMPORTS = {
 }
 # server/cli.py is the distribution's one command: `gradserve demo` runs the client's demo and
 # reports the client's errors.
-ALLOWED_IMPORTS = {("server/cli.py", "gradserve.client.demo"), ("server/cli.py", "gradserve.client")}
+ALLOWED_IMPORTS = {("server/cli.py", "gradserve.client.demo"),
+                   ("server/cli.py", "gradserve.client")}
 
 
 def _imports(path: Path) -> list[str]:
