@@ -12,6 +12,15 @@ Needs only grpcio, protobuf and numpy: the client never imports the engine.
 
 from __future__ import annotations
 
+from gradserve.surface.grad_mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
+
 from .codec import DType
 from .connection import TLS, Client, connect
 from .dot import to_dot
@@ -26,14 +35,6 @@ from .errors import (
     TracingError,
     UnauthenticatedError,
     UnavailableError,
-)
-from .grad_mode import (
-    enable_grad,
-    inference_mode,
-    is_grad_enabled,
-    is_inference_mode_enabled,
-    no_grad,
-    set_grad_enabled,
 )
 from .optim import Optimizer
 from .session import Session

@@ -15,10 +15,10 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+from gradserve.surface import grad_mode
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
-from . import grad_mode
 from .tensor import Tensor
 
 

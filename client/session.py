@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import grad_mode
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
-from . import codec, grad_mode, optim, overloads
+from . import codec, optim, overloads
 from .batch import Recorder, user_origin
 from .errors import copy_error, omitted_error
 from .ops import OpSpec, make_function

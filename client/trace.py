@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import grad_mode
 from gradserve.v1 import graph_pb2, service_pb2
 
-from . import codec, grad_mode, overloads
+from . import codec, overloads
 from .errors import TracingError
 from .ops import OpSpec
 from .tensor import Tensor

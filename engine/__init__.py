@@ -14,6 +14,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from gradserve.surface.grad_mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
+
 from . import autograd, dtypes, errors, limits, registry
 from . import ops_creation as _ops_creation  # noqa: F401
 from . import ops_elementwise as _ops_elementwise  # noqa: F401  (registers ops)
@@ -26,14 +35,6 @@ from .api import PUBLIC, apply_inplace, build
 from .creation import tensor
 from .dispatch import apply
 from .dtypes import DType
-from .grad_mode import (
-    enable_grad,
-    inference_mode,
-    is_grad_enabled,
-    is_inference_mode_enabled,
-    no_grad,
-    set_grad_enabled,
-)
 from .random import Generator, default_generator, initial_seed, manual_seed, seed
 from .registry import OPS, OPSET_VERSION
 from .tensor import Size, Tensor

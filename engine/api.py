@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from . import errors, grad_mode, namespaces
+from gradserve.surface import grad_mode
+
+from . import errors, namespaces
 from .dispatch import _SCALARS, VIEW_LAYOUT_MESSAGE, refresh_view, run, view_positions
 from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor

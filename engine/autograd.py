@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from . import errors, grad_mode, limits, namespaces
+from gradserve.surface import grad_mode
+
+from . import errors, limits, namespaces
 from .tensor import Tensor
 
 if TYPE_CHECKING:

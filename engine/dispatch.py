@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from . import errors, grad_mode, limits
+from gradserve.surface import grad_mode
+
+from . import errors, limits
 from .autograd import Node
 from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor

@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes, errors, grad_mode, limits
+from gradserve.surface import grad_mode
+
+from . import dtypes, errors, limits
 from .api import FUNCTIONS, _inplace, public
 from .ops_elementwise import broadcast_shape
 from .ops_shape import _shape_str, wrap_dim

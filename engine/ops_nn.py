@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes, errors, grad_mode, limits
+from gradserve.surface import grad_mode
+
+from . import dtypes, errors, limits
 from .dtypes import DType
 from .ops_elementwise import broadcast_shape
 from .ops_reduce import norm_dims

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface.grad_mode import enable_grad, no_grad
+
 from . import errors
 from .creation import tensor as _tensor
-from .grad_mode import no_grad
 from .tensor import Tensor
 
 
@@ -81,8 +82,6 @@ class Optimizer:
         """One update of every parameter that has a gradient; returns closure() if given."""
         loss = None
         if closure is not None:
-            from .grad_mode import enable_grad
-
             with enable_grad():
                 loss = closure()
         with no_grad():
