@@ -219,3 +219,31 @@ def gradserve_seed_lines(torch: Any) -> list[str]:
     lines: list[str] = []
     walkthrough(torch, say=lambda *args: lines.extend(" ".join(map(str, args)).splitlines()))
     return [line for line in lines if not line.startswith("#")]
+
+
+# Fixtures for test modules that define a module-scoped `server` fixture yielding a
+# tests.server_process.ServerProcess (hardening, fairness, fuzzing): a channel and a stub to it,
+# and a fresh wire-level session per test.
+
+@pytest.fixture(scope="module")
+def channel(server: Any) -> Any:
+    channel = server.channel()
+    yield channel
+    channel.close()
+
+
+@pytest.fixture(scope="module")
+def stub(channel: Any) -> Any:
+    from gradserve.v1 import service_pb2_grpc
+
+    return service_pb2_grpc.AutogradServiceStub(channel)
+
+
+@pytest.fixture
+def session(stub: Any) -> Any:
+    s = gradserve_open_session(stub)
+    yield s
+    try:
+        s.close()
+    except grpc.RpcError:
+        pass  # the test closed it itself

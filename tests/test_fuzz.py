@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gradserve.v1 import catalogue_pb2, service_pb2_grpc, session_pb2
+from gradserve.v1 import catalogue_pb2, session_pb2
 from tests import fuzz_inputs as fz
 from tests.server_process import MiB, ServerProcess
 
@@ -48,18 +48,6 @@ def server():
     with ServerProcess(args) as proc:
         proc.metrics_port = metrics
         yield proc
-
-
-@pytest.fixture(scope="module")
-def channel(server):
-    channel = server.channel()
-    yield channel
-    channel.close()
-
-
-@pytest.fixture(scope="module")
-def stub(channel):
-    return service_pb2_grpc.AutogradServiceStub(channel)
 
 
 @pytest.fixture(scope="module")

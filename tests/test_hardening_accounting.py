@@ -59,16 +59,6 @@ def stub(server):
     channel.close()
 
 
-@pytest.fixture
-def session(stub):
-    s = gradserve_open_session(stub)
-    yield s
-    try:
-        s.close()
-    except grpc.RpcError:
-        pass
-
-
 def timed(call):
     """(result or RpcError, seconds)."""
     start = time.monotonic()

@@ -103,18 +103,6 @@ def server():
         yield proc
 
 
-@pytest.fixture(scope="module")
-def channel(server):
-    channel = server.channel()
-    yield channel
-    channel.close()
-
-
-@pytest.fixture(scope="module")
-def stub(channel):
-    return service_pb2_grpc.AutogradServiceStub(channel)
-
-
 # --- deadlines and cancellation inside execution ------------------------------------------------
 
 def test_heavy_call_stops_at_its_deadline(server, stub):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from gradserve.server import codec
-from gradserve.v1 import graph_pb2, service_pb2, service_pb2_grpc, session_pb2, tensor_pb2
+from gradserve.v1 import graph_pb2, service_pb2, session_pb2, tensor_pb2
 from tests.conftest import gradserve_attr, gradserve_open_session, gradserve_value
 from tests.server_process import MiB, ServerProcess
 
@@ -33,28 +33,6 @@ SERVICE = "/gradserve.v1.AutogradService/"
 def server():
     with ServerProcess(["--max-session-bytes", str(BUDGET), "--workers", "4"]) as proc:
         yield proc
-
-
-@pytest.fixture(scope="module")
-def channel(server):
-    channel = server.channel()
-    yield channel
-    channel.close()
-
-
-@pytest.fixture(scope="module")
-def stub(channel):
-    return service_pb2_grpc.AutogradServiceStub(channel)
-
-
-@pytest.fixture
-def session(stub):
-    s = gradserve_open_session(stub)
-    yield s
-    try:
-        s.close()
-    except grpc.RpcError:
-        pass
 
 
 def refused(server, call, codes=(INVALID, EXHAUSTED), text=None, slack=SLACK):
