@@ -48,6 +48,7 @@ class ServerConfig:
     metrics_port: int | None = None
     log_level: str = "INFO"
     malloc_top_pad: int = 0
+    malloc_arenas: int = 2
 
 
 _HELP = {
@@ -88,6 +89,9 @@ _HELP = {
     "tls_client_ca": "PEM CA bundle: require client certificates it signed (mutual TLS)",
     "metrics_port": "serve Prometheus metrics over HTTP on this port (default: off)",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "malloc_arenas": "heaps the C allocator (glibc) may use; few keep memory freed by one worker "
+                     "thread reusable by the others, so the server's footprint does not grow "
+                     "with --workers (0: the allocator's default, 8 per core)",
     "malloc_top_pad": "freed bytes the C allocator (glibc) keeps per heap for reuse, so large "
                       "tensors do not fault their pages in anew on every call; raises peak RSS "
                       "(0: the allocator's default)",
@@ -156,9 +160,9 @@ def validate(config: ServerConfig) -> None:
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
-    for name in ("max_calls", "run_slots"):
+    for name in ("max_calls", "run_slots", "malloc_arenas", "malloc_top_pad"):
         if getattr(config, name) < 0:
-            raise ValueError(f"{name} must be 0 (automatic) or positive, got "
+            raise ValueError(f"{name} must be 0 (automatic or off) or positive, got "
                              f"{getattr(config, name)}")
     if config.max_calls >= config.workers:
         raise ValueError(f"max_calls ({config.max_calls}) must be below workers "

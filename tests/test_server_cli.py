@@ -1,6 +1,7 @@
 """The `gradserve` command: configuration from flags and environment, health, ops, SIGTERM drain."""
 
 import os
+import platform
 import re
 import signal
 import subprocess
@@ -162,3 +163,16 @@ def test_malloc_top_pad_is_a_setting_and_zero_leaves_the_allocator_alone():
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              timeout=60, check=True)
         assert out.stdout.strip() == "True"
+
+
+def test_malloc_settings_are_validated_and_applied():
+    from gradserve.server import heap
+    from gradserve.server.config import from_argv
+
+    for flag in ("--malloc-arenas", "--malloc-top-pad"):
+        with pytest.raises(ValueError, match="must be 0"):
+            from_argv([flag, "-1"])
+    assert from_argv([]).malloc_arenas == 2
+    assert heap.limit_arenas(0) is False  # 0: the allocator's default, nothing to set
+    if platform.libc_ver()[0] == "glibc":
+        assert heap.limit_arenas(8) is True  # mallopt accepted it (8 is glibc's own per core)
