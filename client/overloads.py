@@ -1,13 +1,11 @@
-"""torch spellings that are not one catalogue op: overloads (`max(x)` / `max(x, dim)` /
-`max(x, y)`), argument orders (`gather(x, dim, index)`), varargs sizes, properties (`x.T`) and
-the creation functions' `dtype=` / `requires_grad=` keywords.
+"""torch spellings that are not one catalogue op, as a session's functions and a Tensor's methods.
 
-This module mirrors the engine's `@public` wrappers (engine/api.py `public()`; ops_reduce
-`_extreme`/`_norm_public`, ops_shape, ops_index, ops_linalg `einsum`, ops_creation) without
-importing the engine: each overload only chooses catalogue ops and sends them through the
-owner's `call(name, args, kwargs)`, so the server's engine raises torch's errors. The few errors
-raised here (argument combinations torch refuses before running anything) carry torch's type and
-message. An overload is installed only when every op it names is in the server's catalogue.
+Most are written once in gradserve.surface.spellings (max/min, norm, varargs sizes, split,
+chunk, flatten, broadcast_to, T, mT, gather, index_select, narrow), shared with the engine; here
+they run against `RemoteBackend`, which records each op through the owner's `call(name, args,
+kwargs)`, so the server's engine raises torch's errors. The client's own are `einsum` and the
+creation functions' `*size`, `dtype=` / `requires_grad=` keywords. An overload is installed only
+when every op it names is in the server's catalogue.
 
 Shapes are read (`tensor.shape`, a flush when not yet known) only where torch's answer depends on
 them: `chunk`, `narrow`, `flatten`, `T`, `mT`, and `requires_grad=True` on a `*_like`.
@@ -15,12 +13,14 @@ them: `chunk`, `narrow`, `flatten`, `T`, `mT`, and `requires_grad=True` on a `*_
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from gradserve.surface import messages
+from gradserve.surface.spellings import SPELLINGS
 
 from . import codec
 from .ops import is_int
@@ -88,316 +88,64 @@ def method(owner: Any, ov: Overload, t: Tensor) -> Any:
     return bound
 
 
-# --- helpers ------------------------------------------------------------------------------------
+# --- the spellings written once in gradserve.surface.spellings ----------------------------------
 
 
-def _typename(v: Any) -> str:
-    return "Tensor" if isinstance(v, Tensor) else type(v).__name__
+class RemoteBackend:
+    """The surface's Backend for a session or trace: an op is recorded (and runs on the server);
+    errors are the built-in types torch raises."""
 
+    __slots__ = ("owner",)
+    type_error = TypeError
+    runtime_error = RuntimeError
+    index_error = IndexError
 
-def _got(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
-    """torch's `got (...)` of an invalid-combination message (keywords in reverse order)."""
-    pos = ", ".join(_typename(a) for a in args)
-    kw = "".join(f"{k}={_typename(v)}, " for k, v in reversed(list(kwargs.items())))
-    if not kw:
-        return pos
-    return f"{pos}, {kw[:-2]}" if pos else kw
+    def __init__(self, owner: Any):
+        self.owner = owner
 
+    def call(self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        return self.owner.call(name, args, dict(kwargs))
 
-def _invalid(name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
-             signatures: Sequence[str], reasons: Mapping[int, str] | None = None) -> TypeError:
-    lines = [f"{name}() received an invalid combination of arguments - got "
-             f"({_got(args, kwargs)}), but expected one of:"]
-    for i, sig in enumerate(signatures):
-        lines.append(f" * {sig}")
-        if reasons and i in reasons:
-            lines.append(f"      didn't match because {reasons[i]}")
-    return TypeError("\n".join(lines) + "\n")
+    def is_tensor(self, value: Any) -> bool:
+        return isinstance(value, Tensor)
 
+    def shape(self, tensor: Any) -> tuple[int, ...]:
+        return tuple(tensor.shape)  # a flush when not yet known
 
-def _wrap_dim(dim: int, ndim: int) -> int:
-    lo, hi = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
-    if not lo <= dim <= hi:
-        raise IndexError(f"Dimension out of range (expected to be in range of [{lo}, {hi}], "
-                         f"but got {dim})")
-    return dim % ndim if ndim else 0
 
-
-# --- max / min: the element, (values, indices) along dim, or the elementwise extreme ------------
-
-
-class _ValuesIndices(tuple):  # type: ignore[type-arg]
-    """torch.return_types.<name>: a (values, indices) tuple with named fields."""
-
-    __slots__ = ()
-    _name = ""
-
-    def __new__(cls, pair: Sequence[Any]) -> _ValuesIndices:
-        return super().__new__(cls, pair)
-
-    @property
-    def values(self) -> Any:  # type: ignore[override]
-        return self[0]
-
-    @property
-    def indices(self) -> Any:
-        return self[1]
-
-    def __repr__(self) -> str:
-        return (f"torch.return_types.{self._name}(\nvalues={self[0]!r},\n"
-                f"indices={self[1]!r})")
-
-    __str__ = __repr__
-
-
-class MaxResult(_ValuesIndices):
-    """What `max(input, dim)` returns (torch.return_types.max)."""
-
-    __slots__ = ()
-    _name = "max"
-
-
-class MinResult(_ValuesIndices):
-    """What `min(input, dim)` returns (torch.return_types.min)."""
-
-    __slots__ = ()
-    _name = "min"
-
-
-_EXTREME_SIGNATURES = ("(Tensor input, *, Tensor out = None)",
-                       "(Tensor input, Tensor other, *, Tensor out = None)",
-                       "(Tensor input, int dim, bool keepdim = False, *, tuple of Tensors out = "
-                       "None)")
-_EXTREME_METHOD_SIGNATURES = ("()", "(Tensor other)", "(int dim, bool keepdim = False)")
-
-
-def _extreme(name: str, binary: str, result: type[_ValuesIndices]) -> None:
-    def by_dim(owner: Any, input: Any, dim: Any, keepdim: Any) -> Any:
-        return result(owner.call(name + "_dim", (input, dim, bool(keepdim)), {}))
-
-    def function(owner: Any, *args: Any, **kwargs: Any) -> Any:
-        if len(args) > 3:
-            raise TypeError(f"{name}() takes from 2 to 3 positional arguments but {len(args)} "
-                            "were given")
-        bound = dict(zip(("input", "dim", "keepdim"), args))
-        unknown = [k for k in kwargs if k not in ("input", "dim", "keepdim", "other")
-                   or k in bound]
-        bound.update(kwargs)
-        x, dim, keepdim, other = (bound.get(k) for k in ("input", "dim", "keepdim", "other"))
-        if isinstance(dim, Tensor) and "dim" not in kwargs and other is None:
-            dim, other = None, dim  # max(x, y)
-        if not unknown and isinstance(x, Tensor):
-            if other is not None and dim is None and keepdim is None:
-                return owner.call(binary, (x, other), {})
-            if other is None and dim is None and keepdim is None:
-                return owner.call(name, (x,), {})
-            if other is None and is_int(dim):
-                return by_dim(owner, x, dim, keepdim)
-        reasons: dict[int, str] = {}
-        if len(args) + len(kwargs) >= 3:  # torch explains why the first signature failed
-            wrong = [k for k in reversed(list(kwargs)) if k not in ("input", "out")]
-            reasons[0] = (f"some of the keywords were incorrect: {', '.join(wrong)}" if wrong
-                          else "some of the arguments have invalid types: ("
-                          + ", ".join([_typename(args[0])]
-                                      + [f"!{_typename(a)}!" for a in args[1:]]) + ")")
-        raise _invalid(name, args, kwargs, _EXTREME_SIGNATURES, reasons)
-
-    function.__doc__ = (f"torch.{name}(input), {name}(input, dim, keepdim=False) -> (values, "
-                        f"indices), or {name}(input, other): the elementwise {binary}.")
-
-    def method(owner: Any, self: Tensor, *args: Any, **kwargs: Any) -> Any:
-        if args and isinstance(args[0], Tensor):
-            if len(args) > 1 or kwargs:
-                raise TypeError(f"{name}(): argument 'dim' (position 1) must be int, not Tensor")
-            return owner.call(binary, (self, args[0]), {})
-        if "other" in kwargs:
-            if args or "dim" in kwargs:
-                raise TypeError(f"{name}() got an unexpected keyword argument 'other'")
-            if "keepdim" in kwargs:
-                raise TypeError(f'{name}() missing 1 required positional arguments: "dim"')
-            return owner.call(binary, (self, kwargs["other"]), {})
-        if not args and "dim" not in kwargs:
-            if kwargs:
-                wrong = ", ".join(k for k in reversed(list(kwargs)))
-                reason = f"some of the keywords were incorrect: {wrong}"
-                raise _invalid(name, args, kwargs, _EXTREME_METHOD_SIGNATURES,
-                               {0: reason, 1: reason})
-            return owner.call(name, (self,), {})
-        return function(owner, self, *args, **kwargs)
-
-    method.__doc__ = (f"Tensor.{name}(), {name}(dim, keepdim=False) -> (values, indices), or "
-                      f"{name}(other).")
-    _register(name, (name, name + "_dim", binary), function, method)
-
-
-_extreme("max", "maximum", MaxResult)
-_extreme("min", "minimum", MinResult)
-
-
-# --- norm ----------------------------------------------------------------------------------------
-
-
-def _norm(owner: Any, input: Any, p: Any = "fro", dim: Any = None, keepdim: bool = False,
-          dtype: Any = None) -> Any:
-    """torch.norm: the vector p-norm; 'fro' (and None) is the 2-norm over the reduced dims."""
-    if p is None or p == "fro":
-        p = 2.0
-    elif isinstance(p, str):
-        raise RuntimeError(f"norm(): p={p!r} is not supported (only numbers and 'fro')")
-    out = owner.call("norm", (input, p, dim, keepdim), {})
-    return out if dtype is None else owner.call("to_dtype", (out,), {"dtype": dtype})
-
-
-_register("norm", ("norm", "to_dtype"), _norm, _norm)
-
-
-# --- shape: varargs sizes, split, chunk, flatten, broadcast_to, T, mT ---------------------------
-
-
-def _varargs(name: str, key: str) -> None:
-    def fn(owner: Any, input: Any, *sizes: Any, **kwargs: Any) -> Any:
-        if key in kwargs:
-            if sizes:
-                raise TypeError(f"{name}() got multiple values for argument '{key}'")
-            value = kwargs.pop(key)  # as given: flip(dims=-1) takes one int too
-        elif len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
-            value = tuple(sizes[0])
-        else:
-            value = sizes
-        if kwargs:
-            raise TypeError(f"{name}() got an unexpected keyword argument '{next(iter(kwargs))}'")
-        return owner.call(name, (input, tuple(value) if isinstance(value, list) else value), {})
-
-    fn.__doc__ = f"torch's {name}, the sizes as varargs (`x.{name}(2, 3)`) or one sequence."
-    _register(name, (name,), fn, fn)
-
-
-for _name, _key in (("reshape", "shape"), ("expand", "size"), ("permute", "dims"),
-                    ("repeat", "repeats"), ("flip", "dims")):
-    _varargs(_name, _key)
-
-
-def _split(owner: Any, tensor: Any, split_size_or_sections: Any = None, dim: int = 0,
-           **kwargs: Any) -> Any:
-    """torch.split: pieces of one size (an int) or of the given sizes (a list)."""
-    if "split_size" in kwargs:  # Tensor.split's own name for it
-        split_size_or_sections = kwargs.pop("split_size")
-    if kwargs:
-        raise TypeError(f"split() got an unexpected keyword argument '{next(iter(kwargs))}'")
-    if isinstance(split_size_or_sections, (list, tuple)):
-        return owner.call("split_with_sizes", (tensor, tuple(split_size_or_sections), dim), {})
-    return owner.call("split", (tensor, split_size_or_sections, dim), {})
-
-
-_register("split", ("split", "split_with_sizes"), _split, _split)
-
-
-def _chunk(owner: Any, input: Any, chunks: int, dim: int = 0) -> Any:
-    """torch.chunk: `chunks` pieces of ceil(size / chunks) (fewer if the size runs out)."""
-    if chunks <= 0:
-        raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
-    shape = input.shape
-    if not shape:
-        raise RuntimeError("chunk expects at least a 1-dimensional tensor")
-    length = shape[_wrap_dim(dim, len(shape))]
-    if length == 0:
-        return owner.call("split_with_sizes", (input, (0,) * chunks, dim), {})
-    return owner.call("split", (input, -(-length // chunks), dim), {})
-
-
-_register("chunk", ("split", "split_with_sizes"), _chunk, _chunk)
-
-
-def _flatten(owner: Any, input: Any, start_dim: int = 0, end_dim: int = -1) -> Any:
-    """torch.flatten: dims start_dim..end_dim merged; the tensor itself if that changes nothing."""
-    n = input.dim()
-    if n and -n <= start_dim < n and -n <= end_dim < n and start_dim % n == end_dim % n:
-        return input
-    return owner.call("flatten", (input, start_dim, end_dim), {})
-
-
-_register("flatten", ("flatten",), _flatten, _flatten)
-
-
-def _broadcast_to(owner: Any, input: Any, size: Any) -> Any:
-    """torch.broadcast_to: `expand` to `size`."""
-    return owner.call("expand", (input, tuple(size)), {})
-
-
-_register("broadcast_to", ("expand",), _broadcast_to, _broadcast_to)
-
-T_WARNING = (
-    "The use of `x.T` on tensors of dimension other than 2 to reverse their shape is deprecated "
-    "and it will throw an error in a future release. Consider `x.mT` to transpose batches of "
-    "matrices or `x.permute(*torch.arange(x.ndim - 1, -1, -1))` to reverse the dimensions of a "
-    "tensor.")
-T_SCALAR_WARNING = (
-    "Tensor.T is deprecated on 0-D tensors. This function is the identity in these cases.")
-MT_SCALAR_WARNING = (
-    "Tensor.mT is deprecated on 0-D tensors. This function is the identity in these cases.")
-
-# x.T -> Tensor.__getattr__ -> Session.method -> overloads.method -> _T: the user's line.
+# The user's line, as seen from the surface's T: x.T -> Tensor.__getattr__ -> Session.method ->
+# overloads.method -> the property below -> T.
 _PROPERTY_STACKLEVEL = 5
 
 
-def _T(owner: Any, self: Tensor) -> Any:
-    """torch's Tensor.T: the dims reversed (PermuteBackward0); warns on other than 2-D, as torch."""
-    n = self.dim()
-    if n == 0:
-        warnings.warn(T_SCALAR_WARNING, UserWarning, stacklevel=_PROPERTY_STACKLEVEL)
-    elif n != 2:
-        warnings.warn(T_WARNING, UserWarning, stacklevel=_PROPERTY_STACKLEVEL)
-    return owner.call("permute", (self, tuple(range(n - 1, -1, -1))), {})
+def _remote_function(fn: Fn) -> Fn:
+    def function(owner: Any, *args: Any, **kwargs: Any) -> Any:
+        return fn(RemoteBackend(owner), *args, **kwargs)
+    function.__doc__ = fn.__doc__
+    return function
 
 
-def _mT(owner: Any, self: Tensor) -> Any:
-    """torch's Tensor.mT: the last two dims swapped (0-D: the tensor itself, with a warning)."""
-    n = self.dim()
-    if n == 0:
-        warnings.warn(MT_SCALAR_WARNING, UserWarning, stacklevel=_PROPERTY_STACKLEVEL)
-        return self
-    if n < 2:
-        raise RuntimeError("tensor.mT is only supported on matrices or batches of matrices. Got "
-                           f"{n}-D tensor.")
-    return owner.call("transpose", (self, -2, -1), {})
+def _remote_method(fn: Fn, is_property: bool) -> Fn:
+    if is_property:
+        def prop(owner: Any, t: Tensor) -> Any:
+            return fn(RemoteBackend(owner), t, stacklevel=_PROPERTY_STACKLEVEL)
+        prop.__doc__ = fn.__doc__
+        return prop
+
+    def method(owner: Any, t: Tensor, *args: Any, **kwargs: Any) -> Any:
+        return fn(RemoteBackend(owner), t, *args, **kwargs)
+    method.__doc__ = fn.__doc__
+    return method
 
 
-_register("T", ("permute",), method=_T, is_property=True)
-_register("mT", ("transpose",), method=_mT, is_property=True)
+for _sp in SPELLINGS.values():
+    _register(_sp.name, _sp.needs,
+              None if _sp.function is None else _remote_function(_sp.function),
+              None if _sp.method is None else _remote_method(_sp.method, _sp.is_property),
+              _sp.is_property)
 
 
-# --- indexing by (dim, index), narrow, einsum -----------------------------------------------------
-
-
-def _by_dim_index(name: str) -> None:
-    def fn(owner: Any, input: Any, dim: int, index: Any) -> Any:
-        return owner.call(name, (input, index, dim), {})
-
-    fn.__doc__ = f"torch.{name}(input, dim, index) (the catalogue op takes index before dim)."
-    _register(name, (name,), fn, fn)
-
-
-_by_dim_index("gather")
-_by_dim_index("index_select")
-
-
-def _narrow(owner: Any, input: Any, dim: int, start: int, length: int) -> Any:
-    """torch.narrow: `length` elements from `start` along dim (a `slice`, SliceBackward0)."""
-    shape = input.shape
-    axis = _wrap_dim(dim, len(shape))
-    n = shape[axis]
-    if not -n <= start <= n:
-        raise IndexError(
-            f"start out of range (expected to be in range of [{-n}, {n}], but got {start})")
-    if length < 0:
-        raise RuntimeError("narrow(): length must be non-negative.")
-    start = start % n if start < 0 else start
-    if start + length > n:
-        raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({n}).")
-    return owner.call("slice", (input, axis, start, start + length, 1), {})
-
-
-_register("narrow", ("slice",), _narrow, _narrow)
+# --- einsum --------------------------------------------------------------------------------------
 
 
 def _einsum(owner: Any, *args: Any) -> Any:
@@ -419,10 +167,6 @@ _register("einsum", ("einsum",), function=_einsum)
 
 # --- creation: *size, dtype=, requires_grad= ------------------------------------------------------
 
-REQUIRES_GRAD_FACTORY_MESSAGE = (
-    "Only Tensors of floating point and complex dtype can require gradients")
-
-
 def _finish(t: Any, requires_grad: bool) -> Any:
     if requires_grad:
         t.requires_grad_(True)
@@ -435,7 +179,7 @@ def _check_requires_grad(requires_grad: bool, dtype: Any, default: Callable[[], 
     if requires_grad:
         d = codec.as_dtype(dtype) if dtype is not None else default()
         if not d.is_floating_point:
-            raise RuntimeError(REQUIRES_GRAD_FACTORY_MESSAGE)
+            raise RuntimeError(messages.REQUIRES_GRAD_FACTORY_MESSAGE)
 
 
 def _scalar_dtype(*values: Any) -> codec.DType:
@@ -572,7 +316,8 @@ def _randint(owner: Any, *args: Any, size: Any = None, dtype: Any = None,
     elif values:
         high = None
     if high is None or size is None or kwargs:
-        raise _invalid("randint", args, given, _RANDINT_SIGNATURES)
+        raise TypeError(messages.invalid_combination(
+            "randint", args, given, _RANDINT_SIGNATURES, lambda v: isinstance(v, Tensor)))
     shape = _size_args("randint", (size,), {})
     _check_requires_grad(requires_grad, dtype, lambda: codec.int64)
     return _finish(owner.call("randint", (), {"low": low, "high": high, "size": shape,
