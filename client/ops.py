@@ -10,18 +10,6 @@ import numpy as np
 
 from gradserve.v1 import catalogue_pb2
 
-# Python's operator protocol, the one hand-written mapping (the engine has the same table).
-BINARY = {"__add__": "add", "__sub__": "sub", "__mul__": "mul", "__truediv__": "div",
-          "__floordiv__": "floor_divide", "__mod__": "remainder", "__pow__": "pow",
-          "__matmul__": "matmul", "__lt__": "lt", "__le__": "le", "__gt__": "gt",
-          "__ge__": "ge", "__eq__": "eq", "__ne__": "ne", "__and__": "logical_and",
-          "__or__": "logical_or", "__xor__": "logical_xor"}
-REFLECTED = {"__radd__": "add", "__rsub__": "sub", "__rmul__": "mul", "__rpow__": "pow",
-             "__rfloordiv__": "floor_divide", "__rmod__": "remainder", "__rmatmul__": "matmul",
-             "__rand__": "logical_and", "__ror__": "logical_or", "__rxor__": "logical_xor"}
-UNARY = {"__neg__": "neg", "__abs__": "abs", "__invert__": "logical_not"}
-AUGMENTED = {"__iadd__": "add_", "__isub__": "sub_", "__imul__": "mul_", "__itruediv__": "div_"}
-
 
 class OpSpec:
     """One op of the catalogue, ready for binding calls."""

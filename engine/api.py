@@ -1,7 +1,8 @@
 """The torch-like surface, derived from the registry: functions, Tensor methods, operators.
 
-Nothing here lists an op by hand except the Python operator protocol (`__add__` is `add`) and
-the few torch spellings that are compositions (`2 / x` is `reciprocal(x) * 2`, as in torch).
+Nothing here lists an op by hand except the few torch spellings that are compositions (`2 / x`
+is `reciprocal(x) * 2`, as in torch); the Python operator protocol (`__add__` is `add`) is
+gradserve.surface.operators, shared with the client.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import grad_mode
+from gradserve.surface import grad_mode, operators
 
 from . import errors, namespaces
 from .dispatch import _SCALARS, VIEW_LAYOUT_MESSAGE, refresh_view, run, view_positions
@@ -185,18 +186,7 @@ def _type_word(d: Any) -> str:
             "bool": "Bool"}[d.name]
 
 
-# --- operators -----------------------------------------------------------------------------------
-
-_BINARY = {"__add__": "add", "__sub__": "sub", "__mul__": "mul", "__truediv__": "div",
-           "__floordiv__": "floor_divide", "__mod__": "remainder", "__pow__": "pow",
-           "__matmul__": "matmul", "__lt__": "lt", "__le__": "le", "__gt__": "gt",
-           "__ge__": "ge", "__eq__": "eq", "__ne__": "ne", "__and__": "logical_and",
-           "__or__": "logical_or", "__xor__": "logical_xor"}
-_REFLECTED = {"__radd__": "add", "__rsub__": "sub", "__rmul__": "mul", "__rpow__": "pow",
-              "__rfloordiv__": "floor_divide", "__rmod__": "remainder", "__rmatmul__": "matmul",
-              "__rand__": "logical_and", "__ror__": "logical_or", "__rxor__": "logical_xor"}
-_UNARY = {"__neg__": "neg", "__abs__": "abs", "__invert__": "logical_not"}
-_AUGMENTED = {"__iadd__": "add", "__isub__": "sub", "__imul__": "mul", "__itruediv__": "div"}
+# --- operators (the dunder -> op tables: gradserve.surface.operators) ----------------------------
 
 
 def _operand(x: Any) -> bool:
@@ -262,16 +252,16 @@ def build() -> dict[str, Callable[..., Any]]:
             setattr(Tensor, name, FUNCTIONS[name])
         if op.inplace and not hasattr(Tensor, name + "_"):
             setattr(Tensor, name + "_", _inplace_method(op))
-    for dunder, name in _BINARY.items():
+    for dunder, name in operators.BINARY.items():
         if name in OPS:
             setattr(Tensor, dunder, _binary(OPS[name]))
-    for dunder, name in _REFLECTED.items():
+    for dunder, name in operators.REFLECTED.items():
         if name in OPS:
             setattr(Tensor, dunder, _reflected(OPS[name]))
-    for dunder, name in _UNARY.items():
+    for dunder, name in operators.UNARY.items():
         if name in OPS:
             setattr(Tensor, dunder, FUNCTIONS[name])
-    for dunder, name in _AUGMENTED.items():
+    for dunder, name in operators.AUGMENTED.items():
         if name in OPS:
             setattr(Tensor, dunder, _augmented(OPS[name]))
     PUBLIC.update(FUNCTIONS)
