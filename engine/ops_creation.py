@@ -15,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import messages
+
 from . import dtypes, errors
 from . import random as _random
 from .api import public
 from .dispatch import run
 from .dtypes import DType
 from .registry import OPS, AttrSpec, OpDef, bind_attrs, defop, temporaries
-from .tensor import REQUIRES_GRAD_FACTORY_MESSAGE, Tensor
+from .tensor import Tensor
 
 _SIZE = AttrSpec("size", "ints", required=True)
 _DTYPE = AttrSpec("dtype", "dtype", None)
@@ -277,7 +279,7 @@ def _size_args(name: str, size: tuple[Any, ...], kw: dict[str, Any]) -> tuple[An
 
 def _finish(t: Tensor, requires_grad: bool) -> Tensor:
     if requires_grad:
-        t._set_requires_grad(True, REQUIRES_GRAD_FACTORY_MESSAGE)
+        t._set_requires_grad(True, messages.REQUIRES_GRAD_FACTORY_MESSAGE)
     return t
 
 
