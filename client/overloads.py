@@ -14,81 +14,18 @@ them: `chunk`, `narrow`, `flatten`, `T`, `mT`, and `requires_grad=True` on a `*_
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from gradserve.surface import messages
-from gradserve.surface.spellings import SPELLINGS
+from gradserve.surface.spellings import SPELLINGS, Spelling
 
 from . import codec
 from .ops import is_int
 from .tensor import Tensor
 
 Fn = Callable[..., Any]
-
-
-@dataclass(frozen=True)
-class Overload:
-    """One torch spelling: the catalogue ops it needs, and its function / method forms.
-
-    `function(owner, *args, **kwargs)` is `session.<name>`; `method(owner, tensor, *args,
-    **kwargs)` is `tensor.<name>` (its value, not a callable, when `is_property`).
-    """
-
-    name: str
-    needs: tuple[str, ...]
-    function: Fn | None = None
-    method: Fn | None = None
-    is_property: bool = False
-
-
-OVERLOADS: dict[str, Overload] = {}
-
-
-def _register(name: str, needs: Sequence[str], function: Fn | None = None,
-              method: Fn | None = None, is_property: bool = False) -> None:
-    OVERLOADS[name] = Overload(name, tuple(needs), function, method, is_property)
-
-
-def available(ops: Mapping[str, Any]) -> dict[str, Overload]:
-    """The overloads whose ops are all in the catalogue `ops` (others are not installed)."""
-    return {name: ov for name, ov in OVERLOADS.items() if all(n in ops for n in ov.needs)}
-
-
-def functions(owner: Any, overloads: Mapping[str, Overload]) -> dict[str, Fn]:
-    """`session.<name>` for each overload with a function form, bound to `owner`."""
-    out: dict[str, Fn] = {}
-    for name, ov in overloads.items():
-        if ov.function is not None:
-            out[name] = _bind_function(owner, ov.function, name)
-    return out
-
-
-def _bind_function(owner: Any, fn: Fn, name: str) -> Fn:
-    def bound(*args: Any, **kwargs: Any) -> Any:
-        return fn(owner, *args, **kwargs)
-    bound.__name__ = bound.__qualname__ = name
-    bound.__doc__ = fn.__doc__
-    return bound
-
-
-def method(owner: Any, ov: Overload, t: Tensor) -> Any:
-    """`t.<name>` for an overload with a method form: a bound callable, or a property's value."""
-    assert ov.method is not None
-    if ov.is_property:
-        return ov.method(owner, t)
-    fn = ov.method
-
-    def bound(*args: Any, **kwargs: Any) -> Any:
-        return fn(owner, t, *args, **kwargs)
-    bound.__name__ = bound.__qualname__ = ov.name
-    bound.__doc__ = fn.__doc__
-    return bound
-
-
-# --- the spellings written once in gradserve.surface.spellings ----------------------------------
 
 
 class RemoteBackend:
@@ -113,42 +50,62 @@ class RemoteBackend:
         return tuple(tensor.shape)  # a flush when not yet known
 
 
-# The user's line, as seen from the surface's T: x.T -> Tensor.__getattr__ -> Session.method ->
-# overloads.method -> the property below -> T.
-_PROPERTY_STACKLEVEL = 5
+OVERLOADS: dict[str, Spelling] = dict(SPELLINGS)
+"""The surface's spellings, then the client's own below; each form takes a RemoteBackend."""
 
 
-def _remote_function(fn: Fn) -> Fn:
-    def function(owner: Any, *args: Any, **kwargs: Any) -> Any:
-        return fn(RemoteBackend(owner), *args, **kwargs)
-    function.__doc__ = fn.__doc__
-    return function
+def _register(name: str, needs: Sequence[str], function: Fn | None = None,
+              method: Fn | None = None) -> None:
+    OVERLOADS[name] = Spelling(name, tuple(needs), function, method)
 
 
-def _remote_method(fn: Fn, is_property: bool) -> Fn:
-    if is_property:
-        def prop(owner: Any, t: Tensor) -> Any:
-            return fn(RemoteBackend(owner), t, stacklevel=_PROPERTY_STACKLEVEL)
-        prop.__doc__ = fn.__doc__
-        return prop
-
-    def method(owner: Any, t: Tensor, *args: Any, **kwargs: Any) -> Any:
-        return fn(RemoteBackend(owner), t, *args, **kwargs)
-    method.__doc__ = fn.__doc__
-    return method
+def available(ops: Mapping[str, Any]) -> dict[str, Spelling]:
+    """The overloads whose ops are all in the catalogue `ops` (others are not installed)."""
+    return {name: ov for name, ov in OVERLOADS.items() if all(n in ops for n in ov.needs)}
 
 
-for _sp in SPELLINGS.values():
-    _register(_sp.name, _sp.needs,
-              None if _sp.function is None else _remote_function(_sp.function),
-              None if _sp.method is None else _remote_method(_sp.method, _sp.is_property),
-              _sp.is_property)
+def functions(owner: Any, overloads: Mapping[str, Spelling]) -> dict[str, Fn]:
+    """`session.<name>` for each overload with a function form, recording through `owner`."""
+    be = RemoteBackend(owner)
+    out: dict[str, Fn] = {}
+    for name, ov in overloads.items():
+        if ov.function is not None:
+            out[name] = _bind_function(be, ov.function, name)
+    return out
+
+
+def _bind_function(be: RemoteBackend, fn: Fn, name: str) -> Fn:
+    def bound(*args: Any, **kwargs: Any) -> Any:
+        return fn(be, *args, **kwargs)
+    bound.__name__ = bound.__qualname__ = name
+    bound.__doc__ = fn.__doc__
+    return bound
+
+
+# The user's line, as seen from a property (the surface's T): x.T -> Tensor.__getattr__ ->
+# Session.method -> method() below -> T.
+_PROPERTY_STACKLEVEL = 4
+
+
+def method(owner: Any, ov: Spelling, t: Tensor) -> Any:
+    """`t.<name>` for an overload with a method form: a bound callable, or a property's value."""
+    assert ov.method is not None
+    be = RemoteBackend(owner)
+    if ov.is_property:
+        return ov.method(be, t, stacklevel=_PROPERTY_STACKLEVEL)
+    fn = ov.method
+
+    def bound(*args: Any, **kwargs: Any) -> Any:
+        return fn(be, t, *args, **kwargs)
+    bound.__name__ = bound.__qualname__ = ov.name
+    bound.__doc__ = fn.__doc__
+    return bound
 
 
 # --- einsum --------------------------------------------------------------------------------------
 
 
-def _einsum(owner: Any, *args: Any) -> Any:
+def _einsum(be: RemoteBackend, *args: Any) -> Any:
     """torch.einsum(equation, *operands), also with the operands as one list."""
     if len(args) < 2:
         raise ValueError("einsum(): must specify the equation string and at least one operand, "
@@ -159,7 +116,7 @@ def _einsum(owner: Any, *args: Any) -> Any:
                         f"{type(equation).__name__}")
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
-    return owner.call("einsum", (list(operands),), {"equation": equation})
+    return be.call("einsum", (list(operands),), {"equation": equation})
 
 
 _register("einsum", ("einsum",), function=_einsum)
@@ -217,13 +174,13 @@ def _size_args(name: str, size: tuple[Any, ...], kwargs: dict[str, Any]) -> tupl
 
 
 def _sized(name: str) -> None:
-    def fn(owner: Any, *size: Any, dtype: Any = None, requires_grad: bool = False,
+    def fn(be: RemoteBackend, *size: Any, dtype: Any = None, requires_grad: bool = False,
            **kwargs: Any) -> Any:
         shape = _size_args(name, size, kwargs)
         if kwargs:
             raise TypeError(f"{name}() got an unexpected keyword argument '{next(iter(kwargs))}'")
         _check_requires_grad(requires_grad, dtype, lambda: codec.float32)
-        return _finish(owner.call(name, (), {"size": shape, "dtype": dtype}), requires_grad)
+        return _finish(be.call(name, (), {"size": shape, "dtype": dtype}), requires_grad)
 
     fn.__doc__ = f"torch.{name}(*size, dtype=None, requires_grad=False)."
     _register(name, (name,), function=fn)
@@ -233,12 +190,12 @@ for _name in ("zeros", "ones", "rand", "randn"):
     _sized(_name)
 
 
-def _full(owner: Any, size: Any, fill_value: Any, *, dtype: Any = None,
+def _full(be: RemoteBackend, size: Any, fill_value: Any, *, dtype: Any = None,
           requires_grad: bool = False) -> Any:
     """torch.full(size, fill_value, dtype=None, requires_grad=False)."""
     shape = _size_args("full", (size,), {})
     _check_requires_grad(requires_grad, dtype, lambda: _scalar_dtype(fill_value))
-    return _finish(owner.call("full", (), {"size": shape, "fill_value": fill_value,
+    return _finish(be.call("full", (), {"size": shape, "fill_value": fill_value,
                                           "dtype": dtype}), requires_grad)
 
 
@@ -246,10 +203,10 @@ _register("full", ("full",), function=_full)
 
 
 def _like(name: str) -> None:
-    def fn(owner: Any, input: Any, *args: Any, dtype: Any = None, requires_grad: bool = False,
-           **kwargs: Any) -> Any:
+    def fn(be: RemoteBackend, input: Any, *args: Any, dtype: Any = None,
+           requires_grad: bool = False, **kwargs: Any) -> Any:
         _check_requires_grad(requires_grad, dtype, lambda: input.dtype)
-        out = owner.call(name, (input, *args), {**kwargs, "dtype": dtype})
+        out = be.call(name, (input, *args), {**kwargs, "dtype": dtype})
         return _finish(out, requires_grad)
 
     fn.__doc__ = f"torch.{name}(input, ..., dtype=None, requires_grad=False)."
@@ -260,33 +217,33 @@ for _name in ("zeros_like", "ones_like", "full_like", "rand_like", "randn_like")
     _like(_name)
 
 
-def _arange(owner: Any, start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None,
+def _arange(be: RemoteBackend, start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None,
             requires_grad: bool = False) -> Any:
     """torch.arange(end) or arange(start, end, step=1), dtype=None, requires_grad=False."""
     _check_requires_grad(requires_grad, dtype, lambda: _scalar_dtype(start, end, step, 0))
-    return _finish(owner.call("arange", (), {"start": start, "end": end, "step": step,
+    return _finish(be.call("arange", (), {"start": start, "end": end, "step": step,
                                             "dtype": dtype}), requires_grad)
 
 
 _register("arange", ("arange",), function=_arange)
 
 
-def _linspace(owner: Any, start: Any, end: Any, steps: int, *, dtype: Any = None,
+def _linspace(be: RemoteBackend, start: Any, end: Any, steps: int, *, dtype: Any = None,
               requires_grad: bool = False) -> Any:
     """torch.linspace(start, end, steps, dtype=None, requires_grad=False)."""
     _check_requires_grad(requires_grad, dtype, lambda: codec.float32)
-    return _finish(owner.call("linspace", (), {"start": start, "end": end, "steps": steps,
+    return _finish(be.call("linspace", (), {"start": start, "end": end, "steps": steps,
                                               "dtype": dtype}), requires_grad)
 
 
 _register("linspace", ("linspace",), function=_linspace)
 
 
-def _eye(owner: Any, n: int, m: int | None = None, *, dtype: Any = None,
+def _eye(be: RemoteBackend, n: int, m: int | None = None, *, dtype: Any = None,
          requires_grad: bool = False) -> Any:
     """torch.eye(n, m=None, dtype=None, requires_grad=False)."""
     _check_requires_grad(requires_grad, dtype, lambda: codec.float32)
-    return _finish(owner.call("eye", (), {"n": n, "m": m, "dtype": dtype}), requires_grad)
+    return _finish(be.call("eye", (), {"n": n, "m": m, "dtype": dtype}), requires_grad)
 
 
 _register("eye", ("eye",), function=_eye)
@@ -298,7 +255,7 @@ _RANDINT_SIGNATURES = tuple(
     for gen in ("torch.Generator generator, ", ""))
 
 
-def _randint(owner: Any, *args: Any, size: Any = None, dtype: Any = None,
+def _randint(be: RemoteBackend, *args: Any, size: Any = None, dtype: Any = None,
              requires_grad: bool = False, **kwargs: Any) -> Any:
     """torch.randint(high, size) or randint(low, high, size), dtype=None, requires_grad=False."""
     given = dict(kwargs, **({} if size is None else {"size": size}))
@@ -320,7 +277,7 @@ def _randint(owner: Any, *args: Any, size: Any = None, dtype: Any = None,
             "randint", args, given, _RANDINT_SIGNATURES, lambda v: isinstance(v, Tensor)))
     shape = _size_args("randint", (size,), {})
     _check_requires_grad(requires_grad, dtype, lambda: codec.int64)
-    return _finish(owner.call("randint", (), {"low": low, "high": high, "size": shape,
+    return _finish(be.call("randint", (), {"low": low, "high": high, "size": shape,
                                              "dtype": dtype}), requires_grad)
 
 
