@@ -16,16 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import messages
+from gradserve.surface.indexing import index_items
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
 from . import codec
 from .batch import _LIBRARY_DIRS
 from .tensor import Tensor
-
-# torch 2.13's text for x[[0, slice(None)]] and similar lists read as a tuple (one for both
-# layers): gradserve.surface.messages.SEQUENCE_WARNING.
 
 SLICE_TRUNCATION_WARNING = (
     "Truncating the start/stop/step of slice. This is likely because of saved old models when "
@@ -54,14 +51,7 @@ def encode_index(index: Any, value: EncodeValue) -> spb.TensorIndex:
 
 def _items(index: Any) -> tuple[tuple[Any, ...], bool]:
     """The index as items, and whether it is one item rather than a tuple (as the engine)."""
-    if isinstance(index, tuple):
-        return index, False
-    if isinstance(index, list) and len(index) < 32 and any(
-            isinstance(i, (Tensor, list, tuple, slice)) or i is None or i is Ellipsis
-            for i in index):
-        warnings.warn(messages.SEQUENCE_WARNING, UserWarning, stacklevel=_user_stacklevel())
-        return tuple(index), False
-    return (index,), True
+    return index_items(index, lambda v: isinstance(v, Tensor), stacklevel=_user_stacklevel())
 
 
 def _item(it: Any, out: spb.IndexItem, value: EncodeValue) -> None:

@@ -13,13 +13,13 @@ the forward ops again, so every gradient here is differentiable.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from gradserve.surface import grad_mode, messages
+from gradserve.surface import grad_mode
+from gradserve.surface.indexing import index_items
 
 from . import dtypes, errors, limits
 from .api import FUNCTIONS, _inplace, public
@@ -479,18 +479,14 @@ defop("masked_fill", _masked_fill,
 # --- x[index]: torch's applySlicing over the registered ops --------------------------------------
 
 
-
 def _items(index: Any) -> tuple[tuple[Any, ...], bool]:
     """The index as a tuple of items, and whether it was a bare slice (torch keeps `x[:]`)."""
-    if isinstance(index, tuple):
-        return index, False
-    if isinstance(index, list) and len(index) < 32 and any(
-            isinstance(i, (Tensor, list, tuple, slice)) or i is None or i is Ellipsis
-            for i in index):
-        # torch 2.13 still reads such a list as a tuple, with this warning
-        warnings.warn(messages.SEQUENCE_WARNING, UserWarning, stacklevel=3)
-        return tuple(index), False
-    return (index,), isinstance(index, slice)
+    items, single = index_items(index, _is_tensor, stacklevel=3)
+    return items, single and isinstance(index, slice)
+
+
+def _is_tensor(v: Any) -> bool:
+    return isinstance(v, Tensor)
 
 
 def _as_index_tensor(item: Any) -> Tensor:
