@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface.binding import take_inputs
 from gradserve.v1 import catalogue_pb2
 
 
@@ -52,16 +53,8 @@ class OpSpec:
             extra = list(args[1:])
         else:
             n = len(self.inputs)
-            inputs = list(args[:n])
+            inputs = take_inputs(self.name, self.inputs, self.optional, args[:n], kw)
             extra = list(args[n:])
-            for j in range(len(inputs), n):
-                name = self.inputs[j]
-                if name in kw:
-                    inputs.append(kw.pop(name))
-                elif self.optional[j]:
-                    inputs.append(None)
-                else:
-                    raise TypeError(f"{self.name}() missing required argument '{name}'")
         if self.sizes_first and extra and is_int(extra[0]):
             k = 1
             while k < len(extra) and is_int(extra[k]):

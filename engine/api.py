@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import grad_mode, operators
+from gradserve.surface.binding import take_inputs
 
 from . import errors, namespaces
 from .dispatch import _SCALARS, VIEW_LAYOUT_MESSAGE, refresh_view, run, view_positions
@@ -65,18 +66,9 @@ def make_function(op: OpDef) -> Callable[..., Any]:
         fn = plain_fn
     else:
         def general_fn(*args: Any, **kw: Any) -> Any:
-            ins = list(args[:n_in])
-            extra = args[n_in:]
-            for j in range(len(ins), n_in):
-                name = op.inputs[j]
-                if name in kw:
-                    ins.append(kw.pop(name))
-                elif op.optional[j]:
-                    ins.append(None)
-                else:
-                    raise errors.InvalidTypeError(
-                        f"{op.name}() missing required argument '{name}'")
-            return run(op, tuple(ins), bind_attrs(op, extra, kw))
+            ins = take_inputs(op.name, op.inputs, op.optional, args[:n_in], kw,
+                              errors.InvalidTypeError)
+            return run(op, tuple(ins), bind_attrs(op, args[n_in:], kw))
         fn = general_fn
     fn.__name__ = fn.__qualname__ = op.name
     fn.__doc__ = op.doc or f"The `{op.name}` op."
@@ -226,17 +218,10 @@ def _rtruediv(self: Tensor, other: Any) -> Any:
 
 def _inplace_method(op: OpDef) -> Callable[..., Tensor]:
     n_in = len(op.inputs)
+    name, inputs, optional = op.name + "_", op.inputs[1:], op.optional[1:]  # self is input 0
 
     def method(self: Tensor, *args: Any, **kw: Any) -> Tensor:
-        ins = list(args[:n_in - 1])
-        for j in range(len(ins) + 1, n_in):
-            name = op.inputs[j]
-            if name in kw:
-                ins.append(kw.pop(name))
-            elif op.optional[j]:
-                ins.append(None)
-            else:
-                raise errors.InvalidTypeError(f"{op.name}_() missing required argument '{name}'")
+        ins = take_inputs(name, inputs, optional, args[:n_in - 1], kw, errors.InvalidTypeError)
         return _inplace(op, self, tuple(ins), bind_attrs(op, args[n_in - 1:], kw))
 
     method.__name__ = op.name + "_"
