@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import messages
-from gradserve.surface.spellings import SPELLINGS, Spelling
+from gradserve.surface.spellings import SPELLINGS, Spelling, size_args
 
 from . import codec
 from .ops import is_int
@@ -148,35 +148,10 @@ def _scalar_dtype(*values: Any) -> codec.DType:
     return codec.bool_
 
 
-def _size_args(name: str, size: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    """torch's `*size` forms: zeros(2, 3), zeros((2, 3)), zeros([2, 3]), zeros(size=(2, 3))."""
-    if "size" in kwargs:
-        if size:
-            raise TypeError(f"{name}() got multiple values for argument 'size'")
-        size = (kwargs.pop("size"),)
-    if not size:
-        raise TypeError(f'{name}() missing 1 required positional arguments: "size"')
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = tuple(size[0])
-    elif len(size) == 1 and not is_int(size[0]):
-        raise TypeError(f"{name}(): argument 'size' (position 1) must be tuple of ints, not "
-                        f"{type(size[0]).__name__}")
-    for i, v in enumerate(size):
-        if is_int(v):
-            continue
-        kind = type(v).__name__
-        if i == 0:  # torch words the first element's failure differently from later ones
-            raise TypeError(f"{name}(): argument 'size' (position 1) must be tuple of ints, but "
-                            f"found element of type {kind} at pos 0")
-        raise TypeError(f"{name}(): argument 'size' failed to unpack the object at pos {i + 1} "
-                        f'with error "type must be tuple of ints,but got {kind}"')
-    return tuple(size)
-
-
 def _sized(name: str) -> None:
     def fn(be: RemoteBackend, *size: Any, dtype: Any = None, requires_grad: bool = False,
            **kwargs: Any) -> Any:
-        shape = _size_args(name, size, kwargs)
+        shape = size_args(be, name, size, kwargs)
         if kwargs:
             raise TypeError(f"{name}() got an unexpected keyword argument '{next(iter(kwargs))}'")
         _check_requires_grad(requires_grad, dtype, lambda: codec.float32)
@@ -193,7 +168,7 @@ for _name in ("zeros", "ones", "rand", "randn"):
 def _full(be: RemoteBackend, size: Any, fill_value: Any, *, dtype: Any = None,
           requires_grad: bool = False) -> Any:
     """torch.full(size, fill_value, dtype=None, requires_grad=False)."""
-    shape = _size_args("full", (size,), {})
+    shape = size_args(be, "full", (size,), {})
     _check_requires_grad(requires_grad, dtype, lambda: _scalar_dtype(fill_value))
     return _finish(be.call("full", (), {"size": shape, "fill_value": fill_value,
                                           "dtype": dtype}), requires_grad)
@@ -275,7 +250,7 @@ def _randint(be: RemoteBackend, *args: Any, size: Any = None, dtype: Any = None,
     if high is None or size is None or kwargs:
         raise TypeError(messages.invalid_combination(
             "randint", args, given, _RANDINT_SIGNATURES, lambda v: isinstance(v, Tensor)))
-    shape = _size_args("randint", (size,), {})
+    shape = size_args(be, "randint", (size,), {})
     _check_requires_grad(requires_grad, dtype, lambda: codec.int64)
     return _finish(be.call("randint", (), {"low": low, "high": high, "size": shape,
                                              "dtype": dtype}), requires_grad)

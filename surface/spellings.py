@@ -176,6 +176,34 @@ def sizes(be: Backend, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
     return args
 
 
+def size_args(be: Backend, name: str, size: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """torch's `*size` forms: zeros(2, 3), zeros((2, 3)), zeros([2, 3]), zeros(size=(2, 3)) (pops
+    `size` from kwargs), with torch's TypeError texts for anything else."""
+    if "size" in kwargs:
+        if size:
+            raise be.type_error(f"{name}() got multiple values for argument 'size'")
+        size = (kwargs.pop("size"),)
+    if not size:
+        raise be.type_error(f'{name}() missing 1 required positional arguments: "size"')
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    elif len(size) == 1 and not is_int(size[0]):
+        raise be.type_error(f"{name}(): argument 'size' (position 1) must be tuple of ints, "
+                            f"not {type(size[0]).__name__}")
+    for i, v in enumerate(size):
+        if is_int(v):
+            continue
+        kind = type(v).__name__
+        if i == 0:  # torch words the first element's failure differently from later ones
+            raise be.type_error(f"{name}(): argument 'size' (position 1) must be tuple of ints, "
+                                f"but found element of type {kind} at pos 0")
+        raise be.type_error(f"{name}(): argument 'size' failed to unpack the object at pos "
+                            f'{i + 1} with error "type must be tuple of ints,but got {kind}"')
+    return tuple(size)
+
+
+
 VARARGS_DOC = {"reshape": "The same data with another shape (`x.reshape(2, 3)` or `((2, 3))`).",
                "expand": "A broadcast view (`x.expand(2, -1)` or `((2, -1))`).",
                "permute": "The dims reordered (`x.permute(2, 0, 1)` or `((2, 0, 1))`).",
