@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from gradserve.surface.binding import take_inputs
+from gradserve.surface.spellings import is_int
 from gradserve.v1 import catalogue_pb2
 
 
@@ -69,11 +68,6 @@ class OpSpec:
                 raise TypeError(f"{self.name}() got multiple values for argument '{key}'")
             attrs[key] = v  # unknown names are refused by the server with the engine's message
         return inputs, attrs
-
-
-def is_int(v: Any) -> bool:
-    """A Python or numpy integer, not a bool."""
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 class OpTable:
