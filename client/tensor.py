@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradserve.surface import operators
+from gradserve.surface import messages, operators
 
 from .codec import DType
 
@@ -109,8 +109,7 @@ class Tensor:
         n = len(shape)
         lo, hi = (-1, 0) if n == 0 else (-n, n - 1)
         if not lo <= dim <= hi:
-            raise IndexError(f"Dimension out of range (expected to be in range of [{lo}, {hi}], "
-                             f"but got {dim})")
+            raise IndexError(messages.dim_out_of_range(dim, lo, hi))
         return shape[dim % n] if n else 0
 
     def dim(self) -> builtins.int:

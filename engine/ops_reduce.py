@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import messages
+
 from . import dtypes, errors, limits
 from .registry import BOOL, FLOAT, INT64, AttrSpec, defop, names_backward, temporaries
 
@@ -22,8 +24,7 @@ def norm_dims(dim: int | Sequence[int] | None, ndim: int) -> tuple[int, ...] | N
     out = []
     for d in dims:
         if not lo <= d <= hi:
-            raise errors.OutOfRangeIndexError(
-                f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {d})")
+            raise errors.OutOfRangeIndexError(messages.dim_out_of_range(d, lo, hi))
         out.append(d % ndim if ndim else 0)
     if len(set(out)) != len(out):
         raise errors.InvalidArgumentError(

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import messages
 from gradserve.surface.spellings import sizes
 
 from . import dtypes, errors, limits
@@ -151,8 +152,7 @@ def wrap_dim(dim: int, ndim: int) -> int:
     """A possibly negative dim as an axis of an `ndim`-dim tensor, or torch's IndexError."""
     lo, hi = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
     if not lo <= dim <= hi:
-        raise errors.OutOfRangeIndexError(
-            f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})")
+        raise errors.OutOfRangeIndexError(messages.dim_out_of_range(dim, lo, hi))
     return dim % ndim if ndim else 0
 
 

@@ -356,8 +356,7 @@ def _wrap_dim(dim: int, ndim: int) -> int:
     """A possibly negative dim as an index into a shape, or torch's IndexError."""
     lo, hi = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
     if not (lo <= dim <= hi):
-        raise errors.OutOfRangeIndexError(
-            f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})")
+        raise errors.OutOfRangeIndexError(messages.dim_out_of_range(dim, lo, hi))
     return dim % ndim if ndim else 0
 
 
