@@ -19,11 +19,15 @@ from typing import Any
 
 import grpc
 
+import gradserve.surface
 from gradserve.v1 import session_pb2 as spb
 
 from .errors import failed_index, from_rpc_error
 
-_CLIENT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# Frames in these folders are the library's, not the user's: the client's own, and the surface's
+# spellings (gradserve.surface) that record ops through it.
+_LIBRARY_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
+               os.path.dirname(os.path.abspath(gradserve.surface.__file__)) + os.sep)
 
 Sink = Callable[[spb.InstructionResult], None]
 
@@ -55,14 +59,14 @@ class ReleaseQueue:
 
 
 def user_origin(depth: int = 2) -> tuple[str, int]:
-    """(file, line) of the innermost frame outside gradserve.client: the user's op.
+    """(file, line) of the innermost frame outside gradserve.client and .surface: the user's op.
 
     `depth`: frames to skip from the caller of this function (`sys._getframe(depth)`), which
     must all be client code. Hot paths skip the frames they know are ours in one jump, since
     every frame walked with `f_back` costs a frame object.
     """
     frame: Any = sys._getframe(depth)
-    while frame is not None and frame.f_code.co_filename.startswith(_CLIENT_DIR):
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
         frame = frame.f_back
     return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("<unknown>", 0)
 

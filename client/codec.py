@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.v1 import graph_pb2, tensor_pb2
+from gradserve.v1 import attrs, graph_pb2, tensor_pb2
 
 
 class DType:
@@ -111,30 +111,17 @@ def decode_array(msg: tensor_pb2.Tensor) -> np.ndarray:
     return flat.astype(d.np.newbyteorder("="), copy=True).reshape(shape)
 
 
+def _dtype_code(value: Any) -> int | None:
+    return value.wire if isinstance(value, DType) else None
+
+
 def encode_attr(value: Any, out: graph_pb2.AttrValue) -> None:
     """Write a Python attribute value (int, float, bool, str, ints, dtype, None) into `out`.
 
     Raises:
         TypeError: a value no attribute kind accepts.
     """
-    if value is None:
-        out.none_value.SetInParent()
-    elif isinstance(value, (bool, np.bool_)):
-        out.bool_value = bool(value)
-    elif isinstance(value, (int, np.integer)):
-        out.int_value = int(value)
-    elif isinstance(value, (float, np.floating)):
-        out.float_value = float(value)
-    elif isinstance(value, str):
-        out.string_value = value
-    elif isinstance(value, DType):
-        out.dtype_value = value.wire
-    elif isinstance(value, (tuple, list)) and all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
-        out.ints_value.values.extend(int(v) for v in value)
-    else:
-        # the type only: repr() of a client Tensor would send the half-built instruction
-        raise TypeError(f"an attribute cannot be a {type(value).__name__}")
+    attrs.encode_attr(value, out, _dtype_code)
 
 
 def encode_scalar(value: Any, out: graph_pb2.Value) -> bool:

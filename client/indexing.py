@@ -16,19 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface.indexing import index_items
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
 from . import codec
-from .batch import _CLIENT_DIR
+from .batch import _LIBRARY_DIRS
 from .tensor import Tensor
 
-# torch 2.13's text for x[[0, slice(None)]] and similar lists read as a tuple.
-SEQUENCE_WARNING = (
-    "Using a non-tuple sequence for multidimensional indexing is deprecated and will be changed "
-    "in pytorch 2.9; use x[tuple(seq)] instead of x[seq]. In pytorch 2.9 this will be "
-    "interpreted as tensor index, x[torch.tensor(seq)], which will result either in an error or "
-    "a different result")
 SLICE_TRUNCATION_WARNING = (
     "Truncating the start/stop/step of slice. This is likely because of saved old models when "
     "the start/stop/step were larger.")
@@ -56,14 +51,7 @@ def encode_index(index: Any, value: EncodeValue) -> spb.TensorIndex:
 
 def _items(index: Any) -> tuple[tuple[Any, ...], bool]:
     """The index as items, and whether it is one item rather than a tuple (as the engine)."""
-    if isinstance(index, tuple):
-        return index, False
-    if isinstance(index, list) and len(index) < 32 and any(
-            isinstance(i, (Tensor, list, tuple, slice)) or i is None or i is Ellipsis
-            for i in index):
-        warnings.warn(SEQUENCE_WARNING, UserWarning, stacklevel=_user_stacklevel())
-        return tuple(index), False
-    return (index,), True
+    return index_items(index, lambda v: isinstance(v, Tensor), stacklevel=_user_stacklevel())
 
 
 def _item(it: Any, out: spb.IndexItem, value: EncodeValue) -> None:
@@ -141,7 +129,7 @@ def _user_stacklevel() -> int:
     """The stacklevel that points a warning at the user's line (the first frame outside this
     package)."""
     level, frame = 1, sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_CLIENT_DIR):
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
     return level

@@ -6,21 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
+from gradserve.surface.binding import take_inputs
+from gradserve.surface.spellings import is_int
 from gradserve.v1 import catalogue_pb2
-
-# Python's operator protocol, the one hand-written mapping (the engine has the same table).
-BINARY = {"__add__": "add", "__sub__": "sub", "__mul__": "mul", "__truediv__": "div",
-          "__floordiv__": "floor_divide", "__mod__": "remainder", "__pow__": "pow",
-          "__matmul__": "matmul", "__lt__": "lt", "__le__": "le", "__gt__": "gt",
-          "__ge__": "ge", "__eq__": "eq", "__ne__": "ne", "__and__": "logical_and",
-          "__or__": "logical_or", "__xor__": "logical_xor"}
-REFLECTED = {"__radd__": "add", "__rsub__": "sub", "__rmul__": "mul", "__rpow__": "pow",
-             "__rfloordiv__": "floor_divide", "__rmod__": "remainder", "__rmatmul__": "matmul",
-             "__rand__": "logical_and", "__ror__": "logical_or", "__rxor__": "logical_xor"}
-UNARY = {"__neg__": "neg", "__abs__": "abs", "__invert__": "logical_not"}
-AUGMENTED = {"__iadd__": "add_", "__isub__": "sub_", "__imul__": "mul_", "__itruediv__": "div_"}
 
 
 class OpSpec:
@@ -64,16 +52,8 @@ class OpSpec:
             extra = list(args[1:])
         else:
             n = len(self.inputs)
-            inputs = list(args[:n])
+            inputs = take_inputs(self.name, self.inputs, self.optional, args[:n], kw)
             extra = list(args[n:])
-            for j in range(len(inputs), n):
-                name = self.inputs[j]
-                if name in kw:
-                    inputs.append(kw.pop(name))
-                elif self.optional[j]:
-                    inputs.append(None)
-                else:
-                    raise TypeError(f"{self.name}() missing required argument '{name}'")
         if self.sizes_first and extra and is_int(extra[0]):
             k = 1
             while k < len(extra) and is_int(extra[k]):
@@ -88,11 +68,6 @@ class OpSpec:
                 raise TypeError(f"{self.name}() got multiple values for argument '{key}'")
             attrs[key] = v  # unknown names are refused by the server with the engine's message
         return inputs, attrs
-
-
-def is_int(v: Any) -> bool:
-    """A Python or numpy integer, not a bool."""
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 class OpTable:

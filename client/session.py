@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import grad_mode
+from gradserve.surface import grad_mode, messages
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
@@ -27,13 +27,6 @@ from .errors import copy_error, omitted_error
 from .ops import OpSpec, make_function
 from .optim import Optimizer
 from .tensor import Size, Tensor
-
-NON_LEAF_GRAD_WARNING = (
-    "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
-    "attribute won't be populated during autograd.backward(). If you indeed want the .grad field "
-    "to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. If you "
-    "access the non-leaf Tensor by mistake, make sure you access the leaf Tensor instead. See "
-    "github.com/pytorch/pytorch/pull/30531 for more information.")
 
 
 def _split_count(length: int, attrs: dict[str, Any]) -> int:
@@ -483,7 +476,7 @@ class Session:
                 g._repr = fetched.grad_repr
                 g._epoch = epoch
         elif t._info.grad_fn and not t._retains_grad:
-            warnings.warn(NON_LEAF_GRAD_WARNING, UserWarning, stacklevel=3)
+            warnings.warn(messages.NON_LEAF_GRAD_WARNING, UserWarning, stacklevel=3)
         t._grad_cache = (epoch, result)
         return result
 

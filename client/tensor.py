@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import ops
+from gradserve.surface import messages, operators
+
 from .codec import DType
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -108,8 +109,7 @@ class Tensor:
         n = len(shape)
         lo, hi = (-1, 0) if n == 0 else (-n, n - 1)
         if not lo <= dim <= hi:
-            raise IndexError(f"Dimension out of range (expected to be in range of [{lo}, {hi}], "
-                             f"but got {dim})")
+            raise IndexError(messages.dim_out_of_range(dim, lo, hi))
         return shape[dim % n] if n else 0
 
     def dim(self) -> builtins.int:
@@ -398,12 +398,12 @@ def _augmented(name: str) -> Any:
     return method
 
 
-for _dunder, _name in ops.BINARY.items():
+for _dunder, _name in operators.BINARY.items():
     setattr(Tensor, _dunder, _binary(_name))
-for _dunder, _name in ops.REFLECTED.items():
+for _dunder, _name in operators.REFLECTED.items():
     setattr(Tensor, _dunder, _reflected(_name))
-for _dunder, _name in ops.UNARY.items():
+for _dunder, _name in operators.UNARY.items():
     setattr(Tensor, _dunder, _unary(_name))
-for _dunder, _name in ops.AUGMENTED.items():
-    setattr(Tensor, _dunder, _augmented(_name))
+for _dunder, _name in operators.AUGMENTED.items():
+    setattr(Tensor, _dunder, _augmented(_name + "_"))  # x += y is add_
 Tensor.__hash__ = lambda self: id(self)  # type: ignore[method-assign]  # __eq__ is an op

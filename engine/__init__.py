@@ -31,6 +31,7 @@ from . import ops_linalg as _ops_linalg  # noqa: F401
 from . import ops_nn as _ops_nn  # noqa: F401
 from . import ops_reduce as _ops_reduce  # noqa: F401
 from . import ops_shape as _ops_shape  # noqa: F401
+from . import spellings as _spellings  # noqa: F401  (torch's spellings that are not one op)
 from .api import PUBLIC, apply_inplace, build
 from .creation import tensor
 from .dispatch import apply

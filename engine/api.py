@@ -1,7 +1,8 @@
 """The torch-like surface, derived from the registry: functions, Tensor methods, operators.
 
-Nothing here lists an op by hand except the Python operator protocol (`__add__` is `add`) and
-the few torch spellings that are compositions (`2 / x` is `reciprocal(x) * 2`, as in torch).
+Nothing here lists an op by hand except the few torch spellings that are compositions (`2 / x`
+is `reciprocal(x) * 2`, as in torch); the Python operator protocol (`__add__` is `add`) is
+gradserve.surface.operators, shared with the client.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import grad_mode
+from gradserve.surface import grad_mode, operators
+from gradserve.surface.binding import take_inputs
 
 from . import errors, namespaces
 from .dispatch import _SCALARS, VIEW_LAYOUT_MESSAGE, refresh_view, run, view_positions
@@ -64,18 +66,9 @@ def make_function(op: OpDef) -> Callable[..., Any]:
         fn = plain_fn
     else:
         def general_fn(*args: Any, **kw: Any) -> Any:
-            ins = list(args[:n_in])
-            extra = args[n_in:]
-            for j in range(len(ins), n_in):
-                name = op.inputs[j]
-                if name in kw:
-                    ins.append(kw.pop(name))
-                elif op.optional[j]:
-                    ins.append(None)
-                else:
-                    raise errors.InvalidTypeError(
-                        f"{op.name}() missing required argument '{name}'")
-            return run(op, tuple(ins), bind_attrs(op, extra, kw))
+            ins = take_inputs(op.name, op.inputs, op.optional, args[:n_in], kw,
+                              errors.InvalidTypeError)
+            return run(op, tuple(ins), bind_attrs(op, args[n_in:], kw))
         fn = general_fn
     fn.__name__ = fn.__qualname__ = op.name
     fn.__doc__ = op.doc or f"The `{op.name}` op."
@@ -185,18 +178,7 @@ def _type_word(d: Any) -> str:
             "bool": "Bool"}[d.name]
 
 
-# --- operators -----------------------------------------------------------------------------------
-
-_BINARY = {"__add__": "add", "__sub__": "sub", "__mul__": "mul", "__truediv__": "div",
-           "__floordiv__": "floor_divide", "__mod__": "remainder", "__pow__": "pow",
-           "__matmul__": "matmul", "__lt__": "lt", "__le__": "le", "__gt__": "gt",
-           "__ge__": "ge", "__eq__": "eq", "__ne__": "ne", "__and__": "logical_and",
-           "__or__": "logical_or", "__xor__": "logical_xor"}
-_REFLECTED = {"__radd__": "add", "__rsub__": "sub", "__rmul__": "mul", "__rpow__": "pow",
-              "__rfloordiv__": "floor_divide", "__rmod__": "remainder", "__rmatmul__": "matmul",
-              "__rand__": "logical_and", "__ror__": "logical_or", "__rxor__": "logical_xor"}
-_UNARY = {"__neg__": "neg", "__abs__": "abs", "__invert__": "logical_not"}
-_AUGMENTED = {"__iadd__": "add", "__isub__": "sub", "__imul__": "mul", "__itruediv__": "div"}
+# --- operators (the dunder -> op tables: gradserve.surface.operators) ----------------------------
 
 
 def _operand(x: Any) -> bool:
@@ -236,17 +218,10 @@ def _rtruediv(self: Tensor, other: Any) -> Any:
 
 def _inplace_method(op: OpDef) -> Callable[..., Tensor]:
     n_in = len(op.inputs)
+    name, inputs, optional = op.name + "_", op.inputs[1:], op.optional[1:]  # self is input 0
 
     def method(self: Tensor, *args: Any, **kw: Any) -> Tensor:
-        ins = list(args[:n_in - 1])
-        for j in range(len(ins) + 1, n_in):
-            name = op.inputs[j]
-            if name in kw:
-                ins.append(kw.pop(name))
-            elif op.optional[j]:
-                ins.append(None)
-            else:
-                raise errors.InvalidTypeError(f"{op.name}_() missing required argument '{name}'")
+        ins = take_inputs(name, inputs, optional, args[:n_in - 1], kw, errors.InvalidTypeError)
         return _inplace(op, self, tuple(ins), bind_attrs(op, args[n_in - 1:], kw))
 
     method.__name__ = op.name + "_"
@@ -262,16 +237,16 @@ def build() -> dict[str, Callable[..., Any]]:
             setattr(Tensor, name, FUNCTIONS[name])
         if op.inplace and not hasattr(Tensor, name + "_"):
             setattr(Tensor, name + "_", _inplace_method(op))
-    for dunder, name in _BINARY.items():
+    for dunder, name in operators.BINARY.items():
         if name in OPS:
             setattr(Tensor, dunder, _binary(OPS[name]))
-    for dunder, name in _REFLECTED.items():
+    for dunder, name in operators.REFLECTED.items():
         if name in OPS:
             setattr(Tensor, dunder, _reflected(OPS[name]))
-    for dunder, name in _UNARY.items():
+    for dunder, name in operators.UNARY.items():
         if name in OPS:
             setattr(Tensor, dunder, FUNCTIONS[name])
-    for dunder, name in _AUGMENTED.items():
+    for dunder, name in operators.AUGMENTED.items():
         if name in OPS:
             setattr(Tensor, dunder, _augmented(OPS[name]))
     PUBLIC.update(FUNCTIONS)

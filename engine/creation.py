@@ -6,9 +6,11 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import messages
+
 from . import dtypes, errors
 from .dtypes import DType
-from .tensor import REQUIRES_GRAD_FACTORY_MESSAGE, Tensor
+from .tensor import Tensor
 
 
 def _resolve_dtype(dtype: DType | str | None) -> DType | None:
@@ -79,5 +81,5 @@ def tensor(data: Any, dtype: DType | str | None = None, requires_grad: bool = Fa
     # 0-d data is kept as a numpy scalar (fast arithmetic) until something writes to it.
     t = Tensor._make(arr[()] if arr.ndim == 0 else arr)
     if requires_grad:
-        t._set_requires_grad(True, REQUIRES_GRAD_FACTORY_MESSAGE)
+        t._set_requires_grad(True, messages.REQUIRES_GRAD_FACTORY_MESSAGE)
     return t

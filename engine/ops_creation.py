@@ -15,13 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import messages
+from gradserve.surface.spellings import size_args
+
 from . import dtypes, errors
 from . import random as _random
 from .api import public
 from .dispatch import run
 from .dtypes import DType
 from .registry import OPS, AttrSpec, OpDef, bind_attrs, defop, temporaries
-from .tensor import REQUIRES_GRAD_FACTORY_MESSAGE, Tensor
+from .spellings import BACKEND
+from .tensor import Tensor
 
 _SIZE = AttrSpec("size", "ints", required=True)
 _DTYPE = AttrSpec("dtype", "dtype", None)
@@ -257,27 +261,9 @@ for _op in _RANDOM:
 # --- torch's spellings ---------------------------------------------------------------------------
 
 
-def _size_args(name: str, size: tuple[Any, ...], kw: dict[str, Any]) -> tuple[Any, ...]:
-    """torch's `*size` forms: zeros(2, 3), zeros((2, 3)), zeros([2, 3]), zeros(size=(2, 3))."""
-    if "size" in kw:
-        if size:
-            raise errors.InvalidTypeError(f"{name}() got multiple values for argument 'size'")
-        size = (kw.pop("size"),)
-    if not size:
-        raise errors.InvalidTypeError(f'{name}() missing 1 required positional arguments: "size"')
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = tuple(size[0])
-    for v in size:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise errors.InvalidTypeError(
-                f"{name}(): argument 'size' must be tuple of ints, but found element of type "
-                f"{type(v).__name__} at pos {size.index(v)}")
-    return tuple(size)
-
-
 def _finish(t: Tensor, requires_grad: bool) -> Tensor:
     if requires_grad:
-        t._set_requires_grad(True, REQUIRES_GRAD_FACTORY_MESSAGE)
+        t._set_requires_grad(True, messages.REQUIRES_GRAD_FACTORY_MESSAGE)
     return t
 
 
@@ -290,7 +276,7 @@ def _sized_public(name: str) -> None:
 
     def fn(*size: Any, dtype: Any = None, requires_grad: bool = False,
            generator: Any = None, **kw: Any) -> Tensor:
-        shape = _size_args(name, size, kw)
+        shape = size_args(BACKEND, name, size, kw)
         if kw:
             raise errors.InvalidTypeError(
                 f"{name}() got an unexpected keyword argument '{next(iter(kw))}'")
@@ -308,7 +294,7 @@ for _name in ("zeros", "ones", "rand", "randn"):
 @public("full", method=False)
 def full(size: Any, fill_value: Any, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """torch.full(size, fill_value, dtype=None, requires_grad=False)."""
-    shape = _size_args("full", (size,), {})
+    shape = size_args(BACKEND, "full", (size,), {})
     return _finish(_call(OPS["full"], {"size": shape, "fill_value": fill_value, "dtype": dtype}),
                    requires_grad)
 
@@ -372,7 +358,7 @@ def randint(*args: Any, size: Any = None, dtype: Any = None, generator: Any = No
         low = args[0]
     if size is None:
         raise errors.InvalidTypeError("randint() missing required argument 'size'")
-    shape = _size_args("randint", (size,), {})
+    shape = size_args(BACKEND, "randint", (size,), {})
     return _finish(_call(OPS["randint"], {"low": low, "high": high, "size": shape,
                                           "dtype": dtype}, generator), requires_grad)
 

@@ -13,13 +13,13 @@ the forward ops again, so every gradient here is differentiable.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from gradserve.surface import grad_mode
+from gradserve.surface.indexing import index_items
 
 from . import dtypes, errors, limits
 from .api import FUNCTIONS, _inplace, public
@@ -476,55 +476,17 @@ defop("masked_fill", _masked_fill,
       out_shape=broadcast_shape,
       doc="value where mask is true (mask broadcasts)")
 
-
-def _by_dim_index(name: str) -> Any:
-    def fn(input: Any, dim: int, index: Any) -> Any:
-        return FUNCTIONS[name](input, index, dim)
-    fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = f"torch.{name}(input, dim, index)."
-    return fn
-
-
-public("gather")(_by_dim_index("gather"))
-public("index_select")(_by_dim_index("index_select"))
-
-
-@public("narrow")
-def narrow(input: Any, dim: int, start: int, length: int) -> Any:
-    """torch.narrow: `length` elements from `start` along dim (a `slice`)."""
-    axis = wrap_dim(dim, input.ndim)
-    n = input.shape[axis]
-    if not -n <= start <= n:
-        raise errors.OutOfRangeIndexError(
-            f"start out of range (expected to be in range of [{-n}, {n}], but got {start})")
-    if length < 0:
-        raise errors.InvalidArgumentError("narrow(): length must be non-negative.")
-    start = start % n if start < 0 else start
-    if start + length > n:
-        raise errors.InvalidArgumentError(
-            f"start ({start}) + length ({length}) exceeds dimension size ({n}).")
-    return FUNCTIONS["slice"](input, axis, start, start + length, 1)
-
 # --- x[index]: torch's applySlicing over the registered ops --------------------------------------
-
-SEQUENCE_WARNING = (
-    "Using a non-tuple sequence for multidimensional indexing is deprecated and will be changed "
-    "in pytorch 2.9; use x[tuple(seq)] instead of x[seq]. In pytorch 2.9 this will be "
-    "interpreted as tensor index, x[torch.tensor(seq)], which will result either in an error or "
-    "a different result")
 
 
 def _items(index: Any) -> tuple[tuple[Any, ...], bool]:
     """The index as a tuple of items, and whether it was a bare slice (torch keeps `x[:]`)."""
-    if isinstance(index, tuple):
-        return index, False
-    if isinstance(index, list) and len(index) < 32 and any(
-            isinstance(i, (Tensor, list, tuple, slice)) or i is None or i is Ellipsis
-            for i in index):
-        # torch 2.13 still reads such a list as a tuple, with this warning
-        warnings.warn(SEQUENCE_WARNING, UserWarning, stacklevel=3)
-        return tuple(index), False
-    return (index,), isinstance(index, slice)
+    items, single = index_items(index, _is_tensor, stacklevel=3)
+    return items, single and isinstance(index, slice)
+
+
+def _is_tensor(v: Any) -> bool:
+    return isinstance(v, Tensor)
 
 
 def _as_index_tensor(item: Any) -> Tensor:

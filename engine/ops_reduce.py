@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import messages
+
 from . import dtypes, errors, limits
-from .api import FUNCTIONS, public
-from .registry import BOOL, FLOAT, INT64, AttrSpec, defop, is_int, names_backward, temporaries
-from .tensor import Tensor
+from .registry import BOOL, FLOAT, INT64, AttrSpec, defop, names_backward, temporaries
 
 
 def norm_dims(dim: int | Sequence[int] | None, ndim: int) -> tuple[int, ...] | None:
@@ -24,8 +24,7 @@ def norm_dims(dim: int | Sequence[int] | None, ndim: int) -> tuple[int, ...] | N
     out = []
     for d in dims:
         if not lo <= d <= hi:
-            raise errors.OutOfRangeIndexError(
-                f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {d})")
+            raise errors.OutOfRangeIndexError(messages.dim_out_of_range(d, lo, hi))
         out.append(d % ndim if ndim else 0)
     if len(set(out)) != len(out):
         raise errors.InvalidArgumentError(
@@ -544,150 +543,3 @@ defop("all", lambda x, dim=None, keepdim=False: np.all(x, axis=_axes(x, dim), ke
 defop("any", lambda x, dim=None, keepdim=False: np.any(x, axis=_axes(x, dim), keepdims=keepdim),
       None, attrs=REDUCE_ATTRS, dtype=BOOL, doc="whether any element is true (over dim)",
       out_shape=_reduce_shape)
-
-# --- torch's overloaded spellings ----------------------------------------------------------------
-
-
-class _ValuesIndices(tuple):  # type: ignore[type-arg]
-    """torch.return_types.<name>: a (values, indices) tuple with named fields."""
-
-    __slots__ = ()
-    _name = ""
-
-    def __new__(cls, pair: Sequence[Any]) -> _ValuesIndices:
-        return super().__new__(cls, pair)
-
-    @property
-    def values(self) -> Any:  # type: ignore[override]
-        return self[0]
-
-    @property
-    def indices(self) -> Any:
-        return self[1]
-
-    def __repr__(self) -> str:
-        return (f"torch.return_types.{self._name}(\nvalues={self[0]!r},\n"
-                f"indices={self[1]!r})")
-
-    __str__ = __repr__
-
-
-class MaxResult(_ValuesIndices):
-    """What `max(input, dim)` returns (torch.return_types.max)."""
-
-    __slots__ = ()
-    _name = "max"
-
-
-class MinResult(_ValuesIndices):
-    """What `min(input, dim)` returns (torch.return_types.min)."""
-
-    __slots__ = ()
-    _name = "min"
-
-
-def _typename(v: Any) -> str:
-    return "Tensor" if isinstance(v, Tensor) else type(v).__name__
-
-
-def _invalid(name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
-             signatures: Sequence[str], reasons: Mapping[int, str] | None = None
-             ) -> errors.InvalidTypeError:
-    """torch's "received an invalid combination of arguments" TypeError."""
-    pos = ", ".join(_typename(a) for a in args)
-    # keywords in reverse order, each followed by ", " (torch keeps the last one when there are
-    # no positional arguments)
-    kw = "".join(f"{k}={_typename(v)}, " for k, v in reversed(list(kwargs.items())))
-    got = (f"{pos}, {kw[:-2]}" if pos else kw) if kw else pos
-    lines = [f"{name}() received an invalid combination of arguments - got ({got}), but "
-             "expected one of:"]
-    for i, sig in enumerate(signatures):
-        lines.append(f" * {sig}")
-        if reasons and i in reasons:
-            lines.append(f"      didn't match because {reasons[i]}")
-    return errors.InvalidTypeError("\n".join(lines) + "\n")
-
-
-_EXTREME_SIGNATURES = ("(Tensor input, *, Tensor out = None)",
-                       "(Tensor input, Tensor other, *, Tensor out = None)",
-                       "(Tensor input, int dim, bool keepdim = False, *, tuple of Tensors out = "
-                       "None)")
-_EXTREME_METHOD_SIGNATURES = ("()", "(Tensor other)", "(int dim, bool keepdim = False)")
-
-
-def _extreme(name: str, binary: str, result: type[_ValuesIndices]) -> None:
-    """torch.max/min and Tensor.max/min: the element, (values, indices) along dim, or the
-    elementwise `binary` with another tensor; bad combinations raise torch's TypeError texts."""
-    def function(*args: Any, **kwargs: Any) -> Any:
-        if len(args) > 3:
-            raise errors.InvalidTypeError(
-                f"{name}() takes from 2 to 3 positional arguments but {len(args)} were given")
-        bound = dict(zip(("input", "dim", "keepdim"), args))
-        unknown = [k for k in kwargs if k not in ("input", "dim", "keepdim", "other")
-                   or k in bound]
-        bound.update(kwargs)
-        x, dim, keepdim, other = (bound.get(k) for k in ("input", "dim", "keepdim", "other"))
-        if isinstance(dim, Tensor) and "dim" not in kwargs and other is None:
-            dim, other = None, dim  # max(x, y)
-        if not unknown and isinstance(x, Tensor):
-            if other is not None and dim is None and keepdim is None:
-                return FUNCTIONS[binary](x, other)
-            if other is None and dim is None and keepdim is None:
-                return FUNCTIONS[name](x)
-            if other is None and is_int(dim):
-                return result(FUNCTIONS[name + "_dim"](x, dim, bool(keepdim)))
-        reasons: dict[int, str] = {}
-        if len(args) + len(kwargs) >= 3:  # torch explains why the first signature failed
-            wrong = [k for k in reversed(list(kwargs)) if k not in ("input", "out")]
-            reasons[0] = (f"some of the keywords were incorrect: {', '.join(wrong)}" if wrong
-                          else "some of the arguments have invalid types: ("
-                          + ", ".join([_typename(args[0])]
-                                      + [f"!{_typename(a)}!" for a in args[1:]]) + ")")
-        raise _invalid(name, args, kwargs, _EXTREME_SIGNATURES, reasons)
-
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if args and isinstance(args[0], Tensor):
-            if len(args) > 1 or kwargs:
-                raise errors.InvalidTypeError(
-                    f"{name}(): argument 'dim' (position 1) must be int, not Tensor")
-            return FUNCTIONS[binary](self, args[0])
-        if "other" in kwargs:
-            if args or "dim" in kwargs:
-                raise errors.InvalidTypeError(
-                    f"{name}() got an unexpected keyword argument 'other'")
-            if "keepdim" in kwargs:
-                raise errors.InvalidTypeError(
-                    f'{name}() missing 1 required positional arguments: "dim"')
-            return FUNCTIONS[binary](self, kwargs["other"])
-        if not args and "dim" not in kwargs:
-            if kwargs:
-                reason = f"some of the keywords were incorrect: {', '.join(reversed(kwargs))}"
-                raise _invalid(name, args, kwargs, _EXTREME_METHOD_SIGNATURES,
-                               {0: reason, 1: reason})
-            return FUNCTIONS[name](self)
-        return function(self, *args, **kwargs)
-
-    for fn, what in ((function, f"torch.{name}(input), {name}(input, dim, keepdim=False)"),
-                     (method, f"Tensor.{name}(), {name}(dim, keepdim=False)")):
-        fn.__name__ = fn.__qualname__ = name
-        fn.__doc__ = (f"{what} -> (values, indices), or {name}(other): the elementwise "
-                      f"{binary}.")
-    public(name, method=False)(function)
-    public(name, function=False)(method)
-
-
-_extreme("max", "maximum", MaxResult)
-_extreme("min", "minimum", MinResult)
-
-
-@public("norm")
-def _norm_public(input: Any, p: Any = "fro", dim: Any = None, keepdim: bool = False,
-                 dtype: Any = None) -> Any:
-    """torch.norm: the vector p-norm; 'fro' is the 2-norm over the reduced dims."""
-    if p is None or p == "fro":
-        p = 2.0
-    elif isinstance(p, str):
-        raise errors.InvalidArgumentError(
-            f"norm(): p={p!r} is not supported (only numbers and 'fro')")
-    out = FUNCTIONS["norm"](input, p, dim, keepdim)
-    return out if dtype is None else FUNCTIONS["to_dtype"](out, dtype)

@@ -1,19 +1,22 @@
 """Shape ops: reshape, expand, squeeze, permute, cat, split, ... and `sum_to_size`, the gradient
-plumbing of broadcasting. torch's varargs spellings (`x.reshape(2, 3)`), aliases (`view`,
-`broadcast_to`) and overloads (`split` by size or sections, `chunk`) are `@public` wrappers at the
-end, over the registered ops."""
+plumbing of broadcasting. torch's varargs spellings (`x.reshape(2, 3)`), `broadcast_to`, `split`
+by size or sections, `chunk`, `T` are written once in gradserve.surface.spellings (installed by
+engine/spellings.py); the engine-only alias `view` is at the end."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from gradserve.surface import messages
+from gradserve.surface.spellings import sizes
+
 from . import dtypes, errors, limits
 from .api import FUNCTIONS, public
 from .registry import AttrSpec, defop, names_backward
+from .spellings import BACKEND
 
 
 def _shape_str(shape: Sequence[int]) -> str:
@@ -149,8 +152,7 @@ def wrap_dim(dim: int, ndim: int) -> int:
     """A possibly negative dim as an axis of an `ndim`-dim tensor, or torch's IndexError."""
     lo, hi = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
     if not lo <= dim <= hi:
-        raise errors.OutOfRangeIndexError(
-            f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})")
+        raise errors.OutOfRangeIndexError(messages.dim_out_of_range(dim, lo, hi))
     return dim % ndim if ndim else 0
 
 
@@ -556,116 +558,10 @@ defop("unbind", _unbind, lambda ns, g, out, x, dim: ns.stack(list(_grads(g)), di
       doc="the slices along dim, as a tuple", view=True,
       out_bound=_pieces(_unbind_bound))
 
-# --- torch's spellings: varargs sizes, aliases, properties ---------------------------------------
-
-
-def _sizes(name: str, args: tuple[Any, ...], kw: dict[str, Any], key: str) -> Any:
-    """`f(2, 3)`, `f((2, 3))`, `f([2, 3])` and `f(key=(2, 3))` as one tuple."""
-    if key in kw:
-        if args:
-            raise errors.InvalidTypeError(f"{name}() got multiple values for argument '{key}'")
-        return kw.pop(key)
-    if len(args) == 1 and isinstance(args[0], (list, tuple)):
-        return tuple(args[0])
-    return args
-
-
-def _varargs(name: str, key: str) -> Any:
-    def method(input: Any, *sizes: Any, **kw: Any) -> Any:
-        value = _sizes(name, sizes, kw, key)
-        if kw:
-            raise errors.InvalidTypeError(
-                f"{name}() got an unexpected keyword argument '{next(iter(kw))}'")
-        return FUNCTIONS[name](input, value)
-    method.__name__ = method.__qualname__ = name
-    method.__doc__ = FUNCTIONS_DOC.get(name, f"torch's {name}; sizes as varargs or one tuple.")
-    return method
-
-
-FUNCTIONS_DOC = {"reshape": "The same data with another shape (`x.reshape(2, 3)` or `((2, 3))`).",
-                 "expand": "A broadcast view (`x.expand(2, -1)` or `((2, -1))`).",
-                 "permute": "The dims reordered (`x.permute(2, 0, 1)` or `((2, 0, 1))`).",
-                 "repeat": "The tensor tiled (`x.repeat(2, 1)` or `((2, 1))`).",
-                 "flip": "Elements reversed along dims (`x.flip(0, 1)` or `((0, 1))`)."}
-
-for _name, _key in (("reshape", "shape"), ("expand", "size"), ("permute", "dims"),
-                    ("repeat", "repeats"), ("flip", "dims")):
-    public(_name)(_varargs(_name, _key))
+# --- torch's spellings the engine alone has (the shared ones: gradserve.surface.spellings) ------
 
 
 @public("view", function=False)
 def view(input: Any, *shape: Any, **kw: Any) -> Any:
     """torch's Tensor.view: reshape's result (ViewBackward0), without torch's stride check."""
-    return FUNCTIONS["reshape"](input, _sizes("view", shape, kw, "size"))
-
-
-@public("broadcast_to")
-def broadcast_to(input: Any, size: Any) -> Any:
-    """torch.broadcast_to: `expand` to `size`."""
-    return FUNCTIONS["expand"](input, tuple(size))
-
-
-@public("flatten")
-def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> Any:
-    """torch.flatten: dims start_dim..end_dim merged; the tensor itself if that changes nothing."""
-    if input.ndim and wrap_dim(start_dim, input.ndim) == wrap_dim(end_dim, input.ndim):
-        return input
-    return FUNCTIONS["flatten"](input, start_dim, end_dim)
-
-
-@public("split")
-def split(tensor: Any, split_size_or_sections: Any, dim: int = 0) -> Any:
-    """torch.split: pieces of one size (an int) or of the given sizes (a list)."""
-    if isinstance(split_size_or_sections, (list, tuple)):
-        return FUNCTIONS["split_with_sizes"](tensor, tuple(split_size_or_sections), dim)
-    return FUNCTIONS["split"](tensor, split_size_or_sections, dim)
-
-
-@public("chunk")
-def chunk(input: Any, chunks: int, dim: int = 0) -> Any:
-    """torch.chunk: `chunks` pieces of ceil(size / chunks) (fewer if the size runs out)."""
-    if chunks <= 0:
-        raise errors.InvalidArgumentError(
-            f"chunk expects `chunks` to be greater than 0, got: {chunks}")
-    if input.ndim == 0:
-        raise errors.InvalidArgumentError("chunk expects at least a 1-dimensional tensor")
-    length = input.shape[wrap_dim(dim, input.ndim)]
-    if length == 0:
-        return FUNCTIONS["split_with_sizes"](input, (0,) * chunks, dim)
-    return FUNCTIONS["split"](input, -(-length // chunks), dim)
-
-
-T_WARNING = (
-    "The use of `x.T` on tensors of dimension other than 2 to reverse their shape is deprecated "
-    "and it will throw an error in a future release. Consider `x.mT` to transpose batches of "
-    "matrices or `x.permute(*torch.arange(x.ndim - 1, -1, -1))` to reverse the dimensions of a "
-    "tensor.")
-T_SCALAR_WARNING = (
-    "Tensor.T is deprecated on 0-D tensors. This function is the identity in these cases.")
-MT_SCALAR_WARNING = (
-    "Tensor.mT is deprecated on 0-D tensors. This function is the identity in these cases.")
-
-
-def _T(self: Any) -> Any:
-    """torch's Tensor.T: the dims reversed (PermuteBackward0)."""
-    if self.ndim == 0:
-        warnings.warn(T_SCALAR_WARNING, UserWarning, stacklevel=2)
-    elif self.ndim != 2:
-        warnings.warn(T_WARNING, UserWarning, stacklevel=2)
-    return FUNCTIONS["permute"](self, tuple(range(self.ndim - 1, -1, -1)))
-
-
-def _mT(self: Any) -> Any:
-    """torch's Tensor.mT: the last two dims swapped (a 0-D tensor: itself, with a warning)."""
-    if self.ndim == 0:
-        warnings.warn(MT_SCALAR_WARNING, UserWarning, stacklevel=2)
-        return self
-    if self.ndim < 2:
-        raise errors.InvalidArgumentError(
-            "tensor.mT is only supported on matrices or batches of matrices. Got "
-            f"{self.ndim}-D tensor.")
-    return FUNCTIONS["transpose"](self, -2, -1)
-
-
-public("T", function=False)(property(_T))  # type: ignore[arg-type]
-public("mT", function=False)(property(_mT))  # type: ignore[arg-type]
+    return FUNCTIONS["reshape"](input, sizes(BACKEND, "view", shape, kw, "size"))

@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from gradserve.surface.spellings import is_int
+
 from . import dtypes, errors, limits
 from .dtypes import DType
 from .tensor import Tensor
@@ -344,11 +346,6 @@ def fixed(dtype: DType) -> DtypeRule:
 
 
 # --- attribute validation ------------------------------------------------------------------------
-
-def is_int(v: Any) -> bool:
-    """A Python or numpy integer, not a bool (torch's int arguments)."""
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
 
 def _check_attr(op: OpDef, spec: AttrSpec, v: Any) -> Any:
     k = spec.kind

@@ -13,22 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradserve.surface import messages
+
 from . import dtypes, errors
 from .dtypes import DType
 
-NON_LEAF_GRAD_WARNING = (
-    "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
-    "attribute won't be populated during autograd.backward(). If you indeed want the .grad field "
-    "to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. If you "
-    "access the non-leaf Tensor by mistake, make sure you access the leaf Tensor instead. See "
-    "github.com/pytorch/pytorch/pull/30531 for more information.")
-
-# torch words the dtype refusal differently for requires_grad_(), the attribute and factories.
+# torch words the dtype refusal differently for requires_grad_(), the attribute and factories
+# (the factories' text: gradserve.surface.messages.REQUIRES_GRAD_FACTORY_MESSAGE).
 REQUIRES_GRAD_METHOD_MESSAGE = "only Tensors of floating point dtype can require gradients"
 REQUIRES_GRAD_ATTRIBUTE_MESSAGE = (
     "only Tensors of floating point and complex dtype can require gradients")
-REQUIRES_GRAD_FACTORY_MESSAGE = (
-    "Only Tensors of floating point and complex dtype can require gradients")
 
 
 class Size(tuple):  # type: ignore[type-arg]
@@ -149,7 +143,7 @@ class Tensor:
         if self.grad_fn is not None and not self._retains_grad and self._grad is None:
             import warnings
 
-            warnings.warn(NON_LEAF_GRAD_WARNING, UserWarning, stacklevel=2)
+            warnings.warn(messages.NON_LEAF_GRAD_WARNING, UserWarning, stacklevel=2)
         return self._grad
 
     @grad.setter
@@ -362,8 +356,7 @@ def _wrap_dim(dim: int, ndim: int) -> int:
     """A possibly negative dim as an index into a shape, or torch's IndexError."""
     lo, hi = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
     if not (lo <= dim <= hi):
-        raise errors.OutOfRangeIndexError(
-            f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})")
+        raise errors.OutOfRangeIndexError(messages.dim_out_of_range(dim, lo, hi))
     return dim % ndim if ndim else 0
 
 

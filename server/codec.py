@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 import gradserve.engine as ge
-from gradserve.v1 import graph_pb2, tensor_pb2
+from gradserve.v1 import attrs, graph_pb2, tensor_pb2
 
 from .errors import InvalidRequestError, LimitExceededError
 
@@ -209,21 +209,10 @@ def decode_attrs(attrs: Mapping[str, graph_pb2.AttrValue], op: str) -> dict[str,
     return {name: decode_attr(v, f"{op}() attribute '{name}'") for name, v in attrs.items()}
 
 
+def _dtype_code(value: Any) -> int | None:
+    return _WIRE_DTYPE[value.name] if isinstance(value, ge.DType) else None
+
+
 def encode_attr(value: Any, out: graph_pb2.AttrValue) -> None:
     """Write a Python attribute value (a catalogue default) into `out`."""
-    if value is None:
-        out.none_value.SetInParent()
-    elif isinstance(value, (bool, np.bool_)):
-        out.bool_value = bool(value)
-    elif isinstance(value, (int, np.integer)):
-        out.int_value = int(value)
-    elif isinstance(value, (float, np.floating)):
-        out.float_value = float(value)
-    elif isinstance(value, str):
-        out.string_value = value
-    elif isinstance(value, (tuple, list)):
-        out.ints_value.values.extend(int(v) for v in value)
-    elif isinstance(value, ge.DType):
-        out.dtype_value = _WIRE_DTYPE[value.name]
-    else:
-        raise TypeError(f"cannot encode attribute value {value!r}")
+    attrs.encode_attr(value, out, _dtype_code)

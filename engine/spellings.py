@@ -1,0 +1,70 @@
+"""torch's spellings that are not one op (gradserve.surface.spellings), installed in process:
+each as a function of `gradserve.engine` and as a Tensor method or property."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gradserve.surface.spellings import SPELLINGS, Spelling
+
+from . import errors
+from .api import FUNCTIONS, public
+from .tensor import Tensor
+
+
+class EngineBackend:
+    """The surface's Backend in process: an op runs now; errors are the engine's typed ones."""
+
+    type_error = errors.InvalidTypeError
+    runtime_error = errors.InvalidArgumentError
+    index_error = errors.OutOfRangeIndexError
+
+    def call(self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        return FUNCTIONS[name](*args, **kwargs)
+
+    def is_tensor(self, value: Any) -> bool:
+        return isinstance(value, Tensor)
+
+    def shape(self, tensor: Any) -> tuple[int, ...]:
+        return tuple(tensor.shape)
+
+
+BACKEND = EngineBackend()
+
+
+def _bound(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    def bound(*args: Any, **kwargs: Any) -> Any:
+        return fn(BACKEND, *args, **kwargs)
+    bound.__name__ = bound.__qualname__ = name
+    bound.__doc__ = fn.__doc__
+    return bound
+
+
+def _property(sp: Spelling) -> property:
+    fn = sp.method
+    assert fn is not None
+
+    def get(self: Tensor) -> Any:
+        return fn(BACKEND, self, stacklevel=2)  # the user's line reads the property
+    get.__name__ = get.__qualname__ = sp.name
+    get.__doc__ = fn.__doc__
+    return property(get)
+
+
+def install() -> None:
+    """Register every surface spelling with `public` (before `api.build()` runs)."""
+    for sp in SPELLINGS.values():
+        if sp.is_property:
+            public(sp.name, function=False)(_property(sp))  # type: ignore[arg-type]
+            continue
+        if sp.function is not None and sp.function is sp.method:
+            public(sp.name)(_bound(sp.function, sp.name))
+            continue
+        if sp.function is not None:
+            public(sp.name, method=False)(_bound(sp.function, sp.name))
+        if sp.method is not None:
+            public(sp.name, function=False)(_bound(sp.method, sp.name))
+
+
+install()

@@ -1,0 +1,38 @@
+"""The small interface a torch spelling needs of the layer it runs in.
+
+The engine implements it in process (an op runs now), the client remotely (an op is recorded and
+sent to a server). Spellings in `gradserve.surface.spellings` only choose ops and check arguments
+torch refuses before running anything; everything else is the backend's op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+
+class Backend(Protocol):
+    """What `gradserve.surface.spellings` calls: ops by name, a tensor's shape, error types.
+
+    The error types are the layer's own (the engine's typed errors subclass the built-ins that the
+    client raises), so a spelling raises what the rest of its layer raises.
+    """
+
+    type_error: type[TypeError]
+    """torch's TypeError (an invalid combination of arguments)."""
+    runtime_error: type[RuntimeError]
+    """torch's RuntimeError for a bad argument value."""
+    index_error: type[IndexError]
+    """torch's IndexError (a dim or start out of range)."""
+
+    def call(self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        """Apply op `name` (a registered/catalogue op) to `args` and `kwargs`."""
+        ...
+
+    def is_tensor(self, value: Any) -> bool:
+        """Whether `value` is this layer's Tensor."""
+        ...
+
+    def shape(self, tensor: Any) -> tuple[int, ...]:
+        """The tensor's shape (the client may have to ask the server)."""
+        ...

@@ -1,0 +1,65 @@
+"""torch's message texts that more than one layer raises or warns with, each written once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+NON_LEAF_GRAD_WARNING = (
+    "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
+    "attribute won't be populated during autograd.backward(). If you indeed want the .grad field "
+    "to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. If you "
+    "access the non-leaf Tensor by mistake, make sure you access the leaf Tensor instead. See "
+    "github.com/pytorch/pytorch/pull/30531 for more information.")
+
+SEQUENCE_WARNING = (
+    "Using a non-tuple sequence for multidimensional indexing is deprecated and will be changed "
+    "in pytorch 2.9; use x[tuple(seq)] instead of x[seq]. In pytorch 2.9 this will be "
+    "interpreted as tensor index, x[torch.tensor(seq)], which will result either in an error or "
+    "a different result")
+
+REQUIRES_GRAD_FACTORY_MESSAGE = (
+    "Only Tensors of floating point and complex dtype can require gradients")
+
+T_WARNING = (
+    "The use of `x.T` on tensors of dimension other than 2 to reverse their shape is deprecated "
+    "and it will throw an error in a future release. Consider `x.mT` to transpose batches of "
+    "matrices or `x.permute(*torch.arange(x.ndim - 1, -1, -1))` to reverse the dimensions of a "
+    "tensor.")
+T_SCALAR_WARNING = (
+    "Tensor.T is deprecated on 0-D tensors. This function is the identity in these cases.")
+MT_SCALAR_WARNING = (
+    "Tensor.mT is deprecated on 0-D tensors. This function is the identity in these cases.")
+
+
+def dim_out_of_range(dim: int, lo: int, hi: int) -> str:
+    """torch's IndexError text for a dim outside [lo, hi]."""
+    return f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})"
+
+
+def invalid_combination(name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
+                        signatures: Sequence[str], is_tensor: Callable[[Any], bool],
+                        reasons: Mapping[int, str] | None = None) -> str:
+    """torch's "received an invalid combination of arguments" TypeError text.
+
+    Args:
+        name: the function as torch names it (`max`).
+        args, kwargs: the call as made; shown as type names (`Tensor` where `is_tensor`).
+        signatures: torch's overloads, in torch's order.
+        reasons: for some overloads (by index), why they did not match.
+    """
+    def typename(v: Any) -> str:
+        return "Tensor" if is_tensor(v) else type(v).__name__
+
+    pos = ", ".join(typename(a) for a in args)
+    # keywords in reverse order, each followed by ", " (torch keeps the last one when there are
+    # no positional arguments)
+    kw = "".join(f"{k}={typename(v)}, " for k, v in reversed(list(kwargs.items())))
+    got = (f"{pos}, {kw[:-2]}" if pos else kw) if kw else pos
+    lines = [f"{name}() received an invalid combination of arguments - got ({got}), but "
+             "expected one of:"]
+    for i, sig in enumerate(signatures):
+        lines.append(f" * {sig}")
+        if reasons and i in reasons:
+            lines.append(f"      didn't match because {reasons[i]}")
+    return "\n".join(lines) + "\n"

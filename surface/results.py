@@ -1,0 +1,44 @@
+"""torch.return_types: the named tuples some ops return (`max(x, dim)` is (values, indices))."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class ValuesIndices(tuple):  # type: ignore[type-arg]
+    """torch.return_types.<name>: a (values, indices) tuple with named fields."""
+
+    __slots__ = ()
+    _name = ""
+
+    def __new__(cls, pair: Sequence[Any]) -> ValuesIndices:
+        return super().__new__(cls, pair)
+
+    @property
+    def values(self) -> Any:  # type: ignore[override]
+        return self[0]
+
+    @property
+    def indices(self) -> Any:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return (f"torch.return_types.{self._name}(\nvalues={self[0]!r},\n"
+                f"indices={self[1]!r})")
+
+    __str__ = __repr__
+
+
+class MaxResult(ValuesIndices):
+    """What `max(input, dim)` returns (torch.return_types.max)."""
+
+    __slots__ = ()
+    _name = "max"
+
+
+class MinResult(ValuesIndices):
+    """What `min(input, dim)` returns (torch.return_types.min)."""
+
+    __slots__ = ()
+    _name = "min"

@@ -1,0 +1,341 @@
+"""torch spellings that are not one op: overloads (`max(x)` / `max(x, dim)` / `max(x, y)`),
+argument orders (`gather(x, dim, index)`), varargs sizes (`x.reshape(2, 3)`), properties
+(`x.T`), each written once against a `Backend` (gradserve.surface.backend).
+
+A spelling only chooses ops and sends them through `be.call(name, args, kwargs)`, so the
+backend's op raises torch's errors; the few errors raised here (argument combinations torch
+refuses before running anything) carry torch's text and the backend's error types. Shapes are
+read (`be.shape`) only where torch's answer depends on them: `chunk`, `narrow`, `flatten`, `T`,
+`mT`.
+
+`SPELLINGS` lists them: the engine installs each as a function of `gradserve.engine` and a
+Tensor method or property; the client installs those whose ops are all in a server's catalogue.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import messages
+from .backend import Backend
+from .results import MaxResult, MinResult, ValuesIndices
+
+Fn = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Spelling:
+    """One torch spelling: the ops it needs, and its function / method forms.
+
+    `function(be, *args, **kwargs)` is `torch.<name>`; `method(be, tensor, *args, **kwargs)` is
+    `tensor.<name>` (its value, not a callable, when `is_property`: then the method also takes
+    `stacklevel` for its warnings, as `warnings.warn` would from the method's caller: 1 names
+    the line that called the method).
+    """
+
+    name: str
+    needs: tuple[str, ...]
+    function: Fn | None = None
+    method: Fn | None = None
+    is_property: bool = False
+
+
+SPELLINGS: dict[str, Spelling] = {}
+
+
+def _register(name: str, needs: Sequence[str], function: Fn | None = None,
+              method: Fn | None = None, is_property: bool = False) -> None:
+    SPELLINGS[name] = Spelling(name, tuple(needs), function, method, is_property)
+
+
+def is_int(v: Any) -> bool:
+    """A Python or numpy integer, not a bool (torch's int arguments)."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def wrap_dim(be: Backend, dim: int, ndim: int) -> int:
+    """A possibly negative dim as an axis of an `ndim`-dim tensor, or torch's IndexError."""
+    lo, hi = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
+    if not lo <= dim <= hi:
+        raise be.index_error(messages.dim_out_of_range(dim, lo, hi))
+    return dim % ndim if ndim else 0
+
+
+# --- max / min: the element, (values, indices) along dim, or the elementwise extreme ------------
+
+EXTREME_SIGNATURES = ("(Tensor input, *, Tensor out = None)",
+                      "(Tensor input, Tensor other, *, Tensor out = None)",
+                      "(Tensor input, int dim, bool keepdim = False, *, tuple of Tensors out = "
+                      "None)")
+EXTREME_METHOD_SIGNATURES = ("()", "(Tensor other)", "(int dim, bool keepdim = False)")
+
+
+def _extreme(name: str, binary: str, result: type[ValuesIndices]) -> None:
+    """torch.max/min and Tensor.max/min: the element, (values, indices) along dim, or the
+    elementwise `binary` with another tensor; bad combinations raise torch's TypeError texts
+    (the function's and the method's differ, as torch's)."""
+    def function(be: Backend, *args: Any, **kwargs: Any) -> Any:
+        if len(args) > 3:
+            raise be.type_error(
+                f"{name}() takes from 2 to 3 positional arguments but {len(args)} were given")
+        bound = dict(zip(("input", "dim", "keepdim"), args))
+        unknown = [k for k in kwargs if k not in ("input", "dim", "keepdim", "other")
+                   or k in bound]
+        bound.update(kwargs)
+        x, dim, keepdim, other = (bound.get(k) for k in ("input", "dim", "keepdim", "other"))
+        if be.is_tensor(dim) and "dim" not in kwargs and other is None:
+            dim, other = None, dim  # max(x, y)
+        if not unknown and be.is_tensor(x):
+            if other is not None and dim is None and keepdim is None:
+                return be.call(binary, (x, other), {})
+            if other is None and dim is None and keepdim is None:
+                return be.call(name, (x,), {})
+            if other is None and is_int(dim):
+                return result(be.call(name + "_dim", (x, dim, bool(keepdim)), {}))
+        reasons: dict[int, str] = {}
+        if len(args) + len(kwargs) >= 3:  # torch explains why the first signature failed
+            wrong = [k for k in reversed(list(kwargs)) if k not in ("input", "out")]
+            typename = "Tensor" if be.is_tensor(args[0]) else type(args[0]).__name__
+            reasons[0] = (f"some of the keywords were incorrect: {', '.join(wrong)}" if wrong
+                          else "some of the arguments have invalid types: ("
+                          + ", ".join([typename] + [
+                              "!Tensor!" if be.is_tensor(a) else f"!{type(a).__name__}!"
+                              for a in args[1:]]) + ")")
+        raise be.type_error(messages.invalid_combination(
+            name, args, kwargs, EXTREME_SIGNATURES, be.is_tensor, reasons))
+
+    def method(be: Backend, self: Any, *args: Any, **kwargs: Any) -> Any:
+        if args and be.is_tensor(args[0]):
+            if len(args) > 1 or kwargs:
+                raise be.type_error(
+                    f"{name}(): argument 'dim' (position 1) must be int, not Tensor")
+            return be.call(binary, (self, args[0]), {})
+        if "other" in kwargs:
+            if args or "dim" in kwargs:
+                raise be.type_error(f"{name}() got an unexpected keyword argument 'other'")
+            if "keepdim" in kwargs:
+                raise be.type_error(f'{name}() missing 1 required positional arguments: "dim"')
+            return be.call(binary, (self, kwargs["other"]), {})
+        if not args and "dim" not in kwargs:
+            if kwargs:
+                reason = f"some of the keywords were incorrect: {', '.join(reversed(kwargs))}"
+                raise be.type_error(messages.invalid_combination(
+                    name, args, kwargs, EXTREME_METHOD_SIGNATURES, be.is_tensor,
+                    {0: reason, 1: reason}))
+            return be.call(name, (self,), {})
+        return function(be, self, *args, **kwargs)
+
+    for fn, what in ((function, f"torch.{name}(input), {name}(input, dim, keepdim=False)"),
+                     (method, f"Tensor.{name}(), {name}(dim, keepdim=False)")):
+        fn.__name__ = fn.__qualname__ = name
+        fn.__doc__ = (f"{what} -> (values, indices), or {name}(other): the elementwise "
+                      f"{binary}.")
+    _register(name, (name, name + "_dim", binary), function, method)
+
+
+_extreme("max", "maximum", MaxResult)
+_extreme("min", "minimum", MinResult)
+
+
+# --- norm ----------------------------------------------------------------------------------------
+
+
+def norm(be: Backend, input: Any, p: Any = "fro", dim: Any = None, keepdim: bool = False,
+         dtype: Any = None) -> Any:
+    """torch.norm: the vector p-norm; 'fro' (and None) is the 2-norm over the reduced dims."""
+    if p is None or p == "fro":
+        p = 2.0
+    elif isinstance(p, str):
+        raise be.runtime_error(f"norm(): p={p!r} is not supported (only numbers and 'fro')")
+    out = be.call("norm", (input, p, dim, keepdim), {})
+    return out if dtype is None else be.call("to_dtype", (out,), {"dtype": dtype})
+
+
+_register("norm", ("norm", "to_dtype"), norm, norm)
+
+
+# --- shape: varargs sizes, split, chunk, flatten, broadcast_to, T, mT ---------------------------
+
+
+def sizes(be: Backend, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+          key: str) -> Any:
+    """`f(2, 3)`, `f((2, 3))`, `f([2, 3])` and `f(key=(2, 3))` as one tuple (`key=` as given:
+    flip(dims=-1) takes one int too); pops `key` from kwargs."""
+    if key in kwargs:
+        if args:
+            raise be.type_error(f"{name}() got multiple values for argument '{key}'")
+        value = kwargs.pop(key)
+        return tuple(value) if isinstance(value, list) else value
+    if len(args) == 1 and isinstance(args[0], (list, tuple)):
+        return tuple(args[0])
+    return args
+
+
+def size_args(be: Backend, name: str, size: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """torch's `*size` forms: zeros(2, 3), zeros((2, 3)), zeros([2, 3]), zeros(size=(2, 3)) (pops
+    `size` from kwargs), with torch's TypeError texts for anything else."""
+    if "size" in kwargs:
+        if size:
+            raise be.type_error(f"{name}() got multiple values for argument 'size'")
+        size = (kwargs.pop("size"),)
+    if not size:
+        raise be.type_error(f'{name}() missing 1 required positional arguments: "size"')
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    elif len(size) == 1 and not is_int(size[0]):
+        raise be.type_error(f"{name}(): argument 'size' (position 1) must be tuple of ints, "
+                            f"not {type(size[0]).__name__}")
+    for i, v in enumerate(size):
+        if is_int(v):
+            continue
+        kind = type(v).__name__
+        if i == 0:  # torch words the first element's failure differently from later ones
+            raise be.type_error(f"{name}(): argument 'size' (position 1) must be tuple of ints, "
+                                f"but found element of type {kind} at pos 0")
+        raise be.type_error(f"{name}(): argument 'size' failed to unpack the object at pos "
+                            f'{i + 1} with error "type must be tuple of ints,but got {kind}"')
+    return tuple(size)
+
+
+
+VARARGS_DOC = {"reshape": "The same data with another shape (`x.reshape(2, 3)` or `((2, 3))`).",
+               "expand": "A broadcast view (`x.expand(2, -1)` or `((2, -1))`).",
+               "permute": "The dims reordered (`x.permute(2, 0, 1)` or `((2, 0, 1))`).",
+               "repeat": "The tensor tiled (`x.repeat(2, 1)` or `((2, 1))`).",
+               "flip": "Elements reversed along dims (`x.flip(0, 1)` or `((0, 1))`)."}
+
+
+def _varargs(name: str, key: str) -> None:
+    def fn(be: Backend, input: Any, *args: Any, **kwargs: Any) -> Any:
+        value = sizes(be, name, args, kwargs, key)
+        if kwargs:
+            raise be.type_error(
+                f"{name}() got an unexpected keyword argument '{next(iter(kwargs))}'")
+        return be.call(name, (input, value), {})
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = VARARGS_DOC[name]
+    _register(name, (name,), fn, fn)
+
+
+for _name, _key in (("reshape", "shape"), ("expand", "size"), ("permute", "dims"),
+                    ("repeat", "repeats"), ("flip", "dims")):
+    _varargs(_name, _key)
+
+
+def split(be: Backend, tensor: Any, split_size_or_sections: Any = None, dim: int = 0,
+          **kwargs: Any) -> Any:
+    """torch.split: pieces of one size (an int) or of the given sizes (a list)."""
+    if "split_size" in kwargs:  # Tensor.split's own name for it
+        split_size_or_sections = kwargs.pop("split_size")
+    if kwargs:
+        raise be.type_error(f"split() got an unexpected keyword argument '{next(iter(kwargs))}'")
+    if isinstance(split_size_or_sections, (list, tuple)):
+        return be.call("split_with_sizes", (tensor, tuple(split_size_or_sections), dim), {})
+    return be.call("split", (tensor, split_size_or_sections, dim), {})
+
+
+_register("split", ("split", "split_with_sizes"), split, split)
+
+
+def chunk(be: Backend, input: Any, chunks: int, dim: int = 0) -> Any:
+    """torch.chunk: `chunks` pieces of ceil(size / chunks) (fewer if the size runs out)."""
+    if chunks <= 0:
+        raise be.runtime_error(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
+    shape = be.shape(input)
+    if not shape:
+        raise be.runtime_error("chunk expects at least a 1-dimensional tensor")
+    length = shape[wrap_dim(be, dim, len(shape))]
+    if length == 0:
+        return be.call("split_with_sizes", (input, (0,) * chunks, dim), {})
+    return be.call("split", (input, -(-length // chunks), dim), {})
+
+
+_register("chunk", ("split", "split_with_sizes"), chunk, chunk)
+
+
+def flatten(be: Backend, input: Any, start_dim: int = 0, end_dim: int = -1) -> Any:
+    """torch.flatten: dims start_dim..end_dim merged; the tensor itself if that changes nothing."""
+    n = len(be.shape(input))
+    if n and -n <= start_dim < n and -n <= end_dim < n and start_dim % n == end_dim % n:
+        return input
+    return be.call("flatten", (input, start_dim, end_dim), {})
+
+
+_register("flatten", ("flatten",), flatten, flatten)
+
+
+def broadcast_to(be: Backend, input: Any, size: Any) -> Any:
+    """torch.broadcast_to: `expand` to `size`."""
+    return be.call("expand", (input, tuple(size)), {})
+
+
+_register("broadcast_to", ("expand",), broadcast_to, broadcast_to)
+
+
+def T(be: Backend, self: Any, stacklevel: int = 1) -> Any:
+    """torch's Tensor.T: the dims reversed (PermuteBackward0); warns on other than 2-D, as torch."""
+    n = len(be.shape(self))
+    if n == 0:
+        warnings.warn(messages.T_SCALAR_WARNING, UserWarning, stacklevel=stacklevel + 1)
+    elif n != 2:
+        warnings.warn(messages.T_WARNING, UserWarning, stacklevel=stacklevel + 1)
+    return be.call("permute", (self, tuple(range(n - 1, -1, -1))), {})
+
+
+def mT(be: Backend, self: Any, stacklevel: int = 1) -> Any:
+    """torch's Tensor.mT: the last two dims swapped (0-D: the tensor itself, with a warning)."""
+    n = len(be.shape(self))
+    if n == 0:
+        warnings.warn(messages.MT_SCALAR_WARNING, UserWarning, stacklevel=stacklevel + 1)
+        return self
+    if n < 2:
+        raise be.runtime_error("tensor.mT is only supported on matrices or batches of matrices. "
+                               f"Got {n}-D tensor.")
+    return be.call("transpose", (self, -2, -1), {})
+
+
+_register("T", ("permute",), method=T, is_property=True)
+_register("mT", ("transpose",), method=mT, is_property=True)
+
+
+# --- indexing by (dim, index), narrow ------------------------------------------------------------
+
+
+def _by_dim_index(name: str) -> None:
+    def fn(be: Backend, input: Any, dim: int, index: Any) -> Any:
+        return be.call(name, (input, index, dim), {})
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"torch.{name}(input, dim, index) (the op takes index before dim)."
+    _register(name, (name,), fn, fn)
+
+
+_by_dim_index("gather")
+_by_dim_index("index_select")
+
+
+def narrow(be: Backend, input: Any, dim: int, start: int, length: int) -> Any:
+    """torch.narrow: `length` elements from `start` along dim (a `slice`, SliceBackward0)."""
+    shape = be.shape(input)
+    axis = wrap_dim(be, dim, len(shape))
+    n = shape[axis]
+    if not -n <= start <= n:
+        raise be.index_error(
+            f"start out of range (expected to be in range of [{-n}, {n}], but got {start})")
+    if length < 0:
+        raise be.runtime_error("narrow(): length must be non-negative.")
+    start = start % n if start < 0 else start
+    if start + length > n:
+        raise be.runtime_error(
+            f"start ({start}) + length ({length}) exceeds dimension size ({n}).")
+    return be.call("slice", (input, axis, start, start + length, 1), {})
+
+
+_register("narrow", ("slice",), narrow, narrow)
