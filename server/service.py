@@ -76,16 +76,11 @@ class Call:
         quantum, or at once to a fresh one (a call that has not run a quantum yet) once this
         one ran its first quantum (the engine calls this before every op and between backward
         nodes)."""
-        if self.ended.is_set():
-            raise CancelledError("the call was cancelled (by the client, or because the "
-                                 "server is stopping) while it was executing")
-        now = time.monotonic()
-        if now >= self.deadline:
-            raise DeadlineError("deadline exceeded while executing the request")
+        self.check_ended()
         since = self._slot_since
         slots = self._slots
         if since and slots is not None and slots.waiting:
-            held = now - since
+            held = time.monotonic() - since
             if held >= self._quantum or (slots.fresh_waiting and self._ran + held >= self._quantum):
                 self._slot_since = 0.0
                 self._ran += held
