@@ -93,6 +93,8 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     except (AttributeError, AssertionError):
         require_tensor(op, flat)  # a scalar or None where the rule needs a Tensor
         raise
+    except _RULE_FAILURES as exc:
+        raise _unjudged(op, exc) from None
     if limits._state.active:
         _admit(op, flat, attrs, compute, out_dtype)
     arrays: list[Any] = []
@@ -188,6 +190,8 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
     except AttributeError:
         require_tensor(op, flat)
         raise
+    except _RULE_FAILURES as exc:
+        raise _unjudged(op, exc) from None
     if bound is not None:
         if compute is not None:
             bound = limits.with_scratch(bound, _cast_bytes(flat, compute))
@@ -197,6 +201,20 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
         except errors.AllocationLimitError:
             _name_the_shape(op, flat, attrs, bound, what)
             raise
+
+
+# What a dtype rule or an output bound may raise on inputs it was not written for (a NaN where a
+# size is computed, an index past a 0-d shape): the caller's mistake, never a server error.
+_RULE_FAILURES = (ValueError, TypeError, IndexError, OverflowError, ZeroDivisionError)
+
+
+def _unjudged(op: OpDef, exc: Exception) -> Exception:
+    """The error for an op whose dtype rule or bound could not judge its inputs: the engine's
+    own typed error as it is, anything else as InvalidArgumentError naming the op (as numpy's
+    complaints in a forward are)."""
+    if isinstance(exc, errors.EngineError):
+        return exc
+    return errors.InvalidArgumentError(f"{op.name}(): {exc}")
 
 
 def _name_the_shape(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], bound: Any,

@@ -129,7 +129,7 @@ def _arange_bounds(start: Any, end: Any, step: Any) -> tuple[Any, Any, int]:
     """(start, end, length) of arange, with torch's checks."""
     if end is None:
         start, end = 0, start
-    if step == 0:
+    if not (step > 0 or step < 0):  # torch's wording for NaN too
         raise errors.InvalidArgumentError("step must be nonzero")
     if not (math.isfinite(start) and math.isfinite(end)):
         raise errors.InvalidArgumentError(f"unsupported range: {start} -> {end}")

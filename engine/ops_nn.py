@@ -524,6 +524,9 @@ def per_class(label_smoothing: float, n_classes: int) -> float:
 
 
 def _class_dim(x: Any) -> int:
+    """The class dimension of cross_entropy's input; torch's IndexError for a 0-d one."""
+    if x.ndim == 0:
+        raise errors.OutOfRangeIndexError("Dimension specified as 1 but tensor has no dimensions")
     return 0 if x.ndim == 1 else 1
 
 

@@ -1,0 +1,170 @@
+"""Inputs long fuzzing (bench/fuzz.py) found answered INTERNAL, each kept as a regression.
+
+Each request is the one the fuzzer sent, in protobuf text format; the server must answer with
+the caller's-mistake status the engine gives (as torch raises for the same call), never
+INTERNAL. The engine-level checks compare with torch.
+"""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.protobuf import text_format
+
+import gradserve.engine as ge
+from gradserve.v1 import service_pb2, session_pb2
+from tests.conftest import gradserve_open_session
+from tests.reference import torch
+
+# bench/fuzz.py 200000 --seed 1 (2026-12-06), input ~130,000: arange with a NaN step. Its
+# output bound divided by the step and raised ValueError (cannot convert NaN to integer).
+ARANGE_NAN_STEP = r"""
+graph {
+  inputs {
+    name: "x0"
+  }
+  nodes {
+    id: "n0"
+    op: "le"
+    inputs {
+      ref {
+        id: "x0"
+      }
+    }
+    inputs {
+      ref {
+        id: "x0"
+      }
+    }
+  }
+  nodes {
+    id: "n1"
+    op: "arange"
+    attrs {
+      key: "step"
+      value {
+        float_value: nan
+      }
+    }
+    attrs {
+      key: "start"
+      value {
+        float_value: 1.915
+      }
+    }
+  }
+  outputs {
+    name: "y0"
+    ref {
+      id: "n1"
+    }
+  }
+}
+inputs {
+  key: "x0"
+  value {
+    dtype: DTYPE_INT32
+    shape: 1
+    raw: "\373\377\377\377"
+  }
+}
+order: 1
+"""
+
+# The same run: cross_entropy of 0-d tensors. Its dtype rule indexed the class dimension of a
+# 0-d input and raised IndexError.
+CROSS_ENTROPY_0D = r"""
+instructions {
+  release {
+  }
+}
+instructions {
+  apply_op {
+    op: "cross_entropy"
+    inputs {
+      constant {
+        dtype: DTYPE_FLOAT32
+        float_values {
+          values: -1.658
+        }
+      }
+    }
+    inputs {
+      constant {
+        dtype: DTYPE_FLOAT64
+        raw: "o\022\203\300\312\241\361?"
+      }
+    }
+    inputs {
+      constant {
+        dtype: DTYPE_FLOAT32
+        raw: "\321\"#\300"
+      }
+    }
+    outputs: 1
+  }
+}
+instructions {
+  backward {
+    tensor: 1
+  }
+}
+instructions {
+  release {
+  }
+}
+instructions {
+  fetch {
+    handle: 1
+    value: true
+  }
+}
+instructions {
+  grad {
+    inputs: 1
+    inputs: 1
+    allow_unused: true
+    results: 2
+    results: 3
+  }
+}
+"""
+
+
+def test_arange_with_a_nan_step_is_refused_in_torch_words(gradserve_stub):
+    req = text_format.Parse(ARANGE_NAN_STEP, service_pb2.RunGraphRequest())
+    with pytest.raises(grpc.RpcError) as err:
+        gradserve_stub.RunGraph(req, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "step must be nonzero" in err.value.details()
+    with pytest.raises(RuntimeError) as theirs:
+        torch.arange(0.0, 5.0, float("nan"))
+    with ge.limits.allocation_limit(100), pytest.raises(RuntimeError) as ours:
+        ge.arange(0.0, 5.0, float("nan"))
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_cross_entropy_of_0d_tensors_is_refused_in_torch_words(gradserve_stub):
+    s = gradserve_open_session(gradserve_stub)
+    req = text_format.Parse(CROSS_ENTROPY_0D, session_pb2.BatchRequest())
+    with pytest.raises(grpc.RpcError) as err:
+        s.run(*req.instructions)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(IndexError) as theirs:
+        torch.nn.functional.cross_entropy(torch.tensor(-1.658), torch.tensor(1.1))
+    assert err.value.details() == str(theirs.value)
+    s.close()
+
+
+def test_a_rule_that_cannot_judge_its_inputs_is_the_callers_mistake(monkeypatch):
+    """Whatever a dtype rule or an output bound raises on inputs it was not written for becomes
+    InvalidArgumentError naming the op, never an unmapped error (INTERNAL on the server)."""
+    op = ge.OPS["sin"]
+
+    def broken(args, attrs, out_dtype):
+        raise ValueError("cannot convert float NaN to integer")
+
+    monkeypatch.setattr(op, "out_bound", broken)
+    with ge.limits.allocation_limit(100), pytest.raises(ge.errors.InvalidArgumentError) as err:
+        ge.sin(ge.tensor(1.0))
+    assert str(err.value) == "sin(): cannot convert float NaN to integer"
