@@ -44,6 +44,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("n", nargs="?", type=int, default=100_000, help="inputs to send")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--trace-peaks", action="store_true",
+                        help="print each input after which the server's peak RSS rose > 8 MiB")
     parser.add_argument("--rss-ceiling", type=float, default=200,
                         help="MiB the server's peak RSS may rise above its starting RSS")
     args = parser.parse_args(argv)
@@ -66,7 +68,8 @@ def main(argv: list[str]) -> int:
         c = fz.Chooser(rng=random.Random(args.seed))
         start = time.monotonic()
         warm_rss = None
-        start_rss = server.rss()
+        start_rss = last_peak = server.rss()
+        last_what = ""
         ceiling = start_rss + args.rss_ceiling * MiB
         with np.errstate(all="ignore"):
             for i in range(args.n):
@@ -75,6 +78,12 @@ def main(argv: list[str]) -> int:
                 if i % 1000 == 999 and not ceiling_passed and server.peak_rss() > ceiling:
                     ceiling_passed = (f"peak RSS {server.peak_rss() / MiB:.0f} MiB after "
                                       f"{i + 1} inputs")
+                if args.trace_peaks:
+                    peak = server.peak_rss()
+                    if peak > last_peak + 8 * MiB:
+                        print(f"peak {peak / MiB:.0f} MiB after input {i - 1} (kind "
+                              f"{(i - 1) % 5}): {' '.join(last_what.split())[:400]}", flush=True)
+                    last_peak = peak
                 kind = i % 5
                 if kind == 0:
                     method, payload = c.pick(methods), c.bytes(200)
@@ -91,9 +100,10 @@ def main(argv: list[str]) -> int:
                         payload, timeout=fz.DEADLINE, metadata=meta), f"{method} {payload!r}",
                         outcome)
                 elif kind == 4:
-                    fz.hostile_call(c, stub, outcome)
+                    last_what = "hostile " + fz.hostile_call(c, stub, outcome)
                 elif kind == 2:
                     req = fz.graph_request(c, ops)
+                    last_what = "graph " + str(req)
                     fz.check_status(lambda req=req: stub.RunGraph(req, timeout=fz.DEADLINE),
                                     str(req), outcome)
                 else:
@@ -102,6 +112,7 @@ def main(argv: list[str]) -> int:
                     meta = (("x-session-id", sid),)
                     breq = session_pb2.BatchRequest(session_id=sid)
                     fz.batch_instructions(c, ops, inplace, breq.instructions)
+                    last_what = "batch " + str(breq)
                     fz.check_status(lambda breq=breq, meta=meta: stub.ExecuteBatch(
                         breq, metadata=meta, timeout=fz.DEADLINE), str(breq), outcome)
                     stub.CloseSession(session_pb2.CloseSessionRequest(session_id=sid),

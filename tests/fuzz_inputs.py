@@ -645,9 +645,9 @@ def hostile_batch(c: Chooser, out: Any) -> None:
 HOSTILE_DEADLINE = 5.0  # each hostile request is answered (refused) within this many seconds
 
 
-def hostile_call(c: Chooser, stub: Any, outcome: Outcome | None = None) -> None:
+def hostile_call(c: Chooser, stub: Any, outcome: Outcome | None = None) -> str:
     """Send one hostile request (graph, higher-order chain or session batch) and check that it
-    is answered within HOSTILE_DEADLINE with an allowed status."""
+    is answered within HOSTILE_DEADLINE with an allowed status; returns what it sent, short."""
     # Mostly hostile graphs (fast to refuse); long differentiated chains, which run for seconds
     # before their budget runs out, 1 in 25 so a long fuzzing run stays within the hour.
     k = c.int(0, 49)
@@ -656,19 +656,22 @@ def hostile_call(c: Chooser, stub: Any, outcome: Outcome | None = None) -> None:
     elif k < 40:
         req = higher_order_request(c)
     if k < 40:
-        check_status(lambda: stub.RunGraph(req, timeout=HOSTILE_DEADLINE),
-                     _summary(req), outcome, HOSTILE_DEADLINE)
-        return
+        what = _summary(req)
+        check_status(lambda: stub.RunGraph(req, timeout=HOSTILE_DEADLINE), what, outcome,
+                     HOSTILE_DEADLINE)
+        return what
     sid = stub.CreateSession(session_pb2.CreateSessionRequest(), timeout=10).session_id
     meta = (("x-session-id", sid),)
     breq = session_pb2.BatchRequest(session_id=sid)
     hostile_batch(c, breq.instructions)
+    what = _summary(breq)
     try:
         check_status(lambda: stub.ExecuteBatch(breq, metadata=meta, timeout=HOSTILE_DEADLINE),
-                     _summary(breq), outcome, HOSTILE_DEADLINE)
+                     what, outcome, HOSTILE_DEADLINE)
     finally:
         stub.CloseSession(session_pb2.CloseSessionRequest(session_id=sid), metadata=meta,
                           timeout=10)
+    return what
 
 
 def _summary(req: Any) -> str:
