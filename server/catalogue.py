@@ -6,11 +6,13 @@ import functools
 from typing import Any
 
 import gradserve.engine as ge
+from gradserve.surface.signature import nullable
 from gradserve.v1 import PROTOCOL_VERSION, catalogue_pb2, tensor_pb2
 
 from . import codec, package_version
 
-# engine attribute kind -> (wire kind, which AttrValue fields it accepts besides none_value)
+# Wire knowledge only: each attribute kind of the surface (`signature.ATTR_KINDS`, which also
+# says which accept None) -> (wire kind, which AttrValue fields it accepts besides none_value).
 KINDS: dict[str, tuple[int, frozenset[str]]] = {
     "int": (catalogue_pb2.ATTR_KIND_INT, frozenset({"int_value"})),
     "float": (catalogue_pb2.ATTR_KIND_FLOAT, frozenset({"float_value", "int_value"})),
@@ -27,13 +29,6 @@ KINDS: dict[str, tuple[int, frozenset[str]]] = {
                         frozenset({"int_value", "float_value", "bool_value"})),
     "dtype": (catalogue_pb2.ATTR_KIND_DTYPE, frozenset({"dtype_value"})),
 }
-
-
-def nullable(spec: Any) -> bool:
-    """Whether the engine accepts None for this attribute (mirrors registry._check_attr)."""
-    return not spec.required and (
-        spec.kind.startswith("optional") or spec.kind in ("dims", "dtype")
-        or spec.default is None)
 
 
 def accepted_fields(spec: Any) -> frozenset[str] | None:
