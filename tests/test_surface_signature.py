@@ -3,6 +3,8 @@ server's catalogue (ListOps and the wire check) and the validator all agree on e
 
 from __future__ import annotations
 
+import builtins
+
 import pytest
 
 import gradserve.engine as ge
@@ -66,3 +68,51 @@ def test_the_validator_raises_the_layers_own_errors():
             validator.bind("gelu", 1, op.attrs, (), {"b": 1})
         with pytest.raises(type_error, match=r"^gelu\(\) takes 2 arguments but 3 were given$"):
             validator.bind("gelu", 1, op.attrs, ("none", 1), {})
+
+
+# --- the client: the same specs from ListOps, the same validator before sending ------------------
+
+def test_the_client_reads_the_engines_specs_from_list_ops():
+    from gradserve.client.ops import attr_specs
+
+    for info in catalogue.list_ops().ops:
+        specs = attr_specs(info)
+        engine = ge.registry.OPS[info.name].attrs
+        assert specs is not None
+        assert [(s.name, s.kind, s.required, s.choices) for s in specs] == \
+            [(s.name, s.kind, s.required, s.choices) for s in engine], info.name
+        assert [signature.nullable(s) for s in specs] == [a.nullable for a in info.attrs]
+
+
+@pytest.fixture(scope="module")
+def client(gradserve_server):
+    import gradserve.client as gc_client
+
+    with gc_client.connect(f"localhost:{gradserve_server[1]}") as c:
+        yield c
+
+
+BAD_CALLS = [
+    ("sum", {"dim": "a"}),
+    ("sum", {"keepdim": 1}),
+    ("sum", {"dtype": "complex"}),
+    ("sum", {"dtype": 3}),
+    ("sum", {"bogus": 1}),
+    ("gelu", {"approximate": "x"}),
+    ("clamp", {"min": [1]}),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs"), BAD_CALLS)
+def test_a_bad_attribute_fails_locally_as_in_process(client, name, kwargs):
+    with pytest.raises(ge.errors.EngineError) as in_process:
+        getattr(ge, name)(ge.tensor([1.0, 2.0]), **kwargs)
+    builtin = getattr(builtins, in_process.value.builtin_name)
+    with client.session() as s:
+        x = s.tensor([1.0, 2.0])
+        before = s.round_trips
+        with pytest.raises(builtin) as remote:
+            getattr(s, name)(x, **kwargs)
+        assert s.round_trips == before  # raised on this line, before anything was recorded
+    assert str(remote.value) == str(in_process.value)
+    assert type(remote.value) is builtin
