@@ -6,16 +6,68 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from gradserve.surface import messages
 from gradserve.surface.binding import take_inputs
+from gradserve.surface.signature import ATTR_KINDS, AttrSpec, AttrValidator
 from gradserve.surface.spellings import is_int
-from gradserve.v1 import catalogue_pb2
+from gradserve.v1 import attrs as wire_attrs
+from gradserve.v1 import catalogue_pb2, graph_pb2
+
+from . import codec
+
+
+def _as_dtype(v: Any) -> codec.DType | None:
+    if isinstance(v, codec.DType):
+        return v
+    if isinstance(v, str):
+        d = codec.BY_NAME.get(v)
+        if d is None:
+            raise TypeError(messages.unsupported_dtype(v, list(codec.BY_NAME)))
+        return d
+    return None
+
+
+# The engine's validator with the built-in types its errors come back as from a server
+# (InvalidTypeError: TypeError; InvalidValueError and UnknownAttributeError: ValueError).
+ATTRS = AttrValidator(TypeError, ValueError, ValueError, _as_dtype)
+
+
+def _default(value: graph_pb2.AttrValue) -> Any:
+    """An attribute's default from ListOps, as a Python value."""
+    kind = value.WhichOneof("kind")
+    if kind == "int_value":
+        return value.int_value
+    if kind == "float_value":
+        return value.float_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "ints_value":
+        return tuple(value.ints_value.values)
+    if kind == "dtype_value":
+        return codec.BY_WIRE.get(value.dtype_value)
+    return None
+
+
+def attr_specs(info: catalogue_pb2.OpInfo) -> tuple[AttrSpec, ...] | None:
+    """The op's attributes as the surface's `AttrSpec`s; None when one has a kind this client
+    does not know (a newer server: it then checks them alone)."""
+    specs = []
+    for a in info.attrs:
+        kind = wire_attrs.KIND_NAMES.get(a.kind)
+        if kind not in ATTR_KINDS:
+            return None
+        specs.append(AttrSpec(a.name, kind, _default(a.default_value), a.required,
+                              tuple(a.choices)))
+    return tuple(specs)
 
 
 class OpSpec:
     """One op of the catalogue, ready for binding calls."""
 
-    __slots__ = ("name", "inputs", "optional", "variadic", "attrs", "attr_kinds", "n_outputs",
-                 "differentiable", "doc", "sizes_first")
+    __slots__ = ("name", "inputs", "optional", "variadic", "attrs", "attr_kinds", "specs",
+                 "n_outputs", "differentiable", "doc", "sizes_first", "positional_only")
 
     def __init__(self, info: catalogue_pb2.OpInfo):
         self.name = info.name
@@ -25,6 +77,9 @@ class OpSpec:
         self.variadic = info.variadic
         self.attrs = tuple(a.name for a in info.attrs)
         self.attr_kinds = tuple(a.kind for a in info.attrs)
+        self.specs = attr_specs(info)
+        # every input positional and nothing else is a complete call
+        self.positional_only = not self.variadic and not any(a.required for a in info.attrs)
         self.n_outputs: int | None = info.n_outputs if info.HasField("n_outputs") else None
         self.differentiable = info.differentiable
         self.doc = info.doc
@@ -33,14 +88,16 @@ class OpSpec:
 
     def bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[list[Any],
                                                                            dict[str, Any]]:
-        """(tensor inputs, attributes) of a call `op(*args, **kwargs)`, as the engine binds it.
-
-        Attribute kinds and values are checked by the server (with the engine's messages).
+        """(tensor inputs, attributes given) of a call `op(*args, **kwargs)`, bound and checked
+        as the engine does, with the same validator (`ATTRS`), so a bad attribute fails here,
+        on the user's line, with the engine's text.
 
         Raises:
-            TypeError: missing inputs or too many positional arguments.
+            TypeError: missing inputs, too many positional arguments, or an attribute of the
+                wrong kind.
+            ValueError: an unknown attribute, or a value outside its choices.
         """
-        if not kwargs and not self.variadic and len(args) == len(self.inputs):
+        if not kwargs and self.positional_only and len(args) == len(self.inputs):
             return list(args), {}  # every input positional, no attributes: the common case
         kw = dict(kwargs)
         if self.variadic:
@@ -59,6 +116,21 @@ class OpSpec:
             while k < len(extra) and is_int(extra[k]):
                 k += 1
             extra = [tuple(int(v) for v in extra[:k]), *extra[k:]]
+        if self.specs is None:
+            return inputs, self._unchecked(extra, kw)
+        # a factory's requires_grad= is the session's, not the op's (see Session._apply)
+        requires_grad = (kw.pop("requires_grad", None)
+                         if not self.inputs and "requires_grad" not in self.attrs else None)
+        given = [*self.attrs[:len(extra)], *kw]
+        bound = ATTRS.bind(self.name, len(self.inputs), self.specs, extra, kw)
+        attrs = {k: bound[k] for k in given}
+        if requires_grad is not None:
+            attrs["requires_grad"] = requires_grad
+        return inputs, attrs
+
+    def _unchecked(self, extra: list[Any], kw: dict[str, Any]) -> dict[str, Any]:
+        """The attributes by name, for a server whose kinds this client does not know (it
+        checks them with the engine's messages)."""
         if len(extra) > len(self.attrs):
             raise TypeError(f"{self.name}() takes {len(self.inputs) + len(self.attrs)} "
                             f"arguments but {len(self.inputs) + len(extra)} were given")
@@ -66,8 +138,8 @@ class OpSpec:
         for key, v in kw.items():
             if key in attrs:
                 raise TypeError(f"{self.name}() got multiple values for argument '{key}'")
-            attrs[key] = v  # unknown names are refused by the server with the engine's message
-        return inputs, attrs
+            attrs[key] = v
+        return attrs
 
 
 class OpTable:

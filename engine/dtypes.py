@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import messages
+
 from . import errors
 
 
@@ -58,8 +60,7 @@ def by_name(name: str) -> DType:
     try:
         return DTYPES[name]
     except KeyError:
-        raise errors.InvalidTypeError(
-            f"unsupported dtype {name!r}; expected one of {sorted(DTYPES)}") from None
+        raise errors.InvalidTypeError(messages.unsupported_dtype(name, list(DTYPES))) from None
 
 
 def from_numpy(np_dtype: Any) -> DType:

@@ -18,29 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-import numpy as np
-
-from gradserve.surface.spellings import is_int
+from gradserve.surface.signature import AttrSpec as AttrSpec
+from gradserve.surface.signature import AttrValidator
+from gradserve.surface.spellings import is_int as is_int
 
 from . import dtypes, errors, limits
 from .dtypes import DType
 from .tensor import Tensor
 
 OPSET_VERSION = 1
-
-ATTR_KINDS = ("int", "float", "bool", "str", "ints", "dims", "optional_int", "optional_float",
-              "scalar", "optional_scalar", "dtype")
-
-
-class AttrSpec(NamedTuple):
-    """One typed attribute of an op."""
-
-    name: str
-    kind: str
-    default: Any = None
-    required: bool = False
-    choices: tuple[str, ...] = ()
-
 
 DtypeRule = Callable[[Sequence[Any], Mapping[str, Any]], "tuple[DType | None, DType]"]
 NameRule = Callable[[Sequence[Any], Mapping[str, Any]], str]
@@ -347,83 +333,19 @@ def fixed(dtype: DType) -> DtypeRule:
 
 # --- attribute validation ------------------------------------------------------------------------
 
-def _check_attr(op: OpDef, spec: AttrSpec, v: Any) -> Any:
-    k = spec.kind
-
-    def bad(expected: str) -> errors.InvalidTypeError:
-        return errors.InvalidTypeError(
-            f"{op.name}(): argument '{spec.name}' must be {expected}, not {type(v).__name__}")
-
-    if v is None and not spec.required and (k.startswith("optional") or k in ("dims", "dtype")
-                                            or spec.default is None):
-        return None
-    if k in ("int", "optional_int"):
-        if not is_int(v):
-            raise bad("int")
-        return int(v)
-    if k in ("float", "optional_float"):
-        if not (is_int(v) or isinstance(v, (float, np.floating))):
-            raise bad("float")
-        return float(v)
-    if k == "bool":
-        if not isinstance(v, (bool, np.bool_)):
-            raise bad("bool")
-        return bool(v)
-    if k == "str":
-        if not isinstance(v, str):
-            raise bad("str")
-        if spec.choices and v not in spec.choices:
-            raise errors.InvalidValueError(
-                f"{op.name}(): {spec.name}={v!r} is not one of {', '.join(spec.choices)}")
+def _as_dtype(v: Any) -> DType | None:
+    if isinstance(v, DType):
         return v
-    if k in ("ints", "dims"):
-        if k == "dims" and is_int(v):
-            return int(v)
-        if isinstance(v, (list, tuple)) and all(is_int(i) for i in v):
-            return tuple(int(i) for i in v)
-        raise bad("tuple of ints")
-    if k in ("scalar", "optional_scalar"):
-        if isinstance(v, (bool, np.bool_)):
-            return bool(v)
-        if is_int(v):
-            return int(v)
-        if isinstance(v, (float, np.floating)):
-            return float(v)
-        raise bad("Number")
-    if k == "dtype":
-        if isinstance(v, DType):
-            return v
-        if isinstance(v, str):
-            return dtypes.by_name(v)
-        raise bad("torch.dtype")
-    raise AssertionError(f"unknown attribute kind {k}")
+    return dtypes.by_name(v) if isinstance(v, str) else None
+
+
+ATTRS = AttrValidator(errors.InvalidTypeError, errors.InvalidValueError,
+                      errors.UnknownAttributeError, _as_dtype)
 
 
 def bind_attrs(op: OpDef, extra: Sequence[Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
     """Validate attributes (positional `extra` first, then by name) against `op`'s specs."""
-    if len(extra) > len(op.attrs):
-        raise errors.InvalidTypeError(
-            f"{op.name}() takes {len(op.inputs) + len(op.attrs)} arguments but "
-            f"{len(op.inputs) + len(extra)} were given")
-    out: dict[str, Any] = {}
-    for spec, v in zip(op.attrs, extra):
-        out[spec.name] = v
-    for k, v in attrs.items():
-        if k not in op.attr_names:
-            raise errors.UnknownAttributeError(
-                f"{op.name}() got an unexpected keyword argument '{k}'")
-        if k in out:
-            raise errors.InvalidTypeError(f"{op.name}() got multiple values for argument '{k}'")
-        out[k] = v
-    for spec in op.attrs:
-        if spec.name in out:
-            out[spec.name] = _check_attr(op, spec, out[spec.name])
-        elif spec.required:
-            raise errors.InvalidTypeError(
-                f"{op.name}() missing required argument '{spec.name}'")
-        else:
-            out[spec.name] = spec.default
-    return out
+    return ATTRS.bind(op.name, len(op.inputs), op.attrs, extra, attrs)
 
 
 def lookup(name: str) -> OpDef:

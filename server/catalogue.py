@@ -6,34 +6,13 @@ import functools
 from typing import Any
 
 import gradserve.engine as ge
-from gradserve.v1 import PROTOCOL_VERSION, catalogue_pb2, tensor_pb2
+from gradserve.surface.signature import nullable
+from gradserve.v1 import PROTOCOL_VERSION, attrs, catalogue_pb2, tensor_pb2
 
 from . import codec, package_version
 
-# engine attribute kind -> (wire kind, which AttrValue fields it accepts besides none_value)
-KINDS: dict[str, tuple[int, frozenset[str]]] = {
-    "int": (catalogue_pb2.ATTR_KIND_INT, frozenset({"int_value"})),
-    "float": (catalogue_pb2.ATTR_KIND_FLOAT, frozenset({"float_value", "int_value"})),
-    "bool": (catalogue_pb2.ATTR_KIND_BOOL, frozenset({"bool_value"})),
-    "str": (catalogue_pb2.ATTR_KIND_STRING, frozenset({"string_value"})),
-    "ints": (catalogue_pb2.ATTR_KIND_INTS, frozenset({"ints_value"})),
-    "dims": (catalogue_pb2.ATTR_KIND_INT_OR_INTS, frozenset({"int_value", "ints_value"})),
-    "optional_int": (catalogue_pb2.ATTR_KIND_OPTIONAL_INT, frozenset({"int_value"})),
-    "optional_float": (catalogue_pb2.ATTR_KIND_OPTIONAL_FLOAT,
-                       frozenset({"float_value", "int_value"})),
-    "scalar": (catalogue_pb2.ATTR_KIND_SCALAR,
-               frozenset({"int_value", "float_value", "bool_value"})),
-    "optional_scalar": (catalogue_pb2.ATTR_KIND_SCALAR_OR_NONE,
-                        frozenset({"int_value", "float_value", "bool_value"})),
-    "dtype": (catalogue_pb2.ATTR_KIND_DTYPE, frozenset({"dtype_value"})),
-}
-
-
-def nullable(spec: Any) -> bool:
-    """Whether the engine accepts None for this attribute (mirrors registry._check_attr)."""
-    return not spec.required and (
-        spec.kind.startswith("optional") or spec.kind in ("dims", "dtype")
-        or spec.default is None)
+# The wire column of the surface's attribute kinds (kept with the wire, `gradserve.v1.attrs`).
+KINDS = attrs.WIRE_KINDS
 
 
 def accepted_fields(spec: Any) -> frozenset[str] | None:

@@ -32,6 +32,11 @@ MT_SCALAR_WARNING = (
     "Tensor.mT is deprecated on 0-D tensors. This function is the identity in these cases.")
 
 
+def unsupported_dtype(name: str, names: Sequence[str]) -> str:
+    """The TypeError text for a dtype name that is not one of `names`."""
+    return f"unsupported dtype {name!r}; expected one of {sorted(names)}"
+
+
 def dim_out_of_range(dim: int, lo: int, hi: int) -> str:
     """torch's IndexError text for a dim outside [lo, hi]."""
     return f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})"

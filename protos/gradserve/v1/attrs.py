@@ -1,5 +1,6 @@
-"""Python values as `AttrValue` messages: the one encoder the server (catalogue defaults) and
-the client (a call's attributes) share. Hand-written, not generated; numpy and protobuf only.
+"""Attribute kinds on the wire (`WIRE_KINDS`, `KIND_NAMES`) and Python values as `AttrValue`
+messages: the one encoder the server (catalogue defaults) and the client (a call's attributes)
+share. Hand-written, not generated; numpy and protobuf only.
 
 A dtype is each side's own class, so the caller says how to read one (`dtype_code`).
 """
@@ -11,7 +12,29 @@ from typing import Any
 
 import numpy as np
 
-from . import graph_pb2
+from . import catalogue_pb2, graph_pb2
+
+# Each attribute kind of the surface (`signature.ATTR_KINDS`, which also
+# says which accept None) -> (wire kind, which AttrValue fields it accepts besides none_value).
+WIRE_KINDS: dict[str, tuple[int, frozenset[str]]] = {
+    "int": (catalogue_pb2.ATTR_KIND_INT, frozenset({"int_value"})),
+    "float": (catalogue_pb2.ATTR_KIND_FLOAT, frozenset({"float_value", "int_value"})),
+    "bool": (catalogue_pb2.ATTR_KIND_BOOL, frozenset({"bool_value"})),
+    "str": (catalogue_pb2.ATTR_KIND_STRING, frozenset({"string_value"})),
+    "ints": (catalogue_pb2.ATTR_KIND_INTS, frozenset({"ints_value"})),
+    "dims": (catalogue_pb2.ATTR_KIND_INT_OR_INTS, frozenset({"int_value", "ints_value"})),
+    "optional_int": (catalogue_pb2.ATTR_KIND_OPTIONAL_INT, frozenset({"int_value"})),
+    "optional_float": (catalogue_pb2.ATTR_KIND_OPTIONAL_FLOAT,
+                       frozenset({"float_value", "int_value"})),
+    "scalar": (catalogue_pb2.ATTR_KIND_SCALAR,
+               frozenset({"int_value", "float_value", "bool_value"})),
+    "optional_scalar": (catalogue_pb2.ATTR_KIND_SCALAR_OR_NONE,
+                        frozenset({"int_value", "float_value", "bool_value"})),
+    "dtype": (catalogue_pb2.ATTR_KIND_DTYPE, frozenset({"dtype_value"})),
+}
+
+# The surface kind of each wire kind (a client reads ListOps with it).
+KIND_NAMES: dict[int, str] = {wire: name for name, (wire, _) in WIRE_KINDS.items()}
 
 
 def _is_int(v: Any) -> bool:

@@ -1,0 +1,178 @@
+"""An op's attributes: their kinds, which accept None, and the one validator and binder.
+
+The engine binds a call's attributes with `AttrValidator.bind` (raising its typed errors), the
+server's catalogue reads `nullable` for ListOps and maps each kind in `ATTR_KINDS` to the wire,
+so a kind and its rule are written once, here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .spellings import is_int
+
+
+class AttrSpec(NamedTuple):
+    """One typed attribute of an op."""
+
+    name: str
+    kind: str
+    default: Any = None
+    required: bool = False
+    choices: tuple[str, ...] = ()
+
+
+# What a kind's `convert` returns for a value it does not accept.
+REFUSED: Any = object()
+
+
+@dataclass(frozen=True)
+class AttrKind:
+    """One attribute kind: its name, whether None is accepted, and how a value is normalised."""
+
+    name: str
+    expected: str
+    """What torch's TypeError says the argument must be ("int", "tuple of ints")."""
+    accepts_none: bool
+    """None is accepted even when the attribute has a default (`optional_int`, `dims`)."""
+    convert: Callable[[Any, Callable[[Any], Any]], Any]
+    """`convert(value, as_dtype)`: the normalised value, or `REFUSED`."""
+
+
+def _int(v: Any, as_dtype: Callable[[Any], Any]) -> Any:
+    return int(v) if is_int(v) else REFUSED
+
+
+def _float(v: Any, as_dtype: Callable[[Any], Any]) -> Any:
+    return float(v) if is_int(v) or isinstance(v, (float, np.floating)) else REFUSED
+
+
+def _bool(v: Any, as_dtype: Callable[[Any], Any]) -> Any:
+    return bool(v) if isinstance(v, (bool, np.bool_)) else REFUSED
+
+
+def _str(v: Any, as_dtype: Callable[[Any], Any]) -> Any:
+    return v if isinstance(v, str) else REFUSED
+
+
+def _ints(v: Any, as_dtype: Callable[[Any], Any]) -> Any:
+    if isinstance(v, (list, tuple)) and all(is_int(i) for i in v):
+        return tuple(int(i) for i in v)
+    return REFUSED
+
+
+def _dims(v: Any, as_dtype: Callable[[Any], Any]) -> Any:
+    return int(v) if is_int(v) else _ints(v, as_dtype)
+
+
+def _scalar(v: Any, as_dtype: Callable[[Any], Any]) -> Any:
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if is_int(v):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v)
+    return REFUSED
+
+
+def _dtype(v: Any, as_dtype: Callable[[Any], Any]) -> Any:
+    d = as_dtype(v)
+    return REFUSED if d is None else d
+
+
+ATTR_KINDS: dict[str, AttrKind] = {k.name: k for k in (
+    AttrKind("int", "int", False, _int),
+    AttrKind("float", "float", False, _float),
+    AttrKind("bool", "bool", False, _bool),
+    AttrKind("str", "str", False, _str),
+    AttrKind("ints", "tuple of ints", False, _ints),
+    AttrKind("dims", "tuple of ints", True, _dims),
+    AttrKind("optional_int", "int", True, _int),
+    AttrKind("optional_float", "float", True, _float),
+    AttrKind("scalar", "Number", False, _scalar),
+    AttrKind("optional_scalar", "Number", True, _scalar),
+    AttrKind("dtype", "torch.dtype", True, _dtype),
+)}
+
+
+def nullable(spec: AttrSpec) -> bool:
+    """Whether the attribute accepts None: never when required; else when its kind does or its
+    default is None (ListOps `AttrInfo.nullable`)."""
+    kind = ATTR_KINDS.get(spec.kind)
+    return not spec.required and ((kind is not None and kind.accepts_none)
+                                  or spec.default is None)
+
+
+@dataclass(frozen=True)
+class AttrValidator:
+    """Attribute validation and binding, raising the layer's own error types.
+
+    Args:
+        type_error: torch's TypeError (a wrong type, a missing or repeated argument).
+        value_error: a `str` attribute's value outside its `choices`.
+        unknown_attribute: an unexpected keyword argument.
+        as_dtype: the layer's dtype for a value (its DType, or a name), None if not a dtype;
+            may raise the layer's error for an unknown name.
+    """
+
+    type_error: type[TypeError]
+    value_error: type[ValueError]
+    unknown_attribute: type[Exception]
+    as_dtype: Callable[[Any], Any]
+
+    def check(self, op: str, spec: AttrSpec, v: Any) -> Any:
+        """The normalised value of attribute `spec` of op `op`.
+
+        Raises:
+            type_error: a value the attribute's kind does not accept.
+            value_error: a `str` value not among the attribute's `choices`.
+        """
+        if v is None and nullable(spec):
+            return None
+        kind = ATTR_KINDS.get(spec.kind)
+        if kind is None:
+            raise AssertionError(f"unknown attribute kind {spec.kind}")
+        out = kind.convert(v, self.as_dtype)
+        if out is REFUSED:
+            raise self.type_error(f"{op}(): argument '{spec.name}' must be {kind.expected}, "
+                                  f"not {type(v).__name__}")
+        if spec.choices and out not in spec.choices:
+            raise self.value_error(
+                f"{op}(): {spec.name}={v!r} is not one of {', '.join(spec.choices)}")
+        return out
+
+    def bind(self, op: str, n_inputs: int, specs: Sequence[AttrSpec], extra: Sequence[Any],
+             attrs: Mapping[str, Any]) -> dict[str, Any]:
+        """Every attribute of op `op` (with `n_inputs` tensor inputs and attributes `specs`):
+        positional `extra` first, then by name, each checked; defaults for the rest.
+
+        Raises:
+            type_error: too many positional arguments, a repeated or missing required one, or
+                a value of the wrong kind.
+            unknown_attribute: a name that is not one of `specs`.
+        """
+        if len(extra) > len(specs):
+            raise self.type_error(f"{op}() takes {n_inputs + len(specs)} arguments but "
+                                  f"{n_inputs + len(extra)} were given")
+        out: dict[str, Any] = {}
+        for spec, v in zip(specs, extra):
+            out[spec.name] = v
+        names = {spec.name for spec in specs} if attrs else ()
+        for k, v in attrs.items():
+            if k not in names:
+                raise self.unknown_attribute(f"{op}() got an unexpected keyword argument '{k}'")
+            if k in out:
+                raise self.type_error(f"{op}() got multiple values for argument '{k}'")
+            out[k] = v
+        for spec in specs:
+            if spec.name in out:
+                out[spec.name] = self.check(op, spec, out[spec.name])
+            elif spec.required:
+                raise self.type_error(f"{op}() missing required argument '{spec.name}'")
+            else:
+                out[spec.name] = spec.default
+        return out

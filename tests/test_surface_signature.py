@@ -1,0 +1,118 @@
+"""The attribute kinds are written once (gradserve.surface.signature): the engine's registry, the
+server's catalogue (ListOps and the wire check) and the validator all agree on every kind."""
+
+from __future__ import annotations
+
+import builtins
+
+import pytest
+
+import gradserve.engine as ge
+from gradserve.server import catalogue
+from gradserve.surface import signature
+from gradserve.surface.signature import ATTR_KINDS, AttrSpec, AttrValidator
+from gradserve.v1 import catalogue_pb2
+
+SPECS = [(name, spec) for name, op in sorted(ge.registry.OPS.items()) for spec in op.attrs]
+
+
+def test_every_kind_has_a_wire_kind_and_accepted_fields():
+    assert set(catalogue.KINDS) == set(ATTR_KINDS)
+    wire = [catalogue.KINDS[k][0] for k in ATTR_KINDS]
+    assert catalogue_pb2.ATTR_KIND_UNSPECIFIED not in wire
+    assert len(set(wire)) == len(wire)  # a client can read the kind back from the wire
+    assert all(catalogue.KINDS[k][1] for k in ATTR_KINDS)
+
+
+def test_every_op_attribute_has_a_known_kind():
+    assert {spec.kind for _, spec in SPECS} <= set(ATTR_KINDS)
+    assert all(isinstance(spec, AttrSpec) for _, spec in SPECS)
+
+
+def test_list_ops_states_the_surface_rule():
+    infos = {info.name: info for info in catalogue.list_ops().ops}
+    for name, spec in SPECS:
+        info = next(a for a in infos[name].attrs if a.name == spec.name)
+        assert info.kind == catalogue.KINDS[spec.kind][0], (name, spec)
+        assert info.nullable == signature.nullable(spec), (name, spec)
+        assert ("none_value" in catalogue.accepted_fields(spec)) == info.nullable, (name, spec)
+        assert tuple(info.choices) == spec.choices
+
+
+@pytest.mark.parametrize("kind", sorted(ATTR_KINDS))
+def test_none_is_accepted_exactly_where_nullable(kind):
+    validator = ge.registry.ATTRS
+    for default, required in ((None, False), (1, False), (None, True)):
+        spec = AttrSpec("a", kind, default, required)
+        if signature.nullable(spec):
+            assert validator.check("op", spec, None) is None
+        else:
+            with pytest.raises(ge.errors.InvalidTypeError, match=r"^op\(\): argument 'a' must"):
+                validator.check("op", spec, None)
+
+
+def test_the_validator_raises_the_layers_own_errors():
+    plain = AttrValidator(TypeError, ValueError, TypeError, lambda v: None)
+    op = ge.registry.OPS["gelu"]
+    for validator, type_error, value_error, unknown in (
+            (ge.registry.ATTRS, ge.errors.InvalidTypeError, ge.errors.InvalidValueError,
+             ge.errors.UnknownAttributeError),
+            (plain, TypeError, ValueError, TypeError)):
+        with pytest.raises(type_error, match=r"^gelu\(\): argument 'approximate' must be str, "
+                                             "not int$"):
+            validator.bind("gelu", 1, op.attrs, (), {"approximate": 1})
+        with pytest.raises(value_error, match=r"^gelu\(\): approximate='x' is not one of none, "
+                                              "tanh$"):
+            validator.bind("gelu", 1, op.attrs, (), {"approximate": "x"})
+        with pytest.raises(unknown, match=r"^gelu\(\) got an unexpected keyword argument 'b'$"):
+            validator.bind("gelu", 1, op.attrs, (), {"b": 1})
+        with pytest.raises(type_error, match=r"^gelu\(\) takes 2 arguments but 3 were given$"):
+            validator.bind("gelu", 1, op.attrs, ("none", 1), {})
+
+
+# --- the client: the same specs from ListOps, the same validator before sending ------------------
+
+def test_the_client_reads_the_engines_specs_from_list_ops():
+    from gradserve.client.ops import attr_specs
+
+    for info in catalogue.list_ops().ops:
+        specs = attr_specs(info)
+        engine = ge.registry.OPS[info.name].attrs
+        assert specs is not None
+        assert [(s.name, s.kind, s.required, s.choices) for s in specs] == \
+            [(s.name, s.kind, s.required, s.choices) for s in engine], info.name
+        assert [signature.nullable(s) for s in specs] == [a.nullable for a in info.attrs]
+
+
+@pytest.fixture(scope="module")
+def client(gradserve_server):
+    import gradserve.client as gc_client
+
+    with gc_client.connect(f"localhost:{gradserve_server[1]}") as c:
+        yield c
+
+
+BAD_CALLS = [
+    ("sum", {"dim": "a"}),
+    ("sum", {"keepdim": 1}),
+    ("sum", {"dtype": "complex"}),
+    ("sum", {"dtype": 3}),
+    ("sum", {"bogus": 1}),
+    ("gelu", {"approximate": "x"}),
+    ("clamp", {"min": [1]}),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs"), BAD_CALLS)
+def test_a_bad_attribute_fails_locally_as_in_process(client, name, kwargs):
+    with pytest.raises(ge.errors.EngineError) as in_process:
+        getattr(ge, name)(ge.tensor([1.0, 2.0]), **kwargs)
+    builtin = getattr(builtins, in_process.value.builtin_name)
+    with client.session() as s:
+        x = s.tensor([1.0, 2.0])
+        before = s.round_trips
+        with pytest.raises(builtin) as remote:
+            getattr(s, name)(x, **kwargs)
+        assert s.round_trips == before  # raised on this line, before anything was recorded
+    assert str(remote.value) == str(in_process.value)
+    assert type(remote.value) is builtin
