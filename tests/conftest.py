@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -178,15 +179,20 @@ def gradserve_open_session(stub: Any, metadata: tuple[tuple[str, str], ...] = ()
     return GradserveSession(stub, resp.session_id, metadata)
 
 
-@pytest.fixture
-def gradserve_session(gradserve_stub):
-    """A fresh session on the shared server, closed after the test."""
-    session = gradserve_open_session(gradserve_stub)
+def _session_for_one_test(stub: Any) -> Iterator[GradserveSession]:
+    """A fresh session on `stub`'s server, closed after the test (fixtures `yield from` it)."""
+    session = gradserve_open_session(stub)
     yield session
     try:
         session.close()
     except grpc.RpcError:
         pass  # the test closed it itself
+
+
+@pytest.fixture
+def gradserve_session(gradserve_stub):
+    """A fresh session on the shared server, closed after the test."""
+    yield from _session_for_one_test(gradserve_stub)
 
 
 @pytest.fixture
@@ -241,9 +247,4 @@ def stub(channel: Any) -> Any:
 
 @pytest.fixture
 def session(stub: Any) -> Any:
-    s = gradserve_open_session(stub)
-    yield s
-    try:
-        s.close()
-    except grpc.RpcError:
-        pass  # the test closed it itself
+    yield from _session_for_one_test(stub)
