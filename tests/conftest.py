@@ -248,3 +248,29 @@ def stub(channel: Any) -> Any:
 @pytest.fixture
 def session(stub: Any) -> Any:
     yield from _session_for_one_test(stub)
+
+
+# The seed's one-neuron data set (a clamped binary cross-entropy over five points), trained by
+# the fault and Node.js client tests.
+NEURON_XS = [0.5, 1.5, -1.0, 2.0, 6.7]
+NEURON_YS = [0.0, 1.0, 0.0, 1.0, 1.0]
+
+
+def gradserve_train_neuron(torch: Any, w: Any, b: Any, opt: Any, steps: int) -> list[float]:
+    """The seed's neuron trained by an optimizer whose state carries over between steps (with
+    torch, a session or a restored session); returns each step's loss."""
+    xs, ys = torch.tensor(NEURON_XS), torch.tensor(NEURON_YS)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        y_pred = torch.clamp(torch.sigmoid(w * xs + b), 1e-8, 1 - 1e-8)
+        loss = -(ys * torch.log(y_pred) + (1 - ys) * torch.log(1 - y_pred)).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def gradserve_bearer(token: str) -> tuple[tuple[str, str], ...]:
+    """Call metadata presenting `token` (servers started with --auth-token-file)."""
+    return (("authorization", f"Bearer {token}"),)

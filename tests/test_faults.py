@@ -18,11 +18,11 @@ import gradserve.client as gc
 from gradserve.client import snapshot
 from gradserve.server import codec
 from gradserve.v1 import graph_pb2, service_pb2
-from tests.conftest import gradserve_open_session
+from tests.conftest import NEURON_XS, NEURON_YS, gradserve_open_session
+from tests.conftest import gradserve_train_neuron as train_with
 from tests.server_process import ServerProcess
 
-XS = [0.5, 1.5, -1.0, 2.0, 6.7]
-YS = [0.0, 1.0, 0.0, 1.0, 1.0]
+XS, YS = NEURON_XS, NEURON_YS
 LR = 0.5
 
 
@@ -41,20 +41,6 @@ def train(torch, w, b, steps):
         with torch.no_grad():
             w -= LR * w.grad
             b -= LR * b.grad
-        losses.append(loss.item())
-    return losses
-
-
-def train_with(torch, w, b, opt, steps):
-    """The seed's neuron trained by an optimizer whose state carries over between steps."""
-    xs, ys = torch.tensor(XS), torch.tensor(YS)
-    losses = []
-    for _ in range(steps):
-        opt.zero_grad()
-        y_pred = torch.clamp(torch.sigmoid(w * xs + b), 1e-8, 1 - 1e-8)
-        loss = -(ys * torch.log(y_pred) + (1 - ys) * torch.log(1 - y_pred)).mean()
-        loss.backward()
-        opt.step()
         losses.append(loss.item())
     return losses
 

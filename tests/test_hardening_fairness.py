@@ -25,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from gradserve.server import codec, errors
 from gradserve.v1 import graph_pb2, service_pb2, service_pb2_grpc, session_pb2
 from tests.conftest import GradserveSession, gradserve_connect, gradserve_open_session
+from tests.conftest import gradserve_bearer as bearer
 from tests.server_process import ServerProcess
 
 DEADLINE = grpc.StatusCode.DEADLINE_EXCEEDED
@@ -289,10 +290,6 @@ def test_sigterm_exits_within_grace_while_heavy_calls_run():
 
 
 # --- principals -----------------------------------------------------------------------------------
-
-def bearer(token):
-    return (("authorization", f"Bearer {token}"),)
-
 
 @pytest.fixture
 def auth_port(gradserve_server_factory, tmp_path):

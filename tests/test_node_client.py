@@ -15,6 +15,7 @@ import subprocess
 import pytest
 import torch
 
+from tests.conftest import gradserve_train_neuron
 from tests.node_tools import NODE_CLIENT, node_or_skip, npm_ci
 
 
@@ -57,19 +58,9 @@ def test_stateless_derivatives_match_torch(node_run):
 
 def test_training_matches_torch(node_run):
     got, _ = node_run
-    xs = torch.tensor([0.5, 1.5, -1.0, 2.0, 6.7])
-    ys = torch.tensor([0.0, 1.0, 0.0, 1.0, 1.0])
     w = torch.tensor(1.0, requires_grad=True)
     b = torch.tensor(0.0, requires_grad=True)
-    optimizer = torch.optim.SGD([w, b], lr=0.5)
-    losses = []
-    for _ in range(5):
-        optimizer.zero_grad()
-        y_pred = torch.clamp(torch.sigmoid(w * xs + b), 1e-8, 1 - 1e-8)
-        loss = -(ys * torch.log(y_pred) + (1 - ys) * torch.log(1 - y_pred)).mean()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = gradserve_train_neuron(torch, w, b, torch.optim.SGD([w, b], lr=0.5), 5)
     assert got["train_losses"] == pytest.approx(losses, rel=1e-5)
     assert (got["train_w"], got["train_b"]) == pytest.approx((w.item(), b.item()), rel=1e-5)
 

@@ -12,11 +12,8 @@ from cryptography.x509.oid import NameOID
 
 from gradserve.server.auth import Authenticator, read_tokens
 from gradserve.v1 import catalogue_pb2, service_pb2_grpc, session_pb2
+from tests.conftest import gradserve_bearer as bearer
 from tests.conftest import gradserve_connect, gradserve_error, gradserve_open_session
-
-
-def bearer(token):
-    return (("authorization", f"Bearer {token}"),)
 
 
 @pytest.fixture
