@@ -15,7 +15,7 @@ import numpy as np
 from gradserve.surface import grad_mode, operators
 from gradserve.surface.binding import take_inputs
 
-from . import errors, namespaces
+from . import autograd, errors, namespaces
 from .dispatch import _SCALARS, VIEW_LAYOUT_MESSAGE, refresh_view, run, view_positions
 from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor
@@ -256,6 +256,7 @@ def build() -> dict[str, Callable[..., Any]]:
         else:
             PUBLIC[name] = fn
     Tensor.__rtruediv__ = _rtruediv  # type: ignore[method-assign]
+    Tensor.backward = autograd.tensor_backward  # type: ignore[method-assign]
     Tensor.__hash__ = lambda self: id(self)  # type: ignore[method-assign]
     namespaces.build(FUNCTIONS)
     return FUNCTIONS

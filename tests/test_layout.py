@@ -71,3 +71,118 @@ def test_surface_imports_only_numpy_and_the_standard_library():
            if name.split(".")[0] not in allowed or
            (name.startswith("gradserve") and not name.startswith("gradserve.surface"))]
     assert not bad, bad
+
+
+# --- the engine's own modules: an acyclic import graph -------------------------------------------
+
+# Function-level imports of engine modules that are there for a reason other than a cycle
+# ((module, imported module) -> why). A late import that only dodges a cycle does not belong here:
+# the cycle is the bug.
+LAZY_ENGINE_IMPORTS: dict[tuple[str, str], str] = {}
+
+
+def _sibling(node, module: str) -> list[str]:
+    """The engine modules an import statement inside engine/`module` names."""
+    import ast
+
+    engine = {p.stem for p in (ROOT / "engine").glob("*.py")}
+    pkg = "gradserve.engine"
+    if isinstance(node, ast.Import):
+        return [a.name[len(pkg) + 1:].split(".")[0] for a in node.names
+                if a.name.startswith(pkg + ".")]
+    if node.level == 0:
+        if node.module == pkg:
+            return [a.name for a in node.names if a.name in engine]
+        if node.module and node.module.startswith(pkg + "."):
+            return [node.module[len(pkg) + 1:].split(".")[0]]
+        return []
+    if node.level != 1:
+        return []
+    if node.module:
+        return [node.module.split(".")[0]]
+    # `from . import x`: the submodule x, or a name of the package itself
+    return [a.name if a.name in engine else "__init__" for a in node.names]
+
+
+def _is_type_checking(test) -> bool:
+    import ast
+
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _engine_imports() -> tuple[dict[str, set[str]], list[tuple[str, str, int]]]:
+    """The engine's module-level import graph (module -> engine modules it imports as it loads),
+    and every import of an engine module made inside a function or class body
+    (module, imported, line). Imports under `if TYPE_CHECKING:` never run and are left out."""
+    import ast
+
+    graph: dict[str, set[str]] = {}
+    late: list[tuple[str, str, int]] = []
+    for path in sorted((ROOT / "engine").glob("*.py")):
+        module = path.stem
+        graph[module] = set()
+        tree = ast.parse(path.read_text(), str(path))
+
+        def visit(node, nested: bool) -> None:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, (ast.Import, ast.ImportFrom)):
+                    for name in _sibling(child, module):  # noqa: B023
+                        if nested:
+                            late.append((module, name, child.lineno))  # noqa: B023
+                        elif name != module:  # noqa: B023
+                            graph[module].add(name)  # noqa: B023
+                elif isinstance(child, ast.If) and _is_type_checking(child.test):
+                    for stmt in child.orelse:
+                        visit(ast.Module(body=[stmt], type_ignores=[]), nested)
+                else:
+                    visit(child, nested or isinstance(
+                        child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)))
+
+        visit(tree, False)
+    return graph, late
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of `graph` (as the modules along it), or None (iterative DFS)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in sorted(graph):
+        if state.get(start):
+            continue
+        path = [start]
+        stack = [iter(sorted(graph[start]))]
+        state[start] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            elif not state.get(nxt) and nxt in graph:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(sorted(graph[nxt])))
+    return None
+
+
+def test_engine_import_graph_is_acyclic():
+    graph, _ = _engine_imports()
+    graph.pop("__init__")  # the package imports everything; a submodule's `from . import x`
+    # names the submodule x, so the package is not on any path between modules
+    for deps in graph.values():
+        deps.discard("__init__")
+    cycle = _cycle(graph)
+    assert cycle is None, "engine modules import each other in a circle: " + " -> ".join(cycle)
+
+
+def test_engine_modules_import_siblings_at_module_level():
+    _, late = _engine_imports()
+    bad = [f"engine/{m}.py:{line} imports {name} inside a function" for m, name, line in late
+           if (m, name) not in LAZY_ENGINE_IMPORTS]
+    assert not bad, "\n".join(bad)
+
+
+def test_cycle_finder_finds_cycles():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
