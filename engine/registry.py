@@ -134,7 +134,7 @@ class RuleUses(NamedTuple):
     meta: frozenset[int]
 
 
-# What a rule may read of an input saved as metadata only (autograd._Meta's fields).
+# What a rule may read of an input saved as metadata only (nodes._Meta's fields).
 META_ATTRS = ("shape", "ndim", "dtype")
 _NOTHING = RuleUses(False, frozenset(), frozenset())
 

@@ -1,8 +1,8 @@
 """The Tensor: a numpy array plus autograd state, with torch's attributes and rules.
 
 Op methods and operators (`x.sin()`, `x * y`) and `backward` are attached from the registry by
-`api.py`; this module holds what is not an op: identity, conversion, printing and the autograd
-state.
+`api.py` (declared for type checkers in tensor_methods.pyi); this module holds what is not an
+op: identity, conversion, printing and the autograd state.
 """
 
 from __future__ import annotations
@@ -41,7 +41,15 @@ class Size(tuple):  # type: ignore[type-arg]
         return n
 
 
-class Tensor:
+if TYPE_CHECKING:
+    # The op methods and operators api.build() attaches, declared for type checkers (generated
+    # from the op table by scripts/gen_tensor_methods.py); at runtime Tensor's base is object.
+    from .tensor_methods import TensorMethods
+else:
+    TensorMethods = object
+
+
+class Tensor(TensorMethods):
     """An n-dimensional array that records the ops applied to it, as torch.Tensor does."""
 
     __slots__ = ("_data", "dtype", "_rg", "grad_fn", "output_nr", "_grad", "_version", "_accum",
@@ -90,26 +98,6 @@ class Tensor:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise errors.InvalidTypeError("use gradserve.engine.tensor(data) to create a Tensor")
-
-    if TYPE_CHECKING:
-        # Ops, methods and operators are attached from the registry by api.build().
-        def __getattr__(self, name: str) -> Any: ...
-        def backward(self, gradient: Tensor | None = None, retain_graph: bool | None = None,
-                     create_graph: bool = False, inputs: Any = None) -> None: ...
-        def __add__(self, other: Any) -> Tensor: ...
-        def __radd__(self, other: Any) -> Tensor: ...
-        def __sub__(self, other: Any) -> Tensor: ...
-        def __rsub__(self, other: Any) -> Tensor: ...
-        def __mul__(self, other: Any) -> Tensor: ...
-        def __rmul__(self, other: Any) -> Tensor: ...
-        def __truediv__(self, other: Any) -> Tensor: ...
-        def __rtruediv__(self, other: Any) -> Tensor: ...
-        def __pow__(self, other: Any) -> Tensor: ...
-        def __matmul__(self, other: Any) -> Tensor: ...
-        def __neg__(self) -> Tensor: ...
-        def __getitem__(self, index: Any) -> Tensor: ...
-        def __lt__(self, other: Any) -> Tensor: ...
-        def __gt__(self, other: Any) -> Tensor: ...
 
     # --- autograd state ------------------------------------------------------------------------
 
