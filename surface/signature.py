@@ -7,7 +7,7 @@ so a kind and its rule are written once, here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -145,6 +145,18 @@ class AttrValidator:
                 f"{op}(): {spec.name}={v!r} is not one of {', '.join(spec.choices)}")
         return out
 
+    def check_names(self, op: str, specs: Sequence[AttrSpec], names: Iterable[str]) -> None:
+        """Check that every attribute name given to op `op` is one of its `specs` (the server
+        checks a wire graph's attribute names before binding their values).
+
+        Raises:
+            unknown_attribute: a name that is not one of `specs` (torch's text).
+        """
+        known = {spec.name for spec in specs}
+        for k in names:
+            if k not in known:
+                raise self.unknown_attribute(f"{op}() got an unexpected keyword argument '{k}'")
+
     def bind(self, op: str, n_inputs: int, specs: Sequence[AttrSpec], extra: Sequence[Any],
              attrs: Mapping[str, Any]) -> dict[str, Any]:
         """Every attribute of op `op` (with `n_inputs` tensor inputs and attributes `specs`):
@@ -161,10 +173,9 @@ class AttrValidator:
         out: dict[str, Any] = {}
         for spec, v in zip(specs, extra):
             out[spec.name] = v
-        names = {spec.name for spec in specs} if attrs else ()
+        if attrs:
+            self.check_names(op, specs, attrs)
         for k, v in attrs.items():
-            if k not in names:
-                raise self.unknown_attribute(f"{op}() got an unexpected keyword argument '{k}'")
             if k in out:
                 raise self.type_error(f"{op}() got multiple values for argument '{k}'")
             out[k] = v

@@ -66,6 +66,9 @@ def test_the_validator_raises_the_layers_own_errors():
             validator.bind("gelu", 1, op.attrs, (), {"approximate": "x"})
         with pytest.raises(unknown, match=r"^gelu\(\) got an unexpected keyword argument 'b'$"):
             validator.bind("gelu", 1, op.attrs, (), {"b": 1})
+        with pytest.raises(unknown, match=r"^gelu\(\) got an unexpected keyword argument 'b'$"):
+            validator.check_names("gelu", op.attrs, ["approximate", "b"])
+        validator.check_names("gelu", op.attrs, ["approximate"])
         with pytest.raises(type_error, match=r"^gelu\(\) takes 2 arguments but 3 were given$"):
             validator.bind("gelu", 1, op.attrs, ("none", 1), {})
 
