@@ -144,7 +144,7 @@ def bilinear(be: NNBackend, input1: Any, input2: Any, weight: Any, bias: Any = N
     lead = tuple(s1[:-1])
     x1 = _call(be, "reshape", input1, (-1, s1[-1]))
     x2 = _call(be, "reshape", input2, (-1, s2[-1]))
-    out = _call(be, "einsum", "bi,oij,bj->bo", (x1, weight, x2))
+    out = _call(be, "einsum", (x1, weight, x2), equation="bi,oij,bj->bo")
     if bias is not None:
         out = out + bias
     return _call(be, "reshape", out, (*lead, sw[0]))
@@ -177,7 +177,7 @@ def embedding(be: NNBackend, input: Any, weight: Any, padding_idx: int | None = 
         if not -rows <= padding_idx < rows:
             raise be.assertion_error("Padding_idx must be within num_embeddings")
         padding_idx %= rows
-        keep = _call(be, "arange", rows) != padding_idx
+        keep = _call(be, "arange", start=0, end=rows) != padding_idx
         weight = _call(be, "where", _call(be, "reshape", keep, (rows, 1)), weight,
                        weight.detach())
     shape = be.shape(input)

@@ -45,9 +45,8 @@ class ParameterMeta(type):
         be = cls._be
         if data is None:
             data = be.torch.zeros(0)
-        elif not be.is_tensor(data):
-            raise be.type_error("_make_subclass(): argument 'data' (position 2) must be Tensor, "
-                                f"not {type(data).__name__}")
+        elif not be.is_tensor(data):  # torch 2.x detaches `data` first
+            raise AttributeError(f"'{type(data).__name__}' object has no attribute 'detach'")
         return be.parameter(data, bool(requires_grad))
 
     def __instancecheck__(cls, instance: Any) -> bool:
