@@ -2,8 +2,9 @@
 
 Each function fills its tensor in place under no_grad, as torch's, and draws from the same
 distribution in the same order: `uniform_(a, b)` is `rand * (b - a) + a` and `normal_(m, s)` is
-`randn * s + m`, written into the tensor with `copy_` (the layers call these in torch's order,
-so values follow the backend's random stream).
+`randn * s + m` (in float64 for a float32 tensor of fewer than 16 elements, as torch's kernel),
+computed in the order torch's kernels compute them and written into the tensor with `copy_`
+(the layers call these in torch's order, so values follow the backend's random stream).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from . import grad_mode
 from .nn_backend import NNBackend
 
 
-def _like(be: NNBackend, name: str, tensor: Any, generator: Any) -> Any:
-    kwargs = {} if generator is None else {"generator": generator}
+def _like(be: NNBackend, name: str, tensor: Any, generator: Any, dtype: Any = None) -> Any:
+    kwargs: dict[str, Any] = {} if generator is None else {"generator": generator}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
     return be.call(name, (tensor,), kwargs)
 
 
@@ -32,6 +35,11 @@ def normal_(be: NNBackend, tensor: Any, mean: float = 0.0, std: float = 1.0,
             generator: Any = None) -> Any:
     """Fill `tensor` with values drawn from N(mean, std**2); returns it."""
     with grad_mode.no_grad():
+        if be.dtype_of(tensor).name == "float32" and math.prod(be.shape(tensor)) < 16:
+            # torch draws a float tensor of fewer than 16 elements one double at a time and
+            # rounds `x * std + mean` to float once (its normal_kernel); 16 or more in float
+            draws = _like(be, "randn_like", tensor, generator, dtype=be.torch.float64)
+            return tensor.copy_(draws * std + mean)
         return tensor.copy_(_like(be, "randn_like", tensor, generator) * std + mean)
 
 
