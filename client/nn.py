@@ -48,6 +48,11 @@ class SessionNNBackend(RemoteBackend):
     def is_parameter(self, value: Any) -> bool:
         return isinstance(value, Parameter) and value._owner is self.owner
 
+    def set_data(self, tensor: Any, value: Any) -> bool:
+        # No wire instruction swaps a handle's data for another dtype's: Module.to() makes new
+        # Parameters instead.
+        return False
+
     def dtype_of(self, tensor: Any) -> Any:
         return tensor.dtype
 

@@ -62,6 +62,10 @@ class EngineNNBackend(EngineBackend):
     def is_parameter(self, value: Any) -> bool:
         return is_parameter(value)
 
+    def set_data(self, tensor: Any, value: Any) -> bool:
+        tensor.data = value
+        return True
+
     def dtype_of(self, tensor: Any) -> Any:
         return tensor.dtype
 

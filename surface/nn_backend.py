@@ -30,6 +30,11 @@ class NNBackend(Backend, Protocol):
         """Whether `value` is a Parameter of this layer."""
         ...
 
+    def set_data(self, tensor: Any, value: Any) -> bool:
+        """torch's `tensor.data = value` (the object stays, its data and dtype become value's);
+        False when the layer cannot, and the caller makes a new tensor instead."""
+        ...
+
     def dtype_of(self, tensor: Any) -> Any:
         """The tensor's dtype (it has `is_floating_point`)."""
         ...

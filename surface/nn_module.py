@@ -505,8 +505,16 @@ class Module:
                 continue
             with grad_mode.no_grad():
                 applied = fn(param)
-            if applied is not param:
-                self._parameters[key] = be.parameter(applied, param.requires_grad)
+                if applied is param:
+                    continue
+                if not be.set_data(param, applied):  # torch keeps the Parameter object
+                    self._parameters[key] = be.parameter(applied, param.requires_grad)
+                    continue
+                grad = param.grad
+                if grad is not None:
+                    grad_applied = fn(grad)
+                    if grad_applied is not grad:
+                        be.set_data(grad, grad_applied)
         for key, buf in self._buffers.items():
             if buf is not None:
                 self._buffers[key] = fn(buf)
@@ -514,8 +522,9 @@ class Module:
 
     def to(self, *args: Any, **kwargs: Any) -> Module:
         """Convert floating parameters and buffers to a dtype (`to(torch.float64)`,
-        `to(tensor)`); 'cpu' is the only device. A converted parameter is a new Parameter:
-        create optimizers after `to()`, as torch recommends."""
+        `to(tensor)`); 'cpu' is the only device. In process a parameter stays the same object
+        (its data is replaced, as torch's); through a session a converted parameter is a new
+        Parameter: create optimizers after `to()`, as torch recommends."""
         dtype = kwargs.pop("dtype", None)
         device = kwargs.pop("device", None)
         kwargs.pop("non_blocking", None)

@@ -218,8 +218,10 @@ def test_train_eval_zero_grad_requires_grad_and_apply():
 def test_to_double_and_float_convert_floating_parameters_and_buffers():
     m = nn.Linear(2, 1)
     m.register_buffer("steps", ge.tensor([3]))
-    before = m.weight.tolist()
+    before, weight = m.weight.tolist(), m.weight
+    m(ge.ones(1, 2)).sum().backward()
     m.double()
+    assert m.weight is weight and m.weight.grad.dtype is ge.float64  # torch keeps the objects
     assert m.weight.dtype is ge.float64 and isinstance(m.weight, nn.Parameter)
     assert m.weight.requires_grad and m.steps.dtype is ge.int64
     np.testing.assert_allclose(m.weight.tolist(), before, rtol=1e-7)
