@@ -158,10 +158,11 @@ def dropout(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
     _no_inplace(be, "dropout", inplace)
     if not training or p == 0.0:
         return input
+    # torch's native_dropout: input * mask * (1 / (1 - p)), the mask drawn as rand < 1 - p
     if p == 1.0:
         return input * _call(be, "zeros_like", input)
     keep = _call(be, "rand_like", input) < (1.0 - p)
-    return input * (_call(be, "to_dtype", keep, dtype=be.dtype_of(input)) * (1.0 / (1.0 - p)))
+    return (input * keep) * (1.0 / (1.0 - p))
 
 
 def embedding(be: NNBackend, input: Any, weight: Any, padding_idx: int | None = None,

@@ -49,9 +49,11 @@ class Linear(Module):
     def reset_parameters(self) -> None:
         """torch's initialisation: kaiming_uniform_(weight, a=sqrt(5)), bias U(+-1/sqrt(fan_in))."""
         be = self._be
+        # the fan is read first (torch reads it after): on a session, a shape read after the
+        # in-place init would cost a round trip
+        fan_in, _ = init._calculate_fan_in_and_fan_out(be, self.weight)
         init.kaiming_uniform_(be, self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(be, self.weight)
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
             init.uniform_(be, self.bias, -bound, bound)
 
