@@ -223,7 +223,7 @@ def _warn_size(be: NNBackend, input: Any, target: Any) -> None:
         warnings.warn(
             f"Using a target size ({_size(ts)}) that is different to the input size "
             f"({_size(xs)}). This will likely lead to incorrect results due to "
-            "broadcasting. Please ensure they have the same size.", UserWarning, stacklevel=4)
+            "broadcasting. Please ensure they have the same size.", UserWarning, stacklevel=3)
 
 
 def mse_loss(be: NNBackend, input: Any, target: Any, size_average: Any = None,

@@ -460,3 +460,14 @@ def test_optimizer_takes_a_generator_and_param_groups():
             opt.step()
     for (name, p), (_, q) in zip(ours.named_parameters(), theirs.named_parameters()):
         np.testing.assert_allclose(np_of(p), np_of(q), rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_warnings_name_the_callers_line_as_torch():
+    x = ge.zeros(3, 1)
+    with pytest.warns(UserWarning, match="Using a target size") as got:
+        nn.functional.mse_loss(x, ge.zeros(3))
+    with pytest.warns(UserWarning, match="Implicit dimension choice for softmax") as implicit:
+        nn.functional.softmax(x)
+    with pytest.warns(UserWarning, match="Implicit dimension choice for log_softmax") as module:
+        nn.LogSoftmax()(x)
+    assert got[0].filename == implicit[0].filename == module[0].filename == __file__
