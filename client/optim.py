@@ -54,13 +54,13 @@ class Optimizer:
             seen.update(id(p) for p in group["params"])
         kind = create.WhichOneof("algorithm")
         defaults = create.sgd if kind == "sgd" else create.adam
-        self.param_groups: list[dict[str, Any]] = []
+        self.param_groups: list[ParamGroup] = []
         self._extra: list[Optimizer] = []
         for i, group in enumerate(groups):
             options = _group_options(defaults, group)
             target = self if i == 0 else type(self).__new__(type(self))
             target._start(group["params"], spb.CreateOptimizer(**{kind: options}))
-            self.param_groups.append({**_options_dict(options), **group})
+            self.param_groups.append(ParamGroup({**_options_dict(options), **group}))
             if i:
                 self._extra.append(target)
 
@@ -126,6 +126,19 @@ class Optimizer:
     def __repr__(self) -> str:
         fields = ", ".join(f"{f.name}={v}" for f, v in self.options.ListFields())
         return f"{type(self).__name__}({fields})"
+
+
+class ParamGroup(dict):  # type: ignore[type-arg]
+    """One of `optimizer.param_groups`: torch's dict, whose hyperparameters are read-only here
+    (the server's optimizer keeps those it was created with; a silent change would be lost)."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in self and key != "params":
+            raise NotImplementedError(
+                f"changing a param group's {key!r} after the optimizer is created is not "
+                "supported by gradserve (the server keeps the hyperparameters it was created "
+                "with); create a new optimizer")
+        super().__setitem__(key, value)
 
 
 # a param group's keys -> (options field, how to read it); betas fills two fields
@@ -206,5 +219,5 @@ def recreate(session: Any, params: list[Tensor], create: spb.CreateOptimizer) ->
     cls = session.optim.SGD if create.WhichOneof("algorithm") == "sgd" else session.optim.Adam
     opt: Optimizer = cls.__new__(cls)
     opt._start(list(params), create)
-    opt.param_groups = [{**_options_dict(opt.options), "params": opt.params}]
+    opt.param_groups = [ParamGroup({**_options_dict(opt.options), "params": opt.params})]
     return opt  # type: ignore[no-any-return]

@@ -135,6 +135,8 @@ def test_optimizer_takes_param_groups_as_torch(session):
             opt.step()
     for (name, p), (_, q) in zip(model.named_parameters(), reference.named_parameters()):
         np.testing.assert_allclose(np_of(p), np_of(q), rtol=1e-5, atol=1e-7, err_msg=name)
+    with pytest.raises(NotImplementedError, match="changing a param group's 'lr'"):
+        opts[0].param_groups[0]["lr"] = 0.5
     with pytest.raises(ValueError, match="some parameters appear in more than one parameter "
                                          "group"):
         session.optim.SGD([{"params": [model[0].weight]}, {"params": [model[0].weight]}])
