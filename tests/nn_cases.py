@@ -65,6 +65,20 @@ MODULES: dict[str, tuple[Callable[[Any], Any], list[tuple[int, ...]], int | None
                              None),
     "flatten": (lambda t: t.nn.Sequential(t.nn.Flatten(), t.nn.Linear(6, 2)), [(4, 2, 3)], None),
     "net": (_net, [(5, 3)], None),
+    "conv1d": (lambda t: t.nn.Conv1d(4, 6, 3, stride=2, padding=1, dilation=2, groups=2),
+               [(2, 4, 11)], None),
+    "conv2d": (lambda t: t.nn.Conv2d(3, 4, (3, 2), stride=(2, 1), padding=(1, 2)),
+               [(2, 3, 9, 8)], None),
+    "conv2d_same_unbatched": (lambda t: t.nn.Conv2d(3, 2, 3, padding="same", bias=False),
+                              [(3, 5, 5)], None),
+    "pools": (lambda t: t.nn.Sequential(t.nn.MaxPool2d(3, stride=2, padding=1),
+                                        t.nn.AvgPool2d(2, padding=1, count_include_pad=False)),
+              [(2, 3, 9, 8)], None),
+    "pools_1d": (lambda t: t.nn.Sequential(t.nn.MaxPool1d(2), t.nn.AvgPool1d(3, 1, 1)),
+                 [(2, 3, 9)], None),
+    "cnn": (lambda t: t.nn.Sequential(
+        t.nn.Conv2d(1, 4, 3), t.nn.ReLU(), t.nn.MaxPool2d(2), t.nn.Flatten(),
+        t.nn.Linear(36, 2)), [(5, 1, 8, 8)], None),
 }
 
 

@@ -471,3 +471,22 @@ def test_warnings_name_the_callers_line_as_torch():
     with pytest.warns(UserWarning, match="Implicit dimension choice for log_softmax") as module:
         nn.LogSoftmax()(x)
     assert got[0].filename == implicit[0].filename == module[0].filename == __file__
+
+
+def test_convolution_and_pooling_errors_match_torch():
+    for call in (lambda t: t.nn.functional.conv2d(t.zeros(1, 3, 5, 5), t.zeros(2, 4, 3, 3)),
+                 lambda t: t.nn.functional.conv2d(t.zeros(1, 3, 2, 2), t.zeros(2, 3, 3, 3)),
+                 lambda t: t.nn.functional.conv1d(t.zeros(3), t.zeros(2, 3, 3)),
+                 lambda t: t.nn.functional.max_pool2d(t.zeros(1, 3, 5, 5), 2, padding=2),
+                 lambda t: t.nn.Conv2d(3, 4, 3, groups=2),
+                 lambda t: t.nn.functional.conv2d(t.zeros(1, 3, 5, 5), t.zeros(2, 3, 3, 3),
+                                                  padding="full")):
+        _raises_like(lambda c=call: c(ge), lambda c=call: c(torch))  # type: ignore[misc]
+
+
+def test_max_pool_sends_the_gradient_to_the_first_maximum_as_torch():
+    x = np.zeros((1, 1, 4, 4), np.float32)  # every window ties (as after a ReLU)
+    ours, theirs = ge.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    nn.functional.max_pool2d(ours, 2).sum().backward()
+    torch.nn.functional.max_pool2d(theirs, 2).sum().backward()
+    np.testing.assert_array_equal(np_of(ours.grad), np_of(theirs.grad))
