@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
-from . import grad_mode
+from . import grad_mode, messages
 from .nn_backend import NNBackend
 
 _TYPE_NAMES = {"float32": "torch.FloatTensor", "float64": "torch.DoubleTensor",
@@ -47,6 +47,8 @@ class ParameterMeta(type):
             data = be.torch.zeros(0)
         elif not be.is_tensor(data):  # torch 2.x detaches `data` first
             raise AttributeError(f"'{type(data).__name__}' object has no attribute 'detach'")
+        if requires_grad and not be.dtype_of(data).is_floating_point:
+            raise be.runtime_error(messages.REQUIRES_GRAD_FACTORY_MESSAGE)
         return be.parameter(data, bool(requires_grad))
 
     def __instancecheck__(cls, instance: Any) -> bool:

@@ -57,6 +57,10 @@ def test_parameter_is_a_leaf_that_requires_grad_and_prints_as_torch():
     assert repr(frozen) == repr(torch.nn.Parameter(torch.tensor(data), requires_grad=False))
     assert tuple(nn.Parameter().shape) == tuple(torch.nn.Parameter().shape)
     _raises_like(lambda: nn.Parameter([1.0]), lambda: torch.nn.Parameter([1.0]))
+    _raises_like(lambda: nn.Parameter(ge.tensor([1, 2])),
+                 lambda: torch.nn.Parameter(torch.tensor([1, 2])))
+    ints = nn.Parameter(ge.tensor([1, 2]), requires_grad=False)
+    assert repr(ints) == repr(torch.nn.Parameter(torch.tensor([1, 2]), requires_grad=False))
 
 
 # --- the Module API ------------------------------------------------------------------------------
