@@ -1,14 +1,13 @@
 """`torch.nn` for one backend: `build(be)` makes the namespace that the engine installs as
 `gradserve.engine.nn` and each client Session as `session.nn`.
 
-The classes (Module, the layers, convolutions and pooling, containers and losses) are written
-once in `nn_module`, `nn_layers`, `nn_conv`, `nn_containers` and `nn_loss`; `build` derives
-each backend's own copies, which carry the backend as `_be` (so `nn.Linear(2, 3)` knows where to
-create its parameters) and whose hierarchy mirrors torch's: every class derives from the
-backend's `Module`, so `isinstance(layer, nn.Module)` and user subclasses of `nn.Module` work as
-in torch.
-`nn.functional`, `nn.init` and `nn.utils` are the surface functions bound to the backend with
-`functools.partial`.
+The classes (Module, the layers, convolutions and pooling, batch norm, containers and losses)
+are written once in `nn_module`, `nn_layers`, `nn_conv`, `nn_norm`, `nn_containers` and
+`nn_loss`; `build` derives each backend's own copies, which carry the backend as `_be` (so
+`nn.Linear(2, 3)` knows where to create its parameters) and whose hierarchy mirrors torch's:
+every class derives from the backend's `Module`, so `isinstance(layer, nn.Module)` and user
+subclasses of `nn.Module` work as in torch. `nn.functional`, `nn.init` and `nn.utils` are the
+surface functions bound to the backend with `functools.partial`.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import nn_conv, nn_functional, nn_init, nn_utils
+from . import nn_conv, nn_functional, nn_init, nn_norm, nn_utils
 from .nn_backend import NNBackend
 from .nn_containers import CONTAINERS
 from .nn_layers import LAYERS
@@ -58,14 +57,14 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
     module_cls = type("Module", (Module,), {
         "_be": be, "__module__": name, "__qualname__": "Module", "__doc__": Module.__doc__})
     nn.Module = module_cls  # type: ignore[attr-defined]
-    for cls in (*LAYERS, *nn_conv.MODULES, *CONTAINERS, *LOSSES):
+    for cls in (*LAYERS, *nn_conv.MODULES, *nn_norm.MODULES, *CONTAINERS, *LOSSES):
         bound = type(cls.__name__, (cls, module_cls), {
             "__module__": name, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
         setattr(nn, cls.__name__, bound)
     nn.Parameter = parameter_class(be)  # type: ignore[attr-defined]
     nn.functional = namespace(  # type: ignore[attr-defined]
         name + ".functional", "torch.nn.functional", be,
-        (*nn_functional.FUNCTIONS, *nn_conv.FUNCTIONS),
+        (*nn_functional.FUNCTIONS, *nn_conv.FUNCTIONS, *nn_norm.FUNCTIONS),
         functional_extra)
     nn.init = namespace(name + ".init", "torch.nn.init", be,  # type: ignore[attr-defined]
                         nn_init.FUNCTIONS)

@@ -76,6 +76,8 @@ MODULES: dict[str, tuple[Callable[[Any], Any], list[tuple[int, ...]], int | None
               [(2, 3, 9, 8)], None),
     "pools_1d": (lambda t: t.nn.Sequential(t.nn.MaxPool1d(2), t.nn.AvgPool1d(3, 1, 1)),
                  [(2, 3, 9)], None),
+    "batch_norm": (lambda t: t.nn.Sequential(t.nn.BatchNorm1d(3), t.nn.Linear(3, 2)),
+                   [(6, 3)], None),
     "cnn": (lambda t: t.nn.Sequential(
         t.nn.Conv2d(1, 4, 3), t.nn.ReLU(), t.nn.MaxPool2d(2), t.nn.Flatten(),
         t.nn.Linear(36, 2)), [(5, 1, 8, 8)], None),
@@ -199,3 +201,38 @@ def check_training(lib: Any) -> None:
     np.testing.assert_allclose(train(lib, model), train(torch, reference), rtol=2e-5, atol=1e-6)
     for (name, p), (_, q) in zip(model.named_parameters(), reference.named_parameters()):
         np.testing.assert_allclose(np_of(p), np_of(q), rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+BATCH_NORMS: dict[str, tuple[Callable[[Any], Any], tuple[int, ...]]] = {
+    "1d": (lambda t: t.nn.BatchNorm1d(4), (6, 4)),
+    "1d_3d_input_no_affine": (lambda t: t.nn.BatchNorm1d(4, affine=False), (6, 4, 3)),
+    "2d_cumulative": (lambda t: t.nn.BatchNorm2d(3, momentum=None), (4, 3, 5, 5)),
+    "2d_untracked_no_bias": (lambda t: t.nn.BatchNorm2d(3, track_running_stats=False,
+                                                        bias=False), (4, 3, 2, 2)),
+}
+
+
+def check_batch_norm(lib: Any, case: str) -> None:
+    """BATCH_NORMS[case]: three training steps (values, input gradients, running statistics and
+    num_batches_tracked), then eval mode, against torch."""
+    factory, shape = BATCH_NORMS[case]
+    reference, model = factory(torch), factory(lib)
+    assert repr(model) == repr(reference)
+    assert list(model.state_dict()) == list(reference.state_dict())
+    for _ in range(3):
+        x = RNG.standard_normal(shape).astype(np.float32)
+        ours, theirs = lib.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        out, want = model(ours), reference(theirs)
+        np.testing.assert_allclose(np_of(out), np_of(want), rtol=1e-4, atol=1e-5)
+        (out ** 3).sum().backward()
+        (want ** 3).sum().backward()
+        np.testing.assert_allclose(np_of(ours.grad), np_of(theirs.grad), rtol=1e-3, atol=1e-4)
+    state = model.state_dict()
+    for key, value in reference.state_dict().items():
+        np.testing.assert_allclose(np_of(state[key]), np_of(value), rtol=1e-5, atol=1e-6,
+                                   err_msg=key)
+    model.eval()
+    reference.eval()
+    x = RNG.standard_normal(shape).astype(np.float32)
+    np.testing.assert_allclose(np_of(model(lib.tensor(x))), np_of(reference(torch.tensor(x))),
+                               rtol=1e-4, atol=1e-5)

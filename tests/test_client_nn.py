@@ -40,6 +40,11 @@ def test_loss_matches_torch(session, case: str, reduction: str):
     nn_cases.check_loss(session, case, reduction)
 
 
+@pytest.mark.parametrize("case", list(nn_cases.BATCH_NORMS))
+def test_batch_norm_matches_torch(session, case: str):
+    nn_cases.check_batch_norm(session, case)
+
+
 def test_training_loop_matches_torch(session):
     nn_cases.check_training(session)
 

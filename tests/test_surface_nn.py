@@ -31,6 +31,11 @@ def test_loss_matches_torch(case: str, reduction: str):
     nn_cases.check_loss(ge, case, reduction)
 
 
+@pytest.mark.parametrize("case", list(nn_cases.BATCH_NORMS))
+def test_batch_norm_matches_torch(case: str):
+    nn_cases.check_batch_norm(ge, case)
+
+
 def test_training_loop_matches_torch():
     nn_cases.check_training(ge)
 
@@ -477,14 +482,16 @@ def test_warnings_name_the_callers_line_as_torch():
     assert got[0].filename == implicit[0].filename == module[0].filename == __file__
 
 
-def test_convolution_and_pooling_errors_match_torch():
+def test_convolution_pooling_and_batch_norm_errors_match_torch():
     for call in (lambda t: t.nn.functional.conv2d(t.zeros(1, 3, 5, 5), t.zeros(2, 4, 3, 3)),
                  lambda t: t.nn.functional.conv2d(t.zeros(1, 3, 2, 2), t.zeros(2, 3, 3, 3)),
                  lambda t: t.nn.functional.conv1d(t.zeros(3), t.zeros(2, 3, 3)),
                  lambda t: t.nn.functional.max_pool2d(t.zeros(1, 3, 5, 5), 2, padding=2),
                  lambda t: t.nn.Conv2d(3, 4, 3, groups=2),
                  lambda t: t.nn.functional.conv2d(t.zeros(1, 3, 5, 5), t.zeros(2, 3, 3, 3),
-                                                  padding="full")):
+                                                  padding="full"),
+                 lambda t: t.nn.BatchNorm1d(4)(t.zeros(1, 4)),
+                 lambda t: t.nn.BatchNorm2d(4)(t.zeros(2, 4))):
         _raises_like(lambda c=call: c(ge), lambda c=call: c(torch))  # type: ignore[misc]
 
 
