@@ -236,3 +236,55 @@ def check_batch_norm(lib: Any, case: str) -> None:
     x = RNG.standard_normal(shape).astype(np.float32)
     np.testing.assert_allclose(np_of(model(lib.tensor(x))), np_of(reference(torch.tensor(x))),
                                rtol=1e-4, atol=1e-5)
+
+
+def _cnn(t: Any) -> Any:
+    nn, F = t.nn, t.nn.functional
+
+    class Net(nn.Module):  # the shape of torch's MNIST example, smaller
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 4, 3, 1)
+            self.conv2 = nn.Conv2d(4, 8, 3, 1)
+            self.dropout = nn.Dropout(0.25)
+            self.fc1 = nn.Linear(8 * 2 * 2, 16)
+            self.fc2 = nn.Linear(16, 3)
+
+        def forward(self, x: Any) -> Any:
+            x = F.relu(self.conv1(x))
+            x = F.relu(self.conv2(x))
+            x = F.max_pool2d(x, 2)
+            x = self.dropout(x)
+            x = t.flatten(x, 1)
+            x = F.relu(self.fc1(x))
+            return F.log_softmax(self.fc2(x), dim=1)
+
+    return Net()
+
+
+def check_cnn_training(lib: Any) -> None:
+    """torch's MNIST example's loop (Conv2d, max_pool2d, Linear, log_softmax, nll_loss, Adam,
+    clip_grad_norm_), dropout off (eval) so both draw nothing: losses and weights as torch's."""
+    reference, model = _cnn(torch), _cnn(lib)
+    copy_weights(model, reference, lib)
+    data = np.random.default_rng(5)
+    x = data.standard_normal((16, 1, 8, 8)).astype(np.float32)
+    y = data.integers(0, 3, 16)
+
+    def run(t: Any, m: Any) -> list[float]:
+        m.eval()
+        opt = t.optim.Adam(m.parameters(), lr=1e-2)
+        xs, ys = t.tensor(x), t.tensor(y)
+        losses = []
+        for _ in range(5):
+            opt.zero_grad()
+            loss = t.nn.functional.nll_loss(m(xs), ys)
+            loss.backward()
+            t.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+            opt.step()
+            losses.append(loss.item())
+        return losses
+
+    np.testing.assert_allclose(run(lib, model), run(torch, reference), rtol=1e-4, atol=1e-6)
+    for (name, p), (_, q) in zip(model.named_parameters(), reference.named_parameters()):
+        np.testing.assert_allclose(np_of(p), np_of(q), rtol=1e-3, atol=1e-5, err_msg=name)

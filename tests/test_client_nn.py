@@ -45,6 +45,10 @@ def test_batch_norm_matches_torch(session, case: str):
     nn_cases.check_batch_norm(session, case)
 
 
+def test_cnn_training_loop_matches_torch(session):
+    nn_cases.check_cnn_training(session)
+
+
 def test_training_loop_matches_torch(session):
     nn_cases.check_training(session)
 

@@ -36,6 +36,10 @@ def test_batch_norm_matches_torch(case: str):
     nn_cases.check_batch_norm(ge, case)
 
 
+def test_cnn_training_loop_matches_torch():
+    nn_cases.check_cnn_training(ge)
+
+
 def test_training_loop_matches_torch():
     nn_cases.check_training(ge)
 
