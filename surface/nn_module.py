@@ -76,6 +76,29 @@ class IncompatibleKeys(NamedTuple):
                 f"unexpected_keys={self.unexpected_keys})")
 
 
+class RemovableHandle:
+    """What `register_forward_hook` returns: `remove()` takes the hook out (a context manager
+    removes it on exit), as torch.utils.hooks.RemovableHandle."""
+
+    _next_id = itertools.count()
+
+    def __init__(self, hooks: dict[int, Any], with_kwargs: set[int]):
+        self.id = next(RemovableHandle._next_id)
+        self._hooks = hooks
+        self._with_kwargs = with_kwargs
+
+    def remove(self) -> None:
+        """Remove the hook (again: nothing)."""
+        self._hooks.pop(self.id, None)
+        self._with_kwargs.discard(self.id)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
 def _addindent(text: str, spaces: int) -> str:
     first, *rest = text.split("\n")
     if not rest:
@@ -111,6 +134,9 @@ class Module:
         object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "_non_persistent_buffers_set", set())
         object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_forward_pre_hooks", {})
+        object.__setattr__(self, "_forward_hooks", {})
+        object.__setattr__(self, "_hooks_with_kwargs", set())
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The computation; every subclass defines it."""
@@ -118,7 +144,56 @@ class Module:
             f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        d = self.__dict__
+        pre, post = d.get("_forward_pre_hooks"), d.get("_forward_hooks")
+        if not pre and not post:
+            return self.forward(*args, **kwargs)
+        with_kwargs = d["_hooks_with_kwargs"]
+        for key, hook in list(pre.items()):  # type: ignore[union-attr]
+            if key in with_kwargs:
+                res = hook(self, args, kwargs)
+                if res is not None:
+                    if not (isinstance(res, tuple) and len(res) == 2):
+                        raise RuntimeError("forward pre-hook must return None or a tuple of "
+                                           f"(new_args, new_kwargs), but got {res}.")
+                    args, kwargs = res
+            else:
+                res = hook(self, args)
+                if res is not None:
+                    args = res if isinstance(res, tuple) else (res,)
+        result = self.forward(*args, **kwargs)
+        for key, hook in list(post.items()):  # type: ignore[union-attr]
+            res = (hook(self, args, kwargs, result) if key in with_kwargs
+                   else hook(self, args, result))
+            if res is not None:
+                result = res
+        return result
+
+    def _add_hook(self, table: str, hook: Callable[..., Any], prepend: bool,
+                  with_kwargs: bool) -> RemovableHandle:
+        hooks = self.__dict__[table]
+        handle = RemovableHandle(hooks, self.__dict__["_hooks_with_kwargs"])
+        hooks[handle.id] = hook
+        if with_kwargs:
+            self.__dict__["_hooks_with_kwargs"].add(handle.id)
+        if prepend:
+            hooks_in_order = {handle.id: hook, **{k: v for k, v in hooks.items()
+                                                  if k != handle.id}}
+            hooks.clear()
+            hooks.update(hooks_in_order)
+        return handle
+
+    def register_forward_pre_hook(self, hook: Callable[..., Any], *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> RemovableHandle:
+        """Call `hook(module, args)` (or `(module, args, kwargs)`) before each forward; a
+        non-None result replaces the arguments. Returns a handle whose `remove()` undoes it."""
+        return self._add_hook("_forward_pre_hooks", hook, prepend, with_kwargs)
+
+    def register_forward_hook(self, hook: Callable[..., Any], *, prepend: bool = False,
+                              with_kwargs: bool = False) -> RemovableHandle:
+        """Call `hook(module, args, output)` (or `(module, args, kwargs, output)`) after each
+        forward; a non-None result replaces the output. Returns a handle (`remove()`)."""
+        return self._add_hook("_forward_hooks", hook, prepend, with_kwargs)
 
     # --- registration ---------------------------------------------------------------------------
 

@@ -505,3 +505,27 @@ def test_max_pool_sends_the_gradient_to_the_first_maximum_as_torch():
     nn.functional.max_pool2d(ours, 2).sum().backward()
     torch.nn.functional.max_pool2d(theirs, 2).sum().backward()
     np.testing.assert_array_equal(np_of(ours.grad), np_of(theirs.grad))
+
+
+def test_forward_hooks_run_change_and_remove_as_torch():
+    def run(t: Any) -> list[Any]:
+        m = t.nn.Linear(2, 2, bias=False)
+        t.nn.init.ones_(m.weight)
+        seen: list[Any] = []
+        h1 = m.register_forward_pre_hook(lambda mod, args: (args[0] * 2,))
+        h2 = m.register_forward_hook(lambda mod, args, out: out + 1)
+        m.register_forward_hook(lambda mod, args, out: seen.append(("first", out.tolist())),
+                                prepend=True)
+        m.register_forward_pre_hook(
+            lambda mod, args, kwargs: ((args[0] + 1,), kwargs), with_kwargs=True)
+        m.register_forward_hook(lambda mod, args, kwargs, out: seen.append(
+            ("kw", args[0].tolist(), out.tolist())), with_kwargs=True)
+        x = t.tensor([[1.0, 2.0]])
+        seen.append(m(x).tolist())
+        h1.remove()
+        with h2:
+            seen.append(m(x).tolist())
+        seen.append(m(x).tolist())
+        return seen
+
+    assert run(ge) == run(torch)
