@@ -22,7 +22,8 @@ from .nn_backend import NNBackend
 from .nn_containers import CONTAINERS
 from .nn_layers import LAYERS
 from .nn_loss import LOSSES
-from .nn_module import Module, parameter_class
+from .nn_module import Module
+from .nn_parameter import parameter_class
 
 
 def _bind(be: NNBackend, fn: Callable[..., Any]) -> Callable[..., Any]:
