@@ -22,7 +22,7 @@ from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
-from . import codec, optim, overloads
+from . import codec, nn, optim, overloads
 from .batch import Recorder, user_origin
 from .errors import copy_error, omitted_error
 from .ops import OpSpec, make_function
@@ -68,8 +68,7 @@ class Session:
         self.Tensor = Tensor
         self.Size = Size
         self.dtype = codec.DType
-        functional = types.SimpleNamespace(**self._functions)
-        self.nn = types.SimpleNamespace(functional=functional)
+        self.nn = nn.build(self)  # torch.nn: modules, functional, init, utils (client/nn.py)
         self.autograd = types.SimpleNamespace(grad=self.grad_of, backward=self._autograd_backward)
         self.optim = types.SimpleNamespace(SGD=optim.bind(optim.SGD, self),
                                            Adam=optim.bind(optim.Adam, self))
