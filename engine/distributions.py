@@ -68,12 +68,22 @@ def fma64(a: np.ndarray, b: float, c: float) -> np.ndarray:
 
 
 def fma32(a: np.ndarray | float, b: np.ndarray | float, c: np.ndarray | float) -> np.ndarray:
-    """Correctly rounded float32 `a * b + c` for float32 a, b, c (arrays or numbers, broadcast):
-    the product is exact in float64, the sum rounded to odd there, then once to float32."""
+    """Correctly rounded float32 `a * b + c` for float32 a, b, c (arrays or numbers, broadcast).
+
+    The product is exact in float64 and the sum rounded there once; rounding that to float32 is
+    then right except where the float64 sum falls exactly halfway between two float32s (or into
+    float32's subnormals): only those few are redone with the sum rounded to odd.
+    """
     p = np.asarray(a, _F32).astype(np.float64) * np.asarray(b, _F32).astype(np.float64)
     cc = np.asarray(c, _F32).astype(np.float64)
     p, cc = np.broadcast_arrays(p, cc)
-    return _add_round_odd(p, cc).astype(_F32)
+    s = p + cc
+    low = s.view(np.int64) & 0x1FFFFFFF  # the 29 mantissa bits float32 drops
+    redo = (low == 0x10000000) | (np.abs(s) < 2.0 ** -125)
+    out = s.astype(_F32)
+    if redo.any():
+        out[redo] = _add_round_odd(p[redo], cc[redo]).astype(_F32)
+    return out
 
 
 def fill_order(shape: Sequence[int], strides: Sequence[int] | None) -> list[int] | None:

@@ -217,6 +217,26 @@ def _strides(x: Any) -> Any:
     return None if x.flags.c_contiguous else x.strides
 
 
+def _like_strides(x: Any) -> Any:
+    """The strides torch's `empty_like` gives a *_like result: the input's when it is dense (a
+    permutation of a contiguous block, e.g. a transpose), else none (C order)."""
+    strides = _strides(x)
+    perm = _dist.fill_order(x.shape, strides)
+    return strides if perm is not None and x.transpose(perm).flags.c_contiguous else None
+
+
+def _like_draw(draw: Any) -> Any:
+    """The forward of a *_like op: `draw(gen, shape, np_dtype, contiguous, **attrs)` laid out
+    as torch's empty_like lays out the result."""
+    def forward(x: Any, dtype: Any = None, generator: Any = None, **attrs: Any) -> Any:
+        gen = _random.resolve(generator)
+        d = dtype.np if dtype is not None else x.dtype
+        strides = _like_strides(x)
+        return _dist.fill(x.shape, strides, lambda shape: draw(
+            gen, shape, d, strides is None, **attrs))
+    return forward
+
+
 def _rand(size: Sequence[int], dtype: Any = None, generator: Any = None) -> Any:
     return _dist.uniform(_random.resolve(generator), tuple(size), _np_dtype(dtype))
 
@@ -451,18 +471,17 @@ _RANDOM = [
           attrs=(AttrSpec("n", "int", required=True), _DTYPE), dtype=_randperm_dtype,
           method=False, doc="a random permutation of 0..n-1 (int64 unless dtype)",
           out_bound=temporaries(lambda **a: (a["n"],), result_bytes=120)),
-    defop("rand_like", lambda x, dtype=None, generator=None: _rand(
-          x.shape, dtype or dtypes.from_numpy(x.dtype), generator), None, attrs=(_DTYPE,),
-          dtype=_like("check_uniform_bounds"), method=False,
+    defop("rand_like", _like_draw(lambda g, shape, d, contiguous: _dist.uniform(g, shape, d)),
+          None, attrs=(_DTYPE,), dtype=_like("check_uniform_bounds"), method=False,
           doc="uniform random values in [0, 1) with input's shape (and dtype unless dtype)",
           out_bound=temporaries(_input_shape, result_bytes=24)),
-    defop("randn_like", lambda x, dtype=None, generator=None: _randn(
-          x.shape, dtype or dtypes.from_numpy(x.dtype), generator), None, attrs=(_DTYPE,),
+    defop("randn_like", _like_draw(lambda g, shape, d, contiguous: _dist.normal(
+          g, shape, d, contiguous=contiguous)), None, attrs=(_DTYPE,),
           dtype=_like("normal_kernel_cpu"), method=False,
           doc="standard normal random values with input's shape (and dtype unless dtype)",
           out_bound=temporaries(_input_shape, result_bytes=160)),
-    defop("randint_like", lambda x, low, high, dtype=None, generator=None: _dist.randint(
-          _random.resolve(generator), x.shape, low, high, dtype.np if dtype else x.dtype), None,
+    defop("randint_like", _like_draw(lambda g, shape, d, contiguous, low, high: _dist.randint(
+          g, shape, low, high, d)), None,
           attrs=(AttrSpec("low", "int", required=True), AttrSpec("high", "int", required=True),
                  _DTYPE),
           dtype=_randint_dtype, method=False,

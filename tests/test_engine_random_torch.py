@@ -123,8 +123,11 @@ def test_like_functions_match_torch():
     def calls(lib):
         x = lib.zeros(4, 5)
         y = lib.zeros(17, dtype=lib.float64)
+        t = lib.zeros(5, 4).t()  # dense, transposed: torch's result keeps its strides
+        s = lib.zeros(10, 4)[::2]  # not dense: a C-contiguous result
         return [lib.rand_like(x), lib.randn_like(x), lib.randn_like(y), lib.rand_like(y),
-                lib.randint_like(x, 10), lib.randint_like(y, -3, 3)]
+                lib.randint_like(x, 10), lib.randint_like(y, -3, 3), lib.randn_like(t),
+                lib.rand_like(t), lib.randn_like(s), lib.randn_like(lib.zeros(4, 8).t())]
     for seed in range(20):
         _both(seed, calls)
 
@@ -316,7 +319,7 @@ def test_session_seeding_then_drawing_gives_torchs_values(client_session):
                 lib.zeros(8).bernoulli_(), lib.zeros(5).normal_(1, 3), lib.zeros(40).normal_(),
                 lib.zeros(6).uniform_(2, 4), lib.randn_like(lib.zeros(2, 2)),
                 lib.randint_like(lib.zeros(4), 3, 9), x]
-    for seed in (0, 1, 42, 2 ** 40 + 3):
+    for seed in (0, 1, 42, 2 ** 40 + 3, -5):
         s.manual_seed(seed)
         ours = calls(s)
         torch.manual_seed(seed)
@@ -325,3 +328,43 @@ def test_session_seeding_then_drawing_gives_torchs_values(client_session):
             got = a.numpy() if hasattr(a, "numpy") else np.asarray(a)
             assert got.dtype == b.numpy().dtype
             np.testing.assert_array_equal(got, b.numpy())
+
+
+def test_nn_linear_initialisation_draws_torchs_weights():
+    """nn.Linear's reset_parameters: kaiming_uniform_(a=sqrt(5)) then the bias, both uniform_
+    under no_grad; the same bounds give the same weights."""
+    import math
+
+    for seed in range(10):
+        torch.manual_seed(seed)
+        layer = torch.nn.Linear(7, 3)
+        ge.manual_seed(seed)
+        w = ge.empty(3, 7) if hasattr(ge, "empty") else ge.zeros(3, 7)
+        b = ge.zeros(3)
+        gain = math.sqrt(2.0 / (1 + 5))
+        bound = math.sqrt(3.0) * gain / math.sqrt(7)
+        with ge.no_grad():
+            w.uniform_(-bound, bound)
+            b.uniform_(-1 / math.sqrt(7), 1 / math.sqrt(7))
+        _same(w, layer.weight)
+        _same(b, layer.bias)
+
+
+def test_session_refuses_what_torch_refuses_for_seeds(client_session):
+    with pytest.raises(TypeError, match="expected a long"):
+        client_session.manual_seed(1.5)
+    with pytest.raises(RuntimeError, match="Overflow"):
+        client_session.manual_seed(-(2 ** 63) - 1)
+
+
+def test_large_draws_stay_vectorised():
+    """A million values of each kind in well under a second or two (no per-element Python)."""
+    import time
+
+    g = ge.Generator(0)
+    for fn in (lambda: ge.randn(1_000_000, generator=g), lambda: ge.rand(1_000_000, generator=g),
+               lambda: ge.zeros(1_000_000).normal_(1.0, 2.0, generator=g),
+               lambda: ge.zeros(1_000_000).bernoulli_(0.3, generator=g)):
+        start = time.perf_counter()
+        fn()
+        assert time.perf_counter() - start < 5.0
