@@ -255,7 +255,23 @@ def _randint_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType
     if low >= high:
         raise errors.InvalidArgumentError(
             f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+    _check_int_range(low, high, d)
     return None, d
+
+
+_INT_RANGE = {"int32": (-(2 ** 31), 2 ** 31 - 1), "int64": (-(2 ** 63), 2 ** 63 - 1),
+              "bool": (0, 1)}
+_C_TYPE = {"int32": "int", "int64": "long", "bool": "bool", "float32": "float",
+           "float64": "double"}
+
+
+def _check_int_range(low: int, high: int, d: DType) -> None:
+    """torch's bounds check of random_(from, to) against the result dtype."""
+    lo, hi = _INT_RANGE.get(d.name, (-(2 ** 63), 2 ** 63))
+    if not lo <= low <= hi:
+        raise errors.InvalidArgumentError(f"from is out of bounds for {_C_TYPE[d.name]}")
+    if not lo <= high - 1 <= hi:
+        raise errors.InvalidArgumentError(f"to - 1 is out of bounds for {_C_TYPE[d.name]}")
 
 
 def _randint(low: int, high: int, size: Sequence[int], dtype: Any = None,
@@ -284,6 +300,13 @@ def _uniform(x: Any, generator: Any = None, **kw: Any) -> Any:
 
 def _uniform_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
     low, high = attrs["from"], attrs["to"]
+    d = attrs.get("dtype") or (args[0].dtype if args and isinstance(args[0], Tensor) else None)
+    if d is not None and d.category == 2:
+        big = float(np.finfo(d.np).max)
+        for what, v in (("from", low), ("to", high)):
+            if not -big <= v <= big:
+                raise errors.InvalidArgumentError(
+                    f"{what} is out of bounds for {_C_TYPE[d.name]}")
     if low > high:
         raise errors.InvalidArgumentError(
             f"uniform_ expects to return a [from, to) range, but found from={low:g} > to="
@@ -299,7 +322,7 @@ def _normal_fill(x: Any, mean: float = 0.0, std: float = 1.0, generator: Any = N
 
 
 def _check_std(std: float) -> None:
-    if std < 0:
+    if not std >= 0:  # nan too
         raise errors.InvalidArgumentError(f"normal expects std >= 0.0, but found std {std:g}")
 
 
@@ -408,9 +431,11 @@ def _random_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType 
     low, high = attrs.get("low"), attrs.get("high")
     if low is not None and high is None:
         low, high = 0, low
-    if low is not None and high is not None and low >= high:
-        raise errors.InvalidArgumentError(
-            f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+    if low is not None and high is not None:
+        if low >= high:
+            raise errors.InvalidArgumentError(
+                f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+        _check_int_range(low, high, args[0].dtype)
     return None, args[0].dtype
 
 

@@ -106,7 +106,9 @@ def test_randint_matches_torch_incl_large_ranges(low, high):
 def test_randint_short_forms_and_dtypes():
     def calls(lib):
         return [lib.randint(10, (5,)), lib.randint(3, 10, (5,), dtype=lib.int32),
-                lib.randint(0, 2 ** 30, (5,), dtype=lib.int32)]
+                lib.randint(0, 2 ** 30, (5,), dtype=lib.int32),
+                lib.randint(-2 ** 63, 2 ** 63 - 1, (4,)), lib.zeros(3, dtype=lib.bool).random_(),
+                lib.zeros(3, dtype=lib.int32).random_(), lib.zeros(3, dtype=lib.bool).random_(2)]
     for seed in range(20):
         _both(seed, calls)
 
@@ -168,6 +170,12 @@ def test_random_errors_are_torchs():
              lambda lib: lib.bernoulli(lib.tensor([1.5])),
              lambda lib: lib.zeros(2).normal_(0, -1),
              lambda lib: lib.randint(5, 5, (2,)),
+             lambda lib: lib.randint(0, 2 ** 40, (3,), dtype=lib.int32),
+             lambda lib: lib.randint(-2 ** 40, 5, (3,), dtype=lib.int32),
+             lambda lib: lib.zeros(3).normal_(0, float("nan")),
+             lambda lib: lib.zeros(3, dtype=lib.int32).random_(0, 2 ** 40),
+             lambda lib: lib.zeros(2).uniform_(float("-inf"), 0),
+             lambda lib: lib.zeros(2, dtype=lib.bool).random_(0, 5),
              lambda lib: lib.randperm(-1)]
     for case in cases:
         with pytest.raises(RuntimeError) as want:
