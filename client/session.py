@@ -89,6 +89,8 @@ class Session:
         self.Size = Size
         self.dtype = codec.DType
         functional = types.SimpleNamespace(**self._functions)
+        if "dropout" in self._overloads:
+            functional.dropout = self._functional_dropout
         self.nn = types.SimpleNamespace(functional=functional)
         self.autograd = types.SimpleNamespace(grad=self.grad_of, backward=self._autograd_backward)
         self.optim = types.SimpleNamespace(SGD=optim.bind(optim.SGD, self),
@@ -150,6 +152,20 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<gradserve.client.Session {self.id} on {self.client.target}>"
+
+    def _functional_dropout(self, input: Any, p: float = 0.5, training: bool = True,
+                            inplace: bool = False) -> Any:
+        """nn.functional.dropout(input, p=0.5, training=True): torch's mask, from the session's
+        generator (see gradserve.surface.spellings.dropout).
+
+        Raises:
+            ValueError: p is not in [0, 1], or inplace=True.
+        """
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        if inplace:
+            raise ValueError("dropout(): inplace=True is not supported")
+        return self.__dict__["dropout"](input, p, training)
 
     def manual_seed(self, seed: int) -> None:
         """Re-seed the session's random number generator (torch.manual_seed): its draws are then

@@ -16,9 +16,12 @@ import types
 import warnings
 from typing import Any
 
+from gradserve.surface import spellings as _spellings
+
 from . import errors
 from .api import FUNCTIONS
 from .ops_nn import check_reduction, per_class
+from .spellings import BACKEND
 from .tensor import Tensor
 
 functional = types.ModuleType("gradserve.engine.nn.functional",
@@ -46,9 +49,8 @@ def _no_inplace(name: str, inplace: bool) -> None:
 
 @_export
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
-    """Zero each element with probability p and scale the rest by 1 / (1 - p), as torch's CPU
-    dropout does: `input * empty_like(input).bernoulli_(1 - p).div_(1 - p)` (MulBackward0), so
-    the mask draws the values torch's does.
+    """Zero each element with probability p and scale the rest by 1 / (1 - p), drawing torch's
+    mask (see gradserve.surface.spellings.dropout).
 
     Raises:
         ValueError: p is not in [0, 1].
@@ -56,13 +58,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     _no_inplace("dropout", inplace)
-    if not training or p == 0.0 or input.numel() == 0:
-        return input
-    if p == 1.0:
-        return FUNCTIONS["mul"](input, FUNCTIONS["zeros"](size=(), dtype=input.dtype))
-    noise = FUNCTIONS["bernoulli"](FUNCTIONS["zeros_like"](input.detach()), 1.0 - p)
-    return FUNCTIONS["mul"](input, FUNCTIONS["div"](noise, 1.0 - p))
-
+    return _spellings.dropout(BACKEND, input, p, training)
 
 # --- activations ---------------------------------------------------------------------------------
 

@@ -326,16 +326,19 @@ def test_session_seeding_then_drawing_gives_torchs_values(client_session):
                 lib.bernoulli(_ramp(lib, 9)), lib.zeros(8).bernoulli_(0.4),
                 lib.zeros(8).bernoulli_(), lib.zeros(5).normal_(1, 3), lib.zeros(40).normal_(),
                 lib.zeros(6).uniform_(2, 4), lib.randn_like(lib.zeros(2, 2)),
-                lib.randint_like(lib.zeros(4), 3, 9), x]
+                lib.randint_like(lib.zeros(4), 3, 9), x,
+                lib.nn.functional.dropout(lib.ones(30, requires_grad=True), 0.4),
+                lib.dropout(lib.ones(30), 0.25, True)]
     for seed in (0, 1, 42, 2 ** 40 + 3, -5):
         s.manual_seed(seed)
         ours = calls(s)
         torch.manual_seed(seed)
         theirs = calls(torch)
         for a, b in zip(ours, theirs):
-            got = a.numpy() if hasattr(a, "numpy") else np.asarray(a)
-            assert got.dtype == b.numpy().dtype
-            np.testing.assert_array_equal(got, b.numpy())
+            got, want = a.detach().numpy(), b.detach().numpy()
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+            assert (a.grad_fn and a.grad_fn.name()) == (b.grad_fn and b.grad_fn.name())
 
 
 def test_nn_linear_initialisation_draws_torchs_weights():
