@@ -236,8 +236,18 @@ def test_generator_objects_match_torchs_and_leave_the_default_alone():
                                                                              generator=tg))
         _same(ge.bernoulli(ge.full((6,), 0.5), generator=g),
               torch.bernoulli(torch.full((6,), 0.5), generator=tg))
-        _same(ge.rand_like(ge.zeros(3), generator=g) if False else ge.rand(3, generator=g),
-              torch.rand(3, generator=tg))
+        _same(ge.rand_like(ge.zeros(3), generator=g), torch.rand_like(torch.zeros(3),
+                                                                      generator=tg))
+        _same(ge.randn_like(ge.zeros(3), generator=g), torch.randn_like(torch.zeros(3),
+                                                                        generator=tg))
+        _same(ge.randint_like(ge.zeros(3), 5, generator=g),
+              torch.randint_like(torch.zeros(3), 5, generator=tg))
+        _same(ge.zeros(5).bernoulli_(0.5, generator=g), torch.zeros(5).bernoulli_(0.5,
+                                                                               generator=tg))
+        _same(ge.zeros(5).random_(0, 9, generator=g), torch.zeros(5).random_(0, 9,
+                                                                             generator=tg))
+        _same(ge.nn.functional.dropout(ge.ones(4), 0.5), torch.nn.functional.dropout(
+            torch.ones(4), 0.5))  # the default generator, untouched by g
         assert g.initial_seed() == tg.initial_seed() == seed
 
 
@@ -261,8 +271,7 @@ def test_state_round_trip_keeps_the_cached_normal():
     np.testing.assert_array_equal(_np(ge.randn(5, generator=h)), want[0])
     np.testing.assert_array_equal(_np(ge.rand(3, generator=h)), want[1])
     assert h.initial_seed() == 7
-    ge.set_rng_state(state) if hasattr(ge, "set_rng_state") else ge.default_generator.set_state(
-        state)
+    ge.set_rng_state(state)
     np.testing.assert_array_equal(_np(ge.randn(5)), want[0])
     tg = torch.Generator().manual_seed(7)
     torch.randn(3, generator=tg)
@@ -350,7 +359,7 @@ def test_nn_linear_initialisation_draws_torchs_weights():
         torch.manual_seed(seed)
         layer = torch.nn.Linear(7, 3)
         ge.manual_seed(seed)
-        w = ge.empty(3, 7) if hasattr(ge, "empty") else ge.zeros(3, 7)
+        w = ge.zeros(3, 7)
         b = ge.zeros(3)
         gain = math.sqrt(2.0 / (1 + 5))
         bound = math.sqrt(3.0) * gain / math.sqrt(7)
