@@ -388,3 +388,13 @@ def test_large_draws_stay_vectorised():
         start = time.perf_counter()
         fn()
         assert time.perf_counter() - start < 5.0
+
+
+def test_a_session_created_with_a_seed_draws_torchs_values(gradserve_server):
+    with gc_client.connect(f"localhost:{gradserve_server[1]}") as c, c.session(seed=3) as s:
+        torch.manual_seed(3)
+        np.testing.assert_array_equal(s.randn(5).numpy(), torch.randn(5).numpy())
+    with gc_client.connect(f"localhost:{gradserve_server[1]}") as c, c.session() as s:
+        # unseeded: torch's default seed, as a fresh torch process draws
+        g = torch.Generator()
+        np.testing.assert_array_equal(s.rand(4).numpy(), torch.rand(4, generator=g).numpy())
