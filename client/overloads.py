@@ -257,3 +257,38 @@ def _randint(be: RemoteBackend, *args: Any, size: Any = None, dtype: Any = None,
 
 
 _register("randint", ("randint",), function=_randint)
+
+
+
+def _normal(be: RemoteBackend, mean: Any, std: Any = 1.0, size: Any = None, *,
+            dtype: Any = None, requires_grad: bool = False) -> Any:
+    """torch.normal(mean, std, size=None, *, dtype=None): tensors or numbers (two numbers need
+    a size); draws from the session's generator."""
+    shape = None if size is None else size_args(be, "normal", (size,), {})
+    return _finish(be.call("normal_sample", (mean, std), {"size": shape, "dtype": dtype}),
+                   requires_grad)
+
+
+_register("normal", ("normal_sample",), function=_normal)
+
+
+def _randint_like(be: RemoteBackend, input: Any, *args: int, dtype: Any = None,
+                  requires_grad: bool = False) -> Any:
+    """torch.randint_like(input, high) or randint_like(input, low, high), dtype=None."""
+    if len(args) not in (1, 2):
+        raise TypeError("randint_like() received an invalid combination of arguments - "
+                        "expected (Tensor input, int high) or (Tensor input, int low, int high)")
+    low, high = (0, args[0]) if len(args) == 1 else args
+    return _finish(be.call("randint_like", (input,), {"low": low, "high": high,
+                                                      "dtype": dtype}), requires_grad)
+
+
+_register("randint_like", ("randint_like",), function=_randint_like)
+
+
+def _bernoulli_(be: RemoteBackend, t: Any, p: Any = 0.5) -> Any:
+    """Tensor.bernoulli_(p=0.5): p a number or a tensor of probabilities."""
+    return be.owner.inplace("bernoulli_", t, (p,), {})
+
+
+_register("bernoulli_", ("bernoulli",), method=_bernoulli_)

@@ -131,8 +131,21 @@ class Session:
         return f"<gradserve.client.Session {self.id} on {self.client.target}>"
 
     def manual_seed(self, seed: int) -> None:
-        """Re-seed the session's random number generator (torch.manual_seed)."""
-        self._record().manual_seed.seed = int(seed)
+        """Re-seed the session's random number generator (torch.manual_seed): its draws are then
+        torch's for the same seed and calls.
+
+        Args:
+            seed: an integer in [-2**63, 2**64); negative seeds wrap modulo 2**64 as in torch.
+        Raises:
+            TypeError: seed is not an integer.
+            RuntimeError: seed is out of range.
+        """
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"manual_seed expected a long, but got {type(seed).__name__}")
+        if not -(2 ** 63) <= int(seed) < 2 ** 64:
+            raise RuntimeError("Overflow when unpacking long long" if seed < 0 else
+                               f"manual_seed expected a value in [-2**63, 2**64), got {seed}")
+        self._record().manual_seed.seed = int(seed) % 2 ** 64
         self._epoch += 1
 
     # --- recording ------------------------------------------------------------------------------

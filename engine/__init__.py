@@ -31,12 +31,21 @@ from . import ops_linalg as _ops_linalg  # noqa: F401
 from . import ops_nn as _ops_nn  # noqa: F401
 from . import ops_reduce as _ops_reduce  # noqa: F401
 from . import ops_shape as _ops_shape  # noqa: F401
+from . import random as _random_module
 from . import spellings as _spellings  # noqa: F401  (torch's spellings that are not one op)
 from .api import PUBLIC, apply_inplace, build
 from .creation import tensor
 from .dispatch import apply
 from .dtypes import DType
-from .random import Generator, default_generator, initial_seed, manual_seed, seed
+from .random import (
+    Generator,
+    default_generator,
+    get_rng_state,
+    initial_seed,
+    manual_seed,
+    seed,
+    set_rng_state,
+)
 from .registry import OPS, OPSET_VERSION
 from .tensor import Size, Tensor
 
@@ -55,6 +64,9 @@ long = dtypes.int64
 int = dtypes.int32  # noqa: A001 - torch.int
 
 globals().update(PUBLIC)
+# torch.random is a module (torch.random.manual_seed): the op behind Tensor.random_ must not hide
+# ours.
+random = _random_module
 
 
 def __getattr__(name: str) -> Any:
@@ -64,5 +76,6 @@ def __getattr__(name: str) -> Any:
 __all__ = ["DType", "Generator", "OPS", "OPSET_VERSION", "Size", "Tensor", "apply",
            "apply_inplace", "autograd", "default_generator", "dtypes", "enable_grad", "errors",
            "inference_mode", "initial_seed", "is_grad_enabled", "is_inference_mode_enabled",
-           "limits", "manual_seed", "nn", "no_grad", "optim", "registry", "seed",
+           "limits", "manual_seed", "get_rng_state", "set_rng_state", "nn", "no_grad", "optim",
+           "random", "registry", "seed",
            "set_grad_enabled", "tensor", *PUBLIC]

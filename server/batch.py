@@ -352,7 +352,8 @@ class Executor:
         attrs = codec.decode_attrs(m.attrs, m.op)
         self._reserve_views(target)
         with ge.set_grad_enabled(not m.no_grad):
-            self.within_budget(ge.apply_inplace, op.name, target, inputs, attrs)
+            self.within_budget(ge.apply_inplace, op.name, target, inputs, attrs,
+                               self.s.generator if ops.takes_generator(op.name) else None)
         tensor_info(m.target, target, r.handles.tensors.add())
         self._describe_base(target, r)
         return _nbytes(inputs) + 2 * (target.nbytes + _TENSOR_BYTES + _NODE_BYTES)

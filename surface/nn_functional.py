@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from . import spellings
 from .nn_backend import NNBackend
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -156,13 +157,9 @@ def dropout(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
     if p < 0.0 or p > 1.0:
         raise be.value_error(f"dropout probability has to be between 0 and 1, but got {p}")
     _no_inplace(be, "dropout", inplace)
-    if not training or p == 0.0:
-        return input
-    # torch's native_dropout: input * mask * (1 / (1 - p)), the mask drawn as rand < 1 - p
-    if p == 1.0:
-        return input * _call(be, "zeros_like", input)
-    keep = _call(be, "rand_like", input) < (1.0 - p)
-    return (input * keep) * (1.0 / (1.0 - p))
+    # torch's CPU dropout (not the fused native_dropout, which is for accelerators): the mask
+    # is bernoulli_(1 - p) on an empty_like, so it draws torch's numbers
+    return spellings.dropout(be, input, p, training)
 
 
 def embedding(be: NNBackend, input: Any, weight: Any, padding_idx: int | None = None,
