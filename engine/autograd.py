@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from gradserve.surface import grad_mode
+from gradserve.surface import compat, grad_mode
 
 from . import errors, limits, namespaces
 from .tensor import Tensor
@@ -199,8 +199,31 @@ class Node:
 
     @property
     def next_functions(self) -> tuple[tuple[Any, int], ...]:
-        """One (node or None, output index) pair per input, as torch's `next_functions`."""
-        return tuple(e if e is not None else (None, 0) for e in self.edges)
+        """One (node or None, output index) pair per input, as torch's `next_functions`: a
+        Python-number operand has a (None, 0) entry only where torch wraps it in a tensor (its
+        Tensor overload: add, sub, mul, div, where), not where torch has a Scalar overload
+        (pow, clamp, remainder, `1 - x`'s rsub)."""
+        op = self.op
+        if op.variadic:
+            return tuple(e if e is not None else (None, 0) for e in self.edges)
+        wraps = op.name in _WRAPPED_SCALARS and self._name != "RsubBackward1"
+        # an absent optional tensor (clamp's min) has an entry when another one is given
+        optional_tensor = any(o and m is not None for o, m in zip(op.optional, self.meta))
+        out: list[tuple[Any, int]] = []
+        for e, a, rule, m in zip(self.edges, self.args, op.vjps, self.meta):
+            if e is not None:
+                out.append(e)
+            elif rule is None:
+                continue  # not differentiable (a condition, a mask, an index): no entry
+            elif m is not None:
+                out.append((None, 0))  # a tensor that does not require grad
+            elif a is None and not optional_tensor:
+                continue
+            elif _is_number(a) and not wraps:
+                continue
+            else:
+                out.append((None, 0))
+        return tuple(out)
 
     def __repr__(self) -> str:
         return f"<{self._name} object at {hex(id(self))}>"
@@ -289,6 +312,12 @@ class Node:
 
 
 _CONSTANT_TYPES = frozenset((bool, int, float, type(None)))
+# ops whose Python-number operands torch wraps as tensors (so they have a (None, 0) edge)
+_WRAPPED_SCALARS = frozenset(("add", "sub", "mul", "div", "where"))
+
+
+def _is_number(a: Any) -> bool:
+    return isinstance(a, (bool, int, float, np.number, np.bool_))
 
 
 def _is_constant(a: Any) -> bool:
@@ -635,8 +664,11 @@ def _roots(outputs: tuple[Tensor, ...]) -> list[tuple[Any, int]]:
 
 
 def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None = None,
-             create_graph: bool = False, inputs: Any = None) -> None:
-    """torch.autograd.backward: accumulate gradients of `tensors` into the leaves' `.grad`."""
+             create_graph: bool = False, grad_variables: Any = None, inputs: Any = None) -> None:
+    """torch.autograd.backward: accumulate gradients of `tensors` into the leaves' `.grad`
+    (`grad_variables` is torch's deprecated name of `grad_tensors`)."""
+    grad_tensors = compat.backward_arguments(grad_tensors, grad_variables,
+                                             errors.InvalidArgumentError, stacklevel=2)
     outputs = _as_tuple(tensors)
     grads_in = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(outputs)
     if len(grads_in) != len(outputs):
@@ -685,13 +717,16 @@ def _capture_keys(inputs: tuple[Tensor, ...], who: str) -> dict[tuple[Any, int],
 
 
 def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool | None = None,
-         create_graph: bool = False, allow_unused: bool | None = None,
-         materialize_grads: bool = False) -> tuple[Any, ...]:
-    """torch.autograd.grad: gradients of `outputs` with respect to `inputs`, without `.grad`.
+         create_graph: bool = False, only_inputs: bool = True, allow_unused: bool | None = None,
+         is_grads_batched: bool = False, materialize_grads: bool = False) -> tuple[Any, ...]:
+    """torch.autograd.grad: gradients of `outputs` with respect to `inputs`, without `.grad`
+    (`only_inputs` is deprecated and ignored, as in torch 2.13).
 
     Raises:
         AutogradError: an input does not require grad, or was not used and allow_unused is off.
+        NotImplementedError: is_grads_batched=True.
     """
+    compat.grad_arguments(only_inputs, is_grads_batched, stacklevel=2)
 
     outs = _as_tuple(outputs)
     ins = _as_tuple(inputs)

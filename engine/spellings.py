@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
+from gradserve.surface import compat as _compat  # noqa: F401  (registers its spellings)
 from gradserve.surface.spellings import SPELLINGS, Spelling
 
-from . import errors
+from . import dtypes, errors
 from .api import FUNCTIONS, public
 from .tensor import Tensor
 
@@ -28,6 +31,31 @@ class EngineBackend:
 
     def shape(self, tensor: Any) -> tuple[int, ...]:
         return tuple(tensor.shape)
+
+    def dtype_name(self, tensor: Any) -> str:
+        return str(tensor.dtype.name)
+
+    def dtype_of(self, tensor: Any) -> Any:
+        return tensor.dtype
+
+    def dtype(self, name: str) -> Any:
+        return dtypes.by_name(name)
+
+    def default_dtype(self) -> str:
+        return dtypes.DEFAULT_FLOAT.name
+
+    def from_data(self, data: Any, dtype: str) -> Any:
+        from .creation import tensor
+
+        return tensor(data, dtype=dtypes.by_name(dtype))
+
+    def is_size(self, value: Any) -> bool:
+        from .tensor import Size
+
+        return isinstance(value, Size)
+
+    def is_contiguous(self, tensor: Any) -> bool:
+        return bool(np.asarray(tensor._data).flags.c_contiguous)
 
 
 BACKEND = EngineBackend()

@@ -85,8 +85,17 @@ class Tensor:
             d = self._data = np.array(d)
         return d
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Tensor:
+        """torch.Tensor(...), the legacy constructor: sizes (zeros), data (the default dtype)
+        or a tensor (an alias); see gradserve.surface.compat.legacy_new."""
+        from gradserve.surface.compat import legacy_new
+
+        from .spellings import BACKEND
+
+        return legacy_new(BACKEND, None, args, kwargs)  # type: ignore[no-any-return]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise errors.InvalidTypeError("use gradserve.engine.tensor(data) to create a Tensor")
+        pass  # __new__ made it
 
     if TYPE_CHECKING:
         # Ops, methods and operators are attached from the registry by api.build().
@@ -195,7 +204,7 @@ class Tensor:
         from . import autograd
 
         autograd.backward(self, None if gradient is None else (gradient,), retain_graph,
-                          create_graph, inputs)
+                          create_graph, inputs=inputs)
 
     def detach(self) -> Tensor:
         """A new leaf sharing this tensor's data (and version counter) that never requires grad."""
@@ -210,11 +219,21 @@ class Tensor:
 
     @property
     def data(self) -> Tensor:
-        return self.detach()
+        """A tensor sharing this one's data, outside autograd (its own version counter, as
+        torch's `.data`: in-place changes through it are not seen by autograd)."""
+        return Tensor._make(self._array())
 
     @data.setter
     def data(self, value: Tensor) -> None:
-        self._data = value._data
+        """`x.data = y`: x now shares y's data (shape and dtype too), keeping x's autograd state."""
+        if not isinstance(value, Tensor):
+            raise errors.InvalidTypeError(
+                f"Variable data has to be a tensor, but got {type(value).__name__}")
+        if self._rg and not value.dtype.is_floating_point:
+            raise errors.InvalidArgumentError(
+                "data set to a tensor that requires gradients must be floating point or complex "
+                "dtype")
+        self._data = value._array()
         self.dtype = value.dtype
 
     @property
@@ -258,8 +277,23 @@ class Tensor:
         return self.dtype.is_floating_point
 
     @property
-    def device(self) -> str:
-        return "cpu"
+    def device(self) -> Any:
+        """device(type='cpu'): gradserve computes on the CPU."""
+        from gradserve.surface.devices import CPU
+
+        return CPU
+
+    is_cuda = False
+    is_cpu = True
+
+    def get_device(self) -> int:
+        """-1, torch's answer for a CPU tensor."""
+        return -1
+
+    def is_contiguous(self, memory_format: Any = None) -> bool:
+        """Whether the elements are laid out in row-major order without gaps (False for a
+        transpose, an expand or a strided slice, as torch)."""
+        return builtins.bool(np.asarray(self._data).flags.c_contiguous)
 
     def item(self) -> Any:
         """The single value as a Python number."""
@@ -293,7 +327,12 @@ class Tensor:
         return self._data.reshape(()).item()
 
     def __float__(self) -> float:
-        return builtins.float(self._scalar_value("float"))
+        value = builtins.float(self._scalar_value("float"))
+        if self._rg:
+            from gradserve.surface.compat import warn_scalar_requires_grad
+
+            warn_scalar_requires_grad(stacklevel=2)
+        return value
 
     def __int__(self) -> int:
         return builtins.int(self._scalar_value("int"))
