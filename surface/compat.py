@@ -43,8 +43,15 @@ SCALAR_REQUIRES_GRAD_WARNING = (
     "/__w/pytorch/pytorch/torch/csrc/autograd/generated/python_variable_methods.cpp:822.)")
 
 
+_scalar_warned = [False]
+
+
 def warn_scalar_requires_grad(stacklevel: int) -> None:
-    """torch 2.13 warns on `float(t)` when t requires grad (not on int(), item(), bool())."""
+    """torch 2.13 warns on `float(t)` when t requires grad (not on int(), item(), bool()), once
+    per process (TORCH_WARN_ONCE): so does gradserve, engine and sessions together."""
+    if _scalar_warned[0]:
+        return
+    _scalar_warned[0] = True
     warnings.warn(SCALAR_REQUIRES_GRAD_WARNING, UserWarning, stacklevel=stacklevel + 1)
 
 
@@ -213,8 +220,17 @@ def legacy_new(be: Backend, dtype: str | None, args: tuple[Any, ...],
     if unknown:
         reason = f"some of the keywords were incorrect: {', '.join(unknown)}"
         raise be.type_error(messages.invalid_combination(
-            "new", args, kwargs, NEW_SIGNATURES, be.is_tensor, {0: reason}))
-    devices.check_device(kwargs.get("device"), "new", be.type_error, be.runtime_error)
+            "new", args, kwargs, NEW_SIGNATURES, be.is_tensor, {0: reason}, _torch_typename))
+    device = kwargs.get("device")
+    if isinstance(device, str):
+        try:
+            device = devices.device(device)
+        except RuntimeError as exc:
+            raise be.runtime_error(str(exc)) from None
+    if isinstance(device, devices.device) and device.type != "cpu":
+        raise be.runtime_error("legacy constructor expects device type: cpu but device type: "
+                               f"{device.type} was passed")
+    devices.check_device(device, "new", be.type_error, be.runtime_error)
     want = dtype or be.default_dtype()
     if not args:
         return be.call("zeros", (), {"size": (0,), "dtype": be.dtype(want)})
@@ -236,6 +252,11 @@ def legacy_new(be: Backend, dtype: str | None, args: tuple[Any, ...],
         raise be.type_error(f"new(): invalid data type '{type(first).__name__}'")
     raise be.type_error(messages.invalid_combination(
         "new", args, kwargs, NEW_SIGNATURES, be.is_tensor))
+
+
+def _torch_typename(v: Any) -> str | None:
+    # both layers' dtype classes are called DType; torch's messages say torch.dtype
+    return "torch.dtype" if type(v).__name__ == "DType" else None
 
 
 LEGACY_TYPES = {"FloatTensor": "float32", "DoubleTensor": "float64", "LongTensor": "int64",
