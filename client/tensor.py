@@ -257,10 +257,13 @@ class Tensor:
             return self
         return self._owner.call("to_dtype", (self,), {"dtype": dtype})
 
-    def type(self, dtype: DType | None = None) -> Any:
+    def type(self, dtype: Any = None, non_blocking: builtins.bool = False) -> Any:
+        """'torch.FloatTensor' & co.; type(dtype), type('torch.DoubleTensor') or
+        type(torch.DoubleTensor): converted."""
         if dtype is None:
             return f"torch.{_TYPE_NAMES[self.dtype.name]}"
-        return self.to(dtype)
+        name = compat.legacy_dtype_name(dtype)
+        return self.to(_dtype(name) if name is not None else dtype)
 
     def float(self) -> Tensor:
         return self.to(_dtype("float32"))

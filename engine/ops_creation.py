@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import messages
-from gradserve.surface.compat import parse_to
+from gradserve.surface.compat import legacy_dtype_name, parse_to
 from gradserve.surface.devices import check_device
 from gradserve.surface.spellings import size_args
 
@@ -451,4 +451,5 @@ def type_(self: Tensor, dtype: Any = None, non_blocking: bool = False) -> Any:
     """Tensor.type(): 'torch.FloatTensor'...; type(dtype or 'torch.DoubleTensor'): converted."""
     if dtype is None:
         return self.dtype.torch_tensor_name
-    return _convert(self, _as_dtype(dtype, "type()"))
+    name = legacy_dtype_name(dtype)
+    return _convert(self, dtypes.by_name(name) if name else _as_dtype(dtype, "type()"))

@@ -291,6 +291,16 @@ class LegacyType(type):
         return f"<class 'torch.{cls.__name__}'>"
 
 
+def legacy_dtype_name(value: Any) -> str | None:
+    """The dtype name `x.type(...)` means by a typed constructor (`torch.DoubleTensor`) or its
+    name ("torch.DoubleTensor"); None for anything else."""
+    if isinstance(value, LegacyType):
+        return value._dtype
+    if isinstance(value, str):
+        return LEGACY_TYPES.get(value.removeprefix("torch."))
+    return None
+
+
 def legacy_types(base: type, new: Fn, dtype_name: Fn) -> dict[str, Any]:
     """`Tensor` and the typed constructors (`FloatTensor`, ...) for one layer.
 
