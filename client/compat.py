@@ -54,10 +54,10 @@ def install(session: Any) -> None:
     types_ = compat.legacy_types(Tensor, lambda d, args, kw: compat.legacy_new(be, d, args, kw),
                                  lambda t: t.dtype.name)
     session.__dict__.update(types_)
-    for attr, torch_name in (("autograd", "torch.autograd"), ("nn", "torch.nn")):
-        ns = getattr(session, attr, None)
-        if type(ns) is types.SimpleNamespace:  # leave a richer namespace (torch.nn) as it is
-            setattr(session, attr, Namespace(torch_name, **vars(ns)))
-    functional = getattr(session.nn, "functional", None)
-    if type(functional) is types.SimpleNamespace:
-        session.nn.functional = Namespace("torch.nn.functional", **vars(functional))
+    # plain namespaces only: a richer one (a torch.nn with modules) keeps its own behaviour
+    if type(session.autograd) is types.SimpleNamespace:
+        session.autograd = Namespace("torch.autograd", **vars(session.autograd))
+    if type(session.nn) is types.SimpleNamespace:
+        session.nn = Namespace("torch.nn", **vars(session.nn))
+    if type(vars(session.nn).get("functional")) is types.SimpleNamespace:
+        session.nn.functional = Namespace("torch.nn.functional", **vars(session.nn.functional))

@@ -390,10 +390,16 @@ class Session:
         return t
 
     def as_tensor(self, data: Any, dtype: Any = None, device: Any = None) -> Tensor:
+        """torch.as_tensor: `data` itself when it is a tensor (converted if dtype differs)."""
         devices.check_device(device, "as_tensor")
-        return data if isinstance(data, Tensor) else self.tensor(data, dtype=dtype)
+        if isinstance(data, Tensor):
+            return data if dtype is None else data.to(codec.as_dtype(dtype))
+        return self.tensor(data, dtype=dtype)
 
     def from_numpy(self, arr: np.ndarray) -> Tensor:
+        """torch.from_numpy (a copy on the server: torch shares the array's memory)."""
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"expected np.ndarray (got {type(arr).__name__})")
         return self.tensor(arr)
 
     # --- reading (each may flush) ---------------------------------------------------------------

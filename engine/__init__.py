@@ -35,7 +35,7 @@ from . import ops_reduce as _ops_reduce  # noqa: F401
 from . import ops_shape as _ops_shape  # noqa: F401
 from . import spellings as _spellings  # noqa: F401  (torch's spellings that are not one op)
 from .api import PUBLIC, apply_inplace, build
-from .creation import tensor
+from .creation import as_tensor, from_numpy, tensor
 from .dispatch import apply
 from .dtypes import DType
 from .random import Generator, default_generator, initial_seed, manual_seed, seed
@@ -88,7 +88,7 @@ def __getattr__(name: str) -> Any:
     raise _compat.missing_name("torch", name, "dir(gradserve.engine)")
 
 
-__all__ = ["BoolTensor", "DType", "DoubleTensor", "FloatTensor", "IntTensor", "LongTensor",
+__all__ = ["BoolTensor", "DType", "as_tensor", "from_numpy", "DoubleTensor", "FloatTensor", "IntTensor", "LongTensor",
            "cuda", "device", "get_default_device", "get_default_dtype", "set_default_device",
            "set_default_dtype", "Generator", "OPS", "OPSET_VERSION", "Size", "Tensor", "apply",
            "apply_inplace", "autograd", "default_generator", "dtypes", "enable_grad", "errors",

@@ -87,3 +87,26 @@ def tensor(data: Any, dtype: DType | str | None = None, requires_grad: bool = Fa
     if requires_grad:
         t._set_requires_grad(True, messages.REQUIRES_GRAD_FACTORY_MESSAGE)
     return t
+
+
+def as_tensor(data: Any, dtype: DType | str | None = None, device: Any = None) -> Tensor:
+    """torch.as_tensor: `data` itself when it is a Tensor of that dtype, else `tensor(data)`.
+
+    Raises:
+        as `tensor`.
+    """
+    check_device(device, "as_tensor", errors.InvalidTypeError, errors.InvalidArgumentError)
+    if isinstance(data, Tensor) and (dtype is None or _resolve_dtype(dtype) is data.dtype):
+        return data
+    return tensor(data, dtype=dtype)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """torch.from_numpy: a tensor of the array's dtype (a copy here: torch shares its memory).
+
+    Raises:
+        InvalidTypeError: not an ndarray, or of a dtype gradserve does not have.
+    """
+    if not isinstance(array, np.ndarray):
+        raise errors.InvalidTypeError(f"expected np.ndarray (got {type(array).__name__})")
+    return tensor(array)

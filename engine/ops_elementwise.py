@@ -153,6 +153,20 @@ defop("remainder", _integer_zero_check(np.remainder),
       out_shape=broadcast_shape)
 
 
+def _fmod_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
+    q = x / y  # torch: -grad * input.div(other, rounding_mode="trunc"), zero gradient
+    return -g * ns.where(q < 0, ns.ceil(q), ns.floor(q))
+
+
+defop("fmod", _integer_zero_check(np.fmod),
+      lambda ns, g, out, x, y: g,
+      _fmod_dy,
+      saves=("", "input other"),
+      inputs=("input", "other"), dtype=PROMOTE, doc="C-style modulus (sign of input)",
+      backward=_by_scalars("FmodBackward1", "FmodBackward0"),
+      out_shape=broadcast_shape)
+
+
 def _pow_forward(x: Any, y: Any) -> Any:
     if type(y) in (int, float) and _is_tensor(x):
         if y == 2:

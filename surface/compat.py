@@ -117,6 +117,14 @@ SPELLINGS["allclose"] = Spelling("allclose", _CLOSE_OPS, allclose, allclose)
 SPELLINGS["equal"] = Spelling("equal", ("eq", "all"), equal, equal)
 
 
+def is_tensor(be: Backend, obj: Any) -> bool:
+    """torch.is_tensor: whether obj is a tensor of this layer."""
+    return be.is_tensor(obj)
+
+
+SPELLINGS["is_tensor"] = Spelling("is_tensor", (), is_tensor, None)
+
+
 # --- devices: cpu(), cuda(), contiguous() --------------------------------------------------------
 
 

@@ -96,6 +96,17 @@ def test_device_objects_as_torch(lib, src):
     same(lib, src)
 
 
+@pytest.mark.parametrize("src", [
+    "torch.as_tensor([1., 2.], device='cpu')", "torch.as_tensor([1.], device='cuda')",
+    "torch.as_tensor(x) is x", "torch.as_tensor(x, dtype=torch.float64)",
+    "torch.as_tensor(x, dtype=torch.float64) is x", "torch.is_tensor(x)", "torch.is_tensor(1.0)",
+    "torch.is_tensor([x])", "torch.from_numpy(np.arange(3))", "torch.from_numpy([1])",
+])
+def test_conversions_from_data(lib, src):
+    same(lib, src, t={"np": np, "x": torch.tensor([1., 2.])},
+         g={"np": np, "x": lib.tensor([1., 2.])})
+
+
 FACTORIES = [
     "torch.zeros(2, 3, device={d})", "torch.ones(2, device={d})",
     "torch.empty(2, device={d}).shape",
@@ -368,7 +379,7 @@ NEXT_FUNCTIONS_CASES = [
     "torch.where(c > 2, 0., c)", "torch.where(c > 2, c, y)", "c.clamp(0, 1)", "c.clamp(min=0)",
     "c.clamp(max=y)", "c + y", "c.add(y, alpha=2)", "torch.maximum(c, y)", "c.sin()",
     "c - torch.tensor(1.)", "c.masked_fill(c > 2, 0.)", "torch.remainder(c, 2)", "-c", "c % 2",
-    "torch.cat([c, y])", "torch.stack([c, y])", "c.relu()", "c.split(1)[1]", "x * 2",
+    "torch.cat([c, y])", "torch.stack([c, y])", "torch.fmod(c, 2)", "torch.fmod(c, y)", "c.relu()", "c.split(1)[1]", "x * 2",
 ]
 
 
@@ -453,6 +464,7 @@ def test_scalar_conversion_warns_once_as_torch(lib):
     "torch.remainder(5, z)", "5 // z", "5 % z", "torch.tensor(5) // torch.tensor(0)",
     "a.int() // z.int()", "torch.zeros(0, dtype=torch.int64) // torch.zeros(0, dtype=torch.int64)",
     "a // 0.0", "a % 0.0", "a.float() // 0", "a / 0", "a // z.clamp(min=1)",
+    "torch.fmod(a, z)", "torch.fmod(a, 0)", "a.fmod(2)", "torch.fmod(a.float(), 0)",
 ])
 def test_integer_division_by_zero(lib, src):
     with warnings.catch_warnings():
