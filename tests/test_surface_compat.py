@@ -379,7 +379,8 @@ NEXT_FUNCTIONS_CASES = [
     "torch.where(c > 2, 0., c)", "torch.where(c > 2, c, y)", "c.clamp(0, 1)", "c.clamp(min=0)",
     "c.clamp(max=y)", "c + y", "c.add(y, alpha=2)", "torch.maximum(c, y)", "c.sin()",
     "c - torch.tensor(1.)", "c.masked_fill(c > 2, 0.)", "torch.remainder(c, 2)", "-c", "c % 2",
-    "torch.cat([c, y])", "torch.stack([c, y])", "torch.fmod(c, 2)", "torch.fmod(c, y)", "c.relu()", "c.split(1)[1]", "x * 2",
+    "torch.cat([c, y])", "torch.stack([c, y])", "torch.fmod(c, 2)", "torch.fmod(c, y)",
+    "c.relu()", "c.split(1)[1]", "x * 2",
 ]
 
 
