@@ -89,9 +89,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["BoolTensor", "DType", "DoubleTensor", "FloatTensor", "IntTensor", "LongTensor",
-           "as_tensor", "cuda", "device", "from_numpy", "get_default_device", "get_default_dtype",
-           "set_default_device", "set_default_dtype", "Generator", "OPS", "OPSET_VERSION", "Size", "Tensor", "apply",
-           "apply_inplace", "autograd", "default_generator", "dtypes", "enable_grad", "errors",
+           "Generator", "OPS", "OPSET_VERSION", "Size", "Tensor", "apply", "apply_inplace",
+           "as_tensor", "autograd", "cuda", "default_generator", "device", "dtypes",
+           "enable_grad", "errors", "from_numpy", "get_default_device", "get_default_dtype",
            "inference_mode", "initial_seed", "is_grad_enabled", "is_inference_mode_enabled",
            "limits", "manual_seed", "nn", "no_grad", "optim", "registry", "seed",
-           "set_grad_enabled", "tensor", *PUBLIC]
+           "set_default_device", "set_default_dtype", "set_grad_enabled", "tensor", *PUBLIC]
