@@ -117,6 +117,15 @@ SPELLINGS["allclose"] = Spelling("allclose", _CLOSE_OPS, allclose, allclose)
 SPELLINGS["equal"] = Spelling("equal", ("eq", "all"), equal, equal)
 
 
+def where_method(be: Backend, self: Any, condition: Any, other: Any) -> Any:
+    """Tensor.where(condition, other): `where(condition, self, other)` (the tensor is the
+    values taken where condition holds, not the condition)."""
+    return be.call("where", (condition, self, other), {})
+
+
+SPELLINGS["where"] = Spelling("where", ("where",), None, where_method)
+
+
 def is_tensor(be: Backend, obj: Any) -> bool:
     """torch.is_tensor: whether obj is a tensor of this layer."""
     return be.is_tensor(obj)

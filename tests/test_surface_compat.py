@@ -380,7 +380,13 @@ NEXT_FUNCTIONS_CASES = [
     "c.clamp(max=y)", "c + y", "c.add(y, alpha=2)", "torch.maximum(c, y)", "c.sin()",
     "c - torch.tensor(1.)", "c.masked_fill(c > 2, 0.)", "torch.remainder(c, 2)", "-c", "c % 2",
     "torch.cat([c, y])", "torch.stack([c, y])", "torch.fmod(c, 2)", "torch.fmod(c, y)",
-    "c.relu()", "c.split(1)[1]", "x * 2",
+    "c.relu()", "c.split(1)[1]", "x * 2", "c.clone().add_(1)", "c.clone().mul_(2)",
+    "c.clone().sub_(y)", "c.clone().div_(2)", "c.clamp(min=y)",
+    "c.masked_fill(c > 2, torch.tensor(0.))", "torch.add(c, 1, alpha=2)", "c.sub(1, alpha=2)",
+    "c[1:]", "c.expand(2, 2)", "torch.matmul(c, y)", "torch.max(c, 0)[0]", "c.pow(y)", "3 - c",
+    "c / y", "c * torch.tensor(2.)", "c.where(c > 2, 0.)", "c.where(c > 2, y)",
+    "torch.minimum(c, y)", "c.gather(0, torch.tensor([1, 0]))", "c.cumsum(0)",
+    "torch.logsumexp(c, 0)",
 ]
 
 
