@@ -510,3 +510,32 @@ def test_session_namespaces_and_tensor_methods_name_missing_names(client):
                 tb = tb.tb_next
             # this test's line, then only Session.__getattr__
             assert frames[0] == __file__ and len(frames) == 2
+
+
+# --- a program written for torch, unchanged --------------------------------------------------
+
+
+def _device_agnostic_training(t: Any) -> list[str]:
+    out = []
+    device = t.device("cuda" if t.cuda.is_available() else "cpu")
+    x = t.linspace(-1, 1, 8, device=device).reshape(-1, 1)
+    y = 3 * x + 0.5
+    w = t.zeros(1, 1, requires_grad=True, device=device)
+    b = t.Tensor([0.0]).to(device)
+    b.requires_grad_(True)
+    for step in range(5):
+        loss = ((x.mm(w) + b - y) ** 2).mean()
+        loss.backward()
+        w.data -= 0.1 * w.grad.data
+        b.data -= 0.1 * b.grad.data
+        w.grad.data.zero_()
+        b.grad.data.zero_()
+        out.append(f"{step} {loss.item():.6f}")
+    z = t.zeros(2, 3, dtype=t.float64, device="cpu").t()
+    return [*out, str(device), repr(w), repr(b), str(t.allclose(w, t.tensor([[1.0834]]))),
+            str(z.is_contiguous()), repr(z.contiguous().cpu()), str(x.device),
+            repr(t.tensor([1., 2.], requires_grad=True).to(device, t.float64))]
+
+
+def test_a_device_agnostic_training_loop_runs_unchanged(lib):
+    assert _device_agnostic_training(lib) == _device_agnostic_training(torch)
