@@ -54,10 +54,6 @@ def install(session: Any) -> None:
     types_ = compat.legacy_types(Tensor, lambda d, args, kw: compat.legacy_new(be, d, args, kw),
                                  lambda t: t.dtype.name)
     session.__dict__.update(types_)
-    # plain namespaces only: a richer one (a torch.nn with modules) keeps its own behaviour
+    # torch.nn and its namespaces name their missing names themselves (surface/nn.py)
     if type(session.autograd) is types.SimpleNamespace:
         session.autograd = Namespace("torch.autograd", **vars(session.autograd))
-    if type(session.nn) is types.SimpleNamespace:
-        session.nn = Namespace("torch.nn", **vars(session.nn))
-    if type(vars(session.nn).get("functional")) is types.SimpleNamespace:
-        session.nn.functional = Namespace("torch.nn.functional", **vars(session.nn.functional))

@@ -35,6 +35,16 @@ def missing_name(namespace: str, name: str, how: str = "dir(torch)") -> Attribut
                           "it has)")
 
 
+def missing_names(torch_name: str) -> Callable[[str], Any]:
+    """A module-level `__getattr__` (PEP 562) for a module object standing in for `torch_name`
+    (`torch.nn`): a missing name raises `missing_name`'s AttributeError (dunders: Python's)."""
+    def __getattr__(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise missing_name(torch_name, name, f"dir({torch_name})")
+    return __getattr__
+
+
 # --- torch's scalar conversion warning -----------------------------------------------------------
 
 SCALAR_REQUIRES_GRAD_WARNING = (

@@ -487,6 +487,10 @@ def test_missing_names_say_gradserve_does_not_implement_them(lib):
     with pytest.raises(AttributeError, match=r"gradserve does not implement torch\.frobnicate "
                                              r"\(see dir\("):
         lib.frobnicate  # noqa: B018
+    for namespace in ("autograd", "nn", "nn.functional", "nn.init"):
+        with pytest.raises(AttributeError, match=rf"gradserve does not implement "
+                                                 rf"torch\.{namespace}\.frobnicate \(see dir"):
+            eval(f"lib.{namespace}.frobnicate", {"lib": lib})
     assert not hasattr(lib, "frobnicate") and hasattr(lib, "zeros")
 
 
