@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import compat as _compat  # noqa: F401  (registers its spellings)
+from gradserve.surface import compat as _compat  # (also registers its spellings)
 from gradserve.surface.spellings import SPELLINGS, Spelling
 
-from . import dtypes, errors
+from . import creation, dtypes, errors
 from .api import FUNCTIONS, public
-from .tensor import Tensor
+from .tensor import Size, Tensor
 
 
 class EngineBackend:
@@ -46,13 +46,9 @@ class EngineBackend:
         return dtypes.DEFAULT_FLOAT.name
 
     def from_data(self, data: Any, dtype: str) -> Any:
-        from .creation import tensor
-
-        return tensor(data, dtype=dtypes.by_name(dtype))
+        return creation.tensor(data, dtype=dtypes.by_name(dtype))
 
     def is_size(self, value: Any) -> bool:
-        from .tensor import Size
-
         return isinstance(value, Size)
 
     def is_contiguous(self, tensor: Any) -> bool:
@@ -60,6 +56,15 @@ class EngineBackend:
 
 
 BACKEND = EngineBackend()
+
+
+def _legacy_new(cls: type, *args: Any, **kwargs: Any) -> Any:
+    """torch.Tensor(...), the legacy constructor: sizes (zeros), data (the default dtype) or a
+    tensor (an alias); see gradserve.surface.compat.legacy_new."""
+    return _compat.legacy_new(BACKEND, None, args, kwargs)
+
+
+Tensor.__new__ = staticmethod(_legacy_new)  # type: ignore[assignment]
 
 
 def _bound(fn: Callable[..., Any], name: str) -> Callable[..., Any]:

@@ -96,17 +96,8 @@ class Tensor(TensorMethods):
             d = self._data = np.array(d)
         return d
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Tensor:
-        """torch.Tensor(...), the legacy constructor: sizes (zeros), data (the default dtype)
-        or a tensor (an alias); see gradserve.surface.compat.legacy_new."""
-        from gradserve.surface.compat import legacy_new
-
-        from .spellings import BACKEND
-
-        return legacy_new(BACKEND, None, args, kwargs)  # type: ignore[no-any-return]
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass  # __new__ made it
+        pass  # `Tensor(...)` is torch's legacy constructor: __new__ (engine/spellings.py) made it
 
     # --- autograd state ------------------------------------------------------------------------
 
