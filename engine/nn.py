@@ -98,3 +98,4 @@ utils = _nn.utils
 globals().update({k: v for k, v in vars(_nn).items() if not k.startswith("__")})
 
 __all__ = sorted(k for k in vars(_nn) if not k.startswith("__"))
+__getattr__ = _nn.__getattr__  # a name torch.nn has and gradserve does not (surface.compat)

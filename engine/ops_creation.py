@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import messages
+from gradserve.surface.compat import legacy_dtype_name, parse_to
+from gradserve.surface.devices import check_device
 from gradserve.surface.spellings import size_args
 
 from . import distributions as _dist
@@ -42,15 +44,16 @@ def _check_size(size: Sequence[int], op: str = "") -> None:
                 f"[{', '.join(map(str, size))}]")
 
 
-def _np_dtype(dtype: DType | None, default: DType = dtypes.float32) -> Any:
-    return (dtype or default).np
+def _np_dtype(dtype: DType | None, default: DType | None = None) -> Any:
+    return (dtype or default or dtypes.DEFAULT_FLOAT).np
 
 
-def _sized(default: DType, floating_only: str | None = None, op: str = "") -> Any:
-    """Dtype rule of an op with a `size` (and `dtype`) attribute: check the size, then the dtype."""
+def _sized(default: DType | None, floating_only: str | None = None, op: str = "") -> Any:
+    """Dtype rule of an op with a `size` (and `dtype`) attribute: check the size, then the dtype
+    (`default` None: the default dtype, torch.get_default_dtype())."""
     def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
         _check_size(attrs["size"], op)
-        d = attrs.get("dtype") or default
+        d = attrs.get("dtype") or default or dtypes.DEFAULT_FLOAT
         if floating_only is not None and d.category != 2:
             raise errors.InvalidArgumentError(
                 f'"{floating_only}" not implemented for \'{_type_word(d)}\'')
@@ -89,10 +92,10 @@ def _input_shape(x: Any, **attrs: Any) -> tuple[int, ...]:
 # --- constant fills ------------------------------------------------------------------------------
 
 defop("zeros", lambda size, dtype=None: np.zeros(size, _np_dtype(dtype)), inputs=(),
-      attrs=(_SIZE, _DTYPE), dtype=_sized(dtypes.float32, op="zeros"), out_shape=_size_shape,
+      attrs=(_SIZE, _DTYPE), dtype=_sized(None, op="zeros"), out_shape=_size_shape,
       method=False, doc="a tensor of zeros (float32 unless dtype)")
 defop("ones", lambda size, dtype=None: np.ones(size, _np_dtype(dtype)), inputs=(),
-      attrs=(_SIZE, _DTYPE), dtype=_sized(dtypes.float32), out_shape=_size_shape, method=False,
+      attrs=(_SIZE, _DTYPE), dtype=_sized(None), out_shape=_size_shape, method=False,
       doc="a tensor of ones (float32 unless dtype)")
 
 
@@ -478,11 +481,11 @@ def _bernoulli_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
 _FLOAT = "float"
 _RANDOM = [
     defop("rand", _rand, inputs=(), attrs=(_SIZE, _DTYPE),
-          dtype=_sized(dtypes.float32, "check_uniform_bounds"), method=False,
+          dtype=_sized(None, "check_uniform_bounds"), method=False,
           doc="uniform random values in [0, 1) (float32 unless dtype)",
           out_bound=temporaries(_size_shape, result_bytes=24)),
     defop("randn", _randn, inputs=(), attrs=(_SIZE, _DTYPE),
-          dtype=_sized(dtypes.float32, "normal_kernel_cpu"), method=False,
+          dtype=_sized(None, "normal_kernel_cpu"), method=False,
           doc="standard normal random values (float32 unless dtype)",
           out_bound=temporaries(_size_shape, result_bytes=160)),
     defop("randint", _randint, inputs=(),
@@ -563,7 +566,8 @@ def _sized_public(name: str) -> None:
     op = OPS[name]
 
     def fn(*size: Any, dtype: Any = None, requires_grad: bool = False,
-           generator: Any = None, **kw: Any) -> Tensor:
+           generator: Any = None, device: Any = None, **kw: Any) -> Tensor:
+        _device(name, device)
         shape = size_args(BACKEND, name, size, kw)
         if kw:
             raise errors.InvalidTypeError(
@@ -575,13 +579,41 @@ def _sized_public(name: str) -> None:
     public(name, method=False)(fn)
 
 
+def _device(name: str, device: Any) -> None:
+    check_device(device, name, errors.InvalidTypeError, errors.InvalidArgumentError)
+
+
 for _name in ("zeros", "ones", "rand", "randn"):
     _sized_public(_name)
 
 
+@public("empty", method=False)
+def empty(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None,
+          **kw: Any) -> Tensor:
+    """torch.empty(*size): zeros (torch leaves the values uninitialised; any values will do)."""
+    _device("empty", device)
+    shape = size_args(BACKEND, "empty", size, kw)
+    if kw:
+        raise errors.InvalidTypeError(
+            f"empty() got an unexpected keyword argument '{next(iter(kw))}'")
+    return _finish(_call(OPS["zeros"], {"size": shape, "dtype": dtype}), requires_grad)
+
+
+@public("empty_like", method=False)
+def empty_like(input: Any, *, dtype: Any = None, requires_grad: bool = False,
+               device: Any = None) -> Tensor:
+    """torch.empty_like(input): zeros_like (uninitialised in torch)."""
+    _device("empty_like", device)
+    return _finish(run(OPS["zeros_like"], (input,), bind_attrs(OPS["zeros_like"], (),
+                                                                 {"dtype": dtype})),
+                   requires_grad)
+
+
 @public("full", method=False)
-def full(size: Any, fill_value: Any, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """torch.full(size, fill_value, dtype=None, requires_grad=False)."""
+def full(size: Any, fill_value: Any, *, dtype: Any = None, requires_grad: bool = False,
+         device: Any = None) -> Tensor:
+    """torch.full(size, fill_value, dtype=None, requires_grad=False, device=None)."""
+    _device("full", device)
     shape = size_args(BACKEND, "full", (size,), {})
     return _finish(_call(OPS["full"], {"size": shape, "fill_value": fill_value, "dtype": dtype}),
                    requires_grad)
@@ -591,7 +623,8 @@ def _like_public(name: str) -> None:
     op = OPS[name]
 
     def fn(input: Any, *args: Any, dtype: Any = None, requires_grad: bool = False,
-           generator: Any = None, **kw: Any) -> Tensor:
+           generator: Any = None, device: Any = None, **kw: Any) -> Tensor:
+        _device(name, device)
         attrs = bind_attrs(op, args, {**kw, "dtype": dtype})
         return _finish(run(op, (input,), attrs, generator=generator), requires_grad)
 
@@ -606,30 +639,36 @@ for _name in ("zeros_like", "ones_like", "full_like", "rand_like", "randn_like")
 
 @public("arange", method=False)
 def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None,
-           requires_grad: bool = False) -> Tensor:
+           requires_grad: bool = False, device: Any = None) -> Tensor:
     """torch.arange(end) or arange(start, end, step=1), dtype=None, requires_grad=False."""
+    _device("arange", device)
     return _finish(_call(OPS["arange"], {"start": start, "end": end, "step": step,
                                          "dtype": dtype}), requires_grad)
 
 
 @public("linspace", method=False)
 def linspace(start: Any, end: Any, steps: int, *, dtype: Any = None,
-             requires_grad: bool = False) -> Tensor:
+             requires_grad: bool = False, device: Any = None) -> Tensor:
     """torch.linspace(start, end, steps, dtype=None, requires_grad=False)."""
+    _device("linspace", device)
     return _finish(_call(OPS["linspace"], {"start": start, "end": end, "steps": steps,
                                            "dtype": dtype}), requires_grad)
 
 
 @public("eye", method=False)
-def eye(n: int, m: int | None = None, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def eye(n: int, m: int | None = None, *, dtype: Any = None, requires_grad: bool = False,
+        device: Any = None) -> Tensor:
     """torch.eye(n, m=None, dtype=None, requires_grad=False)."""
+    _device("eye", device)
     return _finish(_call(OPS["eye"], {"n": n, "m": m, "dtype": dtype}), requires_grad)
 
 
 @public("randint", method=False)
 def randint(*args: Any, size: Any = None, dtype: Any = None, generator: Any = None,
-            requires_grad: bool = False, low: int = 0, high: int | None = None) -> Tensor:
+            requires_grad: bool = False, low: int = 0, high: int | None = None,
+            device: Any = None) -> Tensor:
     """torch.randint(high, size) or randint(low, high, size), dtype=None, generator=None."""
+    _device("randint", device)
     args = list(args)  # type: ignore[assignment]
     if size is None and args and isinstance(args[-1], (tuple, list)):
         size = args.pop()  # type: ignore[attr-defined]
@@ -709,21 +748,9 @@ def _as_dtype(value: Any, what: str) -> DType:
 
 
 @public("to", function=False)
-def to(self: Tensor, *args: Any, dtype: Any = None, device: Any = None,
-       non_blocking: bool = False, copy: bool = False) -> Tensor:
+def to(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
     """Tensor.to(dtype), to(device), to(other), to(device, dtype); copy=True forces a copy."""
-    for a in args:
-        if isinstance(a, Tensor):
-            dtype = a.dtype
-        elif isinstance(a, DType):
-            dtype = a
-        elif isinstance(a, str) or a is None:
-            device = a
-        else:
-            raise errors.InvalidTypeError(
-                f"to() received an invalid combination of arguments - got {type(a).__name__}")
-    if device not in (None, "cpu"):
-        raise errors.InvalidArgumentError(f"to(): unsupported device {device!r} (only 'cpu')")
+    dtype, copy = parse_to(BACKEND, args, kwargs, lambda v: isinstance(v, DType))
     target = self.dtype if dtype is None else _as_dtype(dtype, "to()")
     return _convert(self, target, copy)
 
@@ -747,4 +774,5 @@ def type_(self: Tensor, dtype: Any = None, non_blocking: bool = False) -> Any:
     """Tensor.type(): 'torch.FloatTensor'...; type(dtype or 'torch.DoubleTensor'): converted."""
     if dtype is None:
         return self.dtype.torch_tensor_name
-    return _convert(self, _as_dtype(dtype, "type()"))
+    name = legacy_dtype_name(dtype)
+    return _convert(self, dtypes.by_name(name) if name else _as_dtype(dtype, "type()"))

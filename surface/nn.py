@@ -17,7 +17,7 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import nn_conv, nn_functional, nn_init, nn_norm, nn_utils
+from . import compat, nn_conv, nn_functional, nn_init, nn_norm, nn_utils
 from .nn_backend import NNBackend
 from .nn_containers import CONTAINERS
 from .nn_layers import LAYERS
@@ -37,6 +37,7 @@ def namespace(name: str, doc: str, be: NNBackend, functions: Iterable[Callable[.
               extra: dict[str, Any] | None = None) -> types.ModuleType:
     """A module object `name` holding `functions` bound to `be`, over `extra` as they are."""
     ns = types.ModuleType(name, doc)
+    ns.__getattr__ = compat.missing_names(doc)  # type: ignore[method-assign]
     for key, value in (extra or {}).items():
         setattr(ns, key, value)
     for fn in functions:
@@ -55,6 +56,7 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
             catalogue op there as before).
     """
     nn = types.ModuleType(name, "torch.nn: modules, parameters, functional, init and utils.")
+    nn.__getattr__ = compat.missing_names("torch.nn")  # type: ignore[method-assign]
     module_cls = type("Module", (Module,), {
         "_be": be, "__module__": name, "__qualname__": "Module", "__doc__": Module.__doc__})
     nn.Module = module_cls  # type: ignore[attr-defined]
