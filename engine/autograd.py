@@ -205,6 +205,14 @@ class Node:
     def __repr__(self) -> str:
         return f"<{self._name} object at {hex(id(self))}>"
 
+    def register_hook(self, hook: Any) -> Any:
+        """`hook(grad_inputs, grad_outputs)` after this node ran (see engine.hooks)."""
+        return hooks.register_node_hook(self, hook)
+
+    def register_prehook(self, hook: Any) -> Any:
+        """`hook(grad_outputs)` before this node runs (see engine.hooks)."""
+        return hooks.register_node_prehook(self, hook)
+
     def release(self) -> None:
         """Free saved tensors (after a backward without retain_graph)."""
         if self.versions or self.out_data is not None:  # saved tensors (not just scalars)
@@ -366,9 +374,9 @@ def _version_message(t: Tensor, now: int, expected: int, node: Any, output_nr: i
 def _short_name(name: str) -> str:
     """How torch's message names a node: PowBackward0 -> Pow, ClampBackward1 -> Clamp1."""
     base, sep, n = name.rpartition("Backward")
-    if not sep or not n.isdigit():
+    if not sep or (n and not n.isdigit()):
         return f"torch::autograd::{name}"  # hand-written nodes: CopyBackwards, AccumulateGrad
-    return base if n == "0" else base + n
+    return base if n in ("", "0") else base + n  # "" : a custom Function's <Name>Backward
 
 
 class AccumulateGrad:
@@ -489,6 +497,8 @@ def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep
             if state.active:
                 limits.tick()  # the caller's deadline / cancellation, between nodes
             gs = buffers.pop(node, None) or [None]
+            if hooks.active():
+                gs = hooks.before(node, gs, create_graph, type(node) is AccumulateGrad)
             kept = False  # some of `gs` outlives this step (captured, retained, accumulated)
             if capture is not None:
                 for nr, g in enumerate(gs):
@@ -500,6 +510,8 @@ def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep
             if type(node) is AccumulateGrad:
                 if accumulate and gs[0] is not None:
                     node.accumulate(gs[0], create_graph)
+                    if hooks.active():
+                        hooks.accumulated(node)
                 continue  # its gradient becomes (or is added into) .grad: not credited
             if node.retained:
                 kept = True
@@ -511,6 +523,8 @@ def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep
                     gs = gs + [None] * (node.n_out - len(gs))
                 if gs[0] is not None or any(g is not None for g in gs):
                     out_grads = node.apply(gs, create_graph)
+                    if hooks.active():
+                        out_grads = hooks.after(node, out_grads, gs, create_graph)
                     if meter is not None:
                         meter.made(out_grads, node)
                     if not keep_graph:
@@ -822,3 +836,8 @@ def footprint(tensors: Iterable[Tensor]) -> Footprint:
                 if e is not None:
                     nodes.append(e[0])
     return Footprint(data, saved, len(seen_tensors), len(seen_nodes))
+
+
+# Last: these modules import Node and friends from here (torch's torch.autograd namespace).
+from . import function, hooks  # noqa: E402,F401
+from .function import Function, FunctionCtx, once_differentiable  # noqa: E402,F401
