@@ -841,3 +841,4 @@ def footprint(tensors: Iterable[Tensor]) -> Footprint:
 # Last: these modules import Node and friends from here (torch's torch.autograd namespace).
 from . import function, hooks  # noqa: E402,F401
 from .function import Function, FunctionCtx, once_differentiable  # noqa: E402,F401
+from .functional import functional, gradcheck, gradgradcheck  # noqa: E402,F401
