@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import grad_mode, messages
+from gradserve.surface.functional import ErrorTypes, Functional
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
@@ -90,7 +91,10 @@ class Session:
         self.dtype = codec.DType
         functional = types.SimpleNamespace(**self._functions)
         self.nn = types.SimpleNamespace(functional=functional)
-        self.autograd = types.SimpleNamespace(grad=self.grad_of, backward=self._autograd_backward)
+        fnl = Functional(lambda: self, ErrorTypes(RuntimeError, TypeError, ValueError))
+        self.autograd = types.SimpleNamespace(grad=self.grad_of, backward=self._autograd_backward,
+                                              functional=fnl, gradcheck=fnl.gradcheck,
+                                              gradgradcheck=fnl.gradgradcheck)
         self.optim = types.SimpleNamespace(SGD=optim.bind(optim.SGD, self),
                                            Adam=optim.bind(optim.Adam, self))
         self._optimizers: weakref.WeakValueDictionary[int, Optimizer] = (
