@@ -22,7 +22,7 @@ from gradserve.surface.functional import ErrorTypes, Functional
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
-from . import codec, optim, overloads
+from . import codec, function, optim, overloads
 from .batch import Recorder, user_origin
 from .errors import copy_error, omitted_error
 from .ops import OpSpec, make_function
@@ -92,9 +92,16 @@ class Session:
         functional = types.SimpleNamespace(**self._functions)
         self.nn = types.SimpleNamespace(functional=functional)
         fnl = Functional(lambda: self, ErrorTypes(RuntimeError, TypeError, ValueError))
-        self.autograd = types.SimpleNamespace(grad=self.grad_of, backward=self._autograd_backward,
-                                              functional=fnl, gradcheck=fnl.gradcheck,
-                                              gradgradcheck=fnl.gradgradcheck)
+        # custom Functions (client/function.py): this session's own base class, and their ctx
+        # by node id until the server reports the node dropped
+        fn_base = type("Function", (function.Function,), {"_session": self})
+        self._custom: dict[int, tuple[Any, function.FunctionCtx]] = {}
+        self._function_ids = itertools.count(1)
+        self.autograd = types.SimpleNamespace(
+            grad=self.grad_of, backward=self._autograd_backward, functional=fnl,
+            gradcheck=fnl.gradcheck, gradgradcheck=fnl.gradgradcheck, Function=fn_base,
+            function=types.SimpleNamespace(Function=fn_base, FunctionCtx=function.FunctionCtx,
+                                           once_differentiable=function.once_differentiable))
         self.optim = types.SimpleNamespace(SGD=optim.bind(optim.SGD, self),
                                            Adam=optim.bind(optim.Adam, self))
         self._optimizers: weakref.WeakValueDictionary[int, Optimizer] = (
@@ -116,7 +123,13 @@ class Session:
 
     def _send(self, request: spb.BatchRequest) -> spb.BatchResponse:
         c = self.client
-        return c.stub.ExecuteBatch(request, metadata=self._metadata, timeout=c.timeout)
+        response = c.stub.ExecuteBatch(request, metadata=self._metadata, timeout=c.timeout)
+        for node in response.dropped_functions:
+            self._custom.pop(node, None)
+        return response
+
+    def _next_function_id(self) -> int:
+        return next(self._function_ids)
 
     @property
     def _metadata(self) -> tuple[tuple[str, str], ...]:
@@ -500,9 +513,10 @@ class Session:
     def backward(self, t: Tensor, gradient: Any = None, retain_graph: bool | None = None,
                  create_graph: bool = False, inputs: Any = None) -> None:
         """`t.backward(...)`: sent at once, so errors surface here as in torch."""
+        box: list[spb.InstructionResult] = []
         with self._recorder.lock:
             self._value(t, graph_pb2.Value(), "backward()")
-            m = self._record().backward
+            m = self._record(box.append).backward
             m.tensor = t._handle
             if gradient is not None:
                 self._value(gradient, m.gradient, "backward(): gradient")
@@ -515,6 +529,7 @@ class Session:
                     m.inputs.append(x._handle)
             self._epoch += 1
             self._recorder.flush()
+        function.finish_pass(self, box[0])  # custom Functions' backward, run here
 
     def _autograd_backward(self, tensors: Any, grad_tensors: Any = None,
                            retain_graph: bool | None = None, create_graph: bool = False,
@@ -536,7 +551,7 @@ class Session:
         results = [self._new_tensor() for _ in inputs]
         box: list[Any] = []
         with self._recorder.lock:
-            m = self._record(lambda r: box.append(r.handles), results).grad
+            m = self._record(box.append, results).grad
             for o in outputs:
                 self._value(o, graph_pb2.Value(), "grad(): outputs")
                 m.outputs.append(o._handle)
@@ -554,7 +569,8 @@ class Session:
             m.results.extend(r._handle for r in results)
             self._epoch += 1
             self._recorder.flush()
-        infos = {info.handle: info for info in box[0].tensors}
+        final = function.finish_pass(self, box[0])  # custom Functions' backward, run here
+        infos = {info.handle: info for info in final.handles.tensors}
         out: list[Tensor | None] = []
         for x, r in zip(inputs, results):
             info = infos.get(r._handle)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -460,6 +460,13 @@ def _needed(roots: Sequence[Any], targets: set[int]) -> dict[Any, bool]:
     return needed
 
 
+SUSPEND = object()
+"""What a node's `apply` returns when its gradients are computed elsewhere (a session's client,
+see server/functions.py): the pass yields (node, grads) and resumes with what it is sent."""
+
+Steps = Generator[tuple[Any, list[Any]], Any, Any]
+
+
 def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep_graph: bool,
             create_graph: bool, capture: dict[tuple[Any, int], int] | None = None,
             accumulate: bool = True) -> list[Any]:
@@ -469,6 +476,34 @@ def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep
     and only nodes leading to a captured key run; with `accumulate`, AccumulateGrad nodes add into
     their leaves' `.grad`.
     """
+    return drive(execute_steps(roots, root_grads, keep_graph=keep_graph,
+                               create_graph=create_graph, capture=capture,
+                               accumulate=accumulate))
+
+
+def drive(steps: Steps) -> Any:
+    """Run a resumable pass (`execute_steps`, `backward_steps`, `grad_steps`) to its end in
+    process, where no node may suspend it.
+
+    Raises:
+        AutogradError: a node's gradients must come from a session's client.
+    """
+    try:
+        node, _ = next(steps)
+    except StopIteration as done:
+        return done.value
+    steps.close()
+    raise errors.AutogradError(
+        f"{node.name()} is a remote custom Function's node: its backward runs in the session "
+        "client that recorded it")
+
+
+def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *,
+                  keep_graph: bool, create_graph: bool,
+                  capture: dict[tuple[Any, int], int] | None = None,
+                  accumulate: bool = True) -> Steps:
+    """`execute` as a generator: it yields (node, grads) where a node's `apply` returned
+    SUSPEND and continues with the node's gradients sent back; returns what `execute` does."""
     root_nodes = [r[0] for r in roots]
     deps = _dependencies(root_nodes)
     needed: dict[Any, bool] | None = None
@@ -523,6 +558,12 @@ def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep
                     gs = gs + [None] * (node.n_out - len(gs))
                 if gs[0] is not None or any(g is not None for g in gs):
                     out_grads = node.apply(gs, create_graph)
+                    if out_grads is SUSPEND:
+                        ctx.__exit__()  # the caller runs other work until it resumes the pass
+                        try:
+                            out_grads = yield node, gs
+                        finally:
+                            ctx = grad_mode.set_grad_enabled(create_graph)
                     if hooks.active():
                         out_grads = hooks.after(node, out_grads, gs, create_graph)
                     if meter is not None:
@@ -651,6 +692,12 @@ def _roots(outputs: tuple[Tensor, ...]) -> list[tuple[Any, int]]:
 def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None = None,
              create_graph: bool = False, inputs: Any = None) -> None:
     """torch.autograd.backward: accumulate gradients of `tensors` into the leaves' `.grad`."""
+    drive(backward_steps(tensors, grad_tensors, retain_graph, create_graph, inputs))
+
+
+def backward_steps(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None = None,
+                   create_graph: bool = False, inputs: Any = None) -> Steps:
+    """`backward` as a resumable pass (see `execute_steps`)."""
     outputs = _as_tuple(tensors)
     grads_in = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(outputs)
     if len(grads_in) != len(outputs):
@@ -663,14 +710,14 @@ def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None =
     if create_graph:
         warnings.warn(CREATE_GRAPH_WARNING, UserWarning, stacklevel=3)
     if inputs is None:
-        execute(roots, grads, keep_graph=keep, create_graph=create_graph)
+        yield from execute_steps(roots, grads, keep_graph=keep, create_graph=create_graph)
         return
     targets = _as_tuple(inputs)
     if not targets:
         raise errors.AutogradError("'inputs' argument to backward() cannot be empty.")
     capture = _capture_keys(targets, "backward")
-    got = execute(roots, grads, keep_graph=keep, create_graph=create_graph, capture=capture,
-                  accumulate=False)
+    got = yield from execute_steps(roots, grads, keep_graph=keep, create_graph=create_graph,
+                                   capture=capture, accumulate=False)
     for t, key in zip(targets, capture):
         g = got[capture[key]]
         if g is not None:
@@ -706,6 +753,14 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
     Raises:
         AutogradError: an input does not require grad, or was not used and allow_unused is off.
     """
+    return drive(grad_steps(outputs, inputs, grad_outputs, retain_graph, create_graph,
+                            allow_unused, materialize_grads))  # type: ignore[no-any-return]
+
+
+def grad_steps(outputs: Any, inputs: Any, grad_outputs: Any = None,
+               retain_graph: bool | None = None, create_graph: bool = False,
+               allow_unused: bool | None = None, materialize_grads: bool = False) -> Steps:
+    """`grad` as a resumable pass (see `execute_steps`)."""
 
     outs = _as_tuple(outputs)
     ins = _as_tuple(inputs)
@@ -723,8 +778,8 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
     roots = _roots(outs)
     grads = _root_grads(outs, gouts, create_graph)
     capture = _capture_keys(ins, "grad")
-    got = execute(roots, grads, keep_graph=keep, create_graph=create_graph, capture=capture,
-                  accumulate=False)
+    got = yield from execute_steps(roots, grads, keep_graph=keep, create_graph=create_graph,
+                                   capture=capture, accumulate=False)
     result: list[Any] = []
     for i, t in enumerate(ins):
         g = got[capture[t._edge()]]

@@ -18,21 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import grad_mode
+from gradserve.surface import grad_mode, messages
 
 from . import errors, limits, namespaces
-from .autograd import FREED_MESSAGE, _fit, _version_message
+from .autograd import FREED_MESSAGE, SUSPEND, _fit, _version_message
 from .tensor import Tensor
 
-NO_FORWARD_MESSAGE = "You must implement the forward function for custom autograd.Function."
-NO_BACKWARD_MESSAGE = ("You must implement either the backward or vjp method for your custom "
-                       "autograd.Function to use it with backward mode AD.")
-DIRTY_NOT_RETURNED_MESSAGE = (
-    "Some elements marked as dirty during the forward method were not returned as output. The "
-    "inputs that are modified inplace must all be outputs of the Function.")
-DIRTY_LEAF_MESSAGE = "a leaf Variable that requires grad has been used in an in-place operation."
-ONCE_DIFFERENTIABLE_MESSAGE = (
-    "trying to differentiate twice a function that was marked with @once_differentiable")
+NO_FORWARD_MESSAGE = messages.FUNCTION_NO_FORWARD
+NO_BACKWARD_MESSAGE = messages.FUNCTION_NO_BACKWARD
+DIRTY_NOT_RETURNED_MESSAGE = messages.DIRTY_NOT_RETURNED
+DIRTY_LEAF_MESSAGE = messages.DIRTY_LEAF
+ONCE_DIFFERENTIABLE_MESSAGE = messages.ONCE_DIFFERENTIABLE
 
 
 class FunctionCtx:
@@ -48,16 +44,10 @@ class FunctionCtx:
     def save_for_backward(self, *tensors: Any) -> None:
         """Keep `tensors` (or None) for `backward`, which reads them as `ctx.saved_tensors`.
 
-        Raises:
-            TypeError: an argument is neither a Tensor nor None.
+        As in torch, the last call counts and is checked when forward returns (`apply` raises
+        TypeError for an argument that is neither a Tensor nor None).
         """
-        for i, t in enumerate(tensors):
-            if t is not None and not isinstance(t, Tensor):
-                raise errors.InvalidTypeError(
-                    f"save_for_backward can only save variables, but argument {i} is of type "
-                    f"{type(t).__name__}")
-        self._saved = tensors
-        self._saved_versions = tuple(None if t is None else t._version[0] for t in tensors)
+        self._saved = tensors  # checked, and their versions taken, when forward returns
 
     def mark_dirty(self, *tensors: Tensor) -> None:
         """Declare inputs that `forward` modified in place (they must be returned)."""
@@ -161,16 +151,20 @@ class BackwardFunction(FunctionCtx):
 
         return register_node_prehook(self, hook)
 
-    def apply(self, grads: list[Any], create_graph: bool) -> list[Any]:
-        """The user's backward: gradients for each edge, given the outputs' gradients."""
+    def incoming(self, grads: list[Any]) -> list[Any]:
+        """The outputs' gradients as backward receives them: Tensors, zeros for missing ones
+        unless materialization is off (then None)."""
         gs = []
         for k, g in enumerate(grads):
             if g is None and self.materialize_grads and self._out_meta[k] is not None:
                 shape, dtype = self._out_meta[k]  # type: ignore[misc]
                 g = np.zeros(shape, dtype.np)
             gs.append(g if g is None or isinstance(g, Tensor) else Tensor._make(np.asarray(g)))
-        cls = self._forward_cls
-        result = cls.backward(self, *gs)
+        return gs
+
+    def apply(self, grads: list[Any], create_graph: bool) -> list[Any]:
+        """The user's backward: gradients for each edge, given the outputs' gradients."""
+        result = self._forward_cls.backward(self, *self.incoming(grads))
         return self._check(result, create_graph)
 
     def _check(self, result: Any, create_graph: bool) -> list[Any]:
@@ -244,7 +238,7 @@ class Function:
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> Any:
         """Fill `ctx` from the inputs and output (the form where forward takes no ctx)."""
-        raise errors.NotImplementedFunctionError("setup_context is not implemented.")
+        raise errors.NotImplementedFunctionError(messages.FUNCTION_NO_SETUP_CONTEXT)
 
     @staticmethod
     def backward(ctx: Any, *grad_outputs: Any) -> Any:
@@ -273,7 +267,7 @@ class Function:
                 cls.setup_context(ctx, args, output)
             else:
                 output = cls.forward(ctx, *args, **kwargs)
-        return _wrap_outputs(cls, ctx, args, output)
+        return wrap_outputs(ctx, args, output)
 
 
 def _uses_setup_context(cls: type[Function]) -> bool:
@@ -281,8 +275,7 @@ def _uses_setup_context(cls: type[Function]) -> bool:
         Function, "setup_context")
 
 
-def _wrap_outputs(cls: type[Function], ctx: BackwardFunction, args: tuple[Any, ...],
-                  output: Any) -> Any:
+def wrap_outputs(ctx: BackwardFunction, args: tuple[Any, ...], output: Any) -> Any:
     """Make forward's tensors the outputs of `ctx`'s node (when a gradient can flow)."""
     single = not isinstance(output, tuple)
     outs = (output,) if single else output
@@ -306,6 +299,11 @@ def _wrap_outputs(cls: type[Function], ctx: BackwardFunction, args: tuple[Any, .
             # an input returned as it is becomes a new tensor sharing its data (torch: a view)
             o = Tensor._make(o._array(), version=o._version, dtype=o.dtype)
         result.append(o)
+    saved = ctx._saved or ()
+    for i, t in enumerate(saved):
+        if t is not None and not isinstance(t, Tensor):
+            raise errors.InvalidTypeError(messages.save_for_backward_type(i, t))
+    ctx._saved_versions = tuple(None if t is None else t._version[0] for t in saved)
     ctx.n_out = len(result)
     ctx._out_meta = tuple((tuple(o.shape), o.dtype) if isinstance(o, Tensor) else None
                           for o in result)
@@ -343,18 +341,23 @@ def once_differentiable(fn: Callable[..., Any]) -> Callable[..., Any]:
             return outputs
         if not any(isinstance(a, Tensor) and a._rg for a in args):
             return outputs
-        single = not isinstance(outputs, tuple)
-        outs = (outputs,) if single else outputs
-        err = DelayedError()
-        wrapped = []
-        for nr, o in enumerate(outs):
-            if isinstance(o, Tensor):
-                o = Tensor._make(o._array(), dtype=o.dtype)
-                o.grad_fn, o.output_nr, o._rg = err, nr, True
-            wrapped.append(o)
-        err.n_out = len(wrapped)
-        return wrapped[0] if single else tuple(wrapped)
+        return delay_error(outputs)
     return wrapper
+
+
+def delay_error(outputs: Any) -> Any:
+    """once_differentiable's results: copies whose gradient fails with torch's message."""
+    single = not isinstance(outputs, tuple)
+    outs = (outputs,) if single else outputs
+    err = DelayedError()
+    wrapped = []
+    for nr, o in enumerate(outs):
+        if isinstance(o, Tensor):
+            o = Tensor._make(o._array(), dtype=o.dtype)
+            o.grad_fn, o.output_nr, o._rg = err, nr, True
+        wrapped.append(o)
+    err.n_out = len(wrapped)
+    return wrapped[0] if single else tuple(wrapped)
 
 
 class DelayedError:
@@ -385,3 +388,77 @@ class DelayedError:
 
     def apply(self, grads: list[Any], create_graph: bool) -> list[Any]:
         raise errors.AutogradError(ONCE_DIFFERENTIABLE_MESSAGE)
+
+
+# --- custom Functions whose Python runs elsewhere (a session's client) ---------------------------
+
+class RemoteFunctionNode(BackwardFunction):
+    """A custom Function's node whose forward and backward run in a session's client: the
+    forward as ordinary no_grad ops, the backward when the pass reaches this node, which
+    suspends the pass (`autograd.SUSPEND`) until the client sends the gradients back
+    (`finish`). It keeps the tensors the client saved, for their version checks and the
+    session's memory accounting."""
+
+    def __init__(self, name: str, client_id: int) -> None:
+        super().__init__()
+        self._name = name
+        self.client_id = client_id
+
+    def name(self) -> str:
+        return self._name + "Backward"
+
+    def __repr__(self) -> str:
+        return f"<{self.name()} object at {hex(id(self))}>"
+
+    def apply(self, grads: list[Any], create_graph: bool) -> list[Any]:
+        if self.freed and self._had_saved:
+            raise errors.GraphFreedError(FREED_MESSAGE)
+        return SUSPEND  # type: ignore[return-value]
+
+    def saved_errors(self) -> list[str]:
+        """Per saved tensor, torch's in-place message if it changed since it was saved, or ""."""
+        out = []
+        try_saved = self._saved or ()
+        for t, expected in zip(try_saved, self._saved_versions):
+            if t is not None and expected is not None and t._version[0] != expected:
+                node = self if t.grad_fn is self else t.grad_fn
+                out.append(_version_message(t, t._version[0], expected, node, t.output_nr))
+            else:
+                out.append("")
+        return out
+
+    def finish(self, result: tuple[Any, ...], create_graph: bool, once: bool,
+               incoming: list[Any]) -> list[Any]:
+        """The client's backward result, checked and fitted as a local Function's would be
+        (`once`: its backward was once_differentiable)."""
+        if once and create_graph and any(isinstance(g, Tensor) and g._rg for g in incoming):
+            result = delay_error(result)
+            if not isinstance(result, tuple):
+                result = (result,)
+        return self._check(result, create_graph)
+
+    _had_saved = False
+
+
+def link_remote(name: str, client_id: int, args: tuple[Any, ...], outputs: tuple[Any, ...],
+                dirty: tuple[Tensor, ...], non_differentiable: tuple[Tensor, ...],
+                saved: tuple[Any, ...], materialize_grads: bool
+                ) -> tuple[RemoteFunctionNode, tuple[Any, ...]]:
+    """Make `outputs` (computed by a client's forward under no_grad) the outputs of a new
+    RemoteFunctionNode over `args`, as `Function.apply` does locally.
+
+    Returns:
+        The node (unreferenced unless recorded) and the outputs as the caller sees them (a
+        returned input becomes a new tensor).
+    Raises:
+        AutogradError, InplaceError: torch's refusals of dirty inputs.
+    """
+    node = RemoteFunctionNode(name, client_id)
+    node.needs_input_grad = tuple(isinstance(a, Tensor) and a._rg for a in args)
+    node.save_for_backward(*saved)
+    node._had_saved = bool(saved)
+    node._dirty = dirty
+    node._non_differentiable = non_differentiable
+    node.materialize_grads = materialize_grads
+    result = wrap_outputs(node, args, tuple(outputs))
+    return node, tuple(result)
