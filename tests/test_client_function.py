@@ -384,7 +384,8 @@ def test_function_instructions_are_validated(gradserve_session, case, text):
     from tests.conftest import gradserve_value
 
     s = gradserve_session
-    s.run(s.create(1, [1.0, 2.0], requires_grad=True), s.op("mul", [("h", 1), 2.0], [2], no_grad=True))
+    s.run(s.create(1, [1.0, 2.0], requires_grad=True),
+          s.op("mul", [("h", 1), 2.0], [2], no_grad=True))
     good = dict(name="F", node=1, args=[gradserve_value(("h", 1))], outputs=[2], results=[3])
     bad = {
         "name": dict(good, name="not an identifier"), "node": dict(good, node=0),
