@@ -199,6 +199,82 @@ def _described(session: Session, info: spb.TensorInfo) -> Tensor | None:
     return t
 
 
+# --- hooks ---------------------------------------------------------------------------------------
+
+class RemovableHandle:
+    """What `register_hook` returns: `remove()` unregisters the hook (sent with the next batch);
+    also a context manager that removes it on exit."""
+
+    def __init__(self, session: Session, hook: int):
+        self._session = session
+        self.id = hook
+
+    def remove(self) -> None:
+        """Unregister the hook (nothing happens the second time)."""
+        s = self._session
+        if s._hooks.pop(self.id, None) is not None and not s.closed:
+            s._record().remove_hook.hook = self.id
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
+def register_hook(session: Session, t: Tensor, fn: Callable[..., Any],
+                  post_accumulate: bool) -> RemovableHandle:
+    """Tensor.register_hook / register_post_accumulate_grad_hook: `fn` runs here when a backward
+    pass on the server reaches the tensor (one round trip each time).
+
+    Raises:
+        RuntimeError: torch's refusals (a tensor that does not require grad; a post-accumulate
+            hook on a non-leaf).
+    """
+    if not callable(fn):
+        raise TypeError(f"hook must be callable, not {type(fn).__name__}")
+    if not t.requires_grad:
+        raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+    if post_accumulate and not t.is_leaf:
+        raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+    hook = session._next_function_id()
+    m = session._record().register_hook
+    m.handle, m.hook, m.post_accumulate = t._handle, hook, post_accumulate
+    name = getattr(fn, "__name__", type(fn).__name__)
+    m.name = name if len(name) <= 100 and name.isascii() and name.isprintable() else "hook"
+    session._hooks[hook] = (fn, t if post_accumulate else None)
+    session._after_record()
+    return RemovableHandle(session, hook)
+
+
+def _run_hook(session: Session, s: spb.BackwardSuspended) -> list[spb.InstructionResult]:
+    """Run the client hook a pass is suspended at and record its resume, whose result the
+    returned list receives."""
+    entry = session._hooks.get(s.hook)
+    grads = [_described(session, info) for info in s.grads]
+    claim = session._record(None, [g for g in grads if g is not None]).claim_gradients
+    claim.hook = s.hook
+    claim.handles.extend(0 if g is None else g._handle for g in grads)
+    if entry is None:  # removed while the pass ran: the gradient stays
+        result = None
+    else:
+        fn, leaf = entry
+        try:
+            with grad_mode.set_grad_enabled(s.create_graph):
+                result = fn(leaf) if leaf is not None else fn(*grads)
+        except BaseException:
+            session._record().abort_backward.SetInParent()  # sent with the next batch
+            raise
+        if leaf is not None:
+            result = None  # a post-accumulate hook's result is ignored
+    box: list[spb.InstructionResult] = []
+    m = session._record(box.append).resume_backward
+    m.hook = s.hook
+    if grads:
+        session._value(result, m.grads.add(), "hook result")
+    return box
+
+
 def finish_pass(session: Session, r: spb.InstructionResult) -> spb.InstructionResult:
     """Drive a backward pass that suspended at custom Function nodes to its end: per node, run
     the Function's backward here and resume the pass (one round trip each).
@@ -208,6 +284,11 @@ def finish_pass(session: Session, r: spb.InstructionResult) -> spb.InstructionRe
     """
     while r.HasField("suspended"):
         s = r.suspended
+        if s.hook:
+            done = _run_hook(session, s)
+            session._recorder.flush()
+            r = done[0]
+            continue
         entry = session._custom.get(s.node)
         if entry is None:
             session._record().abort_backward.SetInParent()

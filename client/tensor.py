@@ -187,6 +187,19 @@ class Tensor:
         """Accumulate this tensor's gradient into the leaves' `.grad` (runs now, remotely)."""
         self._owner.backward(self, gradient, retain_graph, create_graph, inputs)
 
+    def register_hook(self, hook: Any) -> Any:
+        """`hook(grad)` runs here when a backward pass computes this tensor's gradient; a Tensor
+        it returns replaces it (see client/function.py)."""
+        from .function import register_hook
+
+        return register_hook(self._owner, self, hook, False)
+
+    def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
+        """`hook(tensor)` runs here after this leaf's `.grad` was accumulated."""
+        from .function import register_hook
+
+        return register_hook(self._owner, self, hook, True)
+
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         return self._owner.requires_grad_(self, requires_grad)
 

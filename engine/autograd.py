@@ -498,6 +498,25 @@ def drive(steps: Steps) -> Any:
         "client that recorded it")
 
 
+def _suspendable(steps: Steps, ctx: Any, create_graph: bool) -> Steps:
+    """`yield from steps` (hooks that may suspend the pass), leaving grad mode as it was
+    around each suspension (the caller runs other work until it resumes)."""
+    try:
+        request = next(steps)
+    except StopIteration as done:
+        return done.value
+    while True:
+        ctx.__exit__()
+        try:
+            reply = yield request
+        finally:
+            grad_mode.set_grad_enabled(create_graph)
+        try:
+            request = steps.send(reply)
+        except StopIteration as done:
+            return done.value
+
+
 def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *,
                   keep_graph: bool, create_graph: bool,
                   capture: dict[tuple[Any, int], int] | None = None,
@@ -533,7 +552,9 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                 limits.tick()  # the caller's deadline / cancellation, between nodes
             gs = buffers.pop(node, None) or [None]
             if hooks.active():
-                gs = hooks.before(node, gs, create_graph, type(node) is AccumulateGrad)
+                gs = yield from _suspendable(
+                    hooks.before(node, gs, create_graph, type(node) is AccumulateGrad), ctx,
+                    create_graph)
             kept = False  # some of `gs` outlives this step (captured, retained, accumulated)
             if capture is not None:
                 for nr, g in enumerate(gs):
@@ -546,7 +567,7 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                 if accumulate and gs[0] is not None:
                     node.accumulate(gs[0], create_graph)
                     if hooks.active():
-                        hooks.accumulated(node)
+                        yield from _suspendable(hooks.accumulated(node), ctx, create_graph)
                 continue  # its gradient becomes (or is added into) .grad: not credited
             if node.retained:
                 kept = True
@@ -563,7 +584,7 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                         try:
                             out_grads = yield node, gs
                         finally:
-                            ctx = grad_mode.set_grad_enabled(create_graph)
+                            grad_mode.set_grad_enabled(create_graph)  # ctx restores it at the end
                     if hooks.active():
                         out_grads = hooks.after(node, out_grads, gs, create_graph)
                     if meter is not None:

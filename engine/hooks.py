@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
@@ -196,27 +196,55 @@ def _as_grad(value: Any, like: Any, create_graph: bool, fn: Any) -> Any:
     return value if create_graph else value._data
 
 
-def _tensor_hooks(table: _HookTable | None, g: Any, create_graph: bool) -> Any:
+class RemoteHook:
+    """A hook whose Python runs in a session's client (server/functions.py): the backward
+    pass yields (this, [gradient]) and continues with what the client's hook returned."""
+
+    __slots__ = ("client_id", "__name__")
+
+    def __init__(self, client_id: int, name: str):
+        self.client_id = client_id
+        self.__name__ = name
+
+    def name(self) -> str:
+        return f"hook '{self.__name__}'"
+
+    def __call__(self, *args: Any) -> Any:
+        raise errors.AutogradError(f"{self.name()} runs in the session client that registered "
+                                   "it")
+
+
+Steps = Generator[tuple[Any, list[Any]], Any, Any]
+
+
+def _tensor_hooks(table: _HookTable | None, g: Any, create_graph: bool) -> Steps:
     if not table or g is None:
         return g
     for fn in list(table.values()):
-        out = fn(_as_tensor(g))
+        if type(fn) is RemoteHook:
+            out = yield fn, [_as_tensor(g)]
+        else:
+            out = fn(_as_tensor(g))
         if out is not None:
             g = _as_grad(out, g, create_graph, fn)
     return g
 
 
-def before(node: Any, gs: list[Any], create_graph: bool, leaf: bool) -> list[Any]:
-    """Tensor hooks on `node`'s outputs (or its leaf's), then the node's pre-hooks."""
+def before(node: Any, gs: list[Any], create_graph: bool, leaf: bool) -> Steps:
+    """Tensor hooks on `node`'s outputs (or its leaf's), then the node's pre-hooks (a
+    generator: a remote hook suspends the pass, see RemoteHook)."""
     if leaf:
         lh = _LEAVES.get(id(node.variable))
         if lh is not None and lh.ref() is node.variable:
-            gs = [_tensor_hooks(lh.grad, gs[0], create_graph)]
+            gs = [(yield from _tensor_hooks(lh.grad, gs[0], create_graph))]
     h = _NODES.get(node)
     if h is None:
         return gs
     if h.tensor:
-        gs = [_tensor_hooks(h.tensor.get(nr), g, create_graph) for nr, g in enumerate(gs)]
+        hooked = []
+        for nr, g in enumerate(gs):
+            hooked.append((yield from _tensor_hooks(h.tensor.get(nr), g, create_graph)))
+        gs = hooked
     if h.pre:
         for fn in list(h.pre.values()):
             out = fn(tuple(_as_tensor(g) for g in gs))
@@ -249,12 +277,16 @@ def _replace(out: Any, old: list[Any], create_graph: bool, fn: Any) -> list[Any]
     return [_as_grad(v, o, create_graph, fn) for v, o in zip(out, old)]
 
 
-def accumulated(node: Any) -> None:
-    """Post-accumulate-grad hooks of the leaf behind AccumulateGrad `node`."""
+def accumulated(node: Any) -> Steps:
+    """Post-accumulate-grad hooks of the leaf behind AccumulateGrad `node` (a generator, as
+    `before`)."""
     lh = _LEAVES.get(id(node.variable))
     if lh is not None and lh.ref() is node.variable and lh.post_accumulate:
         for fn in list(lh.post_accumulate.values()):
-            fn(node.variable)
+            if type(fn) is RemoteHook:
+                yield fn, []
+            else:
+                fn(node.variable)
 
 
 # Tensor methods (attached here, as api.build attaches the op methods: Tensor keeps no hook state)

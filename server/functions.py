@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradserve.engine as ge
 from gradserve.engine.function import RemoteFunctionNode, link_remote
+from gradserve.engine.hooks import RemoteHook
 from gradserve.v1 import graph_pb2, session_pb2
 
 from .errors import InvalidRequestError
@@ -38,7 +39,7 @@ class SuspendedPass:
 
     __slots__ = ("steps", "node", "incoming", "create_graph", "done")
 
-    def __init__(self, steps: Any, node: RemoteFunctionNode, incoming: list[Any],
+    def __init__(self, steps: Any, node: RemoteFunctionNode | RemoteHook, incoming: list[Any],
                  create_graph: bool, done: Done):
         self.steps = steps
         self.node = node
@@ -65,7 +66,7 @@ def run_pass(ex: Executor, steps: Any, create_graph: bool, r: session_pb2.Instru
     if finished:
         return done(ex, r, value, not first)
     node, gs = value
-    if not isinstance(node, RemoteFunctionNode):  # only these nodes suspend a pass
+    if not isinstance(node, (RemoteFunctionNode, RemoteHook)):  # only these suspend a pass
         steps.close()
         raise AssertionError(f"{node!r} suspended a backward pass")
     stack = ex.s.suspended
@@ -73,9 +74,11 @@ def run_pass(ex: Executor, steps: Any, create_graph: bool, r: session_pb2.Instru
         steps.close()
         raise InvalidRequestError(
             f"more than {MAX_SUSPENDED} backward passes suspended at custom Functions at once")
-    incoming = node.incoming(gs)
+    hook = isinstance(node, RemoteHook)
+    incoming = list(gs) if hook else node.incoming(gs)
     try:  # the reply describes the gradients and saved tensors: beyond the batch's bound
-        ex._count_response(INFO_BYTES * (len(incoming) + len(node._saved or ()))
+        ex._count_response(INFO_BYTES * len(incoming) if hook else
+                           INFO_BYTES * (len(incoming) + len(node._saved or ()))
                            + sum(len(e) for e in node.saved_errors()))
     except BaseException:
         steps.close()
@@ -83,8 +86,13 @@ def run_pass(ex: Executor, steps: Any, create_graph: bool, r: session_pb2.Instru
     stack.append(SuspendedPass(steps, node, incoming, create_graph, done))
     from .batch import tensor_info  # (batch imports this module)
 
-
     s = r.suspended
+    s.create_graph = create_graph
+    if hook:
+        s.hook = node.client_id
+        for g in incoming:
+            tensor_info(0, g, s.grads.add())
+        return 0
     s.node = node.client_id
     for g in incoming:
         info = s.grads.add()
@@ -95,7 +103,6 @@ def run_pass(ex: Executor, steps: Any, create_graph: bool, r: session_pb2.Instru
         if t is not None:
             tensor_info(0, t, info)
     s.saved_errors.extend(node.saved_errors())
-    s.create_graph = create_graph
     s.needs_input_grad.extend(node.needs_input_grad)
     return 0
 
@@ -117,14 +124,17 @@ def grad_done(results: list[int]) -> Done:
     return done
 
 
-def _top(ex: Executor, node: int, what: str) -> SuspendedPass:
+def _top(ex: Executor, node: int, hook: int, what: str) -> SuspendedPass:
     stack = ex.s.suspended
     if not stack:
         raise InvalidRequestError(f"{what}: no backward pass is suspended in this session")
     top = stack[-1]
-    if top.node.client_id != node:
-        raise InvalidRequestError(f"{what}: the suspended pass waits for node "
-                                  f"{top.node.client_id}, not {node}")
+    waits = ("hook", top.node.client_id) if isinstance(top.node, RemoteHook) else (
+        "node", top.node.client_id)
+    given = ("hook", hook) if hook else ("node", node)
+    if waits != given:
+        raise InvalidRequestError(f"{what}: the suspended pass waits for {waits[0]} "
+                                  f"{waits[1]}, not {given[0]} {given[1]}")
     return top
 
 
@@ -178,11 +188,11 @@ def apply_function(ex: Executor, m: session_pb2.ApplyFunction,
 
 def claim_gradients(ex: Executor, m: session_pb2.ClaimGradients,
                     r: session_pb2.InstructionResult) -> int:
-    top = _top(ex, m.node, "claim_gradients")
+    top = _top(ex, m.node, m.hook, "claim_gradients")
     if len(m.handles) != len(top.incoming):
         raise InvalidRequestError(f"claim_gradients: {len(m.handles)} handle(s) for "
                                   f"{len(top.incoming)} gradient(s)")
-    saved = top.node._saved or ()
+    saved = () if isinstance(top.node, RemoteHook) else top.node._saved or ()
     if m.saved and len(m.saved) != len(saved):
         raise InvalidRequestError(f"claim_gradients: {len(m.saved)} handle(s) for "
                                   f"{len(saved)} saved tensor(s)")
@@ -208,20 +218,30 @@ def _returned(ex: Executor, v: graph_pb2.Value) -> Any:
         return ex.tensor(v.handle)
     if kind == "none":
         return None
-    if kind in ("float_scalar", "int_scalar", "bool_scalar"):
-        return getattr(v, kind)  # refused by the node's check, with torch's message
+    # scalars are refused by the node's check, with torch's message naming their type
+    if kind == "float_scalar":
+        return v.float_scalar
+    if kind == "int_scalar":
+        return v.int_scalar
+    if kind == "bool_scalar":
+        return v.bool_scalar
     raise InvalidRequestError("resume_backward: a gradient is a tensor handle, none or a scalar")
 
 
 def resume_backward(ex: Executor, m: session_pb2.ResumeBackward,
                     r: session_pb2.InstructionResult) -> int:
-    top = _top(ex, m.node, "resume_backward")
+    top = _top(ex, m.node, m.hook, "resume_backward")
     ex.s.suspended.pop()
     try:
         values = tuple(_returned(ex, v) for v in m.grads)
-        with ge.set_grad_enabled(top.create_graph):
-            grads = top.node.finish(values, top.create_graph, m.once_differentiable,
-                                    top.incoming)
+        if isinstance(top.node, RemoteHook):  # its result: checked by the pass (torch's texts)
+            if len(values) > 1:
+                raise InvalidRequestError("resume_backward: a hook returns one value")
+            grads = values[0] if values else None
+        else:
+            with ge.set_grad_enabled(top.create_graph):
+                grads = top.node.finish(values, top.create_graph, m.once_differentiable,
+                                        top.incoming)
     except BaseException:
         top.steps.close()
         raise
@@ -236,7 +256,39 @@ def abort_backward(ex: Executor, m: session_pb2.AbortBackward,
     return 0
 
 
+MAX_HOOKS = 4096  # client hooks registered at once per session
+
+
+def register_hook(ex: Executor, m: session_pb2.RegisterHook,
+                  r: session_pb2.InstructionResult) -> int:
+    t = ex.tensor(m.handle)
+    if m.hook == 0 or m.hook in ex.s.hooks:
+        raise InvalidRequestError(f"register_hook: hook id {m.hook} is 0 or in use")
+    if len(ex.s.hooks) >= MAX_HOOKS:
+        raise InvalidRequestError(f"register_hook: the session holds its maximum of "
+                                  f"{MAX_HOOKS} hooks; remove some")
+    if len(m.name) > MAX_NAME or not m.name.isprintable() or not m.name.isascii():
+        raise InvalidRequestError(f"register_hook: name must be at most {MAX_NAME} printable "
+                                  "ASCII characters")
+    remote = RemoteHook(m.hook, m.name or "hook")
+    register = (ge.autograd.hooks.register_post_accumulate_grad_hook if m.post_accumulate
+                else ge.autograd.hooks.register_hook)
+    ex.s.hooks[m.hook] = register(t, remote)
+    r.done.SetInParent()
+    return 0
+
+
+def remove_hook(ex: Executor, m: session_pb2.RemoveHook,
+                r: session_pb2.InstructionResult) -> int:
+    handle = ex.s.hooks.pop(m.hook, None)
+    if handle is not None:
+        handle.remove()
+    r.done.SetInParent()
+    return 0
+
+
 HANDLERS: dict[str, Callable[..., int]] = {
     "apply_function": apply_function, "claim_gradients": claim_gradients,
     "resume_backward": resume_backward, "abort_backward": abort_backward,
+    "register_hook": register_hook, "remove_hook": remove_hook,
 }

@@ -423,7 +423,7 @@ def test_a_suspended_pass_over_the_raw_wire(gradserve_session):
 
     with pytest.raises(grpc.RpcError) as err:
         s.run(wrong)
-    assert "waits for node 7, not 8" in err.value.details()
+    assert "waits for node 7, not node 8" in err.value.details()
     done = s.run(
         s.pb.Instruction(claim_gradients=s.pb.ClaimGradients(node=7, handles=[5])),
         s.op("mul", [("h", 5), 2.0], [6]),
@@ -431,3 +431,59 @@ def test_a_suspended_pass_over_the_raw_wire(gradserve_session):
                                                              grads=[gradserve_value(("h", 6))])))
     assert done.results[2].WhichOneof("result") == "done"
     assert s.grad_of(1).tolist() == [2.0, 2.0]
+
+
+# --- hooks through a session (their Python runs here) --------------------------------------------
+
+def test_tensor_hooks_modify_inspect_and_remove_through_a_session(session):
+    def scenario(lib):
+        x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        seen = []
+        y = x * 2
+        h = y.register_hook(lambda g: g * 10)
+        y.register_hook(lambda g: seen.append(g.tolist()))
+        y.retain_grad()
+        (y ** 2).sum().backward()
+        first = (x.grad, y.grad)
+        h.remove()
+        h.remove()
+        x.grad = None
+        y = x * 2
+        y.retain_grad()
+        (y ** 2).sum().backward()
+        with x.register_hook(lambda g: g + 1):
+            got = lib.autograd.grad((x * 3).sum(), x)
+        return first, x.grad, y.grad, seen, got
+    same_remote(scenario, session)
+
+
+def test_post_accumulate_and_custom_function_hooks_through_a_session(session):
+    def scenario(lib):
+        w = lib.tensor([1.0, 2.0], requires_grad=True)
+        seen = []
+        w.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.tolist()))
+        (w * w).sum().backward()
+        (w * 3).sum().backward()
+        P3 = legendre(lib).apply
+        x = lib.tensor([0.5, 2.0], requires_grad=True)
+        y = P3(x)
+        y.register_hook(lambda g: g * 2)
+        y.sum().backward()
+        return seen, x.grad
+    same_remote(scenario, session)
+
+
+@pytest.mark.parametrize("bad", ["size", "dtype", "float", "no_grad", "post_non_leaf"])
+def test_hook_errors_through_a_session(session, bad):
+    def scenario(lib):
+        x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        if bad == "no_grad":
+            return lib.tensor([1.0]).register_hook(lambda g: g)
+        if bad == "post_non_leaf":
+            return (x * 2).register_post_accumulate_grad_hook(print)
+        y = x * 2
+        y.register_hook({"size": lambda g: lib.ones(2), "dtype": lambda g: g.double(),
+                         "float": lambda g: 3.0}[bad])
+        y.sum().backward()
+    got = same_remote(scenario, session)
+    assert got[0] == "raised"

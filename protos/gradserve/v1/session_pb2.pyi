@@ -409,7 +409,7 @@ class Fetch(_message.Message):
     def __init__(self, handle: _Optional[int] = ..., value: _Optional[bool] = ..., grad: _Optional[bool] = ..., graph: _Optional[bool] = ..., repr: _Optional[bool] = ...) -> None: ...
 
 class Instruction(_message.Message):
-    __slots__ = ("create_tensor", "apply_op", "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad", "set_requires_grad", "detach", "detach_inplace", "retain_grad", "create_optimizer", "optimizer_step", "optimizer_zero_grad", "manual_seed", "release", "fetch", "index", "index_put", "get_optimizer_state", "apply_function", "claim_gradients", "resume_backward", "abort_backward")
+    __slots__ = ("create_tensor", "apply_op", "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad", "set_requires_grad", "detach", "detach_inplace", "retain_grad", "create_optimizer", "optimizer_step", "optimizer_zero_grad", "manual_seed", "release", "fetch", "index", "index_put", "get_optimizer_state", "apply_function", "claim_gradients", "resume_backward", "abort_backward", "register_hook", "remove_hook")
     CREATE_TENSOR_FIELD_NUMBER: _ClassVar[int]
     APPLY_OP_FIELD_NUMBER: _ClassVar[int]
     APPLY_INPLACE_FIELD_NUMBER: _ClassVar[int]
@@ -435,6 +435,8 @@ class Instruction(_message.Message):
     CLAIM_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
     RESUME_BACKWARD_FIELD_NUMBER: _ClassVar[int]
     ABORT_BACKWARD_FIELD_NUMBER: _ClassVar[int]
+    REGISTER_HOOK_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_HOOK_FIELD_NUMBER: _ClassVar[int]
     create_tensor: CreateTensor
     apply_op: ApplyOp
     apply_inplace: ApplyInplace
@@ -460,7 +462,9 @@ class Instruction(_message.Message):
     claim_gradients: ClaimGradients
     resume_backward: ResumeBackward
     abort_backward: AbortBackward
-    def __init__(self, create_tensor: _Optional[_Union[CreateTensor, _Mapping]] = ..., apply_op: _Optional[_Union[ApplyOp, _Mapping]] = ..., apply_inplace: _Optional[_Union[ApplyInplace, _Mapping]] = ..., backward: _Optional[_Union[Backward, _Mapping]] = ..., grad: _Optional[_Union[Grad, _Mapping]] = ..., zero_grad: _Optional[_Union[ZeroGrad, _Mapping]] = ..., set_grad: _Optional[_Union[SetGrad, _Mapping]] = ..., get_grad: _Optional[_Union[GetGrad, _Mapping]] = ..., set_requires_grad: _Optional[_Union[SetRequiresGrad, _Mapping]] = ..., detach: _Optional[_Union[Detach, _Mapping]] = ..., detach_inplace: _Optional[_Union[DetachInplace, _Mapping]] = ..., retain_grad: _Optional[_Union[RetainGrad, _Mapping]] = ..., create_optimizer: _Optional[_Union[CreateOptimizer, _Mapping]] = ..., optimizer_step: _Optional[_Union[OptimizerStep, _Mapping]] = ..., optimizer_zero_grad: _Optional[_Union[OptimizerZeroGrad, _Mapping]] = ..., manual_seed: _Optional[_Union[ManualSeed, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., fetch: _Optional[_Union[Fetch, _Mapping]] = ..., index: _Optional[_Union[Index, _Mapping]] = ..., index_put: _Optional[_Union[IndexPut, _Mapping]] = ..., get_optimizer_state: _Optional[_Union[GetOptimizerState, _Mapping]] = ..., apply_function: _Optional[_Union[ApplyFunction, _Mapping]] = ..., claim_gradients: _Optional[_Union[ClaimGradients, _Mapping]] = ..., resume_backward: _Optional[_Union[ResumeBackward, _Mapping]] = ..., abort_backward: _Optional[_Union[AbortBackward, _Mapping]] = ...) -> None: ...
+    register_hook: RegisterHook
+    remove_hook: RemoveHook
+    def __init__(self, create_tensor: _Optional[_Union[CreateTensor, _Mapping]] = ..., apply_op: _Optional[_Union[ApplyOp, _Mapping]] = ..., apply_inplace: _Optional[_Union[ApplyInplace, _Mapping]] = ..., backward: _Optional[_Union[Backward, _Mapping]] = ..., grad: _Optional[_Union[Grad, _Mapping]] = ..., zero_grad: _Optional[_Union[ZeroGrad, _Mapping]] = ..., set_grad: _Optional[_Union[SetGrad, _Mapping]] = ..., get_grad: _Optional[_Union[GetGrad, _Mapping]] = ..., set_requires_grad: _Optional[_Union[SetRequiresGrad, _Mapping]] = ..., detach: _Optional[_Union[Detach, _Mapping]] = ..., detach_inplace: _Optional[_Union[DetachInplace, _Mapping]] = ..., retain_grad: _Optional[_Union[RetainGrad, _Mapping]] = ..., create_optimizer: _Optional[_Union[CreateOptimizer, _Mapping]] = ..., optimizer_step: _Optional[_Union[OptimizerStep, _Mapping]] = ..., optimizer_zero_grad: _Optional[_Union[OptimizerZeroGrad, _Mapping]] = ..., manual_seed: _Optional[_Union[ManualSeed, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., fetch: _Optional[_Union[Fetch, _Mapping]] = ..., index: _Optional[_Union[Index, _Mapping]] = ..., index_put: _Optional[_Union[IndexPut, _Mapping]] = ..., get_optimizer_state: _Optional[_Union[GetOptimizerState, _Mapping]] = ..., apply_function: _Optional[_Union[ApplyFunction, _Mapping]] = ..., claim_gradients: _Optional[_Union[ClaimGradients, _Mapping]] = ..., resume_backward: _Optional[_Union[ResumeBackward, _Mapping]] = ..., abort_backward: _Optional[_Union[AbortBackward, _Mapping]] = ..., register_hook: _Optional[_Union[RegisterHook, _Mapping]] = ..., remove_hook: _Optional[_Union[RemoveHook, _Mapping]] = ...) -> None: ...
 
 class ApplyFunction(_message.Message):
     __slots__ = ("name", "node", "args", "outputs", "results", "non_differentiable", "dirty", "saved", "materialize_grads", "no_grad")
@@ -487,44 +491,68 @@ class ApplyFunction(_message.Message):
     def __init__(self, name: _Optional[str] = ..., node: _Optional[int] = ..., args: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., outputs: _Optional[_Iterable[int]] = ..., results: _Optional[_Iterable[int]] = ..., non_differentiable: _Optional[_Iterable[int]] = ..., dirty: _Optional[_Iterable[int]] = ..., saved: _Optional[_Iterable[int]] = ..., materialize_grads: _Optional[bool] = ..., no_grad: _Optional[bool] = ...) -> None: ...
 
 class ClaimGradients(_message.Message):
-    __slots__ = ("node", "handles", "saved")
+    __slots__ = ("node", "handles", "saved", "hook")
     NODE_FIELD_NUMBER: _ClassVar[int]
     HANDLES_FIELD_NUMBER: _ClassVar[int]
     SAVED_FIELD_NUMBER: _ClassVar[int]
+    HOOK_FIELD_NUMBER: _ClassVar[int]
     node: int
     handles: _containers.RepeatedScalarFieldContainer[int]
     saved: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, node: _Optional[int] = ..., handles: _Optional[_Iterable[int]] = ..., saved: _Optional[_Iterable[int]] = ...) -> None: ...
+    hook: int
+    def __init__(self, node: _Optional[int] = ..., handles: _Optional[_Iterable[int]] = ..., saved: _Optional[_Iterable[int]] = ..., hook: _Optional[int] = ...) -> None: ...
 
 class ResumeBackward(_message.Message):
-    __slots__ = ("node", "grads", "once_differentiable")
+    __slots__ = ("node", "grads", "once_differentiable", "hook")
     NODE_FIELD_NUMBER: _ClassVar[int]
     GRADS_FIELD_NUMBER: _ClassVar[int]
     ONCE_DIFFERENTIABLE_FIELD_NUMBER: _ClassVar[int]
+    HOOK_FIELD_NUMBER: _ClassVar[int]
     node: int
     grads: _containers.RepeatedCompositeFieldContainer[_graph_pb2.Value]
     once_differentiable: bool
-    def __init__(self, node: _Optional[int] = ..., grads: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., once_differentiable: _Optional[bool] = ...) -> None: ...
+    hook: int
+    def __init__(self, node: _Optional[int] = ..., grads: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., once_differentiable: _Optional[bool] = ..., hook: _Optional[int] = ...) -> None: ...
 
 class AbortBackward(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class RegisterHook(_message.Message):
+    __slots__ = ("handle", "hook", "post_accumulate", "name")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    HOOK_FIELD_NUMBER: _ClassVar[int]
+    POST_ACCUMULATE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    handle: int
+    hook: int
+    post_accumulate: bool
+    name: str
+    def __init__(self, handle: _Optional[int] = ..., hook: _Optional[int] = ..., post_accumulate: _Optional[bool] = ..., name: _Optional[str] = ...) -> None: ...
+
+class RemoveHook(_message.Message):
+    __slots__ = ("hook",)
+    HOOK_FIELD_NUMBER: _ClassVar[int]
+    hook: int
+    def __init__(self, hook: _Optional[int] = ...) -> None: ...
+
 class BackwardSuspended(_message.Message):
-    __slots__ = ("node", "grads", "saved_errors", "create_graph", "saved", "needs_input_grad")
+    __slots__ = ("node", "grads", "saved_errors", "create_graph", "saved", "needs_input_grad", "hook")
     NODE_FIELD_NUMBER: _ClassVar[int]
     GRADS_FIELD_NUMBER: _ClassVar[int]
     SAVED_ERRORS_FIELD_NUMBER: _ClassVar[int]
     CREATE_GRAPH_FIELD_NUMBER: _ClassVar[int]
     SAVED_FIELD_NUMBER: _ClassVar[int]
     NEEDS_INPUT_GRAD_FIELD_NUMBER: _ClassVar[int]
+    HOOK_FIELD_NUMBER: _ClassVar[int]
     node: int
     grads: _containers.RepeatedCompositeFieldContainer[TensorInfo]
     saved_errors: _containers.RepeatedScalarFieldContainer[str]
     create_graph: bool
     saved: _containers.RepeatedCompositeFieldContainer[TensorInfo]
     needs_input_grad: _containers.RepeatedScalarFieldContainer[bool]
-    def __init__(self, node: _Optional[int] = ..., grads: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., saved_errors: _Optional[_Iterable[str]] = ..., create_graph: _Optional[bool] = ..., saved: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., needs_input_grad: _Optional[_Iterable[bool]] = ...) -> None: ...
+    hook: int
+    def __init__(self, node: _Optional[int] = ..., grads: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., saved_errors: _Optional[_Iterable[str]] = ..., create_graph: _Optional[bool] = ..., saved: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., needs_input_grad: _Optional[_Iterable[bool]] = ..., hook: _Optional[int] = ...) -> None: ...
 
 class TensorInfo(_message.Message):
     __slots__ = ("handle", "dtype", "shape", "requires_grad", "is_leaf", "grad_fn", "version")
