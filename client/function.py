@@ -237,12 +237,28 @@ def register_hook(session: Session, t: Tensor, fn: Callable[..., Any],
         raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
     if post_accumulate and not t.is_leaf:
         raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+    return _register(session, t, fn, "post_accumulate" if post_accumulate else "tensor")
+
+
+def register_node_hook(session: Session, t: Tensor, fn: Callable[..., Any],
+                       pre: bool) -> RemovableHandle:
+    """`t.grad_fn.register_prehook(fn)` (`fn(grad_outputs)`) or `register_hook(fn)`
+    (`fn(grad_inputs, grad_outputs)`): `fn` runs here; a tuple it returns replaces them."""
+    if not callable(fn):
+        raise TypeError(f"hook must be callable, not {type(fn).__name__}")
+    return _register(session, t, fn, "node_pre" if pre else "node_post")
+
+
+def _register(session: Session, t: Tensor, fn: Callable[..., Any], kind: str
+              ) -> RemovableHandle:
     hook = session._next_function_id()
     m = session._record().register_hook
-    m.handle, m.hook, m.post_accumulate = t._handle, hook, post_accumulate
+    m.handle, m.hook = t._handle, hook
+    m.post_accumulate = kind == "post_accumulate"
+    m.node_pre, m.node_post = kind == "node_pre", kind == "node_post"
     name = getattr(fn, "__name__", type(fn).__name__)
     m.name = name if len(name) <= 100 and name.isascii() and name.isprintable() else "hook"
-    session._hooks[hook] = (fn, t if post_accumulate else None)
+    session._hooks[hook] = (fn, t if kind == "post_accumulate" else None, kind)
     session._after_record()
     return RemovableHandle(session, hook)
 
@@ -252,25 +268,38 @@ def _run_hook(session: Session, s: spb.BackwardSuspended) -> list[spb.Instructio
     returned list receives."""
     entry = session._hooks.get(s.hook)
     grads = [_described(session, info) for info in s.grads]
-    claim = session._record(None, [g for g in grads if g is not None]).claim_gradients
+    outputs = [_described(session, info) for info in s.grad_outputs]
+    claim = session._record(None, [g for g in (*grads, *outputs) if g is not None]
+                            ).claim_gradients
     claim.hook = s.hook
-    claim.handles.extend(0 if g is None else g._handle for g in grads)
-    if entry is None:  # removed while the pass ran: the gradient stays
-        result = None
-    else:
-        fn, leaf = entry
+    claim.handles.extend(0 if g is None else g._handle for g in (*grads, *outputs))
+    kind = entry[2] if entry is not None else "removed"
+    result = None  # a removed hook (while the pass ran) leaves the gradients as they are
+    if entry is not None:
+        fn, leaf, _ = entry
         try:
             with grad_mode.set_grad_enabled(s.create_graph):
-                result = fn(leaf) if leaf is not None else fn(*grads)
+                if kind == "post_accumulate":
+                    fn(leaf)  # its result is ignored
+                elif kind == "node_pre":
+                    result = fn(tuple(grads))
+                elif kind == "node_post":
+                    result = fn(tuple(grads), tuple(outputs))
+                else:
+                    result = fn(*grads)
+            if kind.startswith("node") and result is not None and not isinstance(result,
+                                                                                  tuple):
+                raise TypeError(messages.hook_returned_non_tuple(result))
         except BaseException:
             session._record().abort_backward.SetInParent()  # sent with the next batch
             raise
-        if leaf is not None:
-            result = None  # a post-accumulate hook's result is ignored
     box: list[spb.InstructionResult] = []
     m = session._record(box.append).resume_backward
     m.hook = s.hook
-    if grads:
+    if kind.startswith("node"):
+        for v in result or ():
+            session._value(v, m.grads.add(), "hook result")
+    elif kind == "tensor":
         session._value(result, m.grads.add(), "hook result")
     return box
 

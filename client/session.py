@@ -96,7 +96,7 @@ class Session:
         # by node id until the server reports the node dropped
         fn_base = type("Function", (function.Function,), {"_session": self})
         self._custom: dict[int, tuple[Any, function.FunctionCtx]] = {}
-        self._hooks: dict[int, tuple[Callable[..., Any], Any]] = {}  # client/function.py
+        self._hooks: dict[int, tuple[Callable[..., Any], Any, str]] = {}  # client/function.py
         self._function_ids = itertools.count(1)
         self.autograd = types.SimpleNamespace(
             grad=self.grad_of, backward=self._autograd_backward, functional=fnl,

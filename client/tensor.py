@@ -58,6 +58,20 @@ class GradFn:
 
         return next_functions(self._tensor)
 
+    def register_hook(self, hook: Any) -> Any:
+        """`hook(grad_inputs, grad_outputs)` runs here after this node ran; a tuple it returns
+        replaces grad_inputs (see client/function.py)."""
+        from .function import register_node_hook
+
+        return register_node_hook(self._tensor._owner, self._tensor, hook, False)
+
+    def register_prehook(self, hook: Any) -> Any:
+        """`hook(grad_outputs)` runs here before this node runs; a tuple it returns replaces
+        them."""
+        from .function import register_node_hook
+
+        return register_node_hook(self._tensor._owner, self._tensor, hook, True)
+
     def __repr__(self) -> str:
         return f"<{self._name} object at {id(self):#x}>"
 

@@ -586,7 +586,8 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                         finally:
                             grad_mode.set_grad_enabled(create_graph)  # ctx restores it at the end
                     if hooks.active():
-                        out_grads = hooks.after(node, out_grads, gs, create_graph)
+                        out_grads = yield from _suspendable(
+                            hooks.after(node, out_grads, gs, create_graph), ctx, create_graph)
                     if meter is not None:
                         meter.made(out_grads, node)
                     if not keep_graph:

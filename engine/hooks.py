@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import messages
+
 from . import errors
 from .tensor import Tensor
 
@@ -200,11 +202,12 @@ class RemoteHook:
     """A hook whose Python runs in a session's client (server/functions.py): the backward
     pass yields (this, [gradient]) and continues with what the client's hook returned."""
 
-    __slots__ = ("client_id", "__name__")
+    __slots__ = ("client_id", "__name__", "kind")
 
-    def __init__(self, client_id: int, name: str):
+    def __init__(self, client_id: int, name: str, kind: str = "tensor"):
         self.client_id = client_id
         self.__name__ = name
+        self.kind = kind  # "tensor", "post_accumulate", "node_pre" or "node_post"
 
     def name(self) -> str:
         return f"hook '{self.__name__}'"
@@ -247,20 +250,29 @@ def before(node: Any, gs: list[Any], create_graph: bool, leaf: bool) -> Steps:
         gs = hooked
     if h.pre:
         for fn in list(h.pre.values()):
-            out = fn(tuple(_as_tensor(g) for g in gs))
+            given = tuple(_as_tensor(g) for g in gs)
+            if type(fn) is RemoteHook:
+                out = yield fn, list(given)
+            else:
+                out = fn(given)
             if out is not None:
                 gs = _replace(out, gs, create_graph, fn)
     return gs
 
 
-def after(node: Any, grad_inputs: list[Any], gs: list[Any], create_graph: bool) -> list[Any]:
-    """The node's post-hooks, given its computed gradients and the ones it received."""
+def after(node: Any, grad_inputs: list[Any], gs: list[Any], create_graph: bool) -> Steps:
+    """The node's post-hooks, given its computed gradients and the ones it received (a
+    generator, as `before`; a remote post-hook gets ([grad_inputs], [grad_outputs]))."""
     h = _NODES.get(node)
     if h is None or not h.post:
         return grad_inputs
     outs = tuple(_as_tensor(g) for g in gs)
     for fn in list(h.post.values()):
-        out = fn(tuple(_as_tensor(g) for g in grad_inputs), outs)
+        given = tuple(_as_tensor(g) for g in grad_inputs)
+        if type(fn) is RemoteHook:
+            out = yield fn, [list(given), list(outs)]
+        else:
+            out = fn(given, outs)
         if out is not None:
             grad_inputs = _replace(out, grad_inputs, create_graph, fn)
     return grad_inputs
@@ -268,8 +280,7 @@ def after(node: Any, grad_inputs: list[Any], gs: list[Any], create_graph: bool) 
 
 def _replace(out: Any, old: list[Any], create_graph: bool, fn: Any) -> list[Any]:
     if not isinstance(out, tuple):
-        raise errors.InvalidTypeError(
-            f"expected tuple, but hook returned '{type(out).__name__}'")
+        raise errors.InvalidTypeError(messages.hook_returned_non_tuple(out))
     if len(out) != len(old):
         raise errors.AutogradError(
             f"hook '{_hook_name(fn)}' has returned an incorrect number of values (got "

@@ -75,7 +75,10 @@ def run_pass(ex: Executor, steps: Any, create_graph: bool, r: session_pb2.Instru
         raise InvalidRequestError(
             f"more than {MAX_SUSPENDED} backward passes suspended at custom Functions at once")
     hook = isinstance(node, RemoteHook)
-    incoming = list(gs) if hook else node.incoming(gs)
+    outputs: list[Any] = []
+    if hook and node.kind == "node_post":
+        gs, outputs = gs  # (grad_inputs, grad_outputs)
+    incoming = list(gs) + list(outputs) if hook else node.incoming(gs)
     try:  # the reply describes the gradients and saved tensors: beyond the batch's bound
         ex._count_response(INFO_BYTES * len(incoming) if hook else
                            INFO_BYTES * (len(incoming) + len(node._saved or ()))
@@ -90,8 +93,14 @@ def run_pass(ex: Executor, steps: Any, create_graph: bool, r: session_pb2.Instru
     s.create_graph = create_graph
     if hook:
         s.hook = node.client_id
-        for g in incoming:
-            tensor_info(0, g, s.grads.add())
+        for g in gs:
+            info = s.grads.add()
+            if g is not None:
+                tensor_info(0, g, info)
+        for g in outputs:
+            info = s.grad_outputs.add()
+            if g is not None:
+                tensor_info(0, g, info)
         return 0
     s.node = node.client_id
     for g in incoming:
@@ -235,9 +244,12 @@ def resume_backward(ex: Executor, m: session_pb2.ResumeBackward,
     try:
         values = tuple(_returned(ex, v) for v in m.grads)
         if isinstance(top.node, RemoteHook):  # its result: checked by the pass (torch's texts)
-            if len(values) > 1:
-                raise InvalidRequestError("resume_backward: a hook returns one value")
-            grads = values[0] if values else None
+            if top.node.kind.startswith("node"):
+                grads = values if values else None  # a tuple replacing them, or None
+            elif len(values) > 1:
+                raise InvalidRequestError("resume_backward: a tensor hook returns one value")
+            else:
+                grads = values[0] if values else None
         else:
             with ge.set_grad_enabled(top.create_graph):
                 grads = top.node.finish(values, top.create_graph, m.once_differentiable,
@@ -270,10 +282,22 @@ def register_hook(ex: Executor, m: session_pb2.RegisterHook,
     if len(m.name) > MAX_NAME or not m.name.isprintable() or not m.name.isascii():
         raise InvalidRequestError(f"register_hook: name must be at most {MAX_NAME} printable "
                                   "ASCII characters")
-    remote = RemoteHook(m.hook, m.name or "hook")
-    register = (ge.autograd.hooks.register_post_accumulate_grad_hook if m.post_accumulate
-                else ge.autograd.hooks.register_hook)
-    ex.s.hooks[m.hook] = register(t, remote)
+    if m.post_accumulate + m.node_pre + m.node_post > 1:
+        raise InvalidRequestError("register_hook: at most one of post_accumulate, node_pre, "
+                                  "node_post")
+    hooks = ge.autograd.hooks
+    if m.node_pre or m.node_post:
+        if t.grad_fn is None:
+            raise InvalidRequestError("register_hook: a node hook needs a tensor with a grad_fn")
+        kind = "node_pre" if m.node_pre else "node_post"
+        register = hooks.register_node_prehook if m.node_pre else hooks.register_node_hook
+        target: Any = t.grad_fn
+    else:
+        kind = "post_accumulate" if m.post_accumulate else "tensor"
+        register = (hooks.register_post_accumulate_grad_hook if m.post_accumulate
+                    else hooks.register_hook)
+        target = t
+    ex.s.hooks[m.hook] = register(target, RemoteHook(m.hook, m.name or "hook", kind))
     r.done.SetInParent()
     return 0
 

@@ -88,3 +88,8 @@ def save_for_backward_type(i: int, value: Any) -> str:
     """torch's TypeError text for ctx.save_for_backward given a non-tensor argument `i`."""
     return (f"save_for_backward can only save variables, but argument {i} is of type "
             f"{type(value).__name__}")
+
+
+def hook_returned_non_tuple(value: Any) -> str:
+    """torch's TypeError text for a node hook that returned neither None nor a tuple."""
+    return f"expected tuple, but hook returned '{type(value).__name__}'"

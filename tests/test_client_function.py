@@ -487,3 +487,49 @@ def test_hook_errors_through_a_session(session, bad):
         y.sum().backward()
     got = same_remote(scenario, session)
     assert got[0] == "raised"
+
+
+def test_retain_graph_and_a_second_backward_through_a_session(session):
+    def scenario(lib):
+        P3 = legendre(lib).apply
+        x = lib.tensor([0.5, 2.0], requires_grad=True)
+        y = P3(x).sum()
+        y.backward(retain_graph=True)
+        y.backward()
+        twice = x.grad
+        return twice, _outcome(lambda _: y.backward(), lib)
+    got = same_remote(scenario, session)
+    assert got[1][0] == "raised"
+
+
+def test_node_pre_and_post_hooks_through_a_session(session):
+    def scenario(lib):
+        x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        seen = []
+        y = x * 2
+        y.grad_fn.register_prehook(lambda go: (go[0] * 5,))
+        y.grad_fn.register_hook(lambda gi, go: seen.append((gi, go)))
+        y.sum().backward()
+        first = x.grad
+        x.grad = None
+        y = x * 2
+        y.grad_fn.register_hook(lambda gi, go: (gi[0] * 7, None))
+        y.sum().backward()
+        return first, x.grad, seen
+    same_remote(scenario, session)
+
+
+@pytest.mark.parametrize("bad", ["count", "none", "not_tuple"])
+def test_node_hook_errors_through_a_session(session, bad):
+    def scenario(lib):
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        y = x * 2
+        if bad == "count":
+            y.grad_fn.register_hook(lambda gi, go: (gi[0],))
+        elif bad == "none":
+            y.grad_fn.register_hook(lambda gi, go: (gi[0], gi[0]))
+        else:
+            y.grad_fn.register_prehook(lambda go: 5)
+        y.sum().backward()
+    got = same_remote(scenario, session)
+    assert got[0] == "raised"

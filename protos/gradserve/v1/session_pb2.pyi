@@ -519,16 +519,20 @@ class AbortBackward(_message.Message):
     def __init__(self) -> None: ...
 
 class RegisterHook(_message.Message):
-    __slots__ = ("handle", "hook", "post_accumulate", "name")
+    __slots__ = ("handle", "hook", "post_accumulate", "name", "node_pre", "node_post")
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     HOOK_FIELD_NUMBER: _ClassVar[int]
     POST_ACCUMULATE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_PRE_FIELD_NUMBER: _ClassVar[int]
+    NODE_POST_FIELD_NUMBER: _ClassVar[int]
     handle: int
     hook: int
     post_accumulate: bool
     name: str
-    def __init__(self, handle: _Optional[int] = ..., hook: _Optional[int] = ..., post_accumulate: _Optional[bool] = ..., name: _Optional[str] = ...) -> None: ...
+    node_pre: bool
+    node_post: bool
+    def __init__(self, handle: _Optional[int] = ..., hook: _Optional[int] = ..., post_accumulate: _Optional[bool] = ..., name: _Optional[str] = ..., node_pre: _Optional[bool] = ..., node_post: _Optional[bool] = ...) -> None: ...
 
 class RemoveHook(_message.Message):
     __slots__ = ("hook",)
@@ -537,7 +541,7 @@ class RemoveHook(_message.Message):
     def __init__(self, hook: _Optional[int] = ...) -> None: ...
 
 class BackwardSuspended(_message.Message):
-    __slots__ = ("node", "grads", "saved_errors", "create_graph", "saved", "needs_input_grad", "hook")
+    __slots__ = ("node", "grads", "saved_errors", "create_graph", "saved", "needs_input_grad", "hook", "grad_outputs")
     NODE_FIELD_NUMBER: _ClassVar[int]
     GRADS_FIELD_NUMBER: _ClassVar[int]
     SAVED_ERRORS_FIELD_NUMBER: _ClassVar[int]
@@ -545,6 +549,7 @@ class BackwardSuspended(_message.Message):
     SAVED_FIELD_NUMBER: _ClassVar[int]
     NEEDS_INPUT_GRAD_FIELD_NUMBER: _ClassVar[int]
     HOOK_FIELD_NUMBER: _ClassVar[int]
+    GRAD_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     node: int
     grads: _containers.RepeatedCompositeFieldContainer[TensorInfo]
     saved_errors: _containers.RepeatedScalarFieldContainer[str]
@@ -552,7 +557,8 @@ class BackwardSuspended(_message.Message):
     saved: _containers.RepeatedCompositeFieldContainer[TensorInfo]
     needs_input_grad: _containers.RepeatedScalarFieldContainer[bool]
     hook: int
-    def __init__(self, node: _Optional[int] = ..., grads: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., saved_errors: _Optional[_Iterable[str]] = ..., create_graph: _Optional[bool] = ..., saved: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., needs_input_grad: _Optional[_Iterable[bool]] = ..., hook: _Optional[int] = ...) -> None: ...
+    grad_outputs: _containers.RepeatedCompositeFieldContainer[TensorInfo]
+    def __init__(self, node: _Optional[int] = ..., grads: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., saved_errors: _Optional[_Iterable[str]] = ..., create_graph: _Optional[bool] = ..., saved: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., needs_input_grad: _Optional[_Iterable[bool]] = ..., hook: _Optional[int] = ..., grad_outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ...) -> None: ...
 
 class TensorInfo(_message.Message):
     __slots__ = ("handle", "dtype", "shape", "requires_grad", "is_leaf", "grad_fn", "version")
