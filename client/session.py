@@ -19,36 +19,16 @@ import numpy as np
 
 from gradserve.surface import grad_mode, messages
 from gradserve.surface.functional import ErrorTypes, Functional
+from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
-from . import codec, function, optim, overloads
+from . import codec, function, nn, optim, overloads
 from .batch import Recorder, user_origin
 from .errors import copy_error, omitted_error
 from .ops import OpSpec, make_function
 from .optim import Optimizer
 from .tensor import Size, Tensor
-
-
-def _split_count(length: int, attrs: dict[str, Any]) -> int:
-    size = attrs.get("split_size")
-    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size <= 0:
-        return 1
-    return max(1, -(-length // int(size)))
-
-
-def _sizes_count(length: int, attrs: dict[str, Any]) -> int:
-    sizes = attrs.get("split_sizes")
-    return len(sizes) if isinstance(sizes, (list, tuple)) else 1
-
-
-# The catalogue's ops whose number of outputs depends on the inputs: the count, from the size
-# of the input along `dim` and the attributes, as the engine's forward makes them.
-VARIABLE_OUTPUTS: dict[str, Callable[[int, dict[str, Any]], int]] = {
-    "split": _split_count,
-    "split_with_sizes": _sizes_count,
-    "unbind": lambda length, attrs: length,
-}
 
 # Gradients up to this many elements come back with the `.grad` read that binds them.
 PREFETCH_ELEMENTS = 4096
@@ -89,8 +69,7 @@ class Session:
         self.Tensor = Tensor
         self.Size = Size
         self.dtype = codec.DType
-        functional = types.SimpleNamespace(**self._functions)
-        self.nn = types.SimpleNamespace(functional=functional)
+        self.nn = nn.build(self)  # torch.nn: modules, functional, init, utils (client/nn.py)
         fnl = Functional(lambda: self, ErrorTypes(RuntimeError, TypeError, ValueError))
         # custom Functions (client/function.py): this session's own base class, and their ctx
         # by node id until the server reports the node dropped
@@ -244,24 +223,17 @@ class Session:
 
     def _count_outputs(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any]) -> int:
         """How many outputs a variable-output op will make (torch returns them as a tuple at
-        once, so the count is needed now): from the input's shape, read with a flush when it is
-        not known yet. Arguments the engine will refuse count as one output; the server then
-        answers with the engine's error."""
-        count = VARIABLE_OUTPUTS.get(spec.name)
-        if count is None:
+        once, so the count is needed now): the surface's rule that ListOps names for the op,
+        applied to the input's shape, read with a flush when it is not known yet. Arguments the
+        engine will refuse count as one output; the server then answers with the engine's
+        error."""
+        if spec.output_count not in OUTPUT_COUNTS:
             raise NotImplementedError(f"{spec.name}(): the client cannot tell how many outputs "
                                       "this op makes (a newer server than this client?)")
         x = inputs[0] if inputs else None
         if not isinstance(x, Tensor) or x._owner is not self:
             return 1
-        shape = tuple(self.info(x).shape)
-        try:
-            dim = int(attrs.get("dim", 0))
-        except (TypeError, ValueError):
-            return 1
-        if not shape or not -len(shape) <= dim < len(shape):
-            return 1
-        return count(shape[dim], attrs)
+        return count_outputs(spec.output_count, tuple(self.info(x).shape), attrs)
 
     def _record_apply(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any],
                       outs: list[Tensor], requires_grad: Any) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from gradserve.surface import grad_mode, operators
 from gradserve.surface.binding import take_inputs
 
-from . import errors, namespaces
+from . import autograd, errors, hooks, namespaces
 from .dispatch import _SCALARS, VIEW_LAYOUT_MESSAGE, refresh_view, run, view_positions
 from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor
@@ -234,28 +234,44 @@ def build() -> dict[str, Callable[..., Any]]:
         if name not in FUNCTIONS:
             FUNCTIONS[name] = make_function(op)
         if op.method and op.inputs and not op.variadic and not hasattr(Tensor, name):
-            setattr(Tensor, name, FUNCTIONS[name])
+            _attach(name, FUNCTIONS[name], "op", op)
         if op.inplace and not hasattr(Tensor, name + "_"):
-            setattr(Tensor, name + "_", _inplace_method(op))
+            _attach(name + "_", _inplace_method(op), "inplace", op)
     for dunder, name in operators.BINARY.items():
         if name in OPS:
-            setattr(Tensor, dunder, _binary(OPS[name]))
+            _attach(dunder, _binary(OPS[name]), "operator", OPS[name])
     for dunder, name in operators.REFLECTED.items():
         if name in OPS:
-            setattr(Tensor, dunder, _reflected(OPS[name]))
+            _attach(dunder, _reflected(OPS[name]), "operator", OPS[name])
     for dunder, name in operators.UNARY.items():
         if name in OPS:
-            setattr(Tensor, dunder, FUNCTIONS[name])
+            _attach(dunder, FUNCTIONS[name], "unary", OPS[name])
     for dunder, name in operators.AUGMENTED.items():
         if name in OPS:
-            setattr(Tensor, dunder, _augmented(OPS[name]))
+            _attach(dunder, _augmented(OPS[name]), "operator", OPS[name])
     PUBLIC.update(FUNCTIONS)
     for (name, is_method), fn in _EXTRAS.items():
         if is_method:
-            setattr(Tensor, name, fn)
+            _attach(name, fn, "public", None)
         else:
             PUBLIC[name] = fn
-    Tensor.__rtruediv__ = _rtruediv  # type: ignore[method-assign]
+    _attach("__rtruediv__", _rtruediv, "operator", OPS["reciprocal"])
+    _attach("backward", autograd.tensor_backward, "public", None)
+    _attach("register_hook", hooks.register_hook, "public", None)
+    _attach("register_post_accumulate_grad_hook", hooks.register_post_accumulate_grad_hook,
+            "public", None)
     Tensor.__hash__ = lambda self: id(self)  # type: ignore[method-assign]
     namespaces.build(FUNCTIONS)
     return FUNCTIONS
+
+
+ATTACHED: dict[str, tuple[str, OpDef | None]] = {}
+"""What `build` attached to Tensor, by name: (kind, op) with kind "op" (the op's function as a
+method), "inplace" (`name_`), "operator" (a binary dunder: `x + y`), "unary" (`-x`) or "public"
+(a `@public` wrapper or property; op None). The source of Tensor's type declarations
+(tensor_methods.pyi, made by scripts/gen_tensor_methods.py)."""
+
+
+def _attach(name: str, value: Any, kind: str, op: OpDef | None) -> None:
+    setattr(Tensor, name, value)
+    ATTACHED[name] = (kind, op)

@@ -20,8 +20,8 @@ import numpy as np
 
 from gradserve.surface import grad_mode, messages
 
-from . import errors, limits, namespaces
-from .autograd import FREED_MESSAGE, SUSPEND, _fit, _version_message
+from . import errors, hooks, limits, namespaces
+from .nodes import FREED_MESSAGE, SUSPEND, _fit, _version_message, edge
 from .tensor import Tensor
 
 NO_FORWARD_MESSAGE = messages.FUNCTION_NO_FORWARD
@@ -141,15 +141,11 @@ class BackwardFunction(FunctionCtx):
 
     def register_hook(self, hook: Callable[..., Any]) -> Any:
         """`hook(grad_inputs, grad_outputs)` after this node ran (see engine.hooks)."""
-        from .hooks import register_node_hook
-
-        return register_node_hook(self, hook)
+        return hooks.register_node_hook(self, hook)
 
     def register_prehook(self, hook: Callable[..., Any]) -> Any:
         """`hook(grad_outputs)` before this node runs (see engine.hooks)."""
-        from .hooks import register_node_prehook
-
-        return register_node_prehook(self, hook)
+        return hooks.register_node_prehook(self, hook)
 
     def incoming(self, grads: list[Any]) -> list[Any]:
         """The outputs' gradients as backward receives them: Tensors, zeros for missing ones
@@ -317,7 +313,7 @@ def _link(ctx: BackwardFunction, args: tuple[Any, ...], outs: list[Any],
     positions = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor))
     ctx._positions = positions
     ctx._n_args = len(args)
-    ctx.edges = tuple(args[i]._edge() if args[i]._rg else None for i in positions)
+    ctx.edges = tuple(edge(args[i]) if args[i]._rg else None for i in positions)
     ctx._in_meta = tuple((tuple(args[i].shape), args[i].dtype) for i in positions)
     for nr, o in enumerate(outs):
         if (isinstance(o, Tensor) and id(o) not in non_diff

@@ -299,8 +299,3 @@ def accumulated(node: Any) -> Steps:
             else:
                 fn(node.variable)
 
-
-# Tensor methods (attached here, as api.build attaches the op methods: Tensor keeps no hook state)
-setattr(Tensor, "register_hook", register_hook)  # noqa: B010
-setattr(Tensor, "register_post_accumulate_grad_hook",  # noqa: B010
-        register_post_accumulate_grad_hook)

@@ -3,6 +3,7 @@ each as a function of `gradserve.engine` and as a Tensor method or property."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,6 +39,10 @@ def _bound(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
         return fn(BACKEND, *args, **kwargs)
     bound.__name__ = bound.__qualname__ = name
     bound.__doc__ = fn.__doc__
+    # the spelling's own parameters without the backend (help(), tensor_methods.pyi)
+    sig = inspect.signature(fn)
+    bound.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=list(sig.parameters.values())[1:])
     return bound
 
 

@@ -1,12 +1,14 @@
 """The Tensor: a numpy array plus autograd state, with torch's attributes and rules.
 
-Op methods and operators (`x.sin()`, `x * y`) are attached from the registry by `api.py`; this
-module holds what is not an op: identity, conversion, printing and the autograd entry points.
+Op methods and operators (`x.sin()`, `x * y`) and `backward` are attached from the registry by
+`api.py` (declared for type checkers in tensor_methods.pyi); this module holds what is not an
+op: identity, conversion, printing and the autograd state.
 """
 
 from __future__ import annotations
 
 import builtins
+import warnings
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -17,6 +19,7 @@ from gradserve.surface import messages
 
 from . import dtypes, errors
 from .dtypes import DType
+from .formatting import format_tensor
 
 # torch words the dtype refusal differently for requires_grad_(), the attribute and factories
 # (the factories' text: gradserve.surface.messages.REQUIRES_GRAD_FACTORY_MESSAGE).
@@ -38,7 +41,15 @@ class Size(tuple):  # type: ignore[type-arg]
         return n
 
 
-class Tensor:
+if TYPE_CHECKING:
+    # The op methods and operators api.build() attaches, declared for type checkers (generated
+    # from the op table by scripts/gen_tensor_methods.py); at runtime Tensor's base is object.
+    from .tensor_methods import TensorMethods
+else:
+    TensorMethods = object
+
+
+class Tensor(TensorMethods):
     """An n-dimensional array that records the ops applied to it, as torch.Tensor does."""
 
     __slots__ = ("_data", "dtype", "_rg", "grad_fn", "output_nr", "_grad", "_version", "_accum",
@@ -88,24 +99,6 @@ class Tensor:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise errors.InvalidTypeError("use gradserve.engine.tensor(data) to create a Tensor")
 
-    if TYPE_CHECKING:
-        # Ops, methods and operators are attached from the registry by api.build().
-        def __getattr__(self, name: str) -> Any: ...
-        def __add__(self, other: Any) -> Tensor: ...
-        def __radd__(self, other: Any) -> Tensor: ...
-        def __sub__(self, other: Any) -> Tensor: ...
-        def __rsub__(self, other: Any) -> Tensor: ...
-        def __mul__(self, other: Any) -> Tensor: ...
-        def __rmul__(self, other: Any) -> Tensor: ...
-        def __truediv__(self, other: Any) -> Tensor: ...
-        def __rtruediv__(self, other: Any) -> Tensor: ...
-        def __pow__(self, other: Any) -> Tensor: ...
-        def __matmul__(self, other: Any) -> Tensor: ...
-        def __neg__(self) -> Tensor: ...
-        def __getitem__(self, index: Any) -> Tensor: ...
-        def __lt__(self, other: Any) -> Tensor: ...
-        def __gt__(self, other: Any) -> Tensor: ...
-
     # --- autograd state ------------------------------------------------------------------------
 
     @property
@@ -141,8 +134,6 @@ class Tensor:
     @property
     def grad(self) -> Tensor | None:
         if self.grad_fn is not None and not self._retains_grad and self._grad is None:
-            import warnings
-
             warnings.warn(messages.NON_LEAF_GRAD_WARNING, UserWarning, stacklevel=2)
         return self._grad
 
@@ -179,23 +170,6 @@ class Tensor:
             node.retained = {}
         node.retained[self.output_nr] = weakref.ref(self)
         self._retains_grad = True
-
-    def _edge(self) -> tuple[Any, int]:
-        if self.grad_fn is not None:
-            return (self.grad_fn, self.output_nr)
-        acc = self._accum() if self._accum is not None else None
-        if acc is None:
-            acc = autograd.AccumulateGrad(self)
-            self._accum = weakref.ref(acc)
-        return (acc, 0)
-
-    def backward(self, gradient: Tensor | None = None, retain_graph: bool | None = None,
-                 create_graph: bool = False, inputs: Any = None) -> None:
-        """Accumulate the gradient of this tensor into the leaves' `.grad` (torch's rules)."""
-        from . import autograd
-
-        autograd.backward(self, None if gradient is None else (gradient,), retain_graph,
-                          create_graph, inputs)
 
     def detach(self) -> Tensor:
         """A new leaf sharing this tensor's data (and version counter) that never requires grad."""
@@ -333,8 +307,6 @@ class Tensor:
         return []
 
     def __repr__(self) -> str:
-        from .formatting import format_tensor
-
         return format_tensor(self._data, self.dtype.name, self._suffixes())
 
     __str__ = __repr__
@@ -359,6 +331,3 @@ def _wrap_dim(dim: int, ndim: int) -> int:
         raise errors.OutOfRangeIndexError(messages.dim_out_of_range(dim, lo, hi))
     return dim % ndim if ndim else 0
 
-
-# Last: autograd imports Tensor from here; _edge reads autograd's names at call time.
-from . import autograd  # noqa: E402
