@@ -19,11 +19,12 @@ import numpy as np
 
 from gradserve.surface import compat as surface_compat
 from gradserve.surface import devices, grad_mode, messages
+from gradserve.surface.functional import ErrorTypes, Functional
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
-from . import codec, compat, nn, optim, overloads
+from . import codec, compat, function, nn, optim, overloads
 from .batch import Recorder, user_origin
 from .errors import copy_error, omitted_error
 from .ops import OpSpec, make_function
@@ -70,7 +71,18 @@ class Session:
         self.Size = Size
         self.dtype = codec.DType
         self.nn = nn.build(self)  # torch.nn: modules, functional, init, utils (client/nn.py)
-        self.autograd = types.SimpleNamespace(grad=self.grad_of, backward=self._autograd_backward)
+        fnl = Functional(lambda: self, ErrorTypes(RuntimeError, TypeError, ValueError))
+        # custom Functions (client/function.py): this session's own base class, and their ctx
+        # by node id until the server reports the node dropped
+        fn_base = type("Function", (function.Function,), {"_session": self})
+        self._custom: dict[int, tuple[Any, function.FunctionCtx]] = {}
+        self._hooks: dict[int, tuple[Callable[..., Any], Any, str]] = {}  # client/function.py
+        self._function_ids = itertools.count(1)
+        self.autograd = types.SimpleNamespace(
+            grad=self.grad_of, backward=self._autograd_backward, functional=fnl,
+            gradcheck=fnl.gradcheck, gradgradcheck=fnl.gradgradcheck, Function=fn_base,
+            function=types.SimpleNamespace(Function=fn_base, FunctionCtx=function.FunctionCtx,
+                                           once_differentiable=function.once_differentiable))
         self.optim = types.SimpleNamespace(SGD=optim.bind(optim.SGD, self),
                                            Adam=optim.bind(optim.Adam, self))
         self._optimizers: weakref.WeakValueDictionary[int, Optimizer] = (
@@ -98,7 +110,13 @@ class Session:
 
     def _send(self, request: spb.BatchRequest) -> spb.BatchResponse:
         c = self.client
-        return c.stub.ExecuteBatch(request, metadata=self._metadata, timeout=c.timeout)
+        response = c.stub.ExecuteBatch(request, metadata=self._metadata, timeout=c.timeout)
+        for node in response.dropped_functions:
+            self._custom.pop(node, None)
+        return response
+
+    def _next_function_id(self) -> int:
+        return next(self._function_ids)
 
     @property
     def _metadata(self) -> tuple[tuple[str, str], ...]:
@@ -498,9 +516,10 @@ class Session:
     def backward(self, t: Tensor, gradient: Any = None, retain_graph: bool | None = None,
                  create_graph: bool = False, inputs: Any = None) -> None:
         """`t.backward(...)`: sent at once, so errors surface here as in torch."""
+        box: list[spb.InstructionResult] = []
         with self._recorder.lock:
             self._value(t, graph_pb2.Value(), "backward()")
-            m = self._record().backward
+            m = self._record(box.append).backward
             m.tensor = t._handle
             if gradient is not None:
                 self._value(gradient, m.gradient, "backward(): gradient")
@@ -513,6 +532,7 @@ class Session:
                     m.inputs.append(x._handle)
             self._epoch += 1
             self._recorder.flush()
+        function.finish_pass(self, box[0])  # custom Functions' backward, run here
 
     def _autograd_backward(self, tensors: Any, grad_tensors: Any = None,
                            retain_graph: bool | None = None, create_graph: bool = False,
@@ -538,7 +558,7 @@ class Session:
         results = [self._new_tensor() for _ in inputs]
         box: list[Any] = []
         with self._recorder.lock:
-            m = self._record(lambda r: box.append(r.handles), results).grad
+            m = self._record(box.append, results).grad
             for o in outputs:
                 self._value(o, graph_pb2.Value(), "grad(): outputs")
                 m.outputs.append(o._handle)
@@ -556,7 +576,8 @@ class Session:
             m.results.extend(r._handle for r in results)
             self._epoch += 1
             self._recorder.flush()
-        infos = {info.handle: info for info in box[0].tensors}
+        final = function.finish_pass(self, box[0])  # custom Functions' backward, run here
+        infos = {info.handle: info for info in final.handles.tensors}
         out: list[Tensor | None] = []
         for x, r in zip(inputs, results):
             info = infos.get(r._handle)

@@ -58,6 +58,20 @@ class GradFn:
 
         return next_functions(self._tensor)
 
+    def register_hook(self, hook: Any) -> Any:
+        """`hook(grad_inputs, grad_outputs)` runs here after this node ran; a tuple it returns
+        replaces grad_inputs (see client/function.py)."""
+        from .function import register_node_hook
+
+        return register_node_hook(self._tensor._owner, self._tensor, hook, False)
+
+    def register_prehook(self, hook: Any) -> Any:
+        """`hook(grad_outputs)` runs here before this node runs; a tuple it returns replaces
+        them."""
+        from .function import register_node_hook
+
+        return register_node_hook(self._tensor._owner, self._tensor, hook, True)
+
     def __repr__(self) -> str:
         return f"<{self._name} object at {id(self):#x}>"
 
@@ -200,6 +214,19 @@ class Tensor:
                  create_graph: bool = False, inputs: Any = None) -> None:
         """Accumulate this tensor's gradient into the leaves' `.grad` (runs now, remotely)."""
         self._owner.backward(self, gradient, retain_graph, create_graph, inputs)
+
+    def register_hook(self, hook: Any) -> Any:
+        """`hook(grad)` runs here when a backward pass computes this tensor's gradient; a Tensor
+        it returns replaces it (see client/function.py)."""
+        from .function import register_hook
+
+        return register_hook(self._owner, self, hook, False)
+
+    def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
+        """`hook(tensor)` runs here after this leaf's `.grad` was accumulated."""
+        from .function import register_hook
+
+        return register_hook(self._owner, self, hook, True)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         return self._owner.requires_grad_(self, requires_grad)

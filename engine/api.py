@@ -15,7 +15,7 @@ import numpy as np
 from gradserve.surface import grad_mode, operators
 from gradserve.surface.binding import take_inputs
 
-from . import autograd, errors, namespaces
+from . import autograd, errors, hooks, namespaces
 from .dispatch import _SCALARS, VIEW_LAYOUT_MESSAGE, refresh_view, run, view_positions
 from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor
@@ -265,6 +265,9 @@ def build() -> dict[str, Callable[..., Any]]:
             PUBLIC[name] = fn
     _attach("__rtruediv__", _rtruediv, "operator", OPS["reciprocal"])
     _attach("backward", autograd.tensor_backward, "public", None)
+    _attach("register_hook", hooks.register_hook, "public", None)
+    _attach("register_post_accumulate_grad_hook", hooks.register_post_accumulate_grad_hook,
+            "public", None)
     Tensor.__hash__ = lambda self: id(self)  # type: ignore[method-assign]
     namespaces.build(FUNCTIONS)
     return FUNCTIONS

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from gradserve.surface import compat, grad_mode
 
-from . import errors, limits
+from . import errors, hooks, limits
 from .dispatch import refresh_if_stale
-from .nodes import AccumulateGrad, Node, edge
+
+# torch.autograd's namespace: Function, once_differentiable, functional, gradcheck
+from .function import Function, FunctionCtx, once_differentiable  # noqa: F401
+from .functional import functional, gradcheck, gradgradcheck  # noqa: F401
+from .nodes import SUSPEND, AccumulateGrad, Node, edge
 from .tensor import Tensor
 
 CREATE_GRAPH_WARNING = (
@@ -77,6 +81,10 @@ def _needed(roots: Sequence[Any], targets: set[int]) -> dict[Any, bool]:
     return needed
 
 
+
+Steps = Generator[tuple[Any, list[Any]], Any, Any]
+
+
 def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep_graph: bool,
             create_graph: bool, capture: dict[tuple[Any, int], int] | None = None,
             accumulate: bool = True) -> list[Any]:
@@ -86,6 +94,53 @@ def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep
     and only nodes leading to a captured key run; with `accumulate`, AccumulateGrad nodes add into
     their leaves' `.grad`.
     """
+    return drive(execute_steps(roots, root_grads, keep_graph=keep_graph,
+                               create_graph=create_graph, capture=capture,
+                               accumulate=accumulate))
+
+
+def drive(steps: Steps) -> Any:
+    """Run a resumable pass (`execute_steps`, `backward_steps`, `grad_steps`) to its end in
+    process, where no node may suspend it.
+
+    Raises:
+        AutogradError: a node's gradients must come from a session's client.
+    """
+    try:
+        node, _ = next(steps)
+    except StopIteration as done:
+        return done.value
+    steps.close()
+    raise errors.AutogradError(
+        f"{node.name()} is a remote custom Function's node: its backward runs in the session "
+        "client that recorded it")
+
+
+def _suspendable(steps: Steps, ctx: Any, create_graph: bool) -> Steps:
+    """`yield from steps` (hooks that may suspend the pass), leaving grad mode as it was
+    around each suspension (the caller runs other work until it resumes)."""
+    try:
+        request = next(steps)
+    except StopIteration as done:
+        return done.value
+    while True:
+        ctx.__exit__()
+        try:
+            reply = yield request
+        finally:
+            grad_mode.set_grad_enabled(create_graph)
+        try:
+            request = steps.send(reply)
+        except StopIteration as done:
+            return done.value
+
+
+def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *,
+                  keep_graph: bool, create_graph: bool,
+                  capture: dict[tuple[Any, int], int] | None = None,
+                  accumulate: bool = True) -> Steps:
+    """`execute` as a generator: it yields (node, grads) where a node's `apply` returned
+    SUSPEND and continues with the node's gradients sent back; returns what `execute` does."""
     root_nodes = [r[0] for r in roots]
     deps = _dependencies(root_nodes)
     needed: dict[Any, bool] | None = None
@@ -114,6 +169,10 @@ def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep
             if state.active:
                 limits.tick()  # the caller's deadline / cancellation, between nodes
             gs = buffers.pop(node, None) or [None]
+            if hooks.active():
+                gs = yield from _suspendable(
+                    hooks.before(node, gs, create_graph, type(node) is AccumulateGrad), ctx,
+                    create_graph)
             kept = False  # some of `gs` outlives this step (captured, retained, accumulated)
             if capture is not None:
                 for nr, g in enumerate(gs):
@@ -125,6 +184,8 @@ def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep
             if type(node) is AccumulateGrad:
                 if accumulate and gs[0] is not None:
                     node.accumulate(gs[0], create_graph)
+                    if hooks.active():
+                        yield from _suspendable(hooks.accumulated(node), ctx, create_graph)
                 continue  # its gradient becomes (or is added into) .grad: not credited
             if node.retained:
                 kept = True
@@ -136,6 +197,15 @@ def execute(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *, keep
                     gs = gs + [None] * (node.n_out - len(gs))
                 if gs[0] is not None or any(g is not None for g in gs):
                     out_grads = node.apply(gs, create_graph)
+                    if out_grads is SUSPEND:
+                        ctx.__exit__()  # the caller runs other work until it resumes the pass
+                        try:
+                            out_grads = yield node, gs
+                        finally:
+                            grad_mode.set_grad_enabled(create_graph)  # ctx restores it at the end
+                    if hooks.active():
+                        out_grads = yield from _suspendable(
+                            hooks.after(node, out_grads, gs, create_graph), ctx, create_graph)
                     if meter is not None:
                         meter.made(out_grads, node)
                     if not keep_graph:
@@ -263,6 +333,12 @@ def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None =
     (`grad_variables` is torch's deprecated name of `grad_tensors`)."""
     grad_tensors = compat.backward_arguments(grad_tensors, grad_variables,
                                              errors.InvalidArgumentError, stacklevel=2)
+    drive(backward_steps(tensors, grad_tensors, retain_graph, create_graph, inputs))
+
+
+def backward_steps(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None = None,
+                   create_graph: bool = False, inputs: Any = None) -> Steps:
+    """`backward` as a resumable pass (see `execute_steps`)."""
     outputs = _as_tuple(tensors)
     grads_in = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(outputs)
     if len(grads_in) != len(outputs):
@@ -275,14 +351,14 @@ def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None =
     if create_graph:
         warnings.warn(CREATE_GRAPH_WARNING, UserWarning, stacklevel=3)
     if inputs is None:
-        execute(roots, grads, keep_graph=keep, create_graph=create_graph)
+        yield from execute_steps(roots, grads, keep_graph=keep, create_graph=create_graph)
         return
     targets = _as_tuple(inputs)
     if not targets:
         raise errors.AutogradError("'inputs' argument to backward() cannot be empty.")
     capture = _capture_keys(targets, "backward")
-    got = execute(roots, grads, keep_graph=keep, create_graph=create_graph, capture=capture,
-                  accumulate=False)
+    got = yield from execute_steps(roots, grads, keep_graph=keep, create_graph=create_graph,
+                                   capture=capture, accumulate=False)
     for t, key in zip(targets, capture):
         g = got[capture[key]]
         if g is not None:
@@ -330,6 +406,14 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
         NotImplementedError: is_grads_batched=True.
     """
     compat.grad_arguments(only_inputs, is_grads_batched, stacklevel=2)
+    return drive(grad_steps(outputs, inputs, grad_outputs, retain_graph, create_graph,
+                            allow_unused, materialize_grads))  # type: ignore[no-any-return]
+
+
+def grad_steps(outputs: Any, inputs: Any, grad_outputs: Any = None,
+               retain_graph: bool | None = None, create_graph: bool = False,
+               allow_unused: bool | None = None, materialize_grads: bool = False) -> Steps:
+    """`grad` as a resumable pass (see `execute_steps`)."""
 
     outs = _as_tuple(outputs)
     ins = _as_tuple(inputs)
@@ -347,8 +431,8 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
     roots = _roots(outs)
     grads = _root_grads(outs, gouts, create_graph)
     capture = _capture_keys(ins, "grad")
-    got = execute(roots, grads, keep_graph=keep, create_graph=create_graph, capture=capture,
-                  accumulate=False)
+    got = yield from execute_steps(roots, grads, keep_graph=keep, create_graph=create_graph,
+                                   capture=capture, accumulate=False)
     result: list[Any] = []
     for i, t in enumerate(ins):
         g = got[capture[edge(t)]]

@@ -59,6 +59,10 @@ class InplaceError(AutogradError):
     """An in-place operation is not allowed here, or invalidated a saved tensor (version check)."""
 
 
+class NotImplementedFunctionError(EngineError, NotImplementedError):
+    """A custom autograd Function lacks the forward or backward it was used with."""
+
+
 class AllocationLimitError(EngineError, RuntimeError):
     """An op's result would exceed the active allocation limit (see `limits.allocation_limit`)."""
 

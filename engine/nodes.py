@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import errors, namespaces
+from . import errors, hooks, namespaces
 from .tensor import Tensor
 
 if TYPE_CHECKING:
@@ -27,6 +27,11 @@ FREED_MESSAGE = (
     "call .backward() or autograd.grad(). Specify retain_graph=True if you need to backward "
     "through the graph a second time or if you need to access saved tensors after calling "
     "backward.")
+
+
+SUSPEND = object()
+"""What a node's `apply` returns when its gradients are computed elsewhere (a session's client,
+see server/functions.py): the pass yields (node, grads) and resumes with what it is sent."""
 
 
 class _Meta:
@@ -219,6 +224,14 @@ class Node:
     def __repr__(self) -> str:
         return f"<{self._name} object at {hex(id(self))}>"
 
+    def register_hook(self, hook: Any) -> Any:
+        """`hook(grad_inputs, grad_outputs)` after this node ran (see engine.hooks)."""
+        return hooks.register_node_hook(self, hook)
+
+    def register_prehook(self, hook: Any) -> Any:
+        """`hook(grad_outputs)` before this node runs (see engine.hooks)."""
+        return hooks.register_node_prehook(self, hook)
+
     def release(self) -> None:
         """Free saved tensors (after a backward without retain_graph)."""
         if self.versions or self.out_data is not None:  # saved tensors (not just scalars)
@@ -386,9 +399,9 @@ def _version_message(t: Tensor, now: int, expected: int, node: Any, output_nr: i
 def _short_name(name: str) -> str:
     """How torch's message names a node: PowBackward0 -> Pow, ClampBackward1 -> Clamp1."""
     base, sep, n = name.rpartition("Backward")
-    if not sep or not n.isdigit():
+    if not sep or (n and not n.isdigit()):
         return f"torch::autograd::{name}"  # hand-written nodes: CopyBackwards, AccumulateGrad
-    return base if n == "0" else base + n
+    return base if n in ("", "0") else base + n  # "" : a custom Function's <Name>Backward
 
 
 class AccumulateGrad:

@@ -74,3 +74,28 @@ def invalid_combination(name: str, args: Sequence[Any], kwargs: Mapping[str, Any
         if reasons and i in reasons:
             lines.append(f"      didn't match because {reasons[i]}")
     return "\n".join(lines) + "\n"
+
+
+# --- custom autograd Functions (engine/function.py, client/function.py) -------------------------
+
+FUNCTION_NO_FORWARD = "You must implement the forward function for custom autograd.Function."
+FUNCTION_NO_BACKWARD = ("You must implement either the backward or vjp method for your custom "
+                        "autograd.Function to use it with backward mode AD.")
+FUNCTION_NO_SETUP_CONTEXT = "setup_context is not implemented."
+DIRTY_NOT_RETURNED = (
+    "Some elements marked as dirty during the forward method were not returned as output. The "
+    "inputs that are modified inplace must all be outputs of the Function.")
+DIRTY_LEAF = "a leaf Variable that requires grad has been used in an in-place operation."
+ONCE_DIFFERENTIABLE = (
+    "trying to differentiate twice a function that was marked with @once_differentiable")
+
+
+def save_for_backward_type(i: int, value: Any) -> str:
+    """torch's TypeError text for ctx.save_for_backward given a non-tensor argument `i`."""
+    return (f"save_for_backward can only save variables, but argument {i} is of type "
+            f"{type(value).__name__}")
+
+
+def hook_returned_non_tuple(value: Any) -> str:
+    """torch's TypeError text for a node hook that returned neither None nor a tuple."""
+    return f"expected tuple, but hook returned '{type(value).__name__}'"
