@@ -16,7 +16,12 @@ import numpy as np
 
 from gradserve.surface import compat, grad_mode
 
-from . import errors, hooks, limits
+from . import (
+    errors,
+    function,  # noqa: F401  (torch.autograd.function: once_differentiable ...)
+    hooks,
+    limits,
+)
 from .dispatch import refresh_if_stale
 
 # torch.autograd's namespace: Function, once_differentiable, functional, gradcheck
