@@ -25,7 +25,7 @@ from gradserve.surface import grad_mode
 from gradserve.v1 import graph_pb2, service_pb2
 
 from . import codec, overloads
-from .errors import TracingError
+from .errors import IncompatibleServerError, TracingError
 from .ops import OpSpec
 from .tensor import Tensor
 
@@ -205,6 +205,10 @@ def _functional(client: Any, name: str, fn: Callable[..., Any], inputs: Any, v: 
             arr = a if isinstance(a, np.ndarray) else codec.array_from_data(a)
             codec.encode_array(arr, req.functional.v.add())
     resp = client.run_graph(req)
+    if not resp.functional_result:  # every kind returns at least one tensor
+        raise IncompatibleServerError(
+            f"{client.target} answered a {name} request without functional_result: the server "
+            "predates RunGraphRequest.functional (use a session's torch.autograd.functional)")
     outs = [codec.decode_array(o.tensor) for o in resp.outputs]
     flat = [codec.decode_array(r.tensor) if r.HasField("tensor") else None
             for r in resp.functional_result]

@@ -224,3 +224,18 @@ def test_malformed_functional_requests_are_invalid(gradserve_stub, change, text)
     code, message, _ = gradserve_error(exc)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert text in message
+
+
+def test_a_server_without_functional_is_named_not_misread(gradserve_server):
+    """A server older than RunGraphRequest.functional ignores the field (proto3) and answers
+    plain gradients; the client refuses that answer instead of building a wrong result."""
+    with gc_client.connect(f"localhost:{gradserve_server[1]}") as c:
+        run_graph = c.run_graph
+
+        def old_server(req: service_pb2.RunGraphRequest) -> Any:
+            req = service_pb2.RunGraphRequest.FromString(req.SerializeToString())
+            req.ClearField("functional")
+            return run_graph(req)
+        c.run_graph = old_server
+        with pytest.raises(gc_client.IncompatibleServerError, match="predates"):
+            c.hessian(lambda x: (x * x).sum())(_arr(3))
