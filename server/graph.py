@@ -258,7 +258,7 @@ def _functional(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: 
                 generator: Any) -> service_pb2.RunGraphResponse:
     """torch.autograd.functional's `req.functional.kind` of the graph as a function of the wrt
     inputs: the engine's implementation (surface/functional.py) calls a function replaying the
-    nodes (once; twice for the second-order ones). The engine's backward passes tick the
+    nodes (called once). The engine's backward passes tick the
     deadline between nodes, the replay between ops."""
     g, f = req.graph, req.functional
     name = _FUNCTIONALS[f.kind]
