@@ -295,7 +295,9 @@ def _functional(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: 
     # inputs and v as torch takes them: a tuple, or the one tensor (torch's messages differ)
     inputs = ins if f.inputs_tuple else ins[0]
     v_tuple = f.outputs_tuple if name == "vjp" else f.inputs_tuple
-    fn = getattr(ge.autograd.functional, name)
+    af = ge.autograd.functional
+    fn = {"jacobian": af.jacobian, "hessian": af.hessian, "vjp": af.vjp, "jvp": af.jvp,
+          "vhp": af.vhp, "hvp": af.hvp}[name]
     if name in ("jacobian", "hessian"):
         res = fn(func, inputs, strict=f.strict)
     else:

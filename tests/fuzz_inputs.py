@@ -221,7 +221,8 @@ def pick_op(c: Chooser, ops: list[catalogue_pb2.OpInfo]) -> catalogue_pb2.OpInfo
 # --- requests -------------------------------------------------------------------------------------
 
 def graph_request(c: Chooser, ops: list[catalogue_pb2.OpInfo]) -> service_pb2.RunGraphRequest:
-    """A random valid-looking stateless graph with inputs, wrt, output grads and order."""
+    """A random valid-looking stateless graph with inputs, wrt, output grads and order, or a
+    functional (jacobian, hessian, ...) of it."""
     req = service_pb2.RunGraphRequest()
     g = req.graph
     g.opset_version = 0 if c.chance(0.95) else c.int(1, 2**32 - 1)
@@ -249,6 +250,15 @@ def graph_request(c: Chooser, ops: list[catalogue_pb2.OpInfo]) -> service_pb2.Ru
         tensor(c, req.output_grads[g.outputs[0].name])
     req.order = c.pick([0, 1, 2, 3]) if c.chance(0.97) else c.int(0, 2**32 - 1)
     req.allow_unused = c.chance(0.5)
+    if c.chance(0.3):  # torch.autograd.functional of the graph (drawn last: earlier draws keep)
+        f = req.functional
+        f.kind = c.int(1, 6) if c.chance(0.95) else c.int(0, 2**31 - 1)
+        for _ in range(c.pick([0, 0, 1, 2, 3])):
+            tensor(c, f.v.add())
+        f.strict, f.inputs_tuple, f.outputs_tuple = c.chance(0.3), c.chance(0.5), c.chance(0.3)
+        if c.chance(0.8):  # mostly past the exclusions, to reach the run
+            req.order, req.allow_unused = 0, False
+            req.ClearField("output_grads")
     return req
 
 
