@@ -253,10 +253,13 @@ def graph_request(c: Chooser, ops: list[catalogue_pb2.OpInfo]) -> service_pb2.Ru
     if c.chance(0.3):  # torch.autograd.functional of the graph (drawn last: earlier draws keep)
         f = req.functional
         f.kind = c.int(1, 6) if c.chance(0.95) else c.int(0, 2**31 - 1)
-        for _ in range(c.pick([0, 0, 1, 2, 3])):
+        n_v = {3: len(g.outputs), 1: 0, 2: 0}.get(f.kind, len(req.wrt))  # the count that fits
+        for _ in range(n_v if c.chance(0.7) else c.pick([0, 1, 2, 3])):
             tensor(c, f.v.add())
-        f.strict, f.inputs_tuple, f.outputs_tuple = c.chance(0.3), c.chance(0.5), c.chance(0.3)
-        if c.chance(0.8):  # mostly past the exclusions, to reach the run
+        f.strict = c.chance(0.3)
+        f.inputs_tuple = len(req.wrt) != 1 or c.chance(0.3)
+        f.outputs_tuple = len(g.outputs) != 1 or c.chance(0.3)
+        if c.chance(0.9):  # mostly past the exclusions, to reach the run
             req.order, req.allow_unused = 0, False
             req.ClearField("output_grads")
     return req
