@@ -291,7 +291,7 @@ class SgdOptions(_message.Message):
     def __init__(self, lr: _Optional[float] = ..., momentum: _Optional[float] = ..., dampening: _Optional[float] = ..., weight_decay: _Optional[float] = ..., nesterov: _Optional[bool] = ..., maximize: _Optional[bool] = ...) -> None: ...
 
 class AdamOptions(_message.Message):
-    __slots__ = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize")
+    __slots__ = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
     LR_FIELD_NUMBER: _ClassVar[int]
     BETA1_FIELD_NUMBER: _ClassVar[int]
     BETA2_FIELD_NUMBER: _ClassVar[int]
@@ -299,6 +299,7 @@ class AdamOptions(_message.Message):
     WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
     AMSGRAD_FIELD_NUMBER: _ClassVar[int]
     MAXIMIZE_FIELD_NUMBER: _ClassVar[int]
+    DECOUPLED_WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
     lr: float
     beta1: float
     beta2: float
@@ -306,7 +307,26 @@ class AdamOptions(_message.Message):
     weight_decay: float
     amsgrad: bool
     maximize: bool
-    def __init__(self, lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., eps: _Optional[float] = ..., weight_decay: _Optional[float] = ..., amsgrad: _Optional[bool] = ..., maximize: _Optional[bool] = ...) -> None: ...
+    decoupled_weight_decay: bool
+    def __init__(self, lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., eps: _Optional[float] = ..., weight_decay: _Optional[float] = ..., amsgrad: _Optional[bool] = ..., maximize: _Optional[bool] = ..., decoupled_weight_decay: _Optional[bool] = ...) -> None: ...
+
+class RmspropOptions(_message.Message):
+    __slots__ = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
+    LR_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    EPS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    MOMENTUM_FIELD_NUMBER: _ClassVar[int]
+    CENTERED_FIELD_NUMBER: _ClassVar[int]
+    MAXIMIZE_FIELD_NUMBER: _ClassVar[int]
+    lr: float
+    alpha: float
+    eps: float
+    weight_decay: float
+    momentum: float
+    centered: bool
+    maximize: bool
+    def __init__(self, lr: _Optional[float] = ..., alpha: _Optional[float] = ..., eps: _Optional[float] = ..., weight_decay: _Optional[float] = ..., momentum: _Optional[float] = ..., centered: _Optional[bool] = ..., maximize: _Optional[bool] = ...) -> None: ...
 
 class SgdParamState(_message.Message):
     __slots__ = ("momentum_buffer",)
@@ -326,29 +346,45 @@ class AdamParamState(_message.Message):
     max_exp_avg_sq: _tensor_pb2.Tensor
     def __init__(self, step: _Optional[float] = ..., exp_avg: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., exp_avg_sq: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., max_exp_avg_sq: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
+class RmspropParamState(_message.Message):
+    __slots__ = ("step", "square_avg", "momentum_buffer", "grad_avg")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SQUARE_AVG_FIELD_NUMBER: _ClassVar[int]
+    MOMENTUM_BUFFER_FIELD_NUMBER: _ClassVar[int]
+    GRAD_AVG_FIELD_NUMBER: _ClassVar[int]
+    step: float
+    square_avg: _tensor_pb2.Tensor
+    momentum_buffer: _tensor_pb2.Tensor
+    grad_avg: _tensor_pb2.Tensor
+    def __init__(self, step: _Optional[float] = ..., square_avg: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., momentum_buffer: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., grad_avg: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
 class ParamState(_message.Message):
-    __slots__ = ("param", "sgd", "adam")
+    __slots__ = ("param", "sgd", "adam", "rmsprop")
     PARAM_FIELD_NUMBER: _ClassVar[int]
     SGD_FIELD_NUMBER: _ClassVar[int]
     ADAM_FIELD_NUMBER: _ClassVar[int]
+    RMSPROP_FIELD_NUMBER: _ClassVar[int]
     param: int
     sgd: SgdParamState
     adam: AdamParamState
-    def __init__(self, param: _Optional[int] = ..., sgd: _Optional[_Union[SgdParamState, _Mapping]] = ..., adam: _Optional[_Union[AdamParamState, _Mapping]] = ...) -> None: ...
+    rmsprop: RmspropParamState
+    def __init__(self, param: _Optional[int] = ..., sgd: _Optional[_Union[SgdParamState, _Mapping]] = ..., adam: _Optional[_Union[AdamParamState, _Mapping]] = ..., rmsprop: _Optional[_Union[RmspropParamState, _Mapping]] = ...) -> None: ...
 
 class CreateOptimizer(_message.Message):
-    __slots__ = ("optimizer", "params", "sgd", "adam", "state")
+    __slots__ = ("optimizer", "params", "sgd", "adam", "rmsprop", "state")
     OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     SGD_FIELD_NUMBER: _ClassVar[int]
     ADAM_FIELD_NUMBER: _ClassVar[int]
+    RMSPROP_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     optimizer: int
     params: _containers.RepeatedScalarFieldContainer[int]
     sgd: SgdOptions
     adam: AdamOptions
+    rmsprop: RmspropOptions
     state: _containers.RepeatedCompositeFieldContainer[ParamState]
-    def __init__(self, optimizer: _Optional[int] = ..., params: _Optional[_Iterable[int]] = ..., sgd: _Optional[_Union[SgdOptions, _Mapping]] = ..., adam: _Optional[_Union[AdamOptions, _Mapping]] = ..., state: _Optional[_Iterable[_Union[ParamState, _Mapping]]] = ...) -> None: ...
+    def __init__(self, optimizer: _Optional[int] = ..., params: _Optional[_Iterable[int]] = ..., sgd: _Optional[_Union[SgdOptions, _Mapping]] = ..., adam: _Optional[_Union[AdamOptions, _Mapping]] = ..., rmsprop: _Optional[_Union[RmspropOptions, _Mapping]] = ..., state: _Optional[_Iterable[_Union[ParamState, _Mapping]]] = ...) -> None: ...
 
 class GetOptimizerState(_message.Message):
     __slots__ = ("optimizer",)
@@ -357,16 +393,18 @@ class GetOptimizerState(_message.Message):
     def __init__(self, optimizer: _Optional[int] = ...) -> None: ...
 
 class OptimizerState(_message.Message):
-    __slots__ = ("sgd", "adam", "params", "state")
+    __slots__ = ("sgd", "adam", "rmsprop", "params", "state")
     SGD_FIELD_NUMBER: _ClassVar[int]
     ADAM_FIELD_NUMBER: _ClassVar[int]
+    RMSPROP_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     sgd: SgdOptions
     adam: AdamOptions
+    rmsprop: RmspropOptions
     params: _containers.RepeatedScalarFieldContainer[int]
     state: _containers.RepeatedCompositeFieldContainer[ParamState]
-    def __init__(self, sgd: _Optional[_Union[SgdOptions, _Mapping]] = ..., adam: _Optional[_Union[AdamOptions, _Mapping]] = ..., params: _Optional[_Iterable[int]] = ..., state: _Optional[_Iterable[_Union[ParamState, _Mapping]]] = ...) -> None: ...
+    def __init__(self, sgd: _Optional[_Union[SgdOptions, _Mapping]] = ..., adam: _Optional[_Union[AdamOptions, _Mapping]] = ..., rmsprop: _Optional[_Union[RmspropOptions, _Mapping]] = ..., params: _Optional[_Iterable[int]] = ..., state: _Optional[_Iterable[_Union[ParamState, _Mapping]]] = ...) -> None: ...
 
 class OptimizerStep(_message.Message):
     __slots__ = ("optimizer",)
