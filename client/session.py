@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import grad_mode, messages
+from gradserve.surface import data, grad_mode, legacy, messages
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
@@ -70,9 +70,13 @@ class Session:
         self.dtype = codec.DType
         functional = types.SimpleNamespace(**self._functions)
         self.nn = types.SimpleNamespace(functional=functional)
-        self.autograd = types.SimpleNamespace(grad=self.grad_of, backward=self._autograd_backward)
-        self.optim = types.SimpleNamespace(SGD=optim.bind(optim.SGD, self),
-                                           Adam=optim.bind(optim.Adam, self))
+        self.autograd = types.SimpleNamespace(grad=self.grad_of, backward=self._autograd_backward,
+                                              Variable=legacy.variable_type(self))
+        self.utils = types.SimpleNamespace(data=data.namespace(self))  # torch.utils.data
+        self.__dict__.update(legacy.CONSTANTS)  # torch.pi, torch.e, torch.inf, torch.nan
+        self.optim = types.SimpleNamespace(**{
+            cls.__name__: optim.bind(cls, self)
+            for cls in (optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop)})
         self._optimizers: weakref.WeakValueDictionary[int, Optimizer] = (
             weakref.WeakValueDictionary())
         self.optimizers: dict[str, Optimizer] = {}  # filled by Client.restore

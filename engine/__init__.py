@@ -12,8 +12,11 @@ the Tensor's methods and operators are generated from it.
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any
 
+from gradserve.surface import data as _data
 from gradserve.surface.grad_mode import (
     enable_grad,
     inference_mode,
@@ -22,6 +25,7 @@ from gradserve.surface.grad_mode import (
     no_grad,
     set_grad_enabled,
 )
+from gradserve.surface.legacy import CONSTANTS, variable_type
 
 from . import autograd, dtypes, errors, limits, registry
 from . import ops_creation as _ops_creation  # noqa: F401
@@ -44,6 +48,11 @@ build()
 
 from . import nn, optim  # noqa: E402  (built from the functions above)
 
+_module = sys.modules[__name__]
+autograd.Variable = variable_type(_module)  # type: ignore[attr-defined]
+utils = types.SimpleNamespace(data=_data.namespace(_module))  # torch.utils.data
+pi, e, inf, nan = (CONSTANTS[k] for k in ("pi", "e", "inf", "nan"))
+
 float32 = dtypes.float32
 float64 = dtypes.float64
 int32 = dtypes.int32
@@ -65,4 +74,4 @@ __all__ = ["DType", "Generator", "OPS", "OPSET_VERSION", "Size", "Tensor", "appl
            "apply_inplace", "autograd", "default_generator", "dtypes", "enable_grad", "errors",
            "inference_mode", "initial_seed", "is_grad_enabled", "is_inference_mode_enabled",
            "limits", "manual_seed", "nn", "no_grad", "optim", "registry", "seed",
-           "set_grad_enabled", "tensor", *PUBLIC]
+           "set_grad_enabled", "tensor", "utils", "pi", "e", "inf", "nan", *PUBLIC]
