@@ -1,5 +1,5 @@
 """Server-side optimizers with torch.optim's signatures: `session.optim.SGD(params, lr=...)`,
-`session.optim.Adam(params, ...)`, `AdamW` and `RMSprop`.
+`session.optim.Adam(params, ...)`, `AdamW`, `RMSprop` and `Adagrad`.
 
 Each session gets its own subclasses (`bind`), so `SGD(params, lr)` needs no session argument,
 `isinstance(opt, session.optim.SGD)` works, and a wrong keyword fails as in torch
@@ -23,10 +23,10 @@ from .tensor import Tensor
 
 
 class Optimizer:
-    """A server-side optimizer over session tensors (base of `SGD`, `Adam`, `AdamW`, `RMSprop`).
+    """A server-side optimizer over session tensors (base of SGD, Adam, AdamW, RMSprop, Adagrad).
 
     Attributes: `params` (the client tensors, in order), `handle` (the server's optimizer handle),
-    `options` (the algorithm message as created: `SgdOptions`, `AdamOptions`, `RmspropOptions`).
+    `options` (the algorithm message as created: `SgdOptions`, `AdamOptions`, ...).
     """
 
     _session: Any  # set by `bind`
@@ -48,7 +48,7 @@ class Optimizer:
                                 f"{type(p).__name__}")
             session._value(p, graph_pb2.Value(), "optimizer parameter")
         kind = create.WhichOneof("algorithm")
-        self.options = getattr(create, kind)  # SgdOptions, AdamOptions or RmspropOptions
+        self.options = getattr(create, kind)  # SgdOptions, AdamOptions, RmspropOptions, ...
         self.handle = next(session._handles)
         with session._recorder.lock:
             m = session._record().create_optimizer
@@ -163,6 +163,21 @@ class RMSprop(Optimizer):
         super().__init__(params, spb.CreateOptimizer(rmsprop=opts))
 
 
+class Adagrad(Optimizer):
+    """torch.optim.Adagrad (with lr_decay, weight decay and maximize)."""
+
+    def __init__(self, params: Any, lr: float = 1e-2, lr_decay: float = 0,
+                 weight_decay: float = 0, initial_accumulator_value: float = 0,
+                 eps: float = 1e-10, foreach: bool | None = None, *, maximize: bool = False,
+                 differentiable: bool = False, fused: bool | None = None):
+        _refuse("Adagrad", differentiable=differentiable, fused=fused)
+        opts = spb.AdagradOptions(lr=float(lr), lr_decay=float(lr_decay),
+                                  weight_decay=float(weight_decay),
+                                  initial_accumulator_value=float(initial_accumulator_value),
+                                  eps=float(eps), maximize=bool(maximize))
+        super().__init__(params, spb.CreateOptimizer(adagrad=opts))
+
+
 def bind(cls: type[Optimizer], session: Any) -> type[Optimizer]:
     """A subclass of `cls` whose instances live in `session` (session.optim.SGD, ...)."""
     return type(cls.__name__, (cls,), {"_session": session, "__qualname__": cls.__qualname__,
@@ -176,7 +191,8 @@ def recreate(session: Any, params: list[Tensor], create: spb.CreateOptimizer) ->
     if kind == "adam":
         cls = session.optim.AdamW if create.adam.decoupled_weight_decay else session.optim.Adam
     else:
-        cls = session.optim.SGD if kind == "sgd" else session.optim.RMSprop
+        cls = {"sgd": session.optim.SGD, "rmsprop": session.optim.RMSprop,
+               "adagrad": session.optim.Adagrad}[kind]
     opt: Optimizer = cls.__new__(cls)
     Optimizer.__init__(opt, params, create)
     return opt  # type: ignore[no-any-return]

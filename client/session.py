@@ -76,7 +76,7 @@ class Session:
         self.__dict__.update(legacy.CONSTANTS)  # torch.pi, torch.e, torch.inf, torch.nan
         self.optim = types.SimpleNamespace(**{
             cls.__name__: optim.bind(cls, self)
-            for cls in (optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop)})
+            for cls in (optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop, optim.Adagrad)})
         self._optimizers: weakref.WeakValueDictionary[int, Optimizer] = (
             weakref.WeakValueDictionary())
         self.optimizers: dict[str, Optimizer] = {}  # filled by Client.restore

@@ -152,7 +152,7 @@ def save(session: Any, path: str | Path,
         c = batch.instructions.add().create_optimizer
         c.optimizer = handle
         c.params.extend(in_file[p._handle] for p in opt.params)
-        kind = state.WhichOneof("algorithm")  # sgd, adam or rmsprop
+        kind = state.WhichOneof("algorithm")  # sgd, adam, rmsprop or adagrad
         getattr(c, kind).CopyFrom(getattr(state, kind))
         c.state.extend(state.state)
         optimizer_names.outputs.add(name=oname, ref=graph_pb2.NodeOutput(id=str(handle)))

@@ -1,5 +1,5 @@
-"""Optimizers: torch.optim's SGD, Adam, AdamW and RMSprop, step for step (the single-tensor,
-non-foreach path).
+"""Optimizers: torch.optim's SGD, Adam, AdamW, RMSprop and Adagrad, step for step (the
+single-tensor, non-foreach path).
 
 Updates run under `no_grad` as in-place engine ops on the parameters, so a parameter stays the
 same object and its version counter moves as in torch. `state_dict()` holds plain numbers and
@@ -341,6 +341,57 @@ class RMSprop(Optimizer):
             p.add_(grad.mul(-lr).div(avg))  # addcdiv_(value=-lr)
 
 
+class Adagrad(Optimizer):
+    """Adagrad (with lr decay, weight decay and maximize), torch's `_single_tensor_adagrad`.
+
+    As in torch, every parameter's state (`step` 0 and `sum` filled with
+    initial_accumulator_value) exists from construction on.
+    """
+
+    _state_keys = ("step", "sum")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0,
+                 weight_decay: float = 0, initial_accumulator_value: float = 0,
+                 eps: float = 1e-10, foreach: bool | None = None, *, maximize: bool = False,
+                 differentiable: bool = False, fused: bool | None = None):
+        _refuse("Adagrad", differentiable=differentiable, fused=fused)
+        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        _check(lr_decay >= 0.0, f"Invalid lr_decay value: {lr_decay}")
+        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+        _check(initial_accumulator_value >= 0.0,
+               f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
+        _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
+        super().__init__(params, {"lr": lr, "lr_decay": lr_decay, "eps": eps,
+                                  "weight_decay": weight_decay,
+                                  "initial_accumulator_value": initial_accumulator_value,
+                                  "maximize": maximize})
+        for group in self.param_groups:
+            for p in group["params"]:
+                self._init_state(p, group, self.state.setdefault(p, {}))
+
+    @staticmethod
+    def _init_state(p: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
+        state["step"] = 0.0
+        state["sum"] = _tensor(np.full(tuple(p.shape), group["initial_accumulator_value"],
+                                       dtype=p.dtype.np))
+
+    def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
+                state: dict[str, Any]) -> None:
+        if "sum" not in state:  # a loaded state dict without this parameter's entry
+            self._init_state(p, group, state)
+        state["step"] += 1.0
+        step = state["step"]
+        if group["maximize"]:
+            grad = -grad
+        if group["weight_decay"] != 0:
+            grad = grad.add(p, alpha=group["weight_decay"])
+        clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
+        state_sum = state["sum"]
+        state_sum.add_(grad.mul(grad))  # addcmul_(value=1)
+        std = state_sum.sqrt().add_(group["eps"])
+        p.add_(grad.mul(-clr).div(std))  # addcdiv_(value=-clr)
+
+
 def _lerp_(x: Tensor, end: Tensor, weight: float) -> None:
     """torch's `x.lerp_(end, weight)`: both of its formulas, chosen by the weight."""
     if weight < 0.5:
@@ -360,4 +411,4 @@ def _zeros_like(p: Tensor) -> Tensor:
     return _tensor(np.zeros(tuple(p.shape), dtype=p.dtype.np))
 
 
-__all__ = ["Adam", "AdamW", "Optimizer", "RMSprop", "SGD"]
+__all__ = ["Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD"]

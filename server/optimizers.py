@@ -1,11 +1,11 @@
-"""Optimizers (SGD, Adam/AdamW, RMSprop) between wire messages and the engine: CreateOptimizer
-(hyperparameters and an optional saved state) and OptimizerState (what GetOptimizerState reads
-back).
+"""Optimizers (SGD, Adam/AdamW, RMSprop, Adagrad) between wire messages and the engine:
+CreateOptimizer (hyperparameters and an optional saved state) and OptimizerState (what
+GetOptimizerState reads back).
 
 Every field is checked before use: state entries name an existing parameter once, their kind
-matches the algorithm, tensors are decoded under the element limit, Adam's and RMSprop's step
-is a finite number >= 1; the engine then checks the hyperparameters' ranges (torch's messages)
-and the buffers' shapes against their parameters.
+matches the algorithm, tensors are decoded under the element limit, a step is a finite number
+>= 1 (>= 0 for Adagrad, whose state exists before its first step); the engine then checks the
+hyperparameters' ranges (torch's messages) and the buffers' shapes against their parameters.
 """
 
 from __future__ import annotations
@@ -24,12 +24,16 @@ from .errors import InvalidRequestError
 ADAM_DEFAULTS = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
 SGD_DEFAULT_LR = 1e-3
 RMSPROP_DEFAULTS = {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0, "momentum": 0.0}
+ADAGRAD_DEFAULTS = {"lr": 1e-2, "lr_decay": 0.0, "weight_decay": 0.0,
+                    "initial_accumulator_value": 0.0, "eps": 1e-10}
 
-# per algorithm: the state's float step (None: no step) and its tensors, the required first
-STATE_FIELDS: dict[str, tuple[bool, tuple[str, ...], tuple[str, ...]]] = {
-    "sgd": (False, (), ("momentum_buffer",)),
-    "adam": (True, ("exp_avg", "exp_avg_sq"), ("max_exp_avg_sq",)),
-    "rmsprop": (True, ("square_avg",), ("momentum_buffer", "grad_avg")),
+# per algorithm: the least step its state may hold (None: no step), its required tensors, and
+# its optional ones
+STATE_FIELDS: dict[str, tuple[int | None, tuple[str, ...], tuple[str, ...]]] = {
+    "sgd": (None, (), ("momentum_buffer",)),
+    "adam": (1, ("exp_avg", "exp_avg_sq"), ("max_exp_avg_sq",)),
+    "rmsprop": (1, ("square_avg",), ("momentum_buffer", "grad_avg")),
+    "adagrad": (0, ("sum",), ()),  # torch makes Adagrad's state at construction, step 0
 }
 
 
@@ -63,8 +67,12 @@ def create(m: session_pb2.CreateOptimizer, params: Sequence[ge.Tensor], limit: i
         opt = ge.optim.RMSprop(params, lr=h["lr"], alpha=h["alpha"], eps=h["eps"],
                                weight_decay=h["weight_decay"], momentum=h["momentum"],
                                centered=r.centered, maximize=r.maximize)
+    elif kind == "adagrad":
+        a = m.adagrad
+        h = {k: getattr(a, k) if a.HasField(k) else v for k, v in ADAGRAD_DEFAULTS.items()}
+        opt = ge.optim.Adagrad(params, maximize=a.maximize, **h)
     else:
-        raise InvalidRequestError("create_optimizer: set sgd, adam or rmsprop")
+        raise InvalidRequestError("create_optimizer: set sgd, adam, rmsprop or adagrad")
     if m.state:
         opt.load_state_dict(_state_dict(m.state, kind, opt, len(params), limit))
     return opt
@@ -84,11 +92,11 @@ def _state_dict(entries: Sequence[session_pb2.ParamState], kind: str, opt: Any, 
                                       f"{e.WhichOneof('state') or 'none'}")
         entry: dict[str, Any] = {}
         s = getattr(e, kind)
-        has_step, required, optional = STATE_FIELDS[kind]
-        if has_step:
-            if not (math.isfinite(s.step) and s.step >= 1):
-                raise InvalidRequestError(f"{what}: step must be a finite number >= 1, got "
-                                          f"{s.step}")
+        least_step, required, optional = STATE_FIELDS[kind]
+        if least_step is not None:
+            if not (math.isfinite(s.step) and s.step >= least_step):
+                raise InvalidRequestError(f"{what}: step must be a finite number >= "
+                                          f"{least_step}, got {s.step}")
             entry["step"] = float(s.step)
         for name in required + optional:
             if s.HasField(name):
@@ -120,6 +128,11 @@ def export(opt: Any, tensors: dict[int, ge.Tensor], out: session_pb2.OptimizerSt
         r.lr, r.alpha, r.eps, r.weight_decay, r.momentum = (
             group["lr"], group["alpha"], group["eps"], group["weight_decay"], group["momentum"])
         r.centered, r.maximize = group["centered"], group["maximize"]
+    elif isinstance(opt, ge.optim.Adagrad):
+        kind = "adagrad"
+        for k in ADAGRAD_DEFAULTS:
+            setattr(out.adagrad, k, group[k])
+        out.adagrad.maximize = group["maximize"]
     else:
         kind = "adam"
         a = out.adam
@@ -127,7 +140,7 @@ def export(opt: Any, tensors: dict[int, ge.Tensor], out: session_pb2.OptimizerSt
         a.weight_decay, a.amsgrad, a.maximize = (group["weight_decay"], group["amsgrad"],
                                                  group["maximize"])
         a.decoupled_weight_decay = group["decoupled_weight_decay"]
-    has_step, required, optional = STATE_FIELDS[kind]
+    least_step, required, optional = STATE_FIELDS[kind]
     handle_of = {id(t): h for h, t in tensors.items()}
     nbytes = 0
     for i, p in enumerate(group["params"]):
@@ -137,7 +150,7 @@ def export(opt: Any, tensors: dict[int, ge.Tensor], out: session_pb2.OptimizerSt
             continue
         entry = getattr(out.state.add(param=i), kind)
         entry.SetInParent()
-        if has_step:
+        if least_step is not None:
             entry.step = float(s["step"])
         for name in required + optional:
             if name in s:

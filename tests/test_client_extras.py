@@ -163,6 +163,7 @@ CONFIGS = [
     ("RMSprop", (), {}), ("RMSprop", (0.01,), {"alpha": 0.9}),
     ("RMSprop", (0.01, 0.9, 1e-6, 0.05, 0.5, True), {"maximize": True, "foreach": False}),
     ("RMSprop", (), {"lr": 0.005, "momentum": 0.8}),
+    ("Adagrad", (), {}), ("Adagrad", (0.1, 0.01, 0.1, 0.5, 1e-6), {"maximize": True}),
     ("AdamW", (), {}), ("AdamW", (0.02,), {"weight_decay": 0.2, "amsgrad": True}),
     ("Adam", (0.02,), {"weight_decay": 0.2, "decoupled_weight_decay": True}),
 ]
@@ -194,7 +195,7 @@ def test_trajectories_and_state_match_torch(session, name, args, kwargs):
     t_state = t_opt.state_dict()["state"][0]
     msg = c_opt.state_message()
     kind = msg.WhichOneof("algorithm")
-    assert kind == ("rmsprop" if name == "RMSprop" else "adam")
+    assert kind == {"RMSprop": "rmsprop", "Adagrad": "adagrad"}.get(name, "adam")
     (entry,) = msg.state
     fields = getattr(entry, kind)
     assert fields.step == float(t_state["step"]) == 50.0
@@ -207,9 +208,9 @@ def test_trajectories_and_state_match_torch(session, name, args, kwargs):
     assert {n for n in names if fields.HasField(n)} == set(t_state) - {"step"}
     group = t_opt.param_groups[0]
     options = getattr(msg, kind)
-    if kind == "rmsprop":
-        for key in ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize"):
-            assert getattr(options, key) == group[key], key
+    if kind != "adam":
+        for f in options.DESCRIPTOR.fields:
+            assert getattr(options, f.name) == group[f.name], f.name
     else:
         assert options.decoupled_weight_decay and options.weight_decay == group["weight_decay"]
 
@@ -221,8 +222,12 @@ def test_trajectories_and_state_match_torch(session, name, args, kwargs):
     lambda lib, w: lib.optim.RMSprop([w], betas=(0.9, 0.99)),
     lambda lib, w: lib.optim.AdamW([w], weight_decay=-1.0),
     lambda lib, w: lib.optim.AdamW([w], 0.1, (0.9, 0.99), 1e-8, 0.01, False, True),
+    lambda lib, w: lib.optim.Adagrad([w], lr_decay=-1.0),
+    lambda lib, w: lib.optim.Adagrad([w], initial_accumulator_value=-1.0),
+    lambda lib, w: lib.optim.Adagrad([w], momentum=0.9),
 ], ids=["negative lr", "negative alpha", "negative momentum", "Adam keyword",
-        "negative decay", "too many positional"])
+        "negative decay", "too many positional", "Adagrad lr_decay", "Adagrad accumulator",
+        "Adagrad momentum"])
 def test_errors_match_torch(session, make):
     caught = []
     for lib in (torch, session):
@@ -282,6 +287,25 @@ def test_rmsprop_wire_state_is_validated(gradserve_session, state, message):
     st = r.results[1].optimizer_state
     assert st.rmsprop.lr == 0.1 and st.rmsprop.alpha == 0.99 and st.rmsprop.centered
     assert st.state[0].rmsprop == good[0].rmsprop
+
+
+def test_adagrad_wire_state_may_have_step_0(gradserve_session):
+    s = gradserve_session
+    s.run(s.create(1, np.zeros(2, np.float32), requires_grad=True))
+    for step, ok in ((0.0, True), (-1.0, False)):
+        state = [pb.ParamState(param=0, adagrad=pb.AdagradParamState(step=step, sum=_arr(2)))]
+        create = pb.Instruction(create_optimizer=pb.CreateOptimizer(
+            optimizer=3, params=[1], state=state, adagrad=pb.AdagradOptions(lr=0.5)))
+        read = pb.Instruction(get_optimizer_state=pb.GetOptimizerState(optimizer=3))
+        if not ok:
+            with pytest.raises(grpc.RpcError) as err:
+                s.run(create)
+            assert "step must be a finite number >= 0, got -1.0" in gradserve_error(err)[1]
+            continue
+        st = s.run(create, read).results[1].optimizer_state
+        assert st.adagrad.lr == 0.5 and st.adagrad.eps == 1e-10
+        assert st.state[0].adagrad == state[0].adagrad
+        s.run(pb.Instruction(release=pb.Release(handles=[3])))
 
 
 def test_snapshot_restores_rmsprop_and_adamw(client, tmp_path):

@@ -1,4 +1,4 @@
-"""torch's module constants, torch.autograd.Variable, torch.optim.RMSprop/AdamW and
+"""torch's module constants, torch.autograd.Variable, torch.optim.RMSprop/AdamW/Adagrad and
 torch.utils.data in process (gradserve.engine, built on gradserve.surface.legacy/data), against
 torch 2.13: values, types, reprs, error types and texts, optimizer trajectories over 50 steps,
 batches, and the random draws a shuffling DataLoader makes."""
@@ -109,6 +109,9 @@ OPTIMIZERS = {
     "rmsprop_centered": lambda o, ps: o.RMSprop(ps, lr=0.01, centered=True, weight_decay=0.1),
     "rmsprop_everything": lambda o, ps: o.RMSprop(ps, 0.02, 0.3, 1e-3, 0.05, 0.5, True,
                                                   maximize=True),
+    "adagrad": lambda o, ps: o.Adagrad(ps),
+    "adagrad_everything": lambda o, ps: o.Adagrad(ps, 0.1, 0.01, 0.1, 0.5, 1e-6,
+                                                  maximize=True),
     "adamw": lambda o, ps: o.AdamW(ps),
     "adamw_amsgrad": lambda o, ps: o.AdamW(ps, lr=0.05, weight_decay=0.3, amsgrad=True),
     "adam_decoupled": lambda o, ps: o.Adam(ps, lr=0.05, weight_decay=0.3,
@@ -166,13 +169,25 @@ def test_rmsprop_defaults_and_repr_keys_are_torchs():
     lambda o, p: o.RMSprop([p], momentum=-0.5), lambda o, p: o.RMSprop([p], weight_decay=-1),
     lambda o, p: o.RMSprop([p], alpha=-0.1), lambda o, p: o.AdamW([p], betas=(0.9, 1.0)),
     lambda o, p: o.AdamW([p], weight_decay=-1),
-], ids=["lr", "eps", "momentum", "weight_decay", "alpha", "AdamW beta2", "AdamW decay"])
+    lambda o, p: o.Adagrad([p], lr_decay=-1), lambda o, p: o.Adagrad([p], eps=-1.0),
+    lambda o, p: o.Adagrad([p], initial_accumulator_value=-0.5),
+], ids=["lr", "eps", "momentum", "weight_decay", "alpha", "AdamW beta2", "AdamW decay",
+        "Adagrad lr_decay", "Adagrad eps", "Adagrad accumulator"])
 def test_optimizer_argument_errors_match_torch(make: Any):
     with pytest.raises(ValueError) as want:
         make(torch.optim, torch.ones(2, requires_grad=True))
     with pytest.raises(ValueError) as got:
         make(ge.optim, ge.ones(2, requires_grad=True))
     assert str(got.value) == str(want.value)
+
+
+def test_adagrad_state_exists_before_the_first_step_as_in_torch():
+    g_opt = ge.optim.Adagrad([ge.ones(2, requires_grad=True)], initial_accumulator_value=0.25)
+    t_opt = torch.optim.Adagrad([torch.ones(2, requires_grad=True)],
+                                initial_accumulator_value=0.25)
+    (g,), (t,) = g_opt.state_dict()["state"].values(), t_opt.state_dict()["state"].values()
+    assert g["step"] == float(t["step"]) == 0.0
+    np.testing.assert_array_equal(g["sum"], t["sum"].numpy())
 
 
 def test_rmsprop_state_dict_round_trip():
