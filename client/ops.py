@@ -28,8 +28,8 @@ def _as_dtype(v: Any) -> codec.DType | None:
 
 
 # The engine's validator with the built-in types its errors come back as from a server
-# (InvalidTypeError: TypeError; InvalidValueError and UnknownAttributeError: ValueError).
-ATTRS = AttrValidator(TypeError, ValueError, ValueError, _as_dtype)
+# (InvalidTypeError and UnknownAttributeError: TypeError; InvalidValueError: ValueError).
+ATTRS = AttrValidator(TypeError, ValueError, TypeError, _as_dtype)
 
 
 def _default(value: graph_pb2.AttrValue) -> Any:

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import data, grad_mode, legacy, messages
+from gradserve.surface import compat as surface_compat
+from gradserve.surface import data, devices, grad_mode, legacy, messages
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
-from . import codec, optim, overloads
+from . import codec, compat, nn, optim, overloads
 from .batch import Recorder, user_origin
 from .errors import copy_error, omitted_error
 from .ops import OpSpec, make_function
@@ -68,8 +69,7 @@ class Session:
         self.Tensor = Tensor
         self.Size = Size
         self.dtype = codec.DType
-        functional = types.SimpleNamespace(**self._functions)
-        self.nn = types.SimpleNamespace(functional=functional)
+        self.nn = nn.build(self)  # torch.nn: modules, functional, init, utils (client/nn.py)
         self.autograd = types.SimpleNamespace(grad=self.grad_of, backward=self._autograd_backward,
                                               Variable=legacy.variable_type(self))
         self.utils = types.SimpleNamespace(data=data.namespace(self))  # torch.utils.data
@@ -86,6 +86,12 @@ class Session:
         self.is_grad_enabled = grad_mode.is_grad_enabled
         self.inference_mode = grad_mode.inference_mode
         self.is_inference_mode_enabled = grad_mode.is_inference_mode_enabled
+        compat.install(self)  # device, cuda, set_default_dtype, Tensor(...), FloatTensor, ...
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise surface_compat.missing_name("torch", name)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -136,8 +142,21 @@ class Session:
         return f"<gradserve.client.Session {self.id} on {self.client.target}>"
 
     def manual_seed(self, seed: int) -> None:
-        """Re-seed the session's random number generator (torch.manual_seed)."""
-        self._record().manual_seed.seed = int(seed)
+        """Re-seed the session's random number generator (torch.manual_seed): its draws are then
+        torch's for the same seed and calls.
+
+        Args:
+            seed: an integer in [-2**63, 2**64); negative seeds wrap modulo 2**64 as in torch.
+        Raises:
+            TypeError: seed is not an integer.
+            RuntimeError: seed is out of range.
+        """
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"manual_seed expected a long, but got {type(seed).__name__}")
+        if not -(2 ** 63) <= int(seed) < 2 ** 64:
+            raise RuntimeError("Overflow when unpacking long long" if seed < 0 else
+                               f"manual_seed expected a value in [-2**63, 2**64), got {seed}")
+        self._record().manual_seed.seed = int(seed) % 2 ** 64
         self._epoch += 1
 
     # --- recording ------------------------------------------------------------------------------
@@ -274,7 +293,7 @@ class Session:
             return lambda *args, **kwargs: self._apply(spec, *spec.bind((t, *args), kwargs))
         if name in self._table.inplace:
             return lambda *args, **kwargs: self.inplace(name, t, args, kwargs)
-        raise AttributeError(f"'Tensor' object has no attribute '{name}'")
+        raise surface_compat.missing_name("torch.Tensor", name, "dir(tensor)")
 
     def inplace(self, name: str, t: Tensor, args: Sequence[Any], kwargs: dict[str, Any]) -> Tensor:
         """Record `t.<name>(*args)` for an in-place op name (`add_`)."""
@@ -341,11 +360,14 @@ class Session:
     # --- creation -------------------------------------------------------------------------------
 
     def tensor(self, data: Any, dtype: Any = None, requires_grad: bool = False,
-               device: Any = None) -> Tensor:
-        """A new leaf tensor from data (torch.tensor): a float makes float32, an int int64."""
+               device: Any = None, pin_memory: bool = False) -> Tensor:
+        """A new leaf tensor from data (torch.tensor): a float makes the default dtype
+        (float32 unless set_default_dtype), an int int64; `device` as a CPU-only torch."""
+        devices.check_device(device, "tensor")
         if isinstance(data, Tensor):
             data = data.detach().numpy()
-        arr = codec.array_from_data(data, None if dtype is None else codec.as_dtype(dtype))
+        arr = codec.array_from_data(data, None if dtype is None else codec.as_dtype(dtype),
+                                    self._default_dtype)
         t = self._new_tensor()
         with self._recorder.lock:
             m = self._record(_bind_outputs([t]), [t]).create_tensor
@@ -356,10 +378,17 @@ class Session:
         self._after_record()
         return t
 
-    def as_tensor(self, data: Any, dtype: Any = None) -> Tensor:
-        return data if isinstance(data, Tensor) else self.tensor(data, dtype=dtype)
+    def as_tensor(self, data: Any, dtype: Any = None, device: Any = None) -> Tensor:
+        """torch.as_tensor: `data` itself when it is a tensor (converted if dtype differs)."""
+        devices.check_device(device, "as_tensor")
+        if isinstance(data, Tensor):
+            return data if dtype is None else data.to(codec.as_dtype(dtype))
+        return self.tensor(data, dtype=dtype)
 
     def from_numpy(self, arr: np.ndarray) -> Tensor:
+        """torch.from_numpy (a copy on the server: torch shares the array's memory)."""
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"expected np.ndarray (got {type(arr).__name__})")
         return self.tensor(arr)
 
     # --- reading (each may flush) ---------------------------------------------------------------
@@ -491,7 +520,9 @@ class Session:
 
     def _autograd_backward(self, tensors: Any, grad_tensors: Any = None,
                            retain_graph: bool | None = None, create_graph: bool = False,
-                           inputs: Any = None) -> None:
+                           grad_variables: Any = None, inputs: Any = None) -> None:
+        grad_tensors = surface_compat.backward_arguments(grad_tensors, grad_variables,
+                                                         RuntimeError, stacklevel=2)
         tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
         if grad_tensors is None or isinstance(grad_tensors, Tensor):
             grad_tensors = [grad_tensors] * len(tensors)
@@ -501,9 +532,11 @@ class Session:
 
     def grad_of(self, outputs: Any, inputs: Any, grad_outputs: Any = None,
                 retain_graph: bool | None = None, create_graph: bool = False,
-                allow_unused: bool | None = None, materialize_grads: bool = False
+                only_inputs: bool = True, allow_unused: bool | None = None,
+                is_grads_batched: bool = False, materialize_grads: bool = False
                 ) -> tuple[Tensor | None, ...]:
-        """torch.autograd.grad, sent at once."""
+        """torch.autograd.grad, sent at once (`only_inputs` deprecated and ignored, as torch)."""
+        surface_compat.grad_arguments(only_inputs, is_grads_batched, stacklevel=2)
         outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
         inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
         results = [self._new_tensor() for _ in inputs]

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from gradserve.surface import grad_mode
+from gradserve.surface import compat, grad_mode
 
 from . import errors, limits
 from .dispatch import refresh_if_stale
@@ -258,8 +258,11 @@ def _roots(outputs: tuple[Tensor, ...]) -> list[tuple[Any, int]]:
 
 
 def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None = None,
-             create_graph: bool = False, inputs: Any = None) -> None:
-    """torch.autograd.backward: accumulate gradients of `tensors` into the leaves' `.grad`."""
+             create_graph: bool = False, grad_variables: Any = None, inputs: Any = None) -> None:
+    """torch.autograd.backward: accumulate gradients of `tensors` into the leaves' `.grad`
+    (`grad_variables` is torch's deprecated name of `grad_tensors`)."""
+    grad_tensors = compat.backward_arguments(grad_tensors, grad_variables,
+                                             errors.InvalidArgumentError, stacklevel=2)
     outputs = _as_tuple(tensors)
     grads_in = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(outputs)
     if len(grads_in) != len(outputs):
@@ -291,7 +294,8 @@ def tensor_backward(self: Tensor, gradient: Tensor | None = None,
                     inputs: Any = None) -> None:
     """Accumulate the gradient of this tensor into the leaves' `.grad` (torch's rules): the
     method `Tensor.backward` (attached by `api.build`; `tensor` cannot import this module)."""
-    backward(self, None if gradient is None else (gradient,), retain_graph, create_graph, inputs)
+    backward(self, None if gradient is None else (gradient,), retain_graph, create_graph,
+             inputs=inputs)
 
 
 def _accumulate_into(t: Tensor, g: Any, create_graph: bool) -> None:
@@ -316,13 +320,16 @@ def _capture_keys(inputs: tuple[Tensor, ...], who: str) -> dict[tuple[Any, int],
 
 
 def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool | None = None,
-         create_graph: bool = False, allow_unused: bool | None = None,
-         materialize_grads: bool = False) -> tuple[Any, ...]:
-    """torch.autograd.grad: gradients of `outputs` with respect to `inputs`, without `.grad`.
+         create_graph: bool = False, only_inputs: bool = True, allow_unused: bool | None = None,
+         is_grads_batched: bool = False, materialize_grads: bool = False) -> tuple[Any, ...]:
+    """torch.autograd.grad: gradients of `outputs` with respect to `inputs`, without `.grad`
+    (`only_inputs` is deprecated and ignored, as in torch 2.13).
 
     Raises:
         AutogradError: an input does not require grad, or was not used and allow_unused is off.
+        NotImplementedError: is_grads_batched=True.
     """
+    compat.grad_arguments(only_inputs, is_grads_batched, stacklevel=2)
 
     outs = _as_tuple(outputs)
     ins = _as_tuple(inputs)
@@ -453,3 +460,10 @@ def footprint(tensors: Iterable[Tensor]) -> Footprint:
                 if e is not None:
                     nodes.append(e[0])
     return Footprint(data, saved, len(seen_tensors), len(seen_nodes))
+
+
+def __getattr__(name: str) -> Any:
+    # torch.autograd's names gradserve does not have (a module-level __getattr__, PEP 562)
+    if name.startswith("__"):
+        raise AttributeError(name)
+    raise compat.missing_name("torch.autograd", name, "dir(gradserve.engine.autograd)")

@@ -42,8 +42,9 @@ class UnknownOpError(EngineError, ValueError):
     """An op name, attribute name or attribute value is not in the registry's catalogue."""
 
 
-class UnknownAttributeError(UnknownOpError):
-    """An op got an attribute (keyword argument) it does not have."""
+class UnknownAttributeError(EngineError, TypeError):
+    """An op got an attribute (keyword argument) it does not have (torch: TypeError, "f() got
+    an unexpected keyword argument 'x'")."""
 
 
 class AutogradError(EngineError, RuntimeError):

@@ -190,8 +190,31 @@ class Node:
 
     @property
     def next_functions(self) -> tuple[tuple[Any, int], ...]:
-        """One (node or None, output index) pair per input, as torch's `next_functions`."""
-        return tuple(e if e is not None else (None, 0) for e in self.edges)
+        """One (node or None, output index) pair per input, as torch's `next_functions`: a
+        Python-number operand has a (None, 0) entry only where torch wraps it in a tensor (its
+        Tensor overload: add, sub, mul, div, where), not where torch has a Scalar overload
+        (pow, clamp, remainder, `1 - x`'s rsub)."""
+        op = self.op
+        if op.variadic:
+            return tuple(e if e is not None else (None, 0) for e in self.edges)
+        wraps = op.name in _WRAPPED_SCALARS and self._name != "RsubBackward1"
+        # an absent optional tensor (clamp's min) has an entry when another one is given
+        optional_tensor = any(o and m is not None for o, m in zip(op.optional, self.meta))
+        out: list[tuple[Any, int]] = []
+        for e, a, rule, m in zip(self.edges, self.args, op.vjps, self.meta):
+            if e is not None:
+                out.append(e)
+            elif rule is None:
+                continue  # not differentiable (a condition, a mask, an index): no entry
+            elif m is not None:
+                out.append((None, 0))  # a tensor that does not require grad
+            elif a is None and not optional_tensor:
+                continue
+            elif _is_number(a) and not wraps:
+                continue
+            else:
+                out.append((None, 0))
+        return tuple(out)
 
     def __repr__(self) -> str:
         return f"<{self._name} object at {hex(id(self))}>"
@@ -280,6 +303,12 @@ class Node:
 
 
 _CONSTANT_TYPES = frozenset((bool, int, float, type(None)))
+# ops whose Python-number operands torch wraps as tensors (so they have a (None, 0) edge)
+_WRAPPED_SCALARS = frozenset(("add", "sub", "mul", "div", "where"))
+
+
+def _is_number(a: Any) -> bool:
+    return isinstance(a, (bool, int, float, np.number, np.bool_))
 
 
 def _is_constant(a: Any) -> bool:

@@ -97,7 +97,7 @@ class Tensor(TensorMethods):
         return d
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise errors.InvalidTypeError("use gradserve.engine.tensor(data) to create a Tensor")
+        pass  # `Tensor(...)` is torch's legacy constructor: __new__ (engine/spellings.py) made it
 
     # --- autograd state ------------------------------------------------------------------------
 
@@ -184,11 +184,21 @@ class Tensor(TensorMethods):
 
     @property
     def data(self) -> Tensor:
-        return self.detach()
+        """A tensor sharing this one's data, outside autograd (its own version counter, as
+        torch's `.data`: in-place changes through it are not seen by autograd)."""
+        return Tensor._make(self._array())
 
     @data.setter
     def data(self, value: Tensor) -> None:
-        self._data = value._data
+        """`x.data = y`: x now shares y's data (shape and dtype too), keeping x's autograd state."""
+        if not isinstance(value, Tensor):
+            raise errors.InvalidTypeError(
+                f"Variable data has to be a tensor, but got {type(value).__name__}")
+        if self._rg and not value.dtype.is_floating_point:
+            raise errors.InvalidArgumentError(
+                "data set to a tensor that requires gradients must be floating point or complex "
+                "dtype")
+        self._data = value._array()
         self.dtype = value.dtype
 
     @property
@@ -232,8 +242,23 @@ class Tensor(TensorMethods):
         return self.dtype.is_floating_point
 
     @property
-    def device(self) -> str:
-        return "cpu"
+    def device(self) -> Any:
+        """device(type='cpu'): gradserve computes on the CPU."""
+        from gradserve.surface.devices import CPU
+
+        return CPU
+
+    is_cuda = False
+    is_cpu = True
+
+    def get_device(self) -> int:
+        """-1, torch's answer for a CPU tensor."""
+        return -1
+
+    def is_contiguous(self, memory_format: Any = None) -> bool:
+        """Whether the elements are laid out in row-major order without gaps (False for a
+        transpose, an expand or a strided slice, as torch)."""
+        return builtins.bool(np.asarray(self._data).flags.c_contiguous)
 
     def item(self) -> Any:
         """The single value as a Python number."""
@@ -267,7 +292,12 @@ class Tensor(TensorMethods):
         return self._data.reshape(()).item()
 
     def __float__(self) -> float:
-        return builtins.float(self._scalar_value("float"))
+        value = builtins.float(self._scalar_value("float"))
+        if self._rg:
+            from gradserve.surface.compat import warn_scalar_requires_grad
+
+            warn_scalar_requires_grad(stacklevel=2)
+        return value
 
     def __int__(self) -> int:
         return builtins.int(self._scalar_value("int"))

@@ -13,6 +13,7 @@ what this script makes now, so adding an op with a method without regenerating f
 from __future__ import annotations
 
 import inspect
+import keyword
 import sys
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,22 @@ def _public(name: str, fn: Any) -> list[str]:
 
 
 def _declaration(name: str, kind: str, op: Any, value: Any) -> list[str]:
+    lines = _declaration_of(name, kind, op, value)
+    if any(_names_keyword(line) for line in lines):
+        # a parameter spelled as a Python keyword (torch's uniform_(from, to)) cannot be declared
+        returns = lines[-1].rpartition("-> ")[2].partition(":")[0]
+        return [f"    def {name}(self, *args: Any, **kwargs: Any) -> {returns}: ..."]
+    return lines
+
+
+def _names_keyword(line: str) -> bool:
+    """Whether a declaration line names a parameter that is a Python keyword."""
+    _, _, params = line.partition("(")
+    return any(keyword.iskeyword(part.strip().lstrip("*").partition(":")[0])
+               for part in params.rpartition(")")[0].split(","))
+
+
+def _declaration_of(name: str, kind: str, op: Any, value: Any) -> list[str]:
     ignore = "  # type: ignore[override]" if name in _OVERRIDES_OBJECT else ""
     if kind == "op":
         plain = not op.attrs and not any(op.optional)  # api.make_function's plain_fn: (*args)

@@ -129,6 +129,8 @@ def tensor_info(handle: int, t: ge.Tensor, out: session_pb2.TensorInfo) -> None:
     version = t._version_counter
     if version:
         out.version = version
+    if not t.is_contiguous():
+        out.non_contiguous = True
 
 
 _TENSOR_BYTES = ge.limits.TENSOR_BYTES
@@ -352,7 +354,8 @@ class Executor:
         attrs = codec.decode_attrs(m.attrs, m.op)
         self._reserve_views(target)
         with ge.set_grad_enabled(not m.no_grad):
-            self.within_budget(ge.apply_inplace, op.name, target, inputs, attrs)
+            self.within_budget(ge.apply_inplace, op.name, target, inputs, attrs,
+                               self.s.generator if ops.takes_generator(op.name) else None)
         tensor_info(m.target, target, r.handles.tensors.add())
         self._describe_base(target, r)
         return _nbytes(inputs) + 2 * (target.nbytes + _TENSOR_BYTES + _NODE_BYTES)
@@ -434,7 +437,7 @@ class Executor:
         if m.grad_outputs:
             grad_outputs = [self.value(v, "grad() grad_outputs") for v in m.grad_outputs]
         retain = m.retain_graph if m.HasField("retain_graph") else None
-        grads = self.differentiate(m.create_graph, ge.autograd.grad, outputs, inputs,
+        grads = self.differentiate(m.create_graph, _grad, outputs, inputs,
                                    grad_outputs, retain, m.create_graph, m.allow_unused)
         r.handles.SetInParent()
         return sum(self.bind(h, g, r) for h, g in zip(m.results, grads) if g is not None)
@@ -622,7 +625,17 @@ def autograd_graph(t: ge.Tensor, tensors: dict[int, ge.Tensor],
     while stack:
         node = stack.pop()
         source = ids[id(node)]
-        for nxt, _ in node.next_functions:
-            if nxt is not None:
-                out.edges.add(source=source, target=node_id(nxt))
+        for nxt, output_nr in node.next_functions:
+            if nxt is None:
+                out.nodes[source].next.add(output_nr=output_nr)
+                continue
+            target = node_id(nxt)
+            out.nodes[source].next.add(node=target, output_nr=output_nr)
+            out.edges.add(source=source, target=target)
 
+
+def _grad(outputs: Any, inputs: Any, grad_outputs: Any, retain_graph: Any, create_graph: bool,
+          allow_unused: bool) -> Any:
+    """ge.autograd.grad with allow_unused by name (its 6th parameter is torch's only_inputs)."""
+    return ge.autograd.grad(outputs, inputs, grad_outputs, retain_graph, create_graph,
+                            allow_unused=allow_unused)

@@ -111,19 +111,27 @@ class Subset(Dataset):
         return len(self.indices)
 
 
-def draw_seed(torch: Any, generator: Any) -> int | None:
+def draw_seed(torch: Any, generator: Any, fetch: bool = True) -> int | None:
     """torch's `torch.empty((), dtype=torch.int64).random_(generator=generator).item()`: one
     64-bit draw from `generator` (the default generator when None).
 
     `zeros` stands for torch's `empty` (random_ overwrites the value; neither draws anything).
     A namespace without `Tensor.random_` has no torch-exact generator whose state the draw
-    could advance, and then nothing is drawn and None is returned.
+    could advance, and then nothing is drawn and None is returned. `fetch=False` draws without
+    reading the value (`.item()` costs a session a round trip) and returns None.
     """
     seed_tensor = torch.zeros((), dtype=torch.int64)
     if not hasattr(seed_tensor, "random_"):
         return None
     kwargs = {} if generator is None else {"generator": generator}
-    return int(seed_tensor.random_(**kwargs).item())
+    drawn = seed_tensor.random_(**kwargs)
+    return int(drawn.item()) if fetch else None
+
+
+def _can_shuffle(torch: Any) -> bool:
+    """Whether `torch` has what RandomSampler calls (checked before anything is drawn)."""
+    return (hasattr(torch, "Generator") and hasattr(torch, "randperm")
+            and hasattr(torch.zeros((), dtype=torch.int64), "random_"))
 
 
 # --- samplers ------------------------------------------------------------------------------------
@@ -179,8 +187,8 @@ class RandomSampler(Sampler):
         torch = self._torch
         n = len(self.data_source)
         if self.generator is None:
-            seed = draw_seed(torch, None)
-            if seed is None or not hasattr(torch, "Generator"):
+            seed = draw_seed(torch, None) if _can_shuffle(torch) else None
+            if seed is None:
                 raise NotImplementedError(
                     "RandomSampler: shuffling needs torch.Generator, torch.randperm and "
                     "Tensor.random_, which this gradserve namespace does not have")
@@ -440,7 +448,7 @@ class DataLoader:
         # torch's _BaseDataLoaderIter draws its base seed when the pass starts, before the
         # sampler draws anything (that happens at the first batch)
         sampler_iter = iter(self._index_sampler)
-        draw_seed(torch, self.generator)
+        draw_seed(torch, self.generator, fetch=False)  # torch's base seed, for its workers
         return self._batches(sampler_iter)
 
     def _batches(self, sampler_iter: Iterator[Any]) -> Iterator[Any]:

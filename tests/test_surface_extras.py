@@ -397,19 +397,30 @@ def test_random_split_with_a_generator_matches_torch():
     assert [s.indices for s in got] == [s.indices for s in want]
 
 
-def test_engine_shuffle_follows_the_engines_generator():
-    """In process, shuffling takes the engine's generator through torch's calls: torch's order
-    once the engine's generator is torch's (Tensor.random_ and randperm: branch rng); until
-    then a shuffling sampler says what it lacks, and an unshuffled pass draws nothing."""
-    ds = ge.utils.data.TensorDataset(ge.arange(10))
-    if hasattr(ge.zeros(()), "random_") and hasattr(ge, "randperm"):
-        ge.manual_seed(7)
-        torch.manual_seed(7)
-        assert _two_epochs(ge.utils.data, ge) == _two_epochs(torch.utils.data, torch)
-    else:
-        with pytest.raises(NotImplementedError, match="torch.Generator, torch.randperm"):
-            _two_epochs(ge.utils.data, ge)
-        state = ge.default_generator.get_state().copy()
-        assert [b[0].tolist() for b in ge.utils.data.DataLoader(ds, batch_size=5)] == [
-            [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
-        np.testing.assert_array_equal(ge.default_generator.get_state(), state)
+@pytest.mark.parametrize("seed, batch_size, drop_last", [(7, 4, False), (0, 3, True),
+                                                         (123, 10, False), (5, 1, False)])
+def test_engine_shuffles_as_torch(seed: int, batch_size: int, drop_last: bool):
+    """In process the generator is torch's, so shuffled batches are torch's after the same seed,
+    pass after pass, and the default generator is left where torch leaves it."""
+    orders = []
+    for lib in (ge, torch):
+        lib.manual_seed(seed)
+        d = lib.utils.data
+        loader = d.DataLoader(d.TensorDataset(lib.arange(10), lib.arange(10) * 2),
+                              batch_size=batch_size, shuffle=True, drop_last=drop_last)
+        passes = [[b[0].tolist() for b in loader] for _ in range(3)]
+        orders.append((passes, lib.rand(3).tolist()))
+    assert orders[0] == orders[1]
+
+
+def test_engine_shuffles_with_a_generator_as_torch():
+    orders = []
+    for lib in (ge, torch):
+        g = lib.Generator()
+        g.manual_seed(42)
+        d = lib.utils.data
+        loader = d.DataLoader(d.TensorDataset(lib.arange(7)), batch_size=3, shuffle=True,
+                              generator=g)
+        orders.append([[b[0].tolist() for b in loader] for _ in range(2)])
+        orders.append([s.indices for s in d.random_split(range(9), [4, 5], generator=g)])
+    assert orders[:2] == orders[2:]  # (loader passes, split) in process == torch

@@ -523,7 +523,7 @@ class Instruction(_message.Message):
     def __init__(self, create_tensor: _Optional[_Union[CreateTensor, _Mapping]] = ..., apply_op: _Optional[_Union[ApplyOp, _Mapping]] = ..., apply_inplace: _Optional[_Union[ApplyInplace, _Mapping]] = ..., backward: _Optional[_Union[Backward, _Mapping]] = ..., grad: _Optional[_Union[Grad, _Mapping]] = ..., zero_grad: _Optional[_Union[ZeroGrad, _Mapping]] = ..., set_grad: _Optional[_Union[SetGrad, _Mapping]] = ..., get_grad: _Optional[_Union[GetGrad, _Mapping]] = ..., set_requires_grad: _Optional[_Union[SetRequiresGrad, _Mapping]] = ..., detach: _Optional[_Union[Detach, _Mapping]] = ..., detach_inplace: _Optional[_Union[DetachInplace, _Mapping]] = ..., retain_grad: _Optional[_Union[RetainGrad, _Mapping]] = ..., create_optimizer: _Optional[_Union[CreateOptimizer, _Mapping]] = ..., optimizer_step: _Optional[_Union[OptimizerStep, _Mapping]] = ..., optimizer_zero_grad: _Optional[_Union[OptimizerZeroGrad, _Mapping]] = ..., manual_seed: _Optional[_Union[ManualSeed, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., fetch: _Optional[_Union[Fetch, _Mapping]] = ..., index: _Optional[_Union[Index, _Mapping]] = ..., index_put: _Optional[_Union[IndexPut, _Mapping]] = ..., get_optimizer_state: _Optional[_Union[GetOptimizerState, _Mapping]] = ...) -> None: ...
 
 class TensorInfo(_message.Message):
-    __slots__ = ("handle", "dtype", "shape", "requires_grad", "is_leaf", "grad_fn", "version")
+    __slots__ = ("handle", "dtype", "shape", "requires_grad", "is_leaf", "grad_fn", "version", "non_contiguous")
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -531,6 +531,7 @@ class TensorInfo(_message.Message):
     IS_LEAF_FIELD_NUMBER: _ClassVar[int]
     GRAD_FN_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    NON_CONTIGUOUS_FIELD_NUMBER: _ClassVar[int]
     handle: int
     dtype: _tensor_pb2.DType
     shape: _containers.RepeatedScalarFieldContainer[int]
@@ -538,19 +539,30 @@ class TensorInfo(_message.Message):
     is_leaf: bool
     grad_fn: str
     version: int
-    def __init__(self, handle: _Optional[int] = ..., dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., requires_grad: _Optional[bool] = ..., is_leaf: _Optional[bool] = ..., grad_fn: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    non_contiguous: bool
+    def __init__(self, handle: _Optional[int] = ..., dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., requires_grad: _Optional[bool] = ..., is_leaf: _Optional[bool] = ..., grad_fn: _Optional[str] = ..., version: _Optional[int] = ..., non_contiguous: _Optional[bool] = ...) -> None: ...
 
 class AutogradNode(_message.Message):
-    __slots__ = ("id", "name", "leaf_handle", "leaf_shape")
+    __slots__ = ("id", "name", "leaf_handle", "leaf_shape", "next")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     LEAF_HANDLE_FIELD_NUMBER: _ClassVar[int]
     LEAF_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     leaf_handle: int
     leaf_shape: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., leaf_handle: _Optional[int] = ..., leaf_shape: _Optional[_Iterable[int]] = ...) -> None: ...
+    next: _containers.RepeatedCompositeFieldContainer[AutogradNext]
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., leaf_handle: _Optional[int] = ..., leaf_shape: _Optional[_Iterable[int]] = ..., next: _Optional[_Iterable[_Union[AutogradNext, _Mapping]]] = ...) -> None: ...
+
+class AutogradNext(_message.Message):
+    __slots__ = ("node", "output_nr")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NR_FIELD_NUMBER: _ClassVar[int]
+    node: int
+    output_nr: int
+    def __init__(self, node: _Optional[int] = ..., output_nr: _Optional[int] = ...) -> None: ...
 
 class AutogradEdge(_message.Message):
     __slots__ = ("source", "target")
