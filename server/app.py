@@ -70,7 +70,7 @@ class GradServer:
         self.config = config
         # Freed C heap memory goes back to the system after calls and sweeps (--malloc-trim).
         self.trim = heap.Trimmer(config.malloc_trim, config.malloc_top_pad)
-        self.store = SessionStore(config, after_sweep=self.trim)
+        self.store = SessionStore(config, after_sweep=self.trim.sweep)
         tokens = read_tokens(config.auth_token_file) if config.auth_token_file else []
         self.metrics = Metrics(lambda: len(self.store), self.store.bytes_held)
         self.servicer = AutogradServicer(config, self.store, Authenticator(tokens),

@@ -96,9 +96,10 @@ _HELP = {
     "malloc_top_pad": "freed bytes the C allocator (glibc) keeps per heap for reuse, so large "
                       "tensors do not fault their pages in anew on every call; raises peak RSS "
                       "(0: the allocator's default)",
-    "malloc_trim": "bytes resident memory may grow before the C allocator (glibc) is asked to "
-                   "return its freed pages to the system (malloc_trim), checked after every "
-                   "call and idle sweep; bounds what fragmented heaps keep (0: off)",
+    "malloc_trim": "return the C allocator's (glibc) freed pages to the system (malloc_trim) "
+                   "after a call once resident memory grew this many bytes since the last "
+                   "trim, and on every --reap-interval sweep that follows calls; bounds what "
+                   "fragmented heaps keep (0: off)",
 }
 
 ENV_PREFIX = "GRADSERVE_"

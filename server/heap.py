@@ -16,9 +16,10 @@ Even with few arenas, memory freed inside a heap stays resident: glibc returns o
 heap, and a call that parsed a 2.7 MB graph and built millions of short-lived objects leaves
 its pages spread between chunks still in use, so resident memory ratchets up by tens of MiB per
 such call. `Trimmer` returns those pages (glibc malloc_trim, which releases free pages in the
-middle of heaps too) whenever the process's resident memory has grown a step since it last
-trimmed; the servicer runs it after every call and the reaper on every sweep, so resident memory
-between calls stays within a step of what is live.
+middle of heaps too): after a call, when the process's resident memory has grown a step since
+it last trimmed (a burst of large calls), and on the reaper's sweep when any call ended since
+the last trim (a call's request is freed only after its handler returns, so the sweep is what
+catches a large request's parse). Resident memory between calls stays close to what is live.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ def limit_arenas(arenas: int) -> bool:
 
 
 class Trimmer:
-    """Return the C heaps' free pages to the system once resident memory has grown `step` bytes
-    since the last trim (or since start); a no-op where glibc's malloc_trim or /proc is missing.
+    """Return the C heaps' free pages to the system: after a call once resident memory has grown
+    `step` bytes since the last trim (`__call__`), and on each sweep that follows calls
+    (`sweep`); a no-op where glibc's malloc_trim or /proc is missing.
 
     Args:
         step: bytes of growth that trigger a trim; 0 turns trimming off.
@@ -70,6 +72,7 @@ class Trimmer:
             trim.restype = ctypes.c_int
         self._trim = trim if trim is not None and resident_bytes() is not None else None
         self._floor = resident_bytes() or 0
+        self._calls = False  # a call ended since the last trim
         self._lock = threading.Lock()
 
     @property
@@ -77,7 +80,8 @@ class Trimmer:
         return self._trim is not None
 
     def __call__(self) -> bool:
-        """Trim if resident memory grew a step since the last trim; True when it trimmed.
+        """After a call: trim if resident memory grew a step since the last trim; True when it
+        trimmed.
 
         Cheap when it does not trim (one read of /proc/self/statm); a trim takes about a
         millisecond per 100 MiB of heap, outside the GIL. Thread-safe: a trim already running
@@ -85,14 +89,29 @@ class Trimmer:
         """
         if self._trim is None:
             return False
+        self._calls = True
         rss = resident_bytes()
         if rss is None:
             return False
         if rss < self._floor:
             self._floor = rss  # memory went back by itself (unmapped): measure growth from here
-        if rss < self._floor + self.step or not self._lock.acquire(blocking=False):
+        if rss < self._floor + self.step:
+            return False
+        return self._run(rss)
+
+    def sweep(self) -> bool:
+        """On a periodic sweep: trim if any call ended since the last trim (their requests and
+        replies are freed by now); True when it trimmed."""
+        if self._trim is None or not self._calls:
+            return False
+        rss = resident_bytes()
+        return rss is not None and self._run(rss)
+
+    def _run(self, rss: int) -> bool:
+        if not self._lock.acquire(blocking=False):
             return False
         try:
+            self._calls = False
             self._trim(self.keep)
             self.trims += 1
             after = resident_bytes()

@@ -198,6 +198,22 @@ def test_every_derivative_order_is_counted(server, stub, n):
     assert_bounded(server, baseline)
 
 
+def test_the_graph_itself_is_charged_to_the_call():
+    # Parsing and validating a graph costs memory before any op runs (21 MiB parsed and a
+    # 10 MiB table of names for 100,000 nodes): GRAPH_NODE_BYTES per node comes off the budget
+    # first, so a graph of cheap ops that the budget cannot even hold is refused up front.
+    from gradserve.server import graph
+
+    req = _sin_chain(3_000, 1)
+    cheap = ServerConfig(max_session_bytes=graph.GRAPH_NODE_BYTES * 3_000 - 1)
+    graph.validate(req, cheap, handles_allowed=False)
+    with pytest.raises(Exception, match="the parsed and validated graph needs 1008000 bytes"):
+        graph.execute(req, cheap, check_deadline=lambda: None)
+    roomy = ServerConfig(max_session_bytes=8 * MiB)
+    resp = graph.execute(req, roomy, check_deadline=lambda: None)
+    assert [g.name for g in resp.gradients] == ["x"]
+
+
 def test_a_small_chain_still_differentiates_to_order_8(stub):
     resp = stub.RunGraph(_sin_chain(3, 8), timeout=30)
     assert len(resp.gradients[0].derivatives) == 8
