@@ -26,6 +26,11 @@ from .errors import InvalidRequestError, LimitExceededError, Located
 # before its inputs, so a graph's size counts against what its ops may allocate.
 GRAPH_NODE_BYTES = 336
 
+# Encoding a result into the reply copies its data twice: into the response message, and into
+# gRPC's serialized bytes (both live until the reply is sent). Charged per output and gradient
+# before it is encoded: an expanded result holds one element but is sent in full.
+REPLY_COPIES = 2
+
 
 def validate(req: service_pb2.RunGraphRequest, config: ServerConfig,
              handles_allowed: bool) -> None:
@@ -213,7 +218,7 @@ def _execute(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: Bud
     outputs = [resolve(graph_pb2.Value(ref=o.ref)) for o in g.outputs]
     resp = service_pb2.RunGraphResponse()
     for o, t in zip(g.outputs, outputs):
-        codec.encode_tensor(t, resp.outputs.add(name=o.name).tensor)
+        _encode(t, resp.outputs.add(name=o.name).tensor)
     if req.wrt:
         check_deadline()
         _gradients(req, outputs, [env[name][0] for name in req.wrt], limit, resp,
@@ -243,7 +248,9 @@ class Budget:
     op's declared results and graph node, in the forward and in every derivative order's
     backward, and every numpy gradient, are charged before they are made; the parsed graph
     (`GRAPH_NODE_BYTES` per node) is charged first, inputs and inline constants here (data once
-    per owning array, plus `TENSOR_BYTES`). Charges are cumulative: frees are not credited."""
+    per owning array, plus `TENSOR_BYTES`), and the reply's copies of each output and gradient
+    (`REPLY_COPIES` x its full size) before it is encoded. Charges are cumulative: frees are not
+    credited."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
@@ -263,8 +270,16 @@ class Budget:
         return LimitExceededError(
             f"{exc}: a stateless call may allocate at most {self.max_bytes} bytes in all (the "
             "per-call limit, --max-session-bytes: the parsed graph, inputs, constants, each op's "
-            "results and graph nodes, every derivative order's gradients and graphs)",
+            "results and graph nodes, every derivative order's gradients and graphs, the "
+            "reply)",
             limit="max_session_bytes")
+
+
+def _encode(t: ge.Tensor, out: Any) -> None:
+    """Encode `t` into `out`, charging the reply's copies of its data to the call's budget."""
+    arr = t.numpy(force=True)
+    ge.limits.charge(REPLY_COPIES * arr.nbytes, "the reply's copies of a result")
+    codec.encode_array(arr, out)
 
 
 def _zeros_like(x: ge.Tensor) -> ge.Tensor:
@@ -309,4 +324,4 @@ def _gradients(req: service_pb2.RunGraphRequest, outputs: list[Any], inputs: lis
             if d is None:
                 slot.none.SetInParent()
             else:
-                codec.encode_tensor(d, slot.tensor)
+                _encode(d, slot.tensor)
