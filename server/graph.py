@@ -28,7 +28,7 @@ GRAPH_NODE_BYTES = 336
 
 # Encoding a result into the reply copies its data twice: into the response message, and into
 # gRPC's serialized bytes (both live until the reply is sent). Charged per output and gradient
-# before it is encoded: an expanded result holds one element but is sent in full.
+# before it is encoded, at its full size (an expanded view is sent in full).
 REPLY_COPIES = 2
 
 
