@@ -66,7 +66,12 @@ class Trimmer:
         self.step = step
         self.keep = max(0, keep)
         self.trims = 0
-        trim = _libc_function("malloc_trim") if step > 0 else None
+        trim = None
+        if step > 0:
+            try:
+                trim = _libc().malloc_trim
+            except AttributeError:  # not glibc (or no libc found: None)
+                trim = None
         if trim is not None:
             trim.argtypes = (ctypes.c_size_t,)
             trim.restype = ctypes.c_int
@@ -134,17 +139,18 @@ def resident_bytes() -> int | None:
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def _libc_function(name: str) -> Any:
-    """libc's function `name` (a ctypes function, which releases the GIL), or None."""
+def _libc() -> Any:
+    """The C library (its ctypes functions release the GIL), or None."""
     try:
-        return getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
-    except (OSError, AttributeError, TypeError):
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except (OSError, TypeError):
         return None
 
 
 def _mallopt(param: int, value: int, what: str) -> bool:
-    mallopt = _libc_function("mallopt")
-    if mallopt is None:
+    try:
+        mallopt = _libc().mallopt
+    except AttributeError:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
