@@ -88,9 +88,10 @@ class Trimmer:
         """After a call: trim if resident memory grew a step since the last trim; True when it
         trimmed.
 
-        Cheap when it does not trim (one read of /proc/self/statm); a trim takes about a
-        millisecond per 100 MiB of heap, outside the GIL. Thread-safe: a trim already running
-        elsewhere makes this call return False at once.
+        Cheap when it does not trim (one read of /proc/self/statm, ~15 us); a trim runs outside
+        the GIL and takes milliseconds (4 ms with nothing to return, 33 ms returning 76 MiB of
+        a 206 MiB fragmented heap, on the loaded 2-core machine). Thread-safe: a trim already
+        running elsewhere makes this call return False at once.
         """
         if self._trim is None:
             return False
