@@ -65,11 +65,12 @@ def as_dtype(d: Any) -> DType:
     return dtype_of_numpy(np.dtype(d))
 
 
-def array_from_data(data: Any, dtype: DType | None = None) -> np.ndarray:
+def array_from_data(data: Any, dtype: DType | None = None,
+                    default_float: DType = float32) -> np.ndarray:
     """A C-ordered array for `torch.tensor(data, dtype=...)`, with torch's dtype inference.
 
-    A Python float (or a list with one) makes float32, an int int64, a bool bool; a numpy array
-    keeps its dtype.
+    A Python float (or a list with one) makes `default_float` (float32 unless
+    set_default_dtype), an int int64, a bool bool; a numpy array keeps its dtype.
     """
     if isinstance(data, np.ndarray):
         arr = data
@@ -78,7 +79,7 @@ def array_from_data(data: Any, dtype: DType | None = None) -> np.ndarray:
     else:
         arr = np.asarray(data)
         if dtype is None and arr.dtype == np.float64:
-            arr = arr.astype(np.float32)
+            arr = arr.astype(default_float.np)
         elif arr.dtype.kind not in "fiub":
             raise TypeError(f"Could not infer dtype of {type(data).__name__}")
         elif dtype is None and arr.dtype.kind in "iu":

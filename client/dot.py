@@ -58,16 +58,24 @@ class RemoteNode:
         return self._name
 
     def __repr__(self) -> str:
-        return f"<{self._name} object at {id(self):#x}>"
+        # torch 2.13 prints its AccumulateGrad (name() "torch::autograd::AccumulateGrad") short
+        shown = "AccumulateGrad" if self._name.endswith("::AccumulateGrad") else self._name
+        return f"<{shown} object at {id(self):#x}>"
 
 
 def next_functions(tensor: Tensor) -> tuple[tuple[Any, int], ...]:
-    """`tensor.grad_fn.next_functions`, built from the graph the server returns."""
+    """`tensor.grad_fn.next_functions`, built from the graph the server returns: each node's
+    `next` entries ((None, 0) included), or its edges from a server that sends none."""
     graph = tensor._owner.graph(tensor)
     nodes = [RemoteNode(n.name) for n in graph.nodes]
     nexts: dict[int, list[tuple[Any, int]]] = {}
-    for e in graph.edges:
-        nexts.setdefault(e.source, []).append((nodes[e.target], 0))
+    if any(n.next for n in graph.nodes):
+        for i, n in enumerate(graph.nodes):
+            nexts[i] = [(nodes[e.node] if e.HasField("node") else None, e.output_nr)
+                        for e in n.next]
+    else:
+        for e in graph.edges:
+            nexts.setdefault(e.source, []).append((nodes[e.target], 0))
     for i, node in enumerate(nodes):
         node.next_functions = tuple(nexts.get(i, ()))
     return nodes[0].next_functions if nodes else ()

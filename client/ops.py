@@ -28,8 +28,8 @@ def _as_dtype(v: Any) -> codec.DType | None:
 
 
 # The engine's validator with the built-in types its errors come back as from a server
-# (InvalidTypeError: TypeError; InvalidValueError and UnknownAttributeError: ValueError).
-ATTRS = AttrValidator(TypeError, ValueError, ValueError, _as_dtype)
+# (InvalidTypeError and UnknownAttributeError: TypeError; InvalidValueError: ValueError).
+ATTRS = AttrValidator(TypeError, ValueError, TypeError, _as_dtype)
 
 
 def _default(value: graph_pb2.AttrValue) -> Any:
@@ -63,11 +63,17 @@ def attr_specs(info: catalogue_pb2.OpInfo) -> tuple[AttrSpec, ...] | None:
     return tuple(specs)
 
 
+# The output-count rules of servers older than OpInfo.output_count (0.2.0), by op name.
+LEGACY_OUTPUT_COUNTS = {"split": "split_size", "split_with_sizes": "split_sizes",
+                        "unbind": "dim_size"}
+
+
 class OpSpec:
     """One op of the catalogue, ready for binding calls."""
 
     __slots__ = ("name", "inputs", "optional", "variadic", "attrs", "attr_kinds", "specs",
-                 "n_outputs", "differentiable", "doc", "sizes_first", "positional_only")
+                 "n_outputs", "output_count", "differentiable", "doc", "sizes_first",
+                 "positional_only", "inplace", "view", "random")
 
     def __init__(self, info: catalogue_pb2.OpInfo):
         self.name = info.name
@@ -81,6 +87,11 @@ class OpSpec:
         # every input positional and nothing else is a complete call
         self.positional_only = not self.variadic and not any(a.required for a in info.attrs)
         self.n_outputs: int | None = info.n_outputs if info.HasField("n_outputs") else None
+        # the surface's rule for a variable number of outputs (signature.OUTPUT_COUNTS)
+        self.output_count = info.output_count or LEGACY_OUTPUT_COUNTS.get(self.name, "")
+        self.inplace = info.inplace  # `name_` exists
+        self.view = info.view
+        self.random = info.random
         self.differentiable = info.differentiable
         self.doc = info.doc
         # torch's `*size` varargs: x.reshape(2, 3), zeros(2, 3) for a first `ints` attribute.
@@ -148,7 +159,9 @@ class OpTable:
     def __init__(self, catalogue: catalogue_pb2.ListOpsResponse):
         self.opset_version = catalogue.opset_version
         self.ops: dict[str, OpSpec] = {info.name: OpSpec(info) for info in catalogue.ops}
-        self.inplace = frozenset(catalogue.inplace_ops)
+        # `name_` of the ops flagged in place (inplace_ops: servers older than OpInfo.inplace)
+        self.inplace = frozenset(catalogue.inplace_ops) | {
+            name + "_" for name, spec in self.ops.items() if spec.inplace}
         self.dtypes = tuple(catalogue.dtypes)
 
 

@@ -25,24 +25,53 @@ from .tensor import Tensor
 class Optimizer:
     """A server-side optimizer over session tensors (base of `SGD` and `Adam`).
 
-    Attributes: `params` (the client tensors, in order), `handle` (the server's optimizer handle),
-    `options` (the algorithm message as created: `SgdOptions` or `AdamOptions`).
+    Attributes: `params` (the client tensors of the first parameter group, in order), `handle`
+    (the server's optimizer handle), `options` (the algorithm message as created: `SgdOptions`
+    or `AdamOptions`), `param_groups` (torch's list of dicts, each group's hyperparameters as
+    created). The server's optimizer has one group: each further parameter group is an
+    optimizer of its own on the server, which `step()` and `zero_grad()` drive too.
     """
 
     _session: Any  # set by `bind`
 
     def __init__(self, params: Any, create: spb.CreateOptimizer):
-        session = self._session
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of "
                             f"Tensors or dicts, but got {params.type()}")
-        self.params = list(params)
+        items = list(params)
+        if not items:
+            raise ValueError("optimizer got an empty parameter list")
+        groups = items if isinstance(items[0], dict) else [{"params": items}]
+        seen: set[int] = set()
+        for group in groups:
+            if not isinstance(group, dict):
+                raise TypeError("optimizer can only optimize Tensors, but one of the params is "
+                                f"{type(group).__name__}")
+            ps = group.get("params")
+            group["params"] = [ps] if isinstance(ps, Tensor) else list(ps or ())
+            if any(id(p) in seen for p in group["params"]):
+                raise ValueError("some parameters appear in more than one parameter group")
+            seen.update(id(p) for p in group["params"])
+        kind = create.WhichOneof("algorithm")
+        defaults = create.sgd if kind == "sgd" else create.adam
+        self.param_groups: list[ParamGroup] = []
+        self._extra: list[Optimizer] = []
+        for i, group in enumerate(groups):
+            options = _group_options(defaults, group)
+            target = self if i == 0 else type(self).__new__(type(self))
+            target._start(group["params"], spb.CreateOptimizer(**{kind: options}))
+            self.param_groups.append(ParamGroup({**_options_dict(options), **group}))
+            if i:
+                self._extra.append(target)
+
+    def _start(self, params: list[Any], create: spb.CreateOptimizer) -> None:
+        """Create this optimizer on the server over `params` as `create` says."""
+        session = self._session
+        self.params = params
+        self._extra = getattr(self, "_extra", [])
         if not self.params:
             raise ValueError("optimizer got an empty parameter list")
         for p in self.params:
-            if isinstance(p, dict):
-                raise NotImplementedError("parameter groups (dicts) are not supported by "
-                                          "gradserve; create one optimizer per group")
             if not isinstance(p, Tensor):
                 raise TypeError("optimizer can only optimize Tensors, but one of the params is "
                                 f"{type(p).__name__}")
@@ -67,7 +96,8 @@ class Optimizer:
             with grad_mode.enable_grad():
                 loss = closure()
         s = self._session
-        s._record().optimizer_step.optimizer = self.handle
+        for opt in (self, *self._extra):
+            s._record().optimizer_step.optimizer = opt.handle
         s._epoch += 1
         s._after_record()
         return loss
@@ -75,9 +105,10 @@ class Optimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """optimizer.zero_grad(set_to_none)."""
         s = self._session
-        m = s._record().optimizer_zero_grad
-        m.optimizer = self.handle
-        m.set_to_none = bool(set_to_none)
+        for opt in (self, *self._extra):
+            m = s._record().optimizer_zero_grad
+            m.optimizer = opt.handle
+            m.set_to_none = bool(set_to_none)
         s._epoch += 1
         s._after_record()
 
@@ -95,6 +126,47 @@ class Optimizer:
     def __repr__(self) -> str:
         fields = ", ".join(f"{f.name}={v}" for f, v in self.options.ListFields())
         return f"{type(self).__name__}({fields})"
+
+
+class ParamGroup(dict):  # type: ignore[type-arg]
+    """One of `optimizer.param_groups`: torch's dict, whose hyperparameters are read-only here
+    (the server's optimizer keeps those it was created with; a silent change would be lost)."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in self and key != "params":
+            raise NotImplementedError(
+                f"changing a param group's {key!r} after the optimizer is created is not "
+                "supported by gradserve (the server keeps the hyperparameters it was created "
+                "with); create a new optimizer")
+        super().__setitem__(key, value)
+
+
+# a param group's keys -> (options field, how to read it); betas fills two fields
+_GROUP_FIELDS = {"lr": float, "momentum": float, "dampening": float, "weight_decay": float,
+                 "nesterov": bool, "maximize": bool, "eps": float, "amsgrad": bool}
+
+
+def _group_options(defaults: Any, group: dict[str, Any]) -> Any:
+    """The algorithm message for one param group: the defaults, overridden by its keys."""
+    options = type(defaults)()
+    options.CopyFrom(defaults)
+    fields = {f.name for f in options.DESCRIPTOR.fields}
+    for key, value in group.items():
+        if key in _GROUP_FIELDS and key in fields:
+            setattr(options, key, _GROUP_FIELDS[key](value))
+        elif key == "betas" and "beta1" in fields:
+            options.beta1, options.beta2 = (float(b) for b in value)
+    return options
+
+
+def _options_dict(options: Any) -> dict[str, Any]:
+    """torch's param-group keys for an algorithm message (betas as one tuple)."""
+    out: dict[str, Any] = {}
+    for f in options.DESCRIPTOR.fields:
+        out[f.name] = getattr(options, f.name)
+    if "beta1" in out:
+        out["betas"] = (out.pop("beta1"), out.pop("beta2"))
+    return out
 
 
 def _refuse(algorithm: str, **flags: Any) -> None:
@@ -146,5 +218,6 @@ def recreate(session: Any, params: list[Tensor], create: spb.CreateOptimizer) ->
     state), over `params` (Client.restore)."""
     cls = session.optim.SGD if create.WhichOneof("algorithm") == "sgd" else session.optim.Adam
     opt: Optimizer = cls.__new__(cls)
-    Optimizer.__init__(opt, params, create)
+    opt._start(list(params), create)
+    opt.param_groups = [ParamGroup({**_options_dict(opt.options), "params": opt.params})]
     return opt  # type: ignore[no-any-return]

@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import compat as _compat  # noqa: F401  (registers its spellings)
 from gradserve.surface import messages
+from gradserve.surface.devices import check_device
 from gradserve.surface.spellings import SPELLINGS, Spelling, size_args
 
 from . import codec
@@ -49,6 +51,29 @@ class RemoteBackend:
     def shape(self, tensor: Any) -> tuple[int, ...]:
         return tuple(tensor.shape)  # a flush when not yet known
 
+    def dtype_name(self, tensor: Any) -> str:
+        return str(tensor.dtype.name)
+
+    def dtype_of(self, tensor: Any) -> Any:
+        return tensor.dtype
+
+    def dtype(self, name: str) -> Any:
+        return codec.BY_NAME[name]
+
+    def default_dtype(self) -> str:
+        return str(getattr(self.owner, "_default_dtype", codec.float32).name)
+
+    def from_data(self, data: Any, dtype: str) -> Any:
+        return self.owner.tensor(data, dtype=codec.BY_NAME[dtype])
+
+    def is_size(self, value: Any) -> bool:
+        from .tensor import Size
+
+        return isinstance(value, Size)
+
+    def is_contiguous(self, tensor: Any) -> bool:
+        return bool(tensor.is_contiguous())
+
 
 OVERLOADS: dict[str, Spelling] = dict(SPELLINGS)
 """The surface's spellings, then the client's own below; each form takes a RemoteBackend."""
@@ -56,7 +81,19 @@ OVERLOADS: dict[str, Spelling] = dict(SPELLINGS)
 
 def _register(name: str, needs: Sequence[str], function: Fn | None = None,
               method: Fn | None = None) -> None:
+    for fn in (function, method):
+        if fn is not None:  # Python's own TypeErrors name the function (torch's name)
+            fn.__name__ = fn.__qualname__ = name
     OVERLOADS[name] = Spelling(name, tuple(needs), function, method)
+
+
+def _device(name: str, device: Any) -> None:
+    check_device(device, name)
+
+
+def _default(be: RemoteBackend, dtype: Any) -> Any:
+    """`dtype`, or the session's default dtype for a floating factory (set_default_dtype)."""
+    return dtype if dtype is not None else codec.BY_NAME[be.default_dtype()]
 
 
 def available(ops: Mapping[str, Any]) -> dict[str, Spelling]:
@@ -149,26 +186,33 @@ def _scalar_dtype(*values: Any) -> codec.DType:
 
 
 def _sized(name: str) -> None:
+    op = "zeros" if name == "empty" else name  # torch leaves empty()'s values uninitialised
+
     def fn(be: RemoteBackend, *size: Any, dtype: Any = None, requires_grad: bool = False,
-           **kwargs: Any) -> Any:
+           device: Any = None, **kwargs: Any) -> Any:
+        _device(name, device)
         shape = size_args(be, name, size, kwargs)
         if kwargs:
             raise TypeError(f"{name}() got an unexpected keyword argument '{next(iter(kwargs))}'")
+        dtype = _default(be, dtype)
         _check_requires_grad(requires_grad, dtype, lambda: codec.float32)
-        return _finish(be.call(name, (), {"size": shape, "dtype": dtype}), requires_grad)
+        return _finish(be.call(op, (), {"size": shape, "dtype": dtype}), requires_grad)
 
-    fn.__doc__ = f"torch.{name}(*size, dtype=None, requires_grad=False)."
-    _register(name, (name,), function=fn)
+    fn.__doc__ = f"torch.{name}(*size, dtype=None, requires_grad=False, device=None)."
+    _register(name, (op,), function=fn)
 
 
-for _name in ("zeros", "ones", "rand", "randn"):
+for _name in ("zeros", "ones", "rand", "randn", "empty"):
     _sized(_name)
 
 
 def _full(be: RemoteBackend, size: Any, fill_value: Any, *, dtype: Any = None,
-          requires_grad: bool = False) -> Any:
-    """torch.full(size, fill_value, dtype=None, requires_grad=False)."""
+          requires_grad: bool = False, device: Any = None) -> Any:
+    """torch.full(size, fill_value, dtype=None, requires_grad=False, device=None)."""
+    _device("full", device)
     shape = size_args(be, "full", (size,), {})
+    if dtype is None and _scalar_dtype(fill_value) is codec.float32:
+        dtype = _default(be, None)
     _check_requires_grad(requires_grad, dtype, lambda: _scalar_dtype(fill_value))
     return _finish(be.call("full", (), {"size": shape, "fill_value": fill_value,
                                           "dtype": dtype}), requires_grad)
@@ -178,23 +222,29 @@ _register("full", ("full",), function=_full)
 
 
 def _like(name: str) -> None:
+    op = "zeros_like" if name == "empty_like" else name
+
     def fn(be: RemoteBackend, input: Any, *args: Any, dtype: Any = None,
-           requires_grad: bool = False, **kwargs: Any) -> Any:
+           requires_grad: bool = False, device: Any = None, **kwargs: Any) -> Any:
+        _device(name, device)
         _check_requires_grad(requires_grad, dtype, lambda: input.dtype)
-        out = be.call(name, (input, *args), {**kwargs, "dtype": dtype})
+        out = be.call(op, (input, *args), {**kwargs, "dtype": dtype})
         return _finish(out, requires_grad)
 
-    fn.__doc__ = f"torch.{name}(input, ..., dtype=None, requires_grad=False)."
-    _register(name, (name,), function=fn)
+    fn.__doc__ = f"torch.{name}(input, ..., dtype=None, requires_grad=False, device=None)."
+    _register(name, (op,), function=fn)
 
 
-for _name in ("zeros_like", "ones_like", "full_like", "rand_like", "randn_like"):
+for _name in ("zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "empty_like"):
     _like(_name)
 
 
 def _arange(be: RemoteBackend, start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None,
-            requires_grad: bool = False) -> Any:
+            requires_grad: bool = False, device: Any = None) -> Any:
     """torch.arange(end) or arange(start, end, step=1), dtype=None, requires_grad=False."""
+    _device("arange", device)
+    if dtype is None and _scalar_dtype(start, end, step, 0) is codec.float32:
+        dtype = _default(be, None)
     _check_requires_grad(requires_grad, dtype, lambda: _scalar_dtype(start, end, step, 0))
     return _finish(be.call("arange", (), {"start": start, "end": end, "step": step,
                                             "dtype": dtype}), requires_grad)
@@ -204,8 +254,10 @@ _register("arange", ("arange",), function=_arange)
 
 
 def _linspace(be: RemoteBackend, start: Any, end: Any, steps: int, *, dtype: Any = None,
-              requires_grad: bool = False) -> Any:
+              requires_grad: bool = False, device: Any = None) -> Any:
     """torch.linspace(start, end, steps, dtype=None, requires_grad=False)."""
+    _device("linspace", device)
+    dtype = _default(be, dtype)
     _check_requires_grad(requires_grad, dtype, lambda: codec.float32)
     return _finish(be.call("linspace", (), {"start": start, "end": end, "steps": steps,
                                               "dtype": dtype}), requires_grad)
@@ -215,8 +267,10 @@ _register("linspace", ("linspace",), function=_linspace)
 
 
 def _eye(be: RemoteBackend, n: int, m: int | None = None, *, dtype: Any = None,
-         requires_grad: bool = False) -> Any:
+         requires_grad: bool = False, device: Any = None) -> Any:
     """torch.eye(n, m=None, dtype=None, requires_grad=False)."""
+    _device("eye", device)
+    dtype = _default(be, dtype)
     _check_requires_grad(requires_grad, dtype, lambda: codec.float32)
     return _finish(be.call("eye", (), {"n": n, "m": m, "dtype": dtype}), requires_grad)
 
@@ -231,8 +285,9 @@ _RANDINT_SIGNATURES = tuple(
 
 
 def _randint(be: RemoteBackend, *args: Any, size: Any = None, dtype: Any = None,
-             requires_grad: bool = False, **kwargs: Any) -> Any:
+             requires_grad: bool = False, device: Any = None, **kwargs: Any) -> Any:
     """torch.randint(high, size) or randint(low, high, size), dtype=None, requires_grad=False."""
+    _device("randint", device)
     given = dict(kwargs, **({} if size is None else {"size": size}))
     values = list(args)
     if size is None and values and isinstance(values[-1], (tuple, list)):
@@ -257,3 +312,38 @@ def _randint(be: RemoteBackend, *args: Any, size: Any = None, dtype: Any = None,
 
 
 _register("randint", ("randint",), function=_randint)
+
+
+
+def _normal(be: RemoteBackend, mean: Any, std: Any = 1.0, size: Any = None, *,
+            dtype: Any = None, requires_grad: bool = False) -> Any:
+    """torch.normal(mean, std, size=None, *, dtype=None): tensors or numbers (two numbers need
+    a size); draws from the session's generator."""
+    shape = None if size is None else size_args(be, "normal", (size,), {})
+    return _finish(be.call("normal_sample", (mean, std), {"size": shape, "dtype": dtype}),
+                   requires_grad)
+
+
+_register("normal", ("normal_sample",), function=_normal)
+
+
+def _randint_like(be: RemoteBackend, input: Any, *args: int, dtype: Any = None,
+                  requires_grad: bool = False) -> Any:
+    """torch.randint_like(input, high) or randint_like(input, low, high), dtype=None."""
+    if len(args) not in (1, 2):
+        raise TypeError("randint_like() received an invalid combination of arguments - "
+                        "expected (Tensor input, int high) or (Tensor input, int low, int high)")
+    low, high = (0, args[0]) if len(args) == 1 else args
+    return _finish(be.call("randint_like", (input,), {"low": low, "high": high,
+                                                      "dtype": dtype}), requires_grad)
+
+
+_register("randint_like", ("randint_like",), function=_randint_like)
+
+
+def _bernoulli_(be: RemoteBackend, t: Any, p: Any = 0.5) -> Any:
+    """Tensor.bernoulli_(p=0.5): p a number or a tensor of probabilities."""
+    return be.owner.inplace("bernoulli_", t, (p,), {})
+
+
+_register("bernoulli_", ("bernoulli",), method=_bernoulli_)

@@ -17,37 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import grad_mode, messages
+from gradserve.surface import compat as surface_compat
+from gradserve.surface import devices, grad_mode, messages
+from gradserve.surface.functional import ErrorTypes, Functional
+from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
-from . import codec, optim, overloads
+from . import codec, compat, function, nn, optim, overloads
 from .batch import Recorder, user_origin
 from .errors import copy_error, omitted_error
 from .ops import OpSpec, make_function
 from .optim import Optimizer
 from .tensor import Size, Tensor
-
-
-def _split_count(length: int, attrs: dict[str, Any]) -> int:
-    size = attrs.get("split_size")
-    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size <= 0:
-        return 1
-    return max(1, -(-length // int(size)))
-
-
-def _sizes_count(length: int, attrs: dict[str, Any]) -> int:
-    sizes = attrs.get("split_sizes")
-    return len(sizes) if isinstance(sizes, (list, tuple)) else 1
-
-
-# The catalogue's ops whose number of outputs depends on the inputs: the count, from the size
-# of the input along `dim` and the attributes, as the engine's forward makes them.
-VARIABLE_OUTPUTS: dict[str, Callable[[int, dict[str, Any]], int]] = {
-    "split": _split_count,
-    "split_with_sizes": _sizes_count,
-    "unbind": lambda length, attrs: length,
-}
 
 # Gradients up to this many elements come back with the `.grad` read that binds them.
 PREFETCH_ELEMENTS = 4096
@@ -88,9 +70,19 @@ class Session:
         self.Tensor = Tensor
         self.Size = Size
         self.dtype = codec.DType
-        functional = types.SimpleNamespace(**self._functions)
-        self.nn = types.SimpleNamespace(functional=functional)
-        self.autograd = types.SimpleNamespace(grad=self.grad_of, backward=self._autograd_backward)
+        self.nn = nn.build(self)  # torch.nn: modules, functional, init, utils (client/nn.py)
+        fnl = Functional(lambda: self, ErrorTypes(RuntimeError, TypeError, ValueError))
+        # custom Functions (client/function.py): this session's own base class, and their ctx
+        # by node id until the server reports the node dropped
+        fn_base = type("Function", (function.Function,), {"_session": self})
+        self._custom: dict[int, tuple[Any, function.FunctionCtx]] = {}
+        self._hooks: dict[int, tuple[Callable[..., Any], Any, str]] = {}  # client/function.py
+        self._function_ids = itertools.count(1)
+        self.autograd = types.SimpleNamespace(
+            grad=self.grad_of, backward=self._autograd_backward, functional=fnl,
+            gradcheck=fnl.gradcheck, gradgradcheck=fnl.gradgradcheck, Function=fn_base,
+            function=types.SimpleNamespace(Function=fn_base, FunctionCtx=function.FunctionCtx,
+                                           once_differentiable=function.once_differentiable))
         self.optim = types.SimpleNamespace(SGD=optim.bind(optim.SGD, self),
                                            Adam=optim.bind(optim.Adam, self))
         self._optimizers: weakref.WeakValueDictionary[int, Optimizer] = (
@@ -102,6 +94,12 @@ class Session:
         self.is_grad_enabled = grad_mode.is_grad_enabled
         self.inference_mode = grad_mode.inference_mode
         self.is_inference_mode_enabled = grad_mode.is_inference_mode_enabled
+        compat.install(self)  # device, cuda, set_default_dtype, Tensor(...), FloatTensor, ...
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise surface_compat.missing_name("torch", name)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -112,7 +110,13 @@ class Session:
 
     def _send(self, request: spb.BatchRequest) -> spb.BatchResponse:
         c = self.client
-        return c.stub.ExecuteBatch(request, metadata=self._metadata, timeout=c.timeout)
+        response = c.stub.ExecuteBatch(request, metadata=self._metadata, timeout=c.timeout)
+        for node in response.dropped_functions:
+            self._custom.pop(node, None)
+        return response
+
+    def _next_function_id(self) -> int:
+        return next(self._function_ids)
 
     @property
     def _metadata(self) -> tuple[tuple[str, str], ...]:
@@ -152,8 +156,21 @@ class Session:
         return f"<gradserve.client.Session {self.id} on {self.client.target}>"
 
     def manual_seed(self, seed: int) -> None:
-        """Re-seed the session's random number generator (torch.manual_seed)."""
-        self._record().manual_seed.seed = int(seed)
+        """Re-seed the session's random number generator (torch.manual_seed): its draws are then
+        torch's for the same seed and calls.
+
+        Args:
+            seed: an integer in [-2**63, 2**64); negative seeds wrap modulo 2**64 as in torch.
+        Raises:
+            TypeError: seed is not an integer.
+            RuntimeError: seed is out of range.
+        """
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"manual_seed expected a long, but got {type(seed).__name__}")
+        if not -(2 ** 63) <= int(seed) < 2 ** 64:
+            raise RuntimeError("Overflow when unpacking long long" if seed < 0 else
+                               f"manual_seed expected a value in [-2**63, 2**64), got {seed}")
+        self._record().manual_seed.seed = int(seed) % 2 ** 64
         self._epoch += 1
 
     # --- recording ------------------------------------------------------------------------------
@@ -226,24 +243,17 @@ class Session:
 
     def _count_outputs(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any]) -> int:
         """How many outputs a variable-output op will make (torch returns them as a tuple at
-        once, so the count is needed now): from the input's shape, read with a flush when it is
-        not known yet. Arguments the engine will refuse count as one output; the server then
-        answers with the engine's error."""
-        count = VARIABLE_OUTPUTS.get(spec.name)
-        if count is None:
+        once, so the count is needed now): the surface's rule that ListOps names for the op,
+        applied to the input's shape, read with a flush when it is not known yet. Arguments the
+        engine will refuse count as one output; the server then answers with the engine's
+        error."""
+        if spec.output_count not in OUTPUT_COUNTS:
             raise NotImplementedError(f"{spec.name}(): the client cannot tell how many outputs "
                                       "this op makes (a newer server than this client?)")
         x = inputs[0] if inputs else None
         if not isinstance(x, Tensor) or x._owner is not self:
             return 1
-        shape = tuple(self.info(x).shape)
-        try:
-            dim = int(attrs.get("dim", 0))
-        except (TypeError, ValueError):
-            return 1
-        if not shape or not -len(shape) <= dim < len(shape):
-            return 1
-        return count(shape[dim], attrs)
+        return count_outputs(spec.output_count, tuple(self.info(x).shape), attrs)
 
     def _record_apply(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any],
                       outs: list[Tensor], requires_grad: Any) -> None:
@@ -297,7 +307,7 @@ class Session:
             return lambda *args, **kwargs: self._apply(spec, *spec.bind((t, *args), kwargs))
         if name in self._table.inplace:
             return lambda *args, **kwargs: self.inplace(name, t, args, kwargs)
-        raise AttributeError(f"'Tensor' object has no attribute '{name}'")
+        raise surface_compat.missing_name("torch.Tensor", name, "dir(tensor)")
 
     def inplace(self, name: str, t: Tensor, args: Sequence[Any], kwargs: dict[str, Any]) -> Tensor:
         """Record `t.<name>(*args)` for an in-place op name (`add_`)."""
@@ -364,11 +374,14 @@ class Session:
     # --- creation -------------------------------------------------------------------------------
 
     def tensor(self, data: Any, dtype: Any = None, requires_grad: bool = False,
-               device: Any = None) -> Tensor:
-        """A new leaf tensor from data (torch.tensor): a float makes float32, an int int64."""
+               device: Any = None, pin_memory: bool = False) -> Tensor:
+        """A new leaf tensor from data (torch.tensor): a float makes the default dtype
+        (float32 unless set_default_dtype), an int int64; `device` as a CPU-only torch."""
+        devices.check_device(device, "tensor")
         if isinstance(data, Tensor):
             data = data.detach().numpy()
-        arr = codec.array_from_data(data, None if dtype is None else codec.as_dtype(dtype))
+        arr = codec.array_from_data(data, None if dtype is None else codec.as_dtype(dtype),
+                                    self._default_dtype)
         t = self._new_tensor()
         with self._recorder.lock:
             m = self._record(_bind_outputs([t]), [t]).create_tensor
@@ -379,10 +392,17 @@ class Session:
         self._after_record()
         return t
 
-    def as_tensor(self, data: Any, dtype: Any = None) -> Tensor:
-        return data if isinstance(data, Tensor) else self.tensor(data, dtype=dtype)
+    def as_tensor(self, data: Any, dtype: Any = None, device: Any = None) -> Tensor:
+        """torch.as_tensor: `data` itself when it is a tensor (converted if dtype differs)."""
+        devices.check_device(device, "as_tensor")
+        if isinstance(data, Tensor):
+            return data if dtype is None else data.to(codec.as_dtype(dtype))
+        return self.tensor(data, dtype=dtype)
 
     def from_numpy(self, arr: np.ndarray) -> Tensor:
+        """torch.from_numpy (a copy on the server: torch shares the array's memory)."""
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"expected np.ndarray (got {type(arr).__name__})")
         return self.tensor(arr)
 
     # --- reading (each may flush) ---------------------------------------------------------------
@@ -496,9 +516,10 @@ class Session:
     def backward(self, t: Tensor, gradient: Any = None, retain_graph: bool | None = None,
                  create_graph: bool = False, inputs: Any = None) -> None:
         """`t.backward(...)`: sent at once, so errors surface here as in torch."""
+        box: list[spb.InstructionResult] = []
         with self._recorder.lock:
             self._value(t, graph_pb2.Value(), "backward()")
-            m = self._record().backward
+            m = self._record(box.append).backward
             m.tensor = t._handle
             if gradient is not None:
                 self._value(gradient, m.gradient, "backward(): gradient")
@@ -511,10 +532,13 @@ class Session:
                     m.inputs.append(x._handle)
             self._epoch += 1
             self._recorder.flush()
+        function.finish_pass(self, box[0])  # custom Functions' backward, run here
 
     def _autograd_backward(self, tensors: Any, grad_tensors: Any = None,
                            retain_graph: bool | None = None, create_graph: bool = False,
-                           inputs: Any = None) -> None:
+                           grad_variables: Any = None, inputs: Any = None) -> None:
+        grad_tensors = surface_compat.backward_arguments(grad_tensors, grad_variables,
+                                                         RuntimeError, stacklevel=2)
         tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
         if grad_tensors is None or isinstance(grad_tensors, Tensor):
             grad_tensors = [grad_tensors] * len(tensors)
@@ -524,15 +548,17 @@ class Session:
 
     def grad_of(self, outputs: Any, inputs: Any, grad_outputs: Any = None,
                 retain_graph: bool | None = None, create_graph: bool = False,
-                allow_unused: bool | None = None, materialize_grads: bool = False
+                only_inputs: bool = True, allow_unused: bool | None = None,
+                is_grads_batched: bool = False, materialize_grads: bool = False
                 ) -> tuple[Tensor | None, ...]:
-        """torch.autograd.grad, sent at once."""
+        """torch.autograd.grad, sent at once (`only_inputs` deprecated and ignored, as torch)."""
+        surface_compat.grad_arguments(only_inputs, is_grads_batched, stacklevel=2)
         outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
         inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
         results = [self._new_tensor() for _ in inputs]
         box: list[Any] = []
         with self._recorder.lock:
-            m = self._record(lambda r: box.append(r.handles), results).grad
+            m = self._record(box.append, results).grad
             for o in outputs:
                 self._value(o, graph_pb2.Value(), "grad(): outputs")
                 m.outputs.append(o._handle)
@@ -550,7 +576,8 @@ class Session:
             m.results.extend(r._handle for r in results)
             self._epoch += 1
             self._recorder.flush()
-        infos = {info.handle: info for info in box[0].tensors}
+        final = function.finish_pass(self, box[0])  # custom Functions' backward, run here
+        infos = {info.handle: info for info in final.handles.tensors}
         out: list[Tensor | None] = []
         for x, r in zip(inputs, results):
             info = infos.get(r._handle)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradserve.surface import messages, operators
+from gradserve.surface import compat, devices, messages, operators
 
 from .codec import DType
 
@@ -58,6 +58,20 @@ class GradFn:
 
         return next_functions(self._tensor)
 
+    def register_hook(self, hook: Any) -> Any:
+        """`hook(grad_inputs, grad_outputs)` runs here after this node ran; a tuple it returns
+        replaces grad_inputs (see client/function.py)."""
+        from .function import register_node_hook
+
+        return register_node_hook(self._tensor._owner, self._tensor, hook, False)
+
+    def register_prehook(self, hook: Any) -> Any:
+        """`hook(grad_outputs)` runs here before this node runs; a tuple it returns replaces
+        them."""
+        from .function import register_node_hook
+
+        return register_node_hook(self._tensor._owner, self._tensor, hook, True)
+
     def __repr__(self) -> str:
         return f"<{self._name} object at {id(self):#x}>"
 
@@ -66,7 +80,7 @@ class Tensor:
     """A tensor held remotely; behaves like torch.Tensor for the supported API."""
 
     __slots__ = ("_owner", "_handle", "_info", "_value", "_repr", "_epoch", "_error",
-                 "_retains_grad", "_grad_cache", "_omitted", "__weakref__")
+                 "_retains_grad", "_grad_cache", "_omitted", "_data_of", "__weakref__")
 
     _info: session_pb2.TensorInfo | None
 
@@ -82,6 +96,7 @@ class Tensor:
         self._grad_cache: tuple[int, Tensor | None] | None = None
         # the server's FetchOmitted when the last fetch's data was left out of its reply
         self._omitted: Any = None
+        self._data_of: Any = None  # read as `x.data`: x's handle (it shares x's data)
 
     # --- ops ------------------------------------------------------------------------------------
 
@@ -145,8 +160,21 @@ class Tensor:
         return self.numel() * self.dtype.itemsize
 
     @property
-    def device(self) -> str:
-        return "cpu"
+    def device(self) -> Any:
+        """device(type='cpu'): gradserve computes on the CPU."""
+        return devices.CPU
+
+    is_cuda = False
+    is_cpu = True
+
+    def get_device(self) -> builtins.int:
+        """-1, torch's answer for a CPU tensor."""
+        return -1
+
+    def is_contiguous(self, memory_format: Any = None) -> builtins.bool:
+        """Whether the elements are laid out in row-major order without gaps (as the server
+        holds them: False for a transpose, an expand or a strided slice, as torch)."""
+        return not self._owner.info(self).non_contiguous
 
     @property
     def requires_grad(self) -> builtins.bool:
@@ -187,6 +215,19 @@ class Tensor:
         """Accumulate this tensor's gradient into the leaves' `.grad` (runs now, remotely)."""
         self._owner.backward(self, gradient, retain_graph, create_graph, inputs)
 
+    def register_hook(self, hook: Any) -> Any:
+        """`hook(grad)` runs here when a backward pass computes this tensor's gradient; a Tensor
+        it returns replaces it (see client/function.py)."""
+        from .function import register_hook
+
+        return register_hook(self._owner, self, hook, False)
+
+    def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
+        """`hook(tensor)` runs here after this leaf's `.grad` was accumulated."""
+        from .function import register_hook
+
+        return register_hook(self._owner, self, hook, True)
+
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         return self._owner.requires_grad_(self, requires_grad)
 
@@ -198,7 +239,28 @@ class Tensor:
 
     @property
     def data(self) -> Tensor:
-        return self.detach()
+        """A tensor sharing this one's data, outside autograd (`x.data -= lr * x.grad`)."""
+        d = self.detach()
+        d._data_of = self._handle
+        return d
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        """`x.data = y`: x takes y's values, keeping its autograd state. A tensor read from
+        `x.data` already shares x's data (nothing to send); another one of x's shape and dtype
+        is copied in without recording (shape or dtype changes are not supported remotely)."""
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Variable data has to be a tensor, but got {type(value).__name__}")
+        if value._data_of == self._handle and value._owner is self._owner:
+            return
+        if value.shape != self.shape or value.dtype != self.dtype:
+            raise NotImplementedError(
+                "gradserve: through a session, `x.data = y` needs y of x's shape and dtype "
+                f"(x: {list(self.shape)} {self.dtype}, y: {list(value.shape)} {value.dtype})")
+        from gradserve.surface.grad_mode import no_grad
+
+        with no_grad():
+            self._owner.setitem(self, ..., value)
 
     def retain_grad(self) -> None:
         self._owner.retain_grad(self)
@@ -206,33 +268,29 @@ class Tensor:
     # --- torch spellings that are one catalogue op with fixed arguments ------------------------
 
     def to(self, *args: Any, **kwargs: Any) -> Tensor:
-        """`x.to(dtype)`, `x.to(dtype, copy=True)` (devices other than "cpu" are not supported).
+        """`x.to(dtype)`, `to(device)`, `to(other)`, `to(device, dtype)`, `copy=True`; devices
+        as a CPU-only torch takes them ("cuda" refused).
 
         As torch, the tensor itself when nothing changes (a leaf stays that leaf); telling that
         needs the dtype, which costs a round trip only when it is not known yet.
         """
-        dtype = kwargs.pop("dtype", None)
-        copy = bool(kwargs.pop("copy", False))
-        kwargs.pop("non_blocking", None)
-        if kwargs:
-            raise TypeError(f"to() got an unexpected keyword argument '{next(iter(kwargs))}'")
-        for a in args:
-            if isinstance(a, DType):
-                dtype = a
-            elif isinstance(a, Tensor):
-                dtype = a.dtype
-            elif a not in ("cpu", None):
-                raise TypeError(f"to(): unsupported argument {a!r}")
+        from .overloads import RemoteBackend
+
+        dtype, copy = compat.parse_to(RemoteBackend(self._owner), args, kwargs,
+                                      lambda v: isinstance(v, DType))
         if dtype is None:
             dtype = self.dtype if copy else None
         if dtype is None or (not copy and dtype == self.dtype):
             return self
         return self._owner.call("to_dtype", (self,), {"dtype": dtype})
 
-    def type(self, dtype: DType | None = None) -> Any:
+    def type(self, dtype: Any = None, non_blocking: builtins.bool = False) -> Any:
+        """'torch.FloatTensor' & co.; type(dtype), type('torch.DoubleTensor') or
+        type(torch.DoubleTensor): converted."""
         if dtype is None:
             return f"torch.{_TYPE_NAMES[self.dtype.name]}"
-        return self.to(dtype)
+        name = compat.legacy_dtype_name(dtype)
+        return self.to(_dtype(name) if name is not None else dtype)
 
     def float(self) -> Tensor:
         return self.to(_dtype("float32"))
@@ -285,7 +343,10 @@ class Tensor:
         return arr.reshape(()).item()
 
     def __float__(self) -> builtins.float:
-        return float(self.item())
+        value = float(self.item())
+        if self.requires_grad:
+            compat.warn_scalar_requires_grad(stacklevel=2)
+        return value
 
     def __int__(self) -> builtins.int:
         return int(self.item())

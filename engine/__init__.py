@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gradserve.surface import compat as _compat
+from gradserve.surface import devices as _devices
 from gradserve.surface.grad_mode import (
     enable_grad,
     inference_mode,
@@ -31,12 +33,21 @@ from . import ops_linalg as _ops_linalg  # noqa: F401
 from . import ops_nn as _ops_nn  # noqa: F401
 from . import ops_reduce as _ops_reduce  # noqa: F401
 from . import ops_shape as _ops_shape  # noqa: F401
+from . import random as _random_module
 from . import spellings as _spellings  # noqa: F401  (torch's spellings that are not one op)
 from .api import PUBLIC, apply_inplace, build
-from .creation import tensor
+from .creation import as_tensor, from_numpy, tensor
 from .dispatch import apply
 from .dtypes import DType
-from .random import Generator, default_generator, initial_seed, manual_seed, seed
+from .random import (
+    Generator,
+    default_generator,
+    get_rng_state,
+    initial_seed,
+    manual_seed,
+    seed,
+    set_rng_state,
+)
 from .registry import OPS, OPSET_VERSION
 from .tensor import Size, Tensor
 
@@ -55,14 +66,45 @@ long = dtypes.int64
 int = dtypes.int32  # noqa: A001 - torch.int
 
 globals().update(PUBLIC)
+# torch.random is a module (torch.random.manual_seed): the op behind Tensor.random_ must not hide
+# ours.
+random = _random_module
+
+
+# torch's devices on a CPU-only build, default dtype/device, legacy constructors (surface)
+device = _devices.device
+cuda = _devices.cuda
+set_default_device = _devices.set_default_device
+get_default_device = _devices.get_default_device
+
+
+def set_default_dtype(d: DType) -> None:
+    """torch.set_default_dtype: the dtype of Python floats, float data and the floating factory
+    functions (float32 or float64), for everything in this process."""
+    name = _devices.check_default_dtype(d, lambda v: v.name if isinstance(v, DType) else None)
+    dtypes.DEFAULT_FLOAT = dtypes.by_name(name)
+
+
+def get_default_dtype() -> DType:
+    """torch.get_default_dtype: float32 unless set_default_dtype changed it."""
+    return dtypes.DEFAULT_FLOAT
+
+
+globals().update({k: v for k, v in _compat.legacy_types(
+    Tensor, lambda d, args, kw: _compat.legacy_new(_spellings.BACKEND, d, args, kw),
+    lambda t: t.dtype.name).items() if k != "Tensor"})
 
 
 def __getattr__(name: str) -> Any:
-    raise AttributeError(f"module 'gradserve.engine' has no attribute '{name}'")
+    # a name torch has and gradserve does not: say so, and how to list what there is
+    raise _compat.missing_name("torch", name, "dir(gradserve.engine)")
 
 
-__all__ = ["DType", "Generator", "OPS", "OPSET_VERSION", "Size", "Tensor", "apply",
-           "apply_inplace", "autograd", "default_generator", "dtypes", "enable_grad", "errors",
+__all__ = ["BoolTensor", "DType", "DoubleTensor", "FloatTensor", "IntTensor", "LongTensor",
+           "Generator", "OPS", "OPSET_VERSION", "Size", "Tensor", "apply", "apply_inplace",
+           "as_tensor", "autograd", "cuda", "default_generator", "device", "dtypes",
+           "enable_grad", "errors", "from_numpy", "get_default_device", "get_default_dtype",
            "inference_mode", "initial_seed", "is_grad_enabled", "is_inference_mode_enabled",
-           "limits", "manual_seed", "nn", "no_grad", "optim", "registry", "seed",
+           "limits", "manual_seed", "get_rng_state", "set_rng_state", "nn", "no_grad", "optim",
+           "random", "registry", "seed", "set_default_device", "set_default_dtype",
            "set_grad_enabled", "tensor", *PUBLIC]

@@ -15,7 +15,7 @@ import numpy as np
 from gradserve.surface import grad_mode, operators
 from gradserve.surface.binding import take_inputs
 
-from . import errors, namespaces
+from . import autograd, errors, hooks, namespaces
 from .dispatch import _SCALARS, VIEW_LAYOUT_MESSAGE, refresh_view, run, view_positions
 from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor
@@ -65,10 +65,13 @@ def make_function(op: OpDef) -> Callable[..., Any]:
             return run(op, args, {})
         fn = plain_fn
     else:
+        random = getattr(op, "random", False)
+
         def general_fn(*args: Any, **kw: Any) -> Any:
+            generator = kw.pop("generator", None) if random else None
             ins = take_inputs(op.name, op.inputs, op.optional, args[:n_in], kw,
                               errors.InvalidTypeError)
-            return run(op, tuple(ins), bind_attrs(op, args[n_in:], kw))
+            return run(op, tuple(ins), bind_attrs(op, args[n_in:], kw), generator=generator)
         fn = general_fn
     fn.__name__ = fn.__qualname__ = op.name
     fn.__doc__ = op.doc or f"The `{op.name}` op."
@@ -76,8 +79,9 @@ def make_function(op: OpDef) -> Callable[..., Any]:
 
 
 def apply_inplace(name: str, target: Tensor, inputs: Sequence[Any] = (),
-                  attrs: Mapping[str, Any] | None = None) -> Tensor:
-    """Run op `name` on (target, *inputs) and write the result into `target`, as torch's `name_`.
+                  attrs: Mapping[str, Any] | None = None, generator: Any = None) -> Tensor:
+    """Run op `name` on (target, *inputs) and write the result into `target`, as torch's `name_`
+    (a random op draws from `generator`, the default generator when None).
 
     Raises:
         InplaceError: target is a leaf that requires grad while grad mode is on.
@@ -86,10 +90,11 @@ def apply_inplace(name: str, target: Tensor, inputs: Sequence[Any] = (),
     op = lookup(name)
     if not op.inplace:
         raise errors.UnknownOpError(f"op {name!r} has no in-place variant")
-    return _inplace(op, target, tuple(inputs), bind_attrs(op, (), attrs or {}))
+    return _inplace(op, target, tuple(inputs), bind_attrs(op, (), attrs or {}), generator)
 
 
-def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str, Any]) -> Tensor:
+def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str, Any],
+             generator: Any = None) -> Tensor:
     if not isinstance(target, Tensor):
         raise errors.InvalidTypeError(f"{op.name}_(): target must be a Tensor")
     recording = grad_mode._state.enabled
@@ -104,8 +109,8 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
     base = target._base
     if recording and base is not None and (
             base._rg or any(type(a) is Tensor and a._rg for a in inputs)):
-        return _inplace_on_view(op, target, base, inputs, attrs)
-    result, node = _inplace_result(op, target, inputs, attrs)
+        return _inplace_on_view(op, target, base, inputs, attrs, generator)
+    result, node = _inplace_result(op, target, inputs, attrs, generator)
     np.copyto(target._array(), result._data, casting="unsafe")
     target._version[0] += 1
     if node is not None:
@@ -118,11 +123,11 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
     return target
 
 
-def _inplace_result(op: OpDef, target: Tensor, inputs: tuple[Any, ...],
-                    attrs: dict[str, Any]) -> tuple[Tensor, Any]:
+def _inplace_result(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str, Any],
+                    generator: Any = None) -> tuple[Tensor, Any]:
     """`op(target, *inputs)` out of place, checked to fit `target` as torch checks `op_`; its
     node (if any) renamed for the in-place variant and made to save a copy of `target`."""
-    result = run(op, (target, *inputs), attrs)
+    result = run(op, (target, *inputs), attrs, generator=generator)
     if result.shape != target.shape:
         raise errors.InvalidArgumentError(
             f"output with shape [{', '.join(map(str, target.shape))}] doesn't match the "
@@ -140,7 +145,7 @@ def _inplace_result(op: OpDef, target: Tensor, inputs: tuple[Any, ...],
 
 
 def _inplace_on_view(op: OpDef, target: Tensor, base: Tensor, inputs: tuple[Any, ...],
-                     attrs: dict[str, Any]) -> Tensor:
+                     attrs: dict[str, Any], generator: Any = None) -> Tensor:
     """`op_` on a view while its base or inputs require grad, as torch rebases it: the result is
     written into the base as `put` at the view's positions (the base's node is CopySlices), and
     the view's history is regenerated from the base (AsStridedBackward0)."""
@@ -151,7 +156,7 @@ def _inplace_on_view(op: OpDef, target: Tensor, base: Tensor, inputs: tuple[Any,
     positions = view_positions(target, base)
     if positions is None:
         raise errors.InplaceError(VIEW_LAYOUT_MESSAGE)
-    result, _ = _inplace_result(op, target, inputs, attrs)
+    result, _ = _inplace_result(op, target, inputs, attrs, generator)
     if result.dtype is not target.dtype:
         result = FUNCTIONS["to_dtype"](result, dtype=target.dtype)
     index = Tensor._make(positions)
@@ -220,9 +225,12 @@ def _inplace_method(op: OpDef) -> Callable[..., Tensor]:
     n_in = len(op.inputs)
     name, inputs, optional = op.name + "_", op.inputs[1:], op.optional[1:]  # self is input 0
 
+    random = getattr(op, "random", False)
+
     def method(self: Tensor, *args: Any, **kw: Any) -> Tensor:
+        generator = kw.pop("generator", None) if random else None
         ins = take_inputs(name, inputs, optional, args[:n_in - 1], kw, errors.InvalidTypeError)
-        return _inplace(op, self, tuple(ins), bind_attrs(op, args[n_in - 1:], kw))
+        return _inplace(op, self, tuple(ins), bind_attrs(op, args[n_in - 1:], kw), generator)
 
     method.__name__ = op.name + "_"
     return method
@@ -234,28 +242,44 @@ def build() -> dict[str, Callable[..., Any]]:
         if name not in FUNCTIONS:
             FUNCTIONS[name] = make_function(op)
         if op.method and op.inputs and not op.variadic and not hasattr(Tensor, name):
-            setattr(Tensor, name, FUNCTIONS[name])
+            _attach(name, FUNCTIONS[name], "op", op)
         if op.inplace and not hasattr(Tensor, name + "_"):
-            setattr(Tensor, name + "_", _inplace_method(op))
+            _attach(name + "_", _inplace_method(op), "inplace", op)
     for dunder, name in operators.BINARY.items():
         if name in OPS:
-            setattr(Tensor, dunder, _binary(OPS[name]))
+            _attach(dunder, _binary(OPS[name]), "operator", OPS[name])
     for dunder, name in operators.REFLECTED.items():
         if name in OPS:
-            setattr(Tensor, dunder, _reflected(OPS[name]))
+            _attach(dunder, _reflected(OPS[name]), "operator", OPS[name])
     for dunder, name in operators.UNARY.items():
         if name in OPS:
-            setattr(Tensor, dunder, FUNCTIONS[name])
+            _attach(dunder, FUNCTIONS[name], "unary", OPS[name])
     for dunder, name in operators.AUGMENTED.items():
         if name in OPS:
-            setattr(Tensor, dunder, _augmented(OPS[name]))
+            _attach(dunder, _augmented(OPS[name]), "operator", OPS[name])
     PUBLIC.update(FUNCTIONS)
     for (name, is_method), fn in _EXTRAS.items():
         if is_method:
-            setattr(Tensor, name, fn)
+            _attach(name, fn, "public", None)
         else:
             PUBLIC[name] = fn
-    Tensor.__rtruediv__ = _rtruediv  # type: ignore[method-assign]
+    _attach("__rtruediv__", _rtruediv, "operator", OPS["reciprocal"])
+    _attach("backward", autograd.tensor_backward, "public", None)
+    _attach("register_hook", hooks.register_hook, "public", None)
+    _attach("register_post_accumulate_grad_hook", hooks.register_post_accumulate_grad_hook,
+            "public", None)
     Tensor.__hash__ = lambda self: id(self)  # type: ignore[method-assign]
     namespaces.build(FUNCTIONS)
     return FUNCTIONS
+
+
+ATTACHED: dict[str, tuple[str, OpDef | None]] = {}
+"""What `build` attached to Tensor, by name: (kind, op) with kind "op" (the op's function as a
+method), "inplace" (`name_`), "operator" (a binary dunder: `x + y`), "unary" (`-x`) or "public"
+(a `@public` wrapper or property; op None). The source of Tensor's type declarations
+(tensor_methods.pyi, made by scripts/gen_tensor_methods.py)."""
+
+
+def _attach(name: str, value: Any, kind: str, op: OpDef | None) -> None:
+    setattr(Tensor, name, value)
+    ATTACHED[name] = (kind, op)

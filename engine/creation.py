@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import messages
+from gradserve.surface.devices import check_device
 
 from . import dtypes, errors
 from .dtypes import DType
@@ -66,20 +67,46 @@ def as_array(data: Any, dtype: DType | str | None = None) -> np.ndarray:
     return arr
 
 
-def tensor(data: Any, dtype: DType | str | None = None, requires_grad: bool = False) -> Tensor:
+def tensor(data: Any, dtype: DType | str | None = None, requires_grad: bool = False,
+           device: Any = None, pin_memory: bool = False) -> Tensor:
     """A new leaf tensor holding a copy of `data` (torch.tensor).
 
     Args:
         data: a Python scalar, a (nested) list, a numpy array or a Tensor.
         dtype: the dtype; inferred as torch infers it when None.
         requires_grad: record operations on it (floating dtypes only).
+        device: None or the CPU, as a CPU-only torch takes it ("cuda" is refused).
     Raises:
         InvalidTypeError: data of an unsupported type; AutogradError: requires_grad on a
-        non-floating dtype.
+        non-floating dtype; AssertionError: a CUDA device.
     """
+    check_device(device, "tensor", errors.InvalidTypeError, errors.InvalidArgumentError)
     arr = as_array(data, dtype)
     # 0-d data is kept as a numpy scalar (fast arithmetic) until something writes to it.
     t = Tensor._make(arr[()] if arr.ndim == 0 else arr)
     if requires_grad:
         t._set_requires_grad(True, messages.REQUIRES_GRAD_FACTORY_MESSAGE)
     return t
+
+
+def as_tensor(data: Any, dtype: DType | str | None = None, device: Any = None) -> Tensor:
+    """torch.as_tensor: `data` itself when it is a Tensor of that dtype, else `tensor(data)`.
+
+    Raises:
+        as `tensor`.
+    """
+    check_device(device, "as_tensor", errors.InvalidTypeError, errors.InvalidArgumentError)
+    if isinstance(data, Tensor) and (dtype is None or _resolve_dtype(dtype) is data.dtype):
+        return data
+    return tensor(data, dtype=dtype)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """torch.from_numpy: a tensor of the array's dtype (a copy here: torch shares its memory).
+
+    Raises:
+        InvalidTypeError: not an ndarray, or of a dtype gradserve does not have.
+    """
+    if not isinstance(array, np.ndarray):
+        raise errors.InvalidTypeError(f"expected np.ndarray (got {type(array).__name__})")
+    return tensor(array)

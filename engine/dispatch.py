@@ -10,7 +10,7 @@ import numpy as np
 from gradserve.surface import grad_mode
 
 from . import errors, limits
-from .autograd import Node
+from .nodes import Node
 from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor
 

@@ -42,8 +42,9 @@ class UnknownOpError(EngineError, ValueError):
     """An op name, attribute name or attribute value is not in the registry's catalogue."""
 
 
-class UnknownAttributeError(UnknownOpError):
-    """An op got an attribute (keyword argument) it does not have."""
+class UnknownAttributeError(EngineError, TypeError):
+    """An op got an attribute (keyword argument) it does not have (torch: TypeError, "f() got
+    an unexpected keyword argument 'x'")."""
 
 
 class AutogradError(EngineError, RuntimeError):
@@ -56,6 +57,10 @@ class GraphFreedError(AutogradError):
 
 class InplaceError(AutogradError):
     """An in-place operation is not allowed here, or invalidated a saved tensor (version check)."""
+
+
+class NotImplementedFunctionError(EngineError, NotImplementedError):
+    """A custom autograd Function lacks the forward or backward it was used with."""
 
 
 class AllocationLimitError(EngineError, RuntimeError):

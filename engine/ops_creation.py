@@ -16,14 +16,17 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import messages
+from gradserve.surface.compat import legacy_dtype_name, parse_to
+from gradserve.surface.devices import check_device
 from gradserve.surface.spellings import size_args
 
+from . import distributions as _dist
 from . import dtypes, errors
 from . import random as _random
-from .api import public
+from .api import apply_inplace, public
 from .dispatch import run
 from .dtypes import DType
-from .registry import OPS, AttrSpec, OpDef, bind_attrs, defop, temporaries
+from .registry import OPS, AttrSpec, OpDef, bind_attrs, defop, names_backward, temporaries
 from .spellings import BACKEND
 from .tensor import Tensor
 
@@ -41,15 +44,16 @@ def _check_size(size: Sequence[int], op: str = "") -> None:
                 f"[{', '.join(map(str, size))}]")
 
 
-def _np_dtype(dtype: DType | None, default: DType = dtypes.float32) -> Any:
-    return (dtype or default).np
+def _np_dtype(dtype: DType | None, default: DType | None = None) -> Any:
+    return (dtype or default or dtypes.DEFAULT_FLOAT).np
 
 
-def _sized(default: DType, floating_only: str | None = None, op: str = "") -> Any:
-    """Dtype rule of an op with a `size` (and `dtype`) attribute: check the size, then the dtype."""
+def _sized(default: DType | None, floating_only: str | None = None, op: str = "") -> Any:
+    """Dtype rule of an op with a `size` (and `dtype`) attribute: check the size, then the dtype
+    (`default` None: the default dtype, torch.get_default_dtype())."""
     def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
         _check_size(attrs["size"], op)
-        d = attrs.get("dtype") or default
+        d = attrs.get("dtype") or default or dtypes.DEFAULT_FLOAT
         if floating_only is not None and d.category != 2:
             raise errors.InvalidArgumentError(
                 f'"{floating_only}" not implemented for \'{_type_word(d)}\'')
@@ -88,10 +92,10 @@ def _input_shape(x: Any, **attrs: Any) -> tuple[int, ...]:
 # --- constant fills ------------------------------------------------------------------------------
 
 defop("zeros", lambda size, dtype=None: np.zeros(size, _np_dtype(dtype)), inputs=(),
-      attrs=(_SIZE, _DTYPE), dtype=_sized(dtypes.float32, op="zeros"), out_shape=_size_shape,
+      attrs=(_SIZE, _DTYPE), dtype=_sized(None, op="zeros"), out_shape=_size_shape,
       method=False, doc="a tensor of zeros (float32 unless dtype)")
 defop("ones", lambda size, dtype=None: np.ones(size, _np_dtype(dtype)), inputs=(),
-      attrs=(_SIZE, _DTYPE), dtype=_sized(dtypes.float32), out_shape=_size_shape, method=False,
+      attrs=(_SIZE, _DTYPE), dtype=_sized(None), out_shape=_size_shape, method=False,
       doc="a tensor of ones (float32 unless dtype)")
 
 
@@ -206,53 +210,340 @@ defop("eye", lambda n, m=None, dtype=None: np.eye(n, m, dtype=_np_dtype(dtype)),
       method=False, doc="an n x m identity matrix (m = n unless given)")
 
 # --- random --------------------------------------------------------------------------------------
+# Every value is torch's for the same seed and calls: engine/distributions.py. The in-place ones
+# (`uniform_`, `normal_`, `bernoulli_`, `random_`, `exponential_`) are ops whose input is the
+# target: they read its shape, dtype and layout, and `_inplace` writes the result into it.
+
+
+def _strides(x: Any) -> Any:
+    """The target's strides, for torch's fill order, or None when it is C-contiguous."""
+    return None if x.flags.c_contiguous else x.strides
+
+
+def _like_strides(x: Any) -> Any:
+    """The strides torch's `empty_like` gives a *_like result: the input's when it is dense (a
+    permutation of a contiguous block, e.g. a transpose), else none (C order)."""
+    strides = _strides(x)
+    perm = _dist.fill_order(x.shape, strides)
+    return strides if perm is not None and x.transpose(perm).flags.c_contiguous else None
+
+
+def _like_draw(draw: Any) -> Any:
+    """The forward of a *_like op: `draw(gen, shape, np_dtype, contiguous, **attrs)` laid out
+    as torch's empty_like lays out the result."""
+    def forward(x: Any, dtype: Any = None, generator: Any = None, **attrs: Any) -> Any:
+        gen = _random.resolve(generator)
+        d = dtype.np if dtype is not None else x.dtype
+        strides = _like_strides(x)
+        return _dist.fill(x.shape, strides, lambda shape: draw(
+            gen, shape, d, strides is None, **attrs))
+    return forward
 
 
 def _rand(size: Sequence[int], dtype: Any = None, generator: Any = None) -> Any:
-    d = _np_dtype(dtype)
-    return _random.resolve(generator).random(tuple(size), dtype=d)
+    return _dist.uniform(_random.resolve(generator), tuple(size), _np_dtype(dtype))
 
 
 def _randn(size: Sequence[int], dtype: Any = None, generator: Any = None) -> Any:
-    d = _np_dtype(dtype)
-    return _random.resolve(generator).standard_normal(tuple(size), dtype=d)
+    return _dist.normal(_random.resolve(generator), tuple(size), _np_dtype(dtype))
 
 
 def _randint_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
-    _check_size(attrs["size"])
+    if args:  # randint_like
+        d = attrs.get("dtype") or args[0].dtype
+    else:
+        _check_size(attrs["size"])
+        d = attrs.get("dtype") or dtypes.int64
     low, high = attrs["low"], attrs["high"]
     if low >= high:
         raise errors.InvalidArgumentError(
             f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
-    return None, attrs.get("dtype") or dtypes.int64
+    _check_int_range(low, high, d)
+    return None, d
+
+
+_INT_RANGE = {"int32": (-(2 ** 31), 2 ** 31 - 1), "int64": (-(2 ** 63), 2 ** 63 - 1),
+              "bool": (0, 1)}
+_C_TYPE = {"int32": "int", "int64": "long", "bool": "bool", "float32": "float",
+           "float64": "double"}
+
+
+def _check_int_range(low: int, high: int, d: DType) -> None:
+    """torch's bounds check of random_(from, to) against the result dtype."""
+    lo, hi = _INT_RANGE.get(d.name, (-(2 ** 63), 2 ** 63))
+    if not lo <= low <= hi:
+        raise errors.InvalidArgumentError(f"from is out of bounds for {_C_TYPE[d.name]}")
+    if not lo <= high - 1 <= hi:
+        raise errors.InvalidArgumentError(f"to - 1 is out of bounds for {_C_TYPE[d.name]}")
 
 
 def _randint(low: int, high: int, size: Sequence[int], dtype: Any = None,
              generator: Any = None) -> Any:
-    return _random.resolve(generator).integers(low, high, tuple(size), dtype=np.int64)
+    return _dist.randint(_random.resolve(generator), tuple(size), low, high,
+                         _np_dtype(dtype, dtypes.int64))
 
 
+def _randperm_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    n = attrs["n"]
+    if n < 0:
+        raise errors.InvalidArgumentError(
+            f"Trying to create tensor with negative dimension {n}: [{n}]")
+    if n >= (2 ** 32 - 1) // 20:
+        raise errors.InvalidArgumentError(
+            f"randperm: n={n} is beyond what gradserve reproduces (n < {(2 ** 32 - 1) // 20})")
+    return None, attrs.get("dtype") or dtypes.int64
+
+
+def _uniform(x: Any, generator: Any = None, **kw: Any) -> Any:
+    low, high = kw.get("from", 0.0), kw.get("to", 1.0)
+    gen = _random.resolve(generator)
+    return _dist.fill(x.shape, _strides(x),
+                      lambda shape: _dist.uniform(gen, shape, x.dtype, low, high))
+
+
+def _uniform_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    low, high = attrs["from"], attrs["to"]
+    d = attrs.get("dtype") or (args[0].dtype if args and isinstance(args[0], Tensor) else None)
+    if d is not None and d.category == 2:
+        big = float(np.finfo(d.np).max)
+        for what, v in (("from", low), ("to", high)):
+            if not -big <= v <= big:
+                raise errors.InvalidArgumentError(
+                    f"{what} is out of bounds for {_C_TYPE[d.name]}")
+    if low > high:
+        raise errors.InvalidArgumentError(
+            f"uniform_ expects to return a [from, to) range, but found from={low:g} > to="
+            f"{high:g}")
+    return _like("check_uniform_bounds")(args, {})
+
+
+def _normal_fill(x: Any, mean: float = 0.0, std: float = 1.0, generator: Any = None) -> Any:
+    gen = _random.resolve(generator)
+    strides = _strides(x)
+    return _dist.fill(x.shape, strides, lambda shape: _dist.normal(
+        gen, shape, x.dtype, mean, std, contiguous=strides is None))
+
+
+def _check_std(std: float) -> None:
+    if not std >= 0:  # nan too
+        raise errors.InvalidArgumentError(f"normal expects std >= 0.0, but found std {std:g}")
+
+
+def _normal_fill_dtype(args: Sequence[Any],
+                       attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    _check_std(attrs["std"])
+    return _like("normal_kernel_cpu")(args, {})
+
+
+def _as_size(size: Any) -> tuple[int, ...]:
+    return (size,) if isinstance(size, int) else tuple(size or ())
+
+
+def _normal(mean: Any, std: Any, size: Sequence[int] | None = None, dtype: Any = None,
+            generator: Any = None) -> Any:
+    """torch.normal's four overloads, as torch composes them (normal_out_impl)."""
+    gen = _random.resolve(generator)
+    m_t, s_t = isinstance(mean, np.ndarray), isinstance(std, np.ndarray)
+    if not m_t and not s_t:
+        return _dist.normal(gen, _as_size(size), _np_dtype(dtype), mean, std)
+    if m_t and not s_t:  # normal_(0, std) on mean's shape, then + mean
+        out = _dist.normal(gen, mean.shape, mean.dtype, 0.0, std)
+        return (out + mean).astype(mean.dtype, copy=False)
+    like = mean if m_t else std
+    shape = np.broadcast_shapes(mean.shape, std.shape) if m_t else std.shape
+    out = _dist.normal(gen, shape, like.dtype)
+    out = (out * std).astype(like.dtype, copy=False)
+    return (out + (mean if m_t else like.dtype.type(mean))).astype(like.dtype, copy=False)
+
+
+def _normal_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    mean, std = args
+    if isinstance(std, Tensor):
+        if std.numel() and (std._data < 0).any():
+            raise errors.InvalidArgumentError("normal expects all elements of std >= 0.0")
+    else:
+        _check_std(float(std))
+    if isinstance(mean, Tensor):
+        d = mean.dtype
+    elif isinstance(std, Tensor):
+        d = std.dtype
+    else:
+        if attrs.get("size") is None:
+            raise errors.InvalidTypeError(
+                "normal() received an invalid combination of arguments - got (float, float), "
+                "but expected a size for two numbers: normal(mean, std, size)")
+        _check_size(_as_size(attrs["size"]))
+        d = attrs.get("dtype") or dtypes.float32
+    if d.category != 2:
+        raise errors.InvalidArgumentError(f'"normal_kernel_cpu" not implemented for '
+                                          f"'{_type_word(d)}'")
+    return None, d
+
+
+def _normal_shape(mean: Any, std: Any, size: Any = None, **attrs: Any) -> tuple[int, ...]:
+    shapes = [tuple(np.shape(a)) for a in (mean, std) if isinstance(a, Tensor)]
+    if not shapes:
+        return _as_size(size)
+    return tuple(np.broadcast_shapes(*shapes))
+
+
+def _bernoulli(x: Any, p: Any = None, generator: Any = None) -> Any:
+    gen = _random.resolve(generator)
+    if p is None or isinstance(p, np.ndarray):
+        probs = x if p is None else np.broadcast_to(p, x.shape)
+        perm = _dist.fill_order(x.shape, _strides(x))
+        if perm is None:
+            return _dist.bernoulli_tensor(gen, probs, x.dtype)
+        out = _dist.bernoulli_tensor(gen, probs.transpose(perm), x.dtype)
+        return out.transpose(np.argsort(perm))
+    return _dist.fill(x.shape, _strides(x),
+                      lambda shape: _dist.bernoulli_scalar(gen, shape, float(p), x.dtype))
+
+
+def _bernoulli_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    x, p = args
+    if p is None or isinstance(p, Tensor):
+        probs = x if p is None else p
+        if probs.dtype.category != 2:
+            raise errors.InvalidArgumentError(
+                f'"bernoulli_tensor_cpu_p_" not implemented for \'{_type_word(probs.dtype)}\'')
+        data = probs._data
+        if np.size(data) and ((data < 0) | (data > 1) | np.isnan(data)).any():
+            raise errors.InvalidArgumentError(
+                "Expected p_in >= 0 && p_in <= 1 to be true, but got false.  (Could this error "
+                "message be improved?  If so, please report an enhancement request to PyTorch.)")
+    elif not 0 <= float(p) <= 1:
+        raise errors.InvalidArgumentError(
+            f"bernoulli_ expects p to be in [0, 1], but got p={float(p):g}")
+    return None, x.dtype
+
+
+def _random_fill(x: Any, low: int | None = None, high: int | None = None,
+                 generator: Any = None) -> Any:
+    gen = _random.resolve(generator)
+    if low is None and high is None:
+        return _dist.fill(x.shape, _strides(x), lambda shape: _dist.random_full(gen, shape,
+                                                                                x.dtype))
+    if high is None:  # random_(to)
+        low, high = 0, low
+    return _dist.fill(x.shape, _strides(x), lambda shape: _dist.randint(
+        gen, shape, int(low), int(high), x.dtype))  # type: ignore[arg-type]
+
+
+def _random_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    low, high = attrs.get("low"), attrs.get("high")
+    if low is not None and high is None:
+        low, high = 0, low
+    if low is not None and high is not None:
+        if low >= high:
+            raise errors.InvalidArgumentError(
+                f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+        _check_int_range(low, high, args[0].dtype)
+    return None, args[0].dtype
+
+
+def _exponential(x: Any, lambd: float = 1.0, generator: Any = None) -> Any:
+    gen = _random.resolve(generator)
+    return _dist.fill(x.shape, _strides(x),
+                      lambda shape: _dist.exponential(gen, shape, lambd, x.dtype))
+
+
+def _exponential_dtype(args: Sequence[Any],
+                       attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    if not attrs["lambd"] > 0:
+        raise errors.InvalidArgumentError(
+            f"exponential_ expects lambda > 0.0, but found lambda={attrs['lambd']:g}")
+    return _like("exponential_cpu")(args, {})
+
+
+def _no_grad(ns: Any, g: Any, out: Any, *args: Any, **attrs: Any) -> Any:
+    """torch's derivative of a random draw with respect to its parameters or target: zero."""
+    return g * 0
+
+
+@names_backward("NormalBackward1", "NormalBackward2", "NormalBackward3")
+def _normal_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
+    mean_t = bool(args) and isinstance(args[0], Tensor)
+    std_t = len(args) > 1 and isinstance(args[1], Tensor)
+    return "NormalBackward3" if mean_t and std_t else (
+        "NormalBackward1" if mean_t else "NormalBackward2")
+
+
+@names_backward("BernoulliBackward0", "BernoulliBackward1", "BernoulliBackward2")
+def _bernoulli_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
+    # torch.bernoulli(x): 0; a tensor p (x.bernoulli_(p)): 1; a number p: 2 (x.bernoulli_(0.5);
+    # torch.bernoulli(x, 0.5) has no derivative in torch 2.13, its grad_fn is NotImplemented)
+    p = args[1] if len(args) > 1 else None
+    return "BernoulliBackward0" if p is None else (
+        "BernoulliBackward1" if isinstance(p, Tensor) else "BernoulliBackward2")
+
+
+_FLOAT = "float"
 _RANDOM = [
     defop("rand", _rand, inputs=(), attrs=(_SIZE, _DTYPE),
-          dtype=_sized(dtypes.float32, "check_uniform_bounds"), out_shape=_size_shape,
-          method=False, doc="uniform random values in [0, 1) (float32 unless dtype)"),
+          dtype=_sized(None, "check_uniform_bounds"), method=False,
+          doc="uniform random values in [0, 1) (float32 unless dtype)",
+          out_bound=temporaries(_size_shape, result_bytes=24)),
     defop("randn", _randn, inputs=(), attrs=(_SIZE, _DTYPE),
-          dtype=_sized(dtypes.float32, "normal_kernel_cpu"), out_shape=_size_shape,
-          method=False, doc="standard normal random values (float32 unless dtype)"),
+          dtype=_sized(None, "normal_kernel_cpu"), method=False,
+          doc="standard normal random values (float32 unless dtype)",
+          out_bound=temporaries(_size_shape, result_bytes=160)),
     defop("randint", _randint, inputs=(),
           attrs=(AttrSpec("low", "int", required=True), AttrSpec("high", "int", required=True),
                  _SIZE, _DTYPE),
-          dtype=_randint_dtype, out_shape=_size_shape, method=False,
+          dtype=_randint_dtype, method=False,
           doc="uniform random integers in [low, high) (int64 unless dtype)",
-      out_bound=temporaries(_size_shape, result_bytes=8)),
-    defop("rand_like", lambda x, dtype=None, generator=None: _rand(
-          x.shape, dtype or dtypes.from_numpy(x.dtype), generator), None, attrs=(_DTYPE,),
-          dtype=_like("check_uniform_bounds"), out_shape=_input_shape, method=False,
-          doc="uniform random values in [0, 1) with input's shape (and dtype unless dtype)"),
-    defop("randn_like", lambda x, dtype=None, generator=None: _randn(
-          x.shape, dtype or dtypes.from_numpy(x.dtype), generator), None, attrs=(_DTYPE,),
-          dtype=_like("normal_kernel_cpu"), out_shape=_input_shape, method=False,
-          doc="standard normal random values with input's shape (and dtype unless dtype)"),
+          out_bound=temporaries(_size_shape, result_bytes=40)),
+    defop("randperm", lambda n, dtype=None, generator=None: _dist.randperm(
+          _random.resolve(generator), n, _np_dtype(dtype, dtypes.int64)), inputs=(),
+          attrs=(AttrSpec("n", "int", required=True), _DTYPE), dtype=_randperm_dtype,
+          method=False, doc="a random permutation of 0..n-1 (int64 unless dtype)",
+          out_bound=temporaries(lambda **a: (a["n"],), result_bytes=120)),
+    defop("rand_like", _like_draw(lambda g, shape, d, contiguous: _dist.uniform(g, shape, d)),
+          None, attrs=(_DTYPE,), dtype=_like("check_uniform_bounds"), method=False,
+          doc="uniform random values in [0, 1) with input's shape (and dtype unless dtype)",
+          out_bound=temporaries(_input_shape, result_bytes=24)),
+    defop("randn_like", _like_draw(lambda g, shape, d, contiguous: _dist.normal(
+          g, shape, d, contiguous=contiguous)), None, attrs=(_DTYPE,),
+          dtype=_like("normal_kernel_cpu"), method=False,
+          doc="standard normal random values with input's shape (and dtype unless dtype)",
+          out_bound=temporaries(_input_shape, result_bytes=160)),
+    defop("randint_like", _like_draw(lambda g, shape, d, contiguous, low, high: _dist.randint(
+          g, shape, low, high, d)), None,
+          attrs=(AttrSpec("low", "int", required=True), AttrSpec("high", "int", required=True),
+                 _DTYPE),
+          dtype=_randint_dtype, method=False,
+          doc="uniform random integers in [low, high) with input's shape (and dtype unless "
+              "dtype)", out_bound=temporaries(_input_shape, result_bytes=40)),
+    defop("normal_sample", _normal, _no_grad, _no_grad, inputs=("mean", "std"),
+          attrs=(AttrSpec("size", "dims"), _DTYPE), dtype=_normal_dtype, method=False,
+          backward=_normal_name, saves=("", ""),
+          doc="torch.normal: normal values of mean and std (tensors or numbers; a size for two "
+              "numbers)", out_bound=temporaries(_normal_shape, result_bytes=176)),
+    defop("bernoulli", _bernoulli, _no_grad, _no_grad, inputs=("input", "p?"),
+          dtype=_bernoulli_dtype, backward=_bernoulli_name, saves=("", ""),
+          inplace=True, doc="0/1 draws: probability p (a number or tensor), else input's values",
+          out_bound=temporaries(lambda x, p=None, **a: tuple(x.shape), result_bytes=48)),
+    defop("uniform", _uniform, _no_grad, backward="UniformBackward0", saves="",
+          attrs=(AttrSpec("from", _FLOAT, 0.0), AttrSpec("to", _FLOAT, 1.0)),
+          dtype=_uniform_dtype, inplace=True, method=False,
+          doc="uniform values in [from, to) with input's shape and dtype (Tensor.uniform_)",
+          out_bound=temporaries(_input_shape, result_bytes=48)),
+    defop("normal", _normal_fill, _no_grad, backward="NormalBackward0", saves="",
+          attrs=(AttrSpec("mean", _FLOAT, 0.0), AttrSpec("std", _FLOAT, 1.0)),
+          dtype=_normal_fill_dtype, inplace=True, method=False,
+          doc="normal values of mean and std with input's shape and dtype (Tensor.normal_)",
+          out_bound=temporaries(_input_shape, result_bytes=176)),
+    defop("random", _random_fill, _no_grad, backward="RandomBackward0", saves="",
+          attrs=(AttrSpec("low", "optional_int"), AttrSpec("high", "optional_int")),
+          dtype=_random_dtype, inplace=True, method=False,
+          doc="random integers: random_(), random_(to), random_(from, to) (Tensor.random_)",
+          out_bound=temporaries(_input_shape, result_bytes=40)),
+    defop("exponential", _exponential, _no_grad, backward="ExponentialBackward0", saves="",
+          attrs=(AttrSpec("lambd", _FLOAT, 1.0),),
+          dtype=_exponential_dtype, inplace=True, method=False,
+          doc="exponential values of rate lambd with input's shape and dtype "
+              "(Tensor.exponential_)", out_bound=temporaries(_input_shape, result_bytes=40)),
 ]
 for _op in _RANDOM:
     _op.random = True  # type: ignore[attr-defined]  # the server passes the session's generator
@@ -275,7 +566,8 @@ def _sized_public(name: str) -> None:
     op = OPS[name]
 
     def fn(*size: Any, dtype: Any = None, requires_grad: bool = False,
-           generator: Any = None, **kw: Any) -> Tensor:
+           generator: Any = None, device: Any = None, **kw: Any) -> Tensor:
+        _device(name, device)
         shape = size_args(BACKEND, name, size, kw)
         if kw:
             raise errors.InvalidTypeError(
@@ -287,13 +579,41 @@ def _sized_public(name: str) -> None:
     public(name, method=False)(fn)
 
 
+def _device(name: str, device: Any) -> None:
+    check_device(device, name, errors.InvalidTypeError, errors.InvalidArgumentError)
+
+
 for _name in ("zeros", "ones", "rand", "randn"):
     _sized_public(_name)
 
 
+@public("empty", method=False)
+def empty(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None,
+          **kw: Any) -> Tensor:
+    """torch.empty(*size): zeros (torch leaves the values uninitialised; any values will do)."""
+    _device("empty", device)
+    shape = size_args(BACKEND, "empty", size, kw)
+    if kw:
+        raise errors.InvalidTypeError(
+            f"empty() got an unexpected keyword argument '{next(iter(kw))}'")
+    return _finish(_call(OPS["zeros"], {"size": shape, "dtype": dtype}), requires_grad)
+
+
+@public("empty_like", method=False)
+def empty_like(input: Any, *, dtype: Any = None, requires_grad: bool = False,
+               device: Any = None) -> Tensor:
+    """torch.empty_like(input): zeros_like (uninitialised in torch)."""
+    _device("empty_like", device)
+    return _finish(run(OPS["zeros_like"], (input,), bind_attrs(OPS["zeros_like"], (),
+                                                                 {"dtype": dtype})),
+                   requires_grad)
+
+
 @public("full", method=False)
-def full(size: Any, fill_value: Any, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """torch.full(size, fill_value, dtype=None, requires_grad=False)."""
+def full(size: Any, fill_value: Any, *, dtype: Any = None, requires_grad: bool = False,
+         device: Any = None) -> Tensor:
+    """torch.full(size, fill_value, dtype=None, requires_grad=False, device=None)."""
+    _device("full", device)
     shape = size_args(BACKEND, "full", (size,), {})
     return _finish(_call(OPS["full"], {"size": shape, "fill_value": fill_value, "dtype": dtype}),
                    requires_grad)
@@ -303,7 +623,8 @@ def _like_public(name: str) -> None:
     op = OPS[name]
 
     def fn(input: Any, *args: Any, dtype: Any = None, requires_grad: bool = False,
-           generator: Any = None, **kw: Any) -> Tensor:
+           generator: Any = None, device: Any = None, **kw: Any) -> Tensor:
+        _device(name, device)
         attrs = bind_attrs(op, args, {**kw, "dtype": dtype})
         return _finish(run(op, (input,), attrs, generator=generator), requires_grad)
 
@@ -318,30 +639,36 @@ for _name in ("zeros_like", "ones_like", "full_like", "rand_like", "randn_like")
 
 @public("arange", method=False)
 def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None,
-           requires_grad: bool = False) -> Tensor:
+           requires_grad: bool = False, device: Any = None) -> Tensor:
     """torch.arange(end) or arange(start, end, step=1), dtype=None, requires_grad=False."""
+    _device("arange", device)
     return _finish(_call(OPS["arange"], {"start": start, "end": end, "step": step,
                                          "dtype": dtype}), requires_grad)
 
 
 @public("linspace", method=False)
 def linspace(start: Any, end: Any, steps: int, *, dtype: Any = None,
-             requires_grad: bool = False) -> Tensor:
+             requires_grad: bool = False, device: Any = None) -> Tensor:
     """torch.linspace(start, end, steps, dtype=None, requires_grad=False)."""
+    _device("linspace", device)
     return _finish(_call(OPS["linspace"], {"start": start, "end": end, "steps": steps,
                                            "dtype": dtype}), requires_grad)
 
 
 @public("eye", method=False)
-def eye(n: int, m: int | None = None, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def eye(n: int, m: int | None = None, *, dtype: Any = None, requires_grad: bool = False,
+        device: Any = None) -> Tensor:
     """torch.eye(n, m=None, dtype=None, requires_grad=False)."""
+    _device("eye", device)
     return _finish(_call(OPS["eye"], {"n": n, "m": m, "dtype": dtype}), requires_grad)
 
 
 @public("randint", method=False)
 def randint(*args: Any, size: Any = None, dtype: Any = None, generator: Any = None,
-            requires_grad: bool = False, low: int = 0, high: int | None = None) -> Tensor:
+            requires_grad: bool = False, low: int = 0, high: int | None = None,
+            device: Any = None) -> Tensor:
     """torch.randint(high, size) or randint(low, high, size), dtype=None, generator=None."""
+    _device("randint", device)
     args = list(args)  # type: ignore[assignment]
     if size is None and args and isinstance(args[-1], (tuple, list)):
         size = args.pop()  # type: ignore[attr-defined]
@@ -362,6 +689,41 @@ def randint(*args: Any, size: Any = None, dtype: Any = None, generator: Any = No
     return _finish(_call(OPS["randint"], {"low": low, "high": high, "size": shape,
                                           "dtype": dtype}, generator), requires_grad)
 
+
+
+@public("normal", method=False)
+def normal(mean: Any, std: Any = 1.0, size: Any = None, *, generator: Any = None,
+           dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """torch.normal(mean, std, size=None, *, generator=None, dtype=None): mean and std tensors
+    or numbers (two numbers need a size)."""
+    shape = None if size is None else size_args(BACKEND, "normal", (size,), {})
+    return _finish(run(OPS["normal_sample"], (mean, std), bind_attrs(
+        OPS["normal_sample"], (), {"size": shape, "dtype": dtype}), generator=generator),
+        requires_grad)
+
+
+@public("randint_like", method=False)
+def randint_like(input: Tensor, *args: int, low: int | None = None, high: int | None = None,
+                 dtype: Any = None, generator: Any = None,
+                 requires_grad: bool = False) -> Tensor:
+    """torch.randint_like(input, high) or randint_like(input, low, high), dtype=None."""
+    if high is None and len(args) == 1:
+        high = args[0]
+    elif high is None and len(args) == 2:
+        low, high = args
+    elif args or high is None:
+        raise errors.InvalidTypeError(
+            "randint_like() received an invalid combination of arguments - expected (Tensor "
+            "input, int high) or (Tensor input, int low, int high)")
+    return _finish(run(OPS["randint_like"], (input,), bind_attrs(
+        OPS["randint_like"], (), {"low": low or 0, "high": high, "dtype": dtype}),
+        generator=generator), requires_grad)
+
+
+@public("bernoulli_", function=False)
+def bernoulli_(self: Tensor, p: Any = 0.5, *, generator: Any = None) -> Tensor:
+    """Tensor.bernoulli_(p=0.5, *, generator=None): p a number or a tensor of probabilities."""
+    return apply_inplace("bernoulli", self, (p,), None, generator)
 
 
 # --- conversions: Tensor.to(dtype), .float(), ... (one op, `to_dtype`) ---------------------------
@@ -386,21 +748,9 @@ def _as_dtype(value: Any, what: str) -> DType:
 
 
 @public("to", function=False)
-def to(self: Tensor, *args: Any, dtype: Any = None, device: Any = None,
-       non_blocking: bool = False, copy: bool = False) -> Tensor:
+def to(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
     """Tensor.to(dtype), to(device), to(other), to(device, dtype); copy=True forces a copy."""
-    for a in args:
-        if isinstance(a, Tensor):
-            dtype = a.dtype
-        elif isinstance(a, DType):
-            dtype = a
-        elif isinstance(a, str) or a is None:
-            device = a
-        else:
-            raise errors.InvalidTypeError(
-                f"to() received an invalid combination of arguments - got {type(a).__name__}")
-    if device not in (None, "cpu"):
-        raise errors.InvalidArgumentError(f"to(): unsupported device {device!r} (only 'cpu')")
+    dtype, copy = parse_to(BACKEND, args, kwargs, lambda v: isinstance(v, DType))
     target = self.dtype if dtype is None else _as_dtype(dtype, "to()")
     return _convert(self, target, copy)
 
@@ -424,4 +774,5 @@ def type_(self: Tensor, dtype: Any = None, non_blocking: bool = False) -> Any:
     """Tensor.type(): 'torch.FloatTensor'...; type(dtype or 'torch.DoubleTensor'): converted."""
     if dtype is None:
         return self.dtype.torch_tensor_name
-    return _convert(self, _as_dtype(dtype, "type()"))
+    name = legacy_dtype_name(dtype)
+    return _convert(self, dtypes.by_name(name) if name else _as_dtype(dtype, "type()"))

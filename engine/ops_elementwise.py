@@ -128,17 +128,42 @@ def _remainder_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
     return -g * ns.floor(x / y)  # torch: div(rounding_mode="floor"), zero gradient
 
 
-defop("floor_divide", np.floor_divide, _not_implemented("floor_divide"),
+def _integer_zero_check(f: Any) -> Any:
+    """torch raises (a RuntimeError reading "ZeroDivisionError") on integer division by zero,
+    where numpy gives 0."""
+    def forward(x: Any, y: Any) -> Any:
+        ya = np.asarray(y)
+        if ya.dtype.kind in "iu" and np.asarray(x).dtype.kind in "iu" and (ya == 0).any():
+            raise errors.InvalidArgumentError("ZeroDivisionError")
+        return f(x, y)
+    return forward
+
+
+defop("floor_divide", _integer_zero_check(np.floor_divide), _not_implemented("floor_divide"),
       _not_implemented("floor_divide"), inputs=("input", "other"), dtype=PROMOTE,
       saves=("", ""),
       backward="NotImplemented", doc="floor(input / other); torch has no derivative",
       out_shape=broadcast_shape)
-defop("remainder", np.remainder,
+defop("remainder", _integer_zero_check(np.remainder),
       lambda ns, g, out, x, y: g,
       _remainder_dy,
       saves=("", "input other"),
       inputs=("input", "other"), dtype=PROMOTE, doc="Python-style modulus (sign of other)",
       backward=_by_scalars("RemainderBackward1", "RemainderBackward0", "NotImplemented"),
+      out_shape=broadcast_shape)
+
+
+def _fmod_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
+    q = x / y  # torch: -grad * input.div(other, rounding_mode="trunc"), zero gradient
+    return -g * ns.where(q < 0, ns.ceil(q), ns.floor(q))
+
+
+defop("fmod", _integer_zero_check(np.fmod),
+      lambda ns, g, out, x, y: g,
+      _fmod_dy,
+      saves=("", "input other"),
+      inputs=("input", "other"), dtype=PROMOTE, doc="C-style modulus (sign of input)",
+      backward=_by_scalars("FmodBackward1", "FmodBackward0"),
       out_shape=broadcast_shape)
 
 
@@ -264,8 +289,10 @@ defop("sigmoid", _sigmoid, lambda ns, g, out, x: g * out * (1 - out), dtype=FLOA
 
 # --- activations ---------------------------------------------------------------------------------
 
+# torch's rule is threshold_backward(grad, result, 0): zero where result <= 0, and recorded on
+# `result` too, so a second derivative through it keeps its graph (`out * 0` records that).
 defop("relu", lambda x: np.maximum(x, 0).astype(x.dtype),
-      lambda ns, g, out, x: g * (out > 0), inplace=True, doc="max(input, 0)",
+      lambda ns, g, out, x: ns.where(out > 0, g, out * 0), inplace=True, doc="max(input, 0)",
       saves="result",
       out_bound=temporaries(broadcast_shape, results=1))
 defop("leaky_relu", lambda x, negative_slope=0.01: np.where(x > 0, x, x * negative_slope),

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import errors, limits
 from .api import FUNCTIONS, public
+from .ops_elementwise import _broadcast_error
 from .registry import PROMOTE, AttrSpec, defop, names_backward, numel_of
 from .tensor import Tensor
 
@@ -108,7 +109,6 @@ def matmul_shape(x: Any, y: Any, **attrs: Any) -> tuple[int, ...]:
     try:
         batch = tuple(np.broadcast_shapes(a[:-2], b[:-2]))
     except ValueError:
-        from .ops_elementwise import _broadcast_error
         raise _broadcast_error([a[:-2], b[:-2]]) from None
     if k1 != k2:
         n = _batch(batch)

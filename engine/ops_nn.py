@@ -3,7 +3,8 @@
 Losses take `reduction` in {'mean', 'sum', 'none'} (checked by the dtype rule, before anything
 runs, with torch's ValueError). `nll_loss`'s gradient is its own op, `nll_loss_backward`, as in
 torch: the two are adjoint, so each one's VJP is the other and every order of derivative works.
-`cross_entropy` is a composition (`nn.functional.cross_entropy`, in engine/nn.py) of these ops.
+`cross_entropy` is a composition (`nn.functional.cross_entropy`, in surface/nn_functional.py)
+of these ops.
 """
 
 from __future__ import annotations
@@ -513,8 +514,9 @@ defop("label_smoothing_loss_backward", _smooth_backward,
       out_bound=_loss_bound(_attr_shape, copies=1, per_target=_NLL_BYTES, always=True))
 
 # --- cross_entropy as one op (for the wire) -------------------------------------------------------
-# nn.functional.cross_entropy composes log_softmax and nll_loss as torch does (engine/nn.py);
-# clients only see registered ops, so the same computation is also one op here, built from the
+# nn.functional.cross_entropy composes log_softmax and nll_loss as torch does (surface/
+# nn_functional.py, for the engine and the Python client); stateless graphs and other languages'
+# clients see only registered ops, so the same computation is also one op here, built from the
 # same forwards and rules. Its node carries the name torch's last node has.
 
 

@@ -519,7 +519,7 @@ def _split_vjp(ns: Any, g: Any, out: Any, x: Any, dim: int, **attrs: Any) -> Any
     return ns.cat(list(_grads(g)), dim=dim)
 
 
-defop("split", _split, _split_vjp, n_outputs=None,
+defop("split", _split, _split_vjp, n_outputs=None, output_count="split_size",
       saves="",
       attrs=(AttrSpec("split_size", "int", required=True), AttrSpec("dim", "int", 0)),
       doc="pieces of split_size along dim (the last may be smaller)", view=True,
@@ -538,6 +538,7 @@ def _split_with_sizes(x: Any, split_sizes: Sequence[int], dim: int = 0) -> Any:
 
 
 defop("split_with_sizes", _split_with_sizes, _split_vjp, n_outputs=None,
+      output_count="split_sizes",
       saves="",
       attrs=(AttrSpec("split_sizes", "ints", required=True), AttrSpec("dim", "int", 0)),
       doc="pieces of the given sizes along dim", view=True,
@@ -554,7 +555,7 @@ def _unbind(x: Any, dim: int = 0) -> Any:
 
 defop("unbind", _unbind, lambda ns, g, out, x, dim: ns.stack(list(_grads(g)), dim=dim),
       saves="",
-      n_outputs=None, attrs=(AttrSpec("dim", "int", 0),),
+      n_outputs=None, output_count="dim_size", attrs=(AttrSpec("dim", "int", 0),),
       doc="the slices along dim, as a tuple", view=True,
       out_bound=_pieces(_unbind_bound))
 

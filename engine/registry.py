@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from gradserve.surface.signature import OUTPUT_COUNTS, AttrValidator
 from gradserve.surface.signature import AttrSpec as AttrSpec
-from gradserve.surface.signature import AttrValidator
 from gradserve.surface.spellings import is_int as is_int
 
 from . import dtypes, errors, limits
@@ -52,7 +52,8 @@ class OpDef:
                  out_shape: Callable[..., Sequence[int]] | None, doc: str, method: bool,
                  variadic: bool, differentiable_outputs: Sequence[int] | None, inplace: bool,
                  inplace_backward: str | None = None, view: bool = False,
-                 out_bound: BoundRule | None = None, saves: str | Sequence[str] | None = None):
+                 out_bound: BoundRule | None = None, saves: str | Sequence[str] | None = None,
+                 output_count: str | None = None):
         if vjps and len(vjps) != len(inputs):
             raise ValueError(f"{name}: {len(vjps)} vjp rules for {len(inputs)} inputs")
         self.name = name
@@ -65,6 +66,7 @@ class OpDef:
         self.dtype_rule = dtype
         self._backward = backward
         self.n_outputs = n_outputs
+        self.output_count = output_count
         self.out_shape = out_shape
         self.out_bound = out_bound
         self.doc = doc
@@ -73,6 +75,7 @@ class OpDef:
         self.inplace = inplace
         self.inplace_backward = inplace_backward
         self.view = view
+        self.random = False  # draws from a generator (ops_creation marks them; see server/ops.py)
         self.differentiable = any(v is not None for v in self.vjps)
         self.differentiable_outputs = (tuple(differentiable_outputs)
                                        if differentiable_outputs is not None else None)
@@ -134,7 +137,7 @@ class RuleUses(NamedTuple):
     meta: frozenset[int]
 
 
-# What a rule may read of an input saved as metadata only (autograd._Meta's fields).
+# What a rule may read of an input saved as metadata only (nodes._Meta's fields).
 META_ATTRS = ("shape", "ndim", "dtype")
 _NOTHING = RuleUses(False, frozenset(), frozenset())
 
@@ -190,7 +193,8 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
           differentiable_outputs: Sequence[int] | None = None, inplace: bool = False,
           inplace_backward: str | None = None, view: bool = False,
           out_bound: BoundRule | None = None,
-          saves: str | Sequence[str] | None = None) -> OpDef:
+          saves: str | Sequence[str] | None = None,
+          output_count: str | None = None) -> OpDef:
     """Register an op: its forward (numpy), one VJP rule per input (None: no gradient).
 
     Args:
@@ -210,6 +214,9 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
         dtype: dtype rule (PROMOTE, FLOAT, COMPARE, SAME, ...); default SAME.
         backward: torch's node name, or a function of the inputs choosing one.
         n_outputs: number of outputs; None when it depends on the inputs.
+        output_count: with `n_outputs=None`, the surface's rule for the number of outputs
+            (`gradserve.surface.signature.OUTPUT_COUNTS`: "split_size", "split_sizes",
+            "dim_size"), served in ListOps so a client knows it before the op runs.
         out_shape: result shape from input shapes/attrs, checked against limits before forward.
         out_bound: `(args, attrs, out_dtype) -> limits.Bound` where the shape alone does not say
             what the results take (several outputs, data-dependent sizes, numpy temporaries
@@ -232,13 +239,17 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
         # Bounded by construction: limits.allocation_limit and byte_budget can only refuse an op
         # before it allocates if every op says what it allocates.
         raise ValueError(f"op {name!r} declares neither out_shape nor out_bound")
+    if (n_outputs is None) != (output_count is not None) or (
+            output_count is not None and output_count not in OUTPUT_COUNTS):
+        raise ValueError(f"op {name!r}: n_outputs=None needs an output_count rule, one of "
+                         f"{sorted(OUTPUT_COUNTS)} (and a fixed n_outputs none)")
     if backward is None:
         backward = "".join(p.capitalize() for p in name.split("_")) + "Backward0"
     op = OpDef(name, forward, vjps, inputs=inputs, attrs=attrs, dtype=dtype or SAME,
                backward=backward, n_outputs=n_outputs, out_shape=out_shape, doc=doc,
                method=method, variadic=variadic, differentiable_outputs=differentiable_outputs,
                inplace=inplace, inplace_backward=inplace_backward, view=view,
-               out_bound=out_bound, saves=saves)
+               out_bound=out_bound, saves=saves, output_count=output_count)
     OPS[name] = op
     return op
 

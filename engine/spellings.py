@@ -3,14 +3,18 @@ each as a function of `gradserve.engine` and as a Tensor method or property."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
+from gradserve.surface import compat as _compat  # (also registers its spellings)
 from gradserve.surface.spellings import SPELLINGS, Spelling
 
-from . import errors
+from . import creation, dtypes, errors
 from .api import FUNCTIONS, public
-from .tensor import Tensor
+from .tensor import Size, Tensor
 
 
 class EngineBackend:
@@ -29,8 +33,38 @@ class EngineBackend:
     def shape(self, tensor: Any) -> tuple[int, ...]:
         return tuple(tensor.shape)
 
+    def dtype_name(self, tensor: Any) -> str:
+        return str(tensor.dtype.name)
+
+    def dtype_of(self, tensor: Any) -> Any:
+        return tensor.dtype
+
+    def dtype(self, name: str) -> Any:
+        return dtypes.by_name(name)
+
+    def default_dtype(self) -> str:
+        return dtypes.DEFAULT_FLOAT.name
+
+    def from_data(self, data: Any, dtype: str) -> Any:
+        return creation.tensor(data, dtype=dtypes.by_name(dtype))
+
+    def is_size(self, value: Any) -> bool:
+        return isinstance(value, Size)
+
+    def is_contiguous(self, tensor: Any) -> bool:
+        return bool(np.asarray(tensor._data).flags.c_contiguous)
+
 
 BACKEND = EngineBackend()
+
+
+def _legacy_new(cls: type, *args: Any, **kwargs: Any) -> Any:
+    """torch.Tensor(...), the legacy constructor: sizes (zeros), data (the default dtype) or a
+    tensor (an alias); see gradserve.surface.compat.legacy_new."""
+    return _compat.legacy_new(BACKEND, None, args, kwargs)
+
+
+Tensor.__new__ = staticmethod(_legacy_new)  # type: ignore[assignment]
 
 
 def _bound(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
@@ -38,6 +72,10 @@ def _bound(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
         return fn(BACKEND, *args, **kwargs)
     bound.__name__ = bound.__qualname__ = name
     bound.__doc__ = fn.__doc__
+    # the spelling's own parameters without the backend (help(), tensor_methods.pyi)
+    sig = inspect.signature(fn)
+    bound.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=list(sig.parameters.values())[1:])
     return bound
 
 

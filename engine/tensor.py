@@ -1,12 +1,14 @@
 """The Tensor: a numpy array plus autograd state, with torch's attributes and rules.
 
-Op methods and operators (`x.sin()`, `x * y`) are attached from the registry by `api.py`; this
-module holds what is not an op: identity, conversion, printing and the autograd entry points.
+Op methods and operators (`x.sin()`, `x * y`) and `backward` are attached from the registry by
+`api.py` (declared for type checkers in tensor_methods.pyi); this module holds what is not an
+op: identity, conversion, printing and the autograd state.
 """
 
 from __future__ import annotations
 
 import builtins
+import warnings
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -17,6 +19,7 @@ from gradserve.surface import messages
 
 from . import dtypes, errors
 from .dtypes import DType
+from .formatting import format_tensor
 
 # torch words the dtype refusal differently for requires_grad_(), the attribute and factories
 # (the factories' text: gradserve.surface.messages.REQUIRES_GRAD_FACTORY_MESSAGE).
@@ -38,7 +41,15 @@ class Size(tuple):  # type: ignore[type-arg]
         return n
 
 
-class Tensor:
+if TYPE_CHECKING:
+    # The op methods and operators api.build() attaches, declared for type checkers (generated
+    # from the op table by scripts/gen_tensor_methods.py); at runtime Tensor's base is object.
+    from .tensor_methods import TensorMethods
+else:
+    TensorMethods = object
+
+
+class Tensor(TensorMethods):
     """An n-dimensional array that records the ops applied to it, as torch.Tensor does."""
 
     __slots__ = ("_data", "dtype", "_rg", "grad_fn", "output_nr", "_grad", "_version", "_accum",
@@ -86,25 +97,7 @@ class Tensor:
         return d
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise errors.InvalidTypeError("use gradserve.engine.tensor(data) to create a Tensor")
-
-    if TYPE_CHECKING:
-        # Ops, methods and operators are attached from the registry by api.build().
-        def __getattr__(self, name: str) -> Any: ...
-        def __add__(self, other: Any) -> Tensor: ...
-        def __radd__(self, other: Any) -> Tensor: ...
-        def __sub__(self, other: Any) -> Tensor: ...
-        def __rsub__(self, other: Any) -> Tensor: ...
-        def __mul__(self, other: Any) -> Tensor: ...
-        def __rmul__(self, other: Any) -> Tensor: ...
-        def __truediv__(self, other: Any) -> Tensor: ...
-        def __rtruediv__(self, other: Any) -> Tensor: ...
-        def __pow__(self, other: Any) -> Tensor: ...
-        def __matmul__(self, other: Any) -> Tensor: ...
-        def __neg__(self) -> Tensor: ...
-        def __getitem__(self, index: Any) -> Tensor: ...
-        def __lt__(self, other: Any) -> Tensor: ...
-        def __gt__(self, other: Any) -> Tensor: ...
+        pass  # `Tensor(...)` is torch's legacy constructor: __new__ (engine/spellings.py) made it
 
     # --- autograd state ------------------------------------------------------------------------
 
@@ -141,8 +134,6 @@ class Tensor:
     @property
     def grad(self) -> Tensor | None:
         if self.grad_fn is not None and not self._retains_grad and self._grad is None:
-            import warnings
-
             warnings.warn(messages.NON_LEAF_GRAD_WARNING, UserWarning, stacklevel=2)
         return self._grad
 
@@ -180,23 +171,6 @@ class Tensor:
         node.retained[self.output_nr] = weakref.ref(self)
         self._retains_grad = True
 
-    def _edge(self) -> tuple[Any, int]:
-        if self.grad_fn is not None:
-            return (self.grad_fn, self.output_nr)
-        acc = self._accum() if self._accum is not None else None
-        if acc is None:
-            acc = autograd.AccumulateGrad(self)
-            self._accum = weakref.ref(acc)
-        return (acc, 0)
-
-    def backward(self, gradient: Tensor | None = None, retain_graph: bool | None = None,
-                 create_graph: bool = False, inputs: Any = None) -> None:
-        """Accumulate the gradient of this tensor into the leaves' `.grad` (torch's rules)."""
-        from . import autograd
-
-        autograd.backward(self, None if gradient is None else (gradient,), retain_graph,
-                          create_graph, inputs)
-
     def detach(self) -> Tensor:
         """A new leaf sharing this tensor's data (and version counter) that never requires grad."""
         return Tensor._make(self._array(), version=self._version)
@@ -210,11 +184,21 @@ class Tensor:
 
     @property
     def data(self) -> Tensor:
-        return self.detach()
+        """A tensor sharing this one's data, outside autograd (its own version counter, as
+        torch's `.data`: in-place changes through it are not seen by autograd)."""
+        return Tensor._make(self._array())
 
     @data.setter
     def data(self, value: Tensor) -> None:
-        self._data = value._data
+        """`x.data = y`: x now shares y's data (shape and dtype too), keeping x's autograd state."""
+        if not isinstance(value, Tensor):
+            raise errors.InvalidTypeError(
+                f"Variable data has to be a tensor, but got {type(value).__name__}")
+        if self._rg and not value.dtype.is_floating_point:
+            raise errors.InvalidArgumentError(
+                "data set to a tensor that requires gradients must be floating point or complex "
+                "dtype")
+        self._data = value._array()
         self.dtype = value.dtype
 
     @property
@@ -258,8 +242,23 @@ class Tensor:
         return self.dtype.is_floating_point
 
     @property
-    def device(self) -> str:
-        return "cpu"
+    def device(self) -> Any:
+        """device(type='cpu'): gradserve computes on the CPU."""
+        from gradserve.surface.devices import CPU
+
+        return CPU
+
+    is_cuda = False
+    is_cpu = True
+
+    def get_device(self) -> int:
+        """-1, torch's answer for a CPU tensor."""
+        return -1
+
+    def is_contiguous(self, memory_format: Any = None) -> bool:
+        """Whether the elements are laid out in row-major order without gaps (False for a
+        transpose, an expand or a strided slice, as torch)."""
+        return builtins.bool(np.asarray(self._data).flags.c_contiguous)
 
     def item(self) -> Any:
         """The single value as a Python number."""
@@ -293,7 +292,12 @@ class Tensor:
         return self._data.reshape(()).item()
 
     def __float__(self) -> float:
-        return builtins.float(self._scalar_value("float"))
+        value = builtins.float(self._scalar_value("float"))
+        if self._rg:
+            from gradserve.surface.compat import warn_scalar_requires_grad
+
+            warn_scalar_requires_grad(stacklevel=2)
+        return value
 
     def __int__(self) -> int:
         return builtins.int(self._scalar_value("int"))
@@ -333,8 +337,6 @@ class Tensor:
         return []
 
     def __repr__(self) -> str:
-        from .formatting import format_tensor
-
         return format_tensor(self._data, self.dtype.name, self._suffixes())
 
     __str__ = __repr__
@@ -359,6 +361,3 @@ def _wrap_dim(dim: int, ndim: int) -> int:
         raise errors.OutOfRangeIndexError(messages.dim_out_of_range(dim, lo, hi))
     return dim % ndim if ndim else 0
 
-
-# Last: autograd imports Tensor from here; _edge reads autograd's names at call time.
-from . import autograd  # noqa: E402

@@ -20,7 +20,7 @@ import gradserve.engine as ge
 from gradserve.engine.dispatch import refresh_if_stale
 from gradserve.v1 import graph_pb2, session_pb2
 
-from . import codec, indexing, ops, optimizers
+from . import codec, functions, indexing, ops, optimizers
 from .errors import (
     InvalidRequestError,
     LimitExceededError,
@@ -51,7 +51,8 @@ _INFOS: dict[str, Callable[[Any], int]] = {
     "apply_inplace": lambda m: 1, "index": lambda m: 1, "index_put": lambda m: 1,
     "grad": lambda m: len(m.results), "get_grad": lambda m: 1,
     "set_requires_grad": lambda m: 1, "detach": lambda m: 1, "detach_inplace": lambda m: 1,
-    "fetch": lambda m: 1,
+    "fetch": lambda m: 1, "apply_function": lambda m: len(m.results),
+    "claim_gradients": lambda m: len(m.handles) + len(m.saved),
 }
 
 
@@ -129,6 +130,8 @@ def tensor_info(handle: int, t: ge.Tensor, out: session_pb2.TensorInfo) -> None:
     version = t._version_counter
     if version:
         out.version = version
+    if not t.is_contiguous():
+        out.non_contiguous = True
 
 
 _TENSOR_BYTES = ge.limits.TENSOR_BYTES
@@ -203,6 +206,10 @@ class Executor:
             # Carried as an upper bound, not re-measured: the walk runs only when the estimate
             # nears the limit (and for instructions without an estimate, e.g. backward).
             self.budget.carry()
+        dropped = self.s.dropped_functions
+        if dropped:
+            resp.dropped_functions.extend(dropped)
+            del dropped[:len(resp.dropped_functions)]
         return resp
 
     # --- handles -------------------------------------------------------------------------------
@@ -352,7 +359,8 @@ class Executor:
         attrs = codec.decode_attrs(m.attrs, m.op)
         self._reserve_views(target)
         with ge.set_grad_enabled(not m.no_grad):
-            self.within_budget(ge.apply_inplace, op.name, target, inputs, attrs)
+            self.within_budget(ge.apply_inplace, op.name, target, inputs, attrs,
+                               self.s.generator if ops.takes_generator(op.name) else None)
         tensor_info(m.target, target, r.handles.tensors.add())
         self._describe_base(target, r)
         return _nbytes(inputs) + 2 * (target.nbytes + _TENSOR_BYTES + _NODE_BYTES)
@@ -418,9 +426,9 @@ class Executor:
             gradient = ge.tensor(gradient, dtype=t.dtype)
         inputs = [self.tensor(h) for h in m.inputs] or None
         retain = m.retain_graph if m.HasField("retain_graph") else None
-        self.differentiate(m.create_graph, t.backward, gradient, retain, m.create_graph, inputs)
-        r.done.SetInParent()
-        return 0
+        steps = ge.autograd.backward_steps(t, None if gradient is None else (gradient,), retain,
+                                           m.create_graph, inputs)
+        return functions.run_pass(self, steps, m.create_graph, r, functions.backward_done)
 
     def grad(self, m: session_pb2.Grad, r: session_pb2.InstructionResult) -> int:
         outputs = [self.tensor(h) for h in m.outputs]
@@ -434,10 +442,10 @@ class Executor:
         if m.grad_outputs:
             grad_outputs = [self.value(v, "grad() grad_outputs") for v in m.grad_outputs]
         retain = m.retain_graph if m.HasField("retain_graph") else None
-        grads = self.differentiate(m.create_graph, ge.autograd.grad, outputs, inputs,
-                                   grad_outputs, retain, m.create_graph, m.allow_unused)
-        r.handles.SetInParent()
-        return sum(self.bind(h, g, r) for h, g in zip(m.results, grads) if g is not None)
+        steps = ge.autograd.grad_steps(outputs, inputs, grad_outputs, retain, m.create_graph,
+                                       m.allow_unused)
+        return functions.run_pass(self, steps, m.create_graph, r,
+                                  functions.grad_done(list(m.results)))
 
     def zero_grad(self, m: session_pb2.ZeroGrad, r: session_pb2.InstructionResult) -> int:
         for h in m.handles:
@@ -582,6 +590,7 @@ class Executor:
         "optimizer_zero_grad": optimizer_zero_grad, "manual_seed": manual_seed,
         "release": release, "fetch": fetch, "index": index, "index_put": index_put,
         "get_optimizer_state": get_optimizer_state,
+        **functions.HANDLERS,  # custom autograd Functions (server/functions.py)
     }
 
 
@@ -622,7 +631,11 @@ def autograd_graph(t: ge.Tensor, tensors: dict[int, ge.Tensor],
     while stack:
         node = stack.pop()
         source = ids[id(node)]
-        for nxt, _ in node.next_functions:
-            if nxt is not None:
-                out.edges.add(source=source, target=node_id(nxt))
+        for nxt, output_nr in node.next_functions:
+            if nxt is None:
+                out.nodes[source].next.add(output_nr=output_nr)
+                continue
+            target = node_id(nxt)
+            out.nodes[source].next.add(node=target, output_nr=output_nr)
+            out.edges.add(source=source, target=target)
 

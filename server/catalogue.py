@@ -40,7 +40,8 @@ def list_ops() -> catalogue_pb2.ListOpsResponse:
         op = ge.registry.OPS[name]
         info = resp.ops.add(name=name, variadic=op.variadic, differentiable=op.differentiable,
                             backward_name=op.backward_name if op.differentiable else "",
-                            doc=op.doc)
+                            doc=op.doc, output_count=op.output_count or "",
+                            inplace=op.inplace, view=op.view, random=op.random)
         info.inputs.extend(op.inputs)
         info.backward_names.extend(op.backward_names)
         info.optional_inputs.extend(i for i, opt in zip(op.inputs, op.optional) if opt)

@@ -133,12 +133,11 @@ def _check_ref(defined: dict[str, int | None], nodes: Sequence[graph_pb2.Node],
 
 
 def _check_attrs(op: Any, node: graph_pb2.Node, where: str) -> None:
+    if node.attrs:  # unknown names: the surface binder's check and text
+        ge.registry.ATTRS.check_names(op.name, op.attrs, node.attrs)
     specs = {s.name: s for s in op.attrs} if node.attrs else {}
     for name, value in node.attrs.items():
-        spec = specs.get(name)
-        if spec is None:
-            raise ge.errors.UnknownAttributeError(
-                f"{op.name}() got an unexpected keyword argument '{name}'")
+        spec = specs[name]
         accepted = catalogue.accepted_fields(spec)
         given = value.WhichOneof("kind")
         if accepted is not None and given not in accepted:

@@ -25,7 +25,8 @@ def lookup(name: str) -> Any:
 
 
 @functools.cache
-def _takes_generator(op_name: str) -> bool:
+def takes_generator(op_name: str) -> bool:
+    """Whether op `op_name` draws random numbers (then it gets the session's generator)."""
     op = ge.registry.OPS[op_name]
     if getattr(op, "random", False):
         return True
@@ -84,7 +85,7 @@ def run(op: Any, inputs: Sequence[Any], attrs: dict[str, Any], generator: Any) -
         args = inputs
     else:
         args = [*inputs, *([None] * (len(op.inputs) - len(inputs)))]
-    if generator is not None and _takes_generator(op.name):
+    if generator is not None and takes_generator(op.name):
         out = ge.apply(op.name, args, attrs, generator=generator)
     else:
         out = ge.apply(op.name, args, attrs)

@@ -99,6 +99,10 @@ class Session:
         # batch.ByteBudget)
         self.measured_bytes = 0
         self.saved_bytes = 0
+        # backward passes waiting for the client's custom Function backward (server/functions.py)
+        self.suspended: list[Any] = []
+        self.dropped_functions: list[int] = []  # their nodes are gone: reported, then cleared
+        self.hooks: dict[int, Any] = {}  # client hook id -> engine RemovableHandle
 
     def idle_seconds(self) -> float:
         return max(0.0, self.clock() - self.last_used)

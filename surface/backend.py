@@ -36,3 +36,33 @@ class Backend(Protocol):
     def shape(self, tensor: Any) -> tuple[int, ...]:
         """The tensor's shape (the client may have to ask the server)."""
         ...
+
+    # --- what gradserve.surface.compat needs as well ---------------------------------------------
+
+    def dtype_name(self, tensor: Any) -> str:
+        """The tensor's dtype name ("float32")."""
+        ...
+
+    def dtype_of(self, tensor: Any) -> Any:
+        """The tensor's dtype, as this layer's dtype object."""
+        ...
+
+    def dtype(self, name: str) -> Any:
+        """This layer's dtype object for a dtype name."""
+        ...
+
+    def default_dtype(self) -> str:
+        """The name of the default floating dtype (torch.get_default_dtype())."""
+        ...
+
+    def from_data(self, data: Any, dtype: str) -> Any:
+        """A new leaf tensor holding `data` (a sequence or an array) as dtype `dtype`."""
+        ...
+
+    def is_size(self, value: Any) -> bool:
+        """Whether `value` is this layer's torch.Size."""
+        ...
+
+    def is_contiguous(self, tensor: Any) -> bool:
+        """Whether the tensor's elements are laid out contiguously, in row-major order."""
+        ...

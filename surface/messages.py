@@ -44,7 +44,8 @@ def dim_out_of_range(dim: int, lo: int, hi: int) -> str:
 
 def invalid_combination(name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
                         signatures: Sequence[str], is_tensor: Callable[[Any], bool],
-                        reasons: Mapping[int, str] | None = None) -> str:
+                        reasons: Mapping[int, str] | None = None,
+                        typename: Callable[[Any], str | None] | None = None) -> str:
     """torch's "received an invalid combination of arguments" TypeError text.
 
     Args:
@@ -52,14 +53,19 @@ def invalid_combination(name: str, args: Sequence[Any], kwargs: Mapping[str, Any
         args, kwargs: the call as made; shown as type names (`Tensor` where `is_tensor`).
         signatures: torch's overloads, in torch's order.
         reasons: for some overloads (by index), why they did not match.
+        typename: a value's torch type name where the layer's class name is not torch's
+            ("torch.dtype"), None for the default.
     """
-    def typename(v: Any) -> str:
-        return "Tensor" if is_tensor(v) else type(v).__name__
+    named = typename
 
-    pos = ", ".join(typename(a) for a in args)
+    def typename_of(v: Any) -> str:
+        name = named(v) if named is not None else None
+        return name or ("Tensor" if is_tensor(v) else type(v).__name__)
+
+    pos = ", ".join(typename_of(a) for a in args)
     # keywords in reverse order, each followed by ", " (torch keeps the last one when there are
     # no positional arguments)
-    kw = "".join(f"{k}={typename(v)}, " for k, v in reversed(list(kwargs.items())))
+    kw = "".join(f"{k}={typename_of(v)}, " for k, v in reversed(list(kwargs.items())))
     got = (f"{pos}, {kw[:-2]}" if pos else kw) if kw else pos
     lines = [f"{name}() received an invalid combination of arguments - got ({got}), but "
              "expected one of:"]
@@ -68,3 +74,28 @@ def invalid_combination(name: str, args: Sequence[Any], kwargs: Mapping[str, Any
         if reasons and i in reasons:
             lines.append(f"      didn't match because {reasons[i]}")
     return "\n".join(lines) + "\n"
+
+
+# --- custom autograd Functions (engine/function.py, client/function.py) -------------------------
+
+FUNCTION_NO_FORWARD = "You must implement the forward function for custom autograd.Function."
+FUNCTION_NO_BACKWARD = ("You must implement either the backward or vjp method for your custom "
+                        "autograd.Function to use it with backward mode AD.")
+FUNCTION_NO_SETUP_CONTEXT = "setup_context is not implemented."
+DIRTY_NOT_RETURNED = (
+    "Some elements marked as dirty during the forward method were not returned as output. The "
+    "inputs that are modified inplace must all be outputs of the Function.")
+DIRTY_LEAF = "a leaf Variable that requires grad has been used in an in-place operation."
+ONCE_DIFFERENTIABLE = (
+    "trying to differentiate twice a function that was marked with @once_differentiable")
+
+
+def save_for_backward_type(i: int, value: Any) -> str:
+    """torch's TypeError text for ctx.save_for_backward given a non-tensor argument `i`."""
+    return (f"save_for_backward can only save variables, but argument {i} is of type "
+            f"{type(value).__name__}")
+
+
+def hook_returned_non_tuple(value: Any) -> str:
+    """torch's TypeError text for a node hook that returned neither None nor a tuple."""
+    return f"expected tuple, but hook returned '{type(value).__name__}'"

@@ -7,7 +7,7 @@ so a kind and its rule are written once, here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -99,6 +99,45 @@ ATTR_KINDS: dict[str, AttrKind] = {k.name: k for k in (
 )}
 
 
+
+# --- output counts: ops whose number of results depends on their arguments -----------------------
+
+def _split_size_count(length: int, attrs: Mapping[str, Any]) -> int:
+    size: Any = attrs.get("split_size")
+    if not is_int(size) or size <= 0:
+        return 1
+    return max(1, -(-length // int(size)))
+
+
+def _split_sizes_count(length: int, attrs: Mapping[str, Any]) -> int:
+    sizes = attrs.get("split_sizes")
+    return len(sizes) if isinstance(sizes, (list, tuple)) else 1
+
+
+OUTPUT_COUNTS: dict[str, Callable[[int, Mapping[str, Any]], int]] = {
+    "split_size": _split_size_count,  # pieces of `split_size` (split)
+    "split_sizes": _split_sizes_count,  # one piece per entry of `split_sizes` (split_with_sizes)
+    "dim_size": lambda length, attrs: length,  # one result per index along `dim` (unbind)
+}
+"""How many results an op whose count depends on its arguments makes, by rule name (the op
+table's `output_count`, ListOps `OpInfo.output_count`): from the length of the first input along
+attribute `dim` (default 0) and the attributes."""
+
+
+def count_outputs(rule: str, shape: Sequence[int], attrs: Mapping[str, Any]) -> int:
+    """The number of results rule `rule` (see `OUTPUT_COUNTS`) gives for a first input of
+    `shape`. Arguments the op will refuse (a 0-d input, `dim` out of range, a bad size) count as
+    one result: the op then raises its own error.
+
+    Raises:
+        KeyError: `rule` is not one of `OUTPUT_COUNTS`.
+    """
+    count = OUTPUT_COUNTS[rule]
+    dim = attrs.get("dim", 0)
+    if not shape or not is_int(dim) or not -len(shape) <= int(dim) < len(shape):
+        return 1
+    return count(shape[int(dim)], attrs)
+
 def nullable(spec: AttrSpec) -> bool:
     """Whether the attribute accepts None: never when required; else when its kind does or its
     default is None (ListOps `AttrInfo.nullable`)."""
@@ -145,6 +184,18 @@ class AttrValidator:
                 f"{op}(): {spec.name}={v!r} is not one of {', '.join(spec.choices)}")
         return out
 
+    def check_names(self, op: str, specs: Sequence[AttrSpec], names: Iterable[str]) -> None:
+        """Check that every attribute name given to op `op` is one of its `specs` (the server
+        checks a wire graph's attribute names before binding their values).
+
+        Raises:
+            unknown_attribute: a name that is not one of `specs` (torch's text).
+        """
+        known = {spec.name for spec in specs}
+        for k in names:
+            if k not in known:
+                raise self.unknown_attribute(f"{op}() got an unexpected keyword argument '{k}'")
+
     def bind(self, op: str, n_inputs: int, specs: Sequence[AttrSpec], extra: Sequence[Any],
              attrs: Mapping[str, Any]) -> dict[str, Any]:
         """Every attribute of op `op` (with `n_inputs` tensor inputs and attributes `specs`):
@@ -161,10 +212,9 @@ class AttrValidator:
         out: dict[str, Any] = {}
         for spec, v in zip(specs, extra):
             out[spec.name] = v
-        names = {spec.name for spec in specs} if attrs else ()
+        if attrs:
+            self.check_names(op, specs, attrs)
         for k, v in attrs.items():
-            if k not in names:
-                raise self.unknown_attribute(f"{op}() got an unexpected keyword argument '{k}'")
             if k in out:
                 raise self.type_error(f"{op}() got multiple values for argument '{k}'")
             out[k] = v

@@ -339,3 +339,23 @@ def narrow(be: Backend, input: Any, dim: int, start: int, length: int) -> Any:
 
 
 _register("narrow", ("slice",), narrow, narrow)
+
+
+# --- dropout: torch's CPU composition, so the mask draws torch's numbers -------------------------
+
+def dropout(be: Backend, input: Any, p: float, train: bool) -> Any:
+    """torch.dropout(input, p, train): `input * empty_like(input).bernoulli_(1 - p).div_(1 - p)`
+    (grad_fn MulBackward0), as torch's CPU kernel composes it; the input itself when not
+    training or p == 0; `input * 0` when p == 1."""
+    if not 0.0 <= p <= 1.0:
+        raise be.runtime_error(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not train or p == 0.0:
+        return input
+    zeros = be.call("zeros_like", (input,), {})
+    if p == 1.0:
+        return be.call("mul", (input, zeros), {})
+    noise = be.call("div", (be.call("bernoulli", (zeros, 1.0 - p), {}), 1.0 - p), {})
+    return be.call("mul", (input, noise), {})
+
+
+_register("dropout", ("zeros_like", "bernoulli", "div", "mul"), dropout)

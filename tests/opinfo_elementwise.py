@@ -101,6 +101,11 @@ ARITHMETIC = [
     # remainder(Python scalar, tensor): torch records it, but its derivative is not implemented.
     OpInfo("remainder", torch.remainder,
            [Sample((1.5, positive((2, 3))))], check_grad=False),
+    OpInfo("fmod", torch.fmod,
+           [Sample(((3,), positive((3,)))), Sample(((2, 3), away_from_zero((3,)))),
+            Sample(((2, 1, 3), positive((4, 1)))), Sample(((2, 3), 0.75)),
+            Sample(((2, 3), -2)), Sample((ints((2, 3)), ints((3,), 1, 4))),
+            Sample((ints((2, 3), -5, 5), -3))]),
     OpInfo("pow", lambda x, y: x ** y,
            [  # tensor ** scalar (PowBackward0); any sign of base for integral exponents
                Sample(((2, 3), 2)), Sample(((2, 3), 3)), Sample(((3,), 2.0)),

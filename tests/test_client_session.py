@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import warnings
 
 import grpc
 import numpy as np
@@ -141,7 +142,7 @@ def test_failing_op_names_the_user_line_for_every_recording_path(session, spelli
     elif spelling == "method":
         c, line = a.mul(b), here + 6
     elif spelling == "functional":
-        c, line = session.nn.functional.mse_loss(a, b), here + 8
+        c, line = session.nn.functional.binary_cross_entropy(a, a), here + 8
     elif spelling == "overload":
         c, line = session.max(a, b), here + 10
     else:
@@ -192,7 +193,10 @@ def test_metadata_properties_and_conversions(session):
     assert np.asarray(y.detach()).tolist() == [6.0, 14.0]
     with pytest.raises(RuntimeError, match="Use tensor.detach"):
         y.numpy()
-    assert float(y.sum()) == 20.0 and int(session.tensor(3)) == 3
+    with warnings.catch_warnings():  # torch warns once per process (tests/test_surface_compat)
+        warnings.simplefilter("ignore", UserWarning)
+        assert float(y.sum()) == 20.0
+    assert int(session.tensor(3)) == 3
     assert session.tensor(3).dtype is session.int64
     assert f"{y.sum():.1f}" == "20.0"
     assert x.float().dtype is session.float32 and x.double().dtype is session.float64

@@ -228,7 +228,9 @@ def test_against_torch(info: OpInfo, index: int, sample: Sample):
     flags = _flags(sample, arrays)
     e_in, e_leaves = _engine_inputs(arrays, flags)
     t_in, t_leaves = _torch_inputs(arrays, flags)
+    ge.manual_seed(index)  # random ops draw torch's values for the same seed
     e_outs = _as_tuple(ge.apply(info.name, e_in, sample.attrs))
+    torch.manual_seed(index)
     t_outs = _as_tuple(info.torch_fn(*t_in, **sample.attrs))
     assert len(e_outs) == len(t_outs), f"{len(e_outs)} outputs, torch has {len(t_outs)}"
     which = _selected(info, len(t_outs))

@@ -177,6 +177,11 @@ REVIEWED = {
     ("server/errors.py", "getattr(sub, field)"):
         "field from the literal tuple ('op', *_HANDLE_FIELDS), checked against the descriptor",
     ("client/errors.py", "setattr(exc, attr, value)"): "attr from _rich's literal keys",
+    ("client/optim.py", "getattr(options, f.name)"):
+        "f iterates the client's own optimizer message descriptor: schema field names",
+    ("client/optim.py", "setattr(options, key, _GROUP_FIELDS[key](value))"):
+        "key is a param-group key of the user's own program, set only when it is in the "
+        "literal _GROUP_FIELDS table and a field of the message",
 }
 
 

@@ -66,6 +66,9 @@ def test_the_validator_raises_the_layers_own_errors():
             validator.bind("gelu", 1, op.attrs, (), {"approximate": "x"})
         with pytest.raises(unknown, match=r"^gelu\(\) got an unexpected keyword argument 'b'$"):
             validator.bind("gelu", 1, op.attrs, (), {"b": 1})
+        with pytest.raises(unknown, match=r"^gelu\(\) got an unexpected keyword argument 'b'$"):
+            validator.check_names("gelu", op.attrs, ["approximate", "b"])
+        validator.check_names("gelu", op.attrs, ["approximate"])
         with pytest.raises(type_error, match=r"^gelu\(\) takes 2 arguments but 3 were given$"):
             validator.bind("gelu", 1, op.attrs, ("none", 1), {})
 
@@ -82,6 +85,75 @@ def test_the_client_reads_the_engines_specs_from_list_ops():
         assert [(s.name, s.kind, s.required, s.choices) for s in specs] == \
             [(s.name, s.kind, s.required, s.choices) for s in engine], info.name
         assert [signature.nullable(s) for s in specs] == [a.nullable for a in info.attrs]
+
+
+def test_the_client_reads_the_engines_flags_from_list_ops():
+    from gradserve.client.ops import OpTable
+
+    table = OpTable(catalogue.list_ops())
+    for name, op in ge.registry.OPS.items():
+        spec = table.ops[name]
+        assert (spec.n_outputs, spec.output_count, spec.inplace, spec.view, spec.random) == (
+            op.n_outputs, op.output_count or "", op.inplace, op.view, op.random), name
+    assert table.inplace == {n + "_" for n, op in ge.registry.OPS.items() if op.inplace}
+    assert {n for n, op in ge.registry.OPS.items() if op.random} >= {"rand", "randn", "randint"}
+    assert {n for n, op in ge.registry.OPS.items() if op.view} >= {"reshape", "expand", "unbind"}
+
+
+def test_a_client_of_an_older_server_still_counts_outputs():
+    from gradserve.client.ops import LEGACY_OUTPUT_COUNTS, OpSpec
+
+    for info in catalogue.list_ops().ops:
+        if info.output_count:
+            old = catalogue_pb2.OpInfo()
+            old.CopyFrom(info)
+            old.ClearField("output_count")  # as servers before 0.2.0 send it
+            assert OpSpec(old).output_count == info.output_count, info.name
+    assert set(LEGACY_OUTPUT_COUNTS.values()) <= set(signature.OUTPUT_COUNTS)
+
+
+COUNT_CASES = [
+    ("split", (5, 2), {"split_size": 2}), ("split", (5, 2), {"split_size": 5}),
+    ("split", (5, 2), {"split_size": 7}), ("split", (5, 4), {"split_size": 3, "dim": 1}),
+    ("split", (5, 4), {"split_size": 3, "dim": -1}), ("split", (0, 3), {"split_size": 2}),
+    ("split_with_sizes", (5, 2), {"split_sizes": (1, 4)}),
+    ("split_with_sizes", (5, 6), {"split_sizes": (1, 2, 3), "dim": 1}),
+    ("unbind", (3, 2), {}), ("unbind", (3, 2), {"dim": 1}), ("unbind", (3, 2, 4), {"dim": -1}),
+    ("unbind", (1,), {}),
+]
+
+
+@pytest.mark.parametrize(("name", "shape", "attrs"), COUNT_CASES)
+def test_the_surfaces_output_count_is_the_engines(name, shape, attrs):
+    op = ge.registry.OPS[name]
+    outs = ge.apply(name, [ge.zeros(*shape)], attrs)
+    assert signature.count_outputs(op.output_count, shape, attrs) == len(outs)
+
+
+@pytest.mark.parametrize(("rule", "shape", "attrs"), [
+    ("split_size", (), {"split_size": 2}), ("split_size", (4,), {"split_size": 0}),
+    ("split_size", (4,), {"split_size": 2, "dim": 1}), ("dim_size", (4,), {"dim": -2}),
+    ("split_sizes", (4,), {"split_sizes": None}), ("split_size", (4,), {"split_size": True}),
+])
+def test_arguments_the_engine_refuses_count_as_one_output(rule, shape, attrs):
+    # one handle for the engine's error to come back to
+    assert signature.count_outputs(rule, shape, attrs) == 1
+
+
+def test_an_op_without_a_fixed_output_count_names_its_rule():
+    import numpy as np
+
+    def bound(args, attrs, dtype):
+        return None
+
+    with pytest.raises(ValueError, match="output_count"):
+        ge.registry.defop("pieces_probe", np.array_split, n_outputs=None, out_bound=bound)
+    with pytest.raises(ValueError, match="output_count"):
+        ge.registry.defop("pieces_probe", np.array_split, n_outputs=None,
+                          output_count="pieces", out_bound=bound)
+    with pytest.raises(ValueError, match="output_count"):
+        ge.registry.defop("pieces_probe", np.sin, output_count="dim_size", out_bound=bound)
+    assert "pieces_probe" not in ge.registry.OPS
 
 
 @pytest.fixture(scope="module")

@@ -26,21 +26,21 @@ from gradserve.v1 import graph_pb2 as gradserve_dot_v1_dot_graph__pb2
 from gradserve.v1 import tensor_pb2 as gradserve_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgradserve/v1/catalogue.proto\x12\x0cgradserve.v1\x1a\x18gradserve/v1/graph.proto\x1a\x19gradserve/v1/tensor.proto\"\xa3\x01\n\x08\x41ttrInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.gradserve.v1.AttrKind\x12\x10\n\x08required\x18\x03 \x01(\x08\x12.\n\rdefault_value\x18\x04 \x01(\x0b\x32\x17.gradserve.v1.AttrValue\x12\x0f\n\x07\x63hoices\x18\x05 \x03(\t\x12\x10\n\x08nullable\x18\x06 \x01(\x08\"\xf2\x01\n\x06OpInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\x12\x10\n\x08variadic\x18\x03 \x01(\x08\x12%\n\x05\x61ttrs\x18\x04 \x03(\x0b\x32\x16.gradserve.v1.AttrInfo\x12\x16\n\tn_outputs\x18\x05 \x01(\rH\x00\x88\x01\x01\x12\x16\n\x0e\x64ifferentiable\x18\x06 \x01(\x08\x12\x15\n\rbackward_name\x18\x07 \x01(\t\x12\x0b\n\x03\x64oc\x18\x08 \x01(\t\x12\x17\n\x0foptional_inputs\x18\t \x03(\t\x12\x16\n\x0e\x62\x61\x63kward_names\x18\n \x03(\tB\x0c\n\n_n_outputs\"\x10\n\x0eListOpsRequest\"\xb7\x01\n\x0fListOpsResponse\x12\x15\n\ropset_version\x18\x01 \x01(\r\x12#\n\x06\x64types\x18\x02 \x03(\x0e\x32\x13.gradserve.v1.DType\x12!\n\x03ops\x18\x03 \x03(\x0b\x32\x14.gradserve.v1.OpInfo\x12\x13\n\x0binplace_ops\x18\x04 \x03(\t\x12\x16\n\x0eserver_version\x18\x05 \x01(\t\x12\x18\n\x10protocol_version\x18\x06 \x01(\r*\xa9\x02\n\x08\x41ttrKind\x12\x19\n\x15\x41TTR_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rATTR_KIND_INT\x10\x01\x12\x13\n\x0f\x41TTR_KIND_FLOAT\x10\x02\x12\x12\n\x0e\x41TTR_KIND_BOOL\x10\x03\x12\x14\n\x10\x41TTR_KIND_STRING\x10\x04\x12\x12\n\x0e\x41TTR_KIND_INTS\x10\x05\x12\x14\n\x10\x41TTR_KIND_SCALAR\x10\x06\x12\x13\n\x0f\x41TTR_KIND_DTYPE\x10\x07\x12\x1a\n\x16\x41TTR_KIND_OPTIONAL_INT\x10\x08\x12\x19\n\x15\x41TTR_KIND_INT_OR_INTS\x10\t\x12\x1c\n\x18\x41TTR_KIND_SCALAR_OR_NONE\x10\n\x12\x1c\n\x18\x41TTR_KIND_OPTIONAL_FLOAT\x10\x0b\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgradserve/v1/catalogue.proto\x12\x0cgradserve.v1\x1a\x18gradserve/v1/graph.proto\x1a\x19gradserve/v1/tensor.proto\"\xa3\x01\n\x08\x41ttrInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.gradserve.v1.AttrKind\x12\x10\n\x08required\x18\x03 \x01(\x08\x12.\n\rdefault_value\x18\x04 \x01(\x0b\x32\x17.gradserve.v1.AttrValue\x12\x0f\n\x07\x63hoices\x18\x05 \x03(\t\x12\x10\n\x08nullable\x18\x06 \x01(\x08\"\xb7\x02\n\x06OpInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\x12\x10\n\x08variadic\x18\x03 \x01(\x08\x12%\n\x05\x61ttrs\x18\x04 \x03(\x0b\x32\x16.gradserve.v1.AttrInfo\x12\x16\n\tn_outputs\x18\x05 \x01(\rH\x00\x88\x01\x01\x12\x16\n\x0e\x64ifferentiable\x18\x06 \x01(\x08\x12\x15\n\rbackward_name\x18\x07 \x01(\t\x12\x0b\n\x03\x64oc\x18\x08 \x01(\t\x12\x17\n\x0foptional_inputs\x18\t \x03(\t\x12\x16\n\x0e\x62\x61\x63kward_names\x18\n \x03(\t\x12\x14\n\x0coutput_count\x18\x0b \x01(\t\x12\x0f\n\x07inplace\x18\x0c \x01(\x08\x12\x0c\n\x04view\x18\r \x01(\x08\x12\x0e\n\x06random\x18\x0e \x01(\x08\x42\x0c\n\n_n_outputs\"\x10\n\x0eListOpsRequest\"\xb7\x01\n\x0fListOpsResponse\x12\x15\n\ropset_version\x18\x01 \x01(\r\x12#\n\x06\x64types\x18\x02 \x03(\x0e\x32\x13.gradserve.v1.DType\x12!\n\x03ops\x18\x03 \x03(\x0b\x32\x14.gradserve.v1.OpInfo\x12\x13\n\x0binplace_ops\x18\x04 \x03(\t\x12\x16\n\x0eserver_version\x18\x05 \x01(\t\x12\x18\n\x10protocol_version\x18\x06 \x01(\r*\xa9\x02\n\x08\x41ttrKind\x12\x19\n\x15\x41TTR_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rATTR_KIND_INT\x10\x01\x12\x13\n\x0f\x41TTR_KIND_FLOAT\x10\x02\x12\x12\n\x0e\x41TTR_KIND_BOOL\x10\x03\x12\x14\n\x10\x41TTR_KIND_STRING\x10\x04\x12\x12\n\x0e\x41TTR_KIND_INTS\x10\x05\x12\x14\n\x10\x41TTR_KIND_SCALAR\x10\x06\x12\x13\n\x0f\x41TTR_KIND_DTYPE\x10\x07\x12\x1a\n\x16\x41TTR_KIND_OPTIONAL_INT\x10\x08\x12\x19\n\x15\x41TTR_KIND_INT_OR_INTS\x10\t\x12\x1c\n\x18\x41TTR_KIND_SCALAR_OR_NONE\x10\n\x12\x1c\n\x18\x41TTR_KIND_OPTIONAL_FLOAT\x10\x0b\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gradserve.v1.catalogue_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ATTRKIND']._serialized_start=715
-  _globals['_ATTRKIND']._serialized_end=1012
+  _globals['_ATTRKIND']._serialized_start=784
+  _globals['_ATTRKIND']._serialized_end=1081
   _globals['_ATTRINFO']._serialized_start=100
   _globals['_ATTRINFO']._serialized_end=263
   _globals['_OPINFO']._serialized_start=266
-  _globals['_OPINFO']._serialized_end=508
-  _globals['_LISTOPSREQUEST']._serialized_start=510
-  _globals['_LISTOPSREQUEST']._serialized_end=526
-  _globals['_LISTOPSRESPONSE']._serialized_start=529
-  _globals['_LISTOPSRESPONSE']._serialized_end=712
+  _globals['_OPINFO']._serialized_end=577
+  _globals['_LISTOPSREQUEST']._serialized_start=579
+  _globals['_LISTOPSREQUEST']._serialized_end=595
+  _globals['_LISTOPSRESPONSE']._serialized_start=598
+  _globals['_LISTOPSRESPONSE']._serialized_end=781
 # @@protoc_insertion_point(module_scope)

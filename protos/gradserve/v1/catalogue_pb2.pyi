@@ -53,7 +53,7 @@ class AttrInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[AttrKind, str]] = ..., required: _Optional[bool] = ..., default_value: _Optional[_Union[_graph_pb2.AttrValue, _Mapping]] = ..., choices: _Optional[_Iterable[str]] = ..., nullable: _Optional[bool] = ...) -> None: ...
 
 class OpInfo(_message.Message):
-    __slots__ = ("name", "inputs", "variadic", "attrs", "n_outputs", "differentiable", "backward_name", "doc", "optional_inputs", "backward_names")
+    __slots__ = ("name", "inputs", "variadic", "attrs", "n_outputs", "differentiable", "backward_name", "doc", "optional_inputs", "backward_names", "output_count", "inplace", "view", "random")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     VARIADIC_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,10 @@ class OpInfo(_message.Message):
     DOC_FIELD_NUMBER: _ClassVar[int]
     OPTIONAL_INPUTS_FIELD_NUMBER: _ClassVar[int]
     BACKWARD_NAMES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    INPLACE_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    RANDOM_FIELD_NUMBER: _ClassVar[int]
     name: str
     inputs: _containers.RepeatedScalarFieldContainer[str]
     variadic: bool
@@ -74,7 +78,11 @@ class OpInfo(_message.Message):
     doc: str
     optional_inputs: _containers.RepeatedScalarFieldContainer[str]
     backward_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., variadic: _Optional[bool] = ..., attrs: _Optional[_Iterable[_Union[AttrInfo, _Mapping]]] = ..., n_outputs: _Optional[int] = ..., differentiable: _Optional[bool] = ..., backward_name: _Optional[str] = ..., doc: _Optional[str] = ..., optional_inputs: _Optional[_Iterable[str]] = ..., backward_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    output_count: str
+    inplace: bool
+    view: bool
+    random: bool
+    def __init__(self, name: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., variadic: _Optional[bool] = ..., attrs: _Optional[_Iterable[_Union[AttrInfo, _Mapping]]] = ..., n_outputs: _Optional[int] = ..., differentiable: _Optional[bool] = ..., backward_name: _Optional[str] = ..., doc: _Optional[str] = ..., optional_inputs: _Optional[_Iterable[str]] = ..., backward_names: _Optional[_Iterable[str]] = ..., output_count: _Optional[str] = ..., inplace: _Optional[bool] = ..., view: _Optional[bool] = ..., random: _Optional[bool] = ...) -> None: ...
 
 class ListOpsRequest(_message.Message):
     __slots__ = ()

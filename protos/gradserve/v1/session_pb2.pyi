@@ -409,7 +409,7 @@ class Fetch(_message.Message):
     def __init__(self, handle: _Optional[int] = ..., value: _Optional[bool] = ..., grad: _Optional[bool] = ..., graph: _Optional[bool] = ..., repr: _Optional[bool] = ...) -> None: ...
 
 class Instruction(_message.Message):
-    __slots__ = ("create_tensor", "apply_op", "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad", "set_requires_grad", "detach", "detach_inplace", "retain_grad", "create_optimizer", "optimizer_step", "optimizer_zero_grad", "manual_seed", "release", "fetch", "index", "index_put", "get_optimizer_state")
+    __slots__ = ("create_tensor", "apply_op", "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad", "set_requires_grad", "detach", "detach_inplace", "retain_grad", "create_optimizer", "optimizer_step", "optimizer_zero_grad", "manual_seed", "release", "fetch", "index", "index_put", "get_optimizer_state", "apply_function", "claim_gradients", "resume_backward", "abort_backward", "register_hook", "remove_hook")
     CREATE_TENSOR_FIELD_NUMBER: _ClassVar[int]
     APPLY_OP_FIELD_NUMBER: _ClassVar[int]
     APPLY_INPLACE_FIELD_NUMBER: _ClassVar[int]
@@ -431,6 +431,12 @@ class Instruction(_message.Message):
     INDEX_FIELD_NUMBER: _ClassVar[int]
     INDEX_PUT_FIELD_NUMBER: _ClassVar[int]
     GET_OPTIMIZER_STATE_FIELD_NUMBER: _ClassVar[int]
+    APPLY_FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    RESUME_BACKWARD_FIELD_NUMBER: _ClassVar[int]
+    ABORT_BACKWARD_FIELD_NUMBER: _ClassVar[int]
+    REGISTER_HOOK_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_HOOK_FIELD_NUMBER: _ClassVar[int]
     create_tensor: CreateTensor
     apply_op: ApplyOp
     apply_inplace: ApplyInplace
@@ -452,10 +458,110 @@ class Instruction(_message.Message):
     index: Index
     index_put: IndexPut
     get_optimizer_state: GetOptimizerState
-    def __init__(self, create_tensor: _Optional[_Union[CreateTensor, _Mapping]] = ..., apply_op: _Optional[_Union[ApplyOp, _Mapping]] = ..., apply_inplace: _Optional[_Union[ApplyInplace, _Mapping]] = ..., backward: _Optional[_Union[Backward, _Mapping]] = ..., grad: _Optional[_Union[Grad, _Mapping]] = ..., zero_grad: _Optional[_Union[ZeroGrad, _Mapping]] = ..., set_grad: _Optional[_Union[SetGrad, _Mapping]] = ..., get_grad: _Optional[_Union[GetGrad, _Mapping]] = ..., set_requires_grad: _Optional[_Union[SetRequiresGrad, _Mapping]] = ..., detach: _Optional[_Union[Detach, _Mapping]] = ..., detach_inplace: _Optional[_Union[DetachInplace, _Mapping]] = ..., retain_grad: _Optional[_Union[RetainGrad, _Mapping]] = ..., create_optimizer: _Optional[_Union[CreateOptimizer, _Mapping]] = ..., optimizer_step: _Optional[_Union[OptimizerStep, _Mapping]] = ..., optimizer_zero_grad: _Optional[_Union[OptimizerZeroGrad, _Mapping]] = ..., manual_seed: _Optional[_Union[ManualSeed, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., fetch: _Optional[_Union[Fetch, _Mapping]] = ..., index: _Optional[_Union[Index, _Mapping]] = ..., index_put: _Optional[_Union[IndexPut, _Mapping]] = ..., get_optimizer_state: _Optional[_Union[GetOptimizerState, _Mapping]] = ...) -> None: ...
+    apply_function: ApplyFunction
+    claim_gradients: ClaimGradients
+    resume_backward: ResumeBackward
+    abort_backward: AbortBackward
+    register_hook: RegisterHook
+    remove_hook: RemoveHook
+    def __init__(self, create_tensor: _Optional[_Union[CreateTensor, _Mapping]] = ..., apply_op: _Optional[_Union[ApplyOp, _Mapping]] = ..., apply_inplace: _Optional[_Union[ApplyInplace, _Mapping]] = ..., backward: _Optional[_Union[Backward, _Mapping]] = ..., grad: _Optional[_Union[Grad, _Mapping]] = ..., zero_grad: _Optional[_Union[ZeroGrad, _Mapping]] = ..., set_grad: _Optional[_Union[SetGrad, _Mapping]] = ..., get_grad: _Optional[_Union[GetGrad, _Mapping]] = ..., set_requires_grad: _Optional[_Union[SetRequiresGrad, _Mapping]] = ..., detach: _Optional[_Union[Detach, _Mapping]] = ..., detach_inplace: _Optional[_Union[DetachInplace, _Mapping]] = ..., retain_grad: _Optional[_Union[RetainGrad, _Mapping]] = ..., create_optimizer: _Optional[_Union[CreateOptimizer, _Mapping]] = ..., optimizer_step: _Optional[_Union[OptimizerStep, _Mapping]] = ..., optimizer_zero_grad: _Optional[_Union[OptimizerZeroGrad, _Mapping]] = ..., manual_seed: _Optional[_Union[ManualSeed, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., fetch: _Optional[_Union[Fetch, _Mapping]] = ..., index: _Optional[_Union[Index, _Mapping]] = ..., index_put: _Optional[_Union[IndexPut, _Mapping]] = ..., get_optimizer_state: _Optional[_Union[GetOptimizerState, _Mapping]] = ..., apply_function: _Optional[_Union[ApplyFunction, _Mapping]] = ..., claim_gradients: _Optional[_Union[ClaimGradients, _Mapping]] = ..., resume_backward: _Optional[_Union[ResumeBackward, _Mapping]] = ..., abort_backward: _Optional[_Union[AbortBackward, _Mapping]] = ..., register_hook: _Optional[_Union[RegisterHook, _Mapping]] = ..., remove_hook: _Optional[_Union[RemoveHook, _Mapping]] = ...) -> None: ...
+
+class ApplyFunction(_message.Message):
+    __slots__ = ("name", "node", "args", "outputs", "results", "non_differentiable", "dirty", "saved", "materialize_grads", "no_grad")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    NON_DIFFERENTIABLE_FIELD_NUMBER: _ClassVar[int]
+    DIRTY_FIELD_NUMBER: _ClassVar[int]
+    SAVED_FIELD_NUMBER: _ClassVar[int]
+    MATERIALIZE_GRADS_FIELD_NUMBER: _ClassVar[int]
+    NO_GRAD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    node: int
+    args: _containers.RepeatedCompositeFieldContainer[_graph_pb2.Value]
+    outputs: _containers.RepeatedScalarFieldContainer[int]
+    results: _containers.RepeatedScalarFieldContainer[int]
+    non_differentiable: _containers.RepeatedScalarFieldContainer[int]
+    dirty: _containers.RepeatedScalarFieldContainer[int]
+    saved: _containers.RepeatedScalarFieldContainer[int]
+    materialize_grads: bool
+    no_grad: bool
+    def __init__(self, name: _Optional[str] = ..., node: _Optional[int] = ..., args: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., outputs: _Optional[_Iterable[int]] = ..., results: _Optional[_Iterable[int]] = ..., non_differentiable: _Optional[_Iterable[int]] = ..., dirty: _Optional[_Iterable[int]] = ..., saved: _Optional[_Iterable[int]] = ..., materialize_grads: _Optional[bool] = ..., no_grad: _Optional[bool] = ...) -> None: ...
+
+class ClaimGradients(_message.Message):
+    __slots__ = ("node", "handles", "saved", "hook")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    HANDLES_FIELD_NUMBER: _ClassVar[int]
+    SAVED_FIELD_NUMBER: _ClassVar[int]
+    HOOK_FIELD_NUMBER: _ClassVar[int]
+    node: int
+    handles: _containers.RepeatedScalarFieldContainer[int]
+    saved: _containers.RepeatedScalarFieldContainer[int]
+    hook: int
+    def __init__(self, node: _Optional[int] = ..., handles: _Optional[_Iterable[int]] = ..., saved: _Optional[_Iterable[int]] = ..., hook: _Optional[int] = ...) -> None: ...
+
+class ResumeBackward(_message.Message):
+    __slots__ = ("node", "grads", "once_differentiable", "hook")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    GRADS_FIELD_NUMBER: _ClassVar[int]
+    ONCE_DIFFERENTIABLE_FIELD_NUMBER: _ClassVar[int]
+    HOOK_FIELD_NUMBER: _ClassVar[int]
+    node: int
+    grads: _containers.RepeatedCompositeFieldContainer[_graph_pb2.Value]
+    once_differentiable: bool
+    hook: int
+    def __init__(self, node: _Optional[int] = ..., grads: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., once_differentiable: _Optional[bool] = ..., hook: _Optional[int] = ...) -> None: ...
+
+class AbortBackward(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RegisterHook(_message.Message):
+    __slots__ = ("handle", "hook", "post_accumulate", "name", "node_pre", "node_post")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    HOOK_FIELD_NUMBER: _ClassVar[int]
+    POST_ACCUMULATE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_PRE_FIELD_NUMBER: _ClassVar[int]
+    NODE_POST_FIELD_NUMBER: _ClassVar[int]
+    handle: int
+    hook: int
+    post_accumulate: bool
+    name: str
+    node_pre: bool
+    node_post: bool
+    def __init__(self, handle: _Optional[int] = ..., hook: _Optional[int] = ..., post_accumulate: _Optional[bool] = ..., name: _Optional[str] = ..., node_pre: _Optional[bool] = ..., node_post: _Optional[bool] = ...) -> None: ...
+
+class RemoveHook(_message.Message):
+    __slots__ = ("hook",)
+    HOOK_FIELD_NUMBER: _ClassVar[int]
+    hook: int
+    def __init__(self, hook: _Optional[int] = ...) -> None: ...
+
+class BackwardSuspended(_message.Message):
+    __slots__ = ("node", "grads", "saved_errors", "create_graph", "saved", "needs_input_grad", "hook", "grad_outputs")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    GRADS_FIELD_NUMBER: _ClassVar[int]
+    SAVED_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_GRAPH_FIELD_NUMBER: _ClassVar[int]
+    SAVED_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_INPUT_GRAD_FIELD_NUMBER: _ClassVar[int]
+    HOOK_FIELD_NUMBER: _ClassVar[int]
+    GRAD_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    node: int
+    grads: _containers.RepeatedCompositeFieldContainer[TensorInfo]
+    saved_errors: _containers.RepeatedScalarFieldContainer[str]
+    create_graph: bool
+    saved: _containers.RepeatedCompositeFieldContainer[TensorInfo]
+    needs_input_grad: _containers.RepeatedScalarFieldContainer[bool]
+    hook: int
+    grad_outputs: _containers.RepeatedCompositeFieldContainer[TensorInfo]
+    def __init__(self, node: _Optional[int] = ..., grads: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., saved_errors: _Optional[_Iterable[str]] = ..., create_graph: _Optional[bool] = ..., saved: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., needs_input_grad: _Optional[_Iterable[bool]] = ..., hook: _Optional[int] = ..., grad_outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ...) -> None: ...
 
 class TensorInfo(_message.Message):
-    __slots__ = ("handle", "dtype", "shape", "requires_grad", "is_leaf", "grad_fn", "version")
+    __slots__ = ("handle", "dtype", "shape", "requires_grad", "is_leaf", "grad_fn", "version", "non_contiguous")
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -463,6 +569,7 @@ class TensorInfo(_message.Message):
     IS_LEAF_FIELD_NUMBER: _ClassVar[int]
     GRAD_FN_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    NON_CONTIGUOUS_FIELD_NUMBER: _ClassVar[int]
     handle: int
     dtype: _tensor_pb2.DType
     shape: _containers.RepeatedScalarFieldContainer[int]
@@ -470,19 +577,30 @@ class TensorInfo(_message.Message):
     is_leaf: bool
     grad_fn: str
     version: int
-    def __init__(self, handle: _Optional[int] = ..., dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., requires_grad: _Optional[bool] = ..., is_leaf: _Optional[bool] = ..., grad_fn: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    non_contiguous: bool
+    def __init__(self, handle: _Optional[int] = ..., dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., requires_grad: _Optional[bool] = ..., is_leaf: _Optional[bool] = ..., grad_fn: _Optional[str] = ..., version: _Optional[int] = ..., non_contiguous: _Optional[bool] = ...) -> None: ...
 
 class AutogradNode(_message.Message):
-    __slots__ = ("id", "name", "leaf_handle", "leaf_shape")
+    __slots__ = ("id", "name", "leaf_handle", "leaf_shape", "next")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     LEAF_HANDLE_FIELD_NUMBER: _ClassVar[int]
     LEAF_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     leaf_handle: int
     leaf_shape: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., leaf_handle: _Optional[int] = ..., leaf_shape: _Optional[_Iterable[int]] = ...) -> None: ...
+    next: _containers.RepeatedCompositeFieldContainer[AutogradNext]
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., leaf_handle: _Optional[int] = ..., leaf_shape: _Optional[_Iterable[int]] = ..., next: _Optional[_Iterable[_Union[AutogradNext, _Mapping]]] = ...) -> None: ...
+
+class AutogradNext(_message.Message):
+    __slots__ = ("node", "output_nr")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NR_FIELD_NUMBER: _ClassVar[int]
+    node: int
+    output_nr: int
+    def __init__(self, node: _Optional[int] = ..., output_nr: _Optional[int] = ...) -> None: ...
 
 class AutogradEdge(_message.Message):
     __slots__ = ("source", "target")
@@ -533,16 +651,18 @@ class HandlesResult(_message.Message):
     def __init__(self, tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ...) -> None: ...
 
 class InstructionResult(_message.Message):
-    __slots__ = ("done", "handles", "fetch", "optimizer_state")
+    __slots__ = ("done", "handles", "fetch", "optimizer_state", "suspended")
     DONE_FIELD_NUMBER: _ClassVar[int]
     HANDLES_FIELD_NUMBER: _ClassVar[int]
     FETCH_FIELD_NUMBER: _ClassVar[int]
     OPTIMIZER_STATE_FIELD_NUMBER: _ClassVar[int]
+    SUSPENDED_FIELD_NUMBER: _ClassVar[int]
     done: _tensor_pb2.NoneValue
     handles: HandlesResult
     fetch: FetchResult
     optimizer_state: OptimizerState
-    def __init__(self, done: _Optional[_Union[_tensor_pb2.NoneValue, _Mapping]] = ..., handles: _Optional[_Union[HandlesResult, _Mapping]] = ..., fetch: _Optional[_Union[FetchResult, _Mapping]] = ..., optimizer_state: _Optional[_Union[OptimizerState, _Mapping]] = ...) -> None: ...
+    suspended: BackwardSuspended
+    def __init__(self, done: _Optional[_Union[_tensor_pb2.NoneValue, _Mapping]] = ..., handles: _Optional[_Union[HandlesResult, _Mapping]] = ..., fetch: _Optional[_Union[FetchResult, _Mapping]] = ..., optimizer_state: _Optional[_Union[OptimizerState, _Mapping]] = ..., suspended: _Optional[_Union[BackwardSuspended, _Mapping]] = ...) -> None: ...
 
 class BatchRequest(_message.Message):
     __slots__ = ("session_id", "request_id", "instructions")
@@ -555,9 +675,11 @@ class BatchRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., request_id: _Optional[str] = ..., instructions: _Optional[_Iterable[_Union[Instruction, _Mapping]]] = ...) -> None: ...
 
 class BatchResponse(_message.Message):
-    __slots__ = ("results", "replayed")
+    __slots__ = ("results", "replayed", "dropped_functions")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[InstructionResult]
     replayed: bool
-    def __init__(self, results: _Optional[_Iterable[_Union[InstructionResult, _Mapping]]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    dropped_functions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, results: _Optional[_Iterable[_Union[InstructionResult, _Mapping]]] = ..., replayed: _Optional[bool] = ..., dropped_functions: _Optional[_Iterable[int]] = ...) -> None: ...

@@ -1,0 +1,59 @@
+"""A session's torch names that are not ops (gradserve.surface.compat and .devices, bound to a
+session): `device`, `cuda`, the default dtype and device, `Tensor(...)` / `FloatTensor(...)`,
+and the AttributeError naming `torch.X` for a name the session does not have."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+from gradserve.surface import compat, devices
+
+from . import codec
+from .tensor import Tensor
+
+
+class Namespace(types.SimpleNamespace):
+    """A torch namespace of a session (`torch.autograd`, `torch.nn.functional`): a missing
+    name raises the AttributeError that names it as torch spells it."""
+
+    def __init__(self, torch_name: str, **names: Any):
+        super().__init__(**names)
+        object.__setattr__(self, "_torch_name", torch_name)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise compat.missing_name(self._torch_name, name, f"dir({self._torch_name})")
+
+
+def install(session: Any) -> None:
+    """Give `session` torch's device, default-dtype and legacy-constructor names."""
+    from .overloads import RemoteBackend
+
+    be = RemoteBackend(session)
+    session._default_dtype = codec.float32
+    session.device = devices.device
+    session.cuda = devices.cuda
+    session.set_default_device = devices.set_default_device
+    session.get_default_device = devices.get_default_device
+
+    def set_default_dtype(d: Any) -> None:
+        """torch.set_default_dtype (float32 or float64) for this session's Python floats,
+        float data and floating factory functions."""
+        name = devices.check_default_dtype(
+            d, lambda v: v.name if isinstance(v, codec.DType) else None)
+        session._default_dtype = codec.BY_NAME[name]
+
+    def get_default_dtype() -> Any:
+        """torch.get_default_dtype."""
+        return session._default_dtype
+
+    session.set_default_dtype = set_default_dtype
+    session.get_default_dtype = get_default_dtype
+    types_ = compat.legacy_types(Tensor, lambda d, args, kw: compat.legacy_new(be, d, args, kw),
+                                 lambda t: t.dtype.name)
+    session.__dict__.update(types_)
+    # torch.nn and its namespaces name their missing names themselves (surface/nn.py)
+    if type(session.autograd) is types.SimpleNamespace:
+        session.autograd = Namespace("torch.autograd", **vars(session.autograd))

@@ -1,0 +1,449 @@
+"""The autograd graph's node types: `Node` (a recorded op, torch's `grad_fn`) and `AccumulateGrad`
+(the node behind a leaf that requires grad), and `edge`, the edge a tensor contributes to a node.
+
+A `Node` is created by `dispatch.run` for every recorded op. It keeps what its rules read (see
+`registry.RuleUses`), the version of each saved tensor, and one edge per input: the input's own
+node, an `AccumulateGrad` for a leaf that requires grad, or None. The backward pass that drives
+the nodes is `autograd`.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import errors, hooks, namespaces
+from .tensor import Tensor
+
+if TYPE_CHECKING:
+    from .registry import OpDef
+
+FREED_MESSAGE = (
+    "Trying to backward through the graph a second time (or directly access saved tensors after "
+    "they have already been freed). Saved intermediate values of the graph are freed when you "
+    "call .backward() or autograd.grad(). Specify retain_graph=True if you need to backward "
+    "through the graph a second time or if you need to access saved tensors after calling "
+    "backward.")
+
+
+SUSPEND = object()
+"""What a node's `apply` returns when its gradients are computed elsewhere (a session's client,
+see server/functions.py): the pass yields (node, grads) and resumes with what it is sent."""
+
+
+class _Meta:
+    """What a rule may read of an input saved as metadata only: shape, ndim, dtype."""
+
+    __slots__ = ("shape", "ndim", "dtype", "np_dtype")
+
+    def __init__(self, t: Tensor):
+        self.shape = t.shape
+        self.ndim = t._data.ndim
+        self.dtype = t.dtype
+        self.np_dtype = t._data.dtype
+
+
+class _MetaSeq(tuple):  # type: ignore[type-arg]
+    """A variadic op's inputs saved as metadata: `.shape` is the tuple of their shapes.
+
+    A variadic rule that reads only `tensors.shape` (cat, stack) saves no data, as torch's
+    CatBackward0 saves only sizes.
+    """
+
+    __slots__ = ()
+
+    @property
+    def shape(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(m.shape) for m in self)
+
+
+class Node:
+    """A recorded op: torch's `grad_fn` (`name()`, `next_functions`)."""
+
+    __slots__ = ("op", "_name", "attrs", "edges", "args", "versions", "meta", "out_data",
+                 "out_versions", "freed", "has_saved", "retained", "n_out", "out_meta",
+                 "__weakref__")
+
+    op: OpDef
+    _name: str
+    attrs: dict[str, Any]
+    edges: tuple[tuple[Any, int] | None, ...]
+    args: tuple[Any, ...]
+    versions: tuple[tuple[Any, list[int], int], ...]
+    meta: tuple[tuple[tuple[int, ...], Any] | None, ...]
+    out_data: tuple[np.ndarray, ...] | None
+    out_versions: tuple[tuple[Any, list[int], int], ...]
+    freed: bool
+    has_saved: bool
+    retained: dict[int, Any] | None
+    n_out: int
+    out_meta: tuple[tuple[tuple[int, ...], Any], ...] | None
+
+    @classmethod
+    def create(cls, op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any],
+               outs: tuple[Tensor, ...]) -> Node | None:
+        """Record `op` applied to `args` giving `outs`; None if no input needs a gradient.
+
+        The hot path of every recorded op: one pass to find the inputs that need gradients,
+        one to fill the node.
+        """
+        if op.variadic:
+            return cls._create_variadic(op, args[0], attrs, outs)
+        vjps = op.vjps
+        mask = 0
+        i = 0
+        for a in args:
+            if type(a) is Tensor and a._rg and vjps[i] is not None:
+                mask |= 1 << i
+            i += 1
+        if not mask:
+            return None
+        plan = op._plans.get(mask)
+        need_out, data_idx, meta_idx = plan if plan is not None else op.save_plan(mask)
+        edges: list[tuple[Any, int] | None] = []
+        meta: list[tuple[tuple[int, ...], Any] | None] = []
+        saved: list[Any] = []
+        versions: list[tuple[Any, list[int], int]] = []
+        saved_scalar = False
+        i = 0
+        for a in args:
+            if type(a) is Tensor:
+                meta.append((a._data.shape, a.dtype))
+                edges.append(edge(a) if mask >> i & 1 else None)
+                if i in data_idx:
+                    saved.append(a)
+                    v = a._version
+                    versions.append((a, v, v[0]))
+                elif i in meta_idx:
+                    saved.append(_Meta(a))
+                else:
+                    saved.append(None)
+            else:
+                meta.append(None)
+                edges.append(None)
+                saved.append(a)  # Python scalars and None are constants, never freed
+                # ... but torch saves a Python scalar operand a rule reads (x * 2 saves 2 as a
+                # wrapped tensor), so a second backward through such a node fails there too.
+                if a is not None and i in data_idx:
+                    saved_scalar = True
+            i += 1
+        node = cls()
+        node.op = op
+        b = op._backward
+        node._name = b if isinstance(b, str) else b(args, attrs)
+        node.attrs = attrs
+        node.edges = tuple(edges)
+        node.meta = tuple(meta)
+        node.args = tuple(saved)
+        node.versions = tuple(versions)
+        if need_out:
+            node.out_data = tuple(o._data for o in outs)
+            node.out_versions = tuple((o, o._version, o._version[0]) for o in outs)
+        else:
+            node.out_data = None
+            node.out_versions = ()
+        node.has_saved = bool(versions) or need_out or saved_scalar
+        node.freed = False
+        node.retained = None
+        node.n_out = len(outs)
+        # Multi-output nodes remember their outputs' shapes: unused outputs get zero gradients.
+        node.out_meta = (tuple((o._data.shape, o._data.dtype) for o in outs) if len(outs) > 1
+                         else None)
+        return node
+
+    @classmethod
+    def _create_variadic(cls, op: OpDef, flat: tuple[Tensor, ...], attrs: dict[str, Any],
+                         outs: tuple[Tensor, ...]) -> Node | None:
+        edges = tuple(edge(t) if t._rg else None for t in flat)
+        if not any(edges):
+            return None
+        uses = op.uses[0]
+        node = cls()
+        node.op = op
+        node._name = op.node_name(flat, attrs)
+        node.attrs = attrs
+        node.edges = edges
+        node.meta = tuple((t._data.shape, t.dtype) for t in flat)
+        # A variadic rule gets the whole list; save it whole if it reads any of it.
+        if uses.data:
+            node.args = (tuple(flat),)
+            node.versions = tuple((t, t._version, t._version[0]) for t in flat)
+        else:
+            node.args = (_MetaSeq(_Meta(t) for t in flat),)
+            node.versions = ()
+        if uses.out:
+            node.out_data = tuple(o._data for o in outs)
+            node.out_versions = tuple((o, o._version, o._version[0]) for o in outs)
+        else:
+            node.out_data = None
+            node.out_versions = ()
+        node.has_saved = bool(node.versions) or uses.out
+        node.freed = False
+        node.retained = None
+        node.n_out = len(outs)
+        # Multi-output nodes remember their outputs' shapes: unused outputs get zero gradients.
+        node.out_meta = (tuple((o._data.shape, o._data.dtype) for o in outs) if len(outs) > 1
+                         else None)
+        return node
+
+    def name(self) -> str:
+        """torch's class name for this node, e.g. "MulBackward0"."""
+        return self._name
+
+    @property
+    def next_functions(self) -> tuple[tuple[Any, int], ...]:
+        """One (node or None, output index) pair per input, as torch's `next_functions`: a
+        Python-number operand has a (None, 0) entry only where torch wraps it in a tensor (its
+        Tensor overload: add, sub, mul, div, where), not where torch has a Scalar overload
+        (pow, clamp, remainder, `1 - x`'s rsub)."""
+        op = self.op
+        if op.variadic:
+            return tuple(e if e is not None else (None, 0) for e in self.edges)
+        wraps = op.name in _WRAPPED_SCALARS and self._name != "RsubBackward1"
+        # an absent optional tensor (clamp's min) has an entry when another one is given
+        optional_tensor = any(o and m is not None for o, m in zip(op.optional, self.meta))
+        out: list[tuple[Any, int]] = []
+        for e, a, rule, m in zip(self.edges, self.args, op.vjps, self.meta):
+            if e is not None:
+                out.append(e)
+            elif rule is None:
+                continue  # not differentiable (a condition, a mask, an index): no entry
+            elif m is not None:
+                out.append((None, 0))  # a tensor that does not require grad
+            elif a is None and not optional_tensor:
+                continue
+            elif _is_number(a) and not wraps:
+                continue
+            else:
+                out.append((None, 0))
+        return tuple(out)
+
+    def __repr__(self) -> str:
+        return f"<{self._name} object at {hex(id(self))}>"
+
+    def register_hook(self, hook: Any) -> Any:
+        """`hook(grad_inputs, grad_outputs)` after this node ran (see engine.hooks)."""
+        return hooks.register_node_hook(self, hook)
+
+    def register_prehook(self, hook: Any) -> Any:
+        """`hook(grad_outputs)` before this node runs (see engine.hooks)."""
+        return hooks.register_node_prehook(self, hook)
+
+    def release(self) -> None:
+        """Free saved tensors (after a backward without retain_graph)."""
+        if self.versions or self.out_data is not None:  # saved tensors (not just scalars)
+            self.args = tuple([a if _is_constant(a) else None for a in self.args])
+            self.out_data = None
+            self.versions = ()
+            self.out_versions = ()
+        self.freed = True
+
+    def saved_arrays(self) -> Iterable[np.ndarray]:
+        """The arrays this node keeps alive for its backward."""
+        if self.freed:
+            return
+
+        for a in self.args:
+            if isinstance(a, Tensor):
+                yield a._data
+            elif isinstance(a, tuple):
+                yield from (t._data for t in a if isinstance(t, Tensor))
+        if self.out_data is not None:
+            yield from self.out_data
+
+    def _check_versions(self) -> None:
+        # torch names a saved input by its grad_fn now, a saved output by the node that saved it.
+        for t, box, expected in self.versions:
+            if box[0] != expected:
+                raise errors.InplaceError(
+                    _version_message(t, box[0], expected, t.grad_fn, t.output_nr))
+        for k, (t, box, expected) in enumerate(self.out_versions):
+            if box[0] != expected:
+                raise errors.InplaceError(_version_message(t, box[0], expected, self, k))
+
+    def apply(self, grads: list[Any], create_graph: bool) -> list[Any]:
+        """Gradients for each edge, given the gradients of this node's outputs."""
+        if self.freed and self.has_saved:
+            raise errors.GraphFreedError(FREED_MESSAGE)
+        if self.versions or self.out_versions:
+            self._check_versions()
+        op = self.op
+        out_data = self.out_data
+        if len(grads) == 1:
+            g: Any = grads[0]
+        else:
+            g = tuple(gr if gr is not None else _zeros_like_out(self, k, create_graph)
+                      for k, gr in enumerate(grads))
+        if create_graph:
+            ns: Any = namespaces.EN
+            out: Any = None
+            if out_data is not None:
+                outs = tuple(Tensor._make(d, grad_fn=self, output_nr=k)
+                             for k, d in enumerate(out_data))
+                out = outs[0] if len(outs) == 1 else outs
+            args = self.args
+        else:
+            ns = namespaces.NP
+            out = None
+            if out_data is not None:
+                out = out_data[0] if len(out_data) == 1 else out_data
+            args = tuple([a._data if type(a) is Tensor else a if type(a) in _CONSTANT_TYPES
+                          else _raw(a) for a in self.args])
+        attrs = self.attrs
+        edges = self.edges
+        result: list[Any] = [None] * len(edges)
+        try:
+            if op.variadic:
+                parts = op.vjps[0](ns, g, out, *args, **attrs)  # type: ignore[misc]
+                for i, e in enumerate(edges):
+                    if e is not None:
+                        result[i] = _fit(ns, parts[i], self.meta[i], create_graph)
+                return result
+            vjps = op.vjps
+            meta = self.meta
+            for i, e in enumerate(edges):
+                if e is not None:
+                    gi = vjps[i](ns, g, out, *args, **attrs)  # type: ignore[misc]
+                    result[i] = _fit(ns, gi, meta[i], create_graph)
+        except RuntimeWarning:
+            # Only when warnings are errors (as in our tests): torch gives inf/nan silently.
+            with np.errstate(all="ignore"):
+                return self.apply(grads, create_graph)
+        return result
+
+
+_CONSTANT_TYPES = frozenset((bool, int, float, type(None)))
+# ops whose Python-number operands torch wraps as tensors (so they have a (None, 0) edge)
+_WRAPPED_SCALARS = frozenset(("add", "sub", "mul", "div", "where"))
+
+
+def _is_number(a: Any) -> bool:
+    return isinstance(a, (bool, int, float, np.number, np.bool_))
+
+
+def _is_constant(a: Any) -> bool:
+    return type(a) in _CONSTANT_TYPES or isinstance(a, (np.number, np.bool_, _Meta, _MetaSeq))
+
+
+def _raw(a: Any) -> Any:
+    if isinstance(a, Tensor):
+        return a._data
+    if isinstance(a, _Meta):
+        return _NpMeta(a)
+    if isinstance(a, _MetaSeq):
+        return a
+    if isinstance(a, tuple):
+        return tuple(_raw(t) for t in a)
+    return a
+
+
+class _NpMeta:
+    """`_Meta` as the numpy namespace sees it: dtype is a numpy dtype."""
+
+    __slots__ = ("shape", "ndim", "dtype")
+
+    def __init__(self, m: _Meta):
+        self.shape = m.shape
+        self.ndim = m.ndim
+        self.dtype = m.np_dtype
+
+
+def _zeros_like_out(node: Node, k: int, as_tensor: bool) -> Any:
+    # Multi-output nodes get zeros for outputs that received no gradient (torch materializes).
+
+    if node.out_meta is None:
+        raise errors.GraphFreedError(FREED_MESSAGE)
+    shape, dtype = node.out_meta[k]
+    z = np.zeros(shape, dtype)
+    return Tensor._make(z) if as_tensor else z
+
+
+def _fit(ns: Any, g: Any, meta: tuple[tuple[int, ...], Any] | None, create_graph: bool) -> Any:
+    """Sum a gradient back to its input's shape and cast it to the input's dtype."""
+    if g is None or meta is None:
+        return g
+    shape, dtype = meta
+    if not create_graph:
+        if type(g) is not np.ndarray and not isinstance(g, np.generic):
+            g = np.asarray(g)
+        if g.shape != shape:
+            g = ns.sum_to_size(g, size=shape)
+        if g.dtype != dtype.np:
+            g = g.astype(dtype.np)
+        return g
+    if tuple(g.shape) != shape:
+        g = ns.sum_to_size(g, size=shape)
+    if g.dtype is not dtype:
+        g = ns.to_dtype(g, dtype=dtype)
+    return g
+
+
+def _version_message(t: Tensor, now: int, expected: int, node: Any, output_nr: int) -> str:
+    shape = "[" + ", ".join(str(d) for d in t.shape) + "]"
+    where = f"[{t.dtype.torch_tensor_name} {shape}]"
+    if node is not None and t._base is not None and node is t.grad_fn:
+        # torch regenerates the grad_fn of a view whose base changed: AsStridedBackward0
+        where += f", which is output {output_nr} of AsStrided,"
+    elif node is not None:
+        where += f", which is output {output_nr} of {_short_name(node.name())},"
+    return (f"one of the variables needed for gradient computation has been modified by an "
+            f"inplace operation: {where} is at version {now}; expected version {expected} "
+            f"instead. Hint: enable anomaly detection to find the operation that failed to "
+            f"compute its gradient, with torch.autograd.set_detect_anomaly(True, "
+            f"check_nan=False).")
+
+
+def _short_name(name: str) -> str:
+    """How torch's message names a node: PowBackward0 -> Pow, ClampBackward1 -> Clamp1."""
+    base, sep, n = name.rpartition("Backward")
+    if not sep or (n and not n.isdigit()):
+        return f"torch::autograd::{name}"  # hand-written nodes: CopyBackwards, AccumulateGrad
+    return base if n in ("", "0") else base + n  # "" : a custom Function's <Name>Backward
+
+
+class AccumulateGrad:
+    """The node behind a leaf that requires grad: adds incoming gradients into `.grad`."""
+
+    __slots__ = ("variable", "__weakref__")
+    edges: tuple[Any, ...] = ()
+    next_functions: tuple[Any, ...] = ()
+
+    def __init__(self, variable: Tensor):
+        self.variable = variable
+
+    def name(self) -> str:
+        return "torch::autograd::AccumulateGrad"
+
+    def __repr__(self) -> str:
+        return f"<AccumulateGrad object at {hex(id(self))}>"
+
+    def accumulate(self, g: Any, create_graph: bool) -> None:
+
+        v = self.variable
+        if create_graph:
+            gt = g if isinstance(g, Tensor) else Tensor._make(np.array(g, dtype=v.dtype.np))
+            v._grad = gt if v._grad is None else v._grad + gt
+        elif v._grad is None:
+            v._grad = Tensor._make(np.array(g, dtype=v.dtype.np, copy=True))
+        elif v._grad._rg:
+            v._grad = Tensor._make(v._grad._data + g)
+        else:
+            grad = v._grad
+            grad._data += g
+            grad._version[0] += 1
+
+
+def edge(t: Tensor) -> tuple[Any, int]:
+    """The edge `t` contributes to a node that records it: its own (node, output index), or the
+    AccumulateGrad of a leaf (one per leaf, kept while a graph holds it)."""
+    if t.grad_fn is not None:
+        return (t.grad_fn, t.output_nr)
+    acc = t._accum() if t._accum is not None else None
+    if acc is None:
+        acc = AccumulateGrad(t)
+        t._accum = weakref.ref(acc)
+    return (acc, 0)
+

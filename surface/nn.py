@@ -1,0 +1,76 @@
+"""`torch.nn` for one backend: `build(be)` makes the namespace that the engine installs as
+`gradserve.engine.nn` and each client Session as `session.nn`.
+
+The classes (Module, the layers, convolutions and pooling, batch norm, containers and losses)
+are written once in `nn_module`, `nn_layers`, `nn_conv`, `nn_norm`, `nn_containers` and
+`nn_loss`; `build` derives each backend's own copies, which carry the backend as `_be` (so
+`nn.Linear(2, 3)` knows where to create its parameters) and whose hierarchy mirrors torch's:
+every class derives from the backend's `Module`, so `isinstance(layer, nn.Module)` and user
+subclasses of `nn.Module` work as in torch. `nn.functional`, `nn.init` and `nn.utils` are the
+surface functions bound to the backend with `functools.partial`.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from . import compat, nn_conv, nn_functional, nn_init, nn_norm, nn_utils
+from .nn_backend import NNBackend
+from .nn_containers import CONTAINERS
+from .nn_layers import LAYERS
+from .nn_loss import LOSSES
+from .nn_module import Module
+from .nn_parameter import parameter_class
+
+
+def _bind(be: NNBackend, fn: Callable[..., Any]) -> Callable[..., Any]:
+    bound = functools.partial(fn, be)
+    bound.__name__ = fn.__name__  # type: ignore[attr-defined]
+    bound.__doc__ = fn.__doc__
+    return bound
+
+
+def namespace(name: str, doc: str, be: NNBackend, functions: Iterable[Callable[..., Any]],
+              extra: dict[str, Any] | None = None) -> types.ModuleType:
+    """A module object `name` holding `functions` bound to `be`, over `extra` as they are."""
+    ns = types.ModuleType(name, doc)
+    ns.__getattr__ = compat.missing_names(doc)  # type: ignore[method-assign]
+    for key, value in (extra or {}).items():
+        setattr(ns, key, value)
+    for fn in functions:
+        setattr(ns, fn.__name__, _bind(be, fn))
+    return ns
+
+
+def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = None
+          ) -> types.ModuleType:
+    """torch.nn over backend `be`, as a module object called `name`.
+
+    Args:
+        be: the engine's or a session's NNBackend.
+        name: the namespace's module name (`gradserve.engine.nn`).
+        functional_extra: further `nn.functional` names, not bound (the client keeps every
+            catalogue op there as before).
+    """
+    nn = types.ModuleType(name, "torch.nn: modules, parameters, functional, init and utils.")
+    nn.__getattr__ = compat.missing_names("torch.nn")  # type: ignore[method-assign]
+    module_cls = type("Module", (Module,), {
+        "_be": be, "__module__": name, "__qualname__": "Module", "__doc__": Module.__doc__})
+    nn.Module = module_cls  # type: ignore[attr-defined]
+    for cls in (*LAYERS, *nn_conv.MODULES, *nn_norm.MODULES, *CONTAINERS, *LOSSES):
+        bound = type(cls.__name__, (cls, module_cls), {
+            "__module__": name, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
+        setattr(nn, cls.__name__, bound)
+    nn.Parameter = parameter_class(be)  # type: ignore[attr-defined]
+    nn.functional = namespace(  # type: ignore[attr-defined]
+        name + ".functional", "torch.nn.functional", be,
+        (*nn_functional.FUNCTIONS, *nn_conv.FUNCTIONS, *nn_norm.FUNCTIONS),
+        functional_extra)
+    nn.init = namespace(name + ".init", "torch.nn.init", be,  # type: ignore[attr-defined]
+                        nn_init.FUNCTIONS)
+    nn.utils = namespace(name + ".utils", "torch.nn.utils", be,  # type: ignore[attr-defined]
+                         nn_utils.FUNCTIONS)
+    return nn

@@ -1,0 +1,389 @@
+"""`torch.nn.functional`, written once against an `NNBackend` (gradserve.surface.nn_backend).
+
+Activations and most losses are ops already; what lives here is torch's Python layer around
+them: the keyword forms (`size_average`/`reduce` are refused), the size-mismatch warning of the
+pointwise losses, the implicit-dim warning of `softmax`, and the functions torch composes from
+other ops: `cross_entropy` (`log_softmax` then `nll_loss`, so the grad_fns are torch's),
+`smooth_l1_loss`, `huber_loss`, `linear`, `bilinear`, `dropout`, `embedding`, `layer_norm`.
+
+Every function takes the backend first; `gradserve.surface.nn.build` binds it (with
+`functools.partial`, which adds no frame, so warnings name the caller's line at stacklevel 3).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from . import spellings
+from .nn_backend import NNBackend
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def _call(be: NNBackend, name: str, *args: Any, **kwargs: Any) -> Any:
+    return be.call(name, args, kwargs)
+
+
+def check_reduction(be: NNBackend, reduction: str) -> None:
+    """torch's legacy_get_enum check, with its message (a ValueError)."""
+    if reduction not in REDUCTIONS:
+        raise be.value_error(f"{reduction} is not a valid value for reduction")
+
+
+def _legacy(be: NNBackend, name: str, size_average: Any, reduce: Any) -> None:
+    if size_average is not None or reduce is not None:
+        raise be.runtime_error(
+            f"{name}(): size_average and reduce are deprecated and not supported; use reduction")
+
+
+def _no_inplace(be: NNBackend, name: str, inplace: bool) -> None:
+    if inplace:
+        raise be.runtime_error(
+            f"{name}(): inplace=True is not supported; use the in-place method (x.{name}_())")
+
+
+def _reduce(be: NNBackend, loss: Any, reduction: str) -> Any:
+    if reduction == "mean":
+        return _call(be, "mean", loss)
+    if reduction == "sum":
+        return _call(be, "sum", loss)
+    return loss
+
+
+# --- activations ---------------------------------------------------------------------------------
+
+def relu(be: NNBackend, input: Any, inplace: bool = False) -> Any:
+    """max(input, 0) (in place with inplace=True, as torch's relu_)."""
+    if inplace:
+        return input.relu_()
+    return _call(be, "relu", input)
+
+
+def sigmoid(be: NNBackend, input: Any) -> Any:
+    """1 / (1 + exp(-input))."""
+    return _call(be, "sigmoid", input)
+
+
+def tanh(be: NNBackend, input: Any) -> Any:
+    """Hyperbolic tangent."""
+    return _call(be, "tanh", input)
+
+
+def leaky_relu(be: NNBackend, input: Any, negative_slope: float = 0.01,
+               inplace: bool = False) -> Any:
+    """input if input > 0 else negative_slope * input."""
+    _no_inplace(be, "leaky_relu", inplace)
+    return _call(be, "leaky_relu", input, negative_slope)
+
+
+def elu(be: NNBackend, input: Any, alpha: float = 1.0, inplace: bool = False) -> Any:
+    """input if input > 0 else alpha * (exp(input) - 1)."""
+    _no_inplace(be, "elu", inplace)
+    return _call(be, "elu", input, alpha)
+
+
+def gelu(be: NNBackend, input: Any, approximate: str = "none") -> Any:
+    """Gaussian error linear unit ('tanh': the tanh approximation)."""
+    return _call(be, "gelu", input, approximate)
+
+
+def silu(be: NNBackend, input: Any, inplace: bool = False) -> Any:
+    """input * sigmoid(input)."""
+    _no_inplace(be, "silu", inplace)
+    return _call(be, "silu", input)
+
+
+def softplus(be: NNBackend, input: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
+    """log(1 + exp(beta * input)) / beta, linear above threshold."""
+    return _call(be, "softplus", input, beta, threshold)
+
+
+def _implicit_dim(name: str, ndim: int, stacklevel: int) -> int:
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call to "
+                  "include dim=X as an argument.", UserWarning, stacklevel=stacklevel)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def softmax(be: NNBackend, input: Any, dim: int | None = None, _stacklevel: int = 3,
+            dtype: Any = None) -> Any:
+    """exp(input) / sum(exp(input), dim); without dim, torch's deprecated implicit choice."""
+    if dim is None:
+        dim = _implicit_dim("softmax", len(be.shape(input)), _stacklevel)
+    return _call(be, "softmax", input, dim, dtype)
+
+
+def log_softmax(be: NNBackend, input: Any, dim: int | None = None, _stacklevel: int = 3,
+                dtype: Any = None) -> Any:
+    """log(softmax(input, dim)), computed stably."""
+    if dim is None:
+        dim = _implicit_dim("log_softmax", len(be.shape(input)), _stacklevel)
+    return _call(be, "log_softmax", input, dim, dtype)
+
+
+# --- layers --------------------------------------------------------------------------------------
+
+def linear(be: NNBackend, input: Any, weight: Any, bias: Any = None) -> Any:
+    """input @ weight.T + bias."""
+    out = _call(be, "matmul", input, _call(be, "t", weight))
+    return out if bias is None else out + bias
+
+
+def bilinear(be: NNBackend, input1: Any, input2: Any, weight: Any, bias: Any = None) -> Any:
+    """out[..., o] = sum_ij input1[..., i] * weight[o, i, j] * input2[..., j] + bias[o]."""
+    s1, s2, sw = be.shape(input1), be.shape(input2), be.shape(weight)
+    if s1[:-1] != s2[:-1]:
+        raise be.runtime_error(
+            "bilinear(): input batch dimensions do not match: got "
+            f"{list(s1[:-1])} and {list(s2[:-1])}")
+    if len(sw) != 3 or (s1 and sw[1] != s1[-1]) or (s2 and sw[2] != s2[-1]):
+        raise be.runtime_error(
+            f"bilinear(): weight of shape {list(sw)} does not fit input1 {list(s1)} and input2 "
+            f"{list(s2)}")
+    lead = tuple(s1[:-1])
+    x1 = _call(be, "reshape", input1, (-1, s1[-1]))
+    x2 = _call(be, "reshape", input2, (-1, s2[-1]))
+    out = _call(be, "einsum", (x1, weight, x2), equation="bi,oij,bj->bo")
+    if bias is not None:
+        out = out + bias
+    return _call(be, "reshape", out, (*lead, sw[0]))
+
+
+def dropout(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
+            inplace: bool = False) -> Any:
+    """Zero each element with probability p and scale the rest by 1 / (1 - p) (training only)."""
+    if p < 0.0 or p > 1.0:
+        raise be.value_error(f"dropout probability has to be between 0 and 1, but got {p}")
+    _no_inplace(be, "dropout", inplace)
+    # torch's CPU dropout (not the fused native_dropout, which is for accelerators): the mask
+    # is bernoulli_(1 - p) on an empty_like, so it draws torch's numbers
+    return spellings.dropout(be, input, p, training)
+
+
+def embedding(be: NNBackend, input: Any, weight: Any, padding_idx: int | None = None,
+              max_norm: float | None = None, norm_type: float = 2.0,
+              scale_grad_by_freq: bool = False, sparse: bool = False) -> Any:
+    """Rows of `weight` picked by the indices `input` (shape input.shape + (embedding_dim,)); the
+    padding_idx row gets no gradient."""
+    if max_norm is not None or scale_grad_by_freq or sparse:
+        raise be.runtime_error("embedding(): max_norm, scale_grad_by_freq and sparse are not "
+                               "supported by gradserve")
+    rows, dim = be.shape(weight)
+    if padding_idx is not None:
+        if not -rows <= padding_idx < rows:
+            raise be.assertion_error("Padding_idx must be within num_embeddings")
+        padding_idx %= rows
+        keep = _call(be, "arange", start=0, end=rows) != padding_idx
+        weight = _call(be, "where", _call(be, "reshape", keep, (rows, 1)), weight,
+                       weight.detach())
+    shape = be.shape(input)
+    flat = _call(be, "reshape", input, (-1,))
+    out = _call(be, "index_select", weight, flat, 0)
+    return _call(be, "reshape", out, (*shape, dim))
+
+
+def layer_norm(be: NNBackend, input: Any, normalized_shape: Sequence[int], weight: Any = None,
+               bias: Any = None, eps: float = 1e-5) -> Any:
+    """(input - mean) / sqrt(var + eps) over the last len(normalized_shape) dims, then
+    * weight + bias (the biased variance, as torch)."""
+    normalized = [int(n) for n in ([normalized_shape] if isinstance(normalized_shape, int)
+                                   else normalized_shape)]
+    shape = list(be.shape(input))
+    k = len(normalized)
+    if k == 0 or shape[len(shape) - k:] != normalized:
+        raise be.runtime_error(
+            f"Given normalized_shape={normalized}, expected input with shape "
+            f"[*, {', '.join(map(str, normalized))}], but got input of size{shape}")
+    dims = tuple(range(-k, 0))
+    mean = _call(be, "mean", input, dims, True)
+    centred = input - mean
+    var = _call(be, "mean", centred * centred, dims, True)
+    out = centred * _call(be, "rsqrt", var + eps)
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+# --- losses --------------------------------------------------------------------------------------
+
+def _size(shape: Sequence[int]) -> str:
+    return f"torch.Size([{', '.join(map(str, shape))}])"
+
+
+def _warn_size(be: NNBackend, input: Any, target: Any) -> None:
+    ts, xs = tuple(be.shape(target)), tuple(be.shape(input))
+    if ts != xs:
+        warnings.warn(
+            f"Using a target size ({_size(ts)}) that is different to the input size "
+            f"({_size(xs)}). This will likely lead to incorrect results due to "
+            "broadcasting. Please ensure they have the same size.", UserWarning, stacklevel=3)
+
+
+def mse_loss(be: NNBackend, input: Any, target: Any, size_average: Any = None,
+             reduce: Any = None, reduction: str = "mean", weight: Any = None) -> Any:
+    """Mean (sum, none) squared error; target broadcasts to input with torch's warning."""
+    _legacy(be, "mse_loss", size_average, reduce)
+    if weight is not None:
+        raise be.runtime_error("mse_loss(): weight is not supported")
+    _warn_size(be, input, target)
+    return _call(be, "mse_loss", input, target, reduction)
+
+
+def l1_loss(be: NNBackend, input: Any, target: Any, size_average: Any = None,
+            reduce: Any = None, reduction: str = "mean", weight: Any = None) -> Any:
+    """Mean (sum, none) absolute error; target broadcasts to input with torch's warning."""
+    _legacy(be, "l1_loss", size_average, reduce)
+    if weight is not None:
+        raise be.runtime_error("l1_loss(): weight is not supported")
+    _warn_size(be, input, target)
+    return _call(be, "l1_loss", input, target, reduction)
+
+
+def smooth_l1_loss(be: NNBackend, input: Any, target: Any, size_average: Any = None,
+                   reduce: Any = None, reduction: str = "mean", beta: float = 1.0) -> Any:
+    """0.5 * d**2 / beta where |d| < beta, else |d| - 0.5 * beta (d = input - target)."""
+    _legacy(be, "smooth_l1_loss", size_average, reduce)
+    if beta < 0:
+        raise be.runtime_error("smooth_l1_loss does not support negative values for beta.")
+    _warn_size(be, input, target)
+    check_reduction(be, reduction)
+    if beta == 0.0:
+        return _call(be, "l1_loss", input, target, reduction)
+    d = _call(be, "abs", input - target)
+    loss = _call(be, "where", d < beta, (d * d) * (0.5 / beta), d - 0.5 * beta)
+    return _reduce(be, loss, reduction)
+
+
+def huber_loss(be: NNBackend, input: Any, target: Any, reduction: str = "mean",
+               delta: float = 1.0, weight: Any = None) -> Any:
+    """0.5 * d**2 where |d| < delta, else delta * (|d| - 0.5 * delta) (d = input - target)."""
+    if weight is not None:
+        raise be.runtime_error("huber_loss(): weight is not supported")
+    _warn_size(be, input, target)
+    check_reduction(be, reduction)
+    if delta <= 0:
+        raise be.runtime_error("huber_loss does not support non-positive values for delta.")
+    d = _call(be, "abs", input - target)
+    loss = _call(be, "where", d < delta, (d * d) * 0.5, (d - 0.5 * delta) * delta)
+    return _reduce(be, loss, reduction)
+
+
+def binary_cross_entropy(be: NNBackend, input: Any, target: Any, weight: Any = None,
+                         size_average: Any = None, reduce: Any = None,
+                         reduction: str = "mean") -> Any:
+    """Binary cross-entropy of probabilities, each log clamped to >= -100 as in torch."""
+    _legacy(be, "binary_cross_entropy", size_average, reduce)
+    return _call(be, "binary_cross_entropy", input, target, weight, reduction)
+
+
+def binary_cross_entropy_with_logits(be: NNBackend, input: Any, target: Any,
+                                     weight: Any = None, size_average: Any = None,
+                                     reduce: Any = None, reduction: str = "mean",
+                                     pos_weight: Any = None) -> Any:
+    """Binary cross-entropy of sigmoid(input), computed stably from the logits."""
+    _legacy(be, "binary_cross_entropy_with_logits", size_average, reduce)
+    return _call(be, "binary_cross_entropy_with_logits", input, target, weight, pos_weight,
+                 reduction)
+
+
+def nll_loss(be: NNBackend, input: Any, target: Any, weight: Any = None,
+             size_average: Any = None, ignore_index: int = -100, reduce: Any = None,
+             reduction: str = "mean") -> Any:
+    """Negative log-likelihood of class indices (class dim 1), weighted, ignoring ignore_index."""
+    _legacy(be, "nll_loss", size_average, reduce)
+    return _call(be, "nll_loss", input, target, weight, ignore_index, reduction)
+
+
+def per_class(label_smoothing: float, n_classes: int) -> float:
+    """label_smoothing / n_classes as torch's C++ divides doubles (inf for no classes)."""
+    return label_smoothing / n_classes if n_classes else math.inf
+
+
+def cross_entropy(be: NNBackend, input: Any, target: Any, weight: Any = None,
+                  size_average: Any = None, ignore_index: int = -100, reduce: Any = None,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
+    """Cross-entropy of logits: class indices (nll_loss of log_softmax) or class probabilities.
+
+    Raises:
+        ValueError: an unknown reduction; RuntimeError: torch's shape and target errors.
+    """
+    _legacy(be, "cross_entropy", size_average, reduce)
+    check_reduction(be, reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise be.runtime_error(
+            f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    xs = tuple(be.shape(input))
+    class_dim = 0 if len(xs) == 1 else 1
+    logp = _call(be, "log_softmax", input, class_dim)
+    if be.dtype_of(target).is_floating_point and tuple(be.shape(target)) == xs:
+        return _cross_entropy_probs(be, logp, xs, target, weight, reduction, label_smoothing,
+                                    class_dim)
+    nll = _call(be, "nll_loss", logp, target, weight, ignore_index, reduction)
+    if label_smoothing > 0.0:
+        return _label_smoothing(be, logp, xs, target, weight, nll, ignore_index, reduction,
+                                label_smoothing, class_dim)
+    return nll
+
+
+def _label_smoothing(be: NNBackend, logp: Any, xs: tuple[int, ...], target: Any, weight: Any,
+                     nll: Any, ignore_index: int, reduction: str, label_smoothing: float,
+                     class_dim: int) -> Any:
+    # torch's cross_entropy_loss_label_smoothing, op for op (so grad_fns match).
+    n_classes = xs[class_dim]
+    ignore_mask = target == ignore_index
+    if weight is not None:
+        view = [1] * len(xs)
+        view[class_dim] = be.shape(weight)[0]
+        smooth = -_call(be, "sum", logp * _call(be, "reshape", weight, tuple(view)), class_dim)
+    else:
+        smooth = -_call(be, "sum", logp, class_dim)
+    smooth.masked_fill_(ignore_mask, 0.0)
+    if reduction == "mean":
+        if weight is not None:
+            kept = _call(be, "reshape", target[~ignore_mask], (-1,))  # masked_select().flatten()
+            ret = _call(be, "sum", smooth) / _call(be, "sum", _call(be, "gather", weight, kept, 0))
+        else:
+            ret = _call(be, "sum", smooth) / _call(be, "sum", ~ignore_mask)
+    elif reduction == "sum":
+        ret = _call(be, "sum", smooth)
+    else:
+        ret = smooth
+    return (be.scalar_mul(nll, 1 - label_smoothing)
+            + be.scalar_mul(ret, per_class(label_smoothing, n_classes)))
+
+
+def _cross_entropy_probs(be: NNBackend, logp: Any, xs: tuple[int, ...], target: Any,
+                         weight: Any, reduction: str, label_smoothing: float,
+                         class_dim: int) -> Any:
+    # torch's cross_entropy_loss_prob_target, op for op (so grad_fns match).
+    n_classes = xs[class_dim]
+    if label_smoothing > 0.0:
+        target = target * (1 - label_smoothing) + per_class(label_smoothing, n_classes)
+    prod = logp * target
+    if weight is not None:
+        ws = tuple(be.shape(weight))
+        if len(ws) != 1 or ws[0] != n_classes:
+            raise be.runtime_error(
+                f"weight tensor should be defined either for all {n_classes} classes or no "
+                f"classes but got weight tensor of shape: [{', '.join(map(str, ws))}]")
+        view = [1] * len(xs)
+        view[class_dim] = n_classes
+        prod = prod * _call(be, "reshape", weight, tuple(view))
+    if reduction == "none":
+        return -_call(be, "sum", prod, class_dim)
+    if reduction == "sum":
+        return -_call(be, "sum", prod)
+    if math.prod(xs) == 0:  # torch fills the empty sum with NaN rather than divide by 0 // 0
+        return -_call(be, "sum", prod).fill_(float("nan"))
+    return -_call(be, "sum", prod) / (math.prod(xs) // n_classes)
+
+
+FUNCTIONS = (relu, sigmoid, tanh, leaky_relu, elu, gelu, silu, softplus, softmax, log_softmax,
+             linear, bilinear, dropout, embedding, layer_norm, mse_loss, l1_loss, smooth_l1_loss,
+             huber_loss, binary_cross_entropy, binary_cross_entropy_with_logits, nll_loss,
+             cross_entropy)
+"""What `nn.functional` holds (each bound to a backend by `gradserve.surface.nn.build`)."""

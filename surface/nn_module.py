@@ -1,0 +1,626 @@
+"""`torch.nn.Module`, written once for every backend.
+
+A Module keeps torch's three registries (`_parameters`, `_buffers`, `_modules`) and its
+attribute rules (`__setattr__` files a Parameter, a Module or a buffer tensor under its name,
+`__getattr__` finds it there, `__delattr__` removes it), so names, order, `state_dict` keys,
+reprs and error texts are torch's. The tensors are the backend's own: in process, engine tensors;
+for a session, handles to tensors the server holds (a module's forward records ops like any
+other code). `gradserve.surface.nn.build` makes a backend's classes (each has `_be`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple
+
+from . import grad_mode
+from .nn_backend import NNBackend
+from .nn_parameter import typename
+
+
+class IncompatibleKeys(NamedTuple):
+    """What `load_state_dict` did not match (torch's `_IncompatibleKeys`)."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+    def __repr__(self) -> str:
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return (f"_IncompatibleKeys(missing_keys={self.missing_keys}, "
+                f"unexpected_keys={self.unexpected_keys})")
+
+
+class RemovableHandle:
+    """What `register_forward_hook` returns: `remove()` takes the hook out (a context manager
+    removes it on exit), as torch.utils.hooks.RemovableHandle."""
+
+    _next_id = itertools.count()
+
+    def __init__(self, hooks: dict[int, Any], with_kwargs: set[int]):
+        self.id = next(RemovableHandle._next_id)
+        self._hooks = hooks
+        self._with_kwargs = with_kwargs
+
+    def remove(self) -> None:
+        """Remove the hook (again: nothing)."""
+        self._hooks.pop(self.id, None)
+        self._with_kwargs.discard(self.id)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
+def _addindent(text: str, spaces: int) -> str:
+    first, *rest = text.split("\n")
+    if not rest:
+        return text
+    return first + "\n" + "\n".join(" " * spaces + line for line in rest)
+
+
+# --- Module --------------------------------------------------------------------------------------
+
+class Module:
+    """Base class for all neural network modules (torch.nn.Module).
+
+    Subclasses assign Parameters, Modules and buffers as attributes in `__init__` (after
+    `super().__init__()`) and define `forward`; calling the module calls `forward`.
+    """
+
+    _be: NNBackend  # the backend, set on each backend's classes by gradserve.surface.nn.build
+    training: bool
+    _parameters: dict[str, Any]
+    _buffers: dict[str, Any]
+    _non_persistent_buffers_set: set[str]
+    _modules: dict[str, Module | None]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword "
+                            f"argument '{next(iter(kwargs))}'")
+        if args:
+            raise TypeError(f"{type(self).__name__}.__init__() takes 1 positional argument but "
+                            f"{len(args) + 1} were given")
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_non_persistent_buffers_set", set())
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_forward_pre_hooks", {})
+        object.__setattr__(self, "_forward_hooks", {})
+        object.__setattr__(self, "_hooks_with_kwargs", set())
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The computation; every subclass defines it."""
+        raise NotImplementedError(
+            f'Module [{type(self).__name__}] is missing the required "forward" function')
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        d = self.__dict__
+        pre, post = d.get("_forward_pre_hooks"), d.get("_forward_hooks")
+        if not pre and not post:
+            return self.forward(*args, **kwargs)
+        with_kwargs = d["_hooks_with_kwargs"]
+        for key, hook in list(pre.items()):  # type: ignore[union-attr]
+            if key in with_kwargs:
+                res = hook(self, args, kwargs)
+                if res is not None:
+                    if not (isinstance(res, tuple) and len(res) == 2):
+                        raise RuntimeError("forward pre-hook must return None or a tuple of "
+                                           f"(new_args, new_kwargs), but got {res}.")
+                    args, kwargs = res
+            else:
+                res = hook(self, args)
+                if res is not None:
+                    args = res if isinstance(res, tuple) else (res,)
+        result = self.forward(*args, **kwargs)
+        for key, hook in list(post.items()):  # type: ignore[union-attr]
+            res = (hook(self, args, kwargs, result) if key in with_kwargs
+                   else hook(self, args, result))
+            if res is not None:
+                result = res
+        return result
+
+    def _add_hook(self, table: str, hook: Callable[..., Any], prepend: bool,
+                  with_kwargs: bool) -> RemovableHandle:
+        hooks = self.__dict__[table]
+        handle = RemovableHandle(hooks, self.__dict__["_hooks_with_kwargs"])
+        hooks[handle.id] = hook
+        if with_kwargs:
+            self.__dict__["_hooks_with_kwargs"].add(handle.id)
+        if prepend:
+            hooks_in_order = {handle.id: hook, **{k: v for k, v in hooks.items()
+                                                  if k != handle.id}}
+            hooks.clear()
+            hooks.update(hooks_in_order)
+        return handle
+
+    def register_forward_pre_hook(self, hook: Callable[..., Any], *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> RemovableHandle:
+        """Call `hook(module, args)` (or `(module, args, kwargs)`) before each forward; a
+        non-None result replaces the arguments. Returns a handle whose `remove()` undoes it."""
+        return self._add_hook("_forward_pre_hooks", hook, prepend, with_kwargs)
+
+    def register_forward_hook(self, hook: Callable[..., Any], *, prepend: bool = False,
+                              with_kwargs: bool = False) -> RemovableHandle:
+        """Call `hook(module, args, output)` (or `(module, args, kwargs, output)`) after each
+        forward; a non-None result replaces the output. Returns a handle (`remove()`)."""
+        return self._add_hook("_forward_hooks", hook, prepend, with_kwargs)
+
+    # --- registration ---------------------------------------------------------------------------
+
+    def _check_name(self, kind: str, name: Any, table: str) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"{kind} name should be a string. Got {typename(self._be, name)}")
+        if "." in name:
+            raise KeyError(f"{kind} name can't contain \".\"")
+        if name == "":
+            raise KeyError(f"{kind} name can't be empty string \"\"")
+        if hasattr(self, name) and name not in self.__dict__[table]:
+            raise KeyError(f"attribute '{name}' already exists")
+
+    def register_buffer(self, name: str, tensor: Any, persistent: bool = True) -> None:
+        """Add a tensor that is state but not a parameter (in state_dict when persistent).
+
+        Raises:
+            AttributeError: before Module.__init__(); KeyError: a bad or taken name;
+            TypeError: `tensor` is neither a tensor nor None.
+        """
+        if "_buffers" not in self.__dict__:
+            raise AttributeError("cannot assign buffer before Module.__init__() call")
+        self._check_name("buffer", name, "_buffers")
+        if tensor is not None and not self._be.is_tensor(tensor):
+            raise TypeError(f"cannot assign '{typename(self._be, tensor)}' object to buffer "
+                            f"'{name}' (torch Tensor or None required)")
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent_buffers_set.discard(name)
+        else:
+            self._non_persistent_buffers_set.add(name)
+
+    def register_parameter(self, name: str, param: Any) -> None:
+        """Add a parameter (a Parameter, or None for an absent one such as `bias=False`).
+
+        Raises:
+            AttributeError: before Module.__init__(); KeyError: a bad or taken name;
+            TypeError: not a Parameter; ValueError: a non-leaf.
+        """
+        if "_parameters" not in self.__dict__:
+            raise AttributeError("cannot assign parameter before Module.__init__() call")
+        self._check_name("parameter", name, "_parameters")
+        if param is not None:
+            if not self._be.is_parameter(param):
+                raise TypeError(f"cannot assign '{typename(self._be, param)}' object to "
+                                f"parameter '{name}' (torch.nn.Parameter or None required)")
+            if param.grad_fn is not None:
+                raise ValueError(
+                    f"Cannot assign non-leaf Tensor to parameter '{name}'. Model parameters "
+                    f"must be created explicitly. To express '{name}' as a function of another "
+                    "Tensor, compute the value in the forward() method.")
+        self._parameters[name] = param
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        """Add a child module (or None) under `name`.
+
+        Raises:
+            TypeError: not a Module; KeyError: a bad or taken name.
+        """
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{typename(self._be, module)} is not a Module subclass")
+        if not isinstance(name, str):
+            raise TypeError(f"module name should be a string. Got {typename(self._be, name)}")
+        if hasattr(self, name) and name not in self._modules:
+            raise KeyError(f"attribute '{name}' already exists")
+        if "." in name:
+            raise KeyError(f"module name can't contain \".\", got: {name}")
+        if name == "":
+            raise KeyError("module name can't be empty string \"\"")
+        self._modules[name] = module
+
+    register_module = add_module
+
+    def __getattr__(self, name: str) -> Any:
+        d = self.__dict__
+        for table in ("_parameters", "_buffers", "_modules"):
+            if table in d and name in d[table]:
+                return d[table][name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        d = self.__dict__
+
+        def remove_from(*tables: Any) -> None:
+            for t in tables:
+                if name in t:
+                    if isinstance(t, dict):
+                        del t[name]
+                    else:
+                        t.discard(name)
+
+        params = d.get("_parameters")
+        if self._be.is_parameter(value):
+            if params is None:
+                raise AttributeError("cannot assign parameters before Module.__init__() call")
+            remove_from(d, d["_buffers"], d["_modules"], d["_non_persistent_buffers_set"])
+            self.register_parameter(name, value)
+            return
+        if params is not None and name in params:
+            if value is not None:
+                raise TypeError(f"cannot assign '{typename(self._be, value)}' as parameter "
+                                f"'{name}' (torch.nn.Parameter or None expected)")
+            self.register_parameter(name, value)
+            return
+        modules = d.get("_modules")
+        if isinstance(value, Module):
+            if modules is None:
+                raise AttributeError("cannot assign module before Module.__init__() call")
+            remove_from(d, d["_parameters"], d["_buffers"], d["_non_persistent_buffers_set"])
+            modules[name] = value
+            return
+        if modules is not None and name in modules:
+            if value is not None:
+                raise TypeError(f"cannot assign '{typename(self._be, value)}' as child module "
+                                f"'{name}' (torch.nn.Module or None expected)")
+            modules[name] = value
+            return
+        buffers = d.get("_buffers")
+        if buffers is not None and name in buffers:
+            if value is not None and not self._be.is_tensor(value):
+                raise TypeError(f"cannot assign '{typename(self._be, value)}' as buffer '{name}' "
+                                "(torch.nn.Buffer, torch.Tensor or None expected)")
+            buffers[name] = value
+            return
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in self._parameters:
+            del self._parameters[name]
+        elif name in self._buffers:
+            del self._buffers[name]
+            self._non_persistent_buffers_set.discard(name)
+        elif name in self._modules:
+            del self._modules[name]
+        else:
+            object.__delattr__(self, name)
+
+    def __dir__(self) -> list[str]:
+        keys = [*dir(type(self)), *self.__dict__, *self._parameters, *self._modules,
+                *self._buffers]
+        return sorted(k for k in set(keys) if not k[0].isdigit())
+
+    # --- traversal ------------------------------------------------------------------------------
+
+    def _named_members(self, members: Callable[[Module], Any], prefix: str = "",
+                       recurse: bool = True, remove_duplicate: bool = True
+                       ) -> Iterator[tuple[str, Any]]:
+        memo: set[int] = set()
+        modules = (self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+                   if recurse else [(prefix, self)])
+        for module_prefix, module in modules:
+            for k, v in members(module):
+                if v is None or id(v) in memo:
+                    continue
+                if remove_duplicate:
+                    memo.add(id(v))
+                yield module_prefix + ("." if module_prefix else "") + k, v
+
+    def parameters(self, recurse: bool = True) -> Iterator[Any]:
+        """The parameters (of submodules too when recurse), each once, in registration order."""
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True,
+                         remove_duplicate: bool = True) -> Iterator[tuple[str, Any]]:
+        """(dotted name, parameter) pairs, as `parameters`."""
+        yield from self._named_members(lambda m: m._parameters.items(), prefix, recurse,
+                                       remove_duplicate)
+
+    def buffers(self, recurse: bool = True) -> Iterator[Any]:
+        """The buffers (of submodules too when recurse)."""
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True,
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Any]]:
+        """(dotted name, buffer) pairs."""
+        yield from self._named_members(lambda m: m._buffers.items(), prefix, recurse,
+                                       remove_duplicate)
+
+    def children(self) -> Iterator[Module]:
+        """The direct submodules, each once."""
+        for _, m in self.named_children():
+            yield m
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """(name, direct submodule) pairs, each module once."""
+        memo: set[int] = set()
+        for name, module in self._modules.items():
+            if module is not None and id(module) not in memo:
+                memo.add(id(module))
+                yield name, module
+
+    def modules(self) -> Iterator[Module]:
+        """This module and every submodule, each once, depth first."""
+        for _, m in self.named_modules():
+            yield m
+
+    def named_modules(self, memo: set[Any] | None = None, prefix: str = "",
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) pairs for this module ('' or `prefix`) and every submodule."""
+        if memo is None:
+            memo = set()
+        if self in memo:
+            return
+        if remove_duplicate:
+            memo.add(self)
+        yield prefix, self
+        for name, module in self._modules.items():
+            if module is None:
+                continue
+            yield from module.named_modules(memo, prefix + ("." if prefix else "") + name,
+                                            remove_duplicate)
+
+    def get_submodule(self, target: str) -> Module:
+        """The submodule at dotted path `target` ('' is this module).
+
+        Raises:
+            AttributeError: no such submodule, or not a Module.
+        """
+        if target == "":
+            return self
+        mod: Module = self
+        for item in target.split("."):
+            if not hasattr(mod, item):
+                raise AttributeError(mod._get_name() + " has no attribute `" + item + "`")
+            mod = getattr(mod, item)
+            if not isinstance(mod, Module):
+                raise AttributeError("`" + item + "` is not an nn.Module")
+        return mod
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def state_dict(self, *args: Any, destination: Any = None, prefix: str = "",
+                   keep_vars: bool = False) -> dict[str, Any]:
+        """An OrderedDict of every parameter and persistent buffer by dotted name (detached
+        unless keep_vars)."""
+        if args:  # torch's deprecated positional form (destination, prefix, keep_vars)
+            given = dict(zip(("destination", "prefix", "keep_vars"), args))
+            destination = given.get("destination", destination)
+            prefix = given.get("prefix", prefix)
+            keep_vars = given.get("keep_vars", keep_vars)
+        if destination is None:
+            destination = OrderedDict()
+        for name, p in self._parameters.items():
+            if p is not None:
+                destination[prefix + name] = p if keep_vars else p.detach()
+        for name, b in self._buffers.items():
+            if b is not None and name not in self._non_persistent_buffers_set:
+                destination[prefix + name] = b if keep_vars else b.detach()
+        for name, module in self._modules.items():
+            if module is not None:
+                module.state_dict(destination=destination, prefix=prefix + name + ".",
+                                  keep_vars=keep_vars)
+        return destination  # type: ignore[no-any-return]
+
+    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str,
+                              missing_keys: list[str], unexpected_keys: list[str],
+                              error_msgs: list[str]) -> None:
+        be = self._be
+        persistent = {k: v for k, v in self._buffers.items()
+                      if k not in self._non_persistent_buffers_set}
+        local_state = {k: v for k, v in itertools.chain(self._parameters.items(),
+                                                        persistent.items()) if v is not None}
+        for name, param in local_state.items():
+            key = prefix + name
+            if key not in state_dict:
+                missing_keys.append(key)
+                continue
+            value = state_dict[key]
+            if not be.is_tensor(value):
+                error_msgs.append(
+                    f'While copying the parameter named "{key}", expected torch.Tensor or '
+                    f"Tensor-like object from checkpoint but received {type(value)}")
+                continue
+            if len(param.shape) == 0 and len(value.shape) == 1:
+                value = value[0]  # torch's compatibility with 0.3's 1-element scalars
+            if value.shape != param.shape:
+                error_msgs.append(
+                    f"size mismatch for {key}: copying a param with shape {value.shape} from "
+                    f"checkpoint, the shape in current model is {param.shape}.")
+                continue
+            try:
+                with grad_mode.no_grad():
+                    param.copy_(value)
+            except Exception as exc:  # noqa: BLE001 - reported in torch's words below
+                error_msgs.append(
+                    f'While copying the parameter named "{key}", whose dimensions in the model '
+                    f"are {param.size()} and whose dimensions in the checkpoint are "
+                    f"{value.size()}, an exception occurred : {exc.args}.")
+        for key in state_dict:
+            if key.startswith(prefix):
+                first, *rest = key[len(prefix):].split(".", 1)
+                if (first not in self._modules) if rest else (first not in local_state):
+                    unexpected_keys.append(key)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
+                        assign: bool = False) -> IncompatibleKeys:
+        """Copy parameters and buffers from `state_dict` (under no_grad, keeping the objects).
+
+        Returns:
+            (missing_keys, unexpected_keys).
+
+        Raises:
+            TypeError: not a mapping. RuntimeError: torch's "Error(s) in loading state_dict
+            for ..." listing size mismatches, and (when strict) missing and unexpected keys.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
+        if assign:
+            raise NotImplementedError("load_state_dict(assign=True) is not supported by "
+                                      "gradserve; the values are copied into the parameters")
+        missing: list[str] = []
+        unexpected: list[str] = []
+        errors: list[str] = []
+
+        def load(module: Module, local: Mapping[str, Any], prefix: str) -> None:
+            module._load_from_state_dict(local, prefix, missing, unexpected, errors)
+            for name, child in module._modules.items():
+                if child is not None:
+                    child_prefix = prefix + name + "."
+                    load(child, {k: v for k, v in local.items() if k.startswith(child_prefix)},
+                         child_prefix)
+
+        load(self, OrderedDict(state_dict), "")
+        if strict:
+            if unexpected:
+                errors.insert(0, "Unexpected key(s) in state_dict: {}. ".format(
+                    ", ".join(f'"{k}"' for k in unexpected)))
+            if missing:
+                errors.insert(0, "Missing key(s) in state_dict: {}. ".format(
+                    ", ".join(f'"{k}"' for k in missing)))
+        if errors:
+            raise RuntimeError("Error(s) in loading state_dict for {}:\n\t{}".format(
+                type(self).__name__, "\n\t".join(errors)))
+        return IncompatibleKeys(missing, unexpected)
+
+    # --- modes and conversion -------------------------------------------------------------------
+
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode (Dropout drops only in training) here and in every submodule."""
+        if not isinstance(mode, bool):
+            raise ValueError("training mode is expected to be boolean")
+        self.training = mode
+        for module in self.children():
+            module.train(mode)
+        return self
+
+    def eval(self) -> Module:
+        """train(False)."""
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Set requires_grad on every parameter; returns self."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset every parameter's gradient: None (the default, as torch 2.x), or zeros."""
+        for p in self.parameters():
+            if set_to_none:
+                p.grad = None  # no read first: on a session that would cost a round trip each
+                continue
+            g = p.grad
+            if g is not None:
+                if g.grad_fn is not None:
+                    g.detach_()
+                else:
+                    g.requires_grad_(False)
+                g.zero_()
+
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call fn on every submodule (children first), then on self; returns self."""
+        for module in self.children():
+            module.apply(fn)
+        fn(self)
+        return self
+
+    def _apply(self, fn: Callable[[Any], Any]) -> Module:
+        for module in self.children():
+            module._apply(fn)
+        be = self._be
+        for key, param in self._parameters.items():
+            if param is None:
+                continue
+            with grad_mode.no_grad():
+                applied = fn(param)
+                if applied is param:
+                    continue
+                if not be.set_data(param, applied):  # torch keeps the Parameter object
+                    self._parameters[key] = be.parameter(applied, param.requires_grad)
+                    continue
+                grad = param.grad
+                if grad is not None:
+                    grad_applied = fn(grad)
+                    if grad_applied is not grad:
+                        be.set_data(grad, grad_applied)
+        for key, buf in self._buffers.items():
+            if buf is not None:
+                self._buffers[key] = fn(buf)
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> Module:
+        """Convert floating parameters and buffers to a dtype (`to(torch.float64)`,
+        `to(tensor)`); 'cpu' is the only device. In process a parameter stays the same object
+        (its data is replaced, as torch's); through a session a converted parameter is a new
+        Parameter: create optimizers after `to()`, as torch recommends."""
+        dtype = kwargs.pop("dtype", None)
+        device = kwargs.pop("device", None)
+        kwargs.pop("non_blocking", None)
+        if kwargs:
+            raise TypeError(f"to() got an unexpected keyword argument '{next(iter(kwargs))}'")
+        for a in args:
+            if self._be.is_tensor(a):
+                dtype = self._be.dtype_of(a)
+            elif isinstance(a, str) or type(a).__name__ == "device":
+                device = a
+            elif not isinstance(a, bool):
+                dtype = a
+        if device is not None and str(device) != "cpu":
+            raise RuntimeError(f"gradserve has only the cpu device, not {str(device)!r}")
+        if dtype is None:
+            return self
+        if not getattr(dtype, "is_floating_point", False):
+            raise TypeError("nn.Module.to only accepts floating point or complex dtypes, but got "
+                            f"desired dtype={dtype}")
+        return self._apply(lambda t: t.to(dtype) if t.is_floating_point() else t)
+
+    def cpu(self) -> Module:
+        """The module itself (cpu is the only device)."""
+        return self
+
+    def float(self) -> Module:
+        """Floating parameters and buffers as float32."""
+        return self._apply(lambda t: t.float() if t.is_floating_point() else t)
+
+    def double(self) -> Module:
+        """Floating parameters and buffers as float64."""
+        return self._apply(lambda t: t.double() if t.is_floating_point() else t)
+
+    # --- printing -------------------------------------------------------------------------------
+
+    def _get_name(self) -> str:
+        return type(self).__name__
+
+    def extra_repr(self) -> str:
+        """The module's own settings, printed inside its parentheses (override it)."""
+        return ""
+
+    def __repr__(self) -> str:
+        extra = self.extra_repr()
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = [f"({key}): " + _addindent(repr(module), 2)
+                       for key, module in self._modules.items()]
+        lines = extra_lines + child_lines
+        main = self._get_name() + "("
+        if lines:
+            if len(extra_lines) == 1 and not child_lines:
+                main += extra_lines[0]
+            else:
+                main += "\n  " + "\n  ".join(lines) + "\n"
+        return main + ")"
+
+
+def get_item_by_index(items: list[Any], idx: Any) -> Any:
+    """items[idx] for an int-like idx, with torch's IndexError text."""
+    size = len(items)
+    idx = operator.index(idx)
+    if not -size <= idx < size:
+        raise IndexError(f"index {idx} is out of range")
+    return items[idx % size]

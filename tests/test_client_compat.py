@@ -1,0 +1,87 @@
+"""What only a session does about torch's compatibility names (gradserve.client.compat): `x.data`
+assignment sent as an unrecorded copy, the namespaces' missing names, next_functions and
+is_contiguous read across the wire. The shared behaviour is tested against torch, in process and
+through a session, in tests/test_surface_compat.py."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import gradserve.client as gc_client
+from tests.reference import torch
+
+
+@pytest.fixture(scope="module")
+def client(gradserve_server):
+    with gc_client.connect(f"localhost:{gradserve_server[1]}") as c:
+        yield c
+
+
+@pytest.fixture
+def session(client):
+    with client.session() as s:
+        yield s
+
+
+def test_data_read_then_assigned_back_sends_nothing_more(session):
+    x = session.tensor([1., 2.], requires_grad=True)
+    (x * x).sum().backward()
+    g = x.grad  # reading .grad is a round trip
+    before = session.round_trips
+    x.data -= 0.5 * g.data  # a detach, an in-place sub on it; the assignment is a no-op
+    assert session.round_trips == before  # recorded, not sent yet
+    assert repr(x) == "tensor([0., 0.], requires_grad=True)"
+    assert x.is_leaf and x.grad_fn is None
+
+
+def test_data_assignment_copies_without_recording(session):
+    x = session.tensor([1., 2.], requires_grad=True)
+    y = session.tensor([5., 6.])
+    x.data = y
+    y += 1  # through a session x took y's values, it does not share y's data
+    assert repr(x) == "tensor([5., 6.], requires_grad=True)" and x.is_leaf
+    assert x.grad_fn is None and x._owner.info(x).version == 1
+
+
+def test_data_assignment_of_another_shape_or_dtype_is_refused(session):
+    x = session.tensor([1., 2.], requires_grad=True)
+    with pytest.raises(NotImplementedError, match=r"needs y of x's shape and dtype"):
+        x.data = session.zeros(3)
+    with pytest.raises(TypeError, match="Variable data has to be a tensor, but got list"):
+        x.data = [1., 2.]
+
+
+def test_namespaces_keep_their_names(session):
+    assert {"grad", "backward"} <= set(dir(session.autograd))
+    x = session.tensor([-1., 2.])
+    assert repr(session.nn.functional.relu(x)) == repr(torch.nn.functional.relu(
+        torch.tensor([-1., 2.])))
+    assert not hasattr(session.nn, "frobnicate")
+
+
+def test_next_functions_across_the_wire_carry_output_numbers(session):
+    def run(t):
+        x = t.tensor([1., 2., 3.], requires_grad=True)
+        a, b, c = (x * 2).split(1)
+        d = torch_like_sum(t, c, a) + 1
+        return [(None if f is None else f.name(), k) for f, k in d.grad_fn.next_functions], \
+            [(None if f is None else f.name(), k)
+             for f, k in d.grad_fn.next_functions[0][0].next_functions]
+
+    def torch_like_sum(t, u, v):
+        return t.add(u, v)
+
+    assert run(session) == run(torch)
+
+
+def test_is_contiguous_comes_with_the_tensors_info(session):
+    x = session.zeros(2, 3)
+    t = x.t()
+    assert x.is_contiguous() and not t.is_contiguous()
+    rounds = session.round_trips
+    c = t.contiguous()
+    assert c.is_contiguous() and session.round_trips == rounds + 1  # one flush for c's info
+    assert re.fullmatch(r"tensor\(\[\[0\., 0\.\],\n\s+\[0\., 0\.\],\n\s+\[0\., 0\.\]\]\)",
+                        repr(c))
