@@ -19,7 +19,7 @@ from gradserve.surface import grad_mode
 from . import dtypes, errors, limits
 from .dtypes import DType
 from .ops_elementwise import broadcast_shape
-from .ops_reduce import norm_dims
+from .ops_reduce import float_mean, float_sum, norm_dims
 from .registry import AttrSpec, defop, names_backward, numel_of, promote_args, temporaries
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -33,10 +33,12 @@ def check_reduction(reduction: str) -> None:
 
 
 def _reduce(loss: Any, reduction: str) -> Any:
+    # torch's apply_loss_reduction: the per-element losses' .mean() or .sum(), which round as
+    # torch's sum does (float_sum), not as numpy's pairwise sum.
     if reduction == "mean":
-        return loss.mean() if loss.size else np.float64("nan").astype(loss.dtype)
+        return float_mean(loss) if loss.size else np.float64("nan").astype(loss.dtype)
     if reduction == "sum":
-        return loss.sum()
+        return float_sum(loss)
     return loss
 
 
@@ -180,7 +182,7 @@ defop("mse_loss", lambda x, t, reduction="mean": _reduce(np.square(x - t), reduc
       saves=("input target", "input target"),
       dtype=_pointwise_loss_dtype, backward="MseLossBackward0",
       doc="mean (or sum, or none) of (input - target) ** 2",
-      out_bound=_loss_bound(_pointwise_shape, copies=2))
+      out_bound=_loss_bound(_pointwise_shape, copies=3))
 
 
 @names_backward("MeanBackward0", "SumBackward0", "AbsBackward0")
@@ -205,7 +207,7 @@ defop("l1_loss", lambda x, t, reduction="mean": _reduce(np.abs(x - t), reduction
       saves=("input target", "input target"),
       dtype=_pointwise_loss_dtype, backward=_l1_name,
       doc="mean (or sum, or none) of |input - target|",
-      out_bound=_loss_bound(_pointwise_shape, copies=2))
+      out_bound=_loss_bound(_pointwise_shape, copies=3))
 
 # --- binary cross-entropy ------------------------------------------------------------------------
 
