@@ -316,3 +316,44 @@ def _iterator(x: np.ndarray, red: set[int]) -> list[list[Any]]:
         else:
             dims.append([size, s_in, s_out, d in red])
     return dims
+
+
+def nll_sum(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The sum nll_loss's CPU kernel makes of per-element `values` (1-D, in target order) where
+    `valid` (not ignore_index), bit for bit: one pass with 8 cascade levels of 16 (or more)
+    elements, a level flushed after element b when b is a multiple of its span — skipped with an
+    ignored b — and the levels added last, lowest first.
+
+    Args:
+        values: the per-element terms (-input[b, target[b]] * weight), any for ignored ones.
+        valid: which elements count.
+
+    Returns:
+        The 0-dim sum, in values' dtype.
+    """
+    n = values.size
+    power = max(4, (n - 1).bit_length() // 8) if n > 1 else 4
+    index = np.nonzero(valid)[0]
+    entries = values[index]
+    total = np.zeros((), values.dtype)
+    for level in range(8):
+        if level == 7:
+            total += _seq(entries.reshape(1, -1), 1)[0] if entries.size else 0
+            break
+        closes = index % (1 << (power * (level + 1))) == 0
+        last = int(np.nonzero(closes)[0][-1]) + 1 if closes.any() else 0
+        rest = entries[last:]
+        # Segments end at each closing entry; their sums are the next level's entries.
+        seg = np.concatenate([[0], np.cumsum(closes[:last])[:-1]]) if last else np.zeros(0, int)
+        nseg = int(closes[:last].sum())
+        if nseg:
+            starts = np.searchsorted(seg, np.arange(nseg))
+            pos = np.arange(last) - starts[seg]
+            padded = np.zeros((nseg, int(pos.max()) + 1), values.dtype)
+            padded[seg, pos] = entries[:last]
+            entries, index = _seq(padded, 1), index[:last][closes[:last]]
+        else:
+            entries, index = entries[:0], index[:0]
+        if rest.size:
+            total += _seq(rest.reshape(1, -1), 1)[0]
+    return total

@@ -16,7 +16,7 @@ import numpy as np
 
 from gradserve.surface import grad_mode
 
-from . import dtypes, errors, limits
+from . import cascade, dtypes, errors, limits
 from .dtypes import DType
 from .ops_elementwise import broadcast_shape
 from .ops_reduce import float_mean, float_sum, norm_dims
@@ -376,14 +376,25 @@ def _nll(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
          reduction: str = "mean") -> Any:
     c, safe, valid, ww = _flat(x.shape, t, w, ignore_index)
     picked = _classes_last(x)[np.arange(safe.size), safe]
-    return _reduce_weighted((-picked * ww).astype(x.dtype), t, ww, reduction)
+    losses = (-picked * ww).astype(x.dtype)
+    if reduction == "none" or not safe.size:
+        return _reduce_weighted(losses, t, ww, reduction)
+    # torch's nll_loss kernel sums in one pass with its own cascade (cascade.nll_sum); the
+    # summed weights are the count of valid targets when there is no weight.
+    total = cascade.nll_sum(losses, valid)
+    if reduction == "sum":
+        return total
+    weight = (x.dtype.type(np.count_nonzero(valid)) if w is None
+              else cascade.nll_sum(ww.astype(x.dtype), valid))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / weight
 
 
 def _reduce_weighted(losses: Any, t: Any, ww: Any, reduction: str) -> Any:
     """Per-element losses reduced as nll_loss reduces: 'mean' divides by the summed weights."""
     if reduction == "none":
         return losses.reshape(np.shape(t))
-    total = losses.sum()
+    total = float_sum(losses)
     if reduction == "sum":
         return total
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -187,3 +187,26 @@ def test_sliced_views(index: tuple[slice, ...]) -> None:
         _same(e.sum(), t.sum())
         for d in (0, 1):
             _same(e.sum(dim=d), t.sum(dim=d))
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("shape", [(5,), (1, 7), (64, 10), (300, 3), (2000, 4), (9, 5, 7),
+                                   (4, 3, 5, 6)], ids=str)
+def test_nll_loss(shape: tuple[int, ...], reduction: str) -> None:
+    """nll_loss sums in its own one-pass 8-level cascade, with and without weights and ignored
+    targets (an ignored element also skips its level flush)."""
+    rng = np.random.default_rng(len(shape) * 1000 + shape[0])
+    c = shape[1] if len(shape) > 1 else shape[0]
+    x = (rng.standard_normal(shape) * 5).astype(np.float32)
+    t = rng.integers(0, c, () if len(shape) == 1 else (shape[0],) + shape[2:])
+    w = (rng.random(c) * 3).astype(np.float32)
+    for weight, ignore in [(None, -100), (w, -100), (None, 1), (w, 0)]:
+        if len(shape) == 1 and ignore >= 0:
+            continue
+        kw = {"reduction": reduction, "ignore_index": ignore}
+        ref = torch.nn.functional.nll_loss(
+            torch.from_numpy(x), torch.from_numpy(t),
+            weight=None if weight is None else torch.from_numpy(weight), **kw)
+        got = F.nll_loss(ge.tensor(x), ge.tensor(t),
+                         weight=None if weight is None else ge.tensor(weight), **kw)
+        _same(got, ref)
