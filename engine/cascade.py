@@ -78,22 +78,16 @@ def _seq(x: np.ndarray, axis: int) -> np.ndarray:
     """Left-to-right sum along `axis`, as a C loop `acc += x[i]` does it (but for the sign of a
     zero sum, which the caller's final `+ 0` settles as torch's does)."""
     n = x.shape[axis]
+    if n == 0:
+        return np.zeros(x.shape[:axis] + x.shape[axis + 1:], x.dtype)
     if n == 1:
-        return np.take(x, 0, axis=axis)
+        return x.take(0, axis=axis)
     lanes = 1
     for s in x.shape[axis + 1:]:
         lanes *= s
-    if n and lanes >= 4 and _REDUCE_SEQUENTIAL:
+    if lanes >= 4 and _REDUCE_SEQUENTIAL:
         return np.add.reduce(x, axis=axis)
-    xs = np.moveaxis(x, axis, 0)
-    if n == 0:
-        return np.zeros(xs.shape[1:], x.dtype)
-    if n > 16:
-        return np.add.accumulate(xs, axis=0)[-1]  # accumulate is sequential by definition
-    acc = xs[0] + xs[1]
-    for j in range(2, n):
-        acc += xs[j]
-    return acc
+    return np.add.accumulate(x, axis=axis).take(-1, axis=axis)  # sequential by definition
 
 
 def _cascade(x: np.ndarray) -> np.ndarray:
@@ -253,6 +247,12 @@ def torch_sum(x: np.ndarray, axes: Sequence[int] | None = None, keepdims: bool =
         return np.zeros(final_shape, x.dtype)
     if any(x.strides[d] <= 0 for d in range(nd) if x.shape[d] > 1):
         x = np.ascontiguousarray(x)
+    if x.flags.c_contiguous and (x.size < GRAIN_SIZE or threads == 1) and (
+            len(red) == nd or (nd - 1 in red and red == set(range(min(red), nd)))):
+        # The common cases, short-cut: a contiguous tensor summed whole or over its last dims.
+        n = x.size if len(red) == nd else _prod(x.shape, red)
+        if n > 1:
+            return (_rows(x.reshape(-1, n)) + zero).reshape(final_shape)
     it = _iterator(x, red)
     p = sum(1 for d in it if d[3])
     if not p:  # nothing really reduced: torch adds each element to a zero
@@ -295,6 +295,13 @@ def torch_sum(x: np.ndarray, axes: Sequence[int] | None = None, keepdims: bool =
     return (res + zero).reshape(final_shape)
 
 
+def _prod(shape: Sequence[int], axes: set[int]) -> int:
+    n = 1
+    for a in axes:
+        n *= shape[a]
+    return n
+
+
 def _iterator(x: np.ndarray, red: set[int]) -> list[list[Any]]:
     """TensorIterator's dims for reducing `red` of x: [size, input stride, output stride,
     reduced], dim 0 first (innermost), size-1 dims dropped, mergeable neighbours merged."""
@@ -335,25 +342,27 @@ def nll_sum(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     power = max(4, (n - 1).bit_length() // 8) if n > 1 else 4
     index = np.nonzero(valid)[0]
     entries = values[index]
+    # Element 0 flushes through every level at once: it is the top level's first term.
+    top = [entries[:1]] if index.size and index[0] == 0 else []
+    entries, index = (entries[1:], index[1:]) if top else (entries, index)
     total = np.zeros((), values.dtype)
-    for level in range(8):
-        if level == 7:
-            total += _seq(entries.reshape(1, -1), 1)[0] if entries.size else 0
+    for level in range(7):
+        if not entries.size:
             break
         closes = index % (1 << (power * (level + 1))) == 0
-        last = int(np.nonzero(closes)[0][-1]) + 1 if closes.any() else 0
-        rest = entries[last:]
+        ends = np.nonzero(closes)[0]
+        last = int(ends[-1]) + 1 if ends.size else 0
+        if last < entries.size:  # this level's unflushed partial sum, added at the end
+            total += _seq(entries[last:].reshape(1, -1), 1)[0]
+        if not last:
+            entries = entries[:0]
+            break
         # Segments end at each closing entry; their sums are the next level's entries.
-        seg = np.concatenate([[0], np.cumsum(closes[:last])[:-1]]) if last else np.zeros(0, int)
-        nseg = int(closes[:last].sum())
-        if nseg:
-            starts = np.searchsorted(seg, np.arange(nseg))
-            pos = np.arange(last) - starts[seg]
-            padded = np.zeros((nseg, int(pos.max()) + 1), values.dtype)
-            padded[seg, pos] = entries[:last]
-            entries, index = _seq(padded, 1), index[:last][closes[:last]]
-        else:
-            entries, index = entries[:0], index[:0]
-        if rest.size:
-            total += _seq(rest.reshape(1, -1), 1)[0]
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        pos = np.arange(last) - np.repeat(starts, ends - starts + 1)
+        padded = np.zeros((ends.size, int(pos.max()) + 1), values.dtype)
+        padded[np.repeat(np.arange(ends.size), ends - starts + 1), pos] = entries[:last]
+        entries, index = _seq(padded, 1), index[ends]
+    top.append(entries)
+    total += _seq(np.concatenate(top).reshape(1, -1), 1)[0]
     return total
