@@ -210,3 +210,17 @@ def test_nll_loss(shape: tuple[int, ...], reduction: str) -> None:
         got = F.nll_loss(ge.tensor(x), ge.tensor(t),
                          weight=None if weight is None else ge.tensor(weight), **kw)
         _same(got, ref)
+
+
+def test_fallback_without_sequential_reduce(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a numpy whose add.reduce over an outer axis is not in order, the accumulate fallback
+    gives the same bits."""
+    rng = np.random.default_rng(8)
+    cases = [((5000,), None), ((300, 70), (0,)), ((70, 300), (1,)), ((40, 30, 20), (0, 2))]
+    arrays = [(_values(rng, s, np.float32, 1), d) for s, d in cases]
+    fast = [cascade.torch_sum(a, d) for a, d in arrays]
+    monkeypatch.setattr(cascade, "_REDUCE_SEQUENTIAL", False)
+    for (a, d), want in zip(arrays, fast):
+        got = cascade.torch_sum(a, d)
+        _same(got, torch.from_numpy(want))
+        _same(got, torch.from_numpy(a).sum() if d is None else torch.from_numpy(a).sum(d))
