@@ -20,8 +20,9 @@ additions in the same order with numpy arrays of the same dtype:
   reduction sums one contiguous slice per thread and then adds the per-thread results; a
   reduction over an outer dim may split the columns, which regroups them.
 
-Only float32 and float64 come here; the caller makes the array C-contiguous first, which is the
-layout torch sees for the engine's (always freshly computed, contiguous) tensors.
+Only float32 and float64 come here. An array's strides are read as the tensor's: the engine's
+views (transpose, permute, slices) have the strides torch's views have. `nll_sum` is the other
+loop torch sums with: nll_loss's one-pass 8-level cascade.
 """
 
 from __future__ import annotations
