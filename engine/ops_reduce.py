@@ -69,9 +69,13 @@ def _arg_shape(x: Any, dim: Any = None, keepdim: bool = False) -> tuple[int, ...
 
 
 def unreduce(ns: Any, g: Any, shape: Sequence[int], dim: Any, keepdim: bool) -> Any:
-    """Broadcast a reduction's gradient back over `shape` (the VJP of sum)."""
-    if not keepdim:
-        g = ns.reshape(g, shape=kept_shape(shape, dim))
+    """Broadcast a reduction's gradient back over `shape` (the VJP of sum), as torch's
+    sum_backward: each reduced dim unsqueezed in increasing order, then expanded (so a double
+    backward names torch's nodes: SqueezeBackward1, not a view)."""
+    axes = norm_dims(dim, len(shape))
+    if not keepdim and shape and axes:
+        for d in axes:
+            g = ns.unsqueeze(g, dim=d)
     return ns.expand(g, size=tuple(shape))
 
 

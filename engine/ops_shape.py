@@ -225,7 +225,9 @@ defop("squeeze", lambda x, dim=None: np.squeeze(x, axis=_squeeze_axes(x.shape, d
       saves="input.shape",
       doc="size-1 dims removed (all, or those among dim)", view=True,
       out_shape=lambda x, dim=None: squeeze_shape(x.shape, dim))
-defop("unsqueeze", lambda x, dim: np.expand_dims(x, wrap_dim(dim, x.ndim + 1)), _back_to_shape,
+defop("unsqueeze", lambda x, dim: np.expand_dims(x, wrap_dim(dim, x.ndim + 1)),
+      # torch: grad.squeeze(dim), so a double backward through it is a SqueezeBackward1
+      lambda ns, g, out, x, dim: ns.squeeze(g, dim=wrap_dim(dim, len(x.shape) + 1)),
       saves="input.shape",
       attrs=(AttrSpec("dim", "int", required=True),), doc="a size-1 dim inserted at dim", view=True,
       out_shape=lambda x, dim: unsqueeze_shape(x.shape, dim))
