@@ -139,26 +139,6 @@ def method(owner: Any, ov: Spelling, t: Tensor) -> Any:
     return bound
 
 
-# --- einsum --------------------------------------------------------------------------------------
-
-
-def _einsum(be: RemoteBackend, *args: Any) -> Any:
-    """torch.einsum(equation, *operands), also with the operands as one list."""
-    if len(args) < 2:
-        raise ValueError("einsum(): must specify the equation string and at least one operand, "
-                         "or at least one operand and its subscripts list")
-    equation, operands = args[0], args[1:]
-    if not isinstance(equation, str):
-        raise TypeError("einsum(): argument 'equation' (position 1) must be str, not "
-                        f"{type(equation).__name__}")
-    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
-        operands = tuple(operands[0])
-    return be.call("einsum", (list(operands),), {"equation": equation})
-
-
-_register("einsum", ("einsum",), function=_einsum)
-
-
 # --- creation: *size, dtype=, requires_grad= ------------------------------------------------------
 
 def _finish(t: Any, requires_grad: bool) -> Any:
