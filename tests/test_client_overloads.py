@@ -389,6 +389,16 @@ RANDOM = [
     lambda lib: lib.randint(10, size=(4,)),
     lambda lib: lib.randint(1, 10, (4,), dtype=lib.int32),
     lambda lib: lib.randint(low=3, high=4, size=(2,)),
+    lambda lib: lib.empty(2, 3),
+    lambda lib: lib.empty((2,), dtype=lib.float64, requires_grad=True),
+    lambda lib: lib.empty_like(lib.ones(2, dtype=lib.int32)),
+    lambda lib: lib.empty_like(lib.ones(2), requires_grad=True),
+    lambda lib: lib.randint_like(lib.ones(2), 5),
+    lambda lib: lib.randint_like(lib.ones(2, dtype=lib.int32), 1, 3),
+    lambda lib: lib.randint_like(lib.ones(2), 1, high=3),
+    lambda lib: lib.randint_like(lib.ones(2), low=1, high=3, requires_grad=True),
+    lambda lib: lib.normal(0.0, 1.0, (3,)),
+    lambda lib: lib.normal(0.0, 2.0, size=(2, 2), requires_grad=True),
 ]
 
 
@@ -433,6 +443,15 @@ CREATION_ERRORS = [
     lambda lib: lib.randint(5, 2, (2,)),
     lambda lib: lib.arange(0, 5, 0),
     lambda lib: lib.eye(-1),
+    lambda lib: lib.randint_like(lib.ones(2)),
+    lambda lib: lib.randint_like(lib.ones(2), 1, 2, 3),
+    lambda lib: lib.randint_like(lib.ones(2, dtype=lib.int64), 5, requires_grad=True),
+    lambda lib: lib.empty_like(lib.ones(2), 3),
+    lambda lib: lib.empty(2, dtype=lib.int32, requires_grad=True),
+    lambda lib: lib.normal(lib.zeros(2), 2.0, requires_grad=True),
+    lambda lib: lib.normal(1.0, lib.ones(2), dtype=lib.float64),
+    lambda lib: lib.zeros(2, device=3),
+    lambda lib: lib.arange(3, device="cpu:x"),
 ]
 
 
