@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import grad_mode, messages
+from gradserve.surface.autograd_function import CtxDeclarations
 
 from . import errors, hooks, limits, namespaces
 from .nodes import FREED_MESSAGE, SUSPEND, _fit, _version_message, edge
@@ -31,8 +32,9 @@ DIRTY_LEAF_MESSAGE = messages.DIRTY_LEAF
 ONCE_DIFFERENTIABLE_MESSAGE = messages.ONCE_DIFFERENTIABLE
 
 
-class FunctionCtx:
-    """What `forward` (or `setup_context`) may tell the backward pass, as torch's ctx."""
+class FunctionCtx(CtxDeclarations):
+    """What `forward` (or `setup_context`) may tell the backward pass, as torch's ctx (its
+    declaring methods: gradserve.surface.autograd_function)."""
 
     _saved: tuple[Any, ...] | None
     _saved_versions: tuple[int | None, ...]
@@ -40,26 +42,6 @@ class FunctionCtx:
     _non_differentiable: tuple[Tensor, ...]
     materialize_grads: bool
     needs_input_grad: tuple[bool, ...]
-
-    def save_for_backward(self, *tensors: Any) -> None:
-        """Keep `tensors` (or None) for `backward`, which reads them as `ctx.saved_tensors`.
-
-        As in torch, the last call counts and is checked when forward returns (`apply` raises
-        TypeError for an argument that is neither a Tensor nor None).
-        """
-        self._saved = tensors  # checked, and their versions taken, when forward returns
-
-    def mark_dirty(self, *tensors: Tensor) -> None:
-        """Declare inputs that `forward` modified in place (they must be returned)."""
-        self._dirty = tensors
-
-    def mark_non_differentiable(self, *tensors: Tensor) -> None:
-        """Declare outputs that do not require grad (their gradient is zeros, or None)."""
-        self._non_differentiable = tensors
-
-    def set_materialize_grads(self, value: bool) -> None:
-        """Whether `backward` gets zeros (True, the default) or None for unused outputs."""
-        self.materialize_grads = bool(value)
 
 
 class BackwardFunction(FunctionCtx):
