@@ -19,12 +19,11 @@ each reply (`BatchResponse.dropped_functions`) and the session forgets their ctx
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gradserve.surface import grad_mode, messages
-from gradserve.surface.autograd_function import CtxDeclarations
+from gradserve.surface.autograd_function import CtxDeclarations, run_forward
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
@@ -101,12 +100,7 @@ class Function:
         """
         session = cls._session
         ctx = FunctionCtx(args)
-        with grad_mode.no_grad():
-            if _uses_setup_context(cls):
-                output = cls.forward(*args, **kwargs)
-                cls.setup_context(ctx, args, output)
-            else:
-                output = cls.forward(ctx, *args, **kwargs)
+        output = run_forward(cls, Function, ctx, args, kwargs)
         ctx._args = None
         for i, t in enumerate(ctx._saved):
             if t is not None and not isinstance(t, Tensor):
@@ -148,11 +142,6 @@ class Function:
         linked = iter(results)
         final = tuple(next(linked) if isinstance(o, Tensor) else o for o in outs)
         return final[0] if single else final
-
-
-def _uses_setup_context(cls: type[Function]) -> bool:
-    return inspect.getattr_static(cls, "setup_context") is not inspect.getattr_static(
-        Function, "setup_context")
 
 
 def _bind(results: list[Tensor]) -> Callable[[spb.InstructionResult], None]:

@@ -12,14 +12,13 @@ returns with torch's messages.
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from gradserve.surface import grad_mode, messages
-from gradserve.surface.autograd_function import CtxDeclarations
+from gradserve.surface.autograd_function import CtxDeclarations, run_forward
 
 from . import errors, hooks, limits, namespaces
 from .nodes import FREED_MESSAGE, SUSPEND, _fit, _version_message, edge
@@ -239,18 +238,8 @@ class Function:
             raise errors.AutogradError("Function.apply must be called on a subclass")
         ctx = cls._backward_cls()
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._rg for a in args)
-        with grad_mode.no_grad():
-            if _uses_setup_context(cls):
-                output = cls.forward(*args, **kwargs)
-                cls.setup_context(ctx, args, output)
-            else:
-                output = cls.forward(ctx, *args, **kwargs)
+        output = run_forward(cls, Function, ctx, args, kwargs)
         return wrap_outputs(ctx, args, output)
-
-
-def _uses_setup_context(cls: type[Function]) -> bool:
-    return inspect.getattr_static(cls, "setup_context") is not inspect.getattr_static(
-        Function, "setup_context")
 
 
 def wrap_outputs(ctx: BackwardFunction, args: tuple[Any, ...], output: Any) -> Any:

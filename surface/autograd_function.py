@@ -7,7 +7,10 @@ tensors, the server for a session), so here they are only recorded.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
+
+from . import grad_mode
 
 
 class CtxDeclarations:
@@ -38,3 +41,22 @@ class CtxDeclarations:
     def set_materialize_grads(self, value: bool) -> None:
         """Whether `backward` gets zeros (True, the default) or None for unused outputs."""
         self.materialize_grads = bool(value)
+
+
+def run_forward(cls: Any, base: type, ctx: Any, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> Any:
+    """The forward of `cls.apply(*args, **kwargs)` under no_grad, in either of torch's styles:
+    `forward(ctx, *args)`, or `forward(*args)` then `setup_context(ctx, args, output)` when
+    `cls` overrides `base`'s (the layer's Function) setup_context.
+
+    Returns:
+        What forward returned.
+    """
+    with grad_mode.no_grad():
+        if inspect.getattr_static(cls, "setup_context") is not inspect.getattr_static(
+                base, "setup_context"):
+            output = cls.forward(*args, **kwargs)
+            cls.setup_context(ctx, args, output)
+        else:
+            output = cls.forward(ctx, *args, **kwargs)
+    return output
