@@ -350,6 +350,20 @@ def test_linalg_shape_messages(fn: str, a: tuple[int, ...], b: tuple[int, ...]):
     same_error(lambda lib, x, y: getattr(lib, fn)(x, y), randn(*a), randn(*b))
 
 
+@pytest.mark.parametrize("bias, a, b", [
+    ((3,), (3,), (3, 3)), ((3,), (2, 3), (3,)), ((3,), (2, 3), (4, 3)), ((3,), (2, 3), (3, 4)),
+    ((2, 1, 4), (2, 3), (3, 4)), ((3, 4), (2, 3), (3, 4))])
+def test_addmm_shape_messages(bias: tuple[int, ...], a: tuple[int, ...], b: tuple[int, ...]):
+    same_error(lambda lib, c, x, y: lib.addmm(c, x, y), randn(*bias), randn(*a), randn(*b))
+
+
+def test_addmm_dtype_messages():
+    same_error(lambda lib, c, x, y: lib.addmm(c, x, y), np.ones(4), randn(2, 3), randn(3, 4))
+    same_error(lambda lib, c, x, y: lib.addmm(c, x, y), randn(4), randn(2, 3), np.ones((3, 4)))
+    same_error(lambda lib, c, x, y: lib.addmm(c, x, y), np.ones((2, 1, 4)), randn(2, 3),
+               randn(3, 4))
+
+
 def test_mixed_dtype_messages():
     x, y = randn(2, 3), np.ones((3, 4), np.float64)
     same_error(lambda lib, a, b: lib.mm(a, b), x, y)
