@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from . import errors, limits
-from .api import FUNCTIONS, public
 from .ops_elementwise import _broadcast_error
 from .registry import PROMOTE, AttrSpec, defop, names_backward, numel_of
 from .tensor import Tensor
@@ -579,14 +578,3 @@ defop("einsum", _einsum, _einsum_vjp, inputs=("tensors",), variadic=True,
       backward=_einsum_name, out_shape=_einsum_shape, method=False,
       doc="Einstein summation over the operands (letters, ',', '->', '...')",
       out_bound=_einsum_bound)
-
-
-@public("einsum", method=False)
-def einsum(equation: str, *operands: Any) -> Any:
-    """torch.einsum(equation, *operands), also with the operands as one list."""
-    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
-        operands = tuple(operands[0])
-    if not isinstance(equation, str):
-        raise errors.InvalidTypeError(
-            f"einsum(): argument 'equation' must be str, not {type(equation).__name__}")
-    return FUNCTIONS["einsum"](list(operands), equation=equation)

@@ -11,12 +11,9 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import messages
-from gradserve.surface.spellings import sizes
 
 from . import dtypes, errors, limits
-from .api import FUNCTIONS, public
 from .registry import AttrSpec, defop, names_backward
-from .spellings import BACKEND
 
 
 def _shape_str(shape: Sequence[int]) -> str:
@@ -560,11 +557,3 @@ defop("unbind", _unbind, lambda ns, g, out, x, dim: ns.stack(list(_grads(g)), di
       n_outputs=None, output_count="dim_size", attrs=(AttrSpec("dim", "int", 0),),
       doc="the slices along dim, as a tuple", view=True,
       out_bound=_pieces(_unbind_bound))
-
-# --- torch's spellings the engine alone has (the shared ones: gradserve.surface.spellings) ------
-
-
-@public("view", function=False)
-def view(input: Any, *shape: Any, **kw: Any) -> Any:
-    """torch's Tensor.view: reshape's result (ViewBackward0), without torch's stride check."""
-    return FUNCTIONS["reshape"](input, sizes(BACKEND, "view", shape, kw, "size"))

@@ -15,7 +15,7 @@ import pytest
 
 import gradserve.engine as ge
 from tests.reference import torch
-from tests.test_client_overloads import EXTREME_ERRORS
+from tests.test_client_overloads import EXTREME_ERRORS, SHAPE_ERRORS, SHAPE_SPELLINGS, X
 
 Fn = Callable[..., Any]
 
@@ -48,7 +48,7 @@ def both(fn: Fn, *arrays: Any, grad: bool = True, rtol: float = 1e-5, atol: floa
         grads = None
         first = outs[0]
         if grad and first.requires_grad:
-            v = np.linspace(-1, 1, max(first.numel(), 1)).reshape(tuple(first.shape))
+            v = np.linspace(-1, 1, first.numel()).reshape(tuple(first.shape))
             vt = (torch.from_numpy(v.astype(_np(first).dtype)) if lib is torch
                   else ge.tensor(v.astype(_np(first).dtype)))
             first.backward(vt)
@@ -290,6 +290,24 @@ def test_einsum_diagonal_and_list_form():
     both(lambda lib, t: lib.einsum("ii", t), randn(3, 3))
     both(lambda lib, a, b: lib.einsum("bij,bjk->bik", [a, b]), randn(2, 3, 4), randn(2, 4, 5))
     both(lambda lib, a, b: lib.einsum("...ij,...jk", a, b), randn(2, 3, 4), randn(4, 5))
+
+
+@pytest.mark.parametrize("f", SHAPE_SPELLINGS, ids=[str(i) for i in range(len(SHAPE_SPELLINGS))])
+def test_shape_spellings_match_torch(f: Fn) -> None:
+    """The surface's shape spellings (einsum's forms, view, view_as, chunk, ...) in process, as
+    tests/test_client_overloads runs them through a session."""
+    both(f, np.array(X, dtype=np.float32))
+
+
+@pytest.mark.parametrize("f", SHAPE_ERRORS, ids=[str(i) for i in range(len(SHAPE_ERRORS))])
+def test_shape_spelling_errors_match_torch(f: Fn) -> None:
+    same_error(f, np.array(X, dtype=np.float32))
+
+
+def test_view_dtype_is_refused_in_both_layers_alike() -> None:
+    """x.view(dtype) reinterprets bytes in torch; gradserve refuses it rather than convert."""
+    with pytest.raises(RuntimeError, match=r"view\(dtype\) is not supported"):
+        ge.zeros(2).view(ge.float32)
 
 
 # --- error messages, against torch ---------------------------------------------------------------
