@@ -15,8 +15,9 @@ docs/reliability.md (`--max-session-bytes 64 MiB --max-tensor-elements 4 Mi`).
 Every failure is collected (UNKNOWN/INTERNAL answers, hangs past the deadline, a hostile request
 not answered within 5 s) together with the server's log of internal errors; the server's peak
 RSS must stay within `--rss-ceiling` MiB of its RSS before the first input (checked every 1,000
-inputs and at the end). At the end it prints the counts by status code and the memory figures,
-and exits 1 when anything failed, the ceiling was passed or the server died.
+inputs and at the end). Each failure is printed as it is found; at the end it prints the counts
+by status code and the memory figures, and exits 1 when anything failed, the ceiling was passed
+or the server died.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def main(argv: list[str]) -> int:
         warm_rss = None
         start_rss = last_peak = server.rss()
         last_what = ""
+        reported = 0
         ceiling = start_rss + args.rss_ceiling * MiB
         with np.errstate(all="ignore"):
             for i in range(args.n):
@@ -117,10 +119,14 @@ def main(argv: list[str]) -> int:
                         breq, metadata=meta, timeout=fz.DEADLINE), str(breq), outcome)
                     stub.CloseSession(session_pb2.CloseSessionRequest(session_id=sid),
                                       metadata=meta, timeout=10)
+                for failure in outcome.failures[reported:]:  # as found: a long run's log
+                    print(f"FAILED at input {i} (kind {kind}): {failure[:600]}", flush=True)
+                reported = len(outcome.failures)
                 if (i + 1) % 10_000 == 0:
                     print(f"{i + 1} inputs, {time.monotonic() - start:.0f}s, "
-                          f"{len(outcome.failures)} failures, RSS {server.rss() / MiB:.0f} MiB",
-                          flush=True)
+                          f"{len(outcome.failures)} failures, RSS {server.rss() / MiB:.0f} MiB, "
+                          f"peak {server.peak_rss() / MiB:.0f} MiB, "
+                          f"{dict(sorted(outcome.codes.items()))}", flush=True)
         elapsed = time.monotonic() - start
         alive = server.alive()
         end_rss = server.rss() if alive else 0

@@ -19,11 +19,11 @@ each reply (`BatchResponse.dropped_functions`) and the session forgets their ctx
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gradserve.surface import grad_mode, messages
+from gradserve.surface.autograd_function import CtxDeclarations, run_forward
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from .session import Session
 
 
-class FunctionCtx:
-    """The ctx a Function's forward (or setup_context) fills and its backward reads."""
+class FunctionCtx(CtxDeclarations):
+    """The ctx a Function's forward (or setup_context) fills and its backward reads (its
+    declaring methods: gradserve.surface.autograd_function; the server's node holds what
+    save_for_backward kept)."""
 
     def __init__(self, args: tuple[Any, ...]):
         self._args: tuple[Any, ...] | None = args  # only while forward runs
@@ -44,12 +46,6 @@ class FunctionCtx:
         self.materialize_grads = True
         self._needs: tuple[bool, ...] | None = None
         self._saved_errors: tuple[str, ...] = ()
-
-    def save_for_backward(self, *tensors: Any) -> None:
-        """Keep `tensors` (or None) for backward (the server's node holds them). As in torch,
-        the last call counts and is checked when forward returns (TypeError for an argument
-        that is neither a Tensor nor None)."""
-        self._saved = tensors
 
     @property
     def saved_tensors(self) -> tuple[Any, ...]:
@@ -62,18 +58,6 @@ class FunctionCtx:
             if msg:
                 raise RuntimeError(msg)
         return self._saved
-
-    def mark_dirty(self, *tensors: Tensor) -> None:
-        """Declare inputs that forward modified in place (they must be returned)."""
-        self._dirty = tensors
-
-    def mark_non_differentiable(self, *tensors: Tensor) -> None:
-        """Declare outputs that do not require grad."""
-        self._non_differentiable = tensors
-
-    def set_materialize_grads(self, value: bool) -> None:
-        """Whether backward gets zeros (True, the default) or None for unused outputs."""
-        self.materialize_grads = bool(value)
 
     @property
     def needs_input_grad(self) -> tuple[bool, ...]:
@@ -116,12 +100,7 @@ class Function:
         """
         session = cls._session
         ctx = FunctionCtx(args)
-        with grad_mode.no_grad():
-            if _uses_setup_context(cls):
-                output = cls.forward(*args, **kwargs)
-                cls.setup_context(ctx, args, output)
-            else:
-                output = cls.forward(ctx, *args, **kwargs)
+        output = run_forward(cls, Function, ctx, args, kwargs)
         ctx._args = None
         for i, t in enumerate(ctx._saved):
             if t is not None and not isinstance(t, Tensor):
@@ -163,11 +142,6 @@ class Function:
         linked = iter(results)
         final = tuple(next(linked) if isinstance(o, Tensor) else o for o in outs)
         return final[0] if single else final
-
-
-def _uses_setup_context(cls: type[Function]) -> bool:
-    return inspect.getattr_static(cls, "setup_context") is not inspect.getattr_static(
-        Function, "setup_context")
 
 
 def _bind(results: list[Tensor]) -> Callable[[spb.InstructionResult], None]:

@@ -33,21 +33,12 @@ ATTRS = AttrValidator(TypeError, ValueError, TypeError, _as_dtype)
 
 
 def _default(value: graph_pb2.AttrValue) -> Any:
-    """An attribute's default from ListOps, as a Python value."""
-    kind = value.WhichOneof("kind")
-    if kind == "int_value":
-        return value.int_value
-    if kind == "float_value":
-        return value.float_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "string_value":
-        return value.string_value
-    if kind == "ints_value":
-        return tuple(value.ints_value.values)
-    if kind == "dtype_value":
-        return codec.BY_WIRE.get(value.dtype_value)
-    return None
+    """An attribute's default from ListOps, as a Python value (None when unset, or a dtype this
+    client does not know)."""
+    try:
+        return wire_attrs.decode_attr(value, codec.BY_WIRE.get)
+    except wire_attrs.UnsetAttrError:
+        return None
 
 
 def attr_specs(info: catalogue_pb2.OpInfo) -> tuple[AttrSpec, ...] | None:

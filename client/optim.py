@@ -1,13 +1,13 @@
-"""Server-side optimizers with torch.optim's signatures: `session.optim.SGD(params, lr=...)` and
-`session.optim.Adam(params, ...)`.
+"""Server-side optimizers with torch.optim's signatures: `session.optim.SGD(params, lr=...)`,
+`session.optim.Adam(params, ...)`, `AdamW`, `RMSprop` and `Adagrad`.
 
 Each session gets its own subclasses (`bind`), so `SGD(params, lr)` needs no session argument,
 `isinstance(opt, session.optim.SGD)` works, and a wrong keyword fails as in torch
 ("SGD.__init__() got an unexpected keyword argument 'x'"). Creating, `step()` and `zero_grad()`
 are recorded like ops; ranges (`lr >= 0`, betas in [0, 1), ...) are checked by the server's
 engine with torch's messages. `foreach` is accepted and has no effect (the server runs torch's
-single-tensor algorithm); `differentiable`, `fused`, `capturable` and `decoupled_weight_decay`
-are refused when set, as the server has no such variants.
+single-tensor algorithm); `differentiable`, `fused` and `capturable` are refused when set, as
+the server has no such variants.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from .tensor import Tensor
 
 
 class Optimizer:
-    """A server-side optimizer over session tensors (base of `SGD` and `Adam`).
+    """A server-side optimizer over session tensors (base of SGD, Adam, AdamW, RMSprop, Adagrad).
 
     Attributes: `params` (the client tensors of the first parameter group, in order), `handle`
-    (the server's optimizer handle), `options` (the algorithm message as created: `SgdOptions`
-    or `AdamOptions`), `param_groups` (torch's list of dicts, each group's hyperparameters as
+    (the server's optimizer handle), `options` (the algorithm message as created: `SgdOptions`,
+    `AdamOptions`, ...), `param_groups` (torch's list of dicts, each group's hyperparameters as
     created). The server's optimizer has one group: each further parameter group is an
     optimizer of its own on the server, which `step()` and `zero_grad()` drive too.
     """
@@ -53,7 +53,7 @@ class Optimizer:
                 raise ValueError("some parameters appear in more than one parameter group")
             seen.update(id(p) for p in group["params"])
         kind = create.WhichOneof("algorithm")
-        defaults = create.sgd if kind == "sgd" else create.adam
+        defaults = getattr(create, kind)  # SgdOptions, AdamOptions, RmspropOptions, ...
         self.param_groups: list[ParamGroup] = []
         self._extra: list[Optimizer] = []
         for i, group in enumerate(groups):
@@ -77,7 +77,7 @@ class Optimizer:
                                 f"{type(p).__name__}")
             session._value(p, graph_pb2.Value(), "optimizer parameter")
         kind = create.WhichOneof("algorithm")
-        self.options = create.sgd if kind == "sgd" else create.adam
+        self.options = getattr(create, kind)  # SgdOptions, AdamOptions, RmspropOptions, ...
         self.handle = next(session._handles)
         with session._recorder.lock:
             m = session._record().create_optimizer
@@ -143,7 +143,9 @@ class ParamGroup(dict):  # type: ignore[type-arg]
 
 # a param group's keys -> (options field, how to read it); betas fills two fields
 _GROUP_FIELDS = {"lr": float, "momentum": float, "dampening": float, "weight_decay": float,
-                 "nesterov": bool, "maximize": bool, "eps": float, "amsgrad": bool}
+                 "nesterov": bool, "maximize": bool, "eps": float, "amsgrad": bool,
+                 "decoupled_weight_decay": bool, "alpha": float, "centered": bool,
+                 "lr_decay": float, "initial_accumulator_value": float}
 
 
 def _group_options(defaults: Any, group: dict[str, Any]) -> Any:
@@ -191,20 +193,63 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """torch.optim.Adam (with AMSGrad and maximize)."""
+    """torch.optim.Adam (with AMSGrad, maximize and decoupled weight decay)."""
 
     def __init__(self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False, *,
                  foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
                  differentiable: bool = False, fused: bool | None = None,
                  decoupled_weight_decay: bool = False):
-        _refuse("Adam", capturable=capturable, differentiable=differentiable, fused=fused,
-                decoupled_weight_decay=decoupled_weight_decay)
+        _refuse(type(self).__name__, capturable=capturable, differentiable=differentiable,
+                fused=fused)
         beta1, beta2 = betas
         opts = spb.AdamOptions(lr=float(lr), beta1=float(beta1), beta2=float(beta2),
                                eps=float(eps), weight_decay=float(weight_decay),
-                               amsgrad=bool(amsgrad), maximize=bool(maximize))
+                               amsgrad=bool(amsgrad), maximize=bool(maximize),
+                               decoupled_weight_decay=bool(decoupled_weight_decay))
         super().__init__(params, spb.CreateOptimizer(adam=opts))
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam with decoupled weight decay (default 1e-2)."""
+
+    def __init__(self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False, foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
+                         maximize=maximize, capturable=capturable,
+                         differentiable=differentiable, fused=fused,
+                         decoupled_weight_decay=True)
+
+
+class RMSprop(Optimizer):
+    """torch.optim.RMSprop (with momentum, centered and maximize)."""
+
+    def __init__(self, params: Any, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0, momentum: float = 0, centered: bool = False,
+                 capturable: bool = False, foreach: bool | None = None,
+                 maximize: bool = False, differentiable: bool = False):
+        _refuse("RMSprop", capturable=capturable, differentiable=differentiable)
+        opts = spb.RmspropOptions(lr=float(lr), alpha=float(alpha), eps=float(eps),
+                                  weight_decay=float(weight_decay), momentum=float(momentum),
+                                  centered=bool(centered), maximize=bool(maximize))
+        super().__init__(params, spb.CreateOptimizer(rmsprop=opts))
+
+
+class Adagrad(Optimizer):
+    """torch.optim.Adagrad (with lr_decay, weight decay and maximize)."""
+
+    def __init__(self, params: Any, lr: float = 1e-2, lr_decay: float = 0,
+                 weight_decay: float = 0, initial_accumulator_value: float = 0,
+                 eps: float = 1e-10, foreach: bool | None = None, *, maximize: bool = False,
+                 differentiable: bool = False, fused: bool | None = None):
+        _refuse("Adagrad", differentiable=differentiable, fused=fused)
+        opts = spb.AdagradOptions(lr=float(lr), lr_decay=float(lr_decay),
+                                  weight_decay=float(weight_decay),
+                                  initial_accumulator_value=float(initial_accumulator_value),
+                                  eps=float(eps), maximize=bool(maximize))
+        super().__init__(params, spb.CreateOptimizer(adagrad=opts))
 
 
 def bind(cls: type[Optimizer], session: Any) -> type[Optimizer]:
@@ -216,7 +261,12 @@ def bind(cls: type[Optimizer], session: Any) -> type[Optimizer]:
 def recreate(session: Any, params: list[Tensor], create: spb.CreateOptimizer) -> Optimizer:
     """An optimizer of `session` made by `create` as it is (algorithm, hyperparameters and
     state), over `params` (Client.restore)."""
-    cls = session.optim.SGD if create.WhichOneof("algorithm") == "sgd" else session.optim.Adam
+    kind = create.WhichOneof("algorithm")
+    if kind == "adam":
+        cls = session.optim.AdamW if create.adam.decoupled_weight_decay else session.optim.Adam
+    else:
+        cls = {"sgd": session.optim.SGD, "rmsprop": session.optim.RMSprop,
+               "adagrad": session.optim.Adagrad}[kind]
     opt: Optimizer = cls.__new__(cls)
     opt._start(list(params), create)
     opt.param_groups = [ParamGroup({**_options_dict(opt.options), "params": opt.params})]

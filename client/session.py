@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import compat as surface_compat
-from gradserve.surface import devices, grad_mode, messages
+from gradserve.surface import data, devices, grad_mode, legacy, messages
 from gradserve.surface.functional import ErrorTypes, Functional
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import graph_pb2
@@ -82,9 +82,13 @@ class Session:
             grad=self.grad_of, backward=self._autograd_backward, functional=fnl,
             gradcheck=fnl.gradcheck, gradgradcheck=fnl.gradgradcheck, Function=fn_base,
             function=types.SimpleNamespace(Function=fn_base, FunctionCtx=function.FunctionCtx,
-                                           once_differentiable=function.once_differentiable))
-        self.optim = types.SimpleNamespace(SGD=optim.bind(optim.SGD, self),
-                                           Adam=optim.bind(optim.Adam, self))
+                                           once_differentiable=function.once_differentiable),
+            Variable=legacy.variable_type(self))
+        self.utils = types.SimpleNamespace(data=data.namespace(self))  # torch.utils.data
+        self.__dict__.update(legacy.CONSTANTS)  # torch.pi, torch.e, torch.inf, torch.nan
+        self.optim = types.SimpleNamespace(**{
+            cls.__name__: optim.bind(cls, self)
+            for cls in (optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop, optim.Adagrad)})
         self._optimizers: weakref.WeakValueDictionary[int, Optimizer] = (
             weakref.WeakValueDictionary())
         self.optimizers: dict[str, Optimizer] = {}  # filled by Client.restore

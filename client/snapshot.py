@@ -152,10 +152,10 @@ def save(session: Any, path: str | Path,
         c = batch.instructions.add().create_optimizer
         c.optimizer = handle
         c.params.extend(in_file[p._handle] for p in opt.params)
-        if state.HasField("sgd"):
-            c.sgd.CopyFrom(state.sgd)
-        else:
-            c.adam.CopyFrom(state.adam)
+        kind = state.WhichOneof("algorithm")  # sgd, adam, rmsprop or adagrad
+        if kind is None:
+            raise ValueError(f"{path}: optimizer {oname!r} has no algorithm")
+        getattr(c, kind).CopyFrom(getattr(state, kind))
         c.state.extend(state.state)
         optimizer_names.outputs.add(name=oname, ref=graph_pb2.NodeOutput(id=str(handle)))
     options = spb.SessionOptions(limits=session.created_info.limits)

@@ -307,12 +307,6 @@ class Tensor:
     def bool(self) -> Tensor:
         return self.to(_dtype("bool"))
 
-    def view(self, *shape: Any) -> Tensor:
-        return self._owner.call("reshape", (self, *shape), {})
-
-    def view_as(self, other: Tensor) -> Tensor:
-        return self.view(tuple(other.shape))
-
     def reshape_as(self, other: Tensor) -> Tensor:
         return self._owner.call("reshape", (self, tuple(other.shape)), {})
 

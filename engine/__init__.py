@@ -12,9 +12,12 @@ the Tensor's methods and operators are generated from it.
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any
 
 from gradserve.surface import compat as _compat
+from gradserve.surface import data as _data
 from gradserve.surface import devices as _devices
 from gradserve.surface.grad_mode import (
     enable_grad,
@@ -24,6 +27,7 @@ from gradserve.surface.grad_mode import (
     no_grad,
     set_grad_enabled,
 )
+from gradserve.surface.legacy import CONSTANTS, variable_type
 
 from . import autograd, dtypes, errors, limits, registry
 from . import ops_creation as _ops_creation  # noqa: F401
@@ -54,6 +58,11 @@ from .tensor import Size, Tensor
 build()
 
 from . import nn, optim  # noqa: E402  (built from the functions above)
+
+_module = sys.modules[__name__]
+autograd.Variable = variable_type(_module)  # type: ignore[attr-defined]
+utils = types.SimpleNamespace(data=_data.namespace(_module))  # torch.utils.data
+pi, e, inf, nan = (CONSTANTS[k] for k in ("pi", "e", "inf", "nan"))
 
 float32 = dtypes.float32
 float64 = dtypes.float64
@@ -107,4 +116,4 @@ __all__ = ["BoolTensor", "DType", "DoubleTensor", "FloatTensor", "IntTensor", "L
            "inference_mode", "initial_seed", "is_grad_enabled", "is_inference_mode_enabled",
            "limits", "manual_seed", "get_rng_state", "set_rng_state", "nn", "no_grad", "optim",
            "random", "registry", "seed", "set_default_device", "set_default_dtype",
-           "set_grad_enabled", "tensor", *PUBLIC]
+           "set_grad_enabled", "tensor", "utils", "pi", "e", "inf", "nan", *PUBLIC]

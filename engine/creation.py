@@ -55,7 +55,8 @@ def as_array(data: Any, dtype: DType | str | None = None) -> np.ndarray:
                 f"expected a rectangular nested sequence: {exc}") from None
         kind = arr.dtype.kind
         if kind == "f":
-            arr = arr.astype(dtypes.DEFAULT_FLOAT.np)
+            if want is None:  # with a dtype, Python floats convert straight to it
+                arr = arr.astype(dtypes.DEFAULT_FLOAT.np)
         elif kind in "iu":
             arr = arr.astype(np.int64)
         elif kind != "b":

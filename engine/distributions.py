@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import DTypeLike
 
+from . import limits
 from .random import Generator
 
 _F32 = np.float32
@@ -312,10 +313,17 @@ def randperm(gen: Generator, n: int, dtype: DTypeLike) -> np.ndarray:
     perm = list(range(n))
     if n > 1:
         zs = (gen.random(n - 1) % np.arange(n, 1, -1, dtype=np.uint64)).tolist()
-        for i, z in enumerate(zs):
-            j = i + z
-            perm[i], perm[j] = perm[j], perm[i]
+        for start in range(0, n - 1, _SWAPS_PER_CHECK):
+            # a deadline, a cancel or a waiting caller is honoured between chunks: the loop is
+            # ~0.1 s per million swaps, too long to run unchecked for the largest tensors
+            limits.tick()
+            for i in range(start, min(start + _SWAPS_PER_CHECK, n - 1)):
+                j = i + zs[i]
+                perm[i], perm[j] = perm[j], perm[i]
     return np.array(perm, dtype=dtype)
+
+
+_SWAPS_PER_CHECK = 1 << 16  # ~6 ms of swaps between interrupt checks
 
 
 def bernoulli_scalar(gen: Generator, shape: tuple[int, ...], p: float,

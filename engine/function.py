@@ -12,13 +12,13 @@ returns with torch's messages.
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from gradserve.surface import grad_mode, messages
+from gradserve.surface.autograd_function import CtxDeclarations, run_forward
 
 from . import errors, hooks, limits, namespaces
 from .nodes import FREED_MESSAGE, SUSPEND, _fit, _version_message, edge
@@ -31,8 +31,9 @@ DIRTY_LEAF_MESSAGE = messages.DIRTY_LEAF
 ONCE_DIFFERENTIABLE_MESSAGE = messages.ONCE_DIFFERENTIABLE
 
 
-class FunctionCtx:
-    """What `forward` (or `setup_context`) may tell the backward pass, as torch's ctx."""
+class FunctionCtx(CtxDeclarations):
+    """What `forward` (or `setup_context`) may tell the backward pass, as torch's ctx (its
+    declaring methods: gradserve.surface.autograd_function)."""
 
     _saved: tuple[Any, ...] | None
     _saved_versions: tuple[int | None, ...]
@@ -40,26 +41,6 @@ class FunctionCtx:
     _non_differentiable: tuple[Tensor, ...]
     materialize_grads: bool
     needs_input_grad: tuple[bool, ...]
-
-    def save_for_backward(self, *tensors: Any) -> None:
-        """Keep `tensors` (or None) for `backward`, which reads them as `ctx.saved_tensors`.
-
-        As in torch, the last call counts and is checked when forward returns (`apply` raises
-        TypeError for an argument that is neither a Tensor nor None).
-        """
-        self._saved = tensors  # checked, and their versions taken, when forward returns
-
-    def mark_dirty(self, *tensors: Tensor) -> None:
-        """Declare inputs that `forward` modified in place (they must be returned)."""
-        self._dirty = tensors
-
-    def mark_non_differentiable(self, *tensors: Tensor) -> None:
-        """Declare outputs that do not require grad (their gradient is zeros, or None)."""
-        self._non_differentiable = tensors
-
-    def set_materialize_grads(self, value: bool) -> None:
-        """Whether `backward` gets zeros (True, the default) or None for unused outputs."""
-        self.materialize_grads = bool(value)
 
 
 class BackwardFunction(FunctionCtx):
@@ -257,18 +238,8 @@ class Function:
             raise errors.AutogradError("Function.apply must be called on a subclass")
         ctx = cls._backward_cls()
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._rg for a in args)
-        with grad_mode.no_grad():
-            if _uses_setup_context(cls):
-                output = cls.forward(*args, **kwargs)
-                cls.setup_context(ctx, args, output)
-            else:
-                output = cls.forward(ctx, *args, **kwargs)
+        output = run_forward(cls, Function, ctx, args, kwargs)
         return wrap_outputs(ctx, args, output)
-
-
-def _uses_setup_context(cls: type[Function]) -> bool:
-    return inspect.getattr_static(cls, "setup_context") is not inspect.getattr_static(
-        Function, "setup_context")
 
 
 def wrap_outputs(ctx: BackwardFunction, args: tuple[Any, ...], output: Any) -> Any:

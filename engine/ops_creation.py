@@ -3,8 +3,9 @@
 They have no tensor inputs (the *_like ops take one only for its shape and dtype) and no
 gradient. Sizes and dtypes are attributes; `out_shape` gives the result's shape so that a hostile
 size is refused before anything is allocated, and the dtype rule checks sizes first (torch's
-"negative dimension" message). The `@public` wrappers at the end accept torch's spellings
-(`zeros(2, 3)`, `zeros((2, 3))`, `requires_grad=True`, `randint(10, (3,))`).
+"negative dimension" message). torch's spellings of them (`zeros(2, 3)`, `zeros((2, 3))`,
+`requires_grad=True`, `randint(10, (3,))`) are gradserve.surface.creation, shared with the
+client; here only the in-place `bernoulli_` method.
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import messages
 from gradserve.surface.compat import legacy_dtype_name, parse_to
-from gradserve.surface.devices import check_device
-from gradserve.surface.spellings import size_args
 
 from . import distributions as _dist
 from . import dtypes, errors
@@ -26,7 +24,7 @@ from . import random as _random
 from .api import apply_inplace, public
 from .dispatch import run
 from .dtypes import DType
-from .registry import OPS, AttrSpec, OpDef, bind_attrs, defop, names_backward, temporaries
+from .registry import OPS, AttrSpec, defop, names_backward, temporaries
 from .spellings import BACKEND
 from .tensor import Tensor
 
@@ -549,175 +547,7 @@ for _op in _RANDOM:
     _op.random = True  # type: ignore[attr-defined]  # the server passes the session's generator
 
 
-# --- torch's spellings ---------------------------------------------------------------------------
-
-
-def _finish(t: Tensor, requires_grad: bool) -> Tensor:
-    if requires_grad:
-        t._set_requires_grad(True, messages.REQUIRES_GRAD_FACTORY_MESSAGE)
-    return t
-
-
-def _call(op: OpDef, attrs: dict[str, Any], generator: Any = None) -> Tensor:
-    return run(op, (), bind_attrs(op, (), attrs), generator=generator)
-
-
-def _sized_public(name: str) -> None:
-    op = OPS[name]
-
-    def fn(*size: Any, dtype: Any = None, requires_grad: bool = False,
-           generator: Any = None, device: Any = None, **kw: Any) -> Tensor:
-        _device(name, device)
-        shape = size_args(BACKEND, name, size, kw)
-        if kw:
-            raise errors.InvalidTypeError(
-                f"{name}() got an unexpected keyword argument '{next(iter(kw))}'")
-        return _finish(_call(op, {"size": shape, "dtype": dtype}, generator), requires_grad)
-
-    fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = f"torch.{name}(*size, dtype=None, requires_grad=False): {op.doc}."
-    public(name, method=False)(fn)
-
-
-def _device(name: str, device: Any) -> None:
-    check_device(device, name, errors.InvalidTypeError, errors.InvalidArgumentError)
-
-
-for _name in ("zeros", "ones", "rand", "randn"):
-    _sized_public(_name)
-
-
-@public("empty", method=False)
-def empty(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None,
-          **kw: Any) -> Tensor:
-    """torch.empty(*size): zeros (torch leaves the values uninitialised; any values will do)."""
-    _device("empty", device)
-    shape = size_args(BACKEND, "empty", size, kw)
-    if kw:
-        raise errors.InvalidTypeError(
-            f"empty() got an unexpected keyword argument '{next(iter(kw))}'")
-    return _finish(_call(OPS["zeros"], {"size": shape, "dtype": dtype}), requires_grad)
-
-
-@public("empty_like", method=False)
-def empty_like(input: Any, *, dtype: Any = None, requires_grad: bool = False,
-               device: Any = None) -> Tensor:
-    """torch.empty_like(input): zeros_like (uninitialised in torch)."""
-    _device("empty_like", device)
-    return _finish(run(OPS["zeros_like"], (input,), bind_attrs(OPS["zeros_like"], (),
-                                                                 {"dtype": dtype})),
-                   requires_grad)
-
-
-@public("full", method=False)
-def full(size: Any, fill_value: Any, *, dtype: Any = None, requires_grad: bool = False,
-         device: Any = None) -> Tensor:
-    """torch.full(size, fill_value, dtype=None, requires_grad=False, device=None)."""
-    _device("full", device)
-    shape = size_args(BACKEND, "full", (size,), {})
-    return _finish(_call(OPS["full"], {"size": shape, "fill_value": fill_value, "dtype": dtype}),
-                   requires_grad)
-
-
-def _like_public(name: str) -> None:
-    op = OPS[name]
-
-    def fn(input: Any, *args: Any, dtype: Any = None, requires_grad: bool = False,
-           generator: Any = None, device: Any = None, **kw: Any) -> Tensor:
-        _device(name, device)
-        attrs = bind_attrs(op, args, {**kw, "dtype": dtype})
-        return _finish(run(op, (input,), attrs, generator=generator), requires_grad)
-
-    fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = f"torch.{name}(input, ..., dtype=None, requires_grad=False): {op.doc}."
-    public(name, method=False)(fn)
-
-
-for _name in ("zeros_like", "ones_like", "full_like", "rand_like", "randn_like"):
-    _like_public(_name)
-
-
-@public("arange", method=False)
-def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None,
-           requires_grad: bool = False, device: Any = None) -> Tensor:
-    """torch.arange(end) or arange(start, end, step=1), dtype=None, requires_grad=False."""
-    _device("arange", device)
-    return _finish(_call(OPS["arange"], {"start": start, "end": end, "step": step,
-                                         "dtype": dtype}), requires_grad)
-
-
-@public("linspace", method=False)
-def linspace(start: Any, end: Any, steps: int, *, dtype: Any = None,
-             requires_grad: bool = False, device: Any = None) -> Tensor:
-    """torch.linspace(start, end, steps, dtype=None, requires_grad=False)."""
-    _device("linspace", device)
-    return _finish(_call(OPS["linspace"], {"start": start, "end": end, "steps": steps,
-                                           "dtype": dtype}), requires_grad)
-
-
-@public("eye", method=False)
-def eye(n: int, m: int | None = None, *, dtype: Any = None, requires_grad: bool = False,
-        device: Any = None) -> Tensor:
-    """torch.eye(n, m=None, dtype=None, requires_grad=False)."""
-    _device("eye", device)
-    return _finish(_call(OPS["eye"], {"n": n, "m": m, "dtype": dtype}), requires_grad)
-
-
-@public("randint", method=False)
-def randint(*args: Any, size: Any = None, dtype: Any = None, generator: Any = None,
-            requires_grad: bool = False, low: int = 0, high: int | None = None,
-            device: Any = None) -> Tensor:
-    """torch.randint(high, size) or randint(low, high, size), dtype=None, generator=None."""
-    _device("randint", device)
-    args = list(args)  # type: ignore[assignment]
-    if size is None and args and isinstance(args[-1], (tuple, list)):
-        size = args.pop()  # type: ignore[attr-defined]
-    if high is None:
-        if len(args) == 1:
-            high = args[0]
-        elif len(args) == 2:
-            low, high = args
-        else:
-            raise errors.InvalidTypeError(
-                "randint() received an invalid combination of arguments - expected (int high, "
-                "tuple of ints size) or (int low, int high, tuple of ints size)")
-    elif args:
-        low = args[0]
-    if size is None:
-        raise errors.InvalidTypeError("randint() missing required argument 'size'")
-    shape = size_args(BACKEND, "randint", (size,), {})
-    return _finish(_call(OPS["randint"], {"low": low, "high": high, "size": shape,
-                                          "dtype": dtype}, generator), requires_grad)
-
-
-
-@public("normal", method=False)
-def normal(mean: Any, std: Any = 1.0, size: Any = None, *, generator: Any = None,
-           dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """torch.normal(mean, std, size=None, *, generator=None, dtype=None): mean and std tensors
-    or numbers (two numbers need a size)."""
-    shape = None if size is None else size_args(BACKEND, "normal", (size,), {})
-    return _finish(run(OPS["normal_sample"], (mean, std), bind_attrs(
-        OPS["normal_sample"], (), {"size": shape, "dtype": dtype}), generator=generator),
-        requires_grad)
-
-
-@public("randint_like", method=False)
-def randint_like(input: Tensor, *args: int, low: int | None = None, high: int | None = None,
-                 dtype: Any = None, generator: Any = None,
-                 requires_grad: bool = False) -> Tensor:
-    """torch.randint_like(input, high) or randint_like(input, low, high), dtype=None."""
-    if high is None and len(args) == 1:
-        high = args[0]
-    elif high is None and len(args) == 2:
-        low, high = args
-    elif args or high is None:
-        raise errors.InvalidTypeError(
-            "randint_like() received an invalid combination of arguments - expected (Tensor "
-            "input, int high) or (Tensor input, int low, int high)")
-    return _finish(run(OPS["randint_like"], (input,), bind_attrs(
-        OPS["randint_like"], (), {"low": low or 0, "high": high, "dtype": dtype}),
-        generator=generator), requires_grad)
+# --- Tensor.bernoulli_ (the creation functions' spellings: gradserve.surface.creation) --------
 
 
 @public("bernoulli_", function=False)

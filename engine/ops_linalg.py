@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from . import errors, limits
-from .api import FUNCTIONS, public
 from .ops_elementwise import _broadcast_error
 from .registry import PROMOTE, AttrSpec, defop, names_backward, numel_of
 from .tensor import Tensor
@@ -193,6 +192,68 @@ defop("mm", _mm,
       saves=("mat2", "input"),
       inputs=("input", "mat2"), dtype=_MM_DTYPE, out_shape=_mm_shape,
       doc="matrix product of two 2-D tensors")
+
+
+def _addmm_shape(bias: Any, x: Any, y: Any, beta: Any = 1, alpha: Any = 1) -> tuple[int, ...]:
+    for name, m in (("mat1", x), ("mat2", y)):
+        if m.ndim != 2:
+            raise errors.InvalidArgumentError(f"{name} must be a matrix, got {m.ndim}-D tensor")
+    _mm_check(x.shape, y.shape)
+    out = (x.shape[0], y.shape[1])
+    _expand_check(tuple(bias.shape), out, bias.dtype)
+    return out
+
+
+def _expand_check(shape: tuple[int, ...], target: tuple[int, ...], dtype: Any) -> None:
+    """torch's expand() messages for `shape` that does not expand to `target`."""
+    words = ", ".join(map(str, target))
+    if len(shape) > len(target):
+        kind = _TYPE_WORD.get(getattr(dtype, "name", ""), "Float")
+        raise errors.InvalidArgumentError(
+            f"expand(torch.{kind}Tensor{{[{', '.join(map(str, shape))}]}}, size=[{words}]): the "
+            f"number of sizes provided ({len(target)}) must be greater or equal to the number of "
+            f"dimensions in the tensor ({len(shape)})")
+    for dim in range(1, len(shape) + 1):
+        if shape[-dim] not in (1, target[-dim]):
+            raise errors.InvalidArgumentError(
+                f"The expanded size of the tensor ({target[-dim]}) must match the existing size "
+                f"({shape[-dim]}) at non-singleton dimension {len(target) - dim}.  Target sizes: "
+                f"[{words}].  Tensor sizes: [{', '.join(map(str, shape))}]")
+
+
+def _addmm(bias: Any, x: Any, y: Any, beta: Any = 1, alpha: Any = 1) -> Any:
+    out = _addmm_shape(bias, x, y)
+    product = np.matmul(x, y)
+    if alpha != 1:
+        product = product * np.asarray(alpha, product.dtype)
+    if beta == 0:  # torch ignores input then, NaN and inf included
+        return np.broadcast_to(product, out).copy()
+    scaled = bias if beta == 1 else bias * np.asarray(beta, bias.dtype)
+    return np.add(scaled, product)
+
+
+def _addmm_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
+    bias, x, y = args
+    for a, b in ((bias, y), (x, y)):
+        if a.dtype is not b.dtype:
+            raise errors.InvalidArgumentError(
+                f"self and mat2 must have the same dtype, but got {_TYPE_WORD[a.dtype.name]} "
+                f"and {_TYPE_WORD[b.dtype.name]}")
+    return None, x.dtype
+
+
+defop("addmm", _addmm,
+      lambda ns, g, out, bias, x, y, beta, alpha: g if beta == 1 else g * beta,
+      lambda ns, g, out, bias, x, y, beta, alpha: (
+          ns.mm(g, _mT(ns, y)) if alpha == 1 else ns.mm(g, _mT(ns, y)) * alpha),
+      lambda ns, g, out, bias, x, y, beta, alpha: (
+          ns.mm(_mT(ns, x), g) if alpha == 1 else ns.mm(_mT(ns, x), g) * alpha),
+      saves=("", "mat2", "mat1"),
+      inputs=("input", "mat1", "mat2"),
+      attrs=(AttrSpec("beta", "scalar", 1), AttrSpec("alpha", "scalar", 1)),
+      dtype=_addmm_dtype, out_shape=_addmm_shape,
+      doc="beta * input + alpha * (mat1 @ mat2): input broadcast to the product's shape "
+          "(nn.Linear's forward on a 2-D input)")
 
 
 def _bmm_shape(x: Any, y: Any) -> tuple[int, ...]:
@@ -517,14 +578,3 @@ defop("einsum", _einsum, _einsum_vjp, inputs=("tensors",), variadic=True,
       backward=_einsum_name, out_shape=_einsum_shape, method=False,
       doc="Einstein summation over the operands (letters, ',', '->', '...')",
       out_bound=_einsum_bound)
-
-
-@public("einsum", method=False)
-def einsum(equation: str, *operands: Any) -> Any:
-    """torch.einsum(equation, *operands), also with the operands as one list."""
-    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
-        operands = tuple(operands[0])
-    if not isinstance(equation, str):
-        raise errors.InvalidTypeError(
-            f"einsum(): argument 'equation' must be str, not {type(equation).__name__}")
-    return FUNCTIONS["einsum"](list(operands), equation=equation)

@@ -17,10 +17,10 @@ import numpy as np
 
 from gradserve.surface import grad_mode
 
-from . import dtypes, errors, limits
+from . import cascade, dtypes, errors, limits
 from .dtypes import DType
 from .ops_elementwise import broadcast_shape
-from .ops_reduce import norm_dims
+from .ops_reduce import float_mean, float_sum, norm_dims
 from .registry import AttrSpec, defop, names_backward, numel_of, promote_args, temporaries
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -34,10 +34,12 @@ def check_reduction(reduction: str) -> None:
 
 
 def _reduce(loss: Any, reduction: str) -> Any:
+    # torch's apply_loss_reduction: the per-element losses' .mean() or .sum(), which round as
+    # torch's sum does (float_sum), not as numpy's pairwise sum.
     if reduction == "mean":
-        return loss.mean() if loss.size else np.float64("nan").astype(loss.dtype)
+        return float_mean(loss) if loss.size else np.float64("nan").astype(loss.dtype)
     if reduction == "sum":
-        return loss.sum()
+        return float_sum(loss)
     return loss
 
 
@@ -181,7 +183,7 @@ defop("mse_loss", lambda x, t, reduction="mean": _reduce(np.square(x - t), reduc
       saves=("input target", "input target"),
       dtype=_pointwise_loss_dtype, backward="MseLossBackward0",
       doc="mean (or sum, or none) of (input - target) ** 2",
-      out_bound=_loss_bound(_pointwise_shape, copies=2))
+      out_bound=_loss_bound(_pointwise_shape, copies=3))
 
 
 @names_backward("MeanBackward0", "SumBackward0", "AbsBackward0")
@@ -206,7 +208,7 @@ defop("l1_loss", lambda x, t, reduction="mean": _reduce(np.abs(x - t), reduction
       saves=("input target", "input target"),
       dtype=_pointwise_loss_dtype, backward=_l1_name,
       doc="mean (or sum, or none) of |input - target|",
-      out_bound=_loss_bound(_pointwise_shape, copies=2))
+      out_bound=_loss_bound(_pointwise_shape, copies=3))
 
 # --- binary cross-entropy ------------------------------------------------------------------------
 
@@ -375,14 +377,25 @@ def _nll(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
          reduction: str = "mean") -> Any:
     c, safe, valid, ww = _flat(x.shape, t, w, ignore_index)
     picked = _classes_last(x)[np.arange(safe.size), safe]
-    return _reduce_weighted((-picked * ww).astype(x.dtype), t, ww, reduction)
+    losses = (-picked * ww).astype(x.dtype)
+    if reduction == "none" or not safe.size:
+        return _reduce_weighted(losses, t, ww, reduction)
+    # torch's nll_loss kernel sums in one pass with its own cascade (cascade.nll_sum); the
+    # summed weights are the count of valid targets when there is no weight.
+    total = cascade.nll_sum(losses, valid)
+    if reduction == "sum":
+        return total
+    weight = (x.dtype.type(np.count_nonzero(valid)) if w is None
+              else cascade.nll_sum(ww.astype(x.dtype), valid))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / weight
 
 
 def _reduce_weighted(losses: Any, t: Any, ww: Any, reduction: str) -> Any:
     """Per-element losses reduced as nll_loss reduces: 'mean' divides by the summed weights."""
     if reduction == "none":
         return losses.reshape(np.shape(t))
-    total = losses.sum()
+    total = float_sum(losses)
     if reduction == "sum":
         return total
     with np.errstate(invalid="ignore", divide="ignore"):

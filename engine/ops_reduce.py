@@ -11,7 +11,7 @@ import numpy as np
 
 from gradserve.surface import messages
 
-from . import dtypes, errors, limits
+from . import cascade, dtypes, errors, limits
 from .registry import BOOL, FLOAT, INT64, AttrSpec, defop, names_backward, temporaries
 
 
@@ -69,9 +69,13 @@ def _arg_shape(x: Any, dim: Any = None, keepdim: bool = False) -> tuple[int, ...
 
 
 def unreduce(ns: Any, g: Any, shape: Sequence[int], dim: Any, keepdim: bool) -> Any:
-    """Broadcast a reduction's gradient back over `shape` (the VJP of sum)."""
-    if not keepdim:
-        g = ns.reshape(g, shape=kept_shape(shape, dim))
+    """Broadcast a reduction's gradient back over `shape` (the VJP of sum), as torch's
+    sum_backward: each reduced dim unsqueezed in increasing order, then expanded (so a double
+    backward names torch's nodes: SqueezeBackward1, not a view)."""
+    axes = norm_dims(dim, len(shape))
+    if not keepdim and shape and axes:
+        for d in axes:
+            g = ns.unsqueeze(g, dim=d)
     return ns.expand(g, size=tuple(shape))
 
 
@@ -81,12 +85,20 @@ def _axes(x: Any, dim: Any) -> Any:
     return None if axes == () or x.ndim == 0 else axes
 
 
+def float_sum(x: Any, axes: Sequence[int] | None = None, keepdims: bool = False) -> Any:
+    """torch's CPU sum of a float array over `axes` (None: all), bit for bit: its cascade order
+    (engine/cascade.py), not numpy's pairwise one. Integral arrays sum with numpy (exact)."""
+    if x.dtype.kind == "f":
+        return cascade.torch_sum(x, axes, keepdims)
+    return np.sum(x, axis=None if axes is None else tuple(axes), keepdims=keepdims)
+
+
 def _sum(x: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Any:
     if dtype is not None:
         x = x.astype(dtype.np)
     elif x.dtype.kind in "biu":
         x = x.astype(np.int64)
-    return np.sum(x, axis=_axes(x, dim), keepdims=keepdim)
+    return float_sum(x, _axes(x, dim), keepdim)
 
 
 def _sum_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
@@ -104,8 +116,11 @@ def _by_dim(no_dim: str, with_dim: str):  # noqa: ANN202
 REDUCE_ATTRS = (AttrSpec("dim", "dims", None), AttrSpec("keepdim", "bool", False))
 
 # An integral input (or one given another dtype) is first copied into the accumulation dtype.
-_SUM_CAST = temporaries(_reduce_shape, inputs=1)
-_SUM_PLAIN = temporaries(_reduce_shape)
+# The float sum (engine/cascade.py) may copy a strided input into C order once, holds its
+# chunk sums (at most 1/16 of the input, so under a byte per element) and two result-sized
+# arrays.
+_SUM_CAST = temporaries(_reduce_shape, results=2, inputs=2, input_bytes=1)
+_SUM_PLAIN = temporaries(_reduce_shape, results=2, inputs=1, input_bytes=1)
 
 
 def _sum_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
@@ -143,14 +158,21 @@ def _count(shape: Sequence[int], dim: Any) -> int:
     return n
 
 
-defop("mean", lambda x, dim=None, keepdim=False, dtype=None: np.mean(
-          x, axis=_axes(x, dim), keepdims=keepdim),
+def float_mean(x: Any, axes: Sequence[int] | None = None, keepdims: bool = False) -> Any:
+    """torch's CPU mean of a float array: its sum (`float_sum`), divided by the count."""
+    count = x.size if axes is None else math.prod(x.shape[a] for a in axes)
+    with np.errstate(invalid="ignore", divide="ignore"):  # empty: 0 / 0 is torch's nan
+        return float_sum(x, axes, keepdims) / x.dtype.type(count)
+
+
+defop("mean", lambda x, dim=None, keepdim=False, dtype=None: float_mean(
+          x, _axes(x, dim), keepdim),
       lambda ns, g, out, x, dim, keepdim, dtype: unreduce(
           ns, g, x.shape, dim, keepdim) / _count(x.shape, dim),
       saves="input.shape",
       attrs=REDUCE_ATTRS + (AttrSpec("dtype", "dtype", None),), dtype=_mean_dtype,
       backward=_by_dim("MeanBackward0", "MeanBackward1"), doc="mean over dim (all if None)",
-      out_shape=_reduce_shape)
+      out_bound=_SUM_PLAIN)
 
 
 def _one_dim(x: Any, dim: int) -> int:

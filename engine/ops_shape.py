@@ -11,12 +11,9 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import messages
-from gradserve.surface.spellings import sizes
 
 from . import dtypes, errors, limits
-from .api import FUNCTIONS, public
 from .registry import AttrSpec, defop, names_backward
-from .spellings import BACKEND
 
 
 def _shape_str(shape: Sequence[int]) -> str:
@@ -225,7 +222,9 @@ defop("squeeze", lambda x, dim=None: np.squeeze(x, axis=_squeeze_axes(x.shape, d
       saves="input.shape",
       doc="size-1 dims removed (all, or those among dim)", view=True,
       out_shape=lambda x, dim=None: squeeze_shape(x.shape, dim))
-defop("unsqueeze", lambda x, dim: np.expand_dims(x, wrap_dim(dim, x.ndim + 1)), _back_to_shape,
+defop("unsqueeze", lambda x, dim: np.expand_dims(x, wrap_dim(dim, x.ndim + 1)),
+      # torch: grad.squeeze(dim), so a double backward through it is a SqueezeBackward1
+      lambda ns, g, out, x, dim: ns.squeeze(g, dim=wrap_dim(dim, len(x.shape) + 1)),
       saves="input.shape",
       attrs=(AttrSpec("dim", "int", required=True),), doc="a size-1 dim inserted at dim", view=True,
       out_shape=lambda x, dim: unsqueeze_shape(x.shape, dim))
@@ -558,11 +557,3 @@ defop("unbind", _unbind, lambda ns, g, out, x, dim: ns.stack(list(_grads(g)), di
       n_outputs=None, output_count="dim_size", attrs=(AttrSpec("dim", "int", 0),),
       doc="the slices along dim, as a tuple", view=True,
       out_bound=_pieces(_unbind_bound))
-
-# --- torch's spellings the engine alone has (the shared ones: gradserve.surface.spellings) ------
-
-
-@public("view", function=False)
-def view(input: Any, *shape: Any, **kw: Any) -> Any:
-    """torch's Tensor.view: reshape's result (ViewBackward0), without torch's stride check."""
-    return FUNCTIONS["reshape"](input, sizes(BACKEND, "view", shape, kw, "size"))

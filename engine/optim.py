@@ -1,4 +1,5 @@
-"""Optimizers: torch.optim's SGD and Adam, step for step (the single-tensor, non-foreach path).
+"""Optimizers: torch.optim's SGD, Adam, AdamW, RMSprop and Adagrad, step for step (the
+single-tensor, non-foreach path).
 
 Updates run under `no_grad` as in-place engine ops on the parameters, so a parameter stays the
 same object and its version counter moves as in torch. `state_dict()` holds plain numbers and
@@ -224,7 +225,8 @@ class Adam(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False):
         _check(lr >= 0.0, f"Invalid learning rate: {lr}")
         _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
         _check(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
@@ -232,7 +234,8 @@ class Adam(Optimizer):
         _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
                                   "weight_decay": weight_decay, "amsgrad": amsgrad,
-                                  "maximize": maximize})
+                                  "maximize": maximize,
+                                  "decoupled_weight_decay": decoupled_weight_decay})
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
                 state: dict[str, Any]) -> None:
@@ -248,13 +251,12 @@ class Adam(Optimizer):
         state["step"] += 1.0
         step = state["step"]
         if group["weight_decay"] != 0:
-            grad = grad.add(p, alpha=group["weight_decay"])
+            if group.get("decoupled_weight_decay"):
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+            else:
+                grad = grad.add(p, alpha=group["weight_decay"])
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        weight = 1 - beta1  # torch's exp_avg.lerp_(grad, weight), both of its formulas
-        if weight < 0.5:
-            exp_avg.add_(grad - exp_avg, alpha=weight)
-        else:
-            exp_avg.copy_(grad - (grad - exp_avg) * (1 - weight))
+        _lerp_(exp_avg, grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).add_(grad * grad, alpha=1 - beta2)
         bias_correction1 = 1 - beta1 ** step
         bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
@@ -270,8 +272,143 @@ class Adam(Optimizer):
         p.add_(exp_avg / denom, alpha=-step_size)
 
 
+class AdamW(Adam):
+    """AdamW: Adam with decoupled weight decay (default 1e-2), as torch's subclass of Adam."""
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         decoupled_weight_decay=True)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (with momentum and the centered variant), torch's `_single_tensor_rmsprop`.
+
+    torch's `addcmul_`/`addcdiv_` round as `self + (value * t1) * t2` and
+    `self + (value * t1) / t2`; the engine ops below keep that order.
+    """
+
+    _state_keys = ("step", "square_avg", "momentum_buffer", "grad_avg")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.99,
+                 eps: float = 1e-8, weight_decay: float = 0, momentum: float = 0,
+                 centered: bool = False, capturable: bool = False, foreach: bool | None = None,
+                 maximize: bool = False, differentiable: bool = False):
+        _refuse("RMSprop", capturable=capturable, differentiable=differentiable)
+        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
+        _check(momentum >= 0.0, f"Invalid momentum value: {momentum}")
+        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+        _check(alpha >= 0.0, f"Invalid alpha value: {alpha}")
+        super().__init__(params, {"lr": lr, "momentum": momentum, "alpha": alpha, "eps": eps,
+                                  "centered": centered, "weight_decay": weight_decay,
+                                  "maximize": maximize})
+
+    def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
+                state: dict[str, Any]) -> None:
+        if not state:
+            state["step"] = 0.0
+            state["square_avg"] = _zeros_like(p)
+            if group["momentum"] > 0:
+                state["momentum_buffer"] = _zeros_like(p)
+            if group["centered"]:
+                state["grad_avg"] = _zeros_like(p)
+        if group["maximize"]:
+            grad = -grad
+        alpha, lr = group["alpha"], group["lr"]
+        state["step"] += 1.0
+        if group["weight_decay"] != 0:
+            grad = grad.add(p, alpha=group["weight_decay"])
+        square_avg = state["square_avg"]
+        square_avg.mul_(alpha).add_(grad.mul(1 - alpha).mul(grad))  # addcmul_
+        if group["centered"]:
+            if "grad_avg" not in state:
+                state["grad_avg"] = _zeros_like(p)
+            grad_avg = state["grad_avg"]
+            _lerp_(grad_avg, grad, 1 - alpha)
+            avg = square_avg.sub(grad_avg.mul(grad_avg)).sqrt_()  # addcmul(value=-1)
+        else:
+            avg = square_avg.sqrt()
+        avg = avg.add_(group["eps"])
+        if group["momentum"] > 0:
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = _zeros_like(p)
+            buf = state["momentum_buffer"]
+            buf.mul_(group["momentum"]).add_(grad.div(avg))  # addcdiv_(value=1)
+            p.add_(buf, alpha=-lr)
+        else:
+            p.add_(grad.mul(-lr).div(avg))  # addcdiv_(value=-lr)
+
+
+class Adagrad(Optimizer):
+    """Adagrad (with lr decay, weight decay and maximize), torch's `_single_tensor_adagrad`.
+
+    As in torch, every parameter's state (`step` 0 and `sum` filled with
+    initial_accumulator_value) exists from construction on.
+    """
+
+    _state_keys = ("step", "sum")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0,
+                 weight_decay: float = 0, initial_accumulator_value: float = 0,
+                 eps: float = 1e-10, foreach: bool | None = None, *, maximize: bool = False,
+                 differentiable: bool = False, fused: bool | None = None):
+        _refuse("Adagrad", differentiable=differentiable, fused=fused)
+        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
+        _check(lr_decay >= 0.0, f"Invalid lr_decay value: {lr_decay}")
+        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+        _check(initial_accumulator_value >= 0.0,
+               f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
+        _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
+        super().__init__(params, {"lr": lr, "lr_decay": lr_decay, "eps": eps,
+                                  "weight_decay": weight_decay,
+                                  "initial_accumulator_value": initial_accumulator_value,
+                                  "maximize": maximize})
+        for group in self.param_groups:
+            for p in group["params"]:
+                self._init_state(p, group, self.state.setdefault(p, {}))
+
+    @staticmethod
+    def _init_state(p: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
+        state["step"] = 0.0
+        state["sum"] = _tensor(np.full(tuple(p.shape), group["initial_accumulator_value"],
+                                       dtype=p.dtype.np))
+
+    def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
+                state: dict[str, Any]) -> None:
+        if "sum" not in state:  # a loaded state dict without this parameter's entry
+            self._init_state(p, group, state)
+        state["step"] += 1.0
+        step = state["step"]
+        if group["maximize"]:
+            grad = -grad
+        if group["weight_decay"] != 0:
+            grad = grad.add(p, alpha=group["weight_decay"])
+        clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
+        state_sum = state["sum"]
+        state_sum.add_(grad.mul(grad))  # addcmul_(value=1)
+        std = state_sum.sqrt().add_(group["eps"])
+        p.add_(grad.mul(-clr).div(std))  # addcdiv_(value=-clr)
+
+
+def _lerp_(x: Tensor, end: Tensor, weight: float) -> None:
+    """torch's `x.lerp_(end, weight)`: both of its formulas, chosen by the weight."""
+    if weight < 0.5:
+        x.add_(end - x, alpha=weight)
+    else:
+        x.copy_(end - (end - x) * (1 - weight))
+
+
+def _refuse(algorithm: str, **flags: Any) -> None:
+    for name, value in flags.items():
+        if value:
+            raise NotImplementedError(f"{algorithm}(): {name}={value!r} is not supported by "
+                                      "gradserve (it runs torch's single-tensor algorithm)")
+
+
 def _zeros_like(p: Tensor) -> Tensor:
     return _tensor(np.zeros(tuple(p.shape), dtype=p.dtype.np))
 
 
-__all__ = ["Adam", "Optimizer", "SGD"]
+__all__ = ["Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD"]

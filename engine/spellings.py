@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import compat as _compat  # (also registers its spellings)
+from gradserve.surface import creation as _creation  # noqa: F401  (registers its spellings)
 from gradserve.surface.spellings import SPELLINGS, Spelling
 
 from . import creation, dtypes, errors

@@ -68,11 +68,13 @@ class GradServer:
 
     def __init__(self, config: ServerConfig):
         self.config = config
-        self.store = SessionStore(config)
+        # Freed C heap memory goes back to the system after calls and sweeps (--malloc-trim).
+        self.trim = heap.Trimmer(config.malloc_trim, config.malloc_top_pad)
+        self.store = SessionStore(config, after_sweep=self.trim.sweep)
         tokens = read_tokens(config.auth_token_file) if config.auth_token_file else []
         self.metrics = Metrics(lambda: len(self.store), self.store.bytes_held)
         self.servicer = AutogradServicer(config, self.store, Authenticator(tokens),
-                                         self.metrics.observe)
+                                         self.metrics.observe, after_call=self.trim)
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes),
                    ("grpc.max_metadata_size", MAX_METADATA_BYTES),

@@ -186,22 +186,10 @@ def decode_attr(msg: graph_pb2.AttrValue, what: str = "attribute") -> Any:
     Raises:
         InvalidRequestError: no kind set, or an unspecified dtype.
     """
-    kind = msg.WhichOneof("kind")
-    if kind == "int_value":
-        return int(msg.int_value)
-    if kind == "float_value":
-        return float(msg.float_value)
-    if kind == "bool_value":
-        return bool(msg.bool_value)
-    if kind == "string_value":
-        return str(msg.string_value)
-    if kind == "ints_value":
-        return tuple(int(v) for v in msg.ints_value.values)
-    if kind == "dtype_value":
-        return dtype_name(msg.dtype_value, what)
-    if kind == "none_value":
-        return None
-    raise InvalidRequestError(f"{what}: value has no kind set")
+    try:
+        return attrs.decode_attr(msg, lambda code: dtype_name(code, what))
+    except attrs.UnsetAttrError:
+        raise InvalidRequestError(f"{what}: value has no kind set") from None
 
 
 def decode_attrs(attrs: Mapping[str, graph_pb2.AttrValue], op: str) -> dict[str, Any]:

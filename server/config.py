@@ -50,6 +50,7 @@ class ServerConfig:
     log_level: str = "INFO"
     malloc_top_pad: int = 0
     malloc_arenas: int = 2
+    malloc_trim: int = 16 * MiB
 
 
 _HELP = {
@@ -98,6 +99,10 @@ _HELP = {
     "malloc_top_pad": "freed bytes the C allocator (glibc) keeps per heap for reuse, so large "
                       "tensors do not fault their pages in anew on every call; raises peak RSS "
                       "(0: the allocator's default)",
+    "malloc_trim": "return the C allocator's (glibc) freed pages to the system (malloc_trim) "
+                   "after a call once resident memory grew this many bytes since the last "
+                   "trim, and on every --reap-interval sweep that follows calls; bounds what "
+                   "fragmented heaps keep (0: off)",
 }
 
 ENV_PREFIX = "GRADSERVE_"
@@ -163,7 +168,8 @@ def validate(config: ServerConfig) -> None:
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
-    for name in ("max_calls", "run_slots", "malloc_arenas", "malloc_top_pad"):
+    for name in ("max_calls", "run_slots", "malloc_arenas", "malloc_top_pad",
+                 "malloc_trim"):
         if getattr(config, name) < 0:
             raise ValueError(f"{name} must be 0 (automatic or off) or positive, got "
                              f"{getattr(config, name)}")

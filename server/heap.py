@@ -11,6 +11,15 @@ per core, and memory freed in one arena is reused only by threads on that arena:
 worker threads each once ran a call near its byte budget keeps about that much per thread.
 `limit_arenas(n)` (mallopt M_ARENA_MAX) caps the arenas, so freed memory is shared; with the GIL,
 threads rarely allocate at the same moment, so the cap costs nothing measurable here.
+
+Even with few arenas, memory freed inside a heap stays resident: glibc returns only the top of a
+heap, and a call that parsed a 2.7 MB graph and built millions of short-lived objects leaves
+its pages spread between chunks still in use, so resident memory ratchets up by tens of MiB per
+such call. `Trimmer` returns those pages (glibc malloc_trim, which releases free pages in the
+middle of heaps too): after a call, when the process's resident memory has grown a step since
+it last trimmed (a burst of large calls), and on the reaper's sweep when any call ended since
+the last trim (a call's request is freed only after its handler returns, so the sweep is what
+catches a large request's parse). Resident memory between calls stays close to what is live.
 """
 
 from __future__ import annotations
@@ -18,6 +27,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
+import threading
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +52,106 @@ def limit_arenas(arenas: int) -> bool:
     return _mallopt(M_ARENA_MAX, arenas, "malloc arenas")
 
 
-def _mallopt(param: int, value: int, what: str) -> bool:
-    name = ctypes.util.find_library("c")
+class Trimmer:
+    """Return the C heaps' free pages to the system: after a call once resident memory has grown
+    `step` bytes since the last trim (`__call__`), and on each sweep that follows calls
+    (`sweep`); a no-op where glibc's malloc_trim or /proc is missing.
+
+    Args:
+        step: bytes of growth that trigger a trim; 0 turns trimming off.
+        keep: freed bytes to leave at the top of the main heap (`--malloc-top-pad`).
+    """
+
+    def __init__(self, step: int, keep: int = 0):
+        self.step = step
+        self.keep = max(0, keep)
+        self.trims = 0
+        trim = None
+        if step > 0:
+            try:
+                trim = _libc().malloc_trim
+            except AttributeError:  # not glibc (or no libc found: None)
+                trim = None
+        if trim is not None:
+            trim.argtypes = (ctypes.c_size_t,)
+            trim.restype = ctypes.c_int
+        self._trim = trim if trim is not None and resident_bytes() is not None else None
+        self._floor = resident_bytes() or 0
+        self._calls = False  # a call ended since the last trim
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self._trim is not None
+
+    def __call__(self) -> bool:
+        """After a call: trim if resident memory grew a step since the last trim; True when it
+        trimmed.
+
+        Cheap when it does not trim (one read of /proc/self/statm, ~15 us); a trim runs outside
+        the GIL and takes milliseconds (4 ms with nothing to return, 33 ms returning 76 MiB of
+        a 206 MiB fragmented heap, on the loaded 2-core machine). Thread-safe: a trim already
+        running elsewhere makes this call return False at once.
+        """
+        if self._trim is None:
+            return False
+        self._calls = True
+        rss = resident_bytes()
+        if rss is None:
+            return False
+        if rss < self._floor:
+            self._floor = rss  # memory went back by itself (unmapped): measure growth from here
+        if rss < self._floor + self.step:
+            return False
+        return self._run(rss)
+
+    def sweep(self) -> bool:
+        """On a periodic sweep: trim if any call ended since the last trim (their requests and
+        replies are freed by now); True when it trimmed."""
+        if self._trim is None or not self._calls:
+            return False
+        rss = resident_bytes()
+        return rss is not None and self._run(rss)
+
+    def _run(self, rss: int) -> bool:
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self._calls = False
+            self._trim(self.keep)
+            self.trims += 1
+            after = resident_bytes()
+            self._floor = rss if after is None else after
+            log.debug("malloc trim: resident %d -> %d bytes", rss, self._floor)
+        finally:
+            self._lock.release()
+        return True
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory in bytes (Linux's /proc/self/statm), or None."""
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _libc() -> Any:
+    """The C library (its ctypes functions release the GIL), or None."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except (OSError, TypeError):
+        return None
+
+
+def _mallopt(param: int, value: int, what: str) -> bool:
+    try:
+        mallopt = _libc().mallopt
+    except AttributeError:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int

@@ -1,10 +1,11 @@
-"""Optimizers between wire messages and the engine: CreateOptimizer (hyperparameters and an
-optional saved state) and OptimizerState (what GetOptimizerState reads back).
+"""Optimizers (SGD, Adam/AdamW, RMSprop, Adagrad) between wire messages and the engine:
+CreateOptimizer (hyperparameters and an optional saved state) and OptimizerState (what
+GetOptimizerState reads back).
 
 Every field is checked before use: state entries name an existing parameter once, their kind
-matches the algorithm, tensors are decoded under the element limit, Adam's step is a finite
-number >= 1; the engine then checks the hyperparameters' ranges (torch's messages) and the
-buffers' shapes against their parameters.
+matches the algorithm, tensors are decoded under the element limit, a step is a finite number
+>= 1 (>= 0 for Adagrad, whose state exists before its first step); the engine then checks the
+hyperparameters' ranges (torch's messages) and the buffers' shapes against their parameters.
 """
 
 from __future__ import annotations
@@ -22,6 +23,18 @@ from .errors import InvalidRequestError
 # torch's defaults for fields a caller leaves unset
 ADAM_DEFAULTS = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
 SGD_DEFAULT_LR = 1e-3
+RMSPROP_DEFAULTS = {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0, "momentum": 0.0}
+ADAGRAD_DEFAULTS = {"lr": 1e-2, "lr_decay": 0.0, "weight_decay": 0.0,
+                    "initial_accumulator_value": 0.0, "eps": 1e-10}
+
+# per algorithm: the least step its state may hold (None: no step), its required tensors, and
+# its optional ones
+STATE_FIELDS: dict[str, tuple[int | None, tuple[str, ...], tuple[str, ...]]] = {
+    "sgd": (None, (), ("momentum_buffer",)),
+    "adam": (1, ("exp_avg", "exp_avg_sq"), ("max_exp_avg_sq",)),
+    "rmsprop": (1, ("square_avg",), ("momentum_buffer", "grad_avg")),
+    "adagrad": (0, ("sum",), ()),  # torch makes Adagrad's state at construction, step 0
+}
 
 
 def create(m: session_pb2.CreateOptimizer, params: Sequence[ge.Tensor], limit: int) -> Any:
@@ -46,9 +59,20 @@ def create(m: session_pb2.CreateOptimizer, params: Sequence[ge.Tensor], limit: i
                    a.beta2 if a.HasField("beta2") else d["beta2"]),
             eps=a.eps if a.HasField("eps") else d["eps"],
             weight_decay=a.weight_decay if a.HasField("weight_decay") else d["weight_decay"],
-            amsgrad=a.amsgrad, maximize=a.maximize)
+            amsgrad=a.amsgrad, maximize=a.maximize,
+            decoupled_weight_decay=a.decoupled_weight_decay)
+    elif kind == "rmsprop":
+        r = m.rmsprop
+        h = {k: getattr(r, k) if r.HasField(k) else v for k, v in RMSPROP_DEFAULTS.items()}
+        opt = ge.optim.RMSprop(params, lr=h["lr"], alpha=h["alpha"], eps=h["eps"],
+                               weight_decay=h["weight_decay"], momentum=h["momentum"],
+                               centered=r.centered, maximize=r.maximize)
+    elif kind == "adagrad":
+        a = m.adagrad
+        h = {k: getattr(a, k) if a.HasField(k) else v for k, v in ADAGRAD_DEFAULTS.items()}
+        opt = ge.optim.Adagrad(params, maximize=a.maximize, **h)
     else:
-        raise InvalidRequestError("create_optimizer: set sgd or adam")
+        raise InvalidRequestError("create_optimizer: set sgd, adam, rmsprop or adagrad")
     if m.state:
         opt.load_state_dict(_state_dict(m.state, kind, opt, len(params), limit))
     return opt
@@ -67,22 +91,18 @@ def _state_dict(entries: Sequence[session_pb2.ParamState], kind: str, opt: Any, 
             raise InvalidRequestError(f"{what}: expected {kind} state, got "
                                       f"{e.WhichOneof('state') or 'none'}")
         entry: dict[str, Any] = {}
-        if kind == "sgd":
-            if e.sgd.HasField("momentum_buffer"):
-                entry["momentum_buffer"] = codec.decode_array(
-                    e.sgd.momentum_buffer, limit, f"{what}: momentum_buffer")
-        else:
-            s = e.adam
-            if not (math.isfinite(s.step) and s.step >= 1):
-                raise InvalidRequestError(f"{what}: step must be a finite number >= 1, got "
-                                          f"{s.step}")
+        s = getattr(e, kind)
+        least_step, required, optional = STATE_FIELDS[kind]
+        if least_step is not None:
+            if not (math.isfinite(s.step) and s.step >= least_step):
+                raise InvalidRequestError(f"{what}: step must be a finite number >= "
+                                          f"{least_step}, got {s.step}")
             entry["step"] = float(s.step)
-            for name, field in (("exp_avg", s.exp_avg), ("exp_avg_sq", s.exp_avg_sq),
-                                ("max_exp_avg_sq", s.max_exp_avg_sq)):
-                if s.HasField(name):
-                    entry[name] = codec.decode_array(field, limit, f"{what}: {name}")
-                elif name != "max_exp_avg_sq":
-                    raise InvalidRequestError(f"{what}: {name} is required")
+        for name in required + optional:
+            if s.HasField(name):
+                entry[name] = codec.decode_array(getattr(s, name), limit, f"{what}: {name}")
+            elif name in required:
+                raise InvalidRequestError(f"{what}: {name} is required")
         state[e.param] = entry
     group = {k: v for k, v in opt.param_groups[0].items() if k != "params"}
     group["params"] = list(range(n))
@@ -95,17 +115,32 @@ def export(opt: Any, tensors: dict[int, ge.Tensor], out: session_pb2.OptimizerSt
     `tensors` are the session's handles, to name the parameters (0 when released)."""
     group = opt.param_groups[0]  # the wire creates one group per optimizer
     if isinstance(opt, ge.optim.SGD):
+        kind = "sgd"
         out.sgd.lr = group["lr"]
         out.sgd.momentum = group["momentum"]
         out.sgd.dampening = group["dampening"]
         out.sgd.weight_decay = group["weight_decay"]
         out.sgd.nesterov = group["nesterov"]
         out.sgd.maximize = group["maximize"]
+    elif isinstance(opt, ge.optim.RMSprop):
+        kind = "rmsprop"
+        r = out.rmsprop
+        r.lr, r.alpha, r.eps, r.weight_decay, r.momentum = (
+            group["lr"], group["alpha"], group["eps"], group["weight_decay"], group["momentum"])
+        r.centered, r.maximize = group["centered"], group["maximize"]
+    elif isinstance(opt, ge.optim.Adagrad):
+        kind = "adagrad"
+        for k in ADAGRAD_DEFAULTS:
+            setattr(out.adagrad, k, group[k])
+        out.adagrad.maximize = group["maximize"]
     else:
+        kind = "adam"
         a = out.adam
         a.lr, (a.beta1, a.beta2), a.eps = group["lr"], group["betas"], group["eps"]
         a.weight_decay, a.amsgrad, a.maximize = (group["weight_decay"], group["amsgrad"],
                                                  group["maximize"])
+        a.decoupled_weight_decay = group["decoupled_weight_decay"]
+    least_step, required, optional = STATE_FIELDS[kind]
     handle_of = {id(t): h for h, t in tensors.items()}
     nbytes = 0
     for i, p in enumerate(group["params"]):
@@ -113,18 +148,13 @@ def export(opt: Any, tensors: dict[int, ge.Tensor], out: session_pb2.OptimizerSt
         s = opt.state.get(p)
         if not s:
             continue
-        e = out.state.add(param=i)
-        if isinstance(opt, ge.optim.SGD):
-            if "momentum_buffer" in s:
-                codec.encode_tensor(s["momentum_buffer"], e.sgd.momentum_buffer)
-                nbytes += len(e.sgd.momentum_buffer.raw)
-            else:
-                e.sgd.SetInParent()
-        else:
-            e.adam.step = float(s["step"])
-            for name, field in (("exp_avg", e.adam.exp_avg), ("exp_avg_sq", e.adam.exp_avg_sq),
-                                ("max_exp_avg_sq", e.adam.max_exp_avg_sq)):
-                if name in s:
-                    codec.encode_tensor(s[name], field)
-                    nbytes += len(field.raw)
+        entry = getattr(out.state.add(param=i), kind)
+        entry.SetInParent()
+        if least_step is not None:
+            entry.step = float(s["step"])
+        for name in required + optional:
+            if name in s:
+                field = getattr(entry, name)
+                codec.encode_tensor(s[name], field)
+                nbytes += len(field.raw)
     return nbytes

@@ -9,7 +9,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -160,8 +160,10 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
     """gradserve.v1.AutogradService."""
 
     def __init__(self, config: ServerConfig, store: SessionStore, auth: Authenticator,
-                 observe: Observer):
+                 observe: Observer, after_call: Callable[[], object] | None = None):
+        """`after_call`: run after every call (the server's heap trimmer)."""
         self.config = config
+        self._after_call = after_call
         self.store = store
         self.auth = auth
         self.observe = observe
@@ -182,6 +184,8 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
 
     def after_call(self, call: Call) -> None:
         self.admission.leave(call.owner)
+        if self._after_call is not None:
+            self._after_call()
 
     @rpc
     def RunGraph(self, request: service_pb2.RunGraphRequest,  # noqa: N802 (gRPC's names)

@@ -184,9 +184,12 @@ def make_generator(seed: int | None) -> Any:
 class SessionStore:
     """All live sessions of a server."""
 
-    def __init__(self, config: ServerConfig, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, config: ServerConfig, clock: Callable[[], float] = time.monotonic,
+                 after_sweep: Callable[[], object] | None = None):
+        """`after_sweep`: run by the reaper after each sweep (the server's heap trimmer)."""
         self.config = config
         self.clock = clock
+        self.after_sweep = after_sweep
         self._sessions: dict[tuple[str, str], Session] = {}  # by (owner, id)
         self._owned: dict[str, int] = {}  # live sessions per identified owner
         self._lock = threading.Lock()
@@ -354,6 +357,8 @@ class SessionStore:
             while not self._stop.wait(self.config.reap_interval):
                 try:
                     self.reap()
+                    if self.after_sweep is not None:
+                        self.after_sweep()
                 except Exception:  # the reaper must survive anything
                     log.exception("session reaper failed")
 

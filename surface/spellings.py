@@ -1,6 +1,7 @@
 """torch spellings that are not one op: overloads (`max(x)` / `max(x, dim)` / `max(x, y)`),
 argument orders (`gather(x, dim, index)`), varargs sizes (`x.reshape(2, 3)`), properties
-(`x.T`), each written once against a `Backend` (gradserve.surface.backend).
+(`x.T`), views (`x.view(-1)`, `view_as`), einsum's forms, each written once against a `Backend`
+(gradserve.surface.backend).
 
 A spelling only chooses ops and sends them through `be.call(name, args, kwargs)`, so the
 backend's op raises torch's errors; the few errors raised here (argument combinations torch
@@ -303,6 +304,74 @@ def mT(be: Backend, self: Any, stacklevel: int = 1) -> Any:
 
 _register("T", ("permute",), method=T, is_property=True)
 _register("mT", ("transpose",), method=mT, is_property=True)
+
+
+def view(be: Backend, self: Any, *args: Any, **kwargs: Any) -> Any:
+    """Tensor.view(*shape): reshape's result (ViewBackward0), `x.view(2, 3)`, `x.view((2, 3))`,
+    `x.view(-1)` or `x.view(size=...)`; without torch's stride check (a view of a non-contiguous
+    tensor copies, as reshape). `x.view(dtype)` (reinterpreting the bytes) is not supported."""
+    if "dtype" in kwargs or (len(args) == 1 and hasattr(args[0], "is_floating_point")):
+        raise be.runtime_error("view(dtype) is not supported: gradserve does not reinterpret a "
+                               "tensor's bytes as another dtype (use .to(dtype) to convert)")
+    shape = sizes(be, "view", args, kwargs, "size")
+    if kwargs:
+        raise be.type_error(f"view() got an unexpected keyword argument '{next(iter(kwargs))}'")
+    return be.call("reshape", (self, shape), {})
+
+
+_register("view", ("reshape",), method=view)
+
+
+def view_as(be: Backend, self: Any, other: Any) -> Any:
+    """Tensor.view_as(other): `self.view(other.size())`."""
+    if not be.is_tensor(other):
+        raise be.type_error("view_as(): argument 'other' (position 1) must be Tensor, not "
+                            f"{type(other).__name__}")
+    return be.call("reshape", (self, be.shape(other)), {})
+
+
+_register("view_as", ("reshape",), method=view_as)
+
+
+# --- einsum --------------------------------------------------------------------------------------
+
+
+def _subscript(n: Any) -> str:
+    """torch's letter for a sublist subscript: 0-25 are A-Z, 26-51 a-z, Ellipsis '...'."""
+    if n is Ellipsis:
+        return "..."
+    if is_int(n) and 0 <= n < 26:
+        return chr(ord("A") + n)
+    if is_int(n) and 26 <= n < 52:
+        return chr(ord("a") + n - 26)
+    raise ValueError("einsum(): subscript in subscript list is not within the valid range "
+                     "[0, 52)")
+
+
+def einsum(be: Backend, *args: Any) -> Any:
+    """torch.einsum(equation, *operands), the operands also as one list or tuple, or torch's
+    sublist form einsum(op1, [0, 1], op2, [1, 2], [0, 2])."""
+    if len(args) < 2:
+        raise ValueError("einsum(): must specify the equation string and at least one operand, "
+                         "or at least one operand and its subscripts list")
+    if be.is_tensor(args[0]):  # the sublist form: operand, subscripts, ..., [output]
+        equation = ",".join("".join(_subscript(s) for s in sub) for sub in args[1::2])
+        if len(args) % 2 == 1:
+            equation += "->" + "".join(_subscript(s) for s in args[-1])
+            operands = args[:-1:2]
+        else:
+            operands = args[::2]
+    else:
+        equation, operands = args[0], args[1:]
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    if not isinstance(equation, str):
+        raise be.type_error("einsum(): argument 'equation' (position 1) must be str, not "
+                            f"{type(equation).__name__}")
+    return be.call("einsum", (list(operands),), {"equation": equation})
+
+
+_register("einsum", ("einsum",), function=einsum)
 
 
 # --- indexing by (dim, index), narrow ------------------------------------------------------------

@@ -275,7 +275,7 @@ INSTRUCTIONS = ["create_tensor", "create_tensor", "apply_op", "apply_op", "apply
 
 def param_states(c: Chooser, out: Any, handles: list[int]) -> None:
     """Random optimizer state entries: parameter positions (also out of range or repeated),
-    either algorithm's kind (or none), steps incl. 0/nan/inf, buffers of random shapes/dtypes."""
+    any algorithm's kind (or none), steps incl. 0/nan/inf, buffers of random shapes/dtypes."""
     for _ in range(c.int(0, 3)):
         e = out.add()
         e.param = c.int(0, 2) if c.chance(0.95) else c.pick([7, 2**32 - 1])
@@ -285,10 +285,12 @@ def param_states(c: Chooser, out: Any, handles: list[int]) -> None:
             if c.chance(0.8):
                 tensor(c, e.sgd.momentum_buffer)
         elif k <= 3:
-            e.adam.step = c.pick([1.0, 3.0, 0.0, float("nan"), float("inf"), -1.0, 1e300])
-            for field in (e.adam.exp_avg, e.adam.exp_avg_sq, e.adam.max_exp_avg_sq):
-                if c.chance(0.8):
-                    tensor(c, field)
+            kind = c.pick(["adam", "adam", "rmsprop", "adagrad"])
+            state = getattr(e, kind)
+            state.step = c.pick([1.0, 3.0, 0.0, float("nan"), float("inf"), -1.0, 1e300])
+            for field in state.DESCRIPTOR.fields:
+                if field.name != "step" and c.chance(0.8):
+                    tensor(c, getattr(state, field.name))
         # k == 4: no kind set
 
 
@@ -437,10 +439,21 @@ def batch_instructions(c: Chooser, ops: list[catalogue_pb2.OpInfo], inplace: lis
                 m.sgd.momentum = c.float()
                 m.sgd.nesterov, m.sgd.maximize = c.chance(0.2), c.chance(0.3)
             elif c.chance(0.9):
-                m.adam.lr = c.float()
-                m.adam.amsgrad, m.adam.maximize = c.chance(0.3), c.chance(0.3)
-                if c.chance(0.3):
-                    m.adam.beta1, m.adam.beta2 = c.float(), c.float()
+                algorithm = c.pick(["adam", "adam", "rmsprop", "adagrad"])
+                if algorithm == "adam":
+                    m.adam.lr = c.float()
+                    m.adam.amsgrad, m.adam.maximize = c.chance(0.3), c.chance(0.3)
+                    m.adam.decoupled_weight_decay = c.chance(0.3)
+                    if c.chance(0.3):
+                        m.adam.beta1, m.adam.beta2 = c.float(), c.float()
+                elif algorithm == "rmsprop":
+                    m.rmsprop.lr, m.rmsprop.alpha = c.float(), c.float()
+                    m.rmsprop.momentum, m.rmsprop.eps = c.float(), c.float()
+                    m.rmsprop.centered, m.rmsprop.maximize = c.chance(0.5), c.chance(0.3)
+                else:
+                    m.adagrad.lr, m.adagrad.lr_decay = c.float(), c.float()
+                    m.adagrad.initial_accumulator_value = c.float()
+                    m.adagrad.weight_decay = c.float()
             if c.chance(0.3):
                 param_states(c, m.state, live)
         elif kind == "optimizer_step":

@@ -1,4 +1,4 @@
-"""OpInfos for engine/ops_linalg.py: matmul, mm, bmm, dot, outer, einsum."""
+"""OpInfos for engine/ops_linalg.py: matmul, mm, addmm, bmm, dot, outer, einsum."""
 
 from __future__ import annotations
 
@@ -64,6 +64,12 @@ OPINFOS = [
     OpInfo("matmul", torch.matmul, MATMUL_SAMPLES),
     OpInfo("mm", torch.mm, [Sample(((2, 3), (3, 4))), Sample(((1, 3), (3, 1))),
                             Sample(((4, 1), (1, 2))), Sample((ints((2, 3)), ints((3, 2))))]),
+    # bias shapes: a row (nn.Linear's), the product's shape, a scalar-like [1] and a column
+    OpInfo("addmm", torch.addmm, [Sample(((4,), (2, 3), (3, 4))), Sample(((2, 4), (2, 3), (3, 4))),
+                                  Sample(((1,), (2, 3), (3, 4))), Sample(((2, 1), (2, 3), (3, 4))),
+                                  Sample(((4,), (2, 3), (3, 4)), {"beta": 0.5, "alpha": 2.0}),
+                                  Sample(((4,), (2, 3), (3, 4)), {"beta": 0, "alpha": 1}),
+                                  Sample((ints((2,)), ints((2, 3)), ints((3, 2))))]),
     OpInfo("bmm", torch.bmm, [Sample(((2, 2, 3), (2, 3, 4))), Sample(((1, 3, 1), (1, 1, 2))),
                               Sample(((3, 2, 2), (3, 2, 2)))]),
     OpInfo("dot", torch.dot, [Sample(((3,), (3,))), Sample(((1,), (1,))),

@@ -122,8 +122,7 @@ def test_signatures_and_errors_match_torch(session, make):
 
 def test_torch_only_variants_are_refused_clearly(session):
     w = session.tensor([1.0], requires_grad=True)
-    for kwargs in ({"fused": True}, {"differentiable": True}, {"capturable": True},
-                   {"decoupled_weight_decay": True}):
+    for kwargs in ({"fused": True}, {"differentiable": True}, {"capturable": True}):
         with pytest.raises(NotImplementedError, match="is not supported by gradserve"):
             session.optim.Adam([w], **kwargs)
     opt = session.optim.SGD([w], 0.5, foreach=True)  # accepted, no effect

@@ -121,6 +121,23 @@ def test_randperm_matches_torch(n):
         _both(seed, calls)
 
 
+def test_a_long_randperm_stops_at_an_interrupt():
+    """The swap loop checks for a deadline or cancel between chunks (it is not one numpy call)."""
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise Stop
+
+    with ge.limits.interrupt(check), pytest.raises(Stop):
+        ge.randperm(1 << 20)
+    assert len(calls) == 3
+
+
 def test_like_functions_match_torch():
     def calls(lib):
         x = lib.zeros(4, 5)

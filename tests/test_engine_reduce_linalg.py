@@ -15,7 +15,7 @@ import pytest
 
 import gradserve.engine as ge
 from tests.reference import torch
-from tests.test_client_overloads import EXTREME_ERRORS
+from tests.test_client_overloads import EXTREME_ERRORS, SHAPE_ERRORS, SHAPE_SPELLINGS, X
 
 Fn = Callable[..., Any]
 
@@ -48,7 +48,7 @@ def both(fn: Fn, *arrays: Any, grad: bool = True, rtol: float = 1e-5, atol: floa
         grads = None
         first = outs[0]
         if grad and first.requires_grad:
-            v = np.linspace(-1, 1, max(first.numel(), 1)).reshape(tuple(first.shape))
+            v = np.linspace(-1, 1, first.numel()).reshape(tuple(first.shape))
             vt = (torch.from_numpy(v.astype(_np(first).dtype)) if lib is torch
                   else ge.tensor(v.astype(_np(first).dtype)))
             first.backward(vt)
@@ -292,6 +292,24 @@ def test_einsum_diagonal_and_list_form():
     both(lambda lib, a, b: lib.einsum("...ij,...jk", a, b), randn(2, 3, 4), randn(4, 5))
 
 
+@pytest.mark.parametrize("f", SHAPE_SPELLINGS, ids=[str(i) for i in range(len(SHAPE_SPELLINGS))])
+def test_shape_spellings_match_torch(f: Fn) -> None:
+    """The surface's shape spellings (einsum's forms, view, view_as, chunk, ...) in process, as
+    tests/test_client_overloads runs them through a session."""
+    both(f, np.array(X, dtype=np.float32))
+
+
+@pytest.mark.parametrize("f", SHAPE_ERRORS, ids=[str(i) for i in range(len(SHAPE_ERRORS))])
+def test_shape_spelling_errors_match_torch(f: Fn) -> None:
+    same_error(f, np.array(X, dtype=np.float32))
+
+
+def test_view_dtype_is_refused_in_both_layers_alike() -> None:
+    """x.view(dtype) reinterprets bytes in torch; gradserve refuses it rather than convert."""
+    with pytest.raises(RuntimeError, match=r"view\(dtype\) is not supported"):
+        ge.zeros(2).view(ge.float32)
+
+
 # --- error messages, against torch ---------------------------------------------------------------
 
 @pytest.mark.parametrize("fn", [
@@ -330,6 +348,20 @@ def test_matmul_shape_mismatch_message(a: tuple[int, ...], b: tuple[int, ...]):
     ("outer", (3,), (2, 2))])
 def test_linalg_shape_messages(fn: str, a: tuple[int, ...], b: tuple[int, ...]):
     same_error(lambda lib, x, y: getattr(lib, fn)(x, y), randn(*a), randn(*b))
+
+
+@pytest.mark.parametrize("bias, a, b", [
+    ((3,), (3,), (3, 3)), ((3,), (2, 3), (3,)), ((3,), (2, 3), (4, 3)), ((3,), (2, 3), (3, 4)),
+    ((2, 1, 4), (2, 3), (3, 4)), ((3, 4), (2, 3), (3, 4))])
+def test_addmm_shape_messages(bias: tuple[int, ...], a: tuple[int, ...], b: tuple[int, ...]):
+    same_error(lambda lib, c, x, y: lib.addmm(c, x, y), randn(*bias), randn(*a), randn(*b))
+
+
+def test_addmm_dtype_messages():
+    same_error(lambda lib, c, x, y: lib.addmm(c, x, y), np.ones(4), randn(2, 3), randn(3, 4))
+    same_error(lambda lib, c, x, y: lib.addmm(c, x, y), randn(4), randn(2, 3), np.ones((3, 4)))
+    same_error(lambda lib, c, x, y: lib.addmm(c, x, y), np.ones((2, 1, 4)), randn(2, 3),
+               randn(3, 4))
 
 
 def test_mixed_dtype_messages():

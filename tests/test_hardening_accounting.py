@@ -198,6 +198,44 @@ def test_every_derivative_order_is_counted(server, stub, n):
     assert_bounded(server, baseline)
 
 
+def test_the_graph_itself_is_charged_to_the_call():
+    # Parsing and validating a graph costs memory before any op runs (21 MiB parsed and a
+    # 10 MiB table of names for 100,000 nodes): GRAPH_NODE_BYTES per node comes off the budget
+    # first, so a graph of cheap ops that the budget cannot even hold is refused up front.
+    from gradserve.server import graph
+
+    req = _sin_chain(3_000, 1)
+    cheap = ServerConfig(max_session_bytes=graph.GRAPH_NODE_BYTES * 3_000 - 1)
+    graph.validate(req, cheap, handles_allowed=False)
+    with pytest.raises(Exception, match="the parsed and validated graph needs 1008000 bytes"):
+        graph.execute(req, cheap, check_deadline=lambda: None)
+    roomy = ServerConfig(max_session_bytes=8 * MiB)
+    resp = graph.execute(req, roomy, check_deadline=lambda: None)
+    assert [g.name for g in resp.gradients] == ["x"]
+
+
+def test_the_reply_is_charged_to_the_call():
+    # A 4 MiB float32 result (an expanded scalar, charged in full by expand's bound) is copied
+    # into the response and again into gRPC's serialized bytes. Those copies come out of the
+    # budget before encoding, so a reply never takes memory the call was not charged for.
+    from gradserve.server import graph
+
+    n = 1 << 20
+    one = graph_pb2.Value(constant=codec.encode_array(np.ones((1,), np.float32)))
+    req = service_pb2.RunGraphRequest(graph=graph_pb2.Graph(
+        nodes=[graph_pb2.Node(id="e", op="expand", inputs=[one],
+                              attrs={"size": gradserve_attr((n,))})],
+        outputs=[graph_pb2.GraphOutput(name="y", ref=graph_pb2.NodeOutput(id="e"))]))
+    reply = graph.REPLY_COPIES * 4 * n
+    tight = ServerConfig(max_session_bytes=reply)  # the graph, constant and result come first
+    graph.validate(req, tight, handles_allowed=False)
+    with pytest.raises(Exception, match=f"the reply's copies of a result needs {reply} bytes"):
+        graph.execute(req, tight, check_deadline=lambda: None)
+    resp = graph.execute(req, ServerConfig(max_session_bytes=reply + 4 * n + 64 * 1024),
+                         check_deadline=lambda: None)
+    assert len(resp.outputs[0].tensor.raw) == 4 * n
+
+
 def test_a_small_chain_still_differentiates_to_order_8(stub):
     resp = stub.RunGraph(_sin_chain(3, 8), timeout=30)
     assert len(resp.gradients[0].derivatives) == 8

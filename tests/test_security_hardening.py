@@ -177,6 +177,22 @@ REVIEWED = {
     ("server/errors.py", "getattr(sub, field)"):
         "field from the literal tuple ('op', *_HANDLE_FIELDS), checked against the descriptor",
     ("client/errors.py", "setattr(exc, attr, value)"): "attr from _rich's literal keys",
+    ("server/optimizers.py", "getattr(r, k)"): "k from the literal RMSPROP_DEFAULTS keys",
+    ("server/optimizers.py", "getattr(a, k)"): "k from the literal ADAGRAD_DEFAULTS keys",
+    ("server/optimizers.py", "setattr(out.adagrad, k, group[k])"):
+        "k from the literal ADAGRAD_DEFAULTS keys (the engine optimizer's own group)",
+    ("server/optimizers.py", "getattr(e, kind)"):
+        "kind is CreateOptimizer.WhichOneof('algorithm') (a schema field name), and the entry's "
+        "own WhichOneof('state') was checked equal to it first",
+    ("server/optimizers.py", "getattr(s, name)"): "name from the literal STATE_FIELDS table",
+    ("server/optimizers.py", "getattr(out.state.add(param=i), kind)"):
+        "kind is a literal chosen by the optimizer's class",
+    ("server/optimizers.py", "getattr(entry, name)"): "name from the literal STATE_FIELDS table",
+    ("client/optim.py", "getattr(create, kind)"):
+        "kind is WhichOneof('algorithm') of the message the client itself just built",
+    ("client/snapshot.py", "getattr(state, kind)"):
+        "kind is WhichOneof('algorithm') of the saved state (a schema field name; None refused)",
+    ("client/snapshot.py", "getattr(c, kind)"): "the same schema field name",
     ("client/optim.py", "getattr(options, f.name)"):
         "f iterates the client's own optimizer message descriptor: schema field names",
     ("client/optim.py", "setattr(options, key, _GROUP_FIELDS[key](value))"):

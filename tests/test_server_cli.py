@@ -169,10 +169,45 @@ def test_malloc_settings_are_validated_and_applied():
     from gradserve.server import heap
     from gradserve.server.config import from_argv
 
-    for flag in ("--malloc-arenas", "--malloc-top-pad"):
+    for flag in ("--malloc-arenas", "--malloc-top-pad", "--malloc-trim"):
         with pytest.raises(ValueError, match="must be 0"):
             from_argv([flag, "-1"])
     assert from_argv([]).malloc_arenas == 2
+    assert from_argv([]).malloc_trim == 16 << 20
+    assert from_argv([], environ={"GRADSERVE_MALLOC_TRIM": "0"}).malloc_trim == 0
     assert heap.limit_arenas(0) is False  # 0: the allocator's default, nothing to set
     if platform.libc_ver()[0] == "glibc":
         assert heap.limit_arenas(8) is True  # mallopt accepted it (8 is glibc's own per core)
+
+
+# In a child process: a fragmented heap is made on purpose (every other 20 KB block freed, so
+# glibc can return nothing from the top), then the trimmer must give the freed pages back.
+_TRIM_CHILD = """
+from gradserve.server import heap
+off = heap.Trimmer(0)
+assert not off.enabled and off() is False and off.sweep() is False
+trim = heap.Trimmer(8 << 20)
+assert trim.sweep() is False  # no call ended yet: nothing to do
+blocks = [bytearray(20_000) for _ in range(10_000)]  # ~200 MB
+del blocks[::2]
+grown = heap.resident_bytes()
+assert trim() is True, "resident memory grew far more than a step: the call must trim"
+after = heap.resident_bytes()
+assert trim.sweep() is False  # no call ended since the trim
+assert trim() is False  # a call ended without growth: no trim now...
+assert trim.sweep() is True and trim.sweep() is False  # ...but on the next sweep, once
+print((grown - after) >> 20)
+"""
+
+
+def test_the_trimmer_returns_freed_heap_pages():
+    from gradserve.server import heap
+
+    if platform.libc_ver()[0] != "glibc" or heap.resident_bytes() is None:
+        assert heap.Trimmer(16 << 20).enabled is False  # no malloc_trim or /proc: a no-op
+        return
+    out = subprocess.run([sys.executable, "-c", _TRIM_CHILD], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    # half of ~200 MB was freed in 20 KB holes: glibc keeps all of it until trimmed
+    assert int(out.stdout) >= 60, f"the trim gave back only {out.stdout.strip()} MiB"

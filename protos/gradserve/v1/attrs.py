@@ -1,6 +1,7 @@
 """Attribute kinds on the wire (`WIRE_KINDS`, `KIND_NAMES`) and Python values as `AttrValue`
-messages: the one encoder the server (catalogue defaults) and the client (a call's attributes)
-share. Hand-written, not generated; numpy and protobuf only.
+messages and back: the one encoder and decoder the server (catalogue defaults, a call's
+attributes) and the client (a call's attributes, ListOps' defaults) share. Hand-written, not
+generated; numpy and protobuf only.
 
 A dtype is each side's own class, so the caller says how to read one (`dtype_code`).
 """
@@ -69,3 +70,34 @@ def encode_attr(value: Any, out: graph_pb2.AttrValue,
         if code is None:
             raise TypeError(f"an attribute cannot be a {type(value).__name__}")
         out.dtype_value = code
+
+
+class UnsetAttrError(ValueError):
+    """An `AttrValue` with no kind set."""
+
+
+def decode_attr(msg: graph_pb2.AttrValue, dtype_of: Callable[[int], Any]) -> Any:
+    """The Python value of an `AttrValue` (None, bool, int, float, str, a tuple of ints, a dtype).
+
+    Args:
+        dtype_of: this side's dtype for a wire dtype code (it may refuse an unknown one).
+
+    Raises:
+        UnsetAttrError: no kind is set (the server refuses the request, a client reads none).
+    """
+    kind = msg.WhichOneof("kind")
+    if kind == "int_value":
+        return int(msg.int_value)
+    if kind == "float_value":
+        return float(msg.float_value)
+    if kind == "bool_value":
+        return bool(msg.bool_value)
+    if kind == "string_value":
+        return str(msg.string_value)
+    if kind == "ints_value":
+        return tuple(int(v) for v in msg.ints_value.values)
+    if kind == "dtype_value":
+        return dtype_of(msg.dtype_value)
+    if kind == "none_value":
+        return None
+    raise UnsetAttrError("value has no kind set")

@@ -291,7 +291,7 @@ class SgdOptions(_message.Message):
     def __init__(self, lr: _Optional[float] = ..., momentum: _Optional[float] = ..., dampening: _Optional[float] = ..., weight_decay: _Optional[float] = ..., nesterov: _Optional[bool] = ..., maximize: _Optional[bool] = ...) -> None: ...
 
 class AdamOptions(_message.Message):
-    __slots__ = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize")
+    __slots__ = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
     LR_FIELD_NUMBER: _ClassVar[int]
     BETA1_FIELD_NUMBER: _ClassVar[int]
     BETA2_FIELD_NUMBER: _ClassVar[int]
@@ -299,6 +299,7 @@ class AdamOptions(_message.Message):
     WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
     AMSGRAD_FIELD_NUMBER: _ClassVar[int]
     MAXIMIZE_FIELD_NUMBER: _ClassVar[int]
+    DECOUPLED_WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
     lr: float
     beta1: float
     beta2: float
@@ -306,7 +307,42 @@ class AdamOptions(_message.Message):
     weight_decay: float
     amsgrad: bool
     maximize: bool
-    def __init__(self, lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., eps: _Optional[float] = ..., weight_decay: _Optional[float] = ..., amsgrad: _Optional[bool] = ..., maximize: _Optional[bool] = ...) -> None: ...
+    decoupled_weight_decay: bool
+    def __init__(self, lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., eps: _Optional[float] = ..., weight_decay: _Optional[float] = ..., amsgrad: _Optional[bool] = ..., maximize: _Optional[bool] = ..., decoupled_weight_decay: _Optional[bool] = ...) -> None: ...
+
+class RmspropOptions(_message.Message):
+    __slots__ = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
+    LR_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    EPS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    MOMENTUM_FIELD_NUMBER: _ClassVar[int]
+    CENTERED_FIELD_NUMBER: _ClassVar[int]
+    MAXIMIZE_FIELD_NUMBER: _ClassVar[int]
+    lr: float
+    alpha: float
+    eps: float
+    weight_decay: float
+    momentum: float
+    centered: bool
+    maximize: bool
+    def __init__(self, lr: _Optional[float] = ..., alpha: _Optional[float] = ..., eps: _Optional[float] = ..., weight_decay: _Optional[float] = ..., momentum: _Optional[float] = ..., centered: _Optional[bool] = ..., maximize: _Optional[bool] = ...) -> None: ...
+
+class AdagradOptions(_message.Message):
+    __slots__ = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize")
+    LR_FIELD_NUMBER: _ClassVar[int]
+    LR_DECAY_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_ACCUMULATOR_VALUE_FIELD_NUMBER: _ClassVar[int]
+    EPS_FIELD_NUMBER: _ClassVar[int]
+    MAXIMIZE_FIELD_NUMBER: _ClassVar[int]
+    lr: float
+    lr_decay: float
+    weight_decay: float
+    initial_accumulator_value: float
+    eps: float
+    maximize: bool
+    def __init__(self, lr: _Optional[float] = ..., lr_decay: _Optional[float] = ..., weight_decay: _Optional[float] = ..., initial_accumulator_value: _Optional[float] = ..., eps: _Optional[float] = ..., maximize: _Optional[bool] = ...) -> None: ...
 
 class SgdParamState(_message.Message):
     __slots__ = ("momentum_buffer",)
@@ -326,29 +362,57 @@ class AdamParamState(_message.Message):
     max_exp_avg_sq: _tensor_pb2.Tensor
     def __init__(self, step: _Optional[float] = ..., exp_avg: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., exp_avg_sq: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., max_exp_avg_sq: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
+class RmspropParamState(_message.Message):
+    __slots__ = ("step", "square_avg", "momentum_buffer", "grad_avg")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SQUARE_AVG_FIELD_NUMBER: _ClassVar[int]
+    MOMENTUM_BUFFER_FIELD_NUMBER: _ClassVar[int]
+    GRAD_AVG_FIELD_NUMBER: _ClassVar[int]
+    step: float
+    square_avg: _tensor_pb2.Tensor
+    momentum_buffer: _tensor_pb2.Tensor
+    grad_avg: _tensor_pb2.Tensor
+    def __init__(self, step: _Optional[float] = ..., square_avg: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., momentum_buffer: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., grad_avg: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class AdagradParamState(_message.Message):
+    __slots__ = ("step", "sum")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SUM_FIELD_NUMBER: _ClassVar[int]
+    step: float
+    sum: _tensor_pb2.Tensor
+    def __init__(self, step: _Optional[float] = ..., sum: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
 class ParamState(_message.Message):
-    __slots__ = ("param", "sgd", "adam")
+    __slots__ = ("param", "sgd", "adam", "rmsprop", "adagrad")
     PARAM_FIELD_NUMBER: _ClassVar[int]
     SGD_FIELD_NUMBER: _ClassVar[int]
     ADAM_FIELD_NUMBER: _ClassVar[int]
+    RMSPROP_FIELD_NUMBER: _ClassVar[int]
+    ADAGRAD_FIELD_NUMBER: _ClassVar[int]
     param: int
     sgd: SgdParamState
     adam: AdamParamState
-    def __init__(self, param: _Optional[int] = ..., sgd: _Optional[_Union[SgdParamState, _Mapping]] = ..., adam: _Optional[_Union[AdamParamState, _Mapping]] = ...) -> None: ...
+    rmsprop: RmspropParamState
+    adagrad: AdagradParamState
+    def __init__(self, param: _Optional[int] = ..., sgd: _Optional[_Union[SgdParamState, _Mapping]] = ..., adam: _Optional[_Union[AdamParamState, _Mapping]] = ..., rmsprop: _Optional[_Union[RmspropParamState, _Mapping]] = ..., adagrad: _Optional[_Union[AdagradParamState, _Mapping]] = ...) -> None: ...
 
 class CreateOptimizer(_message.Message):
-    __slots__ = ("optimizer", "params", "sgd", "adam", "state")
+    __slots__ = ("optimizer", "params", "sgd", "adam", "rmsprop", "adagrad", "state")
     OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     SGD_FIELD_NUMBER: _ClassVar[int]
     ADAM_FIELD_NUMBER: _ClassVar[int]
+    RMSPROP_FIELD_NUMBER: _ClassVar[int]
+    ADAGRAD_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     optimizer: int
     params: _containers.RepeatedScalarFieldContainer[int]
     sgd: SgdOptions
     adam: AdamOptions
+    rmsprop: RmspropOptions
+    adagrad: AdagradOptions
     state: _containers.RepeatedCompositeFieldContainer[ParamState]
-    def __init__(self, optimizer: _Optional[int] = ..., params: _Optional[_Iterable[int]] = ..., sgd: _Optional[_Union[SgdOptions, _Mapping]] = ..., adam: _Optional[_Union[AdamOptions, _Mapping]] = ..., state: _Optional[_Iterable[_Union[ParamState, _Mapping]]] = ...) -> None: ...
+    def __init__(self, optimizer: _Optional[int] = ..., params: _Optional[_Iterable[int]] = ..., sgd: _Optional[_Union[SgdOptions, _Mapping]] = ..., adam: _Optional[_Union[AdamOptions, _Mapping]] = ..., rmsprop: _Optional[_Union[RmspropOptions, _Mapping]] = ..., adagrad: _Optional[_Union[AdagradOptions, _Mapping]] = ..., state: _Optional[_Iterable[_Union[ParamState, _Mapping]]] = ...) -> None: ...
 
 class GetOptimizerState(_message.Message):
     __slots__ = ("optimizer",)
@@ -357,16 +421,20 @@ class GetOptimizerState(_message.Message):
     def __init__(self, optimizer: _Optional[int] = ...) -> None: ...
 
 class OptimizerState(_message.Message):
-    __slots__ = ("sgd", "adam", "params", "state")
+    __slots__ = ("sgd", "adam", "rmsprop", "adagrad", "params", "state")
     SGD_FIELD_NUMBER: _ClassVar[int]
     ADAM_FIELD_NUMBER: _ClassVar[int]
+    RMSPROP_FIELD_NUMBER: _ClassVar[int]
+    ADAGRAD_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     sgd: SgdOptions
     adam: AdamOptions
+    rmsprop: RmspropOptions
+    adagrad: AdagradOptions
     params: _containers.RepeatedScalarFieldContainer[int]
     state: _containers.RepeatedCompositeFieldContainer[ParamState]
-    def __init__(self, sgd: _Optional[_Union[SgdOptions, _Mapping]] = ..., adam: _Optional[_Union[AdamOptions, _Mapping]] = ..., params: _Optional[_Iterable[int]] = ..., state: _Optional[_Iterable[_Union[ParamState, _Mapping]]] = ...) -> None: ...
+    def __init__(self, sgd: _Optional[_Union[SgdOptions, _Mapping]] = ..., adam: _Optional[_Union[AdamOptions, _Mapping]] = ..., rmsprop: _Optional[_Union[RmspropOptions, _Mapping]] = ..., adagrad: _Optional[_Union[AdagradOptions, _Mapping]] = ..., params: _Optional[_Iterable[int]] = ..., state: _Optional[_Iterable[_Union[ParamState, _Mapping]]] = ...) -> None: ...
 
 class OptimizerStep(_message.Message):
     __slots__ = ("optimizer",)

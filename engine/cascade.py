@@ -1,0 +1,369 @@
+"""torch's CPU float sum, bit for bit: the association order of ATen's `cascade_sum`.
+
+torch (aten/src/ATen/native/cpu/SumKernel.cpp) does not sum floats pairwise like numpy: it
+accumulates in the input's own dtype, in SIMD lanes, through a 4-level cascade of sequential
+partial sums, and its TensorIterator decides which of four loops (inner or outer reduction,
+vectorised or scalar) sees the data. The order of the additions, not the precision, is what
+differs from `np.sum`, so the results differ in the last bits. This module redoes the same
+additions in the same order with numpy arrays of the same dtype:
+
+- `multi_row_sum` (here `_cascade`): per lane, sequential sums of chunks of `2**p` elements
+  (`p = max(4, ceil(log2(n)) // 4)`), those sums summed sequentially `2**p` at a time, again one
+  level up, and the top level sequentially; the unfinished levels are added last.
+- `row_sum`: a row read as (-1, 4) gives 4 cascades; the leftover elements go into the first,
+  then the four are added in order.
+- the inner (contiguous) reduction reads vectors of `VEC` floats (8 with AVX2, 16 with AVX512,
+  half that for double), `row_sum` over the vectors, then scalar tail, then the lanes in order.
+- the outer reduction sums 4 vectors of columns at once (one cascade each), then single vectors
+  and single columns with `row_sum`.
+- above `GRAIN_SIZE` (32768) elements torch splits the work over its intra-op threads: a full
+  reduction sums one contiguous slice per thread and then adds the per-thread results; a
+  reduction over an outer dim may split the columns, which regroups them.
+
+Only float32 and float64 come here. An array's strides are read as the tensor's: the engine's
+views (transpose, permute, slices) have the strides torch's views have. `nll_sum` is the other
+loop torch sums with: nll_loss's one-pass 8-level cascade.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+GRAIN_SIZE = 32768  # at::internal::GRAIN_SIZE
+
+
+def _vector_bytes() -> int:
+    """Bytes in torch's `Vectorized<float>` on this CPU: 64 when torch dispatches to AVX512."""
+    forced = os.environ.get("ATEN_CPU_CAPABILITY", "").lower()  # torch's own override
+    if forced in ("default", "avx2"):
+        return 32
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__  # type: ignore[no-redef]
+    # torch's AVX512 level needs AVX512 F, CD, VL, BW and DQ: numpy's "AVX512_SKX" group.
+    return 64 if __cpu_features__.get("AVX512_SKX") else 32
+
+
+def _default_threads() -> int:
+    """torch's intra-op thread count when not set: OMP_NUM_THREADS, else the CPUs we may use."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+VECTOR_BYTES = _vector_bytes()
+THREADS = _default_threads()
+
+
+def _reduce_is_sequential() -> bool:
+    """Whether `np.add.reduce` over a non-last axis adds in order (it loops over the last axis
+    and adds whole rows, so no pairwise summation): checked once, else the slower loops."""
+    probe = np.ones((16, 8), np.float32)
+    probe[0] = 2.0 ** 24  # in order every + 1 rounds back to 2**24; pairwise it does not
+    return bool(np.all(np.add.reduce(probe, axis=0) == 2.0 ** 24))
+
+
+_REDUCE_SEQUENTIAL = _reduce_is_sequential()
+
+
+def _seq(x: np.ndarray, axis: int) -> np.ndarray:
+    """Left-to-right sum along `axis`, as a C loop `acc += x[i]` does it (but for the sign of a
+    zero sum, which the caller's final `+ 0` settles as torch's does)."""
+    n = x.shape[axis]
+    if n == 0:
+        return np.zeros(x.shape[:axis] + x.shape[axis + 1:], x.dtype)
+    if n == 1:
+        return x.take(0, axis=axis)
+    lanes = 1
+    for s in x.shape[axis + 1:]:
+        lanes *= s
+    if lanes >= 4 and _REDUCE_SEQUENTIAL:
+        return np.add.reduce(x, axis=axis)
+    return np.add.accumulate(x, axis=axis).take(-1, axis=axis)  # sequential by definition
+
+
+def _cascade(x: np.ndarray) -> np.ndarray:
+    """`multi_row_sum` along axis 1 of (B, n, *lanes): one 4-level cascade per (b, lane)."""
+    n = x.shape[1]
+    power = max(4, (n - 1).bit_length() // 4) if n > 1 else 4
+    step = 1 << power
+    if n < step:
+        return _seq(x, 1)
+    head, rest = x.shape[:1], x.shape[2:]
+    n1 = n // step
+    level1 = _seq(x[:, :n1 * step].reshape(head + (n1, step) + rest), 2)
+    total = _seq(x[:, n1 * step:], 1) if n % step else None
+    n2 = n1 // step
+    sums = [_seq(level1[:, n2 * step:], 1) if n1 % step else None]
+    if n2:
+        level2 = _seq(level1[:, :n2 * step].reshape(head + (n2, step) + rest), 2)
+        n3 = n2 // step
+        sums.append(_seq(level2[:, n3 * step:], 1) if n2 % step else None)
+        if n3:
+            level3 = _seq(level2[:, :n3 * step].reshape(head + (n3, step) + rest), 2)
+            sums.append(_seq(level3, 1))
+    for part in sums:  # the tail, then the unfinished levels, lowest first
+        if part is None:
+            continue
+        if total is None:
+            total = part.copy()
+        else:
+            total += part
+    assert total is not None
+    return total
+
+
+def _row_sum(x: np.ndarray) -> np.ndarray:
+    """`row_sum` along axis 1 of (B, n, *lanes): the row as (-1, 4), four cascades, added."""
+    n = x.shape[1]
+    q = n // 4
+    parts = _cascade(x[:, :q * 4].reshape(x.shape[:1] + (q, 4) + x.shape[2:]))
+    # The leftover elements go into the first cascade, then the other three are added.
+    return _add_in_order(_add_in_order(parts[:, 0], x[:, q * 4:]), parts[:, 1:])
+
+
+def _add_in_order(acc: np.ndarray, terms: np.ndarray) -> np.ndarray:
+    """acc + terms[:, 0] + terms[:, 1] + ..., left to right (terms: axis 1, at most a few)."""
+    acc = acc.copy()
+    for j in range(terms.shape[1]):
+        acc += terms[:, j]
+    return acc
+
+
+def _inner(rows: np.ndarray) -> np.ndarray:
+    """Sum of each row of a C-contiguous (B, n) array (contiguous inner reduction)."""
+    b, n = rows.shape
+    vec = VECTOR_BYTES // rows.dtype.itemsize
+    if n < vec:
+        return _row_sum(rows)
+    nvec = n // vec
+    lanes = _row_sum(rows[:, :nvec * vec].reshape(b, nvec, vec))
+    # 0, the leftover elements, then the lanes in order.
+    return _seq(np.concatenate([rows[:, nvec * vec:], lanes], axis=1), 1)
+
+
+def _outer(x: np.ndarray, contiguous: bool) -> np.ndarray:
+    """Sum over axis 1 of (A, R, C) (outer reduction; columns C, contiguous in memory or not)."""
+    cols = x.shape[2]
+    vec = VECTOR_BYTES // x.dtype.itemsize
+    group = 4 * vec if contiguous and cols >= vec else 4
+    g = cols // group * group
+    out = np.empty((x.shape[0], cols), x.dtype)
+    out[:, :g] = _cascade(x[:, :, :g])
+    out[:, g:] = _row_sum(x[:, :, g:])
+    return out
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    """at::parallel_for's ranges: min(parts, n) chunks of ceil(n / chunks)."""
+    chunk = -(-n // parts)
+    return [(b, min(n, b + chunk)) for b in range(0, n, chunk)]
+
+
+def _rows(rows: np.ndarray) -> np.ndarray:
+    """One loop call's rows (B, n), each summed: vectorised if contiguous and long enough."""
+    vec = VECTOR_BYTES // rows.dtype.itemsize
+    contiguous = rows.strides[1] == rows.dtype.itemsize
+    return _inner(rows) if contiguous and rows.shape[1] >= vec else _row_sum(rows)
+
+
+def _range_sum(rows: np.ndarray, begin: int, end: int) -> np.ndarray:
+    """serial_for_each over flat elements [begin, end) of (R, n) rows, all reduced into one
+    value: a partial first row, whole rows, a partial last row, each row's sum added in turn."""
+    n = rows.shape[1]
+    parts = []
+    r, c = divmod(begin, n)
+    if c:
+        stop = min(n, c + end - begin)
+        parts.append(_rows(rows[r:r + 1, c:stop]))
+        begin, r = begin + stop - c, r + 1
+    whole = (end - begin) // n
+    if whole:
+        parts.append(_rows(rows[r:r + whole]))
+        begin, r = begin + whole * n, r + whole
+    if begin < end:
+        parts.append(_rows(rows[r:r + 1, :end - begin]))
+    return _seq(np.concatenate(parts).reshape(1, -1), 1)[0]
+
+
+def _full(rows: np.ndarray, threads: int) -> np.ndarray:
+    """A reduction to one value of the iterator's (R, n) rows (R > 1: dims that don't merge)."""
+    n = rows.size
+    if n < GRAIN_SIZE or threads == 1:
+        return _range_sum(rows, 0, n)
+    # two_pass_reduction: one range of elements per thread into a buffer of `threads` zeros,
+    # then a sum of the buffer (a small contiguous reduction of its own).
+    buffer = np.zeros(threads, rows.dtype)
+    used = min(threads, -(-n // GRAIN_SIZE))
+    for t, (b, e) in enumerate(_split(n, used)):
+        buffer[t] += _range_sum(rows, b, e)
+    return _range_sum(buffer.reshape(1, threads), 0, threads)
+
+
+def _split_dim(sizes: Sequence[int], threads: int) -> int:
+    """find_split_dim over the kept dims of the iterator (innermost first)."""
+    best = len(sizes) - 1
+    for d in range(len(sizes) - 1, -1, -1):
+        if sizes[d] >= threads:
+            return d
+        if sizes[d] > sizes[best]:
+            best = d
+    return best
+
+
+def torch_sum(x: np.ndarray, axes: Sequence[int] | None = None, keepdims: bool = False,
+              threads: int | None = None) -> np.ndarray:
+    """`torch.sum(x, dim=axes, keepdim=keepdims)` of a float32/float64 array, bit for bit.
+
+    The array's strides are taken as the tensor's: a transposed or sliced view is walked as
+    torch's TensorIterator walks the same view (reduced dims first, innermost in memory first;
+    then the kept dims, last first; adjacent dims merged where memory allows).
+
+    Args:
+        x: the array (float32 or float64), any positive strides (others are summed as their
+            C-order copy, as torch would sum a flipped tensor's copy).
+        axes: the reduced axes, non-negative (None: all).
+        keepdims: keep the reduced axes as size 1.
+        threads: torch's intra-op thread count to reproduce (default: `THREADS`).
+
+    Returns:
+        The sum, an array of x's dtype (0-dim for a full reduction without keepdims).
+    """
+    threads = THREADS if threads is None else threads
+    nd = x.ndim
+    red = set(range(nd)) if axes is None else set(axes)
+    final_shape = tuple(1 if i in red else s for i, s in enumerate(x.shape)) if keepdims else \
+        tuple(s for i, s in enumerate(x.shape) if i not in red)
+    zero = x.dtype.type(0)
+    if x.size == 0:
+        return np.zeros(final_shape, x.dtype)
+    if any(x.strides[d] <= 0 for d in range(nd) if x.shape[d] > 1):
+        x = np.ascontiguousarray(x)
+    if x.flags.c_contiguous and (x.size < GRAIN_SIZE or threads == 1) and (
+            len(red) == nd or (nd - 1 in red and red == set(range(min(red), nd)))):
+        # The common cases, short-cut: a contiguous tensor summed whole or over its last dims.
+        n = x.size if len(red) == nd else _prod(x.shape, red)
+        if n > 1:
+            return (_rows(x.reshape(-1, n)) + zero).reshape(final_shape)
+    it = _iterator(x, red)
+    p = sum(1 for d in it if d[3])
+    if not p:  # nothing really reduced: torch adds each element to a zero
+        return (x + zero).reshape(final_shape)
+    item = x.dtype.itemsize
+    vec = VECTOR_BYTES // item
+    view = np.lib.stride_tricks.as_strided(
+        x, shape=[d[0] for d in reversed(it)], strides=[d[1] for d in reversed(it)],
+        writeable=False)
+    (size0, in0, _, _) = it[0]
+    if p == len(it):  # no kept dims: one output value
+        return np.asarray(_full(view.reshape(-1, size0), threads) + zero).reshape(final_shape)
+    (size1, in1, _, _) = it[1]
+    lead = view.shape[:-2]
+    if (in0 == item and size0 >= vec) or (in0 < in1 and not (in1 == item and size1 >= vec)):
+        # vectorized_inner_sum or scalar_inner_sum: one result per row of dim 0.
+        rows = view.reshape(-1, size0)
+        res = (_inner(rows) if in0 == item and size0 >= vec else _row_sum(rows))
+    else:
+        # vectorized_outer_sum or scalar_outer_sum: dim 1 is kept, its columns summed together.
+        cols = np.swapaxes(view, -1, -2).reshape(-1, size0, size1)
+        res = np.empty((cols.shape[0], size1), x.dtype)
+        kept_sizes = [d[0] for d in it[1:]]  # iterator order, all kept (p == 1)
+        if x.size >= GRAIN_SIZE and threads > 1 and _split_dim(kept_sizes, threads) == 0:
+            # parallel_dim_reduction splits these columns; contiguous ones are rounded to
+            # whole 128-byte lines (the last range keeps its end).
+            line = 128 // item if in1 == item else 1
+            for b, e in _split(size1, min(threads, size1)):
+                b, e = b - b % line, (e if e == size1 else e - e % line)
+                if b < e:
+                    res[:, b:e] = _outer(cols[:, :, b:e], in1 == item)
+        else:
+            res = _outer(cols, in1 == item)
+    res = res.reshape(lead + (size1,))
+    if p > 1:
+        # Dims 1..p-1 are reduced too: their row sums go into the output one after another,
+        # dim 1 fastest (the last axes of `res`).
+        kn = int(np.prod(res.shape[:res.ndim - (p - 1)]))
+        res = _seq(res.reshape(kn, -1), 1)
+    return (res + zero).reshape(final_shape)
+
+
+def _prod(shape: Sequence[int], axes: set[int]) -> int:
+    n = 1
+    for a in axes:
+        n *= shape[a]
+    return n
+
+
+def _iterator(x: np.ndarray, red: set[int]) -> list[list[Any]]:
+    """TensorIterator's dims for reducing `red` of x: [size, input stride, output stride,
+    reduced], dim 0 first (innermost), size-1 dims dropped, mergeable neighbours merged."""
+    out_stride: dict[int, int] = {}
+    acc = x.dtype.itemsize
+    for d in reversed(range(x.ndim)):
+        out_stride[d] = 0 if d in red else acc
+        acc *= 1 if d in red else x.shape[d]
+    real = [d for d in range(x.ndim) if x.shape[d] > 1]
+    # reorder_dimensions: reduced dims to the front, by input stride; kept ones by the
+    # (C-contiguous) output's stride.
+    order = sorted((d for d in real if d in red), key=lambda d: (x.strides[d], -d))
+    order += sorted((d for d in real if d not in red), reverse=True)
+    dims: list[list[Any]] = []
+    for d in order:
+        size, s_in, s_out = x.shape[d], x.strides[d], out_stride[d]
+        if dims and dims[-1][1] * dims[-1][0] == s_in and dims[-1][2] * dims[-1][0] == s_out:
+            dims[-1][0] *= size  # coalesce_dimensions
+        else:
+            dims.append([size, s_in, s_out, d in red])
+    return dims
+
+
+def nll_sum(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The sum nll_loss's CPU kernel makes of per-element `values` (1-D, in target order) where
+    `valid` (not ignore_index), bit for bit: one pass with 8 cascade levels of 16 (or more)
+    elements, a level flushed after element b when b is a multiple of its span — skipped with an
+    ignored b — and the levels added last, lowest first.
+
+    Args:
+        values: the per-element terms (-input[b, target[b]] * weight), any for ignored ones.
+        valid: which elements count.
+
+    Returns:
+        The 0-dim sum, in values' dtype.
+    """
+    n = values.size
+    power = max(4, (n - 1).bit_length() // 8) if n > 1 else 4
+    index = np.nonzero(valid)[0]
+    entries = values[index]
+    # Element 0 flushes through every level at once: it is the top level's first term.
+    top = [entries[:1]] if index.size and index[0] == 0 else []
+    entries, index = (entries[1:], index[1:]) if top else (entries, index)
+    total = np.zeros((), values.dtype)
+    for level in range(7):
+        if not entries.size:
+            break
+        closes = index % (1 << (power * (level + 1))) == 0
+        ends = np.nonzero(closes)[0]
+        last = int(ends[-1]) + 1 if ends.size else 0
+        if last < entries.size:  # this level's unflushed partial sum, added at the end
+            total += _seq(entries[last:].reshape(1, -1), 1)[0]
+        if not last:
+            entries = entries[:0]
+            break
+        # Segments end at each closing entry; their sums are the next level's entries.
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        pos = np.arange(last) - np.repeat(starts, ends - starts + 1)
+        padded = np.zeros((ends.size, int(pos.max()) + 1), values.dtype)
+        padded[np.repeat(np.arange(ends.size), ends - starts + 1), pos] = entries[:last]
+        entries, index = _seq(padded, 1), index[ends]
+    top.append(entries)
+    total += _seq(np.concatenate(top).reshape(1, -1), 1)[0]
+    return total

@@ -1,0 +1,283 @@
+"""torch's creation functions, written once against a `Backend` (gradserve.surface.backend):
+`zeros`/`ones`/`empty`/`rand`/`randn(*size)`, `full`, `arange`'s 1/2/3-argument forms,
+`linspace`, `eye`, `randint`'s two forms, `normal`, `randint_like` and the `*_like` functions.
+
+Each parses torch's arguments (`*size` in every form, `dtype=`, `requires_grad=`, `device=`,
+`generator=` for the random ones), resolves a floating result's dtype to the layer's default
+dtype (`torch.set_default_dtype`, per session on the client), runs one op through `be.call`
+(whose own checks raise torch's other errors), then refuses `requires_grad=True` on a
+non-floating result as torch does: after making it (a refused random call has drawn its numbers,
+as torch's), judged from the arguments, so the client need not ask the server for the dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import messages
+from .backend import Backend
+from .devices import check_device
+from .spellings import SPELLINGS, Spelling, is_int, size_args
+
+FLOATING = frozenset({"float16", "bfloat16", "float32", "float64", "complex64", "complex128"})
+"""torch's dtypes that can require gradients (by name)."""
+
+
+def _register(name: str, needs: tuple[str, ...], fn: Callable[..., Any]) -> None:
+    fn.__name__ = fn.__qualname__ = name
+    SPELLINGS[name] = Spelling(name, needs, fn, None)
+
+
+def _dtype_name(dtype: Any) -> str | None:
+    """The name of a dtype argument (a layer's dtype object or its name), None if not one."""
+    name = getattr(dtype, "name", dtype)
+    return name if isinstance(name, str) else None
+
+
+def _finish(be: Backend, out: Any, requires_grad: bool, dtype: Callable[[], str | None]) -> Any:
+    """`out`, made a leaf that requires grad if asked: only a floating one can (`dtype()` is its
+    dtype name, None when unknown), else torch's RuntimeError."""
+    if requires_grad:
+        d = dtype()
+        if d is not None and d not in FLOATING:
+            raise be.runtime_error(messages.REQUIRES_GRAD_FACTORY_MESSAGE)
+        out.requires_grad_(True)
+    return out
+
+
+def _resolved(be: Backend, dtype: Any) -> Any:
+    """`dtype`, or the layer's default floating dtype (a floating factory's)."""
+    return dtype if dtype is not None else be.dtype(be.default_dtype())
+
+
+def scalar_dtype(be: Backend, *values: Any) -> str:
+    """torch's dtype for Python numbers: a float makes the default dtype, else an int int64,
+    else bool."""
+    if any(isinstance(v, (float, np.floating)) for v in values):
+        return be.default_dtype()
+    if any(is_int(v) for v in values):
+        return "int64"
+    return "bool"
+
+
+def _generator(generator: Any) -> dict[str, Any]:
+    """`generator=` passed on to a random op only when given (a layer without generators then
+    refuses it with its own TypeError)."""
+    return {} if generator is None else {"generator": generator}
+
+
+# --- *size ---------------------------------------------------------------------------------------
+
+RANDOM = frozenset({"rand", "randn", "rand_like", "randn_like", "randint", "randint_like",
+                    "normal"})
+
+
+def _sized(name: str) -> None:
+    op = "zeros" if name == "empty" else name  # torch leaves empty()'s values uninitialised
+    random = name in RANDOM
+
+    def fn(be: Backend, *size: Any, dtype: Any = None, requires_grad: bool = False,
+           device: Any = None, **kwargs: Any) -> Any:
+        generator = kwargs.pop("generator", None) if random else None
+        shape = size_args(be, name, size, kwargs)
+        if kwargs:
+            raise be.type_error(
+                f"{name}() got an unexpected keyword argument '{next(iter(kwargs))}'")
+        dtype = _resolved(be, dtype)
+        check_device(device, name, be.type_error, be.runtime_error)
+        out = be.call(op, (), {"size": shape, "dtype": dtype, **_generator(generator)})
+        return _finish(be, out, requires_grad, lambda: _dtype_name(dtype))
+
+    fn.__doc__ = (f"torch.{name}(*size, dtype=None, requires_grad=False, device=None"
+                  f"{', generator=None' if random else ''}).")
+    _register(name, (op,), fn)
+
+
+for _name in ("zeros", "ones", "rand", "randn", "empty"):
+    _sized(_name)
+
+
+def full(be: Backend, size: Any, fill_value: Any, *, dtype: Any = None,
+         requires_grad: bool = False, device: Any = None) -> Any:
+    """torch.full(size, fill_value, dtype=None, requires_grad=False, device=None): the dtype
+    follows the fill value (float: the default dtype, int: int64, bool: bool) unless given."""
+    shape = size_args(be, "full", (size,), {})
+    if dtype is None:
+        dtype = be.dtype(scalar_dtype(be, fill_value))
+    check_device(device, "full", be.type_error, be.runtime_error)
+    out = be.call("full", (), {"size": shape, "fill_value": fill_value, "dtype": dtype})
+    return _finish(be, out, requires_grad, lambda: _dtype_name(dtype))
+
+
+_register("full", ("full",), full)
+
+
+def _like(name: str) -> None:
+    op = "zeros_like" if name == "empty_like" else name  # uninitialised in torch
+    random = name in RANDOM
+
+    def fn(be: Backend, input: Any, *args: Any, dtype: Any = None, requires_grad: bool = False,
+           device: Any = None, **kwargs: Any) -> Any:
+        if name == "empty_like" and args:
+            raise be.type_error(
+                f"empty_like() takes 1 positional argument but {1 + len(args)} were given")
+        generator = kwargs.pop("generator", None) if random else None
+        check_device(device, name, be.type_error, be.runtime_error)
+        out = be.call(op, (input, *args), {**kwargs, "dtype": dtype, **_generator(generator)})
+        return _finish(be, out, requires_grad,
+                       lambda: _dtype_name(dtype) if dtype is not None else be.dtype_name(input))
+
+    fn.__doc__ = (f"torch.{name}(input, ..., dtype=None, requires_grad=False, device=None"
+                  f"{', generator=None' if random else ''}).")
+    _register(name, (op,), fn)
+
+
+for _name in ("zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "empty_like"):
+    _like(_name)
+
+
+# --- ranges --------------------------------------------------------------------------------------
+
+
+def arange(be: Backend, start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None,
+           requires_grad: bool = False, device: Any = None) -> Any:
+    """torch.arange(end), arange(start, end) or arange(start, end, step); dtype=None (from the
+    numbers: a float makes the default dtype, else int64), requires_grad=False, device=None."""
+    if dtype is None:
+        dtype = be.dtype(scalar_dtype(be, start, end, step, 0))
+    check_device(device, "arange", be.type_error, be.runtime_error)
+    out = be.call("arange", (), {"start": start, "end": end, "step": step, "dtype": dtype})
+    return _finish(be, out, requires_grad, lambda: _dtype_name(dtype))
+
+
+_register("arange", ("arange",), arange)
+
+
+def linspace(be: Backend, start: Any, end: Any, steps: int, *, dtype: Any = None,
+             requires_grad: bool = False, device: Any = None) -> Any:
+    """torch.linspace(start, end, steps, dtype=None, requires_grad=False, device=None)."""
+    dtype = _resolved(be, dtype)
+    check_device(device, "linspace", be.type_error, be.runtime_error)
+    out = be.call("linspace", (), {"start": start, "end": end, "steps": steps, "dtype": dtype})
+    return _finish(be, out, requires_grad, lambda: _dtype_name(dtype))
+
+
+_register("linspace", ("linspace",), linspace)
+
+
+def eye(be: Backend, n: int, m: int | None = None, *, dtype: Any = None,
+        requires_grad: bool = False, device: Any = None) -> Any:
+    """torch.eye(n, m=None, dtype=None, requires_grad=False, device=None)."""
+    dtype = _resolved(be, dtype)
+    check_device(device, "eye", be.type_error, be.runtime_error)
+    out = be.call("eye", (), {"n": n, "m": m, "dtype": dtype})
+    return _finish(be, out, requires_grad, lambda: _dtype_name(dtype))
+
+
+_register("eye", ("eye",), eye)
+
+
+# --- random integers and normal ------------------------------------------------------------------
+
+_KEYWORDS = ("torch.memory_format memory_format = None, torch.dtype dtype = None, "
+             "torch.layout layout = None, torch.device device = None, bool pin_memory = False, "
+             "bool requires_grad = False)")
+RANDINT_SIGNATURES = tuple(
+    f"({args}, *, {gen}Tensor out = None, torch.dtype dtype = None, torch.layout layout = None, "
+    "torch.device device = None, bool pin_memory = False, bool requires_grad = False)"
+    for args in ("int high, tuple of ints size", "int low, int high, tuple of ints size")
+    for gen in ("torch.Generator generator, ", ""))
+RANDINT_LIKE_SIGNATURES = tuple(
+    f"(Tensor input, {args}, *, {gen}{_KEYWORDS}"
+    for args in ("int low, int high", "Tensor high", "int high")
+    for gen in ("torch.Generator generator, ", ""))
+
+
+NORMAL_SIGNATURES = (
+    "(Tensor mean, Tensor std, *, torch.Generator generator = None, Tensor out = None)",
+    "(Tensor mean, float std = 1, *, torch.Generator generator = None, Tensor out = None)",
+    "(float mean, Tensor std, *, torch.Generator generator = None, Tensor out = None)",
+    "(float mean, float std, tuple of ints size, *, torch.Generator generator = None, Tensor out "
+    "= None, torch.dtype dtype = None, torch.layout layout = None, torch.device device = None, "
+    "bool pin_memory = False, bool requires_grad = False)")
+
+
+def randint(be: Backend, *args: Any, size: Any = None, dtype: Any = None,
+            requires_grad: bool = False, device: Any = None, generator: Any = None,
+            **kwargs: Any) -> Any:
+    """torch.randint(high, size) or randint(low, high, size) (also by keyword), dtype=None
+    (int64), requires_grad=False, device=None, generator=None."""
+    given = dict(kwargs, **({} if size is None else {"size": size}))
+    values = list(args)
+    if size is None and values and isinstance(values[-1], (tuple, list)):
+        size = values.pop()
+    low = kwargs.pop("low", 0)
+    high = kwargs.pop("high", None)
+    if high is None and len(values) == 1:
+        high = values[0]
+    elif high is None and len(values) == 2:
+        low, high = values
+    elif high is not None and len(values) == 1:
+        low = values[0]
+    elif values:
+        high = None
+    if high is None or size is None or kwargs:
+        raise be.type_error(messages.invalid_combination(
+            "randint", args, given, RANDINT_SIGNATURES, be.is_tensor))
+    shape = size_args(be, "randint", (size,), {})
+    check_device(device, "randint", be.type_error, be.runtime_error)
+    out = be.call("randint", (), {"low": low, "high": high, "size": shape, "dtype": dtype,
+                                  **_generator(generator)})
+    return _finish(be, out, requires_grad,
+                   lambda: _dtype_name(dtype) if dtype is not None else "int64")
+
+
+_register("randint", ("randint",), randint)
+
+
+def randint_like(be: Backend, input: Any, *args: Any, low: Any = None, high: Any = None,
+                 dtype: Any = None, requires_grad: bool = False, device: Any = None,
+                 generator: Any = None) -> Any:
+    """torch.randint_like(input, high) or randint_like(input, low, high) (also by keyword),
+    dtype=None (input's), requires_grad=False, device=None, generator=None."""
+    if high is None and len(args) == 1:
+        high = args[0]
+    elif high is None and len(args) == 2:
+        low, high = args
+    elif high is not None and len(args) == 1 and low is None:
+        low = args[0]
+    elif args or high is None:
+        given = {k: v for k, v in (("low", low), ("high", high)) if v is not None}
+        raise be.type_error(messages.invalid_combination(
+            "randint_like", (input, *args), given, RANDINT_LIKE_SIGNATURES, be.is_tensor))
+    check_device(device, "randint_like", be.type_error, be.runtime_error)
+    out = be.call("randint_like", (input,), {"low": 0 if low is None else low, "high": high,
+                                             "dtype": dtype, **_generator(generator)})
+    return _finish(be, out, requires_grad,
+                   lambda: _dtype_name(dtype) if dtype is not None else be.dtype_name(input))
+
+
+_register("randint_like", ("randint_like",), randint_like)
+
+
+def normal(be: Backend, mean: Any, std: Any = 1.0, size: Any = None, *, dtype: Any = None,
+           requires_grad: bool = False, generator: Any = None) -> Any:
+    """torch.normal(mean, std=1.0, size=None, *, generator=None, dtype=None,
+    requires_grad=False): tensors or numbers for mean and std (two numbers need a size; only
+    that form takes dtype= and requires_grad=, as torch)."""
+    if (dtype is not None or requires_grad) and (be.is_tensor(mean) or be.is_tensor(std)):
+        given = {k: v for k, v in (("size", size), ("generator", generator), ("dtype", dtype),
+                                   ("requires_grad", requires_grad)) if v not in (None, False)}
+        raise be.type_error(messages.invalid_combination(
+            "normal", (mean, std), given, NORMAL_SIGNATURES, be.is_tensor,
+            typename=lambda v: "torch.dtype" if v is dtype else None))
+    shape = None if size is None else size_args(be, "normal", (size,), {})
+    out = be.call("normal_sample", (mean, std), {"size": shape, "dtype": dtype,
+                                                 **_generator(generator)})
+    return _finish(be, out, requires_grad, lambda: None)  # always floating
+
+
+_register("normal", ("normal_sample",), normal)

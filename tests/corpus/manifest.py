@@ -1,0 +1,226 @@
+"""The corpus: PyTorch's own documentation examples, named by where they live in the torch wheel.
+
+Each entry names the torch object whose docstring holds the example and the example's index
+among that docstring's examples; tests/corpus/examples.py extracts its text from the installed
+torch at test time (the text is never committed) and applies the entry's mechanical edits, by
+the rules in tests/corpus/README.md:
+
+- imports: import lines beyond the three every example gets (`import torch`,
+  `import torch.nn as nn`, `import torch.nn.functional as F`), for names a docstring uses
+  without importing them;
+- preamble: assignments defining names a docstring uses but leaves undefined (`model`,
+  `input`, ...), each listed here;
+- echo: expressions appended after the example and echoed, for an example that computes a
+  result without showing it, or only defines a class (then the expression instantiates and
+  applies it).
+
+Every example also gets `torch.manual_seed(0)` first. Source: the torch==2.13.0 wheel (the dev
+extra), the file named per entry; licence: BSD-3-Clause (PyTorch; the wheel's
+torch-2.13.0+cpu.dist-info/licenses/LICENSE).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TORCH_VERSION = "2.13.0"
+SOURCE = f"torch=={TORCH_VERSION} wheel"
+LICENCE = "BSD-3-Clause (PyTorch)"
+
+# what an example covers (issue 11 lists the last four)
+NN = "nn modules"
+OPTIM = "optimizers"
+RANDOM = "seeded randomness"
+FUNCTION = "custom autograd.Function"
+HOOKS = "hooks"
+HIGHER = "higher-order gradients"
+TENSOR = "tensor ops"
+
+# Features being merged into main now; an example that needs one is a strict xfail naming it.
+EXTEND = "branch extend (custom autograd.Function, hooks, autograd.functional)"
+EXTRAS = "branch extras (torch.pi, autograd.Variable, optim.RMSprop, torch.utils.data)"
+SUMEXACT = "branch sumexact (bit-exact float32 sums)"
+
+
+def needs(feature: str, first: str) -> str:
+    """An xfail reason: the missing feature, and the first line where the outputs differ."""
+    return f"needs {feature}; first difference: {first}"
+
+
+# Why an example does not match yet: the missing feature, and the first line that differs.
+ADDMM = needs("an addmm op: torch's linear of a 2-D input with bias is one addmm, gradserve "
+              "composes matmul + add (no branch builds it)",
+              "line 9: torch 'grad_fn=<AddmmBackward0>)', gradserve 'grad_fn=<AddBackward0>)'")
+TRILINEAR = needs("torch's _trilinear (its float32 summation order, and the bias added last: "
+                  "grad_fn AddBackward0 where gradserve's final reshape gives ViewBackward0; "
+                  "no branch builds it)", "line 7: torch '-6.4894', gradserve '-6.4893'")
+PRELU = needs("nn.PReLU (no branch builds it)", "line 1: the run ends with AttributeError: "
+              "gradserve does not implement torch.nn.PReLU")
+
+
+def no_embedding_op(line: int) -> str:
+    return needs("an embedding op (grad_fn EmbeddingBackward0); gradserve composes "
+                 "index_select + reshape (no branch builds it)",
+                 f"line {line}: torch '... grad_fn=<EmbeddingBackward0>)', gradserve "
+                 "'... grad_fn=<ViewBackward0>)'")
+
+
+LAYER_NORM = needs("torch's fused layer norm (its float32 rounding, and grad_fn "
+                   "NativeLayerNormBackward0 where gradserve's composition gives AddBackward0; "
+                   "no branch builds it)", "line 3: torch '1.8629e-04', gradserve '1.8625e-04'")
+CONV_ROUNDING = needs("conv2d rounded as torch's CPU convolution rounds in float32 (no branch "
+                      "builds it)", "line 27 (the log-softmax of the conv's output): torch "
+                      "'-1.3179', gradserve '-1.3180'")
+DIV_SCALAR = needs("the session naming torch's C++ div(Tensor, Scalar) overload that "
+                   "cross_entropy with class probabilities divides by (grad_fn DivBackward1; a "
+                   "session's tensor / scalar is DivBackward0: the client cannot pick torch's "
+                   "overload name; no branch builds it)",
+                   "line 1: torch 'tensor(2.1939, grad_fn=<DivBackward1>)', gradserve "
+                   "'tensor(2.1939, grad_fn=<DivBackward0>)'")
+NO_FUNCTION = needs(f"custom torch.autograd.Function ({EXTEND})",
+                    "line 1: the run ends with ImportError: cannot import name 'Function' from "
+                    "'<unknown module name>' (unknown location)")
+NO_HOOK = needs(f"Tensor.register_hook ({EXTEND})", "line 1: the run ends with AttributeError: "
+                "gradserve does not implement torch.Tensor.register_hook")
+NO_FUNCTIONAL = needs(f"torch.autograd.functional ({EXTEND})",
+                      "line 1: the run ends with ModuleNotFoundError: No module named "
+                      "'torch.autograd.functional'; 'torch.autograd' is not a package")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One documentation example, where it lives and the mechanical edits it runs with."""
+
+    name: str  # the test id
+    obj: str  # dotted path of the torch object whose docstring holds the example
+    index: int  # 0-based, among that docstring's examples of `kind`
+    file: str  # the wheel file the docstring is written in, relative to site-packages
+    covers: tuple[str, ...]
+    kind: str = "doctest"  # "doctest": a run of `>>>` lines; "literal": a reST `::` block
+    imports: tuple[str, ...] = ()
+    preamble: tuple[str, ...] = ()
+    echo: tuple[str, ...] = ()
+    xfail: str = ""  # why it does not match yet: the missing feature and first differing line
+
+    @property
+    def source(self) -> str:
+        """Where the example's text comes from."""
+        return f"{SOURCE}, {self.file}, {self.obj}"
+
+    @property
+    def licence(self) -> str:
+        """The licence of the example's text."""
+        return LICENCE
+
+
+MODULES = "torch/nn/modules"
+TORCH_DOCS = "torch/_torch_docs.py"
+
+EXAMPLES: tuple[Example, ...] = (
+    # --- nn modules -------------------------------------------------------------------------
+    Example("linear", "torch.nn.modules.linear.Linear", 0, f"{MODULES}/linear.py", (NN,),
+            echo=("output",), xfail=ADDMM),
+    Example("bilinear", "torch.nn.modules.linear.Bilinear", 0, f"{MODULES}/linear.py", (NN,),
+            echo=("output",), xfail=TRILINEAR),
+    Example("sequential_append", "torch.nn.modules.container.Sequential.append", 0,
+            f"{MODULES}/container.py", (NN,)),
+    Example("sequential_insert", "torch.nn.modules.container.Sequential.insert", 0,
+            f"{MODULES}/container.py", (NN,)),
+    Example("sequential_extend", "torch.nn.modules.container.Sequential.extend", 0,
+            f"{MODULES}/container.py", (NN,)),
+    Example("module_list", "torch.nn.modules.container.ModuleList", 0,
+            f"{MODULES}/container.py", (NN,), kind="literal",
+            echo=("MyModule()(torch.randn(2, 10))",)),
+    Example("module_dict", "torch.nn.modules.container.ModuleDict", 0,
+            f"{MODULES}/container.py", (NN,), kind="literal",
+            echo=('MyModule()(torch.randn(1, 10, 9, 9), "conv", "prelu")',), xfail=PRELU),
+    Example("module_apply", "torch.nn.modules.module.Module.apply", 0,
+            f"{MODULES}/module.py", (NN,)),
+    Example("embedding", "torch.nn.modules.sparse.Embedding", 0, f"{MODULES}/sparse.py",
+            (NN, RANDOM), xfail=no_embedding_op(9)),
+    Example("embedding_padding_idx", "torch.nn.modules.sparse.Embedding", 1,
+            f"{MODULES}/sparse.py", (NN, RANDOM), xfail=no_embedding_op(4)),
+    Example("layer_norm", "torch.nn.modules.normalization.LayerNorm", 0,
+            f"{MODULES}/normalization.py", (NN, RANDOM), xfail=LAYER_NORM),
+    Example("dropout", "torch.nn.modules.dropout.Dropout", 0, f"{MODULES}/dropout.py",
+            (NN, RANDOM), echo=("input", "output")),
+    Example("relu", "torch.nn.modules.activation.ReLU", 0, f"{MODULES}/activation.py", (NN,),
+            echo=("input", "output")),
+    Example("sigmoid", "torch.nn.modules.activation.Sigmoid", 0, f"{MODULES}/activation.py",
+            (NN,), echo=("output",)),
+    Example("tanh", "torch.nn.modules.activation.Tanh", 0, f"{MODULES}/activation.py", (NN,),
+            echo=("output",)),
+    Example("gelu", "torch.nn.modules.activation.GELU", 0, f"{MODULES}/activation.py", (NN,),
+            echo=("output",)),
+    Example("softmax", "torch.nn.modules.activation.Softmax", 0, f"{MODULES}/activation.py",
+            (NN,), echo=("output",)),
+    Example("mse_loss", "torch.nn.modules.loss.MSELoss", 0, f"{MODULES}/loss.py", (NN,),
+            echo=("output", "input.grad")),
+    Example("l1_loss", "torch.nn.modules.loss.L1Loss", 0, f"{MODULES}/loss.py", (NN,),
+            echo=("output", "input.grad")),
+    Example("bce_loss", "torch.nn.modules.loss.BCELoss", 0, f"{MODULES}/loss.py", (NN,),
+            echo=("output", "input.grad")),
+    Example("nll_loss", "torch.nn.modules.loss.NLLLoss", 0, f"{MODULES}/loss.py", (NN,),
+            echo=("output", "input.grad"), xfail=CONV_ROUNDING),
+    Example("cross_entropy_loss", "torch.nn.modules.loss.CrossEntropyLoss", 0,
+            f"{MODULES}/loss.py", (NN, RANDOM), echo=("output", "input.grad"), xfail=DIV_SCALAR),
+    Example("functional_embedding", "torch.nn.functional.embedding", 0,
+            "torch/nn/functional.py", (NN,)),
+    Example("init_xavier_uniform", "torch.nn.init.xavier_uniform_", 0, "torch/nn/init.py",
+            (NN, RANDOM), echo=("w",)),
+    Example("init_normal", "torch.nn.init.normal_", 0, "torch/nn/init.py", (NN, RANDOM),
+            echo=("w",)),
+    # --- optimizers -----------------------------------------------------------------------------
+    Example("sgd", "torch.optim.sgd.SGD", 0, "torch/optim/sgd.py", (OPTIM, NN),
+            preamble=("model = nn.Linear(3, 2)", "input = torch.randn(4, 3)",
+                      "target = torch.randn(4, 2)", "loss_fn = nn.MSELoss()"),
+            echo=("model.weight", "model.bias")),
+    # --- seeded randomness ------------------------------------------------------------------------
+    Example("randn", "torch.randn", 0, TORCH_DOCS, (RANDOM,)),
+    Example("rand", "torch.rand", 0, TORCH_DOCS, (RANDOM,)),
+    Example("randint", "torch.randint", 0, TORCH_DOCS, (RANDOM,)),
+    Example("randperm", "torch.randperm", 0, TORCH_DOCS, (RANDOM,)),
+    Example("normal", "torch.normal", 0, TORCH_DOCS, (RANDOM,)),
+    Example("normal_std", "torch.normal", 1, TORCH_DOCS, (RANDOM,)),
+    Example("bernoulli", "torch.bernoulli", 0, TORCH_DOCS, (RANDOM,)),
+    # --- tensor ops on seeded inputs ------------------------------------------------------------
+    Example("matmul", "torch.matmul", 0, TORCH_DOCS, (TENSOR, RANDOM)),
+    Example("mean_dim", "torch.mean", 1, TORCH_DOCS, (TENSOR, RANDOM)),
+    Example("max_dim", "torch.max", 1, TORCH_DOCS, (TENSOR, RANDOM)),
+    Example("cat", "torch.cat", 0, TORCH_DOCS, (TENSOR, RANDOM)),
+    Example("einsum", "torch.functional.einsum", 0, "torch/functional.py", (TENSOR, RANDOM)),
+    # --- custom autograd.Function ---------------------------------------------------------------
+    Example("function_exp", "torch.autograd.function.Function", 0,
+            "torch/autograd/function.py", (FUNCTION,),
+            imports=("from torch.autograd import Function",),
+            preamble=("input = torch.randn(3, requires_grad=True)",),
+            echo=("output",)),
+    Example("function_save_for_backward", "torch.autograd.function.FunctionCtx."
+            "save_for_backward", 0, "torch/autograd/function.py", (FUNCTION,),
+            imports=("from torch.autograd import Function",
+                     "from torch.autograd.function import once_differentiable"),
+            echo=("d",)),
+    Example("function_set_materialize_grads", "torch.autograd.function.FunctionCtx."
+            "set_materialize_grads", 0, "torch/autograd/function.py", (FUNCTION,),
+            imports=("from torch.autograd import Function",
+                     "from torch.autograd.function import once_differentiable"),
+            echo=("b",)),
+    # --- hooks ------------------------------------------------------------------------------------
+    Example("tensor_register_hook", "torch.Tensor.register_hook", 0, "torch/_tensor.py",
+            (HOOKS,)),
+    # --- higher-order gradients -------------------------------------------------------------
+    Example("vjp", "torch.autograd.functional.vjp", 0, "torch/autograd/functional.py",
+            (HIGHER, RANDOM), imports=("from torch.autograd.functional import vjp",)),
+    Example("jvp", "torch.autograd.functional.jvp", 0, "torch/autograd/functional.py",
+            (HIGHER, RANDOM), imports=("from torch.autograd.functional import jvp",)),
+    Example("jacobian", "torch.autograd.functional.jacobian", 0,
+            "torch/autograd/functional.py", (HIGHER, RANDOM),
+            imports=("from torch.autograd.functional import jacobian",)),
+    Example("hessian", "torch.autograd.functional.hessian", 0,
+            "torch/autograd/functional.py", (HIGHER, RANDOM),
+            imports=("from torch.autograd.functional import hessian",)),
+    Example("vhp", "torch.autograd.functional.vhp", 0, "torch/autograd/functional.py",
+            (HIGHER, RANDOM), imports=("from torch.autograd.functional import vhp",)),
+    Example("hvp", "torch.autograd.functional.hvp", 0, "torch/autograd/functional.py",
+            (HIGHER, RANDOM), imports=("from torch.autograd.functional import hvp",)),
+)
