@@ -238,6 +238,70 @@ class Client:
 
         return value_and_grad(self, fn, argnums)
 
+    def jacobian(self, fn: Callable[..., Any], strict: bool = False) -> Callable[..., Any]:
+        """torch.autograd.functional.jacobian of traced `fn`, as a function of numpy inputs.
+
+        Args:
+            fn: a function of tensors, traced like `grad`'s; it may return a tuple.
+            strict: torch's strict (RuntimeError for an output independent of an input).
+        Returns:
+            A function: `client.jacobian(fn)(x, y)` is torch's `jacobian(fn, (x, y))` as numpy
+            arrays, computed in one stateless call (one backward pass per output element on the
+            server, at most --max-jacobian-rows).
+        """
+        from .trace import jacobian
+
+        return jacobian(self, fn, strict)
+
+    def hessian(self, fn: Callable[..., Any], strict: bool = False) -> Callable[..., Any]:
+        """torch.autograd.functional.hessian of traced scalar `fn`, in one stateless call.
+
+        Args:
+            fn: a function of tensors returning a one-element tensor.
+            strict: torch's strict.
+        Returns:
+            A function of the inputs, as `jacobian`'s; rows are the inputs' elements.
+        """
+        from .trace import hessian
+
+        return hessian(self, fn, strict)
+
+    def vjp(self, fn: Callable[..., Any], inputs: Any, v: Any = None,
+            strict: bool = False) -> tuple[Any, Any]:
+        """torch.autograd.functional.vjp of traced `fn` at `inputs`, in one stateless call.
+
+        Args:
+            fn, inputs, v, strict: torch's (inputs and v as numpy arrays, or tuples of them).
+        Returns:
+            (fn's value, v^T J) as numpy arrays, structured as torch's.
+        Raises:
+            GradserveError: torch's refusals, raised by the server (e.g. v's shape).
+        """
+        from .trace import vjp
+
+        return vjp(self, fn, inputs, v, strict)
+
+    def jvp(self, fn: Callable[..., Any], inputs: Any, v: Any = None,
+            strict: bool = False) -> tuple[Any, Any]:
+        """torch.autograd.functional.jvp, as `vjp`: returns (fn's value, J v)."""
+        from .trace import jvp
+
+        return jvp(self, fn, inputs, v, strict)
+
+    def vhp(self, fn: Callable[..., Any], inputs: Any, v: Any = None,
+            strict: bool = False) -> tuple[Any, Any]:
+        """torch.autograd.functional.vhp of scalar `fn`, as `vjp`: returns (value, v^T H)."""
+        from .trace import vhp
+
+        return vhp(self, fn, inputs, v, strict)
+
+    def hvp(self, fn: Callable[..., Any], inputs: Any, v: Any = None,
+            strict: bool = False) -> tuple[Any, Any]:
+        """torch.autograd.functional.hvp of scalar `fn`, as `vjp`: returns (value, H v)."""
+        from .trace import hvp
+
+        return hvp(self, fn, inputs, v, strict)
+
     def close(self) -> None:
         """Close the channel."""
         self._raw_channel.close()

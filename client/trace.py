@@ -4,6 +4,13 @@ become graph nodes, and one RunGraph call returns the value and gradients as num
 
 Inside the traced function, use operators and tensor methods (`x.sin()`, `(x * w).sum()`); values
 are not available while tracing (`item()`, printing and `.shape` raise `TracingError`).
+
+`jacobian`, `hessian`, `vjp`, `jvp`, `hvp` and `vhp` are torch.autograd.functional's, computed by
+the server in the same single call (`RunGraphRequest.functional`): the traced graph is the
+function, its arguments the inputs. What does not map: `create_graph` (the results come back as
+numpy arrays, not as tensors of a graph) and `vectorize`/`strategy` (rows run one by one in
+reverse mode, as torch with vectorize=False); control flow in `fn` that depends on values cannot
+be traced at all.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from gradserve.surface import grad_mode
 from gradserve.v1 import graph_pb2, service_pb2
 
 from . import codec, overloads
-from .errors import TracingError
+from .errors import IncompatibleServerError, TracingError
 from .ops import OpSpec
 from .tensor import Tensor
 
@@ -103,8 +110,12 @@ def _argnums(argnums: int | Sequence[int]) -> tuple[int, ...]:
 
 
 def trace_request(client: Any, fn: Callable[..., Any], args: Sequence[Any],
-                  argnums: int | Sequence[int]) -> service_pb2.RunGraphRequest:
-    """The RunGraphRequest computing `fn(*args)` and its gradient w.r.t. `args[argnums]`."""
+                  argnums: int | Sequence[int],
+                  several_outputs: bool = False) -> service_pb2.RunGraphRequest:
+    """The RunGraphRequest computing `fn(*args)` and its gradient w.r.t. `args[argnums]`.
+
+    With `several_outputs`, `fn` may return a tuple of tensors (graph outputs out0, out1, ...).
+    """
     tracer = Tracer(client.op_table())
     req = service_pb2.RunGraphRequest()
     placeholders = []
@@ -117,11 +128,14 @@ def trace_request(client: Any, fn: Callable[..., Any], args: Sequence[Any],
         placeholders.append(tracer.input(name))
     with grad_mode.enable_grad():
         out = fn(*placeholders)
-    if not isinstance(out, Tensor) or out._owner is not tracer:
-        raise TracingError("the traced function must return a tensor computed from its inputs")
+    outs = out if several_outputs and isinstance(out, tuple) else (out,)
+    if not outs or any(not isinstance(o, Tensor) or o._owner is not tracer for o in outs):
+        raise TracingError("the traced function must return a tensor computed from its inputs"
+                           + (", or a tuple of them" if several_outputs else ""))
     req.graph.CopyFrom(tracer.graph_msg)
-    ref = req.graph.outputs.add(name="out").ref
-    ref.id, ref.index = out._handle
+    for k, o in enumerate(outs):
+        ref = req.graph.outputs.add(name="out" if o is out else f"out{k}").ref
+        ref.id, ref.index = o._handle
     req.wrt.extend(f"x{i}" for i in _argnums(argnums))
     return req
 
@@ -152,3 +166,117 @@ def value_and_grad(client: Any, fn: Callable[..., Any],
     def vg_fn(*args: Any) -> Any:
         return _run(client, fn, args, argnums)
     return vg_fn
+
+
+# --- torch.autograd.functional, stateless --------------------------------------------------------
+
+_KINDS = {"jacobian": service_pb2.FUNCTIONAL_KIND_JACOBIAN,
+          "hessian": service_pb2.FUNCTIONAL_KIND_HESSIAN,
+          "vjp": service_pb2.FUNCTIONAL_KIND_VJP, "jvp": service_pb2.FUNCTIONAL_KIND_JVP,
+          "vhp": service_pb2.FUNCTIONAL_KIND_VHP, "hvp": service_pb2.FUNCTIONAL_KIND_HVP}
+
+
+def _as_args(inputs: Any) -> tuple[bool, tuple[Any, ...]]:
+    return (True, inputs) if isinstance(inputs, tuple) else (False, (inputs,))
+
+
+def _functional(client: Any, name: str, fn: Callable[..., Any], inputs: Any, v: Any,
+                strict: bool) -> tuple[list[np.ndarray], list[Any], bool, bool]:
+    """One RunGraph computing torch.autograd.functional's `name` of traced `fn` at `inputs`
+    (a value or a tuple of them, as torch takes them); returns (outputs, flat result,
+    inputs were a tuple, outputs were a tuple)."""
+    is_tuple, args = _as_args(inputs)
+    if not args:
+        raise TypeError(f"{name}() needs at least one input")
+    outputs_tuple: list[bool] = []
+
+    def traced(*xs: Any) -> Any:
+        out = fn(*xs)
+        outputs_tuple.append(isinstance(out, tuple))
+        return out
+
+    req = trace_request(client, traced, args, tuple(range(len(args))), several_outputs=True)
+    req.functional.kind = _KINDS[name]
+    req.functional.strict = strict
+    req.functional.inputs_tuple = is_tuple
+    req.functional.outputs_tuple = outputs_tuple[0]
+    if v is not None:
+        for a in v if isinstance(v, tuple) else (v,):
+            arr = a if isinstance(a, np.ndarray) else codec.array_from_data(a)
+            codec.encode_array(arr, req.functional.v.add())
+    resp = client.run_graph(req)
+    if not resp.functional_result:  # every kind returns at least one tensor
+        raise IncompatibleServerError(
+            f"{client.target} answered a {name} request without functional_result: the server "
+            "predates RunGraphRequest.functional (use a session's torch.autograd.functional)")
+    outs = [codec.decode_array(o.tensor) for o in resp.outputs]
+    flat = [codec.decode_array(r.tensor) if r.HasField("tensor") else None
+            for r in resp.functional_result]
+    return outs, flat, is_tuple, outputs_tuple[0]
+
+
+def _unpack(values: list[Any], is_tuple: bool) -> Any:
+    return tuple(values) if is_tuple else values[0]
+
+
+def jacobian(client: Any, fn: Callable[..., Any], strict: bool = False) -> Callable[..., Any]:
+    """A function returning torch.autograd.functional.jacobian of `fn` at its arguments.
+
+    `client.jacobian(fn)(x)` is `jacobian(fn, x)`, `client.jacobian(fn)(x, y)` is
+    `jacobian(fn, (x, y))`: arrays of shape output.shape + input.shape, in tuples per output then
+    per input as `fn` returns a tuple / takes several arguments. One stateless call.
+    """
+    def jac_fn(*args: Any) -> Any:
+        _, flat, is_tuple, out_tuple = _functional(
+            client, "jacobian", fn, args if len(args) != 1 else args[0], None, strict)
+        n = len(args)
+        rows = [_unpack(flat[i:i + n], n > 1) for i in range(0, len(flat), n)]
+        return _unpack(rows, out_tuple)
+    return jac_fn
+
+
+def hessian(client: Any, fn: Callable[..., Any], strict: bool = False) -> Callable[..., Any]:
+    """A function returning torch.autograd.functional.hessian of scalar `fn` at its arguments
+    (arguments as `jacobian`): arrays of shape input_i.shape + input_j.shape, in tuples of
+    tuples for several arguments. One stateless call."""
+    def hess_fn(*args: Any) -> Any:
+        _, flat, _, _ = _functional(
+            client, "hessian", fn, args if len(args) != 1 else args[0], None, strict)
+        n = len(args)
+        rows = [_unpack(flat[i:i + n], n > 1) for i in range(0, len(flat), n)]
+        return _unpack(rows, n > 1)
+    return hess_fn
+
+
+def _with_v(client: Any, name: str, fn: Callable[..., Any], inputs: Any, v: Any,
+            strict: bool) -> tuple[Any, Any]:
+    outs, flat, is_tuple, out_tuple = _functional(client, name, fn, inputs, v, strict)
+    return (_unpack(outs, out_tuple),
+            _unpack(flat, out_tuple if name == "jvp" else is_tuple))
+
+
+def vjp(client: Any, fn: Callable[..., Any], inputs: Any, v: Any = None,
+        strict: bool = False) -> tuple[Any, Any]:
+    """torch.autograd.functional.vjp of traced `fn` in one stateless call: (fn's value,
+    v^T J) as numpy, structured as torch's (tuples where inputs/outputs are tuples)."""
+    return _with_v(client, "vjp", fn, inputs, v, strict)
+
+
+def jvp(client: Any, fn: Callable[..., Any], inputs: Any, v: Any = None,
+        strict: bool = False) -> tuple[Any, Any]:
+    """torch.autograd.functional.jvp of traced `fn` in one stateless call: (fn's value, J v)."""
+    return _with_v(client, "jvp", fn, inputs, v, strict)
+
+
+def vhp(client: Any, fn: Callable[..., Any], inputs: Any, v: Any = None,
+        strict: bool = False) -> tuple[Any, Any]:
+    """torch.autograd.functional.vhp of scalar traced `fn` in one stateless call: (fn's value,
+    v^T H)."""
+    return _with_v(client, "vhp", fn, inputs, v, strict)
+
+
+def hvp(client: Any, fn: Callable[..., Any], inputs: Any, v: Any = None,
+        strict: bool = False) -> tuple[Any, Any]:
+    """torch.autograd.functional.hvp of scalar traced `fn` in one stateless call: (fn's value,
+    H v)."""
+    return _with_v(client, "hvp", fn, inputs, v, strict)

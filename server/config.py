@@ -34,6 +34,7 @@ class ServerConfig:
     max_nodes: int = 100_000
     max_handles: int = 1_000_000
     max_order: int = 8
+    max_jacobian_rows: int = 4096
     max_message_bytes: int = MAX_MESSAGE_BYTES
     session_ttl: float = 900.0
     max_session_ttl: float = 86_400.0
@@ -77,6 +78,8 @@ _HELP = {
     "max_nodes": "nodes per stateless graph",
     "max_handles": "live handles per session",
     "max_order": "highest derivative order a stateless call may ask for",
+    "max_jacobian_rows": "rows (backward passes) of a stateless jacobian or hessian: elements "
+                         "of the outputs, or of the wrt inputs for a hessian",
     "max_message_bytes": "largest gRPC message received or sent",
     "session_ttl": "default idle seconds before a session is closed",
     "max_session_ttl": "largest idle TTL a client may ask for",
@@ -160,7 +163,7 @@ def validate(config: ServerConfig) -> None:
     """
     positive = ("workers", "max_session_waiters", "max_principal_sessions",
                 "max_principal_calls", "max_sessions", "max_session_bytes", "max_tensor_elements",
-                "max_instructions", "max_nodes", "max_handles", "max_order",
+                "max_instructions", "max_nodes", "max_handles", "max_order", "max_jacobian_rows",
                 "max_message_bytes", "session_ttl", "max_session_ttl", "reap_interval")
     for name in positive:
         if getattr(config, name) <= 0:

@@ -87,6 +87,50 @@ def validate(req: service_pb2.RunGraphRequest, config: ServerConfig,
     unknown = set(req.output_grads) - set(names)
     if unknown:
         raise InvalidRequestError(f"output_grads names unknown outputs {sorted(unknown)}")
+    if req.HasField("functional"):
+        _check_functional(req)
+
+
+_FUNCTIONALS = {
+    service_pb2.FUNCTIONAL_KIND_JACOBIAN: "jacobian",
+    service_pb2.FUNCTIONAL_KIND_HESSIAN: "hessian",
+    service_pb2.FUNCTIONAL_KIND_VJP: "vjp",
+    service_pb2.FUNCTIONAL_KIND_JVP: "jvp",
+    service_pb2.FUNCTIONAL_KIND_VHP: "vhp",
+    service_pb2.FUNCTIONAL_KIND_HVP: "hvp",
+}
+
+
+def _check_functional(req: service_pb2.RunGraphRequest) -> None:
+    f = req.functional
+    name = _FUNCTIONALS.get(f.kind)
+    if name is None:
+        raise InvalidRequestError(f"functional.kind {f.kind} is not a FunctionalKind "
+                                  "(FUNCTIONAL_KIND_UNSPECIFIED included)")
+    if not req.wrt:
+        raise InvalidRequestError(f"functional {name} needs the inputs to differentiate "
+                                  "with respect to in wrt")
+    if not req.graph.outputs:
+        raise InvalidRequestError(f"functional {name} needs at least one graph output")
+    for field, bad in (("order", req.order > 1), ("output_grads", bool(req.output_grads)),
+                       ("allow_unused", req.allow_unused)):
+        if bad:
+            raise InvalidRequestError(f"functional {name} cannot be combined with {field} "
+                                      "(use functional.v and functional.strict)")
+    if not f.inputs_tuple and len(req.wrt) != 1:
+        raise InvalidRequestError(f"functional {name}: inputs_tuple is false, so wrt must name "
+                                  f"exactly one input, not {len(req.wrt)}")
+    if not f.outputs_tuple and len(req.graph.outputs) != 1:
+        raise InvalidRequestError(f"functional {name}: outputs_tuple is false, so the graph "
+                                  f"must have exactly one output, not {len(req.graph.outputs)}")
+    if f.v:
+        wanted = {"jacobian": 0, "hessian": 0, "vjp": len(req.graph.outputs)}.get(
+            name, len(req.wrt))
+        if len(f.v) != wanted:
+            raise InvalidRequestError(
+                f"functional {name} takes {wanted} tensor(s) in v (one per "
+                f"{'graph output' if name == 'vjp' else 'wrt input'}), got {len(f.v)}"
+                if wanted else f"functional {name} takes no v, got {len(f.v)}")
 
 
 def _define(defined: dict[str, int | None], name: str, n_outputs: int | None, what: str) -> None:
@@ -186,7 +230,33 @@ def _execute(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: Bud
                                 what=f"input {inp.name!r}")
         budget.add(t)
         env[inp.name] = (t,)
+    if req.HasField("functional"):
+        return _functional(req, config, budget, env, check_deadline, resolve_handle, generator)
+    return _run_nodes(req, budget, env, limit, check_deadline, resolve_handle, generator)
 
+
+def _run_nodes(req: service_pb2.RunGraphRequest, budget: Budget,
+               env: dict[str, tuple[Any, ...]], limit: int, check_deadline: Callable[[], None],
+               resolve_handle: Callable[[int], ge.Tensor] | None,
+               generator: Any) -> service_pb2.RunGraphResponse:
+    """Run the graph's nodes on `env` (the inputs) and its gradients, if asked for."""
+    g = req.graph
+    outputs = _forward(g, budget, env, limit, check_deadline, resolve_handle, generator)
+    resp = service_pb2.RunGraphResponse()
+    for o, t in zip(g.outputs, outputs):
+        _encode(t, resp.outputs.add(name=o.name).tensor)
+    if req.wrt:
+        check_deadline()
+        _gradients(req, outputs, [env[name][0] for name in req.wrt], limit, resp,
+                   check_deadline)
+    return resp
+
+
+def _forward(g: graph_pb2.Graph, budget: Budget, env: dict[str, tuple[Any, ...]], limit: int,
+             check_deadline: Callable[[], None],
+             resolve_handle: Callable[[int], ge.Tensor] | None,
+             generator: Any) -> list[Any]:
+    """Run the nodes, adding their outputs to `env`; returns the graph's outputs."""
     def resolve(v: graph_pb2.Value) -> Any:
         if v.WhichOneof("kind") == "handle":
             assert resolve_handle is not None  # validate() rejected handles without a session
@@ -214,15 +284,77 @@ def _execute(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: Bud
             env[node.id] = outs
         except Exception as exc:
             raise Located(exc, node=node.id, op=node.op) from exc
-    outputs = [resolve(graph_pb2.Value(ref=o.ref)) for o in g.outputs]
+    return [resolve(graph_pb2.Value(ref=o.ref)) for o in g.outputs]
+
+
+def _functional(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: Budget,
+                env: dict[str, tuple[Any, ...]], check_deadline: Callable[[], None],
+                resolve_handle: Callable[[int], ge.Tensor] | None,
+                generator: Any) -> service_pb2.RunGraphResponse:
+    """torch.autograd.functional's `req.functional.kind` of the graph as a function of the wrt
+    inputs: the engine's implementation (surface/functional.py) calls a function replaying the
+    nodes (called once). The engine's backward passes tick the
+    deadline between nodes, the replay between ops."""
+    g, f = req.graph, req.functional
+    name = _FUNCTIONALS[f.kind]
+    limit, max_rows = config.max_tensor_elements, config.max_jacobian_rows
+    wrt = list(req.wrt)
+    fixed = {k: v for k, v in env.items() if k not in req.wrt}
+    first: list[Any] = []
+
+    def check_rows(rows: int, what: str) -> None:
+        if rows > max_rows:
+            raise LimitExceededError(
+                f"a {name} takes {rows} rows (backward passes: elements of the {what}), more "
+                f"than the limit of {max_rows} (--max-jacobian-rows)", limit="max_jacobian_rows")
+
+    if name == "hessian":
+        check_rows(sum(env[n][0].numel() for n in wrt), "wrt inputs")
+
+    def func(*args: Any) -> Any:
+        run_env = dict(fixed)
+        run_env.update((n, (a,)) for n, a in zip(wrt, args))
+        outs = _forward(g, budget, run_env, limit, check_deadline, resolve_handle, generator)
+        if not first:
+            first.extend(outs)
+            if name == "jacobian":
+                n_rows = sum(o.numel() for o in outs if isinstance(o, ge.Tensor))
+                check_rows(n_rows, "outputs")
+        return tuple(outs) if f.outputs_tuple else outs[0]
+
+    ins = tuple(env[n][0] for n in wrt)
+    v = tuple(codec.decode_tensor(t, limit, what=f"functional.v[{i}]")
+              for i, t in enumerate(f.v))
+    for t in v:
+        budget.add(t)
+    # inputs and v as torch takes them: a tuple, or the one tensor (torch's messages differ)
+    inputs = ins if f.inputs_tuple else ins[0]
+    v_tuple = f.outputs_tuple if name == "vjp" else f.inputs_tuple
+    af = ge.autograd.functional
+    fn = {"jacobian": af.jacobian, "hessian": af.hessian, "vjp": af.vjp, "jvp": af.jvp,
+          "vhp": af.vhp, "hvp": af.hvp}[name]
+    if name in ("jacobian", "hessian"):
+        res = fn(func, inputs, strict=f.strict)
+    else:
+        _, res = fn(func, inputs, None if not v else v if v_tuple else v[0], strict=f.strict)
+    flat = _flatten(res)
     resp = service_pb2.RunGraphResponse()
-    for o, t in zip(g.outputs, outputs):
-        _encode(t, resp.outputs.add(name=o.name).tensor)
-    if req.wrt:
-        check_deadline()
-        _gradients(req, outputs, [env[name][0] for name in req.wrt], limit, resp,
-                   check_deadline)
+    for o, t in zip(g.outputs, first):
+        _encode(t.detach(), resp.outputs.add(name=o.name).tensor)
+    for t in flat:
+        slot = resp.functional_result.add()
+        if t is None:
+            slot.none.SetInParent()
+        else:
+            _encode(t, slot.tensor)
     return resp
+
+
+def _flatten(res: Any) -> list[Any]:
+    """torch.autograd.functional's nested tuples of tensors, in row-major order."""
+    if isinstance(res, tuple):
+        return [t for r in res for t in _flatten(r)]
+    return [res]
 
 
 def fit(resp: service_pb2.RunGraphResponse, config: ServerConfig) -> service_pb2.RunGraphResponse:

@@ -221,7 +221,8 @@ def pick_op(c: Chooser, ops: list[catalogue_pb2.OpInfo]) -> catalogue_pb2.OpInfo
 # --- requests -------------------------------------------------------------------------------------
 
 def graph_request(c: Chooser, ops: list[catalogue_pb2.OpInfo]) -> service_pb2.RunGraphRequest:
-    """A random valid-looking stateless graph with inputs, wrt, output grads and order."""
+    """A random valid-looking stateless graph with inputs, wrt, output grads and order, or a
+    functional (jacobian, hessian, ...) of it."""
     req = service_pb2.RunGraphRequest()
     g = req.graph
     g.opset_version = 0 if c.chance(0.95) else c.int(1, 2**32 - 1)
@@ -249,6 +250,18 @@ def graph_request(c: Chooser, ops: list[catalogue_pb2.OpInfo]) -> service_pb2.Ru
         tensor(c, req.output_grads[g.outputs[0].name])
     req.order = c.pick([0, 1, 2, 3]) if c.chance(0.97) else c.int(0, 2**32 - 1)
     req.allow_unused = c.chance(0.5)
+    if c.chance(0.3):  # torch.autograd.functional of the graph (drawn last: earlier draws keep)
+        f = req.functional
+        f.kind = c.int(1, 6) if c.chance(0.95) else c.int(0, 2**31 - 1)
+        n_v = {3: len(g.outputs), 1: 0, 2: 0}.get(f.kind, len(req.wrt))  # the count that fits
+        for _ in range(n_v if c.chance(0.7) else c.pick([0, 1, 2, 3])):
+            tensor(c, f.v.add())
+        f.strict = c.chance(0.3)
+        f.inputs_tuple = len(req.wrt) != 1 or c.chance(0.3)
+        f.outputs_tuple = len(g.outputs) != 1 or c.chance(0.3)
+        if c.chance(0.9):  # mostly past the exclusions, to reach the run
+            req.order, req.allow_unused = 0, False
+            req.ClearField("output_grads")
     return req
 
 

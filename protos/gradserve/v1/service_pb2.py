@@ -28,7 +28,7 @@ from gradserve.v1 import session_pb2 as gradserve_dot_v1_dot_session__pb2
 from gradserve.v1 import tensor_pb2 as gradserve_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1agradserve/v1/service.proto\x12\x0cgradserve.v1\x1a\x1cgradserve/v1/catalogue.proto\x1a\x18gradserve/v1/graph.proto\x1a\x1agradserve/v1/session.proto\x1a\x19gradserve/v1/tensor.proto\"A\n\x0bNamedTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x06tensor\x18\x02 \x01(\x0b\x32\x14.gradserve.v1.Tensor\"\x8b\x03\n\x0fRunGraphRequest\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.gradserve.v1.Graph\x12\x39\n\x06inputs\x18\x02 \x03(\x0b\x32).gradserve.v1.RunGraphRequest.InputsEntry\x12\x0b\n\x03wrt\x18\x03 \x03(\t\x12\x44\n\x0coutput_grads\x18\x04 \x03(\x0b\x32..gradserve.v1.RunGraphRequest.OutputGradsEntry\x12\r\n\x05order\x18\x05 \x01(\r\x12\x14\n\x0c\x61llow_unused\x18\x06 \x01(\x08\x12\x12\n\nsession_id\x18\x07 \x01(\t\x1a\x43\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.gradserve.v1.Tensor:\x02\x38\x01\x1aH\n\x10OutputGradsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.gradserve.v1.Tensor:\x02\x38\x01\"N\n\x0eInputGradients\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x0b\x64\x65rivatives\x18\x02 \x03(\x0b\x32\x19.gradserve.v1.MaybeTensor\"o\n\x10RunGraphResponse\x12*\n\x07outputs\x18\x01 \x03(\x0b\x32\x19.gradserve.v1.NamedTensor\x12/\n\tgradients\x18\x02 \x03(\x0b\x32\x1c.gradserve.v1.InputGradients2\xf2\x03\n\x0f\x41utogradService\x12I\n\x08RunGraph\x12\x1d.gradserve.v1.RunGraphRequest\x1a\x1e.gradserve.v1.RunGraphResponse\x12X\n\rCreateSession\x12\".gradserve.v1.CreateSessionRequest\x1a#.gradserve.v1.CreateSessionResponse\x12U\n\x0c\x43loseSession\x12!.gradserve.v1.CloseSessionRequest\x1a\".gradserve.v1.CloseSessionResponse\x12R\n\x0f\x44\x65scribeSession\x12$.gradserve.v1.DescribeSessionRequest\x1a\x19.gradserve.v1.SessionInfo\x12G\n\x0c\x45xecuteBatch\x12\x1a.gradserve.v1.BatchRequest\x1a\x1b.gradserve.v1.BatchResponse\x12\x46\n\x07ListOps\x12\x1c.gradserve.v1.ListOpsRequest\x1a\x1d.gradserve.v1.ListOpsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1agradserve/v1/service.proto\x12\x0cgradserve.v1\x1a\x1cgradserve/v1/catalogue.proto\x1a\x18gradserve/v1/graph.proto\x1a\x1agradserve/v1/session.proto\x1a\x19gradserve/v1/tensor.proto\"A\n\x0bNamedTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x06tensor\x18\x02 \x01(\x0b\x32\x14.gradserve.v1.Tensor\"\xbd\x03\n\x0fRunGraphRequest\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.gradserve.v1.Graph\x12\x39\n\x06inputs\x18\x02 \x03(\x0b\x32).gradserve.v1.RunGraphRequest.InputsEntry\x12\x0b\n\x03wrt\x18\x03 \x03(\t\x12\x44\n\x0coutput_grads\x18\x04 \x03(\x0b\x32..gradserve.v1.RunGraphRequest.OutputGradsEntry\x12\r\n\x05order\x18\x05 \x01(\r\x12\x14\n\x0c\x61llow_unused\x18\x06 \x01(\x08\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12\x30\n\nfunctional\x18\x08 \x01(\x0b\x32\x1c.gradserve.v1.FunctionalCall\x1a\x43\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.gradserve.v1.Tensor:\x02\x38\x01\x1aH\n\x10OutputGradsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.gradserve.v1.Tensor:\x02\x38\x01\"\x9a\x01\n\x0e\x46unctionalCall\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.gradserve.v1.FunctionalKind\x12\x1f\n\x01v\x18\x02 \x03(\x0b\x32\x14.gradserve.v1.Tensor\x12\x0e\n\x06strict\x18\x03 \x01(\x08\x12\x14\n\x0cinputs_tuple\x18\x04 \x01(\x08\x12\x15\n\routputs_tuple\x18\x05 \x01(\x08\"N\n\x0eInputGradients\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x0b\x64\x65rivatives\x18\x02 \x03(\x0b\x32\x19.gradserve.v1.MaybeTensor\"\xa5\x01\n\x10RunGraphResponse\x12*\n\x07outputs\x18\x01 \x03(\x0b\x32\x19.gradserve.v1.NamedTensor\x12/\n\tgradients\x18\x02 \x03(\x0b\x32\x1c.gradserve.v1.InputGradients\x12\x34\n\x11\x66unctional_result\x18\x03 \x03(\x0b\x32\x19.gradserve.v1.MaybeTensor*\xd0\x01\n\x0e\x46unctionalKind\x12\x1f\n\x1b\x46UNCTIONAL_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x46UNCTIONAL_KIND_JACOBIAN\x10\x01\x12\x1b\n\x17\x46UNCTIONAL_KIND_HESSIAN\x10\x02\x12\x17\n\x13\x46UNCTIONAL_KIND_VJP\x10\x03\x12\x17\n\x13\x46UNCTIONAL_KIND_JVP\x10\x04\x12\x17\n\x13\x46UNCTIONAL_KIND_VHP\x10\x05\x12\x17\n\x13\x46UNCTIONAL_KIND_HVP\x10\x06\x32\xf2\x03\n\x0f\x41utogradService\x12I\n\x08RunGraph\x12\x1d.gradserve.v1.RunGraphRequest\x1a\x1e.gradserve.v1.RunGraphResponse\x12X\n\rCreateSession\x12\".gradserve.v1.CreateSessionRequest\x1a#.gradserve.v1.CreateSessionResponse\x12U\n\x0c\x43loseSession\x12!.gradserve.v1.CloseSessionRequest\x1a\".gradserve.v1.CloseSessionResponse\x12R\n\x0f\x44\x65scribeSession\x12$.gradserve.v1.DescribeSessionRequest\x1a\x19.gradserve.v1.SessionInfo\x12G\n\x0c\x45xecuteBatch\x12\x1a.gradserve.v1.BatchRequest\x1a\x1b.gradserve.v1.BatchResponse\x12\x46\n\x07ListOps\x12\x1c.gradserve.v1.ListOpsRequest\x1a\x1d.gradserve.v1.ListOpsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,18 +39,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNGRAPHREQUEST_INPUTSENTRY']._serialized_options = b'8\001'
   _globals['_RUNGRAPHREQUEST_OUTPUTGRADSENTRY']._loaded_options = None
   _globals['_RUNGRAPHREQUEST_OUTPUTGRADSENTRY']._serialized_options = b'8\001'
+  _globals['_FUNCTIONALKIND']._serialized_start=1076
+  _globals['_FUNCTIONALKIND']._serialized_end=1284
   _globals['_NAMEDTENSOR']._serialized_start=155
   _globals['_NAMEDTENSOR']._serialized_end=220
   _globals['_RUNGRAPHREQUEST']._serialized_start=223
-  _globals['_RUNGRAPHREQUEST']._serialized_end=618
-  _globals['_RUNGRAPHREQUEST_INPUTSENTRY']._serialized_start=477
-  _globals['_RUNGRAPHREQUEST_INPUTSENTRY']._serialized_end=544
-  _globals['_RUNGRAPHREQUEST_OUTPUTGRADSENTRY']._serialized_start=546
-  _globals['_RUNGRAPHREQUEST_OUTPUTGRADSENTRY']._serialized_end=618
-  _globals['_INPUTGRADIENTS']._serialized_start=620
-  _globals['_INPUTGRADIENTS']._serialized_end=698
-  _globals['_RUNGRAPHRESPONSE']._serialized_start=700
-  _globals['_RUNGRAPHRESPONSE']._serialized_end=811
-  _globals['_AUTOGRADSERVICE']._serialized_start=814
-  _globals['_AUTOGRADSERVICE']._serialized_end=1312
+  _globals['_RUNGRAPHREQUEST']._serialized_end=668
+  _globals['_RUNGRAPHREQUEST_INPUTSENTRY']._serialized_start=527
+  _globals['_RUNGRAPHREQUEST_INPUTSENTRY']._serialized_end=594
+  _globals['_RUNGRAPHREQUEST_OUTPUTGRADSENTRY']._serialized_start=596
+  _globals['_RUNGRAPHREQUEST_OUTPUTGRADSENTRY']._serialized_end=668
+  _globals['_FUNCTIONALCALL']._serialized_start=671
+  _globals['_FUNCTIONALCALL']._serialized_end=825
+  _globals['_INPUTGRADIENTS']._serialized_start=827
+  _globals['_INPUTGRADIENTS']._serialized_end=905
+  _globals['_RUNGRAPHRESPONSE']._serialized_start=908
+  _globals['_RUNGRAPHRESPONSE']._serialized_end=1073
+  _globals['_AUTOGRADSERVICE']._serialized_start=1287
+  _globals['_AUTOGRADSERVICE']._serialized_end=1785
 # @@protoc_insertion_point(module_scope)
