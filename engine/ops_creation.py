@@ -170,13 +170,27 @@ defop("arange", _arange, inputs=(),
 
 def _linspace(start: Any, end: Any, steps: int, dtype: Any = None) -> Any:
     # torch's kernel: from both ends toward the middle, so the last value is exactly `end`.
+    np_dtype = _np_dtype(dtype)
     if steps == 1:
-        return np.asarray([start], dtype=np.float64).astype(_np_dtype(dtype))
-    i = np.arange(steps, dtype=np.float64)
-    step = (end - start) / (steps - 1)
+        return np.asarray([start], dtype=np.float64).astype(np_dtype)
+    i = np.arange(steps)
     half = steps // 2
-    out = np.where(i < half, start + i * step, end - (steps - 1 - i) * step)
-    return out.astype(_np_dtype(dtype))
+    if np_dtype not in (np.float32, np.float64):  # integers: the step in double, then truncated
+        step = (end - start) / (steps - 1)
+        f = i.astype(np.float64)
+        return np.where(i < half, start + f * step, end - (steps - 1 - f) * step).astype(np_dtype)
+    # floats: start, end and the step in the result's dtype, and each value one fused
+    # multiply-add (start + step * i, or end - step * (steps - 1 - i)) as torch's build computes
+    # them (bit for bit with torch 2.13 on CPU, tests/test_engine_random_torch.py)
+    t = np_dtype.type
+    lo_end, hi_end = t(start), t(end)
+    step = t((hi_end - lo_end) / t(steps - 1))
+    low = i < half
+    out = np.empty(steps, np_dtype)
+    fma = _dist.fma32 if np_dtype == np.float32 else _dist.fma64
+    out[low] = fma(i[low].astype(np_dtype), step, lo_end)
+    out[~low] = fma((steps - 1 - i[~low]).astype(np_dtype), -step, hi_end)
+    return out
 
 
 def _linspace_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
@@ -190,7 +204,8 @@ defop("linspace", _linspace, inputs=(),
              AttrSpec("steps", "int", required=True), _DTYPE),
       dtype=_linspace_dtype, out_shape=lambda **a: (a["steps"],), method=False,
       doc="steps evenly spaced values from start to end (float32 unless dtype)",
-      out_bound=temporaries(lambda **a: (a["steps"],), result_bytes=48))
+      # the float64 fused multiply-add's exact emulation keeps ~10 arrays of the result's size
+      out_bound=temporaries(lambda **a: (a["steps"],), result_bytes=160))
 
 
 def _eye_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:

@@ -81,3 +81,23 @@ def test_every_creation_spelling_is_a_surface_spelling() -> None:
              "rand_like", "randn_like", "empty_like")
     for name in names:
         assert SPELLINGS[name].function.__module__ == creation.__name__, name
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_linspace_is_torchs_bit_for_bit(dtype: str) -> None:
+    """Each value one fused multiply-add from its nearer end, in the result's dtype: the last
+    bits of a polynomial-fit tutorial's inputs, and so its printed losses, are torch's."""
+    import math
+    import random
+
+    import numpy as np
+    rnd = random.Random(7)
+    cases = [(-math.pi, math.pi, 2000), (-2, 2, 37), (-1, 1, 100), (0, 1, 2), (5, 5, 10),
+             (1e-3, 7e5, 40000), (3, -3, 1)] + [
+        (rnd.uniform(-100, 100), rnd.uniform(-100, 100), rnd.randint(2, 5000))
+        for _ in range(100)]
+    for start, end, steps in cases:
+        got = ge.linspace(start, end, steps, dtype=getattr(ge, dtype)).numpy()
+        want = torch.linspace(start, end, steps, dtype=getattr(torch, dtype)).numpy()
+        assert np.array_equal(got.view(f"u{got.itemsize}"), want.view(f"u{want.itemsize}")), (
+            start, end, steps)
