@@ -367,3 +367,12 @@ def nll_sum(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     top.append(entries)
     total += _seq(np.concatenate(top).reshape(1, -1), 1)[0]
     return total
+
+
+def float_sum(x: np.ndarray, axes: Sequence[int] | None = None,
+              keepdims: bool = False) -> np.ndarray:
+    """torch's CPU sum of a float array over `axes` (None: all), bit for bit: its cascade order,
+    not numpy's pairwise one. Integral arrays sum with numpy (exact)."""
+    if x.dtype.kind == "f":
+        return torch_sum(x, axes, keepdims)
+    return np.sum(x, axis=None if axes is None else tuple(axes), keepdims=keepdims)

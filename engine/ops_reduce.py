@@ -85,12 +85,7 @@ def _axes(x: Any, dim: Any) -> Any:
     return None if axes == () or x.ndim == 0 else axes
 
 
-def float_sum(x: Any, axes: Sequence[int] | None = None, keepdims: bool = False) -> Any:
-    """torch's CPU sum of a float array over `axes` (None: all), bit for bit: its cascade order
-    (engine/cascade.py), not numpy's pairwise one. Integral arrays sum with numpy (exact)."""
-    if x.dtype.kind == "f":
-        return cascade.torch_sum(x, axes, keepdims)
-    return np.sum(x, axis=None if axes is None else tuple(axes), keepdims=keepdims)
+float_sum = cascade.float_sum  # torch's float sum, bit for bit (engine/cascade.py)
 
 
 def _sum(x: Any, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Any:

@@ -12,8 +12,8 @@ import numpy as np
 
 from gradserve.surface import messages
 
-from . import dtypes, errors, limits
-from .registry import AttrSpec, defop, names_backward
+from . import cascade, dtypes, errors, limits
+from .registry import AttrSpec, defop, names_backward, temporaries
 
 
 def _shape_str(shape: Sequence[int]) -> str:
@@ -116,7 +116,9 @@ def sum_to_size(g: Any, size: Sequence[int]) -> Any:
             f"size {_shape_str(size)} is not expandable to size {_shape_str(g.shape)}")
     axes = tuple(range(lead)) + tuple(
         lead + i for i, s in enumerate(size) if s == 1 and g.shape[lead + i] != 1)
-    out = np.sum(g, axis=axes, keepdims=True) if axes else g
+    # torch's sum_to: sum(dims, keepdim=True) in its cascade order (a bias's gradient is torch's
+    # to the last bit), then a view without the leading dims
+    out = cascade.float_sum(g, axes, keepdims=True) if axes else g
     if lead:
         out = out.reshape(out.shape[lead:])
     if out.shape != size:
@@ -140,7 +142,8 @@ defop("sum_to_size", sum_to_size, lambda ns, g, out, x, size: ns.expand(g, size=
       saves="input.shape",
       attrs=(AttrSpec("size", "ints", required=True),), backward=_sum_to_size_name,
       doc="sum over broadcast dimensions down to size",
-      out_shape=_sum_to_size_shape)
+      # the cascade sum's scratch, as sum's (ops_reduce._SUM_PLAIN)
+      out_bound=temporaries(_sum_to_size_shape, results=2, inputs=1, input_bytes=1))
 
 
 # --- dims ----------------------------------------------------------------------------------------

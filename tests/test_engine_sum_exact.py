@@ -224,3 +224,18 @@ def test_fallback_without_sequential_reduce(monkeypatch: pytest.MonkeyPatch) -> 
         got = cascade.torch_sum(a, d)
         _same(got, torch.from_numpy(want))
         _same(got, torch.from_numpy(a).sum() if d is None else torch.from_numpy(a).sum(d))
+
+
+@pytest.mark.parametrize("shape,bias", [((64, 100), (100,)), ((3, 4, 5), (4, 1)),
+                                        ((2000, 1), (1,)), ((40000,), ())])
+def test_a_broadcast_gradient_sums_as_torch(shape, bias):
+    """sum_to_size (the VJP of broadcasting: a bias's gradient) reduces in torch's order."""
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal(shape).astype(np.float32)
+    b = rng.standard_normal(bias).astype(np.float32)
+    grads = []
+    for lib in (ge, torch):
+        x = lib.tensor(b, requires_grad=True)
+        (x * lib.tensor(g)).sum().backward()
+        grads.append(x.grad.numpy())
+    assert grads[0].tobytes() == grads[1].tobytes()
