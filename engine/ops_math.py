@@ -1,5 +1,6 @@
 """More elementwise math: inverse trigonometric and hyperbolic functions, log10, trunc/frac,
-erfc, the two-input atan2/hypot/logaddexp/xlogy, sgn, and the float tests isnan/isinf/isfinite.
+erfc, the two-input atan2/hypot/logaddexp/xlogy, sgn, the float tests isnan/isinf/isfinite, and
+tril/triu (a mask over the last two dims).
 
 Each entry as in `ops_elementwise`: name, numpy forward, one VJP rule per input written in engine
 ops (so a backward is differentiable), what each rule reads (`saves`, as torch's
@@ -13,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from . import errors
 from .ops_elementwise import _ERF_BYTES, _by_scalars, broadcast_shape
-from .registry import BOOL, FLOAT, SAME, defop, temporaries
+from .registry import BOOL, FLOAT, SAME, AttrSpec, defop, temporaries
 
 # --- inverse trigonometric and hyperbolic ---------------------------------------------------------
 
@@ -110,3 +112,29 @@ defop("isinf", np.isinf, None, dtype=BOOL, doc="input is +-inf, as bool",
       out_shape=broadcast_shape)
 defop("isfinite", np.isfinite, None, dtype=BOOL, doc="input is neither NaN nor +-inf, as bool",
       out_shape=broadcast_shape)
+
+# --- triangles -----------------------------------------------------------------------------------
+
+
+def _triangle(name: str) -> Any:
+    """tril/triu's forward, refusing fewer than 2 dims (numpy would broadcast a vector)."""
+    triangle = getattr(np, name)
+
+    def forward(x: Any, diagonal: int = 0) -> Any:
+        if np.ndim(x) < 2:
+            raise errors.InvalidArgumentError(
+                f"{name}: input tensor must have at least 2 dimensions")
+        return triangle(x, diagonal)
+    return forward
+
+
+defop("tril", _triangle("tril"),
+      lambda ns, g, out, x, diagonal: ns.tril(g, diagonal=diagonal), saves="",
+      attrs=(AttrSpec("diagonal", "int", 0),), inplace=True,
+      doc="the lower triangle (below and on `diagonal`) of the last two dims, zeros elsewhere",
+      out_bound=temporaries(broadcast_shape, results=1))
+defop("triu", _triangle("triu"),
+      lambda ns, g, out, x, diagonal: ns.triu(g, diagonal=diagonal), saves="",
+      attrs=(AttrSpec("diagonal", "int", 0),), inplace=True,
+      doc="the upper triangle (above and on `diagonal`) of the last two dims, zeros elsewhere",
+      out_bound=temporaries(broadcast_shape, results=1))

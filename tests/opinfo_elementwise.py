@@ -239,7 +239,12 @@ MATH = [
            check_finite_differences=False, check_second_order=False),
 ] + [OpInfo(name, getattr(torch, name),
             [Sample((_special((2, 3)),)), Sample(((3,),)), Sample((ints((2, 3)),))])
-     for name in ("isnan", "isinf", "isfinite")]
+     for name in ("isnan", "isinf", "isfinite")] + [
+    OpInfo(name, lambda x, diagonal=0, name=name: getattr(torch, name)(x, diagonal),
+           [Sample(((3, 3),)), Sample(((2, 4),), {"diagonal": 1}),
+            Sample(((2, 3, 4),), {"diagonal": -1}), Sample(((4, 2),), {"diagonal": 5}),
+            Sample((ints((3, 3)),), {"diagonal": -2}), Sample((mask((2, 3)),))])
+    for name in ("tril", "triu")]
 # Integer inputs to floating functions compute in float32 (torch's int-to-float rule).
 for _info in MATH:
     if _info.name in ("atan", "sinh", "log10", "erfc", "trunc", "sgn"):
