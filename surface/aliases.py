@@ -36,6 +36,7 @@ ALIASES: dict[str, str] = {
     # shape
     "concat": "cat",
     "concatenate": "cat",
+    "row_stack": "vstack",
     "swapaxes": "transpose",
     "swapdims": "transpose",
     "moveaxis": "movedim",

@@ -17,7 +17,8 @@ Y = [[0.6, 0.1, 0.8], [0.3, 0.5, 0.2]]
 
 # canonical name -> (function arguments after the tensors, the tensors it takes: 1, 2 or a list)
 CALLS: dict[str, tuple[tuple, str]] = {
-    "clamp": ((0.3, 0.6), "x"), "cat": ((), "list"), "transpose": ((0, 1), "x"),
+    "clamp": ((0.3, 0.6), "x"), "cat": ((), "list"), "vstack": ((), "list"),
+    "transpose": ((0, 1), "x"),
     "movedim": ((0, 1), "x"),
     **{n: ((), "xy") for n in ("mul", "sub", "div", "atan2", "gt", "ge", "lt", "le", "ne")},
 }
