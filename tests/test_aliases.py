@@ -51,10 +51,14 @@ def _compare(ours, theirs, ours_inputs, their_inputs):
 
 @pytest.mark.parametrize("alias", sorted(ALIASES))
 def test_the_table_is_torchs(alias):
-    # torch has the alias and its canonical name, and a call through either records the same
-    # node (checked per side below); no alias shadows a canonical name
-    assert callable(getattr(torch, alias)) and callable(getattr(torch, ALIASES[alias]))
-    assert alias not in ALIASES.values()
+    # in torch, the alias and its canonical name give the same values and node
+    target = ALIASES[alias]
+    tensors, extra, _ = _args(torch, target)
+    via_alias = getattr(torch, alias)(*tensors, *extra)
+    via_target = getattr(torch, target)(*tensors, *extra)
+    assert torch.equal(via_alias, via_target)
+    assert type(via_alias.grad_fn) is type(via_target.grad_fn)
+    assert alias not in ALIASES.values()  # no alias shadows a canonical name
 
 
 def test_canonical_maps_inplace_spellings():
