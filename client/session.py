@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import aliases, data, devices, grad_mode, legacy, messages
 from gradserve.surface import compat as surface_compat
-from gradserve.surface import data, devices, grad_mode, legacy, messages
 from gradserve.surface.functional import ErrorTypes, Functional
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import graph_pb2
@@ -99,6 +99,9 @@ class Session:
         self.inference_mode = grad_mode.inference_mode
         self.is_inference_mode_enabled = grad_mode.is_inference_mode_enabled
         compat.install(self)  # device, cuda, set_default_dtype, Tensor(...), FloatTensor, ...
+        for alias, target in aliases.ALIASES.items():  # torch.arctan is torch.atan, ...
+            if target in self.__dict__:
+                self.__dict__[alias] = self.__dict__[target]
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -303,14 +306,15 @@ class Session:
     def method(self, t: Tensor, name: str) -> Callable[..., Any]:
         """`t.<name>`: an overload (client/overloads.py), an op with `t` as its first input, or
         its in-place variant."""
-        ov = self._overloads.get(name)
+        target = aliases.canonical(name)  # x.arctan() is x.atan()
+        ov = self._overloads.get(target)
         if ov is not None and ov.method is not None:
             return overloads.method(self, ov, t)  # type: ignore[no-any-return]
-        spec = self._table.ops.get(name)
+        spec = self._table.ops.get(target)
         if spec is not None and spec.inputs and not spec.variadic:
             return lambda *args, **kwargs: self._apply(spec, *spec.bind((t, *args), kwargs))
-        if name in self._table.inplace:
-            return lambda *args, **kwargs: self.inplace(name, t, args, kwargs)
+        if target in self._table.inplace:
+            return lambda *args, **kwargs: self.inplace(target, t, args, kwargs)
         raise surface_compat.missing_name("torch.Tensor", name, "dir(tensor)")
 
     def inplace(self, name: str, t: Tensor, args: Sequence[Any], kwargs: dict[str, Any]) -> Tensor:

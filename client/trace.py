@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import grad_mode
+from gradserve.surface import aliases, grad_mode
 from gradserve.v1 import graph_pb2, service_pb2
 
 from . import codec, overloads
@@ -77,11 +77,12 @@ class Tracer:
         return self._apply(spec, *spec.bind(args, kwargs))
 
     def method(self, t: Tensor, name: str) -> Callable[..., Any]:
-        ov = self._overloads.get(name)
+        target = aliases.canonical(name)  # x.arctan() is x.atan()
+        ov = self._overloads.get(target)
         if ov is not None and ov.method is not None:
             # x.max(dim), x.norm(), ...; the spellings that read the shape (x.T) raise here
             return overloads.method(self, ov, t)  # type: ignore[no-any-return]
-        spec = self.table.ops.get(name)
+        spec = self.table.ops.get(target)
         if spec is not None and spec.inputs and not spec.variadic:
             return lambda *args, **kwargs: self._apply(spec, *spec.bind((t, *args), kwargs))
         raise AttributeError(f"'Tensor' object has no attribute '{name}' (in-place ops and "

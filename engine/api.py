@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import grad_mode, operators
+from gradserve.surface import aliases, grad_mode, operators
 from gradserve.surface.binding import take_inputs
 
 from . import autograd, errors, hooks, namespaces
@@ -268,9 +268,21 @@ def build() -> dict[str, Callable[..., Any]]:
     _attach("register_hook", hooks.register_hook, "public", None)
     _attach("register_post_accumulate_grad_hook", hooks.register_post_accumulate_grad_hook,
             "public", None)
+    _install_aliases()
     Tensor.__hash__ = lambda self: id(self)  # type: ignore[method-assign]
     namespaces.build(FUNCTIONS)
     return FUNCTIONS
+
+
+def _install_aliases() -> None:
+    """torch's aliases (gradserve.surface.aliases) as the very functions and methods of their
+    canonical names, with their in-place `alias_` where the canonical `name_` exists."""
+    for alias, target in aliases.ALIASES.items():
+        if target in PUBLIC:
+            PUBLIC[alias] = PUBLIC[target]
+        for a, t in ((alias, target), (alias + "_", target + "_")):
+            if t in ATTACHED:
+                _attach(a, Tensor.__dict__[t], *ATTACHED[t])
 
 
 ATTACHED: dict[str, tuple[str, OpDef | None]] = {}

@@ -428,3 +428,95 @@ def dropout(be: Backend, input: Any, p: float, train: bool) -> Any:
 
 
 _register("dropout", ("zeros_like", "bernoulli", "div", "mul"), dropout)
+
+
+# --- movedim, hstack, vstack ---------------------------------------------------------------------
+
+MOVEDIM_SIGNATURES = ("(Tensor input, int source, int destination)",
+                      "(Tensor input, tuple of ints source, tuple of ints destination)")
+MOVEDIM_METHOD_SIGNATURES = ("(int source, int destination)",
+                             "(tuple of ints source, tuple of ints destination)")
+
+
+def _dims(value: Any) -> list[Any] | None:
+    """An int or a sequence of ints as a list; None for anything else."""
+    if is_int(value):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(is_int(v) for v in value):
+        return list(value)
+    return None
+
+
+def movedim(be: Backend, input: Any, source: Any, destination: Any) -> Any:
+    """The dims at `source` moved to `destination` (ints or sequences of ints), the others kept in
+    their order: one `permute` (grad_fn PermuteBackward0, as torch's)."""
+    src, dst = _dims(source), _dims(destination)
+    if src is None or dst is None:
+        raise be.type_error(messages.invalid_combination(
+            "movedim", (input, source, destination), {}, MOVEDIM_SIGNATURES, be.is_tensor))
+    if len(src) != len(dst):
+        raise be.runtime_error(
+            f"movedim: Invalid source or destination dims: source ({src} dims) should contain "
+            f"the same number of dims as destination ({dst} dims)")
+    ndim = len(be.shape(input))
+    wsrc = [wrap_dim(be, d, ndim) for d in src]
+    wdst = [wrap_dim(be, d, ndim) for d in dst]
+    for what, given, wrapped in (("source", src, wsrc), ("destination", dst, wdst)):
+        if len(set(wrapped)) != len(wrapped):
+            raise be.runtime_error(f"movedim: repeated dim in `{what}` ({given})")
+    order: list[int | None] = [None] * max(ndim, 1)
+    for s, d in zip(wsrc, wdst):
+        order[d] = s
+    rest = iter(d for d in range(ndim) if d not in wsrc)
+    perm = [d if d is not None else next(rest) for d in order][:ndim]
+    return be.call("permute", (input, tuple(perm)), {})
+
+
+def _movedim_method(be: Backend, self: Any, *args: Any, **kwargs: Any) -> Any:
+    bound = dict(zip(("source", "destination"), args))
+    bound.update(kwargs)
+    if len(args) > 2 or set(bound) != {"source", "destination"}:
+        raise be.type_error(messages.invalid_combination(
+            "movedim", args, kwargs, MOVEDIM_METHOD_SIGNATURES, be.is_tensor))
+    return movedim(be, self, bound["source"], bound["destination"])
+
+
+_register("movedim", ("permute",), movedim, _movedim_method)
+
+
+def _tensor_list(be: Backend, name: str, tensors: Any) -> list[Any]:
+    """hstack/vstack's `tensors`: a non-empty list or tuple of tensors, with torch's errors."""
+    if not isinstance(tensors, (list, tuple)):
+        kind = "Tensor" if be.is_tensor(tensors) else type(tensors).__name__
+        raise be.type_error(
+            f"{name}(): argument 'tensors' (position 1) must be tuple of Tensors, not {kind}")
+    if not tensors:
+        raise be.runtime_error(f"{name} expects a non-empty TensorList")
+    return list(tensors)
+
+
+def hstack(be: Backend, tensors: Any) -> Any:
+    """The tensors joined column-wise: `cat` along dim 0 for 1-d (and 0-d) tensors, else dim 1."""
+    ts = [be.call("reshape", (t, (1,)), {}) if be.is_tensor(t) and not be.shape(t) else t
+          for t in _tensor_list(be, "hstack", tensors)]
+    first = ts[0]
+    return be.call("cat", (ts,), {"dim": 0 if be.is_tensor(first) and len(be.shape(first)) == 1
+                                  else 1})
+
+
+def vstack(be: Backend, tensors: Any) -> Any:
+    """The tensors joined row-wise: each at least 2-d (a 1-d tensor as one row), then `cat`
+    along dim 0."""
+    ts = []
+    for t in _tensor_list(be, "vstack", tensors):
+        ndim = len(be.shape(t)) if be.is_tensor(t) else 2
+        if ndim == 0:
+            t = be.call("reshape", (t, (1, 1)), {})
+        elif ndim == 1:
+            t = be.call("unsqueeze", (t, 0), {})
+        ts.append(t)
+    return be.call("cat", (ts,), {"dim": 0})
+
+
+_register("hstack", ("cat", "reshape"), function=hstack)
+_register("vstack", ("cat", "reshape", "unsqueeze"), function=vstack)

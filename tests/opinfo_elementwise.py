@@ -204,6 +204,52 @@ LOGIC = [
 ] + [OpInfo("logical_not", torch.logical_not,
             [Sample((mask((2, 3)),)), Sample((ties((3,)),)), Sample((ints((2, 3)),))])]
 
+# --- more math (engine/ops_math.py) ---------------------------------------------------------------
+
+
+def _special(shape: tuple[int, ...]) -> Any:
+    """Zeros, NaN and +-inf among ordinary values (the float tests' cases)."""
+    values = np.array([0.0, np.nan, np.inf, -np.inf, 1.5, -2.0])
+    return lambda rng: np.asarray(rng.choice(values, size=shape))
+
+
+MATH = [
+    unary("asin", domain=(-0.9, 0.9)), unary("acos", domain=(-0.9, 0.9)), unary("atan"),
+    unary("sinh"), unary("cosh"), unary("asinh"), unary("acosh", domain=(1.2, 3.0)),
+    unary("atanh", domain=(-0.9, 0.9)), unary("log10", domain=(0.5, 2.0)),
+    unary("erfc"),
+    # piecewise constant / with jumps at the integers: no finite differences across them
+    unary("trunc", check_finite_differences=False), unary("frac", check_finite_differences=False),
+    unary("sgn", check_finite_differences=False),
+    OpInfo("atan2", torch.atan2, [Sample(((3,), away_from_zero((3,)))),
+                                  Sample(((2, 3), away_from_zero((3,)))),
+                                  Sample(((), away_from_zero((2,)))),
+                                  Sample(((2, 1, 3), away_from_zero((4, 1))))]),
+    OpInfo("hypot", torch.hypot, binary_samples(scalars=False)),
+    OpInfo("logaddexp", torch.logaddexp, binary_samples(scalars=False)),
+    OpInfo("xlogy", torch.xlogy,
+           [Sample(((3,), positive((3,)))), Sample(((2, 3), positive((3,)))),
+            Sample(((), positive((2,)))), Sample(((2, 1, 3), positive((4, 1)))),
+            Sample((1.5, positive((2, 3)))), Sample(((2, 3), 2.5))]),
+    # xlogy is 0 where input is 0 (its derivative in other too), even where other is 0
+    OpInfo("xlogy", torch.xlogy, [Sample((ties((2, 3)), positive((2, 3))))],
+           check_finite_differences=False),
+    # ... and where other <= 0 (its first derivative there; a second one sums infinities)
+    OpInfo("xlogy", torch.xlogy, [Sample((ties((2, 3)), ties((2, 3))))],
+           check_finite_differences=False, check_second_order=False),
+] + [OpInfo(name, getattr(torch, name),
+            [Sample((_special((2, 3)),)), Sample(((3,),)), Sample((ints((2, 3)),))])
+     for name in ("isnan", "isinf", "isfinite")] + [
+    OpInfo(name, lambda x, diagonal=0, name=name: getattr(torch, name)(x, diagonal),
+           [Sample(((3, 3),)), Sample(((2, 4),), {"diagonal": 1}),
+            Sample(((2, 3, 4),), {"diagonal": -1}), Sample(((4, 2),), {"diagonal": 5}),
+            Sample((ints((3, 3)),), {"diagonal": -2}), Sample((mask((2, 3)),))])
+    for name in ("tril", "triu")]
+# Integer inputs to floating functions compute in float32 (torch's int-to-float rule).
+for _info in MATH:
+    if _info.name in ("atan", "sinh", "log10", "erfc", "trunc", "sgn"):
+        _info.samples.append(Sample((ints((2, 3), 1, 4),)))
+
 # --- dtype conversion, copies and the in-place targets -------------------------------------------
 
 CONVERSION = [
@@ -262,5 +308,5 @@ SHAPE_AND_REDUCE = [
     OpInfo("mean", _reduce(torch.mean), reduce_samples()),
 ]
 
-OPINFOS = ARITHMETIC + UNARY + ACTIVATIONS + SELECTION + COMPARISONS + LOGIC + CONVERSION + \
+OPINFOS = ARITHMETIC + UNARY + MATH + ACTIVATIONS + SELECTION + COMPARISONS + LOGIC + CONVERSION + \
     SHAPE_AND_REDUCE
