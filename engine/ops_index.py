@@ -574,7 +574,9 @@ def _apply_index(self: Tensor, index: Any) -> tuple[Tensor, bool]:
     for it in items:
         i = _scalar_index(it)
         if i is not None:
-            n = result.shape[dim]
+            # several ellipses each skip ndim - specified dims (torch's rule), which can pass the
+            # last dim: torch then reports a size of 0
+            n = result.shape[dim] if dim < result.ndim else 0
             if not -n <= i < n:
                 raise errors.OutOfRangeIndexError(
                     f"index {i} is out of bounds for dimension {real_dim} with size {n}")
@@ -587,6 +589,10 @@ def _apply_index(self: Tensor, index: Any) -> tuple[Tensor, bool]:
                 raise errors.InvalidValueError("slice step cannot be zero")
             if step is not None and step < 0:
                 raise errors.InvalidValueError("step must be greater than zero")
+            if dim >= result.ndim:  # past the last dim (several ellipses): torch ignores it
+                dim += 1
+                real_dim += 1
+                continue
             n = result.shape[dim]
             # torch skips a slice that keeps everything, unless it is the whole index (x[:])
             full = (start or 0) == 0 and (stop is None or stop >= n) and (step or 1) == 1

@@ -168,3 +168,36 @@ def test_a_rule_that_cannot_judge_its_inputs_is_the_callers_mistake(monkeypatch)
     with ge.limits.allocation_limit(100), pytest.raises(ge.errors.InvalidArgumentError) as err:
         ge.sin(ge.tensor(1.0))
     assert str(err.value) == "sin(): cannot convert float NaN to integer"
+
+
+# bench/fuzz.py 200000 --seed 1 (2026-12-06, stop 16), input 155,088: an index with two
+# ellipses whose dims passed the tensor's last (torch lets each ellipsis skip ndim - specified
+# dims); the engine read shape[dim] out of range and raised Python's IndexError (INTERNAL).
+@pytest.mark.parametrize("index", [
+    (0, Ellipsis, Ellipsis, 0), (0, Ellipsis, Ellipsis, slice(0, 1)),
+    (0, Ellipsis, Ellipsis, slice(None)), (0, Ellipsis, Ellipsis, None),
+    (0, 0, Ellipsis, Ellipsis, 0, Ellipsis)])
+def test_several_ellipses_past_the_last_dim_index_as_torch(index):
+    def run(lib):
+        try:
+            return tuple(lib.zeros(3, 3, 1)[index].shape)
+        except IndexError as e:
+            return str(e)
+    assert run(ge) == run(torch)
+
+
+def test_several_ellipses_are_the_callers_mistake_through_a_session(gradserve_stub):
+    s = gradserve_open_session(gradserve_stub)
+    try:
+        create = session_pb2.Instruction()
+        text_format.Parse('create_tensor { handle: 1 value { dtype: DTYPE_FLOAT64 shape: 3 '
+                          'shape: 3 shape: 1 raw: "' + "\\000" * 72 + '" } }', create)
+        index = session_pb2.Instruction()
+        text_format.Parse('index { tensor: 1 index { items { integer: 0 } items { ellipsis {} } '
+                          'items { ellipsis {} } items { integer: 0 } } result: 2 }', index)
+        with pytest.raises(grpc.RpcError) as err:
+            s.run(create, index)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "index 0 is out of bounds for dimension 3 with size 0" in err.value.details()
+    finally:
+        s.close()
