@@ -20,7 +20,7 @@ import gradserve.client as gc
 from gradserve.server import codec
 from gradserve.v1 import session_pb2 as pb
 from tests.conftest import gradserve_error
-from tests.reference import torch
+from tests.reference import HAVE_TORCH, MISSING_REASON, torch
 
 RNG = np.random.default_rng(5)
 
@@ -62,6 +62,7 @@ def _run(source: str) -> str:
     return out.getvalue()
 
 
+@pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
 @pytest.mark.parametrize("name", ["pi", "e", "inf", "nan"])
 def test_constants_are_torchs(session, name):
     got, want = getattr(session, name), getattr(torch, name)
@@ -90,6 +91,7 @@ except TypeError as e:
 """
 
 
+@pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
 def test_variable_program_prints_what_torch_prints(session):
     want = _run(VARIABLE_PROGRAM)
     with as_torch(session):
@@ -118,6 +120,7 @@ print([b for b in DataLoader(ds, batch_size=None)][-1])
 """
 
 
+@pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
 def test_data_program_prints_what_torch_prints(session):
     want = _run(DATA_PROGRAM)
     with as_torch(session):

@@ -15,7 +15,7 @@ import pytest
 
 import gradserve.engine as ge
 from gradserve.surface import data as surface_data
-from tests.reference import torch
+from tests.reference import HAVE_TORCH, MISSING_REASON, torch
 
 RNG = np.random.default_rng(11)
 
@@ -26,6 +26,7 @@ def _np(t: Any) -> np.ndarray:
 
 # --- constants -----------------------------------------------------------------------------------
 
+@pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
 @pytest.mark.parametrize("name", ["pi", "e", "inf", "nan"])
 def test_constants_are_torchs(name: str):
     got, want = getattr(ge, name), getattr(torch, name)
