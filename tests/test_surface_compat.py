@@ -25,6 +25,15 @@ def client(gradserve_server):
         yield c
 
 
+@pytest.fixture(autouse=True)
+def _torch_default_device_restored() -> Iterator[None]:
+    """`torch.set_default_device("cpu")` (a case below) installs a global torch function mode
+    that sees every later factory call (it doubled the draws another module's test logs)."""
+    yield
+    if HAVE_TORCH:
+        torch.set_default_device(None)
+
+
 @pytest.fixture(params=["engine", "session"])
 def lib(request: Any, client: Any) -> Iterator[Any]:
     """gradserve standing in for torch: the in-process engine, or a session."""
