@@ -184,11 +184,15 @@ def test_stateless_graph_past_the_byte_budget(server, stub):
 
 
 def test_session_cannot_grow_past_its_budget_one_tensor_at_a_time(server, session):
-    # 16 MiB per tensor; the fifth would pass the 64 MiB budget.
-    chunk = codec.encode_array(np.zeros(4 * MiB, np.float32))
-    for h in range(1, 4):
+    # 1 MiB per tensor: 62 are held one call at a time, then a batch of three would pass the
+    # 64 MiB budget (each tensor also costs its per-handle overhead). The chunks are small so the
+    # refused request's own bytes (received, parsed, decoded: about 3x its size) stay well inside
+    # SLACK; with 16 MiB chunks a 32 MiB batch alone could raise the peak by ~60 MiB.
+    chunk = codec.encode_array(np.zeros(MiB // 4, np.float32))
+    for h in range(1, 63):
         session.run(create(h, chunk))
-    refused(server, lambda: session.run(create(4, chunk), create(5, chunk)), (EXHAUSTED,))
+    refused(server, lambda: session.run(create(63, chunk), create(64, chunk), create(65, chunk)),
+            (EXHAUSTED,))
     assert session.describe().bytes_held <= BUDGET
 
 
