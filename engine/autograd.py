@@ -143,9 +143,13 @@ def _suspendable(steps: Steps, ctx: Any, create_graph: bool) -> Steps:
 def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *,
                   keep_graph: bool, create_graph: bool,
                   capture: dict[tuple[Any, int], int] | None = None,
-                  accumulate: bool = True) -> Steps:
+                  accumulate: bool = True, held: list[Any] | None = None) -> Steps:
     """`execute` as a generator: it yields (node, grads) where a node's `apply` returned
-    SUSPEND and continues with the node's gradients sent back; returns what `execute` does."""
+    SUSPEND and continues with the node's gradients sent back; returns what `execute` does.
+
+    `held`, when given, receives the pass's own containers of gradients (those waiting for
+    their node, and those captured for `inputs`): what a suspended pass keeps alive, for its
+    caller's accounting."""
     root_nodes = [r[0] for r in roots]
     deps = _dependencies(root_nodes)
     needed: dict[Any, bool] | None = None
@@ -156,6 +160,8 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
     buffers: dict[Any, list[Any]] = {}
     for (node, nr), g in zip(roots, root_grads):
         _add(buffers, node, nr, g)
+    if held is not None:
+        held.extend((buffers, captured))
     ready = []
     seen: set[int] = set()
     for node in root_nodes:
@@ -342,8 +348,9 @@ def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None =
 
 
 def backward_steps(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None = None,
-                   create_graph: bool = False, inputs: Any = None) -> Steps:
-    """`backward` as a resumable pass (see `execute_steps`)."""
+                   create_graph: bool = False, inputs: Any = None,
+                   held: list[Any] | None = None) -> Steps:
+    """`backward` as a resumable pass (see `execute_steps`, also for `held`)."""
     outputs = _as_tuple(tensors)
     grads_in = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(outputs)
     if len(grads_in) != len(outputs):
@@ -356,14 +363,15 @@ def backward_steps(tensors: Any, grad_tensors: Any = None, retain_graph: bool | 
     if create_graph:
         warnings.warn(CREATE_GRAPH_WARNING, UserWarning, stacklevel=3)
     if inputs is None:
-        yield from execute_steps(roots, grads, keep_graph=keep, create_graph=create_graph)
+        yield from execute_steps(roots, grads, keep_graph=keep, create_graph=create_graph,
+                                 held=held)
         return
     targets = _as_tuple(inputs)
     if not targets:
         raise errors.AutogradError("'inputs' argument to backward() cannot be empty.")
     capture = _capture_keys(targets, "backward")
     got = yield from execute_steps(roots, grads, keep_graph=keep, create_graph=create_graph,
-                                   capture=capture, accumulate=False)
+                                   capture=capture, accumulate=False, held=held)
     for t, key in zip(targets, capture):
         g = got[capture[key]]
         if g is not None:
@@ -417,8 +425,9 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
 
 def grad_steps(outputs: Any, inputs: Any, grad_outputs: Any = None,
                retain_graph: bool | None = None, create_graph: bool = False,
-               allow_unused: bool | None = None, materialize_grads: bool = False) -> Steps:
-    """`grad` as a resumable pass (see `execute_steps`)."""
+               allow_unused: bool | None = None, materialize_grads: bool = False,
+               held: list[Any] | None = None) -> Steps:
+    """`grad` as a resumable pass (see `execute_steps`, also for `held`)."""
 
     outs = _as_tuple(outputs)
     ins = _as_tuple(inputs)
@@ -437,7 +446,7 @@ def grad_steps(outputs: Any, inputs: Any, grad_outputs: Any = None,
     grads = _root_grads(outs, gouts, create_graph)
     capture = _capture_keys(ins, "grad")
     got = yield from execute_steps(roots, grads, keep_graph=keep, create_graph=create_graph,
-                                   capture=capture, accumulate=False)
+                                   capture=capture, accumulate=False, held=held)
     result: list[Any] = []
     for i, t in enumerate(ins):
         g = got[capture[edge(t)]]

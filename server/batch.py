@@ -426,9 +426,10 @@ class Executor:
             gradient = ge.tensor(gradient, dtype=t.dtype)
         inputs = [self.tensor(h) for h in m.inputs] or None
         retain = m.retain_graph if m.HasField("retain_graph") else None
+        held: list[Any] = []
         steps = ge.autograd.backward_steps(t, None if gradient is None else (gradient,), retain,
-                                           m.create_graph, inputs)
-        return functions.run_pass(self, steps, m.create_graph, r, functions.backward_done)
+                                           m.create_graph, inputs, held=held)
+        return functions.run_pass(self, steps, m.create_graph, r, functions.backward_done, held)
 
     def grad(self, m: session_pb2.Grad, r: session_pb2.InstructionResult) -> int:
         outputs = [self.tensor(h) for h in m.outputs]
@@ -442,10 +443,11 @@ class Executor:
         if m.grad_outputs:
             grad_outputs = [self.value(v, "grad() grad_outputs") for v in m.grad_outputs]
         retain = m.retain_graph if m.HasField("retain_graph") else None
+        held: list[Any] = []
         steps = ge.autograd.grad_steps(outputs, inputs, grad_outputs, retain, m.create_graph,
-                                       m.allow_unused)
+                                       m.allow_unused, held=held)
         return functions.run_pass(self, steps, m.create_graph, r,
-                                  functions.grad_done(list(m.results)))
+                                  functions.grad_done(list(m.results)), held)
 
     def zero_grad(self, m: session_pb2.ZeroGrad, r: session_pb2.InstructionResult) -> int:
         for h in m.handles:

@@ -14,7 +14,7 @@ extra round trip. The gradient values never leave the server.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import gradserve.engine as ge
@@ -37,15 +37,24 @@ Done = Callable[["Executor", session_pb2.InstructionResult, Any, bool], int]
 class SuspendedPass:
     """A backward pass waiting for the client's backward of `node`."""
 
-    __slots__ = ("steps", "node", "incoming", "create_graph", "done")
+    __slots__ = ("steps", "node", "incoming", "create_graph", "done", "held")
 
     def __init__(self, steps: Any, node: RemoteFunctionNode | RemoteHook, incoming: list[Any],
-                 create_graph: bool, done: Done):
+                 create_graph: bool, done: Done, held: list[Any]):
         self.steps = steps
         self.node = node
         self.incoming = incoming
         self.create_graph = create_graph
         self.done = done
+        self.held = held  # the pass's gradient containers (`execute_steps`'s `held`)
+
+    def gradients(self) -> Iterator[Any]:
+        """Every gradient value the suspended pass keeps alive (arrays or Tensors), for the
+        session's byte accounting (`Session.measure`)."""
+        yield from self.incoming
+        for container in self.held:
+            for item in (container.values() if isinstance(container, dict) else (container,)):
+                yield from item
 
 
 def _advance(steps: Any, value: Any, first: bool) -> tuple[bool, Any]:
@@ -56,8 +65,12 @@ def _advance(steps: Any, value: Any, first: bool) -> tuple[bool, Any]:
 
 
 def run_pass(ex: Executor, steps: Any, create_graph: bool, r: session_pb2.InstructionResult,
-             done: Done, send: Any = None, first: bool = True) -> int:
-    """Run a resumable pass until it ends (`done` fills `r`) or suspends (`r.suspended`)."""
+             done: Done, held: list[Any], send: Any = None, first: bool = True) -> int:
+    """Run a resumable pass until it ends (`done` fills `r`) or suspends (`r.suspended`).
+
+    A suspended pass's gradients (`held`, filled by the engine's pass) stay alive until it is
+    resumed: they count in the session's bytes, and a suspension that takes the session past
+    its limit ends the pass (RESOURCE_EXHAUSTED) instead of keeping them."""
     try:
         finished, value = ex.differentiate(create_graph, _advance, steps, send, first)
     except BaseException:
@@ -86,7 +99,13 @@ def run_pass(ex: Executor, steps: Any, create_graph: bool, r: session_pb2.Instru
     except BaseException:
         steps.close()
         raise
-    stack.append(SuspendedPass(steps, node, incoming, create_graph, done))
+    stack.append(SuspendedPass(steps, node, incoming, create_graph, done, held))
+    try:
+        ex.budget.check("suspend", 0)  # measures the session, suspended passes included
+    except BaseException:
+        stack.pop()
+        steps.close()
+        raise
     from .batch import tensor_info  # (batch imports this module)
 
     s = r.suspended
@@ -257,7 +276,7 @@ def resume_backward(ex: Executor, m: session_pb2.ResumeBackward,
     except BaseException:
         top.steps.close()
         raise
-    return run_pass(ex, top.steps, top.create_graph, r, top.done, grads, first=False)
+    return run_pass(ex, top.steps, top.create_graph, r, top.done, top.held, grads, first=False)
 
 
 def abort_backward(ex: Executor, m: session_pb2.AbortBackward,

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 import gradserve.engine as ge
 from gradserve.v1 import session_pb2
 
@@ -120,15 +122,24 @@ class Session:
         and their grads (each array once, by the array that owns the memory), `TENSOR_BYTES`
         per tensor object, the graphs behind the tensors and behind their grads (`NODE_BYTES`
         per node, each once, AccumulateGrad included) with the tensors and arrays those graphs
-        save, optimizers' parameters and state, and remembered replies with their keys.
+        save, optimizers' parameters and state, remembered replies with their keys, and the
+        gradients of backward passes suspended at custom Functions (server/functions.py).
         """
-        fp = ge.autograd.footprint(self._roots())
-        return fp.nbytes + self.recent_bytes, fp.saved
+        arrays: dict[int, int] = {}  # a suspended pass's numpy gradients, by owning array
+        fp = ge.autograd.footprint(self._roots(arrays))
+        return fp.nbytes + sum(arrays.values()) + self.recent_bytes, fp.saved
 
-    def _roots(self) -> Iterator[ge.Tensor]:
+    def _roots(self, arrays: dict[int, int]) -> Iterator[ge.Tensor]:
         yield from self.tensors.values()
         for opt in self.optimizers.values():
             yield from _optimizer_tensors(opt)
+        for suspended in self.suspended:
+            for g in suspended.gradients():
+                if isinstance(g, ge.Tensor):
+                    yield g
+                elif isinstance(g, np.ndarray):
+                    base = g if g.base is None else g.base
+                    arrays[id(base)] = base.nbytes
 
     def remember(self, request_id: str, outcome: Any, size: int, window: int,
                  max_bytes: int) -> None:

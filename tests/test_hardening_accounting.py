@@ -126,6 +126,39 @@ def test_graphs_hanging_off_grad_are_counted(server, session):
     assert session.describe().bytes_held <= BUDGET
 
 
+def test_backward_passes_suspended_at_custom_functions_are_counted(server, session):
+    # A pass suspended at a custom Function keeps its gradients alive until resumed; backward
+    # again (retain_graph) without resuming nests another. 16 of them held 16 x 8 MiB beyond the
+    # session's bytes; now each suspension is measured and the one past the budget is refused.
+    from tests.conftest import gradserve_value
+
+    baseline = server.peak_rss()
+    x = np.ones(2 * MiB, np.float32)  # 8 MiB
+    apply = session.pb.ApplyFunction(name="Double", node=7, args=[gradserve_value(h(1))],
+                                     outputs=[2], results=[3])
+    session.run(session.create(1, x, requires_grad=True),
+                session.op("mul", [h(1), 2.0], [2], no_grad=True),
+                session.pb.Instruction(apply_function=apply),
+                session.op("mul", [h(3), h(3)], [4]), session.op("sum", [h(4)], [5]))
+    held = session.describe().bytes_held
+    first = session.run(session.backward(5, retain_graph=True)).results[0]
+    assert first.WhichOneof("result") == "suspended"
+    assert session.describe().bytes_held >= held + x.nbytes  # the gradient waiting at Double
+    err = None
+    for _ in range(15):
+        out, _ = timed(lambda: session.run(session.backward(5, retain_graph=True)))
+        if isinstance(out, grpc.RpcError):
+            err = out
+            break
+    assert err is not None and err.code() == EXHAUSTED, err and err.details()
+    assert session.describe().bytes_held <= BUDGET
+    abort = session.pb.Instruction(abort_backward=session.pb.AbortBackward())
+    for _ in range(16):
+        session.run(abort)
+    assert session.describe().bytes_held <= held + MiB
+    assert_bounded(server, baseline)
+
+
 def test_request_ids_are_capped_and_counted(server, session):
     baseline = server.peak_rss()
     session.run(session.create(1, 1.0))
