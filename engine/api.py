@@ -186,23 +186,30 @@ def _type_word(d: Any) -> str:
 # --- operators (the dunder -> op tables: gradserve.surface.operators) ----------------------------
 
 
+_OPERANDS = (Tensor, *_SCALARS)  # what a binary operator takes; anything else: NotImplemented
+
+
 def _operand(x: Any) -> bool:
-    return isinstance(x, (Tensor, *_SCALARS))
+    return isinstance(x, _OPERANDS)
 
 
 def _binary(op: OpDef) -> Callable[[Tensor, Any], Any]:
+    defaults = op.default_attrs
+
     def method(self: Tensor, other: Any) -> Any:
-        if not _operand(other):
+        if not isinstance(other, _OPERANDS):
             return NotImplemented
-        return run(op, (self, other), dict(op.default_attrs))
+        return run(op, (self, other), dict(defaults) if defaults else {})
     return method
 
 
 def _reflected(op: OpDef) -> Callable[[Tensor, Any], Any]:
+    defaults = op.default_attrs
+
     def method(self: Tensor, other: Any) -> Any:
-        if not _operand(other):
+        if not isinstance(other, _OPERANDS):
             return NotImplemented
-        return run(op, (other, self), dict(op.default_attrs))
+        return run(op, (other, self), dict(defaults) if defaults else {})
     return method
 
 

@@ -174,13 +174,14 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
     # node makes them and credited when the node they flow into has consumed them: the charge
     # follows the gradients alive at once.
     meter = GradientMeter() if not create_graph and state.bytes_left is not None else None
+    node_hooks, leaf_hooks = hooks.registries()  # hooks.active() without a call per node
     try:
         while ready:
             node = ready.pop()
             if state.active:
                 limits.tick()  # the caller's deadline / cancellation, between nodes
             gs = buffers.pop(node, None) or [None]
-            if hooks.active():
+            if node_hooks or leaf_hooks:
                 gs = yield from _suspendable(
                     hooks.before(node, gs, create_graph, type(node) is AccumulateGrad), ctx,
                     create_graph)
@@ -195,7 +196,7 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
             if type(node) is AccumulateGrad:
                 if accumulate and gs[0] is not None:
                     node.accumulate(gs[0], create_graph)
-                    if hooks.active():
+                    if node_hooks or leaf_hooks:
                         yield from _suspendable(hooks.accumulated(node), ctx, create_graph)
                 continue  # its gradient becomes (or is added into) .grad: not credited
             if node.retained:
@@ -214,7 +215,7 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                             out_grads = yield node, gs
                         finally:
                             grad_mode.set_grad_enabled(create_graph)  # ctx restores it at the end
-                    if hooks.active():
+                    if node_hooks or leaf_hooks:
                         out_grads = yield from _suspendable(
                             hooks.after(node, out_grads, gs, create_graph), ctx, create_graph)
                     if meter is not None:
@@ -308,7 +309,10 @@ def _root_grads(outputs: tuple[Tensor, ...], grad_outputs: tuple[Any, ...],
             if out.numel() != 1:
                 raise errors.InvalidArgumentError(  # a missing argument, not autograd state
                     "grad can be implicitly created only for scalar outputs")
-            data = np.ones_like(out._data)
+            d = out._data  # one element
+            data = np.array(1, dtype=d.dtype)
+            if d.ndim:
+                data = data.reshape(d.shape)
             grads.append(Tensor._make(data) if create_graph else data)
             continue
         if not isinstance(g, Tensor):

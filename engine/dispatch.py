@@ -9,13 +9,14 @@ import numpy as np
 
 from gradserve.surface import grad_mode
 
-from . import errors, limits
+from . import errors, limits, parallel
 from .nodes import Node
 from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor
 
 _SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
 _PY_SCALARS = frozenset((bool, int, float))
+_make_tensor = Tensor._make  # bound once: run() makes one per op
 
 
 def apply(name: str, inputs: Sequence[Any], attrs: Mapping[str, Any] | None = None, *,
@@ -98,7 +99,9 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     if limits._state.active:
         _admit(op, flat, attrs, compute, out_dtype)
     arrays: list[Any] = []
-    requires_grad = False
+    rg_mask = 0  # bit i: input i is a Tensor that requires grad
+    large = False  # some input is large enough to split the op over threads (see parallel)
+    bit = 1
     cast = compute.np if compute is not None else None
     view = op.view
     for a in flat:
@@ -106,23 +109,34 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
             if a._base is not None and a._view_version != a._version[0]:
                 refresh_view(a)  # its base was written in place since: history regenerated
             data: Any = a._data
-            if view and type(data) is not np.ndarray:
+            if type(data) is np.ndarray:
+                if data.size >= parallel.MIN_ELEMENTS:
+                    large = True
+            elif view:
                 data = a._array()  # a 0-d numpy scalar: share an array with the result
-            if cast is not None and data.dtype != cast:
+            if cast is not None and data.dtype is not cast and data.dtype != cast:
                 data = data.astype(cast)
             arrays.append(data)
             if a._rg:
-                requires_grad = True
+                rg_mask |= bit
         elif type(a) in _PY_SCALARS:
             arrays.append(a)
         else:
             if not checked:
                 check_inputs(op, args)  # raises for anything but numpy scalars / optional None
             arrays.append(a)
+        bit <<= 1
     if generator is not None:
         attrs = {**attrs, "generator": generator}
+    ufunc = op.ufunc
     try:
-        raw = op.forward(arrays, **attrs) if op.variadic else op.forward(*arrays, **attrs)
+        if ufunc is not None:  # one ufunc of the inputs alone: no attributes
+            if large and (shape := parallel.split_shape(arrays)) is not None:
+                raw = parallel.split_call(ufunc, arrays, shape)
+            else:
+                raw = ufunc(*arrays)
+        else:
+            raw = op.forward(arrays, **attrs) if op.variadic else op.forward(*arrays, **attrs)
     except errors.EngineError:
         raise
     except RuntimeWarning:
@@ -138,18 +152,19 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     if generator is not None:
         attrs.pop("generator")
 
-    record = requires_grad and op.differentiable and grad_mode._state.enabled
+    record = rg_mask and op.differentiable and grad_mode._state.enabled
     if op.n_outputs == 1:
         data = raw
         if type(raw) is not np.ndarray and not isinstance(raw, np.generic):
             data = np.asarray(raw)
-        if data.dtype != out_dtype.np:
-            data = data.astype(out_dtype.np)
-        out = Tensor._make(data, dtype=out_dtype)
+        out_np = out_dtype.np
+        if data.dtype is not out_np and data.dtype != out_np:
+            data = data.astype(out_np)
+        out = _make_tensor(data, None, 0, None, out_dtype)
         if view:
             _link_view(flat[0], out)
         if record and out_dtype.category == 2:  # as torch: only floating results require grad
-            node = Node.create(op, args, attrs, (out,))
+            node = Node.create(op, args, attrs, (out,), rg_mask)
             if node is not None:
                 out.grad_fn = node
                 out._rg = True
@@ -164,7 +179,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     if record:
         diff = op.differentiable_outputs
         tracked = tuple(o for i, o in enumerate(outs) if diff is None or i in diff)
-        node = Node.create(op, args, attrs, tracked)
+        node = Node.create(op, args, attrs, tracked, rg_mask)
         if node is not None:
             for nr, o in enumerate(tracked):
                 o.grad_fn = node

@@ -98,6 +98,13 @@ def active() -> bool:
     return bool(_NODES) or bool(_LEAVES)
 
 
+def registries() -> tuple[dict[Any, Any], dict[int, LeafHooks]]:
+    """The two hook registries as plain dicts: either is non-empty when `active()` is true
+    (the node one may still hold an entry whose node just died, never the reverse). The
+    backward pass tests them between nodes without a call; they are never replaced."""
+    return _NODES.data, _LEAVES  # type: ignore[attr-defined]
+
+
 def _node_hooks(node: Any) -> NodeHooks:
     h = _NODES.get(node)
     if h is None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
+from . import parallel
 from .registry import OPS, OpDef
 
 
@@ -31,6 +34,18 @@ EN = Namespace("engine")
 
 
 def _numpy_call(op: OpDef) -> Callable[..., Any]:
+    ufunc = op.ufunc
+    if ufunc is not None:
+        def elementwise(*arrays: Any) -> Any:
+            # a large call split over threads, as dispatch.run does (see `parallel`)
+            for a in arrays:
+                if type(a) is np.ndarray and a.size >= parallel.MIN_ELEMENTS:
+                    shape = parallel.split_shape(arrays)
+                    if shape is not None:
+                        return parallel.split_call(ufunc, arrays, shape)
+                    break
+            return ufunc(*arrays)
+        return elementwise
     if not op.attrs:
         return op.forward
     defaults = {a.name: a.default for a in op.attrs}

@@ -60,6 +60,9 @@ class _MetaSeq(tuple):  # type: ignore[type-arg]
         return tuple(tuple(m.shape) for m in self)
 
 
+_new_node = object.__new__
+
+
 class Node:
     """A recorded op: torch's `grad_fn` (`name()`, `next_functions`)."""
 
@@ -84,21 +87,16 @@ class Node:
 
     @classmethod
     def create(cls, op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any],
-               outs: tuple[Tensor, ...]) -> Node | None:
+               outs: tuple[Tensor, ...], rg_mask: int) -> Node | None:
         """Record `op` applied to `args` giving `outs`; None if no input needs a gradient.
 
-        The hot path of every recorded op: one pass to find the inputs that need gradients,
-        one to fill the node.
+        `rg_mask` has bit i set where input i is a Tensor that requires grad (dispatch.run
+        finds them as it reads the inputs). The hot path of every recorded op: one pass over
+        the inputs fills the node.
         """
         if op.variadic:
             return cls._create_variadic(op, args[0], attrs, outs)
-        vjps = op.vjps
-        mask = 0
-        i = 0
-        for a in args:
-            if type(a) is Tensor and a._rg and vjps[i] is not None:
-                mask |= 1 << i
-            i += 1
+        mask = rg_mask & op.rule_mask
         if not mask:
             return None
         plan = op._plans.get(mask)
@@ -112,7 +110,11 @@ class Node:
         for a in args:
             if type(a) is Tensor:
                 meta.append((a._data.shape, a.dtype))
-                edges.append(edge(a) if mask >> i & 1 else None)
+                if mask >> i & 1:
+                    fn = a.grad_fn
+                    edges.append((fn, a.output_nr) if fn is not None else edge(a))
+                else:
+                    edges.append(None)
                 if i in data_idx:
                     saved.append(a)
                     v = a._version
@@ -130,7 +132,7 @@ class Node:
                 if a is not None and i in data_idx:
                     saved_scalar = True
             i += 1
-        node = cls()
+        node = _new_node(cls)
         node.op = op
         b = op._backward
         node._name = b if isinstance(b, str) else b(args, attrs)
@@ -139,18 +141,19 @@ class Node:
         node.meta = tuple(meta)
         node.args = tuple(saved)
         node.versions = tuple(versions)
+        node.freed = False
+        node.retained = None
+        n_out = node.n_out = len(outs)
         if need_out:
-            node.out_data = tuple(o._data for o in outs)
-            node.out_versions = tuple((o, o._version, o._version[0]) for o in outs)
+            node.out_data = tuple([o._data for o in outs])
+            node.out_versions = tuple([(o, o._version, o._version[0]) for o in outs])
+            node.has_saved = True
         else:
             node.out_data = None
             node.out_versions = ()
-        node.has_saved = bool(versions) or need_out or saved_scalar
-        node.freed = False
-        node.retained = None
-        node.n_out = len(outs)
+            node.has_saved = saved_scalar or bool(versions)
         # Multi-output nodes remember their outputs' shapes: unused outputs get zero gradients.
-        node.out_meta = (tuple((o._data.shape, o._data.dtype) for o in outs) if len(outs) > 1
+        node.out_meta = (tuple([(o._data.shape, o._data.dtype) for o in outs]) if n_out > 1
                          else None)
         return node
 
@@ -235,7 +238,8 @@ class Node:
     def release(self) -> None:
         """Free saved tensors (after a backward without retain_graph)."""
         if self.versions or self.out_data is not None:  # saved tensors (not just scalars)
-            self.args = tuple([a if _is_constant(a) else None for a in self.args])
+            self.args = tuple([None if type(a) is Tensor else a if _is_constant(a) else None
+                               for a in self.args])
             self.out_data = None
             self.versions = ()
             self.out_versions = ()
@@ -304,10 +308,18 @@ class Node:
                 return result
             vjps = op.vjps
             meta = self.meta
-            for i, e in enumerate(edges):
+            i = 0
+            for e in edges:
                 if e is not None:
                     gi = vjps[i](ns, g, out, *args, **attrs)  # type: ignore[misc]
-                    result[i] = _fit(ns, gi, meta[i], create_graph)
+                    m = meta[i]
+                    # an array or numpy scalar of the input's dtype and shape (the common case)
+                    # is used as it is; anything else is fitted
+                    if (create_graph or m is None or getattr(gi, "dtype", None) is not m[1].np
+                            or gi.shape != m[0]):
+                        gi = _fit(ns, gi, m, create_graph)
+                    result[i] = gi
+                i += 1
         except RuntimeWarning:
             # Only when warnings are errors (as in our tests): torch gives inf/nan silently.
             with np.errstate(all="ignore"):

@@ -291,7 +291,7 @@ defop("sigmoid", _sigmoid, lambda ns, g, out, x: g * out * (1 - out), dtype=FLOA
 
 # torch's rule is threshold_backward(grad, result, 0): zero where result <= 0, and recorded on
 # `result` too, so a second derivative through it keeps its graph (`out * 0` records that).
-defop("relu", lambda x: np.maximum(x, 0).astype(x.dtype),
+defop("relu", lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
       lambda ns, g, out, x: ns.where(out > 0, g, out * 0), inplace=True, doc="max(input, 0)",
       saves="result",
       out_bound=temporaries(broadcast_shape, results=1))

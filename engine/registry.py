@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from gradserve.surface.signature import OUTPUT_COUNTS, AttrValidator
 from gradserve.surface.signature import AttrSpec as AttrSpec
 from gradserve.surface.spellings import is_int as is_int
@@ -77,6 +79,13 @@ class OpDef:
         self.view = view
         self.random = False  # draws from a generator (ops_creation marks them; see server/ops.py)
         self.differentiable = any(v is not None for v in self.vjps)
+        # Bit i set: input i has a VJP rule (Node.create masks the inputs requiring grad by it).
+        self.rule_mask = sum(1 << i for i, v in enumerate(self.vjps) if v is not None)
+        # A forward that is one numpy ufunc on its inputs alone: elementwise, so a large call
+        # may be split over threads with the same result (see `parallel`).
+        self.ufunc: np.ufunc | None = (
+            forward if isinstance(forward, np.ufunc) and forward.nout == 1 and not attrs
+            and not variadic and forward.nin == len(inputs) else None)
         self.differentiable_outputs = (tuple(differentiable_outputs)
                                        if differentiable_outputs is not None else None)
         # What each rule reads, as declared, so a node saves only what its backward needs (as

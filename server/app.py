@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from gradserve.engine import parallel
 from gradserve.v1 import SERVICE_NAME, service_pb2, service_pb2_grpc
 
 from . import heap
@@ -141,6 +142,8 @@ def serve(config: ServerConfig) -> int:
     logging.captureWarnings(True)  # engine warnings (torch's) go to the log, not stderr raw
     heap.keep_top_pad(config.malloc_top_pad)  # process-wide: here, not in create_server (0: off)
     heap.limit_arenas(config.malloc_arenas)  # before the server's threads start
+    if config.engine_threads:
+        parallel.set_threads(config.engine_threads)  # process-wide, as the heap settings
     server, port = create_server(config)
     stopping = threading.Event()
 

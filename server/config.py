@@ -51,6 +51,7 @@ class ServerConfig:
     malloc_top_pad: int = 0
     malloc_arenas: int = 2
     malloc_trim: int = 16 * MiB
+    engine_threads: int = 0
 
 
 _HELP = {
@@ -103,6 +104,9 @@ _HELP = {
                    "after a call once resident memory grew this many bytes since the last "
                    "trim, and on every --reap-interval sweep that follows calls; bounds what "
                    "fragmented heaps keep (0: off)",
+    "engine_threads": "threads one large elementwise op (sin, exp, mul, ... of at least 131072 "
+                      "elements) is split over, with the same result bits (0: the engine's "
+                      "default, 2, or 1 where the process may use one CPU; 1: no splitting)",
 }
 
 ENV_PREFIX = "GRADSERVE_"
@@ -169,7 +173,7 @@ def validate(config: ServerConfig) -> None:
         if getattr(config, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
     for name in ("max_calls", "run_slots", "malloc_arenas", "malloc_top_pad",
-                 "malloc_trim"):
+                 "malloc_trim", "engine_threads"):
         if getattr(config, name) < 0:
             raise ValueError(f"{name} must be 0 (automatic or off) or positive, got "
                              f"{getattr(config, name)}")

@@ -211,3 +211,13 @@ def test_the_trimmer_returns_freed_heap_pages():
     assert out.returncode == 0, out.stderr
     # half of ~200 MB was freed in 20 KB holes: glibc keeps all of it until trimmed
     assert int(out.stdout) >= 60, f"the trim gave back only {out.stdout.strip()} MiB"
+
+
+def test_engine_threads_setting():
+    from gradserve.server.config import from_argv
+
+    assert from_argv([]).engine_threads == 0  # the engine's default
+    assert from_argv(["--engine-threads", "3"]).engine_threads == 3
+    assert from_argv([], environ={"GRADSERVE_ENGINE_THREADS": "1"}).engine_threads == 1
+    with pytest.raises(ValueError, match="engine_threads must be 0"):
+        from_argv(["--engine-threads", "-1"])

@@ -1,0 +1,184 @@
+"""Large elementwise ops split over a few threads (numpy releases the GIL inside a ufunc loop).
+
+An op whose forward is a plain numpy ufunc (`sin`, `exp`, `mul`, ...) computes each element on
+its own, so cutting its arrays into row blocks and running the blocks at once gives the very
+same bits as one call. `split_call` does that above `MIN_ELEMENTS`: it allocates the result once
+(no more memory than the unsplit op), runs one block in the calling thread and the others on a
+small pool shared by every caller, and takes back a block the pool has not started yet, so a
+busy pool never makes a caller wait idle. Reductions are never split (their summation order is
+torch's, see `cascade`).
+
+The thread count is `GRADSERVE_ENGINE_THREADS` (default: 2, or 1 on a process allowed one CPU;
+1 turns splitting off), or `set_threads(n)` (the server's `--engine-threads`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+ENV_THREADS = "GRADSERVE_ENGINE_THREADS"
+
+# Below this many result elements one thread is faster than handing blocks to others.
+MIN_ELEMENTS = 1 << 17
+# Block boundaries fall on multiples of this many rows, so every block starts at the same
+# alignment (mod 64 bytes) as the whole array: numpy picks the same SIMD path for each block.
+_ROW_QUANTUM = 64
+
+
+def default_threads() -> int:
+    """`GRADSERVE_ENGINE_THREADS` if set, else `min(2, os.cpu_count())`.
+
+    Raises:
+        ValueError: the variable is not a positive integer.
+    """
+    raw = os.environ.get(ENV_THREADS)
+    if raw is None or raw == "":
+        return min(2, _usable_cpus())
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_THREADS}={raw!r} is not a valid int") from None
+    if n < 1:
+        raise ValueError(f"{ENV_THREADS} must be positive, got {n}")
+    return n
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, e.g. under taskset), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+class _Pool:
+    """The shared worker threads (created on first use) and the thread count."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.executor: ThreadPoolExecutor | None = None
+        self.lock = threading.Lock()
+
+    def get(self) -> ThreadPoolExecutor:
+        executor = self.executor
+        if executor is None:
+            with self.lock:
+                executor = self.executor
+                if executor is None:
+                    executor = self.executor = ThreadPoolExecutor(
+                        max_workers=self.threads - 1, thread_name_prefix="gradserve-engine")
+        return executor
+
+
+def _initial_threads() -> int:
+    try:
+        return default_threads()
+    except ValueError as exc:  # importing the engine must not fail on it: said, then ignored
+        log.warning("%s; using %d thread(s)", exc, min(2, _usable_cpus()))
+        return min(2, _usable_cpus())
+
+
+_pool = _Pool(_initial_threads())
+
+
+def threads() -> int:
+    """How many threads one large elementwise op may use (1: no splitting)."""
+    return _pool.threads
+
+
+def set_threads(n: int) -> None:
+    """Use `n` threads for large elementwise ops from now on (1 turns splitting off).
+
+    Raises:
+        ValueError: `n` is not a positive integer.
+    """
+    global _pool
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"engine threads must be a positive integer, got {n!r}")
+    old, _pool = _pool, _Pool(n)
+    if old.executor is not None:
+        old.executor.shutdown(wait=False)
+
+
+def split_shape(args: Sequence[Any]) -> tuple[int, ...] | None:
+    """The result shape of an elementwise call on `args` when it is worth splitting: its array
+    inputs share one shape (the others are scalars or 0-d) of at least `MIN_ELEMENTS` elements
+    and enough rows; else None."""
+    if _pool.threads < 2:
+        return None
+    shape = None
+    for a in args:
+        if type(a) is np.ndarray and a.ndim:
+            if shape is None:
+                if a.size < MIN_ELEMENTS:
+                    return None
+                shape = a.shape
+            elif a.shape != shape:
+                return None  # broadcasting: left to numpy
+    if shape is None or shape[0] < 2 * _ROW_QUANTUM:
+        return None
+    return shape
+
+
+def split_call(ufunc: np.ufunc, args: Sequence[Any], shape: tuple[int, ...]) -> Any:
+    """`ufunc(*args)` computed in row blocks on several threads, bit for bit the same.
+
+    Args:
+        ufunc: a numpy ufunc with one output.
+        args: its inputs: arrays of exactly `shape`, or scalars / 0-d arrays.
+        shape: the result's shape, as `split_shape(args)` gave it.
+    Returns:
+        The result array, as `ufunc(*args)` would give it.
+    """
+    pool = _pool
+    n_blocks = pool.threads
+    rows = shape[0]
+    step = -(-rows // n_blocks)
+    step = -(-step // _ROW_QUANTUM) * _ROW_QUANTUM
+    bounds = [(lo, min(lo + step, rows)) for lo in range(0, rows, step)]
+    full = tuple(type(a) is np.ndarray and a.ndim > 0 for a in args)
+    # The result's dtype, from the same dtypes on one row (ufunc type resolution reads dtypes,
+    # never values); a failure raises here as the unsplit call would.
+    probe = ufunc(*[a[:1] if f else a for a, f in zip(args, full)])
+    out = np.empty(shape, dtype=probe.dtype)
+
+    def block(lo: int, hi: int) -> Callable[[], Any]:
+        parts = [a[lo:hi] if f else a for a, f in zip(args, full)]
+        target = out[lo:hi]
+        return lambda: ufunc(*parts, out=target)
+
+    # Each block runs in a copy of the caller's context: np.errstate (a context variable) and so
+    # the caller's floating-point error handling hold in the pool's threads too.
+    executor = pool.get()
+    futures: list[tuple[Future[Any], Callable[[], Any]]] = []
+    for lo, hi in bounds[1:]:
+        job = block(lo, hi)
+        futures.append((executor.submit(contextvars.copy_context().run, job), job))
+    first_error: BaseException | None = None
+    try:
+        block(*bounds[0])()
+    except BaseException as exc:  # noqa: BLE001 - re-raised below once the blocks are done
+        first_error = exc
+    for future, job in futures:
+        try:
+            if future.cancel():  # not started: run it here rather than wait behind others
+                if first_error is None:
+                    job()
+            else:
+                future.result()
+        except BaseException as exc:  # noqa: BLE001 - the first error wins, as in one call
+            if first_error is None:
+                first_error = exc
+    if first_error is not None:
+        raise first_error
+    return out

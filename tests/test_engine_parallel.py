@@ -1,0 +1,164 @@
+"""Large elementwise ops split over threads (engine/parallel.py) give the very bits of one call.
+
+Every op whose forward is a plain ufunc is run on the same large inputs split (2 and 3 threads)
+and unsplit (1 thread), including NaN, infinities, signed zeros and subnormals, and the results
+are compared bit for bit; then whole forward and backward passes, the thread setting, the
+floating-point error handling and the memory a split call takes.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import gradserve.engine as ge
+from gradserve.engine import namespaces, parallel
+from gradserve.engine.registry import OPS
+
+UFUNC_OPS = sorted(name for name, op in OPS.items() if op.ufunc is not None)
+ROWS = 2 * parallel.MIN_ELEMENTS // 64 + 77  # not a multiple of the blocks
+
+
+@pytest.fixture
+def threads() -> Iterator[None]:
+    before = parallel.threads()
+    yield
+    parallel.set_threads(before)
+
+
+def _values(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    a = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4, size=shape)).astype(dtype)
+    flat = a.reshape(-1)
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0,
+                         np.finfo(dtype).tiny / 4, np.finfo(dtype).max], dtype=dtype)
+    where = rng.integers(0, flat.size, size=200)
+    flat[where] = specials[rng.integers(0, specials.size, size=where.size)]
+    return a
+
+
+def _bits(a: Any) -> tuple[Any, Any, bytes]:
+    a = np.asarray(a)
+    return a.dtype, a.shape, a.tobytes()
+
+
+def test_the_split_ops_are_the_elementwise_ufuncs() -> None:
+    # the ops the engine splits: their forward is one ufunc of their inputs alone
+    assert {"sin", "cos", "exp", "mul", "neg", "log", "tanh"} <= set(UFUNC_OPS)
+    for name in ("add", "sum", "matmul", "cumsum", "softmax", "where"):
+        assert OPS[name].ufunc is None
+
+
+@pytest.mark.usefixtures("threads")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", UFUNC_OPS)
+def test_split_ufunc_is_bit_identical(name: str, dtype: Any) -> None:
+    op = OPS[name]
+    ufunc = op.ufunc
+    assert ufunc is not None
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    shapes = [(ROWS * 64,), (ROWS, 64)]
+    for shape in shapes:
+        arrays = tuple(_values(rng, shape, dtype) for _ in range(ufunc.nin))
+        with np.errstate(all="ignore"):
+            expected = _bits(ufunc(*arrays))
+            for n in (2, 3):
+                parallel.set_threads(n)
+                assert parallel.split_shape(arrays) == shape
+                assert _bits(parallel.split_call(ufunc, arrays, shape)) == expected, (name, n)
+        if ufunc.nin == 2:  # a tensor and a Python scalar, and a 0-d array
+            for other in (2.5, np.array(-3.0, dtype=dtype)):
+                args = (arrays[0], other)
+                with np.errstate(all="ignore"):
+                    ref = _bits(ufunc(*args))
+                    parallel.set_threads(2)
+                    assert _bits(parallel.split_call(ufunc, args, shape)) == ref
+
+
+@pytest.mark.usefixtures("threads")
+def test_small_or_broadcast_calls_are_not_split() -> None:
+    parallel.set_threads(2)
+    big = np.ones(parallel.MIN_ELEMENTS, np.float32)
+    assert parallel.split_shape((big[:-1],)) is None
+    assert parallel.split_shape((big.reshape(1, -1),)) is None  # one row
+    assert parallel.split_shape((big, big[:1])) is None  # broadcasting
+    assert parallel.split_shape((big, 2.0)) == big.shape
+    parallel.set_threads(1)
+    assert parallel.split_shape((big,)) is None
+
+
+def _graph_4m(threads: int) -> list[tuple[Any, Any, bytes]]:
+    parallel.set_threads(threads)
+    data = np.random.default_rng(0).standard_normal(4 * parallel.MIN_ELEMENTS + 5)
+    results = []
+    for dtype in (np.float32, np.float64):
+        x = ge.tensor(data.astype(dtype), requires_grad=True)
+        y = ge.sin(x) * x + ge.exp(-x ** 2)
+        z = (y.tanh() / (x.cos() + 3)).log1p()
+        z.sum().backward()
+        results += [_bits(y.detach()), _bits(z.detach()), _bits(x.grad)]
+    return results
+
+
+@pytest.mark.usefixtures("threads")
+def test_forward_and_backward_are_bit_identical_over_threads() -> None:
+    assert _graph_4m(2) == _graph_4m(1)
+    assert _graph_4m(3) == _graph_4m(1)
+
+
+@pytest.mark.usefixtures("threads")
+def test_numpy_namespace_splits_too() -> None:
+    x = np.random.default_rng(1).standard_normal(parallel.MIN_ELEMENTS * 2).astype(np.float32)
+    parallel.set_threads(2)
+    assert _bits(namespaces.NP.cos(x)) == _bits(np.cos(x))
+
+
+@pytest.mark.usefixtures("threads")
+def test_floating_point_errors_in_blocks_behave_as_one_call() -> None:
+    # warnings are errors in this suite: an op's log(0) inside a worker thread must still end
+    # in torch's silent -inf (dispatch reruns the op under np.errstate(all="ignore"))
+    parallel.set_threads(2)
+    zeros = np.zeros(parallel.MIN_ELEMENTS * 2, np.float32)
+    zeros[-1] = -1.0
+    got = ge.log(ge.tensor(zeros)).numpy()
+    with np.errstate(all="ignore"):
+        assert _bits(got) == _bits(np.log(zeros))
+    with pytest.raises(RuntimeWarning):
+        parallel.split_call(np.log, (zeros,), zeros.shape)
+    # the caller's errstate holds in the pool's threads
+    with np.errstate(all="ignore"):
+        assert _bits(parallel.split_call(np.log, (zeros,), zeros.shape)) == _bits(got)
+
+
+@pytest.mark.usefixtures("threads")
+def test_a_split_call_takes_no_more_memory_than_its_result() -> None:
+    parallel.set_threads(3)
+    x = np.random.default_rng(2).standard_normal(parallel.MIN_ELEMENTS * 8).astype(np.float32)
+    parallel.split_call(np.sin, (x,), x.shape)  # the pool's threads exist before measuring
+    tracemalloc.start()
+    try:
+        out = parallel.split_call(np.sin, (x,), x.shape)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= out.nbytes + 64 * 1024
+
+
+def test_thread_setting(monkeypatch: pytest.MonkeyPatch, threads: None) -> None:
+    monkeypatch.setenv(parallel.ENV_THREADS, "3")
+    assert parallel.default_threads() == 3
+    monkeypatch.delenv(parallel.ENV_THREADS)
+    assert 1 <= parallel.default_threads() <= 2
+    for bad in ("0", "-1", "two"):
+        monkeypatch.setenv(parallel.ENV_THREADS, bad)
+        with pytest.raises(ValueError, match=parallel.ENV_THREADS):
+            parallel.default_threads()
+    for bad_n in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="engine threads"):
+            parallel.set_threads(bad_n)  # type: ignore[arg-type]
+    parallel.set_threads(4)
+    assert parallel.threads() == 4
