@@ -1,4 +1,4 @@
-"""Engine speed against PyTorch, as ratios measured in the same run (issue 2's targets).
+"""Engine speed against PyTorch, as ratios measured in the same run (issue 13's targets).
 
     python bench/engine.py            # full run (about a minute)
     python bench/engine.py --quick    # fewer repeats
@@ -22,7 +22,7 @@ import torch
 
 import gradserve.engine as ge
 
-TARGETS = {"chain-1000": 0.7, "seed-step": 1.0, "mlp-64": 1.0, "mlp-1024": 1.2, "graph-4M": 1.5}
+TARGETS = {"chain-1000": 0.8, "seed-step": 1.0, "mlp-64": 1.0, "mlp-1024": 1.2, "graph-4M": 1.0}
 
 
 def best_time(fn: Callable[[], Any], repeats: int, min_seconds: float = 0.2) -> float:
@@ -130,7 +130,8 @@ def main() -> int:
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     print(f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), cpus {os.cpu_count()}")
+          f"({torch.get_num_threads()} threads), engine threads "
+          f"{ge.parallel.threads()}, cpus {os.cpu_count()}")
     print(f"{'case':<12} {'engine':>12} {'torch':>12} {'ratio':>7} {'target':>7}")
     missed = []
     for name in args.cases or CASES:

@@ -294,8 +294,20 @@ class Node:
             out = None
             if out_data is not None:
                 out = out_data[0] if len(out_data) == 1 else out_data
-            args = tuple([a._data if type(a) is Tensor else a if type(a) in _CONSTANT_TYPES
-                          else _raw(a) for a in self.args])
+            args = self.args
+            if len(args) == 1:  # the common arities without a comprehension's frame
+                a = args[0]
+                args = (a._data if type(a) is Tensor else a if type(a) in _CONSTANT_TYPES
+                        else _raw(a),)
+            elif len(args) == 2:
+                a, b = args
+                args = (a._data if type(a) is Tensor else a if type(a) in _CONSTANT_TYPES
+                        else _raw(a),
+                        b._data if type(b) is Tensor else b if type(b) in _CONSTANT_TYPES
+                        else _raw(b))
+            else:
+                args = tuple([a._data if type(a) is Tensor else a if type(a) in _CONSTANT_TYPES
+                              else _raw(a) for a in args])
         attrs = self.attrs
         edges = self.edges
         result: list[Any] = [None] * len(edges)
