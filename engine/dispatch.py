@@ -131,7 +131,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     ufunc = op.ufunc
     try:
         if ufunc is not None:  # one ufunc of the inputs alone: no attributes
-            if large and (shape := parallel.split_shape(arrays)) is not None:
+            if large and (shape := parallel.split_shape(ufunc, arrays)) is not None:
                 raw = parallel.split_call(ufunc, arrays, shape)
             else:
                 raw = ufunc(*arrays)

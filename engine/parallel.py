@@ -2,7 +2,8 @@
 
 An op whose forward is a plain numpy ufunc (`sin`, `exp`, `mul`, ...) computes each element on
 its own, so cutting its arrays into row blocks and running the blocks at once gives the very
-same bits as one call. `split_call` does that above `MIN_ELEMENTS`: it allocates the result once
+same bits as one call. `split_call` does that above `MIN_ELEMENTS` (`MIN_ELEMENTS_CHEAP` for
+memory-bound ufuncs such as `mul`): it allocates the result once
 (no more memory than the unsplit op), runs one block in the calling thread and the others on a
 small pool shared by every caller, and takes back a block the pool has not started yet, so a
 busy pool never makes a caller wait idle. Reductions are never split (their summation order is
@@ -28,8 +29,15 @@ log = logging.getLogger(__name__)
 
 ENV_THREADS = "GRADSERVE_ENGINE_THREADS"
 
-# Below this many result elements one thread is faster than handing blocks to others.
+# Below this many result elements one thread is faster than handing blocks to others: for a
+# function like sin or exp (~10 ns an element in numpy), and for the ufuncs below, which take
+# about a nanosecond an element and are bound by memory, not the CPU.
 MIN_ELEMENTS = 1 << 17
+MIN_ELEMENTS_CHEAP = 1 << 21
+_CHEAP = frozenset((np.multiply, np.negative, np.absolute, np.sign, np.floor, np.ceil, np.trunc,
+                    np.square, np.maximum, np.minimum, np.less, np.less_equal, np.greater,
+                    np.greater_equal, np.equal, np.not_equal, np.logical_and, np.logical_or,
+                    np.logical_xor, np.logical_not, np.isnan, np.isinf, np.isfinite))
 # Block boundaries fall on multiples of this many rows, so every block starts at the same
 # alignment (mod 64 bytes) as the whole array: numpy picks the same SIMD path for each block.
 _ROW_QUANTUM = 64
@@ -110,17 +118,18 @@ def set_threads(n: int) -> None:
         old.executor.shutdown(wait=False)
 
 
-def split_shape(args: Sequence[Any]) -> tuple[int, ...] | None:
-    """The result shape of an elementwise call on `args` when it is worth splitting: its array
-    inputs share one shape (the others are scalars or 0-d) of at least `MIN_ELEMENTS` elements
-    and enough rows; else None."""
+def split_shape(ufunc: np.ufunc, args: Sequence[Any]) -> tuple[int, ...] | None:
+    """The result shape of `ufunc(*args)` when the call is worth splitting: its array inputs
+    share one shape (the others are scalars or 0-d) of at least `MIN_ELEMENTS` elements
+    (`MIN_ELEMENTS_CHEAP` for a memory-bound ufunc) and enough rows; else None."""
     if _pool.threads < 2:
         return None
+    need = MIN_ELEMENTS_CHEAP if ufunc in _CHEAP else MIN_ELEMENTS
     shape = None
     for a in args:
         if type(a) is np.ndarray and a.ndim:
             if shape is None:
-                if a.size < MIN_ELEMENTS:
+                if a.size < need:
                     return None
                 shape = a.shape
             elif a.shape != shape:
@@ -136,7 +145,7 @@ def split_call(ufunc: np.ufunc, args: Sequence[Any], shape: tuple[int, ...]) -> 
     Args:
         ufunc: a numpy ufunc with one output.
         args: its inputs: arrays of exactly `shape`, or scalars / 0-d arrays.
-        shape: the result's shape, as `split_shape(args)` gave it.
+        shape: the result's shape, as `split_shape(ufunc, args)` gave it.
     Returns:
         The result array, as `ufunc(*args)` would give it.
     """

@@ -105,7 +105,8 @@ _HELP = {
                    "trim, and on every --reap-interval sweep that follows calls; bounds what "
                    "fragmented heaps keep (0: off)",
     "engine_threads": "threads one large elementwise op (sin, exp, mul, ... of at least 131072 "
-                      "elements) is split over, with the same result bits (0: the engine's "
+                      "elements, 2097152 for memory-bound ones) is split over, with the same "
+                      "result bits (0: the engine's "
                       "default, 2, or 1 where the process may use one CPU; 1: no splitting)",
 }
 
