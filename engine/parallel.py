@@ -172,7 +172,15 @@ def split_call(ufunc: np.ufunc, args: Sequence[Any], shape: tuple[int, ...]) -> 
     futures: list[tuple[Future[Any], Callable[[], Any]]] = []
     for lo, hi in bounds[1:]:
         job = block(lo, hi)
-        futures.append((executor.submit(contextvars.copy_context().run, job), job))
+        try:
+            future = executor.submit(contextvars.copy_context().run, job)
+        except RuntimeError:  # the pool was shut down (interpreter exit): run it here
+            future = Future()
+            try:
+                future.set_result(job())
+            except BaseException as exc:  # noqa: BLE001 - raised below, as a block's error
+                future.set_exception(exc)
+        futures.append((future, job))
     first_error: BaseException | None = None
     try:
         block(*bounds[0])()
