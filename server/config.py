@@ -31,10 +31,11 @@ class ServerConfig:
     max_session_bytes: int = 1024 * MiB
     max_tensor_elements: int = 64 * MiB
     max_instructions: int = 100_000
-    max_nodes: int = 100_000
+    max_nodes: int = 20_000
     max_handles: int = 1_000_000
     max_order: int = 8
     max_jacobian_rows: int = 4096
+    max_call_ops: int = 50_000
     max_message_bytes: int = MAX_MESSAGE_BYTES
     session_ttl: float = 900.0
     max_session_ttl: float = 86_400.0
@@ -80,6 +81,9 @@ _HELP = {
     "max_order": "highest derivative order a stateless call may ask for",
     "max_jacobian_rows": "rows (backward passes) of a stateless jacobian or hessian: elements "
                          "of the outputs, or of the wrt inputs for a hessian",
+    "max_call_ops": "ops and backward steps one stateless call (RunGraph) may run in all, its "
+                    "nodes and every derivative order's passes: a bound on its CPU time (about "
+                    "1-3 s on one core at the default)",
     "max_message_bytes": "largest gRPC message received or sent",
     "session_ttl": "default idle seconds before a session is closed",
     "max_session_ttl": "largest idle TTL a client may ask for",

@@ -205,7 +205,8 @@ def execute(req: service_pb2.RunGraphRequest, config: ServerConfig, *,
     """
     budget = Budget(config.max_session_bytes)
     with ge.limits.byte_budget(budget.max_bytes), ge.limits.allocation_limit(
-            config.max_tensor_elements), ge.enable_grad():
+            config.max_tensor_elements), ge.limits.interrupt(
+                _work_meter(config.max_call_ops, check_deadline)), ge.enable_grad():
         try:
             return _execute(req, config, budget, check_deadline, resolve_handle, generator)
         except ge.errors.BudgetExceededError as exc:
@@ -214,6 +215,25 @@ def execute(req: service_pb2.RunGraphRequest, config: ServerConfig, *,
             if isinstance(exc.cause, ge.errors.BudgetExceededError):
                 raise Located(budget.exceeded(exc.cause), node=exc.node) from exc
             raise
+
+
+def _work_meter(max_ops: int, check_deadline: Callable[[], None]) -> Callable[[], None]:
+    """The engine's interrupt check for one stateless call: `check_deadline`, and a count of
+    the ops and backward steps the call runs (the engine calls it before each), refused past
+    `max_ops` (--max-call-ops). The byte budget alone let a differentiated chain run ~100,000
+    small ops (4-5 s) before its memory ran out; this bounds the call's CPU time."""
+    left = max_ops
+
+    def check() -> None:
+        nonlocal left
+        left -= 1
+        if left < 0:
+            raise LimitExceededError(
+                f"a stateless call may run at most {max_ops} ops and backward steps in all "
+                "(its nodes and every derivative order's passes; --max-call-ops)",
+                limit="max_call_ops")
+        check_deadline()
+    return check
 
 
 def _execute(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: Budget,
