@@ -139,6 +139,25 @@ def _walk(args: Sequence[Any]) -> tuple[tuple[int, ...] | None, int, bool, bool]
     return shape, _combine(dim, _combine(zero, wrapped)), rg, shape is not None
 
 
+def _promoted(args: Sequence[Any]) -> tuple[int, bool]:
+    """(promoted rank, whether a tensor requires grad) over inputs whose shapes need not
+    broadcast together (`outer`)."""
+    dim = zero = wrapped = -1
+    rg = False
+    for a in args:
+        r = _SCALAR_RANK.get(type(a))
+        if r is not None:
+            wrapped = r if r > wrapped else wrapped
+            continue
+        s, r, g = _tensor(a)
+        if s:
+            dim = r if r > dim else dim
+        else:
+            zero = r if r > zero else zero
+        rg = rg or g
+    return _combine(dim, _combine(zero, wrapped)), rg
+
+
 def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     """numpy's (and torch's) broadcast of two shapes; `_Inexact` when they do not broadcast."""
     if a == b:
@@ -349,7 +368,7 @@ _elementwise("sub", 2, _PROMOTE, attrs=_ALPHA, accepts=_not_bool)  # numpy: no b
 _elementwise("mul", 2, _PROMOTE)
 _elementwise("div", 2, _TO_FLOAT)
 for _name in ("floor_divide", "remainder", "fmod"):
-    _elementwise(_name, 2, _PROMOTE, accepts=_not_bool)
+    _elementwise(_name, 2, _PROMOTE)
 for _name in ("maximum", "minimum"):
     _elementwise(_name, 2, _PROMOTE)
 for _name in ("atan2", "hypot", "logaddexp", "xlogy"):
@@ -363,7 +382,7 @@ def _pow(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Me
     if len(inputs) != 2 or attrs:
         raise _Inexact
     shape, rank, rg, any_tensor = _walk(inputs)
-    if not any_tensor or rank == _BOOL:
+    if not any_tensor:
         raise _Inexact
     y = inputs[1]
     if type(y) is int and y < 0 and rank < _FLOAT:
@@ -375,13 +394,22 @@ def _pow(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Me
 # --- elementwise: unary --------------------------------------------------------------------------
 
 # Computed in the input's dtype; which input dtypes numpy's forward takes.
-for _name in ("abs", "clone"):
+for _name in ("abs", "clone", "square", "floor", "ceil", "trunc", "relu"):
     _elementwise(_name, 1, _PROMOTE)
-_elementwise("neg", 1, _PROMOTE, accepts=_not_bool)
-_elementwise("square", 1, _PROMOTE, accepts=_not_bool)
-for _name in ("sign", "floor", "ceil", "trunc", "frac", "sgn", "relu"):
+for _name in ("neg", "sign", "frac", "sgn"):
     _elementwise(_name, 1, _PROMOTE, accepts=_not_bool)
-_elementwise("round", 1, _PROMOTE, attrs={"decimals": _int}, accepts=_floating)
+_elementwise("round", 1, _PROMOTE, attrs={"decimals": _int})
+_round = RULES["round"]
+
+
+def _round_bool(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    out = _round(inputs, attrs, grad)
+    if out[0].dtype == "bool" and attrs.get("decimals", 0):
+        raise _Inexact  # numpy scales by 10 ** decimals: no bool result
+    return out
+
+
+RULES["round"] = _round_bool
 # Computed in floating point (an integral or bool input is cast to float32 first).
 for _name in ("reciprocal", "sqrt", "rsqrt", "exp", "expm1", "log", "log1p", "log2", "log10",
               "sin", "cos", "tan", "tanh", "sigmoid", "asin", "acos", "atan", "sinh", "cosh",
@@ -605,3 +633,484 @@ def _all(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Me
     shape, _, _ = _one(inputs, attrs, _KEEPDIM_ATTRS)
     out = _reduced(shape, _dims(attrs.get("dim")), _bool(attrs.get("keepdim", False)))
     return [Meta(out, "bool", False)]
+
+
+# --- shape ops -----------------------------------------------------------------------------------
+
+def _shaped(fn: Callable[[tuple[int, ...], Mapping[str, Any]], tuple[int, ...]],
+            names: tuple[str, ...], *, required: tuple[str, ...] = ()) -> Rule:
+    """A rule for a one-input op that keeps the dtype and computes the shape with
+    `fn(shape, attrs)` (attributes `names`, of which `required` must be given)."""
+    known = frozenset(names)
+
+    def rule(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+        shape, rank, rg = _one(inputs, attrs, known)
+        for k in required:
+            if attrs.get(k) is None:
+                raise _Inexact
+        return _meta(fn(shape, attrs), rank, grad and rg)
+
+    return rule
+
+
+def _reshape_shape(shape: tuple[int, ...], attrs: Mapping[str, Any]) -> tuple[int, ...]:
+    want = _ints(attrs["shape"])
+    numel = _numel(shape)
+    if want.count(-1) > 1 or any(d < -1 for d in want):
+        raise _Inexact
+    known = _numel(d for d in want if d != -1)
+    if -1 in want:
+        if known == 0 or numel % known:
+            raise _Inexact
+        return tuple(numel // known if d == -1 else d for d in want)
+    if known != numel:
+        raise _Inexact
+    return want
+
+
+def _expand_shape(shape: tuple[int, ...], attrs: Mapping[str, Any]) -> tuple[int, ...]:
+    size = _ints(attrs["size"])
+    lead = len(size) - len(shape)
+    if lead < 0:
+        raise _Inexact
+    out = []
+    for i, s in enumerate(size):
+        have = shape[i - lead] if i >= lead else None
+        if s == -1:
+            if have is None:
+                raise _Inexact
+            out.append(have)
+        elif (have is not None and have != 1 and have != s) or s < 0:
+            raise _Inexact
+        else:
+            out.append(s)
+    return tuple(out)
+
+
+def _flatten_shape(shape: tuple[int, ...], attrs: Mapping[str, Any]) -> tuple[int, ...]:
+    start = _wrap(_int(attrs.get("start_dim", 0)), len(shape))
+    end = _wrap(_int(attrs.get("end_dim", -1)), len(shape))
+    if not shape:
+        return (1,)
+    if start > end:
+        raise _Inexact
+    return (*shape[:start], _numel(shape[start:end + 1]), *shape[end + 1:])
+
+
+def _squeeze_shape(shape: tuple[int, ...], attrs: Mapping[str, Any]) -> tuple[int, ...]:
+    dim = _dims(attrs.get("dim"))
+    if dim is None:
+        return tuple(s for s in shape if s != 1)
+    dims = (dim,) if type(dim) is int else dim
+    axes = tuple(_wrap(d, len(shape)) for d in dims)  # type: ignore[union-attr]
+    if len(set(axes)) != len(axes):
+        raise _Inexact
+    return tuple(s for i, s in enumerate(shape) if not (i in axes and s == 1))
+
+
+def _unsqueeze_shape(shape: tuple[int, ...], attrs: Mapping[str, Any]) -> tuple[int, ...]:
+    axis = _wrap(_int(attrs["dim"]), len(shape) + 1)
+    return (*shape[:axis], 1, *shape[axis:])
+
+
+def _permute_shape(shape: tuple[int, ...], attrs: Mapping[str, Any]) -> tuple[int, ...]:
+    dims = _ints(attrs["dims"])
+    if len(dims) != len(shape):
+        raise _Inexact
+    axes = tuple(_wrap(d, len(shape)) for d in dims)
+    if len(set(axes)) != len(axes):
+        raise _Inexact
+    return tuple(shape[a] for a in axes)
+
+
+def _transpose_shape(shape: tuple[int, ...], attrs: Mapping[str, Any]) -> tuple[int, ...]:
+    a = _wrap(_int(attrs["dim0"]), len(shape))
+    b = _wrap(_int(attrs["dim1"]), len(shape))
+    if not shape:
+        return ()
+    out = list(shape)
+    out[a], out[b] = out[b], out[a]
+    return tuple(out)
+
+
+def _t_shape(shape: tuple[int, ...], attrs: Mapping[str, Any]) -> tuple[int, ...]:
+    if len(shape) > 2:
+        raise _Inexact  # "t() expects a tensor with <= 2 dimensions"
+    return shape[::-1]
+
+
+def _flip_shape(shape: tuple[int, ...], attrs: Mapping[str, Any]) -> tuple[int, ...]:
+    dims = _dims(attrs["dims"])
+    if shape:  # a 0-dim input is copied whatever dims says
+        _axes(dims, len(shape))
+    return shape
+
+
+def _repeat_shape(shape: tuple[int, ...], attrs: Mapping[str, Any]) -> tuple[int, ...]:
+    repeats = _ints(attrs["repeats"])
+    if len(repeats) < len(shape):
+        raise _Inexact
+    padded = (1,) * (len(repeats) - len(shape)) + shape
+    out = tuple(r * s for r, s in zip(repeats, padded))
+    if any(d < 0 for d in out):
+        raise _Inexact
+    return out
+
+
+RULES["reshape"] = _shaped(_reshape_shape, ("shape",), required=("shape",))
+RULES["expand"] = _shaped(_expand_shape, ("size",), required=("size",))
+RULES["flatten"] = _shaped(_flatten_shape, ("start_dim", "end_dim"))
+RULES["squeeze"] = _shaped(_squeeze_shape, ("dim",))
+RULES["unsqueeze"] = _shaped(_unsqueeze_shape, ("dim",), required=("dim",))
+RULES["permute"] = _shaped(_permute_shape, ("dims",), required=("dims",))
+RULES["transpose"] = _shaped(_transpose_shape, ("dim0", "dim1"), required=("dim0", "dim1"))
+RULES["t"] = _shaped(_t_shape, ())
+RULES["flip"] = _shaped(_flip_shape, ("dims",), required=("dims",))
+RULES["repeat"] = _shaped(_repeat_shape, ("repeats",), required=("repeats",))
+
+
+def _tensor_list(inputs: Sequence[Any], attrs: Mapping[str, Any]
+                 ) -> tuple[list[tuple[tuple[int, ...], int, bool]], int, int]:
+    """cat/stack: (the tensors, promoted rank, dim)."""
+    if len(inputs) != 1 or not isinstance(inputs[0], (list, tuple)) or not inputs[0]:
+        raise _Inexact
+    _known(attrs, frozenset(("dim",)))
+    tensors = [_tensor(t) for t in inputs[0]]
+    rank = max(r for _, r, _ in tensors)
+    return tensors, rank, _int(attrs.get("dim", 0))
+
+
+@_rule("cat")
+def _cat(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    tensors, rank, dim = _tensor_list(inputs, attrs)
+    rg = any(g for _, _, g in tensors)
+    if any(not s for s, _, _ in tensors):
+        raise _Inexact  # "zero-dimensional tensor ... cannot be concatenated"
+    kept = [s for s, _, _ in tensors if s != (0,)]  # torch skips 1-D empty tensors
+    if not kept:
+        _wrap(dim, 1)
+        return _meta((0,), rank, grad and rg)
+    first = kept[0]
+    axis = _wrap(dim, len(first))
+    total = 0
+    for s in kept:
+        if len(s) != len(first) or any(i != axis and a != b
+                                       for i, (a, b) in enumerate(zip(first, s))):
+            raise _Inexact
+        total += s[axis]
+    return _meta((*first[:axis], total, *first[axis + 1:]), rank, grad and rg)
+
+
+@_rule("stack")
+def _stack(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    tensors, rank, dim = _tensor_list(inputs, attrs)
+    first = tensors[0][0]
+    if any(s != first for s, _, _ in tensors):
+        raise _Inexact
+    axis = _wrap(dim, len(first) + 1)
+    rg = any(g for _, _, g in tensors)
+    return _meta((*first[:axis], len(tensors), *first[axis:]), rank, grad and rg)
+
+
+def _pieces(shape: tuple[int, ...], axis: int, sizes: Sequence[int], rank: int,
+            rg: bool) -> list[Meta]:
+    name = DTYPE_NAMES[rank]
+    rg = rg and rank >= _FLOAT
+    return [Meta((*shape[:axis], n, *shape[axis + 1:]), name, rg) for n in sizes]
+
+
+@_rule("split")
+def _split(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset(("split_size", "dim")))
+    if attrs.get("split_size") is None or not shape:
+        raise _Inexact
+    size = _int(attrs["split_size"])
+    axis = _wrap(_int(attrs.get("dim", 0)), len(shape))
+    length = shape[axis]
+    if size < 0 or (size == 0 and length):
+        raise _Inexact
+    sizes = [min(size, length - s) for s in range(0, length, size)] if size else []
+    return _pieces(shape, axis, sizes or [0], rank, grad and rg)
+
+
+@_rule("split_with_sizes")
+def _split_with_sizes(inputs: Sequence[Any], attrs: Mapping[str, Any],
+                      grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset(("split_sizes", "dim")))
+    if attrs.get("split_sizes") is None or not shape:
+        raise _Inexact
+    sizes = _ints(attrs["split_sizes"])
+    axis = _wrap(_int(attrs.get("dim", 0)), len(shape))
+    if sum(sizes) != shape[axis] or any(s < 0 for s in sizes):
+        raise _Inexact
+    return _pieces(shape, axis, sizes, rank, grad and rg)
+
+
+@_rule("unbind")
+def _unbind(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset(("dim",)))
+    if not shape:
+        raise _Inexact
+    axis = _wrap(_int(attrs.get("dim", 0)), len(shape))
+    out = Meta(shape[:axis] + shape[axis + 1:], DTYPE_NAMES[rank], grad and rg and rank >= _FLOAT)
+    return [out] * shape[axis]
+
+
+# --- matrix products -----------------------------------------------------------------------------
+
+def _two(inputs: Sequence[Any], attrs: Mapping[str, Any]
+         ) -> tuple[tuple[int, ...], tuple[int, ...], int, bool]:
+    """Two tensors of one dtype (torch's mm family does not promote), no attributes."""
+    if len(inputs) != 2 or attrs:
+        raise _Inexact
+    a, ra, ga = _tensor(inputs[0])
+    b, rb, gb = _tensor(inputs[1])
+    if ra != rb:
+        raise _Inexact  # "expected m1 and m2 to have the same dtype"
+    return a, b, ra, ga or gb
+
+
+@_rule("matmul")
+def _matmul(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    a, b, rank, rg = _two(inputs, attrs)
+    if not a or not b:
+        raise _Inexact
+    if len(a) == 1 and len(b) == 1:
+        shape: tuple[int, ...] = ()
+        k1, k2 = a[0], b[0]
+    elif len(b) == 1:
+        shape, k1, k2 = a[:-1], a[-1], b[0]
+    elif len(a) == 1:
+        shape, k1, k2 = (*b[:-2], b[-1]), a[0], b[-2]
+    elif len(a) == 2 and len(b) == 2:
+        shape, k1, k2 = (a[0], b[1]), a[1], b[0]
+    elif len(b) == 2:
+        shape, k1, k2 = (*a[:-1], b[1]), a[-1], b[0]
+    else:
+        shape = (*_broadcast(a[:-2], b[:-2]), a[-2], b[-1])
+        k1, k2 = a[-1], b[-2]
+    if k1 != k2:
+        raise _Inexact
+    return _meta(shape, rank, grad and rg)
+
+
+@_rule("mm")
+def _mm(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    a, b, rank, rg = _two(inputs, attrs)
+    if len(a) != 2 or len(b) != 2 or a[1] != b[0]:
+        raise _Inexact
+    return _meta((a[0], b[1]), rank, grad and rg)
+
+
+@_rule("bmm")
+def _bmm(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    a, b, rank, rg = _two(inputs, attrs)
+    if len(a) != 3 or len(b) != 3 or a[0] != b[0] or a[2] != b[1]:
+        raise _Inexact
+    return _meta((a[0], a[1], b[2]), rank, grad and rg)
+
+
+@_rule("dot")
+def _dot(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    a, b, rank, rg = _two(inputs, attrs)
+    if len(a) != 1 or len(b) != 1 or a[0] != b[0]:
+        raise _Inexact
+    return _meta((), rank, grad and rg)
+
+
+@_rule("outer")
+def _outer(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if len(inputs) != 2 or attrs:
+        raise _Inexact
+    a, _, _ = _tensor(inputs[0])
+    b, _, _ = _tensor(inputs[1])
+    if len(a) != 1 or len(b) != 1:
+        raise _Inexact
+    rank, rg = _promoted(inputs)
+    return _meta((a[0], b[0]), rank, grad and rg)
+
+
+@_rule("addmm")
+def _addmm(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if len(inputs) != 3:
+        raise _Inexact
+    _known(attrs, frozenset(("beta", "alpha")))
+    for k in ("beta", "alpha"):
+        if k in attrs:
+            _scalar(attrs[k])
+    bias, rb, gb = _tensor(inputs[0])
+    a, ra, ga = _tensor(inputs[1])
+    b, rm, gm = _tensor(inputs[2])
+    if not ra == rb == rm or len(a) != 2 or len(b) != 2 or a[1] != b[0]:
+        raise _Inexact
+    out = (a[0], b[1])
+    if len(bias) > 2 or _broadcast(bias, out) != out:
+        raise _Inexact  # the bias must expand to the product's shape
+    return _meta(out, ra, grad and (ga or gb or gm))
+
+
+# --- softmax, losses -----------------------------------------------------------------------------
+
+_SOFTMAX_ATTRS = frozenset(("dim", "dtype"))
+
+
+@_rule("softmax", "log_softmax")
+def _softmax(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, _SOFTMAX_ATTRS)
+    if attrs.get("dim") is None:
+        raise _Inexact  # required
+    _wrap(_int(attrs["dim"]), len(shape))
+    out = _dtype(attrs.get("dtype"))
+    out = rank if out is None else out
+    if out < _FLOAT:
+        raise _Inexact  # "softmax_lastdim_kernel_impl" not implemented for 'Long'
+    return _meta(shape, out, grad and rg)
+
+
+def _reduction(attrs: Mapping[str, Any], names: frozenset[str]) -> str:
+    _known(attrs, names)
+    return _choice(attrs.get("reduction", "mean"), _REDUCTIONS)
+
+
+_LOSS_ATTRS = frozenset(("reduction",))
+
+
+@_rule("mse_loss", "l1_loss")
+def _pointwise_loss(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if len(inputs) != 2:
+        raise _Inexact
+    reduction = _reduction(attrs, _LOSS_ATTRS)
+    _tensor(inputs[0])
+    _tensor(inputs[1])
+    shape, rank, rg, _ = _walk(inputs)
+    assert shape is not None
+    out = rank if rank >= _FLOAT else _DEFAULT_FLOAT
+    return _meta(shape if reduction == "none" else (), out, grad and rg)
+
+
+def _binary_cross_entropy(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool,
+                          n_inputs: int) -> list[Meta]:
+    """binary_cross_entropy (input, target, weight?) and with_logits (..., pos_weight?): input
+    and target of one shape; the weights take no gradient (the engine refuses them requiring
+    one in grad mode) and broadcast into an unreduced loss."""
+    if len(inputs) != n_inputs:
+        raise _Inexact
+    reduction = _reduction(attrs, _LOSS_ATTRS)
+    x, _, gx = _tensor(inputs[0])
+    t, _, gt = _tensor(inputs[1])
+    if x != t:
+        raise _Inexact  # "Using a target size ... that is different to the input size"
+    for w in inputs[2:]:
+        if w is not None and _tensor(w)[2] and grad:
+            raise _Inexact  # "not differentiable with respect to argument 'weight'"
+    shape, rank, _, _ = _walk(inputs)
+    assert shape is not None
+    out = rank if rank >= _FLOAT else _DEFAULT_FLOAT
+    return _meta(shape if reduction == "none" else (), out, grad and (gx or gt))
+
+
+RULES["binary_cross_entropy"] = (
+    lambda inputs, attrs, grad: _binary_cross_entropy(inputs, attrs, grad, 3))
+RULES["binary_cross_entropy_with_logits"] = (
+    lambda inputs, attrs, grad: _binary_cross_entropy(inputs, attrs, grad, 4))
+
+_NLL_ATTRS = frozenset(("ignore_index", "reduction"))
+
+
+def _nll(x: tuple[int, ...], xr: int, t: tuple[int, ...], tr: int, w: Any, grad: bool,
+         reduction: str) -> tuple[int, ...]:
+    """nll_loss's checks on (input, target, weight) as the engine makes them; the result's
+    shape."""
+    if xr < _FLOAT or not x or tr != _INT64:
+        raise _Inexact
+    if len(x) <= 2:
+        if len(t) > 1 or (len(x) == 2 and t != (x[0],)) or (len(x) == 1 and t not in ((), (1,))):
+            raise _Inexact
+    elif not t or t[0] != x[0] or t[1:] != x[2:]:
+        raise _Inexact
+    if w is not None:
+        ws, _, wg = _tensor(w)
+        if wg and grad:
+            raise _Inexact  # "not differentiable with respect to argument 'weight'"
+        if ws != (x[1] if len(x) >= 2 else x[0],):
+            raise _Inexact
+    return t if reduction == "none" else ()
+
+
+@_rule("nll_loss")
+def _nll_loss(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if len(inputs) != 3:
+        raise _Inexact
+    reduction = _reduction(attrs, _NLL_ATTRS)
+    if "ignore_index" in attrs:
+        _int(attrs["ignore_index"])
+    x, xr, gx = _tensor(inputs[0])
+    t, tr, _ = _tensor(inputs[1])
+    return _meta(_nll(x, xr, t, tr, inputs[2], grad, reduction), xr, grad and gx)
+
+
+@_rule("cross_entropy")
+def _cross_entropy(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if len(inputs) != 3:
+        raise _Inexact
+    reduction = _reduction(attrs, _NLL_ATTRS | {"label_smoothing"})
+    if "ignore_index" in attrs:
+        _int(attrs["ignore_index"])
+    if not 0.0 <= _float(attrs.get("label_smoothing", 0.0)) <= 1.0:
+        raise _Inexact
+    x, xr, gx = _tensor(inputs[0])
+    t, tr, gt = _tensor(inputs[1])
+    if xr < _FLOAT or not x:
+        raise _Inexact
+    if tr >= _FLOAT and t == x:  # class probabilities
+        c = 0 if len(x) == 1 else 1
+        if inputs[2] is not None and _tensor(inputs[2])[0] != (x[c],):
+            raise _Inexact
+        shape = x[:c] + x[c + 1:] if reduction == "none" else ()
+        return _meta(shape, xr, grad and (gx or gt))
+    return _meta(_nll(x, xr, t, tr, inputs[2], grad, reduction), xr, grad and gx)
+
+
+# --- results shaped like the input, without gradient ---------------------------------------------
+
+def _like(floating_only: bool, extra: tuple[str, ...] = ()) -> Rule:
+    known = frozenset(("dtype", *extra))
+
+    def rule(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+        shape, rank, _ = _one(inputs, attrs, known)
+        for k in extra:
+            _scalar(attrs.get(k))  # required
+        out = _dtype(attrs.get("dtype"))
+        out = rank if out is None else out
+        if floating_only and out < _FLOAT:
+            raise _Inexact
+        return [Meta(shape, DTYPE_NAMES[out], False)]
+
+    return rule
+
+
+RULES["zeros_like"] = _like(False)
+RULES["ones_like"] = _like(False)
+RULES["full_like"] = _like(False, ("fill_value",))
+RULES["rand_like"] = _like(True)
+RULES["randn_like"] = _like(True)
+
+
+@_rule("bernoulli")
+def _bernoulli(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if len(inputs) != 2 or attrs:
+        raise _Inexact
+    shape, rank, rg = _tensor(inputs[0])
+    p = inputs[1]
+    if p is None:
+        if rank < _FLOAT:
+            raise _Inexact
+    elif type(p) in (int, float):
+        if not 0 <= p <= 1:
+            raise _Inexact  # "bernoulli_ expects p to be in [0, 1]"
+    else:
+        _, p_rank, p_rg = _tensor(p)
+        if p_rank < _FLOAT:
+            raise _Inexact
+        rg = rg or p_rg
+    return _meta(shape, rank, grad and rg)
