@@ -29,7 +29,7 @@ dtype; a client's `set_default_dtype` changes only the tensors it creates).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -94,7 +94,7 @@ def _tensor(a: Any) -> tuple[tuple[int, ...], int, bool]:
         shape, rank, rg = a.shape, _RANK[a.dtype], a.requires_grad
     except (AttributeError, KeyError, TypeError):
         raise _Inexact from None
-    if type(shape) is not tuple or rg not in (True, False):
+    if type(shape) is not tuple or (rg is not True and rg is not False):
         raise _Inexact
     return shape, rank, rg
 
@@ -116,9 +116,9 @@ def _combine(higher: int, lower: int) -> int:
 
 
 def _walk(args: Sequence[Any]) -> tuple[tuple[int, ...] | None, int, bool, bool]:
-    """(broadcast shape, promoted rank, whether a tensor requires grad, whether every tensor has
-    one shape) over elementwise inputs: tensors, Python scalars and None (skipped). The shape is
-    None when there is no tensor."""
+    """(broadcast shape, promoted rank, whether a tensor requires grad, whether there is a
+    tensor) over elementwise inputs: tensors, Python scalars and None (skipped). The shape is
+    None when there is no tensor. The hot path of every recorded op: `_tensor` inlined."""
     dim = zero = wrapped = -1
     shape: tuple[int, ...] | None = None
     rg = False
@@ -127,16 +127,31 @@ def _walk(args: Sequence[Any]) -> tuple[tuple[int, ...] | None, int, bool, bool]
             continue
         r = _SCALAR_RANK.get(type(a))
         if r is not None:
-            wrapped = r if r > wrapped else wrapped
+            if r > wrapped:
+                wrapped = r
             continue
-        s, r, g = _tensor(a)
+        try:
+            s, r, g = a.shape, _RANK[a.dtype], a.requires_grad
+        except (AttributeError, KeyError, TypeError):
+            raise _Inexact from None
+        if type(s) is not tuple or (g is not True and g is not False):
+            raise _Inexact
         if s:
-            dim = r if r > dim else dim
-        else:
-            zero = r if r > zero else zero
-        shape = s if shape is None else _broadcast(shape, s)
-        rg = rg or g
-    return shape, _combine(dim, _combine(zero, wrapped)), rg, shape is not None
+            if r > dim:
+                dim = r
+        elif r > zero:
+            zero = r
+        if shape is None:
+            shape = s
+        elif shape != s:
+            shape = _broadcast(shape, s)
+        if g:
+            rg = True
+    if dim >= _FLOAT or (zero < 0 and wrapped < 0):
+        rank = dim  # the common case: a floating tensor with dims decides alone
+    else:
+        rank = _combine(dim, _combine(zero, wrapped))
+    return shape, rank, rg, shape is not None
 
 
 def _promoted(args: Sequence[Any]) -> tuple[int, bool]:
@@ -224,6 +239,8 @@ def _scalar(v: Any) -> Any:
 
 
 def _ints(v: Any) -> tuple[int, ...]:
+    if type(v) is tuple and all(type(i) is int for i in v):
+        return v  # type: ignore[no-any-return]
     if isinstance(v, (tuple, list)):
         return tuple(_int(i) for i in v)
     raise _Inexact
@@ -292,7 +309,7 @@ def _reduced(shape: tuple[int, ...], dim: int | tuple[int, ...] | None,
     return tuple(s for i, s in enumerate(shape) if i not in axes)
 
 
-def _numel(shape: Sequence[int]) -> int:
+def _numel(shape: Iterable[int]) -> int:
     n = 1
     for s in shape:
         n *= s
@@ -656,16 +673,17 @@ def _shaped(fn: Callable[[tuple[int, ...], Mapping[str, Any]], tuple[int, ...]],
 def _reshape_shape(shape: tuple[int, ...], attrs: Mapping[str, Any]) -> tuple[int, ...]:
     want = _ints(attrs["shape"])
     numel = _numel(shape)
-    if want.count(-1) > 1 or any(d < -1 for d in want):
-        raise _Inexact
-    known = _numel(d for d in want if d != -1)
-    if -1 in want:
-        if known == 0 or numel % known:
+    for d in want:
+        if d < 0 and (d != -1 or want.count(-1) > 1):
+            raise _Inexact  # "invalid shape dimension", "only one dimension can be inferred"
+    if -1 not in want:
+        if _numel(want) != numel:
             raise _Inexact
-        return tuple(numel // known if d == -1 else d for d in want)
-    if known != numel:
+        return want
+    known = -_numel(want)
+    if known == 0 or numel % known:
         raise _Inexact
-    return want
+    return tuple(numel // known if d == -1 else d for d in want)
 
 
 def _expand_shape(shape: tuple[int, ...], attrs: Mapping[str, Any]) -> tuple[int, ...]:
