@@ -101,6 +101,9 @@ def _tensor(a: Any) -> tuple[tuple[int, ...], int, bool]:
 
 # The rank a Python scalar promotes as (a wrapped number); complex and numpy scalars: no rule.
 _SCALAR_RANK = {bool: _BOOL, int: _INT64, float: _DEFAULT_FLOAT}
+# Python ints the engine's integral ops take whatever the compute dtype (numpy refuses an int
+# out of its range: `int32 tensor + 2 ** 40`).
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
 def _combine(higher: int, lower: int) -> int:
@@ -121,7 +124,7 @@ def _walk(args: Sequence[Any]) -> tuple[tuple[int, ...] | None, int, bool, bool]
     None when there is no tensor. The hot path of every recorded op: `_tensor` inlined."""
     dim = zero = wrapped = -1
     shape: tuple[int, ...] | None = None
-    rg = False
+    rg = big = False
     for a in args:
         if a is None:
             continue
@@ -129,6 +132,8 @@ def _walk(args: Sequence[Any]) -> tuple[tuple[int, ...] | None, int, bool, bool]
         if r is not None:
             if r > wrapped:
                 wrapped = r
+            if r == _INT64 and not _INT32_MIN <= a <= _INT32_MAX:
+                big = True
             continue
         try:
             s, r, g = a.shape, _RANK[a.dtype], a.requires_grad
@@ -151,26 +156,9 @@ def _walk(args: Sequence[Any]) -> tuple[tuple[int, ...] | None, int, bool, bool]
         rank = dim  # the common case: a floating tensor with dims decides alone
     else:
         rank = _combine(dim, _combine(zero, wrapped))
+    if big and rank < _FLOAT:
+        raise _Inexact  # numpy refuses a Python int outside the integral compute dtype
     return shape, rank, rg, shape is not None
-
-
-def _promoted(args: Sequence[Any]) -> tuple[int, bool]:
-    """(promoted rank, whether a tensor requires grad) over inputs whose shapes need not
-    broadcast together (`outer`)."""
-    dim = zero = wrapped = -1
-    rg = False
-    for a in args:
-        r = _SCALAR_RANK.get(type(a))
-        if r is not None:
-            wrapped = r if r > wrapped else wrapped
-            continue
-        s, r, g = _tensor(a)
-        if s:
-            dim = r if r > dim else dim
-        else:
-            zero = r if r > zero else zero
-        rg = rg or g
-    return _combine(dim, _combine(zero, wrapped)), rg
 
 
 def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
@@ -233,9 +221,9 @@ def _float(v: Any) -> float:
 
 
 def _scalar(v: Any) -> Any:
-    if type(v) in (bool, int, float):
+    if type(v) in (bool, float) or (type(v) is int and _INT32_MIN <= v <= _INT32_MAX):
         return v
-    raise _Inexact
+    raise _Inexact  # a large int scalar: the engine's integral ops may refuse it
 
 
 def _ints(v: Any) -> tuple[int, ...]:
@@ -742,10 +730,10 @@ def _permute_shape(shape: tuple[int, ...], attrs: Mapping[str, Any]) -> tuple[in
 
 
 def _transpose_shape(shape: tuple[int, ...], attrs: Mapping[str, Any]) -> tuple[int, ...]:
-    a = _wrap(_int(attrs["dim0"]), len(shape))
-    b = _wrap(_int(attrs["dim1"]), len(shape))
+    a, b = _int(attrs["dim0"]), _int(attrs["dim1"])
     if not shape:
-        return ()
+        return ()  # a 0-dim input as it is, whatever the dims
+    a, b = _wrap(a, len(shape)), _wrap(b, len(shape))
     out = list(shape)
     out[a], out[b] = out[b], out[a]
     return tuple(out)
@@ -940,12 +928,11 @@ def _dot(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Me
 def _outer(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
     if len(inputs) != 2 or attrs:
         raise _Inexact
-    a, _, _ = _tensor(inputs[0])
-    b, _, _ = _tensor(inputs[1])
+    a, ra, ga = _tensor(inputs[0])
+    b, rb, gb = _tensor(inputs[1])
     if len(a) != 1 or len(b) != 1:
         raise _Inexact
-    rank, rg = _promoted(inputs)
-    return _meta((a[0], b[0]), rank, grad and rg)
+    return _meta((a[0], b[0]), max(ra, rb), grad and (ga or gb))  # both 1-D: plain promotion
 
 
 @_rule("addmm")
