@@ -279,10 +279,11 @@ def _axes(dim: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...] | Non
     """A reduction's dims as distinct axes (None: not given), as the engine's norm_dims."""
     if dim is None:
         return None
-    dims = (dim,) if type(dim) is int else dim
-    out = tuple(_wrap(d, ndim) for d in dims)  # type: ignore[union-attr]
-    if len(set(out)) != len(out):
-        raise _Inexact
+    if type(dim) is int:
+        return (_wrap(dim, ndim),)
+    out = tuple([_wrap(d, ndim) for d in dim])  # type: ignore[union-attr]
+    if len(out) > 1 and len(set(out)) != len(out):
+        raise _Inexact  # "dim 0 appears multiple times in the list of dims"
     return out
 
 
@@ -292,9 +293,14 @@ def _reduced(shape: tuple[int, ...], dim: int | tuple[int, ...] | None,
     axes = _axes(dim, len(shape))
     if not axes:
         return (1,) * len(shape) if keepdim else ()
+    if not shape:
+        return ()
+    if len(axes) == 1:
+        a = axes[0]
+        return (*shape[:a], 1, *shape[a + 1:]) if keepdim else shape[:a] + shape[a + 1:]
     if keepdim:
-        return tuple(1 if i in axes else s for i, s in enumerate(shape))
-    return tuple(s for i, s in enumerate(shape) if i not in axes)
+        return tuple([1 if i in axes else s for i, s in enumerate(shape)])
+    return tuple([s for i, s in enumerate(shape) if i not in axes])
 
 
 def _numel(shape: Iterable[int]) -> int:
