@@ -1125,3 +1125,93 @@ def _bernoulli(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> l
             raise _Inexact
         rg = rg or p_rg
     return _meta(shape, rank, grad and rg)
+
+
+# --- indexing by attributes and index tensors ----------------------------------------------------
+
+@_rule("select")
+def _select(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset(("dim", "index")))
+    if not shape or attrs.get("dim") is None or attrs.get("index") is None:
+        raise _Inexact  # "select() cannot be applied to a 0-dim tensor", or required
+    axis = _wrap(_int(attrs["dim"]), len(shape))
+    if not -shape[axis] <= _int(attrs["index"]) < shape[axis]:
+        raise _Inexact  # "select(): index 5 out of range for tensor of size ..."
+    return _meta(shape[:axis] + shape[axis + 1:], rank, grad and rg)
+
+
+@_rule("slice")
+def _slice(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset(("dim", "start", "end", "step")))
+    step = _int(attrs.get("step", 1))
+    if not shape or step <= 0:
+        raise _Inexact  # a 0-dim input, "slice step must be positive"
+    axis = _wrap(_int(attrs.get("dim", 0)), len(shape))
+    start, end = _opt_int(attrs.get("start")), _opt_int(attrs.get("end"))
+    n = len(range(*slice(start, end, step).indices(shape[axis])))
+    return _meta((*shape[:axis], n, *shape[axis + 1:]), rank, grad and rg)
+
+
+@_rule("tril", "triu")
+def _triangle(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset(("diagonal",)))
+    _int(attrs.get("diagonal", 0))
+    if len(shape) < 2:
+        raise _Inexact  # "input tensor must have at least 2 dimensions"
+    return _meta(shape, rank, grad and rg)
+
+
+@_rule("masked_fill")
+def _masked_fill(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if len(inputs) != 3 or attrs:
+        raise _Inexact
+    shape, rank, rg = _tensor(inputs[0])
+    mask, mask_rank, _ = _tensor(inputs[1])
+    value = inputs[2]
+    if mask_rank != _BOOL:
+        raise _Inexact  # "masked_fill_ only supports boolean masks"
+    if _SCALAR_RANK.get(type(value)) is None:
+        v_shape, _, v_rg = _tensor(value)
+        if v_shape:
+            raise _Inexact  # "only supports a 0-dimensional value tensor"
+        rg = rg or v_rg
+    elif type(value) is int and not _INT32_MIN <= value <= _INT32_MAX:
+        raise _Inexact
+    return _meta(_broadcast(mask, shape), rank, grad and rg)
+
+
+def _index_tensor(a: Any) -> tuple[int, ...]:
+    """An index input's shape: an int32 or int64 tensor (values are the server's to check)."""
+    shape, rank, _ = _tensor(a)
+    if rank not in (_INT32, _INT64):
+        raise _Inexact  # "Expected dtype int32 or int64 for index"
+    return shape
+
+
+@_rule("index_select")
+def _index_select(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if len(inputs) != 2 or attrs.get("dim") is None:
+        raise _Inexact
+    _known(attrs, frozenset(("dim",)))
+    shape, rank, rg = _tensor(inputs[0])
+    index = _index_tensor(inputs[1])
+    if len(index) > 1:
+        raise _Inexact  # "Index is supposed to be a vector"
+    axis = _wrap(_int(attrs["dim"]), len(shape))
+    out = index if not shape else (*shape[:axis], _numel(index), *shape[axis + 1:])
+    return _meta(out, rank, grad and rg)
+
+
+@_rule("gather")
+def _gather(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if len(inputs) != 2 or attrs.get("dim") is None:
+        raise _Inexact
+    _known(attrs, frozenset(("dim",)))
+    shape, rank, rg = _tensor(inputs[0])
+    index = _index_tensor(inputs[1])
+    if not shape or len(index) != len(shape):
+        raise _Inexact  # a 0-dim input: no rule; "Index tensor must have the same number of ..."
+    axis = _wrap(_int(attrs["dim"]), len(shape))
+    if any(d != axis and i > s for d, (i, s) in enumerate(zip(index, shape))):
+        raise _Inexact  # "Size does not match at dimension ..."
+    return _meta(index, rank, grad and rg)

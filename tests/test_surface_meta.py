@@ -37,20 +37,21 @@ WITHOUT_RULES = {
     # creation and random draws without a tensor to take the shape from, or data-dependent
     "zeros", "ones", "full", "arange", "linspace", "eye", "rand", "randn", "randint",
     "randperm", "normal_sample", "randint_like", "uniform", "normal", "random", "exponential",
-    # indexing: shapes from index values (nonzero, masks) or rarely used by programs
-    "select", "select_backward", "slice", "slice_backward", "alias", "index", "index_backward",
-    "nonzero", "take", "put", "gather", "gather_backward", "index_select", "masked_fill",
+    # indexing: shapes from index values (nonzero, boolean masks), index gradients, rare ops
+    "select_backward", "slice_backward", "alias", "index", "index_backward", "nonzero", "take",
+    "put", "gather_backward",
     # einsum's equation, the loss gradients the engine records for double backward
     "einsum", "nll_loss_backward", "label_smoothing_loss", "label_smoothing_loss_backward",
     # rarely recorded by programs
-    "tril", "triu", "sum_to_size", "zero", "fill", "copy",
+    "sum_to_size", "zero", "fill", "copy",
 }
 
 # Refusals that depend on the tensors' values, not their shapes, dtypes or attributes: `infer`
 # cannot see them (the server reports them when it runs the op).
 VALUE_ERRORS = ("ZeroDivisionError", "Integers to negative integer powers",
                 "all elements of input should be between 0 and 1", "is out of bounds",
-                "Expected p_in >= 0")
+                "Expected p_in >= 0", "index out of range in self",
+                "INDICES element is out of DATA bounds")
 
 
 class Desc(NamedTuple):
@@ -242,6 +243,22 @@ REFUSED = [
     ("rand_like", [("int64", (2, 3))], {}),
     ("bernoulli", [(2, 3), 1.5], {}),
     ("bernoulli", [("int64", (2, 3)), None], {}),
+    ("select", [()], {"dim": 0, "index": 0}),
+    ("select", [(2, 3)], {"dim": 1, "index": 3}),
+    ("select", [(2, 3)], {"dim": 1, "index": -4}),
+    ("select", [(2, 3)], {"dim": 2, "index": 0}),
+    ("slice", [(2, 3)], {"dim": 1, "step": 0}),
+    ("slice", [()], {}),
+    ("tril", [(3,)], {}),
+    ("masked_fill", [(2, 3), ("int64", (2, 3)), 0.0], {}),
+    ("masked_fill", [(2, 3), ("bool", (3, 2)), 0.0], {}),
+    ("masked_fill", [(2, 3), ("bool", (2, 3)), (1,)], {}),
+    ("index_select", [(2, 3), (2,)], {"dim": 0}),
+    ("index_select", [(2, 3), ("int64", (2, 1))], {"dim": 0}),
+    ("index_select", [(2, 3), ("int64", (2,))], {"dim": 2}),
+    ("gather", [(2, 3), ("int64", (2,))], {"dim": 0}),
+    ("gather", [(2, 3), ("int64", (3, 3))], {"dim": 1}),
+    ("gather", [(2, 3), ("bool", (2, 3))], {"dim": 1}),
 ]
 
 
