@@ -13,9 +13,7 @@ from .meta_base import (
     _FLOAT,
     _INT64,
     _MISSING,
-    _SCALAR_RANK,
     DTYPE_NAMES,
-    RULES,
     Meta,
     _axes,
     _bool,
@@ -79,11 +77,6 @@ def _not_bool(rank: int) -> bool:
     return rank != _BOOL
 
 
-def _floating(rank: int) -> bool:
-    return rank >= _FLOAT
-
-
-
 _ALPHA = {"alpha": _scalar}
 
 
@@ -124,18 +117,16 @@ for _name in ("abs", "clone", "square", "floor", "ceil", "trunc", "relu"):
     _elementwise(_name, 1, _PROMOTE)
 for _name in ("neg", "sign", "frac", "sgn"):
     _elementwise(_name, 1, _PROMOTE, accepts=_not_bool)
-_elementwise("round", 1, _PROMOTE, attrs={"decimals": _int})
-_round = RULES["round"]
 
 
-def _round_bool(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
-    out = _round(inputs, attrs, grad)
-    if out[0].dtype == "bool" and attrs.get("decimals", 0):
+@_rule("round")
+def _round(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset(("decimals",)))
+    if _int(attrs.get("decimals", 0)) and rank == _BOOL:
         raise _Inexact  # numpy scales by 10 ** decimals: no bool result
-    return out
+    return _meta(shape, rank, grad and rg)
 
 
-RULES["round"] = _round_bool
 # Computed in floating point (an integral or bool input is cast to float32 first).
 for _name in ("reciprocal", "sqrt", "rsqrt", "exp", "expm1", "log", "log1p", "log2", "log10",
               "sin", "cos", "tan", "tanh", "sigmoid", "asin", "acos", "atan", "sinh", "cosh",
@@ -153,8 +144,7 @@ for _name in ("logical_not", "isnan", "isinf", "isfinite"):
 def _clamp(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
     if len(inputs) != 3 or attrs or (inputs[1] is None and inputs[2] is None):
         raise _Inexact  # both None: "At least one of 'min' or 'max' must not be None"
-    if _SCALAR_RANK.get(type(inputs[0])) is not None:
-        raise _Inexact
+    _tensor(inputs[0])
     shape, rank, rg, _ = _walk(inputs)
     assert shape is not None
     return _meta(shape, rank, grad and rg)

@@ -295,6 +295,23 @@ def test_unknown_ops_and_inputs_give_none():
     assert infer("sum", [x], {"dtype": "complex64"}, True) is None
 
 
+# Calls no program makes (wrong arity, kinds, attribute values): never an exception from infer.
+ODD_INPUTS = [[], [None], [1.0], ["x"], [object()], [[]], [[None]], [None, 1.0, 2.0],
+              [Desc((2,), "float32", True)] * 4, [Desc((2,), "float32", True), None, None],
+              [None, Desc((2,), "bool", False), 1.0],
+              [Desc((), "int64", False), Desc((2, 0), "bool", False), Desc((3,), "float64", True)]]
+ODD_ATTRS = [{}, {"dim": "a"}, {"dim": 1.5}, {"dim": (0, "a")}, {"dim": None}, {"shape": [1.5]},
+             {"size": None}, {"reduction": None}, {"dtype": 3}, {"keepdim": "yes"}, {"no": 1},
+             {"split_size": 0}, {"dims": -1}, {"index": None}, {"p": "fro"}]
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_odd_calls_give_none_or_an_answer_never_an_error(name: str):
+    for inputs, attrs in itertools.product(ODD_INPUTS, ODD_ATTRS):
+        out = infer(name, inputs, attrs, True)
+        assert out is None or all(isinstance(m, Meta) for m in out), (name, inputs, attrs)
+
+
 def test_rules_and_exceptions_cover_the_registry():
     rules = set(RULES)
     assert not rules - set(OPS), f"rules for unknown ops: {sorted(rules - set(OPS))}"
