@@ -1,7 +1,9 @@
-"""`gradserve.surface.meta`'s rules for softmax, the losses, `*_like` and `bernoulli`."""
+"""`gradserve.surface.meta`'s rules for softmax, the losses, and creation (`zeros`, `arange`,
+`*_like`, `bernoulli`, ...)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,6 +12,7 @@ from .meta_base import (
     _FLOAT,
     _INT64,
     _REDUCTIONS,
+    _SCALAR_RANK,
     DTYPE_NAMES,
     RULES,
     Meta,
@@ -19,9 +22,11 @@ from .meta_base import (
     _float,
     _Inexact,
     _int,
+    _ints,
     _known,
     _meta,
     _one,
+    _opt_int,
     _rule,
     _scalar,
     _tensor,
@@ -194,3 +199,103 @@ def _bernoulli(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> l
             raise _Inexact
         rg = rg or p_rg
     return _meta(shape, rank, grad and rg)
+
+
+# --- creation: the shape and dtype from the attributes -------------------------------------------
+
+def _size(attrs: Mapping[str, Any]) -> tuple[int, ...]:
+    size = attrs.get("size")
+    if size is None:
+        raise _Inexact  # required
+    out = _ints(size)
+    if any(d < 0 for d in out):
+        raise _Inexact  # "Trying to create tensor with negative dimension"
+    return out
+
+
+def _sized(floating_only: bool, extra: tuple[str, ...] = ()) -> Rule:
+    """zeros/ones/rand/randn(size, dtype): float32 unless dtype (the server's default)."""
+    known = frozenset(("size", "dtype", *extra))
+
+    def rule(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+        if inputs:
+            raise _Inexact
+        _known(attrs, known)
+        shape = _size(attrs)
+        out = _dtype(attrs.get("dtype"))
+        out = _DEFAULT_FLOAT if out is None else out
+        if floating_only and out < _FLOAT:
+            raise _Inexact  # "check_uniform_bounds" not implemented for 'Long'
+        return [Meta(shape, DTYPE_NAMES[out], False)]
+
+    return rule
+
+
+RULES["zeros"] = _sized(False)
+RULES["ones"] = _sized(False)
+RULES["rand"] = _sized(True)
+RULES["randn"] = _sized(True)
+
+
+@_rule("full")
+def _full(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if inputs:
+        raise _Inexact
+    _known(attrs, frozenset(("size", "fill_value", "dtype")))
+    shape = _size(attrs)
+    fill = _scalar(attrs.get("fill_value"))  # required
+    out = _dtype(attrs.get("dtype"))
+    out = _SCALAR_RANK[type(fill)] if out is None else out
+    return [Meta(shape, DTYPE_NAMES[out], False)]
+
+
+@_rule("eye")
+def _eye(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if inputs or attrs.get("n") is None:
+        raise _Inexact
+    _known(attrs, frozenset(("n", "m", "dtype")))
+    n = _int(attrs["n"])
+    m = _opt_int(attrs.get("m"))
+    m = n if m is None else m
+    if n < 0 or m < 0:
+        raise _Inexact
+    out = _dtype(attrs.get("dtype"))
+    return [Meta((n, m), DTYPE_NAMES[_DEFAULT_FLOAT if out is None else out], False)]
+
+
+@_rule("linspace")
+def _linspace(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if inputs or attrs.get("steps") is None:
+        raise _Inexact
+    _known(attrs, frozenset(("start", "end", "steps", "dtype")))
+    _scalar(attrs.get("start"))
+    _scalar(attrs.get("end"))
+    steps = _int(attrs["steps"])
+    if steps < 0:
+        raise _Inexact  # "number of steps must be non-negative"
+    out = _dtype(attrs.get("dtype"))
+    return [Meta((steps,), DTYPE_NAMES[_DEFAULT_FLOAT if out is None else out], False)]
+
+
+@_rule("arange")
+def _arange(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if inputs:
+        raise _Inexact
+    _known(attrs, frozenset(("start", "end", "step", "dtype")))
+    start = _scalar(attrs.get("start"))  # required
+    end = attrs.get("end")
+    end = None if end is None else _scalar(end)
+    step = _scalar(attrs.get("step", 1))
+    values = (start, end, step)
+    if end is None:
+        start, end = 0, start
+    # the engine's length, in the same Python arithmetic
+    if not (step > 0 or step < 0) or not (math.isfinite(start) and math.isfinite(end)):
+        raise _Inexact  # "step must be nonzero", "unsupported range"
+    if (step > 0 and end < start) or (step < 0 and end > start):
+        raise _Inexact  # "upper bound and lower bound inconsistent with step sign"
+    n = max(0, math.ceil((end - start) / step))
+    out = _dtype(attrs.get("dtype"))
+    if out is None:
+        out = _DEFAULT_FLOAT if any(type(v) is float for v in values) else _INT64
+    return [Meta((n,), DTYPE_NAMES[out], False)]

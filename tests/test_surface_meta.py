@@ -34,9 +34,9 @@ from .test_engine_ops import _arrays, _cases, _engine_inputs, _flags
 
 # Registry ops `infer` has no rule for (the server describes their results), by reason.
 WITHOUT_RULES = {
-    # creation and random draws without a tensor to take the shape from, or data-dependent
-    "zeros", "ones", "full", "arange", "linspace", "eye", "rand", "randn", "randint",
-    "randperm", "normal_sample", "randint_like", "uniform", "normal", "random", "exponential",
+    # random draws with range checks against the dtype, or in place on their target
+    "randint", "randperm", "normal_sample", "randint_like", "uniform", "normal", "random",
+    "exponential",
     # indexing: shapes from index values (nonzero, boolean masks), index gradients, rare ops
     "select_backward", "slice_backward", "alias", "index", "index_backward", "nonzero", "take",
     "put", "gather_backward",
@@ -259,6 +259,16 @@ REFUSED = [
     ("gather", [(2, 3), ("int64", (2,))], {"dim": 0}),
     ("gather", [(2, 3), ("int64", (3, 3))], {"dim": 1}),
     ("gather", [(2, 3), ("bool", (2, 3))], {"dim": 1}),
+    ("zeros", [], {"size": (2, -1)}),
+    ("ones", [], {}),
+    ("rand", [], {"size": (2,), "dtype": "int64"}),
+    ("full", [], {"size": (2,)}),
+    ("eye", [], {"n": -1}),
+    ("eye", [], {"n": 2, "m": -1}),
+    ("linspace", [], {"start": 0, "end": 1, "steps": -1}),
+    ("arange", [], {"start": 0, "end": 5, "step": 0}),
+    ("arange", [], {"start": 5, "end": 0, "step": 1}),
+    ("arange", [], {"start": 0.0, "end": float("inf")}),
 ]
 
 
