@@ -436,3 +436,29 @@ def _gather(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list
     if any(d != axis and i > s for d, (i, s) in enumerate(zip(index, shape))):
         raise _Inexact  # "Size does not match at dimension ..."
     return _meta(index, rank, grad and rg)
+
+
+# --- the in-place targets' ops: zero_(), fill_(), copy_() -----------------------------------------
+
+@_rule("zero")
+def _zero(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset())
+    return _meta(shape, rank, grad and rg)
+
+
+@_rule("fill")
+def _fill(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset(("value",)))
+    _scalar(attrs.get("value"))  # required
+    return _meta(shape, rank, grad and rg)
+
+
+@_rule("copy")
+def _copy(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if len(inputs) != 2 or attrs:
+        raise _Inexact
+    shape, rank, rg = _tensor(inputs[0])
+    src, _, src_rg = _tensor(inputs[1])
+    if len(src) > len(shape) or _broadcast(src, shape) != shape:
+        raise _Inexact  # src does not broadcast to input's shape
+    return _meta(shape, rank, grad and (rg or src_rg))

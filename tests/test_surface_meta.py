@@ -43,7 +43,7 @@ WITHOUT_RULES = {
     # einsum's equation, the loss gradients the engine records for double backward
     "einsum", "nll_loss_backward", "label_smoothing_loss", "label_smoothing_loss_backward",
     # rarely recorded by programs
-    "sum_to_size", "zero", "fill", "copy",
+    "sum_to_size",
 }
 
 # Refusals that depend on the tensors' values, not their shapes, dtypes or attributes: `infer`
@@ -269,6 +269,9 @@ REFUSED = [
     ("arange", [], {"start": 0, "end": 5, "step": 0}),
     ("arange", [], {"start": 5, "end": 0, "step": 1}),
     ("arange", [], {"start": 0.0, "end": float("inf")}),
+    ("fill", [(2, 3)], {}),
+    ("copy", [(2, 3), (3, 3)], {}),
+    ("copy", [(3,), (2, 3)], {}),
 ]
 
 
