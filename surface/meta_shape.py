@@ -438,6 +438,21 @@ def _gather(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list
     return _meta(index, rank, grad and rg)
 
 
+@_rule("index")
+def _index(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    """`x[idx]` by an int tensor (k, *B) of k index arrays over dims dim..dim+k-1; a bool
+    mask's result depends on its values (no rule)."""
+    if len(inputs) != 2:
+        raise _Inexact
+    _known(attrs, frozenset(("dim",)))
+    shape, rank, rg = _tensor(inputs[0])
+    index = _index_tensor(inputs[1])
+    dim = _int(attrs.get("dim", 0))
+    if not index or index[0] == 0 or not 0 <= dim <= len(shape) - index[0]:
+        raise _Inexact  # "indices must have a leading dim", "too many indices"
+    return _meta((*shape[:dim], *index[1:], *shape[dim + index[0]:]), rank, grad and rg)
+
+
 # --- the in-place targets' ops: zero_(), fill_(), copy_() -----------------------------------------
 
 @_rule("zero")
