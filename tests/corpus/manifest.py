@@ -96,24 +96,43 @@ class Example:
     index: int  # 0-based, among that docstring's examples of `kind`
     file: str  # the wheel file the docstring is written in, relative to site-packages
     covers: tuple[str, ...]
-    kind: str = "doctest"  # "doctest": a run of `>>>` lines; "literal": a reST `::` block
+    # "doctest": a run of `>>>` lines; "literal": a reST `::` block; "module": a whole file of
+    # the torch wheel run as a program; "pypi": a whole file vendored from a PyPI distribution
+    # under tests/corpus/pypi (`vendored`), run as a program
+    kind: str = "doctest"
     imports: tuple[str, ...] = ()
     preamble: tuple[str, ...] = ()
     echo: tuple[str, ...] = ()
     xfail: str = ""  # why it does not match yet: the missing feature and first differing line
+    # kind "pypi" only: the distribution ("micrograd==0.1.0 sdist"), its licence, and the copy's
+    # path relative to tests/corpus (its header repeats all three)
+    package: str = ""
+    package_licence: str = ""
+    vendored: str = ""
 
     @property
     def source(self) -> str:
         """Where the example's text comes from."""
+        if self.kind == "pypi":
+            return f"PyPI {self.package}, {self.file}"
         return f"{SOURCE}, {self.file}, {self.obj}"
 
     @property
     def licence(self) -> str:
         """The licence of the example's text."""
-        return LICENCE
+        return self.package_licence if self.kind == "pypi" else LICENCE
 
 
 MODULES = "torch/nn/modules"
+EXPORTDB = "torch/_export/db/examples"
+EXPORTDB_MODULE = "torch._export.db.examples"
+ECHO_MODEL = ("model(*example_args)",)
+
+
+def exportdb(name: str, xfail: str = "", echo: tuple[str, ...] = ECHO_MODEL) -> Example:
+    """ExportDB's example program `name` (a file of the torch wheel), echoing its model's output."""
+    return Example(f"exportdb_{name}", f"{EXPORTDB_MODULE}.{name}", 0, f"{EXPORTDB}/{name}.py",
+                   (NN, RANDOM), kind="module", echo=echo, xfail=xfail)
 TORCH_DOCS = "torch/_torch_docs.py"
 
 EXAMPLES: tuple[Example, ...] = (
@@ -223,4 +242,59 @@ EXAMPLES: tuple[Example, ...] = (
             (HIGHER, RANDOM), imports=("from torch.autograd.functional import vhp",)),
     Example("hvp", "torch.autograd.functional.hvp", 0, "torch/autograd/functional.py",
             (HIGHER, RANDOM), imports=("from torch.autograd.functional import hvp",)),
+    # --- programs: ExportDB, the torch wheel's example programs (torch/_export/db/examples) ----
+    # each file defines a module, draws its example inputs and instantiates it; the echo applies
+    # it. The edit: the files' torch.export metadata is dropped (examples.without_export_metadata)
+    exportdb("assume_constant_result", xfail=needs(
+        "torch._dynamo.assume_constant_result (a torch.compile decorator, the identity when run "
+        "eagerly; gradserve has no torch._dynamo)", "line 1: the run ends with "
+        "ModuleNotFoundError: No module named 'torch._dynamo'; 'torch' is not a package")),
+    exportdb("autograd_function"),
+    exportdb("class_method"),
+    exportdb("cond_branch_class_method"),
+    exportdb("cond_branch_nested_function"),
+    exportdb("cond_branch_nonlocal_variables"),
+    exportdb("cond_closed_over_variable"),
+    exportdb("cond_operands"),
+    exportdb("cond_predicate"),
+    exportdb("constrain_as_size_example"),
+    exportdb("constrain_as_value_example"),
+    exportdb("decorator"),
+    exportdb("dictionary"),
+    exportdb("dynamic_shape_assert"),
+    exportdb("dynamic_shape_constructor"),
+    exportdb("dynamic_shape_if_guard"),
+    exportdb("dynamic_shape_map", xfail=needs(
+        "functorch.experimental.control_flow.map (torch's `map` higher-order op, applying a "
+        "function over the first dim and stacking the results; gradserve has none)",
+        "line 1: the run ends with ImportError: cannot import name 'map' from "
+        "'functorch.experimental.control_flow' (unknown location)")),
+    exportdb("dynamic_shape_round"),
+    exportdb("dynamic_shape_slicing"),
+    exportdb("dynamic_shape_view"),
+    exportdb("fn_with_kwargs", echo=("model(*example_args, **example_kwargs)",)),
+    exportdb("list_contains"),
+    exportdb("list_unpack"),
+    exportdb("model_attr_mutation"),
+    exportdb("nested_function"),
+    exportdb("null_context_manager"),
+    exportdb("optional_input"),
+    exportdb("pytree_flatten", xfail=needs(
+        "torch.utils._pytree (tree_flatten; gradserve has no torch.utils._pytree)",
+        "line 1: the run ends with ImportError: cannot import name '_pytree' from "
+        "'<unknown module name>' (unknown location)")),
+    exportdb("scalar_output"),
+    exportdb("specialized_attribute"),
+    exportdb("static_for_loop"),
+    exportdb("static_if"),
+    exportdb("tensor_setattr"),
+    exportdb("type_reflection_method"),
+    exportdb("unsupported_operator"),
+    exportdb("user_input_mutation"),
+    # --- programs vendored from PyPI distributions (tests/corpus/pypi) ------------------------
+    Example("micrograd_test_engine", "", 0, "micrograd-0.1.0/test/test_engine.py", (TENSOR,),
+            kind="pypi", package="micrograd==0.1.0 sdist", package_licence="MIT",
+            vendored="pypi/micrograd_test_engine.py",
+            echo=('test_sanity_check() or "test_sanity_check passed"',
+                  'test_more_ops() or "test_more_ops passed"')),
 )
