@@ -487,8 +487,18 @@ def _embedding_dense_backward(g: Any, indices: Any, num_weights: int,
                               padding_idx: int = -1) -> Any:
     # torch's CPU kernel: each weight row adds the rows of g that picked it, in index order
     # (np.add.at's order), the padding row's never
-    g, indices = np.asarray(g), np.asarray(indices).reshape(-1)
-    rows = g.reshape(indices.size, g.shape[-1] if g.ndim else 1)
+    g, indices = np.asarray(g), np.asarray(indices)
+    if indices.dtype.kind not in _INT_KINDS:
+        raise errors.InvalidArgumentError(
+            "embedding_dense_backward(): Expected dtype int32 or int64 for indices")
+    if g.ndim == 0 or g.shape[:-1] != indices.shape:
+        raise errors.InvalidArgumentError(
+            f"embedding_dense_backward(): grad of shape {_shape_str(g.shape)} does not match "
+            f"indices of shape {_shape_str(indices.shape)}")
+    if num_weights < 0 or ((indices < 0) | (indices >= num_weights)).any():
+        raise errors.OutOfRangeIndexError("index out of range in self")
+    indices = indices.reshape(-1)
+    rows = g.reshape(indices.size, g.shape[-1])
     keep = indices != padding_idx
     out = np.zeros((num_weights, rows.shape[1]), dtype=g.dtype)
     np.add.at(out, indices[keep], rows[keep])
@@ -505,7 +515,9 @@ def _embedding_double_backward(ns: Any, gg: Any, out: Any, g: Any, indices: Any,
 
 def _embedding_dense_backward_shape(g: Any, indices: Any, num_weights: int,
                                     padding_idx: int = -1) -> tuple[int, ...]:
-    return (num_weights, g.shape[-1] if g.ndim else 1)
+    if num_weights < 0 or not g.ndim:
+        return ()  # the forward refuses it
+    return (num_weights, g.shape[-1])
 
 
 defop("embedding_dense_backward", _embedding_dense_backward, _embedding_double_backward, None,
