@@ -139,7 +139,9 @@ def exit_after(seconds: float) -> None:
 def serve(config: ServerConfig) -> int:
     """Run until SIGTERM or SIGINT, then drain gracefully. Returns the exit status (0)."""
     logging.captureWarnings(True)  # engine warnings (torch's) go to the log, not stderr raw
-    heap.keep_top_pad(config.malloc_top_pad)  # process-wide: here, not in create_server (0: off)
+    # process-wide: here, not in create_server (0: glibc's default)
+    heap.keep_freed(config.malloc_keep)
+    heap.keep_top_pad(config.malloc_top_pad)
     heap.limit_arenas(config.malloc_arenas)  # before the server's threads start
     server, port = create_server(config)
     stopping = threading.Event()

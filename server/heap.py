@@ -1,10 +1,18 @@
 """The C allocator's heap, tuned for a process that allocates and frees large tensors per call.
 
-glibc returns freed memory at the top of a heap to the system as soon as more than a couple of
-MiB are free, so every call that decodes, computes and encodes a 1 MiB tensor faults its pages
-in anew (about 300 us per MiB here, against 20 us for reusing them). `keep_top_pad(n)` asks the
-allocator (mallopt M_TOP_PAD) to keep `n` freed bytes at the top of each heap, so large tensors
-reuse pages. Elsewhere (musl, macOS) it does nothing.
+Every call that decodes, computes and encodes a 1 MiB tensor makes about seven 1 MiB buffers.
+Left alone, glibc adapts its thresholds (its "dynamic threshold"): a block from 128 KiB up gets a
+mapping of its own, unmapped at free, until such a block is freed; then blocks of that size (up
+to 32 MiB) come from the heap, and the heap keeps up to twice that size free at its top. The
+call's ~6 MiB pass the 2 MiB kept, so the top goes back to the system after each call and the
+next call faults it in again: ~1,500 page faults, ~5 ms of a 1 MiB call's ~7 ms here
+(about 300 us per MiB, against 20 us for reusing pages). `keep_freed(n)` fixes the thresholds
+instead (mallopt M_TRIM_THRESHOLD = n, M_MMAP_THRESHOLD = n / 2): each heap keeps up to `n`
+freed bytes at its top for the next call, and a block of `n / 2` or more always gets a mapping
+of its own, returned at free, so what a heap keeps is bounded by `n` (glibc's own rule lets it
+grow to 64 MiB after one 32 MiB block). Setting any threshold turns the dynamic rule off:
+`keep_top_pad(n)` (mallopt M_TOP_PAD) alone leaves every block from 128 KiB up mapped, and
+faulted in, afresh on each allocation. Elsewhere (musl, macOS) these do nothing.
 
 glibc also gives each thread that allocates concurrently a heap (arena) of its own, up to eight
 per core, and memory freed in one arena is reused only by threads on that arena: a server whose
@@ -33,8 +41,12 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-M_TOP_PAD = -2  # glibc's malloc.h
+M_TRIM_THRESHOLD = -1  # glibc's malloc.h
+M_TOP_PAD = -2
+M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
+# glibc refuses a larger M_MMAP_THRESHOLD (half its 64 MiB heap size on 64-bit builds).
+MAX_MMAP_THRESHOLD = 32 * 1024 * 1024
 
 
 def keep_top_pad(nbytes: int) -> bool:
@@ -42,6 +54,19 @@ def keep_top_pad(nbytes: int) -> bool:
     if nbytes <= 0:
         return False
     return _mallopt(M_TOP_PAD, min(nbytes, 2**31 - 1), "malloc top pad")
+
+
+def keep_freed(nbytes: int) -> bool:
+    """Let each heap keep up to `nbytes` freed bytes at its top for reuse (M_TRIM_THRESHOLD),
+    and give blocks of `nbytes / 2` or more a mapping of their own (M_MMAP_THRESHOLD, at most
+    32 MiB), returned to the system at free; False where not supported or `nbytes` is 0 (glibc's
+    dynamic thresholds stay)."""
+    if nbytes <= 0:
+        return False
+    nbytes = min(nbytes, 2**31 - 1)
+    mmap = min(nbytes // 2, MAX_MMAP_THRESHOLD)
+    return (_mallopt(M_MMAP_THRESHOLD, mmap, "malloc mmap threshold")
+            and _mallopt(M_TRIM_THRESHOLD, nbytes, "malloc trim threshold"))
 
 
 def limit_arenas(arenas: int) -> bool:
