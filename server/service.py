@@ -200,7 +200,8 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
 
     @rpc
     def RunGraph(self, request: service_pb2.RunGraphRequest,  # noqa: N802 (gRPC's names)
-                 call: Call) -> service_pb2.RunGraphResponse:
+                 call: Call) -> bytes:
+        """A serialized RunGraphResponse (see `graph.fit`)."""
         graph.validate(request, self.config, handles_allowed=bool(request.session_id))
         if not request.session_id:
             with call.running():
@@ -236,7 +237,9 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
 
     @rpc
     def ExecuteBatch(self, request: spb.BatchRequest,  # noqa: N802
-                     call: Call) -> spb.BatchResponse:
+                     call: Call) -> spb.BatchResponse | bytes:
+        """The BatchResponse, serialized when it was remembered (measuring it serializes it:
+        gRPC then sends those bytes, `wire_guard`)."""
         session_id = call.session_id(request.session_id)
         rid = request.request_id
         if len(rid) > MAX_REQUEST_ID:
@@ -258,10 +261,12 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
                                      self.config.dedup_window, self.config.dedup_bytes)
                     raise Failed(failure) from exc
                 raise
-            if rid:
-                session.remember(rid, response, response.ByteSize(), self.config.dedup_window,
-                                 self.config.dedup_bytes)
-            return response
+            if not rid:
+                return response
+            data = response.SerializeToString()
+            session.remember(rid, response, len(data), self.config.dedup_window,
+                             self.config.dedup_bytes)
+            return data
 
     @rpc
     def ListOps(self, request: catalogue_pb2.ListOpsRequest,  # noqa: N802

@@ -2,11 +2,13 @@
 
 grpcio answers a request its deserializer cannot parse with INTERNAL ("Exception deserializing
 request!"). `GuardedRegistrar` stands in for the grpc.Server while services register (ours,
-health and reflection alike) and wraps each method handler's request deserializer once, there: a
-parse failure becomes a marker, and the method then aborts with INVALID_ARGUMENT naming the
-method, before any servicer code runs. Done at registration rather than by a server interceptor,
-so no call pays for grpcio's interceptor pipeline and a handler lookup (~10 us of the poll
-thread per call).
+health and reflection alike) and wraps each method handler's request deserializer once, there:
+a parse failure becomes a marker, and the method then aborts with INVALID_ARGUMENT naming the
+method, before any servicer code runs. Done at registration rather than by a server
+interceptor, so no call runs grpcio's interceptor pipeline on the poll thread.
+
+Replies a servicer returns already serialized (`bytes`, because it measured them against the
+message limit) go out as they are.
 """
 
 from __future__ import annotations
@@ -45,9 +47,19 @@ def _abort(context: grpc.ServicerContext, method: str, bad: _Malformed) -> None:
         f"message ({reason})")).abort(context)
 
 
+def _passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """`serializer`, except that a reply the servicer already serialized goes out as it is."""
+    if serializer is None:
+        return None
+
+    def serialize(reply: Any) -> bytes:
+        return reply if type(reply) is bytes else serializer(reply)
+    return serialize
+
+
 def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
     parse = _safe(handler.request_deserializer)
-    serialize = handler.response_serializer
+    serialize = _passing_bytes(handler.response_serializer)
     if handler.unary_unary is not None or handler.unary_stream is not None:
         inner = handler.unary_unary or handler.unary_stream
 
