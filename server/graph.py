@@ -257,15 +257,17 @@ def _forward(g: graph_pb2.Graph, budget: Budget, env: dict[str, tuple[Any, ...]]
              resolve_handle: Callable[[int], ge.Tensor] | None,
              generator: Any) -> list[Any]:
     """Run the nodes, adding their outputs to `env`; returns the graph's outputs."""
+    def output(ref: graph_pb2.NodeOutput) -> Any:
+        outs, index = env[ref.id], ref.index
+        if index >= len(outs):
+            raise InvalidRequestError(f"{ref.id!r} has {len(outs)} outputs, not {index + 1}")
+        return outs[index]
+
     def resolve(v: graph_pb2.Value) -> Any:
         if v.WhichOneof("kind") == "handle":
             assert resolve_handle is not None  # validate() rejected handles without a session
             return resolve_handle(v.handle)
-        outs = env[v.ref.id]
-        if v.ref.index >= len(outs):
-            raise InvalidRequestError(f"{v.ref.id!r} has {len(outs)} outputs, not "
-                                      f"{v.ref.index + 1}")
-        return outs[v.ref.index]
+        return output(v.ref)
 
     for node in g.nodes:
         check_deadline()
@@ -284,7 +286,7 @@ def _forward(g: graph_pb2.Graph, budget: Budget, env: dict[str, tuple[Any, ...]]
             env[node.id] = outs
         except Exception as exc:
             raise Located(exc, node=node.id, op=node.op) from exc
-    return [resolve(graph_pb2.Value(ref=o.ref)) for o in g.outputs]
+    return [output(o.ref) for o in g.outputs]
 
 
 def _functional(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: Budget,
