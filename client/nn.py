@@ -34,6 +34,8 @@ class SessionNNBackend(RemoteBackend):
     __slots__ = ()
     value_error = ValueError
     assertion_error = AssertionError
+    # a recorded tensor's shape is known after a flush: one round trip per read
+    remote_metadata = True
 
     @property
     def torch(self) -> Any:

@@ -80,7 +80,9 @@ class Tensor:
     """A tensor held remotely; behaves like torch.Tensor for the supported API."""
 
     __slots__ = ("_owner", "_handle", "_info", "_value", "_repr", "_epoch", "_error",
-                 "_retains_grad", "_grad_cache", "_omitted", "_data_of", "__weakref__")
+                 "_retains_grad", "_grad_cache", "_omitted", "_data_of", "__weakref__",
+                 # torch's tensors take a program's own attributes (`setattr(x, "note", ...)`)
+                 "__dict__")
 
     _info: session_pb2.TensorInfo | None
 

@@ -48,6 +48,7 @@ class EngineNNBackend(EngineBackend):
 
     value_error = errors.InvalidValueError
     assertion_error = AssertionError
+    remote_metadata = False
 
     @property
     def torch(self) -> Any:

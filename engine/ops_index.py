@@ -443,6 +443,92 @@ defop("index_select", _index_select, _index_select_vjp, None,
       out_bound=_indexed(_index_select_shape))
 
 
+# --- embedding -----------------------------------------------------------------------------------
+
+# how torch's embedding names an index dtype it refuses
+_EMBEDDING_TYPE_NAMES = {"float32": "torch.FloatTensor", "float64": "torch.DoubleTensor",
+                         "bool": "CPUBoolType"}
+
+
+def _embedding(weight: Any, indices: Any, padding_idx: int = -1) -> Any:
+    weight, indices = np.asarray(weight), np.asarray(indices)
+    if indices.dtype.kind not in _INT_KINDS:
+        name = _EMBEDDING_TYPE_NAMES.get(dtypes.from_numpy(indices.dtype).name, "")
+        raise errors.InvalidArgumentError(
+            "Expected tensor for argument #1 'indices' to have one of the following scalar "
+            f"types: Long, Int; but got {name} instead (while checking arguments for embedding)")
+    if weight.ndim != 2:
+        raise errors.InvalidArgumentError("'weight' must be 2-D")
+    if ((indices < 0) | (indices >= weight.shape[0])).any():
+        raise errors.OutOfRangeIndexError("index out of range in self")
+    return np.take(weight, indices, axis=0)
+
+
+def _embedding_vjp(ns: Any, g: Any, out: Any, weight: Any, indices: Any,
+                   padding_idx: int) -> Any:
+    return ns.embedding_dense_backward(g, indices, num_weights=weight.shape[0],
+                                       padding_idx=padding_idx)
+
+
+def _embedding_shape(weight: Any, indices: Any, padding_idx: int = -1) -> tuple[int, ...]:
+    if weight.ndim != 2:
+        return ()  # the forward refuses it with torch's message
+    return (*indices.shape, weight.shape[1])
+
+
+defop("embedding", _embedding, _embedding_vjp, None,
+      saves=("indices weight.shape", ""),
+      inputs=("weight", "indices"), attrs=(AttrSpec("padding_idx", "int", -1),),
+      method=False, doc="the rows of weight that indices pick (nn.functional.embedding; the "
+      "padding_idx row gets no gradient)", out_bound=_indexed(_embedding_shape))
+
+
+def _embedding_dense_backward(g: Any, indices: Any, num_weights: int,
+                              padding_idx: int = -1) -> Any:
+    # torch's CPU kernel: each weight row adds the rows of g that picked it, in index order
+    # (np.add.at's order), the padding row's never
+    g, indices = np.asarray(g), np.asarray(indices)
+    if indices.dtype.kind not in _INT_KINDS:
+        raise errors.InvalidArgumentError(
+            "embedding_dense_backward(): Expected dtype int32 or int64 for indices")
+    if g.ndim == 0 or g.shape[:-1] != indices.shape:
+        raise errors.InvalidArgumentError(
+            f"embedding_dense_backward(): grad of shape {_shape_str(g.shape)} does not match "
+            f"indices of shape {_shape_str(indices.shape)}")
+    if num_weights < 0 or ((indices < 0) | (indices >= num_weights)).any():
+        raise errors.OutOfRangeIndexError("index out of range in self")
+    indices = indices.reshape(-1)
+    rows = g.reshape(indices.size, g.shape[-1])
+    keep = indices != padding_idx
+    out = np.zeros((num_weights, rows.shape[1]), dtype=g.dtype)
+    np.add.at(out, indices[keep], rows[keep])
+    return out
+
+
+def _embedding_double_backward(ns: Any, gg: Any, out: Any, g: Any, indices: Any,
+                               num_weights: int, padding_idx: int) -> Any:
+    picked = ns.embedding(gg, indices)  # the rows each position added, padding positions none
+    if padding_idx >= 0:
+        picked = ns.masked_fill(picked, ns.unsqueeze(ns.eq(indices, padding_idx), dim=-1), 0.0)
+    return ns.reshape(picked, shape=g.shape)
+
+
+def _embedding_dense_backward_shape(g: Any, indices: Any, num_weights: int,
+                                    padding_idx: int = -1) -> tuple[int, ...]:
+    if num_weights < 0 or not g.ndim:
+        return ()  # the forward refuses it
+    return (num_weights, g.shape[-1])
+
+
+defop("embedding_dense_backward", _embedding_dense_backward, _embedding_double_backward, None,
+      saves=("indices grad_output.shape", ""), inputs=("grad_output", "indices"),
+      attrs=(AttrSpec("num_weights", "int", required=True),
+             AttrSpec("padding_idx", "int", -1)),
+      method=False, doc="embedding's gradient: the rows of grad_output added into the weight "
+      "rows that indices picked (the padding row's never)",
+      out_bound=_indexed(_embedding_dense_backward_shape))
+
+
 def _masked_fill(x: Any, mask: Any, value: Any) -> Any:
     mask = np.asarray(mask)
     if mask.dtype != np.bool_:

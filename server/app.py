@@ -25,7 +25,7 @@ from .config import ServerConfig
 from .metrics import Metrics
 from .service import AutogradServicer
 from .sessions import SessionStore
-from .wire_guard import MalformedRequestGuard
+from .wire_guard import GuardedRegistrar
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,11 @@ class GradServer:
                    ("grpc.so_reuseport", 0)]
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers,
                                                            thread_name_prefix="gradserve"),
-                                options=options, interceptors=[MalformedRequestGuard()])
-        service_pb2_grpc.add_AutogradServiceServicer_to_server(self.servicer, self.grpc)
-        self.health = add_health(self.grpc)
-        add_reflection(self.grpc)
+                                options=options)
+        registrar: Any = GuardedRegistrar(self.grpc)  # what registers through it is guarded
+        service_pb2_grpc.add_AutogradServiceServicer_to_server(self.servicer, registrar)
+        self.health = add_health(registrar)
+        add_reflection(registrar)
         address = f"{config.host}:{config.port}"
         credentials = server_credentials(config)
         if credentials is None:
@@ -140,7 +141,9 @@ def exit_after(seconds: float) -> None:
 def serve(config: ServerConfig) -> int:
     """Run until SIGTERM or SIGINT, then drain gracefully. Returns the exit status (0)."""
     logging.captureWarnings(True)  # engine warnings (torch's) go to the log, not stderr raw
-    heap.keep_top_pad(config.malloc_top_pad)  # process-wide: here, not in create_server (0: off)
+    # process-wide: here, not in create_server (0: glibc's default)
+    heap.keep_freed(config.malloc_keep)
+    heap.keep_top_pad(config.malloc_top_pad)
     heap.limit_arenas(config.malloc_arenas)  # before the server's threads start
     if config.engine_threads:
         parallel.set_threads(config.engine_threads)  # process-wide, as the heap settings

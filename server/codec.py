@@ -137,14 +137,22 @@ def decode_tensor(msg: tensor_pb2.Tensor, max_elements: int, *, requires_grad: b
     return ge.tensor(decode_array(msg, max_elements, what), requires_grad=requires_grad)
 
 
+# numpy dtype -> (wire enum value, little-endian numpy dtype), filled as dtypes are met
+_ENCODINGS: dict[np.dtype[Any], tuple[int, np.dtype[Any]]] = {}
+
+
 def encode_array(arr: np.ndarray, out: tensor_pb2.Tensor | None = None) -> tensor_pb2.Tensor:
-    """A Tensor message (raw encoding) holding `arr`."""
+    """A Tensor message (raw encoding) holding `arr`: its bytes in C order, copied once."""
     msg = tensor_pb2.Tensor() if out is None else out
-    name = ge.dtypes.from_numpy(arr.dtype).name
-    code = _WIRE_DTYPE[name]
+    encoding = _ENCODINGS.get(arr.dtype)
+    if encoding is None:
+        code = _WIRE_DTYPE[ge.dtypes.from_numpy(arr.dtype).name]
+        encoding = _ENCODINGS[arr.dtype] = (code, _DTYPES[code][1])
+    code, wire = encoding
     msg.dtype = code
     msg.shape.extend(arr.shape)
-    msg.raw = np.ascontiguousarray(arr, dtype=_DTYPES[code][1]).tobytes()
+    # tobytes() copies any layout out in C order; astype only on big-endian hosts
+    msg.raw = (arr if arr.dtype == wire else arr.astype(wire)).tobytes()
     return msg
 
 

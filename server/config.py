@@ -31,10 +31,11 @@ class ServerConfig:
     max_session_bytes: int = 1024 * MiB
     max_tensor_elements: int = 64 * MiB
     max_instructions: int = 100_000
-    max_nodes: int = 100_000
+    max_nodes: int = 20_000
     max_handles: int = 1_000_000
     max_order: int = 8
     max_jacobian_rows: int = 4096
+    max_call_ops: int = 50_000
     max_message_bytes: int = MAX_MESSAGE_BYTES
     session_ttl: float = 900.0
     max_session_ttl: float = 86_400.0
@@ -48,6 +49,7 @@ class ServerConfig:
     tls_client_ca: str | None = None
     metrics_port: int | None = None
     log_level: str = "INFO"
+    malloc_keep: int = 8 * MiB
     malloc_top_pad: int = 0
     malloc_arenas: int = 2
     malloc_trim: int = 16 * MiB
@@ -81,6 +83,9 @@ _HELP = {
     "max_order": "highest derivative order a stateless call may ask for",
     "max_jacobian_rows": "rows (backward passes) of a stateless jacobian or hessian: elements "
                          "of the outputs, or of the wrt inputs for a hessian",
+    "max_call_ops": "ops and backward steps one stateless call (RunGraph) may run in all, its "
+                    "nodes and every derivative order's passes: a bound on its CPU time (about "
+                    "1-3 s on one core at the default)",
     "max_message_bytes": "largest gRPC message received or sent",
     "session_ttl": "default idle seconds before a session is closed",
     "max_session_ttl": "largest idle TTL a client may ask for",
@@ -97,9 +102,13 @@ _HELP = {
     "malloc_arenas": "heaps the C allocator (glibc) may use; few keep memory freed by one worker "
                      "thread reusable by the others, so the server's footprint does not grow "
                      "with --workers (0: the allocator's default, 8 per core)",
-    "malloc_top_pad": "freed bytes the C allocator (glibc) keeps per heap for reuse, so large "
-                      "tensors do not fault their pages in anew on every call; raises peak RSS "
-                      "(0: the allocator's default)",
+    "malloc_keep": "freed bytes the C allocator (glibc) keeps at the top of each heap for the "
+                   "next call (M_TRIM_THRESHOLD; blocks of half this or more get a mapping of "
+                   "their own, M_MMAP_THRESHOLD), so a call whose buffers fit in it (a 1 MiB "
+                   "tensor's call makes ~6 MiB) reuses pages instead of faulting them in anew; "
+                   "keep it below --malloc-trim (0: glibc's dynamic thresholds)",
+    "malloc_top_pad": "extra bytes the C allocator (glibc) asks the system for when a heap grows, "
+                      "and keeps when it trims (M_TOP_PAD; 0: the allocator's default)",
     "malloc_trim": "return the C allocator's (glibc) freed pages to the system (malloc_trim) "
                    "after a call once resident memory grew this many bytes since the last "
                    "trim, and on every --reap-interval sweep that follows calls; bounds what "
@@ -173,7 +182,7 @@ def validate(config: ServerConfig) -> None:
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
-    for name in ("max_calls", "run_slots", "malloc_arenas", "malloc_top_pad",
+    for name in ("max_calls", "run_slots", "malloc_arenas", "malloc_keep", "malloc_top_pad",
                  "malloc_trim", "engine_threads"):
         if getattr(config, name) < 0:
             raise ValueError(f"{name} must be 0 (automatic or off) or positive, got "

@@ -1,10 +1,18 @@
 """The C allocator's heap, tuned for a process that allocates and frees large tensors per call.
 
-glibc returns freed memory at the top of a heap to the system as soon as more than a couple of
-MiB are free, so every call that decodes, computes and encodes a 1 MiB tensor faults its pages
-in anew (about 300 us per MiB here, against 20 us for reusing them). `keep_top_pad(n)` asks the
-allocator (mallopt M_TOP_PAD) to keep `n` freed bytes at the top of each heap, so large tensors
-reuse pages. Elsewhere (musl, macOS) it does nothing.
+Every call that decodes, computes and encodes a 1 MiB tensor makes about seven 1 MiB buffers.
+Left alone, glibc adapts its thresholds (its "dynamic threshold"): a block from 128 KiB up gets a
+mapping of its own, unmapped at free, until such a block is freed; then blocks of that size (up
+to 32 MiB) come from the heap, and the heap keeps up to twice that size free at its top. The
+call's ~6 MiB pass the 2 MiB kept, so the top goes back to the system after each call and the
+next call faults it in again: ~1,500 page faults, ~5 ms of a 1 MiB call's ~7 ms here
+(about 300 us per MiB, against 20 us for reusing pages). `keep_freed(n)` fixes the thresholds
+instead (mallopt M_TRIM_THRESHOLD = n, M_MMAP_THRESHOLD = n / 2): each heap keeps up to `n`
+freed bytes at its top for the next call, and a block of `n / 2` or more always gets a mapping
+of its own, returned at free, so what a heap keeps is bounded by `n` (glibc's own rule lets it
+grow to 64 MiB after one 32 MiB block). Setting any threshold turns the dynamic rule off:
+`keep_top_pad(n)` (mallopt M_TOP_PAD) alone leaves every block from 128 KiB up mapped, and
+faulted in, afresh on each allocation. Elsewhere (musl, macOS) these do nothing.
 
 glibc also gives each thread that allocates concurrently a heap (arena) of its own, up to eight
 per core, and memory freed in one arena is reused only by threads on that arena: a server whose
@@ -29,12 +37,17 @@ import ctypes.util
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-M_TOP_PAD = -2  # glibc's malloc.h
+M_TRIM_THRESHOLD = -1  # glibc's malloc.h
+M_TOP_PAD = -2
+M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
+# glibc refuses a larger M_MMAP_THRESHOLD (half its 64 MiB heap size on 64-bit builds).
+MAX_MMAP_THRESHOLD = 32 * 1024 * 1024
 
 
 def keep_top_pad(nbytes: int) -> bool:
@@ -42,6 +55,19 @@ def keep_top_pad(nbytes: int) -> bool:
     if nbytes <= 0:
         return False
     return _mallopt(M_TOP_PAD, min(nbytes, 2**31 - 1), "malloc top pad")
+
+
+def keep_freed(nbytes: int) -> bool:
+    """Let each heap keep up to `nbytes` freed bytes at its top for reuse (M_TRIM_THRESHOLD),
+    and give blocks of `nbytes / 2` or more a mapping of their own (M_MMAP_THRESHOLD, at most
+    32 MiB), returned to the system at free; False where not supported or `nbytes` is 0 (glibc's
+    dynamic thresholds stay)."""
+    if nbytes <= 0:
+        return False
+    nbytes = min(nbytes, 2**31 - 1)
+    mmap = min(nbytes // 2, MAX_MMAP_THRESHOLD)
+    return (_mallopt(M_MMAP_THRESHOLD, mmap, "malloc mmap threshold")
+            and _mallopt(M_TRIM_THRESHOLD, nbytes, "malloc trim threshold"))
 
 
 def limit_arenas(arenas: int) -> bool:
@@ -52,10 +78,17 @@ def limit_arenas(arenas: int) -> bool:
     return _mallopt(M_ARENA_MAX, arenas, "malloc arenas")
 
 
+# A call's end looks at resident memory at most this often (seconds): reading it costs ~15 us,
+# as much as a third of a small call's own server work, and growing it by a step (16 MiB: at
+# least ~5 ms of page faults) takes far longer than this.
+CHECK_INTERVAL = 0.005
+
+
 class Trimmer:
     """Return the C heaps' free pages to the system: after a call once resident memory has grown
-    `step` bytes since the last trim (`__call__`), and on each sweep that follows calls
-    (`sweep`); a no-op where glibc's malloc_trim or /proc is missing.
+    `step` bytes since the last trim (`__call__`; looked at no more than every `CHECK_INTERVAL`
+    seconds), and on each sweep that follows calls (`sweep`); a no-op where glibc's malloc_trim
+    or /proc is missing.
 
     Args:
         step: bytes of growth that trigger a trim; 0 turns trimming off.
@@ -78,6 +111,7 @@ class Trimmer:
         self._trim = trim if trim is not None and resident_bytes() is not None else None
         self._floor = resident_bytes() or 0
         self._calls = False  # a call ended since the last trim
+        self._next_check = 0.0  # monotonic time from which a call's end looks at memory again
         self._lock = threading.Lock()
 
     @property
@@ -88,14 +122,19 @@ class Trimmer:
         """After a call: trim if resident memory grew a step since the last trim; True when it
         trimmed.
 
-        Cheap when it does not trim (one read of /proc/self/statm, ~15 us); a trim runs outside
-        the GIL and takes milliseconds (4 ms with nothing to return, 33 ms returning 76 MiB of
-        a 206 MiB fragmented heap, on the loaded 2-core machine). Thread-safe: a trim already
-        running elsewhere makes this call return False at once.
+        Cheap when it does not trim: a clock read, and at most every `CHECK_INTERVAL` one read
+        of /proc/self/statm (~15 us); a trim runs outside the GIL and takes milliseconds (4 ms
+        with nothing to return, 33 ms returning 76 MiB of a 206 MiB fragmented heap, on the
+        loaded 2-core machine). Thread-safe: a trim already running elsewhere makes this call
+        return False at once.
         """
         if self._trim is None:
             return False
         self._calls = True
+        now = time.monotonic()
+        if now < self._next_check:
+            return False
+        self._next_check = now + CHECK_INTERVAL
         rss = resident_bytes()
         if rss is None:
             return False

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import math
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -40,6 +39,18 @@ log = logging.getLogger(__name__)
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 
+class _Flag:
+    """Set once, by gRPC when the call ends (a threading.Event costs a Condition per call)."""
+
+    __slots__ = ("up",)
+
+    def __init__(self) -> None:
+        self.up = False
+
+    def set(self) -> None:
+        self.up = True
+
+
 class Call:
     """What a servicer method knows about its call besides the request, and the call's check:
     its deadline, its cancellation and its turn on the server's run slots."""
@@ -54,10 +65,10 @@ class Call:
         remaining = context.time_remaining()
         # monotonic; no deadline reads as a huge number of seconds (about 9.2e18), or None
         self.deadline = math.inf if remaining is None else time.monotonic() + remaining
-        self.ended = threading.Event()
+        self.ended = _Flag()
         # Runs when the call ends for any reason: client cancel, deadline, server stop, done.
         if not context.add_callback(self.ended.set):
-            self.ended.set()  # already over
+            self.ended.up = True  # already over
         self._slots = slots
         self._quantum = quantum
         self._slot_since = 0.0  # monotonic time the run slot was taken; 0 while not held
@@ -65,7 +76,7 @@ class Call:
 
     def check_ended(self) -> None:
         """Raises CancelledError once the call is over, DeadlineError once its deadline passed."""
-        if self.ended.is_set():
+        if self.ended.up:
             raise CancelledError("the call was cancelled (by the client, or because the "
                                  "server is stopping) while it was executing")
         if time.monotonic() >= self.deadline:
@@ -189,7 +200,8 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
 
     @rpc
     def RunGraph(self, request: service_pb2.RunGraphRequest,  # noqa: N802 (gRPC's names)
-                 call: Call) -> service_pb2.RunGraphResponse:
+                 call: Call) -> bytes:
+        """A serialized RunGraphResponse (see `graph.fit`)."""
         graph.validate(request, self.config, handles_allowed=bool(request.session_id))
         if not request.session_id:
             with call.running():
@@ -225,7 +237,9 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
 
     @rpc
     def ExecuteBatch(self, request: spb.BatchRequest,  # noqa: N802
-                     call: Call) -> spb.BatchResponse:
+                     call: Call) -> spb.BatchResponse | bytes:
+        """The BatchResponse, serialized when it was remembered (measuring it serializes it:
+        gRPC then sends those bytes, `wire_guard`)."""
         session_id = call.session_id(request.session_id)
         rid = request.request_id
         if len(rid) > MAX_REQUEST_ID:
@@ -247,10 +261,12 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
                                      self.config.dedup_window, self.config.dedup_bytes)
                     raise Failed(failure) from exc
                 raise
-            if rid:
-                session.remember(rid, response, response.ByteSize(), self.config.dedup_window,
-                                 self.config.dedup_bytes)
-            return response
+            if not rid:
+                return response
+            data = response.SerializeToString()
+            session.remember(rid, response, len(data), self.config.dedup_window,
+                             self.config.dedup_bytes)
+            return data
 
     @rpc
     def ListOps(self, request: catalogue_pb2.ListOpsRequest,  # noqa: N802

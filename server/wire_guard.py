@@ -1,15 +1,20 @@
 """Unparsable request bytes are the caller's mistake: INVALID_ARGUMENT, not INTERNAL.
 
 grpcio answers a request its deserializer cannot parse with INTERNAL ("Exception deserializing
-request!"). `MalformedRequestGuard` is a server interceptor that wraps every method's request
-deserializer (ours, health and reflection alike): a parse failure becomes a marker, and the
-method then aborts with INVALID_ARGUMENT naming the method, before any servicer code runs.
+request!"). `GuardedRegistrar` stands in for the grpc.Server while services register (ours,
+health and reflection alike) and wraps each method handler's request deserializer once, there:
+a parse failure becomes a marker, and the method then aborts with INVALID_ARGUMENT naming the
+method, before any servicer code runs. Done at registration rather than by a server
+interceptor, so no call runs grpcio's interceptor pipeline on the poll thread.
+
+Replies a servicer returns already serialized (`bytes`, because it measured them against the
+message limit) go out as they are.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import grpc
@@ -42,9 +47,19 @@ def _abort(context: grpc.ServicerContext, method: str, bad: _Malformed) -> None:
         f"message ({reason})")).abort(context)
 
 
+def _passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """`serializer`, except that a reply the servicer already serialized goes out as it is."""
+    if serializer is None:
+        return None
+
+    def serialize(reply: Any) -> bytes:
+        return reply if type(reply) is bytes else serializer(reply)
+    return serialize
+
+
 def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
     parse = _safe(handler.request_deserializer)
-    serialize = handler.response_serializer
+    serialize = _passing_bytes(handler.response_serializer)
     if handler.unary_unary is not None or handler.unary_stream is not None:
         inner = handler.unary_unary or handler.unary_stream
 
@@ -72,16 +87,16 @@ def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler
     return factory(stream, request_deserializer=parse, response_serializer=serialize)
 
 
-class MalformedRequestGuard(grpc.ServerInterceptor):
-    """Map request parse failures of every method to INVALID_ARGUMENT (see the module doc)."""
+class _GuardedGeneric(grpc.GenericRpcHandler):
+    """A generic handler whose methods' handlers are guarded (each once, then cached)."""
 
-    def __init__(self) -> None:
+    def __init__(self, inner: grpc.GenericRpcHandler):
+        self._inner = inner
         self._cache: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
         self._lock = threading.Lock()
 
-    def intercept_service(self, continuation: Callable[[Any], Any],
-                          details: grpc.HandlerCallDetails) -> Any:
-        handler = continuation(details)
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        handler = self._inner.service(details)
         if handler is None or handler.request_deserializer is None:
             return handler
         key = id(handler)
@@ -92,3 +107,21 @@ class MalformedRequestGuard(grpc.ServerInterceptor):
         with self._lock:
             self._cache[key] = (handler, guarded)  # keeps `handler` alive, so ids stay unique
         return guarded
+
+
+class GuardedRegistrar:
+    """Pass this instead of the grpc.Server to `add_*_to_server` functions: what they register
+    reaches `server` with parse failures mapped to INVALID_ARGUMENT (see the module doc)."""
+
+    def __init__(self, server: grpc.Server):
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(tuple(_GuardedGeneric(h) for h in handlers))
+
+    def add_registered_method_handlers(self, service: str,
+                                       handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self._server.add_registered_method_handlers(service, {
+            name: handler if handler.request_deserializer is None
+            else _guard(handler, f"/{service}/{name}")
+            for name, handler in handlers.items()})

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import control as _control  # noqa: F401 - registers torch._check, sym_min, cond
 from . import devices, messages
 from .backend import Backend
 from .spellings import SPELLINGS, Spelling, is_int

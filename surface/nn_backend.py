@@ -21,6 +21,9 @@ class NNBackend(Backend, Protocol):
     """torch's ValueError (an unknown reduction, a dropout probability out of range)."""
     assertion_error: type[AssertionError]
     """torch's AssertionError (embedding's padding_idx out of range)."""
+    remote_metadata: bool
+    """Whether reading a recorded tensor's shape or layout costs a round trip (a session): nn
+    then skips reads that only choose torch's graph, not the values (linear's addmm)."""
 
     def parameter(self, data: Any, requires_grad: bool) -> Any:
         """A new leaf sharing `data`'s values that `is_parameter` (torch's Parameter(data))."""

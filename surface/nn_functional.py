@@ -126,7 +126,23 @@ def log_softmax(be: NNBackend, input: Any, dim: int | None = None, _stacklevel: 
 # --- layers --------------------------------------------------------------------------------------
 
 def linear(be: NNBackend, input: Any, weight: Any, bias: Any = None) -> Any:
-    """input @ weight.T + bias."""
+    """input @ weight.T + bias, composed as torch's at::linear composes it (so grad_fn and
+    rounding are torch's): with a bias, one addmm for a 2-D input, and for a contiguous input
+    when the bias is 1-D or holds out_features elements (flattened to 2-D, the result viewed
+    back; torch 2.13's choice, read off its graphs: a (1, 1) bias is added, a (3, 1, 1) one
+    goes to addmm and fails there); otherwise matmul, then add. Through a session (the layer's
+    `remote_metadata`), always matmul then add: the same values without a round trip per layer
+    to read the input's shape and layout (grad_fn AddBackward0 where torch's is
+    AddmmBackward0 or ViewBackward0)."""
+    if bias is not None and not be.remote_metadata:
+        shape, bias_shape = be.shape(input), be.shape(bias)
+        if len(shape) == 2:
+            return _call(be, "addmm", bias, input, _call(be, "t", weight))
+        fused = len(bias_shape) == 1 or math.prod(bias_shape) == be.shape(weight)[0]
+        if shape and fused and be.is_contiguous(input):
+            flat = _call(be, "reshape", input, (math.prod(shape[:-1]), shape[-1]))
+            out = _call(be, "addmm", bias, flat, _call(be, "t", weight))
+            return _call(be, "reshape", out, (*shape[:-1], be.shape(weight)[0]))
     out = _call(be, "matmul", input, _call(be, "t", weight))
     return out if bias is None else out + bias
 
@@ -165,23 +181,17 @@ def dropout(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
 def embedding(be: NNBackend, input: Any, weight: Any, padding_idx: int | None = None,
               max_norm: float | None = None, norm_type: float = 2.0,
               scale_grad_by_freq: bool = False, sparse: bool = False) -> Any:
-    """Rows of `weight` picked by the indices `input` (shape input.shape + (embedding_dim,)); the
-    padding_idx row gets no gradient."""
+    """Rows of `weight` picked by the indices `input` (shape input.shape + (embedding_dim,)): one
+    embedding op (grad_fn EmbeddingBackward0); the padding_idx row gets no gradient."""
     if max_norm is not None or scale_grad_by_freq or sparse:
         raise be.runtime_error("embedding(): max_norm, scale_grad_by_freq and sparse are not "
                                "supported by gradserve")
-    rows, dim = be.shape(weight)
     if padding_idx is not None:
+        rows = be.shape(weight)[0]
         if not -rows <= padding_idx < rows:
             raise be.assertion_error("Padding_idx must be within num_embeddings")
         padding_idx %= rows
-        keep = _call(be, "arange", start=0, end=rows) != padding_idx
-        weight = _call(be, "where", _call(be, "reshape", keep, (rows, 1)), weight,
-                       weight.detach())
-    shape = be.shape(input)
-    flat = _call(be, "reshape", input, (-1,))
-    out = _call(be, "index_select", weight, flat, 0)
-    return _call(be, "reshape", out, (*shape, dim))
+    return _call(be, "embedding", weight, input, -1 if padding_idx is None else padding_idx)
 
 
 def layer_norm(be: NNBackend, input: Any, normalized_shape: Sequence[int], weight: Any = None,

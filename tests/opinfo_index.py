@@ -1,6 +1,7 @@
 """OpInfos for the indexing ops in engine/ops_index.py: select, slice, alias, index, nonzero,
-take, put, gather, index_select, masked_fill and the registered backward ops (select_backward,
-slice_backward, index_backward, gather_backward) against torch's own ops for them.
+take, put, gather, index_select, embedding, masked_fill and the registered backward ops
+(select_backward, slice_backward, index_backward, gather_backward, embedding_dense_backward)
+against torch's own ops for them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ def ints(shape: tuple[int, ...], lo: int, hi: int) -> Any:
 
 def mask(shape: tuple[int, ...]) -> Any:
     return lambda rng: np.asarray(rng.random(size=shape) > 0.4)
+
+
+def _embedding(w: Any, indices: Any, padding_idx: int = -1) -> Any:
+    return torch.embedding(w, indices, padding_idx)
 
 
 def const(values: Any, dtype: Any = np.int64) -> Any:
@@ -118,6 +123,20 @@ OPINFOS = [
            [Sample(((4, 3), ints((5,), 0, 4)), {"dim": 0}),
             Sample(((2, 3, 4), ints((2,), 0, 4)), {"dim": -1}),
             Sample(((3, 2), const(1)), {"dim": 0})]),
+    OpInfo("embedding", _embedding,
+           [Sample(((5, 3), ints((2, 4), 0, 5))), Sample(((4, 3), const(2))),
+            Sample(((3, 2), const([[0, 2], [2, 2]])))]),
+    # the padding row gets no gradient, which finite differences would see
+    OpInfo("embedding", _embedding,
+           [Sample(((4, 2), ints((7,), 0, 4)), {"padding_idx": 1}),
+            Sample(((3, 2), const([[0, 2], [2, 2]])), {"padding_idx": 0})],
+           check_finite_differences=False),
+    OpInfo("embedding_dense_backward",
+           lambda g, indices, num_weights, padding_idx=-1: torch.ops.aten.embedding_dense_backward(
+               g, indices, num_weights, padding_idx, False),
+           [Sample(((2, 4, 3), ints((2, 4), 0, 5)), {"num_weights": 5}),
+            Sample(((7, 2), ints((7,), 0, 4)), {"num_weights": 4, "padding_idx": 1}),
+            Sample(((3,), const(2)), {"num_weights": 4})]),
     OpInfo("masked_fill", torch.masked_fill,
            [Sample(((3, 4), mask((3, 4)), 0.5)), Sample(((3, 4), mask((4,)), -1.0)),
             Sample(((4,), mask((2, 4)), 2.0)), Sample(((2, 3), mask((2, 3)), ())),

@@ -27,7 +27,14 @@ from typing import Any
 
 import pytest
 
-from tests.corpus.examples import compose, example_text, resolve
+from tests.corpus.examples import (
+    PROGRAMS,
+    compose,
+    example_text,
+    program_path,
+    resolve,
+    without_export_metadata,
+)
 from tests.corpus.manifest import (
     EXAMPLES,
     FUNCTION,
@@ -62,8 +69,33 @@ def test_the_manifest_names_thirty_examples_covering_issue_11s_areas():
     covered = {area for e in EXAMPLES for area in e.covers}
     assert {NN, OPTIM, RANDOM, FUNCTION, HOOKS, HIGHER} <= covered
     for e in EXAMPLES:
-        assert e.source == f"{SOURCE}, {e.file}, {e.obj}" and e.licence == LICENCE
-        assert e.kind in ("doctest", "literal"), e.name
+        assert e.kind in ("doctest", "literal", *PROGRAMS), e.name
+        if e.kind == "pypi":
+            assert e.source == f"PyPI {e.package}, {e.file}" and e.licence, e.name
+        else:
+            assert e.source == f"{SOURCE}, {e.file}, {e.obj}" and e.licence == LICENCE
+
+
+def test_the_corpus_holds_twenty_whole_programs():
+    assert len([e for e in EXAMPLES if e.kind in PROGRAMS]) >= 20
+
+
+@pytest.mark.parametrize("example", [e for e in EXAMPLES if e.kind == "pypi"],
+                         ids=lambda e: e.name)
+def test_each_vendored_program_names_its_distribution_version_path_and_licence(example):
+    header = program_path(example).read_text().split("\n\n", 1)[0]
+    package, version = example.package.split()[0].split("==")
+    assert f"Source: PyPI {package}=={version}" in header
+    assert f"path {example.file}" in header and f"Licence: {example.licence}" in header
+
+
+def test_the_exportdb_edit_drops_only_the_export_metadata():
+    code = ("import torch\nfrom torch.export import Dim\nclass M(torch.nn.Module):\n"
+            "    tags = 1\nd = Dim('d')\nexample_args = (torch.randn(2),)\n"
+            "tags = {\n    'a',\n}\nsupport_level = 1\ndynamic_shapes = {}\nmodel = M()\n")
+    assert without_export_metadata(code) == (
+        "import torch\nclass M(torch.nn.Module):\n    tags = 1\n"
+        "example_args = (torch.randn(2),)\nmodel = M()\n")
 
 
 def test_the_installed_torch_is_the_one_the_manifest_indexes():
@@ -74,8 +106,10 @@ def test_the_installed_torch_is_the_one_the_manifest_indexes():
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.name)
 def test_each_example_is_written_in_the_file_its_source_names(example):
-    text = (site_packages() / example.file).read_text()
-    resolve(example.obj)
+    text = program_path(example).read_text()
+    if example.kind != "pypi":
+        assert program_path(example) == site_packages() / example.file
+        resolve(example.obj)
     for line in example_text(example).splitlines():
         if line.strip():
             assert line.strip() in text, (example.name, line)

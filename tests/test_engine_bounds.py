@@ -310,3 +310,16 @@ def test_bounds_of_huge_shapes_are_quick():
         start = time.perf_counter()
         _flat_bound(OPS[name], args, attrs)
         assert time.perf_counter() - start < 0.01, name
+
+
+def test_embedding_and_its_gradient_are_bounded_before_they_allocate():
+    # a few hundred bytes on the wire each: 2**31 picked elements; 2**40 gradient rows
+    with limits.allocation_limit(4 * MiB), limits.byte_budget(64 * MiB):
+        with pytest.raises(errors.AllocationLimitError, match=r"^embedding\(\) result"):
+            ge.apply("embedding", [_expand(1.0, [1, 16384]), _expand(0, [131072])])
+        with pytest.raises(errors.AllocationLimitError,
+                           match=r"^embedding_dense_backward\(\) result"):
+            ge.apply("embedding_dense_backward", [_expand(1.0, [2, 3]), ge.tensor([0, 1])],
+                     {"num_weights": 2**40})
+        rows = ge.apply("embedding", [_expand(1.0, [1, 4096]), _expand(0, [1024])])
+        assert rows.shape == (1024, 4096)  # exactly at the limit: runs

@@ -26,6 +26,7 @@ from gradserve.server.sessions import SessionStore
 from gradserve.v1 import graph_pb2, service_pb2, service_pb2_grpc, session_pb2
 from tests.conftest import gradserve_attr, gradserve_error, gradserve_open_session
 from tests.server_process import MiB, ServerProcess
+from tests.test_rich_errors import decode
 
 BUDGET = 64 * MiB
 ELEMENTS = 4 * MiB
@@ -47,8 +48,11 @@ def h(handle):
 
 @pytest.fixture(scope="module")
 def server():
+    # --max-call-ops raised out of the way: these tests show what the byte budget counts (the
+    # op limit, which stops the same chains sooner, has a test of its own).
     with ServerProcess(["--max-session-bytes", str(BUDGET), "--max-tensor-elements",
-                        str(ELEMENTS), "--workers", "2"]) as proc:
+                        str(ELEMENTS), "--workers", "2", "--max-call-ops", "100000000",
+                        "--max-nodes", "100000"]) as proc:
         yield proc
 
 
@@ -229,6 +233,25 @@ def test_every_derivative_order_is_counted(server, stub, n):
     assert "every derivative order" in out.details()
     assert seconds < STATELESS_SECONDS, seconds
     assert_bounded(server, baseline)
+
+
+@pytest.mark.parametrize("n, order", [(1_000, 7), (1_000, 5), (100_000, 1)])
+def test_a_stateless_call_runs_at_most_max_call_ops(gradserve_server_factory, n, order):
+    # A 1,000-node chain at order 5-7 ran ~100,000 ops and backward steps before the 64 MiB
+    # budget refused it: 4-5 s on a busy core, past a 5 s deadline. The op limit stops it after
+    # --max-call-ops of them, whatever its memory.
+    _, port = gradserve_server_factory(max_session_bytes=BUDGET, max_call_ops=20_000,
+                                       max_nodes=100_000)
+    stub = _stub(port)
+    out, _ = timed(lambda: stub.RunGraph(_sin_chain(n, order), timeout=60))
+    assert isinstance(out, grpc.RpcError) and out.code() == EXHAUSTED, out
+    assert "at most 20000 ops and backward steps" in out.details(), out.details()
+    assert "--max-call-ops" in out.details()
+    _, info, details = decode(out)
+    assert info.metadata["limit"] == "max_call_ops"
+    assert details["QuotaFailure"].violations[0].subject == "max_call_ops"
+    small = stub.RunGraph(_sin_chain(100, 2), timeout=60)  # well within: answered
+    assert [len(g.derivatives) for g in small.gradients] == [2]
 
 
 def test_the_graph_itself_is_charged_to_the_call():

@@ -223,11 +223,14 @@ def test_a_million_instruction_batch(server, session):
 
 
 def test_a_deep_chain_runs_iteratively(gradserve_stub):
-    # 100,000 nodes (the default limit) in one chain: forward and backward without recursion.
-    # On the default server: its graph nodes and tensor objects take ~100 MB, more than this
-    # module's 64 MiB per-call budget now that they are counted.
+    # The default node limit's worth of nodes in one chain: forward and backward without
+    # recursion, within the default --max-call-ops (one op and one backward step per node).
+    # On the default server: its graph nodes and tensor objects take more than this module's
+    # 64 MiB per-call budget now that they are counted.
+    from gradserve.server.config import ServerConfig
+
     stub = gradserve_stub
-    n = 100_000
+    n = ServerConfig.max_nodes
     nodes = [graph_pb2.Node(id=str(i), op="mul", inputs=[_ref(str(i - 1) if i else "x"),
                                                          graph_pb2.Value(float_scalar=1.0)])
              for i in range(n)]

@@ -6,10 +6,12 @@ Only the test process calls this (it imports real torch to read docstrings); the
 
 from __future__ import annotations
 
+import ast
 import doctest
 import importlib
 import re
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from .manifest import Example
@@ -21,6 +23,13 @@ SEED = "torch.manual_seed(0)"
 _PARSER = doctest.DocTestParser()
 # a reST paragraph that introduces a literal block ends in "::"
 _LITERAL_INTRO = re.compile(r"::\s*$")
+CORPUS = Path(__file__).resolve().parent
+# the kinds whose text is a whole file, run as a program (the others are docstring examples)
+PROGRAMS = ("module", "pypi")
+# ExportDB's export metadata (torch/_export/db/examples): which names a file assigns for
+# torch.export only, and the imports only those assignments use
+_EXPORT_METADATA = {"tags", "support_level", "dynamic_shapes"}
+_EXPORT_IMPORTS = {"torch._export.db.case", "torch.export"}
 
 
 def resolve(dotted: str) -> Any:
@@ -75,12 +84,45 @@ def literal_examples(doc: str) -> list[str]:
     return blocks
 
 
+def without_export_metadata(code: str) -> str:
+    """An ExportDB example file without its torch.export metadata (the mechanical edit).
+
+    Removes the top-level statements that only describe the example to torch.export: the
+    `tags`, `support_level` and `dynamic_shapes` assignments, `Dim(...)` assignments, and the
+    imports of `torch._export.db.case` and `torch.export`; the program's own code is untouched.
+    """
+    lines = code.splitlines(keepends=True)
+    drop: set[int] = set()
+    for node in ast.parse(code).body:
+        metadata = (
+            isinstance(node, ast.ImportFrom) and node.module in _EXPORT_IMPORTS
+            or isinstance(node, ast.Assign) and any(
+                isinstance(target, ast.Name) and target.id in _EXPORT_METADATA
+                for target in node.targets)
+            or isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name) and node.value.func.id == "Dim")
+        if metadata:
+            drop.update(range(node.lineno - 1, (node.end_lineno or node.lineno)))
+    return "".join(line for i, line in enumerate(lines) if i not in drop)
+
+
+def program_path(example: Example) -> Path:
+    """The file an example's text is in: in the installed torch, or vendored under tests/corpus."""
+    if example.kind == "pypi":
+        return CORPUS / example.vendored
+    return Path(resolve("torch").__file__).resolve().parent.parent / example.file
+
+
 def example_text(example: Example) -> str:
-    """The example's text as the installed torch's docstring has it.
+    """The example's text as the installed torch's docstring (or the program's file) has it.
 
     Raises:
         LookupError: the docstring has no example of that kind at that index.
     """
+    if example.kind == "module":
+        return without_export_metadata(program_path(example).read_text())
+    if example.kind == "pypi":
+        return program_path(example).read_text()
     doc = resolve(example.obj).__doc__ or ""
     found = doctest_examples(doc) if example.kind == "doctest" else literal_examples(doc)
     if example.index >= len(found):
@@ -90,9 +132,15 @@ def example_text(example: Example) -> str:
 
 
 def compose(example: Example) -> dict[str, str]:
-    """The example as tests/corpus/run.py takes it: preamble (run silently), example (echoed)."""
+    """The example as tests/corpus/run.py takes it: preamble (run silently), example (echoed).
+
+    A program (kind "module" or "pypi") runs whole as part of the preamble, as a script runs
+    (what it prints is compared; its expression statements are not echoed); its `echo`
+    expressions are the echoed part.
+    """
     preamble = [*STANDARD_IMPORTS, *example.imports, SEED, *example.preamble]
-    code = example_text(example)
-    if example.echo:
-        code += "".join(f"{expr}\n" for expr in example.echo)
-    return {"preamble": "\n".join(preamble) + "\n", "example": code}
+    echo = "".join(f"{expr}\n" for expr in example.echo)
+    if example.kind in PROGRAMS:
+        return {"preamble": "\n".join(preamble) + "\n" + example_text(example),
+                "example": echo}
+    return {"preamble": "\n".join(preamble) + "\n", "example": example_text(example) + echo}

@@ -30,7 +30,9 @@ import signal
 import sys
 import time
 import traceback
+import types
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 # torch's submodules that examples import by name; each is bound to the session's attribute of
@@ -40,8 +42,16 @@ TORCH_SUBMODULES = (
     "optim.lr_scheduler", "autograd", "autograd.function", "autograd.functional", "utils",
     "utils.data", "linalg", "random", "cuda", "backends", "testing",
 )
+# torch's other top-level package, functorch, imports the real torch: a session's run installs
+# stand-ins instead, with the names that are torch's own in torch 2.13 (its
+# functorch/experimental/control_flow.py is `from torch import cond`) bound to the session's;
+# importing any other name from them fails as a missing name does
+TORCH_COMPANIONS = {"functorch": (), "functorch.experimental": (),
+                    "functorch.experimental.control_flow": ("cond",)}
 # one example may take this long (seconds) before it is stopped with TimeoutError
 EXAMPLE_TIMEOUT = 300
+# the PyPI files the corpus vendors (programs, and the packages they import)
+VENDORED = Path(__file__).resolve().parent / "pypi"
 
 
 def install_session_as_torch(session: Any) -> None:
@@ -52,6 +62,12 @@ def install_session_as_torch(session: Any) -> None:
     """
     for name in [m for m in sys.modules if m == "torch" or m.startswith("torch.")]:
         del sys.modules[name]
+    for companion, names in TORCH_COMPANIONS.items():
+        module = types.ModuleType(companion)
+        for name in names:
+            if hasattr(session, name):
+                setattr(module, name, getattr(session, name))
+        sys.modules[companion] = module
     sys.modules["torch"] = session
     for dotted in TORCH_SUBMODULES:
         obj: Any = session
@@ -139,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with open(args.batch, encoding="utf-8") as f:
         batch = json.load(f)
+    sys.path.insert(0, str(VENDORED))
     if args.gradserve is None:
         import torch
 

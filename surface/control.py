@@ -1,0 +1,140 @@
+"""torch's checks and eager control flow, as programs written for torch.export use them:
+`torch._check` and its siblings, `torch.sym_min`/`sym_max` on Python numbers, and `torch.cond`
+run eagerly. None of them records an op: each checks its arguments with torch's texts and runs
+plain Python (cond calls the branch its predicate picks). Written once against a `Backend`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend
+from .spellings import SPELLINGS, Spelling
+
+Fn = Callable[..., Any]
+
+# --- torch._check and its siblings ---------------------------------------------------------------
+
+DEFAULT_CHECK_MESSAGE = ("Expected cond to be True, but got False. (Could this error message be "
+                         "improved? If so, please report an enhancement request to PyTorch.)")
+
+
+def _check_with(be: Backend, error_type: type[Exception], cond: Any, message: Any) -> None:
+    """torch._check_with: raise `error_type(message())` unless `cond` is True (a Python bool)."""
+    if not isinstance(cond, builtins.bool):
+        if be.is_tensor(cond):
+            raise TypeError("cond must be a bool, but got a Tensor. For tensor conditions, use "
+                            "torch._check_tensor_all() to assert that all elements are true.")
+        raise TypeError(f"cond must be a bool, but got {type(cond)}")
+    if cond:
+        return
+    if message is None:
+        raise error_type(DEFAULT_CHECK_MESSAGE)
+    if not callable(message):
+        raise TypeError("message must be a callable")
+    raise error_type(str(message()))
+
+
+def _checker(name: str, error_type: type[Exception]) -> Fn:
+    def check(be: Backend, cond: Any, message: Any = None) -> None:
+        _check_with(be, error_type, cond, message)
+    check.__name__ = check.__qualname__ = name
+    check.__doc__ = (f"torch.{name}(cond, message=None): raise {error_type.__name__} "
+                     "(message() or torch's default text) unless cond is True.")
+    return check
+
+
+CHECK_IS_SIZE_DEPRECATED = ("_check_is_size will be removed in a future PyTorch release along "
+                            "with guard_size_oblivious.     Use _check(i >= 0) instead.")
+
+
+def _check_is_size(be: Backend, i: Any, message: Any = None, *, max: Any = None) -> None:
+    """torch._check_is_size: i is a valid size (>= 0), and <= max when max is given (torch 2.13
+    deprecates it with a FutureWarning: so does gradserve)."""
+    # the frames: this function, the layer's bound wrapper, the user's line
+    warnings.warn(CHECK_IS_SIZE_DEPRECATED, FutureWarning, stacklevel=3)
+    _check_with(be, RuntimeError, i >= 0, message)
+    if max is not None:
+        _check_with(be, RuntimeError, i <= max, message)
+
+
+for _name, _error in (("_check", RuntimeError), ("_check_index", IndexError),
+                      ("_check_value", ValueError), ("_check_type", TypeError),
+                      ("_check_not_implemented", NotImplementedError)):
+    SPELLINGS[_name] = Spelling(_name, (), _checker(_name, _error))
+SPELLINGS["_check_is_size"] = Spelling("_check_is_size", (), _check_is_size)
+
+# --- sym_min, sym_max on Python numbers ----------------------------------------------------------
+
+_NUMBER_TYPES = (np.integer, np.floating, builtins.int, builtins.float)
+_FLOAT_TYPES = (np.floating, builtins.float)
+
+
+def _sym(name: str, pick: Fn) -> Fn:
+    def sym(be: Backend, a: Any, b: Any) -> Any:
+        for v in (a, b):
+            if not isinstance(v, _NUMBER_TYPES):
+                raise AssertionError(f"expected {_NUMBER_TYPES}, got {type(v)}")
+        if isinstance(a, _FLOAT_TYPES) or isinstance(b, _FLOAT_TYPES):
+            return builtins.float(pick(a, b))
+        return pick(a, b)
+    sym.__name__ = sym.__qualname__ = name
+    sym.__doc__ = (f"torch.{name}(a, b) of two Python (or numpy) numbers: {pick.__name__}(a, b), "
+                   "a float if either is one.")
+    return sym
+
+
+SPELLINGS["sym_min"] = Spelling("sym_min", (), _sym("sym_min", builtins.min))
+SPELLINGS["sym_max"] = Spelling("sym_max", (), _sym("sym_max", builtins.max))
+
+# --- cond, eagerly -------------------------------------------------------------------------------
+
+
+def _leaves(tree: Any) -> list[Any]:
+    """The leaves of nested dicts, lists and tuples (torch's pytree, for cond's check)."""
+    if isinstance(tree, dict):
+        return [leaf for v in tree.values() for leaf in _leaves(v)]
+    if isinstance(tree, (list, tuple)):
+        return [leaf for v in tree for leaf in _leaves(v)]
+    return [tree]
+
+
+def cond(be: Backend, pred: Any, true_fn: Fn, false_fn: Fn, operands: Any = ()) -> Any:
+    """torch.cond run eagerly: `true_fn(*operands)` if pred holds, else `false_fn(*operands)`.
+
+    Args:
+        be: the backend.
+        pred: a Python bool/int/float, or a one-element tensor.
+        true_fn: the branch taken when pred holds.
+        false_fn: the branch taken otherwise.
+        operands: a tuple or list of tensors (possibly nested in dicts/lists/tuples).
+
+    Returns:
+        The branch's result.
+
+    Raises:
+        RuntimeError: torch's texts for a pred that is not a bool or one-element tensor, a branch
+            that is not callable, operands that are not a tuple/list of tensors.
+    """
+    if isinstance(pred, (builtins.bool, builtins.int, builtins.float)):
+        return true_fn(*operands) if pred else false_fn(*operands)
+    if not be.is_tensor(pred):
+        raise be.runtime_error(f"Expected pred to be bool or tensor, but got {pred}.")
+    if int(np.prod(be.shape(pred))) != 1:
+        raise be.runtime_error(
+            f"Expected pred to be bool or single-element tensor, but got {pred}.")
+    if not callable(true_fn) or not callable(false_fn):
+        raise be.runtime_error("Expect both branches to be callable.")
+    if not isinstance(operands, (tuple, list)) or any(not be.is_tensor(t)
+                                                      for t in _leaves(operands)):
+        raise be.runtime_error("Expect operands to be a tuple of possibly nested dict/list/tuple "
+                               f"that only consists of tensor leaves, but got {operands}.")
+    return true_fn(*operands) if bool(pred) else false_fn(*operands)
+
+
+SPELLINGS["cond"] = Spelling("cond", (), cond)

@@ -1,0 +1,301 @@
+"""`gradserve.surface.meta`'s rules for softmax, the losses, and creation (`zeros`, `arange`,
+`*_like`, `bernoulli`, ...)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .meta_base import (
+    _DEFAULT_FLOAT,
+    _FLOAT,
+    _INT64,
+    _REDUCTIONS,
+    _SCALAR_RANK,
+    DTYPE_NAMES,
+    RULES,
+    Meta,
+    Rule,
+    _choice,
+    _dtype,
+    _float,
+    _Inexact,
+    _int,
+    _ints,
+    _known,
+    _meta,
+    _one,
+    _opt_int,
+    _rule,
+    _scalar,
+    _tensor,
+    _walk,
+    _wrap,
+)
+
+# --- softmax, losses -----------------------------------------------------------------------------
+
+_SOFTMAX_ATTRS = frozenset(("dim", "dtype"))
+
+
+@_rule("softmax", "log_softmax")
+def _softmax(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, _SOFTMAX_ATTRS)
+    if attrs.get("dim") is None:
+        raise _Inexact  # required
+    _wrap(_int(attrs["dim"]), len(shape))
+    out = _dtype(attrs.get("dtype"))
+    out = rank if out is None else out
+    if out < _FLOAT:
+        raise _Inexact  # "softmax_lastdim_kernel_impl" not implemented for 'Long'
+    return _meta(shape, out, grad and rg)
+
+
+def _reduction(attrs: Mapping[str, Any], names: frozenset[str]) -> str:
+    _known(attrs, names)
+    return _choice(attrs.get("reduction", "mean"), _REDUCTIONS)
+
+
+_LOSS_ATTRS = frozenset(("reduction",))
+
+
+@_rule("mse_loss", "l1_loss")
+def _pointwise_loss(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if len(inputs) != 2:
+        raise _Inexact
+    reduction = _reduction(attrs, _LOSS_ATTRS)
+    _tensor(inputs[0])
+    _tensor(inputs[1])
+    shape, rank, rg, _ = _walk(inputs)
+    assert shape is not None
+    out = rank if rank >= _FLOAT else _DEFAULT_FLOAT
+    return _meta(shape if reduction == "none" else (), out, grad and rg)
+
+
+def _binary_cross_entropy(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool,
+                          n_inputs: int) -> list[Meta]:
+    """binary_cross_entropy (input, target, weight?) and with_logits (..., pos_weight?): input
+    and target of one shape; the weights take no gradient (the engine refuses them requiring
+    one in grad mode) and broadcast into an unreduced loss."""
+    if len(inputs) != n_inputs:
+        raise _Inexact
+    reduction = _reduction(attrs, _LOSS_ATTRS)
+    x, _, gx = _tensor(inputs[0])
+    t, _, gt = _tensor(inputs[1])
+    if x != t:
+        raise _Inexact  # "Using a target size ... that is different to the input size"
+    for w in inputs[2:]:
+        if w is not None and _tensor(w)[2] and grad:
+            raise _Inexact  # "not differentiable with respect to argument 'weight'"
+    shape, rank, _, _ = _walk(inputs)
+    assert shape is not None
+    out = rank if rank >= _FLOAT else _DEFAULT_FLOAT
+    return _meta(shape if reduction == "none" else (), out, grad and (gx or gt))
+
+
+RULES["binary_cross_entropy"] = (
+    lambda inputs, attrs, grad: _binary_cross_entropy(inputs, attrs, grad, 3))
+RULES["binary_cross_entropy_with_logits"] = (
+    lambda inputs, attrs, grad: _binary_cross_entropy(inputs, attrs, grad, 4))
+
+_NLL_ATTRS = frozenset(("ignore_index", "reduction"))
+
+
+def _nll(x: tuple[int, ...], xr: int, t: tuple[int, ...], tr: int, w: Any, grad: bool,
+         reduction: str) -> tuple[int, ...]:
+    """nll_loss's checks on (input, target, weight) as the engine makes them; the result's
+    shape."""
+    if xr < _FLOAT or not x or tr != _INT64:
+        raise _Inexact
+    if len(x) <= 2:
+        if len(t) > 1 or (len(x) == 2 and t != (x[0],)) or (len(x) == 1 and t not in ((), (1,))):
+            raise _Inexact
+    elif not t or t[0] != x[0] or t[1:] != x[2:]:
+        raise _Inexact
+    if w is not None:
+        ws, _, wg = _tensor(w)
+        if wg and grad:
+            raise _Inexact  # "not differentiable with respect to argument 'weight'"
+        if ws != (x[1] if len(x) >= 2 else x[0],):
+            raise _Inexact
+    return t if reduction == "none" else ()
+
+
+@_rule("nll_loss")
+def _nll_loss(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if len(inputs) != 3:
+        raise _Inexact
+    reduction = _reduction(attrs, _NLL_ATTRS)
+    if "ignore_index" in attrs:
+        _int(attrs["ignore_index"])
+    x, xr, gx = _tensor(inputs[0])
+    t, tr, _ = _tensor(inputs[1])
+    return _meta(_nll(x, xr, t, tr, inputs[2], grad, reduction), xr, grad and gx)
+
+
+@_rule("cross_entropy")
+def _cross_entropy(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if len(inputs) != 3:
+        raise _Inexact
+    reduction = _reduction(attrs, _NLL_ATTRS | {"label_smoothing"})
+    if "ignore_index" in attrs:
+        _int(attrs["ignore_index"])
+    if not 0.0 <= _float(attrs.get("label_smoothing", 0.0)) <= 1.0:
+        raise _Inexact
+    x, xr, gx = _tensor(inputs[0])
+    t, tr, gt = _tensor(inputs[1])
+    if xr < _FLOAT or not x:
+        raise _Inexact
+    if tr >= _FLOAT and t == x:  # class probabilities
+        c = 0 if len(x) == 1 else 1
+        if inputs[2] is not None and _tensor(inputs[2])[0] != (x[c],):
+            raise _Inexact
+        shape = x[:c] + x[c + 1:] if reduction == "none" else ()
+        return _meta(shape, xr, grad and (gx or gt))
+    return _meta(_nll(x, xr, t, tr, inputs[2], grad, reduction), xr, grad and gx)
+
+
+# --- results shaped like the input, without gradient ---------------------------------------------
+
+def _like(floating_only: bool, extra: tuple[str, ...] = ()) -> Rule:
+    known = frozenset(("dtype", *extra))
+
+    def rule(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+        shape, rank, _ = _one(inputs, attrs, known)
+        for k in extra:
+            _scalar(attrs.get(k))  # required
+        out = _dtype(attrs.get("dtype"))
+        out = rank if out is None else out
+        if floating_only and out < _FLOAT:
+            raise _Inexact
+        return [Meta(shape, DTYPE_NAMES[out], False)]
+
+    return rule
+
+
+RULES["zeros_like"] = _like(False)
+RULES["ones_like"] = _like(False)
+RULES["full_like"] = _like(False, ("fill_value",))
+RULES["rand_like"] = _like(True)
+RULES["randn_like"] = _like(True)
+
+
+@_rule("bernoulli")
+def _bernoulli(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if len(inputs) != 2 or attrs:
+        raise _Inexact
+    shape, rank, rg = _tensor(inputs[0])
+    p = inputs[1]
+    if p is None:
+        if rank < _FLOAT:
+            raise _Inexact
+    elif type(p) in (int, float):
+        if not 0 <= p <= 1:
+            raise _Inexact  # "bernoulli_ expects p to be in [0, 1]"
+    else:
+        _, p_rank, p_rg = _tensor(p)
+        if p_rank < _FLOAT:
+            raise _Inexact
+        rg = rg or p_rg
+    return _meta(shape, rank, grad and rg)
+
+
+# --- creation: the shape and dtype from the attributes -------------------------------------------
+
+def _size(attrs: Mapping[str, Any]) -> tuple[int, ...]:
+    size = attrs.get("size")
+    if size is None:
+        raise _Inexact  # required
+    out = _ints(size)
+    if any(d < 0 for d in out):
+        raise _Inexact  # "Trying to create tensor with negative dimension"
+    return out
+
+
+def _sized(floating_only: bool, extra: tuple[str, ...] = ()) -> Rule:
+    """zeros/ones/rand/randn(size, dtype): float32 unless dtype (the server's default)."""
+    known = frozenset(("size", "dtype", *extra))
+
+    def rule(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+        if inputs:
+            raise _Inexact
+        _known(attrs, known)
+        shape = _size(attrs)
+        out = _dtype(attrs.get("dtype"))
+        out = _DEFAULT_FLOAT if out is None else out
+        if floating_only and out < _FLOAT:
+            raise _Inexact  # "check_uniform_bounds" not implemented for 'Long'
+        return [Meta(shape, DTYPE_NAMES[out], False)]
+
+    return rule
+
+
+RULES["zeros"] = _sized(False)
+RULES["ones"] = _sized(False)
+RULES["rand"] = _sized(True)
+RULES["randn"] = _sized(True)
+
+
+@_rule("full")
+def _full(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if inputs:
+        raise _Inexact
+    _known(attrs, frozenset(("size", "fill_value", "dtype")))
+    shape = _size(attrs)
+    fill = _scalar(attrs.get("fill_value"))  # required
+    out = _dtype(attrs.get("dtype"))
+    out = _SCALAR_RANK[type(fill)] if out is None else out
+    return [Meta(shape, DTYPE_NAMES[out], False)]
+
+
+@_rule("eye")
+def _eye(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if inputs or attrs.get("n") is None:
+        raise _Inexact
+    _known(attrs, frozenset(("n", "m", "dtype")))
+    n = _int(attrs["n"])
+    m = _opt_int(attrs.get("m"))
+    m = n if m is None else m
+    if n < 0 or m < 0:
+        raise _Inexact
+    out = _dtype(attrs.get("dtype"))
+    return [Meta((n, m), DTYPE_NAMES[_DEFAULT_FLOAT if out is None else out], False)]
+
+
+@_rule("linspace")
+def _linspace(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if inputs or attrs.get("steps") is None:
+        raise _Inexact
+    _known(attrs, frozenset(("start", "end", "steps", "dtype")))
+    _scalar(attrs.get("start"))
+    _scalar(attrs.get("end"))
+    steps = _int(attrs["steps"])
+    if steps < 0:
+        raise _Inexact  # "number of steps must be non-negative"
+    out = _dtype(attrs.get("dtype"))
+    return [Meta((steps,), DTYPE_NAMES[_DEFAULT_FLOAT if out is None else out], False)]
+
+
+@_rule("arange")
+def _arange(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if inputs:
+        raise _Inexact
+    _known(attrs, frozenset(("start", "end", "step", "dtype")))
+    start = _scalar(attrs.get("start"))  # required
+    end = attrs.get("end")
+    end = None if end is None else _scalar(end)
+    step = _scalar(attrs.get("step", 1))
+    values = (start, end, step)
+    if end is None:
+        start, end = 0, start
+    # the engine's length, in the same Python arithmetic
+    if not (step > 0 or step < 0) or not (math.isfinite(start) and math.isfinite(end)):
+        raise _Inexact  # "step must be nonzero", "unsupported range"
+    if (step > 0 and end < start) or (step < 0 and end > start):
+        raise _Inexact  # "upper bound and lower bound inconsistent with step sign"
+    n = max(0, math.ceil((end - start) / step))
+    out = _dtype(attrs.get("dtype"))
+    if out is None:
+        out = _DEFAULT_FLOAT if any(type(v) is float for v in values) else _INT64
+    return [Meta((n,), DTYPE_NAMES[out], False)]

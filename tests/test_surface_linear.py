@@ -1,0 +1,94 @@
+"""nn.functional.linear composed as torch's at::linear composes it in process: one addmm for a
+2-D input with a bias (grad_fn AddmmBackward0), a contiguous input with a 1-D (or
+out_features-element) bias flattened to 2-D and viewed back (ViewBackward0 over
+AddmmBackward0), matmul then add otherwise; the graph's node names, values, gradients and
+errors as torch's. Through a session (matmul then add, no round trip to read the input's
+shape): the same values and gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import gradserve.client as gc_client
+import gradserve.engine as ge
+from tests.reference import HAVE_TORCH, MISSING_REASON, torch
+
+pytestmark = pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
+
+
+@pytest.fixture(scope="module")
+def client(gradserve_server):
+    with gc_client.connect(f"localhost:{gradserve_server[1]}") as c:
+        yield c
+
+
+@pytest.fixture(params=["engine", "session"])
+def lib(request: Any, client: Any) -> Iterator[Any]:
+    if request.param == "engine":
+        yield ge
+    else:
+        with client.session() as s:
+            yield s
+
+
+def graph(fn: Any) -> Any:
+    """The node names under grad_fn `fn`, depth first (None for an input without a node)."""
+    if fn is None:
+        return None
+    return fn.name(), tuple(graph(child) for child, _ in fn.next_functions)
+
+
+# (input shape, a transpose of the input's last two dims first?, bias shape or None)
+CASES = [((4,), False, (3,)), ((2, 4), False, (3,)), ((5, 2, 4), False, (3,)),
+         ((2, 2, 2, 4), False, (3,)), ((2, 4), False, None), ((5, 2, 4), False, None),
+         ((4,), False, None), ((2, 4, 5), True, (3,)), ((5, 2, 4), False, (1, 3)),
+         ((2, 4), False, (2, 3)), ((4, 2), True, (3,)), ((2, 2, 2, 4), False, (1, 3)),
+         ((5, 2, 4), False, (1, 1)), ((5, 2, 4), False, (2, 3)), ((4,), False, (1,)),
+         ((5, 2, 4), False, (3, 1)), ((5, 2, 4), False, (3, 1, 1)),
+         ((2, 2, 2, 4), False, (1, 1, 3)), ((4, 2, 5), True, (1, 3))]
+
+
+@pytest.mark.parametrize(("shape", "transposed", "bias_shape"), CASES)
+def test_linear_builds_torchs_graph(lib, shape, transposed, bias_shape):
+    rng = np.random.default_rng(3)
+    x_np = rng.standard_normal(shape, dtype=np.float32)
+    w_np = rng.standard_normal((3, 4), dtype=np.float32)
+    b_np = None if bias_shape is None else rng.standard_normal(bias_shape, dtype=np.float32)
+
+    def run(t: Any) -> tuple[Any, ...]:
+        try:
+            return build(t)
+        except RuntimeError as exc:  # a session's error also names the line that recorded it
+            return ("error", str(exc).split("\ngradserve:")[0])
+
+    def build(t: Any) -> tuple[Any, ...]:
+        x = t.tensor(x_np, requires_grad=True)
+        inp = x.transpose(-1, -2) if transposed else x
+        w = t.tensor(w_np, requires_grad=True)
+        b = None if b_np is None else t.tensor(b_np, requires_grad=True)
+        out = t.nn.functional.linear(inp, w, b)
+        out.sum().backward()
+        grads = [p.grad.numpy() for p in (x, w, b) if p is not None]
+        return graph(out.grad_fn), out.detach().numpy(), grads
+
+    want, got = run(torch), run(lib)
+    if lib is not ge:  # a session adds the bias (see linear's docstring): values only
+        if want[0] != "error":
+            np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-6)
+            for g, w in zip(got[2], want[2]):
+                np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+        return
+    if want[0] == "error":
+        assert got == want
+        return
+    # the nodes linear adds; below a matmul, gradserve's one matmul op is torch's top node only
+    assert got[0][0] == want[0][0]
+    if want[0][0] in ("AddmmBackward0", "ViewBackward0"):
+        assert got[0] == want[0]
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-6)
+    for g, w in zip(got[2], want[2]):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
