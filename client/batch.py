@@ -6,6 +6,12 @@ program dropped since the last request (a `ReleaseQueue`, fed by weakref finaliz
 batch with a fresh request id, and applies the results. When the server reports that instruction
 k failed, the error is raised with the user's line of instruction k; tensors the batch would have
 bound from k on are marked failed, and using them raises the same error again.
+
+Plain ops (no attributes) go on a `Tape` (docs/wire.md): packed numbers appended to Python
+lists, one Tape instruction per run of ops between other instructions, with the user's line of
+every op, so an op failing inside a tape is reported at its own line. At flush, a tape asks the
+server to describe (DESCRIBE) and send the small values of (VALUE) only the outputs the program
+still holds; outputs it dropped are neither described nor sent.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import os
 import sys
 import threading
 import uuid
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +29,7 @@ import grpc
 import gradserve.surface
 from gradserve.v1 import session_pb2 as spb
 
-from .errors import failed_index, from_rpc_error
+from .errors import failed_index, failed_tape_op, from_rpc_error
 
 # Frames in these folders are the library's, not the user's: the client's own, and the surface's
 # spellings (gradserve.surface) that record ops through it.
@@ -71,6 +78,74 @@ def user_origin(depth: int = 2) -> tuple[str, int]:
     return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("<unknown>", 0)
 
 
+# Tape encoding (docs/wire.md; the server's checks are server/tape.py).
+NO_GRAD, DESCRIBE, VALUE = 1, 2, 4
+HANDLE, FLOAT, INT, BOOL, NONE, CONSTANT = range(6)
+# A tape is closed and a new one started past these (the server's limits are 2**18 words and
+# 4096 names); an op with more inputs or outputs than a header holds is sent as ApplyOp.
+TAPE_WORDS = 1 << 16
+TAPE_NAMES = 4096
+MAX_TAPE_ARGS = (1 << 12) - 1
+MAX_TAPE_HANDLE = 1 << 61
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
+def _packed(typecode: str, values: list[Any]) -> bytes:
+    data = array(typecode, values)
+    if _BIG_ENDIAN:
+        data.byteswap()
+    return data.tobytes()
+
+
+class Tape:
+    """The ops of one pending Tape instruction: packed words and constant tables (see
+    docs/wire.md), plus each op's header position and the user's line that recorded it."""
+
+    __slots__ = ("names", "code", "floats", "ints", "constants", "heads", "origins")
+
+    def __init__(self) -> None:
+        self.names: dict[str, int] = {}
+        self.code: list[int] = []
+        self.floats: list[float] = []
+        self.ints: list[int] = []
+        self.constants: list[Any] = []  # tensor_pb2.Tensor messages
+        self.heads: list[int] = []
+        self.origins: list[tuple[str, int]] = []
+
+    def full(self) -> bool:
+        return len(self.code) >= TAPE_WORDS or len(self.names) >= TAPE_NAMES
+
+    def outputs(self, k: int) -> list[int]:
+        """Op `k`'s output handles."""
+        code, pos = self.code, self.heads[k]
+        header = code[pos]
+        start = pos + 1 + ((header >> 40) & 0xFFF)
+        return code[start:start + (header >> 52)]
+
+    def encode(self, out: Any, live: dict[int, Any]) -> None:
+        """Fill Tape message `out`; ops none of whose outputs is in `live` (the program dropped
+        them) lose their DESCRIBE flag, the others get VALUE."""
+        code = self.code
+        keep = DESCRIBE << 32
+        for pos in self.heads:
+            header = code[pos]
+            start = pos + 1 + ((header >> 40) & 0xFFF)
+            for h in code[start:start + (header >> 52)]:
+                if h in live:
+                    code[pos] = header | (VALUE << 32)
+                    break
+            else:
+                code[pos] = header & ~keep
+        out.ops.extend(self.names)
+        out.code = _packed("Q", code)
+        if self.floats:
+            out.floats = _packed("d", self.floats)
+        if self.ints:
+            out.ints = _packed("q", self.ints)
+        if self.constants:
+            out.constants.extend(self.constants)
+
+
 class Recorder:
     """The pending batch of one session.
 
@@ -81,7 +156,8 @@ class Recorder:
     """
 
     def __init__(self, send: Callable[[spb.BatchRequest], spb.BatchResponse], session_id: str,
-                 target: str):
+                 target: str, live: dict[int, Any] | None = None,
+                 tape_sink: Sink | None = None):
         self._send = send
         self.session_id = session_id
         self.target = target
@@ -92,19 +168,40 @@ class Recorder:
         self.released = ReleaseQueue()
         self.lock = threading.RLock()
         self.round_trips = 0
+        # The tape ops: `live` ({handle: weakref} of the tensors the program holds) and the
+        # sink of every tape's result. None: the server takes no tapes (every op is ApplyOp).
+        self.live = live
+        self.tape_sink = tape_sink
+        self.tapes: dict[int, Tape] = {}  # pending tapes by instruction index
+        self.open: Tape | None = None  # the tape at the end of the batch, if it is one
 
     def add(self, sink: Sink | None = None, binds: list[Any] | None = None,
             origin: tuple[str, int] | None = None) -> spb.Instruction:
         """A new pending instruction (fill it in); `binds` are tensors it will bind."""
+        self.open = None
         self.sinks.append(sink)
         self.bound.append(binds or [])
         self.origins.append(origin or user_origin(3))
         return self.request.instructions.add()
 
+    def tape(self) -> Tape:
+        """The open tape at the end of the batch, started (as a new instruction) when the last
+        instruction is not a tape or the tape is full."""
+        tape = self.open
+        if tape is None or tape.full():
+            self.add(self.tape_sink, None, ("<tape>", 0))
+            tape = Tape()
+            self.tapes[len(self.sinks) - 1] = tape
+            self.open = tape
+        return tape
+
     def truncate(self, n: int) -> None:
         """Drop pending instructions from index `n` on (one that failed while being built)."""
         del self.request.instructions[n:]
         del self.sinks[n:], self.bound[n:], self.origins[n:]
+        for k in [k for k in self.tapes if k >= n]:
+            if self.tapes.pop(k) is self.open:
+                self.open = None
 
     def __len__(self) -> int:
         return len(self.sinks)
@@ -120,6 +217,10 @@ class Recorder:
                 return None
             request, sinks, origins, bound = self.request, self.sinks, self.origins, self.bound
             self.request, self.sinks, self.origins, self.bound = spb.BatchRequest(), [], [], []
+            tapes, self.tapes, self.open = self.tapes, {}, None
+            live = self.live if self.live is not None else {}
+            for at, tape in tapes.items():
+                tape.encode(request.instructions[at].tape, live)
             released = self.released.take()
             if released:
                 request.instructions.add().release.handles.extend(released)
@@ -131,11 +232,23 @@ class Recorder:
             except grpc.RpcError as err:
                 k = failed_index(err)
                 origin = origins[k] if k is not None and k < len(origins) else None
+                j = failed_tape_op(err) if k in tapes else None
+                if k in tapes and tapes[k].origins:  # the failing op's line (or the tape's first)
+                    lines = tapes[k].origins
+                    origin = lines[j] if j is not None and j < len(lines) else lines[0]
                 exc = from_rpc_error(err, self.target, origin)
                 start = k if k is not None else 0
                 for tensors in bound[start:]:
                     for t in tensors:
                         t._error = exc
+                for i, tape in tapes.items():  # the live outputs of the ops not applied
+                    if i >= start:
+                        for op in range(j if i == k and j is not None else 0, len(tape.heads)):
+                            for h in tape.outputs(op):
+                                ref = live.get(h)
+                                t = ref() if ref is not None else None
+                                if t is not None:
+                                    t._error = exc
                 if released and (k is None or k < len(sinks)):
                     self.released.put_back(released)
                 raise exc from None
