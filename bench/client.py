@@ -15,6 +15,8 @@ Cases:
   loss is not read) through a session, against local torch, and against a bare gRPC echo round
   trip (an in-process server returning the request bytes of a small batch; gradserve's server
   is in process too). Issue 13's targets: <= 1.5x the echo; the seed step <= 2x the echo.
+  `adam-iter pipelined`: the same in a `session(pipelined=256)` (nothing waits; a background
+  batch every 256 instructions, ~36 iterations), against local torch: target <= 2x.
 
 Reports the median of several repeats of many calls each; compare ratios, not seconds.
 """
@@ -33,7 +35,9 @@ from collections.abc import Callable
 from typing import Any
 
 TARGETS = {"seed-step vs torch-rpc": 0.5, "chain-1000 vs engine": 2.0,
-           "chain-1000-bwd vs engine": 2.0, "seed-step vs echo": 2.0, "adam-iter vs echo": 1.5}
+           "chain-1000-bwd vs engine": 2.0, "seed-step vs echo": 2.0, "adam-iter vs echo": 1.5,
+           "adam-pipelined vs torch": 2.0}
+PIPELINE = 256  # instructions per background batch in the pipelined Adam case
 
 
 def timeit(fn: Callable[[], Any], repeats: int, min_seconds: float = 0.2) -> float:
@@ -210,6 +214,12 @@ def main(argv: list[str]) -> int:
             loop = AdamLoop(session)
             rows["adam-iter client"] = timeit(loop.step, repeats)
             del loop
+        with gc.connect(f"127.0.0.1:{port}") as client, client.session(
+                pipelined=PIPELINE) as session:
+            loop = AdamLoop(session)
+            rows["adam-iter pipelined"] = timeit(loop.step, repeats)
+            session.flush()  # what is still pending is part of the work: wait for it
+            del loop
     finally:
         server.stop(0)
     rows["echo round trip"] = echo_time(repeats)
@@ -230,7 +240,8 @@ def main(argv: list[str]) -> int:
               "seed-step vs local torch": rows["seed-step client"] / rows["seed-step torch"],
               "seed-step vs echo": rows["seed-step client"] / rows["echo round trip"],
               "adam-iter vs echo": rows["adam-iter client"] / rows["echo round trip"],
-              "adam-iter vs local torch": rows["adam-iter client"] / rows["adam-iter torch"]}
+              "adam-iter vs local torch": rows["adam-iter client"] / rows["adam-iter torch"],
+              "adam-pipelined vs torch": rows["adam-iter pipelined"] / rows["adam-iter torch"]}
     if rpc_t is not None:
         ratios["seed-step vs torch-rpc"] = rows["seed-step client"] / rpc_t
     for name, r in ratios.items():

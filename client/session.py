@@ -57,11 +57,15 @@ class Session:
     """
 
     def __init__(self, client: Any, session_id: str, info: spb.SessionInfo, *,
-                 eager: bool = False):
+                 eager: bool = False, pipelined: int = 0):
         self.client = client
         self.id = session_id
         self.created_info = info
         self.eager = eager
+        if isinstance(pipelined, bool) or not isinstance(pipelined, int) or pipelined < 0:
+            raise ValueError(f"pipelined must be a number of instructions >= 0, got "
+                             f"{pipelined!r}")
+        self.pipelined = pipelined
         self.closed = False
         self._handles = itertools.count(1)
         # handle -> weak reference of each live tensor (a plain dict: Tensor.__del__ removes its
@@ -78,8 +82,8 @@ class Session:
         self._table = table
         tapes = TAPE_FEATURE in client.list_ops().features
         self._recorder = Recorder(self._send, session_id, client.target,
-                                  self._live if tapes else None,
-                                  self._tape_result if tapes else None)
+                                  self._live, self._tape_result if tapes else None)
+        self._recorder.clock = lambda: self._epoch
         self._functions: dict[str, Callable[..., Any]] = {
             name: make_function(spec, self._apply) for name, spec in table.ops.items()}
         self.__dict__.update(self._functions)
@@ -153,8 +157,10 @@ class Session:
         return ((SESSION_ID_METADATA, self.id), *self.client.metadata)
 
     def flush(self) -> None:
-        """Send pending instructions and dropped handles now."""
+        """Send pending instructions and dropped handles now, and wait for the reply (in the
+        pipelined mode, also for the batch sent in the background, raising its error)."""
         rec = self._recorder
+        rec.flush_if_pending()
         if rec.sinks or len(rec.released):
             if not rec.sinks:
                 rec.add().release.SetInParent()  # an empty release carries the queued handles
@@ -170,6 +176,7 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        self._recorder.close()
         self._recorder.released.closed = True
         self.client.call("CloseSession", spb.CloseSessionRequest(session_id=self.id),
                          session_id=self.id)
@@ -212,6 +219,8 @@ class Session:
     def _after_record(self) -> None:
         if self.eager:
             self._recorder.flush()
+        elif self.pipelined and self._recorder.ops >= self.pipelined:
+            self._recorder.send_async()
 
     def _new_tensor(self) -> Tensor:
         t = Tensor(self, next(self._handles))
@@ -369,10 +378,12 @@ class Session:
         tape.heads.append(len(tape.code))
         tape.origins.append(user_origin(4))
         tape.code.extend(words)
+        self._recorder.ops += 1
         return True
 
-    def _tape_result(self, r: spb.InstructionResult) -> None:
-        """A tape's reply: the descriptions and values of the outputs the program holds."""
+    def _tape_result(self, r: spb.InstructionResult, epoch: int) -> None:
+        """A tape's reply: the descriptions and values of the outputs the program holds; the
+        values are as after the batch, i.e. of the epoch the batch was sent at."""
         live = self._live
         result = r.tape
         for info in result.tensors:
@@ -381,7 +392,6 @@ class Session:
             if t is not None:
                 t._info = info
         if result.values:
-            epoch = self._epoch  # the values are as after the batch, i.e. at this epoch
             for hv in result.values:
                 ref = live.get(hv.handle)
                 t = ref() if ref is not None else None
@@ -635,7 +645,26 @@ class Session:
 
     def backward(self, t: Tensor, gradient: Any = None, retain_graph: bool | None = None,
                  create_graph: bool = False, inputs: Any = None) -> None:
-        """`t.backward(...)`: sent at once, so errors surface here as in torch."""
+        """`t.backward(...)`: sent at once, so errors surface here as in torch. In the
+        pipelined mode it is only recorded (unless a custom Function or hook may need the
+        client during the pass): its errors surface at the next read."""
+        if self.pipelined and not (self._custom or self._hooks):
+            with self._recorder.lock:
+                self._value(t, graph_pb2.Value(), "backward()")
+                m = self._record().backward
+                m.tensor = t._handle
+                if gradient is not None:
+                    self._value(gradient, m.gradient, "backward(): gradient")
+                if retain_graph is not None:
+                    m.retain_graph = bool(retain_graph)
+                m.create_graph = bool(create_graph)
+                if inputs is not None:
+                    for x in [inputs] if isinstance(inputs, Tensor) else inputs:
+                        self._value(x, graph_pb2.Value(), "backward(): inputs")
+                        m.inputs.append(x._handle)
+                self._epoch += 1
+            self._after_record()
+            return
         box: list[spb.InstructionResult] = []
         with self._recorder.lock:
             self._value(t, graph_pb2.Value(), "backward()")

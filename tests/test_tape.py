@@ -346,3 +346,60 @@ def test_grads_read_before_are_read_ahead_and_stay_current(client):
     (w * 3).sum().backward()
     assert w.grad.tolist() == [3.0, 3.0]
     session.close()
+
+
+# --- the pipelined mode ---------------------------------------------------------------------------
+
+
+def train(t, steps, read_every=0):
+    w = t.tensor([[0.5], [-0.25]], requires_grad=True)
+    opt = t.optim.Adam([w], lr=0.1)
+    x = t.tensor([[1.0, 2.0], [3.0, 4.0]])
+    losses = []
+    for k in range(steps):
+        opt.zero_grad()
+        loss = ((x @ w - 1.0) ** 2).mean()
+        loss.backward()
+        opt.step()
+        if read_every and k % read_every == 0:
+            losses.append(loss.item())
+    return losses, w.detach().numpy().tolist()
+
+
+def test_the_pipelined_mode_computes_what_the_blocking_mode_does(client):
+    with client.session() as blocking, client.session(pipelined=40) as piped:
+        expected = train(blocking, 30, read_every=10)
+        got = train(piped, 30, read_every=10)
+        assert got == expected
+        # 30 steps of 7 instructions (zero_grad, 4 ops, backward, step) sent every 40, and at
+        # the 3 reads and w's final read; blocking: one per step and read
+        assert piped.round_trips <= 30 * 7 // 40 + 5 < blocking.round_trips
+    with client.session(pipelined=40) as piped:
+        train(piped, 30)
+        assert piped.round_trips <= 30 * 7 // 40 + 4  # and the final read of w
+
+
+def test_a_pipelined_error_raises_at_the_next_read_naming_the_recording_line(client):
+    import inspect
+
+    with client.session(pipelined=4) as session:
+        a = session.tensor([1.0, 2.0], requires_grad=True)
+        b = session.tensor([1.0, 2.0, 3.0])
+        line = inspect.currentframe().f_lineno + 1
+        c = a * b  # fails on the server, sent in the background
+        for _ in range(10):  # recorded meanwhile: never sent, dropped at the read
+            c = c.exp()
+        d = a.sin()
+        d.sum().backward()  # does not wait: no error here
+        with pytest.raises(RuntimeError, match="must match the size") as exc_info:
+            d.tolist()
+        assert exc_info.value.gradserve_origin.endswith(f"test_tape.py:{line}")
+        with pytest.raises(RuntimeError, match="must match the size"):
+            d.tolist()  # made after the failing line: carries its error
+        assert a.grad is None  # the backward after it never ran
+        assert (a * 2).tolist() == [2.0, 4.0]  # the session goes on
+
+
+def test_pipelined_must_be_a_count(client):
+    with pytest.raises(ValueError, match="pipelined must be"):
+        client.session(pipelined=-1)
