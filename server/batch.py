@@ -71,16 +71,18 @@ def reply_bound(instructions: Sequence[session_pb2.Instruction],
     """
     total = ENVELOPE_BYTES
     count = len(instructions)
+    words = wire_tape.MAX_BATCH_WORDS
     for i, ins in enumerate(instructions):
         kind = ins.WhichOneof("kind")
         if kind == "tape":
             if tapes is None:
                 raise AssertionError("reply_bound: a tape needs the `tapes` dict")
             try:
-                decoded = wire_tape.decode(ins.tape, max_instructions - count + 1)
+                decoded = wire_tape.decode(ins.tape, max_instructions - count + 1, words)
             except Located as exc:
                 exc.instruction, exc.message = i, ins
                 raise
+            words -= len(ins.tape.code) // 8
             tapes[i] = decoded
             count += len(decoded.ops) - 1 if decoded.ops else 0
             total += RESULT_BYTES + INFO_BYTES * decoded.described

@@ -11,9 +11,9 @@ count at most what the batch's instruction limit leaves.
 
 from __future__ import annotations
 
+import sys
+from array import array
 from typing import Any
-
-import numpy as np
 
 from gradserve.v1 import session_pb2
 
@@ -21,8 +21,13 @@ from .errors import InvalidRequestError, LimitExceededError, Located
 
 #: Words (8 bytes each) of one tape's code, and entries of its float and int constant tables.
 MAX_WORDS = 1 << 18
+#: Words of code of all the tapes of one batch (decoding holds about 16 bytes per word).
+MAX_BATCH_WORDS = 1 << 19
 #: Op names in one tape's table.
 MAX_NAMES = 4096
+_BIG_ENDIAN = sys.byteorder == "big"
+assert array("Q").itemsize == array("q").itemsize == array("d").itemsize == 8
+
 #: A VALUE-flagged output's value is sent when it has at most this many elements.
 VALUE_MAX_ELEMENTS = 64
 
@@ -42,12 +47,13 @@ MAX_OUTPUTS = (1 << 12) - 1
 
 
 class Decoded:
-    """One tape, checked: `ops` holds (name, flags, input words, output handles) per op."""
+    """One tape, checked: `ops` holds (name, flags, input words, output handles) per op (the
+    words and handles as `array` slices)."""
 
     __slots__ = ("ops", "floats", "ints", "constants", "described")
 
-    def __init__(self, ops: list[tuple[str, int, list[int], list[int]]], floats: list[float],
-                 ints: list[int], constants: Any, described: int):
+    def __init__(self, ops: list[tuple[str, int, Any, Any]], floats: Any, ints: Any,
+                 constants: Any, described: int):
         self.ops = ops
         self.floats = floats
         self.ints = ints
@@ -60,33 +66,44 @@ def _bad(op: int | None, text: str) -> Located:
     return Located(InvalidRequestError(where + text), tape_op=op)
 
 
-def _table(data: bytes, dtype: str, what: str) -> list[Any]:
+def _table(data: bytes, typecode: str, what: str) -> Any:
+    """Little-endian 8-byte entries as an `array` (8 bytes each, unlike a list of ints)."""
     if len(data) % 8:
         raise _bad(None, f"{what} has {len(data)} bytes, not a multiple of 8")
     if len(data) > 8 * MAX_WORDS:
         raise _bad(None, f"{what} has {len(data) // 8} entries, more than the limit of "
                          f"{MAX_WORDS}")
-    return np.frombuffer(data, dtype).tolist() if data else []
+    out = array(typecode)
+    out.frombytes(data)
+    if _BIG_ENDIAN:
+        out.byteswap()
+    return out
 
 
-def decode(m: session_pb2.Tape, max_ops: int) -> Decoded:
-    """Check and unpack tape `m`, which may hold at most `max_ops` ops.
+def decode(m: session_pb2.Tape, max_ops: int, max_words: int = MAX_BATCH_WORDS) -> Decoded:
+    """Check and unpack tape `m`, which may hold at most `max_ops` ops and `max_words` words
+    (what the batch's limits leave).
 
     Raises:
         Located: wrapping InvalidRequestError (a malformed tape; `tape_op` names the op, or is
-            None for the tape's tables) or LimitExceededError (more ops than `max_ops`).
+            None for the tape's tables) or LimitExceededError (more ops than `max_ops`, more
+            words than `max_words`).
     """
     names = list(m.ops)
     if len(names) > MAX_NAMES:
         raise _bad(None, f"{len(names)} op names, more than the limit of {MAX_NAMES}")
-    words = _table(m.code, "<u8", "code")
-    floats = _table(m.floats, "<f8", "the float table")
-    ints = _table(m.ints, "<i8", "the int table")
+    if len(m.code) // 8 > max_words:
+        raise Located(LimitExceededError(
+            f"tape: the batch's tapes hold more than {MAX_BATCH_WORDS} words of code; send "
+            "fewer ops per batch", limit="max_instructions"))
+    words = _table(m.code, "Q", "code")
+    floats = _table(m.floats, "d", "the float table")
+    ints = _table(m.ints, "q", "the int table")
     constants = m.constants
     n_names, n_floats, n_ints, n_constants = len(names), len(floats), len(ints), len(constants)
     if n_constants > MAX_WORDS:
         raise _bad(None, f"{n_constants} tensor constants, more than the limit of {MAX_WORDS}")
-    ops: list[tuple[str, int, list[int], list[int]]] = []
+    ops: list[tuple[str, int, Any, Any]] = []
     described = 0
     n, pos = len(words), 0
     while pos < n:
