@@ -53,7 +53,8 @@ class Session:
     """A remote autograd session with torch's API (a context manager; closing frees it).
 
     Attributes beyond torch's: `id`, `client`, `round_trips` (batches sent so far), `flush()`,
-    `describe()`, `close()`.
+    `describe()`, `close()`, `pipelined` (see `Client.session`), `read_ahead` (default True:
+    `backward()` also fetches the gradients the program will likely read; README).
     """
 
     def __init__(self, client: Any, session_id: str, info: spb.SessionInfo, *,
@@ -77,6 +78,7 @@ class Session:
         # backward() reads ahead the gradients of these (see _prefetch_grads): leaves created
         # with requires_grad since the last backward, and tensors whose .grad was read
         self._fresh_leaves: list[weakref.ref[Tensor]] = []
+        self.read_ahead = True  # False: backward() reads no gradient ahead
         self._grad_readers: dict[int, weakref.ref[Tensor]] = {}
         table = client.op_table()
         self._table = table
@@ -692,7 +694,7 @@ class Session:
         `.grad` it read before (at most `PREFETCH_GRADS`), when known to be small or new. Only
         when no custom Function or hook can suspend the pass (the suspending instruction must
         end its batch)."""
-        if self._custom or self._hooks:
+        if not self.read_ahead or self._custom or self._hooks:
             return []
         reads = []
         fresh, self._fresh_leaves = self._fresh_leaves, []
