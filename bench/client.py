@@ -11,6 +11,12 @@ Cases:
 - chain-1000: a 1000-op scalar chain (`y = y * 1.001 + 0.001`, 500 times) and reading the
   result, through the client (one batch), against the same code on `gradserve.engine` in
   process. Target: <= 2x the engine. `chain-1000-bwd` adds backward and reading the gradient.
+- adam-iter: one iteration of a small Adam training loop (zero_grad, 9 ops, backward, step; the
+  loss is not read) through a session, against local torch, and against a bare gRPC echo round
+  trip (an in-process server returning the request bytes of a small batch; gradserve's server
+  is in process too). Issue 13's targets: <= 1.5x the echo; the seed step <= 2x the echo.
+  `adam-iter pipelined`: the same in a `session(pipelined=256)` (nothing waits; a background
+  batch every 256 instructions, ~36 iterations), against local torch: target <= 2x.
 
 Reports the median of several repeats of many calls each; compare ratios, not seconds.
 """
@@ -28,22 +34,31 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-TARGETS = {"seed-step vs torch-rpc": 0.5, "chain-1000 vs engine": 2.0}
+TARGETS = {"seed-step vs torch-rpc": 0.5, "chain-1000 vs engine": 2.0,
+           "chain-1000-bwd vs engine": 2.0, "seed-step vs echo": 2.0, "adam-iter vs echo": 1.5,
+           "adam-pipelined vs torch": 2.0}
+PIPELINE = 256  # instructions per background batch in the pipelined Adam case
+
+
+# The clock timeit reads: wall time, or with --cpu this process's CPU time (every thread: the
+# client, the in-process server, gRPC's), which a machine loaded by other work distorts less.
+CLOCK = [time.perf_counter]
 
 
 def timeit(fn: Callable[[], Any], repeats: int, min_seconds: float = 0.2) -> float:
     """Median seconds per call over `repeats` rounds lasting about `min_seconds` each."""
+    clock = CLOCK[0]
     fn()
-    start = time.perf_counter()
+    start = clock()
     fn()
-    once = max(time.perf_counter() - start, 1e-6)
+    once = max(clock() - start, 1e-6)
     calls = max(1, int(min_seconds / once))
     rounds = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         for _ in range(calls):
             fn()
-        rounds.append((time.perf_counter() - start) / calls)
+        rounds.append((clock() - start) / calls)
     return statistics.median(rounds)
 
 
@@ -63,6 +78,64 @@ def chain(torch: Any, backward: bool) -> float:
         y.backward()
         return x.grad.item()
     return y.item()
+
+
+class AdamLoop:
+    """A small regression trained with Adam: `step()` is one iteration (zero_grad, 9 ops,
+    backward, step), the loss left unread as a training loop that logs rarely does."""
+
+    def __init__(self, torch: Any):
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        self.x = torch.tensor(rng.standard_normal((16, 4)).astype("float32"))
+        self.y = torch.tensor(rng.standard_normal((16, 1)).astype("float32"))
+        self.w = torch.tensor(rng.standard_normal((4, 1)).astype("float32"), requires_grad=True)
+        self.b = torch.tensor(np.zeros(1, "float32"), requires_grad=True)
+        self.opt = torch.optim.Adam([self.w, self.b], lr=0.01)
+
+    def step(self) -> None:
+        self.opt.zero_grad()
+        pred = self.x @ self.w + self.b
+        err = pred - self.y
+        loss = (err * err).mean() + 0.001 * (self.w * self.w).sum()
+        loss.backward()
+        self.opt.step()
+
+
+def echo_server() -> tuple[Any, int]:
+    """An in-process gRPC server whose one method returns its request bytes."""
+    from concurrent import futures
+
+    import grpc
+
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(lambda req, ctx: req)})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
+
+
+def echo_time(repeats: int) -> float:
+    """Seconds per echo round trip of a small batch's bytes (the transport floor)."""
+    import grpc
+
+    from gradserve.v1 import graph_pb2
+    from gradserve.v1 import session_pb2 as spb
+
+    payload = spb.BatchRequest(session_id="x" * 32, request_id="y" * 32, instructions=[
+        spb.Instruction(apply_op=spb.ApplyOp(op="mul", outputs=[2], inputs=[
+            graph_pb2.Value(handle=1), graph_pb2.Value(float_scalar=2.0)]))
+    ]).SerializeToString()
+    server, port = echo_server()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            echo = ch.unary_unary("/bench.Echo/Echo")
+            return timeit(lambda: echo(payload), repeats)
+    finally:
+        server.stop(0)
 
 
 # --- torch.distributed.rpc baseline ---------------------------------------------------------------
@@ -117,7 +190,16 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--no-rpc", action="store_true", help="skip the torch RPC baseline")
+    parser.add_argument("--no-tape", action="store_true",
+                        help="the server does not offer the instruction tape (every op is an "
+                             "ApplyOp message, as before issue 13)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="time with this process's CPU time (all threads) instead of wall "
+                             "time: steadier on a loaded machine; excludes the RPC baseline's "
+                             "worker process")
     args = parser.parse_args(argv)
+    if args.cpu:
+        CLOCK[0] = time.process_time
     repeats = 3 if args.quick else 7
 
     import torch
@@ -133,6 +215,10 @@ def main(argv: list[str]) -> int:
     rows: dict[str, float] = {}
     rpc_t, rpc_note = (None, "skipped (--no-rpc)") if args.no_rpc else torch_rpc_time(repeats)
 
+    if args.no_tape:
+        from gradserve.server import catalogue
+
+        del catalogue.list_ops().features[:]  # (a gradserve without tapes has no features)
     server, port = create_server(ServerConfig(host="127.0.0.1", port=0, workers=4))
     server.start()
     try:
@@ -140,8 +226,25 @@ def main(argv: list[str]) -> int:
             rows["seed-step client"] = timeit(lambda: seed_step(session), repeats)
             rows["chain-1000 client"] = timeit(lambda: chain(session, False), repeats)
             rows["chain-1000-bwd client"] = timeit(lambda: chain(session, True), repeats)
+            loop = AdamLoop(session)
+            rows["adam-iter client"] = timeit(loop.step, repeats)
+            del loop
+        with gc.connect(f"127.0.0.1:{port}") as client:
+            try:
+                session = client.session(pipelined=PIPELINE)
+            except TypeError:  # a gradserve older than the pipelined mode (a "before" run)
+                session = None
+            if session is not None:
+                loop = AdamLoop(session)
+                rows["adam-iter pipelined"] = timeit(loop.step, repeats)
+                session.flush()  # what is still pending is part of the work: wait for it
+                del loop
+                session.close()
     finally:
         server.stop(0)
+    rows["echo round trip"] = echo_time(repeats)
+    loop = AdamLoop(torch)
+    rows["adam-iter torch"] = timeit(loop.step, repeats)
     rows["seed-step torch"] = timeit(lambda: seed_step(torch), repeats)
     rows["chain-1000 engine"] = timeit(lambda: chain(ge, False), repeats)
     rows["chain-1000-bwd engine"] = timeit(lambda: chain(ge, True), repeats)
@@ -154,7 +257,12 @@ def main(argv: list[str]) -> int:
     ratios = {"chain-1000 vs engine": rows["chain-1000 client"] / rows["chain-1000 engine"],
               "chain-1000-bwd vs engine": (rows["chain-1000-bwd client"]
                                            / rows["chain-1000-bwd engine"]),
-              "seed-step vs local torch": rows["seed-step client"] / rows["seed-step torch"]}
+              "seed-step vs local torch": rows["seed-step client"] / rows["seed-step torch"],
+              "seed-step vs echo": rows["seed-step client"] / rows["echo round trip"],
+              "adam-iter vs echo": rows["adam-iter client"] / rows["echo round trip"],
+              "adam-iter vs local torch": rows["adam-iter client"] / rows["adam-iter torch"]}
+    if "adam-iter pipelined" in rows:
+        ratios["adam-pipelined vs torch"] = rows["adam-iter pipelined"] / rows["adam-iter torch"]
     if rpc_t is not None:
         ratios["seed-step vs torch-rpc"] = rows["seed-step client"] / rpc_t
     for name, r in ratios.items():

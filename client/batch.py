@@ -6,6 +6,12 @@ program dropped since the last request (a `ReleaseQueue`, fed by weakref finaliz
 batch with a fresh request id, and applies the results. When the server reports that instruction
 k failed, the error is raised with the user's line of instruction k; tensors the batch would have
 bound from k on are marked failed, and using them raises the same error again.
+
+Plain ops (no attributes) go on a `Tape` (docs/wire.md): packed numbers appended to Python
+lists, one Tape instruction per run of ops between other instructions, with the user's line of
+every op, so an op failing inside a tape is reported at its own line. At flush, a tape asks the
+server to describe (DESCRIBE) and send the small values of (VALUE) only the outputs the program
+still holds; outputs it dropped are neither described nor sent.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import os
 import sys
 import threading
 import uuid
+from array import array
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -22,7 +30,7 @@ import grpc
 import gradserve.surface
 from gradserve.v1 import session_pb2 as spb
 
-from .errors import failed_index, from_rpc_error
+from .errors import failed_index, failed_tape_op, from_rpc_error
 
 # Frames in these folders are the library's, not the user's: the client's own, and the surface's
 # spellings (gradserve.surface) that record ops through it.
@@ -71,6 +79,74 @@ def user_origin(depth: int = 2) -> tuple[str, int]:
     return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("<unknown>", 0)
 
 
+# Tape encoding (docs/wire.md; the server's checks are server/tape.py).
+NO_GRAD, DESCRIBE, VALUE = 1, 2, 4
+HANDLE, FLOAT, INT, BOOL, NONE, CONSTANT = range(6)
+# A tape is closed and a new one started past these (the server's limits are 2**18 words and
+# 4096 names); an op with more inputs or outputs than a header holds is sent as ApplyOp.
+TAPE_WORDS = 1 << 16
+TAPE_NAMES = 4096
+MAX_TAPE_ARGS = (1 << 12) - 1
+MAX_TAPE_HANDLE = 1 << 61
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
+def _packed(typecode: str, values: list[Any]) -> bytes:
+    data = array(typecode, values)
+    if _BIG_ENDIAN:
+        data.byteswap()
+    return data.tobytes()
+
+
+class Tape:
+    """The ops of one pending Tape instruction: packed words and constant tables (see
+    docs/wire.md), plus each op's header position and the user's line that recorded it."""
+
+    __slots__ = ("names", "code", "floats", "ints", "constants", "heads", "origins")
+
+    def __init__(self) -> None:
+        self.names: dict[str, int] = {}
+        self.code: list[int] = []
+        self.floats: list[float] = []
+        self.ints: list[int] = []
+        self.constants: list[Any] = []  # tensor_pb2.Tensor messages
+        self.heads: list[int] = []
+        self.origins: list[tuple[str, int]] = []
+
+    def full(self) -> bool:
+        return len(self.code) >= TAPE_WORDS or len(self.names) >= TAPE_NAMES
+
+    def outputs(self, k: int) -> list[int]:
+        """Op `k`'s output handles."""
+        code, pos = self.code, self.heads[k]
+        header = code[pos]
+        start = pos + 1 + ((header >> 40) & 0xFFF)
+        return code[start:start + (header >> 52)]
+
+    def encode(self, out: Any, live: dict[int, Any]) -> None:
+        """Fill Tape message `out`; ops none of whose outputs is in `live` (the program dropped
+        them) lose their DESCRIBE flag, the others get VALUE."""
+        code = self.code
+        keep = DESCRIBE << 32
+        for pos in self.heads:
+            header = code[pos]
+            start = pos + 1 + ((header >> 40) & 0xFFF)
+            for h in code[start:start + (header >> 52)]:
+                if h in live:
+                    code[pos] = header | (VALUE << 32)
+                    break
+            else:
+                code[pos] = header & ~keep
+        out.ops.extend(self.names)
+        out.code = _packed("Q", code)
+        if self.floats:
+            out.floats = _packed("d", self.floats)
+        if self.ints:
+            out.ints = _packed("q", self.ints)
+        if self.constants:
+            out.constants.extend(self.constants)
+
+
 class Recorder:
     """The pending batch of one session.
 
@@ -81,7 +157,8 @@ class Recorder:
     """
 
     def __init__(self, send: Callable[[spb.BatchRequest], spb.BatchResponse], session_id: str,
-                 target: str):
+                 target: str, live: dict[int, Any] | None = None,
+                 tape_sink: Callable[[spb.InstructionResult, int], None] | None = None):
         self._send = send
         self.session_id = session_id
         self.target = target
@@ -92,60 +169,209 @@ class Recorder:
         self.released = ReleaseQueue()
         self.lock = threading.RLock()
         self.round_trips = 0
+        # `live`: {handle: weakref} of the tensors the program holds (to describe, or give an
+        # error to, only those). `tape_sink`: where every tape's result goes; None: the server
+        # takes no tapes (every op is an ApplyOp).
+        self.live = live
+        self.tape_sink = tape_sink
+        self.tapes: dict[int, Tape] = {}  # pending tapes by instruction index
+        self.open: Tape | None = None  # the tape at the end of the batch, if it is one
+        self.ops = 0  # pending instructions, a tape's ops counted one each
+        # the session's epoch when a batch is taken (its tapes' values are of that epoch)
+        self.clock: Callable[[], int] | None = None
+        # pipelined mode: the sender thread and the batch it is sending
+        self._sender: ThreadPoolExecutor | None = None
+        self._inflight: Future[spb.BatchResponse] | None = None
+        self.failed: BaseException | None = None  # a background batch's error, not raised yet
+        self.unapplied: list[int] = []  # handles it (and what was dropped after it) left unbound
 
     def add(self, sink: Sink | None = None, binds: list[Any] | None = None,
             origin: tuple[str, int] | None = None) -> spb.Instruction:
         """A new pending instruction (fill it in); `binds` are tensors it will bind."""
+        self.open = None
+        self.ops += 1
         self.sinks.append(sink)
         self.bound.append(binds or [])
         self.origins.append(origin or user_origin(3))
         return self.request.instructions.add()
 
+    def tape(self) -> Tape:
+        """The open tape at the end of the batch, started (as a new instruction) when the last
+        instruction is not a tape or the tape is full."""
+        tape = self.open
+        if tape is None or tape.full():
+            self.add(None, None, ("<tape>", 0))  # its result goes to `tape_sink`
+            tape = Tape()
+            self.tapes[len(self.sinks) - 1] = tape
+            self.open = tape
+        return tape
+
     def truncate(self, n: int) -> None:
         """Drop pending instructions from index `n` on (one that failed while being built)."""
         del self.request.instructions[n:]
         del self.sinks[n:], self.bound[n:], self.origins[n:]
+        for k in [k for k in self.tapes if k >= n]:
+            if self.tapes.pop(k) is self.open:
+                self.open = None
 
     def __len__(self) -> int:
         return len(self.sinks)
 
     def flush(self) -> spb.BatchResponse | None:
-        """Send the pending instructions (and releases); None when there was nothing to send.
+        """Send the pending instructions (and releases) and wait for the reply; None when there
+        was nothing to send. A batch the pipelined mode sent in the background is waited for
+        first (its error, if any, is raised here: see `wait`).
 
         Raises:
             The mapped error of the failing instruction (see `errors.from_rpc_error`).
         """
         with self.lock:
+            self.wait()
             if not self.sinks:
                 return None
-            request, sinks, origins, bound = self.request, self.sinks, self.origins, self.bound
-            self.request, self.sinks, self.origins, self.bound = spb.BatchRequest(), [], [], []
-            released = self.released.take()
-            if released:
-                request.instructions.add().release.handles.extend(released)
-            request.session_id = self.session_id
-            request.request_id = uuid.uuid4().hex
-            self.round_trips += 1
-            try:
-                response = self._send(request)
-            except grpc.RpcError as err:
-                k = failed_index(err)
-                origin = origins[k] if k is not None and k < len(origins) else None
-                exc = from_rpc_error(err, self.target, origin)
-                start = k if k is not None else 0
-                for tensors in bound[start:]:
-                    for t in tensors:
-                        t._error = exc
-                if released and (k is None or k < len(sinks)):
-                    self.released.put_back(released)
-                raise exc from None
-            results = response.results
-            for i, sink in enumerate(sinks):
-                if sink is not None:
-                    sink(results[i])
-            return response
+            return self._run(self._take())
+
+    def send_async(self) -> None:
+        """Pipelined mode: hand the pending instructions to this session's sender thread and
+        return at once (after the previous background batch finished: one is in flight at a
+        time, so batches run in order). Its error is raised by the next `wait`; until then
+        nothing more is sent, and what is recorded meanwhile is dropped in chunks of what would
+        have been sent (every tensor it makes carries the error)."""
+        with self.lock:
+            self._settle()
+            if self.failed is not None:
+                self._discard()
+                return
+            if not self.sinks:
+                return
+            batch = self._take()
+            if self._sender is None:
+                self._sender = ThreadPoolExecutor(max_workers=1,
+                                                  thread_name_prefix="gradserve-pipeline")
+            self._inflight = self._sender.submit(self._run, batch, False)
+
+    def _settle(self) -> None:
+        """Wait for the batch sent in the background, if any, keeping its error in `failed`."""
+        inflight = self._inflight
+        if inflight is None:
+            return
+        self._inflight = None
+        exc = inflight.exception()
+        if exc is not None and self.failed is None:
+            self.failed = exc
+            self.unapplied.extend(getattr(exc, "_gradserve_unapplied", ()))
+
+    def _discard(self) -> None:
+        """Drop the pending instructions unsent (after a background failure); the tensors they
+        would make get the error when it is raised (`wait`)."""
+        self.unapplied.extend(_unapplied(self.bound, self.tapes, 0, None))
+        self.request, self.sinks, self.origins, self.bound = spb.BatchRequest(), [], [], []
+        self.tapes, self.open, self.ops = {}, None, 0
+
+    def wait(self) -> None:
+        """Wait for the batch sent in the background, if any.
+
+        Raises:
+            Its error, at the user's line that recorded the failing op. The instructions
+            recorded since it was sent are then dropped, unsent (they ran after the failing
+            line in the program), and the tensors they would have made carry the error.
+        """
+        if self._inflight is None and self.failed is None:
+            return
+        with self.lock:
+            self._settle()
+            exc = self.failed
+            if exc is None:
+                return
+            self._discard()
+            _mark(exc, self.unapplied, self.live or {})
+            self.failed, self.unapplied = None, []
+        raise exc
+
+    def close(self) -> None:
+        """Wait for a background batch (ignoring its error) and stop the sender thread."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            inflight.exception()
+        if self._sender is not None:
+            self._sender.shutdown(wait=True)
+            self._sender = None
+
+    def _take(self) -> tuple[Any, ...]:
+        """Detach the pending batch, encoded and stamped, ready to send."""
+        request, sinks, origins, bound = self.request, self.sinks, self.origins, self.bound
+        self.request, self.sinks, self.origins, self.bound = spb.BatchRequest(), [], [], []
+        tapes, self.tapes, self.open, self.ops = self.tapes, {}, None, 0
+        live = self.live if self.live is not None else {}
+        for at, tape in tapes.items():
+            tape.encode(request.instructions[at].tape, live)
+        released = self.released.take()
+        if released:
+            request.instructions.add().release.handles.extend(released)
+        request.session_id = self.session_id
+        request.request_id = uuid.uuid4().hex
+        self.round_trips += 1
+        epoch = self.clock() if self.clock is not None else 0
+        return request, sinks, origins, bound, tapes, live, released, epoch
+
+    def _run(self, batch: tuple[Any, ...], mark: bool = True) -> spb.BatchResponse:
+        """Send a taken batch and apply its results. On failure, the tensors it did not make
+        get the error now (`mark`), or, on the sender thread, when `wait` raises it (so that
+        where an error surfaces does not depend on when the reply came)."""
+        request, sinks, origins, bound, tapes, live, released, epoch = batch
+        try:
+            response = self._send(request)
+        except grpc.RpcError as err:
+            k = failed_index(err)
+            origin = origins[k] if k is not None and k < len(origins) else None
+            j = failed_tape_op(err) if k in tapes else None
+            if k in tapes and tapes[k].origins:  # the failing op's line (or the tape's first)
+                lines = tapes[k].origins
+                origin = lines[j] if j is not None and j < len(lines) else lines[0]
+            exc = from_rpc_error(err, self.target, origin)
+            unapplied = _unapplied(bound, tapes, k if k is not None else 0, j)
+            if mark:
+                _mark(exc, unapplied, live)
+            else:
+                exc._gradserve_unapplied = unapplied  # type: ignore[attr-defined]
+            if released and (k is None or k < len(sinks)):
+                self.released.put_back(released)
+            raise exc from None
+        results = response.results
+        tape_sink = self.tape_sink
+        for i, sink in enumerate(sinks):
+            if i in tapes:
+                if tape_sink is not None:
+                    tape_sink(results[i], epoch)
+            elif sink is not None:
+                sink(results[i])
+        return response
 
     def flush_if_pending(self) -> None:
-        """Flush when instructions are pending (dropped handles alone wait for the next one)."""
+        """Flush when instructions are pending (dropped handles alone wait for the next one);
+        wait for a background batch either way."""
         if self.sinks:
             self.flush()
+        else:
+            self.wait()
+
+
+def _unapplied(bound: list[list[Any]], tapes: dict[int, Tape], start: int,
+               j: int | None) -> list[int]:
+    """The handles a failed batch did not bind: those of its instructions from `start` on (of
+    a tape's ops from `j` on when `start` is that tape)."""
+    handles = [t._handle for tensors in bound[start:] for t in tensors]
+    for i, tape in tapes.items():
+        if i >= start:
+            for op in range(j if i == start and j is not None else 0, len(tape.heads)):
+                handles.extend(tape.outputs(op))
+    return handles
+
+
+def _mark(exc: BaseException, handles: list[int], live: dict[int, Any]) -> None:
+    """Give `exc` to the live tensors among `handles` (using them raises it again)."""
+    for h in handles:
+        ref = live.get(h)
+        t = ref() if ref is not None else None
+        if t is not None:
+            t._error = exc

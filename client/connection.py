@@ -194,7 +194,7 @@ class Client:
 
     def session(self, *, idle_ttl: float | None = None, seed: int | None = None,
                 max_bytes: int = 0, max_tensor_elements: int = 0, max_instructions: int = 0,
-                max_handles: int = 0, eager: bool = False) -> Any:
+                max_handles: int = 0, eager: bool = False, pipelined: int = 0) -> Any:
         """A new server session that stands in for the `torch` module.
 
         Args:
@@ -203,6 +203,11 @@ class Client:
             max_bytes, max_tensor_elements, max_instructions, max_handles: per-session limits
                 (0 = the server's default).
             eager: send every op at once instead of batching (for debugging).
+            pipelined: N > 0 for the pipelined mode: `backward()` and `optimizer.step()` do
+                not wait; the pending instructions are sent in the background whenever N have
+                been recorded, and at once when a value is read; an error is raised by the next
+                read (or `flush()`), naming the line that recorded the failing op (README,
+                "Pipelined mode").
         """
         from .session import Session
 
@@ -216,7 +221,7 @@ class Client:
         # `x-session-id` routes CreateSession to the replica that will get the later calls.
         resp = self.call("CreateSession", spb.CreateSessionRequest(options=options),
                          session_id=secrets.token_hex(16))
-        return Session(self, resp.session_id, resp.info, eager=eager)
+        return Session(self, resp.session_id, resp.info, eager=eager, pipelined=pipelined)
 
     def restore(self, path: str | Path, **session_options: Any) -> Any:
         """A new session holding the tensors saved by `Session.save(path)`, by name in

@@ -27,6 +27,7 @@ from gradserve.v1 import (
     ERROR_TYPE_METADATA,
     FAILED_INSTRUCTION_METADATA,
     FAILED_NODE_METADATA,
+    FAILED_TAPE_OP_METADATA,
 )
 
 __all__ = ["CancelledError", "DeadlineExceededError", "GradserveError",
@@ -126,6 +127,12 @@ _BY_CODE: dict[grpc.StatusCode, type[RemoteError]] = {
 def failed_index(err: grpc.RpcError) -> int | None:
     """The failing batch instruction's index from trailing metadata, if the server sent one."""
     value = _trailers(err).get(FAILED_INSTRUCTION_METADATA)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def failed_tape_op(err: grpc.RpcError) -> int | None:
+    """The failing op's index inside the failing instruction (a Tape), if the server sent one."""
+    value = _trailers(err).get(FAILED_TAPE_OP_METADATA)
     return int(value) if value is not None and value.isdigit() else None
 
 

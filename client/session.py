@@ -21,11 +21,23 @@ from gradserve.surface import aliases, data, devices, grad_mode, legacy, message
 from gradserve.surface import compat as surface_compat
 from gradserve.surface.functional import ErrorTypes, Functional
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
-from gradserve.v1 import graph_pb2
+from gradserve.v1 import TAPE_FEATURE, graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
 from . import codec, compat, function, nn, optim, overloads
-from .batch import Recorder, user_origin
+from .batch import (
+    BOOL,
+    CONSTANT,
+    DESCRIBE,
+    FLOAT,
+    INT,
+    MAX_TAPE_ARGS,
+    MAX_TAPE_HANDLE,
+    NO_GRAD,
+    NONE,
+    Recorder,
+    user_origin,
+)
 from .errors import copy_error, omitted_error
 from .ops import OpSpec, make_function
 from .optim import Optimizer
@@ -33,21 +45,28 @@ from .tensor import Size, Tensor
 
 # Gradients up to this many elements come back with the `.grad` read that binds them.
 PREFETCH_ELEMENTS = 4096
+# A backward reads at most this many gradients ahead (see Session._prefetch_grads).
+PREFETCH_GRADS = 16
 
 
 class Session:
     """A remote autograd session with torch's API (a context manager; closing frees it).
 
     Attributes beyond torch's: `id`, `client`, `round_trips` (batches sent so far), `flush()`,
-    `describe()`, `close()`.
+    `describe()`, `close()`, `pipelined` (see `Client.session`), `read_ahead` (default True:
+    `backward()` also fetches the gradients the program will likely read; README).
     """
 
     def __init__(self, client: Any, session_id: str, info: spb.SessionInfo, *,
-                 eager: bool = False):
+                 eager: bool = False, pipelined: int = 0):
         self.client = client
         self.id = session_id
         self.created_info = info
         self.eager = eager
+        if isinstance(pipelined, bool) or not isinstance(pipelined, int) or pipelined < 0:
+            raise ValueError(f"pipelined must be a number of instructions >= 0, got "
+                             f"{pipelined!r}")
+        self.pipelined = pipelined
         self.closed = False
         self._handles = itertools.count(1)
         # handle -> weak reference of each live tensor (a plain dict: Tensor.__del__ removes its
@@ -56,9 +75,17 @@ class Session:
         self._inplace_pending = False  # an in-place write is recorded but not sent (see info)
         self.restored: dict[str, Tensor] = {}  # filled by Client.restore
         self._epoch = 0  # bumped by every recorded instruction that may change a value
-        self._recorder = Recorder(self._send, session_id, client.target)
+        # backward() reads ahead the gradients of these (see _prefetch_grads): leaves created
+        # with requires_grad since the last backward, and tensors whose .grad was read
+        self._fresh_leaves: list[weakref.ref[Tensor]] = []
+        self.read_ahead = True  # False: backward() reads no gradient ahead
+        self._grad_readers: dict[int, weakref.ref[Tensor]] = {}
         table = client.op_table()
         self._table = table
+        tapes = TAPE_FEATURE in client.list_ops().features
+        self._recorder = Recorder(self._send, session_id, client.target,
+                                  self._live, self._tape_result if tapes else None)
+        self._recorder.clock = lambda: self._epoch
         self._functions: dict[str, Callable[..., Any]] = {
             name: make_function(spec, self._apply) for name, spec in table.ops.items()}
         self.__dict__.update(self._functions)
@@ -132,8 +159,10 @@ class Session:
         return ((SESSION_ID_METADATA, self.id), *self.client.metadata)
 
     def flush(self) -> None:
-        """Send pending instructions and dropped handles now."""
+        """Send pending instructions and dropped handles now, and wait for the reply (in the
+        pipelined mode, also for the batch sent in the background, raising its error)."""
         rec = self._recorder
+        rec.flush_if_pending()
         if rec.sinks or len(rec.released):
             if not rec.sinks:
                 rec.add().release.SetInParent()  # an empty release carries the queued handles
@@ -149,6 +178,7 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        self._recorder.close()
         self._recorder.released.closed = True
         self.client.call("CloseSession", spb.CloseSessionRequest(session_id=self.id),
                          session_id=self.id)
@@ -191,6 +221,8 @@ class Session:
     def _after_record(self) -> None:
         if self.eager:
             self._recorder.flush()
+        elif self.pipelined and self._recorder.ops >= self.pipelined:
+            self._recorder.send_async()
 
     def _new_tensor(self) -> Tensor:
         t = Tensor(self, next(self._handles))
@@ -214,6 +246,7 @@ class Session:
     def dropped(self, handle: int) -> None:
         """A client tensor was garbage-collected: release its handle with the next request."""
         self._live.pop(handle, None)
+        self._grad_readers.pop(handle, None)
         self._recorder.released.put(handle)
 
     def _value(self, v: Any, out: graph_pb2.Value, what: str) -> None:
@@ -266,6 +299,9 @@ class Session:
                       outs: list[Tensor], requires_grad: Any) -> None:
         # The caller of _apply is client code (ops.make_function, call, method): the walk to
         # the user's frame starts there.
+        if (not attrs and not requires_grad and self._recorder.tape_sink is not None
+                and self._record_tape(spec, inputs, outs)):
+            return
         m = self._record(_bind_outputs(outs), outs, user_origin(3)).apply_op
         m.op = spec.name
         if spec.variadic:
@@ -294,6 +330,76 @@ class Session:
             r = self._record(_update_info(outs[0]), [outs[0]]).set_requires_grad
             r.handle = outs[0]._handle
             r.requires_grad = True
+
+    def _record_tape(self, spec: OpSpec, inputs: list[Any], outs: list[Tensor]) -> bool:
+        """Append the op to the batch's open tape (docs/wire.md); False when it does not fit
+        one (then it is sent as ApplyOp). Atomic: a bad input raises before anything is
+        appended but constants, which nothing then references."""
+        given = inputs[0] if spec.variadic else inputs
+        if (not outs or len(given) > MAX_TAPE_ARGS or len(outs) > MAX_TAPE_ARGS
+                or outs[-1]._handle >= MAX_TAPE_HANDLE):
+            return False
+        if self.closed:
+            raise RuntimeError(f"session {self.id} is closed")
+        tape = self._recorder.tape()
+        words = [0]
+        append = words.append
+        for k, v in enumerate(given):
+            if type(v) is Tensor and v._owner is self and v._error is None:
+                append(v._handle << 3)  # HANDLE: kind 0
+            elif type(v) is float:
+                append(len(tape.floats) << 3 | FLOAT)
+                tape.floats.append(v)
+            else:
+                name = spec.inputs[0] if spec.variadic else spec.inputs[k]
+                scratch = graph_pb2.Value()
+                self._value(v, scratch, f"{spec.name}(): argument '{name}'")
+                kind = scratch.WhichOneof("kind")
+                if kind == "handle":
+                    append(scratch.handle << 3)
+                elif kind == "float_scalar":
+                    append(len(tape.floats) << 3 | FLOAT)
+                    tape.floats.append(scratch.float_scalar)
+                elif kind == "int_scalar":
+                    append(len(tape.ints) << 3 | INT)
+                    tape.ints.append(scratch.int_scalar)
+                elif kind == "bool_scalar":
+                    append(scratch.bool_scalar << 3 | BOOL)
+                elif kind == "none":
+                    append(NONE)
+                else:
+                    append(len(tape.constants) << 3 | CONSTANT)
+                    tape.constants.append(scratch.constant)
+        index = tape.names.get(spec.name)
+        if index is None:
+            index = tape.names[spec.name] = len(tape.names)
+        flags = DESCRIBE if grad_mode._state.enabled else DESCRIBE | NO_GRAD
+        words[0] = index | flags << 32 | (len(given)) << 40 | len(outs) << 52
+        for t in outs:
+            append(t._handle)
+        tape.heads.append(len(tape.code))
+        tape.origins.append(user_origin(4))
+        tape.code.extend(words)
+        self._recorder.ops += 1
+        return True
+
+    def _tape_result(self, r: spb.InstructionResult, epoch: int) -> None:
+        """A tape's reply: the descriptions and values of the outputs the program holds; the
+        values are as after the batch, i.e. of the epoch the batch was sent at."""
+        live = self._live
+        result = r.tape
+        for info in result.tensors:
+            ref = live.get(info.handle)
+            t = ref() if ref is not None else None
+            if t is not None:
+                t._info = info
+        if result.values:
+            for hv in result.values:
+                ref = live.get(hv.handle)
+                t = ref() if ref is not None else None
+                if t is not None:
+                    t._value = codec.decode_array(hv.value)
+                    t._epoch = epoch
 
     def call(self, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         """Call catalogue op `name` (used by Tensor's operators and spellings)."""
@@ -396,6 +502,8 @@ class Session:
             m.handle = t._handle
             codec.encode_array(arr, m.value)
             m.requires_grad = bool(requires_grad)
+            if requires_grad and len(self._fresh_leaves) < PREFETCH_GRADS:
+                self._fresh_leaves.append(weakref.ref(t))
         t._value, t._epoch = arr, self._epoch
         self._after_record()
         return t
@@ -480,33 +588,49 @@ class Session:
             return cache[1]
         if t._error is not None:
             raise copy_error(t._error)
+        with self._recorder.lock:
+            finish = self._record_grad_read(t)
+            self._recorder.flush()
+        result = finish()
+        if result is None and t._info is not None and t._info.grad_fn and not t._retains_grad:
+            warnings.warn(messages.NON_LEAF_GRAD_WARNING, UserWarning, stacklevel=3)
+        return result
+
+    def _record_grad_read(self, t: Tensor) -> Callable[[], Tensor | None]:
+        """Record reading `t.grad` (GetGrad, then a Fetch of the gradient's value when small);
+        the function returned applies the reply once the batch was sent, caches the result
+        for this epoch and returns it."""
         g = self._new_tensor()
         box: list[Any] = []
-        with self._recorder.lock:
-            epoch = self._epoch
-            m = self._record(lambda r: box.append(r.handles), [g]).get_grad
-            m.handle = t._handle
-            m.result = g._handle
-            small = t._info is not None and _numel(t._info) <= PREFETCH_ELEMENTS
-            f = self._record(lambda r: box.append(r.fetch)).fetch
-            f.handle = t._handle
-            f.grad = small
-            f.repr = small
-            self._recorder.flush()
-        handles, fetched = box
-        t._info = fetched.info
-        result: Tensor | None = None
-        if handles.tensors:
-            result = g
-            g._info = handles.tensors[0]
-            if fetched.grad.HasField("tensor"):
-                g._value = codec.decode_array(fetched.grad.tensor)
-                g._repr = fetched.grad_repr
-                g._epoch = epoch
-        elif t._info.grad_fn and not t._retains_grad:
-            warnings.warn(messages.NON_LEAF_GRAD_WARNING, UserWarning, stacklevel=3)
-        t._grad_cache = (epoch, result)
-        return result
+        epoch = self._epoch
+        m = self._record(lambda r: box.append(r.handles), [g]).get_grad
+        m.handle = t._handle
+        m.result = g._handle
+        # a gradient has its tensor's shape: known from the info, or from a value held here
+        small = (_numel(t._info) if t._info is not None else
+                 t._value.size if t._value is not None else PREFETCH_ELEMENTS + 1
+                 ) <= PREFETCH_ELEMENTS
+        f = self._record(lambda r: box.append(r.fetch)).fetch
+        f.handle = t._handle
+        f.grad = small
+        f.repr = small
+        if len(self._grad_readers) < PREFETCH_GRADS:
+            self._grad_readers[t._handle] = weakref.ref(t)
+
+        def finish() -> Tensor | None:
+            handles, fetched = box
+            t._info = fetched.info
+            result: Tensor | None = None
+            if handles.tensors:
+                result = g
+                g._info = handles.tensors[0]
+                if fetched.grad.HasField("tensor"):
+                    g._value = codec.decode_array(fetched.grad.tensor)
+                    g._repr = fetched.grad_repr
+                    g._epoch = epoch
+            t._grad_cache = (epoch, result)
+            return result
+        return finish
 
     def set_grad(self, t: Tensor, value: Tensor | None) -> None:
         """`t.grad = value` (a tensor of this session, or None)."""
@@ -523,7 +647,26 @@ class Session:
 
     def backward(self, t: Tensor, gradient: Any = None, retain_graph: bool | None = None,
                  create_graph: bool = False, inputs: Any = None) -> None:
-        """`t.backward(...)`: sent at once, so errors surface here as in torch."""
+        """`t.backward(...)`: sent at once, so errors surface here as in torch. In the
+        pipelined mode it is only recorded (unless a custom Function or hook may need the
+        client during the pass): its errors surface at the next read."""
+        if self.pipelined and not (self._custom or self._hooks):
+            with self._recorder.lock:
+                self._value(t, graph_pb2.Value(), "backward()")
+                m = self._record().backward
+                m.tensor = t._handle
+                if gradient is not None:
+                    self._value(gradient, m.gradient, "backward(): gradient")
+                if retain_graph is not None:
+                    m.retain_graph = bool(retain_graph)
+                m.create_graph = bool(create_graph)
+                if inputs is not None:
+                    for x in [inputs] if isinstance(inputs, Tensor) else inputs:
+                        self._value(x, graph_pb2.Value(), "backward(): inputs")
+                        m.inputs.append(x._handle)
+                self._epoch += 1
+            self._after_record()
+            return
         box: list[spb.InstructionResult] = []
         with self._recorder.lock:
             self._value(t, graph_pb2.Value(), "backward()")
@@ -539,8 +682,36 @@ class Session:
                     self._value(x, graph_pb2.Value(), "backward(): inputs")
                     m.inputs.append(x._handle)
             self._epoch += 1
+            reads = self._prefetch_grads()
             self._recorder.flush()
         function.finish_pass(self, box[0])  # custom Functions' backward, run here
+        for finish in reads:
+            finish()
+
+    def _prefetch_grads(self) -> list[Callable[[], Tensor | None]]:
+        """Record, after a backward, reading the gradients the program is likely to read next:
+        those of the leaves created with requires_grad in this batch and of the tensors whose
+        `.grad` it read before (at most `PREFETCH_GRADS`), when known to be small or new. Only
+        when no custom Function or hook can suspend the pass (the suspending instruction must
+        end its batch)."""
+        if not self.read_ahead or self._custom or self._hooks:
+            return []
+        reads = []
+        fresh, self._fresh_leaves = self._fresh_leaves, []
+        candidates = [*fresh, *self._grad_readers.values()]
+        seen: set[int] = set()
+        for ref in candidates:
+            t = ref()
+            if t is None or id(t) in seen or t._error is not None:
+                continue
+            seen.add(id(t))
+            info = t._info
+            if info is not None and (_numel(info) > PREFETCH_ELEMENTS or info.grad_fn):
+                continue
+            reads.append(self._record_grad_read(t))
+            if len(reads) >= PREFETCH_GRADS:
+                break
+        return reads
 
     def _autograd_backward(self, tensors: Any, grad_tensors: Any = None,
                            retain_graph: bool | None = None, create_graph: bool = False,

@@ -21,6 +21,7 @@ from gradserve.engine.dispatch import refresh_if_stale
 from gradserve.v1 import graph_pb2, session_pb2
 
 from . import codec, functions, indexing, ops, optimizers
+from . import tape as wire_tape
 from .errors import (
     InvalidRequestError,
     LimitExceededError,
@@ -33,7 +34,7 @@ from .sessions import Session, make_generator, quiet_grad
 _ESTIMATED = frozenset({"create_tensor", "apply_op", "apply_inplace", "zero_grad", "set_grad",
                         "get_grad", "set_requires_grad", "detach", "detach_inplace",
                         "retain_grad", "manual_seed", "release", "fetch", "index",
-                        "index_put", "get_optimizer_state"})
+                        "index_put", "get_optimizer_state", "tape"})
 
 
 # Upper bounds of one instruction's reply: the InstructionResult around it, and one TensorInfo
@@ -56,11 +57,36 @@ _INFOS: dict[str, Callable[[Any], int]] = {
 }
 
 
-def reply_bound(instructions: Sequence[session_pb2.Instruction]) -> int:
-    """An upper bound of the batch's reply without fetched data (see `_INFOS`)."""
+def reply_bound(instructions: Sequence[session_pb2.Instruction],
+                tapes: dict[int, wire_tape.Decoded] | None = None,
+                max_instructions: int = 0) -> int:
+    """An upper bound of the batch's reply without fetched data (see `_INFOS`).
+
+    Tapes are checked and decoded here, in the same pass, into `tapes` (by instruction index;
+    a tape's reply describes its DESCRIBE-flagged outputs), each of a tape's ops counting as one
+    instruction against `max_instructions`.
+
+    Raises:
+        Located: a malformed tape or too many ops (instruction index and tape op set).
+    """
     total = ENVELOPE_BYTES
-    for ins in instructions:
+    count = len(instructions)
+    words = wire_tape.MAX_BATCH_WORDS
+    for i, ins in enumerate(instructions):
         kind = ins.WhichOneof("kind")
+        if kind == "tape":
+            if tapes is None:
+                raise AssertionError("reply_bound: a tape needs the `tapes` dict")
+            try:
+                decoded = wire_tape.decode(ins.tape, max_instructions - count + 1, words)
+            except Located as exc:
+                exc.instruction, exc.message = i, ins
+                raise
+            words -= len(ins.tape.code) // 8
+            tapes[i] = decoded
+            count += len(decoded.ops) - 1 if decoded.ops else 0
+            total += RESULT_BYTES + INFO_BYTES * decoded.described
+            continue
         infos = _INFOS.get(kind) if kind is not None else None
         total += RESULT_BYTES + (INFO_BYTES * infos(getattr(ins, kind)) if infos else 0)
     return total
@@ -166,14 +192,19 @@ class Executor:
         # fetched data included so far; 0: no limit (RunGraph in a session replies otherwise)
         self.response_bytes = 0
         self.max_response_bytes = max_response_bytes
+        self.tapes: dict[int, wire_tape.Decoded] = {}
+        self.index = 0  # of the instruction running
+        # (result, handles) of tapes' VALUE-flagged outputs, filled after the last instruction
+        self.values: list[tuple[session_pb2.TapeResult, list[int]]] = []
 
     def run(self, instructions: Sequence[session_pb2.Instruction]) -> session_pb2.BatchResponse:
         if len(instructions) > self.s.limits.max_instructions:
             raise LimitExceededError(
                 f"batch has {len(instructions)} instructions, more than the limit of "
                 f"{self.s.limits.max_instructions}", limit="max_instructions")
+        bound = reply_bound(instructions, self.tapes, self.s.limits.max_instructions)
         if self.max_response_bytes:
-            self.response_bytes = reply_bound(instructions)
+            self.response_bytes = bound
             if self.response_bytes > self.max_response_bytes:
                 raise LimitExceededError(
                     f"batch of {len(instructions)} instructions could reply with up to "
@@ -186,6 +217,7 @@ class Executor:
         with ge.limits.allocation_limit(self.limit), ge.enable_grad():
             for i, ins in enumerate(instructions):
                 self.bound = []
+                self.index = i
                 result = add_result()
                 kind = None
                 try:
@@ -196,13 +228,18 @@ class Executor:
                     growth = handlers[kind](self, getattr(ins, kind), result)
                     budget_check(kind, growth)
                 except Exception as exc:
-                    for h in self.bound:  # a failing instruction binds nothing
+                    for h in self.bound:  # a failing instruction (or tape op) binds nothing
                         self.s.tensors.pop(h, None)
                         self.s.optimizers.pop(h, None)
                     if kind is not None and kind not in _ESTIMATED:
                         self.budget.measure()  # e.g. a refused backward may have accumulated
                     self.budget.carry()  # what the instructions before it added stays
+                    if isinstance(exc, Located):  # a tape op: it knows its place in the tape
+                        exc.instruction, exc.message = i, ins
+                        raise
                     raise Located(exc, instruction=i, message=ins) from exc
+            if self.values:
+                self._send_values()
             # Carried as an upper bound, not re-measured: the walk runs only when the estimate
             # nears the limit (and for instructions without an estimate, e.g. backward).
             self.budget.carry()
@@ -347,6 +384,103 @@ class Executor:
         for h, t in zip(outputs, outs):  # re-checked: the handles may repeat
             growth += self.bind(h, t, r)
         return growth
+
+    def tape(self, m: session_pb2.Tape, r: session_pb2.InstructionResult) -> int:
+        """Run a decoded tape's ops in order (see server/tape.py). Each op is an ApplyOp
+        without attributes: checked, budgeted and accounted as one, its outputs described only
+        when flagged DESCRIBE. A failing op is reported with its index in the tape; the ops
+        before it stay applied."""
+        decoded = self.tapes[self.index]
+        out = r.tape
+        out.SetInParent()
+        valued: list[int] = []
+        floats, ints, constants = decoded.floats, decoded.ints, decoded.constants
+        tensors, check_deadline, budget_check = self.s.tensors, self.check_deadline, (
+            self.budget.check)
+        for k, (name, flags, words, outputs) in enumerate(decoded.ops):
+            self.bound = []
+            try:
+                if k:
+                    check_deadline()
+                op = ops.checked(name, len(words))
+                n_out = len(outputs)
+                if op.n_outputs is not None and n_out != op.n_outputs:
+                    raise InvalidRequestError(f"{name}() has {op.n_outputs} output(s), but "
+                                              f"{n_out} handle(s) were given")
+                for h in outputs:
+                    self._check_new(h)
+                inputs: list[Any] = []
+                growth = 0
+                for w in words:
+                    kind = w & 7
+                    if kind == wire_tape.HANDLE:
+                        x = tensors.get(w >> 3)
+                        if x is None:
+                            raise NotFoundError(f"unknown tensor handle {w >> 3} (released or "
+                                                "never created)")
+                        if x.grad_fn is None:
+                            growth += _NODE_BYTES  # a leaf may get its AccumulateGrad node
+                        inputs.append(x)
+                    elif kind == wire_tape.FLOAT:
+                        inputs.append(floats[w >> 3])
+                    elif kind == wire_tape.INT:
+                        inputs.append(ints[w >> 3])
+                    elif kind == wire_tape.BOOL:
+                        inputs.append(w >> 3 == 1)
+                    elif kind == wire_tape.NONE:
+                        inputs.append(None)
+                    else:
+                        c = codec.decode_tensor(constants[w >> 3], self.limit,
+                                                what=f"{name}() input")
+                        growth += c.nbytes + _TENSOR_BYTES
+                        inputs.append(c)
+                no_grad = bool(flags & wire_tape.NO_GRAD)
+                if no_grad == ge.is_grad_enabled():
+                    with ge.set_grad_enabled(not no_grad):
+                        outs = self.within_budget(ops.run, op, inputs, {}, self.s.generator)
+                else:
+                    outs = self.within_budget(ops.run, op, inputs, {}, self.s.generator)
+                if len(outs) != n_out:
+                    raise InvalidRequestError(f"{name}() produced {len(outs)} output(s), but "
+                                              f"{n_out} handle(s) were given")
+                describe = flags & wire_tape.DESCRIBE
+                for j, (h, t) in enumerate(zip(outputs, outs)):
+                    if j:  # re-checked: the handles may repeat
+                        self._check_new(h)
+                    tensors[h] = t
+                    self.bound.append(h)
+                    if describe:
+                        tensor_info(h, t, out.tensors.add())
+                    growth += t.nbytes + (_TENSOR_BYTES if t.grad_fn is None
+                                          else _TENSOR_BYTES + _NODE_BYTES)
+                if flags & wire_tape.VALUE:
+                    valued.extend(outputs)
+                budget_check("apply_op", growth)
+            except Exception as exc:
+                raise Located(exc, tape_op=k, op=name) from exc
+        self.bound = []
+        if valued:
+            self.values.append((out, valued))
+        return 0
+
+    def _send_values(self) -> None:
+        """After the batch's last instruction: the values of tapes' VALUE-flagged outputs that
+        are still bound, small, and fit in the reply (read-only data, like a fetch's)."""
+        room = self.max_response_bytes - self.response_bytes if self.max_response_bytes else -1
+        for out, handles in self.values:
+            for h in handles:
+                t = self.s.tensors.get(h)
+                if t is None or t.numel() > wire_tape.VALUE_MAX_ELEMENTS:
+                    continue
+                entry = out.values.add(handle=h)
+                codec.encode_tensor(t, entry.value)
+                size = entry.ByteSize() + 4
+                if room >= 0:
+                    if size > room:
+                        del out.values[-1]
+                        continue
+                    room -= size
+                    self.response_bytes += size
 
     def apply_inplace(self, m: session_pb2.ApplyInplace,
                       r: session_pb2.InstructionResult) -> int:
@@ -591,7 +725,7 @@ class Executor:
         "create_optimizer": create_optimizer, "optimizer_step": optimizer_step,
         "optimizer_zero_grad": optimizer_zero_grad, "manual_seed": manual_seed,
         "release": release, "fetch": fetch, "index": index, "index_put": index_put,
-        "get_optimizer_state": get_optimizer_state,
+        "get_optimizer_state": get_optimizer_state, "tape": tape,
         **functions.HANDLERS,  # custom autograd Functions (server/functions.py)
     }
 

@@ -28,6 +28,7 @@ from gradserve.v1 import (
     ERROR_TYPE_METADATA,
     FAILED_INSTRUCTION_METADATA,
     FAILED_NODE_METADATA,
+    FAILED_TAPE_OP_METADATA,
 )
 
 log = logging.getLogger(__name__)
@@ -88,13 +89,15 @@ class Located(Exception):
     a graph node (its id and op)."""
 
     def __init__(self, cause: BaseException, *, instruction: int | None = None,
-                 node: str | None = None, message: Any = None, op: str = ""):
+                 node: str | None = None, message: Any = None, op: str = "",
+                 tape_op: int | None = None):
         super().__init__(str(cause))
         self.cause = cause
         self.instruction = instruction
         self.node = node
         self.message = message  # the failing session_pb2.Instruction, if known
         self.op = op
+        self.tape_op = tape_op  # the failing op's index inside a Tape instruction, if any
 
 
 class Row(NamedTuple):
@@ -182,6 +185,8 @@ class Failure:
             metadata.append((FAILED_INSTRUCTION_METADATA, str(located.instruction)))
         if located and located.node is not None:
             metadata.append((FAILED_NODE_METADATA, where["node"]))
+        if located and located.tape_op is not None:
+            metadata.append((FAILED_TAPE_OP_METADATA, str(located.tape_op)))
         message = _clip(message, MAX_MESSAGE_CHARS)
         status = rich_status(row, cause, message, where)
         metadata.append((STATUS_DETAILS_METADATA, status.SerializeToString()))
@@ -217,6 +222,8 @@ def _where(located: Located | None) -> dict[str, str]:
                 where["op" if field == "op" else "handle"] = str(getattr(sub, field))
                 if field != "op":
                     break
+    if located.tape_op is not None:
+        where["tape_op"] = str(located.tape_op)
     if located.op:
         where["op"] = located.op
     if "op" in where:
@@ -246,6 +253,8 @@ def rich_status(row: Row, cause: BaseException, message: str,
             field = f"instructions[{where['instruction']}]"
             if "instruction_kind" in where:
                 field += "." + where["instruction_kind"]
+            if "tape_op" in where:
+                field += f".op[{where['tape_op']}]"
         elif "node" in where:
             field = f"graph.nodes[id={where['node']}]"
         else:

@@ -270,7 +270,58 @@ INSTRUCTIONS = ["create_tensor", "create_tensor", "apply_op", "apply_op", "apply
                 "set_requires_grad", "detach", "detach_inplace", "retain_grad", "manual_seed",
                 "release", "fetch", "fetch", "create_optimizer", "optimizer_step",
                 "optimizer_zero_grad", "index", "index", "index_put", "get_optimizer_state",
-                "empty"]
+                "empty", "tape", "tape"]
+
+
+def tape_ops(c: Chooser, ops: list[catalogue_pb2.OpInfo], out: session_pb2.Tape,
+             live: list[int], new: Callable[[], int]) -> None:
+    """A Tape (docs/wire.md) of a few ops over `live` handles, usually well-formed; sometimes
+    with a corrupt word, flag, count, index or table."""
+    names: dict[str, int] = {}
+    code: list[int] = []
+    floats: list[float] = []
+    ints: list[int] = []
+    for _ in range(c.int(0, 5)):
+        op = pick_op(c, ops)
+        scratch = session_pb2.ApplyOp()
+        op_inputs(c, op, scratch.inputs, [], live)
+        words = []
+        for v in scratch.inputs:
+            kind = v.WhichOneof("kind")
+            if kind == "handle":
+                words.append((v.handle % 2**61) << 3)
+            elif kind == "float_scalar":
+                words.append(len(floats) << 3 | 1)
+                floats.append(v.float_scalar)
+            elif kind == "int_scalar":
+                words.append(len(ints) << 3 | 2)
+                ints.append(v.int_scalar)
+            elif kind == "bool_scalar":
+                words.append(int(v.bool_scalar) << 3 | 3)
+            elif kind == "constant":
+                words.append(len(out.constants) << 3 | 5)
+                out.constants.add().CopyFrom(v.constant)
+            else:
+                words.append(4)
+        outputs = []
+        for _ in range(op.n_outputs if op.HasField("n_outputs") else 1):
+            outputs.append(new())
+            live.append(outputs[-1])
+        flags = c.pick([0, 0, 2, 4, 6, 1, 7])
+        code_ = names.setdefault(op.name, len(names))
+        code.append(code_ | flags << 32 | len(words) << 40 | len(outputs) << 52)
+        code += words + outputs
+    if code and c.chance(0.1):  # one corrupt word
+        code[c.int(0, len(code) - 1)] = c.pick([0, 7, 6, 2**64 - 1, 1 << 52, 255 << 32,
+                                                c.int(0, 2**64 - 1)])
+    out.ops.extend(names)
+    if c.chance(0.03):
+        out.ops.append(c.pick(["", "nope", "eval"]))
+    out.code = struct.pack(f"<{len(code)}Q", *code)
+    out.floats = struct.pack(f"<{len(floats)}d", *floats)
+    out.ints = struct.pack(f"<{len(ints)}q", *ints)
+    if c.chance(0.05):  # a table whose length is not a multiple of 8, or random bytes
+        setattr(out, c.pick(["code", "floats", "ints"]), c.bytes(40))
 
 
 def param_states(c: Chooser, out: Any, handles: list[int]) -> None:
@@ -363,6 +414,8 @@ def batch_instructions(c: Chooser, ops: list[catalogue_pb2.OpInfo], inplace: lis
                 h = new()
                 m.outputs.append(h)
                 live.append(h)
+        elif kind == "tape":
+            tape_ops(c, ops, ins.tape, live, new)
         elif kind == "apply_inplace":
             m = ins.apply_inplace
             m.op = c.pick(inplace) if inplace and c.chance(0.95) else c.pick(["neg", "x_"])

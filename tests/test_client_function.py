@@ -173,9 +173,18 @@ def test_a_custom_function_costs_one_round_trip_per_step(session):
     a custom Function, plus one: the resume after the client ran LegendrePolynomial3.backward."""
     custom: list[int] = []
     plain: list[int] = []
+    ahead: list[int] = []
     training_loop(session, 5, True, custom)
+    training_loop(session, 5, False, ahead)
+    # backward() reads gradients ahead only while no custom Function can suspend its pass:
+    # compare with the plain loop without that
+    session.read_ahead = False
     training_loop(session, 5, False, plain)
     assert custom == [p + 1 for p in plain], (custom, plain)
+    # with it, the first `p.grad` read after a backward is free from the second step on (the
+    # gradients read before are read ahead)
+    assert ahead[0] <= plain[0] and all(a < p for a, p in zip(ahead[1:], plain[1:])), (
+        ahead, plain)
 
 
 def test_functions_with_ctx_features_through_a_session(session):

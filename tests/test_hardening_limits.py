@@ -346,3 +346,29 @@ def test_packed_shape_of_a_million_dims(server, session):
               + _tag(3, 2) + _varint(4) + struct.pack("<f", 1.0))
     refused(server, lambda: session.run(create(1, tensor_pb2.Tensor.FromString(tensor))),
             (INVALID,), "dims")
+
+
+# --- instruction tapes (docs/wire.md) -------------------------------------------------------------
+
+def test_tapes_past_the_batch_word_limit_are_refused_before_decoding(server, stub):
+    # 3 tapes of 63 ops of 4095 inputs each (~2**18 words, 2 MiB of code per tape): each is
+    # within a tape's limits, the batch's 2**19 words are not: the third tape is refused before
+    # it is decoded (the first two cost 8 bytes a word, plus their slices)
+    s = gradserve_open_session(stub)
+    header = 0 | 1 << 40 | 1 << 52  # op 0 ("neg"), 1 input, 1 output
+    wide = struct.pack("<Q", 0 | 4095 << 40 | 1 << 52) + struct.pack("<Q", 1 << 3) * 4095
+    tape = session_pb2.Instruction(tape=session_pb2.Tape(
+        ops=["neg"], code=b"".join(wide + struct.pack("<Q", 100 + k) for k in range(63))))
+    err = refused(server, lambda: s.run(*[tape] * 3, timeout=60), (EXHAUSTED,),
+                  text="more than 524288 words")
+    assert dict(err.trailing_metadata())["gradserve-failed-instruction"] == "2"
+    # a well-formed tape of many ops runs: y = -(-(...(x)))
+    s.run(create(1, tensor_pb2.Tensor(dtype=F32, shape=[], raw=struct.pack("<f", 0.5))))
+    words = []
+    for k in range(20_000):
+        words += [header, (k + 1) << 3, k + 2]
+    s.run(session_pb2.Instruction(tape=session_pb2.Tape(
+        ops=["neg"], code=struct.pack(f"<{len(words)}Q", *words))), timeout=60)
+    assert s.describe().tensor_count == 20_001
+    s.close()
+    still_serving(stub)

@@ -24,6 +24,13 @@ ERROR_CLASS_METADATA = "gradserve-error-class"
 #: Trailing metadata: 0-based index of the batch instruction that failed.
 FAILED_INSTRUCTION_METADATA = "gradserve-failed-instruction"
 
+#: Trailing metadata: 0-based index, inside the failing instruction (a Tape), of the op that
+#: failed.
+FAILED_TAPE_OP_METADATA = "gradserve-failed-tape-op"
+
+#: The ListOpsResponse.features name of the instruction tape (Instruction.tape).
+TAPE_FEATURE = "tape"
+
 #: Trailing metadata: id of the graph node that failed (RunGraph).
 FAILED_NODE_METADATA = "gradserve-failed-node"
 

@@ -89,17 +89,19 @@ class ListOpsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListOpsResponse(_message.Message):
-    __slots__ = ("opset_version", "dtypes", "ops", "inplace_ops", "server_version", "protocol_version")
+    __slots__ = ("opset_version", "dtypes", "ops", "inplace_ops", "server_version", "protocol_version", "features")
     OPSET_VERSION_FIELD_NUMBER: _ClassVar[int]
     DTYPES_FIELD_NUMBER: _ClassVar[int]
     OPS_FIELD_NUMBER: _ClassVar[int]
     INPLACE_OPS_FIELD_NUMBER: _ClassVar[int]
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
     opset_version: int
     dtypes: _containers.RepeatedScalarFieldContainer[_tensor_pb2.DType]
     ops: _containers.RepeatedCompositeFieldContainer[OpInfo]
     inplace_ops: _containers.RepeatedScalarFieldContainer[str]
     server_version: str
     protocol_version: int
-    def __init__(self, opset_version: _Optional[int] = ..., dtypes: _Optional[_Iterable[_Union[_tensor_pb2.DType, str]]] = ..., ops: _Optional[_Iterable[_Union[OpInfo, _Mapping]]] = ..., inplace_ops: _Optional[_Iterable[str]] = ..., server_version: _Optional[str] = ..., protocol_version: _Optional[int] = ...) -> None: ...
+    features: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, opset_version: _Optional[int] = ..., dtypes: _Optional[_Iterable[_Union[_tensor_pb2.DType, str]]] = ..., ops: _Optional[_Iterable[_Union[OpInfo, _Mapping]]] = ..., inplace_ops: _Optional[_Iterable[str]] = ..., server_version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...

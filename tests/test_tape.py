@@ -1,0 +1,405 @@
+"""The instruction tape (docs/wire.md): hand-encoded tapes on the wire, their validation and
+errors, and the client's use of them (values and grads against torch, errors at the user's line,
+round trips)."""
+
+from __future__ import annotations
+
+import struct
+
+import grpc
+import numpy as np
+import pytest
+
+from gradserve.v1 import FAILED_INSTRUCTION_METADATA, FAILED_TAPE_OP_METADATA, session_pb2
+from tests.conftest import gradserve_error, gradserve_open_session
+from tests.reference import torch
+
+NO_GRAD, DESCRIBE, VALUE = 1, 2, 4
+
+
+def header(op: int, n_in: int, n_out: int, flags: int = 0) -> int:
+    return op | flags << 32 | n_in << 40 | n_out << 52
+
+
+def words(*ws: int) -> bytes:
+    return struct.pack(f"<{len(ws)}Q", *ws)
+
+
+def tape(ops: list[str], code: list[int], floats: list[float] = (), ints: list[int] = (),
+         constants: list = ()) -> session_pb2.Instruction:
+    return session_pb2.Instruction(tape=session_pb2.Tape(
+        ops=ops, code=words(*code), floats=struct.pack(f"<{len(floats)}d", *floats),
+        ints=struct.pack(f"<{len(ints)}q", *ints), constants=list(constants)))
+
+
+def H(handle):  # noqa: N802 - an input word naming a handle
+    return handle << 3
+
+
+def test_the_documented_example(gradserve_session):
+    s = gradserve_session
+    # y = x * 1.5 + 2, docs/wire.md's example
+    resp = s.run(s.create(1, np.array([1.0, 2.0], np.float32), requires_grad=True),
+                 tape(["mul", "add"], [header(0, 2, 1), H(1), 0 << 3 | 1, 2,
+                                       header(1, 2, 1, DESCRIBE), H(2), 0 << 3 | 2, 3],
+                      floats=[1.5], ints=[2]))
+    result = resp.results[1].tape
+    assert [i.handle for i in result.tensors] == [3]  # only the DESCRIBE-flagged op
+    info = result.tensors[0]
+    assert list(info.shape) == [2] and info.requires_grad and info.grad_fn == "AddBackward0"
+    assert not result.values
+    np.testing.assert_array_equal(s.value_of(3), [3.5, 5.0])
+    np.testing.assert_array_equal(s.value_of(2), [1.5, 3.0])  # intermediates are bound too
+
+
+def test_every_input_kind_matches_apply_op(gradserve_session):
+    s = gradserve_session
+    from gradserve.server import codec
+
+    const = codec.encode_array(np.array([10.0, 20.0], np.float32))
+    s.run(s.create(1, np.array([1.0, 2.0], np.float32), requires_grad=True),
+          s.create(2, np.array([0.5, -3.0], np.float32)))
+    resp = s.run(tape(
+        ["where", "clamp", "add", "cat", "mul"],
+        [header(0, 3, 1, DESCRIBE), 1 << 3 | 3, H(1), H(2), 10,  # where(True, x, y)
+         header(1, 3, 1, DESCRIBE), H(1), 4, 0 << 3 | 1, 11,  # clamp(x, None, 1.5)
+         header(2, 2, 1, DESCRIBE), H(11), 0 << 3 | 5, 12,  # x + constant
+         header(3, 2, 1, DESCRIBE | NO_GRAD), H(12), H(2), 13,  # cat([.., y]) in no_grad
+         header(4, 2, 1, DESCRIBE | VALUE), H(13), 0 << 3 | 2, 14],  # * -2
+        floats=[1.5], ints=[-2], constants=[const]))
+    infos = {i.handle: i for i in resp.results[0].tape.tensors}
+    assert sorted(infos) == [10, 11, 12, 13, 14]
+    assert infos[12].grad_fn == "AddBackward0" and not infos[13].requires_grad
+    values = {v.handle: codec.decode_array(v.value, 100) for v in resp.results[0].tape.values}
+    # the same program as ApplyOp messages
+    s.run(s.op("clamp", [("h", 1), None, 1.5], [21]),
+          s.op("add", [("h", 21), np.array([10.0, 20.0], np.float32)], [22]),
+          s.op("cat", [("h", 22), ("h", 2)], [23], no_grad=True),
+          s.op("mul", [("h", 23), -2], [24]))
+    np.testing.assert_array_equal(values[14], s.value_of(24))
+    np.testing.assert_array_equal(s.value_of(10), [1.0, 2.0])
+    assert values[14].dtype == np.float32
+
+
+def test_values_are_taken_after_the_batch_and_only_when_small(gradserve_session):
+    s = gradserve_session
+    s.run(s.create(1, np.ones(3, np.float32)), s.create(2, np.ones(65, np.float32)))
+    resp = s.run(tape(["mul"], [header(0, 2, 1, VALUE), H(1), 0 << 3 | 1, 5,
+                                header(0, 2, 1, VALUE), H(2), 0 << 3 | 1, 6], floats=[2.0]),
+                 s.inplace("add_", 5, [1.0]))
+    values = resp.results[0].tape.values
+    assert [v.handle for v in values] == [5]  # 65 elements is more than 64
+    from gradserve.server import codec
+
+    np.testing.assert_array_equal(codec.decode_array(values[0].value, 10), [3.0, 3.0, 3.0])
+    # a value released later in the batch is left out
+    resp = s.run(tape(["mul"], [header(0, 2, 1, VALUE), H(1), 0 << 3 | 1, 7], floats=[2.0]),
+                 s.release(7))
+    assert not resp.results[0].tape.values
+
+
+MALFORMED = [
+    ("code length", dict(code=b"\0" * 9), None, "not a multiple of 8"),
+    ("float table length", dict(floats=b"\0" * 4), None, "not a multiple of 8"),
+    ("op code", dict(code=words(header(1, 0, 1), 5)), 0, "op code 1"),
+    ("flags", dict(code=words(header(0, 0, 1, 8), 5)), 0, "unknown flags"),
+    ("no outputs", dict(code=words(header(0, 1, 0), H(1))), 0, "no outputs"),
+    ("past the end", dict(code=words(header(0, 2, 1), H(1))), 0, "past the end"),
+    ("kind 6", dict(code=words(header(0, 1, 1), 6, 5)), 0, "unknown kind 6"),
+    ("float index", dict(code=words(header(0, 1, 1), 1, 5)), 0, "float index 0"),
+    ("int index", dict(code=words(header(0, 1, 1), 2 << 3 | 2, 5)), 0, "int index 2"),
+    ("constant index", dict(code=words(header(0, 1, 1), 5, 5)), 0, "constant index 0"),
+    ("bool payload", dict(code=words(header(0, 1, 1), 2 << 3 | 3, 5)), 0, "payload is 0 or 1"),
+    ("none payload", dict(code=words(header(0, 1, 1), 1 << 3 | 4, 5)), 0, "payload is 0"),
+    ("handle 0", dict(code=words(header(0, 1, 1), 0, 5)), 0, "handle ids start at 1"),
+    ("output 0", dict(code=words(header(0, 1, 1), H(1), 0)), 0, "handle ids start at 1"),
+    ("second op", dict(code=words(header(0, 1, 1), H(1), 5, header(0, 1, 1, 16), H(1), 6)), 1,
+     "unknown flags"),
+    ("too many words", dict(code=bytes(8 * (2**18 + 1))), None, "more than the limit"),
+    ("too many names", dict(ops=["neg"] * 4097, code=b""), None, "more than the limit"),
+]
+
+
+@pytest.mark.parametrize("case, fields, op, text", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_a_malformed_tape_refuses_the_batch(gradserve_session, case, fields, op, text):
+    s = gradserve_session
+    msg = session_pb2.Tape(ops=["neg"])
+    for k, v in fields.items():
+        if k == "ops":
+            del msg.ops[:]
+            msg.ops.extend(v)
+        else:
+            setattr(msg, k, v)
+    with pytest.raises(grpc.RpcError) as exc_info:
+        s.run(s.create(1, np.ones(2, np.float32)), session_pb2.Instruction(tape=msg))
+    code, message, meta = gradserve_error(exc_info)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert text in message
+    assert meta[FAILED_INSTRUCTION_METADATA] == "1"
+    assert meta.get(FAILED_TAPE_OP_METADATA) == (None if op is None else str(op))
+    assert s.describe().tensor_count == 0  # checked before anything ran
+
+
+def test_a_failing_op_stops_the_tape_there(gradserve_session):
+    s = gradserve_session
+    s.run(s.create(1, np.ones(2, np.float32)), s.create(2, np.ones(3, np.float32)))
+    with pytest.raises(grpc.RpcError) as exc_info:
+        s.run(s.create(3, np.ones(2, np.float32)),
+              tape(["neg", "add", "nosuchop"],
+                   [header(0, 1, 1), H(1), 10,
+                    header(1, 2, 1), H(10), H(2), 11,  # shapes (2,) and (3,)
+                    header(0, 1, 1), H(11), 12]))
+    code, message, meta = gradserve_error(exc_info)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "must match the size" in message
+    assert (meta[FAILED_INSTRUCTION_METADATA], meta[FAILED_TAPE_OP_METADATA]) == ("1", "1")
+    assert s.describe().tensor_count == 4  # 1, 2, 3 and op 0's output 10; not 11
+    np.testing.assert_array_equal(s.value_of(10), [-1.0, -1.0])
+    with pytest.raises(grpc.RpcError) as exc_info:
+        s.run(tape(["nosuchop"], [header(0, 1, 1), H(1), 20]))
+    code, message, meta = gradserve_error(exc_info)
+    assert "unknown op 'nosuchop'" in message and meta[FAILED_TAPE_OP_METADATA] == "0"
+    with pytest.raises(grpc.RpcError) as exc_info:
+        s.run(tape(["neg"], [header(0, 1, 1), H(99), 20]))
+    assert gradserve_error(exc_info)[0] == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as exc_info:  # a live output handle
+        s.run(tape(["neg"], [header(0, 1, 1), H(1), 2]))
+    assert "already in use" in gradserve_error(exc_info)[1]
+
+
+def test_tape_ops_count_against_the_instruction_limit(gradserve_stub):
+    s = gradserve_open_session(gradserve_stub,
+                               limits=session_pb2.SessionLimits(max_instructions=5))
+    try:
+        s.run(s.create(1, np.ones(2, np.float32)))
+        code = []
+        for k in range(5):
+            code += [header(0, 1, 1), H(1), 10 + k]
+        with pytest.raises(grpc.RpcError) as exc_info:
+            s.run(s.create(2, np.ones(2, np.float32)), tape(["neg"], code))
+        code_, message, meta = gradserve_error(exc_info)
+        assert code_ == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert meta[FAILED_TAPE_OP_METADATA] == "4"  # the 6th instruction of the batch
+        assert s.describe().tensor_count == 1
+        s.run(tape(["neg"], code))  # five ops alone fit
+        assert s.describe().tensor_count == 6
+    finally:
+        s.close()
+
+
+def test_an_empty_tape_is_valid(gradserve_session):
+    resp = gradserve_session.run(tape([], []))
+    assert resp.results[0].HasField("tape")
+
+
+# --- the client ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(gradserve_server):
+    import gradserve.client as gc
+
+    with gc.connect(f"localhost:{gradserve_server[1]}") as c:
+        yield c
+
+
+def test_the_client_records_plain_ops_on_a_tape(client):
+    torch_ = client.session()
+    sent: list = []
+    send = torch_._send
+
+    def spy(request):
+        sent.append(request)
+        return send(request)
+    torch_._recorder._send = spy
+    x = torch_.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * 2 + 1).sin().sum(dim=0)  # sum with an attribute: an ApplyOp
+    z = y * y
+    z.backward()
+    kinds = [i.WhichOneof("kind") for i in sent[0].instructions]
+    # then reading x.grad ahead (a leaf created in this batch), and the dropped handles
+    assert kinds == ["create_tensor", "tape", "apply_op", "tape", "backward", "get_grad",
+                     "fetch", "release"]
+    assert list(sent[0].instructions[1].tape.ops) == ["mul", "add", "sin"]
+    torch_.close()
+
+
+def test_a_chain_through_a_tape_matches_torch_in_one_round_trip(client):
+    session = client.session()
+
+    def chain(t):
+        x = t.tensor(0.5, requires_grad=True)
+        y = x
+        for _ in range(500):
+            y = y * 1.001 + 0.001
+        y.backward()
+        return x, y
+
+    x, y = chain(session)
+    before = session.round_trips
+    loss = y.item()  # prefetched with the backward's batch
+    assert session.round_trips == before
+    tx, ty = chain(torch)
+    assert loss == ty.item()
+    assert x.grad.item() == tx.grad.item()
+    assert y.grad_fn.name() == ty.grad_fn.name() and y.shape == ty.shape
+    session.close()
+
+
+def test_a_loss_read_after_backward_costs_no_round_trip(client):
+    session = client.session()
+    results = []
+    for t in (session, torch):
+        t.manual_seed(0)
+        w = t.tensor([[0.5], [-0.25]], requires_grad=True)
+        opt = t.optim.Adam([w], lr=0.1)
+        x = t.tensor([[1.0, 2.0], [3.0, 4.0]])
+        losses = []
+        for _ in range(3):
+            opt.zero_grad()
+            loss = ((x @ w - 1.0) ** 2).mean()
+            loss.backward()
+            trips = getattr(t, "round_trips", 0)
+            losses.append(loss.item())
+            assert getattr(t, "round_trips", 0) == trips
+            opt.step()
+        results.append((losses, w.detach().numpy().tolist()))
+    assert results[0][0] == results[1][0]
+    # Adam's update rounds within float32 as in tests/test_client_optim.py (with or without tapes)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-6)
+    session.close()
+
+
+def test_an_error_in_a_tape_raises_at_the_recording_line(client):
+    import inspect
+
+    session = client.session()
+    a = session.tensor([1.0, 2.0])
+    b = a * 2
+    line = inspect.currentframe().f_lineno + 1
+    c = b + session.tensor([1.0, 2.0, 3.0])
+    d = c.exp()
+    e = b.exp()
+    with pytest.raises(RuntimeError, match="must match the size") as exc_info:
+        d.tolist()
+    assert exc_info.value.gradserve_origin.endswith(f"test_tape.py:{line}")
+    with pytest.raises(RuntimeError, match="must match the size"):
+        d.sum()  # marked failed
+    # the ops before the failing one were applied; the ones after it were not
+    assert b.tolist() == [2.0, 4.0]
+    with pytest.raises(RuntimeError, match="must match the size"):
+        e.tolist()
+    assert b.exp().shape == (2,)
+    session.close()
+
+
+def test_a_server_without_tapes_gets_apply_op(gradserve_server_factory, monkeypatch):
+    import gradserve.client as gc
+    from gradserve.server import catalogue
+
+    features = list(catalogue.list_ops().features)
+    del catalogue.list_ops().features[:]
+    try:
+        _, port = gradserve_server_factory()
+        with gc.connect(f"localhost:{port}") as client, client.session() as session:
+            sent: list = []
+            send = session._send
+            session._recorder._send = lambda r: (sent.append(r), send(r))[1]
+            x = session.tensor([1.0, 2.0], requires_grad=True)
+            y = (x * x).sum()
+            y.backward()
+            assert x.grad.tolist() == [2.0, 4.0]
+            assert "tape" not in {i.WhichOneof("kind") for r in sent for i in r.instructions}
+    finally:
+        catalogue.list_ops().features.extend(features)
+
+
+def test_the_seed_step_is_one_round_trip(client):
+    session = client.session()
+    for t in (session, torch):
+        x = t.tensor(3.0, requires_grad=True)
+        y = x**2
+        y.backward()
+        before = getattr(t, "round_trips", 0)
+        got = (x.grad.item(), repr(x.grad), y.item())
+        assert getattr(t, "round_trips", 0) == before
+        if t is session:
+            assert session.round_trips == 1
+            first = got
+    assert first == got
+    session.close()
+
+
+def test_grads_read_before_are_read_ahead_and_stay_current(client):
+    session = client.session()
+    w = session.tensor([1.0, 2.0], requires_grad=True)
+    (w * w).sum().backward()
+    assert w.grad.tolist() == [2.0, 4.0]
+    g = w.grad
+    for k in range(2, 4):  # accumulates: the grad handle read before sees every pass
+        (w * w).sum().backward()
+        trips = session.round_trips
+        assert w.grad.tolist() == [2.0 * k, 4.0 * k]
+        assert session.round_trips == trips
+        assert g.tolist() == [2.0 * k, 4.0 * k]
+    w.grad = None
+    (w * 3).sum().backward()
+    assert w.grad.tolist() == [3.0, 3.0]
+    session.close()
+
+
+# --- the pipelined mode ---------------------------------------------------------------------------
+
+
+def train(t, steps, read_every=0):
+    w = t.tensor([[0.5], [-0.25]], requires_grad=True)
+    opt = t.optim.Adam([w], lr=0.1)
+    x = t.tensor([[1.0, 2.0], [3.0, 4.0]])
+    losses = []
+    for k in range(steps):
+        opt.zero_grad()
+        loss = ((x @ w - 1.0) ** 2).mean()
+        loss.backward()
+        opt.step()
+        if read_every and k % read_every == 0:
+            losses.append(loss.item())
+    return losses, w.detach().numpy().tolist()
+
+
+def test_the_pipelined_mode_computes_what_the_blocking_mode_does(client):
+    with client.session() as blocking, client.session(pipelined=40) as piped:
+        expected = train(blocking, 30, read_every=10)
+        got = train(piped, 30, read_every=10)
+        assert got == expected
+        # 30 steps of 7 instructions (zero_grad, 4 ops, backward, step) sent every 40, and at
+        # the 3 reads and w's final read; blocking: one per step and read
+        assert piped.round_trips <= 30 * 7 // 40 + 5 < blocking.round_trips
+    with client.session(pipelined=40) as piped:
+        train(piped, 30)
+        assert piped.round_trips <= 30 * 7 // 40 + 4  # and the final read of w
+
+
+def test_a_pipelined_error_raises_at_the_next_read_naming_the_recording_line(client):
+    import inspect
+
+    with client.session(pipelined=4) as session:
+        a = session.tensor([1.0, 2.0], requires_grad=True)
+        b = session.tensor([1.0, 2.0, 3.0])
+        line = inspect.currentframe().f_lineno + 1
+        c = a * b  # fails on the server, sent in the background
+        for _ in range(10):  # recorded meanwhile: never sent, dropped at the read
+            c = c.exp()
+        d = a.sin()
+        d.sum().backward()  # does not wait: no error here
+        with pytest.raises(RuntimeError, match="must match the size") as exc_info:
+            d.tolist()
+        assert exc_info.value.gradserve_origin.endswith(f"test_tape.py:{line}")
+        with pytest.raises(RuntimeError, match="must match the size"):
+            d.tolist()  # made after the failing line: carries its error
+        assert a.grad is None  # the backward after it never ran
+        assert (a * 2).tolist() == [2.0, 4.0]  # the session goes on
+
+
+def test_pipelined_must_be_a_count(client):
+    with pytest.raises(ValueError, match="pipelined must be"):
+        client.session(pipelined=-1)
