@@ -652,36 +652,12 @@ class Session:
         client during the pass): its errors surface at the next read."""
         if self.pipelined and not (self._custom or self._hooks):
             with self._recorder.lock:
-                self._value(t, graph_pb2.Value(), "backward()")
-                m = self._record().backward
-                m.tensor = t._handle
-                if gradient is not None:
-                    self._value(gradient, m.gradient, "backward(): gradient")
-                if retain_graph is not None:
-                    m.retain_graph = bool(retain_graph)
-                m.create_graph = bool(create_graph)
-                if inputs is not None:
-                    for x in [inputs] if isinstance(inputs, Tensor) else inputs:
-                        self._value(x, graph_pb2.Value(), "backward(): inputs")
-                        m.inputs.append(x._handle)
-                self._epoch += 1
+                self._record_backward(None, t, gradient, retain_graph, create_graph, inputs)
             self._after_record()
             return
         box: list[spb.InstructionResult] = []
         with self._recorder.lock:
-            self._value(t, graph_pb2.Value(), "backward()")
-            m = self._record(box.append).backward
-            m.tensor = t._handle
-            if gradient is not None:
-                self._value(gradient, m.gradient, "backward(): gradient")
-            if retain_graph is not None:
-                m.retain_graph = bool(retain_graph)
-            m.create_graph = bool(create_graph)
-            if inputs is not None:
-                for x in [inputs] if isinstance(inputs, Tensor) else inputs:
-                    self._value(x, graph_pb2.Value(), "backward(): inputs")
-                    m.inputs.append(x._handle)
-            self._epoch += 1
+            self._record_backward(box.append, t, gradient, retain_graph, create_graph, inputs)
             reads = self._prefetch_grads()
             self._recorder.flush()
         function.finish_pass(self, box[0])  # custom Functions' backward, run here
@@ -712,6 +688,23 @@ class Session:
             if len(reads) >= PREFETCH_GRADS:
                 break
         return reads
+
+    def _record_backward(self, sink: Any, t: Tensor, gradient: Any, retain_graph: bool | None,
+                         create_graph: bool, inputs: Any) -> None:
+        """Record `t.backward(...)` (under the recorder's lock); `sink` gets its result."""
+        self._value(t, graph_pb2.Value(), "backward()")
+        m = self._record(sink).backward
+        m.tensor = t._handle
+        if gradient is not None:
+            self._value(gradient, m.gradient, "backward(): gradient")
+        if retain_graph is not None:
+            m.retain_graph = bool(retain_graph)
+        m.create_graph = bool(create_graph)
+        if inputs is not None:
+            for x in [inputs] if isinstance(inputs, Tensor) else inputs:
+                self._value(x, graph_pb2.Value(), "backward(): inputs")
+                m.inputs.append(x._handle)
+        self._epoch += 1
 
     def _autograd_backward(self, tensors: Any, grad_tensors: Any = None,
                            retain_graph: bool | None = None, create_graph: bool = False,
