@@ -161,6 +161,28 @@ def gradserve_connect(port: int, credentials: Any = None, options: Any = ()) -> 
 
 
 @pytest.fixture(scope="session")
+def gradserve_client(gradserve_server):
+    """A `gradserve.client.Client` connected to `gradserve_server`."""
+    from gradserve import client as gc_client
+
+    with gc_client.connect(f"localhost:{gradserve_server[1]}") as c:
+        yield c
+
+
+@pytest.fixture(params=["engine", "session"])
+def gradserve_lib(request: Any, gradserve_client: Any) -> Iterator[Any]:
+    """gradserve standing in for torch: the in-process engine, or a fresh session."""
+    if request.param == "engine":
+        import gradserve.engine as ge
+
+        yield ge
+        ge.set_default_dtype(ge.float32)  # the engine's default is process-wide, as torch's
+    else:
+        with gradserve_client.session() as s:
+            yield s
+
+
+@pytest.fixture(scope="session")
 def gradserve_stub(gradserve_server):
     """An AutogradService stub connected to `gradserve_server`."""
     from gradserve.v1 import service_pb2_grpc

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 
-import gradserve.client as gc_client
-import gradserve.engine as ge
 from tests.reference import HAVE_TORCH, MISSING_REASON, torch
 
 pytestmark = pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
@@ -22,20 +20,10 @@ BUILTIN_ERRORS = (AssertionError, NotImplementedError, IndexError, ValueError, T
                   RuntimeError, AttributeError)
 
 
-@pytest.fixture(scope="module")
-def client(gradserve_server):
-    with gc_client.connect(f"localhost:{gradserve_server[1]}") as c:
-        yield c
-
-
-@pytest.fixture(params=["engine", "session"])
-def lib(request: Any, client: Any) -> Iterator[Any]:
-    """gradserve standing in for torch: the in-process engine, or a session."""
-    if request.param == "engine":
-        yield ge
-    else:
-        with client.session() as s:
-            yield s
+@pytest.fixture
+def lib(gradserve_lib: Any) -> Any:
+    """gradserve standing in for torch: the in-process engine, or a session (conftest)."""
+    return gradserve_lib
 
 
 def outcome(fn: Callable[[], Any]) -> tuple[Any, ...]:
@@ -100,7 +88,7 @@ def test_cond_runs_eagerly_as_torch(lib, src):
     same(lib, src)
 
 
-def test_session_tensors_take_attributes_as_torch(client):
+def test_session_tensors_take_attributes_as_torch(gradserve_client):
     def program(t: Any) -> tuple[Any, ...]:
         t.manual_seed(0)
         x = t.randn(3, 2)
@@ -109,5 +97,5 @@ def test_session_tensors_take_attributes_as_torch(client):
         x.note = "kept"
         return repr(x + 4), repr(x.attr), x.note, getattr(x, "missing", "default")
 
-    with client.session() as s:
+    with gradserve_client.session() as s:
         assert program(s) == program(torch)

@@ -4,6 +4,7 @@ torch, the in-process engine and a remote session, and must observe the same thi
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -13,19 +14,10 @@ import gradserve.surface as surface
 from tests.reference import torch
 
 
-@pytest.fixture(scope="module")
-def client(gradserve_server):
-    with gc_client.connect(f"localhost:{gradserve_server[1]}") as c:
-        yield c
-
-
-@pytest.fixture(params=["engine", "session"])
-def backend(request, client):
-    if request.param == "engine":
-        yield ge
-        return
-    with client.session() as s:
-        yield s
+@pytest.fixture
+def backend(gradserve_lib: Any) -> Any:
+    """gradserve standing in for torch: the in-process engine, or a session (conftest)."""
+    return gradserve_lib
 
 
 def _needs(t) -> bool:

@@ -7,32 +7,21 @@ shape): the same values and gradients."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
-import gradserve.client as gc_client
 import gradserve.engine as ge
 from tests.reference import HAVE_TORCH, MISSING_REASON, torch
 
 pytestmark = pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
 
 
-@pytest.fixture(scope="module")
-def client(gradserve_server):
-    with gc_client.connect(f"localhost:{gradserve_server[1]}") as c:
-        yield c
-
-
-@pytest.fixture(params=["engine", "session"])
-def lib(request: Any, client: Any) -> Iterator[Any]:
-    if request.param == "engine":
-        yield ge
-    else:
-        with client.session() as s:
-            yield s
+@pytest.fixture
+def lib(gradserve_lib: Any) -> Any:
+    """gradserve standing in for torch: the in-process engine, or a session (conftest)."""
+    return gradserve_lib
 
 
 def graph(fn: Any) -> Any:
