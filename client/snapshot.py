@@ -81,14 +81,19 @@ def save(session: Any, path: str | Path,
         session: the client Session holding the tensors.
         path: file to write.
         tensors: {name: tensor}, a list (named "0", "1", ...), or None for every live leaf
-            tensor of the session (named "t<handle>").
+            tensor of the session (named "t<handle>"; a tensor's `.grad` is saved with it,
+            not as a tensor of its own).
         optimizers: {name: optimizer}, a list (named "0", "1", ...), or None for every live
             optimizer of the session (named "optimizer<handle>").
 
     Raises:
         ValueError: a tensor is not a leaf, or a tensor or optimizer belongs to another session.
     """
-    named = _named(session.live_tensors(), tensors, "t")
+    live = session.live_tensors()
+    if tensors is None:  # a `.grad` the client holds is saved with its tensor (set_grad)
+        grads = {id(c[1]) for t in live.values() if (c := t._grad_cache) is not None}
+        live = {h: t for h, t in live.items() if id(t) not in grads}
+    named = _named(live, tensors, "t")
     named_opts = _named(session._optimizers, optimizers, "optimizer")
     saved = {id(t) for t in named.values()}
     for oname, opt in named_opts.items():

@@ -44,6 +44,9 @@ WITHOUT_RULES = {
     "einsum", "nll_loss_backward", "label_smoothing_loss", "label_smoothing_loss_backward",
     # rarely recorded by programs
     "sum_to_size",
+    # added after the rules (the index dtype and bounds checks are the engine's): the server
+    # describes them
+    "embedding", "embedding_dense_backward",
 }
 
 # Refusals that depend on the tensors' values, not their shapes, dtypes or attributes: `infer`
