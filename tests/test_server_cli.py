@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 from gradserve.server import cli, config
@@ -112,15 +113,20 @@ def test_sigterm_drains_in_flight_calls_then_exits_0(tmp_path):
         channel = gradserve_connect(port)
         stub = service_pb2_grpc.AutogradServiceStub(channel)
         s = gradserve_open_session(stub)
-        n = 30000
-        batch = [s.create(1, [1.0] * 10)] + [s.op("neg", [("h", 1)], [2 + i]) for i in range(n)]
+        # Seconds of work with a small reply: gRPC's C core closes a connection once its calls
+        # are done, and a large reply still in transit then (30,000 described ops, ~1 MB) was
+        # cut once in CI (UNAVAILABLE "Stream removed"); README, "Shutdown".
+        n = 200
+        big = np.ones((600, 600), np.float32)
+        batch = [s.create(1, big)] + [s.op("matmul", [("h", 1), ("h", 1)], [2 + i])
+                                      for i in range(n)]
         future = stub.ExecuteBatch.future(
             session_pb2.BatchRequest(session_id=s.id, instructions=batch),
             metadata=s.metadata, timeout=60)
         stderr_lines = []
         for err_line in proc.stderr:  # wait until the server is executing the batch
             stderr_lines.append(err_line)
-            if "batch of 30001 instruction(s)" in err_line:
+            if f"batch of {n + 1} instruction(s)" in err_line:
                 break
         proc.send_signal(signal.SIGTERM)
         response = future.result()  # the in-flight call completes
