@@ -357,22 +357,11 @@ class Executor:
         op = ops.checked(name, len(given))
         outputs = m.outputs
         n_out = len(outputs)
-        if op.n_outputs is not None and n_out != op.n_outputs:
-            raise InvalidRequestError(f"{name}() has {op.n_outputs} output(s), but "
-                                      f"{n_out} handle(s) were given")
-        for h in outputs:
-            self._check_new(h)
+        self._check_outputs(name, op, outputs)
         what = f"{name}() input"
         inputs = [self.value(v, what) for v in given]
         attrs = codec.decode_attrs(m.attrs, name) if m.attrs else {}
-        if m.no_grad == ge.is_grad_enabled():  # switch grad mode only when it differs
-            with ge.set_grad_enabled(not m.no_grad):
-                outs = self.within_budget(ops.run, op, inputs, attrs, self.s.generator)
-        else:
-            outs = self.within_budget(ops.run, op, inputs, attrs, self.s.generator)
-        if len(outs) != n_out:
-            raise InvalidRequestError(f"{name}() produced {len(outs)} output(s), but "
-                                      f"{n_out} handle(s) were given")
+        outs = self._run_op(name, op, inputs, attrs, n_out, m.no_grad)
         growth = 0
         for v, x in zip(given, inputs):
             if type(x) is ge.Tensor and x.grad_fn is None:
@@ -384,6 +373,28 @@ class Executor:
         for h, t in zip(outputs, outs):  # re-checked: the handles may repeat
             growth += self.bind(h, t, r)
         return growth
+
+    def _check_outputs(self, name: str, op: Any, outputs: Sequence[int]) -> None:
+        """An op's output handles (ApplyOp or a tape op): as many as it makes, all new."""
+        if op.n_outputs is not None and len(outputs) != op.n_outputs:
+            raise InvalidRequestError(f"{name}() has {op.n_outputs} output(s), but "
+                                      f"{len(outputs)} handle(s) were given")
+        for h in outputs:
+            self._check_new(h)
+
+    def _run_op(self, name: str, op: Any, inputs: list[Any], attrs: dict[str, Any], n_out: int,
+                no_grad: bool) -> Any:
+        """Run `op` within the session's budget, in grad mode unless `no_grad` (switched only
+        when it differs); its results, checked to be `n_out`."""
+        if no_grad == ge.is_grad_enabled():
+            with ge.set_grad_enabled(not no_grad):
+                outs = self.within_budget(ops.run, op, inputs, attrs, self.s.generator)
+        else:
+            outs = self.within_budget(ops.run, op, inputs, attrs, self.s.generator)
+        if len(outs) != n_out:
+            raise InvalidRequestError(f"{name}() produced {len(outs)} output(s), but "
+                                      f"{n_out} handle(s) were given")
+        return outs
 
     def tape(self, m: session_pb2.Tape, r: session_pb2.InstructionResult) -> int:
         """Run a decoded tape's ops in order (see server/tape.py). Each op is an ApplyOp
@@ -404,11 +415,7 @@ class Executor:
                     check_deadline()
                 op = ops.checked(name, len(words))
                 n_out = len(outputs)
-                if op.n_outputs is not None and n_out != op.n_outputs:
-                    raise InvalidRequestError(f"{name}() has {op.n_outputs} output(s), but "
-                                              f"{n_out} handle(s) were given")
-                for h in outputs:
-                    self._check_new(h)
+                self._check_outputs(name, op, outputs)
                 inputs: list[Any] = []
                 growth = 0
                 for w in words:
@@ -434,15 +441,7 @@ class Executor:
                                                 what=f"{name}() input")
                         growth += c.nbytes + _TENSOR_BYTES
                         inputs.append(c)
-                no_grad = bool(flags & wire_tape.NO_GRAD)
-                if no_grad == ge.is_grad_enabled():
-                    with ge.set_grad_enabled(not no_grad):
-                        outs = self.within_budget(ops.run, op, inputs, {}, self.s.generator)
-                else:
-                    outs = self.within_budget(ops.run, op, inputs, {}, self.s.generator)
-                if len(outs) != n_out:
-                    raise InvalidRequestError(f"{name}() produced {len(outs)} output(s), but "
-                                              f"{n_out} handle(s) were given")
+                outs = self._run_op(name, op, inputs, {}, n_out, bool(flags & wire_tape.NO_GRAD))
                 describe = flags & wire_tape.DESCRIBE
                 for j, (h, t) in enumerate(zip(outputs, outs)):
                     if j:  # re-checked: the handles may repeat
