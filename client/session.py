@@ -17,7 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import aliases, data, devices, grad_mode, legacy, messages
+from gradserve.surface import (
+    aliases,
+    control,
+    data,
+    devices,
+    dynamo,
+    grad_mode,
+    legacy,
+    messages,
+    pytree,
+)
 from gradserve.surface import compat as surface_compat
 from gradserve.surface.functional import ErrorTypes, Functional
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
@@ -42,6 +52,8 @@ from .errors import copy_error, omitted_error
 from .ops import OpSpec, make_function
 from .optim import Optimizer
 from .tensor import Size, Tensor
+
+pytree.register_sequence_type(Size)  # torch.Size is a pytree node, as in torch
 
 # Gradients up to this many elements come back with the `.grad` read that binds them.
 PREFETCH_ELEMENTS = 4096
@@ -111,7 +123,10 @@ class Session:
             function=types.SimpleNamespace(Function=fn_base, FunctionCtx=function.FunctionCtx,
                                            once_differentiable=function.once_differentiable),
             Variable=legacy.variable_type(self))
-        self.utils = types.SimpleNamespace(data=data.namespace(self))  # torch.utils.data
+        self.utils = types.SimpleNamespace(data=data.namespace(self),  # torch.utils.data
+                                           _pytree=pytree)  # torch.utils._pytree
+        self._dynamo = dynamo.namespace()  # torch._dynamo, as eager programs see it
+        self._higher_order_ops = control.higher_order_ops(self)  # torch._higher_order_ops
         self.__dict__.update(legacy.CONSTANTS)  # torch.pi, torch.e, torch.inf, torch.nan
         self.optim = types.SimpleNamespace(**{
             cls.__name__: optim.bind(cls, self)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import errors
+from . import dtypes, errors
 from .registry import (
     BOOL,
     COMPARE,
@@ -22,6 +22,7 @@ from .registry import (
     AttrSpec,
     defop,
     names_backward,
+    promote_args,
     temporaries,
 )
 
@@ -115,6 +116,33 @@ defop("div", np.true_divide,
       saves=("other", "input other"),
       inputs=("input", "other"), dtype=FLOAT, inplace=True, doc="input / other (true division)",
       out_shape=broadcast_shape)
+
+
+# torch's C++ Scalar overloads, mul(Tensor, Scalar) and div(Tensor, Scalar): what its composite
+# ops (cross_entropy, label smoothing) call, recording MulBackward1 / DivBackward1 where Python's
+# `x * 2` wraps the number as a tensor (MulBackward0). The number is an attribute, not an input.
+def _scalar_overload_dtype(to_float: bool) -> Any:
+    def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any]:
+        d = promote_args((*args, attrs["other"]))
+        d = dtypes.to_float(d) if to_float else d
+        return d, d
+    return rule
+
+
+defop("mul_scalar", lambda x, other: np.multiply(x, other),
+      lambda ns, g, out, x, other: ns.mul_scalar(g, other=other),
+      saves="", attrs=(AttrSpec("other", "scalar", required=True),),
+      dtype=_scalar_overload_dtype(False), backward="MulBackward1", method=False,
+      doc="input * other for a number other: torch's C++ mul(Tensor, Scalar) (MulBackward1)",
+      out_shape=lambda x, other: x.shape)
+defop("div_scalar", lambda x, other: np.true_divide(x, other),
+      lambda ns, g, out, x, other: ns.div_scalar(g, other=other),
+      saves="", attrs=(AttrSpec("other", "scalar", required=True),),
+      dtype=_scalar_overload_dtype(True), backward="DivBackward1", method=False,
+      doc="input / other for a number other: torch's C++ div(Tensor, Scalar) (DivBackward1)",
+      out_shape=lambda x, other: x.shape)
+
+
 def _not_implemented(aten: str) -> Any:
     """torch records some ops whose derivative it lacks: backward through them fails."""
     def rule(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:

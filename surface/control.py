@@ -7,12 +7,14 @@ plain Python (cond calls the branch its predicate picks). Written once against a
 from __future__ import annotations
 
 import builtins
+import types
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from . import pytree
 from .backend import Backend
 from .spellings import SPELLINGS, Spelling
 
@@ -138,3 +140,55 @@ def cond(be: Backend, pred: Any, true_fn: Fn, false_fn: Fn, operands: Any = ()) 
 
 
 SPELLINGS["cond"] = Spelling("cond", (), cond)
+
+# --- map (torch._higher_order_ops.map, functorch.experimental.control_flow.map), eagerly ------
+
+
+def higher_order_ops(torch: Any) -> Any:
+    """`torch._higher_order_ops` for the torch-like namespace `torch` (the engine module or a
+    Session): `cond`, and `map` run eagerly.
+
+    Args:
+        torch: what map calls (`Tensor`, `stack`, `cond`).
+
+    Returns:
+        A namespace with cond and map.
+    """
+    def map(f: Fn, xs: Any, *args: Any) -> Any:  # noqa: A001 (torch's name)
+        """torch's `map(f, xs, *args)` run eagerly: `f(x, *args)` for each slice `x` of the
+        tensors in `xs` along their first dim (xs a tensor or a pytree of tensors), the results
+        stacked leaf by leaf (a pytree of tensors, or of Nones).
+
+        Raises:
+            RuntimeError: torch's texts for leaves of xs that are not tensors, leading dims that
+                are 0 or differ, and results that cannot be stacked.
+        """
+        flat_xs, xs_spec = pytree.tree_flatten(xs)
+        if not builtins.all(isinstance(t, torch.Tensor) for t in flat_xs):
+            raise RuntimeError(f"Mapped xs can only consist of tensors. Got xs {flat_xs}.")
+        shapes = [t.shape for t in flat_xs]
+        leading = shapes[0][0]
+        if leading == 0:
+            raise RuntimeError("Leading dimensions of mapped xs cannot be 0.")
+        if builtins.any(s[0] != leading for s in shapes):
+            raise RuntimeError("Leading dimensions of mapped xs must be consistent. Got shapes "
+                              f"{shapes}.")
+        outs = [f(pytree.tree_unflatten(list(slices), xs_spec), *args)
+                for slices in zip(*flat_xs)]
+        flat_outs = [pytree.tree_flatten(out) for out in outs]
+        out_spec = flat_outs[-1][1]
+        stacked: list[Any] = []
+        for leaves in zip(*(flat for flat, _ in flat_outs)):
+            if builtins.all(isinstance(leaf, torch.Tensor) for leaf in leaves):
+                stacked.append(torch.stack(leaves))
+            elif builtins.all(leaf is None for leaf in leaves):
+                stacked.append(None)
+            else:
+                raise RuntimeError(f"Cannot stack {leaves}.")
+        return pytree.tree_unflatten(stacked, out_spec)
+
+    def cond(pred: Any, true_fn: Fn, false_fn: Fn, operands: Any = ()) -> Any:
+        """torch.cond (the layer's, looked up when called)."""
+        return torch.cond(pred, true_fn, false_fn, operands)
+
+    return types.SimpleNamespace(cond=cond, map=map)

@@ -14,6 +14,7 @@ from .meta_base import (
     _INT64,
     _MISSING,
     DTYPE_NAMES,
+    RULES,
     Meta,
     _axes,
     _bool,
@@ -94,6 +95,22 @@ for _name in ("atan2", "hypot", "logaddexp", "xlogy"):
     _elementwise(_name, 2, _TO_FLOAT)
 for _name in ("lt", "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "logical_xor"):
     _elementwise(_name, 2, _TO_BOOL)
+
+
+def _scalar_overload(name: str, tensor_op: str) -> None:
+    """mul_scalar / div_scalar: the op of `tensor_op`'s rule with the number attribute `other`
+    as its second operand (a Python scalar)."""
+    @_rule(name)
+    def rule(inputs: Sequence[Any], given: Mapping[str, Any], grad: bool) -> list[Meta]:
+        other = given.get("other", _MISSING)
+        if len(inputs) != 1 or other is _MISSING:
+            raise _Inexact
+        _known(given, frozenset(("other",)))
+        return RULES[tensor_op]([inputs[0], _scalar(other)], {}, grad)
+
+
+_scalar_overload("mul_scalar", "mul")
+_scalar_overload("div_scalar", "div")
 
 
 @_rule("pow")

@@ -43,6 +43,11 @@ class NNBackend(Backend, Protocol):
         ...
 
     def scalar_mul(self, tensor: Any, scalar: float) -> Any:
-        """tensor * scalar as torch's C++ mul(Tensor, Scalar) (grad_fn MulBackward1 where the
-        layer can name it)."""
+        """tensor * scalar as torch's C++ mul(Tensor, Scalar) (grad_fn MulBackward1: the op
+        mul_scalar)."""
+        ...
+
+    def scalar_div(self, tensor: Any, scalar: float) -> Any:
+        """tensor / scalar as torch's C++ div(Tensor, Scalar) (grad_fn DivBackward1: the op
+        div_scalar)."""
         ...

@@ -389,7 +389,7 @@ def _cross_entropy_probs(be: NNBackend, logp: Any, xs: tuple[int, ...], target: 
         return -_call(be, "sum", prod)
     if math.prod(xs) == 0:  # torch fills the empty sum with NaN rather than divide by 0 // 0
         return -_call(be, "sum", prod).fill_(float("nan"))
-    return -_call(be, "sum", prod) / (math.prod(xs) // n_classes)
+    return be.scalar_div(-_call(be, "sum", prod), math.prod(xs) // n_classes)
 
 
 FUNCTIONS = (relu, sigmoid, tanh, leaky_relu, elu, gelu, silu, softplus, softmax, log_softmax,

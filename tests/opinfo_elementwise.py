@@ -84,6 +84,13 @@ ARITHMETIC = [
     OpInfo("mul", lambda x, y: x * y,
            binary_samples() + [Sample((ints((2, 3)), (3,))),
                                Sample((mask((2, 3)), ints((3,))))]),
+    # torch's C++ Scalar overloads (what its composite ops call): MulBackward1, DivBackward1
+    OpInfo("mul_scalar", lambda x, other: torch.ops.aten.mul.Scalar(x, other),
+           [Sample(((2, 3),), {"other": 2.5}), Sample(((),), {"other": -2}),
+            Sample((ints((2, 3)),), {"other": 3}), Sample((ints((3,)),), {"other": 0.5})]),
+    OpInfo("div_scalar", lambda x, other: torch.ops.aten.div.Scalar(x, other),
+           [Sample(((2, 3),), {"other": 2.5}), Sample(((),), {"other": -2}),
+            Sample((ints((2, 3)),), {"other": 4}), Sample((ints((3,)),), {"other": 0.5})]),
     OpInfo("div", torch.div,
            [Sample(((3,), away_from_zero((3,)))), Sample(((2, 3), away_from_zero((3,)))),
             Sample(((), away_from_zero((2,)))), Sample(((2, 1, 3), away_from_zero((4, 1)))),

@@ -69,12 +69,6 @@ LAYER_NORM = needs("torch's fused layer norm (its float32 rounding, and grad_fn 
 CONV_ROUNDING = needs("conv2d rounded as torch's CPU convolution rounds in float32 (no branch "
                       "builds it)", "line 27 (the log-softmax of the conv's output): torch "
                       "'-1.3179', gradserve '-1.3180'")
-DIV_SCALAR = needs("the session naming torch's C++ div(Tensor, Scalar) overload that "
-                   "cross_entropy with class probabilities divides by (grad_fn DivBackward1; a "
-                   "session's tensor / scalar is DivBackward0: the client cannot pick torch's "
-                   "overload name; no branch builds it)",
-                   "line 1: torch 'tensor(2.1939, grad_fn=<DivBackward1>)', gradserve "
-                   "'tensor(2.1939, grad_fn=<DivBackward0>)'")
 NO_FUNCTION = needs(f"custom torch.autograd.Function ({EXTEND})",
                     "line 1: the run ends with ImportError: cannot import name 'Function' from "
                     "'<unknown module name>' (unknown location)")
@@ -180,7 +174,7 @@ EXAMPLES: tuple[Example, ...] = (
     Example("nll_loss", "torch.nn.modules.loss.NLLLoss", 0, f"{MODULES}/loss.py", (NN,),
             echo=("output", "input.grad"), xfail=CONV_ROUNDING),
     Example("cross_entropy_loss", "torch.nn.modules.loss.CrossEntropyLoss", 0,
-            f"{MODULES}/loss.py", (NN, RANDOM), echo=("output", "input.grad"), xfail=DIV_SCALAR),
+            f"{MODULES}/loss.py", (NN, RANDOM), echo=("output", "input.grad")),
     Example("functional_embedding", "torch.nn.functional.embedding", 0,
             "torch/nn/functional.py", (NN,)),
     Example("init_xavier_uniform", "torch.nn.init.xavier_uniform_", 0, "torch/nn/init.py",
@@ -243,10 +237,7 @@ EXAMPLES: tuple[Example, ...] = (
     # --- programs: ExportDB, the torch wheel's example programs (torch/_export/db/examples) ----
     # each file defines a module, draws its example inputs and instantiates it; the echo applies
     # it. The edit: the files' torch.export metadata is dropped (examples.without_export_metadata)
-    exportdb("assume_constant_result", xfail=needs(
-        "torch._dynamo.assume_constant_result (a torch.compile decorator, the identity when run "
-        "eagerly; gradserve has no torch._dynamo)", "line 1: the run ends with "
-        "ModuleNotFoundError: No module named 'torch._dynamo'; 'torch' is not a package")),
+    exportdb("assume_constant_result"),
     exportdb("autograd_function"),
     exportdb("class_method"),
     exportdb("cond_branch_class_method"),
@@ -262,11 +253,7 @@ EXAMPLES: tuple[Example, ...] = (
     exportdb("dynamic_shape_assert"),
     exportdb("dynamic_shape_constructor"),
     exportdb("dynamic_shape_if_guard"),
-    exportdb("dynamic_shape_map", xfail=needs(
-        "functorch.experimental.control_flow.map (torch's `map` higher-order op, applying a "
-        "function over the first dim and stacking the results; gradserve has none)",
-        "line 1: the run ends with ImportError: cannot import name 'map' from "
-        "'functorch.experimental.control_flow' (unknown location)")),
+    exportdb("dynamic_shape_map"),
     exportdb("dynamic_shape_round"),
     exportdb("dynamic_shape_slicing"),
     exportdb("dynamic_shape_view"),
@@ -277,10 +264,7 @@ EXAMPLES: tuple[Example, ...] = (
     exportdb("nested_function"),
     exportdb("null_context_manager"),
     exportdb("optional_input"),
-    exportdb("pytree_flatten", xfail=needs(
-        "torch.utils._pytree (tree_flatten; gradserve has no torch.utils._pytree)",
-        "line 1: the run ends with ImportError: cannot import name '_pytree' from "
-        "'<unknown module name>' (unknown location)")),
+    exportdb("pytree_flatten"),
     exportdb("scalar_output"),
     exportdb("specialized_attribute"),
     exportdb("static_for_loop"),
