@@ -329,6 +329,15 @@ defop("leaky_relu", lambda x, negative_slope=0.01: np.where(x > 0, x, x * negati
       attrs=(AttrSpec("negative_slope", "float", 0.01),), dtype=FLOAT,
       doc="input if input > 0 else negative_slope * input",
       out_bound=temporaries(broadcast_shape, results=2))
+# torch's _prelu_kernel: F.prelu's op once the weight is shaped to broadcast over the channel
+# dim (surface/nn_functional.prelu). The kernel's backward: where(input > 0, grad, weight * grad)
+# for the input, where(input > 0, 0, input * grad) for the weight (summed to its shape).
+defop("_prelu_kernel", lambda x, w: np.where(x > 0, x, w * x),
+      lambda ns, g, out, x, w: ns.where(x > 0, g, w * g),
+      lambda ns, g, out, x, w: ns.where(x > 0, 0.0, x * g),
+      saves=("input weight", "input"), inputs=("input", "weight"), dtype=PROMOTE, method=False,
+      doc="input if input > 0 else weight * input (weight broadcast over input)",
+      out_bound=temporaries(broadcast_shape, results=2))
 defop("elu", lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
       lambda ns, g, out, x, alpha: ns.where(x > 0, g, g * (out + alpha)),
       saves="result input",

@@ -150,6 +150,7 @@ for _name in ("reciprocal", "sqrt", "rsqrt", "exp", "expm1", "log", "log1p", "lo
               "asinh", "acosh", "atanh", "erf", "erfc", "silu"):
     _elementwise(_name, 1, _TO_FLOAT)
 _elementwise("leaky_relu", 1, _TO_FLOAT, attrs={"negative_slope": _float})
+_elementwise("_prelu_kernel", 2, _PROMOTE)
 _elementwise("elu", 1, _TO_FLOAT, attrs={"alpha": _float})
 _elementwise("softplus", 1, _TO_FLOAT, attrs={"beta": _float, "threshold": _float})
 _elementwise("gelu", 1, _TO_FLOAT, attrs={"approximate": lambda v: _choice(v, ("none", "tanh"))})

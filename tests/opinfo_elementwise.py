@@ -84,6 +84,10 @@ ARITHMETIC = [
     OpInfo("mul", lambda x, y: x * y,
            binary_samples() + [Sample((ints((2, 3)), (3,))),
                                Sample((mask((2, 3)), ints((3,))))]),
+    OpInfo("_prelu_kernel", torch._prelu_kernel,
+           [Sample(((2, 3, 4), (3, 1))), Sample(((2, 3, 4, 2), (3, 1, 1))), Sample(((4,), (1,))),
+            Sample(((2, 3), ())),
+            Sample(((2, 3), (3,)), {}, (True, False)), Sample(((5,), (5,)), {}, (False, True))]),
     # torch's C++ Scalar overloads (what its composite ops call): MulBackward1, DivBackward1
     OpInfo("mul_scalar", lambda x, other: torch.ops.aten.mul.Scalar(x, other),
            [Sample(((2, 3),), {"other": 2.5}), Sample(((),), {"other": -2}),
