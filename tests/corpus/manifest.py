@@ -56,17 +56,32 @@ ADDMM = needs("linear composed as torch composes it through a session: torch's l
 TRILINEAR = needs("torch's _trilinear (its float32 summation order, and the bias added last: "
                   "grad_fn AddBackward0 where gradserve's final reshape gives ViewBackward0; "
                   "no branch builds it)", "line 7: torch '-6.4894', gradserve '-6.4893'")
+# torch 2.13's CPU convolution in float32, as measured (README.md, the corpus's "What does not
+# yet" list): slow_conv2d (a batch of 1 here) is im2col then MKL's sgemm with the bias as C; the
+# output channels in MKL's full 8-wide blocks are a sequential FMA chain over the C*kh*kw
+# products from 0, then + bias (bit-exact in numpy), the remaining channels another kernel
+# (none of a dozen candidate orders matched all values); a batch > 1 goes to oneDNN's JIT
+# kernel, whose blocking depends on the shapes and the ISA.
 PRELU = needs("conv2d rounded as torch's CPU convolution rounds in float32 (nn.PReLU is "
-              "gradserve's now; the conv's output differs in the last printed digit in 10 of the "
-              "149 lines)", "line 48: torch '7.1005e-01', gradserve '7.1006e-01'")
-
-
-LAYER_NORM = needs("torch's fused layer norm (its float32 rounding, and grad_fn "
-                   "NativeLayerNormBackward0 where gradserve's composition gives AddBackward0; "
-                   "no branch builds it)", "line 3: torch '1.8629e-04', gradserve '1.8625e-04'")
-CONV_ROUNDING = needs("conv2d rounded as torch's CPU convolution rounds in float32 (no branch "
-                      "builds it)", "line 27 (the log-softmax of the conv's output): torch "
-                      "'-1.3179', gradserve '-1.3180'")
+              "gradserve's now): the example's conv is torch's slow_conv2d (MKL sgemm) with 10 "
+              "output channels, of which 8 gradserve could reproduce and 2 fall in MKL's tail "
+              "kernel, whose order is not known; 10 of the 149 lines differ",
+              "line 48: torch '7.1005e-01', gradserve '7.1006e-01'")
+LAYER_NORM = needs("torch's fused layer norm: its CPU kernel takes each row's mean and "
+                   "variance from RowwiseMoments (Welford over 8-lane vectors in chunks of 16, "
+                   "cascaded; the N % 8 tail by scalar Welford; the lanes merged last), then "
+                   "y = fma((x - mean) * rstd, gamma, beta), grad_fn NativeLayerNormBackward0 "
+                   "where gradserve's composition gives AddBackward0. Measured: the last step is "
+                   "bit-exact given torch's mean and rstd, and a numpy emulation of "
+                   "RowwiseMoments matches torch's mean on every row and rstd on every row whose "
+                   "length is a multiple of 8, but its variance is 1 ulp off on ~1% of rows with "
+                   "a tail (5 of 400 rows of 500, as this example's), so no fused op is built",
+                   "line 3: torch '1.8629e-04', gradserve '1.8625e-04'")
+CONV_ROUNDING = needs("conv2d rounded as torch's CPU convolution rounds in float32: the "
+                      "example's conv (a batch of 5) is oneDNN's (torch's Mkldnn backend), a "
+                      "JIT kernel whose summation order depends on the shapes and the CPU",
+                      "line 27 (the log-softmax of the conv's output): torch '-1.3179', "
+                      "gradserve '-1.3180'")
 NO_FUNCTION = needs(f"custom torch.autograd.Function ({EXTEND})",
                     "line 1: the run ends with ImportError: cannot import name 'Function' from "
                     "'<unknown module name>' (unknown location)")
