@@ -150,3 +150,25 @@ def test_dynamo_decorators_run_eagerly_as_torchs(gradserve_lib: Any):
         assert d.disable(reason="why")(f)(2) == 3
         assert d.is_compiling() is False
         assert d.graph_break() is None
+
+
+def _map_with_grad(t: Any, hmap: Any) -> list[Any]:
+    xs = t.tensor(np.arange(6, dtype=np.float32).reshape(3, 2) / 4, requires_grad=True)
+    y = t.tensor([0.5, -1.0], requires_grad=True)
+    out, extra = hmap(lambda x, y: (x * y, {"s": (x * x).sum()}), xs, y)
+    names = [type(r.grad_fn).__name__ if not hasattr(r.grad_fn, "name") else r.grad_fn.name()
+             for r in (out, extra["s"])]
+    (out.sum() + (extra["s"] * 2).sum()).backward()
+    gx, = t.autograd.grad(hmap(lambda x: x.sin(), xs).sum(), xs, create_graph=True)
+    second, = t.autograd.grad((gx * gx).sum(), xs)
+    with t.no_grad():
+        plain = hmap(lambda x, y: x + y, xs, y)
+    return [names, repr(out), repr(extra), repr(xs.grad), repr(y.grad), gx.requires_grad,
+            repr(gx.detach()), repr(second), repr(plain)]
+
+
+def test_map_records_one_node_and_differentiates_as_torch(gradserve_lib: Any):
+    from functorch.experimental.control_flow import map as tmap
+
+    assert _map_with_grad(gradserve_lib, gradserve_lib._higher_order_ops.map) == _map_with_grad(
+        torch, tmap)
