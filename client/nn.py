@@ -58,6 +58,9 @@ class SessionNNBackend(RemoteBackend):
     def dtype_of(self, tensor: Any) -> Any:
         return tensor.dtype
 
+    def scalar_add(self, tensor: Any, scalar: float) -> Any:
+        return self.owner.add_scalar(tensor, scalar)
+
     def scalar_mul(self, tensor: Any, scalar: float) -> Any:
         return self.owner.mul_scalar(tensor, scalar)
 

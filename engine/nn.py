@@ -70,6 +70,9 @@ class EngineNNBackend(EngineBackend):
     def dtype_of(self, tensor: Any) -> Any:
         return tensor.dtype
 
+    def scalar_add(self, tensor: Any, scalar: float) -> Any:
+        return self.torch.add_scalar(tensor, scalar)
+
     def scalar_mul(self, tensor: Any, scalar: float) -> Any:
         return self.torch.mul_scalar(tensor, scalar)
 

@@ -118,9 +118,10 @@ defop("div", np.true_divide,
       out_shape=broadcast_shape)
 
 
-# torch's C++ Scalar overloads, mul(Tensor, Scalar) and div(Tensor, Scalar): what its composite
-# ops (cross_entropy, label smoothing) call, recording MulBackward1 / DivBackward1 where Python's
-# `x * 2` wraps the number as a tensor (MulBackward0). The number is an attribute, not an input.
+# torch's C++ Scalar overloads, add/mul/div(Tensor, Scalar): what its composite ops
+# (cross_entropy, label smoothing) call, recording AddBackward1 / MulBackward1 / DivBackward1
+# where Python's `x * 2` wraps the number as a tensor (MulBackward0). The number is an attribute,
+# not an input.
 def _scalar_overload_dtype(to_float: bool) -> Any:
     def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any]:
         d = promote_args((*args, attrs["other"]))
@@ -129,6 +130,12 @@ def _scalar_overload_dtype(to_float: bool) -> Any:
     return rule
 
 
+defop("add_scalar", lambda x, other: np.add(x, other),
+      lambda ns, g, out, x, other: g,
+      saves="", attrs=(AttrSpec("other", "scalar", required=True),),
+      dtype=_scalar_overload_dtype(False), backward="AddBackward1", method=False,
+      doc="input + other for a number other: torch's C++ add(Tensor, Scalar) (AddBackward1)",
+      out_shape=lambda x, other: x.shape)
 defop("mul_scalar", lambda x, other: np.multiply(x, other),
       lambda ns, g, out, x, other: ns.mul_scalar(g, other=other),
       saves="", attrs=(AttrSpec("other", "scalar", required=True),),

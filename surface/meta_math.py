@@ -98,7 +98,7 @@ for _name in ("lt", "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "
 
 
 def _scalar_overload(name: str, tensor_op: str) -> None:
-    """mul_scalar / div_scalar: the op of `tensor_op`'s rule with the number attribute `other`
+    """add_scalar / mul_scalar / div_scalar: the op of `tensor_op`'s rule with the number attribute `other`
     as its second operand (a Python scalar)."""
     @_rule(name)
     def rule(inputs: Sequence[Any], given: Mapping[str, Any], grad: bool) -> list[Meta]:
@@ -109,6 +109,7 @@ def _scalar_overload(name: str, tensor_op: str) -> None:
         return RULES[tensor_op]([inputs[0], _scalar(other)], {}, grad)
 
 
+_scalar_overload("add_scalar", "add")
 _scalar_overload("mul_scalar", "mul")
 _scalar_overload("div_scalar", "div")
 

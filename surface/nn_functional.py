@@ -411,7 +411,8 @@ def _cross_entropy_probs(be: NNBackend, logp: Any, xs: tuple[int, ...], target: 
     # torch's cross_entropy_loss_prob_target, op for op (so grad_fns match).
     n_classes = xs[class_dim]
     if label_smoothing > 0.0:
-        target = target * (1 - label_smoothing) + per_class(label_smoothing, n_classes)
+        target = be.scalar_add(be.scalar_mul(target, 1 - label_smoothing),
+                               per_class(label_smoothing, n_classes))
     prod = logp * target
     if weight is not None:
         ws = tuple(be.shape(weight))

@@ -88,7 +88,11 @@ ARITHMETIC = [
            [Sample(((2, 3, 4), (3, 1))), Sample(((2, 3, 4, 2), (3, 1, 1))), Sample(((4,), (1,))),
             Sample(((2, 3), ())),
             Sample(((2, 3), (3,)), {}, (True, False)), Sample(((5,), (5,)), {}, (False, True))]),
-    # torch's C++ Scalar overloads (what its composite ops call): MulBackward1, DivBackward1
+    # torch's C++ Scalar overloads (what its composite ops call): AddBackward1, MulBackward1,
+    # DivBackward1
+    OpInfo("add_scalar", lambda x, other: torch.ops.aten.add.Scalar(x, other),
+           [Sample(((2, 3),), {"other": 2.5}), Sample(((),), {"other": -2}),
+            Sample((ints((2, 3)),), {"other": 3}), Sample((ints((3,)),), {"other": 0.5})]),
     OpInfo("mul_scalar", lambda x, other: torch.ops.aten.mul.Scalar(x, other),
            [Sample(((2, 3),), {"other": 2.5}), Sample(((),), {"other": -2}),
             Sample((ints((2, 3)),), {"other": 3}), Sample((ints((3,)),), {"other": 0.5})]),
