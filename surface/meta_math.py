@@ -98,8 +98,8 @@ for _name in ("lt", "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "
 
 
 def _scalar_overload(name: str, tensor_op: str) -> None:
-    """add_scalar / mul_scalar / div_scalar: the op of `tensor_op`'s rule with the number attribute `other`
-    as its second operand (a Python scalar)."""
+    """add_scalar / mul_scalar / div_scalar: `tensor_op`'s rule with the number attribute
+    `other` as its second operand (a Python scalar)."""
     @_rule(name)
     def rule(inputs: Sequence[Any], given: Mapping[str, Any], grad: bool) -> list[Meta]:
         other = given.get("other", _MISSING)
