@@ -54,8 +54,11 @@ ADDMM = needs("linear composed as torch composes it through a session: torch's l
               "needs the input's shape, a round trip per layer",
               "line 9: torch 'grad_fn=<AddmmBackward0>)', gradserve 'grad_fn=<AddBackward0>)'")
 TRILINEAR = needs("torch's _trilinear (its float32 summation order, and the bias added last: "
-                  "grad_fn AddBackward0 where gradserve's final reshape gives ViewBackward0; "
-                  "no branch builds it)", "line 7: torch '-6.4894', gradserve '-6.4893'")
+                  "grad_fn AddBackward0 where gradserve's final reshape gives ViewBackward0). "
+                  "Measured: bias added last to torch's _trilinear is bit-exact, but _trilinear "
+                  "is two sum-products through MKL's sgemm/bmm, whose order a sequential-FMA "
+                  "emulation does not reproduce (3238 of this example's 5120 values differ)",
+                  "line 7: torch '-6.4894', gradserve '-6.4893'")
 # torch 2.13's CPU convolution in float32, as measured (README.md, the corpus's "What does not
 # yet" list): slow_conv2d (a batch of 1 here) is im2col then MKL's sgemm with the bias as C; the
 # output channels in MKL's full 8-wide blocks are a sequential FMA chain over the C*kh*kw
