@@ -7,14 +7,15 @@ torch 2.13.0 (MKL 2024.2, AVX2, AMD EPYC, 2 threads) with probes that reveal the
 of each output element (two products of +-2**40 among ones: the result counts the terms added
 after the two meet) and thousands of random shapes (docs/internals.md "Matrix products"):
 
-- with n rows (a multiple of 4) and m >= 12 columns in the result, every element is a chain of
-  fused multiply-adds `acc = fma(x[i, t], y[t, j], acc)` over k, from 0, in blocks:
+- with n rows (4 or 8, or 12 and more) and m >= 12 columns in the result, every element is a
+  chain of fused multiply-adds `acc = fma(x[i, t], y[t, j], acc)` over k, from 0, in blocks:
   one block up to k = 192; two halves of k // 2 up to k = 384 (an odd k leaves its last term as
   a third block of one); beyond that, blocks of 192 and the rest. Each block starts from 0 and
   is added to the result in float32; `addmm`'s bias (beta = alpha = 1) is added to the first.
   This holds whatever the operands' strides (nn, nt, tn, tt).
 - other shapes go through other kernels (non-fused sequential sums, several accumulators, gemv
-  for one column); those are not reproduced and stay numpy's `matmul`.
+  for one column), and with 5-11 rows the rows past a multiple of 4 depend on how torch's
+  threads split the work; those are not reproduced and stay numpy's `matmul`.
 
 The FMA is float64 arithmetic (a float32 product is exact there) rounded to float32, with the
 rare sums that land exactly halfway between two float32s redone exactly (`distributions`' round
@@ -72,7 +73,8 @@ def reproducible(x: np.ndarray, y: np.ndarray) -> bool:
     m = y.shape[1]
     if cascade.VECTOR_BYTES != 32:  # measured with torch's AVX2 kernels only
         return False
-    return n >= 4 and n % 4 == 0 and m >= 12 and 0 < k and n * m * k <= EXACT_WORK
+    rows_known = n >= 12 or (n >= 4 and n % 4 == 0)  # 5-11 rows: split over torch's threads
+    return rows_known and m >= 12 and 0 < k and n * m * k <= EXACT_WORK
 
 
 def _chain(x64: np.ndarray, y64: np.ndarray, acc: np.ndarray | None, tiny: bool) -> np.ndarray:

@@ -1,9 +1,9 @@
 """The engine's float32 matrix products round exactly as torch's CPU ones (engine/gemm.py).
 
-Where `gemm.reproducible` holds (a result with a multiple of 4 rows and at least 12 columns, on
-torch's AVX2 kernels), mm, addmm, matmul, linear and the transposed layouts of the backward are
-compared with torch bit for bit on the same values; numpy's BLAS adds in another order and
-differs in the last bits for most of these inputs.
+Where `gemm.reproducible` holds (a result with 4, 8 or at least 12 rows and at least 12
+columns, on torch's AVX2 kernels), mm, addmm, matmul, linear and the transposed layouts of the
+backward are compared with torch bit for bit on the same values; numpy's BLAS adds in another
+order and differs in the last bits for most of these inputs.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ pytestmark = pytest.mark.skipif(cascade.VECTOR_BYTES != 32,
 # k at and around the block boundaries (one block to 192, two halves to 384, then 192s)
 SHAPES = [(4, 1, 12), (4, 7, 13), (8, 33, 16), (12, 100, 20), (16, 191, 64), (4, 192, 100),
           (8, 193, 17), (20, 255, 12), (4, 256, 33), (32, 383, 24), (8, 384, 40), (12, 385, 16),
-          (4, 577, 12), (64, 600, 32), (8, 784, 256), (256, 20, 64), (128, 1024, 16)]
+          (4, 577, 12), (64, 600, 32), (8, 784, 256), (256, 20, 64), (128, 1024, 16),
+          (13, 50, 12), (30, 200, 20), (101, 385, 16), (255, 30, 64)]
 
 
 @pytest.fixture(autouse=True)
@@ -99,8 +100,8 @@ def test_random_shapes_and_scales() -> None:
     """Random shapes in the reproducible class, values over several binades."""
     rng = np.random.default_rng(5)
     differs_from_numpy = 0
-    for trial in range(60):
-        n, m = 4 * int(rng.integers(1, 33)), int(rng.integers(12, 200))
+    for trial in range(40):
+        n, m = int(rng.choice([4, 8, *range(12, 130)])), int(rng.integers(12, 200))
         k = int(rng.integers(1, 500))
         scale = (1.0, 1e-3, 1e4)[trial % 3]
         a, ex, tx = _pair(rng, (n, k), scale)
@@ -110,7 +111,7 @@ def test_random_shapes_and_scales() -> None:
         assert _same(ex @ ey, expected), (n, k, m)
         assert _same(ge.addmm(eb, ex, ey), torch.addmm(tb, tx, ty)), (n, k, m)
         differs_from_numpy += not np.array_equal(a @ b, expected.numpy())
-    assert differs_from_numpy > 30  # what the exact path is for: numpy's order is another
+    assert differs_from_numpy > 20  # what the exact path is for: numpy's order is another
 
 
 def test_halfway_subnormal_and_nonfinite_sums() -> None:
