@@ -37,6 +37,7 @@ KC = 192  # MKL's k block for these kernels, measured
 _F32 = np.float32
 _LOW29 = 0x1FFFFFFF  # the float64 mantissa bits float32 drops
 _HALF29 = 0x10000000  # ...when they make the value a float32 midpoint
+_BAND_ELEMENTS = 1 << 15  # result elements per band of rows (float64 buffers of 256 KiB)
 EXACT_WORK = 1 << 22  # the largest n * m * k done exactly (set_exact_work); ~20 ms here
 
 
@@ -133,17 +134,29 @@ def torch_mm(x: np.ndarray, y: np.ndarray, bias: np.ndarray | None = None) -> np
     Returns:
         The (n, m) float32 product.
     """
+    n, m = x.shape[0], y.shape[1]
+    out = np.empty((n, m), _F32)
+    full_bias = None if bias is None else np.broadcast_to(bias, (n, m))
+    rows = max(1, _BAND_ELEMENTS // m)  # a band of rows at a time: the buffers stay in cache
     with np.errstate(over="ignore", invalid="ignore"):
         tiny = _may_be_tiny(x, y)
-        x64, y64 = x.astype(np.float64), y.astype(np.float64)
-        out: np.ndarray | None = None
-        start = 0
-        for length in k_blocks(x.shape[1]):
-            part = _chain(x64[:, start:start + length], y64[start:start + length], None, tiny)
-            if out is None:
-                out = part if bias is None else np.add(part, bias, dtype=_F32)
-            else:
-                out += part
-            start += length
-        assert out is not None
-        return out
+        y64 = y.astype(np.float64)
+        for r in range(0, n, rows):
+            band = None if full_bias is None else full_bias[r:r + rows]
+            out[r:r + rows] = _blocks(x[r:r + rows].astype(np.float64), y64, band, tiny)
+    return out
+
+
+def _blocks(x64: np.ndarray, y64: np.ndarray, bias: np.ndarray | None, tiny: bool) -> np.ndarray:
+    """The k blocks' chains, each from 0, added in order; the bias to the first."""
+    total: np.ndarray | None = None
+    start = 0
+    for length in k_blocks(x64.shape[1]):
+        part = _chain(x64[:, start:start + length], y64[start:start + length], None, tiny)
+        if total is None:
+            total = part if bias is None else np.add(part, bias, dtype=_F32)
+        else:
+            total += part
+        start += length
+    assert total is not None  # k >= 1: at least one block
+    return total
