@@ -149,3 +149,30 @@ def test_k_blocks_cover_k() -> None:
     for k in range(1, 2000):
         blocks = gemm.k_blocks(k)
         assert sum(blocks) == k and all(0 < b <= gemm.KC for b in blocks)
+
+
+def test_linear_training_losses_match_torch(gradserve_lib: object) -> None:
+    """Three SGD steps of Linear(64 -> 16) on a batch of 32 (k <= 192: through a session the
+    bias added after the product rounds as addmm's): every loss and the final weight are torch's,
+    in process and through a session."""
+    rng = np.random.default_rng(8)
+    data = [rng.standard_normal(s).astype(np.float32) for s in ((32, 64), (16, 64), (16,),
+                                                                (32, 16))]
+    runs = []
+    for mod in (torch, gradserve_lib):
+        x, w, b, target = (mod.tensor(a.copy()) for a in data)  # type: ignore[attr-defined]
+        w.requires_grad_(True)
+        b.requires_grad_(True)
+        losses = []
+        for _ in range(3):
+            out = mod.nn.functional.linear(x, w, b)  # type: ignore[attr-defined]
+            loss = ((out - target) * (out - target)).sum()
+            loss.backward()
+            losses.append(loss.item())
+            with mod.no_grad():  # type: ignore[attr-defined]
+                w -= 0.001 * w.grad
+                w.grad = None
+                b.grad = None
+        runs.append((losses, w.detach().numpy()))
+    assert runs[0][0] == runs[1][0]
+    assert np.array_equal(runs[0][1], runs[1][1])
