@@ -151,6 +151,9 @@ def _matmul_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
         return ns.einsum([x, g], equation="...nk,...n->k")
     if x.ndim == 1:
         return ns.einsum([x, g], equation="k,...m->...km")
+    if x.ndim >= 3 and y.ndim == 2:  # torch folds x into one (rows, k) matrix: one mm, so
+        flat_x = ns.reshape(x, shape=(-1, x.shape[-1]))  # its sum over the batch is the mm's
+        return ns.mm(_mT(ns, flat_x), ns.reshape(g, shape=(-1, g.shape[-1])))
     return ns.matmul(_mT(ns, x), g)
 
 

@@ -79,6 +79,14 @@ def test_batched_input_folds_into_one_mm() -> None:
     _, eb, tb = _pair(rng, (24,))
     assert _same(ex @ ey, tx @ ty)
     assert _same(ge.nn.functional.linear(ex, ew, eb), torch.nn.functional.linear(tx, tw, tb))
+    grads = []
+    for mod, a, b in ((ge, ex, ey), (torch, tx, ty)):
+        a, b = a.detach().requires_grad_(True), b.detach().requires_grad_(True)
+        ((a @ b) * mod.tensor(np.linspace(-1, 1, 96, dtype=np.float32).reshape(3, 4, 8)
+                              .repeat(3, axis=2))).sum().backward()
+        grads.append((a.grad.numpy(), b.grad.numpy()))  # y's: one folded mm, as torch's
+    assert np.array_equal(grads[0][0], grads[1][0])
+    assert np.array_equal(grads[0][1], grads[1][1])
 
 
 def test_linear_gradients_bit_for_bit() -> None:
