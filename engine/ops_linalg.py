@@ -239,7 +239,8 @@ def _addmm(bias: Any, x: Any, y: Any, beta: Any = 1, alpha: Any = 1) -> Any:
     out = _addmm_shape(bias, x, y)
     if beta == 1 and alpha == 1 and bias.dtype == x.dtype and gemm.reproducible(x, y):
         return gemm.torch_mm(x, y, bias)  # MKL adds the bias to the first k block's sum
-    product = _product(x, y)
+    # beta = 0 is torch's plain product; another alpha or beta is not in MKL's known order
+    product = _product(x, y) if alpha == 1 and beta == 0 else np.matmul(x, y)
     if alpha != 1:
         product = product * np.asarray(alpha, product.dtype)
     if beta == 0:  # torch ignores input then, NaN and inf included
