@@ -5,7 +5,7 @@ them) to MKL's `sgemm`. Which kernel MKL runs, and so the order of the additions
 shape; numpy's OpenBLAS adds in yet another order, so the last bits differ. Measured against
 torch 2.13.0 (MKL 2024.2, AVX2, AMD EPYC, 2 threads) with probes that reveal the summation tree
 of each output element (two products of +-2**40 among ones: the result counts the terms added
-after the two meet) and thousands of random shapes (docs/internals.md "Matrix products"):
+after the two meet) and hundreds of random shapes (docs/internals.md "Matrix products"):
 
 - with n rows (4 or 8, or 12 and more) and m >= 12 columns in the result, every element is a
   chain of fused multiply-adds `acc = fma(x[i, t], y[t, j], acc)` over k, from 0, in blocks:
