@@ -20,8 +20,8 @@ after the two meet) and hundreds of random shapes (docs/internals.md "Matrix pro
 The FMA is float64 arithmetic (a float32 product is exact there) rounded to float32, with the
 rare sums that land exactly halfway between two float32s redone exactly (`distributions`' round
 to odd); when products could fall below float32's normal range every step is an exact `fma32`.
-The chain costs a few numpy passes over the n x m result per term of k (about 5-10 ns per
-multiply-add against BLAS's 0.05), so it runs only when n * m * k is at most `EXACT_WORK`
+The chain costs a few numpy passes over the n x m result per term of k (about 3-12 ns per
+multiply-add against BLAS's 0.05-0.2), so it runs only when n * m * k is at most `EXACT_WORK`
 (2**22 unless `set_exact_work` changes it; 0 turns it off): above that, numpy's BLAS, whose
 last bits then differ from torch's.
 """
