@@ -1,35 +1,48 @@
-"""Server-side optimizers with torch.optim's signatures: `session.optim.SGD(params, lr=...)`,
-`session.optim.Adam(params, ...)`, `AdamW`, `RMSprop` and `Adagrad`.
+"""torch.optim for sessions: the subclassable base `session.optim.Optimizer` (a user-defined
+optimizer's `step()` records ordinary ops), and server-side optimizers with torch.optim's
+signatures: `session.optim.SGD(params, lr=...)`, `session.optim.Adam(params, ...)`, `AdamW`,
+`RMSprop` and `Adagrad`.
 
 Each session gets its own subclasses (`bind`), so `SGD(params, lr)` needs no session argument,
 `isinstance(opt, session.optim.SGD)` works, and a wrong keyword fails as in torch
 ("SGD.__init__() got an unexpected keyword argument 'x'"). Creating, `step()` and `zero_grad()`
 are recorded like ops; ranges (`lr >= 0`, betas in [0, 1), ...) are checked by the server's
-engine with torch's messages. `foreach` is accepted and has no effect (the server runs torch's
-single-tensor algorithm); `differentiable`, `fused` and `capturable` are refused when set, as
-the server has no such variants.
+engine with torch's messages. `param_groups` are torch's plain dicts: a hyperparameter changed
+there (by the program or an lr scheduler) goes to the server with the next `step()`, in the same
+instruction, so a step costs no extra round trip. `foreach` is accepted and has no effect (the
+server runs torch's single-tensor algorithm); `differentiable`, `fused` and `capturable` are
+refused when set, as the server has no such variants.
 """
 
 from __future__ import annotations
 
+import types
 import weakref
 from typing import Any
 
-from gradserve.surface import grad_mode
+from gradserve.surface import grad_mode, lr_scheduler
+from gradserve.surface import optim as _surface
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
 from .tensor import Tensor
 
 
-class Optimizer:
+class Optimizer(_surface.Optimizer):
+    """torch.optim.Optimizer over session tensors: subclass it and write `step()` with ordinary
+    tensor ops (recorded like any others); the base of the server-side optimizers too."""
+
+    _tensor_type = Tensor
+
+
+class ServerOptimizer(Optimizer):
     """A server-side optimizer over session tensors (base of SGD, Adam, AdamW, RMSprop, Adagrad).
 
     Attributes: `params` (the client tensors of the first parameter group, in order), `handle`
-    (the server's optimizer handle), `options` (the algorithm message as created: `SgdOptions`,
-    `AdamOptions`, ...), `param_groups` (torch's list of dicts, each group's hyperparameters as
-    created). The server's optimizer has one group: each further parameter group is an
-    optimizer of its own on the server, which `step()` and `zero_grad()` drive too.
+    (the server's optimizer handle), `options` (the algorithm message last sent: `SgdOptions`,
+    `AdamOptions`, ...), `param_groups` (torch's list of dicts). The server's optimizer has one
+    group: each further parameter group is an optimizer of its own on the server, which
+    `step()` and `zero_grad()` drive too.
     """
 
     _session: Any  # set by `bind`
@@ -53,16 +66,40 @@ class Optimizer:
                 raise ValueError("some parameters appear in more than one parameter group")
             seen.update(id(p) for p in group["params"])
         kind = create.WhichOneof("algorithm")
-        defaults = getattr(create, kind)  # SgdOptions, AdamOptions, RmspropOptions, ...
-        self.param_groups: list[ParamGroup] = []
-        self._extra: list[Optimizer] = []
-        for i, group in enumerate(groups):
-            options = _group_options(defaults, group)
-            target = self if i == 0 else type(self).__new__(type(self))
-            target._start(group["params"], spb.CreateOptimizer(**{kind: options}))
-            self.param_groups.append(ParamGroup({**_options_dict(options), **group}))
-            if i:
-                self._extra.append(target)
+        self._defaults_message = getattr(create, kind)  # SgdOptions, AdamOptions, ...
+        self.defaults = _options_dict(self._defaults_message)
+        self.param_groups: list[dict[str, Any]] = []
+        self._extra: list[ServerOptimizer] = []
+        for group in groups:
+            self._add_group(group)
+
+    def _add_group(self, group: dict[str, Any]) -> None:
+        """Create the server optimizer of a further parameter group (the first is `self`)."""
+        kind = self._defaults_message.DESCRIPTOR.name
+        options = _group_options(self._defaults_message, group)
+        target = type(self).__new__(type(self)) if self.param_groups else self
+        target._start(group["params"], spb.CreateOptimizer(**{_KIND[kind]: options}))
+        self.param_groups.append(group)
+        for key, value in _options_dict(options).items():
+            group.setdefault(key, value)
+        if target is not self:
+            self._extra.append(target)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """optimizer.add_param_group(group): a further server optimizer, stepped with this one.
+
+        Raises:
+            TypeError: not a dict, or a param that is not a tensor (torch's text).
+            ValueError: a parameter already in a group (torch's text).
+        """
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group)}")
+        ps = param_group.get("params")
+        param_group["params"] = [ps] if isinstance(ps, Tensor) else list(ps or ())
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in param_group["params"]):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self._add_group(param_group)
 
     def _start(self, params: list[Any], create: spb.CreateOptimizer) -> None:
         """Create this optimizer on the server over `params` as `create` says."""
@@ -78,6 +115,7 @@ class Optimizer:
             session._value(p, graph_pb2.Value(), "optimizer parameter")
         kind = create.WhichOneof("algorithm")
         self.options = getattr(create, kind)  # SgdOptions, AdamOptions, RmspropOptions, ...
+        self._sent = _options_dict(self.options)  # the hyperparameters the server has
         self.handle = next(session._handles)
         with session._recorder.lock:
             m = session._record().create_optimizer
@@ -96,11 +134,21 @@ class Optimizer:
             with grad_mode.enable_grad():
                 loss = closure()
         s = self._session
-        for opt in (self, *self._extra):
-            s._record().optimizer_step.optimizer = opt.handle
+        for opt, group in zip((self, *self._extra), self.param_groups):
+            m = s._record().optimizer_step
+            m.optimizer = opt.handle
+            if any(group.get(k, v) != v for k, v in opt._sent.items()):
+                opt._send_hyperparameters(group, m)
         s._epoch += 1
         s._after_record()
         return loss
+
+    def _send_hyperparameters(self, group: dict[str, Any], m: spb.OptimizerStep) -> None:
+        """Put `group`'s hyperparameters into the step `m` (they changed since the last one)."""
+        options = _group_options(self.options, group)
+        getattr(m, _KIND[options.DESCRIPTOR.name]).CopyFrom(options)
+        self.options = options
+        self._sent = _options_dict(options)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """optimizer.zero_grad(set_to_none)."""
@@ -128,17 +176,9 @@ class Optimizer:
         return f"{type(self).__name__}({fields})"
 
 
-class ParamGroup(dict):  # type: ignore[type-arg]
-    """One of `optimizer.param_groups`: torch's dict, whose hyperparameters are read-only here
-    (the server's optimizer keeps those it was created with; a silent change would be lost)."""
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if key in self and key != "params":
-            raise NotImplementedError(
-                f"changing a param group's {key!r} after the optimizer is created is not "
-                "supported by gradserve (the server keeps the hyperparameters it was created "
-                "with); create a new optimizer")
-        super().__setitem__(key, value)
+# the oneof field of each algorithm message (CreateOptimizer.algorithm, OptimizerStep's)
+_KIND = {"SgdOptions": "sgd", "AdamOptions": "adam", "RmspropOptions": "rmsprop",
+         "AdagradOptions": "adagrad"}
 
 
 # a param group's keys -> (options field, how to read it); betas fills two fields
@@ -178,7 +218,7 @@ def _refuse(algorithm: str, **flags: Any) -> None:
                                       "gradserve (the server runs torch's single-tensor algorithm)")
 
 
-class SGD(Optimizer):
+class SGD(ServerOptimizer):
     """torch.optim.SGD."""
 
     def __init__(self, params: Any, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
@@ -192,7 +232,7 @@ class SGD(Optimizer):
         super().__init__(params, spb.CreateOptimizer(sgd=opts))
 
 
-class Adam(Optimizer):
+class Adam(ServerOptimizer):
     """torch.optim.Adam (with AMSGrad, maximize and decoupled weight decay)."""
 
     def __init__(self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -223,7 +263,7 @@ class AdamW(Adam):
                          decoupled_weight_decay=True)
 
 
-class RMSprop(Optimizer):
+class RMSprop(ServerOptimizer):
     """torch.optim.RMSprop (with momentum, centered and maximize)."""
 
     def __init__(self, params: Any, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
@@ -237,7 +277,7 @@ class RMSprop(Optimizer):
         super().__init__(params, spb.CreateOptimizer(rmsprop=opts))
 
 
-class Adagrad(Optimizer):
+class Adagrad(ServerOptimizer):
     """torch.optim.Adagrad (with lr_decay, weight decay and maximize)."""
 
     def __init__(self, params: Any, lr: float = 1e-2, lr_decay: float = 0,
@@ -252,13 +292,21 @@ class Adagrad(Optimizer):
         super().__init__(params, spb.CreateOptimizer(adagrad=opts))
 
 
-def bind(cls: type[Optimizer], session: Any) -> type[Optimizer]:
+def namespace(session: Any) -> Any:
+    """`session.optim`: the Optimizer base, the server-side algorithms bound to `session`, and
+    lr_scheduler."""
+    bound = {cls.__name__: bind(cls, session)
+             for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
+    return types.SimpleNamespace(Optimizer=Optimizer, lr_scheduler=lr_scheduler, **bound)
+
+
+def bind(cls: type[ServerOptimizer], session: Any) -> type[ServerOptimizer]:
     """A subclass of `cls` whose instances live in `session` (session.optim.SGD, ...)."""
     return type(cls.__name__, (cls,), {"_session": session, "__qualname__": cls.__qualname__,
                                        "__module__": cls.__module__})
 
 
-def recreate(session: Any, params: list[Tensor], create: spb.CreateOptimizer) -> Optimizer:
+def recreate(session: Any, params: list[Tensor], create: spb.CreateOptimizer) -> ServerOptimizer:
     """An optimizer of `session` made by `create` as it is (algorithm, hyperparameters and
     state), over `params` (Client.restore)."""
     kind = create.WhichOneof("algorithm")
@@ -267,7 +315,9 @@ def recreate(session: Any, params: list[Tensor], create: spb.CreateOptimizer) ->
     else:
         cls = {"sgd": session.optim.SGD, "rmsprop": session.optim.RMSprop,
                "adagrad": session.optim.Adagrad}[kind]
-    opt: Optimizer = cls.__new__(cls)
+    opt: ServerOptimizer = cls.__new__(cls)
     opt._start(list(params), create)
-    opt.param_groups = [ParamGroup({**_options_dict(opt.options), "params": opt.params})]
+    opt._defaults_message = opt.options
+    opt.defaults = _options_dict(opt.options)
+    opt.param_groups = [{**_options_dict(opt.options), "params": opt.params}]
     return opt  # type: ignore[no-any-return]

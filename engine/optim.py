@@ -8,11 +8,14 @@ numpy arrays only (the server saves and restores it without pickle).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from gradserve.surface import lr_scheduler
+from gradserve.surface import optim as _surface
 from gradserve.surface.grad_mode import enable_grad, no_grad
 
 from . import errors
@@ -20,64 +23,31 @@ from .creation import tensor as _tensor
 from .tensor import Tensor
 
 
-class Optimizer:
-    """Base class: parameter groups, zero_grad, state and its (de)serialization."""
+class Optimizer(_surface.Optimizer):
+    """torch.optim.Optimizer over engine tensors (gradserve.surface.optim.Optimizer); the base of
+    SGD, Adam, AdamW, RMSprop, Adagrad and of user-defined optimizers."""
 
-    _defaults: dict[str, Any]
-    _state_keys: tuple[str, ...] = ()
+    _tensor_type = Tensor
+    _type_error = errors.InvalidTypeError
+    _value_error = errors.InvalidValueError
+    _state_keys: tuple[str, ...] = ()  # a built-in algorithm's state entries
 
-    def __init__(self, params: Any, defaults: dict[str, Any]):
-        self._defaults = defaults
-        self.defaults = dict(defaults)
-        self.state: dict[Tensor, dict[str, Any]] = {}
-        self.param_groups: list[dict[str, Any]] = []
-        if isinstance(params, Tensor):
-            raise errors.InvalidTypeError(
-                "params argument given to the optimizer should be an iterable of Tensors or "
-                f"dicts, but got {_type_name(params)}")
-        groups = list(params)
-        if not groups:
-            raise errors.InvalidValueError("optimizer got an empty parameter list")
-        if not isinstance(groups[0], dict):
-            groups = [{"params": groups}]
-        for g in groups:
-            self.add_param_group(g)
+    @staticmethod
+    def _validate(h: dict[str, Any]) -> None:
+        """Check hyperparameters with torch's constructor messages (each algorithm's own)."""
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group of parameters with its own hyper-parameters (defaults fill the rest)."""
-        group = dict(param_group)
-        ps = group["params"]
-        group["params"] = [ps] if isinstance(ps, Tensor) else list(ps)
-        for p in group["params"]:
-            if not isinstance(p, Tensor):
-                raise errors.InvalidTypeError(
-                    f"optimizer can only optimize Tensors, but one of the params is "
-                    f"{type(p).__name__}")
-            if not p.is_leaf:
-                raise errors.InvalidValueError("can't optimize a non-leaf Tensor")
-        for k, v in self._defaults.items():
-            group.setdefault(k, v)
-        seen = {id(p) for g in self.param_groups for p in g["params"]}
-        if any(id(p) in seen for p in group["params"]):
-            raise errors.InvalidValueError(
-                "some parameters appear in more than one parameter group")
-        self.param_groups.append(group)
+    def set_hyperparameters(self, group: int, values: dict[str, Any]) -> None:
+        """Replace param group `group`'s hyperparameters by `values` (a step's new ones).
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Reset every parameter's gradient: None, or zeros in place (set_to_none=False)."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                g = p.grad
-                if g is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    if g.grad_fn is not None:
-                        g.detach_()
-                    else:
-                        g.requires_grad_(False)
-                    g.zero_()
+        Args:
+            group: index into `param_groups`.
+            values: every hyperparameter of the algorithm, as its constructor takes them.
+
+        Raises:
+            ValueError: a value the constructor would refuse (torch's message).
+        """
+        self._validate(values)
+        self.param_groups[group].update(values)
 
     def step(self, closure: Any = None) -> Any:
         """One update of every parameter that has a gradient; returns closure() if given."""
@@ -104,8 +74,12 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """{'state': {index: {name: number | ndarray}}, 'param_groups': [{..., 'params': [index]}]}
 
-        Parameters are numbered across groups in order, as torch numbers them.
+        Parameters are numbered across groups in order, as torch numbers them. A built-in
+        algorithm's state holds numbers and numpy copies (the server saves it without pickle);
+        a user-defined optimizer's is torch's (its own objects).
         """
+        if not self._state_keys:
+            return super().state_dict()
         index = {id(p): i for i, p in enumerate(self._params())}
         state: dict[int, dict[str, Any]] = {}
         for p, s in self.state.items():
@@ -128,6 +102,9 @@ class Optimizer:
             ValueError: the groups or their sizes differ from this optimizer's (torch's text);
             RuntimeError: a saved array does not fit its parameter.
         """
+        if not self._state_keys:  # a user-defined optimizer: torch's generic load
+            super().load_state_dict(state_dict)
+            return
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise errors.InvalidValueError(
@@ -140,7 +117,7 @@ class Optimizer:
         for saved, mine in zip(groups, self.param_groups):
             for i, p in zip(saved["params"], mine["params"]):
                 by_index[i] = p
-        new_state: dict[Tensor, dict[str, Any]] = {}
+        new_state: dict[Any, dict[str, Any]] = {}
         for i, s in state_dict["state"].items():
             p = by_index.get(i) if i in by_index else by_index.get(int(i))
             if p is None:
@@ -160,23 +137,11 @@ class Optimizer:
                 else:
                     entry[k] = v
             new_state[p] = entry
-        self.state = new_state
+        self.state = defaultdict(dict, new_state)
         for saved, mine in zip(groups, self.param_groups):
             for k, v in saved.items():
                 if k != "params":
                     mine[k] = tuple(v) if isinstance(v, list) else v
-
-    def __repr__(self) -> str:
-        lines = [f"{type(self).__name__} ("]
-        for i, g in enumerate(self.param_groups):
-            lines.append(f"Parameter Group {i}")
-            lines.extend(f"    {k}: {g[k]}" for k in sorted(g) if k != "params")
-        lines.append(")")
-        return "\n".join(lines)
-
-
-def _type_name(x: Any) -> str:
-    return "torch.FloatTensor" if isinstance(x, Tensor) else type(x).__name__
 
 
 def _check(ok: bool, message: str) -> None:
@@ -192,14 +157,18 @@ class SGD(Optimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0,
                  dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
                  maximize: bool = False):
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
-        _check(momentum >= 0.0, f"Invalid momentum value: {momentum}")
-        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
-        _check(not nesterov or (momentum > 0 and dampening == 0),
+        defaults = {"lr": lr, "momentum": momentum, "dampening": dampening,
+                    "weight_decay": weight_decay, "nesterov": nesterov, "maximize": maximize}
+        self._validate(defaults)
+        super().__init__(params, defaults)
+
+    @staticmethod
+    def _validate(h: dict[str, Any]) -> None:
+        _check(h["lr"] >= 0.0, f"Invalid learning rate: {h['lr']}")
+        _check(h["momentum"] >= 0.0, f"Invalid momentum value: {h['momentum']}")
+        _check(h["weight_decay"] >= 0.0, f"Invalid weight_decay value: {h['weight_decay']}")
+        _check(not h["nesterov"] or (h["momentum"] > 0 and h["dampening"] == 0),
                "Nesterov momentum requires a momentum and zero dampening")
-        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
-                                  "weight_decay": weight_decay, "nesterov": nesterov,
-                                  "maximize": maximize})
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
                 state: dict[str, Any]) -> None:
@@ -227,15 +196,19 @@ class Adam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
                  decoupled_weight_decay: bool = False):
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
-        _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
-        _check(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
-        _check(0.0 <= betas[1] < 1.0, f"Invalid beta parameter at index 1: {betas[1]}")
-        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
-                                  "weight_decay": weight_decay, "amsgrad": amsgrad,
-                                  "maximize": maximize,
-                                  "decoupled_weight_decay": decoupled_weight_decay})
+        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
+                    "amsgrad": amsgrad, "maximize": maximize,
+                    "decoupled_weight_decay": decoupled_weight_decay}
+        self._validate(defaults)
+        super().__init__(params, defaults)
+
+    @staticmethod
+    def _validate(h: dict[str, Any]) -> None:
+        _check(h["lr"] >= 0.0, f"Invalid learning rate: {h['lr']}")
+        _check(h["eps"] >= 0.0, f"Invalid epsilon value: {h['eps']}")
+        for i, beta in enumerate(h["betas"]):
+            _check(0.0 <= beta < 1.0, f"Invalid beta parameter at index {i}: {beta}")
+        _check(h["weight_decay"] >= 0.0, f"Invalid weight_decay value: {h['weight_decay']}")
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
                 state: dict[str, Any]) -> None:
@@ -296,14 +269,18 @@ class RMSprop(Optimizer):
                  centered: bool = False, capturable: bool = False, foreach: bool | None = None,
                  maximize: bool = False, differentiable: bool = False):
         _refuse("RMSprop", capturable=capturable, differentiable=differentiable)
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
-        _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
-        _check(momentum >= 0.0, f"Invalid momentum value: {momentum}")
-        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
-        _check(alpha >= 0.0, f"Invalid alpha value: {alpha}")
-        super().__init__(params, {"lr": lr, "momentum": momentum, "alpha": alpha, "eps": eps,
-                                  "centered": centered, "weight_decay": weight_decay,
-                                  "maximize": maximize})
+        defaults = {"lr": lr, "momentum": momentum, "alpha": alpha, "eps": eps,
+                    "centered": centered, "weight_decay": weight_decay, "maximize": maximize}
+        self._validate(defaults)
+        super().__init__(params, defaults)
+
+    @staticmethod
+    def _validate(h: dict[str, Any]) -> None:
+        _check(h["lr"] >= 0.0, f"Invalid learning rate: {h['lr']}")
+        _check(h["eps"] >= 0.0, f"Invalid epsilon value: {h['eps']}")
+        _check(h["momentum"] >= 0.0, f"Invalid momentum value: {h['momentum']}")
+        _check(h["weight_decay"] >= 0.0, f"Invalid weight_decay value: {h['weight_decay']}")
+        _check(h["alpha"] >= 0.0, f"Invalid alpha value: {h['alpha']}")
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
                 state: dict[str, Any]) -> None:
@@ -355,19 +332,23 @@ class Adagrad(Optimizer):
                  eps: float = 1e-10, foreach: bool | None = None, *, maximize: bool = False,
                  differentiable: bool = False, fused: bool | None = None):
         _refuse("Adagrad", differentiable=differentiable, fused=fused)
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
-        _check(lr_decay >= 0.0, f"Invalid lr_decay value: {lr_decay}")
-        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
-        _check(initial_accumulator_value >= 0.0,
-               f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
-        _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
-        super().__init__(params, {"lr": lr, "lr_decay": lr_decay, "eps": eps,
-                                  "weight_decay": weight_decay,
-                                  "initial_accumulator_value": initial_accumulator_value,
-                                  "maximize": maximize})
+        defaults = {"lr": lr, "lr_decay": lr_decay, "eps": eps, "weight_decay": weight_decay,
+                    "initial_accumulator_value": initial_accumulator_value,
+                    "maximize": maximize}
+        self._validate(defaults)
+        super().__init__(params, defaults)
         for group in self.param_groups:
             for p in group["params"]:
                 self._init_state(p, group, self.state.setdefault(p, {}))
+
+    @staticmethod
+    def _validate(h: dict[str, Any]) -> None:
+        _check(h["lr"] >= 0.0, f"Invalid learning rate: {h['lr']}")
+        _check(h["lr_decay"] >= 0.0, f"Invalid lr_decay value: {h['lr_decay']}")
+        _check(h["weight_decay"] >= 0.0, f"Invalid weight_decay value: {h['weight_decay']}")
+        _check(h["initial_accumulator_value"] >= 0.0,
+               f"Invalid initial_accumulator_value value: {h['initial_accumulator_value']}")
+        _check(h["eps"] >= 0.0, f"Invalid epsilon value: {h['eps']}")
 
     @staticmethod
     def _init_state(p: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
@@ -411,4 +392,4 @@ def _zeros_like(p: Tensor) -> Tensor:
     return _tensor(np.zeros(tuple(p.shape), dtype=p.dtype.np))
 
 
-__all__ = ["Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD"]
+__all__ = ["Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD", "lr_scheduler"]
