@@ -16,15 +16,19 @@ refused when set, as the server has no such variants.
 
 from __future__ import annotations
 
+import copy
 import types
 import weakref
 from typing import Any
+
+import numpy as np
 
 from gradserve.surface import grad_mode, lr_scheduler
 from gradserve.surface import optim as _surface
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
+from . import codec
 from .tensor import Tensor
 
 
@@ -124,7 +128,7 @@ class ServerOptimizer(Optimizer):
             del m.params[:]
             m.params.extend(p._handle for p in self.params)
         session._optimizers[self.handle] = self
-        weakref.finalize(self, session._recorder.released.put, self.handle)
+        self._release = weakref.finalize(self, session._recorder.released.put, self.handle)
         session._after_record()
 
     def step(self, closure: Any = None) -> Any:
@@ -171,6 +175,79 @@ class ServerOptimizer(Optimizer):
             s._recorder.flush()
         return box[0]
 
+    def state_dict(self) -> dict[str, Any]:
+        """optimizer.state_dict(): torch's layout, read from the server in one round trip.
+
+        Returns:
+            {"state": {index: {"step": tensor, "exp_avg": tensor, ...}}, "param_groups":
+            [{hyperparameters..., "params": [index, ...]}]}: parameters numbered across groups
+            in order; the state's tensors are new session tensors holding the server's values.
+        """
+        s = self._session
+        opts = (self, *self._extra)
+        box: list[spb.OptimizerState] = []
+        with s._recorder.lock:
+            for opt in opts:
+                s._record(lambda r: box.append(r.optimizer_state)).get_optimizer_state.optimizer = (
+                    opt.handle)
+            s._recorder.flush()
+        state: dict[int, dict[str, Any]] = {}
+        groups = []
+        start = 0
+        for group, msg in zip(self.param_groups, box):
+            for entry in msg.state:
+                kind = entry.WhichOneof("state")
+                fields = getattr(entry, kind)
+                values: dict[str, Any] = {}
+                for f, v in fields.ListFields():
+                    values[f.name] = (s.tensor(v) if f.name == "step"
+                                      else s.tensor(codec.decode_array(v)))
+                state[start + entry.param] = values
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = list(range(start, start + len(group["params"])))
+            start += len(group["params"])
+            groups.append(packed)
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """optimizer.load_state_dict(state_dict): hyperparameters and state, as torch loads them
+        (the server optimizers are created anew with that state, sent with the next batch).
+
+        Args:
+            state_dict: as `state_dict()` returns it, here or from torch (tensors, arrays or
+                numbers as values).
+
+        Raises:
+            ValueError: a different number of groups, or a group of a different size (torch's
+                text).
+        """
+        saved_groups = copy.deepcopy(state_dict["param_groups"])
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        if any(len(g["params"]) != len(s["params"])
+               for g, s in zip(self.param_groups, saved_groups)):
+            raise ValueError("loaded state dict contains a parameter group that doesn't match "
+                             "the size of optimizer's group")
+        saved_state = state_dict["state"]
+        new_groups = []
+        for opt, group, saved in zip((self, *self._extra), self.param_groups, saved_groups):
+            kind = _KIND[opt.options.DESCRIPTOR.name]
+            create = spb.CreateOptimizer(**{kind: _group_options(opt.options, saved)})
+            for j, index in enumerate(saved["params"]):
+                values = saved_state.get(index)
+                if values:
+                    entry = getattr(create.state.add(param=j), kind)
+                    entry.SetInParent()
+                    for name, value in values.items():
+                        _set_state_field(entry, name, value)
+            old = opt.handle
+            opt._release()  # the old server optimizer goes with the next batch
+            self._session._optimizers.pop(old, None)
+            opt._start(group["params"], create)
+            saved["params"] = group["params"]
+            new_groups.append(saved)
+        self.param_groups = new_groups
+
     def __repr__(self) -> str:
         fields = ", ".join(f"{f.name}={v}" for f, v in self.options.ListFields())
         return f"{type(self).__name__}({fields})"
@@ -186,6 +263,20 @@ _GROUP_FIELDS = {"lr": float, "momentum": float, "dampening": float, "weight_dec
                  "nesterov": bool, "maximize": bool, "eps": float, "amsgrad": bool,
                  "decoupled_weight_decay": bool, "alpha": float, "centered": bool,
                  "lr_decay": float, "initial_accumulator_value": float}
+
+
+def _set_state_field(entry: Any, name: str, value: Any) -> None:
+    """One value of a loaded state entry into its wire message (step a number, buffers arrays)."""
+    if value is None:  # torch's SGD keeps momentum_buffer None before momentum is used
+        return
+    if isinstance(value, Tensor):
+        value = value.numpy()
+    elif hasattr(value, "numpy"):  # another framework's tensor (torch's state_dict())
+        value = value.detach().cpu().numpy()
+    if name == "step":
+        entry.step = float(value)
+    else:
+        codec.encode_array(np.ascontiguousarray(value), getattr(entry, name))
 
 
 def _group_options(defaults: Any, group: dict[str, Any]) -> Any:

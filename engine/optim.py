@@ -51,6 +51,8 @@ class Optimizer(_surface.Optimizer):
 
     def step(self, closure: Any = None) -> Any:
         """One update of every parameter that has a gradient; returns closure() if given."""
+        if not self._state_keys:  # not a built-in algorithm: the subclass writes step()
+            return super().step(closure)
         loss = None
         if closure is not None:
             with enable_grad():
