@@ -25,7 +25,7 @@ import numpy as np
 
 from gradserve.surface import grad_mode, lr_scheduler
 from gradserve.surface import optim as _surface
-from gradserve.v1 import graph_pb2
+from gradserve.v1 import STEP_HYPERPARAMETERS_FEATURE, graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
 from . import codec
@@ -138,21 +138,36 @@ class ServerOptimizer(Optimizer):
             with grad_mode.enable_grad():
                 loss = closure()
         s = self._session
-        for opt, group in zip((self, *self._extra), self.param_groups):
+        opts = (self, *self._extra)
+        # hyperparameters the program changed since the last step (None: unchanged), checked
+        # before anything is recorded
+        changed = [opt._changed(group) for opt, group in zip(opts, self.param_groups)]
+        for opt, options in zip(opts, changed):
             m = s._record().optimizer_step
             m.optimizer = opt.handle
-            if any(group.get(k, v) != v for k, v in opt._sent.items()):
-                opt._send_hyperparameters(group, m)
+            if options is not None:
+                getattr(m, _KIND[options.DESCRIPTOR.name]).CopyFrom(options)
+                opt.options = options
+                opt._sent = _options_dict(options)
         s._epoch += 1
         s._after_record()
         return loss
 
-    def _send_hyperparameters(self, group: dict[str, Any], m: spb.OptimizerStep) -> None:
-        """Put `group`'s hyperparameters into the step `m` (they changed since the last one)."""
-        options = _group_options(self.options, group)
-        getattr(m, _KIND[options.DESCRIPTOR.name]).CopyFrom(options)
-        self.options = options
-        self._sent = _options_dict(options)
+    def _changed(self, group: dict[str, Any]) -> Any:
+        """The algorithm message of `group`'s hyperparameters if they differ from those the
+        server has, else None.
+
+        Raises:
+            NotImplementedError: they changed, and the server would ignore new ones.
+        """
+        if all(group.get(k, v) == v for k, v in self._sent.items()):
+            return None
+        if STEP_HYPERPARAMETERS_FEATURE not in self._session.client.list_ops().features:
+            raise NotImplementedError(
+                "changing a param group's hyperparameters needs a gradserve server that "
+                f"offers {STEP_HYPERPARAMETERS_FEATURE!r} (0.2.0 or later); this one would "
+                "ignore them")
+        return _group_options(self.options, group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """optimizer.zero_grad(set_to_none)."""

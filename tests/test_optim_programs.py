@@ -406,3 +406,28 @@ def test_step_hyperparameters_are_validated(gradserve_session, hyper, message):
     st = s.run(pb.Instruction(get_optimizer_state=pb.GetOptimizerState(optimizer=2)))
     assert (st.results[0].optimizer_state.sgd.lr,
             st.results[0].optimizer_state.sgd.momentum) == (0.25, 0.5)
+
+
+def test_an_old_server_gets_no_hyperparameters(gradserve_server_factory):
+    """A server that does not list the feature would ignore them: the client refuses to send."""
+    import gradserve.client as gc
+    from gradserve.server import catalogue
+    from gradserve.v1 import STEP_HYPERPARAMETERS_FEATURE
+
+    features = list(catalogue.list_ops().features)
+    catalogue.list_ops().features.remove(STEP_HYPERPARAMETERS_FEATURE)
+    try:
+        _, port = gradserve_server_factory()
+        with gc.connect(f"localhost:{port}") as client, client.session() as s:
+            w, b = _params(s)
+            opt = s.optim.SGD([w, b], lr=0.1)
+            _loss(s, w, b).backward()
+            opt.step()  # unchanged hyperparameters: an old server's step
+            once = _np(w)
+            opt.param_groups[0]["lr"] = 0.01
+            with pytest.raises(NotImplementedError, match="optimizer_step_hyperparameters"):
+                opt.step()
+            np.testing.assert_array_equal(_np(w), once)  # the refused step recorded nothing
+    finally:
+        del catalogue.list_ops().features[:]
+        catalogue.list_ops().features.extend(features)
