@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import types
 import weakref
+from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,8 @@ class ServerOptimizer(Optimizer):
 
     _session: Any  # set by `bind`
 
-    def __init__(self, params: Any, create: spb.CreateOptimizer):
+    def __init__(self, params: Any, create: spb.CreateOptimizer,
+                 flags: dict[str, Any] | None = None):
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of "
                             f"Tensors or dicts, but got {params.type()}")
@@ -71,7 +73,9 @@ class ServerOptimizer(Optimizer):
             seen.update(id(p) for p in group["params"])
         kind = create.WhichOneof("algorithm")
         self._defaults_message = getattr(create, kind)  # SgdOptions, AdamOptions, ...
-        self.defaults = _options_dict(self._defaults_message)
+        # torch's param-group keys the server has no use for (foreach, fused, ...), as given
+        self._flags = _FLAGS[kind] if flags is None else flags
+        self.defaults = {**_options_dict(self._defaults_message), **self._flags}
         self.param_groups: list[dict[str, Any]] = []
         self._extra: list[ServerOptimizer] = []
         for group in groups:
@@ -84,7 +88,7 @@ class ServerOptimizer(Optimizer):
         target = type(self).__new__(type(self)) if self.param_groups else self
         target._start(group["params"], spb.CreateOptimizer(**{_KIND[kind]: options}))
         self.param_groups.append(group)
-        for key, value in _options_dict(options).items():
+        for key, value in {**_options_dict(options), **self._flags}.items():
             group.setdefault(key, value)
         if target is not self:
             self._extra.append(target)
@@ -224,6 +228,13 @@ class ServerOptimizer(Optimizer):
             groups.append(packed)
         return {"state": state, "param_groups": groups}
 
+    @property  # type: ignore[override]
+    def state(self) -> defaultdict[Any, dict[str, Any]]:
+        """torch's `optimizer.state` ({param: {"step": ..., "exp_avg": ...}}) as the server has
+        it now: a snapshot read in one round trip (changing it changes nothing there)."""
+        params = [p for g in self.param_groups for p in g["params"]]
+        return defaultdict(dict, {params[i]: v for i, v in self.state_dict()["state"].items()})
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """optimizer.load_state_dict(state_dict): hyperparameters and state, as torch loads them
         (the server optimizers are created anew with that state, sent with the next batch).
@@ -267,6 +278,14 @@ class ServerOptimizer(Optimizer):
         fields = ", ".join(f"{f.name}={v}" for f, v in self.options.ListFields())
         return f"{type(self).__name__}({fields})"
 
+
+# torch's defaults of the param-group keys the server has no use for, per algorithm
+_FLAGS: dict[str, dict[str, Any]] = {
+    "sgd": {"foreach": None, "differentiable": False, "fused": None},
+    "adam": {"foreach": None, "capturable": False, "differentiable": False, "fused": None},
+    "rmsprop": {"capturable": False, "foreach": None, "differentiable": False},
+    "adagrad": {"foreach": None, "differentiable": False, "fused": None},
+}
 
 # the oneof field of each algorithm message (CreateOptimizer.algorithm, OptimizerStep's)
 _KIND = {"SgdOptions": "sgd", "AdamOptions": "adam", "RmspropOptions": "rmsprop",
@@ -335,7 +354,8 @@ class SGD(ServerOptimizer):
         opts = spb.SgdOptions(lr=float(lr), momentum=float(momentum),
                               dampening=float(dampening), weight_decay=float(weight_decay),
                               nesterov=bool(nesterov), maximize=bool(maximize))
-        super().__init__(params, spb.CreateOptimizer(sgd=opts))
+        super().__init__(params, spb.CreateOptimizer(sgd=opts), {
+            "foreach": foreach, "differentiable": differentiable, "fused": fused})
 
 
 class Adam(ServerOptimizer):
@@ -353,7 +373,9 @@ class Adam(ServerOptimizer):
                                eps=float(eps), weight_decay=float(weight_decay),
                                amsgrad=bool(amsgrad), maximize=bool(maximize),
                                decoupled_weight_decay=bool(decoupled_weight_decay))
-        super().__init__(params, spb.CreateOptimizer(adam=opts))
+        super().__init__(params, spb.CreateOptimizer(adam=opts), {
+            "foreach": foreach, "capturable": capturable, "differentiable": differentiable,
+            "fused": fused})
 
 
 class AdamW(Adam):
@@ -380,7 +402,8 @@ class RMSprop(ServerOptimizer):
         opts = spb.RmspropOptions(lr=float(lr), alpha=float(alpha), eps=float(eps),
                                   weight_decay=float(weight_decay), momentum=float(momentum),
                                   centered=bool(centered), maximize=bool(maximize))
-        super().__init__(params, spb.CreateOptimizer(rmsprop=opts))
+        super().__init__(params, spb.CreateOptimizer(rmsprop=opts), {
+            "capturable": capturable, "foreach": foreach, "differentiable": differentiable})
 
 
 class Adagrad(ServerOptimizer):
@@ -395,7 +418,8 @@ class Adagrad(ServerOptimizer):
                                   weight_decay=float(weight_decay),
                                   initial_accumulator_value=float(initial_accumulator_value),
                                   eps=float(eps), maximize=bool(maximize))
-        super().__init__(params, spb.CreateOptimizer(adagrad=opts))
+        super().__init__(params, spb.CreateOptimizer(adagrad=opts), {
+            "foreach": foreach, "differentiable": differentiable, "fused": fused})
 
 
 def namespace(session: Any) -> Any:
@@ -424,6 +448,7 @@ def recreate(session: Any, params: list[Tensor], create: spb.CreateOptimizer) ->
     opt: ServerOptimizer = cls.__new__(cls)
     opt._start(list(params), create)
     opt._defaults_message = opt.options
-    opt.defaults = _options_dict(opt.options)
-    opt.param_groups = [{**_options_dict(opt.options), "params": opt.params}]
+    opt._flags = _FLAGS[kind]
+    opt.defaults = {**_options_dict(opt.options), **opt._flags}
+    opt.param_groups = [{"params": opt.params, **opt.defaults}]
     return opt  # type: ignore[no-any-return]

@@ -279,8 +279,7 @@ def test_add_param_group_matches_torch(gradserve_lib):
         with pytest.raises(ValueError) as err:
             opt.add_param_group({"params": [w]})
         out.append(str(err.value))
-    assert out[1] == out[3]
-    assert out[0][1] == out[2][1] or all(set(g) <= set(t) for g, t in zip(out[2][1], out[0][1]))
+    assert out[1] == out[3] and out[0][1] == out[2][1]  # torch's keys, flags included
     for g, w in zip(out[2][0], out[0][0]):
         np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6)
 
@@ -330,9 +329,13 @@ def test_state_dict_round_trip_matches_torch(gradserve_lib, name):
         again.param_groups[0]["lr"] = 123.0  # overwritten by the load
         again.load_state_dict(saved)
         train(lib, again, w2, b2, 3)  # (torch's loaded state may alias the original's)
-        out.append((keys, values, [_np(w2), _np(b2)], again.param_groups[0]["lr"]))
-    (t_keys, t_values, t_loaded, t_lr), (g_keys, g_values, g_loaded, g_lr) = out
-    assert g_keys == t_keys and g_lr == t_lr
+        state = opt.state  # torch's opt.state: by parameter
+        out.append((keys, values, [_np(w2), _np(b2)], again.param_groups[0]["lr"],
+                    sorted(saved["param_groups"][0]),
+                    [sorted(state[p]) for p in (w, b)]))
+    (t_keys, t_values, t_loaded, t_lr, t_group, t_state), (g_keys, g_values, g_loaded, g_lr,
+                                                           g_group, g_state) = out
+    assert (g_keys, g_lr, g_group, g_state) == (t_keys, t_lr, t_group, t_state)
     for i in t_values:
         for k in t_values[i]:
             np.testing.assert_allclose(g_values[i][k], t_values[i][k], rtol=2e-5, atol=2e-6)
