@@ -255,8 +255,9 @@ class ServerOptimizer(Optimizer):
             raise ValueError("loaded state dict contains a parameter group that doesn't match "
                              "the size of optimizer's group")
         saved_state = state_dict["state"]
-        new_groups = []
-        for opt, group, saved in zip((self, *self._extra), self.param_groups, saved_groups):
+        opts = (self, *self._extra)
+        creates = []  # every group's message first: a malformed entry changes nothing
+        for opt, saved in zip(opts, saved_groups):
             kind = _KIND[opt.options.DESCRIPTOR.name]
             create = spb.CreateOptimizer(**{kind: _group_options(opt.options, saved)})
             for j, index in enumerate(saved["params"]):
@@ -266,6 +267,9 @@ class ServerOptimizer(Optimizer):
                     entry.SetInParent()
                     for name, value in values.items():
                         _set_state_field(entry, name, value)
+            creates.append(create)
+        new_groups = []
+        for opt, group, saved, create in zip(opts, self.param_groups, saved_groups, creates):
             old = opt.handle
             opt._release()  # the old server optimizer goes with the next batch
             self._session._optimizers.pop(old, None)
@@ -307,6 +311,8 @@ def _set_state_field(entry: Any, name: str, value: Any) -> None:
         value = value.numpy()
     elif hasattr(value, "numpy"):  # another framework's tensor (torch's state_dict())
         value = value.detach().cpu().numpy()
+    if name not in entry.DESCRIPTOR.fields_by_name:
+        raise ValueError(f"unknown optimizer state {name!r}")
     if name == "step":
         entry.step = float(value)
     else:

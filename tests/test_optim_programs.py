@@ -362,6 +362,11 @@ def test_session_state_dict_loads_into_torch_and_back(gradserve_client):
         t_opt.load_state_dict({"state": {i: {k: torch.tensor(_np(v)) for k, v in st.items()}
                                          for i, st in saved["state"].items()},
                                "param_groups": saved["param_groups"]})
+        bad = t_opt.state_dict()
+        bad["state"] = {i: dict(v) for i, v in bad["state"].items()}  # torch's own dicts
+        bad["state"][1]["momentum"] = torch.zeros(2)
+        with pytest.raises(ValueError, match="unknown optimizer state 'momentum'"):
+            opt.load_state_dict(bad)  # refused before anything changes
         opt.load_state_dict(t_opt.state_dict())  # torch's tensors are accepted as values
         for lib, o, ps in ((s, opt, (w, b)), (torch, t_opt, (tw, tb))):
             o.zero_grad()
