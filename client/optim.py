@@ -53,7 +53,7 @@ class ServerOptimizer(Optimizer):
     _session: Any  # set by `bind`
 
     def __init__(self, params: Any, create: spb.CreateOptimizer,
-                 flags: dict[str, Any] | None = None):
+                 defaults: dict[str, Any] | None = None):
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of "
                             f"Tensors or dicts, but got {params.type()}")
@@ -73,9 +73,9 @@ class ServerOptimizer(Optimizer):
             seen.update(id(p) for p in group["params"])
         kind = create.WhichOneof("algorithm")
         self._defaults_message = getattr(create, kind)  # SgdOptions, AdamOptions, ...
-        # torch's param-group keys the server has no use for (foreach, fused, ...), as given
-        self._flags = _FLAGS[kind] if flags is None else flags
-        self.defaults = {**_options_dict(self._defaults_message), **self._flags}
+        # torch's param-group defaults as the constructor got them (an int stays an int, as in
+        # torch's repr), with the keys the server has no use for (foreach, fused, ...)
+        self.defaults = defaults or {**_options_dict(self._defaults_message), **_FLAGS[kind]}
         self.param_groups: list[dict[str, Any]] = []
         self._extra: list[ServerOptimizer] = []
         for group in groups:
@@ -88,7 +88,7 @@ class ServerOptimizer(Optimizer):
         target = type(self).__new__(type(self)) if self.param_groups else self
         target._start(group["params"], spb.CreateOptimizer(**{_KIND[kind]: options}))
         self.param_groups.append(group)
-        for key, value in {**_options_dict(options), **self._flags}.items():
+        for key, value in self.defaults.items():
             group.setdefault(key, value)
         if target is not self:
             self._extra.append(target)
@@ -278,9 +278,6 @@ class ServerOptimizer(Optimizer):
             new_groups.append(saved)
         self.param_groups = new_groups
 
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{f.name}={v}" for f, v in self.options.ListFields())
-        return f"{type(self).__name__}({fields})"
 
 
 # torch's defaults of the param-group keys the server has no use for, per algorithm
@@ -361,7 +358,9 @@ class SGD(ServerOptimizer):
                               dampening=float(dampening), weight_decay=float(weight_decay),
                               nesterov=bool(nesterov), maximize=bool(maximize))
         super().__init__(params, spb.CreateOptimizer(sgd=opts), {
-            "foreach": foreach, "differentiable": differentiable, "fused": fused})
+            "lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
+            "nesterov": nesterov, "maximize": maximize, "foreach": foreach,
+            "differentiable": differentiable, "fused": fused})
 
 
 class Adam(ServerOptimizer):
@@ -380,8 +379,10 @@ class Adam(ServerOptimizer):
                                amsgrad=bool(amsgrad), maximize=bool(maximize),
                                decoupled_weight_decay=bool(decoupled_weight_decay))
         super().__init__(params, spb.CreateOptimizer(adam=opts), {
-            "foreach": foreach, "capturable": capturable, "differentiable": differentiable,
-            "fused": fused})
+            "lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+            "amsgrad": amsgrad, "maximize": maximize, "foreach": foreach,
+            "capturable": capturable, "differentiable": differentiable, "fused": fused,
+            "decoupled_weight_decay": decoupled_weight_decay})
 
 
 class AdamW(Adam):
@@ -409,7 +410,9 @@ class RMSprop(ServerOptimizer):
                                   weight_decay=float(weight_decay), momentum=float(momentum),
                                   centered=bool(centered), maximize=bool(maximize))
         super().__init__(params, spb.CreateOptimizer(rmsprop=opts), {
-            "capturable": capturable, "foreach": foreach, "differentiable": differentiable})
+            "lr": lr, "momentum": momentum, "alpha": alpha, "eps": eps, "centered": centered,
+            "weight_decay": weight_decay, "capturable": capturable, "foreach": foreach,
+            "maximize": maximize, "differentiable": differentiable})
 
 
 class Adagrad(ServerOptimizer):
@@ -425,7 +428,9 @@ class Adagrad(ServerOptimizer):
                                   initial_accumulator_value=float(initial_accumulator_value),
                                   eps=float(eps), maximize=bool(maximize))
         super().__init__(params, spb.CreateOptimizer(adagrad=opts), {
-            "foreach": foreach, "differentiable": differentiable, "fused": fused})
+            "lr": lr, "lr_decay": lr_decay, "eps": eps, "weight_decay": weight_decay,
+            "initial_accumulator_value": initial_accumulator_value, "foreach": foreach,
+            "maximize": maximize, "differentiable": differentiable, "fused": fused})
 
 
 def namespace(session: Any) -> Any:
@@ -454,7 +459,6 @@ def recreate(session: Any, params: list[Tensor], create: spb.CreateOptimizer) ->
     opt: ServerOptimizer = cls.__new__(cls)
     opt._start(list(params), create)
     opt._defaults_message = opt.options
-    opt._flags = _FLAGS[kind]
-    opt.defaults = {**_options_dict(opt.options), **opt._flags}
+    opt.defaults = {**_options_dict(opt.options), **_FLAGS[kind]}
     opt.param_groups = [{"params": opt.params, **opt.defaults}]
     return opt  # type: ignore[no-any-return]
