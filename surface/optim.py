@@ -10,10 +10,15 @@ records ops on a session alike. Each layer names its Tensor type in `_tensor_typ
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from itertools import chain
 from typing import Any, ClassVar
+
+from .nn_module import RemovableHandle
+from .nn_parameter import class_typename as typename
 
 
 class _RequiredParameter:
@@ -26,11 +31,37 @@ class _RequiredParameter:
 required = _RequiredParameter()
 
 
-def typename(value: Any) -> str:
-    """torch.typename for a value that is not a tensor ("float", "mymodule.Thing")."""
-    module = getattr(type(value), "__module__", None)
-    prefix = "" if module in (None, "builtins", "__builtin__") else f"{module}."
-    return prefix + type(value).__qualname__
+def _hooked(step: Callable[..., Any]) -> Callable[..., Any]:
+    """`step` running the optimizer's step pre- and post-hooks around it, as torch's
+    `profile_hook_step` (once: a subclass's step calling super().step() runs them once)."""
+
+    @functools.wraps(step)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        self = args[0]  # torch's hooks get the optimizer inside args too
+        if self.__dict__.get("_in_step_hooks"):
+            return step(*args, **kwargs)
+        pre = list(self.__dict__.get("_optimizer_step_pre_hooks", {}).values())
+        post = list(self.__dict__.get("_optimizer_step_post_hooks", {}).values())
+        if not pre and not post:
+            return step(*args, **kwargs)
+        self.__dict__["_in_step_hooks"] = True
+        try:
+            for hook in pre:
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if isinstance(result, tuple) and len(result) == 2:
+                        args, kwargs = result
+                    else:
+                        raise RuntimeError(f"{step} must return None or a tuple of "
+                                           f"(new_args, new_kwargs), but got {result}.")
+            out = step(*args, **kwargs)
+            for hook in post:
+                hook(self, args, kwargs)
+            return out
+        finally:
+            self.__dict__["_in_step_hooks"] = False
+
+    return wrapper
 
 
 class Optimizer:
@@ -48,6 +79,34 @@ class Optimizer:
     _tensor_type: ClassVar[Any]  # the layer's Tensor, set by the engine's and client's subclass
     _type_error: ClassVar[type[TypeError]] = TypeError  # the layer's typed errors (the engine's
     _value_error: ClassVar[type[ValueError]] = ValueError  # map to the server's status codes)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:
+            cls.step = _hooked(cls.__dict__["step"])  # type: ignore[method-assign]
+
+    def register_step_pre_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """Call `hook(optimizer, args, kwargs)` before each step(); it may return new
+        (args, kwargs).
+
+        Returns:
+            A handle whose `remove()` takes the hook out.
+        """
+        hooks = self.__dict__.setdefault("_optimizer_step_pre_hooks", {})
+        handle = RemovableHandle(hooks, set())
+        hooks[handle.id] = hook
+        return handle
+
+    def register_step_post_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """Call `hook(optimizer, args, kwargs)` after each step().
+
+        Returns:
+            A handle whose `remove()` takes the hook out.
+        """
+        hooks = self.__dict__.setdefault("_optimizer_step_post_hooks", {})
+        handle = RemovableHandle(hooks, set())
+        hooks[handle.id] = hook
+        return handle
 
     def __init__(self, params: Any, defaults: dict[str, Any]):
         self.defaults = defaults

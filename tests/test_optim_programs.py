@@ -444,3 +444,32 @@ def test_an_old_server_gets_no_hyperparameters(gradserve_server_factory):
     finally:
         del catalogue.list_ops().features[:]
         catalogue.list_ops().features.extend(features)
+
+
+@pytest.mark.parametrize("kind", ["SGD", "mine"])
+@needs_torch
+def test_step_hooks_run_as_torchs(gradserve_lib, kind):
+    out = []
+    for lib in (torch, gradserve_lib):
+        w, b = _params(lib)
+        opt = (OPTIMIZERS["SGD"](lib.optim, [w, b]) if kind == "SGD"
+               else TextbookSGD.define(lib)([w, b], lr=0.1))
+        calls = []
+        def hook(name, calls=calls, opt=opt):
+            return lambda o, args, kwargs: calls.append(
+                (name, o is opt, args[0] is opt, args[1:], kwargs))
+
+        pre = opt.register_step_pre_hook(hook("pre"))
+        opt.register_step_post_hook(hook("post"))
+        sched = lib.optim.lr_scheduler.StepLR(opt, 1, 0.5)  # wraps opt.step on top
+        for i in range(3):
+            if i == 2:
+                pre.remove()
+            opt.zero_grad()
+            _loss(lib, w, b).backward()
+            opt.step(closure=None) if i == 1 else opt.step()
+            sched.step()
+        out.append((calls, [_np(w), _np(b)]))
+    assert out[1][0] == out[0][0]
+    for g, w in zip(out[1][1], out[0][1]):
+        np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6)
