@@ -142,10 +142,13 @@ class ServerOptimizer(Optimizer):
             with grad_mode.enable_grad():
                 loss = closure()
         s = self._session
-        opts = (self, *self._extra)
-        # hyperparameters the program changed since the last step (None: unchanged), checked
-        # before anything is recorded
-        changed = [opt._changed(group) for opt, group in zip(opts, self.param_groups)]
+        if self._extra:
+            opts: tuple[ServerOptimizer, ...] = (self, *self._extra)
+            # hyperparameters the program changed since the last step (None: unchanged),
+            # checked before anything is recorded
+            changed = [opt._changed(group) for opt, group in zip(opts, self.param_groups)]
+        else:  # the common case, kept short: one group
+            opts, changed = (self,), [self._changed(self.param_groups[0])]
         for opt, options in zip(opts, changed):
             m = s._record().optimizer_step
             m.optimizer = opt.handle
@@ -164,7 +167,10 @@ class ServerOptimizer(Optimizer):
         Raises:
             NotImplementedError: they changed, and the server would ignore new ones.
         """
-        if all(group.get(k, v) == v for k, v in self._sent.items()):
+        for k, v in self._sent.items():
+            if group.get(k, v) != v:
+                break
+        else:
             return None
         if STEP_HYPERPARAMETERS_FEATURE not in self._session.client.list_ops().features:
             raise NotImplementedError(

@@ -38,12 +38,12 @@ def _hooked(step: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(step)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         self = args[0]  # torch's hooks get the optimizer inside args too
-        if self.__dict__.get("_in_step_hooks"):
-            return step(*args, **kwargs)
-        pre = list(self.__dict__.get("_optimizer_step_pre_hooks", {}).values())
-        post = list(self.__dict__.get("_optimizer_step_post_hooks", {}).values())
-        if not pre and not post:
-            return step(*args, **kwargs)
+        d = self.__dict__
+        if d.get("_in_step_hooks") or not (d.get("_optimizer_step_pre_hooks") or
+                                           d.get("_optimizer_step_post_hooks")):
+            return step(*args, **kwargs)  # the common case: no hooks
+        pre = list(d.get("_optimizer_step_pre_hooks", {}).values())
+        post = list(d.get("_optimizer_step_post_hooks", {}).values())
         self.__dict__["_in_step_hooks"] = True
         try:
             for hook in pre:
