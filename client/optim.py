@@ -165,6 +165,7 @@ class ServerOptimizer(Optimizer):
         server has, else None.
 
         Raises:
+            ValueError: a new value torch's constructor would refuse (its message).
             NotImplementedError: they changed, and the server would ignore new ones.
         """
         for k, v in self._sent.items():
@@ -172,6 +173,8 @@ class ServerOptimizer(Optimizer):
                 break
         else:
             return None
+        _surface.check_hyperparameters(_KIND[self.options.DESCRIPTOR.name],
+                                       {k: group.get(k, v) for k, v in self._sent.items()})
         if STEP_HYPERPARAMETERS_FEATURE not in self._session.client.list_ops().features:
             raise NotImplementedError(
                 "changing a param group's hyperparameters needs a gradserve server that "

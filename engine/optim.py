@@ -32,9 +32,11 @@ class Optimizer(_surface.Optimizer):
     _value_error = errors.InvalidValueError
     _state_keys: tuple[str, ...] = ()  # a built-in algorithm's state entries
 
-    @staticmethod
-    def _validate(h: dict[str, Any]) -> None:
+    _algorithm = ""  # a built-in algorithm's name in surface.optim.check_hyperparameters
+
+    def _validate(self, h: dict[str, Any]) -> None:
         """Check hyperparameters with torch's constructor messages (each algorithm's own)."""
+        _surface.check_hyperparameters(self._algorithm, h, errors.InvalidValueError)
 
     def set_hyperparameters(self, group: int, values: dict[str, Any]) -> None:
         """Replace param group `group`'s hyperparameters by `values` (a step's new ones).
@@ -146,14 +148,10 @@ class Optimizer(_surface.Optimizer):
                     mine[k] = tuple(v) if isinstance(v, list) else v
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise errors.InvalidValueError(message)
-
-
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum, dampening, weight decay and Nesterov."""
 
+    _algorithm = "sgd"
     _state_keys = ("momentum_buffer",)
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0,
@@ -166,14 +164,6 @@ class SGD(Optimizer):
                     "foreach": foreach, "differentiable": differentiable, "fused": fused}
         self._validate(defaults)
         super().__init__(params, defaults)
-
-    @staticmethod
-    def _validate(h: dict[str, Any]) -> None:
-        _check(h["lr"] >= 0.0, f"Invalid learning rate: {h['lr']}")
-        _check(h["momentum"] >= 0.0, f"Invalid momentum value: {h['momentum']}")
-        _check(h["weight_decay"] >= 0.0, f"Invalid weight_decay value: {h['weight_decay']}")
-        _check(not h["nesterov"] or (h["momentum"] > 0 and h["dampening"] == 0),
-               "Nesterov momentum requires a momentum and zero dampening")
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
                 state: dict[str, Any]) -> None:
@@ -195,6 +185,7 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (with the AMSGrad variant), torch's formulas and bias corrections."""
 
+    _algorithm = "adam"
     _state_keys = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3,
@@ -211,14 +202,6 @@ class Adam(Optimizer):
                     "decoupled_weight_decay": decoupled_weight_decay}
         self._validate(defaults)
         super().__init__(params, defaults)
-
-    @staticmethod
-    def _validate(h: dict[str, Any]) -> None:
-        _check(h["lr"] >= 0.0, f"Invalid learning rate: {h['lr']}")
-        _check(h["eps"] >= 0.0, f"Invalid epsilon value: {h['eps']}")
-        for i, beta in enumerate(h["betas"]):
-            _check(0.0 <= beta < 1.0, f"Invalid beta parameter at index {i}: {beta}")
-        _check(h["weight_decay"] >= 0.0, f"Invalid weight_decay value: {h['weight_decay']}")
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
                 state: dict[str, Any]) -> None:
@@ -275,6 +258,7 @@ class RMSprop(Optimizer):
     `self + (value * t1) / t2`; the engine ops below keep that order.
     """
 
+    _algorithm = "rmsprop"
     _state_keys = ("step", "square_avg", "momentum_buffer", "grad_avg")
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.99,
@@ -288,14 +272,6 @@ class RMSprop(Optimizer):
                     "differentiable": differentiable}
         self._validate(defaults)
         super().__init__(params, defaults)
-
-    @staticmethod
-    def _validate(h: dict[str, Any]) -> None:
-        _check(h["lr"] >= 0.0, f"Invalid learning rate: {h['lr']}")
-        _check(h["eps"] >= 0.0, f"Invalid epsilon value: {h['eps']}")
-        _check(h["momentum"] >= 0.0, f"Invalid momentum value: {h['momentum']}")
-        _check(h["weight_decay"] >= 0.0, f"Invalid weight_decay value: {h['weight_decay']}")
-        _check(h["alpha"] >= 0.0, f"Invalid alpha value: {h['alpha']}")
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
                 state: dict[str, Any]) -> None:
@@ -340,6 +316,7 @@ class Adagrad(Optimizer):
     initial_accumulator_value) exists from construction on.
     """
 
+    _algorithm = "adagrad"
     _state_keys = ("step", "sum")
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0,
@@ -356,15 +333,6 @@ class Adagrad(Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 self._init_state(p, group, self.state.setdefault(p, {}))
-
-    @staticmethod
-    def _validate(h: dict[str, Any]) -> None:
-        _check(h["lr"] >= 0.0, f"Invalid learning rate: {h['lr']}")
-        _check(h["lr_decay"] >= 0.0, f"Invalid lr_decay value: {h['lr_decay']}")
-        _check(h["weight_decay"] >= 0.0, f"Invalid weight_decay value: {h['weight_decay']}")
-        _check(h["initial_accumulator_value"] >= 0.0,
-               f"Invalid initial_accumulator_value value: {h['initial_accumulator_value']}")
-        _check(h["eps"] >= 0.0, f"Invalid epsilon value: {h['eps']}")
 
     @staticmethod
     def _init_state(p: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:

@@ -31,6 +31,46 @@ class _RequiredParameter:
 required = _RequiredParameter()
 
 
+def check_hyperparameters(algorithm: str, h: dict[str, Any],
+                          error: type[ValueError] = ValueError) -> None:
+    """torch's constructor checks of a built-in algorithm's hyperparameters, its messages.
+
+    Args:
+        algorithm: "sgd", "adam" (also AdamW), "rmsprop" or "adagrad".
+        h: the hyperparameters by torch's param-group keys (lr, betas, ...).
+        error: the ValueError subclass to raise (the engine's typed one).
+
+    Raises:
+        ValueError: the first value torch's constructor would refuse.
+    """
+    checks: list[tuple[bool, str]] = [(h["lr"] >= 0.0, f"Invalid learning rate: {h['lr']}")]
+    if algorithm == "sgd":
+        checks += [(h["momentum"] >= 0.0, f"Invalid momentum value: {h['momentum']}"),
+                   (h["weight_decay"] >= 0.0, f"Invalid weight_decay value: {h['weight_decay']}"),
+                   (not h["nesterov"] or (h["momentum"] > 0 and h["dampening"] == 0),
+                    "Nesterov momentum requires a momentum and zero dampening")]
+    elif algorithm == "adam":
+        checks.append((h["eps"] >= 0.0, f"Invalid epsilon value: {h['eps']}"))
+        checks += [(0.0 <= beta < 1.0, f"Invalid beta parameter at index {i}: {beta}")
+                   for i, beta in enumerate(h["betas"])]
+        checks.append((h["weight_decay"] >= 0.0,
+                       f"Invalid weight_decay value: {h['weight_decay']}"))
+    elif algorithm == "rmsprop":
+        checks += [(h["eps"] >= 0.0, f"Invalid epsilon value: {h['eps']}"),
+                   (h["momentum"] >= 0.0, f"Invalid momentum value: {h['momentum']}"),
+                   (h["weight_decay"] >= 0.0, f"Invalid weight_decay value: {h['weight_decay']}"),
+                   (h["alpha"] >= 0.0, f"Invalid alpha value: {h['alpha']}")]
+    elif algorithm == "adagrad":
+        checks += [(h["lr_decay"] >= 0.0, f"Invalid lr_decay value: {h['lr_decay']}"),
+                   (h["weight_decay"] >= 0.0, f"Invalid weight_decay value: {h['weight_decay']}"),
+                   (h["initial_accumulator_value"] >= 0.0, "Invalid initial_accumulator_value "
+                    f"value: {h['initial_accumulator_value']}"),
+                   (h["eps"] >= 0.0, f"Invalid epsilon value: {h['eps']}")]
+    for ok, message in checks:
+        if not ok:
+            raise error(message)
+
+
 def _hooked(step: Callable[..., Any]) -> Callable[..., Any]:
     """`step` running the optimizer's step pre- and post-hooks around it, as torch's
     `profile_hook_step` (once: a subclass's step calling super().step() runs them once)."""
@@ -276,4 +316,4 @@ class Optimizer:
         return text + ")"
 
 
-__all__ = ["Optimizer", "required", "typename"]
+__all__ = ["Optimizer", "check_hyperparameters", "required", "typename"]

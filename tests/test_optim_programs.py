@@ -6,6 +6,7 @@ hyperparameters a step carries."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import grpc
@@ -161,6 +162,29 @@ def test_changed_hyperparameters_are_used(gradserve_lib):
         assert out[0][1] == out[1][1]
         for g, w in zip(out[1][0], out[0][0]):
             np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("lr", -0.5, "Invalid learning rate: -0.5"),
+    ("betas", (0.9, 1.0), "Invalid beta parameter at index 1: 1.0"),
+    ("weight_decay", -1, "Invalid weight_decay value: -1"),
+])
+def test_a_refused_hyperparameter_fails_the_step_before_it_is_sent(gradserve_client, key,
+                                                                     value, message):
+    with gradserve_client.session() as s:
+        w, b = _params(s)
+        opt = s.optim.Adam([w, b], lr=0.05)
+        _loss(s, w, b).backward()
+        opt.step()
+        once = _np(w)
+        good = opt.param_groups[0][key]
+        opt.param_groups[0][key] = value
+        with pytest.raises(ValueError, match=re.escape(message)):
+            opt.step()  # torch's constructor message, at the program's own line
+        np.testing.assert_array_equal(_np(w), once)  # nothing was recorded
+        opt.param_groups[0][key] = good
+        opt.step()
+        assert not np.array_equal(_np(w), once)
 
 
 def test_a_hyperparameter_change_costs_no_round_trip(gradserve_client):
