@@ -50,7 +50,7 @@ from .batch import (
 )
 from .errors import copy_error, omitted_error
 from .ops import OpSpec, make_function
-from .optim import Optimizer
+from .optim import ServerOptimizer
 from .tensor import Size, Tensor
 
 pytree.register_sequence_type(Size)  # torch.Size is a pytree node, as in torch
@@ -128,12 +128,10 @@ class Session:
         self._dynamo = dynamo.namespace()  # torch._dynamo, as eager programs see it
         self._higher_order_ops = control.higher_order_ops(self)  # torch._higher_order_ops
         self.__dict__.update(legacy.CONSTANTS)  # torch.pi, torch.e, torch.inf, torch.nan
-        self.optim = types.SimpleNamespace(**{
-            cls.__name__: optim.bind(cls, self)
-            for cls in (optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop, optim.Adagrad)})
-        self._optimizers: weakref.WeakValueDictionary[int, Optimizer] = (
+        self.optim = optim.namespace(self)
+        self._optimizers: weakref.WeakValueDictionary[int, ServerOptimizer] = (
             weakref.WeakValueDictionary())
-        self.optimizers: dict[str, Optimizer] = {}  # filled by Client.restore
+        self.optimizers: dict[str, ServerOptimizer] = {}  # filled by Client.restore
         self.no_grad = grad_mode.no_grad
         self.enable_grad = grad_mode.enable_grad
         self.set_grad_enabled = grad_mode.set_grad_enabled

@@ -31,6 +31,10 @@ FAILED_TAPE_OP_METADATA = "gradserve-failed-tape-op"
 #: The ListOpsResponse.features name of the instruction tape (Instruction.tape).
 TAPE_FEATURE = "tape"
 
+#: The ListOpsResponse.features name of new hyperparameters in OptimizerStep (a server without
+#: it ignores them: a client must not send them there).
+STEP_HYPERPARAMETERS_FEATURE = "optimizer_step_hyperparameters"
+
 #: Trailing metadata: id of the graph node that failed (RunGraph).
 FAILED_NODE_METADATA = "gradserve-failed-node"
 
