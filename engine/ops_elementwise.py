@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes, errors
+from . import dtypes, errors, limits
+from .distributions import fma32
 from .registry import (
     BOOL,
     COMPARE,
@@ -83,20 +84,83 @@ _ALPHA_SCALED = temporaries(broadcast_shape, results=1)
 _UNSCALED = temporaries(broadcast_shape)
 
 
+# a float32 `y * alpha` is fused (`_fma_scalar32`): contiguous copies of both operands (8 bytes
+# a result element) and a fixed scratch per chunk (float64 sums, masks, `fma32` of the redone)
+_FUSED = temporaries(broadcast_shape, result_bytes=8)
+
+
+def _fused_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
+    bound = _FUSED(args, attrs, out_dtype)
+    chunk = min(limits.numel(broadcast_shape(*args, **attrs)), _FMA_CHUNK)
+    return limits.with_scratch(bound, 96 * chunk)
+
+
 def _alpha_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
-    return (_UNSCALED if attrs.get("alpha", 1) == 1 else _ALPHA_SCALED)(args, attrs, out_dtype)
+    if attrs.get("alpha", 1) == 1:
+        return _UNSCALED(args, attrs, out_dtype)
+    return (_fused_bound if out_dtype is dtypes.float32 else _ALPHA_SCALED)(args, attrs,
+                                                                             out_dtype)
+
+
+def _scaled_add(x: Any, y: Any, alpha: Any) -> Any:
+    """`x + alpha * y` rounded as torch's CPU add kernel rounds it.
+
+    torch computes a scaled add as one fused multiply-add (`vec::fmadd(y, alpha, x)`, alpha
+    cast to the tensors' float32 compute type), so `p.add_(grad, alpha=-lr)` rounds once where
+    `x + y * alpha` rounds twice (5,596 of 100,000 random float32 elements differed). float32
+    operands take `_fma_scalar32`; other dtypes keep numpy's two roundings (float64 has no
+    exact emulation here).
+    """
+    if alpha == 1:
+        return np.add(x, y)
+    if (isinstance(x, np.ndarray) and x.dtype == np.float32 and isinstance(alpha, (int, float))
+            and (isinstance(y, (int, float)) and not isinstance(y, bool)
+                 or isinstance(y, np.ndarray) and y.dtype == np.float32)):
+        return _fma_scalar32(np.asarray(y, np.float32), np.float32(alpha), x)
+    return np.add(x, y * alpha)
+
+
+_FMA_CHUNK = 1 << 16  # elements fused at a time: bounds `_fma_scalar32`'s scratch
+
+
+def _fma_scalar32(y: np.ndarray, a: np.float32, x: np.ndarray) -> np.ndarray:
+    """Correctly rounded float32 `y * a + x` (a a number, y and x broadcast), in chunks.
+
+    The product is exact in float64 and the sum is rounded there once; rounding that to float32
+    is right except where the float64 sum lies exactly halfway between two float32s or in
+    float32's subnormals: those elements are redone by `fma32`. Work goes in chunks of
+    `_FMA_CHUNK` elements, so the float64 scratch stays fixed whatever the size.
+    """
+    shape = np.broadcast_shapes(y.shape, x.shape)
+    out = np.empty(shape, np.float32)
+    flat = out.reshape(-1)
+    ys = np.ascontiguousarray(np.broadcast_to(y, shape)).reshape(-1)
+    xs = np.ascontiguousarray(np.broadcast_to(x, shape)).reshape(-1)
+    a64 = np.float64(a)
+    for i in range(0, flat.size, _FMA_CHUNK):
+        yc, xc = ys[i:i + _FMA_CHUNK], xs[i:i + _FMA_CHUNK]
+        s = np.add(np.multiply(yc, a64, dtype=np.float64), xc, dtype=np.float64)
+        oc = flat[i:i + _FMA_CHUNK]
+        oc[...] = s
+        bits = s.view(np.uint64)
+        np.bitwise_and(bits, 0x1FFFFFFF, out=bits)  # the 29 mantissa bits float32 drops
+        redo = bits == 0x10000000
+        redo |= np.abs(oc) < np.float32(2.0 ** -125)
+        if redo.any():
+            oc[redo] = fma32(yc[redo], float(a), xc[redo])
+    return out
 
 
 # --- arithmetic ----------------------------------------------------------------------------------
 
-defop("add", lambda x, y, alpha=1: np.add(x, y * alpha if alpha != 1 else y),
+defop("add", lambda x, y, alpha=1: _scaled_add(x, y, alpha),
       lambda ns, g, out, x, y, alpha: g,
       lambda ns, g, out, x, y, alpha: g * alpha if alpha != 1 else g,
       saves=("", ""),
       inputs=("input", "other"), attrs=(AttrSpec("alpha", "scalar", 1),), dtype=PROMOTE,
       inplace=True, doc="input + alpha * other", out_shape=broadcast_shape,
       out_bound=_alpha_bound)
-defop("sub", lambda x, y, alpha=1: np.subtract(x, y * alpha if alpha != 1 else y),
+defop("sub", lambda x, y, alpha=1: _scaled_add(x, y, -alpha),
       lambda ns, g, out, x, y, alpha: g,
       lambda ns, g, out, x, y, alpha: -g * alpha if alpha != 1 else -g,
       saves=("", ""),
