@@ -135,19 +135,25 @@ def tick() -> None:
         check()
 
 
-def charge(nbytes: int, what: str) -> None:
+def charge(nbytes: int, what: str | Callable[[], str], prefix: str = "") -> None:
     """Charge `nbytes` to the active byte budget.
 
+    Args:
+        what: what is charged, named in the refusal; a function returning the name is called
+            only then (a backward pass's node names are not made for every charge).
+        prefix: put before the name.
+
     Raises:
-        BudgetExceededError: the budget has fewer bytes left, naming `what`.
+        BudgetExceededError: the budget has fewer bytes left, naming `prefix` + `what`.
     """
     left = _state.bytes_left
     if left is None:
         return
     if nbytes > left:
+        name = what if isinstance(what, str) else what()
         raise errors.BudgetExceededError(
-            f"{what} needs {nbytes} bytes, more than the {max(0, left)} bytes left of this "
-            "call's memory budget")
+            f"{prefix}{name} needs {nbytes} bytes, more than the {max(0, left)} bytes left of "
+            "this call's memory budget")
     _state.bytes_left = left - nbytes
 
 

@@ -22,6 +22,7 @@ from .registry import (
     AttrSpec,
     defop,
     names_backward,
+    shapes_only,
     temporaries,
 )
 
@@ -30,6 +31,7 @@ def _is_tensor(a: Any) -> bool:
     return hasattr(a, "ndim") and not isinstance(a, (bool, int, float))
 
 
+@shapes_only
 def broadcast_shape(*args: Any, **attrs: Any) -> tuple[int, ...]:
     """Result shape of an elementwise op (for the allocation check).
 
@@ -82,6 +84,7 @@ _ALPHA_SCALED = temporaries(broadcast_shape, results=1)
 _UNSCALED = temporaries(broadcast_shape)
 
 
+@shapes_only
 def _alpha_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
     return (_UNSCALED if attrs.get("alpha", 1) == 1 else _ALPHA_SCALED)(args, attrs, out_dtype)
 
