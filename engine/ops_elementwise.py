@@ -186,8 +186,12 @@ def _pow_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
     if not _is_tensor(y):
         if y == 0:
             return g * 0
-        if y == 2:
-            return g * 2 * x
+        if y == 2:  # torch: grad * (2 * self): one temporary, written in place in numpy
+            d = x * 2
+            if (type(d) is np.ndarray and type(g) is np.ndarray and g.dtype == d.dtype
+                    and g.shape == d.shape):
+                return np.multiply(d, g, out=d)
+            return g * d
         return g * y * ns.pow(x, y - 1)
     return ns.where(y == 0, 0.0, g * y * ns.pow(x, y - 1))
 
