@@ -258,7 +258,7 @@ class GradientMeter:
 
     def made(self, grads: Any, node: Any) -> None:
         n = limits.nbytes_of(grads)
-        limits.charge(n, f"gradients of {node.name()}")
+        limits.charge(n, node.name, "gradients of ")
         self.live += n
 
     def merged(self, parts: tuple[Any, Any, Any], node: Any) -> None:

@@ -169,7 +169,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
                 out.grad_fn = node
                 out._rg = True
                 if limits._state.bytes_left is not None:
-                    limits.charge(limits.NODE_BYTES, f"{op.name}() graph node")
+                    limits.charge(limits.NODE_BYTES, op.node_what)
         return out
     outs = tuple(_wrap(r, out_dtype if i == 0 or op.n_outputs is None else None)
                  for i, r in enumerate(raw))
@@ -186,7 +186,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
                 o.output_nr = nr
                 o._rg = True
             if limits._state.bytes_left is not None:
-                limits.charge(limits.NODE_BYTES, f"{op.name}() graph node")
+                limits.charge(limits.NODE_BYTES, op.node_what)
     return outs
 
 
@@ -201,7 +201,8 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
     if state.max_elements is None and state.bytes_left is None:
         return
     try:
-        bound = op.bound(flat, attrs, out_dtype)
+        bound = (op.cached_bound(flat, attrs, out_dtype) if op.bound_by_shapes
+                 else op.bound(flat, attrs, out_dtype))
     except AttributeError:
         require_tensor(op, flat)
         raise
@@ -210,7 +211,7 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
     if bound is not None:
         if compute is not None:
             bound = limits.with_scratch(bound, _cast_bytes(flat, compute))
-        what = f"{op.name}() result"
+        what = op.result_what
         try:
             limits.admit(bound, what)
         except errors.AllocationLimitError:
@@ -244,7 +245,7 @@ def _name_the_shape(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], bound
 
 def _cast_bytes(flat: Sequence[Any], compute: Any) -> int:
     """Bytes of the copies `run` makes of the tensor inputs not already in `compute`."""
-    return sum(limits.numel(a.shape) * compute.np.itemsize for a in flat
+    return sum(limits.numel(a._data.shape) * compute.np.itemsize for a in flat
                if type(a) is Tensor and a.dtype is not compute)
 
 

@@ -20,9 +20,8 @@ Nothing here is active by default: the engine used in process is unbounded, as t
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from . import errors
@@ -64,37 +63,55 @@ def _refresh() -> None:
     s.active = s.max_elements is not None or s.bytes_left is not None or s.check is not None
 
 
-@contextlib.contextmanager
-def allocation_limit(max_elements: int | None) -> Iterator[None]:
-    """Limit, for this thread, how many elements one op's result may have (None: unlimited)."""
-    prev = _state.max_elements
-    _state.max_elements = max_elements
-    _refresh()
-    try:
-        yield
-    finally:
-        _state.max_elements = prev
+class allocation_limit:  # noqa: N801 - used as a function: `with allocation_limit(n):`
+    """Limit, for this thread, how many elements one op's result may have (None: unlimited).
+
+    A context manager (a class rather than a generator: the server enters one per call)."""
+
+    __slots__ = ("max_elements", "_prev")
+
+    def __init__(self, max_elements: int | None):
+        self.max_elements = max_elements
+
+    def __enter__(self) -> None:
+        self._prev = _state.max_elements
+        _state.max_elements = self.max_elements
+        _refresh()
+
+    def __exit__(self, *exc: object) -> None:
+        _state.max_elements = self._prev
         _refresh()
 
 
-@contextlib.contextmanager
-def byte_budget(max_bytes: int | None) -> Iterator[Budget]:
+class byte_budget:  # noqa: N801 - used as a function: `with byte_budget(n) as budget:`
     """Let the work inside allocate at most `max_bytes` (None: unlimited), charged cumulatively.
 
     Nested budgets draw from the enclosing one: the inner scope gets the smaller of its own limit
-    and what the outer has left, and what it spent is charged to the outer when it ends.
+    and what the outer has left, and what it spent is charged to the outer when it ends. A
+    context manager (a class rather than a generator: the server enters one per op).
 
     Yields:
         A `Budget` whose `spent` tells how many bytes were charged so far.
     """
-    outer = _state.bytes_left
-    limit = max_bytes if outer is None else outer if max_bytes is None else min(max_bytes, outer)
-    budget = Budget(limit)
-    _state.bytes_left = limit
-    _refresh()
-    try:
-        yield budget
-    finally:
+
+    __slots__ = ("max_bytes", "_outer", "_budget")
+
+    def __init__(self, max_bytes: int | None):
+        self.max_bytes = max_bytes
+
+    def __enter__(self) -> Budget:
+        max_bytes = self.max_bytes
+        outer = self._outer = _state.bytes_left
+        limit = (max_bytes if outer is None else outer if max_bytes is None
+                 else min(max_bytes, outer))
+        budget = self._budget = Budget(limit)
+        _state.bytes_left = limit
+        _refresh()
+        return budget
+
+    def __exit__(self, *exc: object) -> None:
+        budget, outer = self._budget, self._outer
+        limit = budget.limit
         left = _state.bytes_left
         budget.spent = 0 if limit is None or left is None else limit - left
         _state.bytes_left = None if outer is None else outer - budget.spent
@@ -115,16 +132,23 @@ class Budget:
         return _state.bytes_left
 
 
-@contextlib.contextmanager
-def interrupt(check: Callable[[], None] | None) -> Iterator[None]:
-    """Call `check()` between ops and backward nodes on this thread; it stops work by raising."""
-    prev = _state.check
-    _state.check = check
-    _refresh()
-    try:
-        yield
-    finally:
-        _state.check = prev
+class interrupt:  # noqa: N801 - used as a function: `with interrupt(check):`
+    """Call `check()` between ops and backward nodes on this thread; it stops work by raising.
+
+    A context manager (a class rather than a generator: the server enters one per call)."""
+
+    __slots__ = ("check", "_prev")
+
+    def __init__(self, check: Callable[[], None] | None):
+        self.check = check
+
+    def __enter__(self) -> None:
+        self._prev = _state.check
+        _state.check = self.check
+        _refresh()
+
+    def __exit__(self, *exc: object) -> None:
+        _state.check = self._prev
         _refresh()
 
 
@@ -135,19 +159,25 @@ def tick() -> None:
         check()
 
 
-def charge(nbytes: int, what: str) -> None:
+def charge(nbytes: int, what: str | Callable[[], str], prefix: str = "") -> None:
     """Charge `nbytes` to the active byte budget.
 
+    Args:
+        what: what is charged, named in the refusal; a function returning the name is called
+            only then (a backward pass's node names are not made for every charge).
+        prefix: put before the name.
+
     Raises:
-        BudgetExceededError: the budget has fewer bytes left, naming `what`.
+        BudgetExceededError: the budget has fewer bytes left, naming `prefix` + `what`.
     """
     left = _state.bytes_left
     if left is None:
         return
     if nbytes > left:
+        name = what if isinstance(what, str) else what()
         raise errors.BudgetExceededError(
-            f"{what} needs {nbytes} bytes, more than the {max(0, left)} bytes left of this "
-            "call's memory budget")
+            f"{prefix}{name} needs {nbytes} bytes, more than the {max(0, left)} bytes left of "
+            "this call's memory budget")
     _state.bytes_left = left - nbytes
 
 

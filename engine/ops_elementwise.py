@@ -24,6 +24,7 @@ from .registry import (
     defop,
     names_backward,
     promote_args,
+    shapes_only,
     temporaries,
 )
 
@@ -32,6 +33,7 @@ def _is_tensor(a: Any) -> bool:
     return hasattr(a, "ndim") and not isinstance(a, (bool, int, float))
 
 
+@shapes_only
 def broadcast_shape(*args: Any, **attrs: Any) -> tuple[int, ...]:
     """Result shape of an elementwise op (for the allocation check).
 
@@ -95,6 +97,7 @@ def _fused_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) 
     return limits.with_scratch(bound, 96 * chunk)
 
 
+@shapes_only
 def _alpha_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
     if attrs.get("alpha", 1) == 1:
         return _UNSCALED(args, attrs, out_dtype)
@@ -282,8 +285,12 @@ def _pow_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
     if not _is_tensor(y):
         if y == 0:
             return g * 0
-        if y == 2:
-            return g * 2 * x
+        if y == 2:  # torch: grad * (2 * self): one temporary, written in place in numpy
+            d = x * 2
+            if (type(d) is np.ndarray and type(g) is np.ndarray and g.dtype == d.dtype
+                    and g.shape == d.shape):
+                return np.multiply(d, g, out=d)
+            return g * d
         return g * y * ns.pow(x, y - 1)
     return ns.where(y == 0, 0.0, g * y * ns.pow(x, y - 1))
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import errors, gemm, limits
 from .ops_elementwise import _broadcast_error
-from .registry import PROMOTE, AttrSpec, defop, names_backward, numel_of
+from .registry import PROMOTE, AttrSpec, defop, names_backward, numel_of, shapes_only
 from .tensor import Tensor
 
 _TYPE_WORD = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
@@ -71,6 +71,7 @@ def _batch(shape: Sequence[int]) -> int:
     return n
 
 
+@shapes_only
 def matmul_shape(x: Any, y: Any, **attrs: Any) -> tuple[int, ...]:
     """torch.matmul's result shape, with torch's error for each way the shapes can disagree."""
     a, b = tuple(x.shape), tuple(y.shape)
@@ -186,6 +187,7 @@ defop("matmul", _matmul, _matmul_dx, _matmul_dy, inputs=("input", "other"),
       doc="matrix product with torch's 1-D and batched broadcasting rules (input @ other)")
 
 
+@shapes_only
 def _mm_shape(x: Any, y: Any) -> tuple[int, ...]:
     if x.ndim != 2:
         raise errors.InvalidArgumentError("self must be a matrix")
@@ -208,6 +210,7 @@ defop("mm", _mm,
       doc="matrix product of two 2-D tensors")
 
 
+@shapes_only
 def _addmm_shape(bias: Any, x: Any, y: Any, beta: Any = 1, alpha: Any = 1) -> tuple[int, ...]:
     for name, m in (("mat1", x), ("mat2", y)):
         if m.ndim != 2:

@@ -12,7 +12,16 @@ import numpy as np
 from gradserve.surface import messages
 
 from . import cascade, dtypes, errors, limits
-from .registry import BOOL, FLOAT, INT64, AttrSpec, defop, names_backward, temporaries
+from .registry import (
+    BOOL,
+    FLOAT,
+    INT64,
+    AttrSpec,
+    defop,
+    names_backward,
+    shapes_only,
+    temporaries,
+)
 
 
 def norm_dims(dim: int | Sequence[int] | None, ndim: int) -> tuple[int, ...] | None:
@@ -54,6 +63,7 @@ def reduced_shape(shape: Sequence[int], dim: Any, keepdim: bool) -> tuple[int, .
     return tuple(s for i, s in enumerate(shape) if i not in axes)
 
 
+@shapes_only
 def _reduce_shape(x: Any, dim: Any = None, keepdim: bool = False, **attrs: Any) -> tuple[int, ...]:
     return reduced_shape(x.shape, dim, keepdim)
 

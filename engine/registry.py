@@ -93,6 +93,50 @@ class OpDef:
         self.uses = parse_saves(name, self.inputs, self.vjps, saves)
         self.default_attrs = {a.name: a.default for a in self.attrs if not a.required}
         self._plans: dict[int, tuple[bool, frozenset[int], frozenset[int]]] = {}
+        # What `limits` names when it refuses this op's results or graph node (made once here,
+        # not per op run).
+        self.result_what = f"{name}() result"
+        self.node_what = f"{name}() graph node"
+        # Whether this op's bound is a function of its inputs' shapes and dtypes and its
+        # attributes alone (see `shapes_only`), so `cached_bound` may remember it.
+        rule = out_bound if out_bound is not None else out_shape
+        self.bound_by_shapes = not variadic and getattr(rule, "shapes_only", False) is True
+        self.bounds: dict[Any, limits.Bound | None] = {}
+
+    def cached_bound(self, args: Sequence[Any], attrs: Mapping[str, Any],
+                     out_dtype: DType) -> limits.Bound | None:
+        """`bound(args, attrs, out_dtype)` for an op whose bound depends only on its inputs'
+        shapes and dtypes and its attributes (`bound_by_shapes`), remembered per shapes, dtypes
+        and attribute values: a chain of ops on one shape computes it once. Inputs other than
+        Tensors and Python scalars, and unhashable attribute values, are not remembered. At
+        most `MAX_CACHED_BOUNDS` entries per op (then it starts over), so shapes from the wire
+        cannot grow it."""
+        key: list[Any] = [out_dtype]
+        for a in args:
+            t = type(a)
+            if t is Tensor:
+                key.append(a._data.shape)
+                key.append(a.dtype)
+            elif t in _SCALAR_TYPES:
+                key.append(t)
+            else:
+                return self.bound(args, attrs, out_dtype)
+        for name, v in attrs.items():  # by name: their order is the caller's
+            key.append(name)
+            key.append(type(v))  # 1, 1.0 and True are equal keys, not always equal attributes
+            key.append(v)
+        k = tuple(key)
+        cache = self.bounds
+        try:
+            bound = cache.get(k, _MISSING)
+        except TypeError:  # an unhashable attribute value (a list of dims)
+            return self.bound(args, attrs, out_dtype)
+        if bound is _MISSING:
+            bound = self.bound(args, attrs, out_dtype)
+            if len(cache) >= MAX_CACHED_BOUNDS:
+                cache.clear()
+            cache[k] = bound
+        return bound  # type: ignore[return-value]
 
     @property
     def backward_name(self) -> str:
@@ -193,6 +237,19 @@ def parse_saves(name: str, inputs: Sequence[str], vjps: Sequence[Rule | None],
 
 OPS: dict[str, OpDef] = {}
 
+# Entries of one op's remembered bounds (`OpDef.cached_bound`): a few hundred bytes each.
+MAX_CACHED_BOUNDS = 256
+_MISSING = object()
+_SCALAR_TYPES = (bool, int, float, type(None))
+
+
+def shapes_only(rule: Any) -> Any:
+    """Declare that an `out_shape` (or `out_bound`) rule reads only its inputs' shapes and
+    dtypes and the op's attributes, never tensor data or Python scalars' values: an op using it
+    may have its bound remembered (`OpDef.cached_bound`)."""
+    rule.shapes_only = True
+    return rule
+
 
 def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
           inputs: Sequence[str] = ("input",), attrs: Sequence[AttrSpec] = (),
@@ -287,6 +344,8 @@ def temporaries(out_shape: Callable[..., Sequence[int]], *, results: int = 0, in
         m = numel_of(args[0]) if args and (inputs or input_bytes) else 0
         scratch = n * (results * item + result_bytes) + m * (inputs * item + input_bytes)
         return limits.with_scratch(limits.shape_bound(shape, item), scratch)
+    if getattr(out_shape, "shapes_only", False) is True:
+        shapes_only(bound)  # the scratch reads the first input's size only
     return bound
 
 

@@ -67,6 +67,65 @@ def test_results_within_bound(info: OpInfo, index: int, sample: Sample):
     assert nbytes <= bound.nbytes, (nbytes, bound)
 
 
+@pytest.mark.parametrize("info, index, sample",
+                         _cases(lambda info: OPS[info.name].bound_by_shapes))
+def test_remembered_bound_reads_shapes_not_values(info: OpInfo, index: int, sample: Sample):
+    """An op whose bound is remembered per shapes, dtypes and attributes (`cached_bound`):
+    its bound is the same with other data and other Python scalar values, and the remembered
+    one is the computed one."""
+    op = OPS[info.name]
+    arrays = _arrays(info, index, sample, np.float32)
+    e_in, _ = _engine_inputs(arrays, _flags(sample, arrays))
+    flat, bound = _flat_bound(op, e_in, sample.attrs)
+    rng = np.random.default_rng(index)
+
+    def other(a: Any) -> Any:
+        if isinstance(a, ge.Tensor):
+            data = np.asarray(a._data)
+            if data.dtype.kind == "f":
+                data = (rng.standard_normal(data.shape) * 100).astype(data.dtype)
+            elif data.dtype.kind in "iu":
+                data = rng.integers(-50, 50, data.shape).astype(data.dtype)
+            else:
+                data = ~data
+            return ge.tensor(data)
+        if type(a) is float:
+            return a * -3.5 + 1.25
+        if type(a) is int and type(a) is not bool:
+            return a * 3 + 7
+        return a
+
+    changed = tuple(other(a) for a in flat)
+    bound_attrs = bind_attrs(op, (), sample.attrs)
+    _, out_dtype = op.dtype_rule(flat, bound_attrs)
+    assert op.bound(changed, bound_attrs, out_dtype) == bound
+    op.bounds.clear()
+    assert op.cached_bound(flat, bound_attrs, out_dtype) == bound
+    assert op.cached_bound(changed, bound_attrs, out_dtype) == bound  # remembered
+
+
+def test_remembered_bounds_are_still_checked_and_capped():
+    """A remembered bound is checked against each op's limits as it runs, and an op remembers
+    at most MAX_CACHED_BOUNDS shapes (wire shapes cannot grow it)."""
+    from gradserve.engine.registry import MAX_CACHED_BOUNDS
+
+    x = ge.tensor(np.ones((64, 64), np.float32))
+    ge.apply("mul", [x, 2.0])
+    with limits.allocation_limit(10_000), limits.byte_budget(64 * MiB):
+        ge.apply("mul", [x, 2.0])  # remembers the bound
+        with limits.allocation_limit(4095), pytest.raises(
+                errors.AllocationLimitError, match=r"^mul\(\) result"):
+            ge.apply("mul", [x, 2.0])
+    with limits.byte_budget(4096 * 4), pytest.raises(errors.BudgetExceededError,
+                                                     match=r"^mul\(\) result"):
+        ge.apply("mul", [x, 2.0])
+    op = OPS["neg"]
+    with limits.byte_budget(64 * MiB):
+        for n in range(1, MAX_CACHED_BOUNDS + 50):
+            ge.apply("neg", [ge.tensor(np.ones(n, np.float32))])
+            assert len(op.bounds) <= MAX_CACHED_BOUNDS
+
+
 # --- peak allocation on larger inputs ------------------------------------------------------------
 
 # Fixed-size scratch (numpy's reduction buffers, index tuples, Python frames) below this is
