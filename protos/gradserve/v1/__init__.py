@@ -31,6 +31,11 @@ FAILED_TAPE_OP_METADATA = "gradserve-failed-tape-op"
 #: The ListOpsResponse.features name of the instruction tape (Instruction.tape).
 TAPE_FEATURE = "tape"
 
+#: The ListOpsResponse.features name of ApplyOp.omit_info: the server leaves an op's TensorInfos
+#: out of its reply on request, and its ops' results are what `gradserve.surface.meta` infers
+#: (a client describes them itself; docs/wire.md).
+OMIT_INFO_FEATURE = "omit_info"
+
 #: Trailing metadata: id of the graph node that failed (RunGraph).
 FAILED_NODE_METADATA = "gradserve-failed-node"
 
