@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import gradserve.client as gc_client
+import gradserve.client.session as client_session
 from gradserve.client import MetaMismatchError
 from gradserve.surface import meta_base
 from gradserve.v1 import OMIT_INFO_FEATURE
@@ -147,6 +148,7 @@ def test_verify_mode_raises_when_an_inference_is_wrong(client, monkeypatch, lie)
     with client.session(verify_meta=True) as session:
         x = session.tensor([1.0, 2.0], requires_grad=True)
         if lie == "shape":
+            monkeypatch.setattr(client_session, "_INFERRED", {})  # earlier answers
             rule = meta_base.RULES["exp"]
             monkeypatch.setitem(meta_base.RULES, "exp", lambda inputs, attrs, grad: [
                 m._replace(shape=(7,)) for m in rule(inputs, attrs, grad)])
