@@ -75,6 +75,7 @@ class Session:
         # entry through `dropped`, cheaper per op than a WeakValueDictionary)
         self._live: dict[int, weakref.ref[Tensor]] = {}
         self._inplace_pending = False  # an in-place write is recorded but not sent (see info)
+        self._write_batch = 0  # the batch (Recorder.round_trips) carrying the last write
         self.restored: dict[str, Tensor] = {}  # filled by Client.restore
         self._epoch = 0  # bumped by every recorded instruction that may change a value
         # backward() reads ahead the gradients of these (see _prefetch_grads): leaves created
@@ -284,7 +285,7 @@ class Session:
             n = self._count_outputs(spec, inputs, attrs)
         requires_grad = attrs.pop("requires_grad", None) if not spec.inputs else None
         outs = [self._new_tensor() for _ in range(n)]
-        known = (self._infer and not self._inplace_pending
+        known = (self._infer and not self._writes_pending()
                  and self._describe(spec, inputs, attrs, outs, requires_grad))
         rec = self._recorder
         with rec.lock:
@@ -563,6 +564,7 @@ class Session:
         t._info = t._meta = t._node = None
         self._epoch += 1
         self._inplace_pending = True
+        self._write_batch = self._recorder.round_trips + 1  # the next batch taken
 
     def getitem(self, t: Tensor, index: Any) -> Tensor:
         """Record `t[index]` (see client/indexing.py); the result is a new tensor."""
@@ -645,7 +647,7 @@ class Session:
         created or an op result it inferred (`_describe`), otherwise the server's description
         (see `info`: a flush or a fetch)."""
         m = t._meta
-        if m is None or t._error is not None or self._inplace_pending:
+        if m is None or t._error is not None or self._writes_pending():
             self._settle_writes()
             m = t._meta
             if m is None or t._error is not None:
@@ -658,17 +660,24 @@ class Session:
         """The name of `t`'s grad_fn ("" for none: a leaf), known here like `meta`'s answer
         or read from the server's description."""
         node = t._node
-        if node is None or t._error is not None or self._inplace_pending:
+        if node is None or t._error is not None or self._writes_pending():
             self._settle_writes()
             node = t._node
             if node is None or t._error is not None:
                 node = self.info(t).grad_fn
         return node
 
+    def _writes_pending(self) -> bool:
+        """Whether an in-place write was recorded whose batch has not come back yet (until it
+        has, the metadata of what shares its target's data may be stale)."""
+        if self._inplace_pending and self._recorder.done >= self._write_batch:
+            self._inplace_pending = False
+        return self._inplace_pending
+
     def _settle_writes(self) -> None:
         """Send a pending in-place write: it may change the metadata of the tensors sharing
         its target's data (their new descriptions come back with it)."""
-        if self._inplace_pending:
+        if self._writes_pending():
             self._inplace_pending = False
             self._recorder.flush_if_pending()
 
@@ -678,9 +687,7 @@ class Session:
 
         After an in-place write is recorded, any tensor's info may be stale (a write through a
         view changes its base's history), so the pending batch is sent first."""
-        if self._inplace_pending:
-            self._inplace_pending = False
-            self._recorder.flush_if_pending()
+        self._settle_writes()
         if t._info is None:
             if t._error is not None:
                 raise copy_error(t._error)
@@ -920,7 +927,7 @@ class Session:
             t._info = None
             meta, node = t._meta, t._node
             t._meta = t._node = None
-            if meta is not None and not self._inplace_pending and node is not None:
+            if meta is not None and not self._writes_pending() and node is not None:
                 if node == "" and (not flag or meta.dtype in _FLOATING):  # a leaf
                     t._meta, t._node = meta._replace(requires_grad=bool(flag)), ""
                 elif node and flag:  # a result that requires grad: unchanged
@@ -936,7 +943,7 @@ class Session:
             m = self._record(_bind_outputs([d]), [d]).detach
             m.handle = t._handle
             m.result = d._handle
-            if t._meta is not None and not self._inplace_pending:
+            if t._meta is not None and not self._writes_pending():
                 d._meta, d._node = t._meta._replace(requires_grad=False), ""
         self._after_record()
         return d
@@ -948,7 +955,7 @@ class Session:
             t._info = None
             meta = t._meta
             t._meta, t._node = (meta._replace(requires_grad=False), "") if (
-                meta is not None and not self._inplace_pending) else (None, None)
+                meta is not None and not self._writes_pending()) else (None, None)
             self._epoch += 1
         self._after_record()
         return t

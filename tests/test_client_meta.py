@@ -196,6 +196,19 @@ def test_in_place_writes_refresh_what_shares_the_data(client):
         assert run(session) == run(torch)
 
 
+def test_after_a_write_came_back_ops_are_inferred_again(client):
+    with client.session(verify_meta=False) as session:
+        x = session.ones(2, 3)
+        x.mul_(2)
+        y = x * 3  # recorded while the write is unsent: the server describes it
+        assert y._meta is None
+        assert x.tolist() == [[2.0] * 3] * 2  # the write's batch came back
+        z = x.sum(0).exp()
+        before = session.round_trips
+        assert (z.shape, z.grad_fn) == ((3,), None) and session.round_trips == before
+        assert y.shape == (2, 3) and session.round_trips == before  # described with the batch
+
+
 def test_requires_grad_and_detach_update_what_is_known(client):
     def run(t):
         x = t.ones(2, 2)
