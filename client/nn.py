@@ -59,9 +59,14 @@ class SessionNNBackend(RemoteBackend):
     def dtype_of(self, tensor: Any) -> Any:
         return tensor.dtype
 
+    def scalar_add(self, tensor: Any, scalar: float) -> Any:
+        return self.owner.add_scalar(tensor, scalar)
+
     def scalar_mul(self, tensor: Any, scalar: float) -> Any:
-        # The server names this MulBackward0: the client cannot pick torch's overload name.
-        return tensor * scalar
+        return self.owner.mul_scalar(tensor, scalar)
+
+    def scalar_div(self, tensor: Any, scalar: float) -> Any:
+        return self.owner.div_scalar(tensor, scalar)
 
 
 def build(session: Any) -> types.ModuleType:

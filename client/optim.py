@@ -1,40 +1,59 @@
-"""Server-side optimizers with torch.optim's signatures: `session.optim.SGD(params, lr=...)`,
-`session.optim.Adam(params, ...)`, `AdamW`, `RMSprop` and `Adagrad`.
+"""torch.optim for sessions: the subclassable base `session.optim.Optimizer` (a user-defined
+optimizer's `step()` records ordinary ops), and server-side optimizers with torch.optim's
+signatures: `session.optim.SGD(params, lr=...)`, `session.optim.Adam(params, ...)`, `AdamW`,
+`RMSprop` and `Adagrad`.
 
 Each session gets its own subclasses (`bind`), so `SGD(params, lr)` needs no session argument,
 `isinstance(opt, session.optim.SGD)` works, and a wrong keyword fails as in torch
 ("SGD.__init__() got an unexpected keyword argument 'x'"). Creating, `step()` and `zero_grad()`
 are recorded like ops; ranges (`lr >= 0`, betas in [0, 1), ...) are checked by the server's
-engine with torch's messages. `foreach` is accepted and has no effect (the server runs torch's
-single-tensor algorithm); `differentiable`, `fused` and `capturable` are refused when set, as
-the server has no such variants.
+engine with torch's messages. `param_groups` are torch's plain dicts: a hyperparameter changed
+there (by the program or an lr scheduler) goes to the server with the next `step()`, in the same
+instruction, so a step costs no extra round trip. `foreach` is accepted and has no effect (the
+server runs torch's single-tensor algorithm); `differentiable`, `fused` and `capturable` are
+refused when set, as the server has no such variants.
 """
 
 from __future__ import annotations
 
+import copy
+import types
 import weakref
+from collections import defaultdict
 from typing import Any
 
-from gradserve.surface import grad_mode
-from gradserve.v1 import graph_pb2
+import numpy as np
+
+from gradserve.surface import grad_mode, lr_scheduler
+from gradserve.surface import optim as _surface
+from gradserve.v1 import STEP_HYPERPARAMETERS_FEATURE, graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
+from . import codec
 from .tensor import Tensor
 
 
-class Optimizer:
+class Optimizer(_surface.Optimizer):
+    """torch.optim.Optimizer over session tensors: subclass it and write `step()` with ordinary
+    tensor ops (recorded like any others); the base of the server-side optimizers too."""
+
+    _tensor_type = Tensor
+
+
+class ServerOptimizer(Optimizer):
     """A server-side optimizer over session tensors (base of SGD, Adam, AdamW, RMSprop, Adagrad).
 
     Attributes: `params` (the client tensors of the first parameter group, in order), `handle`
-    (the server's optimizer handle), `options` (the algorithm message as created: `SgdOptions`,
-    `AdamOptions`, ...), `param_groups` (torch's list of dicts, each group's hyperparameters as
-    created). The server's optimizer has one group: each further parameter group is an
-    optimizer of its own on the server, which `step()` and `zero_grad()` drive too.
+    (the server's optimizer handle), `options` (the algorithm message last sent: `SgdOptions`,
+    `AdamOptions`, ...), `param_groups` (torch's list of dicts). The server's optimizer has one
+    group: each further parameter group is an optimizer of its own on the server, which
+    `step()` and `zero_grad()` drive too.
     """
 
     _session: Any  # set by `bind`
 
-    def __init__(self, params: Any, create: spb.CreateOptimizer):
+    def __init__(self, params: Any, create: spb.CreateOptimizer,
+                 defaults: dict[str, Any] | None = None):
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of "
                             f"Tensors or dicts, but got {params.type()}")
@@ -53,16 +72,42 @@ class Optimizer:
                 raise ValueError("some parameters appear in more than one parameter group")
             seen.update(id(p) for p in group["params"])
         kind = create.WhichOneof("algorithm")
-        defaults = getattr(create, kind)  # SgdOptions, AdamOptions, RmspropOptions, ...
-        self.param_groups: list[ParamGroup] = []
-        self._extra: list[Optimizer] = []
-        for i, group in enumerate(groups):
-            options = _group_options(defaults, group)
-            target = self if i == 0 else type(self).__new__(type(self))
-            target._start(group["params"], spb.CreateOptimizer(**{kind: options}))
-            self.param_groups.append(ParamGroup({**_options_dict(options), **group}))
-            if i:
-                self._extra.append(target)
+        self._defaults_message = getattr(create, kind)  # SgdOptions, AdamOptions, ...
+        # torch's param-group defaults as the constructor got them (an int stays an int, as in
+        # torch's repr), with the keys the server has no use for (foreach, fused, ...)
+        self.defaults = defaults or {**_options_dict(self._defaults_message), **_FLAGS[kind]}
+        self.param_groups: list[dict[str, Any]] = []
+        self._extra: list[ServerOptimizer] = []
+        for group in groups:
+            self._add_group(group)
+
+    def _add_group(self, group: dict[str, Any]) -> None:
+        """Create the server optimizer of a further parameter group (the first is `self`)."""
+        kind = self._defaults_message.DESCRIPTOR.name
+        options = _group_options(self._defaults_message, group)
+        target = type(self).__new__(type(self)) if self.param_groups else self
+        target._start(group["params"], spb.CreateOptimizer(**{_KIND[kind]: options}))
+        self.param_groups.append(group)
+        for key, value in self.defaults.items():
+            group.setdefault(key, value)
+        if target is not self:
+            self._extra.append(target)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """optimizer.add_param_group(group): a further server optimizer, stepped with this one.
+
+        Raises:
+            TypeError: not a dict, or a param that is not a tensor (torch's text).
+            ValueError: a parameter already in a group (torch's text).
+        """
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group)}")
+        ps = param_group.get("params")
+        param_group["params"] = [ps] if isinstance(ps, Tensor) else list(ps or ())
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in param_group["params"]):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self._add_group(param_group)
 
     def _start(self, params: list[Any], create: spb.CreateOptimizer) -> None:
         """Create this optimizer on the server over `params` as `create` says."""
@@ -78,6 +123,7 @@ class Optimizer:
             session._value(p, graph_pb2.Value(), "optimizer parameter")
         kind = create.WhichOneof("algorithm")
         self.options = getattr(create, kind)  # SgdOptions, AdamOptions, RmspropOptions, ...
+        self._sent = _options_dict(self.options)  # the hyperparameters the server has
         self.handle = next(session._handles)
         with session._recorder.lock:
             m = session._record().create_optimizer
@@ -86,7 +132,7 @@ class Optimizer:
             del m.params[:]
             m.params.extend(p._handle for p in self.params)
         session._optimizers[self.handle] = self
-        weakref.finalize(self, session._recorder.released.put, self.handle)
+        self._release = weakref.finalize(self, session._recorder.released.put, self.handle)
         session._after_record()
 
     def step(self, closure: Any = None) -> Any:
@@ -96,11 +142,45 @@ class Optimizer:
             with grad_mode.enable_grad():
                 loss = closure()
         s = self._session
-        for opt in (self, *self._extra):
-            s._record().optimizer_step.optimizer = opt.handle
+        if self._extra:
+            opts: tuple[ServerOptimizer, ...] = (self, *self._extra)
+            # hyperparameters the program changed since the last step (None: unchanged),
+            # checked before anything is recorded
+            changed = [opt._changed(group) for opt, group in zip(opts, self.param_groups)]
+        else:  # the common case, kept short: one group
+            opts, changed = (self,), [self._changed(self.param_groups[0])]
+        for opt, options in zip(opts, changed):
+            m = s._record().optimizer_step
+            m.optimizer = opt.handle
+            if options is not None:
+                getattr(m, _KIND[options.DESCRIPTOR.name]).CopyFrom(options)
+                opt.options = options
+                opt._sent = _options_dict(options)
         s._epoch += 1
         s._after_record()
         return loss
+
+    def _changed(self, group: dict[str, Any]) -> Any:
+        """The algorithm message of `group`'s hyperparameters if they differ from those the
+        server has, else None.
+
+        Raises:
+            ValueError: a new value torch's constructor would refuse (its message).
+            NotImplementedError: they changed, and the server would ignore new ones.
+        """
+        for k, v in self._sent.items():
+            if group.get(k, v) != v:
+                break
+        else:
+            return None
+        _surface.check_hyperparameters(_KIND[self.options.DESCRIPTOR.name],
+                                       {k: group.get(k, v) for k, v in self._sent.items()})
+        if STEP_HYPERPARAMETERS_FEATURE not in self._session.client.list_ops().features:
+            raise NotImplementedError(
+                "changing a param group's hyperparameters needs a gradserve server that "
+                f"offers {STEP_HYPERPARAMETERS_FEATURE!r} (0.2.0 or later); this one would "
+                "ignore them")
+        return _group_options(self.options, group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """optimizer.zero_grad(set_to_none)."""
@@ -123,22 +203,103 @@ class Optimizer:
             s._recorder.flush()
         return box[0]
 
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{f.name}={v}" for f, v in self.options.ListFields())
-        return f"{type(self).__name__}({fields})"
+    def state_dict(self) -> dict[str, Any]:
+        """optimizer.state_dict(): torch's layout, read from the server in one round trip.
+
+        Returns:
+            {"state": {index: {"step": tensor, "exp_avg": tensor, ...}}, "param_groups":
+            [{hyperparameters..., "params": [index, ...]}]}: parameters numbered across groups
+            in order; the state's tensors are new session tensors holding the server's values.
+        """
+        s = self._session
+        opts = (self, *self._extra)
+        box: list[spb.OptimizerState] = []
+        with s._recorder.lock:
+            for opt in opts:
+                s._record(lambda r: box.append(r.optimizer_state)).get_optimizer_state.optimizer = (
+                    opt.handle)
+            s._recorder.flush()
+        state: dict[int, dict[str, Any]] = {}
+        groups = []
+        start = 0
+        for group, msg in zip(self.param_groups, box):
+            for entry in msg.state:
+                kind = entry.WhichOneof("state")
+                fields = getattr(entry, kind)
+                values: dict[str, Any] = {}
+                for f, v in fields.ListFields():
+                    values[f.name] = (s.tensor(v) if f.name == "step"
+                                      else s.tensor(codec.decode_array(v)))
+                state[start + entry.param] = values
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = list(range(start, start + len(group["params"])))
+            start += len(group["params"])
+            groups.append(packed)
+        return {"state": state, "param_groups": groups}
+
+    @property  # type: ignore[override]
+    def state(self) -> defaultdict[Any, dict[str, Any]]:
+        """torch's `optimizer.state` ({param: {"step": ..., "exp_avg": ...}}) as the server has
+        it now: a snapshot read in one round trip (changing it changes nothing there)."""
+        params = [p for g in self.param_groups for p in g["params"]]
+        return defaultdict(dict, {params[i]: v for i, v in self.state_dict()["state"].items()})
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """optimizer.load_state_dict(state_dict): hyperparameters and state, as torch loads them
+        (the server optimizers are created anew with that state, sent with the next batch).
+
+        Args:
+            state_dict: as `state_dict()` returns it, here or from torch (tensors, arrays or
+                numbers as values).
+
+        Raises:
+            ValueError: a different number of groups, or a group of a different size (torch's
+                text).
+        """
+        saved_groups = copy.deepcopy(state_dict["param_groups"])
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        if any(len(g["params"]) != len(s["params"])
+               for g, s in zip(self.param_groups, saved_groups)):
+            raise ValueError("loaded state dict contains a parameter group that doesn't match "
+                             "the size of optimizer's group")
+        saved_state = state_dict["state"]
+        opts = (self, *self._extra)
+        creates = []  # every group's message first: a malformed entry changes nothing
+        for opt, saved in zip(opts, saved_groups):
+            kind = _KIND[opt.options.DESCRIPTOR.name]
+            create = spb.CreateOptimizer(**{kind: _group_options(opt.options, saved)})
+            for j, index in enumerate(saved["params"]):
+                values = saved_state.get(index)
+                if values:
+                    entry = getattr(create.state.add(param=j), kind)
+                    entry.SetInParent()
+                    for name, value in values.items():
+                        _set_state_field(entry, name, value)
+            creates.append(create)
+        new_groups = []
+        for opt, group, saved, create in zip(opts, self.param_groups, saved_groups, creates):
+            old = opt.handle
+            opt._release()  # the old server optimizer goes with the next batch
+            self._session._optimizers.pop(old, None)
+            opt._start(group["params"], create)
+            saved["params"] = group["params"]
+            new_groups.append(saved)
+        self.param_groups = new_groups
 
 
-class ParamGroup(dict):  # type: ignore[type-arg]
-    """One of `optimizer.param_groups`: torch's dict, whose hyperparameters are read-only here
-    (the server's optimizer keeps those it was created with; a silent change would be lost)."""
 
-    def __setitem__(self, key: str, value: Any) -> None:
-        if key in self and key != "params":
-            raise NotImplementedError(
-                f"changing a param group's {key!r} after the optimizer is created is not "
-                "supported by gradserve (the server keeps the hyperparameters it was created "
-                "with); create a new optimizer")
-        super().__setitem__(key, value)
+# torch's defaults of the param-group keys the server has no use for, per algorithm
+_FLAGS: dict[str, dict[str, Any]] = {
+    "sgd": {"foreach": None, "differentiable": False, "fused": None},
+    "adam": {"foreach": None, "capturable": False, "differentiable": False, "fused": None},
+    "rmsprop": {"capturable": False, "foreach": None, "differentiable": False},
+    "adagrad": {"foreach": None, "differentiable": False, "fused": None},
+}
+
+# the oneof field of each algorithm message (CreateOptimizer.algorithm, OptimizerStep's)
+_KIND = {"SgdOptions": "sgd", "AdamOptions": "adam", "RmspropOptions": "rmsprop",
+         "AdagradOptions": "adagrad"}
 
 
 # a param group's keys -> (options field, how to read it); betas fills two fields
@@ -146,6 +307,22 @@ _GROUP_FIELDS = {"lr": float, "momentum": float, "dampening": float, "weight_dec
                  "nesterov": bool, "maximize": bool, "eps": float, "amsgrad": bool,
                  "decoupled_weight_decay": bool, "alpha": float, "centered": bool,
                  "lr_decay": float, "initial_accumulator_value": float}
+
+
+def _set_state_field(entry: Any, name: str, value: Any) -> None:
+    """One value of a loaded state entry into its wire message (step a number, buffers arrays)."""
+    if value is None:  # torch's SGD keeps momentum_buffer None before momentum is used
+        return
+    if isinstance(value, Tensor):
+        value = value.numpy()
+    elif hasattr(value, "numpy"):  # another framework's tensor (torch's state_dict())
+        value = value.detach().cpu().numpy()
+    if name not in entry.DESCRIPTOR.fields_by_name:
+        raise ValueError(f"unknown optimizer state {name!r}")
+    if name == "step":
+        entry.step = float(value)
+    else:
+        codec.encode_array(np.ascontiguousarray(value), getattr(entry, name))
 
 
 def _group_options(defaults: Any, group: dict[str, Any]) -> Any:
@@ -178,7 +355,7 @@ def _refuse(algorithm: str, **flags: Any) -> None:
                                       "gradserve (the server runs torch's single-tensor algorithm)")
 
 
-class SGD(Optimizer):
+class SGD(ServerOptimizer):
     """torch.optim.SGD."""
 
     def __init__(self, params: Any, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
@@ -189,10 +366,13 @@ class SGD(Optimizer):
         opts = spb.SgdOptions(lr=float(lr), momentum=float(momentum),
                               dampening=float(dampening), weight_decay=float(weight_decay),
                               nesterov=bool(nesterov), maximize=bool(maximize))
-        super().__init__(params, spb.CreateOptimizer(sgd=opts))
+        super().__init__(params, spb.CreateOptimizer(sgd=opts), {
+            "lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
+            "nesterov": nesterov, "maximize": maximize, "foreach": foreach,
+            "differentiable": differentiable, "fused": fused})
 
 
-class Adam(Optimizer):
+class Adam(ServerOptimizer):
     """torch.optim.Adam (with AMSGrad, maximize and decoupled weight decay)."""
 
     def __init__(self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -207,7 +387,11 @@ class Adam(Optimizer):
                                eps=float(eps), weight_decay=float(weight_decay),
                                amsgrad=bool(amsgrad), maximize=bool(maximize),
                                decoupled_weight_decay=bool(decoupled_weight_decay))
-        super().__init__(params, spb.CreateOptimizer(adam=opts))
+        super().__init__(params, spb.CreateOptimizer(adam=opts), {
+            "lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+            "amsgrad": amsgrad, "maximize": maximize, "foreach": foreach,
+            "capturable": capturable, "differentiable": differentiable, "fused": fused,
+            "decoupled_weight_decay": decoupled_weight_decay})
 
 
 class AdamW(Adam):
@@ -223,7 +407,7 @@ class AdamW(Adam):
                          decoupled_weight_decay=True)
 
 
-class RMSprop(Optimizer):
+class RMSprop(ServerOptimizer):
     """torch.optim.RMSprop (with momentum, centered and maximize)."""
 
     def __init__(self, params: Any, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
@@ -234,10 +418,13 @@ class RMSprop(Optimizer):
         opts = spb.RmspropOptions(lr=float(lr), alpha=float(alpha), eps=float(eps),
                                   weight_decay=float(weight_decay), momentum=float(momentum),
                                   centered=bool(centered), maximize=bool(maximize))
-        super().__init__(params, spb.CreateOptimizer(rmsprop=opts))
+        super().__init__(params, spb.CreateOptimizer(rmsprop=opts), {
+            "lr": lr, "momentum": momentum, "alpha": alpha, "eps": eps, "centered": centered,
+            "weight_decay": weight_decay, "capturable": capturable, "foreach": foreach,
+            "maximize": maximize, "differentiable": differentiable})
 
 
-class Adagrad(Optimizer):
+class Adagrad(ServerOptimizer):
     """torch.optim.Adagrad (with lr_decay, weight decay and maximize)."""
 
     def __init__(self, params: Any, lr: float = 1e-2, lr_decay: float = 0,
@@ -249,16 +436,27 @@ class Adagrad(Optimizer):
                                   weight_decay=float(weight_decay),
                                   initial_accumulator_value=float(initial_accumulator_value),
                                   eps=float(eps), maximize=bool(maximize))
-        super().__init__(params, spb.CreateOptimizer(adagrad=opts))
+        super().__init__(params, spb.CreateOptimizer(adagrad=opts), {
+            "lr": lr, "lr_decay": lr_decay, "eps": eps, "weight_decay": weight_decay,
+            "initial_accumulator_value": initial_accumulator_value, "foreach": foreach,
+            "maximize": maximize, "differentiable": differentiable, "fused": fused})
 
 
-def bind(cls: type[Optimizer], session: Any) -> type[Optimizer]:
+def namespace(session: Any) -> Any:
+    """`session.optim`: the Optimizer base, the server-side algorithms bound to `session`, and
+    lr_scheduler."""
+    bound = {cls.__name__: bind(cls, session)
+             for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
+    return types.SimpleNamespace(Optimizer=Optimizer, lr_scheduler=lr_scheduler, **bound)
+
+
+def bind(cls: type[ServerOptimizer], session: Any) -> type[ServerOptimizer]:
     """A subclass of `cls` whose instances live in `session` (session.optim.SGD, ...)."""
     return type(cls.__name__, (cls,), {"_session": session, "__qualname__": cls.__qualname__,
                                        "__module__": cls.__module__})
 
 
-def recreate(session: Any, params: list[Tensor], create: spb.CreateOptimizer) -> Optimizer:
+def recreate(session: Any, params: list[Tensor], create: spb.CreateOptimizer) -> ServerOptimizer:
     """An optimizer of `session` made by `create` as it is (algorithm, hyperparameters and
     state), over `params` (Client.restore)."""
     kind = create.WhichOneof("algorithm")
@@ -267,7 +465,9 @@ def recreate(session: Any, params: list[Tensor], create: spb.CreateOptimizer) ->
     else:
         cls = {"sgd": session.optim.SGD, "rmsprop": session.optim.RMSprop,
                "adagrad": session.optim.Adagrad}[kind]
-    opt: Optimizer = cls.__new__(cls)
+    opt: ServerOptimizer = cls.__new__(cls)
     opt._start(list(params), create)
-    opt.param_groups = [ParamGroup({**_options_dict(opt.options), "params": opt.params})]
+    opt._defaults_message = opt.options
+    opt.defaults = {**_options_dict(opt.options), **_FLAGS[kind]}
+    opt.param_groups = [{"params": opt.params, **opt.defaults}]
     return opt  # type: ignore[no-any-return]

@@ -18,7 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import aliases, data, devices, grad_mode, legacy, messages
+from gradserve.surface import (
+    aliases,
+    control,
+    data,
+    devices,
+    dynamo,
+    grad_mode,
+    legacy,
+    messages,
+    pytree,
+)
 from gradserve.surface import compat as surface_compat
 from gradserve.surface import meta as surface_meta
 from gradserve.surface.functional import ErrorTypes, Functional
@@ -42,8 +52,10 @@ from .batch import (
 )
 from .errors import MetaMismatchError, copy_error, omitted_error
 from .ops import OpSpec, make_function
-from .optim import Optimizer
+from .optim import ServerOptimizer
 from .tensor import Size, Tensor
+
+pytree.register_sequence_type(Size)  # torch.Size is a pytree node, as in torch
 
 # Gradients up to this many elements come back with the `.grad` read that binds them.
 PREFETCH_ELEMENTS = 4096
@@ -124,14 +136,15 @@ class Session:
             function=types.SimpleNamespace(Function=fn_base, FunctionCtx=function.FunctionCtx,
                                            once_differentiable=function.once_differentiable),
             Variable=legacy.variable_type(self))
-        self.utils = types.SimpleNamespace(data=data.namespace(self))  # torch.utils.data
+        self.utils = types.SimpleNamespace(data=data.namespace(self),  # torch.utils.data
+                                           _pytree=pytree)  # torch.utils._pytree
+        self._dynamo = dynamo.namespace()  # torch._dynamo, as eager programs see it
+        self._higher_order_ops = control.higher_order_ops(self)  # torch._higher_order_ops
         self.__dict__.update(legacy.CONSTANTS)  # torch.pi, torch.e, torch.inf, torch.nan
-        self.optim = types.SimpleNamespace(**{
-            cls.__name__: optim.bind(cls, self)
-            for cls in (optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop, optim.Adagrad)})
-        self._optimizers: weakref.WeakValueDictionary[int, Optimizer] = (
+        self.optim = optim.namespace(self)
+        self._optimizers: weakref.WeakValueDictionary[int, ServerOptimizer] = (
             weakref.WeakValueDictionary())
-        self.optimizers: dict[str, Optimizer] = {}  # filled by Client.restore
+        self.optimizers: dict[str, ServerOptimizer] = {}  # filled by Client.restore
         self.no_grad = grad_mode.no_grad
         self.enable_grad = grad_mode.enable_grad
         self.set_grad_enabled = grad_mode.set_grad_enabled

@@ -51,7 +51,7 @@ from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
 from .errors import omitted_error
-from .optim import Optimizer, recreate
+from .optim import ServerOptimizer, recreate
 
 MAGIC = b"GRADSERVE-SNAPSHOT\n"
 VERSION = 2
@@ -97,7 +97,7 @@ def save(session: Any, path: str | Path,
     named_opts = _named(session._optimizers, optimizers, "optimizer")
     saved = {id(t) for t in named.values()}
     for oname, opt in named_opts.items():
-        if not isinstance(opt, Optimizer) or opt._session is not session:
+        if not isinstance(opt, ServerOptimizer) or opt._session is not session:
             raise ValueError(f"save(): optimizer {oname!r} is not an optimizer of this session")
         for i, p in enumerate(opt.params):  # parameters are saved with their optimizer
             if id(p) not in saved:
@@ -237,7 +237,7 @@ def restore(client: Any, path: str | Path, **session_options: Any) -> Any:
     _, batch, names, optimizer_names = read(path)
     session = client.session(**session_options)
     tensors: dict[int, Any] = {}
-    opts: dict[int, Optimizer] = {}
+    opts: dict[int, ServerOptimizer] = {}
 
     def tensor(h: int) -> Any:
         if h not in tensors:

@@ -17,8 +17,11 @@ import types
 from typing import Any
 
 from gradserve.surface import compat as _compat
+from gradserve.surface import control as _control
 from gradserve.surface import data as _data
 from gradserve.surface import devices as _devices
+from gradserve.surface import dynamo as _dynamo_ns
+from gradserve.surface import pytree as _pytree
 from gradserve.surface.grad_mode import (
     enable_grad,
     inference_mode,
@@ -62,7 +65,11 @@ from . import nn, optim  # noqa: E402  (built from the functions above)
 
 _module = sys.modules[__name__]
 autograd.Variable = variable_type(_module)  # type: ignore[attr-defined]
-utils = types.SimpleNamespace(data=_data.namespace(_module))  # torch.utils.data
+utils = types.SimpleNamespace(data=_data.namespace(_module),  # torch.utils.data
+                              _pytree=_pytree)  # torch.utils._pytree
+_pytree.register_sequence_type(Size)
+_dynamo = _dynamo_ns.namespace()  # torch._dynamo, as eager programs see it
+_higher_order_ops = _control.higher_order_ops(_module)  # torch._higher_order_ops: cond, map
 pi, e, inf, nan = (CONSTANTS[k] for k in ("pi", "e", "inf", "nan"))
 
 float32 = dtypes.float32

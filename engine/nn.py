@@ -70,11 +70,14 @@ class EngineNNBackend(EngineBackend):
     def dtype_of(self, tensor: Any) -> Any:
         return tensor.dtype
 
+    def scalar_add(self, tensor: Any, scalar: float) -> Any:
+        return self.torch.add_scalar(tensor, scalar)
+
     def scalar_mul(self, tensor: Any, scalar: float) -> Any:
-        out = tensor * scalar
-        if out.grad_fn is not None:
-            out.grad_fn._name = "MulBackward1"  # torch's C++ mul(Tensor, Scalar) overload
-        return out
+        return self.torch.mul_scalar(tensor, scalar)
+
+    def scalar_div(self, tensor: Any, scalar: float) -> Any:
+        return self.torch.div_scalar(tensor, scalar)
 
 
 _tensor_repr = Tensor.__repr__

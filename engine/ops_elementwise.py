@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import errors
+from . import dtypes, errors
 from .registry import (
     BOOL,
     COMPARE,
@@ -22,6 +22,7 @@ from .registry import (
     AttrSpec,
     defop,
     names_backward,
+    promote_args,
     temporaries,
 )
 
@@ -115,6 +116,40 @@ defop("div", np.true_divide,
       saves=("other", "input other"),
       inputs=("input", "other"), dtype=FLOAT, inplace=True, doc="input / other (true division)",
       out_shape=broadcast_shape)
+
+
+# torch's C++ Scalar overloads, add/mul/div(Tensor, Scalar): what its composite ops
+# (cross_entropy, label smoothing) call, recording AddBackward1 / MulBackward1 / DivBackward1
+# where Python's `x * 2` wraps the number as a tensor (MulBackward0). The number is an attribute,
+# not an input.
+def _scalar_overload_dtype(to_float: bool) -> Any:
+    def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any]:
+        d = promote_args((*args, attrs["other"]))
+        d = dtypes.to_float(d) if to_float else d
+        return d, d
+    return rule
+
+
+defop("add_scalar", lambda x, other: np.add(x, other),
+      lambda ns, g, out, x, other: g,
+      saves="", attrs=(AttrSpec("other", "scalar", required=True),),
+      dtype=_scalar_overload_dtype(False), backward="AddBackward1", method=False,
+      doc="input + other for a number other: torch's C++ add(Tensor, Scalar) (AddBackward1)",
+      out_shape=lambda x, other: x.shape)
+defop("mul_scalar", lambda x, other: np.multiply(x, other),
+      lambda ns, g, out, x, other: ns.mul_scalar(g, other=other),
+      saves="", attrs=(AttrSpec("other", "scalar", required=True),),
+      dtype=_scalar_overload_dtype(False), backward="MulBackward1", method=False,
+      doc="input * other for a number other: torch's C++ mul(Tensor, Scalar) (MulBackward1)",
+      out_shape=lambda x, other: x.shape)
+defop("div_scalar", lambda x, other: np.true_divide(x, other),
+      lambda ns, g, out, x, other: ns.div_scalar(g, other=other),
+      saves="", attrs=(AttrSpec("other", "scalar", required=True),),
+      dtype=_scalar_overload_dtype(True), backward="DivBackward1", method=False,
+      doc="input / other for a number other: torch's C++ div(Tensor, Scalar) (DivBackward1)",
+      out_shape=lambda x, other: x.shape)
+
+
 def _not_implemented(aten: str) -> Any:
     """torch records some ops whose derivative it lacks: backward through them fails."""
     def rule(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
@@ -300,6 +335,15 @@ defop("leaky_relu", lambda x, negative_slope=0.01: np.where(x > 0, x, x * negati
       saves="input",
       attrs=(AttrSpec("negative_slope", "float", 0.01),), dtype=FLOAT,
       doc="input if input > 0 else negative_slope * input",
+      out_bound=temporaries(broadcast_shape, results=2))
+# torch's _prelu_kernel: F.prelu's op once the weight is shaped to broadcast over the channel
+# dim (surface/nn_functional.prelu). The kernel's backward: where(input > 0, grad, weight * grad)
+# for the input, where(input > 0, 0, input * grad) for the weight (summed to its shape).
+defop("_prelu_kernel", lambda x, w: np.where(x > 0, x, w * x),
+      lambda ns, g, out, x, w: ns.where(x > 0, g, w * g),
+      lambda ns, g, out, x, w: ns.where(x > 0, 0.0, x * g),
+      saves=("input weight", "input"), inputs=("input", "weight"), dtype=PROMOTE, method=False,
+      doc="input if input > 0 else weight * input (weight broadcast over input)",
       out_bound=temporaries(broadcast_shape, results=2))
 defop("elu", lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
       lambda ns, g, out, x, alpha: ns.where(x > 0, g, g * (out + alpha)),

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import errors, limits
+from . import errors, gemm, limits
 from .ops_elementwise import _broadcast_error
 from .registry import PROMOTE, AttrSpec, defop, names_backward, numel_of
 from .tensor import Tensor
@@ -117,8 +117,19 @@ def matmul_shape(x: Any, y: Any, **attrs: Any) -> tuple[int, ...]:
     return (*batch, rows, cols) if len(a) >= 2 else (*batch, cols)
 
 
+def _product(x: Any, y: Any) -> Any:
+    """x @ y for 2-D x and y: torch's MKL order where `gemm` knows it, else numpy's."""
+    if gemm.reproducible(x, y):
+        return gemm.torch_mm(x, y)
+    return np.matmul(x, y)
+
+
 def _matmul(x: Any, y: Any) -> Any:
-    matmul_shape(x, y)
+    shape = matmul_shape(x, y)
+    if x.ndim == 2 and y.ndim == 2:
+        return _product(x, y)
+    if x.ndim >= 3 and y.ndim == 2 and x.flags.c_contiguous:  # torch folds it into one mm
+        return _product(x.reshape(-1, x.shape[-1]), y).reshape(shape)
     return np.matmul(x, y)
 
 
@@ -140,6 +151,9 @@ def _matmul_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
         return ns.einsum([x, g], equation="...nk,...n->k")
     if x.ndim == 1:
         return ns.einsum([x, g], equation="k,...m->...km")
+    if x.ndim >= 3 and y.ndim == 2:  # torch folds x into one (rows, k) matrix: one mm, so
+        flat_x = ns.reshape(x, shape=(-1, x.shape[-1]))  # its sum over the batch is the mm's
+        return ns.mm(_mT(ns, flat_x), ns.reshape(g, shape=(-1, g.shape[-1])))
     return ns.matmul(_mT(ns, x), g)
 
 
@@ -183,7 +197,7 @@ def _mm_shape(x: Any, y: Any) -> tuple[int, ...]:
 
 def _mm(x: Any, y: Any) -> Any:
     _mm_shape(x, y)
-    return np.matmul(x, y)
+    return _product(x, y)
 
 
 defop("mm", _mm,
@@ -223,7 +237,10 @@ def _expand_check(shape: tuple[int, ...], target: tuple[int, ...], dtype: Any) -
 
 def _addmm(bias: Any, x: Any, y: Any, beta: Any = 1, alpha: Any = 1) -> Any:
     out = _addmm_shape(bias, x, y)
-    product = np.matmul(x, y)
+    if beta == 1 and alpha == 1 and bias.dtype == x.dtype and gemm.reproducible(x, y):
+        return gemm.torch_mm(x, y, bias)  # MKL adds the bias to the first k block's sum
+    # beta = 0 is torch's plain product; another alpha or beta is not in MKL's known order
+    product = _product(x, y) if alpha == 1 and beta == 0 else np.matmul(x, y)
     if alpha != 1:
         product = product * np.asarray(alpha, product.dtype)
     if beta == 0:  # torch ignores input then, NaN and inf included

@@ -8,11 +8,14 @@ numpy arrays only (the server saves and restores it without pickle).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from gradserve.surface import lr_scheduler
+from gradserve.surface import optim as _surface
 from gradserve.surface.grad_mode import enable_grad, no_grad
 
 from . import errors
@@ -20,67 +23,38 @@ from .creation import tensor as _tensor
 from .tensor import Tensor
 
 
-class Optimizer:
-    """Base class: parameter groups, zero_grad, state and its (de)serialization."""
+class Optimizer(_surface.Optimizer):
+    """torch.optim.Optimizer over engine tensors (gradserve.surface.optim.Optimizer); the base of
+    SGD, Adam, AdamW, RMSprop, Adagrad and of user-defined optimizers."""
 
-    _defaults: dict[str, Any]
-    _state_keys: tuple[str, ...] = ()
+    _tensor_type = Tensor
+    _type_error = errors.InvalidTypeError
+    _value_error = errors.InvalidValueError
+    _state_keys: tuple[str, ...] = ()  # a built-in algorithm's state entries
 
-    def __init__(self, params: Any, defaults: dict[str, Any]):
-        self._defaults = defaults
-        self.defaults = dict(defaults)
-        self.state: dict[Tensor, dict[str, Any]] = {}
-        self.param_groups: list[dict[str, Any]] = []
-        if isinstance(params, Tensor):
-            raise errors.InvalidTypeError(
-                "params argument given to the optimizer should be an iterable of Tensors or "
-                f"dicts, but got {_type_name(params)}")
-        groups = list(params)
-        if not groups:
-            raise errors.InvalidValueError("optimizer got an empty parameter list")
-        if not isinstance(groups[0], dict):
-            groups = [{"params": groups}]
-        for g in groups:
-            self.add_param_group(g)
+    _algorithm = ""  # a built-in algorithm's name in surface.optim.check_hyperparameters
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group of parameters with its own hyper-parameters (defaults fill the rest)."""
-        group = dict(param_group)
-        ps = group["params"]
-        group["params"] = [ps] if isinstance(ps, Tensor) else list(ps)
-        for p in group["params"]:
-            if not isinstance(p, Tensor):
-                raise errors.InvalidTypeError(
-                    f"optimizer can only optimize Tensors, but one of the params is "
-                    f"{type(p).__name__}")
-            if not p.is_leaf:
-                raise errors.InvalidValueError("can't optimize a non-leaf Tensor")
-        for k, v in self._defaults.items():
-            group.setdefault(k, v)
-        seen = {id(p) for g in self.param_groups for p in g["params"]}
-        if any(id(p) in seen for p in group["params"]):
-            raise errors.InvalidValueError(
-                "some parameters appear in more than one parameter group")
-        self.param_groups.append(group)
+    def _validate(self, h: dict[str, Any]) -> None:
+        """Check hyperparameters with torch's constructor messages (each algorithm's own)."""
+        _surface.check_hyperparameters(self._algorithm, h, errors.InvalidValueError)
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Reset every parameter's gradient: None, or zeros in place (set_to_none=False)."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                g = p.grad
-                if g is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    if g.grad_fn is not None:
-                        g.detach_()
-                    else:
-                        g.requires_grad_(False)
-                    g.zero_()
+    def set_hyperparameters(self, group: int, values: dict[str, Any]) -> None:
+        """Replace param group `group`'s hyperparameters by `values` (a step's new ones).
+
+        Args:
+            group: index into `param_groups`.
+            values: every hyperparameter of the algorithm, as its constructor takes them.
+
+        Raises:
+            ValueError: a value the constructor would refuse (torch's message).
+        """
+        self._validate(values)
+        self.param_groups[group].update(values)
 
     def step(self, closure: Any = None) -> Any:
         """One update of every parameter that has a gradient; returns closure() if given."""
+        if not self._state_keys:  # not a built-in algorithm: the subclass writes step()
+            return super().step(closure)
         loss = None
         if closure is not None:
             with enable_grad():
@@ -104,8 +78,12 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """{'state': {index: {name: number | ndarray}}, 'param_groups': [{..., 'params': [index]}]}
 
-        Parameters are numbered across groups in order, as torch numbers them.
+        Parameters are numbered across groups in order, as torch numbers them. A built-in
+        algorithm's state holds numbers and numpy copies (the server saves it without pickle);
+        a user-defined optimizer's is torch's (its own objects).
         """
+        if not self._state_keys:
+            return super().state_dict()
         index = {id(p): i for i, p in enumerate(self._params())}
         state: dict[int, dict[str, Any]] = {}
         for p, s in self.state.items():
@@ -128,6 +106,9 @@ class Optimizer:
             ValueError: the groups or their sizes differ from this optimizer's (torch's text);
             RuntimeError: a saved array does not fit its parameter.
         """
+        if not self._state_keys:  # a user-defined optimizer: torch's generic load
+            super().load_state_dict(state_dict)
+            return
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise errors.InvalidValueError(
@@ -140,7 +121,7 @@ class Optimizer:
         for saved, mine in zip(groups, self.param_groups):
             for i, p in zip(saved["params"], mine["params"]):
                 by_index[i] = p
-        new_state: dict[Tensor, dict[str, Any]] = {}
+        new_state: dict[Any, dict[str, Any]] = {}
         for i, s in state_dict["state"].items():
             p = by_index.get(i) if i in by_index else by_index.get(int(i))
             if p is None:
@@ -160,46 +141,29 @@ class Optimizer:
                 else:
                     entry[k] = v
             new_state[p] = entry
-        self.state = new_state
+        self.state = defaultdict(dict, new_state)
         for saved, mine in zip(groups, self.param_groups):
             for k, v in saved.items():
                 if k != "params":
                     mine[k] = tuple(v) if isinstance(v, list) else v
 
-    def __repr__(self) -> str:
-        lines = [f"{type(self).__name__} ("]
-        for i, g in enumerate(self.param_groups):
-            lines.append(f"Parameter Group {i}")
-            lines.extend(f"    {k}: {g[k]}" for k in sorted(g) if k != "params")
-        lines.append(")")
-        return "\n".join(lines)
-
-
-def _type_name(x: Any) -> str:
-    return "torch.FloatTensor" if isinstance(x, Tensor) else type(x).__name__
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise errors.InvalidValueError(message)
-
 
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum, dampening, weight decay and Nesterov."""
 
+    _algorithm = "sgd"
     _state_keys = ("momentum_buffer",)
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0,
                  dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
-                 maximize: bool = False):
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
-        _check(momentum >= 0.0, f"Invalid momentum value: {momentum}")
-        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
-        _check(not nesterov or (momentum > 0 and dampening == 0),
-               "Nesterov momentum requires a momentum and zero dampening")
-        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
-                                  "weight_decay": weight_decay, "nesterov": nesterov,
-                                  "maximize": maximize})
+                 maximize: bool = False, foreach: bool | None = None,
+                 differentiable: bool = False, fused: bool | None = None):
+        _refuse("SGD", differentiable=differentiable, fused=fused)
+        defaults = {"lr": lr, "momentum": momentum, "dampening": dampening,
+                    "weight_decay": weight_decay, "nesterov": nesterov, "maximize": maximize,
+                    "foreach": foreach, "differentiable": differentiable, "fused": fused}
+        self._validate(defaults)
+        super().__init__(params, defaults)
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
                 state: dict[str, Any]) -> None:
@@ -221,21 +185,23 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (with the AMSGrad variant), torch's formulas and bias corrections."""
 
+    _algorithm = "adam"
     _state_keys = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
+                 weight_decay: float = 0, amsgrad: bool = False, *,
+                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None,
                  decoupled_weight_decay: bool = False):
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
-        _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
-        _check(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
-        _check(0.0 <= betas[1] < 1.0, f"Invalid beta parameter at index 1: {betas[1]}")
-        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
-                                  "weight_decay": weight_decay, "amsgrad": amsgrad,
-                                  "maximize": maximize,
-                                  "decoupled_weight_decay": decoupled_weight_decay})
+        _refuse(type(self).__name__, capturable=capturable, differentiable=differentiable,
+                fused=fused)
+        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
+                    "amsgrad": amsgrad, "maximize": maximize, "foreach": foreach,
+                    "capturable": capturable, "differentiable": differentiable, "fused": fused,
+                    "decoupled_weight_decay": decoupled_weight_decay}
+        self._validate(defaults)
+        super().__init__(params, defaults)
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
                 state: dict[str, Any]) -> None:
@@ -277,9 +243,12 @@ class AdamW(Adam):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         decoupled_weight_decay=True)
+                         foreach=foreach, capturable=capturable, differentiable=differentiable,
+                         fused=fused, decoupled_weight_decay=True)
 
 
 class RMSprop(Optimizer):
@@ -289,6 +258,7 @@ class RMSprop(Optimizer):
     `self + (value * t1) / t2`; the engine ops below keep that order.
     """
 
+    _algorithm = "rmsprop"
     _state_keys = ("step", "square_avg", "momentum_buffer", "grad_avg")
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.99,
@@ -296,14 +266,12 @@ class RMSprop(Optimizer):
                  centered: bool = False, capturable: bool = False, foreach: bool | None = None,
                  maximize: bool = False, differentiable: bool = False):
         _refuse("RMSprop", capturable=capturable, differentiable=differentiable)
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
-        _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
-        _check(momentum >= 0.0, f"Invalid momentum value: {momentum}")
-        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
-        _check(alpha >= 0.0, f"Invalid alpha value: {alpha}")
-        super().__init__(params, {"lr": lr, "momentum": momentum, "alpha": alpha, "eps": eps,
-                                  "centered": centered, "weight_decay": weight_decay,
-                                  "maximize": maximize})
+        defaults = {"lr": lr, "momentum": momentum, "alpha": alpha, "eps": eps,
+                    "centered": centered, "weight_decay": weight_decay,
+                    "capturable": capturable, "foreach": foreach, "maximize": maximize,
+                    "differentiable": differentiable}
+        self._validate(defaults)
+        super().__init__(params, defaults)
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
                 state: dict[str, Any]) -> None:
@@ -348,6 +316,7 @@ class Adagrad(Optimizer):
     initial_accumulator_value) exists from construction on.
     """
 
+    _algorithm = "adagrad"
     _state_keys = ("step", "sum")
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0,
@@ -355,16 +324,12 @@ class Adagrad(Optimizer):
                  eps: float = 1e-10, foreach: bool | None = None, *, maximize: bool = False,
                  differentiable: bool = False, fused: bool | None = None):
         _refuse("Adagrad", differentiable=differentiable, fused=fused)
-        _check(lr >= 0.0, f"Invalid learning rate: {lr}")
-        _check(lr_decay >= 0.0, f"Invalid lr_decay value: {lr_decay}")
-        _check(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
-        _check(initial_accumulator_value >= 0.0,
-               f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
-        _check(eps >= 0.0, f"Invalid epsilon value: {eps}")
-        super().__init__(params, {"lr": lr, "lr_decay": lr_decay, "eps": eps,
-                                  "weight_decay": weight_decay,
-                                  "initial_accumulator_value": initial_accumulator_value,
-                                  "maximize": maximize})
+        defaults = {"lr": lr, "lr_decay": lr_decay, "eps": eps, "weight_decay": weight_decay,
+                    "initial_accumulator_value": initial_accumulator_value,
+                    "foreach": foreach, "maximize": maximize, "differentiable": differentiable,
+                    "fused": fused}
+        self._validate(defaults)
+        super().__init__(params, defaults)
         for group in self.param_groups:
             for p in group["params"]:
                 self._init_state(p, group, self.state.setdefault(p, {}))
@@ -411,4 +376,4 @@ def _zeros_like(p: Tensor) -> Tensor:
     return _tensor(np.zeros(tuple(p.shape), dtype=p.dtype.np))
 
 
-__all__ = ["Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD"]
+__all__ = ["Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD", "lr_scheduler"]

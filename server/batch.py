@@ -657,7 +657,7 @@ class Executor:
 
     def optimizer_step(self, m: session_pb2.OptimizerStep,
                        r: session_pb2.InstructionResult) -> int:
-        self.optimizer(m.optimizer).step()
+        optimizers.step(self.optimizer(m.optimizer), m)
         r.done.SetInParent()
         return 0
 

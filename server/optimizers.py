@@ -37,6 +37,29 @@ STATE_FIELDS: dict[str, tuple[int | None, tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+ALGORITHMS = {"sgd": ge.optim.SGD, "adam": ge.optim.Adam, "rmsprop": ge.optim.RMSprop,
+              "adagrad": ge.optim.Adagrad}
+
+
+def hyperparameters(kind: str, o: Any) -> dict[str, Any]:
+    """The engine's keyword arguments for an algorithm message (SgdOptions, AdamOptions, ...):
+    its fields, torch's defaults for the unset optional ones."""
+    if kind == "sgd":
+        return {"lr": o.lr if o.HasField("lr") else SGD_DEFAULT_LR, "momentum": o.momentum,
+                "dampening": o.dampening, "weight_decay": o.weight_decay,
+                "nesterov": o.nesterov, "maximize": o.maximize}
+    if kind == "adam":
+        h = {k: getattr(o, k) if o.HasField(k) else v for k, v in ADAM_DEFAULTS.items()}
+        h["betas"] = (h.pop("beta1"), h.pop("beta2"))
+        return {**h, "amsgrad": o.amsgrad, "maximize": o.maximize,
+                "decoupled_weight_decay": o.decoupled_weight_decay}
+    defaults = RMSPROP_DEFAULTS if kind == "rmsprop" else ADAGRAD_DEFAULTS
+    h = {k: getattr(o, k) if o.HasField(k) else v for k, v in defaults.items()}
+    if kind == "rmsprop":
+        h["centered"] = o.centered
+    return {**h, "maximize": o.maximize}
+
+
 def create(m: session_pb2.CreateOptimizer, params: Sequence[ge.Tensor], limit: int) -> Any:
     """The engine optimizer CreateOptimizer describes, with its state loaded.
 
@@ -45,37 +68,28 @@ def create(m: session_pb2.CreateOptimizer, params: Sequence[ge.Tensor], limit: i
         ge.errors.EngineError: a hyperparameter or buffer the engine refuses (torch's text).
     """
     kind = m.WhichOneof("algorithm")
-    if kind == "sgd":
-        o = m.sgd
-        opt = ge.optim.SGD(params, lr=o.lr if o.HasField("lr") else SGD_DEFAULT_LR,
-                           momentum=o.momentum, dampening=o.dampening,
-                           weight_decay=o.weight_decay, nesterov=o.nesterov,
-                           maximize=o.maximize)
-    elif kind == "adam":
-        a, d = m.adam, ADAM_DEFAULTS
-        opt = ge.optim.Adam(
-            params, lr=a.lr if a.HasField("lr") else d["lr"],
-            betas=(a.beta1 if a.HasField("beta1") else d["beta1"],
-                   a.beta2 if a.HasField("beta2") else d["beta2"]),
-            eps=a.eps if a.HasField("eps") else d["eps"],
-            weight_decay=a.weight_decay if a.HasField("weight_decay") else d["weight_decay"],
-            amsgrad=a.amsgrad, maximize=a.maximize,
-            decoupled_weight_decay=a.decoupled_weight_decay)
-    elif kind == "rmsprop":
-        r = m.rmsprop
-        h = {k: getattr(r, k) if r.HasField(k) else v for k, v in RMSPROP_DEFAULTS.items()}
-        opt = ge.optim.RMSprop(params, lr=h["lr"], alpha=h["alpha"], eps=h["eps"],
-                               weight_decay=h["weight_decay"], momentum=h["momentum"],
-                               centered=r.centered, maximize=r.maximize)
-    elif kind == "adagrad":
-        a = m.adagrad
-        h = {k: getattr(a, k) if a.HasField(k) else v for k, v in ADAGRAD_DEFAULTS.items()}
-        opt = ge.optim.Adagrad(params, maximize=a.maximize, **h)
-    else:
+    if kind is None:
         raise InvalidRequestError("create_optimizer: set sgd, adam, rmsprop or adagrad")
+    opt = ALGORITHMS[kind](params, **hyperparameters(kind, getattr(m, kind)))
     if m.state:
         opt.load_state_dict(_state_dict(m.state, kind, opt, len(params), limit))
     return opt
+
+
+def step(opt: Any, m: session_pb2.OptimizerStep) -> None:
+    """optimizer.step(), with the new hyperparameters `m` carries set first.
+
+    Raises:
+        InvalidRequestError: hyperparameters of another algorithm than the optimizer's.
+        ge.errors.EngineError: a hyperparameter the engine refuses (torch's text).
+    """
+    kind = m.WhichOneof("hyperparameters")
+    if kind is not None:
+        if not isinstance(opt, ALGORITHMS[kind]):
+            raise InvalidRequestError(f"optimizer_step: {kind} hyperparameters for "
+                                      f"{type(opt).__name__} optimizer {m.optimizer}")
+        opt.set_hyperparameters(0, hyperparameters(kind, getattr(m, kind)))  # one group each
+    opt.step()
 
 
 def _state_dict(entries: Sequence[session_pb2.ParamState], kind: str, opt: Any, n: int,

@@ -7,12 +7,14 @@ plain Python (cond calls the branch its predicate picks). Written once against a
 from __future__ import annotations
 
 import builtins
+import types
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from . import pytree
 from .backend import Backend
 from .spellings import SPELLINGS, Spelling
 
@@ -138,3 +140,114 @@ def cond(be: Backend, pred: Any, true_fn: Fn, false_fn: Fn, operands: Any = ()) 
 
 
 SPELLINGS["cond"] = Spelling("cond", (), cond)
+
+# --- map (torch._higher_order_ops.map, functorch.experimental.control_flow.map), eagerly ------
+
+
+def higher_order_ops(torch: Any) -> Any:
+    """`torch._higher_order_ops` for the torch-like namespace `torch` (the engine module or a
+    Session): `cond`, and `map` run eagerly.
+
+    Args:
+        torch: what map calls (`Tensor`, `stack`, `cond`, `autograd.Function`, `autograd.grad`,
+            `enable_grad`, `is_grad_enabled`).
+
+    Returns:
+        A namespace with cond and map.
+    """
+    def run(f: Fn, xs_spec: Any, args_spec: Any, n_xs: int, flat: Sequence[Any],
+            out_spec: list[Any]) -> tuple[Any, ...]:
+        """The flat stacked results of f over the slices of flat[:n_xs] (their spec in
+        out_spec[0])."""
+        args = pytree.tree_unflatten(list(flat[n_xs:]), args_spec)
+        outs = [f(pytree.tree_unflatten(list(slices), xs_spec), *args)
+                for slices in zip(*flat[:n_xs])]
+        flat_outs = [pytree.tree_flatten(out) for out in outs]
+        out_spec[:] = [flat_outs[-1][1]]
+        stacked: list[Any] = []
+        for leaves in zip(*(leaves for leaves, _ in flat_outs)):
+            if builtins.all(isinstance(leaf, torch.Tensor) for leaf in leaves):
+                stacked.append(torch.stack(leaves))
+            elif builtins.all(leaf is None for leaf in leaves):
+                stacked.append(None)
+            else:
+                raise RuntimeError(f"Cannot stack {leaves}.")
+        return tuple(stacked)
+
+    autograd_op: list[Any] = []  # MapAutogradOp, made on first use (torch.autograd's Function)
+
+    def map_autograd_op() -> Any:
+        if autograd_op:
+            return autograd_op[0]
+
+        class MapAutogradOp(torch.autograd.Function):  # type: ignore[misc,name-defined]
+            """torch's autograd node for map (grad_fn MapAutogradOpBackward): forward maps
+            without recording, backward maps again with grad and differentiates that."""
+
+            @staticmethod
+            def forward(ctx: Any, apply: Fn, n_xs: int, *flat: Any) -> Any:
+                ctx.map_fn, ctx.flat = apply, flat
+                return apply(flat)
+
+            @staticmethod
+            def backward(ctx: Any, *grads: Any) -> Any:
+                flat = ctx.flat  # the inputs themselves: a create_graph result links to them
+                wanted = [i for i, t in enumerate(flat)
+                          if isinstance(t, torch.Tensor) and t.requires_grad]
+                with torch.enable_grad():
+                    outs = ctx.map_fn(flat)
+                pairs = [(o, g) for o, g in zip(outs, grads)
+                         if o is not None and o.requires_grad and g is not None]
+                result: list[Any] = [None] * len(flat)
+                if pairs and wanted:
+                    # grad mode is on here when the caller asked for create_graph
+                    got = torch.autograd.grad([o for o, _ in pairs], [flat[i] for i in wanted],
+                                              [g for _, g in pairs], allow_unused=True,
+                                              create_graph=torch.is_grad_enabled())
+                    for i, g in zip(wanted, got):
+                        result[i] = g
+                return (None, None, *result)
+
+        autograd_op.append(MapAutogradOp)
+        return MapAutogradOp
+
+    def map(f: Fn, xs: Any, *args: Any) -> Any:  # noqa: A001 (torch's name)
+        """torch's `map(f, xs, *args)` run eagerly: `f(x, *args)` for each slice `x` of the
+        tensors in `xs` along their first dim (xs a tensor or a pytree of tensors), the results
+        stacked leaf by leaf (a pytree of tensors, or of Nones). Where an input requires grad,
+        the results come from one autograd node, MapAutogradOpBackward, as torch's.
+
+        Raises:
+            RuntimeError: torch's texts for leaves of xs that are not tensors, leading dims that
+                are 0 or differ, and results that cannot be stacked.
+        """
+        flat_xs, xs_spec = pytree.tree_flatten(xs)
+        flat_args, args_spec = pytree.tree_flatten(args)
+        if not builtins.all(isinstance(t, torch.Tensor) for t in flat_xs):
+            raise RuntimeError(f"Mapped xs can only consist of tensors. Got xs {flat_xs}.")
+        shapes = [t.shape for t in flat_xs]
+        leading = shapes[0][0]
+        if leading == 0:
+            raise RuntimeError("Leading dimensions of mapped xs cannot be 0.")
+        if builtins.any(s[0] != leading for s in shapes):
+            raise RuntimeError("Leading dimensions of mapped xs must be consistent. Got shapes "
+                              f"{shapes}.")
+        flat = (*flat_xs, *flat_args)
+        out_spec: list[Any] = []
+
+        def apply(values: Sequence[Any]) -> tuple[Any, ...]:
+            return run(f, xs_spec, args_spec, len(flat_xs), values, out_spec)
+
+        if torch.is_grad_enabled() and builtins.any(
+                isinstance(t, torch.Tensor) and t.requires_grad for t in flat):
+            outs = map_autograd_op().apply(apply, len(flat_xs), *flat)
+            outs = outs if isinstance(outs, tuple) else (outs,)
+        else:
+            outs = apply(flat)
+        return pytree.tree_unflatten(list(outs), out_spec[0])
+
+    def cond(pred: Any, true_fn: Fn, false_fn: Fn, operands: Any = ()) -> Any:
+        """torch.cond (the layer's, looked up when called)."""
+        return torch.cond(pred, true_fn, false_fn, operands)
+
+    return types.SimpleNamespace(cond=cond, map=map)

@@ -14,6 +14,7 @@ from .meta_base import (
     _INT64,
     _MISSING,
     DTYPE_NAMES,
+    RULES,
     Meta,
     _axes,
     _bool,
@@ -96,6 +97,23 @@ for _name in ("lt", "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "
     _elementwise(_name, 2, _TO_BOOL)
 
 
+def _scalar_overload(name: str, tensor_op: str) -> None:
+    """add_scalar / mul_scalar / div_scalar: `tensor_op`'s rule with the number attribute
+    `other` as its second operand (a Python scalar)."""
+    @_rule(name)
+    def rule(inputs: Sequence[Any], given: Mapping[str, Any], grad: bool) -> list[Meta]:
+        other = given.get("other", _MISSING)
+        if len(inputs) != 1 or other is _MISSING:
+            raise _Inexact
+        _known(given, frozenset(("other",)))
+        return RULES[tensor_op]([inputs[0], _scalar(other)], {}, grad)
+
+
+_scalar_overload("add_scalar", "add")
+_scalar_overload("mul_scalar", "mul")
+_scalar_overload("div_scalar", "div")
+
+
 @_rule("pow")
 def _pow(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
     if len(inputs) != 2 or attrs:
@@ -133,6 +151,7 @@ for _name in ("reciprocal", "sqrt", "rsqrt", "exp", "expm1", "log", "log1p", "lo
               "asinh", "acosh", "atanh", "erf", "erfc", "silu"):
     _elementwise(_name, 1, _TO_FLOAT)
 _elementwise("leaky_relu", 1, _TO_FLOAT, attrs={"negative_slope": _float})
+_elementwise("_prelu_kernel", 2, _PROMOTE)
 _elementwise("elu", 1, _TO_FLOAT, attrs={"alpha": _float})
 _elementwise("softplus", 1, _TO_FLOAT, attrs={"beta": _float, "threshold": _float})
 _elementwise("gelu", 1, _TO_FLOAT, attrs={"approximate": lambda v: _choice(v, ("none", "tanh"))})

@@ -43,7 +43,17 @@ class NNBackend(Backend, Protocol):
         """The tensor's dtype (it has `is_floating_point`)."""
         ...
 
+    def scalar_add(self, tensor: Any, scalar: float) -> Any:
+        """tensor + scalar as torch's C++ add(Tensor, Scalar) (grad_fn AddBackward1: the op
+        add_scalar)."""
+        ...
+
     def scalar_mul(self, tensor: Any, scalar: float) -> Any:
-        """tensor * scalar as torch's C++ mul(Tensor, Scalar) (grad_fn MulBackward1 where the
-        layer can name it)."""
+        """tensor * scalar as torch's C++ mul(Tensor, Scalar) (grad_fn MulBackward1: the op
+        mul_scalar)."""
+        ...
+
+    def scalar_div(self, tensor: Any, scalar: float) -> Any:
+        """tensor / scalar as torch's C++ div(Tensor, Scalar) (grad_fn DivBackward1: the op
+        div_scalar)."""
         ...

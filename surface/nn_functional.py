@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import spellings
+from .compat import _C_NAMES
 from .nn_backend import NNBackend
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -77,6 +78,44 @@ def leaky_relu(be: NNBackend, input: Any, negative_slope: float = 0.01,
     """input if input > 0 else negative_slope * input."""
     _no_inplace(be, "leaky_relu", inplace)
     return _call(be, "leaky_relu", input, negative_slope)
+
+
+def prelu(be: NNBackend, input: Any, weight: Any) -> Any:
+    """input if input > 0 else weight * input, weight one value or one per channel (dim 1).
+
+    Args:
+        be: the layer.
+        input: the tensor.
+        weight: a 0-d or 1-D tensor of 1 or C = input.size(1) elements (C = 1 for 1-D input).
+
+    Returns:
+        torch's `_prelu_kernel(input, weight)` (PreluKernelBackward0), the weight viewed as
+        (C, 1, ..., 1) when it has C > 1 elements.
+
+    Raises:
+        RuntimeError: torch's texts for a weight of more than one dim, a 0-d input with several
+            weights, a weight count that is not the channel count, dtypes that differ.
+    """
+    ws = tuple(be.shape(weight))
+    if len(ws) > 1:
+        raise be.runtime_error("prelu: Expected `weight` to be a scalar or 1D tensor, but got: "
+                               f"ndim = {len(ws)}")
+    xs = tuple(be.shape(input))
+    n = math.prod(ws)
+    if n != 1:
+        if not xs:
+            raise be.runtime_error("Not allow zero-dim input tensor.")
+        channels = xs[1] if len(xs) > 1 else 1
+        if channels != n:
+            raise be.runtime_error("Mismatch of parameter numbers and input channel size. Found "
+                                   f"parameter numbers = {n} and channel size = {channels}.")
+    dtypes = (be.dtype_name(input), be.dtype_name(weight))
+    if dtypes[0] != dtypes[1]:
+        a, b = (_C_NAMES.get(d, d) for d in dtypes)
+        raise be.runtime_error(f"prelu: Type promoting not supported. Got {a} and {b}")
+    if len(xs) > 1 and n != 1:
+        weight = _call(be, "reshape", weight, (n, *(1,) * (len(xs) - 2)))
+    return _call(be, "_prelu_kernel", input, weight)
 
 
 def elu(be: NNBackend, input: Any, alpha: float = 1.0, inplace: bool = False) -> Any:
@@ -375,7 +414,8 @@ def _cross_entropy_probs(be: NNBackend, logp: Any, xs: tuple[int, ...], target: 
     # torch's cross_entropy_loss_prob_target, op for op (so grad_fns match).
     n_classes = xs[class_dim]
     if label_smoothing > 0.0:
-        target = target * (1 - label_smoothing) + per_class(label_smoothing, n_classes)
+        target = be.scalar_add(be.scalar_mul(target, 1 - label_smoothing),
+                               per_class(label_smoothing, n_classes))
     prod = logp * target
     if weight is not None:
         ws = tuple(be.shape(weight))
@@ -392,11 +432,11 @@ def _cross_entropy_probs(be: NNBackend, logp: Any, xs: tuple[int, ...], target: 
         return -_call(be, "sum", prod)
     if math.prod(xs) == 0:  # torch fills the empty sum with NaN rather than divide by 0 // 0
         return -_call(be, "sum", prod).fill_(float("nan"))
-    return -_call(be, "sum", prod) / (math.prod(xs) // n_classes)
+    return be.scalar_div(-_call(be, "sum", prod), math.prod(xs) // n_classes)
 
 
-FUNCTIONS = (relu, sigmoid, tanh, leaky_relu, elu, gelu, silu, softplus, softmax, log_softmax,
-             linear, bilinear, dropout, embedding, layer_norm, mse_loss, l1_loss, smooth_l1_loss,
-             huber_loss, binary_cross_entropy, binary_cross_entropy_with_logits, nll_loss,
-             cross_entropy)
+FUNCTIONS = (relu, sigmoid, tanh, leaky_relu, prelu, elu, gelu, silu, softplus, softmax,
+             log_softmax, linear, bilinear, dropout, embedding, layer_norm, mse_loss, l1_loss,
+             smooth_l1_loss, huber_loss, binary_cross_entropy, binary_cross_entropy_with_logits,
+             nll_loss, cross_entropy)
 """What `nn.functional` holds (each bound to a backend by `gradserve.surface.nn.build`)."""

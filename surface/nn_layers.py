@@ -280,6 +280,30 @@ class LeakyReLU(Module):
         return f"negative_slope={self.negative_slope}{', inplace=True' if self.inplace else ''}"
 
 
+class PReLU(Module):
+    """x if x > 0 else weight * x, with a learnable weight: one value, or one per channel."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, device: Any = None,
+                 dtype: Any = None) -> None:
+        super().__init__()
+        self.num_parameters = num_parameters
+        self.init = init
+        dtype = _factory("PReLU", device, dtype)
+        be = self._be
+        self.weight = be.parameter(_empty(be, (num_parameters,), dtype), True)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Fill the weight with `init` (torch's nn.init.constant_)."""
+        init.constant_(self._be, self.weight, self.init)
+
+    def forward(self, input: Any) -> Any:
+        return F.prelu(self._be, input, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"
+
+
 class ELU(Module):
     """x if x > 0 else alpha * (exp(x) - 1)."""
 
@@ -381,6 +405,6 @@ class LogSoftmax(Module):
 
 
 LAYERS: tuple[type[Module], ...] = (
-    Identity, Linear, Bilinear, Flatten, Embedding, LayerNorm, Dropout, ReLU, LeakyReLU, ELU,
-    GELU, SiLU, Tanh, Sigmoid, Softplus, Softmax, LogSoftmax)
+    Identity, Linear, Bilinear, Flatten, Embedding, LayerNorm, Dropout, ReLU, LeakyReLU, PReLU,
+    ELU, GELU, SiLU, Tanh, Sigmoid, Softplus, Softmax, LogSoftmax)
 """The layer classes `gradserve.surface.nn.build` binds to a backend."""

@@ -21,6 +21,11 @@ def typename(be: NNBackend, obj: Any) -> str:
     """torch.typename: 'torch.FloatTensor' for a float32 tensor, else the qualified class name."""
     if be.is_tensor(obj):
         return _TYPE_NAMES.get(be.dtype_of(obj).name, "torch.Tensor")
+    return class_typename(obj)
+
+
+def class_typename(obj: Any) -> str:
+    """torch.typename of a value that is not a tensor: its class's qualified name."""
     cls = type(obj)
     module = cls.__module__
     return cls.__qualname__ if module in ("", "builtins") else f"{module}.{cls.__qualname__}"

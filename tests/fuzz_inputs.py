@@ -324,6 +324,31 @@ def tape_ops(c: Chooser, ops: list[catalogue_pb2.OpInfo], out: session_pb2.Tape,
         setattr(out, c.pick(["code", "floats", "ints"]), c.bytes(40))
 
 
+def algorithm_options(c: Any, m: Any) -> None:
+    """Random hyperparameters in `m`'s algorithm oneof (CreateOptimizer, OptimizerStep), or
+    none (10% of the non-SGD half)."""
+    if c.chance(0.5):
+        m.sgd.lr = c.float()
+        m.sgd.momentum = c.float()
+        m.sgd.nesterov, m.sgd.maximize = c.chance(0.2), c.chance(0.3)
+    elif c.chance(0.9):
+        algorithm = c.pick(["adam", "adam", "rmsprop", "adagrad"])
+        if algorithm == "adam":
+            m.adam.lr = c.float()
+            m.adam.amsgrad, m.adam.maximize = c.chance(0.3), c.chance(0.3)
+            m.adam.decoupled_weight_decay = c.chance(0.3)
+            if c.chance(0.3):
+                m.adam.beta1, m.adam.beta2 = c.float(), c.float()
+        elif algorithm == "rmsprop":
+            m.rmsprop.lr, m.rmsprop.alpha = c.float(), c.float()
+            m.rmsprop.momentum, m.rmsprop.eps = c.float(), c.float()
+            m.rmsprop.centered, m.rmsprop.maximize = c.chance(0.5), c.chance(0.3)
+        else:
+            m.adagrad.lr, m.adagrad.lr_decay = c.float(), c.float()
+            m.adagrad.initial_accumulator_value = c.float()
+            m.adagrad.weight_decay = c.float()
+
+
 def param_states(c: Chooser, out: Any, handles: list[int]) -> None:
     """Random optimizer state entries: parameter positions (also out of range or repeated),
     any algorithm's kind (or none), steps incl. 0/nan/inf, buffers of random shapes/dtypes."""
@@ -487,30 +512,13 @@ def batch_instructions(c: Chooser, ops: list[catalogue_pb2.OpInfo], inplace: lis
             m = ins.create_optimizer
             m.optimizer = new()
             m.params.extend(some() for _ in range(c.int(0, 2)))
-            if c.chance(0.5):
-                m.sgd.lr = c.float()
-                m.sgd.momentum = c.float()
-                m.sgd.nesterov, m.sgd.maximize = c.chance(0.2), c.chance(0.3)
-            elif c.chance(0.9):
-                algorithm = c.pick(["adam", "adam", "rmsprop", "adagrad"])
-                if algorithm == "adam":
-                    m.adam.lr = c.float()
-                    m.adam.amsgrad, m.adam.maximize = c.chance(0.3), c.chance(0.3)
-                    m.adam.decoupled_weight_decay = c.chance(0.3)
-                    if c.chance(0.3):
-                        m.adam.beta1, m.adam.beta2 = c.float(), c.float()
-                elif algorithm == "rmsprop":
-                    m.rmsprop.lr, m.rmsprop.alpha = c.float(), c.float()
-                    m.rmsprop.momentum, m.rmsprop.eps = c.float(), c.float()
-                    m.rmsprop.centered, m.rmsprop.maximize = c.chance(0.5), c.chance(0.3)
-                else:
-                    m.adagrad.lr, m.adagrad.lr_decay = c.float(), c.float()
-                    m.adagrad.initial_accumulator_value = c.float()
-                    m.adagrad.weight_decay = c.float()
+            algorithm_options(c, m)
             if c.chance(0.3):
                 param_states(c, m.state, live)
         elif kind == "optimizer_step":
             ins.optimizer_step.optimizer = some()
+            if c.chance(0.4):  # new hyperparameters, of any algorithm or none
+                algorithm_options(c, ins.optimizer_step)
         elif kind == "optimizer_zero_grad":
             ins.optimizer_zero_grad.optimizer = some()
         elif kind == "get_optimizer_state":

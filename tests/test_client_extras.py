@@ -257,8 +257,8 @@ def test_rmsprop_variants_torch_lacks_are_refused(session):
     for kwargs in ({"capturable": True}, {"differentiable": True}):
         with pytest.raises(NotImplementedError, match="is not supported by gradserve"):
             session.optim.RMSprop([w], **kwargs)
-    assert repr(session.optim.RMSprop([w], lr=0.5)) == (
-        "RMSprop(lr=0.5, alpha=0.99, eps=1e-08, weight_decay=0.0, momentum=0.0)")
+    assert repr(session.optim.RMSprop([w], lr=0.5)) == repr(  # torch's Optimizer repr
+        torch.optim.RMSprop([torch.ones(1, requires_grad=True)], lr=0.5))
 
 
 def _arr(*shape):

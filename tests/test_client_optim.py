@@ -127,7 +127,12 @@ def test_torch_only_variants_are_refused_clearly(session):
             session.optim.Adam([w], **kwargs)
     opt = session.optim.SGD([w], 0.5, foreach=True)  # accepted, no effect
     assert isinstance(opt, session.optim.SGD) and isinstance(opt, gc.Optimizer)
-    assert repr(opt) == "SGD(lr=0.5)"
+    assert isinstance(opt, session.optim.Optimizer)
+    for make in (lambda o, ps: o.SGD(ps, 0.5, foreach=True),
+                 lambda o, ps: o.AdamW([{"params": ps[:1]}, {"params": ps[1:], "lr": 0.1}]),
+                 lambda o, ps: o.RMSprop(ps), lambda o, ps: o.Adagrad(ps, lr_decay=1)):
+        ours = make(session.optim, [w, session.ones(1, requires_grad=True)])
+        assert repr(ours) == repr(make(torch.optim, [torch.ones(1), torch.ones(1)]))
 
 
 # --- the wire -------------------------------------------------------------------------------------

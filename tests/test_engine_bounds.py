@@ -96,6 +96,10 @@ def _big_cases() -> dict[str, tuple[str, Callable[[], list[Any]], dict[str, Any]
     cases.update({
         "gelu_tanh": ("gelu", lambda: [x], {"approximate": "tanh"}),
         "add_alpha": ("add", lambda: [x, t], {"alpha": 2.0}),
+        "add_scalar": ("add_scalar", lambda: [x], {"other": 2.5}),
+        "mul_scalar": ("mul_scalar", lambda: [x], {"other": 2.5}),
+        "div_scalar": ("div_scalar", lambda: [x], {"other": 3}),
+        "prelu_kernel": ("_prelu_kernel", lambda: [x, t], {}),
         "clamp": ("clamp", lambda: [x, 0.2, 0.8], {}),
         "where": ("where", lambda: [mask, x, t], {}),
         "to_float64": ("to_dtype", lambda: [x], {"dtype": ge.float64}),

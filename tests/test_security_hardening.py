@@ -177,8 +177,11 @@ REVIEWED = {
     ("server/errors.py", "getattr(sub, field)"):
         "field from the literal tuple ('op', *_HANDLE_FIELDS), checked against the descriptor",
     ("client/errors.py", "setattr(exc, attr, value)"): "attr from _rich's literal keys",
-    ("server/optimizers.py", "getattr(r, k)"): "k from the literal RMSPROP_DEFAULTS keys",
-    ("server/optimizers.py", "getattr(a, k)"): "k from the literal ADAGRAD_DEFAULTS keys",
+    ("server/optimizers.py", "getattr(o, k)"):
+        "k from the literal ADAM_/RMSPROP_/ADAGRAD_DEFAULTS keys",
+    ("server/optimizers.py", "getattr(m, kind)"):
+        "kind is WhichOneof('algorithm') / WhichOneof('hyperparameters') of the request: a "
+        "schema field name (None refused first)",
     ("server/optimizers.py", "setattr(out.adagrad, k, group[k])"):
         "k from the literal ADAGRAD_DEFAULTS keys (the engine optimizer's own group)",
     ("server/optimizers.py", "getattr(e, kind)"):
@@ -188,6 +191,15 @@ REVIEWED = {
     ("server/optimizers.py", "getattr(out.state.add(param=i), kind)"):
         "kind is a literal chosen by the optimizer's class",
     ("server/optimizers.py", "getattr(entry, name)"): "name from the literal STATE_FIELDS table",
+    ("client/optim.py", "getattr(entry, name)"):
+        "name is a key of the program's own loaded state dict, checked to be a field of the "
+        "state message first",
+    ("client/optim.py", "getattr(entry, kind)"):
+        "kind is WhichOneof('state') of the server's reply: a schema field name",
+    ("client/optim.py", "getattr(create.state.add(param=j), kind)"):
+        "kind from the literal _KIND table",
+    ("client/optim.py", "getattr(m, _KIND[options.DESCRIPTOR.name])"):
+        "the literal _KIND table",
     ("client/optim.py", "getattr(create, kind)"):
         "kind is WhichOneof('algorithm') of the message the client itself just built",
     ("client/snapshot.py", "getattr(state, kind)"):

@@ -40,14 +40,17 @@ from typing import Any
 TORCH_SUBMODULES = (
     "nn", "nn.functional", "nn.init", "nn.modules", "nn.parameter", "nn.utils", "optim",
     "optim.lr_scheduler", "autograd", "autograd.function", "autograd.functional", "utils",
-    "utils.data", "linalg", "random", "cuda", "backends", "testing",
+    "utils.data", "utils._pytree", "linalg", "random", "cuda", "backends", "testing", "_dynamo",
+    "_higher_order_ops",
 )
 # torch's other top-level package, functorch, imports the real torch: a session's run installs
 # stand-ins instead, with the names that are torch's own in torch 2.13 (its
-# functorch/experimental/control_flow.py is `from torch import cond`) bound to the session's;
-# importing any other name from them fails as a missing name does
-TORCH_COMPANIONS = {"functorch": (), "functorch.experimental": (),
-                    "functorch.experimental.control_flow": ("cond",)}
+# functorch/experimental/control_flow.py imports `cond` from torch and `map` from
+# torch._higher_order_ops.map) bound to the session's objects of those dotted paths; importing
+# any other name from them fails as a missing name does
+TORCH_COMPANIONS = {"functorch": {}, "functorch.experimental": {},
+                    "functorch.experimental.control_flow": {
+                        "cond": "cond", "map": "_higher_order_ops.map"}}
 # one example may take this long (seconds) before it is stopped with TimeoutError
 EXAMPLE_TIMEOUT = 300
 # the PyPI files the corpus vendors (programs, and the packages they import)
@@ -64,19 +67,26 @@ def install_session_as_torch(session: Any) -> None:
         del sys.modules[name]
     for companion, names in TORCH_COMPANIONS.items():
         module = types.ModuleType(companion)
-        for name in names:
-            if hasattr(session, name):
-                setattr(module, name, getattr(session, name))
+        for name, dotted in names.items():
+            obj = session_object(session, dotted)
+            if obj is not None:
+                setattr(module, name, obj)
         sys.modules[companion] = module
     sys.modules["torch"] = session
     for dotted in TORCH_SUBMODULES:
-        obj: Any = session
-        for part in dotted.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                break
+        obj = session_object(session, dotted)
         if obj is not None:
             sys.modules[f"torch.{dotted}"] = obj
+
+
+def session_object(session: Any, dotted: str) -> Any:
+    """The session's object at dotted path `dotted` ("utils.data"), or None if it has none."""
+    obj: Any = session
+    for part in dotted.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
 
 
 def run_interactively(code: str, namespace: dict[str, Any], filename: str) -> None:

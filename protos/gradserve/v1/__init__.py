@@ -36,6 +36,10 @@ TAPE_FEATURE = "tape"
 #: (a client describes them itself; docs/wire.md).
 OMIT_INFO_FEATURE = "omit_info"
 
+#: The ListOpsResponse.features name of new hyperparameters in OptimizerStep (a server without
+#: it ignores them: a client must not send them there).
+STEP_HYPERPARAMETERS_FEATURE = "optimizer_step_hyperparameters"
+
 #: Trailing metadata: id of the graph node that failed (RunGraph).
 FAILED_NODE_METADATA = "gradserve-failed-node"
 

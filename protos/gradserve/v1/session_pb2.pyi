@@ -469,10 +469,18 @@ class OptimizerState(_message.Message):
     def __init__(self, sgd: _Optional[_Union[SgdOptions, _Mapping]] = ..., adam: _Optional[_Union[AdamOptions, _Mapping]] = ..., rmsprop: _Optional[_Union[RmspropOptions, _Mapping]] = ..., adagrad: _Optional[_Union[AdagradOptions, _Mapping]] = ..., params: _Optional[_Iterable[int]] = ..., state: _Optional[_Iterable[_Union[ParamState, _Mapping]]] = ...) -> None: ...
 
 class OptimizerStep(_message.Message):
-    __slots__ = ("optimizer",)
+    __slots__ = ("optimizer", "sgd", "adam", "rmsprop", "adagrad")
     OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    SGD_FIELD_NUMBER: _ClassVar[int]
+    ADAM_FIELD_NUMBER: _ClassVar[int]
+    RMSPROP_FIELD_NUMBER: _ClassVar[int]
+    ADAGRAD_FIELD_NUMBER: _ClassVar[int]
     optimizer: int
-    def __init__(self, optimizer: _Optional[int] = ...) -> None: ...
+    sgd: SgdOptions
+    adam: AdamOptions
+    rmsprop: RmspropOptions
+    adagrad: AdagradOptions
+    def __init__(self, optimizer: _Optional[int] = ..., sgd: _Optional[_Union[SgdOptions, _Mapping]] = ..., adam: _Optional[_Union[AdamOptions, _Mapping]] = ..., rmsprop: _Optional[_Union[RmspropOptions, _Mapping]] = ..., adagrad: _Optional[_Union[AdagradOptions, _Mapping]] = ...) -> None: ...
 
 class OptimizerZeroGrad(_message.Message):
     __slots__ = ("optimizer", "set_to_none")
