@@ -30,6 +30,7 @@ from .errors import (
     GradserveError,
     IncompatibleServerError,
     InternalServerError,
+    MetaMismatchError,
     NotFoundError,
     RemoteError,
     TracingError,
@@ -41,7 +42,8 @@ from .session import Session
 from .tensor import Size, Tensor
 
 __all__ = ["TLS", "CancelledError", "Client", "DType", "DeadlineExceededError",
-           "GradserveError", "IncompatibleServerError", "InternalServerError", "NotFoundError",
+           "GradserveError", "IncompatibleServerError", "InternalServerError", "MetaMismatchError",
+           "NotFoundError",
            "Optimizer", "RemoteError", "Session", "Size",
            "Tensor", "TracingError", "UnauthenticatedError", "UnavailableError", "connect",
            "enable_grad", "inference_mode", "is_grad_enabled", "is_inference_mode_enabled",

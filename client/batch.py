@@ -169,6 +169,7 @@ class Recorder:
         self.released = ReleaseQueue()
         self.lock = threading.RLock()
         self.round_trips = 0
+        self.done = 0  # the last batch (by round_trips) whose results were applied
         # `live`: {handle: weakref} of the tensors the program holds (to describe, or give an
         # error to, only those). `tape_sink`: where every tape's result goes; None: the server
         # takes no tapes (every op is an ApplyOp).
@@ -312,13 +313,13 @@ class Recorder:
         request.request_id = uuid.uuid4().hex
         self.round_trips += 1
         epoch = self.clock() if self.clock is not None else 0
-        return request, sinks, origins, bound, tapes, live, released, epoch
+        return request, sinks, origins, bound, tapes, live, released, epoch, self.round_trips
 
     def _run(self, batch: tuple[Any, ...], mark: bool = True) -> spb.BatchResponse:
         """Send a taken batch and apply its results. On failure, the tensors it did not make
         get the error now (`mark`), or, on the sender thread, when `wait` raises it (so that
         where an error surfaces does not depend on when the reply came)."""
-        request, sinks, origins, bound, tapes, live, released, epoch = batch
+        request, sinks, origins, bound, tapes, live, released, epoch, number = batch
         try:
             response = self._send(request)
         except grpc.RpcError as err:
@@ -345,6 +346,7 @@ class Recorder:
                     tape_sink(results[i], epoch)
             elif sink is not None:
                 sink(results[i])
+        self.done = number
         return response
 
     def flush_if_pending(self) -> None:

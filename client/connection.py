@@ -194,7 +194,8 @@ class Client:
 
     def session(self, *, idle_ttl: float | None = None, seed: int | None = None,
                 max_bytes: int = 0, max_tensor_elements: int = 0, max_instructions: int = 0,
-                max_handles: int = 0, eager: bool = False, pipelined: int = 0) -> Any:
+                max_handles: int = 0, eager: bool = False, pipelined: int = 0,
+                verify_meta: bool | None = None) -> Any:
         """A new server session that stands in for the `torch` module.
 
         Args:
@@ -208,6 +209,10 @@ class Client:
                 been recorded, and at once when a value is read; an error is raised by the next
                 read (or `flush()`), naming the line that recorded the failing op (README,
                 "Pipelined mode").
+            verify_meta: a debugging check of the metadata the client infers for its ops
+                (shape, dtype, requires_grad, grad_fn): the server still describes every
+                result, and a description that differs raises `MetaMismatchError`. Default:
+                the environment variable GRADSERVE_VERIFY_META set to 1.
         """
         from .session import Session
 
@@ -221,7 +226,8 @@ class Client:
         # `x-session-id` routes CreateSession to the replica that will get the later calls.
         resp = self.call("CreateSession", spb.CreateSessionRequest(options=options),
                          session_id=secrets.token_hex(16))
-        return Session(self, resp.session_id, resp.info, eager=eager, pipelined=pipelined)
+        return Session(self, resp.session_id, resp.info, eager=eager, pipelined=pipelined,
+                       verify_meta=verify_meta)
 
     def restore(self, path: str | Path, **session_options: Any) -> Any:
         """A new session holding the tensors saved by `Session.save(path)`, by name in

@@ -104,6 +104,11 @@ class TracingError(GradserveError, RuntimeError):
     """A traced function (client.grad) asked for a value, which a trace does not have."""
 
 
+class MetaMismatchError(GradserveError, AssertionError):
+    """The server described an op's result otherwise than the client inferred it (a session
+    with `verify_meta`): a bug in `gradserve.surface.meta` or the engine, never the program's."""
+
+
 # Built-in types an error may be re-raised as: a fixed whitelist, never a lookup by name.
 BUILTINS: dict[str, type[Exception]] = {
     "RuntimeError": RuntimeError, "ValueError": ValueError, "TypeError": TypeError,

@@ -34,7 +34,8 @@ class SessionNNBackend(RemoteBackend):
     __slots__ = ()
     value_error = ValueError
     assertion_error = AssertionError
-    # a recorded tensor's shape is known after a flush: one round trip per read
+    # a recorded op's shape is known here (Session.meta), its memory layout only after a
+    # round trip (is_contiguous)
     remote_metadata = True
 
     @property

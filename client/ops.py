@@ -64,7 +64,7 @@ class OpSpec:
 
     __slots__ = ("name", "inputs", "optional", "variadic", "attrs", "attr_kinds", "specs",
                  "n_outputs", "output_count", "differentiable", "doc", "sizes_first",
-                 "positional_only", "inplace", "view", "random")
+                 "positional_only", "inplace", "view", "random", "node")
 
     def __init__(self, info: catalogue_pb2.OpInfo):
         self.name = info.name
@@ -84,6 +84,11 @@ class OpSpec:
         self.view = info.view
         self.random = info.random
         self.differentiable = info.differentiable
+        # the grad_fn name of a result that requires grad, when the op records one node name
+        # whatever its arguments (pow: PowBackward0/1/2 by the arguments, so None: unknown)
+        names = tuple(info.backward_names) or ((info.backward_name,) if info.backward_name
+                                               else ())
+        self.node: str | None = names[0] if len(names) == 1 else None
         self.doc = info.doc
         # torch's `*size` varargs: x.reshape(2, 3), zeros(2, 3) for a first `ints` attribute.
         self.sizes_first = bool(self.attrs) and self.attr_kinds[0] == catalogue_pb2.ATTR_KIND_INTS

@@ -9,6 +9,7 @@ value or an effect (printing, item(), .grad, .shape when unknown, backward(), au
 from __future__ import annotations
 
 import itertools
+import os
 import types
 import warnings
 import weakref
@@ -29,9 +30,10 @@ from gradserve.surface import (
     pytree,
 )
 from gradserve.surface import compat as surface_compat
+from gradserve.surface import meta as surface_meta
 from gradserve.surface.functional import ErrorTypes, Functional
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
-from gradserve.v1 import TAPE_FEATURE, graph_pb2
+from gradserve.v1 import OMIT_INFO_FEATURE, TAPE_FEATURE, graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
 from . import codec, compat, function, nn, optim, overloads
@@ -48,7 +50,7 @@ from .batch import (
     Recorder,
     user_origin,
 )
-from .errors import copy_error, omitted_error
+from .errors import MetaMismatchError, copy_error, omitted_error
 from .ops import OpSpec, make_function
 from .optim import ServerOptimizer
 from .tensor import Size, Tensor
@@ -70,7 +72,7 @@ class Session:
     """
 
     def __init__(self, client: Any, session_id: str, info: spb.SessionInfo, *,
-                 eager: bool = False, pipelined: int = 0):
+                 eager: bool = False, pipelined: int = 0, verify_meta: bool | None = None):
         self.client = client
         self.id = session_id
         self.created_info = info
@@ -85,6 +87,7 @@ class Session:
         # entry through `dropped`, cheaper per op than a WeakValueDictionary)
         self._live: dict[int, weakref.ref[Tensor]] = {}
         self._inplace_pending = False  # an in-place write is recorded but not sent (see info)
+        self._write_batch = 0  # the batch (Recorder.round_trips) carrying the last write
         self.restored: dict[str, Tensor] = {}  # filled by Client.restore
         self._epoch = 0  # bumped by every recorded instruction that may change a value
         # backward() reads ahead the gradients of these (see _prefetch_grads): leaves created
@@ -94,7 +97,17 @@ class Session:
         self._grad_readers: dict[int, weakref.ref[Tensor]] = {}
         table = client.op_table()
         self._table = table
-        tapes = TAPE_FEATURE in client.list_ops().features
+        features = client.list_ops().features
+        tapes = TAPE_FEATURE in features
+        # The client describes op results itself (surface.meta) when the server takes
+        # ApplyOp.omit_info; `verify_meta` still asks for every description and compares.
+        self._infer = OMIT_INFO_FEATURE in features
+        if verify_meta is None:
+            verify_meta = os.environ.get("GRADSERVE_VERIFY_META", "") == "1"
+        self.verify_meta = bool(verify_meta)
+        # verify_meta: handle -> (op, Meta, grad_fn name) of each result inferred, until the
+        # server's description of it comes
+        self._verify_ops: dict[int, tuple[str, Any, str | None]] = {}
         self._recorder = Recorder(self._send, session_id, client.target,
                                   self._live, self._tape_result if tapes else None)
         self._recorder.clock = lambda: self._epoch
@@ -260,6 +273,8 @@ class Session:
         """A client tensor was garbage-collected: release its handle with the next request."""
         self._live.pop(handle, None)
         self._grad_readers.pop(handle, None)
+        if self._verify_ops:
+            self._verify_ops.pop(handle, None)
         self._recorder.released.put(handle)
 
     def _value(self, v: Any, out: graph_pb2.Value, what: str) -> None:
@@ -283,11 +298,13 @@ class Session:
             n = self._count_outputs(spec, inputs, attrs)
         requires_grad = attrs.pop("requires_grad", None) if not spec.inputs else None
         outs = [self._new_tensor() for _ in range(n)]
+        known = (self._infer and not self._writes_pending()
+                 and self._describe(spec, inputs, attrs, outs, requires_grad))
         rec = self._recorder
         with rec.lock:
             start = len(rec.sinks)
             try:
-                self._record_apply(spec, inputs, attrs, outs, requires_grad)
+                self._record_apply(spec, inputs, attrs, outs, requires_grad, known)
             except BaseException:
                 rec.truncate(start)
                 raise
@@ -306,17 +323,108 @@ class Session:
         x = inputs[0] if inputs else None
         if not isinstance(x, Tensor) or x._owner is not self:
             return 1
-        return count_outputs(spec.output_count, tuple(self.info(x).shape), attrs)
+        return count_outputs(spec.output_count, tuple(self.meta(x).shape), attrs)
+
+    def _describe(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any],
+                  outs: list[Tensor], requires_grad: Any) -> bool:
+        """Infer the results' metadata (`gradserve.surface.meta`) into `outs` (`_meta`,
+        `_node`); True when each one's shape, dtype, requires_grad and grad_fn name is known,
+        so the server need not describe them. Nothing is sent or waited for: an input whose
+        metadata is not known here leaves the results to the server's description."""
+        metas: Any = _MISSING
+        grad = grad_mode._state.enabled
+        key: tuple[Any, ...] | None = None
+        if not attrs and not spec.variadic:
+            # the hot path: (op, grad mode, each input's Meta, a float as its type: a rule reads
+            # no value but an int's range) -> the answer, cached
+            parts: list[Any] = [spec.name, grad]
+            for v in inputs:
+                kind = type(v)
+                if kind is float:
+                    parts.append(float)
+                elif kind is Tensor:
+                    m = v._meta
+                    if m is None or v._error is not None or v._owner is not self:
+                        break
+                    parts.append(m)
+                elif kind is int or kind is bool or v is None:
+                    parts.append((kind, v))
+                else:
+                    break
+            else:
+                key = tuple(parts)
+                metas = _INFERRED.get(key, _MISSING)
+        if metas is _MISSING:
+            args: list[Any] = []
+            for v in (inputs[0] if spec.variadic else inputs):
+                if isinstance(v, Tensor):
+                    m = v._meta
+                    if m is None or v._owner is not self or v._error is not None:
+                        m = _meta_from_info(v) if v._owner is self and v._error is None else None
+                        if m is None:
+                            return False
+                    args.append(m)
+                else:
+                    args.append(v)
+            metas = surface_meta.infer(spec.name, [args] if spec.variadic else args, attrs,
+                                       grad)
+            if key is not None:
+                if len(_INFERRED) >= _INFERRED_MAX:
+                    _INFERRED.clear()
+                _INFERRED[key] = metas
+        if metas is None or len(metas) != len(outs):
+            return False
+        if requires_grad:  # a factory's requires_grad=True: a leaf (set_requires_grad follows)
+            m = metas[0]
+            if len(outs) != 1 or m.dtype not in _FLOATING:
+                return False
+            outs[0]._meta, outs[0]._node = m._replace(requires_grad=True), ""
+            return True
+        node, known = spec.node, True
+        for t, m in zip(outs, metas):
+            t._meta = m
+            if m.requires_grad:
+                t._node = node
+                known = known and node is not None
+            else:
+                t._node = ""
+        if self.verify_meta:
+            for t in outs:
+                self._verify_ops[t._handle] = (spec.name, t._meta, t._node)
+        return known
+
+    def _check_meta(self, t: Tensor, info: spb.TensorInfo) -> None:
+        """verify_meta: the server's description `info` of `t` against what the client
+        inferred.
+
+        Raises:
+            MetaMismatchError: they differ.
+        """
+        inferred = self._verify_ops.pop(t._handle, None)  # as inferred when recorded
+        if inferred is None:
+            return
+        op, m, node = inferred
+        got = (tuple(info.shape), codec.BY_WIRE[info.dtype].name, info.requires_grad)
+        if got != tuple(m) or (node is not None and node != info.grad_fn):
+            raise MetaMismatchError(
+                f"{op}: the client inferred shape {list(m.shape)}, {m.dtype}, "
+                f"requires_grad={m.requires_grad}, grad_fn {node!r}; the server describes "
+                f"shape {list(got[0])}, {got[1]}, requires_grad={got[2]}, grad_fn "
+                f"{info.grad_fn!r}")
 
     def _record_apply(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any],
-                      outs: list[Tensor], requires_grad: Any) -> None:
+                      outs: list[Tensor], requires_grad: Any, known: bool = False) -> None:
         # The caller of _apply is client code (ops.make_function, call, method): the walk to
-        # the user's frame starts there.
+        # the user's frame starts there. `known`: the client knows the results' metadata.
         if (not attrs and not requires_grad and self._recorder.tape_sink is not None
-                and self._record_tape(spec, inputs, outs)):
+                and self._record_tape(spec, inputs, outs, known)):
             return
-        m = self._record(_bind_outputs(outs), outs, user_origin(3)).apply_op
+        check = self._check_meta if self.verify_meta else None
+        m = self._record(_bind_outputs(outs, None if requires_grad else check), outs,
+                         user_origin(3)).apply_op
         m.op = spec.name
+        if known and not self.verify_meta:
+            m.omit_info = True
         if spec.variadic:
             for v in inputs[0]:
                 self._value(v, m.inputs.add(), f"{spec.name}(): argument '{spec.inputs[0]}'")
@@ -340,14 +448,16 @@ class Session:
         else:
             m.outputs.extend(t._handle for t in outs)
         if requires_grad:
-            r = self._record(_update_info(outs[0]), [outs[0]]).set_requires_grad
+            r = self._record(_update_info(outs[0], check), [outs[0]]).set_requires_grad
             r.handle = outs[0]._handle
             r.requires_grad = True
 
-    def _record_tape(self, spec: OpSpec, inputs: list[Any], outs: list[Tensor]) -> bool:
+    def _record_tape(self, spec: OpSpec, inputs: list[Any], outs: list[Tensor],
+                     known: bool = False) -> bool:
         """Append the op to the batch's open tape (docs/wire.md); False when it does not fit
         one (then it is sent as ApplyOp). Atomic: a bad input raises before anything is
-        appended but constants, which nothing then references."""
+        appended but constants, which nothing then references. `known`: the client knows the
+        results' metadata (no DESCRIBE flag)."""
         given = inputs[0] if spec.variadic else inputs
         if (not outs or len(given) > MAX_TAPE_ARGS or len(outs) > MAX_TAPE_ARGS
                 or outs[-1]._handle >= MAX_TAPE_HANDLE):
@@ -386,7 +496,9 @@ class Session:
         index = tape.names.get(spec.name)
         if index is None:
             index = tape.names[spec.name] = len(tape.names)
-        flags = DESCRIBE if grad_mode._state.enabled else DESCRIBE | NO_GRAD
+        flags = 0 if known and not self.verify_meta else DESCRIBE
+        if not grad_mode._state.enabled:
+            flags |= NO_GRAD
         words[0] = index | flags << 32 | (len(given)) << 40 | len(outs) << 52
         for t in outs:
             append(t._handle)
@@ -401,11 +513,14 @@ class Session:
         values are as after the batch, i.e. of the epoch the batch was sent at."""
         live = self._live
         result = r.tape
+        verify = self.verify_meta
         for info in result.tensors:
             ref = live.get(info.handle)
             t = ref() if ref is not None else None
             if t is not None:
                 t._info = info
+                if verify:
+                    self._check_meta(t, info)
         if result.values:
             for hv in result.values:
                 ref = live.get(hv.handle)
@@ -459,9 +574,10 @@ class Session:
     def _wrote(self, t: Tensor) -> None:
         """An in-place write to `t` was recorded: its info and every cached value are stale, and
         so may be the infos of tensors sharing its data (see `info`)."""
-        t._info = None
+        t._info = t._meta = t._node = None
         self._epoch += 1
         self._inplace_pending = True
+        self._write_batch = self._recorder.round_trips + 1  # the next batch taken
 
     def getitem(self, t: Tensor, index: Any) -> Tensor:
         """Record `t[index]` (see client/indexing.py); the result is a new tensor."""
@@ -518,6 +634,9 @@ class Session:
             if requires_grad and len(self._fresh_leaves) < PREFETCH_GRADS:
                 self._fresh_leaves.append(weakref.ref(t))
         t._value, t._epoch = arr, self._epoch
+        if self._infer and arr.dtype.name in surface_meta.DTYPE_NAMES and (
+                not requires_grad or arr.dtype.name in _FLOATING):
+            t._meta, t._node = surface_meta.Meta(arr.shape, arr.dtype.name, bool(requires_grad)), ""
         self._after_record()
         return t
 
@@ -536,14 +655,52 @@ class Session:
 
     # --- reading (each may flush) ---------------------------------------------------------------
 
+    def meta(self, t: Tensor) -> surface_meta.Meta:
+        """`t`'s shape, dtype name and requires_grad: known here for a tensor the client
+        created or an op result it inferred (`_describe`), otherwise the server's description
+        (see `info`: a flush or a fetch)."""
+        m = t._meta
+        if m is None or t._error is not None or self._writes_pending():
+            self._settle_writes()
+            m = t._meta
+            if m is None or t._error is not None:
+                self.info(t)
+                m = _meta_from_info(t)
+        assert m is not None
+        return m
+
+    def grad_fn_name(self, t: Tensor) -> str:
+        """The name of `t`'s grad_fn ("" for none: a leaf), known here like `meta`'s answer
+        or read from the server's description."""
+        node = t._node
+        if node is None or t._error is not None or self._writes_pending():
+            self._settle_writes()
+            node = t._node
+            if node is None or t._error is not None:
+                node = self.info(t).grad_fn
+        return node
+
+    def _writes_pending(self) -> bool:
+        """Whether an in-place write was recorded whose batch has not come back yet (until it
+        has, the metadata of what shares its target's data may be stale)."""
+        if self._inplace_pending and self._recorder.done >= self._write_batch:
+            self._inplace_pending = False
+        return self._inplace_pending
+
+    def _settle_writes(self) -> None:
+        """Send a pending in-place write: it may change the metadata of the tensors sharing
+        its target's data (their new descriptions come back with it)."""
+        if self._writes_pending():
+            self._inplace_pending = False
+            self._recorder.flush_if_pending()
+
     def info(self, t: Tensor) -> spb.TensorInfo:
-        """`t`'s metadata, flushing (or fetching it) when not known.
+        """`t`'s metadata as the server describes it, flushing (or fetching it) when not
+        known.
 
         After an in-place write is recorded, any tensor's info may be stale (a write through a
         view changes its base's history), so the pending batch is sent first."""
-        if self._inplace_pending:
-            self._inplace_pending = False
-            self._recorder.flush_if_pending()
+        self._settle_writes()
         if t._info is None:
             if t._error is not None:
                 raise copy_error(t._error)
@@ -576,7 +733,8 @@ class Session:
             raise copy_error(t._error)
         with self._recorder.lock:
             epoch = self._epoch
-            small = t._info is not None and _numel(t._info) <= PREFETCH_ELEMENTS
+            n = _known_numel(t)
+            small = n is not None and n <= PREFETCH_ELEMENTS
             m = self._record(_fetched(t, epoch)).fetch
             m.handle = t._handle
             m.value = value or (repr and small)
@@ -605,7 +763,7 @@ class Session:
             finish = self._record_grad_read(t)
             self._recorder.flush()
         result = finish()
-        if result is None and t._info is not None and t._info.grad_fn and not t._retains_grad:
+        if result is None and _known_node(t) and not t._retains_grad:
             warnings.warn(messages.NON_LEAF_GRAD_WARNING, UserWarning, stacklevel=3)
         return result
 
@@ -620,9 +778,9 @@ class Session:
         m.handle = t._handle
         m.result = g._handle
         # a gradient has its tensor's shape: known from the info, or from a value held here
-        small = (_numel(t._info) if t._info is not None else
-                 t._value.size if t._value is not None else PREFETCH_ELEMENTS + 1
-                 ) <= PREFETCH_ELEMENTS
+        n = _known_numel(t)
+        small = (n if n is not None else t._value.size if t._value is not None
+                 else PREFETCH_ELEMENTS + 1) <= PREFETCH_ELEMENTS
         f = self._record(lambda r: box.append(r.fetch)).fetch
         f.handle = t._handle
         f.grad = small
@@ -694,8 +852,8 @@ class Session:
             if t is None or id(t) in seen or t._error is not None:
                 continue
             seen.add(id(t))
-            info = t._info
-            if info is not None and (_numel(info) > PREFETCH_ELEMENTS or info.grad_fn):
+            n = _known_numel(t)
+            if n is not None and (n > PREFETCH_ELEMENTS or _known_node(t)):
                 continue
             reads.append(self._record_grad_read(t))
             if len(reads) >= PREFETCH_GRADS:
@@ -780,6 +938,13 @@ class Session:
             m.handle = t._handle
             m.requires_grad = bool(flag)
             t._info = None
+            meta, node = t._meta, t._node
+            t._meta = t._node = None
+            if meta is not None and not self._writes_pending() and node is not None:
+                if node == "" and (not flag or meta.dtype in _FLOATING):  # a leaf
+                    t._meta, t._node = meta._replace(requires_grad=bool(flag)), ""
+                elif node and flag:  # a result that requires grad: unchanged
+                    t._meta, t._node = meta, node
             self._epoch += 1
         self._after_record()
         return t
@@ -791,6 +956,8 @@ class Session:
             m = self._record(_bind_outputs([d]), [d]).detach
             m.handle = t._handle
             m.result = d._handle
+            if t._meta is not None and not self._writes_pending():
+                d._meta, d._node = t._meta._replace(requires_grad=False), ""
         self._after_record()
         return d
 
@@ -799,6 +966,9 @@ class Session:
             self._value(t, graph_pb2.Value(), "detach_()")
             self._record(_update_info(t), [t]).detach_inplace.handle = t._handle
             t._info = None
+            meta = t._meta
+            t._meta, t._node = (meta._replace(requires_grad=False), "") if (
+                meta is not None and not self._writes_pending()) else (None, None)
             self._epoch += 1
         self._after_record()
         return t
@@ -807,7 +977,7 @@ class Session:
         with self._recorder.lock:
             self._value(t, graph_pb2.Value(), "retain_grad()")
             self._record().retain_grad.handle = t._handle
-        if t._info is None or not t._info.is_leaf:
+        if _known_node(t) != "":  # not known to be a leaf
             t._retains_grad = True
         self._after_record()
 
@@ -828,18 +998,52 @@ class Session:
 
 # --- result sinks ---------------------------------------------------------------------------------
 
-def _bind_outputs(outs: list[Tensor]) -> Callable[[spb.InstructionResult], None]:
+Check = Callable[[Tensor, spb.TensorInfo], None]
+
+
+def _bind_outputs(outs: list[Tensor], check: Check | None = None
+                  ) -> Callable[[spb.InstructionResult], None]:
+    """The sink of an instruction making `outs`: their descriptions, when the server sent
+    them (`check`: verify_meta's comparison with the inferred ones)."""
     def sink(r: spb.InstructionResult) -> None:
         for t, info in zip(outs, r.handles.tensors):
             t._info = info
+            if check is not None:
+                check(t, info)
     return sink
 
 
-def _update_info(t: Tensor) -> Callable[[spb.InstructionResult], None]:
+def _update_info(t: Tensor, check: Check | None = None
+                 ) -> Callable[[spb.InstructionResult], None]:
     def sink(r: spb.InstructionResult) -> None:
         if r.handles.tensors:
             t._info = r.handles.tensors[0]
+            if check is not None:
+                check(t, t._info)
     return sink
+
+
+# Session._describe's answers for attribute-less ops by (op, input Metas, float inputs as their
+# type, grad mode): a program repeats a few shapes, and a dict lookup is cheaper than a rule.
+_INFERRED: dict[tuple[Any, ...], Any] = {}
+_INFERRED_MAX = 4096
+_MISSING = object()
+
+# Dtype names of floating tensors (the ones that may require grad).
+_FLOATING = frozenset({"float32", "float64"})
+
+
+def _meta_from_info(t: Tensor) -> surface_meta.Meta | None:
+    """`t`'s metadata from the server's description, kept as `t._meta` (None: not
+    described)."""
+    info = t._info
+    if info is None:
+        return None
+    m = t._meta = surface_meta.Meta(tuple(info.shape), codec.BY_WIRE[info.dtype].name,
+                                    info.requires_grad)
+    if t._node is None:
+        t._node = info.grad_fn
+    return m
 
 
 def _update_inplace_info(t: Tensor, live: dict[int, weakref.ref[Tensor]]
@@ -853,8 +1057,9 @@ def _update_inplace_info(t: Tensor, live: dict[int, weakref.ref[Tensor]]
         for info in infos[1:]:
             ref = live.get(info.handle)
             other = ref() if ref is not None else None
-            if other is not None:
+            if other is not None:  # its history changed: the description replaces what was known
                 other._info = info
+                other._meta = other._node = None
     return sink
 
 
@@ -870,6 +1075,23 @@ def _fetched(t: Tensor, epoch: int) -> Callable[[spb.InstructionResult], None]:
         t._repr = f.repr if f.repr else (t._repr if t._epoch == epoch else None)
         t._epoch = epoch
     return sink
+
+
+def _known_numel(t: Tensor) -> int | None:
+    """`t`'s element count when known without the server (None otherwise)."""
+    if t._meta is not None:
+        n = 1
+        for d in t._meta.shape:
+            n *= d
+        return n
+    return _numel(t._info) if t._info is not None else None
+
+
+def _known_node(t: Tensor) -> str | None:
+    """`t`'s grad_fn name ("" for none) when known without the server (None otherwise)."""
+    if t._info is not None:
+        return t._info.grad_fn
+    return t._node
 
 
 def _numel(info: spb.TensorInfo) -> int:

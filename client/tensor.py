@@ -19,6 +19,7 @@ from gradserve.surface import compat, devices, messages, operators
 from .codec import DType
 
 if TYPE_CHECKING:  # pragma: no cover
+    from gradserve.surface.meta import Meta
     from gradserve.v1 import session_pb2
 
 
@@ -79,8 +80,8 @@ class GradFn:
 class Tensor:
     """A tensor held remotely; behaves like torch.Tensor for the supported API."""
 
-    __slots__ = ("_owner", "_handle", "_info", "_value", "_repr", "_epoch", "_error",
-                 "_retains_grad", "_grad_cache", "_omitted", "_data_of", "__weakref__",
+    __slots__ = ("_owner", "_handle", "_info", "_meta", "_node", "_value", "_repr", "_epoch",
+                 "_error", "_retains_grad", "_grad_cache", "_omitted", "_data_of", "__weakref__",
                  # torch's tensors take a program's own attributes (`setattr(x, "note", ...)`)
                  "__dict__")
 
@@ -89,7 +90,12 @@ class Tensor:
     def __init__(self, owner: Any, handle: Any):
         self._owner = owner
         self._handle = handle
-        self._info = None
+        self._info = None  # the server's description, when it sent one
+        # What the client knows without the server (client/session.py, `Session.meta`): the
+        # shape, dtype name and requires_grad (`gradserve.surface.meta.Meta`), and the grad_fn
+        # name ("" for none; None: unknown). Cleared when a recorded write changes them.
+        self._meta: Meta | None = None
+        self._node: str | None = None
         self._value: np.ndarray | None = None
         self._repr: str | None = None
         self._epoch = -1
@@ -117,7 +123,7 @@ class Tensor:
 
     @property
     def shape(self) -> Size:
-        return Size(self._owner.info(self).shape)
+        return Size(self._owner.meta(self).shape)
 
     def size(self, dim: builtins.int | None = None) -> Any:
         shape = self.shape
@@ -130,7 +136,7 @@ class Tensor:
         return shape[dim % n] if n else 0
 
     def dim(self) -> builtins.int:
-        return len(self._owner.info(self).shape)
+        return len(self._owner.meta(self).shape)
 
     @property
     def ndim(self) -> builtins.int:
@@ -143,9 +149,9 @@ class Tensor:
 
     @property
     def dtype(self) -> DType:
-        from .codec import BY_WIRE
+        from .codec import BY_NAME
 
-        return BY_WIRE[self._owner.info(self).dtype]
+        return BY_NAME[self._owner.meta(self).dtype]
 
     def is_floating_point(self) -> builtins.bool:
         return self.dtype.is_floating_point
@@ -180,7 +186,7 @@ class Tensor:
 
     @property
     def requires_grad(self) -> builtins.bool:
-        return self._owner.info(self).requires_grad
+        return self._owner.meta(self).requires_grad
 
     @requires_grad.setter
     def requires_grad(self, flag: bool) -> None:
@@ -191,11 +197,11 @@ class Tensor:
 
     @property
     def is_leaf(self) -> builtins.bool:
-        return self._owner.info(self).is_leaf
+        return not self._owner.grad_fn_name(self)
 
     @property
     def grad_fn(self) -> GradFn | None:
-        name = self._owner.info(self).grad_fn
+        name = self._owner.grad_fn_name(self)
         return GradFn(name, self) if name else None
 
     @property

@@ -102,7 +102,8 @@ class Tracer:
 
     setitem = getitem
 
-    info = value = repr = inplace = get_grad = set_grad = backward = _no_value
+    info = meta = grad_fn_name = value = repr = inplace = get_grad = set_grad = _no_value
+    backward = _no_value
     requires_grad_ = detach = detach_ = retain_grad = graph = _no_value
 
 

@@ -48,7 +48,7 @@ ENVELOPE_BYTES = 64
 # its data is optional, see Executor.fetch). In-place writes also describe the handles sharing
 # their target's data, counted when they run (Executor._reserve_views).
 _INFOS: dict[str, Callable[[Any], int]] = {
-    "create_tensor": lambda m: 1, "apply_op": lambda m: len(m.outputs),
+    "create_tensor": lambda m: 1, "apply_op": lambda m: 0 if m.omit_info else len(m.outputs),
     "apply_inplace": lambda m: 1, "index": lambda m: 1, "index_put": lambda m: 1,
     "grad": lambda m: len(m.results), "get_grad": lambda m: 1,
     "set_requires_grad": lambda m: 1, "detach": lambda m: 1, "detach_inplace": lambda m: 1,
@@ -258,14 +258,18 @@ class Executor:
         return t
 
     def bind(self, handle: int, t: ge.Tensor, result: session_pb2.InstructionResult, *,
-             checked: bool = False) -> int:
+             checked: bool = False, describe: bool = True) -> int:
         """Bind `t` to `handle` (`checked`: `_check_new(handle)` passed and nothing was bound
-        since) and describe it in `result`; returns its bytes."""
+        since) and describe it in `result` (unless not `describe`: the client knows it);
+        returns its bytes."""
         if not checked:
             self._check_new(handle)
         self.s.tensors[handle] = t
         self.bound.append(handle)
-        tensor_info(handle, t, result.handles.tensors.add())
+        if describe:
+            tensor_info(handle, t, result.handles.tensors.add())
+        else:
+            result.handles.SetInParent()
         return t.nbytes + (_TENSOR_BYTES if t.grad_fn is None else _TENSOR_BYTES + _NODE_BYTES)
 
     def _check_new(self, handle: int) -> None:
@@ -368,10 +372,11 @@ class Executor:
                 # a leaf may get its AccumulateGrad node; a constant is a new tensor
                 growth += (_NODE_BYTES if v.WhichOneof("kind") == "handle" else
                            x.nbytes + _TENSOR_BYTES)
+        describe = not m.omit_info
         if n_out == 1:  # checked above, and nothing was bound since
-            return growth + self.bind(outputs[0], outs[0], r, checked=True)
+            return growth + self.bind(outputs[0], outs[0], r, checked=True, describe=describe)
         for h, t in zip(outputs, outs):  # re-checked: the handles may repeat
-            growth += self.bind(h, t, r)
+            growth += self.bind(h, t, r, describe=describe)
         return growth
 
     def _check_outputs(self, name: str, op: Any, outputs: Sequence[int]) -> None:

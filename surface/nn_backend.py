@@ -22,8 +22,9 @@ class NNBackend(Backend, Protocol):
     assertion_error: type[AssertionError]
     """torch's AssertionError (embedding's padding_idx out of range)."""
     remote_metadata: bool
-    """Whether reading a recorded tensor's shape or layout costs a round trip (a session): nn
-    then skips reads that only choose torch's graph, not the values (linear's addmm)."""
+    """Whether reading a recorded tensor's memory layout costs a round trip (a session, which
+    knows shapes locally): nn then skips layout reads that only choose torch's graph, not the
+    values (linear's reshape-addmm-view for an n-D input)."""
 
     def parameter(self, data: Any, requires_grad: bool) -> Any:
         """A new leaf sharing `data`'s values that `is_parameter` (torch's Parameter(data))."""

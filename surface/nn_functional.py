@@ -169,14 +169,17 @@ def linear(be: NNBackend, input: Any, weight: Any, bias: Any = None) -> Any:
     rounding are torch's): with a bias, one addmm for a 2-D input, and for a contiguous input
     when the bias is 1-D or holds out_features elements (flattened to 2-D, the result viewed
     back; torch 2.13's choice, read off its graphs: a (1, 1) bias is added, a (3, 1, 1) one
-    goes to addmm and fails there); otherwise matmul, then add. Through a session (the layer's
-    `remote_metadata`), always matmul then add: the same values without a round trip per layer
-    to read the input's shape and layout (grad_fn AddBackward0 where torch's is
-    AddmmBackward0 or ViewBackward0)."""
-    if bias is not None and not be.remote_metadata:
-        shape, bias_shape = be.shape(input), be.shape(bias)
+    goes to addmm and fails there); otherwise matmul, then add. Through a session (the
+    backend's `remote_metadata`: the client knows shapes, not layouts), a 2-D input with a bias
+    is one addmm too, and any other input matmul then add: the same values without a round
+    trip per layer to read the input's layout (grad_fn AddBackward0 where torch's is
+    ViewBackward0)."""
+    if bias is not None:
+        shape = be.shape(input)
         if len(shape) == 2:
             return _call(be, "addmm", bias, input, _call(be, "t", weight))
+    if bias is not None and not be.remote_metadata:
+        bias_shape = be.shape(bias)
         fused = len(bias_shape) == 1 or math.prod(bias_shape) == be.shape(weight)[0]
         if shape and fused and be.is_contiguous(input):
             flat = _call(be, "reshape", input, (math.prod(shape[:-1]), shape[-1]))

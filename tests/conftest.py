@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,13 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+
+# --- client metadata checks -----------------------------------------------------------------------
+# Every client session of the tests compares the metadata the client infers for its ops (shape,
+# dtype, requires_grad, grad_fn: gradserve.surface.meta) with the server's description of each
+# result, raising MetaMismatchError on a difference (Client.session's verify_meta). A test of
+# the omitted descriptions themselves opens its session with verify_meta=False.
+os.environ.setdefault("GRADSERVE_VERIFY_META", "1")
 
 # --- gradserve server fixtures (tests/test_server_*.py) -------------------------------------------
 # A real server on port 0, talked to through the real generated stubs.

@@ -48,11 +48,6 @@ def needs(feature: str, first: str) -> str:
 
 
 # Why an example does not match yet: the missing feature, and the first line that differs.
-ADDMM = needs("linear composed as torch composes it through a session: torch's linear of a "
-              "2-D input with bias is one addmm; the in-process engine composes it so "
-              "(tests/test_surface_linear.py), a session composes matmul + add because choosing "
-              "needs the input's shape, a round trip per layer",
-              "line 9: torch 'grad_fn=<AddmmBackward0>)', gradserve 'grad_fn=<AddBackward0>)'")
 TRILINEAR = needs("torch's _trilinear (its float32 summation order, and the bias added last: "
                   "grad_fn AddBackward0 where gradserve's final reshape gives ViewBackward0). "
                   "Measured: bias added last to torch's _trilinear is bit-exact, but _trilinear "
@@ -146,7 +141,7 @@ TORCH_DOCS = "torch/_torch_docs.py"
 EXAMPLES: tuple[Example, ...] = (
     # --- nn modules -------------------------------------------------------------------------
     Example("linear", "torch.nn.modules.linear.Linear", 0, f"{MODULES}/linear.py", (NN,),
-            echo=("output",), xfail=ADDMM),
+            echo=("output",)),
     Example("bilinear", "torch.nn.modules.linear.Bilinear", 0, f"{MODULES}/linear.py", (NN,),
             echo=("output",), xfail=TRILINEAR),
     Example("sequential_append", "torch.nn.modules.container.Sequential.append", 0,

@@ -31,6 +31,11 @@ FAILED_TAPE_OP_METADATA = "gradserve-failed-tape-op"
 #: The ListOpsResponse.features name of the instruction tape (Instruction.tape).
 TAPE_FEATURE = "tape"
 
+#: The ListOpsResponse.features name of ApplyOp.omit_info: the server leaves an op's TensorInfos
+#: out of its reply on request, and its ops' results are what `gradserve.surface.meta` infers
+#: (a client describes them itself; docs/wire.md).
+OMIT_INFO_FEATURE = "omit_info"
+
 #: The ListOpsResponse.features name of new hyperparameters in OptimizerStep (a server without
 #: it ignores them: a client must not send them there).
 STEP_HYPERPARAMETERS_FEATURE = "optimizer_step_hyperparameters"

@@ -91,7 +91,7 @@ class CreateTensor(_message.Message):
     def __init__(self, handle: _Optional[int] = ..., value: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., requires_grad: _Optional[bool] = ...) -> None: ...
 
 class ApplyOp(_message.Message):
-    __slots__ = ("op", "inputs", "attrs", "no_grad", "outputs")
+    __slots__ = ("op", "inputs", "attrs", "no_grad", "outputs", "omit_info")
     class AttrsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -104,12 +104,14 @@ class ApplyOp(_message.Message):
     ATTRS_FIELD_NUMBER: _ClassVar[int]
     NO_GRAD_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    OMIT_INFO_FIELD_NUMBER: _ClassVar[int]
     op: str
     inputs: _containers.RepeatedCompositeFieldContainer[_graph_pb2.Value]
     attrs: _containers.MessageMap[str, _graph_pb2.AttrValue]
     no_grad: bool
     outputs: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, op: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., attrs: _Optional[_Mapping[str, _graph_pb2.AttrValue]] = ..., no_grad: _Optional[bool] = ..., outputs: _Optional[_Iterable[int]] = ...) -> None: ...
+    omit_info: bool
+    def __init__(self, op: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., attrs: _Optional[_Mapping[str, _graph_pb2.AttrValue]] = ..., no_grad: _Optional[bool] = ..., outputs: _Optional[_Iterable[int]] = ..., omit_info: _Optional[bool] = ...) -> None: ...
 
 class Tape(_message.Message):
     __slots__ = ("ops", "code", "floats", "ints", "constants")
