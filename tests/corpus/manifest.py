@@ -136,6 +136,17 @@ def exportdb(name: str, xfail: str = "", echo: tuple[str, ...] = ECHO_MODEL) -> 
     """ExportDB's example program `name` (a file of the torch wheel), echoing its model's output."""
     return Example(f"exportdb_{name}", f"{EXPORTDB_MODULE}.{name}", 0, f"{EXPORTDB}/{name}.py",
                    (NN, RANDOM), kind="module", echo=echo, xfail=xfail)
+# lr_scheduler examples: the model, optimizer and the two functions their loops call
+LR_SCHEDULER_PREAMBLE = (
+    "model = nn.Linear(4, 16)", "input = torch.randn(8, 4)", "target = torch.randn(8, 16)",
+    "loss_fn = nn.MSELoss()", "optimizer = torch.optim.SGD(model.parameters(), lr=0.05)",
+    "train = lambda *args: (optimizer.zero_grad(), loss_fn(model(input), target).backward(), "
+    "optimizer.step())",
+    "validate = lambda *args: loss_fn(model(input), target)")
+LAMBDA_LR_GROUPS = ("optimizer = torch.optim.SGD([{'params': [model.weight]}, "
+                    "{'params': [model.bias]}], lr=0.05)", "opt = optimizer")
+LR_SCHEDULER_ECHO = ("scheduler.get_last_lr()", "optimizer.param_groups[0]['lr']",
+                     "model.weight", "model.bias")
 TORCH_DOCS = "torch/_torch_docs.py"
 
 EXAMPLES: tuple[Example, ...] = (
@@ -197,6 +208,26 @@ EXAMPLES: tuple[Example, ...] = (
             preamble=("model = nn.Linear(3, 2)", "input = torch.randn(4, 3)",
                       "target = torch.randn(4, 2)", "loss_fn = nn.MSELoss()"),
             echo=("model.weight", "model.bias")),
+    # lr_scheduler's examples: torch's templates of a training loop; `train(...)` and
+    # `validate(...)` are the names they leave undefined: one SGD step on a seeded model, and
+    # the loss it then has
+    *(Example(f"lr_scheduler_{name.lower()}", f"torch.optim.lr_scheduler.{name}", index,
+              "torch/optim/lr_scheduler.py", (OPTIM, NN, RANDOM),
+              imports=(f"from torch.optim.lr_scheduler import {', '.join(imported)}",),
+              preamble=LR_SCHEDULER_PREAMBLE + extra, echo=LR_SCHEDULER_ECHO)
+      for name, index, imported, extra in (
+          ("StepLR", 0, ("StepLR",), ()), ("MultiStepLR", 0, ("MultiStepLR",), ()),
+          ("ConstantLR", 0, ("ConstantLR",), ()), ("LinearLR", 0, ("LinearLR",), ()),
+          ("ExponentialLR", 0, ("ExponentialLR",), ()),
+          ("PolynomialLR", 0, ("PolynomialLR",), ()),
+          ("CosineAnnealingLR", 0, ("CosineAnnealingLR",), ()),
+          ("CosineAnnealingWarmRestarts", 0, ("CosineAnnealingWarmRestarts",), ()),
+          ("MultiplicativeLR", 0, ("MultiplicativeLR",), ()),
+          # its lr_lambda list has one function per parameter group: two groups, and `opt`
+          ("LambdaLR", 0, ("LambdaLR",), LAMBDA_LR_GROUPS),
+          ("ReduceLROnPlateau", 0, ("ReduceLROnPlateau",), ()),
+          ("SequentialLR", 0, ("ConstantLR", "ExponentialLR", "SequentialLR"), ()),
+          ("ChainedScheduler", 0, ("ChainedScheduler", "ConstantLR", "ExponentialLR"), ()))),
     # --- seeded randomness ------------------------------------------------------------------------
     Example("randn", "torch.randn", 0, TORCH_DOCS, (RANDOM,)),
     Example("rand", "torch.rand", 0, TORCH_DOCS, (RANDOM,)),
