@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import aliases, data, devices, grad_mode, legacy, messages
+from gradserve.surface import aliases, creation, data, devices, grad_mode, legacy, messages
 from gradserve.surface import compat as surface_compat
 from gradserve.surface.functional import ErrorTypes, Functional
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
@@ -494,6 +494,8 @@ class Session:
         devices.check_device(device, "tensor")
         if isinstance(data, Tensor):
             data = data.detach().numpy()
+        elif isinstance(data, (list, tuple)):
+            data = creation.nested_values(data, Tensor, lambda t: t.detach().numpy())
         arr = codec.array_from_data(data, None if dtype is None else codec.as_dtype(dtype),
                                     self._default_dtype)
         t = self._new_tensor()

@@ -20,6 +20,26 @@ from .spellings import SPELLINGS, Spelling, is_int
 
 Fn = Callable[..., Any]
 
+# --- autograd node names -------------------------------------------------------------------------
+
+_CPP_NODE = "torch::autograd::"
+_CPP_NODES = frozenset({"CopyBackwards", "CopySlices", "AccumulateGrad", "NotImplemented"})
+"""Nodes torch writes by hand in C++: their name() carries the C++ namespace, their repr and a
+tensor's `grad_fn=<...>` do not."""
+
+
+def node_name(short: str) -> str:
+    """torch's `grad_fn.name()` for a node shown as `<short>` ("CopySlices" ->
+    "torch::autograd::CopySlices", "MulBackward0" unchanged)."""
+    return _CPP_NODE + short if short in _CPP_NODES else short
+
+
+def short_node_name(name: str) -> str:
+    """How torch shows a node whose name() is `name` (its repr, a tensor's grad_fn=<...>)."""
+    short = name.removeprefix(_CPP_NODE)
+    return short if short in _CPP_NODES else name
+
+
 # --- a name gradserve does not have --------------------------------------------------------------
 
 

@@ -1,0 +1,171 @@
+"""Gaps that public PyTorch programs met through gradserve, each checked against torch in process
+(the engine) and through a session: a leaf's `.grad` made with create_graph (CopyBackwards) and
+accumulated in place afterwards, torch.tensor of a nested list holding tensors, float()/int()
+of a tensor of several elements, and pow's derivative grouped as torch groups it (higher
+derivatives of x ** 2 keep a graph; float32 gradients round as torch's)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.reference import HAVE_TORCH, MISSING_REASON, torch
+
+pytestmark = pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
+
+
+@pytest.fixture
+def lib(gradserve_lib: Any) -> Any:
+    """gradserve standing in for torch: the in-process engine, or a session (conftest)."""
+    return gradserve_lib
+
+
+def _quiet(fn: Any, t: Any) -> Any:
+    with warnings.catch_warnings():  # backward(create_graph=True) warns of a reference cycle
+        warnings.simplefilter("ignore", UserWarning)
+        return fn(t)
+
+
+def _error(fn: Any, t: Any) -> tuple[str, str]:
+    try:
+        fn(t)
+    except Exception as exc:  # a session's error also names the line that recorded it
+        return type(exc).__name__, str(exc).split("\ngradserve:")[0]
+    raise AssertionError("no error")
+
+
+def _name(fn: Any) -> str | None:
+    return None if fn is None else fn.name()
+
+
+# --- .grad made with create_graph, then accumulated ---------------------------------------------
+
+def _second_derivative_through_grad(t: Any) -> list[Any]:
+    # a lab's second derivative: backward(create_graph=True), copy .grad, zero it, backward
+    x = t.tensor(2.0, requires_grad=True)
+    (x ** 2).backward(create_graph=True)
+    seen = [repr(x.grad)]
+    dydx = x.grad.clone()
+    x.grad.zero_()
+    seen.append(repr(x.grad))
+    dydx.backward()
+    seen += [repr(dydx), repr(x.grad), _name(x.grad.grad_fn)]
+    return seen
+
+
+def test_create_graph_grad_is_copied_then_accumulated_in_place(lib):
+    want = _quiet(_second_derivative_through_grad, torch)
+    assert want[0] == "tensor(4., grad_fn=<CopyBackwards>)"
+    assert _quiet(_second_derivative_through_grad, lib) == want
+
+
+def _grads_of_two_leaves(t: Any) -> list[Any]:
+    # y = a + b sends one gradient to both leaves: each .grad is its own copy
+    a = t.tensor([1.0, 2.0], requires_grad=True)
+    b = t.tensor([3.0, 4.0], requires_grad=True)
+    (a * a + b).sum().backward(create_graph=True)
+    with t.no_grad():
+        b.grad.mul_(10)
+    (a * b).sum().backward()  # accumulates in place, keeping each .grad's node
+    return [a.grad.tolist(), b.grad.tolist(), _name(a.grad.grad_fn), _name(b.grad.grad_fn)]
+
+
+def test_create_graph_grads_do_not_alias(lib):
+    want = _quiet(_grads_of_two_leaves, torch)
+    assert _quiet(_grads_of_two_leaves, lib) == want
+
+
+# --- torch.tensor of a nested list holding tensors ----------------------------------------------
+
+def _jacobian_by_hand(t: Any) -> Any:
+    x = t.tensor(2.0, requires_grad=True)
+    y = t.tensor(t.pi / 2, requires_grad=True)
+    return t.tensor([[2 * x * y, x ** 2], [5, t.cos(y)]])
+
+
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
+def test_tensor_of_list_holding_tensors_reads_their_values(lib):
+    want, got = _jacobian_by_hand(torch), _jacobian_by_hand(lib)
+    assert (got.dtype.name, got.requires_grad) == (str(want.dtype)[6:], False)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    for data in ([torch.tensor(1), torch.tensor(2)], (torch.tensor([1.5]), 2.0)):
+        want = torch.tensor(data)
+        got = lib.tensor([lib.tensor(d.tolist()) if isinstance(d, torch.Tensor) else d
+                          for d in data])
+        assert (got.dtype.name, got.tolist()) == (str(want.dtype)[6:], want.tolist())
+
+
+def test_tensor_of_list_holding_a_vector_is_refused(lib):
+    def build(t: Any) -> Any:
+        return t.tensor([t.tensor([1.0, 2.0]), t.tensor([3.0, 4.0])])
+
+    want = _error(build, torch)
+    assert want == ("ValueError", "only one element tensors can be converted to Python scalars")
+    assert _error(build, lib) == want
+
+
+@pytest.mark.parametrize("convert", [float, int])
+def test_scalar_conversion_of_several_elements(lib, convert):
+    def build(t: Any) -> Any:
+        return convert(t.tensor([1.0, 2.0]))
+
+    want = _error(build, torch)
+    assert want[0] == "ValueError"
+    assert _error(build, lib) == want
+
+
+# --- pow's derivative ---------------------------------------------------------------------------
+
+POWERS = {
+    "square": lambda t, x: t.square(x),
+    "x**2": lambda t, x: x ** 2,
+    "x**3": lambda t, x: x ** 3,
+    "x**2.5": lambda t, x: x.pow(2.5),
+    "x**-1": lambda t, x: x ** -1,
+    "x**0": lambda t, x: x ** 0,
+    "x**tensor": lambda t, x: x ** t.tensor([2.0, 0.0, 3.0]),
+    "2.5**x": lambda t, x: 2.5 ** x,
+}
+
+
+@pytest.mark.parametrize("power", sorted(POWERS))
+def test_pow_higher_derivatives_keep_torchs_graph(lib, power):
+    def derivatives(t: Any) -> list[Any]:
+        # the first three derivatives while they still require grad: values and grad_fn names
+        x = t.tensor([1.5, -2.0, 0.7], requires_grad=True)
+        y = POWERS[power](t, x).sum()
+        seen = []
+        while len(seen) < 3 and y.requires_grad:
+            g, = t.autograd.grad(y, x, create_graph=True)
+            seen.append((g.tolist(), _name(g.grad_fn)))
+            y = g.sum()
+        return seen
+
+    got, want = derivatives(lib), derivatives(torch)
+    assert [name for _, name in got] == [name for _, name in want]
+    for (g, _), (w, _) in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
+
+
+def test_pow_gradients_round_as_torchs(lib):
+    rng = np.random.default_rng(0)
+    base = (rng.random(2000) * 3 + 0.1).astype(np.float32)
+    seed = rng.random(2000).astype(np.float32)
+
+    def grads(t: Any) -> list[np.ndarray]:
+        # torch computes these powers without pow (x ** 3 is x * x * x); a gradient is exact
+        # where its x.pow(e - 1) is one of them (elsewhere numpy's pow rounds as it rounds)
+        x = t.tensor(base, requires_grad=True)
+        out = []
+        for e in (3, 2, -1, -2, -0.5):
+            y = x ** e
+            out.append(y.detach().numpy())
+            if e in (3, 2, -1):
+                out.append(t.autograd.grad(y, x, t.tensor(seed))[0].numpy())
+        return out
+
+    for g, w in zip(grads(lib), grads(torch)):
+        np.testing.assert_array_equal(g, w)
