@@ -49,7 +49,7 @@ class GradFn:
         self._tensor = tensor
 
     def name(self) -> str:
-        return self._name
+        return compat.node_name(self._name)
 
     @property
     def next_functions(self) -> tuple[tuple[Any, int], ...]:
@@ -73,7 +73,7 @@ class GradFn:
         return register_node_hook(self._tensor._owner, self._tensor, hook, True)
 
     def __repr__(self) -> str:
-        return f"<{compat.short_node_name(self._name)} object at {id(self):#x}>"
+        return f"<{self._name} object at {id(self):#x}>"
 
 
 class Tensor:

@@ -169,3 +169,37 @@ def test_pow_gradients_round_as_torchs(lib):
 
     for g, w in zip(grads(lib), grads(torch)):
         np.testing.assert_array_equal(g, w)
+
+
+# --- numpy's keyword names ----------------------------------------------------------------------
+
+NUMPY_KEYWORDS = {
+    "torch.unsqueeze(axis=)": lambda t, x: t.unsqueeze(x, axis=-1),
+    "Tensor.unsqueeze(axis=)": lambda t, x: x.unsqueeze(axis=0),
+    "Tensor.sum(axis=, keepdims=)": lambda t, x: x.sum(axis=1, keepdims=True),
+    "Tensor.mean(axis=)": lambda t, x: x.mean(axis=0),
+    "torch.cat(axis=)": lambda t, x: t.cat([x, x], axis=1),
+    "torch.stack(axis=)": lambda t, x: t.stack([x, x], axis=2),
+    "torch.softmax(axis=)": lambda t, x: t.softmax(x, axis=0),
+    "torch.max(axis=)": lambda t, x: t.max(x, axis=1)[0],
+    "Tensor.argmax(axis=)": lambda t, x: x.argmax(axis=1),
+    "torch.add(x2=)": lambda t, x: t.add(x, x2=x),
+    "Tensor.sum(dim=, axis=)": lambda t, x: x.sum(dim=0, axis=1),
+}
+
+
+@pytest.mark.parametrize("call", sorted(NUMPY_KEYWORDS))
+def test_numpy_keyword_names(lib, call):
+    # torch's argument parser takes axis= for dim=, keepdims= for keepdim=, x2= for other=
+    def run(t: Any) -> Any:
+        x = t.tensor([[1.0, -2.0, 3.0], [0.5, 4.0, -1.0]])
+        try:
+            out = NUMPY_KEYWORDS[call](t, x)
+        except TypeError:  # both names given: torch's TypeError (the engine's subclasses it)
+            return "TypeError"
+        return tuple(out.shape), out.tolist()
+
+    got, want = run(lib), run(torch)
+    assert got[0] == want[0]
+    if want != "TypeError":
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
