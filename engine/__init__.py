@@ -13,7 +13,6 @@ the Tensor's methods and operators are generated from it.
 from __future__ import annotations
 
 import sys
-import types
 from typing import Any
 
 from gradserve.surface import compat as _compat
@@ -62,7 +61,8 @@ from . import nn, optim  # noqa: E402  (built from the functions above)
 
 _module = sys.modules[__name__]
 autograd.Variable = variable_type(_module)  # type: ignore[attr-defined]
-utils = types.SimpleNamespace(data=_data.namespace(_module))  # torch.utils.data
+utils = _compat.Namespace("torch.utils", data=_compat.Namespace(  # torch.utils.data
+    "torch.utils.data", **vars(_data.namespace(_module))))
 pi, e, inf, nan = (CONSTANTS[k] for k in ("pi", "e", "inf", "nan"))
 
 float32 = dtypes.float32
@@ -83,7 +83,7 @@ random = _random_module
 
 # torch's devices on a CPU-only build, default dtype/device, legacy constructors (surface)
 device = _devices.device
-cuda = _devices.cuda
+cuda = _compat.Namespace("torch.cuda", **vars(_devices.cuda))
 set_default_device = _devices.set_default_device
 get_default_device = _devices.get_default_device
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface.compat import missing_names
 from gradserve.surface.grad_mode import enable_grad, no_grad
 
 from . import errors
@@ -412,3 +413,4 @@ def _zeros_like(p: Tensor) -> Tensor:
 
 
 __all__ = ["Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD"]
+__getattr__ = missing_names("torch.optim")  # a name torch.optim has and gradserve has not

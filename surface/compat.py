@@ -7,6 +7,7 @@ gradserve does not have. Written once against a `Backend`; the engine and the cl
 
 from __future__ import annotations
 
+import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -64,6 +65,20 @@ def missing_names(torch_name: str) -> Callable[[str], Any]:
             raise AttributeError(name)
         raise missing_name(torch_name, name, f"dir({torch_name})")
     return __getattr__
+
+
+class Namespace(types.SimpleNamespace):
+    """A torch namespace that is not a module (`torch.autograd`, `torch.utils.data` of a
+    session): a missing name raises the AttributeError that names it as torch spells it."""
+
+    def __init__(self, torch_name: str, **names: Any):
+        super().__init__(**names)
+        object.__setattr__(self, "_torch_name", torch_name)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise missing_name(self._torch_name, name, f"dir({self._torch_name})")
 
 
 # --- torch's scalar conversion warning -----------------------------------------------------------

@@ -203,3 +203,17 @@ def test_numpy_keyword_names(lib, call):
     assert got[0] == want[0]
     if want != "TypeError":
         np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+
+
+# --- a name gradserve does not have -------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["frobnicate", "nn.Frob", "nn.functional.frob", "nn.init.frob",
+                                  "optim.Frob", "autograd.frob", "utils.frob", "utils.data.Frob",
+                                  "cuda.frob"])
+def test_missing_name_says_gradserve_does_not_implement_it(lib, path):
+    obj = lib
+    *parents, name = path.split(".")
+    for part in parents:
+        obj = getattr(obj, part)
+    with pytest.raises(AttributeError, match=rf"^gradserve does not implement torch\.{path} "):
+        getattr(obj, name)
