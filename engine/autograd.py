@@ -45,8 +45,9 @@ def _retain(node: Node, nr: int, g: Any, create_graph: bool) -> None:
     if t is None or g is None:
         return
     if create_graph:
+        # torch's retain_grad hook: a clone first (grad_fn CloneBackward0), then grad + new
         gt = g if isinstance(g, Tensor) else Tensor._make(np.array(g))
-        t._grad = gt if t._grad is None else t._grad + gt
+        t._grad = gt.clone() if t._grad is None else t._grad + gt
     elif t._grad is None:
         t._grad = Tensor._make(np.array(g, dtype=t.dtype.np, copy=True))
     else:

@@ -78,6 +78,23 @@ def test_create_graph_grads_do_not_alias(lib):
     assert _quiet(_grads_of_two_leaves, lib) == want
 
 
+def _retained_grads(t: Any) -> list[Any]:
+    # a non-leaf's retained .grad under create_graph: a clone, then an out-of-place sum
+    x = t.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 3
+    y.retain_grad()
+    (y * y).sum().backward(create_graph=True)
+    seen = [repr(y.grad), repr(x.grad)]
+    (y * y).sum().backward(create_graph=True)
+    return [*seen, repr(y.grad), repr(x.grad)]
+
+
+def test_create_graph_retained_grad_is_a_clone(lib):
+    want = _quiet(_retained_grads, torch)
+    assert want[0] == "tensor([ 6., 12.], grad_fn=<CloneBackward0>)"
+    assert _quiet(_retained_grads, lib) == want
+
+
 # --- torch.tensor of a nested list holding tensors ----------------------------------------------
 
 def _jacobian_by_hand(t: Any) -> Any:
