@@ -234,3 +234,22 @@ def test_missing_name_says_gradserve_does_not_implement_it(lib, path):
         obj = getattr(obj, part)
     with pytest.raises(AttributeError, match=rf"^gradserve does not implement torch\.{path} "):
         getattr(obj, name)
+
+
+# --- torch.nn.modules ---------------------------------------------------------------------------
+
+def test_nn_modules_holds_torchs_submodules(lib):
+    for file in ("module", "linear", "activation", "conv", "pooling", "batchnorm", "normalization",
+                 "dropout", "flatten", "sparse", "container", "loss"):
+        want = getattr(torch.nn.modules, file)
+        got = getattr(lib.nn.modules, file)
+        names = [n for n in dir(want) if isinstance(getattr(want, n), type)
+                 and issubclass(getattr(want, n), torch.nn.Module)
+                 and getattr(want, n).__module__ == want.__name__ and hasattr(lib.nn, n)]
+        assert names, file
+        for n in names:
+            assert getattr(got, n) is getattr(lib.nn, n)
+            assert getattr(lib.nn.modules, n) is getattr(lib.nn, n)
+    with pytest.raises(AttributeError, match=r"^gradserve does not implement "
+                                             r"torch\.nn\.modules\.loss\.Frob "):
+        lib.nn.modules.loss.Frob  # noqa: B018
