@@ -8,23 +8,10 @@ import types
 from typing import Any
 
 from gradserve.surface import compat, devices
+from gradserve.surface.compat import Namespace
 
 from . import codec
 from .tensor import Tensor
-
-
-class Namespace(types.SimpleNamespace):
-    """A torch namespace of a session (`torch.autograd`, `torch.nn.functional`): a missing
-    name raises the AttributeError that names it as torch spells it."""
-
-    def __init__(self, torch_name: str, **names: Any):
-        super().__init__(**names)
-        object.__setattr__(self, "_torch_name", torch_name)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        raise compat.missing_name(self._torch_name, name, f"dir({self._torch_name})")
 
 
 def install(session: Any) -> None:
@@ -34,7 +21,7 @@ def install(session: Any) -> None:
     be = RemoteBackend(session)
     session._default_dtype = codec.float32
     session.device = devices.device
-    session.cuda = devices.cuda
+    session.cuda = Namespace("torch.cuda", **vars(devices.cuda))
     session.set_default_device = devices.set_default_device
     session.get_default_device = devices.get_default_device
 
@@ -57,3 +44,9 @@ def install(session: Any) -> None:
     # torch.nn and its namespaces name their missing names themselves (surface/nn.py)
     if type(session.autograd) is types.SimpleNamespace:
         session.autograd = Namespace("torch.autograd", **vars(session.autograd))
+    if type(session.optim) is types.SimpleNamespace:
+        session.optim = Namespace("torch.optim", **vars(session.optim))
+    if type(session.utils) is types.SimpleNamespace:
+        session.utils = Namespace("torch.utils", **{
+            k: Namespace(f"torch.utils.{k}", **vars(v)) if type(v) is types.SimpleNamespace
+            else v for k, v in vars(session.utils).items()})

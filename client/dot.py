@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gradserve.surface.compat import short_node_name
+
 from .tensor import Tensor
 
 
@@ -58,9 +60,8 @@ class RemoteNode:
         return self._name
 
     def __repr__(self) -> str:
-        # torch 2.13 prints its AccumulateGrad (name() "torch::autograd::AccumulateGrad") short
-        shown = "AccumulateGrad" if self._name.endswith("::AccumulateGrad") else self._name
-        return f"<{shown} object at {id(self):#x}>"
+        # torch prints its C++ nodes (name() "torch::autograd::AccumulateGrad") short
+        return f"<{short_node_name(self._name)} object at {id(self):#x}>"
 
 
 def next_functions(tensor: Tensor) -> tuple[tuple[Any, int], ...]:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gradserve.surface import messages
-from gradserve.surface.binding import take_inputs
+from gradserve.surface.binding import take_inputs, torch_keywords
 from gradserve.surface.signature import ATTR_KINDS, AttrSpec, AttrValidator
 from gradserve.surface.spellings import is_int
 from gradserve.v1 import attrs as wire_attrs
@@ -64,7 +64,7 @@ class OpSpec:
 
     __slots__ = ("name", "inputs", "optional", "variadic", "attrs", "attr_kinds", "specs",
                  "n_outputs", "output_count", "differentiable", "doc", "sizes_first",
-                 "positional_only", "inplace", "view", "random", "node")
+                 "positional_only", "inplace", "view", "random", "node", "params")
 
     def __init__(self, info: catalogue_pb2.OpInfo):
         self.name = info.name
@@ -92,6 +92,7 @@ class OpSpec:
         self.doc = info.doc
         # torch's `*size` varargs: x.reshape(2, 3), zeros(2, 3) for a first `ints` attribute.
         self.sizes_first = bool(self.attrs) and self.attr_kinds[0] == catalogue_pb2.ATTR_KIND_INTS
+        self.params = frozenset((*self.inputs, *self.attrs))
 
     def bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[list[Any],
                                                                            dict[str, Any]]:
@@ -106,7 +107,7 @@ class OpSpec:
         """
         if not kwargs and self.positional_only and len(args) == len(self.inputs):
             return list(args), {}  # every input positional, no attributes: the common case
-        kw = dict(kwargs)
+        kw = dict(torch_keywords(dict(kwargs), self.params))
         if self.variadic:
             tensors = args[0] if args else kw.pop(self.inputs[0], None)
             if not isinstance(tensors, (list, tuple)):

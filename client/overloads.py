@@ -19,6 +19,7 @@ from typing import Any
 
 from gradserve.surface import compat as _compat  # noqa: F401  (registers its spellings)
 from gradserve.surface import creation as _creation  # noqa: F401  (registers its spellings)
+from gradserve.surface.binding import parameter_names, torch_keywords
 from gradserve.surface.spellings import SPELLINGS, Spelling
 
 from . import codec
@@ -100,8 +101,10 @@ def functions(owner: Any, overloads: Mapping[str, Spelling]) -> dict[str, Fn]:
 
 
 def _bind_function(be: RemoteBackend, fn: Fn, name: str) -> Fn:
+    params = parameter_names(fn)
+
     def bound(*args: Any, **kwargs: Any) -> Any:
-        return fn(be, *args, **kwargs)
+        return fn(be, *args, **torch_keywords(kwargs, params))
     bound.__name__ = bound.__qualname__ = name
     bound.__doc__ = fn.__doc__
     return bound
@@ -121,7 +124,7 @@ def method(owner: Any, ov: Spelling, t: Tensor) -> Any:
     fn = ov.method
 
     def bound(*args: Any, **kwargs: Any) -> Any:
-        return fn(be, t, *args, **kwargs)
+        return fn(be, t, *args, **torch_keywords(kwargs, parameter_names(fn)))
     bound.__name__ = bound.__qualname__ = ov.name
     bound.__doc__ = fn.__doc__
     return bound

@@ -21,6 +21,7 @@ import numpy as np
 from gradserve.surface import (
     aliases,
     control,
+    creation,
     data,
     devices,
     dynamo,
@@ -623,6 +624,8 @@ class Session:
         devices.check_device(device, "tensor")
         if isinstance(data, Tensor):
             data = data.detach().numpy()
+        elif isinstance(data, (list, tuple)):
+            data = creation.nested_values(data, Tensor, lambda t: t.detach().numpy())
         arr = codec.array_from_data(data, None if dtype is None else codec.as_dtype(dtype),
                                     self._default_dtype)
         t = self._new_tensor()

@@ -50,7 +50,7 @@ class GradFn:
         self._tensor = tensor
 
     def name(self) -> str:
-        return self._name
+        return compat.node_name(self._name)
 
     @property
     def next_functions(self) -> tuple[tuple[Any, int], ...]:
@@ -344,14 +344,20 @@ class Tensor:
             raise RuntimeError(f"a Tensor with {arr.size} elements cannot be converted to Scalar")
         return arr.reshape(()).item()
 
+    def _scalar_value(self) -> Any:
+        arr = self._owner.value(self)
+        if arr.size != 1:
+            raise ValueError(messages.SCALAR_CONVERSION_MESSAGE)
+        return arr.reshape(()).item()
+
     def __float__(self) -> builtins.float:
-        value = float(self.item())
+        value = float(self._scalar_value())
         if self.requires_grad:
             compat.warn_scalar_requires_grad(stacklevel=2)
         return value
 
     def __int__(self) -> builtins.int:
-        return int(self.item())
+        return int(self._scalar_value())
 
     def __index__(self) -> builtins.int:
         if self.dtype.is_floating_point or self.dtype.name == "bool" or self.numel() != 1:

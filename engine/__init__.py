@@ -13,7 +13,6 @@ the Tensor's methods and operators are generated from it.
 from __future__ import annotations
 
 import sys
-import types
 from typing import Any
 
 from gradserve.surface import compat as _compat
@@ -65,8 +64,8 @@ from . import nn, optim  # noqa: E402  (built from the functions above)
 
 _module = sys.modules[__name__]
 autograd.Variable = variable_type(_module)  # type: ignore[attr-defined]
-utils = types.SimpleNamespace(data=_data.namespace(_module),  # torch.utils.data
-                              _pytree=_pytree)  # torch.utils._pytree
+utils = _compat.Namespace("torch.utils", data=_compat.Namespace(  # torch.utils.data
+    "torch.utils.data", **vars(_data.namespace(_module))), _pytree=_pytree)  # torch.utils._pytree
 _pytree.register_sequence_type(Size)
 _dynamo = _dynamo_ns.namespace()  # torch._dynamo, as eager programs see it
 _higher_order_ops = _control.higher_order_ops(_module)  # torch._higher_order_ops: cond, map
@@ -90,7 +89,7 @@ random = _random_module
 
 # torch's devices on a CPU-only build, default dtype/device, legacy constructors (surface)
 device = _devices.device
-cuda = _devices.cuda
+cuda = _compat.Namespace("torch.cuda", **vars(_devices.cuda))
 set_default_device = _devices.set_default_device
 get_default_device = _devices.get_default_device
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import aliases, grad_mode, operators
-from gradserve.surface.binding import take_inputs
+from gradserve.surface.binding import take_inputs, torch_keywords
 
 from . import autograd, errors, hooks, namespaces
 from .dispatch import _SCALARS, VIEW_LAYOUT_MESSAGE, refresh_view, run, view_positions
@@ -52,8 +52,10 @@ def public(name: str | None = None, *, method: bool = True,
 def make_function(op: OpDef) -> Callable[..., Any]:
     """The torch-style function for `op`: inputs, then attributes, positionally or by name."""
     n_in = len(op.inputs)
+    params = frozenset((*op.inputs, *(a.name for a in op.attrs)))
     if op.variadic:
         def variadic_fn(tensors: Sequence[Tensor], *extra: Any, **kw: Any) -> Any:
+            kw = torch_keywords(kw, params)
             if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
                 raise errors.InvalidTypeError(
                     f"{op.name}(): argument '{op.inputs[0]}' must be tuple of Tensors, not "
@@ -68,6 +70,7 @@ def make_function(op: OpDef) -> Callable[..., Any]:
         random = getattr(op, "random", False)
 
         def general_fn(*args: Any, **kw: Any) -> Any:
+            kw = torch_keywords(kw, params)
             generator = kw.pop("generator", None) if random else None
             ins = take_inputs(op.name, op.inputs, op.optional, args[:n_in], kw,
                               errors.InvalidTypeError)
@@ -234,7 +237,10 @@ def _inplace_method(op: OpDef) -> Callable[..., Tensor]:
 
     random = getattr(op, "random", False)
 
+    params = frozenset((*op.inputs, *(a.name for a in op.attrs)))
+
     def method(self: Tensor, *args: Any, **kw: Any) -> Tensor:
+        kw = torch_keywords(kw, params)
         generator = kw.pop("generator", None) if random else None
         ins = take_inputs(name, inputs, optional, args[:n_in - 1], kw, errors.InvalidTypeError)
         return _inplace(op, self, tuple(ins), bind_attrs(op, args[n_in - 1:], kw), generator)

@@ -35,6 +35,7 @@ CREATE_GRAPH_WARNING = (
     "and its gradient which can cause a memory leak. We recommend using autograd.grad when "
     "creating the graph to avoid this. If you have to use this function, make sure to reset the "
     ".grad fields of your parameters to None after use to break the cycle and avoid the leak.")
+_warned_create_graph: list[bool] = []  # non-empty once backward(create_graph=True) warned
 
 
 def _retain(node: Node, nr: int, g: Any, create_graph: bool) -> None:
@@ -44,8 +45,9 @@ def _retain(node: Node, nr: int, g: Any, create_graph: bool) -> None:
     if t is None or g is None:
         return
     if create_graph:
+        # torch's retain_grad hook: a clone first (grad_fn CloneBackward0), then grad + new
         gt = g if isinstance(g, Tensor) else Tensor._make(np.array(g))
-        t._grad = gt if t._grad is None else t._grad + gt
+        t._grad = gt.clone() if t._grad is None else t._grad + gt
     elif t._grad is None:
         t._grad = Tensor._make(np.array(g, dtype=t.dtype.np, copy=True))
     else:
@@ -364,7 +366,8 @@ def backward_steps(tensors: Any, grad_tensors: Any = None, retain_graph: bool | 
     keep = create_graph if retain_graph is None else retain_graph
     roots = _roots(outputs)
     grads = _root_grads(outputs, grads_in, create_graph)
-    if create_graph:
+    if create_graph and not _warned_create_graph:
+        _warned_create_graph.append(True)  # torch warns once per process (TORCH_WARN_ONCE)
         warnings.warn(CREATE_GRAPH_WARNING, UserWarning, stacklevel=3)
     if inputs is None:
         yield from execute_steps(roots, grads, keep_graph=keep, create_graph=create_graph,

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import messages
+from gradserve.surface.creation import nested_values
 from gradserve.surface.devices import check_device
 
 from . import dtypes, errors
@@ -21,15 +22,6 @@ def _resolve_dtype(dtype: DType | str | None) -> DType | None:
         return dtypes.by_name(dtype)
     raise errors.InvalidTypeError(
         f"tensor(): argument 'dtype' must be torch.dtype, not {type(dtype).__name__}")
-
-
-def _unwrap(data: Any) -> Any:
-    """Nested lists may hold Tensors (torch accepts 0-dim ones); replace them by their values."""
-    if isinstance(data, Tensor):
-        return data._data
-    if isinstance(data, (list, tuple)):
-        return [_unwrap(d) for d in data]
-    return data
 
 
 def as_array(data: Any, dtype: DType | str | None = None) -> np.ndarray:
@@ -48,8 +40,9 @@ def as_array(data: Any, dtype: DType | str | None = None) -> np.ndarray:
         if isinstance(data, (str, bytes, dict, set)) or data is None:
             raise errors.InvalidTypeError(
                 f"Could not infer dtype of {type(data).__name__}")
+        data = nested_values(data, Tensor, lambda t: t._data)
         try:
-            arr = np.array(_unwrap(data))
+            arr = np.array(data)
         except ValueError as exc:
             raise errors.InvalidValueError(
                 f"expected a rectangular nested sequence: {exc}") from None

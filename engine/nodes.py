@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradserve.surface.compat import node_name
+
 from . import errors, hooks, namespaces
 from .tensor import Tensor
 
@@ -193,8 +195,8 @@ class Node:
         return node
 
     def name(self) -> str:
-        """torch's class name for this node, e.g. "MulBackward0"."""
-        return self._name
+        """torch's name for this node, e.g. "MulBackward0", "torch::autograd::CopySlices"."""
+        return node_name(self._name)
 
     @property
     def next_functions(self) -> tuple[tuple[Any, int], ...]:
@@ -424,7 +426,8 @@ def _short_name(name: str) -> str:
     """How torch's message names a node: PowBackward0 -> Pow, ClampBackward1 -> Clamp1."""
     base, sep, n = name.rpartition("Backward")
     if not sep or (n and not n.isdigit()):
-        return f"torch::autograd::{name}"  # hand-written nodes: CopyBackwards, AccumulateGrad
+        # hand-written nodes (CopyBackwards, AccumulateGrad) carry torch's C++ namespace
+        return name if "::" in name else f"torch::autograd::{name}"
     return base if n in ("", "0") else base + n  # "" : a custom Function's <Name>Backward
 
 
@@ -449,12 +452,18 @@ class AccumulateGrad:
         v = self.variable
         if create_graph:
             gt = g if isinstance(g, Tensor) else Tensor._make(np.array(g, dtype=v.dtype.np))
-            v._grad = gt if v._grad is None else v._grad + gt
+            if v._grad is None:
+                # torch copies the gradient into a tensor laid out like the variable
+                # (new_empty_strided().copy_()): recorded, so `.grad`'s grad_fn is CopyBackwards,
+                # and `.grad` never aliases a gradient that other leaves received too
+                v._grad = Tensor._make(np.empty(v._data.shape, v.dtype.np)).copy_(gt)
+            else:
+                v._grad = v._grad + gt
         elif v._grad is None:
             v._grad = Tensor._make(np.array(g, dtype=v.dtype.np, copy=True))
-        elif v._grad._rg:
-            v._grad = Tensor._make(v._grad._data + g)
         else:
+            # torch adds in place (`variable_grad += new_grad` under no grad): the same tensor,
+            # its grad_fn kept when it has one (a `.grad` made with create_graph)
             grad = v._grad
             grad._data += g
             grad._version[0] += 1

@@ -269,10 +269,22 @@ defop("fmod", _integer_zero_check(np.fmod),
       out_shape=broadcast_shape)
 
 
+# the exponents torch's CPU pow kernel computes without pow (PowKernel.cpp), so float32 results
+# round as torch's do: x ** 3 is x * x * x, not the correctly rounded power
+_POW_SPECIAL = {
+    3: lambda x: x * x * x,
+    -2: lambda x: 1 / (x * x),
+    -0.5: lambda x: 1 / np.sqrt(x),
+    -1: lambda x: 1 / x,
+}
+
+
 def _pow_forward(x: Any, y: Any) -> Any:
     if type(y) in (int, float) and _is_tensor(x):
         if y == 2:
             return np.square(x)  # the common x ** 2: one pass, no pow
+        if x.dtype in (np.float32, np.float64) and y in _POW_SPECIAL:
+            return _POW_SPECIAL[y](x)
         if y < 0 and x.dtype.kind in "iu":
             raise errors.InvalidArgumentError(
                 "Integers to negative integer powers are not allowed.")
@@ -282,24 +294,21 @@ def _pow_forward(x: Any, y: Any) -> Any:
 
 
 def _pow_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
+    # torch's pow_backward, grouped as torch groups it: grad * (y * x.pow(y - 1)). The grouping
+    # decides float32 rounding, and the x.pow(y - 1) it records is what makes a higher
+    # derivative of x ** 2 depend on x (grad_fn MulBackward0 where 2 * x would give none).
     if not _is_tensor(y):
         if y == 0:
             return g * 0
-        if y == 2:  # torch: grad * (2 * self): one temporary, written in place in numpy
-            d = x * 2
-            if (type(d) is np.ndarray and type(g) is np.ndarray and g.dtype == d.dtype
-                    and g.shape == d.shape):
-                return np.multiply(d, g, out=d)
-            return g * d
-        return g * y * ns.pow(x, y - 1)
-    return ns.where(y == 0, 0.0, g * y * ns.pow(x, y - 1))
+        return g * (y * ns.pow(x, y - 1))
+    return ns.where(y == 0, 0.0, g * (y * ns.pow(x, y - 1)))
 
 
 def _pow_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
     # torch: the exponent's gradient is 0 where the base is 0 and the exponent is >= 0.
     if not _is_tensor(x):
-        return g * out * math.log(x) if x != 0 else g * 0
-    return ns.where(ns.logical_and(x == 0, y >= 0), 0.0, g * out * ns.log(x))
+        return g * (out * math.log(x)) if x != 0 else g * 0
+    return g * ns.where(ns.logical_and(x == 0, y >= 0), 0.0, out * ns.log(x))
 
 
 defop("pow", _pow_forward, _pow_dx, _pow_dy, inputs=("input", "exponent"), dtype=PROMOTE,
@@ -307,7 +316,7 @@ defop("pow", _pow_forward, _pow_dx, _pow_dy, inputs=("input", "exponent"), dtype
       backward=_by_scalars("PowBackward1", "PowBackward0", "PowBackward2"), inplace=True,
       doc="input ** exponent", out_shape=broadcast_shape,
       out_bound=temporaries(broadcast_shape, result_bytes=1))
-defop("square", np.square, lambda ns, g, out, x: g * 2 * x, dtype=PROMOTE,
+defop("square", np.square, lambda ns, g, out, x: g * (2 * ns.pow(x, 1)), dtype=PROMOTE,
       saves="input",
       backward="PowBackward0", doc="input ** 2",
       out_shape=broadcast_shape)

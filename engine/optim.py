@@ -16,6 +16,7 @@ import numpy as np
 
 from gradserve.surface import lr_scheduler
 from gradserve.surface import optim as _surface
+from gradserve.surface.compat import missing_names
 from gradserve.surface.grad_mode import enable_grad, no_grad
 
 from . import errors
@@ -389,3 +390,4 @@ def _zeros_like(p: Tensor) -> Tensor:
 
 
 __all__ = ["Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD", "lr_scheduler"]
+__getattr__ = missing_names("torch.optim")  # a name torch.optim has and gradserve has not

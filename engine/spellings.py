@@ -11,6 +11,7 @@ import numpy as np
 
 from gradserve.surface import compat as _compat  # (also registers its spellings)
 from gradserve.surface import creation as _creation  # noqa: F401  (registers its spellings)
+from gradserve.surface.binding import parameter_names, torch_keywords
 from gradserve.surface.spellings import SPELLINGS, Spelling
 
 from . import creation, dtypes, errors
@@ -69,8 +70,10 @@ Tensor.__new__ = staticmethod(_legacy_new)  # type: ignore[assignment]
 
 
 def _bound(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    params = parameter_names(fn)
+
     def bound(*args: Any, **kwargs: Any) -> Any:
-        return fn(BACKEND, *args, **kwargs)
+        return fn(BACKEND, *args, **torch_keywords(kwargs, params))
     bound.__name__ = bound.__qualname__ = name
     bound.__doc__ = fn.__doc__
     # the spelling's own parameters without the backend (help(), tensor_methods.pyi)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradserve.surface import messages
+from gradserve.surface.compat import short_node_name
 
 from . import dtypes, errors
 from .dtypes import DType
@@ -287,8 +288,7 @@ class Tensor(TensorMethods):
 
     def _scalar_value(self, kind: str) -> Any:
         if self._data.size != 1:
-            raise errors.InvalidArgumentError(
-                f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
+            raise ValueError(messages.SCALAR_CONVERSION_MESSAGE)
         return self._data.reshape(()).item()
 
     def __float__(self) -> float:
@@ -331,7 +331,7 @@ class Tensor(TensorMethods):
 
     def _suffixes(self) -> list[str]:
         if self.grad_fn is not None:
-            return [f"grad_fn=<{self.grad_fn.name()}>"]
+            return [f"grad_fn=<{short_node_name(self.grad_fn.name())}>"]
         if self._rg:
             return ["requires_grad=True"]
         return []

@@ -18,6 +18,7 @@ from typing import Any
 
 import gradserve.engine as ge
 from gradserve.engine.dispatch import refresh_if_stale
+from gradserve.surface.compat import short_node_name
 from gradserve.v1 import graph_pb2, session_pb2
 
 from . import codec, functions, indexing, ops, optimizers
@@ -152,7 +153,7 @@ def tensor_info(handle: int, t: ge.Tensor, out: session_pb2.TensorInfo) -> None:
     if node is None:
         out.is_leaf = True
     else:  # is_leaf stays False, its default
-        out.grad_fn = node.name()
+        out.grad_fn = short_node_name(node.name())  # as a tensor's repr shows it
     version = t._version_counter
     if version:
         out.version = version

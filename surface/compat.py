@@ -7,6 +7,7 @@ gradserve does not have. Written once against a `Backend`; the engine and the cl
 
 from __future__ import annotations
 
+import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,26 @@ from .backend import Backend
 from .spellings import SPELLINGS, Spelling, is_int
 
 Fn = Callable[..., Any]
+
+# --- autograd node names -------------------------------------------------------------------------
+
+_CPP_NODE = "torch::autograd::"
+_CPP_NODES = frozenset({"CopyBackwards", "CopySlices", "AccumulateGrad", "NotImplemented"})
+"""Nodes torch writes by hand in C++: their name() carries the C++ namespace, their repr and a
+tensor's `grad_fn=<...>` do not."""
+
+
+def node_name(short: str) -> str:
+    """torch's `grad_fn.name()` for a node shown as `<short>` ("CopySlices" ->
+    "torch::autograd::CopySlices", "MulBackward0" unchanged)."""
+    return _CPP_NODE + short if short in _CPP_NODES else short
+
+
+def short_node_name(name: str) -> str:
+    """How torch shows a node whose name() is `name` (its repr, a tensor's grad_fn=<...>)."""
+    short = name.removeprefix(_CPP_NODE)
+    return short if short in _CPP_NODES else name
+
 
 # --- a name gradserve does not have --------------------------------------------------------------
 
@@ -44,6 +65,20 @@ def missing_names(torch_name: str) -> Callable[[str], Any]:
             raise AttributeError(name)
         raise missing_name(torch_name, name, f"dir({torch_name})")
     return __getattr__
+
+
+class Namespace(types.SimpleNamespace):
+    """A torch namespace that is not a module (`torch.autograd`, `torch.utils.data` of a
+    session): a missing name raises the AttributeError that names it as torch spells it."""
+
+    def __init__(self, torch_name: str, **names: Any):
+        super().__init__(**names)
+        object.__setattr__(self, "_torch_name", torch_name)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise missing_name(self._torch_name, name, f"dir({self._torch_name})")
 
 
 # --- torch's scalar conversion warning -----------------------------------------------------------

@@ -26,6 +26,29 @@ FLOATING = frozenset({"float16", "bfloat16", "float32", "float64", "complex64", 
 """torch's dtypes that can require gradients (by name)."""
 
 
+def nested_values(data: Any, tensor_type: type, value_of: Callable[[Any], Any]) -> Any:
+    """`data` for torch.tensor with each tensor in its nested lists and tuples replaced by
+    `value_of(tensor)` (torch reads the values of the tensors a nested list holds).
+
+    Args:
+        data: torch.tensor's data argument.
+        tensor_type: the layer's Tensor class.
+        value_of: the tensor's value as an ndarray, outside autograd.
+    Returns:
+        `data` with the tensors replaced (lists for tuples), or `data` itself when not a list.
+    Raises:
+        ValueError: a tensor of more than one element (torch reads each as a scalar).
+    """
+    if isinstance(data, tensor_type):
+        value = np.asarray(value_of(data))
+        if value.size != 1:
+            raise ValueError(messages.SCALAR_CONVERSION_MESSAGE)
+        return value.reshape(())
+    if isinstance(data, (list, tuple)):
+        return [nested_values(d, tensor_type, value_of) for d in data]
+    return data
+
+
 def _register(name: str, needs: tuple[str, ...], fn: Callable[..., Any]) -> None:
     fn.__name__ = fn.__qualname__ = name
     SPELLINGS[name] = Spelling(name, needs, fn, None)

@@ -18,6 +18,10 @@ SEQUENCE_WARNING = (
     "interpreted as tensor index, x[torch.tensor(seq)], which will result either in an error or "
     "a different result")
 
+SCALAR_CONVERSION_MESSAGE = "only one element tensors can be converted to Python scalars"
+"""float(t), int(t) and torch.tensor([..., t, ...]) of a tensor of more than one element
+(ValueError; `t.item()` raises RuntimeError with its own text)."""
+
 REQUIRES_GRAD_FACTORY_MESSAGE = (
     "Only Tensors of floating point and complex dtype can require gradients")
 

@@ -25,6 +25,25 @@ from .nn_loss import LOSSES
 from .nn_module import Module
 from .nn_parameter import parameter_class
 
+MODULE_FILES = {
+    "module": ("Module",),
+    "linear": ("Identity", "Linear", "Bilinear"),
+    "activation": ("ReLU", "LeakyReLU", "ELU", "GELU", "SiLU", "Tanh", "Sigmoid", "Softplus",
+                   "Softmax", "LogSoftmax"),
+    "conv": ("Conv1d", "Conv2d"),
+    "pooling": ("MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d"),
+    "batchnorm": ("BatchNorm1d", "BatchNorm2d"),
+    "normalization": ("LayerNorm",),
+    "dropout": ("Dropout",),
+    "flatten": ("Flatten",),
+    "sparse": ("Embedding",),
+    "container": ("Sequential", "ModuleList", "ModuleDict"),
+    "loss": ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
+             "BCELoss", "BCEWithLogitsLoss"),
+}
+"""torch.nn.modules' submodules and the classes of torch.nn each defines, for programs that
+import them from there (`from torch.nn.modules import loss`, `nn.modules.linear.Linear`)."""
+
 
 def _bind(be: NNBackend, fn: Callable[..., Any]) -> Callable[..., Any]:
     bound = functools.partial(fn, be)
@@ -73,4 +92,18 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
                         nn_init.FUNCTIONS)
     nn.utils = namespace(name + ".utils", "torch.nn.utils", be,  # type: ignore[attr-defined]
                          nn_utils.FUNCTIONS)
+    nn.modules = _modules(nn, name, be)  # type: ignore[attr-defined]
     return nn
+
+
+def _modules(nn: types.ModuleType, name: str, be: NNBackend) -> types.ModuleType:
+    """torch.nn.modules: the classes of `nn`, also under the submodule torch defines each in."""
+    modules = namespace(name + ".modules", "torch.nn.modules", be, ())
+    for file, classes in MODULE_FILES.items():
+        sub = namespace(f"{name}.modules.{file}", f"torch.nn.modules.{file}", be, ())
+        for cls in classes:
+            if cls in nn.__dict__:
+                setattr(sub, cls, nn.__dict__[cls])
+                setattr(modules, cls, nn.__dict__[cls])
+        setattr(modules, file, sub)
+    return modules

@@ -37,7 +37,7 @@ def _np(t: Any) -> np.ndarray:
 
 
 def _fn_name(t: Any) -> str:
-    return type(t.grad_fn).__name__ if isinstance(t, torch.Tensor) else t.grad_fn.name()
+    return t.grad_fn.name()
 
 
 def _check_same(session: Any, f: Any, data: np.ndarray = X) -> None:

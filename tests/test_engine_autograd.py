@@ -55,7 +55,7 @@ def assert_same(got: Any, want: Any, path: str = "result") -> None:
         assert tuple(got.shape) == tuple(want.shape), f"{path}: shape {got.shape} vs {want.shape}"
         assert got.requires_grad == want.requires_grad, f"{path}: requires_grad"
         assert got.is_leaf == want.is_leaf, f"{path}: is_leaf"
-        want_fn = None if want.grad_fn is None else type(want.grad_fn).__name__
+        want_fn = None if want.grad_fn is None else want.grad_fn.name()
         got_fn = None if got.grad_fn is None else got.grad_fn.name()
         assert got_fn == want_fn, f"{path}: grad_fn {got_fn} vs torch's {want_fn}"
         np.testing.assert_allclose(np.asarray(got.detach().numpy(), dtype=np.float64),
