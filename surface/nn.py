@@ -28,8 +28,8 @@ from .nn_parameter import parameter_class
 MODULE_FILES = {
     "module": ("Module",),
     "linear": ("Identity", "Linear", "Bilinear"),
-    "activation": ("ReLU", "LeakyReLU", "ELU", "GELU", "SiLU", "Tanh", "Sigmoid", "Softplus",
-                   "Softmax", "LogSoftmax"),
+    "activation": ("ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU", "Tanh", "Sigmoid",
+                   "Softplus", "Softmax", "LogSoftmax"),
     "conv": ("Conv1d", "Conv2d"),
     "pooling": ("MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d"),
     "batchnorm": ("BatchNorm1d", "BatchNorm2d"),
