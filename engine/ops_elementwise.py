@@ -163,7 +163,8 @@ defop("add", lambda x, y, alpha=1: _scaled_add(x, y, alpha),
       inputs=("input", "other"), attrs=(AttrSpec("alpha", "scalar", 1),), dtype=PROMOTE,
       inplace=True, doc="input + alpha * other", out_shape=broadcast_shape,
       out_bound=_alpha_bound)
-defop("sub", lambda x, y, alpha=1: _scaled_add(x, y, -alpha),
+defop("sub", lambda x, y, alpha=1: (np.subtract(x, y) if alpha == 1  # numpy refuses bool - bool
+                                    else _scaled_add(x, y, -alpha)),
       lambda ns, g, out, x, y, alpha: g,
       lambda ns, g, out, x, y, alpha: -g * alpha if alpha != 1 else -g,
       saves=("", ""),
