@@ -1,0 +1,83 @@
+"""torch's CPU generator state bytes (`Generator.get_state()`, `torch.get_rng_state()`).
+
+torch 2.13 saves its Mersenne Twister as the 5056 bytes of `CPUGeneratorImplState`
+(aten/src/ATen/CPUGeneratorImpl.cpp), little-endian on x86-64:
+
+    offset  field
+    0       uint64 the_initial_seed
+    8       int32  left            draws until the next twist, plus one (1..624)
+    12      int32  seeded          1
+    16      uint64 next            index of the next word of `state` to read (0..624)
+    24      uint64 state[624]      the untwisted key, one 32-bit word in each
+    5016    double normal_x, normal_y, normal_rho; int32 normal_is_valid; padding
+                                   (normal_y holds the cached second Box-Muller value)
+    5048    float  next_float_normal_sample; bool is_next_float_normal_sample_valid; padding
+
+The engine's generator (engine/random.py) reads and writes these bytes, and the client reads the
+seed from them, so a state moves between torch, the engine and a session unchanged.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+MT_N = 624
+STATE_BYTES = 5056
+_HEAD = struct.Struct("<QiiQ")
+_KEY_AT = _HEAD.size
+_NORMAL_AT = _KEY_AT + 8 * MT_N  # normal_x, normal_y, normal_rho, normal_is_valid
+_NORMAL = struct.Struct("<dddi")
+_FLOAT_AT = 5048
+_FLOAT = struct.Struct("<f?")
+
+
+@dataclass
+class MTState:
+    """One generator state, field by field as torch keeps it."""
+
+    seed: int
+    left: int
+    next: int
+    key: np.ndarray  # 624 words, uint32
+    normal: float | None  # the cached double normal sample
+    float_normal: float | None  # torch's float cache (kept, never drawn by gradserve)
+
+
+def pack(s: MTState) -> bytes:
+    """The 5056 state bytes of `s`, as torch's `get_state()` returns them."""
+    raw = bytearray(STATE_BYTES)
+    _HEAD.pack_into(raw, 0, s.seed, s.left, 1, s.next)
+    raw[_KEY_AT:_NORMAL_AT] = np.asarray(s.key, np.uint32).astype("<u8").tobytes()
+    _NORMAL.pack_into(raw, _NORMAL_AT, 0.0, 0.0 if s.normal is None else s.normal, 0.0,
+                      s.normal is not None)
+    _FLOAT.pack_into(raw, _FLOAT_AT, 0.0 if s.float_normal is None else s.float_normal,
+                     s.float_normal is not None)
+    return bytes(raw)
+
+
+def state_size_error(n: int) -> str:
+    """torch's message for state bytes of the wrong length `n`."""
+    return (f"Expected a CPUGeneratorImplState of size {STATE_BYTES} but found the input RNG "
+            f"state size to be {n}")
+
+
+def unpack(raw: bytes) -> MTState | None:
+    """The state in `raw` (of length STATE_BYTES), or None when torch would refuse it as an
+    invalid mt19937 state (not seeded, `left` outside 1..624 or `next` past 624)."""
+    seed, left, seeded, nxt = _HEAD.unpack_from(raw, 0)
+    if not seeded or not 0 < left <= MT_N or not 0 <= nxt <= MT_N:
+        return None
+    # torch copies the 64-bit words into 32-bit ones, keeping the low halves
+    key = (np.frombuffer(raw, "<u8", MT_N, _KEY_AT) & 0xFFFFFFFF).astype(np.uint32)
+    _, normal_y, _, valid = _NORMAL.unpack_from(raw, _NORMAL_AT)
+    float_normal, float_valid = _FLOAT.unpack_from(raw, _FLOAT_AT)
+    return MTState(seed, left, nxt, key, normal_y if valid else None,
+                   float_normal if float_valid else None)
+
+
+def initial_seed(raw: bytes) -> int:
+    """The seed recorded in state bytes `raw` (`Generator.initial_seed()` after `set_state`)."""
+    return int(_HEAD.unpack_from(raw, 0)[0])
