@@ -29,7 +29,7 @@ from gradserve.surface import rng_state
 
 from . import errors
 
-DEFAULT_SEED = 67280421310721  # torch.Generator().initial_seed()
+DEFAULT_SEED = rng_state.DEFAULT_SEED
 _MT_N = rng_state.MT_N
 # States of gradserve's own formats before it wrote torch's: (version byte, length) -> what it
 # held. They are refused with a message saying so.
@@ -74,18 +74,11 @@ class Generator:
         """Reseed; returns self. Negative seeds wrap modulo 2**64 as in torch.
 
         Raises:
-            InvalidTypeError: the seed is not an integer.
-            InvalidArgumentError: the seed is outside [-2**63, 2**64).
+            InvalidArgumentError: the seed is not an int (torch's RuntimeError).
+            InvalidValueError: the seed is outside [-2**63, 2**64) (torch's ValueError).
         """
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise errors.InvalidTypeError(
-                f"manual_seed expected a long, but got {type(seed).__name__}")
-        seed = int(seed)
-        if not -(2 ** 63) <= seed < 2 ** 64:
-            raise errors.InvalidArgumentError(
-                "Overflow when unpacking long long" if seed < 0 else
-                f"manual_seed expected a value in [-2**63, 2**64), got {seed}")
-        self._seed = seed % 2 ** 64
+        self._seed = rng_state.generator_seed(seed, errors.InvalidArgumentError,
+                                              errors.InvalidValueError)
         self._set_key(_init_genrand(self._seed & 0xFFFFFFFF), _MT_N)
         self._normal = self._float_normal = None
         self._idle_next = 0
@@ -96,7 +89,7 @@ class Generator:
 
     def seed(self) -> int:
         """Reseed from the operating system's entropy; returns the new seed."""
-        new = secrets.randbits(63)
+        new = secrets.randbits(64)  # torch reads 64 bits from /dev/urandom
         self.manual_seed(new)
         return new
 
@@ -144,17 +137,17 @@ class Generator:
             InvalidArgumentError: the state has the wrong size or is invalid (torch's messages),
                 or is a position of the twister gradserve cannot reproduce.
         """
-        raw = _state_raw(state)
+        raw = rng_state.state_bytes(state, errors.InvalidTypeError)
         old = _OLD_STATES.get((raw[0], len(raw))) if raw else None
         if old is not None:
             raise errors.InvalidArgumentError(
                 f"RNG state is {old} saved by an older gradserve, no longer readable: the state "
                 "is now torch's 5056 bytes; reseed with manual_seed()")
-        if len(raw) != rng_state.STATE_BYTES:
-            raise errors.InvalidArgumentError(rng_state.state_size_error(len(raw)))
+        problem = rng_state.state_problem(raw)
+        if problem is not None:
+            raise errors.InvalidArgumentError(problem)
         st = rng_state.unpack(raw)
-        if st is None:
-            raise errors.InvalidArgumentError("Invalid mt19937 state")
+        assert st is not None  # state_problem checked it
         if st.left == 1:
             pos = _MT_N
         elif st.left + st.next == _MT_N + 1:
@@ -176,9 +169,9 @@ class Generator:
 default_generator = Generator()
 
 
-def manual_seed(seed: int) -> Generator:
-    """Seed the default generator (torch.manual_seed); returns it."""
-    return default_generator.manual_seed(seed)
+def manual_seed(seed: Any) -> Generator:
+    """Seed the default generator (torch.manual_seed, which takes `int(seed)`); returns it."""
+    return default_generator.manual_seed(rng_state.module_seed(seed))
 
 
 def seed() -> int:
@@ -199,23 +192,6 @@ def get_rng_state() -> np.ndarray:
 def set_rng_state(state: Any) -> None:
     """Restore the default generator's state."""
     default_generator.set_state(state)
-
-
-def _state_raw(state: Any) -> bytes:
-    """The bytes of a state given to `set_state`.
-
-    Raises:
-        InvalidTypeError: not a uint8 tensor, uint8 array or bytes (torch's messages).
-    """
-    if isinstance(state, (bytes, bytearray)):
-        return bytes(state)
-    arr = state.numpy() if hasattr(state, "numpy") and not isinstance(state, np.ndarray) else state
-    if not isinstance(arr, np.ndarray):
-        raise errors.InvalidTypeError(
-            f"expected a torch.ByteTensor, but got {type(state).__name__}")
-    if arr.dtype != np.uint8:
-        raise errors.InvalidTypeError("RNG state must be a torch.ByteTensor")
-    return arr.tobytes()
 
 
 def resolve(generator: Any) -> Generator:

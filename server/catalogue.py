@@ -7,7 +7,14 @@ from typing import Any
 
 import gradserve.engine as ge
 from gradserve.surface.signature import nullable
-from gradserve.v1 import PROTOCOL_VERSION, TAPE_FEATURE, attrs, catalogue_pb2, tensor_pb2
+from gradserve.v1 import (
+    GENERATOR_FEATURE,
+    PROTOCOL_VERSION,
+    TAPE_FEATURE,
+    attrs,
+    catalogue_pb2,
+    tensor_pb2,
+)
 
 from . import codec, package_version
 
@@ -35,7 +42,7 @@ def list_ops() -> catalogue_pb2.ListOpsResponse:
     resp = catalogue_pb2.ListOpsResponse(opset_version=ge.OPSET_VERSION,
                                          server_version=package_version(),
                                          protocol_version=PROTOCOL_VERSION,
-                                         features=[TAPE_FEATURE])
+                                         features=[TAPE_FEATURE, GENERATOR_FEATURE])
     resp.dtypes.extend(codec.wire_dtype(name) for name in ge.dtypes.DTYPES)
     for name in sorted(ge.registry.OPS):
         op = ge.registry.OPS[name]

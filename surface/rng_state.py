@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -58,10 +59,58 @@ def pack(s: MTState) -> bytes:
     return bytes(raw)
 
 
-def state_size_error(n: int) -> str:
-    """torch's message for state bytes of the wrong length `n`."""
-    return (f"Expected a CPUGeneratorImplState of size {STATE_BYTES} but found the input RNG "
-            f"state size to be {n}")
+DEFAULT_SEED = 67280421310721  # torch.Generator().initial_seed(), torch.initial_seed() at start
+
+
+def generator_seed(seed: Any, runtime_error: type[Exception],
+                   value_error: type[Exception] = ValueError) -> int:
+    """A seed given to `Generator.manual_seed`, as torch takes it: an int (not a bool) in
+    [-2**63, 2**64), negative ones wrapped modulo 2**64.
+
+    Raises:
+        runtime_error: not an int ("manual_seed expected a long, but got float").
+        value_error: out of range ("Overflow when unpacking long long").
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise runtime_error(f"manual_seed expected a long, but got {type(seed).__name__}")
+    seed = int(seed)
+    if not -(2 ** 63) <= seed < 2 ** 64:
+        raise value_error("Overflow when unpacking long long")
+    return seed % 2 ** 64
+
+
+def module_seed(seed: Any) -> int:
+    """A seed given to `torch.manual_seed`, which first takes `int(seed)` (1.5, "3" and True
+    are seeds there; None is a TypeError from int())."""
+    return int(seed)
+
+
+def state_bytes(state: Any, type_error: type[Exception]) -> bytes:
+    """The bytes of a state given to `set_state`: a uint8 tensor or numpy array, or bytes
+    (torch takes only a ByteTensor; gradserve, which has no uint8 dtype, takes the numpy array
+    `get_state` returns, and bytes).
+
+    Raises:
+        type_error: anything else (torch's messages).
+    """
+    if isinstance(state, (bytes, bytearray)):
+        return bytes(state)
+    arr = state
+    if not isinstance(arr, np.ndarray) and hasattr(arr, "numpy"):
+        arr = arr.detach().numpy() if hasattr(arr, "detach") else arr.numpy()
+    if not isinstance(arr, np.ndarray):
+        raise type_error(f"expected a torch.ByteTensor, but got {type(state).__name__}")
+    if arr.dtype != np.uint8:
+        raise type_error("RNG state must be a torch.ByteTensor")
+    return arr.tobytes()
+
+
+def state_problem(raw: bytes) -> str | None:
+    """torch's message refusing state bytes `raw` (wrong size, invalid twister), or None."""
+    if len(raw) != STATE_BYTES:
+        return (f"Expected a CPUGeneratorImplState of size {STATE_BYTES} but found the input "
+                f"RNG state size to be {len(raw)}")
+    return None if unpack(raw) is not None else "Invalid mt19937 state"
 
 
 def unpack(raw: bytes) -> MTState | None:

@@ -31,6 +31,10 @@ FAILED_TAPE_OP_METADATA = "gradserve-failed-tape-op"
 #: The ListOpsResponse.features name of the instruction tape (Instruction.tape).
 TAPE_FEATURE = "tape"
 
+#: The ListOpsResponse.features name of generator handles (CreateGenerator, GetGenerator,
+#: SetGeneratorState, ManualSeed/ApplyOp/ApplyInplace.generator).
+GENERATOR_FEATURE = "generators"
+
 #: Trailing metadata: id of the graph node that failed (RunGraph).
 FAILED_NODE_METADATA = "gradserve-failed-node"
 
