@@ -568,6 +568,8 @@ for _op in _RANDOM:
 @public("bernoulli_", function=False)
 def bernoulli_(self: Tensor, p: Any = 0.5, *, generator: Any = None) -> Tensor:
     """Tensor.bernoulli_(p=0.5, *, generator=None): p a number or a tensor of probabilities."""
+    if generator is not None:
+        _random.resolve(generator, "bernoulli_")
     return apply_inplace("bernoulli", self, (p,), None, generator)
 
 

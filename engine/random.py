@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import rng_state
+from gradserve.surface import devices, rng_state
 
 from . import errors
 
@@ -54,14 +54,14 @@ class Generator:
     Draws the same numbers as torch's CPU generator for the same seed and calls.
 
     Args:
-        seed: initial seed (torch's default seed when None).
-        device: only "cpu".
+        device: the CPU ("cpu" or device("cpu")); others are refused as a CPU-only torch does.
+        seed: initial seed (torch's default seed when None); torch has no such argument.
     """
 
-    def __init__(self, seed: int | None = None, device: str = "cpu"):
-        if device != "cpu":
-            raise errors.InvalidArgumentError(f"Generator: unsupported device {device!r}")
-        self.device = device
+    def __init__(self, device: Any = "cpu", *, seed: int | None = None):
+        devices.check_device(device, "Generator", errors.InvalidTypeError,
+                             errors.InvalidArgumentError)
+        self.device = devices.CPU
         self._bits = np.random.MT19937()
         self._normal: float | None = None  # the cached sine half of the last Box-Muller pair
         self._float_normal: float | None = None  # torch's float cache: kept, never drawn
@@ -194,9 +194,11 @@ def set_rng_state(state: Any) -> None:
     default_generator.set_state(state)
 
 
-def resolve(generator: Any) -> Generator:
+def resolve(generator: Any, op: str = "") -> Generator:
     """`generator`, or the default generator when None.
 
+    Args:
+        op: the function or method given `generator`, for the message (`uniform_`).
     Raises:
         InvalidTypeError: `generator` is not a Generator.
     """
@@ -204,5 +206,6 @@ def resolve(generator: Any) -> Generator:
         return default_generator
     if not isinstance(generator, Generator):
         raise errors.InvalidTypeError(
-            f"argument 'generator' must be torch.Generator, not {type(generator).__name__}")
+            f"{op + '(): ' if op else ''}argument 'generator' must be torch.Generator, not "
+            f"{type(generator).__name__}")
     return generator

@@ -198,7 +198,7 @@ def make_generator(seed: int | None) -> Any:
     factory = getattr(ge, "Generator", None)
     if factory is None:
         return None
-    return factory(seed)
+    return factory(seed=seed)
 
 
 class SessionStore:

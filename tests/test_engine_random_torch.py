@@ -280,11 +280,11 @@ def test_seed_values_and_defaults_match_torch():
 
 
 def test_state_round_trip_keeps_the_cached_normal():
-    g = ge.Generator(7)
+    g = ge.Generator().manual_seed(7)
     ge.randn(3, generator=g)  # leaves the sine half cached
     state = g.get_state()
     want = [_np(ge.randn(5, generator=g)), _np(ge.rand(3, generator=g))]
-    h = ge.Generator(0).set_state(state)
+    h = ge.Generator().manual_seed(0).set_state(state)
     np.testing.assert_array_equal(_np(ge.randn(5, generator=h)), want[0])
     np.testing.assert_array_equal(_np(ge.rand(3, generator=h)), want[1])
     assert h.initial_seed() == 7
@@ -422,7 +422,7 @@ def test_large_draws_stay_vectorised():
     """A million values of each kind in well under a second or two (no per-element Python)."""
     import time
 
-    g = ge.Generator(0)
+    g = ge.Generator().manual_seed(0)
     for fn in (lambda: ge.randn(1_000_000, generator=g), lambda: ge.rand(1_000_000, generator=g),
                lambda: ge.zeros(1_000_000).normal_(1.0, 2.0, generator=g),
                lambda: ge.zeros(1_000_000).bernoulli_(0.3, generator=g)):
