@@ -36,10 +36,7 @@ class Generator:
     def __init__(self, device: Any = "cpu") -> None:
         s = self._session
         devices.check_device(device, "Generator")
-        if not s._generators:
-            raise RuntimeError(f"the server at {s.client.target} does not support "
-                               f"torch.Generator objects (no '{GENERATOR_FEATURE}' feature: an "
-                               "older gradserve); use torch.manual_seed")
+        _check_server(s, "torch.Generator objects")
         self._handle = next(s._handles)
         s._record().create_generator.generator = self._handle
         s._after_record()
@@ -85,6 +82,7 @@ class Generator:
 
     def _info(self, state: bool) -> Any:
         s = self._session
+        _check_server(s, "reading a generator's seed or state")
         out: list[Any] = []
         m = s._record(_keep_result(out)).get_generator
         m.generator = self._handle
@@ -109,6 +107,7 @@ class Generator:
             TypeError: another type (torch's message).
             RuntimeError: the wrong size or an invalid state (torch's messages).
         """
+        _check_server(self._session, "restoring a generator's state")
         raw = rng_state.state_bytes(new_state, TypeError)
         problem = rng_state.state_problem(raw)
         if problem is not None:
@@ -123,6 +122,18 @@ class Generator:
     def __repr__(self) -> str:
         which = "default generator" if not self._handle else f"generator {self._handle}"
         return f"<gradserve.client.Generator: {which} of session {self._session.id}>"
+
+
+def _check_server(session: Any, what: str) -> None:
+    """Refuse what needs the server's generator instructions on a server without them.
+
+    Raises:
+        RuntimeError: the server does not list the 'generators' feature (an older gradserve).
+    """
+    if not session._generators:
+        raise RuntimeError(f"the server at {session.client.target} does not support {what} "
+                           f"(no '{GENERATOR_FEATURE}' feature: an older gradserve); "
+                           "torch.manual_seed works")
 
 
 def _keep_result(out: list[Any]) -> Any:

@@ -307,3 +307,18 @@ def test_wire_generator_handles_are_limited(gradserve_server_factory):
     with pytest.raises(grpc.RpcError) as info:
         s.run(pb.Instruction(create_generator=pb.CreateGenerator(generator=4)))
     assert gradserve_error(info)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_servers_list_the_feature_and_clients_check_it(gradserve_client):
+    from gradserve.v1 import GENERATOR_FEATURE
+
+    assert GENERATOR_FEATURE in gradserve_client.list_ops().features
+    with gradserve_client.session() as s:
+        s._generators = False  # as against a server that predates generators
+        for call in (s.Generator, s.initial_seed, s.get_rng_state,
+                     lambda: s.set_rng_state(torch.get_rng_state())):
+            with pytest.raises(RuntimeError, match="'generators' feature: an older gradserve"):
+                call()
+        s.manual_seed(0)  # the default generator's seed needs no new instruction
+        torch.manual_seed(0)
+        assert s.rand(2).tolist() == torch.rand(2).tolist()
