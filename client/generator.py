@@ -120,8 +120,7 @@ class Generator:
         return self
 
     def __repr__(self) -> str:
-        which = "default generator" if not self._handle else f"generator {self._handle}"
-        return f"<gradserve.client.Generator: {which} of session {self._session.id}>"
+        return rng_state.generator_repr(self)
 
 
 def _check_server(session: Any, what: str) -> None:

@@ -163,7 +163,7 @@ class Generator:
         return self
 
     def __repr__(self) -> str:
-        return f"<gradserve.engine.Generator seed={self._seed}>"
+        return rng_state.generator_repr(self)
 
 
 default_generator = Generator()

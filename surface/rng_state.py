@@ -113,6 +113,12 @@ def state_problem(raw: bytes) -> str | None:
     return None if unpack(raw) is not None else "Invalid mt19937 state"
 
 
+def generator_repr(generator: Any) -> str:
+    """torch's repr of a Generator (`<torch._C.Generator object at 0x...>`), so a program that
+    prints one (`torch.manual_seed(0)` at a prompt) prints what torch prints but the address."""
+    return f"<torch._C.Generator object at {id(generator):#x}>"
+
+
 def unpack(raw: bytes) -> MTState | None:
     """The state in `raw` (of length STATE_BYTES), or None when torch would refuse it as an
     invalid mt19937 state (not seeded, `left` outside 1..624 or `next` past 624)."""

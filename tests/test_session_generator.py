@@ -322,3 +322,13 @@ def test_servers_list_the_feature_and_clients_check_it(gradserve_client):
         s.manual_seed(0)  # the default generator's seed needs no new instruction
         torch.manual_seed(0)
         assert s.rand(2).tolist() == torch.rand(2).tolist()
+
+
+def test_repr_is_torchs_but_the_address(gradserve_lib):
+    import re
+
+    def shape(g: Any) -> str:
+        return re.sub(r" at 0x[0-9a-f]+", " at 0x...", repr(g))
+
+    assert shape(gradserve_lib.Generator()) == shape(torch.Generator())
+    assert shape(gradserve_lib.manual_seed(0)) == shape(torch.manual_seed(0))
