@@ -332,3 +332,13 @@ def test_repr_is_torchs_but_the_address(gradserve_lib):
 
     assert shape(gradserve_lib.Generator()) == shape(torch.Generator())
     assert shape(gradserve_lib.manual_seed(0)) == shape(torch.manual_seed(0))
+
+
+def test_a_traced_function_refuses_a_generator(gradserve_client):
+    from gradserve import client as gc_client
+
+    with gradserve_client.session() as s:
+        g = s.Generator()
+        x = np.ones(3, np.float32)
+        with pytest.raises(gc_client.TracingError, match="cannot draw from a torch.Generator"):
+            gradserve_client.grad(lambda x: (x * x.bernoulli(generator=g)).sum())(x)
