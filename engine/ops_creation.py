@@ -455,6 +455,51 @@ def _random_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType 
     return None, args[0].dtype
 
 
+def _multinomial(x: Any, num_samples: int, replacement: bool = False,
+                 generator: Any = None) -> Any:
+    gen = _random.resolve(generator)
+    if x.size == 0:
+        return np.zeros((*x.shape[:-1], num_samples), np.int64)
+    try:
+        return _dist.multinomial(gen, np.ascontiguousarray(x), num_samples, replacement)
+    except ValueError as exc:  # a row found invalid while drawing (with replacement)
+        raise errors.InvalidArgumentError(str(exc)) from None
+
+
+def _multinomial_dtype(args: Sequence[Any],
+                       attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    """torch's checks, in its order; without replacement (or for one sample) the values too,
+    before anything is drawn."""
+    x = args[0]
+    n, replacement = attrs["num_samples"], attrs.get("replacement", False)
+    if not 0 < x.ndim <= 2:
+        raise errors.InvalidArgumentError("prob_dist must be 1 or 2 dim")
+    if x.dtype.category != 2:
+        raise errors.InvalidArgumentError(
+            f"multinomial only supports floating-point dtypes for input, got: "
+            f"{_type_word(x.dtype)}")
+    if n <= 0:
+        raise errors.InvalidArgumentError("cannot sample n_sample <= 0 samples")
+    if not replacement and n > x.shape[-1]:
+        raise errors.InvalidArgumentError(
+            "cannot sample n_sample > prob_dist.size(-1) samples without replacement")
+    if x.shape[-1] > 2 ** 24:
+        raise errors.InvalidArgumentError("number of categories cannot exceed 2^24")
+    data = x._data
+    if (not replacement or n == 1) and data.size:
+        if not (data.max() < np.inf and data.min() >= 0):
+            raise errors.InvalidArgumentError(
+                "probability tensor contains either `inf`, `nan` or element < 0")
+        if (data.sum(axis=-1) == 0).any():
+            raise errors.InvalidArgumentError(
+                "invalid multinomial distribution (sum of probabilities <= 0)")
+    return None, dtypes.int64
+
+
+def _multinomial_shape(x: Any, num_samples: int, **attrs: Any) -> tuple[int, ...]:
+    return (*tuple(x.shape)[:-1], num_samples)
+
+
 def _exponential(x: Any, lambd: float = 1.0, generator: Any = None) -> Any:
     gen = _random.resolve(generator)
     return _dist.fill(x.shape, _strides(x),
@@ -557,6 +602,13 @@ _RANDOM = [
           dtype=_exponential_dtype, inplace=True, method=False,
           doc="exponential values of rate lambd with input's shape and dtype "
               "(Tensor.exponential_)", out_bound=temporaries(_input_shape, result_bytes=40)),
+    defop("multinomial", _multinomial, None,
+          attrs=(AttrSpec("num_samples", "int", required=True),
+                 AttrSpec("replacement", "bool", False)),
+          dtype=_multinomial_dtype,
+          doc="indices drawn from each row's categories with the row's weights (torch."
+              "multinomial)",
+          out_bound=temporaries(_multinomial_shape, result_bytes=16, input_bytes=32)),
 ]
 for _op in _RANDOM:
     _op.random = True  # type: ignore[attr-defined]  # the server passes the session's generator

@@ -126,4 +126,12 @@ OPINFOS = [
     OpInfo("exponential", lambda x, lambd=1.0: torch.empty_like(x).exponential_(lambd),
            [Sample(((5,),), requires_grad=(False,)),
             Sample(((3,),), {"lambd": 2.5}, requires_grad=(False,))]),
+    OpInfo("multinomial", lambda x, num_samples, replacement=False: torch.multinomial(
+               x, num_samples, replacement),
+           [Sample(((5,),), {"num_samples": 1}, requires_grad=(False,)),
+            Sample(((3, 7),), {"num_samples": 4}, requires_grad=(False,)),
+            Sample(((2, 6),), {"num_samples": 9, "replacement": True},
+                   requires_grad=(False,)),
+            Sample(((4,),), {"num_samples": 4})],
+           domain=(0.1, 2.0), check_grad=False),
 ]

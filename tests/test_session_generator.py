@@ -44,7 +44,11 @@ def _draws(lib: Any, g: Any) -> list[Any]:
             lib.normal(p, p + 1, generator=g), lib.normal(1.0, p, generator=g),
             lib.bernoulli(p, generator=g), lib.rand(3),
             lib.rand_like(p, generator=g), lib.randn_like(p, generator=g),
-            lib.randint_like(p, 4, generator=g), lib.randint_like(p, 2, 9, generator=g)]
+            lib.randint_like(p, 4, generator=g), lib.randint_like(p, 2, 9, generator=g),
+            lib.multinomial(p, 1, generator=g), lib.multinomial(p, 3, generator=g),
+            lib.multinomial(p, 5, True, generator=g), p[0].multinomial(2, generator=g),
+            p.multinomial(4, replacement=True, generator=g), lib.multinomial(p[1], 1),
+            lib.multinomial(lib.rand(3, 40, dtype=lib.float64), 7, True, generator=g)]
     x = lib.zeros(4, 5)
     out += [x.clone().uniform_(-2, 3, generator=g), x.clone().normal_(1, 2, generator=g),
             x.clone().normal_(generator=g), x.clone().random_(generator=g),
@@ -206,6 +210,31 @@ def test_bad_generator_arguments_are_refused_as_torch(gradserve_lib):
     lib.manual_seed(2)
     torch.manual_seed(2)
     _same(lib.rand(3, generator=None), torch.rand(3, generator=None))
+
+
+MULTINOMIAL_ERRORS = [
+    ([0.5], 1, False), ([[[1.0]]], 1, False), ([1.0, 1.0], 0, False), ([1.0, 1.0], -1, True),
+    ([1.0, 1.0], 3, False), ([1.0, -1.0, 1.0], 2, False), ([1.0, -1.0, 1.0], 2, True),
+    ([1.0, float("inf")], 2, True), ([1.0, float("nan")], 1, False), ([0.0, 0.0], 2, True),
+    ([[1.0, 1.0], [0.0, 0.0]], 1, False), ([[1.0, 1.0], [0.0, 0.0]], 2, True),
+    ([[0.0, 3.0], [-1.0, 0.0]], 3, True)]
+
+
+@pytest.mark.parametrize("p, n, replacement", MULTINOMIAL_ERRORS)
+def test_multinomial_refuses_as_torch(gradserve_lib, p, n, replacement):
+    lib = gradserve_lib
+
+    def ours() -> Any:
+        x = lib.tensor(p[0]) if p == [0.5] else lib.tensor(p)
+        return lib.multinomial(x, n, replacement).tolist()
+
+    def theirs() -> Any:
+        x = torch.tensor(p[0]) if p == [0.5] else torch.tensor(p)
+        return torch.multinomial(x, n, replacement).tolist()
+
+    _same_error(ours, theirs)
+    _same_error(lambda: lib.multinomial(lib.tensor([1, 2]), 1).tolist(),
+                lambda: torch.multinomial(torch.tensor([1, 2]), 1))
 
 
 def test_a_generator_of_another_session_is_refused(gradserve_client):
