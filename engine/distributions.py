@@ -345,6 +345,31 @@ def bernoulli_tensor(gen: Generator, p: np.ndarray, dtype: DTypeLike) -> np.ndar
     return (u.reshape(p.shape) < p).astype(dtype)
 
 
+def _uniform64(gen: Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return uniform01(gen, int(np.prod(shape, dtype=np.int64)), np.float64).reshape(shape)
+
+
+def geometric(gen: Generator, shape: tuple[int, ...], p: float, dtype: DTypeLike) -> np.ndarray:
+    """torch's `geometric_(p)`: `ceil(log(u) / log1p(-p))` in double, u a float64 uniform."""
+    return np.ceil(np.log(_uniform64(gen, shape)) / np.log1p(-p)).astype(dtype)
+
+
+def cauchy(gen: Generator, shape: tuple[int, ...], median: float, sigma: float,
+           dtype: DTypeLike) -> np.ndarray:
+    """torch's `cauchy_(median, sigma)`: `median + sigma * tan(pi * (u - 0.5))` in double, the
+    multiply-add fused (measured against torch 2.13)."""
+    t = np.tan(np.pi * (_uniform64(gen, shape) - 0.5))
+    return fma64(t, sigma, median).astype(dtype)
+
+
+def log_normal(gen: Generator, shape: tuple[int, ...], mean: float, std: float,
+               dtype: DTypeLike) -> np.ndarray:
+    """torch's `log_normal_(mean, std)`: `exp` of a double normal drawn one at a time (the
+    cached Box-Muller half included)."""
+    n = int(np.prod(shape, dtype=np.int64))
+    return np.exp(_normal_serial(gen, n, mean, std)).reshape(shape).astype(dtype)
+
+
 def multinomial(gen: Generator, p: np.ndarray, n: int, replacement: bool) -> np.ndarray:
     """torch's `multinomial(p, n, replacement)` on CPU (aten/src/ATen/native/Distributions.cpp
     and native/cpu/MultinomialKernel.cpp) for a checked 1-D or 2-D p of floats: without

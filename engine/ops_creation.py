@@ -455,6 +455,58 @@ def _random_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType 
     return None, args[0].dtype
 
 
+def _geometric(x: Any, p: float, generator: Any = None) -> Any:
+    gen = _random.resolve(generator)
+    return _dist.fill(x.shape, _strides(x), lambda shape: _dist.geometric(gen, shape, p, x.dtype))
+
+
+def _geometric_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    p = attrs["p"]
+    if not 0 < p < 1:
+        raise errors.InvalidArgumentError(
+            f"geometric_ expects p to be in (0, 1), but got p={p:g}")
+    if args[0].dtype.name == "bool":
+        raise errors.NotImplementedFunctionError('"geometric_cpu" not implemented for \'Bool\'')
+    return None, args[0].dtype
+
+
+def _cauchy(x: Any, median: float = 0.0, sigma: float = 1.0, generator: Any = None) -> Any:
+    gen = _random.resolve(generator)
+    return _dist.fill(x.shape, _strides(x),
+                      lambda shape: _dist.cauchy(gen, shape, median, sigma, x.dtype))
+
+
+def _cauchy_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    if not attrs["sigma"] > 0:
+        raise errors.InvalidArgumentError(
+            f"cauchy_ expects sigma > 0.0, but found sigma={attrs['sigma']:g}")
+    d = args[0].dtype
+    if d.category != 2:
+        raise errors.InvalidArgumentError(
+            "Cauchy distribution is a continuous probability distribution. dtype must be a "
+            "floating point but you specified "
+            + {"int64": "long int", "int32": "int", "bool": "bool"}[d.name])
+    return None, d
+
+
+def _log_normal(x: Any, mean: float = 1.0, std: float = 2.0, generator: Any = None) -> Any:
+    gen = _random.resolve(generator)
+    return _dist.fill(x.shape, _strides(x),
+                      lambda shape: _dist.log_normal(gen, shape, mean, std, x.dtype))
+
+
+def _log_normal_dtype(args: Sequence[Any],
+                      attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    if not attrs["std"] > 0:
+        raise errors.InvalidArgumentError(
+            f"log_normal_ expects std > 0.0, but found std={attrs['std']:g}")
+    d = args[0].dtype
+    if d.category != 2:
+        raise errors.NotImplementedFunctionError(
+            f'"log_normal_cpu" not implemented for \'{_type_word(d)}\'')
+    return None, d
+
+
 def _multinomial(x: Any, num_samples: int, replacement: bool = False,
                  generator: Any = None) -> Any:
     gen = _random.resolve(generator)
@@ -602,6 +654,20 @@ _RANDOM = [
           dtype=_exponential_dtype, inplace=True, method=False,
           doc="exponential values of rate lambd with input's shape and dtype "
               "(Tensor.exponential_)", out_bound=temporaries(_input_shape, result_bytes=40)),
+    defop("geometric", _geometric, _no_grad, backward="GeometricBackward0", saves="",
+          attrs=(AttrSpec("p", _FLOAT, required=True),), dtype=_geometric_dtype, inplace=True,
+          method=False, doc="geometric values of success probability p with input's shape and "
+          "dtype (Tensor.geometric_)", out_bound=temporaries(_input_shape, result_bytes=40)),
+    defop("cauchy", _cauchy, _no_grad, backward="CauchyBackward0", saves="",
+          attrs=(AttrSpec("median", _FLOAT, 0.0), AttrSpec("sigma", _FLOAT, 1.0)),
+          dtype=_cauchy_dtype, inplace=True, method=False,
+          doc="Cauchy values of median and sigma with input's shape and dtype (Tensor.cauchy_)",
+          out_bound=temporaries(_input_shape, result_bytes=56)),
+    defop("log_normal", _log_normal, _no_grad, backward="LogNormalBackward0", saves="",
+          attrs=(AttrSpec("mean", _FLOAT, 1.0), AttrSpec("std", _FLOAT, 2.0)),
+          dtype=_log_normal_dtype, inplace=True, method=False,
+          doc="log-normal values (exp of normal(mean, std)) with input's shape and dtype "
+              "(Tensor.log_normal_)", out_bound=temporaries(_input_shape, result_bytes=176)),
     defop("multinomial", _multinomial, None,
           attrs=(AttrSpec("num_samples", "int", required=True),
                  AttrSpec("replacement", "bool", False)),

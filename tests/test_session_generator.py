@@ -55,7 +55,12 @@ def _draws(lib: Any, g: Any) -> list[Any]:
             x.clone().random_(7, generator=g), x.clone().random_(-3, 8, generator=g),
             x.clone().bernoulli_(0.3, generator=g), x.clone().bernoulli_(lib.full((4, 5), 0.6),
                                                                           generator=g),
-            x.clone().exponential_(2.0, generator=g), lib.zeros(3, dtype=lib.int64).random_(
+            x.clone().exponential_(2.0, generator=g), x.clone().geometric_(0.2, generator=g),
+            lib.zeros(5, dtype=lib.int64).geometric_(0.6, generator=g),
+            x.clone().cauchy_(generator=g), lib.zeros(5, 4).t().cauchy_(1.5, 0.5, generator=g),
+            x.clone().log_normal_(generator=g), x.clone().log_normal_(0.0, 0.25, generator=g),
+            lib.zeros(3, dtype=lib.float64).log_normal_(generator=g),
+            lib.zeros(3, dtype=lib.int64).random_(
                 generator=g), lib.zeros(18).normal_(generator=g), lib.zeros(5, 4).t().uniform_(
                 generator=g), lib.randn(4)]
     init = lib.nn.init
@@ -210,6 +215,22 @@ def test_bad_generator_arguments_are_refused_as_torch(gradserve_lib):
     lib.manual_seed(2)
     torch.manual_seed(2)
     _same(lib.rand(3, generator=None), torch.rand(3, generator=None))
+
+
+FILL_ERRORS = [
+    ("geometric_", "float32", (0.0,)), ("geometric_", "float32", (1.0,)),
+    ("geometric_", "int64", (1.5,)), ("geometric_", "bool", (0.5,)), ("geometric_", "bool", (0,)),
+    ("cauchy_", "float32", (0.0, 0.0)), ("cauchy_", "float64", (1.0, -1.0)),
+    ("cauchy_", "int64", ()), ("cauchy_", "int32", ()), ("cauchy_", "bool", ()),
+    ("cauchy_", "int64", (1.0, 0.0)), ("log_normal_", "float32", (1.0, 0.0)),
+    ("log_normal_", "int64", ()), ("log_normal_", "int64", (1.0, -2.0))]
+
+
+@pytest.mark.parametrize("method, dtype, args", FILL_ERRORS)
+def test_random_fills_refuse_as_torch(gradserve_lib, method, dtype, args):
+    lib = gradserve_lib
+    _same_error(lambda: getattr(lib.zeros(3, dtype=getattr(lib, dtype)), method)(*args).tolist(),
+                lambda: getattr(torch.zeros(3, dtype=getattr(torch, dtype)), method)(*args))
 
 
 MULTINOMIAL_ERRORS = [
