@@ -108,6 +108,16 @@ class OpSpec:
         if not kwargs and self.positional_only and len(args) == len(self.inputs):
             return list(args), {}  # every input positional, no attributes: the common case
         kw = dict(torch_keywords(dict(kwargs), self.params))
+        # torch's generator= on a random op: carried as the "generator" entry of the attributes
+        # (Session._record_apply and Session.inplace send it as the instruction's generator)
+        generator = kw.pop("generator", None) if self.random else None
+        inputs, attrs = self._bind(args, kw)
+        if generator is not None:
+            attrs["generator"] = generator
+        return inputs, attrs
+
+    def _bind(self, args: Sequence[Any], kw: dict[str, Any]) -> tuple[list[Any],
+                                                                     dict[str, Any]]:
         if self.variadic:
             tensors = args[0] if args else kw.pop(self.inputs[0], None)
             if not isinstance(tensors, (list, tuple)):

@@ -130,9 +130,10 @@ def method(owner: Any, ov: Spelling, t: Tensor) -> Any:
     return bound
 
 
-def _bernoulli_(be: RemoteBackend, t: Any, p: Any = 0.5) -> Any:
-    """Tensor.bernoulli_(p=0.5): p a number or a tensor of probabilities."""
-    return be.owner.inplace("bernoulli_", t, (p,), {})
+def _bernoulli_(be: RemoteBackend, t: Any, p: Any = 0.5, *, generator: Any = None) -> Any:
+    """Tensor.bernoulli_(p=0.5, *, generator=None): p a number or a tensor of probabilities."""
+    return be.owner.inplace("bernoulli_", t, (p,),
+                            {} if generator is None else {"generator": generator})
 
 
 _register("bernoulli_", ("bernoulli",), method=_bernoulli_)

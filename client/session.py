@@ -29,15 +29,17 @@ from gradserve.surface import (
     legacy,
     messages,
     pytree,
+    rng_state,
 )
 from gradserve.surface import compat as surface_compat
 from gradserve.surface import meta as surface_meta
 from gradserve.surface.functional import ErrorTypes, Functional
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
-from gradserve.v1 import OMIT_INFO_FEATURE, TAPE_FEATURE, graph_pb2
+from gradserve.v1 import GENERATOR_FEATURE, OMIT_INFO_FEATURE, TAPE_FEATURE, graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
 from . import codec, compat, function, nn, optim, overloads
+from . import generator as client_generator
 from .batch import (
     BOOL,
     CONSTANT,
@@ -109,6 +111,7 @@ class Session:
         # verify_meta: handle -> (op, Meta, grad_fn name) of each result inferred, until the
         # server's description of it comes
         self._verify_ops: dict[int, tuple[str, Any, str | None]] = {}
+        self._generators = GENERATOR_FEATURE in features
         self._recorder = Recorder(self._send, session_id, client.target,
                                   self._live, self._tape_result if tapes else None)
         self._recorder.clock = lambda: self._epoch
@@ -122,6 +125,10 @@ class Session:
             setattr(self, name, d)
         self.Tensor = Tensor
         self.Size = Size
+        # torch.Generator: this session's own class (generators live on its server)
+        self.Generator: type[client_generator.Generator] = type(
+            "Generator", (client_generator.Generator,), {"_session": self})
+        self.default_generator = self.Generator._default()
         self.dtype = codec.DType
         self.nn = nn.build(self)  # torch.nn: modules, functional, init, utils (client/nn.py)
         fnl = Functional(lambda: self, ErrorTypes(RuntimeError, TypeError, ValueError))
@@ -219,23 +226,38 @@ class Session:
     def __repr__(self) -> str:
         return f"<gradserve.client.Session {self.id} on {self.client.target}>"
 
-    def manual_seed(self, seed: int) -> None:
-        """Re-seed the session's random number generator (torch.manual_seed): its draws are then
-        torch's for the same seed and calls.
+    def manual_seed(self, seed: Any) -> client_generator.Generator:
+        """Re-seed the session's default random number generator (torch.manual_seed): its draws
+        are then torch's for the same seed and calls.
 
         Args:
-            seed: an integer in [-2**63, 2**64); negative seeds wrap modulo 2**64 as in torch.
+            seed: `int(seed)` in [-2**63, 2**64); negative seeds wrap modulo 2**64 as in torch.
+        Returns:
+            `default_generator`, as torch.
         Raises:
-            TypeError: seed is not an integer.
-            RuntimeError: seed is out of range.
+            TypeError, ValueError: int(seed) fails (torch's int() errors).
+            ValueError: the seed is out of range ("Overflow when unpacking long long").
         """
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"manual_seed expected a long, but got {type(seed).__name__}")
-        if not -(2 ** 63) <= int(seed) < 2 ** 64:
-            raise RuntimeError("Overflow when unpacking long long" if seed < 0 else
-                               f"manual_seed expected a value in [-2**63, 2**64), got {seed}")
-        self._record().manual_seed.seed = int(seed) % 2 ** 64
-        self._epoch += 1
+        return self.default_generator.manual_seed(rng_state.module_seed(seed))
+
+    def seed(self) -> int:
+        """Re-seed the default generator from the operating system's entropy (torch.seed);
+        returns the new seed."""
+        return self.default_generator.seed()
+
+    def initial_seed(self) -> int:
+        """The default generator's seed (torch.initial_seed; one round trip)."""
+        return self.default_generator.initial_seed()
+
+    def get_rng_state(self) -> np.ndarray:
+        """The default generator's state (torch.get_rng_state): torch's 5056 bytes as a uint8
+        numpy array (see `Generator.get_state`)."""
+        return self.default_generator.get_state()
+
+    def set_rng_state(self, new_state: Any) -> None:
+        """Restore the default generator's state (torch.set_rng_state; see
+        `Generator.set_state`)."""
+        self.default_generator.set_state(new_state)
 
     # --- recording ------------------------------------------------------------------------------
 
@@ -438,6 +460,9 @@ class Session:
                 else:
                     self._value(v, m.inputs.add(), f"{spec.name}(): argument '{name}'")
         for k, v in attrs.items():
+            if k == "generator":  # a random op's generator= (OpSpec.bind)
+                m.generator = client_generator.generator_handle(self, v, spec.name)
+                continue
             try:
                 codec.encode_attr(v, m.attrs[k])
             except TypeError as exc:
@@ -558,6 +583,9 @@ class Session:
         inputs, attrs = spec.bind((t, *args), kwargs)
         for iname, v in zip(spec.inputs, inputs):
             self._value(v, graph_pb2.Value(), f"{name}(): argument '{iname}'")
+        generator = attrs.pop("generator", None)
+        gen_handle = (0 if generator is None else
+                      client_generator.generator_handle(self, generator, name))
         with self._recorder.lock:
             m = self._record(_update_inplace_info(t, self._live), [t]).apply_inplace
             m.op = name
@@ -566,6 +594,7 @@ class Session:
                 self._value(v, m.inputs.add(), f"{name}(): argument '{iname}'")
             for k, v in attrs.items():
                 codec.encode_attr(v, m.attrs[k])
+            m.generator = gen_handle
             if not grad_mode._state.enabled:
                 m.no_grad = True
             self._wrote(t)

@@ -65,6 +65,9 @@ class Tracer:
         for v in values:
             self._value(v, node.inputs.add(), what)
         for k, v in attrs.items():
+            if k == "generator":  # a random op's generator= (OpSpec.bind)
+                raise TracingError(f"{spec.name}(): a traced graph cannot draw from a "
+                                   "torch.Generator (RunGraph draws from the default stream)")
             codec.encode_attr(v, node.attrs[k])
         node.no_grad = not grad_mode.is_grad_enabled()
         outs = [Tensor(self, (node.id, i)) for i in range(spec.n_outputs)]

@@ -16,6 +16,7 @@ from gradserve.surface import aliases, grad_mode, operators
 from gradserve.surface.binding import take_inputs, torch_keywords
 
 from . import autograd, errors, hooks, namespaces
+from . import random as _random
 from .dispatch import _SCALARS, VIEW_LAYOUT_MESSAGE, refresh_view, run, view_positions
 from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor
@@ -242,6 +243,8 @@ def _inplace_method(op: OpDef) -> Callable[..., Tensor]:
     def method(self: Tensor, *args: Any, **kw: Any) -> Tensor:
         kw = torch_keywords(kw, params)
         generator = kw.pop("generator", None) if random else None
+        if generator is not None:
+            _random.resolve(generator, name)
         ins = take_inputs(name, inputs, optional, args[:n_in - 1], kw, errors.InvalidTypeError)
         return _inplace(op, self, tuple(ins), bind_attrs(op, args[n_in - 1:], kw), generator)
 

@@ -345,6 +345,70 @@ def bernoulli_tensor(gen: Generator, p: np.ndarray, dtype: DTypeLike) -> np.ndar
     return (u.reshape(p.shape) < p).astype(dtype)
 
 
+def _uniform64(gen: Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return uniform01(gen, int(np.prod(shape, dtype=np.int64)), np.float64).reshape(shape)
+
+
+def geometric(gen: Generator, shape: tuple[int, ...], p: float, dtype: DTypeLike) -> np.ndarray:
+    """torch's `geometric_(p)`: `ceil(log(u) / log1p(-p))` in double, u a float64 uniform."""
+    return np.ceil(np.log(_uniform64(gen, shape)) / np.log1p(-p)).astype(dtype)
+
+
+def cauchy(gen: Generator, shape: tuple[int, ...], median: float, sigma: float,
+           dtype: DTypeLike) -> np.ndarray:
+    """torch's `cauchy_(median, sigma)`: `median + sigma * tan(pi * (u - 0.5))` in double, the
+    multiply-add fused (measured against torch 2.13)."""
+    t = np.tan(np.pi * (_uniform64(gen, shape) - 0.5))
+    return fma64(t, sigma, median).astype(dtype)
+
+
+def log_normal(gen: Generator, shape: tuple[int, ...], mean: float, std: float,
+               dtype: DTypeLike) -> np.ndarray:
+    """torch's `log_normal_(mean, std)`: `exp` of a double normal drawn one at a time (the
+    cached Box-Muller half included)."""
+    n = int(np.prod(shape, dtype=np.int64))
+    return np.exp(_normal_serial(gen, n, mean, std)).reshape(shape).astype(dtype)
+
+
+def multinomial(gen: Generator, p: np.ndarray, n: int, replacement: bool) -> np.ndarray:
+    """torch's `multinomial(p, n, replacement)` on CPU (aten/src/ATen/native/Distributions.cpp
+    and native/cpu/MultinomialKernel.cpp) for a checked 1-D or 2-D p of floats: without
+    replacement, or for one sample, the top n of `p / q` with q ~ Exp(1) drawn over p's shape
+    (ties, e.g. zero probabilities, in index order, as torch's topk gives them); with
+    replacement, row by row, the cumulative sums normalised in p's dtype and one float64
+    uniform per sample looked up in them (the first bucket not below it).
+
+    Raises:
+        ValueError: with replacement, a row with a negative, infinite or NaN entry, or summing
+            to zero (torch's messages; the rows before it have drawn, as in torch).
+    """
+    rows = p.reshape(-1, p.shape[-1])
+    if not replacement or n == 1:
+        q = exponential(gen, p.shape, 1.0, p.dtype).reshape(rows.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = (rows / q).astype(p.dtype, copy=False)
+        out = (np.argmax(ratio, axis=1)[:, None] if n == 1
+               else np.argsort(-ratio, axis=1, kind="stable")[:, :n])
+        return out.astype(np.int64).reshape(*p.shape[:-1], n)
+    out = np.empty((rows.shape[0], n), np.int64)
+    for i, row in enumerate(rows):
+        if i % 1024 == 0:
+            limits.tick()
+        bad = ~(row >= 0) | ~np.isfinite(row)
+        if bad.any():
+            first = row[int(np.argmax(bad))]
+            raise ValueError("invalid multinomial distribution (encountering probability entry "
+                             + ("< 0)" if not first >= 0 else "= infinity or NaN)"))
+        cum = np.cumsum(row, dtype=row.dtype)  # sequential, as torch's loop
+        if not cum[-1] > 0:
+            raise ValueError("invalid multinomial distribution (sum of probabilities <= 0)")
+        cum = (cum / cum[-1]).astype(row.dtype, copy=False)
+        cum[-1] = 1
+        out[i] = np.searchsorted(cum.astype(np.float64), uniform01(gen, n, np.float64),
+                                 side="left")
+    return out.reshape(*p.shape[:-1], n)
+
+
 def exponential(gen: Generator, shape: tuple[int, ...], lambd: float,
                 dtype: DTypeLike) -> np.ndarray:
     """torch's `exponential_(lambd)`: `-1 / lambd * log1p(-u)` in double (measured against

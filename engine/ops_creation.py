@@ -455,6 +455,103 @@ def _random_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType 
     return None, args[0].dtype
 
 
+def _geometric(x: Any, p: float, generator: Any = None) -> Any:
+    gen = _random.resolve(generator)
+    return _dist.fill(x.shape, _strides(x), lambda shape: _dist.geometric(gen, shape, p, x.dtype))
+
+
+def _geometric_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    p = attrs["p"]
+    if not 0 < p < 1:
+        raise errors.InvalidArgumentError(
+            f"geometric_ expects p to be in (0, 1), but got p={p:g}")
+    if args[0].dtype.name == "bool":
+        raise errors.NotImplementedFunctionError('"geometric_cpu" not implemented for \'Bool\'')
+    return None, args[0].dtype
+
+
+def _cauchy(x: Any, median: float = 0.0, sigma: float = 1.0, generator: Any = None) -> Any:
+    gen = _random.resolve(generator)
+    return _dist.fill(x.shape, _strides(x),
+                      lambda shape: _dist.cauchy(gen, shape, median, sigma, x.dtype))
+
+
+def _cauchy_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    if not attrs["sigma"] > 0:
+        raise errors.InvalidArgumentError(
+            f"cauchy_ expects sigma > 0.0, but found sigma={attrs['sigma']:g}")
+    d = args[0].dtype
+    if d.category != 2:
+        raise errors.InvalidArgumentError(
+            "Cauchy distribution is a continuous probability distribution. dtype must be a "
+            "floating point but you specified "
+            + {"int64": "long int", "int32": "int", "bool": "bool"}[d.name])
+    return None, d
+
+
+def _log_normal(x: Any, mean: float = 1.0, std: float = 2.0, generator: Any = None) -> Any:
+    gen = _random.resolve(generator)
+    return _dist.fill(x.shape, _strides(x),
+                      lambda shape: _dist.log_normal(gen, shape, mean, std, x.dtype))
+
+
+def _log_normal_dtype(args: Sequence[Any],
+                      attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    if not attrs["std"] > 0:
+        raise errors.InvalidArgumentError(
+            f"log_normal_ expects std > 0.0, but found std={attrs['std']:g}")
+    d = args[0].dtype
+    if d.category != 2:
+        raise errors.NotImplementedFunctionError(
+            f'"log_normal_cpu" not implemented for \'{_type_word(d)}\'')
+    return None, d
+
+
+def _multinomial(x: Any, num_samples: int, replacement: bool = False,
+                 generator: Any = None) -> Any:
+    gen = _random.resolve(generator)
+    if x.size == 0:
+        return np.zeros((*x.shape[:-1], num_samples), np.int64)
+    try:
+        return _dist.multinomial(gen, np.ascontiguousarray(x), num_samples, replacement)
+    except ValueError as exc:  # a row found invalid while drawing (with replacement)
+        raise errors.InvalidArgumentError(str(exc)) from None
+
+
+def _multinomial_dtype(args: Sequence[Any],
+                       attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    """torch's checks, in its order; without replacement (or for one sample) the values too,
+    before anything is drawn."""
+    x = args[0]
+    n, replacement = attrs["num_samples"], attrs.get("replacement", False)
+    if not 0 < x.ndim <= 2:
+        raise errors.InvalidArgumentError("prob_dist must be 1 or 2 dim")
+    if x.dtype.category != 2:
+        raise errors.InvalidArgumentError(
+            f"multinomial only supports floating-point dtypes for input, got: "
+            f"{_type_word(x.dtype)}")
+    if n <= 0:
+        raise errors.InvalidArgumentError("cannot sample n_sample <= 0 samples")
+    if not replacement and n > x.shape[-1]:
+        raise errors.InvalidArgumentError(
+            "cannot sample n_sample > prob_dist.size(-1) samples without replacement")
+    if x.shape[-1] > 2 ** 24:
+        raise errors.InvalidArgumentError("number of categories cannot exceed 2^24")
+    data = x._data
+    if (not replacement or n == 1) and data.size:
+        if not (data.max() < np.inf and data.min() >= 0):
+            raise errors.InvalidArgumentError(
+                "probability tensor contains either `inf`, `nan` or element < 0")
+        if (data.sum(axis=-1) == 0).any():
+            raise errors.InvalidArgumentError(
+                "invalid multinomial distribution (sum of probabilities <= 0)")
+    return None, dtypes.int64
+
+
+def _multinomial_shape(x: Any, num_samples: int, **attrs: Any) -> tuple[int, ...]:
+    return (*tuple(x.shape)[:-1], num_samples)
+
+
 def _exponential(x: Any, lambd: float = 1.0, generator: Any = None) -> Any:
     gen = _random.resolve(generator)
     return _dist.fill(x.shape, _strides(x),
@@ -557,6 +654,27 @@ _RANDOM = [
           dtype=_exponential_dtype, inplace=True, method=False,
           doc="exponential values of rate lambd with input's shape and dtype "
               "(Tensor.exponential_)", out_bound=temporaries(_input_shape, result_bytes=40)),
+    defop("geometric", _geometric, _no_grad, backward="GeometricBackward0", saves="",
+          attrs=(AttrSpec("p", _FLOAT, required=True),), dtype=_geometric_dtype, inplace=True,
+          method=False, doc="geometric values of success probability p with input's shape and "
+          "dtype (Tensor.geometric_)", out_bound=temporaries(_input_shape, result_bytes=40)),
+    defop("cauchy", _cauchy, _no_grad, backward="CauchyBackward0", saves="",
+          attrs=(AttrSpec("median", _FLOAT, 0.0), AttrSpec("sigma", _FLOAT, 1.0)),
+          dtype=_cauchy_dtype, inplace=True, method=False,
+          doc="Cauchy values of median and sigma with input's shape and dtype (Tensor.cauchy_)",
+          out_bound=temporaries(_input_shape, result_bytes=56)),
+    defop("log_normal", _log_normal, _no_grad, backward="LogNormalBackward0", saves="",
+          attrs=(AttrSpec("mean", _FLOAT, 1.0), AttrSpec("std", _FLOAT, 2.0)),
+          dtype=_log_normal_dtype, inplace=True, method=False,
+          doc="log-normal values (exp of normal(mean, std)) with input's shape and dtype "
+              "(Tensor.log_normal_)", out_bound=temporaries(_input_shape, result_bytes=176)),
+    defop("multinomial", _multinomial, None,
+          attrs=(AttrSpec("num_samples", "int", required=True),
+                 AttrSpec("replacement", "bool", False)),
+          dtype=_multinomial_dtype,
+          doc="indices drawn from each row's categories with the row's weights (torch."
+              "multinomial)",
+          out_bound=temporaries(_multinomial_shape, result_bytes=16, input_bytes=32)),
 ]
 for _op in _RANDOM:
     _op.random = True  # type: ignore[attr-defined]  # the server passes the session's generator
@@ -568,6 +686,8 @@ for _op in _RANDOM:
 @public("bernoulli_", function=False)
 def bernoulli_(self: Tensor, p: Any = 0.5, *, generator: Any = None) -> Tensor:
     """Tensor.bernoulli_(p=0.5, *, generator=None): p a number or a tensor of probabilities."""
+    if generator is not None:
+        _random.resolve(generator, "bernoulli_")
     return apply_inplace("bernoulli", self, (p,), None, generator)
 
 

@@ -14,8 +14,8 @@ DistributionTemplates.h), vectorised here:
   elements fills uniforms first and transforms blocks of 16 (`_normal_blocks`), in float32 with
   the AVX2 kernel's Cephes log/sincos approximations (`_log_ps`, `_sincos_ps`).
 
-The state (`get_state`/`set_state`) is this module's own versioned byte format (see
-`_STATE_VERSION`), not torch's 5056-byte layout.
+The state (`get_state`/`set_state`) is torch's 5056 bytes (surface/rng_state.py): a state
+saved by torch restores here, and one saved here restores in torch.
 """
 
 from __future__ import annotations
@@ -25,15 +25,16 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import devices, rng_state
+
 from . import errors
 
-DEFAULT_SEED = 67280421310721  # torch.Generator().initial_seed()
-_MT_N = 624
-# Version 2: MT19937. Version 1 (gradserve <= this change) held a PCG64 state, which cannot be
-# turned into torch's stream; such a state is refused with a message saying so.
-_STATE_VERSION = 2
-_STATE_BYTES = 1 + 8 + 4 * _MT_N + 2 + 1 + 8  # version, seed, key, pos, has normal, normal
-_OLD_STATE = {1: 46}  # version -> byte length of states this version no longer reads
+DEFAULT_SEED = rng_state.DEFAULT_SEED
+_MT_N = rng_state.MT_N
+# States of gradserve's own formats before it wrote torch's: (version byte, length) -> what it
+# held. They are refused with a message saying so.
+_OLD_STATES = {(1, 46): "a PCG64 state", (2, 2508): "a Mersenne Twister state in gradserve's "
+               "own layout"}
 
 
 def _init_genrand(seed32: int) -> np.ndarray:
@@ -53,36 +54,34 @@ class Generator:
     Draws the same numbers as torch's CPU generator for the same seed and calls.
 
     Args:
-        seed: initial seed (torch's default seed when None).
-        device: only "cpu".
+        device: the CPU ("cpu" or device("cpu")); others are refused as a CPU-only torch does.
+        seed: initial seed (torch's default seed when None); torch has no such argument.
     """
 
-    def __init__(self, seed: int | None = None, device: str = "cpu"):
-        if device != "cpu":
-            raise errors.InvalidArgumentError(f"Generator: unsupported device {device!r}")
-        self.device = device
+    def __init__(self, device: Any = "cpu", *, seed: int | None = None):
+        devices.check_device(device, "Generator", errors.InvalidTypeError,
+                             errors.InvalidArgumentError)
+        self.device = devices.CPU
         self._bits = np.random.MT19937()
         self._normal: float | None = None  # the cached sine half of the last Box-Muller pair
+        self._float_normal: float | None = None  # torch's float cache: kept, never drawn
+        # torch's `next` while the key is due to be twisted (numpy's pos == 624): 0 after
+        # seeding, 624 after draws, or what a restored state said
+        self._idle_next = 0
         self.manual_seed(DEFAULT_SEED if seed is None else seed)
 
     def manual_seed(self, seed: Any) -> Generator:
         """Reseed; returns self. Negative seeds wrap modulo 2**64 as in torch.
 
         Raises:
-            InvalidTypeError: the seed is not an integer.
-            InvalidArgumentError: the seed is outside [-2**63, 2**64).
+            InvalidArgumentError: the seed is not an int (torch's RuntimeError).
+            InvalidValueError: the seed is outside [-2**63, 2**64) (torch's ValueError).
         """
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise errors.InvalidTypeError(
-                f"manual_seed expected a long, but got {type(seed).__name__}")
-        seed = int(seed)
-        if not -(2 ** 63) <= seed < 2 ** 64:
-            raise errors.InvalidArgumentError(
-                "Overflow when unpacking long long" if seed < 0 else
-                f"manual_seed expected a value in [-2**63, 2**64), got {seed}")
-        self._seed = seed % 2 ** 64
+        self._seed = rng_state.generator_seed(seed, errors.InvalidArgumentError,
+                                              errors.InvalidValueError)
         self._set_key(_init_genrand(self._seed & 0xFFFFFFFF), _MT_N)
-        self._normal = None
+        self._normal = self._float_normal = None
+        self._idle_next = 0
         return self
 
     def _set_key(self, key: np.ndarray, pos: int) -> None:
@@ -90,7 +89,7 @@ class Generator:
 
     def seed(self) -> int:
         """Reseed from the operating system's entropy; returns the new seed."""
-        new = secrets.randbits(63)
+        new = secrets.randbits(64)  # torch reads 64 bits from /dev/urandom
         self.manual_seed(new)
         return new
 
@@ -102,74 +101,77 @@ class Generator:
 
     def random(self, n: int) -> np.ndarray:
         """`n` of torch's `random()`: 32-bit draws, as uint64."""
+        self._idle_next = _MT_N
         return self._bits.random_raw(n)
 
     def random64(self, n: int) -> np.ndarray:
         """`n` of torch's `random64()`: two 32-bit draws each, the first the high half."""
+        self._idle_next = _MT_N
         r = self._bits.random_raw(2 * n)
         return (r[0::2] << np.uint64(32)) | r[1::2]
 
     # --- state -----------------------------------------------------------------------------------
 
-    def get_state(self) -> np.ndarray:
-        """The full state as a uint8 array (torch returns a ByteTensor), for `set_state`."""
+    def state_bytes(self) -> bytes:
+        """The state as torch's 5056 bytes (see surface/rng_state.py)."""
         st = self._bits.state["state"]
-        cached = self._normal is not None
-        raw = (bytes([_STATE_VERSION]) + self._seed.to_bytes(8, "little")
-               + np.asarray(st["key"], dtype="<u4").tobytes()
-               + int(st["pos"]).to_bytes(2, "little") + bytes([cached])
-               + np.float64(self._normal if cached else 0.0).astype("<f8").tobytes())
-        return np.frombuffer(raw, dtype=np.uint8).copy()
+        pos = int(st["pos"])
+        # numpy reads key[pos] next, twisting first at 624; torch decrements `left` and twists
+        # at 0, then reads state[next]
+        left, nxt = (1, self._idle_next) if pos == _MT_N else (_MT_N + 1 - pos, pos)
+        return rng_state.pack(rng_state.MTState(self._seed, left, nxt, st["key"],
+                                                self._normal, self._float_normal))
+
+    def get_state(self) -> np.ndarray:
+        """The state as a uint8 numpy array of torch's 5056 bytes, for `set_state` here or in
+        torch (`torch.from_numpy`). torch returns a ByteTensor; gradserve has no uint8 dtype."""
+        return np.frombuffer(self.state_bytes(), np.uint8).copy()
 
     def set_state(self, state: Any) -> Generator:
-        """Restore a state from `get_state` (bytes, a uint8 array or a Tensor); returns self.
+        """Restore a state from `get_state` (here or torch's); returns self.
 
+        Args:
+            state: a uint8 numpy array or bytes (a torch ByteTensor also does).
         Raises:
-            InvalidTypeError: the state is not bytes, a uint8 array or a Tensor.
-            InvalidArgumentError: the state is not one `get_state` of this version made.
+            InvalidTypeError: the state is none of those (torch's messages).
+            InvalidArgumentError: the state has the wrong size or is invalid (torch's messages),
+                or is a position of the twister gradserve cannot reproduce.
         """
-        if hasattr(state, "numpy") and not isinstance(state, np.ndarray):
-            state = state.numpy()
-        if isinstance(state, np.ndarray):
-            if state.dtype != np.uint8 or state.ndim != 1:
-                raise errors.InvalidArgumentError(
-                    "expected a 1-D uint8 generator state (from get_state())")
-            raw = state.tobytes()
-        elif isinstance(state, (bytes, bytearray)):
-            raw = bytes(state)
-        else:
-            raise errors.InvalidTypeError(
-                f"set_state(): argument 'new_state' must be bytes or uint8 array, not "
-                f"{type(state).__name__}")
-        if raw and _OLD_STATE.get(raw[0]) == len(raw):
+        raw = rng_state.state_bytes(state, errors.InvalidTypeError)
+        old = _OLD_STATES.get((raw[0], len(raw))) if raw else None
+        if old is not None:
             raise errors.InvalidArgumentError(
-                f"RNG state version {raw[0]} (a PCG64 state saved by an older gradserve) is no "
-                "longer readable: the generator is now torch's Mersenne Twister; reseed with "
-                "manual_seed()")
-        if len(raw) != _STATE_BYTES or raw[0] != _STATE_VERSION:
+                f"RNG state is {old} saved by an older gradserve, no longer readable: the state "
+                "is now torch's 5056 bytes; reseed with manual_seed()")
+        problem = rng_state.state_problem(raw)
+        if problem is not None:
+            raise errors.InvalidArgumentError(problem)
+        st = rng_state.unpack(raw)
+        assert st is not None  # state_problem checked it
+        if st.left == 1:
+            pos = _MT_N
+        elif st.left + st.next == _MT_N + 1:
+            pos = st.next
+        else:  # torch twists early and reads on; a state torch itself never writes
             raise errors.InvalidArgumentError(
-                f"RNG state is wrong size or version (expected {_STATE_BYTES} bytes of version "
-                f"{_STATE_VERSION} from get_state())")
-        key = np.frombuffer(raw, dtype="<u4", count=_MT_N, offset=9).astype(np.uint32)
-        pos = int.from_bytes(raw[9 + 4 * _MT_N:11 + 4 * _MT_N], "little")
-        if not 0 <= pos <= _MT_N or raw[11 + 4 * _MT_N] > 1 or not key.any():
-            raise errors.InvalidArgumentError("RNG state is corrupt (from get_state()?)")
-        self._seed = int.from_bytes(raw[1:9], "little")
-        self._set_key(key, pos)
-        self._normal = (float(np.frombuffer(raw, "<f8", 1, 12 + 4 * _MT_N)[0])
-                        if raw[11 + 4 * _MT_N] else None)
+                f"gradserve cannot reproduce this mt19937 position (left={st.left}, "
+                f"next={st.next}): torch's own states have left + next == 625")
+        self._seed = st.seed
+        self._set_key(st.key, pos)
+        self._idle_next = st.next
+        self._normal, self._float_normal = st.normal, st.float_normal
         return self
 
     def __repr__(self) -> str:
-        return f"<gradserve.engine.Generator seed={self._seed}>"
+        return rng_state.generator_repr(self)
 
 
 default_generator = Generator()
 
 
-def manual_seed(seed: int) -> Generator:
-    """Seed the default generator (torch.manual_seed); returns it."""
-    return default_generator.manual_seed(seed)
+def manual_seed(seed: Any) -> Generator:
+    """Seed the default generator (torch.manual_seed, which takes `int(seed)`); returns it."""
+    return default_generator.manual_seed(rng_state.module_seed(seed))
 
 
 def seed() -> int:
@@ -192,9 +194,11 @@ def set_rng_state(state: Any) -> None:
     default_generator.set_state(state)
 
 
-def resolve(generator: Any) -> Generator:
+def resolve(generator: Any, op: str = "") -> Generator:
     """`generator`, or the default generator when None.
 
+    Args:
+        op: the function or method given `generator`, for the message (`uniform_`).
     Raises:
         InvalidTypeError: `generator` is not a Generator.
     """
@@ -202,5 +206,6 @@ def resolve(generator: Any) -> Generator:
         return default_generator
     if not isinstance(generator, Generator):
         raise errors.InvalidTypeError(
-            f"argument 'generator' must be torch.Generator, not {type(generator).__name__}")
+            f"{op + '(): ' if op else ''}argument 'generator' must be torch.Generator, not "
+            f"{type(generator).__name__}")
     return generator

@@ -29,13 +29,14 @@ from .errors import (
     Located,
     NotFoundError,
 )
-from .sessions import Session, make_generator, quiet_grad
+from .sessions import GENERATOR_BYTES, Session, make_generator, quiet_grad
 
 # Instructions whose memory growth is bounded by an estimate; others re-measure exactly.
 _ESTIMATED = frozenset({"create_tensor", "apply_op", "apply_inplace", "zero_grad", "set_grad",
                         "get_grad", "set_requires_grad", "detach", "detach_inplace",
                         "retain_grad", "manual_seed", "release", "fetch", "index",
-                        "index_put", "get_optimizer_state", "tape"})
+                        "index_put", "get_optimizer_state", "tape", "create_generator",
+                        "get_generator", "set_generator_state"})
 
 
 # Upper bounds of one instruction's reply: the InstructionResult around it, and one TensorInfo
@@ -232,6 +233,7 @@ class Executor:
                     for h in self.bound:  # a failing instruction (or tape op) binds nothing
                         self.s.tensors.pop(h, None)
                         self.s.optimizers.pop(h, None)
+                        self.s.generators.pop(h, None)
                     if kind is not None and kind not in _ESTIMATED:
                         self.budget.measure()  # e.g. a refused backward may have accumulated
                     self.budget.carry()  # what the instructions before it added stays
@@ -276,7 +278,7 @@ class Executor:
     def _check_new(self, handle: int) -> None:
         if handle == 0:
             raise InvalidRequestError("handle ids start at 1 (0 means the field was not set)")
-        if handle in self.s.tensors or handle in self.s.optimizers:
+        if handle in self.s.tensors or handle in self.s.optimizers or handle in self.s.generators:
             raise InvalidRequestError(f"handle {handle} is already in use")
         if self.s.handle_count() >= self.s.limits.max_handles:
             raise LimitExceededError(f"session holds its maximum of {self.s.limits.max_handles} "
@@ -366,7 +368,8 @@ class Executor:
         what = f"{name}() input"
         inputs = [self.value(v, what) for v in given]
         attrs = codec.decode_attrs(m.attrs, name) if m.attrs else {}
-        outs = self._run_op(name, op, inputs, attrs, n_out, m.no_grad)
+        outs = self._run_op(name, op, inputs, attrs, n_out, m.no_grad,
+                            self.generator_for(name, m.generator) if m.generator else None)
         growth = 0
         for v, x in zip(given, inputs):
             if type(x) is ge.Tensor and x.grad_fn is None:
@@ -389,14 +392,16 @@ class Executor:
             self._check_new(h)
 
     def _run_op(self, name: str, op: Any, inputs: list[Any], attrs: dict[str, Any], n_out: int,
-                no_grad: bool) -> Any:
+                no_grad: bool, generator: Any = None) -> Any:
         """Run `op` within the session's budget, in grad mode unless `no_grad` (switched only
-        when it differs); its results, checked to be `n_out`."""
+        when it differs), drawing from `generator` (the session's default when None); its
+        results, checked to be `n_out`."""
+        gen = self.s.generator if generator is None else generator
         if no_grad == ge.is_grad_enabled():
             with ge.set_grad_enabled(not no_grad):
-                outs = self.within_budget(ops.run, op, inputs, attrs, self.s.generator)
+                outs = self.within_budget(ops.run, op, inputs, attrs, gen)
         else:
-            outs = self.within_budget(ops.run, op, inputs, attrs, self.s.generator)
+            outs = self.within_budget(ops.run, op, inputs, attrs, gen)
         if len(outs) != n_out:
             raise InvalidRequestError(f"{name}() produced {len(outs)} output(s), but "
                                       f"{n_out} handle(s) were given")
@@ -496,10 +501,11 @@ class Executor:
         ops.check_arity(op, len(m.inputs) + 1)
         inputs = [self.value(v, f"{m.op}() input") for v in m.inputs]
         attrs = codec.decode_attrs(m.attrs, m.op)
+        gen = self.generator_for(m.op, m.generator) if m.generator else self.s.generator
         self._reserve_views(target)
         with ge.set_grad_enabled(not m.no_grad):
             self.within_budget(ge.apply_inplace, op.name, target, inputs, attrs,
-                               self.s.generator if ops.takes_generator(op.name) else None)
+                               gen if ops.takes_generator(op.name) else None)
         tensor_info(m.target, target, r.handles.tensors.add())
         self._describe_base(target, r)
         return _nbytes(inputs) + 2 * (target.nbytes + _TENSOR_BYTES + _NODE_BYTES)
@@ -670,7 +676,58 @@ class Executor:
         return 0
 
     def manual_seed(self, m: session_pb2.ManualSeed, r: session_pb2.InstructionResult) -> int:
-        self.s.generator = make_generator(m.seed)
+        if m.generator:
+            self.generator(m.generator).manual_seed(m.seed)
+        else:
+            self.s.generator = make_generator(m.seed)
+        r.done.SetInParent()
+        return 0
+
+    # --- generators (torch.Generator objects; handle 0 is the session's default) ---------------
+
+    def generator(self, handle: int) -> Any:
+        if not handle:
+            if self.s.generator is None:
+                raise InvalidRequestError("this server's engine has no random number generator")
+            return self.s.generator
+        gen = self.s.generators.get(handle)
+        if gen is None:
+            raise NotFoundError(f"unknown generator handle {handle} (released or never created)")
+        return gen
+
+    def generator_for(self, op_name: str, handle: int) -> Any:
+        """The generator an op names (ApplyOp/ApplyInplace.generator, not 0), for a random op.
+
+        Raises:
+            InvalidRequestError: the op draws no random numbers.
+            NotFoundError: no such generator.
+        """
+        name = op_name[:-1] if op_name.endswith("_") else op_name
+        if name not in ge.registry.OPS or not ops.takes_generator(name):
+            raise InvalidRequestError(f"{op_name}() draws no random numbers: it takes no "
+                                      "generator")
+        return self.generator(handle)
+
+    def create_generator(self, m: session_pb2.CreateGenerator,
+                         r: session_pb2.InstructionResult) -> int:
+        self._check_new(m.generator)
+        self.s.generators[m.generator] = ge.Generator()
+        self.bound.append(m.generator)
+        r.done.SetInParent()
+        return GENERATOR_BYTES
+
+    def get_generator(self, m: session_pb2.GetGenerator, r: session_pb2.InstructionResult) -> int:
+        gen = self.generator(m.generator)
+        out = r.generator
+        out.initial_seed = gen.initial_seed()
+        if m.state:
+            out.state = gen.state_bytes()
+        self._count_response(out.ByteSize())
+        return 0
+
+    def set_generator_state(self, m: session_pb2.SetGeneratorState,
+                            r: session_pb2.InstructionResult) -> int:
+        self.generator(m.generator).set_state(m.state)
         r.done.SetInParent()
         return 0
 
@@ -678,6 +735,7 @@ class Executor:
         for h in m.handles:
             self.s.tensors.pop(h, None)
             self.s.optimizers.pop(h, None)
+            self.s.generators.pop(h, None)
         r.done.SetInParent()
         return 0
 
@@ -731,6 +789,8 @@ class Executor:
         "optimizer_zero_grad": optimizer_zero_grad, "manual_seed": manual_seed,
         "release": release, "fetch": fetch, "index": index, "index_put": index_put,
         "get_optimizer_state": get_optimizer_state, "tape": tape,
+        "create_generator": create_generator, "get_generator": get_generator,
+        "set_generator_state": set_generator_state,
         **functions.HANDLERS,  # custom autograd Functions (server/functions.py)
     }
 

@@ -90,7 +90,8 @@ class Session:
         self.waiters = 0  # calls waiting for `lock` (changed under the store's lock)
         self.tensors: dict[int, ge.Tensor] = {}
         self.optimizers: dict[int, Any] = {}
-        self.generator = make_generator(seed)
+        self.generator = make_generator(seed)  # the default one (handle 0 on the wire)
+        self.generators: dict[int, Any] = {}  # torch.Generator() objects, by client handle
         self.closed = False
         self.clock = clock
         self.last_used = clock()
@@ -113,7 +114,7 @@ class Session:
         self.last_used = self.clock()
 
     def handle_count(self) -> int:
-        return len(self.tensors) + len(self.optimizers)
+        return len(self.tensors) + len(self.optimizers) + len(self.generators)
 
     def measure(self) -> tuple[int, int]:
         """(bytes the session keeps alive, of which bytes of arrays saved for backward).
@@ -123,11 +124,13 @@ class Session:
         per tensor object, the graphs behind the tensors and behind their grads (`NODE_BYTES`
         per node, each once, AccumulateGrad included) with the tensors and arrays those graphs
         save, optimizers' parameters and state, remembered replies with their keys, and the
-        gradients of backward passes suspended at custom Functions (server/functions.py).
+        gradients of backward passes suspended at custom Functions (server/functions.py), and
+        `GENERATOR_BYTES` per generator.
         """
         arrays: dict[int, int] = {}  # a suspended pass's numpy gradients, by owning array
         fp = ge.autograd.footprint(self._roots(arrays))
-        return fp.nbytes + sum(arrays.values()) + self.recent_bytes, fp.saved
+        return (fp.nbytes + sum(arrays.values()) + self.recent_bytes
+                + GENERATOR_BYTES * len(self.generators), fp.saved)
 
     def _roots(self, arrays: dict[int, int]) -> Iterator[ge.Tensor]:
         yield from self.tensors.values()
@@ -159,6 +162,7 @@ class Session:
         self.closed = True
         self.tensors.clear()
         self.optimizers.clear()
+        self.generators.clear()
         self.recent.clear()
         self.recent_bytes = 0
 
@@ -184,12 +188,17 @@ def _optimizer_tensors(opt: Any) -> Iterator[ge.Tensor]:
                     yield v
 
 
+# What one generator holds: numpy's MT19937 (its 624-word key and the object around it) and the
+# engine's Generator with its cached normal, rounded up.
+GENERATOR_BYTES = 8192
+
+
 def make_generator(seed: int | None) -> Any:
     """The session's RNG (None when the engine has no Generator yet)."""
     factory = getattr(ge, "Generator", None)
     if factory is None:
         return None
-    return factory(seed)
+    return factory(seed=seed)
 
 
 class SessionStore:

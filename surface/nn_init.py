@@ -1,10 +1,9 @@
 """`torch.nn.init`, written once against an `NNBackend`.
 
-Each function fills its tensor in place under no_grad, as torch's, and draws from the same
-distribution in the same order: `uniform_(a, b)` is `rand * (b - a) + a` and `normal_(m, s)` is
-`randn * s + m` (in float64 for a float32 tensor of fewer than 16 elements, as torch's kernel),
-computed in the order torch's kernels compute them and written into the tensor with `copy_`
-(the layers call these in torch's order, so values follow the backend's random stream).
+Each function fills its tensor in place under no_grad, as torch's: `uniform_` and `normal_`
+are the tensor's own in-place random ops (torch's kernels, engine/distributions.py), from
+`generator` or the backend's default generator (the layers call these in torch's order, so
+values follow the backend's random stream).
 """
 
 from __future__ import annotations
@@ -17,30 +16,20 @@ from . import grad_mode
 from .nn_backend import NNBackend
 
 
-def _like(be: NNBackend, name: str, tensor: Any, generator: Any, dtype: Any = None) -> Any:
-    kwargs: dict[str, Any] = {} if generator is None else {"generator": generator}
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    return be.call(name, (tensor,), kwargs)
-
-
 def uniform_(be: NNBackend, tensor: Any, a: float = 0.0, b: float = 1.0,
              generator: Any = None) -> Any:
     """Fill `tensor` with values drawn uniformly from [a, b); returns it."""
+    kwargs: dict[str, Any] = {} if generator is None else {"generator": generator}
     with grad_mode.no_grad():
-        return tensor.copy_(_like(be, "rand_like", tensor, generator) * (b - a) + a)
+        return tensor.uniform_(a, b, **kwargs)
 
 
 def normal_(be: NNBackend, tensor: Any, mean: float = 0.0, std: float = 1.0,
             generator: Any = None) -> Any:
     """Fill `tensor` with values drawn from N(mean, std**2); returns it."""
+    kwargs: dict[str, Any] = {} if generator is None else {"generator": generator}
     with grad_mode.no_grad():
-        if be.dtype_of(tensor).name == "float32" and math.prod(be.shape(tensor)) < 16:
-            # torch draws a float tensor of fewer than 16 elements one double at a time and
-            # rounds `x * std + mean` to float once (its normal_kernel); 16 or more in float
-            draws = _like(be, "randn_like", tensor, generator, dtype=be.torch.float64)
-            return tensor.copy_(draws * std + mean)
-        return tensor.copy_(_like(be, "randn_like", tensor, generator) * std + mean)
+        return tensor.normal_(mean, std, **kwargs)
 
 
 def constant_(be: NNBackend, tensor: Any, val: float) -> Any:

@@ -143,17 +143,37 @@ def test_loader_batches_are_recorded_not_fetched(session):
     assert batches[-1][1].tolist() == [96, 97, 98, 99]
 
 
-def test_shuffle_in_a_session_says_what_it_lacks(session):
-    """A session has no torch.Generator objects: a shuffling loader says so before its sampler
-    draws (only the pass's base seed, which torch draws first, has been drawn)."""
-    ds = session.utils.data.TensorDataset(session.arange(10))
-    loader = session.utils.data.DataLoader(ds, batch_size=4, shuffle=True)
-    session.manual_seed(3)
-    with pytest.raises(NotImplementedError, match="torch.Generator, torch.randperm"):
-        next(iter(loader))
-    torch.manual_seed(3)
-    torch.empty((), dtype=torch.int64).random_()  # the pass's base seed, drawn as torch does
-    assert session.rand(3).tolist() == torch.rand(3).tolist()
+SHUFFLE_PROGRAM = """
+import torch
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset, random_split
+
+torch.manual_seed(3)
+x = torch.arange(10).float().unsqueeze(1)
+ds = TensorDataset(x, x * 2)
+loader = DataLoader(ds, batch_size=4, shuffle=True)
+for epoch in range(3):
+    for step, (b_x, b_y) in enumerate(loader):
+        print(epoch, step, b_x.view(-1).tolist(), b_y.sum().item())
+print(torch.rand(2))
+g = torch.Generator().manual_seed(7)
+print([b[0].view(-1).tolist() for b in DataLoader(ds, batch_size=3, shuffle=True, generator=g)])
+print(list(RandomSampler(ds, generator=torch.Generator().manual_seed(1))))
+print(list(RandomSampler(ds, replacement=True, num_samples=12,
+                         generator=torch.Generator().manual_seed(2))))
+parts = random_split(ds, [0.3, 0.7], generator=torch.Generator().manual_seed(42))
+print([list(p.indices) for p in parts])
+print(torch.randn(3), g.initial_seed())
+"""
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
+def test_shuffled_data_program_prints_what_torch_prints(session):
+    """DataLoader(shuffle=True), RandomSampler and random_split with and without a generator:
+    the same batches, indices and following draws as torch."""
+    want = _run(SHUFFLE_PROGRAM)
+    with as_torch(session):
+        got = _run(SHUFFLE_PROGRAM)
+    assert got == want
 
 
 def test_unshuffled_pass_draws_the_base_seed_as_torch(session):

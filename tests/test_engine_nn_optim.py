@@ -513,7 +513,7 @@ def test_same_seed_same_values_and_ranges():
 
 
 def test_generators_are_independent():
-    g1, g2 = ge.Generator().manual_seed(5), ge.Generator(5)
+    g1, g2 = ge.Generator().manual_seed(5), ge.Generator().manual_seed(5)
     a = ge.rand(5, generator=g1)
     ge.manual_seed(0)
     ge.rand(100)  # the default generator does not disturb g2
@@ -523,18 +523,18 @@ def test_generators_are_independent():
     assert not np.array_equal(_np(a), _np(c))
     assert ge.Generator().initial_seed() == torch.Generator().initial_seed()
     assert ge.Generator().manual_seed(-1).initial_seed() == torch.manual_seed(-1).initial_seed()
-    d = ge.apply("randn", [], {"size": (3,)}, generator=ge.Generator(9))
-    e = ge.randn(3, generator=ge.Generator(9))
+    d = ge.apply("randn", [], {"size": (3,)}, generator=ge.Generator().manual_seed(9))
+    e = ge.randn(3, generator=ge.Generator().manual_seed(9))
     np.testing.assert_array_equal(_np(d), _np(e))
 
 
 def test_generator_state_round_trip():
-    g = ge.Generator(42)
+    g = ge.Generator().manual_seed(42)
     ge.rand(7, generator=g)
     state = g.get_state()
     assert state.dtype == np.uint8 and state.ndim == 1
     want = _np(ge.randn(20, generator=g))
-    h = ge.Generator(0).set_state(state.tobytes())
+    h = ge.Generator().manual_seed(0).set_state(state.tobytes())
     np.testing.assert_array_equal(_np(ge.randn(20, generator=h)), want)
     assert h.initial_seed() == 42
     g.set_state(state)

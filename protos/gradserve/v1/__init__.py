@@ -40,6 +40,10 @@ OMIT_INFO_FEATURE = "omit_info"
 #: it ignores them: a client must not send them there).
 STEP_HYPERPARAMETERS_FEATURE = "optimizer_step_hyperparameters"
 
+#: The ListOpsResponse.features name of generator handles (CreateGenerator, GetGenerator,
+#: SetGeneratorState, ManualSeed/ApplyOp/ApplyInplace.generator).
+GENERATOR_FEATURE = "generators"
+
 #: Trailing metadata: id of the graph node that failed (RunGraph).
 FAILED_NODE_METADATA = "gradserve-failed-node"
 

@@ -91,7 +91,7 @@ class CreateTensor(_message.Message):
     def __init__(self, handle: _Optional[int] = ..., value: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., requires_grad: _Optional[bool] = ...) -> None: ...
 
 class ApplyOp(_message.Message):
-    __slots__ = ("op", "inputs", "attrs", "no_grad", "outputs", "omit_info")
+    __slots__ = ("op", "inputs", "attrs", "no_grad", "outputs", "omit_info", "generator")
     class AttrsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -105,13 +105,15 @@ class ApplyOp(_message.Message):
     NO_GRAD_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     OMIT_INFO_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
     op: str
     inputs: _containers.RepeatedCompositeFieldContainer[_graph_pb2.Value]
     attrs: _containers.MessageMap[str, _graph_pb2.AttrValue]
     no_grad: bool
     outputs: _containers.RepeatedScalarFieldContainer[int]
     omit_info: bool
-    def __init__(self, op: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., attrs: _Optional[_Mapping[str, _graph_pb2.AttrValue]] = ..., no_grad: _Optional[bool] = ..., outputs: _Optional[_Iterable[int]] = ..., omit_info: _Optional[bool] = ...) -> None: ...
+    generator: int
+    def __init__(self, op: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., attrs: _Optional[_Mapping[str, _graph_pb2.AttrValue]] = ..., no_grad: _Optional[bool] = ..., outputs: _Optional[_Iterable[int]] = ..., omit_info: _Optional[bool] = ..., generator: _Optional[int] = ...) -> None: ...
 
 class Tape(_message.Message):
     __slots__ = ("ops", "code", "floats", "ints", "constants")
@@ -144,7 +146,7 @@ class TapeResult(_message.Message):
     def __init__(self, tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., values: _Optional[_Iterable[_Union[HandleValue, _Mapping]]] = ...) -> None: ...
 
 class ApplyInplace(_message.Message):
-    __slots__ = ("op", "target", "inputs", "attrs", "no_grad")
+    __slots__ = ("op", "target", "inputs", "attrs", "no_grad", "generator")
     class AttrsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -157,12 +159,14 @@ class ApplyInplace(_message.Message):
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     ATTRS_FIELD_NUMBER: _ClassVar[int]
     NO_GRAD_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
     op: str
     target: int
     inputs: _containers.RepeatedCompositeFieldContainer[_graph_pb2.Value]
     attrs: _containers.MessageMap[str, _graph_pb2.AttrValue]
     no_grad: bool
-    def __init__(self, op: _Optional[str] = ..., target: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., attrs: _Optional[_Mapping[str, _graph_pb2.AttrValue]] = ..., no_grad: _Optional[bool] = ...) -> None: ...
+    generator: int
+    def __init__(self, op: _Optional[str] = ..., target: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., attrs: _Optional[_Mapping[str, _graph_pb2.AttrValue]] = ..., no_grad: _Optional[bool] = ..., generator: _Optional[int] = ...) -> None: ...
 
 class Backward(_message.Message):
     __slots__ = ("tensor", "gradient", "retain_graph", "create_graph", "inputs")
@@ -491,10 +495,42 @@ class OptimizerZeroGrad(_message.Message):
     def __init__(self, optimizer: _Optional[int] = ..., set_to_none: _Optional[bool] = ...) -> None: ...
 
 class ManualSeed(_message.Message):
-    __slots__ = ("seed",)
+    __slots__ = ("seed", "generator")
     SEED_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
     seed: int
-    def __init__(self, seed: _Optional[int] = ...) -> None: ...
+    generator: int
+    def __init__(self, seed: _Optional[int] = ..., generator: _Optional[int] = ...) -> None: ...
+
+class CreateGenerator(_message.Message):
+    __slots__ = ("generator",)
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    generator: int
+    def __init__(self, generator: _Optional[int] = ...) -> None: ...
+
+class GetGenerator(_message.Message):
+    __slots__ = ("generator", "state")
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    generator: int
+    state: bool
+    def __init__(self, generator: _Optional[int] = ..., state: _Optional[bool] = ...) -> None: ...
+
+class GeneratorInfo(_message.Message):
+    __slots__ = ("initial_seed", "state")
+    INITIAL_SEED_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    initial_seed: int
+    state: bytes
+    def __init__(self, initial_seed: _Optional[int] = ..., state: _Optional[bytes] = ...) -> None: ...
+
+class SetGeneratorState(_message.Message):
+    __slots__ = ("generator", "state")
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    generator: int
+    state: bytes
+    def __init__(self, generator: _Optional[int] = ..., state: _Optional[bytes] = ...) -> None: ...
 
 class Release(_message.Message):
     __slots__ = ("handles",)
@@ -517,7 +553,7 @@ class Fetch(_message.Message):
     def __init__(self, handle: _Optional[int] = ..., value: _Optional[bool] = ..., grad: _Optional[bool] = ..., graph: _Optional[bool] = ..., repr: _Optional[bool] = ...) -> None: ...
 
 class Instruction(_message.Message):
-    __slots__ = ("create_tensor", "apply_op", "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad", "set_requires_grad", "detach", "detach_inplace", "retain_grad", "create_optimizer", "optimizer_step", "optimizer_zero_grad", "manual_seed", "release", "fetch", "index", "index_put", "get_optimizer_state", "apply_function", "claim_gradients", "resume_backward", "abort_backward", "register_hook", "remove_hook", "tape")
+    __slots__ = ("create_tensor", "apply_op", "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad", "set_requires_grad", "detach", "detach_inplace", "retain_grad", "create_optimizer", "optimizer_step", "optimizer_zero_grad", "manual_seed", "release", "fetch", "index", "index_put", "get_optimizer_state", "apply_function", "claim_gradients", "resume_backward", "abort_backward", "register_hook", "remove_hook", "tape", "create_generator", "get_generator", "set_generator_state")
     CREATE_TENSOR_FIELD_NUMBER: _ClassVar[int]
     APPLY_OP_FIELD_NUMBER: _ClassVar[int]
     APPLY_INPLACE_FIELD_NUMBER: _ClassVar[int]
@@ -546,6 +582,9 @@ class Instruction(_message.Message):
     REGISTER_HOOK_FIELD_NUMBER: _ClassVar[int]
     REMOVE_HOOK_FIELD_NUMBER: _ClassVar[int]
     TAPE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    GET_GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    SET_GENERATOR_STATE_FIELD_NUMBER: _ClassVar[int]
     create_tensor: CreateTensor
     apply_op: ApplyOp
     apply_inplace: ApplyInplace
@@ -574,7 +613,10 @@ class Instruction(_message.Message):
     register_hook: RegisterHook
     remove_hook: RemoveHook
     tape: Tape
-    def __init__(self, create_tensor: _Optional[_Union[CreateTensor, _Mapping]] = ..., apply_op: _Optional[_Union[ApplyOp, _Mapping]] = ..., apply_inplace: _Optional[_Union[ApplyInplace, _Mapping]] = ..., backward: _Optional[_Union[Backward, _Mapping]] = ..., grad: _Optional[_Union[Grad, _Mapping]] = ..., zero_grad: _Optional[_Union[ZeroGrad, _Mapping]] = ..., set_grad: _Optional[_Union[SetGrad, _Mapping]] = ..., get_grad: _Optional[_Union[GetGrad, _Mapping]] = ..., set_requires_grad: _Optional[_Union[SetRequiresGrad, _Mapping]] = ..., detach: _Optional[_Union[Detach, _Mapping]] = ..., detach_inplace: _Optional[_Union[DetachInplace, _Mapping]] = ..., retain_grad: _Optional[_Union[RetainGrad, _Mapping]] = ..., create_optimizer: _Optional[_Union[CreateOptimizer, _Mapping]] = ..., optimizer_step: _Optional[_Union[OptimizerStep, _Mapping]] = ..., optimizer_zero_grad: _Optional[_Union[OptimizerZeroGrad, _Mapping]] = ..., manual_seed: _Optional[_Union[ManualSeed, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., fetch: _Optional[_Union[Fetch, _Mapping]] = ..., index: _Optional[_Union[Index, _Mapping]] = ..., index_put: _Optional[_Union[IndexPut, _Mapping]] = ..., get_optimizer_state: _Optional[_Union[GetOptimizerState, _Mapping]] = ..., apply_function: _Optional[_Union[ApplyFunction, _Mapping]] = ..., claim_gradients: _Optional[_Union[ClaimGradients, _Mapping]] = ..., resume_backward: _Optional[_Union[ResumeBackward, _Mapping]] = ..., abort_backward: _Optional[_Union[AbortBackward, _Mapping]] = ..., register_hook: _Optional[_Union[RegisterHook, _Mapping]] = ..., remove_hook: _Optional[_Union[RemoveHook, _Mapping]] = ..., tape: _Optional[_Union[Tape, _Mapping]] = ...) -> None: ...
+    create_generator: CreateGenerator
+    get_generator: GetGenerator
+    set_generator_state: SetGeneratorState
+    def __init__(self, create_tensor: _Optional[_Union[CreateTensor, _Mapping]] = ..., apply_op: _Optional[_Union[ApplyOp, _Mapping]] = ..., apply_inplace: _Optional[_Union[ApplyInplace, _Mapping]] = ..., backward: _Optional[_Union[Backward, _Mapping]] = ..., grad: _Optional[_Union[Grad, _Mapping]] = ..., zero_grad: _Optional[_Union[ZeroGrad, _Mapping]] = ..., set_grad: _Optional[_Union[SetGrad, _Mapping]] = ..., get_grad: _Optional[_Union[GetGrad, _Mapping]] = ..., set_requires_grad: _Optional[_Union[SetRequiresGrad, _Mapping]] = ..., detach: _Optional[_Union[Detach, _Mapping]] = ..., detach_inplace: _Optional[_Union[DetachInplace, _Mapping]] = ..., retain_grad: _Optional[_Union[RetainGrad, _Mapping]] = ..., create_optimizer: _Optional[_Union[CreateOptimizer, _Mapping]] = ..., optimizer_step: _Optional[_Union[OptimizerStep, _Mapping]] = ..., optimizer_zero_grad: _Optional[_Union[OptimizerZeroGrad, _Mapping]] = ..., manual_seed: _Optional[_Union[ManualSeed, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., fetch: _Optional[_Union[Fetch, _Mapping]] = ..., index: _Optional[_Union[Index, _Mapping]] = ..., index_put: _Optional[_Union[IndexPut, _Mapping]] = ..., get_optimizer_state: _Optional[_Union[GetOptimizerState, _Mapping]] = ..., apply_function: _Optional[_Union[ApplyFunction, _Mapping]] = ..., claim_gradients: _Optional[_Union[ClaimGradients, _Mapping]] = ..., resume_backward: _Optional[_Union[ResumeBackward, _Mapping]] = ..., abort_backward: _Optional[_Union[AbortBackward, _Mapping]] = ..., register_hook: _Optional[_Union[RegisterHook, _Mapping]] = ..., remove_hook: _Optional[_Union[RemoveHook, _Mapping]] = ..., tape: _Optional[_Union[Tape, _Mapping]] = ..., create_generator: _Optional[_Union[CreateGenerator, _Mapping]] = ..., get_generator: _Optional[_Union[GetGenerator, _Mapping]] = ..., set_generator_state: _Optional[_Union[SetGeneratorState, _Mapping]] = ...) -> None: ...
 
 class ApplyFunction(_message.Message):
     __slots__ = ("name", "node", "args", "outputs", "results", "non_differentiable", "dirty", "saved", "materialize_grads", "no_grad")
@@ -761,20 +803,22 @@ class HandlesResult(_message.Message):
     def __init__(self, tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ...) -> None: ...
 
 class InstructionResult(_message.Message):
-    __slots__ = ("done", "handles", "fetch", "optimizer_state", "suspended", "tape")
+    __slots__ = ("done", "handles", "fetch", "optimizer_state", "suspended", "tape", "generator")
     DONE_FIELD_NUMBER: _ClassVar[int]
     HANDLES_FIELD_NUMBER: _ClassVar[int]
     FETCH_FIELD_NUMBER: _ClassVar[int]
     OPTIMIZER_STATE_FIELD_NUMBER: _ClassVar[int]
     SUSPENDED_FIELD_NUMBER: _ClassVar[int]
     TAPE_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
     done: _tensor_pb2.NoneValue
     handles: HandlesResult
     fetch: FetchResult
     optimizer_state: OptimizerState
     suspended: BackwardSuspended
     tape: TapeResult
-    def __init__(self, done: _Optional[_Union[_tensor_pb2.NoneValue, _Mapping]] = ..., handles: _Optional[_Union[HandlesResult, _Mapping]] = ..., fetch: _Optional[_Union[FetchResult, _Mapping]] = ..., optimizer_state: _Optional[_Union[OptimizerState, _Mapping]] = ..., suspended: _Optional[_Union[BackwardSuspended, _Mapping]] = ..., tape: _Optional[_Union[TapeResult, _Mapping]] = ...) -> None: ...
+    generator: GeneratorInfo
+    def __init__(self, done: _Optional[_Union[_tensor_pb2.NoneValue, _Mapping]] = ..., handles: _Optional[_Union[HandlesResult, _Mapping]] = ..., fetch: _Optional[_Union[FetchResult, _Mapping]] = ..., optimizer_state: _Optional[_Union[OptimizerState, _Mapping]] = ..., suspended: _Optional[_Union[BackwardSuspended, _Mapping]] = ..., tape: _Optional[_Union[TapeResult, _Mapping]] = ..., generator: _Optional[_Union[GeneratorInfo, _Mapping]] = ...) -> None: ...
 
 class BatchRequest(_message.Message):
     __slots__ = ("session_id", "request_id", "instructions")
