@@ -36,7 +36,7 @@ from .test_engine_ops import _arrays, _cases, _engine_inputs, _flags
 WITHOUT_RULES = {
     # random draws with range checks against the dtype, or in place on their target
     "randint", "randperm", "normal_sample", "randint_like", "uniform", "normal", "random",
-    "exponential",
+    "exponential", "geometric", "cauchy", "log_normal", "multinomial",
     # indexing: shapes from index values (nonzero, boolean masks), index gradients, rare ops
     "select_backward", "slice_backward", "alias", "index_backward", "nonzero", "take",
     "put", "gather_backward",
