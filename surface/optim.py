@@ -132,10 +132,7 @@ class Optimizer:
         Returns:
             A handle whose `remove()` takes the hook out.
         """
-        hooks = self.__dict__.setdefault("_optimizer_step_pre_hooks", {})
-        handle = RemovableHandle(hooks, set())
-        hooks[handle.id] = hook
-        return handle
+        return self._add_hook("_optimizer_step_pre_hooks", hook)
 
     def register_step_post_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
         """Call `hook(optimizer, args, kwargs)` after each step().
@@ -143,7 +140,10 @@ class Optimizer:
         Returns:
             A handle whose `remove()` takes the hook out.
         """
-        hooks = self.__dict__.setdefault("_optimizer_step_post_hooks", {})
+        return self._add_hook("_optimizer_step_post_hooks", hook)
+
+    def _add_hook(self, key: str, hook: Callable[..., Any]) -> RemovableHandle:
+        hooks = self.__dict__.setdefault(key, {})
         handle = RemovableHandle(hooks, set())
         hooks[handle.id] = hook
         return handle
