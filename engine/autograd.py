@@ -7,6 +7,8 @@ itself recorded.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import warnings
 import weakref
 from collections.abc import Generator, Iterable, Sequence
@@ -164,12 +166,15 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
         _add(buffers, node, nr, g)
     if held is not None:
         held.extend((buffers, captured))
-    ready = []
+    # torch's ready queue: the ready node with the highest sequence number runs first
+    # (AccumulateGrad's is the maximum); `order` breaks ties in arrival order
+    ready: list[tuple[int, int, Any]] = []
+    order = itertools.count().__next__
     seen: set[int] = set()
     for node in root_nodes:
         if deps.get(node, 0) == 0 and id(node) not in seen:
             seen.add(id(node))
-            ready.append(node)
+            heapq.heappush(ready, (-getattr(node, "sequence_nr", 0), order(), node))
     ctx = grad_mode.set_grad_enabled(create_graph)
     state = limits._state
     # Under a byte budget, numpy gradients (recorded ops charge themselves) are charged when a
@@ -179,7 +184,7 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
     node_hooks, leaf_hooks = hooks.registries()  # hooks.active() without a call per node
     try:
         while ready:
-            node = ready.pop()
+            node = heapq.heappop(ready)[2]
             if state.active:
                 limits.tick()  # the caller's deadline / cancellation, between nodes
             gs = buffers.pop(node, None) or [None]
@@ -241,7 +246,7 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                 left = deps[child] - 1
                 deps[child] = left
                 if left == 0:
-                    ready.append(child)
+                    heapq.heappush(ready, (-getattr(child, "sequence_nr", 0), order(), child))
             if meter is not None and not kept:
                 meter.consumed(gs)
     finally:

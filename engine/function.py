@@ -21,7 +21,7 @@ from gradserve.surface import grad_mode, messages
 from gradserve.surface.autograd_function import CtxDeclarations, run_forward
 
 from . import errors, hooks, limits, namespaces
-from .nodes import FREED_MESSAGE, SUSPEND, _fit, _version_message, edge
+from .nodes import FREED_MESSAGE, SUSPEND, _fit, _version_message, edge, next_sequence_nr
 from .tensor import Tensor
 
 NO_FORWARD_MESSAGE = messages.FUNCTION_NO_FORWARD
@@ -54,6 +54,7 @@ class BackwardFunction(FunctionCtx):
     out_data = None  # (read by autograd.footprint: custom nodes keep their outputs as tensors)
 
     def __init__(self) -> None:
+        self.sequence_nr = next_sequence_nr()
         self._saved = None
         self._saved_versions = ()
         self._dirty = ()
@@ -340,6 +341,7 @@ class DelayedError:
 
     def __init__(self) -> None:
         self.n_out = 1
+        self.sequence_nr = next_sequence_nr()
 
     def name(self) -> str:
         return "torch::autograd::Error"

@@ -9,6 +9,8 @@ the nodes is `autograd`.
 
 from __future__ import annotations
 
+import itertools
+import sys
 import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -63,6 +65,9 @@ class _MetaSeq(tuple):  # type: ignore[type-arg]
 
 
 _new_node = object.__new__
+# torch's sequence numbers: each node takes the next at creation; a backward pass runs the ready
+# node with the highest first (AccumulateGrad: the maximum, so leaves' gradients land at once)
+next_sequence_nr = itertools.count().__next__
 
 
 class Node:
@@ -70,7 +75,7 @@ class Node:
 
     __slots__ = ("op", "_name", "attrs", "edges", "args", "versions", "meta", "out_data",
                  "out_versions", "freed", "has_saved", "retained", "n_out", "out_meta",
-                 "__weakref__")
+                 "sequence_nr", "__weakref__")
 
     op: OpDef
     _name: str
@@ -86,6 +91,7 @@ class Node:
     retained: dict[int, Any] | None
     n_out: int
     out_meta: tuple[tuple[tuple[int, ...], Any], ...] | None
+    sequence_nr: int
 
     @classmethod
     def create(cls, op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any],
@@ -135,6 +141,7 @@ class Node:
                     saved_scalar = True
             i += 1
         node = _new_node(cls)
+        node.sequence_nr = next_sequence_nr()
         node.op = op
         b = op._backward
         node._name = b if isinstance(b, str) else b(args, attrs)
@@ -167,6 +174,7 @@ class Node:
             return None
         uses = op.uses[0]
         node = cls()
+        node.sequence_nr = next_sequence_nr()
         node.op = op
         node._name = op.node_name(flat, attrs)
         node.attrs = attrs
@@ -437,6 +445,7 @@ class AccumulateGrad:
     __slots__ = ("variable", "__weakref__")
     edges: tuple[Any, ...] = ()
     next_functions: tuple[Any, ...] = ()
+    sequence_nr = sys.maxsize  # torch's UINT64_MAX: first among the ready nodes
 
     def __init__(self, variable: Tensor):
         self.variable = variable

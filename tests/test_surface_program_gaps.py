@@ -253,3 +253,37 @@ def test_nn_modules_holds_torchs_submodules(lib):
     with pytest.raises(AttributeError, match=r"^gradserve does not implement "
                                              r"torch\.nn\.modules\.loss\.Frob "):
         lib.nn.modules.loss.Frob  # noqa: B018
+
+
+# --- the order a backward pass runs its nodes ----------------------------------------------------
+
+def _hook_order(lib: Any) -> list[str]:
+    """Hooks on tensors of a graph where several nodes are ready at once: the order they run in
+    is torch's ready queue (highest sequence number first, AccumulateGrad before any node)."""
+    seen: list[str] = []
+
+    def tag(t: Any, name: str) -> None:
+        t.register_hook(lambda g: seen.append(name))
+
+    a = lib.tensor([1.0, 2.0], requires_grad=True)
+    b = lib.tensor([3.0, 4.0], requires_grad=True)
+    c, d = a * b, a + b
+    for t, name in ((c, "c"), (d, "d"), (a, "a"), (b, "b")):
+        tag(t, name)
+    ((c * d).sum() + c.sum() + (d * 2).sum()).backward()
+    x = lib.tensor(1.0, requires_grad=True)
+    ys = [x * i for i in range(4)]
+    for i, y in enumerate(ys):
+        tag(y, f"y{i}")
+    sum(ys).backward()
+    w = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    parts = [w * 1, w * 2, (w * 3).exp()]
+    for i, p in enumerate(parts):
+        tag(p, f"p{i}")
+    tag(w, "w")
+    (parts[0] + parts[1] + parts[2]).sum().backward()
+    return seen
+
+
+def test_backward_runs_ready_nodes_in_torchs_order(lib):
+    assert _hook_order(lib) == _hook_order(torch)
