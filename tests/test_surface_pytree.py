@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.reference import torch
+from tests.reference import HAVE_TORCH, MISSING_REASON, torch
 
 tpytree = torch.utils._pytree
 
@@ -102,13 +102,22 @@ def test_register_pytree_node_makes_a_container_once(gradserve_lib: Any):
     del pytree.SUPPORTED_NODES[Pair]  # one process-wide registry, as torch's
 
 
+def _torch_map() -> Any:
+    """functorch's `map` (torch's wheel ships functorch), or a skip where torch is absent."""
+    if not HAVE_TORCH:
+        pytest.skip(MISSING_REASON)
+    from functorch.experimental.control_flow import map as tmap
+
+    return tmap
+
+
 def _slices(g: Any) -> tuple[Any, Any]:
     xs = np.arange(6, dtype=np.float32).reshape(3, 2) / 4
     return g.tensor(xs), g.tensor([0.5, -1.0])
 
 
 def test_map_applies_over_dim_0_and_stacks_pytrees(gradserve_lib: Any):
-    from functorch.experimental.control_flow import map as tmap
+    tmap = _torch_map()
 
     g = gradserve_lib
     xs, y = _slices(g)
@@ -130,7 +139,7 @@ def test_map_applies_over_dim_0_and_stacks_pytrees(gradserve_lib: Any):
     lambda t: ([1, 2],),
 ], ids=["empty", "uneven", "not tensors"])
 def test_map_refuses_as_torch(gradserve_lib: Any, args: Any):
-    from functorch.experimental.control_flow import map as tmap
+    tmap = _torch_map()
 
     with pytest.raises(RuntimeError) as want:
         tmap(lambda x: x, *args(torch))
@@ -168,7 +177,7 @@ def _map_with_grad(t: Any, hmap: Any) -> list[Any]:
 
 
 def test_map_records_one_node_and_differentiates_as_torch(gradserve_lib: Any):
-    from functorch.experimental.control_flow import map as tmap
+    tmap = _torch_map()
 
     assert _map_with_grad(gradserve_lib, gradserve_lib._higher_order_ops.map) == _map_with_grad(
         torch, tmap)
