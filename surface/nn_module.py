@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -57,6 +58,123 @@ class RemovableHandle:
         self.remove()
 
 
+def _pack_with_none(indices: list[int], values: Any, size: int) -> tuple[Any, ...]:
+    res: list[Any] = [None] * size
+    for idx, val in zip(indices, values):
+        res[idx] = val
+    return tuple(res)
+
+
+class _BackwardHook:
+    """torch.utils.hooks.BackwardHook: routes a module call's tensor inputs and outputs through
+    an identity Function named BackwardHookFunction (so their grad_fn prints as torch's) whose
+    backward calls the module's full backward pre-hooks (outputs) and full backward hooks
+    (inputs), once per pass."""
+
+    def __init__(self, module: Module, hooks: list[Callable[..., Any]],
+                 pre_hooks: list[Callable[..., Any]]):
+        self.module = module
+        self.hooks = hooks
+        self.pre_hooks = pre_hooks
+        self.grad_outputs: tuple[Any, ...] | None = None
+        self.n_outputs = -1
+        self.output_index: list[int] | None = None
+        self.n_inputs = -1
+        self.input_index: list[int] | None = None
+
+    def _apply(self, on_backward: Callable[[tuple[Any, ...]], tuple[Any, ...]],
+               args: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[int] | None]:
+        be = self.module._be
+        index = [i for i, a in enumerate(args) if be.is_tensor(a)]
+        tensors = [args[i] for i in index]
+        if not (any(t.requires_grad for t in tensors) and grad_mode.is_grad_enabled()):
+            return args, None
+        new = _hook_function(be).apply(on_backward, *tensors)
+        if not isinstance(new, tuple):
+            new = (new,)
+        out = list(args)
+        for i, t in zip(index, new):
+            if args[i].requires_grad:  # the others stay as they were: torch marks them
+                out[i] = t             # non-differentiable (no grad_fn)
+        return tuple(out), index
+
+    def setup_input_hook(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        def on_backward(grad_input: tuple[Any, ...]) -> tuple[Any, ...]:
+            if self.grad_outputs is None:
+                return grad_input
+            assert self.input_index is not None
+            res = _pack_with_none(self.input_index, grad_input, self.n_inputs)
+            for hook in self.hooks:
+                out = hook(self.module, res, self.grad_outputs)
+                if out is None:
+                    continue
+                if len(out) != len(res):
+                    raise RuntimeError("Backward hook returned an invalid number of grad_input, "
+                                       f"got {len(out)}, but expected {len(res)}")
+                res = out
+            self.grad_outputs = None
+            return tuple(res[i] for i in self.input_index)
+
+        res, self.input_index = self._apply(on_backward, args)
+        self.n_inputs = len(args)
+        return res
+
+    def setup_output_hook(self, result: Any) -> Any:
+        def on_backward(grad_output: tuple[Any, ...]) -> tuple[Any, ...]:
+            assert self.output_index is not None
+            self.grad_outputs = _pack_with_none(self.output_index, grad_output, self.n_outputs)
+            for pre_hook in self.pre_hooks:
+                new = pre_hook(self.module, self.grad_outputs)
+                if new is None:
+                    continue
+                if len(new) != len(self.grad_outputs):
+                    raise RuntimeError("Backward pre hook returned an invalid number of "
+                                       f"grad_output, got {len(new)}, but expected "
+                                       f"{len(self.grad_outputs)}")
+                self.grad_outputs = new
+            local = self.grad_outputs
+            if self.input_index is None:
+                warnings.warn(
+                    "Full backward hook is firing when gradients are computed with respect to "
+                    "module outputs since no inputs require gradients. See "
+                    "https://docs.pytorch.org/docs/main/generated/torch.nn.Module.html"
+                    "#torch.nn.Module.register_full_backward_hook for more details.",
+                    stacklevel=5)
+                grad_inputs = _pack_with_none([], [], self.n_inputs)
+                for hook in self.hooks:
+                    res = hook(self.module, grad_inputs, self.grad_outputs)
+                    if res is not None and not (isinstance(res, tuple)
+                                                and all(el is None for el in res)):
+                        raise RuntimeError("Backward hook for Modules where no input requires "
+                                           "gradient should always return None or None for "
+                                           "all gradients.")
+                self.grad_outputs = None
+            return tuple(local[i] for i in self.output_index)
+
+        is_tuple = isinstance(result, tuple)
+        args = result if is_tuple else (result,)
+        res, self.output_index = self._apply(on_backward, args)
+        self.n_outputs = len(args)
+        return res if is_tuple else res[0]
+
+
+def _hook_function(be: NNBackend) -> Any:
+    """torch.nn.modules._functions.BackwardHookFunction for `be`'s autograd.Function: an
+    identity whose backward hands its gradients to the callable passed first to apply (made
+    per call: a class cached per session would keep the session alive)."""
+
+    def forward(ctx: Any, on_backward: Any, *args: Any) -> Any:
+        ctx.mark_non_differentiable(*[a for a in args if not a.requires_grad])
+        ctx.on_backward = on_backward
+        return args
+
+    def backward(ctx: Any, *grads: Any) -> Any:
+        return (None, *ctx.on_backward(grads))
+
+    return type("BackwardHookFunction", (be.torch.autograd.Function,),
+                {"forward": staticmethod(forward), "backward": staticmethod(backward)})
+
+
 def _addindent(text: str, spaces: int) -> str:
     first, *rest = text.split("\n")
     if not rest:
@@ -95,6 +213,8 @@ class Module:
         object.__setattr__(self, "_forward_pre_hooks", {})
         object.__setattr__(self, "_forward_hooks", {})
         object.__setattr__(self, "_hooks_with_kwargs", set())
+        object.__setattr__(self, "_backward_pre_hooks", {})
+        object.__setattr__(self, "_backward_hooks", {})
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The computation; every subclass defines it."""
@@ -104,7 +224,8 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         d = self.__dict__
         pre, post = d.get("_forward_pre_hooks"), d.get("_forward_hooks")
-        if not pre and not post:
+        bw, bw_pre = d.get("_backward_hooks"), d.get("_backward_pre_hooks")
+        if not pre and not post and not bw and not bw_pre:
             return self.forward(*args, **kwargs)
         with_kwargs = d["_hooks_with_kwargs"]
         for key, hook in list(pre.items()):  # type: ignore[union-attr]
@@ -119,12 +240,19 @@ class Module:
                 res = hook(self, args)
                 if res is not None:
                     args = res if isinstance(res, tuple) else (res,)
+        bw_hook = None
+        if bw or bw_pre:
+            bw_hook = _BackwardHook(self, list(bw.values()),  # type: ignore[union-attr]
+                                    list(bw_pre.values()))  # type: ignore[union-attr]
+            args = bw_hook.setup_input_hook(args)
         result = self.forward(*args, **kwargs)
         for key, hook in list(post.items()):  # type: ignore[union-attr]
             res = (hook(self, args, kwargs, result) if key in with_kwargs
                    else hook(self, args, result))
             if res is not None:
                 result = res
+        if bw_hook is not None:
+            result = bw_hook.setup_output_hook(result)
         return result
 
     def _add_hook(self, table: str, hook: Callable[..., Any], prepend: bool,
@@ -152,6 +280,38 @@ class Module:
         """Call `hook(module, args, output)` (or `(module, args, kwargs, output)`) after each
         forward; a non-None result replaces the output. Returns a handle (`remove()`)."""
         return self._add_hook("_forward_hooks", hook, prepend, with_kwargs)
+
+    def register_full_backward_pre_hook(self, hook: Callable[..., Any], prepend: bool = False,
+                                        ) -> RemovableHandle:
+        """Call `hook(module, grad_output)` when the gradients of the module's outputs are
+        computed, before its inputs' gradients.
+
+        Args:
+            hook: called as `hook(module, grad_output)`; `grad_output` is a tuple with one entry
+                per output (None for a non-tensor output); a non-None result (a tuple of the
+                same length) replaces it.
+            prepend: call this hook before the ones already registered.
+
+        Returns:
+            A handle whose `remove()` takes the hook out.
+        """
+        return self._add_hook("_backward_pre_hooks", hook, prepend, False)
+
+    def register_full_backward_hook(self, hook: Callable[..., Any], prepend: bool = False,
+                                    ) -> RemovableHandle:
+        """Call `hook(module, grad_input, grad_output)` once per backward pass, when the
+        gradients of the module's inputs are computed (torch's full backward hook).
+
+        Args:
+            hook: called as `hook(module, grad_input, grad_output)`, tuples with one entry per
+                positional input and per output (None where there is no gradient); a non-None
+                result (a tuple as long as `grad_input`) replaces the inputs' gradients.
+            prepend: call this hook before the ones already registered.
+
+        Returns:
+            A handle whose `remove()` takes the hook out.
+        """
+        return self._add_hook("_backward_hooks", hook, prepend, False)
 
     # --- registration ---------------------------------------------------------------------------
 
