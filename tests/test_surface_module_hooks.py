@@ -4,6 +4,7 @@ arguments, replacement gradients, removal, and the outputs' grad_fn name."""
 
 from __future__ import annotations
 
+import types
 import warnings
 from typing import Any
 
@@ -169,3 +170,51 @@ def _run_errors(lib: Any) -> list[Any]:
 
 def test_wrong_lengths_raise_torchs_errors(gradserve_lib: Any):
     _same(_run_errors(torch), _run_errors(gradserve_lib))
+
+
+def _run_deprecated(lib: Any, checks_graph: bool) -> list[Any]:
+    log: list[Any] = []
+
+    class Scale(lib.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = lib.nn.Parameter(lib.tensor([2.0, -3.0]))
+
+        def forward(self, x: Any) -> Any:
+            return x * self.w
+
+    m = Scale()
+
+    def hook(mod: Any, gi: Any, go: Any) -> Any:
+        log.append(("hook", mod is m, _grads(gi), _grads(go)))
+        return (gi[0] * 3, gi[1])
+
+    handle = m.register_backward_hook(hook)
+    x = lib.tensor([1.0, 5.0], requires_grad=True)
+    h = x * 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m(h).sum().backward()
+    # torch warns (the forward's node also reaches w's AccumulateGrad); a session does not
+    # check the graph's structure (README)
+    if checks_graph:
+        log.append(("warned", [str(w.message) for w in caught]))
+    log.append(("grads", _np(x.grad), _np(m.w.grad)))
+    with pytest.raises(RuntimeError) as err:
+        m.register_full_backward_hook(hook)
+    log.append(str(err.value))
+    handle.remove()
+    m(x * 2).sum().backward()
+    log.append(("after remove", len(log), _np(x.grad)))
+    m2 = Scale()
+    m2.register_full_backward_pre_hook(lambda mod, go: None)
+    m2.register_full_backward_hook(lambda mod, gi, go: None)
+    with pytest.raises(RuntimeError) as err:
+        m2.register_backward_hook(hook)
+    log.append(str(err.value))
+    return log
+
+
+def test_deprecated_backward_hook_matches_torch(gradserve_lib: Any):
+    in_process = isinstance(gradserve_lib, types.ModuleType)
+    _same(_run_deprecated(torch, in_process), _run_deprecated(gradserve_lib, in_process))
