@@ -218,3 +218,21 @@ def _run_deprecated(lib: Any, checks_graph: bool) -> list[Any]:
 def test_deprecated_backward_hook_matches_torch(gradserve_lib: Any):
     in_process = isinstance(gradserve_lib, types.ModuleType)
     _same(_run_deprecated(torch, in_process), _run_deprecated(gradserve_lib, in_process))
+
+
+def _run_identity_twice(lib: Any) -> list[Any]:
+    log: list[Any] = []
+    m = lib.nn.Identity()
+    m.register_full_backward_pre_hook(lambda mod, go: log.append(("pre", _grads(go))))
+    m.register_full_backward_hook(lambda mod, gi, go: log.append(("full", _grads(gi))))
+    x = lib.tensor([1.0, 2.0], requires_grad=True)
+    y = m(x)
+    z = m(y * 3)  # two calls: each has its own hooks' state
+    log.append(("names", y.grad_fn.name(), z.grad_fn.name(), y is x))
+    (z * lib.tensor([1.0, -1.0])).sum().backward()
+    log.append(("x.grad", _np(x.grad)))
+    return log
+
+
+def test_identity_module_called_twice_matches_torch(gradserve_lib: Any):
+    _same(_run_identity_twice(torch), _run_identity_twice(gradserve_lib))
