@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -57,6 +58,127 @@ class RemovableHandle:
         self.remove()
 
 
+_MIXED_BACKWARD_HOOKS = ("Cannot use both regular backward hooks and full backward hooks on a "
+                         "single Module. Please use only one of them.")
+
+
+def _pack_with_none(indices: list[int], values: Any, size: int) -> tuple[Any, ...]:
+    res: list[Any] = [None] * size
+    for idx, val in zip(indices, values):
+        res[idx] = val
+    return tuple(res)
+
+
+class _BackwardHook:
+    """torch.utils.hooks.BackwardHook: routes a module call's tensor inputs and outputs through
+    an identity Function named BackwardHookFunction (so their grad_fn prints as torch's) whose
+    backward calls the module's full backward pre-hooks (outputs) and full backward hooks
+    (inputs), once per pass."""
+
+    def __init__(self, module: Module, hooks: list[Callable[..., Any]],
+                 pre_hooks: list[Callable[..., Any]]):
+        self.module = module
+        self.hooks = hooks
+        self.pre_hooks = pre_hooks
+        self.grad_outputs: tuple[Any, ...] | None = None
+        self.n_outputs = -1
+        self.output_index: list[int] | None = None
+        self.n_inputs = -1
+        self.input_index: list[int] | None = None
+
+    def _apply(self, on_backward: Callable[[tuple[Any, ...]], tuple[Any, ...]],
+               args: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[int] | None]:
+        be = self.module._be
+        index = [i for i, a in enumerate(args) if be.is_tensor(a)]
+        tensors = [args[i] for i in index]
+        if not (any(t.requires_grad for t in tensors) and grad_mode.is_grad_enabled()):
+            return args, None
+        new = _hook_function(be).apply(on_backward, *tensors)
+        if not isinstance(new, tuple):
+            new = (new,)
+        out = list(args)
+        for i, t in zip(index, new):
+            if args[i].requires_grad:  # the others stay as they were: torch marks them
+                out[i] = t             # non-differentiable (no grad_fn)
+        return tuple(out), index
+
+    def setup_input_hook(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        def on_backward(grad_input: tuple[Any, ...]) -> tuple[Any, ...]:
+            if self.grad_outputs is None:
+                return grad_input
+            assert self.input_index is not None
+            res = _pack_with_none(self.input_index, grad_input, self.n_inputs)
+            for hook in self.hooks:
+                out = hook(self.module, res, self.grad_outputs)
+                if out is None:
+                    continue
+                if len(out) != len(res):
+                    raise RuntimeError("Backward hook returned an invalid number of grad_input, "
+                                       f"got {len(out)}, but expected {len(res)}")
+                res = out
+            self.grad_outputs = None
+            return tuple(res[i] for i in self.input_index)
+
+        res, self.input_index = self._apply(on_backward, args)
+        self.n_inputs = len(args)
+        return res
+
+    def setup_output_hook(self, result: Any) -> Any:
+        def on_backward(grad_output: tuple[Any, ...]) -> tuple[Any, ...]:
+            assert self.output_index is not None
+            self.grad_outputs = _pack_with_none(self.output_index, grad_output, self.n_outputs)
+            for pre_hook in self.pre_hooks:
+                new = pre_hook(self.module, self.grad_outputs)
+                if new is None:
+                    continue
+                if len(new) != len(self.grad_outputs):
+                    raise RuntimeError("Backward pre hook returned an invalid number of "
+                                       f"grad_output, got {len(new)}, but expected "
+                                       f"{len(self.grad_outputs)}")
+                self.grad_outputs = new
+            local = self.grad_outputs
+            if self.input_index is None:
+                warnings.warn(
+                    "Full backward hook is firing when gradients are computed with respect to "
+                    "module outputs since no inputs require gradients. See "
+                    "https://docs.pytorch.org/docs/main/generated/torch.nn.Module.html"
+                    "#torch.nn.Module.register_full_backward_hook for more details.",
+                    stacklevel=5)
+                grad_inputs = _pack_with_none([], [], self.n_inputs)
+                for hook in self.hooks:
+                    res = hook(self.module, grad_inputs, self.grad_outputs)
+                    if res is not None and not (isinstance(res, tuple)
+                                                and all(el is None for el in res)):
+                        raise RuntimeError("Backward hook for Modules where no input requires "
+                                           "gradient should always return None or None for "
+                                           "all gradients.")
+                self.grad_outputs = None
+            return tuple(local[i] for i in self.output_index)
+
+        is_tuple = isinstance(result, tuple)
+        args = result if is_tuple else (result,)
+        res, self.output_index = self._apply(on_backward, args)
+        self.n_outputs = len(args)
+        return res if is_tuple else res[0]
+
+
+def _hook_function(be: NNBackend) -> Any:
+    """torch.nn.modules._functions.BackwardHookFunction for `be`'s autograd.Function: an
+    identity whose backward hands its gradients to the callable passed first to apply (made
+    per call: a class cached per session would keep the session alive)."""
+
+    def forward(ctx: Any, on_backward: Any, *args: Any) -> Any:
+        ctx.mark_non_differentiable(*[a for a in args if not a.requires_grad])
+        ctx.on_backward = on_backward
+        return args
+
+    def backward(ctx: Any, *grads: Any) -> Any:
+        return (None, *ctx.on_backward(grads))
+
+    return type("BackwardHookFunction", (be.torch.autograd.Function,),
+                {"forward": staticmethod(forward), "backward": staticmethod(backward)})
+
+
 def _addindent(text: str, spaces: int) -> str:
     first, *rest = text.split("\n")
     if not rest:
@@ -95,6 +217,9 @@ class Module:
         object.__setattr__(self, "_forward_pre_hooks", {})
         object.__setattr__(self, "_forward_hooks", {})
         object.__setattr__(self, "_hooks_with_kwargs", set())
+        object.__setattr__(self, "_backward_pre_hooks", {})
+        object.__setattr__(self, "_backward_hooks", {})
+        object.__setattr__(self, "_is_full_backward_hook", None)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The computation; every subclass defines it."""
@@ -104,7 +229,8 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         d = self.__dict__
         pre, post = d.get("_forward_pre_hooks"), d.get("_forward_hooks")
-        if not pre and not post:
+        bw, bw_pre = d.get("_backward_hooks"), d.get("_backward_pre_hooks")
+        if not pre and not post and not bw and not bw_pre:
             return self.forward(*args, **kwargs)
         with_kwargs = d["_hooks_with_kwargs"]
         for key, hook in list(pre.items()):  # type: ignore[union-attr]
@@ -119,13 +245,74 @@ class Module:
                 res = hook(self, args)
                 if res is not None:
                     args = res if isinstance(res, tuple) else (res,)
+        full = list(bw.values()) if bw and d["_is_full_backward_hook"] else []
+        non_full = list(bw.values()) if bw and not d["_is_full_backward_hook"] else []
+        bw_hook = None
+        if full or bw_pre:
+            bw_hook = _BackwardHook(self, full, list(bw_pre.values()))  # type: ignore[union-attr]
+            args = bw_hook.setup_input_hook(args)
         result = self.forward(*args, **kwargs)
         for key, hook in list(post.items()):  # type: ignore[union-attr]
             res = (hook(self, args, kwargs, result) if key in with_kwargs
                    else hook(self, args, result))
             if res is not None:
                 result = res
+        if bw_hook is not None:
+            result = bw_hook.setup_output_hook(result)
+        if non_full:
+            self._set_non_full_hooks(non_full, args, result)
         return result
+
+    def _set_non_full_hooks(self, hooks: list[Callable[..., Any]], args: tuple[Any, ...],
+                            result: Any) -> None:
+        """torch's deprecated module backward hooks: each becomes a hook on the grad_fn of the
+        first tensor in `result`, called as `hook(module, grad_input, grad_output)`."""
+        be = self._be
+        var = result
+        while not be.is_tensor(var):
+            var = (next(v for v in var.values() if be.is_tensor(v)) if isinstance(var, dict)
+                   else var[0])
+        grad_fn = var.grad_fn
+        if grad_fn is None:
+            return
+        for hook in hooks:
+            grad_fn.register_hook(lambda gi, go, hook=hook: hook(self, gi, go))
+        results = result if isinstance(result, tuple) else (result,)
+        if not all(be.is_tensor(r) for r in results):
+            warnings.warn(
+                "Using non-full backward hooks on a Module that does not return a single Tensor "
+                "or a tuple of Tensors is deprecated and will be removed in future versions. "
+                "This hook will be missing some of the grad_output. Please use "
+                "register_full_backward_hook to get the documented behavior.",
+                FutureWarning, stacklevel=3)
+        elif not all(be.is_tensor(a) for a in args):
+            warnings.warn(
+                "Using non-full backward hooks on a Module that does not take as input a single "
+                "Tensor or a tuple of Tensors is deprecated and will be removed in future "
+                "versions. This hook will be missing some of the grad_input. Please use "
+                "register_full_backward_hook to get the documented behavior.",
+                FutureWarning, stacklevel=3)
+        elif not be.remote_metadata:  # a session's nodes have no identity to compare here
+            out_fns = {id(r.grad_fn): r.grad_fn for r in results if r.grad_fn is not None}
+            if not out_fns or (len(out_fns) == 1 and id(grad_fn) not in out_fns):
+                warnings.warn(
+                    "Using a non-full backward hook when outputs are nested in python data "
+                    "structure is deprecated and will be removed in future versions. This hook "
+                    "will be missing some grad_output.", FutureWarning, stacklevel=3)
+            elif len(out_fns) > 1:
+                warnings.warn(
+                    "Using a non-full backward hook when outputs are generated by different "
+                    "autograd Nodes is deprecated and will be removed in future versions. This "
+                    "hook will be missing some grad_output. Please use "
+                    "register_full_backward_hook to get the documented behavior.",
+                    FutureWarning, stacklevel=3)
+            elif ({id(a.grad_fn) for a in args if a.grad_fn is not None}
+                  != {id(n) for n, _ in grad_fn.next_functions}):
+                warnings.warn(
+                    "Using a non-full backward hook when the forward contains multiple autograd "
+                    "Nodes is deprecated and will be removed in future versions. This hook will "
+                    "be missing some grad_input. Please use register_full_backward_hook to get "
+                    "the documented behavior.", FutureWarning, stacklevel=3)
 
     def _add_hook(self, table: str, hook: Callable[..., Any], prepend: bool,
                   with_kwargs: bool) -> RemovableHandle:
@@ -152,6 +339,63 @@ class Module:
         """Call `hook(module, args, output)` (or `(module, args, kwargs, output)`) after each
         forward; a non-None result replaces the output. Returns a handle (`remove()`)."""
         return self._add_hook("_forward_hooks", hook, prepend, with_kwargs)
+
+    def register_full_backward_pre_hook(self, hook: Callable[..., Any], prepend: bool = False,
+                                        ) -> RemovableHandle:
+        """Call `hook(module, grad_output)` when the gradients of the module's outputs are
+        computed, before its inputs' gradients.
+
+        Args:
+            hook: called as `hook(module, grad_output)`; `grad_output` is a tuple with one entry
+                per output (None for a non-tensor output); a non-None result (a tuple of the
+                same length) replaces it.
+            prepend: call this hook before the ones already registered.
+
+        Returns:
+            A handle whose `remove()` takes the hook out.
+        """
+        return self._add_hook("_backward_pre_hooks", hook, prepend, False)
+
+    def register_full_backward_hook(self, hook: Callable[..., Any], prepend: bool = False,
+                                    ) -> RemovableHandle:
+        """Call `hook(module, grad_input, grad_output)` once per backward pass, when the
+        gradients of the module's inputs are computed (torch's full backward hook).
+
+        Args:
+            hook: called as `hook(module, grad_input, grad_output)`, tuples with one entry per
+                positional input and per output (None where there is no gradient); a non-None
+                result (a tuple as long as `grad_input`) replaces the inputs' gradients.
+            prepend: call this hook before the ones already registered.
+
+        Returns:
+            A handle whose `remove()` takes the hook out.
+
+        Raises:
+            RuntimeError: the module has hooks from `register_backward_hook`.
+        """
+        if self.__dict__["_is_full_backward_hook"] is False:
+            raise RuntimeError(_MIXED_BACKWARD_HOOKS)
+        self.__dict__["_is_full_backward_hook"] = True
+        return self._add_hook("_backward_hooks", hook, prepend, False)
+
+    def register_backward_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """torch's deprecated module backward hook: `hook(module, grad_input, grad_output)` runs
+        as a hook on the grad_fn of the module's first output (the gradients of that one node).
+
+        Args:
+            hook: called as `hook(module, grad_input, grad_output)`; a non-None result replaces
+                grad_input.
+
+        Returns:
+            A handle whose `remove()` takes the hook out.
+
+        Raises:
+            RuntimeError: the module already has full backward hooks.
+        """
+        if self.__dict__["_is_full_backward_hook"] is True:
+            raise RuntimeError(_MIXED_BACKWARD_HOOKS)
+        self.__dict__["_is_full_backward_hook"] = False
+        return self._add_hook("_backward_hooks", hook, False, False)
 
     # --- registration ---------------------------------------------------------------------------
 
