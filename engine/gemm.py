@@ -22,7 +22,7 @@ rare sums that land exactly halfway between two float32s redone exactly (`distri
 to odd); when products could fall below float32's normal range every step is an exact `fma32`.
 The chain costs a few numpy passes over the n x m result per term of k (about 3-12 ns per
 multiply-add against BLAS's 0.05-0.2), so it runs only when n * m * k is at most `EXACT_WORK`
-(2**22 unless `set_exact_work` changes it; 0 turns it off): above that, numpy's BLAS, whose
+(2**20 unless `set_exact_work` changes it; 0 turns it off): above that, numpy's BLAS, whose
 last bits then differ from torch's.
 """
 
@@ -38,7 +38,7 @@ _F32 = np.float32
 _LOW29 = 0x1FFFFFFF  # the float64 mantissa bits float32 drops
 _HALF29 = 0x10000000  # ...when they make the value a float32 midpoint
 _BAND_ELEMENTS = 1 << 15  # result elements per band of rows (float64 buffers of 256 KiB)
-EXACT_WORK = 1 << 22  # the largest n * m * k done exactly (set_exact_work); ~20 ms here
+EXACT_WORK = 1 << 20  # the largest n * m * k done exactly (set_exact_work); ~3-12 ms here
 
 
 def set_exact_work(n: int) -> None:
