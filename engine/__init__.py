@@ -38,6 +38,7 @@ from . import ops_index as _ops_index  # noqa: F401
 from . import ops_linalg as _ops_linalg  # noqa: F401
 from . import ops_math as _ops_math  # noqa: F401
 from . import ops_nn as _ops_nn  # noqa: F401
+from . import ops_norm as _ops_norm  # noqa: F401
 from . import ops_reduce as _ops_reduce  # noqa: F401
 from . import ops_shape as _ops_shape  # noqa: F401
 from . import random as _random_module

@@ -99,6 +99,32 @@ RULES["binary_cross_entropy"] = (
 RULES["binary_cross_entropy_with_logits"] = (
     lambda inputs, attrs, grad: _binary_cross_entropy(inputs, attrs, grad, 4))
 
+
+_LAYER_NORM_ATTRS = frozenset(("normalized_shape", "eps"))
+
+
+@_rule("layer_norm")
+def _layer_norm(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    """(input, weight?, bias?): the input's shape and dtype when the normalized shape is its
+    trailing dims and the parameters have it and the input's dtype."""
+    if len(inputs) != 3 or "normalized_shape" not in attrs:
+        raise _Inexact
+    _known(attrs, _LAYER_NORM_ATTRS)
+    normalized = _ints(attrs["normalized_shape"])
+    _float(attrs.get("eps", 1e-5))
+    shape, rank, rg = _tensor(inputs[0])
+    k = len(normalized)
+    if not k or len(shape) < k or shape[len(shape) - k:] != normalized or rank < _FLOAT:
+        raise _Inexact  # torch's shape messages, "LayerNormKernelImpl" not implemented
+    for p in inputs[1:]:
+        if p is not None:
+            ps, pr, prg = _tensor(p)
+            if ps != normalized or pr != rank:
+                raise _Inexact  # "Expected weight to be of same shape", "mixed dtype (CPU)"
+            rg = rg or prg
+    return _meta(shape, rank, grad and rg)
+
+
 _NLL_ATTRS = frozenset(("ignore_index", "reduction"))
 
 

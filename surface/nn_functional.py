@@ -239,25 +239,11 @@ def embedding(be: NNBackend, input: Any, weight: Any, padding_idx: int | None = 
 def layer_norm(be: NNBackend, input: Any, normalized_shape: Sequence[int], weight: Any = None,
                bias: Any = None, eps: float = 1e-5) -> Any:
     """(input - mean) / sqrt(var + eps) over the last len(normalized_shape) dims, then
-    * weight + bias (the biased variance, as torch)."""
+    * weight + bias (the biased variance, as torch): one `layer_norm` op (grad_fn
+    NativeLayerNormBackward0), rounded as torch's CPU kernel rounds it."""
     normalized = [int(n) for n in ([normalized_shape] if isinstance(normalized_shape, int)
                                    else normalized_shape)]
-    shape = list(be.shape(input))
-    k = len(normalized)
-    if k == 0 or shape[len(shape) - k:] != normalized:
-        raise be.runtime_error(
-            f"Given normalized_shape={normalized}, expected input with shape "
-            f"[*, {', '.join(map(str, normalized))}], but got input of size{shape}")
-    dims = tuple(range(-k, 0))
-    mean = _call(be, "mean", input, dims, True)
-    centred = input - mean
-    var = _call(be, "mean", centred * centred, dims, True)
-    out = centred * _call(be, "rsqrt", var + eps)
-    if weight is not None:
-        out = out * weight
-    if bias is not None:
-        out = out + bias
-    return out
+    return _call(be, "layer_norm", input, weight, bias, normalized, float(eps))
 
 
 # --- losses --------------------------------------------------------------------------------------

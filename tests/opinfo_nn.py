@@ -109,6 +109,11 @@ def _smooth_backward_torch(go: Any, t: Any, w: Any = None, shape: Any = (),
     return g
 
 
+def _layer_norm_torch(x: Any, w: Any = None, b: Any = None, normalized_shape: Any = (),
+                      eps: float = 1e-5) -> Any:
+    return F.layer_norm(x, tuple(normalized_shape), w, b, eps)
+
+
 def _cross_entropy_torch(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
                         reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
     return F.cross_entropy(x, t, w, ignore_index=ignore_index, reduction=reduction,
@@ -176,4 +181,9 @@ OPINFOS = [
     OpInfo("nll_loss_backward", _nll_backward_torch, _nll_backward_samples()),
     OpInfo("label_smoothing_loss", _smooth_torch, _nll_samples()),
     OpInfo("label_smoothing_loss_backward", _smooth_backward_torch, _nll_backward_samples()),
+    OpInfo("layer_norm", _layer_norm_torch,
+           [Sample(((3, 4), (4,), (4,)), {"normalized_shape": (4,)}),
+            Sample(((2, 3, 5), None, None), {"normalized_shape": (3, 5), "eps": 1e-3}),
+            Sample(((2, 11), (11,), None), {"normalized_shape": (11,)}),
+            Sample(((4, 2, 3), (2, 3), None), {"normalized_shape": (2, 3)})]),
 ]

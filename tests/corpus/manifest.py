@@ -65,16 +65,6 @@ PRELU = needs("conv2d rounded as torch's CPU convolution rounds in float32 (nn.P
               "output channels, of which 8 gradserve could reproduce and 2 fall in MKL's tail "
               "kernel, whose order is not known; 10 of the 149 lines differ",
               "line 48: torch '7.1005e-01', gradserve '7.1006e-01'")
-LAYER_NORM = needs("torch's fused layer norm: its CPU kernel takes each row's mean and "
-                   "variance from RowwiseMoments (Welford over 8-lane vectors in chunks of 16, "
-                   "cascaded; the N % 8 tail by scalar Welford; the lanes merged last), then "
-                   "y = fma((x - mean) * rstd, gamma, beta), grad_fn NativeLayerNormBackward0 "
-                   "where gradserve's composition gives AddBackward0. Measured: the last step is "
-                   "bit-exact given torch's mean and rstd, and a numpy emulation of "
-                   "RowwiseMoments matches torch's mean on every row and rstd on every row whose "
-                   "length is a multiple of 8, but its variance is 1 ulp off on ~1% of rows with "
-                   "a tail (5 of 400 rows of 500, as this example's), so no fused op is built",
-                   "line 3: torch '1.8629e-04', gradserve '1.8625e-04'")
 CONV_ROUNDING = needs("conv2d rounded as torch's CPU convolution rounds in float32: the "
                       "example's conv (a batch of 5) is oneDNN's (torch's Mkldnn backend), a "
                       "JIT kernel whose summation order depends on the shapes and the CPU",
@@ -174,7 +164,7 @@ EXAMPLES: tuple[Example, ...] = (
     Example("embedding_padding_idx", "torch.nn.modules.sparse.Embedding", 1,
             f"{MODULES}/sparse.py", (NN, RANDOM)),
     Example("layer_norm", "torch.nn.modules.normalization.LayerNorm", 0,
-            f"{MODULES}/normalization.py", (NN, RANDOM), xfail=LAYER_NORM),
+            f"{MODULES}/normalization.py", (NN, RANDOM)),
     Example("dropout", "torch.nn.modules.dropout.Dropout", 0, f"{MODULES}/dropout.py",
             (NN, RANDOM), echo=("input", "output")),
     Example("relu", "torch.nn.modules.activation.ReLU", 0, f"{MODULES}/activation.py", (NN,),

@@ -1,0 +1,339 @@
+"""Layer normalisation as one op, rounded as torch's CPU kernels round it.
+
+torch's `native_layer_norm` (aten/src/ATen/native/cpu/layer_norm_kernel.cpp) does not compute a
+row's mean and variance as `mean(x)` and `mean((x - mean)**2)`: `RowwiseMoments`
+(native/cpu/moments_utils.h) runs Welford's algorithm in SIMD lanes, and the order of its
+roundings is what this module redoes, with numpy arrays over all rows at once. Measured against
+torch 2.13 (AVX2, 8 float32 lanes), by probing, not by reading its binary:
+
+- a row of N elements is read as n = N // L vectors of L lanes (L = 8 for float32 with AVX2, 16
+  with AVX512); the vectors go in chunks of 16, and within a chunk each lane runs Welford's update
+  with fused multiply-adds: `m1 = fma(x - m1, 1/(j+1), m1)`, `m2 = fma(d, x - m1, m2)` (d the
+  difference before the update);
+- the chunks' (count, mean, m2) merge into a binary cascade (chunk i into slot 0, then carried up
+  while i + 1 is even), slots 1.. into slot 0 at the end; one merge is
+  `m1 + c * d` and `fma(d * m0, c * d, m2 + m2_add)` with c = m0_add / (m0 + m0_add);
+- the N % L tail runs scalar Welford without fusing (`m1 += d / k`, `m2 += d * (x - m1)`), and
+  the L lanes then merge into it one by one, `m1 = fma(c, d, m1)`,
+  `m2 += fma(d * d * c, m0, m2_add)`;
+- var = m2 / N, rstd = 1 / sqrt(var + eps), out = fma((x - mean) * rstd, weight, bias) (weight
+  1 and bias 0 when absent).
+
+float64 follows the same order (4 lanes) with two roundings where float32 fuses: numpy has no
+float64 fma, so float64 results may differ from torch's in the last bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import cascade, errors, limits
+from .distributions import fma32
+from .dtypes import DType
+from .namespaces import NP
+from .registry import AttrSpec, defop, numel_of
+
+_CHUNK = 16  # moments_utils.h kChunkSize: vectors per Welford chunk
+
+
+def _fma(a: Any, b: Any, c: Any, dt: Any) -> Any:
+    """a * b + c rounded once for float32 (torch's fmadd); float64 rounds twice."""
+    if dt is np.float32:
+        return fma32(a, b, c)
+    return np.add(np.multiply(a, b, dtype=dt), c, dtype=dt)
+
+
+def _merge_vec(m0_add: int, m1_add: Any, m2_add: Any, m0: int, m1: Any, m2: Any,
+               dt: Any) -> tuple[int, Any, Any]:
+    """One cascade merge of lane-wise moments (count m0_add) into (m0, m1, m2)."""
+    n = m0 + m0_add
+    c = dt(0) if n == 0 else dt(m0_add) / dt(n)
+    delta = m1_add - m1
+    cd = c * delta
+    return n, m1 + cd, _fma(delta * dt(m0), cd, m2 + m2_add, dt)
+
+
+def row_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's (mean, biased variance) of a C-contiguous (M, N) float array, as torch's
+    RowwiseMoments computes them (see the module docstring)."""
+    dt = x.dtype.type
+    rows, size = x.shape
+    lanes = cascade.VECTOR_BYTES // x.dtype.itemsize
+    n = size // lanes
+    chunks = -(-n // _CHUNK)
+    vecs = x[:, :n * lanes].reshape(rows, n, lanes)
+    # Welford within each chunk: every chunk at once, step j of each in turn
+    m1 = np.zeros((rows, chunks, lanes), dt)
+    m2 = np.zeros((rows, chunks, lanes), dt)
+    for j in range(min(_CHUNK, n)):
+        xj = vecs[:, j::_CHUNK]  # step j of every chunk that has one
+        k = xj.shape[1]
+        a1, a2 = m1[:, :k], m2[:, :k]
+        delta = xj - a1
+        a1[...] = _fma(delta, dt(1) / dt(j + 1), a1, dt)
+        a2[...] = _fma(delta, xj - a1, a2, dt)
+    # the chunks into the cascade of partial moments
+    depth = math.ceil(math.log2(chunks)) if chunks > 1 else 0
+    zero = np.zeros((rows, lanes), dt)
+    s0 = [0] * max(depth, 1)
+    s1 = [zero] * max(depth, 1)
+    s2 = [zero] * max(depth, 1)
+    for i in range(chunks):
+        s0[0], s1[0], s2[0] = _merge_vec(min(_CHUNK, n - i * _CHUNK), m1[:, i], m2[:, i],
+                                         s0[0], s1[0], s2[0], dt)
+        mask, j = i + 1, 1
+        while j < depth and not mask & 1:
+            s0[j], s1[j], s2[j] = _merge_vec(s0[j - 1], s1[j - 1], s2[j - 1],
+                                             s0[j], s1[j], s2[j], dt)
+            s0[j - 1], s1[j - 1], s2[j - 1] = 0, zero, zero
+            mask >>= 1
+            j += 1
+    for j in range(1, depth):
+        s0[0], s1[0], s2[0] = _merge_vec(s0[j], s1[j], s2[j], s0[0], s1[0], s2[0], dt)
+    # the scalar tail, then the lanes merged into it one by one
+    count = 0
+    mean = np.zeros(rows, dt)
+    m2s = np.zeros(rows, dt)
+    for i in range(n * lanes, size):
+        xi = x[:, i]
+        delta = xi - mean
+        count += 1
+        mean = mean + delta / dt(count)
+        m2s = m2s + delta * (xi - mean)
+    for lane in range(lanes):
+        total = count + n
+        c = dt(0) if total == 0 else dt(n) / dt(total)
+        delta = s1[0][:, lane] - mean
+        mean = _fma(c, delta, mean, dt)
+        m2s = m2s + _fma(delta * delta * c, dt(count), s2[0][:, lane], dt)
+        count = total
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return mean, m2s / dt(size)
+
+
+def _rows_of(x: np.ndarray, normalized: Sequence[int]) -> np.ndarray:
+    """`x` as C-contiguous (rows, normalized size)."""
+    size = math.prod(normalized)
+    return np.ascontiguousarray(x).reshape(-1, size) if size else x.reshape(-1, 0)
+
+
+def _layer_norm(x: Any, w: Any = None, b: Any = None, normalized_shape: Sequence[int] = (),
+                eps: float = 1e-5) -> Any:
+    dt = x.dtype.type
+    rows = _rows_of(x, normalized_shape)
+    if not rows.size:
+        return np.zeros(x.shape, x.dtype)
+    mean, var = row_moments(rows)
+    rstd = dt(1) / np.sqrt(var + dt(eps))
+    centred = (rows - mean[:, None]) * rstd[:, None]
+    gamma = np.ones(1, dt) if w is None else np.asarray(w, dt).reshape(-1)
+    beta = np.zeros(1, dt) if b is None else np.asarray(b, dt).reshape(-1)
+    return _fma(centred, gamma, beta, dt).reshape(x.shape)
+
+
+def _type_word(d: DType) -> str:
+    return {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
+            "bool": "Bool"}.get(d.name, d.name)
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return f"[{', '.join(map(str, shape))}]"
+
+
+def _ln_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    """torch's checks (layer_norm.cpp `_check_layer_norm_inputs`), with its messages."""
+    x, w, b = args[0], args[1], args[2]
+    normalized = [int(n) for n in attrs["normalized_shape"]]
+    k = len(normalized)
+    if k == 0:
+        raise errors.InvalidArgumentError(
+            "Expected normalized_shape to be at least 1-dimensional, i.e., containing at least "
+            "one element, but got normalized_shape = []")
+    for name, t in (("weight", w), ("bias", b)):
+        if t is not None and list(t.shape) != normalized:
+            raise errors.InvalidArgumentError(
+                f"Expected {name} to be of same shape as normalized_shape, but got {name} of "
+                f"shape {_shape_text(t.shape)} and normalized_shape = {_shape_text(normalized)}")
+    shape = list(x.shape)
+    if len(shape) < k or shape[len(shape) - k:] != normalized:
+        raise errors.InvalidArgumentError(
+            f"Given normalized_shape={_shape_text(normalized)}, expected input with shape "
+            f"[*, {', '.join(map(str, normalized))}], but got input of size{_shape_text(shape)}")
+    if x.dtype.category != 2:
+        raise errors.NotImplementedFunctionError(
+            f'"LayerNormKernelImpl" not implemented for \'{_type_word(x.dtype)}\'')
+    for t in (w, b):
+        if t is not None and t.dtype is not x.dtype:
+            raise errors.InvalidArgumentError(
+                f"mixed dtype (CPU): expect parameter to have scalar type of "
+                f"{_type_word(x.dtype)}")
+    return None, x.dtype
+
+
+def _ln_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: DType) -> limits.Bound:
+    """The result, and scratch: the centred rows, the fma's float64 copies (three per element),
+    and per-row moments in lanes (a few arrays of (rows, chunks, lanes))."""
+    x = args[0]
+    n = numel_of(x)
+    item = out_dtype.np.itemsize
+    return limits.with_scratch(limits.shape_bound(tuple(x.shape), item), n * (2 * item + 24))
+
+
+# --- backward --------------------------------------------------------------------------------
+# torch's NativeLayerNormBackward0 runs its backward kernel (`_backward`, float32 bit for bit)
+# once per backward pass; with create_graph the rules compose the same formula from engine ops,
+# so that it can be differentiated again (torch's layer_norm_double_backward is a composition
+# too).
+
+
+def _normalized(ns: Any, x: Any, dims: tuple[int, ...], eps: float) -> tuple[Any, Any]:
+    """(x - mean) * rstd and rstd, composed of `ns` ops."""
+    centred = x - ns.mean(x, dim=dims, keepdim=True)
+    rstd = ns.rsqrt(ns.mean(centred * centred, dim=dims, keepdim=True) + eps)
+    return centred * rstd, rstd
+
+
+def _dims(normalized_shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(range(-len(normalized_shape), 0))
+
+
+def _ln_dx(ns: Any, g: Any, out: Any, x: Any, w: Any, b: Any, normalized_shape: Sequence[int],
+           eps: float) -> Any:
+    if ns is NP:
+        return _backward(g, x, w, normalized_shape, eps, dx=True)[0]
+    dims = _dims(normalized_shape)
+    xhat, rstd = _normalized(ns, x, dims, eps)
+    gw = g if w is None else g * w
+    return rstd * (gw - ns.mean(gw, dim=dims, keepdim=True)
+                   - xhat * ns.mean(gw * xhat, dim=dims, keepdim=True))
+
+
+def _ln_dw(ns: Any, g: Any, out: Any, x: Any, w: Any, b: Any, normalized_shape: Sequence[int],
+           eps: float) -> Any:
+    if ns is NP:
+        return _backward(g, x, w, normalized_shape, eps, dgamma=True)[1]
+    return g * _normalized(ns, x, _dims(normalized_shape), eps)[0]
+
+
+def _ln_db(ns: Any, g: Any, out: Any, x: Any, w: Any, b: Any, normalized_shape: Sequence[int],
+           eps: float) -> Any:
+    if ns is NP:  # the gradient's rows summed as torch sums them, from `g` alone
+        g = np.asarray(g)
+        dy = _rows_of(np.broadcast_to(g, tuple(x.shape)), normalized_shape)
+        if not dy.size:
+            return np.zeros(tuple(normalized_shape), g.dtype)
+        return _param_sums(dy, None, None, None, False, True)[1].reshape(
+            tuple(normalized_shape))
+    return g
+
+
+defop("layer_norm", _layer_norm, _ln_dx, _ln_dw, _ln_db,
+      saves=("input weight", "input weight", "input weight"),  # torch saves all for any
+      inputs=("input", "weight?", "bias?"),
+      attrs=(AttrSpec("normalized_shape", "ints", required=True), AttrSpec("eps", "float", 1e-5)),
+      dtype=_ln_dtype, backward="NativeLayerNormBackward0", method=False,
+      doc="(input - mean) / sqrt(var + eps) * weight + bias over the last "
+          "len(normalized_shape) dims (biased variance), rounded as torch's CPU kernel",
+      out_bound=_ln_bound)
+
+
+def _lane_sum(terms: np.ndarray, dt: Any, times: np.ndarray | None = None) -> np.ndarray:
+    """vec::reduce_all over each row of (rows, N) `terms`, or map2_reduce_all of the products
+    `terms * times`: a vector of lanes accumulated in order (`acc + t * u`, not fused), a
+    partial last vector into its first lanes (fused there: `fma(t, u, acc)`), then the lanes
+    added in a halving tree; rows shorter than a vector add their elements left to right."""
+    rows, size = terms.shape
+    lanes = cascade.VECTOR_BYTES // terms.dtype.itemsize
+    if size < lanes:
+        vals = terms if times is None else terms * times
+        acc = vals[:, 0].copy() if size else np.zeros(rows, dt)
+        for i in range(1, size):
+            acc = acc + vals[:, i]
+        return acc
+    full = size // lanes
+    acc = (terms[:, :lanes] if times is None else terms[:, :lanes] * times[:, :lanes]).copy()
+    for v in range(1, full):
+        part = terms[:, v * lanes:(v + 1) * lanes]
+        acc = acc + (part if times is None else part * times[:, v * lanes:(v + 1) * lanes])
+    rest = size - full * lanes
+    if rest:
+        part = terms[:, full * lanes:]
+        acc[:, :rest] = (acc[:, :rest] + part if times is None
+                         else _fma(part, times[:, full * lanes:], acc[:, :rest], dt))
+    while acc.shape[1] > 1:
+        half = acc.shape[1] // 2
+        acc = acc[:, :half] + acc[:, half:]
+    return acc[:, 0]
+
+
+def _param_sums(dy: np.ndarray, rows: Any, mean: Any, rstd: Any, dgamma: bool,
+                dbeta: bool) -> tuple[Any, Any]:
+    """torch's two-pass dgamma / dbeta: its parallel_for splits the rows into one contiguous
+    range per intra-op thread (`cascade.THREADS`), each thread sums its rows in order into its
+    own buffer (`fma(dy, fma(rstd, x, -rstd * mean), buf)`, `buf + dy`), and the buffers are
+    added in thread order. The threads' row p are done together here."""
+    dt = dy.dtype.type
+    m, size = dy.shape
+    chunk = -(-m // max(1, min(cascade.THREADS, m)))
+    starts = np.arange(0, m, chunk)
+    ends = np.minimum(starts + chunk, m)
+    bias: Any = -rstd * mean if dgamma else None
+    buf_w = np.zeros((starts.size, size), dt) if dgamma else None
+    buf_b = np.zeros((starts.size, size), dt) if dbeta else None
+    for p in range(chunk):
+        live = int(np.count_nonzero(starts + p < ends))  # a prefix: only the last range is short
+        r = starts[:live] + p
+        if buf_w is not None:
+            h = _fma(rstd[r, None], rows[r], bias[r, None], dt)
+            buf_w[:live] = _fma(dy[r], h, buf_w[:live], dt)
+        if buf_b is not None:
+            buf_b[:live] = buf_b[:live] + dy[r]
+    out = []
+    for buf in (buf_w, buf_b):
+        total = None
+        if buf is not None:
+            total = np.zeros(size, dt)
+            for part in buf:
+                total = total + part
+        out.append(total)
+    return out[0], out[1]
+
+
+def _backward(g: Any, x: Any, w: Any, normalized_shape: Sequence[int], eps: float,
+              dx: bool = False, dgamma: bool = False, dbeta: bool = False
+              ) -> tuple[Any, Any, Any]:
+    """torch's LayerNormBackwardKernelImpl: (grad input, grad weight, grad bias), each only
+    when asked for (None otherwise). The row moments are recomputed from `x`: the same
+    values the forward saved."""
+    dt = x.dtype.type
+    rows = _rows_of(x, normalized_shape)
+    dy = _rows_of(np.broadcast_to(np.asarray(g, dt), x.shape), normalized_shape)
+    if not rows.size:
+        zero = np.zeros(tuple(normalized_shape), dt)
+        return np.zeros(x.shape, dt), zero, zero
+    size = rows.shape[1]
+    mean, var = row_moments(rows)
+    rstd = dt(1) / np.sqrt(var + dt(eps))
+    out_dw, out_db = _param_sums(dy, rows, mean, rstd, dgamma, dbeta)
+    out_dx = None
+    if dx:
+        if w is None:
+            ds = _lane_sum(dy, dt, rows)
+            db = _lane_sum(dy, dt)
+            ady = rstd[:, None] * dy
+        else:
+            gamma = np.broadcast_to(np.asarray(w, dt).reshape(1, -1), rows.shape)
+            ds = _lane_sum(dy * rows, dt, gamma)
+            db = _lane_sum(dy, dt, gamma)
+            ady = rstd[:, None] * dy * gamma
+        scale = dt(1) / dt(size)
+        b = _fma(db, mean, -ds, dt) * rstd * rstd * rstd * scale
+        c = _fma(-b, mean, -(db * rstd * scale), dt)
+        out_dx = (_fma(b[:, None], rows, ady, dt) + c[:, None]).reshape(x.shape)
+    shape = tuple(normalized_shape)
+    return (out_dx, None if out_dw is None else out_dw.reshape(shape),
+            None if out_db is None else out_db.reshape(shape))
