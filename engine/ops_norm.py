@@ -17,7 +17,11 @@ torch 2.13 (AVX2, 8 float32 lanes), by probing, not by reading its binary:
   the L lanes then merge into it one by one, `m1 = fma(c, d, m1)`,
   `m2 += fma(d * d * c, m0, m2_add)`;
 - var = m2 / N, rstd = 1 / sqrt(var + eps), out = fma((x - mean) * rstd, weight, bias) (weight
-  1 and bias 0 when absent).
+  1 and bias 0 when absent; with a bias and no weight `fma(x - mean, rstd, bias)`);
+- backward: each row's sums of dy * x * weight and dy * weight in lanes (`_lane_sum`), then
+  `dx = fma(b, x, rstd * dy * weight) + c` with b = fma(db, mean, -ds) * rstd**3 / N and
+  c = fma(-b, mean, -(db * rstd / N)); dweight and dbias summed per torch thread
+  (`_param_sums`).
 
 float64 follows the same order (4 lanes) with two roundings where float32 fuses: numpy has no
 float64 fma, so float64 results may differ from torch's in the last bit.
@@ -129,10 +133,12 @@ def _layer_norm(x: Any, w: Any = None, b: Any = None, normalized_shape: Sequence
         return np.zeros(x.shape, x.dtype)
     mean, var = row_moments(rows)
     rstd = dt(1) / np.sqrt(var + dt(eps))
-    centred = (rows - mean[:, None]) * rstd[:, None]
-    gamma = np.ones(1, dt) if w is None else np.asarray(w, dt).reshape(-1)
+    centred = rows - mean[:, None]
     beta = np.zeros(1, dt) if b is None else np.asarray(b, dt).reshape(-1)
-    return _fma(centred, gamma, beta, dt).reshape(x.shape)
+    if w is None and b is not None:  # torch's loop without a weight: the product by 1 folded
+        return _fma(centred, rstd[:, None], beta, dt).reshape(x.shape)
+    gamma = np.ones(1, dt) if w is None else np.asarray(w, dt).reshape(-1)
+    return _fma(centred * rstd[:, None], gamma, beta, dt).reshape(x.shape)
 
 
 def _type_word(d: DType) -> str:
