@@ -23,8 +23,9 @@ torch 2.13 (AVX2, 8 float32 lanes), by probing, not by reading its binary:
   c = fma(-b, mean, -(db * rstd / N)); dweight and dbias summed per torch thread
   (`_param_sums`).
 
-float64 follows the same order (4 lanes) with two roundings where float32 fuses: numpy has no
-float64 fma, so float64 results may differ from torch's in the last bit.
+float64 follows the same order (4 lanes; lane sums in lane order, not float's shuffle tree) with
+its fused multiply-adds emulated by error-free transformations (`_fma64`), exact but for rare
+ties.
 """
 
 from __future__ import annotations
@@ -44,11 +45,38 @@ from .registry import AttrSpec, defop, numel_of
 _CHUNK = 16  # moments_utils.h kChunkSize: vectors per Welford chunk
 
 
+_SPLIT = 134217729.0  # 2**27 + 1: Dekker's split of a float64 into two 26-bit halves
+
+
+def _fma64(a: Any, b: Any, c: Any) -> Any:
+    """a * b + c for float64 with the product's rounding error kept (Dekker's exact product,
+    then Knuth's exact sum with c): torch's fmadd except where the last addition of the small
+    parts rounds across a tie (rare), or where the split overflows (|a| or |b| above 2**996:
+    the plain `a * b + c` then)."""
+    a, b, c = np.asarray(a, np.float64), np.asarray(b, np.float64), np.asarray(c, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = a * b
+        ta, tb = a * _SPLIT, b * _SPLIT
+        ah = ta - (ta - a)
+        bh = tb - (tb - b)
+        al, bl = a - ah, b - bh
+        e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+        s = p + c
+        z = s - p
+        t = (p - (s - z)) + (c - z)
+        out = s + (t + e)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        out = np.where(bad, p + c, out)
+    return out
+
+
 def _fma(a: Any, b: Any, c: Any, dt: Any) -> Any:
-    """a * b + c rounded once for float32 (torch's fmadd); float64 rounds twice."""
+    """a * b + c rounded once as torch's fmadd rounds it: exactly for float32, for float64 up
+    to rare ties (`_fma64`)."""
     if dt is np.float32:
         return fma32(a, b, c)
-    return np.add(np.multiply(a, b, dtype=dt), c, dtype=dt)
+    return _fma64(a, b, c)
 
 
 def _merge_vec(m0_add: int, m1_add: Any, m2_add: Any, m0: int, m1: Any, m2: Any,
@@ -270,6 +298,11 @@ def _lane_sum(terms: np.ndarray, dt: Any, times: np.ndarray | None = None) -> np
         part = terms[:, full * lanes:]
         acc[:, :rest] = (acc[:, :rest] + part if times is None
                          else _fma(part, times[:, full * lanes:], acc[:, :rest], dt))
+    if dt is not np.float32:  # torch's shuffle tree is float's; other types add lanes in order
+        total = acc[:, 0]
+        for i in range(1, lanes):
+            total = total + acc[:, i]
+        return total
     while acc.shape[1] > 1:
         half = acc.shape[1] // 2
         acc = acc[:, :half] + acc[:, half:]

@@ -1,8 +1,9 @@
-"""float32 layer norm rounds exactly as torch's CPU kernels do (engine/ops_norm.py).
+"""Layer norm rounds exactly as torch's CPU kernels do (engine/ops_norm.py).
 
 Every case runs `nn.functional.layer_norm` (and its backward) with torch and with the engine on
-the same float32 values and compares the results bit for bit: the saved moments (torch's
-`native_layer_norm` returns them), the output, and the gradients of input, weight and bias.
+the same float32 (and some float64) values and compares the results bit for bit: the saved
+moments (torch's `native_layer_norm` returns them), the output, and the gradients of input,
+weight and bias.
 """
 
 from __future__ import annotations
@@ -82,6 +83,22 @@ def test_forward_and_backward_are_torchs_bit_for_bit(shape: tuple[int, ...],
     for name, e, t in (("input", ex, tx), ("weight", ew, tw), ("bias", eb, tb)):
         if t is not None:
             np.testing.assert_array_equal(e.grad.numpy(), t.grad.numpy(), err_msg=name)
+
+
+@pytest.mark.parametrize("n", [3, 4, 5, 17, 64, 130, 301])
+def test_float64_is_torchs_too(n: int):
+    # 4 lanes, float64 fmas (`_fma64`), lanes reduced in order
+    rng = np.random.default_rng(n)
+    x = _rows(rng, 7, n).astype(np.float64) * np.pi
+    w, b = rng.standard_normal(n), rng.standard_normal(n)
+    g = rng.standard_normal((7, n))
+    (ex, tx), (ew, tw), (eb, tb) = _pair(x, True), _pair(w, True), _pair(b, True)
+    ours, want = F.layer_norm(ex, (n,), ew, eb), torch.nn.functional.layer_norm(tx, (n,), tw, tb)
+    np.testing.assert_array_equal(ours.numpy(force=True), want.detach().numpy())
+    ours.backward(ge.tensor(g))
+    want.backward(torch.from_numpy(g))
+    for e, t in ((ex, tx), (ew, tw), (eb, tb)):
+        np.testing.assert_array_equal(e.grad.numpy(), t.grad.numpy())
 
 
 def test_a_reduced_output_and_many_rows_split_over_threads():
