@@ -32,6 +32,7 @@ from gradserve.surface import (
     rng_state,
 )
 from gradserve.surface import compat as surface_compat
+from gradserve.surface import linalg as surface_linalg
 from gradserve.surface import meta as surface_meta
 from gradserve.surface.functional import ErrorTypes, Functional
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
@@ -148,6 +149,8 @@ class Session:
                                            _pytree=pytree)  # torch.utils._pytree
         self._dynamo = dynamo.namespace()  # torch._dynamo, as eager programs see it
         self._higher_order_ops = control.higher_order_ops(self)  # torch._higher_order_ops
+        self.linalg = surface_linalg.namespace(  # torch.linalg: the norms
+            overloads.RemoteBackend(self), overloads.bind_function)
         self.__dict__.update(legacy.CONSTANTS)  # torch.pi, torch.e, torch.inf, torch.nan
         self.optim = optim.namespace(self)
         self._optimizers: weakref.WeakValueDictionary[int, ServerOptimizer] = (

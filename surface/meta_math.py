@@ -341,11 +341,16 @@ def _logsumexp(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> l
     return _meta(_reduced(shape, dim, _bool(attrs.get("keepdim", False))), out, grad and rg)
 
 
-@_rule("norm")
+@_rule("norm", "norm_dim")
 def _norm(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
-    shape, rank, rg = _one(inputs, attrs, frozenset(("p", "dim", "keepdim")))
+    shape, rank, rg = _one(inputs, attrs, frozenset(("p", "dim", "keepdim", "dtype")))
     if rank < _FLOAT:
         raise _Inexact  # "linalg.vector_norm: Expected a floating point or complex tensor"
+    want = _dtype(attrs.get("dtype"))
+    if want is not None:
+        if want < rank:
+            raise _Inexact  # not floating, or narrowing: linalg.vector_norm's errors
+        rank = want
     p = _float(attrs.get("p", 2.0))
     if p == -np.inf and _numel(shape) == 0:
         raise _Inexact  # "cannot compute the -inf norm on an empty tensor"
