@@ -180,7 +180,7 @@ defop("mul", np.multiply,
       out_shape=broadcast_shape)
 defop("div", np.true_divide,
       lambda ns, g, out, x, y: g / y,
-      lambda ns, g, out, x, y: -g * x / (y * y),
+      lambda ns, g, out, x, y: -g * (x / y / y),  # torch's div_tensor_other_backward
       saves=("other", "input other"),
       inputs=("input", "other"), dtype=FLOAT, inplace=True, doc="input / other (true division)",
       out_shape=broadcast_shape)
