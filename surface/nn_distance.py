@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import grad_mode
+from . import grad_mode, messages
 from .compat import _C_NAMES
 from .nn_backend import NNBackend
 from .nn_functional import _legacy, _reduce, check_reduction
@@ -52,8 +52,7 @@ def _broadcast_pair(be: NNBackend, x1: Any, x2: Any) -> tuple[Any, Any]:
     try:
         shape = tuple(np.broadcast_shapes(s1, s2))
     except ValueError:
-        be.call("sub", (x1, x2), {})  # raises torch's size-mismatch message
-        raise
+        raise be.runtime_error(messages.size_mismatch((s1, s2))) from None
     return (be.call("expand", (x1,), {"size": shape}),
             be.call("expand", (x2,), {"size": shape}))
 
