@@ -34,6 +34,7 @@ from gradserve.surface import (
 from gradserve.surface import compat as surface_compat
 from gradserve.surface import linalg as surface_linalg
 from gradserve.surface import meta as surface_meta
+from gradserve.surface import out_arg as surface_out_arg
 from gradserve.surface.functional import ErrorTypes, Functional
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import GENERATOR_FEATURE, OMIT_INFO_FEATURE, TAPE_FEATURE, graph_pb2
@@ -119,6 +120,8 @@ class Session:
         self._functions: dict[str, Callable[..., Any]] = {
             name: make_function(spec, self._apply) for name, spec in table.ops.items()}
         self.__dict__.update(self._functions)
+        self.__dict__.update(surface_out_arg.wrap(  # out= (surface/out_arg.py)
+            overloads.RemoteBackend(self), self._functions))
         # torch spellings that are not one op (max(x, dim), x.T, zeros(requires_grad=True)...)
         self._overloads = overloads.available(table.ops)
         self.__dict__.update(overloads.functions(self, self._overloads))

@@ -21,6 +21,7 @@ from gradserve.surface import data as _data
 from gradserve.surface import devices as _devices
 from gradserve.surface import dynamo as _dynamo_ns
 from gradserve.surface import linalg as _linalg
+from gradserve.surface import out_arg as _out_arg
 from gradserve.surface import pytree as _pytree
 from gradserve.surface.grad_mode import (
     enable_grad,
@@ -85,6 +86,7 @@ long = dtypes.int64
 int = dtypes.int32  # noqa: A001 - torch.int
 
 globals().update(PUBLIC)
+globals().update(_out_arg.wrap(_spellings.BACKEND, PUBLIC))  # out= (surface/out_arg.py)
 # torch.random is a module (torch.random.manual_seed): the op behind Tensor.random_ must not hide
 # ours.
 random = _random_module

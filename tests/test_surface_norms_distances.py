@@ -163,3 +163,54 @@ def test_addcmul_addcdiv_float32_bit_for_bit(gradserve_lib: Any, value: float) -
         want = getattr(torch, name)(*map(torch.from_numpy, (x, a, b)), value=value).numpy()
         got = getattr(gradserve_lib, name)(*map(gradserve_lib.tensor, (x, a, b)), value=value)
         np.testing.assert_array_equal(np.asarray(got.tolist(), np.float32), want)
+
+
+# --- out= ----------------------------------------------------------------------------------------
+
+OUT_CASES = [
+    "t.add(a, a, out=o23)", "t.mul(a, 2, out=o23)", "t.sum(a, 0, out=o3)",
+    "t.matmul(a, a.T, out=o22)", "t.cat([a, a, a], out=o63)", "t.stack([a[0], a[1]], out=o23)",
+    "t.add(a.long(), a.long(), out=o23)", "t.addcmul(a, a, a, value=2, out=o23)",
+    "t.sqrt(a.abs(), out=o23)", "t.add(a, a, out=o23.double())",
+    # errors, as torch's
+    "t.add(a, a, out=o23.long())", "t.add(a, a, out=[1])",
+    "t.add(a.requires_grad_(), a, out=o23)", "t.add(a, a, out=o23.requires_grad_())",
+    "t.cat([a, a.requires_grad_()], out=o63)",
+]
+
+
+def _run_out(t: Any, expr: str) -> Any:
+    env = {"t": t, "a": t.tensor(Y), "o23": t.zeros(2, 3), "o3": t.zeros(3),
+           "o22": t.zeros(2, 2), "o63": t.zeros(6, 3)}
+    try:
+        got = eval(expr, env)
+        return got.dtype.__repr__().split(".")[-1], got.tolist()
+    except (RuntimeError, TypeError) as exc:
+        return "error", exc, str(exc).split("\ngradserve:")[0]
+
+
+@pytest.mark.parametrize("expr", OUT_CASES)
+def test_out_keyword_against_torch(gradserve_lib: Any, expr: str) -> None:
+    want, got = _run_out(torch, expr), _run_out(gradserve_lib, expr)
+    if want[0] == "error":
+        assert got[0] == "error" and isinstance(got[1], type(want[1])), got
+        assert got[2] == want[2]
+    else:
+        assert got == want
+
+
+def test_out_is_returned_and_written_under_no_grad(gradserve_lib: Any) -> None:
+    t = gradserve_lib
+    a, out = t.ones(2, 3), t.zeros(2, 3, requires_grad=True)
+    with t.no_grad():
+        assert t.add(a, a, out=out) is out
+    assert out.tolist() == [[2.0] * 3] * 2 and out.requires_grad
+
+
+def test_out_of_another_shape_is_refused_not_resized(gradserve_lib: Any) -> None:
+    # torch resizes it (warning unless empty); a gradserve tensor cannot change shape in place
+    t = gradserve_lib
+    out = t.zeros(0)
+    with pytest.raises(RuntimeError, match=r"mul\(\): out= has shape \[0\], the result \[2, 3\]"):
+        t.mul(t.ones(2, 3), 2, out=out).tolist()
+    assert out.shape == (0,)
