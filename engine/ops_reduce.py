@@ -543,6 +543,7 @@ defop("norm", _norm, _norm_vjp,
 # values and derivative, recorded as NormBackward1.
 defop("norm_dim", _norm, _norm_vjp,
       saves="result input", attrs=_NORM_ATTRS, dtype=_norm_dtype, backward="NormBackward1",
+      method=False,
       doc="vector p-norm over dim, as at::norm (torch's NormBackward1)",
       out_bound=temporaries(_reduce_shape, inputs=2))
 

@@ -160,7 +160,13 @@ def norm(be: Backend, input: Any, p: Any = "fro", dim: Any = None, keepdim: bool
     return _vector(be, input, 2.0 if p is None else p, dims, keepdim, dtype)
 
 
-_register("norm", ("norm", "amax", "amin"), norm, norm)
+def norm_method(be: Backend, self: Any, p: Any = "fro", dim: Any = None, keepdim: bool = False,
+                dtype: Any = None) -> Any:
+    """Tensor.norm(p='fro', dim=None, keepdim=False, dtype=None): torch.norm of this tensor."""
+    return norm(be, self, p, dim, keepdim, dtype=dtype)
+
+
+_register("norm", ("norm", "amax", "amin"), norm, norm_method)
 
 FUNCTIONS: tuple[Any, ...] = (vector_norm, matrix_norm, linalg_norm)
 """What `torch.linalg` holds here."""
