@@ -211,7 +211,10 @@ defop("addcdiv", _addcdiv,
       lambda ns, g, out, x, t1, t2, value: g,
       lambda ns, g, out, x, t1, t2, value: g * (value / t2),
       lambda ns, g, out, x, t1, t2, value: -g * value * t1 / (t2 * t2),
-      saves=("", "tensor2", "tensor1 tensor2"), inputs=("input", "tensor1", "tensor2"),
+      # torch's node saves both tensors whichever input needs a gradient (a second backward
+      # fails even when only input requires grad)
+      saves=("tensor1 tensor2", "tensor2", "tensor1 tensor2"),
+      inputs=("input", "tensor1", "tensor2"),
       attrs=_ADDC_ATTRS, dtype=_addc_dtype("addcdiv"), inplace=True,
       doc="input + value * tensor1 / tensor2",
       out_bound=temporaries(broadcast_shape, results=2))

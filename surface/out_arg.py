@@ -16,7 +16,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import grad_mode
+from . import aliases, grad_mode
 from .backend import Backend
 from .compat import _C_NAMES
 
@@ -94,6 +94,14 @@ def with_out(be: Backend, name: str, fn: Callable[..., Any]) -> Callable[..., An
 
 
 def wrap(be: Backend, functions: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
-    """The functions of `functions` named in `OUT_FUNCTIONS`, each taking `out=`."""
-    return {name: with_out(be, name, fn) for name, fn in functions.items()
-            if name in OUT_FUNCTIONS}
+    """The functions of `functions` named in `OUT_FUNCTIONS` (or torch's aliases of them), each
+    taking `out=`; an alias and its target stay one function."""
+    wrapped: dict[int, Callable[..., Any]] = {}
+    out: dict[str, Any] = {}
+    for name, fn in functions.items():
+        target = aliases.ALIASES.get(name, name)
+        if target in OUT_FUNCTIONS:
+            if id(fn) not in wrapped:
+                wrapped[id(fn)] = with_out(be, target, fn)
+            out[name] = wrapped[id(fn)]
+    return out
