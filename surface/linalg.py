@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from . import messages, out_arg
 from .backend import Backend
 from .spellings import _register, is_int, wrap_dim
 
@@ -34,7 +35,7 @@ def _vector(be: Backend, x: Any, ord: Any, dim: Any, keepdim: bool, dtype: Any) 
 
 
 def vector_norm(be: Backend, x: Any, ord: Any = 2, dim: Any = None, keepdim: bool = False, *,
-                dtype: Any = None) -> Any:
+                dtype: Any = None, out: Any = None) -> Any:
     """torch.linalg.vector_norm: the ord-norm of x's elements over dim (all if None).
 
     Args:
@@ -43,8 +44,9 @@ def vector_norm(be: Backend, x: Any, ord: Any = 2, dim: Any = None, keepdim: boo
         dim: an int, a sequence of ints, or None for every dim.
         keepdim: keep the reduced dims as size 1.
         dtype: compute and return in this floating dtype (the input is cast first).
+        out: a tensor to write the norm into (see `out_arg`).
     Returns:
-        The norm, with grad_fn LinalgVectorNormBackward0.
+        The norm, with grad_fn LinalgVectorNormBackward0 (or `out`).
     Raises:
         TypeError: ord is not a number.
         RuntimeError: x or dtype is not floating.
@@ -52,6 +54,9 @@ def vector_norm(be: Backend, x: Any, ord: Any = 2, dim: Any = None, keepdim: boo
     if isinstance(ord, (str, bool)) or not isinstance(ord, (int, float)):
         raise be.type_error(f"linalg_vector_norm(): argument 'ord' (position 2) must be Number, "
                             f"not {type(ord).__name__}")
+    if out is not None:
+        return out_arg.call_with_out(be, "linalg_vector_norm", _vector, out,
+                                     (be, x, ord, dim, keepdim, dtype), {})
     return _vector(be, x, ord, dim, keepdim, dtype)
 
 
@@ -61,9 +66,8 @@ def _matrix_dims(be: Backend, x: Any, dim: Any) -> tuple[list[int], int]:
         raise be.runtime_error(
             "linalg.matrix_norm: The input tensor A must have at least 2 dimensions.")
     if be.dtype_name(x) not in ("float32", "float64"):
-        from .compat import _C_NAMES  # compat imports spellings, which imports this module
         raise be.runtime_error("linalg.matrix_norm: Expected a floating point or complex tensor "
-                               f"as input. Got {_C_NAMES[be.dtype_name(x)]}")
+                               f"as input. Got {messages.TYPE_WORDS[be.dtype_name(x)]}")
     dims = _dim_list(dim) or []
     if len(dims) != 2:
         raise be.runtime_error(
@@ -146,18 +150,21 @@ def norm(be: Backend, input: Any, p: Any = "fro", dim: Any = None, keepdim: bool
     None, or a number) is the vector norm over dim; 'nuc' and any other string a matrix norm.
 
     Raises:
-        RuntimeError: out= (see README), and linalg's errors.
+        RuntimeError: linalg's errors; out= with a matrix norm (not supported).
     """
-    if out is not None:
-        raise be.runtime_error("norm(): out= is not supported by gradserve; use the result")
     dims = _dim_list(dim)
-    if isinstance(p, str):
-        if p == "fro" and (dim is None or is_int(dim) or len(dims or ()) <= 2):
-            return _vector(be, input, 2.0, dims, keepdim, dtype)
+    if isinstance(p, str) and not (
+            p == "fro" and (dim is None or is_int(dim) or len(dims or ()) <= 2)):
+        if out is not None:
+            raise be.runtime_error(f"norm(): out= with p={p!r} is not supported by gradserve")
         if dims is None:
             dims = list(range(len(be.shape(input))))
         return matrix_norm(be, input, p, dims, keepdim, dtype=dtype)
-    return _vector(be, input, 2.0 if p is None else p, dims, keepdim, dtype)
+    p = 2.0 if p is None or isinstance(p, str) else p
+    if out is not None:
+        return out_arg.call_with_out(be, "linalg_vector_norm", _vector, out,
+                                     (be, input, p, dims, keepdim, dtype), {})
+    return _vector(be, input, p, dims, keepdim, dtype)
 
 
 def norm_method(be: Backend, self: Any, p: Any = "fro", dim: Any = None, keepdim: bool = False,

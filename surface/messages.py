@@ -46,6 +46,11 @@ def dim_out_of_range(dim: int, lo: int, hi: int) -> str:
     return f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})"
 
 
+TYPE_WORDS = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
+              "bool": "Bool"}
+"""torch's C++ names of the dtypes, as its messages print them ("Got Long")."""
+
+
 def size_mismatch(shapes: Sequence[Sequence[int]]) -> str:
     """torch's infer_size message for the first pair of `shapes` (folded left) that does not
     broadcast: "The size of tensor a (3) must match the size of tensor b (2) at non-singleton

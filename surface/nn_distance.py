@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import grad_mode, messages
-from .compat import _C_NAMES
+from . import grad_mode, messages, out_arg
 from .nn_backend import NNBackend
 from .nn_functional import _legacy, _reduce, check_reduction
 from .nn_loss import _Loss
@@ -31,16 +30,14 @@ _KL_MEAN_WARNING = (
 
 def normalize(be: NNBackend, input: Any, p: float = 2.0, dim: int = 1, eps: float = 1e-12,
               out: Any = None) -> Any:
-    """input / max(||input||_p over dim, eps), the norm broadcast back over dim.
-
-    Raises:
-        RuntimeError: out= (gradserve has no out= arguments; see README).
-    """
-    if out is not None:
-        raise be.runtime_error("normalize(): out= is not supported by gradserve; use the result")
+    """input / max(||input||_p over dim, eps), the norm broadcast back over dim (written into
+    `out` if given, as torch.div(..., out=out))."""
     norm = be.call("norm", (input, float(p), (dim,), True), {})
-    denom = be.call("clamp_min", (norm, eps), {})
-    return input / be.call("expand", (denom,), {"size": tuple(be.shape(input))})
+    if out is None:
+        denom = be.call("clamp_min", (norm, eps), {})
+        return input / be.call("expand", (denom,), {"size": tuple(be.shape(input))})
+    denom = be.call("expand", (norm.clamp_min_(eps),), {"size": tuple(be.shape(input))})
+    return out_arg.call_with_out(be, "div", lambda a, b: a / b, out, (input, denom), {})
 
 
 def _broadcast_pair(be: NNBackend, x1: Any, x2: Any) -> tuple[Any, Any]:
@@ -65,7 +62,7 @@ def _common_float(be: NNBackend, x1: Any, x2: Any) -> tuple[Any, Any]:
     if not floats:
         common = max(n1, n2, key=("bool", "int32", "int64").index)
         raise be.runtime_error("expected common dtype to be floating point, yet common dtype "
-                               f"is {_C_NAMES[common]}")
+                               f"is {messages.TYPE_WORDS[common]}")
     common = "float64" if "float64" in floats else "float32"
     return tuple(x if n in ("float32", "float64") else be.call("to_dtype", (x,),
                                                                {"dtype": be.dtype(common)})

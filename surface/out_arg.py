@@ -16,9 +16,8 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import aliases, grad_mode
+from . import aliases, grad_mode, messages
 from .backend import Backend
-from .compat import _C_NAMES
 
 OUT_FUNCTIONS = frozenset((
     # arithmetic and elementwise math
@@ -67,8 +66,9 @@ def call_with_out(be: Backend, name: str, fn: Callable[..., Any], out: Any,
     result = fn(*args, **kwargs)
     got, want = be.dtype_name(result), be.dtype_name(out)
     if _KIND[got] > _KIND[want]:
-        raise be.runtime_error(f"result type {_C_NAMES[got]} can't be cast to the desired "
-                               f"output type {_C_NAMES[want]}")
+        words = messages.TYPE_WORDS
+        raise be.runtime_error(f"result type {words[got]} can't be cast to the desired output "
+                               f"type {words[want]}")
     shape, out_shape = tuple(be.shape(result)), tuple(be.shape(out))
     if shape != out_shape:
         raise be.runtime_error(

@@ -171,7 +171,10 @@ OUT_CASES = [
     "t.add(a, a, out=o23)", "t.mul(a, 2, out=o23)", "t.sum(a, 0, out=o3)",
     "t.matmul(a, a.T, out=o22)", "t.cat([a, a, a], out=o63)", "t.stack([a[0], a[1]], out=o23)",
     "t.add(a.long(), a.long(), out=o23)", "t.addcmul(a, a, a, value=2, out=o23)",
-    "t.sqrt(a.abs(), out=o23)", "t.add(a, a, out=o23.double())",
+    "t.sqrt(a.abs(), out=o23)", "t.add(a, a, out=o23.double())", "t.norm(a, out=o0)",
+    "t.linalg.vector_norm(a, 1, dim=(0, 1), out=o0)", "t.nn.functional.normalize(a, out=o23)",
+    "t.norm(a, 'fro', out=o0)", "t.nn.functional.normalize(a.requires_grad_(), out=o23)",
+    "t.norm(a.requires_grad_(), out=o0)",
     # errors, as torch's
     "t.add(a, a, out=o23.long())", "t.add(a, a, out=[1])",
     "t.add(a.requires_grad_(), a, out=o23)", "t.add(a, a, out=o23.requires_grad_())",
@@ -180,7 +183,7 @@ OUT_CASES = [
 
 
 def _run_out(t: Any, expr: str) -> Any:
-    env = {"t": t, "a": t.tensor(Y), "o23": t.zeros(2, 3), "o3": t.zeros(3),
+    env = {"t": t, "a": t.tensor(Y), "o23": t.zeros(2, 3), "o3": t.zeros(3), "o0": t.zeros(()),
            "o22": t.zeros(2, 2), "o63": t.zeros(6, 3)}
     try:
         got = eval(expr, env)
