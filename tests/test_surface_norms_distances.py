@@ -85,6 +85,10 @@ NORMS = [
     "t.norm(x)", "t.norm(x, p=1, dim=1)", "x.norm(dim=0, keepdim=True)",
     "t.norm(x, p='fro', dim=(0, 1))", "x.norm(3)", "t.norm(x, None, 1)",
     "t.norm(x, dtype=t.float64)",
+    # the zero vector: torch's gradient is 0, not nan
+    "t.linalg.vector_norm(x[1])", "t.linalg.vector_norm(x[1], 3)",
+    "t.linalg.vector_norm(x[1], 0.5)", "t.linalg.vector_norm(x[1], inf)",
+    "t.linalg.vector_norm(x[1], 1.5)", "t.linalg.vector_norm(x[1], 0)",
     # errors, as torch's
     "t.linalg.vector_norm(x, 'fro')", "t.linalg.vector_norm(x.long())",
     "t.linalg.vector_norm(x, dtype=t.long)", "t.linalg.vector_norm(x.double(), dtype=t.float32)",
