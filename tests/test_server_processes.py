@@ -210,3 +210,11 @@ def test_a_process_that_dies_stops_the_server(two_processes):
     assert server.proc.wait(timeout=60) == 1
     assert gone(servers[1])
     assert "exited with status -9: stopping the others" in server.log()
+
+
+def test_processes_drain_when_the_parent_is_killed(two_processes):
+    server, _ = two_processes
+    servers = [pid for pid in children(server.pid) if b"spawn_main" in cmdline(pid)]
+    assert len(servers) == 2
+    server.kill()  # SIGKILL: no signal forwarded
+    assert all(gone(pid) for pid in servers)
