@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Service overhead against a bare gRPC echo, measured in the same run (not a test).
 
-    python bench/service.py [--seconds 2] [--calls 2000]
+    python bench/service.py [--seconds 2] [--calls 2000] [--processes N]
 
 Starts two servers as subprocesses on loopback with the same worker count and message limits:
 gradserve, and an echo server that returns its request bytes. Then measures, from this process:
@@ -15,7 +15,8 @@ server process spent per call (user + system, from /proc/<pid>/stat; Linux only)
 loaded machine wall-clock latency mostly measures waiting for a core, CPU per call what each
 server does. Targets (issue 13): stateless small call p50 <= 1.2x the echo's; session small
 batch p50 <= 1.3x; requests/s at 16 clients >= 0.8x the echo's; the 1 MiB call <= 1.5x the
-1 MiB echo.
+1 MiB echo. `--processes N` runs gradserve with `--processes N` (stateless-only: the session
+row is left out).
 """
 
 from __future__ import annotations
@@ -119,13 +120,19 @@ class SessionCaller:
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds process `pid` has used (Linux /proc), or None."""
+    """User + system CPU seconds process `pid` and its children now running have used (Linux
+    /proc; `--processes` serves from children), or None."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
     except (OSError, ValueError, IndexError):
         return None
+    for child in children:
+        total += cpu_seconds(child) or 0.0
+    return total
 
 
 class Latencies:
@@ -178,6 +185,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="gradserve vs a bare gRPC echo")
     parser.add_argument("--seconds", type=float, default=2.0, help="per throughput point")
     parser.add_argument("--calls", type=int, default=2000, help="per latency series")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="gradserve's --processes (above 1: no session row)")
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo_server:
@@ -186,7 +195,8 @@ def main(argv: list[str]) -> int:
 
     gs_proc, gs_port = start([sys.executable, "-m", "gradserve.server.cli", "serve", "--host",
                               "127.0.0.1", "--port", "0", "--workers", str(WORKERS),
-                              "--log-level", "WARNING"])
+                              "--log-level", "WARNING",
+                              "--processes", str(args.processes)])
     echo_proc, echo_port = start([sys.executable, __file__, "--echo-server"])
     rows: list[tuple[str, str, float, float, str]] = []
     try:
@@ -209,9 +219,10 @@ def main(argv: list[str]) -> int:
         small = square_graph_request(np.array(3.0, np.float32))
         series("stateless x**2 grad", lambda: stub.RunGraph(small), small.SerializeToString(),
                args.calls, "<= 1.2")
-        session = SessionCaller(stub)
-        series("session batch x**2 grad", session, session.request().SerializeToString(),
-               args.calls, "<= 1.3")
+        if args.processes == 1:  # a server of several processes refuses sessions
+            session = SessionCaller(stub)
+            series("session batch x**2 grad", session, session.request().SerializeToString(),
+                   args.calls, "<= 1.3")
 
         for clients in (1, 4, 16):
             def make_gs() -> Callable[[], Any]:

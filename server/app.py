@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,8 @@ class GradServer:
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes),
                    ("grpc.max_metadata_size", MAX_METADATA_BYTES),
-                   ("grpc.so_reuseport", 0)]
+                   # several processes share the port only when told to (--processes)
+                   ("grpc.so_reuseport", int(config.processes > 1))]
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers,
                                                            thread_name_prefix="gradserve"),
                                 options=options)
@@ -139,7 +141,20 @@ def exit_after(seconds: float) -> None:
 
 
 def serve(config: ServerConfig) -> int:
-    """Run until SIGTERM or SIGINT, then drain gracefully. Returns the exit status (0)."""
+    """Run until SIGTERM or SIGINT, then drain gracefully. Returns the exit status (0).
+
+    With `--processes` above 1, runs that many server processes on the port instead
+    (`processes.serve_processes`)."""
+    if config.processes > 1:
+        from .processes import serve_processes
+
+        return serve_processes(config)
+    return serve_one(config, lambda port: print(
+        f"gradserve serving on port {port}", flush=True))  # noqa: T201 - startup line for humans
+
+
+def serve_one(config: ServerConfig, on_ready: Callable[[int], object]) -> int:
+    """`serve` in this process: `on_ready(port)` once it serves; returns 0 after draining."""
     logging.captureWarnings(True)  # engine warnings (torch's) go to the log, not stderr raw
     # process-wide: here, not in create_server (0: glibc's default)
     heap.keep_freed(config.malloc_keep)
@@ -163,7 +178,7 @@ def serve(config: ServerConfig) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
-    print(f"gradserve serving on port {port}", flush=True)  # noqa: T201 - startup line for humans
+    on_ready(port)
     server.wait()
     log.info("stopped")
     return 0

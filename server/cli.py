@@ -123,7 +123,9 @@ def _serve(args: argparse.Namespace) -> int:
     _check_files(cfg)
     _check_port(cfg.host, cfg.port, "--host/--port, GRADSERVE_HOST/GRADSERVE_PORT")
     if cfg.metrics_port is not None:
-        _check_port("0.0.0.0", cfg.metrics_port, "--metrics-port, GRADSERVE_METRICS_PORT")
+        for i in range(cfg.processes):  # with --processes, process i serves on port + i
+            _check_port("0.0.0.0", cfg.metrics_port + i if cfg.metrics_port else 0,
+                        "--metrics-port, GRADSERVE_METRICS_PORT")
     logging.basicConfig(stream=sys.stderr, level=cfg.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .app import serve

@@ -54,6 +54,7 @@ class ServerConfig:
     malloc_arenas: int = 2
     malloc_trim: int = 16 * MiB
     engine_threads: int = 0
+    processes: int = 1
 
 
 _HELP = {
@@ -117,6 +118,10 @@ _HELP = {
                       "elements, 2097152 for memory-bound ones) is split over, with the same "
                       "result bits (0: the engine's "
                       "default, 2, or 1 where the process may use one CPU; 1: no splitting)",
+    "processes": "server processes sharing --port (SO_REUSEPORT, Linux only), each with its own "
+                 "GIL, threads, limits and caps; above 1 the server is stateless-only: "
+                 "RunGraph without a session and ListOps are served, session methods are "
+                 "refused with FAILED_PRECONDITION (a session lives in one process)",
 }
 
 ENV_PREFIX = "GRADSERVE_"
@@ -187,6 +192,8 @@ def validate(config: ServerConfig) -> None:
         if getattr(config, name) < 0:
             raise ValueError(f"{name} must be 0 (automatic or off) or positive, got "
                              f"{getattr(config, name)}")
+    if config.processes < 1:
+        raise ValueError(f"processes must be positive, got {config.processes}")
     if config.max_calls >= config.workers:
         raise ValueError(f"max_calls ({config.max_calls}) must be below workers "
                          f"({config.workers}): health checks need a thread of their own")
@@ -213,10 +220,12 @@ def max_calls(config: ServerConfig) -> int:
 
 
 def run_slots(config: ServerConfig) -> int:
-    """`--run-slots`, or when 0 the CPU cores this process may use."""
+    """`--run-slots`, or when 0 the CPU cores this process may use, shared out between the
+    `--processes` (at least one each)."""
     if config.run_slots:
         return config.run_slots
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, cores // config.processes)

@@ -28,6 +28,7 @@ from .errors import (
     Failure,
     InvalidRequestError,
     Observer,
+    PreconditionError,
     rpc,
 )
 from .fairness import Admission, RunSlots
@@ -180,6 +181,21 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
         self.observe = observe
         self.admission = Admission(config_mod.max_calls(config), config.max_principal_calls)
         self.slots = RunSlots(config_mod.run_slots(config))
+        # One of several processes sharing the port: a session would live in one of them, and
+        # a connection may reach any (`stateless_only`).
+        self.sessions = config.processes == 1
+
+    def stateless_only(self, method: str) -> None:
+        """Refuse a session call on a server of several processes.
+
+        Raises:
+            PreconditionError: `--processes` is above 1.
+        """
+        if not self.sessions:
+            raise PreconditionError(
+                f"{method} needs a session, and this server runs {self.config.processes} "
+                "processes for stateless calls only (--processes): run a session server with "
+                "--processes 1, or route calls carrying x-session-id to one (README, Scale-out)")
 
     def before_call(self, context: grpc.ServicerContext) -> Call:
         """Identify the caller, refuse a call past the caps or already past its deadline."""
@@ -207,6 +223,7 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
             with call.running():
                 return graph.fit(graph.execute(request, self.config, check_deadline=call.check),
                                  self.config)
+        self.stateless_only("RunGraph with a session_id")
         session_id = call.session_id(request.session_id)
         with self.store.use(session_id, call.owner, call.check_ended) as session, call.running():
             executor = batch.Executor(session, call.check, 0)
@@ -217,6 +234,7 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
     @rpc
     def CreateSession(self, request: spb.CreateSessionRequest,  # noqa: N802
                       call: Call) -> spb.CreateSessionResponse:
+        self.stateless_only("CreateSession")
         session = self.store.create(call.owner, request.options, call.proposed_session_id())
         with session.lock:
             info = session_info(session)
@@ -225,12 +243,14 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
     @rpc
     def CloseSession(self, request: spb.CloseSessionRequest,  # noqa: N802
                      call: Call) -> spb.CloseSessionResponse:
+        self.stateless_only("CloseSession")
         self.store.close(call.session_id(request.session_id), call.owner, call.check_ended)
         return spb.CloseSessionResponse()
 
     @rpc
     def DescribeSession(self, request: spb.DescribeSessionRequest,  # noqa: N802
                         call: Call) -> spb.SessionInfo:
+        self.stateless_only("DescribeSession")
         with self.store.use(call.session_id(request.session_id), call.owner,
                             call.check_ended, touch=False) as session:
             return session_info(session)
@@ -240,6 +260,7 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
                      call: Call) -> spb.BatchResponse | bytes:
         """The BatchResponse, serialized when it was remembered (measuring it serializes it:
         gRPC then sends those bytes, `wire_guard`)."""
+        self.stateless_only("ExecuteBatch")
         session_id = call.session_id(request.session_id)
         rid = request.request_id
         if len(rid) > MAX_REQUEST_ID:
