@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes, errors, limits
+from . import dtypes, errors, limits, vecmath
 from .distributions import fma32
 from .registry import (
     BOOL,
@@ -393,15 +393,38 @@ defop("tanh", np.tanh, lambda ns, g, out, x: g * (1 - out * out), dtype=FLOAT, i
       out_shape=broadcast_shape)
 
 
+_ONE32 = np.float32(1)
+
+
+def _sigmoid_vec(x: np.ndarray) -> np.ndarray:
+    return _ONE32 / (_ONE32 + vecmath.sleef_expf(-x))
+
+
+def _sigmoid_scalar(x: np.ndarray) -> np.ndarray:
+    return _ONE32 / (_ONE32 + vecmath.libm_expf(-x))
+
+
 def _sigmoid(x: Any) -> Any:
     # torch's kernel formula: exp overflows to inf for very negative x, giving exactly 0 as torch.
+    # float32 as torch rounds it: SLEEF's exp in the vector loop, glibc's in its tail (vecmath)
+    if isinstance(x, np.ndarray) and x.dtype == np.float32:
+        return vecmath.float32_kernel(_sigmoid_vec, _sigmoid_scalar, x)
     return 1 / (1 + np.exp(-x))
 
 
-defop("sigmoid", _sigmoid, lambda ns, g, out, x: g * out * (1 - out), dtype=FLOAT,
+# the forward's float64 scratch: a chunk of `vecmath.float32_kernel` (fixed) besides the result
+_EXACT32 = temporaries(broadcast_shape, result_bytes=8)
+
+
+def _exact32_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
+    return limits.with_scratch(_EXACT32(args, attrs, out_dtype), vecmath.KERNEL_SCRATCH)
+
+
+# torch's sigmoid_backward kernel: grad * (1 - y) * y, in that order (bit-exact in numpy)
+defop("sigmoid", _sigmoid, lambda ns, g, out, x: g * (1 - out) * out, dtype=FLOAT,
       saves="result",
       inplace=True, doc="1 / (1 + exp(-input))",
-      out_bound=temporaries(broadcast_shape, results=1))
+      out_bound=_exact32_bound)
 
 # --- activations ---------------------------------------------------------------------------------
 
@@ -482,11 +505,45 @@ defop("gelu", _gelu, _gelu_vjp,
       attrs=(AttrSpec("approximate", "str", "none", choices=("none", "tanh")),), dtype=FLOAT,
       doc="Gaussian error linear unit",
       out_bound=_gelu_bound)
-defop("silu", lambda x: x * _sigmoid(x),
-      lambda ns, g, out, x: g * ns.sigmoid(x) * (1 + x * (1 - ns.sigmoid(x))), dtype=FLOAT,
+def _silu_vec(x: np.ndarray) -> np.ndarray:
+    return x / (_ONE32 + vecmath.sleef_expf(-x))
+
+
+def _silu_scalar(x: np.ndarray) -> np.ndarray:
+    return x / (_ONE32 + vecmath.libm_expf(-x))
+
+
+def _silu(x: Any) -> Any:
+    """torch's silu kernel: x / (1 + exp(-x)) (float32 rounded as torch, see `_sigmoid`)."""
+    if isinstance(x, np.ndarray) and x.dtype == np.float32:
+        return vecmath.float32_kernel(_silu_vec, _silu_scalar, x)
+    return x / (1 + np.exp(-x))
+
+
+def _silu_backward_with(exp: Any) -> Any:
+    def kernel(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+        # torch's silu_backward kernel, compiled with its `x * (1 - s) + 1` fused
+        s = _ONE32 / (_ONE32 + exp(-x))
+        return g * s * fma32(x, _ONE32 - s, _ONE32)
+    return kernel
+
+
+_SILU_BACKWARD = (_silu_backward_with(vecmath.sleef_expf), _silu_backward_with(vecmath.libm_expf))
+
+
+def _silu_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
+    if (isinstance(g, np.ndarray) and isinstance(x, np.ndarray) and g.dtype == np.float32
+            and x.dtype == np.float32):
+        return vecmath.float32_kernel(*_SILU_BACKWARD, g, x)
+    # recorded (create_graph=True) or another dtype: the same formula from engine ops
+    s = ns.sigmoid(x)
+    return g * s * (1 + x * (1 - s))
+
+
+defop("silu", _silu, _silu_vjp, dtype=FLOAT,
       saves="input",
       doc="input * sigmoid(input)",
-      out_bound=temporaries(broadcast_shape, results=2))
+      out_bound=_exact32_bound)
 
 
 def _softplus(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:

@@ -1,0 +1,275 @@
+"""float32 exponentials rounded as torch's CPU kernels round them, element for element.
+
+torch 2.13's CPU kernels for `sigmoid` and `silu` (and their backwards) are `cpu_kernel_vec`
+loops: `Vectorized<float>` code (AVX2: 8 lanes, two vectors a step) whose `exp()` is SLEEF's
+`Sleef_expf8_u10`, and, for what the vector loop leaves over, the scalar lambda, whose `std::exp`
+is glibc's `expf`. The two round differently from each other and from numpy's `np.exp` (about
+1 element in 8 of normal inputs, 1 ulp). This module computes both in numpy:
+
+- `sleef_expf`: SLEEF's algorithm (round `x / ln 2` to an integer q, reduce with a two-part
+  ln 2, a degree-6 polynomial by float32 fused multiply-adds, scale by 2**q in two steps),
+  every float32 operation rounded as the AVX2 instruction rounds it (`fma32` for the FMAs);
+- `libm_expf`: glibc's table-driven `expf` (2**(k/32) from a 32-entry table, a cubic in double,
+  one final rounding to float32), in float64;
+- `vector_lanes`: which elements torch's loop hands to the vector code, from the operands'
+  strides, the vector width and torch's thread split (`TensorIterator`'s dim order and
+  coalescing, `at::parallel_for`'s chunks, `vectorized_loop`'s two-vector steps);
+- `float32_kernel`: a kernel's vector and scalar formulas applied to those two sets.
+
+Measured against torch 2.13 on an AMD EPYC (AVX2, 2 threads, glibc 2.36): bit-exact on the
+probe set of tests/test_engine_vecmath.py. Only float32 takes this path; other dtypes use numpy.
+The algorithms are written here from their published descriptions (SLEEF's `xexpf`, Arm's
+optimized-routines `expf` as in glibc >= 2.27); the 2**(i/32) table is computed, not copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal, localcontext
+
+import numpy as np
+
+from . import cascade
+from .distributions import fma32, fma64
+
+_F32 = np.float32
+
+# --- SLEEF's expf (Sleef_expf8_u10) ---------------------------------------------------------------
+
+_R_LN2 = _F32(1.4426950408889634)  # 1 / ln 2, float32
+_L2U = _F32(0.693145751953125)  # ln 2, upper part (exact product with small integers)
+_L2L = _F32(1.428606765330187045e-06)  # ln 2 - _L2U
+# exp(s) ~ 1 + s + s*s * P(s), P's coefficients highest degree first (SLEEF's, float32)
+_EXP_POLY = tuple(_F32(c) for c in (0.000198527617612853646278381, 0.00139304355252534151077271,
+                                    0.00833336077630519866943359, 0.0416664853692054748535156,
+                                    0.166666671633720397949219, 0.5))
+
+
+def _pow2i(q: np.ndarray) -> np.ndarray:
+    """2.0**q as float32 for int32 q in float32's normal exponent range (bits built directly)."""
+    return ((q + 127) << 23).astype(np.int32).view(_F32)
+
+
+def sleef_expf(x: np.ndarray) -> np.ndarray:
+    """e**x for float32 x as SLEEF's `xexpf` (AVX2 build, FMA) computes it.
+
+    Args:
+        x: a float32 array (any shape).
+
+    Returns:
+        A new float32 array of x's shape: 0 below -104, inf above 100, NaN for NaN.
+    """
+    x = np.asarray(x, _F32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        t = x * _R_LN2
+        # cvtps_epi32 rounds to nearest even; out-of-range lanes are masked at the end
+        qf = np.rint(np.where(np.abs(t) < 2.0 ** 30, t, _F32(0))).astype(_F32)
+        q = qf.astype(np.int32)
+        s = fma32(qf, -_L2U, x)
+        s = fma32(qf, -_L2L, s)
+        u = np.full(s.shape, _EXP_POLY[0], _F32)
+        for c in _EXP_POLY[1:]:
+            u = fma32(u, s, c)
+        u = _F32(1) + fma32(s * s, u, s)
+        half = q >> 1
+        u = (u * _pow2i(half)) * _pow2i(q - half)  # SLEEF's vldexp2: two exact-range steps
+        u[x < -104] = 0
+        u[x > 100] = np.inf
+    return u
+
+
+# --- glibc's expf (std::exp of a float) -----------------------------------------------------------
+
+def _exp2_table() -> np.ndarray:
+    """2**(i/32), i < 32, correctly rounded to float64, minus i << 47 in its bits (the index's
+    contribution to the exponent field is added back from k)."""
+    with localcontext() as ctx:
+        ctx.prec = 50
+        vals = [float(Decimal(2) ** (Decimal(i) / 32)) for i in range(32)]
+    bits = np.array(vals, np.float64).view(np.uint64)
+    return bits - (np.arange(32, dtype=np.uint64) << np.uint64(47))
+
+
+_EXP2_TAB = _exp2_table()
+_INV_LN2_N = float.fromhex("0x1.71547652b82fep+0") * 32
+# 2**(r/32) ~ 1 + C2 r + C1 r**2 + C0 r**3 (Arm optimized-routines' exp2f cubic, scaled by 1/32)
+_C0 = float.fromhex("0x1.c6af84b912394p-5") / 32 ** 3
+_C1 = float.fromhex("0x1.ebfce50fac4f3p-3") / 32 ** 2
+_C2 = float.fromhex("0x1.62e42ff0c52d6p-1") / 32
+_SHIFT = float.fromhex("0x1.8p+52")  # adding it rounds a double to an integer (nearest even)
+_OVERFLOW = _F32(float.fromhex("0x1.62e42ep6"))  # above: inf
+_UNDERFLOW = _F32(-float.fromhex("0x1.9fe368p6"))  # below: 0
+
+
+def libm_expf(x: np.ndarray) -> np.ndarray:
+    """e**x for float32 x as glibc's `expf` (>= 2.27, x86-64 FMA variant) computes it.
+
+    Args:
+        x: a float32 array (any shape).
+
+    Returns:
+        A new float32 array of x's shape.
+    """
+    x = np.asarray(x, _F32)
+    xd = x.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        xd[~(np.abs(xd) < 150.0)] = 0.0  # NaN and +-inf: settled below
+        z = _INV_LN2_N * xd
+        kd = z + _SHIFT
+        ki = kd.view(np.uint64)
+        r = z - (kd - _SHIFT)
+        scale = (_EXP2_TAB[ki & np.uint64(31)] + (ki << np.uint64(47))).view(np.float64)
+        y = fma64(fma64(r, _C0, _C1), r * r, fma64(r, _C2, 1.0))
+        out = (y * scale).astype(_F32)
+        out[x > _OVERFLOW] = np.inf
+        out[x < _UNDERFLOW] = 0
+        nan = np.isnan(x)
+        out[nan] = x[nan]
+    return out
+
+
+# --- which elements torch's loop vectorises ------------------------------------------------------
+
+GRAIN_SIZE = 32768  # at::internal::GRAIN_SIZE: below it TensorIterator runs on one thread
+
+
+def _iteration_order(shape: tuple[int, ...], strides: list[list[int]]) -> list[int]:
+    """The dims (of size > 1) outermost first, as `TensorIterator::reorder_dimensions` orders
+    them: an insertion sort, innermost first, that moves a dim inwards while the first
+    operand with both strides nonzero (broadcast dims are skipped) has its stride smaller
+    (equal strides: its size smaller)."""
+    def should_swap(d0: int, d1: int) -> int:
+        for st in strides:
+            s0, s1 = st[d0], st[d1]
+            if s0 == 0 or s1 == 0:
+                continue
+            if s0 != s1:
+                return -1 if s0 < s1 else 1
+            if shape[d0] > shape[d1]:
+                return 1
+        return 0
+
+    perm = [d for d in reversed(range(len(shape))) if shape[d] > 1]  # innermost first
+    for i in range(1, len(perm)):
+        d1 = i
+        for d0 in range(i - 1, -1, -1):
+            c = should_swap(perm[d0], perm[d1])
+            if c > 0:
+                perm[d0], perm[d1] = perm[d1], perm[d0]
+                d1 = d0
+            elif c < 0:
+                break
+    return perm[::-1]
+
+
+def _rows(ops: list[np.ndarray]) -> tuple[int, bool, list[int]]:
+    """(inner length, vectorisable, dims): `TensorIterator`'s view of a kernel's operands
+    (one shape, torch's operand order) with a fresh output — the dims outermost first
+    (`_iteration_order`), coalesced while every operand allows, the inner run's length, and
+    whether `cpu_kernel_vec` may load the runs as vectors (every operand's inner stride one
+    element, or zero for at most one of several operands)."""
+    shape = ops[0].shape
+    strides = [[abs(s) // a.itemsize for s in a.strides] for a in ops]
+    dims = _iteration_order(shape, strides)
+    if not dims:
+        return ops[0].size, True, dims
+    last = dims[-1]
+    inner_strides = [st[last] for st in strides]
+    vectorisable = (all(s in (0, 1) for s in inner_strides)
+                    and sum(s == 0 for s in inner_strides) <= min(1, len(ops) - 1))
+    inner = shape[last]
+    for outer, nxt in zip(reversed(dims[:-1]), reversed(dims[1:])):
+        if any(st[outer] != st[nxt] * shape[nxt] for st in strides):
+            break
+        inner *= shape[outer]
+    return inner, vectorisable, dims
+
+
+def _vector_steps(n: int, step: int) -> np.ndarray:
+    """Of a run of n elements, the ones `vectorized_loop` takes in whole steps."""
+    run = np.zeros(n, bool)
+    run[:n // step * step] = True
+    return run
+
+
+def vector_lanes(*ops: np.ndarray) -> np.ndarray:
+    """A bool array of the operands' (common) shape: True where torch's `cpu_kernel_vec`
+    computes the element in its vector loop, False where the scalar lambda does (the tail of
+    each run, or all of them when the vector loop cannot load the operands' inner strides).
+
+    torch's loop visits the elements in memory order in runs of the coalesced inner dims;
+    with at least GRAIN_SIZE elements and several threads it first splits them into
+    `ceil(numel / threads)`-element chunks; within each piece of a run, `vectorized_loop`
+    takes whole steps of two vectors and leaves the rest to the scalar lambda.
+
+    Args:
+        ops: the kernel's input arrays in torch's operand order, all of one shape.
+
+    Returns:
+        A new bool array of that shape.
+    """
+    shape = ops[0].shape
+    n = ops[0].size
+    inner, vectorisable, dims = _rows(list(ops))
+    if not vectorisable or n == 0:
+        return np.zeros(shape, bool)
+    step = 2 * cascade.VECTOR_BYTES // 4
+    threads = min(cascade.THREADS, -(-n // GRAIN_SIZE)) if n >= GRAIN_SIZE else 1
+    chunk = -(-n // threads)
+    lanes = np.empty(n, bool)  # in iteration order
+    for begin in range(0, n, chunk):  # one piece per thread
+        end = min(begin + chunk, n)
+        head = min(end, -(-begin // inner) * inner)  # the first run's remainder
+        lanes[begin:head] = _vector_steps(head - begin, step)
+        rows = (end - head) // inner
+        lanes[head:head + rows * inner] = np.tile(_vector_steps(inner, step), rows)
+        lanes[head + rows * inner:end] = _vector_steps(end - head - rows * inner, step)
+    rest = [d for d in range(len(shape)) if d not in dims]
+    if dims + rest == sorted(dims + rest):
+        return lanes.reshape(shape)
+    iter_shape = tuple(shape[d] for d in dims + rest)
+    return lanes.reshape(iter_shape).transpose(np.argsort(dims + rest))
+
+
+_CHUNK = 1 << 16  # elements computed at a time: bounds the float64 scratch
+
+
+def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndarray],
+                   *operands: np.ndarray) -> np.ndarray:
+    """A float32 elementwise kernel as torch runs it: `vec(*operands)` where torch's vector
+    loop computes the element, `scalar(*operands)` where its scalar lambda does.
+
+    Args:
+        vec: the kernel's vector formula on float32 arrays (same-shaped 1-D operands).
+        scalar: its scalar formula, likewise.
+        operands: the float32 inputs in torch's operand order (they broadcast together; their
+            strides decide the split).
+
+    Returns:
+        A new float32 array of the broadcast shape.
+    """
+    arrays = [np.asarray(a, _F32) for a in operands]
+    arrays = list(np.broadcast_arrays(*arrays))
+    shape = arrays[0].shape
+    lanes = vector_lanes(*arrays).reshape(-1)
+    flat = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
+    out = np.empty(lanes.size, _F32)
+    with np.errstate(all="ignore"):
+        for i in range(0, lanes.size, _CHUNK):
+            part = slice(i, i + _CHUNK)
+            mask = lanes[part]
+            ops = [a[part] for a in flat]
+            piece = out[part]
+            if mask.all():
+                piece[...] = vec(*ops)
+            elif not mask.any():
+                piece[...] = scalar(*ops)
+            else:
+                piece[mask] = vec(*(a[mask] for a in ops))
+                piece[~mask] = scalar(*(a[~mask] for a in ops))
+    return out.reshape(shape)
+
+
+# scratch of `float32_kernel` per element of a chunk: float64 temporaries of `fma32`/`fma64`
+# (products, sums, masks) and the formulas' float32 intermediates, measured with tracemalloc
+KERNEL_SCRATCH = 96 * _CHUNK
