@@ -361,10 +361,34 @@ defop("rsqrt", lambda x: 1 / np.sqrt(x), lambda ns, g, out, x: -0.5 * g * out * 
 defop("exp", np.exp, lambda ns, g, out, x: g * out, dtype=FLOAT, inplace=True, doc="e ** input",
       saves="result",
       out_shape=broadcast_shape)
-defop("expm1", np.expm1, lambda ns, g, out, x: g * (out + 1), dtype=FLOAT,
+# float32 forwards through `vecmath.float32_kernel`: besides the result, a lane mask and
+# contiguous copies (8 bytes a result element) and one chunk's float64 scratch (fixed)
+_EXACT32 = temporaries(broadcast_shape, result_bytes=8)
+
+
+def _exact32_or(other: Any) -> Any:
+    """An `out_bound`: `vecmath.float32_kernel`'s for float32, `other`'s (numpy's
+    temporaries) for the dtypes that keep numpy."""
+    @shapes_only
+    def bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
+        if out_dtype is dtypes.float32:
+            return limits.with_scratch(_EXACT32(args, attrs, out_dtype), vecmath.KERNEL_SCRATCH)
+        return other(args, attrs, out_dtype)
+    return bound
+
+
+def _expm1(x: Any) -> Any:
+    # float32 as torch rounds it: torch maps SLEEF's expm1 over every element (`vec::map`
+    # loads the tail as a partial vector), so both of the kernel's paths are SLEEF's
+    if isinstance(x, np.ndarray) and x.dtype == np.float32:
+        return vecmath.float32_kernel(vecmath.sleef_expm1f, vecmath.sleef_expm1f, x)
+    return np.expm1(x)
+
+
+defop("expm1", _expm1, lambda ns, g, out, x: g * (out + 1), dtype=FLOAT,
       saves="result",
       doc="exp(input) - 1",
-      out_shape=broadcast_shape)
+      out_bound=_exact32_or(temporaries(broadcast_shape)))
 defop("log", np.log, lambda ns, g, out, x: g / x, dtype=FLOAT, inplace=True,
       saves="input",
       doc="natural logarithm",
@@ -412,19 +436,11 @@ def _sigmoid(x: Any) -> Any:
     return 1 / (1 + np.exp(-x))
 
 
-# the forward's float64 scratch: a chunk of `vecmath.float32_kernel` (fixed) besides the result
-_EXACT32 = temporaries(broadcast_shape, result_bytes=8)
-
-
-def _exact32_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
-    return limits.with_scratch(_EXACT32(args, attrs, out_dtype), vecmath.KERNEL_SCRATCH)
-
-
 # torch's sigmoid_backward kernel: grad * (1 - y) * y, in that order (bit-exact in numpy)
 defop("sigmoid", _sigmoid, lambda ns, g, out, x: g * (1 - out) * out, dtype=FLOAT,
       saves="result",
       inplace=True, doc="1 / (1 + exp(-input))",
-      out_bound=_exact32_bound)
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=1)))
 
 # --- activations ---------------------------------------------------------------------------------
 
@@ -449,12 +465,34 @@ defop("_prelu_kernel", lambda x, w: np.where(x > 0, x, w * x),
       saves=("input weight", "input"), inputs=("input", "weight"), dtype=PROMOTE, method=False,
       doc="input if input > 0 else weight * input (weight broadcast over input)",
       out_bound=temporaries(broadcast_shape, results=2))
-defop("elu", lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
-      lambda ns, g, out, x, alpha: ns.where(x > 0, g, g * (out + alpha)),
-      saves="result input",
+def _elu(x: Any, alpha: float = 1.0) -> Any:
+    """torch's elu kernel (scale and input_scale 1): x if x > 0 else expm1(x) * alpha."""
+    if isinstance(x, np.ndarray) and x.dtype == np.float32:
+        a = np.float32(alpha)  # torch's negcoef, alpha * scale in float32
+        return vecmath.float32_kernel(
+            lambda v: np.where(v > 0, v, vecmath.sleef_expm1f(v) * a),
+            lambda v: np.where(v <= 0, np.expm1(v) * a, v), x)
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+def _elu_vjp(ns: Any, g: Any, out: Any, x: Any, alpha: float) -> Any:
+    # torch's elu_backward on the input (is_result false): grad * input_scale * negcoef *
+    # exp(x * input_scale) for x <= 0, else grad * scale (both scales 1 here); a NaN input
+    # gives NaN in the vector loop (it blends on x > 0) and grad in the scalar tail (x <= 0)
+    if (isinstance(g, np.ndarray) and isinstance(x, np.ndarray) and g.dtype == np.float32
+            and x.dtype == np.float32):
+        a = np.float32(alpha)
+        return vecmath.float32_kernel(
+            lambda gv, xv: np.where(xv > 0, gv, gv * a * vecmath.sleef_expf(xv)),
+            lambda gv, xv: np.where(xv <= 0, gv * a * vecmath.libm_expf(xv), gv), g, x)
+    return ns.where(x <= 0, g * alpha * ns.exp(x), g)
+
+
+defop("elu", _elu, _elu_vjp,
+      saves="input",
       attrs=(AttrSpec("alpha", "float", 1.0),), dtype=FLOAT,
       doc="input if input > 0 else alpha * (exp(input) - 1)",
-      out_bound=temporaries(broadcast_shape, results=3))
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=3)))
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -543,7 +581,7 @@ def _silu_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
 defop("silu", _silu, _silu_vjp, dtype=FLOAT,
       saves="input",
       doc="input * sigmoid(input)",
-      out_bound=_exact32_bound)
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=2)))
 
 
 def _softplus(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:

@@ -78,6 +78,92 @@ def sleef_expf(x: np.ndarray) -> np.ndarray:
     return u
 
 
+# --- SLEEF's expm1f (Sleef_expm1f8_u10): double-float arithmetic ---------------------------------
+# A double-float is a pair (hi, lo) of float32s whose sum carries ~48 bits. The helpers are the
+# error-free sums and FMA-based products SLEEF's AVX2 build uses (its df.h with FMA).
+
+
+def _df_add_f(xh: np.ndarray, xl: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xh, xl) + y, y a float (SLEEF's dfadd2_vf2_vf2_vf)."""
+    s = xh + y
+    v = s - xh
+    return s, ((xh - (s - v)) + (y - v)) + xl
+
+
+def _df_add_df(xh: np.ndarray, xl: np.ndarray, yh: np.ndarray,
+               yl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xh, xl) + (yh, yl) (dfadd2_vf2_vf2_vf2)."""
+    s = xh + yh
+    v = s - xh
+    return s, ((xh - (s - v)) + (yh - v)) + (xl + yl)
+
+
+def _df_mul_f(xh: np.ndarray, xl: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xh, xl) * y (dfmul_vf2_vf2_vf, FMA)."""
+    s = xh * y
+    return s, fma32(xl, y, fma32(xh, y, -s))
+
+
+def _df_mul_df(xh: np.ndarray, xl: np.ndarray, yh: np.ndarray,
+               yl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xh, xl) * (yh, yl) (dfmul_vf2_vf2_vf2, FMA)."""
+    s = xh * yh
+    return s, fma32(xh, yl, fma32(xl, yh, fma32(xh, yh, -s)))
+
+
+def _df_square(xh: np.ndarray, xl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xh, xl) ** 2 (dfsqu_vf2_vf2, FMA)."""
+    s = xh * xh
+    return s, fma32(xh + xh, xl, fma32(xh, xh, -s))
+
+
+_EXPM1_POLY = tuple(_F32(c) for c in (0.1980960224e-3, 0.1394256484e-2, 0.8333456703e-2,
+                                      0.4166637361e-1))
+_EXPM1_SIXTH = _F32(0.166666659414234244790680580464)
+_EXPM1_HIGH = _F32(88.72283172607421875)  # above: inf
+_EXPM1_LOW = _F32(-16.635532333438687426013570)  # below: -1
+
+
+def sleef_expm1f(x: np.ndarray) -> np.ndarray:
+    """e**x - 1 for float32 x as SLEEF's `xexpm1f` (AVX2 build, FMA) computes it: e**x as a
+    double-float (`expk2f`: the reduction, polynomial and scaling carried in two floats), then
+    minus 1 and the pair's sum rounded once.
+
+    Args:
+        x: a float32 array (any shape).
+
+    Returns:
+        A new float32 array of x's shape.
+    """
+    x = np.asarray(x, _F32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        u = x * _R_LN2
+        qf = np.rint(np.where(np.abs(u) < 2.0 ** 30, u, _F32(0))).astype(_F32)
+        q = qf.astype(np.int32)
+        sh, sl = _df_add_f(x, np.zeros_like(x), qf * -_L2U)
+        sh, sl = _df_add_f(sh, sl, qf * -_L2L)
+        p = np.full(x.shape, _EXPM1_POLY[0], _F32)
+        for c in _EXPM1_POLY[1:]:
+            p = fma32(p, sh, c)
+        th, tl = _df_add_f(*_df_mul_f(sh, sl, p), _EXPM1_SIXTH)
+        th, tl = _df_add_f(*_df_mul_df(sh, sl, th, tl), _F32(0.5))
+        th, tl = _df_add_df(sh, sl, *_df_mul_df(*_df_square(sh, sl), th, tl))
+        one = _F32(1)
+        th, tl = one + th, ((one - (one + th)) + th) + tl  # SLEEF's dfadd_vf2_vf_vf2(1, t)
+        half = q >> 1
+        th = (th * _pow2i(half)) * _pow2i(q - half)
+        tl = (tl * _pow2i(half)) * _pow2i(q - half)
+        tiny = x < -104
+        th[tiny] = 0
+        tl[tiny] = 0
+        dh, dl = _df_add_f(th, tl, _F32(-1))
+        out = dh + dl
+        out[x > _EXPM1_HIGH] = np.inf
+        out[x < _EXPM1_LOW] = -1
+        out[(x == 0) & np.signbit(x)] = -0.0
+    return out
+
+
 # --- glibc's expf (std::exp of a float) -----------------------------------------------------------
 
 def _exp2_table() -> np.ndarray:

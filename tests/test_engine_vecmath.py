@@ -1,4 +1,5 @@
-"""float32 sigmoid and silu (and their gradients) are torch's to the last bit (engine/vecmath.py).
+"""float32 sigmoid, silu, expm1, elu (and their gradients) are torch's to the last bit
+(engine/vecmath.py).
 
 Every case runs the same values through torch and the engine and compares the float32 results
 bit for bit: wide random inputs, every size 1..64 (the vector loop's tails), torch's two-thread
@@ -43,6 +44,9 @@ def _bits_equal(mine: np.ndarray, ref: np.ndarray) -> None:
 OPS: dict[str, Callable[[Any, Any], Any]] = {
     "sigmoid": lambda lib, t: lib.sigmoid(t),
     "silu": lambda lib, t: lib.nn.functional.silu(t),
+    "expm1": lambda lib, t: lib.expm1(t),
+    "elu": lambda lib, t: lib.nn.functional.elu(t),
+    "elu_alpha": lambda lib, t: lib.nn.functional.elu(t, alpha=0.7),
 }
 
 VIEWS: dict[str, Callable[[Any], Any]] = {
