@@ -393,10 +393,17 @@ defop("log", np.log, lambda ns, g, out, x: g / x, dtype=FLOAT, inplace=True,
       saves="input",
       doc="natural logarithm",
       out_shape=broadcast_shape)
-defop("log1p", np.log1p, lambda ns, g, out, x: g / (x + 1), dtype=FLOAT,
+def _log1p(x: Any) -> Any:
+    # float32 as torch rounds it: SLEEF's log1p over every element (as expm1)
+    if isinstance(x, np.ndarray) and x.dtype == np.float32:
+        return vecmath.float32_kernel(vecmath.sleef_log1pf, vecmath.sleef_log1pf, x)
+    return np.log1p(x)
+
+
+defop("log1p", _log1p, lambda ns, g, out, x: g / (x + 1), dtype=FLOAT,
       saves="input",
       backward="Log1PBackward0", doc="log(1 + input)",
-      out_shape=broadcast_shape)
+      out_bound=_exact32_or(temporaries(broadcast_shape)))
 defop("log2", np.log2, lambda ns, g, out, x: g / (x * math.log(2.0)), dtype=FLOAT,
       saves="input",
       doc="base-2 logarithm",
@@ -585,18 +592,39 @@ defop("silu", _silu, _silu_vjp, dtype=FLOAT,
 
 
 def _softplus(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
+    if isinstance(x, np.ndarray) and x.dtype == np.float32:
+        # torch's kernel: x if x * beta > threshold else log1p(exp(x * beta)) / beta, beta
+        # and threshold in float32; SLEEF's exp and log1p in the vector loop, glibc's
+        # (libm_expf, numpy's float32 np.log1p) in the scalar tail
+        b, th = np.float32(beta), np.float32(threshold)
+        return vecmath.float32_kernel(
+            lambda v: np.where(v * b > th, v, vecmath.sleef_log1pf(vecmath.sleef_expf(v * b)) / b),
+            lambda v: np.where(v * b > th, v, np.log1p(vecmath.libm_expf(v * b)) / b), x)
     bx = x * beta
     soft = np.log1p(np.exp(-np.abs(bx))) / beta + np.maximum(x, 0)
     return np.where(bx > threshold, x, soft).astype(x.dtype)
 
 
-defop("softplus", _softplus,
-      lambda ns, g, out, x, beta, threshold: ns.where(x * beta > threshold, g,
-                                                      g * ns.sigmoid(x * beta)),
+def _softplus_vjp(ns: Any, g: Any, out: Any, x: Any, beta: float, threshold: float) -> Any:
+    if (isinstance(g, np.ndarray) and isinstance(x, np.ndarray) and g.dtype == np.float32
+            and x.dtype == np.float32):
+        # torch's softplus_backward: z = exp(x * beta); grad * z / (z + 1) unless over threshold
+        b, th = np.float32(beta), np.float32(threshold)
+
+        def kernel(exp: Any) -> Any:
+            def run(gv: np.ndarray, xv: np.ndarray) -> np.ndarray:
+                z = exp(xv * b)
+                return np.where(xv * b > th, gv, gv * z / (z + _ONE32))
+            return run
+        return vecmath.float32_kernel(kernel(vecmath.sleef_expf), kernel(vecmath.libm_expf), g, x)
+    return ns.where(x * beta > threshold, g, g * ns.sigmoid(x * beta))
+
+
+defop("softplus", _softplus, _softplus_vjp,
       saves="input",
       attrs=(AttrSpec("beta", "float", 1.0), AttrSpec("threshold", "float", 20.0)), dtype=FLOAT,
       doc="log(1 + exp(beta * input)) / beta, linear above threshold",
-      out_bound=temporaries(broadcast_shape, results=4))
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=4)))
 
 # --- clamp, maximum, minimum, where ---------------------------------------------------------------
 

@@ -164,6 +164,104 @@ def sleef_expm1f(x: np.ndarray) -> np.ndarray:
     return out
 
 
+# --- SLEEF's log1pf (Sleef_log1pf8_u10) ----------------------------------------------------------
+
+_LN2_HI = _F32(0.69314718246459960938)  # ln 2 as a double-float
+_LN2_LO = _F32(-1.904654323148236017e-09)
+_LOG_POLY = tuple(_F32(c) for c in (0.3027294874, 0.3996108174, 0.6666694880))
+_LOG1P_BOUND = _F32(float.fromhex("0x1.2ced32p+126"))  # 1e38: above, log(x) instead
+_FLT_MIN = _F32(2.0 ** -126)
+
+
+def _df_div(nh: np.ndarray, nl: np.ndarray, dh: np.ndarray,
+            dl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(nh, nl) / (dh, dl) (SLEEF's dfdiv_vf2_vf2_vf2, FMA)."""
+    one = _F32(1)
+    t = one / dh
+    s = nh * t
+    u = fma32(t, nh, -s)
+    v = fma32(-dl, t, fma32(-dh, t, one))
+    return s, fma32(s, v, fma32(nl, t, u))
+
+
+def _exponent(d: np.ndarray) -> np.ndarray:
+    """SLEEF's vilogb2k: the biased exponent field minus 127 (int32)."""
+    return ((d.view(np.int32) >> 23) & 0xFF) - 0x7F
+
+
+def _log_tail(sh: np.ndarray, sl: np.ndarray, xh: np.ndarray,
+              xl: np.ndarray) -> np.ndarray:
+    """s + 2 x + x**3 t(x**2) rounded once: the common end of SLEEF's logf_u1 and log1pf
+    (s = e ln 2 as a double-float, x = (m - 1) / (m + 1))."""
+    x2 = xh * xh
+    t = np.full(xh.shape, _LOG_POLY[0], _F32)
+    for c in _LOG_POLY[1:]:
+        t = fma32(t, x2, c)
+    two = _F32(2)
+    sh, sl = sh + xh * two, (((sh - (sh + xh * two)) + xh * two) + sl) + xl * two
+    rest = (x2 * xh) * t
+    s = sh + rest
+    return s + (((sh - s) + rest) + sl)
+
+
+def _sleef_logf_u1(d: np.ndarray) -> np.ndarray:
+    """log(d) as SLEEF's xlogf_u1 (used by log1pf above 1e38; d > 0 finite there)."""
+    small = d < _FLT_MIN
+    d = np.where(small, d * _F32(2.0 ** 64), d)
+    e = _exponent(d * _F32(1.0 / 0.75))
+    m = (d.view(np.int32) - (e << 23)).view(_F32)
+    e = np.where(small, e - 64, e)
+    ef = e.astype(_F32)
+    sh, sl = _df_mul_f(_LN2_HI, _LN2_LO, ef)
+    one = _F32(1)
+    nh = -one + m
+    nv = nh - (-one)
+    nl = (-one - (nh - nv)) + (m - nv)
+    dh = one + m
+    dv = dh - one
+    dl = (one - (dh - dv)) + (m - dv)
+    xh, xl = _df_div(nh, nl, dh, dl)
+    return _log_tail(sh, sl, xh, xl)
+
+
+def sleef_log1pf(x: np.ndarray) -> np.ndarray:
+    """log(1 + x) for float32 x as SLEEF's `xlog1pf` (AVX2 build, FMA) computes it.
+
+    Args:
+        x: a float32 array (any shape).
+
+    Returns:
+        A new float32 array of x's shape: NaN below -1, -inf at -1.
+    """
+    x = np.asarray(x, _F32)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        one = _F32(1)
+        dp1 = x + one
+        small = dp1 < _FLT_MIN
+        dp1 = np.where(small, dp1 * _F32(2.0 ** 64), dp1)
+        e = _exponent(dp1 * _F32(1.0 / 0.75))
+        t = ((one.view(np.int32) - (e << 23)).astype(np.int32)).view(_F32)  # 2**-e
+        m = fma32(x, t, t - one)
+        e = np.where(small, e - 64, e)
+        sh, sl = _df_mul_f(np.full(x.shape, _LN2_HI), np.full(x.shape, _LN2_LO),
+                           e.astype(_F32))
+        two = _F32(2)
+        dh = two + m
+        dl = (two - dh) + m
+        xh, xl = _df_div(m, np.zeros_like(m), dh, dl)
+        # SLEEF adds s + 2x with dfadd_vf2_vf2_vf2 in log1pf (|s| >= |2x| not assumed there)
+        r = _log_tail(sh, sl, xh, xl)
+        big = x > _LOG1P_BOUND
+        if big.any():
+            r[big] = _sleef_logf_u1(x[big])
+        r[x < -1] = np.nan
+        r[x == -1] = -np.inf
+        r[(x == 0) & np.signbit(x)] = -0.0
+        r[np.isnan(x)] = np.nan
+        r[x == np.inf] = np.inf
+    return r
+
+
 # --- glibc's expf (std::exp of a float) -----------------------------------------------------------
 
 def _exp2_table() -> np.ndarray:
