@@ -515,8 +515,38 @@ def _erf(x: Any) -> Any:
     return np.vectorize(math.erf, otypes=[np.float64])(x).astype(x.dtype)
 
 
+# torch's tanh-approximation constants, float32 as its kernels hold them
+_GELU_BETA32 = np.float32(1.41421356237309504880 * 1.12837916709551257390 * 0.5)  # M_SQRT2 *
+_GELU_KAPPA32 = np.float32(0.044715)                                           # M_2_SQRTPI / 2
+
+
+def _gelu_tanh32(tanh: Any) -> Any:
+    def kernel(x: np.ndarray) -> np.ndarray:
+        # torch's kernel, `x + kappa * x**3` fused by its build
+        inner = _GELU_BETA32 * fma32(_GELU_KAPPA32, x * x * x, x)
+        return np.float32(0.5) * x * (_ONE32 + tanh(inner))
+    return kernel
+
+
+def _gelu_tanh_backward32(tanh: Any) -> Any:
+    def kernel(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+        # torch's gelu_backward (tanh): dy * (0.5 * (1 + t) + 0.5 x (1 - t*t) * beta *
+        # (1 + 3 kappa x*x)), its `1 - t*t` and `1 + 3 kappa x*x` fused by its build
+        x_sq = x * x
+        t = tanh(_GELU_BETA32 * fma32(_GELU_KAPPA32, x_sq * x, x))
+        left_derivative = np.float32(0.5) * (_ONE32 + t)
+        tanh_derivative = fma32(-t, t, _ONE32)
+        inner_derivative = _GELU_BETA32 * fma32(np.float32(3) * _GELU_KAPPA32, x_sq, _ONE32)
+        return g * (left_derivative + np.float32(0.5) * x * tanh_derivative * inner_derivative)
+    return kernel
+
+
 def _gelu(x: Any, approximate: str = "none") -> Any:
     if approximate == "tanh":
+        if isinstance(x, np.ndarray) and x.dtype == np.float32:
+            # SLEEF's tanh in the vector loop, glibc's in the tail (vecmath)
+            return vecmath.float32_kernel(_gelu_tanh32(vecmath.sleef_tanhf),
+                                          _gelu_tanh32(vecmath.libm_tanhf), x)
         inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
         return 0.5 * x * (1 + np.tanh(inner))
     return (0.5 * x * (1 + _erf(x / math.sqrt(2.0)))).astype(x.dtype)
@@ -524,6 +554,10 @@ def _gelu(x: Any, approximate: str = "none") -> Any:
 
 def _gelu_vjp(ns: Any, g: Any, out: Any, x: Any, approximate: str) -> Any:
     if approximate == "tanh":
+        if (isinstance(g, np.ndarray) and isinstance(x, np.ndarray) and g.dtype == np.float32
+                and x.dtype == np.float32):
+            return vecmath.float32_kernel(_gelu_tanh_backward32(vecmath.sleef_tanhf),
+                                          _gelu_tanh_backward32(vecmath.libm_tanhf), g, x)
         inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
         t = ns.tanh(inner)
         d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
@@ -536,9 +570,12 @@ _GELU_ERF = temporaries(broadcast_shape, results=3, result_bytes=_ERF_BYTES)
 _GELU_TANH = temporaries(broadcast_shape, results=3)
 
 
+_GELU_TANH_EXACT = _exact32_or(_GELU_TANH)
+
+
 def _gelu_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
     tanh = attrs.get("approximate") == "tanh"
-    return (_GELU_TANH if tanh else _GELU_ERF)(args, attrs, out_dtype)
+    return (_GELU_TANH_EXACT if tanh else _GELU_ERF)(args, attrs, out_dtype)
 
 
 defop("erf", _erf, lambda ns, g, out, x: g * (2 / math.sqrt(math.pi)) * ns.exp(-x * x),

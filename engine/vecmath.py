@@ -124,10 +124,34 @@ _EXPM1_HIGH = _F32(88.72283172607421875)  # above: inf
 _EXPM1_LOW = _F32(-16.635532333438687426013570)  # below: -1
 
 
+def _expk2f(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """e**x as a double-float (SLEEF's expk2f of (x, 0)): the reduction, polynomial and
+    scaling carried in two floats; 0 below -104."""
+    u = x * _R_LN2
+    qf = np.rint(np.where(np.abs(u) < 2.0 ** 30, u, _F32(0))).astype(_F32)
+    q = qf.astype(np.int32)
+    sh, sl = _df_add_f(x, np.zeros_like(x), qf * -_L2U)
+    sh, sl = _df_add_f(sh, sl, qf * -_L2L)
+    p = np.full(x.shape, _EXPM1_POLY[0], _F32)
+    for c in _EXPM1_POLY[1:]:
+        p = fma32(p, sh, c)
+    th, tl = _df_add_f(*_df_mul_f(sh, sl, p), _EXPM1_SIXTH)
+    th, tl = _df_add_f(*_df_mul_df(sh, sl, th, tl), _F32(0.5))
+    th, tl = _df_add_df(sh, sl, *_df_mul_df(*_df_square(sh, sl), th, tl))
+    one = _F32(1)
+    th, tl = one + th, ((one - (one + th)) + th) + tl  # SLEEF's dfadd_vf2_vf_vf2(1, t)
+    half = q >> 1
+    th = (th * _pow2i(half)) * _pow2i(q - half)
+    tl = (tl * _pow2i(half)) * _pow2i(q - half)
+    tiny = x < -104
+    th[tiny] = 0
+    tl[tiny] = 0
+    return th, tl
+
+
 def sleef_expm1f(x: np.ndarray) -> np.ndarray:
     """e**x - 1 for float32 x as SLEEF's `xexpm1f` (AVX2 build, FMA) computes it: e**x as a
-    double-float (`expk2f`: the reduction, polynomial and scaling carried in two floats), then
-    minus 1 and the pair's sum rounded once.
+    double-float (`_expk2f`), minus 1, the pair's sum rounded once.
 
     Args:
         x: a float32 array (any shape).
@@ -137,31 +161,66 @@ def sleef_expm1f(x: np.ndarray) -> np.ndarray:
     """
     x = np.asarray(x, _F32)
     with np.errstate(invalid="ignore", over="ignore"):
-        u = x * _R_LN2
-        qf = np.rint(np.where(np.abs(u) < 2.0 ** 30, u, _F32(0))).astype(_F32)
-        q = qf.astype(np.int32)
-        sh, sl = _df_add_f(x, np.zeros_like(x), qf * -_L2U)
-        sh, sl = _df_add_f(sh, sl, qf * -_L2L)
-        p = np.full(x.shape, _EXPM1_POLY[0], _F32)
-        for c in _EXPM1_POLY[1:]:
-            p = fma32(p, sh, c)
-        th, tl = _df_add_f(*_df_mul_f(sh, sl, p), _EXPM1_SIXTH)
-        th, tl = _df_add_f(*_df_mul_df(sh, sl, th, tl), _F32(0.5))
-        th, tl = _df_add_df(sh, sl, *_df_mul_df(*_df_square(sh, sl), th, tl))
-        one = _F32(1)
-        th, tl = one + th, ((one - (one + th)) + th) + tl  # SLEEF's dfadd_vf2_vf_vf2(1, t)
-        half = q >> 1
-        th = (th * _pow2i(half)) * _pow2i(q - half)
-        tl = (tl * _pow2i(half)) * _pow2i(q - half)
-        tiny = x < -104
-        th[tiny] = 0
-        tl[tiny] = 0
-        dh, dl = _df_add_f(th, tl, _F32(-1))
+        dh, dl = _df_add_f(*_expk2f(x), _F32(-1))
         out = dh + dl
         out[x > _EXPM1_HIGH] = np.inf
         out[x < _EXPM1_LOW] = -1
         out[(x == 0) & np.signbit(x)] = -0.0
     return out
+
+
+def sleef_tanhf(x: np.ndarray) -> np.ndarray:
+    """tanh(x) for float32 x as SLEEF's `xtanhf` (the u10 one; AVX2 build, FMA) computes it:
+    (d - 1/d) / (d + 1/d) in double-floats, d = e**|x|, 1 beyond |x| > 8.664339742.
+
+    Args:
+        x: a float32 array (any shape).
+
+    Returns:
+        A new float32 array of x's shape.
+    """
+    x = np.asarray(x, _F32)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        dh, dl = _expk2f(np.abs(x))
+        one = _F32(1)
+        eh = one / dh  # SLEEF's dfrec (FMA)
+        el = eh * fma32(-dl, eh, fma32(-dh, eh, one))
+        nh = dh + -eh
+        nl = (((dh - nh) + -eh) + dl) + -el  # dfadd_vf2_vf2_vf2(d, -e)
+        ph = dh + eh
+        pl = (((dh - ph) + eh) + dl) + el  # dfadd_vf2_vf2_vf2(d, e)
+        qh, ql = _df_div(nh, nl, ph, pl)
+        y = qh + ql
+        y[(np.abs(x) > _F32(8.664339742)) | np.isnan(y)] = 1
+        y = np.copysign(y, x)  # SLEEF's vmulsign: |y| carries x's sign
+        y[np.isnan(x)] = np.nan
+    return y
+
+
+def libm_tanhf(x: np.ndarray) -> np.ndarray:
+    """tanh(x) for float32 x as glibc's `tanhf` (fdlibm's float algorithm, on glibc's
+    `expm1f`, which numpy's float32 `np.expm1` calls): 1 - 2 / (expm1(2|x|) + 2) from |x| >= 1,
+    -t / (t + 2) with t = expm1(-2|x|) below, 1 from 22 on, x * (1 + x) below 2**-55.
+
+    Args:
+        x: a float32 array (any shape).
+
+    Returns:
+        A new float32 array of x's shape.
+    """
+    x = np.asarray(x, _F32)
+    one, two = _F32(1), _F32(2)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        a = np.abs(x)
+        t = np.expm1(np.where(a >= one, two * a, -two * a))
+        z = np.where(a >= one, one - two / (t + two), -t / (t + two))
+        z[a >= _F32(22)] = one
+        z = np.copysign(z, x)
+        tiny = a < _F32(2.0 ** -55)
+        z[tiny] = (x * (one + x))[tiny]  # also keeps the sign of a zero
+        nan = np.isnan(x)
+        z[nan] = x[nan]
+    return z
 
 
 # --- SLEEF's log1pf (Sleef_log1pf8_u10) ----------------------------------------------------------

@@ -1,5 +1,5 @@
-"""float32 sigmoid, silu, expm1, elu, log1p, softplus (and their gradients) are torch's to
-the last bit (engine/vecmath.py).
+"""float32 sigmoid, silu, expm1, elu, log1p, softplus, gelu(approximate='tanh') (and their
+gradients) are torch's to the last bit (engine/vecmath.py).
 
 Every case runs the same values through torch and the engine and compares the float32 results
 bit for bit: wide random inputs, every size 1..64 (the vector loop's tails), torch's two-thread
@@ -50,6 +50,7 @@ OPS: dict[str, Callable[[Any, Any], Any]] = {
     "log1p": lambda lib, t: lib.log1p(t),
     "softplus": lambda lib, t: lib.nn.functional.softplus(t),
     "softplus_beta": lambda lib, t: lib.nn.functional.softplus(t, beta=1.5, threshold=8.0),
+    "gelu_tanh": lambda lib, t: lib.nn.functional.gelu(t, approximate="tanh"),
 }
 
 VIEWS: dict[str, Callable[[Any], Any]] = {
