@@ -66,7 +66,7 @@ def _inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [(rng.standard_normal(20000) * 4).astype(F32),
             rng.uniform(-110, 110, 40001).astype(F32),  # two threads' chunks, a tail in each
             (rng.standard_normal((37, 29)) * 8).astype(F32),
-            (rng.standard_normal((3, 40000)) * 2).astype(F32),
+            (rng.standard_normal((3, 12000)) * 2).astype(F32),
             np.tile(SPECIAL, 3)]
 
 
