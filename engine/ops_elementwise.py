@@ -361,6 +361,13 @@ defop("rsqrt", lambda x: 1 / np.sqrt(x), lambda ns, g, out, x: -0.5 * g * out * 
 defop("exp", np.exp, lambda ns, g, out, x: g * out, dtype=FLOAT, inplace=True, doc="e ** input",
       saves="result",
       out_shape=broadcast_shape)
+def _float32(*values: Any) -> bool:
+    """Whether every value is float32 numpy data (an array, or the numpy scalar a 0-dim
+    tensor may hold): what `vecmath.float32_kernel` computes as torch does."""
+    return all(isinstance(v, (np.ndarray, np.float32)) and v.dtype == np.float32
+               for v in values)
+
+
 # float32 forwards through `vecmath.float32_kernel`: besides the result, a lane mask and
 # contiguous copies (8 bytes a result element) and one chunk's float64 scratch (fixed)
 _EXACT32 = temporaries(broadcast_shape, result_bytes=8)
@@ -380,7 +387,7 @@ def _exact32_or(other: Any) -> Any:
 def _expm1(x: Any) -> Any:
     # float32 as torch rounds it: torch maps SLEEF's expm1 over every element (`vec::map`
     # loads the tail as a partial vector), so both of the kernel's paths are SLEEF's
-    if isinstance(x, np.ndarray) and x.dtype == np.float32:
+    if _float32(x):
         return vecmath.float32_kernel(vecmath.sleef_expm1f, vecmath.sleef_expm1f, x)
     return np.expm1(x)
 
@@ -395,7 +402,7 @@ defop("log", np.log, lambda ns, g, out, x: g / x, dtype=FLOAT, inplace=True,
       out_shape=broadcast_shape)
 def _log1p(x: Any) -> Any:
     # float32 as torch rounds it: SLEEF's log1p over every element (as expm1)
-    if isinstance(x, np.ndarray) and x.dtype == np.float32:
+    if _float32(x):
         return vecmath.float32_kernel(vecmath.sleef_log1pf, vecmath.sleef_log1pf, x)
     return np.log1p(x)
 
@@ -438,7 +445,7 @@ def _sigmoid_scalar(x: np.ndarray) -> np.ndarray:
 def _sigmoid(x: Any) -> Any:
     # torch's kernel formula: exp overflows to inf for very negative x, giving exactly 0 as torch.
     # float32 as torch rounds it: SLEEF's exp in the vector loop, glibc's in its tail (vecmath)
-    if isinstance(x, np.ndarray) and x.dtype == np.float32:
+    if _float32(x):
         return vecmath.float32_kernel(_sigmoid_vec, _sigmoid_scalar, x)
     return 1 / (1 + np.exp(-x))
 
@@ -474,7 +481,7 @@ defop("_prelu_kernel", lambda x, w: np.where(x > 0, x, w * x),
       out_bound=temporaries(broadcast_shape, results=2))
 def _elu(x: Any, alpha: float = 1.0) -> Any:
     """torch's elu kernel (scale and input_scale 1): x if x > 0 else expm1(x) * alpha."""
-    if isinstance(x, np.ndarray) and x.dtype == np.float32:
+    if _float32(x):
         a = np.float32(alpha)  # torch's negcoef, alpha * scale in float32
         return vecmath.float32_kernel(
             lambda v: np.where(v > 0, v, vecmath.sleef_expm1f(v) * a),
@@ -486,8 +493,7 @@ def _elu_vjp(ns: Any, g: Any, out: Any, x: Any, alpha: float) -> Any:
     # torch's elu_backward on the input (is_result false): grad * input_scale * negcoef *
     # exp(x * input_scale) for x <= 0, else grad * scale (both scales 1 here); a NaN input
     # gives NaN in the vector loop (it blends on x > 0) and grad in the scalar tail (x <= 0)
-    if (isinstance(g, np.ndarray) and isinstance(x, np.ndarray) and g.dtype == np.float32
-            and x.dtype == np.float32):
+    if _float32(g, x):
         a = np.float32(alpha)
         return vecmath.float32_kernel(
             lambda gv, xv: np.where(xv > 0, gv, gv * a * vecmath.sleef_expf(xv)),
@@ -543,7 +549,7 @@ def _gelu_tanh_backward32(tanh: Any) -> Any:
 
 def _gelu(x: Any, approximate: str = "none") -> Any:
     if approximate == "tanh":
-        if isinstance(x, np.ndarray) and x.dtype == np.float32:
+        if _float32(x):
             # SLEEF's tanh in the vector loop, glibc's in the tail (vecmath)
             return vecmath.float32_kernel(_gelu_tanh32(vecmath.sleef_tanhf),
                                           _gelu_tanh32(vecmath.libm_tanhf), x)
@@ -554,8 +560,7 @@ def _gelu(x: Any, approximate: str = "none") -> Any:
 
 def _gelu_vjp(ns: Any, g: Any, out: Any, x: Any, approximate: str) -> Any:
     if approximate == "tanh":
-        if (isinstance(g, np.ndarray) and isinstance(x, np.ndarray) and g.dtype == np.float32
-                and x.dtype == np.float32):
+        if _float32(g, x):
             return vecmath.float32_kernel(_gelu_tanh_backward32(vecmath.sleef_tanhf),
                                           _gelu_tanh_backward32(vecmath.libm_tanhf), g, x)
         inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
@@ -597,7 +602,7 @@ def _silu_scalar(x: np.ndarray) -> np.ndarray:
 
 def _silu(x: Any) -> Any:
     """torch's silu kernel: x / (1 + exp(-x)) (float32 rounded as torch, see `_sigmoid`)."""
-    if isinstance(x, np.ndarray) and x.dtype == np.float32:
+    if _float32(x):
         return vecmath.float32_kernel(_silu_vec, _silu_scalar, x)
     return x / (1 + np.exp(-x))
 
@@ -614,8 +619,7 @@ _SILU_BACKWARD = (_silu_backward_with(vecmath.sleef_expf), _silu_backward_with(v
 
 
 def _silu_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
-    if (isinstance(g, np.ndarray) and isinstance(x, np.ndarray) and g.dtype == np.float32
-            and x.dtype == np.float32):
+    if _float32(g, x):
         return vecmath.float32_kernel(*_SILU_BACKWARD, g, x)
     # recorded (create_graph=True) or another dtype: the same formula from engine ops
     s = ns.sigmoid(x)
@@ -629,7 +633,7 @@ defop("silu", _silu, _silu_vjp, dtype=FLOAT,
 
 
 def _softplus(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
-    if isinstance(x, np.ndarray) and x.dtype == np.float32:
+    if _float32(x):
         # torch's kernel: x if x * beta > threshold else log1p(exp(x * beta)) / beta, beta
         # and threshold in float32; SLEEF's exp and log1p in the vector loop, glibc's
         # (libm_expf, numpy's float32 np.log1p) in the scalar tail
@@ -643,8 +647,7 @@ def _softplus(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
 
 
 def _softplus_vjp(ns: Any, g: Any, out: Any, x: Any, beta: float, threshold: float) -> Any:
-    if (isinstance(g, np.ndarray) and isinstance(x, np.ndarray) and g.dtype == np.float32
-            and x.dtype == np.float32):
+    if _float32(g, x):
         # torch's softplus_backward: z = exp(x * beta); grad * z / (z + 1) unless over threshold
         b, th = np.float32(beta), np.float32(threshold)
 

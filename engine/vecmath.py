@@ -489,7 +489,7 @@ def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndar
             strides decide the split).
 
     Returns:
-        A new float32 array of the broadcast shape.
+        A new float32 array of the broadcast shape (a numpy float32 for 0-dim operands).
     """
     arrays = [np.asarray(a, _F32) for a in operands]
     arrays = list(np.broadcast_arrays(*arrays))
@@ -510,7 +510,8 @@ def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndar
             else:
                 piece[mask] = vec(*(a[mask] for a in ops))
                 piece[~mask] = scalar(*(a[~mask] for a in ops))
-    return out.reshape(shape)
+    result = out.reshape(shape)
+    return result[()] if result.ndim == 0 else result  # a numpy scalar, as a ufunc gives
 
 
 # scratch of `float32_kernel` per element of a chunk: the float64 temporaries of `fma32`/`fma64`

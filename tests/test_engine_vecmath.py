@@ -96,6 +96,20 @@ def test_every_tail_length(op: str) -> None:
         _compare(op, VIEWS["contiguous"], (rng.standard_normal(n) * 6).astype(F32), rng)
 
 
+@pytest.mark.parametrize("op", OPS)
+def test_scalars_and_empty(op: str) -> None:
+    rng = np.random.default_rng(11)
+    for x in (np.array(-0.7, F32), np.zeros((0, 3), F32), np.full((1, 1, 5), 2.5, F32)):
+        tx = torch.from_numpy(x.copy()).requires_grad_()
+        ex = ge.tensor(x.copy()).requires_grad_()
+        ty, ey = OPS[op](torch, tx), OPS[op](ge, ex)
+        _bits_equal(ey.detach().numpy(), ty.detach().numpy())
+        g = rng.standard_normal(x.shape).astype(F32)
+        ty.backward(torch.from_numpy(g))
+        ey.backward(ge.tensor(g))
+        _bits_equal(ex.grad.numpy(), tx.grad.numpy())
+
+
 def test_exp_kernels_differ_where_torch_does() -> None:
     """The two exps are distinct: each matches its own torch path and differs from the other
     somewhere on these inputs (else the test could not tell the loop's split)."""
