@@ -363,9 +363,10 @@ defop("exp", np.exp, lambda ns, g, out, x: g * out, dtype=FLOAT, inplace=True, d
       out_shape=broadcast_shape)
 def _float32(*values: Any) -> bool:
     """Whether every value is float32 numpy data (an array, or the numpy scalar a 0-dim
-    tensor may hold): what `vecmath.float32_kernel` computes as torch does."""
-    return all(isinstance(v, (np.ndarray, np.float32)) and v.dtype == np.float32
-               for v in values)
+    tensor may hold), which `vecmath.float32_kernel` computes as torch does (unless
+    `vecmath.set_exact(False)`)."""
+    return vecmath.EXACT and all(isinstance(v, (np.ndarray, np.float32))
+                                 and v.dtype == np.float32 for v in values)
 
 
 # float32 forwards through `vecmath.float32_kernel`: besides the result, a lane mask and

@@ -142,3 +142,17 @@ def test_float64_keeps_numpy() -> None:
     x = np.random.default_rng(10).standard_normal(100)
     np.testing.assert_allclose(ge.sigmoid(ge.tensor(x)).numpy(),
                                torch.sigmoid(torch.from_numpy(x)).numpy(), rtol=1e-15, atol=0)
+
+
+def test_set_exact_off_gives_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vecmath.set_exact(False)` puts the ops back on numpy's functions (faster, not torch's)."""
+    x = np.random.default_rng(12).uniform(-20, 20, 4096).astype(F32)
+    exact = ge.sigmoid(ge.tensor(x)).numpy()
+    monkeypatch.setattr(vecmath, "EXACT", True)
+    vecmath.set_exact(False)
+    assert vecmath.EXACT is False
+    loose = ge.sigmoid(ge.tensor(x)).numpy()
+    np.testing.assert_array_equal(loose, np.float32(1) / (np.float32(1) + np.exp(-x)))
+    assert (loose != exact).any()
+    vecmath.set_exact(True)
+    np.testing.assert_array_equal(ge.sigmoid(ge.tensor(x)).numpy(), exact)
