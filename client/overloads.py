@@ -96,11 +96,12 @@ def functions(owner: Any, overloads: Mapping[str, Spelling]) -> dict[str, Fn]:
     out: dict[str, Fn] = {}
     for name, ov in overloads.items():
         if ov.function is not None:
-            out[name] = _bind_function(be, ov.function, name)
+            out[name] = bind_function(be, ov.function, name)
     return out
 
 
-def _bind_function(be: RemoteBackend, fn: Fn, name: str) -> Fn:
+def bind_function(be: RemoteBackend, fn: Fn, name: str) -> Fn:
+    """Surface function `fn(be, ...)` as the session's function `name` (`be` bound)."""
     params = parameter_names(fn)
 
     def bound(*args: Any, **kwargs: Any) -> Any:

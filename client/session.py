@@ -32,7 +32,9 @@ from gradserve.surface import (
     rng_state,
 )
 from gradserve.surface import compat as surface_compat
+from gradserve.surface import linalg as surface_linalg
 from gradserve.surface import meta as surface_meta
+from gradserve.surface import out_arg as surface_out_arg
 from gradserve.surface.functional import ErrorTypes, Functional
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import GENERATOR_FEATURE, OMIT_INFO_FEATURE, TAPE_FEATURE, graph_pb2
@@ -118,6 +120,8 @@ class Session:
         self._functions: dict[str, Callable[..., Any]] = {
             name: make_function(spec, self._apply) for name, spec in table.ops.items()}
         self.__dict__.update(self._functions)
+        self.__dict__.update(surface_out_arg.wrap(  # out= (surface/out_arg.py)
+            overloads.RemoteBackend(self), self._functions))
         # torch spellings that are not one op (max(x, dim), x.T, zeros(requires_grad=True)...)
         self._overloads = overloads.available(table.ops)
         self.__dict__.update(overloads.functions(self, self._overloads))
@@ -148,6 +152,8 @@ class Session:
                                            _pytree=pytree)  # torch.utils._pytree
         self._dynamo = dynamo.namespace()  # torch._dynamo, as eager programs see it
         self._higher_order_ops = control.higher_order_ops(self)  # torch._higher_order_ops
+        self.linalg = surface_linalg.namespace(  # torch.linalg: the norms
+            overloads.RemoteBackend(self), overloads.bind_function)
         self.__dict__.update(legacy.CONSTANTS)  # torch.pi, torch.e, torch.inf, torch.nan
         self.optim = optim.namespace(self)
         self._optimizers: weakref.WeakValueDictionary[int, ServerOptimizer] = (

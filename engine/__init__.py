@@ -20,6 +20,8 @@ from gradserve.surface import control as _control
 from gradserve.surface import data as _data
 from gradserve.surface import devices as _devices
 from gradserve.surface import dynamo as _dynamo_ns
+from gradserve.surface import linalg as _linalg
+from gradserve.surface import out_arg as _out_arg
 from gradserve.surface import pytree as _pytree
 from gradserve.surface.grad_mode import (
     enable_grad,
@@ -69,6 +71,8 @@ utils = _compat.Namespace("torch.utils", data=_compat.Namespace(  # torch.utils.
 _pytree.register_sequence_type(Size)
 _dynamo = _dynamo_ns.namespace()  # torch._dynamo, as eager programs see it
 _higher_order_ops = _control.higher_order_ops(_module)  # torch._higher_order_ops: cond, map
+linalg = _linalg.namespace(_spellings.BACKEND,  # torch.linalg: the norms
+                           lambda be, fn, name: _spellings.bound(fn, name))
 pi, e, inf, nan = (CONSTANTS[k] for k in ("pi", "e", "inf", "nan"))
 
 float32 = dtypes.float32
@@ -82,6 +86,7 @@ long = dtypes.int64
 int = dtypes.int32  # noqa: A001 - torch.int
 
 globals().update(PUBLIC)
+globals().update(_out_arg.wrap(_spellings.BACKEND, PUBLIC))  # out= (surface/out_arg.py)
 # torch.random is a module (torch.random.manual_seed): the op behind Tensor.random_ must not hide
 # ours.
 random = _random_module

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import messages
+
 from . import dtypes, errors, limits, vecmath
 from .distributions import fma32
 from .registry import (
@@ -54,18 +56,7 @@ def broadcast_shape(*args: Any, **attrs: Any) -> tuple[int, ...]:
 
 def _broadcast_error(shapes: Sequence[tuple[int, ...]]) -> errors.InvalidArgumentError:
     """torch's infer_size message for the first pair of shapes that does not broadcast."""
-    acc = shapes[0]
-    for b in shapes[1:]:
-        n = max(len(acc), len(b))
-        for i in range(1, n + 1):
-            da = acc[-i] if i <= len(acc) else 1
-            db = b[-i] if i <= len(b) else 1
-            if da != db and da != 1 and db != 1:
-                return errors.InvalidArgumentError(
-                    f"The size of tensor a ({da}) must match the size of tensor b ({db}) at "
-                    f"non-singleton dimension {n - i}")
-        acc = tuple(np.broadcast_shapes(acc, b))
-    return errors.InvalidArgumentError(f"shapes {list(shapes)} cannot be broadcast together")
+    return errors.InvalidArgumentError(messages.size_mismatch(shapes))
 
 
 def _by_scalars(all_tensors: str, scalar_other: str, scalar_input: str | None = None):  # noqa: ANN202
@@ -180,7 +171,7 @@ defop("mul", np.multiply,
       out_shape=broadcast_shape)
 defop("div", np.true_divide,
       lambda ns, g, out, x, y: g / y,
-      lambda ns, g, out, x, y: -g * x / (y * y),
+      lambda ns, g, out, x, y: -g * (x / y / y),  # torch's div_tensor_other_backward
       saves=("other", "input other"),
       inputs=("input", "other"), dtype=FLOAT, inplace=True, doc="input / other (true division)",
       out_shape=broadcast_shape)

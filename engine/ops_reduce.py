@@ -465,7 +465,9 @@ defop("std", lambda x, dim=None, unbiased=None, keepdim=False, correction=None: 
 # --- norm ----------------------------------------------------------------------------------------
 
 
-def _norm(x: Any, p: float = 2.0, dim: Any = None, keepdim: bool = False) -> Any:
+def _norm(x: Any, p: float = 2.0, dim: Any = None, keepdim: bool = False,
+          dtype: Any = None) -> Any:
+    # `dtype`: the input arrives cast to it (`_norm_dtype`)
     axes = _axes(x, dim)
     a = np.abs(x)
     if p == 2.0:
@@ -486,7 +488,8 @@ def _norm(x: Any, p: float = 2.0, dim: Any = None, keepdim: bool = False) -> Any
         return np.power(np.sum(np.power(a, p), axis=axes, keepdims=keepdim), 1.0 / p)
 
 
-def _norm_vjp(ns: Any, g: Any, out: Any, x: Any, p: float, dim: Any, keepdim: bool) -> Any:
+def _norm_vjp(ns: Any, g: Any, out: Any, x: Any, p: float, dim: Any, keepdim: bool,
+              dtype: Any = None) -> Any:
     # torch's linalg_vector_norm_backward, case by case (including its zeros at norm == 0).
     g = _kept(ns, g, x.shape, dim, keepdim)
     norm = _kept(ns, out, x.shape, dim, keepdim)
@@ -508,13 +511,40 @@ def _norm_vjp(ns: Any, g: Any, out: Any, x: Any, p: float, dim: Any, keepdim: bo
     return scaled * ns.where(norm == 0, 0.0, g / ns.pow(norm, p - 1))
 
 
+def _norm_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
+    """linalg.vector_norm's checks; with `dtype` the input is cast to it first (no node)."""
+    d = args[0].dtype
+    if not d.is_floating_point:
+        raise errors.InvalidArgumentError(
+            "linalg.vector_norm: Expected a floating point or complex tensor as input. "
+            f"Got {_TYPE_WORD[d.name]}")
+    want = attrs.get("dtype")
+    if want is None:
+        return None, d
+    if not want.is_floating_point:
+        raise errors.InvalidArgumentError(
+            "linalg.vector_norm: dtype should be floating point or complex, but got "
+            f"{_TYPE_WORD[want.name]}")
+    if want.itemsize < d.itemsize:
+        raise errors.InvalidArgumentError(
+            f"linalg.vector_norm: the dtype of the input ({_TYPE_WORD[d.name]}) should be "
+            f"convertible without narrowing to the specified dtype ({_TYPE_WORD[want.name]})")
+    return want, want
+
+
+_NORM_ATTRS = (AttrSpec("p", "float", 2.0), AttrSpec("dim", "dims", None),
+               AttrSpec("keepdim", "bool", False), AttrSpec("dtype", "dtype", None))
 defop("norm", _norm, _norm_vjp,
-      saves="result input",
-      attrs=(AttrSpec("p", "float", 2.0), AttrSpec("dim", "dims", None),
-             AttrSpec("keepdim", "bool", False)),
-      dtype=_floating_only("linalg.vector_norm: Expected a floating point or complex tensor as "
-                           "input. Got {}"),
-      backward="LinalgVectorNormBackward0", doc="vector p-norm over dim (all if None)",
+      saves="result input", attrs=_NORM_ATTRS, dtype=_norm_dtype,
+      backward="LinalgVectorNormBackward0",
+      doc="vector p-norm over dim (all if None), computed in dtype if given",
+      out_bound=temporaries(_reduce_shape, inputs=2))
+# at::norm(input, p, dim, keepdim), which torch's own functions call (pairwise_distance): the same
+# values and derivative, recorded as NormBackward1.
+defop("norm_dim", _norm, _norm_vjp,
+      saves="result input", attrs=_NORM_ATTRS, dtype=_norm_dtype, backward="NormBackward1",
+      method=False,
+      doc="vector p-norm over dim, as at::norm (torch's NormBackward1)",
       out_bound=temporaries(_reduce_shape, inputs=2))
 
 # --- logsumexp, cumsum ---------------------------------------------------------------------------

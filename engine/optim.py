@@ -21,7 +21,6 @@ from gradserve.surface.grad_mode import enable_grad, no_grad
 
 from . import errors
 from .creation import tensor as _tensor
-from .distributions import fma32
 from .tensor import Tensor
 
 
@@ -225,7 +224,7 @@ class Adam(Optimizer):
                 grad = grad.add(p, alpha=group["weight_decay"])
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         _lerp_(exp_avg, grad, 1 - beta1)
-        exp_avg_sq.copy_(_addcmul(exp_avg_sq.mul_(beta2), grad, grad, 1 - beta2))
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         bias_correction1 = 1 - beta1 ** step
         bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
         step_size = group["lr"] / bias_correction1
@@ -237,7 +236,7 @@ class Adam(Optimizer):
             denom = (best.sqrt() / bias_correction2_sqrt).add_(group["eps"])
         else:
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(group["eps"])
-        p.add_(exp_avg.mul(-step_size).div(denom))  # addcdiv_(value=-step_size)
+        p.addcdiv_(exp_avg, denom, value=-step_size)
 
 
 class AdamW(Adam):
@@ -256,8 +255,7 @@ class AdamW(Adam):
 class RMSprop(Optimizer):
     """RMSprop (with momentum and the centered variant), torch's `_single_tensor_rmsprop`.
 
-    torch's `addcdiv_` rounds as `self + (value * t1) / t2`, its `addcmul_` as one fused
-    multiply-add of `value * t1` and `t2` onto `self` (`_addcmul`).
+    Its `addcmul_` and `addcdiv_` are the engine's ops, which round as torch's kernels.
     """
 
     _algorithm = "rmsprop"
@@ -291,13 +289,13 @@ class RMSprop(Optimizer):
         if group["weight_decay"] != 0:
             grad = grad.add(p, alpha=group["weight_decay"])
         square_avg = state["square_avg"]
-        square_avg.copy_(_addcmul(square_avg.mul_(alpha), grad, grad, 1 - alpha))
+        square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
         if group["centered"]:
             if "grad_avg" not in state:
                 state["grad_avg"] = _zeros_like(p)
             grad_avg = state["grad_avg"]
             _lerp_(grad_avg, grad, 1 - alpha)
-            avg = _addcmul(square_avg, grad_avg, grad_avg, -1).sqrt_()
+            avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
         else:
             avg = square_avg.sqrt()
         avg = avg.add_(group["eps"])
@@ -305,10 +303,10 @@ class RMSprop(Optimizer):
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = _zeros_like(p)
             buf = state["momentum_buffer"]
-            buf.mul_(group["momentum"]).add_(grad.div(avg))  # addcdiv_(value=1)
+            buf.mul_(group["momentum"]).addcdiv_(grad, avg)
             p.add_(buf, alpha=-lr)
         else:
-            p.add_(grad.mul(-lr).div(avg))  # addcdiv_(value=-lr)
+            p.addcdiv_(grad, avg, value=-lr)
 
 
 class Adagrad(Optimizer):
@@ -354,9 +352,9 @@ class Adagrad(Optimizer):
             grad = grad.add(p, alpha=group["weight_decay"])
         clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
         state_sum = state["sum"]
-        state_sum.copy_(_addcmul(state_sum, grad, grad, 1))
+        state_sum.addcmul_(grad, grad, value=1)
         std = state_sum.sqrt().add_(group["eps"])
-        p.add_(grad.mul(-clr).div(std))  # addcdiv_(value=-clr)
+        p.addcdiv_(grad, std, value=-clr)
 
 
 def _lerp_(x: Tensor, end: Tensor, weight: float) -> None:
@@ -367,15 +365,6 @@ def _lerp_(x: Tensor, end: Tensor, weight: float) -> None:
         x.add_(end - x, alpha=float(w))
     else:
         x.copy_(end.sub(end - x, alpha=float(1 - w)))
-
-
-def _addcmul(x: Tensor, t1: Tensor, t2: Tensor, value: float) -> Tensor:
-    """torch's `x.addcmul(t1, t2, value=value)`: `x + (value * t1) * t2`, the last multiply
-    and the add one fused multiply-add in torch's float32 kernel."""
-    scaled = t1.mul(value)  # value * t1, rounded as torch's kernel rounds it
-    if x.dtype.np == np.float32:
-        return _tensor(fma32(scaled.numpy(), t2.numpy(), x.numpy()))
-    return x.add(scaled.mul(t2))
 
 
 def _refuse(algorithm: str, **flags: Any) -> None:

@@ -69,7 +69,8 @@ def _legacy_new(cls: type, *args: Any, **kwargs: Any) -> Any:
 Tensor.__new__ = staticmethod(_legacy_new)  # type: ignore[assignment]
 
 
-def _bound(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+def bound(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """Surface function `fn(be, ...)` as the engine's function `name` (the backend bound)."""
     params = parameter_names(fn)
 
     def bound(*args: Any, **kwargs: Any) -> Any:
@@ -101,12 +102,12 @@ def install() -> None:
             public(sp.name, function=False)(_property(sp))  # type: ignore[arg-type]
             continue
         if sp.function is not None and sp.function is sp.method:
-            public(sp.name)(_bound(sp.function, sp.name))
+            public(sp.name)(bound(sp.function, sp.name))
             continue
         if sp.function is not None:
-            public(sp.name, method=False)(_bound(sp.function, sp.name))
+            public(sp.name, method=False)(bound(sp.function, sp.name))
         if sp.method is not None:
-            public(sp.name, function=False)(_bound(sp.method, sp.name))
+            public(sp.name, function=False)(bound(sp.method, sp.name))
 
 
 install()

@@ -103,8 +103,7 @@ def warn_scalar_requires_grad(stacklevel: int) -> None:
 
 # --- allclose, isclose, equal --------------------------------------------------------------------
 
-_C_NAMES = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
-            "bool": "Bool"}
+_C_NAMES = messages.TYPE_WORDS
 
 
 def _tensor_arg(be: Backend, name: str, value: Any, arg: str, position: int) -> None:

@@ -46,6 +46,30 @@ def dim_out_of_range(dim: int, lo: int, hi: int) -> str:
     return f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})"
 
 
+TYPE_WORDS = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
+              "bool": "Bool"}
+"""torch's C++ names of the dtypes, as its messages print them ("Got Long")."""
+
+
+def size_mismatch(shapes: Sequence[Sequence[int]]) -> str:
+    """torch's infer_size message for the first pair of `shapes` (folded left) that does not
+    broadcast: "The size of tensor a (3) must match the size of tensor b (2) at non-singleton
+    dimension 1"."""
+    acc = tuple(shapes[0])
+    for b in shapes[1:]:
+        n = max(len(acc), len(b))
+        merged = []
+        for i in range(n, 0, -1):
+            da = acc[-i] if i <= len(acc) else 1
+            db = b[-i] if i <= len(b) else 1
+            if da != db and da != 1 and db != 1:
+                return (f"The size of tensor a ({da}) must match the size of tensor b ({db}) at "
+                        f"non-singleton dimension {n - i}")
+            merged.append(db if da == 1 else da)
+        acc = tuple(merged)
+    return f"shapes {[tuple(s) for s in shapes]} cannot be broadcast together"
+
+
 def invalid_combination(name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
                         signatures: Sequence[str], is_tensor: Callable[[Any], bool],
                         reasons: Mapping[int, str] | None = None,

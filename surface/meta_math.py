@@ -96,6 +96,17 @@ for _name in ("atan2", "hypot", "logaddexp", "xlogy"):
 for _name in ("lt", "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "logical_xor"):
     _elementwise(_name, 2, _TO_BOOL)
 
+for _name in ("clamp_min", "clamp_max"):
+    _elementwise(_name, 2, _PROMOTE)
+_elementwise("addcmul", 3, _PROMOTE, attrs={"value": _scalar}, accepts=_not_bool)
+
+
+@_rule("addcdiv")
+def _addcdiv(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if len(inputs) != 3 or max(_tensor(inputs[1])[1], _tensor(inputs[2])[1]) < _FLOAT:
+        raise _Inexact  # "Integer division with addcdiv is no longer supported, ..."
+    return RULES["addcmul"](inputs, attrs, grad)
+
 
 def _scalar_overload(name: str, tensor_op: str) -> None:
     """add_scalar / mul_scalar / div_scalar: `tensor_op`'s rule with the number attribute
@@ -330,11 +341,16 @@ def _logsumexp(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> l
     return _meta(_reduced(shape, dim, _bool(attrs.get("keepdim", False))), out, grad and rg)
 
 
-@_rule("norm")
+@_rule("norm", "norm_dim")
 def _norm(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
-    shape, rank, rg = _one(inputs, attrs, frozenset(("p", "dim", "keepdim")))
+    shape, rank, rg = _one(inputs, attrs, frozenset(("p", "dim", "keepdim", "dtype")))
     if rank < _FLOAT:
         raise _Inexact  # "linalg.vector_norm: Expected a floating point or complex tensor"
+    want = _dtype(attrs.get("dtype"))
+    if want is not None:
+        if want < rank:
+            raise _Inexact  # not floating, or narrowing: linalg.vector_norm's errors
+        rank = want
     p = _float(attrs.get("p", 2.0))
     if p == -np.inf and _numel(shape) == 0:
         raise _Inexact  # "cannot compute the -inf norm on an empty tensor"

@@ -17,7 +17,7 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import compat, nn_conv, nn_functional, nn_init, nn_norm, nn_utils
+from . import compat, nn_conv, nn_distance, nn_functional, nn_init, nn_norm, nn_utils
 from .nn_backend import NNBackend
 from .nn_containers import CONTAINERS
 from .nn_layers import LAYERS
@@ -39,7 +39,8 @@ MODULE_FILES = {
     "sparse": ("Embedding",),
     "container": ("Sequential", "ModuleList", "ModuleDict"),
     "loss": ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
-             "BCELoss", "BCEWithLogitsLoss"),
+             "BCELoss", "BCEWithLogitsLoss", "KLDivLoss"),
+    "distance": ("CosineSimilarity", "PairwiseDistance"),
 }
 """torch.nn.modules' submodules and the classes of torch.nn each defines, for programs that
 import them from there (`from torch.nn.modules import loss`, `nn.modules.linear.Linear`)."""
@@ -79,14 +80,16 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
     module_cls = type("Module", (Module,), {
         "_be": be, "__module__": name, "__qualname__": "Module", "__doc__": Module.__doc__})
     nn.Module = module_cls  # type: ignore[attr-defined]
-    for cls in (*LAYERS, *nn_conv.MODULES, *nn_norm.MODULES, *CONTAINERS, *LOSSES):
+    for cls in (*LAYERS, *nn_conv.MODULES, *nn_norm.MODULES, *CONTAINERS, *LOSSES,
+                *nn_distance.MODULES):
         bound = type(cls.__name__, (cls, module_cls), {
             "__module__": name, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
         setattr(nn, cls.__name__, bound)
     nn.Parameter = parameter_class(be)  # type: ignore[attr-defined]
     nn.functional = namespace(  # type: ignore[attr-defined]
         name + ".functional", "torch.nn.functional", be,
-        (*nn_functional.FUNCTIONS, *nn_conv.FUNCTIONS, *nn_norm.FUNCTIONS),
+        (*nn_functional.FUNCTIONS, *nn_conv.FUNCTIONS, *nn_norm.FUNCTIONS,
+         *nn_distance.FUNCTIONS),
         functional_extra)
     nn.init = namespace(name + ".init", "torch.nn.init", be,  # type: ignore[attr-defined]
                         nn_init.FUNCTIONS)

@@ -17,6 +17,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from . import spellings
 from .compat import _C_NAMES
 from .nn_backend import NNBackend
@@ -287,12 +289,37 @@ def mse_loss(be: NNBackend, input: Any, target: Any, size_average: Any = None,
 
 def l1_loss(be: NNBackend, input: Any, target: Any, size_average: Any = None,
             reduce: Any = None, reduction: str = "mean", weight: Any = None) -> Any:
-    """Mean (sum, none) absolute error; target broadcasts to input with torch's warning."""
+    """Mean (sum, none) absolute error; target broadcasts to input with torch's warning.
+
+    torch composes it (`(input - target).abs()`, then mean or sum, after broadcast_tensors), so
+    the graph is torch's: MeanBackward0 <- AbsBackward0 <- SubBackward0.
+    """
     _legacy(be, "l1_loss", size_average, reduce)
     if weight is not None:
         raise be.runtime_error("l1_loss(): weight is not supported")
     _warn_size(be, input, target)
-    return _call(be, "l1_loss", input, target, reduction)
+    check_reduction(be, reduction)
+    return _l1(be, input, target, reduction)
+
+
+def _l1(be: NNBackend, input: Any, target: Any, reduction: str) -> Any:
+    input, target = _broadcast_tensors(be, input, target)
+    return _reduce(be, _call(be, "abs", input - target), reduction)
+
+
+def _broadcast_tensors(be: NNBackend, a: Any, b: Any) -> tuple[Any, Any]:
+    """torch.broadcast_tensors of two tensors: each whose shape is not the broadcast shape is
+    expanded to it (ExpandBackward0); shapes that do not broadcast fail in `sub`, with torch's
+    message."""
+    sa, sb = tuple(be.shape(a)), tuple(be.shape(b))
+    if sa == sb:
+        return a, b
+    try:
+        shape = tuple(np.broadcast_shapes(sa, sb))
+    except ValueError:
+        return a, b
+    return tuple(t if s == shape else _call(be, "expand", t, size=shape)  # type: ignore[return-value]
+                 for t, s in ((a, sa), (b, sb)))
 
 
 def smooth_l1_loss(be: NNBackend, input: Any, target: Any, size_average: Any = None,
@@ -304,7 +331,7 @@ def smooth_l1_loss(be: NNBackend, input: Any, target: Any, size_average: Any = N
     _warn_size(be, input, target)
     check_reduction(be, reduction)
     if beta == 0.0:
-        return _call(be, "l1_loss", input, target, reduction)
+        return _l1(be, input, target, reduction)
     d = _call(be, "abs", input - target)
     loss = _call(be, "where", d < beta, (d * d) * (0.5 / beta), d - 0.5 * beta)
     return _reduce(be, loss, reduction)

@@ -323,5 +323,30 @@ SHAPE_AND_REDUCE = [
     OpInfo("mean", _reduce(torch.mean), reduce_samples()),
 ]
 
+# input + value * tensor1 (* or /) tensor2, and clamp with one bound (torch's own nodes)
+FUSED_AND_BOUNDS = [
+    OpInfo("addcmul", lambda x, a, b, value=1: torch.addcmul(x, a, b, value=value),
+           [Sample(((2, 3), (2, 3), (2, 3))), Sample(((2, 3), (2, 3), (2, 3)), {"value": 0.37}),
+            Sample(((3,), (2, 1), (2, 3)), {"value": -2}), Sample(((), (), ())),
+            Sample(((2, 3), (3,), ()), {"value": 3.0}),
+            Sample((ints((2, 3)), ints((2, 3)), ints((3,))), {"value": 2}),
+            Sample((ints((2, 3)), ints((2, 3)), ints((3,))), {"value": 0.5}),
+            Sample(((2, 3), ints((2, 3)), ints((3,))))]),
+    OpInfo("addcdiv", lambda x, a, b, value=1: torch.addcdiv(x, a, b, value=value),
+           [Sample(((2, 3), (2, 3), away_from_zero((2, 3)))),
+            Sample(((2, 3), (2, 3), away_from_zero((2, 3))), {"value": 0.37}),
+            Sample(((3,), (2, 1), away_from_zero((2, 3))), {"value": -2}),
+            Sample(((), (), away_from_zero(()))),
+            Sample((ints((2, 3)), (2, 3), away_from_zero((3,))), {"value": 3.0})]),
+    OpInfo("clamp_min", lambda x, b: torch.clamp_min(x, b),
+           [Sample(((2, 3), 0.5)), Sample(((2, 3), (3,))), Sample(((), -0.5)),
+            Sample((ints((2, 3)), 1)), Sample((ints((2, 3)), 0.5))]),
+    OpInfo("clamp_max", lambda x, b: torch.clamp_max(x, b),
+           [Sample(((2, 3), 0.5)), Sample(((2, 3), (2, 1))), Sample(((), -0.5)),
+            Sample((ints((2, 3)), 1))]),
+] + [OpInfo(name, getattr(torch, name),  # at the bound: torch's gradient, no derivative there
+            [Sample((ties((2, 3)), 0.0)), Sample((ties((2, 3)), ties((3,))))],
+            check_finite_differences=False) for name in ("clamp_min", "clamp_max")]
+
 OPINFOS = ARITHMETIC + UNARY + MATH + ACTIVATIONS + SELECTION + COMPARISONS + LOGIC + CONVERSION + \
-    SHAPE_AND_REDUCE
+    SHAPE_AND_REDUCE + FUSED_AND_BOUNDS

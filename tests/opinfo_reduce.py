@@ -85,11 +85,13 @@ NORM_SAMPLES = [Sample(((2, 3),)), Sample(((2, 3),), {"p": 1.0}),
                 Sample(((4,),), {"p": 1.5}), Sample(((2, 3),), {"p": 0.5, "dim": -1}),
                 Sample(((),)), Sample((distinct((3, 4)),), {"p": math.inf, "dim": 1}),
                 Sample((distinct((3, 4)),), {"p": -math.inf}),
-                Sample(((3, 4),), {"p": 0.0, "dim": 0})]
+                Sample(((3, 4),), {"p": 0.0, "dim": 0}),
+                Sample(((3, 4),), {"dim": 1, "dtype": "float64"})]
 
 
-def _norm(x: Any, p: float = 2.0, dim: Any = None, keepdim: bool = False) -> Any:
-    return torch.linalg.vector_norm(x, p, dim, keepdim)
+def _norm(x: Any, p: float = 2.0, dim: Any = None, keepdim: bool = False,
+          dtype: Any = None) -> Any:
+    return torch.linalg.vector_norm(x, p, dim, keepdim, dtype=dtype and getattr(torch, dtype))
 
 
 OPINFOS = [
@@ -142,6 +144,13 @@ OPINFOS = [
     OpInfo("var", _var(torch.var), VAR_SAMPLES),
     OpInfo("std", _var(torch.std), VAR_SAMPLES),
     OpInfo("norm", _norm, NORM_SAMPLES),
+    # at::norm(input, p, dim, keepdim): torch.norm with a number p and dim calls it on tensors
+    # that are not strided; its node is NormBackward1 (what pairwise_distance records)
+    OpInfo("norm_dim",
+           lambda x, p=2.0, dim=None, keepdim=False: torch.ops.aten.norm.ScalarOpt_dim(
+               x, p, dim, keepdim),
+           [smp for smp in NORM_SAMPLES
+            if smp.attrs.get("dim") is not None and "dtype" not in smp.attrs]),
     OpInfo("logsumexp", lambda x, dim, keepdim=False: torch.logsumexp(x, dim, keepdim),
            [smp for smp in MANY_DIMS if "dim" in smp.attrs] + [
                Sample((ints((2, 3)),), {"dim": 1}),

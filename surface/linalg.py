@@ -1,0 +1,187 @@
+"""`torch.linalg`'s norms and `torch.norm`, written once against a `Backend`.
+
+torch composes them from two kernels, and so do we, so the graphs are torch's: a vector norm is
+the `norm` op (LinalgVectorNormBackward0); a matrix 1/-1/inf/-inf norm is the vector 1-norm over
+one dim, then `amax`/`amin` over the other (torch's linalg_matrix_norm); 'fro' is the vector
+2-norm over both dims. The spectral norms (ord 2, -2 and 'nuc') need singular values, which
+gradserve does not compute: they raise a NotImplementedError that says so.
+
+`namespace(be)` is `torch.linalg` for one backend (the engine's, or a session's); `norm` is
+registered as the spelling `torch.norm` / `Tensor.norm`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import messages, out_arg
+from .backend import Backend
+from .spellings import _register, is_int, wrap_dim
+
+_SPECTRAL = ("linalg.matrix_norm: ord={} needs singular values (an SVD), which gradserve does "
+             "not compute; 'fro', 1, -1, inf and -inf are supported")
+
+
+def _dim_list(dim: Any) -> list[int] | None:
+    if dim is None:
+        return None
+    return [dim] if is_int(dim) else list(dim)
+
+
+def _vector(be: Backend, x: Any, ord: Any, dim: Any, keepdim: bool, dtype: Any) -> Any:
+    kwargs = {} if dtype is None else {"dtype": dtype}
+    return be.call("norm", (x, float(ord), dim, bool(keepdim)), kwargs)
+
+
+def vector_norm(be: Backend, x: Any, ord: Any = 2, dim: Any = None, keepdim: bool = False, *,
+                dtype: Any = None, out: Any = None) -> Any:
+    """torch.linalg.vector_norm: the ord-norm of x's elements over dim (all if None).
+
+    Args:
+        x: a floating tensor.
+        ord: a number (inf, -inf and 0 included).
+        dim: an int, a sequence of ints, or None for every dim.
+        keepdim: keep the reduced dims as size 1.
+        dtype: compute and return in this floating dtype (the input is cast first).
+        out: a tensor to write the norm into (see `out_arg`).
+    Returns:
+        The norm, with grad_fn LinalgVectorNormBackward0 (or `out`).
+    Raises:
+        TypeError: ord is not a number.
+        RuntimeError: x or dtype is not floating.
+    """
+    if isinstance(ord, (str, bool)) or not isinstance(ord, (int, float)):
+        raise be.type_error(f"linalg_vector_norm(): argument 'ord' (position 2) must be Number, "
+                            f"not {type(ord).__name__}")
+    if out is not None:
+        return out_arg.call_with_out(be, "linalg_vector_norm", _vector, out,
+                                     (be, x, ord, dim, keepdim, dtype), {})
+    return _vector(be, x, ord, dim, keepdim, dtype)
+
+
+def _matrix_dims(be: Backend, x: Any, dim: Any) -> tuple[list[int], int]:
+    ndim = len(be.shape(x))
+    if ndim < 2:
+        raise be.runtime_error(
+            "linalg.matrix_norm: The input tensor A must have at least 2 dimensions.")
+    if be.dtype_name(x) not in ("float32", "float64"):
+        raise be.runtime_error("linalg.matrix_norm: Expected a floating point or complex tensor "
+                               f"as input. Got {messages.TYPE_WORDS[be.dtype_name(x)]}")
+    dims = _dim_list(dim) or []
+    if len(dims) != 2:
+        raise be.runtime_error(
+            f"linalg.matrix_norm: dim must be a 2-tuple. Got {' '.join(map(str, dims))}")
+    dims = [wrap_dim(be, int(d), ndim) for d in dims]
+    if dims[0] == dims[1]:
+        raise be.runtime_error(
+            f"linalg.matrix_norm: dims must be different. Got ({dims[0]}, {dims[1]})")
+    return dims, ndim
+
+
+def matrix_norm(be: Backend, x: Any, ord: Any = "fro", dim: Any = (-2, -1),
+                keepdim: bool = False, *, dtype: Any = None) -> Any:
+    """torch.linalg.matrix_norm: the 'fro', 1, -1, inf or -inf norm of the matrices over dim.
+
+    Args:
+        x: a floating tensor of at least 2 dims.
+        ord: 'fro', 1, -1, inf or -inf (2, -2 and 'nuc' need an SVD: not supported).
+        dim: the two dims that hold the matrices.
+        keepdim: keep the reduced dims as size 1.
+        dtype: compute and return in this floating dtype.
+    Returns:
+        The norm (grad_fn LinalgVectorNormBackward0 for 'fro', else AmaxBackward0 or
+        AminBackward0 over a LinalgVectorNormBackward0).
+    Raises:
+        RuntimeError: torch's errors for the input, dim and ord.
+        NotImplementedError: ord 2, -2 or 'nuc'.
+    """
+    dims, _ = _matrix_dims(be, x, dim)
+    if isinstance(ord, str):
+        if ord == "fro":
+            return _vector(be, x, 2.0, tuple(dims), keepdim, dtype)
+        if ord == "nuc":
+            raise NotImplementedError(_SPECTRAL.format("'nuc'"))
+        raise be.runtime_error(f"linalg.matrix_norm: Order {ord} not supported.")
+    size = abs(float(ord))
+    if size == 2.0:
+        raise NotImplementedError(_SPECTRAL.format(ord))
+    if size not in (1.0, math.inf):
+        raise be.runtime_error(f"linalg.matrix_norm: Order {ord} not supported.")
+    if size == math.inf:  # the inf norm is the 1 norm of the transpose
+        dims.reverse()
+    if not keepdim and dims[0] < dims[1]:
+        dims[1] -= 1  # the first reduction removed a dim in front of the second
+    sums = _vector(be, x, 1.0, (dims[0],), keepdim, dtype)
+    return be.call("amax" if float(ord) > 0 else "amin", (sums, (dims[1],), bool(keepdim)), {})
+
+
+def linalg_norm(be: Backend, x: Any, ord: Any = None, dim: Any = None, keepdim: bool = False, *,
+                dtype: Any = None) -> Any:
+    """torch.linalg.norm: a matrix norm when ord is given over two dims (or a 2-D input without
+    dim), else the vector norm (ord None: the 2-norm over dim, or over everything).
+
+    Raises:
+        RuntimeError: torch's errors for the dim and ord combinations.
+    """
+    dims = _dim_list(dim)
+    if dims is not None:
+        if len(dims) not in (1, 2):
+            raise be.runtime_error("linalg.norm: If dim is specified, it must be of length 1 or "
+                                   f"2. Got [{', '.join(map(str, dims))}]")
+    elif ord is not None:
+        ndim = len(be.shape(x))
+        if ndim not in (1, 2):
+            raise be.runtime_error("linalg.norm: If dim is not specified but ord is, the input "
+                                   f"must be 1D or 2D. Got {ndim}D.")
+    if isinstance(ord, str) or ord is not None and (
+            len(dims) == 2 if dims is not None else len(be.shape(x)) == 2):
+        return matrix_norm(be, x, ord, dims if dims is not None else (0, 1), keepdim,
+                           dtype=dtype)
+    return vector_norm(be, x, 2 if ord is None else ord, dims, keepdim, dtype=dtype)
+
+
+linalg_norm.__name__ = linalg_norm.__qualname__ = "norm"
+
+
+def norm(be: Backend, input: Any, p: Any = "fro", dim: Any = None, keepdim: bool = False,
+         out: Any = None, dtype: Any = None) -> Any:
+    """torch.norm / Tensor.norm: torch's Python function, which calls linalg's norms: p 'fro' (or
+    None, or a number) is the vector norm over dim; 'nuc' and any other string a matrix norm.
+
+    Raises:
+        RuntimeError: linalg's errors; out= with a matrix norm (not supported).
+    """
+    dims = _dim_list(dim)
+    if isinstance(p, str) and not (
+            p == "fro" and (dim is None or is_int(dim) or len(dims or ()) <= 2)):
+        if out is not None:
+            raise be.runtime_error(f"norm(): out= with p={p!r} is not supported by gradserve")
+        if dims is None:
+            dims = list(range(len(be.shape(input))))
+        return matrix_norm(be, input, p, dims, keepdim, dtype=dtype)
+    p = 2.0 if p is None or isinstance(p, str) else p
+    if out is not None:
+        return out_arg.call_with_out(be, "linalg_vector_norm", _vector, out,
+                                     (be, input, p, dims, keepdim, dtype), {})
+    return _vector(be, input, p, dims, keepdim, dtype)
+
+
+def norm_method(be: Backend, self: Any, p: Any = "fro", dim: Any = None, keepdim: bool = False,
+                dtype: Any = None) -> Any:
+    """Tensor.norm(p='fro', dim=None, keepdim=False, dtype=None): torch.norm of this tensor."""
+    return norm(be, self, p, dim, keepdim, dtype=dtype)
+
+
+_register("norm", ("norm", "amax", "amin"), norm, norm_method)
+
+FUNCTIONS: tuple[Any, ...] = (vector_norm, matrix_norm, linalg_norm)
+"""What `torch.linalg` holds here."""
+
+
+def namespace(be: Backend, bind: Any) -> Any:
+    """`torch.linalg` over backend `be`: each of `FUNCTIONS` bound by `bind(be, fn, name)`."""
+    from .compat import Namespace  # compat imports spellings, which imports this module
+
+    return Namespace("torch.linalg", **{fn.__name__: bind(be, fn, fn.__name__)
+                                        for fn in FUNCTIONS})
