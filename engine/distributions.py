@@ -56,8 +56,9 @@ def _add_round_odd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return s
 
 
-def fma64(a: np.ndarray, b: float, c: float) -> np.ndarray:
-    """Correctly rounded float64 `a * b + c` (a an array, b and c numbers)."""
+def fma64(a: np.ndarray, b: float | np.ndarray, c: float | np.ndarray) -> np.ndarray:
+    """Correctly rounded float64 `a * b + c` (a an array, b and c numbers or arrays that
+    broadcast to a's shape)."""
     a = np.asarray(a, np.float64)
     bb, cc = np.full_like(a, b), np.full_like(a, c)
     uh, ul = _two_prod(a, bb)

@@ -14,7 +14,7 @@ import numpy as np
 
 from gradserve.surface import messages
 
-from . import dtypes, errors, limits
+from . import dtypes, errors, limits, vecmath
 from .distributions import fma32
 from .registry import (
     BOOL,
@@ -352,18 +352,57 @@ defop("rsqrt", lambda x: 1 / np.sqrt(x), lambda ns, g, out, x: -0.5 * g * out * 
 defop("exp", np.exp, lambda ns, g, out, x: g * out, dtype=FLOAT, inplace=True, doc="e ** input",
       saves="result",
       out_shape=broadcast_shape)
-defop("expm1", np.expm1, lambda ns, g, out, x: g * (out + 1), dtype=FLOAT,
+def _float32(*values: Any) -> bool:
+    """Whether every value is float32 numpy data (an array, or the numpy scalar a 0-dim
+    tensor may hold), which `vecmath.float32_kernel` computes as torch does (unless
+    `vecmath.set_exact(False)`)."""
+    return vecmath.EXACT and all(isinstance(v, (np.ndarray, np.float32))
+                                 and v.dtype == np.float32 for v in values)
+
+
+# float32 forwards through `vecmath.float32_kernel`: besides the result, a lane mask and
+# contiguous copies (8 bytes a result element) and one chunk's float64 scratch (fixed)
+_EXACT32 = temporaries(broadcast_shape, result_bytes=8)
+
+
+def _exact32_or(other: Any) -> Any:
+    """An `out_bound`: `vecmath.float32_kernel`'s for float32, `other`'s (numpy's
+    temporaries) for the dtypes that keep numpy."""
+    @shapes_only
+    def bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
+        if out_dtype is dtypes.float32:
+            return limits.with_scratch(_EXACT32(args, attrs, out_dtype), vecmath.KERNEL_SCRATCH)
+        return other(args, attrs, out_dtype)
+    return bound
+
+
+def _expm1(x: Any) -> Any:
+    # float32 as torch rounds it: torch maps SLEEF's expm1 over every element (`vec::map`
+    # loads the tail as a partial vector), so both of the kernel's paths are SLEEF's
+    if _float32(x):
+        return vecmath.float32_kernel(vecmath.sleef_expm1f, vecmath.sleef_expm1f, x)
+    return np.expm1(x)
+
+
+defop("expm1", _expm1, lambda ns, g, out, x: g * (out + 1), dtype=FLOAT,
       saves="result",
       doc="exp(input) - 1",
-      out_shape=broadcast_shape)
+      out_bound=_exact32_or(temporaries(broadcast_shape)))
 defop("log", np.log, lambda ns, g, out, x: g / x, dtype=FLOAT, inplace=True,
       saves="input",
       doc="natural logarithm",
       out_shape=broadcast_shape)
-defop("log1p", np.log1p, lambda ns, g, out, x: g / (x + 1), dtype=FLOAT,
+def _log1p(x: Any) -> Any:
+    # float32 as torch rounds it: SLEEF's log1p over every element (as expm1)
+    if _float32(x):
+        return vecmath.float32_kernel(vecmath.sleef_log1pf, vecmath.sleef_log1pf, x)
+    return np.log1p(x)
+
+
+defop("log1p", _log1p, lambda ns, g, out, x: g / (x + 1), dtype=FLOAT,
       saves="input",
       backward="Log1PBackward0", doc="log(1 + input)",
-      out_shape=broadcast_shape)
+      out_bound=_exact32_or(temporaries(broadcast_shape)))
 defop("log2", np.log2, lambda ns, g, out, x: g / (x * math.log(2.0)), dtype=FLOAT,
       saves="input",
       doc="base-2 logarithm",
@@ -384,15 +423,30 @@ defop("tanh", np.tanh, lambda ns, g, out, x: g * (1 - out * out), dtype=FLOAT, i
       out_shape=broadcast_shape)
 
 
+_ONE32 = np.float32(1)
+
+
+def _sigmoid_vec(x: np.ndarray) -> np.ndarray:
+    return _ONE32 / (_ONE32 + vecmath.sleef_expf(-x))
+
+
+def _sigmoid_scalar(x: np.ndarray) -> np.ndarray:
+    return _ONE32 / (_ONE32 + vecmath.libm_expf(-x))
+
+
 def _sigmoid(x: Any) -> Any:
     # torch's kernel formula: exp overflows to inf for very negative x, giving exactly 0 as torch.
+    # float32 as torch rounds it: SLEEF's exp in the vector loop, glibc's in its tail (vecmath)
+    if _float32(x):
+        return vecmath.float32_kernel(_sigmoid_vec, _sigmoid_scalar, x)
     return 1 / (1 + np.exp(-x))
 
 
-defop("sigmoid", _sigmoid, lambda ns, g, out, x: g * out * (1 - out), dtype=FLOAT,
+# torch's sigmoid_backward kernel: grad * (1 - y) * y, in that order (bit-exact in numpy)
+defop("sigmoid", _sigmoid, lambda ns, g, out, x: g * (1 - out) * out, dtype=FLOAT,
       saves="result",
       inplace=True, doc="1 / (1 + exp(-input))",
-      out_bound=temporaries(broadcast_shape, results=1))
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=1)))
 
 # --- activations ---------------------------------------------------------------------------------
 
@@ -417,12 +471,33 @@ defop("_prelu_kernel", lambda x, w: np.where(x > 0, x, w * x),
       saves=("input weight", "input"), inputs=("input", "weight"), dtype=PROMOTE, method=False,
       doc="input if input > 0 else weight * input (weight broadcast over input)",
       out_bound=temporaries(broadcast_shape, results=2))
-defop("elu", lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
-      lambda ns, g, out, x, alpha: ns.where(x > 0, g, g * (out + alpha)),
-      saves="result input",
+def _elu(x: Any, alpha: float = 1.0) -> Any:
+    """torch's elu kernel (scale and input_scale 1): x if x > 0 else expm1(x) * alpha."""
+    if _float32(x):
+        a = np.float32(alpha)  # torch's negcoef, alpha * scale in float32
+        return vecmath.float32_kernel(
+            lambda v: np.where(v > 0, v, vecmath.sleef_expm1f(v) * a),
+            lambda v: np.where(v <= 0, np.expm1(v) * a, v), x)
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+def _elu_vjp(ns: Any, g: Any, out: Any, x: Any, alpha: float) -> Any:
+    # torch's elu_backward on the input (is_result false): grad * input_scale * negcoef *
+    # exp(x * input_scale) for x <= 0, else grad * scale (both scales 1 here); a NaN input
+    # gives NaN in the vector loop (it blends on x > 0) and grad in the scalar tail (x <= 0)
+    if _float32(g, x):
+        a = np.float32(alpha)
+        return vecmath.float32_kernel(
+            lambda gv, xv: np.where(xv > 0, gv, gv * a * vecmath.sleef_expf(xv)),
+            lambda gv, xv: np.where(xv <= 0, gv * a * vecmath.libm_expf(xv), gv), g, x)
+    return ns.where(x <= 0, g * alpha * ns.exp(x), g)
+
+
+defop("elu", _elu, _elu_vjp,
+      saves="input",
       attrs=(AttrSpec("alpha", "float", 1.0),), dtype=FLOAT,
       doc="input if input > 0 else alpha * (exp(input) - 1)",
-      out_bound=temporaries(broadcast_shape, results=3))
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=3)))
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -438,8 +513,38 @@ def _erf(x: Any) -> Any:
     return np.vectorize(math.erf, otypes=[np.float64])(x).astype(x.dtype)
 
 
+# torch's tanh-approximation constants, float32 as its kernels hold them
+_GELU_BETA32 = np.float32(1.41421356237309504880 * 1.12837916709551257390 * 0.5)  # M_SQRT2 *
+_GELU_KAPPA32 = np.float32(0.044715)                                           # M_2_SQRTPI / 2
+
+
+def _gelu_tanh32(tanh: Any) -> Any:
+    def kernel(x: np.ndarray) -> np.ndarray:
+        # torch's kernel, `x + kappa * x**3` fused by its build
+        inner = _GELU_BETA32 * fma32(_GELU_KAPPA32, x * x * x, x)
+        return np.float32(0.5) * x * (_ONE32 + tanh(inner))
+    return kernel
+
+
+def _gelu_tanh_backward32(tanh: Any) -> Any:
+    def kernel(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+        # torch's gelu_backward (tanh): dy * (0.5 * (1 + t) + 0.5 x (1 - t*t) * beta *
+        # (1 + 3 kappa x*x)), its `1 - t*t` and `1 + 3 kappa x*x` fused by its build
+        x_sq = x * x
+        t = tanh(_GELU_BETA32 * fma32(_GELU_KAPPA32, x_sq * x, x))
+        left_derivative = np.float32(0.5) * (_ONE32 + t)
+        tanh_derivative = fma32(-t, t, _ONE32)
+        inner_derivative = _GELU_BETA32 * fma32(np.float32(3) * _GELU_KAPPA32, x_sq, _ONE32)
+        return g * (left_derivative + np.float32(0.5) * x * tanh_derivative * inner_derivative)
+    return kernel
+
+
 def _gelu(x: Any, approximate: str = "none") -> Any:
     if approximate == "tanh":
+        if _float32(x):
+            # SLEEF's tanh in the vector loop, glibc's in the tail (vecmath)
+            return vecmath.float32_kernel(_gelu_tanh32(vecmath.sleef_tanhf),
+                                          _gelu_tanh32(vecmath.libm_tanhf), x)
         inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
         return 0.5 * x * (1 + np.tanh(inner))
     return (0.5 * x * (1 + _erf(x / math.sqrt(2.0)))).astype(x.dtype)
@@ -447,6 +552,9 @@ def _gelu(x: Any, approximate: str = "none") -> Any:
 
 def _gelu_vjp(ns: Any, g: Any, out: Any, x: Any, approximate: str) -> Any:
     if approximate == "tanh":
+        if _float32(g, x):
+            return vecmath.float32_kernel(_gelu_tanh_backward32(vecmath.sleef_tanhf),
+                                          _gelu_tanh_backward32(vecmath.libm_tanhf), g, x)
         inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
         t = ns.tanh(inner)
         d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
@@ -459,9 +567,12 @@ _GELU_ERF = temporaries(broadcast_shape, results=3, result_bytes=_ERF_BYTES)
 _GELU_TANH = temporaries(broadcast_shape, results=3)
 
 
+_GELU_TANH_EXACT = _exact32_or(_GELU_TANH)
+
+
 def _gelu_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
     tanh = attrs.get("approximate") == "tanh"
-    return (_GELU_TANH if tanh else _GELU_ERF)(args, attrs, out_dtype)
+    return (_GELU_TANH_EXACT if tanh else _GELU_ERF)(args, attrs, out_dtype)
 
 
 defop("erf", _erf, lambda ns, g, out, x: g * (2 / math.sqrt(math.pi)) * ns.exp(-x * x),
@@ -473,26 +584,79 @@ defop("gelu", _gelu, _gelu_vjp,
       attrs=(AttrSpec("approximate", "str", "none", choices=("none", "tanh")),), dtype=FLOAT,
       doc="Gaussian error linear unit",
       out_bound=_gelu_bound)
-defop("silu", lambda x: x * _sigmoid(x),
-      lambda ns, g, out, x: g * ns.sigmoid(x) * (1 + x * (1 - ns.sigmoid(x))), dtype=FLOAT,
+def _silu_vec(x: np.ndarray) -> np.ndarray:
+    return x / (_ONE32 + vecmath.sleef_expf(-x))
+
+
+def _silu_scalar(x: np.ndarray) -> np.ndarray:
+    return x / (_ONE32 + vecmath.libm_expf(-x))
+
+
+def _silu(x: Any) -> Any:
+    """torch's silu kernel: x / (1 + exp(-x)) (float32 rounded as torch, see `_sigmoid`)."""
+    if _float32(x):
+        return vecmath.float32_kernel(_silu_vec, _silu_scalar, x)
+    return x / (1 + np.exp(-x))
+
+
+def _silu_backward_with(exp: Any) -> Any:
+    def kernel(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+        # torch's silu_backward kernel, compiled with its `x * (1 - s) + 1` fused
+        s = _ONE32 / (_ONE32 + exp(-x))
+        return g * s * fma32(x, _ONE32 - s, _ONE32)
+    return kernel
+
+
+_SILU_BACKWARD = (_silu_backward_with(vecmath.sleef_expf), _silu_backward_with(vecmath.libm_expf))
+
+
+def _silu_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
+    if _float32(g, x):
+        return vecmath.float32_kernel(*_SILU_BACKWARD, g, x)
+    # recorded (create_graph=True) or another dtype: the same formula from engine ops
+    s = ns.sigmoid(x)
+    return g * s * (1 + x * (1 - s))
+
+
+defop("silu", _silu, _silu_vjp, dtype=FLOAT,
       saves="input",
       doc="input * sigmoid(input)",
-      out_bound=temporaries(broadcast_shape, results=2))
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=2)))
 
 
 def _softplus(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
+    if _float32(x):
+        # torch's kernel: x if x * beta > threshold else log1p(exp(x * beta)) / beta, beta
+        # and threshold in float32; SLEEF's exp and log1p in the vector loop, glibc's
+        # (libm_expf, numpy's float32 np.log1p) in the scalar tail
+        b, th = np.float32(beta), np.float32(threshold)
+        return vecmath.float32_kernel(
+            lambda v: np.where(v * b > th, v, vecmath.sleef_log1pf(vecmath.sleef_expf(v * b)) / b),
+            lambda v: np.where(v * b > th, v, np.log1p(vecmath.libm_expf(v * b)) / b), x)
     bx = x * beta
     soft = np.log1p(np.exp(-np.abs(bx))) / beta + np.maximum(x, 0)
     return np.where(bx > threshold, x, soft).astype(x.dtype)
 
 
-defop("softplus", _softplus,
-      lambda ns, g, out, x, beta, threshold: ns.where(x * beta > threshold, g,
-                                                      g * ns.sigmoid(x * beta)),
+def _softplus_vjp(ns: Any, g: Any, out: Any, x: Any, beta: float, threshold: float) -> Any:
+    if _float32(g, x):
+        # torch's softplus_backward: z = exp(x * beta); grad * z / (z + 1) unless over threshold
+        b, th = np.float32(beta), np.float32(threshold)
+
+        def kernel(exp: Any) -> Any:
+            def run(gv: np.ndarray, xv: np.ndarray) -> np.ndarray:
+                z = exp(xv * b)
+                return np.where(xv * b > th, gv, gv * z / (z + _ONE32))
+            return run
+        return vecmath.float32_kernel(kernel(vecmath.sleef_expf), kernel(vecmath.libm_expf), g, x)
+    return ns.where(x * beta > threshold, g, g * ns.sigmoid(x * beta))
+
+
+defop("softplus", _softplus, _softplus_vjp,
       saves="input",
       attrs=(AttrSpec("beta", "float", 1.0), AttrSpec("threshold", "float", 20.0)), dtype=FLOAT,
       doc="log(1 + exp(beta * input)) / beta, linear above threshold",
-      out_bound=temporaries(broadcast_shape, results=4))
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=4)))
 
 # --- clamp, maximum, minimum, where ---------------------------------------------------------------
 

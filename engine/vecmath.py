@@ -1,0 +1,577 @@
+"""float32 exponentials rounded as torch's CPU kernels round them, element for element.
+
+torch 2.13's CPU kernels for `sigmoid` and `silu` (and their backwards) are `cpu_kernel_vec`
+loops: `Vectorized<float>` code (AVX2: 8 lanes, two vectors a step) whose `exp()` is SLEEF's
+`Sleef_expf8_u10`, and, for what the vector loop leaves over, the scalar lambda, whose `std::exp`
+is glibc's `expf`. The two round differently from each other and from numpy's `np.exp` (about
+1 element in 8 of normal inputs, 1 ulp). This module computes both in numpy:
+
+- `sleef_expf`: SLEEF's algorithm (round `x / ln 2` to an integer q, reduce with a two-part
+  ln 2, a degree-6 polynomial by float32 fused multiply-adds, scale by 2**q in two steps),
+  every float32 operation rounded as the AVX2 instruction rounds it (`fma32` for the FMAs);
+- `libm_expf`: glibc's table-driven `expf` (2**(k/32) from a 32-entry table, a cubic in double,
+  one final rounding to float32), in float64;
+- `vector_lanes`: which elements torch's loop hands to the vector code, from the operands'
+  strides, the vector width and torch's thread split (`TensorIterator`'s dim order and
+  coalescing, `at::parallel_for`'s chunks, `vectorized_loop`'s two-vector steps);
+- `float32_kernel`: a kernel's vector and scalar formulas applied to those two sets.
+
+Measured against torch 2.13 on an AMD EPYC (AVX2, 2 threads, glibc 2.36): bit-exact on the
+probe set of tests/test_engine_vecmath.py. Only float32 takes this path; other dtypes use numpy.
+The algorithms are written here from their published descriptions (SLEEF's `xexpf`, Arm's
+optimized-routines `expf` as in glibc >= 2.27); the 2**(i/32) table is computed, not copied.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import platform
+from collections.abc import Callable
+from decimal import Decimal, localcontext
+from typing import Any
+
+import numpy as np
+
+from . import cascade
+from .distributions import fma32, fma64
+
+_F32 = np.float32
+
+EXACT = True  # whether the ops take this module's path for float32 (set_exact)
+
+
+def set_exact(on: bool) -> None:
+    """Turn the torch-exact float32 exponentials on or off for every op that uses them.
+
+    Off, `sigmoid`, `silu`, `elu`, `softplus`, `gelu(approximate='tanh')`, `expm1`, `log1p` and
+    their gradients compute with numpy's functions: 5-100x faster, but 1-3 ulp off torch's
+    values in 10-40 % of elements.
+
+    Args:
+        on: True (the default) for torch's roundings, False for numpy's.
+    """
+    global EXACT
+    EXACT = bool(on)
+
+
+# --- glibc itself, for a few elements ----------------------------------------------------------
+# torch's scalar tail calls glibc's expf/tanhf; where glibc is this process's libm too, a tail of
+# at most SMALL_TAIL elements calls it directly (one ctypes call an element, far cheaper than the
+# ~100 numpy calls of the emulation below); larger sets take the vectorised emulation.
+
+SMALL_TAIL = 32
+
+
+def _libm_function(name: str) -> Any:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        fn = getattr(ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_float
+    fn.argtypes = [ctypes.c_float]
+    return fn
+
+
+_GLIBC_EXPF = _libm_function("expf")
+_GLIBC_TANHF = _libm_function("tanhf")
+
+
+def _call_libm(fn: Any, x: np.ndarray) -> np.ndarray:
+    """fn (a float -> float libm function) on each of x's (few) elements."""
+    return np.array([fn(v) for v in x.reshape(-1).tolist()], _F32).reshape(x.shape)
+
+
+# --- SLEEF's expf (Sleef_expf8_u10) ---------------------------------------------------------------
+
+_R_LN2 = _F32(1.4426950408889634)  # 1 / ln 2, float32
+_L2U = _F32(0.693145751953125)  # ln 2, upper part (exact product with small integers)
+_L2L = _F32(1.428606765330187045e-06)  # ln 2 - _L2U
+# exp(s) ~ 1 + s + s*s * P(s), P's coefficients highest degree first (SLEEF's, float32)
+_EXP_POLY = tuple(_F32(c) for c in (0.000198527617612853646278381, 0.00139304355252534151077271,
+                                    0.00833336077630519866943359, 0.0416664853692054748535156,
+                                    0.166666671633720397949219, 0.5))
+
+
+def _pow2i(q: np.ndarray) -> np.ndarray:
+    """2.0**q as float32 for int32 q in float32's normal exponent range (bits built directly)."""
+    return ((q + 127) << 23).astype(np.int32).view(_F32)
+
+
+def sleef_expf(x: np.ndarray) -> np.ndarray:
+    """e**x for float32 x as SLEEF's `xexpf` (AVX2 build, FMA) computes it.
+
+    Args:
+        x: a float32 array (any shape).
+
+    Returns:
+        A new float32 array of x's shape: 0 below -104, inf above 100, NaN for NaN.
+    """
+    x = np.asarray(x, _F32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        t = x * _R_LN2
+        # cvtps_epi32 rounds to nearest even; out-of-range lanes are masked at the end
+        qf = np.rint(np.where(np.abs(t) < 2.0 ** 30, t, _F32(0))).astype(_F32)
+        q = qf.astype(np.int32)
+        s = fma32(qf, -_L2U, x)
+        s = fma32(qf, -_L2L, s)
+        u = np.full(s.shape, _EXP_POLY[0], _F32)
+        for c in _EXP_POLY[1:]:
+            u = fma32(u, s, c)
+        u = _F32(1) + fma32(s * s, u, s)
+        half = q >> 1
+        u = (u * _pow2i(half)) * _pow2i(q - half)  # SLEEF's vldexp2: two exact-range steps
+        u[x < -104] = 0
+        u[x > 100] = np.inf
+    return u
+
+
+# --- SLEEF's expm1f (Sleef_expm1f8_u10): double-float arithmetic ---------------------------------
+# A double-float is a pair (hi, lo) of float32s whose sum carries ~48 bits. The helpers are the
+# error-free sums and FMA-based products SLEEF's AVX2 build uses (its df.h with FMA).
+
+
+def _df_add_f(xh: np.ndarray, xl: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xh, xl) + y, y a float (SLEEF's dfadd2_vf2_vf2_vf)."""
+    s = xh + y
+    v = s - xh
+    return s, ((xh - (s - v)) + (y - v)) + xl
+
+
+def _df_add_df(xh: np.ndarray, xl: np.ndarray, yh: np.ndarray,
+               yl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xh, xl) + (yh, yl) (dfadd2_vf2_vf2_vf2)."""
+    s = xh + yh
+    v = s - xh
+    return s, ((xh - (s - v)) + (yh - v)) + (xl + yl)
+
+
+def _df_mul_f(xh: np.ndarray, xl: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xh, xl) * y (dfmul_vf2_vf2_vf, FMA)."""
+    s = xh * y
+    return s, fma32(xl, y, fma32(xh, y, -s))
+
+
+def _df_mul_df(xh: np.ndarray, xl: np.ndarray, yh: np.ndarray,
+               yl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xh, xl) * (yh, yl) (dfmul_vf2_vf2_vf2, FMA)."""
+    s = xh * yh
+    return s, fma32(xh, yl, fma32(xl, yh, fma32(xh, yh, -s)))
+
+
+def _df_square(xh: np.ndarray, xl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xh, xl) ** 2 (dfsqu_vf2_vf2, FMA)."""
+    s = xh * xh
+    return s, fma32(xh + xh, xl, fma32(xh, xh, -s))
+
+
+_EXPM1_POLY = tuple(_F32(c) for c in (0.1980960224e-3, 0.1394256484e-2, 0.8333456703e-2,
+                                      0.4166637361e-1))
+_EXPM1_SIXTH = _F32(0.166666659414234244790680580464)
+_EXPM1_HIGH = _F32(88.72283172607421875)  # above: inf
+_EXPM1_LOW = _F32(-16.635532333438687426013570)  # below: -1
+
+
+def _expk2f(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """e**x as a double-float (SLEEF's expk2f of (x, 0)): the reduction, polynomial and
+    scaling carried in two floats; 0 below -104."""
+    u = x * _R_LN2
+    qf = np.rint(np.where(np.abs(u) < 2.0 ** 30, u, _F32(0))).astype(_F32)
+    q = qf.astype(np.int32)
+    sh, sl = _df_add_f(x, np.zeros_like(x), qf * -_L2U)
+    sh, sl = _df_add_f(sh, sl, qf * -_L2L)
+    p = np.full(x.shape, _EXPM1_POLY[0], _F32)
+    for c in _EXPM1_POLY[1:]:
+        p = fma32(p, sh, c)
+    th, tl = _df_add_f(*_df_mul_f(sh, sl, p), _EXPM1_SIXTH)
+    th, tl = _df_add_f(*_df_mul_df(sh, sl, th, tl), _F32(0.5))
+    th, tl = _df_add_df(sh, sl, *_df_mul_df(*_df_square(sh, sl), th, tl))
+    one = _F32(1)
+    th, tl = one + th, ((one - (one + th)) + th) + tl  # SLEEF's dfadd_vf2_vf_vf2(1, t)
+    half = q >> 1
+    th = (th * _pow2i(half)) * _pow2i(q - half)
+    tl = (tl * _pow2i(half)) * _pow2i(q - half)
+    tiny = x < -104
+    th[tiny] = 0
+    tl[tiny] = 0
+    return th, tl
+
+
+def sleef_expm1f(x: np.ndarray) -> np.ndarray:
+    """e**x - 1 for float32 x as SLEEF's `xexpm1f` (AVX2 build, FMA) computes it: e**x as a
+    double-float (`_expk2f`), minus 1, the pair's sum rounded once.
+
+    Args:
+        x: a float32 array (any shape).
+
+    Returns:
+        A new float32 array of x's shape.
+    """
+    x = np.asarray(x, _F32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        dh, dl = _df_add_f(*_expk2f(x), _F32(-1))
+        out = dh + dl
+        out[x > _EXPM1_HIGH] = np.inf
+        out[x < _EXPM1_LOW] = -1
+        out[(x == 0) & np.signbit(x)] = -0.0
+    return out
+
+
+def sleef_tanhf(x: np.ndarray) -> np.ndarray:
+    """tanh(x) for float32 x as SLEEF's `xtanhf` (the u10 one; AVX2 build, FMA) computes it:
+    (d - 1/d) / (d + 1/d) in double-floats, d = e**|x|, 1 beyond |x| > 8.664339742.
+
+    Args:
+        x: a float32 array (any shape).
+
+    Returns:
+        A new float32 array of x's shape.
+    """
+    x = np.asarray(x, _F32)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        dh, dl = _expk2f(np.abs(x))
+        one = _F32(1)
+        eh = one / dh  # SLEEF's dfrec (FMA)
+        el = eh * fma32(-dl, eh, fma32(-dh, eh, one))
+        nh = dh + -eh
+        nl = (((dh - nh) + -eh) + dl) + -el  # dfadd_vf2_vf2_vf2(d, -e)
+        ph = dh + eh
+        pl = (((dh - ph) + eh) + dl) + el  # dfadd_vf2_vf2_vf2(d, e)
+        qh, ql = _df_div(nh, nl, ph, pl)
+        y = qh + ql
+        y[(np.abs(x) > _F32(8.664339742)) | np.isnan(y)] = 1
+        y = np.copysign(y, x)  # SLEEF's vmulsign: |y| carries x's sign
+        y[np.isnan(x)] = np.nan
+    return y
+
+
+def libm_tanhf(x: np.ndarray) -> np.ndarray:
+    """tanh(x) for float32 x as glibc's `tanhf` (fdlibm's float algorithm, on glibc's
+    `expm1f`, which numpy's float32 `np.expm1` calls): 1 - 2 / (expm1(2|x|) + 2) from |x| >= 1,
+    -t / (t + 2) with t = expm1(-2|x|) below, 1 from 22 on, x * (1 + x) below 2**-55.
+
+    Args:
+        x: a float32 array (any shape).
+
+    Returns:
+        A new float32 array of x's shape.
+    """
+    x = np.asarray(x, _F32)
+    if x.size <= SMALL_TAIL and _GLIBC_TANHF is not None:
+        return _call_libm(_GLIBC_TANHF, x)
+    one, two = _F32(1), _F32(2)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        a = np.abs(x)
+        t = np.expm1(np.where(a >= one, two * a, -two * a))
+        z = np.where(a >= one, one - two / (t + two), -t / (t + two))
+        z[a >= _F32(22)] = one
+        z = np.copysign(z, x)
+        tiny = a < _F32(2.0 ** -55)
+        z[tiny] = (x * (one + x))[tiny]  # also keeps the sign of a zero
+        nan = np.isnan(x)
+        z[nan] = x[nan]
+    return z
+
+
+# --- SLEEF's log1pf (Sleef_log1pf8_u10) ----------------------------------------------------------
+
+_LN2_HI = _F32(0.69314718246459960938)  # ln 2 as a double-float
+_LN2_LO = _F32(-1.904654323148236017e-09)
+_LOG_POLY = tuple(_F32(c) for c in (0.3027294874, 0.3996108174, 0.6666694880))
+_LOG1P_BOUND = _F32(float.fromhex("0x1.2ced32p+126"))  # 1e38: above, log(x) instead
+_FLT_MIN = _F32(2.0 ** -126)
+
+
+def _df_div(nh: np.ndarray, nl: np.ndarray, dh: np.ndarray,
+            dl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(nh, nl) / (dh, dl) (SLEEF's dfdiv_vf2_vf2_vf2, FMA)."""
+    one = _F32(1)
+    t = one / dh
+    s = nh * t
+    u = fma32(t, nh, -s)
+    v = fma32(-dl, t, fma32(-dh, t, one))
+    return s, fma32(s, v, fma32(nl, t, u))
+
+
+def _exponent(d: np.ndarray) -> np.ndarray:
+    """SLEEF's vilogb2k: the biased exponent field minus 127 (int32)."""
+    return ((d.view(np.int32) >> 23) & 0xFF) - 0x7F
+
+
+def _log_tail(sh: np.ndarray, sl: np.ndarray, xh: np.ndarray,
+              xl: np.ndarray) -> np.ndarray:
+    """s + 2 x + x**3 t(x**2) rounded once: the common end of SLEEF's logf_u1 and log1pf
+    (s = e ln 2 as a double-float, x = (m - 1) / (m + 1))."""
+    x2 = xh * xh
+    t = np.full(xh.shape, _LOG_POLY[0], _F32)
+    for c in _LOG_POLY[1:]:
+        t = fma32(t, x2, c)
+    two = _F32(2)
+    sh, sl = sh + xh * two, (((sh - (sh + xh * two)) + xh * two) + sl) + xl * two
+    rest = (x2 * xh) * t
+    s = sh + rest
+    return s + (((sh - s) + rest) + sl)
+
+
+def _sleef_logf_u1(d: np.ndarray) -> np.ndarray:
+    """log(d) as SLEEF's xlogf_u1 (used by log1pf above 1e38; d > 0 finite there)."""
+    small = d < _FLT_MIN
+    d = np.where(small, d * _F32(2.0 ** 64), d)
+    e = _exponent(d * _F32(1.0 / 0.75))
+    m = (d.view(np.int32) - (e << 23)).view(_F32)
+    e = np.where(small, e - 64, e)
+    ef = e.astype(_F32)
+    sh, sl = _df_mul_f(_LN2_HI, _LN2_LO, ef)
+    one = _F32(1)
+    nh = -one + m
+    nv = nh - (-one)
+    nl = (-one - (nh - nv)) + (m - nv)
+    dh = one + m
+    dv = dh - one
+    dl = (one - (dh - dv)) + (m - dv)
+    xh, xl = _df_div(nh, nl, dh, dl)
+    return _log_tail(sh, sl, xh, xl)
+
+
+def sleef_log1pf(x: np.ndarray) -> np.ndarray:
+    """log(1 + x) for float32 x as SLEEF's `xlog1pf` (AVX2 build, FMA) computes it.
+
+    Args:
+        x: a float32 array (any shape).
+
+    Returns:
+        A new float32 array of x's shape: NaN below -1, -inf at -1.
+    """
+    x = np.asarray(x, _F32)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        one = _F32(1)
+        dp1 = x + one
+        small = dp1 < _FLT_MIN
+        dp1 = np.where(small, dp1 * _F32(2.0 ** 64), dp1)
+        e = _exponent(dp1 * _F32(1.0 / 0.75))
+        t = ((one.view(np.int32) - (e << 23)).astype(np.int32)).view(_F32)  # 2**-e
+        m = fma32(x, t, t - one)
+        e = np.where(small, e - 64, e)
+        sh, sl = _df_mul_f(np.full(x.shape, _LN2_HI), np.full(x.shape, _LN2_LO),
+                           e.astype(_F32))
+        two = _F32(2)
+        dh = two + m
+        dl = (two - dh) + m
+        xh, xl = _df_div(m, np.zeros_like(m), dh, dl)
+        # SLEEF adds s + 2x with dfadd_vf2_vf2_vf2 in log1pf (|s| >= |2x| not assumed there)
+        r = _log_tail(sh, sl, xh, xl)
+        big = x > _LOG1P_BOUND
+        if big.any():
+            r[big] = _sleef_logf_u1(x[big])
+        r[x < -1] = np.nan
+        r[x == -1] = -np.inf
+        r[(x == 0) & np.signbit(x)] = -0.0
+        r[np.isnan(x)] = np.nan
+        r[x == np.inf] = np.inf
+    return r
+
+
+# --- glibc's expf (std::exp of a float) -----------------------------------------------------------
+
+def _exp2_table() -> np.ndarray:
+    """2**(i/32), i < 32, correctly rounded to float64, minus i << 47 in its bits (the index's
+    contribution to the exponent field is added back from k)."""
+    with localcontext() as ctx:
+        ctx.prec = 50
+        vals = [float(Decimal(2) ** (Decimal(i) / 32)) for i in range(32)]
+    bits = np.array(vals, np.float64).view(np.uint64)
+    return bits - (np.arange(32, dtype=np.uint64) << np.uint64(47))
+
+
+_EXP2_TAB = _exp2_table()
+_INV_LN2_N = float.fromhex("0x1.71547652b82fep+0") * 32
+# 2**(r/32) ~ 1 + C2 r + C1 r**2 + C0 r**3 (Arm optimized-routines' exp2f cubic, scaled by 1/32)
+_C0 = float.fromhex("0x1.c6af84b912394p-5") / 32 ** 3
+_C1 = float.fromhex("0x1.ebfce50fac4f3p-3") / 32 ** 2
+_C2 = float.fromhex("0x1.62e42ff0c52d6p-1") / 32
+_SHIFT = float.fromhex("0x1.8p+52")  # adding it rounds a double to an integer (nearest even)
+_OVERFLOW = _F32(float.fromhex("0x1.62e42ep6"))  # above: inf
+_UNDERFLOW = _F32(-float.fromhex("0x1.9fe368p6"))  # below: 0
+
+
+def libm_expf(x: np.ndarray) -> np.ndarray:
+    """e**x for float32 x as glibc's `expf` (>= 2.27, x86-64 FMA variant) computes it.
+
+    Args:
+        x: a float32 array (any shape).
+
+    Returns:
+        A new float32 array of x's shape.
+    """
+    x = np.asarray(x, _F32)
+    if x.size <= SMALL_TAIL and _GLIBC_EXPF is not None:
+        return _call_libm(_GLIBC_EXPF, x)
+    xd = x.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        xd[~(np.abs(xd) < 150.0)] = 0.0  # NaN and +-inf: settled below
+        z = _INV_LN2_N * xd
+        kd = z + _SHIFT
+        ki = kd.view(np.uint64)
+        r = z - (kd - _SHIFT)
+        scale = (_EXP2_TAB[ki & np.uint64(31)] + (ki << np.uint64(47))).view(np.float64)
+        y = fma64(fma64(r, _C0, _C1), r * r, fma64(r, _C2, 1.0))
+        out = (y * scale).astype(_F32)
+        out[x > _OVERFLOW] = np.inf
+        out[x < _UNDERFLOW] = 0
+        nan = np.isnan(x)
+        out[nan] = x[nan]
+    return out
+
+
+# --- which elements torch's loop vectorises ------------------------------------------------------
+
+GRAIN_SIZE = 32768  # at::internal::GRAIN_SIZE: below it TensorIterator runs on one thread
+
+
+def _iteration_order(shape: tuple[int, ...], strides: list[list[int]]) -> list[int]:
+    """The dims (of size > 1) outermost first, as `TensorIterator::reorder_dimensions` orders
+    them: an insertion sort, innermost first, that moves a dim inwards while the first
+    operand with both strides nonzero (broadcast dims are skipped) has its stride smaller
+    (equal strides: its size smaller)."""
+    def should_swap(d0: int, d1: int) -> int:
+        for st in strides:
+            s0, s1 = st[d0], st[d1]
+            if s0 == 0 or s1 == 0:
+                continue
+            if s0 != s1:
+                return -1 if s0 < s1 else 1
+            if shape[d0] > shape[d1]:
+                return 1
+        return 0
+
+    perm = [d for d in reversed(range(len(shape))) if shape[d] > 1]  # innermost first
+    for i in range(1, len(perm)):
+        d1 = i
+        for d0 in range(i - 1, -1, -1):
+            c = should_swap(perm[d0], perm[d1])
+            if c > 0:
+                perm[d0], perm[d1] = perm[d1], perm[d0]
+                d1 = d0
+            elif c < 0:
+                break
+    return perm[::-1]
+
+
+def _rows(ops: list[np.ndarray]) -> tuple[int, bool, list[int]]:
+    """(inner length, vectorisable, dims): `TensorIterator`'s view of a kernel's operands
+    (one shape, torch's operand order) with a fresh output — the dims outermost first
+    (`_iteration_order`), coalesced while every operand allows, the inner run's length, and
+    whether `cpu_kernel_vec` may load the runs as vectors (every operand's inner stride one
+    element, or zero for at most one of several operands)."""
+    shape = ops[0].shape
+    strides = [[abs(s) // a.itemsize for s in a.strides] for a in ops]
+    dims = _iteration_order(shape, strides)
+    if not dims:
+        return ops[0].size, True, dims
+    last = dims[-1]
+    inner_strides = [st[last] for st in strides]
+    vectorisable = (all(s in (0, 1) for s in inner_strides)
+                    and sum(s == 0 for s in inner_strides) <= min(1, len(ops) - 1))
+    inner = shape[last]
+    for outer, nxt in zip(reversed(dims[:-1]), reversed(dims[1:])):
+        if any(st[outer] != st[nxt] * shape[nxt] for st in strides):
+            break
+        inner *= shape[outer]
+    return inner, vectorisable, dims
+
+
+def _vector_steps(n: int, step: int) -> np.ndarray:
+    """Of a run of n elements, the ones `vectorized_loop` takes in whole steps."""
+    run = np.zeros(n, bool)
+    run[:n // step * step] = True
+    return run
+
+
+def vector_lanes(*ops: np.ndarray) -> np.ndarray:
+    """A bool array of the operands' (common) shape: True where torch's `cpu_kernel_vec`
+    computes the element in its vector loop, False where the scalar lambda does (the tail of
+    each run, or all of them when the vector loop cannot load the operands' inner strides).
+
+    torch's loop visits the elements in memory order in runs of the coalesced inner dims;
+    with at least GRAIN_SIZE elements and several threads it first splits them into
+    `ceil(numel / threads)`-element chunks; within each piece of a run, `vectorized_loop`
+    takes whole steps of two vectors and leaves the rest to the scalar lambda.
+
+    Args:
+        ops: the kernel's input arrays in torch's operand order, all of one shape.
+
+    Returns:
+        A new bool array of that shape.
+    """
+    shape = ops[0].shape
+    n = ops[0].size
+    step = 2 * cascade.VECTOR_BYTES // 4
+    if n < step:  # not one whole step anywhere, whatever the layout
+        return np.zeros(shape, bool)
+    inner, vectorisable, dims = _rows(list(ops))
+    if not vectorisable:
+        return np.zeros(shape, bool)
+    threads = min(cascade.THREADS, -(-n // GRAIN_SIZE)) if n >= GRAIN_SIZE else 1
+    chunk = -(-n // threads)
+    lanes = np.empty(n, bool)  # in iteration order
+    for begin in range(0, n, chunk):  # one piece per thread
+        end = min(begin + chunk, n)
+        head = min(end, -(-begin // inner) * inner)  # the first run's remainder
+        lanes[begin:head] = _vector_steps(head - begin, step)
+        rows = (end - head) // inner
+        lanes[head:head + rows * inner] = np.tile(_vector_steps(inner, step), rows)
+        lanes[head + rows * inner:end] = _vector_steps(end - head - rows * inner, step)
+    rest = [d for d in range(len(shape)) if d not in dims]
+    if dims + rest == sorted(dims + rest):
+        return lanes.reshape(shape)
+    iter_shape = tuple(shape[d] for d in dims + rest)
+    return lanes.reshape(iter_shape).transpose(np.argsort(dims + rest))
+
+
+_CHUNK = 1 << 16  # elements computed at a time: bounds the float64 scratch
+
+
+def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndarray],
+                   *operands: np.ndarray) -> np.ndarray:
+    """A float32 elementwise kernel as torch runs it: `vec(*operands)` where torch's vector
+    loop computes the element, `scalar(*operands)` where its scalar lambda does.
+
+    Args:
+        vec: the kernel's vector formula on float32 arrays (same-shaped 1-D operands).
+        scalar: its scalar formula, likewise.
+        operands: the float32 inputs in torch's operand order (they broadcast together; their
+            strides decide the split).
+
+    Returns:
+        A new float32 array of the broadcast shape (a numpy float32 for 0-dim operands).
+    """
+    arrays = [np.asarray(a, _F32) for a in operands]
+    if len(arrays) > 1:
+        arrays = list(np.broadcast_arrays(*arrays))
+    shape = arrays[0].shape
+    lanes = vector_lanes(*arrays).reshape(-1)
+    flat = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
+    out = np.empty(lanes.size, _F32)
+    with np.errstate(all="ignore"):
+        for i in range(0, lanes.size, _CHUNK):
+            part = slice(i, i + _CHUNK)
+            mask = lanes[part]
+            ops = [a[part] for a in flat]
+            piece = out[part]
+            if mask.all():
+                piece[...] = vec(*ops)
+            elif not mask.any():
+                piece[...] = scalar(*ops)
+            else:
+                piece[mask] = vec(*(a[mask] for a in ops))
+                piece[~mask] = scalar(*(a[~mask] for a in ops))
+    result = out.reshape(shape)
+    return result[()] if result.ndim == 0 else result  # a numpy scalar, as a ufunc gives
+
+
+# scratch of `float32_kernel` per element of a chunk: the float64 temporaries of `fma32`/`fma64`
+# and the formulas' float32 intermediates (softplus's exp then log1p, about 100 bytes, is the
+# largest measured with tracemalloc)
+KERNEL_SCRATCH = 160 * _CHUNK

@@ -1,0 +1,158 @@
+"""float32 sigmoid, silu, expm1, elu, log1p, softplus, gelu(approximate='tanh') (and their
+gradients) are torch's to the last bit (engine/vecmath.py).
+
+Every case runs the same values through torch and the engine and compares the float32 results
+bit for bit: wide random inputs, every size 1..64 (the vector loop's tails), torch's two-thread
+split above 32768 elements, views whose layout changes which elements torch vectorises
+(transposed, sliced, stepped, expanded) and special values (infinities, NaN, signed zeros,
+subnormals, the overflow and underflow edges of exp).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import gradserve.engine as ge
+from gradserve.engine import cascade, vecmath
+from tests.reference import torch
+
+F32 = np.float32
+SPECIAL = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-45, -1e-45, 1e-40, -1e-40, 1.17e-38,
+                    88.72, 88.73, -87.3, -88.8, -103.9, -103.98, -104.1, 100.5, -100.0, 3e38,
+                    -3e38, 16.6, -16.6, 0.5, -0.5, 1e-8, -1e-8], F32)
+
+
+@pytest.fixture(autouse=True)
+def torch_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """Reproduce torch's current intra-op thread count (it decides the split above 32768)."""
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(cascade, "THREADS", threads)
+    yield threads
+
+
+def _bits_equal(mine: np.ndarray, ref: np.ndarray) -> None:
+    assert mine.dtype == ref.dtype == F32 and mine.shape == ref.shape
+    differ = (mine.view(np.int32) != ref.view(np.int32)) & ~(np.isnan(mine) & np.isnan(ref))
+    where = np.argwhere(differ)[:5].tolist()
+    assert not differ.any(), f"{int(differ.sum())} of {mine.size} differ, e.g. at {where}"
+
+
+OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "sigmoid": lambda lib, t: lib.sigmoid(t),
+    "silu": lambda lib, t: lib.nn.functional.silu(t),
+    "expm1": lambda lib, t: lib.expm1(t),
+    "elu": lambda lib, t: lib.nn.functional.elu(t),
+    "elu_alpha": lambda lib, t: lib.nn.functional.elu(t, alpha=0.7),
+    "log1p": lambda lib, t: lib.log1p(t),
+    "softplus": lambda lib, t: lib.nn.functional.softplus(t),
+    "softplus_beta": lambda lib, t: lib.nn.functional.softplus(t, beta=1.5, threshold=8.0),
+    "gelu_tanh": lambda lib, t: lib.nn.functional.gelu(t, approximate="tanh"),
+}
+
+VIEWS: dict[str, Callable[[Any], Any]] = {
+    "contiguous": lambda t: t,
+    "transposed": lambda t: t.t() if t.dim() == 2 else t,
+    "columns": lambda t: t[:, :5] if t.dim() == 2 else t[:7],
+    "stepped": lambda t: t[::2, ::3] if t.dim() == 2 else t[::3],
+    "expanded": lambda t: t[:1].expand(4, -1) if t.dim() == 2 else t[:1].expand(40),
+}
+
+
+def _inputs(rng: np.random.Generator) -> list[np.ndarray]:
+    return [(rng.standard_normal(20000) * 4).astype(F32),
+            rng.uniform(-110, 110, 40001).astype(F32),  # two threads' chunks, a tail in each
+            (rng.standard_normal((37, 29)) * 8).astype(F32),
+            (rng.standard_normal((3, 12000)) * 2).astype(F32),
+            np.tile(SPECIAL, 3)]
+
+
+def _compare(op: str, view: Callable[[Any], Any], x: np.ndarray, rng: np.random.Generator) -> None:
+    tx = view(torch.from_numpy(x.copy())).detach().requires_grad_()
+    ex = view(ge.tensor(x.copy())).detach().requires_grad_()
+    ty, ey = OPS[op](torch, tx), OPS[op](ge, ex)
+    _bits_equal(ey.detach().numpy(), ty.detach().numpy())
+    g = rng.standard_normal(tuple(ty.shape)).astype(F32)
+    ty.backward(torch.from_numpy(g))
+    ey.backward(ge.tensor(g))
+    _bits_equal(ex.grad.numpy(), tx.grad.numpy())
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("view", VIEWS)
+def test_values_and_grads_bit_exact(op: str, view: str) -> None:
+    rng = np.random.default_rng(7)
+    for x in _inputs(rng):
+        _compare(op, VIEWS[view], x, rng)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_every_tail_length(op: str) -> None:
+    rng = np.random.default_rng(8)
+    for n in range(1, 65):
+        _compare(op, VIEWS["contiguous"], (rng.standard_normal(n) * 6).astype(F32), rng)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_scalars_and_empty(op: str) -> None:
+    rng = np.random.default_rng(11)
+    for x in (np.array(-0.7, F32), np.zeros((0, 3), F32), np.full((1, 1, 5), 2.5, F32)):
+        tx = torch.from_numpy(x.copy()).requires_grad_()
+        ex = ge.tensor(x.copy()).requires_grad_()
+        ty, ey = OPS[op](torch, tx), OPS[op](ge, ex)
+        _bits_equal(ey.detach().numpy(), ty.detach().numpy())
+        g = rng.standard_normal(x.shape).astype(F32)
+        ty.backward(torch.from_numpy(g))
+        ey.backward(ge.tensor(g))
+        _bits_equal(ex.grad.numpy(), tx.grad.numpy())
+
+
+def test_exp_kernels_differ_where_torch_does() -> None:
+    """The two exps are distinct: each matches its own torch path and differs from the other
+    somewhere on these inputs (else the test could not tell the loop's split)."""
+    x = np.random.default_rng(9).uniform(-20, 20, 4096).astype(F32)
+    vec, tail = vecmath.sleef_expf(x), vecmath.libm_expf(x)
+    assert (vec != tail).any()
+    # torch's vector loop: a contiguous run of whole 16-element steps
+    ref = torch.sigmoid(torch.from_numpy(-x)).numpy()
+    _bits_equal(np.float32(1) / (np.float32(1) + vec), ref)
+    # torch's scalar lambda: a stepped view never takes the vector loop
+    stepped = np.repeat(x, 2)
+    ref = torch.sigmoid(torch.from_numpy(-stepped)[::2]).numpy()
+    _bits_equal(np.float32(1) / (np.float32(1) + tail), ref)
+
+
+def test_vector_lanes_layout() -> None:
+    """Which elements torch vectorises: whole 16-element steps of each coalesced run."""
+    a = np.zeros((3, 40), F32)
+    lanes = vecmath.vector_lanes(a)
+    assert lanes.reshape(-1)[:112].all() and not lanes.reshape(-1)[112:].any()  # one run of 120
+    cols = vecmath.vector_lanes(a[:, :20])  # three runs of 20: 16 each, then a 4-element tail
+    assert cols[:, :16].all() and not cols[:, 16:].any()
+    assert not vecmath.vector_lanes(a[:, ::2]).any()  # stride 2: the scalar loop only
+    assert vecmath.vector_lanes(a.T).reshape(-1).sum() == 112
+
+
+def test_float64_keeps_numpy() -> None:
+    """float64 is not on the exact path (torch's float64 exps are other kernels): numpy's
+    values, within float64 rounding of torch's."""
+    x = np.random.default_rng(10).standard_normal(100)
+    np.testing.assert_allclose(ge.sigmoid(ge.tensor(x)).numpy(),
+                               torch.sigmoid(torch.from_numpy(x)).numpy(), rtol=1e-15, atol=0)
+
+
+def test_set_exact_off_gives_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vecmath.set_exact(False)` puts the ops back on numpy's functions (faster, not torch's)."""
+    x = np.random.default_rng(12).uniform(-20, 20, 4096).astype(F32)
+    exact = ge.sigmoid(ge.tensor(x)).numpy()
+    monkeypatch.setattr(vecmath, "EXACT", True)
+    vecmath.set_exact(False)
+    assert vecmath.EXACT is False
+    loose = ge.sigmoid(ge.tensor(x)).numpy()
+    np.testing.assert_array_equal(loose, np.float32(1) / (np.float32(1) + np.exp(-x)))
+    assert (loose != exact).any()
+    vecmath.set_exact(True)
+    np.testing.assert_array_equal(ge.sigmoid(ge.tensor(x)).numpy(), exact)
