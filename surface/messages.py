@@ -59,14 +59,14 @@ def size_mismatch(shapes: Sequence[Sequence[int]]) -> str:
     for b in shapes[1:]:
         n = max(len(acc), len(b))
         merged = []
-        for i in range(n, 0, -1):
+        for i in range(1, n + 1):  # torch's infer_size checks the innermost dimension first
             da = acc[-i] if i <= len(acc) else 1
             db = b[-i] if i <= len(b) else 1
             if da != db and da != 1 and db != 1:
                 return (f"The size of tensor a ({da}) must match the size of tensor b ({db}) at "
                         f"non-singleton dimension {n - i}")
             merged.append(db if da == 1 else da)
-        acc = tuple(merged)
+        acc = tuple(reversed(merged))
     return f"shapes {[tuple(s) for s in shapes]} cannot be broadcast together"
 
 
