@@ -828,6 +828,9 @@ class Session:
 
     def get_grad(self, t: Tensor) -> Tensor | None:
         """`t.grad`: binds the gradient to a handle; small ones come back with their value."""
+        if t._handle not in self._grad_readers and len(self._grad_readers) < PREFETCH_GRADS:
+            # the program reads this .grad: read it ahead after each backward from now on
+            self._grad_readers[t._handle] = weakref.ref(t)
         cache = t._grad_cache
         if cache is not None and cache[0] == self._epoch:
             return cache[1]
@@ -859,8 +862,6 @@ class Session:
         f.handle = t._handle
         f.grad = small
         f.repr = small
-        if len(self._grad_readers) < PREFETCH_GRADS:
-            self._grad_readers[t._handle] = weakref.ref(t)
 
         def finish() -> Tensor | None:
             handles, fetched = box

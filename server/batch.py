@@ -37,7 +37,9 @@ _ESTIMATED = frozenset({"create_tensor", "apply_op", "apply_inplace", "zero_grad
                         "get_grad", "set_requires_grad", "detach", "detach_inplace",
                         "retain_grad", "manual_seed", "release", "fetch", "index",
                         "index_put", "get_optimizer_state", "tape", "create_generator",
-                        "get_generator", "set_generator_state"})
+                        "get_generator", "set_generator_state",
+                        # drops .grads, or zeroes them in place (as zero_grad): adds nothing
+                        "optimizer_zero_grad"})
 
 
 # Upper bounds of one instruction's reply: the InstructionResult around it, and one TensorInfo
