@@ -510,7 +510,8 @@ class Session:
         appended but constant-table entries, which nothing then references. `known`: the
         client knows the results' metadata (no DESCRIBE flag)."""
         given = inputs[0] if spec.variadic else inputs
-        if (not outs or len(given) > MAX_TAPE_ARGS or len(outs) > MAX_TAPE_ARGS
+        n_in, n_out = len(given), len(outs)
+        if (not n_out or n_in > MAX_TAPE_ARGS or n_out > MAX_TAPE_ARGS
                 or outs[-1]._handle >= MAX_TAPE_HANDLE):
             return False
         if self.closed:
@@ -538,15 +539,19 @@ class Session:
         except BaseException:
             del code[head:]
             raise
-        index = tape.names.get(spec.name)
+        names = tape.names
+        index = names.get(spec.name)
         if index is None:
-            index = tape.names[spec.name] = len(tape.names)
+            index = names[spec.name] = len(names)
         flags = 0 if known and not self.verify_meta else DESCRIBE
         if not grad_mode._state.enabled:
             flags |= NO_GRAD
-        code[head] = index | flags << 32 | (len(given)) << 40 | len(outs) << 52
-        for t in outs:
-            append(t._handle)
+        code[head] = index | flags << 32 | n_in << 40 | n_out << 52
+        if n_out == 1:
+            append(outs[0]._handle)
+        else:
+            for t in outs:
+                append(t._handle)
         tape.heads.append(head)
         tape.origins.append(user_site(4))
         rec.ops += 1

@@ -440,10 +440,12 @@ class Executor:
         grad_state, byte_budget = grad_mode._state, ge.limits.byte_budget
         run_prepared, prepared, Tensor = ops.run_prepared, ops.prepared, ge.Tensor
         HANDLE, FLOAT, NO_GRAD = wire_tape.HANDLE, wire_tape.FLOAT, wire_tape.NO_GRAD
+        # the engine runs the call's interrupt check before every op when one is set
+        engine_checks = ge.limits._state.check is not None
         for k, (name, flags, words, outputs) in enumerate(decoded.ops):
             self.bound = bound = []
             try:
-                if k:
+                if k and not engine_checks:
                     check_deadline()
                 p = prepared(name, len(words))
                 op = p.op
