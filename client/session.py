@@ -54,6 +54,7 @@ from .batch import (
     NONE,
     Recorder,
     user_origin,
+    user_site,
 )
 from .errors import MetaMismatchError, copy_error, omitted_error
 from .ops import OpSpec, make_function
@@ -322,6 +323,9 @@ class Session:
                 raise TypeError(f"{what} must be Tensor, not {type(v).__name__}")
 
     def _apply(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+        if (not attrs and spec.n_outputs == 1 and spec.inputs and not spec.variadic
+                and self._recorder.tape_sink is not None):
+            return self._apply_plain(spec, inputs)
         n = spec.n_outputs
         if n is None:
             n = self._count_outputs(spec, inputs, attrs)
@@ -339,6 +343,27 @@ class Session:
                 raise
         self._after_record()
         return outs[0] if spec.n_outputs == 1 else tuple(outs)
+
+    def _apply_plain(self, spec: OpSpec, inputs: list[Any]) -> Any:
+        """`_apply` of the commonest op (one output, tensor inputs, no attributes) on a tape:
+        the same steps, fewer calls."""
+        out = Tensor(self, next(self._handles))
+        self._live[out._handle] = weakref.ref(out)
+        outs = [out]
+        known = (self._infer and not (self._inplace_pending and self._writes_pending())
+                 and self._describe(spec, inputs, {}, outs, None))
+        rec = self._recorder
+        with rec.lock:
+            if not self._record_tape(spec, inputs, outs, known):  # user_site(4): _apply's caller
+                start = len(rec.sinks)
+                try:
+                    self._record_apply(spec, inputs, {}, outs, None, known)
+                except BaseException:
+                    rec.truncate(start)
+                    raise
+        if self.eager or self.pipelined:
+            self._after_record()
+        return out
 
     def _count_outputs(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any]) -> int:
         """How many outputs a variable-output op will make (torch returns them as a tuple at
@@ -488,57 +513,79 @@ class Session:
                      known: bool = False) -> bool:
         """Append the op to the batch's open tape (docs/wire.md); False when it does not fit
         one (then it is sent as ApplyOp). Atomic: a bad input raises before anything is
-        appended but constants, which nothing then references. `known`: the client knows the
-        results' metadata (no DESCRIBE flag)."""
+        appended but constant-table entries, which nothing then references. `known`: the
+        client knows the results' metadata (no DESCRIBE flag)."""
         given = inputs[0] if spec.variadic else inputs
-        if (not outs or len(given) > MAX_TAPE_ARGS or len(outs) > MAX_TAPE_ARGS
+        n_in, n_out = len(given), len(outs)
+        if (not n_out or n_in > MAX_TAPE_ARGS or n_out > MAX_TAPE_ARGS
                 or outs[-1]._handle >= MAX_TAPE_HANDLE):
             return False
         if self.closed:
             raise RuntimeError(f"session {self.id} is closed")
-        tape = self._recorder.tape()
-        words = [0]
-        append = words.append
-        for k, v in enumerate(given):
-            if type(v) is Tensor and v._owner is self and v._error is None:
-                append(v._handle << 3)  # HANDLE: kind 0
-            elif type(v) is float:
-                append(len(tape.floats) << 3 | FLOAT)
-                tape.floats.append(v)
-            else:
-                name = spec.inputs[0] if spec.variadic else spec.inputs[k]
-                scratch = graph_pb2.Value()
-                self._value(v, scratch, f"{spec.name}(): argument '{name}'")
-                kind = scratch.WhichOneof("kind")
-                if kind == "handle":
-                    append(scratch.handle << 3)
-                elif kind == "float_scalar":
-                    append(len(tape.floats) << 3 | FLOAT)
-                    tape.floats.append(scratch.float_scalar)
-                elif kind == "int_scalar":
-                    append(len(tape.ints) << 3 | INT)
-                    tape.ints.append(scratch.int_scalar)
-                elif kind == "bool_scalar":
-                    append(scratch.bool_scalar << 3 | BOOL)
-                elif kind == "none":
-                    append(NONE)
+        rec = self._recorder
+        tape = rec.open
+        if tape is None or tape.full():
+            tape = rec.tape()
+        # appended in place (the hot path: no per-op list); taken back if an input is refused
+        code = tape.code
+        head = len(code)
+        code.append(0)
+        append = code.append
+        try:
+            for k, v in enumerate(given):
+                kind = type(v)
+                if kind is Tensor and v._owner is self and v._error is None:
+                    append(v._handle << 3)  # HANDLE: kind 0
+                elif kind is float:
+                    floats = tape.floats
+                    append(len(floats) << 3 | FLOAT)
+                    floats.append(v)
                 else:
-                    append(len(tape.constants) << 3 | CONSTANT)
-                    tape.constants.append(scratch.constant)
-        index = tape.names.get(spec.name)
+                    self._tape_input(spec, k, v, tape)
+        except BaseException:
+            del code[head:]
+            raise
+        names = tape.names
+        index = names.get(spec.name)
         if index is None:
-            index = tape.names[spec.name] = len(tape.names)
+            index = names[spec.name] = len(names)
         flags = 0 if known and not self.verify_meta else DESCRIBE
         if not grad_mode._state.enabled:
             flags |= NO_GRAD
-        words[0] = index | flags << 32 | (len(given)) << 40 | len(outs) << 52
-        for t in outs:
-            append(t._handle)
-        tape.heads.append(len(tape.code))
-        tape.origins.append(user_origin(4))
-        tape.code.extend(words)
-        self._recorder.ops += 1
+        code[head] = index | flags << 32 | n_in << 40 | n_out << 52
+        if n_out == 1:
+            append(outs[0]._handle)
+        else:
+            for t in outs:
+                append(t._handle)
+        tape.heads.append(head)
+        tape.origins.append(user_site(4))
+        rec.ops += 1
         return True
+
+    def _tape_input(self, spec: OpSpec, k: int, v: Any, tape: Any) -> None:
+        """Append input `v` (k-th) of a tape op that is neither a handle nor a float: through
+        `_value`, which checks it as an ApplyOp input is checked."""
+        append = tape.code.append
+        name = spec.inputs[0] if spec.variadic else spec.inputs[k]
+        scratch = graph_pb2.Value()
+        self._value(v, scratch, f"{spec.name}(): argument '{name}'")
+        kind = scratch.WhichOneof("kind")
+        if kind == "handle":
+            append(scratch.handle << 3)
+        elif kind == "float_scalar":
+            append(len(tape.floats) << 3 | FLOAT)
+            tape.floats.append(scratch.float_scalar)
+        elif kind == "int_scalar":
+            append(len(tape.ints) << 3 | INT)
+            tape.ints.append(scratch.int_scalar)
+        elif kind == "bool_scalar":
+            append(scratch.bool_scalar << 3 | BOOL)
+        elif kind == "none":
+            append(NONE)
+        else:
+            append(len(tape.constants) << 3 | CONSTANT)
+            tape.constants.append(scratch.constant)
 
     def _tape_result(self, r: spb.InstructionResult, epoch: int) -> None:
         """A tape's reply: the descriptions and values of the outputs the program holds; the
@@ -792,6 +839,9 @@ class Session:
 
     def get_grad(self, t: Tensor) -> Tensor | None:
         """`t.grad`: binds the gradient to a handle; small ones come back with their value."""
+        if t._handle not in self._grad_readers and len(self._grad_readers) < PREFETCH_GRADS:
+            # the program reads this .grad: read it ahead after each backward from now on
+            self._grad_readers[t._handle] = weakref.ref(t)
         cache = t._grad_cache
         if cache is not None and cache[0] == self._epoch:
             return cache[1]
@@ -823,8 +873,6 @@ class Session:
         f.handle = t._handle
         f.grad = small
         f.repr = small
-        if len(self._grad_readers) < PREFETCH_GRADS:
-            self._grad_readers[t._handle] = weakref.ref(t)
 
         def finish() -> Tensor | None:
             handles, fetched = box

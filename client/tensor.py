@@ -435,7 +435,8 @@ def _operand(x: Any) -> builtins.bool:
 
 def _binary(name: str) -> Any:
     def method(self: Tensor, other: Any) -> Any:
-        if not _operand(other):
+        kind = type(other)
+        if kind is not float and kind is not Tensor and not _operand(other):
             return NotImplemented
         return self._owner.call(name, (self, other), {})
     method.__name__ = name

@@ -275,7 +275,8 @@ class GradientMeter:
         self.consumed((old, new))
 
     def consumed(self, grads: Any) -> None:
-        n = min(self.live, limits.nbytes_of(list(grads)))
+        n = min(self.live, limits.nbytes_of(grads if isinstance(grads, (list, tuple))
+                                            else list(grads)))
         if n:
             limits.credit(n)
             self.live -= n

@@ -200,23 +200,55 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
         state.check()
     if state.max_elements is None and state.bytes_left is None:
         return
-    try:
-        bound = (op.cached_bound(flat, attrs, out_dtype) if op.bound_by_shapes
-                 else op.bound(flat, attrs, out_dtype))
-    except AttributeError:
-        require_tensor(op, flat)
-        raise
-    except _RULE_FAILURES as exc:
-        raise _unjudged(op, exc) from None
+    scalars = op.scalar_bounds
+    if scalars is not None and _all_0d(flat):
+        # a ufunc of 0-d inputs makes one 0-d result: its declared bound, once per dtype
+        bound = scalars.get(out_dtype, _NO_BOUND)
+        if bound is _NO_BOUND:
+            bound = scalars[out_dtype] = _declared_bound(op, flat, attrs, out_dtype)
+    else:
+        bound = _declared_bound(op, flat, attrs, out_dtype)
     if bound is not None:
         if compute is not None:
-            bound = limits.with_scratch(bound, _cast_bytes(flat, compute))
+            cast = _cast_bytes(flat, compute)
+            if cast:
+                bound = limits.with_scratch(bound, cast)
         what = op.result_what
         try:
             limits.admit(bound, what)
         except errors.AllocationLimitError:
             _name_the_shape(op, flat, attrs, bound, what)
             raise
+
+
+_NO_BOUND: Any = object()
+
+
+def _all_0d(flat: Sequence[Any]) -> bool:
+    """Every input is 0-d: a Python or numpy scalar, or a Tensor holding one (ops keep 0-d
+    results as numpy scalars) or a 0-d array."""
+    for a in flat:
+        if type(a) is Tensor:
+            data = a._data
+            if type(data) is np.ndarray and data.ndim:
+                return False
+        elif type(a) not in _PY_SCALARS and not isinstance(a, np.generic):
+            return False
+    return True
+
+
+def _declared_bound(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any],
+                    out_dtype: Any) -> Any:
+    """The op's declared bound (remembered per shapes when it depends on them alone); a rule
+    that cannot judge the inputs raises the caller's error, as `run` does."""
+    try:
+        return (op.cached_bound(flat, attrs, out_dtype) if op.bound_by_shapes
+                else op.bound(flat, attrs, out_dtype))
+    except AttributeError:
+        require_tensor(op, flat)
+        raise
+    except _RULE_FAILURES as exc:
+        raise _unjudged(op, exc) from None
 
 
 # What a dtype rule or an output bound may raise on inputs it was not written for (a NaN where a
@@ -245,8 +277,11 @@ def _name_the_shape(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], bound
 
 def _cast_bytes(flat: Sequence[Any], compute: Any) -> int:
     """Bytes of the copies `run` makes of the tensor inputs not already in `compute`."""
-    return sum(limits.numel(a._data.shape) * compute.np.itemsize for a in flat
-               if type(a) is Tensor and a.dtype is not compute)
+    n = 0
+    for a in flat:
+        if type(a) is Tensor and a.dtype is not compute:
+            n += limits.numel(a._data.shape) * compute.np.itemsize
+    return n
 
 
 def _link_view(src: Any, out: Tensor) -> None:

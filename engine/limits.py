@@ -106,7 +106,10 @@ class byte_budget:  # noqa: N801 - used as a function: `with byte_budget(n) as b
                  else min(max_bytes, outer))
         budget = self._budget = Budget(limit)
         _state.bytes_left = limit
-        _refresh()
+        if limit is None:
+            _refresh()
+        else:  # what _refresh concludes (the server enters one per op)
+            _state.active = True
         return budget
 
     def __exit__(self, *exc: object) -> None:
@@ -114,8 +117,12 @@ class byte_budget:  # noqa: N801 - used as a function: `with byte_budget(n) as b
         limit = budget.limit
         left = _state.bytes_left
         budget.spent = 0 if limit is None or left is None else limit - left
-        _state.bytes_left = None if outer is None else outer - budget.spent
-        _refresh()
+        if outer is None:
+            _state.bytes_left = None
+            _refresh()
+        else:
+            _state.bytes_left = outer - budget.spent
+            _state.active = True
 
 
 class Budget:
@@ -266,5 +273,9 @@ def nbytes_of(values: Any) -> int:
     if values is None:
         return 0
     if isinstance(values, (list, tuple)):
-        return sum(getattr(v, "nbytes", 0) for v in values if v is not None)
+        n = 0  # a loop, not sum() of a generator: a backward pass calls this twice per node
+        for v in values:
+            if v is not None:
+                n += getattr(v, "nbytes", 0)
+        return n
     return int(getattr(values, "nbytes", 0))

@@ -102,6 +102,10 @@ class OpDef:
         rule = out_bound if out_bound is not None else out_shape
         self.bound_by_shapes = not variadic and getattr(rule, "shapes_only", False) is True
         self.bounds: dict[Any, limits.Bound | None] = {}
+        # A ufunc op's bound when every input is 0-d (one result of one element), by result
+        # dtype: `bound` computed once per dtype (see dispatch._admit).
+        self.scalar_bounds: dict[DType, limits.Bound | None] | None = (
+            {} if self.ufunc is not None and self.bound_by_shapes else None)
 
     def cached_bound(self, args: Sequence[Any], attrs: Mapping[str, Any],
                      out_dtype: DType) -> limits.Bound | None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import gradserve.engine as ge
 from gradserve.engine.dispatch import refresh_if_stale
+from gradserve.surface import grad_mode
 from gradserve.surface.compat import short_node_name
 from gradserve.v1 import graph_pb2, session_pb2
 
@@ -36,7 +37,9 @@ _ESTIMATED = frozenset({"create_tensor", "apply_op", "apply_inplace", "zero_grad
                         "get_grad", "set_requires_grad", "detach", "detach_inplace",
                         "retain_grad", "manual_seed", "release", "fetch", "index",
                         "index_put", "get_optimizer_state", "tape", "create_generator",
-                        "get_generator", "set_generator_state"})
+                        "get_generator", "set_generator_state",
+                        # drops .grads, or zeroes them in place (as zero_grad): adds nothing
+                        "optimizer_zero_grad"})
 
 
 # Upper bounds of one instruction's reply: the InstructionResult around it, and one TensorInfo
@@ -307,7 +310,16 @@ class Executor:
             with ge.limits.byte_budget(max(0, estimate)):
                 return run(*args)
         except ge.errors.BudgetExceededError as exc:
-            refusal = exc
+            return self.retry_measured(exc, estimate, run, *args)
+
+    def retry_measured(self, refusal: Exception, estimate: int, run: Callable[..., Any],
+                       *args: Any) -> Any:
+        """`within_budget` after `run(*args)` was refused under the `estimate` of what the
+        session has left: run again once if an exact measurement leaves more, else raise.
+
+        Raises:
+            LimitExceededError: the op does not fit what the session has left.
+        """
         left = self.s.limits.max_bytes - self.budget.measure()
         if left > estimate:
             try:
@@ -411,27 +423,47 @@ class Executor:
         """Run a decoded tape's ops in order (see server/tape.py). Each op is an ApplyOp
         without attributes: checked, budgeted and accounted as one, its outputs described only
         when flagged DESCRIBE. A failing op is reported with its index in the tape; the ops
-        before it stay applied."""
+        before it stay applied.
+
+        The hot loop of a session: each op's registry entry and attribute defaults are
+        resolved once per (name, inputs) (`ops.prepared`), and the op runs straight through
+        the engine's dispatch under the same byte budget `within_budget` gives an ApplyOp."""
         decoded = self.tapes[self.index]
         out = r.tape
         out.SetInParent()
         valued: list[int] = []
         floats, ints, constants = decoded.floats, decoded.ints, decoded.constants
-        tensors, check_deadline, budget_check = self.s.tensors, self.check_deadline, (
-            self.budget.check)
+        s = self.s
+        tensors, optimizers, generators = s.tensors, s.optimizers, s.generators
+        max_handles, max_bytes = s.limits.max_handles, s.limits.max_bytes
+        check_deadline, budget = self.check_deadline, self.budget
+        grad_state, byte_budget = grad_mode._state, ge.limits.byte_budget
+        run_prepared, prepared, Tensor = ops.run_prepared, ops.prepared, ge.Tensor
+        HANDLE, FLOAT, NO_GRAD = wire_tape.HANDLE, wire_tape.FLOAT, wire_tape.NO_GRAD
+        # the engine runs the call's interrupt check before every op when one is set
+        engine_checks = ge.limits._state.check is not None
         for k, (name, flags, words, outputs) in enumerate(decoded.ops):
-            self.bound = []
+            self.bound = bound = []
             try:
-                if k:
+                if k and not engine_checks:
                     check_deadline()
-                op = ops.checked(name, len(words))
+                p = prepared(name, len(words))
+                op = p.op
                 n_out = len(outputs)
-                self._check_outputs(name, op, outputs)
+                if op.n_outputs is not None and n_out != op.n_outputs:
+                    raise InvalidRequestError(f"{name}() has {op.n_outputs} output(s), but "
+                                              f"{n_out} handle(s) were given")
+                for h in outputs:
+                    if h in tensors or h in optimizers or h in generators:
+                        raise InvalidRequestError(f"handle {h} is already in use")
+                if len(tensors) + len(optimizers) + len(generators) >= max_handles:
+                    raise LimitExceededError(f"session holds its maximum of {max_handles} "
+                                             "handles; release some", limit="max_handles")
                 inputs: list[Any] = []
                 growth = 0
                 for w in words:
                     kind = w & 7
-                    if kind == wire_tape.HANDLE:
+                    if kind == HANDLE:
                         x = tensors.get(w >> 3)
                         if x is None:
                             raise NotFoundError(f"unknown tensor handle {w >> 3} (released or "
@@ -439,7 +471,7 @@ class Executor:
                         if x.grad_fn is None:
                             growth += _NODE_BYTES  # a leaf may get its AccumulateGrad node
                         inputs.append(x)
-                    elif kind == wire_tape.FLOAT:
+                    elif kind == FLOAT:
                         inputs.append(floats[w >> 3])
                     elif kind == wire_tape.INT:
                         inputs.append(ints[w >> 3])
@@ -452,20 +484,37 @@ class Executor:
                                                 what=f"{name}() input")
                         growth += c.nbytes + _TENSOR_BYTES
                         inputs.append(c)
-                outs = self._run_op(name, op, inputs, {}, n_out, bool(flags & wire_tape.NO_GRAD))
+                gen = s.generator if p.random else None
+                grad = not flags & NO_GRAD
+                switch = grad != grad_state.enabled
+                if switch:
+                    grad_state.enabled = grad
+                estimate = max_bytes - s.measured_bytes - budget.pending
+                try:
+                    with byte_budget(max(0, estimate)):
+                        result = run_prepared(p, inputs, gen)
+                except ge.errors.BudgetExceededError as exc:
+                    result = self.retry_measured(exc, estimate, run_prepared, p, inputs, gen)
+                finally:
+                    if switch:
+                        grad_state.enabled = not grad
+                outs = (result,) if type(result) is Tensor else result
+                if len(outs) != n_out:
+                    raise InvalidRequestError(f"{name}() produced {len(outs)} output(s), but "
+                                              f"{n_out} handle(s) were given")
                 describe = flags & wire_tape.DESCRIBE
                 for j, (h, t) in enumerate(zip(outputs, outs)):
                     if j:  # re-checked: the handles may repeat
                         self._check_new(h)
                     tensors[h] = t
-                    self.bound.append(h)
+                    bound.append(h)
                     if describe:
                         tensor_info(h, t, out.tensors.add())
                     growth += t.nbytes + (_TENSOR_BYTES if t.grad_fn is None
                                           else _TENSOR_BYTES + _NODE_BYTES)
                 if flags & wire_tape.VALUE:
                     valued.extend(outputs)
-                budget_check("apply_op", growth)
+                budget.check("apply_op", growth)
             except Exception as exc:
                 raise Located(exc, tape_op=k, op=name) from exc
         self.bound = []

@@ -77,6 +77,53 @@ def checked(name: str, n_inputs: int) -> Any:
     return op
 
 
+class Prepared:
+    """An op checked for a number of inputs, ready to run without attributes (a tape op): its
+    OpDef, its attributes' defaults (validated once, copied per run) and whether it draws from
+    the session's generator."""
+
+    __slots__ = ("op", "defaults", "random", "pad")
+
+    def __init__(self, op: Any, n_inputs: int):
+        self.op = op
+        self.defaults = ge.registry.bind_attrs(op, (), {})
+        self.random = takes_generator(op.name)
+        # None for the trailing optional inputs left out (see run)
+        self.pad = 0 if op.variadic else len(op.inputs) - n_inputs
+
+
+# (wire op name, number of inputs) -> Prepared, for pairs that passed `checked`; bounded by the
+# registry as `_CHECKED` is.
+_PREPARED: dict[tuple[str, int], Prepared] = {}
+
+
+def prepared(name: str, n_inputs: int) -> Prepared:
+    """`checked(name, n_inputs)`, ready to run without attributes, remembered.
+
+    Raises:
+        UnknownOpError, InvalidRequestError: as `checked`.
+    """
+    p = _PREPARED.get((name, n_inputs))
+    if p is None:
+        p = _PREPARED[(name, n_inputs)] = Prepared(checked(name, n_inputs), n_inputs)
+    return p
+
+
+def run_prepared(p: Prepared, inputs: list[Any], generator: Any) -> Any:
+    """`run(p.op, inputs, {}, generator)` without the registry lookup and attribute binding
+    (done once in `prepared`): the tape's hot path. Returns a Tensor for a one-output op, else
+    a tuple of Tensors."""
+    op = p.op
+    if op.variadic:
+        args: tuple[Any, ...] = (tuple(inputs),)
+    elif p.pad:
+        args = (*inputs, *([None] * p.pad))
+    else:
+        args = tuple(inputs)
+    return ge.dispatch.run(op, args, dict(p.defaults) if p.defaults else {},
+                           generator=generator if p.random else None)
+
+
 def run(op: Any, inputs: Sequence[Any], attrs: dict[str, Any], generator: Any) -> tuple[Any, ...]:
     """Apply `op`; always returns a tuple of output tensors."""
     if op.variadic:

@@ -126,6 +126,50 @@ def test_remembered_bounds_are_still_checked_and_capped():
             assert len(op.bounds) <= MAX_CACHED_BOUNDS
 
 
+def test_scalar_bounds_of_ufunc_ops_are_their_declared_bounds():
+    """dispatch remembers a ufunc op's bound for 0-d inputs by result dtype alone
+    (`OpDef.scalar_bounds`): for every such op and every dtype pair of 0-d inputs (arrays,
+    numpy scalars as ops keep them, Python scalars), the declared bound is that one, and a
+    remembered bound is still checked against each op's limits."""
+    samples = [np.float32(1.5), np.float64(1.5), np.int64(2), np.int32(2), np.bool_(True)]
+
+    def tensor(v: Any, kind: str) -> ge.Tensor:  # a 0-d array, or a numpy scalar as ops keep
+        return ge.tensor(np.array(v)) if kind == "array" else ge.Tensor._make(v)
+
+    checked = 0
+    for op in OPS.values():
+        if op.scalar_bounds is None:
+            continue
+        for kind in ("array", "scalar"):
+            for first in samples:
+                others = [tensor(v, kind) for v in samples] + [2.0, 3, True]
+                for other in others if len(op.inputs) == 2 else [None]:
+                    flat = (tensor(first, kind),) + (() if other is None else (other,))
+                    try:
+                        _, out_dtype = op.dtype_rule(flat, {})
+                    except errors.EngineError:  # a dtype the op refuses
+                        continue
+                    assert dispatch._all_0d(flat)
+                    op.scalar_bounds.clear()
+                    declared = op.bound(flat, {}, out_dtype)
+                    assert declared is not None and declared.elements == 1
+                    with limits.byte_budget(MiB):
+                        try:
+                            dispatch.run(op, flat, {})
+                        except errors.EngineError:  # refused by the forward (not the bound)
+                            continue
+                    assert op.scalar_bounds == {out_dtype: declared}, op.name
+                    checked += 1
+    assert checked > 100
+    x = ge.tensor(np.float32(2.0))
+    with limits.byte_budget(MiB):
+        ge.apply("mul", [x, 2.0])  # remembered
+    with limits.byte_budget(4), pytest.raises(errors.BudgetExceededError,
+                                              match=r"^mul\(\) result"):
+        ge.apply("mul", [x, 2.0])
+    assert not dispatch._all_0d((ge.tensor(np.ones(1, np.float32)), 2.0))
+
+
 # --- peak allocation on larger inputs ------------------------------------------------------------
 
 # Fixed-size scratch (numpy's reduction buffers, index tuples, Python frames) below this is

@@ -348,6 +348,43 @@ def test_grads_read_before_are_read_ahead_and_stay_current(client):
     session.close()
 
 
+def test_grads_never_read_are_read_ahead_once(client):
+    """A leaf's gradient is read ahead after the backward that follows its creation; later
+    backwards read ahead only the gradients the program read (a training loop that never reads
+    them sends no GetGrad or Fetch), and reading one makes it read ahead from then on."""
+    kinds: list[list[str]] = []
+    with client.session() as session:
+        send = session._send
+        session._recorder._send = lambda r: (
+            kinds.append([i.WhichOneof("kind") for i in r.instructions]), send(r))[1]
+        w = session.tensor([1.0, 2.0], requires_grad=True)
+        opt = session.optim.SGD([w], lr=0.1)
+        for _ in range(3):
+            opt.zero_grad()
+            (w * w).sum().backward()
+            opt.step()
+        session.flush()
+        reads = [("get_grad" in k, "fetch" in k) for k in kinds]
+        assert reads[0] == (True, True)  # the backward after w was made
+        assert not any(any(r) for r in reads[1:])
+        w_torch = torch.tensor([1.0, 2.0], requires_grad=True)
+        opt_torch = torch.optim.SGD([w_torch], lr=0.1)
+        for _ in range(3):
+            opt_torch.zero_grad()
+            (w_torch * w_torch).sum().backward()
+            opt_torch.step()
+        assert w.grad.tolist() == w_torch.grad.tolist()  # read now: read ahead from here on
+        kinds.clear()
+        opt.zero_grad()
+        (w * w).sum().backward()
+        trips = session.round_trips
+        opt_torch.zero_grad()
+        (w_torch * w_torch).sum().backward()
+        assert w.grad.tolist() == w_torch.grad.tolist()
+        assert session.round_trips == trips
+        assert any("get_grad" in k for k in kinds)
+
+
 # --- the pipelined mode ---------------------------------------------------------------------------
 
 
