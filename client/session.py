@@ -751,6 +751,27 @@ class Session:
             raise omitted_error(t._omitted, self.info(t).shape, "value")
         return t._value
 
+    def values(self, tensors: Sequence[Tensor]) -> list[np.ndarray]:
+        """The values of `tensors`, those not held here fetched together in one round trip.
+
+        Args:
+            tensors: session tensors (each read as `value(t)` reads it).
+
+        Returns:
+            Their values as (cached, read-only by convention) arrays, in order.
+        """
+        missing = [t for t in tensors if t._error is None
+                   and (t._value is None or t._epoch != self._epoch)]
+        if len(missing) > 1:
+            with self._recorder.lock:
+                epoch = self._epoch
+                for t in missing:
+                    m = self._record(_fetched(t, epoch)).fetch
+                    m.handle = t._handle
+                    m.value = True
+                self._recorder.flush()
+        return [self.value(t) for t in tensors]  # errors, and any left out, one by one
+
     def repr(self, t: Tensor) -> str:
         """torch's printed form of `t`, as the server prints it."""
         if t._repr is None or t._epoch != self._epoch:
