@@ -374,6 +374,7 @@ class LBFGS(Optimizer):
         prev_loss: Any = state.get("prev_loss")
 
         n_iter = 0
+        pending = None  # the next iteration's y, s, ys and `ys > 1e-10`, read with the last tests
         # optimize for a max of max_iter iterations
         while n_iter < max_iter:
             # keep track of nb of iterations
@@ -391,10 +392,14 @@ class LBFGS(Optimizer):
                 H_diag = 1
             else:
                 # do lbfgs update (update memory)
-                y = flat_grad.sub(prev_flat_grad)
-                s = d.mul(t)
-                ys = y.dot(s)  # y*s
-                if self._read(ys > 1e-10)[0]:
+                if pending is None:
+                    y = flat_grad.sub(prev_flat_grad)
+                    s = d.mul(t)
+                    ys = y.dot(s)  # y*s
+                    pending = (y, s, ys, self._read(ys > 1e-10)[0])
+                y, s, ys, ys_above = pending
+                pending = None
+                if ys_above:
                     # updating memory
                     if len(old_dirs) == history_size:
                         # shift history by one (limited-memory)
@@ -440,17 +445,27 @@ class LBFGS(Optimizer):
             ############################################################
             # compute step length
             ############################################################
-            # reset initial guess for step size
-            if state["n_iter"] == 1:
-                t = min(1.0, 1.0 / flat_grad.abs().sum()) * lr
-            else:
-                t = lr
-
             # directional derivative
             gtd = flat_grad.dot(d)  # g * d
 
+            # reset initial guess for step size: min(1.0, 1.0 / |g|_1) * lr, the comparison read
+            # with the directional derivative's test (and the step size, an add_'s alpha)
+            if state["n_iter"] == 1:
+                inverse = 1.0 / flat_grad.abs().sum()
+                candidate = inverse * lr
+                smaller, below, alpha = self._read(inverse < 1.0, gtd > -tolerance_change,
+                                                   candidate)
+                if smaller:
+                    t = candidate
+                else:
+                    t = 1.0 * lr
+                    alpha = self._read(t)[0]
+            else:
+                t = lr
+                below, alpha = self._read(gtd > -tolerance_change, t)
+
             # directional derivative is below tolerance
-            if self._read(gtd > -tolerance_change)[0]:
+            if below:
                 break
 
             # optional line search: user function
@@ -479,7 +494,7 @@ class LBFGS(Optimizer):
                 opt_cond = flat_grad.abs().max() <= tolerance_grad
             else:
                 # no line search, simply move with fixed-step
-                self._add_grad(self._read(t)[0], d)
+                self._add_grad(alpha, d)
                 if n_iter != max_iter:
                     # re-evaluate function only if not in last iteration
                     # the reason we do this: in a stochastic setting,
@@ -503,10 +518,15 @@ class LBFGS(Optimizer):
             if current_evals >= max_eval:
                 break
 
-            # the loss, the optimal condition and the lack of progress, read at once
-            value, opt_cond, no_progress = self._read(
-                loss, opt_cond, d.mul(t).abs().max() <= tolerance_change)
+            # the loss, the optimal condition, the lack of progress and the next iteration's
+            # curvature test, read at once
+            y = flat_grad.sub(prev_flat_grad)
+            s = d.mul(t)
+            ys = y.dot(s)
+            value, opt_cond, no_progress, ys_above = self._read(
+                loss, opt_cond, d.mul(t).abs().max() <= tolerance_change, ys > 1e-10)
             loss = self._float(loss, value)
+            pending = (y, s, ys, ys_above)
 
             # optimal condition
             if opt_cond:
