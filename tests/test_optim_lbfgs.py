@@ -90,6 +90,19 @@ def test_rosenbrock_bit_for_bit(gradserve_lib):
     assert _run_rosenbrock(gradserve_lib) == _run_rosenbrock(torch)
 
 
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+def test_float64_rosenbrock_bit_for_bit(gradserve_lib, line_search_fn):
+    """float64 (the fused add_ with alpha in float64 too): on this problem every square root
+    and 2-element dot product of the run happens to round as torch's."""
+    global X0
+    saved, X0 = X0, X0.astype(np.float64)
+    try:
+        kwargs = {"line_search_fn": line_search_fn}
+        assert _run_rosenbrock(gradserve_lib, **kwargs) == _run_rosenbrock(torch, **kwargs)
+    finally:
+        X0 = saved
+
+
 def test_rosenbrock_history_and_lr(gradserve_lib):
     kwargs = {"lr": 0.5, "max_iter": 7, "history_size": 3}
     assert _run_rosenbrock(gradserve_lib, steps=4, **kwargs) == _run_rosenbrock(torch, steps=4,
