@@ -173,18 +173,20 @@ def linear(be: NNBackend, input: Any, weight: Any, bias: Any = None) -> Any:
     when the bias is 1-D or holds out_features elements (flattened to 2-D, the result viewed
     back; torch 2.13's choice, read off its graphs: a (1, 1) bias is added, a (3, 1, 1) one
     goes to addmm and fails there); otherwise matmul, then add. Through a session (the
-    backend's `remote_metadata`: the client knows shapes, not layouts), a 2-D input with a bias
-    is one addmm too, and any other input matmul then add: the same values without a round
-    trip per layer to read the input's layout (grad_fn AddBackward0 where torch's is
-    ViewBackward0)."""
+    backend's `remote_metadata`: the client knows shapes, not always layouts), a 2-D input with
+    a bias is one addmm too, an input whose layout the client knows (described by the server,
+    or 1-D and made from data there) takes torch's path, and any other input matmul then add:
+    the same values without a round trip per layer to read the input's layout (grad_fn
+    AddBackward0 where torch's is ViewBackward0)."""
     if bias is not None:
         shape = be.shape(input)
         if len(shape) == 2:
             return _call(be, "addmm", bias, input, _call(be, "t", weight))
-    if bias is not None and not be.remote_metadata:
+        contiguous = (be.known_contiguous(input) if be.remote_metadata
+                      else be.is_contiguous(input))
         bias_shape = be.shape(bias)
         fused = len(bias_shape) == 1 or math.prod(bias_shape) == be.shape(weight)[0]
-        if shape and fused and be.is_contiguous(input):
+        if shape and fused and contiguous:
             flat = _call(be, "reshape", input, (math.prod(shape[:-1]), shape[-1]))
             out = _call(be, "addmm", bias, flat, _call(be, "t", weight))
             return _call(be, "reshape", out, (*shape[:-1], be.shape(weight)[0]))
