@@ -1,0 +1,178 @@
+"""torch's CPU float32 conv2d through oneDNN, bit for bit, for the shapes whose order is known.
+
+torch 2.13 sends a float32 conv2d to oneDNN (its Mkldnn backend) when the batch is larger than
+one or both kernel sizes exceed 3 (among other cases: see `uses_onednn`); a batch of one with a
+small kernel goes to slow_conv2d (im2col and MKL's sgemm), which is not this module's. oneDNN
+then picks a kernel per shape (ONEDNN_VERBOSE=1 names it). Measured against torch 2.13.0
+(oneDNN v3.12.0, AVX2, the 2-core AMD EPYC the project runs on) on random shapes and values
+(docs/internals.md "Convolution"):
+
+- forward, `jit:avx2` or `jit_1x1:avx2` (chosen when the padding is at most the dilated
+  kernel's extent less one, `pad <= dilation * (kernel - 1)`, in both dims, and the left and
+  right padding of a row fit the kernel's unroll of 3 output columns: `_jit_kernel`; otherwise
+  oneDNN's im2col + its own gemm, `x64:gemm:jit`, not reproduced): each output element is one
+  chain of fused multiply-adds starting from its bias (or 0), over the input channels in blocks
+  of 8 (the AVX2 vector), and within a block over the kernel rows, the kernel columns, then the
+  8 channels: `for c0 in 0, 8, ...: for i: for j: for c in c0..c0+7: acc = fma(x, w, acc)`.
+  Any stride, padding within the rule, dilation, channel counts, batch sizes.
+- backward data (the input's gradient) with stride 1, `jit:avx2`: a chain of FMAs from 0 over
+  the output channels in blocks of 8, within a block over the kernel rows and columns (in
+  ascending kernel index, i.e. the gradient read backwards), then the 8 channels. With more than
+  one block of 8 output channels the blocks are summed in groups whose size depends on the
+  width (3 blocks at width 14, 2 at 15-26, 1 at 40, for 9 input channels: oneDNN's cache
+  blocking), each group from 0 and added to the result: only one block (<= 8 output channels)
+  is reproduced. Stride > 1 goes to `brgconv_strided:avx2` or `x64:gemm:jit`: not reproduced.
+- backward weights: not measured yet.
+
+The chains reuse `gemm._chain` (float64 products rounded to float32, exact midpoints redone).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import cascade, gemm
+
+_F32 = np.float32
+Pair = tuple[int, int]
+
+
+def uses_onednn(n: int, kernel: Pair, groups: int) -> bool:
+    """Whether torch 2.13 sends a float32 conv2d with this batch and kernel to oneDNN
+    (ConvParams::use_mkldnn on a multi-threaded build), for the cases measured here."""
+    return groups == 1 and (n > 1 or (kernel[0] > 3 and kernel[1] > 3))
+
+
+def _jit_kernel(x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
+                dilation: Pair) -> bool:
+    """Whether oneDNN runs its direct jit kernel (not its gemm) for this forward: padding
+    within the dilated kernel's extent less one, and each row's left padding and its right
+    padding (without the tail) within the kernel's unroll of 3 output columns (fitted to 945
+    random shapes, none misplaced)."""
+    if not all(p <= d * (k - 1) for k, p, d in zip(kernel, padding, dilation)):
+        return False
+    ow = _out_size(x_shape[2:], kernel, stride, padding, dilation)[1]
+    ur_w = min(ow, 3)
+    extent = dilation[1] * (kernel[1] - 1) + 1
+    right = (ow - ow % ur_w - 1) * stride[1] + extent - (x_shape[3] + padding[1])
+    return padding[1] <= ur_w and max(0, right) <= ur_w
+
+
+def forward_reproducible(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Pair,
+                         padding: Pair, dilation: Pair, groups: int, dtype: np.dtype) -> bool:
+    """Whether torch's order is known for this float32 conv2d's forward (and within the work
+    limit `gemm.EXACT_WORK`)."""
+    if dtype != _F32 or len(x_shape) != 4 or len(w_shape) != 4 or cascade.VECTOR_BYTES != 32:
+        return False
+    n, c = x_shape[:2]
+    o, kernel = w_shape[0], (w_shape[2], w_shape[3])
+    if not (uses_onednn(n, kernel, groups)
+            and _jit_kernel(x_shape, kernel, stride, padding, dilation)):
+        return False
+    oh, ow = _out_size(x_shape[2:], kernel, stride, padding, dilation)
+    work = n * oh * ow * o * c * kernel[0] * kernel[1]
+    return 0 < work <= gemm.EXACT_WORK
+
+
+def backward_data_reproducible(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                               stride: Pair, padding: Pair, dilation: Pair, groups: int,
+                               dtype: np.dtype) -> bool:
+    """Whether torch's order is known for this float32 conv2d's input gradient."""
+    return (stride == (1, 1) and w_shape[0] <= 8
+            and forward_reproducible(x_shape, w_shape, stride, padding, dilation, groups, dtype))
+
+
+def _out_size(spatial: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
+              dilation: Pair) -> Pair:
+    oh, ow = ((s + 2 * p - d * (k - 1) - 1) // st + 1
+              for s, k, st, p, d in zip(spatial, kernel, stride, padding, dilation))
+    return oh, ow
+
+
+def _columns(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair
+             ) -> np.ndarray:
+    """x (N, C, H, W) as (N * OH * OW, C, KH, KW) float64 windows (zeros in the padding)."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    oh, ow = _out_size((h, w), kernel, stride, padding, dilation)
+    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), np.float64)
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    cols = np.empty((n, oh, ow, c, kh, kw), np.float64)
+    for i in range(kh):
+        rows = xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh]
+        for j in range(kw):
+            cols[..., i, j] = rows[:, :, :, j * dw:j * dw + sw * (ow - 1) + 1:sw].transpose(
+                0, 2, 3, 1)
+    return cols.reshape(n * oh * ow, c, kh, kw)
+
+
+def _blocked_order(channels: int, kh: int, kw: int, flip: bool) -> np.ndarray:
+    """Flat (channel, i, j) indices in oneDNN's order: channel blocks of 8, kernel rows, kernel
+    columns, the block's channels; `flip` indexes the kernel from its end (i -> kh - 1 - i)."""
+    order = []
+    for c0 in range(0, channels, 8):
+        for i in range(kh):
+            for j in range(kw):
+                ii, jj = (kh - 1 - i, kw - 1 - j) if flip else (i, j)
+                order.extend((c * kh + ii) * kw + jj for c in range(c0, min(channels, c0 + 8)))
+    return np.array(order, np.intp)
+
+
+def _chain(cols: np.ndarray, weights: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """float32 FMA chains acc[r, o] = fma(cols[r, t], weights[t, o], acc[r, o]) over t."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        tiny = gemm._may_be_tiny(cols, weights)
+        return gemm._chain(cols, weights, acc, tiny)
+
+
+def forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: Pair,
+            padding: Pair, dilation: Pair) -> np.ndarray:
+    """torch's float32 conv2d (oneDNN's jit kernel) bit for bit; call only when
+    `forward_reproducible`.
+
+    Args:
+        x: (N, C, H, W) float32.
+        weight: (O, C, KH, KW) float32.
+        bias: (O,) float32 or None.
+        stride, padding, dilation: pairs of ints.
+
+    Returns:
+        The (N, O, OH, OW) float32 result.
+    """
+    n, c = x.shape[:2]
+    o, _, kh, kw = weight.shape
+    oh, ow = _out_size(x.shape[2:], (kh, kw), stride, padding, dilation)
+    order = _blocked_order(c, kh, kw, flip=False)
+    cols = _columns(x, (kh, kw), stride, padding, dilation).reshape(n * oh * ow, -1)[:, order]
+    wk = weight.reshape(o, -1)[:, order].T.astype(np.float64)
+    acc = np.zeros((n * oh * ow, o), _F32)
+    if bias is not None:
+        acc[...] = bias
+    out = _chain(cols, wk, acc)
+    return np.ascontiguousarray(out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2))
+
+
+def backward_data(grad: np.ndarray, weight: np.ndarray, x_shape: tuple[int, ...],
+                  padding: Pair, dilation: Pair) -> np.ndarray:
+    """torch's float32 conv2d input gradient (oneDNN's jit kernel, stride 1) bit for bit; call
+    only when `backward_data_reproducible`.
+
+    Args:
+        grad: (N, O, OH, OW) float32, the output's gradient.
+        weight: (O, C, KH, KW) float32.
+        x_shape: the input's shape (N, C, H, W).
+        padding, dilation: the forward's pairs (stride 1).
+
+    Returns:
+        The (N, C, H, W) float32 gradient.
+    """
+    n, c, h, w = x_shape
+    o, _, kh, kw = weight.shape
+    # the input gradient is a stride-1 correlation of the gradient, padded by the dilated
+    # kernel's extent less the forward padding, with the kernel flipped
+    pad = (dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[1])
+    order = _blocked_order(o, kh, kw, flip=True)
+    cols = _columns(grad, (kh, kw), (1, 1), pad, dilation).reshape(n * h * w, -1)[:, order]
+    flipped = weight[:, :, ::-1, ::-1].transpose(0, 2, 3, 1).reshape(o * kh * kw, c)
+    out = _chain(cols, flipped[order].astype(np.float64), np.zeros((n * h * w, c), _F32))
+    return np.ascontiguousarray(out.reshape(n, h, w, c).transpose(0, 3, 1, 2))
