@@ -51,7 +51,7 @@ def _jit_kernel(x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: P
     random shapes, none misplaced)."""
     if not all(p <= d * (k - 1) for k, p, d in zip(kernel, padding, dilation)):
         return False
-    ow = _out_size(x_shape[2:], kernel, stride, padding, dilation)[1]
+    ow = out_size(x_shape[2:], kernel, stride, padding, dilation)[1]
     ur_w = min(ow, 3)
     extent = dilation[1] * (kernel[1] - 1) + 1
     right = (ow - ow % ur_w - 1) * stride[1] + extent - (x_shape[3] + padding[1])
@@ -69,7 +69,7 @@ def forward_reproducible(x_shape: tuple[int, ...], w_shape: tuple[int, ...], str
     if not (uses_onednn(n, kernel, groups)
             and _jit_kernel(x_shape, kernel, stride, padding, dilation)):
         return False
-    oh, ow = _out_size(x_shape[2:], kernel, stride, padding, dilation)
+    oh, ow = out_size(x_shape[2:], kernel, stride, padding, dilation)
     work = n * oh * ow * o * c * kernel[0] * kernel[1]
     return 0 < work <= gemm.EXACT_WORK
 
@@ -82,22 +82,22 @@ def backward_data_reproducible(x_shape: tuple[int, ...], w_shape: tuple[int, ...
             and forward_reproducible(x_shape, w_shape, stride, padding, dilation, groups, dtype))
 
 
-def _out_size(spatial: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
+def out_size(spatial: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
               dilation: Pair) -> Pair:
     oh, ow = ((s + 2 * p - d * (k - 1) - 1) // st + 1
               for s, k, st, p, d in zip(spatial, kernel, stride, padding, dilation))
     return oh, ow
 
 
-def _columns(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair
-             ) -> np.ndarray:
-    """x (N, C, H, W) as (N * OH * OW, C, KH, KW) float64 windows (zeros in the padding)."""
+def columns(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair,
+            dtype: np.dtype | type = np.float64) -> np.ndarray:
+    """x (N, C, H, W) as (N * OH * OW, C, KH, KW) windows in `dtype` (zeros in the padding)."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    oh, ow = _out_size((h, w), kernel, stride, padding, dilation)
-    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), np.float64)
+    oh, ow = out_size((h, w), kernel, stride, padding, dilation)
+    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype)
     xp[:, :, ph:ph + h, pw:pw + w] = x
-    cols = np.empty((n, oh, ow, c, kh, kw), np.float64)
+    cols = np.empty((n, oh, ow, c, kh, kw), dtype)
     for i in range(kh):
         rows = xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh]
         for j in range(kw):
@@ -109,7 +109,7 @@ def _columns(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation:
 def _blocked_order(channels: int, kh: int, kw: int, flip: bool) -> np.ndarray:
     """Flat (channel, i, j) indices in oneDNN's order: channel blocks of 8, kernel rows, kernel
     columns, the block's channels; `flip` indexes the kernel from its end (i -> kh - 1 - i)."""
-    order = []
+    order: list[int] = []
     for c0 in range(0, channels, 8):
         for i in range(kh):
             for j in range(kw):
@@ -141,9 +141,9 @@ def forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: 
     """
     n, c = x.shape[:2]
     o, _, kh, kw = weight.shape
-    oh, ow = _out_size(x.shape[2:], (kh, kw), stride, padding, dilation)
+    oh, ow = out_size(x.shape[2:], (kh, kw), stride, padding, dilation)
     order = _blocked_order(c, kh, kw, flip=False)
-    cols = _columns(x, (kh, kw), stride, padding, dilation).reshape(n * oh * ow, -1)[:, order]
+    cols = columns(x, (kh, kw), stride, padding, dilation).reshape(n * oh * ow, -1)[:, order]
     wk = weight.reshape(o, -1)[:, order].T.astype(np.float64)
     acc = np.zeros((n * oh * ow, o), _F32)
     if bias is not None:
@@ -172,7 +172,7 @@ def backward_data(grad: np.ndarray, weight: np.ndarray, x_shape: tuple[int, ...]
     # kernel's extent less the forward padding, with the kernel flipped
     pad = (dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[1])
     order = _blocked_order(o, kh, kw, flip=True)
-    cols = _columns(grad, (kh, kw), (1, 1), pad, dilation).reshape(n * h * w, -1)[:, order]
+    cols = columns(grad, (kh, kw), (1, 1), pad, dilation).reshape(n * h * w, -1)[:, order]
     flipped = weight[:, :, ::-1, ::-1].transpose(0, 2, 3, 1).reshape(o * kh * kw, c)
     out = _chain(cols, flipped[order].astype(np.float64), np.zeros((n * h * w, c), _F32))
     return np.ascontiguousarray(out.reshape(n, h, w, c).transpose(0, 3, 1, 2))

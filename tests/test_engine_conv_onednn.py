@@ -99,7 +99,7 @@ def test_numpy_order_differs() -> None:
     """The check can fail: a plain float32 product-sum misses torch's bits on the corpus's
     shapes."""
     x, wt, b, _, want, _ = _run(SHAPES[0], seed=1)
-    cols = conv_onednn._columns(x, (3, 3), (1, 1), (0, 0), (1, 1)).reshape(5 * 64, -1)
+    cols = conv_onednn.columns(x, (3, 3), (1, 1), (0, 0), (1, 1)).reshape(5 * 64, -1)
     plain = (cols.astype(np.float32) @ wt.reshape(4, -1).T + b).reshape(5, 8, 8, 4)
     assert (plain.transpose(0, 3, 1, 2) != want).any()
 

@@ -1,0 +1,201 @@
+"""Convolution (1-d and 2-d) as ops: `convolution` and its two gradients, each the others' VJP.
+
+torch records one ConvolutionBackward0 node for a conv; here too. The input's gradient is
+`convolution_backward_input(g, weight)` and the weight's `convolution_backward_weight(g,
+input)`; both are bilinear, so their VJPs are the three ops again and every derivative order
+is written in ops. Where torch's float32 order is known (`conv_onednn`: its oneDNN path) the
+forward and the input's gradient are torch's bits; elsewhere numpy's matmul over the windows.
+A 1-d conv runs as a 2-d one of height 1, as torch's does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import conv_onednn, limits
+from .conv_onednn import Pair, columns, out_size
+from .registry import AttrSpec, defop
+
+_ATTRS = (AttrSpec("stride", "ints", required=True), AttrSpec("padding", "ints", required=True),
+          AttrSpec("dilation", "ints", required=True), AttrSpec("groups", "int", 1))
+
+
+def _as_2d(spatial: int, stride: Sequence[int], padding: Sequence[int],
+           dilation: Sequence[int]) -> tuple[Pair, Pair, Pair]:
+    if spatial == 1:
+        return (1, stride[0]), (0, padding[0]), (1, dilation[0])
+    return ((stride[0], stride[1]), (padding[0], padding[1]), (dilation[0], dilation[1]))
+
+
+def _shape_2d(shape: Sequence[int]) -> tuple[int, ...]:
+    shape = tuple(shape)
+    return (*shape[:2], 1, shape[2]) if len(shape) == 3 else shape
+
+
+def _windows(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair,
+             groups: int) -> np.ndarray:
+    """x's windows as (groups, N * OH * OW, C / groups * KH * KW), in x's dtype."""
+    cols = columns(x, kernel, stride, padding, dilation, x.dtype)
+    return cols.reshape(cols.shape[0], groups, -1).transpose(1, 0, 2)
+
+
+def _convolution(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+                 stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
+                 groups: int = 1) -> np.ndarray:
+    d = weight.ndim - 2
+    st, pd, dl = _as_2d(d, stride, padding, dilation)
+    x2, w2 = x.reshape(_shape_2d(x.shape)), weight.reshape(_shape_2d(weight.shape))
+    xs: tuple[int, ...] = tuple(x2.shape)
+    ws: tuple[int, ...] = tuple(w2.shape)
+    n, o, kernel = xs[0], ws[0], (ws[2], ws[3])
+    oh, ow = out_size(xs[2:], kernel, st, pd, dl)
+    if conv_onednn.forward_reproducible(x2.shape, w2.shape, st, pd, dl, groups, x.dtype):
+        out = conv_onednn.forward(x2, w2, bias, st, pd, dl)
+    else:
+        wk = w2.reshape(groups, o // groups, -1)
+        flat = np.matmul(_windows(x2, kernel, st, pd, dl, groups), wk.transpose(0, 2, 1))
+        flat = flat.transpose(1, 0, 2).reshape(n * oh * ow, o)
+        if bias is not None:
+            flat = flat + bias
+        out = np.ascontiguousarray(flat.reshape(n, oh, ow, o).transpose(0, 3, 1, 2))
+    return out.astype(x.dtype, copy=False).reshape((n, o, ow) if d == 1 else (n, o, oh, ow))
+
+
+def _backward_input(grad: np.ndarray, weight: np.ndarray, input_shape: Sequence[int],
+                    stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
+                    groups: int = 1) -> np.ndarray:
+    d = weight.ndim - 2
+    st, pd, dl = _as_2d(d, stride, padding, dilation)
+    x_shape = _shape_2d(input_shape)
+    g2, w2 = grad.reshape(_shape_2d(grad.shape)), weight.reshape(_shape_2d(weight.shape))
+    if conv_onednn.backward_data_reproducible(x_shape, w2.shape, st, pd, dl, groups, grad.dtype):
+        out = conv_onednn.backward_data(g2, w2, x_shape, pd, dl)
+    else:
+        out = _scatter_windows(g2, w2, x_shape, st, pd, dl, groups)
+    return out.astype(grad.dtype, copy=False).reshape(tuple(input_shape))
+
+
+def _scatter_windows(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, ...], stride: Pair,
+                     padding: Pair, dilation: Pair, groups: int) -> np.ndarray:
+    """Each window's gradient (g times the weight) added back where the window read x."""
+    n, c, h, wd = x_shape
+    o, cg, kh, kw = w.shape
+    oh, ow = g.shape[2:]
+    gm = g.transpose(0, 2, 3, 1).reshape(n * oh * ow, groups, o // groups).transpose(1, 0, 2)
+    per_window = np.matmul(gm, w.reshape(groups, o // groups, -1))  # (groups, M, cg*kh*kw)
+    per_window = per_window.transpose(1, 0, 2).reshape(n, oh, ow, c, kh, kw)
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    padded = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), g.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            padded[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh,
+                   j * dw:j * dw + sw * (ow - 1) + 1:sw] += per_window[..., i, j].transpose(
+                       0, 3, 1, 2)
+    return padded[:, :, ph:ph + h, pw:pw + wd]
+
+
+def _backward_weight(grad: np.ndarray, x: np.ndarray, weight_shape: Sequence[int],
+                     stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
+                     groups: int = 1) -> np.ndarray:
+    d = len(weight_shape) - 2
+    st, pd, dl = _as_2d(d, stride, padding, dilation)
+    w_shape = _shape_2d(weight_shape)
+    x2, g2 = x.reshape(_shape_2d(x.shape)), grad.reshape(_shape_2d(grad.shape))
+    o = w_shape[0]
+    cols = _windows(x2, (w_shape[2], w_shape[3]), st, pd, dl, groups)
+    gm = g2.transpose(0, 2, 3, 1).reshape(-1, groups, o // groups).transpose(1, 2, 0)
+    return np.matmul(gm, cols).astype(grad.dtype, copy=False).reshape(tuple(weight_shape))
+
+
+# --- shapes and bounds ---------------------------------------------------------------------------
+
+def _conv_shape(x: Any, weight: Any, bias: Any = None, **attrs: Any) -> tuple[int, ...]:
+    d = len(weight.shape) - 2
+    st, pd, dl = _as_2d(d, attrs["stride"], attrs["padding"], attrs["dilation"])
+    w2 = _shape_2d(weight.shape)
+    oh, ow = out_size(_shape_2d(x.shape)[2:], (w2[2], w2[3]), st, pd, dl)
+    return (x.shape[0], weight.shape[0], *((ow,) if d == 1 else (oh, ow)))
+
+
+def _input_shape(*args: Any, **attrs: Any) -> tuple[int, ...]:
+    return tuple(attrs["input_shape"])
+
+
+def _weight_shape(*args: Any, **attrs: Any) -> tuple[int, ...]:
+    return tuple(attrs["weight_shape"])
+
+
+def _conv_bound(result_shape: Any, shapes: Any) -> Any:
+    """The result, plus the largest scratch of either path: the windows (float64, gathered and
+    reordered), the padded source, the chains' float64 buffers and a reordered weight."""
+    def bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
+        shape = tuple(result_shape(*args, **attrs))
+        x, w, g = (_shape_2d(s) for s in shapes(args, attrs))
+        kernel, channels = w[2] * w[3], max(x[1], g[1])
+        rows = x[0] * max(x[2] * x[3], g[2] * g[3])
+        reach = max(attrs["padding"]) + max(attrs["dilation"]) * max(w[2:])
+        padded = x[0] * channels * (max(x[2], g[2]) + 2 * reach) * (max(x[3], g[3]) + 2 * reach)
+        scratch = 16 * rows * channels * kernel + 8 * padded + 24 * rows * channels
+        scratch += 16 * limits.numel(w)
+        return limits.with_scratch(limits.shape_bound(shape, out_dtype.np.itemsize), scratch)
+    return bound
+
+
+def _forward_shapes(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    return args[0].shape, args[1].shape, _conv_shape(args[0], args[1], **attrs)
+
+
+def _input_grad_shapes(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    return attrs["input_shape"], args[1].shape, args[0].shape
+
+
+def _weight_grad_shapes(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    return args[1].shape, attrs["weight_shape"], args[0].shape
+
+
+# --- the ops -------------------------------------------------------------------------------------
+
+def _conv_vjp_input(ns: Any, g: Any, out: Any, x: Any, weight: Any, bias: Any,
+                    **attrs: Any) -> Any:
+    return ns.convolution_backward_input(g, weight, input_shape=tuple(x.shape), **attrs)
+
+
+def _conv_vjp_weight(ns: Any, g: Any, out: Any, x: Any, weight: Any, bias: Any,
+                     **attrs: Any) -> Any:
+    return ns.convolution_backward_weight(g, x, weight_shape=tuple(weight.shape), **attrs)
+
+
+def _conv_vjp_bias(ns: Any, g: Any, out: Any, x: Any, weight: Any, bias: Any,
+                   **attrs: Any) -> Any:
+    return ns.sum(g, dim=(0, *range(2, len(g.shape))))
+
+
+defop("convolution", _convolution, _conv_vjp_input, _conv_vjp_weight, _conv_vjp_bias,
+      saves=("weight input.shape", "input weight.shape", "input.ndim"),
+      inputs=("input", "weight", "bias?"), attrs=_ATTRS, method=False,
+      doc="1-d or 2-d cross-correlation of (N, C, *spatial) with (O, C / groups, *kernel)",
+      out_bound=_conv_bound(_conv_shape, _forward_shapes))
+defop("convolution_backward_input", _backward_input,
+      lambda ns, gg, out, g, weight, input_shape, **attrs: ns.convolution(
+          gg, weight, None, **attrs),
+      lambda ns, gg, out, g, weight, input_shape, **attrs: ns.convolution_backward_weight(
+          g, gg, weight_shape=tuple(weight.shape), **attrs),
+      saves=("weight", "grad_output weight.shape"),
+      inputs=("grad_output", "weight"),
+      attrs=(AttrSpec("input_shape", "ints", required=True), *_ATTRS), method=False,
+      backward="ConvolutionBackwardBackward0",
+      doc="the gradient of convolution's input of `input_shape` (convolution is its VJP)",
+      out_bound=_conv_bound(_input_shape, _input_grad_shapes))
+defop("convolution_backward_weight", _backward_weight,
+      lambda ns, gw, out, g, x, weight_shape, **attrs: ns.convolution(x, gw, None, **attrs),
+      lambda ns, gw, out, g, x, weight_shape, **attrs: ns.convolution_backward_input(
+          g, gw, input_shape=tuple(x.shape), **attrs),
+      saves=("input", "grad_output input.shape"),
+      inputs=("grad_output", "input"),
+      attrs=(AttrSpec("weight_shape", "ints", required=True), *_ATTRS), method=False,
+      backward="ConvolutionBackwardBackward0",
+      doc="the gradient of convolution's weight of `weight_shape`",
+      out_bound=_conv_bound(_weight_shape, _weight_grad_shapes))
