@@ -15,7 +15,9 @@ then picks a kernel per shape (ONEDNN_VERBOSE=1 names it). Measured against torc
   of 8 (the AVX2 vector), and within a block over the kernel rows, the kernel columns, then the
   8 channels: `for c0 in 0, 8, ...: for i: for j: for c in c0..c0+7: acc = fma(x, w, acc)`.
   Any stride, padding within the rule, dilation, channel counts, batch sizes.
-- backward data (the input's gradient) with stride 1, `jit:avx2`: a chain of FMAs from 0 over
+- backward data (the input's gradient) with stride 1, `jit:avx2` (when the forward's is and
+  the gradient's row padding, `dilation * (kernel - 1) - pad` on each side, is at most 7;
+  otherwise `x64:gemm:jit`): a chain of FMAs from 0 over
   the output channels in blocks of 8, within a block over the kernel rows and columns (in
   ascending kernel index, i.e. the gradient read backwards), then the 8 channels. With more than
   one block of 8 output channels the blocks are summed in groups whose size depends on the
@@ -78,8 +80,16 @@ def backward_data_reproducible(x_shape: tuple[int, ...], w_shape: tuple[int, ...
                                stride: Pair, padding: Pair, dilation: Pair, groups: int,
                                dtype: np.dtype) -> bool:
     """Whether torch's order is known for this float32 conv2d's input gradient."""
-    return (stride == (1, 1) and w_shape[0] <= 8
-            and forward_reproducible(x_shape, w_shape, stride, padding, dilation, groups, dtype))
+    if not (stride == (1, 1) and w_shape[0] <= 8
+            and forward_reproducible(x_shape, w_shape, stride, padding, dilation, groups, dtype)):
+        return False
+    # the jit kernel (not oneDNN's gemm) runs when the gradient's padding in a row, left and
+    # right (the dilated kernel's extent less one, less the forward's padding), is at most 7
+    # (fitted to 818 random stride-1 shapes, none misplaced)
+    ow = out_size(x_shape[2:], (w_shape[2], w_shape[3]), stride, padding, dilation)[1]
+    reach = dilation[1] * (w_shape[3] - 1)
+    right = ow - 1 + reach - x_shape[3] - padding[1]  # the forward's right padding
+    return reach - padding[1] <= 7 and reach - right <= 7
 
 
 def out_size(spatial: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,

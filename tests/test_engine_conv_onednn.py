@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+import gradserve.engine as ge
 from gradserve.engine import cascade, conv_onednn, gemm
 from tests.reference import torch
 
@@ -122,3 +123,48 @@ def test_reproducible_classes() -> None:
                                                       (0, 0), (1, 1), 1, f32)
     assert not conv_onednn.backward_data_reproducible((5, 16, 10, 10), (4, 16, 3, 3), (2, 2),
                                                       (0, 0), (1, 1), 1, f32)
+
+
+def _random_1d(count: int, seed: int) -> list[tuple]:
+    rng = np.random.default_rng(seed)
+    shapes: list[tuple] = []
+    while len(shapes) < count:
+        n, c = int(rng.choice([2, 3, 5])), int(rng.choice([1, 3, 8, 9, 17]))
+        o, k = int(rng.choice([1, 4, 8])), int(rng.choice([1, 2, 3, 5]))
+        s, p, d = int(rng.choice([1, 2])), int(rng.integers(0, 3)), int(rng.choice([1, 2]))
+        length = int(rng.integers(6, 40))
+        if length + 2 * p >= d * (k - 1) + 1:
+            shapes.append((n, c, o, length, k, s, p, d))
+    return shapes
+
+
+@pytest.mark.parametrize("shape", _random_1d(30, 2) + [(3, 1, 8, 12, 5, 1, 0, 2)], ids=str)
+def test_engine_conv1d_through_the_op(shape: tuple) -> None:
+    """nn.functional.conv1d runs the `convolution` op as a conv2d of height 1, as torch's does:
+    torch's bits where the classes hold (the last shape's input gradient is oneDNN's gemm, a
+    gradient padding of 8: outside), its values elsewhere, and its grad_fn."""
+    n, c, o, length, k, s, p, d = shape
+    rng = np.random.default_rng(length)
+    x = rng.standard_normal((n, c, length)).astype(np.float32)
+    wt = rng.standard_normal((o, c, k)).astype(np.float32)
+    b = rng.standard_normal(o).astype(np.float32)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    ty = torch.nn.functional.conv1d(tx, torch.from_numpy(wt.copy()), torch.from_numpy(b.copy()),
+                                    stride=s, padding=p, dilation=d)
+    g = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
+    ty.backward(torch.from_numpy(g.copy()))
+    ex = ge.tensor(x, requires_grad=True)
+    ey = ge.nn.functional.conv1d(ex, ge.tensor(wt), ge.tensor(b), stride=s, padding=p,
+                                 dilation=d)
+    ey.backward(ge.tensor(g))
+    assert ey.grad_fn.name() == ty.grad_fn.name() == "ConvolutionBackward0"
+    f32 = np.dtype(np.float32)
+    args = ((n, c, 1, length), (o, c, 1, k), (1, s), (0, p), (1, d), 1, f32)
+    for exact, got, want in ((conv_onednn.forward_reproducible(*args), ey.detach().numpy(),
+                              ty.detach().numpy()),
+                             (conv_onednn.backward_data_reproducible(*args), ex.grad.numpy(),
+                              tx.grad.numpy())):
+        if exact:
+            np.testing.assert_array_equal(got, want)
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
