@@ -24,7 +24,13 @@ then picks a kernel per shape (ONEDNN_VERBOSE=1 names it). Measured against torc
   width (3 blocks at width 14, 2 at 15-26, 1 at 40, for 9 input channels: oneDNN's cache
   blocking), each group from 0 and added to the result: only one block (<= 8 output channels)
   is reproduced. Stride > 1 goes to `brgconv_strided:avx2` or `x64:gemm:jit`: not reproduced.
-- backward weights: not measured yet.
+- backward weights, `jit:avx2` (where the forward is reproduced, without dilation and with a
+  kernel no taller than the input; otherwise `x64:gemm:jit`): for each weight a
+  chain of FMAs from 0 over the images, output rows and output columns in order; when there
+  is one block of 8 input channels and one of output channels (C <= 8 and O <= 8), torch's two
+  threads split the images instead, [0, ceil(N / 2)) and the rest, each a chain from 0, and
+  the two sums are added. The bias's gradient (not reproduced: the engine's `sum`) is split the
+  same way, each half a plain float32 sum in order.
 
 The chains reuse `gemm._chain` (float64 products rounded to float32, exact midpoints redone).
 """
@@ -90,6 +96,17 @@ def backward_data_reproducible(x_shape: tuple[int, ...], w_shape: tuple[int, ...
     reach = dilation[1] * (w_shape[3] - 1)
     right = ow - 1 + reach - x_shape[3] - padding[1]  # the forward's right padding
     return reach - padding[1] <= 7 and reach - right <= 7
+
+
+def backward_weights_reproducible(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                                  stride: Pair, padding: Pair, dilation: Pair, groups: int,
+                                  dtype: np.dtype) -> bool:
+    """Whether torch's order is known for this float32 conv2d's weight gradient: its jit kernel
+    runs without dilation and with a kernel no taller than the input (oneDNN's gemm otherwise;
+    fitted to 591 random shapes, none misplaced)."""
+    return (dilation == (1, 1) and w_shape[2] <= x_shape[2] and w_shape[0] <= 8
+            and w_shape[1] <= 8 and w_shape[2] * w_shape[3] > 1
+            and forward_reproducible(x_shape, w_shape, stride, padding, dilation, groups, dtype))
 
 
 def out_size(spatial: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
@@ -186,3 +203,34 @@ def backward_data(grad: np.ndarray, weight: np.ndarray, x_shape: tuple[int, ...]
     flipped = weight[:, :, ::-1, ::-1].transpose(0, 2, 3, 1).reshape(o * kh * kw, c)
     out = _chain(cols, flipped[order].astype(np.float64), np.zeros((n * h * w, c), _F32))
     return np.ascontiguousarray(out.reshape(n, h, w, c).transpose(0, 3, 1, 2))
+
+
+def backward_weights(grad: np.ndarray, x: np.ndarray, w_shape: tuple[int, ...], stride: Pair,
+                     padding: Pair, dilation: Pair) -> np.ndarray:
+    """torch's float32 conv2d weight gradient (oneDNN's jit kernel, 2 threads) bit for bit;
+    call only when `backward_weights_reproducible`.
+
+    Args:
+        grad: (N, O, OH, OW) float32, the output's gradient.
+        x: (N, C, H, W) float32, the forward's input.
+        w_shape: the weight's shape (O, C, KH, KW).
+        stride, padding, dilation: the forward's pairs.
+
+    Returns:
+        The (O, C, KH, KW) float32 gradient.
+    """
+    n, o = grad.shape[:2]
+    cols = columns(x, (w_shape[2], w_shape[3]), stride, padding, dilation)
+    cols = cols.reshape(cols.shape[0], -1)
+    rows = grad.transpose(0, 2, 3, 1).reshape(cols.shape[0], o).T.astype(np.float64)
+    # one block of input and output channels: torch's 2 threads split the images
+    split = (n + 1) // 2 if w_shape[0] <= 8 and w_shape[1] <= 8 and n > 1 else n
+    per_image = cols.shape[0] // n
+    parts = [(0, split * per_image), (split * per_image, cols.shape[0])]
+    total: np.ndarray | None = None
+    for lo, hi in parts:
+        if hi > lo:
+            part = _chain(rows[:, lo:hi], cols[lo:hi], np.zeros((o, cols.shape[1]), _F32))
+            total = part if total is None else np.add(total, part, dtype=_F32)
+    assert total is not None
+    return total.reshape(w_shape)

@@ -4,7 +4,8 @@ torch records one ConvolutionBackward0 node for a conv; here too. The input's gr
 `convolution_backward_input(g, weight)` and the weight's `convolution_backward_weight(g,
 input)`; both are bilinear, so their VJPs are the three ops again and every derivative order
 is written in ops. Where torch's float32 order is known (`conv_onednn`: its oneDNN path) the
-forward and the input's gradient are torch's bits; elsewhere numpy's matmul over the windows.
+forward and the input's and weight's gradients are torch's bits; elsewhere numpy's matmul over
+the windows (the bias's gradient is the engine's `sum`).
 A 1-d conv runs as a 2-d one of height 1, as torch's does.
 """
 
@@ -104,6 +105,10 @@ def _backward_weight(grad: np.ndarray, x: np.ndarray, weight_shape: Sequence[int
     st, pd, dl = _as_2d(d, stride, padding, dilation)
     w_shape = _shape_2d(weight_shape)
     x2, g2 = x.reshape(_shape_2d(x.shape)), grad.reshape(_shape_2d(grad.shape))
+    if conv_onednn.backward_weights_reproducible(tuple(x2.shape), w_shape, st, pd, dl, groups,
+                                                 grad.dtype):
+        exact = conv_onednn.backward_weights(g2, x2, w_shape, st, pd, dl)
+        return exact.reshape(tuple(weight_shape))
     o = w_shape[0]
     cols = _windows(x2, (w_shape[2], w_shape[3]), st, pd, dl, groups)
     gm = g2.transpose(0, 2, 3, 1).reshape(-1, groups, o // groups).transpose(1, 2, 0)

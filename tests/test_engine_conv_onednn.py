@@ -68,17 +68,18 @@ def _run(shape: tuple, seed: int) -> tuple:
     wt = rng.standard_normal((o, c, *kernel)).astype(np.float32)
     b = rng.standard_normal(o).astype(np.float32)
     tx = torch.from_numpy(x.copy()).requires_grad_(True)
-    ty = torch.nn.functional.conv2d(tx, torch.from_numpy(wt.copy()), torch.from_numpy(b.copy()),
-                                    stride=stride, padding=padding, dilation=dilation)
+    tw = torch.from_numpy(wt.copy()).requires_grad_(True)
+    ty = torch.nn.functional.conv2d(tx, tw, torch.from_numpy(b.copy()), stride=stride,
+                                    padding=padding, dilation=dilation)
     g = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
     ty.backward(torch.from_numpy(g.copy()))
-    return x, wt, b, g, ty.detach().numpy(), tx.grad.numpy()
+    return x, wt, b, g, ty.detach().numpy(), tx.grad.numpy(), tw.grad.numpy()
 
 
 @pytest.mark.parametrize("shape", SHAPES + _random_shapes(40, 0) + _random_shapes(40, 1), ids=str)
 def test_forward_and_input_grad_bitwise(shape: tuple) -> None:
     n, c, o, h, w, kernel, stride, padding, dilation = shape
-    x, wt, b, g, want, want_dx = _run(shape, seed=sum(shape[:5]))
+    x, wt, b, g, want, want_dx, want_dw = _run(shape, seed=sum(shape[:5]))
     x_shape, w_shape = (n, c, h, w), (o, c, *kernel)
     if not conv_onednn.forward_reproducible(x_shape, w_shape, stride, padding, dilation, 1,
                                             np.dtype(np.float32)):
@@ -94,12 +95,16 @@ def test_forward_and_input_grad_bitwise(shape: tuple) -> None:
                                               np.dtype(np.float32)):
         dx = conv_onednn.backward_data(g, wt, x_shape, padding, dilation)
         np.testing.assert_array_equal(dx, want_dx)
+    if conv_onednn.backward_weights_reproducible(x_shape, w_shape, stride, padding, dilation, 1,
+                                                 np.dtype(np.float32)):
+        dw = conv_onednn.backward_weights(g, x, w_shape, stride, padding, dilation)
+        np.testing.assert_array_equal(dw, want_dw)
 
 
 def test_numpy_order_differs() -> None:
     """The check can fail: a plain float32 product-sum misses torch's bits on the corpus's
     shapes."""
-    x, wt, b, _, want, _ = _run(SHAPES[0], seed=1)
+    x, wt, b, _, want, _, _ = _run(SHAPES[0], seed=1)
     cols = conv_onednn.columns(x, (3, 3), (1, 1), (0, 0), (1, 1)).reshape(5 * 64, -1)
     plain = (cols.astype(np.float32) @ wt.reshape(4, -1).T + b).reshape(5, 8, 8, 4)
     assert (plain.transpose(0, 3, 1, 2) != want).any()
