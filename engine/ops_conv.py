@@ -135,7 +135,8 @@ def _weight_shape(*args: Any, **attrs: Any) -> tuple[int, ...]:
 
 def _conv_bound(result_shape: Any, shapes: Any) -> Any:
     """The result, plus the largest scratch of either path: the windows (float64, gathered and
-    reordered), the padded source, the chains' float64 buffers and a reordered weight."""
+    reordered, and `gemm._may_be_tiny`'s masks and magnitudes of them: 40 bytes an element),
+    the padded source, the chains' float64 buffers and a reordered weight."""
     def bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
         shape = tuple(result_shape(*args, **attrs))
         x, w, g = (_shape_2d(s) for s in shapes(args, attrs))
@@ -143,7 +144,7 @@ def _conv_bound(result_shape: Any, shapes: Any) -> Any:
         rows = x[0] * max(x[2] * x[3], g[2] * g[3])
         reach = max(attrs["padding"]) + max(attrs["dilation"]) * max(w[2:])
         padded = x[0] * channels * (max(x[2], g[2]) + 2 * reach) * (max(x[3], g[3]) + 2 * reach)
-        scratch = 16 * rows * channels * kernel + 8 * padded + 24 * rows * channels
+        scratch = 40 * rows * channels * kernel + 8 * padded + 24 * rows * channels
         scratch += 16 * limits.numel(w)
         return limits.with_scratch(limits.shape_bound(shape, out_dtype.np.itemsize), scratch)
     return bound
