@@ -37,9 +37,12 @@ The chains reuse `gemm._chain` (float64 products rounded to float32, exact midpo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from . import cascade, gemm
+from .distributions import fma32
 
 _F32 = np.float32
 Pair = tuple[int, int]
@@ -145,11 +148,40 @@ def _blocked_order(channels: int, kh: int, kw: int, flip: bool) -> np.ndarray:
     return np.array(order, np.intp)
 
 
-def _chain(cols: np.ndarray, weights: np.ndarray, acc: np.ndarray) -> np.ndarray:
-    """float32 FMA chains acc[r, o] = fma(cols[r, t], weights[t, o], acc[r, o]) over t."""
+def _chain(a: np.ndarray, b: np.ndarray, acc: np.ndarray,
+           padding: Callable[[], np.ndarray] | None = None, padded_is_a: bool = True
+           ) -> np.ndarray:
+    """float32 FMA chains acc[r, o] = fma(a[r, t], b[t, o], acc[r, o]) over t.
+
+    oneDNN skips the taps that fall in the padding instead of multiplying a zero: the same
+    result unless the other operand holds an inf or nan (0 * inf is nan). Then `padding()`
+    (a's, or b's with `padded_is_a=False`, shape) marks those taps and each step keeps the
+    accumulator there (exact `fma32` steps: a rare, slow path).
+    """
+    other = b if padded_is_a else a
     with np.errstate(over="ignore", invalid="ignore"):
-        tiny = gemm._may_be_tiny(cols, weights)
-        return gemm._chain(cols, weights, acc, tiny)
+        if padding is None or np.isfinite(other).all():
+            return gemm._chain(a, b, acc, gemm._may_be_tiny(a, b))
+        skip = padding()
+        a32, b32 = a.astype(_F32), b.astype(_F32)
+        for t in range(a.shape[1]):
+            step = fma32(a32[:, t:t + 1], b32[t], acc)
+            acc = np.where(skip[:, t:t + 1] if padded_is_a else skip[t][None, :], acc, step)
+        return acc
+
+
+def _padding_taps(shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
+                  dilation: Pair) -> Callable[[], np.ndarray]:
+    """A function giving which window entries of an input of `shape` lie in the padding."""
+    def taps() -> np.ndarray:
+        ones = np.ones((1, *shape[1:]), np.float64)
+        inside = columns(ones, kernel, stride, padding, dilation) != 0
+        return np.tile(~inside.reshape(inside.shape[0], -1), (shape[0], 1))
+    return taps
+
+
+def _rows_of(taps: Callable[[], np.ndarray], lo: int, hi: int) -> Callable[[], np.ndarray]:
+    return lambda: taps()[lo:hi]
 
 
 def forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: Pair,
@@ -175,7 +207,8 @@ def forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: 
     acc = np.zeros((n * oh * ow, o), _F32)
     if bias is not None:
         acc[...] = bias
-    out = _chain(cols, wk, acc)
+    taps = _padding_taps(x.shape, (kh, kw), stride, padding, dilation) if any(padding) else None
+    out = _chain(cols, wk, acc, None if taps is None else lambda: taps()[:, order])
     return np.ascontiguousarray(out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2))
 
 
@@ -201,7 +234,9 @@ def backward_data(grad: np.ndarray, weight: np.ndarray, x_shape: tuple[int, ...]
     order = _blocked_order(o, kh, kw, flip=True)
     cols = columns(grad, (kh, kw), (1, 1), pad, dilation).reshape(n * h * w, -1)[:, order]
     flipped = weight[:, :, ::-1, ::-1].transpose(0, 2, 3, 1).reshape(o * kh * kw, c)
-    out = _chain(cols, flipped[order].astype(np.float64), np.zeros((n * h * w, c), _F32))
+    taps = _padding_taps(grad.shape, (kh, kw), (1, 1), pad, dilation)
+    out = _chain(cols, flipped[order].astype(np.float64), np.zeros((n * h * w, c), _F32),
+                 lambda: taps()[:, order])
     return np.ascontiguousarray(out.reshape(n, h, w, c).transpose(0, 3, 1, 2))
 
 
@@ -227,10 +262,13 @@ def backward_weights(grad: np.ndarray, x: np.ndarray, w_shape: tuple[int, ...], 
     split = (n + 1) // 2 if w_shape[0] <= 8 and w_shape[1] <= 8 and n > 1 else n
     per_image = cols.shape[0] // n
     parts = [(0, split * per_image), (split * per_image, cols.shape[0])]
+    taps = (_padding_taps(x.shape, (w_shape[2], w_shape[3]), stride, padding, dilation)
+            if any(padding) else None)
     total: np.ndarray | None = None
     for lo, hi in parts:
         if hi > lo:
-            part = _chain(rows[:, lo:hi], cols[lo:hi], np.zeros((o, cols.shape[1]), _F32))
+            part = _chain(rows[:, lo:hi], cols[lo:hi], np.zeros((o, cols.shape[1]), _F32),
+                          None if taps is None else _rows_of(taps, lo, hi), padded_is_a=False)
             total = part if total is None else np.add(total, part, dtype=_F32)
     assert total is not None
     return total.reshape(w_shape)

@@ -173,3 +173,30 @@ def test_engine_conv1d_through_the_op(shape: tuple) -> None:
             np.testing.assert_array_equal(got, want)
         else:
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("where", ["weight", "grad"])
+def test_padding_taps_are_skipped_not_multiplied(where: str) -> None:
+    """oneDNN skips the taps in the padding: an inf weight (or gradient) meets no padded zero,
+    so no nan appears where torch has none (forward, input and weight gradients)."""
+    shape = (3, 5, 8, 8, 7, (3, 3), (1, 1), (1, 1), (1, 1))
+    x, wt, b, g, *_ = _run(shape, seed=7)
+    if where == "weight":
+        wt[1, 2, 0, 0], wt[3, 4, 2, 1] = np.inf, -np.inf
+    else:
+        g[0, 1, 0, 0], g[2, 0, 7, 6] = np.inf, np.nan
+    tx, tw = torch.from_numpy(x.copy()).requires_grad_(True), torch.from_numpy(
+        wt.copy()).requires_grad_(True)
+    ty = torch.nn.functional.conv2d(tx, tw, torch.from_numpy(b.copy()), padding=1)
+    ty.backward(torch.from_numpy(g.copy()))
+    f32 = np.dtype(np.float32)
+    args = ((3, 5, 8, 7), (8, 5, 3, 3), (1, 1), (1, 1), (1, 1), 1, f32)
+    assert conv_onednn.backward_data_reproducible(*args)
+    assert conv_onednn.backward_weights_reproducible(*args)
+    pair = ((1, 1), (1, 1))
+    np.testing.assert_array_equal(conv_onednn.forward(x, wt, b, (1, 1), *pair),
+                                  ty.detach().numpy())
+    np.testing.assert_array_equal(conv_onednn.backward_data(g, wt, (3, 5, 8, 7), *pair),
+                                  tx.grad.numpy())
+    np.testing.assert_array_equal(
+        conv_onednn.backward_weights(g, x, (8, 5, 3, 3), (1, 1), *pair), tw.grad.numpy())
