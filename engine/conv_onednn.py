@@ -29,8 +29,8 @@ then picks a kernel per shape (ONEDNN_VERBOSE=1 names it). Measured against torc
   chain of FMAs from 0 over the images, output rows and output columns in order; when there
   is one block of 8 input channels and one of output channels (C <= 8 and O <= 8), torch's two
   threads split the images instead, [0, ceil(N / 2)) and the rest, each a chain from 0, and
-  the two sums are added. The bias's gradient (not reproduced: the engine's `sum`) is split the
-  same way, each half a plain float32 sum in order.
+  the two sums are added. The bias's gradient is split the
+  same way, each half a plain float32 sum in order (`backward_bias`).
 
 The chains reuse `gemm._chain` (float64 products rounded to float32, exact midpoints redone).
 """
@@ -272,3 +272,25 @@ def backward_weights(grad: np.ndarray, x: np.ndarray, w_shape: tuple[int, ...], 
             total = part if total is None else np.add(total, part, dtype=_F32)
     assert total is not None
     return total.reshape(w_shape)
+
+
+def backward_bias(grad: np.ndarray, w_shape: tuple[int, ...]) -> np.ndarray:
+    """torch's float32 conv2d bias gradient (oneDNN's jit weight-gradient kernel, 2 threads)
+    bit for bit; call only when `backward_weights_reproducible`.
+
+    Args:
+        grad: (N, O, OH, OW) float32, the output's gradient.
+        w_shape: the weight's shape (O, C, KH, KW).
+
+    Returns:
+        The (O,) float32 gradient: a plain float32 sum in order over (image, row, column), in
+        the images' two halves when the weight gradient splits them, the halves added.
+    """
+    n, o = grad.shape[:2]
+    rows = grad.transpose(0, 2, 3, 1).reshape(n, -1, o)
+    split = (n + 1) // 2 if w_shape[0] <= 8 and w_shape[1] <= 8 and n > 1 else n
+    total = np.zeros(o, _F32)
+    for part in (rows[:split], rows[split:]):
+        if part.size:  # add.accumulate is a sequential sum, in float32 here
+            total = total + np.add.accumulate(part.reshape(-1, o), axis=0, dtype=_F32)[-1]
+    return total

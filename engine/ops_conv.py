@@ -5,7 +5,8 @@ torch records one ConvolutionBackward0 node for a conv; here too. The input's gr
 input)`; both are bilinear, so their VJPs are the three ops again and every derivative order
 is written in ops. Where torch's float32 order is known (`conv_onednn`: its oneDNN path) the
 forward and the input's and weight's gradients are torch's bits; elsewhere numpy's matmul over
-the windows (the bias's gradient is the engine's `sum`).
+the windows (the bias's gradient, `convolution_backward_bias` in torch's order in the weight
+gradient's class, is the engine's `sum` elsewhere).
 A 1-d conv runs as a 2-d one of height 1, as torch's does.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from . import conv_onednn, limits
 from .conv_onednn import Pair, columns, out_size
-from .registry import AttrSpec, defop
+from .registry import AttrSpec, defop, temporaries
 
 _ATTRS = (AttrSpec("stride", "ints", required=True), AttrSpec("padding", "ints", required=True),
           AttrSpec("dilation", "ints", required=True), AttrSpec("groups", "int", 1))
@@ -176,11 +177,24 @@ def _conv_vjp_weight(ns: Any, g: Any, out: Any, x: Any, weight: Any, bias: Any,
 
 def _conv_vjp_bias(ns: Any, g: Any, out: Any, x: Any, weight: Any, bias: Any,
                    **attrs: Any) -> Any:
+    d = len(weight.shape) - 2
+    st, pd, dl = _as_2d(d, attrs["stride"], attrs["padding"], attrs["dilation"])
+    if conv_onednn.backward_weights_reproducible(
+            _shape_2d(x.shape), _shape_2d(weight.shape), st, pd, dl, attrs["groups"],
+            np.dtype(getattr(g.dtype, "np", g.dtype))):
+        return ns.convolution_backward_bias(g, weight_shape=tuple(weight.shape))
     return ns.sum(g, dim=(0, *range(2, len(g.shape))))
 
 
+def _backward_bias(grad: np.ndarray, weight_shape: Sequence[int]) -> np.ndarray:
+    if grad.dtype == np.float32:
+        g2 = grad.reshape(_shape_2d(grad.shape))
+        return conv_onednn.backward_bias(g2, _shape_2d(weight_shape))
+    return grad.sum(axis=(0, *range(2, grad.ndim)))
+
+
 defop("convolution", _convolution, _conv_vjp_input, _conv_vjp_weight, _conv_vjp_bias,
-      saves=("weight input.shape", "input weight.shape", "input.ndim"),
+      saves=("weight input.shape", "input weight.shape", "input.shape weight.shape"),
       inputs=("input", "weight", "bias?"), attrs=_ATTRS, method=False,
       doc="1-d or 2-d cross-correlation of (N, C, *spatial) with (O, C / groups, *kernel)",
       out_bound=_conv_bound(_conv_shape, _forward_shapes))
@@ -205,3 +219,13 @@ defop("convolution_backward_weight", _backward_weight,
       backward="ConvolutionBackwardBackward0",
       doc="the gradient of convolution's weight of `weight_shape`",
       out_bound=_conv_bound(_weight_shape, _weight_grad_shapes))
+defop("convolution_backward_bias", _backward_bias,
+      lambda ns, gb, out, g, weight_shape: ns.expand(
+          ns.reshape(gb, shape=(1, -1, *([1] * (len(g.shape) - 2)))), size=tuple(g.shape)),
+      saves="grad_output.shape",
+      inputs=("grad_output",),
+      attrs=(AttrSpec("weight_shape", "ints", required=True),), method=False,
+      backward="ConvolutionBackwardBackward0",
+      doc="the gradient of convolution's bias, the sum of grad_output over all but dim 1, in "
+          "torch's order where conv_onednn knows it (a float32 conv in its weight-gradient class)",
+      out_bound=temporaries(lambda g, **attrs: (attrs["weight_shape"][0],), inputs=2))

@@ -33,6 +33,17 @@ def _backward_weight_torch(g: Any, x: Any, weight_shape: Any = (), **attrs: Any)
     return dw
 
 
+def _backward_bias_torch(g: Any, weight_shape: Any = ()) -> Any:
+    d = len(weight_shape) - 2
+    x = torch.zeros((g.shape[0], weight_shape[1], *(
+        s + k - 1 for s, k in zip(g.shape[2:], weight_shape[2:]))), dtype=g.dtype)
+    b = torch.zeros(weight_shape[0], dtype=g.dtype, requires_grad=True)
+    w = torch.zeros(tuple(weight_shape), dtype=g.dtype)
+    (db,) = torch.autograd.grad(torch.nn.functional.conv2d(x, w, b) if d == 2 else
+                                torch.nn.functional.conv1d(x, w, b), b, g, create_graph=True)
+    return db
+
+
 # (input, weight, output, attributes): 2-d (batches of 1 and more, stride, padding, dilation,
 # groups) and 1-d
 CASES = [((2, 3, 5, 5), (4, 3, 3, 3), (2, 4, 3, 3), _attrs((1, 1), (0, 0), (1, 1))),
@@ -49,4 +60,8 @@ OPINFOS = [
            [Sample((g, w), {"input_shape": x, **a}) for x, w, g, a in CASES]),
     OpInfo("convolution_backward_weight", _backward_weight_torch,
            [Sample((g, x), {"weight_shape": w, **a}) for x, w, g, a in CASES]),
+    OpInfo("convolution_backward_bias", _backward_bias_torch,
+           [Sample(((2, 4, 3, 3),), {"weight_shape": (4, 3, 3, 3)}),
+            Sample(((5, 2, 4, 6),), {"weight_shape": (2, 8, 2, 2)}),
+            Sample(((3, 2, 4),), {"weight_shape": (2, 3, 3)})]),
 ]

@@ -69,17 +69,18 @@ def _run(shape: tuple, seed: int) -> tuple:
     b = rng.standard_normal(o).astype(np.float32)
     tx = torch.from_numpy(x.copy()).requires_grad_(True)
     tw = torch.from_numpy(wt.copy()).requires_grad_(True)
-    ty = torch.nn.functional.conv2d(tx, tw, torch.from_numpy(b.copy()), stride=stride,
-                                    padding=padding, dilation=dilation)
+    tb = torch.from_numpy(b.copy()).requires_grad_(True)
+    ty = torch.nn.functional.conv2d(tx, tw, tb, stride=stride, padding=padding,
+                                    dilation=dilation)
     g = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
     ty.backward(torch.from_numpy(g.copy()))
-    return x, wt, b, g, ty.detach().numpy(), tx.grad.numpy(), tw.grad.numpy()
+    return x, wt, b, g, ty.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()
 
 
 @pytest.mark.parametrize("shape", SHAPES + _random_shapes(40, 0) + _random_shapes(40, 1), ids=str)
 def test_forward_and_input_grad_bitwise(shape: tuple) -> None:
     n, c, o, h, w, kernel, stride, padding, dilation = shape
-    x, wt, b, g, want, want_dx, want_dw = _run(shape, seed=sum(shape[:5]))
+    x, wt, b, g, want, want_dx, want_dw, want_db = _run(shape, seed=sum(shape[:5]))
     x_shape, w_shape = (n, c, h, w), (o, c, *kernel)
     if not conv_onednn.forward_reproducible(x_shape, w_shape, stride, padding, dilation, 1,
                                             np.dtype(np.float32)):
@@ -99,12 +100,13 @@ def test_forward_and_input_grad_bitwise(shape: tuple) -> None:
                                                  np.dtype(np.float32)):
         dw = conv_onednn.backward_weights(g, x, w_shape, stride, padding, dilation)
         np.testing.assert_array_equal(dw, want_dw)
+        np.testing.assert_array_equal(conv_onednn.backward_bias(g, w_shape), want_db)
 
 
 def test_numpy_order_differs() -> None:
     """The check can fail: a plain float32 product-sum misses torch's bits on the corpus's
     shapes."""
-    x, wt, b, _, want, _, _ = _run(SHAPES[0], seed=1)
+    x, wt, b, _, want, *_ = _run(SHAPES[0], seed=1)
     cols = conv_onednn.columns(x, (3, 3), (1, 1), (0, 0), (1, 1)).reshape(5 * 64, -1)
     plain = (cols.astype(np.float32) @ wt.reshape(4, -1).T + b).reshape(5, 8, 8, 4)
     assert (plain.transpose(0, 3, 1, 2) != want).any()
@@ -200,3 +202,17 @@ def test_padding_taps_are_skipped_not_multiplied(where: str) -> None:
                                   tx.grad.numpy())
     np.testing.assert_array_equal(
         conv_onednn.backward_weights(g, x, (8, 5, 3, 3), (1, 1), *pair), tw.grad.numpy())
+
+
+def test_engine_conv2d_gradients_bitwise() -> None:
+    """Through nn.functional.conv2d: the forward, and the input, weight and bias gradients of
+    a layer in every class (C, O <= 8, stride 1) are torch's bits; the graph is torch's."""
+    shape = (6, 3, 8, 12, 11, (3, 3), (1, 1), (1, 1), (1, 1))
+    x, wt, b, g, want, want_dx, want_dw, want_db = _run(shape, seed=11)
+    ex, ew, eb = (ge.tensor(a, requires_grad=True) for a in (x, wt, b))
+    ey = ge.nn.functional.conv2d(ex, ew, eb, padding=1)
+    ey.backward(ge.tensor(g))
+    assert ey.grad_fn.name() == "ConvolutionBackward0"
+    for got, expected in ((ey.detach(), want), (ex.grad, want_dx), (ew.grad, want_dw),
+                          (eb.grad, want_db)):
+        np.testing.assert_array_equal(got.numpy(), expected)

@@ -49,6 +49,7 @@ WITHOUT_RULES = {
     "embedding", "embedding_dense_backward",
     # the convolution op and its gradients (surface/nn_conv.py checks the shapes first)
     "convolution", "convolution_backward_input", "convolution_backward_weight",
+    "convolution_backward_bias",
 }
 
 # Refusals that depend on the tensors' values, not their shapes, dtypes or attributes: `infer`
