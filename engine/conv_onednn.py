@@ -19,11 +19,10 @@ then picks a kernel per shape (ONEDNN_VERBOSE=1 names it). Measured against torc
   the gradient's row padding, `dilation * (kernel - 1) - pad` on each side, is at most 7;
   otherwise `x64:gemm:jit`): a chain of FMAs from 0 over
   the output channels in blocks of 8, within a block over the kernel rows and columns (in
-  ascending kernel index, i.e. the gradient read backwards), then the 8 channels. With more than
-  one block of 8 output channels the blocks are summed in groups whose size depends on the
-  width (3 blocks at width 14, 2 at 15-26, 1 at 40, for 9 input channels: oneDNN's cache
-  blocking), each group from 0 and added to the result: only one block (<= 8 output channels)
-  is reproduced. Stride > 1 goes to `brgconv_strided:avx2` or `x64:gemm:jit`: not reproduced.
+  ascending kernel index, i.e. the gradient read backwards), then the 8 channels, in calls of
+  4 blocks of 8 output channels when the forward's output width is <= 14, 2 up to 39, 1 from
+  40 (whatever the channels, height, kernel or padding), each call's sums from 0 and added to
+  the result in order. Stride > 1 goes to `brgconv_strided:avx2` or `x64:gemm:jit`: not reproduced.
 - backward weights, `jit:avx2` (where the forward is reproduced, without dilation and with a
   kernel no taller than the input; otherwise `x64:gemm:jit`): for each weight a
   chain of FMAs from 0 over the images, output rows and output columns in order; when there
@@ -89,7 +88,7 @@ def backward_data_reproducible(x_shape: tuple[int, ...], w_shape: tuple[int, ...
                                stride: Pair, padding: Pair, dilation: Pair, groups: int,
                                dtype: np.dtype) -> bool:
     """Whether torch's order is known for this float32 conv2d's input gradient."""
-    if not (stride == (1, 1) and w_shape[0] <= 8
+    if not (stride == (1, 1)
             and forward_reproducible(x_shape, w_shape, stride, padding, dilation, groups, dtype)):
         return False
     # the jit kernel (not oneDNN's gemm) runs when the gradient's padding in a row, left and
@@ -235,9 +234,27 @@ def backward_data(grad: np.ndarray, weight: np.ndarray, x_shape: tuple[int, ...]
     cols = columns(grad, (kh, kw), (1, 1), pad, dilation).reshape(n * h * w, -1)[:, order]
     flipped = weight[:, :, ::-1, ::-1].transpose(0, 2, 3, 1).reshape(o * kh * kw, c)
     taps = _padding_taps(grad.shape, (kh, kw), (1, 1), pad, dilation)
-    out = _chain(cols, flipped[order].astype(np.float64), np.zeros((n * h * w, c), _F32),
-                 lambda: taps()[:, order])
+    weights = flipped[order].astype(np.float64)
+    # the kernel takes `chunk` blocks of 8 output channels per call, each call's sums from 0
+    # added to the result
+    chunk = 8 * kh * kw * _oc_blocks_per_call(grad.shape[3])
+    out: np.ndarray | None = None
+    for lo in range(0, len(order), chunk):
+        part = _chain(cols[:, lo:lo + chunk], weights[lo:lo + chunk],
+                      np.zeros((n * h * w, c), _F32), _columns_of(taps, order[lo:lo + chunk]))
+        out = part if out is None else np.add(out, part, dtype=_F32)
+    assert out is not None
     return np.ascontiguousarray(out.reshape(n, h, w, c).transpose(0, 3, 1, 2))
+
+
+def _oc_blocks_per_call(ow: int) -> int:
+    """How many blocks of 8 output channels oneDNN's input-gradient kernel sums per call, by
+    the forward's output width (measured: independent of channels, height, kernel, padding)."""
+    return 4 if ow <= 14 else 2 if ow <= 39 else 1
+
+
+def _columns_of(taps: Callable[[], np.ndarray], order: np.ndarray) -> Callable[[], np.ndarray]:
+    return lambda: taps()[:, order]
 
 
 def backward_weights(grad: np.ndarray, x: np.ndarray, w_shape: tuple[int, ...], stride: Pair,

@@ -4,8 +4,9 @@ Where `conv_onednn.forward_reproducible` holds (torch sends the conv to oneDNN's
 the forward is compared with torch bit for bit on the same values over random shapes: channel
 counts below, at and past multiples of 8, one to many output channels, strides, padding,
 dilation, 1x1 kernels and batches of one with kernels above 3x3; where
-`backward_data_reproducible` holds (stride 1, at most 8 output channels) the input's gradient
-too. numpy's order differs in the last bits for most of these values.
+`backward_data_reproducible` holds (stride 1) the input's gradient too, and where
+`backward_weights_reproducible` holds (one block of 8 input and output channels) the weight's
+and bias's. numpy's order differs in the last bits for most of these values.
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ SHAPES = [(5, 16, 4, 10, 10, (3, 3), (1, 1), (0, 0), (1, 1)),
           (1, 3, 8, 15, 26, (5, 5), (1, 1), (1, 3), (1, 2)),
           (16, 4, 7, 8, 12, (4, 2), (2, 1), (3, 2), (1, 2)),
           (2, 9, 8, 26, 17, (5, 5), (1, 1), (0, 3), (1, 1)),
-          (5, 16, 64, 23, 25, (2, 2), (2, 1), (0, 0), (2, 2))]
+          (5, 16, 64, 23, 25, (2, 2), (2, 1), (0, 0), (2, 2)),
+          # input gradients over 2-8 blocks of 8 output channels, in calls of 4, 2 and 1 blocks
+          (2, 9, 24, 6, 14, (3, 3), (1, 1), (1, 1), (1, 1)),
+          (3, 5, 40, 5, 17, (3, 3), (1, 1), (0, 0), (1, 1)),
+          (2, 3, 16, 4, 39, (3, 2), (1, 1), (1, 1), (1, 1)),
+          (2, 4, 33, 3, 44, (2, 5), (1, 1), (0, 2), (1, 1)),
+          (5, 17, 64, 6, 9, (3, 3), (1, 1), (1, 1), (1, 1))]
 
 
 def _random_shapes(count: int, seed: int) -> list[tuple]:
@@ -114,7 +121,8 @@ def test_numpy_order_differs() -> None:
 
 def test_reproducible_classes() -> None:
     """Batch 1 with a small kernel (slow_conv2d), groups, padding past the kernel (oneDNN's
-    gemm), float64 and wide backward data are outside the classes."""
+    gemm), float64, an input gradient padded by more than 7 (oneDNN's gemm) and stride 2 are
+    outside the classes."""
     f32 = np.dtype(np.float32)
     assert conv_onednn.forward_reproducible((5, 16, 10, 10), (4, 16, 3, 3), (1, 1), (0, 0),
                                             (1, 1), 1, f32)
@@ -126,8 +134,8 @@ def test_reproducible_classes() -> None:
                                                 (1, 1), 1, f32)
     assert not conv_onednn.forward_reproducible((5, 16, 10, 10), (4, 16, 3, 3), (1, 1), (0, 0),
                                                 (1, 1), 1, np.dtype(np.float64))
-    assert not conv_onednn.backward_data_reproducible((5, 16, 10, 10), (9, 16, 3, 3), (1, 1),
-                                                      (0, 0), (1, 1), 1, f32)
+    assert not conv_onednn.backward_data_reproducible((5, 16, 10, 10), (9, 16, 3, 5), (1, 1),
+                                                      (0, 0), (1, 4), 1, f32)
     assert not conv_onednn.backward_data_reproducible((5, 16, 10, 10), (4, 16, 3, 3), (2, 2),
                                                       (0, 0), (1, 1), 1, f32)
 
