@@ -17,12 +17,83 @@ from typing import Any
 
 import numpy as np
 
-from . import conv_onednn, limits
+from . import conv_onednn, errors, limits
 from .conv_onednn import Pair, columns, out_size
 from .registry import AttrSpec, defop, temporaries
 
 _ATTRS = (AttrSpec("stride", "ints", required=True), AttrSpec("padding", "ints", required=True),
           AttrSpec("dilation", "ints", required=True), AttrSpec("groups", "int", 1))
+
+
+def _check(x_shape: Sequence[int], w_shape: Sequence[int], stride: Sequence[int],
+           padding: Sequence[int], dilation: Sequence[int], groups: int,
+           bias_shape: Sequence[int] | None = None) -> None:
+    """torch's checks on a convolution's shapes and attributes (every op here runs them before
+    it sizes anything: they come from the wire)."""
+    x_shape, w_shape = tuple(x_shape), tuple(w_shape)
+    if len(w_shape) not in (3, 4):
+        raise errors.InvalidArgumentError(
+            f"gradserve's convolution takes a 3-D or 4-D weight, got {len(w_shape)}-D")
+    d = len(w_shape) - 2
+    if len(x_shape) != d + 2:
+        raise errors.InvalidArgumentError(
+            f"Expected {d + 2}-dimensional input for {d + 2}-dimensional weight "
+            f"{list(w_shape)}, but got {len(x_shape)}-dimensional input of size "
+            f"{list(x_shape)} instead")
+    for name, values in (("stride", stride), ("padding", padding), ("dilation", dilation)):
+        if len(values) != d:
+            raise errors.InvalidArgumentError(
+                f"expected {name} to be a single integer value or a list of {d} values to "
+                f"match the convolution dimensions, but got {name}={list(values)}")
+    if any(v <= 0 for v in stride):
+        raise errors.InvalidArgumentError("non-positive stride is not supported")
+    if any(v < 0 for v in padding):
+        raise errors.InvalidArgumentError("negative padding is not supported")
+    if any(v <= 0 for v in dilation):
+        raise errors.InvalidArgumentError("non-positive dilation is not supported")
+    if groups <= 0:
+        raise errors.InvalidArgumentError("non-positive groups is not supported")
+    if w_shape[0] % groups:
+        raise errors.InvalidArgumentError(
+            f"Given groups={groups}, expected weight to be divisible by {groups} at dimension "
+            f"0, but got weight of size [{list(w_shape)}] instead")
+    if x_shape[1] != w_shape[1] * groups:
+        raise errors.InvalidArgumentError(
+            f"Given groups={groups}, weight of size {list(w_shape)}, expected input"
+            f"{list(x_shape)} to have {w_shape[1] * groups} channels, but got {x_shape[1]} "
+            "channels instead")
+    if bias_shape is not None and tuple(bias_shape) != (w_shape[0],):
+        raise errors.InvalidArgumentError(
+            f"Given weight of size {list(w_shape)}, expected bias to be 1-dimensional with "
+            f"{w_shape[0]} elements, but got bias of size {list(bias_shape)} instead")
+    if any(s + 2 * p < dl * (k - 1) + 1
+           for s, p, dl, k in zip(x_shape[2:], padding, dilation, w_shape[2:])):
+        raise errors.InvalidArgumentError(
+            "Calculated padded input size per channel: "
+            f"({' x '.join(str(s + 2 * p) for s, p in zip(x_shape[2:], padding))}). Kernel size: "
+            f"({' x '.join(str(dl * (k - 1) + 1) for dl, k in zip(dilation, w_shape[2:]))}). "
+            "Kernel size can't be greater than actual input size")
+
+
+def _check_gradient(g_shape: Sequence[int], x_shape: Sequence[int], w_shape: Sequence[int],
+                    **attrs: Any) -> None:
+    """A gradient op's checks: the convolution's, and the gradient shaped as its output."""
+    _check(x_shape, w_shape, attrs["stride"], attrs["padding"], attrs["dilation"],
+           attrs["groups"])
+    want = _out_shape(x_shape, w_shape, attrs)
+    if tuple(g_shape) != want:
+        raise errors.InvalidArgumentError(
+            f"convolution's gradient: expected grad_output of size {list(want)}, got "
+            f"{list(g_shape)}")
+
+
+def _out_shape(x_shape: Sequence[int], w_shape: Sequence[int], attrs: Mapping[str, Any]
+               ) -> tuple[int, ...]:
+    d = len(w_shape) - 2
+    st, pd, dl = _as_2d(d, attrs["stride"], attrs["padding"], attrs["dilation"])
+    w2 = _shape_2d(w_shape)
+    oh, ow = out_size(_shape_2d(x_shape)[2:], (w2[2], w2[3]), st, pd, dl)
+    return (x_shape[0], w_shape[0], *((ow,) if d == 1 else (oh, ow)))
 
 
 def _as_2d(spatial: int, stride: Sequence[int], padding: Sequence[int],
@@ -47,6 +118,8 @@ def _windows(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation:
 def _convolution(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                  stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
                  groups: int = 1) -> np.ndarray:
+    _check(x.shape, weight.shape, stride, padding, dilation, groups,
+           None if bias is None else bias.shape)
     d = weight.ndim - 2
     st, pd, dl = _as_2d(d, stride, padding, dilation)
     x2, w2 = x.reshape(_shape_2d(x.shape)), weight.reshape(_shape_2d(weight.shape))
@@ -69,6 +142,8 @@ def _convolution(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
 def _backward_input(grad: np.ndarray, weight: np.ndarray, input_shape: Sequence[int],
                     stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
                     groups: int = 1) -> np.ndarray:
+    _check_gradient(grad.shape, input_shape, weight.shape, stride=stride, padding=padding,
+                    dilation=dilation, groups=groups)
     d = weight.ndim - 2
     st, pd, dl = _as_2d(d, stride, padding, dilation)
     x_shape = _shape_2d(input_shape)
@@ -102,6 +177,8 @@ def _scatter_windows(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, ...], str
 def _backward_weight(grad: np.ndarray, x: np.ndarray, weight_shape: Sequence[int],
                      stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
                      groups: int = 1) -> np.ndarray:
+    _check_gradient(grad.shape, x.shape, weight_shape, stride=stride, padding=padding,
+                    dilation=dilation, groups=groups)
     d = len(weight_shape) - 2
     st, pd, dl = _as_2d(d, stride, padding, dilation)
     w_shape = _shape_2d(weight_shape)
@@ -119,18 +196,18 @@ def _backward_weight(grad: np.ndarray, x: np.ndarray, weight_shape: Sequence[int
 # --- shapes and bounds ---------------------------------------------------------------------------
 
 def _conv_shape(x: Any, weight: Any, bias: Any = None, **attrs: Any) -> tuple[int, ...]:
-    d = len(weight.shape) - 2
-    st, pd, dl = _as_2d(d, attrs["stride"], attrs["padding"], attrs["dilation"])
-    w2 = _shape_2d(weight.shape)
-    oh, ow = out_size(_shape_2d(x.shape)[2:], (w2[2], w2[3]), st, pd, dl)
-    return (x.shape[0], weight.shape[0], *((ow,) if d == 1 else (oh, ow)))
+    _check(x.shape, weight.shape, attrs["stride"], attrs["padding"], attrs["dilation"],
+           attrs["groups"], None if bias is None else bias.shape)
+    return _out_shape(tuple(x.shape), tuple(weight.shape), attrs)
 
 
-def _input_shape(*args: Any, **attrs: Any) -> tuple[int, ...]:
+def _input_shape(g: Any, weight: Any, **attrs: Any) -> tuple[int, ...]:
+    _check_gradient(g.shape, attrs["input_shape"], weight.shape, **attrs)
     return tuple(attrs["input_shape"])
 
 
-def _weight_shape(*args: Any, **attrs: Any) -> tuple[int, ...]:
+def _weight_shape(g: Any, x: Any, **attrs: Any) -> tuple[int, ...]:
+    _check_gradient(g.shape, x.shape, attrs["weight_shape"], **attrs)
     return tuple(attrs["weight_shape"])
 
 
@@ -186,7 +263,17 @@ def _conv_vjp_bias(ns: Any, g: Any, out: Any, x: Any, weight: Any, bias: Any,
     return ns.sum(g, dim=(0, *range(2, len(g.shape))))
 
 
+def _bias_shape(g: Any, weight_shape: Sequence[int]) -> tuple[int, ...]:
+    if len(weight_shape) not in (3, 4) or len(g.shape) != len(weight_shape) or (
+            g.shape[1] != weight_shape[0]):
+        raise errors.InvalidArgumentError(
+            f"convolution's bias gradient: grad_output of size {list(g.shape)} does not match "
+            f"a weight of size {list(weight_shape)}")
+    return (weight_shape[0],)
+
+
 def _backward_bias(grad: np.ndarray, weight_shape: Sequence[int]) -> np.ndarray:
+    _bias_shape(grad, weight_shape)
     if grad.dtype == np.float32:
         g2 = grad.reshape(_shape_2d(grad.shape))
         return conv_onednn.backward_bias(g2, _shape_2d(weight_shape))
@@ -228,4 +315,4 @@ defop("convolution_backward_bias", _backward_bias,
       backward="ConvolutionBackwardBackward0",
       doc="the gradient of convolution's bias, the sum of grad_output over all but dim 1, in "
           "torch's order where conv_onednn knows it (a float32 conv in its weight-gradient class)",
-      out_bound=temporaries(lambda g, **attrs: (attrs["weight_shape"][0],), inputs=2))
+      out_bound=temporaries(lambda g, **attrs: _bias_shape(g, attrs["weight_shape"]), inputs=2))

@@ -224,3 +224,23 @@ def test_engine_conv2d_gradients_bitwise() -> None:
     for got, expected in ((ey.detach(), want), (ex.grad, want_dx), (ew.grad, want_dw),
                           (eb.grad, want_db)):
         np.testing.assert_array_equal(got.numpy(), expected)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, groups", [
+    ((2, 3, 5, 5), (4, 3, 3, 3), (0, 1), (0, 0), (1, 1), 1),
+    ((2, 3, 5, 5), (4, 3, 3, 3), (1, 1), (-1, 0), (1, 1), 1),
+    ((2, 3, 5, 5), (4, 3, 3, 3), (1, 1), (0, 0), (0, 1), 1),
+    ((2, 3, 5, 5), (4, 2, 3, 3), (1, 1), (0, 0), (1, 1), 1),
+    ((2, 4, 5, 5), (3, 2, 3, 3), (1, 1), (0, 0), (1, 1), 2),
+    ((2, 3, 5, 5), (4, 3, 7, 7), (1, 1), (0, 0), (1, 1), 1)])
+def test_convolution_op_refuses_what_torch_refuses(x_shape, w_shape, stride, padding, dilation,
+                                                   groups) -> None:
+    """The op checks its shapes and attributes itself (they come from the wire), with torch's
+    messages."""
+    with pytest.raises(RuntimeError) as want:
+        torch.convolution(torch.zeros(x_shape), torch.zeros(w_shape), None, list(stride),
+                          list(padding), list(dilation), False, [0, 0], groups)
+    with pytest.raises(RuntimeError) as got:
+        ge.apply("convolution", [ge.zeros(*x_shape), ge.zeros(*w_shape), None],
+                 {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups})
+    assert str(got.value) == str(want.value).split("\n")[0]
