@@ -112,7 +112,8 @@ def _windows(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation:
              groups: int) -> np.ndarray:
     """x's windows as (groups, N * OH * OW, C / groups * KH * KW), in x's dtype."""
     cols = columns(x, kernel, stride, padding, dilation, x.dtype)
-    return cols.reshape(cols.shape[0], groups, -1).transpose(1, 0, 2)
+    # contiguous per group: numpy's matmul takes BLAS only on contiguous operands
+    return np.ascontiguousarray(cols.reshape(cols.shape[0], groups, -1).transpose(1, 0, 2))
 
 
 def _convolution(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
@@ -131,7 +132,8 @@ def _convolution(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
         out = conv_onednn.forward(x2, w2, bias, st, pd, dl)
     else:
         wk = w2.reshape(groups, o // groups, -1)
-        flat = np.matmul(_windows(x2, kernel, st, pd, dl, groups), wk.transpose(0, 2, 1))
+        flat = np.matmul(_windows(x2, kernel, st, pd, dl, groups),
+                         np.ascontiguousarray(wk.transpose(0, 2, 1)))
         flat = flat.transpose(1, 0, 2).reshape(n * oh * ow, o)
         if bias is not None:
             flat = flat + bias
@@ -161,7 +163,8 @@ def _scatter_windows(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, ...], str
     n, c, h, wd = x_shape
     o, cg, kh, kw = w.shape
     oh, ow = g.shape[2:]
-    gm = g.transpose(0, 2, 3, 1).reshape(n * oh * ow, groups, o // groups).transpose(1, 0, 2)
+    gm = np.ascontiguousarray(
+        g.transpose(0, 2, 3, 1).reshape(n * oh * ow, groups, o // groups).transpose(1, 0, 2))
     per_window = np.matmul(gm, w.reshape(groups, o // groups, -1))  # (groups, M, cg*kh*kw)
     per_window = per_window.transpose(1, 0, 2).reshape(n, oh, ow, c, kh, kw)
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
@@ -189,7 +192,8 @@ def _backward_weight(grad: np.ndarray, x: np.ndarray, weight_shape: Sequence[int
         return exact.reshape(tuple(weight_shape))
     o = w_shape[0]
     cols = _windows(x2, (w_shape[2], w_shape[3]), st, pd, dl, groups)
-    gm = g2.transpose(0, 2, 3, 1).reshape(-1, groups, o // groups).transpose(1, 2, 0)
+    gm = np.ascontiguousarray(
+        g2.transpose(0, 2, 3, 1).reshape(-1, groups, o // groups).transpose(1, 2, 0))
     return np.matmul(gm, cols).astype(grad.dtype, copy=False).reshape(tuple(weight_shape))
 
 
