@@ -59,17 +59,12 @@ TRILINEAR = needs("torch's _trilinear (its float32 summation order, and the bias
 # output channels in MKL's full 8-wide blocks are a sequential FMA chain over the C*kh*kw
 # products from 0, then + bias (bit-exact in numpy), the remaining channels another kernel
 # (none of a dozen candidate orders matched all values); a batch > 1 goes to oneDNN's JIT
-# kernel, whose blocking depends on the shapes and the ISA.
+# kernel, reproduced for the shapes engine/conv_onednn.py lists (nll_loss's example).
 PRELU = needs("conv2d rounded as torch's CPU convolution rounds in float32 (nn.PReLU is "
               "gradserve's now): the example's conv is torch's slow_conv2d (MKL sgemm) with 10 "
               "output channels, of which 8 gradserve could reproduce and 2 fall in MKL's tail "
               "kernel, whose order is not known; 10 of the 149 lines differ",
               "line 48: torch '7.1005e-01', gradserve '7.1006e-01'")
-CONV_ROUNDING = needs("conv2d rounded as torch's CPU convolution rounds in float32: the "
-                      "example's conv (a batch of 5) is oneDNN's (torch's Mkldnn backend), a "
-                      "JIT kernel whose summation order depends on the shapes and the CPU",
-                      "line 27 (the log-softmax of the conv's output): torch '-1.3179', "
-                      "gradserve '-1.3180'")
 NO_FUNCTION = needs(f"custom torch.autograd.Function ({EXTEND})",
                     "line 1: the run ends with ImportError: cannot import name 'Function' from "
                     "'<unknown module name>' (unknown location)")
@@ -184,7 +179,7 @@ EXAMPLES: tuple[Example, ...] = (
     Example("bce_loss", "torch.nn.modules.loss.BCELoss", 0, f"{MODULES}/loss.py", (NN,),
             echo=("output", "input.grad")),
     Example("nll_loss", "torch.nn.modules.loss.NLLLoss", 0, f"{MODULES}/loss.py", (NN,),
-            echo=("output", "input.grad"), xfail=CONV_ROUNDING),
+            echo=("output", "input.grad")),
     Example("cross_entropy_loss", "torch.nn.modules.loss.CrossEntropyLoss", 0,
             f"{MODULES}/loss.py", (NN, RANDOM), echo=("output", "input.grad")),
     Example("functional_embedding", "torch.nn.functional.embedding", 0,
