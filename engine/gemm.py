@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import cascade
+from . import cascade, mkl
 from .distributions import _add_round_odd, fma32
 
 KC = 192  # MKL's k block for these kernels, measured
@@ -160,3 +160,91 @@ def _blocks(x64: np.ndarray, y64: np.ndarray, bias: np.ndarray | None, tiny: boo
         start += length
     assert total is not None  # k >= 1: at least one block
     return total
+
+
+# --- MKL: torch's own call ------------------------------------------------------------------------
+
+
+def _elem_strides(a: np.ndarray) -> tuple[int, ...] | None:
+    """a's strides in elements as torch's would be, or None when torch could not have them."""
+    size = a.itemsize
+    if any(s % size or s < 0 for s in a.strides):
+        return None
+    return tuple(s // size for s in a.strides)
+
+
+def _operand(a: np.ndarray, rows: int, cols: int, transpose_c: bool) -> tuple[np.ndarray, bool]:
+    """torch's addmm_impl_cpu_ casting one operand (rows x cols, read through `transpose_c`):
+    as it is (column-major), transposed (row-major), or a contiguous copy. Returns the array
+    and whether BLAS reads it transposed."""
+    st = _elem_strides(a)
+    inner, outer = (1, 0) if transpose_c else (0, 1)
+    if st is not None:
+        if st[inner] == 1 and st[outer] >= max(1, rows):
+            return a, False
+        if st[outer] == 1 and st[inner] >= max(1, cols):
+            return a, True
+    return np.ascontiguousarray(a), not transpose_c
+
+
+def mkl_addmm(x: np.ndarray, y: np.ndarray, c: np.ndarray | None, alpha: float = 1.0,
+              beta: float = 0.0) -> np.ndarray | None:
+    """torch's CPU `addmm` (or `mm`: c None, beta 0) through MKL with the arguments torch passes.
+
+    torch's `addmm_impl_cpu_` copies the bias into a fresh row-major result, then calls
+    `?gemm` column-major, swapping the operands (result transposed) unless the result has one
+    column, and reading each operand as it is, transposed, or as a contiguous copy, from its
+    strides; `cpublas::gemm` then normalises the leading dimensions of unit dims. The same
+    call on the same library rounds the same way, whatever the shape.
+
+    Args:
+        x: (n, k) float32 or float64, any strides.
+        y: (k, m), x's dtype.
+        c: the bias, broadcastable to (n, m) (read only when beta != 0).
+        alpha, beta: torch's scalars.
+
+    Returns:
+        The (n, m) result, or None when MKL is absent or BLAS would refuse the call (the
+        caller then computes it another way).
+    """
+    if not mkl.available() or x.dtype not in (_F32, np.float64) or y.dtype != x.dtype:
+        return None
+    n, k = x.shape
+    m = y.shape[1]
+    if beta != 0 and c is not None:
+        out = np.array(np.broadcast_to(c, (n, m)), dtype=x.dtype, order="C")
+    else:
+        out = np.empty((n, m), x.dtype)
+        beta = 0.0
+    if out.size == 0:
+        return out
+    if k == 0:  # torch: no product; beta * input (or zeros)
+        return out * out.dtype.type(beta) if beta != 0 else np.zeros_like(out)
+    # a row-major result is column-major when it has one column, else computed transposed
+    transpose_c = m != 1
+    m1, m2 = (y, x) if transpose_c else (x, y)
+    bm, bn = (m, n) if transpose_c else (n, m)  # BLAS's m and n
+    a, ta = _operand(m1, bm, k, transpose_c)
+    b, tb = _operand(m2, k, bn, transpose_c)
+    lda = a.strides[1 if ta == transpose_c else 0] // a.itemsize
+    ldb = b.strides[1 if tb == transpose_c else 0] // b.itemsize
+    ldc = out.strides[0 if transpose_c else 1] // out.itemsize
+    # cpublas::gemm's normalize_last_dims
+    if bn == 1:
+        ldc = bm
+    if ta:
+        if bm == 1:
+            lda = k
+    elif k == 1:
+        lda = bm
+    if tb:
+        if k == 1:
+            ldb = bn
+    elif bn == 1:
+        ldb = k
+    if lda < max(1, k if ta else bm) or ldb < max(1, bn if tb else k) or ldc < max(1, bm):
+        return None  # torch's own loops (gemm_stub), not BLAS
+    if max(bm, bn, k, lda, ldb, ldc) > 2**31 - 1:
+        return None
+    mkl.gemm(ta, tb, bm, bn, k, alpha, a, lda, b, ldb, beta, out, ldc)
+    return out

@@ -119,7 +119,11 @@ def matmul_shape(x: Any, y: Any, **attrs: Any) -> tuple[int, ...]:
 
 
 def _product(x: Any, y: Any) -> Any:
-    """x @ y for 2-D x and y: torch's MKL order where `gemm` knows it, else numpy's."""
+    """x @ y for 2-D x and y: torch's own MKL call when MKL is loaded, else torch's MKL order
+    where `gemm` knows it, else numpy's."""
+    out = gemm.mkl_addmm(x, y, None)
+    if out is not None:
+        return out
     if gemm.reproducible(x, y):
         return gemm.torch_mm(x, y)
     return np.matmul(x, y)
@@ -240,6 +244,9 @@ def _expand_check(shape: tuple[int, ...], target: tuple[int, ...], dtype: Any) -
 
 def _addmm(bias: Any, x: Any, y: Any, beta: Any = 1, alpha: Any = 1) -> Any:
     out = _addmm_shape(bias, x, y)
+    exact = gemm.mkl_addmm(x, y, bias, alpha, beta) if bias.dtype == x.dtype else None
+    if exact is not None:
+        return exact
     if beta == 1 and alpha == 1 and bias.dtype == x.dtype and gemm.reproducible(x, y):
         return gemm.torch_mm(x, y, bias)  # MKL adds the bias to the first k block's sum
     # beta = 0 is torch's plain product; another alpha or beta is not in MKL's known order
