@@ -25,6 +25,7 @@ import os
 import sys
 import sysconfig
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -197,13 +198,17 @@ def vml(name: str, x: np.ndarray) -> np.ndarray:
     """MKL VML's `name` (e.g. "Exp", "Ln") of float32/float64 `x` in at::vml's mode.
 
     Args:
-        x: a float32 or float64 array; read as a contiguous copy when it is not contiguous
-            (VML is elementwise, so the layout does not change a value).
+        name: the VML function without its prefix.
+        x: a float32 or float64 array, any strides (VML is elementwise: the layout does not
+            change a value; a strided input is first copied into the result, then done in
+            place, so nothing beyond the result is allocated).
 
     Returns:
-        A new C-contiguous array of x's shape and dtype. Call only when `available()`.
+        A new C-contiguous array of x's shape and dtype, or for a 0-d x a numpy scalar (as a
+        ufunc returns; the engine keeps those smaller). Call only when `available()`.
     """
     global _used
+    x = np.asarray(x)
     fn_name = _VML_PREFIX[x.dtype] + name
     fn = _vml_cache.get(fn_name)
     if fn is None:
@@ -211,11 +216,30 @@ def vml(name: str, x: np.ndarray) -> np.ndarray:
         fn.argtypes = [ctypes.c_int, _P, _P, ctypes.c_int64]
         fn.restype = None
         _vml_cache[fn_name] = fn
-    src = np.ascontiguousarray(x)
-    out = np.empty(src.shape, src.dtype)
+    if x.flags.c_contiguous:
+        src, out = x, np.empty(x.shape, x.dtype)
+    else:
+        src = out = np.array(x, order="C")
     _used = True
+    step = _INT_MAX - _INT_MAX % 64  # MKL_INT is 32-bit: at::vml splits larger calls likewise
     flat_in, flat_out = src.reshape(-1), out.reshape(-1)
-    for start in range(0, src.size, _INT_MAX):  # MKL_INT is 32-bit; at::vml splits likewise
-        part = flat_in[start:start + _INT_MAX]
+    for start in range(0, flat_in.size, step):
+        part = flat_in[start:start + step]
         fn(part.size, part.ctypes.data, flat_out[start:].ctypes.data, VML_MODE)
-    return out
+    return out if out.ndim else out[()]
+
+
+def unary(name: str, fallback: Callable[[np.ndarray], np.ndarray]
+          ) -> Callable[[np.ndarray], np.ndarray]:
+    """An op's forward: VML's `name` for float32/float64 when MKL is loaded, else `fallback`.
+
+    For the functions torch 2.13 sends to MKL's VML (at::vml's IMPLEMENT_VML_MKL list), whose
+    results then equal torch's bit for bit (tests/test_engine_mkl.py).
+    """
+    def forward(x: np.ndarray) -> np.ndarray:
+        if x.dtype in _VML_PREFIX and available():
+            return vml(name, x)
+        return fallback(x)
+    forward.__name__ = getattr(fallback, "__name__", name.lower())
+    forward.__doc__ = f"VML's {name} (torch's own) when MKL is loaded, else {forward.__name__}."
+    return forward

@@ -158,3 +158,93 @@ def test_linear_forward_and_gradients(shape: tuple[int, ...]) -> None:
         results.append([out.detach().numpy(), tx.grad.numpy(), tw.grad.numpy()])
     for mine, theirs in zip(*results):
         assert np.array_equal(mine, theirs)
+
+
+# --- VML functions against torch ------------------------------------------------------------------
+
+# torch 2.13's at::vml sends these to MKL (IMPLEMENT_VML_MKL); the engine's op of each name
+VML_OPS = ["exp", "log", "log2", "log10", "sin", "cos", "tan", "tanh", "asin", "acos", "atan",
+           "erf", "erfc"]
+# measured not to be MKL's in torch (Sleef or its own kernels): must stay off the VML path
+NOT_VML = {"expm1": "Expm1", "log1p": "Log1p", "sinh": "Sinh", "cosh": "Cosh",
+           "lgamma": "LGamma", "rsqrt": "InvSqrt"}
+
+
+def _values(dtype: type, rng: np.random.Generator) -> np.ndarray:
+    """Normal, uniform, wide-range and special values: inf, nan, -0, subnormals, huge."""
+    info = np.finfo(dtype)
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, float(info.smallest_subnormal),
+               -float(info.smallest_subnormal), float(info.tiny) / 3, float(info.max),
+               -float(info.max), 1.0, -1.0, 0.5, 88.7, 89.0, -104.0, 710.0, -745.0, 1e30]
+    with np.errstate(over="ignore"):
+        wide = np.exp(rng.uniform(-90, 90, 8000)) * rng.choice([-1, 1], 8000)
+    parts = [rng.standard_normal(20000), rng.uniform(-1, 1, 8000), wide, special]
+    with np.errstate(over="ignore"):
+        return np.concatenate(parts).astype(dtype)
+
+
+def _bits_equal(mine: np.ndarray, theirs: np.ndarray) -> bool:
+    same = (mine == theirs) & (np.signbit(mine) == np.signbit(theirs))
+    return bool(np.all(same | (np.isnan(mine) & np.isnan(theirs))))
+
+
+@needs_mkl
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", VML_OPS)
+def test_vml_functions_bit_for_bit(name: str, dtype: type) -> None:
+    """Large random inputs with special values, every small size, strided and 0-d inputs."""
+    rng = np.random.default_rng(VML_OPS.index(name))
+    x = _values(dtype, rng)
+    mine, theirs = getattr(ge, name), getattr(torch, name)
+    with np.errstate(all="ignore"):
+        assert _bits_equal(mine(ge.tensor(x)).numpy(), theirs(torch.from_numpy(x)).numpy())
+        for n in range(1, 41):
+            part = x[rng.integers(0, x.size, n)]
+            assert _bits_equal(mine(ge.tensor(part)).numpy(),
+                               theirs(torch.from_numpy(part)).numpy()), n
+        grid = x[:3000].reshape(100, 30)
+        assert _bits_equal(mine(ge.tensor(grid)[:, ::3]).numpy(),
+                           theirs(torch.from_numpy(grid)[:, ::3]).numpy())
+        assert _bits_equal(mine(ge.tensor(grid).T).numpy(),
+                           theirs(torch.from_numpy(grid).T).numpy())
+        scalar = np.array(x[7])  # 0-d, of x's dtype
+        assert _bits_equal(mine(ge.tensor(scalar)).numpy(),
+                           theirs(torch.from_numpy(scalar)).numpy())
+
+
+@needs_mkl
+def test_vml_in_place_and_gradients() -> None:
+    """exp_ and the backward formulas that call VML functions (sin's cos, cos's sin, erf's and
+    erfc's exp, in derivatives.yaml's order)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(500).astype(np.float32)
+    results = []
+    for mod in (ge, torch):
+        t = mod.tensor(x.copy())
+        t.exp_()
+        leaves = [mod.tensor(x.copy(), requires_grad=True) for _ in range(4)]
+        weights = mod.tensor(x[::-1].copy())
+        out = mod.sin(leaves[0]) + mod.erf(leaves[1]) + mod.cos(leaves[2]) + mod.erfc(leaves[3])
+        (out * weights).sum().backward()
+        results.append([t.numpy()] + [leaf.grad.numpy() for leaf in leaves])
+    for mine, theirs in zip(*results):
+        assert np.array_equal(mine, theirs)
+
+
+@needs_mkl
+@pytest.mark.parametrize("name", sorted(NOT_VML))
+def test_functions_torch_does_not_send_to_vml(name: str) -> None:
+    """VML's version of these differs from torch's, so the engine must not call it (the test
+    fails if MKL changes and they start to agree: then route them)."""
+    x = _values(np.float32, np.random.default_rng(9))
+    x = x[np.isfinite(x) & (np.abs(x) < 80)]
+    with np.errstate(all="ignore"):
+        theirs = getattr(torch, name)(torch.from_numpy(x)).numpy()
+        assert not _bits_equal(mkl.vml(NOT_VML[name], x), theirs)
+
+
+def test_vml_turned_off_falls_back() -> None:
+    x = np.linspace(-3, 3, 50, dtype=np.float32)
+    with mkl.turned_off():
+        assert np.array_equal(ge.exp(ge.tensor(x)).numpy(), np.exp(x))
+        assert np.array_equal(ge.sin(ge.tensor(x)).numpy(), np.sin(x))
