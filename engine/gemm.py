@@ -248,3 +248,70 @@ def mkl_addmm(x: np.ndarray, y: np.ndarray, c: np.ndarray | None, alpha: float =
         return None
     mkl.gemm(ta, tb, bm, bn, k, alpha, a, lda, b, ldb, beta, out, ldc)
     return out
+
+
+def _items_contiguous_or_transposed(a: np.ndarray) -> bool:
+    """torch's batch_items_contiguous_or_transposed on a 3-D operand."""
+    st = _elem_strides(a)
+    if st is None:
+        return False
+    sizes = a.shape
+    return (st[2] == 1 and st[1] >= sizes[2]) or (st[1] == 1 and st[2] >= sizes[1])
+
+
+def _rows_contiguous(a: np.ndarray) -> bool:
+    st = _elem_strides(a)
+    return st is not None and st[2] == 1 and st[1] >= a.shape[2]
+
+
+def small_bmm(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """torch's `baddbmm_cpu_kernel` for bmm: per element a sequential sum from 0 over k of
+    products, each rounded in the dtype (compiled without FMA), as torch does below 400
+    multiply-adds per matrix. The products go through one scratch buffer of at most
+    `_BAND_ELEMENTS` elements (the result is the only allocation that grows with the batch)."""
+    b, n, k = x.shape
+    m = y.shape[2]
+    out = np.zeros((b, n, m), x.dtype)
+    step = max(1, _BAND_ELEMENTS // max(1, n * m))
+    for start in range(0, b, step):
+        xs, ys, acc = x[start:start + step], y[start:start + step], out[start:start + step]
+        scratch = np.empty(acc.shape, x.dtype)
+        for t in range(k):
+            np.multiply(xs[:, :, t:t + 1], ys[:, t:t + 1, :], out=scratch)
+            acc += scratch
+    return out
+
+
+def mkl_bmm(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """torch's CPU float `bmm` (bmm_out_or_baddbmm_) bit for bit, or None (no MKL, or a case
+    whose order is not known).
+
+    Below 400 multiply-adds per matrix torch runs its own loop (`small_bmm`); above, when both
+    operands' matrices are contiguous or transposed, MKL's `cblas_?gemm_batch` (one `?gemm` for
+    a batch of one), row-major, each operand transposed when its strides say so.
+    """
+    if not mkl.available() or x.dtype not in (_F32, np.float64) or y.dtype != x.dtype:
+        return None
+    b, n, k = x.shape
+    m = y.shape[2]
+    if k * n * m < 400:
+        return small_bmm(x, y)
+    out = np.empty((b, n, m), x.dtype)
+    if out.size == 0:
+        return out
+    if not (_items_contiguous_or_transposed(x) and _items_contiguous_or_transposed(y)) or (
+            min(n, k, m) == 1 and not (_rows_contiguous(x) and _rows_contiguous(y))):
+        # torch then splits the batch into mm calls, or for some shapes multiplies contiguous
+        # copies; with a unit dim a transposed operand rounds otherwise too (measured; the
+        # rules are not known): not reproduced
+        return None
+    if max(b, n, m, k) >= 2**31:
+        return None
+    sx, sy = _elem_strides(x), _elem_strides(y)
+    assert sx is not None and sy is not None
+    tx = sx[1] == 1 and sx[2] >= n
+    ty = sy[1] == 1 and sy[2] >= k
+    lda = sx[2] if tx else sx[1]
+    ldb = sy[2] if ty else sy[1]
+    mkl.gemm_batch_rowmajor(tx, ty, n, m, k, x, sx[0], lda, y, sy[0], ldb, out)
+    return out

@@ -187,6 +187,38 @@ def gemm(transa: bool, transb: bool, m: int, n: int, k: int, alpha: float, a: np
         _P(c.ctypes.data), ctypes.byref(i(ldc)))
 
 
+def gemm_batch_rowmajor(transa: bool, transb: bool, m: int, n: int, k: int, a: np.ndarray,
+                        stride_a: int, lda: int, b: np.ndarray, stride_b: int, ldb: int,
+                        c: np.ndarray) -> None:
+    """Row-major `cblas_?gemm_batch` (one group): c[i] = op(a[i]) @ op(b[i]) for a C-contiguous
+    (batch, m, n) `c`, the i-th matrices `stride_a`/`stride_b` elements apart (torch's
+    `_baddbmm_mkl_` for bmm; a batch of one is a plain `cblas_?gemm`). Call only when
+    `available()`."""
+    global _used
+    name, scalar = _GEMM[c.dtype]
+    batch = c.shape[0]
+    size = c.itemsize
+    trans = ctypes.c_int(112 if transa else 111), ctypes.c_int(112 if transb else 111)
+    _used = True
+    if batch == 1:
+        getattr(_lib, "cblas_" + name)(
+            ctypes.c_int(101), trans[0], trans[1], ctypes.c_int(m), ctypes.c_int(n),
+            ctypes.c_int(k), scalar(1.0), _P(a.ctypes.data), ctypes.c_int(lda),
+            _P(b.ctypes.data), ctypes.c_int(ldb), scalar(0.0), _P(c.ctypes.data),
+            ctypes.c_int(n))
+        return
+    pointers = ctypes.c_void_p * batch
+    pa = pointers(*(a.ctypes.data + i * stride_a * size for i in range(batch)))
+    pb = pointers(*(b.ctypes.data + i * stride_b * size for i in range(batch)))
+    pc = pointers(*(c.ctypes.data + i * m * n * size for i in range(batch)))
+    i = ctypes.c_int
+    getattr(_lib, f"cblas_{name}_batch")(
+        i(101), ctypes.byref(trans[0]), ctypes.byref(trans[1]), ctypes.byref(i(m)),
+        ctypes.byref(i(n)), ctypes.byref(i(k)), ctypes.byref(scalar(1.0)), pa,
+        ctypes.byref(i(lda)), pb, ctypes.byref(i(ldb)), ctypes.byref(scalar(0.0)), pc,
+        ctypes.byref(i(n)), i(1), ctypes.byref(i(batch)))
+
+
 # --- VML ------------------------------------------------------------------------------------------
 
 _VML_PREFIX = {np.dtype(np.float32): "vms", np.dtype(np.float64): "vmd"}
