@@ -315,3 +315,51 @@ def mkl_bmm(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     ldb = sy[2] if ty else sy[1]
     mkl.gemm_batch_rowmajor(tx, ty, n, m, k, x, sx[0], lda, y, sy[0], ldb, out)
     return out
+
+
+def mkl_mv(a: np.ndarray, v: np.ndarray) -> np.ndarray | None:
+    """torch's CPU float `mv` (addmv_out_cpu with beta 0) through MKL's `?gemv`, or None.
+
+    A column-major matrix goes as it is ('n'), a row-major one transposed ('t'), anything else
+    as a contiguous copy ('t'); `cpublas::gemv` sets lda = m for a single column. A vector
+    stride BLAS refuses (not positive) is torch's own loop: None.
+    """
+    if not mkl.available() or a.dtype not in (_F32, np.float64) or v.dtype != a.dtype:
+        return None
+    n, k = a.shape
+    out = np.empty(n, a.dtype)
+    if n == 0:
+        return out
+    if k == 0:
+        return np.zeros_like(out)
+    sa, sv = _elem_strides(a), _elem_strides(v)
+    if sv is None or sv[0] <= 0 or max(n, k) >= 2**31:
+        return None
+    def lda_ok(rows: int, cols: int, lda: int) -> bool:
+        return cols == 1 or lda >= max(1, rows)
+    if sa is not None and sa[0] == 1 and lda_ok(n, k, sa[1]):
+        trans, m_, n_, lda = False, n, k, sa[1]
+    elif sa is not None and sa[1] == 1 and lda_ok(k, n, sa[0]):
+        trans, m_, n_, lda = True, k, n, sa[0]
+    else:
+        a = np.ascontiguousarray(a)
+        trans, m_, n_, lda = True, k, n, k
+    if n_ == 1:
+        lda = m_
+    if lda < max(1, m_) or lda >= 2**31:
+        return None
+    mkl.gemv(trans, m_, n_, a, lda, v, sv[0], out)
+    return out
+
+
+def mkl_dot(x: np.ndarray, y: np.ndarray) -> np.generic | None:
+    """torch's CPU float `dot` through MKL's `?dot` (strides as they are), or None."""
+    if not mkl.available() or x.dtype not in (_F32, np.float64) or y.dtype != x.dtype:
+        return None
+    sx, sy = _elem_strides(x), _elem_strides(y)
+    if sx is None or sy is None or x.shape[0] >= 2**31:
+        return None
+    incx, incy = (1, 1) if x.shape[0] == 1 else (sx[0], sy[0])
+    if incx == 0 or incy == 0:  # a broadcast vector: torch's own loop
+        return None
+    return x.dtype.type(mkl.dot(x, incx, y, incy))  # a 0-d result: a numpy scalar

@@ -219,6 +219,36 @@ def gemm_batch_rowmajor(transa: bool, transb: bool, m: int, n: int, k: int, a: n
         ctypes.byref(i(n)), i(1), ctypes.byref(i(batch)))
 
 
+def gemv(trans: bool, m: int, n: int, a: np.ndarray, lda: int, x: np.ndarray, incx: int,
+         y: np.ndarray) -> None:
+    """Fortran `?gemv` with alpha 1, beta 0: y = op(a) @ x into the contiguous `y` (torch's
+    `cpublas::gemv` as addmv calls it). Call only when `available()`."""
+    global _used
+    name, scalar = {np.dtype(np.float32): ("sgemv", ctypes.c_float),
+                    np.dtype(np.float64): ("dgemv", ctypes.c_double)}[y.dtype]
+    _used = True
+    i = ctypes.c_int
+    fn = getattr(_lib, name)
+    fn.restype = None
+    fn(ctypes.byref(ctypes.c_char(b"T" if trans else b"N")), ctypes.byref(i(m)),
+       ctypes.byref(i(n)), ctypes.byref(scalar(1.0)), _P(a.ctypes.data), ctypes.byref(i(lda)),
+       _P(x.ctypes.data), ctypes.byref(i(incx)), ctypes.byref(scalar(0.0)), _P(y.ctypes.data),
+       ctypes.byref(i(1)))
+
+
+def dot(x: np.ndarray, incx: int, y: np.ndarray, incy: int) -> float:
+    """Fortran `?dot` of x.size elements (torch's `dot_impl`). Call only when `available()`."""
+    global _used
+    name, scalar = {np.dtype(np.float32): ("sdot", ctypes.c_float),
+                    np.dtype(np.float64): ("ddot", ctypes.c_double)}[x.dtype]
+    _used = True
+    fn = getattr(_lib, name)
+    fn.restype = scalar
+    i = ctypes.c_int
+    return float(fn(ctypes.byref(i(x.shape[0])), _P(x.ctypes.data), ctypes.byref(i(incx)),
+                    _P(y.ctypes.data), ctypes.byref(i(incy))))
+
+
 # --- VML ------------------------------------------------------------------------------------------
 
 _VML_PREFIX = {np.dtype(np.float32): "vms", np.dtype(np.float64): "vmd"}

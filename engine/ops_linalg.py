@@ -135,7 +135,17 @@ def _matmul(x: Any, y: Any) -> Any:
         return _product(x, y)
     if x.ndim >= 3 and y.ndim == 2 and x.flags.c_contiguous:  # torch folds it into one mm
         return _product(x.reshape(-1, x.shape[-1]), y).reshape(shape)
-    return np.matmul(x, y)
+    out: Any = None  # torch's dot, mv (N-D @ 1-D folded, when a view), 1-D @ 2-D as mm
+    if y.ndim == 1:
+        if x.ndim == 1:
+            out = gemm.mkl_dot(x, y)
+        elif x.ndim == 2:
+            out = gemm.mkl_mv(x, y)  # as it is: a reshape may restride unit dims
+        elif x.flags.c_contiguous:
+            out = gemm.mkl_mv(x.reshape(-1, x.shape[-1]), y)
+    elif x.ndim == 1 and y.ndim == 2:
+        out = gemm.mkl_addmm(x[None], y, None)
+    return np.matmul(x, y) if out is None else np.reshape(out, shape)
 
 
 def _matmul_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
@@ -311,7 +321,8 @@ def _dot(x: Any, y: Any) -> Any:
         raise errors.InvalidArgumentError(
             f"1D tensors expected, but got {x.ndim}D and {y.ndim}D tensors")
     _dot_check(x.shape, y.shape)
-    return np.dot(x, y)
+    out = gemm.mkl_dot(x, y)
+    return np.dot(x, y) if out is None else out
 
 
 defop("dot", _dot,

@@ -267,3 +267,24 @@ def test_bmm_small_kernel_and_mkl_batch(b: int, n: int, k: int, m: int, dtype: t
         return
     assert _same(ge.bmm(ge.tensor(x), ge.tensor(yt).transpose(1, 2)),
                  torch.bmm(torch.from_numpy(x), torch.from_numpy(yt).transpose(1, 2)))
+
+
+@needs_mkl
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,k", [(1, 1), (1, 300), (7, 1), (3, 31), (33, 64), (100, 2000)])
+def test_dot_mv_and_vector_matmul(n: int, k: int, dtype: type) -> None:
+    """dot (BLAS's ?dot), 2-D/3-D @ 1-D (torch's mv: ?gemv, the matrix row- or column-major
+    or strided), 1-D @ 2-D (an mm of one row)."""
+    rng = np.random.default_rng(n * 1000 + k)
+    v = rng.standard_normal(k).astype(dtype)
+    w = rng.standard_normal(k).astype(dtype)
+    a = rng.standard_normal((n, k)).astype(dtype)
+    ev, tv = ge.tensor(v), torch.from_numpy(v)
+    assert _same(ge.dot(ev, ge.tensor(w)), torch.dot(tv, torch.from_numpy(w)))
+    assert _same(ev @ ge.tensor(w), tv @ torch.from_numpy(w))
+    for _, ea, ta in _layouts(a):
+        assert _same(ea @ ev, ta @ tv)
+    at = a.T.copy()  # (a copy: ascontiguousarray keeps a.T's strides when a has one row)
+    assert _same(ge.tensor(v) @ ge.tensor(at), tv @ torch.from_numpy(at))
+    a3 = np.stack([a, a[::-1]])
+    assert _same(ge.tensor(a3) @ ev, torch.from_numpy(a3.copy()) @ tv)
