@@ -282,20 +282,22 @@ def small_bmm(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def mkl_bmm(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
-    """torch's CPU float `bmm` (bmm_out_or_baddbmm_) bit for bit, or None (no MKL, or a case
-    whose order is not known).
+def torch_bmm(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """torch's CPU float `bmm` (bmm_out_or_baddbmm_) bit for bit, or None (no MKL above 400
+    multiply-adds per matrix, or a case whose order is not known).
 
     Below 400 multiply-adds per matrix torch runs its own loop (`small_bmm`); above, when both
     operands' matrices are contiguous or transposed, MKL's `cblas_?gemm_batch` (one `?gemm` for
     a batch of one), row-major, each operand transposed when its strides say so.
     """
-    if not mkl.available() or x.dtype not in (_F32, np.float64) or y.dtype != x.dtype:
+    if x.dtype not in (_F32, np.float64) or y.dtype != x.dtype:
         return None
     b, n, k = x.shape
     m = y.shape[2]
-    if k * n * m < 400:
+    if k * n * m < 400:  # torch's own loop: no MKL needed
         return small_bmm(x, y)
+    if not mkl.available():
+        return None
     out = np.empty((b, n, m), x.dtype)
     if out.size == 0:
         return out

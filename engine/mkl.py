@@ -35,7 +35,7 @@ from . import cascade
 log = logging.getLogger(__name__)
 
 WANTED_VERSION = "2024.2"  # the MKL torch 2.13.0's CPU wheels are built with
-_NAMES = ("libmkl_rt.so.2", "libmkl_rt.so", "mkl_rt.2.dll")
+_NAMES = ("libmkl_rt.so.2", "libmkl_rt.so")  # the wheel's (Linux x86-64, the extra's marker)
 _THREADING_GNU, _THREADING_SEQUENTIAL = 3, 1  # MKL_THREADING_GNU, MKL_THREADING_SEQUENTIAL
 # at::vml's mode: high accuracy, denormals kept, errors ignored (no errno, no callbacks)
 VML_MODE = 0x2 | 0x140000 | 0x100
@@ -53,11 +53,8 @@ def _candidates() -> list[str]:
     dirs = []
     for prefix in (sysconfig.get_paths().get("data"), sys.prefix, sys.base_prefix,
                    sysconfig.get_config_var("userbase")):
-        if prefix:
-            for sub in ("lib", os.path.join("Library", "bin")):
-                path = os.path.join(prefix, sub)
-                if path not in dirs:
-                    dirs.append(path)
+        if prefix and os.path.join(prefix, "lib") not in dirs:
+            dirs.append(os.path.join(prefix, "lib"))
     return [os.path.join(d, name) for d in dirs for name in _NAMES]
 
 
@@ -91,9 +88,16 @@ def _open(path: str) -> Any:
 
 
 def _load() -> None:
-    global _lib, _reason, _loaded
+    global _loaded
+    try:
+        _find_and_open()
+    finally:  # only now: a thread that reads `_loaded` without the lock sees `_lib` set
+        _loaded = True
+
+
+def _find_and_open() -> None:
+    global _lib, _reason
     setting = os.environ.get("GRADSERVE_MKL", "").strip()
-    _loaded = True
     if setting.lower() in ("0", "off", "false", "no"):
         _reason = "turned off by GRADSERVE_MKL"
         return

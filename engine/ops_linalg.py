@@ -304,7 +304,7 @@ def _bmm_shape(x: Any, y: Any) -> tuple[int, ...]:
 
 def _bmm(x: Any, y: Any) -> Any:
     _bmm_shape(x, y)
-    out = gemm.mkl_bmm(x, y)  # torch's own kernel or MKL call, when known
+    out = gemm.torch_bmm(x, y)  # torch's own kernel or MKL call, when known
     return np.matmul(x, y) if out is None else out
 
 

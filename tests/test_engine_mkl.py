@@ -288,3 +288,15 @@ def test_dot_mv_and_vector_matmul(n: int, k: int, dtype: type) -> None:
     assert _same(ge.tensor(v) @ ge.tensor(at), tv @ torch.from_numpy(at))
     a3 = np.stack([a, a[::-1]])
     assert _same(ge.tensor(a3) @ ev, torch.from_numpy(a3.copy()) @ tv)
+
+
+def test_small_bmm_is_torchs_without_mkl() -> None:
+    """Below 400 multiply-adds per matrix torch's bmm is its own loop: exact with or without
+    MKL (runs on the compat interpreters too, against torch where it is installed)."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((50, 4, 9)).astype(np.float32)
+    y = rng.standard_normal((50, 9, 7)).astype(np.float32)
+    with mkl.turned_off():
+        mine = ge.bmm(ge.tensor(x), ge.tensor(y)).numpy()
+        assert np.array_equal(mine, gemm.small_bmm(x, y))
+    assert np.array_equal(mine, torch.bmm(torch.from_numpy(x), torch.from_numpy(y)).numpy())
