@@ -300,3 +300,25 @@ def test_small_bmm_is_torchs_without_mkl() -> None:
         mine = ge.bmm(ge.tensor(x), ge.tensor(y)).numpy()
         assert np.array_equal(mine, gemm.small_bmm(x, y))
     assert np.array_equal(mine, torch.bmm(torch.from_numpy(x), torch.from_numpy(y)).numpy())
+
+
+@needs_mkl
+@pytest.mark.parametrize("b,i,j,o", [(128, 20, 30, 40), (3, 2, 4, 5), (1, 3, 7, 2)])
+def test_bilinear_is_torchs_trilinear(b: int, i: int, j: int, o: int) -> None:
+    """nn.functional.bilinear in _trilinear's order (per feature a bmm, then per row a small
+    bmm, added to zeros; the bias after the reshape): torch's bits and grad_fn (j < 400, where
+    the second bmm is torch's own loop)."""
+    rng = np.random.default_rng(b + i + j + o)
+    a1 = rng.standard_normal((b, i)).astype(np.float32)
+    a2 = rng.standard_normal((b, j)).astype(np.float32)
+    w = rng.standard_normal((o, i, j)).astype(np.float32)
+    c = rng.standard_normal(o).astype(np.float32)
+    for bias in (c, None):
+        mine = ge.nn.functional.bilinear(ge.tensor(a1), ge.tensor(a2),
+                                         ge.tensor(w, requires_grad=True),
+                                         None if bias is None else ge.tensor(bias))
+        theirs = torch.nn.functional.bilinear(torch.from_numpy(a1), torch.from_numpy(a2),
+                                              torch.tensor(w, requires_grad=True),
+                                              None if bias is None else torch.from_numpy(bias))
+        assert _same(mine.detach(), theirs)
+        assert mine.grad_fn.name() == theirs.grad_fn.name()

@@ -48,12 +48,6 @@ def needs(feature: str, first: str) -> str:
 
 
 # Why an example does not match yet: the missing feature, and the first line that differs.
-TRILINEAR = needs("torch's _trilinear (its float32 summation order, and the bias added last: "
-                  "grad_fn AddBackward0 where gradserve's final reshape gives ViewBackward0). "
-                  "Measured: bias added last to torch's _trilinear is bit-exact, but _trilinear "
-                  "is two sum-products through MKL's sgemm/bmm, whose order a sequential-FMA "
-                  "emulation does not reproduce (3238 of this example's 5120 values differ)",
-                  "line 7: torch '-6.4894', gradserve '-6.4893'")
 # torch 2.13's CPU convolution in float32, as measured (README.md, the corpus's "What does not
 # yet" list): slow_conv2d (a batch of 1 here) is im2col then MKL's sgemm with the bias as C; the
 # output channels in MKL's full 8-wide blocks are a sequential FMA chain over the C*kh*kw
@@ -154,7 +148,7 @@ EXAMPLES: tuple[Example, ...] = (
     Example("linear", "torch.nn.modules.linear.Linear", 0, f"{MODULES}/linear.py", (NN,),
             echo=("output",)),
     Example("bilinear", "torch.nn.modules.linear.Bilinear", 0, f"{MODULES}/linear.py", (NN,),
-            echo=("output",), xfail=TRILINEAR),
+            echo=("output",)),
     Example("sequential_append", "torch.nn.modules.container.Sequential.append", 0,
             f"{MODULES}/container.py", (NN,)),
     Example("sequential_insert", "torch.nn.modules.container.Sequential.insert", 0,
