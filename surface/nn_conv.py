@@ -120,6 +120,9 @@ def _conv(be: NNBackend, d: int, input: Any, weight: Any, bias: Any, stride: Any
     windows, out = _windows(be, x, d, kernel, stride, padding, dilation, 0.0)
     n = be.shape(x)[0]
     g_in, o = ws[1], ws[0]
+    if d == 2 and bias is not None and _torch_uses_slow_conv2d(be.shape(x), ws, groups):
+        y = _slow_conv2d_frame(be, windows, weight, bias, out)
+        return be.call("squeeze", (y, 0), {}) if unbatched else y
     windows = be.call("reshape", (windows, (n, groups, g_in, *out, *kernel)), {})
     w = be.call("reshape", (weight, (groups, o // groups, g_in, *kernel)), {})
     sp, kn = "hw"[:d], "ij"[:d]
@@ -129,6 +132,30 @@ def _conv(be: NNBackend, d: int, input: Any, weight: Any, bias: Any, stride: Any
     if bias is not None:
         y = y + be.call("reshape", (bias, (o, *([1] * d))), {})
     return be.call("squeeze", (y, 0), {}) if unbatched else y
+
+
+def _torch_uses_slow_conv2d(xs: Sequence[int], ws: Sequence[int], groups: int) -> bool:
+    """Whether torch 2.13's CPU float32 conv2d is slow_conv2d (im2col + gemm), not oneDNN:
+    a batch of one, one group, a kernel not larger than 3 in both dims, at most 20480 input
+    elements (ConvParams::use_mkldnn). One input and one output channel rounded otherwise
+    (measured; not known why): left out."""
+    return (xs[0] == 1 and groups == 1 and not (ws[2] > 3 and ws[3] > 3)
+            and math.prod(xs) <= 20480 and not (xs[1] == 1 and ws[0] == 1))
+
+
+def _slow_conv2d_frame(be: NNBackend, windows: Any, weight: Any, bias: Any,
+                       out: tuple[int, ...]) -> Any:
+    """A batch of one as torch's slow_conv2d computes it: im2col (rows c, kh, kw; columns oh,
+    ow), then one addmm with the bias as C (beta = 1): `cpublas::gemm` with the arguments
+    torch's addmm passes for the same shapes, so a backend whose addmm is torch's (the engine
+    with MKL) gives torch's bits. windows: (1, C, oh, ow, kh, kw)."""
+    c, kh, kw = be.shape(weight)[1:]
+    o = be.shape(weight)[0]
+    cols = be.call("reshape", (be.call("permute", (windows, (0, 1, 4, 5, 2, 3)), {}),
+                               (c * kh * kw, out[0] * out[1])), {})
+    flat_w = be.call("reshape", (weight, (o, c * kh * kw)), {})
+    y = be.call("addmm", (be.call("reshape", (bias, (o, 1)), {}), flat_w, cols), {})
+    return be.call("reshape", (y, (1, o, *out)), {})
 
 
 def conv1d(be: NNBackend, input: Any, weight: Any, bias: Any = None, stride: Any = 1,

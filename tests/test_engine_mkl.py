@@ -322,3 +322,23 @@ def test_bilinear_is_torchs_trilinear(b: int, i: int, j: int, o: int) -> None:
                                               None if bias is None else torch.from_numpy(bias))
         assert _same(mine.detach(), theirs)
         assert mine.grad_fn.name() == theirs.grad_fn.name()
+
+
+@needs_mkl
+@pytest.mark.parametrize("c,size,o,k,stride,pad", [(10, 9, 10, 3, 1, 0), (3, 8, 16, 3, 1, 1),
+                                                  (3, 9, 8, 3, 2, 1), (10, 9, 10, 1, 1, 0),
+                                                  (16, 16, 32, 3, 1, 1), (2, 5, 1, 2, 1, 0)])
+def test_batch_one_conv2d_is_torchs_slow_conv2d(c: int, size: int, o: int, k: int, stride: int,
+                                                pad: int) -> None:
+    """A batch of one (and an unbatched input) as torch's slow_conv2d: im2col, then one
+    sgemm with the bias as C."""
+    rng = np.random.default_rng(c * size + o)
+    x = rng.standard_normal((1, c, size, size)).astype(np.float32)
+    w = rng.standard_normal((o, c, k, k)).astype(np.float32)
+    bias = rng.standard_normal(o).astype(np.float32)
+    for inp in (x, x[0]):
+        mine = ge.nn.functional.conv2d(ge.tensor(inp), ge.tensor(w), ge.tensor(bias),
+                                       stride=stride, padding=pad)
+        theirs = torch.nn.functional.conv2d(torch.from_numpy(inp), torch.from_numpy(w),
+                                            torch.from_numpy(bias), stride=stride, padding=pad)
+        assert _same(mine, theirs)
