@@ -310,7 +310,7 @@ def _backward_bias(grad: np.ndarray, weight_shape: Sequence[int]) -> np.ndarray:
 
 
 defop("convolution", _convolution, _conv_vjp_input, _conv_vjp_weight, _conv_vjp_bias,
-      saves=("weight input.shape", "input weight.shape", "input.shape weight.shape"),
+      saves=("weight input.shape", "input weight.shape", "input weight"),  # torch saves both
       inputs=("input", "weight", "bias?"), attrs=_ATTRS, method=False,
       doc="1-d or 2-d cross-correlation of (N, C, *spatial) with (O, C / groups, *kernel)",
       out_bound=_conv_bound(_conv_shape, _forward_shapes))
@@ -338,7 +338,7 @@ defop("convolution_backward_weight", _backward_weight,
 defop("convolution_backward_bias", _backward_bias,
       lambda ns, gb, out, g, weight_shape: ns.expand(
           ns.reshape(gb, shape=(1, -1, *([1] * (len(g.shape) - 2)))), size=tuple(g.shape)),
-      saves="grad_output.shape",
+      saves="grad_output",  # as torch's ConvolutionBackwardBackward0 (a second pass fails)
       inputs=("grad_output",),
       attrs=(AttrSpec("weight_shape", "ints", required=True),), method=False,
       backward="ConvolutionBackwardBackward0",
