@@ -39,15 +39,18 @@ see server/functions.py): the pass yields (node, grads) and resumes with what it
 
 
 class _Meta:
-    """What a rule may read of an input saved as metadata only: shape, ndim, dtype."""
+    """What a rule may read of an input saved as metadata only: shape, ndim, dtype, and the
+    layout (`strides` in bytes and `itemsize`, as an ndarray's: torch's mm backward reads it)."""
 
-    __slots__ = ("shape", "ndim", "dtype", "np_dtype")
+    __slots__ = ("shape", "ndim", "dtype", "np_dtype", "strides", "itemsize")
 
     def __init__(self, t: Tensor):
         self.shape = t.shape
         self.ndim = t._data.ndim
         self.dtype = t.dtype
         self.np_dtype = t._data.dtype
+        self.strides = t._data.strides
+        self.itemsize = t._data.itemsize
 
 
 class _MetaSeq(tuple):  # type: ignore[type-arg]
@@ -377,12 +380,14 @@ def _raw(a: Any) -> Any:
 class _NpMeta:
     """`_Meta` as the numpy namespace sees it: dtype is a numpy dtype."""
 
-    __slots__ = ("shape", "ndim", "dtype")
+    __slots__ = ("shape", "ndim", "dtype", "strides", "itemsize")
 
     def __init__(self, m: _Meta):
         self.shape = m.shape
         self.ndim = m.ndim
         self.dtype = m.np_dtype
+        self.strides = m.strides
+        self.itemsize = m.itemsize
 
 
 def _zeros_like_out(node: Node, k: int, as_tensor: bool) -> Any:

@@ -28,6 +28,27 @@ def _mT(ns: Any, t: Any) -> Any:
     return ns.einsum([t], equation="...ij->...ji")
 
 
+def _column_major(t: Any) -> bool:
+    """Whether a saved 2-D operand is laid out column-major (strides (1, rows) in elements):
+    torch's `mm_mat1_backward`/`mm_mat2_backward` then compute its gradient transposed, e.g.
+    `(g.T @ mat1).T` for a Linear's `weight.t()`, another BLAS call than `mat1.T @ g` and
+    other float32 bits."""
+    a = getattr(t, "_data", t)  # an engine Tensor's array, a saved array, or its `nodes._Meta`
+    if len(a.shape) != 2:
+        return False
+    return tuple(a.strides) == (a.itemsize, a.shape[0] * a.itemsize)
+
+
+def _mat1_grad(ns: Any, g: Any, x: Any, y: Any) -> Any:
+    """torch's mm_mat1_backward (alpha applied by the caller)."""
+    return _mT(ns, ns.mm(y, _mT(ns, g))) if _column_major(x) else ns.mm(g, _mT(ns, y))
+
+
+def _mat2_grad(ns: Any, g: Any, x: Any, y: Any) -> Any:
+    """torch's mm_mat2_backward (alpha applied by the caller)."""
+    return _mT(ns, ns.mm(_mT(ns, g), x)) if _column_major(y) else ns.mm(_mT(ns, x), g)
+
+
 def _same_dtype(message: Any) -> Any:
     """torch's mm/bmm/matmul/dot refuse mixed dtypes (no promotion)."""
     def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
@@ -156,6 +177,8 @@ def _matmul_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
         return ns.einsum([y, g], equation="...km,...m->...k")
     if y.ndim == 1:
         return ns.einsum([g, y], equation="...n,k->...nk")
+    if x.ndim == 2 and y.ndim == 2:  # torch's mm, and its layout rule
+        return _mat1_grad(ns, g, x, y)
     return ns.matmul(g, _mT(ns, y))
 
 
@@ -168,7 +191,9 @@ def _matmul_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
         return ns.einsum([x, g], equation="k,...m->...km")
     if x.ndim >= 3 and y.ndim == 2:  # torch folds x into one (rows, k) matrix: one mm, so
         flat_x = ns.reshape(x, shape=(-1, x.shape[-1]))  # its sum over the batch is the mm's
-        return ns.mm(_mT(ns, flat_x), ns.reshape(g, shape=(-1, g.shape[-1])))
+        return _mat2_grad(ns, ns.reshape(g, shape=(-1, g.shape[-1])), flat_x, y)
+    if x.ndim == 2 and y.ndim == 2:
+        return _mat2_grad(ns, g, x, y)
     return ns.matmul(_mT(ns, x), g)
 
 
@@ -196,7 +221,7 @@ def _matmul_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
 
 
 defop("matmul", _matmul, _matmul_dx, _matmul_dy, inputs=("input", "other"),
-      saves=("other input.shape", "input other.shape"),
+      saves=("other input.shape input.strides", "input other.shape other.strides"),
       dtype=_MM_DTYPE, backward=_matmul_name, out_shape=matmul_shape,
       doc="matrix product with torch's 1-D and batched broadcasting rules (input @ other)")
 
@@ -217,9 +242,9 @@ def _mm(x: Any, y: Any) -> Any:
 
 
 defop("mm", _mm,
-      lambda ns, g, out, x, y: ns.mm(g, _mT(ns, y)),
-      lambda ns, g, out, x, y: ns.mm(_mT(ns, x), g),
-      saves=("mat2", "input"),
+      lambda ns, g, out, x, y: _mat1_grad(ns, g, x, y),
+      lambda ns, g, out, x, y: _mat2_grad(ns, g, x, y),
+      saves=("mat2 input.strides", "input mat2.strides"),
       inputs=("input", "mat2"), dtype=_MM_DTYPE, out_shape=_mm_shape,
       doc="matrix product of two 2-D tensors")
 
@@ -282,10 +307,10 @@ def _addmm_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
 defop("addmm", _addmm,
       lambda ns, g, out, bias, x, y, beta, alpha: g if beta == 1 else g * beta,
       lambda ns, g, out, bias, x, y, beta, alpha: (
-          ns.mm(g, _mT(ns, y)) if alpha == 1 else ns.mm(g, _mT(ns, y)) * alpha),
+          _mat1_grad(ns, g, x, y) if alpha == 1 else _mat1_grad(ns, g, x, y) * alpha),
       lambda ns, g, out, bias, x, y, beta, alpha: (
-          ns.mm(_mT(ns, x), g) if alpha == 1 else ns.mm(_mT(ns, x), g) * alpha),
-      saves=("", "mat2", "mat1"),
+          _mat2_grad(ns, g, x, y) if alpha == 1 else _mat2_grad(ns, g, x, y) * alpha),
+      saves=("", "mat2 mat1.strides", "mat1 mat2.strides"),
       inputs=("input", "mat1", "mat2"),
       attrs=(AttrSpec("beta", "scalar", 1), AttrSpec("alpha", "scalar", 1)),
       dtype=_addmm_dtype, out_shape=_addmm_shape,

@@ -195,7 +195,7 @@ class RuleUses(NamedTuple):
 
 
 # What a rule may read of an input saved as metadata only (nodes._Meta's fields).
-META_ATTRS = ("shape", "ndim", "dtype")
+META_ATTRS = ("shape", "ndim", "dtype", "strides")
 _NOTHING = RuleUses(False, frozenset(), frozenset())
 
 
@@ -205,7 +205,7 @@ def parse_saves(name: str, inputs: Sequence[str], vjps: Sequence[Rule | None],
 
     Raises:
         ValueError: rules without a declaration, one entry per input not given, or an entry
-            naming something other than `result`, an input, or an input's shape/ndim/dtype.
+            naming something other than `result`, an input, or an input's shape/ndim/dtype/strides.
     """
     if saves is None:
         if any(v is not None for v in vjps):
