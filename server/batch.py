@@ -826,7 +826,7 @@ class Executor:
         t = self.tensor(m.handle)
         out = r.fetch
         tensor_info(m.handle, t, out.info)  # reserved by reply_bound
-        if not (m.value or m.repr or m.grad or m.graph):
+        if not (m.value or m.repr or m.grad or m.graph):  # (grad_repr goes with grad)
             return 0
         g = quiet_grad(t) if m.grad else None
         room = self.max_response_bytes - self.response_bytes if self.max_response_bytes else -1
@@ -845,7 +845,7 @@ class Executor:
                 out.grad.none.SetInParent()
             else:
                 codec.encode_tensor(g, out.grad.tensor)
-                if m.repr:
+                if m.repr or m.grad_repr:
                     out.grad_repr = repr(g)
         if m.graph:
             autograd_graph(t, self.s.tensors, out.graph)
