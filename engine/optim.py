@@ -4,8 +4,9 @@ single-tensor, non-foreach path).
 Updates run under `no_grad` as in-place engine ops on the parameters, so a parameter stays the
 same object and its version counter moves as in torch. Adam's common case (no AMSGrad; plain
 float arrays below the size ops split over threads) runs the same numpy kernels on the arrays
-directly (`_adam_arrays`: the same bits, without ~8 op dispatches per parameter). `state_dict()` holds plain numbers and
-numpy arrays only (the server saves and restores it without pickle).
+directly (`_adam_arrays`: the same bits, without ~8 op dispatches per parameter).
+`state_dict()` holds plain numbers and numpy arrays only (the server saves and restores it
+without pickle).
 """
 
 from __future__ import annotations
