@@ -37,7 +37,13 @@ from gradserve.surface import meta as surface_meta
 from gradserve.surface import out_arg as surface_out_arg
 from gradserve.surface.functional import ErrorTypes, Functional
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
-from gradserve.v1 import GENERATOR_FEATURE, OMIT_INFO_FEATURE, TAPE_FEATURE, graph_pb2
+from gradserve.v1 import (
+    FETCH_GRAD_REPR_FEATURE,
+    GENERATOR_FEATURE,
+    OMIT_INFO_FEATURE,
+    TAPE_FEATURE,
+    graph_pb2,
+)
 from gradserve.v1 import session_pb2 as spb
 
 from . import codec, compat, function, nn, optim, overloads
@@ -118,6 +124,8 @@ class Session:
         # server's description of it comes
         self._verify_ops: dict[int, tuple[str, Any, str | None]] = {}
         self._generators = GENERATOR_FEATURE in features
+        # a gradient read ahead is printed without its tensor (Fetch.grad_repr)
+        self._grad_repr_only = FETCH_GRAD_REPR_FEATURE in features
         self._recorder = Recorder(self._send, session_id, client.target,
                                   self._live, self._tape_result if tapes else None)
         self._recorder.clock = lambda: self._epoch
@@ -899,7 +907,10 @@ class Session:
         f = self._record(lambda r: box.append(r.fetch)).fetch
         f.handle = t._handle
         f.grad = small
-        f.repr = small
+        if self._grad_repr_only:
+            f.grad_repr = small  # the tensor's own printed form is not used here
+        else:
+            f.repr = small
 
         def finish() -> Tensor | None:
             handles, fetched = box

@@ -54,6 +54,7 @@ def _retain(node: Node, nr: int, g: Any, create_graph: bool) -> None:
         t._grad = Tensor._make(np.array(g, dtype=t.dtype.np, copy=True))
     else:
         t._grad = Tensor._make(t._grad._data + g)
+    limits.keep(t._grad._data.nbytes + limits.TENSOR_BYTES)  # (with create_graph too)
 
 
 def _dependencies(roots: Sequence[Any]) -> dict[Any, int]:
@@ -185,8 +186,9 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
     try:
         while ready:
             node = heapq.heappop(ready)[2]
-            if state.active:
-                limits.tick()  # the caller's deadline / cancellation, between nodes
+            check = state.check  # read per node: a suspended pass resumes in another call
+            if check is not None:
+                check()  # the caller's deadline / cancellation, between nodes (limits.tick)
             gs = buffers.pop(node, None) or [None]
             if node_hooks or leaf_hooks:
                 gs = yield from _suspendable(
@@ -264,8 +266,20 @@ class GradientMeter:
         self.live = 0
 
     def made(self, grads: Any, node: Any) -> None:
-        n = limits.nbytes_of(grads)
-        limits.charge(n, node.name, "gradients of ")
+        # limits.nbytes_of and limits.charge inlined: this runs for every node of a pass
+        if type(grads) is tuple or type(grads) is list:
+            n = 0
+            for g in grads:
+                if g is not None:
+                    n += getattr(g, "nbytes", 0)
+        else:
+            n = int(getattr(grads, "nbytes", 0))
+        state = limits._state
+        left = state.bytes_left
+        if left is not None:
+            if n > left:
+                limits.charge(n, node.name, "gradients of ")  # raises, naming the node
+            state.bytes_left = left - n
         self.live += n
 
     def merged(self, parts: tuple[Any, Any, Any], node: Any) -> None:
@@ -275,10 +289,17 @@ class GradientMeter:
         self.consumed((old, new))
 
     def consumed(self, grads: Any) -> None:
-        n = min(self.live, limits.nbytes_of(grads if isinstance(grads, (list, tuple))
-                                            else list(grads)))
+        n = 0
+        for g in grads:  # a list or tuple of arrays and None (limits.nbytes_of inlined)
+            if g is not None:
+                n += getattr(g, "nbytes", 0)
+        if n > self.live:
+            n = self.live
         if n:
-            limits.credit(n)
+            state = limits._state
+            left = state.bytes_left
+            if left is not None:
+                state.bytes_left = left + n
             self.live -= n
 
 

@@ -107,21 +107,31 @@ class _Formatter:
             for value in flat.tolist():
                 self.max_width = max(self.max_width, len(f"{value}"))
             return
-        nonzero_finite = flat[np.isfinite(flat) & (flat != 0)]
-        if nonzero_finite.size == 0:
-            return
-        # torch compares in float64 (exact for float32), where max / min may overflow to inf.
-        magnitudes = np.abs(nonzero_finite).astype(np.float64)
-        lo, hi = magnitudes.min(), magnitudes.max()
-        with np.errstate(over="ignore"):
-            ratio = hi / lo
-        self.int_mode = bool(np.all(nonzero_finite == np.ceil(nonzero_finite)))
+        if flat.size == 1:  # a scalar (a loss, a 0-d gradient): the same, in Python floats
+            values_list = flat.tolist()
+            one = values_list[0]
+            if not math.isfinite(one) or one == 0:
+                return
+            lo = hi = abs(one)
+            ratio = 1.0
+            self.int_mode = one == math.ceil(one)
+        else:
+            nonzero_finite = flat[np.isfinite(flat) & (flat != 0)]
+            if nonzero_finite.size == 0:
+                return
+            # torch compares in float64 (exact for float32), where max / min may overflow to inf.
+            magnitudes = np.abs(nonzero_finite).astype(np.float64)
+            lo, hi = magnitudes.min(), magnitudes.max()
+            with np.errstate(over="ignore"):
+                ratio = hi / lo
+            self.int_mode = bool(np.all(nonzero_finite == np.ceil(nonzero_finite)))
+            values_list = nonzero_finite.tolist()
         if _OPTS.sci_mode is None:
             self.sci_mode = bool(ratio > 1000.0 or hi > 1.0e8 or lo < 1.0e-4)
         else:
             self.sci_mode = _OPTS.sci_mode
         precision = _OPTS.precision
-        for value in nonzero_finite.tolist():
+        for value in values_list:
             if self.sci_mode:
                 width = len(f"{value:.{precision}e}")
             elif self.int_mode:

@@ -53,6 +53,8 @@ class _State(threading.local):
     check: Callable[[], None] | None = None
     # True while any bound above is set: the one attribute the hot path reads when none is.
     active: bool = False
+    # bytes of the `.grad`s backward passes made on this thread, ever (see `keep`)
+    kept: int = 0
 
 
 _state = _State()
@@ -194,6 +196,19 @@ def credit(nbytes: int) -> None:
     left = _state.bytes_left
     if left is not None:
         _state.bytes_left = left + nbytes
+
+
+def keep(nbytes: int) -> None:
+    """Count `nbytes` a backward pass leaves behind: a new `.grad` (its array and tensor
+    object), made where a pass accumulates or retains a gradient. A caller that accounts
+    memory reads `kept()` before and after a pass without create_graph: the difference bounds
+    what the pass left (its other gradients die with it; the graph it frees is not credited)."""
+    _state.kept += nbytes
+
+
+def kept() -> int:
+    """Bytes counted by `keep` on this thread so far (only differences mean anything)."""
+    return _state.kept
 
 
 def admit(bound: Bound, what: str) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from gradserve.surface.compat import node_name
 
-from . import errors, hooks, namespaces
+from . import errors, hooks, limits, namespaces
 from .tensor import Tensor
 
 if TYPE_CHECKING:
@@ -474,7 +474,8 @@ class AccumulateGrad:
             else:
                 v._grad = v._grad + gt
         elif v._grad is None:
-            v._grad = Tensor._make(np.array(g, dtype=v.dtype.np, copy=True))
+            v._grad = grad = Tensor._make(np.array(g, dtype=v.dtype.np, copy=True))
+            limits.keep(grad._data.nbytes + limits.TENSOR_BYTES)
         else:
             # torch adds in place (`variable_grad += new_grad` under no grad): the same tensor,
             # its grad_fn kept when it has one (a `.grad` made with create_graph)

@@ -32,14 +32,18 @@ from .errors import (
 )
 from .sessions import GENERATOR_BYTES, Session, make_generator, quiet_grad
 
-# Instructions whose memory growth is bounded by an estimate; others re-measure exactly.
-_ESTIMATED = frozenset({"create_tensor", "apply_op", "apply_inplace", "zero_grad", "set_grad",
-                        "get_grad", "set_requires_grad", "detach", "detach_inplace",
-                        "retain_grad", "manual_seed", "release", "fetch", "index",
-                        "index_put", "get_optimizer_state", "tape", "create_generator",
-                        "get_generator", "set_generator_state",
-                        # drops .grads, or zeroes them in place (as zero_grad): adds nothing
-                        "optimizer_zero_grad"})
+# Instructions whose memory growth is bounded by an estimate; others re-measure exactly. Those in
+# _ESTIMATED_OR_EXACT estimate when they can and return EXACT when they cannot; when they fail
+# (they may have changed state before failing) the session is measured.
+EXACT = -1
+_ESTIMATED_OR_EXACT = frozenset({"backward", "grad", "optimizer_step"})
+_ESTIMATED = _ESTIMATED_OR_EXACT | frozenset({
+    "create_tensor", "apply_op", "apply_inplace", "zero_grad", "set_grad", "get_grad",
+    "set_requires_grad", "detach", "detach_inplace", "retain_grad", "manual_seed", "release",
+    "fetch", "index", "index_put", "get_optimizer_state", "tape", "create_generator",
+    "get_generator", "set_generator_state",
+    # drops .grads, or zeroes them in place (as zero_grad): adds nothing
+    "optimizer_zero_grad"})
 
 
 # Upper bounds of one instruction's reply: the InstructionResult around it, and one TensorInfo
@@ -103,9 +107,14 @@ class ByteBudget:
     `growth` is an upper bound of what an instruction adds to `Session.measure`: its outputs'
     data, `TENSOR_BYTES` per output and `NODE_BYTES` per recorded node; an inline constant
     input's data and `TENSOR_BYTES` (its node may save it); `NODE_BYTES` per leaf input (its
-    AccumulateGrad node). The estimates add up across instructions and batches (frees are not
-    credited); only when they could pass the limit is the session measured again (a walk of
-    its graphs), and only an exact figure can fail the call.
+    AccumulateGrad node). A backward pass without create_graph that ran to its end adds at
+    most the `.grad`s it made (each one's array and tensor object, counted by the engine where
+    it stores them: `Executor.pass_growth`) and what finishing it binds (Grad's results); an
+    optimizer step adds at most the data and `TENSOR_BYTES` of the state tensors it created
+    (`optimizers.state_growth`); a backward pass with create_graph, one that suspended, and
+    anything that failed are measured exactly. The estimates add up across instructions and
+    batches (frees are not credited); only when they could pass the limit is the session
+    measured again (a walk of its graphs), and only an exact figure can fail the call.
     """
 
     def __init__(self, session: Session):
@@ -130,7 +139,7 @@ class ByteBudget:
             LimitExceededError: the session now holds more than its limit.
         """
         limit = self.session.limits.max_bytes
-        if kind in _ESTIMATED:
+        if growth >= 0 and kind in _ESTIMATED:
             self.pending += growth
             if self.session.measured_bytes + self.pending <= limit:
                 return
@@ -201,6 +210,8 @@ class Executor:
         self.index = 0  # of the instruction running
         # (result, handles) of tapes' VALUE-flagged outputs, filled after the last instruction
         self.values: list[tuple[session_pb2.TapeResult, list[int]]] = []
+        # what the last backward pass charged and kept (see differentiate); EXACT: measure
+        self.pass_growth = EXACT
 
     def run(self, instructions: Sequence[session_pb2.Instruction]) -> session_pb2.BatchResponse:
         if len(instructions) > self.s.limits.max_instructions:
@@ -237,7 +248,8 @@ class Executor:
                         self.s.tensors.pop(h, None)
                         self.s.optimizers.pop(h, None)
                         self.s.generators.pop(h, None)
-                    if kind is not None and kind not in _ESTIMATED:
+                    if kind is not None and (kind not in _ESTIMATED
+                                             or kind in _ESTIMATED_OR_EXACT):
                         self.budget.measure()  # e.g. a refused backward may have accumulated
                     self.budget.carry()  # what the instructions before it added stays
                     if isinstance(exc, Located):  # a tape op: it knows its place in the tape
@@ -344,8 +356,13 @@ class Executor:
         it. With create_graph every gradient is recorded and its graph can stay, so the pass
         gets what the session has left, measured exactly first. Either way the pass runs once
         (it may have accumulated into `.grad` before a refusal, so it is not retried).
+
+        Sets `pass_growth`: without create_graph, the `.grad`s the pass made (arrays and tensor
+        objects, `ge.limits.kept`), an upper bound of what it leaves: its other gradients die
+        with it and `.grad`s it adds into are updated in place; with create_graph, EXACT.
         """
         max_bytes = self.s.limits.max_bytes
+        self.pass_growth = EXACT
         if create_graph:
             left = max_bytes - self.budget.measure()
             try:
@@ -354,8 +371,11 @@ class Executor:
             except ge.errors.BudgetExceededError as exc:
                 raise self._exhausted(exc, left) from exc
         try:
+            kept = ge.limits.kept()
             with ge.limits.byte_budget(max_bytes):
-                return run(*args)
+                result = run(*args)
+            self.pass_growth = ge.limits.kept() - kept
+            return result
         except ge.errors.BudgetExceededError as exc:
             raise LimitExceededError(
                 f"{exc}: a backward pass may allocate at most the session's limit of "
@@ -623,7 +643,9 @@ class Executor:
         held: list[Any] = []
         steps = ge.autograd.backward_steps(t, None if gradient is None else (gradient,), retain,
                                            m.create_graph, inputs, held=held)
-        return functions.run_pass(self, steps, m.create_graph, r, functions.backward_done, held)
+        self.pass_growth = EXACT
+        growth = functions.run_pass(self, steps, m.create_graph, r, functions.backward_done, held)
+        return self._after_pass(growth, r)
 
     def grad(self, m: session_pb2.Grad, r: session_pb2.InstructionResult) -> int:
         outputs = [self.tensor(h) for h in m.outputs]
@@ -640,8 +662,18 @@ class Executor:
         held: list[Any] = []
         steps = ge.autograd.grad_steps(outputs, inputs, grad_outputs, retain, m.create_graph,
                                        m.allow_unused, held=held)
-        return functions.run_pass(self, steps, m.create_graph, r,
-                                  functions.grad_done(list(m.results)), held)
+        self.pass_growth = EXACT
+        growth = functions.run_pass(self, steps, m.create_graph, r,
+                                    functions.grad_done(list(m.results)), held)
+        return self._after_pass(growth, r)
+
+    def _after_pass(self, growth: int, r: session_pb2.InstructionResult) -> int:
+        """A Backward's or Grad's growth: what the pass kept (see `differentiate`) plus what
+        finishing it bound, or EXACT (create_graph, or it suspended at a custom Function or
+        hook: the session was measured with it)."""
+        if self.pass_growth == EXACT or r.HasField("suspended"):
+            return EXACT
+        return self.pass_growth + growth
 
     def zero_grad(self, m: session_pb2.ZeroGrad, r: session_pb2.InstructionResult) -> int:
         for h in m.handles:
@@ -713,9 +745,11 @@ class Executor:
 
     def optimizer_step(self, m: session_pb2.OptimizerStep,
                        r: session_pb2.InstructionResult) -> int:
-        optimizers.step(self.optimizer(m.optimizer), m)
+        opt = self.optimizer(m.optimizer)
+        before = optimizers.state_tensors(opt)
+        optimizers.step(opt, m)
         r.done.SetInParent()
-        return 0
+        return EXACT if before is None else optimizers.state_growth(opt, before)
 
     def optimizer_zero_grad(self, m: session_pb2.OptimizerZeroGrad,
                             r: session_pb2.InstructionResult) -> int:
@@ -792,7 +826,7 @@ class Executor:
         t = self.tensor(m.handle)
         out = r.fetch
         tensor_info(m.handle, t, out.info)  # reserved by reply_bound
-        if not (m.value or m.repr or m.grad or m.graph):
+        if not (m.value or m.repr or m.grad or m.graph):  # (grad_repr goes with grad)
             return 0
         g = quiet_grad(t) if m.grad else None
         room = self.max_response_bytes - self.response_bytes if self.max_response_bytes else -1
@@ -811,7 +845,7 @@ class Executor:
                 out.grad.none.SetInParent()
             else:
                 codec.encode_tensor(g, out.grad.tensor)
-                if m.repr:
+                if m.repr or m.grad_repr:
                     out.grad_repr = repr(g)
         if m.graph:
             autograd_graph(t, self.s.tensors, out.graph)

@@ -8,6 +8,7 @@ from typing import Any
 import gradserve.engine as ge
 from gradserve.surface.signature import nullable
 from gradserve.v1 import (
+    FETCH_GRAD_REPR_FEATURE,
     GENERATOR_FEATURE,
     OMIT_INFO_FEATURE,
     PROTOCOL_VERSION,
@@ -46,7 +47,8 @@ def list_ops() -> catalogue_pb2.ListOpsResponse:
                                          protocol_version=PROTOCOL_VERSION,
                                          features=[TAPE_FEATURE, OMIT_INFO_FEATURE,
                                                    STEP_HYPERPARAMETERS_FEATURE,
-                                                   GENERATOR_FEATURE])
+                                                   GENERATOR_FEATURE,
+                                                   FETCH_GRAD_REPR_FEATURE])
     resp.dtypes.extend(codec.wire_dtype(name) for name in ge.dtypes.DTYPES)
     for name in sorted(ge.registry.OPS):
         op = ge.registry.OPS[name]

@@ -92,6 +92,39 @@ def step(opt: Any, m: session_pb2.OptimizerStep) -> None:
     opt.step()
 
 
+def state_tensors(opt: Any) -> dict[int, ge.Tensor] | None:
+    """The tensors of an optimizer's state by id (before a step, for `state_growth`), or None
+    when its state holds anything but tensors, numbers and None (the caller measures instead).
+
+    The tensors themselves are kept, not only their ids: while the step runs, a buffer it
+    replaces cannot be freed and its id reused by a new one."""
+    state = getattr(opt, "state", None)
+    if not isinstance(state, dict):
+        return None
+    tensors: dict[int, ge.Tensor] = {}
+    for entry in state.values():
+        if not isinstance(entry, dict):
+            return None
+        for v in entry.values():
+            if isinstance(v, ge.Tensor):
+                tensors[id(v)] = v
+            elif v is not None and not isinstance(v, (int, float)):
+                return None
+    return tensors
+
+
+def state_growth(opt: Any, before: dict[int, ge.Tensor]) -> int:
+    """An upper bound of what a step added to the session's measure: everything the state
+    tensors that were not in its state `before` keep alive (`footprint`: their data, tensor
+    objects, grads and graphs). Buffers updated in place add nothing; frees are not credited.
+    -1 when the state now holds anything but tensors and numbers (measure instead)."""
+    after = state_tensors(opt)
+    if after is None:
+        return -1
+    new = [t for k, t in after.items() if k not in before]
+    return ge.autograd.footprint(new).nbytes if new else 0
+
+
 def _state_dict(entries: Sequence[session_pb2.ParamState], kind: str, opt: Any, n: int,
                 limit: int) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}

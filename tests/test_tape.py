@@ -330,6 +330,63 @@ def test_the_seed_step_is_one_round_trip(client):
     session.close()
 
 
+def _read_ahead_fetches(session):
+    """The Fetch instructions of the requests `session` sends from now on."""
+    fetches: list = []
+    send = session._send
+
+    def spy(request):
+        fetches.extend(i.fetch for i in request.instructions if i.WhichOneof("kind") == "fetch")
+        return send(request)
+    session._recorder._send = spy
+    return fetches
+
+
+@pytest.mark.parametrize("feature", [True, False])
+def test_a_gradient_read_ahead_is_printed_without_its_tensor(gradserve_server_factory, feature):
+    # The seed step printed x and x.grad on the server (80-200 us each) and never used x's
+    # printed form; a server listing "fetch_grad_repr" prints only the gradient. Against a
+    # server without the feature the client asks as before, and the result is the same.
+    import gradserve.client as gc
+    from gradserve.server import catalogue
+    from gradserve.v1 import FETCH_GRAD_REPR_FEATURE
+
+    features = list(catalogue.list_ops().features)
+    assert FETCH_GRAD_REPR_FEATURE in features
+    if not feature:
+        catalogue.list_ops().features.remove(FETCH_GRAD_REPR_FEATURE)
+    try:
+        _, port = gradserve_server_factory()
+        with gc.connect(f"localhost:{port}") as client, client.session() as session:
+            fetches = _read_ahead_fetches(session)
+            x = session.tensor(3.0, requires_grad=True)
+            (x**2).backward()
+            trips = session.round_trips
+            assert (repr(x.grad), x.grad.item()) == ("tensor(6.)", 6.0)
+            assert session.round_trips == trips
+            [f] = fetches
+            assert (f.grad, f.grad_repr, f.repr) == (True, feature, not feature)
+    finally:
+        del catalogue.list_ops().features[:]
+        catalogue.list_ops().features.extend(features)
+
+
+def test_fetch_grad_repr_prints_only_the_gradient(gradserve_session):
+    session = gradserve_session
+    session.run(session.create(1, np.array([1.0, 2.0]), requires_grad=True),
+                session.op("mul", [("h", 1), ("h", 1)], [2]), session.op("sum", [("h", 2)], [3]),
+                session.backward(3))
+    pb = session_pb2
+    both, alone, neither = session.run(
+        pb.Instruction(fetch=pb.Fetch(handle=1, grad=True, repr=True)),
+        pb.Instruction(fetch=pb.Fetch(handle=1, grad=True, grad_repr=True)),
+        pb.Instruction(fetch=pb.Fetch(handle=1, grad_repr=True))).results
+    assert both.fetch.repr == "tensor([1., 2.], requires_grad=True)"
+    assert both.fetch.grad_repr == alone.fetch.grad_repr == "tensor([2., 4.])"
+    assert alone.fetch.repr == ""
+    assert not neither.fetch.HasField("grad") and neither.fetch.grad_repr == ""
+
+
 def test_grads_read_before_are_read_ahead_and_stay_current(client):
     session = client.session()
     w = session.tensor([1.0, 2.0], requires_grad=True)

@@ -44,6 +44,10 @@ STEP_HYPERPARAMETERS_FEATURE = "optimizer_step_hyperparameters"
 #: SetGeneratorState, ManualSeed/ApplyOp/ApplyInplace.generator).
 GENERATOR_FEATURE = "generators"
 
+#: The ListOpsResponse.features name of Fetch.grad_repr (a gradient's printed form without the
+#: tensor's own; a server without it ignores the field: a client must not rely on it there).
+FETCH_GRAD_REPR_FEATURE = "fetch_grad_repr"
+
 #: Trailing metadata: id of the graph node that failed (RunGraph).
 FAILED_NODE_METADATA = "gradserve-failed-node"
 

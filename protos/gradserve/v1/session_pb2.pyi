@@ -539,18 +539,20 @@ class Release(_message.Message):
     def __init__(self, handles: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Fetch(_message.Message):
-    __slots__ = ("handle", "value", "grad", "graph", "repr")
+    __slots__ = ("handle", "value", "grad", "graph", "repr", "grad_repr")
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     GRAD_FIELD_NUMBER: _ClassVar[int]
     GRAPH_FIELD_NUMBER: _ClassVar[int]
     REPR_FIELD_NUMBER: _ClassVar[int]
+    GRAD_REPR_FIELD_NUMBER: _ClassVar[int]
     handle: int
     value: bool
     grad: bool
     graph: bool
     repr: bool
-    def __init__(self, handle: _Optional[int] = ..., value: _Optional[bool] = ..., grad: _Optional[bool] = ..., graph: _Optional[bool] = ..., repr: _Optional[bool] = ...) -> None: ...
+    grad_repr: bool
+    def __init__(self, handle: _Optional[int] = ..., value: _Optional[bool] = ..., grad: _Optional[bool] = ..., graph: _Optional[bool] = ..., repr: _Optional[bool] = ..., grad_repr: _Optional[bool] = ...) -> None: ...
 
 class Instruction(_message.Message):
     __slots__ = ("create_tensor", "apply_op", "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad", "set_requires_grad", "detach", "detach_inplace", "retain_grad", "create_optimizer", "optimizer_step", "optimizer_zero_grad", "manual_seed", "release", "fetch", "index", "index_put", "get_optimizer_state", "apply_function", "claim_gradients", "resume_backward", "abort_backward", "register_hook", "remove_hook", "tape", "create_generator", "get_generator", "set_generator_state")
