@@ -7,7 +7,7 @@ care here: the backward pass sums each gradient back to its input's shape.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -21,6 +21,7 @@ from .registry import (
     BOOL,
     COMPARE,
     FLOAT,
+    OPS,
     PROMOTE,
     SAME,
     AttrSpec,
@@ -355,17 +356,34 @@ _POW_SPECIAL = {
 }
 
 
+def _pow_scalar_tail(e: float) -> Callable[[np.ndarray], np.ndarray]:
+    # torch's scalar lambda for a Scalar exponent: std::pow(float, double), glibc's double pow
+    return lambda v: np.power(v.astype(np.float64), e).astype(np.float32)
+
+
 def _pow_forward(x: Any, y: Any) -> Any:
     if type(y) in (int, float) and _is_tensor(x):
         if y == 2:
             return np.square(x)  # the common x ** 2: one pass, no pow
         if x.dtype in (np.float32, np.float64) and y in _POW_SPECIAL:
             return _POW_SPECIAL[y](x)
+        if x.dtype in (np.float32, np.float64) and y == 0.5:
+            return OPS["sqrt"].forward(x)  # torch's sqrt kernel, whatever computes it
         if y < 0 and x.dtype.kind in "iu":
             raise errors.InvalidArgumentError(
                 "Integers to negative integer powers are not allowed.")
+        if y not in (0, 1) and _float32(x):
+            # SLEEF's powf (the exponent rounded to float) in the vector loop (vecmath)
+            return vecmath.float32_kernel(
+                lambda v: vecmath.sleef_powf(v, np.float32(y)), _pow_scalar_tail(float(y)), x)
     elif _is_tensor(x) and x.dtype.kind in "iu" and np.any(np.asarray(y) < 0):
         raise errors.InvalidArgumentError("Integers to negative integer powers are not allowed.")
+    elif _float32(y) and (_float32(x) or type(x) in (int, float)):
+        # tensor ** tensor, and a number ** tensor (torch wraps the number in a 0-dim tensor,
+        # into an output it allocates C-contiguous): SLEEF's powf in the vector loop, glibc's
+        # powf (numpy's float32 power) in the tail
+        return vecmath.float32_kernel(vecmath.sleef_powf, np.power, np.asarray(x, np.float32), y,
+                                      contiguous_out=not _is_tensor(x))
     return np.power(x, y)
 
 
@@ -387,11 +405,21 @@ def _pow_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
     return g * ns.where(ns.logical_and(x == 0, y >= 0), 0.0, out * ns.log(x))
 
 
+_POW_NUMPY = temporaries(broadcast_shape, result_bytes=1)
+
+
+@shapes_only
+def _pow_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
+    # float32 goes through `vecmath.float32_kernel` (see _exact32_or, defined below)
+    if out_dtype is dtypes.float32:
+        return limits.with_scratch(_EXACT32(args, attrs, out_dtype), vecmath.KERNEL_SCRATCH)
+    return _POW_NUMPY(args, attrs, out_dtype)
+
+
 defop("pow", _pow_forward, _pow_dx, _pow_dy, inputs=("input", "exponent"), dtype=PROMOTE,
       saves=("input exponent", "result input exponent"),
       backward=_by_scalars("PowBackward1", "PowBackward0", "PowBackward2"), inplace=True,
-      doc="input ** exponent", out_shape=broadcast_shape,
-      out_bound=temporaries(broadcast_shape, result_bytes=1))
+      doc="input ** exponent", out_shape=broadcast_shape, out_bound=_pow_bound)
 defop("square", np.square, lambda ns, g, out, x: g * (2 * ns.pow(x, 1)), dtype=PROMOTE,
       saves="input",
       backward="PowBackward0", doc="input ** 2",

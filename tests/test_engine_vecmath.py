@@ -1,4 +1,4 @@
-"""float32 sigmoid, silu, expm1, elu, log1p, softplus, gelu(approximate='tanh') (and their
+"""float32 sigmoid, silu, expm1, elu, log1p, softplus, gelu(approximate='tanh'), pow (and their
 gradients) are torch's to the last bit (engine/vecmath.py).
 
 Every case runs the same values through torch and the engine and compares the float32 results
@@ -51,6 +51,13 @@ OPS: dict[str, Callable[[Any, Any], Any]] = {
     "softplus": lambda lib, t: lib.nn.functional.softplus(t),
     "softplus_beta": lambda lib, t: lib.nn.functional.softplus(t, beta=1.5, threshold=8.0),
     "gelu_tanh": lambda lib, t: lib.nn.functional.gelu(t, approximate="tanh"),
+    # SLEEF's powf in the vector loop, glibc's double pow in the tail; the gradients' x.pow(e - 1)
+    # too (x ** 1.5 is left out: its gradient's x.pow(0.5) is torch's sqrt kernel)
+    "pow_4": lambda lib, t: t ** 4,
+    "pow_2_5": lambda lib, t: t ** 2.5,
+    "pow_neg": lambda lib, t: lib.pow(t, -1.25),
+    "pow_7": lambda lib, t: t.pow(7.0),
+    "rpow": lambda lib, t: 1.7 ** t,
 }
 
 VIEWS: dict[str, Callable[[Any], Any]] = {
@@ -110,6 +117,42 @@ def test_scalars_and_empty(op: str) -> None:
         _bits_equal(ex.grad.numpy(), tx.grad.numpy())
 
 
+@pytest.mark.parametrize("view", VIEWS)
+def test_pow_tensor_exponent(view: str) -> None:
+    """tensor ** tensor (SLEEF's powf, glibc's powf in the tail) and its base gradient; every
+    pair of special values, wide magnitudes, each tail length. (The exponent's gradient needs
+    torch's log, MKL's: not compared here.)"""
+    rng = np.random.default_rng(13)
+    grid_x, grid_y = (a.reshape(-1) for a in np.meshgrid(SPECIAL, np.append(SPECIAL, [
+        2, -3, 7, 16777216, 16777217, -1.5, 1e10])))
+    with np.errstate(over="ignore"):
+        wide = np.exp(rng.uniform(-90, 90, 30000)).astype(F32)
+    cases = [(grid_x, grid_y), (wide, rng.uniform(-40, 40, wide.size)),
+             (rng.standard_normal((37, 29)) * 3, rng.uniform(-4, 4, (37, 29)))]
+    cases += [(rng.standard_normal(n) * 3, rng.uniform(-4, 4, n)) for n in range(1, 65, 7)]
+    for x, y in cases:
+        x, y = np.asarray(x, F32), np.asarray(y, F32)
+        tx = VIEWS[view](torch.from_numpy(x.copy())).detach().requires_grad_()
+        ex = VIEWS[view](ge.tensor(x.copy())).detach().requires_grad_()
+        ty, ey = VIEWS[view](torch.from_numpy(y.copy())), VIEWS[view](ge.tensor(y.copy()))
+        tr, er = tx ** ty, ex ** ey
+        _bits_equal(er.detach().numpy(), tr.detach().numpy())
+        g = rng.standard_normal(tuple(tr.shape)).astype(F32)
+        tr.backward(torch.from_numpy(g))
+        er.backward(ge.tensor(g))
+        _bits_equal(ex.grad.numpy(), tx.grad.numpy())
+
+
+def test_pow_scalar_exponents() -> None:
+    """Every exponent torch special-cases (2, 3, -1, -2, 0.5, -0.5, 0, 1) or sends to powf,
+    over special values: the engine's kernel choice is torch's."""
+    x = np.tile(np.append(SPECIAL, [2, -3, 7, 1e10, 0.999999, 1.000001]).astype(F32), 3)
+    for e in (2, 3, -1, -2, -0.5, 0, 1, 4, 2.5, -1.25, 1 / 3, 100, 1e-3, 16777217, -7, np.inf,
+              -np.inf, np.nan, 2.0, 3.0):
+        with np.errstate(all="ignore"):
+            _bits_equal((ge.tensor(x) ** e).numpy(), (torch.from_numpy(x) ** e).numpy())
+
+
 def test_exp_kernels_differ_where_torch_does() -> None:
     """The two exps are distinct: each matches its own torch path and differs from the other
     somewhere on these inputs (else the test could not tell the loop's split)."""
@@ -134,6 +177,12 @@ def test_vector_lanes_layout() -> None:
     assert cols[:, :16].all() and not cols[:, 16:].any()
     assert not vecmath.vector_lanes(a[:, ::2]).any()  # stride 2: the scalar loop only
     assert vecmath.vector_lanes(a.T).reshape(-1).sum() == 112
+    # a unary kernel on a stride-0 input: the vector loop broadcasts it (is_contiguous_scalar)
+    assert vecmath.vector_lanes(np.broadcast_to(a[0, :1], (40,))).sum() == 32
+    # an output allocated C-contiguous (number ** tensor) against a transposed input: scalar
+    one = np.broadcast_to(F32(1), (40, 3))
+    assert not vecmath.vector_lanes(one, a.T, contiguous_out=True).any()
+    assert vecmath.vector_lanes(one, a.T).reshape(-1).sum() == 112
 
 
 def test_float64_keeps_numpy() -> None:
