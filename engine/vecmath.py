@@ -18,6 +18,7 @@ is glibc's `expf`. The two round differently from each other and from numpy's `n
 
 Measured against torch 2.13 on an AMD EPYC (AVX2, 2 threads, glibc 2.36): bit-exact on the
 probe set of tests/test_engine_vecmath.py. Only float32 takes this path; other dtypes use numpy.
+`sleef_powf` (SLEEF's `xpowf`: `logkf` and `expkf` in double-floats) serves float32 `pow`.
 The algorithms are written here from their published descriptions (SLEEF's `xexpf`, Arm's
 optimized-routines `expf` as in glibc >= 2.27); the 2**(i/32) table is computed, not copied.
 """
@@ -44,8 +45,8 @@ EXACT = True  # whether the ops take this module's path for float32 (set_exact)
 def set_exact(on: bool) -> None:
     """Turn the torch-exact float32 exponentials on or off for every op that uses them.
 
-    Off, `sigmoid`, `silu`, `elu`, `softplus`, `gelu(approximate='tanh')`, `expm1`, `log1p` and
-    their gradients compute with numpy's functions: 5-100x faster, but 1-3 ulp off torch's
+    Off, `sigmoid`, `silu`, `elu`, `softplus`, `gelu(approximate='tanh')`, `expm1`, `log1p`,
+    `pow` and their gradients compute with numpy's functions: 5-100x faster, but 1-3 ulp off torch's
     values in 10-40 % of elements.
 
     Args:
