@@ -536,6 +536,7 @@ defop("tanh", np.tanh, lambda ns, g, out, x: g * (1 - out * out), dtype=FLOAT, i
 
 
 _ONE32 = np.float32(1)
+_ZERO32 = np.float32(0)
 
 
 def _sigmoid_vec(x: np.ndarray) -> np.ndarray:
@@ -768,6 +769,50 @@ defop("softplus", _softplus, _softplus_vjp,
       saves="input",
       attrs=(AttrSpec("beta", "float", 1.0), AttrSpec("threshold", "float", 20.0)), dtype=FLOAT,
       doc="log(1 + exp(beta * input)) / beta, linear above threshold",
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=4)))
+
+
+def _log_sigmoid_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any]:
+    d = args[0].dtype
+    if not d.is_floating_point:
+        word = {"int32": "Int", "int64": "Long", "bool": "Bool"}.get(d.name, d.name)
+        raise errors.NotImplementedFunctionError(
+            f'"log_sigmoid_cpu" not implemented for \'{word}\'')
+    return d, d
+
+
+def _log_sigmoid32(x: np.ndarray) -> np.ndarray:
+    # torch's log_sigmoid_cpu_kernel: every element in Vectorized<float> code (the last
+    # partial vector loaded as one), min(x, 0) - log1p(exp(-|x|)) with SLEEF's exp and log1p
+    return np.minimum(x, _ZERO32) - vecmath.sleef_log1pf(vecmath.sleef_expf(-np.abs(x)))
+
+
+def _log_sigmoid(x: Any) -> Any:
+    if _float32(x):
+        return vecmath.float32_kernel(_log_sigmoid32, _log_sigmoid32, x)
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def _log_sigmoid_backward32(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    # torch's log_sigmoid_backward kernel on the forward's buffer b = exp(-|x|) (SLEEF's):
+    # (max_deriv - sign * (b / (1 + b))) * grad, max_deriv 1 and sign 1 for x < 0, else 0, -1
+    b = vecmath.sleef_expf(-np.abs(x))
+    q = b / (_ONE32 + b)
+    return np.where(x < 0, _ONE32 - q, q) * g
+
+
+def _log_sigmoid_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
+    if _float32(g, x):
+        return vecmath.float32_kernel(_log_sigmoid_backward32, _log_sigmoid_backward32, g, x)
+    # recorded (create_graph=True) or float64: the same formula from engine ops
+    b = ns.exp(-ns.abs(x))
+    q = b / (1 + b)
+    return ns.where(x < 0, 1 - q, q) * g
+
+
+defop("log_sigmoid", _log_sigmoid, _log_sigmoid_vjp, dtype=_log_sigmoid_dtype,
+      saves="input", backward="LogSigmoidBackward0",
+      doc="log(sigmoid(input)) (nn.functional.logsigmoid)",
       out_bound=_exact32_or(temporaries(broadcast_shape, results=4)))
 
 # --- clamp, maximum, minimum, where ---------------------------------------------------------------

@@ -165,6 +165,7 @@ _elementwise("leaky_relu", 1, _TO_FLOAT, attrs={"negative_slope": _float})
 _elementwise("_prelu_kernel", 2, _PROMOTE)
 _elementwise("elu", 1, _TO_FLOAT, attrs={"alpha": _float})
 _elementwise("softplus", 1, _TO_FLOAT, attrs={"beta": _float, "threshold": _float})
+_elementwise("log_sigmoid", 1, _PROMOTE, accepts=lambda rank: rank >= _FLOAT)
 _elementwise("gelu", 1, _TO_FLOAT, attrs={"approximate": lambda v: _choice(v, ("none", "tanh"))})
 for _name in ("logical_not", "isnan", "isinf", "isfinite"):
     _elementwise(_name, 1, _TO_BOOL)

@@ -143,6 +143,22 @@ def softplus(be: NNBackend, input: Any, beta: float = 1.0, threshold: float = 20
     return _call(be, "softplus", input, beta, threshold)
 
 
+def logsigmoid(be: NNBackend, input: Any) -> Any:
+    """log(sigmoid(input)), computed as min(input, 0) - log1p(exp(-|input|)).
+
+    Args:
+        be: the backend.
+        input: a floating-point tensor.
+
+    Returns:
+        A tensor of input's shape and dtype.
+
+    Raises:
+        NotImplementedError: input is integral or bool (torch's message).
+    """
+    return _call(be, "log_sigmoid", input)
+
+
 def _implicit_dim(name: str, ndim: int, stacklevel: int) -> int:
     warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call to "
                   "include dim=X as an argument.", UserWarning, stacklevel=stacklevel)
@@ -451,7 +467,8 @@ def _cross_entropy_probs(be: NNBackend, logp: Any, xs: tuple[int, ...], target: 
     return be.scalar_div(-_call(be, "sum", prod), math.prod(xs) // n_classes)
 
 
-FUNCTIONS = (relu, sigmoid, tanh, leaky_relu, prelu, elu, gelu, silu, softplus, softmax,
+FUNCTIONS = (relu, sigmoid, tanh, leaky_relu, prelu, elu, gelu, silu, softplus, logsigmoid,
+             softmax,
              log_softmax, linear, bilinear, dropout, embedding, layer_norm, mse_loss, l1_loss,
              smooth_l1_loss, huber_loss, binary_cross_entropy, binary_cross_entropy_with_logits,
              nll_loss, cross_entropy)

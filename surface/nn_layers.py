@@ -347,6 +347,13 @@ class SiLU(Module):
         return "inplace=True" if self.inplace else ""
 
 
+class LogSigmoid(Module):
+    """log(sigmoid(x)) (nn.functional.logsigmoid)."""
+
+    def forward(self, input: Any) -> Any:
+        return F.logsigmoid(self._be, input)
+
+
 class Tanh(Module):
     """Hyperbolic tangent."""
 
@@ -406,5 +413,5 @@ class LogSoftmax(Module):
 
 LAYERS: tuple[type[Module], ...] = (
     Identity, Linear, Bilinear, Flatten, Embedding, LayerNorm, Dropout, ReLU, LeakyReLU, PReLU,
-    ELU, GELU, SiLU, Tanh, Sigmoid, Softplus, Softmax, LogSoftmax)
+    ELU, GELU, SiLU, LogSigmoid, Tanh, Sigmoid, Softplus, Softmax, LogSoftmax)
 """The layer classes `gradserve.surface.nn.build` binds to a backend."""

@@ -171,6 +171,7 @@ ACTIVATIONS = [
     OpInfo("gelu", lambda x, approximate="none": F.gelu(x, approximate=approximate),
            unary_samples() + [Sample(((2, 3),), {"approximate": "tanh"})]),
     unary("silu", F.silu),
+    unary("log_sigmoid", F.logsigmoid),
     OpInfo("softplus", lambda x, beta=1.0, threshold=20.0: F.softplus(x, beta, threshold),
            unary_samples() + [Sample(((2, 3),), {"beta": 2.0, "threshold": 1.0})],
            domain=(-3.0, 3.0)),

@@ -1,5 +1,5 @@
-"""float32 sigmoid, silu, expm1, elu, log1p, softplus, gelu(approximate='tanh'), pow (and their
-gradients) are torch's to the last bit (engine/vecmath.py).
+"""float32 sigmoid, silu, expm1, elu, log1p, softplus, gelu(approximate='tanh'), pow, logsigmoid
+(and their gradients) are torch's to the last bit (engine/vecmath.py).
 
 Every case runs the same values through torch and the engine and compares the float32 results
 bit for bit: wide random inputs, every size 1..64 (the vector loop's tails), torch's two-thread
@@ -58,6 +58,7 @@ OPS: dict[str, Callable[[Any, Any], Any]] = {
     "pow_neg": lambda lib, t: lib.pow(t, -1.25),
     "pow_7": lambda lib, t: t.pow(7.0),
     "rpow": lambda lib, t: 1.7 ** t,
+    "logsigmoid": lambda lib, t: lib.nn.functional.logsigmoid(t),
 }
 
 VIEWS: dict[str, Callable[[Any], Any]] = {
@@ -151,6 +152,20 @@ def test_pow_scalar_exponents() -> None:
               -np.inf, np.nan, 2.0, 3.0):
         with np.errstate(all="ignore"):
             _bits_equal((ge.tensor(x) ** e).numpy(), (torch.from_numpy(x) ** e).numpy())
+
+
+def test_logsigmoid_rejects_integers_and_module() -> None:
+    """torch's error for an integral input; nn.LogSigmoid is the function."""
+    for lib in (torch, ge):
+        with pytest.raises(NotImplementedError,
+                           match="\"log_sigmoid_cpu\" not implemented for 'Long'"):
+            lib.nn.functional.logsigmoid(lib.tensor([1, 2]))
+    x = np.random.default_rng(14).standard_normal(50).astype(F32)
+    assert repr(ge.nn.LogSigmoid()) == repr(torch.nn.LogSigmoid()) == "LogSigmoid()"
+    _bits_equal(ge.nn.LogSigmoid()(ge.tensor(x)).numpy(),
+                torch.nn.LogSigmoid()(torch.from_numpy(x)).numpy())
+    y = ge.nn.functional.logsigmoid(ge.tensor(x, requires_grad=True))
+    assert y.grad_fn.name() == "LogSigmoidBackward0"
 
 
 def test_exp_kernels_differ_where_torch_does() -> None:
