@@ -772,13 +772,17 @@ defop("softplus", _softplus, _softplus_vjp,
       out_bound=_exact32_or(temporaries(broadcast_shape, results=4)))
 
 
-def _log_sigmoid_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any]:
-    d = args[0].dtype
-    if not d.is_floating_point:
-        word = {"int32": "Int", "int64": "Long", "bool": "Bool"}.get(d.name, d.name)
-        raise errors.NotImplementedFunctionError(
-            f'"log_sigmoid_cpu" not implemented for \'{word}\'')
-    return d, d
+def _floating_only(kernel: str) -> Any:
+    """A dtype rule: the input's floating dtype, torch's NotImplementedError naming `kernel`
+    for an integral or bool input."""
+    def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any]:
+        d = args[0].dtype
+        if not d.is_floating_point:
+            word = {"int32": "Int", "int64": "Long", "bool": "Bool"}.get(d.name, d.name)
+            raise errors.NotImplementedFunctionError(
+                f'"{kernel}" not implemented for \'{word}\'')
+        return d, d
+    return rule
 
 
 def _log_sigmoid32(x: np.ndarray) -> np.ndarray:
@@ -810,9 +814,56 @@ def _log_sigmoid_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
     return ns.where(x < 0, 1 - q, q) * g
 
 
-defop("log_sigmoid", _log_sigmoid, _log_sigmoid_vjp, dtype=_log_sigmoid_dtype,
-      saves="input", backward="LogSigmoidBackward0",
+defop("log_sigmoid", _log_sigmoid, _log_sigmoid_vjp, dtype=_floating_only("log_sigmoid_cpu"),
+      saves="input", backward="LogSigmoidBackward0", method=False,
       doc="log(sigmoid(input)) (nn.functional.logsigmoid)",
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=4)))
+
+
+def _mish_with(exp: Any, log1p: Any, tanh: Any) -> Any:
+    def kernel(x: np.ndarray) -> np.ndarray:
+        return x * tanh(log1p(exp(x)))  # torch's mish kernel: x * tanh(log1p(exp(x)))
+    return kernel
+
+
+_MISH = (_mish_with(vecmath.sleef_expf, vecmath.sleef_log1pf, vecmath.sleef_tanhf),
+         _mish_with(vecmath.libm_expf, np.log1p, vecmath.libm_tanhf))
+
+
+def _mish(x: Any) -> Any:
+    if _float32(x):
+        # SLEEF's exp, log1p, tanh in the vector loop; glibc's in the scalar tail
+        return vecmath.float32_kernel(*_MISH, x)
+    return x * np.tanh(np.log1p(np.exp(x)))
+
+
+def _mish_backward_with(exp: Any, log1p: Any, tanh: Any) -> Any:
+    def kernel(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+        # torch's mish_backward kernel, compiled with both multiply-adds of
+        # t + x * s * (1 - t * t) fused (found against torch, in both paths)
+        s = _ONE32 / (_ONE32 + exp(-x))
+        t = tanh(log1p(exp(x)))
+        return g * fma32(x * s, fma32(-t, t, _ONE32), t)
+    return kernel
+
+
+_MISH_BACKWARD = (
+    _mish_backward_with(vecmath.sleef_expf, vecmath.sleef_log1pf, vecmath.sleef_tanhf),
+    _mish_backward_with(vecmath.libm_expf, np.log1p, vecmath.libm_tanhf))
+
+
+def _mish_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
+    if _float32(g, x):
+        return vecmath.float32_kernel(*_MISH_BACKWARD, g, x)
+    # recorded (create_graph=True) or float64: the same formula from engine ops
+    s = ns.sigmoid(x)
+    t = ns.tanh(ns.softplus(x))
+    return g * (t + x * s * (1 - t * t))
+
+
+defop("mish", _mish, _mish_vjp, dtype=_floating_only("mish_cpu"),
+      saves="input", backward="MishBackward0", method=False,
+      doc="input * tanh(softplus(input))",
       out_bound=_exact32_or(temporaries(broadcast_shape, results=4)))
 
 # --- clamp, maximum, minimum, where ---------------------------------------------------------------

@@ -46,8 +46,8 @@ def set_exact(on: bool) -> None:
     """Turn the torch-exact float32 exponentials on or off for every op that uses them.
 
     Off, `sigmoid`, `silu`, `elu`, `softplus`, `gelu(approximate='tanh')`, `expm1`, `log1p`,
-    `pow`, `logsigmoid` and their gradients compute with numpy's functions: 5-100x faster, but 1-3 ulp off torch's
-    values in 10-40 % of elements.
+    `pow`, `logsigmoid`, `mish` and their gradients compute with numpy's functions: 5-100x
+    faster, but 1-3 ulp off torch's values in 10-40 % of elements.
 
     Args:
         on: True (the default) for torch's roundings, False for numpy's.

@@ -29,7 +29,7 @@ MODULE_FILES = {
     "module": ("Module",),
     "linear": ("Identity", "Linear", "Bilinear"),
     "activation": ("ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU", "Tanh", "Sigmoid",
-                   "Softplus", "LogSigmoid", "Softmax", "LogSoftmax"),
+                   "Softplus", "LogSigmoid", "Mish", "Softmax", "LogSoftmax"),
     "conv": ("Conv1d", "Conv2d"),
     "pooling": ("MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d"),
     "batchnorm": ("BatchNorm1d", "BatchNorm2d"),

@@ -143,6 +143,26 @@ def softplus(be: NNBackend, input: Any, beta: float = 1.0, threshold: float = 20
     return _call(be, "softplus", input, beta, threshold)
 
 
+def mish(be: NNBackend, input: Any, inplace: bool = False) -> Any:
+    """input * tanh(softplus(input)).
+
+    Args:
+        be: the backend.
+        input: a floating-point tensor.
+        inplace: not supported (True raises).
+
+    Returns:
+        A tensor of input's shape and dtype.
+
+    Raises:
+        NotImplementedError: input is integral or bool (torch's message).
+        RuntimeError: inplace=True.
+    """
+    if inplace:
+        raise be.runtime_error("mish(): inplace=True is not supported")
+    return _call(be, "mish", input)
+
+
 def logsigmoid(be: NNBackend, input: Any) -> Any:
     """log(sigmoid(input)), computed as min(input, 0) - log1p(exp(-|input|)).
 
@@ -468,7 +488,7 @@ def _cross_entropy_probs(be: NNBackend, logp: Any, xs: tuple[int, ...], target: 
 
 
 FUNCTIONS = (relu, sigmoid, tanh, leaky_relu, prelu, elu, gelu, silu, softplus, logsigmoid,
-             softmax,
+             mish, softmax,
              log_softmax, linear, bilinear, dropout, embedding, layer_norm, mse_loss, l1_loss,
              smooth_l1_loss, huber_loss, binary_cross_entropy, binary_cross_entropy_with_logits,
              nll_loss, cross_entropy)

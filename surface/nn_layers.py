@@ -347,6 +347,20 @@ class SiLU(Module):
         return "inplace=True" if self.inplace else ""
 
 
+class Mish(Module):
+    """x * tanh(softplus(x))."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input: Any) -> Any:
+        return F.mish(self._be, input, self.inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
 class LogSigmoid(Module):
     """log(sigmoid(x)) (nn.functional.logsigmoid)."""
 
@@ -413,5 +427,5 @@ class LogSoftmax(Module):
 
 LAYERS: tuple[type[Module], ...] = (
     Identity, Linear, Bilinear, Flatten, Embedding, LayerNorm, Dropout, ReLU, LeakyReLU, PReLU,
-    ELU, GELU, SiLU, LogSigmoid, Tanh, Sigmoid, Softplus, Softmax, LogSoftmax)
+    ELU, GELU, SiLU, Mish, LogSigmoid, Tanh, Sigmoid, Softplus, Softmax, LogSoftmax)
 """The layer classes `gradserve.surface.nn.build` binds to a backend."""

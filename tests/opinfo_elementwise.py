@@ -172,6 +172,7 @@ ACTIVATIONS = [
            unary_samples() + [Sample(((2, 3),), {"approximate": "tanh"})]),
     unary("silu", F.silu),
     unary("log_sigmoid", F.logsigmoid),
+    unary("mish", F.mish),
     OpInfo("softplus", lambda x, beta=1.0, threshold=20.0: F.softplus(x, beta, threshold),
            unary_samples() + [Sample(((2, 3),), {"beta": 2.0, "threshold": 1.0})],
            domain=(-3.0, 3.0)),

@@ -59,6 +59,7 @@ OPS: dict[str, Callable[[Any, Any], Any]] = {
     "pow_7": lambda lib, t: t.pow(7.0),
     "rpow": lambda lib, t: 1.7 ** t,
     "logsigmoid": lambda lib, t: lib.nn.functional.logsigmoid(t),
+    "mish": lambda lib, t: lib.nn.functional.mish(t),
 }
 
 VIEWS: dict[str, Callable[[Any], Any]] = {
@@ -166,6 +167,11 @@ def test_logsigmoid_rejects_integers_and_module() -> None:
                 torch.nn.LogSigmoid()(torch.from_numpy(x)).numpy())
     y = ge.nn.functional.logsigmoid(ge.tensor(x, requires_grad=True))
     assert y.grad_fn.name() == "LogSigmoidBackward0"
+    for lib in (torch, ge):
+        with pytest.raises(NotImplementedError, match="\"mish_cpu\" not implemented for 'Long'"):
+            lib.nn.functional.mish(lib.tensor([1, 2]))
+    assert repr(ge.nn.Mish(inplace=True)) == repr(torch.nn.Mish(inplace=True))
+    assert ge.nn.functional.mish(ge.tensor(x, requires_grad=True)).grad_fn.name() == "MishBackward0"
 
 
 def test_exp_kernels_differ_where_torch_does() -> None:
