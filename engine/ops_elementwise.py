@@ -612,6 +612,76 @@ defop("elu", _elu, _elu_vjp,
       doc="input if input > 0 else alpha * (exp(input) - 1)",
       out_bound=_exact32_or(temporaries(broadcast_shape, results=3)))
 
+
+def _floating_only(kernel: str) -> Any:
+    """A dtype rule: the input's floating dtype, torch's NotImplementedError naming `kernel`
+    for an integral or bool input."""
+    def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any]:
+        d = args[0].dtype
+        if not d.is_floating_point:
+            word = {"int32": "Int", "int64": "Long", "bool": "Bool"}.get(d.name, d.name)
+            raise errors.NotImplementedFunctionError(
+                f'"{kernel}" not implemented for \'{word}\'')
+        return d, d
+    return rule
+
+
+def _scaled_elu(x: Any, alpha: float, scale: float, input_scale: float) -> Any:
+    """torch's elu kernel with all three coefficients (selu, celu): x * scale if x > 0 else
+    expm1(x * input_scale) * (alpha * scale), the coefficients float32 as torch holds them."""
+    if _float32(x):
+        neg = np.float32(alpha) * np.float32(scale)
+        pos, ipt = np.float32(scale), np.float32(input_scale)
+        return vecmath.float32_kernel(
+            lambda v: np.where(v > 0, v * pos, vecmath.sleef_expm1f(v * ipt) * neg),
+            lambda v: np.where(v <= 0, np.expm1(v * ipt) * neg, v * pos), x)
+    return np.where(x > 0, x * scale, alpha * scale * np.expm1(np.minimum(x, 0) * input_scale))
+
+
+def _scaled_elu_vjp(ns: Any, g: Any, x: Any, alpha: float, scale: float,
+                    input_scale: float) -> Any:
+    # torch's elu_backward on the input: grad * input_scale * negcoef * exp(x * input_scale)
+    # for x <= 0, else grad * scale (NaN input: as `_elu_vjp`)
+    if _float32(g, x):
+        neg = np.float32(alpha) * np.float32(scale)
+        pos, ipt = np.float32(scale), np.float32(input_scale)
+        return vecmath.float32_kernel(
+            lambda gv, xv: np.where(xv > 0, gv * pos,
+                                    gv * ipt * neg * vecmath.sleef_expf(xv * ipt)),
+            lambda gv, xv: np.where(xv <= 0, gv * ipt * neg * vecmath.libm_expf(xv * ipt),
+                                    gv * pos), g, x)
+    return ns.where(x <= 0, g * (input_scale * alpha * scale) * ns.exp(x * input_scale),
+                    g * scale)
+
+
+# torch's SELU constants (Activation.cpp)
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+defop("selu", lambda x: _scaled_elu(x, _SELU_ALPHA, _SELU_SCALE, 1.0),
+      lambda ns, g, out, x: _scaled_elu_vjp(ns, g, x, _SELU_ALPHA, _SELU_SCALE, 1.0),
+      saves="input", backward="EluBackward0", dtype=_floating_only("elu_cpu"), method=False,
+      doc="scale * elu(input, alpha) with SELU's constants",
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=3)))
+
+
+def _celu_check(x: Any, alpha: float) -> None:
+    if alpha == 0:
+        raise errors.InvalidArgumentError("ZeroDivisionError: alpha cannot be 0 for CELU")
+
+
+def _celu(x: Any, alpha: float = 1.0) -> Any:
+    _celu_check(x, alpha)
+    return _scaled_elu(x, alpha, 1.0, 1.0 / alpha)
+
+
+defop("celu", _celu,
+      lambda ns, g, out, x, alpha: _scaled_elu_vjp(ns, g, x, alpha, 1.0, 1.0 / alpha),
+      saves="input", backward="CeluBackward0", dtype=_floating_only("elu_cpu"), method=False,
+      attrs=(AttrSpec("alpha", "float", 1.0),),
+      doc="max(0, input) + min(0, alpha * (exp(input / alpha) - 1))",
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=3)))
+
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
@@ -770,19 +840,6 @@ defop("softplus", _softplus, _softplus_vjp,
       attrs=(AttrSpec("beta", "float", 1.0), AttrSpec("threshold", "float", 20.0)), dtype=FLOAT,
       doc="log(1 + exp(beta * input)) / beta, linear above threshold",
       out_bound=_exact32_or(temporaries(broadcast_shape, results=4)))
-
-
-def _floating_only(kernel: str) -> Any:
-    """A dtype rule: the input's floating dtype, torch's NotImplementedError naming `kernel`
-    for an integral or bool input."""
-    def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any]:
-        d = args[0].dtype
-        if not d.is_floating_point:
-            word = {"int32": "Int", "int64": "Long", "bool": "Bool"}.get(d.name, d.name)
-            raise errors.NotImplementedFunctionError(
-                f'"{kernel}" not implemented for \'{word}\'')
-        return d, d
-    return rule
 
 
 def _log_sigmoid32(x: np.ndarray) -> np.ndarray:

@@ -143,6 +143,47 @@ def softplus(be: NNBackend, input: Any, beta: float = 1.0, threshold: float = 20
     return _call(be, "softplus", input, beta, threshold)
 
 
+def selu(be: NNBackend, input: Any, inplace: bool = False) -> Any:
+    """scale * (input if input > 0 else alpha * (exp(input) - 1)), SELU's alpha and scale.
+
+    Args:
+        be: the backend.
+        input: a floating-point tensor.
+        inplace: not supported (True raises).
+
+    Returns:
+        A tensor of input's shape and dtype (grad_fn EluBackward0, as torch's).
+
+    Raises:
+        NotImplementedError: input is integral or bool (torch's message).
+        RuntimeError: inplace=True.
+    """
+    if inplace:
+        raise be.runtime_error("selu(): inplace=True is not supported")
+    return _call(be, "selu", input)
+
+
+def celu(be: NNBackend, input: Any, alpha: float = 1.0, inplace: bool = False) -> Any:
+    """input if input > 0 else alpha * (exp(input / alpha) - 1).
+
+    Args:
+        be: the backend.
+        input: a floating-point tensor.
+        alpha: the negative side's scale (not 0).
+        inplace: not supported (True raises).
+
+    Returns:
+        A tensor of input's shape and dtype.
+
+    Raises:
+        NotImplementedError: input is integral or bool (torch's message).
+        RuntimeError: alpha is 0 (torch's message), or inplace=True.
+    """
+    if inplace:
+        raise be.runtime_error("celu(): inplace=True is not supported")
+    return _call(be, "celu", input, alpha)
+
+
 def mish(be: NNBackend, input: Any, inplace: bool = False) -> Any:
     """input * tanh(softplus(input)).
 
@@ -488,7 +529,7 @@ def _cross_entropy_probs(be: NNBackend, logp: Any, xs: tuple[int, ...], target: 
 
 
 FUNCTIONS = (relu, sigmoid, tanh, leaky_relu, prelu, elu, gelu, silu, softplus, logsigmoid,
-             mish, softmax,
+             mish, selu, celu, softmax,
              log_softmax, linear, bilinear, dropout, embedding, layer_norm, mse_loss, l1_loss,
              smooth_l1_loss, huber_loss, binary_cross_entropy, binary_cross_entropy_with_logits,
              nll_loss, cross_entropy)

@@ -347,6 +347,35 @@ class SiLU(Module):
         return "inplace=True" if self.inplace else ""
 
 
+class SELU(Module):
+    """scale * elu(x, alpha) with SELU's constants."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input: Any) -> Any:
+        return F.selu(self._be, input, self.inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class CELU(Module):
+    """x if x > 0 else alpha * (exp(x / alpha) - 1)."""
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        self.alpha = alpha
+        self.inplace = inplace
+
+    def forward(self, input: Any) -> Any:
+        return F.celu(self._be, input, self.alpha, self.inplace)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
+
+
 class Mish(Module):
     """x * tanh(softplus(x))."""
 
@@ -427,5 +456,5 @@ class LogSoftmax(Module):
 
 LAYERS: tuple[type[Module], ...] = (
     Identity, Linear, Bilinear, Flatten, Embedding, LayerNorm, Dropout, ReLU, LeakyReLU, PReLU,
-    ELU, GELU, SiLU, Mish, LogSigmoid, Tanh, Sigmoid, Softplus, Softmax, LogSoftmax)
+    ELU, GELU, SiLU, Mish, SELU, CELU, LogSigmoid, Tanh, Sigmoid, Softplus, Softmax, LogSoftmax)
 """The layer classes `gradserve.surface.nn.build` binds to a backend."""

@@ -60,6 +60,8 @@ OPS: dict[str, Callable[[Any, Any], Any]] = {
     "rpow": lambda lib, t: 1.7 ** t,
     "logsigmoid": lambda lib, t: lib.nn.functional.logsigmoid(t),
     "mish": lambda lib, t: lib.nn.functional.mish(t),
+    "selu": lambda lib, t: lib.nn.functional.selu(t),
+    "celu": lambda lib, t: lib.nn.functional.celu(t, 0.7),
 }
 
 VIEWS: dict[str, Callable[[Any], Any]] = {
@@ -172,6 +174,17 @@ def test_logsigmoid_rejects_integers_and_module() -> None:
             lib.nn.functional.mish(lib.tensor([1, 2]))
     assert repr(ge.nn.Mish(inplace=True)) == repr(torch.nn.Mish(inplace=True))
     assert ge.nn.functional.mish(ge.tensor(x, requires_grad=True)).grad_fn.name() == "MishBackward0"
+    for lib in (torch, ge):
+        with pytest.raises(NotImplementedError, match="\"elu_cpu\" not implemented for 'Long'"):
+            lib.nn.functional.selu(lib.tensor([1, 2]))
+        with pytest.raises(RuntimeError, match="ZeroDivisionError: alpha cannot be 0 for CELU"):
+            lib.nn.functional.celu(lib.tensor([1.0]), 0.0)
+    for lib_mods in zip(*((lib.nn.SELU(), lib.nn.CELU(), lib.nn.CELU(0.5, inplace=True),
+                           lib.nn.SELU(inplace=True)) for lib in (ge, torch))):
+        assert repr(lib_mods[0]) == repr(lib_mods[1])
+    for name, node in (("selu", "EluBackward0"), ("celu", "CeluBackward0")):
+        y = getattr(ge.nn.functional, name)(ge.tensor(x, requires_grad=True))
+        assert y.grad_fn.name() == node
 
 
 def test_exp_kernels_differ_where_torch_does() -> None:
