@@ -682,6 +682,54 @@ defop("celu", _celu,
       doc="max(0, input) + min(0, alpha * (exp(input / alpha) - 1))",
       out_bound=_exact32_or(temporaries(broadcast_shape, results=3)))
 
+
+def _hard_gate(x: Any) -> Any:
+    """min(max(x + 3, 0), 6), NaN kept (torch's vec::minimum/maximum and std::min/max)."""
+    three, six = x.dtype.type(3), x.dtype.type(6)
+    return np.minimum(np.maximum(x + three, x.dtype.type(0)), six)
+
+
+def _hardsigmoid_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
+    # torch's hardsigmoid_backward: grad * (1 / 6) strictly inside (-3, 3), else 0 (NaN too)
+    if isinstance(g, (np.ndarray, np.generic)):
+        inside = (x > -3) & (x < 3)
+        sixth = g.dtype.type(1.0 / 6.0)
+        return np.where(inside, g * sixth, g.dtype.type(0))
+    return ns.where(ns.logical_and(x > -3, x < 3), g * (1.0 / 6.0), 0.0)
+
+
+defop("hardsigmoid", lambda x: _hard_gate(x) / x.dtype.type(6), _hardsigmoid_vjp,
+      saves="input", backward="HardsigmoidBackward0", dtype=_floating_only("hardsigmoid_cpu"),
+      method=False, doc="min(max(input + 3, 0), 6) / 6",
+      out_bound=temporaries(broadcast_shape, results=3))
+
+
+def _hardswish_backward_vec(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    # torch's vector code: 0 from x <= -3, grad from x >= 3, else grad * (x / 3 + 0.5); NaN: NaN
+    q = g * (x / x.dtype.type(3) + x.dtype.type(0.5))
+    return np.where(x <= -3, x.dtype.type(0), np.where(x >= 3, g, q))
+
+
+def _hardswish_backward_scalar(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    # its scalar lambda: 0 from x <= -3, grad * (x / 3 + 0.5) below 3, else grad (NaN: grad)
+    q = g * (x / x.dtype.type(3) + x.dtype.type(0.5))
+    return np.where(x <= -3, x.dtype.type(0), np.where(x < 3, q, g))
+
+
+def _hardswish_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
+    if _float32(g, x):
+        return vecmath.float32_kernel(_hardswish_backward_vec, _hardswish_backward_scalar, g, x)
+    if isinstance(g, (np.ndarray, np.generic)):
+        return _hardswish_backward_scalar(np.asarray(g), x)
+    # recorded (create_graph=True): the same formula from engine ops
+    return ns.where(x <= -3, 0.0, ns.where(x < 3, g * (x / 3 + 0.5), g))
+
+
+defop("hardswish", lambda x: x * _hard_gate(x) / x.dtype.type(6), _hardswish_vjp,
+      saves="input", backward="HardswishBackward0", dtype=_floating_only("hardswish_cpu"),
+      method=False, doc="input * min(max(input + 3, 0), 6) / 6",
+      out_bound=temporaries(broadcast_shape, results=3))
+
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 

@@ -172,7 +172,8 @@ def _nonzero_float(v: Any) -> float:
     return f
 
 
-for _name in ("log_sigmoid", "mish", "selu"):  # floating inputs only (torch raises for others)
+# floating inputs only (torch raises for the others)
+for _name in ("log_sigmoid", "mish", "selu", "hardsigmoid", "hardswish"):
     _elementwise(_name, 1, _PROMOTE, accepts=lambda rank: rank >= _FLOAT)
 _elementwise("celu", 1, _PROMOTE, accepts=lambda rank: rank >= _FLOAT,
              attrs={"alpha": _nonzero_float})

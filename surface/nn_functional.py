@@ -184,6 +184,46 @@ def celu(be: NNBackend, input: Any, alpha: float = 1.0, inplace: bool = False) -
     return _call(be, "celu", input, alpha)
 
 
+def hardsigmoid(be: NNBackend, input: Any, inplace: bool = False) -> Any:
+    """min(max(input + 3, 0), 6) / 6.
+
+    Args:
+        be: the backend.
+        input: a floating-point tensor.
+        inplace: not supported (True raises).
+
+    Returns:
+        A tensor of input's shape and dtype.
+
+    Raises:
+        NotImplementedError: input is integral or bool (torch's message).
+        RuntimeError: inplace=True.
+    """
+    if inplace:
+        raise be.runtime_error("hardsigmoid(): inplace=True is not supported")
+    return _call(be, "hardsigmoid", input)
+
+
+def hardswish(be: NNBackend, input: Any, inplace: bool = False) -> Any:
+    """input * min(max(input + 3, 0), 6) / 6.
+
+    Args:
+        be: the backend.
+        input: a floating-point tensor.
+        inplace: not supported (True raises).
+
+    Returns:
+        A tensor of input's shape and dtype.
+
+    Raises:
+        NotImplementedError: input is integral or bool (torch's message).
+        RuntimeError: inplace=True.
+    """
+    if inplace:
+        raise be.runtime_error("hardswish(): inplace=True is not supported")
+    return _call(be, "hardswish", input)
+
+
 def mish(be: NNBackend, input: Any, inplace: bool = False) -> Any:
     """input * tanh(softplus(input)).
 
@@ -529,7 +569,7 @@ def _cross_entropy_probs(be: NNBackend, logp: Any, xs: tuple[int, ...], target: 
 
 
 FUNCTIONS = (relu, sigmoid, tanh, leaky_relu, prelu, elu, gelu, silu, softplus, logsigmoid,
-             mish, selu, celu, softmax,
+             mish, selu, celu, hardsigmoid, hardswish, softmax,
              log_softmax, linear, bilinear, dropout, embedding, layer_norm, mse_loss, l1_loss,
              smooth_l1_loss, huber_loss, binary_cross_entropy, binary_cross_entropy_with_logits,
              nll_loss, cross_entropy)

@@ -376,6 +376,28 @@ class CELU(Module):
         return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
 
 
+class Hardsigmoid(Module):
+    """min(max(x + 3, 0), 6) / 6."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input: Any) -> Any:
+        return F.hardsigmoid(self._be, input, self.inplace)
+
+
+class Hardswish(Module):
+    """x * min(max(x + 3, 0), 6) / 6."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input: Any) -> Any:
+        return F.hardswish(self._be, input, self.inplace)
+
+
 class Mish(Module):
     """x * tanh(softplus(x))."""
 
@@ -456,5 +478,6 @@ class LogSoftmax(Module):
 
 LAYERS: tuple[type[Module], ...] = (
     Identity, Linear, Bilinear, Flatten, Embedding, LayerNorm, Dropout, ReLU, LeakyReLU, PReLU,
-    ELU, GELU, SiLU, Mish, SELU, CELU, LogSigmoid, Tanh, Sigmoid, Softplus, Softmax, LogSoftmax)
+    ELU, GELU, SiLU, Mish, SELU, CELU, Hardsigmoid, Hardswish, LogSigmoid, Tanh, Sigmoid,
+    Softplus, Softmax, LogSoftmax)
 """The layer classes `gradserve.surface.nn.build` binds to a backend."""

@@ -174,6 +174,8 @@ ACTIVATIONS = [
     unary("log_sigmoid", F.logsigmoid),
     unary("mish", F.mish),
     unary("selu", F.selu),
+    unary("hardsigmoid", F.hardsigmoid),
+    unary("hardswish", F.hardswish),
     OpInfo("celu", lambda x, alpha=1.0: F.celu(x, alpha),
            unary_samples() + [Sample(((2, 3),), {"alpha": 0.5})]),
     OpInfo("softplus", lambda x, beta=1.0, threshold=20.0: F.softplus(x, beta, threshold),

@@ -62,6 +62,9 @@ OPS: dict[str, Callable[[Any, Any], Any]] = {
     "mish": lambda lib, t: lib.nn.functional.mish(t),
     "selu": lambda lib, t: lib.nn.functional.selu(t),
     "celu": lambda lib, t: lib.nn.functional.celu(t, 0.7),
+    # no exponential, but the backward's vector code and scalar lambda differ at NaN
+    "hardsigmoid": lambda lib, t: lib.nn.functional.hardsigmoid(t * 0.5),
+    "hardswish": lambda lib, t: lib.nn.functional.hardswish(t * 0.5),
 }
 
 VIEWS: dict[str, Callable[[Any], Any]] = {
@@ -182,6 +185,24 @@ def test_logsigmoid_rejects_integers_and_module() -> None:
     for lib_mods in zip(*((lib.nn.SELU(), lib.nn.CELU(), lib.nn.CELU(0.5, inplace=True),
                            lib.nn.SELU(inplace=True)) for lib in (ge, torch))):
         assert repr(lib_mods[0]) == repr(lib_mods[1])
+    for mods in zip(*((lib.nn.Hardsigmoid(), lib.nn.Hardswish(inplace=True))
+                      for lib in (ge, torch))):
+        assert repr(mods[0]) == repr(mods[1])
+    x3 = np.array([-3, 3, np.nan, -3.0000002, 2.9999998, 0], F32)
+    for name, node in (("hardsigmoid", "HardsigmoidBackward0"),
+                       ("hardswish", "HardswishBackward0")):
+        with pytest.raises(NotImplementedError,
+                           match=f"\"{name}_cpu\" not implemented for 'Long'"):
+            getattr(ge.nn.functional, name)(ge.tensor([1, 2]))
+        # the kinks and NaN, 16 elements in the vector loop and 2 in the tail
+        tx = torch.from_numpy(np.repeat(x3, 3)).requires_grad_()
+        ex = ge.tensor(np.repeat(x3, 3)).requires_grad_()
+        ty, ey = getattr(torch.nn.functional, name)(tx), getattr(ge.nn.functional, name)(ex)
+        assert ey.grad_fn.name() == node
+        _bits_equal(ey.detach().numpy(), ty.detach().numpy())
+        ty.sum().backward()
+        ey.sum().backward()
+        _bits_equal(ex.grad.numpy(), tx.grad.numpy())
     for name, node in (("selu", "EluBackward0"), ("celu", "CeluBackward0")):
         y = getattr(ge.nn.functional, name)(ge.tensor(x, requires_grad=True))
         assert y.grad_fn.name() == node
