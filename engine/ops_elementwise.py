@@ -960,9 +960,10 @@ _MISH_BACKWARD = (
 def _mish_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
     if _float32(g, x):
         return vecmath.float32_kernel(*_MISH_BACKWARD, g, x)
-    # recorded (create_graph=True) or float64: the same formula from engine ops
+    # recorded (create_graph=True) or float64: torch's infinitely_differentiable_mish_backward,
+    # op for op (log1p of exp, not softplus), so its values are torch's where the ops' are
     s = ns.sigmoid(x)
-    t = ns.tanh(ns.softplus(x))
+    t = ns.tanh(ns.log1p(ns.exp(x)))
     return g * (t + x * s * (1 - t * t))
 
 
