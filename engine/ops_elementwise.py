@@ -15,7 +15,7 @@ import numpy as np
 
 from gradserve.surface import messages
 
-from . import dtypes, errors, limits, vecmath
+from . import dtypes, errors, limits, mkl, vecmath
 from .distributions import fma32
 from .registry import (
     BOOL,
@@ -461,7 +461,8 @@ defop("rsqrt", lambda x: 1 / np.sqrt(x), lambda ns, g, out, x: -0.5 * g * out * 
       saves="result",
       dtype=FLOAT, doc="1 / sqrt(input)",
       out_bound=temporaries(broadcast_shape, results=1))
-defop("exp", np.exp, lambda ns, g, out, x: g * out, dtype=FLOAT, inplace=True, doc="e ** input",
+defop("exp", mkl.unary("Exp", np.exp),
+      lambda ns, g, out, x: g * out, dtype=FLOAT, inplace=True, doc="e ** input",
       saves="result",
       out_shape=broadcast_shape)
 def _float32(*values: Any) -> bool:
@@ -500,7 +501,7 @@ defop("expm1", _expm1, lambda ns, g, out, x: g * (out + 1), dtype=FLOAT,
       saves="result",
       doc="exp(input) - 1",
       out_bound=_exact32_or(temporaries(broadcast_shape)))
-defop("log", np.log, lambda ns, g, out, x: g / x, dtype=FLOAT, inplace=True,
+defop("log", mkl.unary("Ln", np.log), lambda ns, g, out, x: g / x, dtype=FLOAT, inplace=True,
       saves="input",
       doc="natural logarithm",
       out_shape=broadcast_shape)
@@ -515,21 +516,26 @@ defop("log1p", _log1p, lambda ns, g, out, x: g / (x + 1), dtype=FLOAT,
       saves="input",
       backward="Log1PBackward0", doc="log(1 + input)",
       out_bound=_exact32_or(temporaries(broadcast_shape)))
-defop("log2", np.log2, lambda ns, g, out, x: g / (x * math.log(2.0)), dtype=FLOAT,
+defop("log2", mkl.unary("Log2", np.log2),
+      lambda ns, g, out, x: g / (x * math.log(2.0)), dtype=FLOAT,
       saves="input",
       doc="base-2 logarithm",
       out_shape=broadcast_shape)
-defop("sin", np.sin, lambda ns, g, out, x: g * ns.cos(x), dtype=FLOAT, inplace=True, doc="sine",
+defop("sin", mkl.unary("Sin", np.sin),
+      lambda ns, g, out, x: g * ns.cos(x), dtype=FLOAT, inplace=True, doc="sine",
       saves="input",
       out_shape=broadcast_shape)
-defop("cos", np.cos, lambda ns, g, out, x: -g * ns.sin(x), dtype=FLOAT, inplace=True,
+defop("cos", mkl.unary("Cos", np.cos),
+      lambda ns, g, out, x: -g * ns.sin(x), dtype=FLOAT, inplace=True,
       saves="input",
       doc="cosine",
       out_shape=broadcast_shape)
-defop("tan", np.tan, lambda ns, g, out, x: g * (1 + out * out), dtype=FLOAT, doc="tangent",
+defop("tan", mkl.unary("Tan", np.tan),
+      lambda ns, g, out, x: g * (1 + out * out), dtype=FLOAT, doc="tangent",
       saves="result",
       out_shape=broadcast_shape)
-defop("tanh", np.tanh, lambda ns, g, out, x: g * (1 - out * out), dtype=FLOAT, inplace=True,
+defop("tanh", mkl.unary("Tanh", np.tanh),
+      lambda ns, g, out, x: g * (1 - out * out), dtype=FLOAT, inplace=True,
       saves="result",
       doc="hyperbolic tangent",
       out_shape=broadcast_shape)
@@ -806,7 +812,9 @@ def _gelu_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -
     return (_GELU_TANH_EXACT if tanh else _GELU_ERF)(args, attrs, out_dtype)
 
 
-defop("erf", _erf, lambda ns, g, out, x: g * (2 / math.sqrt(math.pi)) * ns.exp(-x * x),
+# derivatives.yaml's order, so the float32 products round as torch's
+defop("erf", mkl.unary("Erf", _erf),
+      lambda ns, g, out, x: (2 / math.sqrt(math.pi)) * ns.exp(-x * x) * g,
       saves="input",
       dtype=FLOAT, doc="Gauss error function",
       out_bound=temporaries(broadcast_shape, result_bytes=_ERF_BYTES))

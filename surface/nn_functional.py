@@ -325,10 +325,26 @@ def bilinear(be: NNBackend, input1: Any, input2: Any, weight: Any, bias: Any = N
     lead = tuple(s1[:-1])
     x1 = _call(be, "reshape", input1, (-1, s1[-1]))
     x2 = _call(be, "reshape", input2, (-1, s2[-1]))
-    out = _call(be, "einsum", (x1, weight, x2), equation="bi,oij,bj->bo")
-    if bias is not None:
-        out = out + bias
-    return _call(be, "reshape", out, (*lead, sw[0]))
+    out = _call(be, "reshape", _trilinear(be, x1, weight, x2), (*lead, sw[0]))
+    return out if bias is None else out + bias  # torch adds the bias after the reshape
+
+
+def _trilinear(be: NNBackend, x1: Any, weight: Any, x2: Any) -> Any:
+    """out[b, o] = sum_j (sum_i x1[b, i] * weight[o, i, j]) * x2[b, j], in torch's _trilinear
+    order: per output feature o a bmm of (1, b, i) @ (1, i, j), then per row a bmm of
+    (1, j) @ (j, 1), added to zeros; so where the backend's bmm is torch's, the bits are too."""
+    (b, i), (o, _, j) = be.shape(x1), be.shape(weight)
+    if 0 in (b, i, j, o):
+        return _call(be, "einsum", (x1, weight, x2), equation="bi,oij,bj->bo")
+    left = _call(be, "reshape", x1, (1, b, i))
+    rows = [_call(be, "bmm", left, _call(be, "reshape", _call(be, "select", weight, 0, k),
+                                         (1, i, j)))
+            for k in range(o)]
+    firsts = _call(be, "reshape", _call(be, "stack", rows), (o * b, 1, j))
+    x2s = _call(be, "reshape", _call(be, "expand", _call(be, "unsqueeze", x2, 0), (o, b, j)),
+                (o * b, j, 1))
+    sums = _call(be, "t", _call(be, "reshape", _call(be, "bmm", firsts, x2s), (o, b)))
+    return be.call("zeros", (), {"size": (b, o), "dtype": be.dtype_of(x1)}) + sums
 
 
 def dropout(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
