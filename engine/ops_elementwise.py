@@ -7,7 +7,7 @@ care here: the backward pass sums each gradient back to its input's shape.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -21,6 +21,7 @@ from .registry import (
     BOOL,
     COMPARE,
     FLOAT,
+    OPS,
     PROMOTE,
     SAME,
     AttrSpec,
@@ -355,17 +356,34 @@ _POW_SPECIAL = {
 }
 
 
+def _pow_scalar_tail(e: float) -> Callable[[np.ndarray], np.ndarray]:
+    # torch's scalar lambda for a Scalar exponent: std::pow(float, double), glibc's double pow
+    return lambda v: np.power(v.astype(np.float64), e).astype(np.float32)
+
+
 def _pow_forward(x: Any, y: Any) -> Any:
     if type(y) in (int, float) and _is_tensor(x):
         if y == 2:
             return np.square(x)  # the common x ** 2: one pass, no pow
         if x.dtype in (np.float32, np.float64) and y in _POW_SPECIAL:
             return _POW_SPECIAL[y](x)
+        if x.dtype in (np.float32, np.float64) and y == 0.5:
+            return OPS["sqrt"].forward(x)  # torch's sqrt kernel, whatever computes it
         if y < 0 and x.dtype.kind in "iu":
             raise errors.InvalidArgumentError(
                 "Integers to negative integer powers are not allowed.")
+        if y not in (0, 1) and _float32(x):
+            # SLEEF's powf (the exponent rounded to float) in the vector loop (vecmath)
+            return vecmath.float32_kernel(
+                lambda v: vecmath.sleef_powf(v, np.float32(y)), _pow_scalar_tail(float(y)), x)
     elif _is_tensor(x) and x.dtype.kind in "iu" and np.any(np.asarray(y) < 0):
         raise errors.InvalidArgumentError("Integers to negative integer powers are not allowed.")
+    elif _float32(y) and (_float32(x) or type(x) in (int, float)):
+        # tensor ** tensor, and a number ** tensor (torch wraps the number in a 0-dim tensor,
+        # into an output it allocates C-contiguous): SLEEF's powf in the vector loop, glibc's
+        # powf (numpy's float32 power) in the tail
+        return vecmath.float32_kernel(vecmath.sleef_powf, np.power, np.asarray(x, np.float32), y,
+                                      contiguous_out=not _is_tensor(x))
     return np.power(x, y)
 
 
@@ -387,11 +405,21 @@ def _pow_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
     return g * ns.where(ns.logical_and(x == 0, y >= 0), 0.0, out * ns.log(x))
 
 
+_POW_NUMPY = temporaries(broadcast_shape, result_bytes=1)
+
+
+@shapes_only
+def _pow_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
+    # float32 goes through `vecmath.float32_kernel` (see _exact32_or, defined below)
+    if out_dtype is dtypes.float32:
+        return limits.with_scratch(_EXACT32(args, attrs, out_dtype), vecmath.KERNEL_SCRATCH)
+    return _POW_NUMPY(args, attrs, out_dtype)
+
+
 defop("pow", _pow_forward, _pow_dx, _pow_dy, inputs=("input", "exponent"), dtype=PROMOTE,
       saves=("input exponent", "result input exponent"),
       backward=_by_scalars("PowBackward1", "PowBackward0", "PowBackward2"), inplace=True,
-      doc="input ** exponent", out_shape=broadcast_shape,
-      out_bound=temporaries(broadcast_shape, result_bytes=1))
+      doc="input ** exponent", out_shape=broadcast_shape, out_bound=_pow_bound)
 defop("square", np.square, lambda ns, g, out, x: g * (2 * ns.pow(x, 1)), dtype=PROMOTE,
       saves="input",
       backward="PowBackward0", doc="input ** 2",
@@ -514,6 +542,7 @@ defop("tanh", mkl.unary("Tanh", np.tanh),
 
 
 _ONE32 = np.float32(1)
+_ZERO32 = np.float32(0)
 
 
 def _sigmoid_vec(x: np.ndarray) -> np.ndarray:
@@ -588,6 +617,124 @@ defop("elu", _elu, _elu_vjp,
       attrs=(AttrSpec("alpha", "float", 1.0),), dtype=FLOAT,
       doc="input if input > 0 else alpha * (exp(input) - 1)",
       out_bound=_exact32_or(temporaries(broadcast_shape, results=3)))
+
+
+def _floating_only(kernel: str) -> Any:
+    """A dtype rule: the input's floating dtype, torch's NotImplementedError naming `kernel`
+    for an integral or bool input."""
+    def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any]:
+        d = args[0].dtype
+        if not d.is_floating_point:
+            word = {"int32": "Int", "int64": "Long", "bool": "Bool"}.get(d.name, d.name)
+            raise errors.NotImplementedFunctionError(
+                f'"{kernel}" not implemented for \'{word}\'')
+        return d, d
+    return rule
+
+
+def _scaled_elu(x: Any, alpha: float, scale: float, input_scale: float) -> Any:
+    """torch's elu kernel with all three coefficients (selu, celu): x * scale if x > 0 else
+    expm1(x * input_scale) * (alpha * scale), the coefficients float32 as torch holds them."""
+    if _float32(x):
+        neg = np.float32(alpha) * np.float32(scale)
+        pos, ipt = np.float32(scale), np.float32(input_scale)
+        return vecmath.float32_kernel(
+            lambda v: np.where(v > 0, v * pos, vecmath.sleef_expm1f(v * ipt) * neg),
+            lambda v: np.where(v <= 0, np.expm1(v * ipt) * neg, v * pos), x)
+    return np.where(x > 0, x * scale, alpha * scale * np.expm1(np.minimum(x, 0) * input_scale))
+
+
+def _scaled_elu_vjp(ns: Any, g: Any, x: Any, alpha: float, scale: float,
+                    input_scale: float) -> Any:
+    # torch's elu_backward on the input: grad * input_scale * negcoef * exp(x * input_scale)
+    # for x <= 0, else grad * scale (NaN input: as `_elu_vjp`)
+    if _float32(g, x):
+        neg = np.float32(alpha) * np.float32(scale)
+        pos, ipt = np.float32(scale), np.float32(input_scale)
+        return vecmath.float32_kernel(
+            lambda gv, xv: np.where(xv > 0, gv * pos,
+                                    gv * ipt * neg * vecmath.sleef_expf(xv * ipt)),
+            lambda gv, xv: np.where(xv <= 0, gv * ipt * neg * vecmath.libm_expf(xv * ipt),
+                                    gv * pos), g, x)
+    return ns.where(x <= 0, g * (input_scale * alpha * scale) * ns.exp(x * input_scale),
+                    g * scale)
+
+
+# torch's SELU constants (Activation.cpp)
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+defop("selu", lambda x: _scaled_elu(x, _SELU_ALPHA, _SELU_SCALE, 1.0),
+      lambda ns, g, out, x: _scaled_elu_vjp(ns, g, x, _SELU_ALPHA, _SELU_SCALE, 1.0),
+      saves="input", backward="EluBackward0", dtype=_floating_only("elu_cpu"), method=False,
+      doc="scale * elu(input, alpha) with SELU's constants",
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=3)))
+
+
+def _celu_check(x: Any, alpha: float) -> None:
+    if alpha == 0:
+        raise errors.InvalidArgumentError("ZeroDivisionError: alpha cannot be 0 for CELU")
+
+
+def _celu(x: Any, alpha: float = 1.0) -> Any:
+    _celu_check(x, alpha)
+    return _scaled_elu(x, alpha, 1.0, 1.0 / alpha)
+
+
+defop("celu", _celu,
+      lambda ns, g, out, x, alpha: _scaled_elu_vjp(ns, g, x, alpha, 1.0, 1.0 / alpha),
+      saves="input", backward="CeluBackward0", dtype=_floating_only("elu_cpu"), method=False,
+      attrs=(AttrSpec("alpha", "float", 1.0),),
+      doc="max(0, input) + min(0, alpha * (exp(input / alpha) - 1))",
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=3)))
+
+
+def _hard_gate(x: Any) -> Any:
+    """min(max(x + 3, 0), 6), NaN kept (torch's vec::minimum/maximum and std::min/max)."""
+    three, six = x.dtype.type(3), x.dtype.type(6)
+    return np.minimum(np.maximum(x + three, x.dtype.type(0)), six)
+
+
+def _hardsigmoid_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
+    # torch's hardsigmoid_backward: grad * (1 / 6) strictly inside (-3, 3), else 0 (NaN too)
+    if isinstance(g, (np.ndarray, np.generic)):
+        inside = (x > -3) & (x < 3)
+        sixth = g.dtype.type(1.0 / 6.0)
+        return np.where(inside, g * sixth, g.dtype.type(0))
+    return ns.where(ns.logical_and(x > -3, x < 3), g * (1.0 / 6.0), 0.0)
+
+
+defop("hardsigmoid", lambda x: _hard_gate(x) / x.dtype.type(6), _hardsigmoid_vjp,
+      saves="input", backward="HardsigmoidBackward0", dtype=_floating_only("hardsigmoid_cpu"),
+      method=False, doc="min(max(input + 3, 0), 6) / 6",
+      out_bound=temporaries(broadcast_shape, results=3))
+
+
+def _hardswish_backward_vec(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    # torch's vector code: 0 from x <= -3, grad from x >= 3, else grad * (x / 3 + 0.5); NaN: NaN
+    q = g * (x / x.dtype.type(3) + x.dtype.type(0.5))
+    return np.where(x <= -3, x.dtype.type(0), np.where(x >= 3, g, q))
+
+
+def _hardswish_backward_scalar(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    # its scalar lambda: 0 from x <= -3, grad * (x / 3 + 0.5) below 3, else grad (NaN: grad)
+    q = g * (x / x.dtype.type(3) + x.dtype.type(0.5))
+    return np.where(x <= -3, x.dtype.type(0), np.where(x < 3, q, g))
+
+
+def _hardswish_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
+    if _float32(g, x):
+        return vecmath.float32_kernel(_hardswish_backward_vec, _hardswish_backward_scalar, g, x)
+    if isinstance(g, (np.ndarray, np.generic)):
+        return _hardswish_backward_scalar(np.asarray(g), x)
+    # recorded (create_graph=True): the same formula from engine ops
+    return ns.where(x <= -3, 0.0, ns.where(x < 3, g * (x / 3 + 0.5), g))
+
+
+defop("hardswish", lambda x: x * _hard_gate(x) / x.dtype.type(6), _hardswish_vjp,
+      saves="input", backward="HardswishBackward0", dtype=_floating_only("hardswish_cpu"),
+      method=False, doc="input * min(max(input + 3, 0), 6) / 6",
+      out_bound=temporaries(broadcast_shape, results=3))
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -748,6 +895,89 @@ defop("softplus", _softplus, _softplus_vjp,
       saves="input",
       attrs=(AttrSpec("beta", "float", 1.0), AttrSpec("threshold", "float", 20.0)), dtype=FLOAT,
       doc="log(1 + exp(beta * input)) / beta, linear above threshold",
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=4)))
+
+
+def _log_sigmoid32(x: np.ndarray) -> np.ndarray:
+    # torch's log_sigmoid_cpu_kernel: every element in Vectorized<float> code (the last
+    # partial vector loaded as one), min(x, 0) - log1p(exp(-|x|)) with SLEEF's exp and log1p
+    return np.minimum(x, _ZERO32) - vecmath.sleef_log1pf(vecmath.sleef_expf(-np.abs(x)))
+
+
+def _log_sigmoid(x: Any) -> Any:
+    if _float32(x):
+        return vecmath.float32_kernel(_log_sigmoid32, _log_sigmoid32, x)
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def _log_sigmoid_backward32(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    # torch's log_sigmoid_backward kernel on the forward's buffer b = exp(-|x|) (SLEEF's):
+    # (max_deriv - sign * (b / (1 + b))) * grad, max_deriv 1 and sign 1 for x < 0, else 0, -1
+    b = vecmath.sleef_expf(-np.abs(x))
+    q = b / (_ONE32 + b)
+    return np.where(x < 0, _ONE32 - q, q) * g
+
+
+def _log_sigmoid_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
+    if _float32(g, x):
+        return vecmath.float32_kernel(_log_sigmoid_backward32, _log_sigmoid_backward32, g, x)
+    # recorded (create_graph=True) or float64: the same formula from engine ops
+    b = ns.exp(-ns.abs(x))
+    q = b / (1 + b)
+    return ns.where(x < 0, 1 - q, q) * g
+
+
+defop("log_sigmoid", _log_sigmoid, _log_sigmoid_vjp, dtype=_floating_only("log_sigmoid_cpu"),
+      saves="input", backward="LogSigmoidBackward0", method=False,
+      doc="log(sigmoid(input)) (nn.functional.logsigmoid)",
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=4)))
+
+
+def _mish_with(exp: Any, log1p: Any, tanh: Any) -> Any:
+    def kernel(x: np.ndarray) -> np.ndarray:
+        return x * tanh(log1p(exp(x)))  # torch's mish kernel: x * tanh(log1p(exp(x)))
+    return kernel
+
+
+_MISH = (_mish_with(vecmath.sleef_expf, vecmath.sleef_log1pf, vecmath.sleef_tanhf),
+         _mish_with(vecmath.libm_expf, np.log1p, vecmath.libm_tanhf))
+
+
+def _mish(x: Any) -> Any:
+    if _float32(x):
+        # SLEEF's exp, log1p, tanh in the vector loop; glibc's in the scalar tail
+        return vecmath.float32_kernel(*_MISH, x)
+    return x * np.tanh(np.log1p(np.exp(x)))
+
+
+def _mish_backward_with(exp: Any, log1p: Any, tanh: Any) -> Any:
+    def kernel(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+        # torch's mish_backward kernel, compiled with both multiply-adds of
+        # t + x * s * (1 - t * t) fused (found against torch, in both paths)
+        s = _ONE32 / (_ONE32 + exp(-x))
+        t = tanh(log1p(exp(x)))
+        return g * fma32(x * s, fma32(-t, t, _ONE32), t)
+    return kernel
+
+
+_MISH_BACKWARD = (
+    _mish_backward_with(vecmath.sleef_expf, vecmath.sleef_log1pf, vecmath.sleef_tanhf),
+    _mish_backward_with(vecmath.libm_expf, np.log1p, vecmath.libm_tanhf))
+
+
+def _mish_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
+    if _float32(g, x):
+        return vecmath.float32_kernel(*_MISH_BACKWARD, g, x)
+    # recorded (create_graph=True) or float64: torch's infinitely_differentiable_mish_backward,
+    # op for op (log1p of exp, not softplus), so its values are torch's where the ops' are
+    s = ns.sigmoid(x)
+    t = ns.tanh(ns.log1p(ns.exp(x)))
+    return g * (t + x * s * (1 - t * t))
+
+
+defop("mish", _mish, _mish_vjp, dtype=_floating_only("mish_cpu"),
+      saves="input", backward="MishBackward0", method=False,
+      doc="input * tanh(softplus(input))",
       out_bound=_exact32_or(temporaries(broadcast_shape, results=4)))
 
 # --- clamp, maximum, minimum, where ---------------------------------------------------------------

@@ -18,6 +18,7 @@ is glibc's `expf`. The two round differently from each other and from numpy's `n
 
 Measured against torch 2.13 on an AMD EPYC (AVX2, 2 threads, glibc 2.36): bit-exact on the
 probe set of tests/test_engine_vecmath.py. Only float32 takes this path; other dtypes use numpy.
+`sleef_powf` (SLEEF's `xpowf`: `logkf` and `expkf` in double-floats) serves float32 `pow`.
 The algorithms are written here from their published descriptions (SLEEF's `xexpf`, Arm's
 optimized-routines `expf` as in glibc >= 2.27); the 2**(i/32) table is computed, not copied.
 """
@@ -44,9 +45,9 @@ EXACT = True  # whether the ops take this module's path for float32 (set_exact)
 def set_exact(on: bool) -> None:
     """Turn the torch-exact float32 exponentials on or off for every op that uses them.
 
-    Off, `sigmoid`, `silu`, `elu`, `softplus`, `gelu(approximate='tanh')`, `expm1`, `log1p` and
-    their gradients compute with numpy's functions: 5-100x faster, but 1-3 ulp off torch's
-    values in 10-40 % of elements.
+    Off, `sigmoid`, `silu`, `elu`, `softplus`, `gelu(approximate='tanh')`, `expm1`, `log1p`,
+    `pow`, `logsigmoid`, `mish` and their gradients compute with numpy's functions: 5-100x
+    faster, but 1-3 ulp off torch's values in 10-40 % of elements.
 
     Args:
         on: True (the default) for torch's roundings, False for numpy's.
@@ -373,6 +374,126 @@ def sleef_log1pf(x: np.ndarray) -> np.ndarray:
     return r
 
 
+# --- SLEEF's powf (Sleef_powf8_u10): log and exp in double-floats ---------------------------------
+
+_LOGK_POLY = tuple(_F32(c) for c in (0.240320354700088500976562, 0.285112679004669189453125,
+                                     0.400007992982864379882812))
+_LOGK_C = (_F32(0.66666662693023681640625), _F32(3.69183861259614332084311e-09))
+_EXPK_POLY = tuple(_F32(c) for c in (0.00136324646882712841033936, 0.00836596917361021041870117,
+                                     0.0416710823774337768554688, 0.166665524244308471679688,
+                                     0.499999850988388061523438))
+_INT_MIN = np.int32(-2 ** 31)  # what cvtps_epi32 gives for a float out of int32's range or NaN
+
+
+def _df_add_any(xh: np.ndarray, xl: np.ndarray, yh: np.ndarray,
+                yl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xh, xl) + (yh, yl) assuming |x| >= |y| (SLEEF's dfadd_vf2_vf2_vf2)."""
+    s = xh + yh
+    return s, (((xh - s) + yh) + xl) + yl
+
+
+def _logkf(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log(d) as a double-float, d >= 0 (SLEEF's logkf; zero and inf are settled by the caller)."""
+    one = _F32(1)
+    small = d < _FLT_MIN
+    d = np.where(small, d * _F32(2.0 ** 64), d)
+    e = _exponent(d * _F32(1.0 / 0.75))
+    m = (d.view(np.int32) - (e << 23)).astype(np.int32).view(_F32)
+    e = np.where(small, e - 64, e)
+    # x = (m - 1) / (m + 1), numerator and denominator as exact sums (dfadd2_vf2_vf_vf)
+    nh = -one + m
+    nv = nh - (-one)
+    nl = (-one - (nh - nv)) + (m - nv)
+    dh = one + m
+    dv = dh - one
+    dl = (one - (dh - dv)) + (m - dv)
+    xh, xl = _df_div(nh, nl, dh, dl)
+    x2h, x2l = _df_square(xh, xl)
+    t = np.full(d.shape, _LOGK_POLY[0], _F32)
+    for c in _LOGK_POLY[1:]:
+        t = fma32(t, x2h, c)
+    sh, sl = _df_mul_f(np.full(d.shape, _LN2_HI), np.full(d.shape, _LN2_LO), e.astype(_F32))
+    two = _F32(2)
+    sh, sl = _df_add_any(sh, sl, xh * two, xl * two)
+    ph, pl = _df_mul_f(x2h, x2l, t)
+    # dfadd2_vf2_vf2_vf2(x2 t, c)
+    s2 = ph + _LOGK_C[0]
+    v = s2 - ph
+    l2 = ((ph - (s2 - v)) + (_LOGK_C[0] - v)) + (pl + _LOGK_C[1])
+    qh, ql = _df_mul_df(*_df_mul_df(x2h, x2l, xh, xl), s2, l2)
+    return _df_add_any(sh, sl, qh, ql)
+
+
+def _ldexpf(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """x * 2**q (SLEEF's vldexp_vf_vf_vi2: four steps of 2**m, then 2**(q - 4 m))."""
+    m = q >> 31
+    m = (((m + q) >> 6) - m) << 4
+    q = q - (m << 2)
+    m = np.clip(m + 127, 0, 255)
+    u = (m << 23).astype(np.int32).view(_F32)
+    x = x * u * u * u * u
+    return x * ((q + 127) << 23).astype(np.int32).view(_F32)
+
+
+def _expkf(dh: np.ndarray, dl: np.ndarray) -> np.ndarray:
+    """e**(dh + dl) rounded to float32 (SLEEF's expkf), 0 where dh < -104."""
+    u = (dh + dl) * _R_LN2
+    inside = np.abs(u) < _F32(2.0 ** 31)
+    q = np.where(inside, np.rint(np.where(inside, u, _F32(0))).astype(np.int32), _INT_MIN)
+    qf = q.astype(_F32)
+    sh, sl = _df_add_f(dh, dl, qf * -_L2U)
+    sh, sl = _df_add_f(sh, sl, qf * -_L2L)
+    sh, sl = sh + sl, (sh - (sh + sl)) + sl  # dfnormalize
+    p = np.full(dh.shape, _EXPK_POLY[0], _F32)
+    for c in _EXPK_POLY[1:]:
+        p = fma32(p, sh, c)
+    th, tl = _df_add_any(sh, sl, *_df_mul_f(*_df_square(sh, sl), p))
+    one = _F32(1)
+    th, tl = one + th, ((one - (one + th)) + th) + tl  # dfadd_vf2_vf_vf2(1, t)
+    out = _ldexpf(th + tl, q)
+    out[dh < _F32(-104)] = 0
+    return out
+
+
+def sleef_powf(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x**y for float32 x and y as SLEEF's `xpowf` (the u10 one; AVX2 build, FMA) computes it:
+    exp(y log|x|) in double-floats, then C99's special cases (negative x to integer powers,
+    zeros, infinities, NaN, y == 0 and x == 1 give 1).
+
+    Args:
+        x: a float32 array.
+        y: a float32 array or number broadcasting with x.
+
+    Returns:
+        A new float32 array of the broadcast shape.
+    """
+    x, y = np.broadcast_arrays(np.asarray(x, _F32), np.asarray(y, _F32))
+    with np.errstate(all="ignore"):
+        ay = np.abs(y)
+        ty = np.trunc(y)
+        yisint = (ty == y) | (ay > _F32(2 ** 24))
+        small = ay < _F32(2 ** 24)
+        yisodd = small & yisint & ((np.where(small, ty, _F32(0)).astype(np.int32) & 1) == 1)
+        ax = np.abs(x)
+        lh, ll = _logkf(ax)
+        r = _expkf(*_df_mul_f(lh, ll, y))
+        r[np.isnan(r)] = np.inf
+        sign = np.where(x > 0, _F32(1), np.where(yisint, np.where(yisodd, _F32(-1), _F32(1)),
+                                                  _F32(np.nan)))
+        r = r * sign
+        efx = np.where(np.signbit(y), -(ax - _F32(1)), ax - _F32(1))  # vmulsign(|x| - 1, y)
+        inf_y = np.where(efx < 0, _F32(0), np.where(efx == 0, _F32(1), _F32(np.inf)))
+        r = np.where(np.isinf(y), inf_y, r)
+        zero_x = x == 0
+        edge = np.where(np.signbit(y) ^ zero_x, _F32(0), _F32(np.inf))
+        odd_sign = np.signbit(np.where(yisodd, x, _F32(1)))
+        edge = np.where(odd_sign, -edge, edge)
+        r = np.where(np.isinf(x) | zero_x, edge, r)
+        r = np.where(np.isnan(x) | np.isnan(y), _F32(np.nan), r)
+        r = np.where((y == 0) | (x == 1), _F32(1), r)
+    return r.astype(_F32, copy=False)
+
+
 # --- glibc's expf (std::exp of a float) -----------------------------------------------------------
 
 def _exp2_table() -> np.ndarray:
@@ -464,7 +585,8 @@ def _rows(ops: list[np.ndarray]) -> tuple[int, bool, list[int]]:
     (one shape, torch's operand order) with a fresh output — the dims outermost first
     (`_iteration_order`), coalesced while every operand allows, the inner run's length, and
     whether `cpu_kernel_vec` may load the runs as vectors (every operand's inner stride one
-    element, or zero for at most one of several operands)."""
+    element, or zero for at most one operand: `is_contiguous_scalar` also counts the output,
+    so a unary kernel on a stride-0 input is vectorised too)."""
     shape = ops[0].shape
     strides = [[abs(s) // a.itemsize for s in a.strides] for a in ops]
     dims = _iteration_order(shape, strides)
@@ -473,7 +595,7 @@ def _rows(ops: list[np.ndarray]) -> tuple[int, bool, list[int]]:
     last = dims[-1]
     inner_strides = [st[last] for st in strides]
     vectorisable = (all(s in (0, 1) for s in inner_strides)
-                    and sum(s == 0 for s in inner_strides) <= min(1, len(ops) - 1))
+                    and sum(s == 0 for s in inner_strides) <= 1)
     inner = shape[last]
     for outer, nxt in zip(reversed(dims[:-1]), reversed(dims[1:])):
         if any(st[outer] != st[nxt] * shape[nxt] for st in strides):
@@ -489,7 +611,18 @@ def _vector_steps(n: int, step: int) -> np.ndarray:
     return run
 
 
-def vector_lanes(*ops: np.ndarray) -> np.ndarray:
+def _c_layout(shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only float32 view with a C-contiguous array's strides and no storage of its own
+    (only its strides are read)."""
+    strides, step = [], 4
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return np.lib.stride_tricks.as_strided(np.zeros(1, _F32), shape, tuple(reversed(strides)),
+                                           writeable=False)
+
+
+def vector_lanes(*ops: np.ndarray, contiguous_out: bool = False) -> np.ndarray:
     """A bool array of the operands' (common) shape: True where torch's `cpu_kernel_vec`
     computes the element in its vector loop, False where the scalar lambda does (the tail of
     each run, or all of them when the vector loop cannot load the operands' inner strides).
@@ -501,11 +634,16 @@ def vector_lanes(*ops: np.ndarray) -> np.ndarray:
 
     Args:
         ops: the kernel's input arrays in torch's operand order, all of one shape.
+        contiguous_out: the op allocates a C-contiguous output before the loop (as
+            `pow(Scalar, Tensor)` does) instead of TensorIterator's in the inputs' order: its
+            strides lead the dim order and must allow the vector loads too.
 
     Returns:
         A new bool array of that shape.
     """
     shape = ops[0].shape
+    if contiguous_out:
+        ops = (_c_layout(shape), *ops)
     n = ops[0].size
     step = 2 * cascade.VECTOR_BYTES // 4
     if n < step:  # not one whole step anywhere, whatever the layout
@@ -534,7 +672,7 @@ _CHUNK = 1 << 16  # elements computed at a time: bounds the float64 scratch
 
 
 def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndarray],
-                   *operands: np.ndarray) -> np.ndarray:
+                   *operands: np.ndarray, contiguous_out: bool = False) -> np.ndarray:
     """A float32 elementwise kernel as torch runs it: `vec(*operands)` where torch's vector
     loop computes the element, `scalar(*operands)` where its scalar lambda does.
 
@@ -543,6 +681,8 @@ def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndar
         scalar: its scalar formula, likewise.
         operands: the float32 inputs in torch's operand order (they broadcast together; their
             strides decide the split).
+        contiguous_out: the op's output is C-contiguous whatever the inputs' layout (see
+            `vector_lanes`).
 
     Returns:
         A new float32 array of the broadcast shape (a numpy float32 for 0-dim operands).
@@ -551,7 +691,7 @@ def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndar
     if len(arrays) > 1:
         arrays = list(np.broadcast_arrays(*arrays))
     shape = arrays[0].shape
-    lanes = vector_lanes(*arrays).reshape(-1)
+    lanes = vector_lanes(*arrays, contiguous_out=contiguous_out).reshape(-1)
     flat = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
     out = np.empty(lanes.size, _F32)
     with np.errstate(all="ignore"):
@@ -572,6 +712,6 @@ def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndar
 
 
 # scratch of `float32_kernel` per element of a chunk: the float64 temporaries of `fma32`/`fma64`
-# and the formulas' float32 intermediates (softplus's exp then log1p, about 100 bytes, is the
-# largest measured with tracemalloc)
-KERNEL_SCRATCH = 160 * _CHUNK
+# and the formulas' float32 intermediates (powf's double-float log and exp, about 180 bytes, is
+# the largest measured with tracemalloc; softplus's exp then log1p about 100)
+KERNEL_SCRATCH = 256 * _CHUNK

@@ -165,6 +165,18 @@ _elementwise("leaky_relu", 1, _TO_FLOAT, attrs={"negative_slope": _float})
 _elementwise("_prelu_kernel", 2, _PROMOTE)
 _elementwise("elu", 1, _TO_FLOAT, attrs={"alpha": _float})
 _elementwise("softplus", 1, _TO_FLOAT, attrs={"beta": _float, "threshold": _float})
+def _nonzero_float(v: Any) -> float:
+    f = _float(v)
+    if f == 0:
+        raise _Inexact  # the op raises
+    return f
+
+
+# floating inputs only (torch raises for the others)
+for _name in ("log_sigmoid", "mish", "selu", "hardsigmoid", "hardswish"):
+    _elementwise(_name, 1, _PROMOTE, accepts=lambda rank: rank >= _FLOAT)
+_elementwise("celu", 1, _PROMOTE, accepts=lambda rank: rank >= _FLOAT,
+             attrs={"alpha": _nonzero_float})
 _elementwise("gelu", 1, _TO_FLOAT, attrs={"approximate": lambda v: _choice(v, ("none", "tanh"))})
 for _name in ("logical_not", "isnan", "isinf", "isfinite"):
     _elementwise(_name, 1, _TO_BOOL)

@@ -143,6 +143,123 @@ def softplus(be: NNBackend, input: Any, beta: float = 1.0, threshold: float = 20
     return _call(be, "softplus", input, beta, threshold)
 
 
+def selu(be: NNBackend, input: Any, inplace: bool = False) -> Any:
+    """scale * (input if input > 0 else alpha * (exp(input) - 1)), SELU's alpha and scale.
+
+    Args:
+        be: the backend.
+        input: a floating-point tensor.
+        inplace: not supported (True raises).
+
+    Returns:
+        A tensor of input's shape and dtype (grad_fn EluBackward0, as torch's).
+
+    Raises:
+        NotImplementedError: input is integral or bool (torch's message).
+        RuntimeError: inplace=True.
+    """
+    if inplace:
+        raise be.runtime_error("selu(): inplace=True is not supported")
+    return _call(be, "selu", input)
+
+
+def celu(be: NNBackend, input: Any, alpha: float = 1.0, inplace: bool = False) -> Any:
+    """input if input > 0 else alpha * (exp(input / alpha) - 1).
+
+    Args:
+        be: the backend.
+        input: a floating-point tensor.
+        alpha: the negative side's scale (not 0).
+        inplace: not supported (True raises).
+
+    Returns:
+        A tensor of input's shape and dtype.
+
+    Raises:
+        NotImplementedError: input is integral or bool (torch's message).
+        RuntimeError: alpha is 0 (torch's message), or inplace=True.
+    """
+    if inplace:
+        raise be.runtime_error("celu(): inplace=True is not supported")
+    return _call(be, "celu", input, alpha)
+
+
+def hardsigmoid(be: NNBackend, input: Any, inplace: bool = False) -> Any:
+    """min(max(input + 3, 0), 6) / 6.
+
+    Args:
+        be: the backend.
+        input: a floating-point tensor.
+        inplace: not supported (True raises).
+
+    Returns:
+        A tensor of input's shape and dtype.
+
+    Raises:
+        NotImplementedError: input is integral or bool (torch's message).
+        RuntimeError: inplace=True.
+    """
+    if inplace:
+        raise be.runtime_error("hardsigmoid(): inplace=True is not supported")
+    return _call(be, "hardsigmoid", input)
+
+
+def hardswish(be: NNBackend, input: Any, inplace: bool = False) -> Any:
+    """input * min(max(input + 3, 0), 6) / 6.
+
+    Args:
+        be: the backend.
+        input: a floating-point tensor.
+        inplace: not supported (True raises).
+
+    Returns:
+        A tensor of input's shape and dtype.
+
+    Raises:
+        NotImplementedError: input is integral or bool (torch's message).
+        RuntimeError: inplace=True.
+    """
+    if inplace:
+        raise be.runtime_error("hardswish(): inplace=True is not supported")
+    return _call(be, "hardswish", input)
+
+
+def mish(be: NNBackend, input: Any, inplace: bool = False) -> Any:
+    """input * tanh(softplus(input)).
+
+    Args:
+        be: the backend.
+        input: a floating-point tensor.
+        inplace: not supported (True raises).
+
+    Returns:
+        A tensor of input's shape and dtype.
+
+    Raises:
+        NotImplementedError: input is integral or bool (torch's message).
+        RuntimeError: inplace=True.
+    """
+    if inplace:
+        raise be.runtime_error("mish(): inplace=True is not supported")
+    return _call(be, "mish", input)
+
+
+def logsigmoid(be: NNBackend, input: Any) -> Any:
+    """log(sigmoid(input)), computed as min(input, 0) - log1p(exp(-|input|)).
+
+    Args:
+        be: the backend.
+        input: a floating-point tensor.
+
+    Returns:
+        A tensor of input's shape and dtype.
+
+    Raises:
+        NotImplementedError: input is integral or bool (torch's message).
+    """
+    return _call(be, "log_sigmoid", input)
+
+
 def _implicit_dim(name: str, ndim: int, stacklevel: int) -> int:
     warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call to "
                   "include dim=X as an argument.", UserWarning, stacklevel=stacklevel)
@@ -467,7 +584,8 @@ def _cross_entropy_probs(be: NNBackend, logp: Any, xs: tuple[int, ...], target: 
     return be.scalar_div(-_call(be, "sum", prod), math.prod(xs) // n_classes)
 
 
-FUNCTIONS = (relu, sigmoid, tanh, leaky_relu, prelu, elu, gelu, silu, softplus, softmax,
+FUNCTIONS = (relu, sigmoid, tanh, leaky_relu, prelu, elu, gelu, silu, softplus, logsigmoid,
+             mish, selu, celu, hardsigmoid, hardswish, softmax,
              log_softmax, linear, bilinear, dropout, embedding, layer_norm, mse_loss, l1_loss,
              smooth_l1_loss, huber_loss, binary_cross_entropy, binary_cross_entropy_with_logits,
              nll_loss, cross_entropy)

@@ -347,6 +347,78 @@ class SiLU(Module):
         return "inplace=True" if self.inplace else ""
 
 
+class SELU(Module):
+    """scale * elu(x, alpha) with SELU's constants."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input: Any) -> Any:
+        return F.selu(self._be, input, self.inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class CELU(Module):
+    """x if x > 0 else alpha * (exp(x / alpha) - 1)."""
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        self.alpha = alpha
+        self.inplace = inplace
+
+    def forward(self, input: Any) -> Any:
+        return F.celu(self._be, input, self.alpha, self.inplace)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
+
+
+class Hardsigmoid(Module):
+    """min(max(x + 3, 0), 6) / 6."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input: Any) -> Any:
+        return F.hardsigmoid(self._be, input, self.inplace)
+
+
+class Hardswish(Module):
+    """x * min(max(x + 3, 0), 6) / 6."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input: Any) -> Any:
+        return F.hardswish(self._be, input, self.inplace)
+
+
+class Mish(Module):
+    """x * tanh(softplus(x))."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input: Any) -> Any:
+        return F.mish(self._be, input, self.inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class LogSigmoid(Module):
+    """log(sigmoid(x)) (nn.functional.logsigmoid)."""
+
+    def forward(self, input: Any) -> Any:
+        return F.logsigmoid(self._be, input)
+
+
 class Tanh(Module):
     """Hyperbolic tangent."""
 
@@ -406,5 +478,6 @@ class LogSoftmax(Module):
 
 LAYERS: tuple[type[Module], ...] = (
     Identity, Linear, Bilinear, Flatten, Embedding, LayerNorm, Dropout, ReLU, LeakyReLU, PReLU,
-    ELU, GELU, SiLU, Tanh, Sigmoid, Softplus, Softmax, LogSoftmax)
+    ELU, GELU, SiLU, Mish, SELU, CELU, Hardsigmoid, Hardswish, LogSigmoid, Tanh, Sigmoid,
+    Softplus, Softmax, LogSoftmax)
 """The layer classes `gradserve.surface.nn.build` binds to a backend."""

@@ -1,5 +1,5 @@
-"""float32 sigmoid, silu, expm1, elu, log1p, softplus, gelu(approximate='tanh') (and their
-gradients) are torch's to the last bit (engine/vecmath.py).
+"""float32 sigmoid, silu, expm1, elu, log1p, softplus, gelu(approximate='tanh'), pow, logsigmoid
+(and their gradients) are torch's to the last bit (engine/vecmath.py).
 
 Every case runs the same values through torch and the engine and compares the float32 results
 bit for bit: wide random inputs, every size 1..64 (the vector loop's tails), torch's two-thread
@@ -51,6 +51,20 @@ OPS: dict[str, Callable[[Any, Any], Any]] = {
     "softplus": lambda lib, t: lib.nn.functional.softplus(t),
     "softplus_beta": lambda lib, t: lib.nn.functional.softplus(t, beta=1.5, threshold=8.0),
     "gelu_tanh": lambda lib, t: lib.nn.functional.gelu(t, approximate="tanh"),
+    # SLEEF's powf in the vector loop, glibc's double pow in the tail; the gradients' x.pow(e - 1)
+    # too (x ** 1.5 is left out: its gradient's x.pow(0.5) is torch's sqrt kernel)
+    "pow_4": lambda lib, t: t ** 4,
+    "pow_2_5": lambda lib, t: t ** 2.5,
+    "pow_neg": lambda lib, t: lib.pow(t, -1.25),
+    "pow_7": lambda lib, t: t.pow(7.0),
+    "rpow": lambda lib, t: 1.7 ** t,
+    "logsigmoid": lambda lib, t: lib.nn.functional.logsigmoid(t),
+    "mish": lambda lib, t: lib.nn.functional.mish(t),
+    "selu": lambda lib, t: lib.nn.functional.selu(t),
+    "celu": lambda lib, t: lib.nn.functional.celu(t, 0.7),
+    # no exponential, but the backward's vector code and scalar lambda differ at NaN
+    "hardsigmoid": lambda lib, t: lib.nn.functional.hardsigmoid(t * 0.5),
+    "hardswish": lambda lib, t: lib.nn.functional.hardswish(t * 0.5),
 }
 
 VIEWS: dict[str, Callable[[Any], Any]] = {
@@ -110,6 +124,90 @@ def test_scalars_and_empty(op: str) -> None:
         _bits_equal(ex.grad.numpy(), tx.grad.numpy())
 
 
+@pytest.mark.parametrize("view", VIEWS)
+def test_pow_tensor_exponent(view: str) -> None:
+    """tensor ** tensor (SLEEF's powf, glibc's powf in the tail) and its base gradient; every
+    pair of special values, wide magnitudes, each tail length. (The exponent's gradient needs
+    torch's log, MKL's: not compared here.)"""
+    rng = np.random.default_rng(13)
+    grid_x, grid_y = (a.reshape(-1) for a in np.meshgrid(SPECIAL, np.append(SPECIAL, [
+        2, -3, 7, 16777216, 16777217, -1.5, 1e10])))
+    with np.errstate(over="ignore"):
+        wide = np.exp(rng.uniform(-90, 90, 30000)).astype(F32)
+    cases = [(grid_x, grid_y), (wide, rng.uniform(-40, 40, wide.size)),
+             (rng.standard_normal((37, 29)) * 3, rng.uniform(-4, 4, (37, 29)))]
+    cases += [(rng.standard_normal(n) * 3, rng.uniform(-4, 4, n)) for n in range(1, 65, 7)]
+    for x, y in cases:
+        x, y = np.asarray(x, F32), np.asarray(y, F32)
+        tx = VIEWS[view](torch.from_numpy(x.copy())).detach().requires_grad_()
+        ex = VIEWS[view](ge.tensor(x.copy())).detach().requires_grad_()
+        ty, ey = VIEWS[view](torch.from_numpy(y.copy())), VIEWS[view](ge.tensor(y.copy()))
+        tr, er = tx ** ty, ex ** ey
+        _bits_equal(er.detach().numpy(), tr.detach().numpy())
+        g = rng.standard_normal(tuple(tr.shape)).astype(F32)
+        tr.backward(torch.from_numpy(g))
+        er.backward(ge.tensor(g))
+        _bits_equal(ex.grad.numpy(), tx.grad.numpy())
+
+
+def test_pow_scalar_exponents() -> None:
+    """Every exponent torch special-cases (2, 3, -1, -2, 0.5, -0.5, 0, 1) or sends to powf,
+    over special values: the engine's kernel choice is torch's."""
+    x = np.tile(np.append(SPECIAL, [2, -3, 7, 1e10, 0.999999, 1.000001]).astype(F32), 3)
+    for e in (2, 3, -1, -2, -0.5, 0, 1, 4, 2.5, -1.25, 1 / 3, 100, 1e-3, 16777217, -7, np.inf,
+              -np.inf, np.nan, 2.0, 3.0):
+        with np.errstate(all="ignore"):
+            _bits_equal((ge.tensor(x) ** e).numpy(), (torch.from_numpy(x) ** e).numpy())
+
+
+def test_logsigmoid_rejects_integers_and_module() -> None:
+    """torch's error for an integral input; nn.LogSigmoid is the function."""
+    for lib in (torch, ge):
+        with pytest.raises(NotImplementedError,
+                           match="\"log_sigmoid_cpu\" not implemented for 'Long'"):
+            lib.nn.functional.logsigmoid(lib.tensor([1, 2]))
+    x = np.random.default_rng(14).standard_normal(50).astype(F32)
+    assert repr(ge.nn.LogSigmoid()) == repr(torch.nn.LogSigmoid()) == "LogSigmoid()"
+    _bits_equal(ge.nn.LogSigmoid()(ge.tensor(x)).numpy(),
+                torch.nn.LogSigmoid()(torch.from_numpy(x)).numpy())
+    y = ge.nn.functional.logsigmoid(ge.tensor(x, requires_grad=True))
+    assert y.grad_fn.name() == "LogSigmoidBackward0"
+    for lib in (torch, ge):
+        with pytest.raises(NotImplementedError, match="\"mish_cpu\" not implemented for 'Long'"):
+            lib.nn.functional.mish(lib.tensor([1, 2]))
+    assert repr(ge.nn.Mish(inplace=True)) == repr(torch.nn.Mish(inplace=True))
+    assert ge.nn.functional.mish(ge.tensor(x, requires_grad=True)).grad_fn.name() == "MishBackward0"
+    for lib in (torch, ge):
+        with pytest.raises(NotImplementedError, match="\"elu_cpu\" not implemented for 'Long'"):
+            lib.nn.functional.selu(lib.tensor([1, 2]))
+        with pytest.raises(RuntimeError, match="ZeroDivisionError: alpha cannot be 0 for CELU"):
+            lib.nn.functional.celu(lib.tensor([1.0]), 0.0)
+    for lib_mods in zip(*((lib.nn.SELU(), lib.nn.CELU(), lib.nn.CELU(0.5, inplace=True),
+                           lib.nn.SELU(inplace=True)) for lib in (ge, torch))):
+        assert repr(lib_mods[0]) == repr(lib_mods[1])
+    for mods in zip(*((lib.nn.Hardsigmoid(), lib.nn.Hardswish(inplace=True))
+                      for lib in (ge, torch))):
+        assert repr(mods[0]) == repr(mods[1])
+    x3 = np.array([-3, 3, np.nan, -3.0000002, 2.9999998, 0], F32)
+    for name, node in (("hardsigmoid", "HardsigmoidBackward0"),
+                       ("hardswish", "HardswishBackward0")):
+        with pytest.raises(NotImplementedError,
+                           match=f"\"{name}_cpu\" not implemented for 'Long'"):
+            getattr(ge.nn.functional, name)(ge.tensor([1, 2]))
+        # the kinks and NaN, 16 elements in the vector loop and 2 in the tail
+        tx = torch.from_numpy(np.repeat(x3, 3)).requires_grad_()
+        ex = ge.tensor(np.repeat(x3, 3)).requires_grad_()
+        ty, ey = getattr(torch.nn.functional, name)(tx), getattr(ge.nn.functional, name)(ex)
+        assert ey.grad_fn.name() == node
+        _bits_equal(ey.detach().numpy(), ty.detach().numpy())
+        ty.sum().backward()
+        ey.sum().backward()
+        _bits_equal(ex.grad.numpy(), tx.grad.numpy())
+    for name, node in (("selu", "EluBackward0"), ("celu", "CeluBackward0")):
+        y = getattr(ge.nn.functional, name)(ge.tensor(x, requires_grad=True))
+        assert y.grad_fn.name() == node
+
+
 def test_exp_kernels_differ_where_torch_does() -> None:
     """The two exps are distinct: each matches its own torch path and differs from the other
     somewhere on these inputs (else the test could not tell the loop's split)."""
@@ -134,6 +232,12 @@ def test_vector_lanes_layout() -> None:
     assert cols[:, :16].all() and not cols[:, 16:].any()
     assert not vecmath.vector_lanes(a[:, ::2]).any()  # stride 2: the scalar loop only
     assert vecmath.vector_lanes(a.T).reshape(-1).sum() == 112
+    # a unary kernel on a stride-0 input: the vector loop broadcasts it (is_contiguous_scalar)
+    assert vecmath.vector_lanes(np.broadcast_to(a[0, :1], (40,))).sum() == 32
+    # an output allocated C-contiguous (number ** tensor) against a transposed input: scalar
+    one = np.broadcast_to(F32(1), (40, 3))
+    assert not vecmath.vector_lanes(one, a.T, contiguous_out=True).any()
+    assert vecmath.vector_lanes(one, a.T).reshape(-1).sum() == 112
 
 
 def test_float64_keeps_numpy() -> None:
