@@ -207,8 +207,8 @@ def test_linear_layers_train_as_torchs(batch: int, inp: int, out: int) -> None:
 # --- VML functions against torch ------------------------------------------------------------------
 
 # torch 2.13's at::vml sends these to MKL (IMPLEMENT_VML_MKL); the engine's op of each name
-VML_OPS = ["exp", "log", "log2", "log10", "sin", "cos", "tan", "tanh", "asin", "acos", "atan",
-           "erf", "erfc"]
+VML_OPS = ["exp", "log", "log2", "log10", "sqrt", "sin", "cos", "tan", "tanh", "asin", "acos",
+           "atan", "erf", "erfc"]
 # measured not to be MKL's in torch (Sleef or its own kernels): must stay off the VML path
 NOT_VML = {"expm1": "Expm1", "log1p": "Log1p", "sinh": "Sinh", "cosh": "Cosh",
            "lgamma": "LGamma", "rsqrt": "InvSqrt"}
