@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import grad_mode
+
 from . import cascade, errors, limits
 from .distributions import fma32
 from .dtypes import DType
@@ -592,6 +594,12 @@ def _bn_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | No
     if (rm is None) != (rv is None):
         raise errors.InvalidValueError(
             "running_mean and running_var must either both be None or neither be None")
+    if grad_mode.is_grad_enabled():
+        for name, t in (("running_mean", rm), ("running_var", rv)):
+            if t is not None and t.requires_grad:
+                raise errors.InvalidArgumentError(
+                    f"The function 'native_batch_norm' is not differentiable with respect to "
+                    f"argument '{name}'. This input cannot have requires_grad True.")
     if x.dtype.category != 2:
         raise errors.NotImplementedFunctionError(
             f'"batch_norm" not implemented for \'{_type_word(x.dtype)}\'')
