@@ -501,11 +501,16 @@ def _running_stat(x: Any, w: Any, b: Any, rm: Any, rv: Any, momentum: float = 0.
         return old.copy()
     _, count, _ = _bn_layout(x)
     mean, var_sum = batch_moments(x)
-    if not var:  # momentum * mean + (1 - momentum) * running, unfused
-        return dt(momentum) * mean + dt(1 - momentum) * old
+    # in the input's type, 1 - momentum too: momentum * mean + (1 - momentum) * running unfused,
+    # momentum * unbiased variance + (1 - momentum) * running fused (measured)
+    rest = dt(1) - dt(momentum)
+    if not var:
+        return dt(momentum) * mean + rest * old
     with np.errstate(divide="ignore", invalid="ignore"):
         unbiased = var_sum / dt(count - 1)
-    return _fma(dt(momentum), unbiased, dt(1 - momentum) * old, dt)
+    if dt is not np.float32:  # double: not fused (measured)
+        return dt(momentum) * unbiased + rest * old
+    return _fma(dt(momentum), unbiased, rest * old, dt)
 
 
 def _bn_backward(g: Any, x: Any, w: Any, rm: Any, rv: Any, training: bool, eps: float,
@@ -569,9 +574,11 @@ def _bn_backward(g: Any, x: Any, w: Any, rm: Any, rv: Any, training: bool, eps: 
             total64.astype(dt) if dbeta else None)
 
 
-def _bn_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+def _bn_dtype(args: Sequence[Any], attrs: Mapping[str, Any], running: bool = False
+              ) -> tuple[DType | None, DType]:
     """torch's checks (Normalization.cpp `_batch_norm_impl_index`, `native_batch_norm`), in
-    its order and with its messages."""
+    its order and with its messages (`running`: for batch_norm_running, which computes no
+    gradient)."""
     x, w, b, rm, rv = args
     training = bool(attrs["training"])
     shape = list(x.shape)
@@ -594,7 +601,7 @@ def _bn_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | No
     if (rm is None) != (rv is None):
         raise errors.InvalidValueError(
             "running_mean and running_var must either both be None or neither be None")
-    if grad_mode.is_grad_enabled():
+    if grad_mode.is_grad_enabled() and not running:
         for name, t in (("running_mean", rm), ("running_var", rv)):
             if t is not None and t.requires_grad:
                 raise errors.InvalidArgumentError(
@@ -695,7 +702,7 @@ defop("batch_norm", _batch_norm, _bn_dx, _bn_dw, _bn_db, None, None,
 defop("batch_norm_running", _running_stat, None, None, None, None, None,
       inputs=("input", "weight?", "bias?", "running_mean", "running_var"),
       attrs=(AttrSpec("momentum", "float", 0.1), AttrSpec("var", "bool", False)),
-      dtype=lambda args, attrs: _bn_dtype(args, {"training": True}), method=False,
+      dtype=lambda args, attrs: _bn_dtype(args, {"training": True}, running=True), method=False,
       doc="batch_norm's new running_mean (running_var with var=True) after one training step: "
           "momentum * the batch's mean (unbiased variance) + (1 - momentum) * the old value, "
           "as torch's kernel writes it (for `copy_`; checks the arguments as batch_norm does)",
