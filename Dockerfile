@@ -6,7 +6,10 @@
 # Settings: `gradserve serve` flags after the image name, or GRADSERVE_* variables (-e). The
 # health check probes GRADSERVE_PORT, so change the port with that variable, not with --port.
 # BASE_IMAGE may also be a plain Debian image (python3 is installed when it is missing).
+# EXTRAS=mkl adds the `mkl` extra (Intel MKL 2024.2, ~550 MB, and libgomp1): float products and
+# exp/log/sin/tanh/... then equal torch's bits (README, "What differs from torch here").
 ARG BASE_IMAGE=python:3.12-slim
+ARG EXTRAS=
 
 FROM ${BASE_IMAGE} AS base
 # A plain Debian base has no Python; python:*-slim has one and skips this. The venv at /opt/venv
@@ -25,6 +28,7 @@ FROM base AS build
 # A CA bundle for pip behind a TLS-inspecting proxy, mounted at build time and not kept:
 #   --build-arg PIP_CERT=/run/host-ca.crt -v "$SSL_CERT_FILE":/run/host-ca.crt:ro  (podman)
 ARG PIP_CERT
+ARG EXTRAS
 COPY pyproject.toml README.md /src/
 COPY protos /src/protos
 COPY surface /src/surface
@@ -33,11 +37,19 @@ COPY server /src/server
 COPY client /src/client
 RUN python3 -m venv /opt/venv \
     && if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
-    && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check /src \
+    && case "$EXTRAS" in ""|mkl) ;; *) echo "EXTRAS must be empty or mkl" >&2; exit 1;; esac \
+    && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check "/src${EXTRAS:+[$EXTRAS]}" \
     && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools \
     && find /opt/venv -name tests -path '*/numpy/*' -prune -exec rm -rf {} +
 
 FROM base
+ARG EXTRAS
+# MKL's GNU OpenMP threading layer needs libgomp1 (slim bases lack it)
+RUN if [ "$EXTRAS" = mkl ] && ! ldconfig -p | grep -q libgomp.so.1; then \
+        apt-get update \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libgomp1 \
+        && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt/* /var/log/dpkg.log; \
+    fi
 COPY --from=build /opt/venv /opt/venv
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin gradserve

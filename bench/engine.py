@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import gradserve.engine as ge
+from gradserve.engine import mkl
 
 TARGETS = {"chain-1000": 0.8, "seed-step": 1.0, "mlp-64": 1.0, "mlp-1024": 1.2, "graph-4M": 1.0}
 
@@ -132,6 +133,7 @@ def main() -> int:
     print(f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), engine threads "
           f"{ge.parallel.threads()}, cpus {os.cpu_count()}")
+    print(mkl.status(), "(GRADSERVE_MKL=0: the numpy paths)")
     print(f"{'case':<12} {'engine':>12} {'torch':>12} {'ratio':>7} {'target':>7}")
     missed = []
     for name in args.cases or CASES:

@@ -42,6 +42,17 @@ class SessionNNBackend(RemoteBackend):
     def torch(self) -> Any:
         return self.owner
 
+    def known_contiguous(self, tensor: Any) -> bool | None:
+        # known from a description the server sent, or for a 1-D tensor made here from data
+        # (no in-place op of a session gives a 1-D tensor gaps)
+        if tensor._info is not None:
+            return not tensor._info.non_contiguous
+        meta = tensor._meta
+        if meta is not None and len(meta.shape) == 1 and tensor._handle in (
+                self.owner._made_from_data):
+            return True
+        return None
+
     def parameter(self, data: Any, requires_grad: bool) -> Any:
         t = data.detach()
         t.__class__ = Parameter  # same slots: the handle becomes a Parameter

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import grad_mode, lr_scheduler
+from gradserve.surface import lbfgs as _lbfgs
 from gradserve.surface import optim as _surface
 from gradserve.v1 import STEP_HYPERPARAMETERS_FEATURE, graph_pb2
 from gradserve.v1 import session_pb2 as spb
@@ -38,6 +39,30 @@ class Optimizer(_surface.Optimizer):
     tensor ops (recorded like any others); the base of the server-side optimizers too."""
 
     _tensor_type = Tensor
+
+
+class LBFGS(Optimizer, _lbfgs.LBFGS):
+    """torch.optim.LBFGS over session tensors (gradserve.surface.lbfgs.LBFGS): its ops are
+    recorded like any others; the values torch reads at one point of a step (the loss and the
+    stopping tests) are read together, in one round trip."""
+
+    def _cat(self, tensors: Any) -> Tensor:
+        tensors = list(tensors)
+        return tensors[0]._owner.cat(tensors, 0)  # type: ignore[no-any-return]
+
+    def _read(self, *values: Any) -> list[Any]:
+        tensors = [v for v in values if isinstance(v, Tensor)]
+        if not tensors:
+            return list(values)
+        arrays = iter(tensors[0]._owner.values(tensors))
+        return [_item(next(arrays)) if isinstance(v, Tensor) else v for v in values]
+
+
+def _item(arr: np.ndarray) -> Any:
+    """A one-element value as `Tensor.item()` gives it."""
+    if arr.size != 1:
+        raise RuntimeError(f"a Tensor with {arr.size} elements cannot be converted to Scalar")
+    return arr.reshape(()).item()
 
 
 class ServerOptimizer(Optimizer):
@@ -447,7 +472,8 @@ def namespace(session: Any) -> Any:
     lr_scheduler."""
     bound = {cls.__name__: bind(cls, session)
              for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
-    return types.SimpleNamespace(Optimizer=Optimizer, lr_scheduler=lr_scheduler, **bound)
+    return types.SimpleNamespace(Optimizer=Optimizer, LBFGS=LBFGS, lr_scheduler=lr_scheduler,
+                                 **bound)
 
 
 def bind(cls: type[ServerOptimizer], session: Any) -> type[ServerOptimizer]:

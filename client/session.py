@@ -92,6 +92,9 @@ class Session:
         # handle -> weak reference of each live tensor (a plain dict: Tensor.__del__ removes its
         # entry through `dropped`, cheaper per op than a WeakValueDictionary)
         self._live: dict[int, weakref.ref[Tensor]] = {}
+        # handles of the 1-D tensors created from data here (contiguous: the layout that
+        # nn.functional.linear's choice of graph needs), until released
+        self._made_from_data: set[int] = set()
         self._inplace_pending = False  # an in-place write is recorded but not sent (see info)
         self._write_batch = 0  # the batch (Recorder.round_trips) carrying the last write
         self.restored: dict[str, Tensor] = {}  # filled by Client.restore
@@ -302,6 +305,7 @@ class Session:
     def dropped(self, handle: int) -> None:
         """A client tensor was garbage-collected: release its handle with the next request."""
         self._live.pop(handle, None)
+        self._made_from_data.discard(handle)
         self._grad_readers.pop(handle, None)
         if self._verify_ops:
             self._verify_ops.pop(handle, None)
@@ -719,6 +723,8 @@ class Session:
             if requires_grad and len(self._fresh_leaves) < PREFETCH_GRADS:
                 self._fresh_leaves.append(weakref.ref(t))
         t._value, t._epoch = arr, self._epoch
+        if arr.ndim == 1:
+            self._made_from_data.add(t._handle)
         if self._infer and arr.dtype.name in surface_meta.DTYPE_NAMES and (
                 not requires_grad or arr.dtype.name in _FLOATING):
             t._meta, t._node = surface_meta.Meta(arr.shape, arr.dtype.name, bool(requires_grad)), ""
@@ -803,6 +809,27 @@ class Session:
         if t._value is None:
             raise omitted_error(t._omitted, self.info(t).shape, "value")
         return t._value
+
+    def values(self, tensors: Sequence[Tensor]) -> list[np.ndarray]:
+        """The values of `tensors`, those not held here fetched together in one round trip.
+
+        Args:
+            tensors: session tensors (each read as `value(t)` reads it).
+
+        Returns:
+            Their values as (cached, read-only by convention) arrays, in order.
+        """
+        missing = [t for t in tensors if t._error is None
+                   and (t._value is None or t._epoch != self._epoch)]
+        if len(missing) > 1:
+            with self._recorder.lock:
+                epoch = self._epoch
+                for t in missing:
+                    m = self._record(_fetched(t, epoch)).fetch
+                    m.handle = t._handle
+                    m.value = True
+                self._recorder.flush()
+        return [self.value(t) for t in tensors]  # errors, and any left out, one by one
 
     def repr(self, t: Tensor) -> str:
         """torch's printed form of `t`, as the server prints it."""

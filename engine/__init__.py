@@ -34,6 +34,7 @@ from gradserve.surface.grad_mode import (
 from gradserve.surface.legacy import CONSTANTS, variable_type
 
 from . import autograd, dtypes, errors, limits, registry
+from . import ops_conv as _ops_conv  # noqa: F401
 from . import ops_creation as _ops_creation  # noqa: F401
 from . import ops_elementwise as _ops_elementwise  # noqa: F401  (registers ops)
 from . import ops_index as _ops_index  # noqa: F401

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import cascade
+from . import cascade, mkl
 from .distributions import _add_round_odd, fma32
 
 KC = 192  # MKL's k block for these kernels, measured
@@ -160,3 +160,208 @@ def _blocks(x64: np.ndarray, y64: np.ndarray, bias: np.ndarray | None, tiny: boo
         start += length
     assert total is not None  # k >= 1: at least one block
     return total
+
+
+# --- MKL: torch's own call ------------------------------------------------------------------------
+
+
+def _elem_strides(a: np.ndarray) -> tuple[int, ...] | None:
+    """a's strides in elements as torch's would be, or None when torch could not have them."""
+    size = a.itemsize
+    if any(s % size or s < 0 for s in a.strides):
+        return None
+    return tuple(s // size for s in a.strides)
+
+
+def _operand(a: np.ndarray, rows: int, cols: int, transpose_c: bool) -> tuple[np.ndarray, bool]:
+    """torch's addmm_impl_cpu_ casting one operand (rows x cols, read through `transpose_c`):
+    as it is (column-major), transposed (row-major), or a contiguous copy. Returns the array
+    and whether BLAS reads it transposed."""
+    st = _elem_strides(a)
+    inner, outer = (1, 0) if transpose_c else (0, 1)
+    if st is not None:
+        if st[inner] == 1 and st[outer] >= max(1, rows):
+            return a, False
+        if st[outer] == 1 and st[inner] >= max(1, cols):
+            return a, True
+    return np.ascontiguousarray(a), not transpose_c
+
+
+def mkl_addmm(x: np.ndarray, y: np.ndarray, c: np.ndarray | None, alpha: float = 1.0,
+              beta: float = 0.0) -> np.ndarray | None:
+    """torch's CPU `addmm` (or `mm`: c None, beta 0) through MKL with the arguments torch passes.
+
+    torch's `addmm_impl_cpu_` copies the bias into a fresh row-major result, then calls
+    `?gemm` column-major, swapping the operands (result transposed) unless the result has one
+    column, and reading each operand as it is, transposed, or as a contiguous copy, from its
+    strides; `cpublas::gemm` then normalises the leading dimensions of unit dims. The same
+    call on the same library rounds the same way, whatever the shape.
+
+    Args:
+        x: (n, k) float32 or float64, any strides.
+        y: (k, m), x's dtype.
+        c: the bias, broadcastable to (n, m) (read only when beta != 0).
+        alpha, beta: torch's scalars.
+
+    Returns:
+        The (n, m) result, or None when MKL is absent or BLAS would refuse the call (the
+        caller then computes it another way).
+    """
+    if not mkl.available() or x.dtype not in (_F32, np.float64) or y.dtype != x.dtype:
+        return None
+    n, k = x.shape
+    m = y.shape[1]
+    if beta != 0 and c is not None:
+        out = np.array(np.broadcast_to(c, (n, m)), dtype=x.dtype, order="C")
+    else:
+        out = np.empty((n, m), x.dtype)
+        beta = 0.0
+    if out.size == 0:
+        return out
+    if k == 0:  # torch: no product; beta * input (or zeros)
+        return out * out.dtype.type(beta) if beta != 0 else np.zeros_like(out)
+    # a row-major result is column-major when it has one column, else computed transposed
+    transpose_c = m != 1
+    m1, m2 = (y, x) if transpose_c else (x, y)
+    bm, bn = (m, n) if transpose_c else (n, m)  # BLAS's m and n
+    a, ta = _operand(m1, bm, k, transpose_c)
+    b, tb = _operand(m2, k, bn, transpose_c)
+    lda = a.strides[1 if ta == transpose_c else 0] // a.itemsize
+    ldb = b.strides[1 if tb == transpose_c else 0] // b.itemsize
+    ldc = out.strides[0 if transpose_c else 1] // out.itemsize
+    # cpublas::gemm's normalize_last_dims
+    if bn == 1:
+        ldc = bm
+    if ta:
+        if bm == 1:
+            lda = k
+    elif k == 1:
+        lda = bm
+    if tb:
+        if k == 1:
+            ldb = bn
+    elif bn == 1:
+        ldb = k
+    if lda < max(1, k if ta else bm) or ldb < max(1, bn if tb else k) or ldc < max(1, bm):
+        return None  # torch's own loops (gemm_stub), not BLAS
+    if max(bm, bn, k, lda, ldb, ldc) > 2**31 - 1:
+        return None
+    mkl.gemm(ta, tb, bm, bn, k, alpha, a, lda, b, ldb, beta, out, ldc)
+    return out
+
+
+def _items_contiguous_or_transposed(a: np.ndarray) -> bool:
+    """torch's batch_items_contiguous_or_transposed on a 3-D operand."""
+    st = _elem_strides(a)
+    if st is None:
+        return False
+    sizes = a.shape
+    return (st[2] == 1 and st[1] >= sizes[2]) or (st[1] == 1 and st[2] >= sizes[1])
+
+
+def _rows_contiguous(a: np.ndarray) -> bool:
+    st = _elem_strides(a)
+    return st is not None and st[2] == 1 and st[1] >= a.shape[2]
+
+
+def small_bmm(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """torch's `baddbmm_cpu_kernel` for bmm: per element a sequential sum from 0 over k of
+    products, each rounded in the dtype (compiled without FMA), as torch does below 400
+    multiply-adds per matrix. The products go through one scratch buffer of at most
+    `_BAND_ELEMENTS` elements (the result is the only allocation that grows with the batch)."""
+    b, n, k = x.shape
+    m = y.shape[2]
+    out = np.zeros((b, n, m), x.dtype)
+    step = max(1, _BAND_ELEMENTS // max(1, n * m))
+    for start in range(0, b, step):
+        xs, ys, acc = x[start:start + step], y[start:start + step], out[start:start + step]
+        scratch = np.empty(acc.shape, x.dtype)
+        for t in range(k):
+            np.multiply(xs[:, :, t:t + 1], ys[:, t:t + 1, :], out=scratch)
+            acc += scratch
+    return out
+
+
+def torch_bmm(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """torch's CPU float `bmm` (bmm_out_or_baddbmm_) bit for bit, or None (no MKL above 400
+    multiply-adds per matrix, or a case whose order is not known).
+
+    Below 400 multiply-adds per matrix torch runs its own loop (`small_bmm`); above, when both
+    operands' matrices are contiguous or transposed, MKL's `cblas_?gemm_batch` (one `?gemm` for
+    a batch of one), row-major, each operand transposed when its strides say so.
+    """
+    if x.dtype not in (_F32, np.float64) or y.dtype != x.dtype:
+        return None
+    b, n, k = x.shape
+    m = y.shape[2]
+    if k * n * m < 400:  # torch's own loop: no MKL needed
+        return small_bmm(x, y)
+    if not mkl.available():
+        return None
+    out = np.empty((b, n, m), x.dtype)
+    if out.size == 0:
+        return out
+    if not (_items_contiguous_or_transposed(x) and _items_contiguous_or_transposed(y)) or (
+            min(n, k, m) == 1 and not (_rows_contiguous(x) and _rows_contiguous(y))):
+        # torch then splits the batch into mm calls, or for some shapes multiplies contiguous
+        # copies; with a unit dim a transposed operand rounds otherwise too (measured; the
+        # rules are not known): not reproduced
+        return None
+    if max(b, n, m, k) >= 2**31:
+        return None
+    sx, sy = _elem_strides(x), _elem_strides(y)
+    assert sx is not None and sy is not None
+    tx = sx[1] == 1 and sx[2] >= n
+    ty = sy[1] == 1 and sy[2] >= k
+    lda = sx[2] if tx else sx[1]
+    ldb = sy[2] if ty else sy[1]
+    mkl.gemm_batch_rowmajor(tx, ty, n, m, k, x, sx[0], lda, y, sy[0], ldb, out)
+    return out
+
+
+def mkl_mv(a: np.ndarray, v: np.ndarray) -> np.ndarray | None:
+    """torch's CPU float `mv` (addmv_out_cpu with beta 0) through MKL's `?gemv`, or None.
+
+    A column-major matrix goes as it is ('n'), a row-major one transposed ('t'), anything else
+    as a contiguous copy ('t'); `cpublas::gemv` sets lda = m for a single column. A vector
+    stride BLAS refuses (not positive) is torch's own loop: None.
+    """
+    if not mkl.available() or a.dtype not in (_F32, np.float64) or v.dtype != a.dtype:
+        return None
+    n, k = a.shape
+    out = np.empty(n, a.dtype)
+    if n == 0:
+        return out
+    if k == 0:
+        return np.zeros_like(out)
+    sa, sv = _elem_strides(a), _elem_strides(v)
+    if sv is None or sv[0] <= 0 or max(n, k) >= 2**31:
+        return None
+    def lda_ok(rows: int, cols: int, lda: int) -> bool:
+        return cols == 1 or lda >= max(1, rows)
+    if sa is not None and sa[0] == 1 and lda_ok(n, k, sa[1]):
+        trans, m_, n_, lda = False, n, k, sa[1]
+    elif sa is not None and sa[1] == 1 and lda_ok(k, n, sa[0]):
+        trans, m_, n_, lda = True, k, n, sa[0]
+    else:
+        a = np.ascontiguousarray(a)
+        trans, m_, n_, lda = True, k, n, k
+    if n_ == 1:
+        lda = m_
+    if lda < max(1, m_) or lda >= 2**31:
+        return None
+    mkl.gemv(trans, m_, n_, a, lda, v, sv[0], out)
+    return out
+
+
+def mkl_dot(x: np.ndarray, y: np.ndarray) -> np.generic | None:
+    """torch's CPU float `dot` through MKL's `?dot` (strides as they are), or None."""
+    if not mkl.available() or x.dtype not in (_F32, np.float64) or y.dtype != x.dtype:
+        return None
+    sx, sy = _elem_strides(x), _elem_strides(y)
+    if sx is None or sy is None or x.shape[0] >= 2**31:
+        return None
+    incx, incy = (1, 1) if x.shape[0] == 1 else (sx[0], sy[0])
+    if incx == 0 or incy == 0:  # a broadcast vector: torch's own loop
+        return None
+    return x.dtype.type(mkl.dot(x, incx, y, incy))  # a 0-d result: a numpy scalar

@@ -54,6 +54,9 @@ class EngineNNBackend(EngineBackend):
     def torch(self) -> Any:
         return sys.modules["gradserve.engine"]
 
+    def known_contiguous(self, tensor: Any) -> bool | None:
+        return bool(tensor.is_contiguous())
+
     def parameter(self, data: Any, requires_grad: bool) -> Any:
         t = data.detach()
         t.requires_grad_(requires_grad)

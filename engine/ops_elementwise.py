@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from gradserve.surface import messages
 
-from . import dtypes, errors, limits, vecmath
+from . import dtypes, errors, limits, mkl, vecmath
 from .distributions import fma32
 from .registry import (
     BOOL,
@@ -88,12 +89,26 @@ def _fused_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) 
     return limits.with_scratch(bound, 96 * chunk)
 
 
+# a float64 `y * alpha` is fused (`_fma_scalar64`): contiguous copies of both operands (16 bytes
+# a result element) and a fixed scratch per chunk (thirteen float64 or mask arrays)
+_FUSED64 = temporaries(broadcast_shape, result_bytes=16)
+
+
+def _fused_bound64(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
+    bound = _FUSED64(args, attrs, out_dtype)
+    chunk = min(limits.numel(broadcast_shape(*args, **attrs)), _FMA_CHUNK)
+    return limits.with_scratch(bound, 104 * chunk)
+
+
 @shapes_only
 def _alpha_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
     if attrs.get("alpha", 1) == 1:
         return _UNSCALED(args, attrs, out_dtype)
-    return (_fused_bound if out_dtype is dtypes.float32 else _ALPHA_SCALED)(args, attrs,
-                                                                             out_dtype)
+    if out_dtype is dtypes.float32:
+        return _fused_bound(args, attrs, out_dtype)
+    if out_dtype is dtypes.float64:
+        return _fused_bound64(args, attrs, out_dtype)
+    return _ALPHA_SCALED(args, attrs, out_dtype)
 
 
 def _scaled_add(x: Any, y: Any, alpha: Any) -> Any:
@@ -101,16 +116,19 @@ def _scaled_add(x: Any, y: Any, alpha: Any) -> Any:
 
     torch computes a scaled add as one fused multiply-add (`vec::fmadd(y, alpha, x)`, alpha
     cast to the tensors' float32 compute type), so `p.add_(grad, alpha=-lr)` rounds once where
-    `x + y * alpha` rounds twice (5,596 of 100,000 random float32 elements differed). float32
-    operands take `_fma_scalar32`; other dtypes keep numpy's two roundings (float64 has no
-    exact emulation here).
+    `x + y * alpha` rounds twice (5,596 of 100,000 random float32 elements differed; float64:
+    23,672). float32 operands take `_fma_scalar32`, float64 ones `_fma_scalar64`; other dtypes
+    keep numpy's two roundings.
     """
     if alpha == 1:
         return np.add(x, y)
-    if (isinstance(x, np.ndarray) and x.dtype == np.float32 and isinstance(alpha, (int, float))
-            and (isinstance(y, (int, float)) and not isinstance(y, bool)
-                 or isinstance(y, np.ndarray) and y.dtype == np.float32)):
-        return _fma_scalar32(np.asarray(y, np.float32), np.float32(alpha), x)
+    if not (isinstance(x, np.ndarray) and isinstance(alpha, (int, float))
+            and not isinstance(alpha, bool)):
+        return np.add(x, y * alpha)
+    for dtype, fused in ((np.float32, _fma_scalar32), (np.float64, _fma_scalar64)):
+        if x.dtype == dtype and (isinstance(y, (int, float)) and not isinstance(y, bool)
+                                 or isinstance(y, np.ndarray) and y.dtype == dtype):
+            return fused(np.asarray(y, dtype), dtype(alpha), x)
     return np.add(x, y * alpha)
 
 
@@ -143,6 +161,72 @@ def _fma_scalar32(y: np.ndarray, a: np.float32, x: np.ndarray) -> np.ndarray:
         if redo.any():
             oc[redo] = fma32(yc[redo], float(a), xc[redo])
     return out
+
+
+_SPLIT = 134217729.0  # 2**27 + 1: Dekker's split of a float64 into two 26-bit halves
+_SAFE_LOW, _SAFE_HIGH = 2.0 ** -900, 2.0 ** 900  # where the error-free steps below are exact
+
+
+def _fma_scalar64(y: np.ndarray, a: np.float64, x: np.ndarray) -> np.ndarray:
+    """Correctly rounded float64 `y * a + x` (a a number, y and x broadcast), in chunks.
+
+    Boldo and Melquiond's emulation ("Emulation of a FMA and correctly-rounded sums: proved
+    algorithms using rounding to odd", IEEE TC 2008): the product split exactly into
+    `p + e` (Dekker), `x + p` into `s + t` (Knuth's TwoSum), then `s + RO(t + e)` rounded to
+    nearest, where RO rounds to odd. Elements beyond the range where those steps are exact
+    (huge or tiny magnitudes, non-finite values) are computed exactly with fractions.
+    """
+    shape = np.broadcast_shapes(y.shape, x.shape)
+    out = np.empty(shape, np.float64)
+    flat = out.reshape(-1)
+    ys = np.ascontiguousarray(np.broadcast_to(y, shape)).reshape(-1)
+    xs = np.ascontiguousarray(np.broadcast_to(x, shape)).reshape(-1)
+    a = np.float64(a)
+    c = _SPLIT * a
+    ah = c - (c - a)
+    al = a - ah
+    with np.errstate(all="ignore"):
+        for i in range(0, flat.size, _FMA_CHUNK):
+            yc, xc = ys[i:i + _FMA_CHUNK], xs[i:i + _FMA_CHUNK]
+            cy = _SPLIT * yc
+            yh = cy - (cy - yc)
+            yl = yc - yh
+            p = yc * a
+            e = ((yh * ah - p) + yh * al + yl * ah) + yl * al  # p + e == y * a exactly
+            s = xc + p
+            bb = s - xc
+            t = (xc - (s - bb)) + (p - bb)  # s + t == x + p exactly
+            u = t + e
+            bb = u - t
+            v = (t - (u - bb)) + (e - bb)  # u + v == t + e exactly
+            even = (u.view(np.int64) & 1) == 0
+            inexact = (v != 0) & even
+            u[inexact] = np.nextafter(u[inexact], np.where(v[inexact] > 0, np.inf, -np.inf))
+            oc = flat[i:i + _FMA_CHUNK]
+            np.add(s, u, out=oc)
+            zero = oc == 0  # an exact zero: p is exact, and s has IEEE's sign for it
+            oc[zero] = s[zero]
+            mags = (np.abs(yc), abs(a), np.abs(xc), np.abs(p))
+            unsafe = ~np.isfinite(oc) | ~np.isfinite(p)
+            for m in mags:
+                unsafe |= (m > _SAFE_HIGH) | ((m < _SAFE_LOW) & (m != 0))
+            if unsafe.any():
+                oc[unsafe] = [_exact_fma(float(yy), float(a), float(xx))
+                              for yy, xx in zip(yc[unsafe], xc[unsafe])]
+    return out
+
+
+def _exact_fma(y: float, a: float, x: float) -> float:
+    """`y * a + x` rounded once (exact rational arithmetic; IEEE results for inf and nan)."""
+    if not (math.isfinite(y) and math.isfinite(a) and math.isfinite(x)):
+        return y * a + x
+    exact = Fraction(y) * Fraction(a) + Fraction(x)
+    if exact == 0:
+        return y * a + x  # the sign of a zero sum, as the hardware rounds it
+    try:
+        return float(exact)  # int / int is correctly rounded
+    except OverflowError:
+        return math.inf if exact > 0 else -math.inf
 
 
 # --- arithmetic ----------------------------------------------------------------------------------
@@ -349,7 +433,8 @@ defop("rsqrt", lambda x: 1 / np.sqrt(x), lambda ns, g, out, x: -0.5 * g * out * 
       saves="result",
       dtype=FLOAT, doc="1 / sqrt(input)",
       out_bound=temporaries(broadcast_shape, results=1))
-defop("exp", np.exp, lambda ns, g, out, x: g * out, dtype=FLOAT, inplace=True, doc="e ** input",
+defop("exp", mkl.unary("Exp", np.exp),
+      lambda ns, g, out, x: g * out, dtype=FLOAT, inplace=True, doc="e ** input",
       saves="result",
       out_shape=broadcast_shape)
 def _float32(*values: Any) -> bool:
@@ -388,7 +473,7 @@ defop("expm1", _expm1, lambda ns, g, out, x: g * (out + 1), dtype=FLOAT,
       saves="result",
       doc="exp(input) - 1",
       out_bound=_exact32_or(temporaries(broadcast_shape)))
-defop("log", np.log, lambda ns, g, out, x: g / x, dtype=FLOAT, inplace=True,
+defop("log", mkl.unary("Ln", np.log), lambda ns, g, out, x: g / x, dtype=FLOAT, inplace=True,
       saves="input",
       doc="natural logarithm",
       out_shape=broadcast_shape)
@@ -403,21 +488,26 @@ defop("log1p", _log1p, lambda ns, g, out, x: g / (x + 1), dtype=FLOAT,
       saves="input",
       backward="Log1PBackward0", doc="log(1 + input)",
       out_bound=_exact32_or(temporaries(broadcast_shape)))
-defop("log2", np.log2, lambda ns, g, out, x: g / (x * math.log(2.0)), dtype=FLOAT,
+defop("log2", mkl.unary("Log2", np.log2),
+      lambda ns, g, out, x: g / (x * math.log(2.0)), dtype=FLOAT,
       saves="input",
       doc="base-2 logarithm",
       out_shape=broadcast_shape)
-defop("sin", np.sin, lambda ns, g, out, x: g * ns.cos(x), dtype=FLOAT, inplace=True, doc="sine",
+defop("sin", mkl.unary("Sin", np.sin),
+      lambda ns, g, out, x: g * ns.cos(x), dtype=FLOAT, inplace=True, doc="sine",
       saves="input",
       out_shape=broadcast_shape)
-defop("cos", np.cos, lambda ns, g, out, x: -g * ns.sin(x), dtype=FLOAT, inplace=True,
+defop("cos", mkl.unary("Cos", np.cos),
+      lambda ns, g, out, x: -g * ns.sin(x), dtype=FLOAT, inplace=True,
       saves="input",
       doc="cosine",
       out_shape=broadcast_shape)
-defop("tan", np.tan, lambda ns, g, out, x: g * (1 + out * out), dtype=FLOAT, doc="tangent",
+defop("tan", mkl.unary("Tan", np.tan),
+      lambda ns, g, out, x: g * (1 + out * out), dtype=FLOAT, doc="tangent",
       saves="result",
       out_shape=broadcast_shape)
-defop("tanh", np.tanh, lambda ns, g, out, x: g * (1 - out * out), dtype=FLOAT, inplace=True,
+defop("tanh", mkl.unary("Tanh", np.tanh),
+      lambda ns, g, out, x: g * (1 - out * out), dtype=FLOAT, inplace=True,
       saves="result",
       doc="hyperbolic tangent",
       out_shape=broadcast_shape)
@@ -575,7 +665,9 @@ def _gelu_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -
     return (_GELU_TANH_EXACT if tanh else _GELU_ERF)(args, attrs, out_dtype)
 
 
-defop("erf", _erf, lambda ns, g, out, x: g * (2 / math.sqrt(math.pi)) * ns.exp(-x * x),
+# derivatives.yaml's order, so the float32 products round as torch's
+defop("erf", mkl.unary("Erf", _erf),
+      lambda ns, g, out, x: (2 / math.sqrt(math.pi)) * ns.exp(-x * x) * g,
       saves="input",
       dtype=FLOAT, doc="Gauss error function",
       out_bound=temporaries(broadcast_shape, result_bytes=_ERF_BYTES))

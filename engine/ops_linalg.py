@@ -119,7 +119,11 @@ def matmul_shape(x: Any, y: Any, **attrs: Any) -> tuple[int, ...]:
 
 
 def _product(x: Any, y: Any) -> Any:
-    """x @ y for 2-D x and y: torch's MKL order where `gemm` knows it, else numpy's."""
+    """x @ y for 2-D x and y: torch's own MKL call when MKL is loaded, else torch's MKL order
+    where `gemm` knows it, else numpy's."""
+    out = gemm.mkl_addmm(x, y, None)
+    if out is not None:
+        return out
     if gemm.reproducible(x, y):
         return gemm.torch_mm(x, y)
     return np.matmul(x, y)
@@ -131,7 +135,17 @@ def _matmul(x: Any, y: Any) -> Any:
         return _product(x, y)
     if x.ndim >= 3 and y.ndim == 2 and x.flags.c_contiguous:  # torch folds it into one mm
         return _product(x.reshape(-1, x.shape[-1]), y).reshape(shape)
-    return np.matmul(x, y)
+    out: Any = None  # torch's dot, mv (N-D @ 1-D folded, when a view), 1-D @ 2-D as mm
+    if y.ndim == 1:
+        if x.ndim == 1:
+            out = gemm.mkl_dot(x, y)
+        elif x.ndim == 2:
+            out = gemm.mkl_mv(x, y)  # as it is: a reshape may restride unit dims
+        elif x.flags.c_contiguous:
+            out = gemm.mkl_mv(x.reshape(-1, x.shape[-1]), y)
+    elif x.ndim == 1 and y.ndim == 2:
+        out = gemm.mkl_addmm(x[None], y, None)
+    return np.matmul(x, y) if out is None else np.reshape(out, shape)
 
 
 def _matmul_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
@@ -240,6 +254,9 @@ def _expand_check(shape: tuple[int, ...], target: tuple[int, ...], dtype: Any) -
 
 def _addmm(bias: Any, x: Any, y: Any, beta: Any = 1, alpha: Any = 1) -> Any:
     out = _addmm_shape(bias, x, y)
+    exact = gemm.mkl_addmm(x, y, bias, alpha, beta) if bias.dtype == x.dtype else None
+    if exact is not None:
+        return exact
     if beta == 1 and alpha == 1 and bias.dtype == x.dtype and gemm.reproducible(x, y):
         return gemm.torch_mm(x, y, bias)  # MKL adds the bias to the first k block's sum
     # beta = 0 is torch's plain product; another alpha or beta is not in MKL's known order
@@ -287,7 +304,8 @@ def _bmm_shape(x: Any, y: Any) -> tuple[int, ...]:
 
 def _bmm(x: Any, y: Any) -> Any:
     _bmm_shape(x, y)
-    return np.matmul(x, y)
+    out = gemm.torch_bmm(x, y)  # torch's own kernel or MKL call, when known
+    return np.matmul(x, y) if out is None else out
 
 
 defop("bmm", _bmm,
@@ -303,7 +321,8 @@ def _dot(x: Any, y: Any) -> Any:
         raise errors.InvalidArgumentError(
             f"1D tensors expected, but got {x.ndim}D and {y.ndim}D tensors")
     _dot_check(x.shape, y.shape)
-    return np.dot(x, y)
+    out = gemm.mkl_dot(x, y)
+    return np.dot(x, y) if out is None else out
 
 
 defop("dot", _dot,

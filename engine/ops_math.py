@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes, errors
+from . import dtypes, errors, mkl
 from .distributions import fma32
 from .ops_elementwise import _ERF_BYTES, _by_scalars, _is_tensor, broadcast_shape
 from .registry import (
@@ -31,11 +31,13 @@ from .registry import (
 
 # --- inverse trigonometric and hyperbolic ---------------------------------------------------------
 
-defop("asin", np.arcsin, lambda ns, g, out, x: g * ns.rsqrt(1 - x * x), dtype=FLOAT,
+defop("asin", mkl.unary("Asin", np.arcsin),
+      lambda ns, g, out, x: g * ns.rsqrt(1 - x * x), dtype=FLOAT,
       saves="input", inplace=True, doc="arcsine", out_shape=broadcast_shape)
-defop("acos", np.arccos, lambda ns, g, out, x: -g * ns.rsqrt(1 - x * x), dtype=FLOAT,
+defop("acos", mkl.unary("Acos", np.arccos),
+      lambda ns, g, out, x: -g * ns.rsqrt(1 - x * x), dtype=FLOAT,
       saves="input", inplace=True, doc="arccosine", out_shape=broadcast_shape)
-defop("atan", np.arctan, lambda ns, g, out, x: g / (x * x + 1), dtype=FLOAT,
+defop("atan", mkl.unary("Atan", np.arctan), lambda ns, g, out, x: g / (x * x + 1), dtype=FLOAT,
       saves="input", inplace=True, doc="arctangent", out_shape=broadcast_shape)
 defop("sinh", np.sinh, lambda ns, g, out, x: g * ns.cosh(x), dtype=FLOAT,
       saves="input", inplace=True, doc="hyperbolic sine", out_shape=broadcast_shape)
@@ -52,7 +54,8 @@ defop("atanh", np.arctanh, lambda ns, g, out, x: g / (1 - x * x), dtype=FLOAT,
 
 # --- logarithms, rounding, error function ---------------------------------------------------------
 
-defop("log10", np.log10, lambda ns, g, out, x: g / (x * math.log(10.0)), dtype=FLOAT,
+defop("log10", mkl.unary("Log10", np.log10),
+      lambda ns, g, out, x: g / (x * math.log(10.0)), dtype=FLOAT,
       saves="input", inplace=True, doc="base-10 logarithm", out_shape=broadcast_shape)
 defop("trunc", np.trunc, lambda ns, g, out, x: g * 0, dtype=SAME,
       saves="", inplace=True, doc="round towards zero; zero gradient",
@@ -67,7 +70,8 @@ def _erfc(x: Any) -> Any:
     return np.vectorize(math.erfc, otypes=[np.float64])(x).astype(x.dtype)
 
 
-defop("erfc", _erfc, lambda ns, g, out, x: g * (-2 / math.sqrt(math.pi)) * ns.exp(-x * x),
+defop("erfc", mkl.unary("Erfc", _erfc),  # derivatives.yaml's order of the products
+      lambda ns, g, out, x: (-2 / math.sqrt(math.pi)) * ns.exp(-x * x) * g,
       saves="input", dtype=FLOAT, inplace=True, doc="complementary error function 1 - erf",
       out_bound=temporaries(broadcast_shape, result_bytes=_ERF_BYTES))
 # torch's sgn_backward(self, grad, result) saves both (for complex inputs), so a second

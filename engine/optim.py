@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import lbfgs as _lbfgs
 from gradserve.surface import lr_scheduler
 from gradserve.surface import optim as _surface
 from gradserve.surface.compat import missing_names
@@ -357,6 +358,16 @@ class Adagrad(Optimizer):
         p.addcdiv_(grad, std, value=-clr)
 
 
+class LBFGS(Optimizer, _lbfgs.LBFGS):
+    """torch.optim.LBFGS over engine tensors (gradserve.surface.lbfgs.LBFGS): torch's algorithm
+    and strong-Wolfe line search, op for op."""
+
+    def _cat(self, tensors: Any) -> Tensor:
+        from gradserve import engine  # the package's functions are built after this module
+
+        return engine.cat(list(tensors), 0)  # type: ignore[attr-defined, no-any-return]
+
+
 def _lerp_(x: Tensor, end: Tensor, weight: float) -> None:
     """torch's `x.lerp_(end, weight)`: both of its formulas, chosen by the weight, each one
     fused multiply-add (`x + w * (end - x)`, `end - (1 - w) * (end - x)`) with w in x's dtype."""
@@ -378,5 +389,5 @@ def _zeros_like(p: Tensor) -> Tensor:
     return _tensor(np.zeros(tuple(p.shape), dtype=p.dtype.np))
 
 
-__all__ = ["Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD", "lr_scheduler"]
+__all__ = ["Adagrad", "Adam", "AdamW", "LBFGS", "Optimizer", "RMSprop", "SGD", "lr_scheduler"]
 __getattr__ = missing_names("torch.optim")  # a name torch.optim has and gradserve has not

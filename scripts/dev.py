@@ -11,7 +11,8 @@ The install is skipped when pyproject.toml has not changed since the last one.
 `test` without pytest arguments first runs the engine, surface, client and server tests on every
 other CPython 3.10-3.13 it finds (on PATH as python3.X, or in pyenv's versions folder), each in
 its own `.venv-3.X` with the `compat` extra (no torch: the reference wheel exists for the main
-interpreter only, so comparisons with torch skip there; see tests/reference.py), then ruff,
+interpreter only, so comparisons with torch skip there; see tests/reference.py; and no MKL, so
+the engine's numpy fallback is what they test), then ruff,
 mypy and the whole suite on this interpreter. It says which interpreters it ran, and fails if
 any run failed.
 """

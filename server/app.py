@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gradserve.engine import parallel
+from gradserve.engine import mkl, parallel
 from gradserve.v1 import SERVICE_NAME, service_pb2, service_pb2_grpc
 
 from . import heap
@@ -112,6 +112,7 @@ class GradServer:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("gradserve listening on port %d (%s)", self.port,
                  "TLS" if self.config.tls_cert else "plaintext")
+        log.info("engine: %s", mkl.status())  # whether float products round as torch's
 
     def stop(self, grace: float | None = None) -> None:
         """Health NOT_SERVING, refuse new calls, let in-flight calls finish within `grace`; then

@@ -22,7 +22,7 @@ from .nn_backend import NNBackend
 from .nn_containers import CONTAINERS
 from .nn_layers import LAYERS
 from .nn_loss import LOSSES
-from .nn_module import Module
+from .nn_module import GLOBAL_HOOK_FUNCTIONS, Module
 from .nn_parameter import parameter_class
 
 MODULE_FILES = {
@@ -108,5 +108,8 @@ def _modules(nn: types.ModuleType, name: str, be: NNBackend) -> types.ModuleType
             if cls in nn.__dict__:
                 setattr(sub, cls, nn.__dict__[cls])
                 setattr(modules, cls, nn.__dict__[cls])
+        if file == "module":  # torch.nn.modules.module.register_module_forward_hook, ...
+            for fn in GLOBAL_HOOK_FUNCTIONS:
+                setattr(sub, fn.__name__, fn)
         setattr(modules, file, sub)
     return modules

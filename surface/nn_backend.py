@@ -26,6 +26,11 @@ class NNBackend(Backend, Protocol):
     knows shapes locally): nn then skips layout reads that only choose torch's graph, not the
     values (linear's reshape-addmm-view for an n-D input)."""
 
+    def known_contiguous(self, tensor: Any) -> bool | None:
+        """Whether the tensor's layout is contiguous when this layer knows it without a round
+        trip (None when it does not)."""
+        ...
+
     def parameter(self, data: Any, requires_grad: bool) -> Any:
         """A new leaf sharing `data`'s values that `is_parameter` (torch's Parameter(data))."""
         ...

@@ -1,13 +1,14 @@
-"""Convolution and pooling (1-d and 2-d), composed from existing ops: the engine has no conv op.
+"""Convolution and pooling (1-d and 2-d): convolution is the engine's `convolution` op, pooling
+is composed from existing ops.
 
-Each input window is gathered with one `index_select` over the flattened spatial dims (an
-index computed here with numpy; positions in the padding point at one appended element that
-holds the padding value), then convolution is an `einsum` with the weight and max pooling a
-`gather` at each window's `argmax` (the first maximum gets the gradient, as torch's kernel).
-Values and gradients are torch's; the grad_fns are those ops' (torch records one
-ConvolutionBackward0 / MaxPool2DWithIndicesBackward0 node). Memory: the windows tensor holds
-every input element once per kernel position it falls in.
-"""
+`convolution` records torch's ConvolutionBackward0 node, and where torch's float32 order is
+known (its oneDNN kernels: engine/conv_onednn.py) rounds as torch does. For pooling each input
+window is gathered with one `index_select` over the flattened spatial dims (an index computed
+here with numpy; positions in the padding point at one appended element that holds the padding
+value), then max pooling is a `gather` at each window's `argmax` (the first maximum gets the
+gradient, as torch's kernel) and average pooling a sum. Values and gradients are torch's; the
+pooling grad_fns are those ops' (torch records one MaxPool2DWithIndicesBackward0 node). Memory:
+the windows tensor holds every input element once per kernel position it falls in."""
 
 from __future__ import annotations
 
@@ -55,12 +56,8 @@ def _window_index(spatial: Sequence[int], kernel: Sequence[int], stride: Sequenc
     return np.where(valid, flat, pad_slot), out
 
 
-def _windows(be: NNBackend, x: Any, d: int, kernel: tuple[int, ...], stride: tuple[int, ...],
-             padding: tuple[int, ...], dilation: tuple[int, ...], pad_value: float
-             ) -> tuple[Any, tuple[int, ...]]:
-    """x (N, C, *spatial) as (N, C, *out, *kernel) windows; and the output sizes."""
-    shape = tuple(be.shape(x))
-    n, c, spatial = shape[0], shape[1], shape[2:]
+def _check_kernel_fits(be: NNBackend, spatial: Sequence[int], kernel: Sequence[int],
+                       padding: Sequence[int], dilation: Sequence[int]) -> None:
     if any(s + 2 * p < dl * (k - 1) + 1 for s, p, dl, k in zip(spatial, padding, dilation,
                                                                  kernel)):
         raise be.runtime_error(
@@ -68,6 +65,15 @@ def _windows(be: NNBackend, x: Any, d: int, kernel: tuple[int, ...], stride: tup
             f"({' x '.join(str(s + 2 * p) for s, p in zip(spatial, padding))}). Kernel size: "
             f"({' x '.join(str(dl * (k - 1) + 1) for dl, k in zip(dilation, kernel))}). "
             "Kernel size can't be greater than actual input size")
+
+
+def _windows(be: NNBackend, x: Any, d: int, kernel: tuple[int, ...], stride: tuple[int, ...],
+             padding: tuple[int, ...], dilation: tuple[int, ...], pad_value: float
+             ) -> tuple[Any, tuple[int, ...]]:
+    """x (N, C, *spatial) as (N, C, *out, *kernel) windows; and the output sizes."""
+    shape = tuple(be.shape(x))
+    n, c, spatial = shape[0], shape[1], shape[2:]
+    _check_kernel_fits(be, spatial, kernel, padding, dilation)
     index, out = _window_index(spatial, kernel, stride, padding, dilation)
     flat = be.call("reshape", (x, (n, c, math.prod(spatial))), {})
     if any(padding):
@@ -117,17 +123,9 @@ def _conv(be: NNBackend, d: int, input: Any, weight: Any, bias: Any, stride: Any
             f"Given groups={groups}, weight of size {list(ws)}, expected input"
             f"{list(be.shape(x))} to have {ws[1] * groups} channels, but got {c} channels "
             "instead")
-    windows, out = _windows(be, x, d, kernel, stride, padding, dilation, 0.0)
-    n = be.shape(x)[0]
-    g_in, o = ws[1], ws[0]
-    windows = be.call("reshape", (windows, (n, groups, g_in, *out, *kernel)), {})
-    w = be.call("reshape", (weight, (groups, o // groups, g_in, *kernel)), {})
-    sp, kn = "hw"[:d], "ij"[:d]
-    y = be.call("einsum", ((windows, w),),
-                {"equation": f"ngc{sp}{kn},goc{kn}->ngo{sp}"})
-    y = be.call("reshape", (y, (n, o, *out)), {})
-    if bias is not None:
-        y = y + be.call("reshape", (bias, (o, *([1] * d))), {})
+    _check_kernel_fits(be, tuple(be.shape(x))[2:], kernel, padding, dilation)
+    y = be.call("convolution", (x, weight, bias),
+                {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups})
     return be.call("squeeze", (y, 0), {}) if unbatched else y
 
 

@@ -173,18 +173,20 @@ def linear(be: NNBackend, input: Any, weight: Any, bias: Any = None) -> Any:
     when the bias is 1-D or holds out_features elements (flattened to 2-D, the result viewed
     back; torch 2.13's choice, read off its graphs: a (1, 1) bias is added, a (3, 1, 1) one
     goes to addmm and fails there); otherwise matmul, then add. Through a session (the
-    backend's `remote_metadata`: the client knows shapes, not layouts), a 2-D input with a bias
-    is one addmm too, and any other input matmul then add: the same values without a round
-    trip per layer to read the input's layout (grad_fn AddBackward0 where torch's is
-    ViewBackward0)."""
+    backend's `remote_metadata`: the client knows shapes, not always layouts), a 2-D input with
+    a bias is one addmm too, an input whose layout the client knows (described by the server,
+    or 1-D and made from data there) takes torch's path, and any other input matmul then add:
+    the same values without a round trip per layer to read the input's layout (grad_fn
+    AddBackward0 where torch's is ViewBackward0)."""
     if bias is not None:
         shape = be.shape(input)
         if len(shape) == 2:
             return _call(be, "addmm", bias, input, _call(be, "t", weight))
-    if bias is not None and not be.remote_metadata:
+        contiguous = (be.known_contiguous(input) if be.remote_metadata
+                      else be.is_contiguous(input))
         bias_shape = be.shape(bias)
         fused = len(bias_shape) == 1 or math.prod(bias_shape) == be.shape(weight)[0]
-        if shape and fused and be.is_contiguous(input):
+        if shape and fused and contiguous:
             flat = _call(be, "reshape", input, (math.prod(shape[:-1]), shape[-1]))
             out = _call(be, "addmm", bias, flat, _call(be, "t", weight))
             return _call(be, "reshape", out, (*shape[:-1], be.shape(weight)[0]))
@@ -206,10 +208,26 @@ def bilinear(be: NNBackend, input1: Any, input2: Any, weight: Any, bias: Any = N
     lead = tuple(s1[:-1])
     x1 = _call(be, "reshape", input1, (-1, s1[-1]))
     x2 = _call(be, "reshape", input2, (-1, s2[-1]))
-    out = _call(be, "einsum", (x1, weight, x2), equation="bi,oij,bj->bo")
-    if bias is not None:
-        out = out + bias
-    return _call(be, "reshape", out, (*lead, sw[0]))
+    out = _call(be, "reshape", _trilinear(be, x1, weight, x2), (*lead, sw[0]))
+    return out if bias is None else out + bias  # torch adds the bias after the reshape
+
+
+def _trilinear(be: NNBackend, x1: Any, weight: Any, x2: Any) -> Any:
+    """out[b, o] = sum_j (sum_i x1[b, i] * weight[o, i, j]) * x2[b, j], in torch's _trilinear
+    order: per output feature o a bmm of (1, b, i) @ (1, i, j), then per row a bmm of
+    (1, j) @ (j, 1), added to zeros; so where the backend's bmm is torch's, the bits are too."""
+    (b, i), (o, _, j) = be.shape(x1), be.shape(weight)
+    if 0 in (b, i, j, o):
+        return _call(be, "einsum", (x1, weight, x2), equation="bi,oij,bj->bo")
+    left = _call(be, "reshape", x1, (1, b, i))
+    rows = [_call(be, "bmm", left, _call(be, "reshape", _call(be, "select", weight, 0, k),
+                                         (1, i, j)))
+            for k in range(o)]
+    firsts = _call(be, "reshape", _call(be, "stack", rows), (o * b, 1, j))
+    x2s = _call(be, "reshape", _call(be, "expand", _call(be, "unsqueeze", x2, 0), (o, b, j)),
+                (o * b, j, 1))
+    sums = _call(be, "t", _call(be, "reshape", _call(be, "bmm", firsts, x2s), (o, b)))
+    return be.call("zeros", (), {"size": (b, o), "dtype": be.dtype_of(x1)}) + sums
 
 
 def dropout(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,

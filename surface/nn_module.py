@@ -41,15 +41,19 @@ class RemovableHandle:
 
     _next_id = itertools.count()
 
-    def __init__(self, hooks: dict[int, Any], with_kwargs: set[int]):
+    def __init__(self, hooks: dict[int, Any], with_kwargs: set[int],
+                 extra: tuple[Any, ...] = ()):
         self.id = next(RemovableHandle._next_id)
         self._hooks = hooks
         self._with_kwargs = with_kwargs
+        self._extra = extra  # further tables keyed by the hook's id (always_call)
 
     def remove(self) -> None:
         """Remove the hook (again: nothing)."""
         self._hooks.pop(self.id, None)
         self._with_kwargs.discard(self.id)
+        for table in self._extra:
+            table.discard(self.id) if isinstance(table, set) else table.pop(self.id, None)
 
     def __enter__(self) -> RemovableHandle:
         return self
@@ -67,6 +71,151 @@ def _pack_with_none(indices: list[int], values: Any, size: int) -> tuple[Any, ..
     for idx, val in zip(indices, values):
         res[idx] = val
     return tuple(res)
+
+
+# --- hooks common to all modules (torch.nn.modules.module.register_module_*) ---------------------
+# Process-wide, as torch's: shared by the engine's modules and every session's in this process.
+
+_global_buffer_registration_hooks: dict[int, Callable[..., Any]] = {}
+_global_module_registration_hooks: dict[int, Callable[..., Any]] = {}
+_global_parameter_registration_hooks: dict[int, Callable[..., Any]] = {}
+_global_backward_pre_hooks: dict[int, Callable[..., Any]] = {}
+_global_backward_hooks: dict[int, Callable[..., Any]] = {}
+_global_is_full_backward_hook: list[bool | None] = [None]  # torch's flag; never reset
+_global_forward_pre_hooks: dict[int, Callable[..., Any]] = {}
+_global_forward_hooks: dict[int, Callable[..., Any]] = {}
+_global_forward_hooks_always_called: set[int] = set()
+_global_forward_hooks_with_kwargs: set[int] = set()
+
+_MIXED_GLOBAL_BACKWARD_HOOKS = ("Cannot use both regular backward hooks and full backward hooks "
+                                "as a global Module hook. Please use only one of them.")
+
+
+def _global_hook(table: dict[int, Any], hook: Callable[..., Any],
+                 extra: tuple[Any, ...] = ()) -> RemovableHandle:
+    handle = RemovableHandle(table, set(), extra)
+    table[handle.id] = hook
+    return handle
+
+
+def register_module_buffer_registration_hook(hook: Callable[..., Any]) -> RemovableHandle:
+    """Call `hook(module, name, buffer)` whenever any module registers a buffer; a non-None
+    result is registered instead.
+
+    Returns:
+        A handle whose `remove()` takes the hook out.
+    """
+    return _global_hook(_global_buffer_registration_hooks, hook)
+
+
+def register_module_module_registration_hook(hook: Callable[..., Any]) -> RemovableHandle:
+    """Call `hook(module, name, submodule)` whenever any module registers a submodule; a
+    non-None result is registered instead.
+
+    Returns:
+        A handle whose `remove()` takes the hook out.
+    """
+    return _global_hook(_global_module_registration_hooks, hook)
+
+
+def register_module_parameter_registration_hook(hook: Callable[..., Any]) -> RemovableHandle:
+    """Call `hook(module, name, param)` whenever any module registers a parameter; a non-None
+    result is registered instead.
+
+    Returns:
+        A handle whose `remove()` takes the hook out.
+    """
+    return _global_hook(_global_parameter_registration_hooks, hook)
+
+
+def register_module_forward_pre_hook(hook: Callable[..., Any]) -> RemovableHandle:
+    """Call `hook(module, args)` before every module's forward, before the module's own
+    pre-hooks; a non-None result replaces the positional arguments.
+
+    Returns:
+        A handle whose `remove()` takes the hook out.
+    """
+    return _global_hook(_global_forward_pre_hooks, hook)
+
+
+def register_module_forward_hook(hook: Callable[..., Any], *, with_kwargs: bool = False,
+                                 always_call: bool = False) -> RemovableHandle:
+    """Call `hook(module, args, output)` (or `(module, args, kwargs, output)`) after every
+    module's forward, before the module's own forward hooks; a non-None result replaces the
+    output.
+
+    Args:
+        hook: the function to call.
+        with_kwargs: pass the forward's keyword arguments too.
+        always_call: call it also when the forward (or an earlier hook) raised.
+
+    Returns:
+        A handle whose `remove()` takes the hook out.
+    """
+    handle = _global_hook(_global_forward_hooks, hook, (_global_forward_hooks_always_called,))
+    if with_kwargs:
+        _global_forward_hooks_with_kwargs.add(handle.id)
+    if always_call:
+        _global_forward_hooks_always_called.add(handle.id)
+    return handle
+
+
+def register_module_backward_hook(hook: Callable[..., Any]) -> RemovableHandle:
+    """torch's deprecated global module backward hook (see Module.register_backward_hook).
+
+    Returns:
+        A handle whose `remove()` takes the hook out.
+
+    Raises:
+        RuntimeError: global full backward hooks were registered before.
+    """
+    if _global_is_full_backward_hook[0] is True:
+        raise RuntimeError(_MIXED_GLOBAL_BACKWARD_HOOKS)
+    _global_is_full_backward_hook[0] = False
+    return _global_hook(_global_backward_hooks, hook)
+
+
+def register_module_full_backward_pre_hook(hook: Callable[..., Any]) -> RemovableHandle:
+    """Call `hook(module, grad_output)` for every module, before the module's own backward
+    pre-hooks (as Module.register_full_backward_pre_hook).
+
+    Returns:
+        A handle whose `remove()` takes the hook out.
+    """
+    return _global_hook(_global_backward_pre_hooks, hook)
+
+
+def register_module_full_backward_hook(hook: Callable[..., Any]) -> RemovableHandle:
+    """Call `hook(module, grad_input, grad_output)` for every module, before the module's own
+    full backward hooks (as Module.register_full_backward_hook).
+
+    Returns:
+        A handle whose `remove()` takes the hook out.
+
+    Raises:
+        RuntimeError: global (non-full) backward hooks were registered before.
+    """
+    if _global_is_full_backward_hook[0] is False:
+        raise RuntimeError(_MIXED_GLOBAL_BACKWARD_HOOKS)
+    _global_is_full_backward_hook[0] = True
+    return _global_hook(_global_backward_hooks, hook)
+
+
+GLOBAL_HOOK_FUNCTIONS = (
+    register_module_buffer_registration_hook, register_module_module_registration_hook,
+    register_module_parameter_registration_hook, register_module_forward_pre_hook,
+    register_module_forward_hook, register_module_backward_hook,
+    register_module_full_backward_pre_hook, register_module_full_backward_hook)
+"""What torch.nn.modules.module offers beside Module (each namespace's `nn.modules.module`)."""
+
+
+def _registered(table: dict[int, Callable[..., Any]], module: Any, name: str, value: Any) -> Any:
+    """`value` after the global registration hooks of `table` (each may replace it)."""
+    for hook in list(table.values()):
+        output = hook(module, name, value)
+        if output is not None:
+            value = output
+    return value
 
 
 class _BackwardHook:
@@ -220,6 +369,7 @@ class Module:
         object.__setattr__(self, "_backward_pre_hooks", {})
         object.__setattr__(self, "_backward_hooks", {})
         object.__setattr__(self, "_is_full_backward_hook", None)
+        object.__setattr__(self, "_forward_hooks_always_called", set())
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The computation; every subclass defines it."""
@@ -228,40 +378,86 @@ class Module:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         d = self.__dict__
-        pre, post = d.get("_forward_pre_hooks"), d.get("_forward_hooks")
-        bw, bw_pre = d.get("_backward_hooks"), d.get("_backward_pre_hooks")
-        if not pre and not post and not bw and not bw_pre:
+        if not (d.get("_forward_pre_hooks") or d.get("_forward_hooks")
+                or d.get("_backward_hooks") or d.get("_backward_pre_hooks")
+                or _global_forward_pre_hooks or _global_forward_hooks
+                or _global_backward_hooks or _global_backward_pre_hooks):
             return self.forward(*args, **kwargs)
+        return self._call_with_hooks(args, kwargs)
+
+    def _call_with_hooks(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """torch's `Module._call_impl` with hooks: the global hooks, then the module's; on an
+        exception, the forward hooks registered with `always_call` that have not run yet."""
+        d = self.__dict__
         with_kwargs = d["_hooks_with_kwargs"]
-        for key, hook in list(pre.items()):  # type: ignore[union-attr]
-            if key in with_kwargs:
-                res = hook(self, args, kwargs)
+        always = d.setdefault("_forward_hooks_always_called", set())
+        called: set[int] = set()
+        result: Any = None
+        try:
+            bw, bw_pre = d["_backward_hooks"], d["_backward_pre_hooks"]
+            full = [*(_global_backward_hooks.values()
+                      if _global_is_full_backward_hook[0] is True else ()),
+                    *(bw.values() if d["_is_full_backward_hook"] is True else ())]
+            non_full = [*(_global_backward_hooks.values()
+                          if _global_is_full_backward_hook[0] is False else ()),
+                        *(bw.values() if d["_is_full_backward_hook"] is False else ())]
+            pre_bw = [*_global_backward_pre_hooks.values(), *bw_pre.values()]
+            for key, hook in [*_global_forward_pre_hooks.items(),
+                              *d["_forward_pre_hooks"].items()]:
+                if key in with_kwargs:
+                    res = hook(self, args, kwargs)
+                    if res is not None:
+                        if not (isinstance(res, tuple) and len(res) == 2):
+                            raise RuntimeError("forward pre-hook must return None or a tuple of "
+                                               f"(new_args, new_kwargs), but got {res}.")
+                        args, kwargs = res
+                else:
+                    res = hook(self, args)
+                    if res is not None:
+                        args = res if isinstance(res, tuple) else (res,)
+            bw_hook = None
+            if full or pre_bw:
+                bw_hook = _BackwardHook(self, full, pre_bw)
+                args = bw_hook.setup_input_hook(args)
+            result = self.forward(*args, **kwargs)
+            for key, hook in [*_global_forward_hooks.items(), *d["_forward_hooks"].items()]:
+                if key in always or key in _global_forward_hooks_always_called:
+                    called.add(key)
+                res = (hook(self, args, kwargs, result)
+                       if key in with_kwargs or key in _global_forward_hooks_with_kwargs
+                       else hook(self, args, result))
                 if res is not None:
-                    if not (isinstance(res, tuple) and len(res) == 2):
-                        raise RuntimeError("forward pre-hook must return None or a tuple of "
-                                           f"(new_args, new_kwargs), but got {res}.")
-                    args, kwargs = res
-            else:
-                res = hook(self, args)
-                if res is not None:
-                    args = res if isinstance(res, tuple) else (res,)
-        full = list(bw.values()) if bw and d["_is_full_backward_hook"] else []
-        non_full = list(bw.values()) if bw and not d["_is_full_backward_hook"] else []
-        bw_hook = None
-        if full or bw_pre:
-            bw_hook = _BackwardHook(self, full, list(bw_pre.values()))  # type: ignore[union-attr]
-            args = bw_hook.setup_input_hook(args)
-        result = self.forward(*args, **kwargs)
-        for key, hook in list(post.items()):  # type: ignore[union-attr]
-            res = (hook(self, args, kwargs, result) if key in with_kwargs
-                   else hook(self, args, result))
-            if res is not None:
-                result = res
-        if bw_hook is not None:
-            result = bw_hook.setup_output_hook(result)
-        if non_full:
-            self._set_non_full_hooks(non_full, args, result)
-        return result
+                    result = res
+            if bw_hook is not None:
+                result = bw_hook.setup_output_hook(result)
+            if non_full:
+                self._set_non_full_hooks(non_full, args, result)
+            return result
+        except Exception:
+            # torch runs the always_call forward hooks that have not run, silencing their errors
+            # (global ones get no kwargs, as in torch)
+            for key, hook in list(_global_forward_hooks.items()):
+                if key in _global_forward_hooks_always_called and key not in called:
+                    try:
+                        res = hook(self, args, result)
+                        if res is not None:
+                            result = res
+                    except Exception as e:
+                        warnings.warn("global module forward hook with ``always_call=True`` "
+                                      "raised an exception that was silenced as another error "
+                                      f"was raised in forward: {str(e)}", stacklevel=2)
+            for key, hook in list(d["_forward_hooks"].items()):
+                if key in always and key not in called:
+                    try:
+                        res = (hook(self, args, kwargs, result) if key in with_kwargs
+                               else hook(self, args, result))
+                        if res is not None:
+                            result = res
+                    except Exception as e:
+                        warnings.warn("module forward hook with ``always_call=True`` raised an "
+                                      "exception that was silenced as another error was raised "
+                                      f"in forward: {str(e)}", stacklevel=2)
+            raise
 
     def _set_non_full_hooks(self, hooks: list[Callable[..., Any]], args: tuple[Any, ...],
                             result: Any) -> None:
@@ -335,10 +531,17 @@ class Module:
         return self._add_hook("_forward_pre_hooks", hook, prepend, with_kwargs)
 
     def register_forward_hook(self, hook: Callable[..., Any], *, prepend: bool = False,
-                              with_kwargs: bool = False) -> RemovableHandle:
+                              with_kwargs: bool = False, always_call: bool = False
+                              ) -> RemovableHandle:
         """Call `hook(module, args, output)` (or `(module, args, kwargs, output)`) after each
-        forward; a non-None result replaces the output. Returns a handle (`remove()`)."""
-        return self._add_hook("_forward_hooks", hook, prepend, with_kwargs)
+        forward; a non-None result replaces the output. With `always_call`, also when the
+        forward raised. Returns a handle (`remove()`)."""
+        always = self.__dict__.setdefault("_forward_hooks_always_called", set())
+        handle = self._add_hook("_forward_hooks", hook, prepend, with_kwargs)
+        handle._extra = (always,)
+        if always_call:
+            always.add(handle.id)
+        return handle
 
     def register_full_backward_pre_hook(self, hook: Callable[..., Any], prepend: bool = False,
                                         ) -> RemovableHandle:
@@ -422,7 +625,7 @@ class Module:
         if tensor is not None and not self._be.is_tensor(tensor):
             raise TypeError(f"cannot assign '{typename(self._be, tensor)}' object to buffer "
                             f"'{name}' (torch Tensor or None required)")
-        self._buffers[name] = tensor
+        self._buffers[name] = _registered(_global_buffer_registration_hooks, self, name, tensor)
         if persistent:
             self._non_persistent_buffers_set.discard(name)
         else:
@@ -447,7 +650,9 @@ class Module:
                     f"Cannot assign non-leaf Tensor to parameter '{name}'. Model parameters "
                     f"must be created explicitly. To express '{name}' as a function of another "
                     "Tensor, compute the value in the forward() method.")
-        self._parameters[name] = param
+        self._parameters[name] = (None if param is None else  # torch calls no hook for None
+                                  _registered(_global_parameter_registration_hooks, self, name,
+                                              param))
 
     def add_module(self, name: str, module: Module | None) -> None:
         """Add a child module (or None) under `name`.
@@ -465,7 +670,7 @@ class Module:
             raise KeyError(f"module name can't contain \".\", got: {name}")
         if name == "":
             raise KeyError("module name can't be empty string \"\"")
-        self._modules[name] = module
+        self._modules[name] = _registered(_global_module_registration_hooks, self, name, module)
 
     register_module = add_module
 
@@ -505,20 +710,20 @@ class Module:
             if modules is None:
                 raise AttributeError("cannot assign module before Module.__init__() call")
             remove_from(d, d["_parameters"], d["_buffers"], d["_non_persistent_buffers_set"])
-            modules[name] = value
+            modules[name] = _registered(_global_module_registration_hooks, self, name, value)
             return
         if modules is not None and name in modules:
             if value is not None:
                 raise TypeError(f"cannot assign '{typename(self._be, value)}' as child module "
                                 f"'{name}' (torch.nn.Module or None expected)")
-            modules[name] = value
+            modules[name] = _registered(_global_module_registration_hooks, self, name, value)
             return
         buffers = d.get("_buffers")
         if buffers is not None and name in buffers:
             if value is not None and not self._be.is_tensor(value):
                 raise TypeError(f"cannot assign '{typename(self._be, value)}' as buffer '{name}' "
                                 "(torch.nn.Buffer, torch.Tensor or None expected)")
-            buffers[name] = value
+            buffers[name] = _registered(_global_buffer_registration_hooks, self, name, value)
             return
         object.__setattr__(self, name, value)
 

@@ -217,11 +217,12 @@ class Optimizer:
         """
         for group in self.param_groups:
             for p in group["params"]:
+                if set_to_none:  # torch's `if p.grad is not None: p.grad = None`, without the
+                    p.grad = None  # read (a session's round trip)
+                    continue
                 grad = p.grad
                 if grad is None:
                     continue
-                if set_to_none:
-                    p.grad = None
                 else:
                     if grad.grad_fn is not None:
                         grad.detach_()

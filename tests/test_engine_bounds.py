@@ -192,6 +192,7 @@ def _big_cases() -> dict[str, tuple[str, Callable[[], list[Any]], dict[str, Any]
     x, t = f32(*_N), f32(*_N)
     mask = ge.tensor(np.asarray(x._data) > 0.5)
     labels = ints(1024, 256)
+    conv = {"stride": (1, 1), "padding": (1, 1), "dilation": (1, 1), "groups": 1}
     cases: dict[str, tuple[str, Callable[[], list[Any]], dict[str, Any]]] = {}
     for name in ("sin", "rsqrt", "sigmoid", "relu", "leaky_relu", "elu", "erf", "gelu", "silu",
                  "softplus", "round", "clone"):
@@ -258,6 +259,19 @@ def _big_cases() -> dict[str, tuple[str, Callable[[], list[Any]], dict[str, Any]
         "exponential": ("exponential", lambda: [x], {"lambd": 2.0}),
         "reshape_copy": ("reshape", lambda: [ge.apply("t", [x])], {"shape": (-1,)}),
         "repeat": ("repeat", lambda: [x], {"repeats": (2, 1)}),
+        # convolution: the exact (oneDNN order) path within gemm.EXACT_WORK, numpy's beyond
+        "conv_exact": ("convolution", lambda: [f32(4, 8, 20, 20), f32(8, 8, 3, 3), f32(8)], conv),
+        "conv_exact_input_grad": ("convolution_backward_input",
+                                  lambda: [f32(4, 8, 20, 20), f32(8, 8, 3, 3)],
+                                  {"input_shape": (4, 8, 20, 20), **conv}),
+        "conv_exact_weight_grad": ("convolution_backward_weight",
+                                   lambda: [f32(4, 8, 20, 20), f32(4, 8, 20, 20)],
+                                   {"weight_shape": (8, 8, 3, 3), **conv}),
+        "conv_numpy": ("convolution", lambda: [f32(8, 16, 32, 32), f32(16, 8, 3, 3), None],
+                       {**conv, "groups": 2}),
+        "conv_numpy_input_grad": ("convolution_backward_input",
+                                  lambda: [f32(8, 16, 32, 32), f32(16, 16, 3, 3)],
+                                  {"input_shape": (8, 16, 32, 32), **conv}),
     })
     return cases
 

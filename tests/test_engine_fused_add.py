@@ -4,8 +4,8 @@ torch's add/sub kernel computes `vec::fmadd(other, alpha, self)` with alpha in t
 float32 compute type, so `p.add_(grad, alpha=-lr)` (SGD's update), `grad.add(p, alpha=wd)`
 (weight decay) and Nesterov's `grad.add(buf, alpha=momentum)` round once; `addcmul_` fuses its
 last multiply with the add, and `lerp_` is one fused multiply-add on either of its formulas.
-The engine's float32 add/sub with alpha (engine/ops_elementwise.py `_fma_scalar32`) and its
-optimizers follow, compared here bit for bit with torch on the same values.
+The engine's float32 and float64 add/sub with alpha (engine/ops_elementwise.py `_fma_scalar32`,
+`_fma_scalar64`) and its optimizers follow, compared here bit for bit with torch on the same values.
 """
 
 from __future__ import annotations
@@ -33,6 +33,24 @@ def test_scaled_add_is_torchs_fused_multiply_add(op: str, alpha: float, scale: f
     want = getattr(torch.from_numpy(x), op)(torch.from_numpy(y), alpha=alpha).numpy()
     got = getattr(ge.tensor(x), op)(ge.tensor(y), alpha=alpha).numpy()
     same = (_bits(want) == _bits(got)) | (np.isnan(want) & np.isnan(got))
+    assert same.all(), f"{int((~same).sum())} elements differ"
+
+
+@pytest.mark.parametrize("alpha", [-0.37, 3.0, 1e-300, 1e300, -1e-320])
+@pytest.mark.parametrize("op", ["add", "sub"])
+def test_float64_scaled_add_is_torchs_fused_multiply_add(op: str, alpha: float):
+    """float64 too (`_fma_scalar64`): random magnitudes over 40 decades, more than one chunk,
+    and the special values (signed zeros, infinities, nan, subnormals, overflow)."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(70_000) * 10.0 ** rng.integers(-20, 20, 70_000)
+    y = rng.standard_normal(70_000) * 10.0 ** rng.integers(-20, 20, 70_000)
+    specials = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e308, 5e-324, 1.0, -0.0, 0.0])
+    x = np.concatenate([x, specials])
+    y = np.concatenate([y, np.array([1.0, 1.0, 1.0, -0.0, -0.0, 1e308, 5e-324, -1.0, 0.0,
+                                     -0.0])])
+    want = getattr(torch.from_numpy(x), op)(torch.from_numpy(y), alpha=alpha).numpy()
+    got = getattr(ge.tensor(x), op)(ge.tensor(y), alpha=alpha).numpy()
+    same = (want.view(np.int64) == got.view(np.int64)) | (np.isnan(want) & np.isnan(got))
     assert same.all(), f"{int((~same).sum())} elements differ"
 
 

@@ -1,5 +1,8 @@
 """The engine's float32 matrix products round exactly as torch's CPU ones (engine/gemm.py).
 
+These test the emulated order, the path taken without MKL: MKL is turned off here
+(tests/test_engine_mkl.py tests the products made through MKL).
+
 Where `gemm.reproducible` holds (a result with 4, 8 or at least 12 rows and at least 12
 columns, on torch's AVX2 kernels), mm, addmm, matmul, linear and the transposed layouts of the
 backward are compared with torch bit for bit on the same values; numpy's BLAS adds in another
@@ -14,7 +17,7 @@ import numpy as np
 import pytest
 
 import gradserve.engine as ge
-from gradserve.engine import cascade, gemm
+from gradserve.engine import cascade, gemm, mkl
 from tests.reference import torch
 
 pytestmark = pytest.mark.skipif(cascade.VECTOR_BYTES != 32,
@@ -29,9 +32,10 @@ SHAPES = [(4, 1, 12), (4, 7, 13), (8, 33, 16), (12, 100, 20), (16, 191, 64), (4,
 
 @pytest.fixture(autouse=True)
 def exact_for_all(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every product here is small enough for the exact path."""
+    """Every product here is small enough for the exact path, and none goes to MKL."""
     monkeypatch.setattr(gemm, "EXACT_WORK", 1 << 24)
-    yield
+    with mkl.turned_off():
+        yield
 
 
 def _pair(rng: np.random.Generator, shape: tuple[int, ...], scale: float = 1.0) -> tuple:

@@ -47,6 +47,9 @@ WITHOUT_RULES = {
     # added after the rules (the index dtype and bounds checks are the engine's): the server
     # describes them
     "embedding", "embedding_dense_backward",
+    # the convolution op and its gradients (surface/nn_conv.py checks the shapes first)
+    "convolution", "convolution_backward_input", "convolution_backward_weight",
+    "convolution_backward_bias",
 }
 
 # Refusals that depend on the tensors' values, not their shapes, dtypes or attributes: `infer`

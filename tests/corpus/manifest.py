@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gradserve.engine import mkl
+
 TORCH_VERSION = "2.13.0"
 SOURCE = f"torch=={TORCH_VERSION} wheel"
 LICENCE = "BSD-3-Clause (PyTorch)"
@@ -48,28 +50,12 @@ def needs(feature: str, first: str) -> str:
 
 
 # Why an example does not match yet: the missing feature, and the first line that differs.
-TRILINEAR = needs("torch's _trilinear (its float32 summation order, and the bias added last: "
-                  "grad_fn AddBackward0 where gradserve's final reshape gives ViewBackward0). "
-                  "Measured: bias added last to torch's _trilinear is bit-exact, but _trilinear "
-                  "is two sum-products through MKL's sgemm/bmm, whose order a sequential-FMA "
-                  "emulation does not reproduce (3238 of this example's 5120 values differ)",
-                  "line 7: torch '-6.4894', gradserve '-6.4893'")
-# torch 2.13's CPU convolution in float32, as measured (README.md, the corpus's "What does not
-# yet" list): slow_conv2d (a batch of 1 here) is im2col then MKL's sgemm with the bias as C; the
-# output channels in MKL's full 8-wide blocks are a sequential FMA chain over the C*kh*kw
-# products from 0, then + bias (bit-exact in numpy), the remaining channels another kernel
-# (none of a dozen candidate orders matched all values); a batch > 1 goes to oneDNN's JIT
-# kernel, whose blocking depends on the shapes and the ISA.
-PRELU = needs("conv2d rounded as torch's CPU convolution rounds in float32 (nn.PReLU is "
-              "gradserve's now): the example's conv is torch's slow_conv2d (MKL sgemm) with 10 "
-              "output channels, of which 8 gradserve could reproduce and 2 fall in MKL's tail "
-              "kernel, whose order is not known; 10 of the 149 lines differ",
-              "line 48: torch '7.1005e-01', gradserve '7.1006e-01'")
-CONV_ROUNDING = needs("conv2d rounded as torch's CPU convolution rounds in float32: the "
-                      "example's conv (a batch of 5) is oneDNN's (torch's Mkldnn backend), a "
-                      "JIT kernel whose summation order depends on the shapes and the CPU",
-                      "line 27 (the log-softmax of the conv's output): torch '-1.3179', "
-                      "gradserve '-1.3180'")
+# A batch-1 conv2d is torch's slow_conv2d: im2col, then one sgemm with the bias as C; the
+# engine makes that very call with MKL (the mkl extra, installed with the test extra). Without
+# MKL the product is numpy's or gemm.py's emulation, which does not cover 10 output channels.
+PRELU = "" if mkl.available() else needs(
+    "MKL (the mkl extra) for conv2d's bits: the example's conv is torch's slow_conv2d, an MKL "
+    "sgemm with 10 output channels", "line 48: torch '7.1005e-01', gradserve '7.1006e-01'")
 NO_FUNCTION = needs(f"custom torch.autograd.Function ({EXTEND})",
                     "line 1: the run ends with ImportError: cannot import name 'Function' from "
                     "'<unknown module name>' (unknown location)")
@@ -144,7 +130,7 @@ EXAMPLES: tuple[Example, ...] = (
     Example("linear", "torch.nn.modules.linear.Linear", 0, f"{MODULES}/linear.py", (NN,),
             echo=("output",)),
     Example("bilinear", "torch.nn.modules.linear.Bilinear", 0, f"{MODULES}/linear.py", (NN,),
-            echo=("output",), xfail=TRILINEAR),
+            echo=("output",)),
     Example("sequential_append", "torch.nn.modules.container.Sequential.append", 0,
             f"{MODULES}/container.py", (NN,)),
     Example("sequential_insert", "torch.nn.modules.container.Sequential.insert", 0,
@@ -184,7 +170,7 @@ EXAMPLES: tuple[Example, ...] = (
     Example("bce_loss", "torch.nn.modules.loss.BCELoss", 0, f"{MODULES}/loss.py", (NN,),
             echo=("output", "input.grad")),
     Example("nll_loss", "torch.nn.modules.loss.NLLLoss", 0, f"{MODULES}/loss.py", (NN,),
-            echo=("output", "input.grad"), xfail=CONV_ROUNDING),
+            echo=("output", "input.grad")),
     Example("cross_entropy_loss", "torch.nn.modules.loss.CrossEntropyLoss", 0,
             f"{MODULES}/loss.py", (NN, RANDOM), echo=("output", "input.grad")),
     Example("functional_embedding", "torch.nn.functional.embedding", 0,

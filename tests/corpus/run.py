@@ -38,7 +38,8 @@ from typing import Any
 # torch's submodules that examples import by name; each is bound to the session's attribute of
 # that dotted path when the session has one
 TORCH_SUBMODULES = (
-    "nn", "nn.functional", "nn.init", "nn.modules", "nn.parameter", "nn.utils", "optim",
+    "nn", "nn.functional", "nn.init", "nn.modules", "nn.modules.module", "nn.parameter",
+    "nn.utils", "optim",
     "optim.lr_scheduler", "autograd", "autograd.function", "autograd.functional", "utils",
     "utils.data", "utils._pytree", "linalg", "random", "cuda", "backends", "testing", "_dynamo",
     "_higher_order_ops",

@@ -1,0 +1,311 @@
+"""Intel MKL through ctypes, when installed: the library torch 2.13's CPU float kernels call.
+
+torch 2.13's wheels link MKL 2024.2 statically and send float32/float64 matrix products to its
+`sgemm`/`dgemm` and some unary functions to its VML (`vmsExp`, ...). Calling the same library
+with the same arguments gives the same bits, at BLAS speed, which numpy's OpenBLAS and numpy's
+own transcendental functions do not. The `mkl` extra (`pip install gradserve[mkl]`, the
+`mkl==2024.2.0` wheel) puts `libmkl_rt.so.2` in the environment's `lib/`; this module finds it
+there without importing anything heavy, or where `GRADSERVE_MKL` points (a path to a
+`libmkl_rt`), and `GRADSERVE_MKL=0` turns it off. Without it every caller keeps its numpy path
+(engine/gemm.py's emulated order, numpy's functions).
+
+How it is set up, as torch sets up its copy: MKL's GNU OpenMP threading layer (torch is built
+with GNU OpenMP) with torch's intra-op thread count (`cascade.THREADS`), the conditional
+reproducibility mode left at MKL's default (torch does not set it), and MKL's buffer cache
+turned off (`mkl_disable_fast_mm`) so the workspace a product allocates is freed when it
+returns rather than kept per thread. GNU OpenMP does not survive a fork once its threads have
+run: a child forked after MKL was used does not call it again (it falls back to numpy).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
+import sysconfig
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import cascade
+
+log = logging.getLogger(__name__)
+
+WANTED_VERSION = "2024.2"  # the MKL torch 2.13.0's CPU wheels are built with
+_NAMES = ("libmkl_rt.so.2", "libmkl_rt.so")  # the wheel's (Linux x86-64, the extra's marker)
+_THREADING_GNU, _THREADING_SEQUENTIAL = 3, 1  # MKL_THREADING_GNU, MKL_THREADING_SEQUENTIAL
+# at::vml's mode: high accuracy, denormals kept, errors ignored (no errno, no callbacks)
+VML_MODE = 0x2 | 0x140000 | 0x100
+
+_P = ctypes.c_void_p
+_lock = threading.Lock()
+_lib: Any = None
+_reason = "not loaded yet"
+_loaded = False
+_used = False  # MKL ran a function in this process (its OpenMP threads may exist)
+
+
+def _candidates() -> list[str]:
+    """Where the `mkl` wheel puts its libraries: the environment's data dir's `lib/`."""
+    dirs = []
+    for prefix in (sysconfig.get_paths().get("data"), sys.prefix, sys.base_prefix,
+                   sysconfig.get_config_var("userbase")):
+        if prefix and os.path.join(prefix, "lib") not in dirs:
+            dirs.append(os.path.join(prefix, "lib"))
+    return [os.path.join(d, name) for d in dirs for name in _NAMES]
+
+
+def _open(path: str) -> Any:
+    """Load libmkl_rt at `path`, pick its threading layer and thread count, check its version."""
+    threads = cascade.THREADS
+    layer = _THREADING_SEQUENTIAL
+    if threads > 1:
+        try:  # MKL's GNU layer leaves the GOMP symbols to the process: they must be global
+            ctypes.CDLL("libgomp.so.1", mode=ctypes.RTLD_GLOBAL)
+            layer = _THREADING_GNU
+        except OSError:
+            log.info("libgomp.so.1 not found: MKL runs sequentially (torch uses %d threads, "
+                     "so products split over threads may round differently)", threads)
+    lib = ctypes.CDLL(path)
+    lib.MKL_Set_Threading_Layer.argtypes = [ctypes.c_int]
+    lib.MKL_Set_Threading_Layer(layer)
+    buf = ctypes.create_string_buffer(256)
+    lib.MKL_Get_Version_String.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    lib.MKL_Get_Version_String(buf, len(buf))
+    version = buf.value.decode("ascii", "replace")
+    if f"Version {WANTED_VERSION}-" not in version:
+        raise OSError(f"{path} is {version!r}; torch 2.13 rounds as MKL {WANTED_VERSION}")
+    lib.MKL_Set_Num_Threads.argtypes = [ctypes.c_int]
+    lib.MKL_Set_Num_Threads(threads)
+    lib.mkl_disable_fast_mm.restype = ctypes.c_int
+    lib.mkl_disable_fast_mm()
+    for name in ("sgemm", "dgemm"):
+        getattr(lib, name).restype = None
+    return lib
+
+
+def _load() -> None:
+    global _loaded
+    try:
+        _find_and_open()
+    finally:  # only now: a thread that reads `_loaded` without the lock sees `_lib` set
+        _loaded = True
+
+
+def _find_and_open() -> None:
+    global _lib, _reason
+    setting = os.environ.get("GRADSERVE_MKL", "").strip()
+    if setting.lower() in ("0", "off", "false", "no"):
+        _reason = "turned off by GRADSERVE_MKL"
+        return
+    paths = [setting] if setting else [p for p in _candidates() if os.path.exists(p)]
+    if not paths:
+        _reason = "no libmkl_rt in this environment (pip install gradserve[mkl])"
+        return
+    try:
+        _lib = _open(paths[0])
+    except (OSError, AttributeError) as exc:
+        _reason = f"MKL at {paths[0]} not usable: {exc}"
+        log.warning("%s; using numpy's products and functions", _reason)
+        return
+    _reason = f"MKL at {paths[0]}"
+
+
+def library() -> Any:
+    """The loaded libmkl_rt (a ctypes library), or None when MKL is absent or turned off."""
+    if not _loaded:
+        with _lock:
+            if not _loaded:
+                _load()
+    return _lib
+
+
+def available() -> bool:
+    """Whether MKL is loaded and the engine's float products and functions go through it."""
+    return library() is not None
+
+
+def status() -> str:
+    """One line saying which MKL the engine uses, or why none."""
+    lib = library()
+    if lib is None:
+        return f"MKL off: {_reason}"
+    return f"{_reason}, {lib.MKL_Get_Max_Threads()} threads"
+
+
+class turned_off:  # noqa: N801 - used as a function: `with turned_off():`
+    """Run the enclosed code as if MKL were absent (the numpy paths), in every thread.
+
+    For tests and benchmarks of the fallback; not thread-safe against a concurrent
+    `turned_off` in another thread.
+    """
+
+    def __enter__(self) -> None:
+        global _lib
+        library()
+        self._prev = _lib
+        _lib = None
+
+    def __exit__(self, *exc: object) -> None:
+        global _lib
+        _lib = self._prev
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: GNU OpenMP's threads did not come along, so MKL must not run."""
+    global _lib, _reason
+    if _used and _lib is not None:
+        _lib, _reason = None, "off in a process forked after MKL ran (GNU OpenMP)"
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+# --- BLAS -----------------------------------------------------------------------------------------
+
+_GEMM = {np.dtype(np.float32): ("sgemm", ctypes.c_float),
+         np.dtype(np.float64): ("dgemm", ctypes.c_double)}
+
+
+def gemm(transa: bool, transb: bool, m: int, n: int, k: int, alpha: float, a: np.ndarray,
+         lda: int, b: np.ndarray, ldb: int, beta: float, c: np.ndarray, ldc: int) -> None:
+    """Fortran (column-major) `?gemm`: c = alpha * op(a) @ op(b) + beta * c, in place.
+
+    The pointers are the arrays' first elements; the leading dimensions say how they are laid
+    out (the caller checks them, as BLAS requires). Call only when `available()`.
+    """
+    global _used
+    name, scalar = _GEMM[c.dtype]
+    _used = True
+    i = ctypes.c_int
+    getattr(_lib, name)(
+        ctypes.byref(ctypes.c_char(b"T" if transa else b"N")),
+        ctypes.byref(ctypes.c_char(b"T" if transb else b"N")),
+        ctypes.byref(i(m)), ctypes.byref(i(n)), ctypes.byref(i(k)),
+        ctypes.byref(scalar(alpha)), _P(a.ctypes.data), ctypes.byref(i(lda)),
+        _P(b.ctypes.data), ctypes.byref(i(ldb)), ctypes.byref(scalar(beta)),
+        _P(c.ctypes.data), ctypes.byref(i(ldc)))
+
+
+def gemm_batch_rowmajor(transa: bool, transb: bool, m: int, n: int, k: int, a: np.ndarray,
+                        stride_a: int, lda: int, b: np.ndarray, stride_b: int, ldb: int,
+                        c: np.ndarray) -> None:
+    """Row-major `cblas_?gemm_batch` (one group): c[i] = op(a[i]) @ op(b[i]) for a C-contiguous
+    (batch, m, n) `c`, the i-th matrices `stride_a`/`stride_b` elements apart (torch's
+    `_baddbmm_mkl_` for bmm; a batch of one is a plain `cblas_?gemm`). Call only when
+    `available()`."""
+    global _used
+    name, scalar = _GEMM[c.dtype]
+    batch = c.shape[0]
+    size = c.itemsize
+    trans = ctypes.c_int(112 if transa else 111), ctypes.c_int(112 if transb else 111)
+    _used = True
+    if batch == 1:
+        getattr(_lib, "cblas_" + name)(
+            ctypes.c_int(101), trans[0], trans[1], ctypes.c_int(m), ctypes.c_int(n),
+            ctypes.c_int(k), scalar(1.0), _P(a.ctypes.data), ctypes.c_int(lda),
+            _P(b.ctypes.data), ctypes.c_int(ldb), scalar(0.0), _P(c.ctypes.data),
+            ctypes.c_int(n))
+        return
+    pointers = ctypes.c_void_p * batch
+    pa = pointers(*(a.ctypes.data + i * stride_a * size for i in range(batch)))
+    pb = pointers(*(b.ctypes.data + i * stride_b * size for i in range(batch)))
+    pc = pointers(*(c.ctypes.data + i * m * n * size for i in range(batch)))
+    i = ctypes.c_int
+    getattr(_lib, f"cblas_{name}_batch")(
+        i(101), ctypes.byref(trans[0]), ctypes.byref(trans[1]), ctypes.byref(i(m)),
+        ctypes.byref(i(n)), ctypes.byref(i(k)), ctypes.byref(scalar(1.0)), pa,
+        ctypes.byref(i(lda)), pb, ctypes.byref(i(ldb)), ctypes.byref(scalar(0.0)), pc,
+        ctypes.byref(i(n)), i(1), ctypes.byref(i(batch)))
+
+
+def gemv(trans: bool, m: int, n: int, a: np.ndarray, lda: int, x: np.ndarray, incx: int,
+         y: np.ndarray) -> None:
+    """Fortran `?gemv` with alpha 1, beta 0: y = op(a) @ x into the contiguous `y` (torch's
+    `cpublas::gemv` as addmv calls it). Call only when `available()`."""
+    global _used
+    name, scalar = {np.dtype(np.float32): ("sgemv", ctypes.c_float),
+                    np.dtype(np.float64): ("dgemv", ctypes.c_double)}[y.dtype]
+    _used = True
+    i = ctypes.c_int
+    fn = getattr(_lib, name)
+    fn.restype = None
+    fn(ctypes.byref(ctypes.c_char(b"T" if trans else b"N")), ctypes.byref(i(m)),
+       ctypes.byref(i(n)), ctypes.byref(scalar(1.0)), _P(a.ctypes.data), ctypes.byref(i(lda)),
+       _P(x.ctypes.data), ctypes.byref(i(incx)), ctypes.byref(scalar(0.0)), _P(y.ctypes.data),
+       ctypes.byref(i(1)))
+
+
+def dot(x: np.ndarray, incx: int, y: np.ndarray, incy: int) -> float:
+    """Fortran `?dot` of x.size elements (torch's `dot_impl`). Call only when `available()`."""
+    global _used
+    name, scalar = {np.dtype(np.float32): ("sdot", ctypes.c_float),
+                    np.dtype(np.float64): ("ddot", ctypes.c_double)}[x.dtype]
+    _used = True
+    fn = getattr(_lib, name)
+    fn.restype = scalar
+    i = ctypes.c_int
+    return float(fn(ctypes.byref(i(x.shape[0])), _P(x.ctypes.data), ctypes.byref(i(incx)),
+                    _P(y.ctypes.data), ctypes.byref(i(incy))))
+
+
+# --- VML ------------------------------------------------------------------------------------------
+
+_VML_PREFIX = {np.dtype(np.float32): "vms", np.dtype(np.float64): "vmd"}
+_vml_cache: dict[str, Any] = {}
+_INT_MAX = 2**31 - 1
+
+
+def vml(name: str, x: np.ndarray) -> np.ndarray:
+    """MKL VML's `name` (e.g. "Exp", "Ln") of float32/float64 `x` in at::vml's mode.
+
+    Args:
+        name: the VML function without its prefix.
+        x: a float32 or float64 array, any strides (VML is elementwise: the layout does not
+            change a value; a strided input is first copied into the result, then done in
+            place, so nothing beyond the result is allocated).
+
+    Returns:
+        A new C-contiguous array of x's shape and dtype, or for a 0-d x a numpy scalar (as a
+        ufunc returns; the engine keeps those smaller). Call only when `available()`.
+    """
+    global _used
+    x = np.asarray(x)
+    fn_name = _VML_PREFIX[x.dtype] + name
+    fn = _vml_cache.get(fn_name)
+    if fn is None:
+        fn = getattr(_lib, fn_name)
+        fn.argtypes = [ctypes.c_int, _P, _P, ctypes.c_int64]
+        fn.restype = None
+        _vml_cache[fn_name] = fn
+    if x.flags.c_contiguous:
+        src, out = x, np.empty(x.shape, x.dtype)
+    else:
+        src = out = np.array(x, order="C")
+    _used = True
+    step = _INT_MAX - _INT_MAX % 64  # MKL_INT is 32-bit: at::vml splits larger calls likewise
+    flat_in, flat_out = src.reshape(-1), out.reshape(-1)
+    for start in range(0, flat_in.size, step):
+        part = flat_in[start:start + step]
+        fn(part.size, part.ctypes.data, flat_out[start:].ctypes.data, VML_MODE)
+    return out if out.ndim else out[()]
+
+
+def unary(name: str, fallback: Callable[[np.ndarray], np.ndarray]
+          ) -> Callable[[np.ndarray], np.ndarray]:
+    """An op's forward: VML's `name` for float32/float64 when MKL is loaded, else `fallback`.
+
+    For the functions torch 2.13 sends to MKL's VML (at::vml's IMPLEMENT_VML_MKL list), whose
+    results then equal torch's bit for bit (tests/test_engine_mkl.py).
+    """
+    def forward(x: np.ndarray) -> np.ndarray:
+        if x.dtype in _VML_PREFIX and available():
+            return vml(name, x)
+        return fallback(x)
+    forward.__name__ = getattr(fallback, "__name__", name.lower())
+    forward.__doc__ = f"VML's {name} (torch's own) when MKL is loaded, else {forward.__name__}."
+    return forward
