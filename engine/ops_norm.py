@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import grad_mode
+
 from . import cascade, errors, limits
 from .distributions import fma32
 from .dtypes import DType
@@ -376,3 +378,332 @@ def _backward(g: Any, x: Any, w: Any, normalized_shape: Sequence[int], eps: floa
     shape = tuple(normalized_shape)
     return (out_dx, None if out_dw is None else out_dw.reshape(shape),
             None if out_db is None else out_db.reshape(shape))
+
+
+# --- batch normalisation ---------------------------------------------------------------------
+# torch's `native_batch_norm` on CPU (aten/src/ATen/native/cpu/batch_norm_kernel.cpp and
+# Normalization.cpp), float32 and float64 rounded as torch 2.13 rounds them (probed with crafted
+# inputs; see docs/internals.md "Batch norm"). Two layouts take different kernels: an input with
+# one value per (sample, channel) (N×C, N×C×1...) is read as rows of channels, summed per torch
+# intra-op thread into float buffers; any other input plane by plane, summed in double.
+
+
+def _bn_layout(x: np.ndarray) -> tuple[int, int, int]:
+    """(channels, values per channel, image size) of an N×C×... input."""
+    c = x.shape[1]
+    count = x.size // c if c else 0
+    image = count // x.shape[0] if x.shape[0] else 0
+    return c, count, image
+
+
+def _seq_sum(terms: np.ndarray) -> np.ndarray:
+    """Each row's left-to-right sum of (rows, k) `terms` in float64 (torch's double
+    accumulators), as float64."""
+    if not terms.shape[1]:
+        return np.zeros(terms.shape[0], np.float64)
+    return np.cumsum(terms.astype(np.float64), axis=1)[:, -1]
+
+
+def _thread_ranges(m: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """at::parallel_for(0, m, 1)'s split: (chunk, starts, ends) of one contiguous row range per
+    intra-op thread (`cascade.THREADS`)."""
+    chunk = -(-m // max(1, min(cascade.THREADS, m)))
+    starts = np.arange(0, m, chunk) if m else np.zeros(0, np.int64)
+    return chunk, starts, np.minimum(starts + chunk, m)
+
+
+def _thread_sums(rows: np.ndarray, step: Any) -> np.ndarray:
+    """The per-thread float buffers of a rows-of-channels reduction, summed in double in thread
+    order: buffer = step(buffer, row index) for each thread's rows in order."""
+    m, c = rows.shape
+    chunk, starts, ends = _thread_ranges(m)
+    buf = np.zeros((starts.size, c), rows.dtype)
+    for p in range(chunk):
+        live = int(np.count_nonzero(starts + p < ends))
+        buf[:live] = step(buf[:live], starts[:live] + p)
+    return _seq_sum(buf.T)
+
+
+def _planes(x: np.ndarray, c: int) -> np.ndarray:
+    """(C, N * image) with each channel's values in torch's order (sample, then position)."""
+    return np.ascontiguousarray(x).reshape(x.shape[0], c, -1).transpose(1, 0, 2).reshape(c, -1)
+
+
+def batch_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each channel's (mean, sum of squared deviations) of an N×C×... float array, as torch's
+    batch_norm_cpu_collect_stats kernels compute them."""
+    dt = x.dtype.type
+    c, count, image = _bn_layout(x)
+    if image == 1:
+        rows = np.ascontiguousarray(x).reshape(count, c)
+        if count > cascade.THREADS:
+            mean = (_thread_sums(rows, lambda buf, r: buf + rows[r]) / count).astype(dt)
+            dev = rows - mean
+            var_sum = _thread_sums(rows, lambda buf, r: _fma(dev[r], dev[r], buf, dt))
+            return mean, var_sum.astype(dt)
+        # no more rows than threads: one accumulator per channel in the input's type (measured:
+        # a fused chain; rows <= THREADS, so only 1 or 2 rows were seen with 2 threads)
+        total = rows[0].copy()
+        for r in range(1, count):
+            total = total + rows[r]
+        mean = total / dt(count)
+        dev = rows - mean
+        var_sum = np.zeros(c, dt)
+        for r in range(count):
+            var_sum = _fma(dev[r], dev[r], var_sum, dt)
+        return mean, var_sum
+    planes = _planes(x, c)
+    mean = (_seq_sum(planes) / count).astype(dt)
+    dev = planes - mean[:, None]
+    return mean, _seq_sum(dev * dev).astype(dt)
+
+
+def _invstd(var_sum: np.ndarray, count: int, eps: float) -> np.ndarray:
+    """Normalization.cpp's save_invstd: the biased variance var_sum / N in the input's type,
+    then 1 / sqrt(var + eps) in double (0 where var and eps are both 0), rounded back."""
+    dt = var_sum.dtype.type
+    var = (var_sum / dt(count)).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = 1.0 / np.sqrt(var + eps)
+    if eps == 0:
+        out = np.where(var == 0, 0.0, out)
+    return out.astype(dt)
+
+
+def _bn_view(v: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return v.reshape(1, -1, *([1] * (x.ndim - 2)))
+
+
+def _batch_norm(x: Any, w: Any = None, b: Any = None, rm: Any = None, rv: Any = None,
+                training: bool = False, eps: float = 1e-5) -> Any:
+    dt = x.dtype.type
+    c, count, _ = _bn_layout(x)
+    if not x.size:
+        return np.zeros(x.shape, x.dtype)
+    if training:
+        mean, var_sum = batch_moments(x)
+        invstd = _invstd(var_sum, count, eps)
+    else:
+        mean = np.asarray(rm, dt)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            invstd = dt(1) / np.sqrt(np.asarray(rv, dt) + dt(eps))
+    alpha = invstd if w is None else invstd * np.asarray(w, dt)
+    beta = np.zeros(c, dt) if b is None else np.asarray(b, dt)
+    beta = _fma(-mean, alpha, beta, dt)
+    return _fma(x, _bn_view(alpha, x), _bn_view(beta, x), dt)
+
+
+def _running_stat(x: Any, w: Any, b: Any, rm: Any, rv: Any, momentum: float = 0.1,
+                  var: bool = False) -> Any:
+    dt = x.dtype.type
+    old = np.asarray(rv if var else rm, dt)
+    if not x.size:  # torch leaves the statistics of an empty batch as they were
+        return old.copy()
+    _, count, _ = _bn_layout(x)
+    mean, var_sum = batch_moments(x)
+    # in the input's type, 1 - momentum too: momentum * mean + (1 - momentum) * running unfused,
+    # momentum * unbiased variance + (1 - momentum) * running fused (measured)
+    rest = dt(1) - dt(momentum)
+    if not var:
+        return dt(momentum) * mean + rest * old
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unbiased = var_sum / dt(count - 1)
+    if dt is not np.float32:  # double: not fused (measured)
+        return dt(momentum) * unbiased + rest * old
+    return _fma(dt(momentum), unbiased, rest * old, dt)
+
+
+def _bn_backward(g: Any, x: Any, w: Any, rm: Any, rv: Any, training: bool, eps: float,
+                 dx: bool = False, dgamma: bool = False, dbeta: bool = False
+                 ) -> tuple[Any, Any, Any]:
+    """torch's batch_norm_cpu_backward kernels: (grad input, grad weight, grad bias), each
+    only when asked for. The batch statistics are recomputed from `x` (the values the forward
+    saved)."""
+    dt = x.dtype.type
+    x = np.ascontiguousarray(x)
+    dy = np.ascontiguousarray(np.broadcast_to(np.asarray(g, dt), x.shape))
+    c, count, image = _bn_layout(x)
+    if not x.size:
+        zero = np.zeros(c, dt)
+        return np.zeros(x.shape, dt), zero, zero
+    gamma = np.ones(c, dt) if w is None else np.asarray(w, dt)
+    if training:
+        mean, var_sum = batch_moments(x)
+        invstd = _invstd(var_sum, count, eps)
+    else:
+        mean = np.asarray(rm, dt)
+        with np.errstate(divide="ignore", invalid="ignore"):  # double here, float in forward
+            invstd = (1.0 / np.sqrt(np.asarray(rv, np.float64) + eps)).astype(dt)
+    out_dx = None
+    if image == 1:  # rows of channels: float buffers per thread, added in double
+        rows, drows = x.reshape(count, c), dy.reshape(count, c)
+        dev = rows - mean
+        total = _thread_sums(drows, lambda buf, r: buf + drows[r]).astype(dt)
+        dotp = _thread_sums(drows, lambda buf, r: _fma(dev[r], drows[r], buf, dt)).astype(dt)
+        if dx:
+            if training:
+                k = dotp * invstd * invstd / dt(count)
+                grad_mean = total / dt(count)
+                centred = drows - grad_mean
+                # the channels in whole vectors fuse `(dy - grad_mean) - dev * k`, the last
+                # partial vector's do not (measured)
+                full = c - c % (cascade.VECTOR_BYTES // x.dtype.itemsize)
+                out = centred - dev * k
+                out[:, :full] = _fma(-dev[:, :full], k[:full], centred[:, :full], dt)
+                out_dx = (out * invstd * gamma).reshape(x.shape)
+            else:
+                out_dx = (drows * invstd * gamma).reshape(x.shape)
+        return (out_dx, dotp * invstd if dgamma else None, total if dbeta else None)
+    # plane by plane: each (sample, channel) plane reduced in lanes, the planes added in double
+    n = x.shape[0]
+    planes = x.reshape(n, c, image)
+    dplanes = dy.reshape(n * c, image)
+    dev = (planes - mean[None, :, None]).reshape(n * c, image)
+    total64 = _seq_sum(_lane_sum(dplanes, dt).reshape(n, c).T)
+    dotp64 = _seq_sum(_lane_sum(dev, dt, dplanes).reshape(n, c).T)
+    if dx:
+        if training:
+            k = (dotp64.astype(dt) * invstd * invstd / dt(count))[None, :, None]
+            grad_mean = (total64 / count).astype(dt)[None, :, None]
+            out = _fma(-dev.reshape(planes.shape), k, dy.reshape(planes.shape) - grad_mean, dt)
+            out_dx = (out * invstd[None, :, None] * gamma[None, :, None]).reshape(x.shape)
+        else:
+            out_dx = (dy.reshape(planes.shape) * invstd[None, :, None]
+                      * gamma[None, :, None]).reshape(x.shape)
+    return (out_dx, (dotp64 * invstd.astype(np.float64)).astype(dt) if dgamma else None,
+            total64.astype(dt) if dbeta else None)
+
+
+def _bn_dtype(args: Sequence[Any], attrs: Mapping[str, Any], running: bool = False
+              ) -> tuple[DType | None, DType]:
+    """torch's checks (Normalization.cpp `_batch_norm_impl_index`, `native_batch_norm`), in
+    its order and with its messages (`running`: for batch_norm_running, which computes no
+    gradient)."""
+    x, w, b, rm, rv = args
+    training = bool(attrs["training"])
+    shape = list(x.shape)
+    c = shape[1] if len(shape) > 1 else 0
+    for name, t in (("running_mean", rm), ("running_var", rv)):
+        if t is not None:
+            if numel_of(t) != c:
+                raise errors.InvalidArgumentError(
+                    f"{name} should contain {c} elements not {numel_of(t)}")
+        elif not training:
+            raise errors.InvalidArgumentError(f"{name} must be defined in evaluation mode")
+    for name, t in (("weight", w), ("bias", b)):
+        if t is not None and numel_of(t) != c:
+            raise errors.InvalidArgumentError(
+                f"{name} should contain {c} elements not {numel_of(t)}")
+    if len(shape) < 2:
+        raise errors.OutOfRangeIndexError(
+            "Dimension out of range (expected to be in range of [-1, 0], but got 1)"
+            if shape else "Dimension specified as 1 but tensor has no dimensions")
+    if (rm is None) != (rv is None):
+        raise errors.InvalidValueError(
+            "running_mean and running_var must either both be None or neither be None")
+    if grad_mode.is_grad_enabled() and not running:
+        for name, t in (("running_mean", rm), ("running_var", rv)):
+            if t is not None and t.requires_grad:
+                raise errors.InvalidArgumentError(
+                    f"The function 'native_batch_norm' is not differentiable with respect to "
+                    f"argument '{name}'. This input cannot have requires_grad True.")
+    if x.dtype.category != 2:
+        raise errors.NotImplementedFunctionError(
+            f'"batch_norm" not implemented for \'{_type_word(x.dtype)}\'')
+    params = [t for t in (w, b, rm, rv) if t is not None]
+    odd = [t.dtype for t in params if t.dtype is not x.dtype]
+    if odd:
+        if x.dtype.name != "float64":
+            raise errors.InvalidArgumentError(
+                "mixed dtype (CPU): expect parameter to have scalar type of "
+                f"{_type_word(x.dtype)}")
+        if len(odd) == len(params) and all(d.name == "float32" for d in odd):
+            raise errors.InvalidArgumentError(
+                "mixed dtype (CPU): all inputs must share same datatype.")
+        raise errors.InvalidArgumentError(
+            f"expected scalar type {_type_word(x.dtype)} but found {_type_word(odd[0])}")
+    return None, x.dtype
+
+
+def _bn_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: DType) -> limits.Bound:
+    """The result, and scratch: float64 copies of each channel's values for the double sums,
+    the centred values and the fma's float64 temporaries (three per element)."""
+    x = args[0]
+    n = numel_of(x)
+    item = out_dtype.np.itemsize
+    return limits.with_scratch(limits.shape_bound(tuple(x.shape), item), n * (2 * item + 32))
+
+
+# --- batch norm backward: torch's kernel once per backward pass (NP), composed from engine ops
+# with create_graph (EN), so that it can be differentiated again.
+
+
+def _bn_reduce_dims(x: Any) -> tuple[int, ...]:
+    return (0, *range(2, len(x.shape)))
+
+
+def _bn_param_view(ns: Any, t: Any, x: Any) -> Any:
+    return ns.reshape(t, (1, -1, *([1] * (len(x.shape) - 2))))
+
+
+def _bn_composed(ns: Any, x: Any, rm: Any, rv: Any, training: bool, eps: float
+                 ) -> tuple[Any, Any]:
+    """(x - mean) * invstd and invstd, composed of `ns` ops."""
+    if training:
+        dims = _bn_reduce_dims(x)
+        centred = x - ns.mean(x, dim=dims, keepdim=True)
+        invstd = ns.rsqrt(ns.mean(centred * centred, dim=dims, keepdim=True) + eps)
+    else:
+        centred = x - _bn_param_view(ns, rm, x)
+        invstd = ns.rsqrt(_bn_param_view(ns, rv, x) + eps)
+    return centred * invstd, invstd
+
+
+def _bn_dx(ns: Any, g: Any, out: Any, x: Any, w: Any, b: Any, rm: Any, rv: Any,
+           training: bool = False, eps: float = 1e-5) -> Any:
+    if ns is NP:
+        return _bn_backward(g, x, w, rm, rv, training, eps, dx=True)[0]
+    xhat, invstd = _bn_composed(ns, x, rm, rv, training, eps)
+    gw = g if w is None else g * _bn_param_view(ns, w, x)
+    if not training:
+        return gw * invstd
+    dims = _bn_reduce_dims(x)
+    return invstd * (gw - ns.mean(gw, dim=dims, keepdim=True)
+                     - xhat * ns.mean(gw * xhat, dim=dims, keepdim=True))
+
+
+def _bn_dw(ns: Any, g: Any, out: Any, x: Any, w: Any, b: Any, rm: Any, rv: Any,
+           training: bool = False, eps: float = 1e-5) -> Any:
+    if ns is NP:
+        return _bn_backward(g, x, w, rm, rv, training, eps, dgamma=True)[1]
+    xhat = _bn_composed(ns, x, rm, rv, training, eps)[0]
+    return ns.sum(g * xhat, dim=_bn_reduce_dims(x))
+
+
+def _bn_db(ns: Any, g: Any, out: Any, x: Any, w: Any, b: Any, rm: Any, rv: Any,
+           training: bool = False, eps: float = 1e-5) -> Any:
+    if ns is NP:
+        return _bn_backward(g, x, w, rm, rv, training, eps, dbeta=True)[2]
+    return ns.sum(g, dim=_bn_reduce_dims(x))
+
+
+_BN_SAVES = "input weight running_mean running_var"  # torch saves these for any gradient
+
+defop("batch_norm", _batch_norm, _bn_dx, _bn_dw, _bn_db, None, None,
+      saves=(_BN_SAVES, _BN_SAVES, _BN_SAVES, "", ""),
+      inputs=("input", "weight?", "bias?", "running_mean?", "running_var?"),
+      attrs=(AttrSpec("training", "bool", False), AttrSpec("eps", "float", 1e-5)),
+      dtype=_bn_dtype, backward="NativeBatchNormBackward0", method=False,
+      doc="(input - mean) / sqrt(var + eps) * weight + bias per channel (dim 1), with the "
+          "batch's statistics (training) or the running ones, rounded as torch's CPU kernels",
+      out_bound=_bn_bound)
+
+
+defop("batch_norm_running", _running_stat, None, None, None, None, None,
+      inputs=("input", "weight?", "bias?", "running_mean", "running_var"),
+      attrs=(AttrSpec("momentum", "float", 0.1), AttrSpec("var", "bool", False)),
+      dtype=lambda args, attrs: _bn_dtype(args, {"training": True}, running=True), method=False,
+      doc="batch_norm's new running_mean (running_var with var=True) after one training step: "
+          "momentum * the batch's mean (unbiased variance) + (1 - momentum) * the old value, "
+          "as torch's kernel writes it (for `copy_`; checks the arguments as batch_norm does)",
+      out_shape=lambda x, w, b, rm, rv, **_: tuple(rm.shape))

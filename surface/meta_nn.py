@@ -17,6 +17,7 @@ from .meta_base import (
     RULES,
     Meta,
     Rule,
+    _bool,
     _choice,
     _dtype,
     _float,
@@ -123,6 +124,56 @@ def _layer_norm(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> 
                 raise _Inexact  # "Expected weight to be of same shape", "mixed dtype (CPU)"
             rg = rg or prg
     return _meta(shape, rank, grad and rg)
+
+
+def _batch_norm_input(inputs: Sequence[Any], training: bool, stats_grad: bool = False
+                      ) -> tuple[tuple[int, ...], int, bool]:
+    """(input, weight?, bias?, running_mean?, running_var?) as batch_norm's checks accept them:
+    the input's (shape, rank, requires_grad or a parameter's); `_Inexact` otherwise (and for
+    running statistics that require grad unless `stats_grad`)."""
+    if len(inputs) != 5:
+        raise _Inexact
+    shape, rank, rg = _tensor(inputs[0])
+    if len(shape) < 2 or rank < _FLOAT or (inputs[3] is None) != (inputs[4] is None) or (
+            not training and inputs[3] is None):
+        raise _Inexact  # torch's IndexError, ValueError, "must be defined in evaluation mode"
+    for i, p in enumerate(inputs[1:]):
+        if p is not None:
+            ps, pr, prg = _tensor(p)
+            if len(ps) != 1 or ps[0] != shape[1] or pr != rank or (
+                    i >= 2 and prg and not stats_grad):
+                raise _Inexact  # "should contain C elements", "mixed dtype (CPU)"
+            rg = rg or (i < 2 and prg)
+    return shape, rank, rg
+
+
+_BATCH_NORM_ATTRS = frozenset(("training", "eps"))
+
+
+@_rule("batch_norm")
+def _batch_norm(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    """The input's shape and dtype."""
+    _known(attrs, _BATCH_NORM_ATTRS)
+    training = _bool(attrs.get("training", False))
+    _float(attrs.get("eps", 1e-5))
+    shape, rank, rg = _batch_norm_input(inputs, training)
+    return _meta(shape, rank, grad and rg)
+
+
+_BATCH_NORM_RUNNING_ATTRS = frozenset(("momentum", "var"))
+
+
+@_rule("batch_norm_running")
+def _batch_norm_running(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool
+                        ) -> list[Meta]:
+    """A running statistic: (C,) of the input's dtype, never requiring grad."""
+    _known(attrs, _BATCH_NORM_RUNNING_ATTRS)
+    _float(attrs.get("momentum", 0.1))
+    _bool(attrs.get("var", False))
+    shape, rank, _ = _batch_norm_input(inputs, True, stats_grad=True)
+    if inputs[3] is None:
+        raise _Inexact
+    return _meta((shape[1],), rank, False)
 
 
 _NLL_ATTRS = frozenset(("ignore_index", "reduction"))

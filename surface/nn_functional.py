@@ -5,7 +5,7 @@ them: the keyword forms (`size_average`/`reduce` are refused), the size-mismatch
 pointwise losses, the implicit-dim warning of `softmax`, and the functions torch composes from
 other ops: `cross_entropy` (`log_softmax` then `nll_loss`, so the grad_fns are torch's),
 `smooth_l1_loss`, `huber_loss`, `linear`, `bilinear`, `dropout`, `embedding`; `layer_norm` is
-one op, as torch's `native_layer_norm`.
+one op, as torch's `native_layer_norm` (`batch_norm`, in nn_norm.py, likewise).
 
 Every function takes the backend first; `gradserve.surface.nn.build` binds it (with
 `functools.partial`, which adds no frame, so warnings name the caller's line at stacklevel 3).

@@ -1,10 +1,9 @@
-"""Batch normalisation (torch.nn.BatchNorm1d / BatchNorm2d and `functional.batch_norm`),
-composed from reductions: per-channel statistics over the batch and spatial dims, the running
-statistics updated in place under no_grad with the unbiased variance, as torch's."""
+"""Batch normalisation (torch.nn.BatchNorm1d / BatchNorm2d and `functional.batch_norm`): one
+`batch_norm` op (grad_fn NativeBatchNormBackward0, rounded as torch's CPU kernels), the running
+statistics updated in place under no_grad with the values torch's kernel writes into them."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from . import grad_mode
@@ -14,47 +13,56 @@ from .nn_layers import _empty, _factory
 from .nn_module import Module
 
 
+def _verify_batch_size(be: NNBackend, size: tuple[int, ...]) -> None:
+    """torch's `_verify_batch_size`: more than one value per channel (IndexError on a 0-d
+    input, as torch's `size[0]`)."""
+    if not size:
+        raise IndexError("tuple index out of range")
+    values = size[0]
+    for n in size[2:]:
+        values *= n
+    if values == 1:
+        raise be.value_error("Expected more than 1 value per channel when training, got input "
+                             f"size torch.Size([{', '.join(map(str, size))}])")
+
+
 def batch_norm(be: NNBackend, input: Any, running_mean: Any, running_var: Any,
                weight: Any = None, bias: Any = None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5) -> Any:
-    """Normalise each channel (dim 1) by the batch's statistics (training) or the running ones;
-    in training the running statistics (if given) move by `momentum` toward the batch's.
+    """Normalise each channel (dim 1) by the batch's statistics (training) or the running ones.
+
+    One `batch_norm` op, rounded as torch's CPU kernel. In training the running statistics, if
+    given, are then set in place (under no_grad) to `momentum * batch + (1 - momentum) *
+    running` (the batch's unbiased variance for running_var), as torch's kernel sets them.
+
+    Args:
+        input: an (N, C, ...) floating tensor.
+        running_mean, running_var: (C,) statistics, or None (both, and only in training).
+        weight, bias: optional (C,) affine parameters.
+        training: use the batch's statistics (and update the running ones).
+        momentum: the running statistics' update factor.
+        eps: added to the variance.
+
+    Returns:
+        The normalised tensor, of the input's shape.
 
     Raises:
-        ValueError: training on a single value per channel.
+        ValueError: training on a single value per channel; one running statistic without the
+            other in training.
+        RuntimeError: torch's size, evaluation-mode and dtype errors.
     """
     shape = tuple(be.shape(input))
-    if len(shape) < 2:
-        raise be.value_error(f"Expected 2D or more input to batch_norm, got {len(shape)}D")
-    c = shape[1]
-    view = (1, c, *([1] * (len(shape) - 2)))
     if training:
-        per_channel = math.prod(shape) // c
-        if per_channel == 1:
-            raise be.value_error("Expected more than 1 value per channel when training, got "
-                                 f"input size torch.Size([{', '.join(map(str, shape))}])")
-        dims = (0, *range(2, len(shape)))
-        mean = be.call("mean", (input,), {"dim": dims, "keepdim": True})
-        centred = input - mean
-        var = be.call("mean", (centred * centred,), {"dim": dims, "keepdim": True})
-        if running_mean is not None and running_var is not None:
-            with grad_mode.no_grad():
-                flat_mean = be.call("reshape", (mean, (c,)), {})
-                unbiased = be.call("reshape", (var, (c,)), {}) * (per_channel / (per_channel - 1))
-                running_mean.copy_(running_mean * (1 - momentum) + flat_mean * momentum)
-                running_var.copy_(running_var * (1 - momentum) + unbiased * momentum)
-    else:
-        if running_mean is None or running_var is None:
-            raise be.runtime_error("batch_norm(): running_mean and running_var must be given "
-                                   "when not training")
-        mean = be.call("reshape", (running_mean, view), {})
-        var = be.call("reshape", (running_var, view), {})
-        centred = input - mean
-    out = centred * be.call("rsqrt", (var + eps,), {})
-    if weight is not None:
-        out = out * be.call("reshape", (weight, view), {})
-    if bias is not None:
-        out = out + be.call("reshape", (bias, view), {})
+        _verify_batch_size(be, shape)
+    if training and running_mean is not None and running_var is not None:
+        # before the op, so that it saves the statistics at their new version, as torch's
+        with grad_mode.no_grad():
+            args = (input, weight, bias, running_mean, running_var, float(momentum))
+            new_mean = be.call("batch_norm_running", (*args, False), {})
+            running_var.copy_(be.call("batch_norm_running", (*args, True), {}))
+            running_mean.copy_(new_mean)
+    out = be.call("batch_norm", (input, weight, bias, running_mean, running_var,
+                                 bool(training), float(eps)), {})
     return out
 
 

@@ -114,6 +114,23 @@ def _layer_norm_torch(x: Any, w: Any = None, b: Any = None, normalized_shape: An
     return F.layer_norm(x, tuple(normalized_shape), w, b, eps)
 
 
+def _batch_norm_torch(x: Any, w: Any = None, b: Any = None, rm: Any = None, rv: Any = None,
+                      training: bool = False, eps: float = 1e-5) -> Any:
+    rm = None if rm is None else rm.detach().clone()
+    rv = None if rv is None else rv.detach().clone()
+    return F.batch_norm(x, rm, rv, w, b, training, 0.1, eps)
+
+
+def _batch_norm_running_torch(x: Any, w: Any, b: Any, rm: Any, rv: Any, momentum: float = 0.1,
+                              var: bool = False) -> Any:
+    rm, rv = rm.detach().clone(), rv.detach().clone()
+    F.batch_norm(x.detach(), rm, rv, w, b, True, momentum)
+    return rv if var else rm
+
+
+_BN_GRAD = (True, True, True, False, False)
+
+
 def _cross_entropy_torch(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
                         reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
     return F.cross_entropy(x, t, w, ignore_index=ignore_index, reduction=reduction,
@@ -186,4 +203,20 @@ OPINFOS = [
             Sample(((2, 3, 5), None, None), {"normalized_shape": (3, 5), "eps": 1e-3}),
             Sample(((2, 11), (11,), None), {"normalized_shape": (11,)}),
             Sample(((4, 2, 3), (2, 3), None), {"normalized_shape": (2, 3)})]),
+    # the domain keeps the running variances positive
+    OpInfo("batch_norm", _batch_norm_torch,
+           [Sample(((4, 3), (3,), (3,), (3,), (3,)), {"training": True}, _BN_GRAD),
+            Sample(((4, 3, 5), (3,), None, None, None), {"training": True, "eps": 1e-3},
+                   (True, True, False, False, False)),
+            Sample(((2, 3, 2, 3), (3,), (3,), (3,), (3,)), {"training": True},
+                   (True, False, True, False, False)),
+            Sample(((4, 3, 5), (3,), (3,), (3,), (3,)), {"training": False}, _BN_GRAD),
+            Sample(((5, 2), (2,), (2,), (2,), (2,)), {"eps": 0.1}, _BN_GRAD)],
+           domain=(0.5, 2.0)),
+    OpInfo("batch_norm_running", _batch_norm_running_torch,
+           [Sample(((4, 3), (3,), (3,), (3,), (3,)), {"momentum": 0.3}),
+            Sample(((2, 3, 4), None, None, (3,), (3,)), {"var": True}),
+            Sample(((3, 2, 2, 2), (2,), None, (2,), (2,)), {"momentum": 0.7, "var": True})],
+           domain=(0.5, 2.0), check_grad=False, check_second_order=False,
+           check_finite_differences=False),
 ]
