@@ -453,7 +453,8 @@ defop("reciprocal", np.reciprocal, lambda ns, g, out, x: -g * out * out, dtype=F
       saves="result",
       doc="1 / input",
       out_shape=broadcast_shape)
-defop("sqrt", mkl.unary("Sqrt", np.sqrt), lambda ns, g, out, x: g / (2 * out), dtype=FLOAT, inplace=True,
+defop("sqrt", mkl.unary("Sqrt", np.sqrt), lambda ns, g, out, x: g / (2 * out), dtype=FLOAT,
+      inplace=True,
       saves="result",
       doc="square root",
       out_shape=broadcast_shape)
