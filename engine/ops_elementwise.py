@@ -14,7 +14,7 @@ import numpy as np
 
 from gradserve.surface import messages
 
-from . import dtypes, errors, limits, vecmath
+from . import dtypes, errors, limits, parallel, vecmath
 from .distributions import fma32
 from .registry import (
     BOOL,
@@ -106,7 +106,7 @@ def _scaled_add(x: Any, y: Any, alpha: Any) -> Any:
     exact emulation here).
     """
     if alpha == 1:
-        return np.add(x, y)
+        return parallel.call(np.add, x, y)  # split over threads when large
     if (isinstance(x, np.ndarray) and x.dtype == np.float32 and isinstance(alpha, (int, float))
             and (isinstance(y, (int, float)) and not isinstance(y, bool)
                  or isinstance(y, np.ndarray) and y.dtype == np.float32)):
@@ -164,8 +164,8 @@ defop("sub", lambda x, y, alpha=1: (np.subtract(x, y) if alpha == 1  # numpy ref
       inplace=True, doc="input - alpha * other", out_shape=broadcast_shape,
       out_bound=_alpha_bound)
 defop("mul", np.multiply,
-      lambda ns, g, out, x, y: g * y,
-      lambda ns, g, out, x, y: g * x,
+      lambda ns, g, out, x, y: parallel.mul(g, y),  # g * y, split over threads when large
+      lambda ns, g, out, x, y: parallel.mul(g, x),
       saves=("other", "input"),
       inputs=("input", "other"), dtype=PROMOTE, inplace=True, doc="input * other",
       out_shape=broadcast_shape)
@@ -274,7 +274,7 @@ _POW_SPECIAL = {
 def _pow_forward(x: Any, y: Any) -> Any:
     if type(y) in (int, float) and _is_tensor(x):
         if y == 2:
-            return np.square(x)  # the common x ** 2: one pass, no pow
+            return parallel.call(np.square, x)  # the common x ** 2: one pass, no pow
         if x.dtype in (np.float32, np.float64) and y in _POW_SPECIAL:
             return _POW_SPECIAL[y](x)
         if y < 0 and x.dtype.kind in "iu":
@@ -282,7 +282,7 @@ def _pow_forward(x: Any, y: Any) -> Any:
                 "Integers to negative integer powers are not allowed.")
     elif _is_tensor(x) and x.dtype.kind in "iu" and np.any(np.asarray(y) < 0):
         raise errors.InvalidArgumentError("Integers to negative integer powers are not allowed.")
-    return np.power(x, y)
+    return parallel.call(np.power, x, y)
 
 
 def _pow_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
@@ -292,7 +292,7 @@ def _pow_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
     if not _is_tensor(y):
         if y == 0:
             return g * 0
-        return g * (y * ns.pow(x, y - 1))
+        return parallel.mul(g, parallel.mul(y, ns.pow(x, y - 1)))  # split when large
     return ns.where(y == 0, 0.0, g * (y * ns.pow(x, y - 1)))
 
 
@@ -315,7 +315,7 @@ defop("square", np.square, lambda ns, g, out, x: g * (2 * ns.pow(x, 1)), dtype=P
 
 # --- unary math ----------------------------------------------------------------------------------
 
-defop("neg", np.negative, lambda ns, g, out, x: -g, inplace=True, doc="-input",
+defop("neg", np.negative, lambda ns, g, out, x: parallel.neg(g), inplace=True, doc="-input",
       saves="",
       out_shape=broadcast_shape)
 defop("abs", np.abs, lambda ns, g, out, x: g * ns.sign(x), inplace=True, doc="|input|",
@@ -349,7 +349,8 @@ defop("rsqrt", lambda x: 1 / np.sqrt(x), lambda ns, g, out, x: -0.5 * g * out * 
       saves="result",
       dtype=FLOAT, doc="1 / sqrt(input)",
       out_bound=temporaries(broadcast_shape, results=1))
-defop("exp", np.exp, lambda ns, g, out, x: g * out, dtype=FLOAT, inplace=True, doc="e ** input",
+defop("exp", np.exp, lambda ns, g, out, x: parallel.mul(g, out), dtype=FLOAT, inplace=True,
+      doc="e ** input",
       saves="result",
       out_shape=broadcast_shape)
 def _float32(*values: Any) -> bool:
@@ -407,10 +408,12 @@ defop("log2", np.log2, lambda ns, g, out, x: g / (x * math.log(2.0)), dtype=FLOA
       saves="input",
       doc="base-2 logarithm",
       out_shape=broadcast_shape)
-defop("sin", np.sin, lambda ns, g, out, x: g * ns.cos(x), dtype=FLOAT, inplace=True, doc="sine",
+defop("sin", np.sin, lambda ns, g, out, x: parallel.mul(g, ns.cos(x)), dtype=FLOAT, inplace=True,
+      doc="sine",
       saves="input",
       out_shape=broadcast_shape)
-defop("cos", np.cos, lambda ns, g, out, x: -g * ns.sin(x), dtype=FLOAT, inplace=True,
+defop("cos", np.cos, lambda ns, g, out, x: parallel.mul(parallel.neg(g), ns.sin(x)), dtype=FLOAT,
+      inplace=True,
       saves="input",
       doc="cosine",
       out_shape=broadcast_shape)

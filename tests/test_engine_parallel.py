@@ -167,3 +167,58 @@ def test_thread_setting(monkeypatch: pytest.MonkeyPatch, threads: None) -> None:
             parallel.set_threads(bad_n)  # type: ignore[arg-type]
     parallel.set_threads(4)
     assert parallel.threads() == 4
+
+
+@pytest.mark.usefixtures("threads")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_full_sum_ranges_on_threads_match_torch(dtype: Any) -> None:
+    # cascade._full sums torch's per-thread ranges on the engine's threads: the same bits as
+    # one after another, and as torch's own sum (2 and 3 torch threads, 1 to 3 engine threads)
+    from gradserve.engine import cascade
+    from tests.reference import torch
+    rng = np.random.default_rng(3)
+    for n in (40_001, 262_144, 1_000_003):
+        a = (rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4, size=n)).astype(dtype)
+        for torch_threads in (2, 3):
+            sums = []
+            for engine_threads in (1, 2, 3):
+                parallel.set_threads(engine_threads)
+                sums.append(_bits(cascade.torch_sum(a, threads=torch_threads)))
+            assert sums[0] == sums[1] == sums[2]
+            if torch_threads == 2 == torch.get_num_threads():
+                assert sums[0] == _bits(torch.from_numpy(a).sum().numpy())
+
+
+@pytest.mark.usefixtures("threads")
+def test_run_jobs_keeps_order_and_raises_the_first_error() -> None:
+    parallel.set_threads(2)
+    assert parallel.run_jobs([lambda i=i: i * i for i in range(5)]) == [0, 1, 4, 9, 16]
+    ran: list[int] = []
+
+    def fail(i: int) -> Any:
+        ran.append(i)
+        raise ValueError(f"job {i}")
+
+    with pytest.raises(ValueError, match="job 1"):
+        parallel.run_jobs([lambda: 0, lambda: fail(1), lambda: fail(2)])
+    assert sorted(ran) in ([1], [1, 2])  # a job taken back after an error is not run
+
+
+@pytest.mark.usefixtures("threads")
+def test_large_graph_forward_and_backward_match_torch() -> None:
+    # bench/engine.py's graph-4M case, large enough that every op and VJP product, the
+    # gradient accumulation and the sum's ranges go over threads: the same bits as one thread,
+    # and the sum is torch's sum of the same values
+    from tests.reference import torch
+    data = np.random.default_rng(4).standard_normal(parallel.MIN_ELEMENTS_CHEAP + 4099)
+    data = data.astype(np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        parallel.set_threads(threads)
+        x = ge.tensor(data, requires_grad=True)
+        y = ge.sin(x) * x + ge.exp(-x ** 2) * x.cos()
+        out = y.sum()
+        out.backward()
+        assert _bits(out.detach()) == _bits(torch.from_numpy(y.detach().numpy()).sum().numpy())
+        results.append((_bits(y.detach()), _bits(x.grad)))
+    assert results[0] == results[1] == results[2]
