@@ -164,8 +164,10 @@ defop("sub", lambda x, y, alpha=1: (np.subtract(x, y) if alpha == 1  # numpy ref
       inplace=True, doc="input - alpha * other", out_shape=broadcast_shape,
       out_bound=_alpha_bound)
 defop("mul", np.multiply,
-      lambda ns, g, out, x, y: parallel.mul(g, y),  # g * y, split over threads when large
-      lambda ns, g, out, x, y: parallel.mul(g, x),
+      # g * y, split over threads when large (the check inline: a 0-d gradient is a numpy
+      # scalar or, with create_graph, a Tensor, and the chain of scalar ops pays no call)
+      lambda ns, g, out, x, y: parallel.mul(g, y) if type(g) is np.ndarray else g * y,
+      lambda ns, g, out, x, y: parallel.mul(g, x) if type(g) is np.ndarray else g * x,
       saves=("other", "input"),
       inputs=("input", "other"), dtype=PROMOTE, inplace=True, doc="input * other",
       out_shape=broadcast_shape)
@@ -292,7 +294,9 @@ def _pow_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
     if not _is_tensor(y):
         if y == 0:
             return g * 0
-        return parallel.mul(g, parallel.mul(y, ns.pow(x, y - 1)))  # split when large
+        if type(g) is np.ndarray:  # split over threads when large
+            return parallel.mul(g, parallel.mul(y, ns.pow(x, y - 1)))
+        return g * (y * ns.pow(x, y - 1))
     return ns.where(y == 0, 0.0, g * (y * ns.pow(x, y - 1)))
 
 
@@ -315,7 +319,9 @@ defop("square", np.square, lambda ns, g, out, x: g * (2 * ns.pow(x, 1)), dtype=P
 
 # --- unary math ----------------------------------------------------------------------------------
 
-defop("neg", np.negative, lambda ns, g, out, x: parallel.neg(g), inplace=True, doc="-input",
+defop("neg", np.negative,
+      lambda ns, g, out, x: parallel.neg(g) if type(g) is np.ndarray else -g,
+      inplace=True, doc="-input",
       saves="",
       out_shape=broadcast_shape)
 defop("abs", np.abs, lambda ns, g, out, x: g * ns.sign(x), inplace=True, doc="|input|",
@@ -349,7 +355,9 @@ defop("rsqrt", lambda x: 1 / np.sqrt(x), lambda ns, g, out, x: -0.5 * g * out * 
       saves="result",
       dtype=FLOAT, doc="1 / sqrt(input)",
       out_bound=temporaries(broadcast_shape, results=1))
-defop("exp", np.exp, lambda ns, g, out, x: parallel.mul(g, out), dtype=FLOAT, inplace=True,
+defop("exp", np.exp,
+      lambda ns, g, out, x: parallel.mul(g, out) if type(g) is np.ndarray else g * out,
+      dtype=FLOAT, inplace=True,
       doc="e ** input",
       saves="result",
       out_shape=broadcast_shape)
@@ -408,11 +416,17 @@ defop("log2", np.log2, lambda ns, g, out, x: g / (x * math.log(2.0)), dtype=FLOA
       saves="input",
       doc="base-2 logarithm",
       out_shape=broadcast_shape)
-defop("sin", np.sin, lambda ns, g, out, x: parallel.mul(g, ns.cos(x)), dtype=FLOAT, inplace=True,
+defop("sin", np.sin,
+      lambda ns, g, out, x: (parallel.mul(g, ns.cos(x)) if type(g) is np.ndarray
+                             else g * ns.cos(x)),
+      dtype=FLOAT, inplace=True,
       doc="sine",
       saves="input",
       out_shape=broadcast_shape)
-defop("cos", np.cos, lambda ns, g, out, x: parallel.mul(parallel.neg(g), ns.sin(x)), dtype=FLOAT,
+defop("cos", np.cos,
+      lambda ns, g, out, x: (parallel.mul(parallel.neg(g), ns.sin(x)) if type(g) is np.ndarray
+                             else -g * ns.sin(x)),
+      dtype=FLOAT,
       inplace=True,
       saves="input",
       doc="cosine",

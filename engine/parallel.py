@@ -6,8 +6,10 @@ same bits as one call. `split_call` does that above `MIN_ELEMENTS` (`MIN_ELEMENT
 memory-bound ufuncs such as `mul`): it allocates the result once
 (no more memory than the unsplit op), runs one block in the calling thread and the others on a
 small pool shared by every caller, and takes back a block the pool has not started yet, so a
-busy pool never makes a caller wait idle. Reductions are never split (their summation order is
-torch's, see `cascade`).
+busy pool never makes a caller wait idle. `call`, `mul` and `neg` split a ufunc call (a VJP
+rule's product) the same way when it is large. Reductions keep torch's summation order (see
+`cascade`): only a full float sum's per-thread ranges, independent in torch too, run at once
+(`run_jobs`).
 
 The thread count is `GRADSERVE_ENGINE_THREADS` (default: 2, or 1 on a process allowed one CPU;
 1 turns splitting off), or `set_threads(n)` (the server's `--engine-threads`).
