@@ -23,6 +23,7 @@ from . import (
     function,  # noqa: F401  (torch.autograd.function: once_differentiable ...)
     hooks,
     limits,
+    parallel,
 )
 from .dispatch import refresh_if_stale
 
@@ -314,7 +315,11 @@ def _add(buffers: dict[Any, list[Any]], node: Any, nr: int, g: Any) -> tuple[Any
     if old is None:
         buf[nr] = g
         return None
-    buf[nr] = total = old + g
+    if type(old) is np.ndarray and type(g) is np.ndarray and old.size >= parallel.MIN_ELEMENTS:
+        total = parallel.call(np.add, old, g)  # old + g, split over threads
+    else:
+        total = old + g
+    buf[nr] = total
     return old, g, total
 
 

@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
+
+from . import parallel
 
 GRAIN_SIZE = 32768  # at::internal::GRAIN_SIZE
 
@@ -202,10 +205,13 @@ def _full(rows: np.ndarray, threads: int) -> np.ndarray:
         return _range_sum(rows, 0, n)
     # two_pass_reduction: one range of elements per thread into a buffer of `threads` zeros,
     # then a sum of the buffer (a small contiguous reduction of its own).
+    # The ranges are independent: they run at once on the engine's threads (`parallel`), each
+    # with its own scratch, and their sums go into the buffer in order as torch's do.
     buffer = np.zeros(threads, rows.dtype)
     used = min(threads, -(-n // GRAIN_SIZE))
-    for t, (b, e) in enumerate(_split(n, used)):
-        buffer[t] += _range_sum(rows, b, e)
+    sums = parallel.run_jobs([partial(_range_sum, rows, b, e) for b, e in _split(n, used)])
+    for t, part in enumerate(sums):
+        buffer[t] += part
     return _range_sum(buffer.reshape(1, threads), 0, threads)
 
 

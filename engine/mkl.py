@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from . import cascade
+from . import cascade, parallel
 
 log = logging.getLogger(__name__)
 
@@ -297,15 +297,19 @@ def vml(name: str, x: np.ndarray) -> np.ndarray:
 
 def unary(name: str, fallback: Callable[[np.ndarray], np.ndarray]
           ) -> Callable[[np.ndarray], np.ndarray]:
-    """An op's forward: VML's `name` for float32/float64 when MKL is loaded, else `fallback`.
+    """An op's forward: VML's `name` for float32/float64 when MKL is loaded, else `fallback`
+    (a numpy ufunc split over threads when large: `parallel.call`).
 
     For the functions torch 2.13 sends to MKL's VML (at::vml's IMPLEMENT_VML_MKL list), whose
     results then equal torch's bit for bit (tests/test_engine_mkl.py).
     """
+    ufunc = fallback if isinstance(fallback, np.ufunc) else None
+
     def forward(x: np.ndarray) -> np.ndarray:
         if x.dtype in _VML_PREFIX and available():
             return vml(name, x)
-        return fallback(x)
+        # numpy's ufunc, split over the engine's threads when large, as a ufunc op's forward is
+        return fallback(x) if ufunc is None else parallel.call(ufunc, x)
     forward.__name__ = getattr(fallback, "__name__", name.lower())
     forward.__doc__ = f"VML's {name} (torch's own) when MKL is loaded, else {forward.__name__}."
     return forward

@@ -40,10 +40,7 @@ def _numpy_call(op: OpDef) -> Callable[..., Any]:
             # a large call split over threads, as dispatch.run does (see `parallel`)
             for a in arrays:
                 if type(a) is np.ndarray and a.size >= parallel.MIN_ELEMENTS:
-                    shape = parallel.split_shape(ufunc, arrays)
-                    if shape is not None:
-                        return parallel.split_call(ufunc, arrays, shape)
-                    break
+                    return parallel.call(ufunc, *arrays)
             return ufunc(*arrays)
         return elementwise
     if not op.attrs:

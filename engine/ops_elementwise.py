@@ -15,7 +15,7 @@ import numpy as np
 
 from gradserve.surface import messages
 
-from . import dtypes, errors, limits, mkl, vecmath
+from . import dtypes, errors, limits, mkl, parallel, vecmath
 from .distributions import fma32
 from .registry import (
     BOOL,
@@ -122,7 +122,7 @@ def _scaled_add(x: Any, y: Any, alpha: Any) -> Any:
     keep numpy's two roundings.
     """
     if alpha == 1:
-        return np.add(x, y)
+        return parallel.call(np.add, x, y)  # split over threads when large
     if not (isinstance(x, np.ndarray) and isinstance(alpha, (int, float))
             and not isinstance(alpha, bool)):
         return np.add(x, y * alpha)
@@ -249,8 +249,10 @@ defop("sub", lambda x, y, alpha=1: (np.subtract(x, y) if alpha == 1  # numpy ref
       inplace=True, doc="input - alpha * other", out_shape=broadcast_shape,
       out_bound=_alpha_bound)
 defop("mul", np.multiply,
-      lambda ns, g, out, x, y: g * y,
-      lambda ns, g, out, x, y: g * x,
+      # g * y, split over threads when large (the check inline: a 0-d gradient is a numpy
+      # scalar or, with create_graph, a Tensor, and the chain of scalar ops pays no call)
+      lambda ns, g, out, x, y: parallel.mul(g, y) if type(g) is np.ndarray else g * y,
+      lambda ns, g, out, x, y: parallel.mul(g, x) if type(g) is np.ndarray else g * x,
       saves=("other", "input"),
       inputs=("input", "other"), dtype=PROMOTE, inplace=True, doc="input * other",
       out_shape=broadcast_shape)
@@ -364,7 +366,7 @@ def _pow_scalar_tail(e: float) -> Callable[[np.ndarray], np.ndarray]:
 def _pow_forward(x: Any, y: Any) -> Any:
     if type(y) in (int, float) and _is_tensor(x):
         if y == 2:
-            return np.square(x)  # the common x ** 2: one pass, no pow
+            return parallel.call(np.square, x)  # the common x ** 2: one pass, no pow
         if x.dtype in (np.float32, np.float64) and y in _POW_SPECIAL:
             return _POW_SPECIAL[y](x)
         if x.dtype in (np.float32, np.float64) and y == 0.5:
@@ -384,7 +386,7 @@ def _pow_forward(x: Any, y: Any) -> Any:
         # powf (numpy's float32 power) in the tail
         return vecmath.float32_kernel(vecmath.sleef_powf, np.power, np.asarray(x, np.float32), y,
                                       contiguous_out=not _is_tensor(x))
-    return np.power(x, y)
+    return parallel.call(np.power, x, y)
 
 
 def _pow_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
@@ -394,6 +396,8 @@ def _pow_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
     if not _is_tensor(y):
         if y == 0:
             return g * 0
+        if type(g) is np.ndarray:  # split over threads when large
+            return parallel.mul(g, parallel.mul(y, ns.pow(x, y - 1)))
         return g * (y * ns.pow(x, y - 1))
     return ns.where(y == 0, 0.0, g * (y * ns.pow(x, y - 1)))
 
@@ -427,7 +431,9 @@ defop("square", np.square, lambda ns, g, out, x: g * (2 * ns.pow(x, 1)), dtype=P
 
 # --- unary math ----------------------------------------------------------------------------------
 
-defop("neg", np.negative, lambda ns, g, out, x: -g, inplace=True, doc="-input",
+defop("neg", np.negative,
+      lambda ns, g, out, x: parallel.neg(g) if type(g) is np.ndarray else -g,
+      inplace=True, doc="-input",
       saves="",
       out_shape=broadcast_shape)
 defop("abs", np.abs, lambda ns, g, out, x: g * ns.sign(x), inplace=True, doc="|input|",
@@ -463,7 +469,9 @@ defop("rsqrt", lambda x: 1 / np.sqrt(x), lambda ns, g, out, x: -0.5 * g * out * 
       dtype=FLOAT, doc="1 / sqrt(input)",
       out_bound=temporaries(broadcast_shape, results=1))
 defop("exp", mkl.unary("Exp", np.exp),
-      lambda ns, g, out, x: g * out, dtype=FLOAT, inplace=True, doc="e ** input",
+      lambda ns, g, out, x: parallel.mul(g, out) if type(g) is np.ndarray else g * out,
+      dtype=FLOAT, inplace=True,
+      doc="e ** input",
       saves="result",
       out_shape=broadcast_shape)
 def _float32(*values: Any) -> bool:
@@ -523,11 +531,17 @@ defop("log2", mkl.unary("Log2", np.log2),
       doc="base-2 logarithm",
       out_shape=broadcast_shape)
 defop("sin", mkl.unary("Sin", np.sin),
-      lambda ns, g, out, x: g * ns.cos(x), dtype=FLOAT, inplace=True, doc="sine",
+      lambda ns, g, out, x: (parallel.mul(g, ns.cos(x)) if type(g) is np.ndarray
+                             else g * ns.cos(x)),
+      dtype=FLOAT, inplace=True,
+      doc="sine",
       saves="input",
       out_shape=broadcast_shape)
 defop("cos", mkl.unary("Cos", np.cos),
-      lambda ns, g, out, x: -g * ns.sin(x), dtype=FLOAT, inplace=True,
+      lambda ns, g, out, x: (parallel.mul(parallel.neg(g), ns.sin(x)) if type(g) is np.ndarray
+                             else -g * ns.sin(x)),
+      dtype=FLOAT,
+      inplace=True,
       saves="input",
       doc="cosine",
       out_shape=broadcast_shape)

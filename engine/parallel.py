@@ -6,8 +6,10 @@ same bits as one call. `split_call` does that above `MIN_ELEMENTS` (`MIN_ELEMENT
 memory-bound ufuncs such as `mul`): it allocates the result once
 (no more memory than the unsplit op), runs one block in the calling thread and the others on a
 small pool shared by every caller, and takes back a block the pool has not started yet, so a
-busy pool never makes a caller wait idle. Reductions are never split (their summation order is
-torch's, see `cascade`).
+busy pool never makes a caller wait idle. `call`, `mul` and `neg` split a ufunc call (a VJP
+rule's product) the same way when it is large. Reductions keep torch's summation order (see
+`cascade`): only a full float sum's per-thread ranges, independent in torch too, run at once
+(`run_jobs`).
 
 The thread count is `GRADSERVE_ENGINE_THREADS` (default: 2, or 1 on a process allowed one CPU;
 1 turns splitting off), or `set_threads(n)` (the server's `--engine-threads`).
@@ -139,6 +141,45 @@ def split_shape(ufunc: np.ufunc, args: Sequence[Any]) -> tuple[int, ...] | None:
     return shape
 
 
+def call(ufunc: np.ufunc, *args: Any) -> Any:
+    """`ufunc(*args)`, split over threads (`split_call`) when large enough to be worth it.
+
+    Args:
+        ufunc: a numpy ufunc with one output.
+        args: its inputs (arrays, numpy or Python scalars).
+    Returns:
+        What `ufunc(*args)` returns, bit for bit.
+    """
+    for a in args:
+        if type(a) is np.ndarray and a.size >= MIN_ELEMENTS:
+            shape = split_shape(ufunc, args)
+            if shape is not None:
+                return split_call(ufunc, args, shape)
+            break
+    return ufunc(*args)
+
+
+def mul(a: Any, b: Any) -> Any:
+    """`a * b`, split over threads (`call`) when an operand is a large array (a VJP rule's
+    product in the numpy namespace); anything else, small arrays, numpy scalars (whose
+    operators are much faster than a ufunc call) and engine Tensors, takes the operator.
+
+    Returns:
+        What `a * b` returns, bit for bit.
+    """
+    if (type(a) is np.ndarray and a.size >= MIN_ELEMENTS
+            or type(b) is np.ndarray and b.size >= MIN_ELEMENTS):
+        return call(np.multiply, a, b)
+    return a * b
+
+
+def neg(a: Any) -> Any:
+    """`-a`, split over threads when `a` is a large array (see `mul`)."""
+    if type(a) is np.ndarray and a.size >= MIN_ELEMENTS:
+        return call(np.negative, a)
+    return -a
+
+
 def split_call(ufunc: np.ufunc, args: Sequence[Any], shape: tuple[int, ...]) -> Any:
     """`ufunc(*args)` computed in row blocks on several threads, bit for bit the same.
 
@@ -166,36 +207,56 @@ def split_call(ufunc: np.ufunc, args: Sequence[Any], shape: tuple[int, ...]) -> 
         target = out[lo:hi]
         return lambda: ufunc(*parts, out=target)
 
-    # Each block runs in a copy of the caller's context: np.errstate (a context variable) and so
-    # the caller's floating-point error handling hold in the pool's threads too.
+    run_jobs([block(lo, hi) for lo, hi in bounds])
+    return out
+
+
+def run_jobs(jobs: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Run independent `jobs` at once: the first in the calling thread, the others on the pool.
+
+    A job the pool has not started when the caller gets to it is taken back and run in the
+    caller, so a busy pool never makes the caller wait idle. Each job runs in a copy of the
+    caller's context (np.errstate, a context variable, holds in the pool's threads too). With
+    one thread (`threads() == 1`) or a single job they all run here, in order.
+
+    Args:
+        jobs: functions of no arguments, independent of each other.
+    Returns:
+        Their results, in the order of `jobs`.
+    Raises:
+        The first job's error (in job order) once every started job has finished.
+    """
+    pool = _pool
+    if len(jobs) < 2 or pool.threads < 2:
+        return [job() for job in jobs]
     executor = pool.get()
     futures: list[tuple[Future[Any], Callable[[], Any]]] = []
-    for lo, hi in bounds[1:]:
-        job = block(lo, hi)
+    for job in jobs[1:]:
         try:
             future = executor.submit(contextvars.copy_context().run, job)
         except RuntimeError:  # the pool was shut down (interpreter exit): run it here
             future = Future()
             try:
                 future.set_result(job())
-            except BaseException as exc:  # noqa: BLE001 - raised below, as a block's error
+            except BaseException as exc:  # noqa: BLE001 - raised below, as a job's error
                 future.set_exception(exc)
         futures.append((future, job))
+    results: list[Any] = [None] * len(jobs)
     first_error: BaseException | None = None
     try:
-        block(*bounds[0])()
-    except BaseException as exc:  # noqa: BLE001 - re-raised below once the blocks are done
+        results[0] = jobs[0]()
+    except BaseException as exc:  # noqa: BLE001 - re-raised below once the jobs are done
         first_error = exc
-    for future, job in futures:
+    for i, (future, job) in enumerate(futures, 1):
         try:
             if future.cancel():  # not started: run it here rather than wait behind others
                 if first_error is None:
-                    job()
+                    results[i] = job()
             else:
-                future.result()
+                results[i] = future.result()
         except BaseException as exc:  # noqa: BLE001 - the first error wins, as in one call
             if first_error is None:
                 first_error = exc
     if first_error is not None:
         raise first_error
-    return out
+    return results

@@ -691,8 +691,17 @@ def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndar
     if len(arrays) > 1:
         arrays = list(np.broadcast_arrays(*arrays))
     shape = arrays[0].shape
-    lanes = vector_lanes(*arrays, contiguous_out=contiguous_out).reshape(-1)
     flat = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
+    n = flat[0].size
+    if n < 2 * cascade.VECTOR_BYTES // 4:
+        # Not one whole vector step (a 0-dim tensor, say): torch's scalar lambda does them all,
+        # as `vector_lanes` would say; skipped here, it costs more than the formula.
+        out = np.empty(n, _F32)
+        with np.errstate(all="ignore"):
+            out[...] = scalar(*flat)
+        result = out.reshape(shape)
+        return result[()] if result.ndim == 0 else result
+    lanes = vector_lanes(*arrays, contiguous_out=contiguous_out).reshape(-1)
     out = np.empty(lanes.size, _F32)
     with np.errstate(all="ignore"):
         for i in range(0, lanes.size, _CHUNK):

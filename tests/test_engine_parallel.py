@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import gradserve.engine as ge
-from gradserve.engine import namespaces, parallel
+from gradserve.engine import mkl, namespaces, parallel
 from gradserve.engine.registry import OPS
 
 UFUNC_OPS = sorted(name for name, op in OPS.items() if op.ufunc is not None)
@@ -48,9 +48,27 @@ def _bits(a: Any) -> tuple[Any, Any, bytes]:
 
 def test_the_split_ops_are_the_elementwise_ufuncs() -> None:
     # the ops the engine splits: their forward is one ufunc of their inputs alone
-    assert {"sin", "cos", "exp", "mul", "neg", "log", "tanh"} <= set(UFUNC_OPS)
+    assert {"mul", "neg", "abs", "sinh", "floor"} <= set(UFUNC_OPS)
     for name in ("add", "sum", "matmul", "cumsum", "softmax", "where"):
         assert OPS[name].ufunc is None
+
+
+@pytest.mark.usefixtures("threads")
+@pytest.mark.parametrize("name", ["sin", "cos", "exp", "log", "tanh", "sqrt"])
+def test_mkl_routed_ops_split_numpys_ufunc_without_mkl(name: str, monkeypatch) -> None:
+    """sin, exp, log... are MKL's VML calls when MKL is loaded (engine/mkl.py), else numpy's
+    ufunc split over the engine's threads like any ufunc op, with one call's bits."""
+    x = np.abs(np.random.default_rng(3).standard_normal(parallel.MIN_ELEMENTS * 2)).astype(
+        np.float32)
+    calls = []
+    real = parallel.split_call
+    monkeypatch.setattr(parallel, "split_call",
+                        lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    parallel.set_threads(2)
+    with mkl.turned_off():
+        got = getattr(ge, name)(ge.tensor(x)).numpy()
+    assert calls == [getattr(np, name)]
+    assert _bits(got) == _bits(getattr(np, name)(x))
 
 
 @pytest.mark.usefixtures("threads")
@@ -118,8 +136,8 @@ def test_forward_and_backward_are_bit_identical_over_threads() -> None:
 def test_numpy_namespace_splits_too() -> None:
     x = np.random.default_rng(1).standard_normal(parallel.MIN_ELEMENTS * 2).astype(np.float32)
     parallel.set_threads(2)
-    assert parallel.split_shape(np.cos, (x,)) == x.shape
-    assert _bits(namespaces.NP.cos(x)) == _bits(np.cos(x))
+    assert parallel.split_shape(np.sinh, (x,)) == x.shape
+    assert _bits(namespaces.NP.sinh(x)) == _bits(np.sinh(x))
 
 
 @pytest.mark.usefixtures("threads")
@@ -129,7 +147,8 @@ def test_floating_point_errors_in_blocks_behave_as_one_call() -> None:
     parallel.set_threads(2)
     zeros = np.zeros(parallel.MIN_ELEMENTS * 2, np.float32)
     zeros[-1] = -1.0
-    got = ge.log(ge.tensor(zeros)).numpy()
+    with mkl.turned_off():  # numpy's log, split (MKL's VML gives another NaN's sign bit)
+        got = ge.log(ge.tensor(zeros)).numpy()
     with np.errstate(all="ignore"):
         assert _bits(got) == _bits(np.log(zeros))
     with pytest.raises(RuntimeWarning):
@@ -167,3 +186,58 @@ def test_thread_setting(monkeypatch: pytest.MonkeyPatch, threads: None) -> None:
             parallel.set_threads(bad_n)  # type: ignore[arg-type]
     parallel.set_threads(4)
     assert parallel.threads() == 4
+
+
+@pytest.mark.usefixtures("threads")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_full_sum_ranges_on_threads_match_torch(dtype: Any) -> None:
+    # cascade._full sums torch's per-thread ranges on the engine's threads: the same bits as
+    # one after another, and as torch's own sum (2 and 3 torch threads, 1 to 3 engine threads)
+    from gradserve.engine import cascade
+    from tests.reference import torch
+    rng = np.random.default_rng(3)
+    for n in (40_001, 262_144, 1_000_003):
+        a = (rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4, size=n)).astype(dtype)
+        for torch_threads in (2, 3):
+            sums = []
+            for engine_threads in (1, 2, 3):
+                parallel.set_threads(engine_threads)
+                sums.append(_bits(cascade.torch_sum(a, threads=torch_threads)))
+            assert sums[0] == sums[1] == sums[2]
+            if torch_threads == 2 == torch.get_num_threads():
+                assert sums[0] == _bits(torch.from_numpy(a).sum().numpy())
+
+
+@pytest.mark.usefixtures("threads")
+def test_run_jobs_keeps_order_and_raises_the_first_error() -> None:
+    parallel.set_threads(2)
+    assert parallel.run_jobs([lambda i=i: i * i for i in range(5)]) == [0, 1, 4, 9, 16]
+    ran: list[int] = []
+
+    def fail(i: int) -> Any:
+        ran.append(i)
+        raise ValueError(f"job {i}")
+
+    with pytest.raises(ValueError, match="job 1"):
+        parallel.run_jobs([lambda: 0, lambda: fail(1), lambda: fail(2)])
+    assert sorted(ran) in ([1], [1, 2])  # a job taken back after an error is not run
+
+
+@pytest.mark.usefixtures("threads")
+def test_large_graph_forward_and_backward_match_torch() -> None:
+    # bench/engine.py's graph-4M case, large enough that every op and VJP product, the
+    # gradient accumulation and the sum's ranges go over threads: the same bits as one thread,
+    # and the sum is torch's sum of the same values
+    from tests.reference import torch
+    data = np.random.default_rng(4).standard_normal(parallel.MIN_ELEMENTS_CHEAP + 4099)
+    data = data.astype(np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        parallel.set_threads(threads)
+        x = ge.tensor(data, requires_grad=True)
+        y = ge.sin(x) * x + ge.exp(-x ** 2) * x.cos()
+        out = y.sum()
+        out.backward()
+        assert _bits(out.detach()) == _bits(torch.from_numpy(y.detach().numpy()).sum().numpy())
+        results.append((_bits(y.detach()), _bits(x.grad)))
+    assert results[0] == results[1] == results[2]
