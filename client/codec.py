@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface.creation import keeps_numpy_scalar_dtype
 from gradserve.v1 import attrs, graph_pb2, tensor_pb2
 
 
@@ -70,10 +71,11 @@ def array_from_data(data: Any, dtype: DType | None = None,
     """A C-ordered array for `torch.tensor(data, dtype=...)`, with torch's dtype inference.
 
     A Python float (or a list with one) makes `default_float` (float32 unless
-    set_default_dtype), an int int64, a bool bool; a numpy array keeps its dtype.
+    set_default_dtype), an int int64, a bool bool; a numpy array keeps its dtype, and so does
+    a numpy scalar of a dtype gradserve has (`surface.creation.keeps_numpy_scalar_dtype`).
     """
-    if isinstance(data, np.ndarray):
-        arr = data
+    if isinstance(data, np.ndarray) or keeps_numpy_scalar_dtype(data):
+        arr = np.asarray(data)
         if dtype is None:
             dtype_of_numpy(arr.dtype)  # refuses unsupported dtypes
     else:

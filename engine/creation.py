@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import messages
-from gradserve.surface.creation import nested_values
+from gradserve.surface.creation import keeps_numpy_scalar_dtype, nested_values
 from gradserve.surface.devices import check_device
 
 from . import dtypes, errors
@@ -28,12 +28,13 @@ def as_array(data: Any, dtype: DType | str | None = None) -> np.ndarray:
     """Convert Python scalars, nested lists, numpy arrays or Tensors to an ndarray, as torch does.
 
     Python floats give float32 (the default dtype), ints int64, bools bool; a numpy array keeps
-    its dtype when supported.
+    its dtype when supported, and so does a numpy scalar of a supported dtype
+    (`np.float64(0.5)`: float64).
     """
     want = _resolve_dtype(dtype)
     if isinstance(data, Tensor):
         arr = data._data.copy()
-    elif isinstance(data, np.ndarray):
+    elif isinstance(data, np.ndarray) or keeps_numpy_scalar_dtype(data):
         dtypes.from_numpy(data.dtype) if want is None else None
         arr = np.array(data, copy=True)
     else:

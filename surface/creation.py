@@ -26,6 +26,17 @@ FLOATING = frozenset({"float16", "bfloat16", "float32", "float64", "complex64", 
 """torch's dtypes that can require gradients (by name)."""
 
 
+def keeps_numpy_scalar_dtype(data: Any) -> bool:
+    """Whether `torch.tensor(data)` takes a numpy scalar's own dtype (`np.float64(0.5)`:
+    float64; `np.int32(3)`: int32) among the dtypes gradserve has; other numpy scalars convert
+    as the Python number they hold."""
+    return isinstance(data, np.generic) and data.dtype in _NUMPY_SCALAR_DTYPES
+
+
+_NUMPY_SCALAR_DTYPES = frozenset(np.dtype(t) for t in (np.float64, np.float32, np.int64,
+                                                       np.int32, np.bool_))
+
+
 def nested_values(data: Any, tensor_type: type, value_of: Callable[[Any], Any]) -> Any:
     """`data` for torch.tensor with each tensor in its nested lists and tuples replaced by
     `value_of(tensor)` (torch reads the values of the tensors a nested list holds).

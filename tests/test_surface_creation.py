@@ -101,3 +101,14 @@ def test_linspace_is_torchs_bit_for_bit(dtype: str) -> None:
         want = torch.linspace(start, end, steps, dtype=getattr(torch, dtype)).numpy()
         assert np.array_equal(got.view(f"u{got.itemsize}"), want.view(f"u{want.itemsize}")), (
             start, end, steps)
+
+
+@pytest.mark.parametrize("gradserve_lib", ["engine", "session"], indirect=True)
+@pytest.mark.parametrize("value", ["float64", "float32", "int32", "int64", "bool_"])
+def test_a_numpy_scalar_keeps_its_dtype(gradserve_lib: Any, value: str) -> None:
+    """torch.tensor(np.float64(0.5)) is float64 (a numpy scalar is not a Python float)."""
+    import numpy as np
+    scalar = getattr(np, value)(1)
+    got, want = gradserve_lib.tensor(scalar), torch.tensor(scalar)
+    assert str(got.dtype) == str(want.dtype)
+    assert got.tolist() == want.tolist()
