@@ -27,6 +27,7 @@ from . import errors, limits, parallel
 from .creation import tensor as _tensor
 from .ops_elementwise import _fma_scalar32, _fma_scalar64
 from .ops_math import _addcdiv, _addcmul
+from .registry import OPS
 from .tensor import Tensor
 
 
@@ -428,7 +429,7 @@ def _adam_arrays(p: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, b
     bias_correction1 = 1 - beta1 ** step
     bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
     # denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-    denom = np.add(np.true_divide(np.sqrt(v), bias_correction2_sqrt), eps)
+    denom = np.add(np.true_divide(OPS["sqrt"].forward(v), bias_correction2_sqrt), eps)  # torch's
     # p.addcdiv_(exp_avg, denom, value=-step_size)
     np.copyto(x, _addcdiv(x, m, denom, -(lr / bias_correction1)))
     p._version[0] += 1
