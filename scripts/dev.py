@@ -114,7 +114,7 @@ def test_other_pythons() -> list[str]:
 
 
 def serve(args: list[str]) -> int:
-    ensure_venv(None)
+    ensure_venv("mkl")  # the mkl extra (Linux x86-64 only): torch's bits for products and VML
     return _run(str(BIN / "gradserve"), "serve", *args)
 
 
