@@ -43,10 +43,11 @@ def _legacy(be: NNBackend, name: str, size_average: Any, reduce: Any) -> None:
             f"{name}(): size_average and reduce are deprecated and not supported; use reduction")
 
 
-def _no_inplace(be: NNBackend, name: str, inplace: bool) -> None:
+def _no_inplace(be: NNBackend, name: str, inplace: bool, method: bool = True) -> None:
+    """Refuse inplace=True, pointing at the in-place Tensor method when there is one."""
     if inplace:
-        raise be.runtime_error(
-            f"{name}(): inplace=True is not supported; use the in-place method (x.{name}_())")
+        hint = f"; use the in-place method (x.{name}_())" if method else ""
+        raise be.runtime_error(f"{name}(): inplace=True is not supported{hint}")
 
 
 def _reduce(be: NNBackend, loss: Any, reduction: str) -> Any:
@@ -158,8 +159,7 @@ def selu(be: NNBackend, input: Any, inplace: bool = False) -> Any:
         NotImplementedError: input is integral or bool (torch's message).
         RuntimeError: inplace=True.
     """
-    if inplace:
-        raise be.runtime_error("selu(): inplace=True is not supported")
+    _no_inplace(be, "selu", inplace, method=False)
     return _call(be, "selu", input)
 
 
@@ -179,8 +179,7 @@ def celu(be: NNBackend, input: Any, alpha: float = 1.0, inplace: bool = False) -
         NotImplementedError: input is integral or bool (torch's message).
         RuntimeError: alpha is 0 (torch's message), or inplace=True.
     """
-    if inplace:
-        raise be.runtime_error("celu(): inplace=True is not supported")
+    _no_inplace(be, "celu", inplace, method=False)
     return _call(be, "celu", input, alpha)
 
 
@@ -199,8 +198,7 @@ def hardsigmoid(be: NNBackend, input: Any, inplace: bool = False) -> Any:
         NotImplementedError: input is integral or bool (torch's message).
         RuntimeError: inplace=True.
     """
-    if inplace:
-        raise be.runtime_error("hardsigmoid(): inplace=True is not supported")
+    _no_inplace(be, "hardsigmoid", inplace, method=False)
     return _call(be, "hardsigmoid", input)
 
 
@@ -219,8 +217,7 @@ def hardswish(be: NNBackend, input: Any, inplace: bool = False) -> Any:
         NotImplementedError: input is integral or bool (torch's message).
         RuntimeError: inplace=True.
     """
-    if inplace:
-        raise be.runtime_error("hardswish(): inplace=True is not supported")
+    _no_inplace(be, "hardswish", inplace, method=False)
     return _call(be, "hardswish", input)
 
 
@@ -239,8 +236,7 @@ def mish(be: NNBackend, input: Any, inplace: bool = False) -> Any:
         NotImplementedError: input is integral or bool (torch's message).
         RuntimeError: inplace=True.
     """
-    if inplace:
-        raise be.runtime_error("mish(): inplace=True is not supported")
+    _no_inplace(be, "mish", inplace, method=False)
     return _call(be, "mish", input)
 
 
