@@ -71,4 +71,14 @@ except ImportError:
 
 HAVE_TORCH = not isinstance(torch, _Absent)
 
-__all__ = ["HAVE_TORCH", "MISSING_REASON", "torch"]
+
+def raises_like(ours: Any, theirs: Any) -> None:
+    """`ours()` raises what `theirs()` (torch) raises: the same type and message."""
+    with pytest.raises(Exception) as want:
+        theirs()
+    with pytest.raises(type(want.value)) as got:
+        ours()
+    assert str(got.value) == str(want.value)
+
+
+__all__ = ["HAVE_TORCH", "MISSING_REASON", "raises_like", "torch"]

@@ -18,7 +18,7 @@ import pytest
 
 import gradserve.engine as ge
 from gradserve.engine import cascade, ops_norm
-from tests.reference import torch
+from tests.reference import raises_like, torch
 
 F = ge.nn.functional
 
@@ -173,14 +173,6 @@ def test_double_backward_matches_torch_closely():
             np.testing.assert_allclose(a, c, rtol=1e-9, atol=1e-12)
 
 
-def _raises_like(ours: Any, theirs: Any) -> None:
-    with pytest.raises(Exception) as want:
-        theirs()
-    with pytest.raises(type(want.value)) as got:
-        ours()
-    assert str(got.value) == str(want.value)
-
-
 def test_errors_are_torchs():
     f32, f64 = np.ones(3, np.float32), np.ones(3, np.float64)
     x = np.ones((4, 3, 5), np.float32)
@@ -205,11 +197,11 @@ def test_errors_are_torchs():
     for case in cases:
         ours = [None if a is None else ge.tensor(a) for a in case[:5]]
         theirs = [None if a is None else torch.tensor(a) for a in case[:5]]
-        _raises_like(lambda: F.batch_norm(*ours, training=case[5]),  # noqa: B023
+        raises_like(lambda: F.batch_norm(*ours, training=case[5]),  # noqa: B023
                      lambda: torch.nn.functional.batch_norm(  # noqa: B023
                          *theirs, training=case[5]))  # noqa: B023
     stat = [ge.zeros(3, requires_grad=True), ge.ones(3)]
-    _raises_like(lambda: F.batch_norm(ge.tensor(x), *stat),
+    raises_like(lambda: F.batch_norm(ge.tensor(x), *stat),
                  lambda: torch.nn.functional.batch_norm(
                      torch.tensor(x), torch.zeros(3, requires_grad=True), torch.ones(3)))
 

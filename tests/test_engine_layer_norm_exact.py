@@ -16,7 +16,7 @@ import pytest
 
 import gradserve.engine as ge
 from gradserve.engine import cascade, ops_norm
-from tests.reference import torch
+from tests.reference import raises_like, torch
 
 F = ge.nn.functional
 EPS = (1e-5, 1e-3, 1e-12, 0.1)
@@ -129,14 +129,6 @@ def test_double_backward_matches_torch_closely():
         np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5)
 
 
-def _raises_like(ours: Any, theirs: Any) -> None:
-    with pytest.raises(Exception) as want:
-        theirs()
-    with pytest.raises(type(want.value)) as got:
-        ours()
-    assert str(got.value) == str(want.value)
-
-
 def test_errors_are_torchs():
     x = np.ones((3, 4), np.float32)
     cases = [((4,), np.ones(3, np.float32), None), ((4,), None, np.ones((2, 2), np.float32)),
@@ -145,8 +137,8 @@ def test_errors_are_torchs():
     for normalized, w, b in cases:
         ours = [None if a is None else ge.tensor(a) for a in (w, b)]
         theirs = [None if a is None else torch.tensor(a) for a in (w, b)]
-        _raises_like(lambda: F.layer_norm(ge.tensor(x), normalized, *ours),  # noqa: B023
+        raises_like(lambda: F.layer_norm(ge.tensor(x), normalized, *ours),  # noqa: B023
                      lambda: torch.nn.functional.layer_norm(  # noqa: B023
                          torch.tensor(x), normalized, *theirs))  # noqa: B023
-    _raises_like(lambda: F.layer_norm(ge.tensor([[1, 2]]), (2,)),
+    raises_like(lambda: F.layer_norm(ge.tensor([[1, 2]]), (2,)),
                  lambda: torch.nn.functional.layer_norm(torch.tensor([[1, 2]]), (2,)))

@@ -15,7 +15,7 @@ import pytest
 import gradserve.engine as ge
 from tests import nn_cases
 from tests.nn_cases import np_of
-from tests.reference import torch
+from tests.reference import raises_like, torch
 
 nn = ge.nn
 
@@ -44,14 +44,6 @@ def test_training_loop_matches_torch():
     nn_cases.check_training(ge)
 
 
-def _raises_like(ours: Any, theirs: Any) -> None:
-    with pytest.raises(Exception) as want:
-        theirs()
-    with pytest.raises(type(want.value)) as got:
-        ours()
-    assert str(got.value) == str(want.value)
-
-
 # --- Parameter -----------------------------------------------------------------------------------
 
 def test_parameter_is_a_leaf_that_requires_grad_and_prints_as_torch():
@@ -65,8 +57,8 @@ def test_parameter_is_a_leaf_that_requires_grad_and_prints_as_torch():
     frozen = nn.Parameter(ge.tensor(data), requires_grad=False)
     assert repr(frozen) == repr(torch.nn.Parameter(torch.tensor(data), requires_grad=False))
     assert tuple(nn.Parameter().shape) == tuple(torch.nn.Parameter().shape)
-    _raises_like(lambda: nn.Parameter([1.0]), lambda: torch.nn.Parameter([1.0]))
-    _raises_like(lambda: nn.Parameter(ge.tensor([1, 2])),
+    raises_like(lambda: nn.Parameter([1.0]), lambda: torch.nn.Parameter([1.0]))
+    raises_like(lambda: nn.Parameter(ge.tensor([1, 2])),
                  lambda: torch.nn.Parameter(torch.tensor([1, 2])))
     ints = nn.Parameter(ge.tensor([1, 2]), requires_grad=False)
     assert repr(ints) == repr(torch.nn.Parameter(torch.tensor([1, 2]), requires_grad=False))
@@ -118,7 +110,7 @@ def test_setattr_getattr_delattr_track_parameters_modules_and_buffers():
         delattr(theirs, name)
     assert list(ours.state_dict()) == list(theirs.state_dict()) == []
     assert repr(ours) == repr(theirs) == "Module()"
-    _raises_like(lambda: ours.missing, lambda: theirs.missing)
+    raises_like(lambda: ours.missing, lambda: theirs.missing)
 
 
 @pytest.mark.parametrize("action", [
@@ -166,7 +158,7 @@ def test_module_errors_match_torch(action: str):
         elif action == "unknown_kwarg":
             t.nn.Module(foo=1)
 
-    _raises_like(lambda: act(ge), lambda: act(torch))
+    raises_like(lambda: act(ge), lambda: act(torch))
 
 
 def test_load_state_dict_reports_keys_and_mismatches_as_torch():
@@ -188,7 +180,7 @@ def test_load_state_dict_reports_keys_and_mismatches_as_torch():
     for kwargs in ({"drop": "1.bias"}, {"extra": "2.weight"}, {"extra": "0.other"},
                    {"drop": "0.weight", "extra": "junk"}, {"reshape": "0.bias"},
                    {"reshape": "1.weight", "drop": "0.bias"}):
-        _raises_like(lambda kw=kwargs: load(ge, ours, **kw),  # type: ignore[misc]
+        raises_like(lambda kw=kwargs: load(ge, ours, **kw),  # type: ignore[misc]
                      lambda kw=kwargs: load(torch, theirs, **kw))  # type: ignore[misc]
     result = load(ge, ours, drop="1.bias", extra="junk", strict=False)
     want = load(torch, theirs, drop="1.bias", extra="junk", strict=False)
@@ -197,8 +189,8 @@ def test_load_state_dict_reports_keys_and_mismatches_as_torch():
     assert repr(load(ge, ours)) == repr(load(torch, theirs))
     for (name, p), (_, q) in zip(ours.named_parameters(), theirs.named_parameters()):
         np.testing.assert_array_equal(np_of(p), np_of(q), err_msg=name)
-    _raises_like(lambda: ours.load_state_dict([1]), lambda: theirs.load_state_dict([1]))
-    _raises_like(lambda: ours.load_state_dict({"0.weight": 1}, strict=False),
+    raises_like(lambda: ours.load_state_dict([1]), lambda: theirs.load_state_dict([1]))
+    raises_like(lambda: ours.load_state_dict({"0.weight": 1}, strict=False),
                  lambda: theirs.load_state_dict({"0.weight": 1}, strict=False))
 
 
@@ -254,7 +246,7 @@ def test_forward_missing_and_custom_extra_repr():
         pass
 
     TBare.__name__ = "Bare"  # torch's message names the class
-    _raises_like(lambda: Bare()(1), lambda: TBare()(1))
+    raises_like(lambda: Bare()(1), lambda: TBare()(1))
 
     class Scaled(nn.Module):
         def __init__(self) -> None:
@@ -285,7 +277,7 @@ def test_sequential_indexing_slicing_len_append_delete():
     assert len(ours) == len(theirs) == 4
     assert repr(ours[1:3]) == repr(theirs[1:3]) and repr(ours[-1]) == repr(theirs[-1])
     assert isinstance(ours[1:], nn.Sequential)
-    _raises_like(lambda: ours[7], lambda: theirs[7])
+    raises_like(lambda: ours[7], lambda: theirs[7])
     ours.append(nn.Sigmoid())
     theirs.append(torch.nn.Sigmoid())
     del ours[1]
@@ -329,12 +321,12 @@ def test_module_list_and_dict():
 def test_functional_dropout_embedding_layer_norm_errors_match_torch():
     F, TF = nn.functional, torch.nn.functional
     x, tx = ge.zeros(2, 3), torch.zeros(2, 3)
-    _raises_like(lambda: F.dropout(x, 1.5), lambda: TF.dropout(tx, 1.5))
-    _raises_like(lambda: F.layer_norm(x, (4,)), lambda: TF.layer_norm(tx, (4,)))
-    _raises_like(lambda: F.mse_loss(x, x, reduction="avg"),
+    raises_like(lambda: F.dropout(x, 1.5), lambda: TF.dropout(tx, 1.5))
+    raises_like(lambda: F.layer_norm(x, (4,)), lambda: TF.layer_norm(tx, (4,)))
+    raises_like(lambda: F.mse_loss(x, x, reduction="avg"),
                  lambda: TF.mse_loss(tx, tx, reduction="avg"))
-    _raises_like(lambda: nn.Dropout(-0.1), lambda: torch.nn.Dropout(-0.1))
-    _raises_like(lambda: nn.Embedding(3, 2, padding_idx=5),
+    raises_like(lambda: nn.Dropout(-0.1), lambda: torch.nn.Dropout(-0.1))
+    raises_like(lambda: nn.Embedding(3, 2, padding_idx=5),
                  lambda: torch.nn.Embedding(3, 2, padding_idx=5))
     assert F.dropout(x, 0.5, training=False) is x
 
@@ -369,16 +361,16 @@ def test_calculate_gain_and_fans_match_torch():
     for args in (("linear",), ("sigmoid",), ("tanh",), ("relu",), ("leaky_relu",),
                  ("leaky_relu", 0.2), ("leaky_relu", 3), ("selu",), ("conv2d",)):
         assert nn.init.calculate_gain(*args) == torch.nn.init.calculate_gain(*args)
-    _raises_like(lambda: nn.init.calculate_gain("swish"),
+    raises_like(lambda: nn.init.calculate_gain("swish"),
                  lambda: torch.nn.init.calculate_gain("swish"))
-    _raises_like(lambda: nn.init.calculate_gain("leaky_relu", True),
+    raises_like(lambda: nn.init.calculate_gain("leaky_relu", True),
                  lambda: torch.nn.init.calculate_gain("leaky_relu", True))
     for shape in ((3, 4), (5, 2, 3, 3)):
         assert nn.init._calculate_fan_in_and_fan_out(ge.zeros(*shape)) == (
             torch.nn.init._calculate_fan_in_and_fan_out(torch.zeros(*shape)))
-    _raises_like(lambda: nn.init._calculate_fan_in_and_fan_out(ge.zeros(3)),
+    raises_like(lambda: nn.init._calculate_fan_in_and_fan_out(ge.zeros(3)),
                  lambda: torch.nn.init._calculate_fan_in_and_fan_out(torch.zeros(3)))
-    _raises_like(lambda: nn.init.kaiming_uniform_(ge.zeros(3, 3), mode="fan_avg"),
+    raises_like(lambda: nn.init.kaiming_uniform_(ge.zeros(3, 3), mode="fan_avg"),
                  lambda: torch.nn.init.kaiming_uniform_(torch.zeros(3, 3), mode="fan_avg"))
 
 
@@ -496,7 +488,7 @@ def test_convolution_pooling_and_batch_norm_errors_match_torch():
                                                   padding="full"),
                  lambda t: t.nn.BatchNorm1d(4)(t.zeros(1, 4)),
                  lambda t: t.nn.BatchNorm2d(4)(t.zeros(2, 4))):
-        _raises_like(lambda c=call: c(ge), lambda c=call: c(torch))  # type: ignore[misc]
+        raises_like(lambda c=call: c(ge), lambda c=call: c(torch))  # type: ignore[misc]
 
 
 def test_max_pool_sends_the_gradient_to_the_first_maximum_as_torch():
