@@ -289,20 +289,37 @@ def _forward(g: graph_pb2.Graph, budget: Budget, env: dict[str, tuple[Any, ...]]
             return resolve_handle(v.handle)
         return output(v.ref)
 
+    grad_enabled = ge.is_grad_enabled()
+    add = budget.add
     for node in g.nodes:
         check_deadline()
         try:
-            op = ops.checked(node.op, len(node.inputs))
-            what = f"{node.op}() input"
-            inputs = [codec.decode_value(v, resolve, limit, what) for v in node.inputs]
-            for v in inputs:
-                budget.add(v)  # inline constants (the engine charges what ops make)
-            attrs = codec.decode_attrs(node.attrs, node.op) if node.attrs else {}
-            if node.no_grad == ge.is_grad_enabled():  # switch grad mode only when it differs
-                with ge.set_grad_enabled(not node.no_grad):
-                    outs = ops.run(op, inputs, attrs, generator)
-            else:
-                outs = ops.run(op, inputs, attrs, generator)
+            name, values = node.op, node.inputs
+            inputs = []
+            for v in values:
+                kind = v.WhichOneof("kind")
+                x = output(v.ref) if kind == "ref" else codec.decode_value(
+                    v, resolve, limit, f"{name}() input")
+                add(x)  # inline constants (the engine charges what ops make)
+                inputs.append(x)
+            attrs = node.attrs
+            no_grad = node.no_grad
+            if attrs:
+                op = ops.checked(name, len(inputs))
+                decoded = codec.decode_attrs(attrs, name)
+                if no_grad == grad_enabled:  # switch grad mode only when it differs
+                    with ge.set_grad_enabled(not no_grad):
+                        outs = ops.run(op, inputs, decoded, generator)
+                else:
+                    outs = ops.run(op, inputs, decoded, generator)
+            else:  # no attributes: the op's defaults, bound once (`ops.prepared`)
+                prepared = ops.prepared(name, len(inputs))
+                if no_grad == grad_enabled:
+                    with ge.set_grad_enabled(not no_grad):
+                        out = ops.run_prepared(prepared, inputs, generator)
+                else:
+                    out = ops.run_prepared(prepared, inputs, generator)
+                outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
             env[node.id] = outs
         except Exception as exc:
             raise Located(exc, node=node.id, op=node.op) from exc
