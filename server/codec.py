@@ -199,10 +199,11 @@ def text_field(tag: bytes, text: str) -> bytes:
     return tag + varint(len(data)) + data
 
 
-def tensor_parts(arr: np.ndarray) -> Parts:
+def tensor_parts(arr: np.ndarray, snapshot: bool = False) -> Parts:
     """The serialized Tensor message (raw encoding) of `arr`, as `encode_array` would make it,
     holding `arr` itself as its data part when it is little-endian and C-contiguous (joined,
-    that is its one copy; otherwise the bytes of one converted copy)."""
+    that is its one copy; otherwise the bytes of one converted copy). `snapshot`: copy the data
+    now (work still to run may write to `arr`)."""
     encoding = _ENCODINGS.get(arr.dtype)
     if encoding is None:
         code = _WIRE_DTYPE[ge.dtypes.from_numpy(arr.dtype).name]
@@ -217,7 +218,7 @@ def tensor_parts(arr: np.ndarray) -> Parts:
     data: Any = arr
     if arr.dtype != wire:  # big-endian hosts only
         data = arr.astype(wire, order="C")
-    elif not arr.flags.c_contiguous:
+    elif snapshot or not arr.flags.c_contiguous:
         data = arr.tobytes()  # C order, as encode_array sends it
     head += b"\x1a" + varint(nbytes)
     return [head, data], len(head) + nbytes

@@ -263,9 +263,12 @@ def _run_nodes(req: service_pb2.RunGraphRequest, budget: Budget,
     g = req.graph
     outputs = _forward(g, budget, env, limit, check_deadline, resolve_handle, generator)
     resp = Reply()
+    wrt = bool(req.wrt)
     for o, t in zip(g.outputs, outputs):
-        resp.output(o.name, t)
-    if req.wrt:
+        # encoded before the gradients are computed: its bytes are taken now (a backward pass
+        # writes only buffers of its own, but the reply does not depend on it)
+        resp.output(o.name, t, snapshot=wrt)
+    if wrt:
         check_deadline()
         _gradients(req, outputs, [env[name][0] for name in req.wrt], limit, resp,
                    check_deadline)
@@ -428,10 +431,11 @@ class Reply:
         self._parts.extend(parts[0])
         self.size += len(head) + parts[1]
 
-    def output(self, name: str, t: ge.Tensor) -> None:
-        """Add an output (NamedTensor, field 1)."""
+    def output(self, name: str, t: ge.Tensor, snapshot: bool = False) -> None:
+        """Add an output (NamedTensor, field 1); `snapshot`: copy its data now, as more work
+        (the gradients) runs before the reply is serialized."""
         name_field = codec.text_field(b"\x0a", name)
-        tensor, size = codec.framed(b"\x12", _tensor_parts(t))
+        tensor, size = codec.framed(b"\x12", _tensor_parts(t, snapshot))
         self._add(b"\x0a", ([name_field, *tensor], len(name_field) + size))
 
     def gradients(self, name: str, derivatives: Sequence[ge.Tensor | None]) -> None:
@@ -493,11 +497,11 @@ class Budget:
             limit="max_session_bytes")
 
 
-def _tensor_parts(t: ge.Tensor) -> codec.Parts:
+def _tensor_parts(t: ge.Tensor, snapshot: bool = False) -> codec.Parts:
     """`t`'s serialized Tensor, charging the reply's copies of its data to the call's budget."""
     arr = t.numpy(force=True)
     ge.limits.charge(REPLY_COPIES * arr.nbytes, "the reply's copies of a result")
-    return codec.tensor_parts(arr)
+    return codec.tensor_parts(arr, snapshot)
 
 
 def _zeros_like(x: ge.Tensor) -> ge.Tensor:

@@ -105,6 +105,10 @@ def test_tensor_parts_are_protobufs_own_bytes(dtype, shape, layout):
     parts, size = codec.tensor_parts(arr)
     wire = codec.encode_array(arr).SerializeToString()
     assert b"".join(parts) == wire and size == len(wire)
+    taken, _ = codec.tensor_parts(arr, snapshot=True)  # the bytes as they are now
+    if n and layout == "contiguous":
+        arr[...] = ~arr if dtype is np.bool_ else arr + 1
+        assert b"".join(taken) == wire and b"".join(parts) != wire  # the other holds `arr`
 
 
 def test_reply_bytes_are_protobufs_own():
