@@ -16,7 +16,7 @@ import numpy as np
 from gradserve.surface import messages
 
 from . import dtypes, errors, limits, mkl, parallel, vecmath
-from .distributions import fma32
+from .distributions import fma32, fma64
 from .registry import (
     BOOL,
     COMPARE,
@@ -550,10 +550,19 @@ defop("tan", mkl.unary("Tan", np.tan),
       saves="result",
       out_shape=broadcast_shape)
 defop("tanh", mkl.unary("Tanh", np.tanh),
-      lambda ns, g, out, x: g * (1 - out * out), dtype=FLOAT, inplace=True,
+      lambda ns, g, out, x: ns.tanh_backward(g, out), dtype=FLOAT, inplace=True,
       saves="result",
       doc="hyperbolic tangent",
       out_shape=broadcast_shape)
+
+
+def _tanh_backward(g: Any, y: Any) -> Any:
+    """torch's tanh_backward kernel, `g * (1 - y * y)` with the parenthesis one fused
+    multiply-add (its AVX2 build contracts it, in the vector loop and the tail alike); g and y
+    come in the one floating dtype the dtype rule promoted them to."""
+    if y.dtype == np.float32:
+        return g * fma32(-y, y, _ONE32)
+    return g * fma64(-y, y, 1.0)
 
 
 _ONE32 = np.float32(1)
@@ -638,13 +647,27 @@ def _floating_only(kernel: str) -> Any:
     """A dtype rule: the input's floating dtype, torch's NotImplementedError naming `kernel`
     for an integral or bool input."""
     def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any]:
-        d = args[0].dtype
+        d = promote_args(args)
         if not d.is_floating_point:
             word = {"int32": "Int", "int64": "Long", "bool": "Bool"}.get(d.name, d.name)
             raise errors.NotImplementedFunctionError(
                 f'"{kernel}" not implemented for \'{word}\'')
         return d, d
     return rule
+
+
+# Its own op, as torch's, so that a second derivative runs through TanhBackwardBackward0 with
+# torch's formulas (derivatives.yaml): grad_output's is tanh_backward(grad, output), output's
+# grad * (-2 * output * grad_output).
+defop("tanh_backward", _tanh_backward,
+      lambda ns, gg, out, g, y: ns.tanh_backward(gg, y),
+      lambda ns, gg, out, g, y: gg * (-2 * y * g),
+      saves=("output", "grad_output output"),
+      inputs=("grad_output", "output"), dtype=_floating_only("tanh_backward_cpu"),
+      method=False,
+      doc="the gradient of tanh given its result `output`: grad_output * (1 - output**2)",
+      # the exact fused multiply-add's float64 scratch (fma32: 3 arrays; fma64: ~10)
+      out_bound=temporaries(broadcast_shape, results=2, result_bytes=96))
 
 
 def _scaled_elu(x: Any, alpha: float, scale: float, input_scale: float) -> Any:

@@ -155,6 +155,10 @@ UNARY = [
     unary("log", domain=(0.5, 2.0)), unary("log1p", domain=(-0.5, 2.0)),
     unary("log2", domain=(0.5, 2.0)),
     unary("sin"), unary("cos"), unary("tan", domain=(-1.2, 1.2)), unary("tanh"),
+    # tanh's gradient as its own op (TanhBackwardBackward0), as torch's aten op
+    OpInfo("tanh_backward", torch.ops.aten.tanh_backward,
+           [Sample(((3,), uniform((3,), -0.9, 0.9))), Sample(((2, 3), uniform((3,), -0.9, 0.9))),
+            Sample(((), uniform((2,), -0.9, 0.9)))]),
     unary("sigmoid"), unary("erf"),
 ]
 # Integer inputs to floating functions compute in float32 (torch's int-to-float rule).
