@@ -733,19 +733,25 @@ def _hard_gate(x: Any) -> Any:
     return np.minimum(np.maximum(x + three, x.dtype.type(0)), six)
 
 
-def _hardsigmoid_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
+def _hardsigmoid_backward(g: Any, x: Any) -> Any:
     # torch's hardsigmoid_backward: grad * (1 / 6) strictly inside (-3, 3), else 0 (NaN too)
-    if isinstance(g, (np.ndarray, np.generic)):
-        inside = (x > -3) & (x < 3)
-        sixth = g.dtype.type(1.0 / 6.0)
-        return np.where(inside, g * sixth, g.dtype.type(0))
-    return ns.where(ns.logical_and(x > -3, x < 3), g * (1.0 / 6.0), 0.0)
+    inside = (x > -3) & (x < 3)
+    return np.where(inside, g * g.dtype.type(1.0 / 6.0), g.dtype.type(0))
 
 
-defop("hardsigmoid", lambda x: _hard_gate(x) / x.dtype.type(6), _hardsigmoid_vjp,
+defop("hardsigmoid", lambda x: _hard_gate(x) / x.dtype.type(6),
+      lambda ns, g, out, x: ns.hardsigmoid_backward(g, x),
       saves="input", backward="HardsigmoidBackward0", dtype=_floating_only("hardsigmoid_cpu"),
       method=False, doc="min(max(input + 3, 0), 6) / 6",
       out_bound=temporaries(broadcast_shape, results=3))
+# its own op, as torch's: a gradient recorded under create_graph has grad_fn NotImplemented and
+# a backward through it fails ("derivative for aten::hardsigmoid_backward is not implemented")
+defop("hardsigmoid_backward", _hardsigmoid_backward,
+      _not_implemented("hardsigmoid_backward"), _not_implemented("hardsigmoid_backward"),
+      saves=("", ""), inputs=("grad_output", "self"),
+      dtype=_floating_only("hardsigmoid_backward"), backward="NotImplemented", method=False,
+      doc="the gradient of hardsigmoid: grad_output / 6 where -3 < self < 3, else 0",
+      out_bound=temporaries(broadcast_shape, results=2))
 
 
 def _hardswish_backward_vec(g: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -1,6 +1,10 @@
-"""tanh's gradient is torch's to the last bit: its own op `tanh_backward` (TanhBackwardBackward0)
-computes `grad * fma(-y, y, 1)` as torch's kernel does, and a second derivative runs through
-torch's formulas for that op (engine/ops_elementwise.py)."""
+"""Gradients that are ops of their own, as in torch (engine/ops_elementwise.py).
+
+tanh's gradient is torch's to the last bit: `tanh_backward` (TanhBackwardBackward0) computes
+`grad * fma(-y, y, 1)` as torch's kernel does, and a second derivative runs through torch's
+formulas for that op. hardsigmoid's, `hardsigmoid_backward`, has no derivative in torch: a
+gradient recorded under create_graph has grad_fn NotImplemented and a backward through it fails
+with torch's message."""
 
 from __future__ import annotations
 
@@ -61,3 +65,21 @@ def test_direct_call_promotes_and_refuses_integers() -> None:
     ints = np.array([1, 2])
     raises_like(lambda: ge.tanh_backward(ge.tensor(ints), ge.tensor(ints)),
                 lambda: torch.ops.aten.tanh_backward(torch.tensor(ints), torch.tensor(ints)))
+
+
+def test_hardsigmoid_second_derivative_refused_as_torch() -> None:
+    data = np.array([0.5, 1.0, -4.0, 3.0, -3.0, 2.9], np.float32)
+    got = []
+    for lib in (ge, torch):
+        x = lib.tensor(data, requires_grad=True)
+        (g,) = lib.autograd.grad(lib.nn.functional.hardsigmoid(x).sum(), x, create_graph=True)
+        got.append((g.detach().numpy(), g.grad_fn.name()))
+    np.testing.assert_array_equal(got[0][0], got[1][0])
+    assert got[0][1] == got[1][1] == "torch::autograd::NotImplemented"
+
+    def second(lib: Any) -> Any:
+        x = lib.tensor(data, requires_grad=True)
+        (g,) = lib.autograd.grad(lib.nn.functional.hardsigmoid(x).sum(), x, create_graph=True)
+        return g.sum().backward()
+
+    raises_like(lambda: second(ge), lambda: second(torch))
