@@ -585,8 +585,7 @@ def _sigmoid(x: Any) -> Any:
     return 1 / (1 + np.exp(-x))
 
 
-# torch's sigmoid_backward kernel: grad * (1 - y) * y, in that order (bit-exact in numpy)
-defop("sigmoid", _sigmoid, lambda ns, g, out, x: g * (1 - out) * out, dtype=FLOAT,
+defop("sigmoid", _sigmoid, lambda ns, g, out, x: ns.sigmoid_backward(g, out), dtype=FLOAT,
       saves="result",
       inplace=True, doc="1 / (1 + exp(-input))",
       out_bound=_exact32_or(temporaries(broadcast_shape, results=1)))
@@ -654,6 +653,20 @@ def _floating_only(kernel: str) -> Any:
                 f'"{kernel}" not implemented for \'{word}\'')
         return d, d
     return rule
+
+
+# torch's sigmoid_backward kernel: grad * (1 - y) * y, in that order (bit-exact in numpy). Its
+# own op, as torch's: a second derivative runs through SigmoidBackwardBackward0 with torch's
+# formulas (derivatives.yaml): grad_output's sigmoid_backward(grad, output), output's
+# grad * grad_output * (-2 * output + 1) (a third derivative of silu is then torch's).
+defop("sigmoid_backward", lambda g, y: g * (1 - y) * y,
+      lambda ns, gg, out, g, y: ns.sigmoid_backward(gg, y),
+      lambda ns, gg, out, g, y: gg * g * (-2 * y + 1),
+      saves=("output", "grad_output output"),
+      inputs=("grad_output", "output"), dtype=_floating_only("sigmoid_backward_cpu"),
+      method=False,
+      doc="the gradient of sigmoid given its result `output`: grad_output * (1 - output) * output",
+      out_bound=temporaries(broadcast_shape, results=2))
 
 
 # Its own op, as torch's, so that a second derivative runs through TanhBackwardBackward0 with

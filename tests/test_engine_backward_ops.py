@@ -1,8 +1,9 @@
 """Gradients that are ops of their own, as in torch (engine/ops_elementwise.py).
 
-tanh's gradient is torch's to the last bit: `tanh_backward` (TanhBackwardBackward0) computes
-`grad * fma(-y, y, 1)` as torch's kernel does, and a second derivative runs through torch's
-formulas for that op. hardsigmoid's, `hardsigmoid_backward`, has no derivative in torch: a
+tanh's and sigmoid's gradients are torch's to the last bit: `tanh_backward`
+(TanhBackwardBackward0) computes `grad * fma(-y, y, 1)` as torch's kernel does, `sigmoid_backward`
+(SigmoidBackwardBackward0) `grad * (1 - y) * y`, and second and third derivatives run through
+torch's formulas for those ops. hardsigmoid's, `hardsigmoid_backward`, has no derivative in torch: a
 gradient recorded under create_graph has grad_fn NotImplemented and a backward through it fails
 with torch's message."""
 
@@ -25,46 +26,53 @@ def _equal(mine: np.ndarray, ref: np.ndarray) -> None:
     assert not differ.any(), f"{int(differ.sum())} of {mine.size} differ"
 
 
-def _run(lib: Any, data: np.ndarray, weight: np.ndarray,
+def _run(lib: Any, op: str, data: np.ndarray, weight: np.ndarray,
          transpose: bool) -> tuple[np.ndarray, ...]:
     x = lib.tensor(data, requires_grad=True)
-    y = lib.tanh((x.t() if transpose else x) * 1.5)
+    y = getattr(lib, op)((x.t() if transpose else x) * 1.5)
     (g,) = lib.autograd.grad((y * lib.tensor(weight)).sum(), x, create_graph=True)
-    (gg,) = lib.autograd.grad((g * g).sum(), x)
-    return y.detach().numpy(), g.detach().numpy(), gg.numpy()
+    (gg,) = lib.autograd.grad((g * g).sum(), x, create_graph=True)
+    (ggg,) = lib.autograd.grad((gg * gg).sum(), x)
+    return y.detach().numpy(), g.detach().numpy(), gg.detach().numpy(), ggg.numpy()
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+# float64 sigmoid itself is numpy's, not torch's (its SLEEF double exp), so float32 only there
+@pytest.mark.parametrize("op, dtype", [("tanh", np.float32), ("tanh", np.float64),
+                                       ("sigmoid", np.float32)])
 @pytest.mark.parametrize("transpose", [False, True])
-def test_first_and_second_derivatives_bit_exact(dtype: Any, transpose: bool) -> None:
+def test_derivatives_bit_exact(op: str, dtype: Any, transpose: bool) -> None:
     rng = np.random.default_rng(7)
     data = (rng.standard_normal((131, 77)) * 2).astype(dtype)
     data.flat[:len(SPECIAL)] = SPECIAL
     weight = rng.standard_normal((77, 131) if transpose else (131, 77)).astype(dtype)
-    for mine, ref in zip(_run(ge, data, weight, transpose), _run(torch, data, weight, transpose)):
-        _equal(mine, ref)
+    mine, ref = _run(ge, op, data, weight, transpose), _run(torch, op, data, weight, transpose)
+    for a, b in zip(mine, ref):
+        _equal(a, b)
 
 
-def test_graph_matches_torch() -> None:
+@pytest.mark.parametrize("op", ["tanh", "sigmoid"])
+def test_graph_matches_torch(op: str) -> None:
     nodes = []
     for lib in (ge, torch):
         x = lib.tensor([0.3, -0.2], requires_grad=True)
-        (g,) = lib.autograd.grad(x.tanh(), x, lib.ones(2), create_graph=True)
+        (g,) = lib.autograd.grad(getattr(x, op)(), x, lib.ones(2), create_graph=True)
         nodes.append((g.grad_fn.name(),
                       [(type(n).__name__ if n is None else n.name(), i)
                        for n, i in g.grad_fn.next_functions]))
-    assert nodes[0] == nodes[1] == ("TanhBackwardBackward0",
-                                    [("NoneType", 0), ("TanhBackward0", 0)])
+    name = op.capitalize()
+    assert nodes[0] == nodes[1] == (f"{name}BackwardBackward0",
+                                    [("NoneType", 0), (f"{name}Backward0", 0)])
 
 
-def test_direct_call_promotes_and_refuses_integers() -> None:
+@pytest.mark.parametrize("op", ["tanh_backward", "sigmoid_backward"])
+def test_direct_call_promotes_and_refuses_integers(op: str) -> None:
     g64, y32 = np.array([1.5, -2.0]), np.array([0.25, 0.75], np.float32)
-    mine = ge.tanh_backward(ge.tensor(g64), ge.tensor(y32))
-    ref = torch.ops.aten.tanh_backward(torch.tensor(g64), torch.tensor(y32))
+    mine = getattr(ge, op)(ge.tensor(g64), ge.tensor(y32))
+    ref = getattr(torch.ops.aten, op)(torch.tensor(g64), torch.tensor(y32))
     _equal(mine.numpy(), ref.numpy())
     ints = np.array([1, 2])
-    raises_like(lambda: ge.tanh_backward(ge.tensor(ints), ge.tensor(ints)),
-                lambda: torch.ops.aten.tanh_backward(torch.tensor(ints), torch.tensor(ints)))
+    raises_like(lambda: getattr(ge, op)(ge.tensor(ints), ge.tensor(ints)),
+                lambda: getattr(torch.ops.aten, op)(torch.tensor(ints), torch.tensor(ints)))
 
 
 def test_hardsigmoid_second_derivative_refused_as_torch() -> None:
