@@ -16,7 +16,7 @@ import numpy as np
 from gradserve.surface import messages
 
 from . import dtypes, errors, limits, mkl, parallel, vecmath
-from .distributions import fma32
+from .distributions import fma32, fma64
 from .registry import (
     BOOL,
     COMPARE,
@@ -550,10 +550,19 @@ defop("tan", mkl.unary("Tan", np.tan),
       saves="result",
       out_shape=broadcast_shape)
 defop("tanh", mkl.unary("Tanh", np.tanh),
-      lambda ns, g, out, x: g * (1 - out * out), dtype=FLOAT, inplace=True,
+      lambda ns, g, out, x: ns.tanh_backward(g, out), dtype=FLOAT, inplace=True,
       saves="result",
       doc="hyperbolic tangent",
       out_shape=broadcast_shape)
+
+
+def _tanh_backward(g: Any, y: Any) -> Any:
+    """torch's tanh_backward kernel, `g * (1 - y * y)` with the parenthesis one fused
+    multiply-add (its AVX2 build contracts it, in the vector loop and the tail alike); g and y
+    come in the one floating dtype the dtype rule promoted them to."""
+    if y.dtype == np.float32:
+        return g * fma32(-y, y, _ONE32)
+    return g * fma64(-y, y, 1.0)
 
 
 _ONE32 = np.float32(1)
@@ -576,8 +585,7 @@ def _sigmoid(x: Any) -> Any:
     return 1 / (1 + np.exp(-x))
 
 
-# torch's sigmoid_backward kernel: grad * (1 - y) * y, in that order (bit-exact in numpy)
-defop("sigmoid", _sigmoid, lambda ns, g, out, x: g * (1 - out) * out, dtype=FLOAT,
+defop("sigmoid", _sigmoid, lambda ns, g, out, x: ns.sigmoid_backward(g, out), dtype=FLOAT,
       saves="result",
       inplace=True, doc="1 / (1 + exp(-input))",
       out_bound=_exact32_or(temporaries(broadcast_shape, results=1)))
@@ -638,13 +646,41 @@ def _floating_only(kernel: str) -> Any:
     """A dtype rule: the input's floating dtype, torch's NotImplementedError naming `kernel`
     for an integral or bool input."""
     def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any]:
-        d = args[0].dtype
+        d = promote_args(args)
         if not d.is_floating_point:
             word = {"int32": "Int", "int64": "Long", "bool": "Bool"}.get(d.name, d.name)
             raise errors.NotImplementedFunctionError(
                 f'"{kernel}" not implemented for \'{word}\'')
         return d, d
     return rule
+
+
+# torch's sigmoid_backward kernel: grad * (1 - y) * y, in that order (bit-exact in numpy). Its
+# own op, as torch's: a second derivative runs through SigmoidBackwardBackward0 with torch's
+# formulas (derivatives.yaml): grad_output's sigmoid_backward(grad, output), output's
+# grad * grad_output * (-2 * output + 1) (a third derivative of silu is then torch's).
+defop("sigmoid_backward", lambda g, y: g * (1 - y) * y,
+      lambda ns, gg, out, g, y: ns.sigmoid_backward(gg, y),
+      lambda ns, gg, out, g, y: gg * g * (-2 * y + 1),
+      saves=("output", "grad_output output"),
+      inputs=("grad_output", "output"), dtype=_floating_only("sigmoid_backward_cpu"),
+      method=False,
+      doc="the gradient of sigmoid given its result `output`: grad_output * (1 - output) * output",
+      out_bound=temporaries(broadcast_shape, results=2))
+
+
+# Its own op, as torch's, so that a second derivative runs through TanhBackwardBackward0 with
+# torch's formulas (derivatives.yaml): grad_output's is tanh_backward(grad, output), output's
+# grad * (-2 * output * grad_output).
+defop("tanh_backward", _tanh_backward,
+      lambda ns, gg, out, g, y: ns.tanh_backward(gg, y),
+      lambda ns, gg, out, g, y: gg * (-2 * y * g),
+      saves=("output", "grad_output output"),
+      inputs=("grad_output", "output"), dtype=_floating_only("tanh_backward_cpu"),
+      method=False,
+      doc="the gradient of tanh given its result `output`: grad_output * (1 - output**2)",
+      # the exact fused multiply-add's float64 scratch (fma32: 3 arrays; fma64: ~10)
+      out_bound=temporaries(broadcast_shape, results=2, result_bytes=96))
 
 
 def _scaled_elu(x: Any, alpha: float, scale: float, input_scale: float) -> Any:
@@ -710,19 +746,25 @@ def _hard_gate(x: Any) -> Any:
     return np.minimum(np.maximum(x + three, x.dtype.type(0)), six)
 
 
-def _hardsigmoid_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
+def _hardsigmoid_backward(g: Any, x: Any) -> Any:
     # torch's hardsigmoid_backward: grad * (1 / 6) strictly inside (-3, 3), else 0 (NaN too)
-    if isinstance(g, (np.ndarray, np.generic)):
-        inside = (x > -3) & (x < 3)
-        sixth = g.dtype.type(1.0 / 6.0)
-        return np.where(inside, g * sixth, g.dtype.type(0))
-    return ns.where(ns.logical_and(x > -3, x < 3), g * (1.0 / 6.0), 0.0)
+    inside = (x > -3) & (x < 3)
+    return np.where(inside, g * g.dtype.type(1.0 / 6.0), g.dtype.type(0))
 
 
-defop("hardsigmoid", lambda x: _hard_gate(x) / x.dtype.type(6), _hardsigmoid_vjp,
+defop("hardsigmoid", lambda x: _hard_gate(x) / x.dtype.type(6),
+      lambda ns, g, out, x: ns.hardsigmoid_backward(g, x),
       saves="input", backward="HardsigmoidBackward0", dtype=_floating_only("hardsigmoid_cpu"),
       method=False, doc="min(max(input + 3, 0), 6) / 6",
       out_bound=temporaries(broadcast_shape, results=3))
+# its own op, as torch's: a gradient recorded under create_graph has grad_fn NotImplemented and
+# a backward through it fails ("derivative for aten::hardsigmoid_backward is not implemented")
+defop("hardsigmoid_backward", _hardsigmoid_backward,
+      _not_implemented("hardsigmoid_backward"), _not_implemented("hardsigmoid_backward"),
+      saves=("", ""), inputs=("grad_output", "self"),
+      dtype=_floating_only("hardsigmoid_backward"), backward="NotImplemented", method=False,
+      doc="the gradient of hardsigmoid: grad_output / 6 where -3 < self < 3, else 0",
+      out_bound=temporaries(broadcast_shape, results=2))
 
 
 def _hardswish_backward_vec(g: np.ndarray, x: np.ndarray) -> np.ndarray:
