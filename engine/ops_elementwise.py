@@ -909,9 +909,12 @@ _SILU_BACKWARD = (_silu_backward_with(vecmath.sleef_expf), _silu_backward_with(v
 def _silu_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
     if _float32(g, x):
         return vecmath.float32_kernel(*_SILU_BACKWARD, g, x)
-    # recorded (create_graph=True) or another dtype: the same formula from engine ops
+    # recorded (create_graph=True) or another dtype: torch's infinitely_differentiable_silu_
+    # backward, op for op: grad * s * (1.0 + x * (1.0 - s)), whose `1.0 - s` is C++'s
+    # empty_like(s).fill_(1.0).sub_(s) (SubBackward0) and `1.0 + ...` an add with a Scalar
+    # (AddBackward1)
     s = ns.sigmoid(x)
-    return g * s * (1 + x * (1 - s))
+    return g * s * ns.add_scalar(x * ns.sub(ns.ones_like(s), s), other=1.0)
 
 
 defop("silu", _silu, _silu_vjp, dtype=FLOAT,

@@ -91,3 +91,30 @@ def test_hardsigmoid_second_derivative_refused_as_torch() -> None:
         return g.sum().backward()
 
     raises_like(lambda: second(ge), lambda: second(torch))
+
+
+def _names(fn: Any) -> list[str]:
+    out: list[str] = []
+    stack = [fn]
+    while stack:
+        f = stack.pop()
+        if f is not None:
+            out.append(f.name())
+            stack.extend(n for n, _ in f.next_functions)
+    return out
+
+
+def test_silu_create_graph_records_torchs_composite() -> None:
+    """Under create_graph silu's gradient is torch's infinitely_differentiable_silu_backward,
+    op for op (its `1.0 - s` a SubBackward0, its `1.0 + ...` an AddBackward1); the values of
+    first and second derivatives are torch's."""
+    data = np.array([0.3, -0.7, 2.5, -4.0], np.float32)
+    got = []
+    for lib in (ge, torch):
+        x = lib.tensor(data, requires_grad=True)
+        (g,) = lib.autograd.grad(lib.nn.functional.silu(x).sum(), x, create_graph=True)
+        (gg,) = lib.autograd.grad(g.sum(), x)
+        got.append((_names(g.grad_fn), g.detach().numpy(), gg.numpy()))
+    assert got[0][0] == got[1][0]
+    _equal(got[0][1], got[1][1])
+    _equal(got[0][2], got[1][2])
