@@ -111,26 +111,31 @@ class Node:
         if not mask:
             return None
         plan = op._plans.get(mask)
-        need_out, data_idx, meta_idx = plan if plan is not None else op.save_plan(mask)
+        if plan is None:
+            plan = op.save_plan(mask)
+        need_out = plan[0]
+        steps = plan[3]  # per input: (edge wanted, 1 save its data / 2 its metadata / 0)
+        if len(steps) != len(args):
+            raise errors.InvalidTypeError(
+                f"{op.name}() takes {len(op.inputs)} tensor input(s) but {len(args)} were given")
         edges: list[tuple[Any, int] | None] = []
         meta: list[tuple[tuple[int, ...], Any] | None] = []
         saved: list[Any] = []
         versions: list[tuple[Any, list[int], int]] = []
         saved_scalar = False
-        i = 0
-        for a in args:
+        for a, (wanted, keep) in zip(args, steps):
             if type(a) is Tensor:
                 meta.append((a._data.shape, a.dtype))
-                if mask >> i & 1:
+                if wanted:
                     fn = a.grad_fn
                     edges.append((fn, a.output_nr) if fn is not None else edge(a))
                 else:
                     edges.append(None)
-                if i in data_idx:
+                if keep == 1:
                     saved.append(a)
                     v = a._version
                     versions.append((a, v, v[0]))
-                elif i in meta_idx:
+                elif keep:
                     saved.append(_Meta(a))
                 else:
                     saved.append(None)
@@ -140,9 +145,8 @@ class Node:
                 saved.append(a)  # Python scalars and None are constants, never freed
                 # ... but torch saves a Python scalar operand a rule reads (x * 2 saves 2 as a
                 # wrapped tensor), so a second backward through such a node fails there too.
-                if a is not None and i in data_idx:
+                if a is not None and keep == 1:
                     saved_scalar = True
-            i += 1
         node = _new_node(cls)
         node.sequence_nr = next_sequence_nr()
         node.op = op
