@@ -161,8 +161,10 @@ def _outer(x: np.ndarray, contiguous: bool) -> np.ndarray:
     group = 4 * vec if contiguous and cols >= vec else 4
     g = cols // group * group
     out = np.empty((x.shape[0], cols), x.dtype)
-    out[:, :g] = _cascade(x[:, :, :g])
-    out[:, g:] = _row_sum(x[:, :, g:])
+    if g:
+        out[:, :g] = _cascade(x[:, :, :g])
+    if g < cols:  # (no empty cascades: they cost as many numpy calls as full ones)
+        out[:, g:] = _row_sum(x[:, :, g:])
     return out
 
 
