@@ -111,48 +111,71 @@ class Node:
         if not mask:
             return None
         plan = op._plans.get(mask)
-        need_out, data_idx, meta_idx = plan if plan is not None else op.save_plan(mask)
-        edges: list[tuple[Any, int] | None] = []
-        meta: list[tuple[tuple[int, ...], Any] | None] = []
-        saved: list[Any] = []
-        versions: list[tuple[Any, list[int], int]] = []
-        saved_scalar = False
-        i = 0
-        for a in args:
-            if type(a) is Tensor:
-                meta.append((a._data.shape, a.dtype))
-                if mask >> i & 1:
-                    fn = a.grad_fn
-                    edges.append((fn, a.output_nr) if fn is not None else edge(a))
-                else:
-                    edges.append(None)
-                if i in data_idx:
-                    saved.append(a)
-                    v = a._version
-                    versions.append((a, v, v[0]))
-                elif i in meta_idx:
-                    saved.append(_Meta(a))
-                else:
-                    saved.append(None)
+        if plan is None:
+            plan = op.save_plan(mask)
+        need_out = plan[0]
+        steps = plan[3]  # per input: (edge wanted, 1 save its data / 2 its metadata / 0)
+        if len(steps) != len(args):
+            raise errors.InvalidTypeError(
+                f"{op.name}() takes {len(op.inputs)} tensor input(s) but {len(args)} were given")
+        edges: tuple[tuple[Any, int] | None, ...]
+        meta: tuple[tuple[tuple[int, ...], Any] | None, ...]
+        saved: tuple[Any, ...]
+        versions: tuple[tuple[Any, list[int], int], ...]
+        if len(args) == 1:  # one input, a Tensor requiring grad (the mask is not 0): no lists
+            a = args[0]
+            fn = a.grad_fn
+            edges = ((fn, a.output_nr) if fn is not None else edge(a),)
+            meta = ((a._data.shape, a.dtype),)
+            keep = steps[0][1]
+            if keep == 1:
+                v = a._version
+                saved, versions = (a,), ((a, v, v[0]),)
             else:
-                meta.append(None)
-                edges.append(None)
-                saved.append(a)  # Python scalars and None are constants, never freed
-                # ... but torch saves a Python scalar operand a rule reads (x * 2 saves 2 as a
-                # wrapped tensor), so a second backward through such a node fails there too.
-                if a is not None and i in data_idx:
-                    saved_scalar = True
-            i += 1
+                saved, versions = (_Meta(a) if keep else None,), ()
+            saved_scalar = False
+        else:
+            edge_list: list[tuple[Any, int] | None] = []
+            meta_list: list[tuple[tuple[int, ...], Any] | None] = []
+            saved_list: list[Any] = []
+            version_list: list[tuple[Any, list[int], int]] = []
+            saved_scalar = False
+            for a, (wanted, keep) in zip(args, steps):
+                if type(a) is Tensor:
+                    meta_list.append((a._data.shape, a.dtype))
+                    if wanted:
+                        fn = a.grad_fn
+                        edge_list.append((fn, a.output_nr) if fn is not None else edge(a))
+                    else:
+                        edge_list.append(None)
+                    if keep == 1:
+                        saved_list.append(a)
+                        v = a._version
+                        version_list.append((a, v, v[0]))
+                    elif keep:
+                        saved_list.append(_Meta(a))
+                    else:
+                        saved_list.append(None)
+                else:
+                    meta_list.append(None)
+                    edge_list.append(None)
+                    saved_list.append(a)  # Python scalars and None are constants, never freed
+                    # ... but torch saves a Python scalar operand a rule reads (x * 2 saves 2 as a
+                    # wrapped tensor), so a second backward through such a node fails there too.
+                    if a is not None and keep == 1:
+                        saved_scalar = True
+            edges, meta = tuple(edge_list), tuple(meta_list)
+            saved, versions = tuple(saved_list), tuple(version_list)
         node = _new_node(cls)
         node.sequence_nr = next_sequence_nr()
         node.op = op
         b = op._backward
         node._name = b if isinstance(b, str) else b(args, attrs)
         node.attrs = attrs
-        node.edges = tuple(edges)
-        node.meta = tuple(meta)
-        node.args = tuple(saved)
-        node.versions = tuple(versions)
+        node.edges = edges
+        node.meta = meta
+        node.args = saved
+        node.versions = versions
         node.freed = False
         node.retained = None
         n_out = node.n_out = len(outs)

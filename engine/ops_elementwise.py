@@ -15,7 +15,7 @@ import numpy as np
 
 from gradserve.surface import messages
 
-from . import dtypes, errors, limits, mkl, parallel, vecmath
+from . import dtypes, errors, limits, mkl, parallel, scalarmath, vecmath
 from .distributions import fma32, fma64
 from .registry import (
     BOOL,
@@ -122,7 +122,7 @@ def _scaled_add(x: Any, y: Any, alpha: Any) -> Any:
     keep numpy's two roundings.
     """
     if alpha == 1:
-        return parallel.call(np.add, x, y)  # split over threads when large
+        return scalarmath.call(np.add, x, y, split=True)  # 0-d: operator; large: threads
     if not (isinstance(x, np.ndarray) and isinstance(alpha, (int, float))
             and not isinstance(alpha, bool)):
         return np.add(x, y * alpha)
@@ -239,7 +239,8 @@ defop("add", lambda x, y, alpha=1: _scaled_add(x, y, alpha),
       inputs=("input", "other"), attrs=(AttrSpec("alpha", "scalar", 1),), dtype=PROMOTE,
       inplace=True, doc="input + alpha * other", out_shape=broadcast_shape,
       out_bound=_alpha_bound)
-defop("sub", lambda x, y, alpha=1: (np.subtract(x, y) if alpha == 1  # numpy refuses bool - bool
+defop("sub", lambda x, y, alpha=1: (scalarmath.call(np.subtract, x, y) if alpha == 1  # numpy
+                                    # refuses bool - bool
                                     else _scaled_add(x, y, -alpha)),
       lambda ns, g, out, x, y, alpha: g,
       lambda ns, g, out, x, y, alpha: -g * alpha if alpha != 1 else -g,
@@ -577,9 +578,19 @@ def _sigmoid_scalar(x: np.ndarray) -> np.ndarray:
     return _ONE32 / (_ONE32 + vecmath.libm_expf(-x))
 
 
+_F32 = np.float32
+
+
 def _sigmoid(x: Any) -> Any:
     # torch's kernel formula: exp overflows to inf for very negative x, giving exactly 0 as torch.
     # float32 as torch rounds it: SLEEF's exp in the vector loop, glibc's in its tail (vecmath)
+    if type(x) is _F32 and vecmath.EXACT and vecmath.GLIBC_EXPF is not None:
+        # a 0-d tensor's data: the scalar lambda (`_sigmoid_scalar`) without arrays. Each
+        # float32 step is done in float64 and rounded once to float32, which rounds as float32
+        # arithmetic does (53 >= 2 * 24 + 2 bits); Python floats raise no numpy warnings, as
+        # float32_kernel's errstate raises none.
+        e = vecmath.GLIBC_EXPF(-float(x))
+        return _F32(1.0 / float(_F32(1.0 + e)))
     if _float32(x):
         return vecmath.float32_kernel(_sigmoid_vec, _sigmoid_scalar, x)
     return 1 / (1 + np.exp(-x))

@@ -380,6 +380,8 @@ def _classes_last(x: Any) -> Any:
     """input as (elements, classes)."""
     if x.ndim == 1:
         return x.reshape(1, -1)
+    if x.ndim == 2:
+        return x  # already (elements, classes): moveaxis would give the same view, slower
     rows = x.shape[0] * math.prod(x.shape[2:])  # not -1: there may be no classes
     return np.moveaxis(x, 1, -1).reshape(rows, x.shape[1])
 
@@ -427,6 +429,8 @@ def _classes_back(flat: Any, shape: Sequence[int]) -> Any:
     """(elements, classes) back to the input's layout (class dim 1; `_classes_last` undone)."""
     if len(shape) == 1:
         return flat.reshape(shape[0])
+    if len(shape) == 2:  # (elements, classes) is the layout: moveaxis would change nothing
+        return flat.reshape(shape[0], flat.shape[1])
     return np.moveaxis(flat.reshape((shape[0], *shape[2:], flat.shape[1])), -1, 1)
 
 

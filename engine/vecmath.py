@@ -79,6 +79,7 @@ def _libm_function(name: str) -> Any:
 
 _GLIBC_EXPF = _libm_function("expf")
 _GLIBC_TANHF = _libm_function("tanhf")
+GLIBC_EXPF = _GLIBC_EXPF  # glibc's expf (Python float in and out), or None: 0-d fast paths
 
 
 def _call_libm(fn: Any, x: np.ndarray) -> np.ndarray:
