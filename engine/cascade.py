@@ -37,6 +37,9 @@ import numpy as np
 from . import parallel
 
 GRAIN_SIZE = 32768  # at::internal::GRAIN_SIZE
+# A full sum of fewer elements sums torch's per-thread ranges in this thread (see `_full`):
+# below this, handing a range to another thread costs more than the range itself.
+SPLIT_SUM = 1 << 20
 
 
 def _vector_bytes() -> int:
@@ -211,7 +214,12 @@ def _full(rows: np.ndarray, threads: int) -> np.ndarray:
     # with its own scratch, and their sums go into the buffer in order as torch's do.
     buffer = np.zeros(threads, rows.dtype)
     used = min(threads, -(-n // GRAIN_SIZE))
-    sums = parallel.run_jobs([partial(_range_sum, rows, b, e) for b, e in _split(n, used)])
+    if rows.shape[0] == 1 and n % used == 0 and (n < SPLIT_SUM or parallel.threads() < 2):
+        # one contiguous row cut in equal ranges: summed as the rows of one (used, n / used)
+        # array, each row on its own (the same additions), in one pass of numpy calls
+        sums = list(_rows(rows.reshape(used, n // used)))
+    else:
+        sums = parallel.run_jobs([partial(_range_sum, rows, b, e) for b, e in _split(n, used)])
     for t, part in enumerate(sums):
         buffer[t] += part
     return _range_sum(buffer.reshape(1, threads), 0, threads)

@@ -467,6 +467,26 @@ def _short_name(name: str) -> str:
     return base if n in ("", "0") else base + n  # "" : a custom Function's <Name>Backward
 
 
+def _refs(container: Any, index: int) -> int:
+    """sys.getrefcount of container[index], as read from here (see `sole_owner`)."""
+    return sys.getrefcount(container[index])
+
+
+# what `_refs` reads for an item nothing but its container refers to (calibrated, not assumed:
+# the interpreter's own references to an argument differ between Python versions)
+_SOLE_REFS = _refs([np.empty(1)], 0)
+
+
+def owned_array(container: Any, index: int, extra: int = 0) -> bool:
+    """Whether container[index] is a numpy array that owns its memory, writeable and
+    C-contiguous, and that nothing refers to but `container` (and `extra` references the caller
+    knows of, such as its own local variable): torch's `use_count() == 1` test, which lets a
+    backward pass write into a gradient it made instead of allocating another."""
+    a = container[index]
+    return (type(a) is np.ndarray and a.base is None and a.flags.writeable
+            and a.flags.c_contiguous and _refs(container, index) <= _SOLE_REFS + extra + 1)
+
+
 class AccumulateGrad:
     """The node behind a leaf that requires grad: adds incoming gradients into `.grad`."""
 
@@ -484,8 +504,10 @@ class AccumulateGrad:
     def __repr__(self) -> str:
         return f"<AccumulateGrad object at {hex(id(self))}>"
 
-    def accumulate(self, g: Any, create_graph: bool) -> None:
-
+    def accumulate(self, g: Any, create_graph: bool, owned: bool = False) -> None:
+        """Add `g` into the variable's `.grad` (or make it `.grad`); `owned`: `g` is an array
+        nothing else refers to (`owned_array`), which becomes `.grad` without a copy when it has
+        the variable's dtype and shape, as torch steals such a gradient."""
         v = self.variable
         if create_graph:
             gt = g if isinstance(g, Tensor) else Tensor._make(np.array(g, dtype=v.dtype.np))
@@ -497,7 +519,9 @@ class AccumulateGrad:
             else:
                 v._grad = v._grad + gt
         elif v._grad is None:
-            v._grad = grad = Tensor._make(np.array(g, dtype=v.dtype.np, copy=True))
+            if not (owned and g.dtype == v.dtype.np and g.shape == v._data.shape):
+                g = np.array(g, dtype=v.dtype.np, copy=True)
+            v._grad = grad = Tensor._make(g)
             limits.keep(grad._data.nbytes + limits.TENSOR_BYTES)
         else:
             # torch adds in place (`variable_grad += new_grad` under no grad): the same tensor,

@@ -368,6 +368,8 @@ def _pow_forward(x: Any, y: Any) -> Any:
     if type(y) in (int, float) and _is_tensor(x):
         if y == 2:
             return parallel.call(np.square, x)  # the common x ** 2: one pass, no pow
+        if y == 1 and x.dtype.kind == "f":
+            return x.copy()  # torch's pow_Tensor_Scalar_out copies its input
         if x.dtype in (np.float32, np.float64) and y in _POW_SPECIAL:
             return _POW_SPECIAL[y](x)
         if x.dtype in (np.float32, np.float64) and y == 0.5:
@@ -397,8 +399,9 @@ def _pow_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
     if not _is_tensor(y):
         if y == 0:
             return g * 0
-        if type(g) is np.ndarray:  # split over threads when large
-            return parallel.mul(g, parallel.mul(y, ns.pow(x, y - 1)))
+        if type(g) is np.ndarray:  # split over threads when large, the outer product in place
+            # x.pow(1) is a copy of x in torch (pow_Tensor_Scalar_out): for x ** 2, 2 * x
+            return parallel.mul_into(g, parallel.mul(y, x if y == 2 else ns.pow(x, y - 1)))
         return g * (y * ns.pow(x, y - 1))
     return ns.where(y == 0, 0.0, g * (y * ns.pow(x, y - 1)))
 
@@ -532,14 +535,16 @@ defop("log2", mkl.unary("Log2", np.log2),
       doc="base-2 logarithm",
       out_shape=broadcast_shape)
 defop("sin", mkl.unary("Sin", np.sin),
-      lambda ns, g, out, x: (parallel.mul(g, ns.cos(x)) if type(g) is np.ndarray
+      # g * cos(x), into the new cos(x) array (parallel.mul_into)
+      lambda ns, g, out, x: (parallel.mul_into(g, ns.cos(x)) if type(g) is np.ndarray
                              else g * ns.cos(x)),
       dtype=FLOAT, inplace=True,
       doc="sine",
       saves="input",
       out_shape=broadcast_shape)
 defop("cos", mkl.unary("Cos", np.cos),
-      lambda ns, g, out, x: (parallel.mul(parallel.neg(g), ns.sin(x)) if type(g) is np.ndarray
+      lambda ns, g, out, x: (parallel.mul_into(parallel.neg(g), ns.sin(x))
+                             if type(g) is np.ndarray
                              else -g * ns.sin(x)),
       dtype=FLOAT,
       inplace=True,
@@ -605,8 +610,19 @@ defop("sigmoid", _sigmoid, lambda ns, g, out, x: ns.sigmoid_backward(g, out), dt
 
 # torch's rule is threshold_backward(grad, result, 0): zero where result <= 0, and recorded on
 # `result` too, so a second derivative through it keeps its graph (`out * 0` records that).
+def _relu_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
+    if type(g) is np.ndarray and type(out) is np.ndarray and g.dtype == out.dtype \
+            and g.shape == out.shape and g.dtype.kind == "f":
+        # threshold_backward's `out <= 0 ? 0 : g` without numpy's branching where (slow on a
+        # mask with no pattern): g's bits ANDed with all ones, or with zeros (+0.0)
+        keep = np.less_equal(out, 0).astype(np.dtype(f"i{g.itemsize}"))
+        np.subtract(keep, 1, out=keep)  # 0 where out <= 0, else all ones (-1)
+        return np.bitwise_and(keep, g.view(keep.dtype), out=keep).view(g.dtype)
+    return ns.where(out <= 0, out * 0, g)  # NaN: g, as torch
+
+
 defop("relu", lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
-      lambda ns, g, out, x: ns.where(out > 0, g, out * 0), inplace=True, doc="max(input, 0)",
+      _relu_vjp, inplace=True, doc="max(input, 0)",
       saves="result",
       out_bound=temporaries(broadcast_shape, results=1))
 defop("leaky_relu", lambda x, negative_slope=0.01: np.where(x > 0, x, x * negative_slope),
