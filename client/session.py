@@ -129,6 +129,11 @@ class Session:
         self._recorder = Recorder(self._send, session_id, client.target,
                                   self._live, self._tape_result if tapes else None)
         self._recorder.clock = lambda: self._epoch
+        # ops `call` sends straight to `_apply_plain` when given every input positionally and
+        # no keywords: one output, no required attribute, and a server that takes tapes
+        self._plain: dict[str, OpSpec] = {
+            name: spec for name, spec in table.ops.items()
+            if tapes and spec.n_outputs == 1 and spec.inputs and spec.positional_only}
         self._functions: dict[str, Callable[..., Any]] = {
             name: make_function(spec, self._apply) for name, spec in table.ops.items()}
         self.__dict__.update(self._functions)
@@ -622,6 +627,11 @@ class Session:
 
     def call(self, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         """Call catalogue op `name` (used by Tensor's operators and spellings)."""
+        spec = self._plain.get(name)
+        if spec is not None and not kwargs and len(args) == len(spec.inputs):
+            # what bind and _apply conclude for this call (every input positional, no
+            # attributes, one output, a tape): straight to the tape (user_site(4): our caller)
+            return self._apply_plain(spec, list(args))
         spec = self._table.ops.get(name)
         if spec is None:
             raise AttributeError(f"the server has no op {name!r}")
