@@ -318,8 +318,10 @@ class Session:
     def dropped(self, handle: int) -> None:
         """A client tensor was garbage-collected: release its handle with the next request."""
         self._live.pop(handle, None)
-        self._made_from_data.discard(handle)
-        self._grad_readers.pop(handle, None)
+        if self._made_from_data:
+            self._made_from_data.discard(handle)
+        if self._grad_readers:
+            self._grad_readers.pop(handle, None)
         if self._verify_ops:
             self._verify_ops.pop(handle, None)
         self._recorder.released.put(handle)
@@ -530,7 +532,7 @@ class Session:
                      known: bool = False) -> bool:
         """Append the op to the batch's open tape (docs/wire.md); False when it does not fit
         one (then it is sent as ApplyOp). Atomic: a bad input raises before anything is
-        appended but constant-table entries, which nothing then references. `known`: the
+        appended but constant-table and op-name entries, which nothing then references. `known`: the
         client knows the results' metadata (no DESCRIBE flag)."""
         given = inputs[0] if spec.variadic else inputs
         n_in, n_out = len(given), len(outs)
@@ -543,11 +545,19 @@ class Session:
         tape = rec.open
         if tape is None or tape.full():
             tape = rec.tape()
-        # appended in place (the hot path: no per-op list); taken back if an input is refused
+        # the header first (an op-name entry no op references is harmless if an input is
+        # refused); appended in place (no per-op list) and taken back if an input is refused
+        names = tape.names
+        index = names.get(spec.name)
+        if index is None:
+            index = names[spec.name] = len(names)
+        flags = 0 if known and not self.verify_meta else DESCRIBE
+        if not grad_mode._state.enabled:
+            flags |= NO_GRAD
         code = tape.code
         head = len(code)
-        code.append(0)
         append = code.append
+        append(index | flags << 32 | n_in << 40 | n_out << 52)
         try:
             for k, v in enumerate(given):
                 kind = type(v)
@@ -562,14 +572,6 @@ class Session:
         except BaseException:
             del code[head:]
             raise
-        names = tape.names
-        index = names.get(spec.name)
-        if index is None:
-            index = names[spec.name] = len(names)
-        flags = 0 if known and not self.verify_meta else DESCRIBE
-        if not grad_mode._state.enabled:
-            flags |= NO_GRAD
-        code[head] = index | flags << 32 | n_in << 40 | n_out << 52
         if n_out == 1:
             append(outs[0]._handle)
         else:
