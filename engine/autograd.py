@@ -30,7 +30,7 @@ from .dispatch import refresh_if_stale
 # torch.autograd's namespace: Function, once_differentiable, functional, gradcheck
 from .function import Function, FunctionCtx, once_differentiable  # noqa: F401
 from .functional import functional, gradcheck, gradgradcheck  # noqa: F401
-from .nodes import SUSPEND, AccumulateGrad, Node, edge
+from .nodes import SUSPEND, AccumulateGrad, Node, edge, owned_array
 from .tensor import Tensor
 
 CREATE_GRAPH_WARNING = (
@@ -205,7 +205,8 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                         kept = True
             if type(node) is AccumulateGrad:
                 if accumulate and gs[0] is not None:
-                    node.accumulate(gs[0], create_graph)
+                    owned = not create_graph and owned_array(gs, 0)  # before gs[0] is read
+                    node.accumulate(gs[0], create_graph, owned)
                     if node_hooks or leaf_hooks:
                         yield from _suspendable(hooks.accumulated(node), ctx, create_graph)
                 continue  # its gradient becomes (or is added into) .grad: not credited
@@ -250,6 +251,9 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                 deps[child] = left
                 if left == 0:
                     heapq.heappush(ready, (-getattr(child, "sequence_nr", 0), order(), child))
+            # drop this step's references to the gradients it handed on, so the node they went to
+            # may find them owned (nodes.owned_array) and write into them
+            out_grads = gi = merged = None
             if meter is not None and not kept:
                 meter.consumed(gs)
     finally:
@@ -316,7 +320,12 @@ def _add(buffers: dict[Any, list[Any]], node: Any, nr: int, g: Any) -> tuple[Any
         buf[nr] = g
         return None
     if type(old) is np.ndarray and type(g) is np.ndarray and old.size >= parallel.MIN_ELEMENTS:
-        total = parallel.call(np.add, old, g)  # old + g, split over threads
+        # old + g, split over threads; into old itself when it is a gradient nothing else
+        # refers to (but this frame's `old`) and of the sum's shape and dtype, as torch's
+        # InputBuffer adds in place into a buffer it owns
+        into = (old if old.shape == g.shape and old.dtype == g.dtype and old is not g
+                and owned_array(buf, nr, extra=1) else None)
+        total = parallel.call(np.add, old, g, out=into)
     else:
         total = old + g
     buf[nr] = total

@@ -37,6 +37,9 @@ import numpy as np
 from . import parallel
 
 GRAIN_SIZE = 32768  # at::internal::GRAIN_SIZE
+# A full sum of fewer elements sums torch's per-thread ranges in this thread (see `_full`):
+# below this, handing a range to another thread costs more than the range itself.
+SPLIT_SUM = 1 << 20
 
 
 def _vector_bytes() -> int:
@@ -161,8 +164,10 @@ def _outer(x: np.ndarray, contiguous: bool) -> np.ndarray:
     group = 4 * vec if contiguous and cols >= vec else 4
     g = cols // group * group
     out = np.empty((x.shape[0], cols), x.dtype)
-    out[:, :g] = _cascade(x[:, :, :g])
-    out[:, g:] = _row_sum(x[:, :, g:])
+    if g:
+        out[:, :g] = _cascade(x[:, :, :g])
+    if g < cols:  # (no empty cascades: they cost as many numpy calls as full ones)
+        out[:, g:] = _row_sum(x[:, :, g:])
     return out
 
 
@@ -209,7 +214,12 @@ def _full(rows: np.ndarray, threads: int) -> np.ndarray:
     # with its own scratch, and their sums go into the buffer in order as torch's do.
     buffer = np.zeros(threads, rows.dtype)
     used = min(threads, -(-n // GRAIN_SIZE))
-    sums = parallel.run_jobs([partial(_range_sum, rows, b, e) for b, e in _split(n, used)])
+    if rows.shape[0] == 1 and n % used == 0 and (n < SPLIT_SUM or parallel.threads() < 2):
+        # one contiguous row cut in equal ranges: summed as the rows of one (used, n / used)
+        # array, each row on its own (the same additions), in one pass of numpy calls
+        sums = list(_rows(rows.reshape(used, n // used)))
+    else:
+        sums = parallel.run_jobs([partial(_range_sum, rows, b, e) for b, e in _split(n, used)])
     for t, part in enumerate(sums):
         buffer[t] += part
     return _range_sum(buffer.reshape(1, threads), 0, threads)
@@ -347,6 +357,8 @@ def nll_sum(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """
     n = values.size
     power = max(4, (n - 1).bit_length() // 8) if n > 1 else 4
+    if n <= _NLL_LOOP_MAX:
+        return _nll_sum_loop(values, valid, power)
     index = np.nonzero(valid)[0]
     entries = values[index]
     # Element 0 flushes through every level at once: it is the top level's first term.
@@ -373,6 +385,32 @@ def nll_sum(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     top.append(entries)
     total += _seq(np.concatenate(top).reshape(1, -1), 1)[0]
     return total
+
+
+# Up to this many elements `nll_sum` runs the kernel's own loop on numpy scalars (about 0.25 us
+# an element; the vectorised levels cost some 40 numpy calls whatever the size).
+_NLL_LOOP_MAX = 128
+
+
+def _nll_sum_loop(values: np.ndarray, valid: np.ndarray, power: int) -> np.ndarray:
+    """`nll_sum` as torch's kernel runs it: each valid element into level 0, then while the
+    element's index has `power` zero bits at level j, level j flushed into level j + 1; the
+    8 levels added from 0, lowest first (every sum in values' dtype: numpy scalars)."""
+    zero = values.dtype.type(0)
+    sums = [zero] * 8
+    items = values.reshape(-1)
+    low = (1 << power) - 1
+    for b in np.flatnonzero(valid).tolist():
+        sums[0] = sums[0] + items[b]
+        j = 0
+        while j < 7 and not (b >> (power * j)) & low:
+            sums[j + 1] = sums[j + 1] + sums[j]
+            sums[j] = zero
+            j += 1
+    total = zero
+    for part in sums:
+        total = total + part
+    return np.asarray(total)
 
 
 def float_sum(x: np.ndarray, axes: Sequence[int] | None = None,

@@ -9,7 +9,7 @@ import numpy as np
 
 from gradserve.surface import grad_mode
 
-from . import errors, limits, parallel
+from . import errors, limits, parallel, scalarmath
 from .nodes import Node
 from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor
@@ -17,6 +17,7 @@ from .tensor import Tensor
 _SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
 _PY_SCALARS = frozenset((bool, int, float))
 _make_tensor = Tensor._make  # bound once: run() makes one per op
+_SCALAR_OPERATORS = scalarmath.OPERATORS
 
 
 def apply(name: str, inputs: Sequence[Any], attrs: Mapping[str, Any] | None = None, *,
@@ -133,6 +134,9 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         if ufunc is not None:  # one ufunc of the inputs alone: no attributes
             if large and (shape := parallel.split_shape(ufunc, arrays)) is not None:
                 raw = parallel.split_call(ufunc, arrays, shape)
+            elif not large and (fast := _SCALAR_OPERATORS.get(ufunc)) is not None and (
+                    scalarmath.operands(arrays)):
+                raw = fast(*arrays)  # 0-d floats: numpy's scalar operator, the same bits
             else:
                 raw = ufunc(*arrays)
         else:

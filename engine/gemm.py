@@ -28,6 +28,8 @@ last bits then differ from torch's.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from . import cascade, mkl
@@ -220,6 +222,41 @@ def mkl_addmm(x: np.ndarray, y: np.ndarray, c: np.ndarray | None, alpha: float =
         return out
     if k == 0:  # torch: no product; beta * input (or zeros)
         return out * out.dtype.type(beta) if beta != 0 else np.zeros_like(out)
+    # the arguments depend only on the operands' shapes and strides (the result is a fresh
+    # row-major array): worked out once per layout (`_addmm_plan`), then looked up
+    key = (x.shape, x.strides, y.shape, y.strides, out.strides, x.dtype.char)
+    plan = _PLANS.get(key, _NO_PLAN)
+    if plan is _NO_PLAN:
+        plan = _addmm_plan(x, y, out)
+        if len(_PLANS) >= MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    if plan is None:
+        return None  # torch's own loops (gemm_stub) or sizes BLAS cannot take
+    transpose_c, copy_a, copy_b, ta, tb, bm, bn, lda, ldb, ldc = plan
+    a, b = (y, x) if transpose_c else (x, y)
+    if copy_a:
+        a = np.ascontiguousarray(a)
+    if copy_b:
+        b = np.ascontiguousarray(b)
+    mkl.gemm(ta, tb, bm, bn, k, alpha, a, lda, b, ldb, beta, out, ldc)
+    return out
+
+
+# `mkl_addmm`'s arguments by layout: (shapes, strides, dtype) -> `_addmm_plan`'s
+# answer. At most MAX_PLANS entries (then it starts over), so layouts from the wire cannot grow it.
+_PLANS: dict[tuple[Any, ...], tuple[Any, ...] | None] = {}
+MAX_PLANS = 256
+_NO_PLAN: Any = object()
+
+
+def _addmm_plan(x: np.ndarray, y: np.ndarray, out: np.ndarray) -> tuple[Any, ...] | None:
+    """torch's `addmm_impl_cpu_` arguments for x @ y into the row-major `out`: (result
+    transposed, copy BLAS's first operand, copy its second, their transpose flags, BLAS's m and
+    n, lda, ldb, ldc), or None where torch does not call BLAS (see `mkl_addmm`)."""
+    k = x.shape[1]
+    m = y.shape[1]
+    n = x.shape[0]
     # a row-major result is column-major when it has one column, else computed transposed
     transpose_c = m != 1
     m1, m2 = (y, x) if transpose_c else (x, y)
@@ -246,8 +283,7 @@ def mkl_addmm(x: np.ndarray, y: np.ndarray, c: np.ndarray | None, alpha: float =
         return None  # torch's own loops (gemm_stub), not BLAS
     if max(bm, bn, k, lda, ldb, ldc) > 2**31 - 1:
         return None
-    mkl.gemm(ta, tb, bm, bn, k, alpha, a, lda, b, ldb, beta, out, ldc)
-    return out
+    return (transpose_c, a is not m1, b is not m2, ta, tb, bm, bn, lda, ldb, ldc)
 
 
 def _items_contiguous_or_transposed(a: np.ndarray) -> bool:

@@ -179,16 +179,33 @@ def gemm(transa: bool, transb: bool, m: int, n: int, k: int, alpha: float, a: np
     out (the caller checks them, as BLAS requires). Call only when `available()`.
     """
     global _used
-    name, scalar = _GEMM[c.dtype]
+    key = (c.dtype.char, transa, transb, m, n, k, alpha, lda, ldb, beta, ldc)
+    args = _gemm_args.get(key)
+    if args is None or args[0] is not _lib:
+        args = _gemm_arguments(c.dtype, transa, transb, m, n, k, alpha, lda, ldb, beta, ldc)
+        if len(_gemm_args) >= _MAX_GEMM_ARGS:
+            _gemm_args.clear()
+        _gemm_args[key] = args
+    _, fn, ta, tb, bm, bn, bk, al, la, lb, be, lc = args
     _used = True
-    i = ctypes.c_int
-    getattr(_lib, name)(
-        ctypes.byref(ctypes.c_char(b"T" if transa else b"N")),
-        ctypes.byref(ctypes.c_char(b"T" if transb else b"N")),
-        ctypes.byref(i(m)), ctypes.byref(i(n)), ctypes.byref(i(k)),
-        ctypes.byref(scalar(alpha)), _P(a.ctypes.data), ctypes.byref(i(lda)),
-        _P(b.ctypes.data), ctypes.byref(i(ldb)), ctypes.byref(scalar(beta)),
-        _P(c.ctypes.data), ctypes.byref(i(ldc)))
+    fn(ta, tb, bm, bn, bk, al, _P(a.ctypes.data), la, _P(b.ctypes.data), lb, be,
+       _P(c.ctypes.data), lc)
+
+
+# `gemm`'s by-reference arguments but the three pointers, per call signature (a product of
+# one layout repeats them): the ctypes objects are made once and only read by BLAS. At most
+# _MAX_GEMM_ARGS entries (then it starts over).
+_gemm_args: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+_MAX_GEMM_ARGS = 256
+
+
+def _gemm_arguments(dtype: np.dtype, transa: bool, transb: bool, m: int, n: int, k: int,
+                    alpha: float, lda: int, ldb: int, beta: float, ldc: int) -> tuple[Any, ...]:
+    name, scalar = _GEMM[dtype]
+    i, ref = ctypes.c_int, ctypes.byref
+    return (_lib, getattr(_lib, name), ref(ctypes.c_char(b"T" if transa else b"N")),
+            ref(ctypes.c_char(b"T" if transb else b"N")), ref(i(m)), ref(i(n)), ref(i(k)),
+            ref(scalar(alpha)), ref(i(lda)), ref(i(ldb)), ref(scalar(beta)), ref(i(ldc)))
 
 
 def gemm_batch_rowmajor(transa: bool, transb: bool, m: int, n: int, k: int, a: np.ndarray,

@@ -111,48 +111,71 @@ class Node:
         if not mask:
             return None
         plan = op._plans.get(mask)
-        need_out, data_idx, meta_idx = plan if plan is not None else op.save_plan(mask)
-        edges: list[tuple[Any, int] | None] = []
-        meta: list[tuple[tuple[int, ...], Any] | None] = []
-        saved: list[Any] = []
-        versions: list[tuple[Any, list[int], int]] = []
-        saved_scalar = False
-        i = 0
-        for a in args:
-            if type(a) is Tensor:
-                meta.append((a._data.shape, a.dtype))
-                if mask >> i & 1:
-                    fn = a.grad_fn
-                    edges.append((fn, a.output_nr) if fn is not None else edge(a))
-                else:
-                    edges.append(None)
-                if i in data_idx:
-                    saved.append(a)
-                    v = a._version
-                    versions.append((a, v, v[0]))
-                elif i in meta_idx:
-                    saved.append(_Meta(a))
-                else:
-                    saved.append(None)
+        if plan is None:
+            plan = op.save_plan(mask)
+        need_out = plan[0]
+        steps = plan[3]  # per input: (edge wanted, 1 save its data / 2 its metadata / 0)
+        if len(steps) != len(args):
+            raise errors.InvalidTypeError(
+                f"{op.name}() takes {len(op.inputs)} tensor input(s) but {len(args)} were given")
+        edges: tuple[tuple[Any, int] | None, ...]
+        meta: tuple[tuple[tuple[int, ...], Any] | None, ...]
+        saved: tuple[Any, ...]
+        versions: tuple[tuple[Any, list[int], int], ...]
+        if len(args) == 1:  # one input, a Tensor requiring grad (the mask is not 0): no lists
+            a = args[0]
+            fn = a.grad_fn
+            edges = ((fn, a.output_nr) if fn is not None else edge(a),)
+            meta = ((a._data.shape, a.dtype),)
+            keep = steps[0][1]
+            if keep == 1:
+                v = a._version
+                saved, versions = (a,), ((a, v, v[0]),)
             else:
-                meta.append(None)
-                edges.append(None)
-                saved.append(a)  # Python scalars and None are constants, never freed
-                # ... but torch saves a Python scalar operand a rule reads (x * 2 saves 2 as a
-                # wrapped tensor), so a second backward through such a node fails there too.
-                if a is not None and i in data_idx:
-                    saved_scalar = True
-            i += 1
+                saved, versions = (_Meta(a) if keep else None,), ()
+            saved_scalar = False
+        else:
+            edge_list: list[tuple[Any, int] | None] = []
+            meta_list: list[tuple[tuple[int, ...], Any] | None] = []
+            saved_list: list[Any] = []
+            version_list: list[tuple[Any, list[int], int]] = []
+            saved_scalar = False
+            for a, (wanted, keep) in zip(args, steps):
+                if type(a) is Tensor:
+                    meta_list.append((a._data.shape, a.dtype))
+                    if wanted:
+                        fn = a.grad_fn
+                        edge_list.append((fn, a.output_nr) if fn is not None else edge(a))
+                    else:
+                        edge_list.append(None)
+                    if keep == 1:
+                        saved_list.append(a)
+                        v = a._version
+                        version_list.append((a, v, v[0]))
+                    elif keep:
+                        saved_list.append(_Meta(a))
+                    else:
+                        saved_list.append(None)
+                else:
+                    meta_list.append(None)
+                    edge_list.append(None)
+                    saved_list.append(a)  # Python scalars and None are constants, never freed
+                    # ... but torch saves a Python scalar operand a rule reads (x * 2 saves 2 as a
+                    # wrapped tensor), so a second backward through such a node fails there too.
+                    if a is not None and keep == 1:
+                        saved_scalar = True
+            edges, meta = tuple(edge_list), tuple(meta_list)
+            saved, versions = tuple(saved_list), tuple(version_list)
         node = _new_node(cls)
         node.sequence_nr = next_sequence_nr()
         node.op = op
         b = op._backward
         node._name = b if isinstance(b, str) else b(args, attrs)
         node.attrs = attrs
-        node.edges = tuple(edges)
-        node.meta = tuple(meta)
-        node.args = tuple(saved)
-        node.versions = tuple(versions)
+        node.edges = edges
+        node.meta = meta
+        node.args = saved
+        node.versions = versions
         node.freed = False
         node.retained = None
         n_out = node.n_out = len(outs)
@@ -444,6 +467,26 @@ def _short_name(name: str) -> str:
     return base if n in ("", "0") else base + n  # "" : a custom Function's <Name>Backward
 
 
+def _refs(container: Any, index: int) -> int:
+    """sys.getrefcount of container[index], as read from here (see `sole_owner`)."""
+    return sys.getrefcount(container[index])
+
+
+# what `_refs` reads for an item nothing but its container refers to (calibrated, not assumed:
+# the interpreter's own references to an argument differ between Python versions)
+_SOLE_REFS = _refs([np.empty(1)], 0)
+
+
+def owned_array(container: Any, index: int, extra: int = 0) -> bool:
+    """Whether container[index] is a numpy array that owns its memory, writeable and
+    C-contiguous, and that nothing refers to but `container` (and `extra` references the caller
+    knows of, such as its own local variable): torch's `use_count() == 1` test, which lets a
+    backward pass write into a gradient it made instead of allocating another."""
+    a = container[index]
+    return (type(a) is np.ndarray and a.base is None and a.flags.writeable
+            and a.flags.c_contiguous and _refs(container, index) <= _SOLE_REFS + extra + 1)
+
+
 class AccumulateGrad:
     """The node behind a leaf that requires grad: adds incoming gradients into `.grad`."""
 
@@ -461,8 +504,10 @@ class AccumulateGrad:
     def __repr__(self) -> str:
         return f"<AccumulateGrad object at {hex(id(self))}>"
 
-    def accumulate(self, g: Any, create_graph: bool) -> None:
-
+    def accumulate(self, g: Any, create_graph: bool, owned: bool = False) -> None:
+        """Add `g` into the variable's `.grad` (or make it `.grad`); `owned`: `g` is an array
+        nothing else refers to (`owned_array`), which becomes `.grad` without a copy when it has
+        the variable's dtype and shape, as torch steals such a gradient."""
         v = self.variable
         if create_graph:
             gt = g if isinstance(g, Tensor) else Tensor._make(np.array(g, dtype=v.dtype.np))
@@ -474,7 +519,9 @@ class AccumulateGrad:
             else:
                 v._grad = v._grad + gt
         elif v._grad is None:
-            v._grad = grad = Tensor._make(np.array(g, dtype=v.dtype.np, copy=True))
+            if not (owned and g.dtype == v.dtype.np and g.shape == v._data.shape):
+                g = np.array(g, dtype=v.dtype.np, copy=True)
+            v._grad = grad = Tensor._make(g)
             limits.keep(grad._data.nbytes + limits.TENSOR_BYTES)
         else:
             # torch adds in place (`variable_grad += new_grad` under no grad): the same tensor,

@@ -15,8 +15,8 @@ import numpy as np
 
 from gradserve.surface import messages
 
-from . import dtypes, errors, limits, mkl, parallel, vecmath
-from .distributions import fma32
+from . import dtypes, errors, limits, mkl, parallel, scalarmath, vecmath
+from .distributions import fma32, fma64
 from .registry import (
     BOOL,
     COMPARE,
@@ -122,7 +122,7 @@ def _scaled_add(x: Any, y: Any, alpha: Any) -> Any:
     keep numpy's two roundings.
     """
     if alpha == 1:
-        return parallel.call(np.add, x, y)  # split over threads when large
+        return scalarmath.call(np.add, x, y, split=True)  # 0-d: operator; large: threads
     if not (isinstance(x, np.ndarray) and isinstance(alpha, (int, float))
             and not isinstance(alpha, bool)):
         return np.add(x, y * alpha)
@@ -239,7 +239,8 @@ defop("add", lambda x, y, alpha=1: _scaled_add(x, y, alpha),
       inputs=("input", "other"), attrs=(AttrSpec("alpha", "scalar", 1),), dtype=PROMOTE,
       inplace=True, doc="input + alpha * other", out_shape=broadcast_shape,
       out_bound=_alpha_bound)
-defop("sub", lambda x, y, alpha=1: (np.subtract(x, y) if alpha == 1  # numpy refuses bool - bool
+defop("sub", lambda x, y, alpha=1: (scalarmath.call(np.subtract, x, y) if alpha == 1  # numpy
+                                    # refuses bool - bool
                                     else _scaled_add(x, y, -alpha)),
       lambda ns, g, out, x, y, alpha: g,
       lambda ns, g, out, x, y, alpha: -g * alpha if alpha != 1 else -g,
@@ -367,6 +368,8 @@ def _pow_forward(x: Any, y: Any) -> Any:
     if type(y) in (int, float) and _is_tensor(x):
         if y == 2:
             return parallel.call(np.square, x)  # the common x ** 2: one pass, no pow
+        if y == 1 and x.dtype.kind == "f":
+            return x.copy()  # torch's pow_Tensor_Scalar_out copies its input
         if x.dtype in (np.float32, np.float64) and y in _POW_SPECIAL:
             return _POW_SPECIAL[y](x)
         if x.dtype in (np.float32, np.float64) and y == 0.5:
@@ -396,8 +399,9 @@ def _pow_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
     if not _is_tensor(y):
         if y == 0:
             return g * 0
-        if type(g) is np.ndarray:  # split over threads when large
-            return parallel.mul(g, parallel.mul(y, ns.pow(x, y - 1)))
+        if type(g) is np.ndarray:  # split over threads when large, the outer product in place
+            # x.pow(1) is a copy of x in torch (pow_Tensor_Scalar_out): for x ** 2, 2 * x
+            return parallel.mul_into(g, parallel.mul(y, x if y == 2 else ns.pow(x, y - 1)))
         return g * (y * ns.pow(x, y - 1))
     return ns.where(y == 0, 0.0, g * (y * ns.pow(x, y - 1)))
 
@@ -531,14 +535,16 @@ defop("log2", mkl.unary("Log2", np.log2),
       doc="base-2 logarithm",
       out_shape=broadcast_shape)
 defop("sin", mkl.unary("Sin", np.sin),
-      lambda ns, g, out, x: (parallel.mul(g, ns.cos(x)) if type(g) is np.ndarray
+      # g * cos(x), into the new cos(x) array (parallel.mul_into)
+      lambda ns, g, out, x: (parallel.mul_into(g, ns.cos(x)) if type(g) is np.ndarray
                              else g * ns.cos(x)),
       dtype=FLOAT, inplace=True,
       doc="sine",
       saves="input",
       out_shape=broadcast_shape)
 defop("cos", mkl.unary("Cos", np.cos),
-      lambda ns, g, out, x: (parallel.mul(parallel.neg(g), ns.sin(x)) if type(g) is np.ndarray
+      lambda ns, g, out, x: (parallel.mul_into(parallel.neg(g), ns.sin(x))
+                             if type(g) is np.ndarray
                              else -g * ns.sin(x)),
       dtype=FLOAT,
       inplace=True,
@@ -550,10 +556,19 @@ defop("tan", mkl.unary("Tan", np.tan),
       saves="result",
       out_shape=broadcast_shape)
 defop("tanh", mkl.unary("Tanh", np.tanh),
-      lambda ns, g, out, x: g * (1 - out * out), dtype=FLOAT, inplace=True,
+      lambda ns, g, out, x: ns.tanh_backward(g, out), dtype=FLOAT, inplace=True,
       saves="result",
       doc="hyperbolic tangent",
       out_shape=broadcast_shape)
+
+
+def _tanh_backward(g: Any, y: Any) -> Any:
+    """torch's tanh_backward kernel, `g * (1 - y * y)` with the parenthesis one fused
+    multiply-add (its AVX2 build contracts it, in the vector loop and the tail alike); g and y
+    come in the one floating dtype the dtype rule promoted them to."""
+    if y.dtype == np.float32:
+        return g * fma32(-y, y, _ONE32)
+    return g * fma64(-y, y, 1.0)
 
 
 _ONE32 = np.float32(1)
@@ -568,16 +583,25 @@ def _sigmoid_scalar(x: np.ndarray) -> np.ndarray:
     return _ONE32 / (_ONE32 + vecmath.libm_expf(-x))
 
 
+_F32 = np.float32
+
+
 def _sigmoid(x: Any) -> Any:
     # torch's kernel formula: exp overflows to inf for very negative x, giving exactly 0 as torch.
     # float32 as torch rounds it: SLEEF's exp in the vector loop, glibc's in its tail (vecmath)
+    if type(x) is _F32 and vecmath.EXACT and vecmath.GLIBC_EXPF is not None:
+        # a 0-d tensor's data: the scalar lambda (`_sigmoid_scalar`) without arrays. Each
+        # float32 step is done in float64 and rounded once to float32, which rounds as float32
+        # arithmetic does (53 >= 2 * 24 + 2 bits); Python floats raise no numpy warnings, as
+        # float32_kernel's errstate raises none.
+        e = vecmath.GLIBC_EXPF(-float(x))
+        return _F32(1.0 / float(_F32(1.0 + e)))
     if _float32(x):
         return vecmath.float32_kernel(_sigmoid_vec, _sigmoid_scalar, x)
     return 1 / (1 + np.exp(-x))
 
 
-# torch's sigmoid_backward kernel: grad * (1 - y) * y, in that order (bit-exact in numpy)
-defop("sigmoid", _sigmoid, lambda ns, g, out, x: g * (1 - out) * out, dtype=FLOAT,
+defop("sigmoid", _sigmoid, lambda ns, g, out, x: ns.sigmoid_backward(g, out), dtype=FLOAT,
       saves="result",
       inplace=True, doc="1 / (1 + exp(-input))",
       out_bound=_exact32_or(temporaries(broadcast_shape, results=1)))
@@ -586,8 +610,19 @@ defop("sigmoid", _sigmoid, lambda ns, g, out, x: g * (1 - out) * out, dtype=FLOA
 
 # torch's rule is threshold_backward(grad, result, 0): zero where result <= 0, and recorded on
 # `result` too, so a second derivative through it keeps its graph (`out * 0` records that).
+def _relu_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
+    if type(g) is np.ndarray and type(out) is np.ndarray and g.dtype == out.dtype \
+            and g.shape == out.shape and g.dtype.kind == "f":
+        # threshold_backward's `out <= 0 ? 0 : g` without numpy's branching where (slow on a
+        # mask with no pattern): g's bits ANDed with all ones, or with zeros (+0.0)
+        keep = np.less_equal(out, 0).astype(np.dtype(f"i{g.itemsize}"))
+        np.subtract(keep, 1, out=keep)  # 0 where out <= 0, else all ones (-1)
+        return np.bitwise_and(keep, g.view(keep.dtype), out=keep).view(g.dtype)
+    return ns.where(out <= 0, out * 0, g)  # NaN: g, as torch
+
+
 defop("relu", lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
-      lambda ns, g, out, x: ns.where(out > 0, g, out * 0), inplace=True, doc="max(input, 0)",
+      _relu_vjp, inplace=True, doc="max(input, 0)",
       saves="result",
       out_bound=temporaries(broadcast_shape, results=1))
 defop("leaky_relu", lambda x, negative_slope=0.01: np.where(x > 0, x, x * negative_slope),
@@ -638,13 +673,41 @@ def _floating_only(kernel: str) -> Any:
     """A dtype rule: the input's floating dtype, torch's NotImplementedError naming `kernel`
     for an integral or bool input."""
     def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any]:
-        d = args[0].dtype
+        d = promote_args(args)
         if not d.is_floating_point:
             word = {"int32": "Int", "int64": "Long", "bool": "Bool"}.get(d.name, d.name)
             raise errors.NotImplementedFunctionError(
                 f'"{kernel}" not implemented for \'{word}\'')
         return d, d
     return rule
+
+
+# torch's sigmoid_backward kernel: grad * (1 - y) * y, in that order (bit-exact in numpy). Its
+# own op, as torch's: a second derivative runs through SigmoidBackwardBackward0 with torch's
+# formulas (derivatives.yaml): grad_output's sigmoid_backward(grad, output), output's
+# grad * grad_output * (-2 * output + 1) (a third derivative of silu is then torch's).
+defop("sigmoid_backward", lambda g, y: g * (1 - y) * y,
+      lambda ns, gg, out, g, y: ns.sigmoid_backward(gg, y),
+      lambda ns, gg, out, g, y: gg * g * (-2 * y + 1),
+      saves=("output", "grad_output output"),
+      inputs=("grad_output", "output"), dtype=_floating_only("sigmoid_backward_cpu"),
+      method=False,
+      doc="the gradient of sigmoid given its result `output`: grad_output * (1 - output) * output",
+      out_bound=temporaries(broadcast_shape, results=2))
+
+
+# Its own op, as torch's, so that a second derivative runs through TanhBackwardBackward0 with
+# torch's formulas (derivatives.yaml): grad_output's is tanh_backward(grad, output), output's
+# grad * (-2 * output * grad_output).
+defop("tanh_backward", _tanh_backward,
+      lambda ns, gg, out, g, y: ns.tanh_backward(gg, y),
+      lambda ns, gg, out, g, y: gg * (-2 * y * g),
+      saves=("output", "grad_output output"),
+      inputs=("grad_output", "output"), dtype=_floating_only("tanh_backward_cpu"),
+      method=False,
+      doc="the gradient of tanh given its result `output`: grad_output * (1 - output**2)",
+      # the exact fused multiply-add's float64 scratch (fma32: 3 arrays; fma64: ~10)
+      out_bound=temporaries(broadcast_shape, results=2, result_bytes=96))
 
 
 def _scaled_elu(x: Any, alpha: float, scale: float, input_scale: float) -> Any:
@@ -710,19 +773,25 @@ def _hard_gate(x: Any) -> Any:
     return np.minimum(np.maximum(x + three, x.dtype.type(0)), six)
 
 
-def _hardsigmoid_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
+def _hardsigmoid_backward(g: Any, x: Any) -> Any:
     # torch's hardsigmoid_backward: grad * (1 / 6) strictly inside (-3, 3), else 0 (NaN too)
-    if isinstance(g, (np.ndarray, np.generic)):
-        inside = (x > -3) & (x < 3)
-        sixth = g.dtype.type(1.0 / 6.0)
-        return np.where(inside, g * sixth, g.dtype.type(0))
-    return ns.where(ns.logical_and(x > -3, x < 3), g * (1.0 / 6.0), 0.0)
+    inside = (x > -3) & (x < 3)
+    return np.where(inside, g * g.dtype.type(1.0 / 6.0), g.dtype.type(0))
 
 
-defop("hardsigmoid", lambda x: _hard_gate(x) / x.dtype.type(6), _hardsigmoid_vjp,
+defop("hardsigmoid", lambda x: _hard_gate(x) / x.dtype.type(6),
+      lambda ns, g, out, x: ns.hardsigmoid_backward(g, x),
       saves="input", backward="HardsigmoidBackward0", dtype=_floating_only("hardsigmoid_cpu"),
       method=False, doc="min(max(input + 3, 0), 6) / 6",
       out_bound=temporaries(broadcast_shape, results=3))
+# its own op, as torch's: a gradient recorded under create_graph has grad_fn NotImplemented and
+# a backward through it fails ("derivative for aten::hardsigmoid_backward is not implemented")
+defop("hardsigmoid_backward", _hardsigmoid_backward,
+      _not_implemented("hardsigmoid_backward"), _not_implemented("hardsigmoid_backward"),
+      saves=("", ""), inputs=("grad_output", "self"),
+      dtype=_floating_only("hardsigmoid_backward"), backward="NotImplemented", method=False,
+      doc="the gradient of hardsigmoid: grad_output / 6 where -3 < self < 3, else 0",
+      out_bound=temporaries(broadcast_shape, results=2))
 
 
 def _hardswish_backward_vec(g: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -867,9 +936,12 @@ _SILU_BACKWARD = (_silu_backward_with(vecmath.sleef_expf), _silu_backward_with(v
 def _silu_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
     if _float32(g, x):
         return vecmath.float32_kernel(*_SILU_BACKWARD, g, x)
-    # recorded (create_graph=True) or another dtype: the same formula from engine ops
+    # recorded (create_graph=True) or another dtype: torch's infinitely_differentiable_silu_
+    # backward, op for op: grad * s * (1.0 + x * (1.0 - s)), whose `1.0 - s` is C++'s
+    # empty_like(s).fill_(1.0).sub_(s) (SubBackward0) and `1.0 + ...` an add with a Scalar
+    # (AddBackward1)
     s = ns.sigmoid(x)
-    return g * s * (1 + x * (1 - s))
+    return g * s * ns.add_scalar(x * ns.sub(ns.ones_like(s), s), other=1.0)
 
 
 defop("silu", _silu, _silu_vjp, dtype=FLOAT,

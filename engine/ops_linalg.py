@@ -41,12 +41,12 @@ def _column_major(t: Any) -> bool:
 
 def _mat1_grad(ns: Any, g: Any, x: Any, y: Any) -> Any:
     """torch's mm_mat1_backward (alpha applied by the caller)."""
-    return _mT(ns, ns.mm(y, _mT(ns, g))) if _column_major(x) else ns.mm(g, _mT(ns, y))
+    return ns.t(ns.mm(y, ns.t(g))) if _column_major(x) else ns.mm(g, ns.t(y))
 
 
 def _mat2_grad(ns: Any, g: Any, x: Any, y: Any) -> Any:
     """torch's mm_mat2_backward (alpha applied by the caller)."""
-    return _mT(ns, ns.mm(_mT(ns, g), x)) if _column_major(y) else ns.mm(_mT(ns, x), g)
+    return ns.t(ns.mm(ns.t(g), x)) if _column_major(y) else ns.mm(ns.t(x), g)
 
 
 def _same_dtype(message: Any) -> Any:
@@ -334,8 +334,8 @@ def _bmm(x: Any, y: Any) -> Any:
 
 
 defop("bmm", _bmm,
-      lambda ns, g, out, x, y: ns.bmm(g, _mT(ns, y)),
-      lambda ns, g, out, x, y: ns.bmm(_mT(ns, x), g),
+      lambda ns, g, out, x, y: ns.bmm(g, ns.transpose(y, dim0=1, dim1=2)),
+      lambda ns, g, out, x, y: ns.bmm(ns.transpose(x, dim0=1, dim1=2), g),
       saves=("mat2", "input"),
       inputs=("input", "mat2"), dtype=_MM_DTYPE, out_shape=_bmm_shape,
       doc="batched matrix product of two 3-D tensors with the same batch size")

@@ -17,7 +17,7 @@ import numpy as np
 
 from gradserve.surface import grad_mode
 
-from . import cascade, dtypes, errors, limits
+from . import cascade, dtypes, errors, limits, vecmath
 from .dtypes import DType
 from .ops_elementwise import broadcast_shape
 from .ops_reduce import float_mean, float_sum, norm_dims
@@ -228,17 +228,27 @@ def _bce_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | N
 def _bce(x: Any, t: Any, w: Any = None, reduction: str = "mean") -> Any:
     if np.any((x < 0) | (x > 1)):  # NaN passes, as in torch
         raise errors.InvalidArgumentError("all elements of input should be between 0 and 1")
+    # torch's scalar kernel: std::log1p and std::log, glibc's (numpy's float32 log1p calls
+    # glibc's log1pf; its float32 log is its own SIMD one, so vecmath's glibc logf instead)
+    log = vecmath.libm_logf if x.dtype == np.float32 and vecmath.EXACT else np.log
     with np.errstate(divide="ignore"):
-        loss = ((t - 1) * np.maximum(np.log1p(-x), -100) - t * np.maximum(np.log(x), -100))
+        loss = ((t - 1) * np.maximum(np.log1p(-x), -100) - t * np.maximum(log(x), -100))
     if w is not None:
         loss = loss * w
     return _reduce(loss, reduction)
 
 
+_BCE_EPSILON = float(np.float32(1e-12))
+
+
 def _bce_dx(ns: Any, g: Any, out: Any, x: Any, t: Any, w: Any, reduction: str) -> Any:
-    # torch's binary_cross_entropy_backward: the denominator is kept >= 1e-12.
-    r = (x - t) / ns.clamp(x * (1 - x), 1e-12, None) * _scale(ns, g, x.shape, reduction)
-    return r if w is None else r * w
+    # torch's binary_cross_entropy_backward, in its order: grad * (input - target) / max((1 -
+    # input) * input, EPSILON), times the weight, then divided by numel for 'mean' (torch's
+    # EPSILON is a float 1e-12, also for double inputs)
+    r = g * (x - t) / ns.clamp((1 - x) * x, _BCE_EPSILON, None)
+    if w is not None:
+        r = r * w
+    return r / math.prod(x.shape) if reduction == "mean" else r
 
 
 def _bce_dt(ns: Any, g: Any, out: Any, x: Any, t: Any, w: Any, reduction: str) -> Any:
@@ -252,7 +262,8 @@ defop("binary_cross_entropy", _bce, _bce_dx, _bce_dt, None,
       inputs=("input", "target", "weight?"), attrs=(_REDUCTION,), dtype=_bce_dtype,
       backward="BinaryCrossEntropyBackward0",
       doc="-(target * log(input) + (1 - target) * log(1 - input)), logs clamped to >= -100",
-      out_bound=_loss_bound(_pointwise_shape, copies=6))
+      # vecmath.libm_logf's float64 scratch, ~96 bytes an element at its peak
+      out_bound=_loss_bound(_pointwise_shape, copies=6, per_target=96))
 
 
 def _bce_logits_dtype(args: Sequence[Any], attrs: Mapping[str, Any]
@@ -369,6 +380,8 @@ def _classes_last(x: Any) -> Any:
     """input as (elements, classes)."""
     if x.ndim == 1:
         return x.reshape(1, -1)
+    if x.ndim == 2:
+        return x  # already (elements, classes): moveaxis would give the same view, slower
     rows = x.shape[0] * math.prod(x.shape[2:])  # not -1: there may be no classes
     return np.moveaxis(x, 1, -1).reshape(rows, x.shape[1])
 
@@ -416,6 +429,8 @@ def _classes_back(flat: Any, shape: Sequence[int]) -> Any:
     """(elements, classes) back to the input's layout (class dim 1; `_classes_last` undone)."""
     if len(shape) == 1:
         return flat.reshape(shape[0])
+    if len(shape) == 2:  # (elements, classes) is the layout: moveaxis would change nothing
+        return flat.reshape(shape[0], flat.shape[1])
     return np.moveaxis(flat.reshape((shape[0], *shape[2:], flat.shape[1])), -1, 1)
 
 

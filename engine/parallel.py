@@ -141,22 +141,25 @@ def split_shape(ufunc: np.ufunc, args: Sequence[Any]) -> tuple[int, ...] | None:
     return shape
 
 
-def call(ufunc: np.ufunc, *args: Any) -> Any:
+def call(ufunc: np.ufunc, *args: Any, out: np.ndarray | None = None) -> Any:
     """`ufunc(*args)`, split over threads (`split_call`) when large enough to be worth it.
 
     Args:
         ufunc: a numpy ufunc with one output.
         args: its inputs (arrays, numpy or Python scalars).
+        out: an array to write the result into (as the ufunc's `out=`): of the result's shape
+            and dtype, C-contiguous, and either one of `args` itself (in place, elementwise)
+            or overlapping none of them.
     Returns:
-        What `ufunc(*args)` returns, bit for bit.
+        What `ufunc(*args)` returns, bit for bit (`out` when given).
     """
     for a in args:
         if type(a) is np.ndarray and a.size >= MIN_ELEMENTS:
             shape = split_shape(ufunc, args)
             if shape is not None:
-                return split_call(ufunc, args, shape)
+                return split_call(ufunc, args, shape, out)
             break
-    return ufunc(*args)
+    return ufunc(*args) if out is None else ufunc(*args, out=out)
 
 
 def mul(a: Any, b: Any) -> Any:
@@ -173,6 +176,22 @@ def mul(a: Any, b: Any) -> Any:
     return a * b
 
 
+def mul_into(a: Any, fresh: Any) -> Any:
+    """`a * fresh` (as `mul`), written into `fresh` when it is an array the caller has just
+    made and nothing else refers to, of the product's shape and dtype: one allocation and one
+    pass fewer than `mul(a, fresh)`, the same bits (an elementwise product, same operand order).
+
+    Returns:
+        What `a * fresh` returns, bit for bit.
+    """
+    if (type(fresh) is np.ndarray and fresh.size >= MIN_ELEMENTS and fresh.flags.writeable
+            and fresh.flags.c_contiguous and fresh.base is None
+            and (type(a) is not np.ndarray or a.shape == fresh.shape)
+            and np.result_type(a, fresh) == fresh.dtype):
+        return call(np.multiply, a, fresh, out=fresh)
+    return mul(a, fresh)
+
+
 def neg(a: Any) -> Any:
     """`-a`, split over threads when `a` is a large array (see `mul`)."""
     if type(a) is np.ndarray and a.size >= MIN_ELEMENTS:
@@ -180,13 +199,15 @@ def neg(a: Any) -> Any:
     return -a
 
 
-def split_call(ufunc: np.ufunc, args: Sequence[Any], shape: tuple[int, ...]) -> Any:
+def split_call(ufunc: np.ufunc, args: Sequence[Any], shape: tuple[int, ...],
+               out: np.ndarray | None = None) -> Any:
     """`ufunc(*args)` computed in row blocks on several threads, bit for bit the same.
 
     Args:
         ufunc: a numpy ufunc with one output.
         args: its inputs: arrays of exactly `shape`, or scalars / 0-d arrays.
         shape: the result's shape, as `split_shape(ufunc, args)` gave it.
+        out: the array to write into instead of a new one (see `call`).
     Returns:
         The result array, as `ufunc(*args)` would give it.
     """
@@ -200,15 +221,20 @@ def split_call(ufunc: np.ufunc, args: Sequence[Any], shape: tuple[int, ...]) -> 
     # The result's dtype, from the same dtypes on one row (ufunc type resolution reads dtypes,
     # never values); a failure raises here as the unsplit call would.
     probe = ufunc(*[a[:1] if f else a for a, f in zip(args, full)])
-    out = np.empty(shape, dtype=probe.dtype)
+    if out is None:
+        result = np.empty(shape, dtype=probe.dtype)
+    elif out.dtype != probe.dtype or out.shape != tuple(shape):
+        raise ValueError(f"out is {out.dtype}{out.shape}, the result {probe.dtype}{shape}")
+    else:
+        result = out
 
     def block(lo: int, hi: int) -> Callable[[], Any]:
         parts = [a[lo:hi] if f else a for a, f in zip(args, full)]
-        target = out[lo:hi]
+        target = result[lo:hi]
         return lambda: ufunc(*parts, out=target)
 
     run_jobs([block(lo, hi) for lo, hi in bounds])
-    return out
+    return result
 
 
 def run_jobs(jobs: Sequence[Callable[[], Any]]) -> list[Any]:

@@ -92,7 +92,7 @@ class OpDef:
         # torch's derivatives.yaml does) and a second backward fails only where torch's does.
         self.uses = parse_saves(name, self.inputs, self.vjps, saves)
         self.default_attrs = {a.name: a.default for a in self.attrs if not a.required}
-        self._plans: dict[int, tuple[bool, frozenset[int], frozenset[int]]] = {}
+        self._plans: dict[int, tuple[bool, frozenset[int], frozenset[int], tuple[Any, ...]]] = {}
         # What `limits` names when it refuses this op's results or graph node (made once here,
         # not per op run).
         self.result_what = f"{name}() result"
@@ -162,14 +162,18 @@ class OpDef:
     def node_name(self, args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
         return self._backward if isinstance(self._backward, str) else self._backward(args, attrs)
 
-    def save_plan(self, mask: int) -> tuple[bool, frozenset[int], frozenset[int]]:
-        """What a node saves when the inputs in bit `mask` need gradients: (out, data, meta)."""
+    def save_plan(self, mask: int
+                  ) -> tuple[bool, frozenset[int], frozenset[int], tuple[tuple[bool, int], ...]]:
+        """What a node saves when the inputs in bit `mask` need gradients: (out, data, meta,
+        steps), `steps` the same per input position as (edge wanted, 1 data / 2 meta / 0)."""
         plan = self._plans.get(mask)
         if plan is None:
             rules = [u for i, u in enumerate(self.uses) if mask >> i & 1]
             data = frozenset().union(*(u.data for u in rules))
             meta = frozenset().union(*(u.meta for u in rules)) - data
-            plan = self._plans[mask] = (any(u.out for u in rules), data, meta)
+            steps = tuple((bool(mask >> i & 1), 1 if i in data else 2 if i in meta else 0)
+                          for i in range(len(self.inputs)))
+            plan = self._plans[mask] = (any(u.out for u in rules), data, meta, steps)
         return plan
 
     def bound(self, args: Sequence[Any], attrs: Mapping[str, Any],

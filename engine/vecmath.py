@@ -46,8 +46,9 @@ def set_exact(on: bool) -> None:
     """Turn the torch-exact float32 exponentials on or off for every op that uses them.
 
     Off, `sigmoid`, `silu`, `elu`, `softplus`, `gelu(approximate='tanh')`, `expm1`, `log1p`,
-    `pow`, `logsigmoid`, `mish` and their gradients compute with numpy's functions: 5-100x
-    faster, but 1-3 ulp off torch's values in 10-40 % of elements.
+    `pow`, `logsigmoid`, `mish` and their gradients and `binary_cross_entropy`'s log compute
+    with numpy's functions: 5-100x faster, but 1-3 ulp off torch's values in 10-40 % of
+    elements.
 
     Args:
         on: True (the default) for torch's roundings, False for numpy's.
@@ -78,6 +79,7 @@ def _libm_function(name: str) -> Any:
 
 _GLIBC_EXPF = _libm_function("expf")
 _GLIBC_TANHF = _libm_function("tanhf")
+GLIBC_EXPF = _GLIBC_EXPF  # glibc's expf (Python float in and out), or None: 0-d fast paths
 
 
 def _call_libm(fn: Any, x: np.ndarray) -> np.ndarray:
@@ -543,6 +545,69 @@ def libm_expf(x: np.ndarray) -> np.ndarray:
         out[x < _UNDERFLOW] = 0
         nan = np.isnan(x)
         out[nan] = x[nan]
+    return out
+
+
+# --- glibc's logf (std::log of a float: torch's scalar kernels, e.g. binary_cross_entropy) --------
+
+# (1/c, log c) for 16 subintervals of [0x1.66p-1, 0x1.66p0): the table of Arm's optimized-routines
+# `logf` (MIT), which glibc has used since 2.28 (its e_logf_data.c); the values are chosen by a
+# search (see there), so they are written out rather than computed; checked against this
+# machine's libm (tests/test_engine_vecmath.py compares with glibc's logf itself).
+_LOGF_TAB = np.array([[float.fromhex(h) for h in pair.split()] for pair in (
+    "0x1.661ec79f8f3bep+0 -0x1.57bf7808caadep-2", "0x1.571ed4aaf883dp+0 -0x1.2bef0a7c06ddbp-2",
+    "0x1.49539f0f010bp+0 -0x1.01eae7f513a67p-2", "0x1.3c995b0b80385p+0 -0x1.b31d8a68224e9p-3",
+    "0x1.30d190c8864a5p+0 -0x1.6574f0ac07758p-3", "0x1.25e227b0b8eap+0 -0x1.1aa2bc79c81p-3",
+    "0x1.1bb4a4a1a343fp+0 -0x1.a4e76ce8c0e5ep-4", "0x1.12358f08ae5bap+0 -0x1.1973c5a611cccp-4",
+    "0x1.0953f419900a7p+0 -0x1.252f438e10c1ep-5", "0x1p+0 0x0p+0",
+    "0x1.e608cfd9a47acp-1 0x1.aa5aa5df25984p-5", "0x1.ca4b31f026aap-1 0x1.c5e53aa362eb4p-4",
+    "0x1.b2036576afce6p-1 0x1.526e57720db08p-3", "0x1.9c2d163a1aa2dp-1 0x1.bc2860d22477p-3",
+    "0x1.886e6037841edp-1 0x1.1058bc8a07ee1p-2", "0x1.767dcf5534862p-1 0x1.4043057b6ee09p-2")])
+_LOGF_LN2 = float.fromhex("0x1.62e42fefa39efp-1")
+_LOGF_POLY = tuple(float.fromhex(h) for h in (
+    "-0x1.00ea348b88334p-2", "0x1.5575b0be00b6ap-2", "-0x1.ffffef20a4123p-2"))
+_LOGF_OFF = 0x3F330000
+_GLIBC_LOGF = _libm_function("logf")
+
+
+def libm_logf(x: np.ndarray) -> np.ndarray:
+    """log(x) for float32 x as glibc's `logf` (>= 2.28) computes it: x = 2**k z with z in
+    [0x1.66p-1, 0x1.66p0), log(z) = log1p(z/c - 1) + log(c) from a 16-entry table of c and a
+    cubic in double, one final rounding to float32. Not numpy's float32 `np.log` (SIMD,
+    1 ulp off it on ~20 % of inputs) nor float64 `np.log` rounded (off on ~0.02 %). The
+    rounding is the same with or without fused multiply-adds (double's margin), so plain
+    float64 arithmetic serves.
+
+    Args:
+        x: a float32 array (any shape).
+
+    Returns:
+        A new float32 array of x's shape.
+    """
+    x = np.asarray(x, _F32)
+    if x.size <= SMALL_TAIL and _GLIBC_LOGF is not None:
+        return _call_libm(_GLIBC_LOGF, x)
+    ix = x.view(np.uint32)
+    special = (ix - np.uint32(0x00800000)) >= np.uint32(0x7F800000 - 0x00800000)
+    if special.any():  # zeros, subnormals, negatives, inf, NaN
+        ix = ix.copy()
+        sub = special & (ix > 0) & (ix < 0x00800000)  # normalised: x * 2**23, k - 23
+        ix[sub] = (x[sub] * _F32(2.0 ** 23)).view(np.uint32) - np.uint32(23 << 23)
+    tmp = ix - np.uint32(_LOGF_OFF)
+    tab = _LOGF_TAB[(tmp >> np.uint32(19)) & np.uint32(15)]
+    k = (tmp.view(np.int32) >> 23).astype(np.float64)
+    z = (ix - (tmp & np.uint32(0xFF800000))).view(_F32).astype(np.float64)
+    r = z * tab[..., 0] - 1
+    y0 = tab[..., 1] + k * _LOGF_LN2
+    r2 = r * r
+    a0, a1, a2 = _LOGF_POLY
+    y = (a0 * r2 + (a1 * r + a2)) * r2 + (y0 + r)
+    out = y.astype(_F32)
+    if special.any():
+        rest = special & ~sub  # log(0) = -inf, log(inf) = inf, NaN for NaN and negatives
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[rest] = np.log(x[rest])
+    out[ix == 0x3F800000] = 0  # +0 whatever the rounding mode (glibc's special case)
     return out
 
 

@@ -155,6 +155,13 @@ UNARY = [
     unary("log", domain=(0.5, 2.0)), unary("log1p", domain=(-0.5, 2.0)),
     unary("log2", domain=(0.5, 2.0)),
     unary("sin"), unary("cos"), unary("tan", domain=(-1.2, 1.2)), unary("tanh"),
+    # tanh's gradient as its own op (TanhBackwardBackward0), as torch's aten op
+    OpInfo("sigmoid_backward", torch.ops.aten.sigmoid_backward,
+           [Sample(((3,), uniform((3,), 0.05, 0.95))), Sample(((2, 3), uniform((3,), 0.05, 0.95))),
+            Sample(((), uniform((2,), 0.05, 0.95)))]),
+    OpInfo("tanh_backward", torch.ops.aten.tanh_backward,
+           [Sample(((3,), uniform((3,), -0.9, 0.9))), Sample(((2, 3), uniform((3,), -0.9, 0.9))),
+            Sample(((), uniform((2,), -0.9, 0.9)))]),
     unary("sigmoid"), unary("erf"),
 ]
 # Integer inputs to floating functions compute in float32 (torch's int-to-float rule).
@@ -176,6 +183,9 @@ ACTIVATIONS = [
     unary("selu", F.selu),
     # torch has no derivative of hardsigmoid_backward
     OpInfo("hardsigmoid", F.hardsigmoid, unary_samples(), check_second_order=False),
+    OpInfo("hardsigmoid_backward", torch.ops.aten.hardsigmoid_backward,
+           [Sample(((2, 3), uniform((2, 3), -4, 4))), Sample(((), uniform((3,), -4, 4)))],
+           check_grad=False),
     unary("hardswish", F.hardswish),
     OpInfo("celu", lambda x, alpha=1.0: F.celu(x, alpha),
            unary_samples() + [Sample(((2, 3),), {"alpha": 0.5})]),

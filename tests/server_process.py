@@ -82,6 +82,12 @@ class ServerProcess:
         """Highest resident memory since start (VmHWM), in bytes."""
         return self.status("VmHWM")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the server process has used (Linux /proc)."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log(self) -> str:
         if self._log is None:
             return ""

@@ -1010,3 +1010,28 @@ def test_clamp_with_crossing_tensor_bounds():
         return y, x.grad, lo.grad, hi.grad
 
     same(scenario)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_is_torchs_threshold_backward_bit_for_bit(dtype):
+    # threshold_backward(grad, result, 0): `result <= 0 ? 0 : grad` (+0.0, whatever grad's
+    # sign; grad where the result is NaN), for a contiguous and a transposed gradient, and the
+    # create_graph rule the same
+    rng = np.random.default_rng(7)
+    data = rng.standard_normal((300, 257)).astype(dtype)
+    data.flat[:6] = [np.nan, -0.0, 0.0, np.inf, -np.inf, 1e-40]
+    grad = rng.standard_normal((300, 257)).astype(dtype)
+    grad.flat[:12] = [3, -np.inf, np.nan, -0.0, 5, np.inf, np.nan, -0.0, 0.0, np.inf, -np.inf,
+                      -1e-40]
+    got = {}
+    for lib in (ge, torch):
+        bits = []
+        for g in (lib.tensor(grad), lib.tensor(grad.T.copy()).t()):
+            x = lib.tensor(data, requires_grad=True)
+            x.relu().backward(g)
+            bits.append(x.grad.numpy().tobytes())
+        x = lib.tensor(data, requires_grad=True)
+        (gx,) = lib.autograd.grad(x.relu(), x, lib.tensor(grad), create_graph=True)
+        bits.append(gx.detach().numpy().tobytes())
+        got[lib.__name__] = bits
+    assert got["gradserve.engine"] == got["torch"]

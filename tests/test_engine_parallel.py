@@ -241,3 +241,54 @@ def test_large_graph_forward_and_backward_match_torch() -> None:
         assert _bits(out.detach()) == _bits(torch.from_numpy(y.detach().numpy()).sum().numpy())
         results.append((_bits(y.detach()), _bits(x.grad)))
     assert results[0] == results[1] == results[2]
+
+
+@pytest.mark.usefixtures("threads")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow, NaN: the values say it
+def test_call_into_out_and_mul_into_give_the_new_arrays_bits() -> None:
+    # parallel.call(out=) and mul_into write into an array the caller made (in place when it
+    # is an input): the same bits as a new result, split or not
+    rng = np.random.default_rng(5)
+    a = _values(rng, (ROWS * 2, 64), np.float32)
+    b = _values(rng, (ROWS * 2, 64), np.float32)
+    expected = _bits(np.multiply(a, b))
+    for threads in (1, 2, 3):
+        parallel.set_threads(threads)
+        fresh = b.copy()
+        assert parallel.call(np.multiply, a, fresh, out=fresh) is fresh
+        assert _bits(fresh) == expected
+        fresh = b.copy()
+        assert parallel.mul_into(a, fresh) is fresh
+        assert _bits(fresh) == expected
+        view = b.copy()[::2]  # not an array of its own: a new result
+        got = parallel.mul_into(a[::2], view)
+        assert got is not view and _bits(got) == _bits(np.multiply(a[::2], b[::2]))
+        wide = b.astype(np.float64)  # a float64 product does not fit a float32 array
+        assert _bits(parallel.mul_into(wide, b.copy())) == _bits(np.multiply(wide, b))
+    with pytest.raises(ValueError, match="out is"):
+        parallel.split_call(np.multiply, (a, b), a.shape, np.empty(a.shape, np.float64))
+
+
+def test_gradients_written_in_place_never_alias_another_leafs() -> None:
+    # the backward pass writes a sum into a gradient it owns and lets a leaf keep a gradient
+    # nothing else holds (torch's use_count() test): one shared by two leaves is copied once,
+    # a root gradient the caller passed is never written, and the values are torch's
+    from tests.reference import torch
+    n = parallel.MIN_ELEMENTS + 4099
+    data = np.random.default_rng(6).standard_normal((3, n)).astype(np.float32)
+    grads = {}
+    for mod in (ge, torch):
+        a, b, c = (mod.tensor(d, requires_grad=True) for d in data)
+        out = (a + b) * c * 3.0 + a * a + (c ** 2) * a
+        seed = mod.tensor(data[0] * 0.5)
+        out.backward(seed)
+        assert np.array_equal(seed.numpy(), data[0] * 0.5)  # the root gradient untouched
+        a_grad, b_grad, c_grad = a.grad.numpy().copy(), b.grad.numpy().copy(), c.grad.numpy().copy()
+        a.grad.mul_(0)  # none of the others changes with it
+        assert np.array_equal(b.grad.numpy(), b_grad) and np.array_equal(c.grad.numpy(), c_grad)
+        x = mod.tensor(data[1], requires_grad=True)
+        (x * 2.0 + x).backward(seed)  # one gradient (the seed itself) reaches x twice
+        (x.sin() * 1.5).sum().backward()  # then adds into the existing .grad
+        grads[mod.__name__] = [_bits(g) for g in (a_grad, b_grad, c_grad, x.grad.numpy())]
+        assert np.array_equal(seed.numpy(), data[0] * 0.5)
+    assert grads["gradserve.engine"] == grads["torch"]

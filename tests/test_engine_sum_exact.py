@@ -212,6 +212,34 @@ def test_nll_loss(shape: tuple[int, ...], reduction: str) -> None:
         _same(got, ref)
 
 
+@pytest.mark.parametrize("n", [1, 2, 15, 16, 17, 33, 64, 127, 128, 129, 257, 300])
+def test_nll_loss_small_batches_loop(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to cascade._NLL_LOOP_MAX elements nll_sum runs the kernel's loop on numpy scalars:
+    torch's bits (ignored targets, which skip their flush, included), and the vectorised
+    levels' bits on the same values, infinities, NaN and signed zeros included."""
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((n, 6)) * 5).astype(np.float32)
+    t = rng.integers(0, 6, n)
+    for ignore in (-100, 2):
+        ref = torch.nn.functional.nll_loss(torch.from_numpy(x), torch.from_numpy(t),
+                                           reduction="sum", ignore_index=ignore)
+        _same(F.nll_loss(ge.tensor(x), ge.tensor(t), reduction="sum", ignore_index=ignore), ref)
+    cases = []
+    for dtype in (np.float32, np.float64):
+        v = (rng.standard_normal(n) * 10.0 ** rng.integers(-3, 6, n)).astype(dtype)
+        cases.append((v, rng.random(n) < 0.8))
+        special = v.copy()
+        special[rng.integers(0, n, 3)] = [np.inf, -0.0, np.nan][:min(3, n)] if n >= 3 else np.inf
+        cases.append((special, np.ones(n, bool)))
+        cases.append((np.full(n, -0.0, dtype), np.ones(n, bool)))
+    looped = [cascade.nll_sum(v, ok) for v, ok in cases]
+    monkeypatch.setattr(cascade, "_NLL_LOOP_MAX", 0)
+    for (v, ok), got in zip(cases, looped):
+        want = cascade.nll_sum(v, ok)
+        assert type(got) is type(want) and got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes(), (v, ok)
+
+
 def test_fallback_without_sequential_reduce(monkeypatch: pytest.MonkeyPatch) -> None:
     """On a numpy whose add.reduce over an outer axis is not in order, the accumulate fallback
     gives the same bits."""

@@ -260,3 +260,41 @@ def test_set_exact_off_gives_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (loose != exact).any()
     vecmath.set_exact(True)
     np.testing.assert_array_equal(ge.sigmoid(ge.tensor(x)).numpy(), exact)
+
+
+@pytest.mark.skipif(vecmath._GLIBC_LOGF is None, reason="glibc's logf is not this process's libm")
+def test_libm_logf_is_glibcs() -> None:
+    """`libm_logf` (glibc's algorithm in numpy) equals glibc's `logf` itself, called element by
+    element: random bit patterns (every exponent, negatives, subnormals, NaNs) and specials."""
+    rng = np.random.default_rng(13)
+    bits = rng.integers(0, 2 ** 32, 100_000, dtype=np.uint64).astype(np.uint32)
+    x = np.concatenate([bits.view(F32), SPECIAL, rng.uniform(0, 1, 20_000).astype(F32),
+                        np.float32([1.0, 0.999999, 1.000001, 2.0, 0.5])])
+    ref = np.array([vecmath._GLIBC_LOGF(v) for v in x.tolist()], F32)
+    _bits_equal(vecmath.libm_logf(x), ref)
+    _bits_equal(vecmath.libm_logf(x[:7]), ref[:7])  # the few-element path calls glibc
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_binary_cross_entropy_bit_exact(dtype: Any, reduction: str) -> None:
+    """binary_cross_entropy's values (torch's scalar kernel: glibc's logf and log1pf) and its
+    input gradient (torch's order: grad * (x - t) / max((1 - x) * x, eps), weight, / numel)."""
+    rng = np.random.default_rng(14)
+    n = 40_009
+    x = rng.uniform(0, 1, n).astype(dtype)
+    x[:6] = [0.0, 1.0, 1e-30, 1 - 1e-7, 0.5, 1e-45]
+    target = np.where(rng.uniform(size=n) < 0.3, rng.uniform(size=n), rng.integers(0, 2, n))
+    weight = rng.uniform(0.5, 2, n).astype(dtype)
+    grad = rng.standard_normal(n).astype(dtype) if reduction == "none" else dtype(0.7)
+    for w in (None, weight):
+        got = []
+        for lib in (ge, torch):
+            xt = lib.tensor(x, requires_grad=True)
+            loss = lib.nn.functional.binary_cross_entropy(
+                xt, lib.tensor(target.astype(dtype)),
+                weight=None if w is None else lib.tensor(w), reduction=reduction)
+            loss.backward(lib.tensor(grad))
+            got.append((loss.detach().numpy(), xt.grad.numpy()))
+        for mine, ref in zip(*got):
+            np.testing.assert_array_equal(mine, ref)
