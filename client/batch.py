@@ -21,6 +21,7 @@ import sys
 import threading
 import uuid
 from array import array
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -41,26 +42,25 @@ Sink = Callable[[spb.InstructionResult], None]
 
 
 class ReleaseQueue:
-    """Handles dropped by the program, to be released with the next request (thread-safe)."""
+    """Handles dropped by the program, to be released with the next request (thread-safe: a
+    deque's append and popleft are atomic, so `put`, which runs for every dropped tensor, takes
+    no lock)."""
 
     def __init__(self) -> None:
-        self._handles: list[int] = []
-        self._lock = threading.Lock()
+        self._handles: deque[int] = deque()
         self.closed = False
 
     def put(self, handle: int) -> None:
         if not self.closed:
-            with self._lock:
-                self._handles.append(handle)
+            self._handles.append(handle)
 
     def take(self) -> list[int]:
-        with self._lock:
-            handles, self._handles = self._handles, []
-        return handles
+        """The handles put so far, in order (those put meanwhile wait for the next take)."""
+        popleft = self._handles.popleft
+        return [popleft() for _ in range(len(self._handles))]
 
     def put_back(self, handles: list[int]) -> None:
-        with self._lock:
-            self._handles[:0] = handles
+        self._handles.extendleft(reversed(handles))
 
     def __len__(self) -> int:
         return len(self._handles)

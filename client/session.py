@@ -129,6 +129,11 @@ class Session:
         self._recorder = Recorder(self._send, session_id, client.target,
                                   self._live, self._tape_result if tapes else None)
         self._recorder.clock = lambda: self._epoch
+        # ops `call` sends straight to `_apply_plain` when given every input positionally and
+        # no keywords: one output, no required attribute, and a server that takes tapes
+        self._plain: dict[str, OpSpec] = {
+            name: spec for name, spec in table.ops.items()
+            if tapes and spec.n_outputs == 1 and spec.inputs and spec.positional_only}
         self._functions: dict[str, Callable[..., Any]] = {
             name: make_function(spec, self._apply) for name, spec in table.ops.items()}
         self.__dict__.update(self._functions)
@@ -313,8 +318,10 @@ class Session:
     def dropped(self, handle: int) -> None:
         """A client tensor was garbage-collected: release its handle with the next request."""
         self._live.pop(handle, None)
-        self._made_from_data.discard(handle)
-        self._grad_readers.pop(handle, None)
+        if self._made_from_data:
+            self._made_from_data.discard(handle)
+        if self._grad_readers:
+            self._grad_readers.pop(handle, None)
         if self._verify_ops:
             self._verify_ops.pop(handle, None)
         self._recorder.released.put(handle)
@@ -525,7 +532,7 @@ class Session:
                      known: bool = False) -> bool:
         """Append the op to the batch's open tape (docs/wire.md); False when it does not fit
         one (then it is sent as ApplyOp). Atomic: a bad input raises before anything is
-        appended but constant-table entries, which nothing then references. `known`: the
+        appended but constant-table and op-name entries, which nothing then references. `known`: the
         client knows the results' metadata (no DESCRIBE flag)."""
         given = inputs[0] if spec.variadic else inputs
         n_in, n_out = len(given), len(outs)
@@ -538,11 +545,19 @@ class Session:
         tape = rec.open
         if tape is None or tape.full():
             tape = rec.tape()
-        # appended in place (the hot path: no per-op list); taken back if an input is refused
+        # the header first (an op-name entry no op references is harmless if an input is
+        # refused); appended in place (no per-op list) and taken back if an input is refused
+        names = tape.names
+        index = names.get(spec.name)
+        if index is None:
+            index = names[spec.name] = len(names)
+        flags = 0 if known and not self.verify_meta else DESCRIBE
+        if not grad_mode._state.enabled:
+            flags |= NO_GRAD
         code = tape.code
         head = len(code)
-        code.append(0)
         append = code.append
+        append(index | flags << 32 | n_in << 40 | n_out << 52)
         try:
             for k, v in enumerate(given):
                 kind = type(v)
@@ -557,14 +572,6 @@ class Session:
         except BaseException:
             del code[head:]
             raise
-        names = tape.names
-        index = names.get(spec.name)
-        if index is None:
-            index = names[spec.name] = len(names)
-        flags = 0 if known and not self.verify_meta else DESCRIBE
-        if not grad_mode._state.enabled:
-            flags |= NO_GRAD
-        code[head] = index | flags << 32 | n_in << 40 | n_out << 52
         if n_out == 1:
             append(outs[0]._handle)
         else:
@@ -622,6 +629,11 @@ class Session:
 
     def call(self, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         """Call catalogue op `name` (used by Tensor's operators and spellings)."""
+        spec = self._plain.get(name)
+        if spec is not None and not kwargs and len(args) == len(spec.inputs):
+            # what bind and _apply conclude for this call (every input positional, no
+            # attributes, one output, a tape): straight to the tape (user_site(4): our caller)
+            return self._apply_plain(spec, list(args))
         spec = self._table.ops.get(name)
         if spec is None:
             raise AttributeError(f"the server has no op {name!r}")

@@ -608,21 +608,36 @@ defop("sigmoid", _sigmoid, lambda ns, g, out, x: ns.sigmoid_backward(g, out), dt
 
 # --- activations ---------------------------------------------------------------------------------
 
-# torch's rule is threshold_backward(grad, result, 0): zero where result <= 0, and recorded on
-# `result` too, so a second derivative through it keeps its graph (`out * 0` records that).
-def _relu_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
-    if type(g) is np.ndarray and type(out) is np.ndarray and g.dtype == out.dtype \
-            and g.shape == out.shape and g.dtype.kind == "f":
-        # threshold_backward's `out <= 0 ? 0 : g` without numpy's branching where (slow on a
-        # mask with no pattern): g's bits ANDed with all ones, or with zeros (+0.0)
-        keep = np.less_equal(out, 0).astype(np.dtype(f"i{g.itemsize}"))
-        np.subtract(keep, 1, out=keep)  # 0 where out <= 0, else all ones (-1)
+def _threshold_backward(g: Any, x: Any, threshold: float = 0.0) -> Any:
+    """torch's threshold_backward kernel: `x <= threshold ? 0 : g` (+0.0 whatever g's sign; g
+    where x is NaN)."""
+    if type(g) is np.ndarray and type(x) is np.ndarray and g.dtype == x.dtype \
+            and g.shape == x.shape and g.dtype.kind == "f":
+        # without numpy's branching where (slow on a mask with no pattern): g's bits ANDed
+        # with all ones, or with zeros (+0.0)
+        keep = np.less_equal(x, threshold).astype(np.dtype(f"i{g.itemsize}"))
+        np.subtract(keep, 1, out=keep)  # 0 where x <= threshold, else all ones (-1)
         return np.bitwise_and(keep, g.view(keep.dtype), out=keep).view(g.dtype)
-    return ns.where(out <= 0, out * 0, g)  # NaN: g, as torch
+    return np.where(x <= threshold, g.dtype.type(0), g)
 
 
-defop("relu", lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
-      _relu_vjp, inplace=True, doc="max(input, 0)",
+# relu's rule is torch's threshold_backward(grad, result, 0), an op of its own as in torch: a
+# second derivative runs through ThresholdBackwardBackward0 (grad_output's threshold_backward,
+# self's zeros_like(grad): the graph keeps its edge to the result)
+defop("threshold_backward", _threshold_backward,
+      lambda ns, gg, out, g, x, threshold: ns.threshold_backward(gg, x, threshold=threshold),
+      lambda ns, gg, out, g, x, threshold: ns.zeros_like(gg),
+      saves=("self", "self"), inputs=("grad_output", "self"),  # torch saves self for both
+      attrs=(AttrSpec("threshold", "float", required=True),), dtype=PROMOTE, method=False,
+      doc="the gradient of relu/threshold: 0 where self <= threshold, else grad_output",
+      out_bound=temporaries(broadcast_shape, results=1))
+
+
+# max(0, x) in that order: numpy then keeps x where both are zero (relu(-0.0) is -0.0, as
+# torch's clamp_min kernel gives) and NaN stays NaN
+defop("relu", lambda x: np.maximum(x.dtype.type(0), x),
+      lambda ns, g, out, x: ns.threshold_backward(g, out, threshold=0.0),
+      inplace=True, doc="max(input, 0)",
       saves="result",
       out_bound=temporaries(broadcast_shape, results=1))
 defop("leaky_relu", lambda x, negative_slope=0.01: np.where(x > 0, x, x * negative_slope),
@@ -1082,26 +1097,24 @@ def _clamp(x: Any, lo: Any, hi: Any) -> Any:
     return out
 
 
+# torch's clamp_backward and clamp_backward_min_max: where(predicate, grad, 0) (a +0 where the
+# predicate fails, whatever grad's sign, and no inf * 0); where min > max the result is max, so
+# min gets no gradient there.
 def _clamp_dx(ns: Any, g: Any, out: Any, x: Any, lo: Any, hi: Any) -> Any:
     keep = None
     if lo is not None:
         keep = x >= lo
     if hi is not None:
         keep = (x <= hi) if keep is None else ns.logical_and(keep, x <= hi)
-    return g * keep
+    return ns.where(keep, g, 0.0)
 
 
 def _clamp_dmin(ns: Any, g: Any, out: Any, x: Any, lo: Any, hi: Any) -> Any:
-    # torch: where min > max the result is max, so min gets no gradient there.
-    if hi is None:
-        return g * (x < lo)
-    return g * ns.logical_and(x < lo, lo < hi)
+    return ns.where(x < lo if hi is None else ns.logical_and(x < lo, lo < hi), g, 0.0)
 
 
 def _clamp_dmax(ns: Any, g: Any, out: Any, x: Any, lo: Any, hi: Any) -> Any:
-    if lo is None:
-        return g * (x > hi)
-    return g * ns.logical_or(x > hi, hi < lo)
+    return ns.where(x > hi if lo is None else ns.logical_or(x > hi, hi < lo), g, 0.0)
 
 
 @names_backward("ClampBackward1", "ClampBackward0")

@@ -192,6 +192,32 @@ def _index_tensors(key: Any) -> Sequence[Any]:
     return key if isinstance(key, tuple) else (key,)
 
 
+# The errors of an op's handles and outputs, written once for ApplyOp (Executor.tensor,
+# _check_new, _check_outputs, _run_op) and the tape's inlined copies of those checks.
+
+def _unknown_tensor(handle: int) -> NotFoundError:
+    return NotFoundError(f"unknown tensor handle {handle} (released or never created)")
+
+
+def _in_use(handle: int) -> InvalidRequestError:
+    return InvalidRequestError(f"handle {handle} is already in use")
+
+
+def _handles_full(limit: int) -> LimitExceededError:
+    return LimitExceededError(f"session holds its maximum of {limit} handles; release some",
+                              limit="max_handles")
+
+
+def _outputs_given(name: str, n_outputs: int, given: int) -> InvalidRequestError:
+    return InvalidRequestError(f"{name}() has {n_outputs} output(s), but {given} handle(s) "
+                               "were given")
+
+
+def _outputs_produced(name: str, produced: int, given: int) -> InvalidRequestError:
+    return InvalidRequestError(f"{name}() produced {produced} output(s), but {given} "
+                               "handle(s) were given")
+
+
 class Executor:
     """Runs one batch for a locked session."""
 
@@ -272,7 +298,7 @@ class Executor:
     def tensor(self, handle: int) -> ge.Tensor:
         t = self.s.tensors.get(handle)
         if t is None:
-            raise NotFoundError(f"unknown tensor handle {handle} (released or never created)")
+            raise _unknown_tensor(handle)
         return t
 
     def bind(self, handle: int, t: ge.Tensor, result: session_pb2.InstructionResult, *,
@@ -294,10 +320,9 @@ class Executor:
         if handle == 0:
             raise InvalidRequestError("handle ids start at 1 (0 means the field was not set)")
         if handle in self.s.tensors or handle in self.s.optimizers or handle in self.s.generators:
-            raise InvalidRequestError(f"handle {handle} is already in use")
+            raise _in_use(handle)
         if self.s.handle_count() >= self.s.limits.max_handles:
-            raise LimitExceededError(f"session holds its maximum of {self.s.limits.max_handles} "
-                                     "handles; release some", limit="max_handles")
+            raise _handles_full(self.s.limits.max_handles)
 
     def value(self, v: graph_pb2.Value, what: str) -> Any:
         kind = v.WhichOneof("kind")
@@ -418,8 +443,7 @@ class Executor:
     def _check_outputs(self, name: str, op: Any, outputs: Sequence[int]) -> None:
         """An op's output handles (ApplyOp or a tape op): as many as it makes, all new."""
         if op.n_outputs is not None and len(outputs) != op.n_outputs:
-            raise InvalidRequestError(f"{name}() has {op.n_outputs} output(s), but "
-                                      f"{len(outputs)} handle(s) were given")
+            raise _outputs_given(name, op.n_outputs, len(outputs))
         for h in outputs:
             self._check_new(h)
 
@@ -435,8 +459,7 @@ class Executor:
         else:
             outs = self.within_budget(ops.run, op, inputs, attrs, gen)
         if len(outs) != n_out:
-            raise InvalidRequestError(f"{name}() produced {len(outs)} output(s), but "
-                                      f"{n_out} handle(s) were given")
+            raise _outputs_produced(name, len(outs), n_out)
         return outs
 
     def tape(self, m: session_pb2.Tape, r: session_pb2.InstructionResult) -> int:
@@ -455,11 +478,16 @@ class Executor:
         floats, ints, constants = decoded.floats, decoded.ints, decoded.constants
         s = self.s
         tensors, optimizers, generators = s.tensors, s.optimizers, s.generators
-        max_handles, max_bytes = s.limits.max_handles, s.limits.max_bytes
+        # a tape op binds tensors only: the other handles' count holds for the whole tape
+        others = len(optimizers) + len(generators)
+        max_handles, max_bytes = s.limits.max_handles - others, s.limits.max_bytes
         check_deadline, budget = self.check_deadline, self.budget
         grad_state, byte_budget = grad_mode._state, ge.limits.byte_budget
         run_prepared, prepared, Tensor = ops.run_prepared, ops.prepared, ge.Tensor
+        cached = ops.PREPARED.get
         HANDLE, FLOAT, NO_GRAD = wire_tape.HANDLE, wire_tape.FLOAT, wire_tape.NO_GRAD
+        DESCRIBE, VALUE = wire_tape.DESCRIBE, wire_tape.VALUE
+        leaf_bytes, node_bytes = _TENSOR_BYTES, _TENSOR_BYTES + _NODE_BYTES
         # the engine runs the call's interrupt check before every op when one is set
         engine_checks = ge.limits._state.check is not None
         for k, (name, flags, words, outputs) in enumerate(decoded.ops):
@@ -467,18 +495,17 @@ class Executor:
             try:
                 if k and not engine_checks:
                     check_deadline()
-                p = prepared(name, len(words))
+                n_in = len(words)
+                p = cached((name, n_in)) or prepared(name, n_in)
                 op = p.op
                 n_out = len(outputs)
                 if op.n_outputs is not None and n_out != op.n_outputs:
-                    raise InvalidRequestError(f"{name}() has {op.n_outputs} output(s), but "
-                                              f"{n_out} handle(s) were given")
+                    raise _outputs_given(name, op.n_outputs, n_out)
                 for h in outputs:
-                    if h in tensors or h in optimizers or h in generators:
-                        raise InvalidRequestError(f"handle {h} is already in use")
-                if len(tensors) + len(optimizers) + len(generators) >= max_handles:
-                    raise LimitExceededError(f"session holds its maximum of {max_handles} "
-                                             "handles; release some", limit="max_handles")
+                    if h in tensors or others and (h in optimizers or h in generators):
+                        raise _in_use(h)
+                if len(tensors) >= max_handles:
+                    raise _handles_full(s.limits.max_handles)
                 inputs: list[Any] = []
                 growth = 0
                 for w in words:
@@ -486,8 +513,7 @@ class Executor:
                     if kind == HANDLE:
                         x = tensors.get(w >> 3)
                         if x is None:
-                            raise NotFoundError(f"unknown tensor handle {w >> 3} (released or "
-                                                "never created)")
+                            raise _unknown_tensor(w >> 3)
                         if x.grad_fn is None:
                             growth += _NODE_BYTES  # a leaf may get its AccumulateGrad node
                         inputs.append(x)
@@ -518,23 +544,33 @@ class Executor:
                 finally:
                     if switch:
                         grad_state.enabled = not grad
-                outs = (result,) if type(result) is Tensor else result
-                if len(outs) != n_out:
-                    raise InvalidRequestError(f"{name}() produced {len(outs)} output(s), but "
-                                              f"{n_out} handle(s) were given")
-                describe = flags & wire_tape.DESCRIBE
-                for j, (h, t) in enumerate(zip(outputs, outs)):
-                    if j:  # re-checked: the handles may repeat
-                        self._check_new(h)
-                    tensors[h] = t
+                if type(result) is Tensor and n_out == 1:  # the common case: one output
+                    h = outputs[0]
+                    tensors[h] = result
                     bound.append(h)
-                    if describe:
-                        tensor_info(h, t, out.tensors.add())
-                    growth += t.nbytes + (_TENSOR_BYTES if t.grad_fn is None
-                                          else _TENSOR_BYTES + _NODE_BYTES)
-                if flags & wire_tape.VALUE:
+                    if flags & DESCRIBE:
+                        tensor_info(h, result, out.tensors.add())
+                    growth += result._data.nbytes + (
+                        leaf_bytes if result.grad_fn is None else node_bytes)
+                else:
+                    outs = (result,) if type(result) is Tensor else result
+                    if len(outs) != n_out:
+                        raise _outputs_produced(name, len(outs), n_out)
+                    for j, (h, t) in enumerate(zip(outputs, outs)):
+                        if j:  # re-checked: the handles may repeat
+                            self._check_new(h)
+                        tensors[h] = t
+                        bound.append(h)
+                        if flags & DESCRIBE:
+                            tensor_info(h, t, out.tensors.add())
+                        growth += t.nbytes + (leaf_bytes if t.grad_fn is None else node_bytes)
+                if flags & VALUE:
                     valued.extend(outputs)
-                budget.check("apply_op", growth)
+                # ByteBudget.check's first step inline: the estimate still fits
+                if s.measured_bytes + budget.pending + growth <= max_bytes:
+                    budget.pending += growth
+                else:
+                    budget.check("apply_op", growth)
             except Exception as exc:
                 raise Located(exc, tape_op=k, op=name) from exc
         self.bound = []

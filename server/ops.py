@@ -94,7 +94,7 @@ class Prepared:
 
 # (wire op name, number of inputs) -> Prepared, for pairs that passed `checked`; bounded by the
 # registry as `_CHECKED` is.
-_PREPARED: dict[tuple[str, int], Prepared] = {}
+PREPARED: dict[tuple[str, int], Prepared] = {}
 
 
 def prepared(name: str, n_inputs: int) -> Prepared:
@@ -103,9 +103,9 @@ def prepared(name: str, n_inputs: int) -> Prepared:
     Raises:
         UnknownOpError, InvalidRequestError: as `checked`.
     """
-    p = _PREPARED.get((name, n_inputs))
+    p = PREPARED.get((name, n_inputs))
     if p is None:
-        p = _PREPARED[(name, n_inputs)] = Prepared(checked(name, n_inputs), n_inputs)
+        p = PREPARED[(name, n_inputs)] = Prepared(checked(name, n_inputs), n_inputs)
     return p
 
 

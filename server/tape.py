@@ -104,6 +104,7 @@ def decode(m: session_pb2.Tape, max_ops: int, max_words: int = MAX_BATCH_WORDS) 
     if n_constants > MAX_WORDS:
         raise _bad(None, f"{n_constants} tensor constants, more than the limit of {MAX_WORDS}")
     ops: list[tuple[str, int, Any, Any]] = []
+    append = ops.append
     described = 0
     n, pos = len(words), 0
     while pos < n:
@@ -115,44 +116,69 @@ def decode(m: session_pb2.Tape, max_ops: int, max_words: int = MAX_BATCH_WORDS) 
         header = words[pos]
         code, flags = header & 0xFFFFFFFF, (header >> 32) & 0xFF
         n_in, n_out = (header >> 40) & 0xFFF, header >> 52
-        if code >= n_names:
-            raise _bad(k, f"op code {code} is not an index of the tape's {n_names} op names")
-        if flags & ~FLAGS:
-            raise _bad(k, f"unknown flags {flags & ~FLAGS:#x} (known: NO_GRAD 1, DESCRIBE 2, "
-                          "VALUE 4)")
-        if n_out == 0:
-            raise _bad(k, "declares no outputs")
-        start, end = pos + 1, pos + 1 + n_in + n_out
-        if end > n:
-            raise _bad(k, f"declares {n_in} inputs and {n_out} outputs, past the end of the code "
-                          f"({n - pos - 1} words left)")
+        start = pos + 1
+        end = start + n_in + n_out
+        if code >= n_names or flags & ~FLAGS or not n_out or end > n:
+            raise _bad(k, _bad_header(code, flags, n_in, n_out, n - start, n_names))
         inputs = words[start:start + n_in]
-        for j, w in enumerate(inputs):
-            kind, payload = w & 7, w >> 3
+        for w in inputs:  # the common kinds first; any failure is named by _bad_input
+            kind = w & 7
             if kind == HANDLE:
-                ok = payload != 0
+                if w < 8:  # payload 0
+                    break
             elif kind == FLOAT:
-                ok = payload < n_floats
-            elif kind == INT:
-                ok = payload < n_ints
-            elif kind == BOOL:
-                ok = payload <= 1
-            elif kind == NONE:
-                ok = payload == 0
-            elif kind == CONSTANT:
-                ok = payload < n_constants
-            else:
-                raise _bad(k, f"input {j} has unknown kind {kind}")
-            if not ok:
-                raise _bad(k, _bad_payload(j, kind, payload, n_floats, n_ints, n_constants))
+                if w >> 3 >= n_floats:
+                    break
+            elif not _payload_ok(kind, w >> 3, n_ints, n_constants):
+                break
+        else:
+            kind = -1
+        if kind != -1:
+            raise _bad_input(k, inputs, n_floats, n_ints, n_constants)
         outputs = words[start + n_in:end]
         if 0 in outputs:
             raise _bad(k, "handle ids start at 1 (0 means the field was not set)")
         if flags & DESCRIBE:
             described += n_out
-        ops.append((names[code], flags, inputs, outputs))
+        append((names[code], flags, inputs, outputs))
         pos = end
     return Decoded(ops, floats, ints, constants, described)
+
+
+def _bad_header(code: int, flags: int, n_in: int, n_out: int, left: int, n_names: int) -> str:
+    """What is wrong with an op's header (one of the checks `decode` makes at once)."""
+    if code >= n_names:
+        return f"op code {code} is not an index of the tape's {n_names} op names"
+    if flags & ~FLAGS:
+        return f"unknown flags {flags & ~FLAGS:#x} (known: NO_GRAD 1, DESCRIBE 2, VALUE 4)"
+    if not n_out:
+        return "declares no outputs"
+    return (f"declares {n_in} inputs and {n_out} outputs, past the end of the code ({left} "
+            "words left)")
+
+
+def _payload_ok(kind: int, payload: int, n_ints: int, n_constants: int) -> bool:
+    """An input word of a kind other than handle or float is valid."""
+    if kind == INT:
+        return payload < n_ints
+    if kind == BOOL:
+        return payload <= 1
+    if kind == NONE:
+        return payload == 0
+    return kind == CONSTANT and payload < n_constants
+
+
+def _bad_input(k: int, inputs: Any, n_floats: int, n_ints: int, n_constants: int) -> Located:
+    """The error of op `k`'s first invalid input word."""
+    for j, w in enumerate(inputs):
+        kind, payload = w & 7, w >> 3
+        if kind > CONSTANT:
+            return _bad(k, f"input {j} has unknown kind {kind}")
+        ok = (payload != 0 if kind == HANDLE else payload < n_floats if kind == FLOAT
+              else _payload_ok(kind, payload, n_ints, n_constants))
+        if not ok:
+            return _bad(k, _bad_payload(j, kind, payload, n_floats, n_ints, n_constants))
+    raise AssertionError("_bad_input: every input is valid")
 
 
 def _bad_payload(j: int, kind: int, payload: int, n_floats: int, n_ints: int,

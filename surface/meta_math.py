@@ -177,6 +177,7 @@ for _name in ("log_sigmoid", "mish", "selu", "hardsigmoid", "hardswish"):
     _elementwise(_name, 1, _PROMOTE, accepts=lambda rank: rank >= _FLOAT)
 for _name in ("tanh_backward", "sigmoid_backward", "hardsigmoid_backward"):
     _elementwise(_name, 2, _PROMOTE, accepts=lambda rank: rank >= _FLOAT)
+_elementwise("threshold_backward", 2, _PROMOTE, attrs={"threshold": _float})
 _elementwise("celu", 1, _PROMOTE, accepts=lambda rank: rank >= _FLOAT,
              attrs={"alpha": _nonzero_float})
 _elementwise("gelu", 1, _TO_FLOAT, attrs={"approximate": lambda v: _choice(v, ("none", "tanh"))})

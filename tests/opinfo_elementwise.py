@@ -156,6 +156,9 @@ UNARY = [
     unary("log2", domain=(0.5, 2.0)),
     unary("sin"), unary("cos"), unary("tan", domain=(-1.2, 1.2)), unary("tanh"),
     # tanh's gradient as its own op (TanhBackwardBackward0), as torch's aten op
+    OpInfo("threshold_backward", torch.ops.aten.threshold_backward,
+           [Sample(((2, 3), (2, 3)), {"threshold": 0.0}), Sample(((3,), (3,)), {"threshold": 0.5}),
+            Sample(((), ()), {"threshold": -0.25})]),
     OpInfo("sigmoid_backward", torch.ops.aten.sigmoid_backward,
            [Sample(((3,), uniform((3,), 0.05, 0.95))), Sample(((2, 3), uniform((3,), 0.05, 0.95))),
             Sample(((), uniform((2,), 0.05, 0.95)))]),
