@@ -196,7 +196,7 @@ def _check_attrs(op: Any, node: graph_pb2.Node, where: str) -> None:
 def execute(req: service_pb2.RunGraphRequest, config: ServerConfig, *,
             check_deadline: Callable[[], None],
             resolve_handle: Callable[[int], ge.Tensor] | None = None,
-            generator: Any = None) -> service_pb2.RunGraphResponse:
+            generator: Any = None) -> Reply:
     """Run a validated graph and return outputs and requested gradients, the whole call under
     one byte budget of `--max-session-bytes` (see `Budget`).
 
@@ -239,7 +239,7 @@ def _work_meter(max_ops: int, check_deadline: Callable[[], None]) -> Callable[[]
 def _execute(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: Budget,
              check_deadline: Callable[[], None],
              resolve_handle: Callable[[int], ge.Tensor] | None,
-             generator: Any) -> service_pb2.RunGraphResponse:
+             generator: Any) -> Reply:
     g = req.graph
     limit = config.max_tensor_elements
     wrt = set(req.wrt)
@@ -258,14 +258,17 @@ def _execute(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: Bud
 def _run_nodes(req: service_pb2.RunGraphRequest, budget: Budget,
                env: dict[str, tuple[Any, ...]], limit: int, check_deadline: Callable[[], None],
                resolve_handle: Callable[[int], ge.Tensor] | None,
-               generator: Any) -> service_pb2.RunGraphResponse:
+               generator: Any) -> Reply:
     """Run the graph's nodes on `env` (the inputs) and its gradients, if asked for."""
     g = req.graph
     outputs = _forward(g, budget, env, limit, check_deadline, resolve_handle, generator)
-    resp = service_pb2.RunGraphResponse()
+    resp = Reply()
+    wrt = bool(req.wrt)
     for o, t in zip(g.outputs, outputs):
-        _encode(t, resp.outputs.add(name=o.name).tensor)
-    if req.wrt:
+        # encoded before the gradients are computed: its bytes are taken now (a backward pass
+        # writes only buffers of its own, but the reply does not depend on it)
+        resp.output(o.name, t, snapshot=wrt)
+    if wrt:
         check_deadline()
         _gradients(req, outputs, [env[name][0] for name in req.wrt], limit, resp,
                    check_deadline)
@@ -289,20 +292,37 @@ def _forward(g: graph_pb2.Graph, budget: Budget, env: dict[str, tuple[Any, ...]]
             return resolve_handle(v.handle)
         return output(v.ref)
 
+    grad_enabled = ge.is_grad_enabled()
+    add = budget.add
     for node in g.nodes:
         check_deadline()
         try:
-            op = ops.checked(node.op, len(node.inputs))
-            what = f"{node.op}() input"
-            inputs = [codec.decode_value(v, resolve, limit, what) for v in node.inputs]
-            for v in inputs:
-                budget.add(v)  # inline constants (the engine charges what ops make)
-            attrs = codec.decode_attrs(node.attrs, node.op) if node.attrs else {}
-            if node.no_grad == ge.is_grad_enabled():  # switch grad mode only when it differs
-                with ge.set_grad_enabled(not node.no_grad):
-                    outs = ops.run(op, inputs, attrs, generator)
-            else:
-                outs = ops.run(op, inputs, attrs, generator)
+            name, values = node.op, node.inputs
+            inputs = []
+            for v in values:
+                kind = v.WhichOneof("kind")
+                x = output(v.ref) if kind == "ref" else codec.decode_value(
+                    v, resolve, limit, f"{name}() input")
+                add(x)  # inline constants (the engine charges what ops make)
+                inputs.append(x)
+            attrs = node.attrs
+            no_grad = node.no_grad
+            if attrs:
+                op = ops.checked(name, len(inputs))
+                decoded = codec.decode_attrs(attrs, name)
+                if no_grad == grad_enabled:  # switch grad mode only when it differs
+                    with ge.set_grad_enabled(not no_grad):
+                        outs = ops.run(op, inputs, decoded, generator)
+                else:
+                    outs = ops.run(op, inputs, decoded, generator)
+            else:  # no attributes: the op's defaults, bound once (`ops.prepared`)
+                prepared = ops.prepared(name, len(inputs))
+                if no_grad == grad_enabled:
+                    with ge.set_grad_enabled(not no_grad):
+                        out = ops.run_prepared(prepared, inputs, generator)
+                else:
+                    out = ops.run_prepared(prepared, inputs, generator)
+                outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
             env[node.id] = outs
         except Exception as exc:
             raise Located(exc, node=node.id, op=node.op) from exc
@@ -312,7 +332,7 @@ def _forward(g: graph_pb2.Graph, budget: Budget, env: dict[str, tuple[Any, ...]]
 def _functional(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: Budget,
                 env: dict[str, tuple[Any, ...]], check_deadline: Callable[[], None],
                 resolve_handle: Callable[[int], ge.Tensor] | None,
-                generator: Any) -> service_pb2.RunGraphResponse:
+                generator: Any) -> Reply:
     """torch.autograd.functional's `req.functional.kind` of the graph as a function of the wrt
     inputs: the engine's implementation (surface/functional.py) calls a function replaying the
     nodes (called once). The engine's backward passes tick the
@@ -360,15 +380,11 @@ def _functional(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: 
     else:
         _, res = fn(func, inputs, None if not v else v if v_tuple else v[0], strict=f.strict)
     flat = _flatten(res)
-    resp = service_pb2.RunGraphResponse()
+    resp = Reply()
     for o, t in zip(g.outputs, first):
-        _encode(t.detach(), resp.outputs.add(name=o.name).tensor)
+        resp.output(o.name, t.detach())
     for t in flat:
-        slot = resp.functional_result.add()
-        if t is None:
-            slot.none.SetInParent()
-        else:
-            _encode(t, slot.tensor)
+        resp.functional_result(t)
     return resp
 
 
@@ -379,23 +395,73 @@ def _flatten(res: Any) -> list[Any]:
     return [res]
 
 
-def fit(resp: service_pb2.RunGraphResponse, config: ServerConfig) -> bytes:
+def fit(resp: Reply, config: ServerConfig) -> bytes:
     """`resp` serialized, if it fits the message limit; a stateless call applied nothing, so it
-    is refused whole rather than lost in transport. The bytes are what gRPC sends (the
-    registration passes bytes through, `wire_guard`): measuring the message would serialize it
-    a second time (protobuf's ByteSize does; 0.5 ms for a 1 MiB reply).
+    is refused whole rather than lost in transport. The size is known before the bytes are made,
+    and the bytes are what gRPC sends (the registration passes bytes through, `wire_guard`).
 
     Raises:
         LimitExceededError: the response is larger than --max-message-bytes.
     """
-    data = resp.SerializeToString()
-    size = len(data)
+    size = resp.size
     if size > config.max_message_bytes:
         raise LimitExceededError(
             f"the response would take {size} bytes, more than the message limit of "
             f"{config.max_message_bytes} bytes (--max-message-bytes); ask for fewer or smaller "
             "outputs and gradients per call", limit="max_message_bytes")
-    return data
+    return resp.serialize()
+
+
+class Reply:
+    """A RunGraphResponse as it is built: its serialized fields, in order, each tensor's data
+    held as its array until `serialize` copies it once into the reply's bytes (see
+    `codec.tensor_parts`). Outputs come first, then gradients or functional results, as the
+    message's field numbers order them; each tensor's reply copies are charged to the call's
+    budget when it is added (`REPLY_COPIES`)."""
+
+    __slots__ = ("_parts", "size")
+
+    def __init__(self) -> None:
+        self._parts: list[Any] = []
+        self.size = 0
+
+    def _add(self, tag: bytes, parts: codec.Parts) -> None:
+        head = tag + codec.varint(parts[1])
+        self._parts.append(head)
+        self._parts.extend(parts[0])
+        self.size += len(head) + parts[1]
+
+    def output(self, name: str, t: ge.Tensor, snapshot: bool = False) -> None:
+        """Add an output (NamedTensor, field 1); `snapshot`: copy its data now, as more work
+        (the gradients) runs before the reply is serialized."""
+        name_field = codec.text_field(b"\x0a", name)
+        tensor, size = codec.framed(b"\x12", _tensor_parts(t, snapshot))
+        self._add(b"\x0a", ([name_field, *tensor], len(name_field) + size))
+
+    def gradients(self, name: str, derivatives: Sequence[ge.Tensor | None]) -> None:
+        """Add one input's derivatives (InputGradients, field 2); None is NoneValue."""
+        name_field = codec.text_field(b"\x0a", name)
+        parts, size = [name_field], len(name_field)
+        for d in derivatives:
+            slot, n = codec.framed(b"\x12", _maybe_tensor(d))
+            parts.extend(slot)
+            size += n
+        self._add(b"\x12", (parts, size))
+
+    def functional_result(self, t: ge.Tensor | None) -> None:
+        """Add one of a functional call's results (MaybeTensor, field 3)."""
+        self._add(b"\x1a", _maybe_tensor(t))
+
+    def serialize(self) -> bytes:
+        """The RunGraphResponse's bytes (what SerializeToString makes of the same message)."""
+        return b"".join(self._parts)
+
+
+_NONE_SLOT: codec.Parts = ([b"\x12\x00"], 2)  # MaybeTensor.none, an empty NoneValue
+
+
+def _maybe_tensor(t: ge.Tensor | None) -> codec.Parts:
+    return _NONE_SLOT if t is None else codec.framed(b"\x0a", _tensor_parts(t))
 
 
 class Budget:
@@ -431,11 +497,11 @@ class Budget:
             limit="max_session_bytes")
 
 
-def _encode(t: ge.Tensor, out: Any) -> None:
-    """Encode `t` into `out`, charging the reply's copies of its data to the call's budget."""
+def _tensor_parts(t: ge.Tensor, snapshot: bool = False) -> codec.Parts:
+    """`t`'s serialized Tensor, charging the reply's copies of its data to the call's budget."""
     arr = t.numpy(force=True)
     ge.limits.charge(REPLY_COPIES * arr.nbytes, "the reply's copies of a result")
-    codec.encode_array(arr, out)
+    return codec.tensor_parts(arr, snapshot)
 
 
 def _zeros_like(x: ge.Tensor) -> ge.Tensor:
@@ -443,7 +509,7 @@ def _zeros_like(x: ge.Tensor) -> ge.Tensor:
 
 
 def _gradients(req: service_pb2.RunGraphRequest, outputs: list[Any], inputs: list[Any],
-               limit: int, resp: service_pb2.RunGraphResponse,
+               limit: int, resp: Reply,
                check_deadline: Callable[[], None]) -> None:
     names = [o.name for o in req.graph.outputs]
     roots, grads = [], []
@@ -474,10 +540,4 @@ def _gradients(req: service_pb2.RunGraphRequest, outputs: list[Any], inputs: lis
                                           create_graph=n < order, allow_unused=True)
             derivs[i].append(nxt if nxt is not None else _zeros_like(x))
     for name, ds in zip(req.wrt, derivs):
-        entry = resp.gradients.add(name=name)
-        for d in ds:
-            slot = entry.derivatives.add()
-            if d is None:
-                slot.none.SetInParent()
-            else:
-                _encode(d, slot.tensor)
+        resp.gradients(name, ds)

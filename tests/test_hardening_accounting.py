@@ -270,7 +270,8 @@ def test_the_graph_itself_is_charged_to_the_call():
     with pytest.raises(Exception, match="the parsed and validated graph needs 1008000 bytes"):
         graph.execute(req, cheap, check_deadline=lambda: None)
     roomy = ServerConfig(max_session_bytes=8 * MiB)
-    resp = graph.execute(req, roomy, check_deadline=lambda: None)
+    resp = service_pb2.RunGraphResponse.FromString(
+        graph.fit(graph.execute(req, roomy, check_deadline=lambda: None), roomy))
     assert [g.name for g in resp.gradients] == ["x"]
 
 
@@ -291,8 +292,9 @@ def test_the_reply_is_charged_to_the_call():
     graph.validate(req, tight, handles_allowed=False)
     with pytest.raises(Exception, match=f"the reply's copies of a result needs {reply} bytes"):
         graph.execute(req, tight, check_deadline=lambda: None)
-    resp = graph.execute(req, ServerConfig(max_session_bytes=reply + 4 * n + 64 * 1024),
-                         check_deadline=lambda: None)
+    roomy = ServerConfig(max_session_bytes=reply + 4 * n + 64 * 1024)
+    resp = service_pb2.RunGraphResponse.FromString(
+        graph.fit(graph.execute(req, roomy, check_deadline=lambda: None), roomy))
     assert len(resp.outputs[0].tensor.raw) == 4 * n
 
 

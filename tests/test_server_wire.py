@@ -89,6 +89,66 @@ def test_round_trip_every_dtype(dtype, shape):
     assert t.numpy().flags.writeable and t.shape == arr.shape
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64, np.bool_])
+@pytest.mark.parametrize("shape", [(), (0,), (3,), (2, 3), (2, 0, 4), (200, 3)])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "expanded"])
+def test_tensor_parts_are_protobufs_own_bytes(dtype, shape, layout):
+    # RunGraph's reply is written directly (codec.tensor_parts, graph.Reply) so that a tensor's
+    # data is copied once: byte for byte what protobuf serializes, whatever the array's layout.
+    n = int(np.prod(shape))
+    arr = (np.arange(n) % 3 == 1) if dtype is np.bool_ else np.arange(n) - 150
+    arr = arr.astype(dtype).reshape(shape)
+    if layout == "transposed":
+        arr = arr.T
+    elif layout == "expanded":  # a 0-stride view, as expand() makes
+        arr = np.broadcast_to(arr, (2, *shape))
+    parts, size = codec.tensor_parts(arr)
+    wire = codec.encode_array(arr).SerializeToString()
+    assert b"".join(parts) == wire and size == len(wire)
+    taken, _ = codec.tensor_parts(arr, snapshot=True)  # the bytes as they are now
+    if n and layout == "contiguous":
+        arr[...] = ~arr if dtype is np.bool_ else arr + 1
+        assert b"".join(taken) == wire and b"".join(parts) != wire  # the other holds `arr`
+
+
+def test_reply_bytes_are_protobufs_own():
+    # Every field of a RunGraphResponse the reply writes: names (empty ones are left out, as
+    # proto3 does; non-ASCII ones in UTF-8), outputs, gradients with None slots, functional
+    # results, tensor views.
+    import gradserve.engine as ge
+    from gradserve.server import graph
+    from gradserve.v1 import service_pb2
+
+    t = ge.tensor(np.arange(600, dtype=np.float32).reshape(200, 3))
+    view = t.t()
+    reply = graph.Reply()
+    expected = service_pb2.RunGraphResponse()
+    for name, tensor in (("y", t), ("", view), ("\u00e9\u4e2d", ge.tensor(np.int64(7)))):
+        reply.output(name, tensor)
+        codec.encode_array(tensor.numpy(), expected.outputs.add(name=name).tensor)
+    reply.gradients("x", [t, None, view])
+    entry = expected.gradients.add(name="x")
+    codec.encode_array(t.numpy(), entry.derivatives.add().tensor)
+    entry.derivatives.add().none.SetInParent()
+    codec.encode_array(view.numpy(), entry.derivatives.add().tensor)
+    reply.gradients("", [])
+    expected.gradients.add(name="")
+    reply.functional_result(None)
+    expected.functional_result.add().none.SetInParent()
+    reply.functional_result(view)
+    codec.encode_array(view.numpy(), expected.functional_result.add().tensor)
+    wire = expected.SerializeToString()
+    assert reply.serialize() == wire and reply.size == len(wire)
+
+
+def test_varint_is_protobufs():
+    for n in (0, 1, 127, 128, 300, 2**31, 2**62, 2**64 - 1):
+        msg = tensor_pb2.Tensor(shape=[n % 2**63])
+        assert msg.SerializeToString() == b"\x12" + codec.varint(
+            len(codec.varint(n % 2**63))) + codec.varint(n % 2**63)
+    assert codec.varint(-1) == tensor_pb2.Tensor(shape=[-1]).SerializeToString()[2:]
+
+
 def test_typed_lists_decode():
     msg = tensor_pb2.Tensor(dtype=tensor_pb2.DTYPE_FLOAT64, shape=[2],
                             double_values=tensor_pb2.DoubleList(values=[1.5, -2.0]))
