@@ -1,10 +1,12 @@
 """Engine speed against PyTorch, as ratios measured in the same run (issue 13's targets).
 
     python bench/engine.py            # full run (about a minute)
-    python bench/engine.py --quick    # fewer repeats
+    python bench/engine.py --quick    # fewer rounds
+    python bench/engine.py --rounds 15 chain-1000   # more rounds, one case
 
-Each case runs the same code with `torch` and with `gradserve.engine` on the same inputs and
-reports the best time of several repeats for each, and engine time / torch time. Ratios below 1
+Each case runs the same code with `torch` and with `gradserve.engine` on the same inputs, in
+rounds that alternate the two, and reports the best time of each over the rounds, and engine
+time / torch time. Ratios below 1
 mean the engine is faster. Timings on a shared machine are noisy: compare ratios, not seconds.
 """
 
@@ -26,20 +28,36 @@ from gradserve.engine import mkl
 TARGETS = {"chain-1000": 0.8, "seed-step": 1.0, "mlp-64": 1.0, "mlp-1024": 1.2, "graph-4M": 1.0}
 
 
-def best_time(fn: Callable[[], Any], repeats: int, min_seconds: float = 0.2) -> float:
-    """Best wall time of one call, over `repeats` rounds of enough calls to last min_seconds."""
+def _calls_for(fn: Callable[[], Any], min_seconds: float) -> int:
+    """How many calls of `fn` last about min_seconds (after one warm-up call)."""
     fn()  # warm up
     start = time.perf_counter()
     fn()
     once = max(time.perf_counter() - start, 1e-6)
-    calls = max(1, int(min_seconds / once))
-    best = float("inf")
+    return max(1, int(min_seconds / once))
+
+
+def _round(fn: Callable[[], Any], calls: int) -> float:
+    # a pause first: OpenMP worker threads (torch's, MKL's) spin for a while after a parallel
+    # region and would take a core from the next round's code on a 2-core machine
+    time.sleep(0.05)
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def best_times(engine_fn: Callable[[], Any], torch_fn: Callable[[], Any], repeats: int,
+               min_seconds: float = 0.2) -> tuple[float, float]:
+    """Best wall time of one call of each, over `repeats` rounds that alternate engine and
+    torch (so a burst of other work on a shared machine hits both), each round enough calls
+    to last min_seconds."""
+    calls = _calls_for(engine_fn, min_seconds), _calls_for(torch_fn, min_seconds)
+    best = [float("inf"), float("inf")]
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
+        for i, fn in enumerate((engine_fn, torch_fn)):
+            best[i] = min(best[i], _round(fn, calls[i]))
+    return best[0], best[1]
 
 
 def chain_case(mod: Any) -> Callable[[], Any]:
@@ -126,10 +144,12 @@ CASES: dict[str, Callable[[Any], Callable[[], Any]]] = {
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
+    parser.add_argument("--quick", action="store_true", help="3 rounds instead of 7")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="alternating engine/torch rounds per case (more: steadier minima)")
     parser.add_argument("cases", nargs="*", help=f"subset of {', '.join(CASES)}")
     args = parser.parse_args()
-    repeats = 3 if args.quick else 7
+    repeats = args.rounds or (3 if args.quick else 7)
     print(f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), engine threads "
           f"{ge.parallel.threads()}, cpus {os.cpu_count()}")
@@ -138,8 +158,7 @@ def main() -> int:
     missed = []
     for name in args.cases or CASES:
         make = CASES[name]
-        t_engine = best_time(make(ge), repeats)
-        t_torch = best_time(make(torch), repeats)
+        t_engine, t_torch = best_times(make(ge), make(torch), repeats)
         ratio = t_engine / t_torch
         target = TARGETS[name]
         flag = "" if ratio <= target else "  MISSED"
