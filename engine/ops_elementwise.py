@@ -954,9 +954,12 @@ def _silu_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
     # recorded (create_graph=True) or another dtype: torch's infinitely_differentiable_silu_
     # backward, op for op: grad * s * (1.0 + x * (1.0 - s)), whose `1.0 - s` is C++'s
     # empty_like(s).fill_(1.0).sub_(s) (SubBackward0) and `1.0 + ...` an add with a Scalar
-    # (AddBackward1)
+    # (AddBackward1); torch's build (GCC) evaluates the right operand of the outer `*` before
+    # `grad * s`, so those nodes are made first (sequence numbers order a later backward's
+    # gradient accumulations: a third derivative's bits depend on it)
     s = ns.sigmoid(x)
-    return g * s * ns.add_scalar(x * ns.sub(ns.ones_like(s), s), other=1.0)
+    right = ns.add_scalar(x * ns.sub(ns.ones_like(s), s), other=1.0)
+    return (g * s) * right
 
 
 defop("silu", _silu, _silu_vjp, dtype=FLOAT,
