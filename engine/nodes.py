@@ -356,6 +356,17 @@ class Node:
                 return result
             vjps = op.vjps
             meta = self.meta
+            if create_graph and op.vjp_order is not None:
+                # recorded: the rules run in torch's order (OpDef.vjp_order), the gradients
+                # are fitted to their inputs afterwards in input order, as torch's engine does
+                raw: list[Any] = [None] * len(edges)
+                for i in op.vjp_order:
+                    if i < len(edges) and edges[i] is not None:
+                        raw[i] = vjps[i](ns, g, out, *args, **attrs)  # type: ignore[misc]
+                for i, e in enumerate(edges):
+                    if e is not None:
+                        result[i] = _fit(ns, raw[i], meta[i], True)
+                return result
             i = 0
             for e in edges:
                 if e is not None:

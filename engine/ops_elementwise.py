@@ -257,9 +257,16 @@ defop("mul", np.multiply,
       saves=("other", "input"),
       inputs=("input", "other"), dtype=PROMOTE, inplace=True, doc="input * other",
       out_shape=broadcast_shape)
+def _div_other_backward(g: Any, x: Any, y: Any) -> Any:
+    # torch's div_tensor_other_backward, -grad * ((self / other) / other), with its nodes made
+    # in torch's order when recorded: GCC evaluates the right operand of `*` first
+    q = x / y / y
+    return -g * q
+
+
 defop("div", np.true_divide,
       lambda ns, g, out, x, y: g / y,
-      lambda ns, g, out, x, y: -g * (x / y / y),  # torch's div_tensor_other_backward
+      lambda ns, g, out, x, y: _div_other_backward(g, x, y),
       saves=("other", "input other"),
       inputs=("input", "other"), dtype=FLOAT, inplace=True, doc="input / other (true division)",
       out_shape=broadcast_shape)

@@ -45,6 +45,12 @@ def names_backward(*names: str) -> Callable[[Any], Any]:
         return fn
     return declare
 
+# The engine's input names torch spells otherwise (its first input is `self`), and clamp's bounds,
+# whose gradients torch computes together (clamp_backward_min_max: min's, then max's) before
+# self's.
+_TORCH_NAMES = {"input": "self", "min": "min, max 0", "max": "min, max 1"}
+
+
 class OpDef:
     """One registry entry: see the module docstring and docs/internals.md."""
 
@@ -81,6 +87,14 @@ class OpDef:
         self.differentiable = any(v is not None for v in self.vjps)
         # Bit i set: input i has a VJP rule (Node.create masks the inputs requiring grad by it).
         self.rule_mask = sum(1 << i for i, v in enumerate(self.vjps) if v is not None)
+        # The order a recorded backward (create_graph) runs the rules in: torch's generated
+        # nodes compute their inputs' gradients sorted by the inputs' names (`other` before
+        # `self`, `tensor1` before `tensor2`: its codegen's order), which numbers the nodes the
+        # rules record and so orders a later pass's sums. None: the inputs' own order.
+        order = tuple(sorted((i for i, v in enumerate(self.vjps) if v is not None),
+                             key=lambda i: _TORCH_NAMES.get(self.inputs[i], self.inputs[i])))
+        self.vjp_order: tuple[int, ...] | None = (
+            order if list(order) != sorted(order) else None)
         # A forward that is one numpy ufunc on its inputs alone: elementwise, so a large call
         # may be split over threads with the same result (see `parallel`).
         self.ufunc: np.ufunc | None = (

@@ -120,12 +120,23 @@ def test_silu_create_graph_records_torchs_composite() -> None:
     _equal(got[0][2], got[1][2])
 
 
-@pytest.mark.parametrize("act", ["silu", "tanh", "sigmoid"])
+ACTIVATIONS = {
+    "silu": lambda lib, h: lib.nn.functional.silu(h),
+    "mish": lambda lib, h: lib.nn.functional.mish(h),
+    "tanh": lambda lib, h: lib.tanh(h),
+    "sigmoid": lambda lib, h: lib.sigmoid(h),
+    "tanh_log1p": lambda lib, h: lib.tanh(lib.log1p(h * h)),
+    "x_div": lambda lib, h: h / (h * h + 1),
+}
+
+
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
 def test_third_derivatives_through_composite_backwards(act: str) -> None:
     """A PINN's pattern: d2u/dt2 of a small net by create_graph, then its gradient with respect
-    to the weights. silu's recorded gradient is torch's C++ composite, whose operands GCC
-    evaluates right first: the nodes' order, and so the sums' bits, are torch's. (mish's third
-    derivative is not yet: its composite's order alone does not explain the difference.)"""
+    to the weights: the sums of a later pass run in the order of the nodes the recorded
+    backwards made, so the rules make them in torch's order (its composites' operands right
+    first, as GCC evaluates them; several inputs' gradients sorted by the inputs' names, as its
+    generated nodes compute them)."""
     rng = np.random.default_rng(0)
     t = np.linspace(0, 3, 30, dtype=np.float32)[:, None]
     params = [(rng.standard_normal(s) * 0.7).astype(np.float32)
@@ -135,11 +146,31 @@ def test_third_derivatives_through_composite_backwards(act: str) -> None:
         w = [lib.tensor(p, requires_grad=True) for p in params]
         x = lib.tensor(t).requires_grad_(True)
         f = lib.nn.functional
-        u = f.linear(getattr(lib, act)(f.linear(x, w[0], w[1])) if act != "silu"
-                     else f.silu(f.linear(x, w[0], w[1])), w[2], w[3])
+        u = f.linear(ACTIVATIONS[act](lib, f.linear(x, w[0], w[1])), w[2], w[3])
         (du,) = lib.autograd.grad(u, x, lib.ones_like(u), create_graph=True)
         (ddu,) = lib.autograd.grad(du, x, lib.ones_like(du), create_graph=True)
         grads = lib.autograd.grad((ddu * ddu).sum(), w[:3])
         got.append([g.numpy() for g in grads])
     for mine, ref in zip(*got):
         _equal(mine, ref)
+
+
+def _order(lib: Any, fn: Any, n: int) -> list[int]:
+    """The ranks of the sequence numbers of the nodes a recorded backward makes for each of
+    fn's n inputs' gradients (which gradient's node was made first)."""
+    xs = [lib.tensor([1.5, -0.5][: 1], requires_grad=True) for _ in range(n)]
+    g = lib.tensor([1.0], requires_grad=True)
+    grads = lib.autograd.grad(fn(lib, *xs), xs, g, create_graph=True, allow_unused=True)
+    nrs = [gr.grad_fn._sequence_nr() if lib is torch else gr.grad_fn.sequence_nr
+           for gr in grads if gr is not None and gr.grad_fn is not None]
+    return sorted(range(len(nrs)), key=nrs.__getitem__)
+
+
+@pytest.mark.parametrize("case", ["mul", "div", "where", "clamp", "addcmul", "pow"])
+def test_recorded_gradients_made_in_torchs_order(case: str) -> None:
+    fn, n = {"mul": (lambda lib, a, b: a * b, 2), "div": (lambda lib, a, b: a / b, 2),
+             "where": (lambda lib, a, b: lib.where(a > 0, a * 2, b * 3), 2),
+             "clamp": (lambda lib, a, b, c: lib.clamp(a, b - 1, c + 1), 3),
+             "addcmul": (lambda lib, a, b, c: lib.addcmul(a, b, c, value=2.0), 3),
+             "pow": (lambda lib, a, b: a.abs() ** b, 2)}[case]
+    assert _order(ge, fn, n) == _order(torch, fn, n)
