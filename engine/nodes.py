@@ -361,7 +361,7 @@ class Node:
                 # are fitted to their inputs afterwards in input order, as torch's engine does
                 raw: list[Any] = [None] * len(edges)
                 for i in op.vjp_order:
-                    if i < len(edges) and edges[i] is not None:
+                    if edges[i] is not None:
                         raw[i] = vjps[i](ns, g, out, *args, **attrs)  # type: ignore[misc]
                 for i, e in enumerate(edges):
                     if e is not None:
