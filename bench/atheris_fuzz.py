@@ -52,20 +52,20 @@ def one_input(data: bytes) -> None:
     if data[1] % 2 == 0:
         method = METHODS[data[0] % len(METHODS)]
         call = fz.raw_call(CHANNEL, method)
-        fz.check_status(lambda: call(data[2:], timeout=fz.DEADLINE,
+        fz.check_status(lambda t: call(data[2:], timeout=t,
                                      metadata=(("x-session-id", "none"),)), method)
         return
     c = fz.Chooser(rng=random.Random(data[2:]))
     if data[0] % 2 == 0:
         req = fz.graph_request(c, OPS)
-        fz.check_status(lambda: STUB.RunGraph(req, timeout=fz.DEADLINE), str(req))
+        fz.check_status(lambda t: STUB.RunGraph(req, timeout=t), str(req))
         return
     sid = STUB.CreateSession(session_pb2.CreateSessionRequest(), timeout=10).session_id
     meta = (("x-session-id", sid),)
     breq = session_pb2.BatchRequest(session_id=sid)
     fz.batch_instructions(c, OPS, INPLACE, breq.instructions)
     try:
-        fz.check_status(lambda: STUB.ExecuteBatch(breq, metadata=meta, timeout=fz.DEADLINE),
+        fz.check_status(lambda t: STUB.ExecuteBatch(breq, metadata=meta, timeout=t),
                         str(breq))
     finally:
         STUB.CloseSession(session_pb2.CloseSessionRequest(session_id=sid), metadata=meta,

@@ -13,10 +13,14 @@ Cases:
   process. Target: <= 2x the engine. `chain-1000-bwd` adds backward and reading the gradient.
 - adam-iter: one iteration of a small Adam training loop (zero_grad, 9 ops, backward, step; the
   loss is not read) through a session, against local torch, and against a bare gRPC echo round
-  trip (an in-process server returning the request bytes of a small batch; gradserve's server
-  is in process too). Issue 13's targets: <= 1.5x the echo; the seed step <= 2x the echo.
+  trip (a server returning the request bytes of a small batch). Issue 13's targets: <= 1.5x the
+  echo; the seed step <= 2x the echo.
   `adam-iter pipelined`: the same in a `session(pipelined=256)` (nothing waits; a background
   batch every 256 instructions, ~36 iterations), against local torch: target <= 2x.
+
+Both servers (gradserve's and the echo) run as processes of their own on loopback, as a deployed
+service does; `--in-process` runs them in this process instead (sharing its GIL with the client,
+so pipelining cannot overlap the client's work with the server's).
 
 Reports the median of several repeats of many calls each; compare ratios, not seconds.
 """
@@ -34,15 +38,25 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import service  # bench/service.py: its echo server, process start-up and /proc CPU reading
+
 TARGETS = {"seed-step vs torch-rpc": 0.5, "chain-1000 vs engine": 2.0,
            "chain-1000-bwd vs engine": 2.0, "seed-step vs echo": 2.0, "adam-iter vs echo": 1.5,
            "adam-pipelined vs torch": 2.0}
 PIPELINE = 256  # instructions per background batch in the pipelined Adam case
+WORKERS = 4  # each server's worker threads
 
 
-# The clock timeit reads: wall time, or with --cpu this process's CPU time (every thread: the
-# client, the in-process server, gRPC's), which a machine loaded by other work distorts less.
+# The clock timeit reads: wall time, or with --cpu the CPU time of this process (every thread:
+# the client, gRPC's, an in-process server) plus the server processes', which a machine loaded
+# by other work distorts less.
 CLOCK = [time.perf_counter]
+SERVER_PIDS: list[int] = []  # servers running as processes, whose CPU `cpu_clock` adds
+
+
+def cpu_clock() -> float:
+    """CPU seconds of this process and of the server processes (/proc, in clock ticks)."""
+    return time.process_time() + sum(service.cpu_seconds(pid) or 0.0 for pid in SERVER_PIDS)
 
 
 def timeit(fn: Callable[[], Any], repeats: int, min_seconds: float = 0.2) -> float:
@@ -111,14 +125,48 @@ def echo_server() -> tuple[Any, int]:
 
     handler = grpc.method_handlers_generic_handler(
         "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(lambda req, ctx: req)})
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=WORKERS))
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     return server, port
 
 
-def echo_time(repeats: int) -> float:
+class ServerProcess:
+    """A server started as a process of its own (`cmd` prints its port last on its first
+    line, as `gradserve serve` and `bench/service.py --echo-server` do), stopped on exit; its
+    CPU counts in `cpu_clock` while it runs."""
+
+    def __init__(self, cmd: list[str]):
+        self.proc, self.port = service.start(cmd)
+        SERVER_PIDS.append(self.proc.pid)
+
+    def stop(self, grace: Any = None) -> None:
+        SERVER_PIDS.remove(self.proc.pid)
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def start_server(in_process: bool, gradserve: bool) -> tuple[Any, int]:
+    """gradserve's server (else the echo) with WORKERS workers on a loopback port: (server
+    with a `stop(grace)` method, port)."""
+    if gradserve and in_process:
+        from gradserve.server.app import create_server
+        from gradserve.server.config import ServerConfig
+
+        server, port = create_server(ServerConfig(host="127.0.0.1", port=0, workers=WORKERS))
+        server.start()
+        return server, port
+    if in_process:
+        return echo_server()
+    cmd = ([sys.executable, "-m", "gradserve.server.cli", "serve", "--host", "127.0.0.1",
+            "--port", "0", "--workers", str(WORKERS), "--log-level", "WARNING"] if gradserve
+           else [sys.executable, service.__file__, "--echo-server", "--workers", str(WORKERS)])
+    server = ServerProcess(cmd)
+    return server, server.port
+
+
+def echo_time(repeats: int, in_process: bool) -> float:
     """Seconds per echo round trip of a small batch's bytes (the transport floor)."""
     import grpc
 
@@ -129,7 +177,7 @@ def echo_time(repeats: int) -> float:
         spb.Instruction(apply_op=spb.ApplyOp(op="mul", outputs=[2], inputs=[
             graph_pb2.Value(handle=1), graph_pb2.Value(float_scalar=2.0)]))
     ]).SerializeToString()
-    server, port = echo_server()
+    server, port = start_server(in_process, gradserve=False)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             echo = ch.unary_unary("/bench.Echo/Echo")
@@ -195,32 +243,35 @@ def main(argv: list[str]) -> int:
                              "ApplyOp message, as before issue 13)")
     parser.add_argument("--cpu", action="store_true",
                         help="time with this process's CPU time (all threads) instead of wall "
-                             "time: steadier on a loaded machine; excludes the RPC baseline's "
-                             "worker process")
+                             "time, plus the server processes': steadier on a loaded machine; "
+                             "excludes the RPC baseline's worker process")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run gradserve's server and the echo in this process (sharing its "
+                             "GIL) instead of as processes of their own")
     args = parser.parse_args(argv)
     if args.cpu:
-        CLOCK[0] = time.process_time
+        CLOCK[0] = cpu_clock
     repeats = 3 if args.quick else 7
 
     import torch
 
     import gradserve.client as gc
     import gradserve.engine as ge
-    from gradserve.server.app import create_server
-    from gradserve.server.config import ServerConfig
 
     torch.set_num_threads(1)
     print(f"python {platform.python_version()}, torch {torch.__version__}, "
-          f"{os.cpu_count()} cpus, {platform.machine()}")
+          f"{os.cpu_count()} cpus, {platform.machine()}; servers "
+          + ("in this process" if args.in_process else "in processes of their own"))
     rows: dict[str, float] = {}
     rpc_t, rpc_note = (None, "skipped (--no-rpc)") if args.no_rpc else torch_rpc_time(repeats)
 
     if args.no_tape:
         from gradserve.server import catalogue
 
+        if not args.in_process:
+            parser.error("--no-tape needs --in-process (it edits this process's catalogue)")
         del catalogue.list_ops().features[:]  # (a gradserve without tapes has no features)
-    server, port = create_server(ServerConfig(host="127.0.0.1", port=0, workers=4))
-    server.start()
+    server, port = start_server(args.in_process, gradserve=True)
     try:
         with gc.connect(f"127.0.0.1:{port}") as client, client.session() as session:
             rows["seed-step client"] = timeit(lambda: seed_step(session), repeats)
@@ -242,7 +293,7 @@ def main(argv: list[str]) -> int:
                 session.close()
     finally:
         server.stop(0)
-    rows["echo round trip"] = echo_time(repeats)
+    rows["echo round trip"] = echo_time(repeats, args.in_process)
     loop = AdamLoop(torch)
     rows["adam-iter torch"] = timeit(loop.step, repeats)
     rows["seed-step torch"] = timeit(lambda: seed_step(torch), repeats)

@@ -90,23 +90,23 @@ def main(argv: list[str]) -> int:
                 if kind == 0:
                     method, payload = c.pick(methods), c.bytes(200)
                     call = fz.raw_call(channel, method)
-                    fz.check_status(lambda call=call, payload=payload: call(
-                        payload, timeout=fz.DEADLINE, metadata=(("x-session-id", "none"),)),
+                    fz.check_status(lambda t, call=call, payload=payload: call(
+                        payload, timeout=t, metadata=(("x-session-id", "none"),)),
                                     f"{method} {payload!r}", outcome)
                 elif kind == 1:
                     method, valid = c.pick(corpus)
                     payload = fz.mutate(c, valid)
                     call = fz.raw_call(channel, method)
                     meta = (("x-session-id", holder.session_id),)
-                    fz.check_status(lambda call=call, payload=payload, meta=meta: call(
-                        payload, timeout=fz.DEADLINE, metadata=meta), f"{method} {payload!r}",
+                    fz.check_status(lambda t, call=call, payload=payload, meta=meta: call(
+                        payload, timeout=t, metadata=meta), f"{method} {payload!r}",
                         outcome)
                 elif kind == 4:
                     last_what = "hostile " + fz.hostile_call(c, stub, outcome)
                 elif kind == 2:
                     req = fz.graph_request(c, ops)
                     last_what = "graph " + str(req)
-                    fz.check_status(lambda req=req: stub.RunGraph(req, timeout=fz.DEADLINE),
+                    fz.check_status(lambda t, req=req: stub.RunGraph(req, timeout=t),
                                     str(req), outcome)
                 else:
                     sid = stub.CreateSession(session_pb2.CreateSessionRequest(),
@@ -115,8 +115,8 @@ def main(argv: list[str]) -> int:
                     breq = session_pb2.BatchRequest(session_id=sid)
                     fz.batch_instructions(c, ops, inplace, breq.instructions)
                     last_what = "batch " + str(breq)
-                    fz.check_status(lambda breq=breq, meta=meta: stub.ExecuteBatch(
-                        breq, metadata=meta, timeout=fz.DEADLINE), str(breq), outcome)
+                    fz.check_status(lambda t, breq=breq, meta=meta: stub.ExecuteBatch(
+                        breq, metadata=meta, timeout=t), str(breq), outcome)
                     stub.CloseSession(session_pb2.CloseSessionRequest(session_id=sid),
                                       metadata=meta, timeout=10)
                 for failure in outcome.failures[reported:]:  # as found: a long run's log

@@ -44,14 +44,14 @@ OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
 
 
-def run_echo_server() -> None:
-    """Serve the echo method until killed; print the port."""
+def run_echo_server(workers: int = WORKERS) -> None:
+    """Serve the echo method with `workers` threads until killed; print the port."""
     def echo(request: bytes, context: Any) -> bytes:
         return request
 
     handler = grpc.method_handlers_generic_handler(
         "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)})
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=WORKERS), options=OPTIONS)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=OPTIONS)
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
@@ -188,9 +188,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--processes", type=int, default=1,
                         help="gradserve's --processes (above 1: no session row)")
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=WORKERS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo_server:
-        run_echo_server()
+        run_echo_server(args.workers)
         return 0
 
     gs_proc, gs_port = start([sys.executable, "-m", "gradserve.server.cli", "serve", "--host",

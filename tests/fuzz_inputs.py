@@ -744,7 +744,7 @@ def hostile_call(c: Chooser, stub: Any, outcome: Outcome | None = None) -> str:
         req = higher_order_request(c)
     if k < 40:
         what = _summary(req)
-        check_status(lambda: stub.RunGraph(req, timeout=HOSTILE_DEADLINE), what, outcome,
+        check_status(lambda t: stub.RunGraph(req, timeout=t), what, outcome,
                      HOSTILE_DEADLINE)
         return what
     sid = stub.CreateSession(session_pb2.CreateSessionRequest(), timeout=10).session_id
@@ -753,7 +753,7 @@ def hostile_call(c: Chooser, stub: Any, outcome: Outcome | None = None) -> str:
     hostile_batch(c, breq.instructions)
     what = _summary(breq)
     try:
-        check_status(lambda: stub.ExecuteBatch(breq, metadata=meta, timeout=HOSTILE_DEADLINE),
+        check_status(lambda t: stub.ExecuteBatch(breq, metadata=meta, timeout=t),
                      what, outcome, HOSTILE_DEADLINE)
     finally:
         stub.CloseSession(session_pb2.CloseSessionRequest(session_id=sid), metadata=meta,
@@ -813,25 +813,34 @@ class Outcome:
         self.codes[code.name] = self.codes.get(code.name, 0) + 1
 
 
-def check_status(call: Callable[[], Any], what: str, outcome: Outcome | None = None,
-                 deadline: float = DEADLINE) -> Any:
-    """Run one call with a deadline; fail on UNKNOWN/INTERNAL or on a hang past the deadline
-    (`call` must pass `deadline` as its timeout).
+def slowdown() -> float:
+    """How many times slower than on an idle machine a call may run now: the 1-minute load
+    average per core, at least 1. A deadline is a hang detector, not a speed test: on a machine
+    running two loads per core a bounded call may take twice its idle time."""
+    return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
 
-    Returns the response, or None when the call was refused (with an allowed status).
+
+def check_status(call: Callable[[float], Any], what: str, outcome: Outcome | None = None,
+                 deadline: float = DEADLINE) -> Any:
+    """Run one call with a deadline; fail on UNKNOWN/INTERNAL or on a hang past the deadline.
+
+    `call` takes the timeout to pass to gRPC: `deadline` seconds, stretched by `slowdown()` on
+    a loaded machine. Returns the response, or None when the call was refused (with an allowed
+    status).
     """
+    timeout = deadline * slowdown()
     start = time.monotonic()
     try:
-        resp = call()
+        resp = call(timeout)
         code = grpc.StatusCode.OK
     except grpc.RpcError as err:
         resp = None
         code = err.code()
         if code in FORBIDDEN or code is grpc.StatusCode.DEADLINE_EXCEEDED:
-            _fail(outcome, f"{code.name}: {err.details()}\n{what}")
+            _fail(outcome, f"{code.name} (timeout {timeout:.1f}s): {err.details()}\n{what}")
     elapsed = time.monotonic() - start
-    if elapsed > deadline + 2:
-        _fail(outcome, f"took {elapsed:.1f}s, past the {deadline}s deadline\n{what}")
+    if elapsed > timeout + 2:
+        _fail(outcome, f"took {elapsed:.1f}s, past the {timeout:.1f}s deadline\n{what}")
     if outcome is not None:
         outcome.record(code)
     return resp

@@ -80,7 +80,7 @@ def _metadata_for(payload: bytes, cls) -> tuple[tuple[str, str], ...]:
 @given(method=st.sampled_from(sorted(fz.METHODS)), payload=st.binary(max_size=200))
 def test_random_bytes_to_every_rpc(channel, baseline, method, payload):
     call = fz.raw_call(channel, method)
-    fz.check_status(lambda: call(payload, timeout=fz.DEADLINE,
+    fz.check_status(lambda t: call(payload, timeout=t,
                                  metadata=_metadata_for(payload, fz.METHODS[method])),
                     f"{method} {payload!r}", OUTCOME)
 
@@ -99,7 +99,7 @@ def test_mutated_requests_to_every_rpc(channel, baseline, corpus, data):
     method, valid = c.pick(corpus)
     payload = fz.mutate(c, valid)
     call = fz.raw_call(channel, method)
-    fz.check_status(lambda: call(payload, timeout=fz.DEADLINE,
+    fz.check_status(lambda t: call(payload, timeout=t,
                                  metadata=_metadata_for(payload, fz.METHODS[method])),
                     f"{method} {payload!r}", OUTCOME)
 
@@ -108,7 +108,7 @@ def test_mutated_requests_to_every_rpc(channel, baseline, corpus, data):
 @given(data=st.data())
 def test_random_graphs(stub, baseline, catalogue, data):
     req = fz.graph_request(fz.Chooser(draw=data.draw), catalogue[0])
-    fz.check_status(lambda: stub.RunGraph(req, timeout=fz.DEADLINE), str(req), OUTCOME)
+    fz.check_status(lambda t: stub.RunGraph(req, timeout=t), str(req), OUTCOME)
 
 
 @settings(max_examples=EXAMPLES["batches"], **FUZZ)
@@ -123,11 +123,10 @@ def test_random_instruction_batches(stub, baseline, catalogue, data):
         for _ in range(2):
             req = session_pb2.BatchRequest(session_id=sid)
             fz.batch_instructions(c, catalogue[0], catalogue[1], req.instructions)
-            fz.check_status(lambda req=req: stub.ExecuteBatch(req, metadata=meta,
-                                                              timeout=fz.DEADLINE),
+            fz.check_status(lambda t, req=req: stub.ExecuteBatch(req, metadata=meta, timeout=t),
                             str(req), OUTCOME)
-        fz.check_status(lambda: stub.DescribeSession(
-            session_pb2.DescribeSessionRequest(session_id=sid), metadata=meta, timeout=10),
+        fz.check_status(lambda t: stub.DescribeSession(
+            session_pb2.DescribeSessionRequest(session_id=sid), metadata=meta, timeout=t),
             "describe", OUTCOME)
     finally:
         stub.CloseSession(session_pb2.CloseSessionRequest(session_id=sid), metadata=meta,
