@@ -68,8 +68,9 @@ class Call:
         self.deadline = math.inf if remaining is None else time.monotonic() + remaining
         self.ended = _Flag()
         # Runs when the call ends for any reason: client cancel, deadline, server stop, done.
-        if not context.add_callback(self.ended.set):
-            self.ended.up = True  # already over
+        # False: the call is already over (grpc.server's answer; grpc.aio's returns None).
+        if context.add_callback(self.ended.set) is False:
+            self.ended.up = True
         self._slots = slots
         self._quantum = quantum
         self._slot_since = 0.0  # monotonic time the run slot was taken; 0 while not held
