@@ -90,6 +90,8 @@ def fma32(a: np.ndarray | float, b: np.ndarray | float, c: np.ndarray | float) -
     redo = (low == 0x10000000) | (np.abs(s) < 2.0 ** -125)
     out = s.astype(_F32)
     if redo.any():
+        if type(out) is not np.ndarray:  # 0-d operands: numpy scalars, no item assignment
+            return _add_round_odd(np.reshape(p, 1), np.reshape(cc, 1)).astype(_F32)[0]
         out[redo] = _add_round_odd(p[redo], cc[redo]).astype(_F32)
     return out
 
