@@ -80,15 +80,22 @@ def _needed(roots: Sequence[Any], targets: set[int]) -> dict[Any, bool]:
     """For each reachable node, whether a captured node lies below it (children-first DFS)."""
     needed: dict[Any, bool] = {}
     stack: list[tuple[Any, bool]] = [(r, False) for r in roots]
+    push, pop = stack.append, stack.pop
     while stack:
-        n, done = stack.pop()
-        if done:
-            needed[n] = any(e is not None and (id(e[0]) in targets or needed.get(e[0], False))
-                            for e in n.edges)
+        n, done = pop()
+        if done:  # (loops, not any() over a generator: this runs once per node of a pass)
+            found = False
+            for e in n.edges:
+                if e is not None and (id(e[0]) in targets or needed.get(e[0], False)):
+                    found = True
+                    break
+            needed[n] = found
         elif n not in needed:
             needed[n] = False
-            stack.append((n, True))
-            stack.extend((e[0], False) for e in n.edges if e is not None and e[0] not in needed)
+            push((n, True))
+            for e in n.edges:
+                if e is not None and e[0] not in needed:
+                    push((e[0], False))
     return needed
 
 
