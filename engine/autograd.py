@@ -252,6 +252,7 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                                 limits.charge(n, node.name, "gradients of ")  # raises
                             state.bytes_left = left - n
                         meter.live += n
+                        g = None  # (no reference left to a gradient: see owned_array)
                     if not keep_graph:
                         node.release()
             edges = node.edges
@@ -296,6 +297,7 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                     if left is not None:
                         state.bytes_left = left + n
                     meter.live -= n
+                g = None
     finally:
         ctx.__exit__()
     return captured
