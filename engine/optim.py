@@ -226,7 +226,8 @@ class Adam(Optimizer):
         without weight decay, AMSGrad or maximize, whose state was made by this path (each
         parameter's buffers are views of one flat buffer per group, as torch's foreach path
         keeps lists) and is at the same step."""
-        if group["amsgrad"] or group["maximize"] or group["weight_decay"] != 0:
+        if (group["amsgrad"] or group["maximize"] or group["weight_decay"] != 0
+                or type(self)._update is not Adam._update):  # (a subclass's own update)
             return False
         params = []
         for p in group["params"]:
