@@ -507,18 +507,18 @@ class _FlatAdam:
         """`group`'s flat state for stepping `params` (made when none of them has state yet),
         or None: the per-parameter path applies."""
         n = 0
-        arrays = {id(p._data) for p in params}
+        # what owns each parameter's memory: a gradient sharing it would be read after that
+        # parameter's update one by one, before it here
+        owners = {id(p._data if p._data.base is None else p._data.base) for p in params}
         for p in params:
             x, g = p._data, p._grad._data  # type: ignore[union-attr]
             if not (type(x) is np.ndarray and type(g) is np.ndarray and x.dtype == _F32
                     and g.dtype == _F32 and x.shape == g.shape and p._base is None
-                    and x.flags.writeable and x.base is None
-                    and id(g) not in arrays and id(g.base) not in arrays):
-                # (a gradient that is a parameter's data would be read after that
-                # parameter's update one by one, before it here)
+                    and x.flags.writeable
+                    and id(g if g.base is None else g.base) not in owners):
                 return None
             n += x.size
-        if len(arrays) != len(params):
+        if len({id(p) for p in params}) != len(params):
             return None  # a parameter listed twice is updated twice, one by one
         beta1 = group["betas"][0]
         if n >= parallel.MIN_ELEMENTS or not abs(np.float32(1 - beta1)) < 0.5:
