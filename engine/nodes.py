@@ -274,7 +274,8 @@ class Node:
     def release(self) -> None:
         """Free saved tensors (after a backward without retain_graph)."""
         if self.versions or self.out_data is not None:  # saved tensors (not just scalars)
-            self.args = tuple([None if type(a) is Tensor else a if _is_constant(a) else None
+            self.args = tuple([None if type(a) is Tensor else a
+                               if type(a) in _CONSTANT_TYPES or _is_constant(a) else None
                                for a in self.args])
             self.out_data = None
             self.versions = ()
