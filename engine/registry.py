@@ -116,10 +116,13 @@ class OpDef:
         rule = out_bound if out_bound is not None else out_shape
         self.bound_by_shapes = not variadic and getattr(rule, "shapes_only", False) is True
         self.bounds: dict[Any, limits.Bound | None] = {}
-        # A ufunc op's bound when every input is 0-d (one result of one element), by result
-        # dtype: `bound` computed once per dtype (see dispatch._admit).
+        # An elementwise op's bound when every input is 0-d (one result of one element), by
+        # result dtype: `bound` computed once per dtype (see dispatch._admit). Elementwise: a
+        # ufunc, or a result shaped by a `keeps_0d` rule.
         self.scalar_bounds: dict[DType, limits.Bound | None] | None = (
-            {} if self.ufunc is not None and self.bound_by_shapes else None)
+            {} if self.bound_by_shapes and (self.ufunc is not None or (
+                out_bound is None and getattr(out_shape, "keeps_0d", False) is True))
+            else None)
 
     def cached_bound(self, args: Sequence[Any], attrs: Mapping[str, Any],
                      out_dtype: DType) -> limits.Bound | None:
@@ -270,6 +273,15 @@ def shapes_only(rule: Any) -> Any:
     dtypes and the op's attributes, never tensor data or Python scalars' values: an op using it
     may have its bound remembered (`OpDef.cached_bound`)."""
     rule.shapes_only = True
+    return rule
+
+
+def keeps_0d(rule: Any) -> Any:
+    """Declare a `shapes_only` `out_shape` rule whose result is 0-d whenever every input is
+    (a Python scalar, or a 0-d Tensor), whatever the attributes: elementwise broadcasting. An
+    op shaped by it has one bound for 0-d inputs per result dtype, remembered
+    (`OpDef.scalar_bounds`)."""
+    rule.keeps_0d = True
     return rule
 
 
