@@ -16,7 +16,7 @@ from .tensor import Tensor
 
 _SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
 _PY_SCALARS = frozenset((bool, int, float))
-_make_tensor = Tensor._make  # bound once: run() makes one per op
+_make_result = Tensor._result  # read once: run() makes one per op
 _SCALAR_OPERATORS = scalarmath.OPERATORS
 _NODE_BYTES = limits.NODE_BYTES
 
@@ -165,7 +165,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         out_np = out_dtype.np
         if data.dtype is not out_np and data.dtype != out_np:
             data = data.astype(out_np)
-        out = _make_tensor(data, None, 0, None, out_dtype)
+        out = _make_result(data, out_dtype)
         if view:
             _link_view(flat[0], out)
         if record and out_dtype.category == 2:  # as torch: only floating results require grad

@@ -385,8 +385,20 @@ def temporaries(out_shape: Callable[..., Sequence[int]], *, results: int = 0, in
 
 # --- dtype rules: args are the op's inputs (Tensors, Python scalars or None) ---------------------
 
+_PY_NUMBERS = frozenset((bool, int, float))
+
+
 def promote_args(args: Sequence[Any]) -> DType:
     """torch's result_type over tensors (by dimensionality group) and Python scalars."""
+    n = len(args)
+    if n == 1:
+        a = args[0]
+        if type(a) is Tensor:
+            return a.dtype  # one tensor decides alone
+    elif n == 2:
+        a, b = args
+        if type(a) is Tensor and type(b) in _PY_NUMBERS and a.dtype.category == 2:
+            return a.dtype  # a Python number never promotes a floating tensor (`x * 2.0`)
     dim = zero = wrapped = None
     for a in args:
         if type(a) is Tensor:

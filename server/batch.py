@@ -483,6 +483,7 @@ class Executor:
         check_deadline, budget = self.check_deadline, self.budget
         grad_state, within = grad_mode._state, ge.limits.within
         run_prepared, prepared, Tensor = ops.run_prepared, ops.prepared, ge.Tensor
+        run_op = ge.dispatch.run
         cached = ops.PREPARED.get
         HANDLE, FLOAT, NO_GRAD = wire_tape.HANDLE, wire_tape.FLOAT, wire_tape.NO_GRAD
         DESCRIBE, VALUE = wire_tape.DESCRIBE, wire_tape.VALUE
@@ -536,7 +537,8 @@ class Executor:
                     grad_state.enabled = grad
                 estimate = max_bytes - s.measured_bytes - budget.pending
                 try:
-                    result = within(max(0, estimate), run_prepared, p, inputs, gen)
+                    result = (within(max(0, estimate), run_op, op, tuple(inputs), {}) if p.plain
+                              else within(max(0, estimate), run_prepared, p, inputs, gen))
                 except ge.errors.BudgetExceededError as exc:
                     result = self.retry_measured(exc, estimate, run_prepared, p, inputs, gen)
                 finally:
