@@ -213,11 +213,11 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
     if limit is None and left is None:
         return
     scalars = op.scalar_bounds
+    bound = _NO_BOUND
     if scalars is not None:
         # An elementwise op of 0-d inputs makes one 0-d result: its declared bound, once per
-        # dtype, admitted here in one pass over the inputs (the 0-d test and the bytes of the
-        # inputs cast to `compute`, as `_cast_bytes` counts them); a refusal, or an input that
-        # is not 0-d, takes the general path below.
+        # dtype (the 0-d test and the bytes of the inputs cast to `compute`, as `_cast_bytes`
+        # counts them, in one pass over the inputs).
         cast = 0
         for a in flat:
             if type(a) is Tensor:
@@ -232,26 +232,27 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
             bound = scalars.get(out_dtype, _NO_BOUND)
             if bound is _NO_BOUND:
                 bound = scalars[out_dtype] = _declared_bound(op, flat, attrs, out_dtype)
-            if bound is None:
-                return
-            nbytes = bound.nbytes + cast
-            if (limit is None or (bound.elements <= limit and bound.results <= limit)) and (
-                    left is None or nbytes <= left):
-                if left is not None:
-                    state.bytes_left = left - nbytes
-                return
-    bound = _declared_bound(op, flat, attrs, out_dtype)
-    if bound is not None:
-        if compute is not None:
-            cast = _cast_bytes(flat, compute)
-            if cast:
-                bound = limits.with_scratch(bound, cast)
-        what = op.result_what
-        try:
-            limits.admit(bound, what)
-        except errors.AllocationLimitError:
-            _name_the_shape(op, flat, attrs, bound, what)
-            raise
+    if bound is _NO_BOUND:
+        bound = _declared_bound(op, flat, attrs, out_dtype)
+        cast = _cast_bytes(flat, compute) if compute is not None and bound is not None else 0
+    if bound is None:
+        return
+    # limits.admit's checks and charge inline for a bound that fits; a refusal goes through it
+    # (its messages)
+    nbytes = bound.nbytes + cast
+    if (limit is None or (bound.elements <= limit and bound.results <= limit)) and (
+            left is None or nbytes <= left):
+        if left is not None:
+            state.bytes_left = left - nbytes
+        return
+    if cast:
+        bound = limits.with_scratch(bound, cast)
+    what = op.result_what
+    try:
+        limits.admit(bound, what)
+    except errors.AllocationLimitError:
+        _name_the_shape(op, flat, attrs, bound, what)
+        raise
 
 
 _NO_BOUND: Any = object()
