@@ -26,6 +26,7 @@ from .registry import (
     SAME,
     AttrSpec,
     defop,
+    keeps_0d,
     names_backward,
     promote_args,
     shapes_only,
@@ -37,6 +38,7 @@ def _is_tensor(a: Any) -> bool:
     return hasattr(a, "ndim") and not isinstance(a, (bool, int, float))
 
 
+@keeps_0d
 @shapes_only
 def broadcast_shape(*args: Any, **attrs: Any) -> tuple[int, ...]:
     """Result shape of an elementwise op (for the allocation check).

@@ -344,8 +344,7 @@ class Executor:
         closure per instruction on the hot path."""
         estimate = self.left()
         try:
-            with ge.limits.byte_budget(max(0, estimate)):
-                return run(*args)
+            return ge.limits.within(max(0, estimate), run, *args)
         except ge.errors.BudgetExceededError as exc:
             return self.retry_measured(exc, estimate, run, *args)
 
@@ -482,8 +481,9 @@ class Executor:
         others = len(optimizers) + len(generators)
         max_handles, max_bytes = s.limits.max_handles - others, s.limits.max_bytes
         check_deadline, budget = self.check_deadline, self.budget
-        grad_state, byte_budget = grad_mode._state, ge.limits.byte_budget
+        grad_state, within = grad_mode._state, ge.limits.within
         run_prepared, prepared, Tensor = ops.run_prepared, ops.prepared, ge.Tensor
+        run_op = ge.dispatch.run
         cached = ops.PREPARED.get
         HANDLE, FLOAT, NO_GRAD = wire_tape.HANDLE, wire_tape.FLOAT, wire_tape.NO_GRAD
         DESCRIBE, VALUE = wire_tape.DESCRIBE, wire_tape.VALUE
@@ -537,8 +537,8 @@ class Executor:
                     grad_state.enabled = grad
                 estimate = max_bytes - s.measured_bytes - budget.pending
                 try:
-                    with byte_budget(max(0, estimate)):
-                        result = run_prepared(p, inputs, gen)
+                    result = (within(max(0, estimate), run_op, op, tuple(inputs), {}) if p.plain
+                              else within(max(0, estimate), run_prepared, p, inputs, gen))
                 except ge.errors.BudgetExceededError as exc:
                     result = self.retry_measured(exc, estimate, run_prepared, p, inputs, gen)
                 finally:
