@@ -46,9 +46,13 @@ PHASES = (
     ("graph.validate", "gradserve.server.graph", "validate"),
     ("graph.execute", "gradserve.server.graph", "execute"),
     ("  codec.decode_tensor", "gradserve.server.codec", "decode_tensor"),
+    ("  graph.Budget.add", "gradserve.server.graph", "Budget.add"),
     ("  graph._forward", "gradserve.server.graph", "_forward"),
+    ("    ops.run_prepared", "gradserve.server.ops", "run_prepared"),
+    ("  graph.Reply.output", "gradserve.server.graph", "Reply.output"),
     ("  graph._gradients", "gradserve.server.graph", "_gradients"),
     ("    engine autograd.grad", "gradserve.engine.autograd", "grad"),
+    ("    graph.Reply.gradients", "gradserve.server.graph", "Reply.gradients"),
     ("graph.fit (reply bytes)", "gradserve.server.graph", "fit"),
     ("sessions SessionStore.get", "gradserve.server.sessions", "SessionStore.get"),
     ("batch.Executor.run", "gradserve.server.batch", "Executor.run"),
@@ -164,31 +168,31 @@ class Worker:
         return {"stateless": run_graph, "session": batch}
 
     def round(self, n: int) -> dict[str, float]:
-        """Thread CPU ns per call of each kind over `n` calls (the session's request is built
-        outside the timed part)."""
+        """Thread CPU ns per call of each kind over `n` calls (the session's requests are built
+        before the timed loop: one clock pair per loop, as reading the thread's CPU clock is
+        a system call of ~1-3 us here)."""
         out: dict[str, float] = {}
+        one = self.one
+        contexts = [Context() for _ in range(n)]
         data = self.stateless_bytes
-        total = 0
-        for _ in range(n):
-            ctx = Context()
-            t0 = time.thread_time_ns()
-            self.one("RunGraph", data, ctx)
-            total += time.thread_time_ns() - t0
-        out["stateless"] = total / n
-        total = 0
-        for _ in range(n):
-            req = self.session.request().SerializeToString()
-            t0 = time.thread_time_ns()
-            self.one("ExecuteBatch", req, self.session_context)
-            total += time.thread_time_ns() - t0
-        out["session"] = total / n
+        t0 = time.thread_time_ns()
+        for ctx in contexts:
+            one("RunGraph", data, ctx)
+        out["stateless"] = (time.thread_time_ns() - t0) / n
+        requests = [self.session.request().SerializeToString() for _ in range(n)]
+        ctx = self.session_context
+        t0 = time.thread_time_ns()
+        for req in requests:
+            one("ExecuteBatch", req, ctx)
+        out["session"] = (time.thread_time_ns() - t0) / n
         return out
 
     def phases(self, n: int) -> dict[str, dict[str, float]]:
         """Inclusive thread CPU ns per call inside each of `PHASES`, per call kind."""
         import importlib
 
-        spent: dict[str, int] = {}
+        clock = _Clock()
+        spent = clock.spent
         undo = []
         for label, module, path in PHASES:
             owner: Any = importlib.import_module(module)
@@ -199,7 +203,7 @@ class Worker:
             if fn is None:
                 continue
             undo.append((owner, attr, fn))
-            setattr(owner, attr, _timed(fn, label, spent))
+            setattr(owner, attr, clock.timed(fn, label))
         try:
             result: dict[str, dict[str, float]] = {}
             for kind in ("stateless", "session"):
@@ -219,10 +223,11 @@ class Worker:
                     t2 = time.thread_time_ns()
                     h.response_serializer(reply)
                     t3 = time.thread_time_ns()
-                    parse += t1 - t0
-                    serialize += t3 - t2
+                    parse += t1 - t0 - clock.own
+                    serialize += t3 - t2 - clock.own
                     total += t3 - t0
-                row = {"total (instrumented)": total / n, "parse request": parse / n}
+                row = {"total (instrumented)": total / n, "parse request": parse / n,
+                       "(clock cost per timed step, subtracted)": clock.nested}
                 row.update({k: v / n for k, v in spent.items()})
                 row["serialize reply"] = serialize / n
                 result[kind] = row
@@ -232,17 +237,39 @@ class Worker:
                 setattr(owner, attr, fn)
 
 
-def _timed(fn: Callable[..., Any], label: str, spent: dict[str, int]) -> Callable[..., Any]:
-    clock = time.thread_time_ns
+class _Clock:
+    """Inclusive thread CPU per wrapped function, less the wrappers' own cost (calibrated:
+    each wrapped call's clock reads, and those of the wrapped calls inside it)."""
 
-    @functools.wraps(fn)
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        t0 = clock()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            spent[label] = spent.get(label, 0) + clock() - t0
-    return timed
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+        self.entered = 0
+        self.own = self.nested = 0.0
+        noop = self.timed(lambda: None, "noop")
+        for _ in range(3):  # the smallest of a few tries
+            t0 = time.thread_time_ns()
+            for _ in range(2000):
+                noop()
+            nested = (time.thread_time_ns() - t0) / 2000
+            own = self.spent.pop("noop") / 2000
+            self.nested = nested if not self.nested else min(self.nested, nested)
+            self.own = own if not self.own else min(self.own, own)
+
+    def timed(self, fn: Callable[..., Any], label: str) -> Callable[..., Any]:
+        clock = time.thread_time_ns
+        spent = self.spent
+
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self.entered += 1
+            inner = self.entered
+            t0 = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = clock() - t0 - self.own - (self.entered - inner) * self.nested
+                spent[label] = spent.get(label, 0) + elapsed
+        return timed
 
 
 def worker_main() -> int:
@@ -336,7 +363,8 @@ def main(argv: list[str]) -> int:
         if not phases:
             break
         print(f"\n{kind}: inclusive thread CPU per call inside each step, us")
-        order = ["total (instrumented)", "parse request", *(p[0] for p in PHASES),
+        order = ["total (instrumented)", "(clock cost per timed step, subtracted)",
+                 "parse request", *(p[0] for p in PHASES),
                  "serialize reply"]
         labels = [label for label in order if any(label in p[kind] for p in phases.values())]
         print(f"{'step':<42}" + "".join(f"{label:>10}" for label in phases))
