@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The server's own CPU per small call, in process, without the transport (not a test).
 
-    python bench/handler.py [--rounds 30] [--calls 200] [--compare TREE] [--phases]
+    python bench/handler.py [--rounds 30] [--calls 200] [--compare TREE] [--phases] [--layers]
 
 Calls the servicer's RunGraph and ExecuteBatch exactly as gRPC does — the registered handler's
 request parser, the guarded method, the reply serializer — with a minimal stand-in for gRPC's
@@ -15,7 +15,9 @@ farm of symlinks: the checkout's installed copy plays no part), so `--compare TR
 checkout, e.g. `git archive <commit> | tar -x -C /tmp/base`) measures old and new code in
 interleaved rounds (A B, B A, ...): a burst of other work on a shared machine hits both.
 `--phases` adds, per tree, the CPU per call spent inside the server's main steps (inclusive;
-instrumented by wrapping functions in the worker, so the total there reads a little high). The
+instrumented by wrapping functions in the worker, so the total there reads a little high);
+`--layers`, the stateless call with the layers around the servicer taken away in turn (the
+registration's wire_guard wrappers, the metrics, the heap trimmer). The
 figures are CPU time of one thread: gRPC's own work (its C core, the poll thread) is not in them.
 Exits 0.
 """
@@ -187,6 +189,40 @@ class Worker:
         out["session"] = (time.thread_time_ns() - t0) / n
         return out
 
+    def layers(self, n: int) -> dict[str, float]:
+        """Thread CPU ns per stateless call with each layer around the servicer taken away in
+        turn (one round of `n` calls each; the driver interleaves rounds)."""
+        from gradserve.v1 import service_pb2
+
+        servicer = self.server.servicer
+        data = self.stateless_bytes
+        h = self.handlers["RunGraph"]
+        parse = service_pb2.RunGraphRequest.FromString
+
+        def timed(call: Callable[[Context], Any]) -> float:
+            contexts = [Context() for _ in range(n)]
+            t0 = time.thread_time_ns()
+            for ctx in contexts:
+                call(ctx)
+            return (time.thread_time_ns() - t0) / n
+
+        out = {"as served": timed(lambda ctx: h.response_serializer(
+            h.unary_unary(h.request_deserializer(data), ctx)))}
+        # the servicer method itself, parsed and serialized directly: no wire_guard wrappers
+        out["without wire_guard"] = timed(
+            lambda ctx: servicer.RunGraph(parse(data), ctx))
+        observe, after = servicer.observe, servicer._after_call
+        try:
+            servicer.observe = lambda *args: None
+            out["without metrics"] = timed(
+                lambda ctx: servicer.RunGraph(parse(data), ctx))
+            servicer._after_call = None
+            out["without metrics, heap trimmer"] = timed(
+                lambda ctx: servicer.RunGraph(parse(data), ctx))
+        finally:
+            servicer.observe, servicer._after_call = observe, after
+        return out
+
     def phases(self, n: int) -> dict[str, dict[str, float]]:
         """Inclusive thread CPU ns per call inside each of `PHASES`, per call kind."""
         import importlib
@@ -283,7 +319,8 @@ def worker_main() -> int:
     print(json.dumps({"ready": gradserve.server.__file__}), flush=True)
     for line in sys.stdin:
         cmd, n = line.split()
-        result: Any = w.round(int(n)) if cmd == "round" else w.phases(int(n))
+        result: Any = (w.round(int(n)) if cmd == "round" else w.layers(int(n))
+                       if cmd == "layers" else w.phases(int(n)))
         print(json.dumps(result), flush=True)
     return 0
 
@@ -323,6 +360,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--calls", type=int, default=200, help="per kind per round")
     parser.add_argument("--compare", metavar="TREE", help="another source tree, interleaved")
     parser.add_argument("--phases", action="store_true", help="CPU per call inside each step")
+    parser.add_argument("--layers", action="store_true",
+                        help="stateless CPU per call without each layer around the servicer")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -341,6 +380,10 @@ def main(argv: list[str]) -> int:
                     t.rounds.setdefault(kind, []).append(ns)
         phases = {t.label: t.ask(f"phases {args.calls * 5}") for t in trees} if args.phases \
             else {}
+        layers: dict[str, list[float]] = {}
+        for _ in range(args.rounds if args.layers else 0):
+            for name, ns in trees[0].ask(f"layers {args.calls}").items():
+                layers.setdefault(name, []).append(ns)
     finally:
         for t in trees:
             t.close()
@@ -359,6 +402,11 @@ def main(argv: list[str]) -> int:
             a, b = trees[0].rounds[kind], trees[1].rounds[kind]
             print(f"{kind}: this/compare min {min(a) / min(b):.2f}, "
                   f"median {statistics.median(a) / statistics.median(b):.2f}")
+    if layers:
+        print(f"\nstateless, layers taken away ({trees[0].label}; min / median of "
+              f"{args.rounds} rounds), us")
+        for name, values in layers.items():
+            print(f"{name:<34} {min(values) / 1e3:>8.1f} {statistics.median(values) / 1e3:>8.1f}")
     for kind in ("stateless", "session"):
         if not phases:
             break
