@@ -7,12 +7,13 @@ The deadline is checked between ops.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 import gradserve.engine as ge
+from gradserve.engine.creation import shared_leaf
 from gradserve.v1 import graph_pb2, service_pb2
 
 from . import catalogue, codec, ops
@@ -196,9 +197,10 @@ def _check_attrs(op: Any, node: graph_pb2.Node, where: str) -> None:
 def execute(req: service_pb2.RunGraphRequest, config: ServerConfig, *,
             check_deadline: Callable[[], None],
             resolve_handle: Callable[[int], ge.Tensor] | None = None,
-            generator: Any = None) -> Reply:
+            generator: Any = None, raw_inputs: Mapping[str, Any] | None = None) -> Reply:
     """Run a validated graph and return outputs and requested gradients, the whole call under
-    one byte budget of `--max-session-bytes` (see `Budget`).
+    one byte budget of `--max-session-bytes` (see `Budget`). `raw_inputs`: the raw data of
+    inputs the request's parser held apart (`graph_request.RunGraphCall.raw`).
 
     Raises:
         LimitExceededError: the call would allocate more than its budget (RESOURCE_EXHAUSTED).
@@ -208,7 +210,8 @@ def execute(req: service_pb2.RunGraphRequest, config: ServerConfig, *,
             config.max_tensor_elements), ge.limits.interrupt(
                 _work_meter(config.max_call_ops, check_deadline)), ge.enable_grad():
         try:
-            return _execute(req, config, budget, check_deadline, resolve_handle, generator)
+            return _execute(req, config, budget, check_deadline, resolve_handle, generator,
+                            raw_inputs or {})
         except ge.errors.BudgetExceededError as exc:
             raise budget.exceeded(exc) from exc
         except Located as exc:
@@ -239,15 +242,22 @@ def _work_meter(max_ops: int, check_deadline: Callable[[], None]) -> Callable[[]
 def _execute(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: Budget,
              check_deadline: Callable[[], None],
              resolve_handle: Callable[[int], ge.Tensor] | None,
-             generator: Any) -> Reply:
+             generator: Any, raw_inputs: Mapping[str, Any]) -> Reply:
     g = req.graph
     limit = config.max_tensor_elements
     wrt = set(req.wrt)
     ge.limits.charge(GRAPH_NODE_BYTES * len(g.nodes), "the parsed and validated graph")
     env: dict[str, tuple[Any, ...]] = {}
     for inp in g.inputs:
-        t = codec.decode_tensor(req.inputs[inp.name], limit, requires_grad=inp.name in wrt,
-                                what=f"input {inp.name!r}")
+        msg, what, data = req.inputs[inp.name], f"input {inp.name!r}", raw_inputs.get(inp.name)
+        if data is None:
+            t = codec.decode_tensor(msg, limit, requires_grad=inp.name in wrt, what=what)
+        else:
+            # a large input held apart by the request's parser: its leaf is a read-only view of
+            # the request's bytes, no copy (a stateless graph has no in-place ops; the engine
+            # writes into no array of its own inputs, `shared_leaf`)
+            t = shared_leaf(codec.decode_array(msg, limit, what, data),
+                            requires_grad=inp.name in wrt)
         budget.add(t)
         env[inp.name] = (t,)
     if req.HasField("functional"):
