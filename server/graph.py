@@ -27,6 +27,10 @@ from .errors import InvalidRequestError, LimitExceededError, Located
 # before its inputs, so a graph's size counts against what its ops may allocate.
 GRAPH_NODE_BYTES = 336
 
+# A large input shares the request's bytes when its data starts at a multiple of this (as the
+# arrays numpy allocates with malloc do); else it is copied once.
+ALIGNMENT = 16
+
 # Encoding a result into the reply copies its data twice: into the response message, and into
 # gRPC's serialized bytes (both live until the reply is sent). Charged per output and gradient
 # before it is encoded, at its full size (an expanded view is sent in full).
@@ -255,9 +259,13 @@ def _execute(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: Bud
         else:
             # a large input held apart by the request's parser: its leaf is a read-only view of
             # the request's bytes, no copy (a stateless graph has no in-place ops; the engine
-            # writes into no array of its own inputs, `shared_leaf`)
-            t = shared_leaf(codec.decode_array(msg, limit, what, data),
-                            requires_grad=inp.name in wrt)
+            # writes into no array of its own inputs, `shared_leaf`), if it lies as numpy's own
+            # arrays do; else one copy (numpy would copy an unaligned one through buffers in
+            # every op that reads it)
+            arr = codec.decode_array(msg, limit, what, data)
+            if arr.ctypes.data % ALIGNMENT:
+                arr = arr.copy()
+            t = shared_leaf(arr, requires_grad=inp.name in wrt)
         budget.add(t)
         env[inp.name] = (t,)
     if req.HasField("functional"):
