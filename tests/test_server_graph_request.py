@@ -126,22 +126,23 @@ def test_malformed_requests_fail_as_protobuf_fails(data):
         parse_run_graph(data)
 
 
-def graph_request_of(nodes, out, x, name="x", **kw):
-    g = graph_pb2.Graph(inputs=[graph_pb2.GraphInput(name=name)], nodes=nodes,
+def graph_request_of(nodes, out, x, **kw):
+    g = graph_pb2.Graph(inputs=[graph_pb2.GraphInput(name="x")], nodes=nodes,
                         outputs=[graph_pb2.GraphOutput(name=o, ref=graph_pb2.NodeOutput(id=o))
                                  for o in out])
-    return service_pb2.RunGraphRequest(graph=g, inputs={name: codec.encode_array(x)}, **kw)
+    return service_pb2.RunGraphRequest(graph=g, inputs={"x": codec.encode_array(x)}, **kw)
 
 
 def aligned_request(build, x, aligned):
-    """`build(name)` for an input name that puts the input's data at a multiple of 16 bytes into
-    the request (as the server receives it: bytes objects' data is 16-byte aligned), or not: the
-    server shares the one and copies the other once (`graph.ALIGNMENT`)."""
+    """`build(pad)` (a request with an unused node of id `pad`) for the `pad` that puts the
+    input's data at a multiple of 16 bytes into the request (as the server receives it: bytes
+    objects' data is 16-byte aligned), or not: the server shares the one and copies the other
+    once (`graph.ALIGNMENT`)."""
     for n in range(1, 17):
-        req = build("x" * n)
+        req = build("p" * n)
         if (req.SerializeToString().index(x.tobytes()) % 16 == 0) == aligned:
             return req
-    raise AssertionError("no such name")
+    raise AssertionError("no such pad")
 
 
 def op(id_, name, *inputs):
@@ -154,20 +155,18 @@ def op(id_, name, *inputs):
 def test_a_large_input_computes_as_torch_through_the_server(gradserve_stub, aligned):
     x = np.random.default_rng(5).standard_normal((512, BIG // 256)).astype(np.float32)
 
-    def ops(x_):
-        return [op("t", "t", x_), op("y", "pow", x_, 2), op("s", "sum", "y"),
-                op("e", "exp", x_), op("l", "sum", "e")]
-
+    nodes = [op("t", "t", "x"), op("y", "pow", "x", 2), op("s", "sum", "y"),
+             op("e", "exp", "x"), op("l", "sum", "e")]
     # the input itself and a view of it as outputs
-    req = aligned_request(lambda name: graph_request_of(ops(name)[:1], [name, "t"], x, name),
-                          x, aligned)
+    req = aligned_request(lambda pad: graph_request_of(
+        [*nodes[:1], op(pad, "neg", "x")], ["x", "t"], x), x, aligned)
     resp = gradserve_stub.RunGraph(req, timeout=30)
-    out = [codec.decode_array(o.tensor, 10**9) for o in resp.outputs]
-    np.testing.assert_array_equal(out[0], x)
-    np.testing.assert_array_equal(out[1], x.T)
+    out = {o.name: codec.decode_array(o.tensor, 10**9) for o in resp.outputs}
+    np.testing.assert_array_equal(out["x"], x)
+    np.testing.assert_array_equal(out["t"], x.T)
     # x ** 2 and exp(x) summed, and their gradient
-    req = aligned_request(lambda name: graph_request_of(ops(name), ["s", "l"], x, name,
-                                                        wrt=[name]), x, aligned)
+    req = aligned_request(lambda pad: graph_request_of(
+        [*nodes, op(pad, "neg", "x")], ["s", "l"], x, wrt=["x"]), x, aligned)
     resp = gradserve_stub.RunGraph(req, timeout=30)
     xt = torch.tensor(x, requires_grad=True)
     s = (xt ** 2).sum()
