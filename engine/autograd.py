@@ -539,7 +539,8 @@ def grad_steps(outputs: Any, inputs: Any, grad_outputs: Any = None,
                                    capture=capture, accumulate=False, held=held)
     result: list[Any] = []
     for i, t in enumerate(ins):
-        g = got[capture[edge(t)]]
+        slot = capture[edge(t)]
+        g = got[slot]
         if g is None:
             if not allow_unused:
                 raise errors.AutogradError(
@@ -548,6 +549,11 @@ def grad_steps(outputs: Any, inputs: Any, grad_outputs: Any = None,
             result.append(Tensor._make(np.zeros_like(t._data)) if materialize_grads else None)
         elif isinstance(g, Tensor):
             result.append(g)
+        elif (owned_array(got, slot, extra=1) and g.dtype == t.dtype.np
+              and g.shape == t.shape):
+            # a gradient the pass made and nothing else holds (not a saved or given array,
+            # not another input's too): returned as it is, as torch returns its buffer
+            result.append(Tensor._make(g))
         else:
             result.append(Tensor._make(np.array(g, dtype=t.dtype.np, copy=True)))
     return tuple(result)

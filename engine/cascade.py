@@ -92,9 +92,24 @@ def _seq(x: np.ndarray, axis: int) -> np.ndarray:
     lanes = 1
     for s in x.shape[axis + 1:]:
         lanes *= s
+    if lanes >= 4 and n <= _SHORT_AXIS and x.size >= _SHORT_AXIS_ROWS * n * lanes:
+        # a short axis of many rows (a cascade's first level): its n - 1 additions of whole
+        # slices, in order, cost less than numpy's reduce, which loops over one row's lanes at a
+        # time (a 256K-element float32 sum's first level: ~190 -> ~130 us)
+        pre = (slice(None),) * axis
+        acc = x[pre + (0,)].copy()
+        for k in range(1, n):
+            acc += x[pre + (k,)]
+        return acc
     if lanes >= 4 and _REDUCE_SEQUENTIAL:
         return np.add.reduce(x, axis=axis)
     return np.add.accumulate(x, axis=axis).take(-1, axis=axis)  # sequential by definition
+
+
+# `_seq` adds whole slices along an axis of at most this many elements with at least
+# `_SHORT_AXIS_ROWS` rows before it (fewer: its n - 1 numpy calls cost more than they save)
+_SHORT_AXIS = 64
+_SHORT_AXIS_ROWS = 256
 
 
 def _cascade(x: np.ndarray) -> np.ndarray:

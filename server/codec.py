@@ -84,9 +84,12 @@ def checked_numel(shape: Any, max_elements: int, what: str = "tensor") -> int:
     return n
 
 
-def decode_array(msg: tensor_pb2.Tensor, max_elements: int, what: str = "tensor") -> np.ndarray:
+def decode_array(msg: tensor_pb2.Tensor, max_elements: int, what: str = "tensor",
+                 raw: Any = None) -> np.ndarray:
     """A native-endian array from a Tensor message, validated first. It may be a read-only view
-    of the message's bytes: copy it before writing (`decode_tensor` does).
+    of the message's bytes: copy it before writing (`decode_tensor` does). `raw`: the message's
+    raw data when the request's parser held it apart (`graph_request`; the message's own `raw`
+    is then empty), checked as `raw` is.
 
     Raises:
         InvalidRequestError: dtype, shape and data disagree, or the encoding is missing.
@@ -102,7 +105,8 @@ def decode_array(msg: tensor_pb2.Tensor, max_elements: int, what: str = "tensor"
     n = checked_numel(shape, max_elements, what) if shape else 1
     encoding = msg.WhichOneof("data")
     if encoding == "raw":
-        raw = msg.raw  # each read of the field copies the bytes out of the message: read once
+        if raw is None:
+            raw = msg.raw  # each read of the field copies the bytes out of the message: once
         expected = n * wire.itemsize
         if len(raw) != expected:
             raise InvalidRequestError(
@@ -144,9 +148,10 @@ def _typed_values(msg: tensor_pb2.Tensor, encoding: str) -> Any:
 
 
 def decode_tensor(msg: tensor_pb2.Tensor, max_elements: int, *, requires_grad: bool = False,
-                  what: str = "tensor") -> ge.Tensor:
-    """A new engine leaf tensor from a Tensor message (see `decode_array`); one copy of the data."""
-    return ge.tensor(decode_array(msg, max_elements, what), requires_grad=requires_grad)
+                  what: str = "tensor", raw: Any = None) -> ge.Tensor:
+    """A new engine leaf tensor from a Tensor message (see `decode_array`, also for `raw`); one
+    copy of the data."""
+    return ge.tensor(decode_array(msg, max_elements, what, raw), requires_grad=requires_grad)
 
 
 # numpy dtype -> (wire enum value, little-endian numpy dtype), filled as dtypes are met

@@ -7,12 +7,13 @@ The deadline is checked between ops.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 import gradserve.engine as ge
+from gradserve.engine.creation import shared_leaf
 from gradserve.v1 import graph_pb2, service_pb2
 
 from . import catalogue, codec, ops
@@ -25,6 +26,10 @@ from .errors import InvalidRequestError, LimitExceededError, Located
 # on a 100,000-node chain (21 MiB parsed, 10 MiB validation peak). Charged to the call's budget
 # before its inputs, so a graph's size counts against what its ops may allocate.
 GRAPH_NODE_BYTES = 336
+
+# A large input shares the request's bytes when its data starts at a multiple of this (as the
+# arrays numpy allocates with malloc do); else it is copied once.
+ALIGNMENT = 16
 
 # Encoding a result into the reply copies its data twice: into the response message, and into
 # gRPC's serialized bytes (both live until the reply is sent). Charged per output and gradient
@@ -216,9 +221,10 @@ def _check_attrs(op: Any, node: graph_pb2.Node, where: str) -> None:
 def execute(req: service_pb2.RunGraphRequest, config: ServerConfig, *,
             check_deadline: Callable[[], None],
             resolve_handle: Callable[[int], ge.Tensor] | None = None,
-            generator: Any = None) -> Reply:
+            generator: Any = None, raw_inputs: Mapping[str, Any] | None = None) -> Reply:
     """Run a validated graph and return outputs and requested gradients, the whole call under
-    one byte budget of `--max-session-bytes` (see `Budget`).
+    one byte budget of `--max-session-bytes` (see `Budget`). `raw_inputs`: the raw data of
+    inputs the request's parser held apart (`graph_request.RunGraphCall.raw`).
 
     Raises:
         LimitExceededError: the call would allocate more than its budget (RESOURCE_EXHAUSTED).
@@ -228,7 +234,8 @@ def execute(req: service_pb2.RunGraphRequest, config: ServerConfig, *,
             config.max_tensor_elements), ge.limits.interrupt(
                 _work_meter(config.max_call_ops, check_deadline)), ge.enable_grad():
         try:
-            return _execute(req, config, budget, check_deadline, resolve_handle, generator)
+            return _execute(req, config, budget, check_deadline, resolve_handle, generator,
+                            raw_inputs or {})
         except ge.errors.BudgetExceededError as exc:
             raise budget.exceeded(exc) from exc
         except Located as exc:
@@ -259,7 +266,7 @@ def _work_meter(max_ops: int, check_deadline: Callable[[], None]) -> Callable[[]
 def _execute(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: Budget,
              check_deadline: Callable[[], None],
              resolve_handle: Callable[[int], ge.Tensor] | None,
-             generator: Any) -> Reply:
+             generator: Any, raw_inputs: Mapping[str, Any]) -> Reply:
     g = req.graph
     limit = config.max_tensor_elements
     wrt = set(req.wrt) if req.wrt else ()
@@ -268,8 +275,20 @@ def _execute(req: service_pb2.RunGraphRequest, config: ServerConfig, budget: Bud
     values = req.inputs
     for inp in g.inputs:
         name = inp.name
-        t = codec.decode_tensor(values[name], limit, requires_grad=name in wrt,
-                                what=f"input {name!r}")
+        data = raw_inputs.get(name)
+        if data is None:
+            t = codec.decode_tensor(values[name], limit, requires_grad=name in wrt,
+                                    what=f"input {name!r}")
+        else:
+            # a large input held apart by the request's parser: its leaf is a read-only view of
+            # the request's bytes, no copy (a stateless graph has no in-place ops; the engine
+            # writes into no array of its own inputs, `shared_leaf`), if it lies as numpy's own
+            # arrays do; else one copy (numpy would copy an unaligned one through buffers in
+            # every op that reads it)
+            arr = codec.decode_array(values[name], limit, f"input {name!r}", data)
+            if arr.ctypes.data % ALIGNMENT:
+                arr = arr.copy()
+            t = shared_leaf(arr, requires_grad=name in wrt)
         budget.add(t)
         env[name] = (t,)
     if req.HasField("functional"):

@@ -16,7 +16,7 @@ import gradserve.engine as ge
 from gradserve.v1 import SESSION_ID_METADATA, catalogue_pb2, service_pb2, service_pb2_grpc
 from gradserve.v1 import session_pb2 as spb
 
-from . import batch, catalogue, graph
+from . import batch, catalogue, graph, graph_request
 from . import config as config_mod
 from .auth import Authenticator
 from .config import ServerConfig
@@ -237,14 +237,18 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
             self._after_call()
 
     @rpc
-    def RunGraph(self, request: service_pb2.RunGraphRequest,  # noqa: N802 (gRPC's names)
-                 call: Call) -> bytes:
-        """A serialized RunGraphResponse (see `graph.fit`)."""
+    def RunGraph(self, request: service_pb2.RunGraphRequest  # noqa: N802 (gRPC's names)
+                 | graph_request.RunGraphCall, call: Call) -> bytes:
+        """A serialized RunGraphResponse (see `graph.fit`); the request as its registered
+        parser gives it (`graph_request.parse_run_graph`)."""
+        raw = None
+        if type(request) is graph_request.RunGraphCall:
+            request, raw = request.message, request.raw
         graph.validate(request, self.config, handles_allowed=bool(request.session_id))
         if not request.session_id:
             with call.running(interrupt=False):  # execute's op meter calls call.check
-                return graph.fit(graph.execute(request, self.config, check_deadline=call.check),
-                                 self.config)
+                return graph.fit(graph.execute(request, self.config, check_deadline=call.check,
+                                               raw_inputs=raw), self.config)
         self.stateless_only("RunGraph with a session_id")
         session_id = call.session_id(request.session_id)
         with self.store.use(session_id, call.owner, call.check_ended) as session, \
@@ -252,7 +256,8 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
             executor = batch.Executor(session, call.check, 0)
             return graph.fit(graph.execute(request, self.config, check_deadline=call.check,
                                            resolve_handle=executor.tensor,
-                                           generator=session.generator), self.config)
+                                           generator=session.generator, raw_inputs=raw),
+                             self.config)
 
     @rpc
     def CreateSession(self, request: spb.CreateSessionRequest,  # noqa: N802
