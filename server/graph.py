@@ -535,6 +535,10 @@ class Budget:
             return
         arr = t.numpy(force=True)
         base = arr if arr.base is None else arr.base
+        if not isinstance(base, np.ndarray):
+            # a view of the request's bytes (codec.decode_array, graph_request): what it shows,
+            # once per view (several inputs may view one request)
+            base = arr
         if id(base) in self._seen:
             return
         self._seen[id(base)] = base

@@ -24,6 +24,10 @@ from gradserve.v1 import service_pb2
 # A raw input of at least this many bytes stays in the request's bytes (below, protobuf's two
 # copies cost less than walking the fields in Python).
 MIN_RAW_BYTES = 1 << 16
+# The walk gives up (protobuf parses the request whole) past this many fields in the request or
+# in one tensor: a request of large inputs has few fields, while a 64 MiB request of two-byte
+# fields would otherwise cost the walk 32M Python tuples (gigabytes, tens of seconds).
+MAX_FIELDS = 256
 
 _INPUTS = 2  # RunGraphRequest.inputs (a map<string, Tensor>: entries with key 1, value 2)
 _RAW = 3  # Tensor.raw; Tensor's other data fields are 4-8 (the `data` oneof)
@@ -94,10 +98,12 @@ def _fields(data: bytes, pos: int, end: int) -> list[tuple[int, int, int, int]]:
     data[pos:end], and (0, 0, end, end) last.
 
     Raises:
-        _Unplain: a field does not end within `end`.
+        _Unplain: a field does not end within `end`, or there are more than MAX_FIELDS.
     """
     out = []
     while pos < end:
+        if len(out) == MAX_FIELDS:
+            raise _Unplain
         tag_at = pos
         key, pos = _varint(data, pos)
         if pos > end:

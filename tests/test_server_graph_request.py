@@ -103,6 +103,24 @@ def test_other_encodings_go_to_protobuf_whole(data):
     assert parsed == service_pb2.RunGraphRequest.FromString(data)
 
 
+def test_a_request_of_many_fields_goes_to_protobuf_whole():
+    """The walk stops at MAX_FIELDS fields (a request of many small fields would cost it a
+    Python tuple each): such a request is parsed by protobuf whole, large input or not."""
+    msg = square_request(x=tensor(BIG))
+    data = msg.SerializeToString() + b"\x1a\x00" * graph_request.MAX_FIELDS  # empty wrt names
+    parsed = parse_run_graph(data)
+    assert type(parsed) is service_pb2.RunGraphRequest
+    assert parsed == service_pb2.RunGraphRequest.FromString(data)
+    shape = tensor_pb2.Tensor(dtype=F32, shape=[1] * graph_request.MAX_FIELDS)
+    many = entry(b"x", shape.SerializeToString() + tensor(BIG).SerializeToString())  # packed
+    assert isinstance(parse_run_graph(many), RunGraphCall)
+    unpacked = b"".join(b"\x10\x01" for _ in range(graph_request.MAX_FIELDS))  # shape, unpacked
+    data = entry(b"x", unpacked + tensor(BIG).SerializeToString())
+    parsed = parse_run_graph(data)
+    assert type(parsed) is service_pb2.RunGraphRequest
+    assert parsed == service_pb2.RunGraphRequest.FromString(data)
+
+
 def test_a_small_request_is_not_walked(monkeypatch):
     def walked(data):
         raise AssertionError("walked")
