@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from gradserve.engine import mkl, parallel
 from gradserve.v1 import SERVICE_NAME, service_pb2, service_pb2_grpc
 
-from . import heap
+from . import graph_request, heap
 from .auth import Authenticator, read_tokens
 from .config import ServerConfig
 from .metrics import Metrics
@@ -114,8 +114,11 @@ class GradServer:
                    # several processes share the port only when told to (--processes)
                    ("grpc.so_reuseport", int(config.processes > 1))]
         server = grpc.aio.server(options=options)
-        # what registers through it is guarded; the servicer's methods run on the workers
-        registrar: Any = GuardedRegistrar(server, self.workers)
+        # what registers through it is guarded; the servicer's methods are parsed and run on the
+        # workers, RunGraph's parser keeping large inputs' data in the request's bytes
+        # (`graph_request`)
+        registrar: Any = GuardedRegistrar(server, self.workers, {
+            f"/{SERVICE_NAME}/RunGraph": graph_request.parse_run_graph})
         service_pb2_grpc.add_AutogradServiceServicer_to_server(self.servicer, registrar)
         health = await add_health(registrar)
         add_reflection(registrar)

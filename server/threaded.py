@@ -123,13 +123,18 @@ def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None)
         future.set_result(result)
 
 
-def threaded(function: Callable[[Any, Any], Any], workers: Workers) -> Callable[[Any, Any], Any]:
-    """A coroutine handler running `function(request, ThreadContext)` on `workers`."""
+def threaded(function: Callable[[Any, Any], Any], workers: Workers,
+             parse: Callable[[bytes], Any]) -> Callable[[Any, Any], Any]:
+    """A coroutine handler of a request's bytes: `function(parse(data), ThreadContext)`,
+    parsing included, on `workers`."""
 
-    async def handler(request: Any, context: Any) -> Any:
+    def work(data: bytes, ctx: ThreadContext) -> Any:
+        return function(parse(data), ctx)
+
+    async def handler(data: bytes, context: Any) -> Any:
         ctx = ThreadContext(context)
         try:
-            reply = await workers.run(function, request, ctx)
+            reply = await workers.run(work, data, ctx)
         except Aborted as exc:
             ctx.end()
             await context.abort(exc.code, exc.details, trailing_metadata=ctx.trailing)

@@ -6,17 +6,19 @@ health and reflection alike) and wraps each method handler's request deserialize
 a parse failure becomes a marker, and the method then aborts with INVALID_ARGUMENT naming the
 method, before any servicer code runs. Done at registration rather than by a server
 interceptor, so no call runs grpcio's interceptor pipeline on the event loop. The servicer's
-plain functions become coroutines that run them on the worker pool (`threaded.threaded`).
+plain functions become coroutines that run them on the worker pool (`threaded.threaded`), their
+requests parsed there too: the event loop only moves bytes.
 
 Replies a servicer returns already serialized (`bytes`, because it measured them against the
-message limit) go out as they are.
+message limit) go out as they are. A method may get a parser of its own instead of its message's
+`FromString` (RunGraph's keeps large inputs' data in the request's bytes, `graph_request`).
 """
 
 from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import grpc
@@ -60,14 +62,16 @@ def _passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any],
     return serialize
 
 
-def _guard(handler: grpc.RpcMethodHandler, method: str,
-           workers: Workers) -> grpc.RpcMethodHandler:
-    parse = _safe(handler.request_deserializer)
+def _guard(handler: grpc.RpcMethodHandler, method: str, workers: Workers,
+           parsers: Mapping[str, Callable[[bytes], Any]]) -> grpc.RpcMethodHandler:
+    parse = _safe(parsers.get(method, handler.request_deserializer))
     serialize = _passing_bytes(handler.response_serializer)
     if handler.unary_unary is not None:
         guarded = _unary(handler.unary_unary, method)
-        if not inspect.iscoroutinefunction(guarded):  # the servicer's: on the worker pool
-            guarded = threaded(guarded, workers)
+        if not inspect.iscoroutinefunction(guarded):
+            # the servicer's: parsed and run on the worker pool, the loop hands it the bytes
+            return grpc.unary_unary_rpc_method_handler(
+                threaded(guarded, workers, parse), response_serializer=serialize)
         return grpc.unary_unary_rpc_method_handler(guarded, request_deserializer=parse,
                                                    response_serializer=serialize)
     if handler.unary_stream is not None:
@@ -138,9 +142,11 @@ def _stream(inner: Callable[..., Any], method: str) -> Callable[..., Any]:
 class _GuardedGeneric(grpc.GenericRpcHandler):
     """A generic handler whose methods' handlers are guarded (each once, then cached)."""
 
-    def __init__(self, inner: grpc.GenericRpcHandler, workers: Workers):
+    def __init__(self, inner: grpc.GenericRpcHandler, workers: Workers,
+                 parsers: Mapping[str, Callable[[bytes], Any]]):
         self._inner = inner
         self._workers = workers
+        self._parsers = parsers
         self._cache: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
         self._lock = threading.Lock()
 
@@ -152,7 +158,7 @@ class _GuardedGeneric(grpc.GenericRpcHandler):
         cached = self._cache.get(key)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        guarded = _guard(handler, details.method, self._workers)
+        guarded = _guard(handler, details.method, self._workers, self._parsers)
         with self._lock:
             self._cache[key] = (handler, guarded)  # keeps `handler` alive, so ids stay unique
         return guarded
@@ -161,19 +167,28 @@ class _GuardedGeneric(grpc.GenericRpcHandler):
 class GuardedRegistrar:
     """Pass this instead of the grpc.aio.Server to `add_*_to_server` functions: what they
     register reaches `server` with parse failures mapped to INVALID_ARGUMENT (see the module
-    doc), and plain unary functions (the servicer's) run on `workers` (`threaded`)."""
+    doc), and plain unary functions (the servicer's) run on `workers` (`threaded`).
 
-    def __init__(self, server: Any, workers: Workers):
+    Args:
+        server: the server to register with.
+        workers: the threads that parse and run plain unary methods.
+        parsers: full method name ("/package.Service/Method") -> the function that parses its
+            request bytes in place of the request message's `FromString`.
+    """
+
+    def __init__(self, server: Any, workers: Workers,
+                 parsers: Mapping[str, Callable[[bytes], Any]] | None = None):
         self._server = server
         self._workers = workers
+        self._parsers = dict(parsers or {})
 
     def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
         self._server.add_generic_rpc_handlers(
-            tuple(_GuardedGeneric(h, self._workers) for h in handlers))
+            tuple(_GuardedGeneric(h, self._workers, self._parsers) for h in handlers))
 
     def add_registered_method_handlers(self, service: str,
                                        handlers: dict[str, grpc.RpcMethodHandler]) -> None:
         self._server.add_registered_method_handlers(service, {
             name: handler if handler.request_deserializer is None
-            else _guard(handler, f"/{service}/{name}", self._workers)
+            else _guard(handler, f"/{service}/{name}", self._workers, self._parsers)
             for name, handler in handlers.items()})
