@@ -73,8 +73,8 @@ class Call:
         # monotonic; no deadline reads as a huge number of seconds (about 9.2e18), or None
         self.deadline = math.inf if remaining is None else time.monotonic() + remaining
         self.ended = _Flag()
-        # Runs when the call ends for any reason: client cancel, deadline, server stop, done.
-        # False: the call is already over (grpc.server's answer; grpc.aio's returns None).
+        # Runs when the call ends for any reason: client cancel, deadline, server stop, done
+        # (`threaded.ThreadContext`). False: the call is already over.
         if context.add_callback(self.ended.set) is False:
             self.ended.up = True
         self._slots = slots
