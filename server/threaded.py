@@ -128,21 +128,25 @@ def threaded(function: Callable[[Any, Any], Any], workers: Workers,
     """A coroutine handler of a request's bytes: `function(parse(data), ThreadContext)`,
     parsing included, on `workers`."""
 
-    def work(data: bytes, ctx: ThreadContext) -> Any:
-        return function(parse(data), ctx)
+    def work(data: bytes, ctx: ThreadContext) -> tuple[Any, tuple[Any, str] | None]:
+        # An abort comes back as its status alone: the exception, with the error it replaced
+        # and their tracebacks, would keep the call's frames and its parsed request alive
+        # wherever the event loop's side keeps the exception.
+        try:
+            return function(parse(data), ctx), None
+        except Aborted as exc:
+            return None, (exc.code, exc.details)
 
     async def handler(data: bytes, context: Any) -> Any:
         ctx = ThreadContext(context)
         try:
-            reply = await workers.run(work, data, ctx)
-        except Aborted as exc:
-            ctx.end()
-            await context.abort(exc.code, exc.details, trailing_metadata=ctx.trailing)
-            raise  # (abort raises)
+            reply, aborted = await workers.run(work, data, ctx)
         finally:
             # also when the task is cancelled (client cancel, deadline, server stop) while the
             # worker still runs: its next check stops it
             ctx.end()
+        if aborted is not None:
+            await context.abort(aborted[0], aborted[1], trailing_metadata=ctx.trailing)
         if ctx.trailing:
             context.set_trailing_metadata(ctx.trailing)
         return reply
