@@ -3,19 +3,19 @@ the command line (blocking, SIGTERM-aware)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable
-from concurrent import futures
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from gradserve.engine import mkl, parallel
 from gradserve.v1 import SERVICE_NAME, service_pb2, service_pb2_grpc
@@ -26,6 +26,7 @@ from .config import ServerConfig
 from .metrics import Metrics
 from .service import AutogradServicer
 from .sessions import SessionStore
+from .threaded import Workers
 from .wire_guard import GuardedRegistrar
 
 log = logging.getLogger(__name__)
@@ -37,21 +38,24 @@ MAX_METADATA_BYTES = 16 * 1024
 EXIT_MARGIN_SECONDS = 1.5
 
 
-def add_health(server: grpc.Server) -> health.HealthServicer:
-    """Register grpc.health.v1.Health; every service starts NOT_SERVING until `start`."""
-    servicer = health.HealthServicer(experimental_non_blocking=True)
+async def add_health(server: Any) -> health.aio.HealthServicer:
+    """Register grpc.health.v1.Health (asyncio: a Check is answered on the event loop, however
+    busy the worker threads are); every service starts NOT_SERVING until `start`."""
+    servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     for name in ("", SERVICE_NAME):
-        servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     return servicer
 
 
-def add_reflection(server: grpc.Server) -> None:
-    """Register server reflection for our service and the health service."""
+def add_reflection(server: Any) -> None:
+    """Register server reflection (its asyncio servicer) for our service and the health
+    service."""
     names = (service_pb2.DESCRIPTOR.services_by_name["AutogradService"].full_name,
              health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME)
-    reflection.enable_server_reflection(names, server)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer(names), server)
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
@@ -65,8 +69,18 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
                                        require_client_auth=ca is not None)
 
 
+T = TypeVar("T")
+
+
 class GradServer:
-    """A configured gRPC server with its sessions, health, reflection and metrics."""
+    """A configured gRPC server with its sessions, health, reflection and metrics.
+
+    The transport is gRPC's asyncio server, on an event loop in a thread of its own; the
+    servicer's methods are plain functions that run on a pool of `--workers` threads, each
+    given a call only once its request message has arrived. (With `grpc.server`'s thread pool a
+    call took its thread before its message came: a few dozen streams that announce a request
+    and never finish it held every thread and stopped the server, health checks included.)
+    """
 
     def __init__(self, config: ServerConfig):
         self.config = config
@@ -77,42 +91,69 @@ class GradServer:
         self.metrics = Metrics(lambda: len(self.store), self.store.bytes_held)
         self.servicer = AutogradServicer(config, self.store, Authenticator(tokens),
                                          self.metrics.observe, after_call=self.trim)
+        self.metrics_port: int | None = None
+        self.workers = Workers(config.workers, "gradserve")
+        self._terminated = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever,
+                                             name="gradserve-grpc", daemon=True)
+        self._loop_thread.start()
+        try:
+            self.grpc, self.health, self.port = self._on_loop(self._build())
+        except BaseException:
+            self._close_loop()
+            self.workers.shutdown()
+            raise
+
+    async def _build(self) -> tuple[Any, health.aio.HealthServicer, int]:
+        """The asyncio server (made on its loop), its services registered and its port bound."""
+        config = self.config
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes),
                    ("grpc.max_metadata_size", MAX_METADATA_BYTES),
                    # several processes share the port only when told to (--processes)
                    ("grpc.so_reuseport", int(config.processes > 1))]
-        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers,
-                                                           thread_name_prefix="gradserve"),
-                                options=options)
-        # what registers through it is guarded; RunGraph's parser keeps large inputs' data in
-        # the request's bytes (`graph_request`)
-        registrar: Any = GuardedRegistrar(self.grpc, {
+        server = grpc.aio.server(options=options)
+        # what registers through it is guarded; the servicer's methods are parsed and run on the
+        # workers, RunGraph's parser keeping large inputs' data in the request's bytes
+        # (`graph_request`)
+        registrar: Any = GuardedRegistrar(server, self.workers, {
             f"/{SERVICE_NAME}/RunGraph": graph_request.parse_run_graph})
         service_pb2_grpc.add_AutogradServiceServicer_to_server(self.servicer, registrar)
-        self.health = add_health(registrar)
+        health = await add_health(registrar)
         add_reflection(registrar)
         address = f"{config.host}:{config.port}"
         credentials = server_credentials(config)
         if credentials is None:
-            self.port = self.grpc.add_insecure_port(address)
+            port = server.add_insecure_port(address)
         else:
-            self.port = self.grpc.add_secure_port(address, credentials)
-        if self.port == 0:
+            port = server.add_secure_port(address, credentials)
+        if port == 0:
             raise OSError(f"could not bind {address}")
-        self.metrics_port: int | None = None
+        return server, health, port
+
+    def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the server's event loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _close_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join(timeout=10)
+
+    def _set_health(self, status: Any) -> None:
+        for name in ("", SERVICE_NAME):
+            self._on_loop(self.health.set(name, status))
 
     def start(self) -> None:
         """Start serving; health turns SERVING."""
-        self.grpc.start()
+        self._on_loop(self.grpc.start())
         self.store.start_reaper()
         if self.config.metrics_port is not None:
             host = self.config.host.strip("[]")
             addr = "0.0.0.0" if host in ("", "::", "0.0.0.0") else host  # wildcard: IPv4 too
             self.metrics_port = self.metrics.serve(self.config.metrics_port, addr)
             log.info("metrics on http://%s:%d/metrics", addr, self.metrics_port)
-        for name in ("", SERVICE_NAME):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("gradserve listening on port %d (%s)", self.port,
                  "TLS" if self.config.tls_cert else "plaintext")
         log.info("engine: %s", mkl.status())  # whether float products round as torch's
@@ -120,13 +161,19 @@ class GradServer:
     def stop(self, grace: float | None = None) -> None:
         """Health NOT_SERVING, refuse new calls, let in-flight calls finish within `grace`; then
         gRPC cancels the calls still running, and their interrupt checks stop their work."""
-        self.health.enter_graceful_shutdown()
-        self.grpc.stop(self.config.grace_period if grace is None else grace).wait()
+        if self._terminated.is_set():
+            return
+        self._on_loop(self.health.enter_graceful_shutdown())
+        self._on_loop(self.grpc.stop(self.config.grace_period if grace is None else grace))
         self.store.stop()
         self.metrics.stop()
+        self._close_loop()
+        self.workers.shutdown()
+        self._terminated.set()
 
     def wait(self) -> None:
-        self.grpc.wait_for_termination()
+        """Block until `stop` has finished."""
+        self._terminated.wait()
 
 
 def create_server(config: ServerConfig) -> tuple[GradServer, int]:

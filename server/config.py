@@ -60,10 +60,11 @@ class ServerConfig:
 _HELP = {
     "host": "address to listen on",
     "port": "port to listen on (0 picks a free one)",
-    "workers": "threads serving requests (health checks included)",
+    "workers": "threads running calls, each taken once the call's request has arrived (health "
+               "checks and reflection run on the event loop)",
     "max_calls": "calls in progress at once, health checks excepted; past it RESOURCE_EXHAUSTED "
-                 "at once (0: --workers minus an eighth of them, at least one thread kept for "
-                 "health checks); must be below --workers",
+                 "at once (0: --workers minus an eighth of them, at least one thread kept free); "
+                 "must be below --workers, so a call past it finds a thread to refuse it",
     "run_slots": "calls executing engine work at once; the others queue first come, first "
                  "served (0: one per CPU core)",
     "run_quantum": "seconds a call executes before it yields its run slot to a waiting call",
@@ -196,7 +197,8 @@ def validate(config: ServerConfig) -> None:
         raise ValueError(f"processes must be positive, got {config.processes}")
     if config.max_calls >= config.workers:
         raise ValueError(f"max_calls ({config.max_calls}) must be below workers "
-                         f"({config.workers}): health checks need a thread of their own")
+                         f"({config.workers}): a call past it needs a free thread to be "
+                         "refused at once")
     if not config.run_quantum > 0:
         raise ValueError(f"run_quantum must be positive, got {config.run_quantum}")
     if (config.tls_cert is None) != (config.tls_key is None):

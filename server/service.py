@@ -73,9 +73,10 @@ class Call:
         # monotonic; no deadline reads as a huge number of seconds (about 9.2e18), or None
         self.deadline = math.inf if remaining is None else time.monotonic() + remaining
         self.ended = _Flag()
-        # Runs when the call ends for any reason: client cancel, deadline, server stop, done.
-        if not context.add_callback(self.ended.set):
-            self.ended.up = True  # already over
+        # Runs when the call ends for any reason: client cancel, deadline, server stop, done
+        # (`threaded.ThreadContext`). False: the call is already over.
+        if context.add_callback(self.ended.set) is False:
+            self.ended.up = True
         self._slots = slots
         self._quantum = quantum
         self._slot_since = 0.0  # monotonic time the run slot was taken; 0 while not held

@@ -5,7 +5,9 @@ request!"). `GuardedRegistrar` stands in for the grpc.Server while services regi
 health and reflection alike) and wraps each method handler's request deserializer once, there:
 a parse failure becomes a marker, and the method then aborts with INVALID_ARGUMENT naming the
 method, before any servicer code runs. Done at registration rather than by a server
-interceptor, so no call runs grpcio's interceptor pipeline on the poll thread.
+interceptor, so no call runs grpcio's interceptor pipeline on the event loop. The servicer's
+plain functions become coroutines that run them on the worker pool (`threaded.threaded`), their
+requests parsed there too: the event loop only moves bytes.
 
 Replies a servicer returns already serialized (`bytes`, because it measured them against the
 message limit) go out as they are. A method may get a parser of its own instead of its message's
@@ -14,13 +16,15 @@ message limit) go out as they are. A method may get a parser of its own instead 
 
 from __future__ import annotations
 
+import inspect
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import grpc
 
 from .errors import Failure, InvalidRequestError
+from .threaded import Workers, threaded
 
 
 class _Malformed:
@@ -58,23 +62,72 @@ def _passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any],
     return serialize
 
 
-def _guard(handler: grpc.RpcMethodHandler, method: str,
+def _guard(handler: grpc.RpcMethodHandler, method: str, workers: Workers,
            parsers: Mapping[str, Callable[[bytes], Any]]) -> grpc.RpcMethodHandler:
     parse = _safe(parsers.get(method, handler.request_deserializer))
     serialize = _passing_bytes(handler.response_serializer)
-    if handler.unary_unary is not None or handler.unary_stream is not None:
-        inner = handler.unary_unary or handler.unary_stream
+    if handler.unary_unary is not None:
+        guarded = _unary(handler.unary_unary, method)
+        if not inspect.iscoroutinefunction(guarded):
+            # the servicer's: parsed and run on the worker pool, the loop hands it the bytes
+            return grpc.unary_unary_rpc_method_handler(
+                threaded(guarded, workers, parse), response_serializer=serialize)
+        return grpc.unary_unary_rpc_method_handler(guarded, request_deserializer=parse,
+                                                   response_serializer=serialize)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(_unary(handler.unary_stream, method),
+                                                    request_deserializer=parse,
+                                                    response_serializer=serialize)
+    inner = handler.stream_unary or handler.stream_stream
+    factory = (grpc.stream_unary_rpc_method_handler if handler.stream_unary is not None
+               else grpc.stream_stream_rpc_method_handler)
+    return factory(_stream(inner, method), request_deserializer=parse,
+                   response_serializer=serialize)
 
-        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+
+def _unary(inner: Callable[..., Any], method: str) -> Callable[..., Any]:
+    """`inner` (a function, coroutine function or async generator function of one request),
+    aborting with INVALID_ARGUMENT first when its request did not parse."""
+    if inspect.isasyncgenfunction(inner):
+        async def unary_gen(request: Any, context: Any) -> AsyncIterator[Any]:
             if isinstance(request, _Malformed):
                 _abort(context, method, request)
-            return inner(request, context)
+            async for reply in inner(request, context):
+                yield reply
+        return unary_gen
+    if inspect.iscoroutinefunction(inner):
+        async def unary_async(request: Any, context: Any) -> Any:
+            if isinstance(request, _Malformed):
+                _abort(context, method, request)
+            return await inner(request, context)
+        return unary_async
 
-        factory = (grpc.unary_unary_rpc_method_handler if handler.unary_unary is not None
-                   else grpc.unary_stream_rpc_method_handler)
-        return factory(unary, request_deserializer=parse, response_serializer=serialize)
+    def unary(request: Any, context: grpc.ServicerContext) -> Any:
+        if isinstance(request, _Malformed):
+            _abort(context, method, request)
+        return inner(request, context)
+    return unary
 
-    inner = handler.stream_unary or handler.stream_stream
+
+def _stream(inner: Callable[..., Any], method: str) -> Callable[..., Any]:
+    """`inner` of a request stream, aborting with INVALID_ARGUMENT at the first request that
+    did not parse (asyncio handlers read the stream asynchronously)."""
+    if inspect.isasyncgenfunction(inner) or inspect.iscoroutinefunction(inner):
+        async def checked_async(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+            async for request in requests:
+                if isinstance(request, _Malformed):
+                    _abort(context, method, request)
+                yield request
+
+        if inspect.isasyncgenfunction(inner):
+            async def stream_gen(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+                async for reply in inner(checked_async(requests, context), context):
+                    yield reply
+            return stream_gen
+
+        async def stream_async(requests: AsyncIterator[Any], context: Any) -> Any:
+            return await inner(checked_async(requests, context), context)
+        return stream_async
 
     def stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
         def checked() -> Iterator[Any]:
@@ -83,18 +136,16 @@ def _guard(handler: grpc.RpcMethodHandler, method: str,
                     _abort(context, method, request)
                 yield request
         return inner(checked(), context)
-
-    factory = (grpc.stream_unary_rpc_method_handler if handler.stream_unary is not None
-               else grpc.stream_stream_rpc_method_handler)
-    return factory(stream, request_deserializer=parse, response_serializer=serialize)
+    return stream
 
 
 class _GuardedGeneric(grpc.GenericRpcHandler):
     """A generic handler whose methods' handlers are guarded (each once, then cached)."""
 
-    def __init__(self, inner: grpc.GenericRpcHandler,
+    def __init__(self, inner: grpc.GenericRpcHandler, workers: Workers,
                  parsers: Mapping[str, Callable[[bytes], Any]]):
         self._inner = inner
+        self._workers = workers
         self._parsers = parsers
         self._cache: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
         self._lock = threading.Lock()
@@ -107,34 +158,37 @@ class _GuardedGeneric(grpc.GenericRpcHandler):
         cached = self._cache.get(key)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        guarded = _guard(handler, details.method, self._parsers)
+        guarded = _guard(handler, details.method, self._workers, self._parsers)
         with self._lock:
             self._cache[key] = (handler, guarded)  # keeps `handler` alive, so ids stay unique
         return guarded
 
 
 class GuardedRegistrar:
-    """Pass this instead of the grpc.Server to `add_*_to_server` functions: what they register
-    reaches `server` with parse failures mapped to INVALID_ARGUMENT (see the module doc).
+    """Pass this instead of the grpc.aio.Server to `add_*_to_server` functions: what they
+    register reaches `server` with parse failures mapped to INVALID_ARGUMENT (see the module
+    doc), and plain unary functions (the servicer's) run on `workers` (`threaded`).
 
     Args:
         server: the server to register with.
+        workers: the threads that parse and run plain unary methods.
         parsers: full method name ("/package.Service/Method") -> the function that parses its
             request bytes in place of the request message's `FromString`.
     """
 
-    def __init__(self, server: grpc.Server,
+    def __init__(self, server: Any, workers: Workers,
                  parsers: Mapping[str, Callable[[bytes], Any]] | None = None):
         self._server = server
+        self._workers = workers
         self._parsers = dict(parsers or {})
 
     def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
         self._server.add_generic_rpc_handlers(
-            tuple(_GuardedGeneric(h, self._parsers) for h in handlers))
+            tuple(_GuardedGeneric(h, self._workers, self._parsers) for h in handlers))
 
     def add_registered_method_handlers(self, service: str,
                                        handlers: dict[str, grpc.RpcMethodHandler]) -> None:
         self._server.add_registered_method_handlers(service, {
             name: handler if handler.request_deserializer is None
-            else _guard(handler, f"/{service}/{name}", self._parsers)
+            else _guard(handler, f"/{service}/{name}", self._workers, self._parsers)
             for name, handler in handlers.items()})
