@@ -291,12 +291,20 @@ def linear(be: NNBackend, input: Any, weight: Any, bias: Any = None) -> Any:
     or 1-D and made from data there) takes torch's path, and any other input matmul then add:
     the same values without a round trip per layer to read the input's layout (grad_fn
     AddBackward0 where torch's is ViewBackward0)."""
+    return linear_with_layout(be, input, weight, bias, None)
+
+
+def linear_with_layout(be: NNBackend, input: Any, weight: Any, bias: Any,
+                       contiguous: bool | None) -> Any:
+    """`linear`, told whether the input is contiguous when the caller knows it (a layer that
+    made the input itself: nn_rnn's stacked layer outputs), None to ask the backend."""
     if bias is not None:
         shape = be.shape(input)
         if len(shape) == 2:
             return _call(be, "addmm", bias, input, _call(be, "t", weight))
-        contiguous = (be.known_contiguous(input) if be.remote_metadata
-                      else be.is_contiguous(input))
+        if contiguous is None:
+            contiguous = (be.known_contiguous(input) if be.remote_metadata
+                          else be.is_contiguous(input))
         bias_shape = be.shape(bias)
         fused = len(bias_shape) == 1 or math.prod(bias_shape) == be.shape(weight)[0]
         if shape and fused and contiguous:
