@@ -243,3 +243,26 @@ def _one_bound(name: str, pick: Any, keep: Any) -> None:
 
 _one_bound("Min", np.maximum, lambda x, b: x >= b)
 _one_bound("Max", np.minimum, lambda x, b: x <= b)
+
+# --- hardtanh: clamp to [min_val, max_val] with torch's own node and gradient --------------------
+
+
+def _hardtanh(x: Any, min_val: float = -1.0, max_val: float = 1.0) -> Any:
+    if x.dtype == np.bool_:
+        raise errors.InvalidArgumentError("Bool inputs not supported for hardtanh")
+    # torch's CPU hardtanh is clamp: max then min, keeping the input where it ties a bound
+    # (-0.0 against 0.0; numpy's maximum/minimum keep their second operand) and NaN
+    lo, hi = x.dtype.type(min_val), x.dtype.type(max_val)
+    return np.minimum(hi, np.maximum(lo, x))
+
+
+# torch's hardtanh_backward kernel: +0 where input <= min_val or input >= max_val, else grad (so
+# 0 at the bounds, where clamp's gradient is grad, and grad at a NaN)
+defop("hardtanh", _hardtanh,
+      lambda ns, g, out, x, min_val, max_val: ns.where(
+          ns.logical_or(x <= min_val, x >= max_val), 0.0, g),
+      saves="input", attrs=(AttrSpec("min_val", "float", -1.0), AttrSpec("max_val", "float", 1.0)),
+      backward="HardtanhBackward0", inplace=True, method=False,
+      doc="input clamped to [min_val, max_val] (nn.functional.hardtanh, relu6)",
+      out_shape=lambda x, min_val=-1.0, max_val=1.0: tuple(x.shape),
+      out_bound=temporaries(broadcast_shape, results=1))

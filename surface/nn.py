@@ -28,9 +28,9 @@ from .nn_parameter import parameter_class
 MODULE_FILES = {
     "module": ("Module",),
     "linear": ("Identity", "Linear", "Bilinear"),
-    "activation": ("ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU", "Tanh", "Sigmoid",
-                   "Softplus", "LogSigmoid", "Mish", "SELU", "CELU", "Hardsigmoid",
-                   "Hardswish", "Softmax", "LogSoftmax"),
+    "activation": ("ReLU", "Hardtanh", "ReLU6", "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU",
+                   "Tanh", "Sigmoid", "Softplus", "LogSigmoid", "Mish", "SELU", "CELU",
+                   "Hardsigmoid", "Hardswish", "Softmax", "LogSoftmax"),
     "conv": ("Conv1d", "Conv2d"),
     "pooling": ("MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d"),
     "batchnorm": ("BatchNorm1d", "BatchNorm2d"),
@@ -82,10 +82,15 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
     module_cls = type("Module", (Module,), {
         "_be": be, "__module__": name, "__qualname__": "Module", "__doc__": Module.__doc__})
     nn.Module = module_cls  # type: ignore[attr-defined]
+    bound_classes: dict[type, type] = {}
     for cls in (*LAYERS, *nn_conv.MODULES, *nn_norm.MODULES, *nn_rnn.MODULES, *CONTAINERS,
                 *LOSSES, *nn_distance.MODULES):
-        bound = type(cls.__name__, (cls, module_cls), {
+        # a subclass of another nn class (ReLU6 of Hardtanh, GRU of RNNBase) derives from that
+        # class's bound copy too, so isinstance(nn.ReLU6(), nn.Hardtanh) holds as in torch
+        parents = tuple(bound_classes[base] for base in cls.__bases__ if base in bound_classes)
+        bound = type(cls.__name__, (cls, *parents) if parents else (cls, module_cls), {
             "__module__": name, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
+        bound_classes[cls] = bound
         setattr(nn, cls.__name__, bound)
     nn.Parameter = parameter_class(be)  # type: ignore[attr-defined]
     nn.functional = namespace(  # type: ignore[attr-defined]

@@ -67,6 +67,27 @@ def relu(be: NNBackend, input: Any, inplace: bool = False) -> Any:
     return _call(be, "relu", input)
 
 
+def hardtanh(be: NNBackend, input: Any, min_val: float = -1.0, max_val: float = 1.0,
+             inplace: bool = False) -> Any:
+    """input clamped to [min_val, max_val]: torch's hardtanh op (grad_fn HardtanhBackward0, no
+    gradient at the bounds); in place with inplace=True, as torch's hardtanh_."""
+    if be.dtype_name(input) == "bool":
+        raise be.runtime_error("Bool inputs not supported for hardtanh")
+    if inplace:
+        return input.hardtanh_(min_val, max_val)
+    return _call(be, "hardtanh", input, min_val, max_val)
+
+
+def hardtanh_(be: NNBackend, input: Any, min_val: float = -1.0, max_val: float = 1.0) -> Any:
+    """`hardtanh` in place."""
+    return input.hardtanh_(min_val, max_val)
+
+
+def relu6(be: NNBackend, input: Any, inplace: bool = False) -> Any:
+    """min(max(input, 0), 6): torch's relu6 is hardtanh(input, 0, 6) (HardtanhBackward0)."""
+    return hardtanh(be, input, 0.0, 6.0, inplace)
+
+
 def sigmoid(be: NNBackend, input: Any) -> Any:
     """1 / (1 + exp(-input))."""
     return _call(be, "sigmoid", input)
@@ -588,8 +609,8 @@ def _cross_entropy_probs(be: NNBackend, logp: Any, xs: tuple[int, ...], target: 
     return be.scalar_div(-_call(be, "sum", prod), math.prod(xs) // n_classes)
 
 
-FUNCTIONS = (relu, sigmoid, tanh, leaky_relu, prelu, elu, gelu, silu, softplus, logsigmoid,
-             mish, selu, celu, hardsigmoid, hardswish, softmax,
+FUNCTIONS = (relu, hardtanh, hardtanh_, relu6, sigmoid, tanh, leaky_relu, prelu, elu, gelu,
+             silu, softplus, logsigmoid, mish, selu, celu, hardsigmoid, hardswish, softmax,
              log_softmax, linear, bilinear, dropout, embedding, layer_norm, mse_loss, l1_loss,
              smooth_l1_loss, huber_loss, binary_cross_entropy, binary_cross_entropy_with_logits,
              nll_loss, cross_entropy)

@@ -180,6 +180,8 @@ def test_rnn_base_attributes(lib):
         [tuple(p.shape) for p in ws] for ws in ref.all_weights]
     ours.flatten_parameters()
     assert isinstance(ours, lib.nn.Module)
+    assert isinstance(ours, lib.nn.RNNBase)
+    assert isinstance(lib.nn.GRUCell(2, 3), lib.nn.RNNCellBase)
     assert lib.nn.modules.rnn.GRU is lib.nn.GRU
 
 
