@@ -383,6 +383,28 @@ def dropout(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
     return spellings.dropout(be, input, p, training)
 
 
+def one_hot(be: NNBackend, tensor: Any, num_classes: int = -1) -> Any:
+    """int64 one-hot rows: out[..., c] = 1 where tensor[...] == c (torch's checks and texts;
+    the class range is read from the values, as torch's CPU kernel reads it: through a session
+    one round trip). Composed as (tensor.unsqueeze(-1) == arange(num_classes)).long(): torch's
+    values, no graph (torch's result does not require grad either)."""
+    if be.dtype_name(tensor) != "int64":
+        raise be.runtime_error("one_hot is only applicable to index tensor of type LongTensor.")
+    shape = tuple(be.shape(tensor))
+    if math.prod(shape) == 0:
+        if num_classes <= 0:
+            raise be.runtime_error("Can not infer total number of classes from empty tensor.")
+        return be.torch.zeros(*shape, num_classes, dtype=be.torch.int64)
+    if int(tensor.min().item()) < 0:
+        raise be.runtime_error("Class values must be non-negative.")
+    if num_classes == -1:
+        num_classes = int(tensor.max().item()) + 1
+    elif num_classes <= int(tensor.max().item()):
+        raise be.runtime_error("Class values must be smaller than num_classes.")
+    classes = be.torch.arange(num_classes)
+    return (tensor.unsqueeze(-1) == classes).long()
+
+
 def embedding(be: NNBackend, input: Any, weight: Any, padding_idx: int | None = None,
               max_norm: float | None = None, norm_type: float = 2.0,
               scale_grad_by_freq: bool = False, sparse: bool = False) -> Any:
@@ -611,7 +633,7 @@ def _cross_entropy_probs(be: NNBackend, logp: Any, xs: tuple[int, ...], target: 
 
 FUNCTIONS = (relu, hardtanh, hardtanh_, relu6, sigmoid, tanh, leaky_relu, prelu, elu, gelu,
              silu, softplus, logsigmoid, mish, selu, celu, hardsigmoid, hardswish, softmax,
-             log_softmax, linear, bilinear, dropout, embedding, layer_norm, mse_loss, l1_loss,
-             smooth_l1_loss, huber_loss, binary_cross_entropy, binary_cross_entropy_with_logits,
-             nll_loss, cross_entropy)
+             log_softmax, linear, bilinear, dropout, one_hot, embedding, layer_norm, mse_loss,
+             l1_loss, smooth_l1_loss, huber_loss, binary_cross_entropy,
+             binary_cross_entropy_with_logits, nll_loss, cross_entropy)
 """What `nn.functional` holds (each bound to a backend by `gradserve.surface.nn.build`)."""
