@@ -1,5 +1,6 @@
-"""torch.save / torch.load through a session (client/serialization.py over
-gradserve.surface.serialization) against torch: files either writes load in the other (torch
+"""torch.save / torch.load through a session (client/serialization.py) and in process
+(engine/serialization.py), both over gradserve.surface.serialization, against torch: files either
+writes load in the other (torch
 with weights_only=True), with values, dtypes, shapes, requires_grad and Parameters kept; loading
 is weights-only whatever is asked; `save(path)` stays the session snapshot."""
 
@@ -109,3 +110,19 @@ def test_path_first_is_still_the_snapshot(session, tmp_path):
     session.save(str(path), {"w": w})
     assert os.path.getsize(path) > 0
     assert not zipfile.is_zipfile(path)
+
+
+def test_engine_save_and_load_interoperate_with_torch(tmp_path):
+    import gradserve.engine as ge
+
+    net = ge.nn.Linear(3, 2)
+    path = tmp_path / "engine.pt"
+    ge.save({"sd": net.state_dict(), "p": net.weight}, path)
+    theirs = torch.load(path, weights_only=True)
+    assert isinstance(theirs["p"], torch.nn.Parameter)
+    np.testing.assert_array_equal(theirs["sd"]["weight"].numpy(), _np(net.weight))
+    torch.save({"x": torch.arange(6.0).reshape(2, 3).t()}, tmp_path / "t.pt")
+    ours = ge.load(tmp_path / "t.pt")
+    np.testing.assert_array_equal(_np(ours["x"]), torch.arange(6.0).reshape(2, 3).t().numpy())
+    again = ge.load(path)
+    assert ge.nn.is_parameter(again["p"]) and again["p"].requires_grad
