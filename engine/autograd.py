@@ -80,15 +80,22 @@ def _needed(roots: Sequence[Any], targets: set[int]) -> dict[Any, bool]:
     """For each reachable node, whether a captured node lies below it (children-first DFS)."""
     needed: dict[Any, bool] = {}
     stack: list[tuple[Any, bool]] = [(r, False) for r in roots]
+    push, pop = stack.append, stack.pop
     while stack:
-        n, done = stack.pop()
-        if done:
-            needed[n] = any(e is not None and (id(e[0]) in targets or needed.get(e[0], False))
-                            for e in n.edges)
+        n, done = pop()
+        if done:  # (loops, not any() over a generator: this runs once per node of a pass)
+            found = False
+            for e in n.edges:
+                if e is not None and (id(e[0]) in targets or needed.get(e[0], False)):
+                    found = True
+                    break
+            needed[n] = found
         elif n not in needed:
             needed[n] = False
-            stack.append((n, True))
-            stack.extend((e[0], False) for e in n.edges if e is not None and e[0] not in needed)
+            push((n, True))
+            for e in n.edges:
+                if e is not None and e[0] not in needed:
+                    push((e[0], False))
     return needed
 
 
@@ -181,16 +188,18 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
     state = limits._state
     # Under a byte budget, numpy gradients (recorded ops charge themselves) are charged when a
     # node makes them and credited when the node they flow into has consumed them: the charge
-    # follows the gradients alive at once.
+    # follows the gradients alive at once (GradientMeter's bookkeeping, inlined below: it runs
+    # for every node).
     meter = GradientMeter() if not create_graph and state.bytes_left is not None else None
     node_hooks, leaf_hooks = hooks.registries()  # hooks.active() without a call per node
+    heappop, heappush, take = heapq.heappop, heapq.heappush, buffers.pop
     try:
         while ready:
-            node = heapq.heappop(ready)[2]
+            node = heappop(ready)[2]
             check = state.check  # read per node: a suspended pass resumes in another call
             if check is not None:
                 check()  # the caller's deadline / cancellation, between nodes (limits.tick)
-            gs = buffers.pop(node, None) or [None]
+            gs = take(node, None) or [None]
             if node_hooks or leaf_hooks:
                 gs = yield from _suspendable(
                     hooks.before(node, gs, create_graph, type(node) is AccumulateGrad), ctx,
@@ -230,32 +239,65 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                         out_grads = yield from _suspendable(
                             hooks.after(node, out_grads, gs, create_graph), ctx, create_graph)
                     if meter is not None:
-                        meter.made(out_grads, node)
+                        if type(out_grads) is list or type(out_grads) is tuple:
+                            n = 0
+                            for g in out_grads:
+                                if g is not None:
+                                    n += getattr(g, "nbytes", 0)
+                        else:
+                            n = int(getattr(out_grads, "nbytes", 0))
+                        left = state.bytes_left
+                        if left is not None:
+                            if n > left:
+                                limits.charge(n, node.name, "gradients of ")  # raises
+                            state.bytes_left = left - n
+                        meter.live += n
+                        g = None  # (no reference left to a gradient: see owned_array)
                     if not keep_graph:
                         node.release()
-            for i, e in enumerate(node.edges):
-                if e is None:
-                    continue
-                child = e[0]
-                if out_grads is not None:
-                    gi = out_grads[i]
-                    if gi is not None:
-                        buf = buffers.get(child)
-                        if buf is None and e[1] == 0:
-                            buffers[child] = [gi]
-                        else:
-                            merged = _add(buffers, child, e[1], gi)
-                            if meter is not None and merged is not None:
-                                meter.merged(merged, node)
-                left = deps[child] - 1
-                deps[child] = left
-                if left == 0:
-                    heapq.heappush(ready, (-getattr(child, "sequence_nr", 0), order(), child))
+            edges = node.edges
+            if out_grads is None:
+                for e in edges:
+                    if e is not None:
+                        child = e[0]
+                        left = deps[child] - 1
+                        deps[child] = left
+                        if left == 0:
+                            heappush(ready, (-getattr(child, "sequence_nr", 0), order(), child))
+            else:
+                i = 0
+                for e in edges:
+                    if e is not None:
+                        child = e[0]
+                        gi = out_grads[i]
+                        if gi is not None:
+                            if e[1] == 0 and child not in buffers:
+                                buffers[child] = [gi]
+                            else:
+                                merged = _add(buffers, child, e[1], gi)
+                                if meter is not None and merged is not None:
+                                    meter.merged(merged, node)
+                        left = deps[child] - 1
+                        deps[child] = left
+                        if left == 0:
+                            heappush(ready, (-getattr(child, "sequence_nr", 0), order(), child))
+                    i += 1
             # drop this step's references to the gradients it handed on, so the node they went to
             # may find them owned (nodes.owned_array) and write into them
             out_grads = gi = merged = None
             if meter is not None and not kept:
-                meter.consumed(gs)
+                n = 0
+                for g in gs:
+                    if g is not None:
+                        n += getattr(g, "nbytes", 0)
+                if n > meter.live:
+                    n = meter.live
+                if n:
+                    left = state.bytes_left
+                    if left is not None:
+                        state.bytes_left = left + n
+                    meter.live -= n
+                g = None
     finally:
         ctx.__exit__()
     return captured
@@ -497,7 +539,8 @@ def grad_steps(outputs: Any, inputs: Any, grad_outputs: Any = None,
                                    capture=capture, accumulate=False, held=held)
     result: list[Any] = []
     for i, t in enumerate(ins):
-        g = got[capture[edge(t)]]
+        slot = capture[edge(t)]
+        g = got[slot]
         if g is None:
             if not allow_unused:
                 raise errors.AutogradError(
@@ -506,6 +549,11 @@ def grad_steps(outputs: Any, inputs: Any, grad_outputs: Any = None,
             result.append(Tensor._make(np.zeros_like(t._data)) if materialize_grads else None)
         elif isinstance(g, Tensor):
             result.append(g)
+        elif (owned_array(got, slot, extra=1) and g.dtype == t.dtype.np
+              and g.shape == t.shape):
+            # a gradient the pass made and nothing else holds (not a saved or given array,
+            # not another input's too): returned as it is, as torch returns its buffer
+            result.append(Tensor._make(g))
         else:
             result.append(Tensor._make(np.array(g, dtype=t.dtype.np, copy=True)))
     return tuple(result)

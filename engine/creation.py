@@ -84,6 +84,28 @@ def tensor(data: Any, dtype: DType | str | None = None, requires_grad: bool = Fa
     return t
 
 
+def shared_leaf(array: np.ndarray, requires_grad: bool = False) -> Tensor:
+    """A leaf tensor holding `array` itself, not a copy (for the server's inputs, which it
+    decodes as views of the request's bytes).
+
+    The caller leaves `array` unchanged while the tensor lives; a read-only array stays
+    read-only, so only data nothing writes into belongs here (an in-place op on the tensor is
+    refused as on an expanded view). Not torch API.
+
+    Args:
+        array: an ndarray of a gradserve dtype, of at least one dimension.
+        requires_grad: record operations on it (floating dtypes only).
+    Raises:
+        InvalidTypeError: a dtype gradserve does not have; AutogradError: requires_grad on a
+        non-floating dtype.
+    """
+    dtypes.from_numpy(array.dtype)
+    t = Tensor._make(array)
+    if requires_grad:
+        t._set_requires_grad(True, messages.REQUIRES_GRAD_FACTORY_MESSAGE)
+    return t
+
+
 def as_tensor(data: Any, dtype: DType | str | None = None, device: Any = None) -> Tensor:
     """torch.as_tensor: `data` itself when it is a Tensor of that dtype, else `tensor(data)`.
 

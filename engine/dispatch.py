@@ -16,8 +16,9 @@ from .tensor import Tensor
 
 _SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
 _PY_SCALARS = frozenset((bool, int, float))
-_make_tensor = Tensor._make  # bound once: run() makes one per op
+_make_result = Tensor._result  # read once: run() makes one per op
 _SCALAR_OPERATORS = scalarmath.OPERATORS
+_NODE_BYTES = limits.NODE_BYTES
 
 
 def apply(name: str, inputs: Sequence[Any], attrs: Mapping[str, Any] | None = None, *,
@@ -164,7 +165,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         out_np = out_dtype.np
         if data.dtype is not out_np and data.dtype != out_np:
             data = data.astype(out_np)
-        out = _make_tensor(data, None, 0, None, out_dtype)
+        out = _make_result(data, out_dtype)
         if view:
             _link_view(flat[0], out)
         if record and out_dtype.category == 2:  # as torch: only floating results require grad
@@ -172,8 +173,13 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
             if node is not None:
                 out.grad_fn = node
                 out._rg = True
-                if limits._state.bytes_left is not None:
-                    limits.charge(limits.NODE_BYTES, op.node_what)
+                state = limits._state
+                left = state.bytes_left
+                if left is not None:  # limits.charge inline: this runs for every node
+                    if left >= _NODE_BYTES:
+                        state.bytes_left = left - _NODE_BYTES
+                    else:
+                        limits.charge(_NODE_BYTES, op.node_what)
         return out
     outs = tuple(_wrap(r, out_dtype if i == 0 or op.n_outputs is None else None)
                  for i, r in enumerate(raw))
@@ -200,45 +206,56 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
     (see `limits`), before the forward allocates anything. The inputs `run` casts to the
     compute dtype are charged too: the forward holds those copies."""
     state = limits._state
-    if state.check is not None:
-        state.check()
-    if state.max_elements is None and state.bytes_left is None:
+    check = state.check
+    if check is not None:
+        check()
+    limit, left = state.max_elements, state.bytes_left
+    if limit is None and left is None:
         return
     scalars = op.scalar_bounds
-    if scalars is not None and _all_0d(flat):
-        # a ufunc of 0-d inputs makes one 0-d result: its declared bound, once per dtype
-        bound = scalars.get(out_dtype, _NO_BOUND)
-        if bound is _NO_BOUND:
-            bound = scalars[out_dtype] = _declared_bound(op, flat, attrs, out_dtype)
-    else:
+    bound = _NO_BOUND
+    if scalars is not None:
+        # An elementwise op of 0-d inputs makes one 0-d result: its declared bound, once per
+        # dtype (the 0-d test and the bytes of the inputs cast to `compute`, as `_cast_bytes`
+        # counts them, in one pass over the inputs).
+        cast = 0
+        for a in flat:
+            if type(a) is Tensor:
+                data = a._data
+                if type(data) is np.ndarray and data.ndim:
+                    break
+                if compute is not None and a.dtype is not compute:
+                    cast += compute.np.itemsize
+            elif type(a) not in _PY_SCALARS and not isinstance(a, np.generic):
+                break
+        else:
+            bound = scalars.get(out_dtype, _NO_BOUND)
+            if bound is _NO_BOUND:
+                bound = scalars[out_dtype] = _declared_bound(op, flat, attrs, out_dtype)
+    if bound is _NO_BOUND:
         bound = _declared_bound(op, flat, attrs, out_dtype)
-    if bound is not None:
-        if compute is not None:
-            cast = _cast_bytes(flat, compute)
-            if cast:
-                bound = limits.with_scratch(bound, cast)
-        what = op.result_what
-        try:
-            limits.admit(bound, what)
-        except errors.AllocationLimitError:
-            _name_the_shape(op, flat, attrs, bound, what)
-            raise
+        cast = _cast_bytes(flat, compute) if compute is not None and bound is not None else 0
+    if bound is None:
+        return
+    # limits.admit's checks and charge inline for a bound that fits; a refusal goes through it
+    # (its messages)
+    nbytes = bound.nbytes + cast
+    if (limit is None or (bound.elements <= limit and bound.results <= limit)) and (
+            left is None or nbytes <= left):
+        if left is not None:
+            state.bytes_left = left - nbytes
+        return
+    if cast:
+        bound = limits.with_scratch(bound, cast)
+    what = op.result_what
+    try:
+        limits.admit(bound, what)
+    except errors.AllocationLimitError:
+        _name_the_shape(op, flat, attrs, bound, what)
+        raise
 
 
 _NO_BOUND: Any = object()
-
-
-def _all_0d(flat: Sequence[Any]) -> bool:
-    """Every input is 0-d: a Python or numpy scalar, or a Tensor holding one (ops keep 0-d
-    results as numpy scalars) or a 0-d array."""
-    for a in flat:
-        if type(a) is Tensor:
-            data = a._data
-            if type(data) is np.ndarray and data.ndim:
-                return False
-        elif type(a) not in _PY_SCALARS and not isinstance(a, np.generic):
-            return False
-    return True
 
 
 def _declared_bound(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any],

@@ -76,14 +76,22 @@ def fma32(a: np.ndarray | float, b: np.ndarray | float, c: np.ndarray | float) -
     then right except where the float64 sum falls exactly halfway between two float32s (or into
     float32's subnormals): only those few are redone with the sum rounded to odd.
     """
-    p = np.asarray(a, _F32).astype(np.float64) * np.asarray(b, _F32).astype(np.float64)
-    cc = np.asarray(c, _F32).astype(np.float64)
-    p, cc = np.broadcast_arrays(p, cc)
+    if (type(a) is np.ndarray and type(b) is np.ndarray and type(c) is np.ndarray and a.ndim
+            and a.shape == b.shape == c.shape and a.dtype == b.dtype == c.dtype == _F32):
+        # the same values without asarray and broadcast_arrays (an optimizer's buffers)
+        p = np.multiply(a, b, dtype=np.float64)
+        cc = c.astype(np.float64)
+    else:
+        p = np.asarray(a, _F32).astype(np.float64) * np.asarray(b, _F32).astype(np.float64)
+        cc = np.asarray(c, _F32).astype(np.float64)
+        p, cc = np.broadcast_arrays(p, cc)
     s = p + cc
     low = s.view(np.int64) & 0x1FFFFFFF  # the 29 mantissa bits float32 drops
     redo = (low == 0x10000000) | (np.abs(s) < 2.0 ** -125)
     out = s.astype(_F32)
     if redo.any():
+        if type(out) is not np.ndarray:  # 0-d operands: numpy scalars, no item assignment
+            return _add_round_odd(np.reshape(p, 1), np.reshape(cc, 1)).astype(_F32)[0]
         out[redo] = _add_round_odd(p[redo], cc[redo]).astype(_F32)
     return out
 

@@ -3,10 +3,11 @@
 Three independent, thread-local bounds, each set by a context manager and read on every op:
 
 - `allocation_limit(n)`: no one tensor an op produces may have more than `n` elements.
-- `byte_budget(n)`: the ops, graph nodes and gradients made inside the scope may allocate at most
-  `n` bytes in all. Each op's results are charged *before* it runs, from its declared output
-  bound (`registry.OpDef.bound`); every recorded graph node and every gradient a backward pass
-  makes is charged too. Charges are cumulative (frees are not credited), so they bound what the
+- `byte_budget(n)` (or `within(n, fn, *args)`, the same as a call): the ops, graph nodes and
+  gradients made inside the scope may allocate at most `n` bytes in all. Each op's results are
+  charged *before* it runs, from its declared output bound (`registry.OpDef.bound`); every
+  recorded graph node and every gradient a backward pass makes is charged too. Charges are
+  cumulative (frees are not credited), so they bound what the
   scope can hold at once — except a backward pass without a graph, which credits each gradient
   back once it is consumed (`credit`), so the charge follows the gradients alive at a time and a
   long pass whose gradients are summed as they arrive (a weight used in every step) is not
@@ -125,6 +126,44 @@ class byte_budget:  # noqa: N801 - used as a function: `with byte_budget(n) as b
         else:
             _state.bytes_left = outer - budget.spent
             _state.active = True
+
+
+def within(max_bytes: int | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` inside `byte_budget(max_bytes)`, as one call: the same limit, nesting and
+    refusals, without a context manager's objects (the server's session tape budgets each op it
+    runs separately, and this is its hot path).
+
+    Returns:
+        What `fn(*args)` returns.
+    Raises:
+        BudgetExceededError: as the work inside raises it.
+    """
+    # As few reads and writes of the thread-local state as the cases allow (each costs about
+    # three times a plain attribute's): the scopes `fn` enters restore what they change, so on
+    # return the other bounds are as they were on entry, and `active` was right then.
+    s = _state
+    outer = s.bytes_left
+    if outer is None:
+        if max_bytes is None:
+            return fn(*args)
+        was_active = s.active
+        s.bytes_left = max_bytes
+        if not was_active:
+            s.active = True
+        try:
+            return fn(*args)
+        finally:
+            s.bytes_left = None
+            if not was_active:
+                s.active = False
+    limit = outer if max_bytes is None else min(max_bytes, outer)
+    s.bytes_left = limit
+    try:
+        return fn(*args)
+    finally:
+        left = s.bytes_left
+        s.bytes_left = outer - (0 if left is None else limit - left)
+        s.active = True
 
 
 class Budget:

@@ -134,6 +134,40 @@ class Node:
             else:
                 saved, versions = (_Meta(a) if keep else None,), ()
             saved_scalar = False
+        elif len(args) == 2:  # a binary op: the loop below, unrolled (no lists)
+            a, b = args
+            (want_a, keep_a), (want_b, keep_b) = steps
+            versions = ()
+            saved_scalar = False
+            if type(a) is Tensor:
+                meta_a: Any = (a._data.shape, a.dtype)
+                fn = a.grad_fn
+                edge_a = ((fn, a.output_nr) if fn is not None else edge(a)) if want_a else None
+                if keep_a == 1:
+                    v = a._version
+                    saved_a: Any = a
+                    versions = ((a, v, v[0]),)
+                else:
+                    saved_a = _Meta(a) if keep_a else None
+            else:
+                meta_a = edge_a = None
+                saved_a = a
+                saved_scalar = a is not None and keep_a == 1
+            if type(b) is Tensor:
+                meta_b: Any = (b._data.shape, b.dtype)
+                fn = b.grad_fn
+                edge_b = ((fn, b.output_nr) if fn is not None else edge(b)) if want_b else None
+                if keep_b == 1:
+                    v = b._version
+                    saved_b: Any = b
+                    versions = (*versions, (b, v, v[0]))
+                else:
+                    saved_b = _Meta(b) if keep_b else None
+            else:
+                meta_b = edge_b = None
+                saved_b = b
+                saved_scalar = saved_scalar or (b is not None and keep_b == 1)
+            edges, meta, saved = (edge_a, edge_b), (meta_a, meta_b), (saved_a, saved_b)
         else:
             edge_list: list[tuple[Any, int] | None] = []
             meta_list: list[tuple[tuple[int, ...], Any] | None] = []
@@ -274,7 +308,8 @@ class Node:
     def release(self) -> None:
         """Free saved tensors (after a backward without retain_graph)."""
         if self.versions or self.out_data is not None:  # saved tensors (not just scalars)
-            self.args = tuple([None if type(a) is Tensor else a if _is_constant(a) else None
+            self.args = tuple([None if type(a) is Tensor else a
+                               if type(a) in _CONSTANT_TYPES or _is_constant(a) else None
                                for a in self.args])
             self.out_data = None
             self.versions = ()

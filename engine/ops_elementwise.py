@@ -26,6 +26,7 @@ from .registry import (
     SAME,
     AttrSpec,
     defop,
+    keeps_0d,
     names_backward,
     promote_args,
     shapes_only,
@@ -37,6 +38,7 @@ def _is_tensor(a: Any) -> bool:
     return hasattr(a, "ndim") and not isinstance(a, (bool, int, float))
 
 
+@keeps_0d
 @shapes_only
 def broadcast_shape(*args: Any, **attrs: Any) -> tuple[int, ...]:
     """Result shape of an elementwise op (for the allocation check).
@@ -144,12 +146,26 @@ def _fma_scalar32(y: np.ndarray, a: np.float32, x: np.ndarray) -> np.ndarray:
     float32's subnormals: those elements are redone by `fma32`. Work goes in chunks of
     `_FMA_CHUNK` elements, so the float64 scratch stays fixed whatever the size.
     """
+    a64 = np.float64(a)
+    if (type(y) is np.ndarray and type(x) is np.ndarray and y.shape == x.shape and y.ndim
+            and y.size <= _FMA_CHUNK and y.flags.c_contiguous and x.flags.c_contiguous):
+        # one chunk of equal C-ordered shapes (an optimizer's buffers): the loop's numpy calls
+        # without broadcasting, copying and slicing, which cost more than the arithmetic here
+        s = np.multiply(y, a64, dtype=np.float64)
+        np.add(s, x, out=s, dtype=np.float64)
+        out = s.astype(np.float32)
+        bits = s.view(np.uint64)
+        np.bitwise_and(bits, 0x1FFFFFFF, out=bits)
+        redo = bits == 0x10000000
+        redo |= np.abs(out) < np.float32(2.0 ** -125)
+        if redo.any():
+            out[redo] = fma32(y[redo], float(a), x[redo])
+        return out
     shape = np.broadcast_shapes(y.shape, x.shape)
     out = np.empty(shape, np.float32)
     flat = out.reshape(-1)
     ys = np.ascontiguousarray(np.broadcast_to(y, shape)).reshape(-1)
     xs = np.ascontiguousarray(np.broadcast_to(x, shape)).reshape(-1)
-    a64 = np.float64(a)
     for i in range(0, flat.size, _FMA_CHUNK):
         yc, xc = ys[i:i + _FMA_CHUNK], xs[i:i + _FMA_CHUNK]
         s = np.add(np.multiply(yc, a64, dtype=np.float64), xc, dtype=np.float64)

@@ -86,7 +86,21 @@ def unreduce(ns: Any, g: Any, shape: Sequence[int], dim: Any, keepdim: bool) -> 
     if not keepdim and shape and axes:
         for d in axes:
             g = ns.unsqueeze(g, dim=d)
+    elif type(g) is np.ndarray and g.size == 1:
+        return _expand_one(g, tuple(shape))
     return ns.expand(g, size=tuple(shape))
+
+
+def _expand_one(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """`NP.expand(g, size=shape)` of a one-element array with at most len(shape) dims (a full
+    reduction's gradient), without the shape checks it cannot fail: the same view, laid out
+    as `np.broadcast_to` lays out a one-element array (every stride 0), read-only, or `g`
+    reshaped when nothing is repeated."""
+    if g.flags.writeable and math.prod(shape) == 1:
+        return g.reshape(shape)
+    out = np.ndarray(shape, g.dtype, g, 0, (0,) * len(shape))
+    out.flags.writeable = False
+    return out
 
 
 def _axes(x: Any, dim: Any) -> Any:

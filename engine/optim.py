@@ -4,7 +4,9 @@ single-tensor, non-foreach path).
 Updates run under `no_grad` as in-place engine ops on the parameters, so a parameter stays the
 same object and its version counter moves as in torch. Adam's common case (no AMSGrad; plain
 float arrays below the size ops split over threads) runs the same numpy kernels on the arrays
-directly (`_adam_arrays`: the same bits, without ~8 op dispatches per parameter).
+directly (`_adam_arrays`: the same bits, without ~8 op dispatches per parameter), and for a
+group of small float32 parameters all at once (`_adam_group`, over flat state buffers: the same
+bits again, with one set of numpy calls for the group instead of one per parameter).
 `state_dict()` holds plain numbers and numpy arrays only (the server saves and restores it
 without pickle).
 """
@@ -25,6 +27,7 @@ from gradserve.surface.grad_mode import enable_grad, no_grad
 
 from . import errors, limits, parallel
 from .creation import tensor as _tensor
+from .distributions import fma32
 from .ops_elementwise import _fma_scalar32, _fma_scalar64
 from .ops_math import _addcdiv, _addcmul
 from .registry import OPS
@@ -69,10 +72,17 @@ class Optimizer(_surface.Optimizer):
                 loss = closure()
         with no_grad():
             for group in self.param_groups:
+                if self._update_group(group):
+                    continue
                 for p in group["params"]:
                     if p.grad is not None:
                         self._update(p, p.grad, group, self.state.setdefault(p, {}))
         return loss
+
+    def _update_group(self, group: dict[str, Any]) -> bool:
+        """Update every parameter of `group` at once where the algorithm can (the same bits
+        as `_update` on each); False: nothing done, update them one by one."""
+        return False
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
                 state: dict[str, Any]) -> None:
@@ -210,6 +220,38 @@ class Adam(Optimizer):
                     "decoupled_weight_decay": decoupled_weight_decay}
         self._validate(defaults)
         super().__init__(params, defaults)
+
+    def _update_group(self, group: dict[str, Any]) -> bool:
+        """Adam's common case for a whole group at once (`_adam_group`): float32 parameters
+        without weight decay, AMSGrad or maximize, whose state was made by this path (each
+        parameter's buffers are views of one flat buffer per group, as torch's foreach path
+        keeps lists) and is at the same step."""
+        if (group["amsgrad"] or group["maximize"] or group["weight_decay"] != 0
+                or type(self)._update is not Adam._update):  # (a subclass's own update)
+            return False
+        params = []
+        for p in group["params"]:
+            if p.grad_fn is not None:
+                return False  # (`p.grad` warns there, as torch's step does)
+            if p._grad is not None:
+                params.append(p)
+        if len(params) < 2:  # one parameter: the per-parameter path costs as much
+            return False
+        flat = _FlatAdam.fit(self, group, params)
+        if flat is None:
+            return False
+        beta1, beta2 = group["betas"]
+        state = self.state
+        step = state[params[0]]["step"] + 1.0
+        for p in params:
+            state[p]["step"] = step
+        _adam_group(flat, [p._grad._data for p in params], beta1, beta2, step, group["lr"],
+                    group["eps"])
+        for p, m, v in zip(params, flat.exp_avg, flat.exp_avg_sq):
+            m._version[0] += 1
+            v._version[0] += 2
+            p._version[0] += 1
+        return True
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
                 state: dict[str, Any]) -> None:
@@ -434,6 +476,132 @@ def _adam_arrays(p: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, b
     np.copyto(x, _addcdiv(x, m, denom, -(lr / bias_correction1)))
     p._version[0] += 1
     return True
+
+
+class _FlatAdam:
+    """One Adam group's state buffers as two flat float32 arrays (`exp_avg`, `exp_avg_sq`
+    hold each parameter's tensors, views of `m` and `v` in parameter order), made by its
+    first step; valid while the group steps the same parameters and nothing replaced their
+    state (load_state_dict, a per-parameter step of some of them)."""
+
+    __slots__ = ("params", "exp_avg", "exp_avg_sq", "m", "v", "sizes")
+
+    def __init__(self, params: list[Tensor], state: dict[Any, dict[str, Any]]):
+        sizes = [p._data.size for p in params]
+        n = sum(sizes)
+        self.params, self.sizes = params, sizes
+        self.m, self.v = np.zeros(n, np.float32), np.zeros(n, np.float32)
+        self.exp_avg, self.exp_avg_sq = [], []
+        start = 0
+        for p, k in zip(params, sizes):
+            shape = p._data.shape
+            m = Tensor._make(self.m[start:start + k].reshape(shape))
+            v = Tensor._make(self.v[start:start + k].reshape(shape))
+            self.exp_avg.append(m)
+            self.exp_avg_sq.append(v)
+            state[p] = {"step": 0.0, "exp_avg": m, "exp_avg_sq": v}  # (Adam._update's keys)
+            start += k
+
+    @staticmethod
+    def fit(opt: Adam, group: dict[str, Any], params: list[Tensor]) -> _FlatAdam | None:
+        """`group`'s flat state for stepping `params` (made when none of them has state yet),
+        or None: the per-parameter path applies."""
+        n = 0
+        # what owns each parameter's memory: a gradient sharing it would be read after that
+        # parameter's update one by one, before it here
+        owners = {id(p._data if p._data.base is None else p._data.base) for p in params}
+        for p in params:
+            x, g = p._data, p._grad._data  # type: ignore[union-attr]
+            if not (type(x) is np.ndarray and type(g) is np.ndarray and x.dtype == _F32
+                    and g.dtype == _F32 and x.shape == g.shape and p._base is None
+                    and x.flags.writeable
+                    and id(g if g.base is None else g.base) not in owners):
+                return None
+            n += x.size
+        if len({id(p) for p in params}) != len(params):
+            return None  # a parameter listed twice is updated twice, one by one
+        beta1 = group["betas"][0]
+        if n >= parallel.MIN_ELEMENTS or not abs(np.float32(1 - beta1)) < 0.5:
+            return None  # large arrays: the per-parameter path splits them over threads
+        cache: dict[int, _FlatAdam] = opt.__dict__.setdefault("_flat_state", {})
+        flat = cache.get(id(group))
+        state = opt.state
+        if flat is not None and flat.holds(params, state):
+            return flat
+        if any(state.get(p) for p in params):
+            return None  # state made elsewhere (a loaded one, or per parameter)
+        flat = cache[id(group)] = _FlatAdam(params, state)
+        return flat
+
+    def holds(self, params: list[Tensor], state: dict[Any, dict[str, Any]]) -> bool:
+        """Whether these are the parameters, in order, whose state this still holds, all at
+        the same step."""
+        if len(params) != len(self.params):
+            return False
+        step = None
+        for p, q, m, v in zip(params, self.params, self.exp_avg, self.exp_avg_sq):
+            s = state.get(p)
+            if (p is not q or not s or s.get("exp_avg") is not m or s.get("exp_avg_sq") is not v
+                    or m._data.base is not self.m or v._data.base is not self.v
+                    or m._base is not None or v._base is not None):
+                return False
+            if step is None:
+                step = s["step"]
+            elif s["step"] != step:
+                return False
+        return True
+
+
+_F32 = np.dtype(np.float32)
+
+
+def _adam_group(flat: _FlatAdam, grads: list[np.ndarray], beta1: float, beta2: float,
+                step: float, lr: float, eps: float) -> None:
+    """`_adam_arrays` for every parameter of a float32 group at once (torch's foreach idea:
+    a few numpy calls for the group instead of some 35 per parameter). Elementwise, so each
+    element gets the same operations as `_adam_arrays` gives it, hence the same bits
+    (tests/test_optim_fast.py): both fused multiply-adds (exp_avg's lerp, exp_avg_sq's
+    addcmul) computed in float64 side by side and rounded once, the elements where that
+    rounding can differ from a fused one (a float32 halfway point, subnormals) redone by
+    `fma32`; then sqrt, the bias corrections and addcdiv into each parameter."""
+    limits.tick()
+    m, v = flat.m, flat.v
+    n = m.size
+    g = np.concatenate([a.reshape(-1) for a in grads])
+    weight = np.float32(1 - beta1)
+    both = np.empty(2 * n, np.float64)
+    s1, s2 = both[:n], both[n:]
+    # _lerp_: exp_avg + weight * (grad - exp_avg), fused
+    diff = np.subtract(g, m)
+    np.multiply(diff, np.float64(weight), out=s1, dtype=np.float64)
+    np.add(s1, m, out=s1, dtype=np.float64)
+    # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2): (grad * value) * grad + .
+    np.multiply(v, beta2, out=v)
+    scaled = np.multiply(g, np.float32(1 - beta2))
+    np.multiply(scaled, g, out=s2, dtype=np.float64)
+    np.add(s2, v, out=s2, dtype=np.float64)
+    rounded = both.astype(np.float32)
+    redo = np.abs(both) < 2.0 ** -125
+    bits = both.view(np.uint64)
+    np.bitwise_and(bits, 0x1FFFFFFF, out=bits)  # the 29 mantissa bits float32 drops
+    redo |= bits == 0x10000000
+    if redo.any():
+        r1, r2 = redo[:n], redo[n:]
+        rounded[:n][r1] = fma32(diff[r1], float(weight), m[r1])
+        rounded[n:][r2] = fma32(scaled[r2], g[r2], v[r2])
+    np.copyto(m, rounded[:n])
+    np.copyto(v, rounded[n:])
+    bias_correction1 = 1 - beta1 ** step
+    bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+    denom = np.add(np.true_divide(OPS["sqrt"].forward(v), bias_correction2_sqrt), eps)
+    # p.addcdiv_(exp_avg, denom, value=-step_size): p + (exp_avg * value) / denom
+    with np.errstate(divide="ignore", invalid="ignore"):
+        update = np.divide(np.multiply(m, np.float32(-(lr / bias_correction1))), denom)
+        start = 0
+        for p, k in zip(flat.params, flat.sizes):
+            x = p._data
+            np.add(x, update[start:start + k].reshape(x.shape), out=x)
+            start += k
 
 
 def _refuse(algorithm: str, **flags: Any) -> None:

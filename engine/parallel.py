@@ -2,8 +2,8 @@
 
 An op whose forward is a plain numpy ufunc (`sin`, `exp`, `mul`, ...) computes each element on
 its own, so cutting its arrays into row blocks and running the blocks at once gives the very
-same bits as one call. `split_call` does that above `MIN_ELEMENTS` (`MIN_ELEMENTS_CHEAP` for
-memory-bound ufuncs such as `mul`): it allocates the result once
+same bits as one call. `split_call` does that from `MIN_SPLIT_ELEMENTS` on (`MIN_ELEMENTS_CHEAP`
+for memory-bound ufuncs such as `mul`): it allocates the result once
 (no more memory than the unsplit op), runs one block in the calling thread and the others on a
 small pool shared by every caller, and takes back a block the pool has not started yet, so a
 busy pool never makes a caller wait idle. `call`, `mul` and `neg` split a ufunc call (a VJP
@@ -31,10 +31,16 @@ log = logging.getLogger(__name__)
 
 ENV_THREADS = "GRADSERVE_ENGINE_THREADS"
 
-# Below this many result elements one thread is faster than handing blocks to others: for a
-# function like sin or exp (~10 ns an element in numpy), and for the ufuncs below, which take
-# about a nanosecond an element and are bound by memory, not the CPU.
+# An array this large is worth the paths below (a product written in place, `mul` through
+# `call`), and other modules' in-place shortcuts.
 MIN_ELEMENTS = 1 << 17
+# Below this many result elements one thread is better than handing blocks to others: for a
+# function like sin or exp (~1.5 ns an element for float32 here), measured on the 2-core server
+# shared with gRPC's threads and other calls, a 256K-element one split over 2 threads took
+# 20-100% more CPU and no less wall time (at best 370 -> 540 us for exp), a 512K one about as
+# long, a 1M one ~25% less wall time for ~5% more CPU; and for the ufuncs below, which take
+# about a nanosecond an element and are bound by memory, not the CPU, from `MIN_ELEMENTS_CHEAP`.
+MIN_SPLIT_ELEMENTS = 1 << 20
 MIN_ELEMENTS_CHEAP = 1 << 21
 _CHEAP = frozenset((np.multiply, np.negative, np.absolute, np.sign, np.floor, np.ceil, np.trunc,
                     np.square, np.maximum, np.minimum, np.less, np.less_equal, np.greater,
@@ -122,11 +128,11 @@ def set_threads(n: int) -> None:
 
 def split_shape(ufunc: np.ufunc, args: Sequence[Any]) -> tuple[int, ...] | None:
     """The result shape of `ufunc(*args)` when the call is worth splitting: its array inputs
-    share one shape (the others are scalars or 0-d) of at least `MIN_ELEMENTS` elements
+    share one shape (the others are scalars or 0-d) of at least `MIN_SPLIT_ELEMENTS` elements
     (`MIN_ELEMENTS_CHEAP` for a memory-bound ufunc) and enough rows; else None."""
     if _pool.threads < 2:
         return None
-    need = MIN_ELEMENTS_CHEAP if ufunc in _CHEAP else MIN_ELEMENTS
+    need = MIN_ELEMENTS_CHEAP if ufunc in _CHEAP else MIN_SPLIT_ELEMENTS
     shape = None
     for a in args:
         if type(a) is np.ndarray and a.ndim:
@@ -188,6 +194,11 @@ def mul_into(a: Any, fresh: Any) -> Any:
             and fresh.flags.c_contiguous and fresh.base is None
             and (type(a) is not np.ndarray or a.shape == fresh.shape)
             and np.result_type(a, fresh) == fresh.dtype):
+        if type(a) is np.ndarray and a.dtype == fresh.dtype and not any(a.strides) and (
+                a[(0,) * a.ndim] == 1):
+            # `a` is one 1 broadcast (a sum's gradient, expanded): 1 * v is v, bit for bit
+            # (fresh is computed, so a NaN in it is already quiet), and no pass is needed
+            return fresh
         return call(np.multiply, a, fresh, out=fresh)
     return mul(a, fresh)
 

@@ -116,10 +116,13 @@ class OpDef:
         rule = out_bound if out_bound is not None else out_shape
         self.bound_by_shapes = not variadic and getattr(rule, "shapes_only", False) is True
         self.bounds: dict[Any, limits.Bound | None] = {}
-        # A ufunc op's bound when every input is 0-d (one result of one element), by result
-        # dtype: `bound` computed once per dtype (see dispatch._admit).
+        # An elementwise op's bound when every input is 0-d (one result of one element), by
+        # result dtype: `bound` computed once per dtype (see dispatch._admit). Elementwise: a
+        # ufunc, or a result shaped by a `keeps_0d` rule.
         self.scalar_bounds: dict[DType, limits.Bound | None] | None = (
-            {} if self.ufunc is not None and self.bound_by_shapes else None)
+            {} if self.bound_by_shapes and (self.ufunc is not None or (
+                out_bound is None and getattr(out_shape, "keeps_0d", False) is True))
+            else None)
 
     def cached_bound(self, args: Sequence[Any], attrs: Mapping[str, Any],
                      out_dtype: DType) -> limits.Bound | None:
@@ -273,6 +276,15 @@ def shapes_only(rule: Any) -> Any:
     return rule
 
 
+def keeps_0d(rule: Any) -> Any:
+    """Declare a `shapes_only` `out_shape` rule whose result is 0-d whenever every input is
+    (a Python scalar, or a 0-d Tensor), whatever the attributes: elementwise broadcasting. An
+    op shaped by it has one bound for 0-d inputs per result dtype, remembered
+    (`OpDef.scalar_bounds`)."""
+    rule.keeps_0d = True
+    return rule
+
+
 def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
           inputs: Sequence[str] = ("input",), attrs: Sequence[AttrSpec] = (),
           dtype: DtypeRule | None = None, backward: str | NameRule | None = None,
@@ -373,8 +385,20 @@ def temporaries(out_shape: Callable[..., Sequence[int]], *, results: int = 0, in
 
 # --- dtype rules: args are the op's inputs (Tensors, Python scalars or None) ---------------------
 
+_PY_NUMBERS = frozenset((bool, int, float))
+
+
 def promote_args(args: Sequence[Any]) -> DType:
     """torch's result_type over tensors (by dimensionality group) and Python scalars."""
+    n = len(args)
+    if n == 1:
+        a = args[0]
+        if type(a) is Tensor:
+            return a.dtype  # one tensor decides alone
+    elif n == 2:
+        a, b = args
+        if type(a) is Tensor and type(b) in _PY_NUMBERS and a.dtype.category == 2:
+            return a.dtype  # a Python number never promotes a floating tensor (`x * 2.0`)
     dim = zero = wrapped = None
     for a in args:
         if type(a) is Tensor:

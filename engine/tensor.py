@@ -50,6 +50,9 @@ else:
     TensorMethods = object
 
 
+_new_tensor = object.__new__
+
+
 class Tensor(TensorMethods):
     """An n-dimensional array that records the ops applied to it, as torch.Tensor does."""
 
@@ -81,6 +84,23 @@ class Tensor(TensorMethods):
         t.output_nr = output_nr
         t._grad = None
         t._version = [0] if version is None else version
+        t._accum = None
+        t._retains_grad = False
+        t._base = None
+        return t
+
+    @staticmethod
+    def _result(data: Any, dtype: DType) -> Tensor:
+        """`_make(data, dtype=dtype)`: an op's new result (dispatch.run makes one per op; this
+        spells out _make's defaults rather than testing them)."""
+        t = _new_tensor(Tensor)
+        t._data = data
+        t.dtype = dtype
+        t._rg = False
+        t.grad_fn = None
+        t.output_nr = 0
+        t._grad = None
+        t._version = [0]
         t._accum = None
         t._retains_grad = False
         t._base = None

@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from gradserve.engine import mkl, parallel
 from gradserve.v1 import SERVICE_NAME, service_pb2, service_pb2_grpc
 
-from . import heap
+from . import graph_request, heap
 from .auth import Authenticator, read_tokens
 from .config import ServerConfig
 from .metrics import Metrics
@@ -85,7 +85,10 @@ class GradServer:
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers,
                                                            thread_name_prefix="gradserve"),
                                 options=options)
-        registrar: Any = GuardedRegistrar(self.grpc)  # what registers through it is guarded
+        # what registers through it is guarded; RunGraph's parser keeps large inputs' data in
+        # the request's bytes (`graph_request`)
+        registrar: Any = GuardedRegistrar(self.grpc, {
+            f"/{SERVICE_NAME}/RunGraph": graph_request.parse_run_graph})
         service_pb2_grpc.add_AutogradServiceServicer_to_server(self.servicer, registrar)
         self.health = add_health(registrar)
         add_reflection(registrar)

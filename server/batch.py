@@ -68,8 +68,12 @@ _INFOS: dict[str, Callable[[Any], int]] = {
 
 def reply_bound(instructions: Sequence[session_pb2.Instruction],
                 tapes: dict[int, wire_tape.Decoded] | None = None,
-                max_instructions: int = 0) -> int:
+                max_instructions: int = 0,
+                parts: list[tuple[str | None, Any]] | None = None) -> int:
     """An upper bound of the batch's reply without fetched data (see `_INFOS`).
+
+    `parts`, when given, receives each instruction's kind and its message (None, None for an
+    instruction without a kind), read here once for `Executor.run`.
 
     Tapes are checked and decoded here, in the same pass, into `tapes` (by instruction index;
     a tape's reply describes its DESCRIBE-flagged outputs), each of a tape's ops counting as one
@@ -83,6 +87,9 @@ def reply_bound(instructions: Sequence[session_pb2.Instruction],
     words = wire_tape.MAX_BATCH_WORDS
     for i, ins in enumerate(instructions):
         kind = ins.WhichOneof("kind")
+        m = getattr(ins, kind) if kind is not None else None
+        if parts is not None:
+            parts.append((kind, m))
         if kind == "tape":
             if tapes is None:
                 raise AssertionError("reply_bound: a tape needs the `tapes` dict")
@@ -97,7 +104,7 @@ def reply_bound(instructions: Sequence[session_pb2.Instruction],
             total += RESULT_BYTES + INFO_BYTES * decoded.described
             continue
         infos = _INFOS.get(kind) if kind is not None else None
-        total += RESULT_BYTES + (INFO_BYTES * infos(getattr(ins, kind)) if infos else 0)
+        total += RESULT_BYTES + (INFO_BYTES * infos(m) if infos else 0)
     return total
 
 
@@ -157,21 +164,38 @@ def tensor_info(handle: int, t: ge.Tensor, out: session_pb2.TensorInfo) -> None:
     if t._base is not None:
         refresh_if_stale(t)
     out.handle = handle
-    out.dtype = codec.wire_dtype(t.dtype.name)
+    dtype = t.dtype
+    code = _WIRE_DTYPES.get(dtype)
+    if code is None:
+        code = _WIRE_DTYPES[dtype] = codec.wire_dtype(dtype.name)
+    out.dtype = code
     shape = t.shape
     if shape:
         out.shape.extend(shape)
+        if not t.is_contiguous():  # (a 0-d tensor always is)
+            out.non_contiguous = True
     out.requires_grad = t.requires_grad
     node = t.grad_fn
     if node is None:
         out.is_leaf = True
     else:  # is_leaf stays False, its default
-        out.grad_fn = short_node_name(node.name())  # as a tensor's repr shows it
+        name = node.name()
+        short = _SHORT_NAMES.get(name)
+        if short is None:
+            short = short_node_name(name)  # as a tensor's repr shows it
+            if len(_SHORT_NAMES) < _MAX_SHORT_NAMES:
+                _SHORT_NAMES[name] = short
+        out.grad_fn = short
     version = t._version_counter
     if version:
         out.version = version
-    if not t.is_contiguous():
-        out.non_contiguous = True
+
+
+# engine dtype -> wire enum; node name -> as a repr shows it (names are the registry's and
+# custom Functions' class names, so the cache is bounded as well)
+_WIRE_DTYPES: dict[Any, int] = {}
+_SHORT_NAMES: dict[str, str] = {}
+_MAX_SHORT_NAMES = 4096
 
 
 _TENSOR_BYTES = ge.limits.TENSOR_BYTES
@@ -244,7 +268,8 @@ class Executor:
             raise LimitExceededError(
                 f"batch has {len(instructions)} instructions, more than the limit of "
                 f"{self.s.limits.max_instructions}", limit="max_instructions")
-        bound = reply_bound(instructions, self.tapes, self.s.limits.max_instructions)
+        parts: list[tuple[str | None, Any]] = []
+        bound = reply_bound(instructions, self.tapes, self.s.limits.max_instructions, parts)
         if self.max_response_bytes:
             self.response_bytes = bound
             if self.response_bytes > self.max_response_bytes:
@@ -257,17 +282,15 @@ class Executor:
         add_result, check_deadline = resp.results.add, self.check_deadline
         handlers, budget_check = self.HANDLERS, self.budget.check
         with ge.limits.allocation_limit(self.limit), ge.enable_grad():
-            for i, ins in enumerate(instructions):
+            for i, (kind, m) in enumerate(parts):
                 self.bound = []
                 self.index = i
                 result = add_result()
-                kind = None
                 try:
                     check_deadline()
-                    kind = ins.WhichOneof("kind")
                     if kind is None:
                         raise InvalidRequestError("instruction has no kind set")
-                    growth = handlers[kind](self, getattr(ins, kind), result)
+                    growth = handlers[kind](self, m, result)
                     budget_check(kind, growth)
                 except Exception as exc:
                     for h in self.bound:  # a failing instruction (or tape op) binds nothing
@@ -278,6 +301,7 @@ class Executor:
                                              or kind in _ESTIMATED_OR_EXACT):
                         self.budget.measure()  # e.g. a refused backward may have accumulated
                     self.budget.carry()  # what the instructions before it added stays
+                    ins = instructions[i]
                     if isinstance(exc, Located):  # a tape op: it knows its place in the tape
                         exc.instruction, exc.message = i, ins
                         raise
@@ -344,8 +368,7 @@ class Executor:
         closure per instruction on the hot path."""
         estimate = self.left()
         try:
-            with ge.limits.byte_budget(max(0, estimate)):
-                return run(*args)
+            return ge.limits.within(max(0, estimate), run, *args)
         except ge.errors.BudgetExceededError as exc:
             return self.retry_measured(exc, estimate, run, *args)
 
@@ -482,8 +505,9 @@ class Executor:
         others = len(optimizers) + len(generators)
         max_handles, max_bytes = s.limits.max_handles - others, s.limits.max_bytes
         check_deadline, budget = self.check_deadline, self.budget
-        grad_state, byte_budget = grad_mode._state, ge.limits.byte_budget
+        grad_state, within = grad_mode._state, ge.limits.within
         run_prepared, prepared, Tensor = ops.run_prepared, ops.prepared, ge.Tensor
+        run_op = ge.dispatch.run
         cached = ops.PREPARED.get
         HANDLE, FLOAT, NO_GRAD = wire_tape.HANDLE, wire_tape.FLOAT, wire_tape.NO_GRAD
         DESCRIBE, VALUE = wire_tape.DESCRIBE, wire_tape.VALUE
@@ -537,8 +561,8 @@ class Executor:
                     grad_state.enabled = grad
                 estimate = max_bytes - s.measured_bytes - budget.pending
                 try:
-                    with byte_budget(max(0, estimate)):
-                        result = run_prepared(p, inputs, gen)
+                    result = (within(max(0, estimate), run_op, op, tuple(inputs), {}) if p.plain
+                              else within(max(0, estimate), run_prepared, p, inputs, gen))
                 except ge.errors.BudgetExceededError as exc:
                     result = self.retry_measured(exc, estimate, run_prepared, p, inputs, gen)
                 finally:

@@ -84,33 +84,45 @@ def checked_numel(shape: Any, max_elements: int, what: str = "tensor") -> int:
     return n
 
 
-def decode_array(msg: tensor_pb2.Tensor, max_elements: int, what: str = "tensor") -> np.ndarray:
+def decode_array(msg: tensor_pb2.Tensor, max_elements: int, what: str = "tensor",
+                 raw: Any = None) -> np.ndarray:
     """A native-endian array from a Tensor message, validated first. It may be a read-only view
-    of the message's bytes: copy it before writing (`decode_tensor` does).
+    of the message's bytes: copy it before writing (`decode_tensor` does). `raw`: the message's
+    raw data when the request's parser held it apart (`graph_request`; the message's own `raw`
+    is then empty), checked as `raw` is.
 
     Raises:
         InvalidRequestError: dtype, shape and data disagree, or the encoding is missing.
         LimitExceededError: too many elements.
     """
-    name = dtype_name(msg.dtype, what)
+    code = msg.dtype
+    entry = _DTYPES.get(code)
+    if entry is None:
+        dtype_name(code, what)  # raises, naming the problem
+        raise AssertionError("unreachable")
+    name, wire = entry
     shape = tuple(msg.shape)
-    n = checked_numel(shape, max_elements, what)
-    wire = _DTYPES[msg.dtype][1]
+    n = checked_numel(shape, max_elements, what) if shape else 1
     encoding = msg.WhichOneof("data")
-    if encoding is None:
-        raise InvalidRequestError(f"{what}: no data (set exactly one of raw or a typed list)")
     if encoding == "raw":
-        raw = msg.raw  # each read of the field copies the bytes out of the message: read once
+        if raw is None:
+            raw = msg.raw  # each read of the field copies the bytes out of the message: once
         expected = n * wire.itemsize
         if len(raw) != expected:
             raise InvalidRequestError(
                 f"{what}: raw data has {len(raw)} bytes, but shape {list(shape)} of "
                 f"{name} needs {expected}")
-        if msg.dtype == tensor_pb2.DTYPE_BOOL and n and np.frombuffer(raw, np.uint8).max() > 1:
+        if code == tensor_pb2.DTYPE_BOOL and n and np.frombuffer(raw, np.uint8).max() > 1:
             raise InvalidRequestError(f"{what}: bool raw bytes must be 0 or 1")
-        flat = np.frombuffer(raw, dtype=wire)
+        # a read-only view of the bytes in its shape (one numpy call: frombuffer and reshape
+        # cost twice as much for a small tensor)
+        arr: np.ndarray = np.ndarray(shape, wire, raw)
+        native = _NATIVE[code]
+        return arr if arr.dtype is native or arr.dtype == native else arr.astype(native)
+    elif encoding is None:
+        raise InvalidRequestError(f"{what}: no data (set exactly one of raw or a typed list)")
     else:
-        if encoding != _LIST_FIELD[msg.dtype]:
+        if encoding != _LIST_FIELD[code]:
             raise InvalidRequestError(f"{what}: {encoding} does not match dtype {name}")
         values = _typed_values(msg, encoding)
         if len(values) != n:
@@ -118,10 +130,14 @@ def decode_array(msg: tensor_pb2.Tensor, max_elements: int, what: str = "tensor"
                 f"{what}: {encoding} has {len(values)} elements, but shape {list(shape)} "
                 f"needs {n}")
         flat = np.array(values, dtype=wire)
-    native = wire.newbyteorder("=")
-    if flat.dtype != native:  # big-endian hosts only
+    native = _NATIVE[code]
+    if flat.dtype is not native and flat.dtype != native:  # big-endian hosts only
         flat = flat.astype(native)
     return flat.reshape(shape)
+
+
+# wire enum -> the native-endian numpy dtype of its values
+_NATIVE = {code: wire.newbyteorder("=") for code, (_, wire) in _DTYPES.items()}
 
 
 def _typed_values(msg: tensor_pb2.Tensor, encoding: str) -> Any:
@@ -132,9 +148,10 @@ def _typed_values(msg: tensor_pb2.Tensor, encoding: str) -> Any:
 
 
 def decode_tensor(msg: tensor_pb2.Tensor, max_elements: int, *, requires_grad: bool = False,
-                  what: str = "tensor") -> ge.Tensor:
-    """A new engine leaf tensor from a Tensor message (see `decode_array`); one copy of the data."""
-    return ge.tensor(decode_array(msg, max_elements, what), requires_grad=requires_grad)
+                  what: str = "tensor", raw: Any = None) -> ge.Tensor:
+    """A new engine leaf tensor from a Tensor message (see `decode_array`, also for `raw`); one
+    copy of the data."""
+    return ge.tensor(decode_array(msg, max_elements, what, raw), requires_grad=requires_grad)
 
 
 # numpy dtype -> (wire enum value, little-endian numpy dtype), filled as dtypes are met
@@ -204,6 +221,10 @@ def tensor_parts(arr: np.ndarray, snapshot: bool = False) -> Parts:
     holding `arr` itself as its data part when it is little-endian and C-contiguous (joined,
     that is its one copy; otherwise the bytes of one converted copy). `snapshot`: copy the data
     now (work still to run may write to `arr`)."""
+    if not arr.shape:  # one value (a loss, a scalar's gradient): its bytes, after a fixed head
+        head = _SCALAR_HEADS.get(arr.dtype)
+        if head is not None:
+            return [head, arr.tobytes() if snapshot else arr], len(head) + arr.itemsize
     encoding = _ENCODINGS.get(arr.dtype)
     if encoding is None:
         code = _WIRE_DTYPE[ge.dtypes.from_numpy(arr.dtype).name]
@@ -221,7 +242,13 @@ def tensor_parts(arr: np.ndarray, snapshot: bool = False) -> Parts:
     elif snapshot or not arr.flags.c_contiguous:
         data = arr.tobytes()  # C order, as encode_array sends it
     head += b"\x1a" + varint(nbytes)
+    if not shape and data is arr:
+        _SCALAR_HEADS[arr.dtype] = head  # a 0-d array of the wire's byte order
     return [head, data], len(head) + nbytes
+
+
+# numpy dtype -> the head `tensor_parts` writes before a 0-d array's bytes (dtype and length)
+_SCALAR_HEADS: dict[np.dtype[Any], bytes] = {}
 
 
 def encode_tensor(t: ge.Tensor, out: tensor_pb2.Tensor | None = None) -> tensor_pb2.Tensor:

@@ -114,7 +114,7 @@ _HELP = {
                    "after a call once resident memory grew this many bytes since the last "
                    "trim, and on every --reap-interval sweep that follows calls; bounds what "
                    "fragmented heaps keep (0: off)",
-    "engine_threads": "threads one large elementwise op (sin, exp, mul, ... of at least 131072 "
+    "engine_threads": "threads one large elementwise op (sin, exp, mul, ... of at least 1048576 "
                       "elements, 2097152 for memory-bound ones) is split over, with the same "
                       "result bits (0: the engine's "
                       "default, 2, or 1 where the process may use one CPU; 1: no splitting)",

@@ -82,7 +82,7 @@ class Prepared:
     OpDef, its attributes' defaults (validated once, copied per run) and whether it draws from
     the session's generator."""
 
-    __slots__ = ("op", "defaults", "random", "pad")
+    __slots__ = ("op", "defaults", "random", "pad", "plain")
 
     def __init__(self, op: Any, n_inputs: int):
         self.op = op
@@ -90,6 +90,9 @@ class Prepared:
         self.random = takes_generator(op.name)
         # None for the trailing optional inputs left out (see run)
         self.pad = 0 if op.variadic else len(op.inputs) - n_inputs
+        # nothing for run_prepared to add: the inputs as they are, no attributes, no generator
+        # (the tape calls the engine's dispatch directly)
+        self.plain = not (op.variadic or self.pad or self.defaults or self.random)
 
 
 # (wire op name, number of inputs) -> Prepared, for pairs that passed `checked`; bounded by the

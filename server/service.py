@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -17,7 +16,7 @@ import gradserve.engine as ge
 from gradserve.v1 import SESSION_ID_METADATA, catalogue_pb2, service_pb2, service_pb2_grpc
 from gradserve.v1 import session_pb2 as spb
 
-from . import batch, catalogue, graph
+from . import batch, catalogue, graph, graph_request
 from . import config as config_mod
 from .auth import Authenticator
 from .config import ServerConfig
@@ -52,12 +51,19 @@ class _Flag:
         self.up = True
 
 
+_CANCELLED = ("the call was cancelled (by the client, or because the server is stopping) while "
+              "it was executing")
+_DEADLINE = "deadline exceeded while executing the request"
+
+
 class Call:
     """What a servicer method knows about its call besides the request, and the call's check:
-    its deadline, its cancellation and its turn on the server's run slots."""
+    its deadline, its cancellation and its turn on the server's run slots.
+
+    `with call.running():` holds a run slot for the call's engine work (see `running`)."""
 
     __slots__ = ("context", "owner", "deadline", "ended", "_slots", "_quantum", "_slot_since",
-                 "_ran")
+                 "_ran", "_interrupt")
 
     def __init__(self, context: grpc.ServicerContext, owner: str,
                  slots: RunSlots | None = None, quantum: float = 0.0):
@@ -74,50 +80,66 @@ class Call:
         self._quantum = quantum
         self._slot_since = 0.0  # monotonic time the run slot was taken; 0 while not held
         self._ran = 0.0  # seconds held a run slot before `_slot_since`
+        self._interrupt: Any = None  # the engine interrupt scope `running` entered, if any
 
     def check_ended(self) -> None:
         """Raises CancelledError once the call is over, DeadlineError once its deadline passed."""
         if self.ended.up:
-            raise CancelledError("the call was cancelled (by the client, or because the "
-                                 "server is stopping) while it was executing")
+            raise CancelledError(_CANCELLED)
         if time.monotonic() >= self.deadline:
-            raise DeadlineError("deadline exceeded while executing the request")
+            raise DeadlineError(_DEADLINE)
 
     def check(self) -> None:
         """`check_ended`, then give the run slot to a waiting call once this one held it for a
         quantum, or at once to a fresh one (a call that has not run a quantum yet) once this
         one ran its first quantum (the engine calls this before every op and between backward
-        nodes)."""
-        self.check_ended()
+        nodes: `check_ended` is written out here, as it runs thousands of times a call)."""
+        if self.ended.up:
+            raise CancelledError(_CANCELLED)
+        now = time.monotonic()
+        if now >= self.deadline:
+            raise DeadlineError(_DEADLINE)
         since = self._slot_since
-        slots = self._slots
-        if since and slots is not None and slots.waiting:
-            held = time.monotonic() - since
-            if held >= self._quantum or (slots.fresh_waiting and self._ran + held >= self._quantum):
-                self._slot_since = 0.0
-                self._ran += held
-                slots.release()
-                slots.acquire(self.check_ended, fresh=self._ran < self._quantum)
-                self._slot_since = time.monotonic()
+        if since:
+            slots = self._slots
+            if slots is not None and slots.waiting:
+                held = now - since
+                if held >= self._quantum or (slots.fresh_waiting
+                                             and self._ran + held >= self._quantum):
+                    self._slot_since = 0.0
+                    self._ran += held
+                    slots.release()
+                    slots.acquire(self.check_ended, fresh=self._ran < self._quantum)
+                    self._slot_since = time.monotonic()
 
-    @contextlib.contextmanager
-    def running(self) -> Iterator[None]:
-        """Hold a run slot (waiting for it honours the deadline and cancellation) and install
-        `check` as the engine's interrupt check: all of a call's engine work goes in here."""
+    def running(self, interrupt: bool = True) -> Call:
+        """Use as `with call.running():` — hold a run slot (waiting for it honours the deadline
+        and cancellation) and install `check` as the engine's interrupt check: all of a call's
+        engine work goes in here. `interrupt=False`: the work installs a check of its own that
+        calls `check` (a stateless call's op meter, `graph.execute`)."""
+        self._interrupt = ge.limits.interrupt(self.check) if interrupt else None
+        return self
+
+    def __enter__(self) -> None:
         slots = self._slots
-        if slots is None:  # a Call made without the server's slots (tests)
-            with ge.limits.interrupt(self.check):
-                yield
-            return
-        slots.acquire(self.check_ended)
-        self._slot_since = time.monotonic()
-        try:
-            with ge.limits.interrupt(self.check):
-                yield
-        finally:
-            if self._slot_since:  # not while a yield's re-acquire failed
-                self._slot_since = 0.0
-                slots.release()
+        if slots is not None:  # None: a Call made without the server's slots (tests)
+            slots.acquire(self.check_ended)
+            self._slot_since = time.monotonic()
+        if self._interrupt is not None:
+            try:
+                self._interrupt.__enter__()
+            except BaseException:
+                self.__exit__()
+                raise
+
+    def __exit__(self, *exc: object) -> None:
+        scope, self._interrupt = self._interrupt, None
+        if scope is not None:
+            scope.__exit__()
+        if self._slot_since:  # not while a yield's re-acquire failed
+            self._slot_since = 0.0
+            if self._slots is not None:
+                self._slots.release()
 
     def session_id(self, in_message: str) -> str:
         """The session id, which message and `x-session-id` metadata must both carry, equal.
@@ -215,21 +237,27 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
             self._after_call()
 
     @rpc
-    def RunGraph(self, request: service_pb2.RunGraphRequest,  # noqa: N802 (gRPC's names)
-                 call: Call) -> bytes:
-        """A serialized RunGraphResponse (see `graph.fit`)."""
+    def RunGraph(self, request: service_pb2.RunGraphRequest  # noqa: N802 (gRPC's names)
+                 | graph_request.RunGraphCall, call: Call) -> bytes:
+        """A serialized RunGraphResponse (see `graph.fit`); the request as its registered
+        parser gives it (`graph_request.parse_run_graph`)."""
+        raw = None
+        if type(request) is graph_request.RunGraphCall:
+            request, raw = request.message, request.raw
         graph.validate(request, self.config, handles_allowed=bool(request.session_id))
         if not request.session_id:
-            with call.running():
-                return graph.fit(graph.execute(request, self.config, check_deadline=call.check),
-                                 self.config)
+            with call.running(interrupt=False):  # execute's op meter calls call.check
+                return graph.fit(graph.execute(request, self.config, check_deadline=call.check,
+                                               raw_inputs=raw), self.config)
         self.stateless_only("RunGraph with a session_id")
         session_id = call.session_id(request.session_id)
-        with self.store.use(session_id, call.owner, call.check_ended) as session, call.running():
+        with self.store.use(session_id, call.owner, call.check_ended) as session, \
+                call.running(interrupt=False):
             executor = batch.Executor(session, call.check, 0)
             return graph.fit(graph.execute(request, self.config, check_deadline=call.check,
                                            resolve_handle=executor.tensor,
-                                           generator=session.generator), self.config)
+                                           generator=session.generator, raw_inputs=raw),
+                             self.config)
 
     @rpc
     def CreateSession(self, request: spb.CreateSessionRequest,  # noqa: N802

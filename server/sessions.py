@@ -12,7 +12,6 @@ own) and is answered exactly as for a fresh id.
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import logging
 import secrets
@@ -201,6 +200,43 @@ def make_generator(seed: int | None) -> Any:
     return factory(seed=seed)
 
 
+class SessionUse:
+    """`SessionStore.use`'s context manager (a class: every session call enters one)."""
+
+    __slots__ = ("store", "session_id", "owner", "check", "touch", "session")
+
+    def __init__(self, store: SessionStore, session_id: str, owner: str,
+                 check: Callable[[], None] | None, touch: bool):
+        self.store = store
+        self.session_id = session_id
+        self.owner = owner
+        self.check = check
+        self.touch = touch
+
+    def __enter__(self) -> Session:
+        session = self.store.get(self.session_id, self.owner)
+        self.store._acquire(session, self.check)
+        try:
+            if session.closed:  # closed while we waited for the lock
+                raise NotFoundError(f"session {self.session_id!r} not found (it was closed "
+                                    "while this call waited)")
+            if self.touch:
+                session.touch()
+        except BaseException:
+            session.lock.release()
+            raise
+        self.session = session
+        return session
+
+    def __exit__(self, *exc: object) -> None:
+        session = self.session
+        try:
+            if self.touch:
+                session.touch()
+        finally:
+            session.lock.release()
+
+
 class SessionStore:
     """All live sessions of a server."""
 
@@ -272,10 +308,10 @@ class SessionStore:
                                 "never existed)")
         return session
 
-    @contextlib.contextmanager
     def use(self, session_id: str, owner: str, check: Callable[[], None] | None = None, *,
-            touch: bool = True) -> Iterator[Session]:
-        """Hold the session's lock for one call; the session counts as active meanwhile.
+            touch: bool = True) -> SessionUse:
+        """Hold the session's lock for one call (`with store.use(...) as session:`); the session
+        counts as active meanwhile.
 
         Args:
             check: raises to stop waiting for the lock (the call's deadline or cancellation);
@@ -286,21 +322,7 @@ class SessionStore:
             LimitExceededError: `--max-session-waiters` calls already wait for this session.
             NotFoundError: see `get`; also when the session closed while this call waited.
         """
-        session = self.get(session_id, owner)
-        self._acquire(session, check)
-        try:
-            if session.closed:  # closed while we waited for the lock
-                raise NotFoundError(f"session {session_id!r} not found (it was closed while "
-                                    "this call waited)")
-            if touch:
-                session.touch()
-            try:
-                yield session
-            finally:
-                if touch:
-                    session.touch()
-        finally:
-            session.lock.release()
+        return SessionUse(self, session_id, owner, check, touch)
 
     def _acquire(self, session: Session, check: Callable[[], None] | None) -> None:
         """Take `session.lock`, as one of at most `max_session_waiters` waiters, giving up when

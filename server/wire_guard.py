@@ -8,13 +8,14 @@ method, before any servicer code runs. Done at registration rather than by a ser
 interceptor, so no call runs grpcio's interceptor pipeline on the poll thread.
 
 Replies a servicer returns already serialized (`bytes`, because it measured them against the
-message limit) go out as they are.
+message limit) go out as they are. A method may get a parser of its own instead of its message's
+`FromString` (RunGraph's keeps large inputs' data in the request's bytes, `graph_request`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import grpc
@@ -57,8 +58,9 @@ def _passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any],
     return serialize
 
 
-def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-    parse = _safe(handler.request_deserializer)
+def _guard(handler: grpc.RpcMethodHandler, method: str,
+           parsers: Mapping[str, Callable[[bytes], Any]]) -> grpc.RpcMethodHandler:
+    parse = _safe(parsers.get(method, handler.request_deserializer))
     serialize = _passing_bytes(handler.response_serializer)
     if handler.unary_unary is not None or handler.unary_stream is not None:
         inner = handler.unary_unary or handler.unary_stream
@@ -90,8 +92,10 @@ def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler
 class _GuardedGeneric(grpc.GenericRpcHandler):
     """A generic handler whose methods' handlers are guarded (each once, then cached)."""
 
-    def __init__(self, inner: grpc.GenericRpcHandler):
+    def __init__(self, inner: grpc.GenericRpcHandler,
+                 parsers: Mapping[str, Callable[[bytes], Any]]):
         self._inner = inner
+        self._parsers = parsers
         self._cache: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
         self._lock = threading.Lock()
 
@@ -103,7 +107,7 @@ class _GuardedGeneric(grpc.GenericRpcHandler):
         cached = self._cache.get(key)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        guarded = _guard(handler, details.method)
+        guarded = _guard(handler, details.method, self._parsers)
         with self._lock:
             self._cache[key] = (handler, guarded)  # keeps `handler` alive, so ids stay unique
         return guarded
@@ -111,17 +115,26 @@ class _GuardedGeneric(grpc.GenericRpcHandler):
 
 class GuardedRegistrar:
     """Pass this instead of the grpc.Server to `add_*_to_server` functions: what they register
-    reaches `server` with parse failures mapped to INVALID_ARGUMENT (see the module doc)."""
+    reaches `server` with parse failures mapped to INVALID_ARGUMENT (see the module doc).
 
-    def __init__(self, server: grpc.Server):
+    Args:
+        server: the server to register with.
+        parsers: full method name ("/package.Service/Method") -> the function that parses its
+            request bytes in place of the request message's `FromString`.
+    """
+
+    def __init__(self, server: grpc.Server,
+                 parsers: Mapping[str, Callable[[bytes], Any]] | None = None):
         self._server = server
+        self._parsers = dict(parsers or {})
 
     def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
-        self._server.add_generic_rpc_handlers(tuple(_GuardedGeneric(h) for h in handlers))
+        self._server.add_generic_rpc_handlers(
+            tuple(_GuardedGeneric(h, self._parsers) for h in handlers))
 
     def add_registered_method_handlers(self, service: str,
                                        handlers: dict[str, grpc.RpcMethodHandler]) -> None:
         self._server.add_registered_method_handlers(service, {
             name: handler if handler.request_deserializer is None
-            else _guard(handler, f"/{service}/{name}")
+            else _guard(handler, f"/{service}/{name}", self._parsers)
             for name, handler in handlers.items()})

@@ -126,48 +126,97 @@ def test_remembered_bounds_are_still_checked_and_capped():
             assert len(op.bounds) <= MAX_CACHED_BOUNDS
 
 
-def test_scalar_bounds_of_ufunc_ops_are_their_declared_bounds():
-    """dispatch remembers a ufunc op's bound for 0-d inputs by result dtype alone
-    (`OpDef.scalar_bounds`): for every such op and every dtype pair of 0-d inputs (arrays,
-    numpy scalars as ops keep them, Python scalars), the declared bound is that one, and a
-    remembered bound is still checked against each op's limits."""
+def test_within_is_byte_budget_as_a_call():
+    """`limits.within(n, fn, *args)` gives `fn` what `with byte_budget(n):` gives the work
+    inside: the smaller of its limit and the enclosing budget's left, the same refusals, and
+    what it spent charged to the enclosing budget afterwards (also when it raised)."""
+    x = ge.tensor(np.ones(100, np.float32))  # sin: 400 bytes of data + TENSOR_BYTES
+
+    def sin_twice() -> int | None:
+        ge.apply("sin", [x])
+        ge.apply("sin", [x])
+        return limits._state.bytes_left
+
+    def scoped(n: int | None) -> int | None:
+        with limits.byte_budget(n):
+            return sin_twice()
+
+    one = 400 + limits.TENSOR_BYTES
+    for outer in (None, 10 * one, 3 * one, one):
+        for inner in (None, 10 * one, 2 * one, one):
+            seen = []
+            for enter in (lambda n: limits.within(n, sin_twice), scoped):
+                with limits.byte_budget(outer):
+                    try:
+                        left_inside = enter(inner)
+                    except errors.BudgetExceededError as exc:
+                        left_inside = str(exc)
+                    seen.append((left_inside, limits._state.bytes_left, limits._state.active))
+            assert seen[0] == seen[1], (outer, inner)
+            assert limits._state.bytes_left is None and not limits._state.active
+    assert limits.within(None, sin_twice) is None
+    with limits.allocation_limit(1000):  # the other limits' state is left as it was
+        with pytest.raises(errors.BudgetExceededError):
+            limits.within(one, sin_twice)
+        assert limits._state.active and limits._state.bytes_left is None
+    assert not limits._state.active
+
+
+# Values for the required attributes of elementwise ops (to_dtype's dtype, fill's value).
+_SAMPLE_ATTRS = {"dtype": "float64", "value": 2.0}
+
+
+def test_scalar_bounds_of_elementwise_ops_are_their_declared_bounds():
+    """dispatch remembers an elementwise op's bound for 0-d inputs by result dtype alone
+    (`OpDef.scalar_bounds`: ufuncs and ops shaped by a `keeps_0d` rule): for every such op and
+    every dtype pair of 0-d inputs (arrays, numpy scalars as ops keep them, Python scalars),
+    the declared bound is that one, and a remembered bound is still checked against each op's
+    limits."""
     samples = [np.float32(1.5), np.float64(1.5), np.int64(2), np.int32(2), np.bool_(True)]
 
     def tensor(v: Any, kind: str) -> ge.Tensor:  # a 0-d array, or a numpy scalar as ops keep
         return ge.tensor(np.array(v)) if kind == "array" else ge.Tensor._make(v)
 
-    checked = 0
+    checked: set[str] = set()
     for op in OPS.values():
         if op.scalar_bounds is None:
             continue
+        attrs = bind_attrs(op, (), {a.name: _SAMPLE_ATTRS[a.name] for a in op.attrs
+                                    if a.required})
         for kind in ("array", "scalar"):
             for first in samples:
                 others = [tensor(v, kind) for v in samples] + [2.0, 3, True]
-                for other in others if len(op.inputs) == 2 else [None]:
-                    flat = (tensor(first, kind),) + (() if other is None else (other,))
+                for other in others if len(op.inputs) > 1 else [None]:
+                    flat = (tensor(first, kind),) + (
+                        () if other is None else (other,) * (len(op.inputs) - 1))
                     try:
-                        _, out_dtype = op.dtype_rule(flat, {})
+                        _, out_dtype = op.dtype_rule(flat, attrs)
                     except errors.EngineError:  # a dtype the op refuses
                         continue
-                    assert dispatch._all_0d(flat)
                     op.scalar_bounds.clear()
-                    declared = op.bound(flat, {}, out_dtype)
+                    declared = op.bound(flat, attrs, out_dtype)
                     assert declared is not None and declared.elements == 1
                     with limits.byte_budget(MiB):
                         try:
-                            dispatch.run(op, flat, {})
+                            dispatch.run(op, flat, dict(attrs))
                         except errors.EngineError:  # refused by the forward (not the bound)
                             continue
                     assert op.scalar_bounds == {out_dtype: declared}, op.name
-                    checked += 1
-    assert checked > 100
+                    checked.add(op.name)
+    assert len(checked) > 50 and {"sin", "exp", "where", "to_dtype", "mul"} <= checked
     x = ge.tensor(np.float32(2.0))
     with limits.byte_budget(MiB):
         ge.apply("mul", [x, 2.0])  # remembered
     with limits.byte_budget(4), pytest.raises(errors.BudgetExceededError,
                                               match=r"^mul\(\) result"):
         ge.apply("mul", [x, 2.0])
-    assert not dispatch._all_0d((ge.tensor(np.ones(1, np.float32)), 2.0))
+    with limits.allocation_limit(0), pytest.raises(errors.AllocationLimitError,
+                                                   match=r"^sin\(\) result"):
+        ge.apply("sin", [x])
+    OPS["mul"].scalar_bounds.clear()
+    with limits.byte_budget(MiB):  # a one-element tensor with a dimension is not 0-d
+        ge.apply("mul", [ge.tensor(np.ones(1, np.float32)), 2.0])
+    assert OPS["mul"].scalar_bounds == {}
 
 
 # --- peak allocation on larger inputs ------------------------------------------------------------

@@ -25,10 +25,25 @@ ROWS = 2 * parallel.MIN_ELEMENTS // 64 + 77  # not a multiple of the blocks
 
 
 @pytest.fixture
-def threads() -> Iterator[None]:
+def threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Restores the thread count; ops split from `MIN_ELEMENTS` on (the machinery is what these
+    tests check, on arrays smaller than the default `MIN_SPLIT_ELEMENTS`)."""
     before = parallel.threads()
+    monkeypatch.setattr(parallel, "MIN_SPLIT_ELEMENTS", parallel.MIN_ELEMENTS)
     yield
     parallel.set_threads(before)
+
+
+def test_ops_below_the_split_size_run_in_one_thread() -> None:
+    before = parallel.threads()
+    parallel.set_threads(2)
+    try:
+        small = np.ones(parallel.MIN_SPLIT_ELEMENTS - 64, np.float32)
+        assert parallel.split_shape(np.sin, (small,)) is None
+        big = np.ones(parallel.MIN_SPLIT_ELEMENTS, np.float32)
+        assert parallel.split_shape(np.sin, (big,)) == big.shape
+    finally:
+        parallel.set_threads(before)
 
 
 def _values(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -265,6 +280,11 @@ def test_call_into_out_and_mul_into_give_the_new_arrays_bits() -> None:
         assert got is not view and _bits(got) == _bits(np.multiply(a[::2], b[::2]))
         wide = b.astype(np.float64)  # a float64 product does not fit a float32 array
         assert _bits(parallel.mul_into(wide, b.copy())) == _bits(np.multiply(wide, b))
+        for one in (1.0, 2.0, -1.0):  # a broadcast 1 (a sum's gradient) needs no pass
+            ones = np.broadcast_to(np.float32(one), a.shape)
+            fresh = b.copy()
+            assert parallel.mul_into(ones, fresh) is fresh
+            assert _bits(fresh) == _bits(np.multiply(ones, b))
     with pytest.raises(ValueError, match="out is"):
         parallel.split_call(np.multiply, (a, b), a.shape, np.empty(a.shape, np.float64))
 

@@ -267,3 +267,38 @@ def test_a_broadcast_gradient_sums_as_torch(shape, bias):
         (x * lib.tensor(g)).sum().backward()
         grads.append(x.grad.numpy())
     assert grads[0].tobytes() == grads[1].tobytes()
+
+
+def _small_cases(rng: np.random.Generator) -> Iterator[tuple[Any, Any]]:
+    shapes = ([(n,) for n in range(1, 70)] + [(n, 1) for n in range(1, 70)]
+              + [(a, b) for a in range(1, 9) for b in range(1, 9)] + [(2, 3, 4), (1, 16, 1)])
+    for dtype in DTYPES:
+        for shape in shapes:
+            a = _values(rng, shape, dtype, 3)
+            if a.size > 3:
+                a.flat[::4] = -0.0
+            yield a, None
+            for r in range(1, len(shape) + 1):
+                yield from ((a, dims) for dims in itertools.combinations(range(len(shape)), r))
+
+
+@pytest.mark.parametrize("vector_bytes", [32, 64])
+def test_small_sums_take_the_vector_paths_additions(vector_bytes: int,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sum of at most SMALL_SUM elements (numpy scalars) has the bits of the vector path,
+    for torch's AVX2 and AVX512 widths (this CPU's is checked against torch below)."""
+    monkeypatch.setattr(cascade, "VECTOR_BYTES", vector_bytes)
+    for a, dims in _small_cases(np.random.default_rng(5)):
+        for keepdim in (False, True):
+            got = cascade.torch_sum(a, dims, keepdim)
+            with monkeypatch.context() as m:
+                m.setattr(cascade, "SMALL_SUM", 0)
+                ref = cascade.torch_sum(a, dims, keepdim)
+            assert got.shape == ref.shape and got.dtype == ref.dtype
+            assert got.tobytes() == ref.tobytes(), (a.shape, dims)
+
+
+def test_small_sums_as_torch() -> None:
+    for a, dims in _small_cases(np.random.default_rng(6)):
+        t = torch.from_numpy(a)
+        _same(ge.tensor(a).sum(dim=dims), t.sum() if dims is None else t.sum(dim=dims))

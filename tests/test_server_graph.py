@@ -206,3 +206,51 @@ def test_graph_reads_session_handles(gradserve_session, gradserve_stub):
                   {"x": [1.0, 1.0]}, ["l"], wrt=["x"], session_id=s.id)
     resp = gradserve_stub.RunGraph(req, metadata=s.metadata, timeout=10)
     assert decode(resp.gradients[0].derivatives[0].tensor).tolist() == [2.0, 3.0]
+
+
+def _edited(base, edit):
+    r = service_pb2.RunGraphRequest()
+    r.CopyFrom(base)
+    edit(r)
+    return r
+
+
+def _no_kind_input(r):
+    r.graph.nodes[0].inputs[0].Clear()
+
+
+def _output_out_of_range(r):
+    r.graph.outputs[0].ref.index = 1
+
+
+# validate() reads each field once and builds its messages only on error: every refusal it can
+# make, with its text, still comes before anything runs.
+_BASE = request([node("y", "neg", [ref("x")])], {"x": 1.0}, ["y"])
+REQUEST_ERRORS = [
+    ("unknown input value", lambda r: r.inputs["z"].CopyFrom(r.inputs["x"]),
+     "values given for unknown graph inputs ['z']"),
+    ("input defined twice", lambda r: r.graph.inputs.add(name="x"),
+     "graph input 'x' is defined twice (single assignment)"),
+    ("empty input name", lambda r: r.graph.inputs.add(name=""), "a graph input has an empty name"),
+    ("empty node id", lambda r: setattr(r.graph.nodes[0], "id", ""), "a node id has an empty name"),
+    ("input without kind", _no_kind_input, "node 'y' (neg): an input has no kind set"),
+    ("dangling output", lambda r: setattr(r.graph.outputs[0].ref, "id", "w"),
+     "output 'y' refers to 'w', which is not defined (dangling reference)"),
+    ("output index", _output_out_of_range,
+     "output 'y' refers to output 1 of 'y', which has 1 output(s)"),
+    ("duplicate output", lambda r: r.graph.outputs.add(name="y", ref=graph_pb2.NodeOutput(id="x")),
+     "duplicate output names in ['y', 'y']"),
+    ("duplicate wrt", lambda r: r.wrt.extend(["x", "x"]), "duplicate names in wrt ['x', 'x']"),
+    ("unknown output_grads", lambda r: r.output_grads["q"].CopyFrom(r.inputs["x"]),
+     "output_grads names unknown outputs ['q']"),
+]
+
+
+@pytest.mark.parametrize("edit, text", [c[1:] for c in REQUEST_ERRORS],
+                         ids=[c[0] for c in REQUEST_ERRORS])
+def test_every_request_error_is_kept(gradserve_stub, edit, text):
+    with pytest.raises(grpc.RpcError) as info:
+        gradserve_stub.RunGraph(_edited(_BASE, edit), timeout=10)
+    code, message, _ = gradserve_error(info)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert message == text

@@ -1,6 +1,7 @@
 """Session lifecycle, limits, request-id replay, describe, fetch, ListOps, concurrency, metrics."""
 
 import threading
+import time
 import urllib.request
 
 import grpc
@@ -102,6 +103,46 @@ def test_reaper_skips_busy_sessions():
     assert store.reap() == 1 and len(store) == 0
 
 
+def test_use_of_a_session_closed_while_waiting_for_it():
+    # SessionStore.use: a call that waited for the lock of a session closed meanwhile is told so
+    # and leaves the lock free; a call that used it leaves it free and touched.
+    from gradserve.server.errors import NotFoundError
+
+    now = [0.0]
+    store = SessionStore(ServerConfig(), clock=lambda: now[0])
+    session = store.create("", session_pb2.SessionOptions())
+    outcome: list[BaseException | None] = []
+
+    def call() -> None:
+        try:
+            with store.use(session.id, ""):
+                outcome.append(None)
+        except NotFoundError as exc:
+            outcome.append(exc)
+
+    with session.lock:
+        t = threading.Thread(target=call)
+        t.start()
+        for _ in range(5000):  # until the call waits for the lock (counted as a waiter)
+            if session.waiters:
+                break
+            time.sleep(0.001)
+        assert session.waiters == 1
+        session.closed = True
+    t.join()
+    assert isinstance(outcome[0], NotFoundError)
+    assert str(outcome[0]) == (f"session {session.id!r} not found (it was closed while this call "
+                               "waited)")
+    assert session.lock.acquire(blocking=False)
+    session.lock.release()
+    other = store.create("", session_pb2.SessionOptions())
+    now[0] = 7
+    with store.use(other.id, "") as used:
+        assert used is other and other.lock.locked()
+        now[0] = 9
+    assert not other.lock.locked() and other.last_used == 9
+
+
 def test_max_sessions(gradserve_server_factory):
     _, port = gradserve_server_factory(max_sessions=2)
     stub = stub_for(port)
@@ -129,6 +170,21 @@ def test_session_byte_budget(gradserve_stub):
     assert meta["gradserve-failed-instruction"] == "1"
     info = s.describe()
     assert info.tensor_count == 2 and info.bytes_held <= 14_000  # the failing op bound nothing
+    s.close()
+
+
+def test_instruction_without_kind_fails_in_its_place(gradserve_stub):
+    # A batch reads each instruction's kind once (while bounding its reply); one without a kind
+    # still fails where it stands, after the instructions before it ran, binding nothing.
+    s = gradserve_open_session(gradserve_stub)
+    with pytest.raises(grpc.RpcError) as err:
+        s.run(s.create(1, np.ones(2, np.float32)), session_pb2.Instruction(),
+              s.create(2, np.ones(2, np.float32)))
+    code, message, meta = gradserve_error(err)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert message == "instruction has no kind set"
+    assert meta["gradserve-failed-instruction"] == "1"
+    assert s.describe().tensor_count == 1
     s.close()
 
 
