@@ -306,14 +306,40 @@ class Session:
         live = {h: ref() for h, ref in list(self._live.items())}
         return {h: t for h, t in live.items() if t is not None}
 
-    def save(self, path: Any, tensors: Any = None, optimizers: Any = None) -> None:
+    def save(self, path: Any, tensors: Any = None, optimizers: Any = None, **kwargs: Any
+             ) -> None:
         """Save leaf tensors' values, grads and requires_grad, and optimizers' state, to `path`
         (see client/snapshot.py): `tensors` is {name: tensor}, a list, or None for every live
         leaf; `optimizers` likewise ({name: optimizer}, a list, None for every live one).
-        Restore with `client.restore(path)`: `.restored[name]`, `.optimizers[name]`."""
+        Restore with `client.restore(path)`: `.restored[name]`, `.optimizers[name]`.
+
+        With an object first (not a path), torch's `save(obj, f)` instead: torch's file format,
+        read back by `load` or by torch (client/serialization.py); torch's keyword arguments
+        (`pickle_protocol`, ...) are accepted and ignored."""
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            from .serialization import save as torch_save
+
+            torch_save(self, path, tensors)
+            return
         from .snapshot import save
 
-        save(self, path, tensors, optimizers)
+        snapshot_path: Any = path
+        save(self, snapshot_path, tensors, optimizers)
+
+    def load(self, f: Any, map_location: Any = None, pickle_module: Any = None, *,
+             weights_only: Any = None, mmap: Any = None, **pickle_load_args: Any) -> Any:
+        """torch.load(f): a file torch.save (or `save(obj, f)`) wrote, its tensors made in this
+        session. Always weights only (tensors, state dicts, Python containers and scalars);
+        `map_location` may name the cpu only.
+
+        Raises:
+            pickle.UnpicklingError: anything outside the weights-only set.
+        """
+        if map_location is not None and str(map_location) not in ("cpu", "cpu:0"):
+            raise RuntimeError(f"load(): gradserve has only the cpu device, not {map_location!r}")
+        from .serialization import load as torch_load
+
+        return torch_load(self, f)
 
     def dropped(self, handle: int) -> None:
         """A client tensor was garbage-collected: release its handle with the next request."""

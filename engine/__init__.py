@@ -65,6 +65,7 @@ from .tensor import Size, Tensor
 build()
 
 from . import nn, optim  # noqa: E402  (built from the functions above)
+from .serialization import load, save  # noqa: E402,F401  (torch.save / torch.load)
 
 _module = sys.modules[__name__]
 autograd.Variable = variable_type(_module)  # type: ignore[attr-defined]

@@ -150,11 +150,24 @@ def _product(x: Any, y: Any) -> Any:
     return np.matmul(x, y)
 
 
+def _foldable(x: Any) -> bool:
+    """torch's should_fold stride test: x.view(-1, x.size(-1)) is a view (the leading dims are
+    contiguous among themselves)."""
+    if x.size == 0:
+        return True
+    st, sh = x.strides, x.shape
+    return all(st[i] == st[i + 1] * sh[i + 1] for i in range(x.ndim - 2))
+
+
 def _matmul(x: Any, y: Any) -> Any:
     shape = matmul_shape(x, y)
     if x.ndim == 2 and y.ndim == 2:
         return _product(x, y)
-    if x.ndim >= 3 and y.ndim == 2 and x.flags.c_contiguous:  # torch folds it into one mm
+    if x.ndim >= 3 and y.ndim == 2:  # torch folds it into one mm (should_fold): as a view when
+        # the batch dims allow it, else (a transposed sequence into a layer's weight) from a
+        # contiguous copy, torch's choice when y requires grad (without, torch runs a bmm)
+        if not _foldable(x):
+            x = np.ascontiguousarray(x)
         return _product(x.reshape(-1, x.shape[-1]), y).reshape(shape)
     out: Any = None  # torch's dot, mv (N-D @ 1-D folded, when a view), 1-D @ 2-D as mm
     if y.ndim == 1:

@@ -20,6 +20,7 @@ from .ops_elementwise import _ERF_BYTES, _by_scalars, _is_tensor, broadcast_shap
 from .registry import (
     BOOL,
     FLOAT,
+    INT64,
     PROMOTE,
     SAME,
     AttrSpec,
@@ -243,3 +244,57 @@ def _one_bound(name: str, pick: Any, keep: Any) -> None:
 
 _one_bound("Min", np.maximum, lambda x, b: x >= b)
 _one_bound("Max", np.minimum, lambda x, b: x <= b)
+
+# --- hardtanh: clamp to [min_val, max_val] with torch's own node and gradient --------------------
+
+
+def _hardtanh(x: Any, min_val: float = -1.0, max_val: float = 1.0) -> Any:
+    if x.dtype == np.bool_:
+        raise errors.InvalidArgumentError("Bool inputs not supported for hardtanh")
+    # torch's CPU hardtanh is clamp: max then min, keeping the input where it ties a bound
+    # (-0.0 against 0.0; numpy's maximum/minimum keep their second operand) and NaN
+    lo, hi = x.dtype.type(min_val), x.dtype.type(max_val)
+    return np.minimum(hi, np.maximum(lo, x))
+
+
+# torch's hardtanh_backward kernel: +0 where input <= min_val or input >= max_val, else grad (so
+# 0 at the bounds, where clamp's gradient is grad, and grad at a NaN)
+defop("hardtanh", _hardtanh,
+      lambda ns, g, out, x, min_val, max_val: ns.where(
+          ns.logical_or(x <= min_val, x >= max_val), 0.0, g),
+      saves="input", attrs=(AttrSpec("min_val", "float", -1.0), AttrSpec("max_val", "float", 1.0)),
+      backward="HardtanhBackward0", inplace=True, method=False,
+      doc="input clamped to [min_val, max_val] (nn.functional.hardtanh, relu6)",
+      out_shape=lambda x, min_val=-1.0, max_val=1.0: tuple(x.shape),
+      out_bound=temporaries(broadcast_shape, results=1))
+
+
+# --- argsort: the order sort and topk (surface/spellings) gather by -------------------------------
+
+
+def _argsort(x: Any, dim: int = -1, descending: bool = False, stable: bool = False) -> Any:
+    if x.ndim == 0:
+        if dim not in (-1, 0):
+            raise errors.OutOfRangeIndexError(
+                f"Dimension out of range (expected to be in range of [-1, 0], but got {dim})")
+        return np.zeros((), np.int64)
+    if not -x.ndim <= dim < x.ndim:
+        raise errors.OutOfRangeIndexError(
+            f"Dimension out of range (expected to be in range of [{-x.ndim}, {x.ndim - 1}], "
+            f"but got {dim})")
+    axis = dim % x.ndim
+    if not descending:  # numpy's stable sort: NaN last, ties (-0.0 and 0.0 too) in index order
+        return np.argsort(x, axis=axis, kind="stable").astype(np.int64)
+    # descending and stable: the ascending stable order of the reversed input, reversed (NaN
+    # first, as torch's descending sort)
+    idx = np.flip(np.argsort(np.flip(x, axis), axis=axis, kind="stable"), axis)
+    return (x.shape[axis] - 1 - idx).astype(np.int64)
+
+
+defop("argsort", _argsort, None,
+      attrs=(AttrSpec("dim", "int", -1), AttrSpec("descending", "bool", False),
+             AttrSpec("stable", "bool", False)),
+      dtype=INT64, doc="the indices that sort input along dim (ties in index order)",
+      out_shape=lambda x, dim=-1, descending=False, stable=False: tuple(x.shape),
+      out_bound=temporaries(lambda x, dim=-1, descending=False, stable=False: tuple(x.shape),
+                            results=2, inputs=1))

@@ -162,6 +162,9 @@ for _name in ("reciprocal", "sqrt", "rsqrt", "exp", "expm1", "log", "log1p", "lo
               "asinh", "acosh", "atanh", "erf", "erfc", "silu"):
     _elementwise(_name, 1, _TO_FLOAT)
 _elementwise("leaky_relu", 1, _TO_FLOAT, attrs={"negative_slope": _float})
+# hardtanh computes in the input's dtype; a bool input is refused
+_elementwise("hardtanh", 1, _PROMOTE, attrs={"min_val": _float, "max_val": _float},
+             accepts=_not_bool)
 _elementwise("_prelu_kernel", 2, _PROMOTE)
 _elementwise("elu", 1, _TO_FLOAT, attrs={"alpha": _float})
 _elementwise("softplus", 1, _TO_FLOAT, attrs={"beta": _float, "threshold": _float})
@@ -322,6 +325,15 @@ def _arg_extreme(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) ->
     axis = _wrap(dim, len(shape))
     _nonempty(shape, (axis,))
     return [Meta(_reduced(shape, axis, keepdim) if shape else (), "int64", False)]
+
+
+@_rule("argsort")
+def _argsort(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, _, _ = _one(inputs, attrs, frozenset(("dim", "descending", "stable")))
+    _wrap(_int(attrs.get("dim", -1)), len(shape))
+    _bool(attrs.get("descending", False))
+    _bool(attrs.get("stable", False))
+    return [Meta(shape, "int64", False)]
 
 
 _VAR_ATTRS = frozenset(("dim", "unbiased", "keepdim", "correction"))

@@ -2,8 +2,8 @@
 `gradserve.engine.nn` and each client Session as `session.nn`.
 
 The classes (Module, the layers, convolutions and pooling, batch norm, containers and losses)
-are written once in `nn_module`, `nn_layers`, `nn_conv`, `nn_norm`, `nn_containers` and
-`nn_loss`; `build` derives each backend's own copies, which carry the backend as `_be` (so
+are written once in `nn_module`, `nn_layers`, `nn_conv`, `nn_norm`, `nn_rnn`, `nn_containers`
+and `nn_loss`; `build` derives each backend's own copies, which carry the backend as `_be` (so
 `nn.Linear(2, 3)` knows where to create its parameters) and whose hierarchy mirrors torch's:
 every class derives from the backend's `Module`, so `isinstance(layer, nn.Module)` and user
 subclasses of `nn.Module` work as in torch. `nn.functional`, `nn.init` and `nn.utils` are the
@@ -17,7 +17,7 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import compat, nn_conv, nn_distance, nn_functional, nn_init, nn_norm, nn_utils
+from . import compat, nn_conv, nn_distance, nn_functional, nn_init, nn_norm, nn_rnn, nn_utils
 from .nn_backend import NNBackend
 from .nn_containers import CONTAINERS
 from .nn_layers import LAYERS
@@ -28,13 +28,14 @@ from .nn_parameter import parameter_class
 MODULE_FILES = {
     "module": ("Module",),
     "linear": ("Identity", "Linear", "Bilinear"),
-    "activation": ("ReLU", "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU", "Tanh", "Sigmoid",
-                   "Softplus", "LogSigmoid", "Mish", "SELU", "CELU", "Hardsigmoid",
-                   "Hardswish", "Softmax", "LogSoftmax"),
+    "activation": ("ReLU", "Hardtanh", "ReLU6", "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU",
+                   "Tanh", "Sigmoid", "Softplus", "LogSigmoid", "Mish", "SELU", "CELU",
+                   "Hardsigmoid", "Hardswish", "Softmax", "LogSoftmax"),
     "conv": ("Conv1d", "Conv2d"),
     "pooling": ("MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d"),
     "batchnorm": ("BatchNorm1d", "BatchNorm2d"),
     "normalization": ("LayerNorm",),
+    "rnn": ("RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"),
     "dropout": ("Dropout",),
     "flatten": ("Flatten",),
     "sparse": ("Embedding",),
@@ -81,10 +82,15 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
     module_cls = type("Module", (Module,), {
         "_be": be, "__module__": name, "__qualname__": "Module", "__doc__": Module.__doc__})
     nn.Module = module_cls  # type: ignore[attr-defined]
-    for cls in (*LAYERS, *nn_conv.MODULES, *nn_norm.MODULES, *CONTAINERS, *LOSSES,
-                *nn_distance.MODULES):
-        bound = type(cls.__name__, (cls, module_cls), {
+    bound_classes: dict[type, type] = {}
+    for cls in (*LAYERS, *nn_conv.MODULES, *nn_norm.MODULES, *nn_rnn.MODULES, *CONTAINERS,
+                *LOSSES, *nn_distance.MODULES):
+        # a subclass of another nn class (ReLU6 of Hardtanh, GRU of RNNBase) derives from that
+        # class's bound copy too, so isinstance(nn.ReLU6(), nn.Hardtanh) holds as in torch
+        parents = tuple(bound_classes[base] for base in cls.__bases__ if base in bound_classes)
+        bound = type(cls.__name__, (cls, *parents) if parents else (cls, module_cls), {
             "__module__": name, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
+        bound_classes[cls] = bound
         setattr(nn, cls.__name__, bound)
     nn.Parameter = parameter_class(be)  # type: ignore[attr-defined]
     nn.functional = namespace(  # type: ignore[attr-defined]

@@ -67,6 +67,27 @@ def relu(be: NNBackend, input: Any, inplace: bool = False) -> Any:
     return _call(be, "relu", input)
 
 
+def hardtanh(be: NNBackend, input: Any, min_val: float = -1.0, max_val: float = 1.0,
+             inplace: bool = False) -> Any:
+    """input clamped to [min_val, max_val]: torch's hardtanh op (grad_fn HardtanhBackward0, no
+    gradient at the bounds); in place with inplace=True, as torch's hardtanh_."""
+    if be.dtype_name(input) == "bool":
+        raise be.runtime_error("Bool inputs not supported for hardtanh")
+    if inplace:
+        return input.hardtanh_(min_val, max_val)
+    return _call(be, "hardtanh", input, min_val, max_val)
+
+
+def hardtanh_(be: NNBackend, input: Any, min_val: float = -1.0, max_val: float = 1.0) -> Any:
+    """`hardtanh` in place."""
+    return input.hardtanh_(min_val, max_val)
+
+
+def relu6(be: NNBackend, input: Any, inplace: bool = False) -> Any:
+    """min(max(input, 0), 6): torch's relu6 is hardtanh(input, 0, 6) (HardtanhBackward0)."""
+    return hardtanh(be, input, 0.0, 6.0, inplace)
+
+
 def sigmoid(be: NNBackend, input: Any) -> Any:
     """1 / (1 + exp(-input))."""
     return _call(be, "sigmoid", input)
@@ -291,12 +312,20 @@ def linear(be: NNBackend, input: Any, weight: Any, bias: Any = None) -> Any:
     or 1-D and made from data there) takes torch's path, and any other input matmul then add:
     the same values without a round trip per layer to read the input's layout (grad_fn
     AddBackward0 where torch's is ViewBackward0)."""
+    return linear_with_layout(be, input, weight, bias, None)
+
+
+def linear_with_layout(be: NNBackend, input: Any, weight: Any, bias: Any,
+                       contiguous: bool | None) -> Any:
+    """`linear`, told whether the input is contiguous when the caller knows it (a layer that
+    made the input itself: nn_rnn's stacked layer outputs), None to ask the backend."""
     if bias is not None:
         shape = be.shape(input)
         if len(shape) == 2:
             return _call(be, "addmm", bias, input, _call(be, "t", weight))
-        contiguous = (be.known_contiguous(input) if be.remote_metadata
-                      else be.is_contiguous(input))
+        if contiguous is None:
+            contiguous = (be.known_contiguous(input) if be.remote_metadata
+                          else be.is_contiguous(input))
         bias_shape = be.shape(bias)
         fused = len(bias_shape) == 1 or math.prod(bias_shape) == be.shape(weight)[0]
         if shape and fused and contiguous:
@@ -352,6 +381,28 @@ def dropout(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
     # torch's CPU dropout (not the fused native_dropout, which is for accelerators): the mask
     # is bernoulli_(1 - p) on an empty_like, so it draws torch's numbers
     return spellings.dropout(be, input, p, training)
+
+
+def one_hot(be: NNBackend, tensor: Any, num_classes: int = -1) -> Any:
+    """int64 one-hot rows: out[..., c] = 1 where tensor[...] == c (torch's checks and texts;
+    the class range is read from the values, as torch's CPU kernel reads it: through a session
+    one round trip). Composed as (tensor.unsqueeze(-1) == arange(num_classes)).long(): torch's
+    values, no graph (torch's result does not require grad either)."""
+    if be.dtype_name(tensor) != "int64":
+        raise be.runtime_error("one_hot is only applicable to index tensor of type LongTensor.")
+    shape = tuple(be.shape(tensor))
+    if math.prod(shape) == 0:
+        if num_classes <= 0:
+            raise be.runtime_error("Can not infer total number of classes from empty tensor.")
+        return be.torch.zeros(*shape, num_classes, dtype=be.torch.int64)
+    if int(tensor.min().item()) < 0:
+        raise be.runtime_error("Class values must be non-negative.")
+    if num_classes == -1:
+        num_classes = int(tensor.max().item()) + 1
+    elif num_classes <= int(tensor.max().item()):
+        raise be.runtime_error("Class values must be smaller than num_classes.")
+    classes = be.torch.arange(num_classes)
+    return (tensor.unsqueeze(-1) == classes).long()
 
 
 def embedding(be: NNBackend, input: Any, weight: Any, padding_idx: int | None = None,
@@ -580,9 +631,9 @@ def _cross_entropy_probs(be: NNBackend, logp: Any, xs: tuple[int, ...], target: 
     return be.scalar_div(-_call(be, "sum", prod), math.prod(xs) // n_classes)
 
 
-FUNCTIONS = (relu, sigmoid, tanh, leaky_relu, prelu, elu, gelu, silu, softplus, logsigmoid,
-             mish, selu, celu, hardsigmoid, hardswish, softmax,
-             log_softmax, linear, bilinear, dropout, embedding, layer_norm, mse_loss, l1_loss,
-             smooth_l1_loss, huber_loss, binary_cross_entropy, binary_cross_entropy_with_logits,
-             nll_loss, cross_entropy)
+FUNCTIONS = (relu, hardtanh, hardtanh_, relu6, sigmoid, tanh, leaky_relu, prelu, elu, gelu,
+             silu, softplus, logsigmoid, mish, selu, celu, hardsigmoid, hardswish, softmax,
+             log_softmax, linear, bilinear, dropout, one_hot, embedding, layer_norm, mse_loss,
+             l1_loss, smooth_l1_loss, huber_loss, binary_cross_entropy,
+             binary_cross_entropy_with_logits, nll_loss, cross_entropy)
 """What `nn.functional` holds (each bound to a backend by `gradserve.surface.nn.build`)."""

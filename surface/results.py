@@ -42,3 +42,17 @@ class MinResult(ValuesIndices):
 
     __slots__ = ()
     _name = "min"
+
+
+class SortResult(ValuesIndices):
+    """What `sort(input)` returns (torch.return_types.sort)."""
+
+    __slots__ = ()
+    _name = "sort"
+
+
+class TopkResult(ValuesIndices):
+    """What `topk(input, k)` returns (torch.return_types.topk)."""
+
+    __slots__ = ()
+    _name = "topk"

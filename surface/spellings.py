@@ -24,7 +24,7 @@ import numpy as np
 
 from . import messages
 from .backend import Backend
-from .results import MaxResult, MinResult, ValuesIndices
+from .results import MaxResult, MinResult, SortResult, TopkResult, ValuesIndices
 
 Fn = Callable[..., Any]
 
@@ -391,6 +391,41 @@ def narrow(be: Backend, input: Any, dim: int, start: int, length: int) -> Any:
 
 
 _register("narrow", ("slice",), narrow, narrow)
+
+
+# --- sort, topk: the argsort order, the values gathered by it -----------------------------------
+
+
+def sort(be: Backend, input: Any, dim: int = -1, descending: bool = False, *,
+         stable: bool = False) -> Any:
+    """torch.sort -> (values, indices): the `argsort` op's order (stable: ties keep their index
+    order, where torch's default CPU sort may not), the values gathered by it (grad_fn
+    GatherBackward0 where torch's is SortBackward0; the same gradient)."""
+    indices = be.call("argsort", (input, dim, bool(descending), bool(stable)), {})
+    if not be.shape(input):
+        return SortResult((be.call("clone", (input,), {}), indices))
+    return SortResult((be.call("gather", (input, indices, dim), {}), indices))
+
+
+def topk(be: Backend, input: Any, k: int, dim: int = -1, largest: bool = True,
+         sorted: bool = True) -> Any:
+    """torch.topk -> (values, indices): the k largest (smallest) along dim in sorted order, by
+    the `argsort` op (ties in index order; torch's CPU topk orders ties its own way) and a
+    gather (grad_fn GatherBackward0 where torch's is TopkBackward0; the same gradient)."""
+    shape = be.shape(input)
+    axis = wrap_dim(be, dim, len(shape))
+    n = shape[axis] if shape else 1
+    if not 0 <= k <= n:
+        raise be.runtime_error("selected index k out of range")
+    order = be.call("argsort", (input, axis if shape else -1, bool(largest), True), {})
+    if not shape:
+        return TopkResult((be.call("clone", (input,), {}), order))
+    indices = be.call("slice", (order, axis, 0, k, 1), {})
+    return TopkResult((be.call("gather", (input, indices, axis), {}), indices))
+
+
+_register("sort", ("argsort", "gather", "clone"), sort, sort)
+_register("topk", ("argsort", "gather", "slice", "clone"), topk, topk)
 
 
 # --- dropout: torch's CPU composition, so the mask draws torch's numbers -------------------------

@@ -176,6 +176,12 @@ ACTIVATIONS = [
     unary("relu", torch.relu),
     OpInfo("leaky_relu", lambda x, negative_slope=0.01: F.leaky_relu(x, negative_slope),
            unary_samples() + [Sample(((2, 3),), {"negative_slope": 0.2})]),
+    # kinks at the bounds: torch's gradient there (0), no finite differences
+    OpInfo("hardtanh", lambda x, min_val=-1.0, max_val=1.0: F.hardtanh(x, min_val, max_val),
+           unary_samples() + [Sample(((2, 3),), {"min_val": -0.5, "max_val": 0.7}),
+                              Sample((ints((2, 3)),), {"min_val": 0.0, "max_val": 2.0}),
+                              Sample((ties((2, 3)),), {"min_val": 0.0, "max_val": 1.0})],
+           check_finite_differences=False),
     OpInfo("elu", lambda x, alpha=1.0: F.elu(x, alpha),
            unary_samples() + [Sample(((2, 3),), {"alpha": 0.5})]),
     OpInfo("gelu", lambda x, approximate="none": F.gelu(x, approximate=approximate),

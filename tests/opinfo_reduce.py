@@ -95,6 +95,14 @@ def _norm(x: Any, p: float = 2.0, dim: Any = None, keepdim: bool = False,
 
 
 OPINFOS = [
+    # torch's stable order (its default CPU sort orders ties its own way)
+    OpInfo("argsort", lambda x, dim=-1, descending=False, stable=False: torch.argsort(
+        x, dim=dim, descending=descending, stable=True),
+           [Sample((distinct((2, 5)),)), Sample((distinct((4, 3)),), {"dim": 0}),
+            Sample((distinct((2, 5)),), {"descending": True}),
+            Sample((ties((3, 6)),), {"dim": 1, "stable": True}),
+            Sample((ties((3, 6)),), {"dim": -1, "descending": True, "stable": True}),
+            Sample((ints((3, 4)),), {"dim": 0}), Sample(((),))], check_grad=False),
     OpInfo("prod", _prod, [Sample(((2, 3),)), Sample(((2, 3),), {"dim": 0}),
                            Sample(((2, 3, 4),), {"dim": -1, "keepdim": True}),
                            Sample(((4,),), {"dim": 0}), Sample(((),)), Sample(((),), {"dim": 0}),
