@@ -45,11 +45,22 @@ def _safe(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return parse
 
 
-def _abort(context: grpc.ServicerContext, method: str, bad: _Malformed) -> None:
+def _failure(method: str, bad: _Malformed) -> Failure:
     reason = str(bad.error)[:200] or type(bad.error).__name__
-    Failure.from_exception(InvalidRequestError(
+    return Failure.from_exception(InvalidRequestError(
         f"malformed request: the bytes sent to {method} do not parse as its request "
-        f"message ({reason})")).abort(context)
+        f"message ({reason})"))
+
+
+def _abort(context: grpc.ServicerContext, method: str, bad: _Malformed) -> None:
+    _failure(method, bad).abort(context)
+
+
+async def _abort_async(context: Any, method: str, bad: _Malformed) -> None:
+    """`_abort` for an asyncio handler (whose context's `abort` is a coroutine)."""
+    failure = _failure(method, bad)
+    context.set_trailing_metadata(failure.metadata)
+    await context.abort(failure.code, failure.message)
 
 
 def _passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
@@ -91,14 +102,14 @@ def _unary(inner: Callable[..., Any], method: str) -> Callable[..., Any]:
     if inspect.isasyncgenfunction(inner):
         async def unary_gen(request: Any, context: Any) -> AsyncIterator[Any]:
             if isinstance(request, _Malformed):
-                _abort(context, method, request)
+                await _abort_async(context, method, request)
             async for reply in inner(request, context):
                 yield reply
         return unary_gen
     if inspect.iscoroutinefunction(inner):
         async def unary_async(request: Any, context: Any) -> Any:
             if isinstance(request, _Malformed):
-                _abort(context, method, request)
+                await _abort_async(context, method, request)
             return await inner(request, context)
         return unary_async
 
@@ -116,7 +127,7 @@ def _stream(inner: Callable[..., Any], method: str) -> Callable[..., Any]:
         async def checked_async(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
             async for request in requests:
                 if isinstance(request, _Malformed):
-                    _abort(context, method, request)
+                    await _abort_async(context, method, request)
                 yield request
 
         if inspect.isasyncgenfunction(inner):

@@ -317,6 +317,37 @@ def test_malformed_bytes_to_every_rpc(server, channel, stub, payload):
     still_serving(stub)
 
 
+@pytest.mark.parametrize("payload", [m[1] for m in MALFORMED_BYTES],
+                         ids=[m[0] for m in MALFORMED_BYTES])
+def test_malformed_bytes_to_the_event_loops_services(server, channel, stub, payload):
+    """Health and reflection run on the event loop as asyncio handlers (server/app.py): their
+    unparsable requests are INVALID_ARGUMENT too, whatever the method's streaming kind."""
+    from google.protobuf.message import DecodeError
+    from grpc_health.v1 import health_pb2
+
+    try:
+        health_pb2.HealthCheckRequest.FromString(payload)
+        parses = True  # (unknown fields are skipped): Watch would then stream until cancelled
+    except DecodeError:
+        parses = False
+    calls = [
+        lambda: channel.unary_unary("/grpc.health.v1.Health/Check")(payload, timeout=30),
+        lambda: parses or list(
+            channel.unary_stream("/grpc.health.v1.Health/Watch")(payload, timeout=30)),
+        lambda: list(channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")(
+                iter([payload]), timeout=30)),
+    ]
+    for call in calls:
+        try:
+            call()
+        except grpc.RpcError as err:
+            assert err.code() == INVALID, (err.code(), err.details())
+        # (bytes that happen to parse get the service's own answer)
+    assert server.alive()
+    still_serving(stub)
+
+
 def test_nested_data_in_the_client(gradserve_server):
     # Ragged or absurdly nested Python data is refused by the SDK before anything is sent.
     import gradserve.client as gc
