@@ -21,6 +21,8 @@ from typing import Any
 
 from gradserve.v1 import service_pb2
 
+from .codec import varint
+
 # A raw input of at least this many bytes stays in the request's bytes (below, protobuf's two
 # copies cost less than walking the fields in Python).
 MIN_RAW_BYTES = 1 << 16
@@ -114,15 +116,6 @@ def _fields(data: bytes, pos: int, end: int) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def _encode_varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _cut_entry(data: bytes, view: memoryview, start: int, end: int
                ) -> tuple[str, list[Any] | None, memoryview | None]:
     """One `inputs` entry, data[start:end] (its fields, without the entry's tag and length):
@@ -157,7 +150,7 @@ def _cut_entry(data: bytes, view: memoryview, start: int, end: int
     tensor = [view[body:raw_at], b"\x00", view[raw_end:body_end]]
     tensor_len = (raw_at - body) + 1 + (body_end - raw_end)
     # the entry: the key (before or after the value), the value's tag and new length, the tensor
-    return key, [view[start:value_at], _encode_varint(tensor_len), *tensor,
+    return key, [view[start:value_at], varint(tensor_len), *tensor,
                  view[body_end:end]], view[raw_body:raw_end]
 
 
@@ -202,7 +195,7 @@ def _cut(data: bytes) -> tuple[bytes, dict[str, memoryview]] | None:
             keys.add(key)
             if entry is not None and payload is not None:
                 size = sum(len(p) for p in entry)
-                parts += [view[tag_at:at], _encode_varint(size), *entry]
+                parts += [view[tag_at:at], varint(size), *entry]
                 raw[key] = payload
                 continue
         parts.append(view[tag_at:end])

@@ -359,6 +359,18 @@ class RNNBase(Module):
         be = self._be
         return be.known_contiguous(input) if be.remote_metadata else None
 
+    def _forward_one_state(self, input: Any, hx: Any, name: str) -> tuple[Any, Any]:
+        """`forward` of a layer whose state is one tensor (RNN, GRU): (output, h_n)."""
+        layout = self._layout(input)
+        input, hx, is_batched = self._prepare(input, hx, name, self.hidden_size)
+        self.check_forward_args(input, hx, None)
+        output, finals = self._run(input, list(hx.unbind(0)), layout)
+        hidden = self._be.torch.stack(finals, 0)
+        if not is_batched:
+            output = output.squeeze(0 if self.batch_first else 1)
+            hidden = hidden.squeeze(1)
+        return output, hidden
+
     def _run(self, input: Any, hiddens: list[Any], layout: bool | None) -> tuple[Any, list[Any]]:
         """The layer stack over a (seq, batch, feature) view of the (batched) input, whose
         layout before any unsqueeze is `layout` (see `_layout`)."""
@@ -403,15 +415,7 @@ class RNN(RNNBase):
         super().__init__(mode, *args, **kwargs)
 
     def forward(self, input: Any, hx: Any = None) -> tuple[Any, Any]:
-        layout = self._layout(input)
-        input, hx, is_batched = self._prepare(input, hx, "RNN", self.hidden_size)
-        self.check_forward_args(input, hx, None)
-        output, finals = self._run(input, list(hx.unbind(0)), layout)
-        hidden = self._be.torch.stack(finals, 0)
-        if not is_batched:
-            output = output.squeeze(0 if self.batch_first else 1)
-            hidden = hidden.squeeze(1)
-        return output, hidden
+        return self._forward_one_state(input, hx, "RNN")
 
 
 class GRU(RNNBase):
@@ -423,15 +427,7 @@ class GRU(RNNBase):
         super().__init__("GRU", *args, **kwargs)
 
     def forward(self, input: Any, hx: Any = None) -> tuple[Any, Any]:
-        layout = self._layout(input)
-        input, hx, is_batched = self._prepare(input, hx, "GRU", self.hidden_size)
-        self.check_forward_args(input, hx, None)
-        output, finals = self._run(input, list(hx.unbind(0)), layout)
-        hidden = self._be.torch.stack(finals, 0)
-        if not is_batched:
-            output = output.squeeze(0 if self.batch_first else 1)
-            hidden = hidden.squeeze(1)
-        return output, hidden
+        return self._forward_one_state(input, hx, "GRU")
 
 
 class LSTM(RNNBase):
