@@ -568,6 +568,13 @@ class RNNCellBase(Module):
         return self._be.torch.zeros(self._be.shape(input)[0], self.hidden_size,
                                     dtype=input.dtype)
 
+    def _state(self, input: Any, hx: Any, is_batched: bool) -> Any:
+        """The one-tensor state of an RNN or GRU cell: zeros when not given, batched as the
+        input."""
+        if hx is None:
+            return self._zeros(input)
+        return hx if is_batched else hx.unsqueeze(0)
+
 
 class RNNCell(RNNCellBase):
     """One Elman RNN step: h' = tanh (or relu)(x W_ih^T + b_ih + h W_hh^T + b_hh)."""
@@ -579,10 +586,7 @@ class RNNCell(RNNCellBase):
 
     def forward(self, input: Any, hx: Any = None) -> Any:
         input, is_batched = self._batched("RNNCell", input, hx)
-        if hx is None:
-            hx = self._zeros(input)
-        elif not is_batched:
-            hx = hx.unsqueeze(0)
+        hx = self._state(input, hx, is_batched)
         if self.nonlinearity not in ("tanh", "relu"):
             raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
         self._check(input, (hx,))
@@ -630,10 +634,7 @@ class GRUCell(RNNCellBase):
 
     def forward(self, input: Any, hx: Any = None) -> Any:
         input, is_batched = self._batched("GRUCell", input, hx)
-        if hx is None:
-            hx = self._zeros(input)
-        elif not is_batched:
-            hx = hx.unsqueeze(0)
+        hx = self._state(input, hx, is_batched)
         self._check(input, (hx,))
         ret = _gru_cell(self._be, input, hx, self._params(), False)
         return ret if is_batched else ret.squeeze(0)
