@@ -10,7 +10,8 @@ view of the request's bytes, keyed by input name. The decoder checks the view ex
 checks `raw` (`codec.decode_array`).
 
 Only a plainly encoded request is cut: each entry a key and a value, each of those once, a
-tensor with one `raw` field and no other encoding, no input named twice. Anything else, a
+tensor with one `raw` field and no other encoding, no input named twice, at most `MAX_FIELDS`
+fields in the request and in each tensor. Anything else, a
 malformed one included, goes to protobuf whole, as before (and fails as before: what is cut is
 well-formed, and bytes fields are not checked beyond their length).
 """
