@@ -91,7 +91,8 @@ class byte_budget:  # noqa: N801 - used as a function: `with byte_budget(n) as b
 
     Nested budgets draw from the enclosing one: the inner scope gets the smaller of its own limit
     and what the outer has left, and what it spent is charged to the outer when it ends. A
-    context manager (a class rather than a generator: the server enters one per op).
+    context manager (a class rather than a generator: cheap to enter); the session tape's
+    per-op budget uses `within`, the same rules as one call.
 
     Yields:
         A `Budget` whose `spent` tells how many bytes were charged so far.
@@ -111,7 +112,7 @@ class byte_budget:  # noqa: N801 - used as a function: `with byte_budget(n) as b
         _state.bytes_left = limit
         if limit is None:
             _refresh()
-        else:  # what _refresh concludes (the server enters one per op)
+        else:  # what _refresh concludes
             _state.active = True
         return budget
 
