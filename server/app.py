@@ -20,9 +20,10 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from gradserve.engine import mkl, parallel
 from gradserve.v1 import SERVICE_NAME, service_pb2, service_pb2_grpc
 
-from . import graph_request, heap
+from . import graph_request, heap, intake
 from .auth import Authenticator, read_tokens
 from .config import ServerConfig
+from .intake import Intake
 from .metrics import Metrics
 from .service import AutogradServicer
 from .sessions import SessionStore
@@ -93,6 +94,8 @@ class GradServer:
                                          self.metrics.observe, after_call=self.trim)
         self.metrics_port: int | None = None
         self.workers = Workers(config.workers, "gradserve")
+        self.intake = Intake(config.max_memory or intake.default_limit(), heap.resident_bytes,
+                             self.trim.now)
         self._terminated = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever,
@@ -117,7 +120,7 @@ class GradServer:
         # what registers through it is guarded; the servicer's methods are parsed and run on the
         # workers, RunGraph's parser keeping large inputs' data in the request's bytes
         # (`graph_request`)
-        registrar: Any = GuardedRegistrar(server, self.workers, {
+        registrar: Any = GuardedRegistrar(server, self.workers, self.intake, {
             f"/{SERVICE_NAME}/RunGraph": graph_request.parse_run_graph})
         service_pb2_grpc.add_AutogradServiceServicer_to_server(self.servicer, registrar)
         health = await add_health(registrar)

@@ -67,6 +67,11 @@ class SessionsExhaustedError(LimitExceededError):
     """The server holds its maximum number of sessions; retrying later can succeed."""
 
 
+class MemoryPressureError(LimitExceededError):
+    """The server's memory is above `--max-memory` and the call's request was slow to arrive
+    (`intake`); retrying later can succeed."""
+
+
 class UnauthenticatedError(ServiceError):
     """A call without a valid bearer token."""
 
@@ -125,6 +130,7 @@ STATUS_TABLE: tuple[Row, ...] = (
     Row(InvalidRequestError, _C.INVALID_ARGUMENT, "INVALID_REQUEST"),
     Row(NotFoundError, _C.NOT_FOUND, "NOT_FOUND"),
     Row(SessionsExhaustedError, _C.RESOURCE_EXHAUSTED, "SESSIONS_EXHAUSTED", retry_after=1.0),
+    Row(MemoryPressureError, _C.RESOURCE_EXHAUSTED, "MEMORY_PRESSURE", retry_after=1.0),
     Row(LimitExceededError, _C.RESOURCE_EXHAUSTED, "LIMIT_EXCEEDED"),
     Row(UnauthenticatedError, _C.UNAUTHENTICATED, "UNAUTHENTICATED"),
     Row(DeadlineError, _C.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"),

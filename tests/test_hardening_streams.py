@@ -11,10 +11,13 @@ send such streams) against a server in a subprocess with few workers.
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
+import threading
 import time
 
+import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -98,3 +101,90 @@ def test_streams_that_never_finish_their_request_hold_no_worker():
                 sock.close()
         serves(server)
         assert server.alive()
+
+
+def arriving_requests(port: int, streams: int, size: int, send: int,
+                      stop: threading.Event) -> dict[int, str]:
+    """One connection with `streams` calls to RunGraph, each announcing a `size`-byte request and
+    sending `send` bytes of it as fast as flow control allows, never the end. Returns, per stream,
+    how it ended ("reset", or its trailers' grpc-status and grpc-message), once every stream has
+    ended or `stop` is set."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    pending: dict[int, int] = {}  # stream -> bytes still to send
+    for _ in range(streams):
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                                (":path", "/gradserve.v1.AutogradService/RunGraph"),
+                                (":authority", f"127.0.0.1:{port}"),
+                                ("content-type", "application/grpc"), ("te", "trailers")])
+        conn.send_data(sid, b"\x00" + struct.pack(">I", size))
+        pending[sid] = send
+    ended: dict[int, str] = {}
+    chunk = bytes(16384)
+    try:
+        while len(ended) < streams and not stop.is_set():
+            for sid, left in list(pending.items()):
+                n = min(left, conn.local_flow_control_window(sid), conn.max_outbound_frame_size,
+                        len(chunk))
+                if n > 0:
+                    conn.send_data(sid, chunk[:n])
+                    pending[sid] = left - n
+            sock.sendall(conn.data_to_send())
+            if not select.select([sock], [], [], 0.005)[0]:
+                continue
+            data = sock.recv(1 << 16)
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                sid = getattr(event, "stream_id", 0)
+                if isinstance(event, h2.events.StreamReset):
+                    ended.setdefault(sid, "reset")
+                elif isinstance(event, h2.events.TrailersReceived | h2.events.ResponseReceived):
+                    headers = dict(event.headers)
+                    if b"grpc-status" in headers:
+                        ended[sid] = (headers[b"grpc-status"] + b" "
+                                      + headers.get(b"grpc-message", b"")).decode()
+                if sid in ended:
+                    pending.pop(sid, None)
+    finally:
+        sock.close()
+    return ended
+
+
+def test_large_requests_that_stop_short_are_dropped_under_memory_pressure():
+    """Streams that send most of a large request and stall made the server hold it all (memory
+    grew by what they sent: 12 streams of 50 MiB, +640 MiB). Above --max-memory the calls whose
+    request is late are dropped with RESOURCE_EXHAUSTED; the server keeps serving."""
+    limit = 400 * MiB
+    with ServerProcess(["--workers", str(WORKERS), "--max-memory", str(limit)]) as server:
+        serves(server)
+        stop = threading.Event()
+        results: list[dict[int, str]] = []
+        senders = [threading.Thread(target=lambda: results.append(
+            arriving_requests(server.port, 8, 60 * MiB, 40 * MiB, stop))) for _ in range(2)]
+        for sender in senders:
+            sender.start()
+        peak = 0
+        deadline = time.monotonic() + 60
+        while any(s.is_alive() for s in senders) and time.monotonic() < deadline:
+            peak = max(peak, server.rss())
+            time.sleep(0.02)
+        stop.set()
+        for sender in senders:
+            sender.join(10)
+        # 16 streams sent 640 MiB; what the server held stayed near its limit (it looks at
+        # memory every 0.1 s: what arrives in between can pass the limit)
+        assert peak < limit + 200 * MiB, peak / MiB
+        ended = [message for result in results for message in result.values()]
+        assert len(ended) == 16
+        resource_exhausted = str(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+        assert all(message.startswith(resource_exhausted) and "--max-memory" in message
+                   for message in ended), ended
+        assert "dropped" in server.log()
+        serves(server)

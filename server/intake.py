@@ -1,0 +1,161 @@
+"""How a request arrives: read by its call's handler, and dropped under memory pressure when it
+is slow to arrive.
+
+gRPC's asyncio server reads a unary request before its handler runs, and holds in memory
+whatever part of it has arrived. A client that announces large requests on many streams and
+sends most of each, but never the end, makes the server hold all of it: 12 streams sending
+50 MiB each grew a server's resident memory by 640 MiB, and memory is the one thing the
+stalled streams' defence (no thread until a request has arrived, docs/security.md) does not
+bound. So every method is registered as a request-streaming handler (a unary request is a stream
+of one message: the bytes on the wire do not change) that reads its request itself through
+`Intake.read`. Between a call's start and its request's arrival, the intake knows the call.
+
+`Intake` watches resident memory while requests arrive (every `interval` seconds, only while
+some request is arriving). Above `limit` (`--max-memory`) it ends every call whose request has
+been arriving for more than `grace` seconds with RESOURCE_EXHAUSTED, frees what they held and
+returns it to the system. A small request arrives in well under `grace` and is never dropped,
+however high memory is; a large request sent at full speed arrives within it too, unless
+hundreds of them share the link at once, when dropping the slowest is what keeps the server up.
+Below the limit nothing is dropped, however slow: a large upload over a slow link is legitimate.
+Memory can pass the limit by what arrives within one `interval` before the watch acts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .errors import Failure, InvalidRequestError, MemoryPressureError
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two looks at resident memory while requests arrive.
+INTERVAL = 0.1
+#: Seconds a request may take to arrive before memory pressure can drop its call.
+GRACE = 0.25
+#: The share of the machine's (or the container's) memory `--max-memory` 0 stands for.
+DEFAULT_SHARE = 0.8
+
+
+class Intake:
+    """Reads requests for their handlers (`read`) and drops slow ones under memory pressure.
+
+    Args:
+        limit: resident bytes above which calls whose request is arriving for more than
+            `grace` seconds are dropped; 0 drops none.
+        memory: the process's resident bytes now (None when unknown).
+        release: called after a drop, off the event loop, to return freed memory to the
+            system.
+        interval: seconds between two looks at memory while requests arrive.
+        grace: seconds a request may take to arrive before it can be dropped.
+    """
+
+    def __init__(self, limit: int, memory: Callable[[], int | None],
+                 release: Callable[[], Any] | None = None, interval: float = INTERVAL,
+                 grace: float = GRACE):
+        self.limit = limit
+        self.dropped = 0
+        self._memory = memory
+        self._release = release
+        self._interval = interval
+        self._grace = grace
+        self._arriving: dict[asyncio.Task[Any], float] = {}  # call's task -> when it started
+        self._dropping: set[asyncio.Task[Any]] = set()
+        self._watch: asyncio.Task[None] | None = None
+
+    async def read(self, context: Any) -> Any:
+        """The call's next request message (its raw bytes), or `grpc.aio.EOF` when the client
+        has sent its last. Ends the call with RESOURCE_EXHAUSTED when memory pressure drops it
+        while the message arrives."""
+        task = asyncio.current_task()
+        if task is None or not self.limit:
+            return await context.read()
+        self._arriving[task] = time.monotonic()
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._watching())
+        try:
+            return await context.read()
+        except asyncio.CancelledError:
+            if task not in self._dropping:
+                raise  # the client cancelled, the deadline passed or the server stops
+            self._dropping.discard(task)
+            seconds = time.monotonic() - self._arriving[task]
+        finally:
+            self._arriving.pop(task, None)
+        failure = Failure.from_exception(MemoryPressureError(
+            f"the server's memory is above its limit (--max-memory {self.limit} bytes) and "
+            f"this call's request had not arrived after {seconds:.2f}s: dropped; retry later "
+            f"or send smaller requests", limit="max_memory"))
+        context.set_trailing_metadata(failure.metadata)
+        await context.abort(failure.code, failure.message)
+
+    async def _watching(self) -> None:
+        """While requests arrive: look at memory every interval; above the limit, drop the
+        calls whose request is late."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._arriving:
+                await asyncio.sleep(self._interval)
+                resident = self._memory()
+                if resident is None or resident <= self.limit:
+                    continue
+                now = time.monotonic()
+                late = [task for task, began in self._arriving.items()
+                        if now - began >= self._grace and task not in self._dropping]
+                for task in late:
+                    self._dropping.add(task)
+                    task.cancel()
+                if late:
+                    self.dropped += len(late)
+                    log.warning("resident memory %d bytes is above --max-memory %d: dropped %d "
+                                "call(s) whose request was still arriving", resident, self.limit,
+                                len(late))
+                    if self._release is not None:
+                        # after the dropped calls have let go of their bytes
+                        await asyncio.sleep(0)
+                        await loop.run_in_executor(None, self._release)
+        finally:
+            self._watch = None
+
+
+def default_limit() -> int:
+    """`DEFAULT_SHARE` of the memory this process may use: the smaller of the machine's and its
+    cgroup's limit (Linux); 0 (no limit) where neither can be read."""
+    limits = [n for n in (_meminfo_total(), _cgroup_limit()) if n]
+    return int(min(limits) * DEFAULT_SHARE) if limits else 0
+
+
+def _meminfo_total() -> int | None:
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_limit() -> int | None:
+    for path in ("/sys/fs/cgroup/memory.max",  # cgroup v2
+                 "/sys/fs/cgroup/memory/memory.limit_in_bytes"):  # v1
+        try:
+            with open(path, "rb") as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:  # v1 says "no limit" with a huge number
+            return int(text)
+    return None
+
+
+def abort_missing(context: Any, method: str) -> Any:
+    """End a call whose client half-closed without sending its request (a coroutine)."""
+    failure = Failure.from_exception(InvalidRequestError(
+        f"malformed request: the call to {method} ended before its request message arrived"))
+    context.set_trailing_metadata(failure.metadata)
+    return context.abort(failure.code, failure.message)
+

@@ -1,0 +1,127 @@
+"""The intake drops calls whose request is slow to arrive, only while memory is above the limit
+(server/intake.py); the HTTP/2 attack it answers is in tests/test_hardening_streams.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from gradserve.server import errors
+from gradserve.server.intake import Intake
+
+INTERVAL, GRACE = 0.01, 0.05
+
+
+class Aborted(Exception):
+    pass
+
+
+class Context:
+    """The part of a grpc.aio servicer context the intake uses; its request arrives when the
+    test says."""
+
+    def __init__(self) -> None:
+        self.request: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.trailing: tuple = ()
+        self.aborted: tuple[grpc.StatusCode, str] | None = None
+
+    async def read(self) -> bytes:
+        return await self.request
+
+    def set_trailing_metadata(self, metadata: tuple) -> None:
+        self.trailing = metadata
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.aborted = (code, details)
+        raise Aborted(details)
+
+
+def run(test):
+    return asyncio.run(asyncio.wait_for(test(), 10))
+
+
+def make(resident: list[int], released: list[int] | None = None) -> Intake:
+    release = (lambda: released.append(1)) if released is not None else None
+    return Intake(1000, lambda: resident[0], release, interval=INTERVAL, grace=GRACE)
+
+
+def test_a_late_request_is_dropped_while_memory_is_above_the_limit():
+    async def test():
+        released: list[int] = []
+        intake = make([1001], released)
+        context = Context()
+        with pytest.raises(Aborted):
+            await intake.read(context)
+        code, details = context.aborted
+        assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--max-memory 1000 bytes" in details and "had not arrived after" in details
+        reason = errors.row_of(errors.MemoryPressureError("x")).reason
+        assert reason == "MEMORY_PRESSURE" and dict(context.trailing)
+        await asyncio.sleep(3 * INTERVAL)
+        assert intake.dropped == 1 and released == [1]  # freed memory went back to the system
+        assert intake._watch is None  # nothing arrives: the watch has stopped
+    run(test)
+
+
+def test_a_request_that_arrives_within_the_grace_is_never_dropped():
+    async def test():
+        intake = make([10**12])
+        context = Context()
+        asyncio.get_running_loop().call_later(GRACE / 5, context.request.set_result, b"req")
+        assert await intake.read(context) == b"req"
+        assert intake.dropped == 0
+    run(test)
+
+
+def test_below_the_limit_a_slow_request_is_not_dropped():
+    async def test():
+        resident = [999]
+        intake = make(resident)
+        context = Context()
+        asyncio.get_running_loop().call_later(10 * GRACE, context.request.set_result, b"slow")
+        assert await intake.read(context) == b"slow"
+        assert intake.dropped == 0 and context.aborted is None
+    run(test)
+
+
+def test_memory_rising_drops_only_the_late_requests():
+    async def test():
+        resident = [0]
+        intake = make(resident)
+        early, late = Context(), Context()
+        early_read = asyncio.ensure_future(intake.read(early))
+        await asyncio.sleep(2 * GRACE)
+        late_read = asyncio.ensure_future(intake.read(late))
+        resident[0] = 2000  # the late one has been arriving for less than the grace
+        with pytest.raises(Aborted):
+            await early_read
+        late.request.set_result(b"ok")
+        assert await late_read == b"ok"
+        assert intake.dropped == 1
+    run(test)
+
+
+def test_a_cancelled_call_is_not_reported_as_dropped():
+    async def test():
+        intake = make([0])
+        context = Context()
+        reading = asyncio.ensure_future(intake.read(context))
+        await asyncio.sleep(INTERVAL)
+        reading.cancel()  # the client cancelled, or its deadline passed
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        assert context.aborted is None and intake.dropped == 0
+        assert not intake._arriving
+    run(test)
+
+
+def test_no_limit_no_watch():
+    async def test():
+        intake = Intake(0, lambda: 10**12, interval=INTERVAL, grace=GRACE)
+        context = Context()
+        context.request.set_result(b"x")
+        assert await intake.read(context) == b"x"
+        assert intake._watch is None
+    run(test)
