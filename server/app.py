@@ -114,6 +114,9 @@ class GradServer:
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes),
                    ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+                   # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; also what turns on grpc core's
+                   # pushback against streams opened and reset at once (the "rapid reset")
+                   ("grpc.max_concurrent_streams", config.max_connection_streams),
                    # several processes share the port only when told to (--processes)
                    ("grpc.so_reuseport", int(config.processes > 1))]
         server = grpc.aio.server(options=options)

@@ -38,6 +38,7 @@ class ServerConfig:
     max_call_ops: int = 50_000
     max_message_bytes: int = MAX_MESSAGE_BYTES
     max_memory: int = 0
+    max_connection_streams: int = 100
     session_ttl: float = 900.0
     max_session_ttl: float = 86_400.0
     reap_interval: float = 10.0
@@ -90,6 +91,10 @@ _HELP = {
                     "nodes and every derivative order's passes: a bound on its CPU time (about "
                     "1-3 s on one core at the default)",
     "max_message_bytes": "largest gRPC message received or sent",
+    "max_connection_streams": "calls in progress on one client connection (HTTP/2 "
+                              "SETTINGS_MAX_CONCURRENT_STREAMS): gRPC clients queue the rest; "
+                              "bounds what one connection opening and resetting streams at once "
+                              "costs",
     "max_memory": "resident bytes above which calls whose request has been arriving for more "
                   "than 0.25 s are dropped with RESOURCE_EXHAUSTED, so clients that send large "
                   "requests slowly, or very many at once, cannot exhaust the server's memory "
@@ -189,7 +194,8 @@ def validate(config: ServerConfig) -> None:
     positive = ("workers", "max_session_waiters", "max_principal_sessions",
                 "max_principal_calls", "max_sessions", "max_session_bytes", "max_tensor_elements",
                 "max_instructions", "max_nodes", "max_handles", "max_order", "max_jacobian_rows",
-                "max_message_bytes", "session_ttl", "max_session_ttl", "reap_interval")
+                "max_message_bytes", "max_connection_streams", "session_ttl", "max_session_ttl",
+                "reap_interval")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)}")

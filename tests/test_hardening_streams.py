@@ -27,7 +27,7 @@ from tests.server_process import MiB, ServerProcess
 
 WORKERS = 4
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, SETTINGS = 0x0, 0x1, 0x4
+DATA, HEADERS, RST_STREAM, SETTINGS = 0x0, 0x1, 0x3, 0x4
 END_HEADERS, ACK = 0x4, 0x1
 
 
@@ -188,3 +188,52 @@ def test_large_requests_that_stop_short_are_dropped_under_memory_pressure():
                    for message in ended), ended
         assert "dropped" in server.log()
         serves(server)
+
+
+def reset_flood(port: int, method: str, stop: threading.Event) -> None:
+    """Open streams and reset each at once (HEADERS then RST_STREAM), 200 per write, on one
+    connection after another, until `stop`."""
+    headers = b"".join(literal(k, v) for k, v in (
+        (":method", "POST"), (":scheme", "http"), (":path", method),
+        (":authority", f"127.0.0.1:{port}"), ("content-type", "application/grpc"),
+        ("te", "trailers")))
+    cancel = struct.pack(">I", 8)  # CANCEL
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(PREFACE + frame(SETTINGS, 0, 0, b"") + frame(SETTINGS, ACK, 0, b""))
+                stream = 1
+                while not stop.is_set():
+                    batch = []
+                    for _ in range(200):
+                        batch += [frame(HEADERS, END_HEADERS, stream, headers),
+                                  frame(RST_STREAM, 0, stream, cancel)]
+                        stream += 2
+                    sock.sendall(b"".join(batch))
+        except OSError:
+            pass  # the server closed or stopped reading the connection: open another
+
+
+def test_streams_opened_and_reset_at_once_do_not_starve_other_calls():
+    """The HTTP/2 "rapid reset" flood (CVE-2023-44487): with no limit on a connection's
+    concurrent streams, two threads opening and resetting ~40,000 streams a second made the
+    server's other calls fail with CANCELLED; --max-connection-streams (100) turns on gRPC's
+    pushback, and they are served."""
+    with ServerProcess(["--workers", str(WORKERS)]) as server:
+        serves(server)
+        stop = threading.Event()
+        flooders = [threading.Thread(target=reset_flood, args=(
+            server.port, "/gradserve.v1.AutogradService/ListOps", stop)) for _ in range(2)]
+        for flooder in flooders:
+            flooder.start()
+        try:
+            time.sleep(2)
+            for _ in range(3):
+                serves(server)
+                time.sleep(0.3)
+        finally:
+            stop.set()
+            for flooder in flooders:
+                flooder.join(10)
+        serves(server)
+        assert server.alive()
