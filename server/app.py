@@ -33,6 +33,11 @@ from .wire_guard import GuardedRegistrar
 log = logging.getLogger(__name__)
 
 MAX_METADATA_BYTES = 16 * 1024
+# Replies a connection may leave unread before its new calls are refused, in largest messages.
+REPLY_BYTES_PER_CONNECTION = 2
+# Never refused for memory: they free it, or report health.
+MEMORY_EXEMPT = (f"/{SERVICE_NAME}/CloseSession", "/grpc.health.v1.Health/Check",
+                 "/grpc.health.v1.Health/Watch")
 
 # After SIGTERM, the process exits this long after the grace period even if threads linger (a
 # call stuck inside one long numpy op, which no interrupt check reaches).
@@ -94,8 +99,10 @@ class GradServer:
                                          self.metrics.observe, after_call=self.trim)
         self.metrics_port: int | None = None
         self.workers = Workers(config.workers, "gradserve")
-        self.intake = Intake(config.max_memory or intake.default_limit(), heap.resident_bytes,
-                             self.trim.now)
+        self.intake = Intake(
+            config.max_memory or intake.default_limit(), heap.resident_bytes, self.trim.now,
+            connection_replies=REPLY_BYTES_PER_CONNECTION * config.max_message_bytes,
+            exempt=MEMORY_EXEMPT)
         self._terminated = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever,

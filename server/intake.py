@@ -18,14 +18,24 @@ however high memory is; a large request sent at full speed arrives within it too
 hundreds of them share the link at once, when dropping the slowest is what keeps the server up.
 Below the limit nothing is dropped, however slow: a large upload over a slow link is legitimate.
 Memory can pass the limit by what arrives within one `interval` before the watch acts.
+
+Replies are the other way a client makes the server hold memory: one that never reads (an HTTP/2
+window of zero) leaves each reply in the transport, and a 100-byte request can ask for a 64 MiB
+reply. A call whose reply has gone to the transport cannot be ended from here (grpc.aio has no
+way to cancel a server call), so the intake refuses instead (`admit`, RESOURCE_EXHAUSTED
+`MEMORY_PRESSURE`): new calls on a connection that has more than `connection_replies` bytes of
+replies not taken, and, while resident memory is above the limit, every new call but those that
+free memory or report health (`exempt`). A connection's replies are freed when the client reads
+them or the connection closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from .errors import Failure, InvalidRequestError, MemoryPressureError
@@ -38,6 +48,8 @@ INTERVAL = 0.1
 GRACE = 0.25
 #: The share of the machine's (or the container's) memory `--max-memory` 0 stands for.
 DEFAULT_SHARE = 0.8
+#: Replies from this size up are counted against their connection until the client takes them.
+COUNTED_REPLY = 64 * 1024
 
 
 class Intake:
@@ -51,13 +63,20 @@ class Intake:
             system.
         interval: seconds between two looks at memory while requests arrive.
         grace: seconds a request may take to arrive before it can be dropped.
+        connection_replies: bytes of replies a connection may leave untaken before its new
+            calls are refused (0: no bound).
+        exempt: full method names never refused for memory (they free memory or report health).
     """
 
     def __init__(self, limit: int, memory: Callable[[], int | None],
                  release: Callable[[], Any] | None = None, interval: float = INTERVAL,
-                 grace: float = GRACE):
+                 grace: float = GRACE, connection_replies: int = 0,
+                 exempt: Collection[str] = ()):
         self.limit = limit
+        self.connection_replies = connection_replies
+        self.exempt = frozenset(exempt)
         self.dropped = 0
+        self.refused = 0
         self._memory = memory
         self._release = release
         self._interval = interval
@@ -65,6 +84,54 @@ class Intake:
         self._arriving: dict[asyncio.Task[Any], float] = {}  # call's task -> when it started
         self._dropping: set[asyncio.Task[Any]] = set()
         self._watch: asyncio.Task[None] | None = None
+        self._untaken: dict[str, int] = {}  # connection (peer) -> bytes of replies not taken
+        self._resident: int | None = None
+        self._sampled = -1.0  # monotonic time of the last look at memory
+
+    def pressure(self) -> bool:
+        """Whether resident memory is above the limit (looked at no more than every
+        `interval` seconds: reading it costs ~15 us)."""
+        if not self.limit:
+            return False
+        now = time.monotonic()
+        if now - self._sampled >= self._interval:
+            self._resident = self._memory()
+            self._sampled = now
+        return self._resident is not None and self._resident > self.limit
+
+    async def admit(self, context: Any, method: str) -> None:
+        """Refuse the call (RESOURCE_EXHAUSTED, ending it) when its connection has too many
+        bytes of replies not taken, or memory is above the limit and `method` is not exempt."""
+        if self._untaken:
+            held = self._untaken.get(context.peer(), 0)
+            if held > self.connection_replies:
+                await self._refuse(context, f"this connection has {held} bytes of replies it "
+                                   f"has not read (at most {self.connection_replies}): read them "
+                                   "before calling again", "connection_replies")
+        if method not in self.exempt and self.pressure():
+            await self._refuse(context, f"the server's memory is above its limit (--max-memory "
+                               f"{self.limit} bytes): new calls are refused until it falls; "
+                               "retry later", "max_memory")
+
+    async def _refuse(self, context: Any, message: str, limit: str) -> None:
+        self.refused += 1
+        failure = Failure.from_exception(MemoryPressureError(message, limit=limit))
+        context.set_trailing_metadata(failure.metadata)
+        await context.abort(failure.code, failure.message)
+
+    def leaving(self, context: Any, reply: Any) -> None:
+        """The call's `reply` goes to the transport: a large one counts against its connection
+        until the call ends (the client has read it, or the call or connection is gone)."""
+        if not self.connection_replies or type(reply) is not bytes or len(reply) < COUNTED_REPLY:
+            return
+        peer = context.peer()
+        self._untaken[peer] = self._untaken.get(peer, 0) + len(reply)
+        context.add_done_callback(functools.partial(self._taken, peer, len(reply)))
+
+    def _taken(self, peer: str, nbytes: int, context: Any) -> None:
+        left = self._untaken.pop(peer, 0) - nbytes
+        if left > 0:
+            self._untaken[peer] = left
 
     async def read(self, context: Any) -> Any:
         """The call's next request message (its raw bytes), or `grpc.aio.EOF` when the client
@@ -99,7 +166,8 @@ class Intake:
         try:
             while self._arriving:
                 await asyncio.sleep(self._interval)
-                resident = self._memory()
+                self._resident = resident = self._memory()
+                self._sampled = time.monotonic()
                 if resident is None or resident <= self.limit:
                     continue
                 now = time.monotonic()

@@ -95,7 +95,9 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, workers: Workers,
         run = threaded(_unary(inner, method), workers, parse)
 
         async def unary_threaded(requests: Any, context: Any) -> Any:
-            return await run(await _request(intake, context, method), context)
+            reply = await run(await _request(intake, context, method), context)
+            intake.leaving(context, reply)
+            return reply
         return grpc.stream_unary_rpc_method_handler(unary_threaded,
                                                     response_serializer=serialize)
     if not (inspect.iscoroutinefunction(inner) or inspect.isasyncgenfunction(inner)):
@@ -114,6 +116,7 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, workers: Workers,
         return grpc.stream_stream_rpc_method_handler(unary_gen, response_serializer=serialize)
 
     async def each(context: Any) -> AsyncIterator[Any]:
+        await intake.admit(context, method)
         while True:
             data = await intake.read(context)
             if data is grpc.aio.EOF:
@@ -132,7 +135,8 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, workers: Workers,
 
 
 async def _request(intake: Intake, context: Any, method: str) -> bytes:
-    """A unary call's request bytes, read through `intake`."""
+    """A unary call's request bytes, read through `intake` once it admits the call."""
+    await intake.admit(context, method)
     data = await intake.read(context)
     if data is grpc.aio.EOF:
         await abort_missing(context, method)

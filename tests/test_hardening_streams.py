@@ -237,3 +237,73 @@ def test_streams_opened_and_reset_at_once_do_not_starve_other_calls():
                 flooder.join(10)
         serves(server)
         assert server.alive()
+
+
+def big_reply_request() -> bytes:
+    """A ~70-byte RunGraph request whose reply is a 64 MiB tensor (a scalar expanded)."""
+    from tests.test_server_graph import node, ref, request
+
+    elements = 16 * MiB - 64  # the reply stays under --max-message-bytes
+    return request([node("y", "expand", [ref("x")], size=[elements])], {"x": [1.0]},
+                   ["y"]).SerializeToString()
+
+
+def unread_replies(port: int, waves: int, per_wave: int, pause: float) -> list[str]:
+    """One connection that never reads a reply (its HTTP/2 window is 0) sends `waves` waves of
+    `per_wave` big-reply RunGraph calls, `pause` seconds apart. Returns the grpc-status and
+    grpc-message of each call that ended (the others still wait for their reply to be read)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.settings
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    body = big_reply_request()
+    ended: list[str] = []
+    try:
+        for _ in range(waves):
+            for _ in range(per_wave):
+                sid = conn.get_next_available_stream_id()
+                conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                                        (":path", "/gradserve.v1.AutogradService/RunGraph"),
+                                        (":authority", f"127.0.0.1:{port}"),
+                                        ("content-type", "application/grpc"),
+                                        ("te", "trailers")])
+                conn.send_data(sid, b"\x00" + struct.pack(">I", len(body)) + body,
+                               end_stream=True)
+            sock.sendall(conn.data_to_send())
+            stop = time.monotonic() + pause
+            while time.monotonic() < stop:
+                if not select.select([sock], [], [], 0.05)[0]:
+                    continue
+                for event in conn.receive_data(sock.recv(1 << 16)):
+                    if isinstance(event, h2.events.TrailersReceived | h2.events.ResponseReceived):
+                        headers = dict(event.headers)
+                        if b"grpc-status" in headers:
+                            ended.append((headers[b"grpc-status"] + b" " + headers.get(
+                                b"grpc-message", b"")).decode())
+                sock.sendall(conn.data_to_send())
+    finally:
+        sock.close()
+    return ended
+
+
+def test_replies_a_client_never_reads_are_bounded_per_connection():
+    """A client that never reads (HTTP/2 window 0) left every reply in the server: 20 calls of
+    ~70 bytes asking for 64 MiB each grew it by 900 MiB, without bound. A connection with more
+    than twice --max-message-bytes of replies unread gets RESOURCE_EXHAUSTED for new calls."""
+    with ServerProcess(["--workers", str(2 * WORKERS)]) as server:
+        serves(server)
+        before = server.rss()
+        ended = unread_replies(server.port, waves=4, per_wave=3, pause=1.5)
+        held = server.rss() - before
+        # the first wave's three replies are held (192 MiB); the waves after it are refused
+        # (all twelve: 768 MiB)
+        assert held < 400 * MiB, held / MiB
+        resource_exhausted = str(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+        refused = [m for m in ended if m.startswith(resource_exhausted) and "not read" in m]
+        assert len(refused) == 9, ended
+        serves(server)  # other connections are served

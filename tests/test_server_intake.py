@@ -22,10 +22,23 @@ class Context:
     """The part of a grpc.aio servicer context the intake uses; its request arrives when the
     test says."""
 
-    def __init__(self) -> None:
+    def __init__(self, peer: str = "ipv4:127.0.0.1:1") -> None:
         self.request: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.trailing: tuple = ()
         self.aborted: tuple[grpc.StatusCode, str] | None = None
+        self._peer = peer
+        self._callbacks: list = []
+
+    def peer(self) -> str:
+        return self._peer
+
+    def add_done_callback(self, callback) -> None:
+        self._callbacks.append(callback)
+
+    def end(self) -> None:
+        """The call is over (its reply read, or the call or connection gone)."""
+        for callback in self._callbacks:
+            callback(self)
 
     async def read(self) -> bytes:
         return await self.request
@@ -124,4 +137,57 @@ def test_no_limit_no_watch():
         context.request.set_result(b"x")
         assert await intake.read(context) == b"x"
         assert intake._watch is None
+    run(test)
+
+
+def test_a_connection_with_unread_replies_is_refused_until_it_reads_them():
+    async def test():
+        intake = Intake(10**12, lambda: 0, connection_replies=100_000)
+        first, second = Context("ipv4:10.0.0.1:5"), Context("ipv4:10.0.0.1:5")
+        intake.leaving(first, bytes(70_000))
+        await intake.admit(Context("ipv4:10.0.0.1:5"), "/s/M")  # 70,000 unread: under
+        intake.leaving(second, bytes(70_000))
+        refused = Context("ipv4:10.0.0.1:5")
+        with pytest.raises(Aborted):
+            await intake.admit(refused, "/s/M")
+        code, details = refused.aborted
+        assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "this connection has 140000 bytes of replies it has not read" in details
+        await intake.admit(Context("ipv4:10.0.0.1:6"), "/s/M")  # another connection
+        first.end()
+        await intake.admit(Context("ipv4:10.0.0.1:5"), "/s/M")  # read: admitted again
+        second.end()
+        assert not intake._untaken
+    run(test)
+
+
+def test_small_and_unserialized_replies_are_not_counted():
+    async def test():
+        intake = Intake(10**12, lambda: 0, connection_replies=1)
+        context = Context()
+        intake.leaving(context, bytes(1000))
+        intake.leaving(context, object())  # a message the transport serializes (health)
+        assert not intake._untaken and not context._callbacks
+    run(test)
+
+
+def test_above_the_limit_new_calls_are_refused_but_the_exempt():
+    async def test():
+        looks = []
+        resident = [2000]
+
+        def memory():
+            looks.append(1)
+            return resident[0]
+        intake = Intake(1000, memory, interval=INTERVAL, exempt={"/s/Close"})
+        refused = Context()
+        with pytest.raises(Aborted):
+            await intake.admit(refused, "/s/Run")
+        assert "new calls are refused until it falls" in refused.aborted[1]
+        await intake.admit(Context(), "/s/Close")
+        assert len(looks) == 1  # memory is looked at once per interval
+        resident[0] = 500
+        await asyncio.sleep(2 * INTERVAL)
+        await intake.admit(Context(), "/s/Run")
+        assert intake.refused == 1
     run(test)
