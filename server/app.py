@@ -102,7 +102,7 @@ class GradServer:
         self.intake = Intake(
             config.max_memory or intake.default_limit(), heap.resident_bytes, self.trim.now,
             connection_replies=REPLY_BYTES_PER_CONNECTION * config.max_message_bytes,
-            exempt=MEMORY_EXEMPT)
+            exempt=MEMORY_EXEMPT, large_requests=config.max_message_bytes)
         self._terminated = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever,

@@ -35,8 +35,9 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Collection
-from typing import Any
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, TypeVar
 
 from .errors import Failure, InvalidRequestError, MemoryPressureError
 
@@ -50,6 +51,10 @@ GRACE = 0.25
 DEFAULT_SHARE = 0.8
 #: Replies from this size up are counted against their connection until the client takes them.
 COUNTED_REPLY = 64 * 1024
+#: Requests from this size up wait for their share of `--max-message-bytes` (`Intake.turn`).
+LARGE_REQUEST = 1024 * 1024
+
+T = TypeVar("T")
 
 
 class Intake:
@@ -66,15 +71,18 @@ class Intake:
         connection_replies: bytes of replies a connection may leave untaken before its new
             calls are refused (0: no bound).
         exempt: full method names never refused for memory (they free memory or report health).
+        large_requests: bytes of large requests (`LARGE_REQUEST` and up) parsed and run at once
+            (`turn`); 0: no bound.
     """
 
     def __init__(self, limit: int, memory: Callable[[], int | None],
                  release: Callable[[], Any] | None = None, interval: float = INTERVAL,
                  grace: float = GRACE, connection_replies: int = 0,
-                 exempt: Collection[str] = ()):
+                 exempt: Collection[str] = (), large_requests: int = 0):
         self.limit = limit
         self.connection_replies = connection_replies
         self.exempt = frozenset(exempt)
+        self.shares = Shares(large_requests) if large_requests else None
         self.dropped = 0
         self.refused = 0
         self._memory = memory
@@ -137,14 +145,39 @@ class Intake:
         """The call's next request message (its raw bytes), or `grpc.aio.EOF` when the client
         has sent its last. Ends the call with RESOURCE_EXHAUSTED when memory pressure drops it
         while the message arrives."""
-        task = asyncio.current_task()
-        if task is None or not self.limit:
+        if not self.limit:
             return await context.read()
+        return await self._droppable(context, context.read(), "had not arrived after")
+
+    async def turn(self, context: Any, nbytes: int) -> int:
+        """Wait until a request of `nbytes` may be parsed and run: requests of `LARGE_REQUEST`
+        bytes or more share `shares` first come, first served (parsing a message can take ~20
+        times its size: 10M two-byte instructions, 19 MiB, took 434 MiB). Returns the bytes to
+        `done` after the call; memory pressure drops the call while it waits."""
+        if self.shares is None or nbytes < LARGE_REQUEST:
+            return 0
+        wait = self.shares.take(nbytes)
+        if not self.limit:
+            return await wait
+        return await self._droppable(context, wait, "had waited for its turn among large "
+                                     "requests for")
+
+    def done(self, taken: int) -> None:
+        """A call that `turn` let through has ended."""
+        if taken:
+            assert self.shares is not None
+            self.shares.give(taken)
+
+    async def _droppable(self, context: Any, waiting: Awaitable[T], what: str) -> T:
+        """`await waiting`, with the call known as arriving: memory pressure may drop it."""
+        task = asyncio.current_task()
+        if task is None:
+            return await waiting
         self._arriving[task] = time.monotonic()
         if self._watch is None:
             self._watch = asyncio.get_running_loop().create_task(self._watching())
         try:
-            return await context.read()
+            return await waiting
         except asyncio.CancelledError:
             if task not in self._dropping:
                 raise  # the client cancelled, the deadline passed or the server stops
@@ -154,10 +187,11 @@ class Intake:
             self._arriving.pop(task, None)
         failure = Failure.from_exception(MemoryPressureError(
             f"the server's memory is above its limit (--max-memory {self.limit} bytes) and "
-            f"this call's request had not arrived after {seconds:.2f}s: dropped; retry later "
-            f"or send smaller requests", limit="max_memory"))
+            f"this call's request {what} {seconds:.2f}s: dropped; retry later or send smaller "
+            "requests", limit="max_memory"))
         context.set_trailing_metadata(failure.metadata)
         await context.abort(failure.code, failure.message)
+        raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
     async def _watching(self) -> None:
         """While requests arrive: look at memory every interval; above the limit, drop the
@@ -187,6 +221,52 @@ class Intake:
                         await loop.run_in_executor(None, self._release)
         finally:
             self._watch = None
+
+
+class Shares:
+    """`total` bytes shared by coroutines first come, first served: `take(n)` waits until `n`
+    (at most `total`) fit beside what others hold and no one waits ahead; `give(n)` returns
+    them."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.held = 0
+        self._queue: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    async def take(self, nbytes: int) -> int:
+        """Wait for `nbytes` (at most `total`); returns what to `give` back."""
+        nbytes = min(nbytes, self.total)
+        if not self._queue and self.held + nbytes <= self.total:
+            self.held += nbytes
+            return nbytes
+        entry = (nbytes, asyncio.get_running_loop().create_future())
+        self._queue.append(entry)
+        try:
+            await entry[1]
+        except asyncio.CancelledError:
+            if entry[1].done() and not entry[1].cancelled():
+                self.give(nbytes)  # granted as the waiter was cancelled
+            elif entry in self._queue:
+                self._queue.remove(entry)
+                self._grant()  # the next may fit now
+            raise
+        return nbytes
+
+    def give(self, nbytes: int) -> None:
+        self.held -= nbytes
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._queue:
+            nbytes, future = self._queue[0]
+            if future.cancelled():
+                self._queue.popleft()
+                continue
+            if self.held + nbytes > self.total:
+                return
+            self._queue.popleft()
+            self.held += nbytes
+            future.set_result(None)
 
 
 def default_limit() -> int:

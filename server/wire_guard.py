@@ -95,7 +95,12 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, workers: Workers,
         run = threaded(_unary(inner, method), workers, parse)
 
         async def unary_threaded(requests: Any, context: Any) -> Any:
-            reply = await run(await _request(intake, context, method), context)
+            data = await _request(intake, context, method)
+            taken = await intake.turn(context, len(data))
+            try:
+                reply = await run(data, context)
+            finally:
+                intake.done(taken)
             intake.leaving(context, reply)
             return reply
         return grpc.stream_unary_rpc_method_handler(unary_threaded,

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from gradserve.server import errors
-from gradserve.server.intake import Intake
+from gradserve.server.intake import LARGE_REQUEST, Intake, Shares
 
 INTERVAL, GRACE = 0.01, 0.05
 
@@ -190,4 +190,66 @@ def test_above_the_limit_new_calls_are_refused_but_the_exempt():
         await asyncio.sleep(2 * INTERVAL)
         await intake.admit(Context(), "/s/Run")
         assert intake.refused == 1
+    run(test)
+
+
+def test_shares_go_first_come_first_served():
+    async def test():
+        shares = Shares(10)
+        assert await shares.take(6) == 6
+        order: list[str] = []
+
+        async def take(name: str, n: int) -> int:
+            got = await shares.take(n)
+            order.append(name)
+            return got
+        big = asyncio.ensure_future(take("big", 8))
+        await asyncio.sleep(0)
+        small = asyncio.ensure_future(take("small", 2))  # fits now, but waits behind big
+        await asyncio.sleep(0)
+        assert order == [] and shares.held == 6
+        shares.give(6)
+        assert await big == 8 and await small == 2 and order == ["big", "small"]
+    run(test)
+
+
+def test_a_request_larger_than_the_whole_takes_the_whole():
+    async def test():
+        shares = Shares(10)
+        assert await shares.take(50) == 10 and shares.held == 10
+        shares.give(10)
+        assert shares.held == 0
+    run(test)
+
+
+def test_a_cancelled_waiter_leaves_the_queue_and_lets_the_next_in():
+    async def test():
+        shares = Shares(10)
+        await shares.take(9)
+        first = asyncio.ensure_future(shares.take(5))
+        second = asyncio.ensure_future(shares.take(1))
+        await asyncio.sleep(0)
+        first.cancel()  # the client gave up while waiting
+        assert await second == 1 and shares.held == 10
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        shares.give(1)
+        shares.give(9)
+        assert shares.held == 0 and not shares._queue
+    run(test)
+
+
+def test_large_requests_take_turns_and_a_waiting_one_can_be_dropped():
+    async def test():
+        intake = Intake(1000, lambda: 2000, interval=INTERVAL, grace=GRACE,
+                        large_requests=LARGE_REQUEST)
+        assert await intake.turn(Context(), LARGE_REQUEST - 1) == 0  # small: no turn
+        taken = await intake.turn(Context(), LARGE_REQUEST)
+        assert taken == LARGE_REQUEST
+        waiting = Context()
+        with pytest.raises(Aborted):  # memory is high: the late waiter is dropped
+            await intake.turn(waiting, LARGE_REQUEST)
+        assert "waited for its turn among large requests" in waiting.aborted[1]
+        intake.done(taken)
+        assert intake.shares.held == 0
     run(test)
