@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 INTERVAL = 0.1
 #: Seconds a request may take to arrive before memory pressure can drop its call.
 GRACE = 0.25
+#: Seconds between two returns of freed memory to the system while memory is above the limit.
+RELIEVE_INTERVAL = 1.0
 #: The share of the machine's (or the container's) memory `--max-memory` 0 stands for.
 DEFAULT_SHARE = 0.8
 #: Replies from this size up are counted against their connection until the client takes them.
@@ -117,6 +119,7 @@ class Intake:
                                    f"has not read (at most {self.connection_replies}): read them "
                                    "before calling again", "connection_replies")
         if method not in self.exempt and self.pressure():
+            self._watched()  # which has freed memory returned, so refusing ends with the pressure
             await self._refuse(context, f"the server's memory is above its limit (--max-memory "
                                f"{self.limit} bytes): new calls are refused until it falls; "
                                "retry later", "max_memory")
@@ -174,8 +177,7 @@ class Intake:
         if task is None:
             return await waiting
         self._arriving[task] = time.monotonic()
-        if self._watch is None:
-            self._watch = asyncio.get_running_loop().create_task(self._watching())
+        self._watched()
         try:
             return await waiting
         except asyncio.CancelledError:
@@ -193,18 +195,26 @@ class Intake:
         await context.abort(failure.code, failure.message)
         raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
+    def _watched(self) -> None:
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._watching())
+
     async def _watching(self) -> None:
-        """While requests arrive: look at memory every interval; above the limit, drop the
-        calls whose request is late."""
+        """While requests arrive, or memory is above the limit: look at memory every interval;
+        above the limit, drop the calls whose request is late and have freed memory returned to
+        the system (at most every `RELIEVE_INTERVAL` seconds: freed memory a heap keeps would
+        otherwise keep the server refusing after the pressure is gone)."""
         loop = asyncio.get_running_loop()
+        over = self.pressure()
+        relieved = -RELIEVE_INTERVAL
         try:
-            while self._arriving:
+            while self._arriving or over:
                 await asyncio.sleep(self._interval)
                 self._resident = resident = self._memory()
-                self._sampled = time.monotonic()
-                if resident is None or resident <= self.limit:
+                self._sampled = now = time.monotonic()
+                over = resident is not None and resident > self.limit
+                if not over:
                     continue
-                now = time.monotonic()
                 late = [task for task, began in self._arriving.items()
                         if now - began >= self._grace and task not in self._dropping]
                 for task in late:
@@ -215,10 +225,11 @@ class Intake:
                     log.warning("resident memory %d bytes is above --max-memory %d: dropped %d "
                                 "call(s) whose request was still arriving", resident, self.limit,
                                 len(late))
-                    if self._release is not None:
-                        # after the dropped calls have let go of their bytes
-                        await asyncio.sleep(0)
-                        await loop.run_in_executor(None, self._release)
+                if self._release is not None and (late or now - relieved >= RELIEVE_INTERVAL):
+                    await asyncio.sleep(0)  # the dropped calls let go of their bytes first
+                    await loop.run_in_executor(None, self._release)
+                    relieved = time.monotonic()
+                    self._sampled = -1.0  # the next admission looks again
         finally:
             self._watch = None
 

@@ -63,7 +63,8 @@ def make(resident: list[int], released: list[int] | None = None) -> Intake:
 def test_a_late_request_is_dropped_while_memory_is_above_the_limit():
     async def test():
         released: list[int] = []
-        intake = make([1001], released)
+        resident = [1001]
+        intake = make(resident, released)
         context = Context()
         with pytest.raises(Aborted):
             await intake.read(context)
@@ -73,8 +74,11 @@ def test_a_late_request_is_dropped_while_memory_is_above_the_limit():
         reason = errors.row_of(errors.MemoryPressureError("x")).reason
         assert reason == "MEMORY_PRESSURE" and dict(context.trailing)
         await asyncio.sleep(3 * INTERVAL)
-        assert intake.dropped == 1 and released == [1]  # freed memory went back to the system
-        assert intake._watch is None  # nothing arrives: the watch has stopped
+        assert intake.dropped == 1 and released  # freed memory went back to the system
+        assert intake._watch is not None  # memory is still above the limit: still watching
+        resident[0] = 999
+        await asyncio.sleep(3 * INTERVAL)
+        assert intake._watch is None  # below the limit, nothing arriving: the watch stopped
     run(test)
 
 
@@ -252,4 +256,22 @@ def test_large_requests_take_turns_and_a_waiting_one_can_be_dropped():
         assert "waited for its turn among large requests" in waiting.aborted[1]
         intake.done(taken)
         assert intake.shares.held == 0
+    run(test)
+
+
+def test_refusing_has_freed_memory_returned_and_stops_when_memory_falls():
+    async def test():
+        resident = [2000]
+
+        def release():
+            resident[0] = 500  # what the heap kept went back to the system
+        intake = Intake(1000, lambda: resident[0], release, interval=INTERVAL)
+        with pytest.raises(Aborted):
+            await intake.admit(Context(), "/s/Run")  # nothing arrives; memory stays high
+        for _ in range(100):
+            await asyncio.sleep(INTERVAL)
+            if resident[0] == 500 and intake._watch is None:
+                break
+        await intake.admit(Context(), "/s/Run")
+        assert intake.refused == 1
     run(test)
