@@ -178,6 +178,7 @@ class GradServer:
             return
         self._on_loop(self.health.enter_graceful_shutdown())
         self._on_loop(self.grpc.stop(self.config.grace_period if grace is None else grace))
+        self._on_loop(self.intake.close())
         self.store.stop()
         self.metrics.stop()
         self._close_loop()

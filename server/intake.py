@@ -32,6 +32,7 @@ them or the connection closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -194,6 +195,14 @@ class Intake:
         context.set_trailing_metadata(failure.metadata)
         await context.abort(failure.code, failure.message)
         raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+
+    async def close(self) -> None:
+        """Stop watching memory (the server stops)."""
+        watch = self._watch
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
 
     def _watched(self) -> None:
         if self._watch is None:
