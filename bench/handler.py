@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -132,7 +133,7 @@ class Worker:
         sys.path.insert(0, HERE)
         import service as bench_service  # bench/service.py: the same requests
 
-        from gradserve.server import wire_guard
+        from gradserve.server import graph_request, wire_guard
         from gradserve.server.app import create_server
         from gradserve.server.config import ServerConfig
         from gradserve.v1 import service_pb2_grpc
@@ -140,9 +141,15 @@ class Worker:
         config = ServerConfig(host="127.0.0.1", port=0, workers=32, log_level="WARNING")
         self.server, _ = create_server(config)  # bound, never started
         registrar = Registrar()
-        service_pb2_grpc.add_AutogradServiceServicer_to_server(
-            self.server.servicer, wire_guard.GuardedRegistrar(registrar))
-        self.handlers = registrar.handlers
+        service_pb2_grpc.add_AutogradServiceServicer_to_server(self.server.servicer, registrar)
+        # what the registration makes of each method, short of the event loop's coroutine (the
+        # worker runs the guarded method on the request its parser made)
+        parsers = {"RunGraph": graph_request.parse_run_graph}
+        self.handlers = {name: types.SimpleNamespace(
+            unary_unary=wire_guard._unary(h.unary_unary, f"/{SERVICE}/{name}"),
+            request_deserializer=wire_guard._safe(parsers.get(name, h.request_deserializer)),
+            response_serializer=wire_guard._passing_bytes(h.response_serializer))
+            for name, h in registrar.handlers.items()}
         small = bench_service.square_graph_request(np.array(3.0, np.float32))
         self.stateless_bytes = small.SerializeToString()
         create = self.handlers["CreateSession"]

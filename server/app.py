@@ -20,9 +20,10 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from gradserve.engine import mkl, parallel
 from gradserve.v1 import SERVICE_NAME, service_pb2, service_pb2_grpc
 
-from . import graph_request, heap
+from . import graph_request, heap, intake
 from .auth import Authenticator, read_tokens
 from .config import ServerConfig
+from .intake import Intake
 from .metrics import Metrics
 from .service import AutogradServicer
 from .sessions import SessionStore
@@ -32,6 +33,11 @@ from .wire_guard import GuardedRegistrar
 log = logging.getLogger(__name__)
 
 MAX_METADATA_BYTES = 16 * 1024
+# Replies a connection may leave unread before its new calls are refused, in largest messages.
+REPLY_BYTES_PER_CONNECTION = 2
+# Never refused for memory: they free it, or report health.
+MEMORY_EXEMPT = (f"/{SERVICE_NAME}/CloseSession", "/grpc.health.v1.Health/Check",
+                 "/grpc.health.v1.Health/Watch")
 
 # After SIGTERM, the process exits this long after the grace period even if threads linger (a
 # call stuck inside one long numpy op, which no interrupt check reaches).
@@ -93,6 +99,10 @@ class GradServer:
                                          self.metrics.observe, after_call=self.trim)
         self.metrics_port: int | None = None
         self.workers = Workers(config.workers, "gradserve")
+        self.intake = Intake(
+            config.max_memory or intake.default_limit(), heap.resident_bytes, self.trim.now,
+            connection_replies=REPLY_BYTES_PER_CONNECTION * config.max_message_bytes,
+            exempt=MEMORY_EXEMPT, large_requests=config.max_message_bytes)
         self._terminated = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever,
@@ -111,13 +121,16 @@ class GradServer:
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes),
                    ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+                   # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; also what turns on grpc core's
+                   # pushback against streams opened and reset at once (the "rapid reset")
+                   ("grpc.max_concurrent_streams", config.max_connection_streams),
                    # several processes share the port only when told to (--processes)
                    ("grpc.so_reuseport", int(config.processes > 1))]
         server = grpc.aio.server(options=options)
         # what registers through it is guarded; the servicer's methods are parsed and run on the
         # workers, RunGraph's parser keeping large inputs' data in the request's bytes
         # (`graph_request`)
-        registrar: Any = GuardedRegistrar(server, self.workers, {
+        registrar: Any = GuardedRegistrar(server, self.workers, self.intake, {
             f"/{SERVICE_NAME}/RunGraph": graph_request.parse_run_graph})
         service_pb2_grpc.add_AutogradServiceServicer_to_server(self.servicer, registrar)
         health = await add_health(registrar)
@@ -165,6 +178,7 @@ class GradServer:
             return
         self._on_loop(self.health.enter_graceful_shutdown())
         self._on_loop(self.grpc.stop(self.config.grace_period if grace is None else grace))
+        self._on_loop(self.intake.close())
         self.store.stop()
         self.metrics.stop()
         self._close_loop()

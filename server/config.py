@@ -37,6 +37,8 @@ class ServerConfig:
     max_jacobian_rows: int = 4096
     max_call_ops: int = 50_000
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_memory: int = 0
+    max_connection_streams: int = 100
     session_ttl: float = 900.0
     max_session_ttl: float = 86_400.0
     reap_interval: float = 10.0
@@ -89,6 +91,14 @@ _HELP = {
                     "nodes and every derivative order's passes: a bound on its CPU time (about "
                     "1-3 s on one core at the default)",
     "max_message_bytes": "largest gRPC message received or sent",
+    "max_connection_streams": "calls in progress on one client connection (HTTP/2 "
+                              "SETTINGS_MAX_CONCURRENT_STREAMS): gRPC clients queue the rest; "
+                              "bounds what one connection opening and resetting streams at once "
+                              "costs",
+    "max_memory": "resident bytes above which calls whose request has been arriving for more "
+                  "than 0.25 s are dropped with RESOURCE_EXHAUSTED, so clients that send large "
+                  "requests slowly, or very many at once, cannot exhaust the server's memory "
+                  "(0: 80%% of the machine's or the container's memory)",
     "session_ttl": "default idle seconds before a session is closed",
     "max_session_ttl": "largest idle TTL a client may ask for",
     "reap_interval": "seconds between sweeps for idle sessions",
@@ -184,12 +194,13 @@ def validate(config: ServerConfig) -> None:
     positive = ("workers", "max_session_waiters", "max_principal_sessions",
                 "max_principal_calls", "max_sessions", "max_session_bytes", "max_tensor_elements",
                 "max_instructions", "max_nodes", "max_handles", "max_order", "max_jacobian_rows",
-                "max_message_bytes", "session_ttl", "max_session_ttl", "reap_interval")
+                "max_message_bytes", "max_connection_streams", "session_ttl", "max_session_ttl",
+                "reap_interval")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
-    for name in ("max_calls", "run_slots", "malloc_arenas", "malloc_keep", "malloc_top_pad",
-                 "malloc_trim", "engine_threads"):
+    for name in ("max_calls", "max_memory", "run_slots", "malloc_arenas", "malloc_keep",
+                 "malloc_top_pad", "malloc_trim", "engine_threads"):
         if getattr(config, name) < 0:
             raise ValueError(f"{name} must be 0 (automatic or off) or positive, got "
                              f"{getattr(config, name)}")

@@ -67,6 +67,11 @@ class SessionsExhaustedError(LimitExceededError):
     """The server holds its maximum number of sessions; retrying later can succeed."""
 
 
+class MemoryPressureError(LimitExceededError):
+    """The server's memory is above `--max-memory` and the call's request was slow to arrive
+    (`intake`); retrying later can succeed."""
+
+
 class UnauthenticatedError(ServiceError):
     """A call without a valid bearer token."""
 
@@ -125,6 +130,7 @@ STATUS_TABLE: tuple[Row, ...] = (
     Row(InvalidRequestError, _C.INVALID_ARGUMENT, "INVALID_REQUEST"),
     Row(NotFoundError, _C.NOT_FOUND, "NOT_FOUND"),
     Row(SessionsExhaustedError, _C.RESOURCE_EXHAUSTED, "SESSIONS_EXHAUSTED", retry_after=1.0),
+    Row(MemoryPressureError, _C.RESOURCE_EXHAUSTED, "MEMORY_PRESSURE", retry_after=1.0),
     Row(LimitExceededError, _C.RESOURCE_EXHAUSTED, "LIMIT_EXCEEDED"),
     Row(UnauthenticatedError, _C.UNAUTHENTICATED, "UNAUTHENTICATED"),
     Row(DeadlineError, _C.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"),
@@ -187,10 +193,16 @@ class Failure:
             metadata.append((FAILED_NODE_METADATA, where["node"]))
         if located and located.tape_op is not None:
             metadata.append((FAILED_TAPE_OP_METADATA, str(located.tape_op)))
-        message = _clip(message, MAX_MESSAGE_CHARS)
-        status = rich_status(row, cause, message, where)
-        metadata.append((STATUS_DETAILS_METADATA, status.SerializeToString()))
-        return cls(row.code, message, tuple(metadata))
+        # the message goes out twice or three times (grpc-message, the rich status's message
+        # and a field violation's description): clipped further until the trailers fit
+        size = sum(len(k) + len(v) for k, v in metadata)
+        for limit in MESSAGE_CLIPS:
+            clipped = _clip(message, limit)
+            details = rich_status(row, cause, clipped, where).SerializeToString()
+            if size + _wire_length(clipped) + len(details) <= MAX_TRAILER_BYTES:
+                break
+        metadata.append((STATUS_DETAILS_METADATA, details))
+        return cls(row.code, clipped, tuple(metadata))
 
     def abort(self, context: grpc.ServicerContext) -> None:
         """End the call with this failure (raises, as `context.abort` does)."""
@@ -279,6 +291,20 @@ def rich_status(row: Row, cause: BaseException, message: str,
 # that quote the caller's input (an 8 MiB node id...) are clipped so the error itself arrives.
 MAX_MESSAGE_CHARS = 4096
 MAX_NODE_ID_CHARS = 256
+# A message is clipped to the first of these that keeps the trailers within MAX_TRAILER_BYTES:
+# gRPC clients refuse received metadata past 8 KiB at random (certainly past 16 KiB), and an
+# error must arrive as itself, not as RESOURCE_EXHAUSTED "received metadata size exceeds soft
+# limit" (a 4096-character message quoted in grpc-message and the rich status made 8.6 KB).
+MESSAGE_CLIPS = (MAX_MESSAGE_CHARS, 2048, 1024, 512, 256)
+MAX_TRAILER_BYTES = 7 * 1024
+
+
+def _wire_length(text: str) -> int:
+    """Bytes of `text` as grpc-message (percent-encoded UTF-8 outside printable ASCII)."""
+    data = text.encode()
+    if data.isascii() and "%" not in text and text.isprintable():
+        return len(data)
+    return sum(1 if 0x20 <= b < 0x7F and b != 0x25 else 3 for b in data)
 
 
 def _clip(text: str, limit: int) -> str:

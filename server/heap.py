@@ -152,6 +152,13 @@ class Trimmer:
         rss = resident_bytes()
         return rss is not None and self._run(rss)
 
+    def now(self) -> bool:
+        """Trim now (after calls were dropped to relieve memory); True when it trimmed."""
+        if self._trim is None:
+            return False
+        rss = resident_bytes()
+        return rss is not None and self._run(rss)
+
     def _run(self, rss: int) -> bool:
         if not self._lock.acquire(blocking=False):
             return False

@@ -5,9 +5,12 @@ request!"). `GuardedRegistrar` stands in for the grpc.Server while services regi
 health and reflection alike) and wraps each method handler's request deserializer once, there:
 a parse failure becomes a marker, and the method then aborts with INVALID_ARGUMENT naming the
 method, before any servicer code runs. Done at registration rather than by a server
-interceptor, so no call runs grpcio's interceptor pipeline on the event loop. The servicer's
-plain functions become coroutines that run them on the worker pool (`threaded.threaded`), their
-requests parsed there too: the event loop only moves bytes.
+interceptor, so no call runs grpcio's interceptor pipeline on the event loop. Every method is
+registered as a request-streaming handler of raw bytes that reads its request itself through
+the `intake.Intake` (the same bytes on the wire: a unary request is a stream of one message), so
+a call is known while its request arrives and memory pressure can drop it (`intake`). The
+servicer's plain functions become coroutines that run them on the worker pool
+(`threaded.threaded`), their requests parsed there too: the event loop only moves bytes.
 
 Replies a servicer returns already serialized (`bytes`, because it measured them against the
 message limit) go out as they are. A method may get a parser of its own instead of its message's
@@ -18,12 +21,13 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
 
 from .errors import Failure, InvalidRequestError
+from .intake import Intake, abort_missing
 from .threaded import Workers, threaded
 
 
@@ -43,6 +47,10 @@ def _safe(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
         except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's
             return _Malformed(exc)
     return parse
+
+
+def _identity(data: bytes) -> bytes:
+    return data
 
 
 def _failure(method: str, bad: _Malformed) -> Failure:
@@ -74,45 +82,87 @@ def _passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any],
 
 
 def _guard(handler: grpc.RpcMethodHandler, method: str, workers: Workers,
-           parsers: Mapping[str, Callable[[bytes], Any]]) -> grpc.RpcMethodHandler:
-    parse = _safe(parsers.get(method, handler.request_deserializer))
+           parsers: Mapping[str, Callable[[bytes], Any]], intake: Intake) -> grpc.RpcMethodHandler:
+    """`handler` as a request-streaming handler of raw bytes that reads its requests through
+    `intake` and parses them itself (a unary request is a stream of one message on the wire)."""
+    parse = _safe(parsers.get(method, handler.request_deserializer) or _identity)
     serialize = _passing_bytes(handler.response_serializer)
-    if handler.unary_unary is not None:
-        guarded = _unary(handler.unary_unary, method)
-        if not inspect.iscoroutinefunction(guarded):
-            # the servicer's: parsed and run on the worker pool, the loop hands it the bytes
-            return grpc.unary_unary_rpc_method_handler(
-                threaded(guarded, workers, parse), response_serializer=serialize)
-        return grpc.unary_unary_rpc_method_handler(guarded, request_deserializer=parse,
-                                                   response_serializer=serialize)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(_unary(handler.unary_stream, method),
-                                                    request_deserializer=parse,
+    inner = (handler.unary_unary or handler.unary_stream or handler.stream_unary
+             or handler.stream_stream)
+    if handler.unary_unary is not None and not (inspect.iscoroutinefunction(inner)
+                                                or inspect.isasyncgenfunction(inner)):
+        # the servicer's: parsed and run on the worker pool, the loop hands it the bytes
+        run = threaded(_unary(inner, method), workers, parse)
+
+        async def unary_threaded(requests: Any, context: Any) -> Any:
+            data = await _request(intake, context, method)
+            taken = await intake.turn(context, len(data))
+            try:
+                reply = await run(data, context)
+            finally:
+                intake.done(taken)
+            intake.leaving(context, reply)
+            return reply
+        return grpc.stream_unary_rpc_method_handler(unary_threaded,
                                                     response_serializer=serialize)
-    inner = handler.stream_unary or handler.stream_stream
-    factory = (grpc.stream_unary_rpc_method_handler if handler.stream_unary is not None
-               else grpc.stream_stream_rpc_method_handler)
-    return factory(_stream(inner, method), request_deserializer=parse,
-                   response_serializer=serialize)
+    if not (inspect.iscoroutinefunction(inner) or inspect.isasyncgenfunction(inner)):
+        raise TypeError(f"{method}: only unary-unary methods may be plain functions here "
+                        "(the others run on the event loop: coroutines or async generators)")
+    if handler.unary_unary is not None:
+        async def unary_async(requests: Any, context: Any) -> Any:
+            request = await _parsed(intake, context, method, parse)
+            return await inner(request, context)
+        return grpc.stream_unary_rpc_method_handler(unary_async, response_serializer=serialize)
+    if handler.unary_stream is not None:
+        async def unary_gen(requests: Any, context: Any) -> AsyncIterator[Any]:
+            request = await _parsed(intake, context, method, parse)
+            async for reply in inner(request, context):
+                yield reply
+        return grpc.stream_stream_rpc_method_handler(unary_gen, response_serializer=serialize)
+
+    async def each(context: Any) -> AsyncIterator[Any]:
+        await intake.admit(context, method)
+        while True:
+            data = await intake.read(context)
+            if data is grpc.aio.EOF:
+                return
+            yield await _checked(parse(data), context, method)
+
+    if handler.stream_unary is not None:
+        async def stream_async(requests: Any, context: Any) -> Any:
+            return await inner(each(context), context)
+        return grpc.stream_unary_rpc_method_handler(stream_async, response_serializer=serialize)
+
+    async def stream_gen(requests: Any, context: Any) -> AsyncIterator[Any]:
+        async for reply in inner(each(context), context):
+            yield reply
+    return grpc.stream_stream_rpc_method_handler(stream_gen, response_serializer=serialize)
+
+
+async def _request(intake: Intake, context: Any, method: str) -> bytes:
+    """A unary call's request bytes, read through `intake` once it admits the call."""
+    await intake.admit(context, method)
+    data = await intake.read(context)
+    if data is grpc.aio.EOF:
+        await abort_missing(context, method)
+    return data  # type: ignore[no-any-return]
+
+
+async def _checked(request: Any, context: Any, method: str) -> Any:
+    if isinstance(request, _Malformed):
+        await _abort_async(context, method, request)
+    return request
+
+
+async def _parsed(intake: Intake, context: Any, method: str,
+                  parse: Callable[[bytes], Any]) -> Any:
+    """A unary call's request, read through `intake` and parsed on the event loop."""
+    return await _checked(parse(await _request(intake, context, method)), context, method)
 
 
 def _unary(inner: Callable[..., Any], method: str) -> Callable[..., Any]:
-    """`inner` (a function, coroutine function or async generator function of one request),
-    aborting with INVALID_ARGUMENT first when its request did not parse."""
-    if inspect.isasyncgenfunction(inner):
-        async def unary_gen(request: Any, context: Any) -> AsyncIterator[Any]:
-            if isinstance(request, _Malformed):
-                await _abort_async(context, method, request)
-            async for reply in inner(request, context):
-                yield reply
-        return unary_gen
-    if inspect.iscoroutinefunction(inner):
-        async def unary_async(request: Any, context: Any) -> Any:
-            if isinstance(request, _Malformed):
-                await _abort_async(context, method, request)
-            return await inner(request, context)
-        return unary_async
-
+    """The plain function `inner` of one request, aborting with INVALID_ARGUMENT first when its
+    request did not parse."""
     def unary(request: Any, context: grpc.ServicerContext) -> Any:
         if isinstance(request, _Malformed):
             _abort(context, method, request)
@@ -120,56 +170,27 @@ def _unary(inner: Callable[..., Any], method: str) -> Callable[..., Any]:
     return unary
 
 
-def _stream(inner: Callable[..., Any], method: str) -> Callable[..., Any]:
-    """`inner` of a request stream, aborting with INVALID_ARGUMENT at the first request that
-    did not parse (asyncio handlers read the stream asynchronously)."""
-    if inspect.isasyncgenfunction(inner) or inspect.iscoroutinefunction(inner):
-        async def checked_async(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
-            async for request in requests:
-                if isinstance(request, _Malformed):
-                    await _abort_async(context, method, request)
-                yield request
-
-        if inspect.isasyncgenfunction(inner):
-            async def stream_gen(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
-                async for reply in inner(checked_async(requests, context), context):
-                    yield reply
-            return stream_gen
-
-        async def stream_async(requests: AsyncIterator[Any], context: Any) -> Any:
-            return await inner(checked_async(requests, context), context)
-        return stream_async
-
-    def stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-        def checked() -> Iterator[Any]:
-            for request in requests:
-                if isinstance(request, _Malformed):
-                    _abort(context, method, request)
-                yield request
-        return inner(checked(), context)
-    return stream
-
-
 class _GuardedGeneric(grpc.GenericRpcHandler):
     """A generic handler whose methods' handlers are guarded (each once, then cached)."""
 
     def __init__(self, inner: grpc.GenericRpcHandler, workers: Workers,
-                 parsers: Mapping[str, Callable[[bytes], Any]]):
+                 parsers: Mapping[str, Callable[[bytes], Any]], intake: Intake):
         self._inner = inner
         self._workers = workers
         self._parsers = parsers
+        self._intake = intake
         self._cache: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
         self._lock = threading.Lock()
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         handler = self._inner.service(details)
-        if handler is None or handler.request_deserializer is None:
-            return handler
+        if handler is None:
+            return None
         key = id(handler)
         cached = self._cache.get(key)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        guarded = _guard(handler, details.method, self._workers, self._parsers)
+        guarded = _guard(handler, details.method, self._workers, self._parsers, self._intake)
         with self._lock:
             self._cache[key] = (handler, guarded)  # keeps `handler` alive, so ids stay unique
         return guarded
@@ -183,23 +204,25 @@ class GuardedRegistrar:
     Args:
         server: the server to register with.
         workers: the threads that parse and run plain unary methods.
+        intake: reads every request (memory pressure drops calls whose request is slow).
         parsers: full method name ("/package.Service/Method") -> the function that parses its
             request bytes in place of the request message's `FromString`.
     """
 
-    def __init__(self, server: Any, workers: Workers,
+    def __init__(self, server: Any, workers: Workers, intake: Intake,
                  parsers: Mapping[str, Callable[[bytes], Any]] | None = None):
         self._server = server
         self._workers = workers
+        self._intake = intake
         self._parsers = dict(parsers or {})
 
     def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
-        self._server.add_generic_rpc_handlers(
-            tuple(_GuardedGeneric(h, self._workers, self._parsers) for h in handlers))
+        self._server.add_generic_rpc_handlers(tuple(
+            _GuardedGeneric(h, self._workers, self._parsers, self._intake) for h in handlers))
 
     def add_registered_method_handlers(self, service: str,
                                        handlers: dict[str, grpc.RpcMethodHandler]) -> None:
         self._server.add_registered_method_handlers(service, {
-            name: handler if handler.request_deserializer is None
-            else _guard(handler, f"/{service}/{name}", self._workers, self._parsers)
+            name: _guard(handler, f"/{service}/{name}", self._workers, self._parsers,
+                         self._intake)
             for name, handler in handlers.items()})

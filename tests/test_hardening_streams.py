@@ -11,10 +11,13 @@ send such streams) against a server in a subprocess with few workers.
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
+import threading
 import time
 
+import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -24,7 +27,7 @@ from tests.server_process import MiB, ServerProcess
 
 WORKERS = 4
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, SETTINGS = 0x0, 0x1, 0x4
+DATA, HEADERS, RST_STREAM, SETTINGS = 0x0, 0x1, 0x3, 0x4
 END_HEADERS, ACK = 0x4, 0x1
 
 
@@ -98,3 +101,221 @@ def test_streams_that_never_finish_their_request_hold_no_worker():
                 sock.close()
         serves(server)
         assert server.alive()
+
+
+def arriving_requests(port: int, streams: int, size: int, send: int,
+                      stop: threading.Event) -> dict[int, str]:
+    """One connection with `streams` calls to RunGraph, each announcing a `size`-byte request and
+    sending `send` bytes of it as fast as flow control allows, never the end. Returns, per stream,
+    how it ended ("reset", or its trailers' grpc-status and grpc-message), once every stream has
+    ended or `stop` is set."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    pending: dict[int, int] = {}  # stream -> bytes still to send
+    for _ in range(streams):
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                                (":path", "/gradserve.v1.AutogradService/RunGraph"),
+                                (":authority", f"127.0.0.1:{port}"),
+                                ("content-type", "application/grpc"), ("te", "trailers")])
+        conn.send_data(sid, b"\x00" + struct.pack(">I", size))
+        pending[sid] = send
+    ended: dict[int, str] = {}
+    chunk = bytes(16384)
+    try:
+        while len(ended) < streams and not stop.is_set():
+            for sid, left in list(pending.items()):
+                n = min(left, conn.local_flow_control_window(sid), conn.max_outbound_frame_size,
+                        len(chunk))
+                if n > 0:
+                    conn.send_data(sid, chunk[:n])
+                    pending[sid] = left - n
+            sock.sendall(conn.data_to_send())
+            if not select.select([sock], [], [], 0.005)[0]:
+                continue
+            data = sock.recv(1 << 16)
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                sid = getattr(event, "stream_id", 0)
+                if isinstance(event, h2.events.StreamReset):
+                    ended.setdefault(sid, "reset")
+                elif isinstance(event, h2.events.TrailersReceived | h2.events.ResponseReceived):
+                    headers = dict(event.headers)
+                    if b"grpc-status" in headers:
+                        ended[sid] = (headers[b"grpc-status"] + b" "
+                                      + headers.get(b"grpc-message", b"")).decode()
+                if sid in ended:
+                    pending.pop(sid, None)
+    finally:
+        sock.close()
+    return ended
+
+
+def test_large_requests_that_stop_short_are_dropped_under_memory_pressure():
+    """Streams that send most of a large request and stall made the server hold it all (memory
+    grew by what they sent: 12 streams of 50 MiB, +640 MiB). Above --max-memory the calls whose
+    request is late are dropped with RESOURCE_EXHAUSTED; the server keeps serving."""
+    limit = 400 * MiB
+    with ServerProcess(["--workers", str(WORKERS), "--max-memory", str(limit)]) as server:
+        serves(server)
+        stop = threading.Event()
+        results: list[dict[int, str]] = []
+        senders = [threading.Thread(target=lambda: results.append(
+            arriving_requests(server.port, 8, 60 * MiB, 40 * MiB, stop))) for _ in range(2)]
+        for sender in senders:
+            sender.start()
+        peak = 0
+        deadline = time.monotonic() + 60
+        while any(s.is_alive() for s in senders) and time.monotonic() < deadline:
+            peak = max(peak, server.rss())
+            time.sleep(0.02)
+        stop.set()
+        for sender in senders:
+            sender.join(10)
+        # 16 streams sent 640 MiB; what the server held stayed near its limit (it looks at
+        # memory every 0.1 s: what arrives in between can pass the limit)
+        assert peak < limit + 200 * MiB, peak / MiB
+        ended = [message for result in results for message in result.values()]
+        assert len(ended) == 16
+        resource_exhausted = str(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+        assert all(message.startswith(resource_exhausted) and "--max-memory" in message
+                   for message in ended), ended
+        assert "dropped" in server.log()
+        # once the streams are gone, the freed memory goes back to the system and the server
+        # admits calls again (while above the limit it refuses them, health excepted)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                serves(server)
+                break
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or \
+                        time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert server.rss() < limit
+
+
+def reset_flood(port: int, method: str, stop: threading.Event) -> None:
+    """Open streams and reset each at once (HEADERS then RST_STREAM), 200 per write, on one
+    connection after another, until `stop`."""
+    headers = b"".join(literal(k, v) for k, v in (
+        (":method", "POST"), (":scheme", "http"), (":path", method),
+        (":authority", f"127.0.0.1:{port}"), ("content-type", "application/grpc"),
+        ("te", "trailers")))
+    cancel = struct.pack(">I", 8)  # CANCEL
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(PREFACE + frame(SETTINGS, 0, 0, b"") + frame(SETTINGS, ACK, 0, b""))
+                stream = 1
+                while not stop.is_set():
+                    batch = []
+                    for _ in range(200):
+                        batch += [frame(HEADERS, END_HEADERS, stream, headers),
+                                  frame(RST_STREAM, 0, stream, cancel)]
+                        stream += 2
+                    sock.sendall(b"".join(batch))
+        except OSError:
+            pass  # the server closed or stopped reading the connection: open another
+
+
+def test_streams_opened_and_reset_at_once_do_not_starve_other_calls():
+    """The HTTP/2 "rapid reset" flood (CVE-2023-44487): with no limit on a connection's
+    concurrent streams, two threads opening and resetting ~40,000 streams a second made the
+    server's other calls fail with CANCELLED; --max-connection-streams (100) turns on gRPC's
+    pushback, and they are served."""
+    with ServerProcess(["--workers", str(WORKERS)]) as server:
+        serves(server)
+        stop = threading.Event()
+        flooders = [threading.Thread(target=reset_flood, args=(
+            server.port, "/gradserve.v1.AutogradService/ListOps", stop)) for _ in range(2)]
+        for flooder in flooders:
+            flooder.start()
+        try:
+            time.sleep(2)
+            for _ in range(3):
+                serves(server)
+                time.sleep(0.3)
+        finally:
+            stop.set()
+            for flooder in flooders:
+                flooder.join(10)
+        serves(server)
+        assert server.alive()
+
+
+def big_reply_request() -> bytes:
+    """A ~70-byte RunGraph request whose reply is a 64 MiB tensor (a scalar expanded)."""
+    from tests.test_server_graph import node, ref, request
+
+    elements = 16 * MiB - 64  # the reply stays under --max-message-bytes
+    return request([node("y", "expand", [ref("x")], size=[elements])], {"x": [1.0]},
+                   ["y"]).SerializeToString()
+
+
+def unread_replies(port: int, waves: int, per_wave: int, pause: float) -> list[str]:
+    """One connection that never reads a reply (its HTTP/2 window is 0) sends `waves` waves of
+    `per_wave` big-reply RunGraph calls, `pause` seconds apart. Returns the grpc-status and
+    grpc-message of each call that ended (the others still wait for their reply to be read)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.settings
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    body = big_reply_request()
+    ended: list[str] = []
+    try:
+        for _ in range(waves):
+            for _ in range(per_wave):
+                sid = conn.get_next_available_stream_id()
+                conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                                        (":path", "/gradserve.v1.AutogradService/RunGraph"),
+                                        (":authority", f"127.0.0.1:{port}"),
+                                        ("content-type", "application/grpc"),
+                                        ("te", "trailers")])
+                conn.send_data(sid, b"\x00" + struct.pack(">I", len(body)) + body,
+                               end_stream=True)
+            sock.sendall(conn.data_to_send())
+            stop = time.monotonic() + pause
+            while time.monotonic() < stop:
+                if not select.select([sock], [], [], 0.05)[0]:
+                    continue
+                for event in conn.receive_data(sock.recv(1 << 16)):
+                    if isinstance(event, h2.events.TrailersReceived | h2.events.ResponseReceived):
+                        headers = dict(event.headers)
+                        if b"grpc-status" in headers:
+                            ended.append((headers[b"grpc-status"] + b" " + headers.get(
+                                b"grpc-message", b"")).decode())
+                sock.sendall(conn.data_to_send())
+    finally:
+        sock.close()
+    return ended
+
+
+def test_replies_a_client_never_reads_are_bounded_per_connection():
+    """A client that never reads (HTTP/2 window 0) left every reply in the server: 20 calls of
+    ~70 bytes asking for 64 MiB each grew it by 900 MiB, without bound. A connection with more
+    than twice --max-message-bytes of replies unread gets RESOURCE_EXHAUSTED for new calls."""
+    with ServerProcess(["--workers", str(2 * WORKERS)]) as server:
+        serves(server)
+        before = server.rss()
+        ended = unread_replies(server.port, waves=4, per_wave=3, pause=1.5)
+        held = server.rss() - before
+        # the first wave's three replies are held (192 MiB); the waves after it are refused
+        # (all twelve: 768 MiB)
+        assert held < 400 * MiB, held / MiB
+        resource_exhausted = str(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+        refused = [m for m in ended if m.startswith(resource_exhausted) and "not read" in m]
+        assert len(refused) == 9, ended
+        serves(server)  # other connections are served

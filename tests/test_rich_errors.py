@@ -134,6 +134,8 @@ CASES = {
     "NOT_FOUND": (C.NOT_FOUND, _not_found, set(), {}),
     "SESSIONS_EXHAUSTED": (C.RESOURCE_EXHAUSTED, _sessions_exhausted,
                            {"QuotaFailure", "RetryInfo"}, {"limit": "max_sessions"}),
+    "MEMORY_PRESSURE": (C.RESOURCE_EXHAUSTED, raising(server_errors.MemoryPressureError(
+        "dropped", limit="max_memory")), {"QuotaFailure", "RetryInfo"}, {"limit": "max_memory"}),
     "LIMIT_EXCEEDED": (C.RESOURCE_EXHAUSTED, in_session(
         lambda s: [s.create(2, 1.0)] * 100_001), {"QuotaFailure"}, {"limit": "max_instructions"}),
     "UNAUTHENTICATED": (C.UNAUTHENTICATED, _unauthenticated, set(), {}),

@@ -198,3 +198,23 @@ def test_unexpected_exception_is_internal_without_details(gradserve_server_facto
     assert "secret" not in message and "ZeroDivision" not in message
     assert "gradserve-error-class" not in meta
     assert "secret internals" in caplog.text  # logged on the server side
+
+
+def test_an_error_quoting_long_input_keeps_its_trailers_under_grpcs_limit():
+    """gRPC clients refuse received metadata past 8 KiB at random: a 4096-character message in
+    grpc-message and the rich status (8.6 KB) reached the client as RESOURCE_EXHAUSTED "received
+    metadata size exceeds soft limit" about once in twenty."""
+    from urllib.parse import quote
+
+    from gradserve.server.errors import Failure, InvalidRequestError, Located
+
+    cases = [InvalidRequestError("bad attribute names: " + ", ".join(
+                 f"a{i}" for i in range(100_000))),
+             InvalidRequestError("\u00e9\n%" * 20_000)]
+    for cause in cases:
+        failure = Failure.from_exception(Located(cause, node="n" * 10_000, op="o" * 10_000,
+                                                 instruction=3))
+        size = len(quote(failure.message, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")) + sum(
+            len(k) + len(v) for k, v in failure.metadata)
+        assert size <= 8 * 1024 - 512, size
+        assert failure.message.endswith("more characters]")
