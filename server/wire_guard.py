@@ -74,7 +74,8 @@ def _passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any],
 
 
 def _guard(handler: grpc.RpcMethodHandler, method: str, workers: Workers,
-           parsers: Mapping[str, Callable[[bytes], Any]]) -> grpc.RpcMethodHandler:
+           parsers: Mapping[str, Callable[[bytes], Any]],
+           inline: Mapping[str, Callable[[bytes, Any], Any]]) -> grpc.RpcMethodHandler:
     parse = _safe(parsers.get(method, handler.request_deserializer))
     serialize = _passing_bytes(handler.response_serializer)
     if handler.unary_unary is not None:
@@ -82,7 +83,8 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, workers: Workers,
         if not inspect.iscoroutinefunction(guarded):
             # the servicer's: parsed and run on the worker pool, the loop hands it the bytes
             return grpc.unary_unary_rpc_method_handler(
-                threaded(guarded, workers, parse), response_serializer=serialize)
+                threaded(guarded, workers, parse, inline.get(method)),
+                response_serializer=serialize)
         return grpc.unary_unary_rpc_method_handler(guarded, request_deserializer=parse,
                                                    response_serializer=serialize)
     if handler.unary_stream is not None:
@@ -154,10 +156,12 @@ class _GuardedGeneric(grpc.GenericRpcHandler):
     """A generic handler whose methods' handlers are guarded (each once, then cached)."""
 
     def __init__(self, inner: grpc.GenericRpcHandler, workers: Workers,
-                 parsers: Mapping[str, Callable[[bytes], Any]]):
+                 parsers: Mapping[str, Callable[[bytes], Any]],
+                 inline: Mapping[str, Callable[[bytes, Any], Any]]):
         self._inner = inner
         self._workers = workers
         self._parsers = parsers
+        self._inline = inline
         self._cache: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
         self._lock = threading.Lock()
 
@@ -169,7 +173,7 @@ class _GuardedGeneric(grpc.GenericRpcHandler):
         cached = self._cache.get(key)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        guarded = _guard(handler, details.method, self._workers, self._parsers)
+        guarded = _guard(handler, details.method, self._workers, self._parsers, self._inline)
         with self._lock:
             self._cache[key] = (handler, guarded)  # keeps `handler` alive, so ids stay unique
         return guarded
@@ -185,21 +189,27 @@ class GuardedRegistrar:
         workers: the threads that parse and run plain unary methods.
         parsers: full method name ("/package.Service/Method") -> the function that parses its
             request bytes in place of the request message's `FromString`.
+        inline: full method name -> what tries its call on the event loop first (`threaded`'s
+            `inline`; `inline.InlineRunGraph.attempt`).
     """
 
     def __init__(self, server: Any, workers: Workers,
-                 parsers: Mapping[str, Callable[[bytes], Any]] | None = None):
+                 parsers: Mapping[str, Callable[[bytes], Any]] | None = None,
+                 inline: Mapping[str, Callable[[bytes, Any], Any]] | None = None):
         self._server = server
         self._workers = workers
         self._parsers = dict(parsers or {})
+        self._inline = dict(inline or {})
 
     def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
         self._server.add_generic_rpc_handlers(
-            tuple(_GuardedGeneric(h, self._workers, self._parsers) for h in handlers))
+            tuple(_GuardedGeneric(h, self._workers, self._parsers, self._inline)
+                  for h in handlers))
 
     def add_registered_method_handlers(self, service: str,
                                        handlers: dict[str, grpc.RpcMethodHandler]) -> None:
         self._server.add_registered_method_handlers(service, {
             name: handler if handler.request_deserializer is None
-            else _guard(handler, f"/{service}/{name}", self._workers, self._parsers)
+            else _guard(handler, f"/{service}/{name}", self._workers, self._parsers,
+                        self._inline)
             for name, handler in handlers.items()})
