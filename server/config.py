@@ -205,6 +205,10 @@ def validate(config: ServerConfig) -> None:
                          "refused at once")
     if not config.run_quantum > 0:
         raise ValueError(f"run_quantum must be positive, got {config.run_quantum}")
+    if config.inline_seconds > config.run_quantum:
+        raise ValueError(f"inline_seconds ({config.inline_seconds}) must not exceed run_quantum "
+                         f"({config.run_quantum}): a call tried on the event loop holds a run "
+                         "slot without yielding it")
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ValueError("--tls-cert and --tls-key go together")
     if config.tls_client_ca is not None and config.tls_cert is None:

@@ -44,10 +44,12 @@ from . import graph, graph_request
 from .service import AutogradServicer
 
 # The bounds of one try (see the module doc). The costliest ops at MAX_ELEMENTS, forward and
-# backward, measured on the loaded 2-core VM (bench/inline_ops.py, CPU ms): a (16, 16) matmul
-# 0.3-0.5 (exact float32 products, engine/gemm.py: 13-20 at (32, 32)), einsum of three 256-vectors
-# 0.7-0.9, multinomial 0.2. A convolution's exact kernels cost 1-4 ms at this size, and more
-# than their tensors' sizes tell: `LONG_OPS` are never tried.
+# backward together, on the loaded 2-core VM (bench/inline_ops.py, thread CPU ms, min-median of
+# 30 rounds): a (16, 16) @ (16, 16) matmul 0.23-0.26 (torch's exact float32 products,
+# engine/gemm.py; 14-20 at (32, 32): hence 256, not 1024), einsum of three 256-vectors
+# 0.63-0.68, multinomial of 256 from 256 0.15-0.17. A convolution's kernels cost 3.0-3.6 at this
+# size (a (1, 4, 8, 8) input, a (4, 4, 4, 4) weight), more than its tensors' sizes tell:
+# `LONG_OPS` are never tried.
 MAX_REQUEST_BYTES = 8 * 1024
 MAX_NODES = 128
 MAX_VALUES = 256

@@ -300,6 +300,8 @@ def test_inline_seconds_setting():
     assert config.from_argv(["--inline-seconds", "0"]).inline_seconds == 0.0
     with pytest.raises(ValueError, match="inline_seconds must be 0"):
         config.from_argv(["--inline-seconds", "-1"])
+    with pytest.raises(ValueError, match="must not exceed run_quantum"):
+        config.from_argv(["--inline-seconds", "0.02", "--run-quantum", "0.015"])
 
 
 # --- the event loop stays responsive -------------------------------------------------------------
