@@ -9,7 +9,12 @@ elements (and the call's byte budget, `--max-session-bytes`, declared scratch in
 runs, under exactly those engine limits, the ops whose cost grows faster than their tensors (matmul,
 convolution, einsum, multinomial, sort), forward and backward, at shapes at those bounds, and
 prints each one's CPU time of the calling thread (`time.thread_time_ns`): min and median over
-`--rounds` rounds, or the limit that refused it before it ran. Exits 0.
+`--rounds` rounds, or the limit that refused it before it ran. Then it times whole tries
+(`InlineRunGraph.attempt`, a server built but not started, the default `--inline-seconds`) of
+requests made to hold the loop as long as the bounds let them: the wall time of each try, min,
+median and max over the rounds (a loaded machine's preemption shows in the max: the try's
+thread CPU time's max is printed next to it), and how many tries answered rather than handed
+the call on. Exits 0.
 """
 
 from __future__ import annotations
@@ -113,6 +118,85 @@ def measure(run: Callable[[], Any], elements: int) -> float | str:
         return (time.thread_time_ns() - t0) / 1e9
 
 
+class Context:
+    """The part of a grpc.aio servicer context a try reads: no deadline, no metadata."""
+
+    def time_remaining(self) -> None:
+        return None
+
+    def invocation_metadata(self) -> tuple[()]:
+        return ()
+
+
+def graph_request(ops: list[tuple[str, list[str]]], inputs: dict[str, Any],
+                  out: str) -> bytes:
+    """A RunGraphRequest's bytes: nodes n0, n1, ... applying `ops` (op, input names), the
+    gradient of `out` (summed) wrt every input."""
+    from gradserve.server import codec
+    from gradserve.v1 import graph_pb2, service_pb2
+
+    def ref(name: str) -> Any:
+        return graph_pb2.Value(ref=graph_pb2.NodeOutput(id=name))
+
+    nodes = [graph_pb2.Node(id=f"n{i}", op=op, inputs=[ref(a) for a in args])
+             for i, (op, args) in enumerate(ops)]
+    nodes.append(graph_pb2.Node(id="loss", op="sum", inputs=[ref(out)]))
+    g = graph_pb2.Graph(inputs=[graph_pb2.GraphInput(name=n) for n in inputs], nodes=nodes,
+                        outputs=[graph_pb2.GraphOutput(name="loss",
+                                                       ref=graph_pb2.NodeOutput(id="loss"))])
+    return service_pb2.RunGraphRequest(
+        graph=g, wrt=list(inputs),
+        inputs={n: codec.encode_array(v) for n, v in inputs.items()}).SerializeToString()
+
+
+def chained(op: str, n: int, extra: tuple[str, ...] = ()) -> list[tuple[str, list[str]]]:
+    return [(op, [f"n{i - 1}" if i else "x", *extra]) for i in range(n)]
+
+
+def tries() -> list[tuple[str, bytes]]:
+    """Requests at the try's bounds."""
+    n = inline.MAX_NODES - 1
+    m = (inline.MAX_VALUES - 3) // 2  # two inputs a node
+    r = int(round(inline.MAX_ELEMENTS ** 0.5))
+    rng = np.random.default_rng(0)
+    sq = rng.random((r, r), dtype=np.float32)
+    vec = rng.random(inline.MAX_ELEMENTS, dtype=np.float32)
+    return [
+        ("y = x**2, 0-d (bench/service.py's)",
+         graph_request([("mul", ["x", "x"])], {"x": np.float32(3.0)}, "n0")),
+        (f"{m} matmuls ({r},{r}) in a chain",
+         graph_request(chained("matmul", m, ("w",)), {"x": sq, "w": sq}, f"n{m - 1}")),
+        (f"{n} sin on {inline.MAX_ELEMENTS} elements",
+         graph_request(chained("sin", n), {"x": vec}, f"n{n - 1}")),
+        (f"{n} mul on {inline.MAX_ELEMENTS} float64",
+         graph_request(chained("mul", n, ("x",)), {"x": vec.astype(np.float64)},
+                       f"n{n - 1}")),
+    ]
+
+
+def time_tries(rounds: int) -> None:
+    from gradserve.server.app import create_server
+
+    server, _ = create_server(ServerConfig(host="127.0.0.1", port=0, log_level="WARNING"))
+    try:
+        assert server.inline is not None
+        attempt, ctx = server.inline.attempt, Context()
+        print(f"whole tries (--inline-seconds {server.inline.seconds}): wall ms over {rounds} "
+              "rounds")
+        for label, data in tries():
+            walls, cpus, answered = [], [], 0
+            for _ in range(rounds):
+                t0, c0 = time.perf_counter(), time.thread_time()
+                answered += attempt(data, ctx) is not None
+                cpus.append(time.thread_time() - c0)
+                walls.append(time.perf_counter() - t0)
+            print(f"  {label:40s} wall min {min(walls) * 1e3:6.3f} median "
+                  f"{statistics.median(walls) * 1e3:6.3f} max {max(walls) * 1e3:6.3f}; CPU max "
+                  f"{max(cpus) * 1e3:6.3f}; answered {answered}/{rounds}")
+    finally:
+        server.stop(0)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=30)
@@ -140,6 +224,7 @@ def main() -> int:
             ts = times[label]
             print(f"  {label:48s} min {min(ts) * 1e3:7.3f}  median "
                   f"{statistics.median(ts) * 1e3:7.3f}")
+    time_tries(args.rounds)
     return 0
 
 
