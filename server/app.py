@@ -145,6 +145,8 @@ class GradServer:
     def _close_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._loop_thread.join(timeout=10)
+        if not self._loop_thread.is_alive():  # else it still runs: closing it would raise
+            self._loop.close()  # its selector and self-pipe (ResourceWarnings when collected)
 
     def _set_health(self, status: Any) -> None:
         for name in ("", SERVICE_NAME):

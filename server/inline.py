@@ -72,7 +72,8 @@ class InlineRunGraph:
     Args:
         servicer: the server's servicer (its config, authenticator, admission, run slots and
             metrics observer).
-        seconds: the try's wall-time budget.
+        seconds: the try's wall-time budget (at most `--run-quantum`: the try holds a run slot
+            and never yields it).
 
     Attributes:
         answered: calls answered on the loop so far.
@@ -81,8 +82,8 @@ class InlineRunGraph:
 
     def __init__(self, servicer: AutogradServicer, seconds: float):
         self._servicer = servicer
-        self.seconds = seconds
         base = servicer.config
+        self.seconds = min(seconds, base.run_quantum)
         # the try's own limits: the server's, tightened (a refusal by them hands the call on)
         self.config = dataclasses.replace(
             base, max_tensor_elements=min(base.max_tensor_elements, MAX_ELEMENTS),
