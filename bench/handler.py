@@ -3,12 +3,15 @@
 
     python bench/handler.py [--rounds 30] [--calls 200] [--compare TREE] [--phases] [--layers]
 
-Calls the servicer's RunGraph and ExecuteBatch exactly as gRPC does — the registered handler's
-request parser, the guarded method, the reply serializer — with a minimal stand-in for gRPC's
-servicer context, on the requests bench/service.py sends (a stateless `y = x**2` gradient; a
-session batch: create, pow, backward, fetch grad, release). Each round runs `--calls` calls of
-each kind and takes the calling thread's CPU time (`time.thread_time_ns`) per call; the table
-gives the min and median over `--rounds` rounds.
+Calls the servicer's RunGraph and ExecuteBatch as the server's worker threads run them — the
+request parser the server registers for the method, the method, the reply passed through when
+it is bytes (the event loop's hand-off to a worker, `server/threaded.py`, is not one thread's
+CPU and is left out, as is wire_guard's check for unparsable bytes) — with a minimal stand-in
+for gRPC's servicer context, on the requests bench/service.py sends (a stateless `y = x**2`
+gradient; a session batch: create, pow, backward, fetch grad, release); and, where the tree has
+it, the stateless call as it is tried on the event loop (`server/inline.py`, "stateless (loop)").
+Each round runs `--calls` calls of each kind and takes the calling thread's CPU time
+(`time.thread_time_ns`) per call; the table gives the min and median over `--rounds` rounds.
 
 Each source tree runs in a worker process of its own that imports gradserve from that tree (a
 farm of symlinks: the checkout's installed copy plays no part), so `--compare TREE` (another
@@ -16,8 +19,8 @@ checkout, e.g. `git archive <commit> | tar -x -C /tmp/base`) measures old and ne
 interleaved rounds (A B, B A, ...): a burst of other work on a shared machine hits both.
 `--phases` adds, per tree, the CPU per call spent inside the server's main steps (inclusive;
 instrumented by wrapping functions in the worker, so the total there reads a little high);
-`--layers`, the stateless call with the layers around the servicer taken away in turn (the
-registration's wire_guard wrappers, the metrics, the heap trimmer). The
+`--layers`, the stateless call with the layers around the servicer taken away in turn
+(RunGraph's own parser for protobuf's, the metrics, the heap trimmer). The
 figures are CPU time of one thread: gRPC's own work (its C core, the poll thread) is not in them.
 Exits 0.
 """
@@ -33,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -124,6 +126,18 @@ class Registrar:
                     self.handlers[name] = found
 
 
+class Served:
+    """A servicer method's handler as the server's workers run it: its registered parser, the
+    method, the reply passed through when the method already serialized it."""
+
+    def __init__(self, handler: Any, parser: Callable[[bytes], Any] | None):
+        self.request_deserializer = parser or handler.request_deserializer
+        self.unary_unary = handler.unary_unary
+        serialize = handler.response_serializer
+        self.response_serializer = (
+            lambda reply: reply if type(reply) is bytes else serialize(reply))
+
+
 class Worker:
     """The servicer of one tree, built as the server builds it, and its calls."""
 
@@ -133,7 +147,6 @@ class Worker:
         sys.path.insert(0, HERE)
         import service as bench_service  # bench/service.py: the same requests
 
-        from gradserve.server import graph_request, wire_guard
         from gradserve.server.app import create_server
         from gradserve.server.config import ServerConfig
         from gradserve.v1 import service_pb2_grpc
@@ -142,14 +155,20 @@ class Worker:
         self.server, _ = create_server(config)  # bound, never started
         registrar = Registrar()
         service_pb2_grpc.add_AutogradServiceServicer_to_server(self.server.servicer, registrar)
-        # what the registration makes of each method, short of the event loop's coroutine (the
-        # worker runs the guarded method on the request its parser made)
-        parsers = {"RunGraph": graph_request.parse_run_graph}
-        self.handlers = {name: types.SimpleNamespace(
-            unary_unary=wire_guard._unary(h.unary_unary, f"/{SERVICE}/{name}"),
-            request_deserializer=wire_guard._safe(parsers.get(name, h.request_deserializer)),
-            response_serializer=wire_guard._passing_bytes(h.response_serializer))
-            for name, h in registrar.handlers.items()}
+        try:
+            from gradserve.server.graph_request import parse_run_graph
+            parsers: dict[str, Any] = {"RunGraph": parse_run_graph}
+        except ImportError:  # a tree from before RunGraph had a parser of its own
+            parsers = {}
+        self.handlers = {name: Served(h, parsers.get(name))
+                         for name, h in registrar.handlers.items()}
+        # the stateless call tried on the event loop, where the tree has it (server/inline.py),
+        # with a budget of a whole run quantum: a loaded machine's preemption does not end it
+        self.inline = None
+        if getattr(self.server, "inline", None) is not None:
+            from gradserve.server.inline import InlineRunGraph
+
+            self.inline = InlineRunGraph(self.server.servicer, config.run_quantum)
         small = bench_service.square_graph_request(np.array(3.0, np.float32))
         self.stateless_bytes = small.SerializeToString()
         create = self.handlers["CreateSession"]
@@ -188,6 +207,14 @@ class Worker:
         for ctx in contexts:
             one("RunGraph", data, ctx)
         out["stateless"] = (time.thread_time_ns() - t0) / n
+        if self.inline is not None:
+            attempt = self.inline.attempt
+            contexts = [Context() for _ in range(n)]
+            t0 = time.thread_time_ns()
+            for ctx in contexts:
+                if attempt(data, ctx) is None:
+                    raise RuntimeError("the try on the event loop handed the call on")
+            out["stateless (loop)"] = (time.thread_time_ns() - t0) / n
         requests = [self.session.request().SerializeToString() for _ in range(n)]
         ctx = self.session_context
         t0 = time.thread_time_ns()
@@ -215,8 +242,8 @@ class Worker:
 
         out = {"as served": timed(lambda ctx: h.response_serializer(
             h.unary_unary(h.request_deserializer(data), ctx)))}
-        # the servicer method itself, parsed and serialized directly: no wire_guard wrappers
-        out["without wire_guard"] = timed(
+        # the servicer method itself, parsed by protobuf (not RunGraph's own parser)
+        out["protobuf's parse"] = timed(
             lambda ctx: servicer.RunGraph(parse(data), ctx))
         observe, after = servicer.observe, servicer._after_call
         try:
@@ -398,14 +425,19 @@ def main(argv: list[str]) -> int:
     with open("/proc/loadavg") if os.path.exists("/proc/loadavg") else open(os.devnull) as f:
         load = f.read().strip()
     print(f"thread CPU per call, us ({args.rounds} rounds of {args.calls} calls; load {load})")
-    print(f"{'call':<10} {'tree':<8} {'min':>8} {'median':>8}  source")
-    for kind in ("stateless", "session"):
+    print(f"{'call':<17} {'tree':<8} {'min':>8} {'median':>8}  source")
+    kinds = list(dict.fromkeys(kind for t in trees for kind in t.rounds))
+    for kind in kinds:
         for t in trees:
+            if kind not in t.rounds:
+                continue
             values = t.rounds[kind]
-            print(f"{kind:<10} {t.label:<8} {min(values) / 1e3:>8.1f} "
+            print(f"{kind:<17} {t.label:<8} {min(values) / 1e3:>8.1f} "
                   f"{statistics.median(values) / 1e3:>8.1f}  {os.path.dirname(t.where)}")
     if len(trees) == 2:
-        for kind in ("stateless", "session"):
+        for kind in kinds:
+            if not all(kind in t.rounds for t in trees):
+                continue
             a, b = trees[0].rounds[kind], trees[1].rounds[kind]
             print(f"{kind}: this/compare min {min(a) / min(b):.2f}, "
                   f"median {statistics.median(a) / statistics.median(b):.2f}")

@@ -23,6 +23,7 @@ from gradserve.v1 import SERVICE_NAME, service_pb2, service_pb2_grpc
 from . import graph_request, heap, intake
 from .auth import Authenticator, read_tokens
 from .config import ServerConfig
+from .inline import InlineRunGraph
 from .intake import Intake
 from .metrics import Metrics
 from .service import AutogradServicer
@@ -98,6 +99,9 @@ class GradServer:
         self.servicer = AutogradServicer(config, self.store, Authenticator(tokens),
                                          self.metrics.observe, after_call=self.trim)
         self.metrics_port: int | None = None
+        # small stateless calls first try on the event loop (--inline-seconds; 0: off)
+        self.inline = (InlineRunGraph(self.servicer, config.inline_seconds)
+                       if config.inline_seconds > 0 else None)
         self.workers = Workers(config.workers, "gradserve")
         self.intake = Intake(
             config.max_memory or intake.default_limit(), heap.resident_bytes, self.trim.now,
@@ -130,8 +134,10 @@ class GradServer:
         # what registers through it is guarded; the servicer's methods are parsed and run on the
         # workers, RunGraph's parser keeping large inputs' data in the request's bytes
         # (`graph_request`)
-        registrar: Any = GuardedRegistrar(server, self.workers, self.intake, {
-            f"/{SERVICE_NAME}/RunGraph": graph_request.parse_run_graph})
+        run_graph = f"/{SERVICE_NAME}/RunGraph"
+        registrar: Any = GuardedRegistrar(
+            server, self.workers, self.intake, {run_graph: graph_request.parse_run_graph},
+            {} if self.inline is None else {run_graph: self.inline.attempt})
         service_pb2_grpc.add_AutogradServiceServicer_to_server(self.servicer, registrar)
         health = await add_health(registrar)
         add_reflection(registrar)
@@ -152,6 +158,8 @@ class GradServer:
     def _close_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._loop_thread.join(timeout=10)
+        if not self._loop_thread.is_alive():  # else it still runs: closing it would raise
+            self._loop.close()  # its selector and self-pipe (ResourceWarnings when collected)
 
     def _set_health(self, status: Any) -> None:
         for name in ("", SERVICE_NAME):

@@ -124,6 +124,15 @@ class RunSlots:
                     self._counted()
             raise
 
+    def try_acquire(self) -> bool:
+        """Take a free slot without waiting: False when none is free (then every slot is held,
+        or calls wait for one and a release hands it to them), and nothing is queued."""
+        with self._lock:
+            if self._free > 0:
+                self._free -= 1
+                return True
+            return False
+
     def _counted(self) -> None:
         self.fresh_waiting = len(self._fresh)
         self.waiting = self.fresh_waiting + len(self._queue)

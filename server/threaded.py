@@ -124,9 +124,11 @@ def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None)
 
 
 def threaded(function: Callable[[Any, Any], Any], workers: Workers,
-             parse: Callable[[bytes], Any]) -> Callable[[Any, Any], Any]:
+             parse: Callable[[bytes], Any],
+             inline: Callable[[bytes, Any], Any] | None = None) -> Callable[[Any, Any], Any]:
     """A coroutine handler of a request's bytes: `function(parse(data), ThreadContext)`,
-    parsing included, on `workers`."""
+    parsing included, on `workers`; or, first, `inline(data, context)` on the event loop, whose
+    reply is the call's unless it is None (`inline.InlineRunGraph.attempt`)."""
 
     def work(data: bytes, ctx: ThreadContext) -> tuple[Any, tuple[Any, str] | None]:
         # An abort comes back as its status alone: the exception, with the error it replaced
@@ -138,6 +140,10 @@ def threaded(function: Callable[[Any, Any], Any], workers: Workers,
             return None, (exc.code, exc.details)
 
     async def handler(data: bytes, context: Any) -> Any:
+        if inline is not None:
+            reply = inline(data, context)
+            if reply is not None:
+                return reply
         ctx = ThreadContext(context)
         try:
             reply, aborted = await workers.run(work, data, ctx)

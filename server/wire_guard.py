@@ -82,7 +82,8 @@ def _passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any],
 
 
 def _guard(handler: grpc.RpcMethodHandler, method: str, workers: Workers,
-           parsers: Mapping[str, Callable[[bytes], Any]], intake: Intake) -> grpc.RpcMethodHandler:
+           parsers: Mapping[str, Callable[[bytes], Any]], intake: Intake,
+           inline: Mapping[str, Callable[[bytes, Any], Any]]) -> grpc.RpcMethodHandler:
     """`handler` as a request-streaming handler of raw bytes that reads its requests through
     `intake` and parses them itself (a unary request is a stream of one message on the wire)."""
     parse = _safe(parsers.get(method, handler.request_deserializer) or _identity)
@@ -92,7 +93,7 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, workers: Workers,
     if handler.unary_unary is not None and not (inspect.iscoroutinefunction(inner)
                                                 or inspect.isasyncgenfunction(inner)):
         # the servicer's: parsed and run on the worker pool, the loop hands it the bytes
-        run = threaded(_unary(inner, method), workers, parse)
+        run = threaded(_unary(inner, method), workers, parse, inline.get(method))
 
         async def unary_threaded(requests: Any, context: Any) -> Any:
             data = await _request(intake, context, method)
@@ -174,11 +175,13 @@ class _GuardedGeneric(grpc.GenericRpcHandler):
     """A generic handler whose methods' handlers are guarded (each once, then cached)."""
 
     def __init__(self, inner: grpc.GenericRpcHandler, workers: Workers,
-                 parsers: Mapping[str, Callable[[bytes], Any]], intake: Intake):
+                 parsers: Mapping[str, Callable[[bytes], Any]], intake: Intake,
+                 inline: Mapping[str, Callable[[bytes, Any], Any]]):
         self._inner = inner
         self._workers = workers
         self._parsers = parsers
         self._intake = intake
+        self._inline = inline
         self._cache: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
         self._lock = threading.Lock()
 
@@ -190,7 +193,8 @@ class _GuardedGeneric(grpc.GenericRpcHandler):
         cached = self._cache.get(key)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        guarded = _guard(handler, details.method, self._workers, self._parsers, self._intake)
+        guarded = _guard(handler, details.method, self._workers, self._parsers, self._intake,
+                         self._inline)
         with self._lock:
             self._cache[key] = (handler, guarded)  # keeps `handler` alive, so ids stay unique
         return guarded
@@ -205,24 +209,29 @@ class GuardedRegistrar:
         server: the server to register with.
         workers: the threads that parse and run plain unary methods.
         intake: reads every request (memory pressure drops calls whose request is slow).
+        inline: full method name -> what tries its call on the event loop first (`threaded`'s
+            `inline`; `inline.InlineRunGraph.attempt`).
         parsers: full method name ("/package.Service/Method") -> the function that parses its
             request bytes in place of the request message's `FromString`.
     """
 
     def __init__(self, server: Any, workers: Workers, intake: Intake,
-                 parsers: Mapping[str, Callable[[bytes], Any]] | None = None):
+                 parsers: Mapping[str, Callable[[bytes], Any]] | None = None,
+                 inline: Mapping[str, Callable[[bytes, Any], Any]] | None = None):
         self._server = server
         self._workers = workers
         self._intake = intake
         self._parsers = dict(parsers or {})
+        self._inline = dict(inline or {})
 
     def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
         self._server.add_generic_rpc_handlers(tuple(
-            _GuardedGeneric(h, self._workers, self._parsers, self._intake) for h in handlers))
+            _GuardedGeneric(h, self._workers, self._parsers, self._intake, self._inline)
+            for h in handlers))
 
     def add_registered_method_handlers(self, service: str,
                                        handlers: dict[str, grpc.RpcMethodHandler]) -> None:
         self._server.add_registered_method_handlers(service, {
             name: _guard(handler, f"/{service}/{name}", self._workers, self._parsers,
-                         self._intake)
+                         self._intake, self._inline)
             for name, handler in handlers.items()})
