@@ -58,6 +58,8 @@ from .batch import (
     MAX_TAPE_HANDLE,
     NO_GRAD,
     NONE,
+    TAPE_NAMES,
+    TAPE_WORDS,
     Recorder,
     user_origin,
     user_site,
@@ -389,9 +391,71 @@ class Session:
         self._after_record()
         return outs[0] if spec.n_outputs == 1 else tuple(outs)
 
-    def _apply_plain(self, spec: OpSpec, inputs: list[Any]) -> Any:
+    def _apply_plain(self, spec: OpSpec, inputs: Sequence[Any]) -> Any:
         """`_apply` of the commonest op (one output, tensor inputs, no attributes) on a tape:
-        the same steps, fewer calls."""
+        the same steps, fewer calls.
+
+        The hot path (every input a tensor of this session whose metadata is known, or a
+        float; an inference `_describe` made before, so cached; an open tape with room; no
+        in-place write pending) is `_describe`'s cached answer and `_record_tape`'s appends
+        written out here, one function for the whole op; anything else takes those two."""
+        grad = grad_mode._state.enabled
+        if self._infer and not self._inplace_pending and not self.closed:
+            parts: list[Any] = [spec.name, grad]
+            for v in inputs:
+                kind = type(v)
+                if kind is Tensor:
+                    m = v._meta
+                    if m is None or v._error is not None or v._owner is not self:
+                        break
+                    parts.append(m)
+                elif kind is float:
+                    parts.append(float)
+                else:
+                    break
+            else:
+                metas = _INFERRED.get(tuple(parts))
+                rec = self._recorder
+                tape = rec.open
+                if (metas is not None and len(metas) == 1 and tape is not None
+                        and len(tape.code) < TAPE_WORDS):
+                    m = metas[0]
+                    node = (spec.node if m.requires_grad else "")
+                    handle = next(self._handles)
+                    out = Tensor(self, handle)
+                    out._meta = m
+                    out._node = node
+                    self._live[handle] = weakref.ref(out)
+                    flags = DESCRIBE if node is None or self.verify_meta else 0
+                    if self.verify_meta:
+                        self._verify_ops[handle] = (spec.name, m, node)
+                    if not grad:
+                        flags |= NO_GRAD
+                    with rec.lock:
+                        if rec.open is tape and handle < MAX_TAPE_HANDLE:
+                            names = tape.names
+                            index = names.get(spec.name)
+                            if index is None and len(names) < TAPE_NAMES:
+                                index = names[spec.name] = len(names)
+                            if index is not None:
+                                code = tape.code
+                                tape.heads.append(len(code))
+                                append = code.append
+                                append(index | flags << 32 | len(inputs) << 40 | 1 << 52)
+                                for v in inputs:
+                                    if type(v) is float:
+                                        floats = tape.floats
+                                        append(len(floats) << 3 | FLOAT)
+                                        floats.append(v)
+                                    else:
+                                        append(v._handle << 3)  # HANDLE: kind 0
+                                append(handle)
+                                tape.origins.append(user_site(3))  # the caller of `call`
+                                rec.ops += 1
+                                if self.eager or self.pipelined:
+                                    self._after_record()
+                                return out
+                    return self._record_plain(spec, inputs, out, node is not None)
         out = Tensor(self, next(self._handles))
         self._live[out._handle] = weakref.ref(out)
         outs = [out]
@@ -403,6 +467,23 @@ class Session:
                 start = len(rec.sinks)
                 try:
                     self._record_apply(spec, inputs, {}, outs, None, known)
+                except BaseException:
+                    rec.truncate(start)
+                    raise
+        if self.eager or self.pipelined:
+            self._after_record()
+        return out
+
+    def _record_plain(self, spec: OpSpec, inputs: Sequence[Any], out: Tensor,
+                      known: bool) -> Tensor:
+        """`_apply_plain`'s recording of an op whose result `out` is described, when the
+        open tape could not take it at once (none open, full, ...)."""
+        rec = self._recorder
+        with rec.lock:
+            if not self._record_tape(spec, inputs, [out], known):
+                start = len(rec.sinks)
+                try:
+                    self._record_apply(spec, inputs, {}, [out], None, known)
                 except BaseException:
                     rec.truncate(start)
                     raise
@@ -424,7 +505,7 @@ class Session:
             return 1
         return count_outputs(spec.output_count, tuple(self.meta(x).shape), attrs)
 
-    def _describe(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any],
+    def _describe(self, spec: OpSpec, inputs: Sequence[Any], attrs: dict[str, Any],
                   outs: list[Tensor], requires_grad: Any) -> bool:
         """Infer the results' metadata (`gradserve.surface.meta`) into `outs` (`_meta`,
         `_node`); True when each one's shape, dtype, requires_grad and grad_fn name is known,
@@ -511,7 +592,7 @@ class Session:
                 f"shape {list(got[0])}, {got[1]}, requires_grad={got[2]}, grad_fn "
                 f"{info.grad_fn!r}")
 
-    def _record_apply(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any],
+    def _record_apply(self, spec: OpSpec, inputs: Sequence[Any], attrs: dict[str, Any],
                       outs: list[Tensor], requires_grad: Any, known: bool = False) -> None:
         # The caller of _apply is client code (ops.make_function, call, method): the walk to
         # the user's frame starts there. `known`: the client knows the results' metadata.
@@ -554,7 +635,7 @@ class Session:
             r.handle = outs[0]._handle
             r.requires_grad = True
 
-    def _record_tape(self, spec: OpSpec, inputs: list[Any], outs: list[Tensor],
+    def _record_tape(self, spec: OpSpec, inputs: Sequence[Any], outs: list[Tensor],
                      known: bool = False) -> bool:
         """Append the op to the batch's open tape (docs/wire.md); False when it does not fit
         one (then it is sent as ApplyOp). Atomic: a bad input raises before anything is
