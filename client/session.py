@@ -67,7 +67,7 @@ from .batch import (
 from .errors import MetaMismatchError, copy_error, omitted_error
 from .ops import OpSpec, make_function
 from .optim import ServerOptimizer
-from .tensor import Size, Tensor
+from .tensor import Size, Tensor, install_methods
 
 pytree.register_sequence_type(Size)  # torch.Size is a pytree node, as in torch
 
@@ -131,6 +131,10 @@ class Session:
         self._recorder = Recorder(self._send, session_id, client.target,
                                   self._live, self._tape_result if tapes else None)
         self._recorder.clock = lambda: self._epoch
+        # `dropped(handle)`: a client tensor was garbage-collected (Tensor.__del__, once per
+        # op result): release its handle with the next request
+        self.dropped = _dropper(self._live, self._made_from_data, self._grad_readers,
+                                self._verify_ops, self._recorder.released)
         # ops `call` sends straight to `_apply_plain` when given every input positionally and
         # no keywords: one output, no required attribute, and a server that takes tapes
         self._plain: dict[str, OpSpec] = {
@@ -143,6 +147,12 @@ class Session:
             overloads.RemoteBackend(self), self._functions))
         # torch spellings that are not one op (max(x, dim), x.T, zeros(requires_grad=True)...)
         self._overloads = overloads.available(table.ops)
+        # `method`'s names that are `_plain` ops (no overload or alias in the way)
+        self._plain_methods = {
+            name: spec for name, spec in self._plain.items()
+            if aliases.canonical(name) == name and getattr(
+                self._overloads.get(name), "method", None) is None}
+        install_methods([*table.ops, *table.inplace, *self._overloads, *aliases.ALIASES])
         self.__dict__.update(overloads.functions(self, self._overloads))
         for name, d in {**codec.BY_NAME, **codec.ALIASES}.items():
             setattr(self, name, d)
@@ -343,16 +353,6 @@ class Session:
 
         return torch_load(self, f)
 
-    def dropped(self, handle: int) -> None:
-        """A client tensor was garbage-collected: release its handle with the next request."""
-        self._live.pop(handle, None)
-        if self._made_from_data:
-            self._made_from_data.discard(handle)
-        if self._grad_readers:
-            self._grad_readers.pop(handle, None)
-        if self._verify_ops:
-            self._verify_ops.pop(handle, None)
-        self._recorder.released.put(handle)
 
     def _value(self, v: Any, out: graph_pb2.Value, what: str) -> None:
         if isinstance(v, Tensor):
@@ -400,61 +400,61 @@ class Session:
         in-place write pending) is `_describe`'s cached answer and `_record_tape`'s appends
         written out here, one function for the whole op; anything else takes those two."""
         grad = grad_mode._state.enabled
-        if self._infer and not self._inplace_pending and not self.closed:
-            parts: list[Any] = [spec.name, grad]
+        rec = self._recorder
+        tape = rec.open
+        if (tape is not None and self._infer and not self._inplace_pending
+                and len(tape.code) < TAPE_WORDS and not self.closed):
+            key: list[Any] = [spec.name, grad]
             for v in inputs:
                 kind = type(v)
                 if kind is Tensor:
                     m = v._meta
                     if m is None or v._error is not None or v._owner is not self:
                         break
-                    parts.append(m)
+                    key.append(m)
                 elif kind is float:
-                    parts.append(float)
+                    key.append(float)
                 else:
                     break
             else:
-                metas = _INFERRED.get(tuple(parts))
-                rec = self._recorder
-                tape = rec.open
-                if (metas is not None and len(metas) == 1 and tape is not None
-                        and len(tape.code) < TAPE_WORDS):
+                metas = _INFERRED.get(tuple(key))
+                if metas is not None and len(metas) == 1:
                     m = metas[0]
-                    node = (spec.node if m.requires_grad else "")
+                    node = spec.node if m.requires_grad else ""
                     handle = next(self._handles)
                     out = Tensor(self, handle)
                     out._meta = m
                     out._node = node
-                    self._live[handle] = weakref.ref(out)
-                    flags = DESCRIBE if node is None or self.verify_meta else 0
+                    self._live[handle] = _ref(out)
+                    flags = 0 if grad else NO_GRAD
+                    if node is None:
+                        flags |= DESCRIBE
                     if self.verify_meta:
+                        flags |= DESCRIBE
                         self._verify_ops[handle] = (spec.name, m, node)
-                    if not grad:
-                        flags |= NO_GRAD
                     with rec.lock:
-                        if rec.open is tape and handle < MAX_TAPE_HANDLE:
-                            names = tape.names
-                            index = names.get(spec.name)
-                            if index is None and len(names) < TAPE_NAMES:
-                                index = names[spec.name] = len(names)
-                            if index is not None:
-                                code = tape.code
-                                tape.heads.append(len(code))
-                                append = code.append
-                                append(index | flags << 32 | len(inputs) << 40 | 1 << 52)
-                                for v in inputs:
-                                    if type(v) is float:
-                                        floats = tape.floats
-                                        append(len(floats) << 3 | FLOAT)
-                                        floats.append(v)
-                                    else:
-                                        append(v._handle << 3)  # HANDLE: kind 0
-                                append(handle)
-                                tape.origins.append(user_site(3))  # the caller of `call`
-                                rec.ops += 1
-                                if self.eager or self.pipelined:
-                                    self._after_record()
-                                return out
+                        names = tape.names
+                        index = names.get(spec.name)
+                        if index is None and len(names) < TAPE_NAMES:
+                            index = names[spec.name] = len(names)
+                        if index is not None and rec.open is tape and handle < MAX_TAPE_HANDLE:
+                            code = tape.code
+                            tape.heads.append(len(code))
+                            append = code.append
+                            append(index | flags << 32 | len(inputs) << 40 | 1 << 52)
+                            for v in inputs:
+                                if type(v) is float:
+                                    floats = tape.floats
+                                    append(len(floats) << 3 | FLOAT)
+                                    floats.append(v)
+                                else:
+                                    append(v._handle << 3)  # HANDLE: kind 0
+                            append(handle)
+                            tape.origins.append(user_site(3))  # the caller of `call`
+                            rec.ops += 1
+                            if self.eager or self.pipelined:
+                                self._after_record()
+                            return out
                     return self._record_plain(spec, inputs, out, node is not None)
         out = Tensor(self, next(self._handles))
         self._live[out._handle] = weakref.ref(out)
@@ -740,7 +740,7 @@ class Session:
         if spec is not None and not kwargs and len(args) == len(spec.inputs):
             # what bind and _apply conclude for this call (every input positional, no
             # attributes, one output, a tape): straight to the tape (user_site(4): our caller)
-            return self._apply_plain(spec, list(args))
+            return self._apply_plain(spec, args)
         spec = self._table.ops.get(name)
         if spec is None:
             raise AttributeError(f"the server has no op {name!r}")
@@ -750,6 +750,15 @@ class Session:
     def method(self, t: Tensor, name: str) -> Callable[..., Any]:
         """`t.<name>`: an overload (client/overloads.py), an op with `t` as its first input, or
         its in-place variant."""
+        plain = self._plain_methods.get(name)
+        if plain is not None:  # every input positional and no keywords: straight to the tape
+            op_spec, n, apply_plain = plain, len(plain.inputs), self._apply_plain
+
+            def op(*args: Any, **kwargs: Any) -> Any:
+                if not kwargs and len(args) + 1 == n:
+                    return apply_plain(op_spec, (t, *args))
+                return self._apply(op_spec, *op_spec.bind((t, *args), kwargs))
+            return op
         target = aliases.canonical(name)  # x.arctan() is x.atan()
         ov = self._overloads.get(target)
         if ov is not None and ov.method is not None:
@@ -1239,6 +1248,25 @@ class Session:
         return box[0].graph
 
 
+def _dropper(live: dict[int, Any], made_from_data: set[int], grad_readers: dict[int, Any],
+             verify_ops: dict[int, Any], released: Any) -> Callable[[int], None]:
+    """A session's `dropped(handle)`: the handle forgotten and queued for release (a closure
+    over the session's tables: it runs for every tensor the program drops)."""
+    pop = live.pop
+    queue = released.put
+
+    def dropped(handle: int) -> None:
+        pop(handle, None)
+        if made_from_data:
+            made_from_data.discard(handle)
+        if grad_readers:
+            grad_readers.pop(handle, None)
+        if verify_ops:
+            verify_ops.pop(handle, None)
+        queue(handle)
+    return dropped
+
+
 # --- result sinks ---------------------------------------------------------------------------------
 
 Check = Callable[[Tensor, spb.TensorInfo], None]
@@ -1265,6 +1293,8 @@ def _update_info(t: Tensor, check: Check | None = None
                 check(t, t._info)
     return sink
 
+
+_ref = weakref.ref
 
 # Session._describe's answers for attribute-less ops by (op, input Metas, float inputs as their
 # type, grad mode): a program repeats a few shapes, and a dict lookup is cheaper than a rule.

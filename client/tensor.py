@@ -111,6 +111,7 @@ class Tensor:
     # --- ops ------------------------------------------------------------------------------------
 
     def __getattr__(self, name: str) -> Any:
+        # op names of the catalogues seen are found on the class first (`install_methods`)
         if name.startswith("_"):
             raise AttributeError(name)
         return self._owner.method(self, name)
@@ -419,6 +420,32 @@ class Tensor:
         if not _operand(other):
             return NotImplemented
         return self._owner.call("mul", (self._owner.call("reciprocal", (self,), {}), other), {})
+
+
+class _OpMethod:
+    """`t.<name>` for a name the owner's `method` answers (a catalogue op, its in-place
+    variant, an overload): on the class, so that reading it is an ordinary attribute lookup
+    rather than a failed one handed to `Tensor.__getattr__` (which still answers the names no
+    catalogue seen so far has). Not a data descriptor: an instance attribute of the same name
+    wins, as before."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, t: Tensor | None, cls: Any = None) -> Any:
+        if t is None:
+            return self
+        return t._owner.method(t, self.name)
+
+
+def install_methods(names: Any) -> None:
+    """Put `_OpMethod`s for `names` (a session's op, in-place, overload and alias names) on
+    Tensor, leaving the names Tensor defines itself (and private ones) alone."""
+    for name in names:
+        if not name.startswith("_") and not hasattr(Tensor, name):
+            setattr(Tensor, name, _OpMethod(name))
 
 
 _TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "int32": "IntTensor",
