@@ -500,3 +500,34 @@ def test_a_pipelined_error_raises_at_the_next_read_naming_the_recording_line(cli
 def test_pipelined_must_be_a_count(client):
     with pytest.raises(ValueError, match="pipelined must be"):
         client.session(pipelined=-1)
+
+
+@pytest.mark.parametrize("n_ops", [5, 200])
+def test_a_tapes_flags_are_the_same_op_by_op_and_at_once(n_ops):
+    # Tape.encode sets the flags op by op on a short tape and with numpy on a long one: the
+    # same words either way (one- and two-output ops, dropped and held outputs, DESCRIBE kept
+    # only where an output is held)
+    from array import array
+
+    from gradserve.client.batch import Tape
+
+    t = Tape()
+    rng = np.random.default_rng(0)
+    handle = 10
+    for k in range(n_ops):
+        n_out = 2 if k % 7 == 3 else 1
+        t.heads.append(len(t.code))
+        t.code.append(header(k % 3, 1, n_out, DESCRIBE * int(rng.integers(2))))
+        t.code.append(H(1))
+        t.code.extend(range(handle, handle + n_out))
+        handle += n_out
+    live = {h: None for h in range(10, handle) if rng.random() < 0.3}
+    by_op, at_once = array("Q", t.code), array("Q", t.code)
+    t._flag_loop(by_op, live)
+    t._flag_vector(at_once, live)
+    assert by_op == at_once
+    for k, pos in enumerate(t.heads):
+        held = any(h in live for h in t.outputs(k))
+        flags = by_op[pos] >> 32 & 0xFF
+        assert flags == (t.code[pos] >> 32 & 0xFF | VALUE if held else
+                         t.code[pos] >> 32 & 0xFF & ~DESCRIBE)
