@@ -16,10 +16,10 @@ still holds; outputs it dropped are neither described nor sent.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import threading
-import uuid
 from array import array
 from collections import deque
 from collections.abc import Callable
@@ -217,6 +217,10 @@ class Recorder:
         self.released = ReleaseQueue()
         self.lock = threading.RLock()
         self.round_trips = 0
+        # request ids: this recorder's random prefix and a count (unique without a uuid4's
+        # system call per batch)
+        self._id_prefix = os.urandom(8).hex()
+        self._ids = itertools.count()
         self.done = 0  # the last batch (by round_trips) whose results were applied
         # `live`: {handle: weakref} of the tensors the program holds (to describe, or give an
         # error to, only those). `tape_sink`: where every tape's result goes; None: the server
@@ -358,7 +362,7 @@ class Recorder:
         if released:
             request.instructions.add().release.handles.extend(released)
         request.session_id = self.session_id
-        request.request_id = uuid.uuid4().hex
+        request.request_id = f"{self._id_prefix}{next(self._ids):016x}"
         self.round_trips += 1
         epoch = self.clock() if self.clock is not None else 0
         return request, sinks, origins, bound, tapes, live, released, epoch, self.round_trips

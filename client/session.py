@@ -41,6 +41,7 @@ from gradserve.v1 import (
     FETCH_GRAD_REPR_FEATURE,
     GENERATOR_FEATURE,
     OMIT_INFO_FEATURE,
+    SESSION_ID_METADATA,
     TAPE_FEATURE,
     graph_pb2,
 )
@@ -223,8 +224,6 @@ class Session:
 
     @property
     def _metadata(self) -> tuple[tuple[str, str], ...]:
-        from gradserve.v1 import SESSION_ID_METADATA
-
         return ((SESSION_ID_METADATA, self.id), *self.client.metadata)
 
     def flush(self) -> None:
