@@ -49,11 +49,12 @@ class ReleaseQueue:
 
     def __init__(self) -> None:
         self._handles: deque[int] = deque()
+        self.append = self._handles.append  # `put` for a caller that checks `closed` itself
         self.closed = False
 
     def put(self, handle: int) -> None:
         if not self.closed:
-            self._handles.append(handle)
+            self.append(handle)
 
     def take(self) -> list[int]:
         """The handles put so far, in order (those put meanwhile wait for the next take)."""

@@ -394,10 +394,11 @@ class Session:
         """`_apply` of the commonest op (one output, tensor inputs, no attributes) on a tape:
         the same steps, fewer calls.
 
-        The hot path (every input a tensor of this session whose metadata is known, or a
-        float; an inference `_describe` made before, so cached; an open tape with room; no
-        in-place write pending) is `_describe`'s cached answer and `_record_tape`'s appends
-        written out here, one function for the whole op; anything else takes those two."""
+        The hot path (every input a tensor of this session whose metadata is known, a float,
+        an int64 or a bool; an inference `_describe` made before, so cached; an open tape with
+        room; no in-place write pending) is `_describe`'s cached answer and `_record_tape`'s
+        appends written out here, one function for the whole op; anything else takes those
+        two."""
         grad = grad_mode._state.enabled
         rec = self._recorder
         tape = rec.open
@@ -413,6 +414,8 @@ class Session:
                     key.append(m)
                 elif kind is float:
                     key.append(float)
+                elif (kind is int and _INT64_MIN <= v <= _INT64_MAX) or kind is bool:
+                    key.append((kind, v))
                 else:
                     break
             else:
@@ -442,12 +445,19 @@ class Session:
                             append = code.append
                             append(index | flags << 32 | len(inputs) << 40 | 1 << 52)
                             for v in inputs:
-                                if type(v) is float:
+                                kind = type(v)
+                                if kind is Tensor:
+                                    append(v._handle << 3)  # HANDLE: kind 0
+                                elif kind is float:
                                     floats = tape.floats
                                     append(len(floats) << 3 | FLOAT)
                                     floats.append(v)
+                                elif kind is int:
+                                    ints = tape.ints
+                                    append(len(ints) << 3 | INT)
+                                    ints.append(v)
                                 else:
-                                    append(v._handle << 3)  # HANDLE: kind 0
+                                    append(v << 3 | BOOL)
                             append(handle)
                             tape.origins.append(user_site(3))  # the caller of `call`
                             rec.ops += 1
@@ -1252,7 +1262,7 @@ def _dropper(live: dict[int, Any], made_from_data: set[int], grad_readers: dict[
     """A session's `dropped(handle)`: the handle forgotten and queued for release (a closure
     over the session's tables: it runs for every tensor the program drops)."""
     pop = live.pop
-    queue = released.put
+    queue = released.append  # `released.put` without its call
 
     def dropped(handle: int) -> None:
         pop(handle, None)
@@ -1262,7 +1272,8 @@ def _dropper(live: dict[int, Any], made_from_data: set[int], grad_readers: dict[
             grad_readers.pop(handle, None)
         if verify_ops:
             verify_ops.pop(handle, None)
-        queue(handle)
+        if not released.closed:
+            queue(handle)
     return dropped
 
 
@@ -1299,6 +1310,7 @@ _ref = weakref.ref
 # type, grad mode): a program repeats a few shapes, and a dict lookup is cheaper than a rule.
 _INFERRED: dict[tuple[Any, ...], Any] = {}
 _INFERRED_MAX = 4096
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1  # a Python int a wire int_scalar holds
 _MISSING = object()
 
 # Dtype names of floating tensors (the ones that may require grad).

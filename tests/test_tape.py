@@ -531,3 +531,54 @@ def test_a_tapes_flags_are_the_same_op_by_op_and_at_once(n_ops):
         flags = by_op[pos] >> 32 & 0xFF
         assert flags == (t.code[pos] >> 32 & 0xFF | VALUE if held else
                          t.code[pos] >> 32 & 0xFF & ~DESCRIBE)
+
+
+def test_ops_repeated_with_every_scalar_kind_match_torch(client):
+    # from the second time round, each op is recorded by Session._apply_plain's hot path
+    # (its inference cached): tensor, float, int and bool inputs
+    session = client.session()
+
+    def run(t):
+        x = t.tensor([1.5, -2.0], requires_grad=True)
+        y, names = x, []
+        for _ in range(3):
+            y = ((y * 2 + True) ** 2 - 0.5) / 4
+            names.append(y.grad_fn.name())
+        z = y.sum()
+        z.backward()
+        return y.tolist(), x.grad.tolist(), names, (x > 1).tolist()
+
+    calls = []
+    record_tape = session._record_tape
+    session._record_tape = lambda *a: calls.append(a) or record_tape(*a)
+    got = run(session)
+    assert got == run(torch)
+    # the first time round only (mul, add, pow, sub, div, then sum and gt): each op once
+    names = [c[0].name for c in calls]
+    assert len(names) == len(set(names)) <= 7
+    session.close()
+
+
+def test_an_error_in_an_op_recorded_on_the_hot_path_raises_at_its_line(client):
+    import inspect
+
+    session = client.session()
+    w = session.tensor([5, 6])
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        (w // 0).tolist()  # the inference for (int64 [2]) // 0 is now cached
+    a = session.tensor([2, 3])
+    b = a + 0  # opens the tape
+    calls = []
+    record_tape = session._record_tape
+    session._record_tape = lambda *a: calls.append(a) or record_tape(*a)
+    line = inspect.currentframe().f_lineno + 1
+    c = a // 0
+    assert not calls  # recorded by the hot path
+    d = b * 2
+    with pytest.raises(RuntimeError, match="ZeroDivisionError") as exc_info:
+        d.tolist()
+    assert exc_info.value.gradserve_origin.endswith(f"test_tape.py:{line}")
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        c.tolist()
+    assert b.tolist() == [2, 3]
+    session.close()
