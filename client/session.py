@@ -395,15 +395,11 @@ class Session:
         the same steps, fewer calls.
 
         The hot path (every input a tensor of this session whose metadata is known, a float,
-        an int64 or a bool; an inference `_describe` made before, so cached; an open tape with
-        room; no in-place write pending) is `_describe`'s cached answer and `_record_tape`'s
-        appends written out here, one function for the whole op; anything else takes those
-        two."""
+        an int64 or a bool; an inference `_describe` made before, so cached; no in-place write
+        pending) is `_describe`'s cached answer and `_record_tape`'s appends written out here,
+        one function for the whole op; anything else takes those two."""
         grad = grad_mode._state.enabled
-        rec = self._recorder
-        tape = rec.open
-        if (tape is not None and self._infer and not self._inplace_pending
-                and len(tape.code) < TAPE_WORDS and not self.closed):
+        if self._infer and not self._inplace_pending and not self.closed:
             key: list[Any] = [spec.name, grad]
             for v in inputs:
                 kind = type(v)
@@ -428,43 +424,48 @@ class Session:
                     out._meta = m
                     out._node = node
                     self._live[handle] = _ref(out)
+                    if handle >= MAX_TAPE_HANDLE:
+                        return self._record_plain(spec, inputs, out, node is not None)
                     flags = 0 if grad else NO_GRAD
                     if node is None:
                         flags |= DESCRIBE
                     if self.verify_meta:
                         flags |= DESCRIBE
                         self._verify_ops[handle] = (spec.name, m, node)
+                    rec = self._recorder
                     with rec.lock:
+                        tape = rec.open
+                        if (tape is None or len(tape.code) >= TAPE_WORDS
+                                or len(tape.names) >= TAPE_NAMES):  # tape.full()
+                            tape = rec.tape()
                         names = tape.names
                         index = names.get(spec.name)
-                        if index is None and len(names) < TAPE_NAMES:
+                        if index is None:
                             index = names[spec.name] = len(names)
-                        if index is not None and rec.open is tape and handle < MAX_TAPE_HANDLE:
-                            code = tape.code
-                            tape.heads.append(len(code))
-                            append = code.append
-                            append(index | flags << 32 | len(inputs) << 40 | 1 << 52)
-                            for v in inputs:
-                                kind = type(v)
-                                if kind is Tensor:
-                                    append(v._handle << 3)  # HANDLE: kind 0
-                                elif kind is float:
-                                    floats = tape.floats
-                                    append(len(floats) << 3 | FLOAT)
-                                    floats.append(v)
-                                elif kind is int:
-                                    ints = tape.ints
-                                    append(len(ints) << 3 | INT)
-                                    ints.append(v)
-                                else:
-                                    append(v << 3 | BOOL)
-                            append(handle)
-                            tape.origins.append(user_site(3))  # the caller of `call`
-                            rec.ops += 1
-                            if self.eager or self.pipelined:
-                                self._after_record()
-                            return out
-                    return self._record_plain(spec, inputs, out, node is not None)
+                        code = tape.code
+                        tape.heads.append(len(code))
+                        append = code.append
+                        append(index | flags << 32 | len(inputs) << 40 | 1 << 52)
+                        for v in inputs:
+                            kind = type(v)
+                            if kind is Tensor:
+                                append(v._handle << 3)  # HANDLE: kind 0
+                            elif kind is float:
+                                floats = tape.floats
+                                append(len(floats) << 3 | FLOAT)
+                                floats.append(v)
+                            elif kind is int:
+                                ints = tape.ints
+                                append(len(ints) << 3 | INT)
+                                ints.append(v)
+                            else:
+                                append(v << 3 | BOOL)
+                        append(handle)
+                        tape.origins.append(user_site(3))  # the caller of `call`
+                        rec.ops += 1
+                    if self.eager or self.pipelined:
+                        self._after_record()
+                    return out
         out = Tensor(self, next(self._handles))
         self._live[out._handle] = weakref.ref(out)
         outs = [out]
@@ -485,8 +486,8 @@ class Session:
 
     def _record_plain(self, spec: OpSpec, inputs: Sequence[Any], out: Tensor,
                       known: bool) -> Tensor:
-        """`_apply_plain`'s recording of an op whose result `out` is described, when the
-        open tape could not take it at once (none open, full, ...)."""
+        """`_apply_plain`'s recording of an op whose result `out` is described, when a tape
+        cannot take it (a handle past the tape's range)."""
         rec = self._recorder
         with rec.lock:
             if not self._record_tape(spec, inputs, [out], known):
