@@ -17,6 +17,8 @@ Cases (bench/client.py's programs):
 - chain: the chain and reading its value (`item()`): recording, the flush's encoding and the
   reply.
 - chain-bwd: the chain with `requires_grad`, `backward()` and reading `x.grad.item()`.
+- seed: the seed step (`x = tensor(3., requires_grad=True); y = x**2; y.backward();
+  x.grad.item()`), per step.
 - adam: one iteration of bench/client.py's Adam loop (zero_grad, 9 ops, backward, step), per
   iteration.
 - adam-pipelined: the same in a `session(pipelined=256)` (the sender thread's CPU not
@@ -35,7 +37,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-CASES = ("record", "chain", "chain-bwd", "adam", "adam-pipelined")
+CASES = ("record", "chain", "chain-bwd", "seed", "adam", "adam-pipelined")
 PER_OP = {"record": 1000, "chain": 1000, "chain-bwd": 1000}  # others: per iteration
 
 
@@ -52,6 +54,16 @@ def _chain(torch: Any, backward: bool) -> Callable[[], None]:
             x.grad.item()
         else:
             y.item()
+
+    return run
+
+
+def _seed(torch: Any) -> Callable[[], None]:
+    def run() -> None:
+        x = torch.tensor(3.0, requires_grad=True)
+        y = x**2
+        y.backward()
+        x.grad.item()
 
     return run
 
@@ -106,6 +118,7 @@ def worker(port: int) -> None:
         "record": _record(session),
         "chain": (_chain(session, False), None),
         "chain-bwd": (_chain(session, True), None),
+        "seed": (_seed(session), None),
         "adam": (_Adam(session).step, None),
         "adam-pipelined": (_Adam(pipelined).step, pipelined.flush),
     }
@@ -158,7 +171,7 @@ def main() -> int:
     parser.add_argument("--new", default=".")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--reps", type=int, default=3, help="case runs per round (x50 for "
-                        "the Adam cases)")
+                        "the per-iteration cases)")
     parser.add_argument("cases", nargs="*", help=f"subset of {', '.join(CASES)}")
     args = parser.parse_args()
     if args.worker is not None:
