@@ -14,7 +14,7 @@ them: `chunk`, `narrow`, `flatten`, `T`, `mT`, `view_as`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Any
 
 from gradserve.surface import compat as _compat  # noqa: F401  (registers its spellings)
@@ -116,6 +116,17 @@ def bind_function(be: RemoteBackend, fn: Fn, name: str) -> Fn:
 _PROPERTY_STACKLEVEL = 4
 
 
+# parameter_names of each overload's method, found once (inspect.signature is slow)
+_PARAMETERS: dict[Fn, Container[str]] = {}
+
+
+def _parameters(fn: Fn) -> Container[str]:
+    params = _PARAMETERS.get(fn)
+    if params is None:
+        params = _PARAMETERS[fn] = parameter_names(fn)
+    return params
+
+
 def method(owner: Any, ov: Spelling, t: Tensor) -> Any:
     """`t.<name>` for an overload with a method form: a bound callable, or a property's value."""
     assert ov.method is not None
@@ -125,7 +136,9 @@ def method(owner: Any, ov: Spelling, t: Tensor) -> Any:
     fn = ov.method
 
     def bound(*args: Any, **kwargs: Any) -> Any:
-        return fn(be, t, *args, **torch_keywords(kwargs, parameter_names(fn)))
+        if kwargs:
+            kwargs = torch_keywords(kwargs, _parameters(fn))
+        return fn(be, t, *args, **kwargs)
     bound.__name__ = bound.__qualname__ = ov.name
     bound.__doc__ = fn.__doc__
     return bound

@@ -41,6 +41,7 @@ from gradserve.v1 import (
     FETCH_GRAD_REPR_FEATURE,
     GENERATOR_FEATURE,
     OMIT_INFO_FEATURE,
+    SESSION_ID_METADATA,
     TAPE_FEATURE,
     graph_pb2,
 )
@@ -58,6 +59,8 @@ from .batch import (
     MAX_TAPE_HANDLE,
     NO_GRAD,
     NONE,
+    TAPE_NAMES,
+    TAPE_WORDS,
     Recorder,
     user_origin,
     user_site,
@@ -65,7 +68,7 @@ from .batch import (
 from .errors import MetaMismatchError, copy_error, omitted_error
 from .ops import OpSpec, make_function
 from .optim import ServerOptimizer
-from .tensor import Size, Tensor
+from .tensor import Size, Tensor, install_methods
 
 pytree.register_sequence_type(Size)  # torch.Size is a pytree node, as in torch
 
@@ -129,6 +132,10 @@ class Session:
         self._recorder = Recorder(self._send, session_id, client.target,
                                   self._live, self._tape_result if tapes else None)
         self._recorder.clock = lambda: self._epoch
+        # `dropped(handle)`: a client tensor was garbage-collected (Tensor.__del__, once per
+        # op result): release its handle with the next request
+        self.dropped = _dropper(self._live, self._made_from_data, self._grad_readers,
+                                self._verify_ops, self._recorder.released)
         # ops `call` sends straight to `_apply_plain` when given every input positionally and
         # no keywords: one output, no required attribute, and a server that takes tapes
         self._plain: dict[str, OpSpec] = {
@@ -141,6 +148,12 @@ class Session:
             overloads.RemoteBackend(self), self._functions))
         # torch spellings that are not one op (max(x, dim), x.T, zeros(requires_grad=True)...)
         self._overloads = overloads.available(table.ops)
+        # `method`'s names that are `_plain` ops (no overload or alias in the way)
+        self._plain_methods = {
+            name: spec for name, spec in self._plain.items()
+            if aliases.canonical(name) == name and getattr(
+                self._overloads.get(name), "method", None) is None}
+        install_methods([*table.ops, *table.inplace, *self._overloads, *aliases.ALIASES])
         self.__dict__.update(overloads.functions(self, self._overloads))
         for name, d in {**codec.BY_NAME, **codec.ALIASES}.items():
             setattr(self, name, d)
@@ -211,8 +224,6 @@ class Session:
 
     @property
     def _metadata(self) -> tuple[tuple[str, str], ...]:
-        from gradserve.v1 import SESSION_ID_METADATA
-
         return ((SESSION_ID_METADATA, self.id), *self.client.metadata)
 
     def flush(self) -> None:
@@ -341,16 +352,6 @@ class Session:
 
         return torch_load(self, f)
 
-    def dropped(self, handle: int) -> None:
-        """A client tensor was garbage-collected: release its handle with the next request."""
-        self._live.pop(handle, None)
-        if self._made_from_data:
-            self._made_from_data.discard(handle)
-        if self._grad_readers:
-            self._grad_readers.pop(handle, None)
-        if self._verify_ops:
-            self._verify_ops.pop(handle, None)
-        self._recorder.released.put(handle)
 
     def _value(self, v: Any, out: graph_pb2.Value, what: str) -> None:
         if isinstance(v, Tensor):
@@ -389,9 +390,82 @@ class Session:
         self._after_record()
         return outs[0] if spec.n_outputs == 1 else tuple(outs)
 
-    def _apply_plain(self, spec: OpSpec, inputs: list[Any]) -> Any:
+    def _apply_plain(self, spec: OpSpec, inputs: Sequence[Any]) -> Any:
         """`_apply` of the commonest op (one output, tensor inputs, no attributes) on a tape:
-        the same steps, fewer calls."""
+        the same steps, fewer calls.
+
+        The hot path (every input a tensor of this session whose metadata is known, a float,
+        an int64 or a bool; an inference `_describe` made before, so cached; no in-place write
+        pending) is `_describe`'s cached answer and `_record_tape`'s appends written out here,
+        one function for the whole op; anything else takes those two."""
+        grad = grad_mode._state.enabled
+        if self._infer and not self._inplace_pending and not self.closed:
+            key: list[Any] = [spec.name, grad]
+            for v in inputs:
+                kind = type(v)
+                if kind is Tensor:
+                    m = v._meta
+                    if m is None or v._error is not None or v._owner is not self:
+                        break
+                    key.append(m)
+                elif kind is float:
+                    key.append(float)
+                elif (kind is int and _INT64_MIN <= v <= _INT64_MAX) or kind is bool:
+                    key.append((kind, v))
+                else:
+                    break
+            else:
+                metas = _INFERRED.get(tuple(key))
+                if metas is not None and len(metas) == 1:
+                    m = metas[0]
+                    node = spec.node if m.requires_grad else ""
+                    handle = next(self._handles)
+                    out = Tensor(self, handle)
+                    out._meta = m
+                    out._node = node
+                    self._live[handle] = _ref(out)
+                    if handle >= MAX_TAPE_HANDLE:
+                        return self._record_plain(spec, inputs, out, node is not None)
+                    flags = 0 if grad else NO_GRAD
+                    if node is None:
+                        flags |= DESCRIBE
+                    if self.verify_meta:
+                        flags |= DESCRIBE
+                        self._verify_ops[handle] = (spec.name, m, node)
+                    rec = self._recorder
+                    with rec.lock:
+                        tape = rec.open
+                        if (tape is None or len(tape.code) >= TAPE_WORDS
+                                or len(tape.names) >= TAPE_NAMES):  # tape.full()
+                            tape = rec.tape()
+                        names = tape.names
+                        index = names.get(spec.name)
+                        if index is None:
+                            index = names[spec.name] = len(names)
+                        code = tape.code
+                        tape.heads.append(len(code))
+                        append = code.append
+                        append(index | flags << 32 | len(inputs) << 40 | 1 << 52)
+                        for v in inputs:
+                            kind = type(v)
+                            if kind is Tensor:
+                                append(v._handle << 3)  # HANDLE: kind 0
+                            elif kind is float:
+                                floats = tape.floats
+                                append(len(floats) << 3 | FLOAT)
+                                floats.append(v)
+                            elif kind is int:
+                                ints = tape.ints
+                                append(len(ints) << 3 | INT)
+                                ints.append(v)
+                            else:
+                                append(v << 3 | BOOL)
+                        append(handle)
+                        tape.origins.append(user_site(3))  # the caller of `call`
+                        rec.ops += 1
+                    if self.eager or self.pipelined:
+                        self._after_record()
+                    return out
         out = Tensor(self, next(self._handles))
         self._live[out._handle] = weakref.ref(out)
         outs = [out]
@@ -403,6 +477,23 @@ class Session:
                 start = len(rec.sinks)
                 try:
                     self._record_apply(spec, inputs, {}, outs, None, known)
+                except BaseException:
+                    rec.truncate(start)
+                    raise
+        if self.eager or self.pipelined:
+            self._after_record()
+        return out
+
+    def _record_plain(self, spec: OpSpec, inputs: Sequence[Any], out: Tensor,
+                      known: bool) -> Tensor:
+        """`_apply_plain`'s recording of an op whose result `out` is described, when a tape
+        cannot take it (a handle past the tape's range)."""
+        rec = self._recorder
+        with rec.lock:
+            if not self._record_tape(spec, inputs, [out], known):
+                start = len(rec.sinks)
+                try:
+                    self._record_apply(spec, inputs, {}, [out], None, known)
                 except BaseException:
                     rec.truncate(start)
                     raise
@@ -424,7 +515,7 @@ class Session:
             return 1
         return count_outputs(spec.output_count, tuple(self.meta(x).shape), attrs)
 
-    def _describe(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any],
+    def _describe(self, spec: OpSpec, inputs: Sequence[Any], attrs: dict[str, Any],
                   outs: list[Tensor], requires_grad: Any) -> bool:
         """Infer the results' metadata (`gradserve.surface.meta`) into `outs` (`_meta`,
         `_node`); True when each one's shape, dtype, requires_grad and grad_fn name is known,
@@ -511,7 +602,7 @@ class Session:
                 f"shape {list(got[0])}, {got[1]}, requires_grad={got[2]}, grad_fn "
                 f"{info.grad_fn!r}")
 
-    def _record_apply(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any],
+    def _record_apply(self, spec: OpSpec, inputs: Sequence[Any], attrs: dict[str, Any],
                       outs: list[Tensor], requires_grad: Any, known: bool = False) -> None:
         # The caller of _apply is client code (ops.make_function, call, method): the walk to
         # the user's frame starts there. `known`: the client knows the results' metadata.
@@ -554,7 +645,7 @@ class Session:
             r.handle = outs[0]._handle
             r.requires_grad = True
 
-    def _record_tape(self, spec: OpSpec, inputs: list[Any], outs: list[Tensor],
+    def _record_tape(self, spec: OpSpec, inputs: Sequence[Any], outs: list[Tensor],
                      known: bool = False) -> bool:
         """Append the op to the batch's open tape (docs/wire.md); False when it does not fit
         one (then it is sent as ApplyOp). Atomic: a bad input raises before anything is
@@ -659,7 +750,7 @@ class Session:
         if spec is not None and not kwargs and len(args) == len(spec.inputs):
             # what bind and _apply conclude for this call (every input positional, no
             # attributes, one output, a tape): straight to the tape (user_site(4): our caller)
-            return self._apply_plain(spec, list(args))
+            return self._apply_plain(spec, args)
         spec = self._table.ops.get(name)
         if spec is None:
             raise AttributeError(f"the server has no op {name!r}")
@@ -669,6 +760,15 @@ class Session:
     def method(self, t: Tensor, name: str) -> Callable[..., Any]:
         """`t.<name>`: an overload (client/overloads.py), an op with `t` as its first input, or
         its in-place variant."""
+        plain = self._plain_methods.get(name)
+        if plain is not None:  # every input positional and no keywords: straight to the tape
+            op_spec, n, apply_plain = plain, len(plain.inputs), self._apply_plain
+
+            def op(*args: Any, **kwargs: Any) -> Any:
+                if not kwargs and len(args) + 1 == n:
+                    return apply_plain(op_spec, (t, *args))
+                return self._apply(op_spec, *op_spec.bind((t, *args), kwargs))
+            return op
         target = aliases.canonical(name)  # x.arctan() is x.atan()
         ov = self._overloads.get(target)
         if ov is not None and ov.method is not None:
@@ -1158,6 +1258,26 @@ class Session:
         return box[0].graph
 
 
+def _dropper(live: dict[int, Any], made_from_data: set[int], grad_readers: dict[int, Any],
+             verify_ops: dict[int, Any], released: Any) -> Callable[[int], None]:
+    """A session's `dropped(handle)`: the handle forgotten and queued for release (a closure
+    over the session's tables: it runs for every tensor the program drops)."""
+    pop = live.pop
+    queue = released.append  # `released.put` without its call
+
+    def dropped(handle: int) -> None:
+        pop(handle, None)
+        if made_from_data:
+            made_from_data.discard(handle)
+        if grad_readers:
+            grad_readers.pop(handle, None)
+        if verify_ops:
+            verify_ops.pop(handle, None)
+        if not released.closed:
+            queue(handle)
+    return dropped
+
+
 # --- result sinks ---------------------------------------------------------------------------------
 
 Check = Callable[[Tensor, spb.TensorInfo], None]
@@ -1185,10 +1305,13 @@ def _update_info(t: Tensor, check: Check | None = None
     return sink
 
 
+_ref = weakref.ref
+
 # Session._describe's answers for attribute-less ops by (op, input Metas, float inputs as their
 # type, grad mode): a program repeats a few shapes, and a dict lookup is cheaper than a rule.
 _INFERRED: dict[tuple[Any, ...], Any] = {}
 _INFERRED_MAX = 4096
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1  # a Python int a wire int_scalar holds
 _MISSING = object()
 
 # Dtype names of floating tensors (the ones that may require grad).

@@ -80,35 +80,38 @@ class GradFn:
 class Tensor:
     """A tensor held remotely; behaves like torch.Tensor for the supported API."""
 
-    __slots__ = ("_owner", "_handle", "_info", "_meta", "_node", "_value", "_repr", "_epoch",
-                 "_error", "_retains_grad", "_grad_cache", "_omitted", "_data_of", "__weakref__",
+    # Made once per recorded op, so only what every tensor sets at once is a slot; the rest
+    # are class defaults a tensor overrides (in its `__dict__`) once it has one of its own.
+    __slots__ = ("_owner", "_handle", "_meta", "_node", "__weakref__",
                  # torch's tensors take a program's own attributes (`setattr(x, "note", ...)`)
                  "__dict__")
 
-    _info: session_pb2.TensorInfo | None
+    # What the client knows without the server (client/session.py, `Session.meta`): the
+    # shape, dtype name and requires_grad (`gradserve.surface.meta.Meta`), and the grad_fn
+    # name ("" for none; None: unknown). Cleared when a recorded write changes them.
+    _meta: Meta | None
+    _node: str | None
+    _info: session_pb2.TensorInfo | None = None  # the server's description, when it sent one
+    _value: np.ndarray | None = None
+    _repr: str | None = None
+    _epoch = -1
+    _error: BaseException | None = None
+    _retains_grad = False
+    _grad_cache: tuple[int, Tensor | None] | None = None
+    # the server's FetchOmitted when the last fetch's data was left out of its reply
+    _omitted: Any = None
+    _data_of: Any = None  # read as `x.data`: x's handle (it shares x's data)
 
     def __init__(self, owner: Any, handle: Any):
         self._owner = owner
         self._handle = handle
-        self._info = None  # the server's description, when it sent one
-        # What the client knows without the server (client/session.py, `Session.meta`): the
-        # shape, dtype name and requires_grad (`gradserve.surface.meta.Meta`), and the grad_fn
-        # name ("" for none; None: unknown). Cleared when a recorded write changes them.
-        self._meta: Meta | None = None
-        self._node: str | None = None
-        self._value: np.ndarray | None = None
-        self._repr: str | None = None
-        self._epoch = -1
-        self._error: BaseException | None = None
-        self._retains_grad = False
-        self._grad_cache: tuple[int, Tensor | None] | None = None
-        # the server's FetchOmitted when the last fetch's data was left out of its reply
-        self._omitted: Any = None
-        self._data_of: Any = None  # read as `x.data`: x's handle (it shares x's data)
+        self._meta = None
+        self._node = None
 
     # --- ops ------------------------------------------------------------------------------------
 
     def __getattr__(self, name: str) -> Any:
+        # op names of the catalogues seen are found on the class first (`install_methods`)
         if name.startswith("_"):
             raise AttributeError(name)
         return self._owner.method(self, name)
@@ -417,6 +420,32 @@ class Tensor:
         if not _operand(other):
             return NotImplemented
         return self._owner.call("mul", (self._owner.call("reciprocal", (self,), {}), other), {})
+
+
+class _OpMethod:
+    """`t.<name>` for a name the owner's `method` answers (a catalogue op, its in-place
+    variant, an overload): on the class, so that reading it is an ordinary attribute lookup
+    rather than a failed one handed to `Tensor.__getattr__` (which still answers the names no
+    catalogue seen so far has). Not a data descriptor: an instance attribute of the same name
+    wins, as before."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, t: Tensor | None, cls: Any = None) -> Any:
+        if t is None:
+            return self
+        return t._owner.method(t, self.name)
+
+
+def install_methods(names: Any) -> None:
+    """Put `_OpMethod`s for `names` (a session's op, in-place, overload and alias names) on
+    Tensor, leaving the names Tensor defines itself (and private ones) alone."""
+    for name in names:
+        if not name.startswith("_") and not hasattr(Tensor, name):
+            setattr(Tensor, name, _OpMethod(name))
 
 
 _TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "int32": "IntTensor",

@@ -500,3 +500,85 @@ def test_a_pipelined_error_raises_at_the_next_read_naming_the_recording_line(cli
 def test_pipelined_must_be_a_count(client):
     with pytest.raises(ValueError, match="pipelined must be"):
         client.session(pipelined=-1)
+
+
+@pytest.mark.parametrize("n_ops", [5, 200])
+def test_a_tapes_flags_are_the_same_op_by_op_and_at_once(n_ops):
+    # Tape.encode sets the flags op by op on a short tape and with numpy on a long one: the
+    # same words either way (one- and two-output ops, dropped and held outputs, DESCRIBE kept
+    # only where an output is held)
+    from array import array
+
+    from gradserve.client.batch import Tape
+
+    t = Tape()
+    rng = np.random.default_rng(0)
+    handle = 10
+    for k in range(n_ops):
+        n_out = 2 if k % 7 == 3 else 1
+        t.heads.append(len(t.code))
+        t.code.append(header(k % 3, 1, n_out, DESCRIBE * int(rng.integers(2))))
+        t.code.append(H(1))
+        t.code.extend(range(handle, handle + n_out))
+        handle += n_out
+    live = {h: None for h in range(10, handle) if rng.random() < 0.3}
+    by_op, at_once = array("Q", t.code), array("Q", t.code)
+    t._flag_loop(by_op, live)
+    t._flag_vector(at_once, live)
+    assert by_op == at_once
+    for k, pos in enumerate(t.heads):
+        held = any(h in live for h in t.outputs(k))
+        flags = by_op[pos] >> 32 & 0xFF
+        assert flags == (t.code[pos] >> 32 & 0xFF | VALUE if held else
+                         t.code[pos] >> 32 & 0xFF & ~DESCRIBE)
+
+
+def test_ops_repeated_with_every_scalar_kind_match_torch(client):
+    # from the second time round, each op is recorded by Session._apply_plain's hot path
+    # (its inference cached): tensor, float, int and bool inputs
+    session = client.session()
+
+    def run(t):
+        x = t.tensor([1.5, -2.0], requires_grad=True)
+        y, names = x, []
+        for _ in range(3):
+            y = ((y * 2 + True) ** 2 - 0.5) / 4
+            names.append(y.grad_fn.name())
+        z = y.sum()
+        z.backward()
+        return y.tolist(), x.grad.tolist(), names, (x > 1).tolist()
+
+    calls = []
+    record_tape = session._record_tape
+    session._record_tape = lambda *a: calls.append(a) or record_tape(*a)
+    got = run(session)
+    assert got == run(torch)
+    # the first time round only (mul, add, pow, sub, div, then sum and gt): each op once
+    names = [c[0].name for c in calls]
+    assert len(names) == len(set(names)) <= 7
+    session.close()
+
+
+def test_an_error_in_an_op_recorded_on_the_hot_path_raises_at_its_line(client):
+    import inspect
+
+    session = client.session()
+    w = session.tensor([5, 6])
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        (w // 0).tolist()  # the inference for (int64 [2]) // 0 is now cached
+    a = session.tensor([2, 3])
+    b = a + 0  # opens the tape
+    calls = []
+    record_tape = session._record_tape
+    session._record_tape = lambda *a: calls.append(a) or record_tape(*a)
+    line = inspect.currentframe().f_lineno + 1
+    c = a // 0
+    assert not calls  # recorded by the hot path
+    d = b * 2
+    with pytest.raises(RuntimeError, match="ZeroDivisionError") as exc_info:
+        d.tolist()
+    assert exc_info.value.gradserve_origin.endswith(f"test_tape.py:{line}")
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        c.tolist()
+    assert b.tolist() == [2, 3]
+    session.close()
