@@ -98,7 +98,11 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         raise
     except _RULE_FAILURES as exc:
         raise _unjudged(op, exc) from None
-    if limits._state.active:
+    # read once: when no bound is active on entry, none is on return either (the scopes the
+    # forward may enter restore what they change), so the node's charge below needs no second
+    # read of the thread-local state (each costs about three plain attribute reads)
+    limited = limits._state.active
+    if limited:
         _admit(op, flat, attrs, compute, out_dtype)
     arrays: list[Any] = []
     rg_mask = 0  # bit i: input i is a Tensor that requires grad
@@ -173,13 +177,14 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
             if node is not None:
                 out.grad_fn = node
                 out._rg = True
-                state = limits._state
-                left = state.bytes_left
-                if left is not None:  # limits.charge inline: this runs for every node
-                    if left >= _NODE_BYTES:
-                        state.bytes_left = left - _NODE_BYTES
-                    else:
-                        limits.charge(_NODE_BYTES, op.node_what)
+                if limited:
+                    state = limits._state
+                    left = state.bytes_left
+                    if left is not None:  # limits.charge inline: this runs for every node
+                        if left >= _NODE_BYTES:
+                            state.bytes_left = left - _NODE_BYTES
+                        else:
+                            limits.charge(_NODE_BYTES, op.node_what)
         return out
     outs = tuple(_wrap(r, out_dtype if i == 0 or op.n_outputs is None else None)
                  for i, r in enumerate(raw))
@@ -195,8 +200,8 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
                 o.grad_fn = node
                 o.output_nr = nr
                 o._rg = True
-            if limits._state.bytes_left is not None:
-                limits.charge(limits.NODE_BYTES, op.node_what)
+            if limited:
+                limits.charge(limits.NODE_BYTES, op.node_what)  # (nothing without a budget)
     return outs
 
 
