@@ -462,7 +462,7 @@ def _dims(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int,
     return dims, groups
 
 
-def nll_sum(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def nll_sum(values: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     """The sum nll_loss's CPU kernel makes of per-element `values` (1-D, in target order) where
     `valid` (not ignore_index), bit for bit: one pass with 8 cascade levels of 16 (or more)
     elements, a level flushed after element b when b is a multiple of its span — skipped with an
@@ -470,7 +470,7 @@ def nll_sum(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
     Args:
         values: the per-element terms (-input[b, target[b]] * weight), any for ignored ones.
-        valid: which elements count.
+        valid: which elements count (None: all of them).
 
     Returns:
         The 0-dim sum, in values' dtype.
@@ -478,7 +478,13 @@ def nll_sum(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     n = values.size
     power = max(4, (n - 1).bit_length() // 8) if n > 1 else 4
     if n <= _NLL_LOOP_MAX:
+        if valid is None and n <= 1 << 2 * power:
+            return _nll_sum_dense(values.reshape(-1), power)
+        if valid is None:
+            valid = np.ones(n, bool)
         return _nll_sum_loop(values, valid, power)
+    if valid is None:
+        valid = np.ones(n, bool)
     index = np.nonzero(valid)[0]
     entries = values[index]
     # Element 0 flushes through every level at once: it is the top level's first term.
@@ -531,6 +537,33 @@ def _nll_sum_loop(values: np.ndarray, valid: np.ndarray, power: int) -> np.ndarr
     for part in sums:
         total = total + part
     return np.asarray(total)
+
+
+def _nll_sum_dense(items: np.ndarray, power: int) -> np.ndarray:
+    """`_nll_sum_loop` with every element valid and at most 2**(2 * power) of them (so only
+    level 0 is ever flushed but by element 0, which goes through every level to the top): the
+    same additions, whole segments at a time. Level 0 sums each run of 2**power elements after
+    element 0 in order (`_seq`) and level 1 those sums in order; the loop starts each from +0,
+    which changes nothing but a -0 sum, and each is added to a +0 sum before it counts."""
+    n = items.size
+    zero = items.dtype.type(0)
+    if n < 2:
+        return np.asarray(zero + items[0]) if n else np.asarray(zero)
+    step = 1 << power
+    closed = (n - 1) // step  # level 0's runs flushed into level 1
+    level1 = zero
+    if closed:
+        for part in _seq(items[1:1 + closed * step].reshape(closed, step), 1):
+            level1 = level1 + part
+    level0 = zero
+    for item in items[1 + closed * step:]:  # the last, unflushed run (fewer than `step`)
+        level0 = level0 + item
+    top = zero + items[0]
+    # the 8 levels added from 0: level 0, level 1, five empty ones, the top (element 0)
+    total = (zero + level0) + level1
+    for _ in range(5):
+        total = total + zero
+    return np.asarray(total + top)
 
 
 def float_sum(x: np.ndarray, axes: Sequence[int] | None = None,
