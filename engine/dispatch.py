@@ -88,7 +88,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
 
     This is the hot path of every op: one pass over the inputs, no allocation but the result's.
     """
-    if not checked and (op.variadic or len(args) != len(op.inputs)):
+    if not checked and len(args) != op.arity:
         check_inputs(op, args)
     flat = args[0] if op.variadic else args
     try:

@@ -409,7 +409,7 @@ def unary(name: str, fallback: Callable[[np.ndarray], np.ndarray]
     ufunc = fallback if isinstance(fallback, np.ufunc) else None
 
     def forward(x: np.ndarray) -> np.ndarray:
-        if available():
+        if _lib is not None or available():  # (loaded and on: no call, for every 0-d op)
             if type(x) in _SCALARS:  # a 0-d tensor's data
                 return _vml_scalar(name, x)
             if x.dtype in _VML_PREFIX:

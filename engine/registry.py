@@ -69,6 +69,8 @@ class OpDef:
         self.vjps: tuple[Rule | None, ...] = tuple(vjps) or (None,) * len(inputs)
         self.optional = tuple(i.endswith("?") for i in inputs)
         self.inputs = tuple(i.rstrip("?") for i in inputs)
+        # how many inputs a call passes; -1 for a variadic op (one sequence: always checked)
+        self.arity = -1 if variadic else len(self.inputs)
         self.attrs = tuple(attrs)
         self.attr_names = tuple(a.name for a in attrs)
         self.dtype_rule = dtype
