@@ -477,14 +477,12 @@ def nll_sum(values: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     """
     n = values.size
     power = max(4, (n - 1).bit_length() // 8) if n > 1 else 4
-    if n <= _NLL_LOOP_MAX:
-        if valid is None and n <= 1 << 2 * power:
-            return _nll_sum_dense(values.reshape(-1), power)
-        if valid is None:
-            valid = np.ones(n, bool)
-        return _nll_sum_loop(values, valid, power)
+    if valid is None and n <= 1 << 7 * power:
+        return _nll_sum_dense(values.reshape(-1), power)
     if valid is None:
         valid = np.ones(n, bool)
+    if n <= _NLL_LOOP_MAX:
+        return _nll_sum_loop(values, valid, power)
     index = np.nonzero(valid)[0]
     entries = values[index]
     # Element 0 flushes through every level at once: it is the top level's first term.
@@ -540,28 +538,35 @@ def _nll_sum_loop(values: np.ndarray, valid: np.ndarray, power: int) -> np.ndarr
 
 
 def _nll_sum_dense(items: np.ndarray, power: int) -> np.ndarray:
-    """`_nll_sum_loop` with every element valid and at most 2**(2 * power) of them (so only
-    level 0 is ever flushed but by element 0, which goes through every level to the top): the
-    same additions, whole segments at a time. Level 0 sums each run of 2**power elements after
-    element 0 in order (`_seq`) and level 1 those sums in order; the loop starts each from +0,
-    which changes nothing but a -0 sum, and each is added to a +0 sum before it counts."""
-    n = items.size
+    """`nll_sum` with every element valid, as the kernel's loop adds (`_nll_sum_loop`), a level
+    at a time. Element 0 goes through every level to the top. Level 0 is fed the other
+    elements in order and flushed after each run of 2**power of them; each level is fed the
+    runs' sums of the level below, in order, and flushed likewise; what a level holds at the
+    end (fewer than a run) is its partial sum. A run's sum is taken in order (`_seq`) where the
+    loop starts it from +0, which changes nothing but a zero's sign, and every sum is added to a
+    +0 sum before it counts, which settles that. At most 2**(7 * power) elements (level 6 is
+    never flushed into the top)."""
     zero = items.dtype.type(0)
-    if n < 2:
-        return np.asarray(zero + items[0]) if n else np.asarray(zero)
-    step = 1 << power
-    closed = (n - 1) // step  # level 0's runs flushed into level 1
-    level1 = zero
-    if closed:
-        for part in _seq(items[1:1 + closed * step].reshape(closed, step), 1):
-            level1 = level1 + part
-    level0 = zero
-    for item in items[1 + closed * step:]:  # the last, unflushed run (fewer than `step`)
-        level0 = level0 + item
+    if not items.size:
+        return np.asarray(zero)
     top = zero + items[0]
-    # the 8 levels added from 0: level 0, level 1, five empty ones, the top (element 0)
-    total = (zero + level0) + level1
-    for _ in range(5):
+    step = 1 << power
+    fed = items[1:]
+    partials = []
+    for _ in range(7):
+        closed = fed.size // step
+        partial = zero
+        for item in fed[closed * step:]:  # fewer than a run
+            partial = partial + item
+        partials.append(partial)
+        if not closed:
+            break
+        fed = _seq(fed[:closed * step].reshape(closed, step), 1)
+    # the 8 levels added from 0: the partial sums, the empty levels above them, the top
+    total = zero
+    for partial in partials:
+        total = total + partial
+    for _ in range(7 - len(partials)):
         total = total + zero
     return np.asarray(total + top)
 
