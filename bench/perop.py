@@ -17,6 +17,9 @@ Cases:
 - tape-chain: the chain's 1000 ops as one session tape, decoded and run by the server's
   `Executor` (handles, budget, accounting) in process.
 - tape-adam: bench/client.py's Adam iteration's 9 forward ops as a session tape.
+- seed-step: bench/engine.py's seed-step (the seed's one-neuron model, forward and backward).
+- mlp-64: bench/engine.py's mlp-64 step (a 784-256-10 MLP, batch 64: forward, cross-entropy,
+  backward, SGD update), reported per step rather than per op.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-CASES = ("chain-fwd", "chain", "limits-fwd", "tape-chain", "tape-adam")
+CASES = ("chain-fwd", "chain", "limits-fwd", "tape-chain", "tape-adam", "seed-step", "mlp-64")
 
 
 # --- worker side (runs one version of the code) -----------------------------------------------
@@ -196,8 +199,46 @@ def _tape_adam(ge: Any) -> tuple[Callable[[], None], int]:
     return _tape_runner(ge, tape, inputs, 9)
 
 
+def _seed_step(ge: Any) -> tuple[Callable[[], None], int]:
+    x, y = ge.tensor(6.7), ge.tensor(0.0)
+    w, b = ge.tensor(1.0, requires_grad=True), ge.tensor(0.0, requires_grad=True)
+
+    def run() -> None:
+        y_pred = ge.clamp(ge.sigmoid(w * x + b), 1e-8, 1 - 1e-8)
+        loss = -(y * ge.log(y_pred) + (1 - y) * ge.log(1 - y_pred))
+        loss.backward()
+        w.grad.item(), b.grad.item()
+        w.grad = b.grad = None
+
+    return run, 1
+
+
+def _mlp_64(ge: Any) -> tuple[Callable[[], None], int]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    xs = ge.tensor(rng.standard_normal((64, 784)).astype(np.float32))
+    labels = ge.tensor(rng.integers(0, 10, size=64))
+    params = [ge.tensor((rng.standard_normal(s) * 0.05).astype(np.float32), requires_grad=True)
+              for s in ((784, 256), (256,), (256, 10), (10,))]
+    cross_entropy = ge.nn.functional.cross_entropy
+
+    def run() -> None:
+        w1, b1, w2, b2 = params
+        hidden = (xs @ w1 + b1).relu()
+        loss = cross_entropy(hidden @ w2 + b2, labels)
+        loss.backward()
+        with ge.no_grad():
+            for p in params:
+                p -= 0.01 * p.grad
+                p.grad = None
+
+    return run, 1
+
+
 MAKERS = {"chain-fwd": _chain_fwd, "chain": _chain, "limits-fwd": _limits_fwd,
-          "tape-chain": _tape_chain, "tape-adam": _tape_adam}
+          "tape-chain": _tape_chain, "tape-adam": _tape_adam, "seed-step": _seed_step,
+          "mlp-64": _mlp_64}
 
 
 def worker() -> None:
@@ -239,6 +280,10 @@ def _ask(proc: subprocess.Popen[str], case: str, reps: int) -> float:
     return float(proc.stdout.readline())
 
 
+# cases much shorter than the chain's 1000 ops run this many times more per round
+_REPEATS = {"tape-adam": 100, "seed-step": 30, "mlp-64": 4}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -257,7 +302,7 @@ def main() -> int:
     times: dict[tuple[str, str], list[float]] = {(c, v): [] for c in cases for v in procs}
     for r in range(args.rounds):
         for case in cases:
-            reps = args.reps * (100 if case == "tape-adam" else 1)
+            reps = args.reps * _REPEATS.get(case, 1)
             order = ("old", "new") if r % 2 == 0 else ("new", "old")
             for v in order:
                 times[case, v].append(_ask(procs[v], case, reps))

@@ -17,7 +17,14 @@ from gradserve.surface.binding import take_inputs, torch_keywords
 
 from . import autograd, errors, hooks, namespaces
 from . import random as _random
-from .dispatch import _SCALARS, VIEW_LAYOUT_MESSAGE, refresh_view, run, view_positions
+from .dispatch import (
+    _SCALARS,
+    VIEW_LAYOUT_MESSAGE,
+    refresh_view,
+    run,
+    run_into,
+    view_positions,
+)
 from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor
 
@@ -117,6 +124,10 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
     if recording and base is not None and (
             base._rg or any(type(a) is Tensor and a._rg for a in inputs)):
         return _inplace_on_view(op, target, base, inputs, attrs, generator)
+    if (op.default_ufunc is not None and base is None and not (recording and (target._rg or any(
+            type(a) is Tensor and a._rg for a in inputs))) and run_into(op, target, inputs, attrs)):
+        target._version[0] += 1  # written in place: nothing recorded (`p -= lr * p.grad`)
+        return target
     result, node = _inplace_result(op, target, inputs, attrs, generator)
     np.copyto(target._array(), result._data, casting="unsafe")
     target._version[0] += 1

@@ -193,10 +193,13 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
     meter = GradientMeter() if not create_graph and state.bytes_left is not None else None
     node_hooks, leaf_hooks = hooks.registries()  # hooks.active() without a call per node
     heappop, heappush, take = heapq.heappop, heapq.heappush, buffers.pop
+    # The interrupt check is read once, and again after each point where the pass may have
+    # been suspended (it then resumes in another call, under that call's check): a thread-local
+    # read costs about three plain attribute reads, and this loop runs for every node.
+    check = state.check
     try:
         while ready:
             node = heappop(ready)[2]
-            check = state.check  # read per node: a suspended pass resumes in another call
             if check is not None:
                 check()  # the caller's deadline / cancellation, between nodes (limits.tick)
             gs = take(node, None) or [None]
@@ -204,6 +207,7 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                 gs = yield from _suspendable(
                     hooks.before(node, gs, create_graph, type(node) is AccumulateGrad), ctx,
                     create_graph)
+                check = state.check
             kept = False  # some of `gs` outlives this step (captured, retained, accumulated)
             if capture is not None:
                 for nr, g in enumerate(gs):
@@ -218,6 +222,7 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                     node.accumulate(gs[0], create_graph, owned)
                     if node_hooks or leaf_hooks:
                         yield from _suspendable(hooks.accumulated(node), ctx, create_graph)
+                        check = state.check
                 continue  # its gradient becomes (or is added into) .grad: not credited
             if node.retained:
                 kept = True
@@ -235,9 +240,11 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                             out_grads = yield node, gs
                         finally:
                             grad_mode.set_grad_enabled(create_graph)  # ctx restores it at the end
+                        check = state.check
                     if node_hooks or leaf_hooks:
                         out_grads = yield from _suspendable(
                             hooks.after(node, out_grads, gs, create_graph), ctx, create_graph)
+                        check = state.check
                     if meter is not None:
                         if type(out_grads) is list or type(out_grads) is tuple:
                             n = 0

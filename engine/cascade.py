@@ -271,9 +271,14 @@ def torch_sum(x: np.ndarray, axes: Sequence[int] | None = None, keepdims: bool =
     """
     threads = THREADS if threads is None else threads
     nd = x.ndim
-    red = set(range(nd)) if axes is None else set(axes)
-    final_shape = tuple(1 if i in red else s for i, s in enumerate(x.shape)) if keepdims else \
-        tuple(s for i, s in enumerate(x.shape) if i not in red)
+    key = (x.shape, x.strides, x.dtype.itemsize, None if axes is None else tuple(axes), keepdims)
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        layout = _layout(*key)
+        if len(_LAYOUTS) >= MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = layout
+    red, final_shape, it, perm, view_shape, view_strides = layout
     zero = x.dtype.type(0)
     if x.size == 0:
         return np.zeros(final_shape, x.dtype)
@@ -295,21 +300,27 @@ def torch_sum(x: np.ndarray, axes: Sequence[int] | None = None, keepdims: bool =
             return np.array(sums, x.dtype).reshape(final_shape)
     if any(x.strides[d] <= 0 for d in range(nd) if x.shape[d] > 1):
         x = np.ascontiguousarray(x)
+        it = None  # the copy's strides are other
     if x.flags.c_contiguous and (x.size < GRAIN_SIZE or threads == 1) and (
             len(red) == nd or (nd - 1 in red and red == set(range(min(red), nd)))):
         # The common cases, short-cut: a contiguous tensor summed whole or over its last dims.
         n = x.size if len(red) == nd else _prod(x.shape, red)
         if n > 1:
             return (_rows(x.reshape(-1, n)) + zero).reshape(final_shape)
-    it = _iterator(x, red)
+    if it is None:  # (the layout of x before the copy above)
+        red, final_shape, it, perm, view_shape, view_strides = _layout(
+            x.shape, x.strides, x.dtype.itemsize, None if axes is None else tuple(axes), keepdims)
     p = sum(1 for d in it if d[3])
     if not p:  # nothing really reduced: torch adds each element to a zero
         return (x + zero).reshape(final_shape)
     item = x.dtype.itemsize
     vec = VECTOR_BYTES // item
-    view = np.lib.stride_tricks.as_strided(
-        x, shape=[d[0] for d in reversed(it)], strides=[d[1] for d in reversed(it)],
-        writeable=False)
+    # the iterator's dims as a view of x: its dims permuted and merged (a reshape of merged
+    # dims is a view with the merged strides; as_strided, some times slower, where it is not)
+    view = x.transpose(perm).reshape(view_shape)
+    if view.strides != view_strides:
+        view = np.lib.stride_tricks.as_strided(x, shape=view_shape, strides=view_strides,
+                                               writeable=False)
     (size0, in0, _, _) = it[0]
     if p == len(it):  # no kept dims: one output value
         return np.asarray(_full(view.reshape(-1, size0), threads) + zero).reshape(final_shape)
@@ -399,30 +410,59 @@ def _prod(shape: Sequence[int], axes: set[int]) -> int:
     return n
 
 
-def _iterator(x: np.ndarray, red: set[int]) -> list[list[Any]]:
-    """TensorIterator's dims for reducing `red` of x: [size, input stride, output stride,
-    reduced], dim 0 first (innermost), size-1 dims dropped, mergeable neighbours merged."""
+# torch_sum's layouts (`_layout`) by (shape, strides, itemsize, axes, keepdims): at most
+# MAX_LAYOUTS (then it starts over), so shapes from the wire cannot grow it.
+_LAYOUTS: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+MAX_LAYOUTS = 512
+
+
+def _layout(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int,
+            axes: tuple[int, ...] | None, keepdims: bool) -> tuple[Any, ...]:
+    """What `torch_sum` works out from an array's layout alone, before reading any data:
+    (reduced dims, result shape, the iterator's dims (`_dims`), and the permutation of x's
+    dims and the shape and strides that make those dims a view of x)."""
+    nd = len(shape)
+    red = set(range(nd)) if axes is None else set(axes)
+    final_shape = tuple(1 if i in red else s for i, s in enumerate(shape)) if keepdims else \
+        tuple(s for i, s in enumerate(shape) if i not in red)
+    it, groups = _dims(shape, strides, itemsize, red)
+    # the view lists the iterator's dims outermost first; a merged dim's own dims outer first
+    perm = [d for d in range(nd) if shape[d] <= 1]
+    for group in reversed(groups):
+        perm.extend(reversed(group))
+    return (red, final_shape, tuple(tuple(d) for d in it), tuple(perm),
+            tuple(d[0] for d in reversed(it)), tuple(d[1] for d in reversed(it)))
+
+
+def _dims(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int,
+          red: set[int]) -> tuple[list[list[Any]], list[list[int]]]:
+    """TensorIterator's dims for reducing `red` of an array of this layout: [size, input
+    stride, output stride, reduced], dim 0 first (innermost), size-1 dims dropped, mergeable
+    neighbours merged; and the array's dims each of them merges (innermost first)."""
     out_stride: dict[int, int] = {}
-    acc = x.dtype.itemsize
-    for d in reversed(range(x.ndim)):
+    acc = itemsize
+    for d in reversed(range(len(shape))):
         out_stride[d] = 0 if d in red else acc
-        acc *= 1 if d in red else x.shape[d]
-    real = [d for d in range(x.ndim) if x.shape[d] > 1]
+        acc *= 1 if d in red else shape[d]
+    real = [d for d in range(len(shape)) if shape[d] > 1]
     # reorder_dimensions: reduced dims to the front, by input stride; kept ones by the
     # (C-contiguous) output's stride.
-    order = sorted((d for d in real if d in red), key=lambda d: (x.strides[d], -d))
+    order = sorted((d for d in real if d in red), key=lambda d: (strides[d], -d))
     order += sorted((d for d in real if d not in red), reverse=True)
     dims: list[list[Any]] = []
+    groups: list[list[int]] = []
     for d in order:
-        size, s_in, s_out = x.shape[d], x.strides[d], out_stride[d]
+        size, s_in, s_out = shape[d], strides[d], out_stride[d]
         if dims and dims[-1][1] * dims[-1][0] == s_in and dims[-1][2] * dims[-1][0] == s_out:
             dims[-1][0] *= size  # coalesce_dimensions
+            groups[-1].append(d)
         else:
             dims.append([size, s_in, s_out, d in red])
-    return dims
+            groups.append([d])
+    return dims, groups
 
 
-def nll_sum(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def nll_sum(values: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     """The sum nll_loss's CPU kernel makes of per-element `values` (1-D, in target order) where
     `valid` (not ignore_index), bit for bit: one pass with 8 cascade levels of 16 (or more)
     elements, a level flushed after element b when b is a multiple of its span — skipped with an
@@ -430,13 +470,17 @@ def nll_sum(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
     Args:
         values: the per-element terms (-input[b, target[b]] * weight), any for ignored ones.
-        valid: which elements count.
+        valid: which elements count (None: all of them).
 
     Returns:
         The 0-dim sum, in values' dtype.
     """
     n = values.size
     power = max(4, (n - 1).bit_length() // 8) if n > 1 else 4
+    if valid is None and n <= 1 << 7 * power:
+        return _nll_sum_dense(values.reshape(-1), power)
+    if valid is None:
+        valid = np.ones(n, bool)
     if n <= _NLL_LOOP_MAX:
         return _nll_sum_loop(values, valid, power)
     index = np.nonzero(valid)[0]
@@ -491,6 +535,40 @@ def _nll_sum_loop(values: np.ndarray, valid: np.ndarray, power: int) -> np.ndarr
     for part in sums:
         total = total + part
     return np.asarray(total)
+
+
+def _nll_sum_dense(items: np.ndarray, power: int) -> np.ndarray:
+    """`nll_sum` with every element valid, as the kernel's loop adds (`_nll_sum_loop`), a level
+    at a time. Element 0 goes through every level to the top. Level 0 is fed the other
+    elements in order and flushed after each run of 2**power of them; each level is fed the
+    runs' sums of the level below, in order, and flushed likewise; what a level holds at the
+    end (fewer than a run) is its partial sum. A run's sum is taken in order (`_seq`) where the
+    loop starts it from +0, which changes nothing but a zero's sign, and every sum is added to a
+    +0 sum before it counts, which settles that. At most 2**(7 * power) elements (level 6 is
+    never flushed into the top)."""
+    zero = items.dtype.type(0)
+    if not items.size:
+        return np.asarray(zero)
+    top = zero + items[0]
+    step = 1 << power
+    fed = items[1:]
+    partials = []
+    for _ in range(7):
+        closed = fed.size // step
+        partial = zero
+        for item in fed[closed * step:]:  # fewer than a run
+            partial = partial + item
+        partials.append(partial)
+        if not closed:
+            break
+        fed = _seq(fed[:closed * step].reshape(closed, step), 1)
+    # the 8 levels added from 0: the partial sums, the empty levels above them, the top
+    total = zero
+    for partial in partials:
+        total = total + partial
+    for _ in range(7 - len(partials)):
+        total = total + zero
+    return np.asarray(total + top)
 
 
 def float_sum(x: np.ndarray, axes: Sequence[int] | None = None,

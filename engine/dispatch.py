@@ -88,7 +88,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
 
     This is the hot path of every op: one pass over the inputs, no allocation but the result's.
     """
-    if not checked and (op.variadic or len(args) != len(op.inputs)):
+    if not checked and len(args) != op.arity:
         check_inputs(op, args)
     flat = args[0] if op.variadic else args
     try:
@@ -98,7 +98,11 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         raise
     except _RULE_FAILURES as exc:
         raise _unjudged(op, exc) from None
-    if limits._state.active:
+    # read once: when no bound is active on entry, none is on return either (the scopes the
+    # forward may enter restore what they change), so the node's charge below needs no second
+    # read of the thread-local state (each costs about three plain attribute reads)
+    limited = limits._state.active
+    if limited:
         _admit(op, flat, attrs, compute, out_dtype)
     arrays: list[Any] = []
     rg_mask = 0  # bit i: input i is a Tensor that requires grad
@@ -173,13 +177,14 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
             if node is not None:
                 out.grad_fn = node
                 out._rg = True
-                state = limits._state
-                left = state.bytes_left
-                if left is not None:  # limits.charge inline: this runs for every node
-                    if left >= _NODE_BYTES:
-                        state.bytes_left = left - _NODE_BYTES
-                    else:
-                        limits.charge(_NODE_BYTES, op.node_what)
+                if limited:
+                    state = limits._state
+                    left = state.bytes_left
+                    if left is not None:  # limits.charge inline: this runs for every node
+                        if left >= _NODE_BYTES:
+                            state.bytes_left = left - _NODE_BYTES
+                        else:
+                            limits.charge(_NODE_BYTES, op.node_what)
         return out
     outs = tuple(_wrap(r, out_dtype if i == 0 or op.n_outputs is None else None)
                  for i, r in enumerate(raw))
@@ -195,9 +200,73 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
                 o.grad_fn = node
                 o.output_nr = nr
                 o._rg = True
-            if limits._state.bytes_left is not None:
-                limits.charge(limits.NODE_BYTES, op.node_what)
+            if limited:
+                limits.charge(limits.NODE_BYTES, op.node_what)  # (nothing without a budget)
     return outs
+
+
+# An in-place op on a target of at least this many elements writes into it (`run_into`): below,
+# the result's allocation and the copy back cost less than the extra checks.
+INPLACE_MIN_ELEMENTS = 1 << 14
+_INT_RANGE = 1 << 63
+
+
+def run_into(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str, Any]) -> bool:
+    """`op(target, *inputs)` written into target's own array, for `apply_inplace` when nothing
+    is recorded: the same bits as `run` and a copy back, without the result's allocation and
+    the copy. Only for an op that is one ufunc (`OpDef.default_ufunc`, with these attributes;
+    elementwise: each element is computed from the same elements of the inputs, wherever it is
+    written), a large C-ordered writeable floating target, inputs of the target's dtype that
+    need no cast (or Python floats and ints), broadcast to the target's shape, and that are the
+    target's array itself or overlap it nowhere. The op's declared bound is admitted
+    and charged as `run` does (the limits hold as if the result were allocated).
+
+    Returns:
+        Whether it ran; False (nothing done, nothing charged) where it does not apply: the
+        caller then runs the op out of place, which also raises any error the inputs deserve.
+    Raises:
+        AllocationLimitError, BudgetExceededError: as `run` raises them for these inputs.
+    """
+    out = target._data
+    ufunc = op.default_ufunc
+    if (ufunc is None or type(out) is not np.ndarray or out.size < INPLACE_MIN_ELEMENTS
+            or not out.flags.c_contiguous or not out.flags.writeable
+            or (ufunc is not op.ufunc and attrs != op.default_attrs)):
+        return False
+    args = (target, *inputs)
+    if len(args) != len(op.inputs):
+        return False
+    try:
+        compute, out_dtype = op.dtype_rule(args, attrs)
+    except Exception:  # noqa: BLE001 - `run` judges these inputs and raises the right error
+        return False
+    if compute is not out_dtype or out_dtype is not target.dtype or out.dtype.kind != "f":
+        return False  # a cast (of the target, or of the result back into it); not floating
+    arrays: list[Any] = [out]
+    dtype, shape = out.dtype, out.shape
+    for a in inputs:
+        if type(a) is Tensor:
+            data = a._data
+            if a._base is not None or data.dtype != dtype:
+                return False  # (a view's history may need regenerating first: `run` does it)
+            if type(data) is np.ndarray and data is not out:
+                if data.shape != shape and (data.ndim > len(shape) or any(
+                        d != 1 and d != s for d, s in zip(data.shape[::-1], shape[::-1]))):
+                    return False  # not broadcast to the target's shape (`run` raises)
+                if np.may_share_memory(data, out):
+                    return False  # another view of the target's memory: numpy's own buffering
+            arrays.append(data)
+        elif type(a) is float or (type(a) is int and -_INT_RANGE <= a < _INT_RANGE):
+            arrays.append(a)  # (numpy refuses a Python int too large for a float: `run` says so)
+        else:
+            return False
+    if limits._state.active:
+        _admit(op, args, attrs, compute, out_dtype)
+    # torch gives inf and nan silently; and a warning turned into an error (as in our tests)
+    # could not be answered by computing again, as `run` does: the target is already written
+    with np.errstate(all="ignore"):
+        parallel.call(ufunc, *arrays, out=out)
+    return True
 
 
 def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,

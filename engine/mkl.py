@@ -388,6 +388,9 @@ def vml(name: str, x: np.ndarray) -> np.ndarray:
     else:
         src = out = np.array(x, order="C")
     step = _INT_MAX - _INT_MAX % 64  # MKL_INT is 32-bit: at::vml splits larger calls likewise
+    if n <= step:  # one call: the pointers read from the array objects (`_pointer`)
+        fn(n, _pointer(src), _pointer(out), VML_MODE)
+        return out if out.ndim else out[()]
     flat_in, flat_out = src.reshape(-1), out.reshape(-1)
     for start in range(0, flat_in.size, step):
         part = flat_in[start:start + step]
@@ -406,7 +409,7 @@ def unary(name: str, fallback: Callable[[np.ndarray], np.ndarray]
     ufunc = fallback if isinstance(fallback, np.ufunc) else None
 
     def forward(x: np.ndarray) -> np.ndarray:
-        if available():
+        if _lib is not None or available():  # (loaded and on: no call, for every 0-d op)
             if type(x) in _SCALARS:  # a 0-d tensor's data
                 return _vml_scalar(name, x)
             if x.dtype in _VML_PREFIX:

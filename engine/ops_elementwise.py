@@ -254,7 +254,7 @@ defop("add", lambda x, y, alpha=1: _scaled_add(x, y, alpha),
       saves=("", ""),
       inputs=("input", "other"), attrs=(AttrSpec("alpha", "scalar", 1),), dtype=PROMOTE,
       inplace=True, doc="input + alpha * other", out_shape=broadcast_shape,
-      out_bound=_alpha_bound)
+      out_bound=_alpha_bound, default_ufunc=np.add)
 defop("sub", lambda x, y, alpha=1: (scalarmath.call(np.subtract, x, y) if alpha == 1  # numpy
                                     # refuses bool - bool
                                     else _scaled_add(x, y, -alpha)),
@@ -264,7 +264,7 @@ defop("sub", lambda x, y, alpha=1: (scalarmath.call(np.subtract, x, y) if alpha 
       inputs=("input", "other"), attrs=(AttrSpec("alpha", "scalar", 1),), dtype=PROMOTE,
       backward=_by_scalars("SubBackward0", "SubBackward0", "RsubBackward1"),
       inplace=True, doc="input - alpha * other", out_shape=broadcast_shape,
-      out_bound=_alpha_bound)
+      out_bound=_alpha_bound, default_ufunc=np.subtract)
 defop("mul", np.multiply,
       # g * y, split over threads when large (the check inline: a 0-d gradient is a numpy
       # scalar or, with create_graph, a Tensor, and the chain of scalar ops pays no call)

@@ -367,6 +367,11 @@ def _flat(shape: Sequence[int], t: Any, w: Any, ignore_index: int) -> tuple[int,
     """(classes, flat targets made safe, flat valid mask, flat per-element weights)."""
     c = shape[1] if len(shape) >= 2 else shape[0]
     flat = np.asarray(t).reshape(-1)
+    if flat.size and not 0 <= ignore_index < c and 0 <= flat.min() and flat.max() < c:
+        # every target a class (the common case): no target is ignore_index, none out of range,
+        # so the flat targets are safe as they are and every weight is the target's own
+        n = flat.size
+        return c, flat, np.ones(n, bool), np.ones(n) if w is None else np.asarray(w)[flat]
     valid = flat != ignore_index
     safe = np.where(valid, flat, 0)
     bad = (safe < 0) | (safe >= c)
@@ -390,16 +395,18 @@ def _nll(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
          reduction: str = "mean") -> Any:
     c, safe, valid, ww = _flat(x.shape, t, w, ignore_index)
     picked = _classes_last(x)[np.arange(safe.size), safe]
-    losses = (-picked * ww).astype(x.dtype)
+    dense = bool(valid.all())  # no target ignored
+    # (-picked * 1.0, computed in float64 and cast back, is -picked: each target's own weight)
+    losses = -picked if dense and w is None else (-picked * ww).astype(x.dtype)
     if reduction == "none" or not safe.size:
         return _reduce_weighted(losses, t, ww, reduction)
     # torch's nll_loss kernel sums in one pass with its own cascade (cascade.nll_sum); the
     # summed weights are the count of valid targets when there is no weight.
-    total = cascade.nll_sum(losses, valid)
+    total = cascade.nll_sum(losses, None if dense else valid)
     if reduction == "sum":
         return total
     weight = (x.dtype.type(np.count_nonzero(valid)) if w is None
-              else cascade.nll_sum(ww.astype(x.dtype), valid))
+              else cascade.nll_sum(ww.astype(x.dtype), None if dense else valid))
     with np.errstate(invalid="ignore", divide="ignore"):
         return total / weight
 
@@ -437,6 +444,16 @@ def _classes_back(flat: Any, shape: Sequence[int]) -> Any:
 def _nll_backward(g: Any, t: Any, w: Any = None, shape: Sequence[int] = (),
                   ignore_index: int = -100, reduction: str = "mean") -> Any:
     c, safe, valid, ww = _flat(shape, t, w, ignore_index)
+    if w is None and reduction != "none" and valid.all():
+        # every target a class, each weighing 1: every element's gradient is the one value
+        # -g (or -g / n), computed once (the same division; -g * 1.0 is -g)
+        g = np.asarray(g)
+        if reduction == "mean":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                g = g / np.asarray(ww.sum(), dtype=g.dtype)
+        flat = np.zeros((safe.size, c), dtype=g.dtype)
+        flat[np.arange(safe.size), safe] = -g
+        return _classes_back(flat, shape)
     gg = _element_grads(g, safe, ww, reduction)
     flat = np.zeros((safe.size, c), dtype=gg.dtype)
     flat[np.arange(safe.size), safe] = -gg * ww

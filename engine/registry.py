@@ -61,7 +61,7 @@ class OpDef:
                  variadic: bool, differentiable_outputs: Sequence[int] | None, inplace: bool,
                  inplace_backward: str | None = None, view: bool = False,
                  out_bound: BoundRule | None = None, saves: str | Sequence[str] | None = None,
-                 output_count: str | None = None):
+                 output_count: str | None = None, default_ufunc: np.ufunc | None = None):
         if vjps and len(vjps) != len(inputs):
             raise ValueError(f"{name}: {len(vjps)} vjp rules for {len(inputs)} inputs")
         self.name = name
@@ -69,6 +69,8 @@ class OpDef:
         self.vjps: tuple[Rule | None, ...] = tuple(vjps) or (None,) * len(inputs)
         self.optional = tuple(i.endswith("?") for i in inputs)
         self.inputs = tuple(i.rstrip("?") for i in inputs)
+        # how many inputs a call passes; -1 for a variadic op (one sequence: always checked)
+        self.arity = -1 if variadic else len(self.inputs)
         self.attrs = tuple(attrs)
         self.attr_names = tuple(a.name for a in attrs)
         self.dtype_rule = dtype
@@ -100,6 +102,9 @@ class OpDef:
         self.ufunc: np.ufunc | None = (
             forward if isinstance(forward, np.ufunc) and forward.nout == 1 and not attrs
             and not variadic and forward.nin == len(inputs) else None)
+        # The one ufunc the forward is when every attribute has its default (add and sub with
+        # alpha 1), or `ufunc`: an in-place op of it may write into its target (dispatch.run_into)
+        self.default_ufunc: np.ufunc | None = default_ufunc or self.ufunc
         self.differentiable_outputs = (tuple(differentiable_outputs)
                                        if differentiable_outputs is not None else None)
         # What each rule reads, as declared, so a node saves only what its backward needs (as
@@ -294,7 +299,7 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
           inplace_backward: str | None = None, view: bool = False,
           out_bound: BoundRule | None = None,
           saves: str | Sequence[str] | None = None,
-          output_count: str | None = None) -> OpDef:
+          output_count: str | None = None, default_ufunc: np.ufunc | None = None) -> OpDef:
     """Register an op: its forward (numpy), one VJP rule per input (None: no gradient).
 
     Args:
@@ -326,6 +331,8 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
         variadic: the op takes one sequence of tensors.
         differentiable_outputs: which outputs carry gradients (default all).
         inplace: a `name_` in-place variant exists (`x.add_(y)`).
+        default_ufunc: the numpy ufunc the forward is when every attribute has its default
+            (add's and sub's with alpha 1), for an op whose forward is not that ufunc itself.
         inplace_backward: torch's node name for the in-place variant where it differs
             (`fill_` records FillBackward2, `torch.fill` FillBackward0).
         view: the result may share the input's data (reshape, expand, permute, select, ...):
@@ -349,7 +356,8 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
                backward=backward, n_outputs=n_outputs, out_shape=out_shape, doc=doc,
                method=method, variadic=variadic, differentiable_outputs=differentiable_outputs,
                inplace=inplace, inplace_backward=inplace_backward, view=view,
-               out_bound=out_bound, saves=saves, output_count=output_count)
+               out_bound=out_bound, saves=saves, output_count=output_count,
+               default_ufunc=default_ufunc)
     OPS[name] = op
     return op
 

@@ -240,6 +240,32 @@ def test_nll_loss_small_batches_loop(n: int, monkeypatch: pytest.MonkeyPatch) ->
         assert got.tobytes() == want.tobytes(), (v, ok)
 
 
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 16, 17, 18, 31, 32, 33, 48, 49, 64, 65, 100, 127,
+                               128, 129, 256, 257, 272, 1000, 4096, 4097, 4113, 70_000])
+def test_nll_sum_with_every_target_valid(n: int) -> None:
+    """With no target ignored (valid None), nll_sum adds whole runs of elements a level at a
+    time (`_nll_sum_dense`): the kernel loop's bits (the vectorised levels' above
+    _NLL_LOOP_MAX), infinities, a NaN and signed zeros included, and the loss torch's."""
+    rng = np.random.default_rng(1000 + n)
+    for dtype in (np.float32, np.float64):
+        plain = (rng.standard_normal(n) * 10.0 ** rng.integers(-3, 6, n)).astype(dtype)
+        special = plain.copy()
+        if n:
+            special[rng.integers(0, n, min(n, 3))] = [np.inf, -0.0, np.nan][:min(n, 3)]
+        zeros = np.full(n, -0.0, dtype)
+        mixed = np.where(rng.random(n) < 0.5, -0.0, 0.0).astype(dtype)
+        for v in (plain, special, zeros, mixed, -plain, -special):
+            got = cascade.nll_sum(v, None)
+            want = cascade.nll_sum(v, np.ones(n, bool))  # the kernel's loop, or its levels
+            assert type(got) is type(want) and got.dtype == want.dtype and got.shape == ()
+            assert got.tobytes() == want.tobytes(), (n, v)
+        if n:
+            x, t = plain.reshape(n, 1), np.zeros(n, np.int64)
+            ref = torch.nn.functional.nll_loss(torch.from_numpy(x), torch.from_numpy(t),
+                                               reduction="sum")
+            _same(F.nll_loss(ge.tensor(x), ge.tensor(t), reduction="sum"), ref)
+
+
 def test_fallback_without_sequential_reduce(monkeypatch: pytest.MonkeyPatch) -> None:
     """On a numpy whose add.reduce over an outer axis is not in order, the accumulate fallback
     gives the same bits."""
