@@ -1,22 +1,22 @@
 #!/usr/bin/env python3
 """The 1 MiB stateless RunGraph call against a 1 MiB echo, per server thread (not a test).
 
-    python bench/mib.py [--rounds 30] [--calls 20] [--old-tree DIR]
+    python bench/mib.py [--rounds 30] [--calls 20] [--old-tree DIR] [--alt FLAGS] [--elements N]
 
 Starts as subprocesses on loopback: gradserve from this tree ("new"), optionally gradserve from
-another checkout's `server/`, `engine/`, `surface/` and `protos/` (`--old-tree`, "old": how a
-change is measured against the code before it), optionally this tree's with other flags (`--alt
-"--workers 1"`, "alt"), and the floors it is measured against: bench/service.py's echo server
-("echo", grpc.server), bench/inline_ab.py's grpc.aio echo ("aio-echo", glibc's default heap) and
-a grpc.aio server with gradserve's heap settings that serves the echo ("aio-kept") and
-gradserve's transport without its work ("aio-hop": registered request-streaming, the request
-read with `context.read()`, a copy of it made on a worker thread and handed back to the loop).
-Each round runs `--calls` sequential calls of bench/service.py's 1 MiB call (a 256K-element
-float32 x, y = (x**2).sum(), the gradient 2x back; the echoes get the request's bytes) against
-each server in turn (A B ..., then reversed), and takes per call: the server's CPU time in all
-and of its busiest and second busiest threads in the series (the event loop's, a worker's or
-grpc core's; /proc/<pid>/task/*/schedstat, nanoseconds), and its minor page faults
-(/proc/<pid>/stat). Prints, per figure, the min and median over the rounds. Exits 0.
+another checkout's `server/`, `engine/`, `surface/` and `protos/` (`--old-tree`, "old": how a change
+is measured against the code before it), optionally this tree's with other flags (`--alt "--workers
+1"`, "alt"), and the floors it is measured against: bench/service.py's echo server ("echo",
+grpc.server), bench/inline_ab.py's grpc.aio echo ("aio-echo", glibc's default heap) and a grpc.aio
+server with gradserve's heap settings that serves the echo ("aio-kept") and gradserve's transport
+without its work ("aio-hop": registered request-streaming, the request read with `context.read()`, a
+copy of it made on a worker thread and handed back to the loop). Each round runs `--calls`
+sequential calls of bench/service.py's 1 MiB call (a 256K-element float32 x, y = (x**2).sum(), the
+gradient 2x back; `--elements` another size; the echoes get the request's bytes) against each server
+in turn (A B ..., then reversed), and takes per call: the server's CPU time in all and of its
+busiest and second busiest threads in the series (the event loop's, a worker's or grpc core's;
+/proc/<pid>/task/*/schedstat, nanoseconds), and its minor page faults (/proc/<pid>/stat). Prints,
+per figure, the min and median over the rounds. Exits 0.
 """
 
 from __future__ import annotations
@@ -156,6 +156,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--old-tree", help="a checkout to measure as 'old'")
+    parser.add_argument("--elements", type=int, default=256 * 1024,
+                        help="x's float32 elements (default 256K: the 1 MiB call)")
     parser.add_argument("--alt", metavar="FLAGS", default="",
                         help="also this tree's gradserve with these flags added ('alt')")
     parser.add_argument("--no-echo", action="store_true", help="gradserve only")
@@ -182,7 +184,7 @@ def main(argv: list[str]) -> int:
     started: dict[int, Any] = {}  # one process per command ("aio-kept" and "aio-hop" share)
     procs = {name: started.get(id(cmd)) or started.setdefault(id(cmd), bench.start(cmd))
              for name, cmd in cmds.items()}
-    x = np.random.default_rng(0).standard_normal(256 * 1024).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal(args.elements).astype(np.float32)
     big = bench.square_graph_request(x)
     data = big.SerializeToString()
     try:
