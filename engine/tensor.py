@@ -17,10 +17,10 @@ import numpy as np
 
 from gradserve.surface import messages
 from gradserve.surface.compat import short_node_name
+from gradserve.surface.formatting import format_tensor
 
 from . import dtypes, errors
 from .dtypes import DType
-from .formatting import format_tensor
 
 # torch words the dtype refusal differently for requires_grad_(), the attribute and factories
 # (the factories' text: gradserve.surface.messages.REQUIRES_GRAD_FACTORY_MESSAGE).
