@@ -39,7 +39,7 @@ MODULE_FILES = {
     "dropout": ("Dropout",),
     "flatten": ("Flatten",),
     "sparse": ("Embedding",),
-    "container": ("Sequential", "ModuleList", "ModuleDict"),
+    "container": ("Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"),
     "loss": ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
              "BCELoss", "BCEWithLogitsLoss", "KLDivLoss"),
     "distance": ("CosineSimilarity", "PairwiseDistance"),
