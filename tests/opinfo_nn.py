@@ -169,6 +169,12 @@ OPINFOS = [
     OpInfo("log_softmax",
            lambda x, dim, dtype=None: torch.log_softmax(x, dim, dtype=_dtype(dtype)),
            SOFTMAX_SAMPLES + [Sample(((5, 11),), {"dim": 1}), Sample(((3, 2, 19),), {"dim": 2})]),
+    # softmax's gradient as its own op (SoftmaxBackwardDataBackward0), as torch's
+    OpInfo("softmax_backward_data",
+           lambda g, out, dim: torch.ops.aten._softmax_backward_data(g, out, dim, out.dtype),
+           [Sample(((2, 3), (2, 3)), {"dim": 1}), Sample(((2, 3), (2, 3)), {"dim": 0}),
+            Sample(((4, 9), (4, 9)), {"dim": -1}), Sample(((3, 2, 17), (3, 2, 17)), {"dim": 2}),
+            Sample(((4,), (4,)), {"dim": 0})]),
     # log_softmax's gradient as its own op (LogSoftmaxBackwardDataBackward0), as torch's
     OpInfo("log_softmax_backward_data",
            lambda g, out, dim: torch.ops.aten._log_softmax_backward_data(g, out, dim, out.dtype),

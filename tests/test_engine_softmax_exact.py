@@ -1,6 +1,6 @@
-"""float32 log_softmax over the last dim and its gradient, bit for bit against torch (torch's
-AVX2 kernels: SLEEF's expf and logf, the 8-lane sum, the backward's fused multiply-add), and a
-cross-entropy training loop whose printed losses are torch's."""
+"""float32 softmax and log_softmax over the last dim and their gradients, bit for bit against torch
+(torch's AVX2 kernels: SLEEF's expf and logf, the 8-lane sum, the reciprocal, the backward's
+fused multiply-add), and a cross-entropy training loop whose printed losses are torch's."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ pytestmark = pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
 SHAPES = [(7, 2), (9, 3), (5, 7), (4, 8), (6, 9), (3, 16), (3, 17), (2, 100), (2, 3, 5), (11,)]
 
 
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_log_softmax_and_its_gradient_are_torchs_bits(shape: tuple[int, ...]) -> None:
+def test_softmax_and_its_gradient_are_torchs_bits(shape: tuple[int, ...], fn: str) -> None:
     import gradserve.engine as ge
 
     rng = np.random.default_rng(sum(shape))
@@ -25,21 +26,22 @@ def test_log_softmax_and_its_gradient_are_torchs_bits(shape: tuple[int, ...]) ->
     g = rng.standard_normal(shape).astype(np.float32)
     a = ge.tensor(x, requires_grad=True)
     b = torch.tensor(x, requires_grad=True)
-    ya, yb = ge.log_softmax(a, -1), torch.log_softmax(b, -1)
+    ya, yb = getattr(ge, fn)(a, -1), getattr(torch, fn)(b, -1)
     assert np.array_equal(ya.detach().numpy(), yb.detach().numpy())
     (ga,) = ge.autograd.grad(ya, a, ge.tensor(g))
     (gb,) = torch.autograd.grad(yb, b, torch.tensor(g))
     assert np.array_equal(ga.numpy(), gb.numpy())
 
 
-def test_second_derivative_runs_through_torchs_node() -> None:
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+def test_second_derivative_runs_through_torchs_node(fn: str) -> None:
     import gradserve.engine as ge
 
     x = np.array([[0.3, -1.2, 2.0], [1.0, 0.5, -0.5]], dtype=np.float32)
 
     def run(lib: Any) -> tuple[str, np.ndarray]:
         t = lib.tensor(x, requires_grad=True)
-        (g,) = lib.autograd.grad((lib.log_softmax(t, 1) * t).sum(), t, create_graph=True)
+        (g,) = lib.autograd.grad((getattr(lib, fn)(t, 1) * t).sum(), t, create_graph=True)
         (h,) = lib.autograd.grad((g ** 2).sum(), t)
         return g.grad_fn.name(), h.numpy()
 
