@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import messages
+from . import layout, messages
 from .backend import Backend
 from .results import MaxResult, MinResult, SortResult, TopkResult, ValuesIndices
 
@@ -291,15 +291,46 @@ _register("mT", ("transpose",), method=mT, is_property=True)
 
 def view(be: Backend, self: Any, *args: Any, **kwargs: Any) -> Any:
     """Tensor.view(*shape): reshape's result (ViewBackward0), `x.view(2, 3)`, `x.view((2, 3))`,
-    `x.view(-1)` or `x.view(size=...)`; without torch's stride check (a view of a non-contiguous
-    tensor copies, as reshape). `x.view(dtype)` (reinterpreting the bytes) is not supported."""
+    `x.view(-1)` or `x.view(size=...)`, with torch's stride check where the tensor's strides are
+    known without a round trip (always in the engine; in a session, once the server described
+    the tensor): a shape no view of that layout can take is refused as torch refuses it.
+    `x.view(dtype)` (reinterpreting the bytes) is not supported."""
     if "dtype" in kwargs or (len(args) == 1 and hasattr(args[0], "is_floating_point")):
         raise be.runtime_error("view(dtype) is not supported: gradserve does not reinterpret a "
                                "tensor's bytes as another dtype (use .to(dtype) to convert)")
     shape = sizes(be, "view", args, kwargs, "size")
     if kwargs:
         raise be.type_error(f"view() got an unexpected keyword argument '{next(iter(kwargs))}'")
+    strides = be.known_strides(self)
+    if strides is not None:
+        _check_view(be, be.shape(self), strides, shape)
     return be.call("reshape", (self, shape), {})
+
+
+def _check_view(be: Backend, shape: tuple[int, ...], strides: tuple[int, ...],
+                new: Any) -> None:
+    """torch's view refusal for a layout that `new` (with at most one -1) cannot view."""
+    if strides == layout.contiguous_strides(shape):
+        return
+    numel = 1
+    for s in shape:
+        numel *= s
+    dims = [int(d) for d in new]
+    if dims.count(-1) == 1:
+        rest = 1
+        for d in dims:
+            if d != -1:
+                rest *= d
+        if rest == 0 or numel % rest:
+            return  # reshape's own shape error says it
+        dims[dims.index(-1)] = numel // rest
+    total = 1
+    for d in dims:
+        total *= d
+    if total != numel or any(d < 0 for d in dims):
+        return  # reshape's own shape error says it
+    if layout.view_strides(shape, strides, dims) is None:
+        raise be.runtime_error(layout.VIEW_ERROR)
 
 
 _register("view", ("reshape",), method=view)
