@@ -265,6 +265,49 @@ defop("nonzero", lambda x: np.argwhere(x).astype(np.int64, copy=False), None,
       doc="indices of the non-zero elements, one row per element",
       out_bound=_nonzero_bound)
 
+# --- masked_select --------------------------------------------------------------------------------
+
+
+def _masked_select_shapes(x: Any, mask: Any) -> tuple[tuple[int, ...], int]:
+    """The broadcast shape of input and mask (torch's message, mask first, when they do not
+    broadcast), and how many elements the result has (the mask's true ones, broadcast)."""
+    m = mask._data if isinstance(mask, Tensor) else np.asarray(mask)
+    if m.dtype != np.bool_:
+        raise errors.InvalidArgumentError("masked_select: expected BoolTensor for mask")
+    shape = broadcast_shape(mask, x)
+    return shape, int(np.count_nonzero(np.broadcast_to(m, shape)))
+
+
+def _masked_select(x: Any, mask: Any) -> Any:
+    shape, _ = _masked_select_shapes(x, mask)
+    flat = np.broadcast_to(np.asarray(x), shape).reshape(-1)
+    return flat[np.broadcast_to(np.asarray(mask), shape).reshape(-1)]
+
+
+def _masked_select_vjp(ns: Any, g: Any, out: Any, x: Any, mask: Any) -> Any:
+    """g into zeros of the broadcast shape at the mask's true elements (the backward pass sums
+    it back to input's shape)."""
+    shape = broadcast_shape(mask, x)
+    flat_mask = ns.reshape(ns.expand(mask, size=shape), shape=(-1,))
+    n = int(np.prod(shape))
+    return ns.reshape(ns.index_backward(g, flat_mask, input_sizes=(n,)), shape=shape)
+
+
+def _masked_select_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bound:
+    """The result, exact (the mask's true elements counted), and the key's scratch: one int64
+    array of that count per dim."""
+    shape, count = _masked_select_shapes(args[0], args[1])
+    return limits.with_scratch(limits.shape_bound((count,), out_dtype.np.itemsize),
+                               count * max(len(shape), 1) * 8)
+
+
+defop("masked_select", _masked_select, _masked_select_vjp, None,
+      saves=("mask input.shape", ""),
+      inputs=("input", "mask"),
+      out_shape=lambda x, mask: (_masked_select_shapes(x, mask)[1],),
+      doc="the elements of input where mask (broadcast with it) is true, as a 1-D tensor",
+      out_bound=_masked_select_bound)
+
 # --- take, put (flat positions) ------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """OpInfos for the indexing ops in engine/ops_index.py: select, slice, alias, index, nonzero,
-take, put, gather, index_select, embedding, masked_fill and the registered backward ops
-(select_backward, slice_backward, index_backward, gather_backward, embedding_dense_backward)
-against torch's own ops for them.
+take, put, gather, index_select, embedding, masked_fill, masked_select and the registered
+backward ops (select_backward, slice_backward, index_backward, gather_backward,
+embedding_dense_backward) against torch's own ops for them.
 """
 
 from __future__ import annotations
@@ -102,6 +102,9 @@ OPINFOS = [
            check_grad=False),
     OpInfo("nonzero", torch.nonzero,
            [Sample((ints((3, 4), -1, 2),)), Sample((mask((5,)),)), Sample(((2, 3),))]),
+    OpInfo("masked_select", torch.masked_select,
+           [Sample(((3, 4), mask((3, 4)))), Sample(((3, 4), mask((4,)))),
+            Sample(((4,), mask((2, 4)))), Sample(((2, 1, 3), mask((4, 1))))]),
     OpInfo("take", torch.take,
            [Sample(((3, 4), ints((5,), -12, 12))), Sample(((2, 3), ints((2, 2), 0, 6))),
             Sample(((4,), const([1, 1, 1])))]),
