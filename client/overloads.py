@@ -19,6 +19,7 @@ from typing import Any
 
 from gradserve.surface import compat as _compat  # noqa: F401  (registers its spellings)
 from gradserve.surface import creation as _creation  # noqa: F401  (registers its spellings)
+from gradserve.surface import layout
 from gradserve.surface.binding import parameter_names, torch_keywords
 from gradserve.surface.spellings import SPELLINGS, Spelling
 
@@ -71,6 +72,15 @@ class RemoteBackend:
 
     def is_contiguous(self, tensor: Any) -> bool:
         return bool(tensor.is_contiguous())
+
+    def known_strides(self, tensor: Any) -> tuple[int, ...] | None:
+        # known once the server described the tensor (a recorded op's layout is not inferred)
+        info = tensor._info
+        if info is None or tensor._error is not None:
+            return None
+        if info.non_contiguous:
+            return tuple(info.strides)
+        return layout.contiguous_strides(tuple(info.shape))
 
 
 OVERLOADS: dict[str, Spelling] = dict(SPELLINGS)

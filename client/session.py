@@ -25,6 +25,7 @@ from gradserve.surface import (
     data,
     devices,
     dynamo,
+    formatting,
     grad_mode,
     legacy,
     messages,
@@ -113,6 +114,9 @@ class Session:
         self._fresh_leaves: list[weakref.ref[Tensor]] = []
         self.read_ahead = True  # False: backward() reads no gradient ahead
         self._grad_readers: dict[int, weakref.ref[Tensor]] = {}
+        # this session's torch.set_printoptions; None until set: the server's repr (torch's
+        # defaults) is used, else the client formats the fetched values itself
+        self._print_options: formatting.PrintOptions | None = None
         table = client.op_table()
         self._table = table
         features = client.list_ops().features
@@ -977,14 +981,45 @@ class Session:
                 self._recorder.flush()
         return [self.value(t) for t in tensors]  # errors, and any left out, one by one
 
+    def set_printoptions(self, precision: int | None = None, threshold: float | None = None,
+                         edgeitems: int | None = None, linewidth: int | None = None,
+                         profile: str | None = None, sci_mode: bool | None = None) -> None:
+        """torch.set_printoptions for this session's tensors (torch's arguments and rules).
+
+        Args:
+            precision: digits after the decimal point (default 4).
+            threshold: element count above which a tensor is summarized (default 1000).
+            edgeitems: items kept at each end of a summarized dimension (default 3).
+            linewidth: characters per line (default 80).
+            profile: "default", "short" or "full", applied first.
+            sci_mode: True or False forces scientific notation; None chooses automatically.
+        """
+        options = self._print_options or formatting.PrintOptions()
+        formatting.set_printoptions(precision, threshold, edgeitems, linewidth, profile,
+                                    sci_mode, options=options)
+        self._print_options = None if options == formatting.PrintOptions() else options
+
     def repr(self, t: Tensor) -> str:
-        """torch's printed form of `t`, as the server prints it."""
+        """torch's printed form of `t`: the server's, or with print options of this session's
+        own, formatted here from the fetched values."""
+        if self._print_options is not None:
+            return self._format(t)
         if t._repr is None or t._epoch != self._epoch:
             self._fetch(t, value=False, repr=True)
         assert t._repr is not None or t._omitted is not None
         if t._repr is None:
             raise omitted_error(t._omitted, self.info(t).shape, "printed form")
         return t._repr
+
+    def _format(self, t: Tensor) -> str:
+        values = self.value(t)
+        node = self.grad_fn_name(t)
+        if node:
+            suffixes = [f"grad_fn=<{surface_compat.short_node_name(node)}>"]
+        else:
+            suffixes = ["requires_grad=True"] if self.meta(t).requires_grad else []
+        return formatting.format_tensor(values, str(t.dtype.name), suffixes,
+                                        self._print_options)
 
     def _fetch(self, t: Tensor, *, value: bool, repr: bool = False) -> None:
         if t._error is not None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradserve.surface import compat, devices, messages, operators
+from gradserve.surface import compat, devices, layout, messages, operators
 
 from .codec import DType
 
@@ -186,6 +186,18 @@ class Tensor:
         """Whether the elements are laid out in row-major order without gaps (as the server
         holds them: False for a transpose, an expand or a strided slice, as torch)."""
         return not self._owner.info(self).non_contiguous
+
+    def stride(self, dim: Any = None) -> Any:
+        """The strides in elements (a tuple), or dim's, as the server holds the data (torch's:
+        a transpose, an expand, a slice are views with their own strides)."""
+        info = self._owner.info(self)
+        strides = (tuple(info.strides) if info.non_contiguous
+                   else layout.contiguous_strides(tuple(info.shape)))
+        return layout.pick_stride(strides, dim, IndexError)
+
+    def storage_offset(self) -> builtins.int:
+        """Where this view starts in its base's elements (0 for a tensor that is not a view)."""
+        return builtins.int(self._owner.info(self).storage_offset)
 
     @property
     def requires_grad(self) -> builtins.bool:

@@ -23,6 +23,7 @@ from gradserve.surface import dynamo as _dynamo_ns
 from gradserve.surface import linalg as _linalg
 from gradserve.surface import out_arg as _out_arg
 from gradserve.surface import pytree as _pytree
+from gradserve.surface.formatting import set_printoptions
 from gradserve.surface.grad_mode import (
     enable_grad,
     inference_mode,
@@ -130,5 +131,6 @@ __all__ = ["BoolTensor", "DType", "DoubleTensor", "FloatTensor", "IntTensor", "L
            "enable_grad", "errors", "from_numpy", "get_default_device", "get_default_dtype",
            "inference_mode", "initial_seed", "is_grad_enabled", "is_inference_mode_enabled",
            "limits", "manual_seed", "get_rng_state", "set_rng_state", "nn", "no_grad", "optim",
+           "set_printoptions",
            "random", "registry", "seed", "set_default_device", "set_default_dtype",
            "set_grad_enabled", "tensor", "utils", "pi", "e", "inf", "nan", *PUBLIC]

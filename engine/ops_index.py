@@ -265,6 +265,49 @@ defop("nonzero", lambda x: np.argwhere(x).astype(np.int64, copy=False), None,
       doc="indices of the non-zero elements, one row per element",
       out_bound=_nonzero_bound)
 
+# --- masked_select --------------------------------------------------------------------------------
+
+
+def _masked_select_shapes(x: Any, mask: Any) -> tuple[tuple[int, ...], int]:
+    """The broadcast shape of input and mask (torch's message, mask first, when they do not
+    broadcast), and how many elements the result has (the mask's true ones, broadcast)."""
+    m = mask._data if isinstance(mask, Tensor) else np.asarray(mask)
+    if m.dtype != np.bool_:
+        raise errors.InvalidArgumentError("masked_select: expected BoolTensor for mask")
+    shape = broadcast_shape(mask, x)
+    return shape, int(np.count_nonzero(np.broadcast_to(m, shape)))
+
+
+def _masked_select(x: Any, mask: Any) -> Any:
+    shape, _ = _masked_select_shapes(x, mask)
+    flat = np.broadcast_to(np.asarray(x), shape).reshape(-1)
+    return flat[np.broadcast_to(np.asarray(mask), shape).reshape(-1)]
+
+
+def _masked_select_vjp(ns: Any, g: Any, out: Any, x: Any, mask: Any) -> Any:
+    """g into zeros of the broadcast shape at the mask's true elements (the backward pass sums
+    it back to input's shape)."""
+    shape = broadcast_shape(mask, x)
+    flat_mask = ns.reshape(ns.expand(mask, size=shape), shape=(-1,))
+    n = int(np.prod(shape))
+    return ns.reshape(ns.index_backward(g, flat_mask, input_sizes=(n,)), shape=shape)
+
+
+def _masked_select_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bound:
+    """The result, exact (the mask's true elements counted), and the key's scratch: one int64
+    array of that count per dim."""
+    shape, count = _masked_select_shapes(args[0], args[1])
+    return limits.with_scratch(limits.shape_bound((count,), out_dtype.np.itemsize),
+                               count * max(len(shape), 1) * 8)
+
+
+defop("masked_select", _masked_select, _masked_select_vjp, None,
+      saves=("mask input.shape", ""),
+      inputs=("input", "mask"),
+      out_shape=lambda x, mask: (_masked_select_shapes(x, mask)[1],),
+      doc="the elements of input where mask (broadcast with it) is true, as a 1-D tensor",
+      out_bound=_masked_select_bound)
+
 # --- take, put (flat positions) ------------------------------------------------------------------
 
 
@@ -397,6 +440,100 @@ defop("gather_backward", _gather_backward,
       out_shape=lambda grad, index, input_sizes, dim: tuple(input_sizes), method=False,
       backward="ScatterAddBackward0", doc="gather's gradient: grad added into zeros at index",
       out_bound=_indexed(lambda grad, index, input_sizes, dim: tuple(input_sizes)))
+
+
+# --- scatter, scatter_add (gather's inverses) ---------------------------------------------------
+
+
+def _scatter_key(x: Any, dim: int, index: Any, src: Any) -> tuple[Any, ...]:
+    """The numpy key of scatter(dim, index, src) into x, with torch's checks and messages
+    (scatter_add's name scatter too)."""
+    index = np.asarray(index)
+    if index.dtype.kind not in _INT_KINDS:
+        raise errors.InvalidArgumentError("scatter(): Expected dtype int32/int64 for index")
+    shape = tuple(np.shape(x))
+    ndim = len(shape)
+    if index.ndim != max(ndim, 1) and not (ndim == 0 and index.ndim <= 1):
+        raise errors.InvalidArgumentError(
+            "Index tensor must have the same number of dimensions as self tensor")
+    axis = wrap_dim(dim, ndim)
+    src_shape = tuple(np.shape(src)) if isinstance(src, np.ndarray) else None
+    if ndim and index.size:
+        too_big = any(d != axis and index.shape[d] > shape[d] for d in range(ndim))
+        short_src = src_shape is not None and (
+            len(src_shape) != ndim or any(i > n for i, n in zip(index.shape, src_shape)))
+        if too_big or short_src:
+            text = (f"Expected index {_shape_str(index.shape)} to be no larger than self "
+                    f"{_shape_str(shape)} apart from dimension {axis}")
+            if src_shape is not None:
+                text += f" and to be no larger size than src {_shape_str(src_shape)}"
+            raise errors.InvalidArgumentError(text)
+    return gather_key(shape, dim, index)
+
+
+def _scatter_src(src: Any, index: Any) -> Any:
+    """The part of src that index covers (its leading corner), or the scalar value."""
+    if not isinstance(src, np.ndarray) or src.ndim == 0:
+        return src
+    return src[tuple(slice(0, n) for n in np.shape(index))]
+
+
+def _scatter(x: Any, index: Any, src: Any, dim: int) -> Any:
+    out = np.array(x, copy=True)
+    key = _scatter_key(out, dim, index, src)
+    if key:
+        out[key] = _scatter_src(src, index)
+    elif np.size(index):
+        out[...] = _scatter_src(src, index)
+    return out
+
+
+def _scatter_add(x: Any, index: Any, src: Any, dim: int) -> Any:
+    out = np.array(x, copy=True)
+    key = _scatter_key(out, dim, index, src)
+    if key:
+        np.add.at(out, key, _scatter_src(src, index))
+    elif np.size(index):
+        out += _scatter_src(src, index).reshape(out.shape)
+    return out
+
+
+def _scatter_dtype(args: Sequence[Any], attrs: Any) -> tuple[Any, Any]:
+    """input's dtype; a src tensor must have it (torch's message, scatter_add's too)."""
+    x, src = args[0], args[2]
+    if isinstance(src, Tensor) and src.dtype is not x.dtype:
+        raise errors.InvalidArgumentError("scatter(): Expected self.dtype to be equal to src.dtype")
+    return None, x.dtype
+
+
+@names_backward("ScatterBackward0", "ScatterBackward1")
+def _scatter_name(args: Sequence[Any], attrs: Any) -> str:
+    return ("ScatterBackward1" if len(args) > 2 and not isinstance(args[2], Tensor)
+            else "ScatterBackward0")
+
+
+_SCATTER_SHAPE = _indexed(lambda x, index, src, dim: tuple(x.shape))
+
+defop("scatter", _scatter,
+      lambda ns, g, out, x, index, src, dim: ns.scatter(g, index, 0.0, dim=dim), None,
+      lambda ns, g, out, x, index, src, dim: ns.gather(g, index, dim=dim),
+      saves=("index", "", "index"),
+      inputs=("input", "index", "src"), attrs=(AttrSpec("dim", "int", required=True),),
+      dtype=_scatter_dtype, backward=_scatter_name, method=False,
+      out_shape=lambda x, index, src, dim: tuple(x.shape),
+      doc="a copy of input with src (a tensor, or a value) written at index along dim "
+          "(scatter(input, dim, index, src))",
+      out_bound=_SCATTER_SHAPE)
+defop("scatter_add", _scatter_add,
+      lambda ns, g, out, x, index, src, dim: g, None,
+      lambda ns, g, out, x, index, src, dim: ns.gather(g, index, dim=dim),
+      saves=("", "", "index"),
+      inputs=("input", "index", "src"), attrs=(AttrSpec("dim", "int", required=True),),
+      dtype=_scatter_dtype, method=False,
+      out_shape=lambda x, index, src, dim: tuple(x.shape),
+      doc="a copy of input with src added at index along dim, repeats accumulating "
+          "(scatter_add(input, dim, index, src))",
+      out_bound=_SCATTER_SHAPE)
 
 
 def _index_select(x: Any, index: Any, dim: int) -> Any:

@@ -18,8 +18,9 @@ import numpy as np
 from gradserve.surface import grad_mode
 
 from . import cascade, dtypes, errors, limits, vecmath
+from .distributions import fma32
 from .dtypes import DType
-from .ops_elementwise import broadcast_shape
+from .ops_elementwise import _floating_only, broadcast_shape
 from .ops_reduce import float_mean, float_sum, norm_dims
 from .registry import AttrSpec, defop, names_backward, numel_of, promote_args, temporaries
 
@@ -132,31 +133,189 @@ def _shifted(x: Any, dim: int) -> tuple[Any, int]:
 
 
 def _softmax(x: Any, dim: int, dtype: Any = None) -> Any:
+    if _exact_rows(x, dim):
+        return _softmax_rows(x)
     z, axis = _shifted(x, dim)
     e = np.exp(z)
     return (e / e.sum(axis=axis, keepdims=True)).reshape(x.shape)
 
 
+# --- torch's float32 (log_)softmax kernels over the last dim, bit for bit -------------------------
+# torch 2.13 (AVX2) runs a float32 softmax and log_softmax over the last dim and their backwards
+# (`_vec_softmax_lastdim`, `_vec_log_softmax_lastdim`, `_vec_host_softmax_backward_lastdim`) on
+# 8-lane vectors: SLEEF's expf, a lane sum (`vec::reduce_all`: the lanes accumulate 8 apart, then
+# a tree; fewer than 8 values add in order), softmax's multiply by the sum's reciprocal, SLEEF's
+# logf, and log_softmax's backward `grad - exp(output) * sum` as one fused multiply-add.
+# numpy's exp/log and pairwise sums differ in the last bit in 20-50 % of elements (a printed
+# cross-entropy loss after a few hundred steps). Rows go in chunks that bound the float64 scratch
+# of the emulated functions (vecmath.KERNEL_SCRATCH); rows longer than a chunk keep numpy's.
+
+_LANES = 8
+
+
+def _lane_sum(v: np.ndarray) -> np.ndarray:
+    """torch's `vec::reduce_all` sum over the last axis of a float32 2-D array (one per row)."""
+    n = v.shape[1]
+    if n < _LANES:
+        acc = v[:, 0].copy()
+        for j in range(1, n):
+            acc = acc + v[:, j]
+        return acc
+    acc = v[:, :_LANES].copy()
+    d, end = _LANES, n - n % _LANES
+    while d < end:
+        acc += v[:, d:d + _LANES]
+        d += _LANES
+    if d < n:
+        acc[:, :n - d] += v[:, d:]
+    half = acc[:, :4] + acc[:, 4:]
+    quarter = half[:, :2] + half[:, 2:]
+    return quarter[:, 0] + quarter[:, 1]
+
+
+def _exact_rows(x: Any, dim: int) -> bool:
+    """Whether torch's float32 last-dim kernel is reproduced here for `x` along `dim`."""
+    return (vecmath.EXACT and x.dtype == np.float32 and x.ndim >= 1 and x.size > 0
+            and norm_dims(dim, x.ndim)[0] == x.ndim - 1  # type: ignore[index]
+            and x.shape[-1] <= vecmath._CHUNK)
+
+
+def _row_chunks(n_rows: int, n_cols: int) -> range:
+    return range(0, n_rows, max(1, vecmath._CHUNK // max(1, n_cols)))
+
+
+def _log_softmax_rows(x: np.ndarray) -> np.ndarray:
+    rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+    out = np.empty_like(rows)
+    step = _row_chunks(*rows.shape).step
+    with np.errstate(all="ignore"):
+        for i in range(0, rows.shape[0], step):
+            r = rows[i:i + step]
+            m = r.max(axis=1, keepdims=True)
+            m = np.where(np.isfinite(m), m, np.float32(0))
+            z = r - m
+            logsum = vecmath._sleef_logf_u1(_lane_sum(vecmath.sleef_expf(z)))
+            out[i:i + step] = z - logsum[:, None]
+    return out.reshape(x.shape)
+
+
+def _softmax_rows(x: np.ndarray) -> np.ndarray:
+    """torch's `_vec_softmax_lastdim`: exp(x - max) times 1 / (their lane sum)."""
+    rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+    out = np.empty_like(rows)
+    step = _row_chunks(*rows.shape).step
+    with np.errstate(all="ignore"):
+        for i in range(0, rows.shape[0], step):
+            r = rows[i:i + step]
+            m = r.max(axis=1, keepdims=True)
+            m = np.where(np.isfinite(m), m, np.float32(0))
+            e = vecmath.sleef_expf(r - m)
+            out[i:i + step] = e * (np.float32(1) / _lane_sum(e))[:, None]
+    return out.reshape(x.shape)
+
+
 def _log_softmax(x: Any, dim: int, dtype: Any = None) -> Any:
+    if _exact_rows(x, dim):
+        return _log_softmax_rows(x)
     z, axis = _shifted(x, dim)
     with np.errstate(divide="ignore"):
         return (z - np.log(np.exp(z).sum(axis=axis, keepdims=True))).reshape(x.shape)
 
 
+def _softmax_backward(g: Any, out: Any, dim: int) -> Any:
+    """output * (grad_output - (grad_output * output).sum(dim)): torch's
+    `_softmax_backward_data`."""
+    g = np.asarray(g)
+    out = np.asarray(out)
+    if g.shape == out.shape and g.dtype == np.float32 and _exact_rows(out, dim):
+        gr = np.ascontiguousarray(g).reshape(-1, g.shape[-1])
+        orows = np.ascontiguousarray(out).reshape(-1, out.shape[-1])
+        with np.errstate(all="ignore"):
+            total = _lane_sum(gr * orows)[:, None]
+            return (orows * (gr - total)).reshape(g.shape)
+    axis = norm_dims(dim, out.ndim)[0] if out.ndim else 0  # type: ignore[index]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return out * (g - np.sum(g * out, axis=axis, keepdims=True))
+
+
+def _log_softmax_backward(g: Any, out: Any, dim: int) -> Any:
+    """grad_output - exp(output) * grad_output.sum(dim): torch's `_log_softmax_backward_data`."""
+    g = np.asarray(g)
+    out = np.asarray(out)
+    if g.shape == out.shape and g.dtype == np.float32 and _exact_rows(out, dim):
+        gr = np.ascontiguousarray(g).reshape(-1, g.shape[-1])
+        orows = np.ascontiguousarray(out).reshape(-1, out.shape[-1])
+        res = np.empty_like(gr)
+        step = _row_chunks(*gr.shape).step
+        with np.errstate(all="ignore"):
+            for i in range(0, gr.shape[0], step):
+                total = _lane_sum(gr[i:i + step])[:, None]
+                res[i:i + step] = fma32(-vecmath.sleef_expf(orows[i:i + step]), total,
+                                        gr[i:i + step])
+        return res.reshape(g.shape)
+    axis = norm_dims(dim, out.ndim)[0] if out.ndim else 0  # type: ignore[index]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return g - np.exp(out) * np.sum(g, axis=axis, keepdims=True)
+
+
 _SOFTMAX_ATTRS = (AttrSpec("dim", "int", required=True), AttrSpec("dtype", "dtype", None))
 
+
+def _softmax_shape(x: Any, dim: int, dtype: Any = None) -> tuple[int, ...]:
+    return tuple(x.shape)
+
+
+_SOFTMAX_NUMPY = temporaries(_softmax_shape, results=2)
+
+
+def _log_softmax_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
+    # float32 over the last dim: the emulated SLEEF functions' scratch, per chunk of rows
+    return limits.with_scratch(_SOFTMAX_NUMPY(args, attrs, out_dtype), vecmath.KERNEL_SCRATCH)
+
+
 defop("softmax", _softmax,
-      lambda ns, g, out, x, dim, dtype: out * (g - ns.sum(g * out, dim=dim, keepdim=True)),
+      lambda ns, g, out, x, dim, dtype: ns.softmax_backward_data(g, out, dim=dim),
       saves="result",
       attrs=_SOFTMAX_ATTRS, dtype=_softmax_dtype,
       doc="exp(input) / sum(exp(input), dim), computed stably (dtype: cast input first)",
-      out_bound=temporaries(lambda x, dim, dtype=None: tuple(x.shape), results=2))
+      out_bound=_log_softmax_bound)
 defop("log_softmax", _log_softmax,
-      lambda ns, g, out, x, dim, dtype: g - ns.exp(out) * ns.sum(g, dim=dim, keepdim=True),
+      lambda ns, g, out, x, dim, dtype: ns.log_softmax_backward_data(g, out, dim=dim),
       saves="result",
       attrs=_SOFTMAX_ATTRS, dtype=_softmax_dtype,
       doc="input - logsumexp(input, dim), computed stably (dtype: cast input first)",
-      out_bound=temporaries(lambda x, dim, dtype=None: tuple(x.shape), results=2))
+      out_bound=_log_softmax_bound)
+
+# Its own op, as torch's `_softmax_backward_data`: a second derivative runs through
+# SoftmaxBackwardDataBackward0 with torch's formulas (derivatives.yaml; softmax_double_backward
+# for output: grad_output * grad - (output * grad_output).sum(dim) * grad
+# - grad_output * (output * grad).sum(dim)).
+defop("softmax_backward_data", _softmax_backward,
+      lambda ns, gg, res, g, out, dim: ns.softmax_backward_data(gg, out, dim=dim),
+      lambda ns, gg, res, g, out, dim: (
+          g * gg - ns.sum(out * g, dim=dim, keepdim=True) * gg
+          - g * ns.sum(out * gg, dim=dim, keepdim=True)),
+      saves=("output", "grad_output output"),
+      inputs=("grad_output", "output"), attrs=(AttrSpec("dim", "int", required=True),),
+      dtype=_floating_only("_softmax_backward_data"), method=False,
+      doc="the gradient of softmax given its result `output`: "
+          "output * (grad_output - (grad_output * output).sum(dim, keepdim=True))",
+      out_bound=temporaries(lambda g, out, dim: tuple(out.shape), results=3))
+
+# Its own op, as torch's `_log_softmax_backward_data`: a second derivative runs through
+# LogSoftmaxBackwardDataBackward0 with torch's formulas (derivatives.yaml): grad_output's
+# grad - (grad * exp(output)).sum(dim), output's -grad_output.sum(dim) * exp(output) * grad.
+defop("log_softmax_backward_data", _log_softmax_backward,
+      lambda ns, gg, res, g, out, dim: gg - ns.sum(gg * ns.exp(out), dim=dim, keepdim=True),
+      lambda ns, gg, res, g, out, dim: -ns.sum(g, dim=dim, keepdim=True) * ns.exp(out) * gg,
+      saves=("output", "grad_output output"),
+      inputs=("grad_output", "output"), attrs=(AttrSpec("dim", "int", required=True),),
+      dtype=_floating_only("_log_softmax_backward_data"), method=False,
+      doc="the gradient of log_softmax given its result `output`: "
+          "grad_output - exp(output) * grad_output.sum(dim, keepdim=True)",
+      out_bound=lambda args, attrs, out_dtype: limits.with_scratch(
+          temporaries(lambda g, out, dim: tuple(out.shape), results=2)(args, attrs, out_dtype),
+          vecmath.KERNEL_SCRATCH))
 
 # --- regression losses ---------------------------------------------------------------------------
 
@@ -623,7 +782,10 @@ _CE_PROBS = _loss_bound(_ce_shape, inputs=4)
 
 
 def _ce_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
-    return (_CE_PROBS if _is_probs(args[0], args[1]) else _CE_INDICES)(args, attrs, out_dtype)
+    # plus the float32 log_softmax's scratch (the emulated SLEEF functions, per chunk of rows)
+    return limits.with_scratch(
+        (_CE_PROBS if _is_probs(args[0], args[1]) else _CE_INDICES)(args, attrs, out_dtype),
+        vecmath.KERNEL_SCRATCH)
 
 
 def _cross_entropy(x: Any, t: Any, w: Any = None, ignore_index: int = -100,

@@ -56,6 +56,9 @@ class EngineBackend:
     def is_contiguous(self, tensor: Any) -> bool:
         return bool(np.asarray(tensor._data).flags.c_contiguous)
 
+    def known_strides(self, tensor: Any) -> tuple[int, ...] | None:
+        return tuple(tensor.stride())
+
 
 BACKEND = EngineBackend()
 

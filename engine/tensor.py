@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradserve.surface import messages
+from gradserve.surface import layout, messages
 from gradserve.surface.compat import short_node_name
+from gradserve.surface.formatting import format_tensor
 
 from . import dtypes, errors
 from .dtypes import DType
-from .formatting import format_tensor
 
 # torch words the dtype refusal differently for requires_grad_(), the attribute and factories
 # (the factories' text: gradserve.surface.messages.REQUIRES_GRAD_FACTORY_MESSAGE).
@@ -280,6 +280,29 @@ class Tensor(TensorMethods):
         """Whether the elements are laid out in row-major order without gaps (False for a
         transpose, an expand or a strided slice, as torch)."""
         return builtins.bool(np.asarray(self._data).flags.c_contiguous)
+
+    def stride(self, dim: Any = None) -> Any:
+        """The strides in elements (a tuple), or dim's: the layout the data has here, which is
+        torch's (a transpose, an expand, a slice are views with their own strides)."""
+        a = np.asarray(self._data)
+        if a.flags.c_contiguous:
+            strides = layout.contiguous_strides(a.shape)
+        else:
+            strides = tuple(s // a.itemsize for s in a.strides)
+        return layout.pick_stride(strides, dim, errors.OutOfRangeIndexError)
+
+    def storage_offset(self) -> int:
+        """Where this view starts in its base's elements (0 for a tensor that is not a view)."""
+        if self._base is None:
+            return 0
+        root = self._base
+        while root._base is not None:
+            root = root._base
+        a, b = np.asarray(self._data), np.asarray(root._data)
+        if a.size == 0:
+            return 0
+        start = a.__array_interface__["data"][0] - b.__array_interface__["data"][0]
+        return int(start // a.itemsize)
 
     def item(self) -> Any:
         """The single value as a Python number."""

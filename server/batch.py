@@ -47,7 +47,9 @@ _ESTIMATED = _ESTIMATED_OR_EXACT | frozenset({
 
 
 # Upper bounds of one instruction's reply: the InstructionResult around it, and one TensorInfo
-# (handle, dtype, up to 64 dimensions of 10-byte varints, flags, grad_fn name, version).
+# (handle, dtype, up to 64 dimensions of 10-byte varints, flags, grad_fn name, version; strides
+# only for a non-contiguous tensor, which has no empty dim, so its sizes and strides are at most
+# its storage's element count: two sets of 64 varints of at most 5 bytes fit as well).
 RESULT_BYTES = 16
 INFO_BYTES = 1024
 # The BatchResponse's own fields and framing, beyond its results.
@@ -163,6 +165,7 @@ def tensor_info(handle: int, t: ge.Tensor, out: session_pb2.TensorInfo) -> None:
     history was recorded gets its regenerated history first, as torch shows it)."""
     if t._base is not None:
         refresh_if_stale(t)
+        out.storage_offset = t.storage_offset()
     out.handle = handle
     dtype = t.dtype
     code = _WIRE_DTYPES.get(dtype)
@@ -174,6 +177,7 @@ def tensor_info(handle: int, t: ge.Tensor, out: session_pb2.TensorInfo) -> None:
         out.shape.extend(shape)
         if not t.is_contiguous():  # (a 0-d tensor always is)
             out.non_contiguous = True
+            out.strides.extend(t.stride())
     out.requires_grad = t.requires_grad
     node = t.grad_fn
     if node is None:

@@ -66,3 +66,7 @@ class Backend(Protocol):
     def is_contiguous(self, tensor: Any) -> bool:
         """Whether the tensor's elements are laid out contiguously, in row-major order."""
         ...
+
+    def known_strides(self, tensor: Any) -> tuple[int, ...] | None:
+        """The tensor's strides when this layer knows them without a round trip, else None."""
+        ...

@@ -17,7 +17,17 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import compat, nn_conv, nn_distance, nn_functional, nn_init, nn_norm, nn_rnn, nn_utils
+from . import (
+    compat,
+    nn_attention,
+    nn_conv,
+    nn_distance,
+    nn_functional,
+    nn_init,
+    nn_norm,
+    nn_rnn,
+    nn_utils,
+)
 from .nn_backend import NNBackend
 from .nn_containers import CONTAINERS
 from .nn_layers import LAYERS
@@ -27,10 +37,10 @@ from .nn_parameter import parameter_class
 
 MODULE_FILES = {
     "module": ("Module",),
-    "linear": ("Identity", "Linear", "Bilinear"),
+    "linear": ("Identity", "Linear", "Bilinear", "NonDynamicallyQuantizableLinear"),
     "activation": ("ReLU", "Hardtanh", "ReLU6", "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU",
                    "Tanh", "Sigmoid", "Softplus", "LogSigmoid", "Mish", "SELU", "CELU",
-                   "Hardsigmoid", "Hardswish", "Softmax", "LogSoftmax"),
+                   "Hardsigmoid", "Hardswish", "Softmax", "LogSoftmax", "MultiheadAttention"),
     "conv": ("Conv1d", "Conv2d"),
     "pooling": ("MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d"),
     "batchnorm": ("BatchNorm1d", "BatchNorm2d"),
@@ -39,7 +49,7 @@ MODULE_FILES = {
     "dropout": ("Dropout",),
     "flatten": ("Flatten",),
     "sparse": ("Embedding",),
-    "container": ("Sequential", "ModuleList", "ModuleDict"),
+    "container": ("Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"),
     "loss": ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
              "BCELoss", "BCEWithLogitsLoss", "KLDivLoss"),
     "distance": ("CosineSimilarity", "PairwiseDistance"),
@@ -83,8 +93,8 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
         "_be": be, "__module__": name, "__qualname__": "Module", "__doc__": Module.__doc__})
     nn.Module = module_cls  # type: ignore[attr-defined]
     bound_classes: dict[type, type] = {}
-    for cls in (*LAYERS, *nn_conv.MODULES, *nn_norm.MODULES, *nn_rnn.MODULES, *CONTAINERS,
-                *LOSSES, *nn_distance.MODULES):
+    for cls in (*LAYERS, *nn_attention.MODULES, *nn_conv.MODULES, *nn_norm.MODULES,
+                *nn_rnn.MODULES, *CONTAINERS, *LOSSES, *nn_distance.MODULES):
         # a subclass of another nn class (ReLU6 of Hardtanh, GRU of RNNBase) derives from that
         # class's bound copy too, so isinstance(nn.ReLU6(), nn.Hardtanh) holds as in torch
         parents = tuple(bound_classes[base] for base in cls.__bases__ if base in bound_classes)

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import grad_mode, messages, out_arg
 from .nn_backend import NNBackend
-from .nn_functional import _legacy, _reduce, check_reduction
+from .nn_functional import _reduce, check_reduction, legacy_reduction
 from .nn_loss import _Loss
 from .nn_module import Module
 
@@ -100,7 +100,7 @@ def kl_div(be: NNBackend, input: Any, target: Any, size_average: Any = None, red
     Raises:
         ValueError: an unknown reduction.
     """
-    _legacy(be, "kl_div", size_average, reduce)
+    reduction = legacy_reduction(size_average, reduce, reduction)
     if reduction == "mean":
         warnings.warn(_KL_MEAN_WARNING, UserWarning, stacklevel=2)
     if reduction != "batchmean":

@@ -1,7 +1,8 @@
 """`torch.nn.functional`, written once against an `NNBackend` (gradserve.surface.nn_backend).
 
 Activations and most losses are ops already; what lives here is torch's Python layer around
-them: the keyword forms (`size_average`/`reduce` are refused), the size-mismatch warning of the
+them: the keyword forms (the legacy `size_average`/`reduce` name a reduction, with torch's
+deprecation warning), the size-mismatch warning of the
 pointwise losses, the implicit-dim warning of `softmax`, and the functions torch composes from
 other ops: `cross_entropy` (`log_softmax` then `nll_loss`, so the grad_fns are torch's),
 `smooth_l1_loss`, `huber_loss`, `linear`, `bilinear`, `dropout`, `embedding`; `layer_norm` is
@@ -37,10 +38,26 @@ def check_reduction(be: NNBackend, reduction: str) -> None:
         raise be.value_error(f"{reduction} is not a valid value for reduction")
 
 
-def _legacy(be: NNBackend, name: str, size_average: Any, reduce: Any) -> None:
-    if size_average is not None or reduce is not None:
-        raise be.runtime_error(
-            f"{name}(): size_average and reduce are deprecated and not supported; use reduction")
+def legacy_reduction(size_average: Any, reduce: Any, reduction: str) -> str:
+    """The reduction a loss uses: `reduction`, or when either legacy argument is given the one
+    they name, with torch's deprecation warning (torch's `_Reduction.legacy_get_string`).
+
+    Args:
+        size_average: torch's legacy flag (None: not given, counts as True).
+        reduce: torch's legacy flag (None: not given, counts as True).
+        reduction: the `reduction` argument, used when neither legacy flag is given.
+
+    Returns:
+        "mean", "sum" or "none".
+    """
+    if size_average is None and reduce is None:
+        return reduction
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    legacy = "mean" if size_average and reduce else "sum" if reduce else "none"
+    warnings.warn(f"size_average and reduce args will be deprecated, please use "
+                  f"reduction='{legacy}' instead.", UserWarning, stacklevel=3)
+    return legacy
 
 
 def _no_inplace(be: NNBackend, name: str, inplace: bool, method: bool = True) -> None:
@@ -449,7 +466,7 @@ def _warn_size(be: NNBackend, input: Any, target: Any) -> None:
 def mse_loss(be: NNBackend, input: Any, target: Any, size_average: Any = None,
              reduce: Any = None, reduction: str = "mean", weight: Any = None) -> Any:
     """Mean (sum, none) squared error; target broadcasts to input with torch's warning."""
-    _legacy(be, "mse_loss", size_average, reduce)
+    reduction = legacy_reduction(size_average, reduce, reduction)
     if weight is not None:
         raise be.runtime_error("mse_loss(): weight is not supported")
     _warn_size(be, input, target)
@@ -463,7 +480,7 @@ def l1_loss(be: NNBackend, input: Any, target: Any, size_average: Any = None,
     torch composes it (`(input - target).abs()`, then mean or sum, after broadcast_tensors), so
     the graph is torch's: MeanBackward0 <- AbsBackward0 <- SubBackward0.
     """
-    _legacy(be, "l1_loss", size_average, reduce)
+    reduction = legacy_reduction(size_average, reduce, reduction)
     if weight is not None:
         raise be.runtime_error("l1_loss(): weight is not supported")
     _warn_size(be, input, target)
@@ -494,7 +511,7 @@ def _broadcast_tensors(be: NNBackend, a: Any, b: Any) -> tuple[Any, Any]:
 def smooth_l1_loss(be: NNBackend, input: Any, target: Any, size_average: Any = None,
                    reduce: Any = None, reduction: str = "mean", beta: float = 1.0) -> Any:
     """0.5 * d**2 / beta where |d| < beta, else |d| - 0.5 * beta (d = input - target)."""
-    _legacy(be, "smooth_l1_loss", size_average, reduce)
+    reduction = legacy_reduction(size_average, reduce, reduction)
     if beta < 0:
         raise be.runtime_error("smooth_l1_loss does not support negative values for beta.")
     _warn_size(be, input, target)
@@ -524,7 +541,7 @@ def binary_cross_entropy(be: NNBackend, input: Any, target: Any, weight: Any = N
                          size_average: Any = None, reduce: Any = None,
                          reduction: str = "mean") -> Any:
     """Binary cross-entropy of probabilities, each log clamped to >= -100 as in torch."""
-    _legacy(be, "binary_cross_entropy", size_average, reduce)
+    reduction = legacy_reduction(size_average, reduce, reduction)
     return _call(be, "binary_cross_entropy", input, target, weight, reduction)
 
 
@@ -533,7 +550,7 @@ def binary_cross_entropy_with_logits(be: NNBackend, input: Any, target: Any,
                                      reduce: Any = None, reduction: str = "mean",
                                      pos_weight: Any = None) -> Any:
     """Binary cross-entropy of sigmoid(input), computed stably from the logits."""
-    _legacy(be, "binary_cross_entropy_with_logits", size_average, reduce)
+    reduction = legacy_reduction(size_average, reduce, reduction)
     return _call(be, "binary_cross_entropy_with_logits", input, target, weight, pos_weight,
                  reduction)
 
@@ -542,7 +559,7 @@ def nll_loss(be: NNBackend, input: Any, target: Any, weight: Any = None,
              size_average: Any = None, ignore_index: int = -100, reduce: Any = None,
              reduction: str = "mean") -> Any:
     """Negative log-likelihood of class indices (class dim 1), weighted, ignoring ignore_index."""
-    _legacy(be, "nll_loss", size_average, reduce)
+    reduction = legacy_reduction(size_average, reduce, reduction)
     return _call(be, "nll_loss", input, target, weight, ignore_index, reduction)
 
 
@@ -559,7 +576,7 @@ def cross_entropy(be: NNBackend, input: Any, target: Any, weight: Any = None,
     Raises:
         ValueError: an unknown reduction; RuntimeError: torch's shape and target errors.
     """
-    _legacy(be, "cross_entropy", size_average, reduce)
+    reduction = legacy_reduction(size_average, reduce, reduction)
     check_reduction(be, reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise be.runtime_error(

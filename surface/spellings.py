@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import messages
+from . import layout, messages
 from .backend import Backend
 from .results import MaxResult, MinResult, SortResult, TopkResult, ValuesIndices
 
@@ -291,15 +291,46 @@ _register("mT", ("transpose",), method=mT, is_property=True)
 
 def view(be: Backend, self: Any, *args: Any, **kwargs: Any) -> Any:
     """Tensor.view(*shape): reshape's result (ViewBackward0), `x.view(2, 3)`, `x.view((2, 3))`,
-    `x.view(-1)` or `x.view(size=...)`; without torch's stride check (a view of a non-contiguous
-    tensor copies, as reshape). `x.view(dtype)` (reinterpreting the bytes) is not supported."""
+    `x.view(-1)` or `x.view(size=...)`, with torch's stride check where the tensor's strides are
+    known without a round trip (always in the engine; in a session, once the server described
+    the tensor): a shape no view of that layout can take is refused as torch refuses it.
+    `x.view(dtype)` (reinterpreting the bytes) is not supported."""
     if "dtype" in kwargs or (len(args) == 1 and hasattr(args[0], "is_floating_point")):
         raise be.runtime_error("view(dtype) is not supported: gradserve does not reinterpret a "
                                "tensor's bytes as another dtype (use .to(dtype) to convert)")
     shape = sizes(be, "view", args, kwargs, "size")
     if kwargs:
         raise be.type_error(f"view() got an unexpected keyword argument '{next(iter(kwargs))}'")
+    strides = be.known_strides(self)
+    if strides is not None:
+        _check_view(be, be.shape(self), strides, shape)
     return be.call("reshape", (self, shape), {})
+
+
+def _check_view(be: Backend, shape: tuple[int, ...], strides: tuple[int, ...],
+                new: Any) -> None:
+    """torch's view refusal for a layout that `new` (with at most one -1) cannot view."""
+    if strides == layout.contiguous_strides(shape):
+        return
+    numel = 1
+    for s in shape:
+        numel *= s
+    dims = [int(d) for d in new]
+    if dims.count(-1) == 1:
+        rest = 1
+        for d in dims:
+            if d != -1:
+                rest *= d
+        if rest == 0 or numel % rest:
+            return  # reshape's own shape error says it
+        dims[dims.index(-1)] = numel // rest
+    total = 1
+    for d in dims:
+        total *= d
+    if total != numel or any(d < 0 for d in dims):
+        return  # reshape's own shape error says it
+    if layout.view_strides(shape, strides, dims) is None:
+        raise be.runtime_error(layout.VIEW_ERROR)
 
 
 _register("view", ("reshape",), method=view)
@@ -371,6 +402,67 @@ def _by_dim_index(name: str) -> None:
 
 _by_dim_index("gather")
 _by_dim_index("index_select")
+
+
+def _scatter_args(be: Backend, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+                  ) -> tuple[Any, Any, Any, Any]:
+    """(dim, index, src or value, reduce) from torch's scatter forms: (dim, index, src),
+    (dim, index, value), the keywords dim=, index=, src=, value=, reduce=."""
+    names = ("dim", "index", "src")
+    bound = dict(zip(names, args))
+    if len(args) > 3:
+        raise be.type_error(f"{name}() takes at most 4 positional arguments")
+    for key, v in kwargs.items():
+        key = "src" if key == "value" else key
+        if key not in (*names, "reduce") or key in bound:
+            raise be.type_error(f"{name}() got an unexpected keyword argument '{key}'")
+        bound[key] = v
+    missing = [k for k in names if k not in bound]
+    if missing:
+        raise be.type_error(f"{name}() missing required argument '{missing[0]}'")
+    return bound["dim"], bound["index"], bound["src"], bound.get("reduce")
+
+
+def _scatter_op(be: Backend, name: str, reduce: Any) -> str:
+    if reduce is None:
+        return name
+    if reduce == "add":
+        return "scatter_add"
+    raise be.runtime_error(f"{name}(): reduce={reduce!r} is not supported by gradserve "
+                           "(reduce='add' is)")
+
+
+def scatter(be: Backend, input: Any, *args: Any, **kwargs: Any) -> Any:
+    """torch.scatter(input, dim, index, src) / (..., value): a copy of input with src written
+    at index along dim (ScatterBackward0, or ScatterBackward1 for a value); reduce='add' adds
+    (as scatter_add)."""
+    dim, index, src, reduce = _scatter_args(be, "scatter", args, kwargs)
+    return be.call(_scatter_op(be, "scatter", reduce), (input, index, src), {"dim": dim})
+
+
+def scatter_(be: Backend, self: Any, *args: Any, **kwargs: Any) -> Any:
+    """Tensor.scatter_(dim, index, src) / (..., value): scatter's result written into self
+    (through copy_, so self's grad_fn is CopyBackwards where torch's is ScatterBackward0; the
+    gradients are the same)."""
+    return self.copy_(scatter(be, self, *args, **kwargs))
+
+
+def scatter_add(be: Backend, input: Any, dim: Any, index: Any, src: Any) -> Any:
+    """torch.scatter_add(input, dim, index, src): src added at index along dim (repeats
+    accumulate; ScatterAddBackward0)."""
+    return be.call("scatter_add", (input, index, src), {"dim": dim})
+
+
+def scatter_add_(be: Backend, self: Any, dim: Any, index: Any, src: Any) -> Any:
+    """Tensor.scatter_add_(dim, index, src): scatter_add's result written into self (through
+    copy_, as scatter_)."""
+    return self.copy_(scatter_add(be, self, dim, index, src))
+
+
+_register("scatter", ("scatter", "scatter_add"), scatter, scatter)
+_register("scatter_", ("scatter", "scatter_add", "copy"), None, scatter_)
+_register("scatter_add", ("scatter_add",), scatter_add, scatter_add)
+_register("scatter_add_", ("scatter_add", "copy"), None, scatter_add_)
 
 
 def narrow(be: Backend, input: Any, dim: int, start: int, length: int) -> Any:

@@ -1,7 +1,7 @@
 """OpInfos for the indexing ops in engine/ops_index.py: select, slice, alias, index, nonzero,
-take, put, gather, index_select, embedding, masked_fill and the registered backward ops
-(select_backward, slice_backward, index_backward, gather_backward, embedding_dense_backward)
-against torch's own ops for them.
+take, put, scatter, scatter_add, gather, index_select, embedding, masked_fill, masked_select
+and the registered backward ops (select_backward, slice_backward, index_backward,
+gather_backward, embedding_dense_backward) against torch's own ops for them.
 """
 
 from __future__ import annotations
@@ -102,6 +102,9 @@ OPINFOS = [
            check_grad=False),
     OpInfo("nonzero", torch.nonzero,
            [Sample((ints((3, 4), -1, 2),)), Sample((mask((5,)),)), Sample(((2, 3),))]),
+    OpInfo("masked_select", torch.masked_select,
+           [Sample(((3, 4), mask((3, 4)))), Sample(((3, 4), mask((4,)))),
+            Sample(((4,), mask((2, 4)))), Sample(((2, 1, 3), mask((4, 1))))]),
     OpInfo("take", torch.take,
            [Sample(((3, 4), ints((5,), -12, 12))), Sample(((2, 3), ints((2, 2), 0, 6))),
             Sample(((4,), const([1, 1, 1])))]),
@@ -109,6 +112,17 @@ OPINFOS = [
            [Sample(((3, 4), const([0, 5, -1]), (3,))),
             Sample(((3, 4), ints((2, 2), 0, 12), (2, 2)), {"accumulate": True}),
             Sample(((5,), const([1, 3]), (1, 2)), {"accumulate": False})]),
+    # scatter's indices are distinct along dim (torch leaves which repeat wins unspecified);
+    # src as large as index (torch's backward refuses a larger src)
+    OpInfo("scatter", lambda x, index, src, dim: torch.scatter(x, dim, index, src),
+           [Sample(((3, 4), const([[0, 2, 1, 0], [2, 1, 0, 2]]), (2, 4)), {"dim": 0}),
+            Sample(((3, 4), const([[3, 1], [0, 2], [1, 3]]), (3, 2)), {"dim": 1}),
+            Sample(((3, 4), const([[1], [3]]), 2.5), {"dim": -1}),
+            Sample(((2, 3, 4), const([[[0, 3]], [[2, 1]]]), (2, 1, 2)), {"dim": 2})]),
+    OpInfo("scatter_add", lambda x, index, src, dim: torch.scatter_add(x, dim, index, src),
+           [Sample(((3, 4), ints((2, 4), 0, 3), (2, 4)), {"dim": 0}),
+            Sample(((3, 4), ints((3, 6), 0, 4), (3, 6)), {"dim": 1}),
+            Sample(((2, 3, 4), ints((2, 2, 3), 0, 4), (2, 2, 3)), {"dim": -1})]),
     OpInfo("gather", lambda x, index, dim: torch.gather(x, dim, index),
            [Sample(((3, 4), ints((2, 4), 0, 3)), {"dim": 0}),
             Sample(((3, 4), ints((3, 6), 0, 4)), {"dim": 1}),

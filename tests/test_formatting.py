@@ -1,4 +1,4 @@
-"""engine/formatting.py against torch's own repr, character for character."""
+"""surface/formatting.py against torch's own repr, character for character."""
 
 import subprocess
 import sys
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradserve.engine import formatting
+from gradserve.surface import formatting
 from tests.reference import torch
 
 NP_DTYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32,
@@ -221,7 +221,7 @@ def test_unknown_dtype_is_refused():
 
 
 def test_module_does_not_import_torch():
-    probe = ("import sys, gradserve.engine.formatting;"
+    probe = ("import sys, gradserve.surface.formatting;"
              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True).stdout.strip()

@@ -715,7 +715,7 @@ class BackwardSuspended(_message.Message):
     def __init__(self, node: _Optional[int] = ..., grads: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., saved_errors: _Optional[_Iterable[str]] = ..., create_graph: _Optional[bool] = ..., saved: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., needs_input_grad: _Optional[_Iterable[bool]] = ..., hook: _Optional[int] = ..., grad_outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ...) -> None: ...
 
 class TensorInfo(_message.Message):
-    __slots__ = ("handle", "dtype", "shape", "requires_grad", "is_leaf", "grad_fn", "version", "non_contiguous")
+    __slots__ = ("handle", "dtype", "shape", "requires_grad", "is_leaf", "grad_fn", "version", "non_contiguous", "strides", "storage_offset")
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -724,6 +724,8 @@ class TensorInfo(_message.Message):
     GRAD_FN_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     NON_CONTIGUOUS_FIELD_NUMBER: _ClassVar[int]
+    STRIDES_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_OFFSET_FIELD_NUMBER: _ClassVar[int]
     handle: int
     dtype: _tensor_pb2.DType
     shape: _containers.RepeatedScalarFieldContainer[int]
@@ -732,7 +734,9 @@ class TensorInfo(_message.Message):
     grad_fn: str
     version: int
     non_contiguous: bool
-    def __init__(self, handle: _Optional[int] = ..., dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., requires_grad: _Optional[bool] = ..., is_leaf: _Optional[bool] = ..., grad_fn: _Optional[str] = ..., version: _Optional[int] = ..., non_contiguous: _Optional[bool] = ...) -> None: ...
+    strides: _containers.RepeatedScalarFieldContainer[int]
+    storage_offset: int
+    def __init__(self, handle: _Optional[int] = ..., dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., requires_grad: _Optional[bool] = ..., is_leaf: _Optional[bool] = ..., grad_fn: _Optional[str] = ..., version: _Optional[int] = ..., non_contiguous: _Optional[bool] = ..., strides: _Optional[_Iterable[int]] = ..., storage_offset: _Optional[int] = ...) -> None: ...
 
 class AutogradNode(_message.Message):
     __slots__ = ("id", "name", "leaf_handle", "leaf_shape", "next")

@@ -17,11 +17,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["format_tensor", "get_printoptions", "set_printoptions"]
+__all__ = ["PrintOptions", "format_tensor", "get_printoptions", "set_printoptions"]
 
 
 @dataclasses.dataclass
-class _PrintOptions:
+class PrintOptions:
+    """torch's print options (`torch._tensor_str.PRINT_OPTS`): one set per process, or per
+    session when a client formats for its own session."""
+
     precision: int = 4
     threshold: float = 1000
     edgeitems: int = 3
@@ -30,7 +33,7 @@ class _PrintOptions:
 
 
 # Module-global, like torch's PRINT_OPTS.
-_OPTS = _PrintOptions()
+_OPTS = PrintOptions()
 
 # dtype name -> (numpy dtype, is floating point, printed without a dtype= item when non-empty).
 # torch's defaults are the default float dtype (float32), int64 and bool.
@@ -56,6 +59,8 @@ def set_printoptions(
     linewidth: int | None = None,
     profile: str | None = None,
     sci_mode: bool | None = None,
+    *,
+    options: PrintOptions | None = None,
 ) -> None:
     """Set the print options, as `torch.set_printoptions` does.
 
@@ -69,35 +74,41 @@ def set_printoptions(
         linewidth: characters per line before 1-D rows and suffixes wrap (default 80).
         profile: "default", "short" or "full"; applied first, then the other arguments.
         sci_mode: True or False forces scientific notation on or off; None chooses automatically.
+        options: the set to change (default: this process's own, the engine's).
     """
+    opts = _OPTS if options is None else options
     if profile is not None and profile in _PROFILES:
         for name, value in _PROFILES[profile].items():
-            setattr(_OPTS, name, value)
+            setattr(opts, name, value)
     if precision is not None:
-        _OPTS.precision = precision
+        opts.precision = precision
     if threshold is not None:
-        _OPTS.threshold = threshold
+        opts.threshold = threshold
     if edgeitems is not None:
-        _OPTS.edgeitems = edgeitems
+        opts.edgeitems = edgeitems
     if linewidth is not None:
-        _OPTS.linewidth = linewidth
-    _OPTS.sci_mode = sci_mode
+        opts.linewidth = linewidth
+    opts.sci_mode = sci_mode
 
 
-def get_printoptions() -> dict[str, Any]:
+def get_printoptions(options: PrintOptions | None = None) -> dict[str, Any]:
     """Return the current print options.
+
+    Args:
+        options: the set to read (default: this process's own).
 
     Returns:
         A dict with keys precision, threshold, edgeitems, linewidth and sci_mode that can be
         passed back as `set_printoptions(**options)`.
     """
-    return dataclasses.asdict(_OPTS)
+    return dataclasses.asdict(_OPTS if options is None else options)
 
 
 class _Formatter:
     """One width and one notation for every element of a tensor (torch's `_Formatter`)."""
 
-    def __init__(self, values: np.ndarray, floating: bool) -> None:
+    def __init__(self, values: np.ndarray, floating: bool, opts: PrintOptions) -> None:
+        self.opts = opts
         self.floating = floating
         self.int_mode = True
         self.sci_mode = False
@@ -126,11 +137,11 @@ class _Formatter:
                 ratio = hi / lo
             self.int_mode = bool(np.all(nonzero_finite == np.ceil(nonzero_finite)))
             values_list = nonzero_finite.tolist()
-        if _OPTS.sci_mode is None:
+        if opts.sci_mode is None:
             self.sci_mode = bool(ratio > 1000.0 or hi > 1.0e8 or lo < 1.0e-4)
         else:
-            self.sci_mode = _OPTS.sci_mode
-        precision = _OPTS.precision
+            self.sci_mode = opts.sci_mode
+        precision = opts.precision
         for value in values_list:
             if self.sci_mode:
                 width = len(f"{value:.{precision}e}")
@@ -142,7 +153,7 @@ class _Formatter:
 
     def format(self, value: Any) -> str:
         """Return one element, right-aligned to the common width."""
-        precision = _OPTS.precision
+        precision = self.opts.precision
         if self.floating:
             if self.sci_mode:
                 text = f"{value:{self.max_width}.{precision}e}"
@@ -157,12 +168,12 @@ class _Formatter:
         return text.rjust(self.max_width)
 
 
-def _summarized_values(values: np.ndarray) -> np.ndarray:
+def _summarized_values(values: np.ndarray, opts: PrintOptions) -> np.ndarray:
     """Return the elements a summarized tensor shows, for the formatter (`get_summarized_data`).
 
     Only which values are returned matters (the formatter looks at widths), not their layout.
     """
-    edge = _OPTS.edgeitems
+    edge = opts.edgeitems
     if values.ndim == 0:
         return values.reshape(-1)
     if values.ndim == 1:
@@ -174,13 +185,13 @@ def _summarized_values(values: np.ndarray) -> np.ndarray:
         return values.reshape(-1)[:0]
     n = values.shape[0]
     rows = [*range(edge), *range(n - edge, n)] if n > 2 * edge else list(range(n))
-    return np.concatenate([_summarized_values(values[i]).reshape(-1) for i in rows])
+    return np.concatenate([_summarized_values(values[i], opts).reshape(-1) for i in rows])
 
 
 def _vector_str(values: np.ndarray, indent: int, summarize: bool, formatter: _Formatter) -> str:
     element_length = formatter.max_width + 2  # the element, a comma and a space
-    per_line = max(1, math.floor((_OPTS.linewidth - indent) / element_length))
-    edge = _OPTS.edgeitems
+    per_line = max(1, math.floor((formatter.opts.linewidth - indent) / element_length))
+    edge = formatter.opts.edgeitems
     if summarize and not edge:
         items = ["..."]
     elif summarize and values.shape[0] > 2 * edge:
@@ -201,7 +212,7 @@ def _nested_str(values: np.ndarray, indent: int, summarize: bool, formatter: _Fo
         return formatter.format(values.item())
     if values.ndim == 1:
         return _vector_str(values, indent, summarize, formatter)
-    edge, rows = _OPTS.edgeitems, values.shape[0]
+    edge, rows = formatter.opts.edgeitems, values.shape[0]
     if summarize and rows > 2 * edge:
         slices = (
             [_nested_str(values[i], indent + 1, summarize, formatter) for i in range(edge)]
@@ -217,13 +228,13 @@ def _nested_str(values: np.ndarray, indent: int, summarize: bool, formatter: _Fo
     return "[" + separator.join(slices) + "]"
 
 
-def _add_suffixes(text: str, suffixes: Sequence[str], indent: int) -> str:
+def _add_suffixes(text: str, suffixes: Sequence[str], indent: int, linewidth: int) -> str:
     """Append the suffixes, starting a new line when one would pass the line width."""
     parts = [text]
     # torch's own arithmetic: 2 more than the last line's length.
     last_line_len = len(text) - text.rfind("\n") + 1
     for suffix in suffixes:
-        if last_line_len + len(suffix) + 2 > _OPTS.linewidth:
+        if last_line_len + len(suffix) + 2 > linewidth:
             parts.append(",\n" + " " * indent + suffix)
             last_line_len = indent + len(suffix)
         else:
@@ -233,7 +244,8 @@ def _add_suffixes(text: str, suffixes: Sequence[str], indent: int) -> str:
     return "".join(parts)
 
 
-def format_tensor(values: np.ndarray, dtype: str, suffixes: Sequence[str] = ()) -> str:
+def format_tensor(values: np.ndarray, dtype: str, suffixes: Sequence[str] = (),
+                  options: PrintOptions | None = None) -> str:
     """Return torch's repr for a tensor holding `values` with dtype name `dtype`.
 
     Args:
@@ -241,6 +253,7 @@ def format_tensor(values: np.ndarray, dtype: str, suffixes: Sequence[str] = ()) 
         dtype: "float32", "float64", "int32", "int64" or "bool".
         suffixes: already formatted items such as "requires_grad=True" or
             "grad_fn=<PowBackward0>", appended in order after torch's own dtype=/size= items.
+        options: the print options to follow (default: this process's own).
 
     Returns:
         The text `repr(torch.tensor(values))` would print, e.g. "tensor([1., 2.])".
@@ -254,6 +267,7 @@ def format_tensor(values: np.ndarray, dtype: str, suffixes: Sequence[str] = ()) 
         raise ValueError(
             f"format_tensor: unsupported dtype {dtype!r}; expected one of {sorted(_DTYPES)}"
         ) from None
+    opts = _OPTS if options is None else options
     array = np.asarray(values, dtype=np_dtype)
     prefix = "tensor("
     indent = len(prefix)
@@ -267,11 +281,12 @@ def format_tensor(values: np.ndarray, dtype: str, suffixes: Sequence[str] = ()) 
             items.append(f"dtype=torch.{dtype}")
         body = "[]"
     else:
-        if not _OPTS.edgeitems:
+        if not opts.edgeitems:
             items.append(f"size={tuple(array.shape)}")
         if not default_dtype:
             items.append(f"dtype=torch.{dtype}")
-        summarize = array.size > _OPTS.threshold
-        formatter = _Formatter(_summarized_values(array) if summarize else array, floating)
+        summarize = array.size > opts.threshold
+        formatter = _Formatter(_summarized_values(array, opts) if summarize else array, floating,
+                               opts)
         body = _nested_str(array, indent, summarize, formatter)
-    return _add_suffixes(prefix + body, [*items, *suffixes], indent)
+    return _add_suffixes(prefix + body, [*items, *suffixes], indent, opts.linewidth)
