@@ -13,12 +13,18 @@ which the registrar's wrapper did not support.)
 
 from __future__ import annotations
 
+import time
+
 import grpc
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from gradserve.engine.ops_linalg import MAX_OPERANDS
+from gradserve.server import codec
 from gradserve.server.wire_guard import LOOP_REQUEST_BYTES
+from gradserve.v1 import graph_pb2, service_pb2, service_pb2_grpc
 from tests.server_process import MiB, ServerProcess
 from tests.test_hardening_streams import serves
 
@@ -77,3 +83,40 @@ def test_large_requests_to_event_loop_methods_are_refused_and_not_kept():
         assert any(s.name == "grpc.health.v1.Health"
                    for s in next(listed).list_services_response.service)
         serves(server)
+
+
+def _einsum_request(operands: int, wrt: bool) -> service_pb2.RunGraphRequest:
+    """einsum of `operands` references to one 1-element input, all one subscript: "a,a,...->"
+    (numpy's path search costs ~n^3 for it)."""
+    x = graph_pb2.Value(ref=graph_pb2.NodeOutput(id="x"))
+    g = graph_pb2.Graph(inputs=[graph_pb2.GraphInput(name="x")], nodes=[graph_pb2.Node(
+        id="y", op="einsum", inputs=[x] * operands,
+        attrs={"equation": graph_pb2.AttrValue(string_value=",".join(["a"] * operands) + "->")})],
+        outputs=[graph_pb2.GraphOutput(name="y", ref=graph_pb2.NodeOutput(id="y"))])
+    return service_pb2.RunGraphRequest(graph=g, wrt=["x"] if wrt else [], inputs={
+        "x": codec.encode_array(np.ones(1, np.float32))})
+
+
+def test_an_einsum_of_many_operands_is_bounded():
+    """A 1.2 KB einsum of 127 operands took 2-3.6 s in one op, on the event loop (small
+    stateless calls are tried there), so health did not answer meanwhile: now refused before it
+    runs (more than `MAX_OPERANDS`); and the path search of the operands allowed counts as the
+    ops it costs, so a differentiated 32-operand einsum is refused by --max-call-ops."""
+    with ServerProcess(["--workers", "4"]) as server, server.channel() as channel:
+        stub = service_pb2_grpc.AutogradServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.RunGraph(_einsum_request(127, wrt=False), timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"more than this server's {MAX_OPERANDS}" in info.value.details()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.RunGraph(_einsum_request(MAX_OPERANDS, wrt=True), timeout=30)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--max-call-ops" in info.value.details()
+        reply = stub.RunGraph(_einsum_request(MAX_OPERANDS, wrt=False), timeout=30)
+        assert codec.decode_array(reply.outputs[0].tensor, 0).item() == 1.0
+        # a few operands differentiate as before
+        reply = stub.RunGraph(_einsum_request(4, wrt=True), timeout=30)
+        assert codec.decode_array(reply.gradients[0].derivatives[0].tensor, 1).item() == 4.0
+        start = time.monotonic()
+        serves(server)
+        assert time.monotonic() - start < 5
