@@ -120,3 +120,33 @@ def test_an_einsum_of_many_operands_is_bounded():
         start = time.monotonic()
         serves(server)
         assert time.monotonic() - start < 5
+
+
+def _unbind_request(length: int) -> service_pb2.RunGraphRequest:
+    """unbind along dim 1 of an empty (0, `length`) input: `length` results, no data."""
+    x = graph_pb2.Value(ref=graph_pb2.NodeOutput(id="x"))
+    g = graph_pb2.Graph(inputs=[graph_pb2.GraphInput(name="x")], nodes=[graph_pb2.Node(
+        id="y", op="unbind", inputs=[x], attrs={"dim": graph_pb2.AttrValue(int_value=1)})],
+        outputs=[graph_pb2.GraphOutput(name="y", ref=graph_pb2.NodeOutput(id="y", index=0))])
+    x_tensor = codec.encode_array(np.zeros((0, 1), np.float32))
+    del x_tensor.shape[:]
+    x_tensor.shape.extend([0, length])
+    return service_pb2.RunGraphRequest(graph=g, inputs={"x": x_tensor})
+
+
+def test_an_op_of_millions_of_results_counts_as_many_ops():
+    """A 66-byte unbind of a (0, 3,000,000) tensor (no data, so no element limit) made 3 million
+    results: 11 s of CPU and 1.1 GiB in one op. Each few results now count as an op of
+    --max-call-ops, so it is refused at once; 1,000 results still run."""
+    with ServerProcess(["--workers", "4"]) as server, server.channel() as channel:
+        stub = service_pb2_grpc.AutogradServiceStub(channel)
+        cpu = server.cpu_seconds()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.RunGraph(_unbind_request(3_000_000), timeout=60)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--max-call-ops" in info.value.details()
+        assert server.cpu_seconds() - cpu < 5  # 11 s before
+        assert server.peak_rss() < 600 * MiB  # 1.1 GiB before
+        reply = stub.RunGraph(_unbind_request(1000), timeout=30)
+        assert codec.decode_array(reply.outputs[0].tensor, 0).shape == (0,)
+        serves(server)
