@@ -21,6 +21,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from gradserve.engine.limits import MAX_RESULTS
 from gradserve.engine.ops_linalg import MAX_OPERANDS
 from gradserve.server import codec
 from gradserve.server.wire_guard import LOOP_REQUEST_BYTES
@@ -122,30 +123,37 @@ def test_an_einsum_of_many_operands_is_bounded():
         assert time.monotonic() - start < 5
 
 
-def _unbind_request(length: int) -> service_pb2.RunGraphRequest:
-    """unbind along dim 1 of an empty (0, `length`) input: `length` results, no data."""
+def _unbind_request(length: int, nodes: int = 1) -> service_pb2.RunGraphRequest:
+    """`nodes` unbinds along dim 1 of an empty (0, `length`) input: `length` results each, no
+    data."""
     x = graph_pb2.Value(ref=graph_pb2.NodeOutput(id="x"))
     g = graph_pb2.Graph(inputs=[graph_pb2.GraphInput(name="x")], nodes=[graph_pb2.Node(
-        id="y", op="unbind", inputs=[x], attrs={"dim": graph_pb2.AttrValue(int_value=1)})],
-        outputs=[graph_pb2.GraphOutput(name="y", ref=graph_pb2.NodeOutput(id="y", index=0))])
+        id=f"y{i}", op="unbind", inputs=[x], attrs={"dim": graph_pb2.AttrValue(int_value=1)})
+        for i in range(nodes)],
+        outputs=[graph_pb2.GraphOutput(name="y", ref=graph_pb2.NodeOutput(id="y0", index=0))])
     x_tensor = codec.encode_array(np.zeros((0, 1), np.float32))
     del x_tensor.shape[:]
     x_tensor.shape.extend([0, length])
     return service_pb2.RunGraphRequest(graph=g, inputs={"x": x_tensor})
 
 
-def test_an_op_of_millions_of_results_counts_as_many_ops():
+def test_an_op_of_millions_of_results_is_refused_and_results_count_as_ops():
     """A 66-byte unbind of a (0, 3,000,000) tensor (no data, so no element limit) made 3 million
-    results: 11 s of CPU and 1.1 GiB in one op. Each few results now count as an op of
-    --max-call-ops, so it is refused at once; 1,000 results still run."""
+    results: 11 s of CPU and 1.1 GiB in one op (in a session too, health waiting 5 s). One op
+    now makes at most `MAX_RESULTS`, and every four results count as an op of --max-call-ops,
+    so eight unbinds of 65,536 results in one call are refused; 1,000 results still run."""
     with ServerProcess(["--workers", "4"]) as server, server.channel() as channel:
         stub = service_pb2_grpc.AutogradServiceStub(channel)
         cpu = server.cpu_seconds()
         with pytest.raises(grpc.RpcError) as info:
             stub.RunGraph(_unbind_request(3_000_000), timeout=60)
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert f"more than the limit of {MAX_RESULTS}" in info.value.details()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.RunGraph(_unbind_request(MAX_RESULTS, nodes=8), timeout=60)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "--max-call-ops" in info.value.details()
-        assert server.cpu_seconds() - cpu < 5  # 11 s before
+        assert server.cpu_seconds() - cpu < 5  # 11 s for the first alone before
         assert server.peak_rss() < 600 * MiB  # 1.1 GiB before
         reply = stub.RunGraph(_unbind_request(1000), timeout=30)
         assert codec.decode_array(reply.outputs[0].tensor, 0).shape == (0,)
