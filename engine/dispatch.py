@@ -306,6 +306,15 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
         cast = _cast_bytes(flat, compute) if compute is not None and bound is not None else 0
     if bound is None:
         return
+    if bound.results > _RESULTS_PER_CHECK:
+        # each result is a tensor object and a graph output (~4-6 us): an op of a million
+        # results (unbind of a (0, 10**6) tensor: no data) is as costly as many ops; at most
+        # `limits.MAX_RESULTS` of them, counted as ops (a stateless call's --max-call-ops)
+        if limit is not None and bound.results > limits.MAX_RESULTS:
+            limits.admit(bound, op.result_what)  # refuses it
+        if check is not None:
+            for _ in range(bound.results // _RESULTS_PER_CHECK):
+                check()
     # limits.admit's checks and charge inline for a bound that fits; a refusal goes through it
     # (its messages)
     nbytes = bound.nbytes + cast
@@ -325,6 +334,8 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
 
 
 _NO_BOUND: Any = object()
+# An op's results that cost as much as one op, for the interrupt check (`_admit`).
+_RESULTS_PER_CHECK = 4
 
 
 def _declared_bound(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any],

@@ -397,6 +397,15 @@ defop("outer", _outer,
 # --- einsum --------------------------------------------------------------------------------------
 
 MAX_EQUATION = 256
+# Operands of one einsum. numpy's optimize=True path search takes ~n^3 steps (all pairs at every
+# contraction when they share a subscript): "a,a,...->" with 127 one-element operands, a 1.2 KB
+# request, took 2-3.6 s in one op, and its backward runs n such einsums (numpy's own einsum
+# refuses 64 operands in one step: "too many operands"). torch has no such limit.
+MAX_OPERANDS = 32
+# The interrupt check runs once per this many steps of the path search before it (so a call's
+# --max-call-ops and the event loop's try count the search as the ops it costs: ~1-2.5 us a
+# step on the loaded 2-core VM).
+_PATH_STEPS_PER_TICK = 4
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -471,6 +480,10 @@ def _parse_equation(equation: str, shapes: Sequence[Sequence[int]]) -> Equation:
     if len(shapes) > len(terms):
         raise errors.InvalidArgumentError(
             "einsum(): more operands were provided than specified in the equation")
+    if len(shapes) > MAX_OPERANDS:
+        raise errors.InvalidArgumentError(
+            f"einsum(): {len(shapes)} operands, more than this server's {MAX_OPERANDS} (its "
+            "contraction path search grows with the cube of their number)")
     parsed: list[list[str]] = []
     offset = 0
     ell_dims = 0
@@ -576,6 +589,9 @@ def _einsum(operands: Sequence[Any], equation: str) -> Any:
     eq = parse_equation(equation, [np.shape(t) for t in operands])
     if len(operands) == 1:
         return np.einsum(eq.text(), operands[0])
+    if len(operands) > 3:  # the path search is counted as the ops it costs (MAX_OPERANDS)
+        for _ in range(len(operands) ** 3 // _PATH_STEPS_PER_TICK):
+            limits.tick()
     return np.einsum(eq.text(), *operands, optimize=True)
 
 

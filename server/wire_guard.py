@@ -26,9 +26,13 @@ from typing import Any
 
 import grpc
 
-from .errors import Failure, InvalidRequestError
+from .errors import Failure, InvalidRequestError, LimitExceededError
 from .intake import Intake, abort_missing
 from .threaded import Workers, threaded
+
+#: Largest request of a method run on the event loop (health, reflection): their requests are a
+#: name or two, and are parsed on the loop; a Watch keeps its request for as long as it runs.
+LOOP_REQUEST_BYTES = 64 * 1024
 
 
 class _Malformed:
@@ -115,6 +119,14 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, workers: Workers,
             return await inner(request, context)
         return grpc.stream_unary_rpc_method_handler(unary_async, response_serializer=serialize)
     if handler.unary_stream is not None:
+        if inspect.iscoroutinefunction(inner):
+            # it writes its replies itself (`context.write`: health's Watch)
+            async def unary_writer(requests: Any, context: Any) -> None:
+                request = await _parsed(intake, context, method, parse)
+                await inner(request, context)
+            return grpc.stream_stream_rpc_method_handler(unary_writer,
+                                                         response_serializer=serialize)
+
         async def unary_gen(requests: Any, context: Any) -> AsyncIterator[Any]:
             request = await _parsed(intake, context, method, parse)
             async for reply in inner(request, context):
@@ -127,6 +139,7 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, workers: Workers,
             data = await intake.read(context)
             if data is grpc.aio.EOF:
                 return
+            await _small(data, context, method)
             yield await _checked(parse(data), context, method)
 
     if handler.stream_unary is not None:
@@ -155,10 +168,24 @@ async def _checked(request: Any, context: Any, method: str) -> Any:
     return request
 
 
+async def _small(data: bytes, context: Any, method: str) -> None:
+    """End the call (RESOURCE_EXHAUSTED) when `data`, a request to parse on the event loop, is
+    above `LOOP_REQUEST_BYTES`."""
+    if len(data) > LOOP_REQUEST_BYTES:
+        failure = Failure.from_exception(LimitExceededError(
+            f"a request to {method} may have at most {LOOP_REQUEST_BYTES} bytes; this one has "
+            f"{len(data)}", limit="loop_request_bytes"))
+        context.set_trailing_metadata(failure.metadata)
+        await context.abort(failure.code, failure.message)
+
+
 async def _parsed(intake: Intake, context: Any, method: str,
                   parse: Callable[[bytes], Any]) -> Any:
-    """A unary call's request, read through `intake` and parsed on the event loop."""
-    return await _checked(parse(await _request(intake, context, method)), context, method)
+    """A unary call's request, read through `intake` and parsed on the event loop (at most
+    `LOOP_REQUEST_BYTES`)."""
+    data = await _request(intake, context, method)
+    await _small(data, context, method)
+    return await _checked(parse(data), context, method)
 
 
 def _unary(inner: Callable[..., Any], method: str) -> Callable[..., Any]:
