@@ -10,7 +10,7 @@ of these ops.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -184,7 +184,9 @@ def _row_chunks(n_rows: int, n_cols: int) -> range:
     return range(0, n_rows, max(1, vecmath._CHUNK // max(1, n_cols)))
 
 
-def _log_softmax_rows(x: np.ndarray) -> np.ndarray:
+def _shifted_rows(x: np.ndarray, each: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """`each(z)` over chunks of x's last-dim rows, z each row less its max (0 where the max is
+    not finite), as torch's last-dim softmax kernels go."""
     rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
     out = np.empty_like(rows)
     step = _row_chunks(*rows.shape).step
@@ -192,26 +194,22 @@ def _log_softmax_rows(x: np.ndarray) -> np.ndarray:
         for i in range(0, rows.shape[0], step):
             r = rows[i:i + step]
             m = r.max(axis=1, keepdims=True)
-            m = np.where(np.isfinite(m), m, np.float32(0))
-            z = r - m
-            logsum = vecmath._sleef_logf_u1(_lane_sum(vecmath.sleef_expf(z)))
-            out[i:i + step] = z - logsum[:, None]
+            out[i:i + step] = each(r - np.where(np.isfinite(m), m, np.float32(0)))
     return out.reshape(x.shape)
+
+
+def _log_softmax_rows(x: np.ndarray) -> np.ndarray:
+    """torch's `_vec_log_softmax_lastdim`: z - log(the lane sum of exp(z))."""
+    return _shifted_rows(x, lambda z: z - vecmath._sleef_logf_u1(
+        _lane_sum(vecmath.sleef_expf(z)))[:, None])
 
 
 def _softmax_rows(x: np.ndarray) -> np.ndarray:
     """torch's `_vec_softmax_lastdim`: exp(x - max) times 1 / (their lane sum)."""
-    rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
-    out = np.empty_like(rows)
-    step = _row_chunks(*rows.shape).step
-    with np.errstate(all="ignore"):
-        for i in range(0, rows.shape[0], step):
-            r = rows[i:i + step]
-            m = r.max(axis=1, keepdims=True)
-            m = np.where(np.isfinite(m), m, np.float32(0))
-            e = vecmath.sleef_expf(r - m)
-            out[i:i + step] = e * (np.float32(1) / _lane_sum(e))[:, None]
-    return out.reshape(x.shape)
+    def each(z: np.ndarray) -> np.ndarray:
+        e = vecmath.sleef_expf(z)
+        return e * (np.float32(1) / _lane_sum(e))[:, None]
+    return _shifted_rows(x, each)
 
 
 def _log_softmax(x: Any, dim: int, dtype: Any = None) -> Any:
