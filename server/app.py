@@ -104,7 +104,9 @@ class GradServer:
                        if config.inline_seconds > 0 else None)
         self.workers = Workers(config.workers, "gradserve")
         self.intake = Intake(
-            config.max_memory or intake.default_limit(), heap.resident_bytes, self.trim.now,
+            # by default each of --processes N gets its share of the memory
+            config.max_memory or intake.default_limit() // config.processes,
+            heap.resident_bytes, self.trim.now,
             connection_replies=REPLY_BYTES_PER_CONNECTION * config.max_message_bytes,
             exempt=MEMORY_EXEMPT, large_requests=config.max_message_bytes)
         self._terminated = threading.Event()

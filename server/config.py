@@ -103,7 +103,8 @@ _HELP = {
     "max_memory": "resident bytes above which calls whose request has been arriving for more "
                   "than 0.25 s are dropped with RESOURCE_EXHAUSTED, so clients that send large "
                   "requests slowly, or very many at once, cannot exhaust the server's memory "
-                  "(0: 80%% of the machine's or the container's memory)",
+                  "(0: 80%% of the machine's or the container's memory, shared out between the "
+                  "--processes)",
     "session_ttl": "default idle seconds before a session is closed",
     "max_session_ttl": "largest idle TTL a client may ask for",
     "reap_interval": "seconds between sweeps for idle sessions",

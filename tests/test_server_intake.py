@@ -275,3 +275,21 @@ def test_refusing_has_freed_memory_returned_and_stops_when_memory_falls():
         await intake.admit(Context(), "/s/Run")
         assert intake.refused == 1
     run(test)
+
+
+def test_the_default_limit_is_a_share_of_memory_per_process():
+    from gradserve.server import intake
+    from gradserve.server.app import create_server
+    from gradserve.server.config import ServerConfig
+
+    for processes in (1, 3):
+        server, _ = create_server(ServerConfig(host="127.0.0.1", port=0, processes=processes))
+        try:
+            assert server.intake.limit == intake.default_limit() // processes > 0
+        finally:
+            server.stop(0)
+    server, _ = create_server(ServerConfig(host="127.0.0.1", port=0, max_memory=12345))
+    try:
+        assert server.intake.limit == 12345
+    finally:
+        server.stop(0)
