@@ -632,4 +632,51 @@ _register("hstack", ("cat", "reshape"), function=hstack)
 _register("vstack", ("cat", "reshape", "unsqueeze"), function=vstack)
 
 
+MESHGRID_WARNING = ("torch.meshgrid: in an upcoming release, it will be required to pass the "
+                    "indexing argument.")
+
+
+def meshgrid(be: Backend, *tensors: Any, indexing: str | None = None) -> tuple[Any, ...]:
+    """torch.meshgrid(*tensors, indexing=): each 0-d or 1-d tensor viewed along a dim of its own
+    and expanded to the grid of all their sizes (ExpandBackward0); "xy" swaps the first two dims
+    (the first tensor varies along the columns). The tensors also as one list or tuple; without
+    `indexing`, "ij" with torch's warning."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing is None:
+        warnings.warn(MESHGRID_WARNING, UserWarning, stacklevel=3)
+        indexing = "ij"
+    if indexing not in ("xy", "ij"):
+        raise be.runtime_error('torch.meshgrid: indexing must be one of "xy" or "ij", but '
+                               f"received: {indexing}")
+    if not tensors:
+        raise be.runtime_error("meshgrid expects a non-empty TensorList")
+    sizes = []
+    for t in tensors:
+        if not be.is_tensor(t):
+            raise be.type_error("meshgrid(): argument 'tensors' (position 1) must be tuple of "
+                                f"Tensors, not {type(t).__name__}")
+        shape = be.shape(t)
+        if len(shape) > 1:
+            raise be.runtime_error("torch.meshgrid: Expected 0D or 1D tensor in the tensor "
+                                   f"list but got a {len(shape)}-D tensor")
+        sizes.append(shape[0] if shape else 1)
+    if len({be.dtype_name(t) for t in tensors}) > 1:
+        raise be.runtime_error("meshgrid expects all tensors to have the same dtype")
+    dims = list(range(len(tensors)))
+    if indexing == "xy" and len(tensors) > 1:
+        dims[0], dims[1] = 1, 0
+        sizes[0], sizes[1] = sizes[1], sizes[0]
+    grids = []
+    for t, dim in zip(tensors, dims):
+        view = [1] * len(tensors)
+        view[dim] = -1
+        grids.append(be.call("expand", (be.call("reshape", (t, tuple(view)), {}),
+                                        tuple(sizes)), {}))
+    return tuple(grids)
+
+
+_register("meshgrid", ("expand", "reshape"), function=meshgrid)
+
+
 from . import linalg as _linalg  # noqa: E402,F401  (registers torch.norm; it imports this module)

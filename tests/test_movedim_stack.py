@@ -1,15 +1,18 @@
-"""movedim (and moveaxis), hstack, vstack (gradserve.surface.spellings) and tril/triu's torch
-errors and in-place forms, through the engine and a session against torch with the same inputs:
-values, shapes, grad_fn names, gradients, error types and messages."""
+"""movedim (and moveaxis), hstack, vstack, meshgrid (gradserve.surface.spellings) and
+tril/triu's torch errors and in-place forms, through the engine and a session against torch with
+the same inputs: values, shapes, grad_fn names, gradients, error types and messages."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import gradserve.client as gc_client
 import gradserve.engine as ge
-from tests.reference import torch
+from tests.reference import HAVE_TORCH, MISSING_REASON, torch
 
 X3 = np.arange(24, dtype=np.float32).reshape(2, 3, 4).tolist()
 
@@ -79,6 +82,17 @@ CASES = {
     "triu_method_1d": lambda m, x: x[0, 0].triu(1),
     "tril_": lambda m, x: (x * 1).tril_(1),
     "triu_": lambda m, x: (x * 1).triu_(diagonal=-1),
+    "meshgrid_ij_0": lambda m, x: m.meshgrid(x[0, 0], x[1, :, 0], indexing="ij")[0],
+    "meshgrid_ij_1": lambda m, x: m.meshgrid(x[0, 0], x[1, :, 0], indexing="ij")[1],
+    "meshgrid_xy_0": lambda m, x: m.meshgrid(x[0, 0], x[1, :, 0], indexing="xy")[0],
+    "meshgrid_xy_1": lambda m, x: m.meshgrid(x[0, 0], x[1, :, 0], indexing="xy")[1],
+    "meshgrid_list_of_3": lambda m, x: m.meshgrid([x[0, 0], x[1, :, 0], x[0, 1, :2]],
+                                                   indexing="xy")[2],
+    "meshgrid_0d": lambda m, x: m.meshgrid(x[0, 0, 0], x[0, 0], indexing="ij")[0],
+    "meshgrid_one": lambda m, x: m.meshgrid((x[1, 1],), indexing="ij")[0],
+    "meshgrid_bad_indexing": lambda m, x: m.meshgrid(x[0, 0], indexing="yx")[0],
+    "meshgrid_empty": lambda m, x: m.meshgrid([], indexing="ij")[0],
+    "meshgrid_dtypes": lambda m, x: m.meshgrid(x[0, 0], m.arange(3), indexing="ij")[0],
 }
 
 
@@ -93,3 +107,26 @@ def test_movedim_bad_types_raise_torchs_type_error(mod):
         mod.movedim(x, (1.5,), (0,))
     with pytest.raises(TypeError, match=r"^movedim\(\) received an invalid combination"):
         x.movedim(0)
+
+
+def test_meshgrid_refuses_a_2d_tensor_and_warns_without_indexing(mod):
+    x = mod.tensor(X3)
+    with pytest.raises(RuntimeError, match=r"^torch.meshgrid: Expected 0D or 1D tensor in the "
+                       r"tensor list but got"):  # (torch then prints the tensor)
+        mod.meshgrid(x[0], x[0, 0], indexing="ij")[0].tolist()
+    with pytest.warns(UserWarning) as ours:
+        mod.meshgrid(x[0, 0], x[1, 1])
+    assert [str(w.message) for w in ours] == [torch_meshgrid_warning()]
+
+
+def torch_meshgrid_warning() -> str:
+    """torch's warning for meshgrid without `indexing`, asked in a fresh process (torch warns
+    once per process)."""
+    if not HAVE_TORCH:
+        pytest.skip(MISSING_REASON)
+    code = ("import warnings, torch\nwarnings.simplefilter('always')\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    torch.meshgrid(torch.ones(2), torch.ones(3))\n"
+            "print(str(w[0].message).split(' (Triggered internally')[0])")
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                          text=True, timeout=120).stdout.strip()
