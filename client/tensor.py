@@ -454,9 +454,10 @@ class _OpMethod:
 
 def install_methods(names: Any) -> None:
     """Put `_OpMethod`s for `names` (a session's op, in-place, overload and alias names) on
-    Tensor, leaving the names Tensor defines itself (and private ones) alone."""
+    Tensor, leaving the names Tensor defines itself (and private ones, and any that is not an
+    identifier) alone."""
     for name in names:
-        if not name.startswith("_") and not hasattr(Tensor, name):
+        if name.isidentifier() and not name.startswith("_") and not hasattr(Tensor, name):
             setattr(Tensor, name, _OpMethod(name))
 
 

@@ -169,6 +169,13 @@ REVIEWED = {
     ("client/errors.py", "hasattr(exc, attr)"): "attr from a literal tuple",
     ("client/tensor.py", "setattr(Tensor, _dunder, "):
         "operator methods installed at import from the client's literal operator tables",
+    ("client/tensor.py", "setattr(Tensor, name, _OpMethod(name))"):
+        "install_methods: op names of the catalogue the server sent (ListOps), never a request's; "
+        "private and non-identifier names are skipped and names Tensor defines are left alone; "
+        "the descriptor only forwards to the session's `method`, which answers from the "
+        "session's own tables as `__getattr__` did",
+    ("client/tensor.py", "hasattr(Tensor, name)"):
+        "install_methods: whether Tensor defines a catalogue name itself (then it is left alone)",
     ("client/errors.py", "setattr(new, attr, getattr(exc, attr))"): "attr from a literal tuple",
     ("client/session.py", "setattr(self, name, d)"):
         "dtype names from the client's own codec table",
