@@ -209,6 +209,11 @@ class Failure:
         context.set_trailing_metadata(self.metadata)
         context.abort(self.code, self.message)
 
+    async def abort_async(self, context: Any) -> None:
+        """`abort` for a grpc.aio context (whose `abort` is a coroutine; raises)."""
+        context.set_trailing_metadata(self.metadata)
+        await context.abort(self.code, self.message)
+
 #: Trailing metadata key of gRPC's rich error model (a serialized google.rpc.Status).
 STATUS_DETAILS_METADATA = "grpc-status-details-bin"
 # Instruction fields that name the tensor or optimizer an instruction works on.

@@ -127,9 +127,8 @@ class Intake:
 
     async def _refuse(self, context: Any, message: str, limit: str) -> None:
         self.refused += 1
-        failure = Failure.from_exception(MemoryPressureError(message, limit=limit))
-        context.set_trailing_metadata(failure.metadata)
-        await context.abort(failure.code, failure.message)
+        await Failure.from_exception(MemoryPressureError(message, limit=limit)).abort_async(
+            context)
 
     def leaving(self, context: Any, reply: Any) -> None:
         """The call's `reply` goes to the transport: a large one counts against its connection
@@ -188,12 +187,10 @@ class Intake:
             seconds = time.monotonic() - self._arriving[task]
         finally:
             self._arriving.pop(task, None)
-        failure = Failure.from_exception(MemoryPressureError(
+        await Failure.from_exception(MemoryPressureError(
             f"the server's memory is above its limit (--max-memory {self.limit} bytes) and "
             f"this call's request {what} {seconds:.2f}s: dropped; retry later or send smaller "
-            "requests", limit="max_memory"))
-        context.set_trailing_metadata(failure.metadata)
-        await context.abort(failure.code, failure.message)
+            "requests", limit="max_memory")).abort_async(context)
         raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
     async def close(self) -> None:
@@ -320,10 +317,9 @@ def _cgroup_limit() -> int | None:
     return None
 
 
-def abort_missing(context: Any, method: str) -> Any:
-    """End a call whose client half-closed without sending its request (a coroutine)."""
-    failure = Failure.from_exception(InvalidRequestError(
-        f"malformed request: the call to {method} ended before its request message arrived"))
-    context.set_trailing_metadata(failure.metadata)
-    return context.abort(failure.code, failure.message)
+async def abort_missing(context: Any, method: str) -> None:
+    """End a call whose client half-closed without sending its request."""
+    await Failure.from_exception(InvalidRequestError(
+        f"malformed request: the call to {method} ended before its request message arrived"
+    )).abort_async(context)
 

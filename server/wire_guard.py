@@ -70,9 +70,7 @@ def _abort(context: grpc.ServicerContext, method: str, bad: _Malformed) -> None:
 
 async def _abort_async(context: Any, method: str, bad: _Malformed) -> None:
     """`_abort` for an asyncio handler (whose context's `abort` is a coroutine)."""
-    failure = _failure(method, bad)
-    context.set_trailing_metadata(failure.metadata)
-    await context.abort(failure.code, failure.message)
+    await _failure(method, bad).abort_async(context)
 
 
 def _passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
@@ -172,11 +170,9 @@ async def _small(data: bytes, context: Any, method: str) -> None:
     """End the call (RESOURCE_EXHAUSTED) when `data`, a request to parse on the event loop, is
     above `LOOP_REQUEST_BYTES`."""
     if len(data) > LOOP_REQUEST_BYTES:
-        failure = Failure.from_exception(LimitExceededError(
+        await Failure.from_exception(LimitExceededError(
             f"a request to {method} may have at most {LOOP_REQUEST_BYTES} bytes; this one has "
-            f"{len(data)}", limit="loop_request_bytes"))
-        context.set_trailing_metadata(failure.metadata)
-        await context.abort(failure.code, failure.message)
+            f"{len(data)}", limit="loop_request_bytes")).abort_async(context)
 
 
 async def _parsed(intake: Intake, context: Any, method: str,
