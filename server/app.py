@@ -87,6 +87,9 @@ class GradServer:
     given a call only once its request message has arrived. (With `grpc.server`'s thread pool a
     call took its thread before its message came: a few dozen streams that announce a request
     and never finish it held every thread and stopped the server, health checks included.)
+    Every call reads its own request through the `intake.Intake` (`--max-memory`, unread
+    replies per connection, large requests by turns), and small stateless RunGraph calls are
+    first tried on the event loop itself (`inline.InlineRunGraph`, `--inline-seconds`).
     """
 
     def __init__(self, config: ServerConfig):
