@@ -528,9 +528,10 @@ class Session:
         metas: Any = _MISSING
         grad = grad_mode._state.enabled
         key: tuple[Any, ...] | None = None
-        if not attrs and not spec.variadic:
+        if not spec.variadic and not spec.random:
             # the hot path: (op, grad mode, each input's Meta, a float as its type: a rule reads
-            # no value but an int's range) -> the answer, cached
+            # no value but an int's range, each attribute's name, type and value) -> the
+            # answer, cached
             parts: list[Any] = [spec.name, grad]
             for v in inputs:
                 kind = type(v)
@@ -546,8 +547,13 @@ class Session:
                 else:
                     break
             else:
+                for k, v in attrs.items():  # bound: ints, floats, bools, strs, tuples, dtypes
+                    parts += (k, v.__class__, v)
                 key = tuple(parts)
-                metas = _INFERRED.get(key, _MISSING)
+                try:
+                    metas = _INFERRED.get(key, _MISSING)
+                except TypeError:  # an unhashable value (from a server whose kinds are new)
+                    key = None
         if metas is _MISSING:
             args: list[Any] = []
             for v in (inputs[0] if spec.variadic else inputs):
@@ -616,9 +622,8 @@ class Session:
         check = self._check_meta if self.verify_meta else None
         m = self._record(_bind_outputs(outs, None if requires_grad else check), outs,
                          user_origin(3)).apply_op
-        m.op = spec.name
-        if known and not self.verify_meta:
-            m.omit_info = True
+        omit = known and not self.verify_meta
+        no_grad = not grad_mode._state.enabled
         if spec.variadic:
             for v in inputs[0]:
                 self._value(v, m.inputs.add(), f"{spec.name}(): argument '{spec.inputs[0]}'")
@@ -630,16 +635,20 @@ class Session:
                     m.inputs.add(float_scalar=v)
                 else:
                     self._value(v, m.inputs.add(), f"{spec.name}(): argument '{name}'")
-        for k, v in attrs.items():
-            if k == "generator":  # a random op's generator= (OpSpec.bind)
-                m.generator = client_generator.generator_handle(self, v, spec.name)
-                continue
-            try:
-                codec.encode_attr(v, m.attrs[k])
-            except TypeError as exc:
-                raise TypeError(f"{spec.name}(): argument '{k}': {exc}") from None
-        if not grad_mode._state.enabled:
-            m.no_grad = True
+        if attrs and not spec.random:
+            # op, flags and attributes as one message made once per (op, flags, attributes)
+            m.MergeFrom(_apply_template(spec.name, omit, no_grad, attrs))
+        else:
+            m.op = spec.name
+            if omit:
+                m.omit_info = True
+            for k, v in attrs.items():
+                if k == "generator":  # a random op's generator= (OpSpec.bind)
+                    m.generator = client_generator.generator_handle(self, v, spec.name)
+                    continue
+                _encode_attr(spec.name, k, v, m)
+            if no_grad:
+                m.no_grad = True
         if len(outs) == 1:
             m.outputs.append(outs[0]._handle)
         else:
@@ -1342,8 +1351,56 @@ def _update_info(t: Tensor, check: Check | None = None
 
 _ref = weakref.ref
 
-# Session._describe's answers for attribute-less ops by (op, input Metas, float inputs as their
-# type, grad mode): a program repeats a few shapes, and a dict lookup is cheaper than a rule.
+
+def _encode_attr(op: str, k: str, v: Any, m: spb.ApplyOp) -> None:
+    """Attribute `k` of op `op` into ApplyOp `m`.
+
+    Raises:
+        TypeError: a value no attribute kind accepts (naming the op and argument).
+    """
+    try:
+        codec.encode_attr(v, m.attrs[k])
+    except TypeError as exc:
+        raise TypeError(f"{op}(): argument '{k}': {exc}") from None
+
+
+# ApplyOps holding an op's name, omit_info, no_grad and attributes, by those (and the
+# attributes' types): merged into each instruction that has them, cheaper than encoding them.
+_TEMPLATES: dict[tuple[Any, ...], spb.ApplyOp] = {}
+_TEMPLATES_MAX = 1024
+
+
+def _apply_template(op: str, omit: bool, no_grad: bool, attrs: dict[str, Any]) -> spb.ApplyOp:
+    """The ApplyOp of `op` with these flags and attributes, nothing else set (kept in
+    `_TEMPLATES` unless a value is unhashable or a float zero, whose sign a key would lose).
+
+    Raises:
+        TypeError: an attribute value no attribute kind accepts.
+    """
+    parts: list[Any] = [op, omit, no_grad]
+    for k, v in attrs.items():
+        if v.__class__ is float and v == 0.0:
+            parts = []  # 0.0 == -0.0: not a key
+            break
+        parts += (k, v.__class__, v)
+    key = tuple(parts) if parts else None
+    try:
+        m = _TEMPLATES.get(key) if key is not None else None  # type: ignore[arg-type]
+    except TypeError:  # an unhashable value (a server whose attribute kinds are new)
+        key = m = None
+    if m is None:
+        m = spb.ApplyOp(op=op, omit_info=omit, no_grad=no_grad)
+        for k, v in attrs.items():
+            _encode_attr(op, k, v, m)
+        if key is not None:
+            if len(_TEMPLATES) >= _TEMPLATES_MAX:
+                _TEMPLATES.clear()
+            _TEMPLATES[key] = m
+    return m
+
+# Session._describe's answers by (op, input Metas, float inputs as their type, grad mode, bound
+# attributes with their types): a program repeats a few shapes and arguments, and a dict lookup
+# is cheaper than a rule.
 _INFERRED: dict[tuple[Any, ...], Any] = {}
 _INFERRED_MAX = 4096
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1  # a Python int a wire int_scalar holds
