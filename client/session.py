@@ -37,6 +37,7 @@ from gradserve.surface import linalg as surface_linalg
 from gradserve.surface import meta as surface_meta
 from gradserve.surface import out_arg as surface_out_arg
 from gradserve.surface.functional import ErrorTypes, Functional
+from gradserve.surface.node_names import node_name
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import (
     FETCH_GRAD_REPR_FEATURE,
@@ -419,10 +420,10 @@ class Session:
                 else:
                     break
             else:
-                metas = _INFERRED.get(tuple(key))
-                if metas is not None and len(metas) == 1:
-                    m = metas[0]
-                    node = spec.node if m.requires_grad else ""
+                hit = _INFERRED.get(tuple(key))
+                if hit is not None and hit[0] is not None and len(hit[0]) == 1:
+                    m = hit[0][0]
+                    node = hit[1] if m.requires_grad else ""
                     handle = next(self._handles)
                     out = Tensor(self, handle)
                     out._meta = m
@@ -525,7 +526,7 @@ class Session:
         `_node`); True when each one's shape, dtype, requires_grad and grad_fn name is known,
         so the server need not describe them. Nothing is sent or waited for: an input whose
         metadata is not known here leaves the results to the server's description."""
-        metas: Any = _MISSING
+        hit: Any = _MISSING
         grad = grad_mode._state.enabled
         key: tuple[Any, ...] | None = None
         if not spec.variadic and not spec.random:
@@ -551,10 +552,10 @@ class Session:
                     parts += (k, v.__class__, v)
                 key = tuple(parts)
                 try:
-                    metas = _INFERRED.get(key, _MISSING)
+                    hit = _INFERRED.get(key, _MISSING)
                 except TypeError:  # an unhashable value (from a server whose kinds are new)
                     key = None
-        if metas is _MISSING:
+        if hit is _MISSING:
             args: list[Any] = []
             for v in (inputs[0] if spec.variadic else inputs):
                 if isinstance(v, Tensor):
@@ -568,10 +569,17 @@ class Session:
                     args.append(v)
             metas = surface_meta.infer(spec.name, [args] if spec.variadic else args, attrs,
                                        grad)
+            # the node of results that require grad: the op's one name, or the surface's rule
+            # for the ops torch names by their arguments (None: the server names it)
+            node = spec.node
+            if node is None and metas is not None and not spec.variadic:
+                node = node_name(spec.name, args, attrs)
+            hit = (metas, node)
             if key is not None:
                 if len(_INFERRED) >= _INFERRED_MAX:
                     _INFERRED.clear()
-                _INFERRED[key] = metas
+                _INFERRED[key] = hit
+        metas, node = hit
         if metas is None or len(metas) != len(outs):
             return False
         if requires_grad:  # a factory's requires_grad=True: a leaf (set_requires_grad follows)
@@ -580,7 +588,7 @@ class Session:
                 return False
             outs[0]._meta, outs[0]._node = m._replace(requires_grad=True), ""
             return True
-        node, known = spec.node, True
+        known = True
         for t, m in zip(outs, metas):
             t._meta = m
             if m.requires_grad:
@@ -1398,9 +1406,9 @@ def _apply_template(op: str, omit: bool, no_grad: bool, attrs: dict[str, Any]) -
             _TEMPLATES[key] = m
     return m
 
-# Session._describe's answers by (op, input Metas, float inputs as their type, grad mode, bound
-# attributes with their types): a program repeats a few shapes and arguments, and a dict lookup
-# is cheaper than a rule.
+# Session._describe's answers, (result Metas or None, grad_fn name or None), by (op, input
+# Metas, float inputs as their type, grad mode, bound attributes with their types): a program
+# repeats a few shapes and arguments, and a dict lookup is cheaper than a rule.
 _INFERRED: dict[tuple[Any, ...], Any] = {}
 _INFERRED_MAX = 4096
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1  # a Python int a wire int_scalar holds

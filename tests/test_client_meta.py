@@ -105,8 +105,9 @@ def test_server_leaves_out_what_the_client_knows(client):
         seen = _capture(session)
         x = session.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
         y = x.exp()  # a tape op
-        s = y.sum(dim=0)  # an ApplyOp (attributes): its node name depends on them
+        s = y.sum(dim=0)  # an ApplyOp whose node depends on its arguments (surface rule)
         m = y.amax(dim=1)  # an ApplyOp whose node name is known
+        e = session.einsum("ij->j", y)  # a node by the equation: the server names it
         assert m.tolist() == pytest.approx(np.exp([2.0, 4.0]).tolist())
         (request, response), = seen
         kinds = [ins.WhichOneof("kind") for ins in request.instructions]
@@ -117,10 +118,12 @@ def test_server_leaves_out_what_the_client_knows(client):
         assert not results["tape"].tape.tensors  # y's value came, not its description
         applies = [(ins.apply_op, r) for ins, r in zip(request.instructions, response.results)
                    if ins.WhichOneof("kind") == "apply_op"]
-        (sum_op, sum_result), (amax_op, amax_result) = applies
-        assert not sum_op.omit_info and len(sum_result.handles.tensors) == 1
+        (sum_op, sum_result), (amax_op, amax_result), (einsum_op, einsum_result) = applies
+        assert sum_op.omit_info and not sum_result.handles.tensors
         assert amax_op.omit_info and not amax_result.handles.tensors
+        assert not einsum_op.omit_info and len(einsum_result.handles.tensors) == 1
         assert s.grad_fn.name() == "SumBackward1" and m.grad_fn.name() == "AmaxBackward0"
+        assert e.grad_fn.name() == "SumBackward1"
 
 
 def test_verify_mode_asks_for_every_description(client):
@@ -147,8 +150,8 @@ def test_a_caller_that_does_not_ask_still_gets_descriptions(gradserve_session):
 def test_verify_mode_raises_when_an_inference_is_wrong(client, monkeypatch, lie):
     with client.session(verify_meta=True) as session:
         x = session.tensor([1.0, 2.0], requires_grad=True)
+        monkeypatch.setattr(client_session, "_INFERRED", {})  # earlier answers
         if lie == "shape":
-            monkeypatch.setattr(client_session, "_INFERRED", {})  # earlier answers
             rule = meta_base.RULES["exp"]
             monkeypatch.setitem(meta_base.RULES, "exp", lambda inputs, attrs, grad: [
                 m._replace(shape=(7,)) for m in rule(inputs, attrs, grad)])
