@@ -408,7 +408,7 @@ class Session:
             key: list[Any] = [spec.name, grad]
             for v in inputs:
                 kind = type(v)
-                if kind is Tensor:
+                if kind is Tensor or kind is _Parameter:
                     m = v._meta
                     if m is None or v._error is not None or v._owner is not self:
                         break
@@ -453,7 +453,7 @@ class Session:
                         append(index | flags << 32 | len(inputs) << 40 | 1 << 52)
                         for v in inputs:
                             kind = type(v)
-                            if kind is Tensor:
+                            if kind is Tensor or kind is _Parameter:
                                 append(v._handle << 3)  # HANDLE: kind 0
                             elif kind is float:
                                 floats = tape.floats
@@ -538,7 +538,7 @@ class Session:
                 kind = type(v)
                 if kind is float:
                     parts.append(float)
-                elif kind is Tensor:
+                elif kind is Tensor or kind is _Parameter:
                     m = v._meta
                     if m is None or v._error is not None or v._owner is not self:
                         break
@@ -637,7 +637,8 @@ class Session:
                 self._value(v, m.inputs.add(), f"{spec.name}(): argument '{spec.inputs[0]}'")
         else:
             for name, v in zip(spec.inputs, inputs):
-                if type(v) is Tensor and v._owner is self and v._error is None:
+                if (type(v) is Tensor or type(v) is _Parameter) and v._owner is self and (
+                        v._error is None):
                     m.inputs.add(handle=v._handle)  # what _value does, without its message
                 elif type(v) is float:
                     m.inputs.add(float_scalar=v)
@@ -699,7 +700,7 @@ class Session:
         try:
             for k, v in enumerate(given):
                 kind = type(v)
-                if kind is Tensor and v._owner is self and v._error is None:
+                if (kind is Tensor or kind is _Parameter) and v._owner is self and v._error is None:
                     append(v._handle << 3)  # HANDLE: kind 0
                 elif kind is float:
                     floats = tape.floats
@@ -1358,6 +1359,8 @@ def _update_info(t: Tensor, check: Check | None = None
 
 
 _ref = weakref.ref
+# the hot paths test an input's exact type: a Tensor, or a module's Parameter (client/nn.py)
+_Parameter = nn.Parameter
 
 
 def _encode_attr(op: str, k: str, v: Any, m: spb.ApplyOp) -> None:
