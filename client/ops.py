@@ -220,7 +220,7 @@ class _Plan:
               ) -> tuple[list[Any], dict[str, Any]]:
         attrs: dict[str, Any] = {}
         for name, where, convert, accepts_none, spec in self.steps:
-            v = args[where] if type(where) is int else kwargs[where]
+            v = args[where] if type(where) is int else kwargs[where]  # type: ignore[index]
             if v is None and accepts_none:
                 attrs[name] = None
                 continue

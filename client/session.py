@@ -377,6 +377,16 @@ class Session:
         if (not attrs and spec.n_outputs == 1 and spec.inputs and not spec.variadic
                 and self._recorder.tape_sink is not None):
             return self._apply_plain(spec, inputs)
+        key = None
+        if (spec.n_outputs == 1 and spec.inputs and not spec.variadic and not spec.random
+                and self._infer and not self._inplace_pending and not self.verify_meta
+                and not self.closed):
+            # an op with attributes seen before with these inputs' Metas and attributes
+            key = self._attr_op_key(spec, inputs, attrs)
+            if key is not None:
+                hit = _ATTR_OPS.get(key)
+                if hit is not None:
+                    return self._record_attr_op(spec, inputs, hit)
         n = spec.n_outputs
         if n is None:
             n = self._count_outputs(spec, inputs, attrs)
@@ -392,8 +402,78 @@ class Session:
             except BaseException:
                 rec.truncate(start)
                 raise
+        if key is not None and known:  # recorded as described: the next such call is a hit
+            if len(_ATTR_OPS) >= _ATTR_OPS_MAX:
+                _ATTR_OPS.clear()
+            _ATTR_OPS[key] = (outs[0]._meta, outs[0]._node, _apply_template(
+                spec.name, True, not grad_mode._state.enabled, attrs))
         self._after_record()
         return outs[0] if spec.n_outputs == 1 else tuple(outs)
+
+    def _attr_op_key(self, spec: OpSpec, inputs: Sequence[Any], attrs: dict[str, Any]
+                     ) -> tuple[Any, ...] | None:
+        """`_ATTR_OPS`'s key for a call of one-output op `spec` (grad mode, each input's Meta, a
+        float's type, another scalar's type and value, each bound attribute's name, type and
+        value), or None when the call is not one `_record_attr_op` records: an input of
+        another kind or session, without Meta or failed, an int outside int64, an unhashable
+        attribute or a float zero (0.0 == -0.0)."""
+        parts: list[Any] = [spec.name, grad_mode._state.enabled]
+        for v in inputs:
+            kind = type(v)
+            if kind is Tensor or kind is _Parameter:
+                m = v._meta
+                if m is None or v._error is not None or v._owner is not self:
+                    return None
+                parts.append(m)
+            elif kind is float:
+                parts.append(float)
+            elif v is None or kind is bool or (kind is int and _INT64_MIN <= v <= _INT64_MAX):
+                parts.append((kind, v))
+            else:
+                return None
+        for k, v in attrs.items():
+            if v.__class__ is float and v == 0.0:
+                return None
+            parts += (k, v.__class__, v)
+        key = tuple(parts)
+        try:
+            hash(key)
+        except TypeError:
+            return None
+        return key
+
+    def _record_attr_op(self, spec: OpSpec, inputs: Sequence[Any],
+                        hit: tuple[Any, Any, spb.ApplyOp]) -> Tensor:
+        """`_apply`'s recording of a call `_attr_op_key` keys and `_ATTR_OPS` knows: its result
+        described here (`hit`: Meta, grad_fn name, the ApplyOp's op, omit_info, no_grad and
+        attributes), the inputs checked by the key, so nothing can be refused."""
+        meta, node, template = hit
+        handle = next(self._handles)
+        out = Tensor(self, handle)
+        out._meta = meta
+        out._node = node
+        self._live[handle] = _ref(out)
+        rec = self._recorder
+        with rec.lock:
+            m = rec.add(None, [out], user_origin(3)).apply_op  # user_origin(3): _apply's caller
+            add = m.inputs.add
+            for v in inputs:
+                kind = type(v)
+                if kind is Tensor or kind is _Parameter:
+                    add(handle=v._handle)
+                elif kind is float:
+                    add(float_scalar=v)
+                elif v is None:
+                    add().none.SetInParent()
+                elif kind is bool:
+                    add(bool_scalar=v)
+                else:
+                    add(int_scalar=v)
+            m.MergeFrom(template)
+            m.outputs.append(handle)
+        if self.eager or self.pipelined:
+            self._after_record()
+        return out
 
     def _apply_plain(self, spec: OpSpec, inputs: Sequence[Any]) -> Any:
         """`_apply` of the commonest op (one output, tensor inputs, no attributes) on a tape:
@@ -1374,6 +1454,11 @@ def _encode_attr(op: str, k: str, v: Any, m: spb.ApplyOp) -> None:
     except TypeError as exc:
         raise TypeError(f"{op}(): argument '{k}': {exc}") from None
 
+
+# `Session._apply`'s calls of one-output ops with attributes recorded before, by
+# `Session._attr_op_key`: (the result's Meta, grad_fn name, `_apply_template`'s ApplyOp).
+_ATTR_OPS: dict[tuple[Any, ...], tuple[Any, Any, spb.ApplyOp]] = {}
+_ATTR_OPS_MAX = 4096
 
 # ApplyOps holding an op's name, omit_info, no_grad and attributes, by those (and the
 # attributes' types): merged into each instruction that has them, cheaper than encoding them.

@@ -223,3 +223,48 @@ def test_requires_grad_and_detach_update_what_is_known(client):
                 for v in (x, y, d, y2)]
     with client.session() as session:
         assert run(session) == run(torch)
+
+
+def _attribute_program(t):
+    """Ops with attributes, each called three times (the first call infers; the next take the
+    cached answer, binding plan and instruction template), then under no_grad."""
+    x = t.tensor(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4), requires_grad=True)
+    z = t.tensor(np.array([-0.0, 1.0], dtype=np.float32))
+    one = t.tensor(np.ones(2, dtype=np.float32))
+    out = []
+    for _ in range(3):
+        out += [x.sum(0), x.transpose(0, 1), t.softmax(x, 1), x.mean(dim=1, keepdim=True),
+                x.pow(2), 2.0 ** x, x.sum(), t.add(x, x, alpha=2), x.view(12),
+                t.add(z, one, alpha=-0.0), t.add(z, one, alpha=0.0), x.squeeze(0)]
+    with t.no_grad():
+        out += [x.sum(0), x.mean(dim=1, keepdim=True), x.pow(2)]
+    return out
+
+
+def test_repeated_attribute_ops_are_torchs(client):
+    with client.session(verify_meta=False) as session:
+        got = _attribute_program(session)
+        want = _attribute_program(torch)
+        for g, w in zip(got, want):
+            assert (tuple(g.shape), str(g.dtype), g.requires_grad, g.grad_fn and g.grad_fn.name()
+                    ) == (tuple(w.shape), str(w.dtype), w.requires_grad,
+                          w.grad_fn and w.grad_fn.name())
+        assert session.round_trips == 0  # every answer above known without the server
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(np.signbit(g.detach().numpy()),
+                                          np.signbit(w.detach().numpy()))
+            np.testing.assert_allclose(g.detach().numpy(), w.detach().numpy(), rtol=1e-6)
+
+
+def test_a_repeated_attribute_op_fails_as_the_first(client):
+    with client.session(verify_meta=False) as session:
+        x = session.tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
+        for _ in range(3):
+            x.sum(0)
+        with pytest.raises(TypeError, match=r"sum\(\): argument 'dim' must be tuple of ints, "
+                                            r"not str"):
+            x.sum("a")
+        for _ in range(2):
+            with pytest.raises(IndexError, match=r"Dimension out of range"):
+                x.sum(5).tolist()
+        assert x.sum(1).tolist() == [3.0, 3.0]
