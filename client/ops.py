@@ -115,14 +115,21 @@ class OpSpec:
         """
         if not kwargs and self.positional_only and len(args) == len(self.inputs):
             return list(args), {}  # every input positional, no attributes: the common case
-        n = len(args)
-        if not (self.sizes_first and n > len(self.inputs) and is_int(args[len(self.inputs)])):
-            key: Any = n if not kwargs else (n, *kwargs)
-            plan = self._plans.get(key)
-            if plan is None:
-                plan = self._plan(args, kwargs, key)
-            if plan is not False:
-                return plan.apply(self.name, args, kwargs)  # type: ignore[union-attr]
+        call = args
+        n_in = len(self.inputs)
+        if self.sizes_first and len(args) > n_in and is_int(args[n_in]):
+            # torch's `*size` varargs (x.reshape(2, 3)): the leading ints as one tuple, as
+            # `_bind` takes them (which still gets the call as given if no plan takes it)
+            k = n_in + 1
+            while k < len(args) and is_int(args[k]):
+                k += 1
+            call = (*args[:n_in], tuple([int(v) for v in args[n_in:k]]), *args[k:])
+        key: Any = len(call) if not kwargs else (len(call), *kwargs)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(call, kwargs, key)
+        if plan is not False:
+            return plan.apply(self.name, call, kwargs)  # type: ignore[union-attr]
         kw = dict(torch_keywords(dict(kwargs), self.params))
         # torch's generator= on a random op: carried as the "generator" entry of the attributes
         # (Session._record_apply and Session.inplace send it as the instruction's generator)

@@ -236,6 +236,8 @@ def test_a_planned_binding_is_the_full_binding():
                 calls.append((xs + (v,), {spec.attrs[1]: v}))
                 calls.append((xs, {spec.attrs[1]: v, spec.attrs[0]: 1}))
         calls.append((xs, {"bogus": 1}))
+        calls += [(xs + (2, 3, 4), {}), (xs + (2, 3, "x"), {}), (xs + (2, (3,)), {}),
+                  (xs + (2, 3), {spec.attrs[-1]: 1})]  # torch's *size varargs where taken
         calls.append((xs + (1,), {spec.attrs[0]: 1}))
         for args, kwargs in calls:
             want = _full(spec, args, kwargs)
