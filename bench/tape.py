@@ -135,7 +135,6 @@ class Replayer:
             out[case] = total / n / OPS[case]
         # the same chains on the tree's engine in process (the floor the tape is measured by)
         import client as bench_client  # bench/client.py
-
         import gradserve.engine as ge
 
         for case, backward in (("engine chain", False), ("engine chain-bwd", True)):

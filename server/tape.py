@@ -27,6 +27,9 @@ MAX_WORDS = 1 << 18
 MAX_BATCH_WORDS = 1 << 19
 #: Op names in one tape's table.
 MAX_NAMES = 4096
+#: Tapes of at most this many words are checked op by op (`_decode_short`), longer ones with
+#: numpy (`decode`): the same checks, errors and result.
+SHORT_WORDS = 256
 _BIG_ENDIAN = sys.byteorder == "big"
 assert array("Q").itemsize == array("q").itemsize == array("d").itemsize == 8
 
@@ -115,8 +118,10 @@ def decode(m: session_pb2.Tape, max_ops: int, max_words: int = MAX_BATCH_WORDS) 
     if n_constants > MAX_WORDS:
         raise _bad(None, f"{n_constants} tensor constants, more than the limit of {MAX_WORDS}")
     n = len(words)
-    if not n:  # (nothing to walk)
-        return Decoded(([], [], [], [], []), 0, words, floats, ints, constants, 0)
+    if n <= SHORT_WORDS:  # numpy's fixed cost per call outweighs the loop's per word
+        ops, count, described = _decode_short(words, names, max_ops, len(floats), len(ints),
+                                              n_constants)
+        return Decoded(ops, count, words, floats, ints, constants, described)
     w = np.frombuffer(words, dtype=np.uint64)
     # each word's span if it were a header: itself, its inputs and its outputs (at most 8191)
     spans = array("i")
@@ -173,6 +178,52 @@ def decode(m: session_pb2.Tape, max_ops: int, max_words: int = MAX_BATCH_WORDS) 
     ops = (table[codes[:count].astype(np.intp)].tolist(), flags.tolist(), starts.tolist(),
            mids.tolist(), ends.tolist())
     return Decoded(ops, count, words, floats, ints, constants, described)
+
+
+def _decode_short(words: Any, names: list[str], max_ops: int, n_floats: int, n_ints: int,
+                  n_constants: int) -> tuple[Any, int, int]:
+    """`decode`'s checks op by op, in one loop (a short tape): its `ops` columns, op count and
+    DESCRIBE-flagged outputs.
+
+    Raises:
+        Located: as `decode`.
+    """
+    n_names = len(names)
+    op_names: list[str] = []
+    op_flags: list[int] = []
+    starts: list[int] = []
+    mids: list[int] = []
+    ends: list[int] = []
+    described = 0
+    n, pos = len(words), 0
+    while pos < n:
+        k = len(op_names)
+        if k >= max_ops:
+            raise Located(LimitExceededError(
+                f"tape op {k}: the batch holds more ops than the limit of instructions per "
+                "batch", limit="max_instructions"), tape_op=k)
+        header = words[pos]
+        code, flags = header & 0xFFFFFFFF, (header >> 32) & 0xFF
+        n_in, n_out = (header >> 40) & 0xFFF, header >> 52
+        start = pos + 1
+        mid = start + n_in
+        end = mid + n_out
+        if code >= n_names or flags & ~FLAGS or not n_out or end > n:
+            raise _bad(k, _bad_header(code, flags, n_in, n_out, n - start, n_names))
+        inputs = words[start:mid]
+        if _first_bad_input(inputs, n_floats, n_ints, n_constants) is not None:
+            raise _bad_input(k, inputs, n_floats, n_ints, n_constants)
+        if 0 in words[mid:end]:
+            raise _bad(k, "handle ids start at 1 (0 means the field was not set)")
+        if flags & DESCRIBE:
+            described += n_out
+        op_names.append(names[code])
+        op_flags.append(flags)
+        starts.append(start)
+        mids.append(mid)
+        ends.append(end)
+        pos = end
+    return (op_names, op_flags, starts, mids, ends), len(op_names), described
 
 
 _ONE, _BYTE, _CODE = np.uint64(1), np.uint64(0xFF), np.uint64(0xFFFFFFFF)
