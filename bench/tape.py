@@ -90,9 +90,16 @@ class Replayer:
         from gradserve.v1 import session_pb2
 
         self.w = handler.Worker()
+        # as `gradserve serve` does once its server is built, where the tree does
+        from gradserve.server import app
+
+        freeze = getattr(app, "freeze_startup_objects", None)
+        if freeze is not None:
+            freeze()
         self.batches = batches
         self.parse = session_pb2.BatchRequest.FromString
         self.create = self.w.handlers["CreateSession"]
+        self.cases = [c for c in CASES if c in batches]
 
     def session(self) -> tuple[str, handler.Context]:
         from gradserve.v1 import session_pb2
@@ -121,7 +128,7 @@ class Replayer:
     def round(self, n: int) -> dict[str, float]:
         one = self.w.one
         out: dict[str, float] = {}
-        for case in CASES:
+        for case in self.cases:
             total = 0
             for _ in range(n):
                 ctx, reqs = self.prepared(case)
@@ -138,6 +145,8 @@ class Replayer:
         import gradserve.engine as ge
 
         for case, backward in (("engine chain", False), ("engine chain-bwd", True)):
+            if case[len("engine "):] not in self.cases:
+                continue
             t0 = time.thread_time_ns()
             for _ in range(n):
                 bench_client.chain(ge, backward)
@@ -193,6 +202,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--calls", type=int, default=5, help="per case per round")
     parser.add_argument("--compare", metavar="TREE", help="another source tree, interleaved")
     parser.add_argument("--profile", choices=CASES, help="cProfile one case in this tree")
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated cases")
     parser.add_argument("--worker", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -200,7 +210,7 @@ def main(argv: list[str]) -> int:
     import logging
 
     logging.disable(logging.WARNING)
-    batches = record()
+    batches = {k: v for k, v in record().items() if k in args.cases.split(",")}
     if args.profile:
         Replayer(batches).profile(args.profile, args.calls * 4)
         return 0
@@ -225,6 +235,8 @@ def main(argv: list[str]) -> int:
     print(f"{'case':<16}" + "".join(f"{t.label + ' min':>14}{t.label + ' med':>14}"
                                     for t in trees))
     for case in (*CASES, "engine chain", "engine chain-bwd"):
+        if case not in trees[0].rounds:
+            continue
         row = f"{case:<16}"
         for t in trees:
             v = t.rounds[case]
