@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The server's CPU per op of a session's instruction tape, in process (not a test).
 
-    python bench/tape.py [--rounds 30] [--calls 5] [--compare TREE] [--profile CASE]
+    python bench/tape.py [--rounds 30] [--calls 5] [--compare TREE] [--cases chain,adam]
+                         [--profile CASE]
 
 Records bench/client.py's batches with the real client against a server in this process (the
 bytes each flush sends), then replays them through the servicer's ExecuteBatch as the server's
@@ -9,15 +10,22 @@ worker threads run it (bench/handler.py's stand-ins for gRPC: the registered par
 the reply serialized), each replay on a fresh session, timing the calling thread's CPU
 (`time.thread_time_ns`) of the measured batch only:
 
-- chain: `chain(session, False)`'s one batch (create, a 1000-op tape, fetch), per tape op;
+- chain: `chain(session, False)`'s one batch (create, a 1000-op tape, fetch, release), per
+  tape op;
 - chain-bwd: `chain(session, True)`'s batch (the same with backward and the gradient), per op;
-- adam: one `AdamLoop.step()` batch (zero_grad, a 9-op tape, backward, step), per batch, after
-  the set-up batches and two iterations were replayed untimed on the same session.
+- adam: one `AdamLoop.step()` batch as the client sends it (the previous iteration's step, its
+  zero_grad, a 9-op tape, backward, releases), per batch, after the set-up batch and one
+  iteration were replayed untimed on the same session; "adam tape": the CPU inside its tape
+  instruction alone (`Executor.tape`, timed by a wrapper);
+- engine chain, engine chain-bwd: `chain(gradserve.engine, ...)` in the worker, per op (the
+  floor a session is measured against).
 
 The table gives min and median over `--rounds` rounds of `--calls` calls each. `--compare TREE`
 (another checkout, e.g. `git archive main | tar -x -C /tmp/base`) runs that tree in a second
 worker process and interleaves rounds (A B, B A, ...), as bench/handler.py does. `--profile
-CASE` runs CASE under cProfile in this tree instead and prints the top functions. Exits 0.
+CASE` runs CASE under cProfile in this tree instead and prints the top functions. A worker
+freezes the objects alive once its servicer is built where the tree's `gradserve serve` does
+(`app.freeze_startup_objects`). Exits 0.
 """
 
 from __future__ import annotations
@@ -100,6 +108,19 @@ class Replayer:
         self.parse = session_pb2.BatchRequest.FromString
         self.create = self.w.handlers["CreateSession"]
         self.cases = [c for c in CASES if c in batches]
+        # the thread CPU inside Executor.tape, for the adam case's "adam tape" row
+        from gradserve.server import batch
+
+        self.tape_ns = 0
+        run_tape = batch.Executor.HANDLERS["tape"]
+
+        def timed_tape(executor: Any, m: Any, r: Any) -> int:
+            t0 = time.thread_time_ns()
+            try:
+                return run_tape(executor, m, r)
+            finally:
+                self.tape_ns += time.thread_time_ns() - t0
+        batch.Executor.HANDLERS["tape"] = timed_tape
 
     def session(self) -> tuple[str, handler.Context]:
         from gradserve.v1 import session_pb2
@@ -129,17 +150,21 @@ class Replayer:
         one = self.w.one
         out: dict[str, float] = {}
         for case in self.cases:
-            total = 0
+            total = tape = 0
             for _ in range(n):
                 ctx, reqs = self.prepared(case)
                 for req in reqs[:-1]:
                     one("ExecuteBatch", req, ctx)
                 last = reqs[-1]
+                self.tape_ns = 0
                 t0 = time.thread_time_ns()
                 one("ExecuteBatch", last, ctx)
                 total += time.thread_time_ns() - t0
+                tape += self.tape_ns
                 self.close(ctx)
             out[case] = total / n / OPS[case]
+            if case == "adam":
+                out["adam tape"] = tape / n
         # the same chains on the tree's engine in process (the floor the tape is measured by)
         import client as bench_client  # bench/client.py
         import gradserve.engine as ge
@@ -234,7 +259,7 @@ def main(argv: list[str]) -> int:
           f"rounds x {args.calls} calls; min / median")
     print(f"{'case':<16}" + "".join(f"{t.label + ' min':>14}{t.label + ' med':>14}"
                                     for t in trees))
-    for case in (*CASES, "engine chain", "engine chain-bwd"):
+    for case in (*CASES, "adam tape", "engine chain", "engine chain-bwd"):
         if case not in trees[0].rounds:
             continue
         row = f"{case:<16}"
