@@ -402,6 +402,13 @@ def _transpose_shape(x: Any, weight: Any, bias: Any = None, **attrs: Any) -> tup
         raise errors.InvalidArgumentError(
             f"Given transposed=1, weight of size {list(ws)}, expected bias to be 1-dimensional "
             f"with {ws[1] * groups} elements, but got bias of size {list(bias.shape)} instead")
+    if any(op >= s and op >= dl for op, s, dl in zip(output_padding, stride, dilation)):
+        names = ("height", "width")[2 - d:]
+        raise errors.InvalidArgumentError(
+            "output padding must be smaller than either stride or dilation, but got "
+            + " ".join(f"{word}_{name}: {v}" for word, values in (
+                ("output_padding", output_padding), ("stride", stride), ("dilation", dilation))
+                for name, v in zip(names, values)))
     if any(op >= s for op, s in zip(output_padding, stride)):
         # torch also takes output_padding < dilation; the result's last rows are then beyond
         # every window (zero before the bias): not reproduced here

@@ -361,7 +361,8 @@ class _ConvTransposeNd(_ConvNd):
         if len(output_size) != d:
             raise ValueError(f"ConvTranspose{d}D: for {len(shape)}D input, output_size must "
                              f"have {d} or {non_spatial + d} elements (got {len(output_size)})")
-        low = [(shape[i + non_spatial] - 1) * self.stride[i] - 2 * self.padding[i]
+        padding = _tuple(self.padding, d, "padding")
+        low = [(shape[i + non_spatial] - 1) * self.stride[i] - 2 * padding[i]
                + self.dilation[i] * (self.kernel_size[i] - 1) + 1 for i in range(d)]
         high = [low[i] + self.stride[i] - 1 for i in range(d)]
         for size, lo, hi in zip(output_size, low, high):

@@ -120,6 +120,49 @@ class Flatten(Module):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
+class Unflatten(Module):
+    """Unflattens dim `dim` into `unflattened_size` (one entry may be -1)."""
+
+    def __init__(self, dim: int, unflattened_size: Any) -> None:
+        super().__init__()
+        if not isinstance(unflattened_size, (tuple, list)):
+            raise TypeError("unflattened_size must be a tuple of ints, but found type "
+                            f"{type(unflattened_size).__name__}")
+        for idx, elem in enumerate(unflattened_size):
+            if not isinstance(elem, int):
+                raise TypeError(f"unflattened_size must be tuple of ints, but found element of "
+                                f"type {type(elem).__name__} at pos {idx}")
+        self.dim = dim
+        self.unflattened_size = unflattened_size
+
+    def forward(self, input: Any) -> Any:
+        be = self._be
+        shape = tuple(be.shape(input))
+        if not shape:
+            raise be.runtime_error("unflatten: Dimension specified as 0 but tensor has no "
+                                   "dimensions")
+        dim = self.dim + len(shape) if self.dim < 0 else self.dim
+        if not 0 <= dim < len(shape):
+            raise IndexError(f"Dimension out of range (expected to be in range of "
+                             f"[{-len(shape)}, {len(shape) - 1}], but got {self.dim})")
+        sizes = [int(s) for s in self.unflattened_size]
+        known = 1
+        for s in sizes:
+            known *= s if s != -1 else 1
+        if sizes.count(-1) > 1:
+            raise be.runtime_error("only one dimension can be inferred")
+        if -1 in sizes and known and shape[dim] % known == 0:
+            sizes[sizes.index(-1)] = shape[dim] // known
+        elif -1 in sizes or known != shape[dim]:
+            raise be.runtime_error(
+                f"unflatten: Provided sizes [{', '.join(map(str, self.unflattened_size))}] don't "
+                f"multiply up to the size of dim {self.dim} ({shape[dim]}) in the input tensor")
+        return input.view(*shape[:dim], *sizes, *shape[dim + 1:])
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
 class Embedding(Module):
     """A lookup table of num_embeddings vectors of size embedding_dim, initialised N(0, 1)."""
 
@@ -517,7 +560,8 @@ class LogSoftmax(Module):
 
 
 LAYERS: tuple[type[Module], ...] = (
-    Identity, Linear, Bilinear, Flatten, Embedding, LayerNorm, Dropout, ReLU, Hardtanh, ReLU6,
+    Identity, Linear, Bilinear, Flatten, Unflatten, Embedding, LayerNorm, Dropout, ReLU, Hardtanh,
+    ReLU6,
     LeakyReLU, PReLU,
     ELU, GELU, SiLU, Mish, SELU, CELU, Hardsigmoid, Hardswish, LogSigmoid, Tanh, Sigmoid,
     Softplus, Softmax, LogSoftmax)

@@ -14,17 +14,18 @@ from .nn_layers import _empty, _factory
 from .nn_module import Module
 
 
-def _verify_batch_size(be: NNBackend, size: tuple[int, ...]) -> None:
+def _verify_batch_size(be: NNBackend, size: tuple[int, ...], as_list: bool = False) -> None:
     """torch's `_verify_batch_size`: more than one value per channel (IndexError on a 0-d
-    input, as torch's `size[0]`)."""
+    input, as torch's `size[0]`); `as_list` prints the size as the list group_norm passes."""
     if not size:
         raise IndexError("tuple index out of range")
     values = size[0]
     for n in size[2:]:
         values *= n
     if values == 1:
+        text = f"[{', '.join(map(str, size))}]"
         raise be.value_error("Expected more than 1 value per channel when training, got input "
-                             f"size torch.Size([{', '.join(map(str, size))}])")
+                             f"size {text if as_list else f'torch.Size({text})'}")
 
 
 def batch_norm(be: NNBackend, input: Any, running_mean: Any, running_var: Any,
@@ -91,7 +92,7 @@ def group_norm(be: NNBackend, input: Any, num_groups: int, weight: Any = None, b
     if len(shape) < 2:
         raise be.runtime_error(
             f"Expected at least 2 dimensions for input tensor but received {len(shape)}")
-    _verify_batch_size(be, (shape[0] * shape[1] // num_groups, num_groups, *shape[2:]))
+    _verify_batch_size(be, (shape[0] * shape[1] // num_groups, num_groups, *shape[2:]), True)
     return be.call("group_norm", (input, weight, bias, int(num_groups), float(eps)), {})
 
 
@@ -293,7 +294,8 @@ class GroupNorm(Module):
         super().__init__()
         dtype = _factory("GroupNorm", device, dtype)
         if num_channels % num_groups != 0:
-            raise ValueError("num_channels must be divisible by num_groups")
+            raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups "
+                             f"({num_groups})")
         self.num_groups = num_groups
         self.num_channels = num_channels
         self.eps = eps
