@@ -243,8 +243,9 @@ class _InstanceNorm(_BatchNorm):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = False, track_running_stats: bool = False, device: Any = None,
-                 dtype: Any = None) -> None:
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+                 dtype: Any = None, *, bias: bool = True) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype,
+                         bias=bias)
 
     def _apply(self, input: Any) -> Any:
         return instance_norm(self._be, input, self.running_mean, self.running_var, self.weight,
@@ -290,7 +291,8 @@ class GroupNorm(Module):
     its own statistics, then a per-channel affine map (weight 1, bias 0)."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
-                 affine: bool = True, device: Any = None, dtype: Any = None) -> None:
+                 affine: bool = True, device: Any = None, dtype: Any = None, *,
+                 bias: bool = True) -> None:
         super().__init__()
         dtype = _factory("GroupNorm", device, dtype)
         if num_channels % num_groups != 0:
@@ -303,7 +305,10 @@ class GroupNorm(Module):
         be = self._be
         if affine:
             self.weight = be.parameter(_empty(be, (num_channels,), dtype), True)
-            self.bias = be.parameter(_empty(be, (num_channels,), dtype), True)
+            if bias:
+                self.bias = be.parameter(_empty(be, (num_channels,), dtype), True)
+            else:
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -313,13 +318,15 @@ class GroupNorm(Module):
         """weight 1, bias 0."""
         if self.affine:
             init.ones_(self._be, self.weight)
-            init.zeros_(self._be, self.bias)
+            if self.bias is not None:
+                init.zeros_(self._be, self.bias)
 
     def forward(self, input: Any) -> Any:
         return group_norm(self._be, input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")
 
 
 MODULES: tuple[type[Module], ...] = (BatchNorm1d, BatchNorm2d, InstanceNorm1d, InstanceNorm2d,

@@ -114,6 +114,11 @@ def _layer_norm_torch(x: Any, w: Any = None, b: Any = None, normalized_shape: An
     return F.layer_norm(x, tuple(normalized_shape), w, b, eps)
 
 
+def _group_norm_torch(x: Any, w: Any = None, b: Any = None, num_groups: int = 1,
+                      eps: float = 1e-5) -> Any:
+    return F.group_norm(x, num_groups, w, b, eps)
+
+
 def _batch_norm_torch(x: Any, w: Any = None, b: Any = None, rm: Any = None, rv: Any = None,
                       training: bool = False, eps: float = 1e-5) -> Any:
     rm = None if rm is None else rm.detach().clone()
@@ -215,6 +220,12 @@ OPINFOS = [
             Sample(((2, 3, 5), None, None), {"normalized_shape": (3, 5), "eps": 1e-3}),
             Sample(((2, 11), (11,), None), {"normalized_shape": (11,)}),
             Sample(((4, 2, 3), (2, 3), None), {"normalized_shape": (2, 3)})]),
+    # the forward is torch's bits (tests/test_nn_layers_more.py); the backward is composed
+    OpInfo("group_norm", _group_norm_torch,
+           [Sample(((2, 6, 3, 2), (6,), (6,)), {"num_groups": 3}),
+            Sample(((3, 4), None, None), {"num_groups": 2, "eps": 1e-3}),
+            Sample(((2, 4, 5), (4,), None), {"num_groups": 1}),
+            Sample(((2, 4, 5), (4,), (4,)), {"num_groups": 4})]),
     # the domain keeps the running variances positive
     OpInfo("batch_norm", _batch_norm_torch,
            [Sample(((4, 3), (3,), (3,), (3,), (3,)), {"training": True}, _BN_GRAD),
