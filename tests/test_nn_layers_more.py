@@ -6,7 +6,9 @@ gradients are also compared in tests/nn_cases.py."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -288,3 +290,21 @@ def test_interpolate_refuses_what_it_does_not_reproduce(gradserve_lib):
         gradserve_lib.nn.functional.interpolate(x, size=3, mode="bicubic")
     with pytest.raises(NotImplementedError, match="antialias"):
         gradserve_lib.nn.functional.interpolate(x, size=3, mode="bilinear", antialias=True)
+
+
+PROGRAMS = Path(__file__).resolve().parent.parent / "examples" / "nn_layers"
+
+
+@pytest.mark.parametrize("program", ["conv_autoencoder", "groupnorm_cnn", "causal_attention"])
+def test_example_programs_print_what_torch_prints(gradserve_lib, capsys, program: str):
+    """examples/nn_layers/*.py (plain torch code: seeded init, training, printed tensors and
+    modules) print the same lines with torch and with gradserve standing in for it."""
+    spec = importlib.util.spec_from_file_location(program, PROGRAMS / f"{program}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(torch)
+    want = capsys.readouterr().out
+    module.main(gradserve_lib)
+    got = capsys.readouterr().out
+    assert got.splitlines() == want.splitlines()
