@@ -126,6 +126,30 @@ def _layer_norm(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> 
     return _meta(shape, rank, grad and rg)
 
 
+_GROUP_NORM_ATTRS = frozenset(("num_groups", "eps"))
+
+
+@_rule("group_norm")
+def _group_norm(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    """(input, weight?, bias?): the input's shape and dtype when its channels divide into the
+    groups and the parameters are (C,) of its dtype."""
+    if len(inputs) != 3 or "num_groups" not in attrs:
+        raise _Inexact
+    _known(attrs, _GROUP_NORM_ATTRS)
+    groups = _int(attrs["num_groups"])
+    _float(attrs.get("eps", 1e-5))
+    shape, rank, rg = _tensor(inputs[0])
+    if len(shape) < 2 or groups <= 0 or shape[1] % groups or rank < _FLOAT:
+        raise _Inexact  # torch's size messages, "GroupNormKernelImpl" not implemented
+    for p in inputs[1:]:
+        if p is not None:
+            ps, pr, prg = _tensor(p)
+            if ps != (shape[1],) or pr != rank:
+                raise _Inexact  # "Expected weight to be a vector of size", "mixed dtype (CPU)"
+            rg = rg or prg
+    return _meta(shape, rank, grad and rg)
+
+
 def _batch_norm_input(inputs: Sequence[Any], training: bool, stats_grad: bool = False
                       ) -> tuple[tuple[int, ...], int, bool]:
     """(input, weight?, bias?, running_mean?, running_var?) as batch_norm's checks accept them:
