@@ -308,3 +308,17 @@ def test_example_programs_print_what_torch_prints(gradserve_lib, capsys, program
     module.main(gradserve_lib)
     got = capsys.readouterr().out
     assert got.splitlines() == want.splitlines()
+
+
+def test_sizes_from_arguments_are_bounded_before_the_server_allocates(gradserve_client):
+    """A transposed convolution's stride or dilation, or interpolate's size, that would make a
+    huge result is refused by the op's declared bound, not tried."""
+    with gradserve_client.session() as t:
+        x, w = t.zeros(1, 1, 2, 2), t.zeros(1, 1, 3, 3)
+        F = t.nn.functional
+        for call in (lambda: F.conv_transpose2d(x, w, stride=10**9, output_padding=5),
+                     lambda: F.conv_transpose2d(x, w, dilation=10**12),
+                     lambda: F.interpolate(x, size=(10**6, 10**6))):
+            with pytest.raises(RuntimeError, match="more than the limit"):
+                call().sum().item()
+        assert t.ones(2).sum().item() == 2.0  # the session still works
