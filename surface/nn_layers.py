@@ -136,28 +136,7 @@ class Unflatten(Module):
         self.unflattened_size = unflattened_size
 
     def forward(self, input: Any) -> Any:
-        be = self._be
-        shape = tuple(be.shape(input))
-        if not shape:
-            raise be.runtime_error("unflatten: Dimension specified as 0 but tensor has no "
-                                   "dimensions")
-        dim = self.dim + len(shape) if self.dim < 0 else self.dim
-        if not 0 <= dim < len(shape):
-            raise IndexError(f"Dimension out of range (expected to be in range of "
-                             f"[{-len(shape)}, {len(shape) - 1}], but got {self.dim})")
-        sizes = [int(s) for s in self.unflattened_size]
-        known = 1
-        for s in sizes:
-            known *= s if s != -1 else 1
-        if sizes.count(-1) > 1:
-            raise be.runtime_error("only one dimension can be inferred")
-        if -1 in sizes and known and shape[dim] % known == 0:
-            sizes[sizes.index(-1)] = shape[dim] // known
-        elif -1 in sizes or known != shape[dim]:
-            raise be.runtime_error(
-                f"unflatten: Provided sizes [{', '.join(map(str, self.unflattened_size))}] don't "
-                f"multiply up to the size of dim {self.dim} ({shape[dim]}) in the input tensor")
-        return input.view(*shape[:dim], *sizes, *shape[dim + 1:])
+        return input.unflatten(self.dim, self.unflattened_size)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"

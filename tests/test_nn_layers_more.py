@@ -104,6 +104,12 @@ FUNCTIONAL: dict[str, tuple[Callable[[Any, Any], Any], tuple[int, ...], bool, st
         False,
         None,
     ),
+    "unflatten": (
+        lambda t, x: x.unflatten(-1, (2, -1)) * 2,
+        (3, 6),
+        True,
+        "MulBackward0",
+    ),
     "pixel_shuffle": (lambda t, x: _F(t).pixel_shuffle(x, 2), (2, 8, 3, 4), True, None),
     "pixel_unshuffle": (lambda t, x: _F(t).pixel_unshuffle(x, 3), (1, 2, 6, 3), True, None),
     "sdpa_2d": (
@@ -269,6 +275,8 @@ def _errors(t: Any) -> list[Callable[[], Any]]:
         lambda: nn.GroupNorm(2, 3),
         lambda: nn.Unflatten(1, (2, 3.0)),
         lambda: nn.Unflatten(1, (4, 2))(t.zeros(2, 6)),
+        lambda: t.zeros(2, 6).unflatten(1, (-1, 4)),
+        lambda: t.unflatten(t.zeros(2, 6), 2, (2, 3)),
         lambda: nn.ConvTranspose2d(2, 2, 3, padding_mode="reflect"),
         lambda: nn.InstanceNorm1d(3)(t.zeros(2, 3, 4, 4)),
         lambda: nn.InstanceNorm2d(3, affine=True)(t.zeros(2, 4, 4, 4)),
