@@ -150,6 +150,28 @@ def _group_norm(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> 
     return _meta(shape, rank, grad and rg)
 
 
+_UPSAMPLE_ATTRS = frozenset(("output_size", "scale_h", "scale_w"))
+
+
+@_rule("upsample_nearest")
+def _upsample_nearest(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool
+                      ) -> list[Meta]:
+    """(input,): (N, C, *output_size) of the input's dtype, for a 3-D or 4-D input and positive
+    sizes."""
+    if len(inputs) != 1 or "output_size" not in attrs:
+        raise _Inexact
+    _known(attrs, _UPSAMPLE_ATTRS)
+    out = _ints(attrs["output_size"])
+    for key in ("scale_h", "scale_w"):
+        if attrs.get(key) is not None:
+            _float(attrs[key])
+    shape, rank, rg = _tensor(inputs[0])
+    if len(shape) not in (3, 4) or len(out) != len(shape) - 2 or min(shape[2:]) <= 0 or (
+            min(out) <= 0):
+        raise _Inexact  # torch's size messages
+    return _meta((*shape[:2], *out), rank, grad and rg)
+
+
 def _batch_norm_input(inputs: Sequence[Any], training: bool, stats_grad: bool = False
                       ) -> tuple[tuple[int, ...], int, bool]:
     """(input, weight?, bias?, running_mean?, running_var?) as batch_norm's checks accept them:

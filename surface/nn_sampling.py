@@ -8,19 +8,19 @@ from existing ops.
   the window's sum in order (a `cumsum`'s last element) `/ kh / kw`, as torch's kernel, and the
   maximum a `gather` at the window's `argmax` (the first maximum, as torch's kernel). The 1-d
   forms run as 2-d ones of height 1 and squeeze it away (SqueezeBackward1), as torch's do.
-- Interpolation is separable: each spatial dim in turn, `index_select` at torch's source indices
-  (nearest), or two of them weighted by torch's lambdas (linear / bilinear, the innermost dim
-  first, and each `addcmul(x1 * lambda1, x0, lambda0)`: for float32 the one fused multiply-add
-  torch's kernel rounds), indices and lambdas computed in the input's float type as torch's
-  `upsample` kernels compute them.
+- Nearest interpolation is the engine's `upsample_nearest` op (its indices: `nearest_index`
+  here). Linear interpolation is separable: each spatial dim in turn, two `index_select`s at
+  torch's source indices weighted by torch's lambdas (the innermost dim first, and each
+  `addcmul(x1 * lambda1, x0, lambda0)`: for float32 the one fused multiply-add torch's kernel
+  rounds), indices and lambdas computed in the input's float type as torch's `upsample`
+  kernels compute them.
 - pixel_shuffle / pixel_unshuffle are a reshape, a permute and a reshape.
 
 Values are torch's; the grad_fns are those of the composing ops, where torch records one node
-(AdaptiveAvgPool2DBackward0, AdaptiveMaxPool2DBackward0, UpsampleNearest2DBackward0,
-UpsampleBilinear2DBackward0, PixelShuffleBackward0). Index arrays are built here with numpy,
-one per spatial dim (the size of that dim of the result, or result times window for the
-adaptive pools), and sent as ordinary tensors: the server validates them and bounds the
-results as for any op.
+(AdaptiveAvgPool2DBackward0, AdaptiveMaxPool2DBackward0, UpsampleBilinear2DBackward0,
+PixelShuffleBackward0). Index arrays are built here with numpy, one per spatial dim (the size
+of that dim of the result, or result times window for the adaptive pools), and sent as ordinary
+tensors: the server validates them and bounds the results as for any op.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def _scale_value(dt: Any, scale: float | None, size: int, out: int) -> Any:
     return dt(size) / dt(out)
 
 
-def _nearest_index(size: int, out: int, scale: float | None) -> np.ndarray:
+def nearest_index(size: int, out: int, scale: float | None) -> np.ndarray:
     """torch's `nearest_idx` (float arithmetic, as its kernel)."""
     i = np.arange(out, dtype=np.int64)
     if out == size:
@@ -314,14 +314,17 @@ def interpolate(be: NNBackend, input: Any, size: Any = None, scale_factor: Any =
         joint = " and " if dim == 1 else " "
         raise be.runtime_error("Input and output sizes should be greater than 0, but got input "
                                f"({given}){joint}output ({wanted})")
+    if mode == "nearest":
+        scale_h, scale_w = (None, None) if scales is None else (
+            (None, scales[0]) if dim == 1 else (scales[0], scales[1]))
+        return be.call("upsample_nearest", (input,), {
+            "output_size": tuple(output_size), "scale_h": scale_h, "scale_w": scale_w})
     y = input
     dt = _float_type(be, input)
     for axis in reversed(range(dim)):  # the innermost dim first: torch's nesting
         d, n, out = 2 + axis, shape[2 + axis], output_size[axis]
         scale = None if scales is None else scales[axis]
-        if mode == "nearest":
-            index = be.torch.tensor(_nearest_index(n, out, scale))
-            y = be.call("index_select", (y, index), {"dim": d})
+        if mode == "nearest":  # one op for all dims, below
             continue
         i0, i1, l0, l1 = _linear_weights(dt, n, out, scale, bool(align_corners))
         view = [1] * len(shape)

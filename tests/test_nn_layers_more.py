@@ -75,13 +75,23 @@ FUNCTIONAL: dict[str, tuple[Callable[[Any, Any], Any], tuple[int, ...], bool, st
         True,
         None,
     ),
-    "nearest": (lambda t, x: _F(t).interpolate(x, scale_factor=2), (2, 3, 4, 5), True, None),
-    "nearest_size": (lambda t, x: _F(t).interpolate(x, size=(7, 3)), (2, 3, 4, 5), True, None),
+    "nearest": (
+        lambda t, x: _F(t).interpolate(x, scale_factor=2),
+        (2, 3, 4, 5),
+        True,
+        "UpsampleNearest2DBackward0",
+    ),
+    "nearest_size": (
+        lambda t, x: _F(t).interpolate(x, size=(7, 3)),
+        (2, 3, 4, 5),
+        True,
+        "UpsampleNearest2DBackward0",
+    ),
     "nearest_1d_fraction": (
         lambda t, x: _F(t).interpolate(x, scale_factor=1.7),
         (2, 3, 6),
         True,
-        None,
+        "UpsampleNearest1DBackward0",
     ),
     "linear": (lambda t, x: _F(t).interpolate(x, size=13, mode="linear"), (2, 3, 6), True, None),
     "linear_align_corners": (
