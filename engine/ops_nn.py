@@ -982,3 +982,52 @@ defop("upsample_nearest_backward", _upsample_nearest_backward,
       doc="the gradient of upsample_nearest's input of spatial size input_size: each output's "
           "gradient added where it read, in torch's order",
       out_shape=_upsample_backward_shape)
+
+
+# --- constant padding ----------------------------------------------------------------------------
+# torch's constant_pad_nd (F.pad's constant mode): pad = (left, right) pairs from the last dim
+# backwards, negative entries cropping. Its gradient is the same op with the pads negated
+# (torch's ConstantPadNdBackward0 formula), so every derivative order is this op.
+
+
+def _pad_shape(x: Any, pad: Sequence[int], value: Any = 0) -> tuple[int, ...]:
+    """The padded shape, after F.pad's checks (the pads come from the wire: nothing is sized
+    before this has passed)."""
+    shape, pad = list(x.shape), [int(p) for p in pad]
+    if len(pad) % 2:
+        raise errors.InvalidArgumentError("Padding length must be divisible by 2")
+    if len(pad) // 2 > len(shape):
+        raise errors.InvalidArgumentError(
+            "Padding length should be less than or equal to two times the input dimension but "
+            f"got padding length {len(pad)} and input of dimension {len(shape)}")
+    for i in range(len(pad) // 2):
+        d = len(shape) - 1 - i
+        left, right = pad[2 * i], pad[2 * i + 1]
+        if shape[d] + min(left, 0) + min(right, 0) < 0:
+            raise errors.InvalidArgumentError("narrow(): length must be non-negative.")
+        shape[d] += left + right
+    return tuple(shape)
+
+
+def _constant_pad_nd(x: Any, pad: Sequence[int], value: Any = 0) -> Any:
+    shape = _pad_shape(x, pad, value)
+    out = np.full(shape, np.asarray(value).astype(x.dtype), dtype=x.dtype)
+    src: list[slice] = [slice(None)] * x.ndim
+    dst: list[slice] = [slice(None)] * x.ndim
+    for i in range(len(pad) // 2):
+        d = x.ndim - 1 - i
+        left, right = int(pad[2 * i]), int(pad[2 * i + 1])
+        src[d] = slice(max(-left, 0), x.shape[d] - max(-right, 0))
+        dst[d] = slice(max(left, 0), max(left, 0) + x.shape[d] - max(-left, 0) - max(-right, 0))
+    out[tuple(dst)] = x[tuple(src)]
+    return out
+
+
+defop("constant_pad_nd", _constant_pad_nd,
+      lambda ns, g, out, x, pad, value: ns.constant_pad_nd(g, pad=tuple(-p for p in pad),
+                                                            value=0),
+      saves="", attrs=(AttrSpec("pad", "ints", required=True), AttrSpec("value", "scalar", 0)),
+      backward="ConstantPadNdBackward0", method=False,
+      doc="input padded with value (pad: (left, right) pairs from the last dim backwards; "
+          "negative entries crop), as F.pad's constant mode",
+      out_shape=_pad_shape)

@@ -172,6 +172,31 @@ def _upsample_nearest(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: boo
     return _meta((*shape[:2], *out), rank, grad and rg)
 
 
+_PAD_ATTRS = frozenset(("pad", "value"))
+
+
+@_rule("constant_pad_nd")
+def _constant_pad_nd(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool
+                     ) -> list[Meta]:
+    """(input,): each padded dim grown by its two pads, when F.pad's checks pass."""
+    if len(inputs) != 1 or "pad" not in attrs:
+        raise _Inexact
+    _known(attrs, _PAD_ATTRS)
+    pads = _ints(attrs["pad"])
+    _scalar(attrs.get("value", 0))
+    shape, rank, rg = _tensor(inputs[0])
+    out = list(shape)
+    if len(pads) % 2 or len(pads) // 2 > len(shape):
+        raise _Inexact  # torch's pad-length messages
+    for i in range(len(pads) // 2):
+        d = len(shape) - 1 - i
+        left, right = pads[2 * i], pads[2 * i + 1]
+        if shape[d] + min(left, 0) + min(right, 0) < 0:
+            raise _Inexact  # "narrow(): length must be non-negative."
+        out[d] += left + right
+    return _meta(tuple(out), rank, grad and rg)
+
+
 def _batch_norm_input(inputs: Sequence[Any], training: bool, stats_grad: bool = False
                       ) -> tuple[tuple[int, ...], int, bool]:
     """(input, weight?, bias?, running_mean?, running_var?) as batch_norm's checks accept them:

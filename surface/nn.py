@@ -50,6 +50,7 @@ MODULE_FILES = {
     "normalization": ("LayerNorm", "GroupNorm"),
     "upsampling": ("Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d"),
     "pixelshuffle": ("PixelShuffle", "PixelUnshuffle"),
+    "padding": ("ConstantPad1d", "ConstantPad2d", "ZeroPad1d", "ZeroPad2d"),
     "rnn": ("RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"),
     "dropout": ("Dropout",),
     "flatten": ("Flatten", "Unflatten"),

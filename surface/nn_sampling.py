@@ -1,5 +1,5 @@
-"""Adaptive pooling, interpolation (`F.interpolate`, nn.Upsample) and pixel shuffling, composed
-from existing ops.
+"""Adaptive pooling, interpolation (`F.interpolate`, nn.Upsample), constant padding (`F.pad`,
+nn.ConstantPad*d / ZeroPad*d: the op `constant_pad_nd`) and pixel shuffling.
 
 - Adaptive average pooling to 1 x 1 is torch's own composition, `mean` over the spatial dims
   (MeanBackward1). Other sizes gather each window with one `index_select` (torch's windows:
@@ -386,9 +386,38 @@ def pixel_unshuffle(be: NNBackend, input: Any, downscale_factor: int) -> Any:
     return be.call("reshape", (x, (*batch, c * r * r, h // r, w // r)), {})
 
 
-FUNCTIONS = (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d,
-             interpolate, pixel_shuffle, pixel_unshuffle)
-"""nn.functional's adaptive pooling, interpolation and pixel shuffling (bound by
+# --- padding -------------------------------------------------------------------------------------
+
+
+def pad(be: NNBackend, input: Any, pad: Any, mode: str = "constant", value: float | None = None
+        ) -> Any:
+    """input padded by `pad` ((left, right) pairs from the last dim backwards; negative entries
+    crop): torch's F.pad in its constant mode, the op `constant_pad_nd` (grad_fn
+    ConstantPadNdBackward0).
+
+    Args:
+        input: the tensor.
+        pad: an even number of ints, at most two per dim.
+        mode: "constant" (reflect, replicate and circular are not supported).
+        value: the fill value (default 0).
+
+    Returns:
+        The padded tensor.
+
+    Raises:
+        RuntimeError: torch's pad-length errors.
+        NotImplementedError: another mode.
+    """
+    if mode != "constant":
+        raise NotImplementedError(f"F.pad: mode={mode!r} is not supported by gradserve (only "
+                                  "'constant')")
+    return be.call("constant_pad_nd", (input,), {
+        "pad": tuple(int(p) for p in pad), "value": 0 if value is None else value})
+
+
+FUNCTIONS = (pad, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d,
+             adaptive_max_pool2d, interpolate, pixel_shuffle, pixel_unshuffle)
+"""nn.functional's padding, adaptive pooling, interpolation and pixel shuffling (bound by
 `gradserve.surface.nn.build`)."""
 
 
@@ -513,7 +542,56 @@ class PixelUnshuffle(Module):
         return f"downscale_factor={self.downscale_factor}"
 
 
+class _ConstantPadNd(Module):
+    _d: int
+
+    def __init__(self, padding: Any, value: float) -> None:
+        super().__init__()
+        self.padding = tuple(padding) if isinstance(padding, (tuple, list)) else (
+            (int(padding),) * (2 * self._d))
+        self.value = value
+
+    def forward(self, input: Any) -> Any:
+        return pad(self._be, input, self.padding, "constant", self.value)
+
+    def extra_repr(self) -> str:
+        return f"padding={self.padding}, value={self.value}"
+
+
+class ConstantPad1d(_ConstantPadNd):
+    """Pads the last dim with a constant: padding (left, right) or one int."""
+
+    _d = 1
+
+
+class ConstantPad2d(_ConstantPadNd):
+    """Pads the last two dims with a constant: padding (left, right, top, bottom) or one int."""
+
+    _d = 2
+
+
+class ZeroPad1d(ConstantPad1d):
+    """Pads the last dim with zeros."""
+
+    def __init__(self, padding: Any) -> None:
+        super().__init__(padding, 0.0)
+
+    def extra_repr(self) -> str:
+        return f"{self.padding}"
+
+
+class ZeroPad2d(ConstantPad2d):
+    """Pads the last two dims with zeros."""
+
+    def __init__(self, padding: Any) -> None:
+        super().__init__(padding, 0.0)
+
+    def extra_repr(self) -> str:
+        return f"{self.padding}"
+
+
 MODULES: tuple[type[Module], ...] = (
+    ConstantPad1d, ConstantPad2d, ZeroPad1d, ZeroPad2d,
     AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d, Upsample,
     UpsamplingNearest2d, UpsamplingBilinear2d, PixelShuffle, PixelUnshuffle)
 """The adaptive pooling, upsampling and pixel-shuffle classes `gradserve.surface.nn.build` binds

@@ -112,6 +112,9 @@ MODULES: dict[str, tuple[Callable[[Any], Any], list[tuple[int, ...]], int | None
                                                 align_corners=True), [(2, 3, 4)], None),
     "pixel_shuffle": (lambda t: t.nn.Sequential(t.nn.PixelShuffle(2), t.nn.PixelUnshuffle(2)),
                       [(2, 8, 3, 3)], None),
+    "padding": (lambda t: t.nn.Sequential(t.nn.ZeroPad2d((1, 0, 2, 1)), t.nn.ConstantPad2d(1, 0.5),
+                                          t.nn.ConstantPad1d((2, -1), -1.0), t.nn.ZeroPad1d(1)),
+                [(2, 3, 4, 5)], None),
     "unflatten": (lambda t: t.nn.Sequential(t.nn.Linear(6, 6), t.nn.Unflatten(1, (2, -1))),
                   [(4, 6)], None),
 }

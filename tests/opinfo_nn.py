@@ -133,6 +133,10 @@ def _upsample_nearest_backward_torch(g: Any, input_size: Any = (), **attrs: Any)
     return dx
 
 
+def _constant_pad_torch(x: Any, pad: Any = (), value: Any = 0) -> Any:
+    return F.pad(x, tuple(pad), value=value)
+
+
 def _batch_norm_torch(x: Any, w: Any = None, b: Any = None, rm: Any = None, rv: Any = None,
                       training: bool = False, eps: float = 1e-5) -> Any:
     rm = None if rm is None else rm.detach().clone()
@@ -250,6 +254,12 @@ OPINFOS = [
            [Sample(((2, 3, 8, 10),), {"input_size": (4, 5), "scale_h": 2.0, "scale_w": 2.0}),
             Sample(((1, 2, 7, 3),), {"input_size": (4, 5)}),
             Sample(((2, 3, 10),), {"input_size": (6,), "scale_w": 1.7})]),
+    OpInfo("constant_pad_nd", _constant_pad_torch,
+           [Sample(((2, 3),), {"pad": (1, 2)}),
+            Sample(((2, 3, 4),), {"pad": (1, 0, 2, 1), "value": 0.5}),
+            Sample(((2, 3, 4),), {"pad": (-1, 2, 0, -1)}),
+            Sample(((3,),), {"pad": (2, 2), "value": -1.0}),
+            Sample(((2, 2, 2),), {"pad": (0, 0, 0, 0, 1, 1)})]),
     # the domain keeps the running variances positive
     OpInfo("batch_norm", _batch_norm_torch,
            [Sample(((4, 3), (3,), (3,), (3,), (3,)), {"training": True}, _BN_GRAD),
