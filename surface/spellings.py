@@ -15,6 +15,7 @@ Tensor method or property; the client installs those whose ops are all in a serv
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -253,6 +254,32 @@ def flatten(be: Backend, input: Any, start_dim: int = 0, end_dim: int = -1) -> A
 
 
 _register("flatten", ("flatten",), flatten, flatten)
+
+
+def unflatten(be: Backend, input: Any, dim: int, sizes: Any) -> Any:
+    """torch.unflatten: dim `dim` split into `sizes` (one entry may be -1), a view
+    (ViewBackward0), with torch's checks and texts."""
+    shape = tuple(be.shape(input))
+    if not shape:
+        raise be.runtime_error("unflatten: Dimension specified as 0 but tensor has no "
+                               "dimensions")
+    d = wrap_dim(be, dim, len(shape))
+    sizes = [int(s) for s in sizes]
+    if not sizes:
+        raise be.runtime_error("unflatten: sizes must be non-empty")
+    if sizes.count(-1) > 1:
+        raise be.runtime_error("only one dimension can be inferred")
+    known = math.prod(s for s in sizes if s != -1)
+    if -1 in sizes and known and shape[d] % known == 0:
+        sizes[sizes.index(-1)] = shape[d] // known
+    elif -1 in sizes or known != shape[d]:
+        raise be.runtime_error(
+            f"unflatten: Provided sizes [{', '.join(map(str, sizes))}] don't multiply up to the "
+            f"size of dim {dim} ({shape[d]}) in the input tensor")
+    return be.call("reshape", (input, (*shape[:d], *sizes, *shape[d + 1:])), {})
+
+
+_register("unflatten", ("reshape",), unflatten, unflatten)
 
 
 def broadcast_to(be: Backend, input: Any, size: Any) -> Any:

@@ -54,7 +54,9 @@ WITHOUT_RULES = {
     "embedding", "embedding_dense_backward",
     # the convolution op and its gradients (surface/nn_conv.py checks the shapes first)
     "convolution", "convolution_backward_input", "convolution_backward_weight",
-    "convolution_backward_bias",
+    "convolution_backward_bias", "convolution_transpose",
+    # recorded only with create_graph: the server describes it
+    "upsample_nearest_backward",
     # masked_select's size is the mask's count; scatter's index checks are the engine's; the
     # softmax gradients are recorded only with create_graph: the server describes them
     "masked_select", "scatter", "scatter_add", "softmax_backward_data",
