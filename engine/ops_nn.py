@@ -18,7 +18,6 @@ import numpy as np
 from gradserve.surface import grad_mode
 
 from . import cascade, dtypes, errors, limits, vecmath
-from .distributions import fma32
 from .dtypes import DType
 from .ops_elementwise import _floating_only, broadcast_shape
 from .ops_reduce import float_mean, float_sum, norm_dims
@@ -248,8 +247,7 @@ def _log_softmax_backward(g: Any, out: Any, dim: int) -> Any:
         with np.errstate(all="ignore"):
             for i in range(0, gr.shape[0], step):
                 total = _lane_sum(gr[i:i + step])[:, None]
-                res[i:i + step] = fma32(-vecmath.sleef_expf(orows[i:i + step]), total,
-                                        gr[i:i + step])
+                res[i:i + step] = vecmath.neg_expf_fma(orows[i:i + step], total, gr[i:i + step])
         return res.reshape(g.shape)
     axis = norm_dims(dim, out.ndim)[0] if out.ndim else 0  # type: ignore[index]
     with np.errstate(over="ignore", invalid="ignore"):

@@ -223,6 +223,28 @@ def _expf(x: np.ndarray, fma: Callable[[Any, Any, Any], np.ndarray]) -> np.ndarr
     return u
 
 
+def neg_expf_fma(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """`fma32(-sleef_expf(x), y, z)`: log_softmax's backward, `grad - exp(output) * sum`, as
+    torch's vector kernel computes it (one fused multiply-add).
+
+    Args:
+        x: a float32 array.
+        y: a float32 array that broadcasts to x's shape.
+        z: a float32 array of x's shape.
+
+    Returns:
+        A new float32 array of x's shape.
+    """
+    if 0 < x.ndim and x.size <= CHAIN_ELEMENTS and x.shape == z.shape:
+        return _chained(_neg_expf_fma, 3 + len(_EXP_POLY), x, np.broadcast_to(y, x.shape), z)
+    return fma32(-sleef_expf(x), y, z)
+
+
+def _neg_expf_fma(x: np.ndarray, y: np.ndarray, z: np.ndarray,
+                  fma: Callable[[Any, Any, Any], np.ndarray]) -> np.ndarray:
+    return fma(-_expf(x, fma), y, z)
+
+
 # --- SLEEF's expm1f (Sleef_expm1f8_u10): double-float arithmetic ---------------------------------
 # A double-float is a pair (hi, lo) of float32s whose sum carries ~48 bits. The helpers are the
 # error-free sums and FMA-based products SLEEF's AVX2 build uses (its df.h with FMA).
