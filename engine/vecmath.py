@@ -148,14 +148,28 @@ class _FmaChain:
                 if row_suspect is not None:
                     rows.append((i, row_suspect))
         bad = None
-        for i, where in rows:
-            picked = [np.broadcast_to(v, self.shape)[where] for v in self.operands[i]]
-            exact = fma32(*picked).view(np.int32)
-            differs = exact != sums[i][where].astype(_F32).view(np.int32)
-            if differs.any():
-                if bad is None:
-                    bad = np.zeros(self.shape, bool)
-                bad.reshape(-1)[np.flatnonzero(where)[differs]] = True
+        with np.errstate(all="ignore"):  # suspects only: NaN or inf sums are none
+            for i, where in rows:
+                a, b, c = (v[where] if type(v) is np.ndarray and v.shape == self.shape
+                           else np.broadcast_to(v, self.shape)[where] if np.ndim(v) else v
+                           for v in self.operands[i])
+                # most suspects are exact float64 sums (a midpoint of float32 is then a true tie,
+                # rounded to even by the cast as by the FMA): Knuth's two-sum error tells them
+                p = np.multiply(a, b, dtype=np.float64)
+                cc = np.asarray(c, np.float64)
+                s = self.sums[i][where]
+                back = s - p
+                inexact = (p - (s - back)) + (cc - back) != 0
+                if not inexact.any():
+                    continue
+                where = np.flatnonzero(where)[inexact]
+                picked = [x[inexact] if np.ndim(x) else x for x in (a, b, c)]
+                exact = fma32(*picked).view(np.int32)
+                differs = exact != s[inexact].astype(_F32).view(np.int32)
+                if differs.any():
+                    if bad is None:
+                        bad = np.zeros(self.shape, bool)
+                    bad.reshape(-1)[where[differs]] = True
         return bad
 
 
