@@ -518,6 +518,16 @@ def _check_nll_shapes(xs: tuple[int, ...], ts: tuple[int, ...], tdtype: DType) -
             f"expected target dtype to be Long or Byte, but got {_type_word(tdtype)}")
 
 
+def _dense(shape: Sequence[int], t: Any, ignore_index: int) -> Any:
+    """The flat targets when every one is a class (none ignore_index, none out of range: the
+    common case, where each element's loss is its own), else None."""
+    c = shape[1] if len(shape) >= 2 else shape[0]
+    flat = np.asarray(t).reshape(-1)
+    if flat.size and not 0 <= ignore_index < c and 0 <= flat.min() and flat.max() < c:
+        return flat
+    return None
+
+
 def _flat(shape: Sequence[int], t: Any, w: Any, ignore_index: int) -> tuple[int, Any, Any, Any]:
     """(classes, flat targets made safe, flat valid mask, flat per-element weights)."""
     c = shape[1] if len(shape) >= 2 else shape[0]
@@ -548,6 +558,11 @@ def _classes_last(x: Any) -> Any:
 
 def _nll(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
          reduction: str = "mean") -> Any:
+    if w is None and reduction != "none" and x.ndim <= 2:
+        flat = _dense(x.shape, t, ignore_index)
+        if flat is not None:  # the common case, without the masks and weights of the others
+            total = cascade.nll_sum(-_classes_last(x)[np.arange(flat.size), flat], None)
+            return total if reduction == "sum" else total / x.dtype.type(flat.size)
     c, safe, valid, ww = _flat(x.shape, t, w, ignore_index)
     picked = _classes_last(x)[np.arange(safe.size), safe]
     dense = bool(valid.all())  # no target ignored
