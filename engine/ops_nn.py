@@ -187,8 +187,12 @@ def _shifted_rows(x: np.ndarray, each: Callable[[np.ndarray], np.ndarray]) -> np
     """`each(z)` over chunks of x's last-dim rows, z each row less its max (0 where the max is
     not finite), as torch's last-dim softmax kernels go."""
     rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
-    out = np.empty_like(rows)
     step = _row_chunks(*rows.shape).step
+    if rows.shape[0] <= step:  # one chunk: no result to copy it into
+        with np.errstate(all="ignore"):
+            m = rows.max(axis=1, keepdims=True)
+            return each(rows - np.where(np.isfinite(m), m, np.float32(0))).reshape(x.shape)
+    out = np.empty_like(rows)
     with np.errstate(all="ignore"):
         for i in range(0, rows.shape[0], step):
             r = rows[i:i + step]

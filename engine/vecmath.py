@@ -222,7 +222,7 @@ def _expf(x: np.ndarray, fma: Callable[[Any, Any, Any], np.ndarray]) -> np.ndarr
     with np.errstate(invalid="ignore", over="ignore"):
         t = x * _R_LN2
         # cvtps_epi32 rounds to nearest even; out-of-range lanes are masked at the end
-        qf = np.rint(np.where(np.abs(t) < 2.0 ** 30, t, _F32(0))).astype(_F32)
+        qf = np.rint(np.where(np.abs(t) < 2.0 ** 30, t, _F32(0)))  # float32, as t
         q = qf.astype(np.int32)
         s = fma(qf, -_L2U, x)
         s = fma(qf, -_L2L, s)
