@@ -246,8 +246,11 @@ def _log_softmax_backward(g: Any, out: Any, dim: int) -> Any:
     if g.shape == out.shape and g.dtype == np.float32 and _exact_rows(out, dim):
         gr = np.ascontiguousarray(g).reshape(-1, g.shape[-1])
         orows = np.ascontiguousarray(out).reshape(-1, out.shape[-1])
-        res = np.empty_like(gr)
         step = _row_chunks(*gr.shape).step
+        if gr.shape[0] <= step:  # one chunk: no result to copy it into
+            with np.errstate(all="ignore"):
+                return vecmath.neg_expf_fma(orows, _lane_sum(gr)[:, None], gr).reshape(g.shape)
+        res = np.empty_like(gr)
         with np.errstate(all="ignore"):
             for i in range(0, gr.shape[0], step):
                 total = _lane_sum(gr[i:i + step])[:, None]
