@@ -173,7 +173,7 @@ class _FmaChain:
         return bad
 
 
-_SMALL_CHECK = 1 << 16  # bytes of sums `_FmaChain.redo` checks in one go
+_SMALL_CHECK = 1 << 17  # bytes of sums `_FmaChain.redo` checks in one go (below mmap's threshold)
 # Up to this many elements a kernel's FMAs go through one `_FmaChain` (measured: 2-3x faster
 # than `fma32` per step at a few hundred elements, about even at 16K, slower above, where the
 # float64 rows (8-9 of them, 1 MiB at 16K) are fresh pages on every call). Within
