@@ -437,11 +437,13 @@ def _log_tail(sh: np.ndarray, sl: np.ndarray, xh: np.ndarray, xl: np.ndarray,
     """s + 2 x + x**3 t(x**2) rounded once: the common end of SLEEF's logf_u1 and log1pf
     (s = e ln 2 as a double-float, x = (m - 1) / (m + 1))."""
     x2 = xh * xh
-    t = np.full(xh.shape, _LOG_POLY[0], _F32)
-    for c in _LOG_POLY[1:]:
+    t = fma(x2, _LOG_POLY[0], _LOG_POLY[1])  # the polynomial's first step: P0 * x2 + P1
+    for c in _LOG_POLY[2:]:
         t = fma(t, x2, c)
     two = _F32(2)
-    sh, sl = sh + xh * two, (((sh - (sh + xh * two)) + xh * two) + sl) + xl * two
+    xh2 = xh * two
+    sum_h = sh + xh2
+    sh, sl = sum_h, (((sh - sum_h) + xh2) + sl) + xl * two
     rest = (x2 * xh) * t
     s = sh + rest
     return s + (((sh - s) + rest) + sl)
@@ -456,10 +458,13 @@ def _sleef_logf_u1(d: np.ndarray) -> np.ndarray:
 
 def _logf_u1(d: np.ndarray, fma: Callable[[Any, Any, Any], np.ndarray]) -> np.ndarray:
     small = d < _FLT_MIN
-    d = np.where(small, d * _F32(2.0 ** 64), d)
+    scaled = small.any()  # subnormals and zeros (and negatives): scaled up by 2**64 first
+    if scaled:
+        d = np.where(small, d * _F32(2.0 ** 64), d)
     e = _exponent(d * _F32(1.0 / 0.75))
     m = (d.view(np.int32) - (e << 23)).view(_F32)
-    e = np.where(small, e - 64, e)
+    if scaled:
+        e = np.where(small, e - 64, e)
     ef = e.astype(_F32)
     sh, sl = _df_mul_f(_LN2_HI, _LN2_LO, ef, fma)
     one = _F32(1)
