@@ -130,47 +130,54 @@ class _FmaChain:
 
     def redo(self) -> np.ndarray | None:
         """A mask of the elements whose value differs from `fma32`'s, or None for none."""
+        bad = None
+        with np.errstate(all="ignore"):  # suspects only: NaN or inf sums are none
+            for i, where in self._suspects():
+                differ = self._settle(i, where)
+                if differ.size:
+                    if bad is None:
+                        bad = np.zeros(self.shape, bool)
+                    bad.reshape(-1)[differ] = True
+        return bad
+
+    def _suspects(self) -> list[tuple[int, np.ndarray]]:
+        """(step, mask) for each step with sums `fma32` would redo."""
         sums = self.sums[:len(self.operands)]
         if sums.nbytes <= _SMALL_CHECK:  # all rows at once: the fewest calls
             suspect = _redone(sums, sums.view(np.int64) & 0x1FFFFFFF, np.abs(sums))
             if suspect is None:
-                return None
-            rows = [(i, suspect[i]) for i in range(len(sums)) if suspect[i].any()]
-        else:
-            # row by row through two reused rows: the temporaries of all rows at once would
-            # be large allocations, fresh pages (faults) on every call
-            low = np.empty(self.shape, np.int64)
-            size = low.view(np.float64)
-            rows = []
-            for i, row in enumerate(sums):
-                np.bitwise_and(row.view(np.int64), 0x1FFFFFFF, out=low)
-                row_suspect = _redone(row, low, np.abs(row, out=size))
-                if row_suspect is not None:
-                    rows.append((i, row_suspect))
-        bad = None
-        with np.errstate(all="ignore"):  # suspects only: NaN or inf sums are none
-            for i, where in rows:
-                a, b, c = (v[where] if type(v) is np.ndarray and v.shape == self.shape
-                           else np.broadcast_to(v, self.shape)[where] if np.ndim(v) else v
-                           for v in self.operands[i])
-                # most suspects are exact float64 sums (a midpoint of float32 is then a true tie,
-                # rounded to even by the cast as by the FMA): Knuth's two-sum error tells them
-                p = np.multiply(a, b, dtype=np.float64)
-                cc = np.asarray(c, np.float64)
-                s = self.sums[i][where]
-                back = s - p
-                inexact = (p - (s - back)) + (cc - back) != 0
-                if not inexact.any():
-                    continue
-                where = np.flatnonzero(where)[inexact]
-                picked = [x[inexact] if np.ndim(x) else x for x in (a, b, c)]
-                exact = fma32(*picked).view(np.int32)
-                differs = exact != s[inexact].astype(_F32).view(np.int32)
-                if differs.any():
-                    if bad is None:
-                        bad = np.zeros(self.shape, bool)
-                    bad.reshape(-1)[where[differs]] = True
-        return bad
+                return []
+            return [(i, suspect[i]) for i in range(len(sums)) if suspect[i].any()]
+        # row by row through two reused rows: the temporaries of all rows at once would be
+        # large allocations, fresh pages (faults) on every call
+        low = np.empty(self.shape, np.int64)
+        size = low.view(np.float64)
+        rows = []
+        for i, row in enumerate(sums):
+            np.bitwise_and(row.view(np.int64), 0x1FFFFFFF, out=low)
+            row_suspect = _redone(row, low, np.abs(row, out=size))
+            if row_suspect is not None:
+                rows.append((i, row_suspect))
+        return rows
+
+    def _settle(self, i: int, where: np.ndarray) -> np.ndarray:
+        """The flat indices, among step i's suspects `where`, whose rounded sum is not
+        `fma32`'s."""
+        a, b, c = (v[where] if type(v) is np.ndarray and v.shape == self.shape
+                   else np.broadcast_to(v, self.shape)[where] if np.ndim(v) else v
+                   for v in self.operands[i])
+        # most suspects are exact float64 sums (a float32 midpoint is then a true tie, which
+        # the cast rounds to even as the FMA does): Knuth's two-sum error tells them
+        p = np.multiply(a, b, dtype=np.float64)
+        cc = np.asarray(c, np.float64)
+        s = self.sums[i][where]
+        back = s - p
+        inexact = (p - (s - back)) + (cc - back) != 0
+        flat = np.flatnonzero(where)[inexact]
+        if not flat.size:
+            return flat
+        exact = fma32(*(x[inexact] if np.ndim(x) else x for x in (a, b, c)))
+        return flat[exact.view(np.int32) != s[inexact].astype(_F32).view(np.int32)]
 
 
 _SMALL_CHECK = 1 << 17  # bytes of sums `_FmaChain.redo` checks in one go (below mmap's threshold)
