@@ -18,7 +18,6 @@ import numpy as np
 from gradserve.surface import grad_mode
 
 from . import cascade, dtypes, errors, limits, vecmath
-from .distributions import fma32
 from .dtypes import DType
 from .ops_elementwise import _floating_only, broadcast_shape
 from .ops_reduce import float_mean, float_sum, norm_dims
@@ -188,8 +187,12 @@ def _shifted_rows(x: np.ndarray, each: Callable[[np.ndarray], np.ndarray]) -> np
     """`each(z)` over chunks of x's last-dim rows, z each row less its max (0 where the max is
     not finite), as torch's last-dim softmax kernels go."""
     rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
-    out = np.empty_like(rows)
     step = _row_chunks(*rows.shape).step
+    if rows.shape[0] <= step:  # one chunk: no result to copy it into
+        with np.errstate(all="ignore"):
+            m = rows.max(axis=1, keepdims=True)
+            return each(rows - np.where(np.isfinite(m), m, np.float32(0))).reshape(x.shape)
+    out = np.empty_like(rows)
     with np.errstate(all="ignore"):
         for i in range(0, rows.shape[0], step):
             r = rows[i:i + step]
@@ -243,13 +246,15 @@ def _log_softmax_backward(g: Any, out: Any, dim: int) -> Any:
     if g.shape == out.shape and g.dtype == np.float32 and _exact_rows(out, dim):
         gr = np.ascontiguousarray(g).reshape(-1, g.shape[-1])
         orows = np.ascontiguousarray(out).reshape(-1, out.shape[-1])
-        res = np.empty_like(gr)
         step = _row_chunks(*gr.shape).step
+        if gr.shape[0] <= step:  # one chunk: no result to copy it into
+            with np.errstate(all="ignore"):
+                return vecmath.neg_expf_fma(orows, _lane_sum(gr)[:, None], gr).reshape(g.shape)
+        res = np.empty_like(gr)
         with np.errstate(all="ignore"):
             for i in range(0, gr.shape[0], step):
                 total = _lane_sum(gr[i:i + step])[:, None]
-                res[i:i + step] = fma32(-vecmath.sleef_expf(orows[i:i + step]), total,
-                                        gr[i:i + step])
+                res[i:i + step] = vecmath.neg_expf_fma(orows[i:i + step], total, gr[i:i + step])
         return res.reshape(g.shape)
     axis = norm_dims(dim, out.ndim)[0] if out.ndim else 0  # type: ignore[index]
     with np.errstate(over="ignore", invalid="ignore"):
@@ -520,6 +525,16 @@ def _check_nll_shapes(xs: tuple[int, ...], ts: tuple[int, ...], tdtype: DType) -
             f"expected target dtype to be Long or Byte, but got {_type_word(tdtype)}")
 
 
+def _dense(shape: Sequence[int], t: Any, ignore_index: int) -> Any:
+    """The flat targets when every one is a class (none ignore_index, none out of range: the
+    common case, where each element's loss is its own), else None."""
+    c = shape[1] if len(shape) >= 2 else shape[0]
+    flat = np.asarray(t).reshape(-1)
+    if flat.size and not 0 <= ignore_index < c and 0 <= flat.min() and flat.max() < c:
+        return flat
+    return None
+
+
 def _flat(shape: Sequence[int], t: Any, w: Any, ignore_index: int) -> tuple[int, Any, Any, Any]:
     """(classes, flat targets made safe, flat valid mask, flat per-element weights)."""
     c = shape[1] if len(shape) >= 2 else shape[0]
@@ -550,6 +565,11 @@ def _classes_last(x: Any) -> Any:
 
 def _nll(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
          reduction: str = "mean") -> Any:
+    if w is None and reduction != "none" and x.ndim <= 2:
+        flat = _dense(x.shape, t, ignore_index)
+        if flat is not None:  # the common case, without the masks and weights of the others
+            total = cascade.nll_sum(-_classes_last(x)[np.arange(flat.size), flat], None)
+            return total if reduction == "sum" else total / x.dtype.type(flat.size)
     c, safe, valid, ww = _flat(x.shape, t, w, ignore_index)
     picked = _classes_last(x)[np.arange(safe.size), safe]
     dense = bool(valid.all())  # no target ignored
