@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradserve.surface import compat, devices, layout, messages, operators
+from gradserve.surface import compat, devices, grad_mode, layout, messages, operators
 
 from .codec import DType
 
@@ -339,8 +339,9 @@ class Tensor:
     # --- values ---------------------------------------------------------------------------------
 
     def numpy(self, *, force: builtins.bool = False) -> np.ndarray:
-        """The value as a new ndarray (torch refuses while requires_grad is set)."""
-        if not force and self.requires_grad:
+        """The value as a new ndarray (torch refuses while requires_grad is set and grad mode
+        is on: under no_grad() or inference_mode() it gives the values)."""
+        if not force and grad_mode.is_grad_enabled() and self.requires_grad:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
                                "tensor.detach().numpy() instead.")
         return self._owner.value(self).copy()

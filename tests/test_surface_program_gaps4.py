@@ -97,3 +97,24 @@ def test_type_as_refuses_a_non_tensor_as_torch(lib, other):
         return t.ones(2).type_as(other)
 
     assert _error(call, lib) == _error(call, torch)
+
+
+# --- numpy() of a tensor that requires grad -----------------------------------------------------
+
+def _numpy_run(t: Any) -> list[Any]:
+    w = t.tensor([2.0, -3.0], requires_grad=True)
+    seen = []
+    with t.no_grad():  # a logistic-regression tutorial prints its learned weights so
+        seen.append(w.numpy().tolist())
+        seen.append(np.asarray(w).tolist())
+    with t.inference_mode():
+        seen.append(w.numpy().tolist())
+    with t.no_grad(), t.enable_grad():
+        seen.append(_error(lambda _: w.numpy(), t))
+    seen.append(_error(lambda _: w.numpy(), t))
+    seen.append(_error(lambda _: np.asarray(w * 2), t))
+    return seen
+
+
+def test_numpy_under_no_grad_gives_the_values_as_torch(lib):
+    assert _numpy_run(lib) == _numpy_run(torch)
