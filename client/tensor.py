@@ -9,6 +9,7 @@ Printing is the server's own repr of the tensor (torch's format), fetched with t
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +75,22 @@ class GradFn:
         return register_node_hook(self._tensor._owner, self._tensor, hook, True)
 
     def __repr__(self) -> str:
-        return f"<{self._name} object at {id(self):#x}>"
+        module = type(self).__module__
+        prefix = f"{module}." if module == FUNCTION_NODE_MODULE else ""
+        return f"<{prefix}{self._name} object at {id(self):#x}>"
+
+
+FUNCTION_NODE_MODULE = "torch.autograd.function"
+"""The module torch gives the node class of a custom autograd.Function (`ExpBackward`)."""
+
+
+@functools.lru_cache(maxsize=1024)
+def grad_fn_class(name: str, custom: builtins.bool) -> type[GradFn]:
+    """The class of a grad_fn shown as `<name>`, named as torch's node class is:
+    `type(y.grad_fn).__name__` is "MulBackward0", and a custom Function's node class
+    ("ExpBackward") lives in torch.autograd.function, which its repr shows."""
+    return type(name, (GradFn,), {"__slots__": (),
+                                  "__module__": FUNCTION_NODE_MODULE if custom else "builtins"})
 
 
 class Tensor:
@@ -217,7 +233,10 @@ class Tensor:
     @property
     def grad_fn(self) -> GradFn | None:
         name = self._owner.grad_fn_name(self)
-        return GradFn(name, self) if name else None
+        if not name:
+            return None
+        custom = name in getattr(self._owner, "_function_nodes", ())
+        return grad_fn_class(name, custom)(name, self)
 
     @property
     def retains_grad(self) -> builtins.bool:

@@ -118,3 +118,35 @@ def _numpy_run(t: Any) -> list[Any]:
 
 def test_numpy_under_no_grad_gives_the_values_as_torch(lib):
     assert _numpy_run(lib) == _numpy_run(torch)
+
+
+# --- the grad_fn's class ------------------------------------------------------------------------
+
+def _grad_fn_classes(t: Any) -> list[Any]:
+    class Exp(t.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, i: Any) -> Any:
+            result = i.exp()
+            ctx.save_for_backward(result)
+            return result
+
+        @staticmethod
+        def backward(ctx: Any, grad_output: Any) -> Any:
+            result, = ctx.saved_tensors
+            return grad_output * result
+
+    x = t.tensor([1.0, 2.0], requires_grad=True)
+    y = x.clone()
+    y[0] = 3.0
+    seen = []
+    for out in (x * 2, Exp.apply(x), y, (x * 2).sum()):
+        fn = out.grad_fn
+        seen.append((type(fn).__name__, type(fn).__module__,
+                     repr(fn).split(" object at ")[0], fn.name()))
+    return seen
+
+
+def test_grad_fn_class_is_named_as_torchs_node_class(gradserve_client):
+    # through a session (the engine's nodes are one class for now)
+    with gradserve_client.session() as session:
+        assert _grad_fn_classes(session) == _grad_fn_classes(torch)
