@@ -732,4 +732,21 @@ def _mv_method(be: Backend, self: Any, vec: Any) -> Any:
 _register("mv", ("matmul",), mv, _mv_method)
 
 
+
+def nonzero(be: Backend, input: Any, *, as_tuple: bool = False) -> Any:
+    """torch.nonzero(input, as_tuple=False): the (n, ndim) indices of the non-zero elements; with
+    as_tuple, one index tensor per dim (`nonzero(x).unbind(1)`; a 0-d input counts as 1-d)."""
+    if not isinstance(as_tuple, (bool, np.bool_)):
+        raise be.type_error("nonzero(): argument 'as_tuple' must be bool, not "
+                            f"{messages.tp_name(as_tuple)}")
+    if not as_tuple:
+        return be.call("nonzero", (input,), {})
+    if be.is_tensor(input) and not be.shape(input):
+        input = be.call("reshape", (input, (1,)), {})
+    return tuple(be.call("unbind", (be.call("nonzero", (input,), {}), 1), {}))
+
+
+_register("nonzero", ("nonzero", "unbind", "reshape"), nonzero, nonzero)
+
+
 from . import linalg as _linalg  # noqa: E402,F401  (registers torch.norm; it imports this module)

@@ -150,3 +150,23 @@ def test_grad_fn_class_is_named_as_torchs_node_class(gradserve_client):
     # through a session (the engine's nodes are one class for now)
     with gradserve_client.session() as session:
         assert _grad_fn_classes(session) == _grad_fn_classes(torch)
+
+
+# --- nonzero(as_tuple=True) ---------------------------------------------------------------------
+
+def _nonzero_run(t: Any) -> list[Any]:
+    ratings = t.tensor([[0.0, 3.0, 1.0], [2.0, 0.0, 0.0]])
+    users, items = t.nonzero(ratings, as_tuple=True)  # a recommender's observed entries
+    x = t.tensor([1.0, 0.0, -2.0], requires_grad=True)
+    seen = [users.tolist(), items.tolist(), str(users.dtype), ratings[users, items].tolist(),
+            [v.tolist() for v in x.nonzero(as_tuple=True)],
+            x.nonzero(as_tuple=True)[0].requires_grad,
+            [v.tolist() for v in t.nonzero(t.tensor(3.0), as_tuple=True)],
+            [v.tolist() for v in t.nonzero(t.tensor(0.0), as_tuple=True)],
+            t.nonzero(ratings, as_tuple=False).tolist(), ratings.nonzero().tolist()]
+    seen.append(_error(lambda _: t.nonzero(x, as_tuple=1), t))
+    return seen
+
+
+def test_nonzero_as_tuple_matches_torch(lib):
+    assert _nonzero_run(lib) == _nonzero_run(torch)
