@@ -98,6 +98,11 @@ def build(session: Any) -> Namespace:
                             f"constraint {constraint!r}, but found invalid values:\n{value}")
 
         @property
+        def support(self) -> Any:
+            """The constraint the values of this distribution satisfy."""
+            raise NotImplementedError
+
+        @property
         def batch_shape(self) -> Size:
             return self._batch_shape
 
@@ -153,11 +158,11 @@ def build(session: Any) -> Namespace:
             if probs is not None:
                 if probs.dim() < 1:
                     raise ValueError("`probs` parameter must be at least one-dimensional.")
-                self.probs = probs / probs.sum(-1, keepdim=True)
+                self.__dict__["probs"] = probs / probs.sum(-1, keepdim=True)
             else:
                 if logits.dim() < 1:
                     raise ValueError("`logits` parameter must be at least one-dimensional.")
-                self.logits = logits - logits.logsumexp(dim=-1, keepdim=True)
+                self.__dict__["logits"] = logits - logits.logsumexp(dim=-1, keepdim=True)
             self._param = self.probs if probs is not None else self.logits
             self._num_events = self._param.size()[-1]
             batch_shape = self._param.size()[:-1] if self._param.dim() > 1 else ()
