@@ -96,6 +96,9 @@ def grad_fn_class(name: str, custom: builtins.bool) -> type[GradFn]:
 class Tensor:
     """A tensor held remotely; behaves like torch.Tensor for the supported API."""
 
+    # shown as torch's class: `print(type(x))` is "<class 'torch.Tensor'>" (tutorials print it)
+    __module__ = "torch"
+
     # Made once per recorded op, so only what every tensor sets at once is a slot; the rest
     # are class defaults a tensor overrides (in its `__dict__`) once it has one of its own.
     __slots__ = ("_owner", "_handle", "_meta", "_node", "__weakref__",

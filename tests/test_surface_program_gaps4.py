@@ -170,3 +170,11 @@ def _nonzero_run(t: Any) -> list[Any]:
 
 def test_nonzero_as_tuple_matches_torch(lib):
     assert _nonzero_run(lib) == _nonzero_run(torch)
+
+
+def test_tensor_class_shows_as_torchs(gradserve_client):
+    # a tensors tutorial prints type(torch.empty(3, 4))
+    with gradserve_client.session() as session:
+        x = session.zeros(3, 4)
+        assert repr(type(x)) == repr(type(torch.zeros(3, 4))) == "<class 'torch.Tensor'>"
+        assert type(x).__name__ == "Tensor"
