@@ -178,3 +178,28 @@ def test_tensor_class_shows_as_torchs(gradserve_client):
         x = session.zeros(3, 4)
         assert repr(type(x)) == repr(type(torch.zeros(3, 4))) == "<class 'torch.Tensor'>"
         assert type(x).__name__ == "Tensor"
+
+
+# --- torch.linalg.matmul ------------------------------------------------------------------------
+
+def _linalg_matmul_run(t: Any) -> list[Any]:
+    m1 = t.tensor([[0.5, 1.5], [-2.0, 0.25]], requires_grad=True)
+    m2 = t.tensor([[3.0, 0.0], [0.0, 3.0]])
+    m3 = t.linalg.matmul(m1, m2)  # a tensors tutorial's "Vectors & Matrices"
+    v = t.linalg.matmul(m1, t.tensor([1.0, -1.0]))
+    (m3.sum() + v.sum()).backward()
+    return [m3.tolist(), _name(m3.grad_fn), _name(v.grad_fn), m1.grad.tolist(),
+            t.linalg.matmul(input=m1, other=m2).tolist()]
+
+
+def test_linalg_matmul_matches_torch(lib):
+    assert _linalg_matmul_run(lib) == _linalg_matmul_run(torch)
+
+
+@pytest.mark.parametrize("call", [
+    lambda t: t.linalg.matmul(t.ones(2, 2), 3),
+    lambda t: t.linalg.matmul([[1.0]], t.ones(1, 1)),
+    lambda t: t.linalg.matmul(t.ones(2, 2), t.ones(3)).tolist(),  # a session raises on fetch
+])
+def test_linalg_matmul_errors_match_torch(lib, call):
+    assert _error(call, lib) == _error(call, torch)
