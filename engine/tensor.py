@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradserve.surface import layout, messages
+from gradserve.surface import grad_mode, layout, messages
 from gradserve.surface.compat import short_node_name
 from gradserve.surface.formatting import format_tensor
 
@@ -315,15 +315,16 @@ class Tensor(TensorMethods):
         return self._data.tolist()
 
     def numpy(self, *, force: bool = False) -> np.ndarray:
-        """The data as an ndarray sharing memory (torch refuses while requires_grad is set)."""
-        if self._rg and not force:
+        """The data as an ndarray sharing memory (torch refuses while requires_grad is set and
+        grad mode is on)."""
+        if self._rg and not force and grad_mode.is_grad_enabled():
             raise errors.AutogradError(
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
                 "instead.")
         return self._array()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        if self._rg:
+        if self._rg and grad_mode.is_grad_enabled():
             raise errors.AutogradError(
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
                 "instead.")
