@@ -205,6 +205,7 @@ def _type_word(d: Any) -> str:
 
 
 _OPERANDS = (Tensor, *_SCALARS)  # what a binary operator takes; anything else: NotImplemented
+_COMMON_OPERANDS = frozenset((Tensor, float, int))  # the common ones, tested first
 
 
 def _operand(x: Any) -> bool:
@@ -215,7 +216,7 @@ def _binary(op: OpDef) -> Callable[[Tensor, Any], Any]:
     defaults = op.default_attrs
 
     def method(self: Tensor, other: Any) -> Any:
-        if not isinstance(other, _OPERANDS):
+        if type(other) not in _COMMON_OPERANDS and not isinstance(other, _OPERANDS):
             return NotImplemented
         return run(op, (self, other), dict(defaults) if defaults else {})
     return method
@@ -225,7 +226,7 @@ def _reflected(op: OpDef) -> Callable[[Tensor, Any], Any]:
     defaults = op.default_attrs
 
     def method(self: Tensor, other: Any) -> Any:
-        if not isinstance(other, _OPERANDS):
+        if type(other) not in _COMMON_OPERANDS and not isinstance(other, _OPERANDS):
             return NotImplemented
         return run(op, (other, self), dict(defaults) if defaults else {})
     return method

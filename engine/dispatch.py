@@ -16,7 +16,9 @@ from .tensor import Tensor
 
 _SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
 _PY_SCALARS = frozenset((bool, int, float))
-_make_result = Tensor._result  # read once: run() makes one per op
+_new_tensor = object.__new__
+# what an op's forward returns as it is kept: an array, or a numpy scalar for a 0-d result
+_NP_RESULTS = frozenset((np.ndarray, np.float32, np.float64, np.int64, np.int32, np.bool_))
 _SCALAR_OPERATORS = scalarmath.OPERATORS
 _NODE_BYTES = limits.NODE_BYTES
 
@@ -91,13 +93,42 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     if not checked and len(args) != op.arity:
         check_inputs(op, args)
     flat = args[0] if op.variadic else args
-    try:
-        compute, out_dtype = op.dtype_rule(flat, attrs)
-    except (AttributeError, AssertionError):
-        require_tensor(op, flat)  # a scalar or None where the rule needs a Tensor
-        raise
-    except _RULE_FAILURES as exc:
-        raise _unjudged(op, exc) from None
+    # the dtype rule's answer, remembered by input dtypes where the rule allows
+    # (registry.rule_key, inline: one Tensor, two of one dtype, a Tensor and a Python number)
+    rules = op.rule_cache
+    key: Any = None
+    if rules is not None:
+        n = len(flat)
+        if n == 1:
+            a = flat[0]
+            if type(a) is Tensor:
+                key = a.dtype
+        elif n == 2:
+            a, b = flat
+            ta, tb = type(a), type(b)
+            if ta is Tensor:
+                if tb is Tensor:
+                    if b.dtype is a.dtype:
+                        key = a.dtype
+                elif tb in _PY_SCALARS:
+                    key = (a.dtype, tb)
+            elif tb is Tensor and ta in _PY_SCALARS:
+                key = (ta, b.dtype)
+        if key is not None:
+            rule = rules.get(key)
+            if rule is not None:
+                compute, out_dtype = rule
+    if key is None or rule is None:
+        try:
+            rule = op.dtype_rule(flat, attrs)
+        except (AttributeError, AssertionError):
+            require_tensor(op, flat)  # a scalar or None where the rule needs a Tensor
+            raise
+        except _RULE_FAILURES as exc:
+            raise _unjudged(op, exc) from None
+        compute, out_dtype = rule
+        if key is not None:
+            rules[key] = rule  # type: ignore[index]
     # read once: when no bound is active on entry, none is on return either (the scopes the
     # forward may enter restore what they change), so the node's charge below needs no second
     # read of the thread-local state (each costs about three plain attribute reads)
@@ -144,8 +175,14 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
                 raw = fast(*arrays)  # 0-d floats: numpy's scalar operator, the same bits
             else:
                 raw = ufunc(*arrays)
+        elif op.variadic:
+            raw = op.forward(arrays, **attrs)
+        elif attrs:
+            raw = op.forward(*arrays, **attrs)
+        elif len(arrays) == 1:  # a unary op without attributes (`sin`): called directly
+            raw = op.forward(arrays[0])
         else:
-            raw = op.forward(arrays, **attrs) if op.variadic else op.forward(*arrays, **attrs)
+            raw = op.forward(*arrays)
     except errors.EngineError:
         raise
     except RuntimeWarning:
@@ -164,12 +201,23 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     record = rg_mask and op.differentiable and grad_mode._state.enabled
     if op.n_outputs == 1:
         data = raw
-        if type(raw) is not np.ndarray and not isinstance(raw, np.generic):
+        if type(raw) not in _NP_RESULTS and not isinstance(raw, np.generic):
             data = np.asarray(raw)
         out_np = out_dtype.np
         if data.dtype is not out_np and data.dtype != out_np:
             data = data.astype(out_np)
-        out = _make_result(data, out_dtype)
+        # the result: Tensor._result inline (this runs for every op)
+        out = _new_tensor(Tensor)
+        out._data = data
+        out.dtype = out_dtype
+        out._rg = False
+        out.grad_fn = None
+        out.output_nr = 0
+        out._grad = None
+        out._version = [0]
+        out._accum = None
+        out._retains_grad = False
+        out._base = None
         if view:
             _link_view(flat[0], out)
         if record and out_dtype.category == 2:  # as torch: only floating results require grad
