@@ -20,6 +20,7 @@ _new_tensor = object.__new__
 # what an op's forward returns as it is kept: an array, or a numpy scalar for a 0-d result
 _NP_RESULTS = frozenset((np.ndarray, np.float32, np.float64, np.int64, np.int32, np.bool_))
 _SCALAR_OPERATORS = scalarmath.OPERATORS
+_FLOATS, _PARTNERS = scalarmath.FLOATS, scalarmath.PARTNERS
 _NODE_BYTES = limits.NODE_BYTES
 
 
@@ -90,6 +91,10 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
 
     This is the hot path of every op: one pass over the inputs, no allocation but the result's.
     """
+    if op.scalar_path and generator is None:
+        out = run_scalar(op, args, attrs)
+        if out is not None:
+            return out
     if not checked and len(args) != op.arity:
         check_inputs(op, args)
     flat = args[0] if op.variadic else args
@@ -251,6 +256,131 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
             if limited:
                 limits.charge(limits.NODE_BYTES, op.node_what)  # (nothing without a budget)
     return outs
+
+
+def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tensor | None:
+    """`run` for the common small call, or None (nothing done) where it does not apply: one or
+    two inputs, each a Tensor whose data is a numpy scalar (0-d, not a view) of the dtype the op
+    computes in, or a Python number; the op's dtype answer already remembered
+    (`OpDef.rule_cache`); no limits active; a forward that does not raise. It makes the same
+    calls `run` makes for these inputs (the forward, or the scalar operator `run` would choose,
+    the result's dtype, the node), without `run`'s steps that cannot apply to them; anything
+    else is `run`'s (which then also raises what the inputs deserve)."""
+    n = len(args)
+    if n != op.arity or limits._state.active:
+        return None
+    if n == 1:
+        a = args[0]
+        if type(a) is not Tensor or a._base is not None:
+            return None
+        x = a._data
+        if type(x) is np.ndarray:
+            return None
+        key: Any = a.dtype
+        rg_mask = 1 if a._rg else 0
+        rule = op.rule_cache.get(key)  # type: ignore[union-attr]
+        if rule is None:
+            return None
+        compute, out_dtype = rule
+        if compute is not None and compute is not key:
+            return None  # a cast first: `run`'s
+        forward = op.forward
+        try:
+            ufunc = op.ufunc
+            if ufunc is None:
+                raw = forward(x, **attrs) if attrs else forward(x)
+            elif (fast := op.scalar_operator) is not None and type(x) in _FLOATS:
+                raw = fast(x)
+            else:
+                raw = ufunc(x)
+        except Exception:  # noqa: BLE001 - `run` computes it again and says what went wrong
+            return None
+    elif n == 2:
+        a, b = args
+        ta, tb = type(a), type(b)
+        if ta is Tensor:
+            if a._base is not None:
+                return None
+            x = a._data
+            if type(x) is np.ndarray:
+                return None
+            rg_mask = 1 if a._rg else 0
+            if tb is Tensor:
+                if b._base is not None or b.dtype is not a.dtype:
+                    return None
+                y = b._data
+                if type(y) is np.ndarray:
+                    return None
+                if b._rg:
+                    rg_mask |= 2
+                key = a.dtype
+                tensor_dtype = key
+            elif tb in _PY_SCALARS:
+                y = b
+                tensor_dtype = a.dtype
+                key = (tensor_dtype, tb)
+            else:
+                return None
+        elif tb is Tensor and ta in _PY_SCALARS:
+            if b._base is not None:
+                return None
+            y = b._data
+            if type(y) is np.ndarray:
+                return None
+            x = a
+            rg_mask = 2 if b._rg else 0
+            tensor_dtype = b.dtype
+            key = (ta, tensor_dtype)
+        else:
+            return None
+        rule = op.rule_cache.get(key)  # type: ignore[union-attr]
+        if rule is None:
+            return None
+        compute, out_dtype = rule
+        if compute is not None and compute is not tensor_dtype:
+            return None  # a cast first: `run`'s
+        try:
+            fast = op.scalar_operator
+            if fast is not None:
+                t0, t1 = type(x), type(y)
+                # scalarmath.operands, inline: then numpy's scalar operator gives the same bits
+                if ((t1 is t0 or t1 in _PARTNERS) if t0 in _FLOATS
+                        else (t1 in _FLOATS and t0 in _PARTNERS)):
+                    raw = fast(x, y)
+                else:
+                    raw = op.ufunc(x, y)  # type: ignore[misc]
+            elif op.ufunc is not None:
+                raw = op.ufunc(x, y)
+            else:
+                raw = op.forward(x, y, **attrs) if attrs else op.forward(x, y)
+        except Exception:  # noqa: BLE001 - `run` computes it again and says what went wrong
+            return None
+    else:
+        return None
+    if type(raw) is not out_dtype.scalar:  # (a numpy scalar of the result's dtype: as it is)
+        if type(raw) not in _NP_RESULTS and not isinstance(raw, np.generic):
+            raw = np.asarray(raw)
+        out_np = out_dtype.np
+        if raw.dtype is not out_np and raw.dtype != out_np:
+            raw = raw.astype(out_np)
+    out = _new_tensor(Tensor)  # as `run` makes it
+    out._data = raw
+    out.dtype = out_dtype
+    out._rg = False
+    out.grad_fn = None
+    out.output_nr = 0
+    out._grad = None
+    out._version = [0]
+    out._accum = None
+    out._retains_grad = False
+    out._base = None
+    if (rg_mask and out_dtype.category == 2 and op.differentiable
+            and grad_mode._state.enabled):
+        node = Node.create(op, args, attrs, (out,), rg_mask)
+        if node is not None:
+            out.grad_fn = node
+            out._rg = True
+    return out
 
 
 # An in-place op on a target of at least this many elements writes into it (`run_into`): below,

@@ -24,7 +24,7 @@ from gradserve.surface.signature import OUTPUT_COUNTS, AttrValidator
 from gradserve.surface.signature import AttrSpec as AttrSpec
 from gradserve.surface.spellings import is_int as is_int
 
-from . import dtypes, errors, limits
+from . import dtypes, errors, limits, scalarmath
 from .dtypes import DType
 from .tensor import Tensor
 
@@ -113,6 +113,9 @@ class OpDef:
         # The one ufunc the forward is when every attribute has its default (add and sub with
         # alpha 1), or `ufunc`: an in-place op of it may write into its target (dispatch.run_into)
         self.default_ufunc: np.ufunc | None = default_ufunc or self.ufunc
+        # numpy's scalar operator that computes `ufunc` on 0-d operands (scalarmath)
+        self.scalar_operator: Callable[..., Any] | None = (
+            scalarmath.OPERATORS.get(self.ufunc) if self.ufunc is not None else None)
         self.differentiable_outputs = (tuple(differentiable_outputs)
                                        if differentiable_outputs is not None else None)
         # What each rule reads, as declared, so a node saves only what its backward needs (as
@@ -136,6 +139,10 @@ class OpDef:
             {} if self.bound_by_shapes and (self.ufunc is not None or (
                 out_bound is None and getattr(out_shape, "keeps_0d", False) is True))
             else None)
+        # Whether dispatch.run may take its path for 0-d inputs (`run_scalar`): one result,
+        # not a view, one sequence of inputs, and a dtype rule it can remember.
+        self.scalar_path = (n_outputs == 1 and not variadic and not view
+                            and self.rule_cache is not None)
 
     def cached_bound(self, args: Sequence[Any], attrs: Mapping[str, Any],
                      out_dtype: DType) -> limits.Bound | None:
