@@ -259,103 +259,106 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
 
 
 def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tensor | None:
-    """`run` for the common small call, or None (nothing done) where it does not apply: one or
-    two inputs, each a Tensor whose data is a numpy scalar (0-d, not a view) of the dtype the op
-    computes in, or a Python number; the op's dtype answer already remembered
-    (`OpDef.rule_cache`); no limits active; a forward that does not raise. It makes the same
-    calls `run` makes for these inputs (the forward, or the scalar operator `run` would choose,
-    the result's dtype, the node), without `run`'s steps that cannot apply to them; anything
-    else is `run`'s (which then also raises what the inputs deserve)."""
+    """`run` for the common small call, or None (nothing done) where it does not apply.
+
+    It applies to an op with `OpDef.scalar_path` on one or two inputs, each a Tensor whose data
+    is a numpy scalar (0-d, not a view) of the dtype the op computes in, or a Python number,
+    once the op's dtype answer for them is remembered (`OpDef.rule_cache`), and under limits
+    only to an elementwise op (`OpDef.scalar_bounds`: a 0-d result). It makes the calls `run`
+    makes for these inputs, in its order (the dtype answer, the limits' admission and charge,
+    the forward or the scalar operator `run` would choose, the result, the node and its
+    charge), without `run`'s steps that cannot apply to them. A forward that raises leaves it
+    to `run` (the admission's charge given back first), which computes it again and says what
+    went wrong.
+    """
     n = len(args)
-    if n != op.arity or limits._state.active:
+    if n != op.arity:
         return None
+    key: Any
     if n == 1:
-        a = args[0]
-        if type(a) is not Tensor or a._base is not None:
+        x = args[0]
+        if type(x) is not Tensor or x._base is not None:
             return None
-        x = a._data
+        tensor_dtype = key = x.dtype
+        rg_mask = 1 if x._rg else 0
+        x = x._data
         if type(x) is np.ndarray:
             return None
-        key: Any = a.dtype
-        rg_mask = 1 if a._rg else 0
-        rule = op.rule_cache.get(key)  # type: ignore[union-attr]
-        if rule is None:
-            return None
-        compute, out_dtype = rule
-        if compute is not None and compute is not key:
-            return None  # a cast first: `run`'s
-        forward = op.forward
-        try:
-            ufunc = op.ufunc
-            if ufunc is None:
-                raw = forward(x, **attrs) if attrs else forward(x)
-            elif (fast := op.scalar_operator) is not None and type(x) in _FLOATS:
-                raw = fast(x)
-            else:
-                raw = ufunc(x)
-        except Exception:  # noqa: BLE001 - `run` computes it again and says what went wrong
-            return None
+        y: Any = None
     elif n == 2:
-        a, b = args
-        ta, tb = type(a), type(b)
-        if ta is Tensor:
-            if a._base is not None:
+        x, y = args
+        tx, ty = type(x), type(y)
+        if tx is Tensor:
+            if x._base is not None:
                 return None
-            x = a._data
+            tensor_dtype = x.dtype
+            rg_mask = 1 if x._rg else 0
+            x = x._data
             if type(x) is np.ndarray:
                 return None
-            rg_mask = 1 if a._rg else 0
-            if tb is Tensor:
-                if b._base is not None or b.dtype is not a.dtype:
+            if ty is Tensor:
+                if y._base is not None or y.dtype is not tensor_dtype:
                     return None
-                y = b._data
+                if y._rg:
+                    rg_mask |= 2
+                y = y._data
                 if type(y) is np.ndarray:
                     return None
-                if b._rg:
-                    rg_mask |= 2
-                key = a.dtype
-                tensor_dtype = key
-            elif tb in _PY_SCALARS:
-                y = b
-                tensor_dtype = a.dtype
-                key = (tensor_dtype, tb)
+                key = tensor_dtype
+            elif ty in _PY_SCALARS:
+                key = (tensor_dtype, ty)
             else:
                 return None
-        elif tb is Tensor and ta in _PY_SCALARS:
-            if b._base is not None:
+        elif ty is Tensor and tx in _PY_SCALARS:
+            if y._base is not None:
                 return None
-            y = b._data
+            tensor_dtype = y.dtype
+            rg_mask = 2 if y._rg else 0
+            y = y._data
             if type(y) is np.ndarray:
                 return None
-            x = a
-            rg_mask = 2 if b._rg else 0
-            tensor_dtype = b.dtype
-            key = (ta, tensor_dtype)
+            key = (tx, tensor_dtype)
         else:
             return None
-        rule = op.rule_cache.get(key)  # type: ignore[union-attr]
-        if rule is None:
-            return None
-        compute, out_dtype = rule
-        if compute is not None and compute is not tensor_dtype:
-            return None  # a cast first: `run`'s
-        try:
-            fast = op.scalar_operator
-            if fast is not None:
-                t0, t1 = type(x), type(y)
-                # scalarmath.operands, inline: then numpy's scalar operator gives the same bits
-                if ((t1 is t0 or t1 in _PARTNERS) if t0 in _FLOATS
-                        else (t1 in _FLOATS and t0 in _PARTNERS)):
-                    raw = fast(x, y)
-                else:
-                    raw = op.ufunc(x, y)  # type: ignore[misc]
-            elif op.ufunc is not None:
-                raw = op.ufunc(x, y)
-            else:
-                raw = op.forward(x, y, **attrs) if attrs else op.forward(x, y)
-        except Exception:  # noqa: BLE001 - `run` computes it again and says what went wrong
-            return None
     else:
+        return None
+    rule = op.rule_cache.get(key)  # type: ignore[union-attr]
+    if rule is None:
+        return None
+    compute, out_dtype = rule
+    if compute is not None and compute is not tensor_dtype:
+        return None  # a cast first: `run`'s
+    limited = limits._state.active
+    if limited:
+        if op.scalar_bounds is None:
+            return None  # (an op that is not elementwise may make a large result of 0-d inputs)
+        state = limits._state
+        before = state.bytes_left
+        _admit(op, args, attrs, compute, out_dtype)  # raises as `run` would here
+    try:
+        fast = op.scalar_operator
+        if n == 1:
+            if fast is not None and type(x) in _FLOATS:
+                raw = fast(x)
+            elif op.ufunc is not None:
+                raw = op.ufunc(x)
+            else:
+                raw = op.forward(x, **attrs) if attrs else op.forward(x)
+        elif fast is not None:
+            t0, t1 = type(x), type(y)
+            # scalarmath.operands, inline: then numpy's scalar operator gives the same bits
+            if (t1 is t0 or t1 in _PARTNERS) if t0 in _FLOATS else (
+                    t1 in _FLOATS and t0 in _PARTNERS):
+                raw = fast(x, y)
+            else:
+                raw = op.ufunc(x, y)  # type: ignore[misc]
+        elif op.ufunc is not None:
+            raw = op.ufunc(x, y)
+        else:
+            raw = op.forward(x, y, **attrs) if attrs else op.forward(x, y)
+    except Exception:  # noqa: BLE001 - `run` computes it again and says what went wrong
+        if limited:
+            state.bytes_left = before  # `run` admits it again
         return None
     if type(raw) is not out_dtype.scalar:  # (a numpy scalar of the result's dtype: as it is)
         if type(raw) not in _NP_RESULTS and not isinstance(raw, np.generic):
@@ -380,6 +383,13 @@ def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tenso
         if node is not None:
             out.grad_fn = node
             out._rg = True
+            if limited:  # as `run` charges it
+                left = state.bytes_left
+                if left is not None:
+                    if left >= _NODE_BYTES:
+                        state.bytes_left = left - _NODE_BYTES
+                    else:
+                        limits.charge(_NODE_BYTES, op.node_what)
     return out
 
 

@@ -214,8 +214,14 @@ class Node:
         node.retained = None
         n_out = node.n_out = len(outs)
         if need_out:
-            node.out_data = tuple([o._data for o in outs])
-            node.out_versions = tuple([(o, o._version, o._version[0]) for o in outs])
+            if n_out == 1:  # (one output: no comprehension)
+                o = outs[0]
+                v = o._version
+                node.out_data = (o._data,)
+                node.out_versions = ((o, v, v[0]),)
+            else:
+                node.out_data = tuple([o._data for o in outs])
+                node.out_versions = tuple([(o, o._version, o._version[0]) for o in outs])
             node.has_saved = True
         else:
             node.out_data = None
