@@ -22,6 +22,11 @@ _NP_RESULTS = frozenset((np.ndarray, np.float32, np.float64, np.int64, np.int32,
 _SCALAR_OPERATORS = scalarmath.OPERATORS
 _FLOATS, _PARTNERS = scalarmath.FLOATS, scalarmath.PARTNERS
 _NODE_BYTES = limits.NODE_BYTES
+# read once: the thread-local states (one object each, per-thread attributes) and the node
+# constructor (a classmethod, bound anew at each attribute read)
+_LIMITS = limits._state
+_GRAD = grad_mode._state
+_create_node = Node.create
 
 
 def apply(name: str, inputs: Sequence[Any], attrs: Mapping[str, Any] | None = None, *,
@@ -137,7 +142,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     # read once: when no bound is active on entry, none is on return either (the scopes the
     # forward may enter restore what they change), so the node's charge below needs no second
     # read of the thread-local state (each costs about three plain attribute reads)
-    limited = limits._state.active
+    limited = _LIMITS.active
     if limited:
         _admit(op, flat, attrs, compute, out_dtype)
     arrays: list[Any] = []
@@ -203,7 +208,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     if generator is not None:
         attrs.pop("generator")
 
-    record = rg_mask and op.differentiable and grad_mode._state.enabled
+    record = rg_mask and op.differentiable and _GRAD.enabled
     if op.n_outputs == 1:
         data = raw
         if type(raw) not in _NP_RESULTS and not isinstance(raw, np.generic):
@@ -226,7 +231,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         if view:
             _link_view(flat[0], out)
         if record and out_dtype.category == 2:  # as torch: only floating results require grad
-            node = Node.create(op, args, attrs, (out,), rg_mask)
+            node = _create_node(op, args, attrs, (out,), rg_mask)
             if node is not None:
                 out.grad_fn = node
                 out._rg = True
@@ -328,11 +333,11 @@ def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tenso
     compute, out_dtype = rule
     if compute is not None and compute is not tensor_dtype:
         return None  # a cast first: `run`'s
-    limited = limits._state.active
+    limited = _LIMITS.active
     if limited:
         if op.scalar_bounds is None:
             return None  # (an op that is not elementwise may make a large result of 0-d inputs)
-        state = limits._state
+        state = _LIMITS
         before = state.bytes_left
         _admit(op, args, attrs, compute, out_dtype)  # raises as `run` would here
     try:
@@ -378,8 +383,8 @@ def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tenso
     out._retains_grad = False
     out._base = None
     if (rg_mask and out_dtype.category == 2 and op.differentiable
-            and grad_mode._state.enabled):
-        node = Node.create(op, args, attrs, (out,), rg_mask)
+            and _GRAD.enabled):
+        node = _create_node(op, args, attrs, (out,), rg_mask)
         if node is not None:
             out.grad_fn = node
             out._rg = True
