@@ -476,7 +476,8 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
         return
     scalars = op.scalar_bounds
     bound = _NO_BOUND
-    if scalars is not None:
+    if scalars is not None and (not attrs or op.scalar_attrs is None
+                                or attrs == op.scalar_attrs):
         # An elementwise op of 0-d inputs makes one 0-d result: its declared bound, once per
         # dtype (the 0-d test and the bytes of the inputs cast to `compute`, as `_cast_bytes`
         # counts them, in one pass over the inputs).

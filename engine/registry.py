@@ -134,11 +134,19 @@ class OpDef:
         self.bounds: dict[Any, limits.Bound | None] = {}
         # An elementwise op's bound when every input is 0-d (one result of one element), by
         # result dtype: `bound` computed once per dtype (see dispatch._admit). Elementwise: a
-        # ufunc, or a result shaped by a `keeps_0d` rule.
+        # ufunc, or a result shaped by a `keeps_0d` rule, bounded by that shape or, for an op
+        # that is one ufunc when its attributes are the defaults (add and sub with alpha 1),
+        # by a rule of its own: then only for those attributes (`scalar_attrs`).
+        keeps = getattr(out_shape, "keeps_0d", False) is True
         self.scalar_bounds: dict[DType, limits.Bound | None] | None = (
-            {} if self.bound_by_shapes and (self.ufunc is not None or (
-                out_bound is None and getattr(out_shape, "keeps_0d", False) is True))
+            {} if self.bound_by_shapes and (self.ufunc is not None or (keeps and (
+                out_bound is None or self.default_ufunc is not None)))
             else None)
+        # None: `scalar_bounds` holds whatever the attributes; else the attributes it holds for
+        # (compared with ==, as the op's own bound compares them: alpha 1, 1.0 and True alike)
+        self.scalar_attrs: dict[str, Any] | None = (
+            self.default_attrs if self.scalar_bounds is not None and self.ufunc is None
+            and out_bound is not None else None)
         # Whether dispatch.run may take its path for 0-d inputs (`run_scalar`): one result,
         # not a view, one sequence of inputs, and a dtype rule it can remember.
         self.scalar_path = (n_outputs == 1 and not variadic and not view

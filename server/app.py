@@ -4,6 +4,7 @@ the command line (blocking, SIGTERM-aware)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -209,6 +210,16 @@ def create_server(config: ServerConfig) -> tuple[GradServer, int]:
     return server, server.port
 
 
+def freeze_startup_objects() -> None:
+    """Move every object alive now (modules, the op registry, protobuf descriptors, the
+    server's own: ~55,000 at start-up) out of the garbage collector's reach (`gc.freeze`):
+    they are never garbage, and a full collection, which a session's graphs of thousands of
+    tensors and nodes set off every few batches, no longer walks them (~30 ms -> ~1 ms a pass
+    here). Process-wide: `serve_one` calls it once the server is built."""
+    gc.collect()  # what is garbage already goes first, not into the permanent generation
+    gc.freeze()
+
+
 def exit_after(seconds: float) -> None:
     """End the process `seconds` from now, whatever threads still run (the shutdown watchdog:
     calls past the grace period were cancelled, but one inside a long op only sees it after)."""
@@ -241,6 +252,7 @@ def serve_one(config: ServerConfig, on_ready: Callable[[int], object]) -> int:
     if config.engine_threads:
         parallel.set_threads(config.engine_threads)  # process-wide, as the heap settings
     server, port = create_server(config)
+    freeze_startup_objects()
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
