@@ -320,7 +320,11 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
         # a product's multiply-adds: at most `WORK_PER_ELEMENT` per element of the limit in one
         # op, and counted as the ops they cost (a stateless call's --max-call-ops)
         if limit is not None and work > limit * limits.WORK_PER_ELEMENT:
-            limits.admit(bound, op.result_what)  # refuses it
+            try:
+                limits.admit(bound, op.result_what)  # refuses it (naming its size first)
+            except errors.AllocationLimitError:
+                _name_the_shape(op, flat, attrs, bound, op.result_what)
+                raise
         if check is not None:
             for _ in range(work // limits.WORK_PER_CHECK):
                 check()

@@ -291,12 +291,6 @@ def admit(bound: Bound, what: str) -> None:
         AllocationLimitError: naming `what` (e.g. "nonzero() result") and the limit.
     """
     limit = _state.max_elements
-    if limit is not None and bound.work > limit * WORK_PER_ELEMENT:
-        raise errors.AllocationLimitError(
-            f"{what} needs {bound.work} units of work (multiply-adds, {INTEGER_WORK} per "
-            f"integer one), more than the limit of {limit * WORK_PER_ELEMENT} for one op "
-            f"({WORK_PER_ELEMENT} per element of the limit of {limit} elements): an op cannot "
-            "be interrupted once it runs")
     if limit is not None and bound.results > min(limit, MAX_RESULTS):
         # Each result is a tensor object of its own: an op making more results than the element
         # limit (unbind of a long dim) costs more than a result of that many elements.
@@ -308,6 +302,12 @@ def admit(bound: Bound, what: str) -> None:
         many = f"{bound.results} results of up to" if bound.results > 1 else "a result of"
         raise errors.AllocationLimitError(
             f"{what}: {many} {bound.elements} elements, more than the limit of {limit}")
+    if limit is not None and bound.work > limit * WORK_PER_ELEMENT:
+        raise errors.AllocationLimitError(
+            f"{what} needs {bound.work} units of work (multiply-adds, {INTEGER_WORK} per "
+            f"integer one), more than the limit of {limit * WORK_PER_ELEMENT} for one op "
+            f"({WORK_PER_ELEMENT} per element of the limit of {limit} elements): an op cannot "
+            "be interrupted once it runs")
     charge(bound.nbytes, what)
 
 
