@@ -3,8 +3,9 @@
 Three independent, thread-local bounds, each set by a context manager and read on every op:
 
 - `allocation_limit(n)`: no one tensor an op produces may have more than `n` elements, and
-  no one op may do more than `WORK_PER_ELEMENT * n` work (a matrix product's multiply-adds,
-  declared in its bound: an op cannot be interrupted, so its time must follow from the limits).
+  no one op may do more than `WORK_PER_ELEMENT * n` work (a matrix product's multiply-adds, a
+  sort's comparisons, declared in its bound: an op cannot be interrupted, so its time must
+  follow from the limits).
 - `byte_budget(n)` (or `within(n, fn, *args)`, the same as a call): the ops, graph nodes and
   gradients made inside the scope may allocate at most `n` bytes in all. Each op's results are
   charged *before* it runs, from its declared output bound (`registry.OpDef.bound`); every
@@ -43,8 +44,8 @@ class Bound(NamedTuple):
     `nbytes`: all results' data plus `TENSOR_BYTES` per result (charged to `byte_budget`);
     `results`: how many results;
     `work`: for an op whose time does not follow from its tensors' sizes (a matrix product
-    or a convolution: its multiply-adds), that time in `WORK_PER_ELEMENT`'s units (see
-    `work_bound`); 0 for the others.
+    or a convolution: its multiply-adds; a sort), that time in `WORK_PER_ELEMENT`'s units
+    (see `work_bound`, `sort_work`); 0 for the others.
     """
 
     elements: int
@@ -278,6 +279,17 @@ WORK_PER_CHECK = 1 << 20
 INTEGER_WORK = 32
 
 
+#: What one comparison level of a sort costs per element, in those units: numpy's argsort of
+#: 2**20 float32s took 154 ns an element (20 levels, ~7.7 ns each: ~220 floating multiply-adds).
+SORT_WORK = 256
+
+
+def sort_work(bound: Bound, elements: int, length: int) -> Bound:
+    """`bound` with the work of sorting `elements` elements in runs of `length` (numpy's sort
+    is one uninterruptible call: an argsort of 2**24 int64s took ~5 s of CPU)."""
+    return bound._replace(work=elements * max(1, (length - 1).bit_length()) * SORT_WORK)
+
+
 def work_bound(bound: Bound, multiply_adds: int, floating: bool) -> Bound:
     """`bound` with the work of `multiply_adds` multiply-adds (of a floating dtype, or not)."""
     work = multiply_adds if floating else multiply_adds * INTEGER_WORK
@@ -304,8 +316,8 @@ def admit(bound: Bound, what: str) -> None:
             f"{what}: {many} {bound.elements} elements, more than the limit of {limit}")
     if limit is not None and bound.work > limit * WORK_PER_ELEMENT:
         raise errors.AllocationLimitError(
-            f"{what} needs {bound.work} units of work (multiply-adds, {INTEGER_WORK} per "
-            f"integer one), more than the limit of {limit * WORK_PER_ELEMENT} for one op "
+            f"{what} needs {bound.work} units of work (each a floating multiply-add's time), "
+            f"more than the limit of {limit * WORK_PER_ELEMENT} for one op "
             f"({WORK_PER_ELEMENT} per element of the limit of {limit} elements): an op cannot "
             "be interrupted once it runs")
     charge(bound.nbytes, what)
