@@ -125,3 +125,63 @@ def test_work_outside_any_limit_is_not_bounded():
     """The engine used in process is unbounded, as torch is."""
     a = ge.ones(1, dtype=ge.int64).expand(64, 64)
     assert ge.matmul(a, a).sum().item() == 64 ** 3
+
+
+def test_a_long_elementwise_kernel_stops_at_its_deadline():
+    """The float32 kernels computed as torch does (mish, gelu, log1p, softplus, pow, ...) take
+    100-300 ns an element: an 80-byte session batch of mish on an expanded 64 Mi-element
+    tensor ran 21 s of CPU in one op, past any deadline. They run in chunks of 64 Ki elements
+    already; the interrupt check now runs between chunks, so the call stops at its deadline."""
+    with ServerProcess(["--workers", "4"]) as server, server.channel() as channel:
+        stub = service_pb2_grpc.AutogradServiceStub(channel)
+        nodes = [("a", "expand", [np.float32(0.5)], {"size": [1 << 26]}),
+                 ("y", "mish", ["@a"], {})]
+        s = gradserve_open_session(stub)
+        try:
+            with pytest.raises(grpc.RpcError) as info:
+                s.run(*_batch(nodes, 1), timeout=1.5)
+            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            time.sleep(1.0)  # the call's end reaches the server
+            cpu = server.cpu_seconds()
+            time.sleep(3.0)
+            assert server.cpu_seconds() - cpu < 1.0  # the op went on for ~20 s before
+        finally:
+            s.close()
+        serves(server)
+
+
+def test_a_stateless_chain_of_exact_kernels_on_small_tensors_runs():
+    """Each float32 kernel was charged its full chunk's scratch (16 MiB) whatever its size, so
+    a stateless call could run only 63 of them (a chain of 120 mish on 256 elements was
+    refused with RESOURCE_EXHAUSTED); a small result is charged the scratch of its size."""
+    with ServerProcess(["--workers", "4"]) as server, server.channel() as channel:
+        stub = service_pb2_grpc.AutogradServiceStub(channel)
+        nodes: list = [("n", "expand", [np.float32(0.5)], {"size": [256]})]
+        for i in range(120):
+            nodes.append((f"n{i}", "mish", [f"@{nodes[-1][0]}"], {}))
+        reply = stub.RunGraph(_graph(*nodes), timeout=60)
+        assert codec.decode_array(reply.outputs[0].tensor, 256).shape == (256,)
+
+
+@pytest.mark.parametrize("n, refused", [(1 << 16, False), (1 << 20, True)])
+def test_the_work_bound_of_sorts(n, refused):
+    """numpy's sort is one call: an argsort of 2**24 int64s in a session took ~5 s of CPU, and
+    multinomial without replacement sorts every row whole. Their work is ~256 units per element
+    and comparison level: under a 2**20-element limit (2**30 units) 2**16 elements sort,
+    2**20 (in one row, or four for multinomial) do not, though they are within the limit."""
+    x = ge.arange(n, 0, -1)
+    p = ge.ones(4, n // 4)
+    with limits.allocation_limit(1 << 20):
+        if not refused:
+            assert ge.apply("argsort", [x]).tolist()[:2] == [n - 1, n - 2]
+            assert ge.apply("multinomial", [p], {"num_samples": 2}).shape == (4, 2)
+            return
+        with pytest.raises(ge.errors.AllocationLimitError,
+                           match="argsort\\(\\) result needs \\d+ units of work"):
+            ge.apply("argsort", [x])
+        with pytest.raises(ge.errors.AllocationLimitError,
+                           match="multinomial\\(\\) result needs \\d+ units"):
+            ge.apply("multinomial", [p], {"num_samples": 2})
+        # with replacement it draws row by row (no sort): not bounded by the sort's work
+        assert ge.apply("multinomial", [p], {"num_samples": 2, "replacement": True}).shape == (
+            4, 2)
