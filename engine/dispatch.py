@@ -509,6 +509,19 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
         if check is not None:
             for _ in range(bound.results // _RESULTS_PER_CHECK):
                 check()
+    work = bound.work
+    if work:
+        # a product's multiply-adds: at most `WORK_PER_ELEMENT` per element of the limit in one
+        # op, and counted as the ops they cost (a stateless call's --max-call-ops)
+        if limit is not None and work > limit * limits.WORK_PER_ELEMENT:
+            try:
+                limits.admit(bound, op.result_what)  # refuses it (naming its size first)
+            except errors.AllocationLimitError:
+                _name_the_shape(op, flat, attrs, bound, op.result_what)
+                raise
+        if check is not None:
+            for _ in range(work // limits.WORK_PER_CHECK):
+                check()
     # limits.admit's checks and charge inline for a bound that fits; a refusal goes through it
     # (its messages)
     nbytes = bound.nbytes + cast

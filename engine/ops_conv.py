@@ -253,7 +253,11 @@ def _conv_bound(result_shape: Any, shapes: Any) -> Any:
         padded = x[0] * channels * (max(x[2], g[2]) + 2 * reach) * (max(x[3], g[3]) + 2 * reach)
         scratch = 40 * rows * channels * kernel + 8 * padded + 24 * rows * channels
         scratch += 16 * limits.numel(w)
-        return limits.with_scratch(limits.shape_bound(shape, out_dtype.np.itemsize), scratch)
+        bound = limits.with_scratch(limits.shape_bound(shape, out_dtype.np.itemsize), scratch)
+        # each element of the forward's result sums (channels / groups) * kernel products, and
+        # each gradient is a product of that size too: the work (limits.WORK_PER_ELEMENT)
+        return limits.work_bound(bound, limits.numel(g) * w[1] * kernel,
+                                 out_dtype.category == 2)
     return bound
 
 

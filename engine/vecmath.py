@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from . import cascade
+from . import cascade, limits
 from .distributions import fma32, fma64
 
 _F32 = np.float32
@@ -917,6 +917,10 @@ def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndar
     out = np.empty(lanes.size, _F32)
     with np.errstate(all="ignore"):
         for i in range(0, lanes.size, _CHUNK):
+            if i:
+                # the deadline, a cancel or a waiting caller between chunks (~10-20 ms each
+                # for the costliest formulas): mish of 64 Mi elements ran 21 s in one op
+                limits.tick()
             part = slice(i, i + _CHUNK)
             mask = lanes[part]
             ops = [a[part] for a in flat]
@@ -936,3 +940,10 @@ def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndar
 # and the formulas' float32 intermediates (powf's double-float log and exp, about 180 bytes, is
 # the largest measured with tracemalloc; softplus's exp then log1p about 100)
 KERNEL_SCRATCH = 256 * _CHUNK
+
+
+def kernel_scratch(elements: int) -> int:
+    """`float32_kernel`'s scratch for a result of `elements` elements: `KERNEL_SCRATCH` for one
+    of a chunk or more, less for a smaller one (a 256-element mish charged 16 MiB, so a
+    stateless call could run only 63 of them, whatever their size)."""
+    return 256 * min(elements, _CHUNK)

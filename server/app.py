@@ -35,6 +35,10 @@ from .wire_guard import GuardedRegistrar
 log = logging.getLogger(__name__)
 
 MAX_METADATA_BYTES = 16 * 1024
+# The compression algorithms requests may use, as grpc core's bitset (bit 0: identity): none.
+# A gzip request inflates ~1000-fold in grpc core before any of our limits or the intake sees
+# it (the size limit holds after inflating, but not what inflating costs).
+COMPRESSION_ALGORITHMS = 1
 # Replies a connection may leave unread before its new calls are refused, in largest messages.
 REPLY_BYTES_PER_CONNECTION = 2
 # Never refused for memory: they free it, or report health.
@@ -134,6 +138,11 @@ class GradServer:
                    # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; also what turns on grpc core's
                    # pushback against streams opened and reset at once (the "rapid reset")
                    ("grpc.max_concurrent_streams", config.max_connection_streams),
+                   # identity only: a compressed request is refused (UNIMPLEMENTED) before it
+                   # is inflated. 40 RunGraphs of 59 KiB inflating to 60 MiB each cost 14 s of
+                   # CPU in grpc core, outside every limit, and stalled health checks for up
+                   # to 9 s (docs/security.md)
+                   ("grpc.compression_enabled_algorithms_bitset", COMPRESSION_ALGORITHMS),
                    # several processes share the port only when told to (--processes)
                    ("grpc.so_reuseport", int(config.processes > 1))]
         server = grpc.aio.server(options=options)
