@@ -7,6 +7,7 @@ The VJPs are written with these same ops; a transpose is the one-operand einsum 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -170,6 +171,8 @@ def _matmul(x: Any, y: Any) -> Any:
             x = np.ascontiguousarray(x)
         return _product(x.reshape(-1, x.shape[-1]), y).reshape(shape)
     out: Any = None  # torch's dot, mv (N-D @ 1-D folded, when a view), 1-D @ 2-D as mm
+    if x.ndim >= 3 and y.ndim >= 3:
+        return _batched(x, y, shape)
     if y.ndim == 1:
         if x.ndim == 1:
             out = gemm.mkl_dot(x, y)
@@ -182,6 +185,25 @@ def _matmul(x: Any, y: Any) -> Any:
     return np.matmul(x, y) if out is None else np.reshape(out, shape)
 
 
+def _batched(x: Any, y: Any, shape: tuple[int, ...]) -> Any:
+    """x @ y for two operands of 3 or more dims, as torch's matmul runs it: both expanded to the
+    broadcast batch dims and reshaped (a view where the strides allow, else a copy) into one
+    batch, then one `bmm` (torch's bits through `gemm.torch_bmm` where it knows them)."""
+    batch = shape[:-2]
+    n = math.prod(batch)
+    xs = np.broadcast_to(x, (*batch, *x.shape[-2:])).reshape(n, *x.shape[-2:])
+    ys = np.broadcast_to(y, (*batch, *y.shape[-2:])).reshape(n, *y.shape[-2:])
+    out = gemm.torch_bmm(xs, ys)
+    return np.matmul(x, y) if out is None else out.reshape(shape)
+
+
+def _bmm_operand(ns: Any, t: Any, batch: tuple[int, ...]) -> Any:
+    """An operand of the `bmm` torch's matmul runs for N-D @ N-D (`_batched`), made as torch
+    makes it: expanded to the batch dims, then reshaped into one batch (a view or a copy)."""
+    n = math.prod(batch)
+    return ns.reshape(ns.expand(t, size=(*batch, *t.shape[-2:])), shape=(n, *t.shape[-2:]))
+
+
 def _matmul_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
     # Batch dims that broadcasting added or stretched are summed back by the engine.
     if x.ndim == 1:
@@ -192,6 +214,25 @@ def _matmul_dx(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
         return ns.einsum([g, y], equation="...n,k->...nk")
     if x.ndim == 2 and y.ndim == 2:  # torch's mm, and its layout rule
         return _mat1_grad(ns, g, x, y)
+    if x.ndim == 3 == y.ndim and x.shape[0] == 1 != y.shape[0]:
+        # x requires grad (its gradient is asked for): torch then runs x[0] @ y folded, as
+        # (y^T folded) @ x[0]^T, one mm, transposed back (the grad_fn `_matmul_name` gives)
+        # (x itself is not saved: its layout picks mm_mat2_backward's form, as _mat2_grad)
+        b, k, m = y.shape
+        n = x.shape[1]
+        t1f = ns.reshape(ns.transpose(y, dim0=1, dim1=2), shape=(b * m, k))
+        gf = ns.reshape(ns.transpose(g, dim0=1, dim1=2), shape=(b * m, n))
+        a = getattr(x, "_data", x)
+        if tuple(a.strides[1:]) == (k * a.itemsize, a.itemsize):  # x[0].t() column-major
+            dx = ns.mm(ns.t(gf), t1f)
+        else:
+            dx = ns.t(ns.mm(ns.t(t1f), gf))
+        return ns.reshape(dx, shape=(1, n, k))
+    if x.ndim >= 3 and y.ndim >= 3:  # BmmBackward0's, on torch's operands
+        batch = tuple(g.shape[:-2])
+        g3 = ns.reshape(g, shape=(math.prod(batch), *g.shape[-2:]))
+        dx = ns.bmm(g3, ns.transpose(_bmm_operand(ns, y, batch), dim0=1, dim1=2))
+        return ns.reshape(dx, shape=(*batch, *x.shape[-2:]))  # the engine sums the expanded
     return ns.matmul(g, _mT(ns, y))
 
 
@@ -207,6 +248,11 @@ def _matmul_dy(ns: Any, g: Any, out: Any, x: Any, y: Any) -> Any:
         return _mat2_grad(ns, ns.reshape(g, shape=(-1, g.shape[-1])), flat_x, y)
     if x.ndim == 2 and y.ndim == 2:
         return _mat2_grad(ns, g, x, y)
+    if x.ndim >= 3 and y.ndim >= 3:
+        batch = tuple(g.shape[:-2])
+        g3 = ns.reshape(g, shape=(math.prod(batch), *g.shape[-2:]))
+        dy = ns.bmm(ns.transpose(_bmm_operand(ns, x, batch), dim0=1, dim1=2), g3)
+        return ns.reshape(dy, shape=(*batch, *y.shape[-2:]))
     return ns.matmul(_mT(ns, x), g)
 
 

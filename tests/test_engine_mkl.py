@@ -334,6 +334,41 @@ def test_dot_mv_and_vector_matmul(n: int, k: int, dtype: type) -> None:
     assert _same(ge.tensor(a3) @ ev, torch.from_numpy(a3.copy()) @ tv)
 
 
+@needs_mkl
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs,ys", [((2, 5, 8), (2, 8, 5)), ((2, 2, 5, 4), (2, 2, 4, 5)),
+                                   ((3, 4, 16, 16), (3, 4, 16, 16)), ((3, 1, 9, 20), (4, 20, 7)),
+                                   ((1, 12, 30), (5, 30, 12)), ((2, 3, 1, 40), (2, 3, 40, 1))])
+def test_batched_matmul_is_one_bmm(xs: tuple[int, ...], ys: tuple[int, ...],
+                                   dtype: type) -> None:
+    """N-D @ N-D (both 3-D or more) is torch's expand, reshape to one batch and `bmm`: its
+    bits, forward and gradients, contiguous and with a transposed operand (attention's
+    `q @ k.transpose(-2, -1)`)."""
+    rng = np.random.default_rng(sum(xs) * 100 + sum(ys))
+    x = rng.standard_normal(xs).astype(dtype)
+    y = rng.standard_normal(ys).astype(dtype)
+    yt = np.ascontiguousarray(np.swapaxes(y, -1, -2))
+    w = rng.standard_normal(np.broadcast_shapes(xs[:-1] + (1,), ys[:-2] + (1, ys[-1]))
+                            ).astype(dtype)
+    # torch runs (1, n, k) @ (b, k, m) with the first requiring grad as a folded mm (its
+    # gradients too), which changes the second's gradient: the engine's rule for it is the bmm's
+    special = len(xs) == 3 == len(ys) and xs[0] == 1 != ys[0]
+    needs = [(True, False), (False, True)] + ([] if special else [(True, True)])
+    for (grad_x, grad_y), transposed in itertools.product(needs, (False, True)):
+        got = []
+        for lib in (ge, torch):
+            a = lib.tensor(x, requires_grad=grad_x)
+            b0 = lib.tensor(yt if transposed else y, requires_grad=grad_y)
+            b = b0.transpose(-1, -2) if transposed else b0
+            out = a @ b
+            (out * lib.tensor(w)).sum().backward()
+            got.append([t.detach().numpy() for t in (out, a if grad_x else b0)] +
+                       [(a if grad_x else b0).grad.numpy()])
+        for mine, theirs in zip(*got):
+            assert mine.shape == theirs.shape
+            assert np.array_equal(mine, theirs, equal_nan=True)
+
+
 def test_small_bmm_is_torchs_without_mkl() -> None:
     """Below 400 multiply-adds per matrix torch's bmm is its own loop: exact with or without
     MKL (runs on the compat interpreters too, against torch where it is installed)."""
