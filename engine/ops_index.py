@@ -588,7 +588,8 @@ _EMBEDDING_TYPE_NAMES = {"float32": "torch.FloatTensor", "float64": "torch.Doubl
                          "bool": "CPUBoolType"}
 
 
-def _embedding(weight: Any, indices: Any, padding_idx: int = -1) -> Any:
+def _embedding(weight: Any, indices: Any, padding_idx: int = -1,
+               scale_grad_by_freq: bool = False) -> Any:
     weight, indices = np.asarray(weight), np.asarray(indices)
     if indices.dtype.kind not in _INT_KINDS:
         name = _EMBEDDING_TYPE_NAMES.get(dtypes.from_numpy(indices.dtype).name, "")
@@ -603,12 +604,14 @@ def _embedding(weight: Any, indices: Any, padding_idx: int = -1) -> Any:
 
 
 def _embedding_vjp(ns: Any, g: Any, out: Any, weight: Any, indices: Any,
-                   padding_idx: int) -> Any:
+                   padding_idx: int, scale_grad_by_freq: bool) -> Any:
     return ns.embedding_dense_backward(g, indices, num_weights=weight.shape[0],
-                                       padding_idx=padding_idx)
+                                       padding_idx=padding_idx,
+                                       scale_grad_by_freq=scale_grad_by_freq)
 
 
-def _embedding_shape(weight: Any, indices: Any, padding_idx: int = -1) -> tuple[int, ...]:
+def _embedding_shape(weight: Any, indices: Any, padding_idx: int = -1,
+                     scale_grad_by_freq: bool = False) -> tuple[int, ...]:
     if weight.ndim != 2:
         return ()  # the forward refuses it with torch's message
     return (*indices.shape, weight.shape[1])
@@ -616,13 +619,15 @@ def _embedding_shape(weight: Any, indices: Any, padding_idx: int = -1) -> tuple[
 
 defop("embedding", _embedding, _embedding_vjp, None,
       saves=("indices weight.shape", ""),
-      inputs=("weight", "indices"), attrs=(AttrSpec("padding_idx", "int", -1),),
+      inputs=("weight", "indices"),
+      attrs=(AttrSpec("padding_idx", "int", -1), AttrSpec("scale_grad_by_freq", "bool", False)),
       method=False, doc="the rows of weight that indices pick (nn.functional.embedding; the "
-      "padding_idx row gets no gradient)", out_bound=_indexed(_embedding_shape))
+      "padding_idx row gets no gradient; scale_grad_by_freq divides each row's gradient by "
+      "how often indices picked it)", out_bound=_indexed(_embedding_shape))
 
 
 def _embedding_dense_backward(g: Any, indices: Any, num_weights: int,
-                              padding_idx: int = -1) -> Any:
+                              padding_idx: int = -1, scale_grad_by_freq: bool = False) -> Any:
     # torch's CPU kernel: each weight row adds the rows of g that picked it, in index order
     # (np.add.at's order), the padding row's never
     g, indices = np.asarray(g), np.asarray(indices)
@@ -638,13 +643,18 @@ def _embedding_dense_backward(g: Any, indices: Any, num_weights: int,
     indices = indices.reshape(-1)
     rows = g.reshape(indices.size, g.shape[-1])
     keep = indices != padding_idx
+    if scale_grad_by_freq:  # torch's kernel: each picked row's gradient over its count
+        counts = np.bincount(indices, minlength=num_weights)[indices]
+        rows = rows / counts.astype(g.dtype)[:, None]
     out = np.zeros((num_weights, rows.shape[1]), dtype=g.dtype)
     np.add.at(out, indices[keep], rows[keep])
     return out
 
 
 def _embedding_double_backward(ns: Any, gg: Any, out: Any, g: Any, indices: Any,
-                               num_weights: int, padding_idx: int) -> Any:
+                               num_weights: int, padding_idx: int,
+                               scale_grad_by_freq: bool) -> Any:
+    # torch's embedding_dense_double_backward, which ignores scale_grad_by_freq
     picked = ns.embedding(gg, indices)  # the rows each position added, padding positions none
     if padding_idx >= 0:
         picked = ns.masked_fill(picked, ns.unsqueeze(ns.eq(indices, padding_idx), dim=-1), 0.0)
@@ -652,7 +662,8 @@ def _embedding_double_backward(ns: Any, gg: Any, out: Any, g: Any, indices: Any,
 
 
 def _embedding_dense_backward_shape(g: Any, indices: Any, num_weights: int,
-                                    padding_idx: int = -1) -> tuple[int, ...]:
+                                    padding_idx: int = -1,
+                                    scale_grad_by_freq: bool = False) -> tuple[int, ...]:
     if num_weights < 0 or not g.ndim:
         return ()  # the forward refuses it
     return (num_weights, g.shape[-1])
@@ -661,7 +672,7 @@ def _embedding_dense_backward_shape(g: Any, indices: Any, num_weights: int,
 defop("embedding_dense_backward", _embedding_dense_backward, _embedding_double_backward, None,
       saves=("indices grad_output.shape", ""), inputs=("grad_output", "indices"),
       attrs=(AttrSpec("num_weights", "int", required=True),
-             AttrSpec("padding_idx", "int", -1)),
+             AttrSpec("padding_idx", "int", -1), AttrSpec("scale_grad_by_freq", "bool", False)),
       method=False, doc="embedding's gradient: the rows of grad_output added into the weight "
       "rows that indices picked (the padding row's never)",
       out_bound=_indexed(_embedding_dense_backward_shape))
@@ -988,7 +999,7 @@ defop("index_add", _index_add,
 
 
 def _repeats(repeats: Any) -> Any:
-    """repeats as a 1-D int64 array, with torch's checks."""
+    """repeats as a 1-D int64 array (to count with), with torch's checks."""
     r = np.asarray(repeats)
     if r.dtype.kind not in _INT_KINDS:
         raise errors.NotImplementedFunctionError(
@@ -1016,7 +1027,7 @@ def _repeat_interleave_indices(repeats: Any, output_size: int | None = None) -> 
     total = _repeat_count(r)
     if output_size is not None and output_size != total:
         raise errors.InvalidArgumentError("allocated size does not match required size")
-    return np.repeat(np.arange(r.size, dtype=np.int64), r)
+    return np.repeat(np.arange(r.size, dtype=np.asarray(repeats).dtype), r)
 
 
 def _repeat_interleave_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bound:
@@ -1028,7 +1039,7 @@ def _repeat_interleave_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) ->
 
 defop("repeat_interleave", _repeat_interleave_indices, None,
       inputs=("repeats",), attrs=(AttrSpec("output_size", "optional_int", None),),
-      dtype=fixed(dtypes.int64), method=False,
+      method=False,
       doc="i repeated repeats[i] times, for each i (torch.repeat_interleave(repeats); the "
           "input forms are surface spellings over index_select)",
       out_bound=_repeat_interleave_bound)
@@ -1069,7 +1080,7 @@ def _unique_dim(x: Any, dim: int, sorted: bool = True) -> Any:
         raise errors.InvalidArgumentError(
             "There are 0 sized dimensions, and they aren't selected, so unique cannot be applied")
     moved = np.moveaxis(x, axis, 0) if x.ndim else x.reshape(1)
-    rows = moved.reshape(moved.shape[0], -1)
+    rows = moved.reshape(moved.shape[0], int(np.prod(moved.shape[1:])))
     order, starts, inverse = _unique_groups(rows)
     counts = np.diff(np.append(starts, rows.shape[0])).astype(np.int64)
     values = np.moveaxis(moved[order[starts]], 0, axis) if x.ndim else moved[order[starts]]
@@ -1077,15 +1088,35 @@ def _unique_dim(x: Any, dim: int, sorted: bool = True) -> Any:
 
 
 def _unique_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bound:
-    """At most input's elements, its inverse and counts (int64), and the sort's scratch: the
-    keys' order and ranked copy, the group marks."""
+    """_unique2's results: at most input's elements as values and counts, its inverse (int64),
+    exact in the largest (the inverse); and the sort's scratch (order, ranked copy, marks)."""
     x = args[0]
     n = numel_of(x)
     item = out_dtype.np.itemsize
-    results = limits.combined(limits.shape_bound(tuple(x.shape), item),
-                              limits.combined(limits.shape_bound((n,), 8),
-                                              limits.shape_bound((n,), 8)))
+    results = limits.combined(limits.shape_bound((n,), item), limits.combined(
+        limits.shape_bound(tuple(x.shape), 8), limits.shape_bound((n,), 8)))
     return limits.with_scratch(results, n * (item + 8 * 4))
+
+
+def _unique_dim_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bound:
+    """unique_dim's results, exact: the unique slices are counted first (the sort's work, in
+    scratch no larger than the input's), then the values, inverse and counts they make."""
+    x = args[0]
+    data = np.asarray(x._data)
+    try:
+        axis = wrap_dim(attrs["dim"], data.ndim)
+    except errors.EngineError:
+        return limits.shape_bound((), 8)  # the forward refuses it
+    moved = np.moveaxis(data, axis, 0) if data.ndim else data.reshape(1)
+    rest = int(np.prod(moved.shape[1:]))
+    groups = 0
+    if rest or not moved.shape[0]:
+        groups = len(_unique_groups(moved.reshape(moved.shape[0], rest))[1])
+    values = (groups, *moved.shape[1:])
+    results = limits.combined(limits.shape_bound(values, out_dtype.np.itemsize),
+                              limits.combined(limits.shape_bound((moved.shape[0],), 8),
+                                              limits.shape_bound((groups,), 8)))
+    return limits.with_scratch(results, data.nbytes * 2 + moved.shape[0] * 8 * 4)
 
 
 def _no_derivative(name: str) -> Any:
@@ -1105,4 +1136,4 @@ defop("unique_dim", _unique_dim, _no_derivative("unique_dim"), saves="",
       n_outputs=3, differentiable_outputs=(0,), method=False, backward="UniqueDimBackward0",
       doc="(the unique slices along dim, sorted, each slice's index into them, their counts); "
           "no derivative (torch's)",
-      out_bound=_unique_bound)
+      out_bound=_unique_dim_bound)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import errors, gemm, limits
+from . import dtypes, errors, gemm, limits
 from .ops_elementwise import _broadcast_error
 from .registry import (
     PROMOTE,
@@ -693,7 +693,13 @@ def _baddbmm_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
         raise errors.InvalidArgumentError(
             f"Input dtypes must be the same, got: input {_SHORT[bias.dtype.name]}, batch1: "
             f"{_SHORT[x.dtype.name]}, batch2: {_SHORT[y.dtype.name]}")
+    _no_bool("baddbmm", x.dtype)
     return None, x.dtype
+
+
+def _no_bool(name: str, dtype: Any) -> None:
+    if dtype.name == "bool":
+        raise errors.NotImplementedFunctionError(f"\"{name}\" not implemented for 'Bool'")
 
 
 def _addbmm_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
@@ -703,6 +709,7 @@ def _addbmm_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
             raise errors.InvalidArgumentError(
                 f"expected scalar type {_TYPE_WORD[b.dtype.name]} but found "
                 f"{_TYPE_WORD[a.dtype.name]}")
+    _no_bool("addmm_impl_cpu_", x.dtype)
     return None, x.dtype
 
 
@@ -841,8 +848,12 @@ defop("kron", _kron,
 # --- cdist: torch's _cdist_forward (CdistBackward0) and _euclidean_dist (its mm path) ------------
 
 
+def _dtype_name(t: Any) -> str:
+    return t.dtype.name if isinstance(t, Tensor) else dtypes.from_numpy(t.dtype).name
+
+
 def cdist_check(x1: Any, x2: Any, p: float = 2.0) -> tuple[int, ...]:
-    """cdist's result shape, with torch's checks in its order."""
+    """cdist's result shape, with torch's checks in its order (Tensors or arrays)."""
     for name, t in (("X1", x1), ("X2", x2)):
         if t.ndim < 2:
             raise errors.InvalidArgumentError(
@@ -851,17 +862,16 @@ def cdist_check(x1: Any, x2: Any, p: float = 2.0) -> tuple[int, ...]:
         raise errors.InvalidArgumentError(
             f"X1 and X2 must have the same number of columns. X1: {x1.shape[-1]} X2: "
             f"{x2.shape[-1]}")
-    for name, t in (("X1", x1), ("X2", x2)):
-        if not t.dtype.is_floating_point:
+    d1, d2 = _dtype_name(x1), _dtype_name(x2)
+    for name, d in (("X1", d1), ("X2", d2)):
+        if not d.startswith("float"):
             raise errors.InvalidArgumentError(
-                f"cdist only supports floating-point dtypes, {name} got: "
-                f"{_TYPE_WORD[t.dtype.name]}")
+                f"cdist only supports floating-point dtypes, {name} got: {_TYPE_WORD[d]}")
     if p < 0:
         raise errors.InvalidArgumentError("cdist only supports non-negative p values")
-    if x1.dtype is not x2.dtype:
+    if d1 != d2:
         raise errors.InvalidArgumentError(
-            f"expected scalar type {_TYPE_WORD[x1.dtype.name]} but found "
-            f"{_TYPE_WORD[x2.dtype.name]}")
+            f"expected scalar type {_TYPE_WORD[d1]} but found {_TYPE_WORD[d2]}")
     batch = _broadcast_batch(tuple(x1.shape[:-2]), tuple(x2.shape[:-2]))
     return (*batch, x1.shape[-2], x2.shape[-2])
 
@@ -870,7 +880,7 @@ def _broadcast_batch(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     try:
         return tuple(np.broadcast_shapes(a, b))
     except ValueError:
-        raise _broadcast_error(a, b) from None
+        raise _broadcast_error((a, b)) from None
 
 
 def _cdist_diff(x1: Any, x2: Any) -> Any:
@@ -878,6 +888,7 @@ def _cdist_diff(x1: Any, x2: Any) -> Any:
 
 
 def _cdist(x1: Any, x2: Any, p: float = 2.0, compute_mode: int | None = None) -> Any:
+    cdist_check(x1, x2, p)
     diff = np.abs(_cdist_diff(x1, x2))
     if p == 0:
         return np.sum(diff != 0, axis=-1).astype(x1.dtype)
@@ -916,7 +927,7 @@ def _cdist_backward(g: Any, x1: Any, x2: Any, dist: Any, p: float = 2.0) -> Any:
 
 def _cdist_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
     """The distances, and the differences of every pair of rows (a few arrays of them)."""
-    shape = cdist_check(*args[:2], attrs.get("p", 2.0))
+    shape = cdist_check(args[0], args[1], attrs.get("p", 2.0))
     item = out_dtype.np.itemsize
     pairs = limits.numel(shape) * args[0].shape[-1]
     return limits.with_scratch(limits.shape_bound(shape, item), 3 * pairs * item)
@@ -960,6 +971,7 @@ defop("_cdist_backward", _cdist_backward, _no_double, _no_double, _no_double, _n
 
 
 def _euclidean_dist(x1: Any, x2: Any) -> Any:
+    cdist_check(x1, x2)
     # torch's composition: one matmul of padded operands, clamped and square-rooted
     n1 = np.sum(x1 * x1, axis=-1, keepdims=True)
     n2 = np.sum(x2 * x2, axis=-1, keepdims=True)
