@@ -616,15 +616,14 @@ def diagonal_shape(shape: Sequence[int], offset: int = 0, dim1: int = 0,
 
 
 def _diagonal(x: Any, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Any:
-    """The diagonal as a writable view of x (np.diagonal's is read-only): torch's is a view."""
-    shape = diagonal_shape(x.shape, offset, dim1, dim2)
+    """The diagonal as a view of x, writable where x is (np.diagonal's is read-only; torch's
+    is a view that in-place ops write through)."""
+    diagonal_shape(x.shape, offset, dim1, dim2)  # torch's errors
     a1, a2 = _diagonal_axes(x.ndim, offset, dim1, dim2)
-    moved = np.moveaxis(x, (a1, a2), (-2, -1))
-    moved = moved[..., :, offset:] if offset >= 0 else moved[..., -offset:, :]
-    strides = (*moved.strides[:-2], moved.strides[-2] + moved.strides[-1])
-    if shape[-1] == 0:
-        return np.zeros(shape, x.dtype)
-    return np.lib.stride_tricks.as_strided(moved, shape, strides)
+    view = np.diagonal(x, offset, a1, a2)
+    if x.flags.writeable:
+        view.flags.writeable = True
+    return view
 
 
 def _diagonal_backward(g: Any, input_sizes: Sequence[int], offset: int = 0, dim1: int = 0,
