@@ -721,6 +721,8 @@ def _batches_check(x: Any, y: Any) -> None:
 
 @shapes_only
 def _baddbmm_shape(bias: Any, x: Any, y: Any, beta: Any = 1, alpha: Any = 1) -> tuple[int, ...]:
+    if x.ndim >= 2 and y.ndim >= 3:  # torch expands input before it checks the batches
+        _expand_check(tuple(bias.shape), (x.shape[0], x.shape[1], y.shape[2]), bias.dtype)
     _batches_check(x, y)
     _bmm_check(x.shape, y.shape)
     out = (x.shape[0], x.shape[1], y.shape[2])
