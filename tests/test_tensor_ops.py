@@ -10,8 +10,12 @@ op itself; this file checks the spellings programs call.
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +24,7 @@ import pytest
 import gradserve.client as gc_client
 import gradserve.engine as ge
 from gradserve.engine import errors, limits
-from tests.reference import torch
+from tests.reference import HAVE_TORCH, MISSING_REASON, torch
 
 X = [[1.0, -2.0, 3.0, 0.5], [0.0, 4.0, -1.5, 2.0], [2.5, 1.0, 0.0, -3.0]]
 Case = Callable[[Any, Any], Any]
@@ -299,3 +303,31 @@ def test_errors_match_torch(session: Any, f: Case) -> None:
 def test_large_results_are_refused_before_allocating(call: Callable[[], Any]) -> None:
     with limits.allocation_limit(2**20), pytest.raises(errors.AllocationLimitError):
         call()
+
+
+# --- whole programs: the same lines with torch and through a session ------------------------------
+
+PROGRAMS = sorted((Path(__file__).parent / "tensor_ops_programs").glob("*.py"))
+REPO = Path(__file__).resolve().parent.parent
+_THROUGH_SESSION = (
+    "import runpy, sys\n"
+    "import gradserve.client as gc\n"
+    "from tests.corpus.run import install_session_as_torch\n"
+    "with gc.connect(sys.argv[1]) as c, c.session() as s:\n"
+    "    install_session_as_torch(s)\n"
+    "    runpy.run_path(sys.argv[2], run_name='__main__')\n")
+
+
+def _run(args: list[str]) -> str:
+    done = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return re.sub(r" object at 0x[0-9a-f]+>", " object at 0x...>", done.stdout)
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
+@pytest.mark.parametrize("program", PROGRAMS, ids=[p.stem for p in PROGRAMS])
+def test_program_prints_what_torch_prints(gradserve_server: Any, program: Path) -> None:
+    want = _run([str(program)])
+    got = _run(["-c", _THROUGH_SESSION, f"localhost:{gradserve_server[1]}", str(program)])
+    assert got.splitlines() == want.splitlines()
