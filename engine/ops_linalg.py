@@ -822,6 +822,16 @@ def _kron_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[tuple[int, ...], t
     return a_view, b_view, tuple(x * y for x, y in zip(pa, pb))
 
 
+def _kron_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
+    """Promoted, as mul; both operands must be tensors (torch's TypeError)."""
+    for position, (name, a) in enumerate(zip(("input", "other"), args), 1):
+        if not isinstance(a, Tensor):
+            raise errors.InvalidTypeError(
+                f"kron(): argument '{name}' (position {position}) must be Tensor, not "
+                f"{type(a).__name__}")
+    return PROMOTE(args, attrs)
+
+
 def _kron(a: Any, b: Any) -> Any:
     a_view, b_view, out = _kron_shapes(np.shape(a), np.shape(b))
     return np.multiply(np.reshape(a, a_view), np.reshape(b, b_view)).reshape(out)
@@ -841,7 +851,7 @@ defop("kron", _kron,
       lambda ns, g, out, a, b: _kron_grad(ns, g, a, b, True),
       lambda ns, g, out, a, b: _kron_grad(ns, g, b, a, False),
       saves=("input.shape other", "input other.shape"), inputs=("input", "other"),
-      dtype=PROMOTE, backward="UnsafeViewBackward0",
+      dtype=_kron_dtype, backward="UnsafeViewBackward0",
       doc="the Kronecker product (torch's composition ends with an _unsafe_view)",
       out_bound=lambda args, attrs, out_dtype: limits.shape_bound(
           _kron_shapes(getattr(args[0], "shape", ()), getattr(args[1], "shape", ()))[2],

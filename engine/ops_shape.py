@@ -618,7 +618,9 @@ def diagonal_shape(shape: Sequence[int], offset: int = 0, dim1: int = 0,
 def _diagonal(x: Any, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Any:
     """The diagonal as a view of x, writable where x is (np.diagonal's is read-only; torch's
     is a view that in-place ops write through)."""
-    diagonal_shape(x.shape, offset, dim1, dim2)  # torch's errors
+    shape = diagonal_shape(x.shape, offset, dim1, dim2)  # torch's errors
+    if shape[-1] == 0:  # an offset past the dims (numpy's C int could not even hold it)
+        return np.zeros(shape, x.dtype)
     a1, a2 = _diagonal_axes(x.ndim, offset, dim1, dim2)
     view = np.diagonal(x, offset, a1, a2)
     if x.flags.writeable:
