@@ -1137,3 +1137,64 @@ defop("unique_dim", _unique_dim, _no_derivative("unique_dim"), saves="",
       doc="(the unique slices along dim, sorted, each slice's index into them, their counts); "
           "no derivative (torch's)",
       out_bound=_unique_dim_bound)
+
+# --- bincount ------------------------------------------------------------------------------------
+
+
+def _bincount_check(x: Any, weights: Any, minlength: int) -> None:
+    """torch's checks of bincount's arguments, in its order."""
+    if x.dtype.kind not in _INT_KINDS:
+        raise errors.NotImplementedFunctionError(
+            f"\"bincount_cpu\" not implemented for "
+            f"'{TYPE_WORDS.get(dtypes.from_numpy(x.dtype).name, str(x.dtype))}'")
+    if minlength < 0:
+        raise errors.InvalidArgumentError("minlength should be >= 0")
+    if x.ndim != 1 or (x.size and int(x.min()) < 0):
+        raise errors.InvalidArgumentError(
+            "bincount only supports 1-d non-negative integral inputs.")
+    if weights is not None and (np.ndim(weights) != 1 or np.shape(weights)[0] != x.shape[0]):
+        raise errors.InvalidArgumentError(
+            "weights should be 1-d and have the same length as input")
+
+
+def _bincount(x: Any, weights: Any = None, minlength: int = 0) -> Any:
+    x = np.asarray(x)
+    _bincount_check(x, weights, minlength)
+    if weights is None:
+        return np.bincount(x, minlength=minlength).astype(np.int64, copy=False)
+    w = np.asarray(weights)
+    counts = np.bincount(x, weights=w.astype(np.float64), minlength=minlength)
+    return counts.astype(w.dtype if w.dtype.kind == "f" else np.float64, copy=False)
+
+
+def _bincount_dtype(args: Sequence[Any], attrs: Any) -> tuple[Any, Any]:
+    weights = args[1] if len(args) > 1 else None
+    if not isinstance(weights, Tensor):
+        return None, dtypes.int64
+    return None, weights.dtype if weights.dtype.is_floating_point else dtypes.float64
+
+
+def _bincount_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bound:
+    """The counts, exact: the largest value read before anything is allocated (a value from
+    the wire can ask for any size, and the limits judge it here); float64 scratch of the
+    weights."""
+    x = np.asarray(args[0]._data if isinstance(args[0], Tensor) else args[0])
+    minlength = attrs.get("minlength", 0)
+    n = 0
+    if x.dtype.kind in _INT_KINDS and x.ndim == 1 and minlength >= 0:
+        n = max(int(x.max()) + 1 if x.size else 0, minlength)
+    return limits.with_scratch(limits.shape_bound((max(n, 0),), out_dtype.np.itemsize),
+                               max(n, 0) * 8 + numel_of(args[0]) * 8)
+
+
+def _bincount_no_derivative(ns: Any, g: Any, out: Any, x: Any, weights: Any,
+                            minlength: int) -> Any:
+    raise errors.AutogradError("derivative for aten::bincount is not implemented")
+
+
+defop("bincount", _bincount, None, _bincount_no_derivative, saves=("", ""),
+      inputs=("input", "weights?"), attrs=(AttrSpec("minlength", "int", 0),),
+      dtype=_bincount_dtype, backward="NotImplemented",
+      doc="how often each value 0..max (at least minlength) occurs in input, or the sum of its "
+          "weights; no derivative (torch's)",
+      out_bound=_bincount_bound)

@@ -196,4 +196,10 @@ OPINFOS = [
             Sample((const([[[1., 0.]], [[0., 1.]], [[1., 0.]]], np.float32),), {"dim": -3}),
             Sample((const(np.zeros((0, 3)), np.float32),), {"dim": 0})],
            check_grad=False),
+    OpInfo("bincount", lambda x, weights=None, minlength=0: torch.bincount(x, weights, minlength),
+           [Sample((const([1, 1, 3, 0]), None)),
+            Sample((const([2, 0], np.int32), None), {"minlength": 5}),
+            Sample((const([], np.int64), None), {"minlength": 2}),
+            Sample((const([1, 1, 3]), (3,))), Sample((const([0, 4]), ints((2,), 0, 3)))],
+           check_grad=False),
 ]

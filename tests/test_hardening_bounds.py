@@ -71,6 +71,8 @@ CASES = [
     ("repeat_interleave to 2**41 indices",
      [("y", "repeat_interleave", [np.array([2**40, 2**40], np.int64)], {})],
      ("repeat_interleave",)),
+    ("bincount of a value 2**40",
+     [("y", "bincount", [np.array([2**40], np.int64)], {})], ("bincount",)),
     ("kron to 2**40 elements",
      [("x", "expand", [np.float32(1.0)], {"size": [1024, 1024]}),
       ("y", "kron", ["@x", "@x"], {})], ("kron",)),

@@ -57,7 +57,7 @@ WITHOUT_RULES = {
     # sizes from values (repeat_interleave's repeats, unique's groups); cdist's ops (the surface
     # spelling reads the shapes first) and diagonal's gradient: the server describes them
     "repeat_interleave", "_unique2", "unique_dim", "_cdist_forward", "_cdist_backward",
-    "_euclidean_dist", "diagonal_backward",
+    "_euclidean_dist", "diagonal_backward", "bincount",
 }
 
 # Refusals that depend on the tensors' values, not their shapes, dtypes or attributes: `infer`

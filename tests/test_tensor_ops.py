@@ -113,6 +113,8 @@ SPELLINGS: list[Case] = [
     lambda lib, x: x.detach().unique(sorted=False, return_counts=True),
     lambda lib, x: lib.unique((x.detach() > 0).long(), dim=1, return_inverse=True),
     lambda lib, x: lib.unique(x).requires_grad,
+    lambda lib, x: lib.bincount(lib.tensor([3, 0, 3, 1]), minlength=5),
+    lambda lib, x: lib.tensor([2, 0, 2]).bincount(x[0, :3]),
     # the diagonals
     lambda lib, x: lib.diag(x), lambda lib, x: x.diag(1), lambda lib, x: lib.diag(x[0], -1),
     lambda lib, x: lib.diagonal(x, -1), lambda lib, x: x.diagonal(0, 1, 0),
@@ -199,13 +201,15 @@ def test_out_keyword(session: Any, out_call: Any) -> None:
 NO_DERIVATIVE = [
     lambda lib, x: lib.autograd.grad(lib.unique(x).sum(), x),
     lambda lib, x: lib.autograd.grad(lib.unique(x, dim=0).sum(), x),
+    lambda lib, x: lib.autograd.grad(lib.bincount(lib.tensor([0, 2, 2]), x[0, :3]).sum(), x),
     # CdistBackward0 is differentiable only once in torch
     lambda lib, x: lib.autograd.grad(
         lib.autograd.grad(lib.cdist(x, x[:2]).sum(), x, create_graph=True)[0].sum(), x),
 ]
 
 
-@pytest.mark.parametrize("f", NO_DERIVATIVE, ids=["unique", "unique_dim", "cdist twice"])
+@pytest.mark.parametrize("f", NO_DERIVATIVE, ids=["unique", "unique_dim", "bincount",
+                                                   "cdist twice"])
 def test_no_derivative_as_torch(session: Any, f: Case) -> None:
     _errors_match(f)
 
@@ -263,6 +267,11 @@ ERRORS: list[Case] = [
     lambda lib, x: lib.addbmm(lib.ones(2, 3), lib.ones(2, 3, 4), lib.ones(2, 4, 3)),
     lambda lib, x: lib.addbmm(lib.ones(3), lib.ones(3, 4), lib.ones(2, 4, 3)),
     lambda lib, x: x.cumprod_(0),  # a leaf that requires grad
+    lambda lib, x: lib.bincount(lib.tensor([-1])), lambda lib, x: lib.bincount(lib.tensor([[1]])),
+    lambda lib, x: lib.bincount(lib.tensor([1.0])),
+    lambda lib, x: lib.bincount(lib.tensor([True])),
+    lambda lib, x: lib.bincount(lib.tensor([1]), minlength=-1),
+    lambda lib, x: lib.bincount(lib.tensor([1, 2]), weights=lib.ones(3)),
 ]
 
 
@@ -299,6 +308,7 @@ def test_errors_match_torch(session: Any, f: Case) -> None:
     lambda: ge.kron(ge.ones(1).expand(2**16), ge.ones(1).expand(2**16)),
     lambda: ge.cdist(ge.ones(1, 1).expand(2**16, 1), ge.ones(1, 1).expand(2**16, 1)),
     lambda: ge.diag_embed(ge.ones(1).expand(2**17)),
+    lambda: ge.bincount(ge.tensor([2**40])),
 ])
 def test_large_results_are_refused_before_allocating(call: Callable[[], Any]) -> None:
     with limits.allocation_limit(2**20), pytest.raises(errors.AllocationLimitError):
