@@ -114,7 +114,7 @@ SPELLINGS: list[Case] = [
     lambda lib, x: lib.unique((x.detach() > 0).long(), dim=1, return_inverse=True),
     lambda lib, x: lib.unique(x).requires_grad,
     lambda lib, x: lib.bincount(lib.tensor([3, 0, 3, 1]), minlength=5),
-    lambda lib, x: lib.tensor([2, 0, 2]).bincount(x[0, :3]),
+    lambda lib, x: lib.tensor([2, 0, 2]).bincount(x[0, :3].detach()),
     # the diagonals
     lambda lib, x: lib.diag(x), lambda lib, x: x.diag(1), lambda lib, x: lib.diag(x[0], -1),
     lambda lib, x: lib.diagonal(x, -1), lambda lib, x: x.diagonal(0, 1, 0),
