@@ -115,6 +115,7 @@ SPELLINGS: list[Case] = [
     lambda lib, x: lib.unique(x).requires_grad,
     lambda lib, x: lib.bincount(lib.tensor([3, 0, 3, 1]), minlength=5),
     lambda lib, x: lib.tensor([2, 0, 2]).bincount(x[0, :3].detach()),
+    lambda lib, x: lib.tensor([1, 2]).type_as(x), lambda lib, x: x.type_as(x * 1),
     # the diagonals
     lambda lib, x: lib.diag(x), lambda lib, x: x.diag(1), lambda lib, x: lib.diag(x[0], -1),
     lambda lib, x: lib.diagonal(x, -1), lambda lib, x: x.diagonal(0, 1, 0),
@@ -267,7 +268,8 @@ ERRORS: list[Case] = [
     lambda lib, x: lib.addbmm(lib.ones(2, 3), lib.ones(2, 3, 4), lib.ones(2, 4, 3)),
     lambda lib, x: lib.addbmm(lib.ones(3), lib.ones(3, 4), lib.ones(2, 4, 3)),
     lambda lib, x: x.cumprod_(0),  # a leaf that requires grad
-    lambda lib, x: lib.bincount(lib.tensor([-1])), lambda lib, x: lib.bincount(lib.tensor([[1]])),
+    lambda lib, x: x.type_as(3), lambda lib, x: lib.bincount(lib.tensor([-1])),
+    lambda lib, x: lib.bincount(lib.tensor([[1]])),
     lambda lib, x: lib.bincount(lib.tensor([1.0])),
     lambda lib, x: lib.bincount(lib.tensor([True])),
     lambda lib, x: lib.bincount(lib.tensor([1]), minlength=-1),
