@@ -17,12 +17,17 @@ Cases (bench/client.py's programs):
 - chain: the chain and reading its value (`item()`): recording, the flush's encoding and the
   reply.
 - chain-bwd: the chain with `requires_grad`, `backward()` and reading `x.grad.item()`.
+- attrs: recording ops with attributes or arguments to bind (`x.sum(0)`, `x.transpose(0, 1)`,
+  `softmax(x, 1)`, `x.view(16)`, `x.pow(2)`, `clamp(x, -1.0, 1.0)`, `x.mean(dim=1,
+  keepdim=True)`, `add(x, y, alpha=2)`, 50 times each) without sending them, per op.
 - seed: the seed step (`x = tensor(3., requires_grad=True); y = x**2; y.backward();
   x.grad.item()`), per step.
 - adam: one iteration of bench/client.py's Adam loop (zero_grad, 9 ops, backward, step), per
   iteration.
 - adam-pipelined: the same in a `session(pipelined=256)` (the sender thread's CPU not
   counted), per iteration.
+- mlp: one iteration of a small classifier (`nn.Sequential(nn.Linear(8, 16), nn.ReLU(),
+  nn.Linear(16, 4))`, `F.cross_entropy`, `optim.Adam`; a batch of 32), per iteration.
 """
 
 from __future__ import annotations
@@ -37,8 +42,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-CASES = ("record", "chain", "chain-bwd", "seed", "adam", "adam-pipelined")
-PER_OP = {"record": 1000, "chain": 1000, "chain-bwd": 1000}  # others: per iteration
+CASES = ("record", "chain", "chain-bwd", "attrs", "seed", "adam", "adam-pipelined", "mlp")
+PER_OP = {"record": 1000, "chain": 1000, "chain-bwd": 1000, "attrs": 400}  # others: per iteration
+UNTIMED_AFTER = ("record", "attrs")  # cases whose `after` (the flush) runs after each run
 
 
 # --- worker side (runs one version of the client) ----------------------------------------------
@@ -86,6 +92,53 @@ def _record(torch: Any) -> tuple[Callable[[], None], Callable[[], None]]:
     return run, after
 
 
+def _attrs(torch: Any) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(the timed recording of 400 ops with attributes, the untimed flush after it)."""
+    import numpy as np
+
+    x = torch.tensor(np.linspace(-2, 2, 16, dtype="float32").reshape(4, 4), requires_grad=True)
+    y = torch.tensor(np.ones(4, "float32"))
+    held: list[Any] = []
+
+    def run() -> None:
+        keep = held.append
+        for _ in range(50):
+            keep(x.sum(0))
+            keep(x.transpose(0, 1))
+            keep(torch.softmax(x, 1))
+            keep(x.view(16))
+            keep(x.pow(2))
+            keep(torch.clamp(x, -1.0, 1.0))
+            keep(x.mean(dim=1, keepdim=True))
+            keep(torch.add(x, y, alpha=2))
+
+    def after() -> None:
+        held.clear()
+        torch.flush()
+
+    return run, after
+
+
+class _MLP:
+    def __init__(self, torch: Any):
+        import numpy as np
+
+        nn = torch.nn
+        torch.manual_seed(0)
+        self.F = nn.functional
+        self.model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        rng = np.random.default_rng(0)
+        self.x = torch.tensor(rng.standard_normal((32, 8)).astype("float32"))
+        self.y = torch.tensor(rng.integers(0, 4, 32))
+
+    def step(self) -> None:
+        self.opt.zero_grad()
+        loss = self.F.cross_entropy(self.model(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+
+
 class _Adam:
     def __init__(self, torch: Any):
         import numpy as np
@@ -121,6 +174,8 @@ def worker(port: int) -> None:
         "seed": (_seed(session), None),
         "adam": (_Adam(session).step, None),
         "adam-pipelined": (_Adam(pipelined).step, pipelined.flush),
+        "attrs": _attrs(session),
+        "mlp": (_MLP(session).step, None),
     }
     clock = time.thread_time_ns
     for line in sys.stdin:
@@ -134,9 +189,9 @@ def worker(port: int) -> None:
             start = clock()
             fn()
             total += clock() - start
-            if after is not None and case == "record":
+            if after is not None and case in UNTIMED_AFTER:
                 after()
-        if after is not None and case != "record":
+        if after is not None and case not in UNTIMED_AFTER:
             after()
         print(total / (int(reps) * PER_OP.get(case, 1)), flush=True)
     session.close()

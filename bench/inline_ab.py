@@ -38,27 +38,6 @@ import service as bench  # noqa: E402 - bench/service.py: its servers, requests 
 from gradserve.v1 import service_pb2_grpc  # noqa: E402
 
 
-def run_aio_echo_server() -> None:
-    """Serve bench/service.py's echo method on grpc.aio until killed; print the port."""
-    import asyncio
-
-    import grpc
-
-    async def echo(request: bytes, context: Any) -> bytes:
-        return request
-
-    async def serve() -> None:
-        server = grpc.aio.server(options=bench.OPTIONS)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-            "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}),))
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        print(f"aio echo serving on port {port}", flush=True)
-        await server.wait_for_termination()
-
-    asyncio.run(serve())
-
-
 def server_cpu_ns(pid: int) -> int:
     """Nanoseconds all threads of process `pid` have run (their schedstat)."""
     total = 0
@@ -94,7 +73,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--aio-echo-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.aio_echo_server:
-        run_aio_echo_server()
+        bench.run_aio_echo_server(gradserve_heap=False)
         return 0
     common = [sys.executable, "-m", "gradserve.server.cli", "serve", "--host", "127.0.0.1",
               "--port", "0", "--workers", str(bench.WORKERS), "--log-level", "WARNING"]

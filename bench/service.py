@@ -10,6 +10,11 @@ gradserve, and an echo server that returns its request bytes. Then measures, fro
     the same size;
   - requests/s of the stateless call and of its echo at 1, 4 and 16 concurrent clients;
   - a 1 MiB float32 tensor through RunGraph (y = x**2 summed, gradient back) against a 1 MiB echo.
+Every echo figure is measured twice: on the threaded echo (`grpc.server`'s thread pool: the
+baseline of the targets) and on the same echo on `grpc.aio` ("aio echo", its handler answering on
+the event loop, under gradserve's heap settings): gradserve's transport is grpc.aio
+(docs/security.md), so the aio echo is the floor of what gradserve can reach, and the second
+ratio shows gradserve's own cost above it.
 Prints a table of the figures and their ratios, and for each latency series the CPU time each
 server process spent per call (user + system, from /proc/<pid>/stat; Linux only): on a shared,
 loaded machine wall-clock latency mostly measures waiting for a core, CPU per call what each
@@ -57,6 +62,35 @@ def run_echo_server(workers: int = WORKERS) -> None:
     server.start()
     print(f"echo serving on port {port}", flush=True)
     server.wait_for_termination()
+
+
+def run_aio_echo_server(gradserve_heap: bool = True) -> None:
+    """Serve the echo method on grpc.aio until killed; print the port. With `gradserve_heap`,
+    under gradserve's default heap settings (server/heap.py: freed memory kept, arenas limited;
+    glibc's defaults make a 1 MiB echo page-fault and cost ~2x its CPU, bench/mib.py)."""
+    import asyncio
+
+    if gradserve_heap:
+        from gradserve.server import heap
+        from gradserve.server.config import ServerConfig
+
+        config = ServerConfig()
+        heap.keep_freed(config.malloc_keep)
+        heap.limit_arenas(config.malloc_arenas)
+
+    async def echo(request: bytes, context: Any) -> bytes:
+        return request
+
+    async def serve() -> None:
+        server = grpc.aio.server(options=OPTIONS)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        print(f"aio echo serving on port {port}", flush=True)
+        await server.wait_for_termination()
+
+    asyncio.run(serve())
 
 
 def start(cmd: list[str]) -> tuple[subprocess.Popen[str], int]:
@@ -188,10 +222,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--processes", type=int, default=1,
                         help="gradserve's --processes (above 1: no session row)")
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--aio-echo-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=WORKERS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo_server:
         run_echo_server(args.workers)
+        return 0
+    if args.aio_echo_server:
+        run_aio_echo_server()
         return 0
 
     gs_proc, gs_port = start([sys.executable, "-m", "gradserve.server.cli", "serve", "--host",
@@ -199,23 +237,25 @@ def main(argv: list[str]) -> int:
                               "--log-level", "WARNING",
                               "--processes", str(args.processes)])
     echo_proc, echo_port = start([sys.executable, __file__, "--echo-server"])
-    rows: list[tuple[str, str, float, float, str]] = []
+    aio_proc, aio_port = start([sys.executable, __file__, "--aio-echo-server"])
+    rows: list[tuple[str, str, float, float, float, str]] = []
     try:
-        gs_ch, echo_ch = channel(gs_port), channel(echo_port)
+        gs_ch = channel(gs_port)
         stub = service_pb2_grpc.AutogradServiceStub(gs_ch)
-        echo = echo_ch.unary_unary(ECHO_METHOD)
-
-        def echo_of(payload: bytes) -> Callable[[], Any]:
-            return lambda: echo(payload)
+        echo = channel(echo_port).unary_unary(ECHO_METHOD)
+        aio_echo = channel(aio_port).unary_unary(ECHO_METHOD)
 
         def series(name: str, ours: Callable[[], Any], payload: bytes, n: int,
                    target: str, p99: bool = True) -> None:
             a = Latencies(ours, n, gs_proc.pid)
-            e = Latencies(echo_of(payload), n, echo_proc.pid)
-            rows.append((name, "p50 ms", pct(a.values, 50), pct(e.values, 50), target))
+            e = Latencies(lambda: echo(payload), n, echo_proc.pid)
+            f = Latencies(lambda: aio_echo(payload), n, aio_proc.pid)
+            rows.append((name, "p50 ms", pct(a.values, 50), pct(e.values, 50),
+                         pct(f.values, 50), target))
             if p99:
-                rows.append((name, "p99 ms", pct(a.values, 99), pct(e.values, 99), ""))
-            rows.append((name, "cpu ms", a.cpu_ms, e.cpu_ms, "(server CPU per call)"))
+                rows.append((name, "p99 ms", pct(a.values, 99), pct(e.values, 99),
+                             pct(f.values, 99), ""))
+            rows.append((name, "cpu ms", a.cpu_ms, e.cpu_ms, f.cpu_ms, "(server CPU per call)"))
 
         small = square_graph_request(np.array(3.0, np.float32))
         series("stateless x**2 grad", lambda: stub.RunGraph(small), small.SerializeToString(),
@@ -230,14 +270,17 @@ def main(argv: list[str]) -> int:
                 s = service_pb2_grpc.AutogradServiceStub(channel(gs_port))
                 return lambda: s.RunGraph(small)
 
-            def make_echo() -> Callable[[], Any]:
-                m = channel(echo_port).unary_unary(ECHO_METHOD)
-                data = small.SerializeToString()
-                return lambda: m(data)
+            def make_echo(port: int) -> Callable[[], Callable[[], Any]]:
+                def make() -> Callable[[], Any]:
+                    m = channel(port).unary_unary(ECHO_METHOD)
+                    data = small.SerializeToString()
+                    return lambda: m(data)
+                return make
 
             g = throughput(make_gs, clients, args.seconds)
-            x = throughput(make_echo, clients, args.seconds)
-            rows.append((f"stateless, {clients} clients", "req/s", g, x,
+            x = throughput(make_echo(echo_port), clients, args.seconds)
+            y = throughput(make_echo(aio_port), clients, args.seconds)
+            rows.append((f"stateless, {clients} clients", "req/s", g, x, y,
                          ">= 0.8" if clients == 16 else ""))
 
         big = square_graph_request(np.random.default_rng(0).standard_normal(
@@ -245,14 +288,17 @@ def main(argv: list[str]) -> int:
         series("1 MiB float32 stateless", lambda: stub.RunGraph(big), big.SerializeToString(),
                max(20, args.calls // 40), "<= 1.5", p99=False)
     finally:
-        for proc in (gs_proc, echo_proc):
+        for proc in (gs_proc, echo_proc, aio_proc):
             proc.terminate()
             proc.wait()
 
-    print(f"{'measure':<26} {'unit':<7} {'gradserve':>10} {'echo':>10} {'ratio':>7}  target")
-    for name, unit, ours, theirs, target in rows:
+    print(f"{'measure':<26} {'unit':<7} {'gradserve':>10} {'echo':>10} {'ratio':>7}  "
+          f"{'aio echo':>10} {'ratio':>7}  target (vs echo)")
+    for name, unit, ours, theirs, floor, target in rows:
         ratio = ours / theirs if theirs else math.nan
-        print(f"{name:<26} {unit:<7} {ours:>10.3f} {theirs:>10.3f} {ratio:>7.2f}  {target}")
+        above = ours / floor if floor else math.nan
+        print(f"{name:<26} {unit:<7} {ours:>10.3f} {theirs:>10.3f} {ratio:>7.2f}  "
+              f"{floor:>10.3f} {above:>7.2f}  {target}")
     return 0
 
 

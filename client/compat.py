@@ -41,6 +41,9 @@ def install(session: Any) -> None:
     types_ = compat.legacy_types(Tensor, lambda d, args, kw: compat.legacy_new(be, d, args, kw),
                                  lambda t: t.dtype.name)
     session.__dict__.update(types_)
+    from . import distributions
+
+    session.distributions = distributions.build(session)
     # torch.nn and its namespaces name their missing names themselves (surface/nn.py)
     if type(session.autograd) is types.SimpleNamespace:
         session.autograd = Namespace("torch.autograd", **vars(session.autograd))

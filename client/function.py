@@ -116,6 +116,9 @@ class Function:
             try:
                 m = session._record(_bind(results), results).apply_function
                 m.name = cls.__name__
+                # its outputs' grad_fn shows as torch's custom node class (client/tensor.py)
+                session.__dict__.setdefault("_function_nodes", set()).add(
+                    cls.__name__ + "Backward")
                 m.node = node
                 for a in args:
                     session._value(a if isinstance(a, Tensor) else None, m.args.add(),

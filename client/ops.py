@@ -8,7 +8,13 @@ from typing import Any
 
 from gradserve.surface import messages
 from gradserve.surface.binding import take_inputs, torch_keywords
-from gradserve.surface.signature import ATTR_KINDS, AttrSpec, AttrValidator
+from gradserve.surface.signature import (
+    ATTR_KINDS,
+    REFUSED,
+    AttrSpec,
+    AttrValidator,
+    nullable,
+)
 from gradserve.surface.spellings import is_int
 from gradserve.v1 import attrs as wire_attrs
 from gradserve.v1 import catalogue_pb2, graph_pb2
@@ -64,7 +70,7 @@ class OpSpec:
 
     __slots__ = ("name", "inputs", "optional", "variadic", "attrs", "attr_kinds", "specs",
                  "n_outputs", "output_count", "differentiable", "doc", "sizes_first",
-                 "positional_only", "inplace", "view", "random", "node", "params")
+                 "positional_only", "inplace", "view", "random", "node", "params", "_plans")
 
     def __init__(self, info: catalogue_pb2.OpInfo):
         self.name = info.name
@@ -93,6 +99,8 @@ class OpSpec:
         # torch's `*size` varargs: x.reshape(2, 3), zeros(2, 3) for a first `ints` attribute.
         self.sizes_first = bool(self.attrs) and self.attr_kinds[0] == catalogue_pb2.ATTR_KIND_INTS
         self.params = frozenset((*self.inputs, *self.attrs))
+        # binding plans by call signature (see `_plan`); False: that signature takes `_bind`
+        self._plans: dict[Any, _Plan | bool] = {}
 
     def bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[list[Any],
                                                                            dict[str, Any]]:
@@ -107,6 +115,21 @@ class OpSpec:
         """
         if not kwargs and self.positional_only and len(args) == len(self.inputs):
             return list(args), {}  # every input positional, no attributes: the common case
+        call = args
+        n_in = len(self.inputs)
+        if self.sizes_first and len(args) > n_in and is_int(args[n_in]):
+            # torch's `*size` varargs (x.reshape(2, 3)): the leading ints as one tuple, as
+            # `_bind` takes them (which still gets the call as given if no plan takes it)
+            k = n_in + 1
+            while k < len(args) and is_int(args[k]):
+                k += 1
+            call = (*args[:n_in], tuple([int(v) for v in args[n_in:k]]), *args[k:])
+        key: Any = len(call) if not kwargs else (len(call), *kwargs)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(call, kwargs, key)
+        if plan is not False:
+            return plan.apply(self.name, call, kwargs)  # type: ignore[union-attr]
         kw = dict(torch_keywords(dict(kwargs), self.params))
         # torch's generator= on a random op: carried as the "generator" entry of the attributes
         # (Session._record_apply and Session.inplace send it as the instruction's generator)
@@ -115,6 +138,28 @@ class OpSpec:
         if generator is not None:
             attrs["generator"] = generator
         return inputs, attrs
+
+    def _plan(self, args: Sequence[Any], kwargs: Mapping[str, Any], key: Any) -> _Plan | bool:
+        """The binding plan of calls with `key`'s signature (the positional count and keyword
+        names), made and kept the first time: False when such calls take `_bind` (a factory, a
+        random or variadic op, an input given by name, or a call `_bind`
+        refuses for its names and count alone, which it then raises)."""
+        plan: _Plan | bool = False
+        n = len(self.inputs)
+        extra = len(args) - n
+        names = list(torch_keywords(dict.fromkeys(kwargs), self.params))
+        specs = self.specs
+        if (specs is not None and n and not self.random and not self.variadic and extra >= 0
+                and extra <= len(specs)
+                and all(k in self.attrs for k in names)
+                and not set(self.attrs[:extra]) & set(names)):
+            given = {**{a: n + j for j, a in enumerate(self.attrs[:extra])},
+                     **dict(zip(names, kwargs))}
+            if all(s.name in given for s in specs if s.required):
+                plan = _Plan(n, tuple((s, given[s.name]) for s in specs if s.name in given))
+        if len(self._plans) < _MAX_PLANS:
+            self._plans[key] = plan
+        return plan
 
     def _bind(self, args: Sequence[Any], kw: dict[str, Any]) -> tuple[list[Any],
                                                                      dict[str, Any]]:
@@ -158,6 +203,39 @@ class OpSpec:
                 raise TypeError(f"{self.name}() got multiple values for argument '{key}'")
             attrs[key] = v
         return attrs
+
+
+# Call signatures kept per op (a program uses a few; names are the caller's, so bounded).
+_MAX_PLANS = 64
+
+
+class _Plan:
+    """How calls of one signature bind (`OpSpec._plan`): the tensor inputs are the first `n`
+    positional arguments; each given attribute is read from its positional index or keyword
+    name and checked by its kind's converter, in the op's attribute order. A value the kind
+    refuses raises `ATTRS.check`'s error, as `_bind` would."""
+
+    __slots__ = ("n", "steps")
+
+    def __init__(self, n: int, given: tuple[tuple[AttrSpec, int | str], ...]):
+        self.n = n
+        # (name, where, convert, accepts None, spec)
+        self.steps = tuple((s.name, where, ATTR_KINDS[s.kind].convert, nullable(s), s)
+                           for s, where in given)
+
+    def apply(self, op: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+              ) -> tuple[list[Any], dict[str, Any]]:
+        attrs: dict[str, Any] = {}
+        for name, where, convert, accepts_none, spec in self.steps:
+            v = args[where] if type(where) is int else kwargs[where]  # type: ignore[index]
+            if v is None and accepts_none:
+                attrs[name] = None
+                continue
+            out = convert(v, _as_dtype)
+            if out is REFUSED or (spec.choices and out not in spec.choices):
+                out = ATTRS.check(op, spec, v)  # raises the validator's error
+            attrs[name] = out
+        return list(args[:self.n]), attrs
 
 
 class OpTable:

@@ -37,6 +37,7 @@ from gradserve.surface import linalg as surface_linalg
 from gradserve.surface import meta as surface_meta
 from gradserve.surface import out_arg as surface_out_arg
 from gradserve.surface.functional import ErrorTypes, Functional
+from gradserve.surface.node_names import node_name
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import (
     FETCH_GRAD_REPR_FEATURE,
@@ -376,6 +377,16 @@ class Session:
         if (not attrs and spec.n_outputs == 1 and spec.inputs and not spec.variadic
                 and self._recorder.tape_sink is not None):
             return self._apply_plain(spec, inputs)
+        key = None
+        if (spec.n_outputs == 1 and spec.inputs and not spec.variadic and not spec.random
+                and self._infer and not self._inplace_pending and not self.verify_meta
+                and not self.closed):
+            # an op with attributes seen before with these inputs' Metas and attributes
+            key = self._attr_op_key(spec, inputs, attrs)
+            if key is not None:
+                hit = _ATTR_OPS.get(key)
+                if hit is not None:
+                    return self._record_attr_op(spec, inputs, hit)
         n = spec.n_outputs
         if n is None:
             n = self._count_outputs(spec, inputs, attrs)
@@ -391,8 +402,78 @@ class Session:
             except BaseException:
                 rec.truncate(start)
                 raise
+        if key is not None and known:  # recorded as described: the next such call is a hit
+            if len(_ATTR_OPS) >= _ATTR_OPS_MAX:
+                _ATTR_OPS.clear()
+            _ATTR_OPS[key] = (outs[0]._meta, outs[0]._node, _apply_template(
+                spec.name, True, not grad_mode._state.enabled, attrs))
         self._after_record()
         return outs[0] if spec.n_outputs == 1 else tuple(outs)
+
+    def _attr_op_key(self, spec: OpSpec, inputs: Sequence[Any], attrs: dict[str, Any]
+                     ) -> tuple[Any, ...] | None:
+        """`_ATTR_OPS`'s key for a call of one-output op `spec` (grad mode, each input's Meta, a
+        float's type, another scalar's type and value, each bound attribute's name, type and
+        value), or None when the call is not one `_record_attr_op` records: an input of
+        another kind or session, without Meta or failed, an int outside int64, an unhashable
+        attribute or a float zero (0.0 == -0.0)."""
+        parts: list[Any] = [spec.name, grad_mode._state.enabled]
+        for v in inputs:
+            kind = type(v)
+            if kind is Tensor or kind is _Parameter:
+                m = v._meta
+                if m is None or v._error is not None or v._owner is not self:
+                    return None
+                parts.append(m)
+            elif kind is float:
+                parts.append(float)
+            elif v is None or kind is bool or (kind is int and _INT64_MIN <= v <= _INT64_MAX):
+                parts.append((kind, v))
+            else:
+                return None
+        for k, v in attrs.items():
+            if v.__class__ is float and v == 0.0:
+                return None
+            parts += (k, v.__class__, v)
+        key = tuple(parts)
+        try:
+            hash(key)
+        except TypeError:
+            return None
+        return key
+
+    def _record_attr_op(self, spec: OpSpec, inputs: Sequence[Any],
+                        hit: tuple[Any, Any, spb.ApplyOp]) -> Tensor:
+        """`_apply`'s recording of a call `_attr_op_key` keys and `_ATTR_OPS` knows: its result
+        described here (`hit`: Meta, grad_fn name, the ApplyOp's op, omit_info, no_grad and
+        attributes), the inputs checked by the key, so nothing can be refused."""
+        meta, node, template = hit
+        handle = next(self._handles)
+        out = Tensor(self, handle)
+        out._meta = meta
+        out._node = node
+        self._live[handle] = _ref(out)
+        rec = self._recorder
+        with rec.lock:
+            m = rec.add(None, [out], user_origin(3)).apply_op  # user_origin(3): _apply's caller
+            add = m.inputs.add
+            for v in inputs:
+                kind = type(v)
+                if kind is Tensor or kind is _Parameter:
+                    add(handle=v._handle)
+                elif kind is float:
+                    add(float_scalar=v)
+                elif v is None:
+                    add().none.SetInParent()
+                elif kind is bool:
+                    add(bool_scalar=v)
+                else:
+                    add(int_scalar=v)
+            m.MergeFrom(template)
+            m.outputs.append(handle)
+        if self.eager or self.pipelined:
+            self._after_record()
+        return out
 
     def _apply_plain(self, spec: OpSpec, inputs: Sequence[Any]) -> Any:
         """`_apply` of the commonest op (one output, tensor inputs, no attributes) on a tape:
@@ -407,7 +488,7 @@ class Session:
             key: list[Any] = [spec.name, grad]
             for v in inputs:
                 kind = type(v)
-                if kind is Tensor:
+                if kind is Tensor or kind is _Parameter:
                     m = v._meta
                     if m is None or v._error is not None or v._owner is not self:
                         break
@@ -419,10 +500,10 @@ class Session:
                 else:
                     break
             else:
-                metas = _INFERRED.get(tuple(key))
-                if metas is not None and len(metas) == 1:
-                    m = metas[0]
-                    node = spec.node if m.requires_grad else ""
+                hit = _INFERRED.get(tuple(key))
+                if hit is not None and hit[0] is not None and len(hit[0]) == 1:
+                    m = hit[0][0]
+                    node = hit[1] if m.requires_grad else ""
                     handle = next(self._handles)
                     out = Tensor(self, handle)
                     out._meta = m
@@ -452,7 +533,7 @@ class Session:
                         append(index | flags << 32 | len(inputs) << 40 | 1 << 52)
                         for v in inputs:
                             kind = type(v)
-                            if kind is Tensor:
+                            if kind is Tensor or kind is _Parameter:
                                 append(v._handle << 3)  # HANDLE: kind 0
                             elif kind is float:
                                 floats = tape.floats
@@ -525,18 +606,19 @@ class Session:
         `_node`); True when each one's shape, dtype, requires_grad and grad_fn name is known,
         so the server need not describe them. Nothing is sent or waited for: an input whose
         metadata is not known here leaves the results to the server's description."""
-        metas: Any = _MISSING
+        hit: Any = _MISSING
         grad = grad_mode._state.enabled
         key: tuple[Any, ...] | None = None
-        if not attrs and not spec.variadic:
+        if not spec.variadic and not spec.random:
             # the hot path: (op, grad mode, each input's Meta, a float as its type: a rule reads
-            # no value but an int's range) -> the answer, cached
+            # no value but an int's range, each attribute's name, type and value) -> the
+            # answer, cached
             parts: list[Any] = [spec.name, grad]
             for v in inputs:
                 kind = type(v)
                 if kind is float:
                     parts.append(float)
-                elif kind is Tensor:
+                elif kind is Tensor or kind is _Parameter:
                     m = v._meta
                     if m is None or v._error is not None or v._owner is not self:
                         break
@@ -546,9 +628,14 @@ class Session:
                 else:
                     break
             else:
+                for k, v in attrs.items():  # bound: ints, floats, bools, strs, tuples, dtypes
+                    parts += (k, v.__class__, v)
                 key = tuple(parts)
-                metas = _INFERRED.get(key, _MISSING)
-        if metas is _MISSING:
+                try:
+                    hit = _INFERRED.get(key, _MISSING)
+                except TypeError:  # an unhashable value (from a server whose kinds are new)
+                    key = None
+        if hit is _MISSING:
             args: list[Any] = []
             for v in (inputs[0] if spec.variadic else inputs):
                 if isinstance(v, Tensor):
@@ -562,10 +649,17 @@ class Session:
                     args.append(v)
             metas = surface_meta.infer(spec.name, [args] if spec.variadic else args, attrs,
                                        grad)
+            # the node of results that require grad: the op's one name, or the surface's rule
+            # for the ops torch names by their arguments (None: the server names it)
+            node = spec.node
+            if node is None and metas is not None and not spec.variadic:
+                node = node_name(spec.name, args, attrs)
+            hit = (metas, node)
             if key is not None:
                 if len(_INFERRED) >= _INFERRED_MAX:
                     _INFERRED.clear()
-                _INFERRED[key] = metas
+                _INFERRED[key] = hit
+        metas, node = hit
         if metas is None or len(metas) != len(outs):
             return False
         if requires_grad:  # a factory's requires_grad=True: a leaf (set_requires_grad follows)
@@ -574,7 +668,7 @@ class Session:
                 return False
             outs[0]._meta, outs[0]._node = m._replace(requires_grad=True), ""
             return True
-        node, known = spec.node, True
+        known = True
         for t, m in zip(outs, metas):
             t._meta = m
             if m.requires_grad:
@@ -616,30 +710,34 @@ class Session:
         check = self._check_meta if self.verify_meta else None
         m = self._record(_bind_outputs(outs, None if requires_grad else check), outs,
                          user_origin(3)).apply_op
-        m.op = spec.name
-        if known and not self.verify_meta:
-            m.omit_info = True
+        omit = known and not self.verify_meta
+        no_grad = not grad_mode._state.enabled
         if spec.variadic:
             for v in inputs[0]:
                 self._value(v, m.inputs.add(), f"{spec.name}(): argument '{spec.inputs[0]}'")
         else:
             for name, v in zip(spec.inputs, inputs):
-                if type(v) is Tensor and v._owner is self and v._error is None:
+                if (type(v) is Tensor or type(v) is _Parameter) and v._owner is self and (
+                        v._error is None):
                     m.inputs.add(handle=v._handle)  # what _value does, without its message
                 elif type(v) is float:
                     m.inputs.add(float_scalar=v)
                 else:
                     self._value(v, m.inputs.add(), f"{spec.name}(): argument '{name}'")
-        for k, v in attrs.items():
-            if k == "generator":  # a random op's generator= (OpSpec.bind)
-                m.generator = client_generator.generator_handle(self, v, spec.name)
-                continue
-            try:
-                codec.encode_attr(v, m.attrs[k])
-            except TypeError as exc:
-                raise TypeError(f"{spec.name}(): argument '{k}': {exc}") from None
-        if not grad_mode._state.enabled:
-            m.no_grad = True
+        if attrs and not spec.random:
+            # op, flags and attributes as one message made once per (op, flags, attributes)
+            m.MergeFrom(_apply_template(spec.name, omit, no_grad, attrs))
+        else:
+            m.op = spec.name
+            if omit:
+                m.omit_info = True
+            for k, v in attrs.items():
+                if k == "generator":  # a random op's generator= (OpSpec.bind)
+                    m.generator = client_generator.generator_handle(self, v, spec.name)
+                    continue
+                _encode_attr(spec.name, k, v, m)
+            if no_grad:
+                m.no_grad = True
         if len(outs) == 1:
             m.outputs.append(outs[0]._handle)
         else:
@@ -682,7 +780,7 @@ class Session:
         try:
             for k, v in enumerate(given):
                 kind = type(v)
-                if kind is Tensor and v._owner is self and v._error is None:
+                if (kind is Tensor or kind is _Parameter) and v._owner is self and v._error is None:
                     append(v._handle << 3)  # HANDLE: kind 0
                 elif kind is float:
                     floats = tape.floats
@@ -1341,9 +1439,64 @@ def _update_info(t: Tensor, check: Check | None = None
 
 
 _ref = weakref.ref
+# the hot paths test an input's exact type: a Tensor, or a module's Parameter (client/nn.py)
+_Parameter = nn.Parameter
 
-# Session._describe's answers for attribute-less ops by (op, input Metas, float inputs as their
-# type, grad mode): a program repeats a few shapes, and a dict lookup is cheaper than a rule.
+
+def _encode_attr(op: str, k: str, v: Any, m: spb.ApplyOp) -> None:
+    """Attribute `k` of op `op` into ApplyOp `m`.
+
+    Raises:
+        TypeError: a value no attribute kind accepts (naming the op and argument).
+    """
+    try:
+        codec.encode_attr(v, m.attrs[k])
+    except TypeError as exc:
+        raise TypeError(f"{op}(): argument '{k}': {exc}") from None
+
+
+# `Session._apply`'s calls of one-output ops with attributes recorded before, by
+# `Session._attr_op_key`: (the result's Meta, grad_fn name, `_apply_template`'s ApplyOp).
+_ATTR_OPS: dict[tuple[Any, ...], tuple[Any, Any, spb.ApplyOp]] = {}
+_ATTR_OPS_MAX = 4096
+
+# ApplyOps holding an op's name, omit_info, no_grad and attributes, by those (and the
+# attributes' types): merged into each instruction that has them, cheaper than encoding them.
+_TEMPLATES: dict[tuple[Any, ...], spb.ApplyOp] = {}
+_TEMPLATES_MAX = 1024
+
+
+def _apply_template(op: str, omit: bool, no_grad: bool, attrs: dict[str, Any]) -> spb.ApplyOp:
+    """The ApplyOp of `op` with these flags and attributes, nothing else set (kept in
+    `_TEMPLATES` unless a value is unhashable or a float zero, whose sign a key would lose).
+
+    Raises:
+        TypeError: an attribute value no attribute kind accepts.
+    """
+    parts: list[Any] = [op, omit, no_grad]
+    for k, v in attrs.items():
+        if v.__class__ is float and v == 0.0:
+            parts = []  # 0.0 == -0.0: not a key
+            break
+        parts += (k, v.__class__, v)
+    key = tuple(parts) if parts else None
+    try:
+        m = _TEMPLATES.get(key) if key is not None else None  # type: ignore[arg-type]
+    except TypeError:  # an unhashable value (a server whose attribute kinds are new)
+        key = m = None
+    if m is None:
+        m = spb.ApplyOp(op=op, omit_info=omit, no_grad=no_grad)
+        for k, v in attrs.items():
+            _encode_attr(op, k, v, m)
+        if key is not None:
+            if len(_TEMPLATES) >= _TEMPLATES_MAX:
+                _TEMPLATES.clear()
+            _TEMPLATES[key] = m
+    return m
+
+# Session._describe's answers, (result Metas or None, grad_fn name or None), by (op, input
+# Metas, float inputs as their type, grad mode, bound attributes with their types): a program
+# repeats a few shapes and arguments, and a dict lookup is cheaper than a rule.
 _INFERRED: dict[tuple[Any, ...], Any] = {}
 _INFERRED_MAX = 4096
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1  # a Python int a wire int_scalar holds

@@ -9,12 +9,13 @@ Printing is the server's own repr of the tensor (torch's format), fetched with t
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradserve.surface import compat, devices, layout, messages, operators
+from gradserve.surface import compat, devices, grad_mode, layout, messages, operators
 
 from .codec import DType
 
@@ -74,11 +75,29 @@ class GradFn:
         return register_node_hook(self._tensor._owner, self._tensor, hook, True)
 
     def __repr__(self) -> str:
-        return f"<{self._name} object at {id(self):#x}>"
+        module = type(self).__module__
+        prefix = f"{module}." if module == FUNCTION_NODE_MODULE else ""
+        return f"<{prefix}{self._name} object at {id(self):#x}>"
+
+
+FUNCTION_NODE_MODULE = "torch.autograd.function"
+"""The module torch gives the node class of a custom autograd.Function (`ExpBackward`)."""
+
+
+@functools.lru_cache(maxsize=1024)
+def grad_fn_class(name: str, custom: builtins.bool) -> type[GradFn]:
+    """The class of a grad_fn shown as `<name>`, named as torch's node class is:
+    `type(y.grad_fn).__name__` is "MulBackward0", and a custom Function's node class
+    ("ExpBackward") lives in torch.autograd.function, which its repr shows."""
+    return type(name, (GradFn,), {"__slots__": (),
+                                  "__module__": FUNCTION_NODE_MODULE if custom else "builtins"})
 
 
 class Tensor:
     """A tensor held remotely; behaves like torch.Tensor for the supported API."""
+
+    # shown as torch's class: `print(type(x))` is "<class 'torch.Tensor'>" (tutorials print it)
+    __module__ = "torch"
 
     # Made once per recorded op, so only what every tensor sets at once is a slot; the rest
     # are class defaults a tensor overrides (in its `__dict__`) once it has one of its own.
@@ -217,7 +236,10 @@ class Tensor:
     @property
     def grad_fn(self) -> GradFn | None:
         name = self._owner.grad_fn_name(self)
-        return GradFn(name, self) if name else None
+        if not name:
+            return None
+        custom = name in getattr(self._owner, "_function_nodes", ())
+        return grad_fn_class(name, custom)(name, self)
 
     @property
     def retains_grad(self) -> builtins.bool:
@@ -339,8 +361,9 @@ class Tensor:
     # --- values ---------------------------------------------------------------------------------
 
     def numpy(self, *, force: builtins.bool = False) -> np.ndarray:
-        """The value as a new ndarray (torch refuses while requires_grad is set)."""
-        if not force and self.requires_grad:
+        """The value as a new ndarray (torch refuses while requires_grad is set and grad mode
+        is on: under no_grad() or inference_mode() it gives the values)."""
+        if not force and grad_mode.is_grad_enabled() and self.requires_grad:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
                                "tensor.detach().numpy() instead.")
         return self._owner.value(self).copy()

@@ -108,6 +108,7 @@ def set_default_dtype(d: DType) -> None:
     functions (float32 or float64), for everything in this process."""
     name = _devices.check_default_dtype(d, lambda v: v.name if isinstance(v, DType) else None)
     dtypes.DEFAULT_FLOAT = dtypes.by_name(name)
+    registry.forget_rules()  # the remembered dtype rules answered for the old default
 
 
 def get_default_dtype() -> DType:

@@ -23,6 +23,7 @@ from .dispatch import (
     refresh_view,
     run,
     run_into,
+    run_scalar,
     view_positions,
 )
 from .registry import OPS, OpDef, bind_attrs, lookup
@@ -71,8 +72,15 @@ def make_function(op: OpDef) -> Callable[..., Any]:
             return run(op, (tuple(tensors),), bind_attrs(op, extra, kw))
         fn: Callable[..., Any] = variadic_fn
     elif not op.attrs and not any(op.optional):
-        def plain_fn(*args: Any) -> Any:
-            return run(op, args, {})
+        if op.scalar_path:
+            def plain_fn(*args: Any) -> Any:
+                # dispatch.run's first step, without its frame (`sin(x)` of a 0-d x)
+                attrs: dict[str, Any] = {}
+                out = run_scalar(op, args, attrs)
+                return out if out is not None else run(op, args, attrs)
+        else:
+            def plain_fn(*args: Any) -> Any:
+                return run(op, args, {})
         fn = plain_fn
     else:
         random = getattr(op, "random", False)
@@ -205,6 +213,7 @@ def _type_word(d: Any) -> str:
 
 
 _OPERANDS = (Tensor, *_SCALARS)  # what a binary operator takes; anything else: NotImplemented
+_COMMON_OPERANDS = frozenset((Tensor, float, int))  # the common ones, tested first
 
 
 def _operand(x: Any) -> bool:
@@ -214,20 +223,34 @@ def _operand(x: Any) -> bool:
 def _binary(op: OpDef) -> Callable[[Tensor, Any], Any]:
     defaults = op.default_attrs
 
+    scalar_path = op.scalar_path
+
     def method(self: Tensor, other: Any) -> Any:
-        if not isinstance(other, _OPERANDS):
+        if type(other) not in _COMMON_OPERANDS and not isinstance(other, _OPERANDS):
             return NotImplemented
-        return run(op, (self, other), dict(defaults) if defaults else {})
+        args, attrs = (self, other), dict(defaults) if defaults else {}
+        if scalar_path:  # dispatch.run's first step, without its frame (`x * 2.0` of a 0-d x)
+            out = run_scalar(op, args, attrs)
+            if out is not None:
+                return out
+        return run(op, args, attrs)
     return method
 
 
 def _reflected(op: OpDef) -> Callable[[Tensor, Any], Any]:
     defaults = op.default_attrs
 
+    scalar_path = op.scalar_path
+
     def method(self: Tensor, other: Any) -> Any:
-        if not isinstance(other, _OPERANDS):
+        if type(other) not in _COMMON_OPERANDS and not isinstance(other, _OPERANDS):
             return NotImplemented
-        return run(op, (other, self), dict(defaults) if defaults else {})
+        args, attrs = (other, self), dict(defaults) if defaults else {}
+        if scalar_path:  # as `_binary`'s
+            out = run_scalar(op, args, attrs)
+            if out is not None:
+                return out
+        return run(op, args, attrs)
     return method
 
 

@@ -16,9 +16,17 @@ from .tensor import Tensor
 
 _SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
 _PY_SCALARS = frozenset((bool, int, float))
-_make_result = Tensor._result  # read once: run() makes one per op
+_new_tensor = object.__new__
+# what an op's forward returns as it is kept: an array, or a numpy scalar for a 0-d result
+_NP_RESULTS = frozenset((np.ndarray, np.float32, np.float64, np.int64, np.int32, np.bool_))
 _SCALAR_OPERATORS = scalarmath.OPERATORS
+_FLOATS, _PARTNERS = scalarmath.FLOATS, scalarmath.PARTNERS
 _NODE_BYTES = limits.NODE_BYTES
+# read once: the thread-local states (one object each, per-thread attributes) and the node
+# constructor (a classmethod, bound anew at each attribute read)
+_LIMITS = limits._state
+_GRAD = grad_mode._state
+_create_node = Node.create
 
 
 def apply(name: str, inputs: Sequence[Any], attrs: Mapping[str, Any] | None = None, *,
@@ -88,20 +96,53 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
 
     This is the hot path of every op: one pass over the inputs, no allocation but the result's.
     """
+    if op.scalar_path and generator is None:
+        out = run_scalar(op, args, attrs)
+        if out is not None:
+            return out
     if not checked and len(args) != op.arity:
         check_inputs(op, args)
     flat = args[0] if op.variadic else args
-    try:
-        compute, out_dtype = op.dtype_rule(flat, attrs)
-    except (AttributeError, AssertionError):
-        require_tensor(op, flat)  # a scalar or None where the rule needs a Tensor
-        raise
-    except _RULE_FAILURES as exc:
-        raise _unjudged(op, exc) from None
+    # the dtype rule's answer, remembered by input dtypes where the rule allows
+    # (registry.rule_key, inline: one Tensor, two of one dtype, a Tensor and a Python number)
+    rules = op.rule_cache
+    key: Any = None
+    if rules is not None:
+        n = len(flat)
+        if n == 1:
+            a = flat[0]
+            if type(a) is Tensor:
+                key = a.dtype
+        elif n == 2:
+            a, b = flat
+            ta, tb = type(a), type(b)
+            if ta is Tensor:
+                if tb is Tensor:
+                    if b.dtype is a.dtype:
+                        key = a.dtype
+                elif tb in _PY_SCALARS:
+                    key = (a.dtype, tb)
+            elif tb is Tensor and ta in _PY_SCALARS:
+                key = (ta, b.dtype)
+        if key is not None:
+            rule = rules.get(key)
+            if rule is not None:
+                compute, out_dtype = rule
+    if key is None or rule is None:
+        try:
+            rule = op.dtype_rule(flat, attrs)
+        except (AttributeError, AssertionError):
+            require_tensor(op, flat)  # a scalar or None where the rule needs a Tensor
+            raise
+        except _RULE_FAILURES as exc:
+            raise _unjudged(op, exc) from None
+        compute, out_dtype = rule
+        if key is not None:
+            rules[key] = rule  # type: ignore[index]
     # read once: when no bound is active on entry, none is on return either (the scopes the
     # forward may enter restore what they change), so the node's charge below needs no second
     # read of the thread-local state (each costs about three plain attribute reads)
-    limited = limits._state.active
+    limited = _LIMITS.active
     if limited:
         _admit(op, flat, attrs, compute, out_dtype)
     arrays: list[Any] = []
@@ -144,8 +185,14 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
                 raw = fast(*arrays)  # 0-d floats: numpy's scalar operator, the same bits
             else:
                 raw = ufunc(*arrays)
+        elif op.variadic:
+            raw = op.forward(arrays, **attrs)
+        elif attrs:
+            raw = op.forward(*arrays, **attrs)
+        elif len(arrays) == 1:  # a unary op without attributes (`sin`): called directly
+            raw = op.forward(arrays[0])
         else:
-            raw = op.forward(arrays, **attrs) if op.variadic else op.forward(*arrays, **attrs)
+            raw = op.forward(*arrays)
     except errors.EngineError:
         raise
     except RuntimeWarning:
@@ -161,19 +208,30 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     if generator is not None:
         attrs.pop("generator")
 
-    record = rg_mask and op.differentiable and grad_mode._state.enabled
+    record = rg_mask and op.differentiable and _GRAD.enabled
     if op.n_outputs == 1:
         data = raw
-        if type(raw) is not np.ndarray and not isinstance(raw, np.generic):
+        if type(raw) not in _NP_RESULTS and not isinstance(raw, np.generic):
             data = np.asarray(raw)
         out_np = out_dtype.np
         if data.dtype is not out_np and data.dtype != out_np:
             data = data.astype(out_np)
-        out = _make_result(data, out_dtype)
+        # the result: Tensor._result inline (this runs for every op)
+        out = _new_tensor(Tensor)
+        out._data = data
+        out.dtype = out_dtype
+        out._rg = False
+        out.grad_fn = None
+        out.output_nr = 0
+        out._grad = None
+        out._version = [0]
+        out._accum = None
+        out._retains_grad = False
+        out._base = None
         if view:
             _link_view(flat[0], out)
         if record and out_dtype.category == 2:  # as torch: only floating results require grad
-            node = Node.create(op, args, attrs, (out,), rg_mask)
+            node = _create_node(op, args, attrs, (out,), rg_mask)
             if node is not None:
                 out.grad_fn = node
                 out._rg = True
@@ -203,6 +261,141 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
             if limited:
                 limits.charge(limits.NODE_BYTES, op.node_what)  # (nothing without a budget)
     return outs
+
+
+def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tensor | None:
+    """`run` for the common small call, or None (nothing done) where it does not apply.
+
+    It applies to an op with `OpDef.scalar_path` on one or two inputs, each a Tensor whose data
+    is a numpy scalar (0-d, not a view) of the dtype the op computes in, or a Python number,
+    once the op's dtype answer for them is remembered (`OpDef.rule_cache`), and under limits
+    only to an elementwise op (`OpDef.scalar_bounds`: a 0-d result). It makes the calls `run`
+    makes for these inputs, in its order (the dtype answer, the limits' admission and charge,
+    the forward or the scalar operator `run` would choose, the result, the node and its
+    charge), without `run`'s steps that cannot apply to them. A forward that raises leaves it
+    to `run` (the admission's charge given back first), which computes it again and says what
+    went wrong.
+    """
+    n = len(args)
+    if n != op.arity:
+        return None
+    key: Any
+    if n == 1:
+        x = args[0]
+        if type(x) is not Tensor or x._base is not None:
+            return None
+        tensor_dtype = key = x.dtype
+        rg_mask = 1 if x._rg else 0
+        x = x._data
+        if type(x) is np.ndarray:
+            return None
+        y: Any = None
+    elif n == 2:
+        x, y = args
+        tx, ty = type(x), type(y)
+        if tx is Tensor:
+            if x._base is not None:
+                return None
+            tensor_dtype = x.dtype
+            rg_mask = 1 if x._rg else 0
+            x = x._data
+            if type(x) is np.ndarray:
+                return None
+            if ty is Tensor:
+                if y._base is not None or y.dtype is not tensor_dtype:
+                    return None
+                if y._rg:
+                    rg_mask |= 2
+                y = y._data
+                if type(y) is np.ndarray:
+                    return None
+                key = tensor_dtype
+            elif ty in _PY_SCALARS:
+                key = (tensor_dtype, ty)
+            else:
+                return None
+        elif ty is Tensor and tx in _PY_SCALARS:
+            if y._base is not None:
+                return None
+            tensor_dtype = y.dtype
+            rg_mask = 2 if y._rg else 0
+            y = y._data
+            if type(y) is np.ndarray:
+                return None
+            key = (tx, tensor_dtype)
+        else:
+            return None
+    else:
+        return None
+    rule = op.rule_cache.get(key)  # type: ignore[union-attr]
+    if rule is None:
+        return None
+    compute, out_dtype = rule
+    if compute is not None and compute is not tensor_dtype:
+        return None  # a cast first: `run`'s
+    limited = _LIMITS.active
+    if limited:
+        if op.scalar_bounds is None:
+            return None  # (an op that is not elementwise may make a large result of 0-d inputs)
+        state = _LIMITS
+        before = state.bytes_left
+        _admit(op, args, attrs, compute, out_dtype)  # raises as `run` would here
+    try:
+        fast = op.scalar_operator
+        if n == 1:
+            if fast is not None and type(x) in _FLOATS:
+                raw = fast(x)
+            elif op.ufunc is not None:
+                raw = op.ufunc(x)
+            else:
+                raw = op.forward(x, **attrs) if attrs else op.forward(x)
+        elif fast is not None:
+            t0, t1 = type(x), type(y)
+            # scalarmath.operands, inline: then numpy's scalar operator gives the same bits
+            if (t1 is t0 or t1 in _PARTNERS) if t0 in _FLOATS else (
+                    t1 in _FLOATS and t0 in _PARTNERS):
+                raw = fast(x, y)
+            else:
+                raw = op.ufunc(x, y)  # type: ignore[misc]
+        elif op.ufunc is not None:
+            raw = op.ufunc(x, y)
+        else:
+            raw = op.forward(x, y, **attrs) if attrs else op.forward(x, y)
+    except Exception:  # noqa: BLE001 - `run` computes it again and says what went wrong
+        if limited:
+            state.bytes_left = before  # `run` admits it again
+        return None
+    if type(raw) is not out_dtype.scalar:  # (a numpy scalar of the result's dtype: as it is)
+        if type(raw) not in _NP_RESULTS and not isinstance(raw, np.generic):
+            raw = np.asarray(raw)
+        out_np = out_dtype.np
+        if raw.dtype is not out_np and raw.dtype != out_np:
+            raw = raw.astype(out_np)
+    out = _new_tensor(Tensor)  # as `run` makes it
+    out._data = raw
+    out.dtype = out_dtype
+    out._rg = False
+    out.grad_fn = None
+    out.output_nr = 0
+    out._grad = None
+    out._version = [0]
+    out._accum = None
+    out._retains_grad = False
+    out._base = None
+    if (rg_mask and out_dtype.category == 2 and op.differentiable
+            and _GRAD.enabled):
+        node = _create_node(op, args, attrs, (out,), rg_mask)
+        if node is not None:
+            out.grad_fn = node
+            out._rg = True
+            if limited:  # as `run` charges it
+                left = state.bytes_left
+                if left is not None:
+                    if left >= _NODE_BYTES:
+                        state.bytes_left = left - _NODE_BYTES
+                    else:
+                        limits.charge(_NODE_BYTES, op.node_what)
+    return out
 
 
 # An in-place op on a target of at least this many elements writes into it (`run_into`): below,
@@ -283,7 +476,8 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
         return
     scalars = op.scalar_bounds
     bound = _NO_BOUND
-    if scalars is not None:
+    if scalars is not None and (not attrs or op.scalar_attrs is None
+                                or attrs == op.scalar_attrs):
         # An elementwise op of 0-d inputs makes one 0-d result: its declared bound, once per
         # dtype (the 0-d test and the bytes of the inputs cast to `compute`, as `_cast_bytes`
         # counts them, in one pass over the inputs).
@@ -314,6 +508,19 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
             limits.admit(bound, op.result_what)  # refuses it
         if check is not None:
             for _ in range(bound.results // _RESULTS_PER_CHECK):
+                check()
+    work = bound.work
+    if work:
+        # a product's multiply-adds: at most `WORK_PER_ELEMENT` per element of the limit in one
+        # op, and counted as the ops they cost (a stateless call's --max-call-ops)
+        if limit is not None and work > limit * limits.WORK_PER_ELEMENT:
+            try:
+                limits.admit(bound, op.result_what)  # refuses it (naming its size first)
+            except errors.AllocationLimitError:
+                _name_the_shape(op, flat, attrs, bound, op.result_what)
+                raise
+        if check is not None:
+            for _ in range(work // limits.WORK_PER_CHECK):
                 check()
     # limits.admit's checks and charge inline for a bound that fits; a refusal goes through it
     # (its messages)

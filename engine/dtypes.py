@@ -21,11 +21,12 @@ from . import errors
 class DType:
     """A tensor element type, printed as torch prints it (`torch.float32`)."""
 
-    __slots__ = ("name", "np", "rank", "category", "itemsize", "torch_tensor_name")
+    __slots__ = ("name", "np", "scalar", "rank", "category", "itemsize", "torch_tensor_name")
 
     def __init__(self, name: str, np_dtype: Any, rank: int, category: int, tensor_name: str):
         self.name = name
         self.np = np.dtype(np_dtype)
+        self.scalar = self.np.type  # the numpy scalar type of a 0-d result (np.float32)
         self.rank = rank
         self.category = category  # 0 bool, 1 integer, 2 floating
         self.itemsize = self.np.itemsize

@@ -2,7 +2,10 @@
 
 Three independent, thread-local bounds, each set by a context manager and read on every op:
 
-- `allocation_limit(n)`: no one tensor an op produces may have more than `n` elements.
+- `allocation_limit(n)`: no one tensor an op produces may have more than `n` elements, and
+  no one op may do more than `WORK_PER_ELEMENT * n` work (a matrix product's multiply-adds, a
+  sort's comparisons, declared in its bound: an op cannot be interrupted, so its time must
+  follow from the limits).
 - `byte_budget(n)` (or `within(n, fn, *args)`, the same as a call): the ops, graph nodes and
   gradients made inside the scope may allocate at most `n` bytes in all. Each op's results are
   charged *before* it runs, from its declared output bound (`registry.OpDef.bound`); every
@@ -39,13 +42,17 @@ class Bound(NamedTuple):
 
     `elements`: the most elements of any one result (checked against `allocation_limit`);
     `nbytes`: all results' data plus `TENSOR_BYTES` per result (charged to `byte_budget`);
-    `results`: how many results.
+    `results`: how many results;
+    `work`: for an op whose time does not follow from its tensors' sizes (a matrix product
+    or a convolution: its multiply-adds; a sort), that time in `WORK_PER_ELEMENT`'s units
+    (see `work_bound`, `sort_work`); 0 for the others.
     """
 
     elements: int
     nbytes: int
     results: int
     shape: tuple[int, ...] | None = None  # the one result's shape, when known (for messages)
+    work: int = 0
 
 
 class _State(threading.local):
@@ -257,6 +264,38 @@ def kept() -> int:
 MAX_RESULTS = 65536
 
 
+#: The work one op may do, per element of the element limit (`allocation_limit`), in
+#: multiply-adds of a floating matrix product (BLAS: ~0.035 ns each on the 2-core VM). An op
+#: cannot be interrupted, and a 200-byte request made a product of two expanded (2048, 2048)
+#: int64 matrices, 8 s of CPU in one op that no deadline stopped (an (8192, 8192) one: minutes),
+#: however small the limits on its tensors. 1024 per element lets a (4096, 4096) float32
+#: product through under the default 64 Mi limit (~2.4 s of CPU), a (1625, 1625) one under 4 Mi.
+WORK_PER_ELEMENT = 1024
+#: Work that counts as one op for the interrupt check (about one small op's time: ~35-50 us),
+#: so a stateless call's --max-call-ops bounds its products' time too.
+WORK_PER_CHECK = 1 << 20
+#: What an integer multiply-add costs against a floating one: numpy has no BLAS for integers
+#: (a (512, 512) int64 product 0.5 s, float32 8 ms: ~60x; counted 32x, a round middle).
+INTEGER_WORK = 32
+
+
+#: What one comparison level of a sort costs per element, in those units: numpy's argsort of
+#: 2**20 float32s took 154 ns an element (20 levels, ~7.7 ns each: ~220 floating multiply-adds).
+SORT_WORK = 256
+
+
+def sort_work(bound: Bound, elements: int, length: int) -> Bound:
+    """`bound` with the work of sorting `elements` elements in runs of `length` (numpy's sort
+    is one uninterruptible call: an argsort of 2**24 int64s took ~5 s of CPU)."""
+    return bound._replace(work=elements * max(1, (length - 1).bit_length()) * SORT_WORK)
+
+
+def work_bound(bound: Bound, multiply_adds: int, floating: bool) -> Bound:
+    """`bound` with the work of `multiply_adds` multiply-adds (of a floating dtype, or not)."""
+    work = multiply_adds if floating else multiply_adds * INTEGER_WORK
+    return bound._replace(work=work)
+
+
 def admit(bound: Bound, what: str) -> None:
     """Check an op's declared `bound` against this thread's limits and charge its bytes.
 
@@ -275,6 +314,12 @@ def admit(bound: Bound, what: str) -> None:
         many = f"{bound.results} results of up to" if bound.results > 1 else "a result of"
         raise errors.AllocationLimitError(
             f"{what}: {many} {bound.elements} elements, more than the limit of {limit}")
+    if limit is not None and bound.work > limit * WORK_PER_ELEMENT:
+        raise errors.AllocationLimitError(
+            f"{what} needs {bound.work} units of work (each a floating multiply-add's time), "
+            f"more than the limit of {limit * WORK_PER_ELEMENT} for one op "
+            f"({WORK_PER_ELEMENT} per element of the limit of {limit} elements): an op cannot "
+            "be interrupted once it runs")
     charge(bound.nbytes, what)
 
 
@@ -326,7 +371,7 @@ def combined(*bounds: Bound) -> Bound:
 def with_scratch(bound: Bound, nbytes: int) -> Bound:
     """`bound` plus `nbytes` of temporaries the forward holds at its peak besides its results
     (charged to the byte budget; not results, so not checked against the element limit)."""
-    return Bound(bound.elements, bound.nbytes + nbytes, bound.results)
+    return Bound(bound.elements, bound.nbytes + nbytes, bound.results, work=bound.work)
 
 
 def nbytes_of(values: Any) -> int:

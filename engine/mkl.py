@@ -325,22 +325,30 @@ _SCALARS = frozenset((np.float32, np.float64))
 _ONE = ctypes.c_int(1)
 
 
+def _scalar_entry(name: str, kind: type) -> tuple[Any, ...]:
+    """This thread's (function, input buffer, output buffer, their addresses) for `_vml_scalar`
+    of `name` on numpy scalars of type `kind`, made on the thread's first such call."""
+    slots = getattr(_tls, "scalar", None)
+    if slots is None:
+        slots = _tls.scalar = {}
+    dtype = np.dtype(kind)
+    raw = _lib[_VML_PREFIX[dtype] + name]
+    raw.restype = None
+    src, dst = np.empty(1, dtype), np.empty(1, dtype)
+    entry = slots[(name, kind)] = (raw, src, dst, ctypes.c_void_p(src.ctypes.data),
+                                   ctypes.c_void_p(dst.ctypes.data))
+    return entry
+
+
 def _vml_scalar(name: str, x: Any) -> Any:
     """`vml(name, x)` for a numpy float32/float64 scalar (the engine's 0-d data), in ~1 us:
     this thread's one-element buffers and the raw function, found once per (name, type)."""
     global _used
     _used = True
-    slots = getattr(_tls, "scalar", None)
-    if slots is None:
-        slots = _tls.scalar = {}
-    entry = slots.get((name, type(x)))
-    if entry is None:
-        dtype = np.dtype(type(x))
-        raw = _lib[_VML_PREFIX[dtype] + name]
-        raw.restype = None
-        src, dst = np.empty(1, dtype), np.empty(1, dtype)
-        entry = slots[(name, type(x))] = (raw, src, dst, ctypes.c_void_p(src.ctypes.data),
-                                          ctypes.c_void_p(dst.ctypes.data))
+    try:
+        entry = _tls.scalar[name, type(x)]
+    except (AttributeError, KeyError):  # this thread's first call of `name` for this type
+        entry = _scalar_entry(name, type(x))
     raw, src, dst, src_at, dst_at = entry
     src[0] = x
     raw(_ONE, src_at, dst_at, _MODE)

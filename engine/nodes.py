@@ -203,8 +203,8 @@ class Node:
         node = _new_node(cls)
         node.sequence_nr = next_sequence_nr()
         node.op = op
-        b = op._backward
-        node._name = b if isinstance(b, str) else b(args, attrs)
+        name = op.fixed_name
+        node._name = name if name is not None else op._backward(args, attrs)  # type: ignore[operator]
         node.attrs = attrs
         node.edges = edges
         node.meta = meta
@@ -214,8 +214,14 @@ class Node:
         node.retained = None
         n_out = node.n_out = len(outs)
         if need_out:
-            node.out_data = tuple([o._data for o in outs])
-            node.out_versions = tuple([(o, o._version, o._version[0]) for o in outs])
+            if n_out == 1:  # (one output: no comprehension)
+                o = outs[0]
+                v = o._version
+                node.out_data = (o._data,)
+                node.out_versions = ((o, v, v[0]),)
+            else:
+                node.out_data = tuple([o._data for o in outs])
+                node.out_versions = tuple([(o, o._version, o._version[0]) for o in outs])
             node.has_saved = True
         else:
             node.out_data = None
@@ -308,9 +314,19 @@ class Node:
     def release(self) -> None:
         """Free saved tensors (after a backward without retain_graph)."""
         if self.versions or self.out_data is not None:  # saved tensors (not just scalars)
-            self.args = tuple([None if type(a) is Tensor else a
-                               if type(a) in _CONSTANT_TYPES or _is_constant(a) else None
-                               for a in self.args])
+            args = self.args
+            if len(args) == 2:  # a binary op (as `apply`: the common arity without a frame)
+                a, b = args
+                self.args = (None if type(a) is Tensor else a
+                             if type(a) in _CONSTANT_TYPES or _is_constant(a) else None,
+                             None if type(b) is Tensor else b
+                             if type(b) in _CONSTANT_TYPES or _is_constant(b) else None)
+            elif len(args) == 1 and type(args[0]) is Tensor:
+                self.args = (None,)
+            else:
+                self.args = tuple([None if type(a) is Tensor else a
+                                   if type(a) in _CONSTANT_TYPES or _is_constant(a) else None
+                                   for a in args])
             self.out_data = None
             self.versions = ()
             self.out_versions = ()
@@ -343,8 +359,13 @@ class Node:
         """Gradients for each edge, given the gradients of this node's outputs."""
         if self.freed and self.has_saved:
             raise errors.GraphFreedError(FREED_MESSAGE)
-        if self.versions or self.out_versions:
-            self._check_versions()
+        # _check_versions's test inline (it runs for every node); it raises the message
+        for _, box, expected in self.versions:
+            if box[0] != expected:
+                self._check_versions()
+        for _, box, expected in self.out_versions:
+            if box[0] != expected:
+                self._check_versions()
         op = self.op
         out_data = self.out_data
         if len(grads) == 1:
@@ -402,10 +423,18 @@ class Node:
                     if e is not None:
                         result[i] = _fit(ns, raw[i], meta[i], True)
                 return result
+            # a rule of one or two inputs and no attributes is called directly (no argument
+            # tuple and keyword dict built for it)
+            arity = -1 if attrs else len(args)
             i = 0
             for e in edges:
                 if e is not None:
-                    gi = vjps[i](ns, g, out, *args, **attrs)  # type: ignore[misc]
+                    if arity == 1:
+                        gi = vjps[i](ns, g, out, args[0])  # type: ignore[misc]
+                    elif arity == 2:
+                        gi = vjps[i](ns, g, out, args[0], args[1])  # type: ignore[misc]
+                    else:
+                        gi = vjps[i](ns, g, out, *args, **attrs)  # type: ignore[misc]
                     m = meta[i]
                     # an array or numpy scalar of the input's dtype and shape (the common case)
                     # is used as it is; anything else is fitted

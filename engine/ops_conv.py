@@ -253,7 +253,11 @@ def _conv_bound(result_shape: Any, shapes: Any) -> Any:
         padded = x[0] * channels * (max(x[2], g[2]) + 2 * reach) * (max(x[3], g[3]) + 2 * reach)
         scratch = 40 * rows * channels * kernel + 8 * padded + 24 * rows * channels
         scratch += 16 * limits.numel(w)
-        return limits.with_scratch(limits.shape_bound(shape, out_dtype.np.itemsize), scratch)
+        bound = limits.with_scratch(limits.shape_bound(shape, out_dtype.np.itemsize), scratch)
+        # each element of the forward's result sums (channels / groups) * kernel products, and
+        # each gradient is a product of that size too: the work (limits.WORK_PER_ELEMENT)
+        return limits.work_bound(bound, limits.numel(g) * w[1] * kernel,
+                                 out_dtype.category == 2)
     return bound
 
 
@@ -345,3 +349,112 @@ defop("convolution_backward_bias", _backward_bias,
       doc="the gradient of convolution's bias, the sum of grad_output over all but dim 1, in "
           "torch's order where conv_onednn knows it (a float32 conv in its weight-gradient class)",
       out_bound=temporaries(lambda g, **attrs: _bias_shape(g, attrs["weight_shape"]), inputs=2))
+
+
+# --- transposed convolution ----------------------------------------------------------------------
+# torch's conv_transpose1d/2d is `convolution(..., transposed=True)`, one ConvolutionBackward0
+# node: its forward is the input gradient of the convolution that maps the result's shape onto
+# the input's (`_backward_input`, with the weight (C_in, C_out / groups, *kernel) read as that
+# convolution's (O, C / groups, *kernel)), and its VJPs are that convolution (the input's) and
+# its weight gradient with the roles of input and grad_output exchanged (the weight's).
+
+_T_ATTRS = (AttrSpec("stride", "ints", required=True), AttrSpec("padding", "ints", required=True),
+            AttrSpec("output_padding", "ints", required=True),
+            AttrSpec("dilation", "ints", required=True), AttrSpec("groups", "int", 1))
+
+
+def _transpose_shape(x: Any, weight: Any, bias: Any = None, **attrs: Any) -> tuple[int, ...]:
+    """The result's shape, after torch's checks (the attributes come from the wire: nothing is
+    sized before this has passed)."""
+    xs, ws = tuple(x.shape), tuple(weight.shape)
+    stride, padding = list(attrs["stride"]), list(attrs["padding"])
+    output_padding, dilation = list(attrs["output_padding"]), list(attrs["dilation"])
+    groups = attrs["groups"]
+    if len(ws) not in (3, 4):
+        raise errors.InvalidArgumentError(
+            f"gradserve's conv_transpose takes a 3-D or 4-D weight, got {len(ws)}-D")
+    d = len(ws) - 2
+    if len(xs) != d + 2:
+        raise errors.InvalidArgumentError(
+            f"Expected {d + 2}-dimensional input for {d + 2}-dimensional weight {list(ws)}, but "
+            f"got {len(xs)}-dimensional input of size {list(xs)} instead")
+    for name, values in (("stride", stride), ("padding", padding),
+                         ("output_padding", output_padding), ("dilation", dilation)):
+        if len(values) != d:
+            raise errors.InvalidArgumentError(
+                f"expected {name} to be a single integer value or a list of {d} values to "
+                f"match the convolution dimensions, but got {name}={values}")
+    if any(v <= 0 for v in stride):
+        raise errors.InvalidArgumentError("non-positive stride is not supported")
+    if any(v < 0 for v in padding):
+        raise errors.InvalidArgumentError("negative padding is not supported")
+    if any(v < 0 for v in output_padding):
+        raise errors.InvalidArgumentError("negative output_padding is not supported")
+    if any(v <= 0 for v in dilation):
+        raise errors.InvalidArgumentError("non-positive dilation is not supported")
+    if groups <= 0:
+        raise errors.InvalidArgumentError("non-positive groups is not supported")
+    if xs[1] != ws[0]:
+        raise errors.InvalidArgumentError(
+            f"Given transposed=1, weight of size {list(ws)}, expected input{list(xs)} to have "
+            f"{ws[0]} channels, but got {xs[1]} channels instead")
+    if ws[0] % groups:
+        raise errors.InvalidArgumentError(
+            f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
+            f"but got weight of size [{list(ws)}] instead")
+    if bias is not None and tuple(bias.shape) != (ws[1] * groups,):
+        raise errors.InvalidArgumentError(
+            f"Given transposed=1, weight of size {list(ws)}, expected bias to be 1-dimensional "
+            f"with {ws[1] * groups} elements, but got bias of size {list(bias.shape)} instead")
+    if any(op >= s and op >= dl for op, s, dl in zip(output_padding, stride, dilation)):
+        names = ("height", "width")[2 - d:]
+        raise errors.InvalidArgumentError(
+            "output padding must be smaller than either stride or dilation, but got "
+            + " ".join(f"{word}_{name}: {v}" for word, values in (
+                ("output_padding", output_padding), ("stride", stride), ("dilation", dilation))
+                for name, v in zip(names, values)))
+    if any(op >= s for op, s in zip(output_padding, stride)):
+        # torch also takes output_padding < dilation; the result's last rows are then beyond
+        # every window (zero before the bias): not reproduced here
+        raise errors.InvalidArgumentError(
+            f"gradserve's conv_transpose takes output_padding smaller than stride, got "
+            f"output_padding={output_padding} and stride={stride}")
+    spatial = tuple((s - 1) * st - 2 * p + dl * (k - 1) + op + 1 for s, st, p, dl, k, op in zip(
+        xs[2:], stride, padding, dilation, ws[2:], output_padding))
+    if any(s <= 0 for s in spatial):
+        raise errors.InvalidArgumentError(
+            f"Given input size per channel: ({' x '.join(map(str, xs[2:]))}). Calculated output "
+            f"size per channel: ({' x '.join(map(str, spatial))}). Output size is too small")
+    return (xs[0], ws[1] * groups, *spatial)
+
+
+def _conv_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes of the convolution a transposed one is the input gradient of."""
+    return {k: attrs[k] for k in ("stride", "padding", "dilation", "groups")}
+
+
+def _convolution_transpose(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+                           **attrs: Any) -> np.ndarray:
+    shape = _transpose_shape(x, weight, bias, **attrs)
+    out = _backward_input(x, weight, shape, **_conv_attrs(attrs))
+    if bias is not None:
+        out = (out + bias.reshape(1, -1, *([1] * (out.ndim - 2)))).astype(x.dtype, copy=False)
+    return out
+
+
+def _transpose_shapes(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    return _transpose_shape(args[0], args[1], **attrs), args[1].shape, args[0].shape
+
+
+defop("convolution_transpose", _convolution_transpose,
+      lambda ns, g, out, x, weight, bias, **attrs: ns.convolution(
+          g, weight, None, **_conv_attrs(attrs)),
+      lambda ns, g, out, x, weight, bias, **attrs: ns.convolution_backward_weight(
+          x, g, weight_shape=tuple(weight.shape), **_conv_attrs(attrs)),
+      lambda ns, g, out, x, weight, bias, **attrs: ns.sum(g, dim=(0, *range(2, len(g.shape)))),
+      saves=("weight", "input weight.shape", "input weight"),  # torch saves both
+      inputs=("input", "weight", "bias?"), attrs=_T_ATTRS, method=False,
+      backward="ConvolutionBackward0",
+      doc="1-d or 2-d transposed convolution of (N, C_in, *spatial) with (C_in, C_out / groups, "
+          "*kernel): the gradient of the convolution from the result's shape to the input's",
+      out_bound=_conv_bound(_transpose_shape, _transpose_shapes))

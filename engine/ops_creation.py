@@ -19,7 +19,7 @@ import numpy as np
 from gradserve.surface.compat import legacy_dtype_name, parse_to
 
 from . import distributions as _dist
-from . import dtypes, errors
+from . import dtypes, errors, limits
 from . import random as _random
 from .api import apply_inplace, public
 from .dispatch import run
@@ -552,6 +552,20 @@ def _multinomial_shape(x: Any, num_samples: int, **attrs: Any) -> tuple[int, ...
     return (*tuple(x.shape)[:-1], num_samples)
 
 
+_MULTINOMIAL_TEMPORARIES = temporaries(_multinomial_shape, result_bytes=16, input_bytes=32)
+
+
+def _multinomial_bound(args: Sequence[Any], attrs: Mapping[str, Any],
+                       out_dtype: DType) -> limits.Bound:
+    """The result and temporaries; without replacement (more than one sample) the work of
+    sorting every row whole (`distributions.multinomial`)."""
+    bound = _MULTINOMIAL_TEMPORARIES(args, attrs, out_dtype)
+    x = args[0]
+    if attrs.get("replacement", False) or attrs["num_samples"] == 1 or not x.ndim:
+        return bound
+    return limits.sort_work(bound, limits.numel(x.shape), x.shape[-1])
+
+
 def _exponential(x: Any, lambd: float = 1.0, generator: Any = None) -> Any:
     gen = _random.resolve(generator)
     return _dist.fill(x.shape, _strides(x),
@@ -674,7 +688,7 @@ _RANDOM = [
           dtype=_multinomial_dtype,
           doc="indices drawn from each row's categories with the row's weights (torch."
               "multinomial)",
-          out_bound=temporaries(_multinomial_shape, result_bytes=16, input_bytes=32)),
+          out_bound=_multinomial_bound),
 ]
 for _op in _RANDOM:
     _op.random = True  # type: ignore[attr-defined]  # the server passes the session's generator

@@ -443,7 +443,8 @@ _POW_NUMPY = temporaries(broadcast_shape, result_bytes=1)
 def _pow_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
     # float32 goes through `vecmath.float32_kernel` (see _exact32_or, defined below)
     if out_dtype is dtypes.float32:
-        return limits.with_scratch(_EXACT32(args, attrs, out_dtype), vecmath.KERNEL_SCRATCH)
+        exact = _EXACT32(args, attrs, out_dtype)
+        return limits.with_scratch(exact, vecmath.kernel_scratch(exact.elements))
     return _POW_NUMPY(args, attrs, out_dtype)
 
 
@@ -520,7 +521,8 @@ def _exact32_or(other: Any) -> Any:
     @shapes_only
     def bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
         if out_dtype is dtypes.float32:
-            return limits.with_scratch(_EXACT32(args, attrs, out_dtype), vecmath.KERNEL_SCRATCH)
+            exact = _EXACT32(args, attrs, out_dtype)
+            return limits.with_scratch(exact, vecmath.kernel_scratch(exact.elements))
         return other(args, attrs, out_dtype)
     return bound
 

@@ -7,7 +7,7 @@ The VJPs are written with these same ops; a transpose is the one-operand einsum 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -241,9 +241,23 @@ def _matmul_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
     return "UnsafeViewBackward0"
 
 
+def _product_bound(out_shape: Callable[..., Sequence[int]],
+                   depth: Callable[..., int]) -> Callable[..., limits.Bound]:
+    """The `out_bound` of a matrix product shaped by `out_shape` whose result elements each
+    sum `depth(*args)` products: its result, and those multiply-adds as its work (its time,
+    which its tensors' sizes do not tell: `limits.WORK_PER_ELEMENT`)."""
+    @shapes_only
+    def bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
+        shape = out_shape(*args, **attrs)
+        return limits.work_bound(limits.shape_bound(shape, out_dtype.np.itemsize),
+                                 limits.numel(shape) * depth(*args), out_dtype.category == 2)
+    return bound
+
+
 defop("matmul", _matmul, _matmul_dx, _matmul_dy, inputs=("input", "other"),
       saves=("other input.shape input.strides", "input other.shape other.strides"),
       dtype=_MM_DTYPE, backward=_matmul_name, out_shape=matmul_shape,
+      out_bound=_product_bound(matmul_shape, lambda x, y: x.shape[-1]),
       doc="matrix product with torch's 1-D and batched broadcasting rules (input @ other)")
 
 
@@ -267,6 +281,7 @@ defop("mm", _mm,
       lambda ns, g, out, x, y: _mat2_grad(ns, g, x, y),
       saves=("mat2 input.strides", "input mat2.strides"),
       inputs=("input", "mat2"), dtype=_MM_DTYPE, out_shape=_mm_shape,
+      out_bound=_product_bound(_mm_shape, lambda x, y: x.shape[1]),
       doc="matrix product of two 2-D tensors")
 
 
@@ -335,6 +350,7 @@ defop("addmm", _addmm,
       inputs=("input", "mat1", "mat2"),
       attrs=(AttrSpec("beta", "scalar", 1), AttrSpec("alpha", "scalar", 1)),
       dtype=_addmm_dtype, out_shape=_addmm_shape,
+      out_bound=_product_bound(_addmm_shape, lambda bias, x, y: x.shape[1]),
       doc="beta * input + alpha * (mat1 @ mat2): input broadcast to the product's shape "
           "(nn.Linear's forward on a 2-D input)")
 
@@ -359,6 +375,7 @@ defop("bmm", _bmm,
       lambda ns, g, out, x, y: ns.bmm(ns.transpose(x, dim0=1, dim1=2), g),
       saves=("mat2", "input"),
       inputs=("input", "mat2"), dtype=_MM_DTYPE, out_shape=_bmm_shape,
+      out_bound=_product_bound(_bmm_shape, lambda x, y: x.shape[2]),
       doc="batched matrix product of two 3-D tensors with the same batch size")
 
 
@@ -571,13 +588,19 @@ def _parse_equation(equation: str, shapes: Sequence[Sequence[int]]) -> Equation:
     return Equation(inputs, output)
 
 
-def _einsum_shape(*operands: Any, equation: str) -> tuple[int, ...]:
+def _einsum_sizes(operands: Sequence[Any], equation: str) -> tuple[Any, dict[str, int]]:
+    """The parsed equation and each subscript's size."""
     eq = parse_equation(equation, [tuple(t.shape) for t in operands])
     sizes: dict[str, int] = {}
     for s, t in zip(eq.inputs, operands):
         for c, d in zip(s, t.shape):
             if sizes.get(c, 1) == 1:  # a size-1 subscript broadcasts
                 sizes[c] = d
+    return eq, sizes
+
+
+def _einsum_shape(*operands: Any, equation: str) -> tuple[int, ...]:
+    eq, sizes = _einsum_sizes(operands, equation)
     return tuple(sizes[c] for c in eq.output)
 
 
@@ -586,11 +609,18 @@ def _einsum_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any)
     an intermediate larger than the largest operand or the result (its default memory limit),
     and at any time holds fewer than one per operand besides the transposed copies tensordot
     makes of the pair it contracts."""
-    shape = _einsum_shape(*args, **attrs)
+    eq, sizes = _einsum_sizes(args, attrs["equation"])
+    shape = tuple(sizes[c] for c in eq.output)
     item = out_dtype.np.itemsize
     largest = max([limits.numel(shape), *(numel_of(t) for t in args)])
     scratch = (len(args) + 1) * largest * item if len(args) > 1 else 0
-    return limits.with_scratch(limits.shape_bound(shape, item), scratch)
+    bound = limits.with_scratch(limits.shape_bound(shape, item), scratch)
+    if len(args) == 1:
+        return bound
+    # Its work: one multiply-add per combination of every subscript's values, what a product
+    # of two operands does and what numpy does when its memory limit keeps it from splitting
+    # more operands into smaller products (so at most that: an upper bound, not a guess).
+    return limits.work_bound(bound, limits.numel(tuple(sizes.values())), out_dtype.category == 2)
 
 
 def _einsum(operands: Sequence[Any], equation: str) -> Any:

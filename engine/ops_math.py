@@ -10,13 +10,14 @@ derivatives.yaml), the dtype rule and the result shape.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from gradserve.surface.messages import TYPE_WORDS
 
-from . import dtypes, errors, mkl
+from . import dtypes, errors, limits, mkl
 from .distributions import fma32
 from .ops_elementwise import _ERF_BYTES, _by_scalars, _is_tensor, broadcast_shape
 from .ops_shape import wrap_dim
@@ -30,6 +31,7 @@ from .registry import (
     defop,
     names_backward,
     promote_args,
+    shapes_only,
     temporaries,
 )
 
@@ -294,13 +296,24 @@ def _argsort(x: Any, dim: int = -1, descending: bool = False, stable: bool = Fal
     return (x.shape[axis] - 1 - idx).astype(np.int64)
 
 
+def _sorting(bound_rule: Any) -> Any:
+    """An `out_bound`: `bound_rule`'s, with the work of sorting the input along `dim`
+    (`limits.sort_work`)."""
+    @shapes_only
+    def bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
+        shape, dim = tuple(args[0].shape), attrs.get("dim", -1)
+        length = shape[dim] if -len(shape) <= dim < len(shape) else 1  # else forward's error
+        return limits.sort_work(bound_rule(args, attrs, out_dtype), limits.numel(shape), length)
+    return bound
+
+
 defop("argsort", _argsort, None,
       attrs=(AttrSpec("dim", "int", -1), AttrSpec("descending", "bool", False),
              AttrSpec("stable", "bool", False)),
       dtype=INT64, doc="the indices that sort input along dim (ties in index order)",
       out_shape=lambda x, dim=-1, descending=False, stable=False: tuple(x.shape),
-      out_bound=temporaries(lambda x, dim=-1, descending=False, stable=False: tuple(x.shape),
-                            results=2, inputs=1))
+      out_bound=_sorting(temporaries(lambda x, dim=-1, descending=False, stable=False:
+                                     tuple(x.shape), results=2, inputs=1)))
 
 
 # --- nan_to_num ----------------------------------------------------------------------------------

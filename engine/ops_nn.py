@@ -18,7 +18,6 @@ import numpy as np
 from gradserve.surface import grad_mode
 
 from . import cascade, dtypes, errors, limits, vecmath
-from .distributions import fma32
 from .dtypes import DType
 from .ops_elementwise import _floating_only, broadcast_shape
 from .ops_reduce import float_mean, float_sum, norm_dims
@@ -188,8 +187,12 @@ def _shifted_rows(x: np.ndarray, each: Callable[[np.ndarray], np.ndarray]) -> np
     """`each(z)` over chunks of x's last-dim rows, z each row less its max (0 where the max is
     not finite), as torch's last-dim softmax kernels go."""
     rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
-    out = np.empty_like(rows)
     step = _row_chunks(*rows.shape).step
+    if rows.shape[0] <= step:  # one chunk: no result to copy it into
+        with np.errstate(all="ignore"):
+            m = rows.max(axis=1, keepdims=True)
+            return each(rows - np.where(np.isfinite(m), m, np.float32(0))).reshape(x.shape)
+    out = np.empty_like(rows)
     with np.errstate(all="ignore"):
         for i in range(0, rows.shape[0], step):
             r = rows[i:i + step]
@@ -243,13 +246,15 @@ def _log_softmax_backward(g: Any, out: Any, dim: int) -> Any:
     if g.shape == out.shape and g.dtype == np.float32 and _exact_rows(out, dim):
         gr = np.ascontiguousarray(g).reshape(-1, g.shape[-1])
         orows = np.ascontiguousarray(out).reshape(-1, out.shape[-1])
-        res = np.empty_like(gr)
         step = _row_chunks(*gr.shape).step
+        if gr.shape[0] <= step:  # one chunk: no result to copy it into
+            with np.errstate(all="ignore"):
+                return vecmath.neg_expf_fma(orows, _lane_sum(gr)[:, None], gr).reshape(g.shape)
+        res = np.empty_like(gr)
         with np.errstate(all="ignore"):
             for i in range(0, gr.shape[0], step):
                 total = _lane_sum(gr[i:i + step])[:, None]
-                res[i:i + step] = fma32(-vecmath.sleef_expf(orows[i:i + step]), total,
-                                        gr[i:i + step])
+                res[i:i + step] = vecmath.neg_expf_fma(orows[i:i + step], total, gr[i:i + step])
         return res.reshape(g.shape)
     axis = norm_dims(dim, out.ndim)[0] if out.ndim else 0  # type: ignore[index]
     with np.errstate(over="ignore", invalid="ignore"):
@@ -520,6 +525,16 @@ def _check_nll_shapes(xs: tuple[int, ...], ts: tuple[int, ...], tdtype: DType) -
             f"expected target dtype to be Long or Byte, but got {_type_word(tdtype)}")
 
 
+def _dense(shape: Sequence[int], t: Any, ignore_index: int) -> Any:
+    """The flat targets when every one is a class (none ignore_index, none out of range: the
+    common case, where each element's loss is its own), else None."""
+    c = shape[1] if len(shape) >= 2 else shape[0]
+    flat = np.asarray(t).reshape(-1)
+    if flat.size and not 0 <= ignore_index < c and 0 <= flat.min() and flat.max() < c:
+        return flat
+    return None
+
+
 def _flat(shape: Sequence[int], t: Any, w: Any, ignore_index: int) -> tuple[int, Any, Any, Any]:
     """(classes, flat targets made safe, flat valid mask, flat per-element weights)."""
     c = shape[1] if len(shape) >= 2 else shape[0]
@@ -550,6 +565,11 @@ def _classes_last(x: Any) -> Any:
 
 def _nll(x: Any, t: Any, w: Any = None, ignore_index: int = -100,
          reduction: str = "mean") -> Any:
+    if w is None and reduction != "none" and x.ndim <= 2:
+        flat = _dense(x.shape, t, ignore_index)
+        if flat is not None:  # the common case, without the masks and weights of the others
+            total = cascade.nll_sum(-_classes_last(x)[np.arange(flat.size), flat], None)
+            return total if reduction == "sum" else total / x.dtype.type(flat.size)
     c, safe, valid, ww = _flat(x.shape, t, w, ignore_index)
     picked = _classes_last(x)[np.arange(safe.size), safe]
     dense = bool(valid.all())  # no target ignored
@@ -871,3 +891,163 @@ defop("cross_entropy", _cross_entropy, _ce_dx, _ce_dt, None,
       backward=_ce_name,
       doc="cross-entropy of logits (class dim 1) against class indices or class probabilities",
       out_bound=_ce_bound)
+
+
+# --- nearest-neighbour upsampling ----------------------------------------------------------------
+# torch's upsample_nearest1d/2d: each output position reads the input at `nearest_index` (torch's
+# float arithmetic, written once in gradserve.surface.nn_sampling); the backward adds each
+# output's gradient into the input position it read, in output order (torch's CPU kernel's
+# order: float32 bit for bit). The two ops are each other's VJP.
+
+_UPSAMPLE_ATTRS = (AttrSpec("scale_h", "optional_float", None),
+                   AttrSpec("scale_w", "optional_float", None))
+
+
+def _upsample_indices(spatial: Sequence[int], out: Sequence[int], scale_h: float | None,
+                      scale_w: float | None) -> list[np.ndarray]:
+    from gradserve.surface.nn_sampling import nearest_index
+
+    scales = (scale_h, scale_w)[2 - len(spatial):]
+    return [nearest_index(int(s), int(o), sc) for s, o, sc in zip(spatial, out, scales)]
+
+
+def _check_upsample(in_shape: Sequence[int], out: Sequence[int], what: str) -> None:
+    """torch's checks on an upsample's sizes (from the wire: before anything is sized)."""
+    in_shape, out = tuple(in_shape), tuple(out)
+    if len(in_shape) not in (3, 4):
+        raise errors.InvalidArgumentError(
+            f"upsample_nearest: gradserve takes a 3-D or 4-D {what}, got {len(in_shape)}-D")
+    if len(out) != len(in_shape) - 2:
+        raise errors.InvalidArgumentError(
+            f"It is expected output_size equals to {len(in_shape) - 2}, but got size {len(out)}")
+    if any(s <= 0 for s in in_shape[2:]) or any(o <= 0 for o in out):
+        names = ("H", "W")[4 - len(in_shape):]
+        given = ", ".join(f"{n}: {s}" for n, s in zip(names, in_shape[2:]))
+        wanted = ", ".join(f"{n}: {o}" for n, o in zip(names, out))
+        joint = " and " if len(out) == 1 else " "
+        raise errors.InvalidArgumentError("Input and output sizes should be greater than 0, but "
+                                          f"got input ({given}){joint}output ({wanted})")
+
+
+def _upsample_nearest(x: Any, output_size: Sequence[int], scale_h: float | None = None,
+                      scale_w: float | None = None) -> Any:
+    _check_upsample(x.shape, output_size, "input")
+    idx = _upsample_indices(x.shape[2:], output_size, scale_h, scale_w)
+    if len(idx) == 1:
+        return np.ascontiguousarray(x[:, :, idx[0]])
+    return np.ascontiguousarray(x[:, :, idx[0][:, None], idx[1][None, :]])
+
+
+def _upsample_nearest_backward(g: Any, input_size: Sequence[int], scale_h: float | None = None,
+                               scale_w: float | None = None) -> Any:
+    full = (*g.shape[:2], *input_size)
+    _check_upsample(full, g.shape[2:], "grad_output")
+    idx = _upsample_indices(input_size, g.shape[2:], scale_h, scale_w)
+    flat_idx = idx[0] if len(idx) == 1 else (idx[0][:, None] * input_size[1]
+                                             + idx[1][None, :]).reshape(-1)
+    n, c = g.shape[:2]
+    out = np.zeros((n * c, math.prod(input_size)), g.dtype)
+    gr = np.ascontiguousarray(g).reshape(n * c, -1)
+    # torch adds each output's gradient in output order: round k adds every input position's
+    # k-th reader (in output order), so each position's sum runs in that order, and no position
+    # appears twice in one round
+    order = np.argsort(flat_idx, kind="stable")
+    targets = flat_idx[order]
+    starts = np.searchsorted(targets, targets, side="left")
+    rank = np.arange(targets.size) - starts
+    for k in range(int(rank.max()) + 1 if rank.size else 0):
+        pick = order[rank == k]
+        out[:, flat_idx[pick]] += gr[:, pick]
+    return out.reshape(full)
+
+
+def _upsample_shape(x: Any, output_size: Sequence[int], **attrs: Any) -> tuple[int, ...]:
+    _check_upsample(x.shape, output_size, "input")
+    return (*tuple(x.shape)[:2], *(int(o) for o in output_size))
+
+
+def _upsample_backward_shape(g: Any, input_size: Sequence[int], **attrs: Any) -> tuple[int, ...]:
+    full = (*tuple(g.shape)[:2], *(int(s) for s in input_size))
+    _check_upsample(full, g.shape[2:], "grad_output")
+    return full
+
+
+@names_backward("UpsampleNearest1DBackward0", "UpsampleNearest2DBackward0")
+def _upsample_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
+    return "UpsampleNearest1DBackward0" if args and args[0].ndim == 3 else \
+        "UpsampleNearest2DBackward0"
+
+
+@names_backward("UpsampleNearest1DBackwardBackward0", "UpsampleNearest2DBackwardBackward0")
+def _upsample_backward_name(args: Sequence[Any], attrs: Mapping[str, Any]) -> str:
+    return "UpsampleNearest1DBackwardBackward0" if args and args[0].ndim == 3 else \
+        "UpsampleNearest2DBackwardBackward0"
+
+
+defop("upsample_nearest", _upsample_nearest,
+      lambda ns, g, out, x, output_size, **attrs: ns.upsample_nearest_backward(
+          g, input_size=tuple(x.shape[2:]), **attrs),
+      saves="input.shape", attrs=(AttrSpec("output_size", "ints", required=True),
+                                  *_UPSAMPLE_ATTRS),
+      backward=_upsample_name, method=False,
+      doc="nearest-neighbour resize of (N, C, L) or (N, C, H, W) to output_size (torch's "
+          "source indices; scale_h/scale_w: the scale factors given, if any)",
+      out_shape=_upsample_shape)
+defop("upsample_nearest_backward", _upsample_nearest_backward,
+      lambda ns, gg, out, g, input_size, **attrs: ns.upsample_nearest(
+          gg, output_size=tuple(g.shape[2:]), **attrs),
+      saves="grad_output.shape", inputs=("grad_output",),
+      attrs=(AttrSpec("input_size", "ints", required=True), *_UPSAMPLE_ATTRS),
+      backward=_upsample_backward_name, method=False,
+      doc="the gradient of upsample_nearest's input of spatial size input_size: each output's "
+          "gradient added where it read, in torch's order",
+      out_shape=_upsample_backward_shape)
+
+
+# --- constant padding ----------------------------------------------------------------------------
+# torch's constant_pad_nd (F.pad's constant mode): pad = (left, right) pairs from the last dim
+# backwards, negative entries cropping. Its gradient is the same op with the pads negated
+# (torch's ConstantPadNdBackward0 formula), so every derivative order is this op.
+
+
+def _pad_shape(x: Any, pad: Sequence[int], value: Any = 0) -> tuple[int, ...]:
+    """The padded shape, after F.pad's checks (the pads come from the wire: nothing is sized
+    before this has passed)."""
+    shape, pad = list(x.shape), [int(p) for p in pad]
+    if len(pad) % 2:
+        raise errors.InvalidArgumentError("Padding length must be divisible by 2")
+    if len(pad) // 2 > len(shape):
+        raise errors.InvalidArgumentError(
+            "Padding length should be less than or equal to two times the input dimension but "
+            f"got padding length {len(pad)} and input of dimension {len(shape)}")
+    for i in range(len(pad) // 2):
+        d = len(shape) - 1 - i
+        left, right = pad[2 * i], pad[2 * i + 1]
+        if shape[d] + min(left, 0) + min(right, 0) < 0:
+            raise errors.InvalidArgumentError("narrow(): length must be non-negative.")
+        shape[d] += left + right
+    return tuple(shape)
+
+
+def _constant_pad_nd(x: Any, pad: Sequence[int], value: Any = 0) -> Any:
+    shape = _pad_shape(x, pad, value)
+    out = np.full(shape, np.asarray(value).astype(x.dtype), dtype=x.dtype)
+    src: list[slice] = [slice(None)] * x.ndim
+    dst: list[slice] = [slice(None)] * x.ndim
+    for i in range(len(pad) // 2):
+        d = x.ndim - 1 - i
+        left, right = int(pad[2 * i]), int(pad[2 * i + 1])
+        src[d] = slice(max(-left, 0), x.shape[d] - max(-right, 0))
+        dst[d] = slice(max(left, 0), max(left, 0) + x.shape[d] - max(-left, 0) - max(-right, 0))
+    out[tuple(dst)] = x[tuple(src)]
+    return out
+
+
+defop("constant_pad_nd", _constant_pad_nd,
+      lambda ns, g, out, x, pad, value: ns.constant_pad_nd(g, pad=tuple(-p for p in pad),
+                                                            value=0),
+      saves="", attrs=(AttrSpec("pad", "ints", required=True), AttrSpec("value", "scalar", 0)),
+      backward="ConstantPadNdBackward0", method=False,
+      doc="input padded with value (pad: (left, right) pairs from the last dim backwards; "
+          "negative entries crop), as F.pad's constant mode",
+      out_shape=_pad_shape)

@@ -505,25 +505,31 @@ def _norm(x: Any, p: float = 2.0, dim: Any = None, keepdim: bool = False,
 
 def _norm_vjp(ns: Any, g: Any, out: Any, x: Any, p: float, dim: Any, keepdim: bool,
               dtype: Any = None) -> Any:
-    # torch's linalg_vector_norm_backward, case by case (including its zeros at norm == 0).
-    g = _kept(ns, g, x.shape, dim, keepdim)
-    norm = _kept(ns, out, x.shape, dim, keepdim)
+    # torch's norm_backward, case by case, op for op (so a create_graph gradient has torch's
+    # nodes and saved tensors), including its zeros at norm == 0. Over all dims (dim=None) torch
+    # unsqueezes nothing: the 0-d gradient and norm broadcast as they are.
+    axes = norm_dims(dim, x.ndim)
+    if axes and not keepdim and x.ndim:
+        for axis in sorted(axes):  # torch's unsqueeze_multiple
+            g = ns.unsqueeze(g, dim=axis)
+            out = ns.unsqueeze(out, dim=axis)
+    norm = out
     if p == 0.0:
         return None  # torch: an undefined gradient (None from autograd.grad)
     if p == 1.0:
-        return ns.sign(x) * g
+        return ns.sgn(x) * g
     if p == 2.0:
-        return g * ns.where(norm == 0, 0.0, x / norm)
+        return g * ns.masked_fill(x / norm, ns.eq(norm, 0), 0.0)
     if math.isinf(p):
         a = ns.abs(x)
-        mask = ns.logical_or(a == norm, a != a)
-        return ns.sign(x) * ns.where(mask, g / ns.sum(mask, dim=dim, keepdim=True), 0.0)
+        mask = ns.logical_or(ns.eq(a, norm), ns.isnan(a))
+        return ns.sgn(x) * ((g / ns.sum(mask, dim=dim, keepdim=True)) * mask)
     if p < 1.0:
-        scaled = ns.sign(x) * ns.where(x == 0, 0.0, ns.pow(ns.abs(x), p - 1))
+        scaled = ns.sgn(x) * ns.masked_fill(ns.pow(ns.abs(x), p - 1), ns.eq(x, 0), 0.0)
         return scaled * g * ns.pow(norm, 1 - p)
-    scaled = (ns.sign(x) * ns.pow(ns.abs(x), p - 1) if p < 2.0
+    scaled = (ns.sgn(x) * ns.pow(ns.abs(x), p - 1) if p < 2.0
               else x * ns.pow(ns.abs(x), p - 2))
-    return scaled * ns.where(norm == 0, 0.0, g / ns.pow(norm, p - 1))
+    return scaled * ns.masked_fill(g / ns.pow(norm, p - 1), ns.eq(norm, 0), 0.0)
 
 
 def _norm_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:

@@ -24,7 +24,7 @@ from gradserve.surface.signature import OUTPUT_COUNTS, AttrValidator
 from gradserve.surface.signature import AttrSpec as AttrSpec
 from gradserve.surface.spellings import is_int as is_int
 
-from . import dtypes, errors, limits
+from . import dtypes, errors, limits, scalarmath
 from .dtypes import DType
 from .tensor import Tensor
 
@@ -74,7 +74,15 @@ class OpDef:
         self.attrs = tuple(attrs)
         self.attr_names = tuple(a.name for a in attrs)
         self.dtype_rule = dtype
+        # The rule's answers by input dtypes, for a rule that is a function of them alone
+        # (`by_dtypes`): see `rule_key`; emptied when the default dtype changes.
+        self.rule_cache: dict[Any, tuple[DType | None, DType]] | None = (
+            {} if getattr(dtype, "by_dtypes", False) is True else None)
+        if self.rule_cache is not None:
+            _RULE_CACHES.append(self.rule_cache)
         self._backward = backward
+        # the node name when it does not depend on the arguments (Node.create reads it)
+        self.fixed_name: str | None = backward if isinstance(backward, str) else None
         self.n_outputs = n_outputs
         self.output_count = output_count
         self.out_shape = out_shape
@@ -105,6 +113,9 @@ class OpDef:
         # The one ufunc the forward is when every attribute has its default (add and sub with
         # alpha 1), or `ufunc`: an in-place op of it may write into its target (dispatch.run_into)
         self.default_ufunc: np.ufunc | None = default_ufunc or self.ufunc
+        # numpy's scalar operator that computes `ufunc` on 0-d operands (scalarmath)
+        self.scalar_operator: Callable[..., Any] | None = (
+            scalarmath.OPERATORS.get(self.ufunc) if self.ufunc is not None else None)
         self.differentiable_outputs = (tuple(differentiable_outputs)
                                        if differentiable_outputs is not None else None)
         # What each rule reads, as declared, so a node saves only what its backward needs (as
@@ -123,11 +134,23 @@ class OpDef:
         self.bounds: dict[Any, limits.Bound | None] = {}
         # An elementwise op's bound when every input is 0-d (one result of one element), by
         # result dtype: `bound` computed once per dtype (see dispatch._admit). Elementwise: a
-        # ufunc, or a result shaped by a `keeps_0d` rule.
+        # ufunc, or a result shaped by a `keeps_0d` rule, bounded by that shape or, for an op
+        # that is one ufunc when its attributes are the defaults (add and sub with alpha 1),
+        # by a rule of its own: then only for those attributes (`scalar_attrs`).
+        keeps = getattr(out_shape, "keeps_0d", False) is True
         self.scalar_bounds: dict[DType, limits.Bound | None] | None = (
-            {} if self.bound_by_shapes and (self.ufunc is not None or (
-                out_bound is None and getattr(out_shape, "keeps_0d", False) is True))
+            {} if self.bound_by_shapes and (self.ufunc is not None or (keeps and (
+                out_bound is None or self.default_ufunc is not None)))
             else None)
+        # None: `scalar_bounds` holds whatever the attributes; else the attributes it holds for
+        # (compared with ==, as the op's own bound compares them: alpha 1, 1.0 and True alike)
+        self.scalar_attrs: dict[str, Any] | None = (
+            self.default_attrs if self.scalar_bounds is not None and self.ufunc is None
+            and out_bound is not None else None)
+        # Whether dispatch.run may take its path for 0-d inputs (`run_scalar`): one result,
+        # not a view, one sequence of inputs, and a dtype rule it can remember.
+        self.scalar_path = (n_outputs == 1 and not variadic and not view
+                            and self.rule_cache is not None)
 
     def cached_bound(self, args: Sequence[Any], attrs: Mapping[str, Any],
                      out_dtype: DType) -> limits.Bound | None:
@@ -393,6 +416,47 @@ def temporaries(out_shape: Callable[..., Sequence[int]], *, results: int = 0, in
 
 # --- dtype rules: args are the op's inputs (Tensors, Python scalars or None) ---------------------
 
+# Every op's `rule_cache` (emptied together by `forget_rules`).
+_RULE_CACHES: list[dict[Any, Any]] = []
+
+
+def by_dtypes(rule: Any) -> Any:
+    """Declare a dtype rule whose answer is a function of its inputs' dtypes, the types of its
+    Python-number inputs and the default float dtype alone (never of attributes, shapes or
+    values), and that raises for anything it refuses: an op using it remembers its answers
+    (`OpDef.rule_cache`, read by dispatch.run)."""
+    rule.by_dtypes = True
+    return rule
+
+
+def forget_rules() -> None:
+    """Empty every op's remembered dtype answers (the default float dtype changed)."""
+    for cache in _RULE_CACHES:
+        cache.clear()
+
+
+def rule_key(flat: Sequence[Any]) -> Any:
+    """The key `OpDef.rule_cache` files a `by_dtypes` rule's answer under for these inputs,
+    or None where it is not remembered: one Tensor, or two of one dtype (its dtype: every
+    `by_dtypes` rule answers those alike), or a Tensor and a Python number in either order.
+    Tensors of different dtypes are promoted by dimension groups, so their answer is not
+    remembered. (dispatch.run computes the same key inline.)"""
+    if len(flat) == 1:
+        a = flat[0]
+        return a.dtype if type(a) is Tensor else None
+    if len(flat) != 2:
+        return None
+    a, b = flat
+    ta, tb = type(a), type(b)
+    if ta is Tensor:
+        if tb is Tensor:
+            return a.dtype if b.dtype is a.dtype else None
+        return (a.dtype, tb) if tb in _PY_NUMBERS else None
+    if tb is Tensor and ta in _PY_NUMBERS:
+        return (ta, b.dtype)
+    return None
+
+
 _PY_NUMBERS = frozenset((bool, int, float))
 
 
@@ -427,33 +491,39 @@ def promote_args(args: Sequence[Any]) -> DType:
     return dtypes.result_type(dim, zero, wrapped)
 
 
+@by_dtypes
 def PROMOTE(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
     """Compute and return in the promoted dtype (`add`, `mul`, `maximum`)."""
     d = promote_args(args)
     return d, d
 
 
+@by_dtypes
 def FLOAT(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
     """Compute and return in the promoted dtype, made floating (`div`, `sin`, `sqrt`)."""
     d = dtypes.to_float(promote_args(args))
     return d, d
 
 
+@by_dtypes
 def COMPARE(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
     """Compute in the promoted dtype, return bool (`lt`, `eq`)."""
     return promote_args(args), dtypes.bool_
 
 
+@by_dtypes
 def SAME(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
     """Return the first input's dtype, inputs uncast (shape ops, `neg`, indexing)."""
     return None, args[0].dtype
 
 
+@by_dtypes
 def INT64(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
     """Return int64 (`argmax`)."""
     return None, dtypes.int64
 
 
+@by_dtypes
 def BOOL(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
     """Return bool (`all`, `any`)."""
     return None, dtypes.bool_
@@ -461,7 +531,7 @@ def BOOL(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, D
 
 def fixed(dtype: DType) -> DtypeRule:
     """A rule that always returns `dtype` (creation ops without a dtype attribute)."""
-    return lambda args, attrs: (None, dtype)
+    return by_dtypes(lambda args, attrs: (None, dtype))
 
 
 # --- attribute validation ------------------------------------------------------------------------

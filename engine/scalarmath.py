@@ -28,7 +28,7 @@ OPERATORS: dict[Any, Any] = {
 # numpy scalar types whose operators are IEEE float arithmetic in their own dtype
 FLOATS = frozenset((np.float32, np.float64))
 # what may stand beside one of them: itself, or a Python number (not bool: numpy's bool rules)
-_PARTNERS = frozenset((float, int))
+PARTNERS = frozenset((float, int))
 
 
 def operands(args: Any) -> bool:
@@ -40,8 +40,8 @@ def operands(args: Any) -> bool:
         return False
     t0, t1 = type(args[0]), type(args[1])
     if t0 in FLOATS:
-        return t1 is t0 or t1 in _PARTNERS
-    return t1 in FLOATS and t0 in _PARTNERS
+        return t1 is t0 or t1 in PARTNERS
+    return t1 in FLOATS and t0 in PARTNERS
 
 
 def call(ufunc: Any, x: Any, y: Any, *, split: bool = False) -> Any:
@@ -50,6 +50,6 @@ def call(ufunc: Any, x: Any, y: Any, *, split: bool = False) -> Any:
     fast = OPERATORS.get(ufunc)
     if fast is not None:
         t0, t1 = type(x), type(y)
-        if (t1 is t0 or t1 in _PARTNERS) if t0 in FLOATS else (t1 in FLOATS and t0 in _PARTNERS):
+        if (t1 is t0 or t1 in PARTNERS) if t0 in FLOATS else (t1 in FLOATS and t0 in PARTNERS):
             return fast(x, y)
     return parallel.call(ufunc, x, y) if split else ufunc(x, y)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradserve.surface import layout, messages
+from gradserve.surface import grad_mode, layout, messages
 from gradserve.surface.compat import short_node_name
 from gradserve.surface.formatting import format_tensor
 
@@ -50,9 +50,6 @@ else:
     TensorMethods = object
 
 
-_new_tensor = object.__new__
-
-
 class Tensor(TensorMethods):
     """An n-dimensional array that records the ops applied to it, as torch.Tensor does."""
 
@@ -75,7 +72,8 @@ class Tensor(TensorMethods):
     @classmethod
     def _make(cls, data: np.ndarray, grad_fn: Any = None, output_nr: int = 0,
               version: list[int] | None = None, dtype: DType | None = None) -> Tensor:
-        """Wrap an ndarray (no copy, no checks) — the engine's internal constructor."""
+        """Wrap an ndarray (no copy, no checks) — the engine's internal constructor (dispatch.run
+        makes an op's result with these defaults inline: a new slot is set there too)."""
         t = object.__new__(cls)
         t._data = data
         t.dtype = dtypes._BY_NP[data.dtype] if dtype is None else dtype
@@ -84,23 +82,6 @@ class Tensor(TensorMethods):
         t.output_nr = output_nr
         t._grad = None
         t._version = [0] if version is None else version
-        t._accum = None
-        t._retains_grad = False
-        t._base = None
-        return t
-
-    @staticmethod
-    def _result(data: Any, dtype: DType) -> Tensor:
-        """`_make(data, dtype=dtype)`: an op's new result (dispatch.run makes one per op; this
-        spells out _make's defaults rather than testing them)."""
-        t = _new_tensor(Tensor)
-        t._data = data
-        t.dtype = dtype
-        t._rg = False
-        t.grad_fn = None
-        t.output_nr = 0
-        t._grad = None
-        t._version = [0]
         t._accum = None
         t._retains_grad = False
         t._base = None
@@ -315,15 +296,16 @@ class Tensor(TensorMethods):
         return self._data.tolist()
 
     def numpy(self, *, force: bool = False) -> np.ndarray:
-        """The data as an ndarray sharing memory (torch refuses while requires_grad is set)."""
-        if self._rg and not force:
+        """The data as an ndarray sharing memory (torch refuses while requires_grad is set and
+        grad mode is on)."""
+        if self._rg and not force and grad_mode.is_grad_enabled():
             raise errors.AutogradError(
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
                 "instead.")
         return self._array()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        if self._rg:
+        if self._rg and grad_mode.is_grad_enabled():
             raise errors.AutogradError(
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
                 "instead.")

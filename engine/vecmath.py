@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from . import cascade
+from . import cascade, limits
 from .distributions import fma32, fma64
 
 _F32 = np.float32
@@ -103,6 +103,113 @@ def _pow2i(q: np.ndarray) -> np.ndarray:
     return ((q + 127) << 23).astype(np.int32).view(_F32)
 
 
+class _FmaChain:
+    """float32 fused multiply-adds whose float64 sums are kept and checked once at the end.
+
+    `fma32` rounds `a * b + c` through float64 (exact product, one rounding) and redoes the
+    rare sums that land on a float32 midpoint or in float32's subnormal range; it checks each
+    call. An elementwise kernel of a dozen dependent FMAs over a few hundred elements spends
+    most of its time in those checks, so here each sum goes to a row of one float64 buffer and
+    `redo()` checks them at once: where a sum is one `fma32` would redo (exact zeros are not:
+    their sign is the float64 sum's, as in `fma32`), that step is computed by `fma32` for
+    those elements, and where its value differs the element is reported, for the caller to
+    recompute with `fma32` throughout. Every other element is `fma32`'s, step for step.
+    """
+
+    def __init__(self, steps: int, shape: tuple[int, ...]):
+        self.sums = np.empty((steps, *shape))
+        self.shape = shape
+        self.operands: list[tuple[Any, Any, Any]] = []
+
+    def __call__(self, a: Any, b: Any, c: Any) -> np.ndarray:
+        s = self.sums[len(self.operands)]
+        self.operands.append((a, b, c))
+        np.multiply(a, b, out=s, dtype=np.float64)
+        np.add(s, c, out=s)
+        return s.astype(_F32)
+
+    def redo(self) -> np.ndarray | None:
+        """A mask of the elements whose value differs from `fma32`'s, or None for none."""
+        bad = None
+        with np.errstate(all="ignore"):  # suspects only: NaN or inf sums are none
+            for i, where in self._suspects():
+                differ = self._settle(i, where)
+                if differ.size:
+                    if bad is None:
+                        bad = np.zeros(self.shape, bool)
+                    bad.reshape(-1)[differ] = True
+        return bad
+
+    def _suspects(self) -> list[tuple[int, np.ndarray]]:
+        """(step, mask) for each step with sums `fma32` would redo."""
+        sums = self.sums[:len(self.operands)]
+        if sums.nbytes <= _SMALL_CHECK:  # all rows at once: the fewest calls
+            suspect = _redone(sums, sums.view(np.int64) & 0x1FFFFFFF, np.abs(sums))
+            if suspect is None:
+                return []
+            return [(i, suspect[i]) for i in range(len(sums)) if suspect[i].any()]
+        # row by row through two reused rows: the temporaries of all rows at once would be
+        # large allocations, fresh pages (faults) on every call
+        low = np.empty(self.shape, np.int64)
+        size = low.view(np.float64)
+        rows = []
+        for i, row in enumerate(sums):
+            np.bitwise_and(row.view(np.int64), 0x1FFFFFFF, out=low)
+            row_suspect = _redone(row, low, np.abs(row, out=size))
+            if row_suspect is not None:
+                rows.append((i, row_suspect))
+        return rows
+
+    def _settle(self, i: int, where: np.ndarray) -> np.ndarray:
+        """The flat indices, among step i's suspects `where`, whose rounded sum is not
+        `fma32`'s."""
+        a, b, c = (v[where] if type(v) is np.ndarray and v.shape == self.shape
+                   else np.broadcast_to(v, self.shape)[where] if np.ndim(v) else v
+                   for v in self.operands[i])
+        # most suspects are exact float64 sums (a float32 midpoint is then a true tie, which
+        # the cast rounds to even as the FMA does): Knuth's two-sum error tells them
+        p = np.multiply(a, b, dtype=np.float64)
+        cc = np.asarray(c, np.float64)
+        s = self.sums[i][where]
+        back = s - p
+        inexact = (p - (s - back)) + (cc - back) != 0
+        flat = np.flatnonzero(where)[inexact]
+        if not flat.size:
+            return flat
+        exact = fma32(*(x[inexact] if np.ndim(x) else x for x in (a, b, c)))
+        return flat[exact.view(np.int32) != s[inexact].astype(_F32).view(np.int32)]
+
+
+_SMALL_CHECK = 1 << 17  # bytes of sums `_FmaChain.redo` checks in one go (below mmap's threshold)
+# Up to this many elements a kernel's FMAs go through one `_FmaChain` (measured: 2-3x faster
+# than `fma32` per step at a few hundred elements, about even at 16K, slower above, where the
+# float64 rows (8-9 of them, 1 MiB at 16K) are fresh pages on every call). Within
+# KERNEL_SCRATCH: the rows take 72 bytes an element.
+CHAIN_ELEMENTS = 1 << 14
+
+
+def _redone(s: np.ndarray, low: np.ndarray, size: np.ndarray) -> np.ndarray | None:
+    """Where `fma32` redoes a float64 sum s (low: its 29 low mantissa bits, size: |s|): a
+    float32 midpoint, or below float32's normal range but not 0; None for nowhere."""
+    mid = low == 0x10000000
+    tiny = size < 2.0 ** -125
+    if not (mid.any() or tiny.any()):
+        return None
+    suspect = mid | (tiny & (s != 0))
+    return suspect if suspect.any() else None
+
+
+def _chained(kernel: Callable[..., np.ndarray], steps: int, *xs: np.ndarray) -> np.ndarray:
+    """`kernel(*xs, fma)` for same-shaped float32 arrays, its FMAs by one `_FmaChain`, the
+    elements that need it recomputed with `fma32`: `kernel(*xs, fma32)`'s values."""
+    chain = _FmaChain(steps, xs[0].shape)
+    out = kernel(*xs, chain)
+    redo = chain.redo()
+    if redo is not None:
+        out[redo] = kernel(*(x[redo] for x in xs), fma32)
+    return out
+
+
 def sleef_expf(x: np.ndarray) -> np.ndarray:
     """e**x for float32 x as SLEEF's `xexpf` (AVX2 build, FMA) computes it.
 
@@ -113,22 +220,50 @@ def sleef_expf(x: np.ndarray) -> np.ndarray:
         A new float32 array of x's shape: 0 below -104, inf above 100, NaN for NaN.
     """
     x = np.asarray(x, _F32)
+    if 0 < x.ndim and x.size <= CHAIN_ELEMENTS:
+        return _chained(_expf, 2 + len(_EXP_POLY), x)
+    return _expf(x, fma32)
+
+
+def _expf(x: np.ndarray, fma: Callable[[Any, Any, Any], np.ndarray]) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         t = x * _R_LN2
         # cvtps_epi32 rounds to nearest even; out-of-range lanes are masked at the end
-        qf = np.rint(np.where(np.abs(t) < 2.0 ** 30, t, _F32(0))).astype(_F32)
+        qf = np.rint(np.where(np.abs(t) < 2.0 ** 30, t, _F32(0)))  # float32, as t
         q = qf.astype(np.int32)
-        s = fma32(qf, -_L2U, x)
-        s = fma32(qf, -_L2L, s)
-        u = np.full(s.shape, _EXP_POLY[0], _F32)
-        for c in _EXP_POLY[1:]:
-            u = fma32(u, s, c)
-        u = _F32(1) + fma32(s * s, u, s)
+        s = fma(qf, -_L2U, x)
+        s = fma(qf, -_L2L, s)
+        u = fma(s, _EXP_POLY[0], _EXP_POLY[1])  # the polynomial's first step: P0 * s + P1
+        for c in _EXP_POLY[2:]:
+            u = fma(u, s, c)
+        u = _F32(1) + fma(s * s, u, s)
         half = q >> 1
         u = (u * _pow2i(half)) * _pow2i(q - half)  # SLEEF's vldexp2: two exact-range steps
         u[x < -104] = 0
         u[x > 100] = np.inf
     return u
+
+
+def neg_expf_fma(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """`fma32(-sleef_expf(x), y, z)`: log_softmax's backward, `grad - exp(output) * sum`, as
+    torch's vector kernel computes it (one fused multiply-add).
+
+    Args:
+        x: a float32 array.
+        y: a float32 array that broadcasts to x's shape.
+        z: a float32 array of x's shape.
+
+    Returns:
+        A new float32 array of x's shape.
+    """
+    if 0 < x.ndim and x.size <= CHAIN_ELEMENTS and x.shape == z.shape:
+        return _chained(_neg_expf_fma, 3 + len(_EXP_POLY), x, np.broadcast_to(y, x.shape), z)
+    return fma32(-sleef_expf(x), y, z)
+
+
+def _neg_expf_fma(x: np.ndarray, y: np.ndarray, z: np.ndarray,
+                  fma: Callable[[Any, Any, Any], np.ndarray]) -> np.ndarray:
+    return fma(-_expf(x, fma), y, z)
 
 
 # --- SLEEF's expm1f (Sleef_expm1f8_u10): double-float arithmetic ---------------------------------
@@ -151,10 +286,11 @@ def _df_add_df(xh: np.ndarray, xl: np.ndarray, yh: np.ndarray,
     return s, ((xh - (s - v)) + (yh - v)) + (xl + yl)
 
 
-def _df_mul_f(xh: np.ndarray, xl: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _df_mul_f(xh: np.ndarray, xl: np.ndarray, y: np.ndarray,
+              fma: Callable[[Any, Any, Any], np.ndarray] = fma32) -> tuple[np.ndarray, np.ndarray]:
     """(xh, xl) * y (dfmul_vf2_vf2_vf, FMA)."""
     s = xh * y
-    return s, fma32(xl, y, fma32(xh, y, -s))
+    return s, fma(xl, y, fma(xh, y, -s))
 
 
 def _df_mul_df(xh: np.ndarray, xl: np.ndarray, yh: np.ndarray,
@@ -287,15 +423,15 @@ _LOG1P_BOUND = _F32(float.fromhex("0x1.2ced32p+126"))  # 1e38: above, log(x) ins
 _FLT_MIN = _F32(2.0 ** -126)
 
 
-def _df_div(nh: np.ndarray, nl: np.ndarray, dh: np.ndarray,
-            dl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _df_div(nh: np.ndarray, nl: np.ndarray, dh: np.ndarray, dl: np.ndarray,
+            fma: Callable[[Any, Any, Any], np.ndarray] = fma32) -> tuple[np.ndarray, np.ndarray]:
     """(nh, nl) / (dh, dl) (SLEEF's dfdiv_vf2_vf2_vf2, FMA)."""
     one = _F32(1)
     t = one / dh
     s = nh * t
-    u = fma32(t, nh, -s)
-    v = fma32(-dl, t, fma32(-dh, t, one))
-    return s, fma32(s, v, fma32(nl, t, u))
+    u = fma(t, nh, -s)
+    v = fma(-dl, t, fma(-dh, t, one))
+    return s, fma(s, v, fma(nl, t, u))
 
 
 def _exponent(d: np.ndarray) -> np.ndarray:
@@ -303,30 +439,41 @@ def _exponent(d: np.ndarray) -> np.ndarray:
     return ((d.view(np.int32) >> 23) & 0xFF) - 0x7F
 
 
-def _log_tail(sh: np.ndarray, sl: np.ndarray, xh: np.ndarray,
-              xl: np.ndarray) -> np.ndarray:
+def _log_tail(sh: np.ndarray, sl: np.ndarray, xh: np.ndarray, xl: np.ndarray,
+              fma: Callable[[Any, Any, Any], np.ndarray] = fma32) -> np.ndarray:
     """s + 2 x + x**3 t(x**2) rounded once: the common end of SLEEF's logf_u1 and log1pf
     (s = e ln 2 as a double-float, x = (m - 1) / (m + 1))."""
     x2 = xh * xh
-    t = np.full(xh.shape, _LOG_POLY[0], _F32)
-    for c in _LOG_POLY[1:]:
-        t = fma32(t, x2, c)
+    t = fma(x2, _LOG_POLY[0], _LOG_POLY[1])  # the polynomial's first step: P0 * x2 + P1
+    for c in _LOG_POLY[2:]:
+        t = fma(t, x2, c)
     two = _F32(2)
-    sh, sl = sh + xh * two, (((sh - (sh + xh * two)) + xh * two) + sl) + xl * two
+    xh2 = xh * two
+    sum_h = sh + xh2
+    sh, sl = sum_h, (((sh - sum_h) + xh2) + sl) + xl * two
     rest = (x2 * xh) * t
     s = sh + rest
     return s + (((sh - s) + rest) + sl)
 
 
 def _sleef_logf_u1(d: np.ndarray) -> np.ndarray:
-    """log(d) as SLEEF's xlogf_u1 (used by log1pf above 1e38; d > 0 finite there)."""
+    """log(d) as SLEEF's xlogf_u1 (used by log1pf above 1e38, and by log_softmax)."""
+    if 0 < d.ndim and d.size <= CHAIN_ELEMENTS and d.dtype == _F32:
+        return _chained(_logf_u1, 9, d)  # 2 + 5 + 2: the product, the division, the tail
+    return _logf_u1(d, fma32)
+
+
+def _logf_u1(d: np.ndarray, fma: Callable[[Any, Any, Any], np.ndarray]) -> np.ndarray:
     small = d < _FLT_MIN
-    d = np.where(small, d * _F32(2.0 ** 64), d)
+    scaled = small.any()  # subnormals and zeros (and negatives): scaled up by 2**64 first
+    if scaled:
+        d = np.where(small, d * _F32(2.0 ** 64), d)
     e = _exponent(d * _F32(1.0 / 0.75))
     m = (d.view(np.int32) - (e << 23)).view(_F32)
-    e = np.where(small, e - 64, e)
+    if scaled:
+        e = np.where(small, e - 64, e)
     ef = e.astype(_F32)
-    sh, sl = _df_mul_f(_LN2_HI, _LN2_LO, ef)
+    sh, sl = _df_mul_f(_LN2_HI, _LN2_LO, ef, fma)
     one = _F32(1)
     nh = -one + m
     nv = nh - (-one)
@@ -334,8 +481,8 @@ def _sleef_logf_u1(d: np.ndarray) -> np.ndarray:
     dh = one + m
     dv = dh - one
     dl = (one - (dh - dv)) + (m - dv)
-    xh, xl = _df_div(nh, nl, dh, dl)
-    return _log_tail(sh, sl, xh, xl)
+    xh, xl = _df_div(nh, nl, dh, dl, fma)
+    return _log_tail(sh, sl, xh, xl, fma)
 
 
 def sleef_log1pf(x: np.ndarray) -> np.ndarray:
@@ -770,6 +917,10 @@ def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndar
     out = np.empty(lanes.size, _F32)
     with np.errstate(all="ignore"):
         for i in range(0, lanes.size, _CHUNK):
+            if i:
+                # the deadline, a cancel or a waiting caller between chunks (~10-20 ms each
+                # for the costliest formulas): mish of 64 Mi elements ran 21 s in one op
+                limits.tick()
             part = slice(i, i + _CHUNK)
             mask = lanes[part]
             ops = [a[part] for a in flat]
@@ -789,3 +940,10 @@ def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndar
 # and the formulas' float32 intermediates (powf's double-float log and exp, about 180 bytes, is
 # the largest measured with tracemalloc; softplus's exp then log1p about 100)
 KERNEL_SCRATCH = 256 * _CHUNK
+
+
+def kernel_scratch(elements: int) -> int:
+    """`float32_kernel`'s scratch for a result of `elements` elements: `KERNEL_SCRATCH` for one
+    of a chunk or more, less for a smaller one (a 256-element mish charged 16 MiB, so a
+    stateless call could run only 63 of them, whatever their size)."""
+    return 256 * min(elements, _CHUNK)

@@ -34,11 +34,18 @@ def identity(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _digest(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
+
+
 class Authenticator:
     """Checks `authorization: Bearer <token>` metadata; with no tokens, everyone is anonymous."""
 
     def __init__(self, tokens: Iterable[str] = ()):
-        self._tokens = [t.encode() for t in tokens]
+        # Compared as SHA-256 digests: `hmac.compare_digest` takes time independent of the
+        # values only for inputs of one length (Python's docs: unequal lengths may show), so a
+        # presented token's time told how long the accepted ones are.
+        self._tokens = [_digest(t.encode()) for t in tokens]
 
     @property
     def enabled(self) -> bool:
@@ -61,11 +68,12 @@ class Authenticator:
         if scheme.lower() != "bearer" or not presented:
             raise UnauthenticatedError(
                 "missing bearer token: send metadata 'authorization: Bearer <token>'")
-        candidate = presented.strip().encode()
+        presented = presented.strip()
+        candidate = _digest(presented.encode())
         # Compare against every token without stopping early: timing reveals nothing.
         match = False
         for token in self._tokens:
             match |= hmac.compare_digest(candidate, token)
         if not match:
             raise UnauthenticatedError("invalid bearer token")
-        return identity(candidate.decode())
+        return identity(presented)

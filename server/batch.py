@@ -102,7 +102,7 @@ def reply_bound(instructions: Sequence[session_pb2.Instruction],
                 raise
             words -= len(ins.tape.code) // 8
             tapes[i] = decoded
-            count += len(decoded.ops) - 1 if decoded.ops else 0
+            count += decoded.count - 1 if decoded.count else 0
             total += RESULT_BYTES + INFO_BYTES * decoded.described
             continue
         infos = _INFOS.get(kind) if kind is not None else None
@@ -502,14 +502,15 @@ class Executor:
         out = r.tape
         out.SetInParent()
         valued: list[int] = []
-        floats, ints, constants = decoded.floats, decoded.ints, decoded.constants
+        code, floats, ints = decoded.words, decoded.floats, decoded.ints
+        constants = decoded.constants
         s = self.s
         tensors, optimizers, generators = s.tensors, s.optimizers, s.generators
         # a tape op binds tensors only: the other handles' count holds for the whole tape
         others = len(optimizers) + len(generators)
         max_handles, max_bytes = s.limits.max_handles - others, s.limits.max_bytes
         check_deadline, budget = self.check_deadline, self.budget
-        grad_state, within = grad_mode._state, ge.limits.within
+        within = ge.limits.within
         run_prepared, prepared, Tensor = ops.run_prepared, ops.prepared, ge.Tensor
         run_op = ge.dispatch.run
         cached = ops.PREPARED.get
@@ -518,25 +519,35 @@ class Executor:
         leaf_bytes, node_bytes = _TENSOR_BYTES, _TENSOR_BYTES + _NODE_BYTES
         # the engine runs the call's interrupt check before every op when one is set
         engine_checks = ge.limits._state.check is not None
-        for k, (name, flags, words, outputs) in enumerate(decoded.ops):
-            self.bound = bound = []
+        # Grad mode is this thread's, and only this loop changes it (restoring it after each
+        # op it switches for, as the engine's own scopes restore theirs): read it once.
+        grad_state = grad_mode._state
+        enabled = grad_state.enabled
+        self.bound = bound = []  # what a failing op bound (run() unbinds it)
+        one = 0  # the handle the running op bound, in the one-output case
+        for k, (name, flags, start, mid, end) in enumerate(zip(*decoded.ops)):
             try:
                 if k and not engine_checks:
                     check_deadline()
-                n_in = len(words)
+                n_in = mid - start
                 p = cached((name, n_in)) or prepared(name, n_in)
                 op = p.op
-                n_out = len(outputs)
+                n_out = end - mid
                 if op.n_outputs is not None and n_out != op.n_outputs:
                     raise _outputs_given(name, op.n_outputs, n_out)
-                for h in outputs:
+                if n_out == 1:
+                    h = code[mid]
                     if h in tensors or others and (h in optimizers or h in generators):
                         raise _in_use(h)
+                else:
+                    for h in code[mid:end]:
+                        if h in tensors or others and (h in optimizers or h in generators):
+                            raise _in_use(h)
                 if len(tensors) >= max_handles:
                     raise _handles_full(s.limits.max_handles)
                 inputs: list[Any] = []
                 growth = 0
-                for w in words:
+                for w in code[start:mid]:
                     kind = w & 7
                     if kind == HANDLE:
                         x = tensors.get(w >> 3)
@@ -558,24 +569,31 @@ class Executor:
                                                 what=f"{name}() input")
                         growth += c.nbytes + _TENSOR_BYTES
                         inputs.append(c)
-                gen = s.generator if p.random else None
-                grad = not flags & NO_GRAD
-                switch = grad != grad_state.enabled
-                if switch:
-                    grad_state.enabled = grad
                 estimate = max_bytes - s.measured_bytes - budget.pending
-                try:
-                    result = (within(max(0, estimate), run_op, op, tuple(inputs), {}) if p.plain
-                              else within(max(0, estimate), run_prepared, p, inputs, gen))
-                except ge.errors.BudgetExceededError as exc:
-                    result = self.retry_measured(exc, estimate, run_prepared, p, inputs, gen)
-                finally:
-                    if switch:
-                        grad_state.enabled = not grad
+                if estimate < 0:
+                    estimate = 0
+                if (not flags & NO_GRAD) == enabled:
+                    try:
+                        result = (within(estimate, run_op, op, tuple(inputs), {}) if p.plain
+                                  else within(estimate, run_prepared, p, inputs,
+                                              s.generator if p.random else None))
+                    except ge.errors.BudgetExceededError as exc:
+                        result = self.retry_measured(exc, estimate, run_prepared, p, inputs,
+                                                     s.generator if p.random else None)
+                else:
+                    grad_state.enabled = not enabled
+                    try:
+                        result = (within(estimate, run_op, op, tuple(inputs), {}) if p.plain
+                                  else within(estimate, run_prepared, p, inputs,
+                                              s.generator if p.random else None))
+                    except ge.errors.BudgetExceededError as exc:
+                        result = self.retry_measured(exc, estimate, run_prepared, p, inputs,
+                                                     s.generator if p.random else None)
+                    finally:
+                        grad_state.enabled = enabled
                 if type(result) is Tensor and n_out == 1:  # the common case: one output
-                    h = outputs[0]
                     tensors[h] = result
-                    bound.append(h)
+                    one = h
                     if flags & DESCRIBE:
                         tensor_info(h, result, out.tensors.add())
                     growth += result._data.nbytes + (
@@ -584,7 +602,7 @@ class Executor:
                     outs = (result,) if type(result) is Tensor else result
                     if len(outs) != n_out:
                         raise _outputs_produced(name, len(outs), n_out)
-                    for j, (h, t) in enumerate(zip(outputs, outs)):
+                    for j, (h, t) in enumerate(zip(code[mid:end], outs)):
                         if j:  # re-checked: the handles may repeat
                             self._check_new(h)
                         tensors[h] = t
@@ -593,13 +611,18 @@ class Executor:
                             tensor_info(h, t, out.tensors.add())
                         growth += t.nbytes + (leaf_bytes if t.grad_fn is None else node_bytes)
                 if flags & VALUE:
-                    valued.extend(outputs)
+                    valued.extend(code[mid:end])
                 # ByteBudget.check's first step inline: the estimate still fits
                 if s.measured_bytes + budget.pending + growth <= max_bytes:
                     budget.pending += growth
                 else:
                     budget.check("apply_op", growth)
+                one = 0
+                if bound:
+                    bound.clear()
             except Exception as exc:
+                if one:
+                    bound.append(one)
                 raise Located(exc, tape_op=k, op=name) from exc
         self.bound = []
         if valued:
@@ -879,10 +902,16 @@ class Executor:
         return 0
 
     def release(self, m: session_pb2.Release, r: session_pb2.InstructionResult) -> int:
-        for h in m.handles:
-            self.s.tensors.pop(h, None)
-            self.s.optimizers.pop(h, None)
-            self.s.generators.pop(h, None)
+        s = self.s
+        pop = s.tensors.pop
+        if s.optimizers or s.generators:
+            for h in m.handles:
+                pop(h, None)
+                s.optimizers.pop(h, None)
+                s.generators.pop(h, None)
+        else:  # (the common case: a session of tensors alone, releasing many per batch)
+            for h in m.handles:
+                pop(h, None)
         r.done.SetInParent()
         return 0
 

@@ -58,7 +58,7 @@ MAX_VALUES = 256
 MAX_ELEMENTS = 256
 MAX_OPS = 256
 LONG_OPS = frozenset({"convolution", "convolution_backward_input", "convolution_backward_weight",
-                      "convolution_backward_bias"})
+                      "convolution_backward_bias", "convolution_transpose"})
 
 
 class _OverBudget(Exception):

@@ -15,6 +15,8 @@ import sys
 from array import array
 from typing import Any
 
+import numpy as np
+
 from gradserve.v1 import session_pb2
 
 from .errors import InvalidRequestError, LimitExceededError, Located
@@ -25,6 +27,9 @@ MAX_WORDS = 1 << 18
 MAX_BATCH_WORDS = 1 << 19
 #: Op names in one tape's table.
 MAX_NAMES = 4096
+#: Tapes of at most this many words are checked op by op (`_decode_short`), longer ones with
+#: numpy (`decode`): the same checks, errors and result.
+SHORT_WORDS = 256
 _BIG_ENDIAN = sys.byteorder == "big"
 assert array("Q").itemsize == array("q").itemsize == array("d").itemsize == 8
 
@@ -47,14 +52,18 @@ MAX_OUTPUTS = (1 << 12) - 1
 
 
 class Decoded:
-    """One tape, checked: `ops` holds (name, flags, input words, output handles) per op (the
-    words and handles as `array` slices)."""
+    """One tape, checked: `ops` holds the lists of its ops' names, flags, starts, mids and
+    ends (`zip(*ops)` gives one op's): an op's input words are `words[start:mid]`, its output
+    handles `words[mid:end]`; `count` ops."""
 
-    __slots__ = ("ops", "floats", "ints", "constants", "described")
+    __slots__ = ("ops", "count", "words", "floats", "ints", "constants", "described")
 
-    def __init__(self, ops: list[tuple[str, int, Any, Any]], floats: Any, ints: Any,
-                 constants: Any, described: int):
+    def __init__(self, ops: tuple[list[str], list[int], list[int], list[int], list[int]],
+                 count: int, words: Any, floats: Any, ints: Any, constants: Any,
+                 described: int):
         self.ops = ops
+        self.count = count
+        self.words = words
         self.floats = floats
         self.ints = ints
         self.constants = constants
@@ -84,6 +93,11 @@ def decode(m: session_pb2.Tape, max_ops: int, max_words: int = MAX_BATCH_WORDS) 
     """Check and unpack tape `m`, which may hold at most `max_ops` ops and `max_words` words
     (what the batch's limits leave).
 
+    Only the walk from header to header is a Python loop (each header says where the next op
+    starts); the headers, inputs and outputs are checked with numpy, all at once, and the first
+    op with any fault, in tape order, is the one reported, with the message an op-by-op check
+    gives (a header's fault before its inputs', inputs' before outputs').
+
     Raises:
         Located: wrapping InvalidRequestError (a malformed tape; `tape_op` names the op, or is
             None for the tape's tables) or LimitExceededError (more ops than `max_ops`, more
@@ -100,49 +114,145 @@ def decode(m: session_pb2.Tape, max_ops: int, max_words: int = MAX_BATCH_WORDS) 
     floats = _table(m.floats, "d", "the float table")
     ints = _table(m.ints, "q", "the int table")
     constants = m.constants
-    n_names, n_floats, n_ints, n_constants = len(names), len(floats), len(ints), len(constants)
+    n_names, n_constants = len(names), len(constants)
     if n_constants > MAX_WORDS:
         raise _bad(None, f"{n_constants} tensor constants, more than the limit of {MAX_WORDS}")
-    ops: list[tuple[str, int, Any, Any]] = []
-    append = ops.append
+    n = len(words)
+    if n <= SHORT_WORDS:  # numpy's fixed cost per call outweighs the loop's per word
+        ops, count, described = _decode_short(words, names, max_ops, len(floats), len(ints),
+                                              n_constants)
+        return Decoded(ops, count, words, floats, ints, constants, described)
+    w = np.frombuffer(words, dtype=np.uint64)
+    # each word's span if it were a header: itself, its inputs and its outputs (at most 8191)
+    spans = array("i")
+    spans.frombytes((((w >> _IN_SHIFT) & _FIELD) + (w >> _OUT_SHIFT) + _ONE)
+                    .astype(np.int32).tobytes())
+    heads = array("i")  # each op's header position (int32: a tape has at most MAX_WORDS words)
+    head = heads.append
+    pos = 0
+    max_ops = max(max_ops, 0)
+    for _ in range(max_ops + 1):  # op `max_ops`, if there is one, is past the limit
+        head(pos)
+        pos += spans[pos]
+        if pos >= n:
+            break
+    del spans
+    hpos = np.frombuffer(heads, dtype=np.int32)
+    h = w[hpos]
+    codes = h & _CODE
+    flags = (h >> _FLAGS_SHIFT) & _BYTE
+    n_in = ((h >> _IN_SHIFT) & _FIELD).astype(np.int32)
+    n_out = (h >> _OUT_SHIFT).astype(np.int32)
+    ends = hpos + 1 + n_in + n_out
+    faulty = (codes >= n_names) | ((flags & _UNKNOWN_FLAGS) != 0) | (n_out == 0) | (ends > n)
+    count = int(faulty.argmax()) if faulty.any() else len(heads)  # ops with valid headers
+    failure: Located | None = None
+    if count > max_ops:
+        count = max_ops
+    if count == max_ops and len(heads) > max_ops:
+        failure = Located(LimitExceededError(
+            f"tape op {count}: the batch holds more ops than the limit of instructions per "
+            "batch", limit="max_instructions"), tape_op=count)
+    elif count < len(heads):
+        k = count
+        hd = int(h[k])
+        failure = _bad(k, _bad_header(hd & 0xFFFFFFFF, (hd >> 32) & 0xFF, (hd >> 40) & 0xFFF,
+                                      hd >> 52, n - heads[k] - 1, n_names))
+    if count:
+        hpos, n_in, n_out, ends = hpos[:count], n_in[:count], n_out[:count], ends[:count]
+        bad = _first_bad_operand(w[:int(ends[-1])], hpos, n_in, len(floats), len(ints),
+                                 n_constants)
+        if bad is not None:
+            start = heads[bad] + 1
+            inputs = words[start:start + int(n_in[bad])]
+            if _first_bad_input(inputs, len(floats), len(ints), n_constants) is not None:
+                raise _bad_input(bad, inputs, len(floats), len(ints), n_constants)
+            raise _bad(bad, "handle ids start at 1 (0 means the field was not set)")
+    if failure is not None:
+        raise failure
+    flags = flags[:count]
+    described = int(n_out[(flags & DESCRIBE) != 0].sum())
+    starts = hpos + 1
+    mids = starts + n_in
+    table = np.array(names, dtype=object)
+    ops = (table[codes[:count].astype(np.intp)].tolist(), flags.tolist(), starts.tolist(),
+           mids.tolist(), ends.tolist())
+    return Decoded(ops, count, words, floats, ints, constants, described)
+
+
+def _decode_short(words: Any, names: list[str], max_ops: int, n_floats: int, n_ints: int,
+                  n_constants: int) -> tuple[Any, int, int]:
+    """`decode`'s checks op by op, in one loop (a short tape): its `ops` columns, op count and
+    DESCRIBE-flagged outputs.
+
+    Raises:
+        Located: as `decode`.
+    """
+    n_names = len(names)
+    op_names: list[str] = []
+    op_flags: list[int] = []
+    starts: list[int] = []
+    mids: list[int] = []
+    ends: list[int] = []
     described = 0
     n, pos = len(words), 0
     while pos < n:
-        k = len(ops)
+        k = len(op_names)
         if k >= max_ops:
             raise Located(LimitExceededError(
-                f"tape op {k}: the batch holds more ops than the limit of instructions per batch",
-                limit="max_instructions"), tape_op=k)
+                f"tape op {k}: the batch holds more ops than the limit of instructions per "
+                "batch", limit="max_instructions"), tape_op=k)
         header = words[pos]
         code, flags = header & 0xFFFFFFFF, (header >> 32) & 0xFF
         n_in, n_out = (header >> 40) & 0xFFF, header >> 52
         start = pos + 1
-        end = start + n_in + n_out
+        mid = start + n_in
+        end = mid + n_out
         if code >= n_names or flags & ~FLAGS or not n_out or end > n:
             raise _bad(k, _bad_header(code, flags, n_in, n_out, n - start, n_names))
-        inputs = words[start:start + n_in]
-        for w in inputs:  # the common kinds first; any failure is named by _bad_input
-            kind = w & 7
-            if kind == HANDLE:
-                if w < 8:  # payload 0
-                    break
-            elif kind == FLOAT:
-                if w >> 3 >= n_floats:
-                    break
-            elif not _payload_ok(kind, w >> 3, n_ints, n_constants):
-                break
-        else:
-            kind = -1
-        if kind != -1:
+        inputs = words[start:mid]
+        if _first_bad_input(inputs, n_floats, n_ints, n_constants) is not None:
             raise _bad_input(k, inputs, n_floats, n_ints, n_constants)
-        outputs = words[start + n_in:end]
-        if 0 in outputs:
+        if 0 in words[mid:end]:
             raise _bad(k, "handle ids start at 1 (0 means the field was not set)")
         if flags & DESCRIBE:
             described += n_out
-        append((names[code], flags, inputs, outputs))
+        op_names.append(names[code])
+        op_flags.append(flags)
+        starts.append(start)
+        mids.append(mid)
+        ends.append(end)
         pos = end
-    return Decoded(ops, floats, ints, constants, described)
+    return (op_names, op_flags, starts, mids, ends), len(op_names), described
+
+
+_ONE, _BYTE, _CODE = np.uint64(1), np.uint64(0xFF), np.uint64(0xFFFFFFFF)
+_FIELD = np.uint64(0xFFF)
+_FLAGS_SHIFT, _IN_SHIFT, _OUT_SHIFT = np.uint64(32), np.uint64(40), np.uint64(52)
+_UNKNOWN_FLAGS = np.uint64(0xFF & ~FLAGS)
+
+
+def _first_bad_operand(w: Any, hpos: Any, n_in: Any, n_floats: int, n_ints: int,
+                       n_constants: int) -> int | None:
+    """The first op (of those whose valid headers are at `hpos` in `w`, which ends with the
+    last one's words) with an invalid input word or an output handle 0, or None."""
+    # int32 positions (a tape has at most MAX_WORDS words): a few bytes a word while checking
+    is_head = np.zeros(len(w), dtype=np.int32)
+    is_head[hpos] = 1
+    op_of = np.cumsum(is_head, dtype=np.int32) - 1  # each word's op
+    del is_head
+    rel = np.arange(len(w), dtype=np.int32) - hpos[op_of] - 1  # -1: the header
+    n_in_of = n_in[op_of]
+    # per kind, the payloads valid: lowest, and one past the highest (kinds 6 and 7: none)
+    kind = (w & np.uint64(7)).astype(np.intp)
+    payload = w >> np.uint64(3)
+    low = np.array([1, 0, 0, 0, 0, 0, 1, 1], dtype=np.uint64)
+    high = np.array([1 << 61, n_floats, n_ints, 2, 1, n_constants, 0, 0], dtype=np.uint64)
+    valid = (payload >= low[kind]) & (payload < high[kind])
+    bad = ((rel >= 0) & (rel < n_in_of) & ~valid) | ((rel >= n_in_of) & (w == 0))
+    if not bad.any():
+        return None
+    return int(op_of[int(bad.argmax())])
 
 
 def _bad_header(code: int, flags: int, n_in: int, n_out: int, left: int, n_names: int) -> str:
@@ -168,17 +278,29 @@ def _payload_ok(kind: int, payload: int, n_ints: int, n_constants: int) -> bool:
     return kind == CONSTANT and payload < n_constants
 
 
-def _bad_input(k: int, inputs: Any, n_floats: int, n_ints: int, n_constants: int) -> Located:
-    """The error of op `k`'s first invalid input word."""
+def _first_bad_input(inputs: Any, n_floats: int, n_ints: int,
+                     n_constants: int) -> tuple[int, int, int] | None:
+    """The index, kind and payload of the first invalid word of `inputs`, or None."""
     for j, w in enumerate(inputs):
         kind, payload = w & 7, w >> 3
         if kind > CONSTANT:
-            return _bad(k, f"input {j} has unknown kind {kind}")
+            return j, kind, payload
         ok = (payload != 0 if kind == HANDLE else payload < n_floats if kind == FLOAT
               else _payload_ok(kind, payload, n_ints, n_constants))
         if not ok:
-            return _bad(k, _bad_payload(j, kind, payload, n_floats, n_ints, n_constants))
-    raise AssertionError("_bad_input: every input is valid")
+            return j, kind, payload
+    return None
+
+
+def _bad_input(k: int, inputs: Any, n_floats: int, n_ints: int, n_constants: int) -> Located:
+    """The error of op `k`'s first invalid input word."""
+    found = _first_bad_input(inputs, n_floats, n_ints, n_constants)
+    if found is None:
+        raise AssertionError("_bad_input: every input is valid")
+    j, kind, payload = found
+    if kind > CONSTANT:
+        return _bad(k, f"input {j} has unknown kind {kind}")
+    return _bad(k, _bad_payload(j, kind, payload, n_floats, n_ints, n_constants))
 
 
 def _bad_payload(j: int, kind: int, payload: int, n_floats: int, n_ints: int,

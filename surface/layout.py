@@ -21,10 +21,23 @@ def contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
     Returns:
         One stride per dimension, in elements.
     """
+    key = shape if type(shape) is tuple else tuple(shape)
+    known = _CONTIGUOUS.get(key)
+    if known is not None:
+        return known
     strides = [1] * len(shape)
     for d in range(len(shape) - 2, -1, -1):
         strides[d] = strides[d + 1] * max(int(shape[d + 1]), 1)
-    return tuple(strides)
+    out = tuple(strides)
+    if len(_CONTIGUOUS) < _CONTIGUOUS_MAX:
+        _CONTIGUOUS[key] = out
+    return out
+
+
+# contiguous_strides' answers by shape: a program reads the strides of a few shapes (every
+# x.view(...) of a tensor the server described asks twice), bounded
+_CONTIGUOUS: dict[tuple[int, ...], tuple[int, ...]] = {}
+_CONTIGUOUS_MAX = 4096
 
 
 def pick_stride(strides: Sequence[int], dim: Any, index_error: type[IndexError]) -> Any:

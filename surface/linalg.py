@@ -1,4 +1,5 @@
-"""`torch.linalg`'s norms and `torch.norm`, written once against a `Backend`.
+"""`torch.linalg`'s norms (and its `matmul` alias) and `torch.norm`, written once against a
+`Backend`.
 
 torch composes them from two kernels, and so do we, so the graphs are torch's: a vector norm is
 the `norm` op (LinalgVectorNormBackward0); a matrix 1/-1/inf/-inf norm is the vector 1-norm over
@@ -175,7 +176,17 @@ def norm_method(be: Backend, self: Any, p: Any = "fro", dim: Any = None, keepdim
 
 _register("norm", ("norm", "amax", "amin"), norm, norm_method)
 
-FUNCTIONS: tuple[Any, ...] = (vector_norm, matrix_norm, linalg_norm)
+def matmul(be: Backend, input: Any, other: Any) -> Any:
+    """torch.linalg.matmul: an alias of torch.matmul (the same graph: MmBackward0, MvBackward0,
+    ...), its TypeError naming linalg_matmul."""
+    for name, value, position in (("input", input, 1), ("other", other, 2)):
+        if not be.is_tensor(value):
+            raise be.type_error(f"linalg_matmul(): argument '{name}' (position {position}) "
+                                f"must be Tensor, not {messages.tp_name(value)}")
+    return be.call("matmul", (input, other), {})
+
+
+FUNCTIONS: tuple[Any, ...] = (vector_norm, matrix_norm, linalg_norm, matmul)
 """What `torch.linalg` holds here."""
 
 

@@ -46,6 +46,17 @@ def dim_out_of_range(dim: int, lo: int, hi: int) -> str:
     return f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})"
 
 
+def tp_name(value: Any) -> str:
+    """The type name torch's argument parser prints for `value` (CPython's `tp_name`): a class
+    defined in Python by its bare name, a built-in by its bare name, a type from a C extension
+    with its module ("numpy.ndarray")."""
+    cls = type(value)
+    heap = bool(cls.__flags__ & (1 << 9))  # Py_TPFLAGS_HEAPTYPE: made by a class statement
+    if heap or cls.__module__ == "builtins":
+        return cls.__name__
+    return f"{cls.__module__}.{cls.__name__}"
+
+
 TYPE_WORDS = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
               "bool": "Bool"}
 """torch's C++ names of the dtypes, as its messages print them ("Got Long")."""

@@ -126,6 +126,77 @@ def _layer_norm(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> 
     return _meta(shape, rank, grad and rg)
 
 
+_GROUP_NORM_ATTRS = frozenset(("num_groups", "eps"))
+
+
+@_rule("group_norm")
+def _group_norm(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    """(input, weight?, bias?): the input's shape and dtype when its channels divide into the
+    groups and the parameters are (C,) of its dtype."""
+    if len(inputs) != 3 or "num_groups" not in attrs:
+        raise _Inexact
+    _known(attrs, _GROUP_NORM_ATTRS)
+    groups = _int(attrs["num_groups"])
+    _float(attrs.get("eps", 1e-5))
+    shape, rank, rg = _tensor(inputs[0])
+    if len(shape) < 2 or groups <= 0 or shape[1] % groups or rank < _FLOAT:
+        raise _Inexact  # torch's size messages, "GroupNormKernelImpl" not implemented
+    for p in inputs[1:]:
+        if p is not None:
+            ps, pr, prg = _tensor(p)
+            if ps != (shape[1],) or pr != rank:
+                raise _Inexact  # "Expected weight to be a vector of size", "mixed dtype (CPU)"
+            rg = rg or prg
+    return _meta(shape, rank, grad and rg)
+
+
+_UPSAMPLE_ATTRS = frozenset(("output_size", "scale_h", "scale_w"))
+
+
+@_rule("upsample_nearest")
+def _upsample_nearest(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool
+                      ) -> list[Meta]:
+    """(input,): (N, C, *output_size) of the input's dtype, for a 3-D or 4-D input and positive
+    sizes."""
+    if len(inputs) != 1 or "output_size" not in attrs:
+        raise _Inexact
+    _known(attrs, _UPSAMPLE_ATTRS)
+    out = _ints(attrs["output_size"])
+    for key in ("scale_h", "scale_w"):
+        if attrs.get(key) is not None:
+            _float(attrs[key])
+    shape, rank, rg = _tensor(inputs[0])
+    if len(shape) not in (3, 4) or len(out) != len(shape) - 2 or min(shape[2:]) <= 0 or (
+            min(out) <= 0):
+        raise _Inexact  # torch's size messages
+    return _meta((*shape[:2], *out), rank, grad and rg)
+
+
+_PAD_ATTRS = frozenset(("pad", "value"))
+
+
+@_rule("constant_pad_nd")
+def _constant_pad_nd(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool
+                     ) -> list[Meta]:
+    """(input,): each padded dim grown by its two pads, when F.pad's checks pass."""
+    if len(inputs) != 1 or "pad" not in attrs:
+        raise _Inexact
+    _known(attrs, _PAD_ATTRS)
+    pads = _ints(attrs["pad"])
+    _scalar(attrs.get("value", 0))
+    shape, rank, rg = _tensor(inputs[0])
+    out = list(shape)
+    if len(pads) % 2 or len(pads) // 2 > len(shape):
+        raise _Inexact  # torch's pad-length messages
+    for i in range(len(pads) // 2):
+        d = len(shape) - 1 - i
+        left, right = pads[2 * i], pads[2 * i + 1]
+        if shape[d] + min(left, 0) + min(right, 0) < 0:
+            raise _Inexact  # "narrow(): length must be non-negative."
+        out[d] += left + right
+    return _meta(tuple(out), rank, grad and rg)
+
+
 def _batch_norm_input(inputs: Sequence[Any], training: bool, stats_grad: bool = False
                       ) -> tuple[tuple[int, ...], int, bool]:
     """(input, weight?, bias?, running_mean?, running_var?) as batch_norm's checks accept them:

@@ -26,6 +26,7 @@ from . import (
     nn_init,
     nn_norm,
     nn_rnn,
+    nn_sampling,
     nn_utils,
 )
 from .nn_backend import NNBackend
@@ -42,13 +43,18 @@ MODULE_FILES = {
                    "Tanh", "Sigmoid", "Softplus", "LogSigmoid", "Mish", "SELU", "CELU",
                    "Hardsigmoid", "Hardswish", "Softmax", "LogSoftmax", "MultiheadAttention",
                    "GLU"),
-    "conv": ("Conv1d", "Conv2d"),
-    "pooling": ("MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d"),
+    "conv": ("Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d"),
+    "pooling": ("MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",
+                "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d"),
     "batchnorm": ("BatchNorm1d", "BatchNorm2d"),
-    "normalization": ("LayerNorm",),
+    "instancenorm": ("InstanceNorm1d", "InstanceNorm2d"),
+    "normalization": ("LayerNorm", "GroupNorm"),
+    "upsampling": ("Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d"),
+    "pixelshuffle": ("PixelShuffle", "PixelUnshuffle"),
+    "padding": ("ConstantPad1d", "ConstantPad2d", "ZeroPad1d", "ZeroPad2d"),
     "rnn": ("RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"),
     "dropout": ("Dropout",),
-    "flatten": ("Flatten",),
+    "flatten": ("Flatten", "Unflatten"),
     "sparse": ("Embedding",),
     "container": ("Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"),
     "loss": ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
@@ -95,7 +101,7 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
     nn.Module = module_cls  # type: ignore[attr-defined]
     bound_classes: dict[type, type] = {}
     for cls in (*LAYERS, *nn_attention.MODULES, *nn_conv.MODULES, *nn_norm.MODULES,
-                *nn_rnn.MODULES, *CONTAINERS, *LOSSES, *nn_distance.MODULES):
+                *nn_sampling.MODULES, *nn_rnn.MODULES, *CONTAINERS, *LOSSES, *nn_distance.MODULES):
         # a subclass of another nn class (ReLU6 of Hardtanh, GRU of RNNBase) derives from that
         # class's bound copy too, so isinstance(nn.ReLU6(), nn.Hardtanh) holds as in torch
         parents = tuple(bound_classes[base] for base in cls.__bases__ if base in bound_classes)
@@ -107,7 +113,7 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
     nn.functional = namespace(  # type: ignore[attr-defined]
         name + ".functional", "torch.nn.functional", be,
         (*nn_functional.FUNCTIONS, *nn_conv.FUNCTIONS, *nn_norm.FUNCTIONS,
-         *nn_distance.FUNCTIONS),
+         *nn_sampling.FUNCTIONS, *nn_attention.FUNCTIONS, *nn_distance.FUNCTIONS),
         functional_extra)
     nn.init = namespace(name + ".init", "torch.nn.init", be,  # type: ignore[attr-defined]
                         nn_init.FUNCTIONS)

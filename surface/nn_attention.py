@@ -171,5 +171,63 @@ def _attention(m: MultiheadAttention, query: Any, key: Any, value: Any, key_padd
     return out, weights
 
 
+def scaled_dot_product_attention(be: Any, query: Any, key: Any, value: Any, attn_mask: Any = None,
+                                 dropout_p: float = 0.0, is_causal: bool = False,
+                                 scale: float | None = None, enable_gqa: bool = False) -> Any:
+    """softmax(query @ key^T * scale + mask) @ value, composed as torch's math path.
+
+    torch's `_scaled_dot_product_attention_math`: query and key each times sqrt(scale) (scale
+    1 / sqrt(E) by default), a bool mask (or is_causal's lower triangle) as a float mask of 0
+    and -inf added to the scores, softmax over the last dim, dropout, then the product with
+    value. For inputs of up to 3 dims this is the path torch's CPU takes (values, gradients and
+    grad_fns are torch's); for 4-D float inputs torch takes its flash kernel
+    (ScaledDotProductFlashAttentionForCpuBackward0), whose roundings differ in the last bits.
+
+    Args:
+        query: (..., L, E).
+        key: (..., S, E).
+        value: (..., S, Ev).
+        attn_mask: a bool mask (True: take part) or a float mask added to the scores,
+            broadcastable to (..., L, S).
+        dropout_p: the probability of dropping an attention weight.
+        is_causal: attend only to positions at or before each query's (no attn_mask then).
+        scale: the scores' factor (default 1 / sqrt(E)).
+        enable_gqa: not supported (False).
+
+    Returns:
+        (..., L, Ev).
+
+    Raises:
+        RuntimeError: attn_mask with is_causal; enable_gqa.
+    """
+    torch = be.torch
+    if enable_gqa:
+        raise be.runtime_error("scaled_dot_product_attention: enable_gqa=True is not supported "
+                               "by gradserve")
+    q_shape, k_shape = tuple(be.shape(query)), tuple(be.shape(key))
+    length, source, embed = q_shape[-2], k_shape[-2], q_shape[-1]
+    factor = math.sqrt(1.0 / math.sqrt(embed) if scale is None else scale)
+    if is_causal:
+        if attn_mask is not None:
+            raise be.runtime_error("_scaled_dot_product_attention: Explicit attn_mask should not "
+                                   "be set when is_causal=True")
+        attn_mask = torch.ones(length, source, dtype=torch.bool).tril()
+    if attn_mask is not None and be.dtype_name(attn_mask) == "bool":
+        zeros = torch.zeros(tuple(be.shape(attn_mask)), dtype=be.dtype_of(query))
+        attn_mask = zeros.masked_fill(attn_mask.logical_not(), float("-inf"))
+    scores = torch.matmul(be.scalar_mul(query, factor),
+                          be.scalar_mul(key.transpose(-2, -1), factor))
+    if attn_mask is not None:
+        scores = scores + attn_mask
+    weights = F.softmax(be, scores, dim=-1)
+    if dropout_p > 0.0:
+        weights = F.dropout(be, weights, p=dropout_p)
+    return torch.matmul(weights, value)
+
+
+FUNCTIONS = (scaled_dot_product_attention,)
+"""nn.functional's attention (bound by `gradserve.surface.nn.build`)."""
+
+
 MODULES: tuple[type[Module], ...] = (NonDynamicallyQuantizableLinear, MultiheadAttention)
 """The attention classes `gradserve.surface.nn.build` binds to a backend."""

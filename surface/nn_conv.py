@@ -141,6 +141,36 @@ def conv2d(be: NNBackend, input: Any, weight: Any, bias: Any = None, stride: Any
     return _conv(be, 2, input, weight, bias, stride, padding, dilation, groups)
 
 
+def _conv_transpose(be: NNBackend, d: int, input: Any, weight: Any, bias: Any, stride: Any,
+                    padding: Any, output_padding: Any, groups: int, dilation: Any) -> Any:
+    x, unbatched = _batched(be, input, d, f"conv_transpose{d}d")
+    y = be.call("convolution_transpose", (x, weight, bias), {
+        "stride": _tuple(stride, d, "stride"), "padding": _tuple(padding, d, "padding"),
+        "output_padding": _tuple(output_padding, d, "output_padding"),
+        "dilation": _tuple(dilation, d, "dilation"), "groups": groups})
+    return be.call("squeeze", (y, 0), {}) if unbatched else y
+
+
+def conv_transpose1d(be: NNBackend, input: Any, weight: Any, bias: Any = None, stride: Any = 1,
+                     padding: Any = 0, output_padding: Any = 0, groups: int = 1,
+                     dilation: Any = 1) -> Any:
+    """1-d transposed convolution of (N, C_in, L) (or (C_in, L)) with weight
+    (C_in, C_out / groups, K): torch's `convolution(..., transposed=True)`, grad_fn
+    ConvolutionBackward0."""
+    return _conv_transpose(be, 1, input, weight, bias, stride, padding, output_padding, groups,
+                           dilation)
+
+
+def conv_transpose2d(be: NNBackend, input: Any, weight: Any, bias: Any = None, stride: Any = 1,
+                     padding: Any = 0, output_padding: Any = 0, groups: int = 1,
+                     dilation: Any = 1) -> Any:
+    """2-d transposed convolution of (N, C_in, H, W) (or (C_in, H, W)) with weight
+    (C_in, C_out / groups, KH, KW): torch's `convolution(..., transposed=True)`, grad_fn
+    ConvolutionBackward0."""
+    return _conv_transpose(be, 2, input, weight, bias, stride, padding, output_padding, groups,
+                           dilation)
+
+
 def _pool_args(be: NNBackend, d: int, kernel_size: Any, stride: Any, padding: Any,
                dilation: Any, ceil_mode: bool) -> tuple[tuple[int, ...], ...]:
     if ceil_mode:
@@ -220,7 +250,8 @@ def avg_pool2d(be: NNBackend, input: Any, kernel_size: Any, stride: Any = None, 
                      divisor_override)
 
 
-FUNCTIONS = (conv1d, conv2d, max_pool1d, max_pool2d, avg_pool1d, avg_pool2d)
+FUNCTIONS = (conv1d, conv2d, conv_transpose1d, conv_transpose2d, max_pool1d, max_pool2d,
+             avg_pool1d, avg_pool2d)
 """nn.functional's convolution and pooling (bound by `gradserve.surface.nn.build`)."""
 
 
@@ -231,7 +262,8 @@ class _ConvNd(Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: str = "zeros", device: Any = None, dtype: Any = None) -> None:
+                 padding_mode: str = "zeros", device: Any = None, dtype: Any = None, *,
+                 output_padding: Any = 0, transposed: bool = False) -> None:
         super().__init__()
         d = self._d
         dtype = _factory(type(self).__name__, device, dtype)
@@ -241,6 +273,8 @@ class _ConvNd(Module):
             raise ValueError("in_channels must be divisible by groups")
         if out_channels % groups != 0:
             raise ValueError("out_channels must be divisible by groups")
+        if transposed and padding_mode != "zeros":  # torch's _ConvTransposeNd's check
+            raise ValueError(f'Only "zeros" padding mode is supported for {type(self).__name__}')
         if padding_mode != "zeros":
             raise ValueError(f"padding_mode={padding_mode!r} is not supported by gradserve "
                              "(only 'zeros')")
@@ -249,13 +283,14 @@ class _ConvNd(Module):
         self.stride = _tuple(stride, d, "stride")
         self.padding = padding if isinstance(padding, str) else _tuple(padding, d, "padding")
         self.dilation = _tuple(dilation, d, "dilation")
-        self.transposed = False
-        self.output_padding = (0,) * d
+        self.transposed = transposed
+        self.output_padding = _tuple(output_padding, d, "output_padding")
         self.groups = groups
         self.padding_mode = padding_mode
         be = self._be
-        self.weight = be.parameter(
-            _empty(be, (out_channels, in_channels // groups, *self.kernel_size), dtype), True)
+        channels = ((in_channels, out_channels // groups) if transposed
+                    else (out_channels, in_channels // groups))
+        self.weight = be.parameter(_empty(be, (*channels, *self.kernel_size), dtype), True)
         if bias:
             self.bias = be.parameter(_empty(be, (out_channels,), dtype), True)
         else:
@@ -282,6 +317,8 @@ class _ConvNd(Module):
             s += f", padding={self.padding}"
         if self.dilation != (1,) * len(self.dilation):
             s += f", dilation={self.dilation}"
+        if self.output_padding != (0,) * len(self.output_padding):
+            s += f", output_padding={self.output_padding}"
         if self.groups != 1:
             s += f", groups={self.groups}"
         if self.bias is None:
@@ -297,6 +334,58 @@ class Conv1d(_ConvNd):
 
 class Conv2d(_ConvNd):
     """2-d convolution over (N, C, H, W): weight (out, in / groups, kh, kw)."""
+
+    _d = 2
+
+
+class _ConvTransposeNd(_ConvNd):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
+                 padding: Any = 0, output_padding: Any = 0, groups: int = 1, bias: bool = True,
+                 dilation: Any = 1, padding_mode: str = "zeros", device: Any = None,
+                 dtype: Any = None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, padding_mode, device, dtype,
+                         output_padding=output_padding, transposed=True)
+
+    def _output_padding(self, input: Any, output_size: Any) -> tuple[int, ...]:
+        """torch's `_ConvTransposeNd._output_padding`: the output_padding that gives
+        `output_size` (or the module's own without one)."""
+        if output_size is None:
+            return self.output_padding
+        d = self._d
+        shape = tuple(self._be.shape(input))
+        non_spatial = 2 if len(shape) == d + 2 else 1
+        output_size = list(output_size)
+        if len(output_size) == non_spatial + d:
+            output_size = output_size[non_spatial:]
+        if len(output_size) != d:
+            raise ValueError(f"ConvTranspose{d}D: for {len(shape)}D input, output_size must "
+                             f"have {d} or {non_spatial + d} elements (got {len(output_size)})")
+        padding = _tuple(self.padding, d, "padding")
+        low = [(shape[i + non_spatial] - 1) * self.stride[i] - 2 * padding[i]
+               + self.dilation[i] * (self.kernel_size[i] - 1) + 1 for i in range(d)]
+        high = [low[i] + self.stride[i] - 1 for i in range(d)]
+        for size, lo, hi in zip(output_size, low, high):
+            if size < lo or size > hi:
+                raise ValueError(
+                    f"requested an output size of {output_size}, but valid sizes range from "
+                    f"{low} to {high} (for an input of torch.Size({list(shape[non_spatial:])}))")
+        return tuple(int(output_size[i]) - low[i] for i in range(d))
+
+    def forward(self, input: Any, output_size: Any = None) -> Any:
+        return _conv_transpose(self._be, self._d, input, self.weight, self.bias, self.stride,
+                               self.padding, self._output_padding(input, output_size),
+                               self.groups, self.dilation)
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    """1-d transposed convolution over (N, C, L): weight (in, out / groups, k)."""
+
+    _d = 1
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    """2-d transposed convolution over (N, C, H, W): weight (in, out / groups, kh, kw)."""
 
     _d = 2
 
@@ -377,5 +466,6 @@ class AvgPool2d(Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-MODULES: tuple[type[Module], ...] = (Conv1d, Conv2d, MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d)
+MODULES: tuple[type[Module], ...] = (Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, MaxPool1d,
+                                     MaxPool2d, AvgPool1d, AvgPool2d)
 """The convolution and pooling classes `gradserve.surface.nn.build` binds to a backend."""

@@ -120,6 +120,28 @@ class Flatten(Module):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
+class Unflatten(Module):
+    """Unflattens dim `dim` into `unflattened_size` (one entry may be -1)."""
+
+    def __init__(self, dim: int, unflattened_size: Any) -> None:
+        super().__init__()
+        if not isinstance(unflattened_size, (tuple, list)):
+            raise TypeError("unflattened_size must be a tuple of ints, but found type "
+                            f"{type(unflattened_size).__name__}")
+        for idx, elem in enumerate(unflattened_size):
+            if not isinstance(elem, int):
+                raise TypeError(f"unflattened_size must be tuple of ints, but found element of "
+                                f"type {type(elem).__name__} at pos {idx}")
+        self.dim = dim
+        self.unflattened_size = unflattened_size
+
+    def forward(self, input: Any) -> Any:
+        return input.unflatten(self.dim, self.unflattened_size)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
 class Embedding(Module):
     """A lookup table of num_embeddings vectors of size embedding_dim, initialised N(0, 1)."""
 
@@ -531,7 +553,8 @@ class GLU(Module):
 
 
 LAYERS: tuple[type[Module], ...] = (
-    Identity, Linear, Bilinear, Flatten, Embedding, LayerNorm, Dropout, ReLU, Hardtanh, ReLU6,
+    Identity, Linear, Bilinear, Flatten, Unflatten, Embedding, LayerNorm, Dropout, ReLU, Hardtanh,
+    ReLU6,
     LeakyReLU, PReLU,
     ELU, GELU, SiLU, Mish, SELU, CELU, Hardsigmoid, Hardswish, LogSigmoid, Tanh, Sigmoid,
     Softplus, Softmax, LogSoftmax, GLU)

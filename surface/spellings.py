@@ -15,6 +15,7 @@ Tensor method or property; the client installs those whose ops are all in a serv
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -253,6 +254,32 @@ def flatten(be: Backend, input: Any, start_dim: int = 0, end_dim: int = -1) -> A
 
 
 _register("flatten", ("flatten",), flatten, flatten)
+
+
+def unflatten(be: Backend, input: Any, dim: int, sizes: Any) -> Any:
+    """torch.unflatten: dim `dim` split into `sizes` (one entry may be -1), a view
+    (ViewBackward0), with torch's checks and texts."""
+    shape = tuple(be.shape(input))
+    if not shape:
+        raise be.runtime_error("unflatten: Dimension specified as 0 but tensor has no "
+                               "dimensions")
+    d = wrap_dim(be, dim, len(shape))
+    sizes = [int(s) for s in sizes]
+    if not sizes:
+        raise be.runtime_error("unflatten: sizes must be non-empty")
+    if sizes.count(-1) > 1:
+        raise be.runtime_error("only one dimension can be inferred")
+    known = math.prod(s for s in sizes if s != -1)
+    if -1 in sizes and known and shape[d] % known == 0:
+        sizes[sizes.index(-1)] = shape[d] // known
+    elif -1 in sizes or known != shape[d]:
+        raise be.runtime_error(
+            f"unflatten: Provided sizes [{', '.join(map(str, sizes))}] don't multiply up to the "
+            f"size of dim {dim} ({shape[d]}) in the input tensor")
+    return be.call("reshape", (input, (*shape[:d], *sizes, *shape[d + 1:])), {})
+
+
+_register("unflatten", ("reshape",), unflatten, unflatten)
 
 
 def broadcast_to(be: Backend, input: Any, size: Any) -> Any:
@@ -677,6 +704,76 @@ def meshgrid(be: Backend, *tensors: Any, indexing: str | None = None) -> tuple[A
 
 
 _register("meshgrid", ("expand", "reshape"), function=meshgrid)
+
+
+# --- small compositions --------------------------------------------------------------------------
+
+
+def type_as(be: Backend, self: Any, other: Any) -> Any:
+    """Tensor.type_as(other): self converted to other's dtype (self itself when already of it,
+    as torch: a leaf stays that leaf; else ToCopyBackward0)."""
+    if not be.is_tensor(other):
+        raise be.type_error("type_as(): argument 'other' (position 1) must be Tensor, not "
+                            f"{messages.tp_name(other)}")
+    if be.dtype_name(self) == be.dtype_name(other):
+        return self
+    return be.call("to_dtype", (self,), {"dtype": be.dtype_of(other)})
+
+
+_register("type_as", ("to_dtype",), method=type_as)
+
+
+def _mv(be: Backend, input: Any, vec: Any, first: int) -> Any:
+    """torch.mv's checks (addmv's, in its order), then `matmul` (a matrix @ a vector is
+    MvBackward0 there); `first` is the position torch's TypeError gives `input` (1 for the
+    function, 0 for the method, which names only `vec`)."""
+    for name, value, position in (("input", input, first), ("vec", vec, first + 1)):
+        if not be.is_tensor(value):
+            raise be.type_error(f"mv(): argument '{name}' (position {position}) must be "
+                                f"Tensor, not {messages.tp_name(value)}")
+    mat_shape, vec_shape = be.shape(input), be.shape(vec)
+    if len(mat_shape) != 2 or len(vec_shape) != 1:
+        raise be.runtime_error("vector + matrix @ vector expected, got 1, "
+                               f"{len(mat_shape)}, {len(vec_shape)}")
+    if mat_shape[1] != vec_shape[0]:
+        raise be.runtime_error(f"size mismatch, got input ({mat_shape[0]}), mat "
+                               f"({mat_shape[0]}x{mat_shape[1]}), vec ({vec_shape[0]})")
+    mat_dtype, vec_dtype = be.dtype_name(input), be.dtype_name(vec)
+    if mat_dtype != vec_dtype:
+        v, m = messages.TYPE_WORDS.get(vec_dtype, vec_dtype), messages.TYPE_WORDS.get(
+            mat_dtype, mat_dtype)
+        raise be.runtime_error(
+            f"addmv input tensors must have the same dtype, but got {v}, {m}, and {v}")
+    return be.call("matmul", (input, vec), {})
+
+
+def mv(be: Backend, input: Any, vec: Any) -> Any:
+    """torch.mv(input, vec): the matrix-vector product (MvBackward0), with torch's errors."""
+    return _mv(be, input, vec, 1)
+
+
+def _mv_method(be: Backend, self: Any, vec: Any) -> Any:
+    return _mv(be, self, vec, 0)
+
+
+_register("mv", ("matmul",), mv, _mv_method)
+
+
+
+def nonzero(be: Backend, input: Any, *, as_tuple: bool = False) -> Any:
+    """torch.nonzero(input, as_tuple=False): the (n, ndim) indices of the non-zero elements; with
+    as_tuple, one index tensor per dim (`nonzero(x).unbind(1)`; a 0-d input counts as 1-d)."""
+    if not isinstance(as_tuple, (bool, np.bool_)):
+        raise be.type_error("nonzero(): argument 'as_tuple' must be bool, not "
+                            f"{messages.tp_name(as_tuple)}")
+    if not as_tuple:
+        return be.call("nonzero", (input,), {})
+    if be.is_tensor(input) and not be.shape(input):
+        input = be.call("reshape", (input, (1,)), {})
+    return tuple(be.call("unbind", (be.call("nonzero", (input,), {}), 1), {}))
+
+
+_register("nonzero", ("nonzero", "unbind", "reshape"), nonzero, nonzero)
 
 
 from . import linalg as _linalg  # noqa: E402,F401  (registers torch.norm; it imports this module)

@@ -1,8 +1,8 @@
 """torch spellings of the tensor ops whose torch argument order, overloads or result form is not
 one op's: `index_add` (dim before index; `index_add_`), `repeat_interleave` (int or tensor
 repeats, over `index_select`), `unique` (a tensor or a tuple, over `_unique2` / `unique_dim`),
-`diag` (`diag_embed` of a vector, `diagonal_copy` of a matrix), `cdist` (its compute modes:
-`_cdist_forward`, or torch's mm path `_euclidean_dist`) and `Tensor.type_as`. Each is written
+`diag` (`diag_embed` of a vector, `diagonal_copy` of a matrix) and `cdist` (its compute modes:
+`_cdist_forward`, or torch's mm path `_euclidean_dist`). Each is written
 once against a `Backend` (gradserve.surface.backend) and registered in `spellings.SPELLINGS`, so
 the engine and sessions share it.
 """
@@ -225,16 +225,3 @@ def _batch_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | No
 
 
 _register("cdist", ("_cdist_forward", "_euclidean_dist", "reshape", "expand"), cdist)
-
-# --- type_as -------------------------------------------------------------------------------------
-
-
-def type_as(be: Backend, self: Any, other: Any) -> Any:
-    """Tensor.type_as(other): self in other's dtype (self itself when it has it already)."""
-    if not be.is_tensor(other):
-        raise be.type_error(f"type_as(): argument 'other' (position 1) must be Tensor, not "
-                            f"{type(other).__name__}")
-    return self.to(be.dtype_of(other))
-
-
-_register("type_as", ("to_dtype",), None, type_as)

@@ -84,6 +84,39 @@ MODULES: dict[str, tuple[Callable[[Any], Any], list[tuple[int, ...]], int | None
     "cnn": (lambda t: t.nn.Sequential(
         t.nn.Conv2d(1, 4, 3), t.nn.ReLU(), t.nn.MaxPool2d(2), t.nn.Flatten(),
         t.nn.Linear(36, 2)), [(5, 1, 8, 8)], None),
+    "conv_transpose2d": (lambda t: t.nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1,
+                                                        output_padding=1, groups=2),
+                         [(2, 4, 5, 5)], None),
+    "conv_transpose2d_unbatched": (lambda t: t.nn.ConvTranspose2d(3, 2, (2, 3), dilation=2,
+                                                                  bias=False), [(3, 4, 4)], None),
+    "conv_transpose1d": (lambda t: t.nn.ConvTranspose1d(3, 2, 4, stride=3, padding=1),
+                         [(2, 3, 7)], None),
+    "group_norm": (lambda t: t.nn.Sequential(t.nn.Conv2d(3, 6, 3), t.nn.GroupNorm(3, 6)),
+                   [(2, 3, 6, 6)], None),
+    "group_norm_no_affine": (lambda t: t.nn.GroupNorm(2, 4, eps=1e-3, affine=False),
+                             [(3, 4, 5)], None),
+    "instance_norm_2d": (lambda t: t.nn.InstanceNorm2d(3, affine=True), [(2, 3, 5, 4)], None),
+    "instance_norm_1d_unbatched": (lambda t: t.nn.InstanceNorm1d(3), [(3, 7)], None),
+    "adaptive_pools": (lambda t: t.nn.Sequential(t.nn.AdaptiveAvgPool2d((3, 4)),
+                                                 t.nn.AdaptiveMaxPool2d((2, None))),
+                       [(2, 3, 7, 9)], None),
+    "adaptive_pools_1d": (lambda t: t.nn.Sequential(t.nn.AdaptiveAvgPool1d(4),
+                                                    t.nn.AdaptiveMaxPool1d(3)), [(2, 3, 11)], None),
+    "global_avg_pool": (lambda t: t.nn.Sequential(t.nn.AdaptiveAvgPool2d(1), t.nn.Flatten(),
+                                                  t.nn.Linear(3, 2)), [(2, 3, 5, 5)], None),
+    "upsample": (lambda t: t.nn.Sequential(t.nn.Upsample(scale_factor=2),
+                                           t.nn.Upsample(size=(5, 7), mode="bilinear"),
+                                           t.nn.UpsamplingBilinear2d(scale_factor=1.5)),
+                 [(2, 3, 3, 4)], None),
+    "upsample_linear": (lambda t: t.nn.Upsample(scale_factor=2.5, mode="linear",
+                                                align_corners=True), [(2, 3, 4)], None),
+    "pixel_shuffle": (lambda t: t.nn.Sequential(t.nn.PixelShuffle(2), t.nn.PixelUnshuffle(2)),
+                      [(2, 8, 3, 3)], None),
+    "padding": (lambda t: t.nn.Sequential(t.nn.ZeroPad2d((1, 0, 2, 1)), t.nn.ConstantPad2d(1, 0.5),
+                                          t.nn.ConstantPad1d((2, -1), -1.0), t.nn.ZeroPad1d(1)),
+                [(2, 3, 4, 5)], None),
+    "unflatten": (lambda t: t.nn.Sequential(t.nn.Linear(6, 6), t.nn.Unflatten(1, (2, -1))),
+                  [(4, 6)], None),
 }
 
 
@@ -212,6 +245,10 @@ BATCH_NORMS: dict[str, tuple[Callable[[Any], Any], tuple[int, ...]]] = {
     "2d_cumulative": (lambda t: t.nn.BatchNorm2d(3, momentum=None), (4, 3, 5, 5)),
     "2d_untracked_no_bias": (lambda t: t.nn.BatchNorm2d(3, track_running_stats=False,
                                                         bias=False), (4, 3, 2, 2)),
+    "instance_2d_tracked": (lambda t: t.nn.InstanceNorm2d(3, affine=True,
+                                                          track_running_stats=True), (2, 3, 4, 5)),
+    "instance_1d_tracked_cumulative": (lambda t: t.nn.InstanceNorm1d(
+        4, momentum=None, track_running_stats=True), (3, 4, 6)),
 }
 
 

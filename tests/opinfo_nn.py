@@ -114,6 +114,29 @@ def _layer_norm_torch(x: Any, w: Any = None, b: Any = None, normalized_shape: An
     return F.layer_norm(x, tuple(normalized_shape), w, b, eps)
 
 
+def _group_norm_torch(x: Any, w: Any = None, b: Any = None, num_groups: int = 1,
+                      eps: float = 1e-5) -> Any:
+    return F.group_norm(x, num_groups, w, b, eps)
+
+
+def _upsample_nearest_torch(x: Any, output_size: Any = (), scale_h: Any = None,
+                            scale_w: Any = None) -> Any:
+    if x.ndim == 3:
+        return torch.ops.aten.upsample_nearest1d.default(x, list(output_size), scale_w)
+    return torch.ops.aten.upsample_nearest2d.default(x, list(output_size), scale_h, scale_w)
+
+
+def _upsample_nearest_backward_torch(g: Any, input_size: Any = (), **attrs: Any) -> Any:
+    x = torch.zeros((*g.shape[:2], *input_size), dtype=g.dtype, requires_grad=True)
+    (dx,) = torch.autograd.grad(_upsample_nearest_torch(x, tuple(g.shape[2:]), **attrs), x, g,
+                                create_graph=True)
+    return dx
+
+
+def _constant_pad_torch(x: Any, pad: Any = (), value: Any = 0) -> Any:
+    return F.pad(x, tuple(pad), value=value)
+
+
 def _batch_norm_torch(x: Any, w: Any = None, b: Any = None, rm: Any = None, rv: Any = None,
                       training: bool = False, eps: float = 1e-5) -> Any:
     rm = None if rm is None else rm.detach().clone()
@@ -215,6 +238,28 @@ OPINFOS = [
             Sample(((2, 3, 5), None, None), {"normalized_shape": (3, 5), "eps": 1e-3}),
             Sample(((2, 11), (11,), None), {"normalized_shape": (11,)}),
             Sample(((4, 2, 3), (2, 3), None), {"normalized_shape": (2, 3)})]),
+    # the forward is torch's bits (tests/test_nn_layers_more.py); the backward is composed
+    OpInfo("group_norm", _group_norm_torch,
+           [Sample(((2, 6, 3, 2), (6,), (6,)), {"num_groups": 3}),
+            Sample(((3, 4), None, None), {"num_groups": 2, "eps": 1e-3}),
+            Sample(((2, 4, 5), (4,), None), {"num_groups": 1}),
+            Sample(((2, 4, 5), (4,), (4,)), {"num_groups": 4})]),
+    OpInfo("upsample_nearest", _upsample_nearest_torch,
+           [Sample(((2, 3, 4, 5),), {"output_size": (8, 10), "scale_h": 2.0, "scale_w": 2.0}),
+            Sample(((1, 2, 4, 5),), {"output_size": (7, 3)}),
+            Sample(((2, 2, 3, 4),), {"output_size": (5, 6), "scale_h": 1.7, "scale_w": 1.5}),
+            Sample(((2, 3, 6),), {"output_size": (10,), "scale_w": 1.7}),
+            Sample(((2, 3, 6),), {"output_size": (4,)})]),
+    OpInfo("upsample_nearest_backward", _upsample_nearest_backward_torch,
+           [Sample(((2, 3, 8, 10),), {"input_size": (4, 5), "scale_h": 2.0, "scale_w": 2.0}),
+            Sample(((1, 2, 7, 3),), {"input_size": (4, 5)}),
+            Sample(((2, 3, 10),), {"input_size": (6,), "scale_w": 1.7})]),
+    OpInfo("constant_pad_nd", _constant_pad_torch,
+           [Sample(((2, 3),), {"pad": (1, 2)}),
+            Sample(((2, 3, 4),), {"pad": (1, 0, 2, 1), "value": 0.5}),
+            Sample(((2, 3, 4),), {"pad": (-1, 2, 0, -1)}),
+            Sample(((3,),), {"pad": (2, 2), "value": -1.0}),
+            Sample(((2, 2, 2),), {"pad": (0, 0, 0, 0, 1, 1)})]),
     # the domain keeps the running variances positive
     OpInfo("batch_norm", _batch_norm_torch,
            [Sample(((4, 3), (3,), (3,), (3,), (3,)), {"training": True}, _BN_GRAD),

@@ -105,8 +105,9 @@ def test_server_leaves_out_what_the_client_knows(client):
         seen = _capture(session)
         x = session.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
         y = x.exp()  # a tape op
-        s = y.sum(dim=0)  # an ApplyOp (attributes): its node name depends on them
+        s = y.sum(dim=0)  # an ApplyOp whose node depends on its arguments (surface rule)
         m = y.amax(dim=1)  # an ApplyOp whose node name is known
+        e = session.einsum("ij->j", y)  # a node by the equation: the server names it
         assert m.tolist() == pytest.approx(np.exp([2.0, 4.0]).tolist())
         (request, response), = seen
         kinds = [ins.WhichOneof("kind") for ins in request.instructions]
@@ -117,10 +118,12 @@ def test_server_leaves_out_what_the_client_knows(client):
         assert not results["tape"].tape.tensors  # y's value came, not its description
         applies = [(ins.apply_op, r) for ins, r in zip(request.instructions, response.results)
                    if ins.WhichOneof("kind") == "apply_op"]
-        (sum_op, sum_result), (amax_op, amax_result) = applies
-        assert not sum_op.omit_info and len(sum_result.handles.tensors) == 1
+        (sum_op, sum_result), (amax_op, amax_result), (einsum_op, einsum_result) = applies
+        assert sum_op.omit_info and not sum_result.handles.tensors
         assert amax_op.omit_info and not amax_result.handles.tensors
+        assert not einsum_op.omit_info and len(einsum_result.handles.tensors) == 1
         assert s.grad_fn.name() == "SumBackward1" and m.grad_fn.name() == "AmaxBackward0"
+        assert e.grad_fn.name() == "SumBackward1"
 
 
 def test_verify_mode_asks_for_every_description(client):
@@ -147,8 +150,8 @@ def test_a_caller_that_does_not_ask_still_gets_descriptions(gradserve_session):
 def test_verify_mode_raises_when_an_inference_is_wrong(client, monkeypatch, lie):
     with client.session(verify_meta=True) as session:
         x = session.tensor([1.0, 2.0], requires_grad=True)
+        monkeypatch.setattr(client_session, "_INFERRED", {})  # earlier answers
         if lie == "shape":
-            monkeypatch.setattr(client_session, "_INFERRED", {})  # earlier answers
             rule = meta_base.RULES["exp"]
             monkeypatch.setitem(meta_base.RULES, "exp", lambda inputs, attrs, grad: [
                 m._replace(shape=(7,)) for m in rule(inputs, attrs, grad)])
@@ -220,3 +223,48 @@ def test_requires_grad_and_detach_update_what_is_known(client):
                 for v in (x, y, d, y2)]
     with client.session() as session:
         assert run(session) == run(torch)
+
+
+def _attribute_program(t):
+    """Ops with attributes, each called three times (the first call infers; the next take the
+    cached answer, binding plan and instruction template), then under no_grad."""
+    x = t.tensor(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4), requires_grad=True)
+    z = t.tensor(np.array([-0.0, 1.0], dtype=np.float32))
+    one = t.tensor(np.ones(2, dtype=np.float32))
+    out = []
+    for _ in range(3):
+        out += [x.sum(0), x.transpose(0, 1), t.softmax(x, 1), x.mean(dim=1, keepdim=True),
+                x.pow(2), 2.0 ** x, x.sum(), t.add(x, x, alpha=2), x.view(12),
+                t.add(z, one, alpha=-0.0), t.add(z, one, alpha=0.0), x.squeeze(0)]
+    with t.no_grad():
+        out += [x.sum(0), x.mean(dim=1, keepdim=True), x.pow(2)]
+    return out
+
+
+def test_repeated_attribute_ops_are_torchs(client):
+    with client.session(verify_meta=False) as session:
+        got = _attribute_program(session)
+        want = _attribute_program(torch)
+        for g, w in zip(got, want):
+            assert (tuple(g.shape), str(g.dtype), g.requires_grad, g.grad_fn and g.grad_fn.name()
+                    ) == (tuple(w.shape), str(w.dtype), w.requires_grad,
+                          w.grad_fn and w.grad_fn.name())
+        assert session.round_trips == 0  # every answer above known without the server
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(np.signbit(g.detach().numpy()),
+                                          np.signbit(w.detach().numpy()))
+            np.testing.assert_allclose(g.detach().numpy(), w.detach().numpy(), rtol=1e-6)
+
+
+def test_a_repeated_attribute_op_fails_as_the_first(client):
+    with client.session(verify_meta=False) as session:
+        x = session.tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
+        for _ in range(3):
+            x.sum(0)
+        with pytest.raises(TypeError, match=r"sum\(\): argument 'dim' must be tuple of ints, "
+                                            r"not str"):
+            x.sum("a")
+        for _ in range(2):
+            with pytest.raises(IndexError, match=r"Dimension out of range"):
+                x.sum(5).tolist()
+        assert x.sum(1).tolist() == [3.0, 3.0]

@@ -120,6 +120,39 @@ def test_silu_create_graph_records_torchs_composite() -> None:
     _equal(got[0][2], got[1][2])
 
 
+@pytest.mark.parametrize("p", [2.0, 1.0, 3.0, 1.5, 0.5, float("inf")])
+@pytest.mark.parametrize("dim", [None, 1])
+def test_norm_create_graph_records_torchs_composite(p: float, dim: Any) -> None:
+    """Under create_graph a norm's gradient is torch's norm_backward op for op (masked_fill_ at
+    norm == 0, the max-norm's `grad / count * mask`), and over all dims its 0-d gradient is not
+    reshaped: a gradient modified in place after it was saved is named with torch's shape (a
+    Hessian by rows, `grad_y[i] = 0.` after `autograd.grad(..., grad_y, create_graph=True)`)."""
+    data = np.array([[1.0, -2.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
+    got, again = [], []
+    for lib in (ge, torch):
+        x = lib.tensor(data, requires_grad=True)
+        y = x.norm(p=p) if dim is None else x.norm(p=p, dim=dim)
+        flat = y.reshape(-1)
+        grad_y = lib.ones_like(flat)
+        (g,) = lib.autograd.grad(flat, x, grad_y, create_graph=True)
+        (gg,) = lib.autograd.grad((g * g).sum(), x, retain_graph=True)
+        grad_y[0] = 2.0
+        try:  # torch saves grad_y where its formula needs it: then the pass refuses
+            (ggg,) = lib.autograd.grad(g.sum(), x)
+            again.append((ggg + 0).numpy())
+        except RuntimeError as e:
+            again.append(str(e))
+        # torch's ZeroTensor (a gradient known to be zero) refuses .numpy(): read it by copy
+        got.append((_names(g.grad_fn), g.detach().numpy(), (gg + 0).numpy()))
+    assert got[0][0] == got[1][0]
+    _equal(got[0][1], got[1][1])
+    _equal(got[0][2], got[1][2])
+    if isinstance(again[1], str):
+        assert again[0] == again[1]
+    else:
+        _equal(again[0], again[1])
+
+
 ACTIVATIONS = {
     "silu": lambda lib, h: lib.nn.functional.silu(h),
     "mish": lambda lib, h: lib.nn.functional.mish(h),

@@ -56,6 +56,11 @@ def heavy(steps=2000):
 
 
 HEAVY = heavy()  # built once: ~4000 nodes
+# Each of HEAVY's products is 2**26 multiply-adds, 64 ops of --max-call-ops (limits.WORK_PER_CHECK),
+# so the call is ~130,000 ops, past the default 50,000 that bounds a call's CPU to a few
+# seconds: the servers here allow it, as these tests are about sharing the CPU among calls the
+# limits let run (tests/test_hardening_work.py is about that bound).
+HEAVY_CALL_OPS = ["--max-call-ops", "1000000"]
 
 
 def trivial():
@@ -100,7 +105,7 @@ def p95(values):
 
 @pytest.fixture(scope="module")
 def server():
-    with ServerProcess(["--grace-period", "2"]) as proc:
+    with ServerProcess(["--grace-period", "2", *HEAVY_CALL_OPS]) as proc:
         yield proc
 
 
@@ -250,7 +255,7 @@ def test_waits_for_a_session_are_bounded(server, stub, channel):
 
 
 def test_calls_past_max_calls_are_refused_and_health_still_answers():
-    with ServerProcess(["--workers", "4", "--max-calls", "2"]) as proc:
+    with ServerProcess(["--workers", "4", "--max-calls", "2", *HEAVY_CALL_OPS]) as proc:
         channel = proc.channel()
         stub = service_pb2_grpc.AutogradServiceStub(channel)
         futures = [stub.RunGraph.future(HEAVY, timeout=10) for _ in range(2)]
@@ -268,7 +273,7 @@ def test_calls_past_max_calls_are_refused_and_health_still_answers():
 # --- shutdown -------------------------------------------------------------------------------------
 
 def test_sigterm_exits_within_grace_while_heavy_calls_run():
-    proc = ServerProcess(["--grace-period", "2"]).start()
+    proc = ServerProcess(["--grace-period", "2", *HEAVY_CALL_OPS]).start()
     try:
         channel = proc.channel()
         stub = service_pb2_grpc.AutogradServiceStub(channel)
@@ -296,7 +301,7 @@ def auth_port(gradserve_server_factory, tmp_path):
     path = tmp_path / "tokens"
     path.write_text("alice\nbob\n")
     _, port = gradserve_server_factory(auth_token_file=str(path), max_principal_sessions=3,
-                                       max_principal_calls=2)
+                                       max_principal_calls=2, max_call_ops=1_000_000)
     return port
 
 

@@ -16,6 +16,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 import grpc
 import numpy as np
@@ -260,9 +261,11 @@ def big_reply_request() -> bytes:
                    ["y"]).SerializeToString()
 
 
-def unread_replies(port: int, waves: int, per_wave: int, pause: float) -> list[str]:
+def unread_replies(port: int, waves: int, per_wave: int, pause: float,
+                   settled: Callable[[], bool] = lambda: True) -> list[str]:
     """One connection that never reads a reply (its HTTP/2 window is 0) sends `waves` waves of
-    `per_wave` big-reply RunGraph calls, `pause` seconds apart. Returns the grpc-status and
+    `per_wave` big-reply RunGraph calls, `pause` seconds apart and each once `settled()` (up to
+    a minute: a loaded machine takes longer to make the replies). Returns the grpc-status and
     grpc-message of each call that ended (the others still wait for their reply to be read)."""
     import h2.config
     import h2.connection
@@ -287,8 +290,8 @@ def unread_replies(port: int, waves: int, per_wave: int, pause: float) -> list[s
                 conn.send_data(sid, b"\x00" + struct.pack(">I", len(body)) + body,
                                end_stream=True)
             sock.sendall(conn.data_to_send())
-            stop = time.monotonic() + pause
-            while time.monotonic() < stop:
+            stop, cap = time.monotonic() + pause, time.monotonic() + 60
+            while time.monotonic() < stop or (not settled() and time.monotonic() < cap):
                 if not select.select([sock], [], [], 0.05)[0]:
                     continue
                 for event in conn.receive_data(sock.recv(1 << 16)):
@@ -310,7 +313,9 @@ def test_replies_a_client_never_reads_are_bounded_per_connection():
     with ServerProcess(["--workers", str(2 * WORKERS)]) as server:
         serves(server)
         before = server.rss()
-        ended = unread_replies(server.port, waves=4, per_wave=3, pause=1.5)
+        # the next wave once the first's replies are made (each 64 MiB)
+        ended = unread_replies(server.port, waves=4, per_wave=3, pause=1.5,
+                               settled=lambda: server.rss() - before > 150 * MiB)
         held = server.rss() - before
         # the first wave's three replies are held (192 MiB); the waves after it are refused
         # (all twelve: 768 MiB)

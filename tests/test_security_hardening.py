@@ -299,3 +299,33 @@ def test_oversized_message_is_refused_with_a_clear_error(gradserve_server_factor
             nodes=[graph_pb2.Node(id="x" * (2 << 20), op="neg")])), timeout=10)
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     channel.close()
+
+
+def test_tokens_of_any_length_are_compared_at_one_length(monkeypatch):
+    """`hmac.compare_digest` may take a time that depends on its inputs' lengths when they
+    differ, so the presented and accepted tokens are compared as SHA-256 digests: a presented
+    token of any length is compared, against every token, at one length."""
+    from gradserve.server import auth
+
+    lengths = []
+    real = auth.hmac.compare_digest
+
+    def recording(a, b):
+        lengths.append((len(a), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", recording)
+    authenticator = auth.Authenticator(["short", "a-much-longer-token-" * 4])
+
+    class Context:
+        def __init__(self, token):
+            self.token = token
+
+        def invocation_metadata(self):
+            return (("authorization", f"Bearer {self.token}"),)
+
+    for presented in ("x", "short!", "y" * 300):
+        with pytest.raises(auth.UnauthenticatedError):
+            authenticator.identify(Context(presented))
+    assert authenticator.identify(Context("short")) == auth.identity("short")
+    assert len(lengths) == 8 and set(lengths) == {(32, 32)}

@@ -11,6 +11,9 @@ against torch.
 - `RULES` and `WITHOUT_RULES` together list every registry op, once.
 - Promotion (tensors with dims, 0-dim tensors, Python scalars; bool, integral, floating) against
   torch itself.
+- `node_names.node_name` (the grad_fn name of ops torch names by their arguments) against the
+  engine's node on every OpInfo sample of those ops; its rules and exceptions list every
+  registry op with several node names, once.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ import pytest
 import gradserve.engine as ge
 from gradserve.engine.registry import OPS
 from gradserve.surface import set_grad_enabled
+from gradserve.surface.compat import short_node_name
 from gradserve.surface.meta import DTYPE_NAMES, RULES, Meta, infer
+from gradserve.surface.node_names import NODE_RULES, node_name
 from tests.reference import torch
 
 from .opinfo import OpInfo, Sample
@@ -49,7 +54,9 @@ WITHOUT_RULES = {
     "embedding", "embedding_dense_backward",
     # the convolution op and its gradients (surface/nn_conv.py checks the shapes first)
     "convolution", "convolution_backward_input", "convolution_backward_weight",
-    "convolution_backward_bias",
+    "convolution_backward_bias", "convolution_transpose",
+    # recorded only with create_graph: the server describes it
+    "upsample_nearest_backward",
     # masked_select's size is the mask's count; scatter's index checks are the engine's; the
     # softmax gradients are recorded only with create_graph: the server describes them
     "masked_select", "scatter", "scatter_add", "softmax_backward_data",
@@ -434,3 +441,59 @@ def test_promotion_matches_torch(op: str):
             assert got == [expect], f"{op}({a}, {b}) rg={rg}: {got} != torch's {expect}"
             checked += 1
     assert checked > 50
+
+
+# --- grad_fn names chosen by the arguments (surface/node_names.py) --------------------------------
+
+# Registry ops recording one of several nodes by their arguments that `node_name` has no rule
+# for (the server names their results' nodes), by reason.
+WITHOUT_NODE_RULES = {
+    # random draws (their results are described by the server anyway), einsum's equation
+    "bernoulli", "normal_sample", "einsum",
+    # the one-op cross_entropy of other clients (the Python client composes it), the loss
+    # gradients and terms the engine records itself, rarely recorded ops
+    "cross_entropy", "label_smoothing_loss", "label_smoothing_loss_backward",
+    "nll_loss_backward", "sum_to_size", "scatter",
+}
+
+
+def _node_cases() -> list[Any]:
+    return _cases(lambda info: info.name in NODE_RULES)
+
+
+@pytest.mark.parametrize("info, index, sample", _node_cases())
+def test_node_rule_matches_engine(info: OpInfo, index: int, sample: Sample):
+    for dtype in (np.float32, np.float64):
+        arrays = _arrays(info, index, sample, dtype)
+        inputs, _ = _engine_inputs(arrays, _flags(sample, arrays))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                out = ge.apply(info.name, inputs, sample.attrs)
+            except Exception:  # noqa: BLE001 - a refused call records no node
+                continue
+        first = out[0] if isinstance(out, tuple) else out
+        if first.grad_fn is None:
+            continue
+        want = short_node_name(first.grad_fn.name())
+        got = node_name(info.name, _describe(inputs), sample.attrs)
+        big = info.name == "matmul" and any(len(a.shape) > 2 for a in inputs)
+        assert got == (None if big else want), (
+            f"{info.name}{tuple(_describe(inputs))} {sample.attrs}: {got} != engine {want}")
+
+
+def test_node_rules_cover_the_registrys_named_by_arguments():
+    several = {name for name, op in OPS.items() if len(op.backward_names) > 1}
+    assert set(NODE_RULES) <= several
+    assert not set(NODE_RULES) & WITHOUT_NODE_RULES
+    assert set(NODE_RULES) | WITHOUT_NODE_RULES == several
+
+
+def test_node_rule_unknown_inputs_give_none():
+    x = Meta((2,), "float32", True)
+    assert node_name("pow", [x, 2], {}) == "PowBackward0"
+    assert node_name("pow", [2.0, x], {}) == "PowBackward2"
+    assert node_name("pow", [x, x], {}) == "PowBackward1"
+    assert node_name("pow", [x, np.float64(2)], {}) is None  # a numpy scalar: the engine's call
+    assert node_name("sum", [x], {"dim": 0}) == "SumBackward1"
+    assert node_name("add", [x, x], {}) is None  # one node whatever the arguments

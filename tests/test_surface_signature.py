@@ -188,3 +188,65 @@ def test_a_bad_attribute_fails_locally_as_in_process(client, name, kwargs):
         assert s.round_trips == before  # raised on this line, before anything was recorded
     assert str(remote.value) == str(in_process.value)
     assert type(remote.value) is builtin
+
+
+# --- the client's binding plans (client/ops.py OpSpec._plan) --------------------------------------
+
+_PLAN_VALUES = (0, 1, -1, True, 2.5, -0.0, "mean", "nope", None, (0, 1), [1], (), "float64")
+
+
+def _bound_or_error(spec, args, kwargs):
+    try:
+        inputs, attrs = spec.bind(args, dict(kwargs))
+    except Exception as exc:  # noqa: BLE001 - the error itself is compared
+        return type(exc), str(exc)
+    return inputs, attrs
+
+
+def _full(spec, args, kwargs):
+    from gradserve.surface.binding import torch_keywords
+
+    try:
+        return spec._bind(args, dict(torch_keywords(dict(kwargs), spec.params)))
+    except Exception as exc:  # noqa: BLE001 - the error itself is compared
+        return type(exc), str(exc)
+
+
+def test_a_planned_binding_is_the_full_binding():
+    """Every op with inputs and attributes, called with each attribute given positionally or by
+    keyword (numpy's name too) with values of every kind, twice (the plan is made on the first
+    call): the same inputs and attributes (and attribute values' types), or the same error, as
+    the full binding."""
+    from gradserve.client.ops import OpTable
+
+    table = OpTable(catalogue.list_ops())
+    planned = 0
+    for spec in table.ops.values():
+        if not spec.inputs or not spec.attrs or spec.variadic:
+            continue
+        xs = tuple(object() for _ in spec.inputs)
+        calls = []
+        for v in _PLAN_VALUES:
+            calls.append((xs + (v,), {}))
+            calls.append((xs, {spec.attrs[0]: v}))
+            if spec.attrs[0] == "dim":
+                calls.append((xs, {"axis": v}))
+            if len(spec.attrs) > 1:
+                calls.append((xs + (v, v), {}))
+                calls.append((xs + (v,), {spec.attrs[1]: v}))
+                calls.append((xs, {spec.attrs[1]: v, spec.attrs[0]: 1}))
+        calls.append((xs, {"bogus": 1}))
+        calls += [(xs + (2, 3, 4), {}), (xs + (2, 3, "x"), {}), (xs + (2, (3,)), {}),
+                  (xs + (2, 3), {spec.attrs[-1]: 1})]  # torch's *size varargs where taken
+        calls.append((xs + (1,), {spec.attrs[0]: 1}))
+        for args, kwargs in calls:
+            want = _full(spec, args, kwargs)
+            for _ in range(2):
+                got = _bound_or_error(spec, args, kwargs)
+                assert got == want, f"{spec.name}{args[len(xs):]} {kwargs}: {got} != {want}"
+                if isinstance(want, tuple) and isinstance(want[1], dict):
+                    assert [type(v) for v in got[1].values()] == [
+                        type(want[1][k]) for k in got[1]]
+                    assert str(got[1]) == str({k: want[1][k] for k in got[1]})  # -0.0 stays
+        planned += any(plan for plan in spec._plans.values())
+    assert planned > 50

@@ -123,6 +123,80 @@ MALFORMED = [
 ]
 
 
+def _decoded(msg: session_pb2.Tape, max_ops: int, short_words: int, monkeypatch) -> tuple:
+    """What `tape.decode` makes of `msg` with tapes up to `short_words` words checked op by
+    op: its ops (name, flags, inputs, outputs) and described count, or its error."""
+    from gradserve.server import tape as wire_tape
+    from gradserve.server.errors import Located
+
+    monkeypatch.setattr(wire_tape, "SHORT_WORDS", short_words)
+    try:
+        d = wire_tape.decode(msg, max_ops)
+    except Located as exc:
+        return ("error", type(exc.cause).__name__, str(exc.cause), exc.tape_op)
+    ops = [(name, flags, list(d.words[a:b]), list(d.words[b:c]))
+           for name, flags, a, b, c in zip(*d.ops)]
+    assert len(ops) == d.count
+    return ("ok", ops, d.described)
+
+
+def _random_tape(rng: np.random.Generator) -> session_pb2.Tape:
+    """A small tape of a few ops, often malformed somewhere (any header field, input kind,
+    payload, output handle 0, cut short)."""
+    code: list[int] = []
+    for _ in range(int(rng.integers(0, 7))):
+        n_in, n_out = int(rng.integers(0, 4)), int(rng.choice([0, 1, 1, 1, 2]))
+        code.append(header(int(rng.choice([0, 0, 1, 2, 3])), n_in, n_out,
+                           int(rng.choice([0, 0, 1, 2, 4, 6, 8]))))
+        code += [int(rng.choice([0, 1, 1, 2, 3, 5])) << 3 | int(rng.choice(
+            [0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7])) for _ in range(n_in)]
+        code += [int(rng.choice([0, 7])) if rng.random() < 0.1 else int(rng.integers(1, 99))
+                 for _ in range(n_out)]
+    if code and rng.random() < 0.2:
+        code = code[:int(rng.integers(0, len(code)))]
+    return session_pb2.Tape(
+        ops=["add", "mul", "neg"][:int(rng.integers(0, 4))], code=words(*code),
+        floats=struct.pack("<2d", 1.0, 2.0)[:8 * int(rng.integers(0, 3))],
+        ints=struct.pack("<q", 3)[:8 * int(rng.integers(0, 2))],
+        constants=[session_pb2.Tape().constants.add() for _ in range(int(rng.integers(0, 2)))])
+
+
+def test_both_decoders_make_the_same_of_every_tape(monkeypatch):
+    # server/tape.py checks short tapes op by op and long ones with numpy, all ops at once:
+    # the same ops, or the same first fault (its op, type and message) in tape order
+    rng = np.random.default_rng(13)
+    outcomes = set()
+    for _ in range(3000):
+        msg = _random_tape(rng)
+        max_ops = int(rng.choice([1, 2, 3, 100]))
+        short = _decoded(msg, max_ops, 1 << 18, monkeypatch)
+        assert _decoded(msg, max_ops, 0, monkeypatch) == short, msg
+        outcomes.add(short[0] if short[0] == "ok" else short[2])
+    # every kind of fault came up
+    for fragment in ("ok", "op code", "unknown flags", "declares no outputs", "past the end",
+                     "has unknown kind", "float index", "int index", "constant index",
+                     "payload is 0 or 1", "none input", "input 1: handle ids",
+                     "more ops than the limit", "(0 means the field was not set)"):
+        assert any(fragment in o for o in outcomes), fragment
+
+
+def test_a_long_tape_reports_its_first_faulty_op(monkeypatch):
+    # op 1 has a float index past the table, op 2 a bad header: op 1 is reported, as an
+    # op-by-op check would; without it, op 2's header
+    ok = [header(0, 1, 1), H(1), 5]
+    bad_input = [header(0, 1, 1), 3 << 3 | 1, 6]
+    bad_header = [header(0, 1, 1, 8), H(1), 7]
+    msg = session_pb2.Tape(ops=["neg"], code=words(*ok, *bad_input, *bad_header, *ok * 100))
+    for short_words in (0, 1 << 18):
+        found = _decoded(msg, 1000, short_words, monkeypatch)
+        assert found[3] == 1 and "float index 3" in found[2]
+    msg = session_pb2.Tape(ops=["neg"], code=words(*ok, *ok, *bad_header, *ok * 100))
+    found = _decoded(msg, 1000, 0, monkeypatch)
+    assert found[3] == 2 and "unknown flags" in found[2]
+    found = _decoded(msg, 2, 0, monkeypatch)  # the op limit comes first at op 2
+    assert found[1] == "LimitExceededError" and found[3] == 2
+
+
 @pytest.mark.parametrize("case, fields, op, text", MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_a_malformed_tape_refuses_the_batch(gradserve_session, case, fields, op, text):
     s = gradserve_session

@@ -42,6 +42,7 @@ TORCH_SUBMODULES = (
     "nn.utils", "optim",
     "optim.lr_scheduler", "autograd", "autograd.function", "autograd.functional", "utils",
     "utils.data", "utils._pytree", "linalg", "random", "cuda", "backends", "testing", "_dynamo",
+    "distributions",
     "_higher_order_ops",
 )
 # torch's other top-level package, functorch, imports the real torch: a session's run installs
