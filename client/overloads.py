@@ -20,6 +20,7 @@ from typing import Any
 from gradserve.surface import compat as _compat  # noqa: F401  (registers its spellings)
 from gradserve.surface import creation as _creation  # noqa: F401  (registers its spellings)
 from gradserve.surface import layout
+from gradserve.surface import tensor_ops as _tensor_ops  # noqa: F401  (registers its spellings)
 from gradserve.surface.binding import parameter_names, torch_keywords
 from gradserve.surface.spellings import SPELLINGS, Spelling
 
@@ -43,6 +44,10 @@ class RemoteBackend:
 
     def call(self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         return self.owner.call(name, args, dict(kwargs))
+
+    def call_inplace(self, name: str, target: Any, args: tuple[Any, ...],
+                     kwargs: Mapping[str, Any]) -> Any:
+        return self.owner.inplace(name + "_", target, args, dict(kwargs))
 
     def is_tensor(self, value: Any) -> bool:
         return isinstance(value, Tensor)

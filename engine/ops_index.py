@@ -20,6 +20,7 @@ import numpy as np
 
 from gradserve.surface import grad_mode
 from gradserve.surface.indexing import index_items
+from gradserve.surface.messages import TYPE_WORDS
 
 from . import dtypes, errors, limits
 from .api import FUNCTIONS, _inplace, public
@@ -587,7 +588,8 @@ _EMBEDDING_TYPE_NAMES = {"float32": "torch.FloatTensor", "float64": "torch.Doubl
                          "bool": "CPUBoolType"}
 
 
-def _embedding(weight: Any, indices: Any, padding_idx: int = -1) -> Any:
+def _embedding(weight: Any, indices: Any, padding_idx: int = -1,
+               scale_grad_by_freq: bool = False) -> Any:
     weight, indices = np.asarray(weight), np.asarray(indices)
     if indices.dtype.kind not in _INT_KINDS:
         name = _EMBEDDING_TYPE_NAMES.get(dtypes.from_numpy(indices.dtype).name, "")
@@ -602,12 +604,14 @@ def _embedding(weight: Any, indices: Any, padding_idx: int = -1) -> Any:
 
 
 def _embedding_vjp(ns: Any, g: Any, out: Any, weight: Any, indices: Any,
-                   padding_idx: int) -> Any:
+                   padding_idx: int, scale_grad_by_freq: bool) -> Any:
     return ns.embedding_dense_backward(g, indices, num_weights=weight.shape[0],
-                                       padding_idx=padding_idx)
+                                       padding_idx=padding_idx,
+                                       scale_grad_by_freq=scale_grad_by_freq)
 
 
-def _embedding_shape(weight: Any, indices: Any, padding_idx: int = -1) -> tuple[int, ...]:
+def _embedding_shape(weight: Any, indices: Any, padding_idx: int = -1,
+                     scale_grad_by_freq: bool = False) -> tuple[int, ...]:
     if weight.ndim != 2:
         return ()  # the forward refuses it with torch's message
     return (*indices.shape, weight.shape[1])
@@ -615,13 +619,15 @@ def _embedding_shape(weight: Any, indices: Any, padding_idx: int = -1) -> tuple[
 
 defop("embedding", _embedding, _embedding_vjp, None,
       saves=("indices weight.shape", ""),
-      inputs=("weight", "indices"), attrs=(AttrSpec("padding_idx", "int", -1),),
+      inputs=("weight", "indices"),
+      attrs=(AttrSpec("padding_idx", "int", -1), AttrSpec("scale_grad_by_freq", "bool", False)),
       method=False, doc="the rows of weight that indices pick (nn.functional.embedding; the "
-      "padding_idx row gets no gradient)", out_bound=_indexed(_embedding_shape))
+      "padding_idx row gets no gradient; scale_grad_by_freq divides each row's gradient by "
+      "how often indices picked it)", out_bound=_indexed(_embedding_shape))
 
 
 def _embedding_dense_backward(g: Any, indices: Any, num_weights: int,
-                              padding_idx: int = -1) -> Any:
+                              padding_idx: int = -1, scale_grad_by_freq: bool = False) -> Any:
     # torch's CPU kernel: each weight row adds the rows of g that picked it, in index order
     # (np.add.at's order), the padding row's never
     g, indices = np.asarray(g), np.asarray(indices)
@@ -637,13 +643,18 @@ def _embedding_dense_backward(g: Any, indices: Any, num_weights: int,
     indices = indices.reshape(-1)
     rows = g.reshape(indices.size, g.shape[-1])
     keep = indices != padding_idx
+    if scale_grad_by_freq:  # torch's kernel: each picked row's gradient over its count
+        counts = np.bincount(indices, minlength=num_weights)[indices]
+        rows = rows / counts.astype(g.dtype)[:, None]
     out = np.zeros((num_weights, rows.shape[1]), dtype=g.dtype)
     np.add.at(out, indices[keep], rows[keep])
     return out
 
 
 def _embedding_double_backward(ns: Any, gg: Any, out: Any, g: Any, indices: Any,
-                               num_weights: int, padding_idx: int) -> Any:
+                               num_weights: int, padding_idx: int,
+                               scale_grad_by_freq: bool) -> Any:
+    # torch's embedding_dense_double_backward, which ignores scale_grad_by_freq
     picked = ns.embedding(gg, indices)  # the rows each position added, padding positions none
     if padding_idx >= 0:
         picked = ns.masked_fill(picked, ns.unsqueeze(ns.eq(indices, padding_idx), dim=-1), 0.0)
@@ -651,7 +662,8 @@ def _embedding_double_backward(ns: Any, gg: Any, out: Any, g: Any, indices: Any,
 
 
 def _embedding_dense_backward_shape(g: Any, indices: Any, num_weights: int,
-                                    padding_idx: int = -1) -> tuple[int, ...]:
+                                    padding_idx: int = -1,
+                                    scale_grad_by_freq: bool = False) -> tuple[int, ...]:
     if num_weights < 0 or not g.ndim:
         return ()  # the forward refuses it
     return (num_weights, g.shape[-1])
@@ -660,7 +672,7 @@ def _embedding_dense_backward_shape(g: Any, indices: Any, num_weights: int,
 defop("embedding_dense_backward", _embedding_dense_backward, _embedding_double_backward, None,
       saves=("indices grad_output.shape", ""), inputs=("grad_output", "indices"),
       attrs=(AttrSpec("num_weights", "int", required=True),
-             AttrSpec("padding_idx", "int", -1)),
+             AttrSpec("padding_idx", "int", -1), AttrSpec("scale_grad_by_freq", "bool", False)),
       method=False, doc="embedding's gradient: the rows of grad_output added into the weight "
       "rows that indices picked (the padding row's never)",
       out_bound=_indexed(_embedding_dense_backward_shape))
@@ -895,3 +907,294 @@ def setitem(self: Tensor, index: Any, value: Any) -> None:
     _inplace(OPS["put"], self, (positions, source), {"accumulate": False})
     if self.grad_fn is not None and self.grad_fn.op is OPS["put"]:
         self.grad_fn._name = "IndexPutBackward0" if advanced else "CopySlices"
+
+# --- index_add -----------------------------------------------------------------------------------
+
+
+def _index_add_dtype(args: Sequence[Any], attrs: Any) -> tuple[Any, Any]:
+    """input's dtype; source must have it, and alpha must be integral for integral tensors."""
+    x, source = args[0], args[2]
+    sd = source.dtype if isinstance(source, Tensor) else None
+    if sd is not None and sd is not x.dtype:
+        raise errors.InvalidArgumentError(
+            f"index_add_(): self ({TYPE_WORDS[x.dtype.name]}) and source "
+            f"({TYPE_WORDS[sd.name]}) must have the same scalar type")
+    if not x.dtype.is_floating_point and isinstance(attrs.get("alpha"), float):
+        raise errors.InvalidArgumentError(
+            "For integral input tensors, argument alpha must not be a floating point number.")
+    return None, x.dtype
+
+
+def _index_add_key(shape: Sequence[int], index: Any, source_shape: Sequence[int],
+                   dim: int) -> tuple[int, Any]:
+    """(axis, index as intp) of index_add(dim, index, source) into a tensor of `shape`, with
+    torch's checks and messages in torch's order."""
+    index = np.asarray(index)
+    axis = wrap_dim(dim, len(shape))
+    if index.ndim > 1:
+        kind = TYPE_WORDS.get(dtypes.from_numpy(index.dtype).name, str(index.dtype))
+        raise errors.OutOfRangeIndexError(
+            f"index_add_(): Index is supposed to be a vector, but got dim: {index.ndim} with type: "
+            f"{kind} and size: {_shape_str(index.shape)}")
+    if index.dtype.kind not in _INT_KINDS:
+        kind = TYPE_WORDS.get(dtypes.from_numpy(index.dtype).name, str(index.dtype))
+        raise errors.InvalidArgumentError(
+            f"index_add_(): Expected dtype int32/int64 for index but got: {kind}")
+    ndim = len(source_shape)
+    if not (axis == 0 or axis < ndim):
+        raise errors.OutOfRangeIndexError(
+            f"index_add_(): Indexing dim {axis} is out of bounds of the source tensor with dim "
+            f"{ndim}")
+    count = 1 if ndim == 0 else source_shape[axis]
+    if index.size != count:
+        raise errors.InvalidArgumentError(
+            f"index_add_(): Number of indices ({index.size}) should be equal to "
+            f"source.size(dim): ({count}), for dim: {axis}")
+    rest, source_rest = list(shape), list(source_shape)
+    if ndim and rest:
+        del rest[axis], source_rest[axis]
+    if rest != source_rest:
+        raise errors.InvalidArgumentError(
+            "source tensor shape must match self tensor shape, excluding the specified "
+            f"dimension. Got self.shape = {_shape_str(shape)} source.shape = "
+            f"{_shape_str(source_shape)}")
+    n = shape[axis] if shape else 1
+    bad = (index < 0) | (index >= n)
+    if bad.any():
+        raise errors.InvalidArgumentError(
+            f"index {int(index[bad].flat[0])} is out of bounds for dimension {axis} with size {n}")
+    return axis, index.reshape(-1).astype(np.intp)
+
+
+def _index_add(x: Any, index: Any, source: Any, dim: int, alpha: Any = 1) -> Any:
+    x, source = np.asarray(x), np.asarray(source)
+    axis, rows = _index_add_key(x.shape, index, source.shape, dim)
+    out = np.array(x, copy=True)
+    values = source if alpha == 1 else source * np.asarray(alpha, x.dtype)
+    if x.ndim == 0:  # then source is 0-d too, and index one element
+        return (out + values).astype(x.dtype, copy=False)
+    np.add.at(out, (slice(None),) * axis + (rows,), values)  # in index order, as torch's loop
+    return out
+
+
+def _index_add_source_vjp(ns: Any, g: Any, out: Any, x: Any, index: Any, source: Any, dim: int,
+                          alpha: Any) -> Any:
+    picked = ns.index_select(g, index, dim=dim)
+    if len(source.shape) == 0:
+        picked = ns.reshape(picked, shape=())
+    return picked if alpha == 1 else picked * alpha
+
+
+defop("index_add", _index_add,
+      lambda ns, g, out, x, index, source, dim, alpha: g, None, _index_add_source_vjp,
+      saves=("", "", "index source.shape"),
+      inputs=("input", "index", "source"),
+      attrs=(AttrSpec("dim", "int", required=True), AttrSpec("alpha", "scalar", 1)),
+      dtype=_index_add_dtype, inplace=True, method=False,
+      doc="a copy of input with alpha * source added at index along dim, repeats accumulating "
+          "(index_add(input, dim, index, source))",
+      out_bound=_indexed(lambda x, index, source, dim, alpha=1: tuple(x.shape)))
+
+# --- repeat_interleave's indices, unique ---------------------------------------------------------
+
+
+def _repeats(repeats: Any) -> Any:
+    """repeats as a 1-D int64 array (to count with), with torch's checks."""
+    r = np.asarray(repeats)
+    if r.dtype.kind not in _INT_KINDS:
+        raise errors.NotImplementedFunctionError(
+            f"\"repeat_interleave_cpu\" not implemented for "
+            f"'{TYPE_WORDS.get(dtypes.from_numpy(r.dtype).name, str(r.dtype))}'")
+    if r.ndim != 1:
+        raise errors.InvalidArgumentError("repeat_interleave only accept 1D vector as repeat")
+    if (r < 0).any():
+        raise errors.InvalidArgumentError("repeats can not be negative")
+    return r.astype(np.int64, copy=False)
+
+
+def _repeat_count(repeats: Any) -> int:
+    """How many indices repeats makes (exact, as a Python int: an int64 sum may overflow)."""
+    r = np.asarray(repeats._data if isinstance(repeats, Tensor) else repeats)
+    if r.dtype.kind not in _INT_KINDS or r.ndim != 1 or (r < 0).any():
+        return 0  # the forward refuses it
+    if r.size and int(r.max()) * r.size >= 2 ** 62:
+        return int(np.sum(r.astype(object)))  # an int64 sum could overflow
+    return int(np.sum(r, dtype=np.int64))
+
+
+def _repeat_interleave_indices(repeats: Any, output_size: int | None = None) -> Any:
+    r = _repeats(repeats)
+    total = _repeat_count(r)
+    if output_size is not None and output_size != total:
+        raise errors.InvalidArgumentError("allocated size does not match required size")
+    return np.repeat(np.arange(r.size, dtype=np.asarray(repeats).dtype), r)
+
+
+def _repeat_interleave_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bound:
+    """The indices, counted before anything is allocated (sizes from the wire are checked
+    against the limits here), and np.repeat's arange of the repeats' length."""
+    count = _repeat_count(args[0])
+    return limits.with_scratch(limits.shape_bound((count,), 8), numel_of(args[0]) * 8)
+
+
+defop("repeat_interleave", _repeat_interleave_indices, None,
+      inputs=("repeats",), attrs=(AttrSpec("output_size", "optional_int", None),),
+      method=False,
+      doc="i repeated repeats[i] times, for each i (torch.repeat_interleave(repeats); the "
+          "input forms are surface spellings over index_select)",
+      out_bound=_repeat_interleave_bound)
+
+
+def _unique_groups(keys: Any) -> tuple[Any, Any, Any]:
+    """(order, starts, inverse) for the rows of 2-D `keys` (one row per element or slice):
+    the stable lexicographic order, where each group of equal rows starts in it, and each row's
+    group. NaN equals nothing, as torch's unique (each NaN its own group)."""
+    n = keys.shape[0]
+    if n == 0:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0, np.int64)
+    order = np.lexsort(keys.T[::-1]) if keys.shape[1] else np.arange(n)
+    ranked = keys[order]
+    differs = np.ones(n, dtype=bool)
+    if n > 1:
+        with np.errstate(invalid="ignore"):
+            differs[1:] = np.any(ranked[1:] != ranked[:-1], axis=1)
+    starts = np.flatnonzero(differs)
+    group = np.cumsum(differs) - 1
+    inverse = np.empty(n, np.int64)
+    inverse[order] = group
+    return order, starts, inverse
+
+
+def _unique(x: Any, sorted: bool = True) -> Any:
+    # CPU torch sorts whether or not sorted=True is asked (gradserve does the same)
+    flat = np.asarray(x).reshape(-1)
+    order, starts, inverse = _unique_groups(flat.reshape(-1, 1))
+    counts = np.diff(np.append(starts, flat.size)).astype(np.int64)
+    return flat[order][starts], inverse.reshape(np.shape(x)), counts
+
+
+def _unique_dim(x: Any, dim: int, sorted: bool = True) -> Any:
+    x = np.asarray(x)
+    axis = wrap_dim(dim, x.ndim)
+    if x.ndim and any(n == 0 for i, n in enumerate(x.shape) if i != axis):
+        raise errors.InvalidArgumentError(
+            "There are 0 sized dimensions, and they aren't selected, so unique cannot be applied")
+    moved = np.moveaxis(x, axis, 0) if x.ndim else x.reshape(1)
+    rows = moved.reshape(moved.shape[0], int(np.prod(moved.shape[1:])))
+    order, starts, inverse = _unique_groups(rows)
+    counts = np.diff(np.append(starts, rows.shape[0])).astype(np.int64)
+    values = np.moveaxis(moved[order[starts]], 0, axis) if x.ndim else moved[order[starts]]
+    return values, inverse, counts
+
+
+def _unique_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bound:
+    """_unique2's results: at most input's elements as values and counts, its inverse (int64),
+    exact in the largest (the inverse); and the sort's scratch (order, ranked copy, marks)."""
+    x = args[0]
+    n = numel_of(x)
+    item = out_dtype.np.itemsize
+    results = limits.combined(limits.shape_bound((n,), item), limits.combined(
+        limits.shape_bound(tuple(x.shape), 8), limits.shape_bound((n,), 8)))
+    return limits.with_scratch(results, n * (item + 8 * 4))
+
+
+def _unique_dim_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bound:
+    """unique_dim's results, exact: the unique slices are counted first (the sort's work, in
+    scratch no larger than the input's), then the values, inverse and counts they make."""
+    x = args[0]
+    data = np.asarray(x._data)
+    try:
+        axis = wrap_dim(attrs["dim"], data.ndim)
+    except errors.EngineError:
+        return limits.shape_bound((), 8)  # the forward refuses it
+    moved = np.moveaxis(data, axis, 0) if data.ndim else data.reshape(1)
+    rest = int(np.prod(moved.shape[1:]))
+    groups = 0
+    if rest or not moved.shape[0]:
+        groups = len(_unique_groups(moved.reshape(moved.shape[0], rest))[1])
+    values = (groups, *moved.shape[1:])
+    results = limits.combined(limits.shape_bound(values, out_dtype.np.itemsize),
+                              limits.combined(limits.shape_bound((moved.shape[0],), 8),
+                                              limits.shape_bound((groups,), 8)))
+    return limits.with_scratch(results, data.nbytes * 2 + moved.shape[0] * 8 * 4)
+
+
+def _no_derivative(name: str) -> Any:
+    def rule(ns: Any, g: Any, out: Any, x: Any, **attrs: Any) -> Any:
+        raise errors.NotImplementedFunctionError(f"the derivative for '{name}' is not implemented.")
+    return rule
+
+
+defop("_unique2", _unique, _no_derivative("_unique2"), saves="",
+      attrs=(AttrSpec("sorted", "bool", True),), n_outputs=3, differentiable_outputs=(0,),
+      method=False, backward="Unique2Backward0",
+      doc="(sorted unique values, each element's index into them, their counts); no "
+          "derivative (torch's)",
+      out_bound=_unique_bound)
+defop("unique_dim", _unique_dim, _no_derivative("unique_dim"), saves="",
+      attrs=(AttrSpec("dim", "int", required=True), AttrSpec("sorted", "bool", True)),
+      n_outputs=3, differentiable_outputs=(0,), method=False, backward="UniqueDimBackward0",
+      doc="(the unique slices along dim, sorted, each slice's index into them, their counts); "
+          "no derivative (torch's)",
+      out_bound=_unique_dim_bound)
+
+# --- bincount ------------------------------------------------------------------------------------
+
+
+def _bincount_check(x: Any, weights: Any, minlength: int) -> None:
+    """torch's checks of bincount's arguments, in its order."""
+    if x.dtype.kind not in _INT_KINDS:
+        raise errors.NotImplementedFunctionError(
+            f"\"bincount_cpu\" not implemented for "
+            f"'{TYPE_WORDS.get(dtypes.from_numpy(x.dtype).name, str(x.dtype))}'")
+    if minlength < 0:
+        raise errors.InvalidArgumentError("minlength should be >= 0")
+    if x.ndim != 1 or (x.size and int(x.min()) < 0):
+        raise errors.InvalidArgumentError(
+            "bincount only supports 1-d non-negative integral inputs.")
+    if weights is not None and (np.ndim(weights) != 1 or np.shape(weights)[0] != x.shape[0]):
+        raise errors.InvalidArgumentError(
+            "weights should be 1-d and have the same length as input")
+
+
+def _bincount(x: Any, weights: Any = None, minlength: int = 0) -> Any:
+    x = np.asarray(x)
+    _bincount_check(x, weights, minlength)
+    if weights is None:
+        return np.bincount(x, minlength=minlength).astype(np.int64, copy=False)
+    w = np.asarray(weights)
+    counts = np.bincount(x, weights=w.astype(np.float64), minlength=minlength)
+    return counts.astype(w.dtype if w.dtype.kind == "f" else np.float64, copy=False)
+
+
+def _bincount_dtype(args: Sequence[Any], attrs: Any) -> tuple[Any, Any]:
+    weights = args[1] if len(args) > 1 else None
+    if not isinstance(weights, Tensor):
+        return None, dtypes.int64
+    return None, weights.dtype if weights.dtype.is_floating_point else dtypes.float64
+
+
+def _bincount_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bound:
+    """The counts, exact: the largest value read before anything is allocated (a value from
+    the wire can ask for any size, and the limits judge it here); float64 scratch of the
+    weights."""
+    x = np.asarray(args[0]._data if isinstance(args[0], Tensor) else args[0])
+    minlength = attrs.get("minlength", 0)
+    n = 0
+    if x.dtype.kind in _INT_KINDS and x.ndim == 1 and minlength >= 0:
+        n = max(int(x.max()) + 1 if x.size else 0, minlength)
+    return limits.with_scratch(limits.shape_bound((max(n, 0),), out_dtype.np.itemsize),
+                               max(n, 0) * 8 + numel_of(args[0]) * 8)
+
+
+def _bincount_no_derivative(ns: Any, g: Any, out: Any, x: Any, weights: Any,
+                            minlength: int) -> Any:
+    raise errors.AutogradError("derivative for aten::bincount is not implemented")
+
+
+defop("bincount", _bincount, None, _bincount_no_derivative, saves=("", ""),
+      inputs=("input", "weights?"), attrs=(AttrSpec("minlength", "int", 0),),
+      dtype=_bincount_dtype, backward="NotImplemented",
+      doc="how often each value 0..max (at least minlength) occurs in input, or the sum of its "
+          "weights; no derivative (torch's)",
+      out_bound=_bincount_bound)

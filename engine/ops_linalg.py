@@ -13,9 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from . import errors, gemm, limits
+from . import dtypes, errors, gemm, limits
 from .ops_elementwise import _broadcast_error
-from .registry import PROMOTE, AttrSpec, defop, names_backward, numel_of, shapes_only
+from .registry import (
+    PROMOTE,
+    AttrSpec,
+    defop,
+    names_backward,
+    numel_of,
+    shapes_only,
+    temporaries,
+)
 from .tensor import Tensor
 
 _TYPE_WORD = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
@@ -747,3 +755,335 @@ defop("einsum", _einsum, _einsum_vjp, inputs=("tensors",), variadic=True,
       backward=_einsum_name, out_shape=_einsum_shape, method=False,
       doc="Einstein summation over the operands (letters, ',', '->', '...')",
       out_bound=_einsum_bound)
+
+# --- baddbmm, addbmm: beta * input + alpha * (batched product, or its sum over the batch) --------
+
+
+def _baddbmm_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
+    bias, x, y = args
+    if x.dtype is not y.dtype:
+        raise errors.InvalidArgumentError(
+            f"expected scalar type {_TYPE_WORD[x.dtype.name]} but found "
+            f"{_TYPE_WORD[y.dtype.name]}")
+    if bias.dtype is not x.dtype:
+        raise errors.InvalidArgumentError(
+            f"Input dtypes must be the same, got: input {_SHORT[bias.dtype.name]}, batch1: "
+            f"{_SHORT[x.dtype.name]}, batch2: {_SHORT[y.dtype.name]}")
+    _no_bool("baddbmm", x.dtype)
+    return None, x.dtype
+
+
+def _no_bool(name: str, dtype: Any) -> None:
+    if dtype.name == "bool":
+        raise errors.NotImplementedFunctionError(f"\"{name}\" not implemented for 'Bool'")
+
+
+def _addbmm_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
+    bias, x, y = args
+    for a, b in ((bias, y), (x, y)):
+        if a.dtype is not b.dtype:
+            raise errors.InvalidArgumentError(
+                f"expected scalar type {_TYPE_WORD[b.dtype.name]} but found "
+                f"{_TYPE_WORD[a.dtype.name]}")
+    _no_bool("addmm_impl_cpu_", x.dtype)
+    return None, x.dtype
+
+
+def _batches_check(x: Any, y: Any) -> None:
+    for name, m in (("batch1", x), ("batch2", y)):
+        if m.ndim != 3:
+            raise errors.InvalidArgumentError(f"{name} must be a 3D tensor")
+
+
+@shapes_only
+def _baddbmm_shape(bias: Any, x: Any, y: Any, beta: Any = 1, alpha: Any = 1) -> tuple[int, ...]:
+    if x.ndim >= 2 and y.ndim >= 3:  # torch expands input before it checks the batches
+        _expand_check(tuple(bias.shape), (x.shape[0], x.shape[1], y.shape[2]), bias.dtype)
+    _batches_check(x, y)
+    _bmm_check(x.shape, y.shape)
+    out = (x.shape[0], x.shape[1], y.shape[2])
+    _expand_check(tuple(bias.shape), out, bias.dtype)
+    return out
+
+
+@shapes_only
+def _addbmm_shape(bias: Any, x: Any, y: Any, beta: Any = 1, alpha: Any = 1) -> tuple[int, ...]:
+    _batches_check(x, y)
+    if x.shape[0] != y.shape[0]:
+        raise errors.InvalidArgumentError(
+            f"batch1 and batch2 must have same number of batches, got {x.shape[0]} and "
+            f"{y.shape[0]}")
+    if x.shape[2] != y.shape[1]:
+        raise errors.InvalidArgumentError(
+            f"Incompatible matrix sizes for bmm ({x.shape[1]}x{x.shape[2]} and "
+            f"{y.shape[1]}x{y.shape[2]})")
+    out = (x.shape[1], y.shape[2])
+    _expand_check(tuple(bias.shape), out, bias.dtype)
+    return out
+
+
+def _scaled_sum(bias: Any, product: Any, out: Sequence[int], beta: Any, alpha: Any) -> Any:
+    """beta * bias + alpha * product as torch's kernels: bias ignored (NaN too) when beta is 0."""
+    if alpha != 1:
+        product = product * np.asarray(alpha, product.dtype)
+    if beta == 0:
+        return np.broadcast_to(product, out).astype(product.dtype, copy=True)
+    scaled = bias if beta == 1 else bias * np.asarray(beta, bias.dtype)
+    return np.add(scaled, product).astype(product.dtype, copy=False)
+
+
+def _baddbmm(bias: Any, x: Any, y: Any, beta: Any = 1, alpha: Any = 1) -> Any:
+    out = _baddbmm_shape(bias, x, y)
+    return _scaled_sum(bias, _bmm(x, y), out, beta, alpha)
+
+
+def _addbmm(bias: Any, x: Any, y: Any, beta: Any = 1, alpha: Any = 1) -> Any:
+    out = _addbmm_shape(bias, x, y)
+    return _scaled_sum(bias, np.sum(_bmm(x, y), axis=0) if x.shape[0] else np.zeros(
+        out, x.dtype), out, beta, alpha)
+
+
+def _scaled(g: Any, factor: Any) -> Any:
+    return g if factor == 1 else g * factor
+
+
+def _batched_grad(ns: Any, g: Any, x: Any) -> Any:
+    """addbmm's gradient as one matrix per batch (the sum over the batch broadcast back)."""
+    return ns.expand(ns.unsqueeze(g, dim=0), size=(x.shape[0], *g.shape))
+
+
+# derivatives.yaml: self: maybe_multiply(grad, beta); batch1: grad.bmm(batch2.mT) * alpha;
+# batch2: batch1.mT.bmm(grad) * alpha (addbmm: grad expanded over the batch first)
+defop("baddbmm", _baddbmm,
+      lambda ns, g, out, bias, x, y, beta, alpha: _scaled(g, beta),
+      lambda ns, g, out, bias, x, y, beta, alpha: _scaled(
+          ns.bmm(g, ns.transpose(y, dim0=1, dim1=2)), alpha),
+      lambda ns, g, out, bias, x, y, beta, alpha: _scaled(
+          ns.bmm(ns.transpose(x, dim0=1, dim1=2), g), alpha),
+      saves=("", "batch2", "batch1"), inputs=("input", "batch1", "batch2"),
+      attrs=(AttrSpec("beta", "scalar", 1), AttrSpec("alpha", "scalar", 1)),
+      dtype=_baddbmm_dtype, out_shape=_baddbmm_shape, inplace=True,
+      doc="beta * input + alpha * (batch1 @ batch2), batch by batch (input broadcast)",
+      out_bound=temporaries(_baddbmm_shape, results=2))
+def _addbmm_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
+    """The result, and the batched product summed into it (one matrix per batch)."""
+    out = _addbmm_shape(*args, **attrs)
+    item = out_dtype.np.itemsize
+    return limits.with_scratch(limits.shape_bound(out, item),
+                               args[1].shape[0] * limits.numel(out) * item)
+
+
+defop("addbmm", _addbmm,
+      lambda ns, g, out, bias, x, y, beta, alpha: _scaled(g, beta),
+      lambda ns, g, out, bias, x, y, beta, alpha: _scaled(
+          ns.bmm(_batched_grad(ns, g, x), ns.transpose(y, dim0=1, dim1=2)), alpha),
+      lambda ns, g, out, bias, x, y, beta, alpha: _scaled(
+          ns.bmm(ns.transpose(x, dim0=1, dim1=2), _batched_grad(ns, g, x)), alpha),
+      saves=("", "batch1.shape batch2", "batch1"), inputs=("input", "batch1", "batch2"),
+      attrs=(AttrSpec("beta", "scalar", 1), AttrSpec("alpha", "scalar", 1)),
+      dtype=_addbmm_dtype, out_shape=_addbmm_shape, inplace=True,
+      doc="beta * input + alpha * the sum over the batch of batch1 @ batch2 (input broadcast)",
+      out_bound=_addbmm_bound)
+
+# --- kron ----------------------------------------------------------------------------------------
+
+
+def _kron_shapes(a: Sequence[int], b: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...],
+                                                             tuple[int, ...]]:
+    """torch's kron: (a's interleaved shape, b's interleaved shape, the result's shape)."""
+    n = max(len(a), len(b))
+    pa, pb = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    a_view = tuple(v for d in pa for v in (d, 1))
+    b_view = tuple(v for d in pb for v in (1, d))
+    return a_view, b_view, tuple(x * y for x, y in zip(pa, pb))
+
+
+def _kron_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
+    """Promoted, as mul; both operands must be tensors (torch's TypeError)."""
+    for position, (name, a) in enumerate(zip(("input", "other"), args), 1):
+        if not isinstance(a, Tensor):
+            raise errors.InvalidTypeError(
+                f"kron(): argument '{name}' (position {position}) must be Tensor, not "
+                f"{type(a).__name__}")
+    return PROMOTE(args, attrs)
+
+
+def _kron(a: Any, b: Any) -> Any:
+    a_view, b_view, out = _kron_shapes(np.shape(a), np.shape(b))
+    return np.multiply(np.reshape(a, a_view), np.reshape(b, b_view)).reshape(out)
+
+
+def _kron_grad(ns: Any, g: Any, mine: Any, other: Any, first: bool) -> Any:
+    a_shape, b_shape = (mine.shape, other.shape) if first else (other.shape, mine.shape)
+    a_view, b_view, _ = _kron_shapes(a_shape, b_shape)
+    g_view = ns.reshape(g, shape=tuple(max(x, y) for x, y in zip(a_view, b_view)))
+    other_view = ns.reshape(other, shape=b_view if first else a_view)
+    axes = tuple(range(1 if first else 0, len(a_view), 2))  # the other operand's places
+    summed = ns.sum(g_view * other_view, dim=axes) if axes else g_view * other_view
+    return ns.reshape(summed, shape=mine.shape)
+
+
+defop("kron", _kron,
+      lambda ns, g, out, a, b: _kron_grad(ns, g, a, b, True),
+      lambda ns, g, out, a, b: _kron_grad(ns, g, b, a, False),
+      saves=("input.shape other", "input other.shape"), inputs=("input", "other"),
+      dtype=_kron_dtype, backward="UnsafeViewBackward0",
+      doc="the Kronecker product (torch's composition ends with an _unsafe_view)",
+      out_bound=lambda args, attrs, out_dtype: limits.shape_bound(
+          _kron_shapes(getattr(args[0], "shape", ()), getattr(args[1], "shape", ()))[2],
+          out_dtype.np.itemsize))
+
+# --- cdist: torch's _cdist_forward (CdistBackward0) and _euclidean_dist (its mm path) ------------
+
+
+def _dtype_name(t: Any) -> str:
+    return t.dtype.name if isinstance(t, Tensor) else dtypes.from_numpy(t.dtype).name
+
+
+def cdist_check(x1: Any, x2: Any, p: float = 2.0) -> tuple[int, ...]:
+    """cdist's result shape, with torch's checks in its order (Tensors or arrays)."""
+    for name, t in (("X1", x1), ("X2", x2)):
+        if t.ndim < 2:
+            raise errors.InvalidArgumentError(
+                f"cdist only supports at least 2D tensors, {name} got: {t.ndim}D")
+    if x1.shape[-1] != x2.shape[-1]:
+        raise errors.InvalidArgumentError(
+            f"X1 and X2 must have the same number of columns. X1: {x1.shape[-1]} X2: "
+            f"{x2.shape[-1]}")
+    d1, d2 = _dtype_name(x1), _dtype_name(x2)
+    for name, d in (("X1", d1), ("X2", d2)):
+        if not d.startswith("float"):
+            raise errors.InvalidArgumentError(
+                f"cdist only supports floating-point dtypes, {name} got: {_TYPE_WORD[d]}")
+    if p < 0:
+        raise errors.InvalidArgumentError("cdist only supports non-negative p values")
+    if d1 != d2:
+        raise errors.InvalidArgumentError(
+            f"expected scalar type {_TYPE_WORD[d1]} but found {_TYPE_WORD[d2]}")
+    batch = _broadcast_batch(tuple(x1.shape[:-2]), tuple(x2.shape[:-2]))
+    return (*batch, x1.shape[-2], x2.shape[-2])
+
+
+def _broadcast_batch(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    try:
+        return tuple(np.broadcast_shapes(a, b))
+    except ValueError:
+        raise _broadcast_error((a, b)) from None
+
+
+def _cdist_diff(x1: Any, x2: Any) -> Any:
+    return x1[..., :, None, :] - x2[..., None, :, :]
+
+
+def _cdist(x1: Any, x2: Any, p: float = 2.0, compute_mode: int | None = None) -> Any:
+    cdist_check(x1, x2, p)
+    diff = np.abs(_cdist_diff(x1, x2))
+    if p == 0:
+        return np.sum(diff != 0, axis=-1).astype(x1.dtype)
+    if p == 1:
+        return np.sum(diff, axis=-1)
+    if p == 2:
+        return np.sqrt(np.sum(diff * diff, axis=-1))
+    if np.isinf(p):
+        return np.max(diff, axis=-1, initial=0).astype(x1.dtype)
+    kind = x1.dtype.type
+    with np.errstate(over="ignore", divide="ignore"):
+        return np.power(np.sum(np.power(diff, kind(p)), axis=-1), kind(1 / p))
+
+
+def _cdist_backward(g: Any, x1: Any, x2: Any, dist: Any, p: float = 2.0) -> Any:
+    """torch's _cdist_backward: the gradient for x1 (x2's is this with the roles swapped)."""
+    diff = _cdist_diff(x1, x2)
+    g, dist = np.asarray(g)[..., None], np.asarray(dist)[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if p == 0:
+            each = np.zeros_like(diff)
+        elif p == 1:
+            each = np.sign(diff) * g
+        elif p == 2:
+            each = np.where(dist == 0, 0, diff / dist) * g
+        elif np.isinf(p):
+            each = np.where(np.abs(diff) == dist, np.sign(diff), 0) * g
+        else:
+            kind = diff.dtype.type
+            ratio = (np.sign(diff) * np.power(np.abs(diff), kind(p - 1))
+                     / np.power(dist, kind(p - 1)))
+            zero = (dist == 0) | ((diff == 0) & (p < 1))
+            each = np.where(zero, 0, ratio) * g
+    return np.sum(each, axis=-2).astype(x1.dtype, copy=False)
+
+
+def _cdist_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
+    """The distances, and the differences of every pair of rows (a few arrays of them)."""
+    shape = cdist_check(args[0], args[1], attrs.get("p", 2.0))
+    item = out_dtype.np.itemsize
+    pairs = limits.numel(shape) * args[0].shape[-1]
+    return limits.with_scratch(limits.shape_bound(shape, item), 3 * pairs * item)
+
+
+def _cdist_backward_bound(args: Sequence[Any], attrs: Mapping[str, Any],
+                          out_dtype: Any) -> limits.Bound:
+    g, x1, x2 = args[:3]
+    item = out_dtype.np.itemsize
+    pairs = limits.numel(tuple(g.shape)) * x1.shape[-1]
+    shape = (*g.shape[:-1], x1.shape[-1])
+    return limits.with_scratch(limits.shape_bound(shape, item), 4 * pairs * item)
+
+
+def _t(ns: Any, t: Any) -> Any:
+    return ns.transpose(t, dim0=-1, dim1=-2)
+
+
+defop("_cdist_forward", _cdist,
+      lambda ns, g, out, x1, x2, p, compute_mode: ns._cdist_backward(g, x1, x2, out, p=p),
+      lambda ns, g, out, x1, x2, p, compute_mode: ns._cdist_backward(
+          _t(ns, g), x2, x1, _t(ns, out), p=p),
+      saves=("input x2 result", "input x2 result"), inputs=("input", "x2"),
+      attrs=(AttrSpec("p", "float", 2.0), AttrSpec("compute_mode", "optional_int", None)),
+      backward="CdistBackward0", method=False,
+      doc="p-norm distances between the rows of input and x2 (torch.cdist without the mm "
+          "path)",
+      out_bound=_cdist_bound)
+
+
+def _no_double(ns: Any, g: Any, out: Any, *args: Any, **attrs: Any) -> Any:
+    raise errors.NotImplementedFunctionError(
+        "the derivative for '_cdist_backward' is not implemented.")
+
+
+defop("_cdist_backward", _cdist_backward, _no_double, _no_double, _no_double, _no_double,
+      saves=("", "", "", ""), inputs=("grad", "x1", "x2", "cdist"),
+      attrs=(AttrSpec("p", "float", 2.0),), method=False,
+      doc="cdist's gradient for x1; torch has no derivative of it",
+      out_bound=_cdist_backward_bound)
+
+
+def _euclidean_dist(x1: Any, x2: Any) -> Any:
+    cdist_check(x1, x2)
+    # torch's composition: one matmul of padded operands, clamped and square-rooted
+    n1 = np.sum(x1 * x1, axis=-1, keepdims=True)
+    n2 = np.sum(x2 * x2, axis=-1, keepdims=True)
+    a = np.concatenate([x1 * x1.dtype.type(-2), n1, np.ones_like(n1)], axis=-1)
+    b = np.concatenate([x2, np.ones_like(n2), n2], axis=-1)
+    return np.sqrt(np.maximum(np.matmul(a, np.swapaxes(b, -1, -2)), x1.dtype.type(1e-30)))
+
+
+def _euclidean_ratio(ns: Any, g: Any, out: Any) -> Any:
+    return ns.masked_fill(g / out, out == 0, 0.0)
+
+
+# torch's _euclidean_dist_backward: ratio = grad / result (0 where result is 0);
+# x1 * ratio.sum(-1, keepdim) - ratio @ x2, and x2 * ratio.sum(-2).unsqueeze(-1) - ratio.mT @ x1
+defop("_euclidean_dist", _euclidean_dist,
+      lambda ns, g, out, x1, x2: x1 * ns.sum(_euclidean_ratio(ns, g, out), dim=-1,
+                                             keepdim=True)
+      - ns.matmul(_euclidean_ratio(ns, g, out), x2),
+      lambda ns, g, out, x1, x2: x2 * ns.unsqueeze(ns.sum(_euclidean_ratio(ns, g, out),
+                                                          dim=-2), dim=-1)
+      - ns.matmul(_t(ns, _euclidean_ratio(ns, g, out)), x1),
+      saves=("input x2 result", "input x2 result"), inputs=("input", "x2"),
+      backward="EuclideanDistBackward0", method=False,
+      doc="Euclidean distances between rows by one matrix product (cdist's mm path)",
+      out_bound=lambda args, attrs, out_dtype: limits.with_scratch(
+          limits.shape_bound(cdist_check(args[0], args[1]), out_dtype.np.itemsize),
+          2 * (numel_of(args[0]) + numel_of(args[1])) * out_dtype.np.itemsize))

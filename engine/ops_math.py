@@ -15,9 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface.messages import TYPE_WORDS
+
 from . import dtypes, errors, limits, mkl
 from .distributions import fma32
 from .ops_elementwise import _ERF_BYTES, _by_scalars, _is_tensor, broadcast_shape
+from .ops_shape import wrap_dim
 from .registry import (
     BOOL,
     FLOAT,
@@ -311,3 +314,72 @@ defop("argsort", _argsort, None,
       out_shape=lambda x, dim=-1, descending=False, stable=False: tuple(x.shape),
       out_bound=_sorting(temporaries(lambda x, dim=-1, descending=False, stable=False:
                                      tuple(x.shape), results=2, inputs=1)))
+
+
+# --- nan_to_num ----------------------------------------------------------------------------------
+
+
+def _nan_to_num(x: Any, nan: Any = 0.0, posinf: Any = None, neginf: Any = None) -> Any:
+    if x.dtype.kind not in "f":  # integral and bool tensors hold no NaN or inf: a copy
+        return np.array(x, copy=True)
+    info = np.finfo(x.dtype)
+    kind = x.dtype.type
+    with np.errstate(over="ignore"):  # a value beyond the dtype's range is inf, as torch's cast
+        values = [kind(0.0 if nan is None else nan), kind(info.max if posinf is None else posinf),
+                  kind(info.min if neginf is None else neginf)]
+    out = np.where(np.isnan(x), values[0], x)
+    out = np.where(np.isposinf(x), values[1], out)
+    return np.where(np.isneginf(x), values[2], out).astype(x.dtype, copy=False)
+
+
+defop("nan_to_num", _nan_to_num, lambda ns, g, out, x, nan, posinf, neginf: g * ns.isfinite(x),
+      saves="input",
+      attrs=(AttrSpec("nan", "optional_float", 0.0), AttrSpec("posinf", "optional_float", None),
+             AttrSpec("neginf", "optional_float", None)),
+      inplace=True,
+      doc="NaN, +inf and -inf replaced by nan, posinf and neginf (the dtype's extremes by "
+          "default)",
+      out_bound=temporaries(broadcast_shape, results=3))
+
+# --- glu: the first half along dim gated by the sigmoid of the second ----------------------------
+
+
+def _glu_halves(shape: Any, dim: int) -> tuple[int, int]:
+    """(axis, half size) of glu along dim, with torch's errors."""
+    if not len(shape):
+        raise errors.InvalidArgumentError(
+            "glu does not support scalars because halving size must be even")
+    axis = wrap_dim(dim, len(shape))
+    if shape[axis] % 2:
+        raise errors.InvalidArgumentError(
+            f"Halving dimension must be even, but dimension {axis} is size {shape[axis]}")
+    return axis, shape[axis] // 2
+
+
+def _glu(x: Any, dim: int = -1) -> Any:
+    if x.dtype.kind not in "f":
+        raise errors.NotImplementedFunctionError(
+            f"\"glu_cpu\" not implemented for '{TYPE_WORDS[dtypes.from_numpy(x.dtype).name]}'")
+    axis, half = _glu_halves(x.shape, dim)
+    a, b = np.split(x, 2, axis=axis)
+    with np.errstate(over="ignore"):
+        return (a * (1 / (1 + np.exp(-b)))).astype(x.dtype, copy=False)
+
+
+def _glu_vjp(ns: Any, g: Any, out: Any, x: Any, dim: int) -> Any:
+    # torch's glu_backward: grad * sigmoid(b) for the first half, grad * a * s * (1 - s) for
+    # the second, written in engine ops so that it is differentiable (glu_double_backward)
+    axis, half = _glu_halves(x.shape, dim)
+    a = ns.slice(x, dim=axis, start=0, end=half)
+    s = ns.sigmoid(ns.slice(x, dim=axis, start=half, end=2 * half))
+    return ns.cat([g * s, g * a * s * (1 - s)], dim=axis)
+
+
+def _glu_shape(x: Any, dim: int = -1) -> tuple[int, ...]:
+    axis, half = _glu_halves(x.shape, dim)
+    return (*x.shape[:axis], half, *x.shape[axis + 1:])
+
+
+defop("glu", _glu, _glu_vjp, saves="input", attrs=(AttrSpec("dim", "int", -1),),
+      method=False, doc="the gated linear unit: a * sigmoid(b), a and b input's halves along dim",
+      out_bound=temporaries(_glu_shape, results=3))

@@ -22,6 +22,7 @@ from .registry import (
     shapes_only,
     temporaries,
 )
+from .tensor import Tensor
 
 
 def norm_dims(dim: int | Sequence[int] | None, ndim: int) -> tuple[int, ...] | None:
@@ -610,6 +611,56 @@ defop("cumsum", _cumsum, _cumsum_vjp,
       saves="input.shape",
       attrs=(AttrSpec("dim", "int", required=True), AttrSpec("dtype", "dtype", None)),
       dtype=_int_to_int64, doc="cumulative sum along dim",
+      out_shape=lambda x, dim, dtype=None: tuple(x.shape))
+
+# --- cumprod: torch's cumprod_backward, zeros in the input included ------------------------------
+
+
+def _cumprod(x: Any, dim: int, dtype: Any = None) -> Any:
+    axis = _one_dim(x, dim)
+    if x.ndim == 0:
+        return x.copy()
+    return np.cumprod(x, axis=axis)
+
+
+def _has_zero(x: Any) -> bool:
+    data = x._data if isinstance(x, Tensor) else x
+    return bool(np.any(np.equal(data, 0)))
+
+
+def _cumprod_grad_with_zeros(ns: Any, g: Any, x: Any, axis: int) -> Any:
+    """The exact gradient where input has zeros: input k gets sum over j >= k of g_j times the
+    product of x_0..x_j without x_k, from the cumprods of n copies of x, each with one element
+    set to 1 (O(n^2) along dim, as torch's backward under create_graph; differentiable)."""
+    last = x.ndim - 1
+    xt = ns.transpose(x, dim0=axis, dim1=last)
+    gt = ns.transpose(g, dim0=axis, dim1=last)
+    eye = ns.eye(n=x.shape[axis])
+    copies = ns.where(eye > 0.5, 1.0, ns.unsqueeze(xt, dim=-2))  # [..., k, i]: x_i, 1 at i = k
+    later = ns.triu(ns.ones_like(eye))  # [k, j]: j >= k
+    grad = ns.sum(ns.cumprod(copies, dim=-1) * (ns.unsqueeze(gt, dim=-2) * later), dim=-1)
+    return ns.transpose(grad, dim0=axis, dim1=last)
+
+
+def _cumprod_vjp(ns: Any, g: Any, out: Any, x: Any, dim: int, dtype: Any) -> Any:
+    # torch's cumprod_backward: the gradient itself along a dim of one element; without zeros
+    # the reversed cumulative sum of result * grad, divided by input; with zeros the exact sum
+    # (torch's O(n) masks without create_graph give the same values)
+    if x.ndim == 0:
+        return g
+    axis = _one_dim(x, dim)
+    if x.shape[axis] <= 1:
+        return g
+    if not _has_zero(x):
+        w = ns.flip(out * g, dims=axis)
+        return ns.flip(ns.cumsum(w, dim=axis), dims=axis) / x
+    return _cumprod_grad_with_zeros(ns, g, x, axis)
+
+
+defop("cumprod", _cumprod, _cumprod_vjp,
+      saves="input result",
+      attrs=(AttrSpec("dim", "int", required=True), AttrSpec("dtype", "dtype", None)),
+      dtype=_int_to_int64, inplace=True, doc="cumulative product along dim",
       out_shape=lambda x, dim, dtype=None: tuple(x.shape))
 
 # --- all, any ------------------------------------------------------------------------------------

@@ -560,3 +560,134 @@ defop("unbind", _unbind, lambda ns, g, out, x, dim: ns.stack(list(_grads(g)), di
       n_outputs=None, output_count="dim_size", attrs=(AttrSpec("dim", "int", 0),),
       doc="the slices along dim, as a tuple", view=True,
       out_bound=_pieces(_unbind_bound))
+
+# --- roll ----------------------------------------------------------------------------------------
+
+
+def _roll_dims(x: Any, shifts: Any, dims: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(shifts, axes) of roll, each a tuple, with torch's checks (no axes: the flattened input)."""
+    shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+    dims = () if dims is None else (dims,) if isinstance(dims, int) else tuple(dims)
+    if not shifts:
+        raise errors.InvalidArgumentError("`shifts` required")
+    if len(shifts) != len(dims) and not (not dims and len(shifts) == 1):
+        raise errors.InvalidArgumentError(
+            f"shifts and dimensions must align. shifts: {len(shifts)}, dims:{len(dims)}")
+    if dims and x.ndim == 0:
+        raise errors.OutOfRangeIndexError("Dimension specified as 0 but tensor has no dimensions")
+    return shifts, tuple(wrap_dim(d, x.ndim) for d in dims)
+
+
+def _roll(x: Any, shifts: Any, dims: Any = None) -> Any:
+    shifts, axes = _roll_dims(x, shifts, dims)
+    if not axes:  # torch rolls the flattened tensor and restores the shape
+        return np.roll(x, shifts[0]).reshape(x.shape) if x.ndim else np.array(x, copy=True)
+    return np.roll(x, shifts, axes)
+
+
+def _roll_vjp(ns: Any, g: Any, out: Any, x: Any, shifts: Any, dims: Any) -> Any:
+    back = -shifts if isinstance(shifts, int) else tuple(-s for s in shifts)
+    return ns.roll(g, shifts=back, dims=dims)
+
+
+defop("roll", _roll, _roll_vjp, saves="",
+      attrs=(AttrSpec("shifts", "dims", required=True), AttrSpec("dims", "dims", None)),
+      doc="elements shifted cyclically by shifts along dims (the flattened input without dims)",
+      out_bound=temporaries(lambda x, shifts, dims=None: tuple(x.shape), results=1))
+
+# --- diagonal, diagonal_copy, diag_embed and diagonal's gradient ---------------------------------
+
+
+def _diagonal_axes(ndim: int, offset: int, dim1: int, dim2: int) -> tuple[int, int]:
+    """dim1, dim2 wrapped (torch's errors: out of range, identical)."""
+    a1, a2 = wrap_dim(dim1, ndim), wrap_dim(dim2, ndim)
+    if a1 == a2:
+        raise errors.InvalidArgumentError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    return a1, a2
+
+
+def diagonal_shape(shape: Sequence[int], offset: int = 0, dim1: int = 0,
+                   dim2: int = 1) -> tuple[int, ...]:
+    """The shape of `diagonal(offset, dim1, dim2)` of a tensor of `shape` (torch's errors)."""
+    a1, a2 = _diagonal_axes(len(shape), offset, dim1, dim2)
+    n1, n2 = shape[a1], shape[a2]
+    n = max(0, min(n1, n2 - offset) if offset >= 0 else min(n1 + offset, n2))
+    return (*(s for i, s in enumerate(shape) if i not in (a1, a2)), n)
+
+
+def _diagonal(x: Any, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Any:
+    """The diagonal as a view of x, writable where x is (np.diagonal's is read-only; torch's
+    is a view that in-place ops write through)."""
+    shape = diagonal_shape(x.shape, offset, dim1, dim2)  # torch's errors
+    if shape[-1] == 0:  # an offset past the dims (numpy's C int could not even hold it)
+        return np.zeros(shape, x.dtype)
+    a1, a2 = _diagonal_axes(x.ndim, offset, dim1, dim2)
+    view = np.diagonal(x, offset, a1, a2)
+    if x.flags.writeable:
+        view.flags.writeable = True
+    return view
+
+
+def _diagonal_backward(g: Any, input_sizes: Sequence[int], offset: int = 0, dim1: int = 0,
+                       dim2: int = 1) -> Any:
+    g = np.asarray(g)
+    out = np.zeros(tuple(input_sizes), dtype=g.dtype)
+    _diagonal(out, offset, dim1, dim2)[...] = g
+    return out
+
+
+_DIAGONAL_ATTRS = (AttrSpec("offset", "int", 0), AttrSpec("dim1", "int", 0),
+                   AttrSpec("dim2", "int", 1))
+
+
+def _diagonal_vjp(ns: Any, g: Any, out: Any, x: Any, offset: int, dim1: int, dim2: int) -> Any:
+    return ns.diagonal_backward(g, input_sizes=x.shape, offset=offset, dim1=dim1, dim2=dim2)
+
+
+defop("diagonal", _diagonal, _diagonal_vjp, saves="input.shape", attrs=_DIAGONAL_ATTRS,
+      doc="the diagonal (offset) of the dims dim1, dim2, as the last dim (a view)", view=True,
+      out_shape=lambda x, offset=0, dim1=0, dim2=1: diagonal_shape(x.shape, offset, dim1, dim2))
+defop("diagonal_copy", lambda x, offset=0, dim1=0, dim2=1: np.array(
+          _diagonal(x, offset, dim1, dim2), copy=True),
+      _diagonal_vjp, saves="input.shape", attrs=_DIAGONAL_ATTRS,
+      backward="DiagonalBackward0_copy", method=False,
+      doc="diagonal's values as a new tensor (torch.diag of a matrix)",
+      out_shape=lambda x, offset=0, dim1=0, dim2=1: diagonal_shape(x.shape, offset, dim1, dim2))
+defop("diagonal_backward", _diagonal_backward,
+      lambda ns, g, out, grad, input_sizes, offset, dim1, dim2: ns.diagonal(
+          g, offset=offset, dim1=dim1, dim2=dim2),
+      saves="", inputs=("grad_output",),
+      attrs=(AttrSpec("input_sizes", "ints", required=True), *_DIAGONAL_ATTRS),
+      backward="DiagonalBackwardBackward0", method=False,
+      doc="diagonal's gradient: grad_output placed on the diagonal of zeros",
+      out_shape=lambda g, input_sizes, **kw: tuple(input_sizes))
+
+
+def diag_embed_shape(shape: Sequence[int], offset: int = 0, dim1: int = -2,
+                     dim2: int = -1) -> tuple[int, ...]:
+    """The shape of `diag_embed(offset, dim1, dim2)` of a tensor of `shape` (torch's errors)."""
+    ndim = len(shape) + 1
+    a1, a2 = _diagonal_axes(ndim, offset, dim1, dim2)
+    n = (shape[-1] if shape else 1) + abs(offset)
+    rest = iter(shape[:-1])
+    return tuple(n if i in (a1, a2) else next(rest) for i in range(ndim))
+
+
+def _diag_embed(x: Any, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Any:
+    if x.ndim == 0:  # torch wraps dim1 against the input's dims first
+        wrap_dim(dim1, 0)
+    shape = diag_embed_shape(x.shape, offset, dim1, dim2)
+    out = np.zeros(shape, dtype=x.dtype)
+    _diagonal(out, offset, dim1, dim2)[...] = x
+    return out
+
+
+defop("diag_embed", _diag_embed,
+      lambda ns, g, out, x, offset, dim1, dim2: ns.diagonal(
+          g, offset=offset, dim1=dim1, dim2=dim2),
+      saves="",
+      attrs=(AttrSpec("offset", "int", 0), AttrSpec("dim1", "int", -2),
+             AttrSpec("dim2", "int", -1)),
+      doc="a tensor whose diagonals (of dims dim1, dim2) hold input's last dim, zeros elsewhere",
+      out_shape=lambda x, offset=0, dim1=-2, dim2=-1: diag_embed_shape(x.shape, offset, dim1,
+                                                                       dim2))

@@ -11,11 +11,12 @@ import numpy as np
 
 from gradserve.surface import compat as _compat  # (also registers its spellings)
 from gradserve.surface import creation as _creation  # noqa: F401  (registers its spellings)
+from gradserve.surface import tensor_ops as _tensor_ops  # noqa: F401  (registers its spellings)
 from gradserve.surface.binding import parameter_names, torch_keywords
 from gradserve.surface.spellings import SPELLINGS, Spelling
 
 from . import creation, dtypes, errors
-from .api import FUNCTIONS, public
+from .api import FUNCTIONS, apply_inplace, public
 from .tensor import Size, Tensor
 
 
@@ -28,6 +29,10 @@ class EngineBackend:
 
     def call(self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         return FUNCTIONS[name](*args, **kwargs)
+
+    def call_inplace(self, name: str, target: Any, args: tuple[Any, ...],
+                     kwargs: Mapping[str, Any]) -> Any:
+        return apply_inplace(name, target, args, kwargs)
 
     def is_tensor(self, value: Any) -> bool:
         return isinstance(value, Tensor)

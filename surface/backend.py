@@ -29,6 +29,12 @@ class Backend(Protocol):
         """Apply op `name` (a registered/catalogue op) to `args` and `kwargs`."""
         ...
 
+    def call_inplace(self, name: str, target: Any, args: tuple[Any, ...],
+                     kwargs: Mapping[str, Any]) -> Any:
+        """Apply op `name` in place on `target` (torch's `name_`), the op's other inputs `args`;
+        returns `target`."""
+        ...
+
     def is_tensor(self, value: Any) -> bool:
         """Whether `value` is this layer's Tensor."""
         ...

@@ -426,16 +426,19 @@ def embedding(be: NNBackend, input: Any, weight: Any, padding_idx: int | None = 
               max_norm: float | None = None, norm_type: float = 2.0,
               scale_grad_by_freq: bool = False, sparse: bool = False) -> Any:
     """Rows of `weight` picked by the indices `input` (shape input.shape + (embedding_dim,)): one
-    embedding op (grad_fn EmbeddingBackward0); the padding_idx row gets no gradient."""
-    if max_norm is not None or scale_grad_by_freq or sparse:
-        raise be.runtime_error("embedding(): max_norm, scale_grad_by_freq and sparse are not "
-                               "supported by gradserve")
+    embedding op (grad_fn EmbeddingBackward0); the padding_idx row gets no gradient; with
+    scale_grad_by_freq each row's gradient is divided by how often the indices picked it."""
+    if max_norm is not None or sparse:
+        raise be.runtime_error("embedding(): max_norm and sparse are not supported by gradserve")
     if padding_idx is not None:
         rows = be.shape(weight)[0]
         if not -rows <= padding_idx < rows:
             raise be.assertion_error("Padding_idx must be within num_embeddings")
         padding_idx %= rows
-    return _call(be, "embedding", weight, input, -1 if padding_idx is None else padding_idx)
+    padding = -1 if padding_idx is None else padding_idx
+    if scale_grad_by_freq:
+        return _call(be, "embedding", weight, input, padding, True)
+    return _call(be, "embedding", weight, input, padding)
 
 
 def layer_norm(be: NNBackend, input: Any, normalized_shape: Sequence[int], weight: Any = None,
@@ -648,9 +651,15 @@ def _cross_entropy_probs(be: NNBackend, logp: Any, xs: tuple[int, ...], target: 
     return be.scalar_div(-_call(be, "sum", prod), math.prod(xs) // n_classes)
 
 
+def glu(be: NNBackend, input: Any, dim: int = -1) -> Any:
+    """The gated linear unit a * sigmoid(b), a and b the halves of input along dim: one glu op
+    (grad_fn GluBackward0)."""
+    return _call(be, "glu", input, dim)
+
+
 FUNCTIONS = (relu, hardtanh, hardtanh_, relu6, sigmoid, tanh, leaky_relu, prelu, elu, gelu,
              silu, softplus, logsigmoid, mish, selu, celu, hardsigmoid, hardswish, softmax,
              log_softmax, linear, bilinear, dropout, one_hot, embedding, layer_norm, mse_loss,
              l1_loss, smooth_l1_loss, huber_loss, binary_cross_entropy,
-             binary_cross_entropy_with_logits, nll_loss, cross_entropy)
+             binary_cross_entropy_with_logits, nll_loss, cross_entropy, glu)
 """What `nn.functional` holds (each bound to a backend by `gradserve.surface.nn.build`)."""

@@ -538,10 +538,24 @@ class LogSoftmax(Module):
         return f"dim={self.dim}"
 
 
+class GLU(Module):
+    """The gated linear unit along dim (nn.functional.glu)."""
+
+    def __init__(self, dim: int = -1) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input: Any) -> Any:
+        return F.glu(self._be, input, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
 LAYERS: tuple[type[Module], ...] = (
     Identity, Linear, Bilinear, Flatten, Unflatten, Embedding, LayerNorm, Dropout, ReLU, Hardtanh,
     ReLU6,
     LeakyReLU, PReLU,
     ELU, GELU, SiLU, Mish, SELU, CELU, Hardsigmoid, Hardswish, LogSigmoid, Tanh, Sigmoid,
-    Softplus, Softmax, LogSoftmax)
+    Softplus, Softmax, LogSoftmax, GLU)
 """The layer classes `gradserve.surface.nn.build` binds to a backend."""

@@ -29,6 +29,8 @@ OUT_FUNCTIONS = frozenset((
     "sum", "mean", "prod", "amax", "amin", "cumsum", "logsumexp", "std", "var",
     # linear algebra and joining
     "matmul", "mm", "bmm", "addmm", "dot", "outer", "cat", "stack",
+    # added with the 0.2 tensor ops (index_add and diag take out= in their spellings)
+    "cumprod", "nan_to_num", "kron", "baddbmm", "addbmm",
 ))
 """The functions (where the op exists) that take `out=`, as torch's do."""
 

@@ -375,5 +375,21 @@ FUSED_AND_BOUNDS = [
             [Sample((ties((2, 3)), 0.0)), Sample((ties((2, 3)), ties((3,))))],
             check_finite_differences=False) for name in ("clamp_min", "clamp_max")]
 
+def _nonfinite(rng: Any) -> Any:
+    return np.asarray([[1.5, np.nan, -np.inf], [np.inf, -0.5, 2.0]], np.float32)
+
+
+GATES_AND_REPLACEMENTS = [
+    OpInfo("nan_to_num", lambda x, nan=0.0, posinf=None, neginf=None: torch.nan_to_num(
+        x, nan, posinf, neginf),
+           [Sample(((2, 3),)), Sample((_nonfinite,)),
+            Sample((_nonfinite,), {"nan": 1.0, "posinf": 5.0, "neginf": -5.0}),
+            Sample((_nonfinite,), {"nan": 1e40}), Sample((ints((3,)),))],
+           check_finite_differences=False),
+    OpInfo("glu", lambda x, dim=-1: torch.nn.functional.glu(x, dim),
+           [Sample(((2, 4),)), Sample(((4, 3),), {"dim": 0}), Sample(((2, 2, 6),), {"dim": -1}),
+            Sample(((2,),))]),
+]
+
 OPINFOS = ARITHMETIC + UNARY + MATH + ACTIVATIONS + SELECTION + COMPARISONS + LOGIC + CONVERSION + \
-    SHAPE_AND_REDUCE + FUSED_AND_BOUNDS
+    SHAPE_AND_REDUCE + FUSED_AND_BOUNDS + GATES_AND_REPLACEMENTS

@@ -179,4 +179,18 @@ OPINFOS = [
         Sample((mask((2, 3)),), {"dim": -1}),
         Sample((mask((2, 3, 4)),), {"dim": 1, "keepdim": True}),
         Sample(((2, 3),)), Sample((ints((3, 3), 0, 2),), {"dim": 0})], check_grad=False),
+    OpInfo("cumprod", lambda x, dim, dtype=None: torch.cumprod(
+        x, dim, dtype=dtype and getattr(torch, dtype)),
+           [Sample(((2, 5),), {"dim": 1}), Sample(((3, 2, 4),), {"dim": 0}),
+            Sample(((),), {"dim": 0}), Sample(((4, 1),), {"dim": -1}),
+            Sample(((2, 3),), {"dim": 0, "dtype": "float64"}),
+            Sample((ints((2, 4), -2, 3),), {"dim": 1})]),
+    # zeros in the input: torch's masked backward, and its O(n^2) one under create_graph
+    OpInfo("cumprod", lambda x, dim, dtype=None: torch.cumprod(
+        x, dim, dtype=dtype and getattr(torch, dtype)),
+           [Sample((lambda rng: np.asarray([[2., 0., 3., 0., 5.], [1., 0., 3., 4., 5.],
+                                            [0., 0., 1., 2., 3.]], np.float32),), {"dim": 1}),
+            Sample((lambda rng: np.asarray([[1.5, 2.], [0., -1.], [3., 0.5]], np.float32),),
+                   {"dim": 0})],
+           check_finite_differences=False),
 ]

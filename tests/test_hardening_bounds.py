@@ -77,6 +77,21 @@ CASES = [
     ("repeat to 2**34 elements",
      [("x", "expand", [np.float32(1.0)], {"size": [1024, 1024]}),
       ("y", "repeat", ["@x"], {"repeats": [128, 128]})], ("repeat",)),
+    # the 0.2 tensor ops: sizes from the repeats' values, and products of shapes
+    ("repeat_interleave to 2**41 indices",
+     [("y", "repeat_interleave", [np.array([2**40, 2**40], np.int64)], {})],
+     ("repeat_interleave",)),
+    ("bincount of a value 2**40",
+     [("y", "bincount", [np.array([2**40], np.int64)], {})], ("bincount",)),
+    ("kron to 2**40 elements",
+     [("x", "expand", [np.float32(1.0)], {"size": [1024, 1024]}),
+      ("y", "kron", ["@x", "@x"], {})], ("kron",)),
+    ("cdist of 2**17 by 2**17 rows",
+     [("x", "expand", [np.float32(1.0)], {"size": [131072, 1]}),
+      ("y", "_cdist_forward", ["@x", "@x"], {})], ("_cdist_forward",)),
+    ("diag_embed to 2**40 elements",
+     [("x", "expand", [np.float32(1.0)], {"size": [2**20]}),
+      ("y", "diag_embed", ["@x"], {})], ("diag_embed",)),
 ]
 
 

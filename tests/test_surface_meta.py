@@ -61,6 +61,10 @@ WITHOUT_RULES = {
     # softmax gradients are recorded only with create_graph: the server describes them
     "masked_select", "scatter", "scatter_add", "softmax_backward_data",
     "log_softmax_backward_data",
+    # sizes from values (repeat_interleave's repeats, unique's groups); cdist's ops (the surface
+    # spelling reads the shapes first) and diagonal's gradient: the server describes them
+    "repeat_interleave", "_unique2", "unique_dim", "_cdist_forward", "_cdist_backward",
+    "_euclidean_dist", "diagonal_backward", "bincount",
 }
 
 # Refusals that depend on the tensors' values, not their shapes, dtypes or attributes: `infer`
