@@ -159,6 +159,18 @@ def _matmul(args: Sequence[Any], attrs: Mapping[str, Any]) -> str | None:
     return _MATMUL.get((len(args[0].shape), len(args[1].shape)))
 
 
+def _upsample(op: str, suffix: str) -> None:
+    """nearest resampling: torch's 1-D kernel for a 3-dim input, the 2-D one for 4 dims
+    (engine/ops_nn.py `upsample_nearest`)."""
+    _register(op)(lambda args, attrs: (
+        None if not args or _kind(args[0]) != _TENSOR
+        else f"UpsampleNearest{'1D' if len(args[0].shape) == 3 else '2D'}{suffix}"))
+
+
+_upsample("upsample_nearest", "Backward0")
+_upsample("upsample_nearest_backward", "BackwardBackward0")
+
+
 @_register("nll_loss")
 def _nll_loss(args: Sequence[Any], attrs: Mapping[str, Any]) -> str | None:
     # torch runs inputs of 3 or more dims as 4-dim nll_loss2d, viewing other ranks to 4 dims
