@@ -180,6 +180,20 @@ def _shape_text(shape: Sequence[int]) -> str:
     return f"[{', '.join(map(str, shape))}]"
 
 
+def _kernel_dtypes(kernel: str, x: Any, w: Any, b: Any) -> tuple[DType | None, DType]:
+    """A norm kernel's dtype checks (torch's texts): a floating input, and weight and bias of
+    its dtype; the result has the input's."""
+    if x.dtype.category != 2:
+        raise errors.NotImplementedFunctionError(
+            f'"{kernel}" not implemented for \'{_type_word(x.dtype)}\'')
+    for t in (w, b):
+        if t is not None and t.dtype is not x.dtype:
+            raise errors.InvalidArgumentError(
+                f"mixed dtype (CPU): expect parameter to have scalar type of "
+                f"{_type_word(x.dtype)}")
+    return None, x.dtype
+
+
 def _ln_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
     """torch's checks (layer_norm.cpp `_check_layer_norm_inputs`), with its messages."""
     x, w, b = args[0], args[1], args[2]
@@ -199,15 +213,7 @@ def _ln_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | No
         raise errors.InvalidArgumentError(
             f"Given normalized_shape={_shape_text(normalized)}, expected input with shape "
             f"[*, {', '.join(map(str, normalized))}], but got input of size{_shape_text(shape)}")
-    if x.dtype.category != 2:
-        raise errors.NotImplementedFunctionError(
-            f'"LayerNormKernelImpl" not implemented for \'{_type_word(x.dtype)}\'')
-    for t in (w, b):
-        if t is not None and t.dtype is not x.dtype:
-            raise errors.InvalidArgumentError(
-                f"mixed dtype (CPU): expect parameter to have scalar type of "
-                f"{_type_word(x.dtype)}")
-    return None, x.dtype
+    return _kernel_dtypes("LayerNormKernelImpl", x, w, b)
 
 
 def _ln_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: DType) -> limits.Bound:
@@ -769,15 +775,7 @@ def _gn_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | No
                 f"Expected {name} to be a vector of size equal to the number of channels in "
                 f"input, but got {name} of shape {_shape_text(t.shape)} and input of shape "
                 f"{_shape_text(shape)}")
-    if x.dtype.category != 2:
-        raise errors.NotImplementedFunctionError(
-            f'"GroupNormKernelImpl" not implemented for \'{_type_word(x.dtype)}\'')
-    for t in (w, b):
-        if t is not None and t.dtype is not x.dtype:
-            raise errors.InvalidArgumentError(
-                f"mixed dtype (CPU): expect parameter to have scalar type of "
-                f"{_type_word(x.dtype)}")
-    return None, x.dtype
+    return _kernel_dtypes("GroupNormKernelImpl", x, w, b)
 
 
 def _gn_normalized(ns: Any, x: Any, num_groups: int, eps: float) -> tuple[Any, Any]:
