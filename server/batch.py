@@ -572,24 +572,18 @@ class Executor:
                 estimate = max_bytes - s.measured_bytes - budget.pending
                 if estimate < 0:
                     estimate = 0
-                if (not flags & NO_GRAD) == enabled:
-                    try:
-                        result = (within(estimate, run_op, op, tuple(inputs), {}) if p.plain
-                                  else within(estimate, run_prepared, p, inputs,
-                                              s.generator if p.random else None))
-                    except ge.errors.BudgetExceededError as exc:
-                        result = self.retry_measured(exc, estimate, run_prepared, p, inputs,
-                                                     s.generator if p.random else None)
-                else:
+                toggled = (not flags & NO_GRAD) != enabled  # the op's own grad mode
+                if toggled:
                     grad_state.enabled = not enabled
-                    try:
-                        result = (within(estimate, run_op, op, tuple(inputs), {}) if p.plain
-                                  else within(estimate, run_prepared, p, inputs,
-                                              s.generator if p.random else None))
-                    except ge.errors.BudgetExceededError as exc:
-                        result = self.retry_measured(exc, estimate, run_prepared, p, inputs,
-                                                     s.generator if p.random else None)
-                    finally:
+                try:
+                    result = (within(estimate, run_op, op, tuple(inputs), {}) if p.plain
+                              else within(estimate, run_prepared, p, inputs,
+                                          s.generator if p.random else None))
+                except ge.errors.BudgetExceededError as exc:
+                    result = self.retry_measured(exc, estimate, run_prepared, p, inputs,
+                                                 s.generator if p.random else None)
+                finally:
+                    if toggled:
                         grad_state.enabled = enabled
                 if type(result) is Tensor and n_out == 1:  # the common case: one output
                     tensors[h] = result
