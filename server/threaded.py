@@ -110,7 +110,10 @@ class Workers:
                 result, exc = function(*args), None
             except BaseException as error:  # noqa: BLE001 - handed to the awaiting coroutine
                 result, exc = None, error
-            loop.call_soon_threadsafe(_settle, future, result, exc)
+            try:
+                loop.call_soon_threadsafe(_settle, future, result, exc)
+            except RuntimeError:  # the loop closed while the call ran (the server stopped
+                pass  # past its grace): nobody awaits the result any more
             future = function = args = result = exc = None
 
 

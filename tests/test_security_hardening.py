@@ -156,6 +156,11 @@ DANGEROUS_MODULES = {"pickle", "cPickle", "marshal", "shelve", "dill", "cloudpic
 # Reviewed uses of attribute access by a computed name; none takes a name from a request.
 # (file, the call as written) -> why it is safe.
 REVIEWED = {
+    ("client/distributions.py", "getattr(type(self), param, None)"):
+        "param is a key of a distribution class's literal arg_constraints (torch's parameter "
+        "names: probs, logits)",
+    ("client/distributions.py", "getattr(self, param)"):
+        "param is a key of a distribution class's literal arg_constraints",
     ("server/batch.py", "getattr(ins, kind)"):
         "kind is Instruction.WhichOneof('kind'): one of the schema's field names, and "
         "HANDLERS[kind] (a dict) picks the method",

@@ -293,3 +293,35 @@ def test_the_default_limit_is_a_share_of_memory_per_process():
         assert server.intake.limit == 12345
     finally:
         server.stop(0)
+
+
+def test_a_worker_outliving_the_event_loop_drops_its_result_quietly():
+    """A call still running when the server stopped past its grace finishes after the event
+    loop closed: its worker drops the result (the exception it raised killed the thread: a pool
+    of one then never ran another call)."""
+    import asyncio
+    import threading
+
+    from gradserve.server.threaded import Workers
+
+    workers = Workers(1, "test_outlived")
+    release, done = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    try:
+        async def start() -> None:
+            workers.run(release.wait)  # never awaited: the loop closes first
+
+        asyncio.run(start())
+        release.set()
+
+        async def after() -> None:
+            await asyncio.wait_for(workers.run(done.set), 30)
+
+        asyncio.run(after())
+        assert done.is_set()
+        assert errors == []
+    finally:
+        threading.excepthook = hook
+        workers.shutdown()
