@@ -385,7 +385,7 @@ def _norm(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[M
     return _meta(_reduced(shape, dim, _bool(attrs.get("keepdim", False))), rank, grad and rg)
 
 
-@_rule("cumsum")
+@_rule("cumsum", "cumprod")
 def _cumsum(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
     shape, rank, rg = _one(inputs, attrs, frozenset(("dim", "dtype")))
     if attrs.get("dim") is None:

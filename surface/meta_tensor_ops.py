@@ -17,7 +17,6 @@ from .meta_base import (
     Meta,
     _combine,
     _dims,
-    _dtype,
     _float,
     _Inexact,
     _int,
@@ -29,18 +28,6 @@ from .meta_base import (
     _tensor,
     _wrap,
 )
-
-
-@_rule("cumprod")
-def _cumprod(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
-    shape, rank, rg = _one(inputs, attrs, frozenset(("dim", "dtype")))
-    if attrs.get("dim") is None:
-        raise _Inexact  # required
-    _wrap(_int(attrs["dim"]), len(shape))
-    out = _dtype(attrs.get("dtype"))
-    if out is None:
-        out = rank if rank >= _FLOAT else _INT64
-    return _meta(shape, out, grad and rg)
 
 
 @_rule("roll")

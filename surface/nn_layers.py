@@ -105,6 +105,21 @@ def _empty(be: Any, shape: tuple[int, ...], dtype: Any) -> Any:
     return be.torch.zeros(*shape) if dtype is None else be.torch.zeros(*shape, dtype=dtype)
 
 
+
+def _affine_parameters(module: Module, shape: tuple[int, ...], dtype: Any, affine: bool,
+                       bias: bool) -> None:
+    """A normalisation's `weight` and `bias` of `shape` (uninitialised; `bias` only with
+    `bias`), or both registered as None without `affine`, as torch's norm layers make them."""
+    be = module._be
+    if affine:
+        module.weight = be.parameter(_empty(be, shape, dtype), True)
+        if bias:
+            module.bias = be.parameter(_empty(be, shape, dtype), True)
+            return
+    else:
+        module.register_parameter("weight", None)
+    module.register_parameter("bias", None)
+
 class Flatten(Module):
     """Flattens dims start_dim..end_dim (by default all but the batch dim)."""
 
@@ -227,16 +242,7 @@ class LayerNorm(Module):
         self.normalized_shape = tuple(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        be = self._be
-        if elementwise_affine:
-            self.weight = be.parameter(_empty(be, self.normalized_shape, dtype), True)
-            if bias:
-                self.bias = be.parameter(_empty(be, self.normalized_shape, dtype), True)
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, self.normalized_shape, dtype, elementwise_affine, bias)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from . import grad_mode
 from . import nn_init as init
 from .nn_backend import NNBackend
-from .nn_layers import _empty, _factory
+from .nn_layers import _affine_parameters, _empty, _factory
 from .nn_module import Module
 
 
@@ -167,16 +167,8 @@ class _BatchNorm(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
+        _affine_parameters(self, (num_features,), dtype, affine, bias)
         be = self._be
-        if affine:
-            self.weight = be.parameter(_empty(be, (num_features,), dtype), True)
-            if bias:
-                self.bias = be.parameter(_empty(be, (num_features,), dtype), True)
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
         if track_running_stats:
             self.register_buffer("running_mean", _empty(be, (num_features,), dtype))
             self.register_buffer("running_var", _empty(be, (num_features,), dtype))
@@ -302,16 +294,7 @@ class GroupNorm(Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        be = self._be
-        if affine:
-            self.weight = be.parameter(_empty(be, (num_channels,), dtype), True)
-            if bias:
-                self.bias = be.parameter(_empty(be, (num_channels,), dtype), True)
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, (num_channels,), dtype, affine, bias)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
