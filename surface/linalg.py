@@ -14,11 +14,18 @@ registered as the spelling `torch.norm` / `Tensor.norm`.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 from . import messages, out_arg
 from .backend import Backend
+from .results import LinalgSvdResult, SvdResult
 from .spellings import _register, is_int, wrap_dim
+
+class LinAlgError(RuntimeError):
+    """torch.linalg.LinAlgError: a matrix is singular, not positive-definite, or a decomposition
+    did not converge (the engine raises its subclass; a session re-raises this class)."""
+
 
 _SPECTRAL = ("linalg.matrix_norm: ord={} needs singular values (an SVD), which gradserve does "
              "not compute; 'fro', 1, -1, inf and -inf are supported")
@@ -186,13 +193,178 @@ def matmul(be: Backend, input: Any, other: Any) -> Any:
     return be.call("matmul", (input, other), {})
 
 
-FUNCTIONS: tuple[Any, ...] = (vector_norm, matrix_norm, linalg_norm, matmul)
+# --- decompositions and solvers (engine/ops_decomp.py, engine/ops_solve.py) ----------------------
+
+def svd(be: Backend, A: Any, full_matrices: bool = True, *, driver: Any = None,
+        out: Any = None) -> Any:
+    """torch.linalg.svd: A = U diag(S) Vh, singular values descending.
+
+    Args:
+        A: a floating tensor of at least 2 dims (m, n); batches allowed.
+        full_matrices: U (m, m) and Vh (n, n); else (m, k) and (k, n), k = min(m, n).
+        driver: accepted for torch's signature (a CUDA option; None only).
+    Returns:
+        torch.return_types.linalg_svd (U, S, Vh), each with grad_fn LinalgSvdBackward0.
+    Raises:
+        RuntimeError: fewer than 2 dims, or not floating.
+        torch.linalg.LinAlgError: non-finite values (LAPACK does not converge).
+    """
+    _no_out("linalg.svd", driver, out)
+    return LinalgSvdResult(be.call("_linalg_svd", (A,), {"full_matrices": bool(full_matrices)}))
+
+
+def svdvals(be: Backend, A: Any, *, driver: Any = None, out: Any = None) -> Any:
+    """torch.linalg.svdvals: the singular values (grad_fn LinalgSvdBackward0, whose gradient is
+    U diag(gS) Vh)."""
+    _no_out("linalg.svdvals", driver, out)
+    return be.call("_linalg_svd", (A,), {"full_matrices": False})[1]
+
+
+def _no_out(fn: str, driver: Any, out: Any) -> None:
+    if driver is not None:
+        raise ValueError(f"{fn}: driver= is a CUDA option; gradserve computes on the CPU "
+                         "(driver=None)")
+    if out is not None:
+        raise TypeError(f"{fn}: out= is not supported by gradserve")
+
+
+def svd_legacy(be: Backend, input: Any, some: bool = True, compute_uv: bool = True, *,
+               out: Any = None) -> Any:
+    """torch.svd / Tensor.svd: (U, S, V) with V = Vh.mT (TransposeBackward0); U and V are
+    reduced unless some=False; without compute_uv, U and V are zeros of (m, m) and (n, n)."""
+    _no_out("svd", None, out)
+    shape = be.shape(input)
+    if len(shape) < 2:
+        raise be.runtime_error("linalg.svd: input should have at least 2 dimensions, but has "
+                               f"{len(shape)} dimensions instead")
+    u, s, vh = be.call("_linalg_svd", (input,), {"full_matrices": not (some and compute_uv)})
+    if not compute_uv:
+        *batch, m, n = shape
+        dtype = be.dtype_of(input)
+        return SvdResult((be.call("zeros", (), {"size": (*batch, m, m), "dtype": dtype}), s,
+                          be.call("zeros", (), {"size": (*batch, n, n), "dtype": dtype})))
+    return SvdResult((u, s, be.call("transpose", (vh, -2, -1), {})))
+
+
+svd_legacy.__name__ = svd_legacy.__qualname__ = "svd"
+
+
+def svd_method(be: Backend, self: Any, some: bool = True, compute_uv: bool = True) -> Any:
+    """Tensor.svd(some=True, compute_uv=True): torch.svd of this tensor."""
+    return svd_legacy(be, self, some, compute_uv)
+
+
+_register("svd", ("_linalg_svd", "transpose", "zeros"), svd_legacy, svd_method)
+
+
+def cholesky(be: Backend, A: Any, *, upper: bool = False, out: Any = None) -> Any:
+    """torch.linalg.cholesky: L with A = L L^H (upper: U with A = U^H U), grad_fn
+    LinalgCholeskyExBackward0; only A's lower (upper) triangle is read.
+
+    Raises:
+        torch.linalg.LinAlgError: A is not positive-definite (torch's message names the leading
+            minor, and the batch element).
+    """
+    _no_out("linalg.cholesky", None, out)
+    return be.call("linalg_cholesky", (A,), {"upper": bool(upper)})
+
+
+def inv(be: Backend, A: Any, *, out: Any = None) -> Any:
+    """torch.linalg.inv (also torch.inverse): grad_fn LinalgInvExBackward0.
+
+    Raises:
+        torch.linalg.LinAlgError: A is singular.
+    """
+    _no_out("linalg.inv", None, out)
+    return be.call("linalg_inv", (A,), {})
+
+
+def inverse_method(be: Backend, self: Any) -> Any:
+    """Tensor.inverse(): torch.linalg.inv of this tensor."""
+    return be.call("linalg_inv", (self,), {})
+
+
+def inverse(be: Backend, input: Any, *, out: Any = None) -> Any:
+    """torch.inverse: torch.linalg.inv."""
+    return inv(be, input, out=out)
+
+
+_register("inverse", ("linalg_inv",), inverse, inverse_method)
+
+
+def solve(be: Backend, A: Any, B: Any, *, left: bool = True, out: Any = None) -> Any:
+    """torch.linalg.solve: X with A X = B (X A = B if not left); B a (batch of) vector(s) when
+    1-D or shaped as A without its last dim; batches broadcast. grad_fn LinalgSolveExBackward0.
+
+    Raises:
+        torch.linalg.LinAlgError: A is singular.
+    """
+    _no_out("linalg.solve", None, out)
+    return be.call("linalg_solve", (A, B), {"left": bool(left)})
+
+
+def solve_triangular(be: Backend, A: Any, B: Any, *, upper: Any = None, left: bool = True,
+                     unitriangular: bool = False, out: Any = None) -> Any:
+    """torch.linalg.solve_triangular: X with A X = B for triangular A (the other triangle is not
+    read; unitriangular: nor the diagonal, taken as ones). grad_fn
+    LinalgSolveTriangularBackward0.
+
+    Raises:
+        TypeError: upper not given (torch's message).
+    """
+    if upper is None:
+        raise be.type_error(
+            'linalg_solve_triangular() missing 1 required positional arguments: "upper"')
+    _no_out("linalg.solve_triangular", None, out)
+    return be.call("linalg_solve_triangular", (A, B), {
+        "upper": bool(upper), "left": bool(left), "unitriangular": bool(unitriangular)})
+
+
+def cross(be: Backend, input: Any, other: Any, *, dim: int = -1, out: Any = None) -> Any:
+    """torch.linalg.cross: the cross product of 3-vectors along dim (inputs with the same number
+    of dims, broadcast), grad_fn LinalgCrossBackward0."""
+    _no_out("linalg.cross", None, out)
+    return be.call("linalg_cross", (input, other), {"dim": dim})
+
+
+CROSS_DIM_WARNING = (
+    "Using torch.cross without specifying the dim arg is deprecated.\n"
+    "Please either pass the dim explicitly or simply use torch.linalg.cross.\n"
+    "The default value of dim will change to agree with that of linalg.cross in a future "
+    "release. (Triggered internally at /__w/pytorch/pytorch/aten/src/ATen/native/Cross.cpp:63.)")
+
+
+def cross_legacy(be: Backend, input: Any, other: Any, dim: Any = None, *,
+                 out: Any = None) -> Any:
+    """torch.cross / Tensor.cross: linalg.cross, except that dim=None (deprecated, with torch's
+    warning) takes the first dim of size 3."""
+    if dim is None:
+        warnings.warn(CROSS_DIM_WARNING, UserWarning, stacklevel=3)
+        dim = next((i for i, d in enumerate(be.shape(input)) if d == 3), None)
+        if dim is None:
+            raise be.runtime_error("no dimension of size 3 in input")
+    return cross(be, input, other, dim=dim, out=out)
+
+
+cross_legacy.__name__ = cross_legacy.__qualname__ = "cross"
+
+
+def cross_method(be: Backend, self: Any, other: Any, dim: Any = None) -> Any:
+    """Tensor.cross(other, dim=None): torch.cross."""
+    return cross_legacy(be, self, other, dim)
+
+
+_register("cross", ("linalg_cross",), cross_legacy, cross_method)
+
+FUNCTIONS: tuple[Any, ...] = (vector_norm, matrix_norm, linalg_norm, matmul, svd, svdvals,
+                              cholesky, inv, solve, solve_triangular, cross)
 """What `torch.linalg` holds here."""
 
 
 def namespace(be: Backend, bind: Any) -> Any:
-    """`torch.linalg` over backend `be`: each of `FUNCTIONS` bound by `bind(be, fn, name)`."""
+    """`torch.linalg` over backend `be`: each of `FUNCTIONS` bound by `bind(be, fn, name)`, and
+    `LinAlgError`."""
     from .compat import Namespace  # compat imports spellings, which imports this module
 
-    return Namespace("torch.linalg", **{fn.__name__: bind(be, fn, fn.__name__)
-                                        for fn in FUNCTIONS})
+    return Namespace("torch.linalg", LinAlgError=LinAlgError,
+                     **{fn.__name__: bind(be, fn, fn.__name__) for fn in FUNCTIONS})

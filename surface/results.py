@@ -56,3 +56,36 @@ class TopkResult(ValuesIndices):
 
     __slots__ = ()
     _name = "topk"
+
+
+class NamedResult(tuple):  # type: ignore[type-arg]
+    """torch.return_types.<name> with fields `_fields` (linalg_svd's U, S, Vh; svd's U, S, V)."""
+
+    __slots__ = ()
+    _name = ""
+    _fields: tuple[str, ...] = ()
+
+    def __new__(cls, items: Sequence[Any]) -> NamedResult:
+        return super().__new__(cls, items)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[type(self)._fields.index(name)]
+        except ValueError:
+            raise AttributeError(
+                f"'torch.return_types.{self._name}' object has no attribute '{name}'") from None
+
+    def __repr__(self) -> str:
+        body = ",\n".join(f"{f}={v!r}" for f, v in zip(self._fields, self))
+        return f"torch.return_types.{self._name}(\n{body})"
+
+    __str__ = __repr__
+
+
+def _named(name: str, fields: str, doc: str) -> type[NamedResult]:
+    return type(name, (NamedResult,), {"__slots__": (), "_name": name,
+                                       "_fields": tuple(fields.split()), "__doc__": doc})
+
+
+LinalgSvdResult = _named("linalg_svd", "U S Vh", "What `linalg.svd(A)` returns.")
+SvdResult = _named("svd", "U S V", "What `svd(input)` returns.")

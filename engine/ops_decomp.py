@@ -1,0 +1,327 @@
+"""Matrix decompositions on numpy.linalg (LAPACK): torch's `_linalg_svd`, `linalg_cholesky`
+(and the deprecated `cholesky`), `linalg_inv`, with torch's checks, LinAlgError messages and
+derivatives (FunctionsManual.cpp's svd_backward, cholesky_backward; derivatives.yaml's inverse).
+
+Values differ from torch's by rounding (another LAPACK build), and singular vectors may differ
+in sign (both are valid): compare reconstructions and sign-invariant quantities. Every op
+declares its work (`limits.work_bound`, in floating multiply-adds): an O(n^3) factorization
+cannot be interrupted once it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from gradserve.surface.messages import TYPE_WORDS
+
+from . import errors, limits
+from .ops_linalg import _mT
+from .registry import AttrSpec, defop, shapes_only
+
+# Work per m*n*min(m, n) multiply-adds of an SVD with its vectors (gesdd: bidiagonalization,
+# divide and conquer, back-transformation), and per n^3 of an inverse (LU, then solving for the
+# identity). Measured on this VM with numpy's OpenBLAS, rounded up: see bench/linalg.py.
+SVD_WORK = 16
+INV_WORK = 2
+
+
+# --- checks shared by the linear-algebra ops (torch's messages) ----------------------------------
+
+def floating_rule(fn: str) -> Any:
+    """A dtype rule: every input floating (torch's message naming `fn`), results in the first
+    input's dtype."""
+    def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
+        for a in args:
+            d = getattr(a, "dtype", None)
+            if d is not None and d.category != 2:
+                raise errors.InvalidArgumentError(
+                    f"{fn}: Expected a floating point or complex tensor as input. Got "
+                    f"{TYPE_WORDS[d.name]}")
+        return None, args[0].dtype
+    return rule
+
+
+def check_matrix(fn: str, shape: Sequence[int], name: str = "A") -> None:
+    """At least 2 dims (torch's checkIsMatrix)."""
+    if len(shape) < 2:
+        raise errors.InvalidArgumentError(
+            f"{fn}: The input tensor {name} must have at least 2 dimensions.")
+
+
+def check_square(fn: str, shape: Sequence[int], prefix: str | None = None) -> None:
+    """A batch of square matrices (torch's squareCheckInputs); `prefix` replaces "fn: "."""
+    check_matrix(fn, shape)
+    if shape[-1] != shape[-2]:
+        head = f"{fn}: " if prefix is None else prefix
+        raise errors.InvalidArgumentError(
+            f"{head}A must be batches of square matrices, but they are {shape[-2]} by "
+            f"{shape[-1]} matrices")
+
+
+def linalg_error(fn: str, index: int, batched: bool, text: str) -> errors.LinAlgError:
+    """torch's _linalg_check_errors text: batch element `index` (named when `batched`)."""
+    where = f"(Batch element {index}): " if batched else ""
+    return errors.LinAlgError(f"{fn}: {where}{text}")
+
+
+def batch_of(shape: Sequence[int]) -> int:
+    """The number of matrices in a batch of this shape."""
+    return limits.numel(tuple(shape[:-2]))
+
+
+def _given(g: Any) -> bool:
+    """Whether an output's gradient was given: the engine hands a multi-output node zeros for an
+    output that got none (a constant, all zero), where torch's formulas see an undefined
+    gradient and take a shorter path (svdvals: U diag(gS) Vh, finite for repeated values)."""
+    if getattr(g, "requires_grad", False):
+        return True
+    return bool(np.any(getattr(g, "_data", g)))
+
+
+# --- svd: _linalg_svd(A, full_matrices) -> (U, S, Vh) --------------------------------------------
+
+@shapes_only
+def svd_shapes(a: Any, full_matrices: bool = True) -> tuple[tuple[int, ...], ...]:
+    """The shapes of U, S and Vh."""
+    check_matrix("linalg.svd", a.shape)
+    *batch, m, n = a.shape
+    k = min(m, n)
+    if full_matrices:
+        return (*batch, m, m), (*batch, k), (*batch, n, n)
+    return (*batch, m, k), (*batch, k), (*batch, k, n)
+
+
+def _svd(a: Any, full_matrices: bool = True) -> tuple[Any, Any, Any]:
+    u_shape, s_shape, vh_shape = svd_shapes(a, full_matrices)
+    if a.size == 0:  # LAPACK is not called: empty factors, identities for full square ones
+        return (np.broadcast_to(np.eye(*u_shape[-2:], dtype=a.dtype), u_shape).copy(),
+                np.zeros(s_shape, a.dtype),
+                np.broadcast_to(np.eye(*vh_shape[-2:], dtype=a.dtype), vh_shape).copy())
+    if not np.isfinite(a).all():
+        raise errors.LinAlgError("linalg.svd: The algorithm failed to converge because the input "
+                                 "matrix contained non-finite values.")
+    try:
+        u, s, vh = np.linalg.svd(a, full_matrices=full_matrices)
+    except np.linalg.LinAlgError:
+        raise errors.LinAlgError(
+            "linalg.svd: The algorithm failed to converge because the input matrix is "
+            "ill-conditioned or has too many repeated singular values") from None
+    return u, s, vh
+
+
+def _first(ns: Any, t: Any, dim: int, k: int) -> Any:
+    """The first k entries of t along dim (torch's narrow)."""
+    return t if t.shape[dim] == k else ns.slice(t, dim=dim, start=0, end=k)
+
+
+def _svd_vjp(ns: Any, g: Any, out: Any, a: Any, full_matrices: bool) -> Any:
+    """torch's svd_backward (full_matrices: the extra columns of U and rows of Vh and their
+    gradients dropped first, as derivatives.yaml narrows them)."""
+    g_u, g_s, g_vh = g
+    u, s, vh = out
+    k = s.shape[-1]
+    has_u, has_v, has_s = _given(g_u), _given(g_vh), _given(g_s)
+    if full_matrices:
+        u, vh = _first(ns, u, -1, k), _first(ns, vh, -2, k)
+        g_u, g_vh = _first(ns, g_u, -1, k), _first(ns, g_vh, -2, k)
+    m, n = u.shape[-2], vh.shape[-1]
+    if not has_u and not has_v:  # svdvals' gradient: U diag(gS) Vh
+        if m >= n:
+            return ns.matmul(u, ns.unsqueeze(g_s, dim=-1) * vh)
+        return ns.matmul(u * ns.unsqueeze(g_s, dim=-2), vh)
+    s_row, s_col = ns.unsqueeze(s, dim=-2), ns.unsqueeze(s, dim=-1)
+    s2 = s * s
+    # E[j, k] = S_k^2 - S_j^2, 1 on the diagonal (only ever divided into zeros there)
+    e = ns.unsqueeze(s2, dim=-2) - ns.unsqueeze(s2, dim=-1) + ns.diag_embed(ns.ones_like(s))
+    if has_u:
+        uhgu = ns.matmul(_mT(ns, u), g_u)
+        uhgu = uhgu - _mT(ns, uhgu)
+    if has_v:
+        vhgv = ns.matmul(vh, _mT(ns, g_vh))
+        vhgv = vhgv - _mT(ns, vhgv)
+    if has_u and has_v:
+        inner = (uhgu * s_row + s_col * vhgv) / e
+    elif has_v:
+        inner = s_col * vhgv / e
+    else:
+        inner = uhgu * s_row / e
+    if has_s:
+        inner = inner + ns.diag_embed(g_s)
+    if m > n and has_u:  # U [inner + (I - U U^H) gU S^-1 ...] V^H
+        ga = ns.matmul(u, inner)
+        gu_sinv = g_u / s_row
+        ga = ga + gu_sinv - ns.matmul(u, ns.matmul(_mT(ns, u), gu_sinv))
+        return ns.matmul(ga, vh)
+    if m < n and has_v:
+        ga = ns.matmul(inner, vh)
+        sinv_gvh = g_vh / s_col
+        ga = ga + sinv_gvh - ns.matmul(ns.matmul(sinv_gvh, _mT(ns, vh)), vh)
+        return ns.matmul(u, ga)
+    if m >= n:
+        return ns.matmul(u, ns.matmul(inner, vh))
+    return ns.matmul(ns.matmul(u, inner), vh)
+
+
+@shapes_only
+def _svd_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
+    """U, S, Vh, LAPACK's workspace (a few copies of the input and the factors), and
+    SVD_WORK * m * n * min(m, n) multiply-adds per matrix."""
+    a = args[0]
+    shapes = svd_shapes(a, **attrs)
+    item = out_dtype.np.itemsize
+    bound = limits.shapes_bound(shapes, item)
+    *_, m, n = a.shape
+    scratch = 3 * (limits.numel(tuple(a.shape)) + sum(limits.numel(s) for s in shapes)) * item
+    work = SVD_WORK * batch_of(a.shape) * m * n * min(m, n)
+    return limits.work_bound(limits.with_scratch(bound, scratch), work, True)
+
+
+defop("_linalg_svd", _svd, _svd_vjp, inputs=("A",),
+      attrs=(AttrSpec("full_matrices", "bool", True),), n_outputs=3,
+      dtype=floating_rule("linalg.svd"), backward="LinalgSvdBackward0", saves="result",
+      method=False, out_bound=_svd_bound,
+      doc="singular value decomposition A = U diag(S) Vh (torch.linalg.svd, svdvals, "
+          "torch.svd)")
+
+# --- cholesky: linalg_cholesky(A, upper) and the deprecated cholesky(A, upper) -------------------
+
+
+def _leading_order(a: Any) -> int:
+    """The order of the first leading minor of `a` (one matrix, not positive-definite) that is
+    not positive-definite: the first pivot potrf refuses. A leading block is positive-definite
+    only if every smaller one is, so a bisection over the orders finds it."""
+    lo, hi = 1, a.shape[-1]  # the whole matrix fails
+    while lo < hi:
+        mid = (lo + hi) // 2
+        try:
+            np.linalg.cholesky(a[:mid, :mid])
+            lo = mid + 1
+        except np.linalg.LinAlgError:
+            hi = mid
+    return lo
+
+
+def _not_positive_definite(fn: str, a: Any) -> errors.LinAlgError:
+    """The error for the first matrix of the batch `a` (lower triangles read) that fails."""
+    n = a.shape[-1]
+    for index, matrix in enumerate(a.reshape(-1, n, n)):
+        try:
+            np.linalg.cholesky(matrix)
+        except np.linalg.LinAlgError:
+            return linalg_error(fn, index, a.ndim > 2,
+                                "The factorization could not be completed because the input is "
+                                "not positive-definite (the leading minor of order "
+                                f"{_leading_order(matrix)} is not positive-definite).")
+    return errors.LinAlgError(f"{fn}: The factorization could not be completed")
+
+
+def _cholesky(fn: str) -> Any:
+    def forward(a: Any, upper: bool = False) -> Any:
+        check_square(fn, a.shape)
+        if a.size == 0:
+            return np.zeros_like(a)
+        # potrf reads one triangle: the lower one, or (upper) the upper one, which is the lower
+        # one of the transpose
+        src = np.swapaxes(a, -1, -2) if upper else a
+        try:
+            low = np.linalg.cholesky(src)
+        except np.linalg.LinAlgError:
+            raise _not_positive_definite(fn, src) from None
+        return np.ascontiguousarray(np.swapaxes(low, -1, -2)) if upper else low
+    return forward
+
+
+def _cholesky_vjp(ns: Any, g: Any, out: Any, a: Any, upper: bool = False) -> Any:
+    """torch's cholesky_backward: gA = L^-H Phi(L^H gL) L^-1, Phi taking the lower triangle
+    with its diagonal halved, symmetrized (the gradient is a symmetric matrix)."""
+    low, g_low = (_mT(ns, out), _mT(ns, g)) if upper else (out, g)
+    ga = ns.tril(ns.matmul(_mT(ns, low), g_low))
+    ga = 0.5 * (ga + _mT(ns, ns.tril(ga, diagonal=-1)))
+    ga = ns.linalg_solve_triangular(_mT(ns, low), ga, upper=True, left=True)
+    return ns.linalg_solve_triangular(low, ga, upper=False, left=False)
+
+
+def _cholesky_bound(fn: str) -> Any:
+    @shapes_only
+    def bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
+        """The factor and a copy; n^3 multiply-adds per matrix (with the bisection that finds a
+        failing minor: a few more factorizations of smaller blocks)."""
+        shape = tuple(args[0].shape)
+        check_square(fn, shape)
+        n = shape[-1]
+        item = out_dtype.np.itemsize
+        result = limits.with_scratch(limits.shape_bound(shape, item),
+                                     2 * limits.numel(shape) * item)
+        return limits.work_bound(result, batch_of(shape) * n ** 3 * max(1, n.bit_length()),
+                                 True)
+    return bound
+
+
+_UPPER = (AttrSpec("upper", "bool", False),)
+defop("linalg_cholesky", _cholesky("linalg.cholesky"), _cholesky_vjp, inputs=("A",),
+      attrs=_UPPER, dtype=floating_rule("linalg.cholesky"), saves="result",
+      backward="LinalgCholeskyExBackward0", method=False,
+      out_bound=_cholesky_bound("linalg.cholesky"),
+      doc="the Cholesky factor L of a symmetric positive-definite A = L L^H (U^H U if upper)")
+defop("cholesky", _cholesky("cholesky"), _cholesky_vjp, attrs=_UPPER,
+      dtype=floating_rule("cholesky"), saves="result", backward="CholeskyBackward0",
+      out_bound=_cholesky_bound("cholesky"),
+      doc="torch.cholesky (deprecated by torch for linalg.cholesky): the same factor")
+
+# --- inverse: linalg_inv(A) ----------------------------------------------------------------------
+
+
+def _zero_pivot(a: Any) -> int:
+    """The 1-based index of the first zero diagonal element of U in getrf's A = P L U (partial
+    pivoting) of one singular matrix (torch's message names it); n steps of elimination."""
+    lu = np.array(a, dtype=np.float64)
+    n = lu.shape[-1]
+    for j in range(n):
+        p = j + int(np.argmax(np.abs(lu[j:, j])))
+        if lu[p, j] == 0:
+            return j + 1
+        if p != j:
+            lu[[j, p]] = lu[[p, j]]
+        lu[j + 1:, j] /= lu[j, j]
+        lu[j + 1:, j + 1:] -= np.outer(lu[j + 1:, j], lu[j, j + 1:])
+    return n
+
+
+def _inv(a: Any) -> Any:
+    check_square("linalg.inv", a.shape)
+    if a.size == 0:
+        return np.zeros_like(a)
+    try:
+        return np.linalg.inv(a)
+    except np.linalg.LinAlgError:
+        pass
+    n = a.shape[-1]
+    for index, matrix in enumerate(a.reshape(-1, n, n)):
+        try:
+            np.linalg.inv(matrix)
+        except np.linalg.LinAlgError:
+            raise linalg_error(
+                "linalg.inv", index, a.ndim > 2,
+                f"The diagonal element {_zero_pivot(matrix)} is zero, the inversion could not be "
+                "completed because the input matrix is singular.") from None
+    raise errors.LinAlgError("linalg.inv: the input matrix is singular")
+
+
+@shapes_only
+def _inv_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
+    shape = tuple(args[0].shape)
+    check_square("linalg.inv", shape)
+    item = out_dtype.np.itemsize
+    result = limits.with_scratch(limits.shape_bound(shape, item), 2 * limits.numel(shape) * item)
+    return limits.work_bound(result, INV_WORK * batch_of(shape) * shape[-1] ** 3, True)
+
+
+# derivatives.yaml: A: -at::matmul(inverse.mH(), at::matmul(grad, inverse.mH()))
+defop("linalg_inv", _inv,
+      lambda ns, g, out, a: -ns.matmul(_mT(ns, out), ns.matmul(g, _mT(ns, out))),
+      inputs=("A",), dtype=floating_rule("linalg.inv"), saves="result",
+      backward="LinalgInvExBackward0", method=False, out_bound=_inv_bound,
+      doc="the inverse of each square matrix (torch.linalg.inv, torch.inverse)")
