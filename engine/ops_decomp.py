@@ -189,6 +189,15 @@ defop("_linalg_svd", _svd, _svd_vjp, inputs=("A",),
 # --- cholesky: linalg_cholesky(A, upper) and the deprecated cholesky(A, upper) -------------------
 
 
+def _factors(a: Any) -> bool:
+    """Whether potrf factors one matrix: numpy raises for a pivot <= 0, and a NaN pivot (which
+    potrf refuses too) leaves NaN in its factor."""
+    try:
+        return bool(np.isfinite(np.linalg.cholesky(a)).all())
+    except np.linalg.LinAlgError:
+        return False
+
+
 def _leading_order(a: Any) -> int:
     """The order of the first leading minor of `a` (one matrix, not positive-definite) that is
     not positive-definite: the first pivot potrf refuses. A leading block is positive-definite
@@ -196,10 +205,9 @@ def _leading_order(a: Any) -> int:
     lo, hi = 1, a.shape[-1]  # the whole matrix fails
     while lo < hi:
         mid = (lo + hi) // 2
-        try:
-            np.linalg.cholesky(a[:mid, :mid])
+        if _factors(a[:mid, :mid]):
             lo = mid + 1
-        except np.linalg.LinAlgError:
+        else:
             hi = mid
     return lo
 
@@ -208,9 +216,7 @@ def _not_positive_definite(fn: str, a: Any) -> errors.LinAlgError:
     """The error for the first matrix of the batch `a` (lower triangles read) that fails."""
     n = a.shape[-1]
     for index, matrix in enumerate(a.reshape(-1, n, n)):
-        try:
-            np.linalg.cholesky(matrix)
-        except np.linalg.LinAlgError:
+        if not _factors(matrix):
             return linalg_error(fn, index, a.ndim > 2,
                                 "The factorization could not be completed because the input is "
                                 "not positive-definite (the leading minor of order "
@@ -230,6 +236,8 @@ def _cholesky(fn: str) -> Any:
             low = np.linalg.cholesky(src)
         except np.linalg.LinAlgError:
             raise _not_positive_definite(fn, src) from None
+        if not np.isfinite(low).all() and not np.isfinite(src).all():
+            raise _not_positive_definite(fn, src)
         return np.ascontiguousarray(np.swapaxes(low, -1, -2)) if upper else low
     return forward
 

@@ -22,6 +22,7 @@ from .backend import Backend
 from .results import LinalgSvdResult, SvdResult
 from .spellings import _register, is_int, wrap_dim
 
+
 class LinAlgError(RuntimeError):
     """torch.linalg.LinAlgError: a matrix is singular, not positive-definite, or a decomposition
     did not converge (the engine raises its subclass; a session re-raises this class)."""

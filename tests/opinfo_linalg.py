@@ -113,10 +113,11 @@ OPINFOS = [
 
 
 def spd(n: int, batch: tuple[int, ...] = ()) -> Any:
-    """A well-conditioned symmetric positive-definite (batch of) n x n matrix."""
+    """A well-conditioned symmetric positive-definite (batch of) n x n matrix (float32, as the
+    random inputs: the tests cast it)."""
     def make(rng: np.random.Generator) -> np.ndarray:
         m = rng.uniform(-1, 1, size=(*batch, n, n))
-        return m @ np.swapaxes(m, -1, -2) + n * np.eye(n)
+        return (m @ np.swapaxes(m, -1, -2) + n * np.eye(n)).astype(np.float32)
     return make
 
 
@@ -124,14 +125,15 @@ def cholesky_factor(n: int, batch: tuple[int, ...] = (), upper: bool = False) ->
     """A Cholesky factor of `spd(n, batch)` (upper: its transpose)."""
     def make(rng: np.random.Generator) -> np.ndarray:
         low = np.linalg.cholesky(spd(n, batch)(rng))
-        return np.swapaxes(low, -1, -2).copy() if upper else low
+        return np.ascontiguousarray(np.swapaxes(low, -1, -2) if upper else low)
     return make
 
 
 def well_conditioned(n: int, batch: tuple[int, ...] = ()) -> Any:
     """A random (batch of) n x n matrix with n added to its diagonal (every triangle of it is
     well-conditioned too)."""
-    return lambda rng: rng.uniform(-1, 1, size=(*batch, n, n)) + n * np.eye(n)
+    return lambda rng: (rng.uniform(-1, 1, size=(*batch, n, n)) + n * np.eye(n)).astype(
+        np.float32)
 
 
 def _deprecated_cholesky(a: Any, upper: bool = False) -> Any:
