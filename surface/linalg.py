@@ -4,8 +4,8 @@
 torch composes them from two kernels, and so do we, so the graphs are torch's: a vector norm is
 the `norm` op (LinalgVectorNormBackward0); a matrix 1/-1/inf/-inf norm is the vector 1-norm over
 one dim, then `amax`/`amin` over the other (torch's linalg_matrix_norm); 'fro' is the vector
-2-norm over both dims. The spectral norms (ord 2, -2 and 'nuc') need singular values, which
-gradserve does not compute: they raise a NotImplementedError that says so.
+2-norm over both dims; the spectral norms (ord 2, -2, 'nuc') are the amax, amin or sum of the
+singular values (`linalg.svdvals`) of the matrices moved to the last dims, as torch's.
 
 `namespace(be)` is `torch.linalg` for one backend (the engine's, or a session's); `norm` is
 registered as the spelling `torch.norm` / `Tensor.norm`.
@@ -26,10 +26,6 @@ from .spellings import _register, is_int, wrap_dim
 class LinAlgError(RuntimeError):
     """torch.linalg.LinAlgError: a matrix is singular, not positive-definite, or a decomposition
     did not converge (the engine raises its subclass; a session re-raises this class)."""
-
-
-_SPECTRAL = ("linalg.matrix_norm: ord={} needs singular values (an SVD), which gradserve does "
-             "not compute; 'fro', 1, -1, inf and -inf are supported")
 
 
 def _dim_list(dim: Any) -> list[int] | None:
@@ -90,31 +86,32 @@ def _matrix_dims(be: Backend, x: Any, dim: Any) -> tuple[list[int], int]:
 
 def matrix_norm(be: Backend, x: Any, ord: Any = "fro", dim: Any = (-2, -1),
                 keepdim: bool = False, *, dtype: Any = None) -> Any:
-    """torch.linalg.matrix_norm: the 'fro', 1, -1, inf or -inf norm of the matrices over dim.
+    """torch.linalg.matrix_norm: the 'fro', 'nuc', 1, -1, 2, -2, inf or -inf norm of the
+    matrices over dim.
 
     Args:
         x: a floating tensor of at least 2 dims.
-        ord: 'fro', 1, -1, inf or -inf (2, -2 and 'nuc' need an SVD: not supported).
+        ord: 'fro', 'nuc', 1, -1, 2, -2, inf or -inf.
         dim: the two dims that hold the matrices.
         keepdim: keep the reduced dims as size 1.
         dtype: compute and return in this floating dtype.
     Returns:
-        The norm (grad_fn LinalgVectorNormBackward0 for 'fro', else AmaxBackward0 or
-        AminBackward0 over a LinalgVectorNormBackward0).
+        The norm (grad_fn LinalgVectorNormBackward0 for 'fro'; AmaxBackward0 or
+        AminBackward0 over a LinalgVectorNormBackward0 for 1, inf, ...; over a
+        LinalgSvdBackward0 for 2 and -2; SumBackward1 for 'nuc'; PermuteBackward0 with keepdim).
     Raises:
         RuntimeError: torch's errors for the input, dim and ord.
-        NotImplementedError: ord 2, -2 or 'nuc'.
     """
     dims, _ = _matrix_dims(be, x, dim)
     if isinstance(ord, str):
         if ord == "fro":
             return _vector(be, x, 2.0, tuple(dims), keepdim, dtype)
         if ord == "nuc":
-            raise NotImplementedError(_SPECTRAL.format("'nuc'"))
+            return _spectral(be, x, "sum", dims, keepdim, dtype)
         raise be.runtime_error(f"linalg.matrix_norm: Order {ord} not supported.")
     size = abs(float(ord))
     if size == 2.0:
-        raise NotImplementedError(_SPECTRAL.format(ord))
+        return _spectral(be, x, "amax" if float(ord) > 0 else "amin", dims, keepdim, dtype)
     if size not in (1.0, math.inf):
         raise be.runtime_error(f"linalg.matrix_norm: Order {ord} not supported.")
     if size == math.inf:  # the inf norm is the 1 norm of the transpose
@@ -123,6 +120,25 @@ def matrix_norm(be: Backend, x: Any, ord: Any = "fro", dim: Any = (-2, -1),
         dims[1] -= 1  # the first reduction removed a dim in front of the second
     sums = _vector(be, x, 1.0, (dims[0],), keepdim, dtype)
     return be.call("amax" if float(ord) > 0 else "amin", (sums, (dims[1],), bool(keepdim)), {})
+
+
+def _spectral(be: Backend, x: Any, reduce: str, dims: list[int], keepdim: bool,
+              dtype: Any) -> Any:
+    """ord 2, -2 and 'nuc' as torch composes them: the matrix dims moved last (a permute, even
+    an identity one), the singular values, their amax / amin / sum; keepdim puts size-1 dims
+    back where the matrix dims were (the reduction's kept dim, an unsqueeze, then the inverse
+    permute)."""
+    if dtype is not None:
+        x = be.call("to_dtype", (x,), {"dtype": dtype})
+    ndim = len(be.shape(x))
+    order = [d for d in range(ndim) if d not in dims] + dims
+    s = be.call("_linalg_svd", (be.call("permute", (x, tuple(order)), {}),),
+                {"full_matrices": False})[1]
+    out = be.call(reduce, (s, (-1,), bool(keepdim)), {})
+    if not keepdim:
+        return out
+    out = be.call("unsqueeze", (out, -1), {})  # torch's graph has one unsqueeze node
+    return be.call("permute", (out, tuple(order.index(d) for d in range(ndim))), {})
 
 
 def linalg_norm(be: Backend, x: Any, ord: Any = None, dim: Any = None, keepdim: bool = False, *,
