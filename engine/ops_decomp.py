@@ -333,3 +333,152 @@ defop("linalg_inv", _inv,
       inputs=("A",), dtype=floating_rule("linalg.inv"), saves="result",
       backward="LinalgInvExBackward0", method=False, out_bound=_inv_bound,
       doc="the inverse of each square matrix (torch.linalg.inv, torch.inverse)")
+
+# --- determinants: linalg_det(A), linalg_slogdet(A) -> (sign, logabsdet) -------------------------
+
+
+@shapes_only
+def _det_shape(a: Any) -> tuple[int, ...]:
+    check_square("linalg.det", a.shape)
+    return tuple(a.shape[:-2])
+
+
+def _det(a: Any) -> Any:
+    _det_shape(a)
+    return np.linalg.det(a) if a.size else np.ones(a.shape[:-2], a.dtype)
+
+
+def _except_each(ns: Any, s: Any) -> Any:
+    """prod_{j != i} s_j for each i (zeros kept: no division)."""
+    eye = ns.diag_embed(ns.ones_like(s))
+    return ns.prod(ns.unsqueeze(s, dim=-2) * (1.0 - eye) + eye, dim=-1)
+
+
+def _det_vjp(ns: Any, g: Any, out: Any, a: Any) -> Any:
+    """torch's linalg_det_backward: (g det) A^-H, by a solve when every matrix is invertible,
+    else by an SVD, U diag(g det det(U) det(Vh) prod_{j != i} s_j) Vh (zero for a singular
+    matrix, whose det is 0, as torch's)."""
+    scale = g * out
+    if np.all(getattr(out, "_data", out) != 0):
+        n = a.shape[-1]
+        eye = ns.diag_embed(ns.expand(ns.unsqueeze(scale, dim=-1), size=(*scale.shape, n)))
+        return ns.linalg_solve(_mT(ns, a), eye)
+    u, s, vh = ns._linalg_svd(a, full_matrices=False)
+    alpha = ns.linalg_det(u) * ns.linalg_det(vh)
+    d = ns.unsqueeze(scale * alpha, dim=-1) * _except_each(ns, s)
+    return ns.matmul(u * ns.unsqueeze(d, dim=-2), vh)
+
+
+@shapes_only
+def _det_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
+    shape = tuple(args[0].shape)
+    item = out_dtype.np.itemsize
+    result = limits.with_scratch(limits.shape_bound(_det_shape(args[0]), item),
+                                 2 * limits.numel(shape) * item)
+    return limits.work_bound(result, batch_of(shape) * max(1, shape[-1]) ** 3, True)
+
+
+defop("linalg_det", _det, _det_vjp, inputs=("A",), dtype=floating_rule("linalg.det"),
+      saves="A result", backward="LinalgDetBackward0", method=False, out_bound=_det_bound,
+      doc="the determinant of each square matrix (torch.linalg.det, torch.det)")
+
+
+@shapes_only
+def _slogdet_bound(args: Sequence[Any], attrs: Mapping[str, Any],
+                   out_dtype: Any) -> limits.Bound:
+    shape = tuple(args[0].shape)
+    check_square("linalg.slogdet", shape)
+    item = out_dtype.np.itemsize
+    result = limits.with_scratch(limits.shapes_bound((shape[:-2], shape[:-2]), item),
+                                 2 * limits.numel(shape) * item)
+    return limits.work_bound(result, batch_of(shape) * max(1, shape[-1]) ** 3, True)
+
+
+def _slogdet(a: Any) -> tuple[Any, Any]:
+    check_square("linalg.slogdet", a.shape)
+    if a.size == 0:
+        return np.ones(a.shape[:-2], a.dtype), np.zeros(a.shape[:-2], a.dtype)
+    sign, logabsdet = np.linalg.slogdet(a)
+    return sign.astype(a.dtype, copy=False), logabsdet.astype(a.dtype, copy=False)
+
+
+def _slogdet_vjp(ns: Any, g: Any, out: Any, a: Any) -> Any:
+    """torch's slogdet_backward for real A: g_logabsdet A^-H (the sign has no derivative)."""
+    g_log = g[1]
+    n = a.shape[-1]
+    eye = ns.diag_embed(ns.expand(ns.unsqueeze(g_log, dim=-1), size=(*g_log.shape, n)))
+    return ns.linalg_solve(_mT(ns, a), eye)
+
+
+defop("linalg_slogdet", _slogdet, _slogdet_vjp, inputs=("A",), n_outputs=2,
+      dtype=floating_rule("linalg.slogdet"), saves="A", backward="LinalgSlogdetBackward0",
+      method=False, out_bound=_slogdet_bound,
+      doc="the sign and the log of the absolute value of each determinant (torch.linalg.slogdet, "
+          "torch.slogdet, torch.logdet)")
+
+# --- eigh: _linalg_eigh(A, UPLO) -> (eigenvalues, eigenvectors) ----------------------------------
+
+EIGH_WORK = 10  # syevd: tridiagonalization, divide and conquer, back-transformation (per n^3)
+
+
+@shapes_only
+def _eigh_shapes(a: Any, UPLO: str = "L") -> tuple[tuple[int, ...], tuple[int, ...]]:  # noqa: N803
+    if UPLO not in ("L", "U"):
+        raise errors.InvalidArgumentError(
+            f"Expected UPLO argument to be 'L' or 'U', but got {UPLO}")
+    check_square("linalg.eigh", a.shape)
+    return tuple(a.shape[:-1]), tuple(a.shape)
+
+
+def _eigh(a: Any, UPLO: str = "L") -> tuple[Any, Any]:  # noqa: N803
+    values_shape, _ = _eigh_shapes(a, UPLO)
+    if a.size == 0:
+        return np.zeros(values_shape, a.dtype), np.zeros_like(a)
+    try:
+        return np.linalg.eigh(a, UPLO=UPLO)
+    except np.linalg.LinAlgError:
+        raise errors.LinAlgError(
+            "linalg.eigh: The algorithm failed to converge because the input matrix is "
+            "ill-conditioned or has too many repeated eigenvalues") from None
+
+
+def _eigh_vjp(ns: Any, g: Any, out: Any, a: Any, UPLO: str) -> Any:  # noqa: N803
+    """torch's linalg_eig_backward for a Hermitian A: V (skew(V^H gV) / 2 / E, gL on the
+    diagonal) V^H with E[i, j] = L_j - L_i; V diag(gL) V^H without an eigenvector gradient."""
+    g_values, g_vectors = g
+    values, vectors = out
+    vt = _mT(ns, vectors)
+    if not _given(g_vectors):
+        return ns.matmul(vectors * ns.unsqueeze(g_values, dim=-2), vt)
+    vhgv = ns.matmul(vt, g_vectors)
+    vhgv = 0.5 * (vhgv - _mT(ns, vhgv))
+    eye = ns.diag_embed(ns.ones_like(values))
+    e = ns.unsqueeze(values, dim=-2) - ns.unsqueeze(values, dim=-1) + eye
+    inner = vhgv / e
+    if _given(g_values):  # the diagonal (zero: skew) replaced by gL
+        inner = inner + ns.diag_embed(g_values)
+    return ns.matmul(vectors, ns.matmul(inner, vt))
+
+
+@shapes_only
+def _eigh_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
+    shapes = _eigh_shapes(args[0], **attrs)
+    item = out_dtype.np.itemsize
+    shape = shapes[1]
+    result = limits.with_scratch(limits.shapes_bound(shapes, item), 3 * limits.numel(shape) * item)
+    return limits.work_bound(result, EIGH_WORK * batch_of(shape) * max(1, shape[-1]) ** 3, True)
+
+
+def _eigh_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
+    d = args[0].dtype
+    if d.category != 2:
+        raise errors.NotImplementedFunctionError(
+            f"\"linalg_eigh_cpu\" not implemented for '{TYPE_WORDS[d.name]}'")
+    return None, d
+
+
+defop("_linalg_eigh", _eigh, _eigh_vjp, inputs=("A",), n_outputs=2,
+      attrs=(AttrSpec("UPLO", "str", "L"),), dtype=_eigh_dtype, saves="result",
+      backward="LinalgEighBackward0", method=False, out_bound=_eigh_bound,
+      doc="eigenvalues (ascending) and eigenvectors of symmetric matrices, one triangle read "
+          "(torch.linalg.eigh, eigvalsh)")

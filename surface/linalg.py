@@ -19,7 +19,13 @@ from typing import Any
 
 from . import messages, out_arg
 from .backend import Backend
-from .results import LinalgSvdResult, SvdResult
+from .results import (
+    LinalgEighResult,
+    LinalgSlogdetResult,
+    LinalgSvdResult,
+    SlogdetResult,
+    SvdResult,
+)
 from .spellings import _register, is_int, wrap_dim
 
 
@@ -373,8 +379,73 @@ def cross_method(be: Backend, self: Any, other: Any, dim: Any = None) -> Any:
 
 _register("cross", ("linalg_cross",), cross_legacy, cross_method)
 
+def det(be: Backend, A: Any, *, out: Any = None) -> Any:
+    """torch.linalg.det (also torch.det, Tensor.det): grad_fn LinalgDetBackward0 (its gradient
+    (g det) A^-H; zero for a singular matrix, as torch's)."""
+    _no_out("linalg.det", None, out)
+    return be.call("linalg_det", (A,), {})
+
+
+def det_method(be: Backend, self: Any) -> Any:
+    """Tensor.det(): torch.linalg.det of this tensor."""
+    return be.call("linalg_det", (self,), {})
+
+
+def det_legacy(be: Backend, input: Any) -> Any:
+    """torch.det: torch.linalg.det."""
+    return be.call("linalg_det", (input,), {})
+
+
+det_legacy.__name__ = det_legacy.__qualname__ = "det"
+_register("det", ("linalg_det",), det_legacy, det_method)
+
+
+def slogdet(be: Backend, A: Any, *, out: Any = None) -> Any:
+    """torch.linalg.slogdet: (sign, logabsdet), both with grad_fn LinalgSlogdetBackward0 (the
+    sign's gradient is ignored, as torch's)."""
+    _no_out("linalg.slogdet", None, out)
+    return LinalgSlogdetResult(be.call("linalg_slogdet", (A,), {}))
+
+
+def slogdet_legacy(be: Backend, input: Any) -> Any:
+    """torch.slogdet / Tensor.slogdet: torch.return_types.slogdet (sign, logabsdet)."""
+    return SlogdetResult(be.call("linalg_slogdet", (input,), {}))
+
+
+slogdet_legacy.__name__ = slogdet_legacy.__qualname__ = "slogdet"
+_register("slogdet", ("linalg_slogdet",), slogdet_legacy, slogdet_legacy)
+
+
+def logdet(be: Backend, input: Any) -> Any:
+    """torch.logdet / Tensor.logdet: logabsdet where the determinant is positive, nan where it
+    is negative (torch's composition: WhereBackward0 over LinalgSlogdetBackward0)."""
+    if be.is_tensor(input) and be.dtype_name(input) not in ("float32", "float64"):
+        raise be.runtime_error("logdet: Expected a floating point or complex tensor as input. "
+                               f"Got {messages.TYPE_WORDS[be.dtype_name(input)]}")
+    sign, logabsdet = be.call("linalg_slogdet", (input,), {})
+    return be.call("where", (be.call("eq", (sign, -1.0), {}), math.nan, logabsdet), {})
+
+
+_register("logdet", ("linalg_slogdet", "where", "eq"), logdet, logdet)
+
+
+def eigh(be: Backend, A: Any, UPLO: str = "L", *, out: Any = None) -> Any:  # noqa: N803
+    """torch.linalg.eigh: (eigenvalues ascending, eigenvectors) of symmetric matrices, reading
+    the UPLO triangle; grad_fn LinalgEighBackward0. Eigenvectors are unique up to sign."""
+    _no_out("linalg.eigh", None, out)
+    return LinalgEighResult(be.call("_linalg_eigh", (A,), {"UPLO": UPLO}))
+
+
+def eigvalsh(be: Backend, A: Any, UPLO: str = "L", *, out: Any = None) -> Any:  # noqa: N803
+    """torch.linalg.eigvalsh: the eigenvalues (grad_fn LinalgEighBackward0, whose gradient is
+    V diag(gL) V^H)."""
+    _no_out("linalg.eigvalsh", None, out)
+    return be.call("_linalg_eigh", (A,), {"UPLO": UPLO})[0]
+
+
 FUNCTIONS: tuple[Any, ...] = (vector_norm, matrix_norm, linalg_norm, matmul, svd, svdvals,
-                              cholesky, inv, solve, solve_triangular, cross)
+                              cholesky, inv, solve, solve_triangular, cross, det, slogdet,
+                              eigh, eigvalsh)
 """What `torch.linalg` holds here."""
 
 

@@ -89,3 +89,8 @@ def _named(name: str, fields: str, doc: str) -> type[NamedResult]:
 
 LinalgSvdResult = _named("linalg_svd", "U S Vh", "What `linalg.svd(A)` returns.")
 SvdResult = _named("svd", "U S V", "What `svd(input)` returns.")
+LinalgSlogdetResult = _named("linalg_slogdet", "sign logabsdet",
+                             "What `linalg.slogdet(A)` returns.")
+SlogdetResult = _named("slogdet", "sign logabsdet", "What `slogdet(input)` returns.")
+LinalgEighResult = _named("linalg_eigh", "eigenvalues eigenvectors",
+                          "What `linalg.eigh(A)` returns.")

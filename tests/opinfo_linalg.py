@@ -195,3 +195,19 @@ OPINFOS += [
             Sample(((3, 2), (3, 2)), {"dim": 0}), Sample(((2, 3, 4), (2, 3, 1)), {"dim": -2}),
             Sample((ints((2, 3)), ints((2, 3))))]),
 ]
+
+OPINFOS += [
+    OpInfo("linalg_det", torch.linalg.det,
+           [Sample((well_conditioned(3),)), Sample((well_conditioned(2, (3,)),)),
+            Sample(((1, 1),))]),
+    # the sign has no derivative: the log of the absolute value is compared and differentiated
+    OpInfo("linalg_slogdet", torch.linalg.slogdet,
+           [Sample((well_conditioned(3),)), Sample((well_conditioned(2, (2,)),)),
+            Sample((lambda rng: -well_conditioned(3)(rng),))],
+           outputs=(1,)),
+    # eigenvalues only (eigenvectors are unique up to sign); one triangle is read and the
+    # gradient is symmetric: no finite differences (see tests/test_linalg_decomp.py)
+    OpInfo("_linalg_eigh", lambda a, UPLO="L": torch.linalg.eigh(a, UPLO=UPLO),  # noqa: N803
+           [Sample((spd(3),)), Sample(((3, 3),)), Sample(((2, 4, 4),), {"UPLO": "U"})],
+           outputs=(0,), check_finite_differences=False),
+]

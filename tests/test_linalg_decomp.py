@@ -80,6 +80,29 @@ def test_svd_vectors_match_torch_up_to_sign(gradserve_lib, shape, full):
         _close(g, w, rtol=2e-3, atol=2e-4, what=name)
 
 
+def _eigh_invariants(lib: Any, a: np.ndarray, uplo: str) -> list[Any]:
+    x = _tensor(lib, a, True)
+    values, vectors = lib.linalg.eigh(x, UPLO=uplo)
+    recon = (vectors * values.unsqueeze(-2)) @ vectors.transpose(-2, -1)
+    pairs = vectors.unsqueeze(-2) * vectors.unsqueeze(-3)  # [i, k, j] = v_j[i] v_j[k]
+    rng = np.random.default_rng(2)
+    loss = (recon * _tensor(lib, rng.standard_normal(a.shape).astype(np.float32))).sum() + (
+        pairs * _tensor(lib, rng.standard_normal(tuple(pairs.shape)).astype(np.float32))).sum()
+    (g,) = lib.autograd.grad(loss, x, create_graph=True)
+    (g2,) = lib.autograd.grad((g * g).sum(), x)
+    return [values, recon, pairs, g, g2]
+
+
+@pytest.mark.parametrize(("shape", "uplo"), [((3, 3), "L"), ((2, 4, 4), "U")])
+def test_eigh_vectors_match_torch_up_to_sign(gradserve_lib, shape, uplo):
+    a = _matrix(shape, seed=4)
+    want = _eigh_invariants(torch, a, uplo)
+    got = _eigh_invariants(gradserve_lib, a, uplo)
+    for name, g, w in zip(["eigenvalues", "V L V^T", "v_i v_i^T", "gradient", "second"], got,
+                          want):
+        _close(g, w, rtol=2e-3, atol=2e-4, what=name)
+
+
 def test_svd_gradient_matches_finite_differences():
     a = np.random.default_rng(3).standard_normal((4, 3))
     w = np.random.default_rng(4).standard_normal((4, 3))
@@ -227,6 +250,17 @@ ERRORS: list[tuple[str, Callable[[Any], Any]]] = [
     ("cross dim out of range", lambda t: t.linalg.cross(_m(t, 3, 4), _m(t, 3, 4), dim=2)),
     ("torch.cross without a dim of 3", lambda t: t.cross(_m(t, 2, 4), _m(t, 2, 4))),
     ("torch.cross dim", lambda t: t.cross(_m(t, 3, 2), _m(t, 3, 2), dim=1)),
+    ("det of integers", lambda t: t.linalg.det(_m(t, 2, 2, dtype="long"))),
+    ("det of a vector", lambda t: t.linalg.det(_m(t, 3))),
+    ("det not square", lambda t: t.det(_m(t, 2, 3))),
+    ("slogdet not square", lambda t: t.linalg.slogdet(_m(t, 2, 3))),
+    ("slogdet of integers", lambda t: t.slogdet(_m(t, 2, 2, dtype="long"))),
+    ("logdet of integers", lambda t: t.logdet(_m(t, 2, 2, dtype="long"))),
+    ("eigh of integers", lambda t: t.linalg.eigh(_m(t, 2, 2, dtype="long"))),
+    ("eigvalsh of integers", lambda t: t.linalg.eigvalsh(_m(t, 2, 2, dtype="long"))),
+    ("eigh of a vector", lambda t: t.linalg.eigh(_m(t, 3))),
+    ("eigh not square", lambda t: t.linalg.eigh(_m(t, 2, 3))),
+    ("eigh UPLO", lambda t: t.linalg.eigh(_m(t, 3, 3), UPLO="X")),
 ]
 
 
@@ -273,6 +307,16 @@ EDGES: list[tuple[str, Callable[[Any, Any], Any]]] = [
     ("Tensor.inverse", lambda t, a: a.inverse()),
     ("torch.inverse", lambda t, a: t.inverse(a)),
     ("empty cholesky", lambda t, a: t.linalg.cholesky(a[:0, :0])),
+    ("eigvalsh reads the lower triangle", lambda t, a: t.linalg.eigvalsh(a)),
+    ("eigvalsh UPLO='U'", lambda t, a: t.linalg.eigvalsh(a, UPLO="U")),
+    ("det", lambda t, a: t.det(a - 1)),
+    ("slogdet", lambda t, a: t.stack(list(t.linalg.slogdet(a - 2)))),
+    ("Tensor.slogdet", lambda t, a: (a - 2).slogdet().logabsdet),
+    ("logdet", lambda t, a: t.logdet(a + 1)),
+    ("logdet of a negative determinant", lambda t, a: (a[[1, 0, 2]]).logdet()),
+    ("det of a singular matrix", lambda t, a: t.linalg.det(a[[0, 0, 1]])),
+    ("svd of a singular matrix, values", lambda t, a: t.linalg.svdvals(a[[0, 0, 1]])),
+    ("spectral norm", lambda t, a: t.linalg.matrix_norm(a, 2)),
 ]
 
 
