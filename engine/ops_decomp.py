@@ -435,7 +435,8 @@ def _eigh(a: Any, UPLO: str = "L") -> tuple[Any, Any]:  # noqa: N803
     if a.size == 0:
         return np.zeros(values_shape, a.dtype), np.zeros_like(a)
     try:
-        return np.linalg.eigh(a, UPLO=UPLO)
+        values, vectors = np.linalg.eigh(a, UPLO="L" if UPLO == "L" else "U")
+        return values, vectors
     except np.linalg.LinAlgError:
         raise errors.LinAlgError(
             "linalg.eigh: The algorithm failed to converge because the input matrix is "
