@@ -65,6 +65,12 @@ def check_square(fn: str, shape: Sequence[int], prefix: str | None = None) -> No
             f"{shape[-1]} matrices")
 
 
+def not_implemented(kernel: str, dtype: Any) -> errors.NotImplementedFunctionError:
+    """torch's dispatch error for a kernel without this dtype ("linalg_eigh_cpu" for Long)."""
+    return errors.NotImplementedFunctionError(
+        f"\"{kernel}\" not implemented for '{TYPE_WORDS[dtype.name]}'")
+
+
 def linalg_error(fn: str, index: int, batched: bool, text: str) -> errors.LinAlgError:
     """torch's _linalg_check_errors text: batch element `index` (named when `batched`)."""
     where = f"(Batch element {index}): " if batched else ""
@@ -474,8 +480,7 @@ def _eigh_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -
 def _eigh_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
     d = args[0].dtype
     if d.category != 2:
-        raise errors.NotImplementedFunctionError(
-            f"\"linalg_eigh_cpu\" not implemented for '{TYPE_WORDS[d.name]}'")
+        raise not_implemented("linalg_eigh_cpu", d)
     return None, d
 
 

@@ -15,10 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import messages
 from gradserve.surface.messages import TYPE_WORDS
 
 from . import errors, limits
-from .ops_decomp import check_matrix, check_square, floating_rule, linalg_error
+from .ops_decomp import (
+    check_matrix,
+    check_square,
+    floating_rule,
+    linalg_error,
+    not_implemented,
+)
 from .ops_linalg import _broadcast_batch, _mT
 from .registry import AttrSpec, defop, shapes_only
 
@@ -218,8 +225,7 @@ def _triangular_bound(args: Sequence[Any], attrs: Mapping[str, Any],
 def _triangular_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
     a = args[0]
     if a.dtype.category != 2:
-        raise errors.NotImplementedFunctionError(
-            f"\"triangular_solve_cpu\" not implemented for '{TYPE_WORDS[a.dtype.name]}'")
+        raise not_implemented("triangular_solve_cpu", a.dtype)
     return a.dtype, a.dtype
 
 
@@ -268,8 +274,7 @@ def _cholesky_solve_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
             f"Expected b and A to have the same dtype, but found b of type {_word(b)} and A of "
             f"type {_word(u)} instead.")
     if b.dtype.category != 2:
-        raise errors.NotImplementedFunctionError(
-            f"\"cholesky_solve_cpu\" not implemented for '{TYPE_WORDS[b.dtype.name]}'")
+        raise not_implemented("cholesky_solve_cpu", b.dtype)
     return None, b.dtype
 
 
@@ -310,8 +315,7 @@ def cross_shape(x: Any, y: Any, dim: int = -1) -> tuple[int, ...]:
     ndim = x.ndim
     lo, hi = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
     if not lo <= dim <= hi:
-        raise errors.OutOfRangeIndexError(
-            f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})")
+        raise errors.OutOfRangeIndexError(messages.dim_out_of_range(dim, lo, hi))
     axis = dim % max(ndim, 1)
     if ndim == 0 or x.shape[axis] != 3 or y.shape[axis] != 3:
         sizes = (x.shape[axis], y.shape[axis]) if ndim else (1, 1)
@@ -333,7 +337,7 @@ def _cross_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
         raise errors.InvalidArgumentError(
             f"expected scalar type {_word(x)} but found {_word(y)}")
     if x.dtype.category == 0:
-        raise errors.NotImplementedFunctionError("\"cross\" not implemented for 'Bool'")
+        raise not_implemented("cross", x.dtype)
     return None, x.dtype
 
 
