@@ -54,6 +54,7 @@ def main() -> None:
         "_linalg_eigh": ([spd], {}),
         "linalg_cholesky": ([spd], {}),
         "linalg_inv": ([a], {}),
+        "linalg_qr": ([a], {}),
         "linalg_det": ([a], {}),
         "linalg_slogdet": ([a], {}),
         "linalg_solve": ([a, b], {}),

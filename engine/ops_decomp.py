@@ -30,6 +30,7 @@ SVD_WORK = 96
 EIGH_WORK = 48
 INV_WORK = 4
 DET_WORK = 4
+QR_WORK = 16  # per max(m, n)^2 * min(m, n): geqrf and orgqr (complete: an m x m Q)
 
 
 # --- checks shared by the linear-algebra ops (torch's messages) ----------------------------------
@@ -489,3 +490,84 @@ defop("_linalg_eigh", _eigh, _eigh_vjp, inputs=("A",), n_outputs=2,
       backward="LinalgEighBackward0", method=False, out_bound=_eigh_bound,
       doc="eigenvalues (ascending) and eigenvectors of symmetric matrices, one triangle read "
           "(torch.linalg.eigh, eigvalsh)")
+
+# --- qr: linalg_qr(A, mode) -> (Q, R) ------------------------------------------------------------
+
+QR_MODES = ("reduced", "complete", "r")
+
+
+@shapes_only
+def _qr_shapes(a: Any, mode: str = "reduced") -> tuple[tuple[int, ...], tuple[int, ...]]:
+    if mode not in QR_MODES:
+        raise errors.InvalidArgumentError(
+            f"qr received unrecognized mode '{mode}' but expected one of 'reduced' (default), "
+            "'r', or 'complete'")
+    check_matrix("linalg.qr", a.shape)
+    *batch, m, n = a.shape
+    k = m if mode == "complete" else min(m, n)
+    q = (0,) if mode == "r" else (*batch, m, k)
+    return q, (*batch, k, n)
+
+
+def _qr(a: Any, mode: str = "reduced") -> tuple[Any, Any]:
+    q_shape, r_shape = _qr_shapes(a, mode)
+    if a.size == 0:  # no reflectors: Q is the identity's first columns, R empty or zeros
+        q = np.zeros(q_shape, a.dtype)
+        if mode != "r":
+            q = np.broadcast_to(np.eye(*q_shape[-2:], dtype=a.dtype), q_shape).copy()
+        return q, np.zeros(r_shape, a.dtype)
+    if mode == "r":
+        return np.zeros((0,), a.dtype), np.linalg.qr(a, mode="r")
+    q, r = np.linalg.qr(a, mode="complete" if mode == "complete" else "reduced")
+    return q, r
+
+
+def _qr_tall(ns: Any, g_q: Any, g_r: Any, q: Any, r: Any) -> Any:
+    """A = QR with as many columns as R: gA = (gQ + Q copyltu(M)) R^-H, M = R gR^H - gQ^H Q,
+    copyltu(M) the lower triangle mirrored to the upper one."""
+    m = ns.matmul(r, _mT(ns, g_r)) - ns.matmul(_mT(ns, g_q), q)
+    sym = ns.tril(m) + _mT(ns, ns.tril(m, diagonal=-1))
+    return ns.linalg_solve_triangular(_mT(ns, r), g_q + ns.matmul(q, sym), upper=False,
+                                      left=False)
+
+
+def _qr_vjp(ns: Any, g: Any, out: Any, a: Any, mode: str) -> Any:
+    """torch's linalg_qr_backward: the tall case above; a wide A = Q [R1 | R2] is its first m
+    columns X = Q R1 (Q's gradient gaining Y gR2^H, Y = Q R2 the other columns) and Y."""
+    if mode == "r":
+        raise errors.InvalidArgumentError(
+            "The derivative of linalg.qr depends on Q, which is not computed when mode='r'. "
+            "Please use linalg.qr(A, mode='reduced') if you are going to differentiate through "
+            "linalg.qr.")
+    g_q, g_r = g
+    q, r = out
+    m, n = q.shape[-2], r.shape[-1]
+    if mode == "complete" and m > n:
+        raise errors.InvalidArgumentError(
+            "The QR decomposition is not differentiable when mode='complete' and nrows > ncols.")
+    if m >= n:
+        return _qr_tall(ns, g_q, g_r, q, r)
+    r1, r2 = ns.slice(r, dim=-1, start=0, end=m), ns.slice(r, dim=-1, start=m, end=n)
+    g_r1, g_r2 = ns.slice(g_r, dim=-1, start=0, end=m), ns.slice(g_r, dim=-1, start=m, end=n)
+    y = ns.matmul(q, r2)
+    g_x = _qr_tall(ns, g_q + ns.matmul(y, _mT(ns, g_r2)), g_r1, q, r1)
+    return ns.cat([g_x, ns.matmul(q, g_r2)], dim=-1)
+
+
+@shapes_only
+def _qr_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
+    shapes = _qr_shapes(args[0], **attrs)
+    shape = tuple(args[0].shape)
+    item = out_dtype.np.itemsize
+    *_, m, n = shape
+    result = limits.with_scratch(limits.shapes_bound(shapes, item),
+                                 3 * (limits.numel(shape) + limits.numel(shapes[0])) * item)
+    return limits.work_bound(result, QR_WORK * batch_of(shape) * max(m, n) ** 2 * min(m, n),
+                             True)
+
+
+defop("linalg_qr", _qr, _qr_vjp, inputs=("A",), n_outputs=2,
+      attrs=(AttrSpec("mode", "str", "reduced"),), dtype=floating_rule("linalg.qr"),
+      saves="result", backward="LinalgQrBackward0", method=False, out_bound=_qr_bound,
+      doc="QR decomposition A = QR, Q with orthonormal columns, R upper triangular "
+          "(torch.linalg.qr, torch.qr)")

@@ -21,8 +21,10 @@ from . import messages, out_arg
 from .backend import Backend
 from .results import (
     LinalgEighResult,
+    LinalgQrResult,
     LinalgSlogdetResult,
     LinalgSvdResult,
+    QrResult,
     SlogdetResult,
     SvdResult,
 )
@@ -443,9 +445,39 @@ def eigvalsh(be: Backend, A: Any, UPLO: str = "L", *, out: Any = None) -> Any:  
     return be.call("_linalg_eigh", (A,), {"UPLO": UPLO})[0]
 
 
+def qr(be: Backend, A: Any, mode: str = "reduced", *, out: Any = None) -> Any:
+    """torch.linalg.qr: (Q, R) with A = QR; mode 'reduced' (Q m x k), 'complete' (Q m x m) or
+    'r' (Q empty, and no derivative). grad_fn LinalgQrBackward0.
+
+    Raises:
+        RuntimeError: an unknown mode; a backward through mode 'r', or through 'complete' with
+            more rows than columns (torch's texts).
+    """
+    _no_out("linalg.qr", None, out)
+    return LinalgQrResult(be.call("linalg_qr", (A,), {"mode": mode}))
+
+
+def qr_legacy(be: Backend, input: Any, some: bool = True, *, out: Any = None) -> Any:
+    """torch.qr / Tensor.qr (deprecated by torch for linalg.qr; no deprecation warning here):
+    linalg.qr with mode 'reduced' (some) or 'complete'."""
+    _no_out("qr", None, out)
+    return QrResult(be.call("linalg_qr", (input,), {"mode": "reduced" if some else "complete"}))
+
+
+qr_legacy.__name__ = qr_legacy.__qualname__ = "qr"
+
+
+def qr_method(be: Backend, self: Any, some: bool = True) -> Any:
+    """Tensor.qr(some=True): torch.qr of this tensor."""
+    return qr_legacy(be, self, some)
+
+
+_register("qr", ("linalg_qr",), qr_legacy, qr_method)
+
+
 FUNCTIONS: tuple[Any, ...] = (vector_norm, matrix_norm, linalg_norm, matmul, svd, svdvals,
                               cholesky, inv, solve, solve_triangular, cross, det, slogdet,
-                              eigh, eigvalsh)
+                              eigh, eigvalsh, qr)
 """What `torch.linalg` holds here."""
 
 

@@ -145,3 +145,15 @@ def _cross(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[
     if sa[axis] != 3 or sb[axis] != 3:
         raise _Inexact
     return [Meta(_broadcast(sa, sb), DTYPE_NAMES[ra], grad and (ga or gb) and ra >= _FLOAT)]
+
+
+@_rule("linalg_qr")
+def _qr(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset(("mode",)))
+    mode = attrs.get("mode", "reduced")
+    if rank < _FLOAT or len(shape) < 2 or mode not in ("reduced", "complete", "r"):
+        raise _Inexact
+    *batch, m, n = shape
+    k = m if mode == "complete" else min(m, n)
+    q = (0,) if mode == "r" else (*batch, m, k)
+    return _results([q, (*batch, k, n)], rank, grad and rg)

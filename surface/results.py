@@ -94,3 +94,5 @@ LinalgSlogdetResult = _named("linalg_slogdet", "sign logabsdet",
 SlogdetResult = _named("slogdet", "sign logabsdet", "What `slogdet(input)` returns.")
 LinalgEighResult = _named("linalg_eigh", "eigenvalues eigenvectors",
                           "What `linalg.eigh(A)` returns.")
+LinalgQrResult = _named("linalg_qr", "Q R", "What `linalg.qr(A)` returns.")
+QrResult = _named("qr", "Q R", "What `qr(input)` returns.")

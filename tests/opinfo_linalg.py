@@ -211,3 +211,11 @@ OPINFOS += [
            [Sample((spd(3),)), Sample(((3, 3),)), Sample(((2, 4, 4),), {"UPLO": "U"})],
            outputs=(0,), check_finite_differences=False),
 ]
+
+OPINFOS += [
+    # numpy's LAPACK and torch's make the same Householder choices: Q and R compare as they are
+    OpInfo("linalg_qr", lambda a, mode="reduced": torch.linalg.qr(a, mode=mode),
+           [Sample(((4, 3),)), Sample(((3, 3),)), Sample(((3, 5),)), Sample(((2, 4, 2),)),
+            Sample(((3, 4),), {"mode": "complete"}), Sample(((2, 3),), {"mode": "r"},
+                                                             requires_grad=(False,))]),
+]
