@@ -55,6 +55,7 @@ def main() -> None:
         "linalg_cholesky": ([spd], {}),
         "linalg_inv": ([a], {}),
         "linalg_qr": ([a], {}),
+        "linalg_pinv": ([a], {}),
         "linalg_det": ([a], {}),
         "linalg_slogdet": ([a], {}),
         "linalg_solve": ([a, b], {}),

@@ -571,3 +571,83 @@ defop("linalg_qr", _qr, _qr_vjp, inputs=("A",), n_outputs=2,
       saves="result", backward="LinalgQrBackward0", method=False, out_bound=_qr_bound,
       doc="QR decomposition A = QR, Q with orthonormal columns, R upper triangular "
           "(torch.linalg.qr, torch.qr)")
+
+# --- pinv: linalg_pinv(A, atol, rtol, hermitian) -------------------------------------------------
+
+
+def _pinv(a: Any, atol: float | None = None, rtol: float | None = None,
+          hermitian: bool = False) -> Any:
+    """torch's linalg_pinv: through an SVD (an eigh if hermitian), singular values at or below
+    max(atol, rtol * the largest) dropped; rtol defaults to eps * max(m, n), or to 0 when a
+    positive atol is given."""
+    *batch, m, n = a.shape
+    if a.size == 0:
+        return np.zeros((*batch, n, m), a.dtype)
+    if rtol is None:
+        rtol = 0.0 if atol is not None and atol > 0 else float(np.finfo(a.dtype).eps) * max(m, n)
+    if hermitian:
+        s, u = np.linalg.eigh(a)
+        largest = np.abs(s).max(axis=-1, keepdims=True)
+        kept = np.abs(s) > np.maximum(atol or 0.0, rtol * largest)
+        with np.errstate(divide="ignore"):
+            s_inv = np.where(kept, 1 / s, 0).astype(a.dtype)
+        return np.matmul(u * s_inv[..., None, :], np.swapaxes(u, -1, -2))
+    u, s, vh = _svd(a, False)
+    kept = s > np.maximum(atol or 0.0, rtol * s[..., :1])
+    with np.errstate(divide="ignore"):
+        s_inv = np.where(kept, 1 / s, 0).astype(a.dtype)
+    return np.matmul(np.swapaxes(vh, -1, -2) * s_inv[..., None, :], np.swapaxes(u, -1, -2))
+
+
+def _pinv_vjp(ns: Any, g: Any, out: Any, a: Any, atol: Any, rtol: Any, hermitian: bool) -> Any:
+    """torch's pinv_backward, its products arranged to keep the smaller dimension inside."""
+    m, n = a.shape[-2], a.shape[-1]
+    p, p_t, g_t = out, _mT(ns, out), _mT(ns, g)
+    if m <= n:
+        k = ns.matmul(g_t, p)
+        k_pt = ns.matmul(k, p_t)
+        return (-_mT(ns, ns.matmul(p, k)) + k_pt - ns.matmul(ns.matmul(a, p), k_pt)
+                + ns.matmul(ns.matmul(p_t, p), g_t - ns.matmul(k, a)))
+    k = ns.matmul(p, g_t)
+    pt_k = ns.matmul(p_t, k)
+    return (-_mT(ns, ns.matmul(k, p)) + ns.matmul(ns.matmul(g_t - ns.matmul(a, k), p), p_t)
+            + pt_k - ns.matmul(ns.matmul(pt_k, p), a))
+
+
+@shapes_only
+def _pinv_shape(a: Any, atol: Any = None, rtol: Any = None,
+                hermitian: bool = False) -> tuple[int, ...]:
+    if hermitian:
+        check_square("linalg.eigh", a.shape)
+    return (*a.shape[:-2], a.shape[-1], a.shape[-2])
+
+
+@shapes_only
+def _pinv_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
+    """The result, the SVD's factors and workspace, and the SVD's work and one product's."""
+    a = args[0]
+    shape = _pinv_shape(a, **attrs)
+    item = out_dtype.np.itemsize
+    *_, m, n = a.shape
+    scratch = 6 * (limits.numel(tuple(a.shape)) + batch_of(a.shape) * min(m, n) ** 2) * item
+    work = (SVD_WORK + 1) * batch_of(a.shape) * m * n * min(m, n)
+    return limits.work_bound(limits.with_scratch(limits.shape_bound(shape, item), scratch), work,
+                             True)
+
+
+def _pinv_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
+    a = args[0]
+    if a.dtype.category != 2 or a.ndim < 2:
+        raise errors.InvalidArgumentError(
+            f"linalg.pinv({TYPE_WORDS[a.dtype.name]}{{[{', '.join(map(str, a.shape))}]}}): "
+            "expected a tensor with 2 or more dimensions of float, double, cfloat or cdouble "
+            "types")
+    return None, a.dtype
+
+
+defop("linalg_pinv", _pinv, _pinv_vjp, inputs=("A",),
+      attrs=(AttrSpec("atol", "optional_float", None), AttrSpec("rtol", "optional_float", None),
+             AttrSpec("hermitian", "bool", False)),
+      dtype=_pinv_dtype, saves="A result", backward="LinalgPinvBackward0", method=False,
+      out_shape=_pinv_shape, out_bound=_pinv_bound,
+      doc="the Moore-Penrose pseudo-inverse (torch.linalg.pinv, torch.pinverse)")

@@ -475,9 +475,27 @@ def qr_method(be: Backend, self: Any, some: bool = True) -> Any:
 _register("qr", ("linalg_qr",), qr_legacy, qr_method)
 
 
+def pinv(be: Backend, A: Any, *, atol: Any = None, rtol: Any = None, hermitian: bool = False,
+         out: Any = None) -> Any:
+    """torch.linalg.pinv: the pseudo-inverse through an SVD (an eigh if hermitian), singular
+    values at or below max(atol, rtol * the largest) dropped (rtol's default eps * max(m, n), 0
+    with a positive atol). grad_fn LinalgPinvBackward0. Float tolerances only (not tensors)."""
+    _no_out("linalg.pinv", None, out)
+    return be.call("linalg_pinv", (A,), {"atol": atol, "rtol": rtol,
+                                          "hermitian": bool(hermitian)})
+
+
+def pinverse(be: Backend, input: Any, rcond: float = 1e-15) -> Any:
+    """torch.pinverse / Tensor.pinverse: linalg.pinv with rtol=rcond."""
+    return be.call("linalg_pinv", (input,), {"rtol": rcond})
+
+
+_register("pinverse", ("linalg_pinv",), pinverse, pinverse)
+
+
 FUNCTIONS: tuple[Any, ...] = (vector_norm, matrix_norm, linalg_norm, matmul, svd, svdvals,
                               cholesky, inv, solve, solve_triangular, cross, det, slogdet,
-                              eigh, eigvalsh, qr)
+                              eigh, eigvalsh, qr, pinv)
 """What `torch.linalg` holds here."""
 
 

@@ -14,6 +14,7 @@ from .meta_base import (
     Meta,
     _bool,
     _broadcast,
+    _float,
     _Inexact,
     _int,
     _known,
@@ -157,3 +158,15 @@ def _qr(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Met
     k = m if mode == "complete" else min(m, n)
     q = (0,) if mode == "r" else (*batch, m, k)
     return _results([q, (*batch, k, n)], rank, grad and rg)
+
+
+@_rule("linalg_pinv")
+def _pinv(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset(("atol", "rtol", "hermitian")))
+    for name in ("atol", "rtol"):
+        if attrs.get(name) is not None:
+            _float(attrs[name])
+    hermitian = _bool(attrs.get("hermitian", False))
+    if rank < _FLOAT or len(shape) < 2 or (hermitian and shape[-1] != shape[-2]):
+        raise _Inexact
+    return _results([(*shape[:-2], shape[-1], shape[-2])], rank, grad and rg)

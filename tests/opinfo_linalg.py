@@ -219,3 +219,18 @@ OPINFOS += [
             Sample(((3, 4),), {"mode": "complete"}), Sample(((2, 3),), {"mode": "r"},
                                                              requires_grad=(False,))]),
 ]
+
+def _pinv(a: Any, atol: Any = None, rtol: Any = None, hermitian: bool = False) -> Any:
+    return torch.linalg.pinv(a, atol=atol, rtol=rtol, hermitian=hermitian)
+
+
+OPINFOS += [
+    OpInfo("linalg_pinv", _pinv,
+           [Sample(((4, 3),)), Sample(((2, 5),)), Sample((well_conditioned(3),)),
+            Sample(((2, 3, 2),)), Sample(((4, 3),), {"rtol": 1e-3}),
+            Sample(((3, 4),), {"atol": 1e-4})]),
+    # hermitian reads one triangle (an eigh) and the gradient is pinv_backward's full matrix:
+    # no finite differences along non-symmetric directions
+    OpInfo("linalg_pinv", _pinv, [Sample((spd(3),), {"hermitian": True})],
+           check_finite_differences=False),
+]
