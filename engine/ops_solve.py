@@ -1,8 +1,8 @@
-"""Linear solvers and the cross product: torch's `linalg_solve` (LinalgSolveExBackward0),
-`linalg_solve_triangular`, `cholesky_solve` and `linalg_cross`, with torch's shape rules (batch
-broadcasting, solve's vector case), messages and derivatives (FunctionsManual.cpp's
-linalg_solve_backward, linalg_solve_triangular's and cholesky_solve_backward; derivatives.yaml's
-linalg_cross).
+"""Linear solvers, the cross product and the trace: torch's `linalg_solve`
+(LinalgSolveExBackward0), `linalg_solve_triangular`, `cholesky_solve`, `linalg_cross` and
+`trace`, with torch's shape rules (batch broadcasting, solve's vector case), messages and
+derivatives (FunctionsManual.cpp's linalg_solve_backward, linalg_solve_triangular's and
+cholesky_solve_backward; derivatives.yaml's linalg_cross and trace).
 
 A triangular solve is substitution, row by row over the whole batch (numpy has no trsm): a zero
 on the diagonal gives inf/nan as torch's trsm does, where an LU solver would refuse.
@@ -18,7 +18,7 @@ import numpy as np
 from gradserve.surface import messages
 from gradserve.surface.messages import TYPE_WORDS
 
-from . import errors, limits
+from . import dtypes, errors, limits
 from .ops_decomp import (
     check_matrix,
     check_square,
@@ -351,3 +351,33 @@ defop("linalg_cross", _cross,
       doc="the cross product of 3-vectors along dim, broadcast (torch.linalg.cross, "
           "torch.cross)")
 
+
+# --- trace(input): the sum of a matrix's diagonal ------------------------------------------------
+
+
+@shapes_only
+def _trace_shape(x: Any) -> tuple[int, ...]:
+    if x.ndim != 2:
+        raise errors.InvalidArgumentError(
+            f"trace: expected a matrix, but got tensor with dim {x.ndim}")
+    return ()
+
+
+def _trace(x: Any) -> Any:
+    _trace_shape(x)
+    return np.trace(x)
+
+
+def _trace_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
+    """sum's: integers accumulate in int64; bool is refused (torch's kernel has none)."""
+    d = args[0].dtype
+    if d.category == 0:
+        raise not_implemented("trace", d)
+    return (None, d) if d.category == 2 else (dtypes.int64, dtypes.int64)
+
+
+# derivatives.yaml: self: trace_backward(grad, self.sizes()), g on the diagonal, zeros elsewhere
+defop("trace", _trace,
+      lambda ns, g, out, x: ns.triu(ns.tril(ns.expand(g, size=tuple(x.shape)))),
+      saves="input.shape", dtype=_trace_dtype, out_shape=_trace_shape,
+      doc="the sum of a 2-D tensor's diagonal")

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .meta_base import (
+    _BOOL,
     _FLOAT,
     DTYPE_NAMES,
     Meta,
@@ -170,3 +171,13 @@ def _pinv(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[M
     if rank < _FLOAT or len(shape) < 2 or (hermitian and shape[-1] != shape[-2]):
         raise _Inexact
     return _results([(*shape[:-2], shape[-1], shape[-2])], rank, grad and rg)
+
+
+@_rule("trace")
+def _trace(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset())
+    if len(shape) != 2 or rank == _BOOL:
+        raise _Inexact
+    if rank < _FLOAT:
+        return [Meta((), "int64", False)]
+    return _results([()], rank, grad and rg)

@@ -234,3 +234,10 @@ OPINFOS += [
     OpInfo("linalg_pinv", _pinv, [Sample((spd(3),), {"hermitian": True})],
            check_finite_differences=False),
 ]
+
+OPINFOS += [
+    OpInfo("trace", torch.trace,
+           [Sample(((3, 3),)), Sample(((3, 5),)), Sample(((4, 2),)), Sample(((0, 2),)),
+            Sample((ints((3, 3)),)),
+            Sample((lambda rng: np.arange(4, dtype=np.int32).reshape(2, 2),))]),
+]
