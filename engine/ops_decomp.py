@@ -22,10 +22,12 @@ from .ops_linalg import _mT
 from .registry import AttrSpec, defop, shapes_only
 
 # Declared work, in floating multiply-adds (a matrix product's), per m*n*min(m, n) of an SVD with
-# its vectors (gesdd), per n^3 of an eigh (syevd), an inverse and a determinant. bench/linalg.py
-# measured each op's time per declared unit against a product's per multiply-add (n = 256, this
-# 2-core VM, numpy's OpenBLAS): with 16, 10, 2 and 1, SVD 5.2, eigh 3.9, inverse 1.3, det 2.8;
-# these are those ratios' constants rounded up, with room (the ratios now ~0.9 or less).
+# its vectors (gesdd), per n^3 of an eigh (syevd), an inverse and a determinant (det, slogdet).
+# bench/linalg.py measures each op's time per declared unit against a product's per multiply-add
+# (n = 256, this loaded 2-core VM, numpy's OpenBLAS). With 16, 10, 2 and 1 the first run gave
+# SVD 5.2, eigh 3.9, inverse 1.3, det 2.8 (slogdet 1.5 single-threaded); these constants leave
+# room (multi-threaded OpenBLAS on a loaded machine is the slow case: SVD 17 ms with one thread,
+# 95-350 ms with two).
 SVD_WORK = 96
 EIGH_WORK = 48
 INV_WORK = 4
@@ -402,7 +404,7 @@ def _slogdet_bound(args: Sequence[Any], attrs: Mapping[str, Any],
     item = out_dtype.np.itemsize
     result = limits.with_scratch(limits.shapes_bound((shape[:-2], shape[:-2]), item),
                                  2 * limits.numel(shape) * item)
-    return limits.work_bound(result, batch_of(shape) * max(1, shape[-1]) ** 3, True)
+    return limits.work_bound(result, DET_WORK * batch_of(shape) * max(1, shape[-1]) ** 3, True)
 
 
 def _slogdet(a: Any) -> tuple[Any, Any]:

@@ -30,10 +30,10 @@ from .ops_linalg import _broadcast_batch, _mT
 from .registry import AttrSpec, defop, shapes_only
 
 # Declared work of one substitution step (a row of X over the whole batch), besides its
-# multiply-adds: numpy's per-call overhead, ~3.7 us a row on this VM, ~28,000 multiply-adds of a
-# product's time (bench/linalg.py: a (256, 256) triangular solve for 8 columns took 14 times its
-# multiply-adds' time before this was counted).
-ROW_WORK = 32768
+# multiply-adds: numpy's per-call overhead, ~3.7 us a row on this VM, up to ~90,000 multiply-adds
+# of a single-threaded product's time (bench/linalg.py: a (256, 256) triangular solve for 8
+# columns took 14 times its multiply-adds' time before this was counted).
+ROW_WORK = 131072
 
 # --- solve: linalg_solve(A, B, left) -------------------------------------------------------------
 
