@@ -8,9 +8,12 @@ another checkout's `server/`, `engine/`, `surface/` and `protos/` (`--old-tree`,
 is measured against the code before it), optionally this tree's with other flags (`--alt "--workers
 1"`, "alt"), and the floors it is measured against: bench/service.py's echo server ("echo",
 grpc.server), bench/inline_ab.py's grpc.aio echo ("aio-echo", glibc's default heap) and a grpc.aio
-server with gradserve's heap settings that serves the echo ("aio-kept") and gradserve's transport
-without its work ("aio-hop": registered request-streaming, the request read with `context.read()`, a
-copy of it made on a worker thread and handed back to the loop). Each round runs `--calls`
+server with gradserve's heap settings that serves the echo ("aio-kept"), gradserve's registration
+without the hand-off ("aio-read": registered request-streaming, the request read with
+`context.read()`, a copy of it made on the loop) and gradserve's transport without its work
+("aio-hop": the same, the copy made on a worker thread and handed back to the loop): aio-kept to
+aio-read is what request-streaming registration (the intake, server/intake.py) costs, aio-read to
+aio-hop what the hand-off to a worker costs. Each round runs `--calls`
 sequential calls of bench/service.py's 1 MiB call (a 256K-element float32 x, y = (x**2).sum(), the
 gradient 2x back; `--elements` another size; the echoes get the request's bytes) against each server
 in turn (A B ..., then reversed), and takes per call: the server's CPU time in all and of its
@@ -85,14 +88,15 @@ def old_server(tree: str) -> list[str]:
 
 
 HOP_METHOD = "/bench.Echo/Hop"
+READ_METHOD = "/bench.Echo/Read"
 
 
 def run_aio_floor_server() -> None:
     """Serve on grpc.aio, with gradserve's default heap settings (server/heap.py), bench's echo
-    method and "Hop": gradserve's transport without its work (registered request-streaming, the
-    request read with `context.read()`, its reply, a fresh copy of it, made on a worker thread
-    and handed back to the loop as server/threaded.py does). Prints the port; runs until
-    killed."""
+    method, "Read" (registered request-streaming, the request read with `context.read()`, its
+    reply a fresh copy of it made on the loop) and "Hop": gradserve's transport without its work
+    (the same, the copy made on a worker thread and handed back to the loop as
+    server/threaded.py does). Prints the port; runs until killed."""
     import asyncio
     import queue
     import threading
@@ -119,6 +123,10 @@ def run_aio_floor_server() -> None:
     async def echo(request: bytes, context: Any) -> bytes:
         return request
 
+    async def read(requests: Any, context: Any) -> bytes:
+        data = await context.read()
+        return b"".join([data[:0], memoryview(data)])  # type: ignore[index]
+
     async def hop(requests: Any, context: Any) -> bytes:
         data = await context.read()
         loop = asyncio.get_running_loop()
@@ -130,6 +138,7 @@ def run_aio_floor_server() -> None:
         server = grpc.aio.server(options=bench.OPTIONS)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {
             "Echo": grpc.unary_unary_rpc_method_handler(echo),
+            "Read": grpc.stream_unary_rpc_method_handler(read),
             "Hop": grpc.stream_unary_rpc_method_handler(hop)}),))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
@@ -141,9 +150,9 @@ def run_aio_floor_server() -> None:
 
 def caller(name: str, ch: Any, big: Any, data: bytes) -> Callable[[], Any]:
     """One call of server `name` over channel `ch`: RunGraph(`big`), or an echo of `data`."""
-    if name == "aio-hop":
-        hop = ch.stream_unary(HOP_METHOD)
-        return lambda: hop(iter((data,)))
+    if name in ("aio-hop", "aio-read"):
+        streaming = ch.stream_unary(HOP_METHOD if name == "aio-hop" else READ_METHOD)
+        return lambda: streaming(iter((data,)))
     if name.startswith("aio") or name == "echo":
         echo = ch.unary_unary(bench.ECHO_METHOD)
         return lambda: echo(data)
@@ -180,8 +189,9 @@ def main(argv: list[str]) -> int:
                             "--aio-echo-server"]
         floor = [sys.executable, __file__, "--aio-floor-server"]
         cmds["aio-kept"] = floor
+        cmds["aio-read"] = floor
         cmds["aio-hop"] = floor
-    started: dict[int, Any] = {}  # one process per command ("aio-kept" and "aio-hop" share)
+    started: dict[int, Any] = {}  # one process per command (the three aio floors share one)
     procs = {name: started.get(id(cmd)) or started.setdefault(id(cmd), bench.start(cmd))
              for name, cmd in cmds.items()}
     x = np.random.default_rng(0).standard_normal(args.elements).astype(np.float32)

@@ -123,10 +123,10 @@ class Trimmer:
         trimmed.
 
         Cheap when it does not trim: a clock read, and at most every `CHECK_INTERVAL` one read
-        of /proc/self/statm (~6 us, `resident_bytes`); a trim runs outside the GIL and takes milliseconds (4 ms
-        with nothing to return, 33 ms returning 76 MiB of a 206 MiB fragmented heap, on the
-        loaded 2-core machine). Thread-safe: a trim already running elsewhere makes this call
-        return False at once.
+        of /proc/self/statm (~6 us, `resident_bytes`); a trim runs outside the GIL and takes
+        milliseconds (4 ms with nothing to return, 33 ms returning 76 MiB of a 206 MiB
+        fragmented heap, on the loaded 2-core machine). Thread-safe: a trim already running
+        elsewhere makes this call return False at once.
         """
         if self._trim is None:
             return False
