@@ -18,8 +18,9 @@ sequential calls of bench/service.py's 1 MiB call (a 256K-element float32 x, y =
 gradient 2x back; `--elements` another size; the echoes get the request's bytes) against each server
 in turn (A B ..., then reversed), and takes per call: the server's CPU time in all and of its
 busiest and second busiest threads in the series (the event loop's, a worker's or grpc core's;
-/proc/<pid>/task/*/schedstat, nanoseconds), and its minor page faults (/proc/<pid>/stat). Prints,
-per figure, the min and median over the rounds. Exits 0.
+/proc/<pid>/task/*/schedstat, nanoseconds), its minor page faults (/proc/<pid>/stat), and the
+round trip's median in the round ("p50"). Prints, per figure, the min and median over the rounds.
+Exits 0.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -60,14 +62,18 @@ def minflt(pid: int) -> int:
 
 
 def series(call: Callable[[], Any], n: int, pid: int) -> dict[str, float]:
-    """Per call over `n` calls: server CPU ms by thread group and in all, and minor faults."""
+    """Per call over `n` calls: server CPU ms by thread group and in all, minor faults, and the
+    median round trip (ms, "p50")."""
+    times = []
     g0, f0 = groups(pid), minflt(pid)
     for _ in range(n):
+        t0 = time.perf_counter()
         call()
+        times.append(time.perf_counter() - t0)
     g1, f1 = groups(pid), minflt(pid)
     used = sorted(((g1[t] - g0.get(t, 0)) / n / 1e6 for t in g1), reverse=True) + [0.0, 0.0]
     return {"total": sum(used), "top": used[0], "second": used[1], "rest": sum(used[2:]),
-            "faults": (f1 - f0) / n}
+            "faults": (f1 - f0) / n, "p50": statistics.median(times) * 1e3}
 
 
 def old_server(tree: str) -> list[str]:
@@ -212,7 +218,7 @@ def main(argv: list[str]) -> int:
         for proc, _ in started.values():
             proc.kill()
             proc.wait()
-    keys = ("total", "top", "second", "rest", "faults")
+    keys = ("total", "top", "second", "rest", "faults", "p50")
     print(f"{'server':<9}" + "".join(f"{k + ' min/med':>20}" for k in keys))
     for name, rows in results.items():
         cells = []
@@ -220,7 +226,8 @@ def main(argv: list[str]) -> int:
             vals = [row[k] for row in rows]
             cells.append(f"{min(vals):>9.3f} /{statistics.median(vals):>8.3f}")
         print(f"{name:<9}" + "".join(f"{c:>20}" for c in cells))
-    print("(CPU in ms per call; faults: minor page faults per call)")
+    print("(CPU in ms per call; faults: minor page faults per call; p50: the round trip's median "
+          "in a round, ms)")
     return 0
 
 
