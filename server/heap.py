@@ -181,19 +181,29 @@ def resident_bytes() -> int | None:
     own): opening, reading and closing the file each time cost ~45 us on the loaded 2-core VM
     against ~6 us, and the trimmer looks after most 1 MiB calls (`Trimmer.__call__`), the
     intake while requests arrive."""
-    global _statm
     fd = _statm
     try:
         if fd is None:
-            fd = _statm = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+            fd = _open_statm()
         return int(os.pread(fd, 128, 0).split()[1]) * _PAGE_SIZE
     except (OSError, ValueError, IndexError, AttributeError):  # no /proc; no pread (Windows)
         return None
 
 
-def _forget_statm() -> None:
-    """In a forked child: the inherited descriptor still reads the parent's /proc/self."""
+def _open_statm() -> int:
+    """/proc/self/statm's descriptor, opened once per process (threads may race to it)."""
     global _statm
+    with _statm_lock:
+        if _statm is None:
+            _statm = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+        return _statm
+
+
+def _forget_statm() -> None:
+    """In a forked child: the inherited descriptor still reads the parent's /proc/self (and the
+    lock may have been held by a thread the child does not have)."""
+    global _statm, _statm_lock
+    _statm_lock = threading.Lock()
     fd, _statm = _statm, None
     if fd is not None:
         try:
@@ -204,6 +214,7 @@ def _forget_statm() -> None:
 
 # /proc/self/statm's descriptor in this process (None: not opened yet, or a forked child)
 _statm: int | None = None
+_statm_lock = threading.Lock()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_statm)
 
