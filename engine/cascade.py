@@ -106,6 +106,8 @@ def _seq(x: np.ndarray, axis: int) -> np.ndarray:
     return np.add.accumulate(x, axis=axis).take(-1, axis=axis)  # sequential by definition
 
 
+seq_sum = _seq  # public: the left-to-right sums other modules' kernels make (a new array)
+
 # `_seq` adds whole slices along an axis of at most this many elements with at least
 # `_SHORT_AXIS_ROWS` rows before it (fewer: its n - 1 numpy calls cost more than they save)
 _SHORT_AXIS = 64

@@ -292,15 +292,15 @@ def _lane_sum(terms: np.ndarray, dt: Any, times: np.ndarray | None = None) -> np
     lanes = cascade.VECTOR_BYTES // terms.dtype.itemsize
     if size < lanes:
         vals = terms if times is None else terms * times
-        acc = vals[:, 0].copy() if size else np.zeros(rows, dt)
-        for i in range(1, size):
-            acc = acc + vals[:, i]
-        return acc
+        if size < 2:
+            return vals[:, 0].copy() if size else np.zeros(rows, dt)
+        return np.add.accumulate(vals, axis=1)[:, -1]  # left to right: a running sum's last
     full = size // lanes
-    acc = (terms[:, :lanes] if times is None else terms[:, :lanes] * times[:, :lanes]).copy()
-    for v in range(1, full):
-        part = terms[:, v * lanes:(v + 1) * lanes]
-        acc = acc + (part if times is None else part * times[:, v * lanes:(v + 1) * lanes])
+    whole = terms[:, :full * lanes]
+    if times is not None:
+        whole = whole * times[:, :full * lanes]
+    # the whole vectors added one after another (a new array: the tail goes into it)
+    acc = cascade.seq_sum(whole.reshape(rows, full, lanes), 1)
     rest = size - full * lanes
     if rest:
         part = terms[:, full * lanes:]
