@@ -458,11 +458,14 @@ def _log_tail(sh: np.ndarray, sl: np.ndarray, xh: np.ndarray, xl: np.ndarray,
 
 def _sleef_logf_u1(d: np.ndarray) -> np.ndarray:
     """log(d) as SLEEF's xlogf_u1 (used by log1pf above 1e38, and by log_softmax)."""
+    low, high = (d.min(), d.max()) if d.size else (_F32(1), _F32(1))
+    normal = low >= _FLT_MIN and high < np.inf  # (False for NaN)
+    kernel, steps = (_logf_normal, 4) if normal else (_logf_u1, 7)  # the FMAs of each
     if 0 < d.ndim and d.size <= CHAIN_ELEMENTS and d.dtype == _F32:
-        r = _chained(_logf_u1, 7, d)  # 5 + 2: the division, the tail
+        r = _chained(kernel, steps, d)
     else:
-        r = _logf_u1(d, fma32)
-    if not (d.size and d.min() > 0 and d.max() < np.inf):  # (False for NaN)
+        r = kernel(d, fma32)
+    if not (low > 0 and high < np.inf):
         # SLEEF's special cases: log(+inf) = inf, of a negative or NaN NaN, of +-0 -inf
         r = np.where(d == np.inf, _F32(np.inf), r)
         r = np.where((d < 0) | np.isnan(d), _F32(np.nan), r)
@@ -478,6 +481,26 @@ def _ln2_times() -> np.ndarray:
 
 _LN2_TIMES_FROM = -191
 _LN2_TIMES = _ln2_times()
+
+
+def _logf_normal(d: np.ndarray, fma: Callable[[Any, Any, Any], np.ndarray]) -> np.ndarray:
+    """`_logf_u1` for positive normal finite d, the same bits in fewer steps: the mantissa m is
+    in [0.75, 1.5), so m - 1 is exact (the numerator's low part is +0), 1 + m's rounding error
+    is m - (dh - 1) (both exact), and the two FMAs that make an error term (t * nh - s, the
+    product's error; 1 - dh * t, the reciprocal's residual) are exact: float64 differences."""
+    e = ((d * _F32(1.0 / 0.75)).view(np.int32) >> 23) - 0x7F
+    m = (d.view(np.int32) - (e << 23)).view(_F32)
+    sh, sl = _LN2_TIMES[:, e - _LN2_TIMES_FROM]
+    one = _F32(1)
+    nh = m - one
+    dh = m + one
+    dl = m - (dh - one)
+    # _df_div((nh, +0), (dh, dl))
+    t = one / dh
+    s = nh * t
+    u = (np.multiply(t, nh, dtype=np.float64) - s).astype(_F32)
+    v = fma(-dl, t, (1.0 - np.multiply(dh, t, dtype=np.float64)).astype(_F32))
+    return _log_tail(sh, sl, s, fma(s, v, u), fma)
 
 
 def _logf_u1(d: np.ndarray, fma: Callable[[Any, Any, Any], np.ndarray]) -> np.ndarray:
