@@ -47,12 +47,32 @@ def _vector_bytes() -> int:
     forced = os.environ.get("ATEN_CPU_CAPABILITY", "").lower()  # torch's own override
     if forced in ("default", "avx2"):
         return 32
+    # torch's AVX512 level needs AVX512 F, CD, VL, BW and DQ. Asked of the CPU (the kernel's
+    # flags) first: numpy's features leave out what NPY_DISABLE_CPU_FEATURES turns off, and
+    # the server keeps numpy off its AVX512 kernels (server/numpy_cpu.py), torch still on them.
+    flags = _cpu_flags()
+    if flags is not None:
+        return 64 if _AVX512_FLAGS <= flags else 32
     try:
         from numpy._core._multiarray_umath import __cpu_features__
     except ImportError:  # numpy < 2
         from numpy.core._multiarray_umath import __cpu_features__  # type: ignore[no-redef]
-    # torch's AVX512 level needs AVX512 F, CD, VL, BW and DQ: numpy's "AVX512_SKX" group.
-    return 64 if __cpu_features__.get("AVX512_SKX") else 32
+    return 64 if __cpu_features__.get("AVX512_SKX") else 32  # numpy's name for that group
+
+
+_AVX512_FLAGS = frozenset({"avx512f", "avx512cd", "avx512vl", "avx512bw", "avx512dq"})
+
+
+def _cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags as Linux reports them (/proc/cpuinfo), or None elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return None
 
 
 def _default_threads() -> int:
