@@ -47,17 +47,22 @@ def _vector_bytes() -> int:
     forced = os.environ.get("ATEN_CPU_CAPABILITY", "").lower()  # torch's own override
     if forced in ("default", "avx2"):
         return 32
-    # torch's AVX512 level needs AVX512 F, CD, VL, BW and DQ. Asked of the CPU (the kernel's
-    # flags) first: numpy's features leave out what NPY_DISABLE_CPU_FEATURES turns off, and
-    # the server keeps numpy off its AVX512 kernels (server/numpy_cpu.py), torch still on them.
-    flags = _cpu_flags()
-    if flags is not None:
-        return 64 if _AVX512_FLAGS <= flags else 32
     try:
         from numpy._core._multiarray_umath import __cpu_features__
     except ImportError:  # numpy < 2
         from numpy.core._multiarray_umath import __cpu_features__  # type: ignore[no-redef]
-    return 64 if __cpu_features__.get("AVX512_SKX") else 32  # numpy's name for that group
+    # torch's AVX512 level needs AVX512 F, CD, VL, BW and DQ: numpy's "AVX512_SKX" group.
+    return 64 if __cpu_features__.get("AVX512_SKX") else 32
+
+
+def _cpu_vector_bytes() -> int:
+    """`_vector_bytes` asked of the CPU itself (the kernel's flags), not of numpy, whose
+    features leave out what NPY_DISABLE_CPU_FEATURES turns off (server/numpy_cpu.py keeps numpy
+    off its AVX512 kernels; torch stays on them)."""
+    flags = _cpu_flags()
+    if flags is None or os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("default", "avx2"):
+        return _vector_bytes()
+    return 64 if _AVX512_FLAGS <= flags else 32
 
 
 _AVX512_FLAGS = frozenset({"avx512f", "avx512cd", "avx512vl", "avx512bw", "avx512dq"})
@@ -87,6 +92,9 @@ def _default_threads() -> int:
 
 
 VECTOR_BYTES = _vector_bytes()
+# torch's float width where its softmax kernels run (measured: AVX512's 16 lanes on an AVX512
+# CPU while numpy is kept off AVX512, where VECTOR_BYTES then says 32)
+CPU_VECTOR_BYTES = _cpu_vector_bytes()
 THREADS = _default_threads()
 
 

@@ -20,7 +20,7 @@ from gradserve.surface import grad_mode
 from . import cascade, dtypes, errors, limits, vecmath
 from .dtypes import DType
 from .ops_elementwise import _floating_only, broadcast_shape
-from .ops_norm import _lane_sum
+from .ops_norm import _lane_sum as _norm_lane_sum
 from .ops_reduce import float_mean, float_sum, norm_dims
 from .registry import AttrSpec, defop, names_backward, numel_of, promote_args, temporaries
 
@@ -143,7 +143,7 @@ def _softmax(x: Any, dim: int, dtype: Any = None) -> Any:
 # --- torch's float32 (log_)softmax kernels over the last dim, bit for bit -------------------------
 # torch 2.13 runs a float32 softmax and log_softmax over the last dim and their backwards
 # (`_vec_softmax_lastdim`, `_vec_log_softmax_lastdim`, `_vec_host_softmax_backward_lastdim`) on
-# `Vectorized<float>` (8 lanes with AVX2, 16 with AVX512: cascade.VECTOR_BYTES): SLEEF's expf,
+# `Vectorized<float>` (8 lanes with AVX2, 16 with AVX512: cascade.CPU_VECTOR_BYTES): SLEEF's expf,
 # a lane sum (`vec::reduce_all`, ops_norm's `_lane_sum`: the lanes accumulate a vector apart,
 # then a tree; fewer values than lanes add in order), softmax's multiply by the sum's reciprocal,
 # SLEEF's logf, and log_softmax's backward `grad - exp(output) * sum` as one fused multiply-add.
@@ -154,6 +154,11 @@ def _softmax(x: Any, dim: int, dtype: Any = None) -> Any:
 # of the emulated functions (vecmath.KERNEL_SCRATCH); rows longer than a chunk keep numpy's.
 
 _F32 = np.float32
+
+
+def _lane_sum(v: np.ndarray) -> np.ndarray:
+    """ops_norm's `_lane_sum` of float32 rows at the width torch's softmax kernels run with."""
+    return _norm_lane_sum(v, _F32, None, cascade.CPU_VECTOR_BYTES)
 
 
 def _exact_rows(x: Any, dim: int) -> bool:
@@ -186,14 +191,14 @@ def _shifted_rows(x: np.ndarray, each: Callable[[np.ndarray], np.ndarray]) -> np
 def _log_softmax_rows(x: np.ndarray) -> np.ndarray:
     """torch's `_vec_log_softmax_lastdim`: z - log(the lane sum of exp(z))."""
     return _shifted_rows(x, lambda z: z - vecmath._sleef_logf_u1(
-        _lane_sum(vecmath.sleef_expf(z), _F32))[:, None])
+        _lane_sum(vecmath.sleef_expf(z)))[:, None])
 
 
 def _softmax_rows(x: np.ndarray) -> np.ndarray:
     """torch's `_vec_softmax_lastdim`: exp(x - max) times 1 / (their lane sum)."""
     def each(z: np.ndarray) -> np.ndarray:
         e = vecmath.sleef_expf(z)
-        return e * (np.float32(1) / _lane_sum(e, _F32))[:, None]
+        return e * (np.float32(1) / _lane_sum(e))[:, None]
     return _shifted_rows(x, each)
 
 
@@ -214,7 +219,7 @@ def _softmax_backward(g: Any, out: Any, dim: int) -> Any:
         gr = np.ascontiguousarray(g).reshape(-1, g.shape[-1])
         orows = np.ascontiguousarray(out).reshape(-1, out.shape[-1])
         with np.errstate(all="ignore"):
-            total = _lane_sum(gr * orows, _F32)[:, None]
+            total = _lane_sum(gr * orows)[:, None]
             return (orows * (gr - total)).reshape(g.shape)
     axis = norm_dims(dim, out.ndim)[0] if out.ndim else 0  # type: ignore[index]
     with np.errstate(over="ignore", invalid="ignore"):
@@ -231,12 +236,12 @@ def _log_softmax_backward(g: Any, out: Any, dim: int) -> Any:
         step = _row_chunks(*gr.shape).step
         if gr.shape[0] <= step:  # one chunk: no result to copy it into
             with np.errstate(all="ignore"):
-                total = _lane_sum(gr, _F32)[:, None]
+                total = _lane_sum(gr)[:, None]
                 return vecmath.neg_expf_fma(orows, total, gr).reshape(g.shape)
         res = np.empty_like(gr)
         with np.errstate(all="ignore"):
             for i in range(0, gr.shape[0], step):
-                total = _lane_sum(gr[i:i + step], _F32)[:, None]
+                total = _lane_sum(gr[i:i + step])[:, None]
                 res[i:i + step] = vecmath.neg_expf_fma(orows[i:i + step], total, gr[i:i + step])
         return res.reshape(g.shape)
     axis = norm_dims(dim, out.ndim)[0] if out.ndim else 0  # type: ignore[index]

@@ -283,13 +283,14 @@ defop("layer_norm", _layer_norm, _ln_dx, _ln_dw, _ln_db,
       out_bound=_ln_bound)
 
 
-def _lane_sum(terms: np.ndarray, dt: Any, times: np.ndarray | None = None) -> np.ndarray:
+def _lane_sum(terms: np.ndarray, dt: Any, times: np.ndarray | None = None,
+              vector_bytes: int | None = None) -> np.ndarray:
     """vec::reduce_all over each row of (rows, N) `terms`, or map2_reduce_all of the products
     `terms * times`: a vector of lanes accumulated in order (`acc + t * u`, not fused), a
     partial last vector into its first lanes (fused there: `fma(t, u, acc)`), then the lanes
     added in a halving tree; rows shorter than a vector add their elements left to right."""
     rows, size = terms.shape
-    lanes = cascade.VECTOR_BYTES // terms.dtype.itemsize
+    lanes = (vector_bytes or cascade.VECTOR_BYTES) // terms.dtype.itemsize
     if size < lanes:
         vals = terms if times is None else terms * times
         if size < 2:
