@@ -6,7 +6,8 @@ before the fix; the server test sends the attacks as RunGraphs.
 
 - `unique_dim` of 2 rows of 2**25 elements: numpy's lexsort of 2**25 keys, 23 GB (the process
   was killed by the kernel) and minutes, inside the bound's own group count;
-- `_unique2` of 2**26 elements: an argsort's work, undeclared;
+- `_unique2` of 2**26 elements: an argsort's work, undeclared; `multinomial` with replacement
+  of 2**24 samples in 2**24 categories: 30 s of binary searches, undeclared;
 - `baddbmm` / `addbmm` of expanded (1, 2048, 2048) int64 batches and `_euclidean_dist` of
   expanded (4096, 8192) rows: matrix products whose work was undeclared (9 s of CPU in one op,
   past a 5 s deadline);
@@ -96,6 +97,18 @@ def test_ops_around_a_product_declare_its_work(op: str, inputs: Callable[[], lis
     with pytest.raises(errors.AllocationLimitError, match="units of work"):
         _limited(2 ** 12, op, args, {})
     assert _limited(2 ** 26, op, args, {}).numel() > 0
+
+
+def test_multinomial_with_replacement_declares_its_searches():
+    """One binary search per sample in the row's cumulative sums: 2**24 samples in 2**24
+    categories took 30 s of CPU in one searchsorted (each step a cache miss)."""
+    weights = _expanded(1.0, [2 ** 16])
+    with pytest.raises(errors.AllocationLimitError, match="multinomial.*units of work"):
+        _limited(2 ** 12, "multinomial", [weights], {"num_samples": 2 ** 12,
+                                                       "replacement": True})
+    few = _limited(2 ** 12, "multinomial", [_expanded(1.0, [8])],
+                   {"num_samples": 2 ** 10, "replacement": True})
+    assert tuple(few.shape) == (2 ** 10,) and 0 <= int(few.numpy().min())
 
 
 def test_sum_to_size_of_an_empty_tensor_is_bounded_by_its_result():
@@ -193,3 +206,20 @@ def test_the_attacks_are_refused_by_the_server_before_they_run(server: ServerPro
     assert "units of work" in info.value.details()
     assert server.cpu_seconds() - cpu < 2
     serves(server)
+
+
+def test_randperms_swaps_count_toward_max_call_ops():
+    """randperm's Python loop (~1 us a swap) checked the interrupt once per 65,536 swaps, one op
+    of --max-call-ops each: a RunGraph randperm of a million ran ~1 s of CPU as 16 ops (8
+    million, the byte budget's most: ~8 s). Now a check per 64 swaps: refused past the limit."""
+    with ServerProcess(["--workers", "4", "--max-call-ops", "5000"]) as proc, \
+            proc.channel() as channel:
+        stub = service_pb2_grpc.AutogradServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.RunGraph(_graph(("p", "randperm", [], {"n": 10 ** 6}),
+                                 ("s", "sum", ["@p"], {})), timeout=60)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "ops and backward steps" in info.value.details()
+        reply = stub.RunGraph(_graph(("p", "randperm", [], {"n": 10 ** 4}),
+                                     ("s", "sum", ["@p"], {})), timeout=60)
+        assert reply.outputs
