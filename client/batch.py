@@ -10,9 +10,9 @@ bound from k on are marked failed, and using them raises the same error again.
 Ops go on a `Tape` (docs/wire.md): packed numbers appended to Python lists, one Tape
 instruction per run of ops between other instructions, with the user's line of every op, so an
 op failing inside a tape is reported at its own line. An op's attributes go on it too when the
-server takes them (feature "tape_attrs"), else the op is sent as an ApplyOp. At flush, a tape asks the
-server to describe (DESCRIBE) and send the small values of (VALUE) only the outputs the program
-still holds; outputs it dropped are neither described nor sent.
+server takes them (feature "tape_attrs"), else the op is sent as an ApplyOp. At flush, a tape
+asks the server to describe (DESCRIBE) and send the small values of (VALUE) only the outputs
+the program still holds; outputs it dropped are neither described nor sent.
 """
 
 from __future__ import annotations

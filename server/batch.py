@@ -492,8 +492,8 @@ class Executor:
     def tape(self, m: session_pb2.Tape, r: session_pb2.InstructionResult) -> int:
         """Run a decoded tape's ops in order (see server/tape.py). Each op is an ApplyOp
         (with the attributes of an ATTRS-flagged op, else none): checked, budgeted and
-        accounted as one, its outputs described only when flagged DESCRIBE. A failing op is reported with its index in the tape; the ops
-        before it stay applied.
+        accounted as one, its outputs described only when flagged DESCRIBE. A failing op is
+        reported with its index in the tape; the ops before it stay applied.
 
         The hot loop of a session: each op's registry entry and attribute defaults are
         resolved once per (name, inputs) (`ops.prepared`), and the op runs straight through
