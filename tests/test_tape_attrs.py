@@ -188,6 +188,28 @@ def test_every_sample_with_attributes_is_the_same_through_a_tape(gradserve_sessi
     assert "ok" in outcomes
 
 
+def test_the_documented_example(gradserve_session):
+    # docs/wire.md, "Attributes": s = x.sum(dim=1, keepdim=True); t = s.transpose(0, 1)
+    s = gradserve_session
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    msg = session_pb2.Tape(
+        ops=["sum", "transpose"], attr_names=["dim", "keepdim", "dim0", "dim1"],
+        ints=struct.pack("<3q", 1, 0, 1),
+        code=words(0 | 8 << 32 | 1 << 40 | 1 << 52, 1 << 3 | 0, 2,
+                   1 | 8 << 32 | 1 << 40 | 1 << 52, 2 << 3 | 0, 3),
+        attrs=words(2, 2 | 0 << 3 | 0 << 15, 3 | 1 << 3 | 1 << 15,
+                    2, 2 | 2 << 3 | 1 << 15, 2 | 3 << 3 | 2 << 15))
+    s.run(s.create(1, x), session_pb2.Instruction(tape=msg))
+    expected = torch.tensor(x).sum(dim=1, keepdim=True).transpose(0, 1).numpy()
+    np.testing.assert_array_equal(s.value_of(3), expected)
+    # and x.permute(1, 0): one int-list attribute
+    msg = session_pb2.Tape(ops=["permute"], attr_names=["dims"], ints=struct.pack("<3q", 2, 1, 0),
+                           code=words(0 | 8 << 32 | 1 << 40 | 1 << 52, 1 << 3, 4),
+                           attrs=words(1, 0 | 0 << 3 | 0 << 15))
+    s.run(session_pb2.Instruction(tape=msg))
+    np.testing.assert_array_equal(s.value_of(4), x.T)
+
+
 def _bad(attrs: list[int], names: list[str] = ("dim", "keepdim"), strings: list[str] = (),
          ints: list[int] = (), floats: list[float] = (), flags: int = ATTRS,
          code: list[int] | None = None) -> session_pb2.Tape:
