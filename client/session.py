@@ -467,32 +467,8 @@ class Session:
                 tape = rec.open
                 if tape is None or tape.full_for_attrs():
                     tape = rec.tape()
-                names = tape.names
-                index = names.get(spec.name)
-                if index is None:
-                    index = names[spec.name] = len(names)
-                flags = ATTRS if grad_mode._state.enabled else ATTRS | NO_GRAD
-                code = tape.code
-                tape.heads.append(len(code))
-                append = code.append
-                append(index | flags << 32 | len(inputs) << 40 | 1 << 52)
-                for v in inputs:
-                    kind = type(v)
-                    if kind is Tensor or kind is _Parameter:
-                        append(v._handle << 3)  # HANDLE: kind 0
-                    elif kind is float:
-                        floats = tape.floats
-                        append(len(floats) << 3 | FLOAT)
-                        floats.append(v)
-                    elif v is None:
-                        append(NONE)
-                    elif kind is bool:
-                        append(v << 3 | BOOL)
-                    else:
-                        ints = tape.ints
-                        append(len(ints) << 3 | INT)
-                        ints.append(v)
-                append(handle)
+                _append_op(tape, spec.name, ATTRS if grad_mode._state.enabled
+                           else ATTRS | NO_GRAD, inputs, handle)
                 tape.add_attrs(items)
                 tape.origins.append(user_site(3))  # _apply's caller
                 rec.ops += 1
@@ -568,29 +544,7 @@ class Session:
                         if (tape is None or len(tape.code) >= TAPE_WORDS
                                 or len(tape.names) >= TAPE_NAMES):  # tape.full()
                             tape = rec.tape()
-                        names = tape.names
-                        index = names.get(spec.name)
-                        if index is None:
-                            index = names[spec.name] = len(names)
-                        code = tape.code
-                        tape.heads.append(len(code))
-                        append = code.append
-                        append(index | flags << 32 | len(inputs) << 40 | 1 << 52)
-                        for v in inputs:
-                            kind = type(v)
-                            if kind is Tensor or kind is _Parameter:
-                                append(v._handle << 3)  # HANDLE: kind 0
-                            elif kind is float:
-                                floats = tape.floats
-                                append(len(floats) << 3 | FLOAT)
-                                floats.append(v)
-                            elif kind is int:
-                                ints = tape.ints
-                                append(len(ints) << 3 | INT)
-                                ints.append(v)
-                            else:
-                                append(v << 3 | BOOL)
-                        append(handle)
+                        _append_op(tape, spec.name, flags, inputs, handle)
                         tape.origins.append(user_site(3))  # the caller of `call`
                         rec.ops += 1
                     if self.eager or self.pipelined:
@@ -1499,6 +1453,37 @@ def _update_info(t: Tensor, check: Check | None = None
 _ref = weakref.ref
 # the hot paths test an input's exact type: a Tensor, or a module's Parameter (client/nn.py)
 _Parameter = nn.Parameter
+
+
+def _append_op(tape: Any, name: str, flags: int, inputs: Sequence[Any], handle: int) -> None:
+    """Append a one-output op's header, inputs and output `handle` to `tape`: inputs a caller
+    checked to be tensors of this session (not failed), floats, int64 ints, bools or None
+    (the hot paths' part of `Session._record_tape`)."""
+    names = tape.names
+    index = names.get(name)
+    if index is None:
+        index = names[name] = len(names)
+    code = tape.code
+    tape.heads.append(len(code))
+    append = code.append
+    append(index | flags << 32 | len(inputs) << 40 | 1 << 52)
+    for v in inputs:
+        kind = type(v)
+        if kind is Tensor or kind is _Parameter:
+            append(v._handle << 3)  # HANDLE: kind 0
+        elif kind is float:
+            floats = tape.floats
+            append(len(floats) << 3 | FLOAT)
+            floats.append(v)
+        elif kind is int:
+            ints = tape.ints
+            append(len(ints) << 3 | INT)
+            ints.append(v)
+        elif v is None:
+            append(NONE)
+        else:
+            append(v << 3 | BOOL)
+    append(handle)
 
 
 def _encode_attr(op: str, k: str, v: Any, m: spb.ApplyOp) -> None:

@@ -371,6 +371,59 @@ def test_both_decoders_make_the_same_of_every_attribute_run(monkeypatch):
 
 # --- the client ---------------------------------------------------------------------------------
 
+TAPE_VALUES = [None, True, np.bool_(False), 3, -(2**63), np.int64(-2), 2**63, 1.5, -0.0,
+               float("nan"), np.float32(0.25), "mean", "é", "\ud800", (), (1, 2),
+               [np.int32(3)], (1, "a"), [2**64], tuple(range(4096)), tuple(range(4097)),
+               object()]
+
+
+@pytest.mark.parametrize("value", TAPE_VALUES, ids=[repr(v)[:16] for v in TAPE_VALUES])
+def test_a_tape_carries_an_attribute_as_its_attr_value_would(value):
+    # the client's classification (gradserve.v1.attrs.tape_attr) against the message it
+    # replaces: a value an AttrValue refuses stays off the tape (its ApplyOp raises as
+    # before), and one it holds decodes on the server to the same value either way
+    from gradserve.client.batch import Tape, tape_attrs
+    from gradserve.client.codec import dtype_code, encode_attr
+    from gradserve.server import codec as server_codec
+    from gradserve.server import tape as wire_tape
+
+    message = graph_pb2.AttrValue()
+    try:
+        encode_attr(value, message)
+    except (TypeError, ValueError):
+        message = None
+    items = tape_attrs({"a": value})
+    if message is None or (isinstance(value, (tuple, list)) and len(value) > 4096):
+        assert items is None
+        return
+    assert items is not None
+    tape = Tape()
+    tape.names["neg"] = 0
+    tape.heads.append(0)
+    tape.code += [header(0, 1, 1, ATTRS), 1 << 3, 2]
+    tape.add_attrs(items)
+    msg = session_pb2.Tape()
+    tape.encode(msg, {})
+    got = wire_tape.decode(session_pb2.Tape.FromString(msg.SerializeToString()), 10).attrs[0]
+    want = server_codec.decode_attr(message)
+    assert repr(got["a"]) == repr(want) and type(got["a"]) is type(want)
+    assert dtype_code(value) is None
+
+
+def test_a_dtype_attribute_is_its_wire_code(gradserve_server):
+    import gradserve.client as gc
+
+    with gc.connect(f"localhost:{gradserve_server[1]}") as c, c.session() as t:
+        items = tape_attrs_of(t.float64)
+    assert items == (("dtype", 6, tensor_pb2.DTYPE_FLOAT64),)
+
+
+def tape_attrs_of(dtype: Any) -> Any:
+    from gradserve.client.batch import tape_attrs
+
+    return tape_attrs({"dtype": dtype})
+
+
 
 def _program(t: Any, x: Any, w: Any) -> Any:
     """Ops with attributes of every kind the client sends: ints, int lists, floats, bools,

@@ -124,8 +124,8 @@ def tape_attr(value: Any, dtype_code: Callable[[Any], int | None]) -> tuple[int,
     """(tape attribute kind, the value the word or the tables hold) of a Python attribute
     value, as `encode_attr` would send it: an int, a float, a bool, None, a str, a tuple of
     ints or a dtype's wire code. None for a value a tape does not carry (one `encode_attr`
-    refuses, an int outside int64, a list longer than `TAPE_MAX_INTS`): send it in an ApplyOp,
-    which refuses or carries it as before.
+    refuses, an int outside int64, a list longer than `TAPE_MAX_INTS`, a string with a lone
+    surrogate): send it in an ApplyOp, which refuses or carries it as before.
 
     Args:
         dtype_code: the wire dtype code of `value` if it is a dtype, else None.
@@ -140,6 +140,11 @@ def tape_attr(value: Any, dtype_code: Callable[[Any], int | None]) -> tuple[int,
     if isinstance(value, (float, np.floating)):
         return TAPE_FLOAT, float(value)
     if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # protobuf would refuse it when the batch is sent
+                return None
         return TAPE_STRING, value
     if isinstance(value, (tuple, list)):
         if len(value) > TAPE_MAX_INTS or not all(_is_int(v) for v in value):
