@@ -139,9 +139,11 @@ def run_prepared(p: Prepared, inputs: list[Any], generator: Any,
 
 
 # (op name, each attribute's name, type and value) -> the attributes bound (`bound_attrs`).
-# Values from the wire: bounded by clearing, and a float zero is never a key (0.0 == -0.0).
+# Values from the wire: bounded by clearing, a key holds no string or int list longer than
+# _BOUND_LEN (4096 keys of at most a few KiB), and a float zero is never a key (0.0 == -0.0).
 _BOUND: dict[tuple[Any, ...], dict[str, Any]] = {}
 _BOUND_MAX = 4096
+_BOUND_LEN = 64
 
 
 def bound_attrs(op: Any, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -153,9 +155,11 @@ def bound_attrs(op: Any, attrs: dict[str, Any]) -> dict[str, Any]:
     """
     parts: list[Any] = [op.name]
     for k, v in attrs.items():
-        if v.__class__ is float and v == 0.0:
+        cls = v.__class__
+        if ((cls is float and v == 0.0) or ((cls is tuple or cls is str) and len(v) > _BOUND_LEN)
+                or len(k) > _BOUND_LEN):
             return ge.registry.bind_attrs(op, (), attrs)
-        parts += (k, v.__class__, v)
+        parts += (k, cls, v)
     key = tuple(parts)
     bound = _BOUND.get(key)
     if bound is None:

@@ -523,3 +523,28 @@ def test_an_attribute_op_error_raises_at_its_line_both_ways(
     assert new == old
     assert new[0] is IndexError and "Dimension out of range" in new[1]
     assert new[2].startswith("z = y.sum(dim=5)")
+
+
+def test_bound_attributes_are_remembered_only_for_small_values():
+    # server/ops.py binds a tape op's attributes once per (op, names, types, values): a key
+    # never holds a long list or string (4096 of them would hold gigabytes), never confuses
+    # 0.0 with -0.0, 1 with True or 1.0, and a refused binding is not remembered
+    import gradserve.engine as ge
+    from gradserve.server import ops
+
+    permute, leaky = ge.registry.OPS["permute"], ge.registry.OPS["leaky_relu"]
+    ops._BOUND.clear()
+    assert ops.bound_attrs(permute, {"dims": tuple(range(65))})["dims"] == tuple(range(65))
+    assert not ops._BOUND
+    assert ops.bound_attrs(permute, {"dims": (1, 0)}) == {"dims": (1, 0)}
+    assert len(ops._BOUND) == 1
+    signs = [np.signbit(ops.bound_attrs(leaky, {"negative_slope": v})["negative_slope"])
+             for v in (-0.0, 0.0, -0.0)]
+    assert signs == [True, False, True]
+    sum_op = ge.registry.OPS["sum"]
+    assert ops.bound_attrs(sum_op, {"dim": 1})["dim"] == 1
+    with pytest.raises(TypeError):  # a bool is not a dim, though True == 1
+        ops.bound_attrs(sum_op, {"dim": True})
+    with pytest.raises(TypeError):
+        ops.bound_attrs(sum_op, {"dim": 1.0})
+    assert sum(key[0] == "sum" for key in ops._BOUND) == 1
