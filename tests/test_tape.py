@@ -230,8 +230,14 @@ def test_a_malformed_tape_refuses_the_batch(gradserve_session, case, fields, op,
             msg.ops.extend(v)
         else:
             setattr(msg, k, v)
+    assert_refused(s, msg, op, text, np.ones(2, np.float32))
+
+
+def assert_refused(s, msg: session_pb2.Tape, op: int | None, text: str, x: np.ndarray) -> None:
+    """Tape `msg` after creating `x` at handle 1 refuses the batch as malformed: `text` in the
+    message, op `op` named (None: the tape's tables), nothing run."""
     with pytest.raises(grpc.RpcError) as exc_info:
-        s.run(s.create(1, np.ones(2, np.float32)), session_pb2.Instruction(tape=msg))
+        s.run(s.create(1, x), session_pb2.Instruction(tape=msg))
     code, message, meta = gradserve_error(exc_info)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert text in message

@@ -26,10 +26,11 @@ from gradserve.v1 import (
     tensor_pb2,
 )
 from tests.conftest import gradserve_attr, gradserve_error, gradserve_value
-from tests.fuzz_inputs import tape_attr_run
+from tests.fuzz_inputs import tape_attr_run, tape_input_words
 from tests.opinfo import make_input
 from tests.reference import torch
 from tests.test_client_ops import catalogue, opinfos
+from tests.test_tape import assert_refused
 
 DESCRIBE, ATTRS = 2, 8
 
@@ -46,28 +47,11 @@ def tape_of(name: str, inputs: list[graph_pb2.Value], attrs: Any, outputs: list[
             flags: int = DESCRIBE | ATTRS) -> session_pb2.Instruction:
     """A one-op Tape doing what ApplyOp(name, inputs, attrs, outputs) does (hand-encoded from
     docs/wire.md)."""
-    code = [header(0, len(inputs), len(outputs), flags)]
     floats: list[float] = []
     ints: list[int] = []
     constants: list[Any] = []
-    for v in inputs:
-        kind = v.WhichOneof("kind")
-        if kind == "handle":
-            code.append(v.handle << 3)
-        elif kind == "float_scalar":
-            code.append(len(floats) << 3 | 1)
-            floats.append(v.float_scalar)
-        elif kind == "int_scalar":
-            code.append(len(ints) << 3 | 2)
-            ints.append(v.int_scalar)
-        elif kind == "bool_scalar":
-            code.append(int(v.bool_scalar) << 3 | 3)
-        elif kind == "none":
-            code.append(4)
-        else:
-            code.append(len(constants) << 3 | 5)
-            constants.append(v.constant)
-    code += outputs
+    code = [header(0, len(inputs), len(outputs), flags),
+            *tape_input_words(inputs, floats, ints, constants), *outputs]
     attr_words: list[int] = []
     names: dict[str, int] = {}
     strings: list[str] = []
@@ -262,15 +246,7 @@ MALFORMED = [
 
 @pytest.mark.parametrize("case, msg, op, text", MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_a_malformed_attribute_run_refuses_the_batch(gradserve_session, case, msg, op, text):
-    s = gradserve_session
-    with pytest.raises(grpc.RpcError) as exc_info:
-        s.run(s.create(1, np.ones((2, 3), np.float32)), session_pb2.Instruction(tape=msg))
-    code, message, meta = gradserve_error(exc_info)
-    assert code == grpc.StatusCode.INVALID_ARGUMENT
-    assert text in message
-    assert meta[FAILED_INSTRUCTION_METADATA] == "1"
-    assert meta.get(FAILED_TAPE_OP_METADATA) == (None if op is None else str(op))
-    assert s.describe().tensor_count == 0  # checked before anything ran
+    assert_refused(gradserve_session, msg, op, text, np.ones((2, 3), np.float32))
 
 
 def test_int_lists_are_bounded_in_all_not_each(gradserve_session):
@@ -438,6 +414,19 @@ def _program(t: Any, x: Any, w: Any) -> Any:
     return loss
 
 
+def _server_without_tape_attrs(factory: Any, monkeypatch: Any) -> int:
+    """The port of a new server whose ListOps leaves "tape_attrs" out (an older server)."""
+    from gradserve.server import catalogue as server_catalogue
+
+    listed = server_catalogue.list_ops()
+    older = type(listed)()
+    older.CopyFrom(listed)
+    del older.features[:]
+    older.features.extend(f for f in listed.features if f != TAPE_ATTRS_FEATURE)
+    monkeypatch.setattr(server_catalogue, "list_ops", lambda: older)
+    return factory()[1]
+
+
 def _kinds(requests: list[Any]) -> set[str]:
     return {i.WhichOneof("kind") for r in requests for i in r.instructions}
 
@@ -456,7 +445,6 @@ def _run_program(c: Any, spy: list[Any]) -> tuple[Any, Any]:
 def test_a_program_of_attribute_ops_matches_torch_with_and_without_the_feature(
         gradserve_server, gradserve_server_factory, monkeypatch):
     import gradserve.client as gc
-    from gradserve.server import catalogue as server_catalogue
 
     x = torch.linspace(-1, 1, 9).reshape(3, 3).requires_grad_()
     w = torch.full((3, 3), 0.5, requires_grad=True)
@@ -471,13 +459,7 @@ def test_a_program_of_attribute_ops_matches_torch_with_and_without_the_feature(
     np.testing.assert_allclose(grads[0], x.grad.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(grads[1], w.grad.numpy(), rtol=1e-5, atol=1e-6)
     # a server without the feature: ApplyOps, the same numbers
-    listed = server_catalogue.list_ops()
-    older = type(listed)()
-    older.CopyFrom(listed)
-    del older.features[:]
-    older.features.extend(f for f in listed.features if f != TAPE_ATTRS_FEATURE)
-    monkeypatch.setattr(server_catalogue, "list_ops", lambda: older)
-    _, port = gradserve_server_factory()
+    port = _server_without_tape_attrs(gradserve_server_factory, monkeypatch)
     with gc.connect(f"localhost:{port}") as c:
         assert TAPE_ATTRS_FEATURE not in c.list_ops().features
         sent = []
@@ -492,7 +474,6 @@ def test_a_program_of_attribute_ops_matches_torch_with_and_without_the_feature(
 def test_an_attribute_op_error_raises_at_its_line_both_ways(
         gradserve_server, gradserve_server_factory, monkeypatch):
     import gradserve.client as gc
-    from gradserve.server import catalogue as server_catalogue
 
     def failing(c: Any) -> tuple[type, str, str, bool]:
         with c.session() as t:
@@ -511,13 +492,7 @@ def test_an_attribute_op_error_raises_at_its_line_both_ways(
 
     with gc.connect(f"localhost:{gradserve_server[1]}") as c:
         new = failing(c)
-    listed = server_catalogue.list_ops()
-    older = type(listed)()
-    older.CopyFrom(listed)
-    del older.features[:]
-    older.features.extend(f for f in listed.features if f != TAPE_ATTRS_FEATURE)
-    monkeypatch.setattr(server_catalogue, "list_ops", lambda: older)
-    _, port = gradserve_server_factory()
+    port = _server_without_tape_attrs(gradserve_server_factory, monkeypatch)
     with gc.connect(f"localhost:{port}") as c:
         old = failing(c)
     assert new == old
