@@ -349,6 +349,15 @@ class Tensor:
     def int(self) -> Tensor:
         return self.to(_dtype("int32"))
 
+    def short(self) -> Tensor:
+        return self.to(_dtype("int16"))
+
+    def char(self) -> Tensor:
+        return self.to(_dtype("int8"))
+
+    def byte(self) -> Tensor:
+        return self.to(_dtype("uint8"))
+
     def bool(self) -> Tensor:
         return self.to(_dtype("bool"))
 
@@ -485,7 +494,8 @@ def install_methods(names: Any) -> None:
 
 
 _TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "int32": "IntTensor",
-               "int64": "LongTensor", "bool": "BoolTensor"}
+               "int64": "LongTensor", "bool": "BoolTensor", "uint8": "ByteTensor",
+               "int8": "CharTensor", "int16": "ShortTensor"}
 
 
 def _dtype(name: str) -> DType:
@@ -541,4 +551,14 @@ for _dunder, _name in operators.UNARY.items():
     setattr(Tensor, _dunder, _unary(_name))
 for _dunder, _name in operators.AUGMENTED.items():
     setattr(Tensor, _dunder, _augmented(_name + "_"))  # x += y is add_
+
+
+def _invert(self: Tensor) -> Any:
+    """`~x`: bitwise_not, a floating x refused with the operator's TypeError (torch's)."""
+    if self.dtype.is_floating_point:
+        raise TypeError(operators.INVERT_MESSAGE)
+    return self._owner.call(operators.INVERT, (self,), {})
+
+
+Tensor.__invert__ = _invert  # type: ignore[method-assign]
 Tensor.__hash__ = lambda self: id(self)  # type: ignore[method-assign]  # __eq__ is an op

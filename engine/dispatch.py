@@ -18,7 +18,8 @@ _SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
 _PY_SCALARS = frozenset((bool, int, float))
 _new_tensor = object.__new__
 # what an op's forward returns as it is kept: an array, or a numpy scalar for a 0-d result
-_NP_RESULTS = frozenset((np.ndarray, np.float32, np.float64, np.int64, np.int32, np.bool_))
+_NP_RESULTS = frozenset((np.ndarray, np.float32, np.float64, np.int64, np.int32, np.int16,
+                         np.int8, np.uint8, np.bool_))
 _SCALAR_OPERATORS = scalarmath.OPERATORS
 _FLOATS, _PARTNERS = scalarmath.FLOATS, scalarmath.PARTNERS
 _NODE_BYTES = limits.NODE_BYTES
@@ -153,7 +154,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     view = op.view
     for a in flat:
         if type(a) is Tensor:
-            if a._base is not None and a._view_version != a._version[0]:
+            if a._base is not None and a._view_version != a._vc[0]:
                 refresh_view(a)  # its base was written in place since: history regenerated
             data: Any = a._data
             if type(data) is np.ndarray:
@@ -167,6 +168,8 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
             if a._rg:
                 rg_mask |= bit
         elif type(a) in _PY_SCALARS:
+            if type(a) is int and cast is not None and cast.kind in "iu":
+                a = _int_operand(a, cast)
             arrays.append(a)
         else:
             if not checked:
@@ -224,7 +227,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         out.grad_fn = None
         out.output_nr = 0
         out._grad = None
-        out._version = [0]
+        out._vc = [0]
         out._accum = None
         out._retains_grad = False
         out._base = None
@@ -261,6 +264,22 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
             if limited:
                 limits.charge(limits.NODE_BYTES, op.node_what)  # (nothing without a budget)
     return outs
+
+
+# An integral dtype's range, for a Python int operand (see `_int_operand`).
+_INT_RANGES = {np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max))
+               for t in (np.uint8, np.int8, np.int16, np.int32, np.int64)}
+
+
+def _int_operand(a: int, cast: np.dtype[Any]) -> Any:
+    """A Python int operand of an op computing in integral `cast`: as it is when it fits, else
+    converted as torch converts a scalar, C's cast from int64 (`uint8 tensor + 300` adds 44,
+    `< 300` compares with 44, `* -1` multiplies by 255), where numpy would refuse it or compare
+    exactly."""
+    lo, hi = _INT_RANGES[cast]
+    if lo <= a <= hi or not -(2 ** 63) <= a < 2 ** 63:  # beyond int64: numpy's refusal stands
+        return a
+    return np.array(a, np.int64).astype(cast)[()]
 
 
 def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tensor | None:
@@ -378,7 +397,7 @@ def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tenso
     out.grad_fn = None
     out.output_nr = 0
     out._grad = None
-    out._version = [0]
+    out._vc = [0]
     out._accum = None
     out._retains_grad = False
     out._base = None
@@ -599,9 +618,9 @@ def _link_view(src: Any, out: Tensor) -> None:
     if type(src) is not Tensor or not np.may_share_memory(out._data, src._data):
         return
     base = src._base if src._base is not None else src
-    out._version = src._version
+    out._vc = src._vc
     out._base = base
-    out._view_version = src._version[0]
+    out._view_version = src._vc[0]
     base._has_views = True  # unset (read with getattr) on tensors that never had a view
 
 
@@ -615,7 +634,7 @@ VIEW_LAYOUT_MESSAGE = (
 def refresh_if_stale(t: Tensor) -> None:
     """`refresh_view(t)` if `t` is a view whose base was written in place since its history
     was recorded (dispatch.run does the same test inline, on its hot path)."""
-    if t._base is not None and t._view_version != t._version[0]:
+    if t._base is not None and t._view_version != t._vc[0]:
         refresh_view(t)
 
 
@@ -628,7 +647,7 @@ def refresh_view(t: Tensor, positions: np.ndarray | None = None) -> None:
     Raises:
         InplaceError: the base's layout does not let the positions be read back.
     """
-    t._view_version = t._version[0]
+    t._view_version = t._vc[0]
     base = t._base
     assert base is not None
     if not base._rg:

@@ -18,6 +18,7 @@ import numpy as np
 
 from gradserve.surface.compat import legacy_dtype_name, parse_to
 from gradserve.surface.creation import arange_length
+from gradserve.surface.messages import TYPE_WORDS
 
 from . import cascade as _cascade
 from . import distributions as _dist
@@ -73,8 +74,7 @@ def _like(floating_only: str | None = None) -> Any:
 
 
 def _type_word(d: DType) -> str:
-    return {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
-            "bool": "Bool"}[d.name]
+    return TYPE_WORDS[d.name]
 
 
 def _size_shape(**attrs: Any) -> tuple[int, ...]:
@@ -311,9 +311,10 @@ def _randint_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType
 
 
 _INT_RANGE = {"int32": (-(2 ** 31), 2 ** 31 - 1), "int64": (-(2 ** 63), 2 ** 63 - 1),
-              "bool": (0, 1)}
+              "bool": (0, 1), "uint8": (0, 255), "int8": (-128, 127),
+              "int16": (-(2 ** 15), 2 ** 15 - 1)}
 _C_TYPE = {"int32": "int", "int64": "long", "bool": "bool", "float32": "float",
-           "float64": "double"}
+           "float64": "double", "uint8": "unsigned char", "int8": "signed char", "int16": "short"}
 
 
 def _check_int_range(low: int, high: int, d: DType) -> None:
@@ -520,7 +521,8 @@ def _cauchy_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType 
         raise errors.InvalidArgumentError(
             "Cauchy distribution is a continuous probability distribution. dtype must be a "
             "floating point but you specified "
-            + {"int64": "long int", "int32": "int", "bool": "bool"}[d.name])
+            + {"int64": "long int", "int32": "int", "bool": "bool", "uint8": "unsigned char",
+               "int8": "signed char", "int16": "short int"}[d.name])
     return None, d
 
 
@@ -779,7 +781,8 @@ def _fixed_conversion(name: str, dtype: DType) -> None:
 
 
 for _name, _d in (("float", dtypes.float32), ("double", dtypes.float64), ("int", dtypes.int32),
-                  ("long", dtypes.int64), ("bool", dtypes.bool_)):
+                  ("long", dtypes.int64), ("bool", dtypes.bool_), ("byte", dtypes.uint8),
+                  ("char", dtypes.int8), ("short", dtypes.int16)):
     _fixed_conversion(_name, _d)
 
 

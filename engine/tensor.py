@@ -53,7 +53,7 @@ else:
 class Tensor(TensorMethods):
     """An n-dimensional array that records the ops applied to it, as torch.Tensor does."""
 
-    __slots__ = ("_data", "dtype", "_rg", "grad_fn", "output_nr", "_grad", "_version", "_accum",
+    __slots__ = ("_data", "dtype", "_rg", "grad_fn", "output_nr", "_grad", "_vc", "_accum",
                  "_retains_grad", "_base", "_view_version", "_has_views", "__weakref__")
 
     _data: np.ndarray
@@ -81,7 +81,7 @@ class Tensor(TensorMethods):
         t.grad_fn = grad_fn
         t.output_nr = output_nr
         t._grad = None
-        t._version = [0] if version is None else version
+        t._vc = [0] if version is None else version
         t._accum = None
         t._retains_grad = False
         t._base = None
@@ -175,7 +175,7 @@ class Tensor(TensorMethods):
 
     def detach(self) -> Tensor:
         """A new leaf sharing this tensor's data (and version counter) that never requires grad."""
-        return Tensor._make(self._array(), version=self._version)
+        return Tensor._make(self._array(), version=self._vc)
 
     def detach_(self) -> Tensor:
         """Make this tensor a leaf that does not require grad, in place."""
@@ -205,7 +205,7 @@ class Tensor(TensorMethods):
 
     @property
     def _version_counter(self) -> int:
-        return self._version[0]
+        return self._vc[0]
 
     # --- shape and conversion ------------------------------------------------------------------
 

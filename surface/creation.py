@@ -35,7 +35,8 @@ def keeps_numpy_scalar_dtype(data: Any) -> bool:
 
 
 _NUMPY_SCALAR_DTYPES = frozenset(np.dtype(t) for t in (np.float64, np.float32, np.int64,
-                                                       np.int32, np.bool_))
+                                                       np.int32, np.int16, np.int8, np.uint8,
+                                                       np.bool_))
 
 
 def nested_values(data: Any, tensor_type: type, value_of: Callable[[Any], Any]) -> Any:
@@ -197,7 +198,8 @@ def arange_length(start: Any, end: Any, step: Any, dtype: str) -> tuple[int, str
     if dtype == "int64":  # checked again as int64s (truncation keeps the bounds' order)
         start, end, step = math.trunc(start), math.trunc(end), math.trunc(step)
         if step == 0:
-            return 0, "value", "step must be nonzero"  # (end - start + step - sign(step)) / step, C's truncating division
+            return 0, "value", "step must be nonzero"
+        # (end - start + step - sign(step)) / step in C's truncating division
         span = end - start + step - (1 if step > 0 else -1)
         n = abs(span) // abs(step) * (1 if (span >= 0) == (step > 0) else -1)
     else:

@@ -58,7 +58,7 @@ def tp_name(value: Any) -> str:
 
 
 TYPE_WORDS = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
-              "bool": "Bool"}
+              "bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short"}
 """torch's C++ names of the dtypes, as its messages print them ("Got Long")."""
 
 

@@ -22,11 +22,27 @@ class Meta(NamedTuple):
     requires_grad: bool
 
 
-# Dtype names in promotion order: promoting two is the later one (torch's promoteTypes for these
-# five). A rank >= FLOAT is floating, 0 is bool, the rest integral.
-DTYPE_NAMES = ("bool", "int32", "int64", "float32", "float64")
+# Dtype names, as ranks (indices): a rank >= FLOAT is floating, 0 is bool, the rest integral.
+DTYPE_NAMES = ("bool", "uint8", "int8", "int16", "int32", "int64", "float32", "float64")
 _RANK = {name: i for i, name in enumerate(DTYPE_NAMES)}
-_BOOL, _INT32, _INT64, _FLOAT32, _FLOAT64 = range(5)
+_BOOL, _UINT8, _INT8, _INT16, _INT32, _INT64, _FLOAT32, _FLOAT64 = range(8)
+
+
+def _promote_ranks(a: int, b: int) -> int:
+    """torch's promoteTypes on ranks: the later one, but for uint8 with int8 (int16)."""
+    if {a, b} == {_UINT8, _INT8}:
+        return _INT16
+    return max(a, b)
+
+
+def _table_entry(a: int, b: int) -> int:
+    return b if a < 0 else a if b < 0 else _promote_ranks(a, b)
+
+
+# _PROMOTE_TABLE[a][b]: promoteTypes of ranks a and b, where -1 (an empty group; the last row and
+# column, read as index -1) promotes to the other.
+_PROMOTE_TABLE = tuple(tuple(_table_entry(a, b) for b in (*range(len(DTYPE_NAMES)), -1))
+                       for a in (*range(len(DTYPE_NAMES)), -1))
 _FLOAT = _FLOAT32
 _DEFAULT_FLOAT = _FLOAT32  # the dtype of a Python float, and of int / int, on the server
 
@@ -66,7 +82,7 @@ def _combine(higher: int, lower: int) -> int:
     if lower < 0 or higher >= _FLOAT:
         return higher
     if higher == _BOOL or lower >= _FLOAT:
-        return higher if higher >= lower else lower
+        return _PROMOTE_TABLE[higher][lower]
     return higher
 
 
@@ -94,10 +110,9 @@ def _walk(args: Sequence[Any]) -> tuple[tuple[int, ...] | None, int, bool, bool]
         if type(s) is not tuple or (g is not True and g is not False):
             raise _Inexact
         if s:
-            if r > dim:
-                dim = r
-        elif r > zero:
-            zero = r
+            dim = _PROMOTE_TABLE[dim][r]
+        else:
+            zero = _PROMOTE_TABLE[zero][r]
         if shape is None:
             shape = s
         elif shape != s:

@@ -97,3 +97,40 @@ def test_linspace_matches_torch_bit_for_bit(lib, args, dtype):
     def run(t: Any) -> Any:
         return _bits(t.linspace(*args, dtype=getattr(t, dtype)))
     assert run(lib) == run(torch)
+
+
+# --- maximum, minimum, fmax, fmin: tensors only -------------------------------------------------
+
+@pytest.mark.parametrize("name", ["maximum", "minimum", "fmax", "fmin"])
+@pytest.mark.parametrize("call", [
+    lambda t, f: getattr(t, f)(t.ones(2), 2.0),
+    lambda t, f: getattr(t, f)(t.ones(2), 2),
+    lambda t, f: getattr(t, f)(t.ones(2), True),
+    lambda t, f: getattr(t, f)(2.0, t.ones(2)),
+    lambda t, f: getattr(t, f)(t.ones(2), None),
+    lambda t, f: getattr(t, f)(t.ones(2), [1.0, 2.0]),
+    lambda t, f: getattr(t.ones(2), f)(2.0),
+    lambda t, f: getattr(t.ones(2), f)(np.float64(2.0)),
+])
+def test_elementwise_extremes_refuse_numbers_as_torch(lib, name, call):
+    assert _error(lambda t: call(t, name), lib) == _error(lambda t: call(t, name), torch)
+
+
+def _extremes_run(t: Any) -> list[Any]:
+    nan = float("nan")
+    x = t.tensor([1.0, nan, 3.0, nan, -2.0, 0.5], requires_grad=True)
+    y = t.tensor([2.0, 1.0, nan, nan, -2.0, 0.25], requires_grad=True)
+    out = []
+    for name in ("maximum", "minimum", "fmax", "fmin"):
+        r = getattr(t, name)(x, y)
+        m = getattr(x, name)(y)
+        (r * t.arange(1.0, 7.0)).sum().backward()
+        out += [r.tolist(), m.tolist(), r.grad_fn.name(), x.grad.tolist(), y.grad.tolist()]
+        x.grad = None
+        y.grad = None
+    ints = t.fmax(t.tensor([1, 5]), t.tensor([3.5, 2.0]))
+    return [repr(out), ints.tolist(), str(ints.dtype)]
+
+
+def test_elementwise_extremes_match_torch(lib):
+    assert _extremes_run(lib) == _extremes_run(torch)
