@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import aliases, grad_mode, operators
+from gradserve.surface import aliases, grad_mode, messages, operators
 from gradserve.surface.binding import take_inputs, torch_keywords
 from gradserve.surface.messages import TYPE_WORDS
 
@@ -27,8 +27,9 @@ from .dispatch import (
     run_scalar,
     view_positions,
 )
+from .nodes import NO_GRAD_VIEW
 from .registry import OPS, OpDef, bind_attrs, lookup
-from .tensor import Tensor
+from .tensor import InferenceVersion, Tensor
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {}
 """One engine function per registered op (what `namespaces.EN` holds)."""
@@ -121,6 +122,10 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
     if not isinstance(target, Tensor):
         raise errors.InvalidTypeError(f"{op.name}_(): target must be a Tensor")
     recording = grad_mode._state.enabled
+    if type(target._vc) is InferenceVersion and not grad_mode._state.inference:
+        raise errors.InvalidArgumentError(messages.INFERENCE_INPLACE_MESSAGE)
+    if recording and target._accum is NO_GRAD_VIEW:
+        raise errors.InplaceError(messages.NO_GRAD_VIEW_INPLACE_MESSAGE)
     if recording and target._rg and target.grad_fn is None:
         raise errors.InplaceError(
             "a leaf Variable that requires grad is being used in an in-place operation.")

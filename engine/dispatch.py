@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import grad_mode
+from gradserve.surface import grad_mode, messages
 
 from . import errors, limits, parallel, scalarmath
-from .nodes import Node
+from .nodes import NO_GRAD_VIEW, Node
 from .registry import OPS, OpDef, bind_attrs, lookup
-from .tensor import Tensor
+from .tensor import Tensor, new_version
 
 _SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
 _PY_SCALARS = frozenset((bool, int, float))
@@ -169,7 +169,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
                 rg_mask |= bit
         elif type(a) in _PY_SCALARS:
             if type(a) is int and cast is not None and cast.kind in "iu":
-                a = _int_operand(a, cast)
+                a = _int_operand(op, a, cast)
             arrays.append(a)
         else:
             if not checked:
@@ -227,7 +227,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         out.grad_fn = None
         out.output_nr = 0
         out._grad = None
-        out._vc = [0]
+        out._vc = [0] if not _GRAD.inference else new_version()
         out._accum = None
         out._retains_grad = False
         out._base = None
@@ -266,19 +266,34 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     return outs
 
 
-# An integral dtype's range, for a Python int operand (see `_int_operand`).
+# An integral dtype's range, for a Python int operand (see `_int_operand`), and the C type
+# torch's refusal names.
 _INT_RANGES = {np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max))
                for t in (np.uint8, np.int8, np.int16, np.int32, np.int64)}
+_C_INT = {"uint8": "uint8_t", "int8": "int8_t", "int16": "int16_t", "int32": "int"}
+
+# The ops whose Python-number operand torch wraps into a 0-dim tensor and casts to the common
+# dtype, C's cast (`uint8 tensor + 300` adds 44); the others convert it checked, refusing one
+# out of the dtype's range (`clamp`, `where`, `pow`, `fill`).
+WRAPPED_INT_OPERANDS = frozenset((
+    "add", "sub", "mul", "lt", "le", "gt", "ge", "eq", "ne", "bitwise_and", "bitwise_or",
+    "bitwise_xor", "bitwise_left_shift", "bitwise_right_shift"))
 
 
-def _int_operand(a: int, cast: np.dtype[Any]) -> Any:
+def _int_operand(op: OpDef, a: int, cast: np.dtype[Any]) -> Any:
     """A Python int operand of an op computing in integral `cast`: as it is when it fits, else
-    converted as torch converts a scalar, C's cast from int64 (`uint8 tensor + 300` adds 44,
-    `< 300` compares with 44, `* -1` multiplies by 255), where numpy would refuse it or compare
-    exactly."""
+    converted as torch converts it (see `WRAPPED_INT_OPERANDS`), where numpy would refuse it or
+    compare exactly.
+
+    Raises:
+        InvalidArgumentError: torch's refusal of an int out of the dtype's range.
+    """
     lo, hi = _INT_RANGES[cast]
     if lo <= a <= hi or not -(2 ** 63) <= a < 2 ** 63:  # beyond int64: numpy's refusal stands
         return a
+    if op.name not in WRAPPED_INT_OPERANDS:
+        raise errors.InvalidArgumentError(
+            f"value cannot be converted to type {_C_INT[cast.name]} without overflow")
     return np.array(a, np.int64).astype(cast)[()]
 
 
@@ -397,7 +412,7 @@ def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tenso
     out.grad_fn = None
     out.output_nr = 0
     out._grad = None
-    out._vc = [0]
+    out._vc = [0] if not _GRAD.inference else new_version()
     out._accum = None
     out._retains_grad = False
     out._base = None
@@ -622,6 +637,9 @@ def _link_view(src: Any, out: Tensor) -> None:
     out._base = base
     out._view_version = src._vc[0]
     base._has_views = True  # unset (read with getattr) on tensors that never had a view
+    if base._rg and not _GRAD.enabled:  # torch: it requires grad as its base, no grad_fn
+        out._rg = True
+        out._accum = NO_GRAD_VIEW
 
 
 VIEW_LAYOUT_MESSAGE = (
@@ -651,6 +669,10 @@ def refresh_view(t: Tensor, positions: np.ndarray | None = None) -> None:
     base = t._base
     assert base is not None
     if not base._rg:
+        return
+    if t._accum is NO_GRAD_VIEW:
+        if _GRAD.enabled:
+            raise errors.InplaceError(messages.NO_GRAD_VIEW_REBASE_MESSAGE)
         return
     if positions is None:
         positions = view_positions(t, base)

@@ -606,11 +606,25 @@ class AccumulateGrad:
             grad._vc[0] += 1
 
 
-def edge(t: Tensor) -> tuple[Any, int]:
-    """The edge `t` contributes to a node that records it: its own (node, output index), or the
-    AccumulateGrad of a leaf (one per leaf, kept while a graph holds it)."""
+class _NoGradView:
+    """The `_accum` of a view made under no_grad() of a tensor that requires grad: it requires
+    grad too, as torch's (its base does), but has no grad_fn and no AccumulateGrad, so a
+    gradient reaching it is dropped."""
+
+    __slots__ = ()
+
+
+NO_GRAD_VIEW: Any = _NoGradView()
+
+
+def edge(t: Tensor) -> tuple[Any, int] | None:
+    """The edge `t` contributes to a node that records it: its own (node, output index), the
+    AccumulateGrad of a leaf (one per leaf, kept while a graph holds it), or None for a view
+    made under no_grad() (see `NO_GRAD_VIEW`)."""
     if t.grad_fn is not None:
         return (t.grad_fn, t.output_nr)
+    if t._accum is NO_GRAD_VIEW:
+        return None
     acc = t._accum() if t._accum is not None else None
     if acc is None:
         acc = AccumulateGrad(t)

@@ -69,9 +69,13 @@ def _tensor(a: Any) -> tuple[tuple[int, ...], int, bool]:
 
 # The rank a Python scalar promotes as (a wrapped number); complex and numpy scalars: no rule.
 _SCALAR_RANK = {bool: _BOOL, int: _INT64, float: _DEFAULT_FLOAT}
-# Python ints the engine's integral ops take whatever the compute dtype (numpy refuses an int
-# out of its range: `int32 tensor + 2 ** 40`).
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+# Python ints every integral dtype holds; one outside is checked against the result's range
+# (`_walk`): the engine wraps it for some ops and refuses it for others (`uint8 tensor + 300`,
+# `clamp(uint8 tensor, 0, 300)`), which the rules do not model.
+_INT8_MIN, _INT8_MAX = -128, 127
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1  # (scalar attributes: see `_scalar`)
+_INT_RANGES = {_UINT8: (0, 255), _INT8: (-128, 127), _INT16: (-(2**15), 2**15 - 1),
+               _INT32: (-(2**31), 2**31 - 1), _INT64: (-(2**63), 2**63 - 1)}
 
 
 def _combine(higher: int, lower: int) -> int:
@@ -100,7 +104,7 @@ def _walk(args: Sequence[Any]) -> tuple[tuple[int, ...] | None, int, bool, bool]
         if r is not None:
             if r > wrapped:
                 wrapped = r
-            if r == _INT64 and not _INT32_MIN <= a <= _INT32_MAX:
+            if r == _INT64 and not _INT8_MIN <= a <= _INT8_MAX:
                 big = True
             continue
         try:
@@ -124,7 +128,9 @@ def _walk(args: Sequence[Any]) -> tuple[tuple[int, ...] | None, int, bool, bool]
     else:
         rank = _combine(dim, _combine(zero, wrapped))
     if big and rank < _FLOAT:
-        raise _Inexact  # numpy refuses a Python int outside the integral compute dtype
+        lo, hi = _INT_RANGES.get(rank, (0, 1))
+        if any(type(a) is int and not lo <= a <= hi for a in args):
+            raise _Inexact  # outside the integral compute dtype: see _INT_RANGES
     return shape, rank, rg, shape is not None
 
 
