@@ -155,7 +155,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     for a in flat:
         if type(a) is Tensor:
             if a._base is not None and a._view_version != a._vc[0]:
-                refresh_view(a)  # its base was written in place since: history regenerated
+                refresh_view(a, used=True)  # base written in place since: history regenerated
             data: Any = a._data
             if type(data) is np.ndarray:
                 if data.size >= parallel.MIN_ELEMENTS:
@@ -656,23 +656,24 @@ def refresh_if_stale(t: Tensor) -> None:
         refresh_view(t)
 
 
-def refresh_view(t: Tensor, positions: np.ndarray | None = None) -> None:
+def refresh_view(t: Tensor, positions: np.ndarray | None = None, *, used: bool = False) -> None:
     """Regenerate a view's history from its base, as torch does after an in-place write through
     the base or the view: its grad_fn becomes `take` of the base at the view's flat `positions`
     (computed when not given), named AsStridedBackward0, so gradients flow through the base's
     current history. Nothing to do while the base does not require grad.
 
     Raises:
-        InplaceError: the base's layout does not let the positions be read back.
+        InplaceError: the base's layout does not let the positions be read back; or (`used`:
+            an op reads the view) a view made under no_grad() read in grad mode after a write.
     """
+    if t._accum is NO_GRAD_VIEW:  # made under no_grad(): no history to regenerate
+        if used and _GRAD.enabled:  # an op in grad mode reads it after a write: torch refuses
+            raise errors.InplaceError(messages.NO_GRAD_VIEW_REBASE_MESSAGE)
+        return
     t._view_version = t._vc[0]
     base = t._base
     assert base is not None
     if not base._rg:
-        return
-    if t._accum is NO_GRAD_VIEW:
-        if _GRAD.enabled:
-            raise errors.InplaceError(messages.NO_GRAD_VIEW_REBASE_MESSAGE)
         return
     if positions is None:
         positions = view_positions(t, base)
