@@ -10,6 +10,7 @@ printed (`-s`) and asserted to be at least 10,000 inputs. A longer mode: `bench/
 
 from __future__ import annotations
 
+import random
 import re
 import socket
 import time
@@ -111,11 +112,20 @@ def test_random_graphs(stub, baseline, catalogue, data):
     fz.check_status(lambda t: stub.RunGraph(req, timeout=t), str(req), OUTCOME)
 
 
-@settings(max_examples=EXAMPLES["batches"], **FUZZ)
-@given(data=st.data())
-def test_random_instruction_batches(stub, baseline, catalogue, data):
-    c = fz.Chooser(draw=data.draw)
-    created = stub.CreateSession(session_pb2.CreateSessionRequest(), timeout=10)
+def test_random_instruction_batches(stub, baseline, catalogue):
+    # Seeded, not drawn by hypothesis: its replays of these examples (a session's two batches
+    # against the live server) reported FlakyStrategyDefinition ("the second run stopped drawing
+    # earlier") under load, with every generator input a draw; a failure names its seed.
+    for seed in range(EXAMPLES["batches"]):
+        try:
+            _instruction_batches(stub, catalogue, fz.Chooser(rng=random.Random(seed)))
+        except Exception as exc:
+            raise AssertionError(f"seed {seed}: {exc}") from exc
+
+
+def _instruction_batches(stub, catalogue, c):
+    created = stub.CreateSession(session_pb2.CreateSessionRequest(),
+                                 timeout=10 * fz.slowdown())
     sid = created.session_id
     meta = (("x-session-id", sid),)
     try:
@@ -130,7 +140,7 @@ def test_random_instruction_batches(stub, baseline, catalogue, data):
             "describe", OUTCOME)
     finally:
         stub.CloseSession(session_pb2.CloseSessionRequest(session_id=sid), metadata=meta,
-                          timeout=10)
+                          timeout=10 * fz.slowdown())
 
 
 @settings(max_examples=EXAMPLES["hostile"], **FUZZ)
