@@ -8,6 +8,7 @@ import types
 from typing import Any
 
 from gradserve.surface import compat, devices
+from gradserve.surface import version as surface_version
 from gradserve.surface.compat import Namespace
 
 from . import codec
@@ -22,6 +23,8 @@ def install(session: Any) -> None:
     session._default_dtype = codec.float32
     session.device = devices.device
     session.cuda = Namespace("torch.cuda", **vars(devices.cuda))
+    session.__version__ = surface_version.TORCH_VERSION  # torch.__version__ (surface/version.py)
+    session.version = surface_version.namespace()
     session.set_default_device = devices.set_default_device
     session.get_default_device = devices.get_default_device
 

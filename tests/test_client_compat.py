@@ -85,3 +85,24 @@ def test_is_contiguous_comes_with_the_tensors_info(session):
     assert c.is_contiguous() and session.round_trips == rounds + 1  # one flush for c's info
     assert re.fullmatch(r"tensor\(\[\[0\., 0\.\],\n\s+\[0\., 0\.\],\n\s+\[0\., 0\.\]\]\)",
                         repr(c))
+
+
+VERSION_OPERANDS = ["2.0", "2.13", "2.13.0", "2.13.1", "2.2", "3", "1.10.0", "2.13.0+cpu",
+                    "2.13.0a0", "2.13.0rc1", (2, 13), (2, 13, 0), (2, 14), (1, 8)]
+
+
+def test_version_is_torch_s_and_compares_as_a_version(session):
+    """`torch.__version__` prints and compares as torch 2.13.0's CPU wheel's (a TorchVersion:
+    "2.13.0+cpu" > "2.2" as a version, not as text)."""
+    v, ref = session.__version__, torch.__version__
+    assert str(v) == str(ref) and repr(v) == repr(ref) and f"{v}" == f"{ref}"
+    assert isinstance(v, str) and hash(v) == hash(str(ref))
+    for other in VERSION_OPERANDS:
+        got = (v < other, v <= other, v > other, v >= other, v == other, v != other)
+        want = (ref < other, ref <= other, ref > other, ref >= other, ref == other,
+                ref != other)
+        assert got == want, other
+    assert session.version.__version__ == ref
+    assert session.version.cuda is torch.version.cuda is None
+    assert session.version.hip is torch.version.hip
+    assert session.version.debug == torch.version.debug
