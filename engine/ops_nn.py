@@ -140,36 +140,36 @@ def _softmax(x: Any, dim: int, dtype: Any = None) -> Any:
 
 
 # --- torch's float32 (log_)softmax kernels over the last dim, bit for bit -------------------------
-# torch 2.13 (AVX2) runs a float32 softmax and log_softmax over the last dim and their backwards
+# torch 2.13 runs a float32 softmax and log_softmax over the last dim and their backwards
 # (`_vec_softmax_lastdim`, `_vec_log_softmax_lastdim`, `_vec_host_softmax_backward_lastdim`) on
-# 8-lane vectors: SLEEF's expf, a lane sum (`vec::reduce_all`: the lanes accumulate 8 apart, then
-# a tree; fewer than 8 values add in order), softmax's multiply by the sum's reciprocal, SLEEF's
+# vectors of the CPU's width (8 lanes with AVX2; 16 with AVX512: these kernels are registered
+# for AVX512 too, unlike the sums): SLEEF's expf, a lane sum (`vec::reduce_all`: the lanes
+# accumulate a vector apart, then a halving tree; fewer values than lanes add in order), softmax's multiply by the sum's reciprocal, SLEEF's
 # logf, and log_softmax's backward `grad - exp(output) * sum` as one fused multiply-add.
 # numpy's exp/log and pairwise sums differ in the last bit in 20-50 % of elements (a printed
 # cross-entropy loss after a few hundred steps). Rows go in chunks that bound the float64 scratch
 # of the emulated functions (vecmath.KERNEL_SCRATCH); rows longer than a chunk keep numpy's.
 
-_LANES = 8
-
-
 def _lane_sum(v: np.ndarray) -> np.ndarray:
     """torch's `vec::reduce_all` sum over the last axis of a float32 2-D array (one per row)."""
+    lanes = cascade.VECTOR_BYTES // 4
     n = v.shape[1]
-    if n < _LANES:
+    if n < lanes:
         acc = v[:, 0].copy()
         for j in range(1, n):
             acc = acc + v[:, j]
         return acc
-    acc = v[:, :_LANES].copy()
-    d, end = _LANES, n - n % _LANES
+    acc = v[:, :lanes].copy()
+    d, end = lanes, n - n % lanes
     while d < end:
-        acc += v[:, d:d + _LANES]
-        d += _LANES
+        acc += v[:, d:d + lanes]
+        d += lanes
     if d < n:
         acc[:, :n - d] += v[:, d:]
-    half = acc[:, :4] + acc[:, 4:]
-    quarter = half[:, :2] + half[:, 2:]
-    return quarter[:, 0] + quarter[:, 1]
+    while acc.shape[1] > 1:  # vec_reduce_all's shuffles: lane i + half into lane i
+        half = acc.shape[1] // 2
+        acc = acc[:, :half] + acc[:, half:]
+    return acc[:, 0]
 
 
 def _exact_rows(x: Any, dim: int) -> bool:
