@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -593,18 +593,33 @@ defop("logsumexp", _logsumexp,
       out_bound=temporaries(_reduce_shape, inputs=2))
 
 
+# torch's CPU cumsum/cumprod (cpu_cum_base_kernel) carry the running value in acc_type: double
+# for float32, float for half; each element is that value rounded to the tensor's dtype
+_CUMULATIVE_ACC = {np.dtype(np.float32): np.float64, np.dtype(np.float16): np.float32}
+
+
+def _cumulative(fn: Callable[..., Any], x: Any, axis: int) -> Any:
+    """np.cumsum / np.cumprod along `axis` with torch's running-value precision."""
+    acc = _CUMULATIVE_ACC.get(x.dtype)
+    if acc is None:
+        return fn(x, axis=axis)
+    with np.errstate(over="ignore"):  # a running value past the dtype's range: inf, as torch
+        return fn(x.astype(acc), axis=axis).astype(x.dtype)
+
+
 def _cumsum(x: Any, dim: int, dtype: Any = None) -> Any:
     axis = _one_dim(x, dim)
     if x.ndim == 0:
         return x.copy()
-    return np.cumsum(x, axis=axis)
+    return _cumulative(np.cumsum, x, axis)
 
 
 def _cumsum_vjp(ns: Any, g: Any, out: Any, x: Any, dim: int, dtype: Any) -> Any:
-    # The reversed cumulative sum: total - cumsum + g (no flip needed).
-    if x.ndim == 0:
+    # torch's cumsum_backward: the gradient itself for one element along dim, else the
+    # reversed cumulative sum, flip(cumsum(flip(g)))
+    if x.ndim == 0 or math.prod(x.shape) <= 1 or x.shape[_one_dim(x, dim)] == 1:
         return g
-    return ns.sum(g, dim=dim, keepdim=True) - ns.cumsum(g, dim=dim) + g
+    return ns.flip(ns.cumsum(ns.flip(g, dims=dim), dim=dim), dims=dim)
 
 
 defop("cumsum", _cumsum, _cumsum_vjp,
@@ -620,7 +635,7 @@ def _cumprod(x: Any, dim: int, dtype: Any = None) -> Any:
     axis = _one_dim(x, dim)
     if x.ndim == 0:
         return x.copy()
-    return np.cumprod(x, axis=axis)
+    return _cumulative(np.cumprod, x, axis)
 
 
 def _has_zero(x: Any) -> bool:
