@@ -144,8 +144,9 @@ def _softmax(x: Any, dim: int, dtype: Any = None) -> Any:
 # (`_vec_softmax_lastdim`, `_vec_log_softmax_lastdim`, `_vec_host_softmax_backward_lastdim`) on
 # vectors of the CPU's width (8 lanes with AVX2; 16 with AVX512: these kernels are registered
 # for AVX512 too, unlike the sums): SLEEF's expf, a lane sum (`vec::reduce_all`: the lanes
-# accumulate a vector apart, then a halving tree; fewer values than lanes add in order), softmax's multiply by the sum's reciprocal, SLEEF's
-# logf, and log_softmax's backward `grad - exp(output) * sum` as one fused multiply-add.
+# accumulate a vector apart, then a halving tree; fewer values than lanes add in order),
+# softmax's multiply by the sum's reciprocal, SLEEF's logf, and log_softmax's backward
+# `grad - exp(output) * sum` as one fused multiply-add.
 # numpy's exp/log and pairwise sums differ in the last bit in 20-50 % of elements (a printed
 # cross-entropy loss after a few hundred steps). Rows go in chunks that bound the float64 scratch
 # of the emulated functions (vecmath.KERNEL_SCRATCH); rows longer than a chunk keep numpy's.
