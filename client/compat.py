@@ -44,6 +44,14 @@ def install(session: Any) -> None:
     types_ = compat.legacy_types(Tensor, lambda d, args, kw: compat.legacy_new(be, d, args, kw),
                                  lambda t: t.dtype.name)
     session.__dict__.update(types_)
+
+    def set_default_tensor_type(t: Any) -> None:
+        """torch.set_default_tensor_type (deprecated in torch): "torch.FloatTensor" or
+        "torch.DoubleTensor" (or those types) as set_default_dtype."""
+        name = devices.default_tensor_type(t, types_, stacklevel=2)
+        session._default_dtype = codec.BY_NAME[name]
+
+    session.set_default_tensor_type = set_default_tensor_type
     from . import distributions
 
     session.distributions = distributions.build(session)

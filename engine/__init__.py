@@ -116,9 +116,17 @@ def get_default_dtype() -> DType:
     return dtypes.DEFAULT_FLOAT
 
 
-globals().update({k: v for k, v in _compat.legacy_types(
+_LEGACY_TYPES = _compat.legacy_types(
     Tensor, lambda d, args, kw: _compat.legacy_new(_spellings.BACKEND, d, args, kw),
-    lambda t: t.dtype.name).items() if k != "Tensor"})
+    lambda t: t.dtype.name)
+globals().update({k: v for k, v in _LEGACY_TYPES.items() if k != "Tensor"})
+
+
+def set_default_tensor_type(t: Any) -> None:
+    """torch.set_default_tensor_type (deprecated in torch): "torch.FloatTensor" or
+    "torch.DoubleTensor" (or those types) as set_default_dtype."""
+    set_default_dtype(dtypes.by_name(_devices.default_tensor_type(
+        t, {k: v for k, v in _LEGACY_TYPES.items() if k != "Tensor"}, stacklevel=2)))
 
 
 def __getattr__(name: str) -> Any:
@@ -134,4 +142,5 @@ __all__ = ["BoolTensor", "DType", "DoubleTensor", "FloatTensor", "IntTensor", "L
            "limits", "manual_seed", "get_rng_state", "set_rng_state", "nn", "no_grad", "optim",
            "set_printoptions",
            "random", "registry", "seed", "set_default_device", "set_default_dtype",
+           "set_default_tensor_type",
            "set_grad_enabled", "tensor", "utils", "pi", "e", "inf", "nan", *PUBLIC]

@@ -554,3 +554,21 @@ def _device_agnostic_training(t: Any) -> list[str]:
 
 def test_a_device_agnostic_training_loop_runs_unchanged(lib):
     assert _device_agnostic_training(lib) == _device_agnostic_training(torch)
+
+
+def test_engine_set_default_tensor_type_sets_the_default_dtype():
+    """The in-process engine's torch.set_default_tensor_type, as the session's (checked against
+    torch in test_client_compat.py): the default dtype, then restored."""
+    before = ge.get_default_dtype()
+    try:
+        with pytest.warns(UserWarning, match=r"set_default_tensor_type\(\) is deprecated"):
+            ge.set_default_tensor_type("torch.DoubleTensor")
+        assert ge.tensor([1.5]).dtype == ge.float64
+        with pytest.warns(UserWarning):
+            ge.set_default_tensor_type(ge.FloatTensor)
+        assert ge.tensor([1.5]).dtype == ge.float32
+        with pytest.warns(UserWarning), pytest.raises(
+                TypeError, match="^only floating-point types are supported as the default type$"):
+            ge.set_default_tensor_type(ge.LongTensor)
+    finally:
+        ge.set_default_dtype(before)
