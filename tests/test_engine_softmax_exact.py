@@ -92,3 +92,56 @@ def test_cross_entropy_training_prints_torchs_losses(gradserve_lib: Any) -> None
         return losses
 
     assert run(gradserve_lib) == run(torch)
+
+
+_AVX512_TORCH = """
+import sys, numpy as np, torch
+if torch.backends.cpu.get_cpu_capability() != "AVX512":
+    sys.exit(3)
+F = torch.nn.functional
+out = {}
+rng = np.random.default_rng(11)
+for i, shape in enumerate([(5, 70), (64, 33), (3, 17), (2, 7), (130, 10)]):
+    a = (rng.standard_normal(shape) * 3).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    for fn in ("softmax", "log_softmax"):
+        x = torch.tensor(a, requires_grad=True)
+        y = getattr(F, fn)(x, -1)
+        y.backward(torch.tensor(g))
+        out[f"{fn}{i}"], out[f"{fn}{i}_grad"] = y.detach().numpy(), x.grad.numpy()
+np.savez(sys.argv[1], **out)
+"""
+
+
+def test_softmax_lane_sum_at_avx512_width_is_torch_s(tmp_path: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch builds its last-dim softmax kernels for AVX512 too: there the lane sum runs 16
+    lanes and a 4-step halving tree. Compared with a torch run at AVX512 (the suite's own torch
+    runs at AVX2, tests/__init__.py), where the CPU has it."""
+    import os
+    import subprocess
+    import sys
+
+    import gradserve.engine as ge
+    from gradserve.engine import cascade
+    if not HAVE_TORCH:
+        pytest.skip(MISSING_REASON)
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx512")
+    path = tmp_path / "ref.npz"
+    done = subprocess.run([sys.executable, "-c", _AVX512_TORCH, str(path)], env=env,
+                          timeout=300)
+    if done.returncode == 3:
+        pytest.skip("this CPU has no AVX512 for torch")
+    assert done.returncode == 0
+    ref = np.load(path)
+    monkeypatch.setattr(cascade, "VECTOR_BYTES", 64)
+    rng = np.random.default_rng(11)
+    for i, shape in enumerate([(5, 70), (64, 33), (3, 17), (2, 7), (130, 10)]):
+        a = (rng.standard_normal(shape) * 3).astype(np.float32)
+        g = rng.standard_normal(shape).astype(np.float32)
+        for fn in ("softmax", "log_softmax"):
+            x = ge.tensor(a, requires_grad=True)
+            y = getattr(ge.nn.functional, fn)(x, -1)
+            y.backward(ge.tensor(g))
+            np.testing.assert_array_equal(y.detach().numpy(), ref[f"{fn}{i}"], strict=True)
+            np.testing.assert_array_equal(x.grad.numpy(), ref[f"{fn}{i}_grad"], strict=True)
