@@ -23,6 +23,7 @@ def install(session: Any) -> None:
     session._default_dtype = codec.float32
     session.device = devices.device
     session.cuda = Namespace("torch.cuda", **vars(devices.cuda))
+    session.accelerator = Namespace("torch.accelerator", **vars(devices.accelerator))
     session.__version__ = surface_version.TORCH_VERSION  # torch.__version__ (surface/version.py)
     session.version = surface_version.namespace()
     session.set_default_device = devices.set_default_device

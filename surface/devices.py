@@ -168,6 +168,14 @@ cuda = types.SimpleNamespace(
 """torch.cuda on a CPU-only build: is_available() is False, device_count() 0, seeding does
 nothing, current_device() raises torch's AssertionError."""
 
+accelerator = types.SimpleNamespace(
+    is_available=lambda check_fully_loaded=False: False,
+    device_count=lambda: 0,
+    current_accelerator=lambda check_available=False: None,
+)
+"""torch.accelerator on a CPU-only build (programs pick their device with it, as torch's
+examples do): no accelerator, none counted, the current one None."""
+
 
 FLOATING_DEFAULTS = ("float32", "float64")
 DEFAULT_DTYPE_MESSAGE = "only floating-point types are supported as the default type"

@@ -572,3 +572,16 @@ def test_engine_set_default_tensor_type_sets_the_default_dtype():
             ge.set_default_tensor_type(ge.LongTensor)
     finally:
         ge.set_default_dtype(before)
+
+
+def test_accelerator_is_a_cpu_only_torch_s(client):
+    """torch.accelerator as torch's examples use it to pick a device (pytorch/examples' vae):
+    none on a CPU-only build, in the engine and through a session."""
+    with client.session() as session:
+        for lib in (ge, session):
+            acc = lib.accelerator
+            assert acc.is_available() is torch.accelerator.is_available() is False
+            assert acc.device_count() == torch.accelerator.device_count() == 0
+            assert acc.current_accelerator() is torch.accelerator.current_accelerator() is None
+            with pytest.raises(AttributeError, match=r"torch\.accelerator\.synchronize"):
+                acc.synchronize()
