@@ -8,6 +8,7 @@ import types
 from typing import Any
 
 from gradserve.surface import compat, devices
+from gradserve.surface import version as surface_version
 from gradserve.surface.compat import Namespace
 
 from . import codec
@@ -22,6 +23,9 @@ def install(session: Any) -> None:
     session._default_dtype = codec.float32
     session.device = devices.device
     session.cuda = Namespace("torch.cuda", **vars(devices.cuda))
+    session.accelerator = Namespace("torch.accelerator", **vars(devices.accelerator))
+    session.__version__ = surface_version.TORCH_VERSION  # torch.__version__ (surface/version.py)
+    session.version = surface_version.namespace()
     session.set_default_device = devices.set_default_device
     session.get_default_device = devices.get_default_device
 
@@ -41,6 +45,14 @@ def install(session: Any) -> None:
     types_ = compat.legacy_types(Tensor, lambda d, args, kw: compat.legacy_new(be, d, args, kw),
                                  lambda t: t.dtype.name)
     session.__dict__.update(types_)
+
+    def set_default_tensor_type(t: Any) -> None:
+        """torch.set_default_tensor_type (deprecated in torch): "torch.FloatTensor" or
+        "torch.DoubleTensor" (or those types) as set_default_dtype."""
+        name = devices.default_tensor_type(t, types_, stacklevel=2)
+        session._default_dtype = codec.BY_NAME[name]
+
+    session.set_default_tensor_type = set_default_tensor_type
     from . import distributions
 
     session.distributions = distributions.build(session)

@@ -21,6 +21,8 @@ class Parameter(Tensor):
     """A session tensor registered as a module parameter (torch.nn.Parameter)."""
 
     __slots__ = ()
+    # shown as torch's class: `print(name, type(p))` is "<class 'torch.nn.parameter.Parameter'>"
+    __module__ = "torch.nn.parameter"
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()

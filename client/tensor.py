@@ -31,6 +31,8 @@ REQUIRES_GRAD_ATTRIBUTE_MESSAGE = (
 class Size(tuple):  # type: ignore[type-arg]
     """torch.Size: a tuple of ints printed as `torch.Size([2, 3])`."""
 
+    __module__ = "torch"  # `type(x.shape)` shows as "<class 'torch.Size'>"
+
     def __repr__(self) -> str:
         return f"torch.Size([{', '.join(str(d) for d in self)}])"
 

@@ -106,6 +106,7 @@ random = _random_module
 # torch's devices on a CPU-only build, default dtype/device, legacy constructors (surface)
 device = _devices.device
 cuda = _compat.Namespace("torch.cuda", **vars(_devices.cuda))
+accelerator = _compat.Namespace("torch.accelerator", **vars(_devices.accelerator))
 set_default_device = _devices.set_default_device
 get_default_device = _devices.get_default_device
 
@@ -123,9 +124,17 @@ def get_default_dtype() -> DType:
     return dtypes.DEFAULT_FLOAT
 
 
-globals().update({k: v for k, v in _compat.legacy_types(
+_LEGACY_TYPES = _compat.legacy_types(
     Tensor, lambda d, args, kw: _compat.legacy_new(_spellings.BACKEND, d, args, kw),
-    lambda t: t.dtype.name).items() if k != "Tensor"})
+    lambda t: t.dtype.name)
+globals().update({k: v for k, v in _LEGACY_TYPES.items() if k != "Tensor"})
+
+
+def set_default_tensor_type(t: Any) -> None:
+    """torch.set_default_tensor_type (deprecated in torch): "torch.FloatTensor" or
+    "torch.DoubleTensor" (or those types) as set_default_dtype."""
+    set_default_dtype(dtypes.by_name(_devices.default_tensor_type(
+        t, {k: v for k, v in _LEGACY_TYPES.items() if k != "Tensor"}, stacklevel=2)))
 
 
 def __getattr__(name: str) -> Any:
@@ -134,11 +143,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["BoolTensor", "DType", "DoubleTensor", "FloatTensor", "IntTensor", "LongTensor",
-           "Generator", "OPS", "OPSET_VERSION", "Size", "Tensor", "apply", "apply_inplace",
+           "Generator", "accelerator", "OPS", "OPSET_VERSION", "Size", "Tensor", "apply",
+           "apply_inplace",
            "as_tensor", "autograd", "cuda", "default_generator", "device", "dtypes",
            "enable_grad", "errors", "from_numpy", "get_default_device", "get_default_dtype",
            "inference_mode", "initial_seed", "is_grad_enabled", "is_inference_mode_enabled",
            "limits", "manual_seed", "get_rng_state", "set_rng_state", "nn", "no_grad", "optim",
            "set_printoptions",
            "random", "registry", "seed", "set_default_device", "set_default_dtype",
+           "set_default_tensor_type",
            "set_grad_enabled", "tensor", "utils", "pi", "e", "inf", "nan", *PUBLIC]

@@ -12,8 +12,9 @@ additions in the same order with numpy arrays of the same dtype:
   level up, and the top level sequentially; the unfinished levels are added last.
 - `row_sum`: a row read as (-1, 4) gives 4 cascades; the leftover elements go into the first,
   then the four are added in order.
-- the inner (contiguous) reduction reads vectors of `VEC` floats (8 with AVX2, 16 with AVX512,
-  half that for double), `row_sum` over the vectors, then scalar tail, then the lanes in order.
+- the inner (contiguous) reduction reads vectors of `VEC` floats (8, half that for double: the
+  AVX2 width even on an AVX512 CPU, see `REDUCE_VECTOR_BYTES`), `row_sum` over the vectors,
+  then scalar tail, then the lanes in order.
 - the outer reduction sums 4 vectors of columns at once (one cascade each), then single vectors
   and single columns with `row_sum`.
 - above `GRAIN_SIZE` (32768) elements torch splits the work over its intra-op threads: a full
@@ -43,7 +44,8 @@ SPLIT_SUM = 1 << 20
 
 
 def _vector_bytes() -> int:
-    """Bytes in torch's `Vectorized<float>` on this CPU: 64 when torch dispatches to AVX512."""
+    """Bytes in torch's `Vectorized<float>` on this CPU for the kernels it dispatches to AVX512
+    (ALSO_REGISTER_AVX512_DISPATCH: sigmoid, silu, ...): 64 when torch dispatches to AVX512."""
     forced = os.environ.get("ATEN_CPU_CAPABILITY", "").lower()  # torch's own override
     if forced in ("default", "avx2"):
         return 32
@@ -95,6 +97,12 @@ VECTOR_BYTES = _vector_bytes()
 # torch's float width where its softmax kernels run (measured: AVX512's 16 lanes on an AVX512
 # CPU while numpy is kept off AVX512, where VECTOR_BYTES then says 32)
 CPU_VECTOR_BYTES = _cpu_vector_bytes()
+# The `Vectorized<float>` width of the kernels torch registers with plain REGISTER_DISPATCH
+# (sum, layer norm, batch norm...): ATen's DispatchStub registers no AVX512 version of those
+# (only ALSO_REGISTER_AVX512_DISPATCH kernels, such as sigmoid or softmax, get one), so on an
+# AVX512 CPU they run their AVX2 build, 32 bytes, as on an AVX2 or a plain CPU (measured with
+# torch 2.13 on an AVX512 CPU: these kernels' bits are the AVX2 ones).
+REDUCE_VECTOR_BYTES = 32
 THREADS = _default_threads()
 
 
@@ -193,7 +201,7 @@ def _add_in_order(acc: np.ndarray, terms: np.ndarray) -> np.ndarray:
 def _inner(rows: np.ndarray) -> np.ndarray:
     """Sum of each row of a C-contiguous (B, n) array (contiguous inner reduction)."""
     b, n = rows.shape
-    vec = VECTOR_BYTES // rows.dtype.itemsize
+    vec = REDUCE_VECTOR_BYTES // rows.dtype.itemsize
     if n < vec:
         return _row_sum(rows)
     nvec = n // vec
@@ -205,7 +213,7 @@ def _inner(rows: np.ndarray) -> np.ndarray:
 def _outer(x: np.ndarray, contiguous: bool) -> np.ndarray:
     """Sum over axis 1 of (A, R, C) (outer reduction; columns C, contiguous in memory or not)."""
     cols = x.shape[2]
-    vec = VECTOR_BYTES // x.dtype.itemsize
+    vec = REDUCE_VECTOR_BYTES // x.dtype.itemsize
     group = 4 * vec if contiguous and cols >= vec else 4
     g = cols // group * group
     out = np.empty((x.shape[0], cols), x.dtype)
@@ -224,7 +232,7 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
 
 def _rows(rows: np.ndarray) -> np.ndarray:
     """One loop call's rows (B, n), each summed: vectorised if contiguous and long enough."""
-    vec = VECTOR_BYTES // rows.dtype.itemsize
+    vec = REDUCE_VECTOR_BYTES // rows.dtype.itemsize
     contiguous = rows.strides[1] == rows.dtype.itemsize
     return _inner(rows) if contiguous and rows.shape[1] >= vec else _row_sum(rows)
 
@@ -324,7 +332,7 @@ def torch_sum(x: np.ndarray, axes: Sequence[int] | None = None, keepdims: bool =
         else:
             n = 0
         if n > 1:  # (one element: nothing is reduced, below)
-            vec = VECTOR_BYTES // x.dtype.itemsize
+            vec = REDUCE_VECTOR_BYTES // x.dtype.itemsize
             rows = x.reshape(-1, n)
             sums = [_small_row(r, vec) + zero for r in rows]
             return np.array(sums, x.dtype).reshape(final_shape)
@@ -344,7 +352,7 @@ def torch_sum(x: np.ndarray, axes: Sequence[int] | None = None, keepdims: bool =
     if not p:  # nothing really reduced: torch adds each element to a zero
         return (x + zero).reshape(final_shape)
     item = x.dtype.itemsize
-    vec = VECTOR_BYTES // item
+    vec = REDUCE_VECTOR_BYTES // item
     # the iterator's dims as a view of x: its dims permuted and merged (a reshape of merged
     # dims is a view with the merged strides; as_strided, some times slower, where it is not)
     view = x.transpose(perm).reshape(view_shape)

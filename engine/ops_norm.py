@@ -6,8 +6,9 @@ row's mean and variance as `mean(x)` and `mean((x - mean)**2)`: `RowwiseMoments`
 roundings is what this module redoes, with numpy arrays over all rows at once. Measured against
 torch 2.13 (AVX2, 8 float32 lanes), by probing, not by reading its binary:
 
-- a row of N elements is read as n = N // L vectors of L lanes (L = 8 for float32 with AVX2, 16
-  with AVX512); the vectors go in chunks of 16, and within a chunk each lane runs Welford's update
+- a row of N elements is read as n = N // L vectors of L lanes (L = 8 for float32: the AVX2
+  build, which torch runs on AVX512 CPUs too, `cascade.REDUCE_VECTOR_BYTES`); the vectors go
+  in chunks of 16, and within a chunk each lane runs Welford's update
   with fused multiply-adds: `m1 = fma(x - m1, 1/(j+1), m1)`, `m2 = fma(d, x - m1, m2)` (d the
   difference before the update);
 - the chunks' (count, mean, m2) merge into a binary cascade (chunk i into slot 0, then carried up
@@ -97,7 +98,7 @@ def row_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     RowwiseMoments computes them (see the module docstring)."""
     dt = x.dtype.type
     rows, size = x.shape
-    lanes = cascade.VECTOR_BYTES // x.dtype.itemsize
+    lanes = cascade.REDUCE_VECTOR_BYTES // x.dtype.itemsize
     n = size // lanes
     chunks = -(-n // _CHUNK)
     vecs = x[:, :n * lanes].reshape(rows, n, lanes)
@@ -290,7 +291,7 @@ def _lane_sum(terms: np.ndarray, dt: Any, times: np.ndarray | None = None,
     partial last vector into its first lanes (fused there: `fma(t, u, acc)`), then the lanes
     added in a halving tree; rows shorter than a vector add their elements left to right."""
     rows, size = terms.shape
-    lanes = (vector_bytes or cascade.VECTOR_BYTES) // terms.dtype.itemsize
+    lanes = (vector_bytes or cascade.REDUCE_VECTOR_BYTES) // terms.dtype.itemsize
     if size < lanes:
         vals = terms if times is None else terms * times
         if size < 2:
@@ -554,7 +555,7 @@ def _bn_backward(g: Any, x: Any, w: Any, rm: Any, rv: Any, training: bool, eps: 
                 centred = drows - grad_mean
                 # the channels in whole vectors fuse `(dy - grad_mean) - dev * k`, the last
                 # partial vector's do not (measured)
-                full = c - c % (cascade.VECTOR_BYTES // x.dtype.itemsize)
+                full = c - c % (cascade.REDUCE_VECTOR_BYTES // x.dtype.itemsize)
                 out = centred - dev * k
                 out[:, :full] = _fma(-dev[:, :full], k[:full], centred[:, :full], dt)
                 out_dx = (out * invstd * gamma).reshape(x.shape)

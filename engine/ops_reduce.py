@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -431,20 +431,98 @@ def _correction(unbiased: bool | None, correction: float | None) -> float:
     return 0 if unbiased is False else 1
 
 
-def _var(x: Any, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False,
-         correction: float | None = None) -> Any:
+# torch's CPU var/std of float32 and float64 (aten/src/ATen/native/ReduceOps.cpp), in double:
+# - one result (`std_var_all_cpu`): the mean is torch's own mean of the input, as a double; the
+#   squared deviations from it are added in memory order, in one slice per intra-op thread
+#   (at::parallel_reduce, GRAIN_SIZE), the slices' sums then added in order;
+# - several (`std_var_kernel_impl`): Welford's update per result over its elements in order
+#   (`WelfordOps<scalar_t, double>`: delta / n into the mean, delta * (x - new mean) into m2).
+# var is that sum / max(0, n - correction), std its square root, rounded to the dtype last.
+_WELFORD_MAX = cascade.GRAIN_SIZE  # past it torch splits a result over threads: numpy's order
+
+
+_VAR_BLOCK = 4096  # elements converted to double at a time (bounds the scratch)
+
+
+def _var_all64(x: np.ndarray, c: float) -> float:
+    mean = float(float_mean(x))
+    v = np.ravel(x, order="K")  # a view where x is dense in some order
+    n = v.size
+    threads = min(cascade.THREADS, -(-n // cascade.GRAIN_SIZE)) if n > cascade.GRAIN_SIZE else 1
+    chunk = -(-n // threads) if n else 1
+    total = 0.0
+    for begin in range(0, n, chunk):  # one slice per torch thread, each summed from 0
+        acc = np.zeros(1)
+        for b in range(begin, min(n, begin + chunk), _VAR_BLOCK):
+            dev = v[b:min(n, begin + chunk, b + _VAR_BLOCK)].astype(np.float64) - mean
+            acc = np.cumsum(np.concatenate((acc, dev * dev)))[-1:]  # sequential, carried on
+        total += float(acc[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(total) / np.float64(max(0.0, n - c)))
+
+
+def _var_rows64(rows: np.ndarray, c: float) -> np.ndarray:
+    """Welford's variance of each row of a (results, n) float array, in double."""
+    mean = np.zeros(rows.shape[0])
+    m2 = np.zeros(rows.shape[0])
+    for j in range(rows.shape[1]):
+        value = rows[:, j].astype(np.float64)
+        delta = value - mean
+        mean = mean + delta / float(j + 1)
+        m2 = m2 + delta * (value - mean)
+    n = rows.shape[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return m2 / np.float64(n - c if n > c else 0)
+
+
+def _torch_var64(x: Any, dim: Any, c: float, keepdim: bool) -> Any:
+    """torch's float var in double (see above), or None where its order is not reproduced."""
+    if x.dtype not in (np.float32, np.float64) or not x.size:
+        return None
+    axes = _axes(x, dim)
+    shape = _reduce_shape(x, dim, keepdim)
+    if axes is None or all(x.shape[a] == 1 for a in range(x.ndim) if a not in axes):
+        return np.full(shape, _var_all64(x, c))
+    n = math.prod(x.shape[a] for a in axes)
+    if not x.flags.c_contiguous or n >= _WELFORD_MAX:
+        return None
+    keep = [a for a in range(x.ndim) if a not in axes]
+    rows = np.transpose(x, keep + sorted(axes)).reshape(-1, n)
+    return _var_rows64(rows, c).reshape(shape)
+
+
+def _var64(x: Any, dim: Any, unbiased: bool | None, keepdim: bool,
+           correction: float | None, name: str) -> tuple[Any, bool]:
+    """(variance, exact): torch's double result where reproduced, else numpy's in x's dtype;
+    `name` ("var" or "std") is the op torch's warning names."""
     c = _correction(unbiased, correction)
     n = _count(x.shape, dim)
     if n - c <= 0:
-        warnings.warn("var(): degrees of freedom is <= 0. Correction should be strictly less "
+        warnings.warn(f"{name}(): degrees of freedom is <= 0. Correction should be strictly less "
                       "than the reduction factor (input numel divided by output numel).",
-                      UserWarning, stacklevel=2)
+                      UserWarning, stacklevel=3)
+    exact = _torch_var64(x, dim, c, keepdim)
+    if exact is not None:
+        return exact, True
     axes = _axes(x, dim)
     mean = np.mean(x, axis=axes, keepdims=True)
     dev = x - mean
     ss = np.sum(dev * dev, axis=axes, keepdims=keepdim)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return ss / max(n - c, 0)
+        return ss / max(n - c, 0), False
+
+
+def _var(x: Any, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False,
+         correction: float | None = None) -> Any:
+    v, exact = _var64(x, dim, unbiased, keepdim, correction, "var")
+    return np.asarray(v).astype(x.dtype) if exact else v
+
+
+def _std(x: Any, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False,
+         correction: float | None = None) -> Any:
+    v, exact = _var64(x, dim, unbiased, keepdim, correction, "std")
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(v).astype(x.dtype) if exact else np.sqrt(v)
 
 
 def _var_vjp(ns: Any, g: Any, out: Any, x: Any, dim: Any, unbiased: Any, keepdim: bool,
@@ -471,8 +549,7 @@ defop("var", _var, _var_vjp, attrs=VAR_ATTRS, dtype=_VAR_DTYPE,
       saves="input",
       doc="variance over dim with Bessel's correction (correction=1) by default",
       out_bound=temporaries(_reduce_shape, inputs=2))
-defop("std", lambda x, dim=None, unbiased=None, keepdim=False, correction=None: np.sqrt(
-          _var(x, dim, unbiased, keepdim, correction)), _std_vjp,
+defop("std", _std, _std_vjp,
       saves="result input",
       attrs=VAR_ATTRS, dtype=_VAR_DTYPE, doc="standard deviation: sqrt(var)",
       out_bound=temporaries(_reduce_shape, inputs=2))
@@ -593,18 +670,33 @@ defop("logsumexp", _logsumexp,
       out_bound=temporaries(_reduce_shape, inputs=2))
 
 
+# torch's CPU cumsum/cumprod (cpu_cum_base_kernel) carry the running value in acc_type: double
+# for float32, float for half; each element is that value rounded to the tensor's dtype
+_CUMULATIVE_ACC = {np.dtype(np.float32): np.float64, np.dtype(np.float16): np.float32}
+
+
+def _cumulative(fn: Callable[..., Any], x: Any, axis: int) -> Any:
+    """np.cumsum / np.cumprod along `axis` with torch's running-value precision."""
+    acc = _CUMULATIVE_ACC.get(x.dtype)
+    if acc is None:
+        return fn(x, axis=axis)
+    with np.errstate(over="ignore"):  # a running value past the dtype's range: inf, as torch
+        return fn(x.astype(acc), axis=axis).astype(x.dtype)
+
+
 def _cumsum(x: Any, dim: int, dtype: Any = None) -> Any:
     axis = _one_dim(x, dim)
     if x.ndim == 0:
         return x.copy()
-    return np.cumsum(x, axis=axis)
+    return _cumulative(np.cumsum, x, axis)
 
 
 def _cumsum_vjp(ns: Any, g: Any, out: Any, x: Any, dim: int, dtype: Any) -> Any:
-    # The reversed cumulative sum: total - cumsum + g (no flip needed).
-    if x.ndim == 0:
+    # torch's cumsum_backward: the gradient itself for one element along dim, else the
+    # reversed cumulative sum, flip(cumsum(flip(g)))
+    if x.ndim == 0 or math.prod(x.shape) <= 1 or x.shape[_one_dim(x, dim)] == 1:
         return g
-    return ns.sum(g, dim=dim, keepdim=True) - ns.cumsum(g, dim=dim) + g
+    return ns.flip(ns.cumsum(ns.flip(g, dims=dim), dim=dim), dims=dim)
 
 
 defop("cumsum", _cumsum, _cumsum_vjp,
@@ -620,7 +712,7 @@ def _cumprod(x: Any, dim: int, dtype: Any = None) -> Any:
     axis = _one_dim(x, dim)
     if x.ndim == 0:
         return x.copy()
-    return np.cumprod(x, axis=axis)
+    return _cumulative(np.cumprod, x, axis)
 
 
 def _has_zero(x: Any) -> bool:

@@ -443,13 +443,13 @@ class DataLoader:
     def _index_sampler(self) -> Any:
         return self.batch_sampler if self._auto_collation else self.sampler
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> _SingleProcessDataLoaderIter:
         torch = self._torch
         # torch's _BaseDataLoaderIter draws its base seed when the pass starts, before the
         # sampler draws anything (that happens at the first batch)
         sampler_iter = iter(self._index_sampler)
         draw_seed(torch, self.generator, fetch=False)  # torch's base seed, for its workers
-        return self._batches(sampler_iter)
+        return _SingleProcessDataLoaderIter(self._batches(sampler_iter), len(self))
 
     def _batches(self, sampler_iter: Iterator[Any]) -> Iterator[Any]:
         dataset, collate = self.dataset, self.collate_fn
@@ -463,6 +463,27 @@ class DataLoader:
 
     def __len__(self) -> int:
         return len(self._index_sampler)
+
+
+class _SingleProcessDataLoaderIter:
+    """One pass over a DataLoader, as torch's iterator of that name: `next(it)`, `len(it)`
+    (the loader's length), and torch's AttributeError for the Python 2 `it.next()` that old
+    tutorials call."""
+
+    __module__ = "torch.utils.data.dataloader"  # its repr and errors name torch's class
+
+    def __init__(self, batches: Iterator[Any], length: int):
+        self._batches = batches
+        self._length = length
+
+    def __iter__(self) -> _SingleProcessDataLoaderIter:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._batches)
+
+    def __len__(self) -> int:
+        return self._length
 
 
 def random_split(torch: Any, dataset: Any, lengths: Sequence[int | float],

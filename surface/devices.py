@@ -9,6 +9,8 @@ accelerator index) with torch's RuntimeError. Written once for the engine and th
 from __future__ import annotations
 
 import types
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 CUDA_MESSAGE = "Torch not compiled with CUDA enabled"
@@ -166,6 +168,14 @@ cuda = types.SimpleNamespace(
 """torch.cuda on a CPU-only build: is_available() is False, device_count() 0, seeding does
 nothing, current_device() raises torch's AssertionError."""
 
+accelerator = types.SimpleNamespace(
+    is_available=lambda check_fully_loaded=False: False,
+    device_count=lambda: 0,
+    current_accelerator=lambda check_available=False: None,
+)
+"""torch.accelerator on a CPU-only build (programs pick their device with it, as torch's
+examples do): no accelerator, none counted, the current one None."""
+
 
 FLOATING_DEFAULTS = ("float32", "float64")
 DEFAULT_DTYPE_MESSAGE = "only floating-point types are supported as the default type"
@@ -184,6 +194,45 @@ def check_default_dtype(d: Any, name_of: Any) -> str:
     if name not in FLOATING_DEFAULTS:
         raise TypeError(DEFAULT_DTYPE_MESSAGE)
     return str(name)
+
+
+DEFAULT_TENSOR_TYPE_WARNING = (
+    "torch.set_default_tensor_type() is deprecated as of PyTorch 2.1, please use "
+    "torch.set_default_dtype() and torch.set_default_device() as alternatives.")
+# torch.set_default_tensor_type's names of the CPU floating types
+DEFAULT_TENSOR_TYPES = {"torch.FloatTensor": "float32", "torch.DoubleTensor": "float64"}
+
+
+def default_tensor_type(t: Any, legacy: Mapping[str, Any], stacklevel: int) -> str:
+    """The dtype name `torch.set_default_tensor_type(t)` sets (warning as torch 2.13 does).
+
+    Args:
+        t: a type name ("torch.DoubleTensor") or one of the layer's legacy types.
+        legacy: the layer's legacy types by name ("FloatTensor": its class, ...).
+        stacklevel: the warning's stacklevel from this function's caller.
+    Raises:
+        TypeError: a non-floating or CUDA type, or an argument that is no type (torch's texts).
+        ModuleNotFoundError: a name whose module part is not torch, as torch's import fails.
+        AttributeError: a name torch does not have.
+    """
+    warnings.warn(DEFAULT_TENSOR_TYPE_WARNING, UserWarning, stacklevel=stacklevel + 1)
+    if isinstance(t, str):
+        if t in DEFAULT_TENSOR_TYPES:
+            return DEFAULT_TENSOR_TYPES[t]
+        module, _, name = t.rpartition(".")
+        if module.startswith("torch.cuda"):
+            raise TypeError(f"type {t} not available. {CUDA_MESSAGE}.")
+        if module != "torch":  # torch imports the module part
+            raise ModuleNotFoundError(f"No module named '{module or t}'")
+        if name in legacy and name != "Tensor":
+            raise TypeError(DEFAULT_DTYPE_MESSAGE)
+        raise AttributeError(f"module 'torch' has no attribute '{name}'")
+    for name, cls in legacy.items():
+        if t is cls and name != "Tensor":
+            if f"torch.{name}" in DEFAULT_TENSOR_TYPES:
+                return DEFAULT_TENSOR_TYPES[f"torch.{name}"]
+            raise TypeError(DEFAULT_DTYPE_MESSAGE)
+    raise TypeError(f"invalid type object: {DEFAULT_DTYPE_MESSAGE}")
 
 
 def set_default_device(value: Any) -> None:

@@ -6,6 +6,7 @@ through a session, in tests/test_surface_compat.py."""
 from __future__ import annotations
 
 import re
+import warnings
 
 import pytest
 
@@ -85,3 +86,67 @@ def test_is_contiguous_comes_with_the_tensors_info(session):
     assert c.is_contiguous() and session.round_trips == rounds + 1  # one flush for c's info
     assert re.fullmatch(r"tensor\(\[\[0\., 0\.\],\n\s+\[0\., 0\.\],\n\s+\[0\., 0\.\]\]\)",
                         repr(c))
+
+
+VERSION_OPERANDS = ["2.0", "2.13", "2.13.0", "2.13.1", "2.2", "3", "1.10.0", "2.13.0+cpu",
+                    "2.13.0a0", "2.13.0rc1", (2, 13), (2, 13, 0), (2, 14), (1, 8)]
+
+
+def test_version_is_torch_s_and_compares_as_a_version(session):
+    """`torch.__version__` prints and compares as torch 2.13.0's CPU wheel's (a TorchVersion:
+    "2.13.0+cpu" > "2.2" as a version, not as text)."""
+    v, ref = session.__version__, torch.__version__
+    assert str(v) == str(ref) and repr(v) == repr(ref) and f"{v}" == f"{ref}"
+    assert isinstance(v, str) and hash(v) == hash(str(ref))
+    for other in VERSION_OPERANDS:
+        got = (v < other, v <= other, v > other, v >= other, v == other, v != other)
+        want = (ref < other, ref <= other, ref > other, ref >= other, ref == other,
+                ref != other)
+        assert got == want, other
+    assert session.version.__version__ == ref
+    assert session.version.cuda is torch.version.cuda is None
+    assert session.version.hip is torch.version.hip
+    assert session.version.debug == torch.version.debug
+
+
+def test_type_names_print_as_torch_s(session):
+    """Programs print `type(p)` of parameters and shapes: the classes show torch's names."""
+    lin, ref = session.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    assert str(type(lin.weight)) == str(type(ref.weight))
+    assert str(type(session.zeros(2))) == str(type(torch.zeros(2)))
+    assert str(type(session.zeros(2, 3).shape)) == str(type(torch.zeros(2, 3).shape))
+
+
+@pytest.mark.parametrize("arg", ["torch.DoubleTensor", "torch.FloatTensor", "DoubleTensor_type",
+                                 "torch.LongTensor", "LongTensor_type", "Tensor_type",
+                                 "torch.cuda.FloatTensor", "torch.Foo", "foo.Bar", "FloatTensor",
+                                 "float64_dtype"])
+def test_set_default_tensor_type_as_torch(session, arg):
+    """torch.set_default_tensor_type (deprecated in torch 2.1, still in real programs): sets the
+    default dtype, warns as torch, refuses what torch refuses with its error."""
+    def resolve(mod):
+        if arg.endswith("_type"):
+            return getattr(mod, arg[:-len("_type")])
+        if arg.endswith("_dtype"):
+            return getattr(mod, arg[:-len("_dtype")])
+        return arg
+
+    before = torch.get_default_dtype()
+    outcomes = []
+    try:
+        for mod in (torch, session):
+            # (torch warns once per process, so only the session's warning is checked)
+            with warnings.catch_warnings(record=True) as record:
+                warnings.simplefilter("always")
+                try:
+                    mod.set_default_tensor_type(resolve(mod))
+                    outcomes.append(("ok", str(mod.get_default_dtype()),
+                                     str(mod.tensor([1.5]).dtype)))
+                except Exception as exc:
+                    outcomes.append((type(exc).__name__, str(exc)))
+        assert [str(w.message) for w in record] == [
+            "torch.set_default_tensor_type() is deprecated as of PyTorch 2.1, please use "
+            "torch.set_default_dtype() and torch.set_default_device() as alternatives."]
+    finally:
+        torch.set_default_dtype(before)
+    assert outcomes[1] == outcomes[0]

@@ -257,7 +257,7 @@ def _big_cases() -> dict[str, tuple[str, Callable[[], list[Any]], dict[str, Any]
         "where": ("where", lambda: [mask, x, t], {}),
         "to_float64": ("to_dtype", lambda: [x], {"dtype": ge.float64}),
         "sum_int": ("sum", lambda: [ints(5, *_N)], {}),
-        "var": ("var", lambda: [x], {"dim": 1}),
+        "var": ("var", lambda: [x.t()], {"dim": 1}),  # (a transposed view: numpy's path)
         "norm_p3": ("norm", lambda: [x], {"p": 3.0}),
         "logsumexp": ("logsumexp", lambda: [x], {"dim": 1}),
         "cumsum_int": ("cumsum", lambda: [ints(5, *_N)], {"dim": 1}),

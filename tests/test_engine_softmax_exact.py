@@ -92,3 +92,57 @@ def test_cross_entropy_training_prints_torchs_losses(gradserve_lib: Any) -> None
         return losses
 
     assert run(gradserve_lib) == run(torch)
+
+
+_AVX512_TORCH = """
+import sys, numpy as np, torch
+if torch.backends.cpu.get_cpu_capability() != "AVX512":
+    sys.exit(3)
+inputs, out = np.load(sys.argv[1]), {}
+for key in inputs.files:
+    if key.startswith("g"):
+        continue
+    x = torch.tensor(inputs[key], requires_grad=True)
+    y = getattr(torch.nn.functional, key.split("-")[0])(x, -1)
+    y.backward(torch.tensor(inputs["g" + key]))
+    out[key], out["grad" + key] = y.detach().numpy(), x.grad.numpy()
+np.savez(sys.argv[2], **out)
+"""
+
+
+def test_softmax_lane_sum_at_avx512_width_is_torch_s(tmp_path: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch builds its last-dim softmax kernels for AVX512 too: there the lane sum runs 16
+    lanes and a 4-step halving tree. Compared with a torch run at AVX512 (the suite's own torch
+    runs at AVX2, tests/__init__.py), where the CPU has it."""
+    import os
+    import subprocess
+    import sys
+
+    import gradserve.engine as ge
+    from gradserve.engine import cascade
+    if not HAVE_TORCH:
+        pytest.skip(MISSING_REASON)
+    rng = np.random.default_rng(11)
+    inputs = {}
+    for i, shape in enumerate([(5, 70), (64, 33), (3, 17), (2, 7), (130, 10)]):
+        for fn in ("softmax", "log_softmax"):
+            inputs[f"{fn}-{i}"] = (rng.standard_normal(shape) * 3).astype(np.float32)
+            inputs[f"g{fn}-{i}"] = rng.standard_normal(shape).astype(np.float32)
+    np.savez(tmp_path / "in.npz", **inputs)
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx512")
+    done = subprocess.run([sys.executable, "-c", _AVX512_TORCH, str(tmp_path / "in.npz"),
+                           str(tmp_path / "ref.npz")], env=env, timeout=300)
+    if done.returncode == 3:
+        pytest.skip("this CPU has no AVX512 for torch")
+    assert done.returncode == 0
+    ref = np.load(tmp_path / "ref.npz")
+    monkeypatch.setattr(cascade, "VECTOR_BYTES", 64)
+    for key, a in inputs.items():
+        if key.startswith("g"):
+            continue
+        x = ge.tensor(a, requires_grad=True)
+        y = getattr(ge.nn.functional, key.split("-")[0])(x, -1)
+        y.backward(ge.tensor(inputs["g" + key]))
+        np.testing.assert_array_equal(y.detach().numpy(), ref[key], strict=True)
+        np.testing.assert_array_equal(x.grad.numpy(), ref["grad" + key], strict=True)

@@ -159,9 +159,23 @@ def test_thread_split(threads: int) -> None:
 
 
 def test_vector_width_matches_torch() -> None:
-    """The SIMD width reproduced is the one torch dispatches to on this CPU."""
+    """The SIMD width reproduced for AVX512-dispatched kernels is the one torch dispatches to
+    on this CPU; sums run torch's AVX2 build whatever the CPU."""
     wide = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
     assert cascade.VECTOR_BYTES == (64 if wide else 32)
+    assert cascade.REDUCE_VECTOR_BYTES == 32
+
+
+@pytest.mark.parametrize("n", [8, 9, 16, 17, 32, 35, 64, 100, 128, 1000])
+def test_sum_has_the_avx2_order_on_every_cpu(n: int) -> None:
+    """torch registers no AVX512 sum kernel (plain REGISTER_DISPATCH): on an AVX512 CPU its sum
+    of 8+ float32 elements still adds in 8 lanes (the 16-lane order differs in the last bits:
+    regression for real programs' printed losses on AVX512 machines)."""
+    rng = np.random.default_rng(n)
+    for _ in range(4):
+        a = (rng.standard_normal(n) * 10).astype(np.float32)
+        _same(ge.tensor(a).sum(), torch.from_numpy(a).sum())
+        _same(ge.tensor(a).mean(), torch.from_numpy(a).mean())
 
 
 def test_special_values() -> None:
@@ -312,8 +326,8 @@ def _small_cases(rng: np.random.Generator) -> Iterator[tuple[Any, Any]]:
 def test_small_sums_take_the_vector_paths_additions(vector_bytes: int,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A sum of at most SMALL_SUM elements (numpy scalars) has the bits of the vector path,
-    for torch's AVX2 and AVX512 widths (this CPU's is checked against torch below)."""
-    monkeypatch.setattr(cascade, "VECTOR_BYTES", vector_bytes)
+    for the AVX2 and AVX512 widths (the one torch's sum runs is checked against torch below)."""
+    monkeypatch.setattr(cascade, "REDUCE_VECTOR_BYTES", vector_bytes)
     for a, dims in _small_cases(np.random.default_rng(5)):
         for keepdim in (False, True):
             got = cascade.torch_sum(a, dims, keepdim)

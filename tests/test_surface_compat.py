@@ -554,3 +554,34 @@ def _device_agnostic_training(t: Any) -> list[str]:
 
 def test_a_device_agnostic_training_loop_runs_unchanged(lib):
     assert _device_agnostic_training(lib) == _device_agnostic_training(torch)
+
+
+def test_engine_set_default_tensor_type_sets_the_default_dtype():
+    """The in-process engine's torch.set_default_tensor_type, as the session's (checked against
+    torch in test_client_compat.py): the default dtype, then restored."""
+    before = ge.get_default_dtype()
+    try:
+        with pytest.warns(UserWarning, match=r"set_default_tensor_type\(\) is deprecated"):
+            ge.set_default_tensor_type("torch.DoubleTensor")
+        assert ge.tensor([1.5]).dtype == ge.float64
+        with pytest.warns(UserWarning):
+            ge.set_default_tensor_type(ge.FloatTensor)
+        assert ge.tensor([1.5]).dtype == ge.float32
+        with pytest.warns(UserWarning), pytest.raises(
+                TypeError, match="^only floating-point types are supported as the default type$"):
+            ge.set_default_tensor_type(ge.LongTensor)
+    finally:
+        ge.set_default_dtype(before)
+
+
+def test_accelerator_is_a_cpu_only_torch_s(client):
+    """torch.accelerator as torch's examples use it to pick a device (pytorch/examples' vae):
+    none on a CPU-only build, in the engine and through a session."""
+    with client.session() as session:
+        for lib in (ge, session):
+            acc = lib.accelerator
+            assert acc.is_available() is torch.accelerator.is_available() is False
+            assert acc.device_count() == torch.accelerator.device_count() == 0
+            assert acc.current_accelerator() is torch.accelerator.current_accelerator() is None
+            with pytest.raises(AttributeError, match=r"torch\.accelerator\.synchronize"):
+                acc.synchronize()

@@ -244,6 +244,21 @@ def test_tensor_dataset_loader_matches_torch(kwargs: dict[str, Any]):
     assert results[0] == results[1]
 
 
+def test_loader_iterator_is_torch_s():
+    """iter(loader) is torch's _SingleProcessDataLoaderIter: its length, its name in reprs
+    and in the AttributeError of the Python 2 `it.next()` old tutorials call."""
+    results = []
+    for lib in (ge, torch):
+        d = lib.utils.data
+        it = iter(d.DataLoader(d.TensorDataset(lib.tensor(X), lib.tensor(Y)), batch_size=3))
+        with pytest.raises(AttributeError) as info:
+            it.next()  # noqa: B305 - the old spelling, as such programs write it
+        first = next(it)
+        results.append((len(it), str(info.value), repr(it).split(" object at ")[0],
+                        [t.tolist() for t in first], len(list(it))))
+    assert results[0] == results[1]
+
+
 class Points:
     """A map-style dataset of mixed samples (defined once, for both libraries)."""
 
