@@ -510,7 +510,10 @@ class Executor:
         others = len(optimizers) + len(generators)
         max_handles, max_bytes = s.limits.max_handles - others, s.limits.max_bytes
         check_deadline, budget = self.check_deadline, self.budget
-        within = ge.limits.within
+        # this thread's engine bounds, held for the tape (the loop runs on one thread): each
+        # op's budget is set on them directly, with no thread-local lookup
+        bounds = ge.limits.current()
+        within = bounds.within
         run_prepared, prepared, Tensor = ops.run_prepared, ops.prepared, ge.Tensor
         run_op = ge.dispatch.run
         cached = ops.PREPARED.get
@@ -518,7 +521,7 @@ class Executor:
         DESCRIBE, VALUE = wire_tape.DESCRIBE, wire_tape.VALUE
         leaf_bytes, node_bytes = _TENSOR_BYTES, _TENSOR_BYTES + _NODE_BYTES
         # the engine runs the call's interrupt check before every op when one is set
-        engine_checks = ge.limits._state.check is not None
+        engine_checks = bounds.check is not None
         # Grad mode is this thread's, and only this loop changes it (restoring it after each
         # op it switches for, as the engine's own scopes restore theirs): read it once.
         grad_state = grad_mode._state

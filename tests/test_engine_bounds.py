@@ -135,7 +135,7 @@ def test_within_is_byte_budget_as_a_call():
     def sin_twice() -> int | None:
         ge.apply("sin", [x])
         ge.apply("sin", [x])
-        return limits._state.bytes_left
+        return limits.current().bytes_left
 
     def scoped(n: int | None) -> int | None:
         with limits.byte_budget(n):
@@ -151,15 +151,23 @@ def test_within_is_byte_budget_as_a_call():
                         left_inside = enter(inner)
                     except errors.BudgetExceededError as exc:
                         left_inside = str(exc)
-                    seen.append((left_inside, limits._state.bytes_left, limits._state.active))
+                    seen.append((left_inside, *_budget_state()))
             assert seen[0] == seen[1], (outer, inner)
-            assert limits._state.bytes_left is None and not limits._state.active
+            assert _budget_state() == (None, False)
     assert limits.within(None, sin_twice) is None
     with limits.allocation_limit(1000):  # the other limits' state is left as it was
         with pytest.raises(errors.BudgetExceededError):
             limits.within(one, sin_twice)
-        assert limits._state.active and limits._state.bytes_left is None
-    assert not limits._state.active
+        assert _budget_state() == (None, True)
+    assert _budget_state() == (None, False)
+
+
+def _budget_state() -> tuple[int | None, bool]:
+    """The thread's byte budget left and whether any bound is active, after checking that the
+    one thread-local an op reads (`bounded`) agrees: the thread's bounds exactly while active."""
+    lim = limits.current()
+    assert limits._local.bounded is (lim if lim.active else None)
+    return lim.bytes_left, lim.active
 
 
 # Values for the required attributes of elementwise ops (to_dtype's dtype, fill's value).
