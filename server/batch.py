@@ -522,6 +522,9 @@ class Executor:
         leaf_bytes, node_bytes = _TENSOR_BYTES, _TENSOR_BYTES + _NODE_BYTES
         # the engine runs the call's interrupt check before every op when one is set
         engine_checks = bounds.check is not None
+        # bounds active (the batch's allocation limit) and no byte budget of the thread's own:
+        # each op's budget is set on the bounds and cleared after it, without a call
+        direct = bounds.active and bounds.bytes_left is None
         # Grad mode is this thread's, and only this loop changes it (restoring it after each
         # op it switches for, as the engine's own scopes restore theirs): read it once.
         grad_state = grad_mode._state
@@ -579,9 +582,18 @@ class Executor:
                 if toggled:
                     grad_state.enabled = not enabled
                 try:
-                    result = (within(estimate, run_op, op, tuple(inputs), {}) if p.plain
-                              else within(estimate, run_prepared, p, inputs,
-                                          s.generator if p.random else None))
+                    if direct:  # Limits.within's steps for this case
+                        bounds.bytes_left = estimate
+                        try:
+                            result = (run_op(op, tuple(inputs), {}) if p.plain
+                                      else run_prepared(p, inputs,
+                                                        s.generator if p.random else None))
+                        finally:
+                            bounds.bytes_left = None
+                    else:
+                        result = (within(estimate, run_op, op, tuple(inputs), {}) if p.plain
+                                  else within(estimate, run_prepared, p, inputs,
+                                              s.generator if p.random else None))
                 except ge.errors.BudgetExceededError as exc:
                     result = self.retry_measured(exc, estimate, run_prepared, p, inputs,
                                                  s.generator if p.random else None)
