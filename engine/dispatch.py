@@ -25,6 +25,7 @@ _NODE_BYTES = limits.NODE_BYTES
 # read once: the thread-local states (one object each, per-thread attributes) and the node
 # constructor (a classmethod, bound anew at each attribute read)
 _LIMITS = limits._local
+_ENGAGED = limits.ENGAGED
 _GRAD = grad_mode._state
 _create_node = Node.create
 
@@ -140,10 +141,11 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         if key is not None:
             rules[key] = rule  # type: ignore[index]
     # The op's one read of the thread-local state (it costs about three plain attribute
-    # reads): the thread's bounds while any is set, else None. Bounds set on entry are set on
-    # return (the scopes the forward may enter restore what they change), so the node's charge
-    # below reads the same object.
-    lim = _LIMITS.bounded
+    # reads), skipped while no thread has a bound set (`limits.ENGAGED`): the thread's bounds
+    # while any is set, else None. Bounds set on entry are set on return (the scopes the
+    # forward may enter restore what they change), so the node's charge below reads the same
+    # object.
+    lim = _LIMITS.bounded if _ENGAGED else None
     if lim is not None:
         _admit(op, flat, attrs, compute, out_dtype, lim)
     arrays: list[Any] = []
@@ -333,7 +335,7 @@ def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tenso
     compute, out_dtype = rule
     if compute is not None and compute is not tensor_dtype:
         return None  # a cast first: `run`'s
-    lim = _LIMITS.bounded  # (`run`'s one read of the thread-local state)
+    lim = _LIMITS.bounded if _ENGAGED else None  # (as `run` reads it)
     if lim is not None:
         if op.scalar_bounds is None:
             return None  # (an op that is not elementwise may make a large result of 0-d inputs)
@@ -467,7 +469,7 @@ def run_into(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
             arrays.append(a)  # (numpy refuses a Python int too large for a float: `run` says so)
         else:
             return False
-    lim = _LIMITS.bounded
+    lim = _LIMITS.bounded if _ENGAGED else None
     if lim is not None:
         _admit(op, args, attrs, compute, out_dtype, lim)
     # torch gives inf and nan silently; and a warning turned into an error (as in our tests)

@@ -58,10 +58,12 @@ class Bound(NamedTuple):
 class Limits:
     """One thread's bounds, as plain attributes: `current()` gives the running thread's.
 
-    An op reads the thread-local state once (`_local.bounded`: this object while any bound is
-    set, else None) and everything else here as plain attributes, each about a third of a
-    thread-local read's cost. A caller running many ops on one thread (the server's tape loop)
-    may hold the object and call `within` on it; it must not pass it to another thread.
+    An op reads the thread-local state at most once (`_local.bounded`: this object while any
+    bound is set, else None), and not at all while no thread has a bound set (`ENGAGED` is
+    empty: the engine used in process); everything else here it reads as plain attributes,
+    each about a third of a thread-local read's cost. A caller running many ops on one thread
+    (the server's tape loop) may hold the object and call `within` on it; it must not pass it
+    to another thread.
     """
 
     __slots__ = ("max_elements", "bytes_left", "check", "active", "kept")
@@ -80,8 +82,16 @@ class Limits:
         active = (self.max_elements is not None or self.bytes_left is not None
                   or self.check is not None)
         if active is not self.active:
-            self.active = active
-            _local.bounded = self if active else None
+            self._engage(active)
+
+    def _engage(self, active: bool) -> None:
+        self.active = active
+        if active:
+            ENGAGED.add(self)  # first: an op on this thread finds it engaged as soon as bounded
+            _local.bounded = self
+        else:
+            _local.bounded = None
+            ENGAGED.discard(self)
 
     def within(self, max_bytes: int | None, fn: Callable[..., Any], *args: Any) -> Any:
         """`within` (the module's function) on this thread's bounds, held by the caller."""
@@ -95,14 +105,12 @@ class Limits:
                     return fn(*args)
                 finally:
                     self.bytes_left = None
-            self.active = True
-            _local.bounded = self
+            self._engage(True)
             try:
                 return fn(*args)
             finally:
                 self.bytes_left = None
-                self.active = False
-                _local.bounded = None
+                self._engage(False)
         limit = outer if max_bytes is None else min(max_bytes, outer)
         self.bytes_left = limit
         try:
@@ -121,6 +129,10 @@ class _Local(threading.local):
 
 
 _local = _Local()
+#: The bounds of every thread that has any set. While it is empty no thread has, and an op need
+#: not read its own thread's (`_local.bounded`). Changed in place only (adding and discarding
+#: are atomic), by each thread for its own bounds.
+ENGAGED: set[Limits] = set()
 
 
 def current() -> Limits:

@@ -233,10 +233,12 @@ def test_bounds_are_per_thread():
 
 
 def _budget_state() -> tuple[int | None, bool]:
-    """The thread's byte budget left and whether any bound is active, after checking that the
-    one thread-local an op reads (`bounded`) agrees: the thread's bounds exactly while active."""
+    """The thread's byte budget left and whether any bound is active, after checking that what
+    an op reads agrees: the thread's bounds are `bounded` and in `ENGAGED` exactly while
+    active."""
     lim = limits.current()
     assert limits._local.bounded is (lim if lim.active else None)
+    assert (lim in limits.ENGAGED) is lim.active
     return lim.bytes_left, lim.active
 
 
