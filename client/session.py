@@ -1038,12 +1038,15 @@ class Session:
         known.
 
         After an in-place write is recorded, any tensor's info may be stale (a write through a
-        view changes its base's history), so the pending batch is sent first."""
+        view changes its base's history), so the pending batch is sent first. When the server
+        leaves the results' descriptions out (omit_info), the pending batch goes with a Fetch
+        of `t`'s: one round trip, not a flush and then the Fetch."""
         self._settle_writes()
         if t._info is None:
             if t._error is not None:
                 raise copy_error(t._error)
-            self._recorder.flush_if_pending()
+            if not (self._infer and not self.verify_meta):
+                self._recorder.flush_if_pending()
             if t._info is None:
                 self._fetch(t, value=False)
         assert t._info is not None

@@ -21,9 +21,13 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from . import config as config_mod
+from . import numpy_cpu
 
 Configure = Callable[[argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace], int]
+
+# the subcommands that run the engine in this process (numpy_cpu.pin: torch's roundings)
+ENGINE_COMMANDS = ("serve", "demo")
 
 EXIT_OK = 0
 EXIT_UNHEALTHY = 1  # health: not SERVING, or not reachable
@@ -277,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gradserve` console script."""
     args = build_parser().parse_args(argv)
+    if argv is None and args.command in ENGINE_COMMANDS:
+        numpy_cpu.pin()  # the console script: numpy off its AVX512 kernels (torch's roundings)
     try:
         code = COMMANDS[args.command][2](args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
