@@ -8,15 +8,19 @@ another checkout's `server/`, `engine/`, `surface/` and `protos/` (`--old-tree`,
 is measured against the code before it), optionally this tree's with other flags (`--alt "--workers
 1"`, "alt"), and the floors it is measured against: bench/service.py's echo server ("echo",
 grpc.server), bench/inline_ab.py's grpc.aio echo ("aio-echo", glibc's default heap) and a grpc.aio
-server with gradserve's heap settings that serves the echo ("aio-kept") and gradserve's transport
-without its work ("aio-hop": registered request-streaming, the request read with `context.read()`, a
-copy of it made on a worker thread and handed back to the loop). Each round runs `--calls`
+server with gradserve's heap settings that serves the echo ("aio-kept"), gradserve's registration
+without the hand-off ("aio-read": registered request-streaming, the request read with
+`context.read()`, a copy of it made on the loop) and gradserve's transport without its work
+("aio-hop": the same, the copy made on a worker thread and handed back to the loop): aio-kept to
+aio-read is what request-streaming registration (the intake, server/intake.py) costs, aio-read to
+aio-hop what the hand-off to a worker costs. Each round runs `--calls`
 sequential calls of bench/service.py's 1 MiB call (a 256K-element float32 x, y = (x**2).sum(), the
 gradient 2x back; `--elements` another size; the echoes get the request's bytes) against each server
 in turn (A B ..., then reversed), and takes per call: the server's CPU time in all and of its
 busiest and second busiest threads in the series (the event loop's, a worker's or grpc core's;
-/proc/<pid>/task/*/schedstat, nanoseconds), and its minor page faults (/proc/<pid>/stat). Prints,
-per figure, the min and median over the rounds. Exits 0.
+/proc/<pid>/task/*/schedstat, nanoseconds), its minor page faults (/proc/<pid>/stat), and the
+round trip's median in the round ("p50"). Prints, per figure, the min and median over the rounds.
+Exits 0.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -57,14 +62,18 @@ def minflt(pid: int) -> int:
 
 
 def series(call: Callable[[], Any], n: int, pid: int) -> dict[str, float]:
-    """Per call over `n` calls: server CPU ms by thread group and in all, and minor faults."""
+    """Per call over `n` calls: server CPU ms by thread group and in all, minor faults, and the
+    median round trip (ms, "p50")."""
+    times = []
     g0, f0 = groups(pid), minflt(pid)
     for _ in range(n):
+        t0 = time.perf_counter()
         call()
+        times.append(time.perf_counter() - t0)
     g1, f1 = groups(pid), minflt(pid)
     used = sorted(((g1[t] - g0.get(t, 0)) / n / 1e6 for t in g1), reverse=True) + [0.0, 0.0]
     return {"total": sum(used), "top": used[0], "second": used[1], "rest": sum(used[2:]),
-            "faults": (f1 - f0) / n}
+            "faults": (f1 - f0) / n, "p50": statistics.median(times) * 1e3}
 
 
 def old_server(tree: str) -> list[str]:
@@ -85,14 +94,15 @@ def old_server(tree: str) -> list[str]:
 
 
 HOP_METHOD = "/bench.Echo/Hop"
+READ_METHOD = "/bench.Echo/Read"
 
 
 def run_aio_floor_server() -> None:
     """Serve on grpc.aio, with gradserve's default heap settings (server/heap.py), bench's echo
-    method and "Hop": gradserve's transport without its work (registered request-streaming, the
-    request read with `context.read()`, its reply, a fresh copy of it, made on a worker thread
-    and handed back to the loop as server/threaded.py does). Prints the port; runs until
-    killed."""
+    method, "Read" (registered request-streaming, the request read with `context.read()`, its
+    reply a fresh copy of it made on the loop) and "Hop": gradserve's transport without its work
+    (the same, the copy made on a worker thread and handed back to the loop as
+    server/threaded.py does). Prints the port; runs until killed."""
     import asyncio
     import queue
     import threading
@@ -119,6 +129,10 @@ def run_aio_floor_server() -> None:
     async def echo(request: bytes, context: Any) -> bytes:
         return request
 
+    async def read(requests: Any, context: Any) -> bytes:
+        data = await context.read()
+        return b"".join([data[:0], memoryview(data)])  # type: ignore[index]
+
     async def hop(requests: Any, context: Any) -> bytes:
         data = await context.read()
         loop = asyncio.get_running_loop()
@@ -130,6 +144,7 @@ def run_aio_floor_server() -> None:
         server = grpc.aio.server(options=bench.OPTIONS)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {
             "Echo": grpc.unary_unary_rpc_method_handler(echo),
+            "Read": grpc.stream_unary_rpc_method_handler(read),
             "Hop": grpc.stream_unary_rpc_method_handler(hop)}),))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
@@ -141,9 +156,9 @@ def run_aio_floor_server() -> None:
 
 def caller(name: str, ch: Any, big: Any, data: bytes) -> Callable[[], Any]:
     """One call of server `name` over channel `ch`: RunGraph(`big`), or an echo of `data`."""
-    if name == "aio-hop":
-        hop = ch.stream_unary(HOP_METHOD)
-        return lambda: hop(iter((data,)))
+    if name in ("aio-hop", "aio-read"):
+        streaming = ch.stream_unary(HOP_METHOD if name == "aio-hop" else READ_METHOD)
+        return lambda: streaming(iter((data,)))
     if name.startswith("aio") or name == "echo":
         echo = ch.unary_unary(bench.ECHO_METHOD)
         return lambda: echo(data)
@@ -180,8 +195,9 @@ def main(argv: list[str]) -> int:
                             "--aio-echo-server"]
         floor = [sys.executable, __file__, "--aio-floor-server"]
         cmds["aio-kept"] = floor
+        cmds["aio-read"] = floor
         cmds["aio-hop"] = floor
-    started: dict[int, Any] = {}  # one process per command ("aio-kept" and "aio-hop" share)
+    started: dict[int, Any] = {}  # one process per command (the three aio floors share one)
     procs = {name: started.get(id(cmd)) or started.setdefault(id(cmd), bench.start(cmd))
              for name, cmd in cmds.items()}
     x = np.random.default_rng(0).standard_normal(args.elements).astype(np.float32)
@@ -202,7 +218,7 @@ def main(argv: list[str]) -> int:
         for proc, _ in started.values():
             proc.kill()
             proc.wait()
-    keys = ("total", "top", "second", "rest", "faults")
+    keys = ("total", "top", "second", "rest", "faults", "p50")
     print(f"{'server':<9}" + "".join(f"{k + ' min/med':>20}" for k in keys))
     for name, rows in results.items():
         cells = []
@@ -210,7 +226,8 @@ def main(argv: list[str]) -> int:
             vals = [row[k] for row in rows]
             cells.append(f"{min(vals):>9.3f} /{statistics.median(vals):>8.3f}")
         print(f"{name:<9}" + "".join(f"{c:>20}" for c in cells))
-    print("(CPU in ms per call; faults: minor page faults per call)")
+    print("(CPU in ms per call; faults: minor page faults per call; p50: the round trip's median "
+          "in a round, ms)")
     return 0
 
 

@@ -22,6 +22,7 @@ import grpc
 from google.protobuf import message as pb_message
 from google.rpc import error_details_pb2, status_pb2
 
+from gradserve.surface.linalg import LinAlgError
 from gradserve.v1 import (
     ERROR_CLASS_METADATA,
     ERROR_TYPE_METADATA,
@@ -109,10 +110,12 @@ class MetaMismatchError(GradserveError, AssertionError):
     with `verify_meta`): a bug in `gradserve.surface.meta` or the engine, never the program's."""
 
 
-# Built-in types an error may be re-raised as: a fixed whitelist, never a lookup by name.
+# Built-in types an error may be re-raised as: a fixed whitelist, never a lookup by name
+# (torch.linalg.LinAlgError, a RuntimeError, is the surface's class).
 BUILTINS: dict[str, type[Exception]] = {
     "RuntimeError": RuntimeError, "ValueError": ValueError, "TypeError": TypeError,
     "IndexError": IndexError, "NotImplementedError": NotImplementedError,
+    "LinAlgError": LinAlgError,
 }
 
 # Status codes whose errors are the engine's (or a validation's) own: re-raised as built-ins.

@@ -37,6 +37,7 @@ from gradserve.surface.legacy import CONSTANTS, variable_type
 from . import autograd, dtypes, errors, limits, registry
 from . import ops_conv as _ops_conv  # noqa: F401
 from . import ops_creation as _ops_creation  # noqa: F401
+from . import ops_decomp as _ops_decomp  # noqa: F401
 from . import ops_elementwise as _ops_elementwise  # noqa: F401  (registers ops)
 from . import ops_index as _ops_index  # noqa: F401
 from . import ops_linalg as _ops_linalg  # noqa: F401
@@ -45,6 +46,7 @@ from . import ops_nn as _ops_nn  # noqa: F401
 from . import ops_norm as _ops_norm  # noqa: F401
 from . import ops_reduce as _ops_reduce  # noqa: F401
 from . import ops_shape as _ops_shape  # noqa: F401
+from . import ops_solve as _ops_solve  # noqa: F401
 from . import random as _random_module
 from . import spellings as _spellings  # noqa: F401  (torch's spellings that are not one op)
 from .api import PUBLIC, apply_inplace, build

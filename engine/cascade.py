@@ -55,6 +55,31 @@ def _vector_bytes() -> int:
     return 64 if __cpu_features__.get("AVX512_SKX") else 32
 
 
+def _cpu_vector_bytes() -> int:
+    """`_vector_bytes` asked of the CPU itself (the kernel's flags), not of numpy, whose
+    features leave out what NPY_DISABLE_CPU_FEATURES turns off (server/numpy_cpu.py keeps numpy
+    off its AVX512 kernels; torch stays on them)."""
+    flags = _cpu_flags()
+    if flags is None or os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("default", "avx2"):
+        return _vector_bytes()
+    return 64 if _AVX512_FLAGS <= flags else 32
+
+
+_AVX512_FLAGS = frozenset({"avx512f", "avx512cd", "avx512vl", "avx512bw", "avx512dq"})
+
+
+def _cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags as Linux reports them (/proc/cpuinfo), or None elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return None
+
+
 def _default_threads() -> int:
     """torch's intra-op thread count when not set: OMP_NUM_THREADS, else the CPUs we may use."""
     env = os.environ.get("OMP_NUM_THREADS", "")
@@ -67,6 +92,9 @@ def _default_threads() -> int:
 
 
 VECTOR_BYTES = _vector_bytes()
+# torch's float width where its softmax kernels run (measured: AVX512's 16 lanes on an AVX512
+# CPU while numpy is kept off AVX512, where VECTOR_BYTES then says 32)
+CPU_VECTOR_BYTES = _cpu_vector_bytes()
 THREADS = _default_threads()
 
 
@@ -105,6 +133,8 @@ def _seq(x: np.ndarray, axis: int) -> np.ndarray:
         return np.add.reduce(x, axis=axis)
     return np.add.accumulate(x, axis=axis).take(-1, axis=axis)  # sequential by definition
 
+
+seq_sum = _seq  # public: the left-to-right sums other modules' kernels make (a new array)
 
 # `_seq` adds whole slices along an axis of at most this many elements with at least
 # `_SHORT_AXIS_ROWS` rows before it (fewer: its n - 1 numpy calls cost more than they save)

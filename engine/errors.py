@@ -9,6 +9,8 @@ named by `builtin_name` with the same text.
 
 from __future__ import annotations
 
+from gradserve.surface.linalg import LinAlgError as SurfaceLinAlgError
+
 
 class EngineError(Exception):
     """Base of every deliberate engine error."""
@@ -69,3 +71,13 @@ class AllocationLimitError(EngineError, RuntimeError):
 
 class BudgetExceededError(AllocationLimitError):
     """The work would allocate more than the active byte budget (see `limits.byte_budget`)."""
+
+
+class LinAlgError(EngineError, SurfaceLinAlgError):
+    """A matrix is singular, not positive-definite, or a decomposition did not converge
+    (torch.linalg.LinAlgError, a RuntimeError)."""
+
+    @property
+    def builtin_name(self) -> str:
+        """The client re-raises it as torch.linalg.LinAlgError (`gradserve.surface.linalg`)."""
+        return "LinAlgError"

@@ -20,6 +20,7 @@ from gradserve.surface import grad_mode
 from . import cascade, dtypes, errors, limits, vecmath
 from .dtypes import DType
 from .ops_elementwise import _floating_only, broadcast_shape
+from .ops_norm import _lane_sum as _norm_lane_sum
 from .ops_reduce import float_mean, float_sum, norm_dims
 from .registry import AttrSpec, defop, names_backward, numel_of, promote_args, temporaries
 
@@ -140,36 +141,24 @@ def _softmax(x: Any, dim: int, dtype: Any = None) -> Any:
 
 
 # --- torch's float32 (log_)softmax kernels over the last dim, bit for bit -------------------------
-# torch 2.13 (AVX2) runs a float32 softmax and log_softmax over the last dim and their backwards
+# torch 2.13 runs a float32 softmax and log_softmax over the last dim and their backwards
 # (`_vec_softmax_lastdim`, `_vec_log_softmax_lastdim`, `_vec_host_softmax_backward_lastdim`) on
-# 8-lane vectors: SLEEF's expf, a lane sum (`vec::reduce_all`: the lanes accumulate 8 apart, then
-# a tree; fewer than 8 values add in order), softmax's multiply by the sum's reciprocal, SLEEF's
-# logf, and log_softmax's backward `grad - exp(output) * sum` as one fused multiply-add.
+# `Vectorized<float>` (8 lanes with AVX2, 16 with AVX512: cascade.CPU_VECTOR_BYTES): SLEEF's expf,
+# a lane sum (`vec::reduce_all`, ops_norm's `_lane_sum`: the lanes accumulate a vector apart,
+# then a tree; fewer values than lanes add in order), softmax's multiply by the sum's reciprocal,
+# SLEEF's logf, and log_softmax's backward `grad - exp(output) * sum` as one fused multiply-add.
+# The row's max is subtracted as it is: a row whose max is not finite (NaN, +inf, all -inf)
+# comes out NaN.
 # numpy's exp/log and pairwise sums differ in the last bit in 20-50 % of elements (a printed
 # cross-entropy loss after a few hundred steps). Rows go in chunks that bound the float64 scratch
 # of the emulated functions (vecmath.KERNEL_SCRATCH); rows longer than a chunk keep numpy's.
 
-_LANES = 8
+_F32 = np.float32
 
 
 def _lane_sum(v: np.ndarray) -> np.ndarray:
-    """torch's `vec::reduce_all` sum over the last axis of a float32 2-D array (one per row)."""
-    n = v.shape[1]
-    if n < _LANES:
-        acc = v[:, 0].copy()
-        for j in range(1, n):
-            acc = acc + v[:, j]
-        return acc
-    acc = v[:, :_LANES].copy()
-    d, end = _LANES, n - n % _LANES
-    while d < end:
-        acc += v[:, d:d + _LANES]
-        d += _LANES
-    if d < n:
-        acc[:, :n - d] += v[:, d:]
-    half = acc[:, :4] + acc[:, 4:]
-    quarter = half[:, :2] + half[:, 2:]
-    return quarter[:, 0] + quarter[:, 1]
+    """ops_norm's `_lane_sum` of float32 rows at the width torch's softmax kernels run with."""
+    return _norm_lane_sum(v, _F32, None, cascade.CPU_VECTOR_BYTES)
 
 
 def _exact_rows(x: Any, dim: int) -> bool:
@@ -184,20 +173,18 @@ def _row_chunks(n_rows: int, n_cols: int) -> range:
 
 
 def _shifted_rows(x: np.ndarray, each: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """`each(z)` over chunks of x's last-dim rows, z each row less its max (0 where the max is
-    not finite), as torch's last-dim softmax kernels go."""
+    """`each(z)` over chunks of x's last-dim rows, z each row less its max, as torch's last-dim
+    softmax kernels go."""
     rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
     step = _row_chunks(*rows.shape).step
     if rows.shape[0] <= step:  # one chunk: no result to copy it into
         with np.errstate(all="ignore"):
-            m = rows.max(axis=1, keepdims=True)
-            return each(rows - np.where(np.isfinite(m), m, np.float32(0))).reshape(x.shape)
+            return each(rows - rows.max(axis=1, keepdims=True)).reshape(x.shape)
     out = np.empty_like(rows)
     with np.errstate(all="ignore"):
         for i in range(0, rows.shape[0], step):
             r = rows[i:i + step]
-            m = r.max(axis=1, keepdims=True)
-            out[i:i + step] = each(r - np.where(np.isfinite(m), m, np.float32(0)))
+            out[i:i + step] = each(r - r.max(axis=1, keepdims=True))
     return out.reshape(x.shape)
 
 
@@ -249,7 +236,8 @@ def _log_softmax_backward(g: Any, out: Any, dim: int) -> Any:
         step = _row_chunks(*gr.shape).step
         if gr.shape[0] <= step:  # one chunk: no result to copy it into
             with np.errstate(all="ignore"):
-                return vecmath.neg_expf_fma(orows, _lane_sum(gr)[:, None], gr).reshape(g.shape)
+                total = _lane_sum(gr)[:, None]
+                return vecmath.neg_expf_fma(orows, total, gr).reshape(g.shape)
         res = np.empty_like(gr)
         with np.errstate(all="ignore"):
             for i in range(0, gr.shape[0], step):

@@ -283,24 +283,25 @@ defop("layer_norm", _layer_norm, _ln_dx, _ln_dw, _ln_db,
       out_bound=_ln_bound)
 
 
-def _lane_sum(terms: np.ndarray, dt: Any, times: np.ndarray | None = None) -> np.ndarray:
+def _lane_sum(terms: np.ndarray, dt: Any, times: np.ndarray | None = None,
+              vector_bytes: int | None = None) -> np.ndarray:
     """vec::reduce_all over each row of (rows, N) `terms`, or map2_reduce_all of the products
     `terms * times`: a vector of lanes accumulated in order (`acc + t * u`, not fused), a
     partial last vector into its first lanes (fused there: `fma(t, u, acc)`), then the lanes
     added in a halving tree; rows shorter than a vector add their elements left to right."""
     rows, size = terms.shape
-    lanes = cascade.VECTOR_BYTES // terms.dtype.itemsize
+    lanes = (vector_bytes or cascade.VECTOR_BYTES) // terms.dtype.itemsize
     if size < lanes:
         vals = terms if times is None else terms * times
-        acc = vals[:, 0].copy() if size else np.zeros(rows, dt)
-        for i in range(1, size):
-            acc = acc + vals[:, i]
-        return acc
+        if size < 2:
+            return vals[:, 0].copy() if size else np.zeros(rows, dt)
+        return np.add.accumulate(vals, axis=1)[:, -1]  # left to right: a running sum's last
     full = size // lanes
-    acc = (terms[:, :lanes] if times is None else terms[:, :lanes] * times[:, :lanes]).copy()
-    for v in range(1, full):
-        part = terms[:, v * lanes:(v + 1) * lanes]
-        acc = acc + (part if times is None else part * times[:, v * lanes:(v + 1) * lanes])
+    whole = terms[:, :full * lanes]
+    if times is not None:
+        whole = whole * times[:, :full * lanes]
+    # the whole vectors added one after another (a new array: the tail goes into it)
+    acc = cascade.seq_sum(whole.reshape(rows, full, lanes), 1)
     rest = size - full * lanes
     if rest:
         part = terms[:, full * lanes:]

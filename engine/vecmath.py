@@ -221,27 +221,27 @@ def sleef_expf(x: np.ndarray) -> np.ndarray:
     """
     x = np.asarray(x, _F32)
     if 0 < x.ndim and x.size <= CHAIN_ELEMENTS:
-        return _chained(_expf, 2 + len(_EXP_POLY), x)
+        return _chained(_expf, 1 + len(_EXP_POLY), x)
     return _expf(x, fma32)
 
 
 def _expf(x: np.ndarray, fma: Callable[[Any, Any, Any], np.ndarray]) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
-        t = x * _R_LN2
-        # cvtps_epi32 rounds to nearest even; out-of-range lanes are masked at the end
-        qf = np.rint(np.where(np.abs(t) < 2.0 ** 30, t, _F32(0)))  # float32, as t
-        q = qf.astype(np.int32)
-        s = fma(qf, -_L2U, x)
-        s = fma(qf, -_L2L, s)
+        # SLEEF masks e**x to 0 below -104 and to inf above 100; the formula itself gives
+        # those there (e**-104 < 2**-150 rounds to 0; 2**144 overflows), so x is clamped to
+        # +-110 instead, which keeps q in int32 (NaN stays NaN, its q is masked by ldexp)
+        x = np.minimum(np.maximum(x, _F32(-110)), _F32(110))  # (np.clip: a slow wrapper)
+        qf = np.rint(x * _R_LN2)  # cvtps_epi32 rounds to nearest even
+        # q * _L2U has at most 22 bits and x - q * _L2U is exact (|x| >= 0.35 where q != 0):
+        # SLEEF's first FMA is that subtraction, rounded nowhere
+        s = fma(qf, -_L2L, x - qf * _L2U)
         u = fma(s, _EXP_POLY[0], _EXP_POLY[1])  # the polynomial's first step: P0 * s + P1
         for c in _EXP_POLY[2:]:
             u = fma(u, s, c)
         u = _F32(1) + fma(s * s, u, s)
-        half = q >> 1
-        u = (u * _pow2i(half)) * _pow2i(q - half)  # SLEEF's vldexp2: two exact-range steps
-        u[x < -104] = 0
-        u[x > 100] = np.inf
-    return u
+        # SLEEF's vldexp2 scales in two exact steps, so its only rounding is the last one
+        # (below float32's normal range): ldexp's single correct rounding, the same bits
+        return np.ldexp(u, qf.astype(np.int32))
 
 
 def neg_expf_fma(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -257,7 +257,7 @@ def neg_expf_fma(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         A new float32 array of x's shape.
     """
     if 0 < x.ndim and x.size <= CHAIN_ELEMENTS and x.shape == z.shape:
-        return _chained(_neg_expf_fma, 3 + len(_EXP_POLY), x, np.broadcast_to(y, x.shape), z)
+        return _chained(_neg_expf_fma, 2 + len(_EXP_POLY), x, np.broadcast_to(y, x.shape), z)
     return fma32(-sleef_expf(x), y, z)
 
 
@@ -458,9 +458,49 @@ def _log_tail(sh: np.ndarray, sl: np.ndarray, xh: np.ndarray, xl: np.ndarray,
 
 def _sleef_logf_u1(d: np.ndarray) -> np.ndarray:
     """log(d) as SLEEF's xlogf_u1 (used by log1pf above 1e38, and by log_softmax)."""
+    low, high = (d.min(), d.max()) if d.size else (_F32(1), _F32(1))
+    normal = low >= _FLT_MIN and high < np.inf  # (False for NaN)
+    kernel, steps = (_logf_normal, 4) if normal else (_logf_u1, 7)  # the FMAs of each
     if 0 < d.ndim and d.size <= CHAIN_ELEMENTS and d.dtype == _F32:
-        return _chained(_logf_u1, 9, d)  # 2 + 5 + 2: the product, the division, the tail
-    return _logf_u1(d, fma32)
+        r = _chained(kernel, steps, d)
+    else:
+        r = kernel(d, fma32)
+    if not (low > 0 and high < np.inf):
+        # SLEEF's special cases: log(+inf) = inf, of a negative or NaN NaN, of +-0 -inf
+        r = np.where(d == np.inf, _F32(np.inf), r)
+        r = np.where((d < 0) | np.isnan(d), _F32(np.nan), r)
+        r = np.where(d == 0, _F32(-np.inf), r)
+    return r
+
+
+def _ln2_times() -> np.ndarray:
+    """(hi, lo) rows of SLEEF's double-float e * ln 2 (`dfmul_vf2_vf2_vf`) for every exponent
+    e `_logf_u1` meets: -127 - 64 (zero, scaled) to 128 (inf, NaN), from _LN2_TIMES_FROM."""
+    return np.stack(_df_mul_f(_LN2_HI, _LN2_LO, np.arange(_LN2_TIMES_FROM, 129, dtype=_F32)))
+
+
+_LN2_TIMES_FROM = -191
+_LN2_TIMES = _ln2_times()
+
+
+def _logf_normal(d: np.ndarray, fma: Callable[[Any, Any, Any], np.ndarray]) -> np.ndarray:
+    """`_logf_u1` for positive normal finite d, the same bits in fewer steps: the mantissa m is
+    in [0.75, 1.5), so m - 1 is exact (the numerator's low part is +0), 1 + m's rounding error
+    is m - (dh - 1) (both exact), and the two FMAs that make an error term (t * nh - s, the
+    product's error; 1 - dh * t, the reciprocal's residual) are exact: float64 differences."""
+    e = ((d * _F32(1.0 / 0.75)).view(np.int32) >> 23) - 0x7F
+    m = (d.view(np.int32) - (e << 23)).view(_F32)
+    sh, sl = _LN2_TIMES[:, e - _LN2_TIMES_FROM]
+    one = _F32(1)
+    nh = m - one
+    dh = m + one
+    dl = m - (dh - one)
+    # _df_div((nh, +0), (dh, dl))
+    t = one / dh
+    s = nh * t
+    u = (np.multiply(t, nh, dtype=np.float64) - s).astype(_F32)
+    v = fma(-dl, t, (1.0 - np.multiply(dh, t, dtype=np.float64)).astype(_F32))
+    return _log_tail(sh, sl, s, fma(s, v, u), fma)
 
 
 def _logf_u1(d: np.ndarray, fma: Callable[[Any, Any, Any], np.ndarray]) -> np.ndarray:
@@ -472,8 +512,7 @@ def _logf_u1(d: np.ndarray, fma: Callable[[Any, Any, Any], np.ndarray]) -> np.nd
     m = (d.view(np.int32) - (e << 23)).view(_F32)
     if scaled:
         e = np.where(small, e - 64, e)
-    ef = e.astype(_F32)
-    sh, sl = _df_mul_f(_LN2_HI, _LN2_LO, ef, fma)
+    sh, sl = _LN2_TIMES[:, e - _LN2_TIMES_FROM]  # e * ln 2 as SLEEF's double-float product
     one = _F32(1)
     nh = -one + m
     nv = nh - (-one)

@@ -126,6 +126,7 @@ STATUS_TABLE: tuple[Row, ...] = (
     Row(ge.errors.InvalidTypeError, _C.INVALID_ARGUMENT, "INVALID_TYPE"),
     Row(ge.errors.InvalidValueError, _C.INVALID_ARGUMENT, "INVALID_VALUE"),
     Row(ge.errors.OutOfRangeIndexError, _C.INVALID_ARGUMENT, "INDEX_OUT_OF_RANGE"),
+    Row(ge.errors.LinAlgError, _C.INVALID_ARGUMENT, "LINALG_ERROR"),
     Row(ge.errors.EngineError, _C.INVALID_ARGUMENT, "INVALID_ARGUMENT"),  # shapes, dtypes...
     Row(InvalidRequestError, _C.INVALID_ARGUMENT, "INVALID_REQUEST"),
     Row(NotFoundError, _C.NOT_FOUND, "NOT_FOUND"),

@@ -39,7 +39,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import meta_math, meta_nn, meta_shape, meta_tensor_ops  # noqa: F401 - each registers its rules
+from . import (  # noqa: F401 - each registers its rules
+    meta_linalg,
+    meta_math,
+    meta_nn,
+    meta_shape,
+    meta_tensor_ops,
+)
 from .meta_base import DTYPE_NAMES, RULES, Meta, _Inexact
 
 __all__ = ["DTYPE_NAMES", "RULES", "Meta", "infer"]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .results import ValuesIndices
+from .results import NamedResult, ValuesIndices
 
 PyTree = Any
 Context = Any
@@ -352,5 +352,6 @@ register_pytree_node(collections.defaultdict,
 register_pytree_node(collections.deque, lambda d: (list(d), d.maxlen),
                      lambda xs, maxlen: collections.deque(xs, maxlen=maxlen))
 
-for _result_type in ValuesIndices.__subclasses__():  # torch.return_types.max, .min
+for _result_type in (*ValuesIndices.__subclasses__(),  # torch.return_types.max, .min
+                     *NamedResult.__subclasses__()):  # .linalg_svd, .svd
     register_sequence_type(_result_type)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +20,23 @@ import pytest
 # result, raising MetaMismatchError on a difference (Client.session's verify_meta). A test of
 # the omitted descriptions themselves opens its session with verify_meta=False.
 os.environ.setdefault("GRADSERVE_VERIFY_META", "1")
+
+# --- torch's process-wide switches ---------------------------------------------------------------
+# torch.cond (it goes through dynamo) turns torch.distributions' argument validation off for the
+# whole process: a test calling it (test_surface_control) made a later test_client_distributions
+# compare with a torch that raised nothing. Each test gets back the setting it started with.
+
+
+@pytest.fixture(autouse=True)
+def _torch_distribution_validation() -> Iterator[None]:
+    torch = sys.modules.get("torch")  # imported by the tests that compare with it
+    if torch is None or not hasattr(torch, "distributions"):
+        yield
+        return
+    saved = torch.distributions.Distribution._validate_args
+    yield
+    torch.distributions.Distribution._validate_args = saved
+
 
 # --- gradserve server fixtures (tests/test_server_*.py) -------------------------------------------
 # A real server on port 0, talked to through the real generated stubs.

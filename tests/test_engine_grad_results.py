@@ -52,3 +52,27 @@ def test_a_shared_read_only_leaf_is_differentiated_and_left_alone():
     assert y.detach().numpy().tobytes() == yt.detach().numpy().tobytes()
     assert g.numpy().tobytes() == gt.numpy().tobytes()
     np.testing.assert_array_equal(frozen, raw)
+
+
+def test_a_shared_read_only_leaf_refuses_in_place_writes():
+    """What the server's large inputs are made of (a view of the request's bytes): every
+    in-place write, on the leaf or a view of it, is refused before it writes, with or without
+    requires_grad, and the bytes stay as they were."""
+    raw = data(5)
+    frozen = np.frombuffer(raw.tobytes(), np.float32)  # read-only, as over a request's bytes
+    assert not frozen.flags.writeable
+    plain, tracked = shared_leaf(frozen), shared_leaf(frozen, requires_grad=True)
+    ones = ge.tensor(np.ones(N, np.float32))
+    writes = [lambda t: t.add_(1), lambda t: t.mul_(2), lambda t: t.zero_(),
+              lambda t: t.fill_(3.0), lambda t: t.copy_(ones), lambda t: t[:8].sub_(1),
+              lambda t: t.reshape(64, -1).t().exp_(), lambda t: t.clamp_(0, 1)]
+    for write in writes:
+        for t in (plain, tracked):
+            try:
+                write(t)
+            except (ge.errors.InvalidArgumentError, ge.errors.InplaceError):
+                pass
+            else:
+                raise AssertionError("an in-place write into a read-only leaf went through")
+    np.testing.assert_array_equal(frozen, raw)
+    assert plain.numpy(force=True).tobytes() == raw.tobytes() and plain._version_counter == 0

@@ -126,6 +126,9 @@ CASES = {
         lambda s: [s.op("gelu", [h(1)], [2], approximate="bad")]), {"BadRequest"}, {}),
     "INDEX_OUT_OF_RANGE": (C.INVALID_ARGUMENT, in_session(
         lambda s: [s.op("sum", [h(1)], [2], dim=3)]), {"BadRequest"}, {}),
+    "LINALG_ERROR": (C.INVALID_ARGUMENT, in_session(  # x x^T = [[1, 2], [2, 4]]: singular
+        lambda s: [s.op("outer", [h(1), h(1)], [2]), s.op("linalg_cholesky", [h(2)], [3])]),
+        {"BadRequest"}, {"instruction": "1", "op": "linalg_cholesky"}),
     "INVALID_ARGUMENT": (C.INVALID_ARGUMENT, in_session(
         lambda s: [s.op("mul", [h(1), 2.0], [2]), s.backward(2)]),  # non-scalar, no gradient
         {"BadRequest"}, {"instruction": "1"}),

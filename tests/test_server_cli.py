@@ -247,6 +247,42 @@ def test_the_trimmer_returns_freed_heap_pages():
     assert int(out.stdout) >= 60, f"the trim gave back only {out.stdout.strip()} MiB"
 
 
+# In a child process that forks: `resident_bytes` keeps /proc/self/statm open, and a forked
+# child must read its own memory through it, not its parent's (the inherited descriptor's).
+_RESIDENT_CHILD = """
+import os
+from gradserve.server import heap
+before = heap.resident_bytes()
+assert before and heap.resident_bytes() is not None  # the descriptor, now open, reads again
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    start = heap.resident_bytes()
+    held = b"\\x01" * (96 << 20)  # written: resident
+    grown = heap.resident_bytes() - start
+    os.write(write, str(grown >> 20).encode())
+    os._exit(0)
+os.close(write)
+child = int(os.read(read, 64))
+os.waitpid(pid, 0)
+mine = heap.resident_bytes() - before
+print(child, mine >> 20)
+"""
+
+
+def test_resident_bytes_reads_this_process_even_after_a_fork():
+    from gradserve.server import heap
+
+    if heap.resident_bytes() is None or not hasattr(os, "fork"):
+        return  # no /proc: None, as before
+    out = subprocess.run([sys.executable, "-c", _RESIDENT_CHILD], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    child, parent = map(int, out.stdout.split())
+    assert child >= 90, f"the child saw {child} MiB of its 96 MiB"
+    assert parent < 48, f"the parent grew by {parent} MiB: the child's memory"
+
+
 def test_engine_threads_setting():
     from gradserve.server.config import from_argv
 

@@ -208,3 +208,36 @@ def test_a_held_apart_input_is_checked_as_any(gradserve_stub):
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert (f"input 'x': raw data has {4 * BIG} bytes, but shape [{BIG + 1}] of float32 "
             f"needs {4 * BIG + 4}") in message
+
+
+@pytest.mark.parametrize("aligned", [True, False], ids=["aligned", "unaligned"])
+def test_a_held_apart_input_is_never_written(gradserve_stub, aligned):
+    """The ops behind torch's in-place writes (zero_, fill_, copy_), and gradients summed from
+    several uses of a large input (a broadcast one among them), leave the input as sent: its
+    leaf is a read-only view of the request's bytes (aligned: a write would fail the call) or a
+    copy of its own (unaligned: a write would show in the outputs read after it)."""
+    x = np.random.default_rng(9).standard_normal(BIG).astype(np.float32)
+    fill = graph_pb2.Node(id="f", op="fill", inputs=[graph_pb2.Value(
+        ref=graph_pb2.NodeOutput(id="x"))], attrs={"value": graph_pb2.AttrValue(float_value=2.5)})
+    writes = [op("z", "zero", "x"), fill, op("c", "copy", "x", "f")]
+    req = aligned_request(lambda pad: graph_request_of(
+        [*writes, op(pad, "neg", "x"), op("n", "neg", "x")], ["z", "f", "c", "x", "n"], x), x,
+        aligned)
+    resp = gradserve_stub.RunGraph(req, timeout=30)
+    out = {o.name: codec.decode_array(o.tensor, 10**9) for o in resp.outputs}
+    np.testing.assert_array_equal(out["z"], np.zeros_like(x))
+    np.testing.assert_array_equal(out["f"], np.full_like(x, 2.5))
+    np.testing.assert_array_equal(out["c"], np.full_like(x, 2.5))
+    assert out["x"].tobytes() == x.tobytes() and out["n"].tobytes() == (-x).tobytes()
+
+    sums = [op("y", "mul", "x", "x"), op("s1", "sum", "y"), op("s2", "sum", "x"), *writes,
+            op("s3", "sum", "c"), op("s4", "sum", "z")]
+    req = aligned_request(lambda pad: graph_request_of(
+        [*sums, op(pad, "neg", "x")], ["s1", "s2", "s3", "s4"], x, wrt=["x"]), x, aligned)
+    resp = gradserve_stub.RunGraph(req, timeout=30)
+    xt = torch.tensor(x, requires_grad=True)
+    ct = torch.empty_like(xt).copy_(torch.full_like(xt, 2.5))
+    roots = [(xt * xt).sum(), xt.sum(), ct.sum(), torch.zeros_like(xt).sum()]
+    (g,) = torch.autograd.grad([r for r in roots if r.requires_grad], [xt])
+    got = codec.decode_array(resp.gradients[0].derivatives[0].tensor, 10**9)
+    assert got.tobytes() == g.numpy().tobytes()

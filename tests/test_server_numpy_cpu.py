@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import platform
 import subprocess
 import sys
 
@@ -46,3 +47,11 @@ def test_pin_keeps_a_setting_made_already():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=120, check=True)
     assert done.stdout.strip() == "''"
+
+
+def test_the_reference_torch_runs_its_avx2_kernels():
+    # tests/__init__.py: the engine reproduces torch's AVX2 float32 math, not its AVX512 variants
+    torch = pytest.importorskip("torch")
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("torch's x86 capability levels only")
+    assert torch.backends.cpu.get_cpu_capability() in ("AVX2", "DEFAULT")
