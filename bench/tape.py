@@ -18,7 +18,11 @@ the reply serialized), each replay on a fresh session, timing the calling thread
   iteration were replayed untimed on the same session; "adam tape": the CPU inside its tape
   instruction alone (`Executor.tape`, timed by a wrapper);
 - engine chain, engine chain-bwd: `chain(gradserve.engine, ...)` in the worker, per op (the
-  floor a session is measured against).
+  floor a session is measured against);
+- attrs, attrs-apply (only when named in `--cases`; attrs needs a tree whose server lists
+  "tape_attrs"): bench/clientop.py's 400 ops with attributes (`x.sum(0)`, `transpose(0, 1)`,
+  `softmax(x, 1)`, ...) as one batch, per op: on the tape (attrs) and, recorded by a session
+  told the server lacks the feature, as ApplyOp messages (attrs-apply).
 
 The table gives min and median over `--rounds` rounds of `--calls` calls each. `--compare TREE`
 (another checkout, e.g. `git archive main | tar -x -C /tmp/base`) runs that tree in a second
@@ -46,14 +50,17 @@ sys.path.insert(0, HERE)
 
 import handler  # noqa: E402  (bench/handler.py: farms, gRPC stand-ins)
 
-CASES = ("chain", "chain-bwd", "adam")
-OPS = {"chain": 1000, "chain-bwd": 1000, "adam": 1}  # per-what the table divides by
+CASES = ("chain", "chain-bwd", "adam", "attrs", "attrs-apply")
+SETUP: dict[str, int] = {}  # cases whose measured batches start at this index (set by record)
+DEFAULT_CASES = ("chain", "chain-bwd", "adam")
+OPS = {"chain": 1000, "chain-bwd": 1000, "adam": 1, "attrs": 400, "attrs-apply": 400}
 
 
 # --- recording (driver, this checkout's client and server) ---------------------------------------
 
 def record() -> dict[str, list[bytes]]:
-    """Each case's batches as the client sends them: set-up batches first, the measured one last."""
+    """Each case's batches as the client sends them: set-up batches first, the measured ones
+    last (the last one, or from `SETUP[case]` on)."""
     import client as bench_client  # bench/client.py
     import gradserve.client
     from gradserve.server.app import create_server
@@ -79,6 +86,16 @@ def record() -> dict[str, list[bytes]]:
                 loop = bench_client.AdamLoop(torch)
                 for _ in range(3):  # (each backward sends the batch, the step goes with the next)
                     loop.step()
+            elif case.startswith("attrs"):
+                import clientop  # bench/clientop.py
+
+                torch._tape_attrs = case == "attrs"  # attrs-apply: ApplyOp messages
+                run, after = clientop._attrs(torch)
+                run()
+                after()
+                SETUP[case] = len(sent)  # the second run's batches are measured
+                run()
+                after()
             else:
                 bench_client.chain(torch, case == "chain-bwd")
             out[case] = sent
@@ -94,7 +111,7 @@ def record() -> dict[str, list[bytes]]:
 class Replayer:
     """A tree's servicer (handler.Worker) and fresh sessions replaying recorded batches."""
 
-    def __init__(self, batches: dict[str, list[bytes]]):
+    def __init__(self, batches: dict[str, list[bytes]], setup: dict[str, int]):
         from gradserve.v1 import session_pb2
 
         self.w = handler.Worker()
@@ -105,6 +122,7 @@ class Replayer:
         if freeze is not None:
             freeze()
         self.batches = batches
+        self.setup = setup
         self.parse = session_pb2.BatchRequest.FromString
         self.create = self.w.handlers["CreateSession"]
         self.cases = [c for c in CASES if c in batches]
@@ -151,14 +169,15 @@ class Replayer:
         out: dict[str, float] = {}
         for case in self.cases:
             total = tape = 0
+            setup = self.setup.get(case, len(self.batches[case]) - 1)
             for _ in range(n):
                 ctx, reqs = self.prepared(case)
-                for req in reqs[:-1]:
+                for req in reqs[:setup]:
                     one("ExecuteBatch", req, ctx)
-                last = reqs[-1]
                 self.tape_ns = 0
                 t0 = time.thread_time_ns()
-                one("ExecuteBatch", last, ctx)
+                for req in reqs[setup:]:
+                    one("ExecuteBatch", req, ctx)
                 total += time.thread_time_ns() - t0
                 tape += self.tape_ns
                 self.close(ctx)
@@ -184,12 +203,14 @@ class Replayer:
 
         one = self.w.one
         prof = cProfile.Profile()
+        setup = self.setup.get(case, len(self.batches[case]) - 1)
         for _ in range(n):
             ctx, reqs = self.prepared(case)
-            for req in reqs[:-1]:
+            for req in reqs[:setup]:
                 one("ExecuteBatch", req, ctx)
             prof.enable()
-            one("ExecuteBatch", reqs[-1], ctx)
+            for req in reqs[setup:]:
+                one("ExecuteBatch", req, ctx)
             prof.disable()
             self.close(ctx)
         pstats.Stats(prof).sort_stats("tottime").print_stats(30)
@@ -200,8 +221,10 @@ def worker_main(path: str) -> int:
 
     logging.disable(logging.WARNING)
     with open(path) as f:
-        batches = {k: [base64.b64decode(b) for b in v] for k, v in json.load(f).items()}
-    r = Replayer(batches)
+        saved = json.load(f)
+    setup = saved.pop("_setup")
+    batches = {k: [base64.b64decode(b) for b in v] for k, v in saved.items()}
+    r = Replayer(batches, setup)
     import gradserve.server
 
     print(json.dumps({"ready": gradserve.server.__file__}), flush=True)
@@ -227,7 +250,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--calls", type=int, default=5, help="per case per round")
     parser.add_argument("--compare", metavar="TREE", help="another source tree, interleaved")
     parser.add_argument("--profile", choices=CASES, help="cProfile one case in this tree")
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated cases")
+    parser.add_argument("--cases", default=",".join(DEFAULT_CASES),
+                        help=f"comma-separated cases of {', '.join(CASES)}")
     parser.add_argument("--worker", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -237,11 +261,12 @@ def main(argv: list[str]) -> int:
     logging.disable(logging.WARNING)
     batches = {k: v for k, v in record().items() if k in args.cases.split(",")}
     if args.profile:
-        Replayer(batches).profile(args.profile, args.calls * 4)
+        Replayer(batches, SETUP).profile(args.profile, args.calls * 4)
         return 0
     fd, path = tempfile.mkstemp(suffix=".json", prefix="gradserve-tape-")
     with os.fdopen(fd, "w") as f:
-        json.dump({k: [base64.b64encode(b).decode() for b in v] for k, v in batches.items()}, f)
+        json.dump({"_setup": SETUP, **{k: [base64.b64encode(b).decode() for b in v]
+                                        for k, v in batches.items()}}, f)
     root = os.path.dirname(HERE)
     trees = [Tree("this", root, path)]
     if args.compare:
@@ -255,7 +280,7 @@ def main(argv: list[str]) -> int:
         for t in trees:
             t.close()
         os.unlink(path)
-    print(f"thread CPU (us) per tape op (chain, chain-bwd) / per batch (adam); {args.rounds} "
+    print(f"thread CPU (us) per op (chain, chain-bwd, attrs) / per batch (adam); {args.rounds} "
           f"rounds x {args.calls} calls; min / median")
     print(f"{'case':<16}" + "".join(f"{t.label + ' min':>14}{t.label + ' med':>14}"
                                     for t in trees))

@@ -7,11 +7,12 @@ batch with a fresh request id, and applies the results. When the server reports 
 k failed, the error is raised with the user's line of instruction k; tensors the batch would have
 bound from k on are marked failed, and using them raises the same error again.
 
-Plain ops (no attributes) go on a `Tape` (docs/wire.md): packed numbers appended to Python
-lists, one Tape instruction per run of ops between other instructions, with the user's line of
-every op, so an op failing inside a tape is reported at its own line. At flush, a tape asks the
-server to describe (DESCRIBE) and send the small values of (VALUE) only the outputs the program
-still holds; outputs it dropped are neither described nor sent.
+Ops go on a `Tape` (docs/wire.md): packed numbers appended to Python lists, one Tape
+instruction per run of ops between other instructions, with the user's line of every op, so an
+op failing inside a tape is reported at its own line. An op's attributes go on it too when the
+server takes them (feature "tape_attrs"), else the op is sent as an ApplyOp. At flush, a tape
+asks the server to describe (DESCRIBE) and send the small values of (VALUE) only the outputs
+the program still holds; outputs it dropped are neither described nor sent.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ import grpc
 import numpy as np
 
 import gradserve.surface
+from gradserve.v1 import attrs as wire_attrs
 from gradserve.v1 import session_pb2 as spb
 
+from .codec import dtype_code
 from .errors import failed_index, failed_tape_op, from_rpc_error
 
 # Frames in these folders are the library's, not the user's: the client's own, and the surface's
@@ -103,7 +106,7 @@ def site_origin(site: tuple[Any, int] | None) -> tuple[str, int]:
 
 
 # Tape encoding (docs/wire.md; the server's checks are server/tape.py).
-NO_GRAD, DESCRIBE, VALUE = 1, 2, 4
+NO_GRAD, DESCRIBE, VALUE, ATTRS = 1, 2, 4, 8
 HANDLE, FLOAT, INT, BOOL, NONE, CONSTANT = range(6)
 # A tape is closed and a new one started past these (the server's limits are 2**18 words and
 # 4096 names); an op with more inputs or outputs than a header holds is sent as ApplyOp.
@@ -118,6 +121,23 @@ _ALL_BITS = (1 << 64) - 1
 _VECTOR_OPS = 64
 
 
+_A_INTS, _A_FLOAT, _A_INT = wire_attrs.TAPE_INTS, wire_attrs.TAPE_FLOAT, wire_attrs.TAPE_INT
+_A_STRING = wire_attrs.TAPE_STRING
+_NAME_SHIFT, _PAYLOAD_SHIFT = wire_attrs.TAPE_NAME_SHIFT, wire_attrs.TAPE_PAYLOAD_SHIFT
+
+
+def tape_attrs(attrs: dict[str, Any]) -> tuple[tuple[str, int, Any], ...] | None:
+    """An op's attributes as `Tape.add_attrs` takes them, or None when a tape cannot carry one
+    of them (`wire_attrs.tape_attr`; the op is then sent as an ApplyOp)."""
+    items = []
+    for name, value in attrs.items():
+        found = wire_attrs.tape_attr(value, dtype_code)
+        if found is None:
+            return None
+        items.append((name, *found))
+    return tuple(items)
+
+
 def _packed(typecode: str, values: list[Any]) -> bytes:
     data = array(typecode, values)
     if _BIG_ENDIAN:
@@ -126,10 +146,12 @@ def _packed(typecode: str, values: list[Any]) -> bytes:
 
 
 class Tape:
-    """The ops of one pending Tape instruction: packed words and constant tables (see
-    docs/wire.md), plus each op's header position and the user's line that recorded it."""
+    """The ops of one pending Tape instruction: packed words, attribute words and constant
+    tables (see docs/wire.md), plus each op's header position and the user's line that
+    recorded it."""
 
-    __slots__ = ("names", "code", "floats", "ints", "constants", "heads", "origins")
+    __slots__ = ("names", "code", "floats", "ints", "constants", "heads", "origins", "attrs",
+                 "attr_names", "strings")
 
     def __init__(self) -> None:
         self.names: dict[str, int] = {}
@@ -139,9 +161,47 @@ class Tape:
         self.constants: list[Any] = []  # tensor_pb2.Tensor messages
         self.heads: list[int] = []
         self.origins: list[tuple[Any, int] | None] = []  # `user_site`s
+        self.attrs: list[int] = []  # attribute words
+        self.attr_names: dict[str, int] = {}
+        self.strings: list[str] = []
 
     def full(self) -> bool:
         return len(self.code) >= TAPE_WORDS or len(self.names) >= TAPE_NAMES
+
+    def full_for_attrs(self) -> bool:
+        """Full, or past what an op with attributes may still add to (the server's limits
+        hold with room for one op's: at most 255 attributes, int lists of 4096 ints)."""
+        return (len(self.code) >= TAPE_WORDS or len(self.names) >= TAPE_NAMES
+                or len(self.attrs) >= TAPE_WORDS or len(self.ints) >= TAPE_WORDS
+                or len(self.attr_names) >= TAPE_NAMES)
+
+    def add_attrs(self, items: tuple[tuple[str, int, Any], ...]) -> None:
+        """Append an op's attributes: `items` are (name, kind, value) as `tape_attrs` makes
+        them (the op's header carries ATTRS)."""
+        words, names = self.attrs, self.attr_names
+        words.append(len(items))
+        for name, kind, v in items:
+            index = names.get(name)
+            if index is None:
+                index = names[name] = len(names)
+            word = index << _NAME_SHIFT | kind
+            if kind == _A_INT:
+                word |= len(self.ints) << _PAYLOAD_SHIFT
+                self.ints.append(v)
+            elif kind == _A_FLOAT:
+                word |= len(self.floats) << _PAYLOAD_SHIFT
+                self.floats.append(v)
+            elif kind == _A_INTS:
+                ints = self.ints
+                word |= len(ints) << _PAYLOAD_SHIFT
+                ints.append(len(v))
+                ints.extend(v)
+            elif kind == _A_STRING:
+                word |= len(self.strings) << _PAYLOAD_SHIFT
+                self.strings.append(v)
+            elif v:  # bool (0 or 1), dtype (its wire code): in the word; none: 0
+                word |= v << _PAYLOAD_SHIFT
+            words.append(word)
 
     def outputs(self, k: int) -> list[int]:
         """Op `k`'s output handles."""
@@ -168,6 +228,11 @@ class Tape:
             out.ints = _packed("q", self.ints)
         if self.constants:
             out.constants.extend(self.constants)
+        if self.attrs:
+            out.attrs = _packed("Q", self.attrs)
+            out.attr_names.extend(self.attr_names)
+            if self.strings:
+                out.strings.extend(self.strings)
 
     def _flag_loop(self, packed: array[int], live: dict[int, Any]) -> None:
         """`encode`'s flags, op by op (a short tape)."""

@@ -114,7 +114,8 @@ def decode_array(msg: tensor_pb2.Tensor) -> np.ndarray:
     return flat.astype(d.np.newbyteorder("="), copy=True).reshape(shape)
 
 
-def _dtype_code(value: Any) -> int | None:
+def dtype_code(value: Any) -> int | None:
+    """The wire code of `value` if it is a dtype, else None."""
     return value.wire if isinstance(value, DType) else None
 
 
@@ -124,7 +125,7 @@ def encode_attr(value: Any, out: graph_pb2.AttrValue) -> None:
     Raises:
         TypeError: a value no attribute kind accepts.
     """
-    attrs.encode_attr(value, out, _dtype_code)
+    attrs.encode_attr(value, out, dtype_code)
 
 
 def encode_scalar(value: Any, out: graph_pb2.Value) -> bool:

@@ -44,6 +44,7 @@ from gradserve.v1 import (
     GENERATOR_FEATURE,
     OMIT_INFO_FEATURE,
     SESSION_ID_METADATA,
+    TAPE_ATTRS_FEATURE,
     TAPE_FEATURE,
     graph_pb2,
 )
@@ -52,6 +53,7 @@ from gradserve.v1 import session_pb2 as spb
 from . import codec, compat, function, nn, optim, overloads
 from . import generator as client_generator
 from .batch import (
+    ATTRS,
     BOOL,
     CONSTANT,
     DESCRIBE,
@@ -64,6 +66,7 @@ from .batch import (
     TAPE_NAMES,
     TAPE_WORDS,
     Recorder,
+    tape_attrs,
     user_origin,
     user_site,
 )
@@ -122,6 +125,8 @@ class Session:
         self._table = table
         features = client.list_ops().features
         tapes = TAPE_FEATURE in features
+        # ops with attributes go on the tape too (else as ApplyOp messages)
+        self._tape_attrs = tapes and TAPE_ATTRS_FEATURE in features
         # The client describes op results itself (surface.meta) when the server takes
         # ApplyOp.omit_info; `verify_meta` still asks for every description and compares.
         self._infer = OMIT_INFO_FEATURE in features
@@ -406,7 +411,7 @@ class Session:
             if len(_ATTR_OPS) >= _ATTR_OPS_MAX:
                 _ATTR_OPS.clear()
             _ATTR_OPS[key] = (outs[0]._meta, outs[0]._node, _apply_template(
-                spec.name, True, not grad_mode._state.enabled, attrs))
+                spec.name, True, not grad_mode._state.enabled, attrs), tape_attrs(attrs))
         self._after_record()
         return outs[0] if spec.n_outputs == 1 else tuple(outs)
 
@@ -443,17 +448,33 @@ class Session:
         return key
 
     def _record_attr_op(self, spec: OpSpec, inputs: Sequence[Any],
-                        hit: tuple[Any, Any, spb.ApplyOp]) -> Tensor:
+                        hit: tuple[Any, Any, spb.ApplyOp, Any]) -> Tensor:
         """`_apply`'s recording of a call `_attr_op_key` keys and `_ATTR_OPS` knows: its result
         described here (`hit`: Meta, grad_fn name, the ApplyOp's op, omit_info, no_grad and
-        attributes), the inputs checked by the key, so nothing can be refused."""
-        meta, node, template = hit
+        attributes, and the attributes for a tape), the inputs checked by the key, so nothing
+        can be refused. On the open tape when the server takes attributes there, else as an
+        ApplyOp."""
+        meta, node, template, items = hit
         handle = next(self._handles)
         out = Tensor(self, handle)
         out._meta = meta
         out._node = node
         self._live[handle] = _ref(out)
         rec = self._recorder
+        if (self._tape_attrs and items is not None and handle < MAX_TAPE_HANDLE
+                and len(inputs) <= MAX_TAPE_ARGS):
+            with rec.lock:
+                tape = rec.open
+                if tape is None or tape.full_for_attrs():
+                    tape = rec.tape()
+                _append_op(tape, spec.name, ATTRS if grad_mode._state.enabled
+                           else ATTRS | NO_GRAD, inputs, handle)
+                tape.add_attrs(items)
+                tape.origins.append(user_site(3))  # _apply's caller
+                rec.ops += 1
+            if self.eager or self.pipelined:
+                self._after_record()
+            return out
         with rec.lock:
             m = rec.add(None, [out], user_origin(3)).apply_op  # user_origin(3): _apply's caller
             add = m.inputs.add
@@ -523,29 +544,7 @@ class Session:
                         if (tape is None or len(tape.code) >= TAPE_WORDS
                                 or len(tape.names) >= TAPE_NAMES):  # tape.full()
                             tape = rec.tape()
-                        names = tape.names
-                        index = names.get(spec.name)
-                        if index is None:
-                            index = names[spec.name] = len(names)
-                        code = tape.code
-                        tape.heads.append(len(code))
-                        append = code.append
-                        append(index | flags << 32 | len(inputs) << 40 | 1 << 52)
-                        for v in inputs:
-                            kind = type(v)
-                            if kind is Tensor or kind is _Parameter:
-                                append(v._handle << 3)  # HANDLE: kind 0
-                            elif kind is float:
-                                floats = tape.floats
-                                append(len(floats) << 3 | FLOAT)
-                                floats.append(v)
-                            elif kind is int:
-                                ints = tape.ints
-                                append(len(ints) << 3 | INT)
-                                ints.append(v)
-                            else:
-                                append(v << 3 | BOOL)
-                        append(handle)
+                        _append_op(tape, spec.name, flags, inputs, handle)
                         tape.origins.append(user_site(3))  # the caller of `call`
                         rec.ops += 1
                     if self.eager or self.pipelined:
@@ -704,9 +703,14 @@ class Session:
                       outs: list[Tensor], requires_grad: Any, known: bool = False) -> None:
         # The caller of _apply is client code (ops.make_function, call, method): the walk to
         # the user's frame starts there. `known`: the client knows the results' metadata.
-        if (not attrs and not requires_grad and self._recorder.tape_sink is not None
-                and self._record_tape(spec, inputs, outs, known)):
-            return
+        if not requires_grad and self._recorder.tape_sink is not None:
+            if not attrs:
+                if self._record_tape(spec, inputs, outs, known):
+                    return
+            elif self._tape_attrs and "generator" not in attrs:
+                items = tape_attrs(attrs)
+                if items is not None and self._record_tape(spec, inputs, outs, known, items):
+                    return
         check = self._check_meta if self.verify_meta else None
         m = self._record(_bind_outputs(outs, None if requires_grad else check), outs,
                          user_origin(3)).apply_op
@@ -748,11 +752,12 @@ class Session:
             r.requires_grad = True
 
     def _record_tape(self, spec: OpSpec, inputs: Sequence[Any], outs: list[Tensor],
-                     known: bool = False) -> bool:
+                     known: bool = False, items: Any = None) -> bool:
         """Append the op to the batch's open tape (docs/wire.md); False when it does not fit
         one (then it is sent as ApplyOp). Atomic: a bad input raises before anything is
         appended but constant-table and op-name entries, which nothing then references. `known`: the
-        client knows the results' metadata (no DESCRIBE flag)."""
+        client knows the results' metadata (no DESCRIBE flag). `items`: the op's attributes
+        (`batch.tape_attrs`; None: it has none)."""
         given = inputs[0] if spec.variadic else inputs
         n_in, n_out = len(given), len(outs)
         if (not n_out or n_in > MAX_TAPE_ARGS or n_out > MAX_TAPE_ARGS
@@ -762,7 +767,7 @@ class Session:
             raise RuntimeError(f"session {self.id} is closed")
         rec = self._recorder
         tape = rec.open
-        if tape is None or tape.full():
+        if tape is None or (tape.full() if items is None else tape.full_for_attrs()):
             tape = rec.tape()
         # the header first (an op-name entry no op references is harmless if an input is
         # refused); appended in place (no per-op list) and taken back if an input is refused
@@ -773,6 +778,8 @@ class Session:
         flags = 0 if known and not self.verify_meta else DESCRIBE
         if not grad_mode._state.enabled:
             flags |= NO_GRAD
+        if items is not None:
+            flags |= ATTRS
         code = tape.code
         head = len(code)
         append = code.append
@@ -796,6 +803,8 @@ class Session:
         else:
             for t in outs:
                 append(t._handle)
+        if items is not None:
+            tape.add_attrs(items)
         tape.heads.append(head)
         tape.origins.append(user_site(4))
         rec.ops += 1
@@ -1446,6 +1455,37 @@ _ref = weakref.ref
 _Parameter = nn.Parameter
 
 
+def _append_op(tape: Any, name: str, flags: int, inputs: Sequence[Any], handle: int) -> None:
+    """Append a one-output op's header, inputs and output `handle` to `tape`: inputs a caller
+    checked to be tensors of this session (not failed), floats, int64 ints, bools or None
+    (the hot paths' part of `Session._record_tape`)."""
+    names = tape.names
+    index = names.get(name)
+    if index is None:
+        index = names[name] = len(names)
+    code = tape.code
+    tape.heads.append(len(code))
+    append = code.append
+    append(index | flags << 32 | len(inputs) << 40 | 1 << 52)
+    for v in inputs:
+        kind = type(v)
+        if kind is Tensor or kind is _Parameter:
+            append(v._handle << 3)  # HANDLE: kind 0
+        elif kind is float:
+            floats = tape.floats
+            append(len(floats) << 3 | FLOAT)
+            floats.append(v)
+        elif kind is int:
+            ints = tape.ints
+            append(len(ints) << 3 | INT)
+            ints.append(v)
+        elif v is None:
+            append(NONE)
+        else:
+            append(v << 3 | BOOL)
+    append(handle)
+
+
 def _encode_attr(op: str, k: str, v: Any, m: spb.ApplyOp) -> None:
     """Attribute `k` of op `op` into ApplyOp `m`.
 
@@ -1459,8 +1499,9 @@ def _encode_attr(op: str, k: str, v: Any, m: spb.ApplyOp) -> None:
 
 
 # `Session._apply`'s calls of one-output ops with attributes recorded before, by
-# `Session._attr_op_key`: (the result's Meta, grad_fn name, `_apply_template`'s ApplyOp).
-_ATTR_OPS: dict[tuple[Any, ...], tuple[Any, Any, spb.ApplyOp]] = {}
+# `Session._attr_op_key`: (the result's Meta, grad_fn name, `_apply_template`'s ApplyOp, the
+# attributes for a tape: `batch.tape_attrs`).
+_ATTR_OPS: dict[tuple[Any, ...], tuple[Any, Any, spb.ApplyOp, Any]] = {}
 _ATTR_OPS_MAX = 4096
 
 # ApplyOps holding an op's name, omit_info, no_grad and attributes, by those (and the

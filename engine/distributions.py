@@ -314,8 +314,8 @@ def randperm(gen: Generator, n: int, dtype: DTypeLike) -> np.ndarray:
     """torch's `randperm(n)` on CPU: Fisher-Yates from the front, swap i with
     `i + random() % (n - i)` (for n < 2**32 / 20, where torch switches to 64-bit draws).
 
-    The swaps depend on each other, so they run as a loop over Python ints (about 0.1 s per
-    million elements); the draws are one vectorised call.
+    The swaps depend on each other, so they run as a loop over Python ints (about 1 s per
+    million elements on the 2-core VM); the draws are one vectorised call.
     """
     if n >= (2 ** 32 - 1) // 20:
         raise ValueError(f"randperm({n}) is beyond the sizes gradserve reproduces")
@@ -323,8 +323,8 @@ def randperm(gen: Generator, n: int, dtype: DTypeLike) -> np.ndarray:
     if n > 1:
         zs = (gen.random(n - 1) % np.arange(n, 1, -1, dtype=np.uint64)).tolist()
         for start in range(0, n - 1, _SWAPS_PER_CHECK):
-            # a deadline, a cancel or a waiting caller is honoured between chunks: the loop is
-            # ~0.1 s per million swaps, too long to run unchecked for the largest tensors
+            # a deadline, a cancel or a waiting caller is honoured between chunks, each counted
+            # as an op: the loop is ~1 s per million swaps
             limits.tick()
             for i in range(start, min(start + _SWAPS_PER_CHECK, n - 1)):
                 j = i + zs[i]
@@ -332,7 +332,10 @@ def randperm(gen: Generator, n: int, dtype: DTypeLike) -> np.ndarray:
     return np.array(perm, dtype=dtype)
 
 
-_SWAPS_PER_CHECK = 1 << 16  # ~6 ms of swaps between interrupt checks
+# Swaps between interrupt checks: ~60 us of them (~1 us a swap on the 2-core VM), about an op's
+# time, as each check counts one op of a stateless call's --max-call-ops (with 65,536 a check,
+# one RunGraph randperm of 8 million elements ran ~8 s of CPU counted as 128 ops)
+_SWAPS_PER_CHECK = 64
 
 
 def bernoulli_scalar(gen: Generator, shape: tuple[int, ...], p: float,

@@ -328,10 +328,18 @@ INTEGER_WORK = 32
 SORT_WORK = 256
 
 
-def sort_work(bound: Bound, elements: int, length: int) -> Bound:
+def sort_work(bound: Bound, elements: int, length: int, keys: int = 1) -> Bound:
     """`bound` with the work of sorting `elements` elements in runs of `length` (numpy's sort
-    is one uninterruptible call: an argsort of 2**24 int64s took ~5 s of CPU)."""
-    return bound._replace(work=elements * max(1, (length - 1).bit_length()) * SORT_WORK)
+    is one uninterruptible call: an argsort of 2**24 int64s took ~5 s of CPU), by `keys` sort
+    keys (a lexicographic sort of rows: `KEY_WORK` each besides its elements' work)."""
+    return bound._replace(work=elements * max(1, (length - 1).bit_length()) * SORT_WORK
+                          + (keys - 1) * KEY_WORK)
+
+
+#: What one more key of a lexicographic sort costs besides its elements (numpy's lexsort makes
+#: an iterator and a sort pass per key: ~6 us and ~2.7 KB each, measured on rows of 2 elements):
+#: a `unique_dim` of 2 rows of 2**25 elements made 2**25 keys, 23 GB and minutes in one op.
+KEY_WORK = 1 << 18
 
 
 def work_bound(bound: Bound, multiply_adds: int, floating: bool) -> Bound:
@@ -358,13 +366,25 @@ def admit(bound: Bound, what: str) -> None:
         many = f"{bound.results} results of up to" if bound.results > 1 else "a result of"
         raise errors.AllocationLimitError(
             f"{what}: {many} {bound.elements} elements, more than the limit of {limit}")
-    if limit is not None and bound.work > limit * WORK_PER_ELEMENT:
+    check_work(bound.work, what)
+    charge(bound.nbytes, what)
+
+
+def check_work(work: int, what: str) -> None:
+    """Refuse `work` (in `WORK_PER_ELEMENT`'s units) past what one op may do under this thread's
+    element limit: for a bound that must itself sort or search before it can tell the op's
+    results (`unique_dim`'s), called before it does.
+
+    Raises:
+        AllocationLimitError: naming `what`, the work and the limit.
+    """
+    limit = _local.limits.max_elements
+    if limit is not None and work > limit * WORK_PER_ELEMENT:
         raise errors.AllocationLimitError(
-            f"{what} needs {bound.work} units of work (each a floating multiply-add's time), "
+            f"{what} needs {work} units of work (each a floating multiply-add's time), "
             f"more than the limit of {limit * WORK_PER_ELEMENT} for one op "
             f"({WORK_PER_ELEMENT} per element of the limit of {limit} elements): an op cannot "
             "be interrupted once it runs")
-    charge(bound.nbytes, what)
 
 
 def numel(shape: Sequence[int]) -> int:

@@ -1052,7 +1052,7 @@ def _unique_groups(keys: Any) -> tuple[Any, Any, Any]:
     n = keys.shape[0]
     if n == 0:
         return np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0, np.int64)
-    order = np.lexsort(keys.T[::-1]) if keys.shape[1] else np.arange(n)
+    order = _lexsort_rows(keys)
     ranked = keys[order]
     differs = np.ones(n, dtype=bool)
     if n > 1:
@@ -1063,6 +1063,26 @@ def _unique_groups(keys: Any) -> tuple[Any, Any, Any]:
     inverse = np.empty(n, np.int64)
     inverse[order] = group
     return order, starts, inverse
+
+
+# Columns numpy's lexsort sorts by at once (~2.7 KB of its memory each, whatever the rows).
+_KEYS_PER_SORT = 1024
+
+
+def _lexsort_rows(keys: Any) -> Any:
+    """The stable lexicographic order of 2-D `keys`' rows: numpy's lexsort of at most
+    `_KEYS_PER_SORT` columns at a time, the last ones first (each pass stable, so the order is
+    the whole lexsort's), the interrupt check between passes. One lexsort of every column kept
+    an iterator per column: 2 rows of 2**25 columns took 23 GB."""
+    n, k = keys.shape
+    if k <= _KEYS_PER_SORT:
+        return np.lexsort(keys.T[::-1]) if k else np.arange(n)
+    order = np.arange(n)
+    for end in range(k, 0, -_KEYS_PER_SORT):
+        limits.tick()
+        block = keys[order, max(0, end - _KEYS_PER_SORT):end]
+        order = order[np.lexsort(block.T[::-1])]
+    return order
 
 
 def _unique(x: Any, sorted: bool = True) -> Any:
@@ -1095,7 +1115,7 @@ def _unique_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bou
     item = out_dtype.np.itemsize
     results = limits.combined(limits.shape_bound((n,), item), limits.combined(
         limits.shape_bound(tuple(x.shape), 8), limits.shape_bound((n,), 8)))
-    return limits.with_scratch(results, n * (item + 8 * 4))
+    return limits.sort_work(limits.with_scratch(results, n * (item + 8 * 4)), n, n)
 
 
 def _unique_dim_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits.Bound:
@@ -1109,6 +1129,9 @@ def _unique_dim_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits
         return limits.shape_bound((), 8)  # the forward refuses it
     moved = np.moveaxis(data, axis, 0) if data.ndim else data.reshape(1)
     rest = int(np.prod(moved.shape[1:]))
+    # the sort's work, refused before the sort that counts the groups runs here
+    work = limits.sort_work(limits.Bound(0, 0, 0), data.size, moved.shape[0], rest).work
+    limits.check_work(work, "unique_dim() result")
     groups = 0
     if rest or not moved.shape[0]:
         groups = len(_unique_groups(moved.reshape(moved.shape[0], rest))[1])
@@ -1116,7 +1139,8 @@ def _unique_dim_bound(args: Sequence[Any], attrs: Any, out_dtype: Any) -> limits
     results = limits.combined(limits.shape_bound(values, out_dtype.np.itemsize),
                               limits.combined(limits.shape_bound((moved.shape[0],), 8),
                                               limits.shape_bound((groups,), 8)))
-    return limits.with_scratch(results, data.nbytes * 2 + moved.shape[0] * 8 * 4)
+    return limits.with_scratch(results, data.nbytes * 2 + moved.shape[0] * 8 * 4)._replace(
+        work=work)
 
 
 def _no_derivative(name: str) -> Any:

@@ -128,8 +128,16 @@ def sum_to_size(g: Any, size: Sequence[int]) -> Any:
 
 
 def _sum_to_size_shape(x: Any, size: Sequence[int]) -> tuple[int, ...]:
-    # A sum never has more elements than its input: a bigger `size` is the forward's error.
-    return tuple(size) if limits.numel(size) <= x.numel() else tuple(x.shape)
+    # A sum has no more elements than its input, but for a sum over an empty dim (a 0 summed
+    # to 1: a (0, 2**31) tensor to (1, 2**31) makes 2**31 zeros): `size` then, and a bigger
+    # `size` that is not expandable to the input is the forward's error.
+    size = tuple(size)
+    if limits.numel(size) <= x.numel():
+        return size
+    lead = len(x.shape) - len(size)
+    if lead >= 0 and all(s in (d, 1) for s, d in zip(size, x.shape[lead:])):
+        return size
+    return tuple(x.shape)
 
 
 @names_backward("SumBackward1", "ViewBackward0")
@@ -317,7 +325,11 @@ def repeat_shape(shape: Sequence[int], repeats: Sequence[int]) -> tuple[int, ...
 
 
 def _repeat(x: Any, repeats: Sequence[int]) -> Any:
-    repeat_shape(x.shape, repeats)
+    out = repeat_shape(x.shape, repeats)
+    if 0 in out:
+        # np.tile repeats one dim at a time: [2**31, 0] on one element made 2**31 of them
+        # before the 0 emptied them (its bound, the empty result's, knew nothing of them)
+        return np.empty(out, x.dtype)
     return np.tile(x, tuple(repeats))
 
 

@@ -100,7 +100,7 @@ def reply_bound(instructions: Sequence[session_pb2.Instruction],
             except Located as exc:
                 exc.instruction, exc.message = i, ins
                 raise
-            words -= len(ins.tape.code) // 8
+            words -= (len(ins.tape.code) + len(ins.tape.attrs)) // 8
             tapes[i] = decoded
             count += decoded.count - 1 if decoded.count else 0
             total += RESULT_BYTES + INFO_BYTES * decoded.described
@@ -491,9 +491,9 @@ class Executor:
 
     def tape(self, m: session_pb2.Tape, r: session_pb2.InstructionResult) -> int:
         """Run a decoded tape's ops in order (see server/tape.py). Each op is an ApplyOp
-        without attributes: checked, budgeted and accounted as one, its outputs described only
-        when flagged DESCRIBE. A failing op is reported with its index in the tape; the ops
-        before it stay applied.
+        (with the attributes of an ATTRS-flagged op, else none): checked, budgeted and
+        accounted as one, its outputs described only when flagged DESCRIBE. A failing op is
+        reported with its index in the tape; the ops before it stay applied.
 
         The hot loop of a session: each op's registry entry and attribute defaults are
         resolved once per (name, inputs) (`ops.prepared`), and the op runs straight through
@@ -503,7 +503,7 @@ class Executor:
         out.SetInParent()
         valued: list[int] = []
         code, floats, ints = decoded.words, decoded.floats, decoded.ints
-        constants = decoded.constants
+        constants, op_attrs = decoded.constants, decoded.attrs
         s = self.s
         tensors, optimizers, generators = s.tensors, s.optimizers, s.generators
         # a tape op binds tensors only: the other handles' count holds for the whole tape
@@ -518,7 +518,7 @@ class Executor:
         run_op = ge.dispatch.run
         cached = ops.PREPARED.get
         HANDLE, FLOAT, NO_GRAD = wire_tape.HANDLE, wire_tape.FLOAT, wire_tape.NO_GRAD
-        DESCRIBE, VALUE = wire_tape.DESCRIBE, wire_tape.VALUE
+        DESCRIBE, VALUE, ATTRS = wire_tape.DESCRIBE, wire_tape.VALUE, wire_tape.ATTRS
         leaf_bytes, node_bytes = _TENSOR_BYTES, _TENSOR_BYTES + _NODE_BYTES
         # the engine runs the call's interrupt check before every op when one is set
         engine_checks = bounds.check is not None
@@ -581,22 +581,25 @@ class Executor:
                 toggled = (not flags & NO_GRAD) != enabled  # the op's own grad mode
                 if toggled:
                     grad_state.enabled = not enabled
+                attrs = op_attrs[k] if flags & ATTRS else None
                 try:
                     if direct:  # Limits.within's steps for this case
                         bounds.bytes_left = estimate
                         try:
-                            result = (run_op(op, tuple(inputs), {}) if p.plain
+                            result = (run_op(op, tuple(inputs), {}) if p.plain and attrs is None
                                       else run_prepared(p, inputs,
-                                                        s.generator if p.random else None))
+                                                        s.generator if p.random else None,
+                                                        attrs))
                         finally:
                             bounds.bytes_left = None
                     else:
-                        result = (within(estimate, run_op, op, tuple(inputs), {}) if p.plain
+                        result = (within(estimate, run_op, op, tuple(inputs), {})
+                                  if p.plain and attrs is None
                                   else within(estimate, run_prepared, p, inputs,
-                                              s.generator if p.random else None))
+                                              s.generator if p.random else None, attrs))
                 except ge.errors.BudgetExceededError as exc:
                     result = self.retry_measured(exc, estimate, run_prepared, p, inputs,
-                                                 s.generator if p.random else None)
+                                                 s.generator if p.random else None, attrs)
                 finally:
                     if toggled:
                         grad_state.enabled = enabled

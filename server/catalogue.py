@@ -13,6 +13,7 @@ from gradserve.v1 import (
     OMIT_INFO_FEATURE,
     PROTOCOL_VERSION,
     STEP_HYPERPARAMETERS_FEATURE,
+    TAPE_ATTRS_FEATURE,
     TAPE_FEATURE,
     attrs,
     catalogue_pb2,
@@ -45,7 +46,8 @@ def list_ops() -> catalogue_pb2.ListOpsResponse:
     resp = catalogue_pb2.ListOpsResponse(opset_version=ge.OPSET_VERSION,
                                          server_version=package_version(),
                                          protocol_version=PROTOCOL_VERSION,
-                                         features=[TAPE_FEATURE, OMIT_INFO_FEATURE,
+                                         features=[TAPE_FEATURE, TAPE_ATTRS_FEATURE,
+                                                   OMIT_INFO_FEATURE,
                                                    STEP_HYPERPARAMETERS_FEATURE,
                                                    GENERATOR_FEATURE,
                                                    FETCH_GRAD_REPR_FEATURE])

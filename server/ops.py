@@ -78,21 +78,25 @@ def checked(name: str, n_inputs: int) -> Any:
 
 
 class Prepared:
-    """An op checked for a number of inputs, ready to run without attributes (a tape op): its
-    OpDef, its attributes' defaults (validated once, copied per run) and whether it draws from
-    the session's generator."""
+    """An op checked for a number of inputs, ready to run as a tape op: its OpDef, its
+    attributes' defaults (validated once, copied per run) and whether it draws from the
+    session's generator."""
 
     __slots__ = ("op", "defaults", "random", "pad", "plain")
 
     def __init__(self, op: Any, n_inputs: int):
         self.op = op
-        self.defaults = ge.registry.bind_attrs(op, (), {})
+        # None: the op has a required attribute (only a tape op with attributes runs it)
+        self.defaults: dict[str, Any] | None = None
+        if not any(spec.required for spec in op.attrs):
+            self.defaults = ge.registry.bind_attrs(op, (), {})
         self.random = takes_generator(op.name)
         # None for the trailing optional inputs left out (see run)
         self.pad = 0 if op.variadic else len(op.inputs) - n_inputs
         # nothing for run_prepared to add: the inputs as they are, no attributes, no generator
         # (the tape calls the engine's dispatch directly)
-        self.plain = not (op.variadic or self.pad or self.defaults or self.random)
+        self.plain = not (op.variadic or self.pad or self.defaults is None or self.defaults
+                          or self.random)
 
 
 # (wire op name, number of inputs) -> Prepared, for pairs that passed `checked`; bounded by the
@@ -112,19 +116,58 @@ def prepared(name: str, n_inputs: int) -> Prepared:
     return p
 
 
-def run_prepared(p: Prepared, inputs: list[Any], generator: Any) -> Any:
-    """`run(p.op, inputs, {}, generator)` without the registry lookup and attribute binding
-    (done once in `prepared`): the tape's hot path. Returns a Tensor for a one-output op, else
-    a tuple of Tensors."""
+def run_prepared(p: Prepared, inputs: list[Any], generator: Any,
+                 attrs: dict[str, Any] | None = None) -> Any:
+    """`run(p.op, inputs, attrs or {}, generator)` without the registry lookup (done once in
+    `prepared`), nor the attribute binding for no attributes (done there too) or attributes
+    bound before (`bound_attrs`): the tape's hot path. Returns a Tensor for a one-output op,
+    else a tuple of Tensors."""
     op = p.op
+    if attrs is not None:
+        bound = bound_attrs(op, attrs)
+    elif p.defaults is not None:
+        bound = dict(p.defaults)
+    else:  # a required attribute is missing: the engine's error
+        bound = ge.registry.bind_attrs(op, (), {})
     if op.variadic:
         args: tuple[Any, ...] = (tuple(inputs),)
     elif p.pad:
         args = (*inputs, *([None] * p.pad))
     else:
         args = tuple(inputs)
-    return ge.dispatch.run(op, args, dict(p.defaults) if p.defaults else {},
-                           generator=generator if p.random else None)
+    return ge.dispatch.run(op, args, bound, generator=generator if p.random else None)
+
+
+# (op name, each attribute's name, type and value) -> the attributes bound (`bound_attrs`).
+# Values from the wire: bounded by clearing, a key holds no string or int list longer than
+# _BOUND_LEN (4096 keys of at most a few KiB), and a float zero is never a key (0.0 == -0.0).
+_BOUND: dict[tuple[Any, ...], dict[str, Any]] = {}
+_BOUND_MAX = 4096
+_BOUND_LEN = 64
+
+
+def bound_attrs(op: Any, attrs: dict[str, Any]) -> dict[str, Any]:
+    """`ge.registry.bind_attrs(op, (), attrs)` (what `run` binds), remembered for attributes
+    bound before; a new dict each call.
+
+    Raises:
+        As `bind_attrs`: the engine's errors for an unknown name or a value of the wrong kind.
+    """
+    parts: list[Any] = [op.name]
+    for k, v in attrs.items():
+        cls = v.__class__
+        if ((cls is float and v == 0.0) or ((cls is tuple or cls is str) and len(v) > _BOUND_LEN)
+                or len(k) > _BOUND_LEN):
+            return ge.registry.bind_attrs(op, (), attrs)
+        parts += (k, cls, v)
+    key = tuple(parts)
+    bound = _BOUND.get(key)
+    if bound is None:
+        bound = ge.registry.bind_attrs(op, (), attrs)
+        if len(_BOUND) >= _BOUND_MAX:
+            _BOUND.clear()
+        _BOUND[key] = bound
+    return dict(bound)
 
 
 def run(op: Any, inputs: Sequence[Any], attrs: dict[str, Any], generator: Any) -> tuple[Any, ...]:

@@ -1,12 +1,14 @@
 """The instruction tape (`session_pb2.Tape`): decoding it whole, with every field checked.
 
-A tape is a run of out-of-place ops without attributes in packed numbers (docs/wire.md, "The
+A tape is a run of out-of-place ops in packed numbers, their attributes too (docs/wire.md, "The
 instruction tape", is the byte-exact description; keep the two in step). `decode` turns one
-into a `Decoded` before its batch runs: lengths, word counts, op codes, flags, input kinds and
-every constant index are checked here, so the executor (server/batch.py `Executor.tape`) only
+into a `Decoded` before its batch runs: lengths, word counts, op codes, flags, input kinds,
+every constant index and every attribute word are checked here, the attributes made into the
+values an ApplyOp's would decode to, so the executor (server/batch.py `Executor.tape`) only
 resolves handles and runs ops. Nothing is allocated from a wire number before it is bounded:
-the code is at most `MAX_WORDS` words, the op-name table at most `MAX_NAMES` names, and the op
-count at most what the batch's instruction limit leaves.
+the code and the attribute words are at most `MAX_WORDS` words each, the name tables at most
+`MAX_NAMES` names, the op count at most what the batch's instruction limit leaves, and the ints
+the attributes' int lists make at most `MAX_WORDS` in all.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.v1 import attrs as wire_attrs
 from gradserve.v1 import session_pb2
 
+from .codec import dtype_name
 from .errors import InvalidRequestError, LimitExceededError, Located
 
 #: Words (8 bytes each) of one tape's code, and entries of its float and int constant tables.
@@ -40,7 +44,8 @@ VALUE_MAX_ELEMENTS = 64
 NO_GRAD = 1
 DESCRIBE = 2
 VALUE = 4
-FLAGS = NO_GRAD | DESCRIBE | VALUE
+ATTRS = 8  # the op's attributes are the next run of the attribute words (feature "tape_attrs")
+FLAGS = NO_GRAD | DESCRIBE | VALUE | ATTRS
 
 # Input kinds (the low 3 bits of an input word; the payload is the word >> 3).
 HANDLE, FLOAT, INT, BOOL, NONE, CONSTANT = range(6)
@@ -54,13 +59,14 @@ MAX_OUTPUTS = (1 << 12) - 1
 class Decoded:
     """One tape, checked: `ops` holds the lists of its ops' names, flags, starts, mids and
     ends (`zip(*ops)` gives one op's): an op's input words are `words[start:mid]`, its output
-    handles `words[mid:end]`; `count` ops."""
+    handles `words[mid:end]`; `count` ops; `attrs[k]`, the attributes of ATTRS-flagged op `k`
+    by name (the values an ApplyOp's `attrs` decode to)."""
 
-    __slots__ = ("ops", "count", "words", "floats", "ints", "constants", "described")
+    __slots__ = ("ops", "count", "words", "floats", "ints", "constants", "described", "attrs")
 
     def __init__(self, ops: tuple[list[str], list[int], list[int], list[int], list[int]],
                  count: int, words: Any, floats: Any, ints: Any, constants: Any,
-                 described: int):
+                 described: int, attrs: dict[int, dict[str, Any]]):
         self.ops = ops
         self.count = count
         self.words = words
@@ -68,6 +74,7 @@ class Decoded:
         self.ints = ints
         self.constants = constants
         self.described = described  # outputs of DESCRIBE-flagged ops (the reply's TensorInfos)
+        self.attrs = attrs
 
 
 def _bad(op: int | None, text: str) -> Located:
@@ -91,12 +98,14 @@ def _table(data: bytes, typecode: str, what: str) -> Any:
 
 def decode(m: session_pb2.Tape, max_ops: int, max_words: int = MAX_BATCH_WORDS) -> Decoded:
     """Check and unpack tape `m`, which may hold at most `max_ops` ops and `max_words` words
-    (what the batch's limits leave).
+    of code and attributes (what the batch's limits leave).
 
     Only the walk from header to header is a Python loop (each header says where the next op
     starts); the headers, inputs and outputs are checked with numpy, all at once, and the first
     op with any fault, in tape order, is the one reported, with the message an op-by-op check
-    gives (a header's fault before its inputs', inputs' before outputs').
+    gives (a header's fault before its inputs', inputs' before outputs', outputs' before its
+    attributes'). The attributes of the ops before the first fault are then decoded in order
+    (`_decode_attrs`).
 
     Raises:
         Located: wrapping InvalidRequestError (a malformed tape; `tape_op` names the op, or is
@@ -106,22 +115,27 @@ def decode(m: session_pb2.Tape, max_ops: int, max_words: int = MAX_BATCH_WORDS) 
     names = list(m.ops)
     if len(names) > MAX_NAMES:
         raise _bad(None, f"{len(names)} op names, more than the limit of {MAX_NAMES}")
-    if len(m.code) // 8 > max_words:
+    if (len(m.code) + len(m.attrs)) // 8 > max_words:
         raise Located(LimitExceededError(
-            f"tape: the batch's tapes hold more than {MAX_BATCH_WORDS} words of code; send "
-            "fewer ops per batch", limit="max_instructions"))
+            f"tape: the batch's tapes hold more than {MAX_BATCH_WORDS} words of code and "
+            "attributes; send fewer ops per batch", limit="max_instructions"))
     words = _table(m.code, "Q", "code")
     floats = _table(m.floats, "d", "the float table")
     ints = _table(m.ints, "q", "the int table")
+    tables = _AttrTables(m, floats, ints)
     constants = m.constants
     n_names, n_constants = len(names), len(constants)
     if n_constants > MAX_WORDS:
         raise _bad(None, f"{n_constants} tensor constants, more than the limit of {MAX_WORDS}")
     n = len(words)
     if n <= SHORT_WORDS:  # numpy's fixed cost per call outweighs the loop's per word
-        ops, count, described = _decode_short(words, names, max_ops, len(floats), len(ints),
-                                              n_constants)
-        return Decoded(ops, count, words, floats, ints, constants, described)
+        ops, count, described, failure = _decode_short(words, names, max_ops, len(floats),
+                                                       len(ints), n_constants)
+        attrs = _decode_attrs(tables, [k for k, f in enumerate(ops[1]) if f & ATTRS],
+                              failure is None)
+        if failure is not None:
+            raise failure
+        return Decoded(ops, count, words, floats, ints, constants, described, attrs)
     w = np.frombuffer(words, dtype=np.uint64)
     # each word's span if it were a header: itself, its inputs and its outputs (at most 8191)
     spans = array("i")
@@ -166,28 +180,28 @@ def decode(m: session_pb2.Tape, max_ops: int, max_words: int = MAX_BATCH_WORDS) 
             start = heads[bad] + 1
             inputs = words[start:start + int(n_in[bad])]
             if _first_bad_input(inputs, len(floats), len(ints), n_constants) is not None:
-                raise _bad_input(bad, inputs, len(floats), len(ints), n_constants)
-            raise _bad(bad, "handle ids start at 1 (0 means the field was not set)")
+                failure = _bad_input(bad, inputs, len(floats), len(ints), n_constants)
+            else:
+                failure = _bad(bad, "handle ids start at 1 (0 means the field was not set)")
+            count = bad
+    flags = flags[:count]
+    attrs = _decode_attrs(tables, np.flatnonzero(flags & _ATTRS).tolist(), failure is None)
     if failure is not None:
         raise failure
-    flags = flags[:count]
+    hpos, n_in, n_out, ends = hpos[:count], n_in[:count], n_out[:count], ends[:count]
     described = int(n_out[(flags & DESCRIBE) != 0].sum())
     starts = hpos + 1
     mids = starts + n_in
     table = np.array(names, dtype=object)
     ops = (table[codes[:count].astype(np.intp)].tolist(), flags.tolist(), starts.tolist(),
            mids.tolist(), ends.tolist())
-    return Decoded(ops, count, words, floats, ints, constants, described)
+    return Decoded(ops, count, words, floats, ints, constants, described, attrs)
 
 
 def _decode_short(words: Any, names: list[str], max_ops: int, n_floats: int, n_ints: int,
-                  n_constants: int) -> tuple[Any, int, int]:
+                  n_constants: int) -> tuple[Any, int, int, Located | None]:
     """`decode`'s checks op by op, in one loop (a short tape): its `ops` columns, op count and
-    DESCRIBE-flagged outputs.
-
-    Raises:
-        Located: as `decode`.
-    """
+    DESCRIBE-flagged outputs up to the first faulty op, and that op's error (None: none)."""
     n_names = len(names)
     op_names: list[str] = []
     op_flags: list[int] = []
@@ -195,13 +209,15 @@ def _decode_short(words: Any, names: list[str], max_ops: int, n_floats: int, n_i
     mids: list[int] = []
     ends: list[int] = []
     described = 0
+    failure: Located | None = None
     n, pos = len(words), 0
     while pos < n:
         k = len(op_names)
         if k >= max_ops:
-            raise Located(LimitExceededError(
+            failure = Located(LimitExceededError(
                 f"tape op {k}: the batch holds more ops than the limit of instructions per "
                 "batch", limit="max_instructions"), tape_op=k)
+            break
         header = words[pos]
         code, flags = header & 0xFFFFFFFF, (header >> 32) & 0xFF
         n_in, n_out = (header >> 40) & 0xFFF, header >> 52
@@ -209,12 +225,15 @@ def _decode_short(words: Any, names: list[str], max_ops: int, n_floats: int, n_i
         mid = start + n_in
         end = mid + n_out
         if code >= n_names or flags & ~FLAGS or not n_out or end > n:
-            raise _bad(k, _bad_header(code, flags, n_in, n_out, n - start, n_names))
+            failure = _bad(k, _bad_header(code, flags, n_in, n_out, n - start, n_names))
+            break
         inputs = words[start:mid]
         if _first_bad_input(inputs, n_floats, n_ints, n_constants) is not None:
-            raise _bad_input(k, inputs, n_floats, n_ints, n_constants)
+            failure = _bad_input(k, inputs, n_floats, n_ints, n_constants)
+            break
         if 0 in words[mid:end]:
-            raise _bad(k, "handle ids start at 1 (0 means the field was not set)")
+            failure = _bad(k, "handle ids start at 1 (0 means the field was not set)")
+            break
         if flags & DESCRIBE:
             described += n_out
         op_names.append(names[code])
@@ -223,13 +242,132 @@ def _decode_short(words: Any, names: list[str], max_ops: int, n_floats: int, n_i
         mids.append(mid)
         ends.append(end)
         pos = end
-    return (op_names, op_flags, starts, mids, ends), len(op_names), described
+    return (op_names, op_flags, starts, mids, ends), len(op_names), described, failure
+
+
+class _AttrTables:
+    """What attribute words index: the tape's attribute words, names, strings, floats, ints."""
+
+    __slots__ = ("words", "names", "strings", "floats", "ints")
+
+    def __init__(self, m: session_pb2.Tape, floats: Any, ints: Any):
+        self.words = _table(m.attrs, "Q", "the attribute words")
+        self.names = list(m.attr_names)
+        if len(self.names) > MAX_NAMES:
+            raise _bad(None, f"{len(self.names)} attribute names, more than the limit of "
+                             f"{MAX_NAMES}")
+        self.strings = m.strings
+        if len(self.strings) > MAX_WORDS:
+            raise _bad(None, f"{len(self.strings)} strings, more than the limit of {MAX_WORDS}")
+        self.floats = floats
+        self.ints = ints
+
+
+def _decode_attrs(t: _AttrTables, flagged: list[int], whole: bool) -> dict[int, dict[str, Any]]:
+    """The attributes of the ATTRS-flagged ops `flagged` (their indices, in tape order), each
+    its run of the attribute words: {op: {name: value}}. `whole`: these are all the tape's
+    ATTRS-flagged ops, so the attribute words must end with the last one's run.
+
+    Raises:
+        Located: InvalidRequestError naming the first op with a faulty run, or the tape (words
+            left over).
+    """
+    words = t.words
+    n, pos = len(words), 0
+    out: dict[int, dict[str, Any]] = {}
+    budget = [MAX_WORDS]  # ints the int lists may still make
+    for k in flagged:
+        if pos >= n:
+            raise _bad(k, f"flagged ATTRS, but the {n} attribute words are used up")
+        count = words[pos]
+        if count > wire_attrs.TAPE_MAX_OP_ATTRS:
+            raise _bad(k, f"declares {count} attributes, more than the limit of "
+                          f"{wire_attrs.TAPE_MAX_OP_ATTRS}")
+        if pos + 1 + count > n:
+            raise _bad(k, f"declares {count} attributes, past the end of the attribute words "
+                          f"({n - pos - 1} words left)")
+        values: dict[str, Any] = {}
+        for j, w in enumerate(words[pos + 1:pos + 1 + count]):
+            values_key, value = _attr(t, k, j, w, budget)
+            if values_key in values:
+                raise _bad(k, f"attribute {j}: {values_key!r} is given twice")
+            values[values_key] = value
+        out[k] = values
+        pos += 1 + count
+    if whole and pos < n:
+        raise _bad(None, f"the attribute words hold {n - pos} words past the last ATTRS-flagged "
+                         "op's attributes")
+    return out
+
+
+def _attr(t: _AttrTables, k: int, j: int, w: int, budget: list[int]) -> tuple[str, Any]:
+    """Attribute word `w` (op `k`'s `j`-th): its name and value.
+
+    Raises:
+        Located: InvalidRequestError naming op `k` (an unknown kind, an index outside its
+            table, a payload its kind does not allow, an unknown dtype, the int lists past
+            `budget`).
+    """
+    kind = w & 7
+    index = (w >> wire_attrs.TAPE_NAME_SHIFT) & 0xFFF
+    payload = w >> wire_attrs.TAPE_PAYLOAD_SHIFT
+    if kind > wire_attrs.TAPE_DTYPE:
+        raise _bad(k, f"attribute {j} has unknown kind {kind}")
+    if index >= len(t.names):
+        raise _bad(k, f"attribute {j}: name index {index} is outside the tape's "
+                      f"{len(t.names)} attribute name(s)")
+    name = t.names[index]
+    if kind == wire_attrs.TAPE_INT:
+        if payload >= len(t.ints):
+            raise _bad(k, _outside(j, name, "int", payload, len(t.ints)))
+        return name, t.ints[payload]
+    if kind == wire_attrs.TAPE_FLOAT:
+        if payload >= len(t.floats):
+            raise _bad(k, _outside(j, name, "float", payload, len(t.floats)))
+        return name, t.floats[payload]
+    if kind == wire_attrs.TAPE_BOOL:
+        if payload > 1:
+            raise _bad(k, f"attribute {j} ({name!r}): a bool's payload is 0 or 1, got "
+                          f"{payload}")
+        return name, payload == 1
+    if kind == wire_attrs.TAPE_NONE:
+        if payload:
+            raise _bad(k, f"attribute {j} ({name!r}): a none's payload is 0, got {payload}")
+        return name, None
+    if kind == wire_attrs.TAPE_STRING:
+        if payload >= len(t.strings):
+            raise _bad(k, _outside(j, name, "string", payload, len(t.strings)))
+        return name, t.strings[payload]
+    if kind == wire_attrs.TAPE_DTYPE:
+        try:
+            return name, dtype_name(payload, f"attribute {j} ({name!r})")
+        except InvalidRequestError as exc:
+            raise _bad(k, str(exc)) from None
+    # TAPE_INTS: the list's length at ints[payload], its ints after it
+    ints = t.ints
+    if payload >= len(ints):
+        raise _bad(k, _outside(j, name, "int", payload, len(ints)))
+    length = ints[payload]
+    if length < 0 or payload + 1 + length > len(ints):
+        raise _bad(k, f"attribute {j} ({name!r}): an int list of {length} ints at int index "
+                      f"{payload} does not fit the tape's {len(ints)} int constant(s)")
+    budget[0] -= length
+    if budget[0] < 0:
+        raise _bad(k, f"attribute {j} ({name!r}): the tape's int lists hold more than "
+                      f"{MAX_WORDS} ints in all")
+    return name, tuple(ints[payload + 1:payload + 1 + length])
+
+
+def _outside(j: int, name: str, what: str, index: int, size: int) -> str:
+    return (f"attribute {j} ({name!r}): {what} index {index} is outside the tape's {size} "
+            f"{what} constant(s)")
 
 
 _ONE, _BYTE, _CODE = np.uint64(1), np.uint64(0xFF), np.uint64(0xFFFFFFFF)
 _FIELD = np.uint64(0xFFF)
 _FLAGS_SHIFT, _IN_SHIFT, _OUT_SHIFT = np.uint64(32), np.uint64(40), np.uint64(52)
 _UNKNOWN_FLAGS = np.uint64(0xFF & ~FLAGS)
+_ATTRS = np.uint64(ATTRS)
 
 
 def _first_bad_operand(w: Any, hpos: Any, n_in: Any, n_floats: int, n_ints: int,
@@ -260,7 +398,8 @@ def _bad_header(code: int, flags: int, n_in: int, n_out: int, left: int, n_names
     if code >= n_names:
         return f"op code {code} is not an index of the tape's {n_names} op names"
     if flags & ~FLAGS:
-        return f"unknown flags {flags & ~FLAGS:#x} (known: NO_GRAD 1, DESCRIBE 2, VALUE 4)"
+        return (f"unknown flags {flags & ~FLAGS:#x} (known: NO_GRAD 1, DESCRIBE 2, VALUE 4, "
+                "ATTRS 8)")
     if not n_out:
         return "declares no outputs"
     return (f"declares {n_in} inputs and {n_out} outputs, past the end of the code ({left} "

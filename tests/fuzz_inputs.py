@@ -273,6 +273,69 @@ INSTRUCTIONS = ["create_tensor", "create_tensor", "apply_op", "apply_op", "apply
                 "empty", "tape", "tape"]
 
 
+# Attribute word kinds of a tape (docs/wire.md, "Attributes"), by AttrValue field; an unset
+# AttrValue becomes kind 7, which no tape may hold.
+TAPE_ATTR_KINDS = {"ints_value": 0, "float_value": 1, "int_value": 2, "bool_value": 3,
+                   "none_value": 4, "string_value": 5, "dtype_value": 6, None: 7}
+
+
+def tape_input_words(values: Any, floats: list[float], ints: list[int],
+                     constants: list[tensor_pb2.Tensor]) -> list[int]:
+    """The input words of a tape op (docs/wire.md) for an ApplyOp's input `values`, their
+    numbers and tensors appended to the tables (a handle taken modulo 2**61, the words' range;
+    a value without a kind as None)."""
+    words = []
+    for v in values:
+        kind = v.WhichOneof("kind")
+        if kind == "handle":
+            words.append((v.handle % 2**61) << 3)
+        elif kind == "float_scalar":
+            words.append(len(floats) << 3 | 1)
+            floats.append(v.float_scalar)
+        elif kind == "int_scalar":
+            words.append(len(ints) << 3 | 2)
+            ints.append(v.int_scalar)
+        elif kind == "bool_scalar":
+            words.append(int(v.bool_scalar) << 3 | 3)
+        elif kind == "constant":
+            words.append(len(constants) << 3 | 5)
+            constants.append(v.constant)
+        else:
+            words.append(4)
+    return words
+
+
+def tape_attr_run(attrs: Any, words: list[int], names: dict[str, int], strings: list[str],
+                  floats: list[float], ints: list[int]) -> None:
+    """Append the attribute run of one ATTRS-flagged tape op (docs/wire.md, "Attributes") for
+    `attrs`, an ApplyOp's attribute map (name -> AttrValue), to the attribute words `words`
+    and the tables (written from the wire page, not with the client's encoder)."""
+    words.append(len(attrs))
+    for name, v in attrs.items():
+        field = v.WhichOneof("kind")
+        if field == "ints_value":
+            payload = len(ints)
+            ints.append(len(v.ints_value.values))
+            ints.extend(v.ints_value.values)
+        elif field == "float_value":
+            payload = len(floats)
+            floats.append(v.float_value)
+        elif field == "int_value":
+            payload = len(ints)
+            ints.append(v.int_value)
+        elif field == "string_value":
+            payload = len(strings)
+            strings.append(v.string_value)
+        elif field == "bool_value":
+            payload = int(v.bool_value)
+        elif field == "dtype_value":
+            payload = v.dtype_value
+        else:
+            payload = 0
+        words.append(TAPE_ATTR_KINDS[field] | names.setdefault(name, len(names)) << 3
+                     | payload << 15)
+
+
 def tape_ops(c: Chooser, ops: list[catalogue_pb2.OpInfo], out: session_pb2.Tape,
              live: list[int], new: Callable[[], int]) -> None:
     """A Tape (docs/wire.md) of a few ops over `live` handles, usually well-formed; sometimes
@@ -281,28 +344,12 @@ def tape_ops(c: Chooser, ops: list[catalogue_pb2.OpInfo], out: session_pb2.Tape,
     code: list[int] = []
     floats: list[float] = []
     ints: list[int] = []
+    constants: list[tensor_pb2.Tensor] = []
     for _ in range(c.int(0, 5)):
         op = pick_op(c, ops)
         scratch = session_pb2.ApplyOp()
         op_inputs(c, op, scratch.inputs, [], live)
-        words = []
-        for v in scratch.inputs:
-            kind = v.WhichOneof("kind")
-            if kind == "handle":
-                words.append((v.handle % 2**61) << 3)
-            elif kind == "float_scalar":
-                words.append(len(floats) << 3 | 1)
-                floats.append(v.float_scalar)
-            elif kind == "int_scalar":
-                words.append(len(ints) << 3 | 2)
-                ints.append(v.int_scalar)
-            elif kind == "bool_scalar":
-                words.append(int(v.bool_scalar) << 3 | 3)
-            elif kind == "constant":
-                words.append(len(out.constants) << 3 | 5)
-                out.constants.add().CopyFrom(v.constant)
-            else:
-                words.append(4)
+        words = tape_input_words(scratch.inputs, floats, ints, constants)
         outputs = []
         for _ in range(op.n_outputs if op.HasField("n_outputs") else 1):
             outputs.append(new())
@@ -315,6 +362,7 @@ def tape_ops(c: Chooser, ops: list[catalogue_pb2.OpInfo], out: session_pb2.Tape,
         code[c.int(0, len(code) - 1)] = c.pick([0, 7, 6, 2**64 - 1, 1 << 52, 255 << 32,
                                                 c.int(0, 2**64 - 1)])
     out.ops.extend(names)
+    out.constants.extend(constants)
     if c.chance(0.03):
         out.ops.append(c.pick(["", "nope", "eval"]))
     out.code = struct.pack(f"<{len(code)}Q", *code)

@@ -102,7 +102,7 @@ MALFORMED = [
     ("code length", dict(code=b"\0" * 9), None, "not a multiple of 8"),
     ("float table length", dict(floats=b"\0" * 4), None, "not a multiple of 8"),
     ("op code", dict(code=words(header(1, 0, 1), 5)), 0, "op code 1"),
-    ("flags", dict(code=words(header(0, 0, 1, 8), 5)), 0, "unknown flags"),
+    ("flags", dict(code=words(header(0, 0, 1, 16), 5)), 0, "unknown flags"),
     ("no outputs", dict(code=words(header(0, 1, 0), H(1))), 0, "no outputs"),
     ("past the end", dict(code=words(header(0, 2, 1), H(1))), 0, "past the end"),
     ("kind 6", dict(code=words(header(0, 1, 1), 6, 5)), 0, "unknown kind 6"),
@@ -137,28 +137,48 @@ def _decoded(msg: session_pb2.Tape, max_ops: int, short_words: int, monkeypatch)
     ops = [(name, flags, list(d.words[a:b]), list(d.words[b:c]))
            for name, flags, a, b, c in zip(*d.ops)]
     assert len(ops) == d.count
-    return ("ok", ops, d.described)
+    assert sorted(d.attrs) == [k for k, op in enumerate(ops) if op[1] & 8]  # ATTRS-flagged
+    return ("ok", ops, d.described, d.attrs)
+
+
+def _random_attrs(rng: np.random.Generator, out: list[int]) -> None:
+    """One op's attribute run, often malformed (a count, kind, name index or payload)."""
+    count = int(rng.choice([0, 1, 1, 2, 3, 256]))
+    out.append(count if rng.random() > 0.05 else int(rng.integers(0, 2**63)))
+    for _ in range(min(count, 3)):
+        kind = int(rng.choice([0, 1, 2, 2, 3, 4, 5, 6, 7]))
+        name = int(rng.choice([0, 0, 1, 2, 2, 5]))
+        payload = int(rng.choice([0, 0, 0, 0, 1, 1, 2, 3, 6, 77, 2**40]))
+        out.append(kind | name << 3 | payload << 15)
 
 
 def _random_tape(rng: np.random.Generator) -> session_pb2.Tape:
     """A small tape of a few ops, often malformed somewhere (any header field, input kind,
-    payload, output handle 0, cut short)."""
+    payload, output handle 0, cut short, an attribute word)."""
     code: list[int] = []
+    attrs: list[int] = []
     for _ in range(int(rng.integers(0, 7))):
         n_in, n_out = int(rng.integers(0, 4)), int(rng.choice([0, 1, 1, 1, 2]))
-        code.append(header(int(rng.choice([0, 0, 1, 2, 3])), n_in, n_out,
-                           int(rng.choice([0, 0, 1, 2, 4, 6, 8]))))
+        flags = int(rng.choice([0, 0, 1, 2, 4, 6, 8, 8, 10, 16]))
+        code.append(header(int(rng.choice([0, 0, 1, 2, 3])), n_in, n_out, flags))
+        if flags & 8:
+            _random_attrs(rng, attrs)
         code += [int(rng.choice([0, 1, 1, 2, 3, 5])) << 3 | int(rng.choice(
             [0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7])) for _ in range(n_in)]
         code += [int(rng.choice([0, 7])) if rng.random() < 0.1 else int(rng.integers(1, 99))
                  for _ in range(n_out)]
     if code and rng.random() < 0.2:
         code = code[:int(rng.integers(0, len(code)))]
+    if attrs and rng.random() < 0.2:
+        attrs = attrs[:int(rng.integers(0, len(attrs) + 2))]
     return session_pb2.Tape(
-        ops=["add", "mul", "neg"][:int(rng.integers(0, 4))], code=words(*code),
+        ops=["add", "mul", "neg", "sum"][:int(rng.choice([0, 1, 2, 3, 4, 4, 4, 4]))],
+        code=words(*code),
         floats=struct.pack("<2d", 1.0, 2.0)[:8 * int(rng.integers(0, 3))],
-        ints=struct.pack("<q", 3)[:8 * int(rng.integers(0, 2))],
-        constants=[session_pb2.Tape().constants.add() for _ in range(int(rng.integers(0, 2)))])
+        ints=struct.pack("<3q", 2, 5, -1)[:8 * int(rng.integers(0, 4))],
+        constants=[session_pb2.Tape().constants.add() for _ in range(int(rng.integers(0, 2)))],
+        attrs=words(*attrs), attr_names=["dim", "keepdim", "dim"][:int(rng.integers(0, 4))],
+        strings=["mean"][:int(rng.integers(0, 2))])
 
 
 def test_both_decoders_make_the_same_of_every_tape(monkeypatch):
@@ -166,7 +186,7 @@ def test_both_decoders_make_the_same_of_every_tape(monkeypatch):
     # the same ops, or the same first fault (its op, type and message) in tape order
     rng = np.random.default_rng(13)
     outcomes = set()
-    for _ in range(3000):
+    for _ in range(4000):
         msg = _random_tape(rng)
         max_ops = int(rng.choice([1, 2, 3, 100]))
         short = _decoded(msg, max_ops, 1 << 18, monkeypatch)
@@ -176,7 +196,10 @@ def test_both_decoders_make_the_same_of_every_tape(monkeypatch):
     for fragment in ("ok", "op code", "unknown flags", "declares no outputs", "past the end",
                      "has unknown kind", "float index", "int index", "constant index",
                      "payload is 0 or 1", "none input", "input 1: handle ids",
-                     "more ops than the limit", "(0 means the field was not set)"):
+                     "more ops than the limit", "(0 means the field was not set)",
+                     # attribute runs (tests/test_tape_attrs.py has every fault of theirs)
+                     "attributes, more than the limit", "name index",
+                     "past the last ATTRS-flagged op's"):
         assert any(fragment in o for o in outcomes), fragment
 
 
@@ -185,7 +208,7 @@ def test_a_long_tape_reports_its_first_faulty_op(monkeypatch):
     # op-by-op check would; without it, op 2's header
     ok = [header(0, 1, 1), H(1), 5]
     bad_input = [header(0, 1, 1), 3 << 3 | 1, 6]
-    bad_header = [header(0, 1, 1, 8), H(1), 7]
+    bad_header = [header(0, 1, 1, 16), H(1), 7]
     msg = session_pb2.Tape(ops=["neg"], code=words(*ok, *bad_input, *bad_header, *ok * 100))
     for short_words in (0, 1 << 18):
         found = _decoded(msg, 1000, short_words, monkeypatch)
@@ -207,8 +230,14 @@ def test_a_malformed_tape_refuses_the_batch(gradserve_session, case, fields, op,
             msg.ops.extend(v)
         else:
             setattr(msg, k, v)
+    assert_refused(s, msg, op, text, np.ones(2, np.float32))
+
+
+def assert_refused(s, msg: session_pb2.Tape, op: int | None, text: str, x: np.ndarray) -> None:
+    """Tape `msg` after creating `x` at handle 1 refuses the batch as malformed: `text` in the
+    message, op `op` named (None: the tape's tables), nothing run."""
     with pytest.raises(grpc.RpcError) as exc_info:
-        s.run(s.create(1, np.ones(2, np.float32)), session_pb2.Instruction(tape=msg))
+        s.run(s.create(1, x), session_pb2.Instruction(tape=msg))
     code, message, meta = gradserve_error(exc_info)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert text in message
@@ -305,7 +334,7 @@ def client(gradserve_server):
         yield c
 
 
-def test_the_client_records_plain_ops_on_a_tape(client):
+def test_the_client_records_ops_on_a_tape(client):
     torch_ = client.session()
     sent: list = []
     send = torch_._send
@@ -315,14 +344,16 @@ def test_the_client_records_plain_ops_on_a_tape(client):
         return send(request)
     torch_._recorder._send = spy
     x = torch_.tensor([1.0, 2.0], requires_grad=True)
-    y = (x * 2 + 1).sin().sum(dim=0)  # sum with an attribute: an ApplyOp
+    y = (x * 2 + 1).sin().sum(dim=0)  # sum with an attribute: on the tape too (tape_attrs)
     z = y * y
     z.backward()
     kinds = [i.WhichOneof("kind") for i in sent[0].instructions]
     # then reading x.grad ahead (a leaf created in this batch), and the dropped handles
-    assert kinds == ["create_tensor", "tape", "apply_op", "tape", "backward", "get_grad",
-                     "fetch", "release"]
-    assert list(sent[0].instructions[1].tape.ops) == ["mul", "add", "sin"]
+    assert kinds == ["create_tensor", "tape", "backward", "get_grad", "fetch", "release"]
+    m = sent[0].instructions[1].tape
+    assert list(m.ops) == ["mul", "add", "sin", "sum"] and list(m.attr_names) == ["dim"]
+    assert struct.unpack("<3q", m.ints) == (2, 1, 0)
+    assert struct.unpack("<2Q", m.attrs) == (1, 2 | 0 << 3 | 2 << 15)  # 1 attribute: ints[2]
     torch_.close()
 
 

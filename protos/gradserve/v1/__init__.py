@@ -31,6 +31,10 @@ FAILED_TAPE_OP_METADATA = "gradserve-failed-tape-op"
 #: The ListOpsResponse.features name of the instruction tape (Instruction.tape).
 TAPE_FEATURE = "tape"
 
+#: The ListOpsResponse.features name of op attributes on the tape (Tape.attrs, the ATTRS flag;
+#: docs/wire.md): a server without it refuses an ATTRS-flagged op ("unknown flags").
+TAPE_ATTRS_FEATURE = "tape_attrs"
+
 #: The ListOpsResponse.features name of ApplyOp.omit_info: the server leaves an op's TensorInfos
 #: out of its reply on request, and its ops' results are what `gradserve.surface.meta` infers
 #: (a client describes them itself; docs/wire.md).

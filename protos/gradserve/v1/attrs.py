@@ -101,3 +101,57 @@ def decode_attr(msg: graph_pb2.AttrValue, dtype_of: Callable[[int], Any]) -> Any
     if kind == "none_value":
         return None
     raise UnsetAttrError("value has no kind set")
+
+
+# --- attributes on the instruction tape (Tape.attrs; docs/wire.md, "Attributes") ---------------
+
+#: An attribute word's kind (bits 0-2): 1-4 read as the input kinds do (a float, an int from
+#: the tape's tables; a bool, None in the payload); 0 a list of ints, 5 a string, 6 a dtype.
+TAPE_INTS, TAPE_FLOAT, TAPE_INT, TAPE_BOOL, TAPE_NONE, TAPE_STRING, TAPE_DTYPE = range(7)
+#: An attribute word is `kind | name << TAPE_NAME_SHIFT | payload << TAPE_PAYLOAD_SHIFT`: the
+#: name an index into `Tape.attr_names` (12 bits), the payload the rest (49 bits).
+TAPE_NAME_SHIFT = 3
+TAPE_PAYLOAD_SHIFT = 15
+#: Attributes of one tape op, and ints of one int-list attribute the Python client puts on a
+#: tape (a longer list is sent in an ApplyOp).
+TAPE_MAX_OP_ATTRS = 255
+TAPE_MAX_INTS = 4096
+
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def tape_attr(value: Any, dtype_code: Callable[[Any], int | None]) -> tuple[int, Any] | None:
+    """(tape attribute kind, the value the word or the tables hold) of a Python attribute
+    value, as `encode_attr` would send it: an int, a float, a bool, None, a str, a tuple of
+    ints or a dtype's wire code. None for a value a tape does not carry (one `encode_attr`
+    refuses, an int outside int64, a list longer than `TAPE_MAX_INTS`, a string with a lone
+    surrogate): send it in an ApplyOp, which refuses or carries it as before.
+
+    Args:
+        dtype_code: the wire dtype code of `value` if it is a dtype, else None.
+    """
+    if value is None:
+        return TAPE_NONE, None
+    if isinstance(value, (bool, np.bool_)):
+        return TAPE_BOOL, int(bool(value))
+    if isinstance(value, (int, np.integer)):
+        v = int(value)
+        return (TAPE_INT, v) if _INT64_MIN <= v <= _INT64_MAX else None
+    if isinstance(value, (float, np.floating)):
+        return TAPE_FLOAT, float(value)
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # protobuf would refuse it when the batch is sent
+                return None
+        return TAPE_STRING, value
+    if isinstance(value, (tuple, list)):
+        if len(value) > TAPE_MAX_INTS or not all(_is_int(v) for v in value):
+            return None
+        ints = tuple(int(v) for v in value)
+        if not all(_INT64_MIN <= v <= _INT64_MAX for v in ints):
+            return None
+        return TAPE_INTS, ints
+    code = dtype_code(value)
+    return None if code is None else (TAPE_DTYPE, code)

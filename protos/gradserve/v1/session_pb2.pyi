@@ -116,18 +116,24 @@ class ApplyOp(_message.Message):
     def __init__(self, op: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., attrs: _Optional[_Mapping[str, _graph_pb2.AttrValue]] = ..., no_grad: _Optional[bool] = ..., outputs: _Optional[_Iterable[int]] = ..., omit_info: _Optional[bool] = ..., generator: _Optional[int] = ...) -> None: ...
 
 class Tape(_message.Message):
-    __slots__ = ("ops", "code", "floats", "ints", "constants")
+    __slots__ = ("ops", "code", "floats", "ints", "constants", "attrs", "attr_names", "strings")
     OPS_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     FLOATS_FIELD_NUMBER: _ClassVar[int]
     INTS_FIELD_NUMBER: _ClassVar[int]
     CONSTANTS_FIELD_NUMBER: _ClassVar[int]
+    ATTRS_FIELD_NUMBER: _ClassVar[int]
+    ATTR_NAMES_FIELD_NUMBER: _ClassVar[int]
+    STRINGS_FIELD_NUMBER: _ClassVar[int]
     ops: _containers.RepeatedScalarFieldContainer[str]
     code: bytes
     floats: bytes
     ints: bytes
     constants: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
-    def __init__(self, ops: _Optional[_Iterable[str]] = ..., code: _Optional[bytes] = ..., floats: _Optional[bytes] = ..., ints: _Optional[bytes] = ..., constants: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ...) -> None: ...
+    attrs: bytes
+    attr_names: _containers.RepeatedScalarFieldContainer[str]
+    strings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ops: _Optional[_Iterable[str]] = ..., code: _Optional[bytes] = ..., floats: _Optional[bytes] = ..., ints: _Optional[bytes] = ..., constants: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., attrs: _Optional[bytes] = ..., attr_names: _Optional[_Iterable[str]] = ..., strings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HandleValue(_message.Message):
     __slots__ = ("handle", "value")
