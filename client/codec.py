@@ -35,12 +35,16 @@ float64 = DType("float64", tensor_pb2.DTYPE_FLOAT64, "<f8")
 int32 = DType("int32", tensor_pb2.DTYPE_INT32, "<i4")
 int64 = DType("int64", tensor_pb2.DTYPE_INT64, "<i8")
 bool_ = DType("bool", tensor_pb2.DTYPE_BOOL, "?")
+uint8 = DType("uint8", tensor_pb2.DTYPE_UINT8, "|u1")
+int8 = DType("int8", tensor_pb2.DTYPE_INT8, "|i1")
+int16 = DType("int16", tensor_pb2.DTYPE_INT16, "<i2")
 
-BY_WIRE: dict[int, DType] = {d.wire: d for d in (float32, float64, int32, int64, bool_)}
+BY_WIRE: dict[int, DType] = {d.wire: d for d in (float32, float64, int32, int64, bool_, uint8,
+                                                 int8, int16)}
 BY_NAME: dict[str, DType] = {d.name: d for d in BY_WIRE.values()}
 # torch's aliases, as attributes of a Session.
 ALIASES: dict[str, DType] = {"float": float32, "double": float64, "long": int64, "int": int32,
-                             "bool": bool_}
+                             "bool": bool_, "short": int16}
 _BY_NP: dict[str, DType] = {d.np.str.lstrip("<|="): d for d in BY_WIRE.values()}
 
 

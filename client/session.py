@@ -524,7 +524,7 @@ class Session:
                 hit = _INFERRED.get(tuple(key))
                 if hit is not None and hit[0] is not None and len(hit[0]) == 1:
                     m = hit[0][0]
-                    node = hit[1] if m.requires_grad else ""
+                    node = hit[1] if m.requires_grad and grad else ""  # see _describe
                     handle = next(self._handles)
                     out = Tensor(self, handle)
                     out._meta = m
@@ -670,7 +670,7 @@ class Session:
         known = True
         for t, m in zip(outs, metas):
             t._meta = m
-            if m.requires_grad:
+            if m.requires_grad and grad:  # (under no_grad: a view, which has no grad_fn)
                 t._node = node
                 known = known and node is not None
             else:
@@ -893,6 +893,7 @@ class Session:
 
     def inplace(self, name: str, t: Tensor, args: Sequence[Any], kwargs: dict[str, Any]) -> Tensor:
         """Record `t.<name>(*args)` for an in-place op name (`add_`)."""
+        t._outside_inference_check()
         spec = self._table.ops[name[:-1]]
         inputs, attrs = spec.bind((t, *args), kwargs)
         for iname, v in zip(spec.inputs, inputs):

@@ -120,12 +120,34 @@ class Tensor:
     # the server's FetchOmitted when the last fetch's data was left out of its reply
     _omitted: Any = None
     _data_of: Any = None  # read as `x.data`: x's handle (it shares x's data)
+    _inference = False  # made inside inference_mode() (see is_inference)
 
     def __init__(self, owner: Any, handle: Any):
         self._owner = owner
         self._handle = handle
         self._meta = None
         self._node = None
+        if grad_mode._state.inference:
+            self._inference = True
+
+    def is_inference(self) -> builtins.bool:
+        """Whether this tensor was made inside `inference_mode()` (a view of one made outside
+        it is not counted, unlike torch's)."""
+        return self._inference
+
+    @property
+    def _version(self) -> builtins.int:
+        """torch's version counter (the server's): bumped by each in-place write to this
+        tensor or a view sharing its data."""
+        if self._inference:
+            raise RuntimeError(messages.INFERENCE_VERSION_MESSAGE)
+        return builtins.int(self._owner.info(self).version)
+
+    def _outside_inference_check(self) -> None:
+        """torch's refusal of an in-place write to an inference tensor outside inference
+        mode."""
+        if self._inference and not grad_mode._state.inference:
+            raise RuntimeError(messages.INFERENCE_INPLACE_MESSAGE)
 
     # --- ops ------------------------------------------------------------------------------------
 
@@ -274,6 +296,8 @@ class Tensor:
         return register_hook(self._owner, self, hook, True)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and self._inference and not grad_mode._state.inference:
+            raise RuntimeError(messages.INFERENCE_REQUIRES_GRAD_MESSAGE)
         return self._owner.requires_grad_(self, requires_grad)
 
     def detach(self) -> Tensor:
@@ -348,6 +372,15 @@ class Tensor:
 
     def int(self) -> Tensor:
         return self.to(_dtype("int32"))
+
+    def short(self) -> Tensor:
+        return self.to(_dtype("int16"))
+
+    def char(self) -> Tensor:
+        return self.to(_dtype("int8"))
+
+    def byte(self) -> Tensor:
+        return self.to(_dtype("uint8"))
 
     def bool(self) -> Tensor:
         return self.to(_dtype("bool"))
@@ -485,7 +518,8 @@ def install_methods(names: Any) -> None:
 
 
 _TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "int32": "IntTensor",
-               "int64": "LongTensor", "bool": "BoolTensor"}
+               "int64": "LongTensor", "bool": "BoolTensor", "uint8": "ByteTensor",
+               "int8": "CharTensor", "int16": "ShortTensor"}
 
 
 def _dtype(name: str) -> DType:
@@ -541,4 +575,14 @@ for _dunder, _name in operators.UNARY.items():
     setattr(Tensor, _dunder, _unary(_name))
 for _dunder, _name in operators.AUGMENTED.items():
     setattr(Tensor, _dunder, _augmented(_name + "_"))  # x += y is add_
+
+
+def _invert(self: Tensor) -> Any:
+    """`~x`: bitwise_not, a floating x refused with the operator's TypeError (torch's)."""
+    if self.dtype.is_floating_point:
+        raise TypeError(operators.INVERT_MESSAGE)
+    return self._owner.call(operators.INVERT, (self,), {})
+
+
+setattr(Tensor, "__invert__", _invert)  # noqa: B010 - mypy reads `Tensor.__invert__ =` as ~Tensor
 Tensor.__hash__ = lambda self: id(self)  # type: ignore[method-assign]  # __eq__ is an op

@@ -35,6 +35,7 @@ from gradserve.surface.grad_mode import (
 from gradserve.surface.legacy import CONSTANTS, variable_type
 
 from . import autograd, dtypes, errors, limits, registry
+from . import ops_bitwise as _ops_bitwise  # noqa: F401
 from . import ops_conv as _ops_conv  # noqa: F401
 from . import ops_creation as _ops_creation  # noqa: F401
 from . import ops_decomp as _ops_decomp  # noqa: F401
@@ -90,6 +91,10 @@ float = dtypes.float32  # noqa: A001 - torch.float
 double = dtypes.float64
 long = dtypes.int64
 int = dtypes.int32  # noqa: A001 - torch.int
+uint8 = dtypes.uint8
+int8 = dtypes.int8
+int16 = dtypes.int16
+short = dtypes.int16
 
 globals().update(PUBLIC)
 globals().update(_out_arg.wrap(_spellings.BACKEND, PUBLIC))  # out= (surface/out_arg.py)

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import aliases, grad_mode, operators
+from gradserve.surface import aliases, grad_mode, messages, operators
 from gradserve.surface.binding import take_inputs, torch_keywords
+from gradserve.surface.messages import TYPE_WORDS
 
 from . import autograd, errors, hooks, namespaces
 from . import random as _random
@@ -26,8 +27,9 @@ from .dispatch import (
     run_scalar,
     view_positions,
 )
+from .nodes import NO_GRAD_VIEW
 from .registry import OPS, OpDef, bind_attrs, lookup
-from .tensor import Tensor
+from .tensor import InferenceVersion, Tensor
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {}
 """One engine function per registered op (what `namespaces.EN` holds)."""
@@ -120,6 +122,10 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
     if not isinstance(target, Tensor):
         raise errors.InvalidTypeError(f"{op.name}_(): target must be a Tensor")
     recording = grad_mode._state.enabled
+    if type(target._vc) is InferenceVersion and not grad_mode._state.inference:
+        raise errors.InvalidArgumentError(messages.INFERENCE_INPLACE_MESSAGE)
+    if recording and target._accum is NO_GRAD_VIEW:
+        raise errors.InplaceError(messages.NO_GRAD_VIEW_INPLACE_MESSAGE)
     if recording and target._rg and target.grad_fn is None:
         raise errors.InplaceError(
             "a leaf Variable that requires grad is being used in an in-place operation.")
@@ -134,18 +140,18 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
         return _inplace_on_view(op, target, base, inputs, attrs, generator)
     if (op.default_ufunc is not None and base is None and not (recording and (target._rg or any(
             type(a) is Tensor and a._rg for a in inputs))) and run_into(op, target, inputs, attrs)):
-        target._version[0] += 1  # written in place: nothing recorded (`p -= lr * p.grad`)
+        target._vc[0] += 1  # written in place: nothing recorded (`p -= lr * p.grad`)
         return target
     result, node = _inplace_result(op, target, inputs, attrs, generator)
     np.copyto(target._array(), result._data, casting="unsafe")
-    target._version[0] += 1
+    target._vc[0] += 1
     if node is not None:
         target.grad_fn = node
         target.output_nr = 0
         target._rg = True
         if node.out_data is not None:
             node.out_data = (target._data,)
-            node.out_versions = ((target, target._version, target._version[0]),)
+            node.out_versions = ((target, target._vc, target._vc[0]),)
     return target
 
 
@@ -200,13 +206,12 @@ def _snapshot_saved_target(node: Any, target: Tensor) -> None:
     copy = Tensor._make(target._data.copy(), grad_fn=target.grad_fn, output_nr=target.output_nr)
     copy._rg = target._rg
     node.args = tuple(copy if a is target else a for a in node.args)
-    node.versions = tuple((copy, copy._version, copy._version[0]) if t is target else (t, b, v)
+    node.versions = tuple((copy, copy._vc, copy._vc[0]) if t is target else (t, b, v)
                           for t, b, v in node.versions)
 
 
 def _type_word(d: Any) -> str:
-    return {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
-            "bool": "Bool"}[d.name]
+    return TYPE_WORDS[d.name]
 
 
 # --- operators (the dunder -> op tables: gradserve.surface.operators) ----------------------------
@@ -262,6 +267,13 @@ def _augmented(op: OpDef) -> Callable[[Tensor, Any], Any]:
     return method
 
 
+def _invert(self: Tensor) -> Any:
+    """`~x`: bitwise_not, a floating x refused with the operator's TypeError (torch's)."""
+    if self.dtype.is_floating_point:
+        raise errors.InvalidTypeError(operators.INVERT_MESSAGE)
+    return FUNCTIONS[operators.INVERT](self)
+
+
 def _rtruediv(self: Tensor, other: Any) -> Any:
     # torch spells `2 / x` as reciprocal(x) * 2 (grad_fn MulBackward0).
     if not _operand(other):
@@ -310,6 +322,7 @@ def build() -> dict[str, Callable[..., Any]]:
     for dunder, name in operators.AUGMENTED.items():
         if name in OPS:
             _attach(dunder, _augmented(OPS[name]), "operator", OPS[name])
+    _attach("__invert__", _invert, "unary", OPS[operators.INVERT])
     PUBLIC.update(FUNCTIONS)
     for (name, is_method), fn in _EXTRAS.items():
         if is_method:

@@ -433,10 +433,11 @@ def _roots(outputs: tuple[Tensor, ...]) -> list[tuple[Any, int]]:
     for i, out in enumerate(outputs):
         if out._base is not None:
             refresh_if_stale(out)  # a view whose base was written in place since
-        if not out._rg:
+        root = edge(out) if out._rg else None  # None also for a view made under no_grad()
+        if root is None:
             raise errors.AutogradError(
                 f"element {i} of tensors does not require grad and does not have a grad_fn")
-        roots.append(edge(out))
+        roots.append(root)
     return roots
 
 
@@ -507,8 +508,14 @@ def _capture_keys(inputs: tuple[Tensor, ...], who: str) -> dict[tuple[Any, int],
             raise errors.InvalidTypeError(f"{who}: inputs must be Tensors, not {type(t).__name__}")
         if not t._rg:
             raise errors.AutogradError("One of the differentiated Tensors does not require grad")
-        capture.setdefault(edge(t), i)
+        capture.setdefault(_capture_key(t), i)
     return capture
+
+
+def _capture_key(t: Tensor) -> tuple[Any, int]:
+    """Where a differentiated input's gradient is captured: its edge, or for a view made under
+    no_grad() (no edge: no gradient reaches it) a key of its own that nothing fills."""
+    return edge(t) or (t, -1)
 
 
 def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool | None = None,
@@ -552,7 +559,7 @@ def grad_steps(outputs: Any, inputs: Any, grad_outputs: Any = None,
                                    capture=capture, accumulate=False, held=held)
     result: list[Any] = []
     for i, t in enumerate(ins):
-        slot = capture[edge(t)]
+        slot = capture[_capture_key(t)]
         g = got[slot]
         if g is None:
             if not allow_unused:

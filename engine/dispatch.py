@@ -7,18 +7,19 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import grad_mode
+from gradserve.surface import grad_mode, messages
 
 from . import errors, limits, parallel, scalarmath
-from .nodes import Node
+from .nodes import NO_GRAD_VIEW, Node
 from .registry import OPS, OpDef, bind_attrs, lookup
-from .tensor import Tensor
+from .tensor import Tensor, new_version
 
 _SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
 _PY_SCALARS = frozenset((bool, int, float))
 _new_tensor = object.__new__
 # what an op's forward returns as it is kept: an array, or a numpy scalar for a 0-d result
-_NP_RESULTS = frozenset((np.ndarray, np.float32, np.float64, np.int64, np.int32, np.bool_))
+_NP_RESULTS = frozenset((np.ndarray, np.float32, np.float64, np.int64, np.int32, np.int16,
+                         np.int8, np.uint8, np.bool_))
 _SCALAR_OPERATORS = scalarmath.OPERATORS
 _FLOATS, _PARTNERS = scalarmath.FLOATS, scalarmath.PARTNERS
 _NODE_BYTES = limits.NODE_BYTES
@@ -156,8 +157,8 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     view = op.view
     for a in flat:
         if type(a) is Tensor:
-            if a._base is not None and a._view_version != a._version[0]:
-                refresh_view(a)  # its base was written in place since: history regenerated
+            if a._base is not None and a._view_version != a._vc[0]:
+                refresh_view(a, used=True)  # base written in place since: history regenerated
             data: Any = a._data
             if type(data) is np.ndarray:
                 if data.size >= parallel.MIN_ELEMENTS:
@@ -170,6 +171,8 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
             if a._rg:
                 rg_mask |= bit
         elif type(a) in _PY_SCALARS:
+            if type(a) is int and cast is not None and cast.kind in "iu":
+                a = _int_operand(op, a, cast)
             arrays.append(a)
         else:
             if not checked:
@@ -227,7 +230,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         out.grad_fn = None
         out.output_nr = 0
         out._grad = None
-        out._version = [0]
+        out._vc = [0] if not _GRAD.inference else new_version()
         out._accum = None
         out._retains_grad = False
         out._base = None
@@ -263,6 +266,37 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
             if lim is not None:
                 limits.charge(limits.NODE_BYTES, op.node_what)  # (nothing without a budget)
     return outs
+
+
+# An integral dtype's range, for a Python int operand (see `_int_operand`), and the C type
+# torch's refusal names.
+_INT_RANGES = {np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max))
+               for t in (np.uint8, np.int8, np.int16, np.int32, np.int64)}
+_C_INT = {"uint8": "uint8_t", "int8": "int8_t", "int16": "int16_t", "int32": "int"}
+
+# The ops whose Python-number operand torch wraps into a 0-dim tensor and casts to the common
+# dtype, C's cast (`uint8 tensor + 300` adds 44); the others convert it checked, refusing one
+# out of the dtype's range (`clamp`, `where`, `pow`, `fill`).
+WRAPPED_INT_OPERANDS = frozenset((
+    "add", "sub", "mul", "lt", "le", "gt", "ge", "eq", "ne", "bitwise_and", "bitwise_or",
+    "bitwise_xor", "bitwise_left_shift", "bitwise_right_shift"))
+
+
+def _int_operand(op: OpDef, a: int, cast: np.dtype[Any]) -> Any:
+    """A Python int operand of an op computing in integral `cast`: as it is when it fits, else
+    converted as torch converts it (see `WRAPPED_INT_OPERANDS`), where numpy would refuse it or
+    compare exactly.
+
+    Raises:
+        InvalidArgumentError: torch's refusal of an int out of the dtype's range.
+    """
+    lo, hi = _INT_RANGES[cast]
+    if lo <= a <= hi or not -(2 ** 63) <= a < 2 ** 63:  # beyond int64: numpy's refusal stands
+        return a
+    if op.name not in WRAPPED_INT_OPERANDS:
+        raise errors.InvalidArgumentError(
+            f"value cannot be converted to type {_C_INT[cast.name]} without overflow")
+    return np.array(a, np.int64).astype(cast)[()]
 
 
 def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tensor | None:
@@ -394,7 +428,7 @@ def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tenso
     out.grad_fn = None
     out.output_nr = 0
     out._grad = None
-    out._version = [0]
+    out._vc = [0] if not _GRAD.inference else new_version()
     out._accum = None
     out._retains_grad = False
     out._base = None
@@ -615,10 +649,13 @@ def _link_view(src: Any, out: Tensor) -> None:
     if type(src) is not Tensor or not np.may_share_memory(out._data, src._data):
         return
     base = src._base if src._base is not None else src
-    out._version = src._version
+    out._vc = src._vc
     out._base = base
-    out._view_version = src._version[0]
+    out._view_version = src._vc[0]
     base._has_views = True  # unset (read with getattr) on tensors that never had a view
+    if base._rg and not _GRAD.enabled:  # torch: it requires grad as its base, no grad_fn
+        out._rg = True
+        out._accum = NO_GRAD_VIEW
 
 
 VIEW_LAYOUT_MESSAGE = (
@@ -631,20 +668,25 @@ VIEW_LAYOUT_MESSAGE = (
 def refresh_if_stale(t: Tensor) -> None:
     """`refresh_view(t)` if `t` is a view whose base was written in place since its history
     was recorded (dispatch.run does the same test inline, on its hot path)."""
-    if t._base is not None and t._view_version != t._version[0]:
+    if t._base is not None and t._view_version != t._vc[0]:
         refresh_view(t)
 
 
-def refresh_view(t: Tensor, positions: np.ndarray | None = None) -> None:
+def refresh_view(t: Tensor, positions: np.ndarray | None = None, *, used: bool = False) -> None:
     """Regenerate a view's history from its base, as torch does after an in-place write through
     the base or the view: its grad_fn becomes `take` of the base at the view's flat `positions`
     (computed when not given), named AsStridedBackward0, so gradients flow through the base's
     current history. Nothing to do while the base does not require grad.
 
     Raises:
-        InplaceError: the base's layout does not let the positions be read back.
+        InplaceError: the base's layout does not let the positions be read back; or (`used`:
+            an op reads the view) a view made under no_grad() read in grad mode after a write.
     """
-    t._view_version = t._version[0]
+    if t._accum is NO_GRAD_VIEW:  # made under no_grad(): no history to regenerate
+        if used and _GRAD.enabled:  # an op in grad mode reads it after a write: torch refuses
+            raise errors.InplaceError(messages.NO_GRAD_VIEW_REBASE_MESSAGE)
+        return
+    t._view_version = t._vc[0]
     base = t._base
     assert base is not None
     if not base._rg:

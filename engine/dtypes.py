@@ -1,9 +1,11 @@
 """Dtypes and torch's type promotion.
 
-Five dtypes, ordered so that promotion between two of them is the later one in `_ORDER`
-(bool < int32 < int64 < float32 < float64), which is torch's `promoteTypes` restricted to them.
-`result_type` adds torch's three priority groups: tensors with dimensions, 0-dim tensors and
-Python scalars ("wrapped numbers"); a lower group only wins when it is of a higher category.
+Eight dtypes: bool, uint8, int8, int16, int32, int64, float32, float64. `promote` is torch's
+`promoteTypes` restricted to them: bool gives way to anything, floating beats integral, the
+wider of two floats or of two signed integers wins, and uint8 with a signed integer gives the
+narrowest signed integer holding both (uint8 + int8 is int16). `result_type` adds torch's three
+priority groups: tensors with dimensions, 0-dim tensors and Python scalars ("wrapped numbers");
+a lower group only wins when it is of a higher category.
 """
 
 from __future__ import annotations
@@ -44,13 +46,17 @@ class DType:
 
 
 bool_ = DType("bool", np.bool_, 0, 0, "torch.BoolTensor")
-int32 = DType("int32", np.int32, 1, 1, "torch.IntTensor")
-int64 = DType("int64", np.int64, 2, 1, "torch.LongTensor")
-float32 = DType("float32", np.float32, 3, 2, "torch.FloatTensor")
-float64 = DType("float64", np.float64, 4, 2, "torch.DoubleTensor")
+uint8 = DType("uint8", np.uint8, 1, 1, "torch.ByteTensor")
+int8 = DType("int8", np.int8, 1, 1, "torch.CharTensor")
+int16 = DType("int16", np.int16, 2, 1, "torch.ShortTensor")
+int32 = DType("int32", np.int32, 3, 1, "torch.IntTensor")
+int64 = DType("int64", np.int64, 4, 1, "torch.LongTensor")
+float32 = DType("float32", np.float32, 5, 2, "torch.FloatTensor")
+float64 = DType("float64", np.float64, 6, 2, "torch.DoubleTensor")
 
-DTYPES: dict[str, DType] = {d.name: d for d in (float32, float64, int32, int64, bool_)}
-_ORDER = (bool_, int32, int64, float32, float64)
+DTYPES: dict[str, DType] = {d.name: d for d in (float32, float64, int32, int64, bool_, uint8,
+                                                int8, int16)}
+_ORDER = (bool_, uint8, int8, int16, int32, int64, float32, float64)
 _BY_NP: dict[Any, DType] = {d.np: d for d in _ORDER}
 
 DEFAULT_FLOAT = float32
@@ -71,11 +77,18 @@ def from_numpy(np_dtype: Any) -> DType:
     except (KeyError, TypeError):
         raise errors.InvalidTypeError(
             f"can't convert np.ndarray of type {np.dtype(np_dtype)}. The only supported types "
-            "are: float64, float32, int64, int32, and bool.") from None
+            "are: float64, float32, int64, int32, int16, int8, uint8, and bool.") from None
 
 
 def promote(a: DType, b: DType) -> DType:
     """torch.promote_types for the supported dtypes."""
+    if a is b:
+        return a
+    if a.category != b.category:
+        return a if a.category > b.category else b
+    if a is uint8 or b is uint8:  # with a signed integer: one wide enough for both
+        other = b if a is uint8 else a
+        return int16 if other is int8 else other
     return a if a.rank >= b.rank else b
 
 

@@ -103,11 +103,11 @@ class BackwardFunction(FunctionCtx):
             raise errors.GraphFreedError(FREED_MESSAGE)
         saved = self._saved or ()
         for t, expected in zip(saved, self._saved_versions):
-            if t is not None and expected is not None and t._version[0] != expected:
+            if t is not None and expected is not None and t._vc[0] != expected:
                 # torch names a saved output by this node, a saved input by its own grad_fn
                 node = self if t.grad_fn is self else t.grad_fn
                 raise errors.InplaceError(
-                    _version_message(t, t._version[0], expected, node, t.output_nr))
+                    _version_message(t, t._vc[0], expected, node, t.output_nr))
         return saved
 
     def saved_arrays(self) -> Any:
@@ -262,16 +262,16 @@ def wrap_outputs(ctx: BackwardFunction, args: tuple[Any, ...], output: Any) -> A
         if id(o) in dirty:
             if record and o._rg and o.grad_fn is None:
                 raise errors.InplaceError(DIRTY_LEAF_MESSAGE)
-            o._version[0] += 1  # torch bumps a dirty tensor's version once more
+            o._vc[0] += 1  # torch bumps a dirty tensor's version once more
         elif id(o) in inputs:
             # an input returned as it is becomes a new tensor sharing its data (torch: a view)
-            o = Tensor._make(o._array(), version=o._version, dtype=o.dtype)
+            o = Tensor._make(o._array(), version=o._vc, dtype=o.dtype)
         result.append(o)
     saved = ctx._saved or ()
     for i, t in enumerate(saved):
         if t is not None and not isinstance(t, Tensor):
             raise errors.InvalidTypeError(messages.save_for_backward_type(i, t))
-    ctx._saved_versions = tuple(None if t is None else t._version[0] for t in saved)
+    ctx._saved_versions = tuple(None if t is None else t._vc[0] for t in saved)
     ctx.n_out = len(result)
     ctx._out_meta = tuple((tuple(o.shape), o.dtype) if isinstance(o, Tensor) else None
                           for o in result)
@@ -389,9 +389,9 @@ class RemoteFunctionNode(BackwardFunction):
         out = []
         try_saved = self._saved or ()
         for t, expected in zip(try_saved, self._saved_versions):
-            if t is not None and expected is not None and t._version[0] != expected:
+            if t is not None and expected is not None and t._vc[0] != expected:
                 node = self if t.grad_fn is self else t.grad_fn
-                out.append(_version_message(t, t._version[0], expected, node, t.output_nr))
+                out.append(_version_message(t, t._vc[0], expected, node, t.output_nr))
             else:
                 out.append("")
         return out

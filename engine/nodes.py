@@ -129,7 +129,7 @@ class Node:
             meta = ((a._data.shape, a.dtype),)
             keep = steps[0][1]
             if keep == 1:
-                v = a._version
+                v = a._vc
                 saved, versions = (a,), ((a, v, v[0]),)
             else:
                 saved, versions = (_Meta(a) if keep else None,), ()
@@ -144,7 +144,7 @@ class Node:
                 fn = a.grad_fn
                 edge_a = ((fn, a.output_nr) if fn is not None else edge(a)) if want_a else None
                 if keep_a == 1:
-                    v = a._version
+                    v = a._vc
                     saved_a: Any = a
                     versions = ((a, v, v[0]),)
                 else:
@@ -158,7 +158,7 @@ class Node:
                 fn = b.grad_fn
                 edge_b = ((fn, b.output_nr) if fn is not None else edge(b)) if want_b else None
                 if keep_b == 1:
-                    v = b._version
+                    v = b._vc
                     saved_b: Any = b
                     versions = (*versions, (b, v, v[0]))
                 else:
@@ -184,7 +184,7 @@ class Node:
                         edge_list.append(None)
                     if keep == 1:
                         saved_list.append(a)
-                        v = a._version
+                        v = a._vc
                         version_list.append((a, v, v[0]))
                     elif keep:
                         saved_list.append(_Meta(a))
@@ -216,12 +216,12 @@ class Node:
         if need_out:
             if n_out == 1:  # (one output: no comprehension)
                 o = outs[0]
-                v = o._version
+                v = o._vc
                 node.out_data = (o._data,)
                 node.out_versions = ((o, v, v[0]),)
             else:
                 node.out_data = tuple([o._data for o in outs])
-                node.out_versions = tuple([(o, o._version, o._version[0]) for o in outs])
+                node.out_versions = tuple([(o, o._vc, o._vc[0]) for o in outs])
             node.has_saved = True
         else:
             node.out_data = None
@@ -249,13 +249,13 @@ class Node:
         # A variadic rule gets the whole list; save it whole if it reads any of it.
         if uses.data:
             node.args = (tuple(flat),)
-            node.versions = tuple((t, t._version, t._version[0]) for t in flat)
+            node.versions = tuple((t, t._vc, t._vc[0]) for t in flat)
         else:
             node.args = (_MetaSeq(_Meta(t) for t in flat),)
             node.versions = ()
         if uses.out:
             node.out_data = tuple(o._data for o in outs)
-            node.out_versions = tuple((o, o._version, o._version[0]) for o in outs)
+            node.out_versions = tuple((o, o._vc, o._vc[0]) for o in outs)
         else:
             node.out_data = None
             node.out_versions = ()
@@ -603,14 +603,28 @@ class AccumulateGrad:
             # its grad_fn kept when it has one (a `.grad` made with create_graph)
             grad = v._grad
             grad._data += g
-            grad._version[0] += 1
+            grad._vc[0] += 1
 
 
-def edge(t: Tensor) -> tuple[Any, int]:
-    """The edge `t` contributes to a node that records it: its own (node, output index), or the
-    AccumulateGrad of a leaf (one per leaf, kept while a graph holds it)."""
+class _NoGradView:
+    """The `_accum` of a view made under no_grad() of a tensor that requires grad: it requires
+    grad too, as torch's (its base does), but has no grad_fn and no AccumulateGrad, so a
+    gradient reaching it is dropped."""
+
+    __slots__ = ()
+
+
+NO_GRAD_VIEW: Any = _NoGradView()
+
+
+def edge(t: Tensor) -> tuple[Any, int] | None:
+    """The edge `t` contributes to a node that records it: its own (node, output index), the
+    AccumulateGrad of a leaf (one per leaf, kept while a graph holds it), or None for a view
+    made under no_grad() (see `NO_GRAD_VIEW`)."""
     if t.grad_fn is not None:
         return (t.grad_fn, t.output_nr)
+    if t._accum is NO_GRAD_VIEW:
+        return None
     acc = t._accum() if t._accum is not None else None
     if acc is None:
         acc = AccumulateGrad(t)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import messages
+from gradserve.surface.messages import TYPE_WORDS
 
 from . import dtypes, errors, limits, mkl, parallel, scalarmath, vecmath
 from .distributions import fma32, fma64
@@ -715,7 +716,7 @@ def _floating_only(kernel: str) -> Any:
     def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any]:
         d = promote_args(args)
         if not d.is_floating_point:
-            word = {"int32": "Int", "int64": "Long", "bool": "Bool"}.get(d.name, d.name)
+            word = TYPE_WORDS.get(d.name, d.name)
             raise errors.NotImplementedFunctionError(
                 f'"{kernel}" not implemented for \'{word}\'')
         return d, d
@@ -1157,22 +1158,39 @@ defop("clamp", _clamp, _clamp_dx, _clamp_dmin, _clamp_dmax,
       out_bound=temporaries(broadcast_shape, results=1))
 
 
-def _tie_split(ns: Any, g: Any, x: Any, y: Any, wins: Any) -> Any:
-    # torch splits the gradient evenly between tied operands of maximum/minimum.
-    return ns.where(x == y, g / 2, ns.where(wins, g, 0.0))
+def _tie_split(ns: Any, g: Any, x: Any, y: Any, loses: Any) -> Any:
+    # torch splits the gradient evenly between tied operands of maximum/minimum and zeroes it
+    # only where the operand loses: a NaN on either side gives both the whole gradient.
+    return ns.where(x == y, g / 2, ns.where(loses, 0.0, g))
 
 
 defop("maximum", np.maximum,
-      lambda ns, g, out, x, y: _tie_split(ns, g, x, y, x > y),
-      lambda ns, g, out, x, y: _tie_split(ns, g, x, y, y > x),
-      saves=("input other", "input other"),
-      inputs=("input", "other"), dtype=PROMOTE, doc="elementwise max", out_shape=broadcast_shape)
-defop("minimum", np.minimum,
       lambda ns, g, out, x, y: _tie_split(ns, g, x, y, x < y),
       lambda ns, g, out, x, y: _tie_split(ns, g, x, y, y < x),
       saves=("input other", "input other"),
+      inputs=("input", "other"), dtype=PROMOTE, doc="elementwise max", out_shape=broadcast_shape)
+defop("minimum", np.minimum,
+      lambda ns, g, out, x, y: _tie_split(ns, g, x, y, x > y),
+      lambda ns, g, out, x, y: _tie_split(ns, g, x, y, y > x),
+      saves=("input other", "input other"),
       inputs=("input", "other"), dtype=PROMOTE, doc="elementwise min", out_shape=broadcast_shape)
 
+# torch's fmax/fmin backward: the gradient goes to input where input >= other (<= for fmin) or
+# other is NaN, else to other (no even split at ties, unlike maximum's).
+def _fmax_wins(ns: Any, x: Any, y: Any) -> Any:
+    return ns.logical_or(x >= y, ns.isnan(y))
+
+
+def _fmin_wins(ns: Any, x: Any, y: Any) -> Any:
+    return ns.logical_or(x <= y, ns.isnan(y))
+
+
+for _name, _fn, _wins in (("fmax", np.fmax, _fmax_wins), ("fmin", np.fmin, _fmin_wins)):
+    defop(_name, _fn,
+          lambda ns, g, out, x, y, _wins=_wins: ns.where(_wins(ns, x, y), g, 0.0),
+          lambda ns, g, out, x, y, _wins=_wins: ns.where(_wins(ns, x, y), 0.0, g),
+          saves=("input other", "input other"), inputs=("input", "other"), dtype=PROMOTE,
+          doc=f"elementwise {_name[1:]}, NaN only where both are", out_shape=broadcast_shape)
 
 def _where_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
     if not isinstance(args[0], np.ndarray) and getattr(args[0], "dtype", None) is not None:

@@ -694,7 +694,7 @@ def _masked_fill(x: Any, mask: Any, value: Any) -> Any:
 
 
 _C_TYPE = {"float32": "float", "float64": "double", "int32": "int", "int64": "long int",
-           "bool": "bool"}
+           "bool": "bool", "uint8": "unsigned char", "int8": "signed char", "int16": "short int"}
 
 
 @names_backward("MaskedFillBackward0", "MaskedFillBackward1")

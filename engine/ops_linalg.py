@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface.messages import TYPE_WORDS
+
 from . import dtypes, errors, gemm, limits
 from .ops_elementwise import _broadcast_error
 from .registry import (
@@ -26,10 +28,9 @@ from .registry import (
 )
 from .tensor import Tensor
 
-_TYPE_WORD = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
-              "bool": "Bool"}
+_TYPE_WORD = TYPE_WORDS
 _SHORT = {"float32": "float", "float64": "double", "int32": "int", "int64": "long",
-          "bool": "bool"}
+          "bool": "bool", "uint8": "unsigned char", "int8": "signed char", "int16": "short"}
 
 
 def _mT(ns: Any, t: Any) -> Any:

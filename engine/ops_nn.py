@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import grad_mode
+from gradserve.surface.messages import TYPE_WORDS
 
 from . import cascade, dtypes, errors, limits, vecmath
 from .dtypes import DType
@@ -58,8 +59,7 @@ def _not_differentiable(function: str, name: str, t: Any) -> None:
 
 
 def _type_word(d: DType) -> str:
-    return {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
-            "bool": "Bool"}[d.name]
+    return TYPE_WORDS[d.name]
 
 
 def _size(shape: Sequence[int]) -> str:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import grad_mode
+from gradserve.surface.messages import TYPE_WORDS
 
 from . import cascade, errors, limits
 from .distributions import fma32
@@ -172,8 +173,7 @@ def _layer_norm(x: Any, w: Any = None, b: Any = None, normalized_shape: Sequence
 
 
 def _type_word(d: DType) -> str:
-    return {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
-            "bool": "Bool"}.get(d.name, d.name)
+    return TYPE_WORDS.get(d.name, d.name)
 
 
 def _shape_text(shape: Sequence[int]) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import messages
+from gradserve.surface.messages import TYPE_WORDS
 
 from . import cascade, dtypes, errors, limits
 from .registry import (
@@ -165,8 +166,7 @@ def _mean_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
     return d, d
 
 
-_TYPE_WORD = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
-              "bool": "Bool"}
+_TYPE_WORD = TYPE_WORDS
 
 
 def _count(shape: Sequence[int], dim: Any) -> int:

@@ -248,9 +248,9 @@ class Adam(Optimizer):
         _adam_group(flat, [p._grad._data for p in params], beta1, beta2, step, group["lr"],
                     group["eps"])
         for p, m, v in zip(params, flat.exp_avg, flat.exp_avg_sq):
-            m._version[0] += 1
-            v._version[0] += 2
-            p._version[0] += 1
+            m._vc[0] += 1
+            v._vc[0] += 2
+            p._vc[0] += 1
         return True
 
     def _update(self, p: Tensor, grad: Tensor, group: dict[str, Any],
@@ -463,18 +463,18 @@ def _adam_arrays(p: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, b
     limits.tick()
     # _lerp_: exp_avg.add_(grad - exp_avg, alpha=w)
     np.copyto(m, fused(np.subtract(g, m), dtype.type(float(weight)), m))
-    exp_avg._version[0] += 1
+    exp_avg._vc[0] += 1
     # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     np.copyto(v, np.multiply(v, beta2))
     np.copyto(v, _addcmul(v, g, g, 1 - beta2))
-    exp_avg_sq._version[0] += 2
+    exp_avg_sq._vc[0] += 2
     bias_correction1 = 1 - beta1 ** step
     bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
     # denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
     denom = np.add(np.true_divide(OPS["sqrt"].forward(v), bias_correction2_sqrt), eps)  # torch's
     # p.addcdiv_(exp_avg, denom, value=-step_size)
     np.copyto(x, _addcdiv(x, m, denom, -(lr / bias_correction1)))
-    p._version[0] += 1
+    p._vc[0] += 1
     return True
 
 

@@ -50,10 +50,23 @@ else:
     TensorMethods = object
 
 
+class InferenceVersion(list):  # type: ignore[type-arg]
+    """The version counter of a tensor made inside `inference_mode()` (and of its views): its
+    type marks an inference tensor, which torch does not let read its version, be written in
+    place outside inference mode, or require grad there."""
+
+    __slots__ = ()
+
+
+def new_version() -> list[int]:
+    """A new tensor's version counter: an `InferenceVersion` inside `inference_mode()`."""
+    return InferenceVersion((0,)) if grad_mode._state.inference else [0]
+
+
 class Tensor(TensorMethods):
     """An n-dimensional array that records the ops applied to it, as torch.Tensor does."""
 
-    __slots__ = ("_data", "dtype", "_rg", "grad_fn", "output_nr", "_grad", "_version", "_accum",
+    __slots__ = ("_data", "dtype", "_rg", "grad_fn", "output_nr", "_grad", "_vc", "_accum",
                  "_retains_grad", "_base", "_view_version", "_has_views", "__weakref__")
 
     _data: np.ndarray
@@ -62,7 +75,7 @@ class Tensor(TensorMethods):
     grad_fn: Any
     output_nr: int
     _grad: Tensor | None
-    _version: list[int]
+    _vc: list[int]  # the version counter, shared with views (see `_version`)
     _accum: Any
     _retains_grad: bool
     _base: Tensor | None  # the tensor this one is a view of (sharing data and version counter)
@@ -81,7 +94,7 @@ class Tensor(TensorMethods):
         t.grad_fn = grad_fn
         t.output_nr = output_nr
         t._grad = None
-        t._version = [0] if version is None else version
+        t._vc = new_version() if version is None else version
         t._accum = None
         t._retains_grad = False
         t._base = None
@@ -126,6 +139,8 @@ class Tensor(TensorMethods):
             return self
         if flag and not self.dtype.is_floating_point:
             raise errors.InvalidArgumentError(dtype_message)  # an argument, not a state
+        if flag and type(self._vc) is InferenceVersion and not grad_mode._state.inference:
+            raise errors.InvalidArgumentError(messages.INFERENCE_REQUIRES_GRAD_MESSAGE)
         self._rg = flag
         return self
 
@@ -175,7 +190,7 @@ class Tensor(TensorMethods):
 
     def detach(self) -> Tensor:
         """A new leaf sharing this tensor's data (and version counter) that never requires grad."""
-        return Tensor._make(self._array(), version=self._version)
+        return Tensor._make(self._array(), version=self._vc)
 
     def detach_(self) -> Tensor:
         """Make this tensor a leaf that does not require grad, in place."""
@@ -205,7 +220,19 @@ class Tensor(TensorMethods):
 
     @property
     def _version_counter(self) -> int:
-        return self._version[0]
+        return self._vc[0]
+
+    @property
+    def _version(self) -> int:
+        """torch's version counter: bumped by each in-place write to this tensor or a view
+        sharing its data."""
+        if type(self._vc) is InferenceVersion:
+            raise errors.InvalidArgumentError(messages.INFERENCE_VERSION_MESSAGE)
+        return self._vc[0]
+
+    def is_inference(self) -> bool:
+        """Whether this tensor was made inside `inference_mode()` (or is a view of one)."""
+        return type(self._vc) is InferenceVersion
 
     # --- shape and conversion ------------------------------------------------------------------
 

@@ -26,6 +26,9 @@ _DTYPES: dict[int, tuple[str, np.dtype[Any]]] = {
     tensor_pb2.DTYPE_INT32: ("int32", np.dtype("<i4")),
     tensor_pb2.DTYPE_INT64: ("int64", np.dtype("<i8")),
     tensor_pb2.DTYPE_BOOL: ("bool", np.dtype("?")),
+    tensor_pb2.DTYPE_UINT8: ("uint8", np.dtype("|u1")),
+    tensor_pb2.DTYPE_INT8: ("int8", np.dtype("|i1")),
+    tensor_pb2.DTYPE_INT16: ("int16", np.dtype("<i2")),
 }
 _WIRE_DTYPE = {name: code for code, (name, _) in _DTYPES.items()}
 # which typed list goes with which dtype
@@ -35,6 +38,9 @@ _LIST_FIELD = {
     tensor_pb2.DTYPE_INT32: "int32_values",
     tensor_pb2.DTYPE_INT64: "int64_values",
     tensor_pb2.DTYPE_BOOL: "bool_values",
+    tensor_pb2.DTYPE_UINT8: "int32_values",  # protobuf has no narrower list
+    tensor_pb2.DTYPE_INT8: "int32_values",
+    tensor_pb2.DTYPE_INT16: "int32_values",
 }
 
 
@@ -129,6 +135,8 @@ def decode_array(msg: tensor_pb2.Tensor, max_elements: int, what: str = "tensor"
             raise InvalidRequestError(
                 f"{what}: {encoding} has {len(values)} elements, but shape {list(shape)} "
                 f"needs {n}")
+        if wire.itemsize < 4 and wire.kind in "iu" and n:
+            _check_narrow(values, name, wire, encoding, what)
         flat = np.array(values, dtype=wire)
     native = _NATIVE[code]
     if flat.dtype is not native and flat.dtype != native:  # big-endian hosts only
@@ -138,6 +146,17 @@ def decode_array(msg: tensor_pb2.Tensor, max_elements: int, what: str = "tensor"
 
 # wire enum -> the native-endian numpy dtype of its values
 _NATIVE = {code: wire.newbyteorder("=") for code, (_, wire) in _DTYPES.items()}
+
+
+def _check_narrow(values: Any, name: str, wire: np.dtype[Any], encoding: str, what: str) -> None:
+    """int32_values for a uint8/int8/int16 tensor: every element within that dtype's range."""
+    info = np.iinfo(wire)
+    wide = np.array(values, np.int64)
+    bad = wide[(wide < info.min) | (wide > info.max)]
+    if bad.size:
+        raise InvalidRequestError(
+            f"{what}: {encoding} holds {int(bad[0])}, outside {name}'s range "
+            f"[{info.min}, {info.max}]")
 
 
 def _typed_values(msg: tensor_pb2.Tensor, encoding: str) -> Any:

@@ -263,7 +263,8 @@ NEW_SIGNATURES = ("(*, torch.device device = None)", "(torch.Storage storage)",
                   "(Tensor other)", "(tuple of ints size, *, torch.device device = None)",
                   "(object data, *, torch.device device = None)")
 _OPTION_NAMES = {"float32": "float", "float64": "double", "int32": "int", "int64": "long int",
-                 "bool": "bool"}
+                 "bool": "bool", "uint8": "unsigned char", "int8": "signed char",
+                 "int16": "short int"}
 
 
 def _options(dtype: str) -> str:
@@ -322,7 +323,8 @@ def _torch_typename(v: Any) -> str | None:
 
 
 LEGACY_TYPES = {"FloatTensor": "float32", "DoubleTensor": "float64", "LongTensor": "int64",
-                "IntTensor": "int32", "BoolTensor": "bool"}
+                "IntTensor": "int32", "BoolTensor": "bool", "ByteTensor": "uint8",
+                "CharTensor": "int8", "ShortTensor": "int16"}
 
 
 class LegacyType(type):

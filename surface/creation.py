@@ -12,6 +12,7 @@ as torch's), judged from the arguments, so the client need not ask the server fo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +35,8 @@ def keeps_numpy_scalar_dtype(data: Any) -> bool:
 
 
 _NUMPY_SCALAR_DTYPES = frozenset(np.dtype(t) for t in (np.float64, np.float32, np.int64,
-                                                       np.int32, np.bool_))
+                                                       np.int32, np.int16, np.int8, np.uint8,
+                                                       np.bool_))
 
 
 def nested_values(data: Any, tensor_type: type, value_of: Callable[[Any], Any]) -> Any:
@@ -174,6 +176,35 @@ for _name in ("zeros_like", "ones_like", "full_like", "rand_like", "randn_like",
 
 
 # --- ranges --------------------------------------------------------------------------------------
+
+
+def arange_length(start: Any, end: Any, step: Any, dtype: str) -> tuple[int, str, str]:
+    """torch.arange's length for its Python-number bounds (`end` given) and result dtype, with
+    torch's checks: on the numbers as given, then for int64 on the int64s (each truncated toward
+    zero); int64's length is integer arithmetic, the other dtypes' a double's ceil.
+
+    Returns:
+        (length, "", "") or (0, kind, message) for a call torch refuses: kind "value",
+        "runtime" or "not_implemented" (torch's ValueError, RuntimeError, NotImplementedError).
+    """
+    if dtype == "bool":
+        return 0, "not_implemented", "\"arange_cpu\" not implemented for 'Bool'"
+    if not (step > 0 or step < 0):  # torch's wording for NaN too
+        return 0, "runtime", "step must be nonzero"
+    if not (math.isfinite(start) and math.isfinite(end)):
+        return 0, "runtime", f"unsupported range: {start} -> {end}"
+    if (step > 0 and end < start) or (step < 0 and end > start):
+        return 0, "runtime", "upper bound and lower bound inconsistent with step sign"
+    if dtype == "int64":  # checked again as int64s (truncation keeps the bounds' order)
+        start, end, step = math.trunc(start), math.trunc(end), math.trunc(step)
+        if step == 0:
+            return 0, "value", "step must be nonzero"
+        # (end - start + step - sign(step)) / step in C's truncating division
+        span = end - start + step - (1 if step > 0 else -1)
+        n = abs(span) // abs(step) * (1 if (span >= 0) == (step > 0) else -1)
+    else:
+        n = math.ceil((float(end) - float(start)) / float(step))
+    return max(0, n), "", ""
 
 
 def arange(be: Backend, start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None,

@@ -41,6 +41,9 @@ _DTYPES: dict[str, tuple[type[np.generic], bool, bool]] = {
     "float32": (np.float32, True, True),
     "float64": (np.float64, True, False),
     "int32": (np.int32, False, False),
+    "int16": (np.int16, False, False),
+    "int8": (np.int8, False, False),
+    "uint8": (np.uint8, False, False),
     "int64": (np.int64, False, True),
     "bool": (np.bool_, False, True),
 }

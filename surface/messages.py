@@ -58,7 +58,7 @@ def tp_name(value: Any) -> str:
 
 
 TYPE_WORDS = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
-              "bool": "Bool"}
+              "bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short"}
 """torch's C++ names of the dtypes, as its messages print them ("Got Long")."""
 
 
@@ -138,3 +138,27 @@ def save_for_backward_type(i: int, value: Any) -> str:
 def hook_returned_non_tuple(value: Any) -> str:
     """torch's TypeError text for a node hook that returned neither None nor a tuple."""
     return f"expected tuple, but hook returned '{type(value).__name__}'"
+
+
+# torch's refusals around inference tensors (made inside `inference_mode()`).
+INFERENCE_VERSION_MESSAGE = "Inference tensors do not track version counter."
+INFERENCE_INPLACE_MESSAGE = (
+    "Inplace update to inference tensor outside InferenceMode is not allowed.You can make a "
+    "clone to get a normal tensor before doing inplace update.See "
+    "https://github.com/pytorch/rfcs/pull/17 for more details.")
+INFERENCE_REQUIRES_GRAD_MESSAGE = (
+    "Setting requires_grad=True on inference tensor outside InferenceMode is not allowed.")
+
+# torch's refusals around a view made under no_grad() of a tensor that requires grad.
+NO_GRAD_VIEW_INPLACE_MESSAGE = (
+    "A view was created in no_grad mode and is being modified inplace with grad mode enabled. "
+    "Given that this use case is ambiguous and error-prone, it is forbidden. You can clarify "
+    "your code by moving both the view and the inplace either both inside the no_grad block "
+    "(if you don't want the inplace to be tracked) or both outside (if you want the inplace to "
+    "be tracked).")
+NO_GRAD_VIEW_REBASE_MESSAGE = (
+    "A view was created in no_grad mode and its base or another view of its base has been "
+    "modified inplace with grad mode enabled. Given that this use case is ambiguous and "
+    "error-prone, it is forbidden. You can clarify your code by moving both the view and the "
+    "inplace either both inside the no_grad block (if you don't want the inplace to be tracked) "
+    "or both outside (if you want the inplace to be tracked).")

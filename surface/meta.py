@@ -73,6 +73,25 @@ def infer(op: str, inputs: Sequence[Any], attrs: Mapping[str, Any],
     if rule is None:
         return None
     try:
-        return rule(inputs, attrs, grad_enabled)
+        metas = rule(inputs, attrs, grad_enabled)
     except _Inexact:
         return None
+    if not grad_enabled and op in VIEW_OPS and getattr(inputs[0], "requires_grad", False):
+        return _no_grad_views(op, metas)
+    return metas
+
+
+VIEW_OPS = frozenset(("alias", "diagonal", "expand", "flatten", "permute", "reshape", "select",
+                      "slice", "split", "split_with_sizes", "squeeze", "t", "transpose",
+                      "unbind", "unsqueeze"))
+"""The ops whose results may be views of their first input (the engine's `view=True`)."""
+_COPY_OR_VIEW = frozenset(("flatten", "reshape"))  # a view only when the layout allows it
+
+
+def _no_grad_views(op: str, metas: list[Meta]) -> list[Meta] | None:
+    """A view op's results under no_grad() of an input that requires grad: views, they require
+    grad as it does (torch's rule; their grad_fn is None). None where the result may be a copy
+    (reshape, flatten: the layout decides) or is empty or 0-d (numpy makes no view of them)."""
+    if op in _COPY_OR_VIEW or any(not m.shape or 0 in m.shape for m in metas):
+        return None
+    return [m._replace(requires_grad=True) for m in metas]

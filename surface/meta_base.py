@@ -22,11 +22,27 @@ class Meta(NamedTuple):
     requires_grad: bool
 
 
-# Dtype names in promotion order: promoting two is the later one (torch's promoteTypes for these
-# five). A rank >= FLOAT is floating, 0 is bool, the rest integral.
-DTYPE_NAMES = ("bool", "int32", "int64", "float32", "float64")
+# Dtype names, as ranks (indices): a rank >= FLOAT is floating, 0 is bool, the rest integral.
+DTYPE_NAMES = ("bool", "uint8", "int8", "int16", "int32", "int64", "float32", "float64")
 _RANK = {name: i for i, name in enumerate(DTYPE_NAMES)}
-_BOOL, _INT32, _INT64, _FLOAT32, _FLOAT64 = range(5)
+_BOOL, _UINT8, _INT8, _INT16, _INT32, _INT64, _FLOAT32, _FLOAT64 = range(8)
+
+
+def _promote_ranks(a: int, b: int) -> int:
+    """torch's promoteTypes on ranks: the later one, but for uint8 with int8 (int16)."""
+    if {a, b} == {_UINT8, _INT8}:
+        return _INT16
+    return max(a, b)
+
+
+def _table_entry(a: int, b: int) -> int:
+    return b if a < 0 else a if b < 0 else _promote_ranks(a, b)
+
+
+# _PROMOTE_TABLE[a][b]: promoteTypes of ranks a and b, where -1 (an empty group; the last row and
+# column, read as index -1) promotes to the other.
+_PROMOTE_TABLE = tuple(tuple(_table_entry(a, b) for b in (*range(len(DTYPE_NAMES)), -1))
+                       for a in (*range(len(DTYPE_NAMES)), -1))
 _FLOAT = _FLOAT32
 _DEFAULT_FLOAT = _FLOAT32  # the dtype of a Python float, and of int / int, on the server
 
@@ -53,9 +69,13 @@ def _tensor(a: Any) -> tuple[tuple[int, ...], int, bool]:
 
 # The rank a Python scalar promotes as (a wrapped number); complex and numpy scalars: no rule.
 _SCALAR_RANK = {bool: _BOOL, int: _INT64, float: _DEFAULT_FLOAT}
-# Python ints the engine's integral ops take whatever the compute dtype (numpy refuses an int
-# out of its range: `int32 tensor + 2 ** 40`).
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+# Python ints every integral dtype holds; one outside is checked against the result's range
+# (`_walk`): the engine wraps it for some ops and refuses it for others (`uint8 tensor + 300`,
+# `clamp(uint8 tensor, 0, 300)`), which the rules do not model.
+_INT8_MIN, _INT8_MAX = -128, 127
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1  # (scalar attributes: see `_scalar`)
+_INT_RANGES = {_UINT8: (0, 255), _INT8: (-128, 127), _INT16: (-(2**15), 2**15 - 1),
+               _INT32: (-(2**31), 2**31 - 1), _INT64: (-(2**63), 2**63 - 1)}
 
 
 def _combine(higher: int, lower: int) -> int:
@@ -66,7 +86,7 @@ def _combine(higher: int, lower: int) -> int:
     if lower < 0 or higher >= _FLOAT:
         return higher
     if higher == _BOOL or lower >= _FLOAT:
-        return higher if higher >= lower else lower
+        return _PROMOTE_TABLE[higher][lower]
     return higher
 
 
@@ -84,7 +104,7 @@ def _walk(args: Sequence[Any]) -> tuple[tuple[int, ...] | None, int, bool, bool]
         if r is not None:
             if r > wrapped:
                 wrapped = r
-            if r == _INT64 and not _INT32_MIN <= a <= _INT32_MAX:
+            if r == _INT64 and not _INT8_MIN <= a <= _INT8_MAX:
                 big = True
             continue
         try:
@@ -94,10 +114,9 @@ def _walk(args: Sequence[Any]) -> tuple[tuple[int, ...] | None, int, bool, bool]
         if type(s) is not tuple or (g is not True and g is not False):
             raise _Inexact
         if s:
-            if r > dim:
-                dim = r
-        elif r > zero:
-            zero = r
+            dim = _PROMOTE_TABLE[dim][r]
+        else:
+            zero = _PROMOTE_TABLE[zero][r]
         if shape is None:
             shape = s
         elif shape != s:
@@ -109,7 +128,9 @@ def _walk(args: Sequence[Any]) -> tuple[tuple[int, ...] | None, int, bool, bool]
     else:
         rank = _combine(dim, _combine(zero, wrapped))
     if big and rank < _FLOAT:
-        raise _Inexact  # numpy refuses a Python int outside the integral compute dtype
+        lo, hi = _INT_RANGES.get(rank, (0, 1))
+        if any(type(a) is int and not lo <= a <= hi for a in args):
+            raise _Inexact  # outside the integral compute dtype: see _INT_RANGES
     return shape, rank, rg, shape is not None
 
 

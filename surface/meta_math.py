@@ -89,8 +89,13 @@ _elementwise("mul", 2, _PROMOTE)
 _elementwise("div", 2, _TO_FLOAT)
 for _name in ("floor_divide", "remainder", "fmod"):
     _elementwise(_name, 2, _PROMOTE)
-for _name in ("maximum", "minimum"):
+for _name in ("maximum", "minimum", "fmax", "fmin"):
     _elementwise(_name, 2, _PROMOTE)
+for _name in ("bitwise_and", "bitwise_or", "bitwise_xor"):
+    _elementwise(_name, 2, _PROMOTE, accepts=lambda rank: rank < _FLOAT)
+for _name in ("bitwise_left_shift", "bitwise_right_shift"):
+    _elementwise(_name, 2, _PROMOTE, accepts=lambda rank: _BOOL < rank < _FLOAT)
+_elementwise("bitwise_not", 1, _PROMOTE, accepts=lambda rank: rank < _FLOAT)
 for _name in ("atan2", "hypot", "logaddexp", "xlogy"):
     _elementwise(_name, 2, _TO_FLOAT)
 for _name in ("lt", "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "logical_xor"):

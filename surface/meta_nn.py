@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .creation import arange_length
 from .meta_base import (
     _DEFAULT_FLOAT,
     _FLOAT,
@@ -437,13 +437,10 @@ def _arange(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list
     values = (start, end, step)
     if end is None:
         start, end = 0, start
-    # the engine's length, in the same Python arithmetic
-    if not (step > 0 or step < 0) or not (math.isfinite(start) and math.isfinite(end)):
-        raise _Inexact  # "step must be nonzero", "unsupported range"
-    if (step > 0 and end < start) or (step < 0 and end > start):
-        raise _Inexact  # "upper bound and lower bound inconsistent with step sign"
-    n = max(0, math.ceil((end - start) / step))
     out = _dtype(attrs.get("dtype"))
     if out is None:
         out = _DEFAULT_FLOAT if any(type(v) is float for v in values) else _INT64
+    n, problem, _ = arange_length(start, end, step, DTYPE_NAMES[out])
+    if problem:
+        raise _Inexact  # the engine raises torch's error
     return [Meta((n,), DTYPE_NAMES[out], False)]

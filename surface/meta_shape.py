@@ -12,6 +12,7 @@ from .meta_base import (
     _INT32_MAX,
     _INT32_MIN,
     _INT64,
+    _PROMOTE_TABLE,
     _SCALAR_RANK,
     DTYPE_NAMES,
     RULES,
@@ -176,7 +177,9 @@ def _tensor_list(inputs: Sequence[Any], attrs: Mapping[str, Any]
         raise _Inexact
     _known(attrs, frozenset(("dim",)))
     tensors = [_tensor(t) for t in inputs[0]]
-    rank = max(r for _, r, _ in tensors)
+    rank = -1
+    for _, r, _ in tensors:
+        rank = _PROMOTE_TABLE[rank][r]
     return tensors, rank, _int(attrs.get("dim", 0))
 
 
@@ -326,7 +329,8 @@ def _outer(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[
     b, rb, gb = _tensor(inputs[1])
     if len(a) != 1 or len(b) != 1:
         raise _Inexact
-    return _meta((a[0], b[0]), max(ra, rb), grad and (ga or gb))  # both 1-D: plain promotion
+    # both 1-D: plain promotion
+    return _meta((a[0], b[0]), _PROMOTE_TABLE[ra][rb], grad and (ga or gb))
 
 
 @_rule("addmm")

@@ -14,6 +14,7 @@ from .meta_base import (
     _FLOAT,
     _INT32,
     _INT64,
+    _PROMOTE_TABLE,
     Meta,
     _combine,
     _dims,
@@ -105,7 +106,7 @@ def _kron(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[M
     if ra == _BOOL or rb == _BOOL:
         raise _Inexact
     if bool(sa) == bool(sb):
-        rank = max(ra, rb)
+        rank = _PROMOTE_TABLE[ra][rb]
     else:
         rank = _combine(ra if sa else rb, rb if sa else ra)
     n = max(len(sa), len(sb))

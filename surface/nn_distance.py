@@ -60,7 +60,9 @@ def _common_float(be: NNBackend, x1: Any, x2: Any) -> tuple[Any, Any]:
     n1, n2 = be.dtype_name(x1), be.dtype_name(x2)
     floats = [n for n in (n1, n2) if n in ("float32", "float64")]
     if not floats:
-        common = max(n1, n2, key=("bool", "int32", "int64").index)
+        common = max(n1, n2, key=("bool", "uint8", "int8", "int16", "int32", "int64").index)
+        if {n1, n2} == {"uint8", "int8"}:
+            common = "int16"  # torch's promotion of the two
         raise be.runtime_error("expected common dtype to be floating point, yet common dtype "
                                f"is {messages.TYPE_WORDS[common]}")
     common = "float64" if "float64" in floats else "float32"

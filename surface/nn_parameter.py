@@ -14,7 +14,8 @@ from .nn_backend import NNBackend
 
 _TYPE_NAMES = {"float32": "torch.FloatTensor", "float64": "torch.DoubleTensor",
                "int32": "torch.IntTensor", "int64": "torch.LongTensor",
-               "bool": "torch.BoolTensor"}
+               "bool": "torch.BoolTensor", "uint8": "torch.ByteTensor",
+               "int8": "torch.CharTensor", "int16": "torch.ShortTensor"}
 
 
 def typename(be: NNBackend, obj: Any) -> str:

@@ -35,7 +35,8 @@ OUT_FUNCTIONS = frozenset((
 """The functions (where the op exists) that take `out=`, as torch's do."""
 
 # torch's canCast: no floating result into an integral or bool out, no integral into bool.
-_KIND = {"bool": 0, "int32": 1, "int64": 1, "float32": 2, "float64": 2}
+_KIND = {"bool": 0, "uint8": 1, "int8": 1, "int16": 1, "int32": 1, "int64": 1, "float32": 2,
+         "float64": 2}
 
 
 def _tensors(be: Backend, value: Any) -> list[Any]:

@@ -144,6 +144,33 @@ _extreme("max", "maximum", MaxResult)
 _extreme("min", "minimum", MinResult)
 
 
+
+def _tensors_only(name: str) -> None:
+    """torch.maximum/minimum/fmax/fmin(input, other) and their methods: two tensors, a Python
+    number refused with torch's TypeError (`maximum(x, 2.0)`; `clamp` takes numbers)."""
+    def check(be: Backend, value: Any, arg: str, position: int) -> None:
+        if not be.is_tensor(value):
+            raise be.type_error(f"{name}(): argument '{arg}' (position {position}) must be "
+                                f"Tensor, not {messages.tp_name(value)}")
+
+    def function(be: Backend, input: Any, other: Any) -> Any:
+        check(be, input, "input", 1)
+        check(be, other, "other", 2)
+        return be.call(name, (input, other), {})
+
+    def method(be: Backend, self: Any, other: Any) -> Any:
+        check(be, other, "other", 1)
+        return be.call(name, (self, other), {})
+
+    for fn in (function, method):
+        fn.__name__ = fn.__qualname__ = name
+        fn.__doc__ = f"torch.{name}(input, other): the elementwise {name} of two tensors."
+    _register(name, (name,), function, method)
+
+
+for _name in ("maximum", "minimum", "fmax", "fmin"):
+    _tensors_only(_name)
+
 # --- shape: varargs sizes, split, chunk, flatten, broadcast_to, T, mT ---------------------------
 
 

@@ -217,6 +217,13 @@ SELECTION = [
             Sample(((2, 3), uniform((3,), 0.2, 1.0), uniform((2, 1), -1.0, -0.2)))]),
     OpInfo("maximum", torch.maximum, binary_samples(scalars=False)),
     OpInfo("minimum", torch.minimum, binary_samples(scalars=False)),
+    OpInfo("fmax", torch.fmax, binary_samples(scalars=False)),
+    OpInfo("fmin", torch.fmin, binary_samples(scalars=False)),
+    # fmax/fmin: NaN on one side picks the other; ties give the whole gradient to input
+    OpInfo("fmax", torch.fmax, [Sample((ties((2, 3)), ties((2, 3))))],
+           check_finite_differences=False),
+    OpInfo("fmin", torch.fmin, [Sample((ties((2, 3)), ties((3,))))],
+           check_finite_differences=False),
     # Ties split the gradient evenly (not differentiable there: no finite differences).
     OpInfo("maximum", torch.maximum, [Sample((ties((2, 3)), ties((2, 3))))],
            check_finite_differences=False),
@@ -245,6 +252,23 @@ LOGIC = [
     for name in ("logical_and", "logical_or", "logical_xor")
 ] + [OpInfo("logical_not", torch.logical_not,
             [Sample((mask((2, 3)),)), Sample((ties((3,)),)), Sample((ints((2, 3)),))])]
+BITWISE = [
+    OpInfo(name, getattr(torch, name),
+           [Sample((ints((2, 3), -100, 100), ints((3,), -100, 100))),
+            Sample((mask((2, 3)), mask((3,)))), Sample((mask((2, 3)), 6)),
+            Sample((ints((2, 3), 0, 255, np.uint8), ints((3,), -128, 127, np.int8))),
+            Sample((ints((2,), 0, 9, np.int16), -7))])
+    for name in ("bitwise_and", "bitwise_or", "bitwise_xor")
+] + [
+    OpInfo(name, getattr(torch, name),
+           [Sample((ints((2, 3), -100, 100), ints((3,), -3, 70))),
+            Sample((ints((2, 3), 0, 255, np.uint8), ints((3,), 0, 12, np.uint8))),
+            Sample((ints((2, 3), -128, 127, np.int8), ints((3,), -2, 10, np.int8))),
+            Sample((ints((4,), -999, 999, np.int16), 3)), Sample((mask((2,)), 1))])
+    for name in ("bitwise_left_shift", "bitwise_right_shift")
+] + [OpInfo("bitwise_not", torch.bitwise_not,
+            [Sample((mask((2, 3)),)), Sample((ints((2, 3), -100, 100),)),
+             Sample((ints((3,), 0, 255, np.uint8),)), Sample((ints((3,), -128, 127, np.int8),))])]
 
 # --- more math (engine/ops_math.py) ---------------------------------------------------------------
 
@@ -300,7 +324,13 @@ CONVERSION = [
            [Sample(((2, 3),), {"dtype": "float64"}), Sample(((2, 3),), {"dtype": "float32"}),
             Sample(((3,),), {"dtype": "int64"}), Sample(((3,),), {"dtype": "bool"}),
             Sample((ints((2, 3)),), {"dtype": "float32"}),
-            Sample((ints((3,)),), {"dtype": "int32"})]),
+            Sample((ints((3,)),), {"dtype": "int32"}),
+            # the small integers: float -> uint8 / int8 / int16 truncates, int64 -> them wraps
+            Sample((ints((4,), -300, 300),), {"dtype": "uint8"}),
+            Sample((ints((4,), -300, 300),), {"dtype": "int8"}),
+            Sample((ints((4,), -70000, 70000),), {"dtype": "int16"}),
+            Sample(((3,),), {"dtype": "uint8"}),
+            Sample((ints((3,), 0, 255, np.uint8),), {"dtype": "float32"})]),
     OpInfo("clone", torch.clone, unary_samples() + [Sample((ints((2, 3)),))]),
     OpInfo("zero", lambda x: x.clone().zero_(), unary_samples() + [Sample((ints((2, 3)),))]),
     OpInfo("fill", lambda x, value: torch.fill(x, value),
@@ -391,5 +421,5 @@ GATES_AND_REPLACEMENTS = [
             Sample(((2,),))]),
 ]
 
-OPINFOS = ARITHMETIC + UNARY + MATH + ACTIVATIONS + SELECTION + COMPARISONS + LOGIC + CONVERSION + \
-    SHAPE_AND_REDUCE + FUSED_AND_BOUNDS + GATES_AND_REPLACEMENTS
+OPINFOS = ARITHMETIC + UNARY + MATH + ACTIVATIONS + SELECTION + COMPARISONS + LOGIC + BITWISE + \
+    CONVERSION + SHAPE_AND_REDUCE + FUSED_AND_BOUNDS + GATES_AND_REPLACEMENTS

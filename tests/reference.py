@@ -82,3 +82,14 @@ def raises_like(ours: Any, theirs: Any) -> None:
 
 
 __all__ = ["HAVE_TORCH", "MISSING_REASON", "raises_like", "torch"]
+
+
+def builtin_error(fn: Any, t: Any) -> tuple[str, str]:
+    """The built-in exception type `fn(t)` raises (gradserve's typed errors subclass torch's
+    built-in ones) and its message, for comparing gradserve's refusals with torch's."""
+    try:
+        fn(t)
+    except Exception as exc:  # a session's error also names the line that recorded it
+        builtin = next(c for c in type(exc).__mro__ if c.__module__ == "builtins")
+        return builtin.__name__, str(exc).split("\ngradserve:")[0]
+    raise AssertionError("no error")

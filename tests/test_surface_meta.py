@@ -30,7 +30,7 @@ import gradserve.engine as ge
 from gradserve.engine.registry import OPS
 from gradserve.surface import set_grad_enabled
 from gradserve.surface.compat import short_node_name
-from gradserve.surface.meta import DTYPE_NAMES, RULES, Meta, infer
+from gradserve.surface.meta import DTYPE_NAMES, RULES, VIEW_OPS, Meta, infer
 from gradserve.surface.node_names import NODE_RULES, node_name
 from tests.reference import torch
 
@@ -132,6 +132,14 @@ def _shaped_by_values(name: str, inputs: list[Any]) -> bool:
     return name == "index" and inputs[1].dtype.name == "bool"
 
 
+def _layout_decides(name: str, inputs: list[Any], grad: bool) -> bool:
+    """Calls whose requires_grad depends on whether the engine's result is a view, where `infer`
+    need not answer: a view op under no_grad() of an input that requires grad (a view requires
+    grad, as torch's; a copy, as reshape's of a transpose, or an empty or 0-d result, which
+    numpy does not make a view, does not)."""
+    return not grad and name in VIEW_OPS and inputs[0].requires_grad
+
+
 @pytest.mark.parametrize("info, index, sample", _cases(_with_rules))
 @pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
 def test_rule_matches_engine(info: OpInfo, index: int, sample: Sample, grad: bool):
@@ -140,7 +148,8 @@ def test_rule_matches_engine(info: OpInfo, index: int, sample: Sample, grad: boo
         inputs, _ = _engine_inputs(arrays, _flags(sample, arrays))
         ge.manual_seed(index)
         by_values = _shaped_by_values(info.name, inputs)
-        got = _check(info.name, inputs, sample.attrs, grad, must_answer=not by_values)
+        got = _check(info.name, inputs, sample.attrs, grad,
+                     must_answer=not by_values and not _layout_decides(info.name, inputs, grad))
         assert not (by_values and got), "an answer for a shape that depends on the values"
 
 
@@ -191,7 +200,7 @@ def _t(shape: tuple[int, ...], dtype: str = "float32", rg: bool = False) -> Any:
 REFUSED = [
     ("add", [(2, 3), (4,)], {}),
     ("add", [(2, 3), (2, 3)], {"beta": 1}),
-    ("add", [("int32", (2,)), 2**31], {}),
+    ("clamp", [("uint8", (2,)), 300, None], {}),  # (add wraps such an int, as torch)
     ("add", [("int64", (2,)), 2**63], {}),
     ("clamp", [("int32", (2,)), -(2**40), None], {}),
     ("sub", [("bool", (2,)), ("bool", (2,))], {}),

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.reference import HAVE_TORCH, MISSING_REASON, torch
+from tests.reference import builtin_error as _error
 
 pytestmark = pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
 
@@ -18,17 +19,6 @@ pytestmark = pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
 def lib(gradserve_lib: Any) -> Any:
     """gradserve standing in for torch: the in-process engine, or a session (conftest)."""
     return gradserve_lib
-
-
-def _error(fn: Any, t: Any) -> tuple[str, str]:
-    """The built-in exception type `fn(t)` raises (gradserve's typed errors subclass torch's
-    built-in ones) and its message."""
-    try:
-        fn(t)
-    except Exception as exc:  # a session's error also names the line that recorded it
-        builtin = next(c for c in type(exc).__mro__ if c.__module__ == "builtins")
-        return builtin.__name__, str(exc).split("\ngradserve:")[0]
-    raise AssertionError("no error")
 
 
 def _name(fn: Any) -> str | None:
