@@ -3,11 +3,15 @@
     python bench/engine.py            # full run (about a minute)
     python bench/engine.py --quick    # fewer rounds
     python bench/engine.py --rounds 15 chain-1000   # more rounds, one case
+    GRADSERVE_ENGINE_THREADS=1 python bench/engine.py --cpu --rounds 20 chain-1000 seed-step
 
 Each case runs the same code with `torch` and with `gradserve.engine` on the same inputs, in
 rounds that alternate the two, and reports the best time of each over the rounds, and engine
 time / torch time. Ratios below 1
 mean the engine is faster. Timings on a shared machine are noisy: compare ratios, not seconds.
+`--cpu` times the calling thread's CPU instead of the wall clock, with torch on one thread (set
+the engine's with GRADSERVE_ENGINE_THREADS=1): on a loaded machine other processes' work then
+counts for neither side.
 """
 
 from __future__ import annotations
@@ -37,21 +41,25 @@ def _calls_for(fn: Callable[[], Any], min_seconds: float) -> int:
     return max(1, int(min_seconds / once))
 
 
+# what a round is timed with: the wall clock, or this thread's CPU time (`--cpu`)
+_clock = time.perf_counter
+
+
 def _round(fn: Callable[[], Any], calls: int) -> float:
     # a pause first: OpenMP worker threads (torch's, MKL's) spin for a while after a parallel
     # region and would take a core from the next round's code on a 2-core machine
     time.sleep(0.05)
-    start = time.perf_counter()
+    start = _clock()
     for _ in range(calls):
         fn()
-    return (time.perf_counter() - start) / calls
+    return (_clock() - start) / calls
 
 
 def best_times(engine_fn: Callable[[], Any], torch_fn: Callable[[], Any], repeats: int,
                min_seconds: float = 0.2) -> tuple[float, float]:
-    """Best wall time of one call of each, over `repeats` rounds that alternate engine and
-    torch (so a burst of other work on a shared machine hits both), each round enough calls
-    to last min_seconds."""
+    """Best time (wall or thread CPU: `_clock`) of one call of each, over `repeats` rounds
+    that alternate engine and torch (so a burst of other work on a shared machine hits both),
+    each round enough calls to last min_seconds (of wall time)."""
     calls = _calls_for(engine_fn, min_seconds), _calls_for(torch_fn, min_seconds)
     best = [float("inf"), float("inf")]
     for _ in range(repeats):
@@ -147,12 +155,19 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 rounds instead of 7")
     parser.add_argument("--rounds", type=int, default=None,
                         help="alternating engine/torch rounds per case (more: steadier minima)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="time thread CPU, torch on one thread (see the docstring)")
     parser.add_argument("cases", nargs="*", help=f"subset of {', '.join(CASES)}")
     args = parser.parse_args()
     repeats = args.rounds or (3 if args.quick else 7)
+    if args.cpu:
+        global _clock
+        _clock = time.thread_time
+        torch.set_num_threads(1)
     print(f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), engine threads "
-          f"{ge.parallel.threads()}, cpus {os.cpu_count()}")
+          f"{ge.parallel.threads()}, cpus {os.cpu_count()}; timed by "
+          f"{'thread CPU' if args.cpu else 'the wall clock'}")
     print(mkl.status(), "(GRADSERVE_MKL=0: the numpy paths)")
     print(f"{'case':<12} {'engine':>12} {'torch':>12} {'ratio':>7} {'target':>7}")
     missed = []

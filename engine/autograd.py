@@ -185,18 +185,20 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
             seen.add(id(node))
             heapq.heappush(ready, (-getattr(node, "sequence_nr", 0), order(), node))
     ctx = grad_mode.set_grad_enabled(create_graph)
-    state = limits._state
+    local = limits._local
+    lim = local.limits
     # Under a byte budget, numpy gradients (recorded ops charge themselves) are charged when a
     # node makes them and credited when the node they flow into has consumed them: the charge
     # follows the gradients alive at once (GradientMeter's bookkeeping, inlined below: it runs
     # for every node).
-    meter = GradientMeter() if not create_graph and state.bytes_left is not None else None
+    meter = GradientMeter() if not create_graph and lim.bytes_left is not None else None
     node_hooks, leaf_hooks = hooks.registries()  # hooks.active() without a call per node
     heappop, heappush, take = heapq.heappop, heapq.heappush, buffers.pop
-    # The interrupt check is read once, and again after each point where the pass may have
-    # been suspended (it then resumes in another call, under that call's check): a thread-local
-    # read costs about three plain attribute reads, and this loop runs for every node.
-    check = state.check
+    # The thread's bounds and the interrupt check are read once, and again after each point
+    # where the pass may have been suspended (it then resumes in another call, perhaps on
+    # another thread, under that call's check): a thread-local read costs about three plain
+    # attribute reads, and this loop runs for every node.
+    check = lim.check
     try:
         while ready:
             node = heappop(ready)[2]
@@ -207,7 +209,8 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                 gs = yield from _suspendable(
                     hooks.before(node, gs, create_graph, type(node) is AccumulateGrad), ctx,
                     create_graph)
-                check = state.check
+                lim = local.limits
+                check = lim.check
             kept = False  # some of `gs` outlives this step (captured, retained, accumulated)
             if capture is not None:
                 for nr, g in enumerate(gs):
@@ -222,7 +225,8 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                     node.accumulate(gs[0], create_graph, owned)
                     if node_hooks or leaf_hooks:
                         yield from _suspendable(hooks.accumulated(node), ctx, create_graph)
-                        check = state.check
+                        lim = local.limits
+                        check = lim.check
                 continue  # its gradient becomes (or is added into) .grad: not credited
             if node.retained:
                 kept = True
@@ -240,11 +244,13 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                             out_grads = yield node, gs
                         finally:
                             grad_mode.set_grad_enabled(create_graph)  # ctx restores it at the end
-                        check = state.check
+                        lim = local.limits
+                        check = lim.check
                     if node_hooks or leaf_hooks:
                         out_grads = yield from _suspendable(
                             hooks.after(node, out_grads, gs, create_graph), ctx, create_graph)
-                        check = state.check
+                        lim = local.limits
+                        check = lim.check
                     if meter is not None:
                         if type(out_grads) is list or type(out_grads) is tuple:
                             n = 0
@@ -253,11 +259,11 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                                     n += getattr(g, "nbytes", 0)
                         else:
                             n = int(getattr(out_grads, "nbytes", 0))
-                        left = state.bytes_left
+                        left = lim.bytes_left
                         if left is not None:
                             if n > left:
                                 limits.charge(n, node.name, "gradients of ")  # raises
-                            state.bytes_left = left - n
+                            lim.bytes_left = left - n
                         meter.live += n
                         g = None  # (no reference left to a gradient: see owned_array)
                     if not keep_graph:
@@ -300,9 +306,9 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                 if n > meter.live:
                     n = meter.live
                 if n:
-                    left = state.bytes_left
+                    left = lim.bytes_left
                     if left is not None:
-                        state.bytes_left = left + n
+                        lim.bytes_left = left + n
                     meter.live -= n
                 g = None
     finally:
@@ -328,12 +334,12 @@ class GradientMeter:
                     n += getattr(g, "nbytes", 0)
         else:
             n = int(getattr(grads, "nbytes", 0))
-        state = limits._state
-        left = state.bytes_left
+        lim = limits.current()
+        left = lim.bytes_left
         if left is not None:
             if n > left:
                 limits.charge(n, node.name, "gradients of ")  # raises, naming the node
-            state.bytes_left = left - n
+            lim.bytes_left = left - n
         self.live += n
 
     def merged(self, parts: tuple[Any, Any, Any], node: Any) -> None:
@@ -350,10 +356,10 @@ class GradientMeter:
         if n > self.live:
             n = self.live
         if n:
-            state = limits._state
-            left = state.bytes_left
+            lim = limits.current()
+            left = lim.bytes_left
             if left is not None:
-                state.bytes_left = left + n
+                lim.bytes_left = left + n
             self.live -= n
 
 

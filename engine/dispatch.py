@@ -25,7 +25,8 @@ _FLOATS, _PARTNERS = scalarmath.FLOATS, scalarmath.PARTNERS
 _NODE_BYTES = limits.NODE_BYTES
 # read once: the thread-local states (one object each, per-thread attributes) and the node
 # constructor (a classmethod, bound anew at each attribute read)
-_LIMITS = limits._state
+_LIMITS = limits._local
+_ENGAGED = limits.ENGAGED
 _GRAD = grad_mode._state
 _create_node = Node.create
 
@@ -140,12 +141,14 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         compute, out_dtype = rule
         if key is not None:
             rules[key] = rule  # type: ignore[index]
-    # read once: when no bound is active on entry, none is on return either (the scopes the
-    # forward may enter restore what they change), so the node's charge below needs no second
-    # read of the thread-local state (each costs about three plain attribute reads)
-    limited = _LIMITS.active
-    if limited:
-        _admit(op, flat, attrs, compute, out_dtype)
+    # The op's one read of the thread-local state (it costs about three plain attribute
+    # reads), skipped while no thread has a bound set (`limits.ENGAGED`): the thread's bounds
+    # while any is set, else None. Bounds set on entry are set on return (the scopes the
+    # forward may enter restore what they change), so the node's charge below reads the same
+    # object.
+    lim = _LIMITS.bounded if _ENGAGED else None
+    if lim is not None:
+        _admit(op, flat, attrs, compute, out_dtype, lim)
     arrays: list[Any] = []
     rg_mask = 0  # bit i: input i is a Tensor that requires grad
     large = False  # some input is large enough to split the op over threads (see parallel)
@@ -238,12 +241,11 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
             if node is not None:
                 out.grad_fn = node
                 out._rg = True
-                if limited:
-                    state = limits._state
-                    left = state.bytes_left
+                if lim is not None:
+                    left = lim.bytes_left
                     if left is not None:  # limits.charge inline: this runs for every node
                         if left >= _NODE_BYTES:
-                            state.bytes_left = left - _NODE_BYTES
+                            lim.bytes_left = left - _NODE_BYTES
                         else:
                             limits.charge(_NODE_BYTES, op.node_what)
         return out
@@ -261,7 +263,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
                 o.grad_fn = node
                 o.output_nr = nr
                 o._rg = True
-            if limited:
+            if lim is not None:
                 limits.charge(limits.NODE_BYTES, op.node_what)  # (nothing without a budget)
     return outs
 
@@ -367,13 +369,27 @@ def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tenso
     compute, out_dtype = rule
     if compute is not None and compute is not tensor_dtype:
         return None  # a cast first: `run`'s
-    limited = _LIMITS.active
-    if limited:
+    lim = _LIMITS.bounded if _ENGAGED else None  # (as `run` reads it)
+    if lim is not None:
         if op.scalar_bounds is None:
             return None  # (an op that is not elementwise may make a large result of 0-d inputs)
-        state = _LIMITS
-        before = state.bytes_left
-        _admit(op, args, attrs, compute, out_dtype)  # raises as `run` would here
+        before = lim.bytes_left
+        # `_admit` for these inputs, inline where the op's remembered 0-d bound fits (its
+        # scalar branch: 0-d inputs of the compute dtype, nothing cast); anything else, a
+        # refusal included, goes through it (which raises as `run` would here)
+        bound = (op.scalar_bounds.get(out_dtype)
+                 if not attrs or op.scalar_attrs is None or attrs == op.scalar_attrs else None)
+        limit = lim.max_elements
+        if bound is not None and not bound.work and bound.results <= _RESULTS_PER_CHECK and (
+                limit is None or (bound.elements <= limit and bound.results <= limit)) and (
+                before is None or bound.nbytes <= before):
+            check = lim.check
+            if check is not None:
+                check()
+            if before is not None:
+                lim.bytes_left = before - bound.nbytes
+        else:
+            _admit(op, args, attrs, compute, out_dtype, lim)
     try:
         fast = op.scalar_operator
         if n == 1:
@@ -396,8 +412,8 @@ def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tenso
         else:
             raw = op.forward(x, y, **attrs) if attrs else op.forward(x, y)
     except Exception:  # noqa: BLE001 - `run` computes it again and says what went wrong
-        if limited:
-            state.bytes_left = before  # `run` admits it again
+        if lim is not None:
+            lim.bytes_left = before  # `run` admits it again
         return None
     if type(raw) is not out_dtype.scalar:  # (a numpy scalar of the result's dtype: as it is)
         if type(raw) not in _NP_RESULTS and not isinstance(raw, np.generic):
@@ -422,11 +438,11 @@ def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tenso
         if node is not None:
             out.grad_fn = node
             out._rg = True
-            if limited:  # as `run` charges it
-                left = state.bytes_left
+            if lim is not None:  # as `run` charges it
+                left = lim.bytes_left
                 if left is not None:
                     if left >= _NODE_BYTES:
-                        state.bytes_left = left - _NODE_BYTES
+                        lim.bytes_left = left - _NODE_BYTES
                     else:
                         limits.charge(_NODE_BYTES, op.node_what)
     return out
@@ -487,8 +503,9 @@ def run_into(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
             arrays.append(a)  # (numpy refuses a Python int too large for a float: `run` says so)
         else:
             return False
-    if limits._state.active:
-        _admit(op, args, attrs, compute, out_dtype)
+    lim = _LIMITS.bounded if _ENGAGED else None
+    if lim is not None:
+        _admit(op, args, attrs, compute, out_dtype, lim)
     # torch gives inf and nan silently; and a warning turned into an error (as in our tests)
     # could not be answered by computing again, as `run` does: the target is already written
     with np.errstate(all="ignore"):
@@ -497,15 +514,14 @@ def run_into(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
 
 
 def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
-           out_dtype: Any) -> None:
+           out_dtype: Any, lim: limits.Limits) -> None:
     """The interrupt check, then the op's declared output bound against this thread's limits
-    (see `limits`), before the forward allocates anything. The inputs `run` casts to the
+    `lim` (see `limits`), before the forward allocates anything. The inputs `run` casts to the
     compute dtype are charged too: the forward holds those copies."""
-    state = limits._state
-    check = state.check
+    check = lim.check
     if check is not None:
         check()
-    limit, left = state.max_elements, state.bytes_left
+    limit, left = lim.max_elements, lim.bytes_left
     if limit is None and left is None:
         return
     scalars = op.scalar_bounds
@@ -562,7 +578,7 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
     if (limit is None or (bound.elements <= limit and bound.results <= limit)) and (
             left is None or nbytes <= left):
         if left is not None:
-            state.bytes_left = left - nbytes
+            lim.bytes_left = left - nbytes
         return
     if cast:
         bound = limits.with_scratch(bound, cast)
@@ -611,7 +627,7 @@ def _name_the_shape(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], bound
                     what: str) -> None:
     """For a one-result op refused for its elements, raise the message that names the result's
     shape (`limits.check_shape`'s), when the op declares one (only on the refusal path)."""
-    limit = limits._state.max_elements
+    limit = limits.current().max_elements
     if op.out_shape is not None and bound.results == 1 and limit is not None and (
             bound.elements > limit):
         limits.check_shape(op.out_shape(*flat, **attrs), what)

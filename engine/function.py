@@ -293,7 +293,7 @@ def _link(ctx: BackwardFunction, args: tuple[Any, ...], outs: list[Any],
             o.grad_fn = ctx
             o.output_nr = nr
             o._rg = True
-    if limits._state.bytes_left is not None:
+    if limits.current().bytes_left is not None:
         limits.charge(limits.NODE_BYTES, f"{ctx.name()} graph node")
 
 

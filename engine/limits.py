@@ -55,22 +55,89 @@ class Bound(NamedTuple):
     work: int = 0
 
 
-class _State(threading.local):
-    max_elements: int | None = None
-    bytes_left: int | None = None
-    check: Callable[[], None] | None = None
-    # True while any bound above is set: the one attribute the hot path reads when none is.
-    active: bool = False
-    # bytes of the `.grad`s backward passes made on this thread, ever (see `keep`)
-    kept: int = 0
+class Limits:
+    """One thread's bounds, as plain attributes: `current()` gives the running thread's.
+
+    An op reads the thread-local state at most once (`_local.bounded`: this object while any
+    bound is set, else None), and not at all while no thread has a bound set (`ENGAGED` is
+    empty: the engine used in process); everything else here it reads as plain attributes,
+    each about a third of a thread-local read's cost. A caller running many ops on one thread
+    (the server's tape loop) may hold the object and call `within` on it; it must not pass it
+    to another thread.
+    """
+
+    __slots__ = ("max_elements", "bytes_left", "check", "active", "kept")
+
+    def __init__(self) -> None:
+        self.max_elements: int | None = None
+        self.bytes_left: int | None = None
+        self.check: Callable[[], None] | None = None
+        # True while any bound above is set (and `_local.bounded` is this object)
+        self.active = False
+        # bytes of the `.grad`s backward passes made on this thread, ever (see `keep`)
+        self.kept = 0
+
+    def refresh(self) -> None:
+        """Set `active` (and the thread's `bounded`) from the bounds, after one changed."""
+        active = (self.max_elements is not None or self.bytes_left is not None
+                  or self.check is not None)
+        if active is not self.active:
+            self._engage(active)
+
+    def _engage(self, active: bool) -> None:
+        self.active = active
+        if active:
+            ENGAGED.add(self)  # first: an op on this thread finds it engaged as soon as bounded
+            _local.bounded = self
+        else:
+            _local.bounded = None
+            ENGAGED.discard(self)
+
+    def within(self, max_bytes: int | None, fn: Callable[..., Any], *args: Any) -> Any:
+        """`within` (the module's function) on this thread's bounds, held by the caller."""
+        outer = self.bytes_left
+        if outer is None:
+            if max_bytes is None:
+                return fn(*args)
+            self.bytes_left = max_bytes
+            if self.active:  # another bound is set: only the budget changes
+                try:
+                    return fn(*args)
+                finally:
+                    self.bytes_left = None
+            self._engage(True)
+            try:
+                return fn(*args)
+            finally:
+                self.bytes_left = None
+                self._engage(False)
+        limit = outer if max_bytes is None else min(max_bytes, outer)
+        self.bytes_left = limit
+        try:
+            return fn(*args)
+        finally:
+            left = self.bytes_left
+            self.bytes_left = outer - (0 if left is None else limit - left)
 
 
-_state = _State()
+class _Local(threading.local):
+    """The per-thread state: the thread's `Limits`, made on its first use, and `bounded`."""
+
+    def __init__(self) -> None:
+        self.limits = Limits()
+        self.bounded: Limits | None = None
 
 
-def _refresh() -> None:
-    s = _state
-    s.active = s.max_elements is not None or s.bytes_left is not None or s.check is not None
+_local = _Local()
+#: The bounds of every thread that has any set. While it is empty no thread has, and an op need
+#: not read its own thread's (`_local.bounded`). Changed in place only (adding and discarding
+#: are atomic), by each thread for its own bounds.
+ENGAGED: set[Limits] = set()
+
+
+def current() -> Limits:
+    """The running thread's `Limits` (for reading the bounds, or holding them: see `Limits`)."""
+    return _local.limits
 
 
 class allocation_limit:  # noqa: N801 - used as a function: `with allocation_limit(n):`
@@ -84,13 +151,15 @@ class allocation_limit:  # noqa: N801 - used as a function: `with allocation_lim
         self.max_elements = max_elements
 
     def __enter__(self) -> None:
-        self._prev = _state.max_elements
-        _state.max_elements = self.max_elements
-        _refresh()
+        lim = _local.limits
+        self._prev = lim.max_elements
+        lim.max_elements = self.max_elements
+        lim.refresh()
 
     def __exit__(self, *exc: object) -> None:
-        _state.max_elements = self._prev
-        _refresh()
+        lim = _local.limits
+        lim.max_elements = self._prev
+        lim.refresh()
 
 
 class byte_budget:  # noqa: N801 - used as a function: `with byte_budget(n) as budget:`
@@ -111,67 +180,38 @@ class byte_budget:  # noqa: N801 - used as a function: `with byte_budget(n) as b
         self.max_bytes = max_bytes
 
     def __enter__(self) -> Budget:
+        lim = _local.limits
         max_bytes = self.max_bytes
-        outer = self._outer = _state.bytes_left
+        outer = self._outer = lim.bytes_left
         limit = (max_bytes if outer is None else outer if max_bytes is None
                  else min(max_bytes, outer))
         budget = self._budget = Budget(limit)
-        _state.bytes_left = limit
-        if limit is None:
-            _refresh()
-        else:  # what _refresh concludes
-            _state.active = True
+        lim.bytes_left = limit
+        lim.refresh()
         return budget
 
     def __exit__(self, *exc: object) -> None:
+        lim = _local.limits
         budget, outer = self._budget, self._outer
         limit = budget.limit
-        left = _state.bytes_left
+        left = lim.bytes_left
         budget.spent = 0 if limit is None or left is None else limit - left
-        if outer is None:
-            _state.bytes_left = None
-            _refresh()
-        else:
-            _state.bytes_left = outer - budget.spent
-            _state.active = True
+        lim.bytes_left = None if outer is None else outer - budget.spent
+        lim.refresh()
 
 
 def within(max_bytes: int | None, fn: Callable[..., Any], *args: Any) -> Any:
     """`fn(*args)` inside `byte_budget(max_bytes)`, as one call: the same limit, nesting and
-    refusals, without a context manager's objects (the server's session tape budgets each op it
-    runs separately, and this is its hot path).
+    refusals, without a context manager's objects (`Limits.within` on the thread's bounds; a
+    caller running many ops holds those and calls that: the server's session tape budgets each
+    op it runs separately, and this is its hot path).
 
     Returns:
         What `fn(*args)` returns.
     Raises:
         BudgetExceededError: as the work inside raises it.
     """
-    # As few reads and writes of the thread-local state as the cases allow (each costs about
-    # three times a plain attribute's): the scopes `fn` enters restore what they change, so on
-    # return the other bounds are as they were on entry, and `active` was right then.
-    s = _state
-    outer = s.bytes_left
-    if outer is None:
-        if max_bytes is None:
-            return fn(*args)
-        was_active = s.active
-        s.bytes_left = max_bytes
-        if not was_active:
-            s.active = True
-        try:
-            return fn(*args)
-        finally:
-            s.bytes_left = None
-            if not was_active:
-                s.active = False
-    limit = outer if max_bytes is None else min(max_bytes, outer)
-    s.bytes_left = limit
-    try:
-        return fn(*args)
-    finally:
-        left = s.bytes_left
-        s.bytes_left = outer - (0 if left is None else limit - left)
-        s.active = True
+    return _local.limits.within(max_bytes, fn, *args)
 
 
 class Budget:
@@ -185,7 +225,7 @@ class Budget:
 
     def left(self) -> int | None:
         """Bytes the scope may still charge (None: unlimited); only valid inside the scope."""
-        return _state.bytes_left
+        return _local.limits.bytes_left
 
 
 class interrupt:  # noqa: N801 - used as a function: `with interrupt(check):`
@@ -199,18 +239,20 @@ class interrupt:  # noqa: N801 - used as a function: `with interrupt(check):`
         self.check = check
 
     def __enter__(self) -> None:
-        self._prev = _state.check
-        _state.check = self.check
-        _refresh()
+        lim = _local.limits
+        self._prev = lim.check
+        lim.check = self.check
+        lim.refresh()
 
     def __exit__(self, *exc: object) -> None:
-        _state.check = self._prev
-        _refresh()
+        lim = _local.limits
+        lim.check = self._prev
+        lim.refresh()
 
 
 def tick() -> None:
     """Run the interrupt check, if any (between units of work that are not ops)."""
-    check = _state.check
+    check = _local.limits.check
     if check is not None:
         check()
 
@@ -226,7 +268,8 @@ def charge(nbytes: int, what: str | Callable[[], str], prefix: str = "") -> None
     Raises:
         BudgetExceededError: the budget has fewer bytes left, naming `prefix` + `what`.
     """
-    left = _state.bytes_left
+    lim = _local.limits
+    left = lim.bytes_left
     if left is None:
         return
     if nbytes > left:
@@ -234,15 +277,16 @@ def charge(nbytes: int, what: str | Callable[[], str], prefix: str = "") -> None
         raise errors.BudgetExceededError(
             f"{prefix}{name} needs {nbytes} bytes, more than the {max(0, left)} bytes left of "
             "this call's memory budget")
-    _state.bytes_left = left - nbytes
+    lim.bytes_left = left - nbytes
 
 
 def credit(nbytes: int) -> None:
     """Give `nbytes` back to the active byte budget: memory a scope charged and has freed (the
     backward pass's consumed gradients). Only return what was charged."""
-    left = _state.bytes_left
+    lim = _local.limits
+    left = lim.bytes_left
     if left is not None:
-        _state.bytes_left = left + nbytes
+        lim.bytes_left = left + nbytes
 
 
 def keep(nbytes: int) -> None:
@@ -250,12 +294,12 @@ def keep(nbytes: int) -> None:
     object), made where a pass accumulates or retains a gradient. A caller that accounts
     memory reads `kept()` before and after a pass without create_graph: the difference bounds
     what the pass left (its other gradients die with it; the graph it frees is not credited)."""
-    _state.kept += nbytes
+    _local.limits.kept += nbytes
 
 
 def kept() -> int:
     """Bytes counted by `keep` on this thread so far (only differences mean anything)."""
-    return _state.kept
+    return _local.limits.kept
 
 
 #: Results of one op, under any element limit: each is a tensor object and a graph output
@@ -310,7 +354,7 @@ def admit(bound: Bound, what: str) -> None:
     Raises:
         AllocationLimitError: naming `what` (e.g. "nonzero() result") and the limit.
     """
-    limit = _state.max_elements
+    limit = _local.limits.max_elements
     if limit is not None and bound.results > min(limit, MAX_RESULTS):
         # Each result is a tensor object of its own: an op making more results than the element
         # limit (unbind of a long dim) costs more than a result of that many elements.
@@ -334,7 +378,7 @@ def check_work(work: int, what: str) -> None:
     Raises:
         AllocationLimitError: naming `what`, the work and the limit.
     """
-    limit = _state.max_elements
+    limit = _local.limits.max_elements
     if limit is not None and work > limit * WORK_PER_ELEMENT:
         raise errors.AllocationLimitError(
             f"{what} needs {work} units of work (each a floating multiply-add's time), "
@@ -353,7 +397,7 @@ def numel(shape: Sequence[int]) -> int:
 
 def check_shape(shape: Sequence[int], what: str = "result") -> None:
     """Raise `AllocationLimitError` if a tensor of `shape` exceeds this thread's element limit."""
-    limit = _state.max_elements
+    limit = _local.limits.max_elements
     if limit is None:
         return
     n = numel(shape)

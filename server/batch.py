@@ -510,7 +510,10 @@ class Executor:
         others = len(optimizers) + len(generators)
         max_handles, max_bytes = s.limits.max_handles - others, s.limits.max_bytes
         check_deadline, budget = self.check_deadline, self.budget
-        within = ge.limits.within
+        # this thread's engine bounds, held for the tape (the loop runs on one thread): each
+        # op's budget is set on them directly, with no thread-local lookup
+        bounds = ge.limits.current()
+        within = bounds.within
         run_prepared, prepared, Tensor = ops.run_prepared, ops.prepared, ge.Tensor
         run_op = ge.dispatch.run
         cached = ops.PREPARED.get
@@ -518,7 +521,10 @@ class Executor:
         DESCRIBE, VALUE, ATTRS = wire_tape.DESCRIBE, wire_tape.VALUE, wire_tape.ATTRS
         leaf_bytes, node_bytes = _TENSOR_BYTES, _TENSOR_BYTES + _NODE_BYTES
         # the engine runs the call's interrupt check before every op when one is set
-        engine_checks = ge.limits._state.check is not None
+        engine_checks = bounds.check is not None
+        # bounds active (the batch's allocation limit) and no byte budget of the thread's own:
+        # each op's budget is set on the bounds and cleared after it, without a call
+        direct = bounds.active and bounds.bytes_left is None
         # Grad mode is this thread's, and only this loop changes it (restoring it after each
         # op it switches for, as the engine's own scopes restore theirs): read it once.
         grad_state = grad_mode._state
@@ -577,10 +583,20 @@ class Executor:
                     grad_state.enabled = not enabled
                 attrs = op_attrs[k] if flags & ATTRS else None
                 try:
-                    result = (within(estimate, run_op, op, tuple(inputs), {})
-                              if p.plain and attrs is None
-                              else within(estimate, run_prepared, p, inputs,
-                                          s.generator if p.random else None, attrs))
+                    if direct:  # Limits.within's steps for this case
+                        bounds.bytes_left = estimate
+                        try:
+                            result = (run_op(op, tuple(inputs), {}) if p.plain and attrs is None
+                                      else run_prepared(p, inputs,
+                                                        s.generator if p.random else None,
+                                                        attrs))
+                        finally:
+                            bounds.bytes_left = None
+                    else:
+                        result = (within(estimate, run_op, op, tuple(inputs), {})
+                                  if p.plain and attrs is None
+                                  else within(estimate, run_prepared, p, inputs,
+                                              s.generator if p.random else None, attrs))
                 except ge.errors.BudgetExceededError as exc:
                     result = self.retry_measured(exc, estimate, run_prepared, p, inputs,
                                                  s.generator if p.random else None, attrs)

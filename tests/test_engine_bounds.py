@@ -12,6 +12,7 @@ the op really makes and allocates, and the limits refusing hostile ops before th
 
 from __future__ import annotations
 
+import functools
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
@@ -135,7 +136,7 @@ def test_within_is_byte_budget_as_a_call():
     def sin_twice() -> int | None:
         ge.apply("sin", [x])
         ge.apply("sin", [x])
-        return limits._state.bytes_left
+        return limits.current().bytes_left
 
     def scoped(n: int | None) -> int | None:
         with limits.byte_budget(n):
@@ -151,15 +152,94 @@ def test_within_is_byte_budget_as_a_call():
                         left_inside = enter(inner)
                     except errors.BudgetExceededError as exc:
                         left_inside = str(exc)
-                    seen.append((left_inside, limits._state.bytes_left, limits._state.active))
+                    seen.append((left_inside, *_budget_state()))
             assert seen[0] == seen[1], (outer, inner)
-            assert limits._state.bytes_left is None and not limits._state.active
+            assert _budget_state() == (None, False)
     assert limits.within(None, sin_twice) is None
     with limits.allocation_limit(1000):  # the other limits' state is left as it was
         with pytest.raises(errors.BudgetExceededError):
             limits.within(one, sin_twice)
-        assert limits._state.active and limits._state.bytes_left is None
-    assert not limits._state.active
+        assert _budget_state() == (None, True)
+    assert _budget_state() == (None, False)
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_the_0d_path_charges_every_op_and_refuses_the_next(grad: bool):
+    """A chain of 0-d ops (dispatch.run_scalar, which admits the op's remembered bound without
+    `_admit` while it fits) is charged each op's declared bound and, when recorded, its graph
+    node; runs the interrupt check once per op, the refused one included; and is refused at
+    the first op that does not fit: op n + 1 of a budget for n, whether its result or only its
+    node is too large for what is left."""
+    mul = OPS["mul"]
+    x = ge.tensor(0.5, requires_grad=grad)
+    declared = mul.bound((x, 1.001), {}, x.dtype)
+    with limits.byte_budget(MiB):
+        dispatch.run(mul, (x, 1.001), {})  # the dtype answer and the 0-d bound remembered
+    assert type(x._data) is not np.ndarray and mul.scalar_bounds.get(x.dtype) == declared
+    per_op = declared.nbytes + (limits.NODE_BYTES if grad else 0)
+    for n in (1, 4):
+        for extra in (0, declared.nbytes - 1, declared.nbytes, per_op - 1):
+            checks: list[int] = []
+            y = x
+            with limits.interrupt(functools.partial(checks.append, 1)), \
+                    limits.byte_budget(n * per_op + extra) as budget:
+                for _ in range(n):
+                    y = dispatch.run(mul, (y, 1.001), {})
+                assert budget.left() == extra and checks == [1] * n
+                if extra < per_op:
+                    what = "result" if extra < declared.nbytes else "graph node"
+                    with pytest.raises(errors.BudgetExceededError,
+                                       match=rf"^mul\(\) {what} needs"):
+                        dispatch.run(mul, (y, 1.001), {})
+                    assert checks == [1] * (n + 1)
+    with limits.allocation_limit(0), pytest.raises(errors.AllocationLimitError,
+                                                   match=r"^mul\(\) result"):
+        dispatch.run(mul, (x, 1.001), {})
+    stop = RuntimeError("deadline")
+
+    def expired() -> None:
+        raise stop
+
+    with limits.interrupt(expired), pytest.raises(RuntimeError) as exc_info:
+        dispatch.run(mul, (x, 1.001), {})
+    assert exc_info.value is stop
+
+
+def test_bounds_are_per_thread():
+    """A thread's bounds are its own `Limits`: ops on another thread run unbounded meanwhile,
+    and that thread's bounds are set and restored without touching this one's."""
+    import threading
+
+    x = ge.tensor(np.ones(100, np.float32))
+    seen: list[Any] = []
+
+    def other() -> None:
+        seen.append((limits.current(), limits._local.bounded))
+        ge.apply("sin", [x])  # not refused: this thread has no budget
+        with limits.byte_budget(1):
+            seen.append(_budget_state())
+            with pytest.raises(errors.BudgetExceededError):
+                ge.apply("sin", [x])
+        seen.append(_budget_state())
+
+    with limits.byte_budget(1):
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        assert _budget_state() == (1, True)
+    mine = limits.current()
+    assert seen[0][0] is not mine and seen[0][1] is None
+    assert seen[1:] == [(1, True), (None, False)]
+
+
+def _budget_state() -> tuple[int | None, bool]:
+    """The thread's byte budget left and whether any bound is active, after checking that what
+    an op reads agrees: the thread's bounds are `bounded` and in `ENGAGED` exactly while
+    active."""
+    lim = limits.current()
+    assert limits._local.bounded is (lim if lim.active else None)
+    assert (lim in limits.ENGAGED) is lim.active
+    return lim.bytes_left, lim.active
 
 
 # Values for the required attributes of elementwise ops (to_dtype's dtype, fill's value).

@@ -293,6 +293,31 @@ def test_tape_ops_count_against_the_instruction_limit(gradserve_stub):
         s.close()
 
 
+def test_a_tape_op_past_the_session_bytes_is_refused_before_it_allocates(gradserve_stub):
+    """Each tape op runs under an engine byte budget of what the session has left (the tape
+    loop sets it on the thread's bounds it holds): the op whose result does not fit is refused
+    by the engine before the forward runs, naming the result, and the ops before it stay."""
+    n = 1 << 16  # float32 elements: 256 KiB a tensor
+    one = 4 * n + 320  # its data and tensor object (limits.TENSOR_BYTES)
+    s = gradserve_open_session(gradserve_stub,
+                               limits=session_pb2.SessionLimits(max_bytes=4 * one - 1))
+    try:
+        s.run(s.create(1, np.ones(n, np.float32)))
+        code = []
+        for k in range(3):  # 2 = 1 * 2, 3 = 2 * 2, 4 = 3 * 2: the third does not fit
+            code += [header(0, 2, 1), H(1 + k), 0 << 3 | 1, 2 + k]
+        with pytest.raises(grpc.RpcError) as exc_info:
+            s.run(tape(["mul"], code, floats=[2.0]))
+        code_, message, meta = gradserve_error(exc_info)
+        assert code_ == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert message.startswith(f"mul() result needs {one} bytes, more than the ")
+        assert meta[FAILED_TAPE_OP_METADATA] == "2"
+        assert s.describe().tensor_count == 3
+        np.testing.assert_array_equal(s.value_of(3), np.full(n, 4.0, np.float32))
+    finally:
+        s.close()
+
+
 def test_an_empty_tape_is_valid(gradserve_session):
     resp = gradserve_session.run(tape([], []))
     assert resp.results[0].HasField("tape")
