@@ -415,25 +415,27 @@ def _delta_check(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType |
     return _pointwise_loss_dtype(args, attrs)
 
 
-defop("smooth_l1_loss", _smooth_l1,
-      lambda ns, g, out, x, t, reduction, beta: _smooth_l1_grad(ns, g, x - t, reduction, beta),
-      lambda ns, g, out, x, t, reduction, beta: _smooth_l1_grad(ns, g, t - x, reduction, beta),
-      inputs=("input", "target"), attrs=(_REDUCTION, AttrSpec("beta", "float", 1.0)),
-      saves=("input target", "input target"),
-      dtype=_beta_check, backward="SmoothL1LossBackward0", method=False,
-      doc="mean (or sum, or none) of 0.5 * d ** 2 / beta where |d| < beta, else "
-          "|d| - 0.5 * beta (d = input - target)",
-      out_bound=_loss_bound(_pointwise_shape, copies=4))
+def _robust_loss(name: str, node: str, forward: Callable[..., Any], grad: Callable[..., Any],
+                 knee: AttrSpec, check: Callable[..., Any], doc: str) -> None:
+    """One of smooth_l1_loss and huber_loss: quadratic below the `knee` attribute, linear
+    above; the target's gradient is the input's with d = target - input."""
+    defop(name, forward,
+          lambda ns, g, out, x, t, reduction, **k: grad(ns, g, x - t, reduction, k[knee.name]),
+          lambda ns, g, out, x, t, reduction, **k: grad(ns, g, t - x, reduction, k[knee.name]),
+          inputs=("input", "target"), attrs=(_REDUCTION, knee),
+          saves=("input target", "input target"), dtype=check,
+          backward=node,
+          method=False, doc=doc, out_bound=_loss_bound(_pointwise_shape, copies=4))
 
-defop("huber_loss", _huber,
-      lambda ns, g, out, x, t, reduction, delta: _huber_grad(ns, g, x - t, reduction, delta),
-      lambda ns, g, out, x, t, reduction, delta: _huber_grad(ns, g, t - x, reduction, delta),
-      inputs=("input", "target"), attrs=(_REDUCTION, AttrSpec("delta", "float", 1.0)),
-      saves=("input target", "input target"),
-      dtype=_delta_check, backward="HuberLossBackward0", method=False,
-      doc="mean (or sum, or none) of 0.5 * d ** 2 where |d| < delta, else "
-          "delta * (|d| - 0.5 * delta) (d = input - target)",
-      out_bound=_loss_bound(_pointwise_shape, copies=4))
+
+_robust_loss("smooth_l1_loss", "SmoothL1LossBackward0", _smooth_l1, _smooth_l1_grad,
+             AttrSpec("beta", "float", 1.0), _beta_check,
+             "mean (or sum, or none) of 0.5 * d ** 2 / beta where |d| < beta, "
+             "else |d| - 0.5 * beta (d = input - target)")
+_robust_loss("huber_loss", "HuberLossBackward0", _huber, _huber_grad,
+             AttrSpec("delta", "float", 1.0), _delta_check,
+             "mean (or sum, or none) of 0.5 * d ** 2 where |d| < delta, else "
+             "delta * (|d| - 0.5 * delta) (d = input - target)")
 
 # --- binary cross-entropy ------------------------------------------------------------------------
 
