@@ -360,6 +360,83 @@ defop("l1_loss", lambda x, t, reduction="mean": _reduce(np.abs(x - t), reduction
       doc="mean (or sum, or none) of |input - target|",
       out_bound=_loss_bound(_pointwise_shape, copies=3))
 
+# --- smooth L1 and Huber -------------------------------------------------------------------------
+# torch's kernels (BinaryOpsKernel.cpp smooth_l1/huber, PointwiseOpsKernel.cpp their backward), in
+# the input's type: z = |input - target|, then the quadratic part where z < beta (delta), the
+# linear part elsewhere. The gradient rounds as the backward kernels' vector form rounds it,
+# norm * (d / beta or ±1) * grad_output (smooth L1), norm * (d or ±delta) * grad_output (Huber),
+# norm 1 / n for "mean"; the kernels' scalar tails (the last n % (2 * lanes) values of a
+# contiguous run) round in another order, a last-bit difference left alone.
+
+
+def _norm(d: Any, reduction: str) -> float:
+    return 1.0 / math.prod(d.shape) if reduction == "mean" else 1.0
+
+
+def _smooth_l1(x: Any, t: Any, reduction: str = "mean", beta: float = 1.0) -> Any:
+    z = np.abs(x - t)
+    dt = z.dtype.type
+    half, b = dt(0.5), dt(beta)
+    with np.errstate(divide="ignore", invalid="ignore"):  # beta 0: the quadratic part is unused
+        return _reduce(np.where(z < b, half * z * z / b, z - half * b), reduction)
+
+
+def _smooth_l1_grad(ns: Any, g: Any, d: Any, reduction: str, beta: float) -> Any:
+    norm = _norm(d, reduction)
+    linear = ns.sign(d) * norm * g
+    if beta == 0:
+        return linear
+    return ns.where(ns.abs(d) < beta, d / beta * norm * g, linear)
+
+
+def _huber(x: Any, t: Any, reduction: str = "mean", delta: float = 1.0) -> Any:
+    z = np.abs(x - t)
+    dt = z.dtype.type
+    half, dl = dt(0.5), dt(delta)
+    return _reduce(np.where(z < dl, half * z * z, dl * (z - half * dl)), reduction)
+
+
+def _huber_grad(ns: Any, g: Any, d: Any, reduction: str, delta: float) -> Any:
+    norm = _norm(d, reduction)
+    return ns.where(ns.abs(d) < delta, d * norm * g, ns.sign(d) * delta * norm * g)
+
+
+def _beta_check(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    if attrs["beta"] < 0:
+        raise errors.InvalidArgumentError(
+            "smooth_l1_loss does not support negative values for beta.")
+    return _pointwise_loss_dtype(args, attrs)
+
+
+def _delta_check(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | None, DType]:
+    if attrs["delta"] <= 0:
+        raise errors.InvalidArgumentError(
+            "huber_loss does not support non-positive values for delta.")
+    return _pointwise_loss_dtype(args, attrs)
+
+
+def _robust_loss(name: str, node: str, forward: Callable[..., Any], grad: Callable[..., Any],
+                 knee: AttrSpec, check: Callable[..., Any], doc: str) -> None:
+    """One of smooth_l1_loss and huber_loss: quadratic below the `knee` attribute, linear
+    above; the target's gradient is the input's with d = target - input."""
+    defop(name, forward,
+          lambda ns, g, out, x, t, reduction, **k: grad(ns, g, x - t, reduction, k[knee.name]),
+          lambda ns, g, out, x, t, reduction, **k: grad(ns, g, t - x, reduction, k[knee.name]),
+          inputs=("input", "target"), attrs=(_REDUCTION, knee),
+          saves=("input target", "input target"), dtype=check,
+          backward=node,
+          method=False, doc=doc, out_bound=_loss_bound(_pointwise_shape, copies=4))
+
+
+_robust_loss("smooth_l1_loss", "SmoothL1LossBackward0", _smooth_l1, _smooth_l1_grad,
+             AttrSpec("beta", "float", 1.0), _beta_check,
+             "mean (or sum, or none) of 0.5 * d ** 2 / beta where |d| < beta, "
+             "else |d| - 0.5 * beta (d = input - target)")
+_robust_loss("huber_loss", "HuberLossBackward0", _huber, _huber_grad,
+             AttrSpec("delta", "float", 1.0), _delta_check,
+             "mean (or sum, or none) of 0.5 * d ** 2 where |d| < delta, else "
+             "delta * (|d| - 0.5 * delta) (d = input - target)")
+
 # --- binary cross-entropy ------------------------------------------------------------------------
 
 

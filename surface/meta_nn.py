@@ -63,15 +63,36 @@ _LOSS_ATTRS = frozenset(("reduction",))
 
 @_rule("mse_loss", "l1_loss")
 def _pointwise_loss(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    return _pointwise_loss_with(inputs, attrs, grad, _LOSS_ATTRS)
+
+
+def _pointwise_loss_with(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool,
+                         names: frozenset[str]) -> list[Meta]:
+    """A loss of input and target with attributes `names` (one value, or the broadcast shape
+    with reduction "none")."""
     if len(inputs) != 2:
         raise _Inexact
-    reduction = _reduction(attrs, _LOSS_ATTRS)
+    reduction = _reduction(attrs, names)
     _tensor(inputs[0])
     _tensor(inputs[1])
     shape, rank, rg, _ = _walk(inputs)
     assert shape is not None
     out = rank if rank >= _FLOAT else _DEFAULT_FLOAT
     return _meta(shape if reduction == "none" else (), out, grad and rg)
+
+
+@_rule("smooth_l1_loss")
+def _smooth_l1_loss(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if _float(attrs.get("beta", 1.0)) < 0:
+        raise _Inexact  # the engine's error
+    return _pointwise_loss_with(inputs, attrs, grad, frozenset(("reduction", "beta")))
+
+
+@_rule("huber_loss")
+def _huber_loss(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if _float(attrs.get("delta", 1.0)) <= 0:
+        raise _Inexact  # the engine's error
+    return _pointwise_loss_with(inputs, attrs, grad, frozenset(("reduction", "delta")))
 
 
 def _binary_cross_entropy(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool,

@@ -519,11 +519,10 @@ def smooth_l1_loss(be: NNBackend, input: Any, target: Any, size_average: Any = N
         raise be.runtime_error("smooth_l1_loss does not support negative values for beta.")
     _warn_size(be, input, target)
     check_reduction(be, reduction)
-    if beta == 0.0:
+    if beta == 0.0:  # torch's l1_loss, composed (MeanBackward0)
         return _l1(be, input, target, reduction)
-    d = _call(be, "abs", input - target)
-    loss = _call(be, "where", d < beta, (d * d) * (0.5 / beta), d - 0.5 * beta)
-    return _reduce(be, loss, reduction)
+    input, target = _broadcast_tensors(be, input, target)
+    return _call(be, "smooth_l1_loss", input, target, reduction, float(beta))
 
 
 def huber_loss(be: NNBackend, input: Any, target: Any, reduction: str = "mean",
@@ -535,9 +534,8 @@ def huber_loss(be: NNBackend, input: Any, target: Any, reduction: str = "mean",
     check_reduction(be, reduction)
     if delta <= 0:
         raise be.runtime_error("huber_loss does not support non-positive values for delta.")
-    d = _call(be, "abs", input - target)
-    loss = _call(be, "where", d < delta, (d * d) * 0.5, (d - 0.5 * delta) * delta)
-    return _reduce(be, loss, reduction)
+    input, target = _broadcast_tensors(be, input, target)
+    return _call(be, "huber_loss", input, target, reduction, float(delta))
 
 
 def binary_cross_entropy(be: NNBackend, input: Any, target: Any, weight: Any = None,

@@ -208,6 +208,16 @@ OPINFOS = [
            _pointwise([((2, 3), (2, 3)), ((4,), (4,)), ((), ())])),
     OpInfo("l1_loss", lambda x, t, reduction="mean": F.l1_loss(x, t, reduction=reduction),
            _pointwise([((2, 3), (2, 3)), ((4,), (4,))])),
+    OpInfo("smooth_l1_loss",
+           lambda x, t, reduction="mean", beta=1.0: F.smooth_l1_loss(x, t, reduction=reduction,
+                                                                      beta=beta),
+           _pointwise([((2, 3), (2, 3)), ((4,), (4,))])
+           + [Sample(((3, 4), (3, 4)), {"beta": b}) for b in (0.3, 2.5)]),
+    OpInfo("huber_loss",
+           lambda x, t, reduction="mean", delta=1.0: F.huber_loss(x, t, reduction=reduction,
+                                                                  delta=delta),
+           _pointwise([((2, 3), (2, 3)), ((4,), (4,))])
+           + [Sample(((3, 4), (3, 4)), {"delta": d}) for d in (0.3, 2.5)]),
     OpInfo("binary_cross_entropy",
            lambda x, t, w=None, reduction="mean": F.binary_cross_entropy(
                x, t, w, reduction=reduction),

@@ -22,9 +22,11 @@ from tests.reference import raises_like, torch
 
 F = ge.nn.functional
 
-# (N, C): rows of channels, fewer rows than threads, partial and whole vectors of channels;
-# then planes of 1 to 37 values
-SHAPES = [(2, 5), (3, 9), (4, 3), (17, 5), (8, 16), (64, 11), (100, 3), (2, 3, 1), (33, 4, 1),
+# (N, C): rows of channels, fewer rows than threads, partial and whole vectors of channels,
+# no more rows than threads with more than 16 channels (one task per channel) and more than 2048
+# (tiles again); then planes of 1 to 37 values
+SHAPES = [(2, 5), (3, 9), (4, 3), (17, 5), (8, 16), (64, 11), (100, 3), (2, 23), (2, 17, 1),
+          (2, 2049), (2, 3, 1), (33, 4, 1),
           (1, 4, 6), (4, 3, 5), (5, 3, 20), (4, 3, 37), (2, 4, 3, 3), (3, 2, 7, 9)]
 
 
