@@ -107,6 +107,10 @@ class Tensor:
                  # torch's tensors take a program's own attributes (`setattr(x, "note", ...)`)
                  "__dict__")
 
+    # numpy defers a binary operator to an operand of higher priority, as torch.Tensor sets it:
+    # `np.float64(2.0) * t` is then `t.__rmul__`, a Python number's promotion (float32 stays)
+    __array_priority__ = 1000
+
     # What the client knows without the server (client/session.py, `Session.meta`): the
     # shape, dtype name and requires_grad (`gradserve.surface.meta.Meta`), and the grad_fn
     # name ("" for none; None: unknown). Cleared when a recorded write changes them.

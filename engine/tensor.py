@@ -69,6 +69,10 @@ class Tensor(TensorMethods):
     __slots__ = ("_data", "dtype", "_rg", "grad_fn", "output_nr", "_grad", "_vc", "_accum",
                  "_retains_grad", "_base", "_view_version", "_has_views", "__weakref__")
 
+    # numpy defers a binary operator to an operand of higher priority, as torch.Tensor sets it:
+    # `np.float64(2.0) * t` is then `t.__rmul__`, a Python number's promotion (float32 stays)
+    __array_priority__ = 1000
+
     _data: np.ndarray
     dtype: DType
     _rg: bool
