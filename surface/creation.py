@@ -50,9 +50,11 @@ def sequence_dtype(data: Any, default_float: np.dtype) -> np.dtype | None:
     """
     if not isinstance(data, (list, tuple)):
         return None
-    kinds: set[type] = set()
+    kinds = set(map(type, data))
+    if kinds <= _PY_NUMBERS:
+        return None  # the common list: Python numbers only, one pass in C
     arrays: list[np.dtype] = []
-    _leaf_kinds(data, kinds, arrays)
+    kinds = _leaf_kinds(data, kinds, arrays)
     found = [np.dtype(k) for k in kinds if issubclass(k, np.generic)] + arrays
     if not found or any(d not in _NUMPY_SCALAR_DTYPES for d in found):
         return None
@@ -70,20 +72,23 @@ def sequence_dtype(data: Any, default_float: np.dtype) -> np.dtype | None:
     return np.result_type(*ints) if ints else np.dtype(np.bool_)
 
 
-def _leaf_kinds(data: list[Any] | tuple[Any, ...], kinds: set[type],
-                arrays: list[np.dtype]) -> None:
-    """Add the types of `data`'s leaves to `kinds` and the dtypes of its arrays to `arrays`
-    (a level without lists or arrays in it costs one pass in C)."""
-    level = set(map(type, data))
-    if list in level or tuple in level or np.ndarray in level:
-        for d in data:
-            t = type(d)
-            if t is list or t is tuple:
-                _leaf_kinds(d, kinds, arrays)
-            elif t is np.ndarray:
-                arrays.append(d.dtype)
-        level -= {list, tuple, np.ndarray}
-    kinds |= level
+_PY_NUMBERS = frozenset((float, int, bool))
+
+
+def _leaf_kinds(data: list[Any] | tuple[Any, ...], level: set[type],
+                arrays: list[np.dtype]) -> set[type]:
+    """The types of `data`'s leaves, given `level`, the types of its elements; the dtypes of
+    its arrays are added to `arrays` (a level without lists or arrays costs one pass in C)."""
+    if list not in level and tuple not in level and np.ndarray not in level:
+        return level
+    leaves = level - {list, tuple, np.ndarray}
+    for d in data:
+        t = type(d)
+        if t is list or t is tuple:
+            leaves |= _leaf_kinds(d, set(map(type, d)), arrays)
+        elif t is np.ndarray:
+            arrays.append(d.dtype)
+    return leaves
 
 
 def nested_values(data: Any, tensor_type: type, value_of: Callable[[Any], Any]) -> Any:
