@@ -411,6 +411,15 @@ class Tensor:
         arr = self.numpy()
         return arr if dtype is None else arr.astype(dtype)
 
+    def __array_wrap__(self, array: np.ndarray, context: Any = None,
+                       return_scalar: builtins.bool = False) -> Tensor:
+        """A numpy function's result on this tensor as a tensor of its session, as torch's
+        (`np.sin(t)`, `t * np.array(2.0)`: numpy computes, torch.from_numpy wraps; bool becomes
+        uint8)."""
+        if array.dtype == np.bool_:
+            array = array.astype(np.uint8)
+        return self._owner.from_numpy(np.asarray(array))
+
     def tolist(self) -> Any:
         return self._owner.value(self).tolist()
 

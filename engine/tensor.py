@@ -342,6 +342,15 @@ class Tensor(TensorMethods):
                 "instead.")
         return self._array() if dtype is None else self._array().astype(dtype)
 
+    def __array_wrap__(self, array: np.ndarray, context: Any = None,
+                       return_scalar: bool = False) -> Tensor:
+        """A numpy function's result on this tensor as a tensor, as torch's (`np.sin(t)`,
+        `t * np.array(2.0)`: numpy computes, torch.from_numpy wraps; bool becomes uint8)."""
+        if array.dtype == np.bool_:
+            array = array.astype(np.uint8)
+        dtypes.from_numpy(array.dtype)  # refuses a dtype gradserve does not have
+        return Tensor._make(np.array(array, copy=True))
+
     def _scalar_value(self, kind: str) -> Any:
         if self._data.size != 1:
             raise ValueError(messages.SCALAR_CONVERSION_MESSAGE)

@@ -136,3 +136,34 @@ def test_accumulate_grad_variable_is_the_leaf(gradserve_lib: Any):
         assert acc_w.variable is w
         assert acc_b.variable is b
         assert not hasattr(mul, "variable")
+
+
+NUMPY_CALLS: dict[str, Callable[[Any], Any]] = {
+    "t*0d": lambda t: t * np.array(2.0),
+    "t*array": lambda t: t * np.array([2.0, 3.0, 4.0]),
+    "sin": np.sin,
+    "greater": lambda t: np.greater(t, 1.5),  # bool: torch's wrap makes it uint8
+    "add_int32": lambda t: np.add(t, np.array(1, np.int32)),
+}
+
+
+@pytest.mark.parametrize("name", list(NUMPY_CALLS))
+def test_numpy_function_of_a_tensor_is_a_tensor(gradserve_lib: Any, name: str):
+    """numpy computes (the tensor converted by __array__) and __array_wrap__ makes the result
+    a tensor, as torch's; its dtype is numpy's (`t * np.array(2.0)` is float64)."""
+    x = np.array([1.0, 2.0, 3.0], np.float32)
+    with warnings.catch_warnings():  # torch's __array_wrap__ has numpy 1's signature
+        warnings.simplefilter("ignore", DeprecationWarning)
+        want = NUMPY_CALLS[name](torch.tensor(x))
+    _same(NUMPY_CALLS[name](gradserve_lib.tensor(x)), want)
+
+
+def test_array_operand_errors_as_torch(gradserve_lib: Any):
+    """An ndarray on the left defers to the tensor, which refuses it; a tensor that requires
+    grad cannot become an array."""
+    for lib in (torch, gradserve_lib):
+        t = lib.tensor([1.0, 2.0], requires_grad=True)
+        with pytest.raises(TypeError, match=r"unsupported operand type\(s\) for \*"):
+            np.array(2.0) * t
+        with pytest.raises(RuntimeError, match="Can't call numpy"):
+            t * np.array(2.0)
