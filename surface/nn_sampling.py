@@ -122,8 +122,12 @@ def adaptive_avg_pool2d(be: NNBackend, input: Any, output_size: Any) -> Any:
     _check_adaptive_input(be, "adaptive_avg_pool2d", shape)
     x, unbatched = _as_batched(be, input)
     windows, kh, kw = _adaptive_windows(be, x, out, 0.0)
-    # torch's kernel sums each window in order from 0: a cumulative sum's last element
-    total = be.call("select", (be.call("cumsum", (windows,), {"dim": -1}), -1, -1), {})
+    # torch's kernel sums each window in order from 0, in the input's dtype: the window's
+    # elements added one after another (not cumsum's last: a float32 cumsum accumulates in
+    # float64, as torch's)
+    total = be.call("select", (windows, -1, 0), {}) + 0.0
+    for j in range(1, tuple(be.shape(windows))[-1]):
+        total = total + be.call("select", (windows, -1, j), {})
     dtype = be.dtype_of(x)
     # torch's kernel: sum / kh / kw
     y = total / be.torch.tensor(kh.reshape(-1, 1).astype(np.float64), dtype=dtype)

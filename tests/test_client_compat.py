@@ -11,7 +11,7 @@ import warnings
 import pytest
 
 import gradserve.client as gc_client
-from tests.reference import torch
+from tests.reference import HAVE_TORCH, MISSING_REASON, torch
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,7 @@ VERSION_OPERANDS = ["2.0", "2.13", "2.13.0", "2.13.1", "2.2", "3", "1.10.0", "2.
                     "2.13.0a0", "2.13.0rc1", (2, 13), (2, 13, 0), (2, 14), (1, 8)]
 
 
+@pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)  # a dunder: _Absent cannot skip it
 def test_version_is_torch_s_and_compares_as_a_version(session):
     """`torch.__version__` prints and compares as torch 2.13.0's CPU wheel's (a TorchVersion:
     "2.13.0+cpu" > "2.2" as a version, not as text)."""

@@ -21,6 +21,16 @@ from gradserve.engine import mkl, namespaces, parallel
 from gradserve.engine.registry import OPS
 
 UFUNC_OPS = sorted(name for name, op in OPS.items() if op.ufunc is not None)
+
+
+def _computes_floats(name: str) -> bool:
+    return "f" in {types[0] for types in getattr(OPS[name].ufunc, "types", ())}
+
+
+# each ufunc op with the dtypes it computes: floats, or integers for the bitwise ops
+UFUNC_CASES = [(name, dtype) for name in UFUNC_OPS
+               for dtype in ((np.float32, np.float64) if _computes_floats(name)
+                             else (np.int32, np.int64))]
 ROWS = 2 * parallel.MIN_ELEMENTS // 64 + 77  # not a multiple of the blocks
 
 
@@ -47,6 +57,9 @@ def test_ops_below_the_split_size_run_in_one_thread() -> None:
 
 
 def _values(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    if not np.issubdtype(dtype, np.floating):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
     a = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4, size=shape)).astype(dtype)
     flat = a.reshape(-1)
     specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0,
@@ -87,8 +100,8 @@ def test_mkl_routed_ops_split_numpys_ufunc_without_mkl(name: str, monkeypatch) -
 
 
 @pytest.mark.usefixtures("threads")
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", UFUNC_OPS)
+@pytest.mark.parametrize("name,dtype", UFUNC_CASES,
+                         ids=[f"{n}-{np.dtype(d).name}" for n, d in UFUNC_CASES])
 def test_split_ufunc_is_bit_identical(name: str, dtype: Any) -> None:
     op = OPS[name]
     ufunc = op.ufunc
@@ -105,7 +118,9 @@ def test_split_ufunc_is_bit_identical(name: str, dtype: Any) -> None:
                     assert parallel.split_shape(ufunc, arrays) == shape
                 assert _bits(parallel.split_call(ufunc, arrays, shape)) == expected, (name, n)
         if ufunc.nin == 2:  # a tensor and a Python scalar, and a 0-d array
-            for other in (2.5, np.array(-3.0, dtype=dtype)):
+            floating = np.issubdtype(dtype, np.floating)
+            for other in ((2.5, np.array(-3.0, dtype=dtype)) if floating
+                          else (3, np.array(-3, dtype=dtype))):
                 args = (arrays[0], other)
                 with np.errstate(all="ignore"):
                     ref = _bits(ufunc(*args))

@@ -352,14 +352,16 @@ def test_the_client_raises_only_when_the_value_is_read(small_server):
 
 def test_a_value_crowded_out_by_its_batch_is_fetched_alone(small_server):
     # 800 pending instructions reserve ~830 KB of the 1 MiB reply: the 600 KB value does not fit
-    # beside them, is left out, and the client fetches it again in a batch of its own.
+    # beside them, is left out, and the client fetches it again in a batch of its own. (Factories
+    # with requires_grad=True go as ApplyOp and SetRequiresGrad, each reply reserved at its bound;
+    # ops on the instruction tape reserve only what the client cannot infer.)
     with gclient.connect(f"127.0.0.1:{small_server}") as c, c.session() as torch:
         x = torch.ones(150_000)
-        ys = [torch.ones(1) + float(i) for i in range(400)]
+        ys = [torch.full((1,), float(i), requires_grad=True) for i in range(400)]
         trips = torch._recorder.round_trips
         assert x.tolist()[:2] == [1.0, 1.0]
         assert torch._recorder.round_trips - trips == 2  # the batch, then the fetch alone
-        assert ys[-1].item() == 400.0
+        assert ys[-1].item() == 399.0
 
 
 def test_a_batch_whose_reply_cannot_fit_is_refused_up_front(small_server):
