@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface.creation import keeps_numpy_scalar_dtype
+from gradserve.surface.creation import keeps_numpy_scalar_dtype, sequence_dtype
 from gradserve.v1 import attrs, graph_pb2, tensor_pb2
 
 
@@ -84,7 +84,9 @@ def array_from_data(data: Any, dtype: DType | None = None,
             dtype_of_numpy(arr.dtype)  # refuses unsupported dtypes
     else:
         arr = np.asarray(data)
-        if dtype is None and arr.dtype == np.float64:
+        if dtype is None and (inferred := sequence_dtype(data, default_float.np)) is not None:
+            arr = arr.astype(inferred)  # numpy values in a list: torch promotes their dtypes
+        elif dtype is None and arr.dtype == np.float64:
             arr = arr.astype(default_float.np)
         elif arr.dtype.kind not in "fiub":
             raise TypeError(f"Could not infer dtype of {type(data).__name__}")

@@ -50,7 +50,8 @@ def to_dot(tensor: Tensor, name: str = "tensor") -> str:
 
 
 class RemoteNode:
-    """A node of a fetched autograd graph, shaped like torch's (`name()`, `next_functions`)."""
+    """A node of a fetched autograd graph, shaped like torch's (`name()`, `next_functions`;
+    an AccumulateGrad's `variable`, set by `next_functions`)."""
 
     def __init__(self, name: str):
         self._name = name
@@ -69,6 +70,9 @@ def next_functions(tensor: Tensor) -> tuple[tuple[Any, int], ...]:
     `next` entries ((None, 0) included), or its edges from a server that sends none."""
     graph = tensor._owner.graph(tensor)
     nodes = [RemoteNode(n.name) for n in graph.nodes]
+    for node, n in zip(nodes, graph.nodes):
+        if n.HasField("leaf_handle"):  # an AccumulateGrad: its leaf, the program's own object
+            node.variable = tensor._owner.live_tensor(n.leaf_handle)  # type: ignore[attr-defined]
     nexts: dict[int, list[tuple[Any, int]]] = {}
     if any(n.next for n in graph.nodes):
         for i, n in enumerate(graph.nodes):

@@ -322,6 +322,11 @@ class Session:
         self._live[t._handle] = weakref.ref(t)
         return t
 
+    def live_tensor(self, handle: int) -> Tensor | None:
+        """The client tensor of `handle`, None when the program no longer holds it."""
+        ref = self._live.get(handle)
+        return None if ref is None else ref()
+
     def live_tensors(self) -> dict[int, Tensor]:
         """{handle: tensor} of this session's client tensors still referenced by the program."""
         live = {h: ref() for h, ref in list(self._live.items())}

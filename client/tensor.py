@@ -107,6 +107,10 @@ class Tensor:
                  # torch's tensors take a program's own attributes (`setattr(x, "note", ...)`)
                  "__dict__")
 
+    # numpy defers a binary operator to an operand of higher priority, as torch.Tensor sets it:
+    # `np.float64(2.0) * t` is then `t.__rmul__`, a Python number's promotion (float32 stays)
+    __array_priority__ = 1000
+
     # What the client knows without the server (client/session.py, `Session.meta`): the
     # shape, dtype name and requires_grad (`gradserve.surface.meta.Meta`), and the grad_fn
     # name ("" for none; None: unknown). Cleared when a recorded write changes them.
@@ -406,6 +410,15 @@ class Tensor:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         arr = self.numpy()
         return arr if dtype is None else arr.astype(dtype)
+
+    def __array_wrap__(self, array: np.ndarray, context: Any = None,
+                       return_scalar: builtins.bool = False) -> Tensor:
+        """A numpy function's result on this tensor as a tensor of its session, as torch's
+        (`np.sin(t)`, `t * np.array(2.0)`: numpy computes, torch.from_numpy wraps; bool becomes
+        uint8)."""
+        if array.dtype == np.bool_:
+            array = array.astype(np.uint8)
+        return self._owner.from_numpy(np.asarray(array))
 
     def tolist(self) -> Any:
         return self._owner.value(self).tolist()

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import messages
-from gradserve.surface.creation import keeps_numpy_scalar_dtype, nested_values
+from gradserve.surface.creation import keeps_numpy_scalar_dtype, nested_values, sequence_dtype
 from gradserve.surface.devices import check_device
 
 from . import dtypes, errors
@@ -48,13 +48,16 @@ def as_array(data: Any, dtype: DType | str | None = None) -> np.ndarray:
             raise errors.InvalidValueError(
                 f"expected a rectangular nested sequence: {exc}") from None
         kind = arr.dtype.kind
-        if kind == "f":
+        if kind not in "fiub":
+            raise errors.InvalidTypeError(f"Could not infer dtype of {arr.dtype}")
+        if want is None and (
+                inferred := sequence_dtype(data, dtypes.DEFAULT_FLOAT.np)) is not None:
+            arr = arr.astype(inferred)  # numpy values in a list: torch promotes their dtypes
+        elif kind == "f":
             if want is None:  # with a dtype, Python floats convert straight to it
                 arr = arr.astype(dtypes.DEFAULT_FLOAT.np)
         elif kind in "iu":
             arr = arr.astype(np.int64)
-        elif kind != "b":
-            raise errors.InvalidTypeError(f"Could not infer dtype of {arr.dtype}")
     if want is not None and arr.dtype != want.np:
         arr = arr.astype(want.np)
     elif want is None:

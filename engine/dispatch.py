@@ -170,13 +170,16 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
             arrays.append(data)
             if a._rg:
                 rg_mask |= bit
-        elif type(a) in _PY_SCALARS:
+        else:
+            if type(a) not in _PY_SCALARS:
+                if not checked:
+                    check_inputs(op, args)  # raises for anything but numpy scalars / None
+                if isinstance(a, np.generic):
+                    # torch reads a numpy scalar as the Python number it holds: `t * np.float64(x)`
+                    # computes in float32, as `t * x` does (numpy's own would in float64)
+                    a = a.item()
             if type(a) is int and cast is not None and cast.kind in "iu":
                 a = _int_operand(op, a, cast)
-            arrays.append(a)
-        else:
-            if not checked:
-                check_inputs(op, args)  # raises for anything but numpy scalars / optional None
             arrays.append(a)
         bit <<= 1
     if generator is not None:

@@ -69,6 +69,10 @@ class Tensor(TensorMethods):
     __slots__ = ("_data", "dtype", "_rg", "grad_fn", "output_nr", "_grad", "_vc", "_accum",
                  "_retains_grad", "_base", "_view_version", "_has_views", "__weakref__")
 
+    # numpy defers a binary operator to an operand of higher priority, as torch.Tensor sets it:
+    # `np.float64(2.0) * t` is then `t.__rmul__`, a Python number's promotion (float32 stays)
+    __array_priority__ = 1000
+
     _data: np.ndarray
     dtype: DType
     _rg: bool
@@ -337,6 +341,15 @@ class Tensor(TensorMethods):
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
                 "instead.")
         return self._array() if dtype is None else self._array().astype(dtype)
+
+    def __array_wrap__(self, array: np.ndarray, context: Any = None,
+                       return_scalar: bool = False) -> Tensor:
+        """A numpy function's result on this tensor as a tensor, as torch's (`np.sin(t)`,
+        `t * np.array(2.0)`: numpy computes, torch.from_numpy wraps; bool becomes uint8)."""
+        if array.dtype == np.bool_:
+            array = array.astype(np.uint8)
+        dtypes.from_numpy(array.dtype)  # refuses a dtype gradserve does not have
+        return Tensor._make(np.array(array, copy=True))
 
     def _scalar_value(self, kind: str) -> Any:
         if self._data.size != 1:

@@ -39,6 +39,58 @@ _NUMPY_SCALAR_DTYPES = frozenset(np.dtype(t) for t in (np.float64, np.float32, n
                                                        np.bool_))
 
 
+def sequence_dtype(data: Any, default_float: np.dtype) -> np.dtype | None:
+    """The dtype `torch.tensor(data)` infers for a (nested) list or tuple holding numpy scalars
+    or arrays (a nested tensor's value is one, see `nested_values`): torch promotes over its
+    elements, each numpy value counting with its own dtype (`[np.float64(1), 2.0]`: float64;
+    `[np.int32(1), np.int8(2)]`: int32), a Python float as `default_float`, an int as int64.
+
+    Returns None for other data, a list without numpy values (numpy's own inference, floats
+    then made the default dtype, is torch's) or one with a dtype gradserve does not have.
+    """
+    if not isinstance(data, (list, tuple)):
+        return None
+    kinds = set(map(type, data))
+    if kinds <= _PY_NUMBERS:
+        return None  # the common list: Python numbers only, one pass in C
+    arrays: list[np.dtype] = []
+    kinds = _leaf_kinds(data, kinds, arrays)
+    found = [np.dtype(k) for k in kinds if issubclass(k, np.generic)] + arrays
+    if not found or any(d not in _NUMPY_SCALAR_DTYPES for d in found):
+        return None
+    for k in kinds:  # Python numbers (np.float64 is a float too: counted above)
+        if issubclass(k, np.generic):
+            continue
+        if not issubclass(k, (bool, int, float)):
+            return None  # not a number: numpy's inference refuses it as before
+        found.append(np.dtype(np.bool_) if issubclass(k, bool) else np.dtype(np.int64)
+                     if issubclass(k, int) else default_float)
+    floats = [d for d in found if d.kind == "f"]
+    if floats:
+        return max(floats, key=lambda d: d.itemsize)
+    ints = [d for d in found if d.kind in "iu"]  # numpy's promotion is torch's here
+    return np.result_type(*ints) if ints else np.dtype(np.bool_)
+
+
+_PY_NUMBERS = frozenset((float, int, bool))
+
+
+def _leaf_kinds(data: list[Any] | tuple[Any, ...], level: set[type],
+                arrays: list[np.dtype]) -> set[type]:
+    """The types of `data`'s leaves, given `level`, the types of its elements; the dtypes of
+    its arrays are added to `arrays` (a level without lists or arrays costs one pass in C)."""
+    if list not in level and tuple not in level and np.ndarray not in level:
+        return level
+    leaves = level - {list, tuple, np.ndarray}
+    for d in data:
+        t = type(d)
+        if t is list or t is tuple:
+            leaves |= _leaf_kinds(d, set(map(type, d)), arrays)
+        elif t is np.ndarray:
+            arrays.append(d.dtype)
+    return leaves
+
+
 def nested_values(data: Any, tensor_type: type, value_of: Callable[[Any], Any]) -> Any:
     """`data` for torch.tensor with each tensor in its nested lists and tuples replaced by
     `value_of(tensor)` (torch reads the values of the tensors a nested list holds).
