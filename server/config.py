@@ -72,9 +72,10 @@ _HELP = {
                  "served (0: one per CPU core)",
     "run_quantum": "seconds a call executes before it yields its run slot to a waiting call",
     "inline_seconds": "seconds a small stateless call (RunGraph) may run on the event loop "
-                      "before it is run again on a worker thread instead (its ops small: "
-                      "docs/internals.md); at most --run-quantum (a longer one is cut to it); "
-                      "0: every call runs on a worker",
+                      "before it is run again on a worker thread instead, and a session batch "
+                      "before a worker finishes it (its steps small: docs/internals.md); at "
+                      "most --run-quantum (a longer one is cut to it); 0: every call runs on "
+                      "a worker",
     "max_session_waiters": "calls that may wait for one session's lock; past it "
                            "RESOURCE_EXHAUSTED at once",
     "max_sessions": "live sessions at once",

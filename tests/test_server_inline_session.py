@@ -209,6 +209,9 @@ def test_the_loops_gate_pauses_before_large_and_unknown_work():
     assert not gate.pause(ex, "backward", backward(3).backward)
     assert gate.pause(ex, "backward", backward(4).backward)
     assert gate.pause(ex, "fetch", pb.Fetch(handle=3, graph=True))
+    assert not gate.pause(ex, "fetch", pb.Fetch(handle=1, value=True))
+    assert gate.pause(ex, "fetch", pb.Fetch(handle=1, repr=True))  # printing 256 elements
+    assert not gate.pause(ex, "fetch", pb.Fetch(handle=3, repr=True))
     assert gate.pause(ex, "index", pb.Index())
     assert gate.pause(ex, None, None)
     assert inline_batch.Gate(0.0).pause(ex, "release", pb.Release())  # the budget is spent
