@@ -63,10 +63,11 @@ from .threaded import ThreadContext
 log = logging.getLogger(__name__)
 
 #: Graph nodes a backward pass on the loop may walk (walked before it runs), and the elements of
-#: their inputs in all: the pass is one step, and its nodes' rules run ~10-20 us each plus, for
-#: the exact float32 kernels, up to ~4 us an element (mish, bench/inline_ops.py): at most ~20 ms.
+#: their tensors in all: the pass is one step, and its nodes' rules run ~10-20 us each plus, for
+#: the exact float32 kernels, up to ~2.5 us an element (15 `mish` nodes on 256 elements, 3840
+#: in all, took 9.5-10 ms of thread CPU on the loaded VM): at most ~4 ms.
 MAX_NODES = 64
-MAX_GRAPH_ELEMENTS = 4096
+MAX_GRAPH_ELEMENTS = 1024
 #: Parameters of an optimizer stepped on the loop.
 MAX_PARAMS = 32
 #: Elements of a tensor (and of its grad) a fetch prints on the loop.

@@ -406,3 +406,33 @@ def test_answers_are_those_of_the_worker_path(gradserve_server_factory):
     assert replies[0][2][0] == grpc.StatusCode.NOT_FOUND
     assert pb.BatchResponse.FromString(replies[0][3]).replayed
     assert pb.BatchResponse.FromString(replies[0][6]).replayed  # answered on the loop first
+
+
+@pytest.mark.parametrize("end", ["deadline", "cancel"])
+def test_a_batch_begun_on_the_loop_ends_with_its_call(gradserve_server_factory, monkeypatch, end):
+    server, port = gradserve_server_factory(inline_seconds=0.05)
+    s = gradserve_open_session(service_pb2_grpc.AutogradServiceStub(gradserve_connect(port)))
+    s.run(create(1, np.linspace(-2, 2, inline.MAX_ELEMENTS, dtype=np.float32)))
+    ran = []
+    op_def = ge.registry.OPS["mish"]
+    forward = op_def.forward
+
+    def spy(*args, **kwargs):
+        ran.append(threading.current_thread().name)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(op_def, "forward", spy)
+    n = (inline.MAX_REQUEST_BYTES - 256) // 24  # ~1 ms each: the whole batch takes ~0.3-1 s
+    request = pb.BatchRequest(session_id=s.id, instructions=[
+        tape(["mish"], [("mish", [1 + i], 2 + i, 0) for i in range(n)])])
+    future = s.stub.ExecuteBatch.future(request, metadata=s.metadata,
+                                        timeout=0.1 if end == "deadline" else 30)
+    if end == "cancel":
+        wait_for(lambda: len(ran) > 20)
+        future.cancel()
+    with pytest.raises(grpc.RpcError if end == "deadline" else grpc.FutureCancelledError):
+        future.result()
+    # the session is free again (its lock given back), and the batch stopped part way
+    assert codec.decode_array(s.run(fetch(1)).results[0].fetch.value, 1 << 20).size == 256
+    assert LOOP_THREAD in ran and 0 < len(ran) < n
+    assert server.inline_batch.resumed == 1
