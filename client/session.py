@@ -71,10 +71,10 @@ from .batch import (
     user_origin,
     user_site,
 )
+from .dot import RemoteNode
 from .errors import MetaMismatchError, copy_error, omitted_error
 from .ops import OpSpec, make_function
 from .optim import ServerOptimizer
-from .dot import RemoteNode
 from .tensor import GradFn, Size, Tensor, install_methods
 
 pytree.register_sequence_type(Size)  # torch.Size is a pytree node, as in torch
