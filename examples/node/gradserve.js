@@ -301,12 +301,12 @@ class Tape {
     this.floats = new Words('floats');
     this.ints = new Words('ints');
     this.attrs = new Words('attribute words');
-    this.recorded = []; // per op: [name, first output handle, output count], for errors
+    this.recorded = []; // per op 3 numbers: op code, first output handle, output count (errors)
     this.sent = false;
   }
 
   /** The number of ops recorded. */
-  get length() { return this.recorded.length; }
+  get length() { return this.recorded.length / 3; }
 
   /**
    * Append one op. Inputs, in the op's order (ListOps `OpInfo.inputs`; for a variadic op such as
@@ -338,23 +338,27 @@ class Tape {
     const flags = (options.noGrad ? NO_GRAD : 0) | (options.describe ? DESCRIBE : 0)
       | (options.value ? VALUE : 0) | (attrs ? ATTRS : 0);
     const code = intern(this.ops, this.opIndex, name, NAME_LIMIT, 'op names');
-    const start = this.code.length; // roll back on a bad input, so the tape stays well formed
-    const tables = [this.floats.length, this.ints.length, this.constants.length, this.attrs.length];
+    // on a bad input or attribute, roll back to these lengths: the tape stays well formed
+    const [start, floats, ints, constants, attrWords] = [this.code.length, this.floats.length,
+      this.ints.length, this.constants.length, this.attrs.length];
+    const first = this.session.next;
     try {
       this.code.push(code, (flags | (inputs.length << 8) | (nOut << 20)) >>> 0);
-      for (const v of inputs) this.input(v);
-      const first = this.session.next;
+      for (let i = 0; i < inputs.length; i++) this.input(inputs[i]);
       for (let i = 0; i < nOut; i++) this.output(first + i);
       if (attrs) this.attributes(attrs);
-      this.session.next += nOut;
-      this.recorded.push([name, first, nOut]);
-      const handles = Array.from({ length: nOut }, (_, i) => ({ handle: first + i }));
-      return options.outputs === undefined ? handles[0] : handles;
     } catch (err) {
-      [this.code.length, this.floats.length, this.ints.length, this.constants.length, this.attrs.length] = [
-        start, ...tables];
+      this.code.length = start;
+      this.floats.length = floats;
+      this.ints.length = ints;
+      this.constants.length = constants;
+      this.attrs.length = attrWords;
       throw err;
     }
+    this.session.next += nOut;
+    this.recorded.push(code, first, nOut);
+    if (options.outputs === undefined) return { handle: first };
+    return Array.from({ length: nOut }, (_, i) => ({ handle: first + i }));
   }
 
   /** Append one input word. */
@@ -439,10 +443,9 @@ class Tape {
       const results = await this.session.run([...before, instruction, ...after]);
       return new TapeRun(results, before.length);
     } catch (err) {
-      const recorded = err.instruction === before.length && this.recorded[err.tapeOp];
-      if (recorded) {
-        const [name, first, n] = recorded;
-        err.opName = name;
+      if (err.instruction === before.length && err.tapeOp < this.length) {
+        const [code, first, n] = this.recorded.slice(3 * err.tapeOp, 3 * err.tapeOp + 3);
+        err.opName = this.ops[code];
         err.outputs = Array.from({ length: n }, (_, i) => ({ handle: first + i }));
       }
       throw err;
