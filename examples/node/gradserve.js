@@ -301,6 +301,7 @@ class Tape {
     this.floats = new Words('floats');
     this.ints = new Words('ints');
     this.attrs = new Words('attribute words');
+    this.listInts = 0; // ints in the attributes' int lists, counted per use (<= TABLE_LIMIT)
     this.recorded = []; // per op 3 numbers: op code, first output handle, output count (errors)
     this.sent = false;
   }
@@ -339,8 +340,8 @@ class Tape {
       | (options.value ? VALUE : 0) | (attrs ? ATTRS : 0);
     const code = intern(this.ops, this.opIndex, name, NAME_LIMIT, 'op names');
     // on a bad input or attribute, roll back to these lengths: the tape stays well formed
-    const [start, floats, ints, constants, attrWords] = [this.code.length, this.floats.length,
-      this.ints.length, this.constants.length, this.attrs.length];
+    const [start, floats, ints, constants, attrWords, listInts] = [this.code.length, this.floats.length,
+      this.ints.length, this.constants.length, this.attrs.length, this.listInts];
     const first = this.session.next;
     try {
       this.code.push(code, (flags | (inputs.length << 8) | (nOut << 20)) >>> 0);
@@ -353,6 +354,7 @@ class Tape {
       this.ints.length = ints;
       this.constants.length = constants;
       this.attrs.length = attrWords;
+      this.listInts = listInts;
       throw err;
     }
     this.session.next += nOut;
@@ -407,6 +409,10 @@ class Tape {
     if (v === null) return [AT.none, 0];
     if (typeof v === 'string') return [AT.string, intern(this.strings, this.stringIndex, v, TABLE_LIMIT, 'strings')];
     if (Array.isArray(v)) {
+      if (this.listInts + v.length > TABLE_LIMIT) {
+        throw new RangeError(`attribute ${name}: a tape's int lists hold at most ${TABLE_LIMIT} ints in all`);
+      }
+      this.listInts += v.length;
       const at = this.ints.pushInt(v.length); // the list's length, its ints after it
       for (const n of v) this.ints.pushInt(n);
       return [AT.ints, at];

@@ -56,6 +56,25 @@ test("the recorder encodes docs/wire.md's examples word for word", () => {
   assert.throws(() => tape.op('exp', [x]), /was sent/);
 });
 
+test('an op the recorder refuses leaves the tape without it', () => {
+  const session = new gs.Session(stubs, 'offline'); // nothing is sent
+  const x = { handle: session.handle() };
+  const tape = session.tape();
+  tape.op('mul', [x, 2.5]);
+  assert.throws(() => tape.op('add', [x, 1.5, { bogus: 1 }]), TypeError);
+  assert.throws(() => tape.op('reshape', [x], { attrs: { shape: Array(262145).fill(1) } }), RangeError);
+  assert.throws(() => tape.op('exp', [x], { outputs: 0 }), RangeError);
+  const y = tape.op('exp', [x], { attrs: { dummy: [] } });
+  assert.equal(y.handle, 3);
+  assert.equal(tape.length, 2);
+  const msg = tape.instruction().tape;
+  assert.deepEqual(msg.ops, ['mul', 'add', 'reshape', 'exp']); // names no op references are allowed
+  assert.deepEqual(words(msg.code), [header(0, 0, 2, 1), 1n << 3n, 1n, 2n, header(3, 8, 1, 1), 1n << 3n, 3n]);
+  assert.deepEqual(words(msg.floats), [words(Buffer.from(new Float64Array([2.5]).buffer))[0]]);
+  assert.deepEqual(msg.attr_names, ['dummy']);
+  assert.deepEqual([words(msg.ints), words(msg.attrs)], [[0n], [1n, 0n | 0n << 3n | 0n << 15n]]);
+});
+
 test('tape: linear regression by SGD, forward and update on tapes, one round trip a step', async () => {
   const s = await gs.Session.create(stubs);
   const [n, lr, steps] = [16, 0.1, 8];
