@@ -46,7 +46,7 @@ def node_run(gradserve_server, tmp_path_factory):
 
 def test_node_tests_pass(node_run, capsys):
     _, summary = node_run
-    assert "# fail 0" in summary and "# pass 13" in summary
+    assert "# fail 0" in summary and "# pass 14" in summary
     with capsys.disabled():
         print("\nnode --test: " + ", ".join(s[2:] for s in summary))
 
@@ -131,6 +131,7 @@ def test_tape_attributes_match_torch(node_run):
         "std_correction0": x.std(dim=1, correction=0),
         "cumsum_dtype_none": x.cumsum(dim=1, dtype=None),
         "add_alpha": torch.add(x, x, alpha=2.0), "clamp_max_only": x.clamp(None, 0.5),
+        "clamp_min_only": x.clamp(-0.5),
         "cat_dim1": torch.cat([x, x], dim=1), "split_0": split[0], "split_1": split[1],
         "expand": x.expand(3, 2, 3, 4),
     }

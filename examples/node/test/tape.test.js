@@ -147,6 +147,7 @@ test('tape: ops with attributes of every kind, and optional inputs left out', as
     cumsum_dtype_none: tape.op('cumsum', [x], { attrs: { dim: 1, dtype: null }, ...keep }),
     add_alpha: tape.op('add', [x, x], { attrs: { alpha: gs.float(2) }, ...keep }),
     clamp_max_only: tape.op('clamp', [x, null, 0.5], keep),
+    clamp_min_only: tape.op('clamp', [x, -0.5], keep), // the optional max left off: n_in 2
     cat_dim1: tape.op('cat', [x, x], { attrs: { dim: 1 }, ...keep }),
   };
   const split = tape.op('split', [x], { attrs: { split_size: 1, dim: 0 }, outputs: 2, ...keep });
@@ -197,6 +198,23 @@ test('tape: an op failing mid-tape reports its instruction, index and status; ea
   const nf = await unknown.run().catch((x) => x);
   assert.equal(nf.code, gs.grpc.status.NOT_FOUND);
   assert.deepEqual([nf.instruction, nf.tapeOp, nf.opName], [0, 1, 'exp']);
+  await s.close();
+});
+
+test('ops past the session\'s instruction limit refuse the batch, naming the first op past it', async () => {
+  const reply = await gs.call(stubs.service, 'CreateSession', { options: { limits: { max_instructions: 4 } } });
+  const s = new gs.Session(stubs, reply.session_id);
+  const x = { handle: s.handle() };
+  const tape = s.tape();
+  let h = x;
+  for (let i = 0; i < 4; i++) h = tape.op('exp', [h]);
+  const err = await tape.run({ before: [{ create_tensor: { handle: x.handle, value: gs.float32(1) } }] }).catch((e) => e);
+  assert.equal(err.code, gs.grpc.status.RESOURCE_EXHAUSTED);
+  assert.deepEqual([err.instruction, err.tapeOp], [1, 3]); // the create and ops 0-2 make 4
+  const info = gs.richError(err).details.find((d) => d.type === 'ErrorInfo');
+  assert.deepEqual([info.reason, info.metadata.limit], ['LIMIT_EXCEEDED', 'max_instructions']);
+  const unbound = await s.run([{ fetch: { handle: x.handle } }]).catch((e) => e);
+  assert.equal(unbound.code, gs.grpc.status.NOT_FOUND); // refused before anything ran
   await s.close();
 });
 
