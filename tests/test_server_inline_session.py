@@ -231,11 +231,10 @@ def test_a_deep_graph_is_not_differentiated_on_the_loop():
 
 # --- on a server ----------------------------------------------------------------------------------
 
-@pytest.fixture
-def op_threads(monkeypatch):
-    """Thread names that ran `sin`'s forward."""
+def threads_running(monkeypatch, name):
+    """The names of the threads that run op `name`'s forward from now on, in order."""
     seen = []
-    op_def = ge.registry.OPS["sin"]
+    op_def = ge.registry.OPS[name]
     forward = op_def.forward
 
     def spy(*args, **kwargs):
@@ -246,19 +245,52 @@ def op_threads(monkeypatch):
     return seen
 
 
+@pytest.fixture
+def op_threads(monkeypatch):
+    """Thread names that ran `sin`'s forward."""
+    return threads_running(monkeypatch, "sin")
+
+
 def sines(n, first, elements=inline.MAX_ELEMENTS):
     """A tensor of `elements` at handle `first`, then `n` sin ops chained after it."""
     x = np.linspace(0, 1, elements, dtype=np.float32)
     return [create(first, x, True)] + [op("sin", [first + i], first + i + 1) for i in range(n)]
 
 
-def test_a_batch_past_the_budget_is_finished_on_a_worker(gradserve_server_factory, op_threads):
-    server, port = gradserve_server_factory(inline_seconds=0.001)
+class SpentAfter(inline_batch.Gate):
+    """The loop's gate, whose budget is spent after `STEPS` steps (a loaded machine may spend
+    a real one before the first)."""
+
+    STEPS = 50
+
+    def __init__(self, end):
+        super().__init__(end)
+        self.steps = self.STEPS
+
+    def pause(self, executor, kind, m):
+        self._count()
+        return super().pause(executor, kind, m)
+
+    def pause_op(self, name, inputs):
+        self._count()
+        return super().pause_op(name, inputs)
+
+    def _count(self):
+        self.steps -= 1
+        if self.steps < 0:
+            self.end = 0.0
+
+
+def test_a_batch_past_the_budget_is_finished_on_a_worker(gradserve_server_factory, op_threads,
+                                                         monkeypatch):
+    monkeypatch.setattr(inline_batch, "Gate", SpentAfter)
+    server, port = gradserve_server_factory(inline_seconds=10.0)
     s = gradserve_open_session(service_pb2_grpc.AutogradServiceStub(gradserve_connect(port)))
-    n = 300  # ~5 us each at least: well past the budget; the request within MAX_REQUEST_BYTES
+    n = 300  # past the budget's 50 steps; the request within MAX_REQUEST_BYTES
     resp = s.run(*sines(n, 1), op("sum", [n + 1], 1000), backward(1000), fetch(1, grad=True))
     assert server.inline_batch.resumed == 1 and server.inline_batch.answered == 0
-    assert LOOP_THREAD in op_threads and op_threads[-1] != LOOP_THREAD
+    assert op_threads[:SpentAfter.STEPS - 1] == [LOOP_THREAD] * (SpentAfter.STEPS - 1)
+    assert LOOP_THREAD not in op_threads[SpentAfter.STEPS - 1:]
     x = torch.tensor(np.linspace(0, 1, inline.MAX_ELEMENTS, dtype=np.float32),
                      requires_grad=True)
     y = x
@@ -288,7 +320,8 @@ def test_a_batch_past_the_budget_is_finished_on_a_worker(gradserve_server_factor
     code, message, meta = gradserve_error(info)
     assert code == grpc.StatusCode.NOT_FOUND
     assert (meta[FAILED_INSTRUCTION_METADATA], meta[FAILED_TAPE_OP_METADATA]) == ("1", str(m))
-    assert LOOP_THREAD in op_threads[-m:]  # the tape paused on the loop, too
+    assert op_threads[:SpentAfter.STEPS - 2] == [LOOP_THREAD] * (SpentAfter.STEPS - 2)
+    assert LOOP_THREAD not in op_threads[SpentAfter.STEPS - 2:]  # the tape paused at op 48
     assert server.inline_batch.resumed == 3
 
 
@@ -413,15 +446,7 @@ def test_a_batch_begun_on_the_loop_ends_with_its_call(gradserve_server_factory, 
     server, port = gradserve_server_factory(inline_seconds=0.05)
     s = gradserve_open_session(service_pb2_grpc.AutogradServiceStub(gradserve_connect(port)))
     s.run(create(1, np.linspace(-2, 2, inline.MAX_ELEMENTS, dtype=np.float32)))
-    ran = []
-    op_def = ge.registry.OPS["mish"]
-    forward = op_def.forward
-
-    def spy(*args, **kwargs):
-        ran.append(threading.current_thread().name)
-        return forward(*args, **kwargs)
-
-    monkeypatch.setattr(op_def, "forward", spy)
+    ran = threads_running(monkeypatch, "mish")
     n = (inline.MAX_REQUEST_BYTES - 256) // 24  # ~1 ms each: the whole batch takes ~0.3-1 s
     request = pb.BatchRequest(session_id=s.id, instructions=[
         tape(["mish"], [("mish", [1 + i], 2 + i, 0) for i in range(n)])])
