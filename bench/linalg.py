@@ -87,7 +87,8 @@ def main() -> None:
         "linalg_inv (singular)": ("linalg_inv", [ge.tensor(singular)], {}),
         "linalg_inv (batch, last)": ("linalg_inv", [ge.tensor(few)], {}),
         "linalg_cholesky (batch, last)": ("linalg_cholesky", [ge.tensor(few)], {}),
-        "linalg_solve (batch, last)": ("linalg_solve", [ge.tensor(few), ge.ones(4, 1, dtype=ge.float64)], {}),
+        "linalg_solve (batch, last)": ("linalg_solve",
+                                       [ge.tensor(few), ge.ones(4, 1, dtype=ge.float64)], {}),
     }
     for size in (1, 4):
         batch = ge.tensor(np.broadcast_to(np.eye(size) * 2, (count, size, size)).copy())
