@@ -10,7 +10,10 @@ Each was inside every declared bound before its fix:
 - the search for the first failing matrix of a batch (cholesky, inv, solve): a numpy call per
   matrix in Python, ~5 us each (2**22 matrices, the last not positive-definite: 14 s);
 - the pivot search that names a singular matrix in `linalg.inv`'s message: n numpy steps of
-  O(n^2), 20 times the inverse itself (a singular (2300, 2300) matrix: 9.5 s of CPU).
+  O(n^2), 20 times the inverse itself (a singular (2300, 2300) matrix: 9.5 s of CPU);
+- batch norm and layer norm statistics in torch's order: a Python step per two rows or per 128
+  elements of a row, with no interrupt check (a batch norm of (2**20, 2): 13 s of CPU, 11 s past
+  its 2 s deadline; of (2**25, 2), ~400 s).
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ import pytest
 import gradserve.engine as ge
 from gradserve.engine import errors, limits
 from gradserve.server import codec
-from gradserve.v1 import service_pb2_grpc, session_pb2
-from tests.conftest import gradserve_open_session
+from gradserve.v1 import graph_pb2, service_pb2_grpc, session_pb2, tensor_pb2
+from tests.conftest import gradserve_attr, gradserve_open_session
 from tests.reference import torch
 from tests.server_process import MiB, ServerProcess
 from tests.test_hardening_bounds import _graph
@@ -56,6 +59,16 @@ def _lines_run(fn: Callable[[], Any], module: str) -> int:
     finally:
         sys.settrace(None)
     return count
+
+
+def _settled_cpu(server: ServerProcess) -> float:
+    """The server's CPU seconds once it is idle (a call past its deadline may still run)."""
+    for _ in range(240):
+        before = server.cpu_seconds()
+        time.sleep(0.5)
+        if server.cpu_seconds() - before < 0.05:
+            break
+    return server.cpu_seconds()
 
 
 def _limited(elements: int, op: str, inputs: list, attrs: dict) -> Any:
@@ -204,7 +217,7 @@ def test_a_tape_constant_named_by_every_input_is_refused_before_it_is_decoded():
         serves(server)
 
 
-def test_a_singular_inverse_in_a_graph_ends_near_its_deadline():
+def test_a_singular_inverse_in_a_graph_costs_about_an_inverse():
     """A 120-byte RunGraph inverting a singular (2300, 2300) matrix (eye with its last column
     zeroed) ran 9.5 s of CPU, 7.5 s past its 2 s deadline."""
     n = 2300
@@ -218,5 +231,65 @@ def test_a_singular_inverse_in_a_graph_ends_near_its_deadline():
             stub.RunGraph(req, timeout=60)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert f"diagonal element {n} is zero" in info.value.details()
-        assert server.cpu_seconds() - cpu < 6
+        assert _settled_cpu(server) - cpu < 6
+        serves(server)
+
+
+# --- batch norm and layer norm: sequential loops checked -----------------------------------------
+
+def _checks(fn: Callable[[], Any]) -> int:
+    """How many times `fn()` calls the interrupt check."""
+    calls = 0
+
+    def check() -> None:
+        nonlocal calls
+        calls += 1
+
+    with limits.interrupt(check):
+        fn()
+    return calls
+
+
+def _layer_norm_backward(rows: int) -> None:
+    x = ge.tensor(np.random.default_rng(0).standard_normal((rows, 1)).astype(np.float32),
+                  requires_grad=True)
+    w = ge.ones(1, requires_grad=True)
+    ge.apply("layer_norm", [x, w, ge.zeros(1, requires_grad=True)],
+             {"normalized_shape": [1]}).sum().backward()
+
+
+NORM_LOOPS = {  # each a loop of ~2048 steps (4096 rows on 2 threads; 65536 / 32 elements)
+    "batch_norm (4096, 2)": lambda: ge.apply(
+        "batch_norm", [ge.tensor(np.arange(8192.0, dtype=np.float32).reshape(4096, 2)), None,
+                       None, None, None], {"training": True}),
+    "layer_norm (1, 65536)": lambda: ge.apply(
+        "layer_norm", [ge.tensor(np.arange(65536.0, dtype=np.float32).reshape(1, -1)), None,
+                       None], {"normalized_shape": [65536]}),
+    "layer_norm backward, 4096 rows": lambda: _layer_norm_backward(4096),
+}
+
+
+@pytest.mark.parametrize("name", list(NORM_LOOPS))
+def test_norm_kernels_sequential_loops_run_the_interrupt_check(name: str):
+    """Checked once per op before: one op of (2**25, 2) ran ~400 s that no deadline ended."""
+    assert _checks(NORM_LOOPS[name]) > 256
+
+
+def test_a_batch_norm_of_many_rows_ends_at_its_deadline():
+    """A 128-byte batch: batch norm of an expanded (2**20, 2), 13 s of CPU with a 2 s
+    deadline."""
+    x = session_pb2.Instruction(apply_op=session_pb2.ApplyOp(
+        op="expand", inputs=[graph_pb2.Value(constant=codec.encode_array(np.float32(1.5)))],
+        attrs={"size": gradserve_attr([2 ** 20, 2])}, outputs=[1]))
+    y = session_pb2.Instruction(apply_op=session_pb2.ApplyOp(
+        op="batch_norm", inputs=[graph_pb2.Value(handle=1)] + [
+            graph_pb2.Value(none=tensor_pb2.NoneValue()) for _ in range(4)],
+        attrs={"training": gradserve_attr(True)}, outputs=[2]))
+    with ServerProcess(["--workers", "4"]) as server, server.channel() as channel:
+        s = gradserve_open_session(service_pb2_grpc.AutogradServiceStub(channel))
+        cpu = server.cpu_seconds()
+        with pytest.raises(grpc.RpcError) as info:
+            s.run(x, y, timeout=1)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert _settled_cpu(server) - cpu < 4
         serves(server)
