@@ -19,7 +19,6 @@ Each was inside every declared bound before its fix:
 from __future__ import annotations
 
 import struct
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,29 +35,8 @@ from tests.conftest import gradserve_attr, gradserve_open_session
 from tests.reference import torch
 from tests.server_process import MiB, ServerProcess
 from tests.test_hardening_bounds import _graph
+from tests.test_hardening_ops import _lines_run
 from tests.test_hardening_streams import serves
-
-
-def _lines_run(fn: Callable[[], Any], module: str) -> int:
-    """How many lines of `module`'s functions `fn()` runs (a deterministic count of Python
-    steps, where a timing would not be)."""
-    count = 0
-
-    def trace(frame: Any, event: str, arg: Any) -> Any:
-        if frame.f_code.co_filename.endswith(module):
-            def local(frame: Any, event: str, arg: Any) -> Any:
-                nonlocal count
-                count += event == "line"
-                return local
-            return local
-        return None
-
-    sys.settrace(trace)
-    try:
-        fn()
-    finally:
-        sys.settrace(None)
-    return count
 
 
 def _settled_cpu(server: ServerProcess) -> float:
