@@ -376,8 +376,8 @@ class Executor:
         except ge.errors.BudgetExceededError as exc:
             return self.retry_measured(exc, estimate, run, *args)
 
-    def room_for_constant(self, msg: Any, held: int) -> None:
-        """Refuse a tape op's constant input, before it is decoded, when its data with `held`
+    def room_for_constant(self, msg: Any, decoded: int) -> None:
+        """Refuse a tape op's constant input, before it is decoded, when its data with `decoded`
         (what the op's inputs decoded so far add) would take the session past its limit. A
         tape's constant is decoded anew for each input word naming it: one 1 MiB constant
         named by an op's 4,095 input words made 4 GiB before the op's budget was checked.
@@ -385,7 +385,7 @@ class Executor:
         Raises:
             LimitExceededError: the session, measured exactly, has no room for it.
         """
-        size = held + codec.data_bytes(msg, self.limit) + _TENSOR_BYTES
+        size = decoded + codec.data_bytes(msg, self.limit) + _TENSOR_BYTES
         s = self.s
         limit = s.limits.max_bytes
         if s.measured_bytes + self.budget.pending + size <= limit:
