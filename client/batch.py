@@ -244,10 +244,10 @@ class Tape:
         for pos in self.heads:
             header = code[pos]
             start = pos + 1 + ((header >> 40) & 0xFFF)
-            for h in code[start:start + (header >> 52)]:
-                if h in live:
-                    packed[pos] = header | value
-                    break
+            n = header >> 52
+            if code[start] in live if n == 1 else any(
+                    h in live for h in code[start:start + n]):
+                packed[pos] = header | value
             else:
                 packed[pos] = header & keep
 
