@@ -1007,9 +1007,10 @@ class Session:
         t._value, t._epoch = arr, self._epoch
         if arr.ndim == 1:
             self._made_from_data.add(t._handle)
-        if self._infer and arr.dtype.name in surface_meta.DTYPE_NAMES and (
-                not requires_grad or arr.dtype.name in _FLOATING):
-            t._meta, t._node = surface_meta.Meta(arr.shape, arr.dtype.name, bool(requires_grad)), ""
+        name = codec.dtype_of_numpy(arr.dtype).name  # numpy's name (its `name` is slow)
+        if self._infer and name in surface_meta.DTYPE_NAMES and (
+                not requires_grad or name in _FLOATING):
+            t._meta, t._node = surface_meta.Meta(arr.shape, name, bool(requires_grad)), ""
         self._after_record()
         return t
 
