@@ -468,9 +468,13 @@ class Session:
         ApplyOp."""
         meta, node, template, items = hit
         handle = next(self._handles)
-        out = Tensor(self, handle)
+        out = _new(Tensor)  # what Tensor(self, handle) sets, without its call
+        out._owner = self
+        out._handle = handle
         out._meta = meta
         out._node = node
+        if grad_mode._state.inference:
+            out._inference = True
         self._live[handle] = _ref(out)
         rec = self._recorder
         if (self._tape_attrs and items is not None and handle < MAX_TAPE_HANDLE
@@ -482,7 +486,9 @@ class Session:
                 _append_op(tape, spec.name, ATTRS if grad_mode._state.enabled
                            else ATTRS | NO_GRAD, inputs, handle)
                 tape.add_attrs(items)
-                tape.origins.append(user_site(3))  # _apply's caller
+                # _apply's callers are the library's (ops.make_function, call, method): the
+                # user's frame is theirs or further
+                tape.origins.append(user_site(4))
                 rec.ops += 1
             if self.eager or self.pipelined:
                 self._after_record()

@@ -3,7 +3,8 @@
 - `Session._apply_plain`'s hot path (a call whose result `_describe` answered before, found in
   `session._INFERRED` by the same key) records the same tape words, constants, flags, user line
   and result metadata as the general path (`_describe` + `_record_tape`) does for the same call,
-  and the two results have the same values; each case checks which path it took.
+  and the two results have the same values; each case checks which path it took. So does an op
+  with attributes recorded from `_ATTR_OPS` (`Session._record_attr_op`).
 - Python's operators (`Session.operator`) record what `Session.call` records for the same op
   and arguments, and raise the same errors.
 - An instruction outside a tape (`Recorder.add`, which keeps the user's frame and finds the line
@@ -76,13 +77,15 @@ def _tape_of(session, fn, args):
     words = ["out" if w == out._handle else w for w in tape.code]
     line = site_origin(tape.origins[0])
     return (words, list(tape.floats), list(tape.ints), list(tape.names), line,
-            out._meta, out._node, out.is_inference()), out
+            out._meta, out._node, out.is_inference(), list(tape.attrs), list(tape.attr_names),
+            list(tape.strings)), out
 
 
 def _paths(session, monkeypatch, fn, args):
     """`fn(*args)` recorded by the general path (nothing cached), then by the hot path (the
     answer cached): both recordings, results and how often `_describe` ran for each."""
     monkeypatch.setattr(client_session, "_INFERRED", {})
+    monkeypatch.setattr(client_session, "_ATTR_OPS", {})
     calls = []
     describe = client_session.Session._describe
 
@@ -95,6 +98,18 @@ def _paths(session, monkeypatch, fn, args):
     described = len(calls)
     fast, fast_out = _tape_of(session, fn, args)
     return general, fast, general_out, fast_out, (described, len(calls) - described)
+
+
+# ops with attributes: the cached recording (`Session._record_attr_op`) against the general one
+ATTR_CASES = {
+    "sum dim": lambda t, x, y, k: x.sum(0),
+    "mean keepdim": lambda t, x, y, k: x.mean(dim=1, keepdim=True),
+    "softmax function": lambda t, x, y, k: t.softmax(x, 1),
+    "transpose": lambda t, x, y, k: x.transpose(0, 1),
+    "add alpha": lambda t, x, y, k: t.add(x, y, alpha=2),
+    "clamp": lambda t, x, y, k: t.clamp(x, -1.0, 1.0),
+    "int sum dtype": lambda t, x, y, k: k.sum(1, dtype=t.float64),
+}
 
 
 def _mode(t, mode):
@@ -179,3 +194,26 @@ def test_a_failing_instruction_outside_a_tape_names_the_user_line(client):
             torch.tensor([1.0, 2.0], requires_grad=True).mul(2.0).backward()
         assert str(info.value) == str(expected.value)
         assert info.value.gradserve_origin == f"{__file__}:{line}"
+
+
+@pytest.mark.parametrize("mode", ["grad", "no_grad", "inference"])
+@pytest.mark.parametrize("case", list(ATTR_CASES))
+def test_a_cached_op_with_attributes_records_what_the_general_path_records(client, monkeypatch,
+                                                                           case, mode):
+    fn = ATTR_CASES[case]
+    with client.session(verify_meta=False) as session:  # verify_meta takes the general path
+        x, y, k = _inputs(session)
+        with _mode(session, mode):
+            general, fast, g_out, f_out, describes = _paths(session, monkeypatch, fn,
+                                                            (session, x, y, k))
+        assert describes == (1, 0)
+        assert fast == general
+        assert general[4] == (__file__, ATTR_CASES[case].__code__.co_firstlineno)
+        assert general[7] == (mode == "inference")
+        tx, ty, tk = _inputs(torch)
+        with _mode(torch, mode):
+            expected = fn(torch, tx, ty, tk)
+        for got in (g_out, f_out):
+            assert np.array_equal(np.asarray(got.tolist()), expected.detach().numpy())
+            assert str(got.dtype) == str(expected.dtype)
+            assert got.requires_grad == expected.requires_grad
