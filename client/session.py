@@ -154,7 +154,7 @@ class Session:
         self._plain: dict[str, OpSpec] = {
             name: spec for name, spec in table.ops.items()
             if tapes and spec.n_outputs == 1 and spec.inputs and spec.positional_only}
-        # `operator`'s names: the `_plain` ops that Tensor's operator methods give as many
+        # `_operator`'s names: the `_plain` ops that Tensor's operator methods give as many
         # inputs as they take
         arity = {**dict.fromkeys([*operators.BINARY.values(), *operators.REFLECTED.values()], 2),
                  **dict.fromkeys(operators.UNARY.values(), 1)}
@@ -526,7 +526,7 @@ class Session:
         pending) is `_describe`'s cached answer and `_record_tape`'s appends written out here,
         one function for the whole op; anything else takes those two. `depth`: the frame
         (from `user_site`'s) where the search for the user's line starts: 3, this function's
-        caller's caller, or 4 from `operator`, whose caller's caller is the user's frame
+        caller's caller, or 4 from `_operator`, whose caller's caller is the user's frame
         (each frame looked at costs a frame object)."""
         state = grad_mode._state
         grad = state.enabled
@@ -893,7 +893,7 @@ class Session:
         inputs, attrs = spec.bind(args, kwargs)
         return self._apply(spec, inputs, attrs)
 
-    def operator(self, name: str, args: Sequence[Any]) -> Any:
+    def _operator(self, name: str, args: Sequence[Any]) -> Any:
         """`call(name, args, {})` from one of Tensor's operator methods (`x * y`, `-x`): the
         same recording, the user's line looked for from the operator's caller on."""
         spec = self._operators.get(name)

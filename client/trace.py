@@ -79,7 +79,7 @@ class Tracer:
             raise AttributeError(f"the server has no op {name!r}")
         return self._apply(spec, *spec.bind(args, kwargs))
 
-    def operator(self, name: str, args: Sequence[Any]) -> Any:
+    def _operator(self, name: str, args: Sequence[Any]) -> Any:
         """`call` from one of Tensor's operator methods."""
         return self.call(name, args, {})
 

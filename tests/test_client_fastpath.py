@@ -5,7 +5,7 @@
   and result metadata as the general path (`_describe` + `_record_tape`) does for the same call,
   and the two results have the same values; each case checks which path it took. So does an op
   with attributes recorded from `_ATTR_OPS` (`Session._record_attr_op`).
-- Python's operators (`Session.operator`) record what `Session.call` records for the same op
+- Python's operators (`Session._operator`) record what `Session.call` records for the same op
   and arguments, and raise the same errors.
 - An instruction outside a tape (`Recorder.add`, which keeps the user's frame and finds the line
   only for an error) still names the user's line when it fails.
