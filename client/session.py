@@ -735,14 +735,14 @@ class Session:
             for v in inputs[0]:
                 self._value(v, m.inputs.add(), f"{spec.name}(): argument '{spec.inputs[0]}'")
         else:
-            for k, (name, v) in enumerate(zip(spec.inputs, inputs)):
+            for i, (name, v) in enumerate(zip(spec.inputs, inputs)):
                 if (type(v) is Tensor or type(v) is _Parameter) and v._owner is self and (
                         v._error is None):
                     m.inputs.add(handle=v._handle)  # what _value does, without its message
                 elif type(v) is float:
                     m.inputs.add(float_scalar=v)
                 else:
-                    self._value(v, m.inputs.add(), f"{spec.name}(): argument '{name}'", k + 1)
+                    self._value(v, m.inputs.add(), f"{spec.name}(): argument '{name}'", i + 1)
         if attrs and not spec.random:
             # op, flags and attributes as one message made once per (op, flags, attributes)
             m.MergeFrom(_apply_template(spec.name, omit, no_grad, attrs))
@@ -915,12 +915,12 @@ class Session:
         """Record `t.<name>(*args)` for an in-place op name (`add_`)."""
         t._outside_inference_check()
         spec = self._table.ops[name[:-1]]
-        for k, v in kwargs.items():
-            if type(v) is np.ndarray and k in spec.inputs:  # torch's refusal, naming `name`
-                raise TypeError(messages.must_be_tensor(name, k, v))
+        for key, v in kwargs.items():
+            if type(v) is np.ndarray and key in spec.inputs:  # torch's refusal, naming `name`
+                raise TypeError(messages.must_be_tensor(name, key, v))
         inputs, attrs = spec.bind((t, *args), kwargs)
-        for k, (iname, v) in enumerate(zip(spec.inputs, inputs)):
-            self._value(v, graph_pb2.Value(), f"{name}(): argument '{iname}'", k)
+        for i, (iname, v) in enumerate(zip(spec.inputs, inputs)):
+            self._value(v, graph_pb2.Value(), f"{name}(): argument '{iname}'", i)
         generator = attrs.pop("generator", None)
         gen_handle = (0 if generator is None else
                       client_generator.generator_handle(self, generator, name))
