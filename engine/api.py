@@ -323,10 +323,14 @@ def _inplace_method(op: OpDef) -> Callable[..., Tensor]:
         if generator is not None:
             _random.resolve(generator, name)
         ins = take_inputs(name, inputs, optional, args[:n_in - 1], kw, errors.InvalidTypeError)
-        for i, a in enumerate(args[:n_in - 1]):
-            if type(a) is np.ndarray:  # torch's refusal, naming the method (`add_`)
-                raise errors.InvalidTypeError(messages.must_be_tensor(name, inputs[i], a, i + 1))
-        return _inplace(op, self, tuple(ins), bind_attrs(op, args[n_in - 1:], kw), generator)
+        try:
+            return _inplace(op, self, tuple(ins), bind_attrs(op, args[n_in - 1:], kw), generator)
+        except errors.InvalidTypeError:
+            for i, a in enumerate(args[:n_in - 1]):
+                if type(a) is np.ndarray:  # torch's refusal, naming the method (`add_`)
+                    raise errors.InvalidTypeError(
+                        messages.must_be_tensor(name, inputs[i], a, i + 1)) from None
+            raise
 
     method.__name__ = op.name + "_"
     return method
