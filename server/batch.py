@@ -683,18 +683,17 @@ class Executor:
         base's views) or its version counter (a `detach()` of it, or what it was detached
         from)."""
         root = target._base if target._base is not None else target
-        views = getattr(root, "_has_views", False)
-        if not views and not self.s.detached:
+        if not getattr(root, "_has_views", False):
             return []  # nothing shares its data: no scan of the session's tensors
         vc = target._vc
         return [(h, t) for h, t in self.s.tensors.items()
-                if t is not target and (t._vc is vc or (views and (t is root or t._base is root)))]
+                if t is not target and (t is root or t._base is root or t._vc is vc)]
 
     def _reserve_views(self, target: ge.Tensor) -> None:
         """Before an in-place write: its reply describes every handle sharing the target's data
         (not known up front); refuse the write, before it runs, if they cannot fit."""
-        if not self.max_response_bytes or not (self.s.detached or getattr(
-                target._base if target._base is not None else target, "_has_views", False)):
+        if not self.max_response_bytes or not getattr(
+                target._base if target._base is not None else target, "_has_views", False):
             return
         need = INFO_BYTES * len(self._sharing(target))
         if self.response_bytes + need > self.max_response_bytes:
@@ -810,8 +809,6 @@ class Executor:
 
     def detach(self, m: session_pb2.Detach, r: session_pb2.InstructionResult) -> int:
         t = self.tensor(m.handle)
-        if not m.own_version:
-            self.s.detached = True
         self.bind(m.result, t.data if m.own_version else t.detach(), r)
         return _TENSOR_BYTES  # a new tensor object sharing the data
 

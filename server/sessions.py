@@ -105,9 +105,6 @@ class Session:
         self.suspended: list[Any] = []
         self.dropped_functions: list[int] = []  # their nodes are gone: reported, then cleared
         self.hooks: dict[int, Any] = {}  # client hook id -> engine RemovableHandle
-        # some handle was bound by detach(), which shares its source's version counter: an
-        # in-place write then describes the handles sharing the target's (batch._sharing)
-        self.detached = False
 
     def idle_seconds(self) -> float:
         return max(0.0, self.clock() - self.last_used)
