@@ -21,6 +21,7 @@ from . import random as _random
 from .dispatch import (
     _SCALARS,
     VIEW_LAYOUT_MESSAGE,
+    check_inputs,
     refresh_view,
     run,
     run_into,
@@ -64,6 +65,24 @@ def make_function(op: OpDef) -> Callable[..., Any]:
     """The torch-style function for `op`: inputs, then attributes, positionally or by name."""
     n_in = len(op.inputs)
     params = frozenset((*op.inputs, *(a.name for a in op.attrs)))
+    random = getattr(op, "random", False)
+    every_input = not op.attrs and not random  # all inputs given: nothing to bind
+
+    def bound_fn(*args: Any, **kw: Any) -> Any:
+        """A call bound as torch's functions bind it (inputs and attributes by name too)."""
+        if every_input and not kw and len(args) == n_in:  # `clamp(x, lo, hi)`
+            return run(op, args, {})
+        kw = torch_keywords(kw, params)
+        generator = kw.pop("generator", None) if random else None
+        ins = take_inputs(op.name, op.inputs, op.optional, args[:n_in], kw,
+                          errors.InvalidTypeError)
+        try:
+            return run(op, tuple(ins), bind_attrs(op, args[n_in:], kw), generator=generator)
+        except errors.InvalidTypeError:
+            if len(args) < n_in:  # some input by keyword: named without a position
+                check_inputs(op, ins, positional=len(args))
+            raise
+
     if op.variadic:
         def variadic_fn(tensors: Sequence[Tensor], *extra: Any, **kw: Any) -> Any:
             kw = torch_keywords(kw, params)
@@ -76,8 +95,8 @@ def make_function(op: OpDef) -> Callable[..., Any]:
     elif not op.attrs and not any(op.optional):
         if op.scalar_path:
             def plain_fn(*args: Any, **kw: Any) -> Any:
-                if kw:
-                    return keyword_fn(*args, **kw)
+                if kw:  # `mul(x, other=y)`
+                    return bound_fn(*args, **kw)
                 # dispatch.run's first step, without its frame (`sin(x)` of a 0-d x)
                 attrs: dict[str, Any] = {}
                 out = run_scalar(op, args, attrs)
@@ -85,29 +104,11 @@ def make_function(op: OpDef) -> Callable[..., Any]:
         else:
             def plain_fn(*args: Any, **kw: Any) -> Any:
                 if kw:
-                    return keyword_fn(*args, **kw)
+                    return bound_fn(*args, **kw)
                 return run(op, args, {})
-
-        def keyword_fn(*args: Any, **kw: Any) -> Any:
-            """`mul(x, other=y)`: inputs by name, as torch's functions take them."""
-            kw = torch_keywords(kw, params)
-            ins = take_inputs(op.name, op.inputs, op.optional, args[:n_in], kw,
-                              errors.InvalidTypeError)
-            return run(op, tuple(ins), bind_attrs(op, args[n_in:], kw))
         fn = plain_fn
     else:
-        random = getattr(op, "random", False)
-        every_input = not op.attrs and not random  # all inputs given: nothing to bind
-
-        def general_fn(*args: Any, **kw: Any) -> Any:
-            if every_input and not kw and len(args) == n_in:  # `clamp(x, lo, hi)`
-                return run(op, args, {})
-            kw = torch_keywords(kw, params)
-            generator = kw.pop("generator", None) if random else None
-            ins = take_inputs(op.name, op.inputs, op.optional, args[:n_in], kw,
-                              errors.InvalidTypeError)
-            return run(op, tuple(ins), bind_attrs(op, args[n_in:], kw), generator=generator)
-        fn = general_fn
+        fn = bound_fn
     fn.__name__ = fn.__qualname__ = op.name
     fn.__doc__ = op.doc or f"The `{op.name}` op."
     return fn

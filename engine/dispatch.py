@@ -59,8 +59,10 @@ def apply(name: str, inputs: Sequence[Any], attrs: Mapping[str, Any] | None = No
     return run(op, args, bind_attrs(op, (), attrs or {}), generator=generator)
 
 
-def check_inputs(op: OpDef, args: Sequence[Any]) -> None:
-    """Arity and input kinds: tensors, Python scalars, or None where the input is optional."""
+def check_inputs(op: OpDef, args: Sequence[Any], positional: int | None = None) -> None:
+    """Arity and input kinds: tensors, Python scalars, or None where the input is optional.
+    A refused input is named with its position when it is among the first `positional` (None:
+    all), given positionally, as torch names it."""
     if len(args) != len(op.inputs):
         raise errors.InvalidTypeError(
             f"{op.name}() takes {len(op.inputs)} tensor input(s) "
@@ -75,7 +77,8 @@ def check_inputs(op: OpDef, args: Sequence[Any]) -> None:
                 raise errors.InvalidTypeError(
                     f"{op.name}(): argument '{op.inputs[i]}' must be Tensor, not NoneType")
         elif not isinstance(a, (Tensor, *_SCALARS)):
-            raise errors.InvalidTypeError(messages.must_be_tensor(op.name, op.inputs[i], a, i + 1))
+            raise errors.InvalidTypeError(messages.must_be_tensor(
+                op.name, op.inputs[i], a, i + 1 if positional is None or i < positional else None))
 
 
 def require_tensor(op: OpDef, flat: Sequence[Any]) -> None:
