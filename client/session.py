@@ -20,6 +20,7 @@ import numpy as np
 
 from gradserve.surface import (
     aliases,
+    autograd_graph,
     control,
     creation,
     data,
@@ -71,10 +72,11 @@ from .batch import (
     user_origin,
     user_site,
 )
+from .dot import RemoteNode
 from .errors import MetaMismatchError, copy_error, omitted_error
 from .ops import OpSpec, make_function
 from .optim import ServerOptimizer
-from .tensor import Size, Tensor, install_methods
+from .tensor import GradFn, Size, Tensor, install_methods
 
 pytree.register_sequence_type(Size)  # torch.Size is a pytree node, as in torch
 
@@ -188,7 +190,8 @@ class Session:
             gradcheck=fnl.gradcheck, gradgradcheck=fnl.gradgradcheck, Function=fn_base,
             function=types.SimpleNamespace(Function=fn_base, FunctionCtx=function.FunctionCtx,
                                            once_differentiable=function.once_differentiable),
-            Variable=legacy.variable_type(self))
+            Variable=legacy.variable_type(self),
+            graph=autograd_graph.namespace(GradFn, RemoteNode))
         self.utils = types.SimpleNamespace(data=data.namespace(self),  # torch.utils.data
                                            _pytree=pytree)  # torch.utils._pytree
         self._dynamo = dynamo.namespace()  # torch._dynamo, as eager programs see it

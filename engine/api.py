@@ -205,9 +205,7 @@ def _inplace_on_view(op: OpDef, target: Tensor, base: Tensor, inputs: tuple[Any,
     written into the base as `put` at the view's positions (the base's node is CopySlices), and
     the view's history is regenerated from the base (AsStridedBackward0)."""
     if base._rg and base.grad_fn is None:
-        raise errors.InplaceError(
-            "a view of a leaf Variable that requires grad is being used in an in-place "
-            "operation.")
+        raise errors.InplaceError(messages.VIEW_OF_LEAF_INPLACE)
     positions = view_positions(target, base)
     if positions is None:
         raise errors.InplaceError(VIEW_LAYOUT_MESSAGE)
