@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface.creation import keeps_numpy_scalar_dtype, sequence_dtype
+from gradserve.surface.numbers import array_overflows, overflow_message, python_number
 from gradserve.v1 import attrs, graph_pb2, tensor_pb2
 
 
@@ -101,8 +102,11 @@ def array_from_data(data: Any, dtype: DType | None = None,
             raise TypeError(f"Could not infer dtype of {type(data).__name__}")
         elif dtype is None and arr.dtype.kind in "iu":
             arr = arr.astype(np.int64)
+        if dtype is not None and array_overflows(arr, dtype.name):  # torch checks each number
+            raise RuntimeError(overflow_message(dtype.name))
     if dtype is not None:
-        arr = arr.astype(dtype.np)
+        with np.errstate(over="ignore", invalid="ignore"):  # 1e300 into float32 is inf
+            arr = arr.astype(dtype.np)
     return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
 
@@ -152,12 +156,14 @@ def encode_scalar(value: Any, out: graph_pb2.Value) -> bool:
         out.int_scalar = value
     elif t is bool:
         out.bool_scalar = value
-    elif isinstance(value, (bool, np.bool_)):
+    elif isinstance(value, bool):
         out.bool_scalar = bool(value)
-    elif isinstance(value, (int, np.integer)):
+    elif isinstance(value, int):
         out.int_scalar = int(value)
-    elif isinstance(value, (float, np.floating)):
+    elif isinstance(value, float):
         out.float_scalar = float(value)
+    elif (n := python_number(value)) is not None:  # a numpy scalar: the number torch reads
+        return encode_scalar(n, out)
     else:
         return False
     return True

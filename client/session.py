@@ -40,6 +40,7 @@ from gradserve.surface import meta as surface_meta
 from gradserve.surface import out_arg as surface_out_arg
 from gradserve.surface.functional import ErrorTypes, Functional
 from gradserve.surface.node_names import node_name
+from gradserve.surface.numbers import python_number
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import (
     FETCH_GRAD_REPR_FEATURE,
@@ -378,7 +379,10 @@ class Session:
         return torch_load(self, f)
 
 
-    def _value(self, v: Any, out: graph_pb2.Value, what: str) -> None:
+    def _value(self, v: Any, out: graph_pb2.Value, what: str, position: int | None = None) -> None:
+        """Encode `v` (a tensor of this session, None, a number, an array) as a wire Value;
+        `what` names it in errors, with its `position` for an op's input (a numpy array is
+        then refused, as torch refuses it for a Tensor argument)."""
         if isinstance(v, Tensor):
             if v._owner is not self:
                 raise RuntimeError(f"{what}: the tensor belongs to another session or trace")
@@ -388,8 +392,11 @@ class Session:
         elif v is None:
             out.none.SetInParent()
         elif not codec.encode_scalar(v, out):
-            if isinstance(v, np.ndarray):
+            if isinstance(v, np.ndarray) and position is None:
                 codec.encode_array(v, out.constant)
+            elif isinstance(v, np.ndarray):
+                raise TypeError(f"{what} (position {position}) must be Tensor, not "
+                                f"{messages.tp_name(v)}")
             else:
                 raise TypeError(f"{what} must be Tensor, not {type(v).__name__}")
 
@@ -649,6 +656,8 @@ class Session:
                     parts.append(m)
                 elif kind is int or kind is bool or v is None:
                     parts.append((kind, v))
+                elif (n := python_number(v)) is not None:  # a numpy scalar: torch's number
+                    parts.append(float if type(n) is float else (type(n), n))
                 else:
                     break
             else:
@@ -670,7 +679,8 @@ class Session:
                             return False
                     args.append(m)
                 else:
-                    args.append(v)
+                    n = python_number(v)  # a numpy scalar: the number torch reads
+                    args.append(v if n is None else n)
             metas = surface_meta.infer(spec.name, [args] if spec.variadic else args, attrs,
                                        grad)
             # the node of results that require grad: the op's one name, or the surface's rule
@@ -745,14 +755,14 @@ class Session:
             for v in inputs[0]:
                 self._value(v, m.inputs.add(), f"{spec.name}(): argument '{spec.inputs[0]}'")
         else:
-            for name, v in zip(spec.inputs, inputs):
+            for i, (name, v) in enumerate(zip(spec.inputs, inputs)):
                 if (type(v) is Tensor or type(v) is _Parameter) and v._owner is self and (
                         v._error is None):
                     m.inputs.add(handle=v._handle)  # what _value does, without its message
                 elif type(v) is float:
                     m.inputs.add(float_scalar=v)
                 else:
-                    self._value(v, m.inputs.add(), f"{spec.name}(): argument '{name}'")
+                    self._value(v, m.inputs.add(), f"{spec.name}(): argument '{name}'", i + 1)
         if attrs and not spec.random:
             # op, flags and attributes as one message made once per (op, flags, attributes)
             m.MergeFrom(_apply_template(spec.name, omit, no_grad, attrs))
@@ -841,7 +851,8 @@ class Session:
         append = tape.code.append
         name = spec.inputs[0] if spec.variadic else spec.inputs[k]
         scratch = graph_pb2.Value()
-        self._value(v, scratch, f"{spec.name}(): argument '{name}'")
+        self._value(v, scratch, f"{spec.name}(): argument '{name}'",
+                    None if spec.variadic else k + 1)
         kind = scratch.WhichOneof("kind")
         if kind == "handle":
             append(scratch.handle << 3)
@@ -910,6 +921,10 @@ class Session:
 
             def op(*args: Any, **kwargs: Any) -> Any:
                 if not kwargs and len(args) + 1 == n:
+                    for i, a in enumerate(args):
+                        if type(a) is np.ndarray:  # torch's refusal, counting from after `t`
+                            raise TypeError(messages.must_be_tensor(
+                                op_spec.name, op_spec.inputs[i + 1], a, i + 1))
                     return apply_plain(op_spec, (t, *args))
                 return self._apply(op_spec, *op_spec.bind((t, *args), kwargs))
             return op
@@ -928,9 +943,12 @@ class Session:
         """Record `t.<name>(*args)` for an in-place op name (`add_`)."""
         t._outside_inference_check()
         spec = self._table.ops[name[:-1]]
+        for key, v in kwargs.items():
+            if type(v) is np.ndarray and key in spec.inputs:  # torch's refusal, naming `name`
+                raise TypeError(messages.must_be_tensor(name, key, v))
         inputs, attrs = spec.bind((t, *args), kwargs)
-        for iname, v in zip(spec.inputs, inputs):
-            self._value(v, graph_pb2.Value(), f"{name}(): argument '{iname}'")
+        for i, (iname, v) in enumerate(zip(spec.inputs, inputs)):
+            self._value(v, graph_pb2.Value(), f"{name}(): argument '{iname}'", i)
         generator = attrs.pop("generator", None)
         gen_handle = (0 if generator is None else
                       client_generator.generator_handle(self, generator, name))
@@ -1391,13 +1409,15 @@ class Session:
         self._after_record()
         return t
 
-    def detach(self, t: Tensor) -> Tensor:
+    def detach(self, t: Tensor, own_version: bool = False) -> Tensor:
+        """`t.detach()`, or `t.data` with `own_version` (a version counter of its own)."""
         d = self._new_tensor()
         with self._recorder.lock:
             self._value(t, graph_pb2.Value(), "detach()")
             m = self._record(_bind_outputs([d]), [d]).detach
             m.handle = t._handle
             m.result = d._handle
+            m.own_version = own_version
             if t._meta is not None and not self._writes_pending():
                 d._meta, d._node = t._meta._replace(requires_grad=False), ""
         self._after_record()
