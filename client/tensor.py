@@ -1,9 +1,10 @@
 """The client Tensor: a handle to a tensor held by a session (or a node of a traced graph).
 
 Everything that needs the server goes through the tensor's owner (a `Session` or a `Tracer`):
-recording ops, reading metadata and values. Op methods (`x.sin()`, `x.add_(y)`) come from the
-server's catalogue through `__getattr__`; Python's operators are the one fixed table in `ops`.
-Printing is the server's own repr of the tensor (torch's format), fetched with the value.
+recording ops (Python's operators through the owner's `_operator`), reading metadata and
+values. Op methods (`x.sin()`, `x.add_(y)`) come from the server's catalogue through
+`__getattr__`; Python's operators are the one fixed table in `ops`. Printing is the server's
+own repr of the tensor (torch's format), fetched with the value.
 """
 
 from __future__ import annotations
@@ -561,7 +562,7 @@ def _binary(name: str, dunder: str) -> Any:
             if not (compares_arrays and isinstance(other, np.ndarray)):
                 return NotImplemented
             other = self._owner.tensor(other)  # `x == a`: a as a tensor, as torch's
-        return self._owner.call(name, (self, other), {})
+        return self._owner._operator(name, (self, other))
     method.__name__ = name
     return method
 
@@ -570,14 +571,14 @@ def _reflected(name: str) -> Any:
     def method(self: Tensor, other: Any) -> Any:
         if not _operand(other):
             return NotImplemented
-        return self._owner.call(name, (other, self), {})
+        return self._owner._operator(name, (other, self))
     method.__name__ = name
     return method
 
 
 def _unary(name: str) -> Any:
     def method(self: Tensor) -> Any:
-        return self._owner.call(name, (self,), {})
+        return self._owner._operator(name, (self,))
     method.__name__ = name
     return method
 
