@@ -701,12 +701,14 @@ class Executor:
 
     def _sharing(self, target: ge.Tensor) -> list[tuple[int, ge.Tensor]]:
         """Handles other than `target` bound to a tensor sharing its data (a view's base, the
-        base's views)."""
+        base's views) or its version counter (a `detach()` of it, or what it was detached
+        from)."""
         root = target._base if target._base is not None else target
         if not getattr(root, "_has_views", False):
             return []  # nothing shares its data: no scan of the session's tensors
+        vc = target._vc
         return [(h, t) for h, t in self.s.tensors.items()
-                if t is not target and (t is root or t._base is root)]
+                if t is not target and (t is root or t._base is root or t._vc is vc)]
 
     def _reserve_views(self, target: ge.Tensor) -> None:
         """Before an in-place write: its reply describes every handle sharing the target's data
@@ -827,7 +829,8 @@ class Executor:
         return 0
 
     def detach(self, m: session_pb2.Detach, r: session_pb2.InstructionResult) -> int:
-        self.bind(m.result, self.tensor(m.handle).detach(), r)
+        t = self.tensor(m.handle)
+        self.bind(m.result, t.data if m.own_version else t.detach(), r)
         return _TENSOR_BYTES  # a new tensor object sharing the data
 
     def detach_inplace(self, m: session_pb2.DetachInplace,
