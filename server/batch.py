@@ -376,6 +376,26 @@ class Executor:
         except ge.errors.BudgetExceededError as exc:
             return self.retry_measured(exc, estimate, run, *args)
 
+    def room_for_constant(self, msg: Any, decoded: int) -> None:
+        """Refuse a tape op's constant input, before it is decoded, when its data with `decoded`
+        (what the op's inputs decoded so far add) would take the session past its limit. A
+        tape's constant is decoded anew for each input word naming it: one 1 MiB constant
+        named by an op's 4,095 input words made 4 GiB before the op's budget was checked.
+
+        Raises:
+            LimitExceededError: the session, measured exactly, has no room for it.
+        """
+        size = decoded + codec.data_bytes(msg, self.limit) + _TENSOR_BYTES
+        s = self.s
+        limit = s.limits.max_bytes
+        if s.measured_bytes + self.budget.pending + size <= limit:
+            return
+        if self.budget.measure() + size > limit:
+            raise LimitExceededError(
+                f"the op's constant inputs would take the session past its limit of {limit} "
+                f"bytes ({size} bytes with this one, {s.measured_bytes} held): each use of a tape "
+                "constant is a new tensor", limit="max_session_bytes")
+
     def retry_measured(self, refusal: Exception, estimate: int, run: Callable[..., Any],
                        *args: Any) -> Any:
         """`within_budget` after `run(*args)` was refused under the `estimate` of what the
@@ -571,8 +591,9 @@ class Executor:
                     elif kind == wire_tape.NONE:
                         inputs.append(None)
                     else:
-                        c = codec.decode_tensor(constants[w >> 3], self.limit,
-                                                what=f"{name}() input")
+                        constant = constants[w >> 3]
+                        self.room_for_constant(constant, growth)
+                        c = codec.decode_tensor(constant, self.limit, what=f"{name}() input")
                         growth += c.nbytes + _TENSOR_BYTES
                         inputs.append(c)
                 estimate = max_bytes - s.measured_bytes - budget.pending
