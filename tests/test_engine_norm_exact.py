@@ -48,6 +48,30 @@ def test_rows_of_every_length_up_to_300(dtype: Any, seed: int) -> None:
             _same(e.norm(p, dim=1), t.norm(p, dim=1), f"n={n} p={p}")
 
 
+def test_small_inputs_take_the_same_steps() -> None:
+    """Up to 64 float32 elements the p = 2 loop runs on numpy scalars (vector_norm.SMALL_NORM):
+    the same bits as the array path and as torch, for single rows and a few rows."""
+    rng = np.random.default_rng(8)
+    for n in range(1, 65):
+        for rows in {1, 2, max(1, 64 // n)}:
+            a = _rows(rng, 40 * rows, n, np.float32).reshape(40, rows, n)
+            for sample in a:
+                _same(ge.tensor(sample).norm(dim=-1), torch.from_numpy(sample).norm(dim=-1),
+                      f"n={n} rows={rows}")
+                _same(ge.tensor(sample[0]).norm(), torch.from_numpy(sample[0]).norm())
+
+
+@pytest.mark.parametrize("rows", [1, 30])
+def test_tiny_squares_redo_the_fused_steps_exactly(rows: int) -> None:
+    """Squares below float32's normals (and float64 sums on a float32 halfway point) make the
+    fused tail redo its steps with the exact fma (both the scalar and the array path)."""
+    rng = np.random.default_rng(rows)
+    for n in (9, 13, 20, 31, 37):
+        for scale in (1e-20, 1e-22, 3e-19):
+            a = (rng.standard_normal((rows, n)) * scale).astype(np.float32)
+            _same(ge.tensor(a).norm(dim=1), torch.from_numpy(a).norm(dim=1), f"n={n} {scale}")
+
+
 SHAPES_AND_DIMS: list[tuple[tuple[int, ...], Any]] = [
     ((12, 37), 0), ((12, 37), -1), ((12, 37), (0, 1)), ((12, 37), None), ((12, 37), ()),
     ((5, 7, 9), 1), ((5, 7, 9), (0, 2)), ((5, 7, 9), (1, 2)), ((5, 7, 9), (0, 1)),
