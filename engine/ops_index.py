@@ -690,7 +690,7 @@ def _masked_fill(x: Any, mask: Any, value: Any) -> Any:
             f"{value.ndim} dimension(s).")
     x = np.asarray(x)
     broadcast_shape(mask, x)
-    return np.where(mask, np.asarray(value).astype(x.dtype), x)
+    return np.where(mask, np.asarray(dtypes.fill_value(value, x.dtype)).astype(x.dtype), x)
 
 
 _C_TYPE = {"float32": "float", "float64": "double", "int32": "int", "int64": "long int",
