@@ -110,3 +110,26 @@ def test_mnist_sized_convolution_fits_the_default_budget(lib):
     # rounding allows
     np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got_grad.numpy(), want_grad.numpy(), rtol=1e-4)
+
+
+# --- nll_loss: ignored targets' gradient ----------------------------------------------------------
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ignored_targets_get_a_positive_zero_gradient_as_torch(lib, reduction, weighted):
+    # makemore pads its targets with -1 (ignore_index=-1): torch's kernel never writes an
+    # ignored row, so its gradient is +0.0, and log_softmax's backward keeps the sign of zero
+    rng = np.random.default_rng(4)
+    logits = rng.standard_normal((6, 5)).astype(np.float32)
+    weight = rng.uniform(0.5, 2, 5).astype(np.float32)
+    targets = np.array([1, -1, 3, -1, 0, 2])
+
+    def run(t: Any) -> Any:
+        x = t.tensor(logits, requires_grad=True)
+        loss = t.nn.functional.cross_entropy(
+            x, t.tensor(targets), t.tensor(weight) if weighted else None, ignore_index=-1,
+            reduction=reduction)
+        loss.sum().backward()
+        return x.grad
+
+    _same(run(lib), run(torch))
