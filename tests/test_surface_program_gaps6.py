@@ -133,3 +133,28 @@ def test_ignored_targets_get_a_positive_zero_gradient_as_torch(lib, reduction, w
         return x.grad
 
     _same(run(lib), run(torch))
+
+
+# --- torch.utils.data's submodules ----------------------------------------------------------------
+
+@pytest.mark.parametrize("path", [
+    "dataloader.DataLoader", "dataloader.default_collate", "dataloader.get_worker_info",
+    "dataset.Dataset", "dataset.TensorDataset", "dataset.Subset", "dataset.random_split",
+    "sampler.RandomSampler", "sampler.BatchSampler", "sampler.SequentialSampler",
+])
+def test_data_submodules_hold_torch_names(lib, path):
+    # minGPT and makemore import `from torch.utils.data.dataloader import DataLoader`
+    sub, name = path.split(".")
+    assert getattr(getattr(lib.utils.data, sub), name) is getattr(lib.utils.data, name)
+    assert getattr(getattr(torch.utils.data, sub), name) is getattr(torch.utils.data, name)
+
+
+def test_loader_from_the_submodule_batches_as_torch(lib):
+    def run(t: Any) -> list[Any]:
+        t.manual_seed(5)
+        data = t.utils.data.dataset.TensorDataset(t.arange(10.0), t.arange(10))
+        loader = t.utils.data.dataloader.DataLoader(data, batch_size=4, shuffle=True)
+        assert t.utils.data.get_worker_info() is None
+        return [(x.tolist(), y.tolist()) for x, y in loader]
+
+    assert run(lib) == run(torch)
