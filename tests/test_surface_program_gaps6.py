@@ -158,3 +158,21 @@ def test_loader_from_the_submodule_batches_as_torch(lib):
         return [(x.tolist(), y.tolist()) for x, y in loader]
 
     assert run(lib) == run(torch)
+
+
+# --- indexing a 0-dim tensor ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("index", [0, -1, 5, np.int64(0), slice(0, 1), slice(None), (0,), (0, 0),
+                                   [0], (None, 0), (Ellipsis, 0)])
+@pytest.mark.parametrize("write", [False, True])
+def test_zero_dim_index_refused_as_torch(lib, index, write):
+    # hunkim's hello-RNN reads `loss.data[0]`, written for torch 0.3: torch 2.13 tells it to
+    # use item()
+    def run(t: Any) -> Any:
+        x = t.tensor(3.0)
+        if write:
+            x[index] = 1.0
+            return x.item()
+        return x[index].tolist()
+
+    assert _error(run, lib) == _error(run, torch)
