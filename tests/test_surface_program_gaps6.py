@@ -176,3 +176,31 @@ def test_zero_dim_index_refused_as_torch(lib, index, write):
         return x[index].tolist()
 
     assert _error(run, lib) == _error(run, torch)
+
+
+# --- the 2-norm as torch's vectorised kernel sums it ----------------------------------------------
+
+def test_vector_two_norm_of_whole_tensors_bit_for_bit(lib):
+    # minGPT's clip_grad_norm_ took a (10, 48) gradient's norm an ulp off torch's, and training
+    # drifted from there
+    rng = np.random.default_rng(6)
+    for n in [3, 8, 17, 100, 480, 1000, 4097]:
+        x = (rng.standard_normal(n) * rng.uniform(0.01, 100)).astype(np.float32)
+        want = torch.linalg.vector_norm(torch.tensor(x))
+        _same(lib.linalg.vector_norm(lib.tensor(x)), want)
+        _same(lib.tensor(x.reshape(-1, 1)).norm(), torch.tensor(x.reshape(-1, 1)).norm())
+
+
+def test_clip_grad_norm_matches_torch(lib):
+    rng = np.random.default_rng(8)
+    grads = [rng.standard_normal(s).astype(np.float32) * 0.1 for s in [(10, 48), (48,), (6, 48)]]
+
+    def run(t: Any) -> list[Any]:
+        params = [t.nn.Parameter(t.zeros(g.shape)) for g in grads]
+        for p, g in zip(params, grads):
+            p.grad = t.tensor(g)
+        total = t.nn.utils.clip_grad_norm_(params, 0.5)
+        return [total] + [p.grad for p in params]
+
+    for got, want in zip(run(lib), run(torch)):
+        _same(got, want)
