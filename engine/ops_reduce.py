@@ -557,46 +557,10 @@ defop("std", _std, _std_vjp,
 # --- norm ----------------------------------------------------------------------------------------
 
 
-def _two_norm_lastdim(x: np.ndarray, axes: Any, keepdim: bool) -> np.ndarray | None:
-    """The 2-norm as torch's vectorised CPU kernel takes it when the reduction is over the last
-    dim of a contiguous float tensor, or over all of it (norm_kernel_tensor_iterator_impl's
-    reduce-lastdim path): per row, vectors of squares (each rounded) added lane by lane in
-    order (8 float32 or 4 float64 lanes, no AVX512 build), the lanes added in order, then the
-    remaining elements' squares one by one, then sqrt. None where that path is not taken."""
-    if x.dtype not in (np.float32, np.float64) or not x.flags.c_contiguous or not x.size:
-        return None
-    if axes is None or sorted(axes) == list(range(x.ndim)):
-        rows = x.reshape(1, -1)
-        shape = (1,) * x.ndim if keepdim else ()
-    elif tuple(axes) in ((x.ndim - 1,), (-1,)):
-        rows = x.reshape(-1, x.shape[-1])
-        shape = (*x.shape[:-1], 1) if keepdim else x.shape[:-1]
-    else:
-        return None
-    lanes = cascade.REDUCE_VECTOR_BYTES // x.dtype.itemsize
-    m, n = rows.shape
-    full = n - n % lanes
-    if full:
-        whole = rows[:, :full]
-        acc = cascade.seq_sum((whole * whole).reshape(m, full // lanes, lanes), 1)
-        total = acc[:, 0]
-        for i in range(1, lanes):
-            total = total + acc[:, i]
-    else:
-        total = np.zeros(m, x.dtype)
-    for d in range(full, n):
-        total = total + rows[:, d] * rows[:, d]
-    return np.sqrt(total).reshape(shape)
-
-
 def _norm(x: Any, p: float = 2.0, dim: Any = None, keepdim: bool = False,
           dtype: Any = None) -> Any:
     # `dtype`: the input arrives cast to it (`_norm_dtype`)
     axes = _axes(x, dim)
-    if p == 2.0:
-        exact = _two_norm_lastdim(x, axes, keepdim)
-        if exact is not None:
-            return exact
     a = np.abs(x)
     if p == 2.0:
         return np.sqrt(np.sum(a * a, axis=axes, keepdims=keepdim))
