@@ -309,14 +309,7 @@ def torch_sum(x: np.ndarray, axes: Sequence[int] | None = None, keepdims: bool =
     """
     threads = THREADS if threads is None else threads
     nd = x.ndim
-    key = (x.shape, x.strides, x.dtype.itemsize, None if axes is None else tuple(axes), keepdims)
-    layout = _LAYOUTS.get(key)
-    if layout is None:
-        layout = _layout(*key)
-        if len(_LAYOUTS) >= MAX_LAYOUTS:
-            _LAYOUTS.clear()
-        _LAYOUTS[key] = layout
-    red, final_shape, it, perm, view_shape, view_strides = layout
+    red, final_shape, it, perm, view_shape, view_strides = iterator_layout(x, axes, keepdims)
     zero = x.dtype.type(0)
     if x.size == 0:
         return np.zeros(final_shape, x.dtype)
@@ -355,10 +348,7 @@ def torch_sum(x: np.ndarray, axes: Sequence[int] | None = None, keepdims: bool =
     vec = REDUCE_VECTOR_BYTES // item
     # the iterator's dims as a view of x: its dims permuted and merged (a reshape of merged
     # dims is a view with the merged strides; as_strided, some times slower, where it is not)
-    view = x.transpose(perm).reshape(view_shape)
-    if view.strides != view_strides:
-        view = np.lib.stride_tricks.as_strided(x, shape=view_shape, strides=view_strides,
-                                               writeable=False)
+    view = iterator_view(x, (red, final_shape, it, perm, view_shape, view_strides))
     (size0, in0, _, _) = it[0]
     if p == len(it):  # no kept dims: one output value
         return np.asarray(_full(view.reshape(-1, size0), threads) + zero).reshape(final_shape)
@@ -452,6 +442,32 @@ def _prod(shape: Sequence[int], axes: set[int]) -> int:
 # MAX_LAYOUTS (then it starts over), so shapes from the wire cannot grow it.
 _LAYOUTS: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 MAX_LAYOUTS = 512
+
+
+def iterator_layout(x: np.ndarray, axes: Sequence[int] | None,
+                    keepdims: bool) -> tuple[Any, ...]:
+    """`_layout` of x's shape and strides for reducing `axes` (None: all), remembered in
+    `_LAYOUTS`: (reduced dims, result shape, the iterator's dims, and the permutation, shape and
+    strides that view x as the iterator's dims, outermost first)."""
+    key = (x.shape, x.strides, x.dtype.itemsize, None if axes is None else tuple(axes), keepdims)
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        layout = _layout(*key)
+        if len(_LAYOUTS) >= MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = layout
+    return layout
+
+
+def iterator_view(x: np.ndarray, layout: tuple[Any, ...]) -> np.ndarray:
+    """x as the iterator's dims of `layout` (`iterator_layout`), outermost first: its dims
+    permuted and merged (a reshape where that is a view, else as_strided)."""
+    perm, view_shape, view_strides = layout[3:]
+    view = x.transpose(perm).reshape(view_shape)
+    if view.strides != view_strides:
+        view = np.lib.stride_tricks.as_strided(x, shape=view_shape, strides=view_strides,
+                                               writeable=False)
+    return view
 
 
 def _layout(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int,

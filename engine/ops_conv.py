@@ -240,18 +240,24 @@ def _weight_shape(g: Any, x: Any, **attrs: Any) -> tuple[int, ...]:
     return tuple(attrs["weight_shape"])
 
 
-def _conv_bound(result_shape: Any, shapes: Any) -> Any:
+def _conv_bound(result_shape: Any, shapes: Any, data_windows: bool = False) -> Any:
     """The result, plus the largest scratch of either path: the windows (float64, gathered and
     reordered, and `gemm._may_be_tiny`'s masks and magnitudes of them: 40 bytes an element),
-    the padded source, the chains' float64 buffers and a reordered weight."""
+    the padded source, the chains' float64 buffers and a reordered weight. Every path takes
+    windows of the input over the output's positions; `data_windows` (the input's gradient,
+    and conv_transpose's forward, which is one) adds conv_onednn's `backward_data`, which takes
+    windows of the gradient over the input's positions."""
     def bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
         shape = tuple(result_shape(*args, **attrs))
         x, w, g = (_shape_2d(s) for s in shapes(args, attrs))
         kernel, channels = w[2] * w[3], max(x[1], g[1])
         rows = x[0] * max(x[2] * x[3], g[2] * g[3])
+        windows = x[0] * g[2] * g[3] * x[1]
+        if data_windows:
+            windows = max(windows, x[0] * x[2] * x[3] * g[1])
         reach = max(attrs["padding"]) + max(attrs["dilation"]) * max(w[2:])
         padded = x[0] * channels * (max(x[2], g[2]) + 2 * reach) * (max(x[3], g[3]) + 2 * reach)
-        scratch = 40 * rows * channels * kernel + 8 * padded + 24 * rows * channels
+        scratch = 40 * windows * kernel + 8 * padded + 24 * rows * channels
         scratch += 16 * limits.numel(w)
         bound = limits.with_scratch(limits.shape_bound(shape, out_dtype.np.itemsize), scratch)
         # each element of the forward's result sums (channels / groups) * kernel products, and
@@ -328,7 +334,7 @@ defop("convolution_backward_input", _backward_input,
       attrs=(AttrSpec("input_shape", "ints", required=True), *_ATTRS), method=False,
       backward="ConvolutionBackwardBackward0",
       doc="the gradient of convolution's input of `input_shape` (convolution is its VJP)",
-      out_bound=_conv_bound(_input_shape, _input_grad_shapes))
+      out_bound=_conv_bound(_input_shape, _input_grad_shapes, data_windows=True))
 defop("convolution_backward_weight", _backward_weight,
       lambda ns, gw, out, g, x, weight_shape, **attrs: ns.convolution(x, gw, None, **attrs),
       lambda ns, gw, out, g, x, weight_shape, **attrs: ns.convolution_backward_input(
@@ -457,4 +463,4 @@ defop("convolution_transpose", _convolution_transpose,
       backward="ConvolutionBackward0",
       doc="1-d or 2-d transposed convolution of (N, C_in, *spatial) with (C_in, C_out / groups, "
           "*kernel): the gradient of the convolution from the result's shape to the input's",
-      out_bound=_conv_bound(_transpose_shape, _transpose_shapes))
+      out_bound=_conv_bound(_transpose_shape, _transpose_shapes, data_windows=True))

@@ -690,7 +690,7 @@ def _masked_fill(x: Any, mask: Any, value: Any) -> Any:
             f"{value.ndim} dimension(s).")
     x = np.asarray(x)
     broadcast_shape(mask, x)
-    return np.where(mask, np.asarray(value).astype(x.dtype), x)
+    return np.where(mask, np.asarray(dtypes.fill_value(value, x.dtype)).astype(x.dtype), x)
 
 
 _C_TYPE = {"float32": "float", "float64": "double", "int32": "int", "int64": "long int",
@@ -794,8 +794,24 @@ def _advanced(x: Tensor, adv: list[tuple[int, Tensor]]) -> Tensor:
     return FUNCTIONS["index"](moved, stacked, 0)
 
 
+def _check_zero_dim(index: Any) -> None:
+    """torch's refusals of a lone int or slice indexing a 0-dim tensor (its applySelect and
+    applySlice checks, before the count of indices)."""
+    if isinstance(index, (int, np.integer)) and not isinstance(index, (bool, np.bool_)):
+        if index == 0:
+            raise errors.OutOfRangeIndexError(
+                "invalid index of a 0-dim tensor. Use `tensor.item()` in Python or "
+                "`tensor.item<T>()` in C++ to convert a 0-dim tensor to a number")
+        raise errors.OutOfRangeIndexError(
+            f"index {int(index)} is out of bounds for dimension 0 with size 0")
+    if isinstance(index, slice):
+        raise errors.OutOfRangeIndexError("slice() cannot be applied to a 0-dim tensor.")
+
+
 def _apply_index(self: Tensor, index: Any) -> tuple[Tensor, bool]:
     """x[index] as registered ops; also whether an advanced (tensor) index was involved."""
+    if self.ndim == 0:
+        _check_zero_dim(index)
     items, bare_slice = _items(index)
     items = tuple(_as_index_tensor(it) if isinstance(it, (list, np.ndarray)) else it
                   for it in items)

@@ -698,7 +698,10 @@ def _nll_backward(g: Any, t: Any, w: Any = None, shape: Sequence[int] = (),
         return _classes_back(flat, shape)
     gg = _element_grads(g, safe, ww, reduction)
     flat = np.zeros((safe.size, c), dtype=gg.dtype)
-    flat[np.arange(safe.size), safe] = -gg * ww
+    # only the targets torch's kernel writes: an ignored row stays +0 (-g * 0 would be -0.0,
+    # which log_softmax's backward keeps)
+    rows = np.flatnonzero(valid)
+    flat[rows, safe[rows]] = (-gg * ww)[rows]
     return _classes_back(flat, shape)
 
 

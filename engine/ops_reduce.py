@@ -12,7 +12,7 @@ import numpy as np
 from gradserve.surface import messages
 from gradserve.surface.messages import TYPE_WORDS
 
-from . import cascade, dtypes, errors, limits
+from . import cascade, dtypes, errors, limits, vector_norm
 from .registry import (
     BOOL,
     FLOAT,
@@ -561,6 +561,8 @@ def _norm(x: Any, p: float = 2.0, dim: Any = None, keepdim: bool = False,
           dtype: Any = None) -> Any:
     # `dtype`: the input arrives cast to it (`_norm_dtype`)
     axes = _axes(x, dim)
+    if x.size and x.dtype in (np.float32, np.float64):
+        return vector_norm.vector_norm(x, p, axes, keepdim)  # torch's kernel, bit for bit
     a = np.abs(x)
     if p == 2.0:
         return np.sqrt(np.sum(a * a, axis=axes, keepdims=keepdim))

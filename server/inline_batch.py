@@ -388,7 +388,8 @@ class InlineBatch:
         ctx = ThreadContext(context)
         error: Exception | None = None
         try:
-            call = Call(ctx, owner, slots, servicer.config.run_quantum)
+            call = Call(ctx, owner, slots, servicer.config.run_quantum,
+                        servicer.config.max_call_seconds)
             executor = batch.Executor(use.session, call.check_ended,
                                       servicer.config.max_message_bytes)
             try:

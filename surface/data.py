@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .compat import Namespace
+
 _NUMPY_STRING_DTYPE = re.compile(r"[SaUO]")
 COLLATE_ERROR = ("default_collate: batch must contain tensors, numpy arrays, numbers, dicts or "
                  "lists; found {}")
@@ -528,7 +530,8 @@ def namespace(torch: Any) -> types.SimpleNamespace:
     Returns:
         A namespace with Dataset, TensorDataset, ConcatDataset, Subset, Sampler,
         SequentialSampler, RandomSampler, BatchSampler, DataLoader, default_collate,
-        default_convert and random_split.
+        default_convert, get_worker_info and random_split, and torch's submodules `dataset`,
+        `sampler` and `dataloader` holding them.
     """
     bound = {"_torch": torch, "__module__": "torch.utils.data"}
     sampler = type("RandomSampler", (RandomSampler,), dict(bound, __doc__=RandomSampler.__doc__))
@@ -546,8 +549,22 @@ def namespace(torch: Any) -> types.SimpleNamespace:
 
     collate.__doc__, convert.__doc__, split.__doc__ = (
         default_collate.__doc__, default_convert.__doc__, random_split.__doc__)
+    datasets = dict(Dataset=Dataset, TensorDataset=TensorDataset, ConcatDataset=ConcatDataset,
+                    Subset=Subset, random_split=split)
+    samplers = dict(Sampler=Sampler, SequentialSampler=SequentialSampler, RandomSampler=sampler,
+                    BatchSampler=BatchSampler)
+    loading = dict(DataLoader=loader, default_collate=collate, default_convert=convert,
+                   get_worker_info=get_worker_info)
+    # torch's submodules, which programs import from (`from torch.utils.data.dataloader import
+    # DataLoader`)
     return types.SimpleNamespace(
-        Dataset=Dataset, TensorDataset=TensorDataset, ConcatDataset=ConcatDataset, Subset=Subset,
-        Sampler=Sampler, SequentialSampler=SequentialSampler, RandomSampler=sampler,
-        BatchSampler=BatchSampler, DataLoader=loader, default_collate=collate,
-        default_convert=convert, random_split=split)
+        **datasets, **samplers, **loading,
+        dataset=Namespace("torch.utils.data.dataset", **datasets),
+        sampler=Namespace("torch.utils.data.sampler", **samplers),
+        dataloader=Namespace("torch.utils.data.dataloader", **loading))
+
+
+def get_worker_info() -> None:
+    """torch.utils.data.get_worker_info: None, as in torch's main process (loading always runs
+    in the calling process)."""
+    return None

@@ -57,6 +57,14 @@ def tp_name(value: Any) -> str:
     return f"{cls.__module__}.{cls.__name__}"
 
 
+def must_be_tensor(name: str, arg: str, value: Any, position: int | None = None) -> str:
+    """torch's TypeError text for a value of the wrong type given for Tensor argument `arg` of
+    `name`: "add(): argument 'other' (position 2) must be Tensor, not numpy.ndarray" (no
+    position for an argument given by keyword)."""
+    where = "" if position is None else f" (position {position})"
+    return f"{name}(): argument '{arg}'{where} must be Tensor, not {tp_name(value)}"
+
+
 TYPE_WORDS = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
               "bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short"}
 """torch's C++ names of the dtypes, as its messages print them ("Got Long")."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import grad_mode, messages, out_arg
 from .nn_backend import NNBackend
-from .nn_functional import _reduce, check_reduction, legacy_reduction
+from .nn_functional import _reduce, check_reduction, legacy_reduction, reduction_enum
 from .nn_loss import _Loss
 from .nn_module import Module
 
@@ -102,9 +102,13 @@ def kl_div(be: NNBackend, input: Any, target: Any, size_average: Any = None, red
     Raises:
         ValueError: an unknown reduction.
     """
-    reduction = legacy_reduction(size_average, reduce, reduction)
-    if reduction == "mean":
-        warnings.warn(_KL_MEAN_WARNING, UserWarning, stacklevel=2)
+    if size_average is not None or reduce is not None:  # torch's legacy path: no 'mean' warning
+        reduction = legacy_reduction(size_average, reduce, reduction)
+    else:
+        if reduction == "mean":
+            warnings.warn(_KL_MEAN_WARNING, UserWarning, stacklevel=2)
+        if reduction != "batchmean":
+            reduction = reduction_enum(reduction)
     if reduction != "batchmean":
         check_reduction(be, reduction)
     if log_target:

@@ -28,6 +28,22 @@ from .nn_backend import NNBackend
 REDUCTIONS = ("none", "mean", "sum")
 
 
+def reduction_enum(reduction: str) -> str:
+    """The reduction torch's `_Reduction.get_enum` reads: the deprecated 'elementwise_mean'
+    is 'mean', with torch's warning; any other name passes through to be checked."""
+    if reduction == "elementwise_mean":
+        warnings.warn("reduction='elementwise_mean' is deprecated. Please use reduction='mean' "
+                      "instead.", UserWarning, stacklevel=3)
+        return "mean"
+    return reduction
+
+
+def loss_reduction(size_average: Any, reduce: Any, reduction: str) -> str:
+    """What a loss function reduces by: `legacy_reduction`'s choice as `reduction_enum` reads
+    it (a loss module keeps the name it was given; its functional maps it at each call)."""
+    return reduction_enum(legacy_reduction(size_average, reduce, reduction))
+
+
 def _call(be: NNBackend, name: str, *args: Any, **kwargs: Any) -> Any:
     return be.call(name, args, kwargs)
 
@@ -469,7 +485,7 @@ def _warn_size(be: NNBackend, input: Any, target: Any) -> None:
 def mse_loss(be: NNBackend, input: Any, target: Any, size_average: Any = None,
              reduce: Any = None, reduction: str = "mean", weight: Any = None) -> Any:
     """Mean (sum, none) squared error; target broadcasts to input with torch's warning."""
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = loss_reduction(size_average, reduce, reduction)
     if weight is not None:
         raise be.runtime_error("mse_loss(): weight is not supported")
     _warn_size(be, input, target)
@@ -483,7 +499,7 @@ def l1_loss(be: NNBackend, input: Any, target: Any, size_average: Any = None,
     torch composes it (`(input - target).abs()`, then mean or sum, after broadcast_tensors), so
     the graph is torch's: MeanBackward0 <- AbsBackward0 <- SubBackward0.
     """
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = loss_reduction(size_average, reduce, reduction)
     if weight is not None:
         raise be.runtime_error("l1_loss(): weight is not supported")
     _warn_size(be, input, target)
@@ -514,7 +530,7 @@ def _broadcast_tensors(be: NNBackend, a: Any, b: Any) -> tuple[Any, Any]:
 def smooth_l1_loss(be: NNBackend, input: Any, target: Any, size_average: Any = None,
                    reduce: Any = None, reduction: str = "mean", beta: float = 1.0) -> Any:
     """0.5 * d**2 / beta where |d| < beta, else |d| - 0.5 * beta (d = input - target)."""
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = loss_reduction(size_average, reduce, reduction)
     if beta < 0:
         raise be.runtime_error("smooth_l1_loss does not support negative values for beta.")
     _warn_size(be, input, target)
@@ -531,6 +547,7 @@ def huber_loss(be: NNBackend, input: Any, target: Any, reduction: str = "mean",
     if weight is not None:
         raise be.runtime_error("huber_loss(): weight is not supported")
     _warn_size(be, input, target)
+    reduction = reduction_enum(reduction)
     check_reduction(be, reduction)
     if delta <= 0:
         raise be.runtime_error("huber_loss does not support non-positive values for delta.")
@@ -542,7 +559,7 @@ def binary_cross_entropy(be: NNBackend, input: Any, target: Any, weight: Any = N
                          size_average: Any = None, reduce: Any = None,
                          reduction: str = "mean") -> Any:
     """Binary cross-entropy of probabilities, each log clamped to >= -100 as in torch."""
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = loss_reduction(size_average, reduce, reduction)
     return _call(be, "binary_cross_entropy", input, target, weight, reduction)
 
 
@@ -551,7 +568,7 @@ def binary_cross_entropy_with_logits(be: NNBackend, input: Any, target: Any,
                                      reduce: Any = None, reduction: str = "mean",
                                      pos_weight: Any = None) -> Any:
     """Binary cross-entropy of sigmoid(input), computed stably from the logits."""
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = loss_reduction(size_average, reduce, reduction)
     return _call(be, "binary_cross_entropy_with_logits", input, target, weight, pos_weight,
                  reduction)
 
@@ -560,7 +577,7 @@ def nll_loss(be: NNBackend, input: Any, target: Any, weight: Any = None,
              size_average: Any = None, ignore_index: int = -100, reduce: Any = None,
              reduction: str = "mean") -> Any:
     """Negative log-likelihood of class indices (class dim 1), weighted, ignoring ignore_index."""
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = loss_reduction(size_average, reduce, reduction)
     return _call(be, "nll_loss", input, target, weight, ignore_index, reduction)
 
 
@@ -577,7 +594,7 @@ def cross_entropy(be: NNBackend, input: Any, target: Any, weight: Any = None,
     Raises:
         ValueError: an unknown reduction; RuntimeError: torch's shape and target errors.
     """
-    reduction = legacy_reduction(size_average, reduce, reduction)
+    reduction = loss_reduction(size_average, reduce, reduction)
     check_reduction(be, reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise be.runtime_error(

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .numbers import python_number
 from .spellings import is_int
 
 
@@ -70,11 +71,14 @@ def _dims(v: Any, as_dtype: Callable[[Any], Any]) -> Any:
 
 
 def _scalar(v: Any, as_dtype: Callable[[Any], Any]) -> Any:
-    if isinstance(v, (bool, np.bool_)):
+    if isinstance(v, bool):
         return bool(v)
-    if is_int(v):
+    n = python_number(v)  # a numpy scalar, as torch reads it (a numpy bool is a float)
+    if n is not None:
+        return n
+    if isinstance(v, int):
         return int(v)
-    if isinstance(v, (float, np.floating)):
+    if isinstance(v, float):
         return float(v)
     return REFUSED
 

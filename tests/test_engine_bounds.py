@@ -315,6 +315,9 @@ def _big_cases() -> dict[str, tuple[str, Callable[[], list[Any]], dict[str, Any]
     def f32(*shape: int) -> Any:
         return ge.tensor(rng.uniform(0.1, 0.9, shape).astype(np.float32))
 
+    def f64(*shape: int) -> Any:
+        return ge.tensor(rng.uniform(0.1, 0.9, shape))
+
     def ints(high: int, *shape: int) -> Any:
         return ge.tensor(rng.integers(0, high, shape))
 
@@ -401,6 +404,21 @@ def _big_cases() -> dict[str, tuple[str, Callable[[], list[Any]], dict[str, Any]
         "conv_numpy_input_grad": ("convolution_backward_input",
                                   lambda: [f32(8, 16, 32, 32), f32(16, 16, 3, 3)],
                                   {"input_shape": (8, 16, 32, 32), **conv}),
+        # few input channels, many output channels (an MNIST net's first layer): the forward's
+        # and the weight gradient's windows are of the input, the input gradient's of either
+        "conv_widening": ("convolution", lambda: [f32(16, 1, 28, 28), f32(32, 1, 5, 5), f32(32)],
+                          {**conv, "padding": (2, 2)}),
+        "conv_widening_numpy": ("convolution", lambda: [f64(16, 2, 28, 28), f64(32, 1, 5, 5),
+                                                        None],
+                                {**conv, "padding": (2, 2), "groups": 2}),
+        "conv_widening_input_grad": ("convolution_backward_input",
+                                     lambda: [f32(16, 32, 28, 28), f32(32, 1, 5, 5)],
+                                     {"input_shape": (16, 1, 28, 28), **conv,
+                                      "padding": (2, 2)}),
+        "conv_widening_weight_grad": ("convolution_backward_weight",
+                                      lambda: [f32(16, 32, 28, 28), f32(16, 1, 28, 28)],
+                                      {"weight_shape": (32, 1, 5, 5), **conv,
+                                       "padding": (2, 2)}),
     })
     return cases
 
