@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Small stateless calls on the event loop (`--inline-seconds`, server/inline.py) against the
-worker path (`--inline-seconds 0`), interleaved (not a test).
+"""Small stateless calls and session batches on the event loop (`--inline-seconds`,
+server/inline.py, server/inline_batch.py) against the worker path (`--inline-seconds 0`),
+interleaved (not a test).
 
     python bench/inline_ab.py [--rounds 30] [--calls 200] [--clients 16] [--seconds 1]
 
@@ -10,12 +11,15 @@ grpc.server's thread pool) and the same echo on grpc.aio ("aio-echo": the floor 
 transport, whose handler returns the request's bytes on the event loop). Each round
 runs, against each server in turn (A B, then B A: a burst of other work on the shared machine
 hits both), `--calls` sequential calls of bench/service.py's small stateless call (`y = x**2` of
-a 0-d float32 with its gradient; the echo gets the same bytes), and of its session batch, and
-takes for each series: the server's CPU time per call (all its threads, from
-/proc/<pid>/task/*/schedstat: nanoseconds, not clock ticks), the client thread's CPU time per
-call (`time.thread_time_ns`) and the median round-trip. Then `--throughput-rounds` interleaved
-rounds of `--clients` concurrent clients for `--seconds` each give requests/s. Prints, per
-figure, the min and median over the rounds, and the ratios of the medians to the echo's. Exits 0.
+a 0-d float32 with its gradient; the echo gets the same bytes), of its session batch (create,
+pow, backward, fetch the grad, release: ApplyOp messages), and through the SDK (gradserve.client)
+of bench/client.py's seed step (its one round trip, a tape) and Adam iteration (zero_grad, 9
+ops, backward, step: one round trip), and takes for each series: the server's CPU time per
+call (all its threads, from /proc/<pid>/task/*/schedstat: nanoseconds, not clock ticks), the
+client thread's CPU time per call (`time.thread_time_ns`) and the median round-trip. Then
+`--throughput-rounds` interleaved rounds of `--clients` concurrent clients for `--seconds` each
+give requests/s. Prints, per figure, the min and median over the rounds, and the ratios of the
+medians to the echo's. Exits 0.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ sys.path.insert(0, HERE)
 
 import service as bench  # noqa: E402 - bench/service.py: its servers, requests and clients
 
+import client as client_bench  # noqa: E402 - bench/client.py: the seed step, the Adam loop
+import gradserve.client as gc  # noqa: E402
 from gradserve.v1 import service_pb2_grpc  # noqa: E402
 
 
@@ -92,8 +98,11 @@ def main(argv: list[str]) -> int:
                 calls[name] = {"stateless": lambda e=echo: e(data)}
                 continue
             stub = service_pb2_grpc.AutogradServiceStub(ch)
+            session = gc.connect(f"127.0.0.1:{port}").session()
             calls[name] = {"stateless": lambda s=stub: s.RunGraph(small),
-                           "session": bench.SessionCaller(stub)}
+                           "session": bench.SessionCaller(stub),
+                           "seed-step": lambda t=session: client_bench.seed_step(t),
+                           "adam-iter": client_bench.AdamLoop(session).step}
         for kinds in calls.values():  # warm up
             for call in kinds.values():
                 for _ in range(200):

@@ -25,6 +25,7 @@ from . import graph_request, heap, intake
 from .auth import Authenticator, read_tokens
 from .config import ServerConfig
 from .inline import InlineRunGraph
+from .inline_batch import InlineBatch
 from .intake import Intake
 from .metrics import Metrics
 from .service import AutogradServicer
@@ -93,8 +94,9 @@ class GradServer:
     call took its thread before its message came: a few dozen streams that announce a request
     and never finish it held every thread and stopped the server, health checks included.)
     Every call reads its own request through the `intake.Intake` (`--max-memory`, unread
-    replies per connection, large requests by turns), and small stateless RunGraph calls are
-    first tried on the event loop itself (`inline.InlineRunGraph`, `--inline-seconds`).
+    replies per connection, large requests by turns), small stateless RunGraph calls are
+    first tried on the event loop itself (`inline.InlineRunGraph`, `--inline-seconds`), and
+    small session batches begin there (`inline_batch.InlineBatch`).
     """
 
     def __init__(self, config: ServerConfig):
@@ -107,9 +109,11 @@ class GradServer:
         self.servicer = AutogradServicer(config, self.store, Authenticator(tokens),
                                          self.metrics.observe, after_call=self.trim)
         self.metrics_port: int | None = None
-        # small stateless calls first try on the event loop (--inline-seconds; 0: off)
-        self.inline = (InlineRunGraph(self.servicer, config.inline_seconds)
-                       if config.inline_seconds > 0 else None)
+        # small stateless calls first try on the event loop, small session batches begin there
+        # (--inline-seconds; 0: off)
+        on = config.inline_seconds > 0
+        self.inline = InlineRunGraph(self.servicer, config.inline_seconds) if on else None
+        self.inline_batch = InlineBatch(self.servicer, config.inline_seconds) if on else None
         self.workers = Workers(config.workers, "gradserve")
         self.intake = Intake(
             # by default each of --processes N gets its share of the memory
@@ -150,9 +154,13 @@ class GradServer:
         # workers, RunGraph's parser keeping large inputs' data in the request's bytes
         # (`graph_request`)
         run_graph = f"/{SERVICE_NAME}/RunGraph"
+        inline: dict[str, Any] = {}
+        if self.inline is not None and self.inline_batch is not None:
+            inline = {run_graph: self.inline,
+                      f"/{SERVICE_NAME}/ExecuteBatch": self.inline_batch}
         registrar: Any = GuardedRegistrar(
             server, self.workers, self.intake, {run_graph: graph_request.parse_run_graph},
-            {} if self.inline is None else {run_graph: self.inline.attempt})
+            inline)
         service_pb2_grpc.add_AutogradServiceServicer_to_server(self.servicer, registrar)
         health = await add_health(registrar)
         add_reflection(registrar)

@@ -216,6 +216,11 @@ def _unreachable(msg: graph_pb2.Value) -> Any:
     raise AssertionError("handle and ref values are resolved by Executor.value")
 
 
+class Paused(BaseException):
+    """A tape op's gate paused the batch (`Executor.proceed`); a BaseException, so that no
+    error handling on the way out takes it for the op's error."""
+
+
 def _index_tensors(key: Any) -> Sequence[Any]:
     return key if isinstance(key, tuple) else (key,)
 
@@ -266,8 +271,32 @@ class Executor:
         self.values: list[tuple[session_pb2.TapeResult, list[int]]] = []
         # what the last backward pass charged and kept (see differentiate); EXACT: measure
         self.pass_growth = EXACT
+        # what may pause the batch between instructions and tape ops (`proceed`); None: never
+        self.gate: Any = None
+        # the batch `begin` started: its instructions, their (kind, message), its reply
+        self.instructions: Sequence[session_pb2.Instruction] = ()
+        self.parts: list[tuple[str | None, Any]] = []
+        self.response = session_pb2.BatchResponse()
+        self.tape_op = 0  # the op a paused tape continues from
 
     def run(self, instructions: Sequence[session_pb2.Instruction]) -> session_pb2.BatchResponse:
+        """Run the batch to its end: `begin`, `proceed`, `end`.
+
+        Raises:
+            Located: the failing instruction's error with its index (those before it stay
+                applied).
+        """
+        self.begin(instructions)
+        self.proceed()
+        return self.end()
+
+    def begin(self, instructions: Sequence[session_pb2.Instruction]) -> None:
+        """Check the batch as a whole before anything of it runs (its instruction count, tapes
+        and reply bound), and start its reply.
+
+        Raises:
+            LimitExceededError, Located: nothing was run.
+        """
         if len(instructions) > self.s.limits.max_instructions:
             raise LimitExceededError(
                 f"batch has {len(instructions)} instructions, more than the limit of "
@@ -282,21 +311,47 @@ class Executor:
                     f"{self.response_bytes} bytes, more than the message limit of "
                     f"{self.max_response_bytes} bytes (--max-message-bytes); nothing was run: "
                     "send fewer instructions per batch", limit="max_message_bytes")
-        resp = session_pb2.BatchResponse()
-        add_result, check_deadline = resp.results.add, self.check_deadline
+        self.instructions = instructions
+        self.parts = parts
+        self.response = session_pb2.BatchResponse()
+        self.index = 0
+        self.tape_op = 0
+
+    def proceed(self) -> bool:
+        """Run the instructions from `index` on (a tape from its op `tape_op`). True when the
+        last one has run; False when `gate` paused the batch before instruction `index` (op
+        `tape_op` of a tape): the session is as after the ops before, and `proceed` continues
+        from there, on any thread (`server/inline_batch.py`).
+
+        Raises:
+            Located: the failing instruction's error with its index (those before it stay
+                applied; the batch is over).
+        """
+        parts, results, gate = self.parts, self.response.results, self.gate
+        add_result, check_deadline = results.add, self.check_deadline
         handlers, budget_check = self.HANDLERS, self.budget.check
         with ge.limits.allocation_limit(self.limit), ge.enable_grad():
-            for i, (kind, m) in enumerate(parts):
+            for i in range(self.index, len(parts)):
+                kind, m = parts[i]
                 self.bound = []
                 self.index = i
-                result = add_result()
+                if i < len(results):  # a tape paused at op `tape_op`: its result is begun
+                    result = results[i]
+                else:
+                    if gate is not None and gate.pause(self, kind, m):
+                        return False
+                    result = add_result()
                 try:
                     check_deadline()
                     if kind is None:
                         raise InvalidRequestError("instruction has no kind set")
                     growth = handlers[kind](self, m, result)
                     budget_check(kind, growth)
+                except Paused:  # (a tape op) nothing of the op ran
+                    return False
                 except Exception as exc:
+                    if gate is not None and gate.refused(kind, exc):
+                        return False  # refused before it ran: it runs when the batch proceeds
                     for h in self.bound:  # a failing instruction (or tape op) binds nothing
                         self.s.tensors.pop(h, None)
                         self.s.optimizers.pop(h, None)
@@ -305,16 +360,23 @@ class Executor:
                                              or kind in _ESTIMATED_OR_EXACT):
                         self.budget.measure()  # e.g. a refused backward may have accumulated
                     self.budget.carry()  # what the instructions before it added stays
-                    ins = instructions[i]
+                    ins = self.instructions[i]
                     if isinstance(exc, Located):  # a tape op: it knows its place in the tape
                         exc.instruction, exc.message = i, ins
                         raise
                     raise Located(exc, instruction=i, message=ins) from exc
+                self.tape_op = 0
+            self.index = len(parts)
             if self.values:
                 self._send_values()
             # Carried as an upper bound, not re-measured: the walk runs only when the estimate
             # nears the limit (and for instructions without an estimate, e.g. backward).
             self.budget.carry()
+        return True
+
+    def end(self) -> session_pb2.BatchResponse:
+        """The reply of a batch `proceed` ran to its end."""
+        resp = self.response
         dropped = self.s.dropped_functions
         if dropped:
             resp.dropped_functions.extend(dropped)
@@ -551,7 +613,9 @@ class Executor:
         enabled = grad_state.enabled
         self.bound = bound = []  # what a failing op bound (run() unbinds it)
         one = 0  # the handle the running op bound, in the one-output case
-        for k, (name, flags, start, mid, end) in enumerate(zip(*decoded.ops)):
+        gate, first = self.gate, self.tape_op  # (a paused tape continues from op `first`)
+        columns = decoded.ops if not first else [column[first:] for column in decoded.ops]
+        for k, (name, flags, start, mid, end) in enumerate(zip(*columns), first):
             try:
                 if k and not engine_checks:
                     check_deadline()
@@ -596,6 +660,11 @@ class Executor:
                         c = codec.decode_tensor(constant, self.limit, what=f"{name}() input")
                         growth += c.nbytes + _TENSOR_BYTES
                         inputs.append(c)
+                if gate is not None and gate.pause_op(name, inputs):
+                    self.tape_op = k  # nothing of op k ran: it runs when the batch proceeds
+                    if valued:
+                        self.values.append((out, valued))
+                    raise Paused
                 estimate = max_bytes - s.measured_bytes - budget.pending
                 if estimate < 0:
                     estimate = 0
@@ -656,6 +725,11 @@ class Executor:
             except Exception as exc:
                 if one:
                     bound.append(one)
+                elif gate is not None and gate.refused("tape", exc):
+                    self.tape_op = k  # refused before it ran: it runs when the batch proceeds
+                    if valued:
+                        self.values.append((out, valued))
+                    raise Paused from None
                 raise Located(exc, tape_op=k, op=name) from exc
         self.bound = []
         if valued:

@@ -75,9 +75,10 @@ _HELP = {
     "max_call_seconds": "seconds any call may execute, whatever its deadline (one without a "
                         "deadline included): past it DEADLINE_EXCEEDED; 0: no cap",
     "inline_seconds": "seconds a small stateless call (RunGraph) may run on the event loop "
-                      "before it is run again on a worker thread instead (its ops small: "
-                      "docs/internals.md); at most --run-quantum (a longer one is cut to it); "
-                      "0: every call runs on a worker",
+                      "before it is run again on a worker thread instead, and a session batch "
+                      "before a worker finishes it (its steps small: docs/internals.md); at "
+                      "most --run-quantum (a longer one is cut to it); 0: every call runs on "
+                      "a worker",
     "max_session_waiters": "calls that may wait for one session's lock; past it "
                            "RESOURCE_EXHAUSTED at once",
     "max_sessions": "live sessions at once",

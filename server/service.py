@@ -233,7 +233,11 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
                 "--processes 1, or route calls carrying x-session-id to one (README, Scale-out)")
 
     def before_call(self, context: grpc.ServicerContext) -> Call:
-        """Identify the caller, refuse a call past the caps or already past its deadline."""
+        """Identify the caller, refuse a call past the caps or already past its deadline (a
+        call admitted on the event loop already, `inline_batch`, is that call)."""
+        admitted = getattr(context, "admitted", None)
+        if admitted is not None:
+            return admitted  # type: ignore[no-any-return]
         owner = self.auth.identify(context)
         self.admission.enter(owner)
         try:
@@ -298,10 +302,17 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
             return session_info(session)
 
     @rpc
-    def ExecuteBatch(self, request: spb.BatchRequest,  # noqa: N802
+    def ExecuteBatch(self, request: Any,  # noqa: N802 - a BatchRequest or a Resume
                      call: Call) -> spb.BatchResponse | bytes:
         """The BatchResponse, serialized when it was remembered (measuring it serializes it:
-        gRPC then sends those bytes, `wire_guard`)."""
+        gRPC then sends those bytes, `wire_guard`). `request` may be a batch begun on the event
+        loop (`inline_batch.Resume`): its session is held, and the rest of it runs here."""
+        if type(request) is not spb.BatchRequest:  # an `inline_batch.Resume`
+            try:
+                return self.batch_outcome(request.session, request.request_id, call,
+                                          request.proceed, call)
+            finally:
+                request.close()
         self.stateless_only("ExecuteBatch")
         session_id = call.session_id(request.session_id)
         rid = request.request_id
@@ -314,22 +325,38 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
             if rid and rid in session.recent:
                 return _replay(session.recent[rid][0])
             executor = batch.Executor(session, call.check, self.config.max_message_bytes)
-            try:
-                with call.running():
-                    response = executor.run(request.instructions)
-            except Exception as exc:
-                if rid:
-                    failure = Failure.from_exception(exc)
-                    session.remember(rid, failure, len(failure.message) + 256,
-                                     self.config.dedup_window, self.config.dedup_bytes)
-                    raise Failed(failure) from exc
-                raise
-            if not rid:
-                return response
-            data = response.SerializeToString()
-            session.remember(rid, response, len(data), self.config.dedup_window,
-                             self.config.dedup_bytes)
-            return data
+            return self.batch_outcome(session, rid, call, executor.run, request.instructions)
+
+    def batch_outcome(self, session: Session, rid: str, call: Call,
+                      run: Callable[..., spb.BatchResponse],
+                      *args: Any) -> spb.BatchResponse | bytes:
+        """`run(*args)`, a batch's work on its locked `session`, holding a run slot; its
+        outcome remembered under request id `rid` (if any) for replay.
+
+        Raises:
+            Failed: the batch failed, remembered (else its error as it is).
+        """
+        try:
+            with call.running():
+                response = run(*args)
+        except Exception as exc:
+            if rid:
+                failure = Failure.from_exception(exc)
+                session.remember(rid, failure, len(failure.message) + 256,
+                                 self.config.dedup_window, self.config.dedup_bytes)
+                raise Failed(failure) from exc
+            raise
+        return self.batch_reply(session, rid, response)
+
+    def batch_reply(self, session: Session, rid: str,
+                    response: spb.BatchResponse) -> spb.BatchResponse | bytes:
+        """A batch's reply: remembered under request id `rid` (if any) and then serialized."""
+        if not rid:
+            return response
+        data = response.SerializeToString()
+        session.remember(rid, response, len(data), self.config.dedup_window,
+                         self.config.dedup_bytes)
+        return data
 
     @rpc
     def ListOps(self, request: catalogue_pb2.ListOpsRequest,  # noqa: N802

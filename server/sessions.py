@@ -324,6 +324,20 @@ class SessionStore:
         """
         return SessionUse(self, session_id, owner, check, touch)
 
+    def try_use(self, session_id: str, owner: str) -> SessionUse | None:
+        """`use`, entered at once (leave it with its `__exit__`); None, and nothing held, when
+        the session is not found (`get`) or its lock is busy: never waits."""
+        session = self._sessions.get((owner, session_id))
+        if session is None or session.closed or not session.lock.acquire(blocking=False):
+            return None
+        if session.closed:  # closed as the lock was taken
+            session.lock.release()
+            return None
+        use = SessionUse(self, session_id, owner, None, True)
+        use.session = session
+        session.touch()
+        return use
+
     def _acquire(self, session: Session, check: Callable[[], None] | None) -> None:
         """Take `session.lock`, as one of at most `max_session_waiters` waiters, giving up when
         `check` raises."""

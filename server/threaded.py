@@ -35,7 +35,7 @@ class ThreadContext:
     """What a handler running on a worker thread may ask of its call (the subset of
     grpc.ServicerContext the servicer uses), safe to use from that thread."""
 
-    __slots__ = ("_metadata", "_deadline", "_callbacks", "_over", "trailing")
+    __slots__ = ("_metadata", "_deadline", "_callbacks", "_over", "trailing", "admitted")
 
     def __init__(self, context: Any):
         self._metadata = tuple(context.invocation_metadata() or ())
@@ -44,6 +44,8 @@ class ThreadContext:
         self._callbacks: list[Callable[[], Any]] = []
         self._over = False
         self.trailing: Sequence[tuple[str, str | bytes]] = ()
+        # the call, when it was admitted and begun on the event loop (`inline_batch.Resume`)
+        self.admitted: Any = None
 
     def invocation_metadata(self) -> tuple[Any, ...]:
         return self._metadata
@@ -127,27 +129,43 @@ def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None)
 
 
 def threaded(function: Callable[[Any, Any], Any], workers: Workers,
-             parse: Callable[[bytes], Any],
-             inline: Callable[[bytes, Any], Any] | None = None) -> Callable[[Any, Any], Any]:
+             parse: Callable[[bytes], Any], inline: Any = None) -> Callable[[Any, Any], Any]:
     """A coroutine handler of a request's bytes: `function(parse(data), ThreadContext)`,
-    parsing included, on `workers`; or, first, `inline(data, context)` on the event loop, whose
-    reply is the call's unless it is None (`inline.InlineRunGraph.attempt`)."""
+    parsing included, on `workers`; or, first, `inline.attempt(data, context)` on the event
+    loop (`inline.InlineRunGraph`, `inline_batch.InlineBatch`), whose reply is the call's when
+    it is bytes; another object (`inline_batch.Resume`, with its own `context`) is what
+    `function` gets instead of the parsed request; None: the call runs on `workers` as without
+    `inline`. `inline.leave(context)`, if it has one, runs when the handler ends, however."""
+    attempt = None if inline is None else inline.attempt
+    leave = getattr(inline, "leave", None)
 
-    def work(data: bytes, ctx: ThreadContext) -> tuple[Any, tuple[Any, str] | None]:
+    def work(data: Any, ctx: ThreadContext) -> tuple[Any, tuple[Any, str] | None]:
         # An abort comes back as its status alone: the exception, with the error it replaced
         # and their tracebacks, would keep the call's frames and its parsed request alive
         # wherever the event loop's side keeps the exception.
         try:
-            return function(parse(data), ctx), None
+            return function(parse(data) if type(data) is bytes else data, ctx), None
         except Aborted as exc:
             return None, (exc.code, exc.details)
 
     async def handler(data: bytes, context: Any) -> Any:
-        if inline is not None:
-            reply = inline(data, context)
-            if reply is not None:
-                return reply
-        ctx = ThreadContext(context)
+        if leave is None:
+            return await run(data, context)
+        try:
+            return await run(data, context)
+        finally:
+            leave(context)
+
+    async def run(data: Any, context: Any) -> Any:
+        ctx = None
+        if attempt is not None:
+            begun = attempt(data, context)
+            if type(begun) is bytes:
+                return begun
+            if begun is not None:
+                data, ctx = begun, begun.context
+        if ctx is None:
+            ctx = ThreadContext(context)
         try:
             reply, aborted = await workers.run(work, data, ctx)
         finally:

@@ -85,7 +85,7 @@ def _passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any],
 
 def _guard(handler: grpc.RpcMethodHandler, method: str, workers: Workers,
            parsers: Mapping[str, Callable[[bytes], Any]], intake: Intake,
-           inline: Mapping[str, Callable[[bytes, Any], Any]]) -> grpc.RpcMethodHandler:
+           inline: Mapping[str, Any]) -> grpc.RpcMethodHandler:
     """`handler` as a request-streaming handler of raw bytes that reads its requests through
     `intake` and parses them itself (a unary request is a stream of one message on the wire)."""
     parse = _safe(parsers.get(method, handler.request_deserializer) or _identity)
@@ -199,7 +199,7 @@ class _GuardedGeneric(grpc.GenericRpcHandler):
 
     def __init__(self, inner: grpc.GenericRpcHandler, workers: Workers,
                  parsers: Mapping[str, Callable[[bytes], Any]], intake: Intake,
-                 inline: Mapping[str, Callable[[bytes, Any], Any]]):
+                 inline: Mapping[str, Any]):
         self._inner = inner
         self._workers = workers
         self._parsers = parsers
@@ -233,14 +233,14 @@ class GuardedRegistrar:
         workers: the threads that parse and run plain unary methods.
         intake: reads every request (memory pressure drops calls whose request is slow).
         inline: full method name -> what tries its call on the event loop first (`threaded`'s
-            `inline`; `inline.InlineRunGraph.attempt`).
+            `inline`: `inline.InlineRunGraph`, `inline_batch.InlineBatch`).
         parsers: full method name ("/package.Service/Method") -> the function that parses its
             request bytes in place of the request message's `FromString`.
     """
 
     def __init__(self, server: Any, workers: Workers, intake: Intake,
                  parsers: Mapping[str, Callable[[bytes], Any]] | None = None,
-                 inline: Mapping[str, Callable[[bytes, Any], Any]] | None = None):
+                 inline: Mapping[str, Any] | None = None):
         self._server = server
         self._workers = workers
         self._intake = intake
