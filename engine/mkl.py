@@ -212,11 +212,7 @@ def gemm(transa: bool, transb: bool, m: int, n: int, k: int, alpha: float, a: np
     _, fn, serial, ta, tb, bm, bn, bk, al, la, lb, be, lc = args
     _used = True
     if serial:
-        local = _set_local_threads(1)
-        try:
-            fn(ta, tb, bm, bn, bk, al, _pointer(a), la, _pointer(b), lb, be, _pointer(c), lc)
-        finally:
-            _set_local_threads(local)
+        _alone(fn, ta, tb, bm, bn, bk, al, _pointer(a), la, _pointer(b), lb, be, _pointer(c), lc)
     else:
         fn(ta, tb, bm, bn, bk, al, _pointer(a), la, _pointer(b), lb, be, _pointer(c), lc)
 
@@ -253,9 +249,21 @@ def _set_local_threads(threads: int) -> int:
     return _lib.MKL_Set_Num_Threads_Local(threads)  # type: ignore[no-any-return]
 
 
+def _alone(fn: Any, *args: Any) -> None:
+    """`fn(*args)` with MKL's threads set to one for this call on the calling thread."""
+    local = _set_local_threads(1)
+    try:
+        fn(*args)
+    finally:
+        _set_local_threads(local)
+
+
 # the probes of `_serial_is_exact`: each value a normal times 2**e, e in [-8, 8) (mixed scales,
 # so that adding in another order almost surely changes some bit of some element)
 _PROBES = 2
+# At most this many elements in the three probe operands (float64: ~4 MiB, ~8 MiB at the peak
+# with the random draws' temporaries; once per call signature). 64 x 784 x 256 takes 267K.
+PROBE_ELEMENTS = 1 << 19
 
 
 def _serial_is_exact(fn: Any, dtype: np.dtype, args: tuple[Any, ...], transa: bool,
@@ -268,22 +276,21 @@ def _serial_is_exact(fn: Any, dtype: np.dtype, args: tuple[Any, ...], transa: bo
     (measured with MKL 2024.2 on an AVX512 CPU: float32 products of 5-7 or 9-11 result rows and
     15+ columns, float64 ones up to 64 rows, round differently), so this is asked of MKL, once
     per call signature, and not assumed from the shape. torch calls MKL with its threads.
+    Operands spread wider than `PROBE_ELEMENTS` in all (long leading dimensions) are not
+    probed: their products keep MKL's threads.
     """
-    if _lib.MKL_Get_Max_Threads() <= 1:
-        return False  # one thread already: nothing to choose
-    rng = np.random.default_rng(m * 1_000_003 + n * 1009 + k)
     sizes = (lda * (m if transa else k), ldb * (k if transb else n), ldc * n)
+    if _lib.MKL_Get_Max_Threads() <= 1 or sum(sizes) > PROBE_ELEMENTS:
+        return False  # one thread already: nothing to choose; or too wide to probe
+    rng = np.random.default_rng(m * 1_000_003 + n * 1009 + k)
     ta, tb, bm, bn, bk, al, la, lb, be, lc = args
     for _ in range(_PROBES):
-        a, b, c = (np.ldexp(rng.standard_normal(size), rng.integers(-8, 8, size)).astype(dtype)
-                   for size in sizes)
+        a, b, c = (np.ldexp(rng.standard_normal(size, dtype),
+                            rng.integers(-8, 8, size, np.int32)) for size in sizes)
         threaded, alone = c.copy(), c.copy()
         fn(ta, tb, bm, bn, bk, al, _pointer(a), la, _pointer(b), lb, be, _pointer(threaded), lc)
-        local = _set_local_threads(1)
-        try:
-            fn(ta, tb, bm, bn, bk, al, _pointer(a), la, _pointer(b), lb, be, _pointer(alone), lc)
-        finally:
-            _set_local_threads(local)
+        _alone(fn, ta, tb, bm, bn, bk, al, _pointer(a), la, _pointer(b), lb, be, _pointer(alone),
+               lc)
         if threaded.tobytes() != alone.tobytes():
             return False
     return True

@@ -135,3 +135,23 @@ def test_products_above_the_limit_keep_mkls_threads(monkeypatch: pytest.MonkeyPa
         assert np.array_equal(np.asarray(out), (torch.from_numpy(a) @ torch.from_numpy(b)).numpy())
     assert probed == [(64, 64, 64)]
     assert not _flag(np.float32, 65, 64, 64)
+
+
+def test_operands_too_wide_to_probe_keep_mkls_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small product over long leading dimensions (a column slice of a wide matrix) is not
+    probed past `PROBE_ELEMENTS`: it keeps MKL's threads, and torch's bits."""
+    monkeypatch.setattr(mkl, "_gemm_args", {})
+    rng = np.random.default_rng(9)
+    wide = rng.standard_normal((64, 4096)).astype(np.float32)
+    b = rng.standard_normal((32, 16)).astype(np.float32)
+    x, tx = ge.tensor(wide)[:, :32], torch.from_numpy(wide.copy())[:, :32]
+    monkeypatch.setattr(mkl, "PROBE_ELEMENTS", 64 * 4096 - 1)
+    assert np.array_equal(np.asarray(x @ ge.tensor(b)), (tx @ torch.from_numpy(b)).numpy())
+    (args,) = mkl._gemm_args.values()
+    assert args[2] is False
+    monkeypatch.setattr(mkl, "_gemm_args", {})
+    monkeypatch.setattr(mkl, "PROBE_ELEMENTS", 1 << 19)
+    ge.mm(x, ge.tensor(b))
+    (args,) = mkl._gemm_args.values()  # (the same call, probed: MKL's answer for it)
+    assert args[2] == mkl._serial_is_exact(args[1], np.dtype(np.float32), args[3:], False,
+                                           False, 16, 64, 32, 16, 4096, 16)
