@@ -75,6 +75,39 @@ def main() -> None:
         unit = product_s / n ** 3  # seconds per multiply-add
         work = _declared(op, args, attrs)
         print(f"{op:26} {seconds * 1e3:8.2f} {work:15d} {seconds / (work * unit):16.2f}")
+    # batches of small matrices (LAPACK's and numpy's cost per matrix: `ops_decomp.MATRIX_WORK`)
+    # and the searches that run after a batched call failed: the first failing matrix, and the
+    # zero pivot that names the singular one (blocked elimination)
+    count = 1024 if quick else 4096
+    singular = np.eye(n)
+    singular[:, -1] = 0
+    few = np.broadcast_to(np.eye(4) * 2, (count, 4, 4)).copy()
+    few[-1] = 0
+    failing = {
+        "linalg_inv (singular)": ("linalg_inv", [ge.tensor(singular)], {}),
+        "linalg_inv (batch, last)": ("linalg_inv", [ge.tensor(few)], {}),
+        "linalg_cholesky (batch, last)": ("linalg_cholesky", [ge.tensor(few)], {}),
+        "linalg_solve (batch, last)": ("linalg_solve",
+                                       [ge.tensor(few), ge.ones(4, 1, dtype=ge.float64)], {}),
+    }
+    for size in (1, 4):
+        batch = ge.tensor(np.broadcast_to(np.eye(size) * 2, (count, size, size)).copy())
+        for op in ("_linalg_svd", "_linalg_eigh", "linalg_qr", "linalg_inv", "linalg_det",
+                   "linalg_cholesky"):
+            attrs = {"full_matrices": False} if op == "_linalg_svd" else {}
+            failing[f"{op} ({count}, {size}, {size})"] = (op, [batch], attrs)
+    print(f"\nbatches and failing matrices, against a ({n}, {n}) product")
+    for label, (op, args, attrs) in failing.items():
+        def call(op: str = op, args: list[Any] = args, attrs: dict[str, Any] = attrs) -> None:
+            try:
+                ge.apply(op, args, attrs)
+            except ge.errors.LinAlgError:
+                pass
+        product_s, seconds = _interleaved((lambda: ge.mm(product, product), call), rounds)
+        unit = product_s / n ** 3
+        work = _declared(op, args, attrs)
+        print(f"{label:30} {seconds * 1e3:8.2f} {work:15d} {seconds / (work * unit):16.2f}")
+
 
 if __name__ == "__main__":
     main()

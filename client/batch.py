@@ -71,6 +71,9 @@ class ReleaseQueue:
         return len(self._handles)
 
 
+_NO_SITE = ("<unknown>", 0)  # the origin when no user frame is found
+
+
 def user_origin(depth: int = 2) -> tuple[str, int]:
     """(file, line) of the innermost frame outside gradserve.client and .surface: the user's op.
 
@@ -81,7 +84,7 @@ def user_origin(depth: int = 2) -> tuple[str, int]:
     frame: Any = sys._getframe(depth)
     while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
         frame = frame.f_back
-    return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("<unknown>", 0)
+    return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else _NO_SITE
 
 
 def user_site(depth: int = 2) -> tuple[Any, int] | None:
@@ -97,7 +100,7 @@ def user_site(depth: int = 2) -> tuple[Any, int] | None:
 def site_origin(site: tuple[Any, int] | None) -> tuple[str, int]:
     """The (file, line) of a `user_site`."""
     if site is None:
-        return ("<unknown>", 0)
+        return _NO_SITE
     code, lasti = site
     for start, end, line in code.co_lines():
         if start <= lasti < end and line is not None:
@@ -241,10 +244,10 @@ class Tape:
         for pos in self.heads:
             header = code[pos]
             start = pos + 1 + ((header >> 40) & 0xFFF)
-            for h in code[start:start + (header >> 52)]:
-                if h in live:
-                    packed[pos] = header | value
-                    break
+            n = header >> 52
+            if code[start] in live if n == 1 else any(
+                    h in live for h in code[start:start + n]):
+                packed[pos] = header | value
             else:
                 packed[pos] = header & keep
 
@@ -278,7 +281,9 @@ class Recorder:
         self.target = target
         self.request = spb.BatchRequest()
         self.sinks: list[Sink | None] = []
-        self.origins: list[tuple[str, int]] = []
+        # per instruction: the user's (file, line), or the `user_site` it is found from when
+        # an error needs it (the line is not worked out for every instruction)
+        self.origins: list[tuple[Any, int]] = []
         self.bound: list[list[Any]] = []  # per instruction: client tensors it binds
         self.released = ReleaseQueue()
         self.lock = threading.RLock()
@@ -306,12 +311,13 @@ class Recorder:
 
     def add(self, sink: Sink | None = None, binds: list[Any] | None = None,
             origin: tuple[str, int] | None = None) -> spb.Instruction:
-        """A new pending instruction (fill it in); `binds` are tensors it will bind."""
+        """A new pending instruction (fill it in); `binds` are tensors it will bind; `origin`:
+        the user's (file, line) that recorded it (default: found from the caller's caller)."""
         self.open = None
         self.ops += 1
         self.sinks.append(sink)
         self.bound.append(binds or [])
-        self.origins.append(origin or user_origin(3))
+        self.origins.append(origin or user_site(3) or _NO_SITE)
         return self.request.instructions.add()
 
     def tape(self) -> Tape:
@@ -443,6 +449,8 @@ class Recorder:
         except grpc.RpcError as err:
             k = failed_index(err)
             origin = origins[k] if k is not None and k < len(origins) else None
+            if origin is not None and not isinstance(origin[0], str):  # a user_site
+                origin = site_origin(origin)
             j = failed_tape_op(err) if k in tapes else None
             if k in tapes and tapes[k].origins:  # the failing op's line (or the tape's first)
                 sites = tapes[k].origins

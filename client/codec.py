@@ -8,18 +8,20 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface.creation import keeps_numpy_scalar_dtype, sequence_dtype
+from gradserve.surface.numbers import array_overflows, overflow_message, python_number
 from gradserve.v1 import attrs, graph_pb2, tensor_pb2
 
 
 class DType:
     """A tensor element type, printed as torch prints it (`torch.float32`)."""
 
-    __slots__ = ("name", "wire", "np", "is_floating_point", "itemsize")
+    __slots__ = ("name", "wire", "np", "native", "is_floating_point", "itemsize")
 
     def __init__(self, name: str, wire: int, np_dtype: Any):
         self.name = name
         self.wire = wire
         self.np = np.dtype(np_dtype)
+        self.native = self.np.newbyteorder("=")  # the same in this machine's byte order
         self.is_floating_point = self.np.kind == "f"
         self.itemsize = self.np.itemsize
 
@@ -46,6 +48,8 @@ BY_NAME: dict[str, DType] = {d.name: d for d in BY_WIRE.values()}
 ALIASES: dict[str, DType] = {"float": float32, "double": float64, "long": int64, "int": int32,
                              "bool": bool_, "short": int16}
 _BY_NP: dict[str, DType] = {d.np.str.lstrip("<|="): d for d in BY_WIRE.values()}
+# dtype_of_numpy's answers by numpy dtype (at most the supported dtypes in both byte orders)
+_OF_NUMPY: dict[np.dtype[Any], DType] = {}
 
 
 def dtype_of_numpy(dt: np.dtype[Any]) -> DType:
@@ -54,10 +58,16 @@ def dtype_of_numpy(dt: np.dtype[Any]) -> DType:
     Raises:
         TypeError: numpy dtypes gradserve does not support (float16, complex, strings...).
     """
+    if isinstance(dt, np.dtype):
+        d = _OF_NUMPY.get(dt)
+        if d is not None:
+            return d
     d = _BY_NP.get(np.dtype(dt).newbyteorder("<").str.lstrip("<|="))
     if d is None:
         raise TypeError(f"can't convert np.ndarray of type numpy.{np.dtype(dt).name}. The only "
                         "supported types are: float64, float32, int64, int32, and bool.")
+    if isinstance(dt, np.dtype):
+        _OF_NUMPY[dt] = d
     return d
 
 
@@ -92,8 +102,11 @@ def array_from_data(data: Any, dtype: DType | None = None,
             raise TypeError(f"Could not infer dtype of {type(data).__name__}")
         elif dtype is None and arr.dtype.kind in "iu":
             arr = arr.astype(np.int64)
+        if dtype is not None and array_overflows(arr, dtype.name):  # torch checks each number
+            raise RuntimeError(overflow_message(dtype.name))
     if dtype is not None:
-        arr = arr.astype(dtype.np)
+        with np.errstate(over="ignore", invalid="ignore"):  # 1e300 into float32 is inf
+            arr = arr.astype(dtype.np)
     return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
 
@@ -117,7 +130,7 @@ def decode_array(msg: tensor_pb2.Tensor) -> np.ndarray:
     else:
         values = getattr(msg, encoding).values if encoding else ()
         flat = np.array(values, dtype=d.np)
-    return flat.astype(d.np.newbyteorder("="), copy=True).reshape(shape)
+    return flat.astype(d.native, copy=True).reshape(shape)
 
 
 def dtype_code(value: Any) -> int | None:
@@ -143,12 +156,14 @@ def encode_scalar(value: Any, out: graph_pb2.Value) -> bool:
         out.int_scalar = value
     elif t is bool:
         out.bool_scalar = value
-    elif isinstance(value, (bool, np.bool_)):
+    elif isinstance(value, bool):
         out.bool_scalar = bool(value)
-    elif isinstance(value, (int, np.integer)):
+    elif isinstance(value, int):
         out.int_scalar = int(value)
-    elif isinstance(value, (float, np.floating)):
+    elif isinstance(value, float):
         out.float_scalar = float(value)
+    elif (n := python_number(value)) is not None:  # a numpy scalar: the number torch reads
+        return encode_scalar(n, out)
     else:
         return False
     return True

@@ -19,6 +19,7 @@ each reply (`BatchResponse.dropped_functions`) and the session forgets their ctx
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ class FunctionCtx(CtxDeclarations):
         self.materialize_grads = True
         self._needs: tuple[bool, ...] | None = None
         self._saved_errors: tuple[str, ...] = ()
+        self._tensor_outputs: tuple[bool, ...] = ()  # per forward output: is it a Tensor
 
     @property
     def saved_tensors(self) -> tuple[Any, ...]:
@@ -72,6 +74,13 @@ class Function:
     """Base class of custom autograd operations, as torch.autograd.Function (see `engine`'s)."""
 
     _session: Session  # set on each session's own subclass (Session.autograd.Function)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        warnings.warn(messages.function_instantiated(type(self)), DeprecationWarning,
+                      stacklevel=2)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(messages.FUNCTION_LEGACY_CALL)
 
     @staticmethod
     def forward(*args: Any, **kwargs: Any) -> Any:
@@ -130,8 +139,9 @@ class Function:
                 m.non_differentiable.extend(
                     k for k, o in enumerate(tensors)
                     if any(o is t for t in ctx._non_differentiable))
-                m.dirty.extend(i for i, a in enumerate(args)
-                               if isinstance(a, Tensor) and any(a is t for t in ctx._dirty))
+                dirty = [i for i, a in enumerate(args)
+                         if isinstance(a, Tensor) and any(a is t for t in ctx._dirty)]
+                m.dirty.extend(dirty)
                 m.saved.extend(0 if t is None else t._handle for t in ctx._saved)
                 m.materialize_grads = ctx.materialize_grads
                 m.no_grad = not grad_mode.is_grad_enabled()
@@ -140,11 +150,30 @@ class Function:
                 raise
         ctx._saved = ()  # the server's node holds them (a client handle here could keep the
         ctx._dirty = ctx._non_differentiable = ()  # node, and so this ctx, alive forever)
+        ctx._tensor_outputs = tuple(isinstance(o, Tensor) for o in outs)
         session._custom[node] = (cls, ctx)
-        session._after_record()
+        dirty_args = [args[i] for i in dirty]
+        if dirty_args:
+            # torch refuses a dirty leaf (or a view of one), or a dirty input not returned, in
+            # apply: the server's refusal is raised here, not at the next value read
+            session._recorder.flush()
+        else:
+            session._after_record()
         linked = iter(results)
-        final = tuple(next(linked) if isinstance(o, Tensor) else o for o in outs)
+        final = tuple(_linked_output(session, o, next(linked), dirty_args)
+                      if isinstance(o, Tensor) else o for o in outs)
         return final[0] if single else final
+
+
+def _linked_output(session: Session, output: Tensor, result: Tensor,
+                   dirty_args: list[Tensor]) -> Tensor:
+    """What apply returns for one of forward's tensors: the node's output `result`, except that
+    a dirty input is returned as the same tensor (torch rebases it onto the node; the server's
+    result handle names the same tensor, so only its description is stale)."""
+    if any(output is a for a in dirty_args):
+        session._wrote(output)
+        return output
+    return result
 
 
 def _bind(results: list[Tensor]) -> Callable[[spb.InstructionResult], None]:
@@ -302,6 +331,9 @@ def finish_pass(session: Session, r: spb.InstructionResult) -> spb.InstructionRe
                                "which this client does not know (a different client?)")
         fn_cls, ctx = entry
         grads = [_described(session, info) for info in s.grads]
+        given = iter(grads)  # the server's node has the tensor outputs; the others get None
+        all_grads = [next(given) if is_tensor else None
+                     for is_tensor in ctx._tensor_outputs] or grads
         saved = tuple(_described(session, info) for info in s.saved)
         claim = session._record(None, [g for g in (*grads, *saved) if g is not None]
                                 ).claim_gradients
@@ -313,7 +345,7 @@ def finish_pass(session: Session, r: spb.InstructionResult) -> spb.InstructionRe
         backward = fn_cls.backward
         try:
             with grad_mode.set_grad_enabled(s.create_graph):
-                result = backward(ctx, *grads)
+                result = backward(ctx, *all_grads)
         except BaseException:
             session._record().abort_backward.SetInParent()  # sent with the next batch
             raise

@@ -13,6 +13,7 @@ from gradserve.surface.signature import (
     REFUSED,
     AttrSpec,
     AttrValidator,
+    given_none,
     nullable,
 )
 from gradserve.surface.spellings import is_int
@@ -156,7 +157,8 @@ class OpSpec:
             given = {**{a: n + j for j, a in enumerate(self.attrs[:extra])},
                      **dict(zip(names, kwargs))}
             if all(s.name in given for s in specs if s.required):
-                plan = _Plan(n, tuple((s, given[s.name]) for s in specs if s.name in given))
+                plan = _Plan(self.name, n,
+                             tuple((s, given[s.name]) for s in specs if s.name in given))
         if len(self._plans) < _MAX_PLANS:
             self._plans[key] = plan
         return plan
@@ -217,19 +219,19 @@ class _Plan:
 
     __slots__ = ("n", "steps")
 
-    def __init__(self, n: int, given: tuple[tuple[AttrSpec, int | str], ...]):
+    def __init__(self, op: str, n: int, given: tuple[tuple[AttrSpec, int | str], ...]):
         self.n = n
-        # (name, where, convert, accepts None, spec)
-        self.steps = tuple((s.name, where, ATTR_KINDS[s.kind].convert, nullable(s), s)
-                           for s, where in given)
+        # (name, where, convert, accepts None, what None binds to, spec)
+        self.steps = tuple((s.name, where, ATTR_KINDS[s.kind].convert, nullable(s),
+                            given_none(op, s), s) for s, where in given)
 
     def apply(self, op: str, args: Sequence[Any], kwargs: Mapping[str, Any]
               ) -> tuple[list[Any], dict[str, Any]]:
         attrs: dict[str, Any] = {}
-        for name, where, convert, accepts_none, spec in self.steps:
+        for name, where, convert, accepts_none, none, spec in self.steps:
             v = args[where] if type(where) is int else kwargs[where]  # type: ignore[index]
             if v is None and accepts_none:
-                attrs[name] = None
+                attrs[name] = none
                 continue
             out = convert(v, _as_dtype)
             if out is REFUSED or (spec.choices and out not in spec.choices):

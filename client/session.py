@@ -20,6 +20,7 @@ import numpy as np
 
 from gradserve.surface import (
     aliases,
+    autograd_graph,
     control,
     creation,
     data,
@@ -29,6 +30,7 @@ from gradserve.surface import (
     grad_mode,
     legacy,
     messages,
+    operators,
     pytree,
     rng_state,
 )
@@ -38,6 +40,7 @@ from gradserve.surface import meta as surface_meta
 from gradserve.surface import out_arg as surface_out_arg
 from gradserve.surface.functional import ErrorTypes, Functional
 from gradserve.surface.node_names import node_name
+from gradserve.surface.numbers import python_number
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import (
     FETCH_GRAD_REPR_FEATURE,
@@ -70,10 +73,11 @@ from .batch import (
     user_origin,
     user_site,
 )
+from .dot import RemoteNode
 from .errors import MetaMismatchError, copy_error, omitted_error
 from .ops import OpSpec, make_function
 from .optim import ServerOptimizer
-from .tensor import Size, Tensor, install_methods
+from .tensor import GradFn, Size, Tensor, install_methods
 
 pytree.register_sequence_type(Size)  # torch.Size is a pytree node, as in torch
 
@@ -151,6 +155,12 @@ class Session:
         self._plain: dict[str, OpSpec] = {
             name: spec for name, spec in table.ops.items()
             if tapes and spec.n_outputs == 1 and spec.inputs and spec.positional_only}
+        # `_operator`'s names: the `_plain` ops that Tensor's operator methods give as many
+        # inputs as they take
+        arity = {**dict.fromkeys([*operators.BINARY.values(), *operators.REFLECTED.values()], 2),
+                 **dict.fromkeys(operators.UNARY.values(), 1)}
+        self._operators = {name: spec for name, spec in self._plain.items()
+                           if len(spec.inputs) == arity.get(name)}
         self._functions: dict[str, Callable[..., Any]] = {
             name: make_function(spec, self._apply) for name, spec in table.ops.items()}
         self.__dict__.update(self._functions)
@@ -187,7 +197,8 @@ class Session:
             gradcheck=fnl.gradcheck, gradgradcheck=fnl.gradgradcheck, Function=fn_base,
             function=types.SimpleNamespace(Function=fn_base, FunctionCtx=function.FunctionCtx,
                                            once_differentiable=function.once_differentiable),
-            Variable=legacy.variable_type(self))
+            Variable=legacy.variable_type(self),
+            graph=autograd_graph.namespace(GradFn, RemoteNode))
         self.utils = types.SimpleNamespace(data=data.namespace(self),  # torch.utils.data
                                            _pytree=pytree)  # torch.utils._pytree
         self._dynamo = dynamo.namespace()  # torch._dynamo, as eager programs see it
@@ -368,7 +379,10 @@ class Session:
         return torch_load(self, f)
 
 
-    def _value(self, v: Any, out: graph_pb2.Value, what: str) -> None:
+    def _value(self, v: Any, out: graph_pb2.Value, what: str, position: int | None = None) -> None:
+        """Encode `v` (a tensor of this session, None, a number, an array) as a wire Value;
+        `what` names it in errors, with its `position` for an op's input (a numpy array is
+        then refused, as torch refuses it for a Tensor argument)."""
         if isinstance(v, Tensor):
             if v._owner is not self:
                 raise RuntimeError(f"{what}: the tensor belongs to another session or trace")
@@ -378,8 +392,11 @@ class Session:
         elif v is None:
             out.none.SetInParent()
         elif not codec.encode_scalar(v, out):
-            if isinstance(v, np.ndarray):
+            if isinstance(v, np.ndarray) and position is None:
                 codec.encode_array(v, out.constant)
+            elif isinstance(v, np.ndarray):
+                raise TypeError(f"{what} (position {position}) must be Tensor, not "
+                                f"{messages.tp_name(v)}")
             else:
                 raise TypeError(f"{what} must be Tensor, not {type(v).__name__}")
 
@@ -461,9 +478,13 @@ class Session:
         ApplyOp."""
         meta, node, template, items = hit
         handle = next(self._handles)
-        out = Tensor(self, handle)
+        out = _new(Tensor)  # what Tensor(self, handle) sets, without its call
+        out._owner = self
+        out._handle = handle
         out._meta = meta
         out._node = node
+        if grad_mode._state.inference:
+            out._inference = True
         self._live[handle] = _ref(out)
         rec = self._recorder
         if (self._tape_attrs and items is not None and handle < MAX_TAPE_HANDLE
@@ -475,7 +496,9 @@ class Session:
                 _append_op(tape, spec.name, ATTRS if grad_mode._state.enabled
                            else ATTRS | NO_GRAD, inputs, handle)
                 tape.add_attrs(items)
-                tape.origins.append(user_site(3))  # _apply's caller
+                # _apply's callers are the library's (ops.make_function, call, method): the
+                # user's frame is theirs or further
+                tape.origins.append(user_site(4))
                 rec.ops += 1
             if self.eager or self.pipelined:
                 self._after_record()
@@ -501,15 +524,19 @@ class Session:
             self._after_record()
         return out
 
-    def _apply_plain(self, spec: OpSpec, inputs: Sequence[Any]) -> Any:
+    def _apply_plain(self, spec: OpSpec, inputs: Sequence[Any], depth: int = 3) -> Any:
         """`_apply` of the commonest op (one output, tensor inputs, no attributes) on a tape:
         the same steps, fewer calls.
 
         The hot path (every input a tensor of this session whose metadata is known, a float,
         an int64 or a bool; an inference `_describe` made before, so cached; no in-place write
         pending) is `_describe`'s cached answer and `_record_tape`'s appends written out here,
-        one function for the whole op; anything else takes those two."""
-        grad = grad_mode._state.enabled
+        one function for the whole op; anything else takes those two. `depth`: the frame
+        (from `user_site`'s) where the search for the user's line starts: 3, this function's
+        caller's caller, or 4 from `_operator`, whose caller's caller is the user's frame
+        (each frame looked at costs a frame object)."""
+        state = grad_mode._state
+        grad = state.enabled
         if self._infer and not self._inplace_pending and not self.closed:
             key: list[Any] = [spec.name, grad]
             for v in inputs:
@@ -527,19 +554,19 @@ class Session:
                     break
             else:
                 hit = _INFERRED.get(tuple(key))
-                if hit is not None and hit[0] is not None and len(hit[0]) == 1:
-                    m = hit[0][0]
-                    node = hit[1] if m.requires_grad and grad else ""  # see _describe
+                if hit is not None and hit[2] is not None:
+                    m, node, flags = hit[2]
                     handle = next(self._handles)
-                    out = Tensor(self, handle)
+                    out = _new(Tensor)  # what Tensor(self, handle) sets, without its call
+                    out._owner = self
+                    out._handle = handle
                     out._meta = m
                     out._node = node
+                    if state.inference:
+                        out._inference = True
                     self._live[handle] = _ref(out)
                     if handle >= MAX_TAPE_HANDLE:
                         return self._record_plain(spec, inputs, out, node is not None)
-                    flags = 0 if grad else NO_GRAD
-                    if node is None:
-                        flags |= DESCRIBE
                     if self.verify_meta:
                         flags |= DESCRIBE
                         self._verify_ops[handle] = (spec.name, m, node)
@@ -550,7 +577,7 @@ class Session:
                                 or len(tape.names) >= TAPE_NAMES):  # tape.full()
                             tape = rec.tape()
                         _append_op(tape, spec.name, flags, inputs, handle)
-                        tape.origins.append(user_site(3))  # the caller of `call`
+                        tape.origins.append(user_site(depth))
                         rec.ops += 1
                     if self.eager or self.pipelined:
                         self._after_record()
@@ -629,6 +656,8 @@ class Session:
                     parts.append(m)
                 elif kind is int or kind is bool or v is None:
                     parts.append((kind, v))
+                elif (n := python_number(v)) is not None:  # a numpy scalar: torch's number
+                    parts.append(float if type(n) is float else (type(n), n))
                 else:
                     break
             else:
@@ -650,7 +679,8 @@ class Session:
                             return False
                     args.append(m)
                 else:
-                    args.append(v)
+                    n = python_number(v)  # a numpy scalar: the number torch reads
+                    args.append(v if n is None else n)
             metas = surface_meta.infer(spec.name, [args] if spec.variadic else args, attrs,
                                        grad)
             # the node of results that require grad: the op's one name, or the surface's rule
@@ -658,12 +688,12 @@ class Session:
             node = spec.node
             if node is None and metas is not None and not spec.variadic:
                 node = node_name(spec.name, args, attrs)
-            hit = (metas, node)
+            hit = (metas, node, _plain_entry(metas, node, grad))
             if key is not None:
                 if len(_INFERRED) >= _INFERRED_MAX:
                     _INFERRED.clear()
                 _INFERRED[key] = hit
-        metas, node = hit
+        metas, node, _ = hit
         if metas is None or len(metas) != len(outs):
             return False
         if requires_grad:  # a factory's requires_grad=True: a leaf (set_requires_grad follows)
@@ -725,14 +755,14 @@ class Session:
             for v in inputs[0]:
                 self._value(v, m.inputs.add(), f"{spec.name}(): argument '{spec.inputs[0]}'")
         else:
-            for name, v in zip(spec.inputs, inputs):
+            for i, (name, v) in enumerate(zip(spec.inputs, inputs)):
                 if (type(v) is Tensor or type(v) is _Parameter) and v._owner is self and (
                         v._error is None):
                     m.inputs.add(handle=v._handle)  # what _value does, without its message
                 elif type(v) is float:
                     m.inputs.add(float_scalar=v)
                 else:
-                    self._value(v, m.inputs.add(), f"{spec.name}(): argument '{name}'")
+                    self._value(v, m.inputs.add(), f"{spec.name}(): argument '{name}'", i + 1)
         if attrs and not spec.random:
             # op, flags and attributes as one message made once per (op, flags, attributes)
             m.MergeFrom(_apply_template(spec.name, omit, no_grad, attrs))
@@ -821,7 +851,8 @@ class Session:
         append = tape.code.append
         name = spec.inputs[0] if spec.variadic else spec.inputs[k]
         scratch = graph_pb2.Value()
-        self._value(v, scratch, f"{spec.name}(): argument '{name}'")
+        self._value(v, scratch, f"{spec.name}(): argument '{name}'",
+                    None if spec.variadic else k + 1)
         kind = scratch.WhichOneof("kind")
         if kind == "handle":
             append(scratch.handle << 3)
@@ -873,6 +904,14 @@ class Session:
         inputs, attrs = spec.bind(args, kwargs)
         return self._apply(spec, inputs, attrs)
 
+    def _operator(self, name: str, args: Sequence[Any]) -> Any:
+        """`call(name, args, {})` from one of Tensor's operator methods (`x * y`, `-x`): the
+        same recording, the user's line looked for from the operator's caller on."""
+        spec = self._operators.get(name)
+        if spec is not None:
+            return self._apply_plain(spec, args, 4)
+        return self.call(name, args, {})
+
     def method(self, t: Tensor, name: str) -> Callable[..., Any]:
         """`t.<name>`: an overload (client/overloads.py), an op with `t` as its first input, or
         its in-place variant."""
@@ -882,6 +921,10 @@ class Session:
 
             def op(*args: Any, **kwargs: Any) -> Any:
                 if not kwargs and len(args) + 1 == n:
+                    for i, a in enumerate(args):
+                        if type(a) is np.ndarray:  # torch's refusal, counting from after `t`
+                            raise TypeError(messages.must_be_tensor(
+                                op_spec.name, op_spec.inputs[i + 1], a, i + 1))
                     return apply_plain(op_spec, (t, *args))
                 return self._apply(op_spec, *op_spec.bind((t, *args), kwargs))
             return op
@@ -900,9 +943,12 @@ class Session:
         """Record `t.<name>(*args)` for an in-place op name (`add_`)."""
         t._outside_inference_check()
         spec = self._table.ops[name[:-1]]
+        for key, v in kwargs.items():
+            if type(v) is np.ndarray and key in spec.inputs:  # torch's refusal, naming `name`
+                raise TypeError(messages.must_be_tensor(name, key, v))
         inputs, attrs = spec.bind((t, *args), kwargs)
-        for iname, v in zip(spec.inputs, inputs):
-            self._value(v, graph_pb2.Value(), f"{name}(): argument '{iname}'")
+        for i, (iname, v) in enumerate(zip(spec.inputs, inputs)):
+            self._value(v, graph_pb2.Value(), f"{name}(): argument '{iname}'", i)
         generator = attrs.pop("generator", None)
         gen_handle = (0 if generator is None else
                       client_generator.generator_handle(self, generator, name))
@@ -988,9 +1034,10 @@ class Session:
         t._value, t._epoch = arr, self._epoch
         if arr.ndim == 1:
             self._made_from_data.add(t._handle)
-        if self._infer and arr.dtype.name in surface_meta.DTYPE_NAMES and (
-                not requires_grad or arr.dtype.name in _FLOATING):
-            t._meta, t._node = surface_meta.Meta(arr.shape, arr.dtype.name, bool(requires_grad)), ""
+        name = codec.dtype_of_numpy(arr.dtype).name  # numpy's name (its `name` is slow)
+        if self._infer and name in surface_meta.DTYPE_NAMES and (
+                not requires_grad or name in _FLOATING):
+            t._meta, t._node = surface_meta.Meta(arr.shape, name, bool(requires_grad)), ""
         self._after_record()
         return t
 
@@ -1362,13 +1409,15 @@ class Session:
         self._after_record()
         return t
 
-    def detach(self, t: Tensor) -> Tensor:
+    def detach(self, t: Tensor, own_version: bool = False) -> Tensor:
+        """`t.detach()`, or `t.data` with `own_version` (a version counter of its own)."""
         d = self._new_tensor()
         with self._recorder.lock:
             self._value(t, graph_pb2.Value(), "detach()")
             m = self._record(_bind_outputs([d]), [d]).detach
             m.handle = t._handle
             m.result = d._handle
+            m.own_version = own_version
             if t._meta is not None and not self._writes_pending():
                 d._meta, d._node = t._meta._replace(requires_grad=False), ""
         self._after_record()
@@ -1457,6 +1506,7 @@ def _update_info(t: Tensor, check: Check | None = None
 
 
 _ref = weakref.ref
+_new = object.__new__
 # the hot paths test an input's exact type: a Tensor, or a module's Parameter (client/nn.py)
 _Parameter = nn.Parameter
 
@@ -1544,11 +1594,24 @@ def _apply_template(op: str, omit: bool, no_grad: bool, attrs: dict[str, Any]) -
             _TEMPLATES[key] = m
     return m
 
-# Session._describe's answers, (result Metas or None, grad_fn name or None), by (op, input
-# Metas, float inputs as their type, grad mode, bound attributes with their types): a program
-# repeats a few shapes and arguments, and a dict lookup is cheaper than a rule.
+# Session._describe's answers, (result Metas or None, grad_fn name or None, `_plain_entry`),
+# by (op, input Metas, float inputs as their type, grad mode, bound attributes with their
+# types): a program repeats a few shapes and arguments, and a dict lookup is cheaper than a
+# rule.
 _INFERRED: dict[tuple[Any, ...], Any] = {}
 _INFERRED_MAX = 4096
+
+
+def _plain_entry(metas: list[surface_meta.Meta] | None, node: str | None, grad: bool
+                 ) -> tuple[surface_meta.Meta, str | None, int] | None:
+    """What `_apply_plain`'s hot path records for a call `_describe` answered with `metas`
+    and `node` in grad mode `grad`: (the result's Meta, its grad_fn name, the tape op's
+    flags); None unless the answer is one result."""
+    if metas is None or len(metas) != 1:
+        return None
+    m = metas[0]
+    node = node if m.requires_grad and grad else ""  # as _describe sets it
+    return m, node, (0 if grad else NO_GRAD) | (DESCRIBE if node is None else 0)
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1  # a Python int a wire int_scalar holds
 _MISSING = object()
 

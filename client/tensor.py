@@ -1,9 +1,10 @@
 """The client Tensor: a handle to a tensor held by a session (or a node of a traced graph).
 
 Everything that needs the server goes through the tensor's owner (a `Session` or a `Tracer`):
-recording ops, reading metadata and values. Op methods (`x.sin()`, `x.add_(y)`) come from the
-server's catalogue through `__getattr__`; Python's operators are the one fixed table in `ops`.
-Printing is the server's own repr of the tensor (torch's format), fetched with the value.
+recording ops (Python's operators through the owner's `_operator`), reading metadata and
+values. Op methods (`x.sin()`, `x.add_(y)`) come from the server's catalogue through
+`__getattr__`; Python's operators are the one fixed table in `ops`. Printing is the server's
+own repr of the tensor (torch's format), fetched with the value.
 """
 
 from __future__ import annotations
@@ -314,8 +315,10 @@ class Tensor:
 
     @property
     def data(self) -> Tensor:
-        """A tensor sharing this one's data, outside autograd (`x.data -= lr * x.grad`)."""
-        d = self.detach()
+        """A tensor sharing this one's data, outside autograd (`x.data -= lr * x.grad`), with a
+        version counter of its own, as torch's: in-place writes through it are not seen by
+        autograd."""
+        d = self._owner.detach(self, own_version=True)
         d._data_of = self._handle
         return d
 
@@ -334,8 +337,8 @@ class Tensor:
                 f"(x: {list(self.shape)} {self.dtype}, y: {list(value.shape)} {value.dtype})")
         from gradserve.surface.grad_mode import no_grad
 
-        with no_grad():
-            self._owner.setitem(self, ..., value)
+        with no_grad():  # through `.data`: x's version counter is not bumped, as torch's
+            self._owner.setitem(self.data, ..., value)
 
     def retain_grad(self) -> None:
         self._owner.retain_grad(self)
@@ -499,7 +502,10 @@ class Tensor:
     # --- operators ------------------------------------------------------------------------------
 
     def __rtruediv__(self, other: Any) -> Any:
-        # torch spells `2 / x` as reciprocal(x) * 2 (grad_fn MulBackward0)
+        # torch spells `2 / x` as reciprocal(x) * 2 (grad_fn MulBackward0), with the operator
+        # `*`: numpy's for an array (see operators.ARRAY_COMPARED)
+        if isinstance(other, np.ndarray):
+            return self._owner.call("reciprocal", (self,), {}) * other
         if not _operand(other):
             return NotImplemented
         return self._owner.call("mul", (self._owner.call("reciprocal", (self,), {}), other), {})
@@ -547,12 +553,16 @@ def _operand(x: Any) -> builtins.bool:
     return isinstance(x, (Tensor, int, float, bool, np.number, np.bool_))
 
 
-def _binary(name: str) -> Any:
+def _binary(name: str, dunder: str) -> Any:
+    compares_arrays = dunder == operators.ARRAY_COMPARED
+
     def method(self: Tensor, other: Any) -> Any:
         kind = type(other)
         if kind is not float and kind is not Tensor and not _operand(other):
-            return NotImplemented
-        return self._owner.call(name, (self, other), {})
+            if not (compares_arrays and isinstance(other, np.ndarray)):
+                return NotImplemented
+            other = self._owner.tensor(other)  # `x == a`: a as a tensor, as torch's
+        return self._owner._operator(name, (self, other))
     method.__name__ = name
     return method
 
@@ -561,14 +571,14 @@ def _reflected(name: str) -> Any:
     def method(self: Tensor, other: Any) -> Any:
         if not _operand(other):
             return NotImplemented
-        return self._owner.call(name, (other, self), {})
+        return self._owner._operator(name, (other, self))
     method.__name__ = name
     return method
 
 
 def _unary(name: str) -> Any:
     def method(self: Tensor) -> Any:
-        return self._owner.call(name, (self,), {})
+        return self._owner._operator(name, (self,))
     method.__name__ = name
     return method
 
@@ -583,7 +593,7 @@ def _augmented(name: str) -> Any:
 
 
 for _dunder, _name in operators.BINARY.items():
-    setattr(Tensor, _dunder, _binary(_name))
+    setattr(Tensor, _dunder, _binary(_name, _dunder))
 for _dunder, _name in operators.REFLECTED.items():
     setattr(Tensor, _dunder, _reflected(_name))
 for _dunder, _name in operators.UNARY.items():

@@ -79,6 +79,10 @@ class Tracer:
             raise AttributeError(f"the server has no op {name!r}")
         return self._apply(spec, *spec.bind(args, kwargs))
 
+    def _operator(self, name: str, args: Sequence[Any]) -> Any:
+        """`call` from one of Tensor's operator methods."""
+        return self.call(name, args, {})
+
     def method(self, t: Tensor, name: str) -> Callable[..., Any]:
         target = aliases.canonical(name)  # x.arctan() is x.atan()
         ov = self._overloads.get(target)

@@ -21,6 +21,7 @@ from . import random as _random
 from .dispatch import (
     _SCALARS,
     VIEW_LAYOUT_MESSAGE,
+    check_inputs,
     refresh_view,
     run,
     run_into,
@@ -28,7 +29,7 @@ from .dispatch import (
     view_positions,
 )
 from .nodes import NO_GRAD_VIEW
-from .registry import OPS, OpDef, bind_attrs, lookup
+from .registry import OPS, OpDef, bind_attrs, lookup, promote_args
 from .tensor import InferenceVersion, Tensor
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {}
@@ -64,6 +65,24 @@ def make_function(op: OpDef) -> Callable[..., Any]:
     """The torch-style function for `op`: inputs, then attributes, positionally or by name."""
     n_in = len(op.inputs)
     params = frozenset((*op.inputs, *(a.name for a in op.attrs)))
+    random = getattr(op, "random", False)
+    every_input = not op.attrs and not random  # all inputs given: nothing to bind
+
+    def bound_fn(*args: Any, **kw: Any) -> Any:
+        """A call bound as torch's functions bind it (inputs and attributes by name too)."""
+        if every_input and not kw and len(args) == n_in:  # `clamp(x, lo, hi)`
+            return run(op, args, {})
+        kw = torch_keywords(kw, params)
+        generator = kw.pop("generator", None) if random else None
+        ins = take_inputs(op.name, op.inputs, op.optional, args[:n_in], kw,
+                          errors.InvalidTypeError)
+        try:
+            return run(op, tuple(ins), bind_attrs(op, args[n_in:], kw), generator=generator)
+        except errors.InvalidTypeError:
+            if len(args) < n_in:  # some input by keyword: named without a position
+                check_inputs(op, ins, positional=len(args))
+            raise
+
     if op.variadic:
         def variadic_fn(tensors: Sequence[Tensor], *extra: Any, **kw: Any) -> Any:
             kw = torch_keywords(kw, params)
@@ -75,28 +94,21 @@ def make_function(op: OpDef) -> Callable[..., Any]:
         fn: Callable[..., Any] = variadic_fn
     elif not op.attrs and not any(op.optional):
         if op.scalar_path:
-            def plain_fn(*args: Any) -> Any:
+            def plain_fn(*args: Any, **kw: Any) -> Any:
+                if kw:  # `mul(x, other=y)`
+                    return bound_fn(*args, **kw)
                 # dispatch.run's first step, without its frame (`sin(x)` of a 0-d x)
                 attrs: dict[str, Any] = {}
                 out = run_scalar(op, args, attrs)
                 return out if out is not None else run(op, args, attrs)
         else:
-            def plain_fn(*args: Any) -> Any:
+            def plain_fn(*args: Any, **kw: Any) -> Any:
+                if kw:
+                    return bound_fn(*args, **kw)
                 return run(op, args, {})
         fn = plain_fn
     else:
-        random = getattr(op, "random", False)
-        every_input = not op.attrs and not random  # all inputs given: nothing to bind
-
-        def general_fn(*args: Any, **kw: Any) -> Any:
-            if every_input and not kw and len(args) == n_in:  # `clamp(x, lo, hi)`
-                return run(op, args, {})
-            kw = torch_keywords(kw, params)
-            generator = kw.pop("generator", None) if random else None
-            ins = take_inputs(op.name, op.inputs, op.optional, args[:n_in], kw,
-                              errors.InvalidTypeError)
-            return run(op, tuple(ins), bind_attrs(op, args[n_in:], kw), generator=generator)
-        fn = general_fn
+        fn = bound_fn
     fn.__name__ = fn.__qualname__ = op.name
     fn.__doc__ = op.doc or f"The `{op.name}` op."
     return fn
@@ -155,19 +167,30 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
     return target
 
 
+def _check_cast(dtype: Any, target: Tensor) -> None:
+    """torch's refusal of an in-place result of `dtype` its `target` cannot hold (canCast: not
+    floating into integral, not integral into bool)."""
+    if dtype is not target.dtype and dtype.category > target.dtype.category:
+        raise errors.InvalidArgumentError(
+            f"result type {_type_word(dtype)} can't be cast to the desired output type "
+            f"{_type_word(target.dtype)}")
+
+
 def _inplace_result(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str, Any],
                     generator: Any = None) -> tuple[Tensor, Any]:
     """`op(target, *inputs)` out of place, checked to fit `target` as torch checks `op_`; its
     node (if any) renamed for the in-place variant and made to save a copy of `target`."""
-    result = run(op, (target, *inputs), attrs, generator=generator)
+    try:
+        result = run(op, (target, *inputs), attrs, generator=generator)
+    except errors.NotImplementedFunctionError:
+        # torch checks the cast before its kernel refuses the dtype (`int_tensor &= 2.5`)
+        _check_cast(promote_args((target, *inputs)), target)
+        raise
     if result.shape != target.shape:
         raise errors.InvalidArgumentError(
             f"output with shape [{', '.join(map(str, target.shape))}] doesn't match the "
             f"broadcast shape [{', '.join(map(str, result.shape))}]")
-    if (result.dtype is not target.dtype and result.dtype.category > target.dtype.category):
-        raise errors.InvalidArgumentError(
-            f"result type {_type_word(result.dtype)} can't be cast to the desired output type "
-            f"{_type_word(target.dtype)}")
+    _check_cast(result.dtype, target)
     node = result.grad_fn
     if node is not None:
         if op.inplace_backward is not None:
@@ -182,9 +205,7 @@ def _inplace_on_view(op: OpDef, target: Tensor, base: Tensor, inputs: tuple[Any,
     written into the base as `put` at the view's positions (the base's node is CopySlices), and
     the view's history is regenerated from the base (AsStridedBackward0)."""
     if base._rg and base.grad_fn is None:
-        raise errors.InplaceError(
-            "a view of a leaf Variable that requires grad is being used in an in-place "
-            "operation.")
+        raise errors.InplaceError(messages.VIEW_OF_LEAF_INPLACE)
     positions = view_positions(target, base)
     if positions is None:
         raise errors.InplaceError(VIEW_LAYOUT_MESSAGE)
@@ -225,14 +246,17 @@ def _operand(x: Any) -> bool:
     return isinstance(x, _OPERANDS)
 
 
-def _binary(op: OpDef) -> Callable[[Tensor, Any], Any]:
+def _binary(op: OpDef, dunder: str) -> Callable[[Tensor, Any], Any]:
     defaults = op.default_attrs
+    compares_arrays = dunder == operators.ARRAY_COMPARED
 
     scalar_path = op.scalar_path
 
     def method(self: Tensor, other: Any) -> Any:
         if type(other) not in _COMMON_OPERANDS and not isinstance(other, _OPERANDS):
-            return NotImplemented
+            if not (compares_arrays and isinstance(other, np.ndarray)):
+                return NotImplemented
+            other = Tensor._make(np.array(other))  # `x == a`: a as a tensor, as torch's
         args, attrs = (self, other), dict(defaults) if defaults else {}
         if scalar_path:  # dispatch.run's first step, without its frame (`x * 2.0` of a 0-d x)
             out = run_scalar(op, args, attrs)
@@ -275,7 +299,10 @@ def _invert(self: Tensor) -> Any:
 
 
 def _rtruediv(self: Tensor, other: Any) -> Any:
-    # torch spells `2 / x` as reciprocal(x) * 2 (grad_fn MulBackward0).
+    # torch spells `2 / x` as reciprocal(x) * 2 (grad_fn MulBackward0), with the operator `*`:
+    # numpy's for an array (see operators.ARRAY_COMPARED)
+    if isinstance(other, np.ndarray):
+        return FUNCTIONS["reciprocal"](self) * other
     if not _operand(other):
         return NotImplemented
     return FUNCTIONS["mul"](FUNCTIONS["reciprocal"](self), other)
@@ -295,7 +322,14 @@ def _inplace_method(op: OpDef) -> Callable[..., Tensor]:
         if generator is not None:
             _random.resolve(generator, name)
         ins = take_inputs(name, inputs, optional, args[:n_in - 1], kw, errors.InvalidTypeError)
-        return _inplace(op, self, tuple(ins), bind_attrs(op, args[n_in - 1:], kw), generator)
+        try:
+            return _inplace(op, self, tuple(ins), bind_attrs(op, args[n_in - 1:], kw), generator)
+        except errors.InvalidTypeError:
+            for i, a in enumerate(args[:n_in - 1]):
+                if type(a) is np.ndarray:  # torch's refusal, naming the method (`add_`)
+                    raise errors.InvalidTypeError(
+                        messages.must_be_tensor(name, inputs[i], a, i + 1)) from None
+            raise
 
     method.__name__ = op.name + "_"
     return method
@@ -312,7 +346,7 @@ def build() -> dict[str, Callable[..., Any]]:
             _attach(name + "_", _inplace_method(op), "inplace", op)
     for dunder, name in operators.BINARY.items():
         if name in OPS:
-            _attach(dunder, _binary(OPS[name]), "operator", OPS[name])
+            _attach(dunder, _binary(OPS[name], dunder), "operator", OPS[name])
     for dunder, name in operators.REFLECTED.items():
         if name in OPS:
             _attach(dunder, _reflected(OPS[name]), "operator", OPS[name])

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from gradserve.surface import compat, grad_mode
+from gradserve.surface import autograd_graph, compat, grad_mode
 
 from . import (
     errors,
@@ -28,10 +28,12 @@ from . import (
 from .dispatch import refresh_if_stale
 
 # torch.autograd's namespace: Function, once_differentiable, functional, gradcheck
-from .function import Function, FunctionCtx, once_differentiable  # noqa: F401
+from .function import BackwardFunction, Function, FunctionCtx, once_differentiable  # noqa: F401
 from .functional import functional, gradcheck, gradgradcheck  # noqa: F401
 from .nodes import SUSPEND, AccumulateGrad, Node, edge, owned_array
 from .tensor import Tensor
+
+graph = autograd_graph.namespace(Node, AccumulateGrad, BackwardFunction)  # torch.autograd.graph
 
 CREATE_GRAPH_WARNING = (
     "Using backward() with create_graph=True will create a reference cycle between the parameter "

@@ -9,6 +9,7 @@ import numpy as np
 from gradserve.surface import messages
 from gradserve.surface.creation import keeps_numpy_scalar_dtype, nested_values, sequence_dtype
 from gradserve.surface.devices import check_device
+from gradserve.surface.numbers import array_overflows, overflow_message
 
 from . import dtypes, errors
 from .dtypes import DType
@@ -58,8 +59,11 @@ def as_array(data: Any, dtype: DType | str | None = None) -> np.ndarray:
                 arr = arr.astype(dtypes.DEFAULT_FLOAT.np)
         elif kind in "iu":
             arr = arr.astype(np.int64)
+        if want is not None and array_overflows(arr, want.name):  # torch checks each number
+            raise errors.InvalidArgumentError(overflow_message(want.name))
     if want is not None and arr.dtype != want.np:
-        arr = arr.astype(want.np)
+        with np.errstate(over="ignore", invalid="ignore"):  # 1e300 into float32 is inf
+            arr = arr.astype(want.np)
     elif want is None:
         dtypes.from_numpy(arr.dtype)
     return arr

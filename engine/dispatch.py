@@ -8,6 +8,13 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import grad_mode, messages
+from gradserve.surface.numbers import (
+    C_TYPE_NAMES,
+    NUMPY_NUMBERS,
+    overflow_message,
+    overflows,
+    python_number,
+)
 
 from . import errors, limits, parallel, scalarmath
 from .nodes import NO_GRAD_VIEW, Node
@@ -52,8 +59,10 @@ def apply(name: str, inputs: Sequence[Any], attrs: Mapping[str, Any] | None = No
     return run(op, args, bind_attrs(op, (), attrs or {}), generator=generator)
 
 
-def check_inputs(op: OpDef, args: Sequence[Any]) -> None:
-    """Arity and input kinds: tensors, Python scalars, or None where the input is optional."""
+def check_inputs(op: OpDef, args: Sequence[Any], positional: int | None = None) -> None:
+    """Arity and input kinds: tensors, Python scalars, or None where the input is optional.
+    A refused input is named with its position when it is among the first `positional` (None:
+    all), given positionally, as torch names it."""
     if len(args) != len(op.inputs):
         raise errors.InvalidTypeError(
             f"{op.name}() takes {len(op.inputs)} tensor input(s) "
@@ -68,8 +77,8 @@ def check_inputs(op: OpDef, args: Sequence[Any]) -> None:
                 raise errors.InvalidTypeError(
                     f"{op.name}(): argument '{op.inputs[i]}' must be Tensor, not NoneType")
         elif not isinstance(a, (Tensor, *_SCALARS)):
-            raise errors.InvalidTypeError(
-                f"{op.name}(): argument '{op.inputs[i]}' must be Tensor, not {type(a).__name__}")
+            raise errors.InvalidTypeError(messages.must_be_tensor(
+                op.name, op.inputs[i], a, i + 1 if positional is None or i < positional else None))
 
 
 def require_tensor(op: OpDef, flat: Sequence[Any]) -> None:
@@ -136,6 +145,9 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         except (AttributeError, AssertionError):
             require_tensor(op, flat)  # a scalar or None where the rule needs a Tensor
             raise
+        except errors.EngineError:
+            check_inputs(op, args)  # an input no op takes (a numpy array: it has a dtype too)
+            raise
         except _RULE_FAILURES as exc:
             raise _unjudged(op, exc) from None
         compute, out_dtype = rule
@@ -155,6 +167,7 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
     bit = 1
     cast = compute.np if compute is not None else None
     view = op.view
+    numpy_seen = False
     for a in flat:
         if type(a) is Tensor:
             if a._base is not None and a._view_version != a._vc[0]:
@@ -174,14 +187,17 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
             if type(a) not in _PY_SCALARS:
                 if not checked:
                     check_inputs(op, args)  # raises for anything but numpy scalars / None
-                if isinstance(a, np.generic):
-                    # torch reads a numpy scalar as the Python number it holds: `t * np.float64(x)`
-                    # computes in float32, as `t * x` does (numpy's own would in float64)
-                    a = a.item()
+                if isinstance(a, NUMPY_NUMBERS):
+                    # torch reads a numpy scalar as a Python number: `t * np.float64(x)` computes
+                    # in float32, as `t * x` does (numpy's own would in float64)
+                    a = python_number(a)
+                    numpy_seen = True
             if type(a) is int and cast is not None and cast.kind in "iu":
                 a = _int_operand(op, a, cast)
             arrays.append(a)
         bit <<= 1
+    if numpy_seen and not op.variadic:  # the node names and saves the numbers torch reads
+        args = flat = tuple(a if (n := python_number(a)) is None else n for a in args)
     if generator is not None:
         attrs = {**attrs, "generator": generator}
     ufunc = op.ufunc
@@ -275,7 +291,6 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
 # torch's refusal names.
 _INT_RANGES = {np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max))
                for t in (np.uint8, np.int8, np.int16, np.int32, np.int64)}
-_C_INT = {"uint8": "uint8_t", "int8": "int8_t", "int16": "int16_t", "int32": "int"}
 
 # The ops whose Python-number operand torch wraps into a 0-dim tensor and casts to the common
 # dtype, C's cast (`uint8 tensor + 300` adds 44); the others convert it checked, refusing one
@@ -296,10 +311,9 @@ def _int_operand(op: OpDef, a: int, cast: np.dtype[Any]) -> Any:
     lo, hi = _INT_RANGES[cast]
     if lo <= a <= hi or not -(2 ** 63) <= a < 2 ** 63:  # beyond int64: numpy's refusal stands
         return a
-    if op.name not in WRAPPED_INT_OPERANDS:
-        raise errors.InvalidArgumentError(
-            f"value cannot be converted to type {_C_INT[cast.name]} without overflow")
-    return np.array(a, np.int64).astype(cast)[()]
+    if op.name not in WRAPPED_INT_OPERANDS and overflows(a, cast.name):
+        raise errors.InvalidArgumentError(overflow_message(C_TYPE_NAMES[cast.name]))
+    return np.array(a, np.int64).astype(cast)[()]  # C's cast (uint8 takes -255..-1 so)
 
 
 def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tensor | None:

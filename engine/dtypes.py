@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import messages
+from gradserve.surface.numbers import C_TYPE_NAMES, overflow_message, overflows
 
 from . import errors
 
@@ -93,12 +94,32 @@ def promote(a: DType, b: DType) -> DType:
 
 
 def scalar_dtype(value: Any) -> DType:
-    """The dtype a Python scalar stands for: bool, int64 or the default float."""
-    if isinstance(value, (builtins.bool, np.bool_)):
+    """The dtype a Python scalar stands for: bool, int64 or the default float (that of a
+    numpy bool too, which torch reads as a float: gradserve.surface.numbers)."""
+    if isinstance(value, builtins.bool):
         return bool_
     if isinstance(value, (builtins.int, np.integer)):
         return int64
     return DEFAULT_FLOAT
+
+
+def fill_value(value: Any, dtype: np.dtype[Any]) -> Any:
+    """`value` (a Python number, or a 0-d array: its number) to fill a `dtype` array with, as
+    torch's checked conversion of a Scalar.
+
+    Raises:
+        InvalidArgumentError: torch's overflow error (`fill_(300)` on int8).
+    """
+    if isinstance(value, np.ndarray):
+        value = value.item()
+    if overflows(value, dtype.name):
+        raise errors.InvalidArgumentError(overflow_message(C_TYPE_NAMES[dtype.name]))
+    if type(value) is builtins.int and dtype.kind == "u":
+        return np.array(value, np.int64).astype(dtype)[()]  # C's cast: uint8 takes -1 as 255
+    if type(value) is builtins.float and dtype.kind in "iu":
+        with np.errstate(invalid="ignore"):  # float(2**63) passes the check: C's cast
+            return np.array(value).astype(dtype)[()]
+    return value
 
 
 def _combine(higher: DType | None, lower: DType | None) -> DType | None:

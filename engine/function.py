@@ -12,6 +12,7 @@ returns with torch's messages.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -208,6 +209,13 @@ class Function:
         cls._backward_cls = type(cls.__name__ + "Backward", (BackwardFunction,),
                                  {"_forward_cls": cls, "__module__": "torch.autograd.function"})
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        warnings.warn(messages.function_instantiated(type(self)), DeprecationWarning,
+                      stacklevel=2)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise errors.AutogradError(messages.FUNCTION_LEGACY_CALL)
+
     @staticmethod
     def forward(*args: Any, **kwargs: Any) -> Any:
         """The computation; override it."""
@@ -262,6 +270,9 @@ def wrap_outputs(ctx: BackwardFunction, args: tuple[Any, ...], output: Any) -> A
         if id(o) in dirty:
             if record and o._rg and o.grad_fn is None:
                 raise errors.InplaceError(DIRTY_LEAF_MESSAGE)
+            base = o._base
+            if record and base is not None and base._rg and base.grad_fn is None:
+                raise errors.InplaceError(messages.VIEW_OF_LEAF_INPLACE)
             o._vc[0] += 1  # torch bumps a dirty tensor's version once more
         elif id(o) in inputs:
             # an input returned as it is becomes a new tensor sharing its data (torch: a view)

@@ -104,7 +104,8 @@ def _full_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType | 
     return None, attrs.get("dtype") or dtypes.scalar_dtype(attrs["fill_value"])
 
 
-defop("full", lambda size, fill_value, dtype=None: np.full(size, fill_value),
+defop("full", lambda size, fill_value, dtype=None: np.full(size, dtypes.fill_value(
+          fill_value, (dtype or dtypes.scalar_dtype(fill_value)).np)),
       inputs=(), attrs=(_SIZE, AttrSpec("fill_value", "scalar", required=True), _DTYPE),
       dtype=_full_dtype, out_shape=_size_shape, method=False,
       doc="a tensor filled with fill_value (dtype inferred from it: bool, int64 or float32)",

@@ -33,6 +33,12 @@ EIGH_WORK = 48
 INV_WORK = 4
 DET_WORK = 4
 QR_WORK = 16  # per max(m, n)^2 * min(m, n): geqrf and orgqr (complete: an m x m Q)
+# Declared work per matrix of a batch besides its multiply-adds: numpy calls LAPACK once per
+# matrix and copies each in and out, ~30-1000 ns a matrix whatever its size (an SVD of 1x1
+# matrices took 600 ns each, of 4x4 ones 1 us; an eigh of 2x2 ones 270 ns): 2**24 1x1 matrices
+# made one SVD of 10.5 s of CPU, declared as 96 units each (~0.05 s). 2**15 units is ~1 us of
+# a product's time, so the work limit lets ~2**21 matrices through in one op.
+MATRIX_WORK = 1 << 15
 
 
 # --- checks shared by the linear-algebra ops (torch's messages) ----------------------------------
@@ -83,6 +89,31 @@ def linalg_error(fn: str, index: int, batched: bool, text: str) -> errors.LinAlg
 def batch_of(shape: Sequence[int]) -> int:
     """The number of matrices in a batch of this shape."""
     return limits.numel(tuple(shape[:-2]))
+
+
+def lapack_work(shape: Sequence[int], per_matrix: int) -> int:
+    """The declared work of an op calling LAPACK once per matrix of a batch of `shape`:
+    `per_matrix` multiply-adds and `MATRIX_WORK` for each (none for an empty input: LAPACK is
+    not called)."""
+    if not limits.numel(tuple(shape)):
+        return 0
+    return batch_of(shape) * (per_matrix + MATRIX_WORK)
+
+
+def first_failing(matrices: Any, fails: Any) -> int:
+    """The index of the first matrix of `matrices` (a (batch, n, n) array holding at least one
+    for which `fails` holds) for which `fails` holds, where `fails(block)` checks a block of
+    matrices in one batched numpy call (true when any of them fails). The range known to hold
+    one is halved until one matrix is left: at most one more call's work on the whole batch, in
+    log2(batch) calls (a call per matrix took ~5 us each: 2**24 matrices, ~100 s in one op)."""
+    lo, hi = 0, len(matrices)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fails(matrices[lo:mid]):
+            hi = mid
+        else:
+            lo = mid
+    return lo
 
 
 def _given(g: Any) -> bool:
@@ -188,7 +219,7 @@ def _svd_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) ->
     bound = limits.shapes_bound(shapes, item)
     *_, m, n = a.shape
     scratch = 3 * (limits.numel(tuple(a.shape)) + sum(limits.numel(s) for s in shapes)) * item
-    work = SVD_WORK * batch_of(a.shape) * m * n * min(m, n)
+    work = lapack_work(a.shape, SVD_WORK * m * n * min(m, n))
     return limits.work_bound(limits.with_scratch(bound, scratch), work, True)
 
 
@@ -203,8 +234,8 @@ defop("_linalg_svd", _svd, _svd_vjp, inputs=("A",),
 
 
 def _factors(a: Any) -> bool:
-    """Whether potrf factors one matrix: numpy raises for a pivot <= 0, and a NaN pivot (which
-    potrf refuses too) leaves NaN in its factor."""
+    """Whether potrf factors a matrix (every matrix of a batch): numpy raises for a pivot
+    <= 0, and a NaN pivot (which potrf refuses too) leaves NaN in its factor."""
     try:
         return bool(np.isfinite(np.linalg.cholesky(a)).all())
     except np.linalg.LinAlgError:
@@ -228,13 +259,14 @@ def _leading_order(a: Any) -> int:
 def _not_positive_definite(fn: str, a: Any) -> errors.LinAlgError:
     """The error for the first matrix of the batch `a` (lower triangles read) that fails."""
     n = a.shape[-1]
-    for index, matrix in enumerate(a.reshape(-1, n, n)):
-        if not _factors(matrix):
-            return linalg_error(fn, index, a.ndim > 2,
-                                "The factorization could not be completed because the input is "
-                                "not positive-definite (the leading minor of order "
-                                f"{_leading_order(matrix)} is not positive-definite).")
-    return errors.LinAlgError(f"{fn}: The factorization could not be completed")
+    matrices = a.reshape(-1, n, n)
+    if _factors(matrices):
+        return errors.LinAlgError(f"{fn}: The factorization could not be completed")
+    index = first_failing(matrices, lambda block: not _factors(block))
+    return linalg_error(fn, index, a.ndim > 2,
+                        "The factorization could not be completed because the input is not "
+                        "positive-definite (the leading minor of order "
+                        f"{_leading_order(matrices[index])} is not positive-definite).")
 
 
 def _cholesky(fn: str) -> Any:
@@ -276,7 +308,7 @@ def _cholesky_bound(fn: str) -> Any:
         item = out_dtype.np.itemsize
         result = limits.with_scratch(limits.shape_bound(shape, item),
                                      2 * limits.numel(shape) * item)
-        return limits.work_bound(result, batch_of(shape) * n ** 3 * max(1, n.bit_length()),
+        return limits.work_bound(result, lapack_work(shape, n ** 3 * max(1, n.bit_length())),
                                  True)
     return bound
 
@@ -295,19 +327,34 @@ defop("cholesky", _cholesky("cholesky"), _cholesky_vjp, attrs=_UPPER,
 # --- inverse: linalg_inv(A) ----------------------------------------------------------------------
 
 
+#: Columns eliminated one at a time before the rest of the matrix is updated by one product
+#: (`_zero_pivot`). Eliminating each column into the whole rest, n numpy steps of O(n^2), took
+#: 16.6 s for a singular (2580, 2580) matrix (its inverse, declared as ~2 s, took 0.8 s).
+_PANEL = 64
+
+
 def _zero_pivot(a: Any) -> int:
     """The 1-based index of the first zero diagonal element of U in getrf's A = P L U (partial
-    pivoting) of one singular matrix (torch's message names it); n steps of elimination."""
+    pivoting) of one singular matrix (torch's message names it). Blocked as getrf is: each
+    panel of `_PANEL` columns is eliminated column by column, then the rows it pivoted get
+    their U part by substitution and the rest is updated by one matrix product (a matrix of
+    at most `_PANEL` columns is eliminated exactly as one column at a time)."""
     lu = np.array(a, dtype=np.float64)
     n = lu.shape[-1]
-    for j in range(n):
-        p = j + int(np.argmax(np.abs(lu[j:, j])))
-        if lu[p, j] == 0:
-            return j + 1
-        if p != j:
-            lu[[j, p]] = lu[[p, j]]
-        lu[j + 1:, j] /= lu[j, j]
-        lu[j + 1:, j + 1:] -= np.outer(lu[j + 1:, j], lu[j, j + 1:])
+    for j0 in range(0, n, _PANEL):
+        j1 = min(n, j0 + _PANEL)
+        for j in range(j0, j1):
+            p = j + int(np.argmax(np.abs(lu[j:, j])))
+            if lu[p, j] == 0:
+                return j + 1
+            if p != j:
+                lu[[j, p]] = lu[[p, j]]
+            lu[j + 1:, j] /= lu[j, j]
+            lu[j + 1:, j + 1:j1] -= np.outer(lu[j + 1:, j], lu[j, j + 1:j1])
+        if j1 < n:  # U12 = L11^-1 A12 row by row (L11 unit lower), then A22 -= L21 U12
+            for i in range(j0 + 1, j1):
+                lu[i, j1:] -= lu[i, j0:i] @ lu[j0:i, j1:]
+            lu[j1:, j1:] -= lu[j1:, j0:j1] @ lu[j0:j1, j1:]
     return n
 
 
@@ -320,15 +367,21 @@ def _inv(a: Any) -> Any:
     except np.linalg.LinAlgError:
         pass
     n = a.shape[-1]
-    for index, matrix in enumerate(a.reshape(-1, n, n)):
-        try:
-            np.linalg.inv(matrix)
-        except np.linalg.LinAlgError:
-            raise linalg_error(
-                "linalg.inv", index, a.ndim > 2,
-                f"The diagonal element {_zero_pivot(matrix)} is zero, the inversion could not be "
-                "completed because the input matrix is singular.") from None
-    raise errors.LinAlgError("linalg.inv: the input matrix is singular")
+    matrices = a.reshape(-1, n, n)
+    index = first_failing(matrices, _inverse_fails)
+    raise linalg_error(
+        "linalg.inv", index, a.ndim > 2,
+        f"The diagonal element {_zero_pivot(matrices[index])} is zero, the inversion could not "
+        "be completed because the input matrix is singular.")
+
+
+def _inverse_fails(matrices: Any) -> bool:
+    """Whether getrf finds an exactly singular matrix in the batch."""
+    try:
+        np.linalg.inv(matrices)
+    except np.linalg.LinAlgError:
+        return True
+    return False
 
 
 @shapes_only
@@ -337,7 +390,7 @@ def _inv_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) ->
     check_square("linalg.inv", shape)
     item = out_dtype.np.itemsize
     result = limits.with_scratch(limits.shape_bound(shape, item), 2 * limits.numel(shape) * item)
-    return limits.work_bound(result, INV_WORK * batch_of(shape) * shape[-1] ** 3, True)
+    return limits.work_bound(result, lapack_work(shape, INV_WORK * shape[-1] ** 3), True)
 
 
 # derivatives.yaml: A: -at::matmul(inverse.mH(), at::matmul(grad, inverse.mH()))
@@ -388,7 +441,7 @@ def _det_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) ->
     item = out_dtype.np.itemsize
     result = limits.with_scratch(limits.shape_bound(_det_shape(args[0]), item),
                                  2 * limits.numel(shape) * item)
-    return limits.work_bound(result, DET_WORK * batch_of(shape) * max(1, shape[-1]) ** 3, True)
+    return limits.work_bound(result, lapack_work(shape, DET_WORK * shape[-1] ** 3), True)
 
 
 defop("linalg_det", _det, _det_vjp, inputs=("A",), dtype=floating_rule("linalg.det"),
@@ -404,7 +457,7 @@ def _slogdet_bound(args: Sequence[Any], attrs: Mapping[str, Any],
     item = out_dtype.np.itemsize
     result = limits.with_scratch(limits.shapes_bound((shape[:-2], shape[:-2]), item),
                                  2 * limits.numel(shape) * item)
-    return limits.work_bound(result, DET_WORK * batch_of(shape) * max(1, shape[-1]) ** 3, True)
+    return limits.work_bound(result, lapack_work(shape, DET_WORK * shape[-1] ** 3), True)
 
 
 def _slogdet(a: Any) -> tuple[Any, Any]:
@@ -477,7 +530,7 @@ def _eigh_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -
     item = out_dtype.np.itemsize
     shape = shapes[1]
     result = limits.with_scratch(limits.shapes_bound(shapes, item), 3 * limits.numel(shape) * item)
-    return limits.work_bound(result, EIGH_WORK * batch_of(shape) * max(1, shape[-1]) ** 3, True)
+    return limits.work_bound(result, lapack_work(shape, EIGH_WORK * shape[-1] ** 3), True)
 
 
 def _eigh_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
@@ -564,7 +617,7 @@ def _qr_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> 
     *_, m, n = shape
     result = limits.with_scratch(limits.shapes_bound(shapes, item),
                                  3 * (limits.numel(shape) + limits.numel(shapes[0])) * item)
-    return limits.work_bound(result, QR_WORK * batch_of(shape) * max(m, n) ** 2 * min(m, n),
+    return limits.work_bound(result, lapack_work(shape, QR_WORK * max(m, n) ** 2 * min(m, n)),
                              True)
 
 
@@ -632,7 +685,7 @@ def _pinv_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -
     item = out_dtype.np.itemsize
     *_, m, n = a.shape
     scratch = 6 * (limits.numel(tuple(a.shape)) + batch_of(a.shape) * min(m, n) ** 2) * item
-    work = (SVD_WORK + 1) * batch_of(a.shape) * m * n * min(m, n)
+    work = lapack_work(a.shape, (SVD_WORK + 1) * m * n * min(m, n))
     return limits.work_bound(limits.with_scratch(limits.shape_bound(shape, item), scratch), work,
                              True)
 

@@ -18,6 +18,7 @@ from gradserve.surface.messages import TYPE_WORDS
 
 from . import dtypes, errors, limits, mkl, parallel, scalarmath, vecmath
 from .distributions import fma32, fma64
+from .dtypes import DType
 from .registry import (
     BOOL,
     COMPARE,
@@ -26,6 +27,7 @@ from .registry import (
     PROMOTE,
     SAME,
     AttrSpec,
+    by_dtypes,
     defop,
     keeps_0d,
     names_backward,
@@ -256,13 +258,33 @@ defop("add", lambda x, y, alpha=1: _scaled_add(x, y, alpha),
       inputs=("input", "other"), attrs=(AttrSpec("alpha", "scalar", 1),), dtype=PROMOTE,
       inplace=True, doc="input + alpha * other", out_shape=broadcast_shape,
       out_bound=_alpha_bound, default_ufunc=np.add)
+
+
+@by_dtypes
+def _sub_dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType, DType]:
+    """PROMOTE, refusing a bool operand as torch's sub_check: a bool tensor or a Python bool
+    (a numpy bool is a float, gradserve.surface.numbers)."""
+    bools = [a.dtype is dtypes.bool_ if hasattr(a, "dtype") and not isinstance(a, np.generic)
+             else type(a) is bool for a in args]
+    if all(bools):
+        raise errors.InvalidArgumentError(
+            "Subtraction, the `-` operator, with two bool tensors is not supported. Use the "
+            "`^` or `logical_xor()` operator instead.")
+    if any(bools):
+        raise errors.InvalidArgumentError(
+            "Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
+            "trying to invert a mask, use the `~` or `logical_not()` operator instead.")
+    d = promote_args(args)
+    return d, d
+
+
 defop("sub", lambda x, y, alpha=1: (scalarmath.call(np.subtract, x, y) if alpha == 1  # numpy
                                     # refuses bool - bool
                                     else _scaled_add(x, y, -alpha)),
       lambda ns, g, out, x, y, alpha: g,
       lambda ns, g, out, x, y, alpha: -g * alpha if alpha != 1 else -g,
       saves=("", ""),
-      inputs=("input", "other"), attrs=(AttrSpec("alpha", "scalar", 1),), dtype=PROMOTE,
+      inputs=("input", "other"), attrs=(AttrSpec("alpha", "scalar", 1),), dtype=_sub_dtype,
       backward=_by_scalars("SubBackward0", "SubBackward0", "RsubBackward1"),
       inplace=True, doc="input - alpha * other", out_shape=broadcast_shape,
       out_bound=_alpha_bound, default_ufunc=np.subtract)
@@ -1244,7 +1266,8 @@ defop("zero", np.zeros_like, lambda ns, g, out, x: g * 0, method=False, inplace=
       saves="",
       doc="zeros shaped like input (Tensor.zero_())",
       out_shape=broadcast_shape)
-defop("fill", lambda x, value: np.full_like(x, value), lambda ns, g, out, x, value: g * 0,
+defop("fill", lambda x, value: np.full_like(x, dtypes.fill_value(value, x.dtype)),
+      lambda ns, g, out, x, value: g * 0,
       saves="",
       attrs=(AttrSpec("value", "scalar", required=True),), method=False, inplace=True,
       inplace_backward="FillBackward2", doc="input's shape filled with value (Tensor.fill_(value))",

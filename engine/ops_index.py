@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import grad_mode
+from gradserve.surface import grad_mode, messages
 from gradserve.surface.indexing import index_items
 from gradserve.surface.messages import TYPE_WORDS
 
@@ -690,7 +690,7 @@ def _masked_fill(x: Any, mask: Any, value: Any) -> Any:
             f"{value.ndim} dimension(s).")
     x = np.asarray(x)
     broadcast_shape(mask, x)
-    return np.where(mask, np.asarray(value).astype(x.dtype), x)
+    return np.where(mask, np.asarray(dtypes.fill_value(value, x.dtype)).astype(x.dtype), x)
 
 
 _C_TYPE = {"float32": "float", "float64": "double", "int32": "int", "int64": "long int",
@@ -880,9 +880,7 @@ def setitem(self: Tensor, index: Any, value: Any) -> None:
         numbering = Tensor._make(np.arange(self.numel(), dtype=np.int64).reshape(self.shape))
         positions, advanced = _apply_index(numbering, index)
     if (not advanced and grad_mode.is_grad_enabled() and self._rg and self.grad_fn is None):
-        raise errors.InplaceError(
-            "a view of a leaf Variable that requires grad is being used in an in-place "
-            "operation.")
+        raise errors.InplaceError(messages.VIEW_OF_LEAF_INPLACE)
     source = value
     if isinstance(value, Tensor):
         vshape = tuple(value.shape)

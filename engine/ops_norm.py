@@ -47,6 +47,12 @@ from .namespaces import NP
 from .registry import AttrSpec, defop, numel_of
 
 _CHUNK = 16  # moments_utils.h kChunkSize: vectors per Welford chunk
+#: Steps of a kernel's sequential loops (a thread's row, a chunk's merge: a few numpy calls on
+#: small arrays, ~10-70 us each) between interrupt checks, each counted as an op of a stateless
+#: call's --max-call-ops. Their number follows the input's length, not its size: without a
+#: check, a batch norm of (2**25, 2) (one chunk step per 2 rows) ran ~400 s in one op, a layer
+#: norm of one row of 2**24 elements 9 s, and a deadline ended neither.
+_STEPS_PER_CHECK = 4
 
 
 _SPLIT = 134217729.0  # 2**27 + 1: Dekker's split of a float64 into two 26-bit halves
@@ -119,6 +125,7 @@ def row_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     s1 = [zero] * max(depth, 1)
     s2 = [zero] * max(depth, 1)
     for i in range(chunks):
+        limits.tick()  # a merge or more per chunk: ~70 us
         s0[0], s1[0], s2[0] = _merge_vec(min(_CHUNK, n - i * _CHUNK), m1[:, i], m2[:, i],
                                          s0[0], s1[0], s2[0], dt)
         mask, j = i + 1, 1
@@ -334,6 +341,8 @@ def _param_sums(dy: np.ndarray, rows: Any, mean: Any, rstd: Any, dgamma: bool,
     buf_w = np.zeros((starts.size, size), dt) if dgamma else None
     buf_b = np.zeros((starts.size, size), dt) if dbeta else None
     for p in range(chunk):
+        if not p % _STEPS_PER_CHECK:
+            limits.tick()
         live = int(np.count_nonzero(starts + p < ends))  # a prefix: only the last range is short
         r = starts[:live] + p
         if buf_w is not None:
@@ -427,6 +436,8 @@ def _thread_sums(rows: np.ndarray, step: Any) -> np.ndarray:
     chunk, starts, ends = _thread_ranges(m)
     buf = np.zeros((starts.size, c), rows.dtype)
     for p in range(chunk):
+        if not p % _STEPS_PER_CHECK:
+            limits.tick()
         live = int(np.count_nonzero(starts + p < ends))
         buf[:live] = step(buf[:live], starts[:live] + p)
     return _seq_sum(buf.T)

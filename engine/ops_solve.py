@@ -20,8 +20,10 @@ from gradserve.surface.messages import TYPE_WORDS
 
 from . import dtypes, errors, limits
 from .ops_decomp import (
+    MATRIX_WORK,
     check_matrix,
     check_square,
+    first_failing,
     floating_rule,
     linalg_error,
     not_implemented,
@@ -107,14 +109,18 @@ def _solve(a: Any, b: Any, left: bool = True) -> Any:
 def _singular(a: Any) -> errors.LinAlgError:
     """The error naming A's first singular matrix (in A's own batch)."""
     n = a.shape[-1]
-    index = 0
-    for index, matrix in enumerate(a.reshape(-1, n, n)):  # noqa: B007 - the index is the answer
-        try:
-            np.linalg.solve(matrix, np.ones((n, 1), matrix.dtype))
-        except np.linalg.LinAlgError:
-            break
+    index = first_failing(a.reshape(-1, n, n), _solve_fails)
     return linalg_error("torch.linalg.solve", index, a.ndim > 2,
                         "The solver failed because the input matrix is singular.")
+
+
+def _solve_fails(matrices: Any) -> bool:
+    """Whether gesv finds an exactly singular matrix in the batch."""
+    try:
+        np.linalg.solve(matrices, np.ones((1, matrices.shape[-1], 1), matrices.dtype))
+    except np.linalg.LinAlgError:
+        return True
+    return False
 
 
 def _solve_grad_b(ns: Any, g: Any, a: Any, b: Any, left: bool) -> Any:
@@ -144,7 +150,7 @@ def _solve_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) 
     x = limits.numel(shape)
     batch = max(1, x // max(1, n * (1 if _vector_case(a.shape, b.shape) else shape[-1])))
     scratch = (2 * x + batch * n * n) * item
-    work = batch * n * n * (n + x // max(1, batch * n))
+    work = batch * n * n * (n + x // max(1, batch * n)) + (batch * MATRIX_WORK if x else 0)
     return limits.work_bound(limits.with_scratch(limits.shape_bound(shape, item), scratch),
                              work, True)
 

@@ -84,7 +84,9 @@ class Tensor(TensorMethods):
     _retains_grad: bool
     _base: Tensor | None  # the tensor this one is a view of (sharing data and version counter)
     _view_version: int  # views only: the version their grad_fn was recorded at
-    _has_views: bool  # bases only (unset elsewhere): some view of this tensor was made
+    # bases only (unset elsewhere): some view of this tensor was made, or it was detached or is
+    # a detach() (sharing data and version counter: the server describes them after a write)
+    _has_views: bool
 
     @classmethod
     def _make(cls, data: np.ndarray, grad_fn: Any = None, output_nr: int = 0,
@@ -194,7 +196,9 @@ class Tensor(TensorMethods):
 
     def detach(self) -> Tensor:
         """A new leaf sharing this tensor's data (and version counter) that never requires grad."""
-        return Tensor._make(self._array(), version=self._vc)
+        out = Tensor._make(self._array(), version=self._vc)
+        self._has_views = out._has_views = True  # see `_has_views`
+        return out
 
     def detach_(self) -> Tensor:
         """Make this tensor a leaf that does not require grad, in place."""

@@ -376,6 +376,26 @@ class Executor:
         except ge.errors.BudgetExceededError as exc:
             return self.retry_measured(exc, estimate, run, *args)
 
+    def room_for_constant(self, msg: Any, decoded: int) -> None:
+        """Refuse a tape op's constant input, before it is decoded, when its data with `decoded`
+        (what the op's inputs decoded so far add) would take the session past its limit. A
+        tape's constant is decoded anew for each input word naming it: one 1 MiB constant
+        named by an op's 4,095 input words made 4 GiB before the op's budget was checked.
+
+        Raises:
+            LimitExceededError: the session, measured exactly, has no room for it.
+        """
+        size = decoded + codec.data_bytes(msg, self.limit) + _TENSOR_BYTES
+        s = self.s
+        limit = s.limits.max_bytes
+        if s.measured_bytes + self.budget.pending + size <= limit:
+            return
+        if self.budget.measure() + size > limit:
+            raise LimitExceededError(
+                f"the op's constant inputs would take the session past its limit of {limit} "
+                f"bytes ({size} bytes with this one, {s.measured_bytes} held): each use of a tape "
+                "constant is a new tensor", limit="max_session_bytes")
+
     def retry_measured(self, refusal: Exception, estimate: int, run: Callable[..., Any],
                        *args: Any) -> Any:
         """`within_budget` after `run(*args)` was refused under the `estimate` of what the
@@ -571,8 +591,9 @@ class Executor:
                     elif kind == wire_tape.NONE:
                         inputs.append(None)
                     else:
-                        c = codec.decode_tensor(constants[w >> 3], self.limit,
-                                                what=f"{name}() input")
+                        constant = constants[w >> 3]
+                        self.room_for_constant(constant, growth)
+                        c = codec.decode_tensor(constant, self.limit, what=f"{name}() input")
                         growth += c.nbytes + _TENSOR_BYTES
                         inputs.append(c)
                 estimate = max_bytes - s.measured_bytes - budget.pending
@@ -680,12 +701,14 @@ class Executor:
 
     def _sharing(self, target: ge.Tensor) -> list[tuple[int, ge.Tensor]]:
         """Handles other than `target` bound to a tensor sharing its data (a view's base, the
-        base's views)."""
+        base's views) or its version counter (a `detach()` of it, or what it was detached
+        from)."""
         root = target._base if target._base is not None else target
         if not getattr(root, "_has_views", False):
             return []  # nothing shares its data: no scan of the session's tensors
+        vc = target._vc
         return [(h, t) for h, t in self.s.tensors.items()
-                if t is not target and (t is root or t._base is root)]
+                if t is not target and (t is root or t._base is root or t._vc is vc)]
 
     def _reserve_views(self, target: ge.Tensor) -> None:
         """Before an in-place write: its reply describes every handle sharing the target's data
@@ -806,7 +829,8 @@ class Executor:
         return 0
 
     def detach(self, m: session_pb2.Detach, r: session_pb2.InstructionResult) -> int:
-        self.bind(m.result, self.tensor(m.handle).detach(), r)
+        t = self.tensor(m.handle)
+        self.bind(m.result, t.data if m.own_version else t.detach(), r)
         return _TENSOR_BYTES  # a new tensor object sharing the data
 
     def detach_inplace(self, m: session_pb2.DetachInplace,

@@ -90,6 +90,20 @@ def checked_numel(shape: Any, max_elements: int, what: str = "tensor") -> int:
     return n
 
 
+def data_bytes(msg: tensor_pb2.Tensor, max_elements: int) -> int:
+    """The bytes a Tensor message's data takes once decoded, from its dtype and shape alone
+    (its data is not read: reading `raw` copies it); 0 when decoding would refuse the message
+    anyway (an unknown dtype, a bad shape), so that decoding names the fault."""
+    entry = _DTYPES.get(msg.dtype)
+    if entry is None:
+        return 0
+    try:
+        n = checked_numel(tuple(msg.shape), max_elements)
+    except (InvalidRequestError, LimitExceededError):
+        return 0
+    return n * entry[1].itemsize
+
+
 def decode_array(msg: tensor_pb2.Tensor, max_elements: int, what: str = "tensor",
                  raw: Any = None) -> np.ndarray:
     """A native-endian array from a Tensor message, validated first. It may be a read-only view

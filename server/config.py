@@ -25,6 +25,7 @@ class ServerConfig:
     run_slots: int = 0
     run_quantum: float = 0.015
     inline_seconds: float = 0.002
+    max_call_seconds: float = 600.0
     max_session_waiters: int = 8
     max_sessions: int = 1000
     max_principal_sessions: int = 100
@@ -71,6 +72,8 @@ _HELP = {
     "run_slots": "calls executing engine work at once; the others queue first come, first "
                  "served (0: one per CPU core)",
     "run_quantum": "seconds a call executes before it yields its run slot to a waiting call",
+    "max_call_seconds": "seconds any call may execute, whatever its deadline (one without a "
+                        "deadline included): past it DEADLINE_EXCEEDED; 0: no cap",
     "inline_seconds": "seconds a small stateless call (RunGraph) may run on the event loop "
                       "before it is run again on a worker thread instead (its ops small: "
                       "docs/internals.md); at most --run-quantum (a longer one is cut to it); "
@@ -206,7 +209,8 @@ def validate(config: ServerConfig) -> None:
         if getattr(config, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
     for name in ("max_calls", "max_memory", "run_slots", "malloc_arenas", "malloc_keep",
-                 "malloc_top_pad", "malloc_trim", "engine_threads", "inline_seconds"):
+                 "malloc_top_pad", "malloc_trim", "engine_threads", "inline_seconds",
+                 "max_call_seconds"):
         if getattr(config, name) < 0:
             raise ValueError(f"{name} must be 0 (automatic or off) or positive, got "
                              f"{getattr(config, name)}")

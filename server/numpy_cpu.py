@@ -8,7 +8,9 @@ and what is computed from them, then differ from torch's in the last bit. numpy 
 that: `pin()` sets it to numpy's AVX512-level targets (asked of a child process, or, when numpy
 is imported already, by starting the same command line again); on a CPU without AVX512, or when
 the variable is set already, it does nothing. The engine's own model of torch's AVX512 kernels
-(`engine/cascade.py`: vector widths) is unaffected: that follows torch, not numpy.
+(`engine/cascade.py`: vector widths) is unaffected: that follows torch, not numpy. On a CPU
+without AVX512 the variable is set to "" (no target disabled), so that the processes this one
+starts (the tests' servers, `--processes` workers) do not ask a child again.
 
 Used by `gradserve serve`/`demo` (server/cli.py) and the tests (tests/__init__.py); a program
 that uses `gradserve.engine` in process on such a CPU can set the variable itself
@@ -56,12 +58,13 @@ def pin() -> None:
     if ENV in os.environ:
         return
     if "numpy" not in sys.modules:
-        targets = _ask_child()
-        if targets:
-            os.environ[ENV] = " ".join(targets)
+        asked = _ask_child()
+        if asked is not None:  # a child that failed says nothing: its children ask again
+            os.environ[ENV] = " ".join(asked)
         return
     targets = avx512_targets()
     if not targets:
+        os.environ[ENV] = ""
         return
     os.environ[ENV] = " ".join(targets)
     argv = list(getattr(sys, "orig_argv", ()) or [sys.executable, *sys.argv])
@@ -70,13 +73,13 @@ def pin() -> None:
     os.execv(sys.executable, [sys.executable, *argv[1:]])
 
 
-def _ask_child() -> list[str]:
+def _ask_child() -> list[str] | None:
     """avx512_targets() of a child process (this one has not imported numpy yet, and must not
-    before the variable is set); [] when the child fails."""
+    before the variable is set); None when the child fails."""
     code = "from gradserve.server.numpy_cpu import avx512_targets; print(*avx512_targets())"
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               timeout=60, check=True, env={**os.environ, ENV: ""})
     except (OSError, subprocess.SubprocessError):
-        return []
+        return None
     return done.stdout.split()

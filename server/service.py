@@ -54,6 +54,8 @@ class _Flag:
 _CANCELLED = ("the call was cancelled (by the client, or because the server is stopping) while "
               "it was executing")
 _DEADLINE = "deadline exceeded while executing the request"
+_CAPPED = ("the call ran past the server's longest call ({seconds:g} s, --max-call-seconds) while "
+           "executing the request: split the work over several calls")
 
 
 class Call:
@@ -63,15 +65,21 @@ class Call:
     `with call.running():` holds a run slot for the call's engine work (see `running`)."""
 
     __slots__ = ("context", "owner", "deadline", "ended", "_slots", "_quantum", "_slot_since",
-                 "_ran", "_interrupt")
+                 "_ran", "_interrupt", "_cap")
 
     def __init__(self, context: grpc.ServicerContext, owner: str,
-                 slots: RunSlots | None = None, quantum: float = 0.0):
+                 slots: RunSlots | None = None, quantum: float = 0.0, longest: float = 0.0):
         self.context = context
         self.owner = owner
         remaining = context.time_remaining()
         # monotonic; no deadline reads as a huge number of seconds (about 9.2e18), or None
-        self.deadline = math.inf if remaining is None else time.monotonic() + remaining
+        now = time.monotonic()
+        self.deadline = math.inf if remaining is None else now + remaining
+        # `longest` (--max-call-seconds; 0: none) ends the call sooner than the caller's own
+        # deadline, or a call without one: `_cap` is then that many seconds, for the message
+        self._cap = 0.0
+        if longest > 0 and now + longest < self.deadline:
+            self.deadline, self._cap = now + longest, longest
         self.ended = _Flag()
         # Runs when the call ends for any reason: client cancel, deadline, server stop, done
         # (`threaded.ThreadContext`). False: the call is already over.
@@ -88,7 +96,11 @@ class Call:
         if self.ended.up:
             raise CancelledError(_CANCELLED)
         if time.monotonic() >= self.deadline:
-            raise DeadlineError(_DEADLINE)
+            raise self._past_deadline()
+
+    def _past_deadline(self) -> DeadlineError:
+        """The error of a call past its deadline: the caller's, or the server's cap."""
+        return DeadlineError(_CAPPED.format(seconds=self._cap) if self._cap else _DEADLINE)
 
     def check(self) -> None:
         """`check_ended`, then give the run slot to a waiting call once this one held it for a
@@ -99,7 +111,7 @@ class Call:
             raise CancelledError(_CANCELLED)
         now = time.monotonic()
         if now >= self.deadline:
-            raise DeadlineError(_DEADLINE)
+            raise self._past_deadline()
         since = self._slot_since
         if since:
             slots = self._slots
@@ -225,7 +237,8 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
         owner = self.auth.identify(context)
         self.admission.enter(owner)
         try:
-            call = Call(context, owner, self.slots, self.config.run_quantum)
+            call = Call(context, owner, self.slots, self.config.run_quantum,
+                        self.config.max_call_seconds)
             call.check_ended()
         except BaseException:
             self.admission.leave(owner)

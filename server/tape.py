@@ -360,7 +360,12 @@ def _attr(t: _AttrTables, k: int, j: int, w: int, budget: list[int]) -> tuple[st
 
 def _outside(j: int, name: str, what: str, index: int, size: int) -> str:
     return (f"attribute {j} ({name!r}): {what} index {index} is outside the tape's {size} "
-            f"{what} constant(s)")
+            f"{_entries(what)}")
+
+
+def _entries(what: str) -> str:
+    """The entries of the tape's table an index of kind `what` points into, for messages."""
+    return "tensor constant(s)" if what == "constant" else f"{what} constant(s)"
 
 
 _ONE, _BYTE, _CODE = np.uint64(1), np.uint64(0xFF), np.uint64(0xFFFFFFFF)
@@ -452,4 +457,4 @@ def _bad_payload(j: int, kind: int, payload: int, n_floats: int, n_ints: int,
         return f"input {j}: a none input's payload is 0, got {payload}"
     size = {FLOAT: n_floats, INT: n_ints, CONSTANT: n_constants}[kind]
     return (f"input {j}: {KIND_NAMES[kind]} index {payload} is outside the tape's {size} "
-            f"{KIND_NAMES[kind]} constant(s)")
+            f"{_entries(KIND_NAMES[kind])}")

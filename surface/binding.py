@@ -7,6 +7,10 @@ import inspect
 from collections.abc import Callable, Container, Sequence
 from typing import Any
 
+import numpy as np
+
+from . import messages
+
 NUMPY_NAMES = {"axis": "dim", "keepdims": "keepdim", "x": "input", "a": "input", "x1": "input",
                "x2": "other"}
 """The numpy names torch's argument parser takes for its own (`x.sum(axis=0)` is
@@ -53,13 +57,17 @@ def take_inputs(name: str, inputs: Sequence[str], optional: Sequence[bool],
     `kwargs` (popped), or None if it is optional.
 
     Raises:
-        type_error: a required input is missing (torch's text, naming the function `name`).
+        type_error: a required input is missing, or a numpy array is given by keyword (torch's
+            text, naming the function `name`).
     """
     ins = list(given)
     for j in range(len(ins), len(inputs)):
         key = inputs[j]
         if key in kwargs:
-            ins.append(kwargs.pop(key))
+            value = kwargs.pop(key)
+            if isinstance(value, np.ndarray):  # torch takes no array for a Tensor argument
+                raise type_error(messages.must_be_tensor(name, key, value))
+            ins.append(value)
         elif optional[j]:
             ins.append(None)
         else:

@@ -143,8 +143,8 @@ def _resolved(be: Backend, dtype: Any) -> Any:
 
 def scalar_dtype(be: Backend, *values: Any) -> str:
     """torch's dtype for Python numbers: a float makes the default dtype, else an int int64,
-    else bool."""
-    if any(isinstance(v, (float, np.floating)) for v in values):
+    else bool (a numpy bool is read as a float: gradserve.surface.numbers)."""
+    if any(isinstance(v, (float, np.floating, np.bool_)) for v in values):
         return be.default_dtype()
     if any(is_int(v) for v in values):
         return "int64"

@@ -158,15 +158,20 @@ def _seed_noop(seed: int) -> None:
     """torch.cuda.manual_seed / manual_seed_all: no CUDA, so nothing to seed (as torch)."""
 
 
+def _empty_cache() -> None:
+    """torch.cuda.empty_cache: CUDA never initialised, so there is no cache to free (as torch)."""
+
+
 cuda = types.SimpleNamespace(
     is_available=lambda: False,
     device_count=lambda: 0,
     current_device=_cuda_current_device,
     manual_seed=_seed_noop,
     manual_seed_all=_seed_noop,
+    empty_cache=_empty_cache,
 )
-"""torch.cuda on a CPU-only build: is_available() is False, device_count() 0, seeding does
-nothing, current_device() raises torch's AssertionError."""
+"""torch.cuda on a CPU-only build: is_available() is False, device_count() 0, seeding and
+empty_cache() do nothing, current_device() raises torch's AssertionError."""
 
 accelerator = types.SimpleNamespace(
     is_available=lambda check_fully_loaded=False: False,

@@ -485,11 +485,12 @@ class Functional:
         t = self._t
         ins = inputs if isinstance(inputs, tuple) else (inputs,)
         if grad_outputs is None:
-            outs = self._outputs(func(*ins))
-            rng = np.random.default_rng(0)
+            # torch.testing.make_tensor(low=-1, high=1) per differentiable output: the same
+            # draws from the default generator as torch's
+            outs = [o for o in self._outputs(func(*ins)) if o.requires_grad]
             gos: tuple[Any, ...] = tuple(
-                t.tensor(rng.standard_normal(tuple(o.shape)), dtype=o.dtype,
-                         requires_grad=True) for o in outs)
+                t.empty(tuple(o.shape), dtype=o.dtype if o.is_floating_point() else t.float64)
+                .uniform_(-1, 1).requires_grad_() for o in outs)
         else:
             gos = grad_outputs if isinstance(grad_outputs, tuple) else (grad_outputs,)
         n_in = len(ins)
@@ -497,8 +498,8 @@ class Functional:
 
         def first_order(*args: Any) -> Any:
             xs, gs = args[:n_in], args[n_in:]
-            outs = self._outputs(func(*xs))
-            used = [(o, g) for o, g in zip(outs, gs) if o.requires_grad]
+            outs = [o for o in self._outputs(func(*xs)) if o.requires_grad]
+            used = list(zip(outs, gs))
             grads = t.autograd.grad([o for o, _ in used], [xs[i] for i in diff],
                                     [g for _, g in used], create_graph=True, allow_unused=True)
             return tuple(g for g in grads if g is not None)

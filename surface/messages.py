@@ -57,6 +57,14 @@ def tp_name(value: Any) -> str:
     return f"{cls.__module__}.{cls.__name__}"
 
 
+def must_be_tensor(name: str, arg: str, value: Any, position: int | None = None) -> str:
+    """torch's TypeError text for a value of the wrong type given for Tensor argument `arg` of
+    `name`: "add(): argument 'other' (position 2) must be Tensor, not numpy.ndarray" (no
+    position for an argument given by keyword)."""
+    where = "" if position is None else f" (position {position})"
+    return f"{name}(): argument '{arg}'{where} must be Tensor, not {tp_name(value)}"
+
+
 TYPE_WORDS = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
               "bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short"}
 """torch's C++ names of the dtypes, as its messages print them ("Got Long")."""
@@ -125,6 +133,19 @@ DIRTY_NOT_RETURNED = (
     "Some elements marked as dirty during the forward method were not returned as output. The "
     "inputs that are modified inplace must all be outputs of the Function.")
 DIRTY_LEAF = "a leaf Variable that requires grad has been used in an in-place operation."
+VIEW_OF_LEAF_INPLACE = ("a view of a leaf Variable that requires grad is being used in an "
+                        "in-place operation.")
+FUNCTION_LEGACY_CALL = (
+    "Legacy autograd function with non-static forward method is deprecated. Please use "
+    "new-style autograd function with static forward method. (Example: "
+    "https://pytorch.org/docs/stable/autograd.html#torch.autograd.Function)")
+
+
+def function_instantiated(cls: type) -> str:
+    """torch's DeprecationWarning text for instantiating a custom autograd Function."""
+    return (f"{cls} should not be instantiated. Methods on autograd functions are all static, "
+            "so you should invoke them on the class itself. Instantiating an autograd function "
+            "will raise an error in a future version of PyTorch.")
 ONCE_DIFFERENTIABLE = (
     "trying to differentiate twice a function that was marked with @once_differentiable")
 

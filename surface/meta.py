@@ -47,6 +47,7 @@ from . import (  # noqa: F401 - each registers its rules
     meta_tensor_ops,
 )
 from .meta_base import DTYPE_NAMES, RULES, Meta, _Inexact
+from .numbers import NUMPY_NUMBERS, python_number
 
 __all__ = ["DTYPE_NAMES", "RULES", "Meta", "infer"]
 
@@ -59,8 +60,9 @@ def infer(op: str, inputs: Sequence[Any], attrs: Mapping[str, Any],
         op: the op's catalogue name ("add", "sum", "matmul", ...).
         inputs: the op's tensor inputs in order: objects with `.shape` (a tuple of ints),
             `.dtype` (a dtype name, see `DTYPE_NAMES`) and `.requires_grad`; Python bool, int
-            and float scalars as themselves; None for an omitted optional input; a list of
-            tensors for a variadic op's one input (`cat`, `stack`).
+            and float scalars as themselves, numpy ones as torch reads them
+            (`surface.numbers`); None for an omitted optional input; a list of tensors for a
+            variadic op's one input (`cat`, `stack`).
         attrs: the op's attributes by name, as given (omitted ones take the op's defaults);
             a dtype attribute as its name or an object with `.name`.
         grad_enabled: whether grad mode is on where the op is recorded.
@@ -72,6 +74,10 @@ def infer(op: str, inputs: Sequence[Any], attrs: Mapping[str, Any],
     rule = RULES.get(op)
     if rule is None:
         return None
+    for a in inputs:
+        if isinstance(a, NUMPY_NUMBERS):  # read as torch reads them (surface/numbers.py)
+            inputs = [a if (n := python_number(a)) is None else n for a in inputs]
+            break
     try:
         metas = rule(inputs, attrs, grad_enabled)
     except _Inexact:

@@ -67,7 +67,8 @@ def _tensor(a: Any) -> tuple[tuple[int, ...], int, bool]:
     return shape, rank, rg
 
 
-# The rank a Python scalar promotes as (a wrapped number); complex and numpy scalars: no rule.
+# The rank a Python scalar promotes as (a wrapped number); complex: no rule. A numpy scalar is
+# read as torch reads it (`gradserve.surface.numbers`), by `meta.infer` before the rules.
 _SCALAR_RANK = {bool: _BOOL, int: _INT64, float: _DEFAULT_FLOAT}
 # Python ints every integral dtype holds; one outside is checked against the result's range
 # (`_walk`): the engine wraps it for some ops and refuses it for others (`uint8 tensor + 300`,

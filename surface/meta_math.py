@@ -84,7 +84,17 @@ _ALPHA = {"alpha": _scalar}
 # --- elementwise: binary -------------------------------------------------------------------------
 
 _elementwise("add", 2, _PROMOTE, attrs=_ALPHA)
-_elementwise("sub", 2, _PROMOTE, attrs=_ALPHA, accepts=_not_bool)  # numpy: no bool subtract
+_elementwise("sub", 2, _PROMOTE, attrs=_ALPHA)
+_sub_promoted = RULES.pop("sub")
+
+
+@_rule("sub")
+def _sub(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    if any(a is True or a is False or getattr(a, "dtype", None) == "bool" for a in inputs):
+        raise _Inexact  # torch's sub_check: "Subtraction, the `-` operator, with a bool tensor"
+    return _sub_promoted(inputs, attrs, grad)
+
+
 _elementwise("mul", 2, _PROMOTE)
 _elementwise("div", 2, _TO_FLOAT)
 for _name in ("floor_divide", "remainder", "fmod"):

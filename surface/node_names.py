@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .numbers import NUMPY_NUMBERS, python_number
+
 NodeRule = Callable[[Sequence[Any], Mapping[str, Any]], "str | None"]
 NODE_RULES: dict[str, NodeRule] = {}
 
@@ -28,7 +30,7 @@ _TENSOR, _SCALAR, _UNKNOWN = 1, 0, -1
 def _kind(a: Any) -> int:
     """An input as the engine's naming functions see it: a tensor (a description with a tuple
     `shape` and `requires_grad`), a scalar (a Python number, or None: an omitted input), or
-    unknown (anything else, e.g. a numpy scalar, which the engine takes for a tensor)."""
+    unknown (anything else; a numpy scalar is read as a number first)."""
     if a is None or type(a) in _SCALARS:
         return _SCALAR
     if type(getattr(a, "shape", None)) is tuple and hasattr(a, "requires_grad"):
@@ -53,6 +55,8 @@ def node_name(op: str, inputs: Sequence[Any], attrs: Mapping[str, Any]) -> str |
     rule = NODE_RULES.get(op)
     if rule is None:
         return None
+    if any(isinstance(a, NUMPY_NUMBERS) for a in inputs):  # read as torch reads them
+        inputs = [a if (n := python_number(a)) is None else n for a in inputs]
     for a in inputs:
         if _kind(a) == _UNKNOWN:
             return None

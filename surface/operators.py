@@ -21,6 +21,11 @@ INVERT = "bitwise_not"
 """`~x`, once the layer has refused a floating x with `INVERT_MESSAGE` (torch's TypeError of the
 operator, where `bitwise_not` raises its NotImplementedError)."""
 INVERT_MESSAGE = "~ (operator.invert) is only implemented on integer and Boolean-type tensors"
+ARRAY_COMPARED = "__eq__"
+"""The one operator torch applies to a numpy array operand, read as a tensor (`x == a`, and
+`a == x` through numpy's reflection); the others return NotImplemented, leaving it to numpy
+(`x + a` is numpy's, wrapped back into a tensor by __array_wrap__), and `a / x` is
+`reciprocal(x) * a`, whose `*` is numpy's."""
 AUGMENTED = {"__iadd__": "add", "__isub__": "sub", "__imul__": "mul", "__itruediv__": "div",
              "__iand__": "bitwise_and", "__ior__": "bitwise_or", "__ixor__": "bitwise_xor",
              "__ilshift__": "bitwise_left_shift", "__irshift__": "bitwise_right_shift"}

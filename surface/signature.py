@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .numbers import python_number
 from .spellings import is_int
 
 
@@ -70,11 +71,14 @@ def _dims(v: Any, as_dtype: Callable[[Any], Any]) -> Any:
 
 
 def _scalar(v: Any, as_dtype: Callable[[Any], Any]) -> Any:
-    if isinstance(v, (bool, np.bool_)):
+    if isinstance(v, bool):
         return bool(v)
-    if is_int(v):
+    n = python_number(v)  # a numpy scalar, as torch reads it (a numpy bool is a float)
+    if n is not None:
+        return n
+    if isinstance(v, int):
         return int(v)
-    if isinstance(v, (float, np.floating)):
+    if isinstance(v, float):
         return float(v)
     return REFUSED
 
@@ -138,6 +142,18 @@ def count_outputs(rule: str, shape: Sequence[int], attrs: Mapping[str, Any]) -> 
         return 1
     return count(shape[int(dim)], attrs)
 
+# torch's overloads where a None given differs from the argument left out: `x.sum()` is
+# `sum()` (SumBackward0), `x.sum(dim=None)` is `sum.dim_IntList` over every dim (SumBackward1;
+# `mean` alike). Such a None binds as the value here: every dim, as `dim=[]` (engine and
+# client alike, so the client's graph node names stay the server's).
+GIVEN_NONE: dict[tuple[str, str], Any] = {("sum", "dim"): (), ("mean", "dim"): ()}
+
+
+def given_none(op: str, spec: AttrSpec) -> Any:
+    """What attribute `spec` of op `op` binds to when None is given for it (`GIVEN_NONE`)."""
+    return GIVEN_NONE.get((op, spec.name))
+
+
 def nullable(spec: AttrSpec) -> bool:
     """Whether the attribute accepts None: never when required; else when its kind does or its
     default is None (ListOps `AttrInfo.nullable`)."""
@@ -171,7 +187,7 @@ class AttrValidator:
             value_error: a `str` value not among the attribute's `choices`.
         """
         if v is None and nullable(spec):
-            return None
+            return given_none(op, spec)
         kind = ATTR_KINDS.get(spec.kind)
         if kind is None:
             raise AssertionError(f"unknown attribute kind {spec.kind}")

@@ -145,21 +145,51 @@ _extreme("min", "minimum", MinResult)
 
 
 
+def tensor_arguments(be: Backend, name: str, params: Sequence[str], args: Sequence[Any],
+                     kwargs: dict[str, Any], first: int) -> list[Any]:
+    """The values of a torch signature of tensors only (`maximum(Tensor input, Tensor other)`)
+    from a call, as torch's argument parser takes them: too many positional arguments, then
+    each parameter in order (missing: it and every later one named; not a tensor: its position
+    named when given positionally, counted from `first`), then an unknown keyword.
+
+    Raises:
+        TypeError (be.type_error): torch's text for the first of those that fails.
+    """
+    n = len(params)
+    if len(args) > n:
+        raise be.type_error(f"{name}() takes {n} positional argument{'s' if n != 1 else ''} "
+                            f"but {len(args)} were given")
+    values = []
+    for i, param in enumerate(params):
+        if i < len(args):
+            value = args[i]
+        elif param in kwargs:
+            value = kwargs[param]
+        else:
+            missing = params[i:]  # torch's own wording, its plurals included
+            raise be.type_error(
+                f"{name}() missing {len(missing)} required positional argument"
+                f"{'s' if len(missing) == 1 else ''}: {', '.join(f'{m!r}' for m in missing)}"
+                .replace("'", '"'))
+        if not be.is_tensor(value):
+            raise be.type_error(messages.must_be_tensor(
+                name, param, value, first + i if i < len(args) else None))
+        values.append(value)
+    for k in kwargs:
+        if k not in params[len(args):]:
+            raise be.type_error(f"{name}() got an unexpected keyword argument '{k}'")
+    return values
+
+
 def _tensors_only(name: str) -> None:
     """torch.maximum/minimum/fmax/fmin(input, other) and their methods: two tensors, a Python
     number refused with torch's TypeError (`maximum(x, 2.0)`; `clamp` takes numbers)."""
-    def check(be: Backend, value: Any, arg: str, position: int) -> None:
-        if not be.is_tensor(value):
-            raise be.type_error(f"{name}(): argument '{arg}' (position {position}) must be "
-                                f"Tensor, not {messages.tp_name(value)}")
-
-    def function(be: Backend, input: Any, other: Any) -> Any:
-        check(be, input, "input", 1)
-        check(be, other, "other", 2)
+    def function(be: Backend, *args: Any, **kwargs: Any) -> Any:
+        input, other = tensor_arguments(be, name, ("input", "other"), args, kwargs, 1)
         return be.call(name, (input, other), {})
 
-    def method(be: Backend, self: Any, other: Any) -> Any:
-        check(be, other, "other", 1)
+    def method(be: Backend, self: Any, *args: Any, **kwargs: Any) -> Any:
+        other, = tensor_arguments(be, name, ("other",), args, kwargs, 1)
         return be.call(name, (self, other), {})
 
     for fn in (function, method):

@@ -338,29 +338,44 @@ def tape_attr_run(attrs: Any, words: list[int], names: dict[str, int], strings: 
 
 def tape_ops(c: Chooser, ops: list[catalogue_pb2.OpInfo], out: session_pb2.Tape,
              live: list[int], new: Callable[[], int]) -> None:
-    """A Tape (docs/wire.md) of a few ops over `live` handles, usually well-formed; sometimes
-    with a corrupt word, flag, count, index or table."""
+    """A Tape (docs/wire.md) of a few ops over `live` handles, some with attributes, usually
+    well-formed; sometimes with a corrupt word, flag, count, index or table."""
     names: dict[str, int] = {}
     code: list[int] = []
     floats: list[float] = []
     ints: list[int] = []
     constants: list[tensor_pb2.Tensor] = []
+    attr_words: list[int] = []
+    attr_names: dict[str, int] = {}
+    strings: list[str] = []
     for _ in range(c.int(0, 5)):
         op = pick_op(c, ops)
         scratch = session_pb2.ApplyOp()
         op_inputs(c, op, scratch.inputs, [], live)
+        op_attrs(c, op, scratch.attrs)
         words = tape_input_words(scratch.inputs, floats, ints, constants)
         outputs = []
         for _ in range(op.n_outputs if op.HasField("n_outputs") else 1):
             outputs.append(new())
             live.append(outputs[-1])
         flags = c.pick([0, 0, 2, 4, 6, 1, 7])
+        if scratch.attrs or c.chance(0.05):
+            flags |= 8  # ATTRS
+            tape_attr_run(scratch.attrs, attr_words, attr_names, strings, floats, ints)
         code_ = names.setdefault(op.name, len(names))
         code.append(code_ | flags << 32 | len(words) << 40 | len(outputs) << 52)
         code += words + outputs
     if code and c.chance(0.1):  # one corrupt word
         code[c.int(0, len(code) - 1)] = c.pick([0, 7, 6, 2**64 - 1, 1 << 52, 255 << 32,
                                                 c.int(0, 2**64 - 1)])
+    if attr_words and c.chance(0.1):  # one corrupt attribute word
+        attr_words[c.int(0, len(attr_words) - 1)] = c.pick(
+            [0, 7, 256, 2**64 - 1, 1 << 15 | 5, 4095 << 3, 2**40 << 15, c.int(0, 2**64 - 1)])
+    if c.chance(0.03):  # a word too many
+        attr_words.append(c.int(0, 3))
+    out.attrs = struct.pack(f"<{len(attr_words)}Q", *attr_words)
+    out.attr_names.extend(attr_names)
+    out.strings.extend(strings)
     out.ops.extend(names)
     out.constants.extend(constants)
     if c.chance(0.03):
@@ -369,7 +384,7 @@ def tape_ops(c: Chooser, ops: list[catalogue_pb2.OpInfo], out: session_pb2.Tape,
     out.floats = struct.pack(f"<{len(floats)}d", *floats)
     out.ints = struct.pack(f"<{len(ints)}q", *ints)
     if c.chance(0.05):  # a table whose length is not a multiple of 8, or random bytes
-        setattr(out, c.pick(["code", "floats", "ints"]), c.bytes(40))
+        setattr(out, c.pick(["code", "floats", "ints", "attrs"]), c.bytes(40))
 
 
 def algorithm_options(c: Any, m: Any) -> None:

@@ -35,9 +35,21 @@ def test_pin_leaves_numpy_no_avx512_target_this_cpu_runs(before):
     # before numpy: asked of a child; after: the process starts again (the same command line)
     setting, targets = _run(before).rsplit(" ", 1)
     assert targets == "[]"
-    if setting != "None":  # an AVX512 CPU: numpy's own targets at that level are named
-        names = ast.literal_eval(setting).split()
-        assert names and all(n.startswith("AVX512") or n == "X86_V4" for n in names)
+    # always set ("" without AVX512: the processes it starts do not ask again); on an AVX512
+    # CPU numpy's own targets at that level are named
+    names = ast.literal_eval(setting).split()
+    assert all(n.startswith("AVX512") or n == "X86_V4" for n in names)
+
+
+@pytest.mark.parametrize("asked, expected",
+                         [([], ""), (["X86_V4", "AVX512_ICL"], "X86_V4 AVX512_ICL"), (None, None)],
+                         ids=["no-avx512", "avx512", "child-failed"])
+def test_pin_before_numpy_sets_what_the_child_says(monkeypatch, asked, expected):
+    monkeypatch.delenv(numpy_cpu.ENV, raising=False)
+    monkeypatch.setattr(numpy_cpu, "_ask_child", lambda: asked)
+    monkeypatch.delitem(sys.modules, "numpy")  # pin() asks a child only before numpy
+    numpy_cpu.pin()
+    assert os.environ.get(numpy_cpu.ENV) == expected
 
 
 def test_pin_keeps_a_setting_made_already():

@@ -342,7 +342,10 @@ def test_unknown_ops_and_inputs_give_none():
     x = Desc((2,), "float32", True)
     assert infer("no_such_op", [x], {}, True) is None
     assert infer("add", [x, 1j], {}, True) is None  # complex: no dtype here
-    assert infer("add", [x, np.float64(1.0)], {}, True) is None  # numpy scalars: not modelled
+    # a numpy scalar is read as torch reads it (a numpy bool as a float: surface/numbers.py)
+    assert infer("add", [x, np.float64(1.0)], {}, True) == infer("add", [x, 1.0], {}, True)
+    n = Desc((2,), "int64", False)
+    assert infer("mul", [n, np.bool_(True)], {}, True) == infer("mul", [n, 1.0], {}, True)
     assert infer("add", [np.ones(2), x], {}, True) is None  # a numpy dtype, not a name
     assert infer("add", [Desc((2,), "float16", False), x], {}, True) is None
     assert infer("add", [Desc([2], "float32", False), x], {}, True) is None  # shape not a tuple
@@ -503,6 +506,6 @@ def test_node_rule_unknown_inputs_give_none():
     assert node_name("pow", [x, 2], {}) == "PowBackward0"
     assert node_name("pow", [2.0, x], {}) == "PowBackward2"
     assert node_name("pow", [x, x], {}) == "PowBackward1"
-    assert node_name("pow", [x, np.float64(2)], {}) is None  # a numpy scalar: the engine's call
+    assert node_name("pow", [x, np.float32(2)], {}) == "PowBackward0"  # read as a number
     assert node_name("sum", [x], {"dim": 0}) == "SumBackward1"
     assert node_name("add", [x, x], {}) is None  # one node whatever the arguments

@@ -1,26 +1,16 @@
 // The Node.js client against a running server: GRADSERVE_TARGET=host:port node --test test/
-// Values go to stdout (one `gradserve-value NAME JSON` line each) and, when GRADSERVE_RESULTS
-// names a file, into that file as JSON; tests/test_node_client.py compares them with torch.
+// The values it records (../testing/results.js) are compared with torch by tests/test_node_client.py.
 'use strict';
 
 const assert = require('node:assert/strict');
-const fs = require('node:fs');
 const { test, after } = require('node:test');
 const gs = require('..');
+const record = require('../testing/results').recorder(__filename);
 
 const target = process.env.GRADSERVE_TARGET ?? 'localhost:50051';
 const stubs = gs.connect(target);
-const results = {};
 
-function record(name, v) {
-  results[name] = v;
-  console.log(`gradserve-value ${name} ${JSON.stringify(v)}`);
-}
-
-after(() => {
-  stubs.close();
-  if (process.env.GRADSERVE_RESULTS) fs.writeFileSync(process.env.GRADSERVE_RESULTS, JSON.stringify(results));
-});
+after(() => stubs.close());
 
 test('health check says SERVING', async () => {
   for (const service of ['', 'gradserve.v1.AutogradService']) {

@@ -239,12 +239,14 @@ class SetRequiresGrad(_message.Message):
     def __init__(self, handle: _Optional[int] = ..., requires_grad: _Optional[bool] = ...) -> None: ...
 
 class Detach(_message.Message):
-    __slots__ = ("handle", "result")
+    __slots__ = ("handle", "result", "own_version")
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    OWN_VERSION_FIELD_NUMBER: _ClassVar[int]
     handle: int
     result: int
-    def __init__(self, handle: _Optional[int] = ..., result: _Optional[int] = ...) -> None: ...
+    own_version: bool
+    def __init__(self, handle: _Optional[int] = ..., result: _Optional[int] = ..., own_version: _Optional[bool] = ...) -> None: ...
 
 class DetachInplace(_message.Message):
     __slots__ = ("handle",)
