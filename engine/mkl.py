@@ -101,6 +101,7 @@ def _open(path: str) -> Any:
         raise OSError(f"{path} is {version!r}; torch 2.13 rounds as MKL {WANTED_VERSION}")
     lib.MKL_Set_Num_Threads.argtypes = [ctypes.c_int]
     lib.MKL_Set_Num_Threads(threads)
+    lib.MKL_Set_Num_Threads_Local.restype = ctypes.c_int
     lib.mkl_disable_fast_mm.restype = ctypes.c_int
     lib.mkl_disable_fast_mm()
     for name in ("sgemm", "dgemm"):
@@ -197,7 +198,8 @@ def gemm(transa: bool, transb: bool, m: int, n: int, k: int, alpha: float, a: np
     """Fortran (column-major) `?gemm`: c = alpha * op(a) @ op(b) + beta * c, in place.
 
     The pointers are the arrays' first elements; the leading dimensions say how they are laid
-    out (the caller checks them, as BLAS requires). Call only when `available()`.
+    out (the caller checks them, as BLAS requires). A small product whose call rounds the same
+    on the calling thread alone runs there (`_serial_is_exact`). Call only when `available()`.
     """
     global _used
     key = (c.dtype.char, transa, transb, m, n, k, alpha, lda, ldb, beta, ldc)
@@ -207,25 +209,91 @@ def gemm(transa: bool, transb: bool, m: int, n: int, k: int, alpha: float, a: np
         if len(_gemm_args) >= _MAX_GEMM_ARGS:
             _gemm_args.clear()
         _gemm_args[key] = args
-    _, fn, ta, tb, bm, bn, bk, al, la, lb, be, lc = args
+    _, fn, serial, ta, tb, bm, bn, bk, al, la, lb, be, lc = args
     _used = True
-    fn(ta, tb, bm, bn, bk, al, _pointer(a), la, _pointer(b), lb, be, _pointer(c), lc)
+    if serial:
+        _alone(fn, ta, tb, bm, bn, bk, al, _pointer(a), la, _pointer(b), lb, be, _pointer(c), lc)
+    else:
+        fn(ta, tb, bm, bn, bk, al, _pointer(a), la, _pointer(b), lb, be, _pointer(c), lc)
 
 
 # `gemm`'s by-reference arguments but the three pointers, per call signature (a product of
-# one layout repeats them): the ctypes objects are made once and only read by BLAS. At most
-# _MAX_GEMM_ARGS entries (then it starts over).
+# one layout repeats them), and whether it runs on the calling thread alone: the ctypes objects
+# are made once and only read by BLAS. At most _MAX_GEMM_ARGS entries (then it starts over).
 _gemm_args: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 _MAX_GEMM_ARGS = 256
+
+# Products of at most this many multiply-adds (64 x 784 x 256 is 12.8M; ~0.3 ms on one core)
+# run on the calling thread when that rounds as MKL's threaded call does: waking MKL's OpenMP
+# threads for them saves at best half of that, and on a loaded machine their barrier spins and
+# waits for a descheduled thread cost far more (an MLP step of batch 64: 1.5 ms of the calling
+# thread's CPU alone against 7.5-19 ms with two threads, load ~8).
+SERIAL_WORK = 1 << 24
 
 
 def _gemm_arguments(dtype: np.dtype, transa: bool, transb: bool, m: int, n: int, k: int,
                     alpha: float, lda: int, ldb: int, beta: float, ldc: int) -> tuple[Any, ...]:
     name, scalar = _GEMM[dtype]
     i, ref = ctypes.c_int, ctypes.byref
-    return (_lib, getattr(_lib, name), ref(ctypes.c_char(b"T" if transa else b"N")),
+    args = (ref(ctypes.c_char(b"T" if transa else b"N")),
             ref(ctypes.c_char(b"T" if transb else b"N")), ref(i(m)), ref(i(n)), ref(i(k)),
             ref(scalar(alpha)), ref(i(lda)), ref(i(ldb)), ref(scalar(beta)), ref(i(ldc)))
+    fn = getattr(_lib, name)
+    serial = m * n * k <= SERIAL_WORK and _serial_is_exact(fn, dtype, args, transa, transb,
+                                                           m, n, k, lda, ldb, ldc)
+    return (_lib, fn, serial, *args)
+
+
+def _set_local_threads(threads: int) -> int:
+    """MKL's thread count for the calling thread only (0: the global one); the previous one."""
+    return _lib.MKL_Set_Num_Threads_Local(threads)  # type: ignore[no-any-return]
+
+
+def _alone(fn: Any, *args: Any) -> None:
+    """`fn(*args)` with MKL's threads set to one for this call on the calling thread."""
+    local = _set_local_threads(1)
+    try:
+        fn(*args)
+    finally:
+        _set_local_threads(local)
+
+
+# the probes of `_serial_is_exact`: each value a normal times 2**e, e in [-8, 8) (mixed scales,
+# so that adding in another order almost surely changes some bit of some element)
+_PROBES = 2
+# At most this many elements in the three probe operands (float64: ~4 MiB, ~8 MiB at the peak
+# with the random draws' temporaries; once per call signature). 64 x 784 x 256 takes 267K.
+PROBE_ELEMENTS = 1 << 19
+
+
+def _serial_is_exact(fn: Any, dtype: np.dtype, args: tuple[Any, ...], transa: bool,
+                     transb: bool, m: int, n: int, k: int, lda: int, ldb: int,
+                     ldc: int) -> bool:
+    """Whether this `?gemm` call (its `args` but the pointers) gives the same bits on the
+    calling thread alone as with MKL's threads, on random probe operands of its layout.
+
+    MKL picks its kernel by its thread count even for products it then runs on one thread
+    (measured with MKL 2024.2 on an AVX512 CPU: float32 products of 5-7 or 9-11 result rows and
+    15+ columns, float64 ones up to 64 rows, round differently), so this is asked of MKL, once
+    per call signature, and not assumed from the shape. torch calls MKL with its threads.
+    Operands spread wider than `PROBE_ELEMENTS` in all (long leading dimensions) are not
+    probed: their products keep MKL's threads.
+    """
+    sizes = (lda * (m if transa else k), ldb * (k if transb else n), ldc * n)
+    if _lib.MKL_Get_Max_Threads() <= 1 or sum(sizes) > PROBE_ELEMENTS:
+        return False  # one thread already: nothing to choose; or too wide to probe
+    rng = np.random.default_rng(m * 1_000_003 + n * 1009 + k)
+    ta, tb, bm, bn, bk, al, la, lb, be, lc = args
+    for _ in range(_PROBES):
+        a, b, c = (np.ldexp(rng.standard_normal(size, dtype),
+                            rng.integers(-8, 8, size, np.int32)) for size in sizes)
+        threaded, alone = c.copy(), c.copy()
+        fn(ta, tb, bm, bn, bk, al, _pointer(a), la, _pointer(b), lb, be, _pointer(threaded), lc)
+        _alone(fn, ta, tb, bm, bn, bk, al, _pointer(a), la, _pointer(b), lb, be, _pointer(alone),
+               lc)
+        if threaded.tobytes() != alone.tobytes():
+            return False
+    return True
 
 
 def gemm_batch_rowmajor(transa: bool, transb: bool, m: int, n: int, k: int, a: np.ndarray,
