@@ -8,16 +8,15 @@ from __future__ import annotations
 import time
 
 import grpc
-import numpy as np
 import pytest
 
-from gradserve.server import codec, config
+from gradserve.server import config
 from gradserve.server.errors import DeadlineError
 from gradserve.server.service import Call
-from gradserve.v1 import graph_pb2, service_pb2_grpc, session_pb2, tensor_pb2
-from tests.conftest import gradserve_attr, gradserve_open_session
+from gradserve.v1 import service_pb2_grpc
+from tests.conftest import gradserve_open_session
 from tests.server_process import ServerProcess
-from tests.test_hardening_round4 import _settled_cpu
+from tests.test_hardening_round4 import _settled_cpu, batch_norm_of_many_rows
 from tests.test_hardening_streams import serves
 
 
@@ -64,19 +63,12 @@ def test_the_cap_is_validated_and_on_by_default():
 
 
 def test_a_session_batch_without_a_deadline_ends_at_the_servers_cap():
-    x = session_pb2.Instruction(apply_op=session_pb2.ApplyOp(
-        op="expand", inputs=[graph_pb2.Value(constant=codec.encode_array(np.float32(1.5)))],
-        attrs={"size": gradserve_attr([2 ** 20, 2])}, outputs=[1]))
-    y = session_pb2.Instruction(apply_op=session_pb2.ApplyOp(
-        op="batch_norm", inputs=[graph_pb2.Value(handle=1)] + [
-            graph_pb2.Value(none=tensor_pb2.NoneValue()) for _ in range(4)],
-        attrs={"training": gradserve_attr(True)}, outputs=[2]))
     with ServerProcess(["--workers", "4", "--max-call-seconds", "1"]) as server, \
             server.channel() as channel:
         s = gradserve_open_session(service_pb2_grpc.AutogradServiceStub(channel))
         cpu = server.cpu_seconds()
         with pytest.raises(grpc.RpcError) as info:
-            s.run(x, y)  # no deadline
+            s.run(*batch_norm_of_many_rows())  # no deadline
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert "--max-call-seconds" in info.value.details()
         assert _settled_cpu(server) - cpu < 4
