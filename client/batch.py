@@ -258,7 +258,10 @@ class Tape:
         headers = code[heads]
         first = heads + 1 + ((headers >> 40) & 0xFFF).astype(np.intp)
         n_out = (headers >> 52).astype(np.intp)
-        held = np.isin(code[first], np.fromiter(live, dtype=np.uint64))
+        if len(live) > len(heads):  # a dict lookup per op: no pass over every held handle
+            held = np.fromiter((h in live for h in code[first].tolist()), bool, len(heads))
+        else:
+            held = np.isin(code[first], np.fromiter(live, dtype=np.uint64))
         for k in np.flatnonzero(n_out > 1).tolist():  # the others of a several-output op
             held[k] = any(h in live for h in self.outputs(k))
         code[heads] = np.where(held, headers | np.uint64(VALUE << 32),

@@ -635,11 +635,13 @@ def test_pipelined_must_be_a_count(client):
         client.session(pipelined=-1)
 
 
+@pytest.mark.parametrize("others", [0, 1000], ids=["few-held", "many-held"])
 @pytest.mark.parametrize("n_ops", [5, 200])
-def test_a_tapes_flags_are_the_same_op_by_op_and_at_once(n_ops):
+def test_a_tapes_flags_are_the_same_op_by_op_and_at_once(n_ops, others):
     # Tape.encode sets the flags op by op on a short tape and with numpy on a long one: the
     # same words either way (one- and two-output ops, dropped and held outputs, DESCRIBE kept
-    # only where an output is held)
+    # only where an output is held); the long tape's way looks its outputs up in `live` when
+    # the program holds more tensors than the tape has ops (`others` held besides its own)
     from array import array
 
     from gradserve.client.batch import Tape
@@ -655,6 +657,7 @@ def test_a_tapes_flags_are_the_same_op_by_op_and_at_once(n_ops):
         t.code.extend(range(handle, handle + n_out))
         handle += n_out
     live = {h: None for h in range(10, handle) if rng.random() < 0.3}
+    live.update((h, None) for h in range(handle + 1, handle + 1 + others))
     by_op, at_once = array("Q", t.code), array("Q", t.code)
     t._flag_loop(by_op, live)
     t._flag_vector(at_once, live)
