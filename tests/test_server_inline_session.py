@@ -427,12 +427,13 @@ def test_health_answers_while_a_session_runs_a_long_batch(gradserve_server_facto
           f"slowest {max(waits) * 1e3:.1f} ms")
     assert server.inline_batch.resumed == len(took)  # each began on the loop, ended on a worker
     assert sum(took) >= 1.0 and len(waits) > 3
-    # most checks answered at once, none waited for the batches (a check that waited for a
-    # batch run on the loop would wait ~a whole batch: 0.2-0.5 s); a rare stall of 0.1-0.2 s was
-    # seen in whole-suite runs on CPython 3.12/3.13 (the test process's, not the batch's: the
-    # same test alone, 17-42 ms)
+    # a check may wait for the batch's part on the loop (the 0.05 s budget and one step), never
+    # for the batch (a check that waited for a batch run on the loop would wait ~a whole batch:
+    # 0.2-0.5 s); in whole-suite runs (the server in the test process, beside its other
+    # servers' threads) the 90th percentile was 0.07 s and one check stalled 0.1-0.2 s on
+    # CPython 3.12/3.13 (the same test alone: slowest 17-42 ms)
     waits.sort()
-    assert waits[len(waits) * 9 // 10] < min(took) / 4
+    assert waits[len(waits) * 9 // 10] < 0.05 + min(took) / 4
     assert waits[-1] < sum(took) / 2
 
 
