@@ -103,111 +103,14 @@ def _pow2i(q: np.ndarray) -> np.ndarray:
     return ((q + 127) << 23).astype(np.int32).view(_F32)
 
 
-class _FmaChain:
-    """float32 fused multiply-adds whose float64 sums are kept and checked once at the end.
-
-    `fma32` rounds `a * b + c` through float64 (exact product, one rounding) and redoes the
-    rare sums that land on a float32 midpoint or in float32's subnormal range; it checks each
-    call. An elementwise kernel of a dozen dependent FMAs over a few hundred elements spends
-    most of its time in those checks, so here each sum goes to a row of one float64 buffer and
-    `redo()` checks them at once: where a sum is one `fma32` would redo (exact zeros are not:
-    their sign is the float64 sum's, as in `fma32`), that step is computed by `fma32` for
-    those elements, and where its value differs the element is reported, for the caller to
-    recompute with `fma32` throughout. Every other element is `fma32`'s, step for step.
-    """
-
-    def __init__(self, steps: int, shape: tuple[int, ...]):
-        self.sums = np.empty((steps, *shape))
-        self.shape = shape
-        self.operands: list[tuple[Any, Any, Any]] = []
-
-    def __call__(self, a: Any, b: Any, c: Any) -> np.ndarray:
-        s = self.sums[len(self.operands)]
-        self.operands.append((a, b, c))
-        np.multiply(a, b, out=s, dtype=np.float64)
-        np.add(s, c, out=s)
-        return s.astype(_F32)
-
-    def redo(self) -> np.ndarray | None:
-        """A mask of the elements whose value differs from `fma32`'s, or None for none."""
-        bad = None
-        with np.errstate(all="ignore"):  # suspects only: NaN or inf sums are none
-            for i, where in self._suspects():
-                differ = self._settle(i, where)
-                if differ.size:
-                    if bad is None:
-                        bad = np.zeros(self.shape, bool)
-                    bad.reshape(-1)[differ] = True
-        return bad
-
-    def _suspects(self) -> list[tuple[int, np.ndarray]]:
-        """(step, mask) for each step with sums `fma32` would redo."""
-        sums = self.sums[:len(self.operands)]
-        if sums.nbytes <= _SMALL_CHECK:  # all rows at once: the fewest calls
-            suspect = _redone(sums, sums.view(np.int64) & 0x1FFFFFFF, np.abs(sums))
-            if suspect is None:
-                return []
-            return [(i, suspect[i]) for i in range(len(sums)) if suspect[i].any()]
-        # row by row through two reused rows: the temporaries of all rows at once would be
-        # large allocations, fresh pages (faults) on every call
-        low = np.empty(self.shape, np.int64)
-        size = low.view(np.float64)
-        rows = []
-        for i, row in enumerate(sums):
-            np.bitwise_and(row.view(np.int64), 0x1FFFFFFF, out=low)
-            row_suspect = _redone(row, low, np.abs(row, out=size))
-            if row_suspect is not None:
-                rows.append((i, row_suspect))
-        return rows
-
-    def _settle(self, i: int, where: np.ndarray) -> np.ndarray:
-        """The flat indices, among step i's suspects `where`, whose rounded sum is not
-        `fma32`'s."""
-        a, b, c = (v[where] if type(v) is np.ndarray and v.shape == self.shape
-                   else np.broadcast_to(v, self.shape)[where] if np.ndim(v) else v
-                   for v in self.operands[i])
-        # most suspects are exact float64 sums (a float32 midpoint is then a true tie, which
-        # the cast rounds to even as the FMA does): Knuth's two-sum error tells them
-        p = np.multiply(a, b, dtype=np.float64)
-        cc = np.asarray(c, np.float64)
-        s = self.sums[i][where]
-        back = s - p
-        inexact = (p - (s - back)) + (cc - back) != 0
-        flat = np.flatnonzero(where)[inexact]
-        if not flat.size:
-            return flat
-        exact = fma32(*(x[inexact] if np.ndim(x) else x for x in (a, b, c)))
-        return flat[exact.view(np.int32) != s[inexact].astype(_F32).view(np.int32)]
-
-
-_SMALL_CHECK = 1 << 17  # bytes of sums `_FmaChain.redo` checks in one go (below mmap's threshold)
-# Up to this many elements a kernel's FMAs go through one `_FmaChain` (measured: 2-3x faster
-# than `fma32` per step at a few hundred elements, about even at 16K, slower above, where the
-# float64 rows (8-9 of them, 1 MiB at 16K) are fresh pages on every call). Within
-# KERNEL_SCRATCH: the rows take 72 bytes an element.
-CHAIN_ELEMENTS = 1 << 14
-
-
-def _redone(s: np.ndarray, low: np.ndarray, size: np.ndarray) -> np.ndarray | None:
-    """Where `fma32` redoes a float64 sum s (low: its 29 low mantissa bits, size: |s|): a
-    float32 midpoint, or below float32's normal range but not 0; None for nowhere."""
-    mid = low == 0x10000000
-    tiny = size < 2.0 ** -125
-    if not (mid.any() or tiny.any()):
-        return None
-    suspect = mid | (tiny & (s != 0))
-    return suspect if suspect.any() else None
-
-
-def _chained(kernel: Callable[..., np.ndarray], steps: int, *xs: np.ndarray) -> np.ndarray:
-    """`kernel(*xs, fma)` for same-shaped float32 arrays, its FMAs by one `_FmaChain`, the
-    elements that need it recomputed with `fma32`: `kernel(*xs, fma32)`'s values."""
-    chain = _FmaChain(steps, xs[0].shape)
-    out = kernel(*xs, chain)
-    redo = chain.redo()
-    if redo is not None:
-        out[redo] = kernel(*(x[redo] for x in xs), fma32)
-    return out
+def _fma_unchecked(a: Any, b: Any, c: Any) -> np.ndarray:
+    """`a * b + c` for float32 operands, rounded through float64 (an exact product, the sum
+    rounded there, then to float32): `fma32` without its checks for the rare sums that land
+    on a float32 midpoint by double rounding. Only for kernels verified to meet none on any
+    float32 input (scripts/verify_small_math.py)."""
+    s = np.multiply(a, b, dtype=np.float64)
+    s += c
+    return s.astype(_F32)
 
 
 def sleef_expf(x: np.ndarray) -> np.ndarray:
@@ -220,9 +123,53 @@ def sleef_expf(x: np.ndarray) -> np.ndarray:
         A new float32 array of x's shape: 0 below -104, inf above 100, NaN for NaN.
     """
     x = np.asarray(x, _F32)
-    if 0 < x.ndim and x.size <= CHAIN_ELEMENTS:
-        return _chained(_expf, 1 + len(_EXP_POLY), x)
-    return _expf(x, fma32)
+    if x.ndim == 0:
+        return _fast_expf(x.reshape(1))[0]  # type: ignore[no-any-return]
+    return _fast_expf(x)
+
+
+# Adding then subtracting _grid(e) rounds a float64 in [2**e, 2**(e + 1)) to float32's grid
+# there (nearest, ties to even): the sum's float64 ulp is that grid's spacing. A float32 FMA
+# whose result stays in one binade is then one float64 multiply (exact: two float32s) and one
+# add of c + _grid(e) (exact: c lies on the grid) -- a single correct rounding, fma32's value.
+def _grid(e: int) -> float:
+    return 1.5 * 2.0 ** (e + 29)
+
+
+_L2 = float(_L2U) + float(_L2L)  # exact in float64 (43 bits), and so is q * _L2 (|q| <= 159)
+# the polynomial's first four Horner steps, each result's binade for |s| <= ln 2 / 2
+_EXP_STEPS = tuple((float(c), _grid(e)) for c, e in zip(_EXP_POLY[1:5], (-10, -7, -5, -3)))
+
+
+def _fast_expf(x: np.ndarray) -> np.ndarray:
+    """`_expf(x, fma32)` for float32 x (at least 1-d) in fewer and cheaper numpy calls: the
+    same roundings, done in float64 without `fma32`'s double-rounding checks (2-3x faster at
+    640 elements, where the call count is the cost, and at 1M). Verified equal to it, bit for
+    bit, on every float32 input by scripts/verify_small_math.py."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        x = np.minimum(np.maximum(x, _F32(-110)), _F32(110))  # as _expf
+        q = x * _R_LN2
+        np.rint(q, out=q)
+        s = q.astype(np.float64)
+        s *= _L2
+        np.subtract(x, s, out=s)  # exact: x - q * _L2U - q * _L2L, unrounded
+        s32 = s.astype(_F32)  # SLEEF's s, rounded once
+        s[...] = s32
+        u = s * float(_EXP_POLY[0])
+        for i, (c, grid) in enumerate(_EXP_STEPS):
+            if i:
+                u *= s
+            u += c + grid
+            u -= grid
+        u *= s  # the last step's result straddles 0.5: rounded by a cast
+        u += float(_EXP_POLY[5])
+        u[...] = u.astype(_F32)
+        w = (s32 * s32).astype(np.float64)
+        w *= u
+        w += s
+        out = w.astype(_F32)
+        out += _F32(1)
+        return np.ldexp(out, q.astype(np.int32))
 
 
 def _expf(x: np.ndarray, fma: Callable[[Any, Any, Any], np.ndarray]) -> np.ndarray:
@@ -256,14 +203,8 @@ def neg_expf_fma(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     Returns:
         A new float32 array of x's shape.
     """
-    if 0 < x.ndim and x.size <= CHAIN_ELEMENTS and x.shape == z.shape:
-        return _chained(_neg_expf_fma, 2 + len(_EXP_POLY), x, np.broadcast_to(y, x.shape), z)
-    return fma32(-sleef_expf(x), y, z)
-
-
-def _neg_expf_fma(x: np.ndarray, y: np.ndarray, z: np.ndarray,
-                  fma: Callable[[Any, Any, Any], np.ndarray]) -> np.ndarray:
-    return fma(-_expf(x, fma), y, z)
+    e = -sleef_expf(x)
+    return fma32(e, np.broadcast_to(y, e.shape), z)  # (same shapes: fma32's quicker path)
 
 
 # --- SLEEF's expm1f (Sleef_expm1f8_u10): double-float arithmetic ---------------------------------
@@ -460,11 +401,8 @@ def _sleef_logf_u1(d: np.ndarray) -> np.ndarray:
     """log(d) as SLEEF's xlogf_u1 (used by log1pf above 1e38, and by log_softmax)."""
     low, high = (d.min(), d.max()) if d.size else (_F32(1), _F32(1))
     normal = low >= _FLT_MIN and high < np.inf  # (False for NaN)
-    kernel, steps = (_logf_normal, 4) if normal else (_logf_u1, 7)  # the FMAs of each
-    if 0 < d.ndim and d.size <= CHAIN_ELEMENTS and d.dtype == _F32:
-        r = _chained(kernel, steps, d)
-    else:
-        r = kernel(d, fma32)
+    # the normal kernel's FMAs never meet a double rounding (scripts/verify_small_math.py)
+    r = _logf_normal(d, _fma_unchecked) if normal else _logf_u1(d, fma32)
     if not (low > 0 and high < np.inf):
         # SLEEF's special cases: log(+inf) = inf, of a negative or NaN NaN, of +-0 -inf
         r = np.where(d == np.inf, _F32(np.inf), r)
