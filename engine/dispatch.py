@@ -30,6 +30,7 @@ _NP_RESULTS = frozenset((np.ndarray, np.float32, np.float64, np.int64, np.int32,
 _SCALAR_OPERATORS = scalarmath.OPERATORS
 _FLOATS, _PARTNERS = scalarmath.FLOATS, scalarmath.PARTNERS
 _NODE_BYTES = limits.NODE_BYTES
+_NODE_EDGES = limits.NODE_EDGES
 # read once: the thread-local states (one object each, per-thread attributes) and the node
 # constructor (a classmethod, bound anew at each attribute read)
 _LIMITS = limits._local
@@ -234,6 +235,9 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         attrs.pop("generator")
 
     record = rg_mask and op.differentiable and _GRAD.enabled
+    if record and lim is not None and len(flat) > _NODE_EDGES:
+        # a node's inputs past a few, before the node keeps one record each (`node_bytes`)
+        limits.charge(limits.node_bytes(len(flat)) - _NODE_BYTES, op.node_what)
     if op.n_outputs == 1:
         data = raw
         if type(raw) not in _NP_RESULTS and not isinstance(raw, np.generic):

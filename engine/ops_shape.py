@@ -28,10 +28,7 @@ def infer_shape(shape: Sequence[int], numel: int) -> tuple[int, ...]:
     for d in shape:
         if d < -1:
             raise errors.InvalidArgumentError(f"invalid shape dimension {d}")
-    known = 1
-    for d in shape:
-        if d != -1:
-            known *= d
+    known = limits.numel([d for d in shape if d != -1])  # (past 2**64 not exact: nor equal)
     if -1 in shape:
         if known == 0 or numel % known:
             raise errors.InvalidArgumentError(

@@ -16,9 +16,10 @@ bounded before it starts:
   of that many elements (which also bounds a product's or a sort's work), checked from its
   declared bound before it runs; a refusal pauses the batch before the op, which then runs on
   the worker under the session's own limits (and fails there with its own error if it must);
-- a backward pass (Backward, Grad): a graph of at most `MAX_NODES` engine nodes, walked first,
-  whose tensors all have at most `inline.MAX_ELEMENTS` elements and `MAX_GRAPH_ELEMENTS` in
-  all, and no hooks or custom Functions in the session (they may suspend the pass);
+- a backward pass (Backward, Grad): a graph of at most `MAX_NODES` engine nodes with at most
+  `MAX_EDGES` inputs and outputs in all, walked first, whose tensors all have at most
+  `inline.MAX_ELEMENTS` elements and `MAX_GRAPH_ELEMENTS` in all, and no hooks or custom
+  Functions in the session (they may suspend the pass);
 - an in-place op (ApplyInplace): none of `inline.LONG_OPS`, a target and tensor inputs of at
   most `inline.MAX_ELEMENTS` elements (so its result is as small), no other tensor sharing the
   target's data;
@@ -68,6 +69,11 @@ log = logging.getLogger(__name__)
 #: in all, took 9.5-10 ms of thread CPU on the loaded VM): at most ~4 ms.
 MAX_NODES = 64
 MAX_GRAPH_ELEMENTS = 1024
+#: Edges (node inputs) and recorded outputs of those nodes in all: a node's rule makes a
+#: gradient per edge, and the walk itself visits each. Counted before a node's are walked, so
+#: the walk's own time is bounded too: a `cat` of 200,000 empty inputs is one node (six of them
+#: held the loop 23.6 s, walk and pass, before this bound).
+MAX_EDGES = 256
 #: Parameters of an optimizer stepped on the loop.
 MAX_PARAMS = 32
 #: Elements of a tensor (and of its grad) a fetch prints on the loop.
@@ -192,7 +198,7 @@ def _small_graph(executor: batch.Executor, roots: Any) -> bool:
             if t.grad_fn is not None:
                 stack.append(t.grad_fn)
     seen: set[int] = set()
-    elements = 0
+    elements = edges = 0
     while stack:
         node = stack.pop()
         if id(node) in seen:
@@ -207,6 +213,9 @@ def _small_graph(executor: batch.Executor, roots: Any) -> bool:
             continue
         if kind is not Node or node.op.name in LONG_OPS:
             return False  # a custom Function's node, or a convolution's
+        edges += len(node.edges) + len(node.out_meta or ())
+        if edges > MAX_EDGES:
+            return False
         for meta in (node.meta, node.out_meta or ()):
             for entry in meta:
                 if entry is not None:
