@@ -442,8 +442,8 @@ def check_shape(shape: Sequence[int], what: str = "result") -> None:
     n = numel(shape)
     if n > limit:
         raise errors.AllocationLimitError(
-            f"{what} of shape {shape_text(shape)} has {count_text(n)} elements, more than the limit "
-            f"of {limit}")
+            f"{what} of shape {shape_text(shape)} has {count_text(n)} elements, more than the "
+            f"limit of {limit}")
 
 
 def shape_bound(shape: Sequence[int], itemsize: int) -> Bound:
