@@ -545,6 +545,16 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
     limit, left = lim.max_elements, lim.bytes_left
     if limit is None and left is None:
         return
+    if len(flat) > _RESULTS_PER_CHECK:
+        # each input is an edge of the node and a gradient its backward step makes (a cat of n
+        # tensors splits into n): as many as results allow, counted as results are
+        if limit is not None and len(flat) > min(limit, limits.MAX_RESULTS):
+            raise errors.AllocationLimitError(
+                f"{op.name}(): {len(flat)} inputs, more than the limit of "
+                f"{min(limit, limits.MAX_RESULTS)}")
+        if check is not None:
+            for _ in range(len(flat) // _RESULTS_PER_CHECK):
+                check()
     scalars = op.scalar_bounds
     bound = _NO_BOUND
     if scalars is not None and (not attrs or op.scalar_attrs is None

@@ -159,3 +159,22 @@ def test_the_event_loops_backward_check_stops_at_a_node_of_many_inputs():
     few = ge.apply("sum", [ge.apply("cat", [[x] * 8], {})], {})
     session.tensors[1] = few
     assert inline_batch._small_graph(executor, (1,))  # type: ignore[arg-type]
+
+
+def test_an_op_takes_at_most_max_results_inputs_counted_as_results():
+    """A cat of n inputs is a node of n edges whose backward step splits its gradient n ways,
+    one uninterruptible step: a cat of 1,000,000 (4 MB of request) ran its backward 3.2 s past
+    a 1 s deadline. Inputs are held to what results are (`MAX_RESULTS`, under any element
+    limit), and the interrupt check runs once per 4 of them before the op."""
+    x = _empty_leaf()
+    with limits.allocation_limit(2 ** 26), pytest.raises(
+            errors.AllocationLimitError, match=r"^cat\(\): 65537 inputs, more than the limit of"):
+        ge.apply("cat", [[x] * (limits.MAX_RESULTS + 1)], {})
+    with limits.allocation_limit(256), pytest.raises(errors.AllocationLimitError,
+                                                     match="257 inputs"):
+        ge.apply("stack", [[x] * 257], {})
+    checks: list[int] = []
+    with limits.allocation_limit(2 ** 26), limits.interrupt(lambda: checks.append(1)):
+        y = ge.apply("cat", [[x] * 4096], {})
+    assert len(y.grad_fn.edges) == 4096 and len(checks) >= 4096 // 4
+    assert len(ge.apply("cat", [[x] * 70_000], {}).grad_fn.edges) == 70_000  # no limits set
