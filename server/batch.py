@@ -662,7 +662,8 @@ class Executor:
                         c = codec.decode_tensor(constant, self.limit, what=f"{name}() input")
                         growth += c.nbytes + _TENSOR_BYTES
                         inputs.append(c)
-                if gate is not None and gate.pause_op(name, inputs):
+                if gate is not None and (gate.pause_op(name, inputs) or (
+                        flags & ATTRS and gate.pause_attrs(op_attrs[k]))):
                     self.tape_op = k  # nothing of op k ran: it runs when the batch proceeds
                     if valued:
                         self.values.append((out, valued))

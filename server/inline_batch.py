@@ -11,9 +11,10 @@ session's byte accounting are the ones a batch run on a worker alone gets. So th
 blocked longer than the budget plus one step, and a step runs on the loop only when its cost is
 bounded before it starts:
 
-- an op (ApplyOp, a tape's op): none of `inline.LONG_OPS`, no tensor input of more than
-  `inline.MAX_ELEMENTS` elements, and no result either: the op runs under an allocation limit
-  of that many elements (which also bounds a product's or a sort's work), checked from its
+- an op (ApplyOp, a tape's op): none of `inline.LONG_OPS`, attributes listing at most
+  `inline.MAX_ATTR_INTS` integers, no tensor input of more than `inline.MAX_ELEMENTS`
+  elements, and no result either: the op runs under an allocation limit of that many
+  elements (which also bounds a product's or a sort's work), checked from its
   declared bound before it runs; a refusal pauses the batch before the op, which then runs on
   the worker under the session's own limits (and fails there with its own error if it must);
 - a backward pass (Backward, Grad): a graph of at most `MAX_NODES` engine nodes with at most
@@ -56,7 +57,7 @@ from gradserve.v1 import SESSION_ID_METADATA
 from gradserve.v1 import session_pb2 as spb
 
 from . import batch
-from .inline import LONG_OPS, MAX_ELEMENTS, MAX_REQUEST_BYTES
+from .inline import LONG_OPS, MAX_ATTR_INTS, MAX_ELEMENTS, MAX_REQUEST_BYTES, long_attrs
 from .service import AutogradServicer, Call
 from .sessions import MAX_REQUEST_ID, Session, SessionUse
 from .threaded import ThreadContext
@@ -143,7 +144,8 @@ class Gate:
         if time.monotonic() >= self.end:
             return True
         if kind in _ONE_OP:
-            if kind == "apply_op" and (m.op in LONG_OPS or _large_inputs(executor, m.inputs)):
+            if kind == "apply_op" and (m.op in LONG_OPS or _large_inputs(executor, m.inputs)
+                                       or long_attrs(m.attrs.values())):
                 return True
             self.bounds.max_elements = min(MAX_ELEMENTS, executor.limit)
             return False
@@ -161,6 +163,10 @@ class Gate:
             if type(x) is ge.Tensor and x._data.size > MAX_ELEMENTS:
                 return True
         return False
+
+    def pause_attrs(self, attrs: dict[str, Any]) -> bool:
+        """Before a tape's op with `attrs` (decoded): whether the batch pauses here."""
+        return sum(len(v) for v in attrs.values() if type(v) in (list, tuple)) > MAX_ATTR_INTS
 
     def refused(self, kind: str | None, exc: BaseException) -> bool:
         """Whether `exc`, raised by an op of `kind` (an out-of-place op: before it ran), is the

@@ -178,3 +178,32 @@ def test_an_op_takes_at_most_max_results_inputs_counted_as_results():
         y = ge.apply("cat", [[x] * 4096], {})
     assert len(y.grad_fn.edges) == 4096 and len(checks) >= 4096 // 4
     assert len(ge.apply("cat", [[x] * 70_000], {}).grad_fn.edges) == 70_000  # no limits set
+
+
+# --- ops with long attribute lists on the event loop ----------------------------------------------
+
+def _roll(shifts: int) -> session_pb2.ApplyOp:
+    x = graph_pb2.Value(constant=codec.encode_array(np.ones((2, 2), np.float32)))
+    return session_pb2.ApplyOp(op="roll", inputs=[x], outputs=[1], attrs={
+        "shifts": gradserve_attr([1] * shifts), "dims": gradserve_attr([0] * shifts)})
+
+
+def test_an_op_of_long_attribute_lists_is_not_run_on_the_event_loop():
+    """An 8 KiB request can list ~8,000 ints, each read by the op's checks and bound (~1-2 us
+    each): a roll of 3,900 shifts ran 6-7 ms on the loop, past its 2 ms budget. Such an op
+    pauses a session batch (a worker runs it) and keeps a RunGraph off the loop."""
+    from gradserve.server import inline
+    from gradserve.v1 import service_pb2
+
+    executor = types.SimpleNamespace(s=types.SimpleNamespace(tensors={}), limit=2 ** 26)
+    gate = inline_batch.Gate(float("inf"))
+    half = inline.MAX_ATTR_INTS // 2
+    assert not gate.pause(executor, "apply_op", _roll(half))  # type: ignore[arg-type]
+    assert gate.pause(executor, "apply_op", _roll(half + 1))  # type: ignore[arg-type]
+    assert not gate.pause_attrs({"shifts": (1,) * half, "dims": (0,) * half, "x": 2})
+    assert gate.pause_attrs({"shifts": (1,) * half, "dims": (0,) * (half + 1)})
+    for shifts, small in ((half, True), (half + 1, False)):
+        m = _roll(shifts)
+        req = service_pb2.RunGraphRequest()
+        req.graph.nodes.add(id="y", op="roll", inputs=m.inputs, attrs=m.attrs)
+        assert inline._small(req.graph.nodes, 0) is small
