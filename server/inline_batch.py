@@ -12,11 +12,12 @@ blocked longer than the budget plus one step, and a step runs on the loop only w
 bounded before it starts:
 
 - an op (ApplyOp, a tape's op): none of `inline.LONG_OPS`, attributes listing at most
-  `inline.MAX_ATTR_INTS` integers, no tensor input of more than `inline.MAX_ELEMENTS`
-  elements, and no result either: the op runs under an allocation limit of that many
-  elements (which also bounds a product's or a sort's work), checked from its
-  declared bound before it runs; a refusal pauses the batch before the op, which then runs on
-  the worker under the session's own limits (and fails there with its own error if it must);
+  `inline.MAX_ATTR_INTS` integers, an einsum of at most `MAX_EINSUM_OPERANDS` operands, no
+  tensor input of more than `inline.MAX_ELEMENTS` elements, and no result either: the op runs
+  under an allocation limit of that many elements (which also bounds a product's or a sort's
+  work, and its inputs), checked from its declared bound before it runs; a refusal pauses the
+  batch before the op, which then runs on the worker under the session's own limits (and
+  fails there with its own error if it must);
 - a backward pass (Backward, Grad): a graph of at most `MAX_NODES` engine nodes with at most
   `MAX_EDGES` inputs and outputs in all, walked first, whose tensors all have at most
   `inline.MAX_ELEMENTS` elements and `MAX_GRAPH_ELEMENTS` in all, and no hooks or custom
@@ -75,6 +76,10 @@ MAX_GRAPH_ELEMENTS = 1024
 #: the walk's own time is bounded too: a `cat` of 200,000 empty inputs is one node (six of them
 #: held the loop 23.6 s, walk and pass, before this bound).
 MAX_EDGES = 256
+#: Operands of an einsum run on the loop: its contraction path search takes ~n^3 steps before
+#: it runs (32 operands of 4 elements: 9.5 ms; 12: 0.7 ms), which the loop's budget cannot
+#: interrupt (a session's ops are not rerun: the deadline alone ends them).
+MAX_EINSUM_OPERANDS = 12
 #: Parameters of an optimizer stepped on the loop.
 MAX_PARAMS = 32
 #: Elements of a tensor (and of its grad) a fetch prints on the loop.
@@ -145,7 +150,8 @@ class Gate:
             return True
         if kind in _ONE_OP:
             if kind == "apply_op" and (m.op in LONG_OPS or _large_inputs(executor, m.inputs)
-                                       or long_attrs(m.attrs.values())):
+                                       or long_attrs(m.attrs.values())
+                                       or _many_operands(m.op, m.inputs)):
                 return True
             self.bounds.max_elements = min(MAX_ELEMENTS, executor.limit)
             return False
@@ -157,7 +163,7 @@ class Gate:
 
     def pause_op(self, name: str, inputs: list[Any]) -> bool:
         """Before a tape's op `name` on `inputs`: whether the batch pauses here."""
-        if time.monotonic() >= self.end or name in LONG_OPS:
+        if time.monotonic() >= self.end or name in LONG_OPS or _many_operands(name, inputs):
             return True
         for x in inputs:
             if type(x) is ge.Tensor and x._data.size > MAX_ELEMENTS:
@@ -183,6 +189,10 @@ def _large_inputs(executor: batch.Executor, values: Any) -> bool:
             if t is not None and t._data.size > MAX_ELEMENTS:
                 return True
     return False
+
+
+def _many_operands(name: str, inputs: Any) -> bool:
+    return name == "einsum" and len(inputs) > MAX_EINSUM_OPERANDS
 
 
 def _small_tensor(t: ge.Tensor | None) -> bool:
