@@ -196,10 +196,11 @@ def test_an_op_of_long_attribute_lists_is_not_run_on_the_event_loop():
     from gradserve.v1 import service_pb2
 
     executor = types.SimpleNamespace(s=types.SimpleNamespace(tensors={}), limit=2 ** 26)
-    gate = inline_batch.Gate(float("inf"))
     half = inline.MAX_ATTR_INTS // 2
-    assert not gate.pause(executor, "apply_op", _roll(half))  # type: ignore[arg-type]
-    assert gate.pause(executor, "apply_op", _roll(half + 1))  # type: ignore[arg-type]
+    with limits.allocation_limit(None):  # (restores the limit the gate sets for an op)
+        gate = inline_batch.Gate(float("inf"))
+        assert not gate.pause(executor, "apply_op", _roll(half))  # type: ignore[arg-type]
+        assert gate.pause(executor, "apply_op", _roll(half + 1))  # type: ignore[arg-type]
     assert not gate.pause_attrs({"shifts": (1,) * half, "dims": (0,) * half, "x": 2})
     assert gate.pause_attrs({"shifts": (1,) * half, "dims": (0,) * (half + 1)})
     for shifts, small in ((half, True), (half + 1, False)):
@@ -221,6 +222,7 @@ def test_an_einsum_of_many_operands_is_not_run_on_the_event_loop():
         return session_pb2.ApplyOp(op="einsum", inputs=[v] * n, outputs=[1], attrs={
             "equation": gradserve_attr(",".join("a" * n) + "->")})
     most = inline_batch.MAX_EINSUM_OPERANDS
-    assert not gate.pause(executor, "apply_op", einsum(most))  # type: ignore[arg-type]
-    assert gate.pause(executor, "apply_op", einsum(most + 1))  # type: ignore[arg-type]
+    with limits.allocation_limit(None):  # (restores the limit the gate sets for an op)
+        assert not gate.pause(executor, "apply_op", einsum(most))  # type: ignore[arg-type]
+        assert gate.pause(executor, "apply_op", einsum(most + 1))  # type: ignore[arg-type]
     assert not gate.pause_op("einsum", [x] * most) and gate.pause_op("einsum", [x] * (most + 1))
