@@ -727,11 +727,13 @@ class Session:
             return
         op, m, node = inferred
         got = (tuple(info.shape), codec.BY_WIRE[info.dtype].name, info.requires_grad)
-        if got != tuple(m) or (node is not None and node != info.grad_fn):
+        if (got != (m.shape, m.dtype, m.requires_grad) or (m.contiguous and info.non_contiguous)
+                or (node is not None and node != info.grad_fn)):
             raise MetaMismatchError(
                 f"{op}: the client inferred shape {list(m.shape)}, {m.dtype}, "
-                f"requires_grad={m.requires_grad}, grad_fn {node!r}; the server describes "
-                f"shape {list(got[0])}, {got[1]}, requires_grad={got[2]}, grad_fn "
+                f"requires_grad={m.requires_grad}, contiguous={m.contiguous}, grad_fn "
+                f"{node!r}; the server describes shape {list(got[0])}, {got[1]}, "
+                f"requires_grad={got[2]}, contiguous={not info.non_contiguous}, grad_fn "
                 f"{info.grad_fn!r}")
 
     def _record_apply(self, spec: OpSpec, inputs: Sequence[Any], attrs: dict[str, Any],
@@ -1037,7 +1039,7 @@ class Session:
         name = codec.dtype_of_numpy(arr.dtype).name  # numpy's name (its `name` is slow)
         if self._infer and name in surface_meta.DTYPE_NAMES and (
                 not requires_grad or name in _FLOATING):
-            t._meta, t._node = surface_meta.Meta(arr.shape, name, bool(requires_grad)), ""
+            t._meta, t._node = surface_meta.Meta(arr.shape, name, bool(requires_grad), True), ""
         self._after_record()
         return t
 
@@ -1626,7 +1628,7 @@ def _meta_from_info(t: Tensor) -> surface_meta.Meta | None:
     if info is None:
         return None
     m = t._meta = surface_meta.Meta(tuple(info.shape), codec.BY_WIRE[info.dtype].name,
-                                    info.requires_grad)
+                                    info.requires_grad, not info.non_contiguous or None)
     if t._node is None:
         t._node = info.grad_fn
     return m
