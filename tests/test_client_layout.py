@@ -130,3 +130,74 @@ def test_stacked_states_into_a_linear_head_as_torch(gradserve_client, width):
         _same(got[0], want[0])
         _same(got[1], want[1])
         assert got[0].grad_fn.name() == want[0].grad_fn.name() == "ViewBackward0"
+
+
+def _random_index(rng: np.random.Generator, shape: tuple[int, ...]) -> Any:
+    def bound() -> Any:
+        return None if rng.random() < 0.4 else int(rng.integers(-6, 7))
+
+    items: list[Any] = []
+    for _ in range(int(rng.integers(0, len(shape) + 2))):
+        r = rng.random()
+        if r < 0.3:
+            items.append(int(rng.integers(-5, 5)))
+        elif r < 0.75:
+            items.append(slice(bound(), bound(), [None, 1, 2, 3][int(rng.integers(0, 4))]))
+        elif r < 0.9:
+            items.append(None)
+        else:
+            items.append(Ellipsis)
+    return tuple(items) if len(items) != 1 or rng.random() < 0.5 else items[0]
+
+
+def test_basic_indexing_results_are_known_without_a_round_trip(gradserve_client):
+    # shape, layout and requires_grad of x[ints, slices, None, ...] as torch's (the server's
+    # descriptions are compared with them too: verify_meta); an index torch refuses is the
+    # server's to report, as before
+    rng = np.random.default_rng(7)
+    with gradserve_client.session(verify_meta=True) as s:
+        known = valid = 0
+        for _ in range(300):
+            shape = tuple(int(d) for d in rng.integers(0, 5, size=int(rng.integers(0, 4))))
+            data = rng.standard_normal(shape).astype(np.float32)
+            index = _random_index(rng, shape)
+            want_x = torch.tensor(data, requires_grad=True) * 1
+            try:
+                want = want_x[index]
+            except IndexError:
+                with pytest.raises(IndexError):
+                    _ = (s.tensor(data, requires_grad=True) * 1)[index].shape
+                continue
+            valid += 1
+            x = s.tensor(data, requires_grad=True) * 1
+            s.flush()
+            before = s.round_trips
+            got = x[index]
+            facts = (tuple(got.shape), got.requires_grad)
+            known += s.round_trips == before
+            # (a layout not known contiguous is the server's to tell: one round trip)
+            assert facts + (got.is_contiguous(),) == (
+                tuple(want.shape), want.requires_grad, want.is_contiguous()), index
+            assert got.grad_fn.name() == want.grad_fn.name()
+        assert known == valid > 150
+
+
+def test_the_last_step_of_a_sequence_into_a_linear_head(gradserve_client):
+    # an RNN classifier's out[:, -1, :] (a view, not contiguous) and a batch's x[0] (contiguous)
+    rng = np.random.default_rng(3)
+    seq = rng.standard_normal((2, 4, 3, 256)).astype(np.float32)
+    w = (rng.standard_normal((6, 256)) * 0.05).astype(np.float32)
+
+    def run(t: Any) -> tuple[Any, Any]:
+        x, weight, bias = t.tensor(seq), t.tensor(w, requires_grad=True), t.zeros(6)
+        return (t.nn.functional.linear(x[0], weight, bias),
+                t.nn.functional.linear(x[:, :, -1, :], weight, bias))
+
+    want = run(torch)
+    with gradserve_client.session() as s:
+        before = s.round_trips
+        got = run(s)
+        assert [g.grad_fn.name() for g in got] == [w_.grad_fn.name() for w_ in want]
+        assert s.round_trips == before  # the layouts decided the graphs without asking
+        for g, w_ in zip(got, want):
+            _same(g, w_)
