@@ -42,13 +42,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from gradserve.v1 import (
-    MAX_MESSAGE_BYTES,
-    graph_pb2,
-    service_pb2,
-    service_pb2_grpc,
-    session_pb2,
-)
+from gradserve.v1 import MAX_MESSAGE_BYTES, graph_pb2, service_pb2, service_pb2_grpc, session_pb2
 
 ECHO_METHOD = "/bench.Echo/Echo"
 WORKERS = 32  # the server's default; its --max-calls (28) then admits the 16 clients
