@@ -45,6 +45,7 @@ from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import (
     FETCH_GRAD_REPR_FEATURE,
     GENERATOR_FEATURE,
+    GET_SAVED_FEATURE,
     OMIT_INFO_FEATURE,
     SESSION_ID_METADATA,
     TAPE_ATTRS_FEATURE,
@@ -143,6 +144,8 @@ class Session:
         self._generators = GENERATOR_FEATURE in features
         # a gradient read ahead is printed without its tensor (Fetch.grad_repr)
         self._grad_repr_only = FETCH_GRAD_REPR_FEATURE in features
+        # grad_fn._saved_* (GetSaved, client/saved.py)
+        self._get_saved = GET_SAVED_FEATURE in features
         self._recorder = Recorder(self._send, session_id, client.target,
                                   self._live, self._tape_result if tapes else None)
         self._recorder.clock = lambda: self._epoch

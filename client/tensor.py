@@ -63,6 +63,14 @@ class GradFn:
 
         return next_functions(self._tensor)
 
+    def __getattr__(self, name: str) -> Any:
+        # torch's `_saved_self`, `_saved_result`, ...: read from the server (client/saved.py)
+        if name.startswith("_saved_"):
+            from . import saved
+
+            return saved.read(self._tensor._owner, self._tensor, name)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
     def register_hook(self, hook: Any) -> Any:
         """`hook(grad_inputs, grad_outputs)` runs here after this node ran; a tuple it returns
         replaces grad_inputs (see client/function.py)."""

@@ -24,6 +24,7 @@ from . import (
     hooks,
     limits,
     parallel,
+    saved,
 )
 from .dispatch import refresh_if_stale
 
@@ -33,7 +34,9 @@ from .functional import functional, gradcheck, gradgradcheck  # noqa: F401
 from .nodes import SUSPEND, AccumulateGrad, Node, edge, owned_array
 from .tensor import Tensor
 
-graph = autograd_graph.namespace(Node, AccumulateGrad, BackwardFunction)  # torch.autograd.graph
+graph = autograd_graph.namespace(  # torch.autograd.graph
+    Node, AccumulateGrad, BackwardFunction, saved_tensors_hooks=saved.saved_tensors_hooks,
+    save_on_cpu=saved.save_on_cpu, disable_saved_tensors_hooks=saved.disable_saved_tensors_hooks)
 
 CREATE_GRAPH_WARNING = (
     "Using backward() with create_graph=True will create a reference cycle between the parameter "

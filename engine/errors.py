@@ -81,3 +81,16 @@ class LinAlgError(EngineError, SurfaceLinAlgError):
     def builtin_name(self) -> str:
         """The client re-raises it as torch.linalg.LinAlgError (`gradserve.surface.linalg`)."""
         return "LinAlgError"
+
+
+class SavedTensorHooksDisabledError(AutogradError):
+    """Saved-tensor hooks opened where they are disabled (disable_saved_tensors_hooks), or set
+    twice on one saved tensor."""
+
+
+class SavedTensorUnpackError(InvalidTypeError):
+    """A saved tensor's unpack hook returned something other than a Tensor."""
+
+
+class NoSavedAttributeError(EngineError, AttributeError):
+    """A grad_fn has no `_saved_*` attribute of that name (torch's AttributeError)."""

@@ -52,6 +52,9 @@ GENERATOR_FEATURE = "generators"
 #: tensor's own; a server without it ignores the field: a client must not rely on it there).
 FETCH_GRAD_REPR_FEATURE = "fetch_grad_repr"
 
+#: The ListOpsResponse.features name of GetSaved (a grad_fn's `_saved_*` attributes).
+GET_SAVED_FEATURE = "get_saved"
+
 #: Trailing metadata: id of the graph node that failed (RunGraph).
 FAILED_NODE_METADATA = "gradserve-failed-node"
 

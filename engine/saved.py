@@ -1,0 +1,289 @@
+"""Saved tensors as torch shows them: a grad_fn's `_saved_<name>` / `_raw_saved_<name>`
+attributes, and the pack/unpack hooks of `torch.autograd.graph` (`saved_tensors_hooks`,
+`save_on_cpu`, `disable_saved_tensors_hooks`, `SavedTensor.register_hooks`).
+
+A node saves what its op's `saves=` declaration names for the inputs that need gradients
+(`registry.OpDef.save_plan`), as torch's derivatives.yaml does; the attributes are named as
+torch names them: `_saved_self` for the first input (the engine's `input`), `_saved_<input>` for
+the others, `_saved_result` for the output. A saved input is the input itself (`is x`); the
+saved output is a new tensor each time, sharing the output's data, whose grad_fn is the node.
+
+Hooks: while a `saved_tensors_hooks` context is open in this thread, every tensor a recorded
+node saves is given to `pack` (once, under no_grad, in torch's order: the saved inputs sorted
+by torch's names, then the output) and `unpack` gives it back whenever the node's backward or a
+`_saved_*` attribute needs it. The packed nodes are held in a weak table, so graphs that never
+see a hook pay one test of `ACTIVE` per recorded node and one of `PACKED` per backward node.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from gradserve.surface import grad_mode
+
+from . import errors
+from .tensor import Tensor
+
+PREFIX = "_saved_"
+RAW_PREFIX = "_raw_saved_"
+
+# Number of `saved_tensors_hooks` contexts open in any thread (a list, changed in place, so
+# dispatch reads it without a lookup of this module's globals)
+ACTIVE = [0]
+# node -> {(kind, index): (unpack_hook, packed object)}, kind "input" or "result"
+PACKED: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], tuple[Any, Any]]] = (
+    weakref.WeakKeyDictionary())
+# ops whose Python-number operands torch saves as wrapped 0-d tensors (the others keep them as
+# numbers, as PowBackward0's `_saved_exponent`)
+_WRAPPED = frozenset(("add", "sub", "mul", "div", "where"))
+_WRAPPED_DTYPES = {bool: np.bool_, int: np.int64, float: np.float64}
+
+
+class _HookState(threading.local):
+    stack: list[tuple[Callable[[Any], Any], Callable[[Any], Any]]]
+    disabled: str | None
+
+    def __init__(self) -> None:
+        self.stack = []
+        self.disabled = None
+
+
+_state = _HookState()
+
+
+class saved_tensors_hooks:  # noqa: N801 - torch's name
+    """Context manager: tensors saved for backward inside it go through `pack_hook` when saved
+    and `unpack_hook` when used (torch.autograd.graph.saved_tensors_hooks).
+
+    Raises:
+        SavedTensorHooksDisabledError: on entry inside `disable_saved_tensors_hooks`.
+    """
+
+    def __init__(self, pack_hook: Callable[[Any], Any], unpack_hook: Callable[[Any], Any]):
+        self.pack_hook = pack_hook
+        self.unpack_hook = unpack_hook
+
+    def __enter__(self) -> saved_tensors_hooks:
+        if _state.disabled is not None:
+            raise errors.SavedTensorHooksDisabledError(_state.disabled)
+        _state.stack.append((self.pack_hook, self.unpack_hook))
+        ACTIVE[0] += 1
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _state.stack.pop()
+        ACTIVE[0] -= 1
+
+
+class save_on_cpu(saved_tensors_hooks):  # noqa: N801 - torch's name
+    """`saved_tensors_hooks` that keep each saved tensor as a copy "on the cpu": the engine has
+    no other device, so the copy is the whole effect (torch.autograd.graph.save_on_cpu)."""
+
+    def __init__(self, pin_memory: bool = False, device_type: str = "cuda"):
+        super().__init__(lambda t: (t.device, t.detach().clone()),
+                         lambda packed: packed[1])
+
+
+class disable_saved_tensors_hooks:  # noqa: N801 - torch's name
+    """Context manager under which opening `saved_tensors_hooks` raises RuntimeError with
+    `error_message` (torch.autograd.graph.disable_saved_tensors_hooks).
+
+    Raises:
+        SavedTensorHooksDisabledError: on entry while hooks are open in this thread.
+    """
+
+    def __init__(self, error_message: str):
+        self.error_message = error_message
+
+    def __enter__(self) -> None:
+        if _state.stack:
+            raise errors.SavedTensorHooksDisabledError(self.error_message)
+        self.prev = _state.disabled
+        _state.disabled = self.error_message
+
+    def __exit__(self, *exc: Any) -> None:
+        _state.disabled = self.prev
+
+
+def _torch_name(name: str) -> str:
+    return "self" if name == "input" else name
+
+
+def entries(node: Any) -> dict[str, tuple[str, int]]:
+    """The `_saved_*` attribute names a node has (by its op's declaration, whatever this node
+    saved), each as ("input", position) or ("result", 0)."""
+    op = node.op
+    if op.variadic:
+        return {}
+    out: dict[str, tuple[str, int]] = {}
+    data = frozenset().union(*(u.data for u in op.uses))
+    for i in sorted(data, key=lambda i: _torch_name(op.inputs[i])):
+        out[PREFIX + _torch_name(op.inputs[i])] = ("input", i)
+    if node.n_out == 1 and any(u.out for u in op.uses):
+        out[PREFIX + "result"] = ("result", 0)
+    return out
+
+
+def _saved_here(node: Any) -> tuple[bool, frozenset[int]]:
+    """(output saved, input positions saved as data) for this node's inputs needing grads."""
+    mask = sum(1 << i for i, e in enumerate(node.edges) if e is not None)
+    plan = node.op.save_plan(mask)
+    return plan[0], plan[1]
+
+
+def pack(node: Any, outs: tuple[Tensor, ...]) -> None:
+    """Give each tensor `node` saves to this thread's innermost pack hook (after the node was
+    attached to its outputs, as torch's hooks see `grad_fn` on a saved output)."""
+    if not _state.stack or node.op.variadic:
+        return
+    pack_hook, unpack_hook = _state.stack[-1]
+    out_saved, data = _saved_here(node)
+    packed: dict[tuple[str, int], tuple[Any, Any]] = {}
+    with grad_mode.no_grad():
+        for kind, i in entries(node).values():
+            if kind == "input":
+                a = node.args[i]
+                if i in data and isinstance(a, Tensor):
+                    packed[(kind, i)] = (unpack_hook, pack_hook(a))
+            elif out_saved:
+                packed[(kind, i)] = (unpack_hook, pack_hook(outs[i]))
+    if packed:
+        PACKED[node] = packed
+
+
+def _unpacked(node: Any, key: tuple[str, int], like: Tensor | None) -> Tensor:
+    """The tensor `unpack_hook` gives back for a packed entry, with the autograd identity of the
+    tensor that was saved (`like`; None for the output: the node's own)."""
+    unpack_hook, obj = PACKED[node][key]
+    t = unpack_hook(obj)
+    if not isinstance(t, Tensor):
+        raise errors.SavedTensorUnpackError(
+            "Output of saved tensor unpack_hook expected to be a Tensor but got result of type "
+            f"{type(t).__name__}")
+    if like is None:
+        return Tensor._make(t._data, grad_fn=node, output_nr=key[1], dtype=t.dtype)
+    u = Tensor._make(t._data, grad_fn=like.grad_fn, output_nr=like.output_nr, dtype=t.dtype)
+    if like.grad_fn is None and like._rg:  # a leaf: gradients reach its AccumulateGrad
+        u._rg = True
+        u._accum = like._accum
+    return u
+
+
+def unpacked_args(node: Any) -> tuple[tuple[Any, ...], tuple[Any, ...] | None]:
+    """`node.args` and `node.out_data` with every packed tensor replaced by its unpacked one
+    (for a backward pass through a node that `PACKED` holds)."""
+    args = list(node.args)
+    out_data = node.out_data
+    for kind, i in PACKED[node]:
+        if kind == "input":
+            args[i] = _unpacked(node, (kind, i), node.args[i])
+        elif out_data is not None:
+            out_data = (_unpacked(node, (kind, i), None)._data,)
+    return tuple(args), out_data
+
+
+def value(node: Any, name: str) -> Any:
+    """`node._saved_<name>` as torch gives it.
+
+    Raises:
+        AttributeError: the node has no such attribute.
+        GraphFreedError: the saved tensor was freed by a backward pass.
+        InplaceError: a saved tensor was modified in place since.
+    """
+    where = entries(node).get(name)
+    if where is None:
+        raise errors.NoSavedAttributeError(
+            f"'{node.name()}' object has no attribute '{name}'")
+    kind, i = where
+    out_saved, data = _saved_here(node)
+    packed = PACKED.get(node)
+    if kind == "result":
+        if not out_saved:
+            return None
+        if node.out_data is None:
+            raise errors.GraphFreedError(_freed_message())
+        node._check_versions()
+        if packed is not None and where in packed:
+            return _unpacked(node, where, None)
+        return Tensor._make(node.out_data[0], grad_fn=node, output_nr=0,
+                            version=node.out_versions[0][1])
+    if i not in data:
+        return None
+    a = node.args[i]
+    if isinstance(a, Tensor):
+        node._check_versions()
+        if packed is not None and where in packed:
+            return _unpacked(node, where, a)
+        return a
+    if node.meta[i] is not None:  # a tensor, since freed
+        raise errors.GraphFreedError(_freed_message())
+    if a is None or node.op.name not in _WRAPPED or node.name() == "RsubBackward1":
+        return a
+    if node.freed:
+        raise errors.GraphFreedError(_freed_message())
+    return Tensor._make(np.array(a, dtype=_WRAPPED_DTYPES.get(type(a), np.float64)))
+
+
+def _freed_message() -> str:
+    from .nodes import FREED_MESSAGE
+
+    return FREED_MESSAGE
+
+
+class SavedTensor:
+    """A node's `_raw_saved_<name>`: `register_hooks(pack_hook, unpack_hook)` packs the saved
+    tensor now and unpacks it wherever it is used (torch.autograd.SavedTensor)."""
+
+    __slots__ = ("_node", "_key")
+
+    def __init__(self, node: Any, key: tuple[str, int]):
+        self._node = node
+        self._key = key
+
+    def register_hooks(self, pack_hook: Callable[[Any], Any],
+                       unpack_hook: Callable[[Any], Any]) -> None:
+        """Pack the saved tensor with `pack_hook` (given a detached tensor, as torch's) and
+        unpack it with `unpack_hook` whenever it is used.
+
+        Raises:
+            GraphFreedError: the saved tensor was already freed.
+            SavedTensorHooksDisabledError: hooks were already set for this tensor.
+        """
+        node, (kind, i) = self._node, self._key
+        table = PACKED.setdefault(node, {})
+        if self._key in table:
+            raise errors.SavedTensorHooksDisabledError(
+                "Calling register_hooks on a saved tensor whose hooks have already been set. "
+                "Hint: only one pair of hooks is allowed at a time.")
+        if kind == "result":
+            if node.out_data is None:
+                raise errors.GraphFreedError(_freed_message())
+            data = node.out_data[0]
+        else:
+            a = node.args[i]
+            if not isinstance(a, Tensor):
+                raise errors.GraphFreedError(_freed_message())
+            data = a._data
+        with grad_mode.no_grad():
+            table[self._key] = (unpack_hook, pack_hook(Tensor._make(data)))
+
+
+def raw(node: Any, name: str) -> SavedTensor | None:
+    """`node._raw_saved_<name>`: a SavedTensor, or None where nothing was saved.
+
+    Raises:
+        AttributeError: the node has no such attribute.
+    """
+    where = entries(node).get(PREFIX + name[len(RAW_PREFIX):])
+    if where is None:
+        raise errors.NoSavedAttributeError(
+            f"'{node.name()}' object has no attribute '{name}'")
+    out_saved, data = _saved_here(node)
+    if (where[0] == "result" and not out_saved) or (where[0] == "input" and where[1] not in data):
+        return None
+    return SavedTensor(node, where)
