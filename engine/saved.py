@@ -115,16 +115,21 @@ def _torch_name(name: str) -> str:
 
 
 def entries(node: Any) -> dict[str, tuple[str, int]]:
-    """The `_saved_*` attribute names a node has (by its op's declaration, whatever this node
-    saved), each as ("input", position) or ("result", 0)."""
+    """The `_saved_*` attribute names a node has, each as ("input", position) or ("result", 0):
+    what its op's declaration saves for any of the inputs that are tensors (torch's node for
+    `x.pow(2)`, PowBackward0, saves no result; a Python number that torch wraps as a tensor,
+    `x * 2`'s, counts as one), whatever this node saved."""
     op = node.op
     if op.variadic:
         return {}
     out: dict[str, tuple[str, int]] = {}
-    data = frozenset().union(*(u.data for u in op.uses))
+    wraps = op.name in _WRAPPED
+    uses = [u for u, m, a in zip(op.uses, node.meta, node.args)
+            if m is not None or (wraps and a is not None)]
+    data = frozenset().union(*(u.data for u in uses))
     for i in sorted(data, key=lambda i: _torch_name(op.inputs[i])):
         out[PREFIX + _torch_name(op.inputs[i])] = ("input", i)
-    if node.n_out == 1 and any(u.out for u in op.uses):
+    if node.n_out == 1 and any(u.out for u in uses):
         out[PREFIX + "result"] = ("result", 0)
     return out
 
