@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from gradserve.surface import autograd_graph, compat, grad_mode
+from gradserve.surface import autograd_graph, compat, grad_mode, saved_hooks
 
 from . import (
     errors,
@@ -24,7 +24,6 @@ from . import (
     hooks,
     limits,
     parallel,
-    saved,
 )
 from .dispatch import refresh_if_stale
 
@@ -35,8 +34,7 @@ from .nodes import SUSPEND, AccumulateGrad, Node, edge, owned_array
 from .tensor import Tensor
 
 graph = autograd_graph.namespace(  # torch.autograd.graph
-    Node, AccumulateGrad, BackwardFunction, saved_tensors_hooks=saved.saved_tensors_hooks,
-    save_on_cpu=saved.save_on_cpu, disable_saved_tensors_hooks=saved.disable_saved_tensors_hooks)
+    Node, AccumulateGrad, BackwardFunction, **saved_hooks.MEMBERS)
 
 CREATE_GRAPH_WARNING = (
     "Using backward() with create_graph=True will create a reference cycle between the parameter "

@@ -83,9 +83,8 @@ class LinAlgError(EngineError, SurfaceLinAlgError):
         return "LinAlgError"
 
 
-class SavedTensorHooksDisabledError(AutogradError):
-    """Saved-tensor hooks opened where they are disabled (disable_saved_tensors_hooks), or set
-    twice on one saved tensor."""
+class SavedTensorHooksSetError(AutogradError):
+    """A second pair of hooks registered on one saved tensor (SavedTensor.register_hooks)."""
 
 
 class SavedTensorUnpackError(InvalidTypeError):

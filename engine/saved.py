@@ -17,14 +17,13 @@ see a hook pay one test of `ACTIVE` per recorded node and one of `PACKED` per ba
 
 from __future__ import annotations
 
-import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from gradserve.surface import grad_mode
+from gradserve.surface import grad_mode, saved_hooks
 
 from . import errors
 from .tensor import Tensor
@@ -32,9 +31,7 @@ from .tensor import Tensor
 PREFIX = "_saved_"
 RAW_PREFIX = "_raw_saved_"
 
-# Number of `saved_tensors_hooks` contexts open in any thread (a list, changed in place, so
-# dispatch reads it without a lookup of this module's globals)
-ACTIVE = [0]
+ACTIVE = saved_hooks.ACTIVE  # saved_tensors_hooks contexts open in any thread
 # node -> {(kind, index): (unpack_hook, packed object)}, kind "input" or "result"
 PACKED: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], tuple[Any, Any]]] = (
     weakref.WeakKeyDictionary())
@@ -42,72 +39,6 @@ PACKED: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], tuple[Any, Any]]] =
 # numbers, as PowBackward0's `_saved_exponent`)
 _WRAPPED = frozenset(("add", "sub", "mul", "div", "where"))
 _WRAPPED_DTYPES = {bool: np.bool_, int: np.int64, float: np.float64}
-
-
-class _HookState(threading.local):
-    stack: list[tuple[Callable[[Any], Any], Callable[[Any], Any]]]
-    disabled: str | None
-
-    def __init__(self) -> None:
-        self.stack = []
-        self.disabled = None
-
-
-_state = _HookState()
-
-
-class saved_tensors_hooks:  # noqa: N801 - torch's name
-    """Context manager: tensors saved for backward inside it go through `pack_hook` when saved
-    and `unpack_hook` when used (torch.autograd.graph.saved_tensors_hooks).
-
-    Raises:
-        SavedTensorHooksDisabledError: on entry inside `disable_saved_tensors_hooks`.
-    """
-
-    def __init__(self, pack_hook: Callable[[Any], Any], unpack_hook: Callable[[Any], Any]):
-        self.pack_hook = pack_hook
-        self.unpack_hook = unpack_hook
-
-    def __enter__(self) -> saved_tensors_hooks:
-        if _state.disabled is not None:
-            raise errors.SavedTensorHooksDisabledError(_state.disabled)
-        _state.stack.append((self.pack_hook, self.unpack_hook))
-        ACTIVE[0] += 1
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        _state.stack.pop()
-        ACTIVE[0] -= 1
-
-
-class save_on_cpu(saved_tensors_hooks):  # noqa: N801 - torch's name
-    """`saved_tensors_hooks` that keep each saved tensor as a copy "on the cpu": the engine has
-    no other device, so the copy is the whole effect (torch.autograd.graph.save_on_cpu)."""
-
-    def __init__(self, pin_memory: bool = False, device_type: str = "cuda"):
-        super().__init__(lambda t: (t.device, t.detach().clone()),
-                         lambda packed: packed[1])
-
-
-class disable_saved_tensors_hooks:  # noqa: N801 - torch's name
-    """Context manager under which opening `saved_tensors_hooks` raises RuntimeError with
-    `error_message` (torch.autograd.graph.disable_saved_tensors_hooks).
-
-    Raises:
-        SavedTensorHooksDisabledError: on entry while hooks are open in this thread.
-    """
-
-    def __init__(self, error_message: str):
-        self.error_message = error_message
-
-    def __enter__(self) -> None:
-        if _state.stack:
-            raise errors.SavedTensorHooksDisabledError(self.error_message)
-        self.prev = _state.disabled
-        _state.disabled = self.error_message
-
-    def __exit__(self, *exc: Any) -> None:
-        _state.disabled = self.prev
 
 
 def _torch_name(name: str) -> str:
@@ -144,9 +75,10 @@ def _saved_here(node: Any) -> tuple[bool, frozenset[int]]:
 def pack(node: Any, outs: tuple[Tensor, ...]) -> None:
     """Give each tensor `node` saves to this thread's innermost pack hook (after the node was
     attached to its outputs, as torch's hooks see `grad_fn` on a saved output)."""
-    if not _state.stack or node.op.variadic:
+    hooks = saved_hooks.current()
+    if hooks is None or node.op.variadic:
         return
-    pack_hook, unpack_hook = _state.stack[-1]
+    pack_hook, unpack_hook = hooks
     out_saved, data = _saved_here(node)
     packed: dict[tuple[str, int], tuple[Any, Any]] = {}
     with grad_mode.no_grad():
@@ -168,8 +100,7 @@ def _unpacked(node: Any, key: tuple[str, int], like: Tensor | None) -> Tensor:
     t = unpack_hook(obj)
     if not isinstance(t, Tensor):
         raise errors.SavedTensorUnpackError(
-            "Output of saved tensor unpack_hook expected to be a Tensor but got result of type "
-            f"{type(t).__name__}")
+            saved_hooks.UNPACK_NOT_TENSOR.format(type(t).__name__))
     if like is None:
         return Tensor._make(t._data, grad_fn=node, output_nr=key[1], dtype=t.dtype)
     u = Tensor._make(t._data, grad_fn=like.grad_fn, output_nr=like.output_nr, dtype=t.dtype)
@@ -257,12 +188,12 @@ class SavedTensor:
 
         Raises:
             GraphFreedError: the saved tensor was already freed.
-            SavedTensorHooksDisabledError: hooks were already set for this tensor.
+            SavedTensorHooksSetError: hooks were already set for this tensor.
         """
         node, (kind, i) = self._node, self._key
         table = PACKED.setdefault(node, {})
         if self._key in table:
-            raise errors.SavedTensorHooksDisabledError(
+            raise errors.SavedTensorHooksSetError(
                 "Calling register_hooks on a saved tensor whose hooks have already been set. "
                 "Hint: only one pair of hooks is allowed at a time.")
         if kind == "result":
