@@ -72,25 +72,55 @@ def _saved_here(node: Any) -> tuple[bool, frozenset[int]]:
     return plan[0], plan[1]
 
 
+def packable(node: Any, outs: tuple[Tensor, ...]) -> list[tuple[tuple[str, int], Tensor]]:
+    """The tensors `node` saved, as a pack hook receives them: the saved inputs sorted by
+    torch's names, then the output (`outs[k]` itself); only what it saved for the inputs that
+    need gradients, and tensors only (not a Python-number operand)."""
+    if node.op.variadic:
+        return []
+    out_saved, data = _saved_here(node)
+    found: list[tuple[tuple[str, int], Tensor]] = []
+    for kind, i in entries(node).values():
+        if kind == "input":
+            a = node.args[i]
+            if i in data and isinstance(a, Tensor):
+                found.append(((kind, i), a))
+        elif out_saved and i < len(outs):
+            found.append(((kind, i), outs[i]))
+    return found
+
+
 def pack(node: Any, outs: tuple[Tensor, ...]) -> None:
     """Give each tensor `node` saves to this thread's innermost pack hook (after the node was
     attached to its outputs, as torch's hooks see `grad_fn` on a saved output)."""
     hooks = saved_hooks.current()
-    if hooks is None or node.op.variadic:
+    if hooks is None:
         return
     pack_hook, unpack_hook = hooks
-    out_saved, data = _saved_here(node)
     packed: dict[tuple[str, int], tuple[Any, Any]] = {}
     with grad_mode.no_grad():
-        for kind, i in entries(node).values():
-            if kind == "input":
-                a = node.args[i]
-                if i in data and isinstance(a, Tensor):
-                    packed[(kind, i)] = (unpack_hook, pack_hook(a))
-            elif out_saved:
-                packed[(kind, i)] = (unpack_hook, pack_hook(outs[i]))
+        for key, t in packable(node, outs):
+            packed[key] = (unpack_hook, pack_hook(t))
     if packed:
         PACKED[node] = packed
+
+
+def _given(t: Any) -> Any:
+    return t
+
+
+def supply(node: Any, keys: list[tuple[str, int]], tensors: tuple[Any, ...]) -> None:
+    """Use `tensors` (unpacked elsewhere: a session's client) for the saved tensors `keys` of
+    `node` the next time it runs or is read.
+
+    Raises:
+        SavedTensorUnpackError: one of them is not a Tensor (torch's message).
+    """
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise errors.SavedTensorUnpackError(
+                saved_hooks.UNPACK_NOT_TENSOR.format(type(t).__name__))
+    PACKED[node] = {key: (_given, t) for key, t in zip(keys, tensors)}
 
 
 def _unpacked(node: Any, key: tuple[str, int], like: Tensor | None) -> Tensor:

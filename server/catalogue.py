@@ -12,6 +12,7 @@ from gradserve.v1 import (
     GENERATOR_FEATURE,
     GET_SAVED_FEATURE,
     OMIT_INFO_FEATURE,
+    PACK_SAVED_FEATURE,
     PROTOCOL_VERSION,
     STEP_HYPERPARAMETERS_FEATURE,
     TAPE_ATTRS_FEATURE,
@@ -52,7 +53,8 @@ def list_ops() -> catalogue_pb2.ListOpsResponse:
                                                    STEP_HYPERPARAMETERS_FEATURE,
                                                    GENERATOR_FEATURE,
                                                    FETCH_GRAD_REPR_FEATURE,
-                                                   GET_SAVED_FEATURE])
+                                                   GET_SAVED_FEATURE,
+                                                   PACK_SAVED_FEATURE])
     resp.dtypes.extend(codec.wire_dtype(name) for name in ge.dtypes.DTYPES)
     for name in sorted(ge.registry.OPS):
         op = ge.registry.OPS[name]

@@ -55,6 +55,9 @@ FETCH_GRAD_REPR_FEATURE = "fetch_grad_repr"
 #: The ListOpsResponse.features name of GetSaved (a grad_fn's `_saved_*` attributes).
 GET_SAVED_FEATURE = "get_saved"
 
+#: The ListOpsResponse.features name of PackSaved (saved-tensor hooks through a session).
+PACK_SAVED_FEATURE = "pack_saved"
+
 #: Trailing metadata: id of the graph node that failed (RunGraph).
 FAILED_NODE_METADATA = "gradserve-failed-node"
 
