@@ -2,8 +2,9 @@
 tensors): a grad_fn's `_saved_*` attributes (values, identity, None where nothing was saved,
 wrapped and plain numbers, torch's errors after the graph was freed or a saved tensor was
 modified in place) in the engine and through a session, and the saved-tensor hooks of
-`torch.autograd.graph` (`saved_tensors_hooks`, `save_on_cpu`, `disable_saved_tensors_hooks`,
-`_raw_saved_*.register_hooks`) in the engine, each checked against torch."""
+`torch.autograd.graph` (`saved_tensors_hooks`, `save_on_cpu`, `disable_saved_tensors_hooks`)
+in the engine and through a session (`_raw_saved_*.register_hooks` and `_saved_*` reads under
+hooks in the engine only), each checked against torch."""
 
 from __future__ import annotations
 
@@ -140,14 +141,14 @@ def test_missing_saved_attribute_leaves_hasattr_false(lib):
     assert run(lib) == run(torch)
 
 
-# --- saved-tensor hooks (engine) -----------------------------------------------------------------
+# --- saved-tensor hooks ----------------------------------------------------------------------
 
 def _hooked(t: Any, pack: Any, unpack: Any, make: Any) -> Any:
     with t.autograd.graph.saved_tensors_hooks(pack, unpack):
         return make()
 
 
-def test_pack_and_unpack_run_in_torch_order():
+def test_pack_and_unpack_run_in_torch_order(lib):
     def run(t: Any) -> Any:
         log: list[Any] = []
         a = t.tensor([1.0, 2.0], requires_grad=True)
@@ -169,10 +170,10 @@ def test_pack_and_unpack_run_in_torch_order():
             log.append("backward")
             y.sum().backward()
         return log, a.grad.tolist(), b.grad.tolist()
-    assert run(_engine()) == run(torch)
+    assert run(lib) == run(torch)
 
 
-def test_unpacked_values_are_what_backward_uses():
+def test_unpacked_values_are_what_backward_uses(lib):
     def run(t: Any) -> Any:
         x = t.tensor([1.0, -2.0, 0.5], requires_grad=True)
         y = _hooked(t, lambda v: v * 4, lambda v: v / 4, lambda: x.pow(2))
@@ -187,17 +188,17 @@ def test_unpacked_values_are_what_backward_uses():
         y = _hooked(t, pack, lambda i: store[i] * 10, lambda: x.sin())
         y.sum().backward()
         return g1, x.grad.tolist()
-    assert run(_engine()) == run(torch)
+    assert run(lib) == run(torch)
 
 
-def test_unpack_with_create_graph_reaches_the_original_graph():
+def test_unpack_with_create_graph_reaches_the_original_graph(lib):
     def run(t: Any) -> Any:
         x = t.tensor([1.0, -2.0, 0.5], requires_grad=True)
         y = _hooked(t, lambda v: v * 4, lambda v: v / 4, lambda: x.sin() * x)
         g, = t.autograd.grad(y.sum(), x, create_graph=True)
         g.sum().backward()
         return [round(v, 5) for v in g.tolist()], [round(v, 5) for v in x.grad.tolist()]
-    assert run(_engine()) == run(torch)
+    assert run(lib) == run(torch)
 
 
 def test_saved_attribute_under_hooks_is_unpacked_and_new():
@@ -214,31 +215,31 @@ def test_saved_attribute_under_hooks_is_unpacked_and_new():
     assert run(_engine()) == run(torch)
 
 
-def test_unpack_returning_a_non_tensor_is_torch_error():
+def test_unpack_returning_a_non_tensor_is_torch_error(lib):
     def run(t: Any) -> Any:
         x = t.tensor([1.0, 2.0], requires_grad=True)
         y = _hooked(t, lambda v: 1, lambda v: 5, lambda: x.exp())
         y.sum().backward()
-    assert _error(run, _engine()) == _error(run, torch)
+    assert _error(run, lib) == _error(run, torch)
 
 
-def test_disable_saved_tensors_hooks_refuses_hooks_inside():
+def test_disable_saved_tensors_hooks_refuses_hooks_inside(lib):
     def run(t: Any) -> Any:
         with t.autograd.graph.disable_saved_tensors_hooks("no hooks here"):
             with t.autograd.graph.save_on_cpu():
                 pass
-    assert _error(run, _engine()) == _error(run, torch)
+    assert _error(run, lib) == _error(run, torch)
 
 
-def test_disable_inside_open_hooks_is_refused():
+def test_disable_inside_open_hooks_is_refused(lib):
     def run(t: Any) -> Any:
         with t.autograd.graph.saved_tensors_hooks(lambda v: v, lambda v: v):
             with t.autograd.graph.disable_saved_tensors_hooks("nope"):
                 pass
-    assert _error(run, _engine()) == _error(run, torch)
+    assert _error(run, lib) == _error(run, torch)
 
 
-def test_save_on_cpu_keeps_gradients():
+def test_save_on_cpu_keeps_gradients(lib):
     def run(t: Any) -> Any:
         w = t.tensor([[0.5, -1.0], [2.0, 0.25]], requires_grad=True)
         x = t.tensor([[1.0, 2.0], [3.0, -4.0]])
@@ -246,7 +247,7 @@ def test_save_on_cpu_keeps_gradients():
             y = (x @ w).tanh()
         y.sum().backward()
         return [[round(v, 5) for v in row] for row in w.grad.tolist()]
-    assert run(_engine()) == run(torch)
+    assert run(lib) == run(torch)
 
 
 def test_raw_saved_register_hooks():
@@ -271,10 +272,10 @@ def test_raw_saved_register_hooks():
     assert run(_engine()) == run(torch)
 
 
-def test_hooks_freed_after_backward():
+def test_hooks_freed_after_backward(lib):
     def run(t: Any) -> Any:
         x = t.tensor([1.0, 2.0], requires_grad=True)
         y = _hooked(t, lambda v: v, lambda v: v, lambda: x.sin())
         y.sum().backward()
         return y.grad_fn._saved_self
-    assert _error(run, _engine()) == _error(run, torch)
+    assert _error(run, lib) == _error(run, torch)
