@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from gradserve.surface import grad_mode, saved_hooks
+from gradserve.surface import grad_mode, messages, saved_hooks
 
-from . import errors
+from . import dtypes, errors
 from .tensor import Tensor
 
 PREFIX = "_saved_"
@@ -125,15 +125,35 @@ def supply(node: Any, keys: list[tuple[str, int]], tensors: tuple[Any, ...]) -> 
 
 def _unpacked(node: Any, key: tuple[str, int], like: Tensor | None) -> Tensor:
     """The tensor `unpack_hook` gives back for a packed entry, with the autograd identity of the
-    tensor that was saved (`like`; None for the output: the node's own)."""
+    tensor that was saved (`like`; None for the output: the node's own).
+
+    Raises:
+        SavedTensorUnpackError: it gave back something other than a Tensor (torch's message).
+        InvalidArgumentError: a tensor of another shape than the saved one.
+    """
     unpack_hook, obj = PACKED[node][key]
     t = unpack_hook(obj)
     if not isinstance(t, Tensor):
         raise errors.SavedTensorUnpackError(
             saved_hooks.UNPACK_NOT_TENSOR.format(type(t).__name__))
+    want = (like._data.shape if like is not None else node.out_data[key[1]].shape
+            if node.out_data is not None else t._data.shape)
+    if t._data.shape != want:  # a rule would fail inside numpy (torch: inside its kernel)
+        raise errors.InvalidArgumentError(
+            f"unpack_hook returned a tensor of shape {list(t._data.shape)} for a saved tensor "
+            f"of shape {list(want)}")
+    data, dtype = t._data, t.dtype
+    if dtype.category != 2:
+        if like is not None and like._rg:  # torch makes it require grad, as the saved one
+            raise errors.InvalidArgumentError(messages.REQUIRES_GRAD_FACTORY_MESSAGE)
+        # an integral or bool tensor in place of a floating output: the rules compute in the
+        # output's dtype (torch's kernels promote)
+        dtype = like.dtype if like is not None else dtypes._BY_NP[
+            np.dtype(node.out_data[key[1]].dtype)]
+        data = np.asarray(data).astype(dtype.np)
     if like is None:
-        return Tensor._make(t._data, grad_fn=node, output_nr=key[1], dtype=t.dtype)
-    u = Tensor._make(t._data, grad_fn=like.grad_fn, output_nr=like.output_nr, dtype=t.dtype)
+        return Tensor._make(data, grad_fn=node, output_nr=key[1], dtype=dtype)
+    u = Tensor._make(data, grad_fn=like.grad_fn, output_nr=like.output_nr, dtype=dtype)
     if like.grad_fn is None and like._rg:  # a leaf: gradients reach its AccumulateGrad
         u._rg = True
         u._accum = like._accum

@@ -67,7 +67,7 @@ _INFOS: dict[str, Callable[[Any], int]] = {
     "set_requires_grad": lambda m: 1, "detach": lambda m: 1, "detach_inplace": lambda m: 1,
     "fetch": lambda m: 1, "apply_function": lambda m: len(m.results),
     "claim_gradients": lambda m: len(m.handles) + len(m.saved),
-    "pack_saved": lambda m: len(m.results),
+    "pack_saved": lambda m: len(m.results) + 1,  # (+1: its same_as entries)
 }
 
 

@@ -354,6 +354,10 @@ def pack_saved(ex: Executor, m: session_pb2.PackSaved,
     if len(set(m.results)) != len(m.results):
         raise InvalidRequestError("pack_saved: result handles must differ")
     handle_of = {id(v): h for h, v in ex.s.tensors.items()}
+    unheld = sum(id(saved) not in handle_of for _, saved in found)
+    if unheld > len(m.results):  # refused before anything is bound
+        raise InvalidRequestError(f"pack_saved: {len(m.results)} result handle(s) for "
+                                  f"{unheld} saved tensor(s) the session holds no handle of")
     results = iter(m.results)
     grown = 0
     for _, saved in found:

@@ -279,3 +279,32 @@ def test_hooks_freed_after_backward(lib):
         y.sum().backward()
         return y.grad_fn._saved_self
     assert _error(run, lib) == _error(run, torch)
+
+
+@pytest.mark.parametrize("op", ["exp", "sin", "tanh", "sqrt", "abs"])
+@pytest.mark.parametrize("value", [[1, 0, 1], [True, False, True], [1.5, 2.0, 0.5]])
+def test_unpack_of_another_dtype_is_used_as_torch_uses_it(lib, op, value):
+    # an integral unpacked tensor: refused where torch makes it require grad (a saved input),
+    # computed in the output's dtype where it stands for a saved output
+    def run(t: Any) -> Any:
+        x = t.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        y = _hooked(t, lambda v: 0, lambda v: t.tensor(value), lambda: getattr(x, op)())
+        y.sum().backward()
+        return [round(v, 5) for v in x.grad.tolist()]
+    try:
+        expected = run(torch)
+    except RuntimeError as exc:
+        assert _error(run, lib) == ("RuntimeError", str(exc))
+    else:
+        assert run(lib) == expected
+
+
+def test_unpack_of_another_shape_is_refused_and_the_session_goes_on(lib):
+    x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = _hooked(lib, lambda v: 0, lambda v: lib.ones(2), lambda: x.exp())
+    with pytest.raises(RuntimeError, match=r"unpack_hook returned a tensor of shape \[2\] for a "
+                                           r"saved tensor of shape \[3\]"):
+        y.sum().backward()
+    z = x * 2
+    z.sum().backward()
+    assert x.grad.tolist() == [2.0, 2.0, 2.0]
