@@ -42,15 +42,50 @@ def read(session: Session, t: Tensor, name: str) -> Any:
     if not session._get_saved:
         raise compat.missing_name("torch.autograd.graph.Node", name,
                                   "the server's features (it predates grad_fn._saved_*)")
-    out = session._new_tensor()
-    box: list[Any] = []
-    with session._recorder.lock:
-        m = session._record(lambda r: box.append(r.saved), [out]).get_saved
+
+    def record(out: Tensor, sink: Any) -> None:
+        m = session._record(sink, [out]).get_saved
         m.handle = t._handle
         m.name = name
         m.result = out._handle
-        session._recorder.flush()
-    v = box[0]
+    return _ask(session, record)
+
+
+def read_base(session: Session, t: Tensor) -> Tensor | None:
+    """`t._base` (GetBase: one round trip).
+
+    Raises:
+        AttributeError: the server predates the "get_base" feature.
+    """
+    if not session._get_base:
+        raise compat.missing_name("torch.Tensor", "_base",
+                                  "the server's features (it predates Tensor._base)")
+
+    def record(out: Tensor, sink: Any) -> None:
+        m = session._record(sink, [out]).get_base
+        m.handle = t._handle
+        m.result = out._handle
+    return _ask(session, record)  # type: ignore[no-any-return]
+
+
+def _ask(session: Session, record: Any) -> Any:
+    """Send the instruction `record(out, sink)` records (GetSaved, GetBase) and read its
+    SavedValue. A `same_as` handle the program has dropped (its release goes after the
+    instruction, at the end of the batch) is asked again: the server then binds a new one."""
+    for _ in range(2):
+        out = session._new_tensor()
+        box: list[Any] = []
+        with session._recorder.lock:
+            record(out, box.append)
+            session._recorder.flush()
+        v = box[0].saved
+        if v.WhichOneof("value") != "same_as" or session.live_tensor(v.same_as) is not None:
+            break
+    return _answer(session, v, out)
+
+
+def _answer(session: Session, v: Any, out: Tensor) -> Any:
+    """A SavedValue as Python: None, a tensor the session holds, `out` (bound), a number."""
     kind = v.WhichOneof("value")
     if kind == "bound":
         out._info = v.bound

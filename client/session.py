@@ -46,6 +46,7 @@ from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import (
     FETCH_GRAD_REPR_FEATURE,
     GENERATOR_FEATURE,
+    GET_BASE_FEATURE,
     GET_SAVED_FEATURE,
     OMIT_INFO_FEATURE,
     PACK_SAVED_FEATURE,
@@ -156,6 +157,7 @@ class Session:
         # grad_fn._saved_* (GetSaved, client/saved.py)
         self._get_saved = GET_SAVED_FEATURE in features
         self._pack_saved = PACK_SAVED_FEATURE in features
+        self._get_base = GET_BASE_FEATURE in features  # Tensor._base
         self._recorder = Recorder(self._send, session_id, client.target,
                                   self._live, self._tape_result if tapes else None)
         self._recorder.clock = lambda: self._epoch

@@ -279,6 +279,14 @@ class Tensor:
         return grad_fn_class(name, custom)(name, self)
 
     @property
+    def _base(self) -> Tensor | None:
+        """The tensor this view was made from (torch's `_base`; None for a tensor that is not
+        a view): read from the server (client/saved.py)."""
+        from . import saved
+
+        return saved.read_base(self._owner, self)
+
+    @property
     def retains_grad(self) -> builtins.bool:
         return self._retains_grad
 

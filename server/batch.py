@@ -43,7 +43,7 @@ _ESTIMATED = _ESTIMATED_OR_EXACT | frozenset({
     "create_tensor", "apply_op", "apply_inplace", "zero_grad", "set_grad", "get_grad",
     "set_requires_grad", "detach", "detach_inplace", "retain_grad", "manual_seed", "release",
     "fetch", "index", "index_put", "get_optimizer_state", "tape", "create_generator",
-    "get_generator", "set_generator_state", "get_saved",
+    "get_generator", "set_generator_state", "get_saved", "get_base",
     # drops .grads, or zeroes them in place (as zero_grad): adds nothing
     "optimizer_zero_grad"})
 
@@ -64,6 +64,7 @@ _INFOS: dict[str, Callable[[Any], int]] = {
     "create_tensor": lambda m: 1, "apply_op": lambda m: 0 if m.omit_info else len(m.outputs),
     "apply_inplace": lambda m: 1, "index": lambda m: 1, "index_put": lambda m: 1,
     "grad": lambda m: len(m.results), "get_grad": lambda m: 1, "get_saved": lambda m: 1,
+    "get_base": lambda m: 1,
     "set_requires_grad": lambda m: 1, "detach": lambda m: 1, "detach_inplace": lambda m: 1,
     "fetch": lambda m: 1, "apply_function": lambda m: len(m.results),
     "claim_gradients": lambda m: len(m.handles) + len(m.saved),
@@ -909,22 +910,30 @@ class Executor:
                 f"'NoneType' object has no attribute '{m.name}'" if node is None else
                 f"'{node.name()}' object has no attribute '{m.name}'")
         v = ge.saved.value(node, m.name)
-        out = r.saved
+        if v is not None and not isinstance(v, ge.Tensor):
+            codec.encode_attr(v, r.saved.number)
+            return 0
+        return self._tensor_result(v, m.result, r.saved)
+
+    def get_base(self, m: session_pb2.GetBase, r: session_pb2.InstructionResult) -> int:
+        return self._tensor_result(self.tensor(m.handle)._base, m.result, r.saved)
+
+    def _tensor_result(self, v: ge.Tensor | None, result: int,
+                       out: session_pb2.SavedValue) -> int:
+        """`v` as a SavedValue: none, the handle the session holds it under, or bound to
+        `result`; returns the bytes a new handle costs."""
         if v is None:
             out.none.SetInParent()
-        elif not isinstance(v, ge.Tensor):
-            codec.encode_attr(v, out.number)
-        else:
-            for h, t in self.s.tensors.items():
-                if t is v:
-                    out.same_as = h
-                    return 0
-            self._check_new(m.result)
-            self.s.tensors[m.result] = v
-            self.bound.append(m.result)
-            tensor_info(m.result, v, out.bound)
-            return _TENSOR_BYTES
-        return 0
+            return 0
+        for h, t in self.s.tensors.items():
+            if t is v:
+                out.same_as = h
+                return 0
+        self._check_new(result)
+        self.s.tensors[result] = v
+        self.bound.append(result)
+        tensor_info(result, v, out.bound)
+        return _TENSOR_BYTES
 
     def set_requires_grad(self, m: session_pb2.SetRequiresGrad,
                           r: session_pb2.InstructionResult) -> int:
@@ -1100,7 +1109,8 @@ class Executor:
     HANDLERS: dict[str, Callable[..., int]] = {
         "create_tensor": create_tensor, "apply_op": apply_op, "apply_inplace": apply_inplace,
         "backward": backward, "grad": grad, "zero_grad": zero_grad, "set_grad": set_grad,
-        "get_grad": get_grad, "get_saved": get_saved, "set_requires_grad": set_requires_grad,
+        "get_grad": get_grad, "get_saved": get_saved, "get_base": get_base,
+        "set_requires_grad": set_requires_grad,
         "detach": detach,
         "detach_inplace": detach_inplace, "retain_grad": retain_grad,
         "create_optimizer": create_optimizer, "optimizer_step": optimizer_step,

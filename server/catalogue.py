@@ -10,6 +10,7 @@ from gradserve.surface.signature import nullable
 from gradserve.v1 import (
     FETCH_GRAD_REPR_FEATURE,
     GENERATOR_FEATURE,
+    GET_BASE_FEATURE,
     GET_SAVED_FEATURE,
     OMIT_INFO_FEATURE,
     PACK_SAVED_FEATURE,
@@ -54,7 +55,8 @@ def list_ops() -> catalogue_pb2.ListOpsResponse:
                                                    GENERATOR_FEATURE,
                                                    FETCH_GRAD_REPR_FEATURE,
                                                    GET_SAVED_FEATURE,
-                                                   PACK_SAVED_FEATURE])
+                                                   PACK_SAVED_FEATURE,
+                                                   GET_BASE_FEATURE])
     resp.dtypes.extend(codec.wire_dtype(name) for name in ge.dtypes.DTYPES)
     for name in sorted(ge.registry.OPS):
         op = ge.registry.OPS[name]

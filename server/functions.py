@@ -361,19 +361,8 @@ def pack_saved(ex: Executor, m: session_pb2.PackSaved,
     results = iter(m.results)
     grown = 0
     for _, saved in found:
-        entry = out.tensors.add()
-        h = handle_of.get(id(saved))
-        if h is not None:
-            entry.same_as = h
-            continue
-        h = next(results, 0)
-        ex._check_new(h)
-        ex.s.tensors[h] = saved
-        ex.bound.append(h)
-        from .batch import tensor_info  # (batch imports this module)
-
-        tensor_info(h, saved, entry.bound)
-        grown += ge.limits.TENSOR_BYTES  # a new tensor object sharing the saved one's data
+        grown += ex._tensor_result(saved, 0 if id(saved) in handle_of else next(results),
+                                   out.tensors.add())
     target = (weakref.ref(node), [key for key, _ in found])
     ex.s.hooks[m.hook] = ge.autograd.hooks.register_node_prehook(
         node, RemoteHook(m.hook, "unpack", "unpack", target))

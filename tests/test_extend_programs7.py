@@ -308,3 +308,27 @@ def test_unpack_of_another_shape_is_refused_and_the_session_goes_on(lib):
     z = x * 2
     z.sum().backward()
     assert x.grad.tolist() == [2.0, 2.0, 2.0]
+
+
+# --- Tensor._base --------------------------------------------------------------------------------
+
+def test_base_of_views_is_the_tensor_they_view(lib):
+    def run(t: Any) -> Any:
+        base = t.tensor([[0.0, 1.0], [2.0, 3.0]], requires_grad=True)
+        tr = base.transpose(0, 1)
+        v = base.view(4)
+        w = v[1:]
+        d = base.detach()
+        c = tr.contiguous()
+        s = base.sin()
+        return (base._base, tr._base is base, v._base is base, w._base is base, d._base,
+                c._base, s._base, base[0]._base is base, s.unsqueeze(0)._base is s)
+    assert run(lib) == run(torch)
+
+
+def test_base_held_by_no_handle_is_still_the_base(lib):
+    def run(t: Any) -> Any:
+        v = (t.tensor([1.0, 2.0, 3.0, 4.0]) * 2).view(2, 2)  # its base: dropped here
+        b = v._base
+        return b.tolist(), b._base, v._base is b, b.shape
+    assert run(lib) == run(torch)

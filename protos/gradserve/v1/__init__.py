@@ -58,6 +58,9 @@ GET_SAVED_FEATURE = "get_saved"
 #: The ListOpsResponse.features name of PackSaved (saved-tensor hooks through a session).
 PACK_SAVED_FEATURE = "pack_saved"
 
+#: The ListOpsResponse.features name of GetBase (`tensor._base`).
+GET_BASE_FEATURE = "get_base"
+
 #: Trailing metadata: id of the graph node that failed (RunGraph).
 FAILED_NODE_METADATA = "gradserve-failed-node"
 
