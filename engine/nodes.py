@@ -326,7 +326,7 @@ class Node:
 
     def release(self) -> None:
         """Free saved tensors (after a backward without retain_graph)."""
-        if saved.PACKED:
+        if _PACKED:
             saved.PACKED.pop(self, None)
         if self.versions or self.out_data is not None:  # saved tensors (not just scalars)
             args = self.args
@@ -381,7 +381,7 @@ class Node:
         for _, box, expected in self.out_versions:
             if box[0] != expected:
                 self._check_versions()
-        if saved.PACKED and self in saved.PACKED:  # saved tensors behind pack/unpack hooks
+        if _PACKED and self in saved.PACKED:  # saved tensors behind pack/unpack hooks
             return self._apply_unpacked(grads, create_graph)
         op = self.op
         out_data = self.out_data
@@ -480,6 +480,8 @@ class Node:
 
 
 _CONSTANT_TYPES = frozenset((bool, int, float, type(None)))
+# saved.PACKED's own dict: a plain dict's truth test per node (a WeakKeyDictionary's is a call)
+_PACKED = saved.PACKED.data
 # ops whose Python-number operands torch wraps as tensors (so they have a (None, 0) edge)
 _WRAPPED_SCALARS = frozenset(("add", "sub", "mul", "div", "where"))
 
