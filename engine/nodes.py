@@ -481,7 +481,7 @@ class Node:
 
 _CONSTANT_TYPES = frozenset((bool, int, float, type(None)))
 # saved.PACKED's own dict: a plain dict's truth test per node (a WeakKeyDictionary's is a call)
-_PACKED = saved.PACKED.data
+_PACKED: dict[Any, Any] = saved.PACKED.data  # type: ignore[attr-defined]
 # ops whose Python-number operands torch wraps as tensors (so they have a (None, 0) edge)
 _WRAPPED_SCALARS = frozenset(("add", "sub", "mul", "div", "where"))
 
