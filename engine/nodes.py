@@ -25,12 +25,7 @@ from .tensor import Tensor
 if TYPE_CHECKING:
     from .registry import OpDef
 
-FREED_MESSAGE = (
-    "Trying to backward through the graph a second time (or directly access saved tensors after "
-    "they have already been freed). Saved intermediate values of the graph are freed when you "
-    "call .backward() or autograd.grad(). Specify retain_graph=True if you need to backward "
-    "through the graph a second time or if you need to access saved tensors after calling "
-    "backward.")
+FREED_MESSAGE = errors.FREED_MESSAGE  # (also read from here by autograd and function)
 
 
 SUSPEND = object()

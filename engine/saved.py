@@ -192,7 +192,7 @@ def value(node: Any, name: str) -> Any:
         if not out_saved:
             return None
         if node.out_data is None:
-            raise errors.GraphFreedError(_freed_message())
+            raise errors.GraphFreedError(errors.FREED_MESSAGE)
         node._check_versions()
         if packed is not None and where in packed:
             return _unpacked(node, where, None)
@@ -207,18 +207,12 @@ def value(node: Any, name: str) -> Any:
             return _unpacked(node, where, a)
         return a
     if node.meta[i] is not None:  # a tensor, since freed
-        raise errors.GraphFreedError(_freed_message())
+        raise errors.GraphFreedError(errors.FREED_MESSAGE)
     if a is None or node.op.name not in _WRAPPED or node.name() == "RsubBackward1":
         return a
     if node.freed:
-        raise errors.GraphFreedError(_freed_message())
+        raise errors.GraphFreedError(errors.FREED_MESSAGE)
     return Tensor._make(np.array(a, dtype=_WRAPPED_DTYPES.get(type(a), np.float64)))
-
-
-def _freed_message() -> str:
-    from .nodes import FREED_MESSAGE
-
-    return FREED_MESSAGE
 
 
 class SavedTensor:
@@ -248,12 +242,12 @@ class SavedTensor:
                 "Hint: only one pair of hooks is allowed at a time.")
         if kind == "result":
             if node.out_data is None:
-                raise errors.GraphFreedError(_freed_message())
+                raise errors.GraphFreedError(errors.FREED_MESSAGE)
             data = node.out_data[0]
         else:
             a = node.args[i]
             if not isinstance(a, Tensor):
-                raise errors.GraphFreedError(_freed_message())
+                raise errors.GraphFreedError(errors.FREED_MESSAGE)
             data = a._data
         with grad_mode.no_grad():
             table[self._key] = (unpack_hook, pack_hook(Tensor._make(data)))
