@@ -20,7 +20,8 @@ import pytest
 
 import gradserve.engine as ge
 from gradserve.engine import cascade
-from tests.reference import HAVE_TORCH, MISSING_REASON, torch
+from tests.reference import torch, torch_at_avx512
+from tests.test_engine_vecmath import VIEWS
 
 F32 = np.float32
 SPECIAL = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-45, -1e-45, 1e-40, -1e-40, 1.17e-38,
@@ -28,13 +29,6 @@ SPECIAL = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-45, -1e-45, 1e-40, -1
                     -1e-8, 13.0, -13.0, 14.0, -14.0, 88.0, -88.0, 200.0, -200.0, 3e38, -3e38,
                     1.7e38, -1.7e38, 0.5, -0.5, 2.0, -2.0], F32)
 
-VIEWS: dict[str, Callable[[Any], Any]] = {
-    "contiguous": lambda t: t,
-    "transposed": lambda t: t.t() if t.dim() == 2 else t,
-    "columns": lambda t: t[:, :5] if t.dim() == 2 else t[:7],
-    "stepped": lambda t: t[::2, ::3] if t.dim() == 2 else t[::3],
-    "expanded": lambda t: t[:1].expand(4, -1) if t.dim() == 2 else t[:1].expand(40),
-}
 
 
 def _bits_equal(got: np.ndarray, want: np.ndarray, what: str = "") -> None:
@@ -146,24 +140,11 @@ def test_onednn_avx512_is_torchs(tmp_path: Any, monkeypatch: pytest.MonkeyPatch)
     """oneDNN's AVX-512 forward (25 minimax polynomials picked by |x|'s bits) and backward,
     against a torch run with oneDNN and ATen uncapped, on random bit patterns (every piece of
     the table) and the special values, where the CPU has AVX-512."""
-    import os
-    import subprocess
-    import sys
-
-    if not HAVE_TORCH:
-        pytest.skip(MISSING_REASON)
     rng = np.random.default_rng(12)
     x = np.concatenate([rng.integers(0, 2 ** 32, 2 ** 20, dtype=np.uint32).view(F32),
                         (rng.standard_normal(5000) * 3).astype(F32), SPECIAL])
     g = rng.standard_normal(x.size).astype(F32)
-    np.savez(tmp_path / "in.npz", x=x, g=g)
-    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx512", ONEDNN_MAX_CPU_ISA="ALL")
-    done = subprocess.run([sys.executable, "-c", _AVX512_TORCH, str(tmp_path / "in.npz"),
-                           str(tmp_path / "ref.npz")], env=env, timeout=300)
-    if done.returncode == 3:
-        pytest.skip("this CPU has no AVX512 for torch")
-    assert done.returncode == 0
-    ref = np.load(tmp_path / "ref.npz")
+    ref = torch_at_avx512(_AVX512_TORCH, {"x": x, "g": g}, tmp_path)
     monkeypatch.setattr(cascade, "ONEDNN_AVX512", True)
     ex = ge.tensor(x).requires_grad_()
     ey = ge.nn.functional.gelu(ex)
