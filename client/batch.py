@@ -209,10 +209,7 @@ class Tape:
     def add_instruction(self, name: str, inputs: list[int], site: tuple[Any, int] | None) -> None:
         """Append a session instruction (INSTRUCTION-flagged, no outputs; feature
         "tape_instructions"): `inputs` its input words, `site` the user's line (`user_site`)."""
-        names = self.names
-        index = names.get(name)
-        if index is None:
-            index = names[name] = len(names)
+        index = self.names.setdefault(name, len(self.names))
         code = self.code
         self.heads.append(len(code))
         code.append(index | INSTRUCTION << 32 | len(inputs) << 40)
