@@ -39,6 +39,7 @@ from gradserve.surface import linalg as surface_linalg
 from gradserve.surface import meta as surface_meta
 from gradserve.surface import out_arg as surface_out_arg
 from gradserve.surface.functional import ErrorTypes, Functional
+from gradserve.surface.indexing import basic_index_result
 from gradserve.surface.node_names import node_name
 from gradserve.surface.numbers import python_number
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
@@ -730,11 +731,13 @@ class Session:
             return
         op, m, node = inferred
         got = (tuple(info.shape), codec.BY_WIRE[info.dtype].name, info.requires_grad)
-        if got != tuple(m) or (node is not None and node != info.grad_fn):
+        if (got != (m.shape, m.dtype, m.requires_grad) or (m.contiguous and info.non_contiguous)
+                or (node is not None and node != info.grad_fn)):
             raise MetaMismatchError(
                 f"{op}: the client inferred shape {list(m.shape)}, {m.dtype}, "
-                f"requires_grad={m.requires_grad}, grad_fn {node!r}; the server describes "
-                f"shape {list(got[0])}, {got[1]}, requires_grad={got[2]}, grad_fn "
+                f"requires_grad={m.requires_grad}, contiguous={m.contiguous}, grad_fn "
+                f"{node!r}; the server describes shape {list(got[0])}, {got[1]}, "
+                f"requires_grad={got[2]}, contiguous={not info.non_contiguous}, grad_fn "
                 f"{info.grad_fn!r}")
 
     def _record_apply(self, spec: OpSpec, inputs: Sequence[Any], attrs: dict[str, Any],
@@ -1003,14 +1006,37 @@ class Session:
         self._value(t, graph_pb2.Value(), "x[...]")
         key = encode_index(index, self._value)  # before recording: a bound may flush
         out = self._new_tensor()
+        self._index_meta(t, index, out)
+        check = self._check_meta if self.verify_meta else None
         with self._recorder.lock:
-            m = self._record(_bind_outputs([out]), [out]).index
+            m = self._record(_bind_outputs([out], check), [out]).index
             m.tensor = t._handle
             m.index.CopyFrom(key)
             m.no_grad = not grad_mode._state.enabled
             m.result = out._handle
         self._after_record()
         return out
+
+    def _index_meta(self, t: Tensor, index: Any, out: Tensor) -> None:
+        """`out = t[index]`'s Meta, known here for a basic index (ints, slices, None, `...`:
+        a view, `surface.indexing.basic_index_result`) of a tensor whose Meta is known; its
+        grad_fn name stays the server's to tell."""
+        m = t._meta
+        if (not self._infer or m is None or t._error is not None or self._inplace_pending
+                or (m.requires_grad and not grad_mode._state.enabled)):
+            return  # (a view under no_grad of a tensor that requires grad: the engine decides)
+        items = index if type(index) is tuple else (index,)
+        if not all(it is None or it is Ellipsis or type(it) is int or type(it) is slice
+                   for it in items):
+            return  # (a list is read as torch reads it: index_items, with its warning)
+        result = basic_index_result(m.shape, bool(m.contiguous), items)
+        if result is None:
+            return
+        shape, contiguous = result
+        out._meta = m._replace(shape=shape, requires_grad=m.requires_grad,
+                               contiguous=True if contiguous else None)
+        if self.verify_meta:
+            self._verify_ops[out._handle] = ("index", out._meta, None)
 
     def setitem(self, t: Tensor, index: Any, value: Any) -> None:
         """Record `t[index] = value`, in place."""
@@ -1058,7 +1084,7 @@ class Session:
         name = codec.dtype_of_numpy(arr.dtype).name  # numpy's name (its `name` is slow)
         if self._infer and name in surface_meta.DTYPE_NAMES and (
                 not requires_grad or name in _FLOATING):
-            t._meta, t._node = surface_meta.Meta(arr.shape, name, bool(requires_grad)), ""
+            t._meta, t._node = surface_meta.Meta(arr.shape, name, bool(requires_grad), True), ""
         self._after_record()
         return t
 
@@ -1660,7 +1686,7 @@ def _meta_from_info(t: Tensor) -> surface_meta.Meta | None:
     if info is None:
         return None
     m = t._meta = surface_meta.Meta(tuple(info.shape), codec.BY_WIRE[info.dtype].name,
-                                    info.requires_grad)
+                                    info.requires_grad, not info.non_contiguous or None)
     if t._node is None:
         t._node = info.grad_fn
     return m

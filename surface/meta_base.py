@@ -15,11 +15,14 @@ import numpy as np
 
 
 class Meta(NamedTuple):
-    """One op result's description: shape, dtype name ("float32"), requires_grad."""
+    """One op result's description: shape, dtype name ("float32"), requires_grad, and
+    `contiguous`: True when the tensor is known to be contiguous (`meta_layout`), None when
+    its layout is unknown (never False)."""
 
     shape: tuple[int, ...]
     dtype: str
     requires_grad: bool
+    contiguous: bool | None = None
 
 
 # Dtype names, as ranks (indices): a rank >= FLOAT is floating, 0 is bool, the rest integral.
