@@ -31,6 +31,7 @@ from gradserve.v1 import STEP_HYPERPARAMETERS_FEATURE, graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
 from . import codec
+from .batch import BOOL, MAX_TAPE_HANDLE
 from .tensor import Tensor
 
 
@@ -175,6 +176,9 @@ class ServerOptimizer(Optimizer):
         else:  # the common case, kept short: one group
             opts, changed = (self,), [self._changed(self.param_groups[0])]
         for opt, options in zip(opts, changed):
+            if options is None and opt.handle < MAX_TAPE_HANDLE and s.record_tape_instruction(
+                    "optimizer_step", [opt.handle << 3]):
+                continue
             m = s._record().optimizer_step
             m.optimizer = opt.handle
             if options is not None:
@@ -211,6 +215,9 @@ class ServerOptimizer(Optimizer):
         """optimizer.zero_grad(set_to_none)."""
         s = self._session
         for opt in (self, *self._extra):
+            if opt.handle < MAX_TAPE_HANDLE and s.record_tape_instruction(
+                    "optimizer_zero_grad", [opt.handle << 3, BOOL | bool(set_to_none) << 3]):
+                continue
             m = s._record().optimizer_zero_grad
             m.optimizer = opt.handle
             m.set_to_none = bool(set_to_none)
