@@ -45,15 +45,11 @@ class SessionNNBackend(RemoteBackend):
         return self.owner
 
     def known_contiguous(self, tensor: Any) -> bool | None:
-        # known from a description the server sent, or for a 1-D tensor made here from data
-        # (no in-place op of a session gives a 1-D tensor gaps)
+        # known from a description the server sent, or followed op by op from the tensors
+        # made here (surface.meta_layout; no in-place op of a session changes a layout)
         if tensor._info is not None:
             return not tensor._info.non_contiguous
-        meta = tensor._meta
-        if meta is not None and len(meta.shape) == 1 and tensor._handle in (
-                self.owner._made_from_data):
-            return True
-        return None
+        return True if self.owner._known_contiguous(tensor) else None
 
     def parameter(self, data: Any, requires_grad: bool) -> Any:
         t = data.detach()

@@ -39,6 +39,7 @@ from gradserve.surface import linalg as surface_linalg
 from gradserve.surface import meta as surface_meta
 from gradserve.surface import out_arg as surface_out_arg
 from gradserve.surface.functional import ErrorTypes, Functional
+from gradserve.surface.meta_layout import contiguous_result
 from gradserve.surface.node_names import node_name
 from gradserve.surface.numbers import python_number
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
@@ -110,9 +111,10 @@ class Session:
         # handle -> weak reference of each live tensor (a plain dict: Tensor.__del__ removes its
         # entry through `dropped`, cheaper per op than a WeakValueDictionary)
         self._live: dict[int, weakref.ref[Tensor]] = {}
-        # handles of the 1-D tensors created from data here (contiguous: the layout that
+        # handles of the tensors known to be contiguous in torch without asking the server
+        # (made from data here, or results surface.meta_layout follows: the layout that
         # nn.functional.linear's choice of graph needs), until released
-        self._made_from_data: set[int] = set()
+        self._contiguous: set[int] = set()
         self._inplace_pending = False  # an in-place write is recorded but not sent (see info)
         self._write_batch = 0  # the batch (Recorder.round_trips) carrying the last write
         self.restored: dict[str, Tensor] = {}  # filled by Client.restore
@@ -148,7 +150,7 @@ class Session:
         self._recorder.clock = lambda: self._epoch
         # `dropped(handle)`: a client tensor was garbage-collected (Tensor.__del__, once per
         # op result): release its handle with the next request
-        self.dropped = _dropper(self._live, self._made_from_data, self._grad_readers,
+        self.dropped = _dropper(self._live, self._contiguous, self._grad_readers,
                                 self._verify_ops, self._recorder.released)
         # ops `call` sends straight to `_apply_plain` when given every input positionally and
         # no keywords: one output, no required attribute, and a server that takes tapes
@@ -413,7 +415,9 @@ class Session:
             if key is not None:
                 hit = _ATTR_OPS.get(key)
                 if hit is not None:
-                    return self._record_attr_op(spec, inputs, hit)
+                    out = self._record_attr_op(spec, inputs, hit)
+                    self._note_layout(spec.name, inputs, (out,), attrs)
+                    return out
         n = spec.n_outputs
         if n is None:
             n = self._count_outputs(spec, inputs, attrs)
@@ -429,6 +433,7 @@ class Session:
             except BaseException:
                 rec.truncate(start)
                 raise
+        self._note_layout(spec.name, inputs, outs, attrs)
         if key is not None and known:  # recorded as described: the next such call is a hit
             if len(_ATTR_OPS) >= _ATTR_OPS_MAX:
                 _ATTR_OPS.clear()
@@ -566,6 +571,7 @@ class Session:
                         out._inference = True
                     self._live[handle] = _ref(out)
                     if handle >= MAX_TAPE_HANDLE:
+                        self._note_layout(spec.name, inputs, (out,))
                         return self._record_plain(spec, inputs, out, node is not None)
                     if self.verify_meta:
                         flags |= DESCRIBE
@@ -579,6 +585,8 @@ class Session:
                         _append_op(tape, spec.name, flags, inputs, handle)
                         tape.origins.append(user_site(depth))
                         rec.ops += 1
+                    if contiguous_result(spec.name, inputs, None, self._known_contiguous):
+                        self._contiguous.add(handle)
                     if self.eager or self.pipelined:
                         self._after_record()
                     return out
@@ -596,9 +604,28 @@ class Session:
                 except BaseException:
                     rec.truncate(start)
                     raise
+        self._note_layout(spec.name, inputs, outs)
         if self.eager or self.pipelined:
             self._after_record()
         return out
+
+    def _note_layout(self, op: str, inputs: Sequence[Any], outs: Sequence[Tensor],
+                     attrs: dict[str, Any] | None = None) -> None:
+        """Remember the results of op `op` that torch makes contiguous
+        (`surface.meta_layout`), so that a linear layer on them takes torch's graph."""
+        if contiguous_result(op, inputs, attrs, self._known_contiguous):
+            self._contiguous.update(o._handle for o in outs)
+
+    def _known_contiguous(self, value: Any) -> bool:
+        """Whether input `value` is known to be contiguous here (a number or None: True)."""
+        if not isinstance(value, Tensor):
+            return True
+        if value._owner is not self:
+            return False
+        if value._handle in self._contiguous:
+            return True
+        info = value._info
+        return info is not None and not info.non_contiguous
 
     def _record_plain(self, spec: OpSpec, inputs: Sequence[Any], out: Tensor,
                       known: bool) -> Tensor:
@@ -1032,8 +1059,7 @@ class Session:
             if requires_grad and len(self._fresh_leaves) < PREFETCH_GRADS:
                 self._fresh_leaves.append(weakref.ref(t))
         t._value, t._epoch = arr, self._epoch
-        if arr.ndim == 1:
-            self._made_from_data.add(t._handle)
+        self._contiguous.add(t._handle)
         name = codec.dtype_of_numpy(arr.dtype).name  # numpy's name (its `name` is slow)
         if self._infer and name in surface_meta.DTYPE_NAMES and (
                 not requires_grad or name in _FLOATING):
@@ -1458,7 +1484,7 @@ class Session:
         return box[0].graph
 
 
-def _dropper(live: dict[int, Any], made_from_data: set[int], grad_readers: dict[int, Any],
+def _dropper(live: dict[int, Any], contiguous: set[int], grad_readers: dict[int, Any],
              verify_ops: dict[int, Any], released: Any) -> Callable[[int], None]:
     """A session's `dropped(handle)`: the handle forgotten and queued for release (a closure
     over the session's tables: it runs for every tensor the program drops)."""
@@ -1467,8 +1493,8 @@ def _dropper(live: dict[int, Any], made_from_data: set[int], grad_readers: dict[
 
     def dropped(handle: int) -> None:
         pop(handle, None)
-        if made_from_data:
-            made_from_data.discard(handle)
+        if contiguous:
+            contiguous.discard(handle)
         if grad_readers:
             grad_readers.pop(handle, None)
         if verify_ops:

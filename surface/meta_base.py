@@ -49,6 +49,10 @@ _DEFAULT_FLOAT = _FLOAT32  # the dtype of a Python float, and of int / int, on t
 Rule = Callable[[Sequence[Any], Mapping[str, Any], bool], "list[Meta]"]
 RULES: dict[str, Rule] = {}
 
+ELEMENTWISE: set[str] = set()
+"""The ops whose rule is `meta_math._elementwise`'s: torch runs each through a TensorIterator
+(the result's layout follows its inputs'; `meta_layout`)."""
+
 
 class _Inexact(Exception):
     """Raised inside a rule that cannot answer exactly; `infer` returns None."""
