@@ -1,0 +1,191 @@
+"""Gaps found by running public PyTorch programs unchanged through a session (round 7).
+
+A linear layer on an N-D input takes one of two graphs by the input's layout (torch's
+at::linear: contiguous -> reshape, addmm, view: ViewBackward0; otherwise matmul then add). A
+session now follows which results torch makes contiguous op by op (surface.meta_layout), so
+the layers of real programs (a Linear on `torch.ones(1)`, on an RNN's output, on an embedding,
+after a LayerNorm or a softmax) build torch's graph, with torch's values, without a round trip;
+an input whose layout torch leaves strided (a transpose, an expand) keeps torch's other graph.
+Each case runs on torch and on gradserve (in process and through a session) and compares.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gradserve.surface import meta_layout
+from tests.reference import HAVE_TORCH, MISSING_REASON, torch
+
+pytestmark = pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
+
+
+@pytest.fixture
+def lib(gradserve_lib: Any) -> Any:
+    """gradserve standing in for torch: the in-process engine, or a session (conftest)."""
+    return gradserve_lib
+
+
+def _data(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+
+
+def _tokens(t: Any) -> Any:
+    return t.tensor(np.arange(12).reshape(3, 4) % 7)
+
+
+# Each builds a linear layer's input from the module `t` (torch or gradserve) and returns it.
+INPUTS: dict[str, Callable[[Any], Any]] = {
+    "ones_1d": lambda t: t.ones(4),
+    "zeros_3d": lambda t: t.zeros(2, 3, 4) + t.tensor(_data((4,), 1)),
+    "randn_3d": lambda t: t.randn(2, 3, 4),
+    "from_data_3d": lambda t: t.tensor(_data((2, 3, 4), 2)),
+    "elementwise": lambda t: t.relu(t.tensor(_data((2, 3, 4), 3)) * 2 - 0.5).tanh(),
+    "broadcast": lambda t: t.tensor(_data((3, 1, 4), 4)) + t.tensor(_data((2, 4), 5)),
+    "reshaped": lambda t: t.tensor(_data((6, 4), 6)).reshape(2, 3, 4).unsqueeze(0),
+    "stacked": lambda t: t.stack([t.tensor(_data((3, 4), s)) for s in (7, 8)]),
+    "cat": lambda t: t.cat([t.tensor(_data((1, 3, 4), s)) for s in (9, 10)]),
+    "embedding": lambda t: t.nn.functional.embedding(_tokens(t), t.tensor(_data((7, 4), 11))),
+    "softmax": lambda t: t.softmax(t.tensor(_data((2, 3, 4), 12)), -1),
+    "layer_norm": lambda t: t.nn.functional.layer_norm(t.tensor(_data((2, 3, 4), 13)), (4,)),
+    "summed": lambda t: t.tensor(_data((2, 3, 5, 4), 14)).sum(2),
+    "float_cast": lambda t: t.tensor(np.arange(24).reshape(2, 3, 4)).float(),
+    # strided in torch: the other graph
+    "transposed": lambda t: t.tensor(_data((2, 4, 3), 15)).transpose(1, 2),
+    "transposed_times_2": lambda t: t.tensor(_data((2, 4, 3), 16)).transpose(1, 2) * 2,
+    "expanded": lambda t: t.tensor(_data((1, 4), 17)).expand(3, 4).unsqueeze(0),
+}
+
+
+def _linear_on(t: Any, make: Callable[[Any], Any]) -> tuple[Any, ...]:
+    t.manual_seed(0)
+    layer = t.nn.Linear(4, 3)
+    x = make(t)
+    out = layer(x)
+    out.sum().backward()
+    return (out.grad_fn.name(), out.detach().numpy(), layer.weight.grad.numpy(),
+            layer.bias.grad.numpy())
+
+
+@pytest.mark.parametrize("case", sorted(INPUTS))
+def test_linear_takes_torchs_graph_for_the_inputs_layout(lib, case):
+    want, got = _linear_on(torch, INPUTS[case]), _linear_on(lib, INPUTS[case])
+    assert got[0] == want[0]
+    for g, w in zip(got[1:], want[1:]):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+
+
+def test_layer_on_ones_of_one_element_is_a_view_as_torchs(lib):
+    # Deep Learning with PyTorch, ch. 6: `linear_model(torch.ones(1))` prints ViewBackward0
+    def run(t: Any) -> str:
+        t.manual_seed(0)
+        return repr(t.nn.Linear(1, 1)(t.ones(1)))
+
+    assert run(lib) == run(torch)
+
+
+def test_linear_on_an_rnns_output_is_torchs_graph_and_values(lib):
+    # a seq2seq decoder: `fc(rnn(x, h)[0])` on a (steps, batch, hidden) output
+    def run(t: Any) -> tuple[Any, ...]:
+        t.manual_seed(0)
+        rnn = t.nn.RNN(input_size=5, hidden_size=32)
+        fc = t.nn.Linear(32, 5)
+        x = t.tensor(_data((6, 2, 5), 20))
+        out, _ = rnn(x, t.zeros(1, 2, 32))
+        y = fc(out)
+        y.sum().backward()
+        return y.grad_fn.name(), y.detach().numpy(), rnn.weight_hh_l0.grad.numpy()
+
+    want, got = run(torch), run(lib)
+    assert got[0] == want[0] == "ViewBackward0"
+    for g, w in zip(got[1:], want[1:]):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+
+
+def test_what_a_session_knows_contiguous_torch_has_contiguous(gradserve_client):
+    # the claim itself: each input above the session calls contiguous is contiguous in torch,
+    # and those torch leaves strided the session does not call contiguous
+    with gradserve_client.session() as s:
+        for case, make in sorted(INPUTS.items()):
+            x = make(s)
+            torch.manual_seed(0)
+            assert s._known_contiguous(x) == make(torch).is_contiguous(), case
+
+
+def test_unknown_ops_and_other_sessions_tensors_are_not_called_contiguous():
+    def contiguous(value: Any) -> bool:
+        return value != "strided"
+
+    assert meta_layout.contiguous_result("zeros", [], None, contiguous)
+    assert meta_layout.contiguous_result("add", ["a", 2.0], None, contiguous)
+    assert not meta_layout.contiguous_result("add", ["a", "strided"], None, contiguous)
+    assert not meta_layout.contiguous_result("cat", [["a", "strided"]], None, contiguous)
+    assert not meta_layout.contiguous_result("transpose", ["a"], None, contiguous)
+    assert not meta_layout.contiguous_result("no_such_op", ["a"], None, contiguous)
+
+
+# --- channel-wise dropout (nn.Dropout2d in Deep Learning with PyTorch ch. 8, pytorch/examples) --
+
+DROPOUTS = [("dropout1d", (3, 4, 5), 0.3, True), ("dropout1d", (4, 5), 0.5, True),
+            ("dropout2d", (3, 4, 5, 2), 0.3, True), ("dropout2d", (3, 4, 5), 0.5, True),
+            ("dropout2d", (3, 4, 5, 2), 1.0, True), ("dropout2d", (3, 4, 5, 2), 0.0, True),
+            ("dropout3d", (2, 3, 2, 2, 2), 0.4, True), ("dropout3d", (3, 2, 2, 2), 0.4, True),
+            ("dropout1d", (4, 5), 0.5, False), ("dropout2d", (3, 4), 0.5, True)]
+
+
+@pytest.mark.parametrize(("name", "shape", "p", "training"), DROPOUTS)
+def test_feature_dropout_is_torchs(lib, name, shape, p, training):
+    x_np = _data(shape, 30)
+
+    def run(t: Any) -> tuple[Any, ...]:
+        t.manual_seed(0)
+        x = t.tensor(x_np, requires_grad=True)
+        warns = name == "dropout2d" and len(shape) != 4
+        with pytest.warns() if warns else contextlib.nullcontext():
+            y = getattr(t.nn.functional, name)(x, p, training)
+        (y * t.tensor(_data(shape, 31))).sum().backward()
+        node = None if y.grad_fn is None else y.grad_fn.name()
+        return node, y.detach().numpy(), x.grad.numpy(), t.rand(2).numpy()
+
+    want, got = run(torch), run(lib)
+    assert got[0] == want[0]
+    for g, w in zip(got[1:], want[1:]):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("cls", ["Dropout1d", "Dropout2d", "Dropout3d"])
+def test_channel_dropout_modules_are_torchs(lib, cls):
+    shape = {"Dropout1d": (2, 3, 4), "Dropout2d": (2, 3, 4, 4), "Dropout3d": (2, 3, 2, 2, 2)}[cls]
+
+    def run(t: Any) -> tuple[Any, ...]:
+        t.manual_seed(1)
+        layer = getattr(t.nn, cls)(0.25)
+        train = layer(t.tensor(_data(shape, 32))).numpy()
+        layer.eval()
+        return repr(layer), train, layer(t.tensor(_data(shape, 32))).numpy()
+
+    want, got = run(torch), run(lib)
+    assert got[0] == want[0]
+    for g, w in zip(got[1:], want[1:]):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize(("call", "kind"), [
+    (lambda t: t.nn.functional.dropout1d(t.ones(2, 3, 4, 5)), RuntimeError),
+    (lambda t: t.nn.functional.dropout2d(t.ones(2, 3, 4), 1.5), ValueError),
+    (lambda t: t.nn.Dropout3d(-0.1), ValueError),
+    (lambda t: t.nn.functional.dropout2d(t.ones(3), 0.5), RuntimeError),
+])
+def test_channel_dropout_errors_are_torchs(lib, call, kind):
+    with pytest.raises(kind) as theirs, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        call(torch)
+    with pytest.raises(kind) as ours, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        call(lib)
+    assert str(ours.value).split("\ngradserve:")[0] == str(theirs.value)
