@@ -39,7 +39,8 @@ from gradserve.surface import linalg as surface_linalg
 from gradserve.surface import meta as surface_meta
 from gradserve.surface import out_arg as surface_out_arg
 from gradserve.surface.functional import ErrorTypes, Functional
-from gradserve.surface.meta_layout import contiguous_result
+from gradserve.surface.meta_layout import FOLLOWS, FRESH, contiguous_result
+from gradserve.surface.meta_layout import KINDS as LAYOUT_KINDS
 from gradserve.surface.node_names import node_name
 from gradserve.surface.numbers import python_number
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
@@ -585,8 +586,18 @@ class Session:
                         _append_op(tape, spec.name, flags, inputs, handle)
                         tape.origins.append(user_site(depth))
                         rec.ops += 1
-                    if contiguous_result(spec.name, inputs, None, self._known_contiguous):
-                        self._contiguous.add(handle)
+                    layout = LAYOUT_KINDS.get(spec.name)
+                    if layout is not None:  # contiguous_result, written out for the hot path
+                        contiguous = self._contiguous
+                        if layout == FOLLOWS:
+                            for v in inputs:
+                                if (type(v) is Tensor or type(v) is _Parameter) and (
+                                        v._handle not in contiguous):
+                                    break
+                            else:
+                                contiguous.add(handle)
+                        elif layout == FRESH:
+                            contiguous.add(handle)
                     if self.eager or self.pipelined:
                         self._after_record()
                     return out

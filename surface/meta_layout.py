@@ -48,6 +48,11 @@ _FOLLOWS = frozenset(ELEMENTWISE | {
 
 _ALONG_FIRST = frozenset(("unbind", "select"))
 
+FRESH, FOLLOWS, ALONG_FIRST = 1, 2, 3
+KINDS: dict[str, int] = {**dict.fromkeys(_FOLLOWS, FOLLOWS), **dict.fromkeys(_FRESH, FRESH),
+                         **dict.fromkeys(_ALONG_FIRST, ALONG_FIRST)}
+"""Each op this module knows, by kind (for a caller's hot path; `contiguous_result` reads it)."""
+
 
 def contiguous_result(op: str, inputs: Sequence[Any], attrs: Mapping[str, Any] | None,
                       contiguous: Callable[[Any], bool]) -> bool:
@@ -64,13 +69,14 @@ def contiguous_result(op: str, inputs: Sequence[Any], attrs: Mapping[str, Any] |
     Returns:
         True when every result is contiguous in torch; False when not, or not known.
     """
-    if op in _FRESH:
+    kind = KINDS.get(op)
+    if kind is None:
+        return False
+    if kind == FRESH:
         return True
-    if op in _ALONG_FIRST:
+    if kind == ALONG_FIRST:
         dim = (attrs or {}).get("dim", 0 if op == "unbind" else None)
         return type(dim) is int and dim == 0 and len(inputs) == 1 and contiguous(inputs[0])
-    if op not in _FOLLOWS:
-        return False
     for value in inputs:
         if isinstance(value, (list, tuple)):
             if not all(contiguous(v) for v in value):
