@@ -25,6 +25,19 @@ def _check_p(be: NNBackend, p: float) -> None:
         raise be.value_error(_PROBABILITY.format(p))
 
 
+def _warn_unexpected_dims(name: str, ndim: int, spatial: int) -> None:
+    """torch's deprecation warning for an input of neither spatial + 1 nor spatial + 2 dims
+    (the caller's caller's line, as torch's stacklevel=2 from the function)."""
+    if ndim in (spatial + 1, spatial + 2):
+        return
+    warnings.warn(
+        f"{name}: Received a {ndim}-D input to {name}, which is deprecated and will result in "
+        "an error in a future release. To retain the behavior and silence this warning, please "
+        f"use dropout instead. Note that {name} exists to provide channel-wise dropout on "
+        f"inputs with {spatial} spatial dimensions, a channel dimension, and an optional batch "
+        f"dimension (i.e. {spatial + 1}D or {spatial + 2}D inputs).", stacklevel=3)
+
+
 def _feature_dropout(be: NNBackend, input: Any, p: float, training: bool) -> Any:
     """torch's feature_dropout: input * (a (N, C, 1, ...) bernoulli(1 - p) mask / (1 - p))."""
     shape = tuple(be.shape(input))
@@ -71,13 +84,7 @@ def dropout2d(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
     _check_p(be, p)
     _no_inplace(be, "dropout2d", inplace, method=False)
     ndim = len(be.shape(input))
-    if ndim not in (3, 4):
-        warnings.warn(
-            f"dropout2d: Received a {ndim}-D input to dropout2d, which is deprecated and will "
-            "result in an error in a future release. To retain the behavior and silence this "
-            "warning, please use dropout instead. Note that dropout2d exists to provide "
-            "channel-wise dropout on inputs with 2 spatial dimensions, a channel dimension, "
-            "and an optional batch dimension (i.e. 3D or 4D inputs).", stacklevel=2)
+    _warn_unexpected_dims("dropout2d", ndim, 2)
     if ndim == 3:
         warnings.warn(
             "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D "
@@ -96,13 +103,7 @@ def dropout3d(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
     _check_p(be, p)
     _no_inplace(be, "dropout3d", inplace, method=False)
     ndim = len(be.shape(input))
-    if ndim not in (4, 5):
-        warnings.warn(
-            f"dropout3d: Received a {ndim}-D input to dropout3d, which is deprecated and will "
-            "result in an error in a future release. To retain the behavior and silence this "
-            "warning, please use dropout instead. Note that dropout3d exists to provide "
-            "channel-wise dropout on inputs with 3 spatial dimensions, a channel dimension, "
-            "and an optional batch dimension (i.e. 4D or 5D inputs).", stacklevel=2)
+    _warn_unexpected_dims("dropout3d", ndim, 3)
     return _unbatched(be, input, p, training, ndim == 5)
 
 

@@ -189,3 +189,17 @@ def test_channel_dropout_errors_are_torchs(lib, call, kind):
         warnings.simplefilter("ignore")
         call(lib)
     assert str(ours.value).split("\ngradserve:")[0] == str(theirs.value)
+
+
+@pytest.mark.parametrize(("name", "shape"), [("dropout2d", (2, 3)), ("dropout2d", (2, 3, 4)),
+                                             ("dropout3d", (2, 3, 2)), ("dropout3d", (2, 3))])
+def test_channel_dropout_warnings_are_torchs(lib, name, shape):
+    def run(t: Any) -> list[tuple[str, str]]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            getattr(t.nn.functional, name)(t.ones(*shape), 0.5)
+        return [(str(w.message), w.filename) for w in caught]
+
+    want = run(torch)
+    assert want and all(filename == __file__ for _, filename in want)
+    assert run(lib) == want
