@@ -1457,6 +1457,8 @@ class Session:
             m.own_version = own_version
             if t._meta is not None and not self._writes_pending():
                 d._meta, d._node = t._meta._replace(requires_grad=False), ""
+        if self._known_contiguous(t):  # the same data and strides
+            self._contiguous.add(d._handle)
         self._after_record()
         return d
 

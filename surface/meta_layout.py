@@ -12,7 +12,9 @@ every input: an op not listed here, or an input whose layout is not known, says 
 The kinds of op:
 
 - made contiguous whatever the inputs (`_FRESH`): the creation functions, the matrix products
-  torch allocates as new tensors (mm, addmm, bmm), embedding (an index_select then a view),
+  torch allocates as new tensors (mm, addmm, bmm; matmul, whose folded and batched forms end
+  in a view of one, for every pairing of dims and layouts tests/test_surface_program_gaps7.py
+  tries against torch), embedding (an index_select then a view),
   softmax and log_softmax (structured kernels with a contiguous output), layer_norm (its
   output `empty_like(..., Contiguous)`);
 - contiguous when every tensor input is (`_FOLLOWS`): torch's TensorIterator ops (the
@@ -22,8 +24,7 @@ The kinds of op:
   tensor are views with contiguous strides; cat and stack (torch's output memory format is
   the inputs' common one: contiguous for contiguous inputs); unbind and select along dim 0
   (each result a view whose strides are the input's last ones);
-- anything else (transpose, permute, expand, slicing, matmul with a batched right operand,
-  ...): not known.
+- anything else (transpose, permute, expand, slicing, ...): not known.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from .meta_base import ELEMENTWISE
 
 _FRESH = frozenset((
     "zeros", "ones", "full", "arange", "linspace", "eye", "rand", "randn", "randint",
-    "randperm", "mm", "addmm", "bmm", "embedding", "softmax", "log_softmax", "layer_norm",
+    "randperm", "mm", "addmm", "bmm", "matmul", "embedding", "softmax", "log_softmax", "layer_norm",
 ))
 
 _FOLLOWS = frozenset(ELEMENTWISE | {

@@ -55,6 +55,11 @@ INPUTS: dict[str, Callable[[Any], Any]] = {
     "layer_norm": lambda t: t.nn.functional.layer_norm(t.tensor(_data((2, 3, 4), 13)), (4,)),
     "summed": lambda t: t.tensor(_data((2, 3, 5, 4), 14)).sum(2),
     "float_cast": lambda t: t.tensor(np.arange(24).reshape(2, 3, 4)).float(),
+    "matmul_folded": lambda t: t.tensor(_data((2, 5, 3), 19)).transpose(1, 2) @ t.ones(5, 4),
+    "matmul_batched": lambda t: t.matmul(t.tensor(_data((4, 3), 21)), t.ones(2, 3, 4)),
+    "matmul_vector": lambda t: t.ones(3) @ t.tensor(_data((2, 4, 3), 22)).transpose(1, 2),
+    "rnn_of_transposed": lambda t: t.nn.RNN(4, 4)(
+        t.tensor(_data((3, 2, 4), 23)).transpose(0, 1))[0],
     # strided in torch: the other graph
     "transposed": lambda t: t.tensor(_data((2, 4, 3), 15)).transpose(1, 2),
     "transposed_times_2": lambda t: t.tensor(_data((2, 4, 3), 16)).transpose(1, 2) * 2,
