@@ -208,3 +208,47 @@ def test_channel_dropout_warnings_are_torchs(lib, name, shape):
     want = run(torch)
     assert want and all(filename == __file__ for _, filename in want)
     assert run(lib) == want
+
+
+# --- torch.optim.Adadelta (pytorch/examples mnist, mnist_rnn, siamese_network) -------------------
+
+@pytest.mark.parametrize("options", [{}, {"lr": 0.5, "rho": 0.8, "weight_decay": 0.01},
+                                     {"maximize": True, "eps": 1e-4}])
+def test_adadelta_steps_are_torchs(lib, options):
+    x_np = _data((8, 5), 40)
+
+    def run(t: Any) -> tuple[Any, ...]:
+        t.manual_seed(0)
+        model = t.nn.Sequential(t.nn.Linear(5, 4), t.nn.Tanh(), t.nn.Linear(4, 2))
+        opt = t.optim.Adadelta(model.parameters(), **options)
+        sched = t.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)
+        losses = []
+        for _ in range(4):
+            opt.zero_grad()
+            loss = (model(t.tensor(x_np)) ** 2).mean()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        state = opt.state_dict()
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in state["param_groups"]]
+        return ([p.detach().numpy() for p in model.parameters()], losses,
+                sorted(state["state"][0]), groups, repr(opt))
+
+    want, got = run(torch), run(lib)
+    for g, w in zip(got[0], want[0]):
+        np.testing.assert_array_equal(g, w)
+    assert got[1:] == want[1:]
+
+
+@pytest.mark.parametrize("options", [{"lr": -1.0}, {"rho": 1.5}, {"eps": -1e-6},
+                                     {"weight_decay": -0.1}])
+def test_adadelta_refuses_torchs_way(lib, options):
+    def make(t: Any) -> Any:
+        return t.optim.Adadelta([t.zeros(2, requires_grad=True)], **options)
+
+    with pytest.raises(ValueError) as theirs:
+        make(torch)
+    with pytest.raises(ValueError) as ours:
+        make(lib)
+    assert str(ours.value).split("\ngradserve:")[0] == str(theirs.value)
