@@ -24,7 +24,6 @@ from gradserve.surface import lbfgs as _lbfgs
 from gradserve.surface import lr_scheduler
 from gradserve.surface import optim as _surface
 from gradserve.surface.compat import missing_names
-from gradserve.surface.grad_mode import enable_grad, no_grad
 
 from . import errors, limits, parallel
 from .creation import tensor as _tensor
@@ -67,18 +66,14 @@ class Optimizer(_surface.Optimizer):
         """One update of every parameter that has a gradient; returns closure() if given."""
         if not self._state_keys:  # not a built-in algorithm: the subclass writes step()
             return super().step(closure)
-        loss = None
-        if closure is not None:
-            with enable_grad():
-                loss = closure()
-        with no_grad():
-            for group in self.param_groups:
-                if self._update_group(group):
-                    continue
-                for p in group["params"]:
-                    if p.grad is not None:
-                        self._update(p, p.grad, group, self.state.setdefault(p, {}))
-        return loss
+        return _surface.run_step(closure, self.param_groups, self._update_params)
+
+    def _update_params(self, group: dict[str, Any]) -> None:
+        if self._update_group(group):
+            return
+        for p in group["params"]:
+            if p.grad is not None:
+                self._update(p, p.grad, group, self.state.setdefault(p, {}))
 
     def _update_group(self, group: dict[str, Any]) -> bool:
         """Update every parameter of `group` at once where the algorithm can (the same bits

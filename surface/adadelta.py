@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .grad_mode import enable_grad, no_grad
-from .optim import Optimizer
+from .optim import Optimizer, run_step
 
 __all__ = ["Adadelta"]
 
@@ -80,18 +79,14 @@ class Adadelta(Optimizer):
         Returns:
             The closure's loss, or None.
         """
-        loss = None
-        if closure is not None:
-            with enable_grad():
-                loss = closure()
-        with no_grad():
-            for group in self.param_groups:
-                for p in group["params"]:
-                    if p.grad is not None:
-                        self._adadelta_update(p, group)
-        return loss
+        return run_step(closure, self.param_groups, self._update_adadelta_group)
 
-    def _adadelta_update(self, param: Any, group: dict[str, Any]) -> None:
+    def _update_adadelta_group(self, group: dict[str, Any]) -> None:
+        for p in group["params"]:
+            if p.grad is not None:
+                self._update_adadelta(p, group)
+
+    def _update_adadelta(self, param: Any, group: dict[str, Any]) -> None:
         lr, rho, eps = group["lr"], group["rho"], group["eps"]
         state = self.state[param]
         if len(state) == 0:

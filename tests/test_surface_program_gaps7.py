@@ -252,3 +252,27 @@ def test_adadelta_refuses_torchs_way(lib, options):
     with pytest.raises(ValueError) as ours:
         make(lib)
     assert str(ours.value).split("\ngradserve:")[0] == str(theirs.value)
+
+
+# --- a batch norm layer used more than once in one graph (Deep Learning with PyTorch ch. 8:
+# `nn.Sequential(*(n_blocks * [ResBlock(...)]))`, one block repeated) -------------------------------
+
+def test_batch_norm_reused_in_one_graph_backpropagates_as_torchs(lib):
+    def run(t: Any) -> tuple[Any, ...]:
+        t.manual_seed(0)
+        bn = t.nn.BatchNorm2d(3)
+        x = t.tensor(_data((2, 3, 4, 4), 50), requires_grad=True)
+        before = bn.running_mean._version
+        y = x
+        for _ in range(3):
+            y = t.relu(bn(y)) + y
+        (y * t.tensor(_data((2, 3, 4, 4), 51))).sum().backward()
+        return (bn.running_mean._version - before, bn.running_mean.numpy(),
+                bn.running_var.numpy(), x.grad.numpy(), bn.weight.grad.numpy())
+
+    want, got = run(torch), run(lib)
+    assert got[0] == want[0] == 0
+    for g, w in zip(got[1:3], want[1:3]):
+        np.testing.assert_array_equal(g, w)
+    for g, w in zip(got[3:], want[3:]):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
