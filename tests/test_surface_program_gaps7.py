@@ -255,7 +255,7 @@ def test_adadelta_refuses_torchs_way(lib, options):
 
 
 # --- a batch norm layer used more than once in one graph (Deep Learning with PyTorch ch. 8:
-# `nn.Sequential(*(n_blocks * [ResBlock(...)]))`, one block repeated) -------------------------------
+# `nn.Sequential(*(n_blocks * [ResBlock(...)]))`, one block repeated) ----------------------------
 
 def test_batch_norm_reused_in_one_graph_backpropagates_as_torchs(lib):
     def run(t: Any) -> tuple[Any, ...]:
