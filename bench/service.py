@@ -15,6 +15,7 @@ baseline of the targets) and on the same echo on `grpc.aio` ("aio echo", its han
 the event loop, under gradserve's heap settings): gradserve's transport is grpc.aio
 (docs/security.md), so the aio echo is the floor of what gradserve can reach, and the second
 ratio shows gradserve's own cost above it.
+This process, the client, keeps its C heap as gradserve's servers do (`client_heap`).
 Prints a table of the figures and their ratios, and for each latency series the CPU time each
 server process spent per call (user + system, from /proc/<pid>/stat; Linux only): on a shared,
 loaded machine wall-clock latency mostly measures waiting for a core, CPU per call what each
@@ -45,6 +46,10 @@ from gradserve.v1 import MAX_MESSAGE_BYTES, graph_pb2, service_pb2, service_pb2_
 
 ECHO_METHOD = "/bench.Echo/Echo"
 WORKERS = 32  # the server's default; its --max-calls (28) then admits the 16 clients
+# Calls before a 1 MiB series: the first 1 MiB calls on a channel that carried only small ones
+# took 8-10 ms against 4-6 ms later (load ~20; likely HTTP/2 flow-control windows still
+# growing), and the 25 a `--calls 1000` run used to warm up were within them.
+LARGE_WARMUP = 100
 OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
 
@@ -91,6 +96,19 @@ def run_aio_echo_server(gradserve_heap: bool = True) -> None:
         await server.wait_for_termination()
 
     asyncio.run(serve())
+
+
+def client_heap() -> None:
+    """This (client) process's C heap as gradserve's servers keep theirs (server/heap.py), for
+    every row alike. With glibc's defaults a 1 MiB call through the generated stub (its request
+    serialized, its reply parsed: some 4 MiB allocated and freed a call) faulted ~980 pages back
+    in per call, 2-3 ms of the client's time on the loaded 2-core machine, against ~20 for the
+    echo's client (one bytes object sent, the reply left unparsed); with these settings ~0-10
+    for both (2026-12-07, `ru_minflt`)."""
+    from gradserve.server import heap
+    from gradserve.server.config import ServerConfig
+
+    heap.keep_freed(ServerConfig().malloc_keep)
 
 
 def start(cmd: list[str]) -> tuple[subprocess.Popen[str], int]:
@@ -172,8 +190,9 @@ def cpu_seconds(pid: int) -> float | None:
 class Latencies:
     """One latency series (seconds per call) and the server's CPU per call over it (ms)."""
 
-    def __init__(self, call: Callable[[], Any], n: int, server_pid: int):
-        for _ in range(min(200, n)):  # warm up
+    def __init__(self, call: Callable[[], Any], n: int, server_pid: int,
+                 warmup: int | None = None):
+        for _ in range(min(200, n) if warmup is None else warmup):  # warm up
             call()
         self.values: list[float] = []
         before = cpu_seconds(server_pid)
@@ -232,6 +251,7 @@ def main(argv: list[str]) -> int:
         run_aio_echo_server()
         return 0
 
+    client_heap()
     gs_proc, gs_port = start([sys.executable, "-m", "gradserve.server.cli", "serve", "--host",
                               "127.0.0.1", "--port", "0", "--workers", str(WORKERS),
                               "--log-level", "WARNING",
@@ -246,10 +266,10 @@ def main(argv: list[str]) -> int:
         aio_echo = channel(aio_port).unary_unary(ECHO_METHOD)
 
         def series(name: str, ours: Callable[[], Any], payload: bytes, n: int,
-                   target: str, p99: bool = True) -> None:
-            a = Latencies(ours, n, gs_proc.pid)
-            e = Latencies(lambda: echo(payload), n, echo_proc.pid)
-            f = Latencies(lambda: aio_echo(payload), n, aio_proc.pid)
+                   target: str, p99: bool = True, warmup: int | None = None) -> None:
+            a = Latencies(ours, n, gs_proc.pid, warmup)
+            e = Latencies(lambda: echo(payload), n, echo_proc.pid, warmup)
+            f = Latencies(lambda: aio_echo(payload), n, aio_proc.pid, warmup)
             rows.append((name, "p50 ms", pct(a.values, 50), pct(e.values, 50),
                          pct(f.values, 50), target))
             if p99:
@@ -286,7 +306,7 @@ def main(argv: list[str]) -> int:
         big = square_graph_request(np.random.default_rng(0).standard_normal(
             (1 << 20) // 4).astype(np.float32))
         series("1 MiB float32 stateless", lambda: stub.RunGraph(big), big.SerializeToString(),
-               max(20, args.calls // 40), "<= 1.5", p99=False)
+               max(20, args.calls // 40), "<= 1.5", p99=False, warmup=LARGE_WARMUP)
     finally:
         for proc in (gs_proc, echo_proc, aio_proc):
             proc.terminate()

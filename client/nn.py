@@ -45,11 +45,16 @@ class SessionNNBackend(RemoteBackend):
         return self.owner
 
     def known_contiguous(self, tensor: Any) -> bool | None:
-        # known from a description the server sent, or followed op by op from the tensors
-        # made here (surface.meta_layout; no in-place op of a session changes a layout)
+        # known from a description the server sent, inferred with the result's shape
+        # (`Meta.contiguous`: made here from data, or an op the layout rules know), or for a
+        # 1-D tensor made here from data (no in-place op of a session gives a 1-D tensor gaps)
         if tensor._info is not None:
             return not tensor._info.non_contiguous
-        return True if self.owner._known_contiguous(tensor) else None
+        meta = tensor._meta
+        if meta is not None and (meta.contiguous or (
+                len(meta.shape) == 1 and tensor._handle in self.owner._made_from_data)):
+            return True
+        return None
 
     def parameter(self, data: Any, requires_grad: bool) -> Any:
         t = data.detach()

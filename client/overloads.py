@@ -79,13 +79,22 @@ class RemoteBackend:
         return bool(tensor.is_contiguous())
 
     def known_strides(self, tensor: Any) -> tuple[int, ...] | None:
-        # known once the server described the tensor (a recorded op's layout is not inferred)
+        # known once the server described the tensor, or when the client inferred the result
+        # contiguous (`Meta.contiguous`)
         info = tensor._info
+        if info is None and tensor._known_contiguous():
+            return layout.contiguous_strides(tensor._meta.shape)
         if info is None or tensor._error is not None:
             return None
         if info.non_contiguous:
             return tuple(info.strides)
         return layout.contiguous_strides(tuple(info.shape))
+
+    def contiguous_copy(self, tensor: Any) -> Any:
+        out = self.call("clone", (tensor,), {})  # the server's clone is row-major
+        if out._meta is not None:
+            out._meta = out._meta._replace(contiguous=True)
+        return out
 
 
 OVERLOADS: dict[str, Spelling] = dict(SPELLINGS)

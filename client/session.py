@@ -39,8 +39,7 @@ from gradserve.surface import linalg as surface_linalg
 from gradserve.surface import meta as surface_meta
 from gradserve.surface import out_arg as surface_out_arg
 from gradserve.surface.functional import ErrorTypes, Functional
-from gradserve.surface.meta_layout import FOLLOWS, FRESH, contiguous_result
-from gradserve.surface.meta_layout import KINDS as LAYOUT_KINDS
+from gradserve.surface.indexing import basic_index_result
 from gradserve.surface.node_names import node_name
 from gradserve.surface.numbers import python_number
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
@@ -112,10 +111,9 @@ class Session:
         # handle -> weak reference of each live tensor (a plain dict: Tensor.__del__ removes its
         # entry through `dropped`, cheaper per op than a WeakValueDictionary)
         self._live: dict[int, weakref.ref[Tensor]] = {}
-        # handles of the tensors known to be contiguous in torch without asking the server
-        # (made from data here, or results surface.meta_layout follows: the layout that
+        # handles of the 1-D tensors created from data here (contiguous: the layout that
         # nn.functional.linear's choice of graph needs), until released
-        self._contiguous: set[int] = set()
+        self._made_from_data: set[int] = set()
         self._inplace_pending = False  # an in-place write is recorded but not sent (see info)
         self._write_batch = 0  # the batch (Recorder.round_trips) carrying the last write
         self.restored: dict[str, Tensor] = {}  # filled by Client.restore
@@ -151,7 +149,7 @@ class Session:
         self._recorder.clock = lambda: self._epoch
         # `dropped(handle)`: a client tensor was garbage-collected (Tensor.__del__, once per
         # op result): release its handle with the next request
-        self.dropped = _dropper(self._live, self._contiguous, self._grad_readers,
+        self.dropped = _dropper(self._live, self._made_from_data, self._grad_readers,
                                 self._verify_ops, self._recorder.released)
         # ops `call` sends straight to `_apply_plain` when given every input positionally and
         # no keywords: one output, no required attribute, and a server that takes tapes
@@ -416,9 +414,7 @@ class Session:
             if key is not None:
                 hit = _ATTR_OPS.get(key)
                 if hit is not None:
-                    out = self._record_attr_op(spec, inputs, hit)
-                    self._note_layout(spec.name, inputs, (out,), attrs)
-                    return out
+                    return self._record_attr_op(spec, inputs, hit)
         n = spec.n_outputs
         if n is None:
             n = self._count_outputs(spec, inputs, attrs)
@@ -434,7 +430,6 @@ class Session:
             except BaseException:
                 rec.truncate(start)
                 raise
-        self._note_layout(spec.name, inputs, outs, attrs)
         if key is not None and known:  # recorded as described: the next such call is a hit
             if len(_ATTR_OPS) >= _ATTR_OPS_MAX:
                 _ATTR_OPS.clear()
@@ -572,7 +567,6 @@ class Session:
                         out._inference = True
                     self._live[handle] = _ref(out)
                     if handle >= MAX_TAPE_HANDLE:
-                        self._note_layout(spec.name, inputs, (out,))
                         return self._record_plain(spec, inputs, out, node is not None)
                     if self.verify_meta:
                         flags |= DESCRIBE
@@ -586,18 +580,6 @@ class Session:
                         _append_op(tape, spec.name, flags, inputs, handle)
                         tape.origins.append(user_site(depth))
                         rec.ops += 1
-                    layout = LAYOUT_KINDS.get(spec.name)
-                    if layout is not None:  # contiguous_result, written out for the hot path
-                        contiguous = self._contiguous
-                        if layout == FOLLOWS:
-                            for v in inputs:
-                                if (type(v) is Tensor or type(v) is _Parameter) and (
-                                        v._handle not in contiguous):
-                                    break
-                            else:
-                                contiguous.add(handle)
-                        elif layout == FRESH:
-                            contiguous.add(handle)
                     if self.eager or self.pipelined:
                         self._after_record()
                     return out
@@ -615,28 +597,9 @@ class Session:
                 except BaseException:
                     rec.truncate(start)
                     raise
-        self._note_layout(spec.name, inputs, outs)
         if self.eager or self.pipelined:
             self._after_record()
         return out
-
-    def _note_layout(self, op: str, inputs: Sequence[Any], outs: Sequence[Tensor],
-                     attrs: dict[str, Any] | None = None) -> None:
-        """Remember the results of op `op` that torch makes contiguous
-        (`surface.meta_layout`), so that a linear layer on them takes torch's graph."""
-        if contiguous_result(op, inputs, attrs, self._known_contiguous):
-            self._contiguous.update(o._handle for o in outs)
-
-    def _known_contiguous(self, value: Any) -> bool:
-        """Whether input `value` is known to be contiguous here (a number or None: True)."""
-        if not isinstance(value, Tensor):
-            return True
-        if value._owner is not self:
-            return False
-        if value._handle in self._contiguous:
-            return True
-        info = value._info
-        return info is not None and not info.non_contiguous
 
     def _record_plain(self, spec: OpSpec, inputs: Sequence[Any], out: Tensor,
                       known: bool) -> Tensor:
@@ -765,11 +728,13 @@ class Session:
             return
         op, m, node = inferred
         got = (tuple(info.shape), codec.BY_WIRE[info.dtype].name, info.requires_grad)
-        if got != tuple(m) or (node is not None and node != info.grad_fn):
+        if (got != (m.shape, m.dtype, m.requires_grad) or (m.contiguous and info.non_contiguous)
+                or (node is not None and node != info.grad_fn)):
             raise MetaMismatchError(
                 f"{op}: the client inferred shape {list(m.shape)}, {m.dtype}, "
-                f"requires_grad={m.requires_grad}, grad_fn {node!r}; the server describes "
-                f"shape {list(got[0])}, {got[1]}, requires_grad={got[2]}, grad_fn "
+                f"requires_grad={m.requires_grad}, contiguous={m.contiguous}, grad_fn "
+                f"{node!r}; the server describes shape {list(got[0])}, {got[1]}, "
+                f"requires_grad={got[2]}, contiguous={not info.non_contiguous}, grad_fn "
                 f"{info.grad_fn!r}")
 
     def _record_apply(self, spec: OpSpec, inputs: Sequence[Any], attrs: dict[str, Any],
@@ -1020,14 +985,37 @@ class Session:
         self._value(t, graph_pb2.Value(), "x[...]")
         key = encode_index(index, self._value)  # before recording: a bound may flush
         out = self._new_tensor()
+        self._index_meta(t, index, out)
+        check = self._check_meta if self.verify_meta else None
         with self._recorder.lock:
-            m = self._record(_bind_outputs([out]), [out]).index
+            m = self._record(_bind_outputs([out], check), [out]).index
             m.tensor = t._handle
             m.index.CopyFrom(key)
             m.no_grad = not grad_mode._state.enabled
             m.result = out._handle
         self._after_record()
         return out
+
+    def _index_meta(self, t: Tensor, index: Any, out: Tensor) -> None:
+        """`out = t[index]`'s Meta, known here for a basic index (ints, slices, None, `...`:
+        a view, `surface.indexing.basic_index_result`) of a tensor whose Meta is known; its
+        grad_fn name stays the server's to tell."""
+        m = t._meta
+        if (not self._infer or m is None or t._error is not None or self._inplace_pending
+                or (m.requires_grad and not grad_mode._state.enabled)):
+            return  # (a view under no_grad of a tensor that requires grad: the engine decides)
+        items = index if type(index) is tuple else (index,)
+        if not all(it is None or it is Ellipsis or type(it) is int or type(it) is slice
+                   for it in items):
+            return  # (a list is read as torch reads it: index_items, with its warning)
+        result = basic_index_result(m.shape, bool(m.contiguous), items)
+        if result is None:
+            return
+        shape, contiguous = result
+        out._meta = m._replace(shape=shape, requires_grad=m.requires_grad,
+                               contiguous=True if contiguous else None)
+        if self.verify_meta:
+            self._verify_ops[out._handle] = ("index", out._meta, None)
 
     def setitem(self, t: Tensor, index: Any, value: Any) -> None:
         """Record `t[index] = value`, in place."""
@@ -1070,11 +1058,12 @@ class Session:
             if requires_grad and len(self._fresh_leaves) < PREFETCH_GRADS:
                 self._fresh_leaves.append(weakref.ref(t))
         t._value, t._epoch = arr, self._epoch
-        self._contiguous.add(t._handle)
+        if arr.ndim == 1:
+            self._made_from_data.add(t._handle)
         name = codec.dtype_of_numpy(arr.dtype).name  # numpy's name (its `name` is slow)
         if self._infer and name in surface_meta.DTYPE_NAMES and (
                 not requires_grad or name in _FLOATING):
-            t._meta, t._node = surface_meta.Meta(arr.shape, name, bool(requires_grad)), ""
+            t._meta, t._node = surface_meta.Meta(arr.shape, name, bool(requires_grad), True), ""
         self._after_record()
         return t
 
@@ -1457,8 +1446,6 @@ class Session:
             m.own_version = own_version
             if t._meta is not None and not self._writes_pending():
                 d._meta, d._node = t._meta._replace(requires_grad=False), ""
-        if self._known_contiguous(t):  # the same data and strides
-            self._contiguous.add(d._handle)
         self._after_record()
         return d
 
@@ -1497,7 +1484,7 @@ class Session:
         return box[0].graph
 
 
-def _dropper(live: dict[int, Any], contiguous: set[int], grad_readers: dict[int, Any],
+def _dropper(live: dict[int, Any], made_from_data: set[int], grad_readers: dict[int, Any],
              verify_ops: dict[int, Any], released: Any) -> Callable[[int], None]:
     """A session's `dropped(handle)`: the handle forgotten and queued for release (a closure
     over the session's tables: it runs for every tensor the program drops)."""
@@ -1506,8 +1493,8 @@ def _dropper(live: dict[int, Any], contiguous: set[int], grad_readers: dict[int,
 
     def dropped(handle: int) -> None:
         pop(handle, None)
-        if contiguous:
-            contiguous.discard(handle)
+        if made_from_data:
+            made_from_data.discard(handle)
         if grad_readers:
             grad_readers.pop(handle, None)
         if verify_ops:
@@ -1665,7 +1652,7 @@ def _meta_from_info(t: Tensor) -> surface_meta.Meta | None:
     if info is None:
         return None
     m = t._meta = surface_meta.Meta(tuple(info.shape), codec.BY_WIRE[info.dtype].name,
-                                    info.requires_grad)
+                                    info.requires_grad, not info.non_contiguous or None)
     if t._node is None:
         t._node = info.grad_fn
     return m

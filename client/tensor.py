@@ -232,16 +232,30 @@ class Tensor:
 
     def is_contiguous(self, memory_format: Any = None) -> builtins.bool:
         """Whether the elements are laid out in row-major order without gaps (as the server
-        holds them: False for a transpose, an expand or a strided slice, as torch)."""
+        holds them: False for a transpose, an expand or a strided slice, as torch). Known
+        without a round trip when the client inferred it (`Meta.contiguous`)."""
+        if memory_format is None and self._known_contiguous():
+            return True
         return not self._owner.info(self).non_contiguous
 
     def stride(self, dim: Any = None) -> Any:
         """The strides in elements (a tuple), or dim's, as the server holds the data (torch's:
         a transpose, an expand, a slice are views with their own strides)."""
-        info = self._owner.info(self)
-        strides = (tuple(info.strides) if info.non_contiguous
-                   else layout.contiguous_strides(tuple(info.shape)))
+        if self._known_contiguous():
+            assert self._meta is not None
+            strides = layout.contiguous_strides(self._meta.shape)
+        else:
+            info = self._owner.info(self)
+            strides = (tuple(info.strides) if info.non_contiguous
+                       else layout.contiguous_strides(tuple(info.shape)))
         return layout.pick_stride(strides, dim, IndexError)
+
+    def _known_contiguous(self) -> builtins.bool:
+        """Whether the client inferred this tensor contiguous (no failed op behind it, no
+        in-place write pending: a read then goes to the server, as `Session.meta`'s)."""
+        m = self._meta
+        return (m is not None and m.contiguous is True and self._error is None
+                and not self._owner._writes_pending())
 
     def storage_offset(self) -> builtins.int:
         """Where this view starts in its base's elements (0 for a tensor that is not a view)."""

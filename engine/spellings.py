@@ -64,6 +64,9 @@ class EngineBackend:
     def known_strides(self, tensor: Any) -> tuple[int, ...] | None:
         return tuple(tensor.stride())
 
+    def contiguous_copy(self, tensor: Any) -> Any:
+        return self.call("clone", (tensor,), {})  # the engine's clone is row-major
+
 
 BACKEND = EngineBackend()
 

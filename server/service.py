@@ -62,7 +62,10 @@ class Call:
     """What a servicer method knows about its call besides the request, and the call's check:
     its deadline, its cancellation and its turn on the server's run slots.
 
-    `with call.running():` holds a run slot for the call's engine work (see `running`)."""
+    `with call.running():` holds a run slot for the call's engine work (see `running`).
+    `quantum` is how long a call keeps its run slot while others wait; `longest`
+    (`--max-call-seconds`, 0: none) caps the call's deadline whatever the caller asked, so a
+    call without a deadline still ends (DEADLINE_EXCEEDED naming the flag)."""
 
     __slots__ = ("context", "owner", "deadline", "ended", "_slots", "_quantum", "_slot_since",
                  "_ran", "_interrupt", "_cap")

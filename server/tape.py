@@ -118,7 +118,7 @@ def decode(m: session_pb2.Tape, max_ops: int, max_words: int = MAX_BATCH_WORDS) 
     if (len(m.code) + len(m.attrs)) // 8 > max_words:
         raise Located(LimitExceededError(
             f"tape: the batch's tapes hold more than {MAX_BATCH_WORDS} words of code and "
-            "attributes; send fewer ops per batch", limit="max_instructions"))
+            "attributes; send fewer ops per batch", limit="max_batch_tape_words"))
     words = _table(m.code, "Q", "code")
     floats = _table(m.floats, "d", "the float table")
     ints = _table(m.ints, "q", "the int table")

@@ -76,3 +76,8 @@ class Backend(Protocol):
     def known_strides(self, tensor: Any) -> tuple[int, ...] | None:
         """The tensor's strides when this layer knows them without a round trip, else None."""
         ...
+
+    def contiguous_copy(self, tensor: Any) -> Any:
+        """A contiguous copy of the tensor (CloneBackward0), known contiguous afterwards
+        without a round trip where this layer tracks layouts."""
+        ...

@@ -198,7 +198,7 @@ def cuda(be: Backend, self: Any, device: Any = None, non_blocking: bool = False,
 def contiguous(be: Backend, self: Any, memory_format: Any = None) -> Any:
     """Tensor.contiguous(): the tensor itself when contiguous, else a contiguous copy
     (CloneBackward0, as torch)."""
-    return self if be.is_contiguous(self) else be.call("clone", (self,), {})
+    return self if be.is_contiguous(self) else be.contiguous_copy(self)
 
 
 SPELLINGS["cpu"] = Spelling("cpu", (), None, cpu)

@@ -1,4 +1,5 @@
-"""What an op's results will be (shape, dtype, requires_grad), known before the server runs it.
+"""What an op's results will be (shape, dtype, requires_grad, and whether contiguous:
+`meta_layout`), known before the server runs it.
 
 The client records ops and sends them in batches; to hand back a result's `.shape`, `.dtype` and
 `.requires_grad` without asking the server, it calls `infer` with the op's catalogue name, its
@@ -36,6 +37,7 @@ reduction, 3-4.5 µs for a reshape or a reduction over a dim.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,6 +49,7 @@ from . import (  # noqa: F401 - each registers its rules
     meta_tensor_ops,
 )
 from .meta_base import DTYPE_NAMES, RULES, Meta, _Inexact
+from .meta_layout import contiguous_result
 from .numbers import NUMPY_NUMBERS, python_number
 
 __all__ = ["DTYPE_NAMES", "RULES", "Meta", "infer"]
@@ -82,6 +85,10 @@ def infer(op: str, inputs: Sequence[Any], attrs: Mapping[str, Any],
         metas = rule(inputs, attrs, grad_enabled)
     except _Inexact:
         return None
+    if contiguous_result(op, inputs):
+        metas = [m._replace(contiguous=True) for m in metas]
+    else:  # a result of at most one element is contiguous whatever its strides
+        metas = [m._replace(contiguous=True) if math.prod(m.shape) <= 1 else m for m in metas]
     if not grad_enabled and op in VIEW_OPS and getattr(inputs[0], "requires_grad", False):
         return _no_grad_views(op, metas)
     return metas

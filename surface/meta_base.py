@@ -15,11 +15,14 @@ import numpy as np
 
 
 class Meta(NamedTuple):
-    """One op result's description: shape, dtype name ("float32"), requires_grad."""
+    """One op result's description: shape, dtype name ("float32"), requires_grad, and
+    `contiguous`: True when the tensor is known to be contiguous (`meta_layout`), None when
+    its layout is unknown (never False)."""
 
     shape: tuple[int, ...]
     dtype: str
     requires_grad: bool
+    contiguous: bool | None = None
 
 
 # Dtype names, as ranks (indices): a rank >= FLOAT is floating, 0 is bool, the rest integral.
@@ -48,10 +51,6 @@ _DEFAULT_FLOAT = _FLOAT32  # the dtype of a Python float, and of int / int, on t
 
 Rule = Callable[[Sequence[Any], Mapping[str, Any], bool], "list[Meta]"]
 RULES: dict[str, Rule] = {}
-
-ELEMENTWISE: set[str] = set()
-"""The ops whose rule is `meta_math._elementwise`'s: torch runs each through a TensorIterator
-(the result's layout follows its inputs'; `meta_layout`)."""
 
 
 class _Inexact(Exception):

@@ -1,87 +1,83 @@
-"""Whether an op's result is contiguous in torch, known before the server runs it.
+"""Which op results are contiguous, known before the server runs the op (`Meta.contiguous`).
 
-`nn.functional.linear` takes one of two graphs by its input's layout (torch's at::linear:
-a contiguous N-D input is flattened into one addmm and the result viewed back, ViewBackward0;
-any other is matmul then add). A session knows shapes without asking the server
-(`surface.meta`), but a layout only from a description; so the client also follows, op by op,
-which results torch allocates contiguous (`contiguous_result`), and a linear layer on such a
-tensor takes torch's graph without a round trip. It answers only where torch's rule holds for
-every input: an op not listed here, or an input whose layout is not known, says False
-("not known"), never a guess.
+`nn.functional.linear` takes torch's graph for an input of three or more dims only when it
+knows the input is contiguous (flattened to 2-D, one addmm, viewed back: ViewBackward0, and
+MKL's rounding of a bias added inside the product); the client otherwise records matmul then
+add, which rounds differently from 256 in-features on. The client knows a layout the server
+described; these rules let it know the layout of a result it inferred, as `meta.infer` infers
+its shape, so the common stacks (an embedding or a layer norm, then linear layers and
+activations) take torch's path through a session without a round trip per layer. They only
+ever answer True: None means unknown, never "not contiguous".
 
-The kinds of op:
+Read off torch 2.13's results (tests/test_surface_meta.py checks every rule against the
+engine on the ops' OpInfo samples; a session under `GRADSERVE_VERIFY_META=1` checks each
+inferred result against the server's description):
 
-- made contiguous whatever the inputs (`_FRESH`): the creation functions, the matrix products
-  torch allocates as new tensors (mm, addmm, bmm; matmul, whose folded and batched forms end
-  in a view of one, for every pairing of dims and layouts tests/test_surface_program_gaps7.py
-  tries against torch), embedding (an index_select then a view),
-  softmax and log_softmax (structured kernels with a contiguous output), layer_norm (its
-  output `empty_like(..., Contiguous)`);
-- contiguous when every tensor input is (`_FOLLOWS`): torch's TensorIterator ops (the
-  elementwise ops of `meta_math`, `where`, casts, reductions, the `*_like` creations,
-  bernoulli) order the result's dims as their inputs' strides do, so inputs in row-major
-  order give a row-major result; reshape, view, flatten, squeeze and unsqueeze of a contiguous
-  tensor are views with contiguous strides; cat and stack (torch's output memory format is
-  the inputs' common one: contiguous for contiguous inputs); unbind and select along dim 0
-  (each result a view whose strides are the input's last ones);
-- anything else (transpose, permute, expand, slicing, ...): not known.
+- `ALWAYS`: a new tensor in row-major order whatever its inputs' layouts (matrix products,
+  factories).
+- `PRESERVED`: contiguous when every tensor input is (elementwise ops, reductions, softmax,
+  reshapes and the like, concatenation).
+- `cat` and `stack` of tensors of at most three dims, whatever their layouts (torch keeps an
+  input layout only for a channels-last format, which needs four).
+- any result of at most one element (torch's `is_contiguous` skips size-1 dims).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from . import meta  # noqa: F401 - registers the rules, ELEMENTWISE among them
-from .meta_base import ELEMENTWISE
-
-_FRESH = frozenset((
-    "zeros", "ones", "full", "arange", "linspace", "eye", "rand", "randn", "randint",
-    "randperm", "mm", "addmm", "bmm", "matmul", "embedding", "softmax", "log_softmax", "layer_norm",
+ALWAYS = frozenset((
+    "addbmm", "addmm", "arange", "baddbmm", "bmm", "dot", "eye", "full", "linspace", "matmul",
+    "mm", "ones", "outer", "rand", "randn", "zeros",
 ))
 
-_FOLLOWS = frozenset(ELEMENTWISE | {
-    "add_scalar", "mul_scalar", "div_scalar", "pow", "clamp", "round", "where", "to_dtype",
-    "sum", "mean", "zeros_like", "ones_like", "full_like", "rand_like", "randn_like",
-    "bernoulli", "reshape", "flatten", "squeeze", "unsqueeze", "cat", "stack",
-})
+PRESERVED = frozenset((
+    # elementwise
+    "abs", "acos", "acosh", "add", "add_scalar", "addcdiv", "addcmul", "asin", "asinh", "atan",
+    "atan2", "atanh", "bitwise_and", "bitwise_left_shift", "bitwise_not", "bitwise_or",
+    "bitwise_right_shift", "bitwise_xor", "ceil", "celu", "clamp", "clamp_max", "clamp_min",
+    "clone", "cos", "cosh", "div", "div_scalar", "elu", "eq", "erf", "erfc", "exp", "expm1",
+    "floor", "floor_divide", "fmax", "fmin", "fmod", "frac", "ge", "gelu", "gt", "hardsigmoid",
+    "hardswish", "hardtanh", "hypot", "isfinite", "isinf", "isnan", "le", "leaky_relu", "log",
+    "log10", "log1p", "log2", "log_sigmoid", "logaddexp", "logical_and", "logical_not",
+    "logical_or", "logical_xor", "lt", "masked_fill", "maximum", "minimum", "mish", "mul",
+    "mul_scalar", "nan_to_num", "ne", "neg", "pow", "reciprocal", "relu", "remainder", "round",
+    "rsqrt", "selu", "sgn", "sigmoid", "sign", "silu", "sin", "sinh", "softplus", "sqrt",
+    "square", "sub", "tan", "tanh", "to_dtype", "trunc", "where", "xlogy",
+    # whole-tensor and reducing
+    "amax", "amin", "cat", "cumprod", "cumsum", "layer_norm", "log_softmax", "logsumexp",
+    "max_dim", "mean", "min_dim", "norm_dim", "prod", "softmax", "stack", "std", "sum", "var",
+    # reshaping a contiguous tensor
+    "flatten", "reshape", "squeeze", "unsqueeze",
+))
 
 
-_ALONG_FIRST = frozenset(("unbind", "select"))
-
-FRESH, FOLLOWS, ALONG_FIRST = 1, 2, 3
-KINDS: dict[str, int] = {**dict.fromkeys(_FOLLOWS, FOLLOWS), **dict.fromkeys(_FRESH, FRESH),
-                         **dict.fromkeys(_ALONG_FIRST, ALONG_FIRST)}
-"""Each op this module knows, by kind (for a caller's hot path; `contiguous_result` reads it)."""
+_CONCATENATING = frozenset(("cat", "stack"))
 
 
-def contiguous_result(op: str, inputs: Sequence[Any], attrs: Mapping[str, Any] | None,
-                      contiguous: Callable[[Any], bool]) -> bool:
-    """Whether torch's results of catalogue op `op` on `inputs` are contiguous.
+def contiguous_result(op: str, inputs: Sequence[Any]) -> bool:
+    """Whether op `op`'s results are contiguous for these inputs, as far as the rules know.
 
     Args:
         op: the op's catalogue name.
-        inputs: its inputs as recorded (tensors, Python scalars, None, a list of tensors for
-            `cat`/`stack`).
-        attrs: its attributes as given (None: none); `dim` is read for unbind and select.
-        contiguous: says of one input whether it is a tensor known to be contiguous; True for
-            a Python scalar or None (they have no layout).
+        inputs: its inputs as `meta.infer` takes them (tensors as objects with `.contiguous`:
+            True when known contiguous; a list of them for a variadic op).
 
     Returns:
-        True when every result is contiguous in torch; False when not, or not known.
+        True when every result is known contiguous; False when unknown.
     """
-    kind = KINDS.get(op)
-    if kind is None:
-        return False
-    if kind == FRESH:
+    if op in ALWAYS:
         return True
-    if kind == ALONG_FIRST:
-        dim = (attrs or {}).get("dim", 0 if op == "unbind" else None)
-        return type(dim) is int and dim == 0 and len(inputs) == 1 and contiguous(inputs[0])
-    for value in inputs:
-        if isinstance(value, (list, tuple)):
-            if not all(contiguous(v) for v in value):
+    if op in _CONCATENATING and inputs and isinstance(inputs[0], list) and all(
+            len(getattr(t, "shape", (0, 0, 0, 0))) <= 3 for t in inputs[0]):
+        return True
+    if op not in PRESERVED:
+        return False
+    for a in inputs:
+        if isinstance(a, list):
+            if not all(getattr(t, "contiguous", None) is True for t in a):
                 return False
-        elif not contiguous(value):
-            return False
+        elif getattr(a, "shape", ()) and getattr(a, "contiguous", None) is not True:
+            return False  # a tensor with dims (a scalar or a 0-d tensor has no layout)
     return True

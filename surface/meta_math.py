@@ -14,7 +14,6 @@ from .meta_base import (
     _INT64,
     _MISSING,
     DTYPE_NAMES,
-    ELEMENTWISE,
     RULES,
     Meta,
     _axes,
@@ -52,7 +51,6 @@ def _elementwise(name: str, n_inputs: int, result: str, *,
     saying which promoted dtypes the engine computes in (None: all)."""
     attr_names = frozenset(attrs or ())
     checks = tuple((attrs or {}).items())
-    ELEMENTWISE.add(name)
 
     def rule(inputs: Sequence[Any], given: Mapping[str, Any], grad: bool) -> list[Meta]:
         if len(inputs) != n_inputs:

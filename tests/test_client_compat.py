@@ -86,7 +86,8 @@ def test_is_contiguous_comes_with_the_tensors_info(session):
     assert x.is_contiguous() and not t.is_contiguous()
     rounds = session.round_trips
     c = t.contiguous()
-    assert c.is_contiguous() and session.round_trips == rounds + 1  # one flush for c's info
+    # contiguous()'s copy is known contiguous (Meta.contiguous): no round trip
+    assert c.is_contiguous() and session.round_trips == rounds
     assert re.fullmatch(r"tensor\(\[\[0\., 0\.\],\n\s+\[0\., 0\.\],\n\s+\[0\., 0\.\]\]\)",
                         repr(c))
 

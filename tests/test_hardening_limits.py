@@ -13,6 +13,8 @@ import struct
 import grpc
 import numpy as np
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from gradserve.server import codec
 from gradserve.v1 import graph_pb2, service_pb2, session_pb2, tensor_pb2
@@ -415,6 +417,11 @@ def test_tapes_past_the_batch_word_limit_are_refused_before_decoding(server, stu
     err = refused(server, lambda: s.run(*[tape] * 3, timeout=60), (EXHAUSTED,),
                   text="more than 524288 words")
     assert dict(err.trailing_metadata())["gradserve-failed-instruction"] == "2"
+    info = error_details_pb2.ErrorInfo()
+    assert next(d for d in rpc_status.from_call(err).details
+                if d.Is(info.DESCRIPTOR)).Unpack(info)
+    # the fixed word limit, not the session's max_instructions (which this batch is well within)
+    assert info.metadata["limit"] == "max_batch_tape_words"
     # a well-formed tape of many ops runs: y = -(-(...(x)))
     s.run(create(1, tensor_pb2.Tensor(dtype=F32, shape=[], raw=struct.pack("<f", 0.5))))
     words = []
