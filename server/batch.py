@@ -204,6 +204,7 @@ _MAX_SHORT_NAMES = 4096
 
 _TENSOR_BYTES = ge.limits.TENSOR_BYTES
 _NODE_BYTES = ge.limits.NODE_BYTES
+_EDGE_BYTES, _NODE_EDGES = ge.limits.EDGE_BYTES, ge.limits.NODE_EDGES
 
 
 def _nbytes(values: Sequence[Any]) -> int:
@@ -536,7 +537,8 @@ class Executor:
         attrs = codec.decode_attrs(m.attrs, name) if m.attrs else {}
         outs = self._run_op(name, op, inputs, attrs, n_out, m.no_grad,
                             self.generator_for(name, m.generator) if m.generator else None)
-        growth = 0
+        # a node's inputs past a few cost bytes each (`limits.node_bytes`): an upper bound
+        growth = _EDGE_BYTES * (len(given) - _NODE_EDGES) if len(given) > _NODE_EDGES else 0
         for v, x in zip(given, inputs):
             if type(x) is ge.Tensor and x.grad_fn is None:
                 # a leaf may get its AccumulateGrad node; a constant is a new tensor
@@ -636,7 +638,7 @@ class Executor:
                 if len(tensors) >= max_handles:
                     raise _handles_full(s.limits.max_handles)
                 inputs: list[Any] = []
-                growth = 0
+                growth = _EDGE_BYTES * (n_in - _NODE_EDGES) if n_in > _NODE_EDGES else 0
                 for w in code[start:mid]:
                     kind = w & 7
                     if kind == HANDLE:
@@ -660,7 +662,8 @@ class Executor:
                         c = codec.decode_tensor(constant, self.limit, what=f"{name}() input")
                         growth += c.nbytes + _TENSOR_BYTES
                         inputs.append(c)
-                if gate is not None and gate.pause_op(name, inputs):
+                if gate is not None and (gate.pause_op(name, inputs) or (
+                        flags & ATTRS and gate.pause_attrs(op_attrs[k]))):
                     self.tape_op = k  # nothing of op k ran: it runs when the batch proceeds
                     if valued:
                         self.values.append((out, valued))
