@@ -207,17 +207,19 @@ def test_the_loops_gate_pauses_before_large_and_unknown_work():
     small, large = ge.Tensor._make(np.ones(4, np.float32)), s.tensors[2]
     assert not gate.pause_op("sin", [small]) and gate.pause_op("sin", [large])
     assert gate.pause_op("convolution", [small])
-    assert not gate.pause(ex, "apply_op", op("sin", [1], 5).apply_op)
-    assert gate.pause(ex, "apply_op", op("sin", [2], 5).apply_op)
-    assert not gate.pause(ex, "backward", backward(3).backward)
-    assert gate.pause(ex, "backward", backward(4).backward)
-    assert gate.pause(ex, "fetch", pb.Fetch(handle=3, graph=True))
-    assert not gate.pause(ex, "fetch", pb.Fetch(handle=1, value=True))
-    assert gate.pause(ex, "fetch", pb.Fetch(handle=1, repr=True))  # printing 256 elements
-    assert not gate.pause(ex, "fetch", pb.Fetch(handle=3, repr=True))
-    assert gate.pause(ex, "index", pb.Index())
-    assert gate.pause(ex, None, None)
-    assert inline_batch.Gate(0.0).pause(ex, "release", pb.Release())  # the budget is spent
+    # (the gate sets this thread's element limit for an op: restored, for the tests after)
+    with ge.limits.allocation_limit(None):
+        assert not gate.pause(ex, "apply_op", op("sin", [1], 5).apply_op)
+        assert gate.pause(ex, "apply_op", op("sin", [2], 5).apply_op)
+        assert not gate.pause(ex, "backward", backward(3).backward)
+        assert gate.pause(ex, "backward", backward(4).backward)
+        assert gate.pause(ex, "fetch", pb.Fetch(handle=3, graph=True))
+        assert not gate.pause(ex, "fetch", pb.Fetch(handle=1, value=True))
+        assert gate.pause(ex, "fetch", pb.Fetch(handle=1, repr=True))  # printing 256 elements
+        assert not gate.pause(ex, "fetch", pb.Fetch(handle=3, repr=True))
+        assert gate.pause(ex, "index", pb.Index())
+        assert gate.pause(ex, None, None)
+        assert inline_batch.Gate(0.0).pause(ex, "release", pb.Release())  # the budget is spent
 
 
 def test_a_deep_graph_is_not_differentiated_on_the_loop():
@@ -228,8 +230,9 @@ def test_a_deep_graph_is_not_differentiated_on_the_loop():
         [create(1, np.float32(0.5), True)] + [op("sin", [i], i + 1) for i in range(1, n + 1)])
     ex = Executor(s, lambda: None, 0)
     gate = inline_batch.Gate(math.inf)
-    assert not gate.pause(ex, "backward", backward(n - 2).backward)  # n - 2 nodes and the leaf
-    assert gate.pause(ex, "backward", backward(n + 1).backward)
+    with ge.limits.allocation_limit(None):  # (restores the limit the gate sets)
+        assert not gate.pause(ex, "backward", backward(n - 2).backward)  # n - 2 nodes, the leaf
+        assert gate.pause(ex, "backward", backward(n + 1).backward)
 
 
 # --- on a server ----------------------------------------------------------------------------------
