@@ -54,6 +54,7 @@ from gradserve.v1 import (
     SESSION_ID_METADATA,
     TAPE_ATTRS_FEATURE,
     TAPE_FEATURE,
+    TAPE_INSTRUCTIONS_FEATURE,
     graph_pb2,
 )
 from gradserve.v1 import session_pb2 as spb
@@ -143,6 +144,8 @@ class Session:
         tapes = TAPE_FEATURE in features
         # ops with attributes go on the tape too (else as ApplyOp messages)
         self._tape_attrs = tapes and TAPE_ATTRS_FEATURE in features
+        # backward, optimizer steps and zero_grad go on the tape too (else as messages)
+        self._tape_instructions = tapes and TAPE_INSTRUCTIONS_FEATURE in features
         # The client describes op results itself (surface.meta) when the server takes
         # ApplyOp.omit_info; `verify_meta` still asks for every description and compares.
         self._infer = OMIT_INFO_FEATURE in features
@@ -869,6 +872,24 @@ class Session:
         rec.ops += 1
         return True
 
+    def record_tape_instruction(self, name: str, inputs: list[int]) -> bool:
+        """Append session instruction `name` (docs/wire.md: `backward`, `optimizer_step`,
+        `optimizer_zero_grad`) with input words `inputs` (handles below `MAX_TAPE_HANDLE`) to
+        the batch's open tape; False when the server takes no instructions on the tape (then
+        record the instruction's message)."""
+        if not self._tape_instructions:
+            return False
+        if self.closed:
+            raise RuntimeError(f"session {self.id} is closed")
+        rec = self._recorder
+        with rec.lock:
+            tape = rec.open
+            if tape is None or tape.full():
+                tape = rec.tape()
+            tape.add_instruction(name, inputs, user_site(3))
+            rec.ops += 1
+        return True
+
     def _tape_input(self, spec: OpSpec, k: int, v: Any, tape: Any) -> None:
         """Append input `v` (k-th) of a tape op that is neither a handle nor a float: through
         `_value`, which checks it as an ApplyOp input is checked."""
@@ -1338,7 +1359,8 @@ class Session:
             self._record_backward(box.append, t, gradient, retain_graph, create_graph, inputs)
             reads = self._prefetch_grads()
             self._recorder.flush()
-        function.finish_pass(self, box[0])  # custom Functions' backward, run here
+        if box:  # (none from a backward on the tape: no custom Function or hook to run)
+            function.finish_pass(self, box[0])  # custom Functions' backward, run here
         for finish in reads:
             finish()
 
@@ -1369,8 +1391,20 @@ class Session:
 
     def _record_backward(self, sink: Any, t: Tensor, gradient: Any, retain_graph: bool | None,
                          create_graph: bool, inputs: Any) -> None:
-        """Record `t.backward(...)` (under the recorder's lock); `sink` gets its result."""
+        """Record `t.backward(...)` (under the recorder's lock); `sink` gets its result, unless
+        it goes on the tape (no gradient or inputs, and no custom Function or hook that would
+        suspend the pass: its result says nothing)."""
         self._value(t, graph_pb2.Value(), "backward()")
+        if (gradient is None and inputs is None and not (self._custom or self._hooks)
+                and t._handle < MAX_TAPE_HANDLE):
+            words = [t._handle << 3]
+            if retain_graph is not None or create_graph:
+                words.append(NONE if retain_graph is None else BOOL | bool(retain_graph) << 3)
+            if create_graph:
+                words.append(BOOL | 1 << 3)
+            if self.record_tape_instruction("backward", words):
+                self._epoch += 1
+                return
         m = self._record(sink).backward
         m.tensor = t._handle
         if gradient is not None:

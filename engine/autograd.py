@@ -609,10 +609,12 @@ class Footprint(NamedTuple):
     saved: int  # of `data`, bytes of the arrays graphs saved for backward (incl. shared ones)
     tensors: int  # tensor objects: the given ones, their grads, those graphs save
     nodes: int  # graph nodes, AccumulateGrad included
+    edges: int = 0  # nodes' inputs past `limits.NODE_EDGES` each
 
     @property
     def nbytes(self) -> int:
-        return self.data + self.tensors * limits.TENSOR_BYTES + self.nodes * limits.NODE_BYTES
+        return (self.data + self.tensors * limits.TENSOR_BYTES + self.nodes * limits.NODE_BYTES
+                + self.edges * limits.EDGE_BYTES)
 
 
 def footprint(tensors: Iterable[Tensor]) -> Footprint:
@@ -624,7 +626,7 @@ def footprint(tensors: Iterable[Tensor]) -> Footprint:
     seen_saved: set[int] = set()
     seen_tensors: set[int] = set()
     seen_nodes: set[int] = set()
-    data = saved = 0
+    data = saved = edges = 0
     todo: list[Any] = list(tensors)  # tensors to count (their grads and graphs follow)
     nodes: list[Any] = []
     while todo or nodes:
@@ -673,10 +675,12 @@ def footprint(tensors: Iterable[Tensor]) -> Footprint:
                 if id(base) not in seen_arrays:
                     seen_arrays.add(id(base))
                     data += base.nbytes
+            if len(n.edges) > limits.NODE_EDGES:
+                edges += len(n.edges) - limits.NODE_EDGES
             for e in n.edges:
                 if e is not None:
                     nodes.append(e[0])
-    return Footprint(data, saved, len(seen_tensors), len(seen_nodes))
+    return Footprint(data, saved, len(seen_tensors), len(seen_nodes), edges)
 
 
 def __getattr__(name: str) -> Any:

@@ -30,6 +30,7 @@ _NP_RESULTS = frozenset((np.ndarray, np.float32, np.float64, np.int64, np.int32,
 _SCALAR_OPERATORS = scalarmath.OPERATORS
 _FLOATS, _PARTNERS = scalarmath.FLOATS, scalarmath.PARTNERS
 _NODE_BYTES = limits.NODE_BYTES
+_NODE_EDGES = limits.NODE_EDGES
 # read once: the thread-local states (one object each, per-thread attributes) and the node
 # constructor (a classmethod, bound anew at each attribute read)
 _LIMITS = limits._local
@@ -235,6 +236,9 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         attrs.pop("generator")
 
     record = rg_mask and op.differentiable and _GRAD.enabled
+    if record and lim is not None and len(flat) > _NODE_EDGES:
+        # a node's inputs past a few, before the node keeps one record each (`node_bytes`)
+        limits.charge(limits.node_bytes(len(flat)) - _NODE_BYTES, op.node_what)
     if op.n_outputs == 1:
         data = raw
         if type(raw) not in _NP_RESULTS and not isinstance(raw, np.generic):
@@ -548,6 +552,16 @@ def _admit(op: OpDef, flat: Sequence[Any], attrs: dict[str, Any], compute: Any,
     limit, left = lim.max_elements, lim.bytes_left
     if limit is None and left is None:
         return
+    if len(flat) > _RESULTS_PER_CHECK:
+        # each input is an edge of the node and a gradient its backward step makes (a cat of n
+        # tensors splits into n): as many as results allow, counted as results are
+        if limit is not None and len(flat) > min(limit, limits.MAX_RESULTS):
+            raise errors.AllocationLimitError(
+                f"{op.name}(): {len(flat)} inputs, more than the limit of "
+                f"{min(limit, limits.MAX_RESULTS)}")
+        if check is not None:
+            for _ in range(len(flat) // _RESULTS_PER_CHECK):
+                check()
     scalars = op.scalar_bounds
     bound = _NO_BOUND
     if scalars is not None and (not attrs or op.scalar_attrs is None

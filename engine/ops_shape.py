@@ -28,10 +28,7 @@ def infer_shape(shape: Sequence[int], numel: int) -> tuple[int, ...]:
     for d in shape:
         if d < -1:
             raise errors.InvalidArgumentError(f"invalid shape dimension {d}")
-    known = 1
-    for d in shape:
-        if d != -1:
-            known *= d
+    known = limits.numel([d for d in shape if d != -1])  # (past 2**64 not exact: nor equal)
     if -1 in shape:
         if known == 0 or numel % known:
             raise errors.InvalidArgumentError(
@@ -393,12 +390,20 @@ def cat_shape(shapes: Sequence[Sequence[int]], dim: int) -> tuple[int, ...]:
     return (*first[:axis], total, *first[axis + 1:])
 
 
+def _joined_layout(out: Any, input_dims: int) -> Any:
+    """`cat`/`stack`'s result `out` in torch's layout: row-major for inputs of up to three
+    dims, which cannot suggest the channels-last format (`compute_output_memory_format`; a
+    stack's inputs are unsqueezed to four); numpy's keeps the inputs' order (the cat of
+    transposes would be a transpose)."""
+    return np.ascontiguousarray(out) if input_dims <= 3 else out
+
+
 def _cat(arrays: Sequence[Any], dim: int = 0) -> Any:
     shape = cat_shape([a.shape for a in arrays], dim)
     kept = [a for a in arrays if not _is_legacy_empty(a.shape)]
     if not kept:
         return np.concatenate([np.asarray(a) for a in arrays])
-    return np.concatenate(kept, axis=wrap_dim(dim, len(shape)))
+    return _joined_layout(np.concatenate(kept, axis=wrap_dim(dim, len(shape))), len(shape))
 
 
 def _cat_vjp(ns: Any, g: Any, out: Any, tensors: Any, dim: int) -> Any:
@@ -442,7 +447,7 @@ def stack_shape(shapes: Sequence[Sequence[int]], dim: int) -> tuple[int, ...]:
 
 def _stack(arrays: Sequence[Any], dim: int = 0) -> Any:
     shape = stack_shape([a.shape for a in arrays], dim)
-    return np.stack(arrays, axis=wrap_dim(dim, len(shape)))
+    return _joined_layout(np.stack(arrays, axis=wrap_dim(dim, len(shape))), len(shape) - 1)
 
 
 def _stack_vjp(ns: Any, g: Any, out: Any, tensors: Any, dim: int) -> Any:
@@ -501,7 +506,12 @@ def _split_with_sizes_bound(x: Any, attrs: Any, item: int) -> limits.Bound:
     if x.ndim == 0:
         return limits.Bound(0, 0, 0)
     axis = wrap_dim(attrs["dim"], x.ndim)
-    return limits.shapes_bound([_with_dim(x.shape, axis, s) for s in attrs["split_sizes"]], item)
+    # shapes_bound's figures without a shape per piece: a request's 8 KiB can list 8,000
+    # pieces, whose shapes took 14 ms to list (on the event loop, for a session batch)
+    sizes = attrs["split_sizes"]
+    rest = limits.numel(_with_dim(x.shape, axis, 1))
+    return limits.Bound(max(sizes, default=0) * rest,
+                        sum(sizes) * rest * item + limits.TENSOR_BYTES * len(sizes), len(sizes))
 
 
 def _unbind_bound(x: Any, attrs: Any, item: int) -> limits.Bound:

@@ -208,6 +208,7 @@ _MAX_SHORT_NAMES = 4096
 
 _TENSOR_BYTES = ge.limits.TENSOR_BYTES
 _NODE_BYTES = ge.limits.NODE_BYTES
+_EDGE_BYTES, _NODE_EDGES = ge.limits.EDGE_BYTES, ge.limits.NODE_EDGES
 
 
 def _nbytes(values: Sequence[Any]) -> int:
@@ -540,7 +541,8 @@ class Executor:
         attrs = codec.decode_attrs(m.attrs, name) if m.attrs else {}
         outs = self._run_op(name, op, inputs, attrs, n_out, m.no_grad,
                             self.generator_for(name, m.generator) if m.generator else None)
-        growth = 0
+        # a node's inputs past a few cost bytes each (`limits.node_bytes`): an upper bound
+        growth = _EDGE_BYTES * (len(given) - _NODE_EDGES) if len(given) > _NODE_EDGES else 0
         for v, x in zip(given, inputs):
             if type(x) is ge.Tensor and x.grad_fn is None:
                 # a leaf may get its AccumulateGrad node; a constant is a new tensor
@@ -605,6 +607,7 @@ class Executor:
         cached = ops.PREPARED.get
         HANDLE, FLOAT, NO_GRAD = wire_tape.HANDLE, wire_tape.FLOAT, wire_tape.NO_GRAD
         DESCRIBE, VALUE, ATTRS = wire_tape.DESCRIBE, wire_tape.VALUE, wire_tape.ATTRS
+        INSTRUCTION = wire_tape.INSTRUCTION
         leaf_bytes, node_bytes = _TENSOR_BYTES, _TENSOR_BYTES + _NODE_BYTES
         # the engine runs the call's interrupt check before every op when one is set
         engine_checks = bounds.check is not None
@@ -620,6 +623,14 @@ class Executor:
         gate, first = self.gate, self.tape_op  # (a paused tape continues from op `first`)
         columns = decoded.ops if not first else [column[first:] for column in decoded.ops]
         for k, (name, flags, start, mid, end) in enumerate(zip(*columns), first):
+            if flags & INSTRUCTION:  # (flagged alone: checked when decoded)
+                pause = self._tape_instruction(decoded.instructions[k], k)
+                if pause is not None:
+                    self.tape_op = pause
+                    if valued:
+                        self.values.append((out, valued))
+                    raise Paused
+                continue
             try:
                 if k and not engine_checks:
                     check_deadline()
@@ -640,7 +651,7 @@ class Executor:
                 if len(tensors) >= max_handles:
                     raise _handles_full(s.limits.max_handles)
                 inputs: list[Any] = []
-                growth = 0
+                growth = _EDGE_BYTES * (n_in - _NODE_EDGES) if n_in > _NODE_EDGES else 0
                 for w in code[start:mid]:
                     kind = w & 7
                     if kind == HANDLE:
@@ -664,7 +675,8 @@ class Executor:
                         c = codec.decode_tensor(constant, self.limit, what=f"{name}() input")
                         growth += c.nbytes + _TENSOR_BYTES
                         inputs.append(c)
-                if gate is not None and gate.pause_op(name, inputs):
+                if gate is not None and (gate.pause_op(name, inputs) or (
+                        flags & ATTRS and gate.pause_attrs(op_attrs[k]))):
                     self.tape_op = k  # nothing of op k ran: it runs when the batch proceeds
                     if valued:
                         self.values.append((out, valued))
@@ -739,6 +751,39 @@ class Executor:
         if valued:
             self.values.append((out, valued))
         return 0
+
+    def _tape_instruction(self, instruction: tuple[str, Any], k: int) -> int | None:
+        """Run a tape's INSTRUCTION-flagged op `k`, the (Instruction field, message) it stands
+        for, as that instruction runs between others: the gate may pause before it, its handler
+        runs, the budget accounts for it; its reply is left out. The tape op to pause before
+        (`k`, or `k + 1` when the gate's time ran out meanwhile), or None.
+
+        Raises:
+            Located: its error, at tape op `k` (a backward that reached a custom Function or
+                hook, which need the client, is refused: send such a pass as a Backward).
+        """
+        kind, m = instruction
+        gate = self.gate
+        if gate is not None and gate.pause(self, kind, m):
+            return k
+        scratch = session_pb2.InstructionResult()
+        try:
+            self.check_deadline()
+            growth = self.HANDLERS[kind](self, m, scratch)
+            if scratch.HasField("suspended"):
+                self.s.suspended.pop().steps.close()
+                raise InvalidRequestError(
+                    "backward() on a tape reached a custom Function or hook, which runs in the "
+                    "client: send it as a Backward instruction")
+            self.budget.check(kind, growth)
+        except Exception as exc:
+            if kind in _ESTIMATED_OR_EXACT:
+                self.budget.measure()  # it may have changed state before failing
+            raise Located(exc, tape_op=k, op=kind) from exc
+        # the tape's ops after it run under the tape's bounds again (the gate sets them)
+        if gate is not None and gate.pause(self, "tape", None):
+            return k + 1
+        return None
 
     def _send_values(self) -> None:
         """After the batch's last instruction: the values of tapes' VALUE-flagged outputs that

@@ -15,7 +15,8 @@ interrupted:
 
 - before the request is parsed, its size (`MAX_REQUEST_BYTES`); before it is validated and run,
   its graph: at most `MAX_NODES` nodes, `MAX_VALUES` values (node inputs and request inputs:
-  parsing, validation and decoding run unchecked), and none of `LONG_OPS`;
+  parsing, validation and decoding run unchecked), none of `LONG_OPS`, and no node whose
+  attributes list more than `MAX_ATTR_INTS` integers;
 - while it runs, the engine's own limits, tightened: no tensor of the try, input or result,
   forward or backward, may have more than `MAX_ELEMENTS` elements (`allocation_limit`, checked
   from each op's declared output bound before the op runs), so every op works on small tensors
@@ -57,6 +58,9 @@ MAX_NODES = 128
 MAX_VALUES = 256
 MAX_ELEMENTS = 256
 MAX_OPS = 256
+#: Integers one op's attributes list in all: the op's checks and bound read each (~1-2 us: a
+#: `roll` of 3,900 shifts, an 8 KiB request, ran 6-7 ms on the loop).
+MAX_ATTR_INTS = 256
 LONG_OPS = frozenset({"convolution", "convolution_backward_input", "convolution_backward_weight",
                       "convolution_backward_bias", "convolution_transpose"})
 
@@ -154,9 +158,18 @@ def _small(nodes: Any, values: int) -> bool:
         return False
     for node in nodes:
         values += len(node.inputs)
-        if node.op in LONG_OPS:
+        if node.op in LONG_OPS or long_attrs(node.attrs.values()):
             return False
     return values <= MAX_VALUES
+
+
+def long_attrs(values: Any) -> bool:
+    """Whether wire attributes `values` list more than `MAX_ATTR_INTS` integers in all."""
+    n = 0
+    for a in values:
+        if a.WhichOneof("kind") == "ints_value":
+            n += len(a.ints_value.values)
+    return n > MAX_ATTR_INTS
 
 
 def _run(request: Any, raw: Any, config: Any, end: float) -> bytes:

@@ -11,14 +11,17 @@ session's byte accounting are the ones a batch run on a worker alone gets. So th
 blocked longer than the budget plus one step, and a step runs on the loop only when its cost is
 bounded before it starts:
 
-- an op (ApplyOp, a tape's op): none of `inline.LONG_OPS`, no tensor input of more than
-  `inline.MAX_ELEMENTS` elements, and no result either: the op runs under an allocation limit
-  of that many elements (which also bounds a product's or a sort's work), checked from its
-  declared bound before it runs; a refusal pauses the batch before the op, which then runs on
-  the worker under the session's own limits (and fails there with its own error if it must);
-- a backward pass (Backward, Grad): a graph of at most `MAX_NODES` engine nodes, walked first,
-  whose tensors all have at most `inline.MAX_ELEMENTS` elements and `MAX_GRAPH_ELEMENTS` in
-  all, and no hooks or custom Functions in the session (they may suspend the pass);
+- an op (ApplyOp, a tape's op): none of `inline.LONG_OPS`, attributes listing at most
+  `inline.MAX_ATTR_INTS` integers, an einsum of at most `MAX_EINSUM_OPERANDS` operands, no
+  tensor input of more than `inline.MAX_ELEMENTS` elements, and no result either: the op runs
+  under an allocation limit of that many elements (which also bounds a product's or a sort's
+  work, and its inputs), checked from its declared bound before it runs; a refusal pauses the
+  batch before the op, which then runs on the worker under the session's own limits (and
+  fails there with its own error if it must);
+- a backward pass (Backward, Grad): a graph of at most `MAX_NODES` engine nodes with at most
+  `MAX_EDGES` inputs and outputs in all, walked first, whose tensors all have at most
+  `inline.MAX_ELEMENTS` elements and `MAX_GRAPH_ELEMENTS` in all, and no hooks or custom
+  Functions in the session (they may suspend the pass);
 - an in-place op (ApplyInplace): none of `inline.LONG_OPS`, a target and tensor inputs of at
   most `inline.MAX_ELEMENTS` elements (so its result is as small), no other tensor sharing the
   target's data;
@@ -55,7 +58,7 @@ from gradserve.v1 import SESSION_ID_METADATA
 from gradserve.v1 import session_pb2 as spb
 
 from . import batch
-from .inline import LONG_OPS, MAX_ELEMENTS, MAX_REQUEST_BYTES
+from .inline import LONG_OPS, MAX_ATTR_INTS, MAX_ELEMENTS, MAX_REQUEST_BYTES, long_attrs
 from .service import AutogradServicer, Call
 from .sessions import MAX_REQUEST_ID, Session, SessionUse
 from .threaded import ThreadContext
@@ -68,6 +71,15 @@ log = logging.getLogger(__name__)
 #: in all, took 9.5-10 ms of thread CPU on the loaded VM): at most ~4 ms.
 MAX_NODES = 64
 MAX_GRAPH_ELEMENTS = 1024
+#: Edges (node inputs) and recorded outputs of those nodes in all: a node's rule makes a
+#: gradient per edge, and the walk itself visits each. Counted before a node's are walked, so
+#: the walk's own time is bounded too: a `cat` of 200,000 empty inputs is one node (six of them
+#: held the loop 23.6 s, walk and pass, before this bound).
+MAX_EDGES = 256
+#: Operands of an einsum run on the loop: its contraction path search takes ~n^3 steps before
+#: it runs (32 operands of 4 elements: 9.5 ms; 12: 0.7 ms), which the loop's budget cannot
+#: interrupt (a session's ops are not rerun: the deadline alone ends them).
+MAX_EINSUM_OPERANDS = 12
 #: Parameters of an optimizer stepped on the loop.
 MAX_PARAMS = 32
 #: Elements of a tensor (and of its grad) a fetch prints on the loop.
@@ -137,7 +149,9 @@ class Gate:
         if time.monotonic() >= self.end:
             return True
         if kind in _ONE_OP:
-            if kind == "apply_op" and (m.op in LONG_OPS or _large_inputs(executor, m.inputs)):
+            if kind == "apply_op" and (m.op in LONG_OPS or _large_inputs(executor, m.inputs)
+                                       or long_attrs(m.attrs.values())
+                                       or _many_operands(m.op, m.inputs)):
                 return True
             self.bounds.max_elements = min(MAX_ELEMENTS, executor.limit)
             return False
@@ -149,12 +163,16 @@ class Gate:
 
     def pause_op(self, name: str, inputs: list[Any]) -> bool:
         """Before a tape's op `name` on `inputs`: whether the batch pauses here."""
-        if time.monotonic() >= self.end or name in LONG_OPS:
+        if time.monotonic() >= self.end or name in LONG_OPS or _many_operands(name, inputs):
             return True
         for x in inputs:
             if type(x) is ge.Tensor and x._data.size > MAX_ELEMENTS:
                 return True
         return False
+
+    def pause_attrs(self, attrs: dict[str, Any]) -> bool:
+        """Before a tape's op with `attrs` (decoded): whether the batch pauses here."""
+        return sum(len(v) for v in attrs.values() if type(v) in (list, tuple)) > MAX_ATTR_INTS
 
     def refused(self, kind: str | None, exc: BaseException) -> bool:
         """Whether `exc`, raised by an op of `kind` (an out-of-place op: before it ran), is the
@@ -171,6 +189,10 @@ def _large_inputs(executor: batch.Executor, values: Any) -> bool:
             if t is not None and t._data.size > MAX_ELEMENTS:
                 return True
     return False
+
+
+def _many_operands(name: str, inputs: Any) -> bool:
+    return name == "einsum" and len(inputs) > MAX_EINSUM_OPERANDS
 
 
 def _small_tensor(t: ge.Tensor | None) -> bool:
@@ -192,7 +214,7 @@ def _small_graph(executor: batch.Executor, roots: Any) -> bool:
             if t.grad_fn is not None:
                 stack.append(t.grad_fn)
     seen: set[int] = set()
-    elements = 0
+    elements = edges = 0
     while stack:
         node = stack.pop()
         if id(node) in seen:
@@ -207,6 +229,9 @@ def _small_graph(executor: batch.Executor, roots: Any) -> bool:
             continue
         if kind is not Node or node.op.name in LONG_OPS:
             return False  # a custom Function's node, or a convolution's
+        edges += len(node.edges) + len(node.out_meta or ())
+        if edges > MAX_EDGES:
+            return False
         for meta in (node.meta, node.out_meta or ()):
             for entry in meta:
                 if entry is not None:

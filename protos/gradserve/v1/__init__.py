@@ -35,6 +35,11 @@ TAPE_FEATURE = "tape"
 #: docs/wire.md): a server without it refuses an ATTRS-flagged op ("unknown flags").
 TAPE_ATTRS_FEATURE = "tape_attrs"
 
+#: The ListOpsResponse.features name of session instructions on the tape (the INSTRUCTION flag:
+#: `backward`, `optimizer_step`, `optimizer_zero_grad`; docs/wire.md): a server without it
+#: refuses an INSTRUCTION-flagged op ("unknown flags").
+TAPE_INSTRUCTIONS_FEATURE = "tape_instructions"
+
 #: The ListOpsResponse.features name of ApplyOp.omit_info: the server leaves an op's TensorInfos
 #: out of its reply on request, and its ops' results are what `gradserve.surface.meta` infers
 #: (a client describes them itself; docs/wire.md).
