@@ -33,6 +33,7 @@ from gradserve.surface import (
     operators,
     pytree,
     rng_state,
+    saved_hooks,
 )
 from gradserve.surface import compat as surface_compat
 from gradserve.surface import linalg as surface_linalg
@@ -46,7 +47,10 @@ from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import (
     FETCH_GRAD_REPR_FEATURE,
     GENERATOR_FEATURE,
+    GET_BASE_FEATURE,
+    GET_SAVED_FEATURE,
     OMIT_INFO_FEATURE,
+    PACK_SAVED_FEATURE,
     SESSION_ID_METADATA,
     TAPE_ATTRS_FEATURE,
     TAPE_FEATURE,
@@ -57,6 +61,7 @@ from gradserve.v1 import session_pb2 as spb
 
 from . import codec, compat, function, nn, optim, overloads
 from . import generator as client_generator
+from . import saved as client_saved
 from .batch import (
     ATTRS,
     BOOL,
@@ -89,6 +94,9 @@ PREFETCH_ELEMENTS = 4096
 PREFETCH_GRADS = 16
 
 
+_SAVED_HOOKS = saved_hooks.ACTIVE  # [saved_tensors_hooks contexts open in any thread]
+
+
 class Session:
     """A remote autograd session with torch's API (a context manager; closing frees it).
 
@@ -96,6 +104,9 @@ class Session:
     `describe()`, `close()`, `pipelined` (see `Client.session`), `read_ahead` (default True:
     `backward()` also fetches the gradients the program will likely read; README).
     """
+
+    # True while an op is recorded and packed under saved_tensors_hooks (client/saved.py)
+    _packing = False
 
     def __init__(self, client: Any, session_id: str, info: spb.SessionInfo, *,
                  eager: bool = False, pipelined: int = 0, verify_meta: bool | None = None):
@@ -147,6 +158,10 @@ class Session:
         self._generators = GENERATOR_FEATURE in features
         # a gradient read ahead is printed without its tensor (Fetch.grad_repr)
         self._grad_repr_only = FETCH_GRAD_REPR_FEATURE in features
+        # grad_fn._saved_* (GetSaved, client/saved.py)
+        self._get_saved = GET_SAVED_FEATURE in features
+        self._pack_saved = PACK_SAVED_FEATURE in features
+        self._get_base = GET_BASE_FEATURE in features  # Tensor._base
         self._recorder = Recorder(self._send, session_id, client.target,
                                   self._live, self._tape_result if tapes else None)
         self._recorder.clock = lambda: self._epoch
@@ -202,7 +217,7 @@ class Session:
             function=types.SimpleNamespace(Function=fn_base, FunctionCtx=function.FunctionCtx,
                                            once_differentiable=function.once_differentiable),
             Variable=legacy.variable_type(self),
-            graph=autograd_graph.namespace(GradFn, RemoteNode))
+            graph=autograd_graph.namespace(GradFn, RemoteNode, **saved_hooks.MEMBERS))
         self.utils = types.SimpleNamespace(data=data.namespace(self),  # torch.utils.data
                                            _pytree=pytree)  # torch.utils._pytree
         self._dynamo = dynamo.namespace()  # torch._dynamo, as eager programs see it
@@ -242,6 +257,7 @@ class Session:
         response = c.stub.ExecuteBatch(request, metadata=self._metadata, timeout=c.timeout)
         for node in response.dropped_functions:
             self._custom.pop(node, None)
+            self._hooks.pop(node, None)  # a packed node's unpack hook (client/saved.py)
         return response
 
     def _next_function_id(self) -> int:
@@ -405,6 +421,8 @@ class Session:
                 raise TypeError(f"{what} must be Tensor, not {type(v).__name__}")
 
     def _apply(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+        if _SAVED_HOOKS[0] and not self._packing and saved_hooks.state.stack:
+            return client_saved.apply_and_pack(self, spec, self._apply, spec, inputs, attrs)
         if (not attrs and spec.n_outputs == 1 and spec.inputs and not spec.variadic
                 and self._recorder.tape_sink is not None):
             return self._apply_plain(spec, inputs)
@@ -539,6 +557,9 @@ class Session:
         (from `user_site`'s) where the search for the user's line starts: 3, this function's
         caller's caller, or 4 from `_operator`, whose caller's caller is the user's frame
         (each frame looked at costs a frame object)."""
+        if _SAVED_HOOKS[0] and not self._packing and saved_hooks.state.stack:
+            return client_saved.apply_and_pack(self, spec, self._apply_plain, spec, inputs,
+                                               depth + 2)
         state = grad_mode._state
         grad = state.enabled
         if self._infer and not self._inplace_pending and not self.closed:

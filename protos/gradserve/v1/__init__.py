@@ -57,6 +57,15 @@ GENERATOR_FEATURE = "generators"
 #: tensor's own; a server without it ignores the field: a client must not rely on it there).
 FETCH_GRAD_REPR_FEATURE = "fetch_grad_repr"
 
+#: The ListOpsResponse.features name of GetSaved (a grad_fn's `_saved_*` attributes).
+GET_SAVED_FEATURE = "get_saved"
+
+#: The ListOpsResponse.features name of PackSaved (saved-tensor hooks through a session).
+PACK_SAVED_FEATURE = "pack_saved"
+
+#: The ListOpsResponse.features name of GetBase (`tensor._base`).
+GET_BASE_FEATURE = "get_base"
+
 #: Trailing metadata: id of the graph node that failed (RunGraph).
 FAILED_NODE_METADATA = "gradserve-failed-node"
 
