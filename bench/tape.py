@@ -17,6 +17,9 @@ the reply serialized), each replay on a fresh session, timing the calling thread
   zero_grad, a 9-op tape, backward, releases), per batch, after the set-up batch and one
   iteration were replayed untimed on the same session; "adam tape": the CPU inside its tape
   instruction alone (`Executor.tape`, timed by a wrapper);
+- adam-pipelined: bench/client.py's Adam loop in a `session(pipelined=256)`, 144 iterations: the
+  background batches after the first, per iteration (the iterations recorded between the first
+  batch's sending and the last one's);
 - engine chain, engine chain-bwd: `chain(gradserve.engine, ...)` in the worker, per op (the
   floor a session is measured against);
 - attrs, attrs-apply (only when named in `--cases`; attrs needs a tree whose server lists
@@ -50,10 +53,13 @@ sys.path.insert(0, HERE)
 
 import handler  # noqa: E402  (bench/handler.py: farms, gRPC stand-ins)
 
-CASES = ("chain", "chain-bwd", "adam", "attrs", "attrs-apply")
+CASES = ("chain", "chain-bwd", "adam", "adam-pipelined", "attrs", "attrs-apply")
 SETUP: dict[str, int] = {}  # cases whose measured batches start at this index (set by record)
-DEFAULT_CASES = ("chain", "chain-bwd", "adam")
-OPS = {"chain": 1000, "chain-bwd": 1000, "adam": 1, "attrs": 400, "attrs-apply": 400}
+DEFAULT_CASES = ("chain", "chain-bwd", "adam", "adam-pipelined")
+# ops (or iterations) a case's measured batches hold (adam-pipelined's is set by record)
+OPS = {"chain": 1000, "chain-bwd": 1000, "adam": 1, "adam-pipelined": 1, "attrs": 400,
+       "attrs-apply": 400}
+PIPELINED_ITERATIONS = 144
 
 
 # --- recording (driver, this checkout's client and server) ---------------------------------------
@@ -73,7 +79,7 @@ def record() -> dict[str, list[bytes]]:
         conn = gradserve.client.connect(f"127.0.0.1:{port}")
         out: dict[str, list[bytes]] = {}
         for case in CASES:
-            torch = conn.session()
+            torch = conn.session(pipelined=256) if case == "adam-pipelined" else conn.session()
             sent: list[bytes] = []
             rec = torch._recorder
             send = rec._send
@@ -86,6 +92,22 @@ def record() -> dict[str, list[bytes]]:
                 loop = bench_client.AdamLoop(torch)
                 for _ in range(3):  # (each backward sends the batch, the step goes with the next)
                     loop.step()
+            elif case == "adam-pipelined":
+                loop = bench_client.AdamLoop(torch)
+                done, taken = [0], []
+                take = rec._take
+
+                def counted(take: Any = take, taken: list[int] = taken,
+                            done: list[int] = done) -> Any:
+                    taken.append(done[0])
+                    return take()
+                rec._take = counted
+                for _ in range(PIPELINED_ITERATIONS):
+                    loop.step()
+                    done[0] += 1
+                torch.flush()
+                SETUP[case] = 1
+                OPS[case] = taken[-1] - taken[0]
             elif case.startswith("attrs"):
                 import clientop  # bench/clientop.py
 
@@ -223,6 +245,7 @@ def worker_main(path: str) -> int:
     with open(path) as f:
         saved = json.load(f)
     setup = saved.pop("_setup")
+    OPS.update(saved.pop("_ops"))
     batches = {k: [base64.b64decode(b) for b in v] for k, v in saved.items()}
     r = Replayer(batches, setup)
     import gradserve.server
@@ -265,7 +288,7 @@ def main(argv: list[str]) -> int:
         return 0
     fd, path = tempfile.mkstemp(suffix=".json", prefix="gradserve-tape-")
     with os.fdopen(fd, "w") as f:
-        json.dump({"_setup": SETUP, **{k: [base64.b64encode(b).decode() for b in v]
+        json.dump({"_setup": SETUP, "_ops": OPS, **{k: [base64.b64encode(b).decode() for b in v]
                                         for k, v in batches.items()}}, f)
     root = os.path.dirname(HERE)
     trees = [Tree("this", root, path)]
@@ -280,7 +303,8 @@ def main(argv: list[str]) -> int:
         for t in trees:
             t.close()
         os.unlink(path)
-    print(f"thread CPU (us) per op (chain, chain-bwd, attrs) / per batch (adam); {args.rounds} "
+    print(f"thread CPU (us) per op (chain, chain-bwd, attrs) / per batch (adam) / per iteration "
+          f"(adam-pipelined); {args.rounds} "
           f"rounds x {args.calls} calls; min / median")
     print(f"{'case':<16}" + "".join(f"{t.label + ' min':>14}{t.label + ' med':>14}"
                                     for t in trees))

@@ -109,7 +109,7 @@ def site_origin(site: tuple[Any, int] | None) -> tuple[str, int]:
 
 
 # Tape encoding (docs/wire.md; the server's checks are server/tape.py).
-NO_GRAD, DESCRIBE, VALUE, ATTRS = 1, 2, 4, 8
+NO_GRAD, DESCRIBE, VALUE, ATTRS, INSTRUCTION = 1, 2, 4, 8, 16
 HANDLE, FLOAT, INT, BOOL, NONE, CONSTANT = range(6)
 # A tape is closed and a new one started past these (the server's limits are 2**18 words and
 # 4096 names); an op with more inputs or outputs than a header holds is sent as ApplyOp.
@@ -206,6 +206,16 @@ class Tape:
                 word |= v << _PAYLOAD_SHIFT
             words.append(word)
 
+    def add_instruction(self, name: str, inputs: list[int], site: tuple[Any, int] | None) -> None:
+        """Append a session instruction (INSTRUCTION-flagged, no outputs; feature
+        "tape_instructions"): `inputs` its input words, `site` the user's line (`user_site`)."""
+        index = self.names.setdefault(name, len(self.names))
+        code = self.code
+        self.heads.append(len(code))
+        code.append(index | INSTRUCTION << 32 | len(inputs) << 40)
+        code.extend(inputs)
+        self.origins.append(site)
+
     def outputs(self, k: int) -> list[int]:
         """Op `k`'s output handles."""
         code, pos = self.code, self.heads[k]
@@ -256,12 +266,14 @@ class Tape:
         code = np.frombuffer(packed, dtype=np.uint64)
         heads = np.array(self.heads, dtype=np.intp)
         headers = code[heads]
-        first = heads + 1 + ((headers >> 40) & 0xFFF).astype(np.intp)
         n_out = (headers >> 52).astype(np.intp)
+        # (an instruction has no output: its `first` is the next op's, or past the end)
+        first = np.minimum(heads + 1 + ((headers >> 40) & 0xFFF).astype(np.intp), len(code) - 1)
         if len(live) > len(heads):  # a dict lookup per op: no pass over every held handle
             held = np.fromiter((h in live for h in code[first].tolist()), bool, len(heads))
         else:
             held = np.isin(code[first], np.fromiter(live, dtype=np.uint64))
+        held &= n_out > 0
         for k in np.flatnonzero(n_out > 1).tolist():  # the others of a several-output op
             held[k] = any(h in live for h in self.outputs(k))
         code[heads] = np.where(held, headers | np.uint64(VALUE << 32),

@@ -115,7 +115,7 @@ class MetaMismatchError(GradserveError, AssertionError):
 BUILTINS: dict[str, type[Exception]] = {
     "RuntimeError": RuntimeError, "ValueError": ValueError, "TypeError": TypeError,
     "IndexError": IndexError, "NotImplementedError": NotImplementedError,
-    "LinAlgError": LinAlgError,
+    "LinAlgError": LinAlgError, "AttributeError": AttributeError,
 }
 
 # Status codes whose errors are the engine's (or a validation's) own: re-raised as built-ins.

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from gradserve.surface import grad_mode, messages
+from gradserve.surface import grad_mode, messages, saved_hooks
 from gradserve.surface.autograd_function import CtxDeclarations, run_forward
 from gradserve.v1 import graph_pb2
 from gradserve.v1 import session_pb2 as spb
@@ -291,6 +291,8 @@ def _run_hook(session: Session, s: spb.BackwardSuspended) -> list[spb.Instructio
                     result = fn(tuple(grads))
                 elif kind == "node_post":
                     result = fn(tuple(grads), tuple(outputs))
+                elif kind == "unpack":
+                    result = _unpacked(fn())
                 else:
                     result = fn(*grads)
             if kind.startswith("node") and result is not None and not isinstance(result,
@@ -302,12 +304,20 @@ def _run_hook(session: Session, s: spb.BackwardSuspended) -> list[spb.Instructio
     box: list[spb.InstructionResult] = []
     m = session._record(box.append).resume_backward
     m.hook = s.hook
-    if kind.startswith("node"):
+    if kind.startswith("node") or kind == "unpack":
         for v in result or ():
             session._value(v, m.grads.add(), "hook result")
     elif kind == "tensor":
         session._value(result, m.grads.add(), "hook result")
     return box
+
+
+def _unpacked(tensors: list[Any]) -> tuple[Any, ...]:
+    """What the unpack hooks of a packed node returned, refused as torch refuses a non-tensor."""
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise TypeError(saved_hooks.UNPACK_NOT_TENSOR.format(type(t).__name__))
+    return tuple(tensors)
 
 
 def finish_pass(session: Session, r: spb.InstructionResult) -> spb.InstructionResult:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import adadelta as _adadelta
 from gradserve.surface import grad_mode, lr_scheduler
 from gradserve.surface import lbfgs as _lbfgs
 from gradserve.surface import optim as _surface
@@ -31,6 +32,7 @@ from gradserve.v1 import STEP_HYPERPARAMETERS_FEATURE, graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
 from . import codec
+from .batch import BOOL, MAX_TAPE_HANDLE
 from .tensor import Tensor
 
 
@@ -56,6 +58,17 @@ class LBFGS(Optimizer, _lbfgs.LBFGS):
             return list(values)
         arrays = iter(tensors[0]._owner.values(tensors))
         return [_item(next(arrays)) if isinstance(v, Tensor) else v for v in values]
+
+
+class Adadelta(Optimizer, _adadelta.Adadelta):
+    """torch.optim.Adadelta over session tensors (gradserve.surface.adadelta.Adadelta): torch's
+    single-tensor algorithm, its ops recorded like any others (no round trip per step)."""
+
+    def _zeros_like(self, p: Any) -> Tensor:
+        return p._owner.zeros_like(p)  # type: ignore[no-any-return]
+
+    def _step_counter(self) -> Tensor:
+        return self.param_groups[0]["params"][0]._owner.zeros(())  # type: ignore[no-any-return]
 
 
 def _item(arr: np.ndarray) -> Any:
@@ -175,6 +188,9 @@ class ServerOptimizer(Optimizer):
         else:  # the common case, kept short: one group
             opts, changed = (self,), [self._changed(self.param_groups[0])]
         for opt, options in zip(opts, changed):
+            if options is None and opt.handle < MAX_TAPE_HANDLE and s.record_tape_instruction(
+                    "optimizer_step", [opt.handle << 3]):
+                continue
             m = s._record().optimizer_step
             m.optimizer = opt.handle
             if options is not None:
@@ -211,6 +227,9 @@ class ServerOptimizer(Optimizer):
         """optimizer.zero_grad(set_to_none)."""
         s = self._session
         for opt in (self, *self._extra):
+            if opt.handle < MAX_TAPE_HANDLE and s.record_tape_instruction(
+                    "optimizer_zero_grad", [opt.handle << 3, BOOL | bool(set_to_none) << 3]):
+                continue
             m = s._record().optimizer_zero_grad
             m.optimizer = opt.handle
             m.set_to_none = bool(set_to_none)
@@ -472,7 +491,8 @@ def namespace(session: Any) -> Any:
     lr_scheduler."""
     bound = {cls.__name__: bind(cls, session)
              for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
-    return types.SimpleNamespace(Optimizer=Optimizer, LBFGS=LBFGS, lr_scheduler=lr_scheduler,
+    return types.SimpleNamespace(Optimizer=Optimizer, LBFGS=LBFGS, Adadelta=Adadelta,
+                                 lr_scheduler=lr_scheduler,
                                  **bound)
 
 

@@ -33,6 +33,7 @@ from gradserve.surface import (
     operators,
     pytree,
     rng_state,
+    saved_hooks,
 )
 from gradserve.surface import compat as surface_compat
 from gradserve.surface import linalg as surface_linalg
@@ -46,16 +47,21 @@ from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import (
     FETCH_GRAD_REPR_FEATURE,
     GENERATOR_FEATURE,
+    GET_BASE_FEATURE,
+    GET_SAVED_FEATURE,
     OMIT_INFO_FEATURE,
+    PACK_SAVED_FEATURE,
     SESSION_ID_METADATA,
     TAPE_ATTRS_FEATURE,
     TAPE_FEATURE,
+    TAPE_INSTRUCTIONS_FEATURE,
     graph_pb2,
 )
 from gradserve.v1 import session_pb2 as spb
 
 from . import codec, compat, function, nn, optim, overloads
 from . import generator as client_generator
+from . import saved as client_saved
 from .batch import (
     ATTRS,
     BOOL,
@@ -88,6 +94,9 @@ PREFETCH_ELEMENTS = 4096
 PREFETCH_GRADS = 16
 
 
+_SAVED_HOOKS = saved_hooks.ACTIVE  # [saved_tensors_hooks contexts open in any thread]
+
+
 class Session:
     """A remote autograd session with torch's API (a context manager; closing frees it).
 
@@ -95,6 +104,9 @@ class Session:
     `describe()`, `close()`, `pipelined` (see `Client.session`), `read_ahead` (default True:
     `backward()` also fetches the gradients the program will likely read; README).
     """
+
+    # True while an op is recorded and packed under saved_tensors_hooks (client/saved.py)
+    _packing = False
 
     def __init__(self, client: Any, session_id: str, info: spb.SessionInfo, *,
                  eager: bool = False, pipelined: int = 0, verify_meta: bool | None = None):
@@ -132,6 +144,8 @@ class Session:
         tapes = TAPE_FEATURE in features
         # ops with attributes go on the tape too (else as ApplyOp messages)
         self._tape_attrs = tapes and TAPE_ATTRS_FEATURE in features
+        # backward, optimizer steps and zero_grad go on the tape too (else as messages)
+        self._tape_instructions = tapes and TAPE_INSTRUCTIONS_FEATURE in features
         # The client describes op results itself (surface.meta) when the server takes
         # ApplyOp.omit_info; `verify_meta` still asks for every description and compares.
         self._infer = OMIT_INFO_FEATURE in features
@@ -144,6 +158,10 @@ class Session:
         self._generators = GENERATOR_FEATURE in features
         # a gradient read ahead is printed without its tensor (Fetch.grad_repr)
         self._grad_repr_only = FETCH_GRAD_REPR_FEATURE in features
+        # grad_fn._saved_* (GetSaved, client/saved.py)
+        self._get_saved = GET_SAVED_FEATURE in features
+        self._pack_saved = PACK_SAVED_FEATURE in features
+        self._get_base = GET_BASE_FEATURE in features  # Tensor._base
         self._recorder = Recorder(self._send, session_id, client.target,
                                   self._live, self._tape_result if tapes else None)
         self._recorder.clock = lambda: self._epoch
@@ -199,7 +217,7 @@ class Session:
             function=types.SimpleNamespace(Function=fn_base, FunctionCtx=function.FunctionCtx,
                                            once_differentiable=function.once_differentiable),
             Variable=legacy.variable_type(self),
-            graph=autograd_graph.namespace(GradFn, RemoteNode))
+            graph=autograd_graph.namespace(GradFn, RemoteNode, **saved_hooks.MEMBERS))
         self.utils = types.SimpleNamespace(data=data.namespace(self),  # torch.utils.data
                                            _pytree=pytree)  # torch.utils._pytree
         self._dynamo = dynamo.namespace()  # torch._dynamo, as eager programs see it
@@ -239,6 +257,7 @@ class Session:
         response = c.stub.ExecuteBatch(request, metadata=self._metadata, timeout=c.timeout)
         for node in response.dropped_functions:
             self._custom.pop(node, None)
+            self._hooks.pop(node, None)  # a packed node's unpack hook (client/saved.py)
         return response
 
     def _next_function_id(self) -> int:
@@ -402,6 +421,8 @@ class Session:
                 raise TypeError(f"{what} must be Tensor, not {type(v).__name__}")
 
     def _apply(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+        if _SAVED_HOOKS[0] and not self._packing and saved_hooks.state.stack:
+            return client_saved.apply_and_pack(self, spec, self._apply, spec, inputs, attrs)
         if (not attrs and spec.n_outputs == 1 and spec.inputs and not spec.variadic
                 and self._recorder.tape_sink is not None):
             return self._apply_plain(spec, inputs)
@@ -536,6 +557,9 @@ class Session:
         (from `user_site`'s) where the search for the user's line starts: 3, this function's
         caller's caller, or 4 from `_operator`, whose caller's caller is the user's frame
         (each frame looked at costs a frame object)."""
+        if _SAVED_HOOKS[0] and not self._packing and saved_hooks.state.stack:
+            return client_saved.apply_and_pack(self, spec, self._apply_plain, spec, inputs,
+                                               depth + 2)
         state = grad_mode._state
         grad = state.enabled
         if self._infer and not self._inplace_pending and not self.closed:
@@ -846,6 +870,24 @@ class Session:
         tape.heads.append(head)
         tape.origins.append(user_site(4))
         rec.ops += 1
+        return True
+
+    def record_tape_instruction(self, name: str, inputs: list[int]) -> bool:
+        """Append session instruction `name` (docs/wire.md: `backward`, `optimizer_step`,
+        `optimizer_zero_grad`) with input words `inputs` (handles below `MAX_TAPE_HANDLE`) to
+        the batch's open tape; False when the server takes no instructions on the tape (then
+        record the instruction's message)."""
+        if not self._tape_instructions:
+            return False
+        if self.closed:
+            raise RuntimeError(f"session {self.id} is closed")
+        rec = self._recorder
+        with rec.lock:
+            tape = rec.open
+            if tape is None or tape.full():
+                tape = rec.tape()
+            tape.add_instruction(name, inputs, user_site(3))
+            rec.ops += 1
         return True
 
     def _tape_input(self, spec: OpSpec, k: int, v: Any, tape: Any) -> None:
@@ -1317,7 +1359,8 @@ class Session:
             self._record_backward(box.append, t, gradient, retain_graph, create_graph, inputs)
             reads = self._prefetch_grads()
             self._recorder.flush()
-        function.finish_pass(self, box[0])  # custom Functions' backward, run here
+        if box:  # (none from a backward on the tape: no custom Function or hook to run)
+            function.finish_pass(self, box[0])  # custom Functions' backward, run here
         for finish in reads:
             finish()
 
@@ -1348,8 +1391,20 @@ class Session:
 
     def _record_backward(self, sink: Any, t: Tensor, gradient: Any, retain_graph: bool | None,
                          create_graph: bool, inputs: Any) -> None:
-        """Record `t.backward(...)` (under the recorder's lock); `sink` gets its result."""
+        """Record `t.backward(...)` (under the recorder's lock); `sink` gets its result, unless
+        it goes on the tape (no gradient or inputs, and no custom Function or hook that would
+        suspend the pass: its result says nothing)."""
         self._value(t, graph_pb2.Value(), "backward()")
+        if (gradient is None and inputs is None and not (self._custom or self._hooks)
+                and t._handle < MAX_TAPE_HANDLE):
+            words = [t._handle << 3]
+            if retain_graph is not None or create_graph:
+                words.append(NONE if retain_graph is None else BOOL | bool(retain_graph) << 3)
+            if create_graph:
+                words.append(BOOL | 1 << 3)
+            if self.record_tape_instruction("backward", words):
+                self._epoch += 1
+                return
         m = self._record(sink).backward
         m.tensor = t._handle
         if gradient is not None:

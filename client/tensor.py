@@ -63,6 +63,14 @@ class GradFn:
 
         return next_functions(self._tensor)
 
+    def __getattr__(self, name: str) -> Any:
+        # torch's `_saved_self`, `_saved_result`, ...: read from the server (client/saved.py)
+        if name.startswith("_saved_"):
+            from . import saved
+
+            return saved.read(self._tensor._owner, self._tensor, name)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
     def register_hook(self, hook: Any) -> Any:
         """`hook(grad_inputs, grad_outputs)` runs here after this node ran; a tuple it returns
         replaces grad_inputs (see client/function.py)."""
@@ -283,6 +291,14 @@ class Tensor:
             return None
         custom = name in getattr(self._owner, "_function_nodes", ())
         return grad_fn_class(name, custom)(name, self)
+
+    @property
+    def _base(self) -> Tensor | None:
+        """The tensor this view was made from (torch's `_base`; None for a tensor that is not
+        a view): read from the server (client/saved.py)."""
+        from . import saved
+
+        return saved.read_base(self._owner, self)
 
     @property
     def retains_grad(self) -> builtins.bool:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from gradserve.surface import autograd_graph, compat, grad_mode
+from gradserve.surface import autograd_graph, compat, grad_mode, saved_hooks
 
 from . import (
     errors,
@@ -33,7 +33,8 @@ from .functional import functional, gradcheck, gradgradcheck  # noqa: F401
 from .nodes import SUSPEND, AccumulateGrad, Node, edge, owned_array
 from .tensor import Tensor
 
-graph = autograd_graph.namespace(Node, AccumulateGrad, BackwardFunction)  # torch.autograd.graph
+graph = autograd_graph.namespace(  # torch.autograd.graph
+    Node, AccumulateGrad, BackwardFunction, **saved_hooks.MEMBERS)
 
 CREATE_GRAPH_WARNING = (
     "Using backward() with create_graph=True will create a reference cycle between the parameter "

@@ -105,6 +105,21 @@ CPU_VECTOR_BYTES = _cpu_vector_bytes()
 REDUCE_VECTOR_BYTES = 32
 THREADS = _default_threads()
 
+# oneDNN's ISA caps below AVX-512 (ONEDNN_MAX_CPU_ISA, or its older name DNNL_MAX_CPU_ISA)
+_ONEDNN_BELOW_AVX512 = frozenset({"sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2"})
+
+
+def _onednn_avx512() -> bool:
+    """Whether oneDNN (torch's bundled v3.12) runs its AVX-512 JIT code here: the CPU has
+    AVX-512 (F, CD, VL, BW, DQ: its `avx512_core`) and no ONEDNN_MAX_CPU_ISA caps it lower.
+    Its elementwise kernels' arithmetic differs between the two (gelu's erf: engine/gelu_erf.py)."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").lower()
+    flags = _cpu_flags()
+    return cap not in _ONEDNN_BELOW_AVX512 and flags is not None and _AVX512_FLAGS <= flags
+
+
+ONEDNN_AVX512 = _onednn_avx512()
+
 
 def _reduce_is_sequential() -> bool:
     """Whether `np.add.reduce` over a non-last axis adds in order (it loops over the last axis

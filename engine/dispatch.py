@@ -16,7 +16,7 @@ from gradserve.surface.numbers import (
     python_number,
 )
 
-from . import errors, limits, parallel, scalarmath
+from . import errors, limits, parallel, saved, scalarmath
 from .nodes import NO_GRAD_VIEW, Node
 from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor, new_version
@@ -36,6 +36,7 @@ _NODE_EDGES = limits.NODE_EDGES
 _LIMITS = limits._local
 _ENGAGED = limits.ENGAGED
 _GRAD = grad_mode._state
+_SAVED_HOOKS = saved.ACTIVE  # [number of saved_tensors_hooks contexts open]
 _create_node = Node.create
 
 
@@ -264,6 +265,8 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
             if node is not None:
                 out.grad_fn = node
                 out._rg = True
+                if _SAVED_HOOKS[0]:
+                    saved.pack(node, (out,))
                 if lim is not None:
                     left = lim.bytes_left
                     if left is not None:  # limits.charge inline: this runs for every node
@@ -286,6 +289,8 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
                 o.grad_fn = node
                 o.output_nr = nr
                 o._rg = True
+            if _SAVED_HOOKS[0]:
+                saved.pack(node, tracked)
             if lim is not None:
                 limits.charge(limits.NODE_BYTES, op.node_what)  # (nothing without a budget)
     return outs
@@ -459,6 +464,8 @@ def run_scalar(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Tenso
         if node is not None:
             out.grad_fn = node
             out._rg = True
+            if _SAVED_HOOKS[0]:
+                saved.pack(node, (out,))
             if lim is not None:  # as `run` charges it
                 left = lim.bytes_left
                 if left is not None:

@@ -53,6 +53,15 @@ class AutogradError(EngineError, RuntimeError):
     """Autograd refuses the request in its current state (no grad_fn, implicit grad, leaf rules)."""
 
 
+# torch's text for a graph whose saved tensors were freed (nodes, saved)
+FREED_MESSAGE = (
+    "Trying to backward through the graph a second time (or directly access saved tensors after "
+    "they have already been freed). Saved intermediate values of the graph are freed when you "
+    "call .backward() or autograd.grad(). Specify retain_graph=True if you need to backward "
+    "through the graph a second time or if you need to access saved tensors after calling "
+    "backward.")
+
+
 class GraphFreedError(AutogradError):
     """Backward through a graph whose saved tensors were already freed."""
 
@@ -81,3 +90,15 @@ class LinAlgError(EngineError, SurfaceLinAlgError):
     def builtin_name(self) -> str:
         """The client re-raises it as torch.linalg.LinAlgError (`gradserve.surface.linalg`)."""
         return "LinAlgError"
+
+
+class SavedTensorHooksSetError(AutogradError):
+    """A second pair of hooks registered on one saved tensor (SavedTensor.register_hooks)."""
+
+
+class SavedTensorUnpackError(InvalidTypeError):
+    """A saved tensor's unpack hook returned something other than a Tensor."""
+
+
+class NoSavedAttributeError(EngineError, AttributeError):
+    """A grad_fn has no `_saved_*` attribute of that name (torch's AttributeError)."""

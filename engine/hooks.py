@@ -209,12 +209,16 @@ class RemoteHook:
     """A hook whose Python runs in a session's client (server/functions.py): the backward
     pass yields (this, [gradient]) and continues with what the client's hook returned."""
 
-    __slots__ = ("client_id", "__name__", "kind")
+    __slots__ = ("client_id", "__name__", "kind", "target")
 
-    def __init__(self, client_id: int, name: str, kind: str = "tensor"):
+    def __init__(self, client_id: int, name: str, kind: str = "tensor", target: Any = None):
         self.client_id = client_id
         self.__name__ = name
-        self.kind = kind  # "tensor", "post_accumulate", "node_pre" or "node_post"
+        # "tensor", "post_accumulate", "node_pre", "node_post", or "unpack": a node pre-hook
+        # whose client unpacks the node's saved tensors (engine.saved; `target` is then
+        # (weak reference to the node, the packed tensors' keys))
+        self.kind = kind
+        self.target = target
 
     def name(self) -> str:
         return f"hook '{self.__name__}'"

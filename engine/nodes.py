@@ -19,18 +19,13 @@ import numpy as np
 
 from gradserve.surface.compat import node_name
 
-from . import errors, hooks, limits, namespaces
+from . import errors, hooks, limits, namespaces, saved
 from .tensor import Tensor
 
 if TYPE_CHECKING:
     from .registry import OpDef
 
-FREED_MESSAGE = (
-    "Trying to backward through the graph a second time (or directly access saved tensors after "
-    "they have already been freed). Saved intermediate values of the graph are freed when you "
-    "call .backward() or autograd.grad(). Specify retain_graph=True if you need to backward "
-    "through the graph a second time or if you need to access saved tensors after calling "
-    "backward.")
+FREED_MESSAGE = errors.FREED_MESSAGE  # (also read from here by autograd and function)
 
 
 SUSPEND = object()
@@ -303,6 +298,19 @@ class Node:
     def __repr__(self) -> str:
         return f"<{self._name} object at {hex(id(self))}>"
 
+    def __getattr__(self, name: str) -> Any:
+        # torch's `_saved_self`, `_saved_result`, ... and `_raw_saved_*` (see engine.saved)
+        if name.startswith(saved.PREFIX):
+            return saved.value(self, name)
+        if name.startswith(saved.RAW_PREFIX):
+            return saved.raw(self, name)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __dir__(self) -> list[str]:
+        names = set(super().__dir__()) | set(saved.entries(self))
+        return sorted(names | {saved.RAW_PREFIX + n[len(saved.PREFIX):]
+                               for n in saved.entries(self) if n != saved.PREFIX + "result"})
+
     def register_hook(self, hook: Any) -> Any:
         """`hook(grad_inputs, grad_outputs)` after this node ran (see engine.hooks)."""
         return hooks.register_node_hook(self, hook)
@@ -313,6 +321,8 @@ class Node:
 
     def release(self) -> None:
         """Free saved tensors (after a backward without retain_graph)."""
+        if _PACKED:
+            saved.PACKED.pop(self, None)
         if self.versions or self.out_data is not None:  # saved tensors (not just scalars)
             args = self.args
             if len(args) == 2:  # a binary op (as `apply`: the common arity without a frame)
@@ -366,6 +376,8 @@ class Node:
         for _, box, expected in self.out_versions:
             if box[0] != expected:
                 self._check_versions()
+        if _PACKED and self in saved.PACKED:  # saved tensors behind pack/unpack hooks
+            return self._apply_unpacked(grads, create_graph)
         op = self.op
         out_data = self.out_data
         if len(grads) == 1:
@@ -449,8 +461,22 @@ class Node:
                 return self.apply(grads, create_graph)
         return result
 
+    def _apply_unpacked(self, grads: list[Any], create_graph: bool) -> list[Any]:
+        """`apply` with the saved tensors that hooks packed unpacked for this run."""
+        args, out_data = self.args, self.out_data
+        self.args, self.out_data = saved.unpacked_args(self)
+        packed = saved.PACKED.pop(self)
+        try:
+            return self.apply(grads, create_graph)
+        finally:
+            saved.PACKED[self] = packed
+            if not self.freed:
+                self.args, self.out_data = args, out_data
+
 
 _CONSTANT_TYPES = frozenset((bool, int, float, type(None)))
+# saved.PACKED's own dict: a plain dict's truth test per node (a WeakKeyDictionary's is a call)
+_PACKED: dict[Any, Any] = saved.PACKED.data  # type: ignore[attr-defined]
 # ops whose Python-number operands torch wraps as tensors (so they have a (None, 0) edge)
 _WRAPPED_SCALARS = frozenset(("add", "sub", "mul", "div", "where"))
 

@@ -16,7 +16,7 @@ import numpy as np
 from gradserve.surface import messages
 from gradserve.surface.messages import TYPE_WORDS
 
-from . import dtypes, errors, limits, mkl, parallel, scalarmath, vecmath
+from . import dtypes, errors, gelu_erf, limits, mkl, parallel, scalarmath, vecmath
 from .distributions import fma32, fma64
 from .dtypes import DType
 from .registry import (
@@ -931,6 +931,9 @@ def _gelu(x: Any, approximate: str = "none") -> Any:
                                           _gelu_tanh32(vecmath.libm_tanhf), x)
         inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
         return 0.5 * x * (1 + np.tanh(inner))
+    if _float32(x):
+        # oneDNN's polynomial erf or torch's own kernel, by x's layout (gelu_erf)
+        return gelu_erf.forward(x)
     return (0.5 * x * (1 + _erf(x / math.sqrt(2.0)))).astype(x.dtype)
 
 
@@ -943,6 +946,8 @@ def _gelu_vjp(ns: Any, g: Any, out: Any, x: Any, approximate: str) -> Any:
         t = ns.tanh(inner)
         d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
         return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * d_inner)
+    if _float32(g, x):
+        return gelu_erf.backward(g, x)
     phi = ns.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
     return g * (0.5 * (1 + ns.erf(x / math.sqrt(2.0))) + x * phi)
 
@@ -954,9 +959,12 @@ _GELU_TANH = temporaries(broadcast_shape, results=3)
 _GELU_TANH_EXACT = _exact32_or(_GELU_TANH)
 
 
+_GELU_ERF_EXACT = _exact32_or(_GELU_ERF)
+
+
 def _gelu_bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> Any:
     tanh = attrs.get("approximate") == "tanh"
-    return (_GELU_TANH_EXACT if tanh else _GELU_ERF)(args, attrs, out_dtype)
+    return (_GELU_TANH_EXACT if tanh else _GELU_ERF_EXACT)(args, attrs, out_dtype)
 
 
 # derivatives.yaml's order, so the float32 products round as torch's

@@ -390,12 +390,20 @@ def cat_shape(shapes: Sequence[Sequence[int]], dim: int) -> tuple[int, ...]:
     return (*first[:axis], total, *first[axis + 1:])
 
 
+def _joined_layout(out: Any, input_dims: int) -> Any:
+    """`cat`/`stack`'s result `out` in torch's layout: row-major for inputs of up to three
+    dims, which cannot suggest the channels-last format (`compute_output_memory_format`; a
+    stack's inputs are unsqueezed to four); numpy's keeps the inputs' order (the cat of
+    transposes would be a transpose)."""
+    return np.ascontiguousarray(out) if input_dims <= 3 else out
+
+
 def _cat(arrays: Sequence[Any], dim: int = 0) -> Any:
     shape = cat_shape([a.shape for a in arrays], dim)
     kept = [a for a in arrays if not _is_legacy_empty(a.shape)]
     if not kept:
         return np.concatenate([np.asarray(a) for a in arrays])
-    return np.concatenate(kept, axis=wrap_dim(dim, len(shape)))
+    return _joined_layout(np.concatenate(kept, axis=wrap_dim(dim, len(shape))), len(shape))
 
 
 def _cat_vjp(ns: Any, g: Any, out: Any, tensors: Any, dim: int) -> Any:
@@ -439,7 +447,7 @@ def stack_shape(shapes: Sequence[Sequence[int]], dim: int) -> tuple[int, ...]:
 
 def _stack(arrays: Sequence[Any], dim: int = 0) -> Any:
     shape = stack_shape([a.shape for a in arrays], dim)
-    return np.stack(arrays, axis=wrap_dim(dim, len(shape)))
+    return _joined_layout(np.stack(arrays, axis=wrap_dim(dim, len(shape))), len(shape) - 1)
 
 
 def _stack_vjp(ns: Any, g: Any, out: Any, tensors: Any, dim: int) -> Any:

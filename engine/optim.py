@@ -1,5 +1,5 @@
-"""Optimizers: torch.optim's SGD, Adam, AdamW, RMSprop and Adagrad, step for step (the
-single-tensor, non-foreach path).
+"""Optimizers: torch.optim's SGD, Adam, AdamW, RMSprop and Adagrad (and, from the surface,
+LBFGS and Adadelta), step for step (the single-tensor, non-foreach path).
 
 Updates run under `no_grad` as in-place engine ops on the parameters, so a parameter stays the
 same object and its version counter moves as in torch. Adam's common case (no AMSGrad; plain
@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface import adadelta as _adadelta
 from gradserve.surface import lbfgs as _lbfgs
 from gradserve.surface import lr_scheduler
 from gradserve.surface import optim as _surface
 from gradserve.surface.compat import missing_names
-from gradserve.surface.grad_mode import enable_grad, no_grad
 
 from . import errors, limits, parallel
 from .creation import tensor as _tensor
@@ -66,18 +66,14 @@ class Optimizer(_surface.Optimizer):
         """One update of every parameter that has a gradient; returns closure() if given."""
         if not self._state_keys:  # not a built-in algorithm: the subclass writes step()
             return super().step(closure)
-        loss = None
-        if closure is not None:
-            with enable_grad():
-                loss = closure()
-        with no_grad():
-            for group in self.param_groups:
-                if self._update_group(group):
-                    continue
-                for p in group["params"]:
-                    if p.grad is not None:
-                        self._update(p, p.grad, group, self.state.setdefault(p, {}))
-        return loss
+        return _surface.run_step(closure, self.param_groups, self._update_params)
+
+    def _update_params(self, group: dict[str, Any]) -> None:
+        if self._update_group(group):
+            return
+        for p in group["params"]:
+            if p.grad is not None:
+                self._update(p, p.grad, group, self.state.setdefault(p, {}))
 
     def _update_group(self, group: dict[str, Any]) -> bool:
         """Update every parameter of `group` at once where the algorithm can (the same bits
@@ -419,6 +415,17 @@ class LBFGS(Optimizer, _lbfgs.LBFGS):
         return engine.cat(list(tensors), 0)  # type: ignore[attr-defined, no-any-return]
 
 
+class Adadelta(Optimizer, _adadelta.Adadelta):
+    """torch.optim.Adadelta over engine tensors (gradserve.surface.adadelta.Adadelta): torch's
+    single-tensor algorithm, op for op."""
+
+    def _zeros_like(self, p: Any) -> Tensor:
+        return _zeros_like(p)
+
+    def _step_counter(self) -> Tensor:
+        return _tensor(np.zeros((), dtype=np.float32))
+
+
 def _lerp_(x: Tensor, end: Tensor, weight: float) -> None:
     """torch's `x.lerp_(end, weight)`: both of its formulas, chosen by the weight, each one
     fused multiply-add (`x + w * (end - x)`, `end - (1 - w) * (end - x)`) with w in x's dtype."""
@@ -615,5 +622,6 @@ def _zeros_like(p: Tensor) -> Tensor:
     return _tensor(np.zeros(tuple(p.shape), dtype=p.dtype.np))
 
 
-__all__ = ["Adagrad", "Adam", "AdamW", "LBFGS", "Optimizer", "RMSprop", "SGD", "lr_scheduler"]
+__all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "LBFGS", "Optimizer", "RMSprop", "SGD",
+           "lr_scheduler"]
 __getattr__ = missing_names("torch.optim")  # a name torch.optim has and gradserve has not

@@ -45,8 +45,9 @@ EXACT = True  # whether the ops take this module's path for float32 (set_exact)
 def set_exact(on: bool) -> None:
     """Turn the torch-exact float32 exponentials on or off for every op that uses them.
 
-    Off, `sigmoid`, `silu`, `elu`, `softplus`, `gelu(approximate='tanh')`, `expm1`, `log1p`,
-    `pow`, `logsigmoid`, `mish` and their gradients and `binary_cross_entropy`'s log compute
+    Off, `sigmoid`, `silu`, `elu`, `softplus`, `gelu` (both forms; approximate='none' by
+    engine/gelu_erf.py), `expm1`, `log1p`, `pow`, `logsigmoid`, `mish` and their gradients
+    and `binary_cross_entropy`'s log compute
     with numpy's functions: 5-100x faster, but 1-3 ulp off torch's values in 10-40 % of
     elements.
 

@@ -36,12 +36,14 @@ from .sessions import GENERATOR_BYTES, Session, make_generator, quiet_grad
 # _ESTIMATED_OR_EXACT estimate when they can and return EXACT when they cannot; when they fail
 # (they may have changed state before failing) the session is measured.
 EXACT = -1
+# The longest `_saved_*` attribute name GetSaved accepts (torch's longest are ~40 characters).
+MAX_SAVED_NAME = 64
 _ESTIMATED_OR_EXACT = frozenset({"backward", "grad", "optimizer_step"})
 _ESTIMATED = _ESTIMATED_OR_EXACT | frozenset({
     "create_tensor", "apply_op", "apply_inplace", "zero_grad", "set_grad", "get_grad",
     "set_requires_grad", "detach", "detach_inplace", "retain_grad", "manual_seed", "release",
     "fetch", "index", "index_put", "get_optimizer_state", "tape", "create_generator",
-    "get_generator", "set_generator_state",
+    "get_generator", "set_generator_state", "get_saved", "get_base",
     # drops .grads, or zeroes them in place (as zero_grad): adds nothing
     "optimizer_zero_grad"})
 
@@ -61,10 +63,12 @@ ENVELOPE_BYTES = 64
 _INFOS: dict[str, Callable[[Any], int]] = {
     "create_tensor": lambda m: 1, "apply_op": lambda m: 0 if m.omit_info else len(m.outputs),
     "apply_inplace": lambda m: 1, "index": lambda m: 1, "index_put": lambda m: 1,
-    "grad": lambda m: len(m.results), "get_grad": lambda m: 1,
+    "grad": lambda m: len(m.results), "get_grad": lambda m: 1, "get_saved": lambda m: 1,
+    "get_base": lambda m: 1,
     "set_requires_grad": lambda m: 1, "detach": lambda m: 1, "detach_inplace": lambda m: 1,
     "fetch": lambda m: 1, "apply_function": lambda m: len(m.results),
     "claim_gradients": lambda m: len(m.handles) + len(m.saved),
+    "pack_saved": lambda m: len(m.results) + 1,  # (+1: its same_as entries)
 }
 
 
@@ -603,6 +607,7 @@ class Executor:
         cached = ops.PREPARED.get
         HANDLE, FLOAT, NO_GRAD = wire_tape.HANDLE, wire_tape.FLOAT, wire_tape.NO_GRAD
         DESCRIBE, VALUE, ATTRS = wire_tape.DESCRIBE, wire_tape.VALUE, wire_tape.ATTRS
+        INSTRUCTION = wire_tape.INSTRUCTION
         leaf_bytes, node_bytes = _TENSOR_BYTES, _TENSOR_BYTES + _NODE_BYTES
         # the engine runs the call's interrupt check before every op when one is set
         engine_checks = bounds.check is not None
@@ -618,6 +623,14 @@ class Executor:
         gate, first = self.gate, self.tape_op  # (a paused tape continues from op `first`)
         columns = decoded.ops if not first else [column[first:] for column in decoded.ops]
         for k, (name, flags, start, mid, end) in enumerate(zip(*columns), first):
+            if flags & INSTRUCTION:  # (flagged alone: checked when decoded)
+                pause = self._tape_instruction(decoded.instructions[k], k)
+                if pause is not None:
+                    self.tape_op = pause
+                    if valued:
+                        self.values.append((out, valued))
+                    raise Paused
+                continue
             try:
                 if k and not engine_checks:
                     check_deadline()
@@ -738,6 +751,39 @@ class Executor:
         if valued:
             self.values.append((out, valued))
         return 0
+
+    def _tape_instruction(self, instruction: tuple[str, Any], k: int) -> int | None:
+        """Run a tape's INSTRUCTION-flagged op `k`, the (Instruction field, message) it stands
+        for, as that instruction runs between others: the gate may pause before it, its handler
+        runs, the budget accounts for it; its reply is left out. The tape op to pause before
+        (`k`, or `k + 1` when the gate's time ran out meanwhile), or None.
+
+        Raises:
+            Located: its error, at tape op `k` (a backward that reached a custom Function or
+                hook, which need the client, is refused: send such a pass as a Backward).
+        """
+        kind, m = instruction
+        gate = self.gate
+        if gate is not None and gate.pause(self, kind, m):
+            return k
+        scratch = session_pb2.InstructionResult()
+        try:
+            self.check_deadline()
+            growth = self.HANDLERS[kind](self, m, scratch)
+            if scratch.HasField("suspended"):
+                self.s.suspended.pop().steps.close()
+                raise InvalidRequestError(
+                    "backward() on a tape reached a custom Function or hook, which runs in the "
+                    "client: send it as a Backward instruction")
+            self.budget.check(kind, growth)
+        except Exception as exc:
+            if kind in _ESTIMATED_OR_EXACT:
+                self.budget.measure()  # it may have changed state before failing
+            raise Located(exc, tape_op=k, op=kind) from exc
+        # the tape's ops after it run under the tape's bounds again (the gate sets them)
+        if gate is not None and gate.pause(self, "tape", None):
+            return k + 1
+        return None
 
     def _send_values(self) -> None:
         """After the batch's last instruction: the values of tapes' VALUE-flagged outputs that
@@ -897,6 +943,42 @@ class Executor:
         if g is not None:
             self.bind(m.result, g, r)
         return 0
+
+    def get_saved(self, m: session_pb2.GetSaved, r: session_pb2.InstructionResult) -> int:
+        node = self.tensor(m.handle).grad_fn
+        if len(m.name) > MAX_SAVED_NAME or not m.name.startswith(ge.saved.PREFIX):
+            raise InvalidRequestError(
+                f"get_saved.name: an attribute \"{ge.saved.PREFIX}<name>\" of at most "
+                f"{MAX_SAVED_NAME} characters, not {m.name[:MAX_SAVED_NAME]!r}")
+        if node is None or not isinstance(node, ge.autograd.Node):
+            raise ge.errors.NoSavedAttributeError(
+                f"'NoneType' object has no attribute '{m.name}'" if node is None else
+                f"'{node.name()}' object has no attribute '{m.name}'")
+        v = ge.saved.value(node, m.name)
+        if v is not None and not isinstance(v, ge.Tensor):
+            codec.encode_attr(v, r.saved.number)
+            return 0
+        return self._tensor_result(v, m.result, r.saved)
+
+    def get_base(self, m: session_pb2.GetBase, r: session_pb2.InstructionResult) -> int:
+        return self._tensor_result(self.tensor(m.handle)._base, m.result, r.saved)
+
+    def _tensor_result(self, v: ge.Tensor | None, result: int,
+                       out: session_pb2.SavedValue) -> int:
+        """`v` as a SavedValue: none, the handle the session holds it under, or bound to
+        `result`; returns the bytes a new handle costs."""
+        if v is None:
+            out.none.SetInParent()
+            return 0
+        for h, t in self.s.tensors.items():
+            if t is v:
+                out.same_as = h
+                return 0
+        self._check_new(result)
+        self.s.tensors[result] = v
+        self.bound.append(result)
+        tensor_info(result, v, out.bound)
+        return _TENSOR_BYTES
 
     def set_requires_grad(self, m: session_pb2.SetRequiresGrad,
                           r: session_pb2.InstructionResult) -> int:
@@ -1072,7 +1154,9 @@ class Executor:
     HANDLERS: dict[str, Callable[..., int]] = {
         "create_tensor": create_tensor, "apply_op": apply_op, "apply_inplace": apply_inplace,
         "backward": backward, "grad": grad, "zero_grad": zero_grad, "set_grad": set_grad,
-        "get_grad": get_grad, "set_requires_grad": set_requires_grad, "detach": detach,
+        "get_grad": get_grad, "get_saved": get_saved, "get_base": get_base,
+        "set_requires_grad": set_requires_grad,
+        "detach": detach,
         "detach_inplace": detach_inplace, "retain_grad": retain_grad,
         "create_optimizer": create_optimizer, "optimizer_step": optimizer_step,
         "optimizer_zero_grad": optimizer_zero_grad, "manual_seed": manual_seed,

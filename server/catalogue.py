@@ -10,11 +10,15 @@ from gradserve.surface.signature import nullable
 from gradserve.v1 import (
     FETCH_GRAD_REPR_FEATURE,
     GENERATOR_FEATURE,
+    GET_BASE_FEATURE,
+    GET_SAVED_FEATURE,
     OMIT_INFO_FEATURE,
+    PACK_SAVED_FEATURE,
     PROTOCOL_VERSION,
     STEP_HYPERPARAMETERS_FEATURE,
     TAPE_ATTRS_FEATURE,
     TAPE_FEATURE,
+    TAPE_INSTRUCTIONS_FEATURE,
     attrs,
     catalogue_pb2,
     tensor_pb2,
@@ -47,10 +51,14 @@ def list_ops() -> catalogue_pb2.ListOpsResponse:
                                          server_version=package_version(),
                                          protocol_version=PROTOCOL_VERSION,
                                          features=[TAPE_FEATURE, TAPE_ATTRS_FEATURE,
+                                                   TAPE_INSTRUCTIONS_FEATURE,
                                                    OMIT_INFO_FEATURE,
                                                    STEP_HYPERPARAMETERS_FEATURE,
                                                    GENERATOR_FEATURE,
-                                                   FETCH_GRAD_REPR_FEATURE])
+                                                   FETCH_GRAD_REPR_FEATURE,
+                                                   GET_SAVED_FEATURE,
+                                                   PACK_SAVED_FEATURE,
+                                                   GET_BASE_FEATURE])
     resp.dtypes.extend(codec.wire_dtype(name) for name in ge.dtypes.DTYPES)
     for name in sorted(ge.registry.OPS):
         op = ge.registry.OPS[name]

@@ -263,7 +263,10 @@ def resume_backward(ex: Executor, m: session_pb2.ResumeBackward,
     try:
         values = tuple(_returned(ex, v) for v in m.grads)
         if isinstance(top.node, RemoteHook):  # its result: checked by the pass (torch's texts)
-            if top.node.kind.startswith("node"):
+            if top.node.kind == "unpack":
+                grads = None  # (the node's gradients stay as they are)
+                _supply(top.node, values)
+            elif top.node.kind.startswith("node"):
                 grads = values if values else None  # a tuple replacing them, or None
             elif len(values) > 1:
                 raise InvalidRequestError("resume_backward: a tensor hook returns one value")
@@ -277,6 +280,17 @@ def resume_backward(ex: Executor, m: session_pb2.ResumeBackward,
         top.steps.close()
         raise
     return run_pass(ex, top.steps, top.create_graph, r, top.done, top.held, grads, first=False)
+
+
+def _supply(hook: RemoteHook, values: tuple[Any, ...]) -> None:
+    """The client's unpacked tensors for the node an unpack hook belongs to."""
+    ref, keys = hook.target
+    if len(values) != len(keys):
+        raise InvalidRequestError(f"resume_backward: {len(values)} unpacked tensor(s) for "
+                                  f"{len(keys)} packed")
+    node = ref()
+    if node is not None:
+        ge.saved.supply(node, keys, values)
 
 
 def abort_backward(ex: Executor, m: session_pb2.AbortBackward,
@@ -321,6 +335,48 @@ def register_hook(ex: Executor, m: session_pb2.RegisterHook,
     return 0
 
 
+def pack_saved(ex: Executor, m: session_pb2.PackSaved,
+               r: session_pb2.InstructionResult) -> int:
+    t = ex.tensor(m.handle)
+    out = r.packed
+    out.SetInParent()
+    node = t.grad_fn
+    if not isinstance(node, ge.autograd.Node):
+        return 0
+    found = ge.saved.packable(node, (t,) if node.n_out == 1 else ())
+    if not found:
+        return 0
+    if m.hook == 0 or m.hook in ex.s.hooks:
+        raise InvalidRequestError(f"pack_saved: hook id {m.hook} is 0 or in use")
+    if len(ex.s.hooks) >= MAX_HOOKS:
+        raise InvalidRequestError(f"pack_saved: the session holds its maximum of {MAX_HOOKS} "
+                                  "hooks; remove some")
+    if len(set(m.results)) != len(m.results):
+        raise InvalidRequestError("pack_saved: result handles must differ")
+    handle_of = {id(v): h for h, v in ex.s.tensors.items()}
+    unheld = sum(id(saved) not in handle_of for _, saved in found)
+    if unheld > len(m.results):  # refused before anything is bound
+        raise InvalidRequestError(f"pack_saved: {len(m.results)} result handle(s) for "
+                                  f"{unheld} saved tensor(s) the session holds no handle of")
+    results = iter(m.results)
+    grown = 0
+    for _, saved in found:
+        grown += ex._tensor_result(saved, 0 if id(saved) in handle_of else next(results),
+                                   out.tensors.add())
+    target = (weakref.ref(node), [key for key, _ in found])
+    ex.s.hooks[m.hook] = ge.autograd.hooks.register_node_prehook(
+        node, RemoteHook(m.hook, "unpack", "unpack", target))
+    # the client keeps the packed objects until the node is gone (reported as a dropped
+    # function, as a custom Function's ctx)
+    weakref.finalize(node, _unpack_dropped, ex.s, m.hook)
+    return grown
+
+
+def _unpack_dropped(session: Any, hook: int) -> None:
+    session.hooks.pop(hook, None)
+    session.dropped_functions.append(hook)
+
+
 def remove_hook(ex: Executor, m: session_pb2.RemoveHook,
                 r: session_pb2.InstructionResult) -> int:
     handle = ex.s.hooks.pop(m.hook, None)
@@ -333,5 +389,5 @@ def remove_hook(ex: Executor, m: session_pb2.RemoveHook,
 HANDLERS: dict[str, Callable[..., int]] = {
     "apply_function": apply_function, "claim_gradients": claim_gradients,
     "resume_backward": resume_backward, "abort_backward": abort_backward,
-    "register_hook": register_hook, "remove_hook": remove_hook,
+    "register_hook": register_hook, "remove_hook": remove_hook, "pack_saved": pack_saved,
 }

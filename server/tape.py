@@ -45,11 +45,21 @@ NO_GRAD = 1
 DESCRIBE = 2
 VALUE = 4
 ATTRS = 8  # the op's attributes are the next run of the attribute words (feature "tape_attrs")
-FLAGS = NO_GRAD | DESCRIBE | VALUE | ATTRS
+INSTRUCTION = 16  # the op is a session instruction (feature "tape_instructions")
+FLAGS = NO_GRAD | DESCRIBE | VALUE | ATTRS | INSTRUCTION
 
 # Input kinds (the low 3 bits of an input word; the payload is the word >> 3).
 HANDLE, FLOAT, INT, BOOL, NONE, CONSTANT = range(6)
 KIND_NAMES = ("handle", "float", "int", "bool", "none", "constant")
+
+# The session instructions an INSTRUCTION-flagged op may name: the Instruction field it stands
+# for, and its inputs' names and allowed kinds (the first is required, the others optional).
+TAPE_INSTRUCTIONS: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
+    "backward": (("tensor", (HANDLE,)), ("retain_graph", (BOOL, NONE)),
+                 ("create_graph", (BOOL,))),
+    "optimizer_step": (("optimizer", (HANDLE,)),),
+    "optimizer_zero_grad": (("optimizer", (HANDLE,)), ("set_to_none", (BOOL, NONE))),
+}
 
 # Header fields: op code (bits 0-31), flags (32-39), inputs (40-51), outputs (52-63).
 MAX_INPUTS = (1 << 12) - 1
@@ -60,13 +70,16 @@ class Decoded:
     """One tape, checked: `ops` holds the lists of its ops' names, flags, starts, mids and
     ends (`zip(*ops)` gives one op's): an op's input words are `words[start:mid]`, its output
     handles `words[mid:end]`; `count` ops; `attrs[k]`, the attributes of ATTRS-flagged op `k`
-    by name (the values an ApplyOp's `attrs` decode to)."""
+    by name (the values an ApplyOp's `attrs` decode to); `instructions[k]`, INSTRUCTION-flagged
+    op `k` as the (Instruction field, message) it stands for."""
 
-    __slots__ = ("ops", "count", "words", "floats", "ints", "constants", "described", "attrs")
+    __slots__ = ("ops", "count", "words", "floats", "ints", "constants", "described", "attrs",
+                 "instructions")
 
     def __init__(self, ops: tuple[list[str], list[int], list[int], list[int], list[int]],
                  count: int, words: Any, floats: Any, ints: Any, constants: Any,
-                 described: int, attrs: dict[int, dict[str, Any]]):
+                 described: int, attrs: dict[int, dict[str, Any]],
+                 instructions: dict[int, tuple[str, Any]] | None = None):
         self.ops = ops
         self.count = count
         self.words = words
@@ -75,6 +88,7 @@ class Decoded:
         self.constants = constants
         self.described = described  # outputs of DESCRIBE-flagged ops (the reply's TensorInfos)
         self.attrs = attrs
+        self.instructions = instructions if instructions is not None else {}
 
 
 def _bad(op: int | None, text: str) -> Located:
@@ -135,7 +149,8 @@ def decode(m: session_pb2.Tape, max_ops: int, max_words: int = MAX_BATCH_WORDS) 
                               failure is None)
         if failure is not None:
             raise failure
-        return Decoded(ops, count, words, floats, ints, constants, described, attrs)
+        return Decoded(ops, count, words, floats, ints, constants, described, attrs,
+                       _instructions(words, ops, 0))
     w = np.frombuffer(words, dtype=np.uint64)
     # each word's span if it were a header: itself, its inputs and its outputs (at most 8191)
     spans = array("i")
@@ -158,7 +173,8 @@ def decode(m: session_pb2.Tape, max_ops: int, max_words: int = MAX_BATCH_WORDS) 
     n_in = ((h >> _IN_SHIFT) & _FIELD).astype(np.int32)
     n_out = (h >> _OUT_SHIFT).astype(np.int32)
     ends = hpos + 1 + n_in + n_out
-    faulty = (codes >= n_names) | ((flags & _UNKNOWN_FLAGS) != 0) | (n_out == 0) | (ends > n)
+    faulty = ((codes >= n_names) | ((flags & _UNKNOWN_FLAGS) != 0)
+              | ((n_out == 0) & ((flags & _INSTRUCTION) == 0)) | (ends > n))
     count = int(faulty.argmax()) if faulty.any() else len(heads)  # ops with valid headers
     failure: Located | None = None
     if count > max_ops:
@@ -184,6 +200,13 @@ def decode(m: session_pb2.Tape, max_ops: int, max_words: int = MAX_BATCH_WORDS) 
             else:
                 failure = _bad(bad, "handle ids start at 1 (0 means the field was not set)")
             count = bad
+        for k in np.flatnonzero(flags[:count] & _INSTRUCTION).tolist():
+            hd = int(h[k])
+            fault = _instruction_fault(names[hd & 0xFFFFFFFF], (hd >> 32) & 0xFF, hd >> 52,
+                                       words[heads[k] + 1:heads[k] + 1 + int(n_in[k])])
+            if fault is not None:
+                failure, count = _bad(k, fault), k
+                break
     flags = flags[:count]
     attrs = _decode_attrs(tables, np.flatnonzero(flags & _ATTRS).tolist(), failure is None)
     if failure is not None:
@@ -195,7 +218,9 @@ def decode(m: session_pb2.Tape, max_ops: int, max_words: int = MAX_BATCH_WORDS) 
     table = np.array(names, dtype=object)
     ops = (table[codes[:count].astype(np.intp)].tolist(), flags.tolist(), starts.tolist(),
            mids.tolist(), ends.tolist())
-    return Decoded(ops, count, words, floats, ints, constants, described, attrs)
+    flagged = np.flatnonzero(flags & _INSTRUCTION).tolist()
+    return Decoded(ops, count, words, floats, ints, constants, described, attrs,
+                   _instructions(words, ops, flagged) if flagged else None)
 
 
 def _decode_short(words: Any, names: list[str], max_ops: int, n_floats: int, n_ints: int,
@@ -224,7 +249,8 @@ def _decode_short(words: Any, names: list[str], max_ops: int, n_floats: int, n_i
         start = pos + 1
         mid = start + n_in
         end = mid + n_out
-        if code >= n_names or flags & ~FLAGS or not n_out or end > n:
+        if (code >= n_names or flags & ~FLAGS or not (n_out or flags & INSTRUCTION)
+                or end > n):
             failure = _bad(k, _bad_header(code, flags, n_in, n_out, n - start, n_names))
             break
         inputs = words[start:mid]
@@ -234,6 +260,11 @@ def _decode_short(words: Any, names: list[str], max_ops: int, n_floats: int, n_i
         if 0 in words[mid:end]:
             failure = _bad(k, "handle ids start at 1 (0 means the field was not set)")
             break
+        if flags & INSTRUCTION:
+            fault = _instruction_fault(names[code], flags, n_out, inputs)
+            if fault is not None:
+                failure = _bad(k, fault)
+                break
         if flags & DESCRIBE:
             described += n_out
         op_names.append(names[code])
@@ -243,6 +274,56 @@ def _decode_short(words: Any, names: list[str], max_ops: int, n_floats: int, n_i
         ends.append(end)
         pos = end
     return (op_names, op_flags, starts, mids, ends), len(op_names), described, failure
+
+
+def _instruction_fault(name: str, flags: int, n_out: int, inputs: Any) -> str | None:
+    """What is wrong with an INSTRUCTION-flagged op (its input words otherwise valid), or
+    None."""
+    spec = TAPE_INSTRUCTIONS.get(name)
+    if spec is None:
+        return (f"flagged INSTRUCTION, but {name!r} is not a tape instruction (known: "
+                f"{', '.join(TAPE_INSTRUCTIONS)})")
+    if flags != INSTRUCTION:
+        return (f"{name}: an INSTRUCTION-flagged op takes no other flag, got flags "
+                f"{flags:#x}")
+    if n_out:
+        return f"{name}: an instruction binds no outputs, but {n_out} are declared"
+    if not 1 <= len(inputs) <= len(spec):
+        takes = "1 input" if len(spec) == 1 else f"1 to {len(spec)} inputs"
+        return f"{name}: takes {takes}, got {len(inputs)}"
+    for j, (w, (what, kinds)) in enumerate(zip(inputs, spec)):
+        if w & 7 not in kinds:
+            allowed = " or ".join(KIND_NAMES[kind] for kind in kinds)
+            return (f"{name}: input {j} ({what}) must be of kind {allowed}, not "
+                    f"{KIND_NAMES[w & 7]}")
+    return None
+
+
+def _instructions(words: Any, ops: Any, flagged: Any) -> dict[int, tuple[str, Any]]:
+    """The checked INSTRUCTION-flagged ops (indices `flagged`, or 0: find them) as the
+    (Instruction field, message) each stands for."""
+    names, flags, starts, mids = ops[0], ops[1], ops[2], ops[3]
+    if not flagged:
+        flagged = [k for k, f in enumerate(flags) if f & INSTRUCTION]
+    out: dict[int, tuple[str, Any]] = {}
+    for k in flagged:
+        name = names[k]
+        inputs = [(w & 7, w >> 3) for w in words[starts[k]:mids[k]]]
+        given = {what: payload for (kind, payload), (what, _) in
+                 zip(inputs, TAPE_INSTRUCTIONS[name]) if kind != NONE}
+        if name == "backward":
+            m: Any = session_pb2.Backward(tensor=given["tensor"],
+                                          create_graph=given.get("create_graph", 0) == 1)
+            if "retain_graph" in given:
+                m.retain_graph = given["retain_graph"] == 1
+        elif name == "optimizer_step":
+            m = session_pb2.OptimizerStep(optimizer=given["optimizer"])
+        else:
+            m = session_pb2.OptimizerZeroGrad(optimizer=given["optimizer"])
+            if "set_to_none" in given:
+                m.set_to_none = given["set_to_none"] == 1
+        out[k] = (name, m)
+    return out
 
 
 class _AttrTables:
@@ -373,6 +454,7 @@ _FIELD = np.uint64(0xFFF)
 _FLAGS_SHIFT, _IN_SHIFT, _OUT_SHIFT = np.uint64(32), np.uint64(40), np.uint64(52)
 _UNKNOWN_FLAGS = np.uint64(0xFF & ~FLAGS)
 _ATTRS = np.uint64(ATTRS)
+_INSTRUCTION = np.uint64(INSTRUCTION)
 
 
 def _first_bad_operand(w: Any, hpos: Any, n_in: Any, n_floats: int, n_ints: int,
@@ -404,8 +486,8 @@ def _bad_header(code: int, flags: int, n_in: int, n_out: int, left: int, n_names
         return f"op code {code} is not an index of the tape's {n_names} op names"
     if flags & ~FLAGS:
         return (f"unknown flags {flags & ~FLAGS:#x} (known: NO_GRAD 1, DESCRIBE 2, VALUE 4, "
-                "ATTRS 8)")
-    if not n_out:
+                "ATTRS 8, INSTRUCTION 16)")
+    if not n_out and not flags & INSTRUCTION:
         return "declares no outputs"
     return (f"declares {n_in} inputs and {n_out} outputs, past the end of the code ({left} "
             "words left)")

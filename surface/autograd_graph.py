@@ -33,8 +33,9 @@ class Node(abc.ABC):
         """`fn(grad_outputs)` before the node runs; returns a removable handle."""
 
 
-def namespace(*node_classes: type) -> Namespace:
-    """`torch.autograd.graph` for a layer whose grad_fn objects are `node_classes`."""
+def namespace(*node_classes: type, **members: Any) -> Namespace:
+    """`torch.autograd.graph` for a layer whose grad_fn objects are `node_classes`, with the
+    layer's own `members` (the engine's saved-tensor hooks)."""
     for cls in node_classes:
         Node.register(cls)
-    return Namespace("torch.autograd.graph", Node=Node)
+    return Namespace("torch.autograd.graph", Node=Node, **members)

@@ -22,6 +22,7 @@ from . import (
     nn_attention,
     nn_conv,
     nn_distance,
+    nn_feature_dropout,
     nn_functional,
     nn_init,
     nn_norm,
@@ -53,7 +54,7 @@ MODULE_FILES = {
     "pixelshuffle": ("PixelShuffle", "PixelUnshuffle"),
     "padding": ("ConstantPad1d", "ConstantPad2d", "ZeroPad1d", "ZeroPad2d"),
     "rnn": ("RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"),
-    "dropout": ("Dropout",),
+    "dropout": ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d"),
     "flatten": ("Flatten", "Unflatten"),
     "sparse": ("Embedding",),
     "container": ("Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"),
@@ -101,7 +102,8 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
     nn.Module = module_cls  # type: ignore[attr-defined]
     bound_classes: dict[type, type] = {}
     for cls in (*LAYERS, *nn_attention.MODULES, *nn_conv.MODULES, *nn_norm.MODULES,
-                *nn_sampling.MODULES, *nn_rnn.MODULES, *CONTAINERS, *LOSSES, *nn_distance.MODULES):
+                *nn_sampling.MODULES, *nn_rnn.MODULES, *CONTAINERS, *LOSSES, *nn_distance.MODULES,
+                *nn_feature_dropout.MODULES):
         # a subclass of another nn class (ReLU6 of Hardtanh, GRU of RNNBase) derives from that
         # class's bound copy too, so isinstance(nn.ReLU6(), nn.Hardtanh) holds as in torch
         parents = tuple(bound_classes[base] for base in cls.__bases__ if base in bound_classes)
@@ -113,7 +115,8 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
     nn.functional = namespace(  # type: ignore[attr-defined]
         name + ".functional", "torch.nn.functional", be,
         (*nn_functional.FUNCTIONS, *nn_conv.FUNCTIONS, *nn_norm.FUNCTIONS,
-         *nn_sampling.FUNCTIONS, *nn_attention.FUNCTIONS, *nn_distance.FUNCTIONS),
+         *nn_sampling.FUNCTIONS, *nn_attention.FUNCTIONS, *nn_distance.FUNCTIONS,
+         *nn_feature_dropout.FUNCTIONS),
         functional_extra)
     nn.init = namespace(name + ".init", "torch.nn.init", be,  # type: ignore[attr-defined]
                         nn_init.FUNCTIONS)

@@ -342,7 +342,8 @@ def linear(be: NNBackend, input: Any, weight: Any, bias: Any = None) -> Any:
     goes to addmm and fails there); otherwise matmul, then add. Through a session (the
     backend's `remote_metadata`: the client knows shapes, not always layouts), a 2-D input with
     a bias is one addmm too, an input whose layout the client knows (described by the server,
-    or 1-D and made from data there) takes torch's path, and any other input matmul then add:
+    made from data there, or inferred: `meta_layout`) takes torch's path, and any other input
+    matmul then add:
     the same values without a round trip per layer to read the input's layout (grad_fn
     AddBackward0 where torch's is ViewBackward0)."""
     return linear_with_layout(be, input, weight, bias, None)

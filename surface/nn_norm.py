@@ -57,12 +57,14 @@ def batch_norm(be: NNBackend, input: Any, running_mean: Any, running_var: Any,
     if training:
         _verify_batch_size(be, shape)
     if training and running_mean is not None and running_var is not None:
-        # before the op, so that it saves the statistics at their new version, as torch's
+        # before the op, which saves the new statistics; written through `.data`, so their
+        # version counters stay (torch's kernel updates them in place without a bump: a layer
+        # used twice in one graph, e.g. a residual block repeated, backpropagates)
         with grad_mode.no_grad():
             args = (input, weight, bias, running_mean, running_var, float(momentum))
             new_mean = be.call("batch_norm_running", (*args, False), {})
-            running_var.copy_(be.call("batch_norm_running", (*args, True), {}))
-            running_mean.copy_(new_mean)
+            running_var.data.copy_(be.call("batch_norm_running", (*args, True), {}))
+            running_mean.data.copy_(new_mean)
     out = be.call("batch_norm", (input, weight, bias, running_mean, running_var,
                                  bool(training), float(eps)), {})
     return out

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from itertools import chain
 from typing import Any, ClassVar
 
+from .grad_mode import enable_grad, no_grad
 from .nn_module import RemovableHandle
 from .nn_parameter import class_typename as typename
 
@@ -102,6 +103,24 @@ def _hooked(step: Callable[..., Any]) -> Callable[..., Any]:
             self.__dict__["_in_step_hooks"] = False
 
     return wrapper
+
+
+def run_step(closure: Callable[[], Any] | None, groups: list[dict[str, Any]],
+             update: Callable[[dict[str, Any]], None]) -> Any:
+    """torch's built-in step: `closure()` under enable_grad, then `update(group)` for each
+    parameter group under no_grad.
+
+    Returns:
+        The closure's loss, or None.
+    """
+    loss = None
+    if closure is not None:
+        with enable_grad():
+            loss = closure()
+    with no_grad():
+        for group in groups:
+            update(group)
+    return loss
 
 
 class Optimizer:

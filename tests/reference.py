@@ -93,3 +93,27 @@ def builtin_error(fn: Any, t: Any) -> tuple[str, str]:
         builtin = next(c for c in type(exc).__mro__ if c.__module__ == "builtins")
         return builtin.__name__, str(exc).split("\ngradserve:")[0]
     raise AssertionError("no error")
+
+
+def torch_at_avx512(script: str, inputs: dict[str, Any], tmp_path: Any) -> Any:
+    """Run `script` in a torch whose ATen and oneDNN kernels are not capped at AVX2 (the
+    suite's own torch is: tests/__init__.py) and return the arrays it saved; skip the test
+    without torch or where the CPU has no AVX512. The script reads its inputs from the .npz
+    named by sys.argv[1], writes its results to the .npz named by sys.argv[2], and exits 3
+    when torch does not run at AVX512."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    if not HAVE_TORCH:
+        pytest.skip(MISSING_REASON)
+    np.savez(tmp_path / "in.npz", **inputs)
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx512", ONEDNN_MAX_CPU_ISA="ALL")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "in.npz"),
+                           str(tmp_path / "ref.npz")], env=env, timeout=300)
+    if done.returncode == 3:
+        pytest.skip("this CPU has no AVX512 for torch")
+    assert done.returncode == 0
+    return np.load(tmp_path / "ref.npz")

@@ -201,3 +201,17 @@ def test_the_last_step_of_a_sequence_into_a_linear_head(gradserve_client):
         assert s.round_trips == before  # the layouts decided the graphs without asking
         for g, w_ in zip(got, want):
             _same(g, w_)
+
+
+@pytest.mark.parametrize("join", ["cat", "stack"])
+def test_joining_transposes_is_contiguous_as_torch(gradserve_lib, join):
+    # torch's cat/stack of up to 3-D inputs is row-major whatever their layouts (the engine's
+    # numpy join kept the transposes' order: a view of it then failed where torch's succeeds)
+    def run(t: Any) -> Any:
+        a = t.tensor(np.arange(24, dtype=np.float32).reshape(2, 3, 4)).transpose(0, 2)
+        out = getattr(t, join)([a, a], 1)
+        return out, out.is_contiguous(), out.stride(), out.view(-1)
+
+    got, want = run(gradserve_lib), run(torch)
+    assert got[1:3] == want[1:3]
+    _same(got[3], want[3])

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.reference import HAVE_TORCH, MISSING_REASON, torch
+from tests.reference import HAVE_TORCH, MISSING_REASON, torch, torch_at_avx512
 
 pytestmark = pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
 
@@ -115,28 +115,15 @@ def test_softmax_lane_sum_at_avx512_width_is_torch_s(tmp_path: Any,
     """torch builds its last-dim softmax kernels for AVX512 too: there the lane sum runs 16
     lanes and a 4-step halving tree. Compared with a torch run at AVX512 (the suite's own torch
     runs at AVX2, tests/__init__.py), where the CPU has it."""
-    import os
-    import subprocess
-    import sys
-
     import gradserve.engine as ge
     from gradserve.engine import cascade
-    if not HAVE_TORCH:
-        pytest.skip(MISSING_REASON)
     rng = np.random.default_rng(11)
     inputs = {}
     for i, shape in enumerate([(5, 70), (64, 33), (3, 17), (2, 7), (130, 10)]):
         for fn in ("softmax", "log_softmax"):
             inputs[f"{fn}-{i}"] = (rng.standard_normal(shape) * 3).astype(np.float32)
             inputs[f"g{fn}-{i}"] = rng.standard_normal(shape).astype(np.float32)
-    np.savez(tmp_path / "in.npz", **inputs)
-    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx512")
-    done = subprocess.run([sys.executable, "-c", _AVX512_TORCH, str(tmp_path / "in.npz"),
-                           str(tmp_path / "ref.npz")], env=env, timeout=300)
-    if done.returncode == 3:
-        pytest.skip("this CPU has no AVX512 for torch")
-    assert done.returncode == 0
-    ref = np.load(tmp_path / "ref.npz")
+    ref = torch_at_avx512(_AVX512_TORCH, inputs, tmp_path)
     monkeypatch.setattr(cascade, "CPU_VECTOR_BYTES", 64)  # the softmax kernels' width
     for key, a in inputs.items():
         if key.startswith("g"):

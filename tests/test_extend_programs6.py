@@ -156,8 +156,8 @@ def test_grad_fns_are_autograd_graph_nodes(lib):
 
 
 def test_autograd_graph_names_what_gradserve_lacks(lib):
-    with pytest.raises(AttributeError, match="torch.autograd.graph.saved_tensors_hooks"):
-        lib.autograd.graph.saved_tensors_hooks  # noqa: B018
+    with pytest.raises(AttributeError, match="torch.autograd.graph.register_multi_grad_hook"):
+        lib.autograd.graph.register_multi_grad_hook  # noqa: B018
 
 
 def test_cuda_empty_cache_does_nothing_without_cuda(lib):

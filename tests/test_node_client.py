@@ -46,7 +46,7 @@ def node_run(gradserve_server, tmp_path_factory):
 
 def test_node_tests_pass(node_run, capsys):
     _, summary = node_run
-    assert "# fail 0" in summary and "# pass 14" in summary
+    assert "# fail 0" in summary and "# pass 15" in summary
     with capsys.disabled():
         print("\nnode --test: " + ", ".join(s[2:] for s in summary))
 
@@ -114,6 +114,28 @@ def test_tape_linear_regression_matches_torch(node_run):
     assert got["linreg_b"] == pytest.approx(b.item(), rel=1e-5)
     assert got["linreg_loss_info"] == {"shape": [], "grad_fn": loss.grad_fn.name(),
                                        "requires_grad": True}
+
+
+def test_tape_iteration_matches_torch(node_run):
+    """zero_grad, forward, backward and an SGD step on one tape per iteration: as torch does."""
+    got, _ = node_run
+    data = got["iteration"]
+    xs = torch.tensor(data["xs"]).reshape(-1, 2)
+    ys = torch.tensor(data["ys"]).reshape(-1, 1)
+    w = torch.zeros(2, 1, requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([w, b], lr=0.2, momentum=0.5)
+    losses = []
+    for _ in range(data["steps"]):
+        opt.zero_grad()
+        err = xs.matmul(w) + b - ys
+        loss = (err * err).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert got["iteration_losses"] == pytest.approx(losses, rel=1e-6)
+    assert got["iteration_w"] == pytest.approx(w.flatten().tolist(), rel=1e-6)
+    assert got["iteration_b"] == pytest.approx(b.tolist(), rel=1e-6)
 
 
 def test_tape_attributes_match_torch(node_run):

@@ -206,7 +206,9 @@ def test_python_client_exposes_the_details(gradserve_server):
         with pytest.raises(RuntimeError) as err:
             (x * 2).backward()
         assert err.value.reason == "INVALID_ARGUMENT"
-        assert err.value.metadata["instruction_kind"] == "backward"
+        # (the backward went on the batch's tape: feature tape_instructions)
+        assert err.value.metadata["instruction_kind"] == "tape"
+        assert err.value.metadata["op"] == "backward"
         assert err.value.retry_after is None
         y = torch.tensor(2.0, requires_grad=True)
         with pytest.raises(RuntimeError) as err:

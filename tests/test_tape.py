@@ -102,7 +102,7 @@ MALFORMED = [
     ("code length", dict(code=b"\0" * 9), None, "not a multiple of 8"),
     ("float table length", dict(floats=b"\0" * 4), None, "not a multiple of 8"),
     ("op code", dict(code=words(header(1, 0, 1), 5)), 0, "op code 1"),
-    ("flags", dict(code=words(header(0, 0, 1, 16), 5)), 0, "unknown flags"),
+    ("flags", dict(code=words(header(0, 0, 1, 32), 5)), 0, "unknown flags"),
     ("no outputs", dict(code=words(header(0, 1, 0), H(1))), 0, "no outputs"),
     ("past the end", dict(code=words(header(0, 2, 1), H(1))), 0, "past the end"),
     ("kind 6", dict(code=words(header(0, 1, 1), 6, 5)), 0, "unknown kind 6"),
@@ -119,7 +119,7 @@ MALFORMED = [
     ("kind 7 second", dict(code=words(header(0, 2, 1), H(1), 7, 5)), 0,
      "input 1 has unknown kind 7"),
     ("output 0", dict(code=words(header(0, 1, 1), H(1), 0)), 0, "handle ids start at 1"),
-    ("second op", dict(code=words(header(0, 1, 1), H(1), 5, header(0, 1, 1, 16), H(1), 6)), 1,
+    ("second op", dict(code=words(header(0, 1, 1), H(1), 5, header(0, 1, 1, 32), H(1), 6)), 1,
      "unknown flags"),
     ("too many words", dict(code=bytes(8 * (2**18 + 1))), None, "more than the limit"),
     ("too many names", dict(ops=["neg"] * 4097, code=b""), None, "more than the limit"),
@@ -141,7 +141,8 @@ def _decoded(msg: session_pb2.Tape, max_ops: int, short_words: int, monkeypatch)
            for name, flags, a, b, c in zip(*d.ops)]
     assert len(ops) == d.count
     assert sorted(d.attrs) == [k for k, op in enumerate(ops) if op[1] & 8]  # ATTRS-flagged
-    return ("ok", ops, d.described, d.attrs)
+    instructions = {k: (kind, m.SerializeToString()) for k, (kind, m) in d.instructions.items()}
+    return ("ok", ops, d.described, d.attrs, instructions)
 
 
 def _random_attrs(rng: np.random.Generator, out: list[int]) -> None:
@@ -162,8 +163,8 @@ def _random_tape(rng: np.random.Generator) -> session_pb2.Tape:
     attrs: list[int] = []
     for _ in range(int(rng.integers(0, 7))):
         n_in, n_out = int(rng.integers(0, 4)), int(rng.choice([0, 1, 1, 1, 2]))
-        flags = int(rng.choice([0, 0, 1, 2, 4, 6, 8, 8, 10, 16]))
-        code.append(header(int(rng.choice([0, 0, 1, 2, 3])), n_in, n_out, flags))
+        flags = int(rng.choice([0, 0, 1, 2, 4, 6, 8, 8, 10, 16, 16, 18, 32]))
+        code.append(header(int(rng.choice([0, 0, 1, 2, 3, 4, 5])), n_in, n_out, flags))
         if flags & 8:
             _random_attrs(rng, attrs)
         code += [int(rng.choice([0, 1, 1, 2, 3, 5])) << 3 | int(rng.choice(
@@ -175,7 +176,8 @@ def _random_tape(rng: np.random.Generator) -> session_pb2.Tape:
     if attrs and rng.random() < 0.2:
         attrs = attrs[:int(rng.integers(0, len(attrs) + 2))]
     return session_pb2.Tape(
-        ops=["add", "mul", "neg", "sum"][:int(rng.choice([0, 1, 2, 3, 4, 4, 4, 4]))],
+        ops=["add", "mul", "neg", "sum", "backward", "optimizer_zero_grad"][
+            :int(rng.choice([0, 1, 2, 3, 4, 4, 4, 4, 6, 6]))],
         code=words(*code),
         floats=struct.pack("<2d", 1.0, 2.0)[:8 * int(rng.integers(0, 3))],
         ints=struct.pack("<3q", 2, 5, -1)[:8 * int(rng.integers(0, 4))],
@@ -202,7 +204,9 @@ def test_both_decoders_make_the_same_of_every_tape(monkeypatch):
                      "more ops than the limit", "(0 means the field was not set)",
                      # attribute runs (tests/test_tape_attrs.py has every fault of theirs)
                      "attributes, more than the limit", "name index",
-                     "past the last ATTRS-flagged op's"):
+                     "past the last ATTRS-flagged op's",
+                     # INSTRUCTION-flagged ops (tests/test_client_tape_iteration.py has each)
+                     "is not a tape instruction", "takes no other flag"):
         assert any(fragment in o for o in outcomes), fragment
 
 
@@ -211,7 +215,7 @@ def test_a_long_tape_reports_its_first_faulty_op(monkeypatch):
     # op-by-op check would; without it, op 2's header
     ok = [header(0, 1, 1), H(1), 5]
     bad_input = [header(0, 1, 1), 3 << 3 | 1, 6]
-    bad_header = [header(0, 1, 1, 16), H(1), 7]
+    bad_header = [header(0, 1, 1, 32), H(1), 7]
     msg = session_pb2.Tape(ops=["neg"], code=words(*ok, *bad_input, *bad_header, *ok * 100))
     for short_words in (0, 1 << 18):
         found = _decoded(msg, 1000, short_words, monkeypatch)
@@ -351,10 +355,12 @@ def test_the_client_records_ops_on_a_tape(client):
     z = y * y
     z.backward()
     kinds = [i.WhichOneof("kind") for i in sent[0].instructions]
-    # then reading x.grad ahead (a leaf created in this batch), and the dropped handles
-    assert kinds == ["create_tensor", "tape", "backward", "get_grad", "fetch", "release"]
+    # the backward on the tape (tape_instructions), then reading x.grad ahead (a leaf created
+    # in this batch), and the dropped handles
+    assert kinds == ["create_tensor", "tape", "get_grad", "fetch", "release"]
     m = sent[0].instructions[1].tape
-    assert list(m.ops) == ["mul", "add", "sin", "sum"] and list(m.attr_names) == ["dim"]
+    assert list(m.ops) == ["mul", "add", "sin", "sum", "backward"]
+    assert list(m.attr_names) == ["dim"]
     assert struct.unpack("<3q", m.ints) == (2, 1, 0)
     assert struct.unpack("<2Q", m.attrs) == (1, 2 | 0 << 3 | 2 << 15)  # 1 attribute: ints[2]
     torch_.close()

@@ -240,7 +240,7 @@ MALFORMED = [
      "4097 attribute names, more than the limit"),
     ("too many attribute words", session_pb2.Tape(attrs=bytes(8 * (2**18 + 1))), None,
      "more than the limit"),
-    ("unknown flag", _bad([], flags=16), 0, "unknown flags 0x10"),
+    ("unknown flag", _bad([], flags=32), 0, "unknown flags 0x20"),
 ]
 
 
@@ -316,7 +316,7 @@ def test_both_decoders_make_the_same_of_every_attribute_run(monkeypatch):
         code: list[int] = []
         attrs: list[int] = []
         for k in range(int(rng.integers(1, 5))):
-            flags = int(rng.choice([0, ATTRS, ATTRS, ATTRS | DESCRIBE, 16]))
+            flags = int(rng.choice([0, ATTRS, ATTRS, ATTRS | DESCRIBE, 32]))
             code += [header(0, 1, 1, flags), 1 << 3, 10 + k]
             if flags & ATTRS:
                 _random_run(rng, attrs)

@@ -196,11 +196,14 @@ const float = (x) => ({ float: x });
 /** A dtype attribute: `dtype('DTYPE_FLOAT64')`. */
 const dtype = (name) => ({ dtype: name });
 
-// Header flags (bits 32-35 of an op's header word, here as bits 0-3 of its high half).
+// Header flags (bits 32-36 of an op's header word, here as bits 0-4 of its high half).
 const NO_GRAD = 1;
 const DESCRIBE = 2;
 const VALUE = 4;
 const ATTRS = 8;
+const INSTRUCTION = 16;
+// Session instructions a tape carries (flag INSTRUCTION): their input counts (the first required).
+const INSTRUCTIONS = { backward: 3, optimizer_step: 1, optimizer_zero_grad: 2 };
 // Input kinds (an input word's low 3 bits) and attribute kinds (an attribute word's low 3 bits).
 const IN = { handle: 0, float: 1, int: 2, bool: 3, none: 4, constant: 5 };
 const AT = { ints: 0, float: 1, int: 2, bool: 3, none: 4, string: 5, dtype: 6 };
@@ -283,8 +286,9 @@ function intern(table, index, name, limit, what) {
  *     const run = await tape.run();
  *     run.value(s); // Float32Array of s's elements
  *
- * Needs a server listing feature 'tape' (and 'tape_attrs' for ops with attributes): see
- * `features()`. A tape is sent once; record the next batch's ops on a new one.
+ * Needs a server listing feature 'tape' (and 'tape_attrs' for ops with attributes, and
+ * 'tape_instructions' for `call()`): see `features()`. A tape is sent once; record the next
+ * batch's ops on a new one.
  */
 class Tape {
   /** @param {Session} session the session whose handles the ops bind */
@@ -361,6 +365,34 @@ class Tape {
     this.recorded.push(code, first, nOut);
     if (options.outputs === undefined) return { handle: first };
     return Array.from({ length: nOut }, (_, i) => ({ handle: first + i }));
+  }
+
+  /**
+   * Append a session instruction (flag INSTRUCTION, docs/wire.md "Session instructions on the
+   * tape"): `call('backward', [loss, retainGraph, createGraph])`, `call('optimizer_step',
+   * [{handle: opt}])`, `call('optimizer_zero_grad', [{handle: opt}, setToNone])`; the inputs after
+   * the first may be left off (`null`: none). It binds nothing. Needs feature 'tape_instructions'.
+   *
+   * @param {string} name `backward`, `optimizer_step` or `optimizer_zero_grad`
+   * @param {Array} inputs `{handle}` first (the tensor, or the optimizer's handle), then booleans
+   */
+  call(name, inputs) {
+    if (this.sent) throw new Error('this tape was sent: record on a new session.tape()');
+    const most = INSTRUCTIONS[name];
+    if (most === undefined) throw new TypeError(`${name}: not a tape instruction (${Object.keys(INSTRUCTIONS).join(', ')})`);
+    if (!(inputs.length >= 1 && inputs.length <= most && inputs[0] && 'handle' in inputs[0])) {
+      throw new RangeError(`${name}: a handle, then at most ${most - 1} booleans`);
+    }
+    const code = intern(this.ops, this.opIndex, name, NAME_LIMIT, 'op names');
+    const start = this.code.length;
+    try {
+      this.code.push(code, (INSTRUCTION | (inputs.length << 8)) >>> 0);
+      for (const v of inputs) this.input(v);
+    } catch (err) {
+      this.code.length = start;
+      throw err;
+    }
+    this.recorded.push(code, 0, 0);
   }
 
   /** Append one input word. */

@@ -126,6 +126,47 @@ test('tape: linear regression by SGD, forward and update on tapes, one round tri
   await s.close();
 });
 
+test('tape: an SGD iteration as one tape (zero_grad, forward, backward, step)', async () => {
+  const s = await gs.Session.create(stubs);
+  assert.ok((await gs.features(stubs)).has('tape_instructions'));
+  const [n, steps] = [12, 6];
+  const xs = data([n, 2], (i) => Math.cos(0.9 * i + 0.1));
+  const ys = data([n, 1], (i) => 0.7 * xs[2 * i] - 1.2 * xs[2 * i + 1] + 0.4);
+  record('iteration', { xs, ys, steps });
+  const [X, Y, w, b, opt] = Array.from({ length: 5 }, () => ({ handle: s.handle() }));
+  await s.run([
+    { create_tensor: { handle: X.handle, value: gs.float32(xs, [n, 2]) } },
+    { create_tensor: { handle: Y.handle, value: gs.float32(ys, [n, 1]) } },
+    { create_tensor: { handle: w.handle, value: gs.float32([0, 0], [2, 1]), requires_grad: true } },
+    { create_tensor: { handle: b.handle, value: gs.float32([0], [1]), requires_grad: true } },
+    { create_optimizer: { optimizer: opt.handle, params: [w.handle, b.handle], sgd: { lr: 0.2, momentum: 0.5 } } },
+  ]);
+  const losses = [];
+  for (let step = 0; step < steps; step++) {
+    const tape = s.tape();
+    tape.call('optimizer_zero_grad', [opt]);
+    const err = tape.op('sub', [tape.op('add', [tape.op('matmul', [X, w]), b]), Y]);
+    const loss = tape.op('mean', [tape.op('mul', [err, err])], { value: true });
+    tape.call('backward', [loss]);
+    tape.call('optimizer_step', [opt]);
+    const run = await tape.run();
+    assert.equal(run.results.length, 1); // the whole iteration: one instruction
+    losses.push(run.value(loss)[0]);
+  }
+  const final = await s.run([{ fetch: { handle: w.handle, value: true } }, { fetch: { handle: b.handle, value: true } }]);
+  record('iteration_losses', losses);
+  record('iteration_w', list(gs.decode(final[0].fetch.value)));
+  record('iteration_b', list(gs.decode(final[1].fetch.value)));
+  // an instruction's error names its tape op, and the recorder refuses what is not one
+  const bad = s.tape();
+  bad.call('backward', [w]); // w is not a scalar
+  await assert.rejects(bad.run(), (e) => e.tapeOp === 0 && e.opName === 'backward'
+    && /grad can be implicitly created only for scalar outputs/.test(e.details));
+  assert.throws(() => s.tape().call('mul', [w]), TypeError);
+  assert.throws(() => s.tape().call('optimizer_step', [opt, true]), RangeError);
+  await s.close();
+});
+
 test('tape: ops with attributes of every kind, and optional inputs left out', async () => {
   const s = await gs.Session.create(stubs);
   const xs = data([2, 3, 4], (i) => Math.cos(1.3 * i) * 2);

@@ -35,6 +35,11 @@ TAPE_FEATURE = "tape"
 #: docs/wire.md): a server without it refuses an ATTRS-flagged op ("unknown flags").
 TAPE_ATTRS_FEATURE = "tape_attrs"
 
+#: The ListOpsResponse.features name of session instructions on the tape (the INSTRUCTION flag:
+#: `backward`, `optimizer_step`, `optimizer_zero_grad`; docs/wire.md): a server without it
+#: refuses an INSTRUCTION-flagged op ("unknown flags").
+TAPE_INSTRUCTIONS_FEATURE = "tape_instructions"
+
 #: The ListOpsResponse.features name of ApplyOp.omit_info: the server leaves an op's TensorInfos
 #: out of its reply on request, and its ops' results are what `gradserve.surface.meta` infers
 #: (a client describes them itself; docs/wire.md).
@@ -51,6 +56,15 @@ GENERATOR_FEATURE = "generators"
 #: The ListOpsResponse.features name of Fetch.grad_repr (a gradient's printed form without the
 #: tensor's own; a server without it ignores the field: a client must not rely on it there).
 FETCH_GRAD_REPR_FEATURE = "fetch_grad_repr"
+
+#: The ListOpsResponse.features name of GetSaved (a grad_fn's `_saved_*` attributes).
+GET_SAVED_FEATURE = "get_saved"
+
+#: The ListOpsResponse.features name of PackSaved (saved-tensor hooks through a session).
+PACK_SAVED_FEATURE = "pack_saved"
+
+#: The ListOpsResponse.features name of GetBase (`tensor._base`).
+GET_BASE_FEATURE = "get_base"
 
 #: Trailing metadata: id of the graph node that failed (RunGraph).
 FAILED_NODE_METADATA = "gradserve-failed-node"

@@ -563,7 +563,7 @@ class Fetch(_message.Message):
     def __init__(self, handle: _Optional[int] = ..., value: _Optional[bool] = ..., grad: _Optional[bool] = ..., graph: _Optional[bool] = ..., repr: _Optional[bool] = ..., grad_repr: _Optional[bool] = ...) -> None: ...
 
 class Instruction(_message.Message):
-    __slots__ = ("create_tensor", "apply_op", "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad", "set_requires_grad", "detach", "detach_inplace", "retain_grad", "create_optimizer", "optimizer_step", "optimizer_zero_grad", "manual_seed", "release", "fetch", "index", "index_put", "get_optimizer_state", "apply_function", "claim_gradients", "resume_backward", "abort_backward", "register_hook", "remove_hook", "tape", "create_generator", "get_generator", "set_generator_state")
+    __slots__ = ("create_tensor", "apply_op", "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad", "set_requires_grad", "detach", "detach_inplace", "retain_grad", "create_optimizer", "optimizer_step", "optimizer_zero_grad", "manual_seed", "release", "fetch", "index", "index_put", "get_optimizer_state", "apply_function", "claim_gradients", "resume_backward", "abort_backward", "register_hook", "remove_hook", "tape", "create_generator", "get_generator", "set_generator_state", "get_saved", "pack_saved", "get_base")
     CREATE_TENSOR_FIELD_NUMBER: _ClassVar[int]
     APPLY_OP_FIELD_NUMBER: _ClassVar[int]
     APPLY_INPLACE_FIELD_NUMBER: _ClassVar[int]
@@ -595,6 +595,9 @@ class Instruction(_message.Message):
     CREATE_GENERATOR_FIELD_NUMBER: _ClassVar[int]
     GET_GENERATOR_FIELD_NUMBER: _ClassVar[int]
     SET_GENERATOR_STATE_FIELD_NUMBER: _ClassVar[int]
+    GET_SAVED_FIELD_NUMBER: _ClassVar[int]
+    PACK_SAVED_FIELD_NUMBER: _ClassVar[int]
+    GET_BASE_FIELD_NUMBER: _ClassVar[int]
     create_tensor: CreateTensor
     apply_op: ApplyOp
     apply_inplace: ApplyInplace
@@ -626,7 +629,56 @@ class Instruction(_message.Message):
     create_generator: CreateGenerator
     get_generator: GetGenerator
     set_generator_state: SetGeneratorState
-    def __init__(self, create_tensor: _Optional[_Union[CreateTensor, _Mapping]] = ..., apply_op: _Optional[_Union[ApplyOp, _Mapping]] = ..., apply_inplace: _Optional[_Union[ApplyInplace, _Mapping]] = ..., backward: _Optional[_Union[Backward, _Mapping]] = ..., grad: _Optional[_Union[Grad, _Mapping]] = ..., zero_grad: _Optional[_Union[ZeroGrad, _Mapping]] = ..., set_grad: _Optional[_Union[SetGrad, _Mapping]] = ..., get_grad: _Optional[_Union[GetGrad, _Mapping]] = ..., set_requires_grad: _Optional[_Union[SetRequiresGrad, _Mapping]] = ..., detach: _Optional[_Union[Detach, _Mapping]] = ..., detach_inplace: _Optional[_Union[DetachInplace, _Mapping]] = ..., retain_grad: _Optional[_Union[RetainGrad, _Mapping]] = ..., create_optimizer: _Optional[_Union[CreateOptimizer, _Mapping]] = ..., optimizer_step: _Optional[_Union[OptimizerStep, _Mapping]] = ..., optimizer_zero_grad: _Optional[_Union[OptimizerZeroGrad, _Mapping]] = ..., manual_seed: _Optional[_Union[ManualSeed, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., fetch: _Optional[_Union[Fetch, _Mapping]] = ..., index: _Optional[_Union[Index, _Mapping]] = ..., index_put: _Optional[_Union[IndexPut, _Mapping]] = ..., get_optimizer_state: _Optional[_Union[GetOptimizerState, _Mapping]] = ..., apply_function: _Optional[_Union[ApplyFunction, _Mapping]] = ..., claim_gradients: _Optional[_Union[ClaimGradients, _Mapping]] = ..., resume_backward: _Optional[_Union[ResumeBackward, _Mapping]] = ..., abort_backward: _Optional[_Union[AbortBackward, _Mapping]] = ..., register_hook: _Optional[_Union[RegisterHook, _Mapping]] = ..., remove_hook: _Optional[_Union[RemoveHook, _Mapping]] = ..., tape: _Optional[_Union[Tape, _Mapping]] = ..., create_generator: _Optional[_Union[CreateGenerator, _Mapping]] = ..., get_generator: _Optional[_Union[GetGenerator, _Mapping]] = ..., set_generator_state: _Optional[_Union[SetGeneratorState, _Mapping]] = ...) -> None: ...
+    get_saved: GetSaved
+    pack_saved: PackSaved
+    get_base: GetBase
+    def __init__(self, create_tensor: _Optional[_Union[CreateTensor, _Mapping]] = ..., apply_op: _Optional[_Union[ApplyOp, _Mapping]] = ..., apply_inplace: _Optional[_Union[ApplyInplace, _Mapping]] = ..., backward: _Optional[_Union[Backward, _Mapping]] = ..., grad: _Optional[_Union[Grad, _Mapping]] = ..., zero_grad: _Optional[_Union[ZeroGrad, _Mapping]] = ..., set_grad: _Optional[_Union[SetGrad, _Mapping]] = ..., get_grad: _Optional[_Union[GetGrad, _Mapping]] = ..., set_requires_grad: _Optional[_Union[SetRequiresGrad, _Mapping]] = ..., detach: _Optional[_Union[Detach, _Mapping]] = ..., detach_inplace: _Optional[_Union[DetachInplace, _Mapping]] = ..., retain_grad: _Optional[_Union[RetainGrad, _Mapping]] = ..., create_optimizer: _Optional[_Union[CreateOptimizer, _Mapping]] = ..., optimizer_step: _Optional[_Union[OptimizerStep, _Mapping]] = ..., optimizer_zero_grad: _Optional[_Union[OptimizerZeroGrad, _Mapping]] = ..., manual_seed: _Optional[_Union[ManualSeed, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., fetch: _Optional[_Union[Fetch, _Mapping]] = ..., index: _Optional[_Union[Index, _Mapping]] = ..., index_put: _Optional[_Union[IndexPut, _Mapping]] = ..., get_optimizer_state: _Optional[_Union[GetOptimizerState, _Mapping]] = ..., apply_function: _Optional[_Union[ApplyFunction, _Mapping]] = ..., claim_gradients: _Optional[_Union[ClaimGradients, _Mapping]] = ..., resume_backward: _Optional[_Union[ResumeBackward, _Mapping]] = ..., abort_backward: _Optional[_Union[AbortBackward, _Mapping]] = ..., register_hook: _Optional[_Union[RegisterHook, _Mapping]] = ..., remove_hook: _Optional[_Union[RemoveHook, _Mapping]] = ..., tape: _Optional[_Union[Tape, _Mapping]] = ..., create_generator: _Optional[_Union[CreateGenerator, _Mapping]] = ..., get_generator: _Optional[_Union[GetGenerator, _Mapping]] = ..., set_generator_state: _Optional[_Union[SetGeneratorState, _Mapping]] = ..., get_saved: _Optional[_Union[GetSaved, _Mapping]] = ..., pack_saved: _Optional[_Union[PackSaved, _Mapping]] = ..., get_base: _Optional[_Union[GetBase, _Mapping]] = ...) -> None: ...
+
+class GetSaved(_message.Message):
+    __slots__ = ("handle", "name", "result")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    handle: int
+    name: str
+    result: int
+    def __init__(self, handle: _Optional[int] = ..., name: _Optional[str] = ..., result: _Optional[int] = ...) -> None: ...
+
+class PackSaved(_message.Message):
+    __slots__ = ("handle", "hook", "results")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    HOOK_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    handle: int
+    hook: int
+    results: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, handle: _Optional[int] = ..., hook: _Optional[int] = ..., results: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class PackedTensors(_message.Message):
+    __slots__ = ("tensors",)
+    TENSORS_FIELD_NUMBER: _ClassVar[int]
+    tensors: _containers.RepeatedCompositeFieldContainer[SavedValue]
+    def __init__(self, tensors: _Optional[_Iterable[_Union[SavedValue, _Mapping]]] = ...) -> None: ...
+
+class GetBase(_message.Message):
+    __slots__ = ("handle", "result")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    handle: int
+    result: int
+    def __init__(self, handle: _Optional[int] = ..., result: _Optional[int] = ...) -> None: ...
+
+class SavedValue(_message.Message):
+    __slots__ = ("none", "same_as", "bound", "number")
+    NONE_FIELD_NUMBER: _ClassVar[int]
+    SAME_AS_FIELD_NUMBER: _ClassVar[int]
+    BOUND_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    none: _tensor_pb2.NoneValue
+    same_as: int
+    bound: TensorInfo
+    number: _graph_pb2.AttrValue
+    def __init__(self, none: _Optional[_Union[_tensor_pb2.NoneValue, _Mapping]] = ..., same_as: _Optional[int] = ..., bound: _Optional[_Union[TensorInfo, _Mapping]] = ..., number: _Optional[_Union[_graph_pb2.AttrValue, _Mapping]] = ...) -> None: ...
 
 class ApplyFunction(_message.Message):
     __slots__ = ("name", "node", "args", "outputs", "results", "non_differentiable", "dirty", "saved", "materialize_grads", "no_grad")
@@ -817,7 +869,7 @@ class HandlesResult(_message.Message):
     def __init__(self, tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ...) -> None: ...
 
 class InstructionResult(_message.Message):
-    __slots__ = ("done", "handles", "fetch", "optimizer_state", "suspended", "tape", "generator")
+    __slots__ = ("done", "handles", "fetch", "optimizer_state", "suspended", "tape", "generator", "saved", "packed")
     DONE_FIELD_NUMBER: _ClassVar[int]
     HANDLES_FIELD_NUMBER: _ClassVar[int]
     FETCH_FIELD_NUMBER: _ClassVar[int]
@@ -825,6 +877,8 @@ class InstructionResult(_message.Message):
     SUSPENDED_FIELD_NUMBER: _ClassVar[int]
     TAPE_FIELD_NUMBER: _ClassVar[int]
     GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    SAVED_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
     done: _tensor_pb2.NoneValue
     handles: HandlesResult
     fetch: FetchResult
@@ -832,7 +886,9 @@ class InstructionResult(_message.Message):
     suspended: BackwardSuspended
     tape: TapeResult
     generator: GeneratorInfo
-    def __init__(self, done: _Optional[_Union[_tensor_pb2.NoneValue, _Mapping]] = ..., handles: _Optional[_Union[HandlesResult, _Mapping]] = ..., fetch: _Optional[_Union[FetchResult, _Mapping]] = ..., optimizer_state: _Optional[_Union[OptimizerState, _Mapping]] = ..., suspended: _Optional[_Union[BackwardSuspended, _Mapping]] = ..., tape: _Optional[_Union[TapeResult, _Mapping]] = ..., generator: _Optional[_Union[GeneratorInfo, _Mapping]] = ...) -> None: ...
+    saved: SavedValue
+    packed: PackedTensors
+    def __init__(self, done: _Optional[_Union[_tensor_pb2.NoneValue, _Mapping]] = ..., handles: _Optional[_Union[HandlesResult, _Mapping]] = ..., fetch: _Optional[_Union[FetchResult, _Mapping]] = ..., optimizer_state: _Optional[_Union[OptimizerState, _Mapping]] = ..., suspended: _Optional[_Union[BackwardSuspended, _Mapping]] = ..., tape: _Optional[_Union[TapeResult, _Mapping]] = ..., generator: _Optional[_Union[GeneratorInfo, _Mapping]] = ..., saved: _Optional[_Union[SavedValue, _Mapping]] = ..., packed: _Optional[_Union[PackedTensors, _Mapping]] = ...) -> None: ...
 
 class BatchRequest(_message.Message):
     __slots__ = ("session_id", "request_id", "instructions")
