@@ -104,6 +104,113 @@ def _pow2i(q: np.ndarray) -> np.ndarray:
     return ((q + 127) << 23).astype(np.int32).view(_F32)
 
 
+class _FmaChain:
+    """float32 fused multiply-adds whose float64 sums are kept and checked once at the end.
+
+    `fma32` rounds `a * b + c` through float64 (exact product, one rounding) and redoes the
+    rare sums that land on a float32 midpoint or in float32's subnormal range; it checks each
+    call. An elementwise kernel of a dozen dependent FMAs over a few hundred elements spends
+    most of its time in those checks, so here each sum goes to a row of one float64 buffer and
+    `redo()` checks them at once: where a sum is one `fma32` would redo (exact zeros are not:
+    their sign is the float64 sum's, as in `fma32`), that step is computed by `fma32` for
+    those elements, and where its value differs the element is reported, for the caller to
+    recompute with `fma32` throughout. Every other element is `fma32`'s, step for step.
+    """
+
+    def __init__(self, steps: int, shape: tuple[int, ...]):
+        self.sums = np.empty((steps, *shape))
+        self.shape = shape
+        self.operands: list[tuple[Any, Any, Any]] = []
+
+    def __call__(self, a: Any, b: Any, c: Any) -> np.ndarray:
+        s = self.sums[len(self.operands)]
+        self.operands.append((a, b, c))
+        np.multiply(a, b, out=s, dtype=np.float64)
+        np.add(s, c, out=s)
+        return s.astype(_F32)
+
+    def redo(self) -> np.ndarray | None:
+        """A mask of the elements whose value differs from `fma32`'s, or None for none."""
+        bad = None
+        with np.errstate(all="ignore"):  # suspects only: NaN or inf sums are none
+            for i, where in self._suspects():
+                differ = self._settle(i, where)
+                if differ.size:
+                    if bad is None:
+                        bad = np.zeros(self.shape, bool)
+                    bad.reshape(-1)[differ] = True
+        return bad
+
+    def _suspects(self) -> list[tuple[int, np.ndarray]]:
+        """(step, mask) for each step with sums `fma32` would redo."""
+        sums = self.sums[:len(self.operands)]
+        if sums.nbytes <= _SMALL_CHECK:  # all rows at once: the fewest calls
+            suspect = _redone(sums, sums.view(np.int64) & 0x1FFFFFFF, np.abs(sums))
+            if suspect is None:
+                return []
+            return [(i, suspect[i]) for i in range(len(sums)) if suspect[i].any()]
+        # row by row through two reused rows: the temporaries of all rows at once would be
+        # large allocations, fresh pages (faults) on every call
+        low = np.empty(self.shape, np.int64)
+        size = low.view(np.float64)
+        rows = []
+        for i, row in enumerate(sums):
+            np.bitwise_and(row.view(np.int64), 0x1FFFFFFF, out=low)
+            row_suspect = _redone(row, low, np.abs(row, out=size))
+            if row_suspect is not None:
+                rows.append((i, row_suspect))
+        return rows
+
+    def _settle(self, i: int, where: np.ndarray) -> np.ndarray:
+        """The flat indices, among step i's suspects `where`, whose rounded sum is not
+        `fma32`'s."""
+        a, b, c = (v[where] if type(v) is np.ndarray and v.shape == self.shape
+                   else np.broadcast_to(v, self.shape)[where] if np.ndim(v) else v
+                   for v in self.operands[i])
+        # most suspects are exact float64 sums (a float32 midpoint is then a true tie, which
+        # the cast rounds to even as the FMA does): Knuth's two-sum error tells them
+        p = np.multiply(a, b, dtype=np.float64)
+        cc = np.asarray(c, np.float64)
+        s = self.sums[i][where]
+        back = s - p
+        inexact = (p - (s - back)) + (cc - back) != 0
+        flat = np.flatnonzero(where)[inexact]
+        if not flat.size:
+            return flat
+        exact = fma32(*(x[inexact] if np.ndim(x) else x for x in (a, b, c)))
+        return flat[exact.view(np.int32) != s[inexact].astype(_F32).view(np.int32)]
+
+
+_SMALL_CHECK = 1 << 17  # bytes of sums `_FmaChain.redo` checks in one go (below mmap's threshold)
+# Up to this many elements a kernel's FMAs go through one `_FmaChain` (measured: 2-3x faster
+# than `fma32` per step at a few hundred elements, about even at 16K, slower above, where the
+# float64 rows (8-9 of them, 1 MiB at 16K) are fresh pages on every call). Within
+# KERNEL_SCRATCH: the rows take 72 bytes an element.
+CHAIN_ELEMENTS = 1 << 14
+
+
+def _redone(s: np.ndarray, low: np.ndarray, size: np.ndarray) -> np.ndarray | None:
+    """Where `fma32` redoes a float64 sum s (low: its 29 low mantissa bits, size: |s|): a
+    float32 midpoint, or below float32's normal range but not 0; None for nowhere."""
+    mid = low == 0x10000000
+    tiny = size < 2.0 ** -125
+    if not (mid.any() or tiny.any()):
+        return None
+    suspect = mid | (tiny & (s != 0))
+    return suspect if suspect.any() else None
+
+
+def _chained(kernel: Callable[..., np.ndarray], steps: int, *xs: np.ndarray) -> np.ndarray:
+    """`kernel(*xs, fma)` for same-shaped float32 arrays, its FMAs by one `_FmaChain`, the
+    elements that need it recomputed with `fma32`: `kernel(*xs, fma32)`'s values."""
+    chain = _FmaChain(steps, xs[0].shape)
+    out = kernel(*xs, chain)
+    redo = chain.redo()
+    if redo is not None:
+        out[redo] = kernel(*(x[redo] for x in xs), fma32)
+    return out
+
+
 def _fma_unchecked(a: Any, b: Any, c: Any) -> np.ndarray:
     """`a * b + c` for float32 operands, rounded through float64 (an exact product, the sum
     rounded there, then to float32): `fma32` without its checks for the rare sums that land

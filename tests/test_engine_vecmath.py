@@ -298,3 +298,31 @@ def test_binary_cross_entropy_bit_exact(dtype: Any, reduction: str) -> None:
             got.append((loss.detach().numpy(), xt.grad.numpy()))
         for mine, ref in zip(*got):
             np.testing.assert_array_equal(mine, ref)
+
+
+def test_fma_chain_is_fma32_step_for_step() -> None:
+    """`_FmaChain` (the FMAs of a small kernel checked at once) gives `fma32`'s values: on
+    random bit patterns (subnormals, NaNs, infinities), and where a float64 sum lands on a
+    float32 midpoint by double rounding (1 + 2**-23 + 2**-24 - 2**-70 rounds to the midpoint;
+    fma32's answer, 1 + 2**-23, is below it) the element is recomputed."""
+    a, b, c = F32(1 + 2.0 ** -23), F32(2.0 ** -24 * (1 - 2.0 ** -23)), F32(1 + 2.0 ** -23)
+    x = np.full(300, a, F32)
+    x[::7] = F32(1.5)
+
+    def kernel(v: np.ndarray, fma: Callable[..., np.ndarray]) -> np.ndarray:
+        return fma(fma(v, b, c), F32(1), F32(0))
+
+    want = kernel(x, vecmath.fma32)
+    assert want[1] == c  # fma32 is the correctly rounded fma
+    assert np.float32(np.float64(a) * np.float64(b) + np.float64(c)) != c  # double rounding
+    _bits_equal(vecmath._chained(kernel, 2, x), want)
+    rng = np.random.default_rng(14)
+    for n in (16, 640, 10240):
+        bits = rng.integers(0, 2 ** 32, n, dtype=np.uint64).astype(np.uint32).view(F32)
+        with np.errstate(all="ignore"):
+            _bits_equal(vecmath.sleef_expf(bits), vecmath._expf(bits, vecmath.fma32))
+            d = np.abs(bits)
+            d = d[np.isfinite(d) & (d > 0)]  # (0, inf, NaN: SLEEF's special cases, not the kernel)
+            _bits_equal(vecmath._sleef_logf_u1(d), vecmath._logf_u1(d, vecmath.fma32))
+            normal = d[d >= np.finfo(F32).tiny]  # all normal: the shorter kernel
+            _bits_equal(vecmath._sleef_logf_u1(normal), vecmath._logf_u1(normal, vecmath.fma32))
