@@ -35,9 +35,9 @@ def test_softmax_and_its_gradient_are_torchs_bits(shape: tuple[int, ...], fn: st
 
 @pytest.mark.parametrize("shape", [(64, 10), (1024, 10), (2000, 10), (40, 700)], ids=str)
 def test_cross_entropy_step_is_torchs_bits(shape: tuple[int, ...]) -> None:
-    """An MLP's loss step at sizes whose exps and logs take the checked-at-once path (up to
-    16K elements) and the per-step one (above), with rows whose spread underflows exp, a
-    -inf logit and a NaN row: cross_entropy's value and the logits' gradient are torch's."""
+    """An MLP's loss step at small and large sizes (one chunk of rows, several), with rows
+    whose spread underflows exp, a -inf logit and a NaN row: cross_entropy's value and the
+    logits' gradient are torch's."""
     import gradserve.engine as ge
 
     rng = np.random.default_rng(shape[0])
