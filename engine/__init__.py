@@ -69,6 +69,10 @@ from .tensor import Size, Tensor
 build()
 
 from . import nn, optim  # noqa: E402  (built from the functions above)
+from . import saved as _saved  # noqa: E402
+from .nodes import Node as _Node  # noqa: E402
+
+_saved.install(_Node, OPS.values())  # grad_fn._saved_* / _raw_saved_*, once every op is defined
 from .serialization import load, save  # noqa: E402,F401  (torch.save / torch.load)
 
 _module = sys.modules[__name__]

@@ -298,13 +298,8 @@ class Node:
     def __repr__(self) -> str:
         return f"<{self._name} object at {hex(id(self))}>"
 
-    def __getattr__(self, name: str) -> Any:
-        # torch's `_saved_self`, `_saved_result`, ... and `_raw_saved_*` (see engine.saved)
-        if name.startswith(saved.PREFIX):
-            return saved.value(self, name)
-        if name.startswith(saved.RAW_PREFIX):
-            return saved.raw(self, name)
-        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+    # torch's `_saved_self`, `_saved_result`, ... and `_raw_saved_*` are properties that
+    # `saved.install` adds once the op table is complete (engine/__init__.py)
 
     def __dir__(self) -> list[str]:
         names = set(super().__dir__()) | set(saved.entries(self))
