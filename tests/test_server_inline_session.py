@@ -290,7 +290,9 @@ class SpentAfter(inline_batch.Gate):
 def test_a_batch_past_the_budget_is_finished_on_a_worker(gradserve_server_factory, op_threads,
                                                          monkeypatch):
     monkeypatch.setattr(inline_batch, "Gate", SpentAfter)
-    server, port = gradserve_server_factory(inline_seconds=10.0)
+    # the loop's budget is at most --run-quantum (15 ms by default): a loaded whole-suite run
+    # spent that before the 50th step (CPython 3.12, CI); here only SpentAfter's count ends it
+    server, port = gradserve_server_factory(inline_seconds=10.0, run_quantum=10.0)
     s = gradserve_open_session(service_pb2_grpc.AutogradServiceStub(gradserve_connect(port)))
     n = 300  # past the budget's 50 steps; the request within MAX_REQUEST_BYTES
     resp = s.run(*sines(n, 1), op("sum", [n + 1], 1000), backward(1000), fetch(1, grad=True))
