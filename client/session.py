@@ -1046,16 +1046,13 @@ class Session:
         if (not self._infer or m is None or t._error is not None or self._inplace_pending
                 or (m.requires_grad and not grad_mode._state.enabled)):
             return  # (a view under no_grad of a tensor that requires grad: the engine decides)
-        items = index if type(index) is tuple else (index,)
-        if not all(it is None or it is Ellipsis or type(it) is int or type(it) is slice
-                   for it in items):
-            return  # (a list is read as torch reads it: index_items, with its warning)
-        result = basic_index_result(m.shape, bool(m.contiguous), items)
+        # (any other item, a list read as a tuple by torch included, gives None: the server's)
+        result = basic_index_result(m.shape, bool(m.contiguous),
+                                    index if type(index) is tuple else (index,))
         if result is None:
             return
         shape, contiguous = result
-        out._meta = m._replace(shape=shape, requires_grad=m.requires_grad,
-                               contiguous=True if contiguous else None)
+        out._meta = m._replace(shape=shape, contiguous=contiguous or None)
         if self.verify_meta:
             self._verify_ops[out._handle] = ("index", out._meta, None)
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import messages
+from .layout import contiguous_strides
 
 
 def index_items(index: Any, is_tensor: Callable[[Any], bool],
@@ -47,11 +48,7 @@ def basic_index_result(shape: tuple[int, ...], contiguous: bool,
         return None
     sizes: list[int] = []
     strides: list[int] = []
-    stride = 1
-    full = [1] * len(shape)  # x's row-major strides
-    for d in range(len(shape) - 1, -1, -1):
-        full[d] = stride
-        stride *= max(shape[d], 1)
+    full = contiguous_strides(shape)  # x's, when contiguous
     d = 0
     for it in items:
         kind = type(it)
