@@ -963,19 +963,28 @@ class Executor:
     def get_base(self, m: session_pb2.GetBase, r: session_pb2.InstructionResult) -> int:
         return self._tensor_result(self.tensor(m.handle)._base, m.result, r.saved)
 
-    def _tensor_result(self, v: ge.Tensor | None, result: int,
-                       out: session_pb2.SavedValue) -> int:
-        """`v` as a SavedValue: none, the handle the session holds it under, or bound to
+    def _tensor_result(self, v: ge.Tensor | None, result: int, out: session_pb2.SavedValue,
+                       handle_of: dict[int, int] | None = None) -> int:
+        """`v` as a SavedValue: none, the handle the session holds it under (`handle_of`: the
+        session's handles by tensor id, when the caller made it for several), or bound to
         `result`; returns the bytes a new handle costs."""
         if v is None:
             out.none.SetInParent()
             return 0
-        for h, t in self.s.tensors.items():
-            if t is v:
-                out.same_as = h
+        if handle_of is not None:
+            held = handle_of.get(id(v))
+            if held is not None:
+                out.same_as = held
                 return 0
+        else:
+            for h, t in self.s.tensors.items():
+                if t is v:
+                    out.same_as = h
+                    return 0
         self._check_new(result)
         self.s.tensors[result] = v
+        if handle_of is not None:
+            handle_of[id(v)] = result  # (as the session's walk would now find it)
         self.bound.append(result)
         tensor_info(result, v, out.bound)
         return _TENSOR_BYTES

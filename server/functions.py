@@ -359,10 +359,11 @@ def pack_saved(ex: Executor, m: session_pb2.PackSaved,
         raise InvalidRequestError(f"pack_saved: {len(m.results)} result handle(s) for "
                                   f"{unheld} saved tensor(s) the session holds no handle of")
     results = iter(m.results)
+    held = frozenset(handle_of)  # (a result handle each for the others, as counted above)
     grown = 0
     for _, saved in found:
-        grown += ex._tensor_result(saved, 0 if id(saved) in handle_of else next(results),
-                                   out.tensors.add())
+        grown += ex._tensor_result(saved, 0 if id(saved) in held else next(results),
+                                   out.tensors.add(), handle_of)
     target = (weakref.ref(node), [key for key, _ in found])
     ex.s.hooks[m.hook] = ge.autograd.hooks.register_node_prehook(
         node, RemoteHook(m.hook, "unpack", "unpack", target))
