@@ -236,6 +236,8 @@ class Func:
             self._only_tensors(flat_out, VJP)
             own = list(level.own_leaves())
             nested = STATE.depth > 1
+            level.create([o for o in flat_out if o.requires_grad])  # learnt once, for vjp_fn
+            known = level.known()
 
             def vjp_fn(cotangents: Any, retain_graph: bool = True,
                        create_graph: bool | None = None) -> Any:
@@ -247,7 +249,7 @@ class Func:
                         f"{treespec_pprint(ct_spec)}, primal output: "
                         f"{treespec_pprint(out_spec)}")
                 with self._level() as inner:
-                    inner.adopt(own, nested)
+                    inner.adopt(own, nested, known)
                     grads = inner.grad(flat_out, wrapped, flat_ct, retain_graph=retain_graph,
                                        create_graph=create_graph)
                     return inner.unwrap(spec.unflatten(grads))
@@ -412,16 +414,32 @@ class _Level:
         self._errors = func._errors
         self.grad_enabled = grad_enabled  # the caller's grad mode (no_grad outside: no graph)
         self._nested = STATE.depth > 0  # inside another transform (set before our increment)
-        self._mine: list[Any] = []
+        # id -> (tensor, whether it reaches another leaf): each tensor asked once (a session
+        # fetches its graph to tell); the tensor is held so that its id stays its own
+        self._reaches: dict[int, tuple[Any, bool]] = {}
+
+    def known(self) -> dict[int, tuple[Any, bool]]:
+        """What `reaches_other_leaf` answered so far."""
+        return dict(self._reaches)
 
     def own_leaves(self) -> list[Any]:
         """Every leaf the active transforms made (this one's included)."""
         return STATE.own
 
-    def adopt(self, own: list[Any], nested: bool) -> None:
-        """A vjp_fn's call: the leaves its vjp made count as the transforms' own."""
+    def adopt(self, own: list[Any], nested: bool, known: dict[int, tuple[Any, bool]]) -> None:
+        """A vjp_fn's call: the leaves its vjp made count as the transforms' own, and what its
+        vjp learnt of its outputs holds."""
         STATE.own.extend(own)
         self._nested = self._nested or nested
+        self._reaches.update(known)
+
+    def reaches_other_leaf(self, x: Any) -> bool:
+        """Whether `x` reaches a leaf requiring grad that no active transform made."""
+        hit = self._reaches.get(id(x))
+        if hit is None:
+            hit = (x, x.requires_grad and self._f._reaches_other_leaf(x, STATE.own))
+            self._reaches[id(x)] = hit
+        return hit[1]
 
     def wrap(self, x: Any) -> Any:
         """The differentiable stand-in of input `x`."""
@@ -439,15 +457,14 @@ class _Level:
             if not self._f._is_tensor(a):
                 raise self._errors.runtime(f"Expected tensors, got unsupported type {type(a)}")
 
-    def _create(self, outputs: list[Any]) -> bool:
+    def create(self, outputs: list[Any]) -> bool:
         """Whether the backward must be recorded: for an enclosing transform, or because an
         output reaches a leaf requiring grad that the transforms did not make."""
         if not self.grad_enabled:
             return False
         if self._nested:
             return True
-        own = STATE.own
-        return any(o.requires_grad and self._f._reaches_other_leaf(o, own) for o in outputs)
+        return any(self.reaches_other_leaf(o) for o in outputs)
 
     def grad(self, outputs: list[Any], inputs: list[Any], grad_outputs: Any = None,
              retain_graph: bool = True, create_graph: bool | None = None) -> list[Any]:
@@ -455,7 +472,7 @@ class _Level:
         t = self._t
         gos = list(grad_outputs) if grad_outputs is not None else [None] * len(outputs)
         pairs = [(o, g) for o, g in zip(outputs, gos) if o.requires_grad]
-        create = self._create([o for o, _ in pairs]) if create_graph is None else create_graph
+        create = self.create([o for o, _ in pairs]) if create_graph is None else create_graph
         res: list[Any] = [None] * len(inputs)
         if pairs:
             with t.set_grad_enabled(create):
@@ -474,7 +491,7 @@ class _Level:
         diff = [o for o in outputs if o.requires_grad]
         if not diff:
             return [[None] * len(outputs) for _ in tangent_sets]
-        create = self._create(diff)
+        create = self.create(diff)
         us = [t.zeros_like(o).requires_grad_(True) for o in diff]
         STATE.own.extend(us)
         back = t.autograd.grad(diff, list(inputs), us, create_graph=True, allow_unused=True)
@@ -539,11 +556,10 @@ class _Level:
         transforms' own leaves is detached."""
         if self._nested or STATE.depth > 1:
             return result
-        own = STATE.own
 
         def one(x: Any) -> Any:
             if (self._f._is_tensor(x) and x.requires_grad
-                    and not (self.grad_enabled and self._f._reaches_other_leaf(x, own))):
+                    and not (self.grad_enabled and self.reaches_other_leaf(x))):
                 return x.detach()
             return x
         return pytree.tree_map(one, result)
