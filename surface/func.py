@@ -99,13 +99,6 @@ def argnums_checked(argnums: Any, n_args: int) -> Any:
     raise RuntimeError(f"argnums must be int or Tuple[int, ...], got: {type(argnums)}")
 
 
-def _aux_pair(out: Any, api: str) -> tuple[Any, Any]:
-    if not (isinstance(out, tuple) and len(out) == 2):
-        raise RuntimeError(f"{api}: output of function f should be a tuple: (output, aux) if "
-                           "has_aux is True")
-    return out[0], out[1]
-
-
 class Func:
     """torch.func's autodiff transforms bound to one torch-like namespace.
 
@@ -180,21 +173,8 @@ class Func:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with self._level() as level:
-                nums = argnums_checked(argnums, len(args))
-                picked = args[nums] if isinstance(nums, int) else tuple(args[i] for i in nums)
-                flat, spec = pytree.tree_flatten(picked)
-                wrapped = [level.wrap(x) for x in flat]
-                new = spec.unflatten(wrapped)
-                if isinstance(nums, int):
-                    call = tuple(new if i == nums else a for i, a in enumerate(args))
-                else:
-                    call = tuple(new[nums.index(i)] if i in nums else a
-                                 for i, a in enumerate(args))
-                output = func(*call, **kwargs)
-                aux = None
-                if has_aux:
-                    output, aux = _aux_pair(output, GRAD)
-                    level.check_aux(aux)
+                output, aux, wrapped, spec = level.call(func, args, kwargs, argnums, has_aux,
+                                                        GRAD)
                 if not self._is_tensor(output):
                     raise self._errors.runtime(
                         f"{GRAD}: Expected f(*args) to return a Tensor, got {type(output)}")
@@ -227,11 +207,7 @@ class Func:
         with self._level() as level:
             flat, spec = pytree.tree_flatten(primals)
             wrapped = [level.wrap(x) for x in flat]
-            output = func(*spec.unflatten(wrapped))
-            aux = None
-            if has_aux:
-                output, aux = _aux_pair(output, VJP)
-                level.check_aux(aux)
+            output, aux = level.split_aux(func(*spec.unflatten(wrapped)), has_aux, VJP)
             flat_out, out_spec = pytree.tree_flatten(output)
             self._only_tensors(flat_out, VJP)
             own = list(level.own_leaves())
@@ -300,11 +276,7 @@ class Func:
                     f"{list(v.shape)}.")
         with self._level() as level:
             wrapped = [level.wrap(x) for x in flat_p]
-            output = func(*p_spec.unflatten(wrapped))
-            aux = None
-            if has_aux:
-                output, aux = _aux_pair(output, JVP)
-                level.check_aux(aux)
+            output, aux = level.split_aux(func(*p_spec.unflatten(wrapped)), has_aux, JVP)
             flat_out, out_spec = pytree.tree_flatten(output)
             for o in flat_out:
                 if not self._is_tensor(o):
@@ -381,21 +353,8 @@ class Func:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with self._level() as level:
-                nums = argnums_checked(argnums, len(args))
-                picked = args[nums] if isinstance(nums, int) else tuple(args[i] for i in nums)
-                flat, spec = pytree.tree_flatten(picked)
-                wrapped = [level.wrap(x) for x in flat]
-                new = spec.unflatten(wrapped)
-                if isinstance(nums, int):
-                    call = tuple(new if i == nums else a for i, a in enumerate(args))
-                else:
-                    call = tuple(new[nums.index(i)] if i in nums else a
-                                 for i, a in enumerate(args))
-                output = func(*call, **kwargs)
-                aux = None
-                if has_aux:
-                    output, aux = _aux_pair(output, api)
-                    level.check_aux(aux)
+                output, aux, wrapped, spec = level.call(func, args, kwargs, argnums, has_aux,
+                                                        api)
                 flat_out, out_spec = pytree.tree_flatten(output)
                 self._only_tensors(flat_out, VJP)
                 blocks = (level.jac_columns(flat_out, wrapped) if forward
@@ -452,10 +411,33 @@ class _Level:
         STATE.own.append(leaf)
         return leaf
 
-    def check_aux(self, aux: Any) -> None:
-        for a in pytree.tree_leaves(aux):
+    def call(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+             argnums: Any, has_aux: bool, api: str) -> tuple[Any, Any, list[Any], Any]:
+        """`func(*args, **kwargs)` with the arguments `argnums` wrapped: (output, aux, the
+        wrapped leaves, their pytree spec)."""
+        nums = argnums_checked(argnums, len(args))
+        picked = args[nums] if isinstance(nums, int) else tuple(args[i] for i in nums)
+        flat, spec = pytree.tree_flatten(picked)
+        wrapped = [self.wrap(x) for x in flat]
+        new = spec.unflatten(wrapped)
+        if isinstance(nums, int):
+            call = tuple(new if i == nums else a for i, a in enumerate(args))
+        else:
+            call = tuple(new[nums.index(i)] if i in nums else a for i, a in enumerate(args))
+        output, aux = self.split_aux(func(*call, **kwargs), has_aux, api)
+        return output, aux, wrapped, spec
+
+    def split_aux(self, output: Any, has_aux: bool, api: str) -> tuple[Any, Any]:
+        """(output, aux) of a function given has_aux (aux None without), checked as torch."""
+        if not has_aux:
+            return output, None
+        if not (isinstance(output, tuple) and len(output) == 2):
+            raise self._errors.runtime(f"{api}: output of function f should be a tuple: "
+                                       "(output, aux) if has_aux is True")
+        for a in pytree.tree_leaves(output[1]):
             if not self._f._is_tensor(a):
                 raise self._errors.runtime(f"Expected tensors, got unsupported type {type(a)}")
+        return output[0], output[1]
 
     def create(self, outputs: list[Any]) -> bool:
         """Whether the backward must be recorded: for an enclosing transform, or because an

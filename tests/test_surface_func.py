@@ -421,3 +421,12 @@ def test_vmap_randomness_same_is_one_unbatched_draw(gradserve_lib):
         out = lib.vmap(lambda v: v + lib.rand(2), randomness="same")(lib.zeros(4, 2))
         return out, lib.rand(1)
     same(gradserve_lib, scenario)
+
+
+def test_vmap_batch_bound(gradserve_lib, monkeypatch):
+    from gradserve.surface import func_vmap
+
+    monkeypatch.setattr(func_vmap, "MAX_BATCH", 2)
+    with pytest.raises(ValueError, match="at most 2 indices; got 3"):
+        gradserve_lib.vmap(lambda v: v * 2)(gradserve_lib.ones(3, 2))
+    assert gradserve_lib.vmap(lambda v: v * 2)(gradserve_lib.ones(2, 2)).tolist() == [[2.0] * 2] * 2
