@@ -466,6 +466,7 @@ class Tensor:
         return arr.reshape(()).item()
 
     def _scalar_value(self) -> Any:
+        func_state.check_item(RuntimeError)  # float() inside vmap: torch's error
         arr = self._owner.value(self)
         if arr.size != 1:
             raise ValueError(messages.SCALAR_CONVERSION_MESSAGE)

@@ -358,6 +358,7 @@ class Tensor(TensorMethods):
         return Tensor._make(np.array(array, copy=True))
 
     def _scalar_value(self, kind: str) -> Any:
+        func_state.check_item(errors.InvalidArgumentError)  # float()/int() inside vmap
         if self._data.size != 1:
             raise ValueError(messages.SCALAR_CONVERSION_MESSAGE)
         return self._data.reshape(()).item()

@@ -407,6 +407,8 @@ def test_vmap_errors(gradserve_lib):
         lambda lib: lib.vmap(lambda x: (x, x), out_dims=(0, 0, 0))(x(lib)),
         lambda lib: lib.vmap(lambda x: (x, x * 2), out_dims=(0, None))(x(lib)),
         mut_captured,
+        lambda lib: lib.vmap(lambda v: v * float(v))(x(lib)),
+        lambda lib: lib.vmap(lambda v: v * int(v))(x(lib)),
         lambda lib: lib.vmap(lambda v: v + lib.rand(()))(x(lib)),
         lambda lib: lib.vmap(lambda v: lib.randn_like(v))(x(lib)),
         lambda lib: lib.vmap(lambda v: lib.nn.functional.dropout(v, 0.5))(x(lib)),
