@@ -239,6 +239,7 @@ def test_jacfwd_and_hessian(gradserve_lib):
                 f.jacfwd(lambda x: (x.sin().sum(), x), has_aux=True)(x),
                 f.hessian(pred, argnums=2)(w, b, x),
                 f.hessian(lambda x: (x.sin() * x.exp()).sum())(x),
+                f.hessian(lambda a, c: (a * c).sin().sum(), argnums=(0, 1))(x, x.cos()),
                 f.jacrev(f.jacrev(pred, argnums=2), argnums=2)(w, b, x),
                 f.vmap(f.hessian(pred, argnums=2), in_dims=(None, None, 0))(
                     w, b, t64(lib, [X, [1.0, 0.0, -1.0]])))
@@ -335,9 +336,15 @@ def test_stack_module_state_and_ensemble(gradserve_lib):
         def fmodel(p, b, x):
             return f.functional_call(models[0], (p, b), (x,))
         bn = f.stack_module_state([lib.nn.BatchNorm1d(2), lib.nn.BatchNorm1d(2)])
-        return (params, buffers, bn, f.vmap(fmodel)(params, buffers, data),
+        ensemble = f.vmap(fmodel)(params, buffers, data)
+        ensemble.pow(2).sum().backward()  # an ensemble's training step reaches the stack
+        norm = lib.nn.BatchNorm1d(2)
+        stats = {k: v.clone() for k, v in norm.named_buffers()}
+        normed = f.functional_call(norm, stats, (lib.randn(4, 2),))  # updates `stats` in place
+        return (params, buffers, bn, ensemble, params["0.weight"].grad, params["2.bias"].grad,
                 f.vmap(fmodel, in_dims=(0, 0, None))(params, buffers, data[0]),
-                lib.stack([m(x) for m, x in zip(models, data)]))
+                lib.stack([m(x) for m, x in zip(models, data)]), normed, stats,
+                norm.running_mean)
     same(gradserve_lib, scenario)
 
 
