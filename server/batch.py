@@ -13,16 +13,18 @@ gradients, printed forms, graphs: read-only) that would not fit is left out and 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import gradserve.engine as ge
+from gradserve.engine import teardown
 from gradserve.engine.dispatch import refresh_if_stale
 from gradserve.surface import grad_mode
 from gradserve.surface.compat import short_node_name
 from gradserve.v1 import graph_pb2, session_pb2
 
-from . import codec, functions, indexing, ops, optimizers
+from . import codec, functions, indexing, ops, optimizers, reclaim
 from . import tape as wire_tape
 from .errors import (
     InvalidRequestError,
@@ -30,7 +32,13 @@ from .errors import (
     Located,
     NotFoundError,
 )
-from .sessions import GENERATOR_BYTES, Session, make_generator, quiet_grad
+from .sessions import (
+    GENERATOR_BYTES,
+    MAX_DROPPED_REPORTED,
+    Session,
+    make_generator,
+    quiet_grad,
+)
 
 # Instructions whose memory growth is bounded by an estimate; others re-measure exactly. Those in
 # _ESTIMATED_OR_EXACT estimate when they can and return EXACT when they cannot; when they fail
@@ -53,6 +61,7 @@ _ESTIMATED = _ESTIMATED_OR_EXACT | frozenset({
 # only for a non-contiguous tensor, which has no empty dim, so its sizes and strides are at most
 # its storage's element count: two sets of 64 varints of at most 5 bytes fit as well).
 RESULT_BYTES = 16
+_NONES = itertools.repeat(None)  # (Release: pop(h, None) for each handle)
 INFO_BYTES = 1024
 # The BatchResponse's own fields and framing, beyond its results.
 ENVELOPE_BYTES = 64
@@ -383,8 +392,11 @@ class Executor:
         """The reply of a batch `proceed` ran to its end."""
         resp = self.response
         dropped = self.s.dropped_functions
-        if dropped:
-            resp.dropped_functions.extend(dropped)
+        if dropped:  # as many as fit (10 bytes each at most): the rest go with the next reply
+            n = MAX_DROPPED_REPORTED
+            if self.max_response_bytes:
+                n = min(n, (self.max_response_bytes - self.response_bytes) // 10)
+            resp.dropped_functions.extend(dropped[:n])
             del dropped[:len(resp.dropped_functions)]
         return resp
 
@@ -1110,12 +1122,17 @@ class Executor:
         pop = s.tensors.pop
         if s.optimizers or s.generators:
             for h in m.handles:
-                pop(h, None)
                 s.optimizers.pop(h, None)
                 s.generators.pop(h, None)
-        else:  # (the common case: a session of tensors alone, releasing many per batch)
-            for h in m.handles:
-                pop(h, None)
+        dropped = [t for t in map(pop, m.handles, _NONES) if t is not None]
+        # A graph only these tensors kept alive is freed in steps (engine.teardown: a 600,000-
+        # node chain freed at once held every thread 0.3-0.7 s); on the event loop, where
+        # health checks wait, by another thread.
+        if self.gate is None:
+            teardown.drop(dropped)
+        elif any(t.grad_fn is not None or t._grad is not None or t._base is not None
+                 for t in dropped):
+            reclaim.later(dropped)
         r.done.SetInParent()
         return 0
 

@@ -1,0 +1,197 @@
+"""Small requests that cost far more than they tell (red team, round 6).
+
+Each was inside every declared bound before its fix:
+
+- freeing a long graph: CPython frees an object's referents in the same C call that frees it,
+  with the GIL held throughout, so dropping the one handle that reached a 600,000-node chain
+  (a 60-byte `Release`, or a session's close or expiry) froze every thread for the whole
+  cascade, 0.3-0.7 s: health checks waited 0.68 s, and on the event loop (a small batch's
+  release runs there) nothing else could run at all. Graphs are now freed an object at a time
+  (`engine.teardown`), on a worker or, for a release on the loop, on a thread of its own
+  (`server.reclaim`).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
+
+import numpy as np
+
+import gradserve.engine as ge
+from gradserve.engine import teardown
+from gradserve.server import inline_batch, reclaim
+from gradserve.server.batch import Executor
+from gradserve.server.config import ServerConfig
+from gradserve.server.sessions import SessionStore
+from gradserve.v1 import session_pb2 as pb
+from tests.test_server_inline_session import create, op
+
+CHAIN = 2000
+
+
+# --- freeing long graphs --------------------------------------------------------------------------
+
+class Frees:
+    """Weakref callbacks on a graph's nodes: how many were freed, on which threads, and the
+    longest run of frees with no other Python-level event between them (one C cascade)."""
+
+    def __init__(self, nodes: list[object]):
+        self.count = 0
+        self.threads: set[int] = set()
+        self.run = self.longest = 0
+        self.refs = [weakref.ref(n, self._freed) for n in nodes]
+
+    def _freed(self, _ref: object) -> None:
+        self.count += 1
+        self.threads.add(threading.get_ident())
+
+    def watch(self, fn: Callable[[], object]) -> None:
+        """Run `fn` with a profiler counting the frees in a row (this thread's events only)."""
+        code = Frees._freed.__code__
+
+        def profile(frame, event, _arg):  # type: ignore[no-untyped-def]
+            if frame.f_code is code:
+                if event == "call":
+                    self.run += 1
+                    self.longest = max(self.longest, self.run)
+            else:
+                self.run = 0
+
+        sys.setprofile(profile)
+        try:
+            fn()
+        finally:
+            sys.setprofile(None)
+
+
+def _chain_session() -> tuple[SessionStore, object, list[object]]:
+    """A session whose handle 1 is the end of a CHAIN-node `sin` chain (no other handle)."""
+    store = SessionStore(ServerConfig())
+    s = store.create("owner", pb.SessionOptions())
+    ins = [create(2, np.float32(0.5), True)]
+    for k in range(2, CHAIN + 2):
+        ins += [op("sin", [k], k + 1), pb.Instruction(release=pb.Release(handles=[k]))]
+    ins.append(op("sin", [CHAIN + 2], 1))
+    ins.append(pb.Instruction(release=pb.Release(handles=[CHAIN + 2])))
+    Executor(s, lambda: None, 0).run(ins)
+    assert list(s.tensors) == [1]
+    nodes, node = [], s.tensors[1].grad_fn
+    while isinstance(node, ge.autograd.Node):
+        nodes.append(node)
+        node = node.edges[0][0]
+    assert len(nodes) == CHAIN + 1
+    return store, s, nodes
+
+
+def test_dropping_a_long_chain_frees_it_an_object_at_a_time():
+    """Dropped at once, every node of the chain is freed in one C cascade (no other thread can
+    run meanwhile); `teardown.drop` frees one node per step of its loop."""
+    for stepwise in (False, True):
+        x = ge.tensor([0.5], requires_grad=True)
+        y = x
+        for _ in range(CHAIN):
+            y = y.sin()
+        nodes, node = [], y.grad_fn
+        while isinstance(node, ge.autograd.Node):
+            nodes.append(node)
+            node = node.edges[0][0]
+        frees = Frees(nodes)
+        del nodes, node
+        held = [y]
+        del y
+        frees.watch((lambda: teardown.drop(held)) if stepwise else held.clear)
+        assert frees.count == CHAIN
+        assert (frees.longest <= 2) if stepwise else (frees.longest == CHAIN)
+
+
+def test_drop_lets_go_of_objects_others_still_hold():
+    """Only references are dropped: a node another tensor still reaches is left as it is."""
+    x = ge.tensor([0.5, 0.25], requires_grad=True)
+    mid = x.sin().exp()
+    end = mid.cos().sin()
+    teardown.drop([end])
+    mid.sum().backward()
+    np.testing.assert_allclose(x.grad._data, np.cos([0.5, 0.25]) * np.exp(np.sin([0.5, 0.25])),
+                               rtol=1e-6)
+
+
+def test_closing_a_session_frees_its_graphs_in_steps():
+    """A session's close (and expiry) dropped its handles in one cascade: 600,000 nodes held
+    health checks 0.68 s."""
+    store, s, nodes = _chain_session()
+    frees = Frees(nodes)
+    del nodes
+    frees.watch(lambda: store.close(s.id, "owner"))  # type: ignore[attr-defined]
+    assert frees.count == CHAIN + 1 and frees.longest <= 2
+
+
+def test_a_release_on_a_worker_frees_the_graph_in_steps():
+    store, s, nodes = _chain_session()
+    frees = Frees(nodes)
+    del nodes
+    ex = Executor(s, lambda: None, 0)  # type: ignore[arg-type]
+    frees.watch(lambda: ex.run([pb.Instruction(release=pb.Release(handles=[1, 7]))]))
+    assert frees.count == CHAIN + 1 and frees.longest <= 2
+
+
+def test_a_release_on_the_event_loop_leaves_the_graph_to_another_thread():
+    """A small batch's release runs on the event loop: the loop only hands the tensor over."""
+    store, s, nodes = _chain_session()
+    frees = Frees(nodes)
+    del nodes
+    ex = Executor(s, lambda: None, 0)  # type: ignore[arg-type]
+    ex.gate = inline_batch.Gate(math.inf)
+    with ge.limits.allocation_limit(None):  # (restores the limit the gate sets)
+        ex.run([pb.Instruction(release=pb.Release(handles=[1]))])
+    assert not s.tensors
+    deadline = time.monotonic() + 30
+    while frees.count < CHAIN + 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert frees.count == CHAIN + 1 and reclaim.idle()
+    assert threading.get_ident() not in frees.threads
+
+
+# --- ids of dropped custom Functions --------------------------------------------------------------
+
+def _function_batch(first: int, n: int) -> list[pb.Instruction]:
+    """n custom Function nodes (ids first..), each dropped at once (its one result released)."""
+    from gradserve.v1 import graph_pb2
+
+    ins = []
+    for node in range(first, first + n):
+        ins.append(pb.Instruction(apply_function=pb.ApplyFunction(
+            name="F", node=node, args=[graph_pb2.Value(handle=1)], outputs=[1], results=[2])))
+        ins.append(pb.Instruction(release=pb.Release(handles=[2])))
+    return ins
+
+
+def test_ids_of_dropped_functions_count_until_a_reply_reports_them():
+    """A batch that fails reports none of the ids of the Function nodes that died in it, so
+    they waited for the next reply, in no budget: failing batches of ApplyFunction + Release
+    (50,000 ids each) grew them without end. They count in the session's bytes, and a reply
+    reports at most MAX_DROPPED_REPORTED (the rest come with the next)."""
+    from gradserve.server.errors import Located
+    from gradserve.server.sessions import DROPPED_ID_BYTES, MAX_DROPPED_REPORTED
+
+    store = SessionStore(ServerConfig())
+    s = store.create("owner", pb.SessionOptions())
+    Executor(s, lambda: None, 0).run([create(1, np.float32(0.5), True)])
+    base = s.measure()[0]
+    n = 1000
+    with np.testing.assert_raises(Located):
+        Executor(s, lambda: None, 0).run(
+            _function_batch(1, n) + [pb.Instruction(fetch=pb.Fetch(handle=99))])
+    assert len(s.dropped_functions) == n
+    assert s.measure()[0] == base + n * DROPPED_ID_BYTES
+    s.dropped_functions.extend(range(MAX_DROPPED_REPORTED + 5))
+    reply = Executor(s, lambda: None, 1 << 26).run([pb.Instruction(release=pb.Release())])
+    assert list(reply.dropped_functions) == list(range(1, n + 1)) + list(
+        range(MAX_DROPPED_REPORTED - n))
+    assert len(s.dropped_functions) == n + 5
+    assert len(Executor(s, lambda: None, 0).run([]).dropped_functions) == n + 5
+    assert s.measure()[0] == base
