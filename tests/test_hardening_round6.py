@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 
 import gradserve.engine as ge
 from gradserve.engine import teardown
@@ -231,3 +232,51 @@ def test_a_batchs_lookups_through_all_handles_are_bounded(monkeypatch):
             assert "look through at most 1000 handles" in str(info.value.__cause__)
     monkeypatch.setattr(batch, "MAX_LOOKED_THROUGH", 10)
     assert Executor(s, lambda: None, 0).run([graph]).results[0].fetch.graph.nodes  # the first
+
+
+# --- tensors of more than 32 dims -----------------------------------------------------------------
+
+HIGH = (1,) * 38 + (2,)  # 39 dims: within the wire's 64, past numpy's np.broadcast (32)
+
+
+@pytest.mark.parametrize("name, shapes, attrs", [
+    ("add", [HIGH, (3, 1)], {}),
+    ("masked_fill", [HIGH, (3, 2), ()], {}),
+    ("where", [(3, 2), HIGH, (1,)], {}),
+    ("pow", [HIGH, (3, 1)], {}),
+    ("addcmul", [HIGH, (3, 1), (2,)], {"value": 0.5}),
+    ("tanh_backward", [(3, 2), HIGH], {}),
+])
+def test_ops_broadcast_tensors_of_more_than_32_dims_as_torch(name, shapes, attrs):
+    """numpy's np.broadcast_shapes and np.broadcast_arrays take at most 32 dims: any
+    broadcasting op of a 33-64-dim tensor failed with numpy's RuntimeError, INTERNAL on the
+    wire (a RunGraph of `add` of a (1,)*40 tensor). Shapes are broadcast in Python now
+    (`surface.layout.broadcast_shapes`), for any rank."""
+    from tests.reference import torch
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.random(s).astype(np.float32) + 0.5 for s in shapes]
+    if name in ("masked_fill", "where"):
+        k = 1 if name == "masked_fill" else 0
+        arrays[k] = arrays[k] > 1.0
+    with ge.limits.allocation_limit(1 << 20):  # (the declared bound broadcasts the shapes)
+        ours = ge.apply(name, [ge.tensor(a) for a in arrays], attrs)
+    fn = torch.ops.aten.tanh_backward if name == "tanh_backward" else getattr(torch, name)
+    theirs = fn(*[torch.tensor(a) for a in arrays], **attrs)
+    assert tuple(ours.shape) == tuple(theirs.shape) and len(ours.shape) == 39
+    np.testing.assert_array_equal(ours._data, theirs.numpy())
+
+
+def test_shapes_that_do_not_broadcast_are_refused_as_torch_refuses_them():
+    from gradserve.surface.layout import broadcast_shapes
+    from tests.reference import torch
+
+    assert broadcast_shapes((1,) * 40, (3, 1), (2,)) == (1,) * 38 + (3, 2)
+    with pytest.raises(ValueError):
+        broadcast_shapes((1,) * 40 + (3,), (2,))
+    x, y = ge.tensor(np.ones((1,) * 40 + (3,), np.float32)), ge.tensor(np.ones(2, np.float32))
+    with ge.limits.allocation_limit(1 << 20), pytest.raises(ge.errors.InvalidArgumentError) as ours:
+        ge.apply("add", [x, y], {})
+    with pytest.raises(RuntimeError) as theirs:
+        torch.ones((1,) * 40 + (3,)) + torch.ones(2)
+    assert str(ours.value) == str(theirs.value)
