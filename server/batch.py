@@ -20,7 +20,7 @@ from typing import Any
 import gradserve.engine as ge
 from gradserve.engine import teardown
 from gradserve.engine.dispatch import refresh_if_stale
-from gradserve.surface import grad_mode
+from gradserve.surface import formatting, grad_mode
 from gradserve.surface.compat import short_node_name
 from gradserve.v1 import graph_pb2, session_pb2
 
@@ -72,6 +72,12 @@ ENVELOPE_BYTES = 64
 #: of 100 took 42 s (red team round 6). 2^22: about four looks through a session at
 #: `--max-handles`, ~1-2 s of CPU.
 MAX_LOOKED_THROUGH = 1 << 22
+#: Elements the printed forms of one batch's fetches (`Fetch.repr`, `grad_repr`) may show in
+#: all (`formatting.shown_elements`: a tensor of many short dims shows every element, summarized
+#: or not). Printing takes ~4 us and ~20 bytes an element: a 60-byte batch printing an expanded
+#: scalar of shape (2,) * 26 ran minutes and peaked at 4 GB (red team round 6). 2^18: ~1 s,
+#: 5.7 MB of text.
+MAX_PRINTED_ELEMENTS = 1 << 18
 
 # How many TensorInfos each state-changing instruction's reply can hold (fetch: its info only;
 # its data is optional, see Executor.fetch). In-place writes also describe the handles sharing
@@ -300,6 +306,7 @@ class Executor:
         self.response = session_pb2.BatchResponse()
         self.tape_op = 0  # the op a paused tape continues from
         self.looked = 0  # handles and graph nodes looked through (see MAX_LOOKED_THROUGH)
+        self.printed = 0  # elements printed by fetches (see MAX_PRINTED_ELEMENTS)
 
     def run(self, instructions: Sequence[session_pb2.Instruction]) -> session_pb2.BatchResponse:
         """Run the batch to its end: `begin`, `proceed`, `end`.
@@ -1163,6 +1170,21 @@ class Executor:
         r.done.SetInParent()
         return 0
 
+    def _count_printed(self, t: ge.Tensor) -> None:
+        """Count the elements `t`'s printed form shows against `MAX_PRINTED_ELEMENTS`.
+
+        Raises:
+            LimitExceededError: the batch's printed forms would pass it.
+        """
+        shown = formatting.shown_elements(t.shape)
+        if self.printed + shown > MAX_PRINTED_ELEMENTS:
+            raise LimitExceededError(
+                f"printing a tensor of shape {ge.limits.shape_text(t.shape)} shows {shown} "
+                f"elements; the printed forms of a batch's fetches may show at most "
+                f"{MAX_PRINTED_ELEMENTS} in all ({self.printed} before this one): fetch its "
+                f"value instead", limit="max_printed_elements")
+        self.printed += shown
+
     def fetch(self, m: session_pb2.Fetch, r: session_pb2.InstructionResult) -> int:
         t = self.tensor(m.handle)
         out = r.fetch
@@ -1180,6 +1202,7 @@ class Executor:
         if m.value:
             codec.encode_tensor(t, out.value)
         if m.repr:
+            self._count_printed(t)
             out.repr = repr(t)
         if m.grad:
             if g is None:
@@ -1187,6 +1210,7 @@ class Executor:
             else:
                 codec.encode_tensor(g, out.grad.tensor)
                 if m.repr or m.grad_repr:
+                    self._count_printed(g)
                     out.grad_repr = repr(g)
         if m.graph:
             self.look_through(len(self.s.tensors))

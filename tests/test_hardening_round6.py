@@ -280,3 +280,45 @@ def test_shapes_that_do_not_broadcast_are_refused_as_torch_refuses_them():
     with pytest.raises(RuntimeError) as theirs:
         torch.ones((1,) * 40 + (3,)) + torch.ones(2)
     assert str(ours.value) == str(theirs.value)
+
+
+# --- printed forms of many elements ---------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(), (5,), (1000,), (1001,), (7, 7), (100, 100), (2,) * 11,
+                                   (3, 1, 400), (1, 2, 3, 4, 5, 6)])
+def test_shown_elements_bounds_what_printing_shows(shape):
+    from gradserve.surface import formatting
+
+    values = np.zeros(shape, np.float32)
+    shown = formatting.shown_elements(shape)
+    assert shown >= formatting._summarized_values(values, formatting.PrintOptions()).size
+    assert shown == (values.size if values.size <= 1000 else
+                     math.prod(min(d, 6) for d in shape))
+
+
+def test_a_batchs_printed_forms_are_bounded():
+    """A tensor of many short dims prints every element, summarized or not (as torch's does):
+    a 60-byte batch fetching the printed form of a scalar expanded to (2,) * 26 ran for
+    minutes in one call and peaked at 4 GB. A batch's printed forms show at most
+    MAX_PRINTED_ELEMENTS elements in all, refused before printing."""
+    import pytest
+
+    from gradserve.server import batch
+    from gradserve.server.errors import LimitExceededError, Located
+
+    store = SessionStore(ServerConfig())
+    s = store.create("owner", pb.SessionOptions())
+    Executor(s, lambda: None, 0).run([
+        create(1, np.float32(1.5)), op("expand", [1], 2, size=[2] * 26),
+        op("expand", [1], 3, size=[2] * 17), create(4, np.ones((100, 100), np.float32))])
+    fetch = {h: pb.Instruction(fetch=pb.Fetch(handle=h, repr=True)) for h in (2, 3, 4)}
+    for instructions, failing in (([fetch[2]], 0), ([fetch[4], fetch[3], fetch[3]], 2)):
+        start = time.thread_time()
+        with pytest.raises(Located) as info:
+            Executor(s, lambda: None, 0).run(instructions)
+        assert time.thread_time() - start < 5  # (it printed one (2,) * 17 in the second)
+        assert info.value.instruction == failing
+        assert isinstance(info.value.__cause__, LimitExceededError)
+        assert f"may show at most {batch.MAX_PRINTED_ELEMENTS} in all" in str(info.value.__cause__)
+    reply = Executor(s, lambda: None, 0).run([fetch[4], fetch[3]])
+    assert reply.results[0].fetch.repr.startswith("tensor([[1., 1., 1.,  ..., 1., 1., 1.],")
