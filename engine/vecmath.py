@@ -1,10 +1,12 @@
 """float32 exponentials rounded as torch's CPU kernels round them, element for element.
 
 torch 2.13's CPU kernels for `sigmoid` and `silu` (and their backwards) are `cpu_kernel_vec`
-loops: `Vectorized<float>` code (AVX2: 8 lanes, two vectors a step) whose `exp()` is SLEEF's
-`Sleef_expf8_u10`, and, for what the vector loop leaves over, the scalar lambda, whose `std::exp`
-is glibc's `expf`. The two round differently from each other and from numpy's `np.exp` (about
-1 element in 8 of normal inputs, 1 ulp). This module computes both in numpy:
+loops: `Vectorized<float>` code (two vectors a step; 8 lanes with AVX2, 16 on an AVX512 CPU:
+torch builds these kernels for AVX512 too, `cascade.VECTOR_BYTES`) whose `exp()` is SLEEF's
+(`Sleef_expf8_u10`, `Sleef_expf16_u10`: the same bits), and, for what the vector loop leaves
+over, the scalar lambda, whose `std::exp` is glibc's `expf`. The two round differently from
+each other and from numpy's `np.exp` (about 1 element in 8 of normal inputs, 1 ulp). This
+module computes both in numpy:
 
 - `sleef_expf`: SLEEF's algorithm (round `x / ln 2` to an integer q, reduce with a two-part
   ln 2, a degree-6 polynomial by float32 fused multiply-adds, scale by 2**q in two steps),
@@ -16,8 +18,9 @@ is glibc's `expf`. The two round differently from each other and from numpy's `n
   coalescing, `at::parallel_for`'s chunks, `vectorized_loop`'s two-vector steps);
 - `float32_kernel`: a kernel's vector and scalar formulas applied to those two sets.
 
-Measured against torch 2.13 on an AMD EPYC (AVX2, 2 threads, glibc 2.36): bit-exact on the
-probe set of tests/test_engine_vecmath.py. Only float32 takes this path; other dtypes use numpy.
+Measured against torch 2.13 on an AMD EPYC (2 threads, glibc 2.36), at AVX2 and at AVX512:
+bit-exact on the probe sets of tests/test_engine_vecmath.py and test_engine_avx512_width.py.
+Only float32 takes this path; other dtypes use numpy.
 `sleef_powf` (SLEEF's `xpowf`: `logkf` and `expkf` in double-floats) serves float32 `pow`.
 The algorithms are written here from their published descriptions (SLEEF's `xexpf`, Arm's
 optimized-routines `expf` as in glibc >= 2.27); the 2**(i/32) table is computed, not copied.
@@ -971,7 +974,9 @@ _CHUNK = 1 << 16  # elements computed at a time: bounds the float64 scratch
 def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndarray],
                    *operands: np.ndarray, contiguous_out: bool = False) -> np.ndarray:
     """A float32 elementwise kernel as torch runs it: `vec(*operands)` where torch's vector
-    loop computes the element, `scalar(*operands)` where its scalar lambda does.
+    loop computes the element, `scalar(*operands)` where its scalar lambda does. The loop's
+    vector width is `cascade.VECTOR_BYTES`, that of torch's ALSO_REGISTER_AVX512_DISPATCH
+    kernels on this CPU: every caller's kernel is one (measured on an AVX512 CPU).
 
     Args:
         vec: the kernel's vector formula on float32 arrays (same-shaped 1-D operands).
