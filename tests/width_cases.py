@@ -7,7 +7,8 @@ Each case is an op, an input and a view of it: the op's forward on the view, the
 with a fixed incoming gradient. The inputs have the sizes and layouts where an AVX2 loop (steps of
 16 floats) and an AVX512 one (steps of 32) leave different elements to the scalar tail: contiguous
 runs of 24, 50 or 1073 elements, transposed and stepped matrices of odd shapes, torch's
-two-thread split of 40001 elements, NaN where vector code and scalar lambda disagree.
+two-thread split of 40001 elements (and gelu's of 20008 and 150 x 150), NaN where vector code
+and scalar lambda disagree.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def inputs() -> dict[str, np.ndarray]:
         "9x70": (rng.standard_normal((9, 70)) * 5).astype(F32),
         "1073": (rng.standard_normal(1073) * 4).astype(F32),
         "40001": rng.uniform(-30, 30, 40001).astype(F32),
+        # gelu's forward splits more than 16384 elements over the threads (its own grain)
+        "20008": (rng.standard_normal(20008) * 3).astype(F32),
+        "150x150": (rng.standard_normal((150, 150)) * 3).astype(F32),
         "special": np.tile(SPECIAL, 3),
     }
     for n in (24, 27, 50, 63):
