@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface.layout import broadcast_arrays
+
 from . import cascade, vecmath
 from .distributions import fma32
 from .vecmath import CHAIN_ELEMENTS, _chained
@@ -183,7 +185,7 @@ def onednn_backward(g: np.ndarray, x: np.ndarray) -> np.ndarray:
     Returns:
         A new float32 array of the broadcast shape.
     """
-    g, x = (np.ascontiguousarray(a) for a in np.broadcast_arrays(np.asarray(g, _F32),
+    g, x = (np.ascontiguousarray(a) for a in broadcast_arrays(np.asarray(g, _F32),
                                                                   np.asarray(x, _F32)))
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         if 0 < x.ndim and x.size <= CHAIN_ELEMENTS:

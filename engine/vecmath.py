@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface.layout import broadcast_arrays
+
 from . import cascade, limits
 from .distributions import fma32, fma64
 
@@ -704,7 +706,7 @@ def sleef_powf(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     Returns:
         A new float32 array of the broadcast shape.
     """
-    x, y = np.broadcast_arrays(np.asarray(x, _F32), np.asarray(y, _F32))
+    x, y = broadcast_arrays(np.asarray(x, _F32), np.asarray(y, _F32))
     with np.errstate(all="ignore"):
         ay = np.abs(y)
         ty = np.trunc(y)
@@ -997,7 +999,7 @@ def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndar
     """
     arrays = [np.asarray(a, _F32) for a in operands]
     if len(arrays) > 1:
-        arrays = list(np.broadcast_arrays(*arrays))
+        arrays = list(broadcast_arrays(*arrays))
     shape = arrays[0].shape
     flat = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
     n = flat[0].size
