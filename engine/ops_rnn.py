@@ -85,24 +85,26 @@ def _forward(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray
 
 
 # --- backward: one computation for every input's gradient -------------------------------------
-# The node calls one rule per input with the same gradient tuple `g`; the first computes all
-# seven gradients, the others take theirs from here (per thread: servers run graphs in threads).
+# The node calls one rule per input needing a gradient, each with the same gradient tuple `g`;
+# the first computes all seven, the others take theirs from here (per thread: servers run graphs
+# in threads). Each is dropped once taken; the ones no rule takes (inputs not needing a
+# gradient) until the next backward of this op in the thread.
 _LAST = threading.local()
 
 
-def _gradients(ns: Any, g: Any, out: Any, *args: Any, **attrs: Any) -> tuple[Any, ...]:
+def _gradient(k: int, ns: Any, g: Any, out: Any, *args: Any, **attrs: Any) -> Any:
     last = getattr(_LAST, "entry", None)
-    if last is not None and last[0] is g:
-        return last[1]  # type: ignore[no-any-return]
-    if not isinstance(args[0], np.ndarray):  # recorded (create_graph): engine Tensors
-        grads = _composed_gradients(ns, g, *args, **attrs)
-    else:
-        x, w_ih, w_hh, _, _, hx, cx = args
-        dx, dw_ih, dw_hh, dbias, dh, dc = lstm_onednn.backward(
-            g[0], g[1], g[2], x, hx, cx, w_ih, w_hh, out[0], out[3], attrs["reverse"])
-        grads = (dx, dw_ih, dw_hh, dbias, dbias, dh, dc)
-    _LAST.entry = (g, grads)
-    return grads
+    if last is None or last[0] is not g:
+        if not isinstance(args[0], np.ndarray):  # recorded (create_graph): engine Tensors
+            grads = list(_composed_gradients(ns, g, *args, **attrs))
+        else:
+            x, w_ih, w_hh, _, _, hx, cx = args
+            dx, dw_ih, dw_hh, dbias, dh, dc = lstm_onednn.backward(
+                g[0], g[1], g[2], x, hx, cx, w_ih, w_hh, out[0], out[3], attrs["reverse"])
+            grads = [dx, dw_ih, dw_hh, dbias, dbias, dh, dc]
+        last = _LAST.entry = (g, grads)
+    grad, last[1][k] = last[1][k], None
+    return grad
 
 
 def _composed_gradients(ns: Any, g: Any, x: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any,
@@ -128,7 +130,7 @@ def _composed_gradients(ns: Any, g: Any, x: Any, w_ih: Any, w_hh: Any, b_ih: Any
 
 def _rule(k: int) -> Any:
     def rule(ns: Any, g: Any, out: Any, *args: Any, **attrs: Any) -> Any:
-        return _gradients(ns, g, out, *args, **attrs)[k]
+        return _gradient(k, ns, g, out, *args, **attrs)
     return rule
 
 
