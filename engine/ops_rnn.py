@@ -60,14 +60,22 @@ def _shapes(x: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, hx: Any, cx: Any
     return (seq, batch, hidden), (batch, hidden), (batch, hidden), (seq, batch, 5 * hidden)
 
 
+# A multiply-add of lstm_onednn's exact GEMMs (a numpy step of an FMA chain, ~2 ns) in
+# `limits.WORK_PER_ELEMENT`'s units (a BLAS multiply-add's time, ~0.035 ns)
+_CHAIN_WORK = 64
+
+
 @shapes_only
 def _bound(args: Sequence[Any], attrs: Mapping[str, Any], out_dtype: Any) -> limits.Bound:
     shapes = _shapes(*args, **attrs)
     item = out_dtype.np.itemsize
     seq, batch, hidden = shapes[0]
-    # the backward's gate gradients and previous states, float64 GEMM operands and buffers
-    scratch = 6 * limits.numel(shapes[3]) * item + 8 * batch * 4 * hidden * 8
-    return limits.with_scratch(limits.shapes_bound(shapes, item), scratch)
+    features = args[0].shape[2]
+    # the input's projection (float64 operands and buffers), the step's gates
+    scratch = 3 * seq * batch * 4 * hidden * 8 + 8 * batch * 4 * hidden * 8
+    bound = limits.with_scratch(limits.shapes_bound(shapes, item), scratch)
+    multiply_adds = seq * batch * 4 * hidden * (features + hidden)
+    return limits.work_bound(bound, multiply_adds * _CHAIN_WORK, True)
 
 
 def _dtype(args: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[Any, Any]:

@@ -18,7 +18,7 @@ import pytest
 
 import gradserve.engine as ge
 from gradserve import client as gc_client
-from gradserve.engine import cascade
+from gradserve.engine import cascade, errors, limits
 from gradserve.server import catalogue
 from gradserve.v1 import ONEDNN_LSTM_FEATURE
 from tests.reference import HAVE_TORCH, MISSING_REASON, torch, torch_at_avx512
@@ -233,3 +233,23 @@ def test_double_backward_composes(monkeypatch: pytest.MonkeyPatch) -> None:
         results.append((gx.detach().numpy(), ggx.numpy()))
     for got, want in zip(results[1], results[0]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+
+def _layer_args(seq: int, batch: int, features: int, hidden: int) -> list[Any]:
+    return [ge.zeros(*s) for s in ((seq, batch, features), (4 * hidden, features),
+                                   (4 * hidden, hidden), (4 * hidden,), (4 * hidden,),
+                                   (batch, hidden), (batch, hidden))]
+
+
+def test_layer_declares_its_chains_work() -> None:
+    """(8, 64, 256, 256) is 2**28 multiply-adds of FMA chains, 64 units of work each: refused
+    before it runs under an element limit of 2**20 (2**30 units); a small layer runs."""
+    with pytest.raises(errors.AllocationLimitError, match="mkldnn_rnn_layer.*units of work"):
+        with limits.allocation_limit(2 ** 20):
+            ge.apply("mkldnn_rnn_layer", _layer_args(8, 64, 256, 256),
+                     {"reverse": False, "hidden_size": 256})
+    with limits.allocation_limit(2 ** 20):
+        out = ge.apply("mkldnn_rnn_layer", _layer_args(3, 2, 4, 5),
+                       {"reverse": False, "hidden_size": 5})
+    assert tuple(out[0].shape) == (3, 2, 5)
