@@ -1,14 +1,14 @@
 """`mkldnn_rnn_layer`: one float32 LSTM layer-direction as torch's oneDNN op (lstm_onednn.py).
 
 torch's `nn.LSTM` calls it once per layer and direction on the CPU in float32 (grad_fn
-`MkldnnRnnLayerBackward0`); `surface.nn_rnn` does where its values are torch's bits
-(`lstm_onednn.exact`). Its arguments are torch's: the gates' weights `weight0` (input) and
+`MkldnnRnnLayerBackward0`); `surface.nn_rnn` does where its values are torch's bits (see
+lstm_onednn). Its arguments are torch's: the gates' weights `weight0` (input) and
 `weight1` (hidden), the biases `weight2` and `weight3`, the initial states; its results the
 output, h_n, c_n and a workspace the backward reads (each step's gates and cell state; torch's
 is an opaque buffer that does not require grad, here it is recorded with the others so the node
-keeps it, and its gradient is ignored). A recorded backward
-(create_graph) differentiates the same layer composed of engine ops, as torch's double
-backward does, so its values are close to the first-order ones, not the same bits.
+keeps it, and its gradient is ignored). A recorded backward (create_graph) differentiates the
+same layer composed of engine ops, as torch's double backward does, so its values are close to
+the first-order ones, not the same bits.
 """
 
 from __future__ import annotations
