@@ -14,12 +14,14 @@ tracking); here they are the same ops out of place, the same values and order.
 float32 `LSTM` (not `LSTMCell`) torch runs through oneDNN's fused kernel (grad_fn
 `MkldnnRnnLayerBackward0`, its own rounding of the gates): here too (the op `mkldnn_rnn_layer`,
 engine/lstm_onednn.py) where the backend computes it as oneDNN's AVX-512 code (a server on an
-AVX-512 CPU whose oneDNN is not capped) and the batch is 2 or more, bit for bit.
+AVX-512 CPU whose oneDNN is not capped), bit for bit: a batch of 2 or more, no projections,
+at most `ONEDNN_LSTM_WORK` multiply-adds, and several layers only in grad mode
+(`LSTM._takes_onednn`).
 
-What is not torch's: float32 `LSTM` elsewhere (oneDNN's AVX2 GEMM, a batch of one): the
-composition torch uses for float64, so its values are close, not bitwise; `batch_first`
-outputs are transposed out of place (grad_fn `TransposeBackward0` where torch's `transpose_`
-gives `TransposeBackward1`); `PackedSequence` inputs are not supported.
+What is not torch's: float32 `LSTM` elsewhere (oneDNN's AVX2 GEMM, a batch of one, larger
+calls...): the composition torch uses for float64, so its values are close, not bitwise; there
+`batch_first` outputs are transposed out of place (grad_fn `TransposeBackward0` where torch's
+`transpose_` gives `TransposeBackward1`); `PackedSequence` inputs are not supported.
 """
 
 from __future__ import annotations
