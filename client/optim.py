@@ -36,6 +36,7 @@ from gradserve.surface import optim as _surface
 from gradserve.surface import optim_tensors as _tensors
 from gradserve.surface import radam as _radam
 from gradserve.surface import rprop as _rprop
+from gradserve.surface import sparse_adam as _sparse_adam
 from gradserve.v1 import STEP_HYPERPARAMETERS_FEATURE, graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
@@ -108,6 +109,11 @@ class RAdam(Optimizer, _SessionTensors, _radam.RAdam):
 class Rprop(Optimizer, _SessionTensors, _rprop.Rprop):
     """torch.optim.Rprop over session tensors (gradserve.surface.rprop.Rprop): torch's
     single-tensor algorithm, op for op."""
+
+
+class SparseAdam(Optimizer, _SessionTensors, _sparse_adam.SparseAdam):
+    """torch.optim.SparseAdam over session tensors (gradserve.surface.sparse_adam.SparseAdam):
+    every gradient is dense, which its step refuses with torch's error."""
 
 
 def _read_values(values: Any) -> list[Any]:
@@ -542,7 +548,8 @@ def namespace(session: Any) -> Any:
              for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
     return types.SimpleNamespace(Optimizer=Optimizer, LBFGS=LBFGS, Adadelta=Adadelta, ASGD=ASGD,
                                  Adafactor=Adafactor, Adamax=Adamax, NAdam=NAdam,
-                                 RAdam=RAdam, Rprop=Rprop, lr_scheduler=lr_scheduler, **bound)
+                                 RAdam=RAdam, Rprop=Rprop, SparseAdam=SparseAdam,
+                                 lr_scheduler=lr_scheduler, **bound)
 
 
 def bind(cls: type[ServerOptimizer], session: Any) -> type[ServerOptimizer]:

@@ -31,6 +31,7 @@ from gradserve.surface import optim as _surface
 from gradserve.surface import optim_tensors as _tensors
 from gradserve.surface import radam as _radam
 from gradserve.surface import rprop as _rprop
+from gradserve.surface import sparse_adam as _sparse_adam
 from gradserve.surface.compat import missing_names
 
 from . import errors, limits, parallel
@@ -467,6 +468,11 @@ class Rprop(Optimizer, _EngineTensors, _rprop.Rprop):
     single-tensor algorithm, op for op."""
 
 
+class SparseAdam(Optimizer, _EngineTensors, _sparse_adam.SparseAdam):
+    """torch.optim.SparseAdam over engine tensors (gradserve.surface.sparse_adam.SparseAdam):
+    every gradient is dense, which its step refuses with torch's error."""
+
+
 _FUSED: dict[Any, Callable[..., Any]] = {np.dtype(np.float32): _fma_scalar32,
                                         np.dtype(np.float64): _fma_scalar64}
 
@@ -654,5 +660,5 @@ def _zeros_like(p: Tensor) -> Tensor:
 
 
 __all__ = ["ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "LBFGS",
-           "NAdam", "Optimizer", "RAdam", "RMSprop", "Rprop", "SGD", "lr_scheduler"]
+           "NAdam", "Optimizer", "RAdam", "RMSprop", "Rprop", "SGD", "SparseAdam", "lr_scheduler"]
 __getattr__ = missing_names("torch.optim")  # a name torch.optim has and gradserve has not

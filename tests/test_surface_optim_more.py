@@ -175,6 +175,8 @@ BAD: list[tuple[str, dict[str, Any]]] = [
     ("Adafactor", {"lr": -1.0}), ("Adafactor", {"beta2_decay": 0.5}),
     ("Adafactor", {"eps": (-1.0, 1e-3)}), ("Adafactor", {"eps": (None, -1e-3)}),
     ("Adafactor", {"d": 0.5}), ("Adafactor", {"weight_decay": -0.1}),
+    ("SparseAdam", {"lr": 0.0}), ("SparseAdam", {"eps": 0.0}),
+    ("SparseAdam", {"betas": (0.9, 1.0)}),
 ]
 
 
@@ -201,6 +203,30 @@ def test_variants_gradserve_does_not_have_are_refused(lib, name, flag):
     assert torch_opt.defaults[flag] is True  # torch takes them (CUDA graphs, autograd)
     with pytest.raises(NotImplementedError, match=rf"^{name}\(\): {flag}=True is not supported"):
         getattr(lib.optim, name)([lib.zeros(2, requires_grad=True)], **{flag: True})
+
+
+def test_sparse_adam_refuses_dense_gradients_as_torch(lib):
+    """gradserve's gradients are all dense: SparseAdam's step raises torch's error for them
+    (after running the closure, as torch does); the constructor is torch's."""
+    def run(t: Any) -> tuple[Any, ...]:
+        w = t.ones(3, requires_grad=True)
+        opt = t.optim.SparseAdam([w], lr=0.01, betas=(0.8, 0.9))
+        calls = []
+
+        def closure() -> Any:
+            calls.append(1)
+            loss = (w * 2).sum()
+            loss.backward()
+            return loss
+
+        with pytest.raises(RuntimeError) as caught:
+            opt.step(closure)
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+        return str(caught.value), calls, groups, repr(opt), w.detach().numpy()
+
+    got, want = run(lib), run(torch)
+    assert got[:4] == want[:4]
+    np.testing.assert_array_equal(got[4], want[4])
 
 
 def test_dir_of_optim_has_torchs_optimizers(lib):
