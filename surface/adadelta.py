@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .optim import run_step
 from .optim_tensors import TensorOptimizer
 
 __all__ = ["Adadelta"]
@@ -44,12 +43,9 @@ class Adadelta(TensorOptimizer):
                  capturable: bool = False, maximize: bool = False,
                  differentiable: bool = False) -> None:
         self._check_lr(lr)
-        if not 0.0 <= rho <= 1.0:
-            raise self._value_error(f"Invalid rho value: {rho}")
-        if not 0.0 <= eps:
-            raise self._value_error(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= weight_decay:
-            raise self._value_error(f"Invalid weight_decay value: {weight_decay}")
+        self._check((0.0 <= rho <= 1.0, f"Invalid rho value: {rho}"),
+                    (0.0 <= eps, f"Invalid epsilon value: {eps}"),
+                    (0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}"))
         self._refuse("Adadelta", capturable=capturable, differentiable=differentiable)
         defaults = {"lr": lr, "rho": rho, "eps": eps, "weight_decay": weight_decay,
                     "maximize": maximize, "capturable": capturable, "foreach": foreach,
@@ -58,15 +54,7 @@ class Adadelta(TensorOptimizer):
 
     # --- torch's Adadelta ------------------------------------------------------------------------
 
-    def step(self, closure: Any = None) -> Any:
-        """One step over every parameter with a gradient; `closure` re-evaluates the loss.
-
-        Returns:
-            The closure's loss, or None.
-        """
-        return run_step(closure, self.param_groups, self._update_adadelta_group)
-
-    def _update_adadelta_group(self, group: dict[str, Any]) -> None:
+    def _step_group(self, group: dict[str, Any]) -> None:
         for p in group["params"]:
             if p.grad is not None:
                 self._update_adadelta(p, group)

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from .optim import run_step
 from .optim_tensors import TensorOptimizer, lerp_
 
 __all__ = ["Adafactor"]
@@ -47,46 +46,18 @@ class Adafactor(TensorOptimizer):
                  weight_decay: float = 0.0, *, foreach: bool | None = None,
                  maximize: bool = False) -> None:
         self._check_lr(lr, "Learning rate should be >= 0 but is: {}")
-        if not 0.0 >= beta2_decay:
-            raise self._value_error(f"beta2_decay should be <= 0 but is: {beta2_decay}")
-        if eps[0] is not None and not 0.0 <= eps[0]:
-            raise self._value_error(f"epsilon1 should be >= 0 but is: {eps[0]}")
-        if not 0.0 <= eps[1]:
-            raise self._value_error(f"epsilon2 should be >= 0 but is: {eps[1]}")
-        if not 1.0 <= d:
-            raise self._value_error(f"Clipping threshold d should be >= 1 but is: {d}")
-        if not 0.0 <= weight_decay:
-            raise self._value_error(f"weight_decay should be >= 0 but is: {weight_decay}")
+        self._check((0.0 >= beta2_decay, f"beta2_decay should be <= 0 but is: {beta2_decay}"),
+                    (eps[0] is None or 0.0 <= eps[0],
+                     f"epsilon1 should be >= 0 but is: {eps[0]}"),
+                    (0.0 <= eps[1], f"epsilon2 should be >= 0 but is: {eps[1]}"),
+                    (1.0 <= d, f"Clipping threshold d should be >= 1 but is: {d}"),
+                    (0.0 <= weight_decay, f"weight_decay should be >= 0 but is: {weight_decay}"))
         defaults = {"lr": lr, "beta2_decay": beta2_decay, "eps": eps, "d": d,
                     "weight_decay": weight_decay, "foreach": foreach, "maximize": maximize}
         super().__init__(params, defaults)
 
-    def step(self, closure: Any = None) -> Any:
-        """One step over every parameter with a gradient; `closure` re-evaluates the loss.
-
-        Returns:
-            The closure's loss, or None.
-        """
-        return run_step(closure, self.param_groups, self._update_adafactor_group)
-
-    def _update_adafactor_group(self, group: dict[str, Any]) -> None:
-        params = self._with_grads(group)
-        if not params:
-            return
-        states = []
-        for p in params:
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = self._scalar(p, 0.0)
-                lib, shape = self._lib(p), list(p.grad.shape)
-                if p.grad.dim() > 1:
-                    state["row_var"] = lib.zeros(shape[:-1] + [1], dtype=p.grad.dtype)
-                    state["col_var"] = lib.zeros(shape[:-2] + [1, shape[-1]],
-                                                 dtype=p.grad.dtype)
-                else:
-                    state["variance"] = lib.zeros_like(p.grad)
-            state["step"] += 1
-            states.append(state)
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params, states = self._counted_states(group, self._new_state)
         values = self._read(*(v for p, s in zip(params, states) for v in (s["step"], p.norm(2))))
         lr, (eps1, eps2) = self._lr(group), group["eps"]
         beta2_decay, weight_decay = group["beta2_decay"], group["weight_decay"]
@@ -120,3 +91,13 @@ class Adafactor(TensorOptimizer):
         for p, update, norm, alpha in zip(params, updates, norms, alphas):
             denom = max(1.0, norm / ((update.numel() ** 0.5) * group["d"]))
             p.add_(update, alpha=-alpha / denom)
+
+    def _new_state(self, p: Any) -> dict[str, Any]:
+        """torch's state of a parameter: the step, and the second moment's row and column
+        factors (a matrix, over its last two dimensions) or the whole of it (a vector)."""
+        lib, shape, grad = self._lib(p), list(p.grad.shape), p.grad
+        if grad.dim() > 1:
+            return {"step": self._scalar(p, 0.0),
+                    "row_var": lib.zeros(shape[:-1] + [1], dtype=grad.dtype),
+                    "col_var": lib.zeros(shape[:-2] + [1, shape[-1]], dtype=grad.dtype)}
+        return {"step": self._scalar(p, 0.0), "variance": lib.zeros_like(grad)}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .optim import run_step
 from .optim_tensors import TensorOptimizer, lerp_
 
 __all__ = ["Adamax"]
@@ -40,38 +39,17 @@ class Adamax(TensorOptimizer):
                  maximize: bool = False, differentiable: bool = False,
                  capturable: bool = False) -> None:
         self._check_lr(lr)
-        if not 0.0 <= eps:
-            raise self._value_error(f"Invalid epsilon value: {eps}")
-        self._check_betas(betas)
-        if not 0.0 <= weight_decay:
-            raise self._value_error(f"Invalid weight_decay value: {weight_decay}")
+        self._check(*self._adam_checks(eps, betas, weight_decay))
         self._refuse("Adamax", differentiable=differentiable, capturable=capturable)
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
                     "foreach": foreach, "maximize": maximize, "differentiable": differentiable,
                     "capturable": capturable}
         super().__init__(params, defaults)
 
-    def step(self, closure: Any = None) -> Any:
-        """One step over every parameter with a gradient; `closure` re-evaluates the loss.
-
-        Returns:
-            The closure's loss, or None.
-        """
-        return run_step(closure, self.param_groups, self._update_adamax_group)
-
-    def _update_adamax_group(self, group: dict[str, Any]) -> None:
-        params = self._with_grads(group)
-        if not params:
-            return
-        states = []
-        for p in params:
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = self._scalar(p, 0.0)
-                state["exp_avg"] = self._zeros_like(p)
-                state["exp_inf"] = self._zeros_like(p)
-            state["step"] += 1
-            states.append(state)
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params, states = self._counted_states(group, lambda p: {
+            "step": self._scalar(p, 0.0), "exp_avg": self._zeros_like(p),
+            "exp_inf": self._zeros_like(p)})
         beta1, beta2 = group["betas"]
         lr, eps, weight_decay = self._lr(group), group["eps"], group["weight_decay"]
         steps = self._read(*(s["step"] for s in states))

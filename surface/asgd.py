@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .optim import run_step
 from .optim_tensors import TensorOptimizer
 
 __all__ = ["ASGD"]
@@ -42,37 +41,18 @@ class ASGD(TensorOptimizer):
                  maximize: bool = False, differentiable: bool = False,
                  capturable: bool = False) -> None:
         self._check_lr(lr)
-        if not 0.0 <= weight_decay:
-            raise self._value_error(f"Invalid weight_decay value: {weight_decay}")
+        self._check((0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}"))
         self._refuse("ASGD", differentiable=differentiable, capturable=capturable)
         defaults = {"lr": lr, "lambd": lambd, "alpha": alpha, "t0": t0,
                     "weight_decay": weight_decay, "foreach": foreach, "maximize": maximize,
                     "differentiable": differentiable, "capturable": capturable}
         super().__init__(params, defaults)
 
-    def step(self, closure: Any = None) -> Any:
-        """One step over every parameter with a gradient; `closure` re-evaluates the loss.
-
-        Returns:
-            The closure's loss, or None.
-        """
-        return run_step(closure, self.param_groups, self._update_asgd_group)
-
-    def _update_asgd_group(self, group: dict[str, Any]) -> None:
-        params = self._with_grads(group)
-        if not params:
-            return
+    def _step_group(self, group: dict[str, Any]) -> None:
         lr = self._lr(group)
-        states = []
-        for p in params:
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = self._step_counter(p)
-                state["eta"] = self._scalar(p, lr)
-                state["mu"] = self._scalar(p, 1.0)
-                state["ax"] = self._zeros_like(p)
-            state["step"] += 1
-            states.append(state)
+        params, states = self._counted_states(group, lambda p: {
+            "step": self._step_counter(p), "eta": self._scalar(p, lr),
+            "mu": self._scalar(p, 1.0), "ax": self._zeros_like(p)})
         values = self._read(*(s[k] for s in states for k in ("eta", "mu", "step")))
         lambd, alpha, t0 = group["lambd"], group["alpha"], group["t0"]
         for i, (p, state) in enumerate(zip(params, states)):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .optim import run_step
 from .optim_tensors import TensorOptimizer, lerp_
 
 __all__ = ["NAdam"]
@@ -45,13 +44,8 @@ class NAdam(TensorOptimizer):
                  maximize: bool = False, capturable: bool = False,
                  differentiable: bool = False) -> None:
         self._check_lr(lr)
-        if not 0.0 <= eps:
-            raise self._value_error(f"Invalid epsilon value: {eps}")
-        self._check_betas(betas)
-        if not 0.0 <= weight_decay:
-            raise self._value_error(f"Invalid weight_decay value: {weight_decay}")
-        if not 0.0 <= momentum_decay:
-            raise self._value_error(f"Invalid momentum_decay value: {momentum_decay}")
+        self._check(*self._adam_checks(eps, betas, weight_decay),
+                    (0.0 <= momentum_decay, f"Invalid momentum_decay value: {momentum_decay}"))
         self._refuse("NAdam", capturable=capturable, differentiable=differentiable)
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
                     "momentum_decay": momentum_decay,
@@ -60,31 +54,12 @@ class NAdam(TensorOptimizer):
                     "differentiable": differentiable}
         super().__init__(params, defaults)
 
-    def step(self, closure: Any = None) -> Any:
-        """One step over every parameter with a gradient; `closure` re-evaluates the loss.
-
-        Returns:
-            The closure's loss, or None.
-        """
-        return run_step(closure, self.param_groups, self._update_nadam_group)
-
-    def _update_nadam_group(self, group: dict[str, Any]) -> None:
-        params = self._with_grads(group)
-        if not params:
-            return
-        states = []
-        for p in params:
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = self._scalar(p, 0.0)
-                state["mu_product"] = self._scalar(p, 1.0)
-                state["exp_avg"] = self._zeros_like(p)
-                state["exp_avg_sq"] = self._zeros_like(p)
-            states.append(state)
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params, states = self._counted_states(group, lambda p: {
+            "step": self._scalar(p, 0.0), "mu_product": self._scalar(p, 1.0),
+            "exp_avg": self._zeros_like(p), "exp_avg_sq": self._zeros_like(p)})
         beta1, beta2 = group["betas"]
         lr, psi = self._lr(group), group["momentum_decay"]
-        for state in states:
-            state["step"] += 1
         steps = self._read(*(s["step"] for s in states))
         mus = []
         for state, step in zip(states, steps):

@@ -10,11 +10,12 @@ values do not depend on the other parameters' ops.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .optim import Optimizer
+from .optim import Optimizer, run_step
 
 __all__ = ["TensorOptimizer", "lerp_"]
 
@@ -66,18 +67,30 @@ class TensorOptimizer(Optimizer):
         lr = group["lr"]
         return self._read(lr.reshape(()))[0] if isinstance(lr, self._tensor_type) else lr
 
+    def _check(self, *checks: tuple[bool, str]) -> None:
+        """Raise the layer's ValueError with the message of the first check that fails (in
+        torch's order)."""
+        for ok, message in checks:
+            if not ok:
+                raise self._value_error(message)
+
     def _check_lr(self, lr: Any, message: str = "Invalid learning rate: {}") -> None:
         """torch's checks of lr (a tensor lr must have one element)."""
         if isinstance(lr, self._tensor_type) and lr.numel() != 1:
             raise self._value_error("Tensor lr must be 1-element")
-        if not 0.0 <= lr:
-            raise self._value_error(message.format(lr))
+        self._check((0.0 <= lr, message.format(lr)))
 
-    def _check_betas(self, betas: tuple[float, float]) -> None:
+    @staticmethod
+    def _beta_checks(betas: tuple[float, float]) -> list[tuple[bool, str]]:
         """torch's checks of Adam-like betas: each in [0, 1)."""
-        for i, beta in enumerate(betas[:2]):
-            if not 0.0 <= beta < 1.0:
-                raise self._value_error(f"Invalid beta parameter at index {i}: {beta}")
+        return [(0.0 <= beta < 1.0, f"Invalid beta parameter at index {i}: {beta}")
+                for i, beta in enumerate(betas[:2])]
+
+    def _adam_checks(self, eps: float, betas: tuple[float, float],
+                     weight_decay: float) -> list[tuple[bool, str]]:
+        """torch's checks of an Adam-like algorithm's eps, betas and weight_decay, in order."""
+        return [(0.0 <= eps, f"Invalid epsilon value: {eps}"), *self._beta_checks(betas),
+                (0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}")]
 
     @staticmethod
     def _refuse(algorithm: str, **flags: Any) -> None:
@@ -88,6 +101,34 @@ class TensorOptimizer(Optimizer):
                 raise NotImplementedError(f"{algorithm}(): {name}={value!r} is not supported by "
                                           "gradserve (it runs torch's single-tensor algorithm)")
 
+    # --- the step ---------------------------------------------------------------------------------
+
+    def step(self, closure: Any = None) -> Any:
+        """One step over every parameter with a gradient; `closure` re-evaluates the loss.
+
+        Returns:
+            The closure's loss, or None.
+        """
+        return run_step(closure, self.param_groups, self._step_group)
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        """The algorithm's update of one parameter group (under no_grad)."""
+        raise NotImplementedError
+
     def _with_grads(self, group: dict[str, Any]) -> list[Any]:
         """The group's parameters that have a gradient, in order (torch's params_with_grad)."""
         return [p for p in group["params"] if p.grad is not None]
+
+    def _counted_states(self, group: dict[str, Any],
+                        init: Callable[[Any], dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+        """The group's parameters with a gradient and their states, each state made by
+        `init(p)` the first time (torch's lazy state) and its "step" counted (`step += 1`)."""
+        params = self._with_grads(group)
+        states = []
+        for p in params:
+            state = self.state[p]
+            if len(state) == 0:
+                state.update(init(p))
+            state["step"] += 1
+            states.append(state)
+        return params, states

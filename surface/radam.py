@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .optim import run_step
 from .optim_tensors import TensorOptimizer, lerp_
 
 __all__ = ["RAdam"]
@@ -44,11 +43,7 @@ class RAdam(TensorOptimizer):
                  maximize: bool = False, capturable: bool = False,
                  differentiable: bool = False) -> None:
         self._check_lr(lr)
-        if not 0.0 <= eps:
-            raise self._value_error(f"Invalid epsilon value: {eps}")
-        self._check_betas(betas)
-        if not 0.0 <= weight_decay:
-            raise self._value_error(f"Invalid weight_decay value: {weight_decay}")
+        self._check(*self._adam_checks(eps, betas, weight_decay))
         self._refuse("RAdam", capturable=capturable, differentiable=differentiable)
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
                     "maximize": maximize, "foreach": foreach, "capturable": capturable,
@@ -56,27 +51,10 @@ class RAdam(TensorOptimizer):
                     "differentiable": differentiable}
         super().__init__(params, defaults)
 
-    def step(self, closure: Any = None) -> Any:
-        """One step over every parameter with a gradient; `closure` re-evaluates the loss.
-
-        Returns:
-            The closure's loss, or None.
-        """
-        return run_step(closure, self.param_groups, self._update_radam_group)
-
-    def _update_radam_group(self, group: dict[str, Any]) -> None:
-        params = self._with_grads(group)
-        if not params:
-            return
-        states = []
-        for p in params:
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = self._scalar(p, 0.0)
-                state["exp_avg"] = self._zeros_like(p)
-                state["exp_avg_sq"] = self._zeros_like(p)
-            state["step"] += 1
-            states.append(state)
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params, states = self._counted_states(group, lambda p: {
+            "step": self._scalar(p, 0.0), "exp_avg": self._zeros_like(p),
+            "exp_avg_sq": self._zeros_like(p)})
         beta1, beta2 = group["betas"]
         lr, eps, weight_decay = self._lr(group), group["eps"], group["weight_decay"]
         steps = self._read(*(s["step"] for s in states))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .optim import run_step
 from .optim_tensors import TensorOptimizer
 
 __all__ = ["Rprop"]
@@ -49,27 +48,15 @@ class Rprop(TensorOptimizer):
                     "capturable": capturable}
         super().__init__(params, defaults)
 
-    def step(self, closure: Any = None) -> Any:
-        """One step over every parameter with a gradient; `closure` re-evaluates the loss.
-
-        Returns:
-            The closure's loss, or None.
-        """
-        return run_step(closure, self.param_groups, self._update_rprop_group)
-
-    def _update_rprop_group(self, group: dict[str, Any]) -> None:
+    def _step_group(self, group: dict[str, Any]) -> None:
         etaminus, etaplus = group["etas"]
         step_size_min, step_size_max = group["step_sizes"]
-        for p in self._with_grads(group):
-            grad = p.grad
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = self._step_counter(p)
-                state["prev"] = self._zeros_like(p)
-                state["step_size"] = self._lib(p).full_like(grad, self._lr(group))
-            grad = grad if not group["maximize"] else -grad
+        params, states = self._counted_states(group, lambda p: {
+            "step": self._step_counter(p), "prev": self._zeros_like(p),
+            "step_size": self._lib(p).full_like(p.grad, self._lr(group))})
+        for p, state in zip(params, states):
+            grad = p.grad if not group["maximize"] else -p.grad
             prev, step_size = state["prev"], state["step_size"]
-            state["step"] += 1
             sign = grad.mul(prev).sign()
             sign[sign.gt(0)] = etaplus
             sign[sign.lt(0)] = etaminus

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .optim import run_step
 from .optim_tensors import TensorOptimizer
 
 __all__ = ["SparseAdam"]
@@ -36,22 +35,17 @@ class SparseAdam(TensorOptimizer):
                  eps: float = 1e-8, maximize: bool = False) -> None:
         if isinstance(lr, self._tensor_type) and lr.numel() != 1:
             raise self._value_error("Tensor lr must be 1-element")
-        if not 0.0 < lr:
-            raise self._value_error(f"Invalid learning rate: {lr}")
-        if not 0.0 < eps:
-            raise self._value_error(f"Invalid epsilon value: {eps}")
-        self._check_betas(betas)
+        self._check((0.0 < lr, f"Invalid learning rate: {lr}"),
+                    (0.0 < eps, f"Invalid epsilon value: {eps}"),
+                    *self._beta_checks(betas))
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "maximize": maximize})
 
-    def step(self, closure: Any = None) -> Any:
-        """Run `closure`, then refuse the (dense) gradients as torch does.
+    def _step_group(self, group: dict[str, Any]) -> None:
+        """Refuse the (dense) gradients as torch does (`step()` runs the closure first).
 
         Raises:
             RuntimeError: a parameter has a gradient (torch's text for a dense one).
         """
-        return run_step(closure, self.param_groups, self._refuse_dense)
-
-    def _refuse_dense(self, group: dict[str, Any]) -> None:
         if self._with_grads(group):
             raise RuntimeError("SparseAdam does not support dense gradients, please consider "
                                "Adam instead")
