@@ -57,20 +57,19 @@ def _state_arrays(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train(t: Any, name: str, options: dict[str, Any], steps: int = 8,
-           scheduler: bool = False) -> tuple[Any, ...]:
+           double: bool = False) -> tuple[Any, ...]:
     t.manual_seed(0)
     model = t.nn.Sequential(t.nn.Linear(5, 4), t.nn.Tanh(), t.nn.Linear(4, 2))
-    opt = getattr(t.optim, name)(model.parameters(), **options)
-    sched = t.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5) if scheduler else None
     x = t.tensor(_data((8, 5), 40))
+    if double:
+        model, x = model.double(), x.double()
+    opt = getattr(t.optim, name)(model.parameters(), **options)
     losses = []
     for _ in range(steps):
         opt.zero_grad()
         loss = (model(x) ** 2).mean()
         loss.backward()
         opt.step()
-        if sched is not None:
-            sched.step()
         losses.append(loss.item())
     state = opt.state_dict()
     groups = [{k: v for k, v in g.items() if k != "params"} for g in state["param_groups"]]
@@ -100,6 +99,12 @@ def test_steps_are_torchs_bit_for_bit(lib, name, options):
 
 # one option set per optimizer for the tests of groups, schedulers and saved state
 FIRST = {name: options for name, options in reversed(CASES)}
+
+
+@pytest.mark.parametrize("name", list(FIRST))
+def test_float64_steps_are_torchs_bit_for_bit(lib, name):
+    _assert_same(_train(lib, name, FIRST[name], double=True),
+                 _train(torch, name, FIRST[name], double=True))
 
 
 def _groups_run(t: Any, name: str, resume: bool) -> tuple[Any, ...]:
