@@ -1,5 +1,6 @@
 """The base of torch.optim's algorithms written once as tensor ops of a layer (Adadelta, NAdam,
-RAdam, Adamax, Rprop, ASGD, Adafactor): what each layer provides, and the checks they share.
+RAdam, Adamax, Rprop, ASGD, Adafactor, SparseAdam): what each layer provides, the step loop, the
+lazy state and the checks they share.
 
 A layer (the engine in process, a session) names its torch-like namespace for a parameter in
 `_lib(p)` (`zeros_like`, `zeros`, `tensor`, `full_like`, `maximum`, `float32`) and may read
@@ -51,9 +52,8 @@ class TensorOptimizer(Optimizer):
         """torch.zeros_like(p) of the layer."""
         return self._lib(p).zeros_like(p)
 
-    def _step_counter(self, p: Any = None) -> Any:
+    def _step_counter(self, p: Any) -> Any:
         """torch.zeros((), dtype=torch.float32) of the layer (torch's state["step"])."""
-        p = self.param_groups[0]["params"][0] if p is None else p
         lib = self._lib(p)
         return lib.zeros((), dtype=lib.float32)
 
