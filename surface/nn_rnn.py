@@ -21,7 +21,8 @@ A `PackedSequence` input (`nn_utils_rnn`) runs torch's packed layers (PackedLaye
 ReversedPackedLayer): the input projection of the packed data, then per step the cell on the
 rows of the sequences still running (`narrow`), a sequence's final state set aside at its last
 step; the step outputs concatenated (grad_fn CatBackward0, as torch's, float32 LSTM included:
-torch runs packed LSTMs through this composition too).
+torch runs packed LSTMs through this composition too, except a float32 LSTM without projection
+whose sequences all have one length: oneDNN's kernel as for a padded input, close as above).
 """
 
 from __future__ import annotations
@@ -479,10 +480,20 @@ class RNNBase(Module):
             hiddens: list[Any] = list(zip(hx[0].unbind(0), hx[1].unbind(0)))
         else:
             hiddens = list(hx.unbind(0))
-        output, finals = _stack_layers(self._be, self.mode, data, hiddens, self._cell_params(),
-                                       self.num_layers, self.dropout, self.training,
-                                       self.bidirectional, True, sizes)
-        stack = self._be.torch.stack
+        be = self._be
+        if (lstm and self.proj_size == 0 and len(set(sizes)) == 1
+                and be.dtype_name(data) == "float32"):
+            # sequences of one length: torch runs a float32 LSTM as for a padded input (its
+            # oneDNN kernel, see the module docstring) and views the output back (ViewBackward0)
+            output, finals = _stack_layers(
+                be, self.mode, data.view(len(sizes), sizes[0], -1), hiddens, self._cell_params(),
+                self.num_layers, self.dropout, self.training, self.bidirectional, True)
+            output = output.view(len(sizes) * sizes[0], -1)
+        else:
+            output, finals = _stack_layers(be, self.mode, data, hiddens, self._cell_params(),
+                                           self.num_layers, self.dropout, self.training,
+                                           self.bidirectional, True, sizes)
+        stack = be.torch.stack
         if lstm:
             hidden: Any = (stack([h for h, _ in finals], 0), stack([c for _, c in finals], 0))
         else:
