@@ -20,6 +20,8 @@ import math
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from .nn_backend import NNBackend
 
 _SORTED_MESSAGE = (
@@ -138,29 +140,37 @@ def invert_permutation(be: NNBackend, permutation: Any) -> Any:
     """The inverse of the 1-D index tensor `permutation` (None for None)."""
     if permutation is None:
         return None
-    output = be.torch.empty_like(permutation)
-    output.scatter_(0, permutation, be.torch.arange(0, permutation.numel()))
-    return output
+    # torch scatters into empty_like in place; out of place here, the same values (a session's
+    # in-place write would make every value it holds stale)
+    return be.torch.empty_like(permutation).scatter(
+        0, permutation, be.torch.arange(0, permutation.numel()))
 
 
 def _int64(be: NNBackend) -> Any:
     return be.torch.int64
 
 
-def _lengths_values(be: NNBackend, lengths: Any) -> list[int]:
-    """The values of an int64 `lengths` tensor, refused as torch's checkLongTensor refuses a
-    tensor that is not 1-D."""
-    dims = len(be.shape(lengths))
+def _check_1d(be: NNBackend, dims: int) -> None:
+    """torch's checkLongTensor of `lengths` (or `batch_sizes`), already int64."""
     if dims != 1:
         raise be.runtime_error("'lengths' argument should be a 1D CPU int64 tensor, but got "
                                f"{dims}D cpu Long tensor")
-    return [int(v) for v in lengths.tolist()]
 
 
-def _pack(be: NNBackend, input: Any, lengths: Any, batch_first: bool) -> tuple[Any, Any]:
+def _lengths_values(be: NNBackend, lengths: Any) -> list[int]:
+    """The values of `lengths` (a tensor, a list, an array) as torch's int64 conversion reads
+    them (toward zero), refused as torch's checkLongTensor refuses it when not 1-D."""
+    if be.is_tensor(lengths):
+        _check_1d(be, len(be.shape(lengths)))
+        return [int(v) for v in lengths.tolist()]
+    values = np.asarray(lengths)
+    _check_1d(be, values.ndim)
+    return [int(v) for v in values.astype(np.int64).tolist()]
+
+
+def _pack(be: NNBackend, input: Any, lens: list[int], batch_first: bool) -> tuple[Any, Any]:
     """torch's `_pack_padded_sequence`: (data, batch_sizes) of a padded (T, B, *) input whose
-    sequences are sorted by decreasing length."""
-    lens = _lengths_values(be, lengths)
+    sequences are sorted by decreasing length `lens`."""
     if batch_first:
         input = input.transpose(0, 1)
     batch_size = input.size(1)
@@ -182,7 +192,9 @@ def _pack(be: NNBackend, input: Any, lengths: Any, batch_first: bool) -> tuple[A
             current = batch_size - i
             # a length past the input's reaches its end (torch's slice clamps; its
             # batch_sizes still count the steps)
-            steps.append(input[prev:length, :current].contiguous().view(step_shape))
+            # torch's contiguous().view(): reshape, the same copy (a session need not ask
+            # the slice's layout)
+            steps.append(input[prev:length, :current].reshape(step_shape))
             batch_sizes += [current] * (length - prev)
             prev = length
     return be.torch.cat(steps), be.torch.tensor(batch_sizes, dtype=_int64(be))
@@ -201,15 +213,15 @@ def pack_padded_sequence(be: NNBackend, input: Any, lengths: Any, batch_first: b
         RuntimeError: lengths not sorted (enforce_sorted), not 1-D, not positive, not one per
             sequence; an empty input.
     """
-    if not be.is_tensor(lengths):
-        lengths = be.torch.as_tensor(lengths, dtype=_int64(be))
-    else:
-        lengths = lengths.to(dtype=_int64(be))
+    lens = _lengths_values(be, lengths)
     sorted_indices = None
     if not enforce_sorted:
-        lengths, sorted_indices = be.torch.sort(lengths, descending=True)
+        # the sorted values are known here; the order of ties is the backend's sort's
+        sorted_indices = be.torch.sort(be.torch.tensor(lens, dtype=_int64(be)),
+                                       descending=True)[1]
+        lens = sorted(lens, reverse=True)
         input = input.index_select(0 if batch_first else 1, sorted_indices)
-    data, batch_sizes = _pack(be, input, lengths, batch_first)
+    data, batch_sizes = _pack(be, input, lens, batch_first)
     return be.torch.nn.utils.rnn.PackedSequence(data, batch_sizes, sorted_indices, None)
 
 
@@ -217,24 +229,29 @@ def _pad(be: NNBackend, data: Any, batch_sizes: Any, batch_first: bool, padding_
          total_length: int) -> tuple[Any, Any]:
     """torch's `_pad_packed_sequence`: the (total_length, B, *) padded tensor, filled with
     padding_value and each run of equal batch sizes copied into place, and the lengths."""
-    sizes = _lengths_values(be, batch_sizes)
+    _check_1d(be, len(be.shape(batch_sizes)))
+    sizes = [int(v) for v in batch_sizes.tolist()]
     max_batch_size = sizes[0]
-    output = be.torch.full((total_length, max_batch_size, *be.shape(data)[1:]), padding_value,
+    tail = be.shape(data)[1:]
+    output = be.torch.full((total_length, max_batch_size, *tail), padding_value,
                            dtype=data.dtype)
     lengths = [0] * max_batch_size
+    copies = []  # (target, source): every view taken before the first write, as pad_sequence
     offset, prev_size, prev_i = 0, max_batch_size, 0
     for i in range(len(sizes) + 1):
         size = sizes[i] if i != len(sizes) else 0
         if size != prev_size:
             count = prev_size * (i - prev_i)
-            piece = data[offset:offset + count]
-            output[prev_i:i, :prev_size].copy_(
-                piece.view(i - prev_i, prev_size, *be.shape(data)[1:]))
+            # torch's view: reshape, see _pack
+            piece = data[offset:offset + count].reshape(i - prev_i, prev_size, *tail)
+            copies.append((output[prev_i:i, :prev_size], piece))
             offset += count
             prev_i = i
         for j in range(size, prev_size):  # sequences that ended before step i
             lengths[j] = i
         prev_size = size
+    for target, piece in copies:
+        target.copy_(piece)
     if batch_first:
         output = output.transpose(0, 1)
     return output, be.torch.tensor(lengths, dtype=_int64(be))
@@ -287,19 +304,23 @@ def pad_sequence(be: NNBackend, sequences: Any, batch_first: bool = False,
     first = be.shape(sequences[0])
     if not first:
         raise be.runtime_error("ArrayRef: invalid slice, N = 1; size = 0")
-    max_len = max(seq.size(0) for seq in sequences)
+    lengths = [seq.size(0) for seq in sequences]
+    max_len = max(lengths)
     size = (len(sequences), max_len) if batch_first else (max_len, len(sequences))
     out = be.torch.full((*size, *first[1:]), padding_value, dtype=sequences[0].dtype)
     if padding_side not in ("left", "right"):
         raise be.runtime_error("Expected padding_side to be one of left or right, but got "
                                f"{padding_side}.")
-    for i, seq in enumerate(sequences):
-        length = seq.size(0)
+    # every target view taken before the first write (a session then reads no shape after it)
+    targets = []
+    for i, length in enumerate(lengths):
         start = max_len - length if padding_side == "left" else 0
         if batch_first:
-            out.select(0, i).narrow(0, start, length).copy_(seq)
+            targets.append(out.select(0, i).narrow(0, start, length))
         else:
-            out.narrow(0, start, length).select(1, i).copy_(seq)
+            targets.append(out.narrow(0, start, length).select(1, i))
+    for target, seq in zip(targets, sequences):
+        target.copy_(seq)
     return out
 
 
@@ -315,7 +336,7 @@ def unpad_sequence(be: NNBackend, padded_sequences: Any, lengths: Any,
 def pack_sequence(be: NNBackend, sequences: Any, enforce_sorted: bool = True) -> PackedSequence:
     """Pack a list of variable-length sequences (each (L, *)): `pad_sequence`, then
     `pack_padded_sequence` with their lengths."""
-    lengths = be.torch.as_tensor([v.size(0) for v in sequences])
+    lengths = [v.size(0) for v in sequences]
     return pack_padded_sequence(be, pad_sequence(be, sequences), lengths,
                                 enforce_sorted=enforce_sorted)
 

@@ -371,3 +371,27 @@ def test_packed_layer_dropout_between_layers_draws_torchs_masks(lib):
     gout, gh = ours(gpacked)
     _same(gout.data, out.data)
     _same(gh, h)
+
+
+def test_session_packs_runs_and_pads_without_round_trips(gradserve_client):
+    """Lengths given as a list are read where they are; batch_sizes is made from data, so the
+    layer reads it without asking; the padding copies take their views before writing (a
+    session reads no shape once a write is recorded)."""
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    with gradserve_client.session() as s:
+        gx = s.tensor(x.numpy(), requires_grad=True)
+        parts = [s.tensor(x[:n, i].numpy(), requires_grad=True) for i, n in enumerate((3, 5, 2))]
+        lstm = s.nn.LSTM(4, 2, bidirectional=True, dtype=s.float64)
+        s.flush()  # the parameters' initialisation
+        start = s.round_trips
+        seqs = s.nn.utils.rnn.pad_sequence(parts, batch_first=True)
+        assert s.round_trips == start
+        s.flush()
+        start = s.round_trips
+        packed = s.nn.utils.rnn.pack_padded_sequence(gx, [3, 5, 2], enforce_sorted=False)
+        out, (h, c) = lstm(packed)
+        padded, lengths = s.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
+        assert s.round_trips == start
+        (padded.sum() + h.sum() + seqs.sum()).backward()
+        assert lengths.tolist() == [3, 5, 2]  # reordered on the server: a fetch
+        assert s.round_trips == start + 2
