@@ -1,13 +1,12 @@
 """`torch.nn.utils.rnn`: `PackedSequence` and the functions that pack and pad variable-length
 sequences, against an `NNBackend`.
 
-Composed as torch's CPU kernels compose them (aten/native/PackedSequence.cpp), so values and
-gradients are torch's exactly (every op here copies, none computes) and the padded results'
-graphs are torch's: `_pad_packed_sequence` and `pad_sequence` fill a `full` tensor with
-`copy_` into its slices (grad_fn CopySlices), `pack_padded_sequence` with `enforce_sorted=False`
-reorders with `index_select`. What is not torch's: a packed sequence's `data` is the `cat` of
-its steps (grad_fn CatBackward0 where torch's one kernel gives PackPaddedSequenceBackward0;
-the gradient is the same copy back into place), and `unpad_sequence(..., batch_first=False)`
+Written as torch's (aten/native/PackedSequence.cpp), so values and gradients are torch's exactly
+(every op here copies, none computes) and so are the graphs: packing is the engine's one
+`_pack_padded_sequence` op (grad_fn PackPaddedSequenceBackward0), told the batch sizes computed
+here from the lengths; `_pad_packed_sequence` and `pad_sequence` fill a `full` tensor with
+`copy_` into its slices (grad_fn CopySlices); `pack_padded_sequence` with `enforce_sorted=False`
+reorders with `index_select`. What is not torch's: `unpad_sequence(..., batch_first=False)`
 transposes out of place (torch's `transpose_` also transposes the caller's tensor).
 
 The recurrent layers (`nn_rnn`) take a `PackedSequence` and run torch's packed layers on its
@@ -171,10 +170,11 @@ def _lengths_values(be: NNBackend, lengths: Any) -> list[int]:
 def _pack(be: NNBackend, input: Any, lens: list[int], batch_first: bool) -> tuple[Any, Any]:
     """torch's `_pack_padded_sequence`: (data, batch_sizes) of a padded (T, B, *) input whose
     sequences are sorted by decreasing length `lens`."""
-    if batch_first:
-        input = input.transpose(0, 1)
-    batch_size = input.size(1)
+    input.size(1)  # torch's IndexError for fewer than 2 dims (its transpose's, or size(1)'s)
     shape = be.shape(input)
+    if batch_first:
+        shape = (shape[1], shape[0], *shape[2:])
+    batch_size = shape[1]
     if math.prod(shape) == 0:
         raise be.runtime_error("Cannot pack empty tensors.")
     if len(lens) != batch_size:
@@ -185,19 +185,16 @@ def _pack(be: NNBackend, input: Any, lens: list[int], batch_first: bool) -> tupl
                                "element in 'lengths' that is <= 0")
     if any(a < b for a, b in zip(lens, lens[1:])):
         raise be.runtime_error(_SORTED_MESSAGE)
-    step_shape = (-1, *shape[2:])
-    steps, batch_sizes, prev = [], [], 0
+    batch_sizes, prev = [], 0
     for i, length in enumerate(reversed(lens)):
         if length > prev:
-            current = batch_size - i
-            # a length past the input's reaches its end (torch's slice clamps; its
-            # batch_sizes still count the steps)
-            # torch's contiguous().view(): reshape, the same copy (a session need not ask
-            # the slice's layout)
-            steps.append(input[prev:length, :current].reshape(step_shape))
-            batch_sizes += [current] * (length - prev)
+            batch_sizes += [batch_size - i] * (length - prev)
             prev = length
-    return be.torch.cat(steps), be.torch.tensor(batch_sizes, dtype=_int64(be))
+    # a length past the input's counts its steps in batch_sizes (torch's slices clamp), the data
+    # stops at the input's end
+    data = be.call("_pack_padded_sequence", (input,),
+                   {"batch_sizes": tuple(batch_sizes[:shape[0]]), "batch_first": batch_first})
+    return data, be.torch.tensor(batch_sizes, dtype=_int64(be))
 
 
 def pack_padded_sequence(be: NNBackend, input: Any, lengths: Any, batch_first: bool = False,

@@ -1,13 +1,15 @@
-"""torch.nn.utils.rnn (surface/nn_utils_rnn.py) and the recurrent layers on a PackedSequence
-(surface/nn_rnn.py's packed layers) against torch, in process and through a session: packed data,
-batch_sizes and indices, padded values and lengths, gradients through the packing to the bit,
-the padded results' grad_fn names, error types and texts; RNN, GRU and LSTM (bidirectional,
-stacked, projected, given or zero initial states, sorted or not) give torch's packed outputs,
-final states bit for bit (but float32 LSTMs over sequences of one length, oneDNN's kernel in
-torch) and gradients bit for bit in float64, to float32 rounding in float32."""
+"""torch.nn.utils.rnn (surface/nn_utils_rnn.py, the engine's _pack_padded_sequence op) and the
+recurrent layers on a PackedSequence (surface/nn_rnn.py's packed layers) against torch, in
+process and through a session: packed data, batch_sizes and indices, padded values and lengths,
+gradients through the packing to the bit, the packed and padded results' grad_fn names and
+reprs, error types and texts; RNN, GRU and LSTM (bidirectional, stacked, projected, given or
+zero initial states, sorted or not) give torch's packed outputs, final states bit for bit (but
+float32 LSTMs over sequences of one length, oneDNN's kernel in torch) and gradients bit for bit
+in float64, to float32 rounding in float32."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -84,6 +86,8 @@ def test_pack_then_pad_match_torch_with_gradients(lib, shape, lengths, kwargs, a
     _same_packed(gpacked, packed)
     assert isinstance(gpacked, G.PackedSequence)
     assert type(gpacked).__name__ == "PackedSequence"
+    assert gpacked.data.grad_fn.name() == packed.data.grad_fn.name()
+    assert repr(gpacked) == repr(packed)
     batch_first = kwargs.get("batch_first", False)
     padded, out_lengths = R.pad_packed_sequence(packed, batch_first=batch_first,
                                                 padding_value=-1.5, total_length=7)
@@ -395,3 +399,17 @@ def test_session_packs_runs_and_pads_without_round_trips(gradserve_client):
         (padded.sum() + h.sum() + seqs.sum()).backward()
         assert lengths.tolist() == [3, 5, 2]  # reordered on the server: a fetch
         assert s.round_trips == start + 2
+
+
+@pytest.mark.parametrize(("shape", "attrs", "message"), [
+    ((3, 2, 2), {"batch_sizes": (1, 2)}, "got 2 at step 1 after 1"),
+    ((3, 2, 2), {"batch_sizes": (3,)}, "at most the batch size 2 down to at least 1, got 3"),
+    ((3, 2, 2), {"batch_sizes": (2, 0)}, "got 0 at step 1 after 2"),
+    ((3, 2, 2), {"batch_sizes": ()}, "expected 1 to 3 batch sizes (one per step), got 0"),
+    ((2, 3), {"batch_sizes": (2, 2, 2, 2), "batch_first": True}, "expected 1 to 3 batch sizes"),
+])
+def test_pack_op_refuses_batch_sizes_that_do_not_fit(lib, shape, attrs, message):
+    """The `_pack_padded_sequence` op (which the surface calls with the batch sizes it computed)
+    checks them against its input, as every attribute from the wire."""
+    with pytest.raises(RuntimeError, match=r"^_pack_padded_sequence: .*" + re.escape(message)):
+        lib._pack_padded_sequence(lib.zeros(*shape), **attrs).tolist()
