@@ -16,7 +16,7 @@ The recurrent layers (`nn_rnn`) take a `PackedSequence` and run torch's packed l
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -36,6 +36,16 @@ class PackedSequence_(NamedTuple):
     batch_sizes: Any
     sorted_indices: Any
     unsorted_indices: Any
+
+
+def _converter(name: str, dtype: str) -> Callable[[Any], Any]:
+    """PackedSequence's `name()`: data converted to `dtype` (`self` when it is that already)."""
+    def convert(self: Any) -> Any:
+        return self.to(dtype=getattr(self._be.torch, dtype))
+
+    convert.__name__ = convert.__qualname__ = name
+    convert.__doc__ = f"`data` as {dtype}."
+    return convert
 
 
 class PackedSequence(PackedSequence_):
@@ -85,37 +95,15 @@ class PackedSequence(PackedSequence_):
         """`to` the CUDA device (the backend refuses it as torch without CUDA does)."""
         return self.to(*args, **{**kwargs, "device": "cuda"})
 
-    def double(self) -> PackedSequence:
-        """`data` as float64."""
-        return self.to(dtype=self._be.torch.float64)
-
-    def float(self) -> PackedSequence:
-        """`data` as float32."""
-        return self.to(dtype=self._be.torch.float32)
-
-    def half(self) -> PackedSequence:
-        """`data` as float16."""
-        return self.to(dtype=self._be.torch.float16)
-
-    def long(self) -> PackedSequence:
-        """`data` as int64."""
-        return self.to(dtype=self._be.torch.int64)
-
-    def int(self) -> PackedSequence:
-        """`data` as int32."""
-        return self.to(dtype=self._be.torch.int32)
-
-    def short(self) -> PackedSequence:
-        """`data` as int16."""
-        return self.to(dtype=self._be.torch.int16)
-
-    def char(self) -> PackedSequence:
-        """`data` as int8."""
-        return self.to(dtype=self._be.torch.int8)
-
-    def byte(self) -> PackedSequence:
-        """`data` as uint8."""
-        return self.to(dtype=self._be.torch.uint8)
+    # torch's dtype shorthands, each `to(dtype=...)` of data
+    double = _converter("double", "float64")
+    float = _converter("float", "float32")
+    half = _converter("half", "float16")
+    long = _converter("long", "int64")
+    int = _converter("int", "int32")
+    short = _converter("short", "int16")
+    char = _converter("char", "int8")
+    byte = _converter("byte", "uint8")
 
     @property
     def is_cuda(self) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.reference import HAVE_TORCH, MISSING_REASON, torch
+from tests.reference import HAVE_TORCH, MISSING_REASON, errors_alike, torch
 
 pytestmark = pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
 
@@ -51,14 +51,6 @@ def _same_packed(ours: Any, theirs: Any) -> None:
         assert (mine is None) == (ref is None)
         if ref is not None:
             _same(mine, ref)
-
-
-def _error(fn: Any) -> tuple[type, str]:
-    try:
-        fn()
-    except Exception as exc:  # noqa: BLE001 - the type and text are what is compared
-        return type(exc), str(exc).split("\ngradserve:")[0]
-    raise AssertionError("no error")
 
 
 # --- packing and padding ---------------------------------------------------------------------
@@ -125,10 +117,8 @@ def test_lengths_past_the_input(lib):
     packed = torch.nn.utils.rnn.pack_padded_sequence(x, [7, 2, 1])
     gpacked = lib.nn.utils.rnn.pack_padded_sequence(_leaf(lib, x), [7, 2, 1])
     _same_packed(gpacked, packed)
-    got = _error(lambda: lib.nn.utils.rnn.pad_packed_sequence(gpacked)[0].tolist())
-    want = _error(lambda: torch.nn.utils.rnn.pad_packed_sequence(packed))
-    assert got[1] == want[1]
-    assert issubclass(got[0], want[0])
+    errors_alike(lambda: lib.nn.utils.rnn.pad_packed_sequence(gpacked)[0].tolist(),
+                 lambda: torch.nn.utils.rnn.pad_packed_sequence(packed))
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -260,10 +250,7 @@ def test_namespace_spellings(lib):
                               (t.zeros(1, 3, 3), t.zeros(1, 2, 3))),
 ])
 def test_errors_are_torchs(lib, case):
-    expected = _error(lambda: case(torch))
-    got = _error(lambda: case(lib))
-    assert got[1] == expected[1]
-    assert issubclass(got[0], expected[0])
+    errors_alike(lambda: case(lib), lambda: case(torch))
 
 
 def test_sizes_take_a_one_element_integral_tensor(lib):
@@ -272,10 +259,8 @@ def test_sizes_take_a_one_element_integral_tensor(lib):
     want = torch.zeros((len(lengths), torch.tensor(lengths).max())).long()
     _same(got, want)
     _same(lib.ones(2, lib.tensor([3], dtype=lib.int32)), torch.ones(2, torch.tensor([3])))
-    got = _error(lambda: lib.zeros((2, lib.tensor(3.0))))
-    want = _error(lambda: torch.zeros((2, torch.tensor(3.0))))
-    assert got[1] == want[1]
-    assert issubclass(got[0], want[0])
+    errors_alike(lambda: lib.zeros((2, lib.tensor(3.0))),
+                 lambda: torch.zeros((2, torch.tensor(3.0))))
 
 
 # --- recurrent layers on packed sequences ------------------------------------------------------
