@@ -69,7 +69,9 @@ def _pack_out_shape(x: Any, batch_sizes: Sequence[int], batch_first: bool = Fals
         return ()  # the forward refuses it
 
 
-defop("_pack_padded_sequence", _pack, _pack_vjp, saves="input.shape",
+# saves `result` though the rule reads only the input's shape: torch's node saves its batch_sizes
+# result, so a second backward fails there as it does in torch
+defop("_pack_padded_sequence", _pack, _pack_vjp, saves="result input.shape",
       attrs=(AttrSpec("batch_sizes", "ints", required=True),
              AttrSpec("batch_first", "bool", False)),
       backward="PackPaddedSequenceBackward0", method=False,
