@@ -926,9 +926,11 @@ def _gelu_tanh_backward32(tanh: Any) -> Any:
 def _gelu(x: Any, approximate: str = "none") -> Any:
     if approximate == "tanh":
         if _float32(x):
-            # SLEEF's tanh in the vector loop, glibc's in the tail (vecmath)
+            # SLEEF's tanh in the vector loop, glibc's in the tail (vecmath), split over
+            # threads as gelu's kernel splits them
             return vecmath.float32_kernel(_gelu_tanh32(vecmath.sleef_tanhf),
-                                          _gelu_tanh32(vecmath.libm_tanhf), x)
+                                          _gelu_tanh32(vecmath.libm_tanhf), x,
+                                          grain=gelu_erf.forward_grain(np.size(x)))
         inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
         return 0.5 * x * (1 + np.tanh(inner))
     if _float32(x):
