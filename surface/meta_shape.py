@@ -34,6 +34,7 @@ from .meta_base import (
     _tensor,
     _wrap,
 )
+from .packed_shape import packed_data_shape
 
 # --- shape ops -----------------------------------------------------------------------------------
 
@@ -158,6 +159,14 @@ def _repeat_shape(shape: tuple[int, ...], attrs: Mapping[str, Any]) -> tuple[int
     return out
 
 
+def _packed_shape(shape: tuple[int, ...], attrs: Mapping[str, Any]) -> tuple[int, ...]:
+    try:
+        return packed_data_shape(shape, _ints(attrs["batch_sizes"]),
+                                 bool(attrs.get("batch_first", False)))
+    except (IndexError, ValueError):
+        raise _Inexact from None
+
+
 RULES["reshape"] = _shaped(_reshape_shape, ("shape",), required=("shape",))
 RULES["expand"] = _shaped(_expand_shape, ("size",), required=("size",))
 RULES["flatten"] = _shaped(_flatten_shape, ("start_dim", "end_dim"))
@@ -168,6 +177,8 @@ RULES["transpose"] = _shaped(_transpose_shape, ("dim0", "dim1"), required=("dim0
 RULES["t"] = _shaped(_t_shape, ())
 RULES["flip"] = _shaped(_flip_shape, ("dims",), required=("dims",))
 RULES["repeat"] = _shaped(_repeat_shape, ("repeats",), required=("repeats",))
+RULES["_pack_padded_sequence"] = _shaped(_packed_shape, ("batch_sizes", "batch_first"),
+                                         required=("batch_sizes",))
 
 
 def _tensor_list(inputs: Sequence[Any], attrs: Mapping[str, Any]

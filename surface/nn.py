@@ -6,8 +6,9 @@ are written once in `nn_module`, `nn_layers`, `nn_conv`, `nn_norm`, `nn_rnn`, `n
 and `nn_loss`; `build` derives each backend's own copies, which carry the backend as `_be` (so
 `nn.Linear(2, 3)` knows where to create its parameters) and whose hierarchy mirrors torch's:
 every class derives from the backend's `Module`, so `isinstance(layer, nn.Module)` and user
-subclasses of `nn.Module` work as in torch. `nn.functional`, `nn.init` and `nn.utils` are the
-surface functions bound to the backend with `functools.partial`.
+subclasses of `nn.Module` work as in torch. `nn.functional`, `nn.init`, `nn.utils` and
+`nn.utils.rnn` are the surface functions bound to the backend with `functools.partial`
+(`nn.utils.rnn.PackedSequence` is the backend's own subclass).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from . import (
     nn_rnn,
     nn_sampling,
     nn_utils,
+    nn_utils_rnn,
 )
 from .nn_backend import NNBackend
 from .nn_containers import CONTAINERS
@@ -122,6 +124,10 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
                         nn_init.FUNCTIONS)
     nn.utils = namespace(name + ".utils", "torch.nn.utils", be,  # type: ignore[attr-defined]
                          nn_utils.FUNCTIONS)
+    rnn_name = name + ".utils.rnn"
+    nn.utils.rnn = namespace(  # type: ignore[attr-defined]
+        rnn_name, "torch.nn.utils.rnn", be, nn_utils_rnn.FUNCTIONS,
+        {"PackedSequence": nn_utils_rnn.packed_sequence_class(be, rnn_name)})
     nn.modules = _modules(nn, name, be)  # type: ignore[attr-defined]
     return nn
 

@@ -18,10 +18,17 @@ AVX-512 CPU whose oneDNN is not capped), bit for bit: a batch of 2 or more, no p
 at most `ONEDNN_LSTM_WORK` multiply-adds, and several layers only in grad mode
 (`LSTM._takes_onednn`).
 
+A `PackedSequence` input (`nn_utils_rnn`) runs torch's packed layers (PackedLayer,
+ReversedPackedLayer): the input projection of the packed data, then per step the cell on the
+rows of the sequences still running (`narrow`), a sequence's final state set aside at its last
+step; the step outputs concatenated (grad_fn CatBackward0, as torch's, float32 LSTM included:
+torch runs packed LSTMs through this composition too, except a float32 LSTM without projection
+whose sequences all have one length: oneDNN's kernel as for a padded input).
+
 What is not torch's: float32 `LSTM` elsewhere (oneDNN's AVX2 GEMM, a batch of one, larger
 calls...): the composition torch uses for float64, so its values are close, not bitwise; there
 `batch_first` outputs are transposed out of place (grad_fn `TransposeBackward0` where torch's
-`transpose_` gives `TransposeBackward1`); `PackedSequence` inputs are not supported.
+`transpose_` gives `TransposeBackward1`).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from . import nn_init as init
 from .nn_backend import NNBackend
 from .nn_layers import _empty, _factory
 from .nn_module import Module
+from .nn_utils_rnn import is_packed
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 # The most forward multiply-adds (every layer and direction) of an nn.LSTM call computed as
@@ -182,24 +190,100 @@ def _onednn_lstm(be: NNBackend, x: Any, hx: tuple[Any, Any], params: list[_Param
     return x, (be.torch.stack(hys, 0), be.torch.stack(cys, 0))
 
 
+def _hidden_slice(hidden: Any, start: int, end: int) -> Any:
+    """Rows start:end of a layer's state (both tensors of an LSTM's), as torch's narrow."""
+    if isinstance(hidden, tuple):
+        return tuple(h.narrow(0, start, end - start) for h in hidden)
+    return hidden.narrow(0, start, end - start)
+
+
+def _hidden_concat(be: NNBackend, hiddens: list[Any]) -> Any:
+    """States concatenated along the batch (each tensor of an LSTM's)."""
+    if isinstance(hiddens[0], tuple):
+        return tuple(be.torch.cat(list(part), 0) for part in zip(*hiddens))
+    return be.torch.cat(hiddens, 0)
+
+
+def _packed_layer(be: NNBackend, mode: str, x: Any, batch_sizes: list[int], hidden: Any,
+                  p: _Params) -> tuple[Any, Any]:
+    """torch's PackedLayer on the CPU: one input projection of the packed data, then the
+    steps, each on the rows of the sequences still running; a sequence's final state is set
+    aside when it ends. Returns (the packed output data, the final states in batch order)."""
+    cell = _cell_fn(mode)
+    projected = p.linear_ih(be, x, True)
+    outputs, finished, offset, last = [], [], 0, batch_sizes[0]
+    for size in batch_sizes:
+        step = projected.narrow(0, offset, size)
+        offset += size
+        if size < last:
+            finished.append(_hidden_slice(hidden, size, last))
+            hidden = _hidden_slice(hidden, 0, size)
+        last = size
+        hidden = cell(be, step, hidden, p, True)
+        outputs.append(_output_of(mode, hidden))
+    finished.append(hidden)
+    return be.torch.cat(outputs, 0), _hidden_concat(be, finished[::-1])
+
+
+def _reversed_packed_layer(be: NNBackend, mode: str, x: Any, batch_sizes: list[int],
+                           hidden: Any, p: _Params) -> tuple[Any, Any]:
+    """torch's ReversedPackedLayer on the CPU: the steps from the last, each sequence's
+    initial state joining the batch at its own last step."""
+    cell = _cell_fn(mode)
+    projected = p.linear_ih(be, x, True)
+    offset = be.shape(x)[0]
+    last = batch_sizes[-1]
+    state = _hidden_slice(hidden, 0, last)
+    outputs = []
+    for size in reversed(batch_sizes):
+        if size > last:
+            state = _hidden_concat(be, [state, _hidden_slice(hidden, last, size)])
+        step = projected.narrow(0, offset - size, size)
+        offset -= size
+        last = size
+        state = cell(be, step, state, p, True)
+        outputs.append(_output_of(mode, state))
+    return be.torch.cat(outputs[::-1], 0), state
+
+
+def _packed_bidirectional_layer(be: NNBackend, mode: str, x: Any, batch_sizes: list[int],
+                                hidden: tuple[Any, Any], params: tuple[_Params, _Params]
+                                ) -> tuple[Any, tuple[Any, Any]]:
+    """torch's PackedBidirectionalLayer: both directions, outputs concatenated on the last
+    dim."""
+    fw_output, fw_hidden = _packed_layer(be, mode, x, batch_sizes, hidden[0], params[0])
+    rev_output, rev_hidden = _reversed_packed_layer(be, mode, x, batch_sizes, hidden[1],
+                                                    params[1])
+    return be.torch.cat([fw_output, rev_output], -1), (fw_hidden, rev_hidden)
+
+
 def _stack_layers(be: NNBackend, mode: str, x: Any, hiddens: list[Any], params: list[_Params],
                   num_layers: int, dropout: float, train: bool,
-                  bidirectional: bool, contiguous: bool | None) -> tuple[Any, list[Any]]:
+                  bidirectional: bool, contiguous: bool | None,
+                  batch_sizes: list[int] | None = None) -> tuple[Any, list[Any]]:
     """torch's apply_layer_stack: layer after layer, dropout between them in training; the
     final hidden states in layer (then direction) order. `contiguous`: the first layer's
     input layout when known (None: the backend's to find); the later layers' inputs are stacked
-    here, so contiguous."""
+    here, so contiguous. With `batch_sizes`, x is a packed sequence's data and the layers are
+    torch's packed ones."""
     finals: list[Any] = []
     for layer in range(num_layers):
         if layer:
             contiguous = True
         if bidirectional:
             pair = (params[2 * layer], params[2 * layer + 1])
-            x, (h_fw, h_rev) = _bidirectional_layer(
-                be, mode, x, (hiddens[2 * layer], hiddens[2 * layer + 1]), pair, contiguous)
+            hidden = (hiddens[2 * layer], hiddens[2 * layer + 1])
+            if batch_sizes is None:
+                x, (h_fw, h_rev) = _bidirectional_layer(be, mode, x, hidden, pair, contiguous)
+            else:
+                x, (h_fw, h_rev) = _packed_bidirectional_layer(be, mode, x, batch_sizes,
+                                                               hidden, pair)
             finals += [h_fw, h_rev]
         else:
-            x, h = _layer(be, mode, x, hiddens[layer], params[layer], contiguous)
+            if batch_sizes is None:
+                x, h = _layer(be, mode, x, hiddens[layer], params[layer], contiguous)
+            else:
+                x, h = _packed_layer(be, mode, x, batch_sizes, hiddens[layer], params[layer])
             finals.append(h)
         if dropout != 0 and train and layer < num_layers - 1:
             x = F.dropout(be, x, dropout, True)
@@ -324,11 +408,17 @@ class RNNBase(Module):
 
     def get_expected_hidden_size(self, input: Any, batch_sizes: Any) -> tuple[int, int, int]:
         """(num_layers * num_directions, batch, proj_size or hidden_size)."""
-        shape = self._be.shape(input)
-        mini_batch = shape[0] if self.batch_first else shape[1]
+        mini_batch = self._mini_batch(input, batch_sizes)
         num_directions = 2 if self.bidirectional else 1
         size = self.proj_size if self.proj_size > 0 else self.hidden_size
         return (self.num_layers * num_directions, mini_batch, size)
+
+    def _mini_batch(self, input: Any, batch_sizes: Any) -> int:
+        """The batch size: a packed sequence's first batch size, or the input's batch dim."""
+        if batch_sizes is not None:
+            return int(batch_sizes.tolist()[0])
+        shape = self._be.shape(input)
+        return shape[0] if self.batch_first else shape[1]
 
     def check_hidden_size(self, hx: Any, expected_hidden_size: tuple[int, int, int],
                           msg: str = "Expected hidden size {}, got {}") -> None:
@@ -343,7 +433,7 @@ class RNNBase(Module):
         self.check_hidden_size(hidden, self.get_expected_hidden_size(input, batch_sizes))
 
     def permute_hidden(self, hx: Any, permutation: Any) -> Any:
-        """hx reordered along the batch (only for packed sequences: unchanged here)."""
+        """hx reordered along the batch by a packed sequence's indices (unchanged for None)."""
         return hx if permutation is None else hx.index_select(1, permutation)
 
     def extra_repr(self) -> str:
@@ -365,9 +455,6 @@ class RNNBase(Module):
     def _prepare(self, input: Any, hx: Any, name: str, zeros_size: int) -> tuple[Any, Any, bool]:
         """torch's forward preamble for one hidden tensor: unbatched inputs unsqueezed, hx
         checked or zeros; returns (input, hx, is_batched)."""
-        if _packed(input):
-            raise NotImplementedError(f"{name}: PackedSequence inputs are not supported by "
-                                      "gradserve")
         dims = len(self._be.shape(input))
         if dims not in (2, 3):
             tail = " tensor instead" if name == "RNN" else " instead"
@@ -404,6 +491,8 @@ class RNNBase(Module):
 
     def _forward_one_state(self, input: Any, hx: Any, name: str) -> tuple[Any, Any]:
         """`forward` of a layer whose state is one tensor (RNN, GRU): (output, h_n)."""
+        if is_packed(input):
+            return self._forward_packed(input, hx)
         layout = self._layout(input)
         input, hx, is_batched = self._prepare(input, hx, name, self.hidden_size)
         self.check_forward_args(input, hx, None)
@@ -413,6 +502,62 @@ class RNNBase(Module):
             output = output.squeeze(0 if self.batch_first else 1)
             hidden = hidden.squeeze(1)
         return output, hidden
+
+    def _forward_packed(self, input: Any, hx: Any) -> tuple[Any, Any]:
+        """`forward` of a PackedSequence: torch's packed layers over its data, the output
+        packed as the input (its indices kept), the final states (each sequence's at its own
+        last step) in the caller's batch order. hx, given, is in the caller's order too."""
+        data, batch_sizes, sorted_indices, unsorted_indices = input
+        sizes = [int(v) for v in batch_sizes.tolist()]
+        lstm = self.mode == "LSTM"
+        if hx is None:
+            real_hidden_size = self.proj_size if self.proj_size > 0 else self.hidden_size
+            hx = self._packed_zeros(data, sizes[0], real_hidden_size)
+            if lstm:
+                hx = (hx, self._packed_zeros(data, sizes[0], self.hidden_size))
+        else:
+            hx = self.permute_hidden(hx, sorted_indices)
+        if not lstm:  # torch checks a packed LSTM's states only in its kernel
+            self.check_forward_args(data, hx, batch_sizes)
+        be = self._be
+        padded = None
+        if (lstm and self.proj_size == 0 and len(set(sizes)) == 1
+                and be.dtype_name(data) == "float32"):
+            # sequences of one length: torch runs a float32 LSTM as for a padded input (its
+            # oneDNN kernel, see the module docstring) and views the output back (ViewBackward0)
+            padded = data.view(len(sizes), sizes[0], -1)
+            if self._takes_onednn(padded, seq_first=True):
+                output, states = _onednn_lstm(be, padded, hx, self._cell_params(),
+                                              self.num_layers, self.dropout, self.training,
+                                              self.bidirectional)
+                return (type(input)(output.view(len(sizes) * sizes[0], -1), batch_sizes,
+                                    sorted_indices, unsorted_indices),
+                        self.permute_hidden(states, unsorted_indices))
+        if lstm:
+            hiddens: list[Any] = list(zip(hx[0].unbind(0), hx[1].unbind(0)))
+        else:
+            hiddens = list(hx.unbind(0))
+        if padded is not None:
+            output, finals = _stack_layers(
+                be, self.mode, padded, hiddens, self._cell_params(),
+                self.num_layers, self.dropout, self.training, self.bidirectional, True)
+            output = output.view(len(sizes) * sizes[0], -1)
+        else:
+            output, finals = _stack_layers(be, self.mode, data, hiddens, self._cell_params(),
+                                           self.num_layers, self.dropout, self.training,
+                                           self.bidirectional, True, sizes)
+        stack = be.torch.stack
+        if lstm:
+            hidden: Any = (stack([h for h, _ in finals], 0), stack([c for _, c in finals], 0))
+        else:
+            hidden = stack(finals, 0)
+        return (type(input)(output, batch_sizes, sorted_indices, unsorted_indices),
+                self.permute_hidden(hidden, unsorted_indices))
+
+    def _packed_zeros(self, data: Any, batch: int, size: int) -> Any:
+        num_directions = 2 if self.bidirectional else 1
+        return self._be.torch.zeros(self.num_layers * num_directions, batch, size,
+                                    dtype=data.dtype)
 
     def _run(self, input: Any, hiddens: list[Any], layout: bool | None) -> tuple[Any, list[Any]]:
         """The layer stack over a (seq, batch, feature) view of the (batched) input, whose
@@ -431,10 +576,6 @@ class RNNBase(Module):
         if self.batch_first:
             output = output.transpose(0, 1)
         return output, finals
-
-
-def _packed(value: Any) -> bool:
-    return type(value).__name__ == "PackedSequence"
 
 
 class RNN(RNNBase):
@@ -481,8 +622,7 @@ class LSTM(RNNBase):
 
     def get_expected_cell_size(self, input: Any, batch_sizes: Any) -> tuple[int, int, int]:
         """(num_layers * num_directions, batch, hidden_size)."""
-        shape = self._be.shape(input)
-        mini_batch = shape[0] if self.batch_first else shape[1]
+        mini_batch = self._mini_batch(input, batch_sizes)
         num_directions = 2 if self.bidirectional else 1
         return (self.num_layers * num_directions, mini_batch, self.hidden_size)
 
@@ -499,15 +639,17 @@ class LSTM(RNNBase):
             return hx
         return hx[0].index_select(1, permutation), hx[1].index_select(1, permutation)
 
-    def _takes_onednn(self, input: Any) -> bool:
+    def _takes_onednn(self, input: Any, seq_first: bool = False) -> bool:
         """Whether this forward is torch's oneDNN kernel here (`mkldnn_rnn_layer`): float32,
         no projections, a batch of 2 or more, at most `ONEDNN_LSTM_WORK` multiply-adds, where
         the backend computes it as oneDNN's AVX-512 code does (`NNBackend.onednn_lstm`); else
         the float64 composition. Several layers without grad mode round otherwise in torch
-        (measured): composed too."""
+        (measured): composed too. `seq_first`: `input` is (seq, batch, feature) whatever
+        `batch_first` says (a packed sequence's data viewed so)."""
         be = self._be
         shape = be.shape(input)
-        seq, batch = (shape[1], shape[0]) if self.batch_first else (shape[0], shape[1])
+        seq, batch = ((shape[1], shape[0]) if self.batch_first and not seq_first
+                      else (shape[0], shape[1]))
         directions = 2 if self.bidirectional else 1
         gates = 4 * self.hidden_size
         work = sum(directions * seq * batch * gates * (features + self.hidden_size)
@@ -518,9 +660,8 @@ class LSTM(RNNBase):
                 and (self.num_layers == 1 or be.torch.is_grad_enabled()))
 
     def forward(self, input: Any, hx: Any = None) -> tuple[Any, tuple[Any, Any]]:
-        if _packed(input):
-            raise NotImplementedError("LSTM: PackedSequence inputs are not supported by "
-                                      "gradserve")
+        if is_packed(input):
+            return self._forward_packed(input, hx)
         be = self._be
         layout = self._layout(input)
         dims = len(be.shape(input))

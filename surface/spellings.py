@@ -218,6 +218,18 @@ def sizes(be: Backend, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
     return args
 
 
+_INTEGRAL = frozenset(("uint8", "int8", "int16", "int32", "int64"))
+
+
+def _size_item(be: Backend, v: Any) -> Any:
+    """A size element as torch reads it: a one-element integral tensor (`lengths.max()`) as its
+    value (read from the backend), anything else as it is."""
+    if (be.is_tensor(v) and be.dtype_name(v) in _INTEGRAL
+            and math.prod(be.shape(v)) == 1):
+        return int(v.item())
+    return v
+
+
 def size_args(be: Backend, name: str, size: tuple[Any, ...],
               kwargs: dict[str, Any]) -> tuple[Any, ...]:
     """torch's `*size` forms: zeros(2, 3), zeros((2, 3)), zeros([2, 3]), zeros(size=(2, 3)) (pops
@@ -228,9 +240,9 @@ def size_args(be: Backend, name: str, size: tuple[Any, ...],
         size = (kwargs.pop("size"),)
     if not size:
         raise be.type_error(f'{name}() missing 1 required positional arguments: "size"')
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = tuple(size[0])
-    elif len(size) == 1 and not is_int(size[0]):
+    nested = len(size) == 1 and isinstance(size[0], (tuple, list))
+    size = tuple(_size_item(be, v) for v in (size[0] if nested else size))
+    if not nested and len(size) == 1 and not is_int(size[0]):
         raise be.type_error(f"{name}(): argument 'size' (position 1) must be tuple of ints, "
                             f"not {type(size[0]).__name__}")
     for i, v in enumerate(size):

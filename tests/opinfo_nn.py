@@ -186,6 +186,13 @@ def _cross_entropy_samples() -> list[Sample]:
     return out
 
 
+def _pack_padded_sequence_torch(x, batch_sizes, batch_first=False):
+    """torch's kernel takes the lengths the batch sizes count (every sequence has a step)."""
+    batch = x.shape[0] if batch_first else x.shape[1]
+    lengths = torch.tensor([sum(1 for s in batch_sizes if s > b) for b in range(batch)])
+    return torch._pack_padded_sequence(x, lengths, batch_first)[0]
+
+
 OPINFOS = [
     OpInfo("softmax", lambda x, dim, dtype=None: torch.softmax(x, dim, dtype=_dtype(dtype)),
            SOFTMAX_SAMPLES),
@@ -280,6 +287,12 @@ OPINFOS = [
             Sample(((4, 3, 5), (3,), (3,), (3,), (3,)), {"training": False}, _BN_GRAD),
             Sample(((5, 2), (2,), (2,), (2,), (2,)), {"eps": 0.1}, _BN_GRAD)],
            domain=(0.5, 2.0)),
+    OpInfo("_pack_padded_sequence", _pack_padded_sequence_torch,
+           [Sample(((4, 3, 2),), {"batch_sizes": (3, 2, 2, 1)}),
+            Sample(((5, 3),), {"batch_sizes": (3, 3, 1)}),
+            Sample(((2, 4, 2, 2),), {"batch_sizes": (2, 2, 1), "batch_first": True}),
+            Sample(((3, 1, 2),), {"batch_sizes": (1, 1, 1)}),
+            Sample(((3, 2),), {"batch_sizes": (3, 1), "batch_first": True})]),
     OpInfo("batch_norm_running", _batch_norm_running_torch,
            [Sample(((4, 3), (3,), (3,), (3,), (3,)), {"momentum": 0.3}),
             Sample(((2, 3, 4), None, None, (3,), (3,)), {"var": True}),

@@ -81,7 +81,24 @@ def raises_like(ours: Any, theirs: Any) -> None:
     assert str(got.value) == str(want.value)
 
 
-__all__ = ["HAVE_TORCH", "MISSING_REASON", "raises_like", "torch"]
+def errors_alike(ours: Any, theirs: Any) -> None:
+    """`ours()` (gradserve, in process or a session) fails as `theirs()` (torch) does: the same
+    message (without the line a session adds naming where the op was recorded), an exception
+    of torch's type or a subclass."""
+    want, got = _raised(theirs), _raised(ours)
+    assert got[1] == want[1]
+    assert issubclass(got[0], want[0])
+
+
+def _raised(fn: Any) -> tuple[type, str]:
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - the type and text are what is compared
+        return type(exc), str(exc).split("\ngradserve:")[0]
+    raise AssertionError("no error")
+
+
+__all__ = ["HAVE_TORCH", "MISSING_REASON", "errors_alike", "raises_like", "torch"]
 
 
 def builtin_error(fn: Any, t: Any) -> tuple[str, str]:

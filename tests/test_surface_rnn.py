@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import gradserve.engine as ge
-from tests.reference import HAVE_TORCH, MISSING_REASON, torch
+from tests.reference import HAVE_TORCH, MISSING_REASON, errors_alike, torch
 
 pytestmark = pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
 
@@ -185,14 +185,6 @@ def test_rnn_base_attributes(lib):
     assert lib.nn.modules.rnn.GRU is lib.nn.GRU
 
 
-def _error(fn: Any) -> tuple[type, str]:
-    try:
-        fn()
-    except Exception as exc:  # noqa: BLE001 - the type and text are what is compared
-        return type(exc), str(exc).split("\ngradserve:")[0]
-    raise AssertionError("no error")
-
-
 @pytest.mark.parametrize("case", [
     lambda t: t.nn.GRU(3, 4, proj_size=2),
     lambda t: t.nn.RNN(3, 4, nonlinearity="sigmoid"),
@@ -210,10 +202,7 @@ def _error(fn: Any) -> tuple[type, str]:
     lambda t: t.nn.RNNCell(3, 4)(t.zeros(2, 3), t.zeros(2, 6)),
 ])
 def test_errors_are_torchs(lib, case):
-    expected = _error(lambda: case(torch))
-    got = _error(lambda: case(lib))
-    assert got[1] == expected[1]
-    assert issubclass(got[0], expected[0])
+    errors_alike(lambda: case(lib), lambda: case(torch))
 
 
 def test_dropout_warning_for_one_layer(lib):
