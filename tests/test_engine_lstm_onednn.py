@@ -159,6 +159,64 @@ def test_session_is_torchs_onednn_avx512(reference: Any, monkeypatch: pytest.Mon
         catalogue.list_ops.cache_clear()
 
 
+_PACKED_TORCH = """
+import sys, numpy as np, torch
+if torch.backends.cpu.get_cpu_capability() != "AVX512":
+    sys.exit(3)
+inputs = np.load(sys.argv[1])
+m = torch.nn.LSTM(6, 5, num_layers=2, bidirectional=True)
+with torch.no_grad():
+    for k, p in enumerate(m.parameters()):
+        p.copy_(torch.from_numpy(inputs[f"p{k}"]))
+x = torch.from_numpy(inputs["x"]).requires_grad_()
+packed = torch.nn.utils.rnn.pack_padded_sequence(x, [7, 7, 7, 7])
+out, (h, c) = m(packed)
+(out.data * torch.from_numpy(inputs["g"])).sum().add(h.sum()).backward()
+np.savez(sys.argv[2], node=np.array(out.data.grad_fn.name()), out=out.data.detach().numpy(),
+         h=h.detach().numpy(), c=c.detach().numpy(), x=x.grad.numpy(),
+         **{f"w{k}": p.grad.numpy() for k, p in enumerate(m.parameters())})
+"""
+
+
+def _packed_run(lib: Any, data: dict[str, Any]) -> dict[str, Any]:
+    m = lib.nn.LSTM(6, 5, num_layers=2, bidirectional=True)
+    with lib.no_grad():
+        for k, p in enumerate(m.parameters()):
+            p.copy_(lib.tensor(data[f"p{k}"]))
+    x = lib.tensor(data["x"]).requires_grad_()
+    packed = lib.nn.utils.rnn.pack_padded_sequence(x, [7, 7, 7, 7])
+    out, (h, c) = m(packed)
+    (out.data * lib.tensor(data["g"])).sum().add(h.sum()).backward()
+    got = {"out": out.data, "h": h, "c": c, "x": x.grad,
+           **{f"w{k}": p.grad for k, p in enumerate(m.parameters())}}
+    return {"node": out.data.grad_fn.name(),
+            **{k: np.asarray(t.detach().numpy()) for k, t in got.items()}}
+
+
+def test_packed_sequences_of_one_length_take_the_kernel(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, gradserve_server: Any) -> None:
+    """A packed float32 LSTM input whose sequences all have one length: torch runs its padded
+    oneDNN path and views the output back (ViewBackward0); so does gradserve, same bits."""
+    rng = np.random.default_rng(5)
+    data: dict[str, Any] = {"x": rng.standard_normal((7, 4, 6)).astype(F32),
+                            "g": rng.standard_normal((28, 10)).astype(F32)}
+    for k, p in enumerate(torch.nn.LSTM(6, 5, num_layers=2, bidirectional=True).parameters()):
+        data[f"p{k}"] = (rng.uniform(-1, 1, tuple(p.shape)) / np.sqrt(5)).astype(F32)
+    ref = torch_at_avx512(_PACKED_TORCH, data, tmp_path)
+    monkeypatch.setattr(cascade, "ONEDNN_AVX512", True)
+    catalogue.list_ops.cache_clear()
+    try:
+        with gc_client.connect(f"localhost:{gradserve_server[1]}") as client, \
+                client.session() as session:
+            for lib in (ge, session):
+                got = _packed_run(lib, data)
+                assert got.pop("node") == str(ref["node"]) == "ViewBackward0"
+                for name, g in got.items():
+                    _bits_equal(g, ref[name], f"{lib.__name__ if lib is ge else 'session'} {name}")
+    finally:
+        catalogue.list_ops.cache_clear()
+
+
 def test_capped_onednn_lists_no_feature(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cascade, "ONEDNN_AVX512", False)
     catalogue.list_ops.cache_clear()
