@@ -297,7 +297,7 @@ def _link(ctx: BackwardFunction, args: tuple[Any, ...], outs: list[Any],
     ctx._positions = positions
     ctx._n_args = len(args)
     ctx.edges = tuple(edge(args[i]) if args[i]._rg else None for i in positions)
-    ctx._in_meta = tuple((tuple(args[i].shape), args[i].dtype) for i in positions)
+    ctx._in_meta = tuple((tuple(args[i].shape), args[i].dtype.np) for i in positions)
     for nr, o in enumerate(outs):
         if (isinstance(o, Tensor) and id(o) not in non_diff
                 and o.dtype.is_floating_point):

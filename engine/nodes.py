@@ -19,7 +19,7 @@ import numpy as np
 
 from gradserve.surface.compat import node_name
 
-from . import errors, hooks, limits, namespaces, saved
+from . import dtypes, errors, hooks, limits, namespaces, saved
 from .tensor import Tensor
 
 if TYPE_CHECKING:
@@ -81,7 +81,10 @@ class Node:
     edges: tuple[tuple[Any, int] | None, ...]
     args: tuple[Any, ...]
     versions: tuple[tuple[Any, list[int], int], ...]
-    meta: tuple[tuple[tuple[int, ...], Any] | None, ...]
+    # per input: (shape, numpy dtype) of a tensor, None for a number: numpy's dtype, not the
+    # engine's, so that these tuples hold no object the cycle collector tracks (it stops
+    # tracking them at its first pass instead of walking them for as long as the graph lives)
+    meta: tuple[tuple[tuple[int, ...], np.dtype[Any]] | None, ...]
     out_data: tuple[np.ndarray, ...] | None
     out_versions: tuple[tuple[Any, list[int], int], ...]
     freed: bool
@@ -114,14 +117,14 @@ class Node:
             raise errors.InvalidTypeError(
                 f"{op.name}() takes {len(op.inputs)} tensor input(s) but {len(args)} were given")
         edges: tuple[tuple[Any, int] | None, ...]
-        meta: tuple[tuple[tuple[int, ...], Any] | None, ...]
+        meta: tuple[tuple[tuple[int, ...], np.dtype[Any]] | None, ...]
         saved: tuple[Any, ...]
         versions: tuple[tuple[Any, list[int], int], ...]
         if len(args) == 1:  # one input, a Tensor requiring grad (the mask is not 0): no lists
             a = args[0]
             fn = a.grad_fn
             edges = ((fn, a.output_nr) if fn is not None else edge(a),)
-            meta = ((a._data.shape, a.dtype),)
+            meta = ((a._data.shape, a.dtype.np),)
             keep = steps[0][1]
             if keep == 1:
                 v = a._vc
@@ -135,7 +138,7 @@ class Node:
             versions = ()
             saved_scalar = False
             if type(a) is Tensor:
-                meta_a: Any = (a._data.shape, a.dtype)
+                meta_a: Any = (a._data.shape, a.dtype.np)
                 fn = a.grad_fn
                 edge_a = ((fn, a.output_nr) if fn is not None else edge(a)) if want_a else None
                 if keep_a == 1:
@@ -149,7 +152,7 @@ class Node:
                 saved_a = a
                 saved_scalar = a is not None and keep_a == 1
             if type(b) is Tensor:
-                meta_b: Any = (b._data.shape, b.dtype)
+                meta_b: Any = (b._data.shape, b.dtype.np)
                 fn = b.grad_fn
                 edge_b = ((fn, b.output_nr) if fn is not None else edge(b)) if want_b else None
                 if keep_b == 1:
@@ -171,7 +174,7 @@ class Node:
             saved_scalar = False
             for a, (wanted, keep) in zip(args, steps):
                 if type(a) is Tensor:
-                    meta_list.append((a._data.shape, a.dtype))
+                    meta_list.append((a._data.shape, a.dtype.np))
                     if wanted:
                         fn = a.grad_fn
                         edge_list.append((fn, a.output_nr) if fn is not None else edge(a))
@@ -240,7 +243,7 @@ class Node:
         node._name = op.node_name(flat, attrs)
         node.attrs = attrs
         node.edges = edges
-        node.meta = tuple((t._data.shape, t.dtype) for t in flat)
+        node.meta = tuple((t._data.shape, t.dtype.np) for t in flat)
         # A variadic rule gets the whole list; save it whole if it reads any of it.
         if uses.data:
             node.args = (tuple(flat),)
@@ -445,7 +448,7 @@ class Node:
                     m = meta[i]
                     # an array or numpy scalar of the input's dtype and shape (the common case)
                     # is used as it is; anything else is fitted
-                    if (create_graph or m is None or getattr(gi, "dtype", None) is not m[1].np
+                    if (create_graph or m is None or getattr(gi, "dtype", None) is not m[1]
                             or gi.shape != m[0]):
                         gi = _fit(ns, gi, m, create_graph)
                     result[i] = gi
@@ -519,23 +522,25 @@ def _zeros_like_out(node: Node, k: int, as_tensor: bool) -> Any:
     return Tensor._make(z) if as_tensor else z
 
 
-def _fit(ns: Any, g: Any, meta: tuple[tuple[int, ...], Any] | None, create_graph: bool) -> Any:
-    """Sum a gradient back to its input's shape and cast it to the input's dtype."""
+def _fit(ns: Any, g: Any, meta: tuple[tuple[int, ...], np.dtype[Any]] | None,
+         create_graph: bool) -> Any:
+    """Sum a gradient back to its input's shape and cast it to the input's dtype (`meta`: the
+    shape and the numpy dtype, as `Node.meta` keeps them)."""
     if g is None or meta is None:
         return g
-    shape, dtype = meta
+    shape, np_dtype = meta
     if not create_graph:
         if type(g) is not np.ndarray and not isinstance(g, np.generic):
             g = np.asarray(g)
         if g.shape != shape:
             g = ns.sum_to_size(g, size=shape)
-        if g.dtype != dtype.np:
-            g = g.astype(dtype.np)
+        if g.dtype != np_dtype:
+            g = g.astype(np_dtype)
         return g
     if tuple(g.shape) != shape:
         g = ns.sum_to_size(g, size=shape)
-    if g.dtype is not dtype:
-        g = ns.to_dtype(g, dtype=dtype)
+    if g.dtype.np is not np_dtype:
+        g = ns.to_dtype(g, dtype=dtypes._BY_NP[np_dtype])
     return g
 
 
