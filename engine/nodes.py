@@ -80,13 +80,16 @@ class Node:
     attrs: dict[str, Any]
     edges: tuple[tuple[Any, int] | None, ...]
     args: tuple[Any, ...]
-    versions: tuple[tuple[Any, list[int], int], ...]
+    # the saved tensors' versions when saved, flat: (tensor, its version counter, version) for
+    # each in turn (one tuple for all: a node of a graph holds as few objects the cycle
+    # collector walks as it can), and the same of the saved outputs
+    versions: tuple[Any, ...]
     # per input: (shape, numpy dtype) of a tensor, None for a number: numpy's dtype, not the
     # engine's, so that these tuples hold no object the cycle collector tracks (it stops
     # tracking them at its first pass instead of walking them for as long as the graph lives)
     meta: tuple[tuple[tuple[int, ...], np.dtype[Any]] | None, ...]
     out_data: tuple[np.ndarray, ...] | None
-    out_versions: tuple[tuple[Any, list[int], int], ...]
+    out_versions: tuple[Any, ...]
     freed: bool
     has_saved: bool
     retained: dict[int, Any] | None
@@ -119,7 +122,7 @@ class Node:
         edges: tuple[tuple[Any, int] | None, ...]
         meta: tuple[tuple[tuple[int, ...], np.dtype[Any]] | None, ...]
         saved: tuple[Any, ...]
-        versions: tuple[tuple[Any, list[int], int], ...]
+        versions: tuple[Any, ...]
         if len(args) == 1:  # one input, a Tensor requiring grad (the mask is not 0): no lists
             a = args[0]
             fn = a.grad_fn
@@ -128,7 +131,7 @@ class Node:
             keep = steps[0][1]
             if keep == 1:
                 v = a._vc
-                saved, versions = (a,), ((a, v, v[0]),)
+                saved, versions = (a,), (a, v, v[0])
             else:
                 saved, versions = (_Meta(a) if keep else None,), ()
             saved_scalar = False
@@ -144,7 +147,7 @@ class Node:
                 if keep_a == 1:
                     v = a._vc
                     saved_a: Any = a
-                    versions = ((a, v, v[0]),)
+                    versions = (a, v, v[0])
                 else:
                     saved_a = _Meta(a) if keep_a else None
             else:
@@ -158,7 +161,7 @@ class Node:
                 if keep_b == 1:
                     v = b._vc
                     saved_b: Any = b
-                    versions = (*versions, (b, v, v[0]))
+                    versions = (*versions, b, v, v[0])
                 else:
                     saved_b = _Meta(b) if keep_b else None
             else:
@@ -170,7 +173,7 @@ class Node:
             edge_list: list[tuple[Any, int] | None] = []
             meta_list: list[tuple[tuple[int, ...], Any] | None] = []
             saved_list: list[Any] = []
-            version_list: list[tuple[Any, list[int], int]] = []
+            version_list: list[Any] = []
             saved_scalar = False
             for a, (wanted, keep) in zip(args, steps):
                 if type(a) is Tensor:
@@ -183,7 +186,7 @@ class Node:
                     if keep == 1:
                         saved_list.append(a)
                         v = a._vc
-                        version_list.append((a, v, v[0]))
+                        version_list += (a, v, v[0])
                     elif keep:
                         saved_list.append(_Meta(a))
                     else:
@@ -216,10 +219,10 @@ class Node:
                 o = outs[0]
                 v = o._vc
                 node.out_data = (o._data,)
-                node.out_versions = ((o, v, v[0]),)
+                node.out_versions = (o, v, v[0])
             else:
                 node.out_data = tuple([o._data for o in outs])
-                node.out_versions = tuple([(o, o._vc, o._vc[0]) for o in outs])
+                node.out_versions = tuple([x for o in outs for x in (o, o._vc, o._vc[0])])
             node.has_saved = True
         else:
             node.out_data = None
@@ -247,13 +250,13 @@ class Node:
         # A variadic rule gets the whole list; save it whole if it reads any of it.
         if uses.data:
             node.args = (tuple(flat),)
-            node.versions = tuple((t, t._vc, t._vc[0]) for t in flat)
+            node.versions = tuple([x for t in flat for x in (t, t._vc, t._vc[0])])
         else:
             node.args = (_MetaSeq(_Meta(t) for t in flat),)
             node.versions = ()
         if uses.out:
             node.out_data = tuple(o._data for o in outs)
-            node.out_versions = tuple((o, o._vc, o._vc[0]) for o in outs)
+            node.out_versions = tuple([x for o in outs for x in (o, o._vc, o._vc[0])])
         else:
             node.out_data = None
             node.out_versions = ()
@@ -355,11 +358,11 @@ class Node:
 
     def _check_versions(self) -> None:
         # torch names a saved input by its grad_fn now, a saved output by the node that saved it.
-        for t, box, expected in self.versions:
+        for t, box, expected in version_entries(self.versions):
             if box[0] != expected:
                 raise errors.InplaceError(
                     _version_message(t, box[0], expected, t.grad_fn, t.output_nr))
-        for k, (t, box, expected) in enumerate(self.out_versions):
+        for k, (t, box, expected) in enumerate(version_entries(self.out_versions)):
             if box[0] != expected:
                 raise errors.InplaceError(_version_message(t, box[0], expected, self, k))
 
@@ -368,12 +371,20 @@ class Node:
         if self.freed and self.has_saved:
             raise errors.GraphFreedError(FREED_MESSAGE)
         # _check_versions's test inline (it runs for every node); it raises the message
-        for _, box, expected in self.versions:
-            if box[0] != expected:
-                self._check_versions()
-        for _, box, expected in self.out_versions:
-            if box[0] != expected:
-                self._check_versions()
+        versions = self.versions
+        if versions:
+            if len(versions) == 3:  # (one saved tensor: no loop)
+                if versions[1][0] != versions[2]:
+                    self._check_versions()
+            else:
+                for k in range(1, len(versions), 3):
+                    if versions[k][0] != versions[k + 1]:
+                        self._check_versions()
+        versions = self.out_versions
+        if versions:
+            for k in range(1, len(versions), 3):
+                if versions[k][0] != versions[k + 1]:
+                    self._check_versions()
         if _PACKED and self in saved.PACKED:  # saved tensors behind pack/unpack hooks
             return self._apply_unpacked(grads, create_graph)
         op = self.op
@@ -520,6 +531,12 @@ def _zeros_like_out(node: Node, k: int, as_tensor: bool) -> Any:
     shape, dtype = node.out_meta[k]
     z = np.zeros(shape, dtype)
     return Tensor._make(z) if as_tensor else z
+
+
+def version_entries(versions: tuple[Any, ...]) -> Iterable[tuple[Any, list[int], int]]:
+    """(tensor, version counter, version when saved) of each saved tensor in a node's flat
+    `versions` or `out_versions`."""
+    return zip(versions[::3], versions[1::3], versions[2::3])
 
 
 def _fit(ns: Any, g: Any, meta: tuple[tuple[int, ...], np.dtype[Any]] | None,

@@ -217,7 +217,7 @@ def value(node: Any, name: str) -> Any:
         if packed is not None and where in packed:
             return _unpacked(node, where, None)
         return Tensor._make(node.out_data[0], grad_fn=node, output_nr=0,
-                            version=node.out_versions[0][1])
+                            version=node.out_versions[1])
     if i not in data:
         return None
     a = node.args[i]
