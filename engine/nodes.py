@@ -71,14 +71,19 @@ next_sequence_nr = itertools.count().__next__
 class Node:
     """A recorded op: torch's `grad_fn` (`name()`, `next_functions`)."""
 
-    __slots__ = ("op", "_name", "attrs", "edges", "args", "versions", "meta", "out_data",
+    __slots__ = ("op", "_name", "attrs", "next_nodes", "next_nrs", "args", "versions", "meta",
+                 "out_data",
                  "out_versions", "freed", "has_saved", "retained", "n_out", "out_meta",
                  "sequence_nr", "__weakref__")
 
     op: OpDef
     _name: str
     attrs: dict[str, Any]
-    edges: tuple[tuple[Any, int] | None, ...]
+    # the edges, one per input (torch's next_functions, see `edges`): the node its gradient goes
+    # to (None: none) and which of that node's outputs the input is (numbers only: a tuple of
+    # them is not walked by the cycle collector, and there is no (node, index) tuple per edge)
+    next_nodes: tuple[Any, ...]
+    next_nrs: tuple[int, ...]
     args: tuple[Any, ...]
     # the saved tensors' versions when saved, flat: (tensor, its version counter, version) for
     # each in turn (one tuple for all: a node of a graph holds as few objects the cycle
@@ -119,14 +124,19 @@ class Node:
         if len(steps) != len(args):
             raise errors.InvalidTypeError(
                 f"{op.name}() takes {len(op.inputs)} tensor input(s) but {len(args)} were given")
-        edges: tuple[tuple[Any, int] | None, ...]
+        nodes: tuple[Any, ...]
+        nrs: tuple[int, ...]
         meta: tuple[tuple[tuple[int, ...], np.dtype[Any]] | None, ...]
         saved: tuple[Any, ...]
         versions: tuple[Any, ...]
         if len(args) == 1:  # one input, a Tensor requiring grad (the mask is not 0): no lists
             a = args[0]
             fn = a.grad_fn
-            edges = ((fn, a.output_nr) if fn is not None else edge(a),)
+            if fn is not None:
+                nodes = (fn,)
+                nrs = (a.output_nr,) if a.output_nr else _NRS_0
+            else:
+                nodes, nrs = (accumulator(a),), _NRS_0
             meta = ((a._data.shape, a.dtype.np),)
             keep = steps[0][1]
             if keep == 1:
@@ -140,10 +150,16 @@ class Node:
             (want_a, keep_a), (want_b, keep_b) = steps
             versions = ()
             saved_scalar = False
+            node_a = node_b = None
+            nr_a = nr_b = 0
             if type(a) is Tensor:
                 meta_a: Any = (a._data.shape, a.dtype.np)
-                fn = a.grad_fn
-                edge_a = ((fn, a.output_nr) if fn is not None else edge(a)) if want_a else None
+                if want_a:
+                    node_a = a.grad_fn
+                    if node_a is not None:
+                        nr_a = a.output_nr
+                    else:
+                        node_a = accumulator(a)
                 if keep_a == 1:
                     v = a._vc
                     saved_a: Any = a
@@ -151,13 +167,17 @@ class Node:
                 else:
                     saved_a = _Meta(a) if keep_a else None
             else:
-                meta_a = edge_a = None
+                meta_a = None
                 saved_a = a
                 saved_scalar = a is not None and keep_a == 1
             if type(b) is Tensor:
                 meta_b: Any = (b._data.shape, b.dtype.np)
-                fn = b.grad_fn
-                edge_b = ((fn, b.output_nr) if fn is not None else edge(b)) if want_b else None
+                if want_b:
+                    node_b = b.grad_fn
+                    if node_b is not None:
+                        nr_b = b.output_nr
+                    else:
+                        node_b = accumulator(b)
                 if keep_b == 1:
                     v = b._vc
                     saved_b: Any = b
@@ -165,12 +185,14 @@ class Node:
                 else:
                     saved_b = _Meta(b) if keep_b else None
             else:
-                meta_b = edge_b = None
+                meta_b = None
                 saved_b = b
                 saved_scalar = saved_scalar or (b is not None and keep_b == 1)
-            edges, meta, saved = (edge_a, edge_b), (meta_a, meta_b), (saved_a, saved_b)
+            nodes, meta, saved = (node_a, node_b), (meta_a, meta_b), (saved_a, saved_b)
+            nrs = (nr_a, nr_b) if nr_a or nr_b else _NRS_00
         else:
-            edge_list: list[tuple[Any, int] | None] = []
+            node_list: list[Any] = []
+            nr_list: list[int] = []
             meta_list: list[tuple[tuple[int, ...], Any] | None] = []
             saved_list: list[Any] = []
             version_list: list[Any] = []
@@ -178,11 +200,13 @@ class Node:
             for a, (wanted, keep) in zip(args, steps):
                 if type(a) is Tensor:
                     meta_list.append((a._data.shape, a.dtype.np))
-                    if wanted:
-                        fn = a.grad_fn
-                        edge_list.append((fn, a.output_nr) if fn is not None else edge(a))
+                    fn = a.grad_fn if wanted else None
+                    if fn is not None:
+                        node_list.append(fn)
+                        nr_list.append(a.output_nr)
                     else:
-                        edge_list.append(None)
+                        node_list.append(accumulator(a) if wanted else None)
+                        nr_list.append(0)
                     if keep == 1:
                         saved_list.append(a)
                         v = a._vc
@@ -193,13 +217,14 @@ class Node:
                         saved_list.append(None)
                 else:
                     meta_list.append(None)
-                    edge_list.append(None)
+                    node_list.append(None)
+                    nr_list.append(0)
                     saved_list.append(a)  # Python scalars and None are constants, never freed
                     # ... but torch saves a Python scalar operand a rule reads (x * 2 saves 2 as a
                     # wrapped tensor), so a second backward through such a node fails there too.
                     if a is not None and keep == 1:
                         saved_scalar = True
-            edges, meta = tuple(edge_list), tuple(meta_list)
+            nodes, nrs, meta = tuple(node_list), tuple(nr_list), tuple(meta_list)
             saved, versions = tuple(saved_list), tuple(version_list)
         node = _new_node(cls)
         node.sequence_nr = next_sequence_nr()
@@ -207,7 +232,8 @@ class Node:
         name = op.fixed_name
         node._name = name if name is not None else op._backward(args, attrs)  # type: ignore[operator]
         node.attrs = attrs
-        node.edges = edges
+        node.next_nodes = nodes
+        node.next_nrs = nrs
         node.meta = meta
         node.args = saved
         node.versions = versions
@@ -236,7 +262,7 @@ class Node:
     @classmethod
     def _create_variadic(cls, op: OpDef, flat: tuple[Tensor, ...], attrs: dict[str, Any],
                          outs: tuple[Tensor, ...]) -> Node | None:
-        edges = tuple(edge(t) if t._rg else None for t in flat)
+        edges = [edge(t) if t._rg else None for t in flat]
         if not any(edges):
             return None
         uses = op.uses[0]
@@ -245,7 +271,8 @@ class Node:
         node.op = op
         node._name = op.node_name(flat, attrs)
         node.attrs = attrs
-        node.edges = edges
+        node.next_nodes = tuple([e[0] if e is not None else None for e in edges])
+        node.next_nrs = tuple([e[1] if e is not None else 0 for e in edges])
         node.meta = tuple((t._data.shape, t.dtype.np) for t in flat)
         # A variadic rule gets the whole list; save it whole if it reads any of it.
         if uses.data:
@@ -272,6 +299,12 @@ class Node:
     def name(self) -> str:
         """torch's name for this node, e.g. "MulBackward0", "torch::autograd::CopySlices"."""
         return node_name(self._name)
+
+    @property
+    def edges(self) -> tuple[tuple[Any, int] | None, ...]:
+        """One (node, output index) pair per input, None where its gradient goes nowhere."""
+        return tuple([(n, nr) if n is not None else None
+                      for n, nr in zip(self.next_nodes, self.next_nrs)])
 
     @property
     def next_functions(self) -> tuple[tuple[Any, int], ...]:
@@ -422,12 +455,12 @@ class Node:
                 args = tuple([a._data if type(a) is Tensor else a if type(a) in _CONSTANT_TYPES
                               else _raw(a) for a in args])
         attrs = self.attrs
-        edges = self.edges
-        result: list[Any] = [None] * len(edges)
+        next_nodes = self.next_nodes
+        result: list[Any] = [None] * len(next_nodes)
         try:
             if op.variadic:
                 parts = op.vjps[0](ns, g, out, *args, **attrs)  # type: ignore[misc]
-                for i, e in enumerate(edges):
+                for i, e in enumerate(next_nodes):
                     if e is not None:
                         result[i] = _fit(ns, parts[i], self.meta[i], create_graph)
                 return result
@@ -436,11 +469,11 @@ class Node:
             if create_graph and op.vjp_order is not None:
                 # recorded: the rules run in torch's order (OpDef.vjp_order), the gradients
                 # are fitted to their inputs afterwards in input order, as torch's engine does
-                raw: list[Any] = [None] * len(edges)
+                raw: list[Any] = [None] * len(next_nodes)
                 for i in op.vjp_order:
-                    if edges[i] is not None:
+                    if next_nodes[i] is not None:
                         raw[i] = vjps[i](ns, g, out, *args, **attrs)  # type: ignore[misc]
-                for i, e in enumerate(edges):
+                for i, e in enumerate(next_nodes):
                     if e is not None:
                         result[i] = _fit(ns, raw[i], meta[i], True)
                 return result
@@ -448,7 +481,7 @@ class Node:
             # tuple and keyword dict built for it)
             arity = -1 if attrs else len(args)
             i = 0
-            for e in edges:
+            for e in next_nodes:
                 if e is not None:
                     if arity == 1:
                         gi = vjps[i](ns, g, out, args[0])  # type: ignore[misc]
@@ -610,6 +643,8 @@ class AccumulateGrad:
 
     __slots__ = ("variable", "__weakref__")
     edges: tuple[Any, ...] = ()
+    next_nodes: tuple[Any, ...] = ()
+    next_nrs: tuple[int, ...] = ()
     next_functions: tuple[Any, ...] = ()
     sequence_nr = sys.maxsize  # torch's UINT64_MAX: first among the ready nodes
 
@@ -666,11 +701,23 @@ def edge(t: Tensor) -> tuple[Any, int] | None:
     made under no_grad() (see `NO_GRAD_VIEW`)."""
     if t.grad_fn is not None:
         return (t.grad_fn, t.output_nr)
+    acc = accumulator(t)
+    return (acc, 0) if acc is not None else None
+
+
+def accumulator(t: Tensor) -> AccumulateGrad | None:
+    """The node of `edge(t)` for a tensor without a grad_fn: its AccumulateGrad (one per leaf,
+    kept while a graph holds it), or None for a view made under no_grad()."""
     if t._accum is NO_GRAD_VIEW:
         return None
     acc = t._accum() if t._accum is not None else None
     if acc is None:
         acc = AccumulateGrad(t)
         t._accum = weakref.ref(acc)
-    return (acc, 0)
+    return acc
+
+
+# `Node.next_nrs` of one or two inputs that are each their node's first output
+_NRS_0 = (0,)
+_NRS_00 = (0, 0)
 

@@ -87,7 +87,7 @@ def entries(node: Any) -> dict[str, tuple[str, int]]:
 
 def _saved_here(node: Any) -> tuple[bool, frozenset[int]]:
     """(output saved, input positions saved as data) for this node's inputs needing grads."""
-    mask = sum(1 << i for i, e in enumerate(node.edges) if e is not None)
+    mask = sum(1 << i for i, c in enumerate(node.next_nodes) if c is not None)
     plan = node.op.save_plan(mask)
     return plan[0], plan[1]
 
