@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import sys
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -85,15 +85,15 @@ class Node:
     next_nodes: tuple[Any, ...]
     next_nrs: tuple[int, ...]
     args: tuple[Any, ...]
-    # the saved tensors' versions when saved, flat: (tensor, its version counter, version) for
-    # each in turn (one tuple for all: a node of a graph holds as few objects the cycle
-    # collector walks as it can), and the same of the saved outputs
-    versions: tuple[Any, ...]
+    # the version of each tensor in `args` (`saved_tensors`) when it was saved: numbers only, as
+    # `next_nrs` (a node of a graph holds as few objects the cycle collector walks as it can)
+    versions: tuple[int, ...]
     # per input: (shape, numpy dtype) of a tensor, None for a number: numpy's dtype, not the
     # engine's, so that these tuples hold no object the cycle collector tracks (it stops
     # tracking them at its first pass instead of walking them for as long as the graph lives)
     meta: tuple[tuple[tuple[int, ...], np.dtype[Any]] | None, ...]
     out_data: tuple[np.ndarray, ...] | None
+    # the saved outputs', flat: (tensor, its version counter, version) for each in turn
     out_versions: tuple[Any, ...]
     freed: bool
     has_saved: bool
@@ -128,7 +128,7 @@ class Node:
         nrs: tuple[int, ...]
         meta: tuple[tuple[tuple[int, ...], np.dtype[Any]] | None, ...]
         saved: tuple[Any, ...]
-        versions: tuple[Any, ...]
+        versions: tuple[int, ...]
         if len(args) == 1:  # one input, a Tensor requiring grad (the mask is not 0): no lists
             a = args[0]
             fn = a.grad_fn
@@ -140,8 +140,7 @@ class Node:
             meta = ((a._data.shape, a.dtype.np),)
             keep = steps[0][1]
             if keep == 1:
-                v = a._vc
-                saved, versions = (a,), (a, v, v[0])
+                saved, versions = (a,), (a._vc[0],)
             else:
                 saved, versions = (_Meta(a) if keep else None,), ()
             saved_scalar = False
@@ -161,9 +160,8 @@ class Node:
                     else:
                         node_a = accumulator(a)
                 if keep_a == 1:
-                    v = a._vc
                     saved_a: Any = a
-                    versions = (a, v, v[0])
+                    versions = (a._vc[0],)
                 else:
                     saved_a = _Meta(a) if keep_a else None
             else:
@@ -179,9 +177,8 @@ class Node:
                     else:
                         node_b = accumulator(b)
                 if keep_b == 1:
-                    v = b._vc
                     saved_b: Any = b
-                    versions = (*versions, b, v, v[0])
+                    versions = (*versions, b._vc[0])
                 else:
                     saved_b = _Meta(b) if keep_b else None
             else:
@@ -195,7 +192,7 @@ class Node:
             nr_list: list[int] = []
             meta_list: list[tuple[tuple[int, ...], Any] | None] = []
             saved_list: list[Any] = []
-            version_list: list[Any] = []
+            version_list: list[int] = []
             saved_scalar = False
             for a, (wanted, keep) in zip(args, steps):
                 if type(a) is Tensor:
@@ -209,8 +206,7 @@ class Node:
                         nr_list.append(0)
                     if keep == 1:
                         saved_list.append(a)
-                        v = a._vc
-                        version_list += (a, v, v[0])
+                        version_list.append(a._vc[0])
                     elif keep:
                         saved_list.append(_Meta(a))
                     else:
@@ -277,7 +273,7 @@ class Node:
         # A variadic rule gets the whole list; save it whole if it reads any of it.
         if uses.data:
             node.args = (tuple(flat),)
-            node.versions = tuple([x for t in flat for x in (t, t._vc, t._vc[0])])
+            node.versions = tuple([t._vc[0] for t in flat])
         else:
             node.args = (_MetaSeq(_Meta(t) for t in flat),)
             node.versions = ()
@@ -391,10 +387,10 @@ class Node:
 
     def _check_versions(self) -> None:
         # torch names a saved input by its grad_fn now, a saved output by the node that saved it.
-        for t, box, expected in version_entries(self.versions):
-            if box[0] != expected:
+        for t, expected in zip(saved_tensors(self.args), self.versions):
+            if t._vc[0] != expected:
                 raise errors.InplaceError(
-                    _version_message(t, box[0], expected, t.grad_fn, t.output_nr))
+                    _version_message(t, t._vc[0], expected, t.grad_fn, t.output_nr))
         for k, (t, box, expected) in enumerate(version_entries(self.out_versions)):
             if box[0] != expected:
                 raise errors.InplaceError(_version_message(t, box[0], expected, self, k))
@@ -406,12 +402,13 @@ class Node:
         # _check_versions's test inline (it runs for every node); it raises the message
         versions = self.versions
         if versions:
-            if len(versions) == 3:  # (one saved tensor: no loop)
-                if versions[1][0] != versions[2]:
+            args = self.args
+            if len(args) == 1 and type(args[0]) is Tensor:  # (the common case: no loop)
+                if args[0]._vc[0] != versions[0]:
                     self._check_versions()
             else:
-                for k in range(1, len(versions), 3):
-                    if versions[k][0] != versions[k + 1]:
+                for t, expected in zip(saved_tensors(args), versions):
+                    if t._vc[0] != expected:
                         self._check_versions()
         versions = self.out_versions
         if versions:
@@ -505,15 +502,17 @@ class Node:
 
     def _apply_unpacked(self, grads: list[Any], create_graph: bool) -> list[Any]:
         """`apply` with the saved tensors that hooks packed unpacked for this run."""
-        args, out_data = self.args, self.out_data
+        args, out_data, versions = self.args, self.out_data, self.versions
         self.args, self.out_data = saved.unpacked_args(self)
+        # (checked against the saved tensors: the unpacked ones are not versioned as they were)
+        self.versions = ()
         packed = saved.PACKED.pop(self)
         try:
             return self.apply(grads, create_graph)
         finally:
             saved.PACKED[self] = packed
             if not self.freed:
-                self.args, self.out_data = args, out_data
+                self.args, self.out_data, self.versions = args, out_data, versions
 
 
 _CONSTANT_TYPES = frozenset((bool, int, float, type(None)))
@@ -567,9 +566,21 @@ def _zeros_like_out(node: Node, k: int, as_tensor: bool) -> Any:
 
 
 def version_entries(versions: tuple[Any, ...]) -> Iterable[tuple[Any, list[int], int]]:
-    """(tensor, version counter, version when saved) of each saved tensor in a node's flat
-    `versions` or `out_versions`."""
+    """(tensor, version counter, version when saved) of each saved output in a node's flat
+    `out_versions`."""
     return zip(versions[::3], versions[1::3], versions[2::3])
+
+
+def saved_tensors(args: tuple[Any, ...]) -> Iterator[Tensor]:
+    """The tensors a node's `args` hold (a variadic op's in its one sequence), in the order of
+    its `versions`."""
+    for a in args:
+        if type(a) is Tensor:
+            yield a
+        elif type(a) is tuple:
+            for t in a:
+                if type(t) is Tensor:
+                    yield t
 
 
 def _fit(ns: Any, g: Any, meta: tuple[tuple[int, ...], np.dtype[Any]] | None,
