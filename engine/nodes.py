@@ -403,8 +403,18 @@ class Node:
         versions = self.versions
         if versions:
             args = self.args
-            if len(args) == 1 and type(args[0]) is Tensor:  # (the common case: no loop)
+            n = len(args)
+            if n == 1 and type(args[0]) is Tensor:  # (the common arities: no loop)
                 if args[0]._vc[0] != versions[0]:
+                    self._check_versions()
+            elif n == 2:
+                a, b = args
+                if type(a) is Tensor:
+                    if a._vc[0] != versions[0]:
+                        self._check_versions()
+                    if type(b) is Tensor and b._vc[0] != versions[1]:
+                        self._check_versions()
+                elif type(b) is Tensor and b._vc[0] != versions[0]:
                     self._check_versions()
             else:
                 for t, expected in zip(saved_tensors(args), versions):
