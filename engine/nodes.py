@@ -154,11 +154,8 @@ class Node:
             if type(a) is Tensor:
                 meta_a: Any = (a._data.shape, a.dtype.np)
                 if want_a:
-                    node_a = a.grad_fn
-                    if node_a is not None:
-                        nr_a = a.output_nr
-                    else:
-                        node_a = accumulator(a)
+                    fn = a.grad_fn
+                    node_a, nr_a = (fn, a.output_nr) if fn is not None else (accumulator(a), 0)
                 if keep_a == 1:
                     saved_a: Any = a
                     versions = (a._vc[0],)
@@ -171,11 +168,8 @@ class Node:
             if type(b) is Tensor:
                 meta_b: Any = (b._data.shape, b.dtype.np)
                 if want_b:
-                    node_b = b.grad_fn
-                    if node_b is not None:
-                        nr_b = b.output_nr
-                    else:
-                        node_b = accumulator(b)
+                    fn = b.grad_fn
+                    node_b, nr_b = (fn, b.output_nr) if fn is not None else (accumulator(b), 0)
                 if keep_b == 1:
                     saved_b: Any = b
                     versions = (*versions, b._vc[0])
@@ -420,10 +414,10 @@ class Node:
                 for t, expected in zip(saved_tensors(args), versions):
                     if t._vc[0] != expected:
                         self._check_versions()
-        versions = self.out_versions
-        if versions:
-            for k in range(1, len(versions), 3):
-                if versions[k][0] != versions[k + 1]:
+        out_versions = self.out_versions
+        if out_versions:
+            for k in range(1, len(out_versions), 3):
+                if out_versions[k][0] != out_versions[k + 1]:
                     self._check_versions()
         if _PACKED and self in saved.PACKED:  # saved tensors behind pack/unpack hooks
             return self._apply_unpacked(grads, create_graph)
