@@ -50,6 +50,7 @@ from gradserve.v1 import (
     GET_BASE_FEATURE,
     GET_SAVED_FEATURE,
     OMIT_INFO_FEATURE,
+    ONEDNN_LSTM_FEATURE,
     PACK_SAVED_FEATURE,
     SESSION_ID_METADATA,
     TAPE_ATTRS_FEATURE,
@@ -162,6 +163,8 @@ class Session:
         self._get_saved = GET_SAVED_FEATURE in features
         self._pack_saved = PACK_SAVED_FEATURE in features
         self._get_base = GET_BASE_FEATURE in features  # Tensor._base
+        # nn.LSTM's float32 layers as the server's mkldnn_rnn_layer (surface.nn_rnn)
+        self._onednn_lstm = ONEDNN_LSTM_FEATURE in features
         self._recorder = Recorder(self._send, session_id, client.target,
                                   self._live, self._tape_result if tapes else None)
         self._recorder.clock = lambda: self._epoch

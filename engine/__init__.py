@@ -46,6 +46,7 @@ from . import ops_math as _ops_math  # noqa: F401
 from . import ops_nn as _ops_nn  # noqa: F401
 from . import ops_norm as _ops_norm  # noqa: F401
 from . import ops_reduce as _ops_reduce  # noqa: F401
+from . import ops_rnn as _ops_rnn  # noqa: F401
 from . import ops_shape as _ops_shape  # noqa: F401
 from . import ops_solve as _ops_solve  # noqa: F401
 from . import random as _random_module
