@@ -28,7 +28,7 @@ from .dispatch import (
     run_scalar,
     view_positions,
 )
-from .nodes import NO_GRAD_VIEW
+from .nodes import NO_GRAD_VIEW, saved_tensors
 from .registry import OPS, OpDef, bind_attrs, lookup, promote_args
 from .tensor import InferenceVersion, Tensor
 
@@ -163,7 +163,7 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
         target._rg = True
         if node.out_data is not None:
             node.out_data = (target._data,)
-            node.out_versions = ((target, target._vc, target._vc[0]),)
+            node.out_versions = (target, target._vc, target._vc[0])
     return target
 
 
@@ -227,8 +227,8 @@ def _snapshot_saved_target(node: Any, target: Tensor) -> None:
     copy = Tensor._make(target._data.copy(), grad_fn=target.grad_fn, output_nr=target.output_nr)
     copy._rg = target._rg
     node.args = tuple(copy if a is target else a for a in node.args)
-    node.versions = tuple((copy, copy._vc, copy._vc[0]) if t is target else (t, b, v)
-                          for t, b, v in node.versions)
+    node.versions = tuple([copy._vc[0] if t is copy else v
+                           for t, v in zip(saved_tensors(node.args), node.versions)])
 
 
 def _type_word(d: Any) -> str:

@@ -67,9 +67,8 @@ def _dependencies(roots: Sequence[Any]) -> dict[Any, int]:
     root_set = set(roots)
     stack = list(root_set)
     while stack:
-        for e in stack.pop().edges:
-            if e is not None:
-                c = e[0]
+        for c in stack.pop().next_nodes:
+            if c is not None:
                 if c in deps:
                     deps[c] += 1
                 else:
@@ -88,17 +87,17 @@ def _needed(roots: Sequence[Any], targets: set[int]) -> dict[Any, bool]:
         n, done = pop()
         if done:  # (loops, not any() over a generator: this runs once per node of a pass)
             found = False
-            for e in n.edges:
-                if e is not None and (id(e[0]) in targets or needed.get(e[0], False)):
+            for c in n.next_nodes:
+                if c is not None and (id(c) in targets or needed.get(c, False)):
                     found = True
                     break
             needed[n] = found
         elif n not in needed:
             needed[n] = False
             push((n, True))
-            for e in n.edges:
-                if e is not None and e[0] not in needed:
-                    push((e[0], False))
+            for c in n.next_nodes:
+                if c is not None and c not in needed:
+                    push((c, False))
     return needed
 
 
@@ -271,26 +270,25 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                         g = None  # (no reference left to a gradient: see owned_array)
                     if not keep_graph:
                         node.release()
-            edges = node.edges
             if out_grads is None:
-                for e in edges:
-                    if e is not None:
-                        child = e[0]
+                for child in node.next_nodes:
+                    if child is not None:
                         left = deps[child] - 1
                         deps[child] = left
                         if left == 0:
                             heappush(ready, (-getattr(child, "sequence_nr", 0), order(), child))
             else:
+                nrs = node.next_nrs
                 i = 0
-                for e in edges:
-                    if e is not None:
-                        child = e[0]
+                for child in node.next_nodes:
+                    if child is not None:
                         gi = out_grads[i]
                         if gi is not None:
-                            if e[1] == 0 and child not in buffers:
+                            nr = nrs[i]
+                            if nr == 0 and child not in buffers:
                                 buffers[child] = [gi]
                             else:
-                                merged = _add(buffers, child, e[1], gi)
+                                merged = _add(buffers, child, nr, gi)
                                 if meter is not None and merged is not None:
                                     meter.merged(merged, node)
                         left = deps[child] - 1
@@ -598,7 +596,7 @@ def saved_nbytes(tensors: Iterable[Tensor]) -> int:
             if id(base) not in seen_arrays:
                 seen_arrays.add(id(base))
                 total += base.nbytes
-        stack.extend(e[0] for e in n.edges if e is not None)
+        stack.extend(c for c in n.next_nodes if c is not None)
     return total
 
 
@@ -675,11 +673,11 @@ def footprint(tensors: Iterable[Tensor]) -> Footprint:
                 if id(base) not in seen_arrays:
                     seen_arrays.add(id(base))
                     data += base.nbytes
-            if len(n.edges) > limits.NODE_EDGES:
-                edges += len(n.edges) - limits.NODE_EDGES
-            for e in n.edges:
-                if e is not None:
-                    nodes.append(e[0])
+            if len(n.next_nodes) > limits.NODE_EDGES:
+                edges += len(n.next_nodes) - limits.NODE_EDGES
+            for c in n.next_nodes:
+                if c is not None:
+                    nodes.append(c)
     return Footprint(data, saved, len(seen_tensors), len(seen_nodes), edges)
 
 

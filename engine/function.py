@@ -50,6 +50,8 @@ class BackwardFunction(FunctionCtx):
 
     _forward_cls: type[Function]
     edges: tuple[tuple[Any, int] | None, ...]
+    next_nodes: tuple[Any, ...]  # the edges' nodes and output indices, as `Node`'s
+    next_nrs: tuple[int, ...]
     retained: dict[int, Any] | None
     freed: bool
     n_out: int
@@ -63,7 +65,7 @@ class BackwardFunction(FunctionCtx):
         self._non_differentiable = ()
         self.materialize_grads = True
         self.needs_input_grad = ()
-        self.edges = ()
+        self.edges = self.next_nodes = self.next_nrs = ()
         self.retained = None
         self.freed = False
         self.n_out = 0
@@ -298,7 +300,9 @@ def _link(ctx: BackwardFunction, args: tuple[Any, ...], outs: list[Any],
     ctx._positions = positions
     ctx._n_args = len(args)
     ctx.edges = tuple(edge(args[i]) if args[i]._rg else None for i in positions)
-    ctx._in_meta = tuple((tuple(args[i].shape), args[i].dtype) for i in positions)
+    ctx.next_nodes = tuple(e[0] if e is not None else None for e in ctx.edges)
+    ctx.next_nrs = tuple(e[1] if e is not None else 0 for e in ctx.edges)
+    ctx._in_meta = tuple((tuple(args[i].shape), args[i].dtype.np) for i in positions)
     for nr, o in enumerate(outs):
         if (isinstance(o, Tensor) and id(o) not in non_diff
                 and o.dtype.is_floating_point):
@@ -344,6 +348,8 @@ class DelayedError:
     """The node behind a once_differentiable backward's results: differentiating it fails."""
 
     edges: tuple[Any, ...] = ()
+    next_nodes: tuple[Any, ...] = ()
+    next_nrs: tuple[int, ...] = ()
     next_functions: tuple[Any, ...] = ()
     args: tuple[Any, ...] = ()
     out_data = None

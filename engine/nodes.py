@@ -12,14 +12,14 @@ from __future__ import annotations
 import itertools
 import sys
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gradserve.surface.compat import node_name
 
-from . import errors, hooks, limits, namespaces, saved
+from . import dtypes, errors, hooks, limits, namespaces, saved
 from .tensor import Tensor
 
 if TYPE_CHECKING:
@@ -71,19 +71,30 @@ next_sequence_nr = itertools.count().__next__
 class Node:
     """A recorded op: torch's `grad_fn` (`name()`, `next_functions`)."""
 
-    __slots__ = ("op", "_name", "attrs", "edges", "args", "versions", "meta", "out_data",
+    __slots__ = ("op", "_name", "attrs", "next_nodes", "next_nrs", "args", "versions", "meta",
+                 "out_data",
                  "out_versions", "freed", "has_saved", "retained", "n_out", "out_meta",
                  "sequence_nr", "__weakref__")
 
     op: OpDef
     _name: str
     attrs: dict[str, Any]
-    edges: tuple[tuple[Any, int] | None, ...]
+    # the edges, one per input (torch's next_functions, see `edges`): the node its gradient goes
+    # to (None: none) and which of that node's outputs the input is (numbers only: a tuple of
+    # them is not walked by the cycle collector, and there is no (node, index) tuple per edge)
+    next_nodes: tuple[Any, ...]
+    next_nrs: tuple[int, ...]
     args: tuple[Any, ...]
-    versions: tuple[tuple[Any, list[int], int], ...]
-    meta: tuple[tuple[tuple[int, ...], Any] | None, ...]
+    # the version of each tensor in `args` (`saved_tensors`) when it was saved: numbers only, as
+    # `next_nrs` (a node of a graph holds as few objects the cycle collector walks as it can)
+    versions: tuple[int, ...]
+    # per input: (shape, numpy dtype) of a tensor, None for a number: numpy's dtype, not the
+    # engine's, so that these tuples hold no object the cycle collector tracks (it stops
+    # tracking them at its first pass instead of walking them for as long as the graph lives)
+    meta: tuple[tuple[tuple[int, ...], np.dtype[Any]] | None, ...]
     out_data: tuple[np.ndarray, ...] | None
-    out_versions: tuple[tuple[Any, list[int], int], ...]
+    # the saved outputs', flat: (tensor, its version counter, version) for each in turn
+    out_versions: tuple[Any, ...]
     freed: bool
     has_saved: bool
     retained: dict[int, Any] | None
@@ -113,19 +124,23 @@ class Node:
         if len(steps) != len(args):
             raise errors.InvalidTypeError(
                 f"{op.name}() takes {len(op.inputs)} tensor input(s) but {len(args)} were given")
-        edges: tuple[tuple[Any, int] | None, ...]
-        meta: tuple[tuple[tuple[int, ...], Any] | None, ...]
+        nodes: tuple[Any, ...]
+        nrs: tuple[int, ...]
+        meta: tuple[tuple[tuple[int, ...], np.dtype[Any]] | None, ...]
         saved: tuple[Any, ...]
-        versions: tuple[tuple[Any, list[int], int], ...]
+        versions: tuple[int, ...]
         if len(args) == 1:  # one input, a Tensor requiring grad (the mask is not 0): no lists
             a = args[0]
             fn = a.grad_fn
-            edges = ((fn, a.output_nr) if fn is not None else edge(a),)
-            meta = ((a._data.shape, a.dtype),)
+            if fn is not None:
+                nodes = (fn,)
+                nrs = (a.output_nr,) if a.output_nr else _NRS_0
+            else:
+                nodes, nrs = (accumulator(a),), _NRS_0
+            meta = ((a._data.shape, a.dtype.np),)
             keep = steps[0][1]
             if keep == 1:
-                v = a._vc
-                saved, versions = (a,), ((a, v, v[0]),)
+                saved, versions = (a,), (a._vc[0],)
             else:
                 saved, versions = (_Meta(a) if keep else None,), ()
             saved_scalar = False
@@ -134,66 +149,72 @@ class Node:
             (want_a, keep_a), (want_b, keep_b) = steps
             versions = ()
             saved_scalar = False
+            node_a = node_b = None
+            nr_a = nr_b = 0
             if type(a) is Tensor:
-                meta_a: Any = (a._data.shape, a.dtype)
-                fn = a.grad_fn
-                edge_a = ((fn, a.output_nr) if fn is not None else edge(a)) if want_a else None
+                meta_a: Any = (a._data.shape, a.dtype.np)
+                if want_a:
+                    fn = a.grad_fn
+                    node_a, nr_a = (fn, a.output_nr) if fn is not None else (accumulator(a), 0)
                 if keep_a == 1:
-                    v = a._vc
                     saved_a: Any = a
-                    versions = ((a, v, v[0]),)
+                    versions = (a._vc[0],)
                 else:
                     saved_a = _Meta(a) if keep_a else None
             else:
-                meta_a = edge_a = None
+                meta_a = None
                 saved_a = a
                 saved_scalar = a is not None and keep_a == 1
             if type(b) is Tensor:
-                meta_b: Any = (b._data.shape, b.dtype)
-                fn = b.grad_fn
-                edge_b = ((fn, b.output_nr) if fn is not None else edge(b)) if want_b else None
+                meta_b: Any = (b._data.shape, b.dtype.np)
+                if want_b:
+                    fn = b.grad_fn
+                    node_b, nr_b = (fn, b.output_nr) if fn is not None else (accumulator(b), 0)
                 if keep_b == 1:
-                    v = b._vc
                     saved_b: Any = b
-                    versions = (*versions, (b, v, v[0]))
+                    versions = (*versions, b._vc[0])
                 else:
                     saved_b = _Meta(b) if keep_b else None
             else:
-                meta_b = edge_b = None
+                meta_b = None
                 saved_b = b
                 saved_scalar = saved_scalar or (b is not None and keep_b == 1)
-            edges, meta, saved = (edge_a, edge_b), (meta_a, meta_b), (saved_a, saved_b)
+            nodes, meta, saved = (node_a, node_b), (meta_a, meta_b), (saved_a, saved_b)
+            nrs = (nr_a, nr_b) if nr_a or nr_b else _NRS_00
         else:
-            edge_list: list[tuple[Any, int] | None] = []
+            node_list: list[Any] = []
+            nr_list: list[int] = []
             meta_list: list[tuple[tuple[int, ...], Any] | None] = []
             saved_list: list[Any] = []
-            version_list: list[tuple[Any, list[int], int]] = []
+            version_list: list[int] = []
             saved_scalar = False
             for a, (wanted, keep) in zip(args, steps):
                 if type(a) is Tensor:
-                    meta_list.append((a._data.shape, a.dtype))
-                    if wanted:
-                        fn = a.grad_fn
-                        edge_list.append((fn, a.output_nr) if fn is not None else edge(a))
+                    meta_list.append((a._data.shape, a.dtype.np))
+                    fn = a.grad_fn if wanted else None
+                    if fn is not None:
+                        node_list.append(fn)
+                        nr_list.append(a.output_nr)
                     else:
-                        edge_list.append(None)
+                        node_list.append(accumulator(a) if wanted else None)
+                        nr_list.append(0)
                     if keep == 1:
                         saved_list.append(a)
-                        v = a._vc
-                        version_list.append((a, v, v[0]))
+                        version_list.append(a._vc[0])
                     elif keep:
                         saved_list.append(_Meta(a))
                     else:
                         saved_list.append(None)
                 else:
                     meta_list.append(None)
-                    edge_list.append(None)
+                    node_list.append(None)
+                    nr_list.append(0)
                     saved_list.append(a)  # Python scalars and None are constants, never freed
                     # ... but torch saves a Python scalar operand a rule reads (x * 2 saves 2 as a
                     # wrapped tensor), so a second backward through such a node fails there too.
                     if a is not None and keep == 1:
                         saved_scalar = True
-            edges, meta = tuple(edge_list), tuple(meta_list)
+            nodes, nrs, meta = tuple(node_list), tuple(nr_list), tuple(meta_list)
             saved, versions = tuple(saved_list), tuple(version_list)
         node = _new_node(cls)
         node.sequence_nr = next_sequence_nr()
@@ -201,7 +222,8 @@ class Node:
         name = op.fixed_name
         node._name = name if name is not None else op._backward(args, attrs)  # type: ignore[operator]
         node.attrs = attrs
-        node.edges = edges
+        node.next_nodes = nodes
+        node.next_nrs = nrs
         node.meta = meta
         node.args = saved
         node.versions = versions
@@ -213,10 +235,10 @@ class Node:
                 o = outs[0]
                 v = o._vc
                 node.out_data = (o._data,)
-                node.out_versions = ((o, v, v[0]),)
+                node.out_versions = (o, v, v[0])
             else:
                 node.out_data = tuple([o._data for o in outs])
-                node.out_versions = tuple([(o, o._vc, o._vc[0]) for o in outs])
+                node.out_versions = tuple([x for o in outs for x in (o, o._vc, o._vc[0])])
             node.has_saved = True
         else:
             node.out_data = None
@@ -230,7 +252,7 @@ class Node:
     @classmethod
     def _create_variadic(cls, op: OpDef, flat: tuple[Tensor, ...], attrs: dict[str, Any],
                          outs: tuple[Tensor, ...]) -> Node | None:
-        edges = tuple(edge(t) if t._rg else None for t in flat)
+        edges = [edge(t) if t._rg else None for t in flat]
         if not any(edges):
             return None
         uses = op.uses[0]
@@ -239,18 +261,19 @@ class Node:
         node.op = op
         node._name = op.node_name(flat, attrs)
         node.attrs = attrs
-        node.edges = edges
-        node.meta = tuple((t._data.shape, t.dtype) for t in flat)
+        node.next_nodes = tuple([e[0] if e is not None else None for e in edges])
+        node.next_nrs = tuple([e[1] if e is not None else 0 for e in edges])
+        node.meta = tuple((t._data.shape, t.dtype.np) for t in flat)
         # A variadic rule gets the whole list; save it whole if it reads any of it.
         if uses.data:
             node.args = (tuple(flat),)
-            node.versions = tuple((t, t._vc, t._vc[0]) for t in flat)
+            node.versions = tuple([t._vc[0] for t in flat])
         else:
             node.args = (_MetaSeq(_Meta(t) for t in flat),)
             node.versions = ()
         if uses.out:
             node.out_data = tuple(o._data for o in outs)
-            node.out_versions = tuple((o, o._vc, o._vc[0]) for o in outs)
+            node.out_versions = tuple([x for o in outs for x in (o, o._vc, o._vc[0])])
         else:
             node.out_data = None
             node.out_versions = ()
@@ -266,6 +289,12 @@ class Node:
     def name(self) -> str:
         """torch's name for this node, e.g. "MulBackward0", "torch::autograd::CopySlices"."""
         return node_name(self._name)
+
+    @property
+    def edges(self) -> tuple[tuple[Any, int] | None, ...]:
+        """One (node, output index) pair per input, None where its gradient goes nowhere."""
+        return tuple([(n, nr) if n is not None else None
+                      for n, nr in zip(self.next_nodes, self.next_nrs)])
 
     @property
     def next_functions(self) -> tuple[tuple[Any, int], ...]:
@@ -352,11 +381,11 @@ class Node:
 
     def _check_versions(self) -> None:
         # torch names a saved input by its grad_fn now, a saved output by the node that saved it.
-        for t, box, expected in self.versions:
-            if box[0] != expected:
+        for t, expected in zip(saved_tensors(self.args), self.versions):
+            if t._vc[0] != expected:
                 raise errors.InplaceError(
-                    _version_message(t, box[0], expected, t.grad_fn, t.output_nr))
-        for k, (t, box, expected) in enumerate(self.out_versions):
+                    _version_message(t, t._vc[0], expected, t.grad_fn, t.output_nr))
+        for k, (t, box, expected) in enumerate(version_entries(self.out_versions)):
             if box[0] != expected:
                 raise errors.InplaceError(_version_message(t, box[0], expected, self, k))
 
@@ -365,12 +394,31 @@ class Node:
         if self.freed and self.has_saved:
             raise errors.GraphFreedError(FREED_MESSAGE)
         # _check_versions's test inline (it runs for every node); it raises the message
-        for _, box, expected in self.versions:
-            if box[0] != expected:
-                self._check_versions()
-        for _, box, expected in self.out_versions:
-            if box[0] != expected:
-                self._check_versions()
+        versions = self.versions
+        if versions:
+            args = self.args
+            n = len(args)
+            if n == 1 and type(args[0]) is Tensor:  # (the common arities: no loop)
+                if args[0]._vc[0] != versions[0]:
+                    self._check_versions()
+            elif n == 2:
+                a, b = args
+                if type(a) is Tensor:
+                    if a._vc[0] != versions[0]:
+                        self._check_versions()
+                    if type(b) is Tensor and b._vc[0] != versions[1]:
+                        self._check_versions()
+                elif type(b) is Tensor and b._vc[0] != versions[0]:
+                    self._check_versions()
+            else:
+                for t, expected in zip(saved_tensors(args), versions):
+                    if t._vc[0] != expected:
+                        self._check_versions()
+        out_versions = self.out_versions
+        if out_versions:
+            for k in range(1, len(out_versions), 3):
+                if out_versions[k][0] != out_versions[k + 1]:
+                    self._check_versions()
         if _PACKED and self in saved.PACKED:  # saved tensors behind pack/unpack hooks
             return self._apply_unpacked(grads, create_graph)
         op = self.op
@@ -408,12 +456,12 @@ class Node:
                 args = tuple([a._data if type(a) is Tensor else a if type(a) in _CONSTANT_TYPES
                               else _raw(a) for a in args])
         attrs = self.attrs
-        edges = self.edges
-        result: list[Any] = [None] * len(edges)
+        next_nodes = self.next_nodes
+        result: list[Any] = [None] * len(next_nodes)
         try:
             if op.variadic:
                 parts = op.vjps[0](ns, g, out, *args, **attrs)  # type: ignore[misc]
-                for i, e in enumerate(edges):
+                for i, e in enumerate(next_nodes):
                     if e is not None:
                         result[i] = _fit(ns, parts[i], self.meta[i], create_graph)
                 return result
@@ -422,11 +470,11 @@ class Node:
             if create_graph and op.vjp_order is not None:
                 # recorded: the rules run in torch's order (OpDef.vjp_order), the gradients
                 # are fitted to their inputs afterwards in input order, as torch's engine does
-                raw: list[Any] = [None] * len(edges)
+                raw: list[Any] = [None] * len(next_nodes)
                 for i in op.vjp_order:
-                    if edges[i] is not None:
+                    if next_nodes[i] is not None:
                         raw[i] = vjps[i](ns, g, out, *args, **attrs)  # type: ignore[misc]
-                for i, e in enumerate(edges):
+                for i, e in enumerate(next_nodes):
                     if e is not None:
                         result[i] = _fit(ns, raw[i], meta[i], True)
                 return result
@@ -434,7 +482,7 @@ class Node:
             # tuple and keyword dict built for it)
             arity = -1 if attrs else len(args)
             i = 0
-            for e in edges:
+            for e in next_nodes:
                 if e is not None:
                     if arity == 1:
                         gi = vjps[i](ns, g, out, args[0])  # type: ignore[misc]
@@ -445,7 +493,7 @@ class Node:
                     m = meta[i]
                     # an array or numpy scalar of the input's dtype and shape (the common case)
                     # is used as it is; anything else is fitted
-                    if (create_graph or m is None or getattr(gi, "dtype", None) is not m[1].np
+                    if (create_graph or m is None or getattr(gi, "dtype", None) is not m[1]
                             or gi.shape != m[0]):
                         gi = _fit(ns, gi, m, create_graph)
                     result[i] = gi
@@ -458,15 +506,17 @@ class Node:
 
     def _apply_unpacked(self, grads: list[Any], create_graph: bool) -> list[Any]:
         """`apply` with the saved tensors that hooks packed unpacked for this run."""
-        args, out_data = self.args, self.out_data
+        args, out_data, versions = self.args, self.out_data, self.versions
         self.args, self.out_data = saved.unpacked_args(self)
+        # (checked against the saved tensors: the unpacked ones are not versioned as they were)
+        self.versions = ()
         packed = saved.PACKED.pop(self)
         try:
             return self.apply(grads, create_graph)
         finally:
             saved.PACKED[self] = packed
             if not self.freed:
-                self.args, self.out_data = args, out_data
+                self.args, self.out_data, self.versions = args, out_data, versions
 
 
 _CONSTANT_TYPES = frozenset((bool, int, float, type(None)))
@@ -519,23 +569,43 @@ def _zeros_like_out(node: Node, k: int, as_tensor: bool) -> Any:
     return Tensor._make(z) if as_tensor else z
 
 
-def _fit(ns: Any, g: Any, meta: tuple[tuple[int, ...], Any] | None, create_graph: bool) -> Any:
-    """Sum a gradient back to its input's shape and cast it to the input's dtype."""
+def version_entries(versions: tuple[Any, ...]) -> Iterable[tuple[Any, list[int], int]]:
+    """(tensor, version counter, version when saved) of each saved output in a node's flat
+    `out_versions`."""
+    return zip(versions[::3], versions[1::3], versions[2::3])
+
+
+def saved_tensors(args: tuple[Any, ...]) -> Iterator[Tensor]:
+    """The tensors a node's `args` hold (a variadic op's in its one sequence), in the order of
+    its `versions`."""
+    for a in args:
+        if type(a) is Tensor:
+            yield a
+        elif type(a) is tuple:
+            for t in a:
+                if type(t) is Tensor:
+                    yield t
+
+
+def _fit(ns: Any, g: Any, meta: tuple[tuple[int, ...], np.dtype[Any]] | None,
+         create_graph: bool) -> Any:
+    """Sum a gradient back to its input's shape and cast it to the input's dtype (`meta`: the
+    shape and the numpy dtype, as `Node.meta` keeps them)."""
     if g is None or meta is None:
         return g
-    shape, dtype = meta
+    shape, np_dtype = meta
     if not create_graph:
         if type(g) is not np.ndarray and not isinstance(g, np.generic):
             g = np.asarray(g)
         if g.shape != shape:
             g = ns.sum_to_size(g, size=shape)
-        if g.dtype != dtype.np:
-            g = g.astype(dtype.np)
+        if g.dtype != np_dtype:
+            g = g.astype(np_dtype)
         return g
     if tuple(g.shape) != shape:
         g = ns.sum_to_size(g, size=shape)
-    if g.dtype is not dtype:
-        g = ns.to_dtype(g, dtype=dtype)
+    if g.dtype.np is not np_dtype:
+        g = ns.to_dtype(g, dtype=dtypes._BY_NP[np_dtype])
     return g
 
 
@@ -588,6 +658,8 @@ class AccumulateGrad:
 
     __slots__ = ("variable", "__weakref__")
     edges: tuple[Any, ...] = ()
+    next_nodes: tuple[Any, ...] = ()
+    next_nrs: tuple[int, ...] = ()
     next_functions: tuple[Any, ...] = ()
     sequence_nr = sys.maxsize  # torch's UINT64_MAX: first among the ready nodes
 
@@ -644,11 +716,23 @@ def edge(t: Tensor) -> tuple[Any, int] | None:
     made under no_grad() (see `NO_GRAD_VIEW`)."""
     if t.grad_fn is not None:
         return (t.grad_fn, t.output_nr)
+    acc = accumulator(t)
+    return (acc, 0) if acc is not None else None
+
+
+def accumulator(t: Tensor) -> AccumulateGrad | None:
+    """The node of `edge(t)` for a tensor without a grad_fn: its AccumulateGrad (one per leaf,
+    kept while a graph holds it), or None for a view made under no_grad()."""
     if t._accum is NO_GRAD_VIEW:
         return None
     acc = t._accum() if t._accum is not None else None
     if acc is None:
         acc = AccumulateGrad(t)
         t._accum = weakref.ref(acc)
-    return (acc, 0)
+    return acc
+
+
+# `Node.next_nrs` of one or two inputs that are each their node's first output
+_NRS_0 = (0,)
+_NRS_00 = (0, 0)
 

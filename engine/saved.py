@@ -87,7 +87,7 @@ def entries(node: Any) -> dict[str, tuple[str, int]]:
 
 def _saved_here(node: Any) -> tuple[bool, frozenset[int]]:
     """(output saved, input positions saved as data) for this node's inputs needing grads."""
-    mask = sum(1 << i for i, e in enumerate(node.edges) if e is not None)
+    mask = sum(1 << i for i, c in enumerate(node.next_nodes) if c is not None)
     plan = node.op.save_plan(mask)
     return plan[0], plan[1]
 
@@ -217,7 +217,7 @@ def value(node: Any, name: str) -> Any:
         if packed is not None and where in packed:
             return _unpacked(node, where, None)
         return Tensor._make(node.out_data[0], grad_fn=node, output_nr=0,
-                            version=node.out_versions[0][1])
+                            version=node.out_versions[1])
     if i not in data:
         return None
     a = node.args[i]

@@ -54,7 +54,7 @@ def _take_referents(o: Any, stack: list[Any]) -> None:
             if r is not None:
                 stack.append(r)
     elif type(o) is Node:
-        stack.extend([e[0] for e in o.edges if e is not None])
+        stack.extend([c for c in o.next_nodes if c is not None])
         for a in o.args:
             if isinstance(a, Tensor):
                 stack.append(a)

@@ -231,7 +231,7 @@ def _small_graph(executor: batch.Executor, roots: Any) -> bool:
             continue
         if kind is not Node or node.op.name in LONG_OPS:
             return False  # a custom Function's node, or a convolution's
-        edges += len(node.edges) + len(node.out_meta or ())
+        edges += len(node.next_nodes) + len(node.out_meta or ())
         if edges > MAX_EDGES:
             return False
         for meta in (node.meta, node.out_meta or ()):
@@ -241,9 +241,9 @@ def _small_graph(executor: batch.Executor, roots: Any) -> bool:
                     elements += n
                     if n > MAX_ELEMENTS or elements > MAX_GRAPH_ELEMENTS:
                         return False
-        for e in node.edges:
-            if e is not None:
-                stack.append(e[0])
+        for c in node.next_nodes:
+            if c is not None:
+                stack.append(c)
     return True
 
 
