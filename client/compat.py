@@ -24,6 +24,7 @@ def install(session: Any) -> None:
     session.device = devices.device
     session.cuda = Namespace("torch.cuda", **vars(devices.cuda))
     session.accelerator = Namespace("torch.accelerator", **vars(devices.accelerator))
+    session.backends = compat.backends()
     session.__version__ = surface_version.TORCH_VERSION  # torch.__version__ (surface/version.py)
     session.version = surface_version.namespace()
     session.set_default_device = devices.set_default_device

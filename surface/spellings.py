@@ -16,6 +16,7 @@ Tensor method or property; the client installs those whose ops are all in a serv
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -218,6 +219,18 @@ def sizes(be: Backend, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
     return args
 
 
+_INTEGER_DTYPES = frozenset({"uint8", "int8", "int16", "int32", "int64"})
+
+
+def _index_of(be: Backend, v: Any) -> Any:
+    """A size element as torch reads it: a one-element integer tensor is its int (torch takes
+    it through `__index__`: `nn.Embedding(max(ids) + 1, d)`); anything else as it is."""
+    if (be.is_tensor(v) and be.dtype_name(v) in _INTEGER_DTYPES
+            and math.prod(be.shape(v)) == 1):
+        return operator.index(v)
+    return v
+
+
 def size_args(be: Backend, name: str, size: tuple[Any, ...],
               kwargs: dict[str, Any]) -> tuple[Any, ...]:
     """torch's `*size` forms: zeros(2, 3), zeros((2, 3)), zeros([2, 3]), zeros(size=(2, 3)) (pops
@@ -229,10 +242,12 @@ def size_args(be: Backend, name: str, size: tuple[Any, ...],
     if not size:
         raise be.type_error(f'{name}() missing 1 required positional arguments: "size"')
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = tuple(size[0])
-    elif len(size) == 1 and not is_int(size[0]):
-        raise be.type_error(f"{name}(): argument 'size' (position 1) must be tuple of ints, "
-                            f"not {type(size[0]).__name__}")
+        size = tuple(_index_of(be, v) for v in size[0])
+    else:
+        size = tuple(_index_of(be, v) for v in size)
+        if len(size) == 1 and not is_int(size[0]):
+            raise be.type_error(f"{name}(): argument 'size' (position 1) must be tuple of ints, "
+                                f"not {type(size[0]).__name__}")
     for i, v in enumerate(size):
         if is_int(v):
             continue
