@@ -11,6 +11,7 @@ Each case runs on torch and on gradserve (in process and through a session) and 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,17 @@ def _data(shape: tuple[int, ...], seed: int) -> np.ndarray:
 
 def _message(exc: BaseException) -> str:
     return str(exc).split("\ngradserve:")[0]
+
+
+def _refuses_as_torch(run: Callable[[Any], Any], lib: Any,
+                      kinds: tuple[type[BaseException], ...]) -> None:
+    """`run(torch)` raises one of `kinds`; `run(lib)` raises the same one, with torch's text."""
+    with pytest.raises(kinds) as theirs:
+        run(torch)
+    kind = next(k for k in kinds if isinstance(theirs.value, k))
+    with pytest.raises(kind) as ours:
+        run(lib)
+    assert _message(ours.value) == _message(theirs.value)
 
 
 def _same_arrays(got: list[Any], want: list[Any]) -> None:
@@ -63,11 +75,7 @@ def test_lazy_linear_before_its_first_call_is_torchs(lib):
     (lambda p: p.dim(), ValueError),
 ])
 def test_an_uninitialized_parameter_refuses_use_as_torchs(lib, use, kind):
-    with pytest.raises(kind) as theirs:
-        use(torch.nn.LazyLinear(2).weight)
-    with pytest.raises(kind) as ours:
-        use(lib.nn.LazyLinear(2).weight)
-    assert _message(ours.value) == _message(theirs.value)
+    _refuses_as_torch(lambda t: use(t.nn.LazyLinear(2).weight), lib, (kind,))
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -147,11 +155,7 @@ def test_lazy_linear_loaded_then_called_on_another_width_refuses_as_torchs(lib):
         clone.load_state_dict(source.state_dict())
         clone(t.ones(1, 5))
 
-    with pytest.raises(AssertionError) as theirs:
-        run(torch)
-    with pytest.raises(AssertionError) as ours:
-        run(lib)
-    assert _message(ours.value) == _message(theirs.value)
+    _refuses_as_torch(run, lib, (AssertionError,))
 
 
 CONVS = [("LazyConv2d", (1,), {"kernel_size": 3, "padding": 1}, (1, 3, 6, 6)),
@@ -190,15 +194,7 @@ def test_lazy_convolutions_are_torchs(lib, cls, args, kwargs, shape):
     (lambda t: t.nn.LazyConv2d(4, 1, groups=2), (1, 3, 2, 2)),
 ])
 def test_lazy_convolution_refuses_a_bad_first_input_as_torchs(lib, make, shape):
-    def run(t: Any) -> None:
-        make(t)(t.ones(*shape))
-
-    with pytest.raises((RuntimeError, ValueError)) as theirs:
-        run(torch)
-    with pytest.raises(RuntimeError if isinstance(theirs.value, RuntimeError)
-                       else ValueError) as ours:
-        run(lib)
-    assert _message(ours.value) == _message(theirs.value)
+    _refuses_as_torch(lambda t: make(t)(t.ones(*shape)), lib, (RuntimeError, ValueError))
 
 
 def test_lazy_modules_are_in_torchs_namespaces(lib):
@@ -233,11 +229,7 @@ def test_an_integer_tensor_is_a_size_as_in_torch(lib, make):
 @pytest.mark.parametrize("make", [lambda t: t.zeros(2, t.tensor(3.0)),
                                   lambda t: t.zeros(2, t.tensor([2, 3]))])
 def test_other_tensors_are_no_sizes_as_in_torch(lib, make):
-    with pytest.raises(TypeError) as theirs:
-        make(torch)
-    with pytest.raises(TypeError) as ours:
-        make(lib)
-    assert _message(ours.value) == _message(theirs.value)
+    _refuses_as_torch(make, lib, (TypeError,))
 
 
 # --- torch.range (Zero to Mastery PyTorch, 00 fundamentals) -------------------------------------
@@ -272,12 +264,7 @@ def test_range_refuses_as_torch(lib, args, kwargs):
             warnings.simplefilter("ignore")
             t.range(*args, **kw)
 
-    with pytest.raises((RuntimeError, NotImplementedError)) as theirs:
-        run(torch)
-    with pytest.raises(NotImplementedError if isinstance(theirs.value, NotImplementedError)
-                       else RuntimeError) as ours:
-        run(lib)
-    assert _message(ours.value) == _message(theirs.value)
+    _refuses_as_torch(run, lib, (NotImplementedError, RuntimeError))
 
 
 # --- torch.save by keyword (Zero to Mastery 01: `torch.save(obj=..., f=...)`) --------------------
@@ -381,8 +368,20 @@ def test_resize_writes_through_to_a_view_as_torch(lib):
 @pytest.mark.parametrize("make", [lambda t: t.ones(2, requires_grad=True),
                                   lambda t: t.ones(2, requires_grad=True) * 2])
 def test_resize_refuses_a_tensor_that_requires_grad_as_torch(lib, make):
-    with pytest.raises(RuntimeError) as theirs:
-        make(torch).resize_(1)
-    with pytest.raises(RuntimeError) as ours:
-        make(lib).resize_(1)
-    assert _message(ours.value) == _message(theirs.value)
+    _refuses_as_torch(lambda t: make(t).resize_(1), lib, (RuntimeError,))
+
+
+# --- torch.random as a module (Zero to Mastery 00: `torch.random.manual_seed(seed=42)`) ----------
+
+def test_torch_random_is_the_seeding_module(lib):
+    def run(t: Any) -> list[Any]:
+        t.random.manual_seed(seed=42)
+        a = t.rand(3)
+        seed = t.random.initial_seed()
+        state = t.random.get_rng_state()
+        b = t.rand(2)
+        t.random.set_rng_state(state)
+        return [a.numpy(), np.array(seed), b.numpy(), t.rand(2).numpy(),
+                np.array(t.random.default_generator.initial_seed())]
+
+    _same_arrays(run(lib), run(torch))
