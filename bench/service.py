@@ -105,10 +105,10 @@ def client_heap() -> None:
     in per call, 2-3 ms of the client's time on the loaded 2-core machine, against ~20 for the
     echo's client (one bytes object sent, the reply left unparsed); with these settings ~0-10
     for both (2026-12-07, `ru_minflt`)."""
-    from gradserve.server import heap
+    import gradserve.client as gc
     from gradserve.server.config import ServerConfig
 
-    heap.keep_freed(ServerConfig().malloc_keep)
+    gc.keep_freed_memory(ServerConfig().malloc_keep)  # what a user's client can ask for too
 
 
 def start(cmd: list[str]) -> tuple[subprocess.Popen[str], int]:

@@ -37,6 +37,7 @@ from .errors import (
     UnauthenticatedError,
     UnavailableError,
 )
+from .heap import keep_freed_memory
 from .optim import Optimizer
 from .session import Session
 from .tensor import Size, Tensor
@@ -47,4 +48,4 @@ __all__ = ["TLS", "CancelledError", "Client", "DType", "DeadlineExceededError",
            "Optimizer", "RemoteError", "Session", "Size",
            "Tensor", "TracingError", "UnauthenticatedError", "UnavailableError", "connect",
            "enable_grad", "inference_mode", "is_grad_enabled", "is_inference_mode_enabled",
-           "no_grad", "set_grad_enabled", "to_dot"]
+           "keep_freed_memory", "no_grad", "set_grad_enabled", "to_dot"]

@@ -84,3 +84,16 @@ def next_functions(tensor: Tensor) -> tuple[tuple[Any, int], ...]:
     for i, node in enumerate(nodes):
         node.next_functions = tuple(nexts.get(i, ()))
     return nodes[0].next_functions if nodes else ()
+
+
+def reaches_other_leaf(tensor: Tensor, own: list[Any]) -> bool:
+    """Whether the graph behind `tensor` reaches a leaf requiring grad that is not in `own`
+    (torch.func's unwrapping, surface/func.py): one round trip for the graph, none for a leaf.
+    A leaf the program no longer holds has no handle: counted as another leaf."""
+    mine = {x._handle for x in own}
+    if tensor.grad_fn is None:
+        return bool(tensor.requires_grad) and tensor._handle not in mine
+    graph = tensor._owner.graph(tensor)
+    return any(n.name.endswith("AccumulateGrad")
+               and not (n.HasField("leaf_handle") and n.leaf_handle in mine)
+               for n in graph.nodes)

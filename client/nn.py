@@ -44,6 +44,10 @@ class SessionNNBackend(RemoteBackend):
     def torch(self) -> Any:
         return self.owner
 
+    @property
+    def onednn_lstm(self) -> bool:
+        return bool(self.owner._onednn_lstm)
+
     def known_contiguous(self, tensor: Any) -> bool | None:
         # known from a description the server sent, inferred with the result's shape
         # (`Meta.contiguous`: made here from data, or an op the layout rules know), or for a

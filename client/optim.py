@@ -1,7 +1,8 @@
 """torch.optim for sessions: the subclassable base `session.optim.Optimizer` (a user-defined
-optimizer's `step()` records ordinary ops), and server-side optimizers with torch.optim's
-signatures: `session.optim.SGD(params, lr=...)`, `session.optim.Adam(params, ...)`, `AdamW`,
-`RMSprop` and `Adagrad`.
+optimizer's `step()` records ordinary ops), the algorithms written once in the surface as tensor
+ops (LBFGS, Adadelta, NAdam, RAdam, Adamax, Rprop, ASGD, Adafactor: recorded like any others),
+and server-side optimizers with torch.optim's signatures: `session.optim.SGD(params, lr=...)`,
+`session.optim.Adam(params, ...)`, `AdamW`, `RMSprop` and `Adagrad`.
 
 Each session gets its own subclasses (`bind`), so `SGD(params, lr)` needs no session argument,
 `isinstance(opt, session.optim.SGD)` works, and a wrong keyword fails as in torch
@@ -25,9 +26,17 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import adadelta as _adadelta
+from gradserve.surface import adafactor as _adafactor
+from gradserve.surface import adamax as _adamax
+from gradserve.surface import asgd as _asgd
 from gradserve.surface import grad_mode, lr_scheduler
 from gradserve.surface import lbfgs as _lbfgs
+from gradserve.surface import nadam as _nadam
 from gradserve.surface import optim as _surface
+from gradserve.surface import optim_tensors as _tensors
+from gradserve.surface import radam as _radam
+from gradserve.surface import rprop as _rprop
+from gradserve.surface import sparse_adam as _sparse_adam
 from gradserve.v1 import STEP_HYPERPARAMETERS_FEATURE, graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
@@ -53,22 +62,68 @@ class LBFGS(Optimizer, _lbfgs.LBFGS):
         return tensors[0]._owner.cat(tensors, 0)  # type: ignore[no-any-return]
 
     def _read(self, *values: Any) -> list[Any]:
-        tensors = [v for v in values if isinstance(v, Tensor)]
-        if not tensors:
-            return list(values)
-        arrays = iter(tensors[0]._owner.values(tensors))
-        return [_item(next(arrays)) if isinstance(v, Tensor) else v for v in values]
+        return _read_values(values)
 
 
-class Adadelta(Optimizer, _adadelta.Adadelta):
+class _SessionTensors(_tensors.TensorOptimizer):
+    """A session's side of the algorithms written as tensor ops (surface.optim_tensors): their
+    ops are recorded like any others; the numbers torch reads are read together."""
+
+    def _lib(self, p: Any) -> Any:
+        return p._owner
+
+    def _read(self, *values: Any) -> list[Any]:
+        return _read_values(values)
+
+
+class Adadelta(Optimizer, _SessionTensors, _adadelta.Adadelta):
     """torch.optim.Adadelta over session tensors (gradserve.surface.adadelta.Adadelta): torch's
     single-tensor algorithm, its ops recorded like any others (no round trip per step)."""
 
-    def _zeros_like(self, p: Any) -> Tensor:
-        return p._owner.zeros_like(p)  # type: ignore[no-any-return]
 
-    def _step_counter(self) -> Tensor:
-        return self.param_groups[0]["params"][0]._owner.zeros(())  # type: ignore[no-any-return]
+class ASGD(Optimizer, _SessionTensors, _asgd.ASGD):
+    """torch.optim.ASGD over session tensors (gradserve.surface.asgd.ASGD): torch's
+    single-tensor algorithm, op for op."""
+
+
+class Adafactor(Optimizer, _SessionTensors, _adafactor.Adafactor):
+    """torch.optim.Adafactor over session tensors (gradserve.surface.adafactor.Adafactor):
+    torch's single-tensor algorithm, op for op."""
+
+
+class Adamax(Optimizer, _SessionTensors, _adamax.Adamax):
+    """torch.optim.Adamax over session tensors (gradserve.surface.adamax.Adamax): torch's
+    single-tensor algorithm, op for op."""
+
+
+class NAdam(Optimizer, _SessionTensors, _nadam.NAdam):
+    """torch.optim.NAdam over session tensors (gradserve.surface.nadam.NAdam): torch's
+    single-tensor algorithm; a group's steps and mu_products are read in one round trip each."""
+
+
+class RAdam(Optimizer, _SessionTensors, _radam.RAdam):
+    """torch.optim.RAdam over session tensors (gradserve.surface.radam.RAdam): torch's
+    single-tensor algorithm, op for op."""
+
+
+class Rprop(Optimizer, _SessionTensors, _rprop.Rprop):
+    """torch.optim.Rprop over session tensors (gradserve.surface.rprop.Rprop): torch's
+    single-tensor algorithm, op for op."""
+
+
+class SparseAdam(Optimizer, _SessionTensors, _sparse_adam.SparseAdam):
+    """torch.optim.SparseAdam over session tensors (gradserve.surface.sparse_adam.SparseAdam):
+    every gradient is dense, which its step refuses with torch's error."""
+
+
+def _read_values(values: Any) -> list[Any]:
+    """Each session tensor in `values` as a Python number, all read in one round trip; anything
+    else as it is."""
+    tensors = [v for v in values if isinstance(v, Tensor)]
+    if not tensors:
+        return list(values)
+    arrays = iter(tensors[0]._owner.values(tensors))
+    return [_item(next(arrays)) if isinstance(v, Tensor) else v for v in values]
 
 
 def _item(arr: np.ndarray) -> Any:
@@ -491,9 +546,10 @@ def namespace(session: Any) -> Any:
     lr_scheduler."""
     bound = {cls.__name__: bind(cls, session)
              for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
-    return types.SimpleNamespace(Optimizer=Optimizer, LBFGS=LBFGS, Adadelta=Adadelta,
-                                 lr_scheduler=lr_scheduler,
-                                 **bound)
+    return types.SimpleNamespace(Optimizer=Optimizer, LBFGS=LBFGS, Adadelta=Adadelta, ASGD=ASGD,
+                                 Adafactor=Adafactor, Adamax=Adamax, NAdam=NAdam,
+                                 RAdam=RAdam, Rprop=Rprop, SparseAdam=SparseAdam,
+                                 lr_scheduler=lr_scheduler, **bound)
 
 
 def bind(cls: type[ServerOptimizer], session: Any) -> type[ServerOptimizer]:

@@ -27,6 +27,7 @@ from gradserve.surface import (
     devices,
     dynamo,
     formatting,
+    func_api,
     grad_mode,
     legacy,
     messages,
@@ -36,6 +37,7 @@ from gradserve.surface import (
     saved_hooks,
 )
 from gradserve.surface import compat as surface_compat
+from gradserve.surface import func as func_state
 from gradserve.surface import linalg as surface_linalg
 from gradserve.surface import meta as surface_meta
 from gradserve.surface import out_arg as surface_out_arg
@@ -50,6 +52,7 @@ from gradserve.v1 import (
     GET_BASE_FEATURE,
     GET_SAVED_FEATURE,
     OMIT_INFO_FEATURE,
+    ONEDNN_LSTM_FEATURE,
     PACK_SAVED_FEATURE,
     SESSION_ID_METADATA,
     TAPE_ATTRS_FEATURE,
@@ -80,7 +83,7 @@ from .batch import (
     user_origin,
     user_site,
 )
-from .dot import RemoteNode
+from .dot import RemoteNode, reaches_other_leaf
 from .errors import MetaMismatchError, copy_error, omitted_error
 from .ops import OpSpec, make_function
 from .optim import ServerOptimizer
@@ -162,6 +165,8 @@ class Session:
         self._get_saved = GET_SAVED_FEATURE in features
         self._pack_saved = PACK_SAVED_FEATURE in features
         self._get_base = GET_BASE_FEATURE in features  # Tensor._base
+        # nn.LSTM's float32 layers as the server's mkldnn_rnn_layer (surface.nn_rnn)
+        self._onednn_lstm = ONEDNN_LSTM_FEATURE in features
         self._recorder = Recorder(self._send, session_id, client.target,
                                   self._live, self._tape_result if tapes else None)
         self._recorder.clock = lambda: self._epoch
@@ -171,9 +176,11 @@ class Session:
                                 self._verify_ops, self._recorder.released)
         # ops `call` sends straight to `_apply_plain` when given every input positionally and
         # no keywords: one output, no required attribute, and a server that takes tapes
+        # (not random ops: `_apply` refuses them inside vmap(randomness="error"))
         self._plain: dict[str, OpSpec] = {
             name: spec for name, spec in table.ops.items()
-            if tapes and spec.n_outputs == 1 and spec.inputs and spec.positional_only}
+            if tapes and spec.n_outputs == 1 and spec.inputs and spec.positional_only
+            and not spec.random}
         # `_operator`'s names: the `_plain` ops that Tensor's operator methods give as many
         # inputs as they take
         arity = {**dict.fromkeys([*operators.BINARY.values(), *operators.REFLECTED.values()], 2),
@@ -218,6 +225,10 @@ class Session:
                                            once_differentiable=function.once_differentiable),
             Variable=legacy.variable_type(self),
             graph=autograd_graph.namespace(GradFn, RemoteNode, **saved_hooks.MEMBERS))
+        # torch.func and torch.vmap (surface/func_api.py)
+        self.func = func_api.namespace(lambda: self, ErrorTypes(RuntimeError, TypeError,
+                                                                ValueError), reaches_other_leaf)
+        self.vmap = self.func.vmap
         self.utils = types.SimpleNamespace(data=data.namespace(self),  # torch.utils.data
                                            _pytree=pytree)  # torch.utils._pytree
         self._dynamo = dynamo.namespace()  # torch._dynamo, as eager programs see it
@@ -451,6 +462,8 @@ class Session:
                 raise TypeError(f"{what} must be Tensor, not {type(v).__name__}")
 
     def _apply(self, spec: OpSpec, inputs: list[Any], attrs: dict[str, Any]) -> Any:
+        if spec.random:
+            func_state.check_random(RuntimeError)  # inside vmap(randomness="error")
         if _SAVED_HOOKS[0] and not self._packing and saved_hooks.state.stack:
             return client_saved.apply_and_pack(self, spec, self._apply, spec, inputs, attrs)
         if (not attrs and spec.n_outputs == 1 and spec.inputs and not spec.variadic
@@ -1018,6 +1031,8 @@ class Session:
         """Record `t.<name>(*args)` for an in-place op name (`add_`)."""
         t._outside_inference_check()
         spec = self._table.ops[name[:-1]]
+        if spec.random:
+            func_state.check_random(RuntimeError)  # inside vmap(randomness="error")
         for key, v in kwargs.items():
             if type(v) is np.ndarray and key in spec.inputs:  # torch's refusal, naming `name`
                 raise TypeError(messages.must_be_tensor(name, key, v))

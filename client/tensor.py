@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradserve.surface import compat, devices, grad_mode, layout, messages, operators
+from gradserve.surface import func as func_state
 
 from .codec import DType
 
@@ -458,12 +459,14 @@ class Tensor:
 
     def item(self) -> Any:
         """The single value as a Python number."""
+        func_state.check_item(RuntimeError)  # inside vmap: torch's error
         arr = self._owner.value(self)
         if arr.size != 1:
             raise RuntimeError(f"a Tensor with {arr.size} elements cannot be converted to Scalar")
         return arr.reshape(()).item()
 
     def _scalar_value(self) -> Any:
+        func_state.check_item(RuntimeError)  # float() inside vmap: torch's error
         arr = self._owner.value(self)
         if arr.size != 1:
             raise ValueError(messages.SCALAR_CONVERSION_MESSAGE)

@@ -46,6 +46,7 @@ from . import ops_math as _ops_math  # noqa: F401
 from . import ops_nn as _ops_nn  # noqa: F401
 from . import ops_norm as _ops_norm  # noqa: F401
 from . import ops_reduce as _ops_reduce  # noqa: F401
+from . import ops_rnn as _ops_rnn  # noqa: F401
 from . import ops_shape as _ops_shape  # noqa: F401
 from . import ops_solve as _ops_solve  # noqa: F401
 from . import random as _random_module
@@ -85,6 +86,9 @@ _higher_order_ops = _control.higher_order_ops(_module)  # torch._higher_order_op
 linalg = _linalg.namespace(_spellings.BACKEND,  # torch.linalg: the norms
                            lambda be, fn, name: _spellings.bound(fn, name))
 pi, e, inf, nan = (CONSTANTS[k] for k in ("pi", "e", "inf", "nan"))
+from .transforms import func  # noqa: E402  (torch.func: grad, vjp, jacrev, vmap, ...)
+
+vmap = func.vmap  # torch.vmap
 
 float32 = dtypes.float32
 float64 = dtypes.float64
@@ -151,10 +155,10 @@ __all__ = ["BoolTensor", "DType", "DoubleTensor", "FloatTensor", "IntTensor", "L
            "Generator", "accelerator", "backends", "OPS", "OPSET_VERSION", "Size", "Tensor",
            "apply", "apply_inplace",
            "as_tensor", "autograd", "cuda", "default_generator", "device", "dtypes",
-           "enable_grad", "errors", "from_numpy", "get_default_device", "get_default_dtype",
+           "enable_grad", "errors", "from_numpy", "func", "get_default_device", "get_default_dtype",
            "inference_mode", "initial_seed", "is_grad_enabled", "is_inference_mode_enabled",
            "limits", "manual_seed", "get_rng_state", "set_rng_state", "nn", "no_grad", "optim",
            "set_printoptions",
            "random", "registry", "seed", "set_default_device", "set_default_dtype",
            "set_default_tensor_type",
-           "set_grad_enabled", "tensor", "utils", "pi", "e", "inf", "nan", *PUBLIC]
+           "set_grad_enabled", "tensor", "utils", "vmap", "pi", "e", "inf", "nan", *PUBLIC]

@@ -43,43 +43,49 @@ GRAIN_SIZE = 32768  # at::internal::GRAIN_SIZE
 SPLIT_SUM = 1 << 20
 
 
-def _vector_bytes() -> int:
-    """Bytes in torch's `Vectorized<float>` on this CPU for the kernels it dispatches to AVX512
-    (ALSO_REGISTER_AVX512_DISPATCH: sigmoid, silu, ...): 64 when torch dispatches to AVX512."""
-    forced = os.environ.get("ATEN_CPU_CAPABILITY", "").lower()  # torch's own override
-    if forced in ("default", "avx2"):
-        return 32
+# torch's AVX512 level (and oneDNN's `avx512_core`): AVX512 F, CD, VL, BW and DQ
+_AVX512_FLAGS = frozenset({"avx512f", "avx512cd", "avx512vl", "avx512bw", "avx512dq"})
+
+
+def _cpu_info() -> tuple[str, frozenset[str]] | None:
+    """The CPU's vendor and feature flags as Linux reports them (/proc/cpuinfo), or None
+    elsewhere."""
+    vendor = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    vendor = line.partition(":")[2].strip()
+                elif line.startswith("flags"):
+                    return vendor, frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return None
+
+
+def _cpu_has_avx512() -> bool:
+    """Whether the CPU itself runs AVX512 at torch's level: asked of the CPU's flags, not of
+    numpy's dispatch, which NPY_DISABLE_CPU_FEATURES turns off (server/numpy_cpu.py keeps numpy
+    off its AVX512 kernels; torch, oneDNN and MKL stay on theirs). Without /proc/cpuinfo,
+    numpy's per-feature flags, which that variable leaves as the CPU has them (it turns off
+    numpy's dispatch groups, `AVX512_SKX`, `X86_V4`)."""
+    info = _cpu_info()
+    if info is not None:
+        return _AVX512_FLAGS <= info[1]
     try:
         from numpy._core._multiarray_umath import __cpu_features__
     except ImportError:  # numpy < 2
         from numpy.core._multiarray_umath import __cpu_features__  # type: ignore[no-redef]
-    # torch's AVX512 level needs AVX512 F, CD, VL, BW and DQ: numpy's "AVX512_SKX" group.
-    return 64 if __cpu_features__.get("AVX512_SKX") else 32
+    return all(__cpu_features__.get(flag.upper()) for flag in _AVX512_FLAGS)
 
 
-def _cpu_vector_bytes() -> int:
-    """`_vector_bytes` asked of the CPU itself (the kernel's flags), not of numpy, whose
-    features leave out what NPY_DISABLE_CPU_FEATURES turns off (server/numpy_cpu.py keeps numpy
-    off its AVX512 kernels; torch stays on them)."""
-    flags = _cpu_flags()
-    if flags is None or os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("default", "avx2"):
-        return _vector_bytes()
-    return 64 if _AVX512_FLAGS <= flags else 32
-
-
-_AVX512_FLAGS = frozenset({"avx512f", "avx512cd", "avx512vl", "avx512bw", "avx512dq"})
-
-
-def _cpu_flags() -> frozenset[str] | None:
-    """The CPU's feature flags as Linux reports them (/proc/cpuinfo), or None elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return None
+def _vector_bytes() -> int:
+    """Bytes in torch's `Vectorized<float>` for the kernels it builds for AVX512 too
+    (ALSO_REGISTER_AVX512_DISPATCH), on this CPU: 64 where it has AVX512 and
+    ATEN_CPU_CAPABILITY (torch's own override) does not cap torch at avx2 or default, else 32."""
+    if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("default", "avx2"):
+        return 32
+    return 64 if _cpu_has_avx512() else 32
 
 
 def _default_threads() -> int:
@@ -93,10 +99,13 @@ def _default_threads() -> int:
         return os.cpu_count() or 1
 
 
+# The `Vectorized<float>` width of torch's ALSO_REGISTER_AVX512_DISPATCH kernels on this CPU:
+# every `vecmath.float32_kernel` op (sigmoid, silu, elu/selu/celu, softplus, mish, gelu's own
+# kernel in both forms, hardswish's backward, pow; measured: expm1, log1p and logsigmoid give
+# the same bits at either width) and the (log_)softmax kernels. Measured with torch 2.13 on an
+# AVX512 CPU (tests/test_engine_avx512_width.py): 16 lanes there, also where numpy is kept off
+# AVX512 (a server), which an earlier reading of numpy's dispatch took for 8.
 VECTOR_BYTES = _vector_bytes()
-# torch's float width where its softmax kernels run (measured: AVX512's 16 lanes on an AVX512
-# CPU while numpy is kept off AVX512, where VECTOR_BYTES then says 32)
-CPU_VECTOR_BYTES = _cpu_vector_bytes()
 # The `Vectorized<float>` width of the kernels torch registers with plain REGISTER_DISPATCH
 # (sum, layer norm, batch norm...): ATen's DispatchStub registers no AVX512 version of those
 # (only ALSO_REGISTER_AVX512_DISPATCH kernels, such as sigmoid or softmax, get one), so on an
@@ -112,13 +121,32 @@ _ONEDNN_BELOW_AVX512 = frozenset({"sse41", "avx", "avx2", "avx2_vnni", "avx2_vnn
 def _onednn_avx512() -> bool:
     """Whether oneDNN (torch's bundled v3.12) runs its AVX-512 JIT code here: the CPU has
     AVX-512 (F, CD, VL, BW, DQ: its `avx512_core`) and no ONEDNN_MAX_CPU_ISA caps it lower.
-    Its elementwise kernels' arithmetic differs between the two (gelu's erf: engine/gelu_erf.py)."""
+    Its elementwise kernels' arithmetic differs between the two (gelu's erf: engine/gelu_erf.py),
+    and so does its convolutions' order (engine/conv_onednn.py models the AVX2 one)."""
     cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").lower()
-    flags = _cpu_flags()
-    return cap not in _ONEDNN_BELOW_AVX512 and flags is not None and _AVX512_FLAGS <= flags
+    return cap not in _ONEDNN_BELOW_AVX512 and _cpu_has_avx512()
 
 
 ONEDNN_AVX512 = _onednn_avx512()
+
+# MKL_ENABLE_INSTRUCTIONS values that keep MKL below AVX-512
+_MKL_BELOW_AVX512 = frozenset({"sse4_2", "avx", "avx2"})
+
+
+def _mkl_avx512() -> bool:
+    """Whether torch's MKL (2024.2, linked into torch) may run its AVX-512 code paths here: an
+    Intel CPU with AVX-512 that MKL_ENABLE_INSTRUCTIONS does not cap lower. MKL dispatches on
+    the CPU itself, not on ATEN_CPU_CAPABILITY; on the AMD EPYC with AVX-512 these were
+    measured on, MKL_VERBOSE names no AVX-512 path ("Intel(R) Architecture processors") and its
+    products add in the order engine/gemm.py models, whether torch runs at AVX2 or AVX512.
+    On an Intel AVX-512 CPU (not measured) its other kernels may add in another order."""
+    info = _cpu_info()
+    cap = os.environ.get("MKL_ENABLE_INSTRUCTIONS", "").lower()
+    return (info is not None and info[0] == "GenuineIntel" and _AVX512_FLAGS <= info[1]
+            and cap not in _MKL_BELOW_AVX512)
+
+
+MKL_AVX512 = _mkl_avx512()
 
 
 def _reduce_is_sequential() -> bool:

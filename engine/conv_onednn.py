@@ -71,8 +71,10 @@ def _jit_kernel(x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: P
 def forward_reproducible(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Pair,
                          padding: Pair, dilation: Pair, groups: int, dtype: np.dtype) -> bool:
     """Whether torch's order is known for this float32 conv2d's forward (and within the work
-    limit `gemm.EXACT_WORK`)."""
-    if dtype != _F32 or len(x_shape) != 4 or len(w_shape) != 4 or cascade.VECTOR_BYTES != 32:
+    limit `gemm.EXACT_WORK`). The order is oneDNN's AVX2 jit kernel's: where oneDNN runs its
+    AVX-512 code (`cascade.ONEDNN_AVX512`, whatever numpy runs) the sums go otherwise (measured:
+    87 of tests/test_engine_conv_onednn.py's cases differ from an uncapped torch)."""
+    if dtype != _F32 or len(x_shape) != 4 or len(w_shape) != 4 or cascade.ONEDNN_AVX512:
         return False
     n, c = x_shape[:2]
     o, kernel = w_shape[0], (w_shape[2], w_shape[3])

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import DTypeLike
 
+from gradserve.surface.layout import broadcast_arrays
+
 from . import limits
 from .random import Generator
 
@@ -84,7 +86,7 @@ def fma32(a: np.ndarray | float, b: np.ndarray | float, c: np.ndarray | float) -
     else:
         p = np.asarray(a, _F32).astype(np.float64) * np.asarray(b, _F32).astype(np.float64)
         cc = np.asarray(c, _F32).astype(np.float64)
-        p, cc = np.broadcast_arrays(p, cc)
+        p, cc = broadcast_arrays(p, cc)
     s = p + cc
     low = s.view(np.int64) & 0x1FFFFFFF  # the 29 mantissa bits float32 drops
     redo = (low == 0x10000000) | (np.abs(s) < 2.0 ** -125)

@@ -20,6 +20,7 @@ import numpy as np
 
 from gradserve.surface import grad_mode, messages
 from gradserve.surface.autograd_function import CtxDeclarations, run_forward
+from gradserve.surface.layout import broadcast_shapes
 
 from . import errors, hooks, limits, namespaces
 from .nodes import FREED_MESSAGE, SUSPEND, _fit, _version_message, edge, next_sequence_nr
@@ -178,8 +179,8 @@ class BackwardFunction(FunctionCtx):
             shape, dtype = self._in_meta[k]
             if tuple(r.shape) != shape:
                 try:
-                    np.broadcast_shapes(shape, tuple(r.shape))
-                    expandable = len(r.shape) >= len(shape) and np.broadcast_shapes(
+                    broadcast_shapes(shape, tuple(r.shape))
+                    expandable = len(r.shape) >= len(shape) and broadcast_shapes(
                         shape, tuple(r.shape)) == tuple(r.shape)
                 except ValueError:
                     expandable = False

@@ -19,7 +19,7 @@ from typing import Any
 
 from gradserve.surface.nn import build
 
-from . import errors
+from . import cascade, errors
 from .spellings import EngineBackend
 from .tensor import Tensor
 
@@ -49,6 +49,10 @@ class EngineNNBackend(EngineBackend):
     value_error = errors.InvalidValueError
     assertion_error = AssertionError
     remote_metadata = False
+
+    @property
+    def onednn_lstm(self) -> bool:
+        return cascade.ONEDNN_AVX512
 
     @property
     def torch(self) -> Any:

@@ -18,6 +18,7 @@ import numpy as np
 
 from gradserve.surface.compat import legacy_dtype_name, parse_to
 from gradserve.surface.creation import arange_length
+from gradserve.surface.layout import broadcast_shapes
 from gradserve.surface.messages import TYPE_WORDS
 
 from . import cascade as _cascade
@@ -401,7 +402,7 @@ def _normal(mean: Any, std: Any, size: Sequence[int] | None = None, dtype: Any =
         out = _dist.normal(gen, mean.shape, mean.dtype, 0.0, std)
         return (out + mean).astype(mean.dtype, copy=False)
     like = mean if m_t else std
-    shape = np.broadcast_shapes(mean.shape, std.shape) if m_t else std.shape
+    shape = broadcast_shapes(mean.shape, std.shape) if m_t else std.shape
     out = _dist.normal(gen, shape, like.dtype)
     out = (out * std).astype(like.dtype, copy=False)
     return (out + (mean if m_t else like.dtype.type(mean))).astype(like.dtype, copy=False)
@@ -435,7 +436,7 @@ def _normal_shape(mean: Any, std: Any, size: Any = None, **attrs: Any) -> tuple[
     shapes = [tuple(np.shape(a)) for a in (mean, std) if isinstance(a, Tensor)]
     if not shapes:
         return _as_size(size)
-    return tuple(np.broadcast_shapes(*shapes))
+    return tuple(broadcast_shapes(*shapes))
 
 
 def _bernoulli(x: Any, p: Any = None, generator: Any = None) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import messages
+from gradserve.surface.layout import broadcast_shapes
 from gradserve.surface.messages import TYPE_WORDS
 
 from . import dtypes, errors, gelu_erf, limits, mkl, parallel, scalarmath, vecmath
@@ -56,7 +57,7 @@ def broadcast_shape(*args: Any, **attrs: Any) -> tuple[int, ...]:
     if all(s == first for s in shapes):  # one shape (a tensor and scalars) or all equal
         return first
     try:
-        return tuple(np.broadcast_shapes(*shapes))
+        return tuple(broadcast_shapes(*shapes))
     except ValueError:
         raise _broadcast_error(shapes) from None
 
@@ -164,7 +165,7 @@ def _fma_scalar32(y: np.ndarray, a: np.float32, x: np.ndarray) -> np.ndarray:
         if redo.any():
             out[redo] = fma32(y[redo], float(a), x[redo])
         return out
-    shape = np.broadcast_shapes(y.shape, x.shape)
+    shape = broadcast_shapes(y.shape, x.shape)
     out = np.empty(shape, np.float32)
     flat = out.reshape(-1)
     ys = np.ascontiguousarray(np.broadcast_to(y, shape)).reshape(-1)
@@ -196,7 +197,7 @@ def _fma_scalar64(y: np.ndarray, a: np.float64, x: np.ndarray) -> np.ndarray:
     nearest, where RO rounds to odd. Elements beyond the range where those steps are exact
     (huge or tiny magnitudes, non-finite values) are computed exactly with fractions.
     """
-    shape = np.broadcast_shapes(y.shape, x.shape)
+    shape = broadcast_shapes(y.shape, x.shape)
     out = np.empty(shape, np.float64)
     flat = out.reshape(-1)
     ys = np.ascontiguousarray(np.broadcast_to(y, shape)).reshape(-1)
@@ -926,9 +927,11 @@ def _gelu_tanh_backward32(tanh: Any) -> Any:
 def _gelu(x: Any, approximate: str = "none") -> Any:
     if approximate == "tanh":
         if _float32(x):
-            # SLEEF's tanh in the vector loop, glibc's in the tail (vecmath)
+            # SLEEF's tanh in the vector loop, glibc's in the tail (vecmath), split over
+            # threads as gelu's kernel splits them
             return vecmath.float32_kernel(_gelu_tanh32(vecmath.sleef_tanhf),
-                                          _gelu_tanh32(vecmath.libm_tanhf), x)
+                                          _gelu_tanh32(vecmath.libm_tanhf), x,
+                                          grain=gelu_erf.forward_grain(np.size(x)))
         inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
         return 0.5 * x * (1 + np.tanh(inner))
     if _float32(x):

@@ -20,6 +20,7 @@ import numpy as np
 
 from gradserve.surface import grad_mode, messages
 from gradserve.surface.indexing import index_items
+from gradserve.surface.layout import broadcast_shapes
 from gradserve.surface.messages import TYPE_WORDS
 
 from . import dtypes, errors, limits
@@ -780,7 +781,7 @@ def _advanced(x: Tensor, adv: list[tuple[int, Tensor]]) -> Tensor:
             rows.append(t)
             dims.append(d)
     try:
-        shape = np.broadcast_shapes(*(r.shape for r in rows))
+        shape = broadcast_shapes(*(r.shape for r in rows))
     except ValueError:
         raise errors.OutOfRangeIndexError(
             "shape mismatch: indexing tensors could not be broadcast together with shapes "
@@ -906,7 +907,7 @@ def setitem(self: Tensor, index: Any, value: Any) -> None:
             value = FUNCTIONS["reshape"](value, vshape)
         if advanced:
             try:
-                np.broadcast_shapes(vshape, tuple(positions.shape))
+                broadcast_shapes(vshape, tuple(positions.shape))
                 if len(vshape) > positions.ndim:
                     raise ValueError
             except ValueError:

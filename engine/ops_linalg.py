@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from gradserve.surface.layout import broadcast_shapes
 from gradserve.surface.messages import TYPE_WORDS
 
 from . import dtypes, errors, gemm, limits
@@ -138,7 +139,7 @@ def matmul_shape(x: Any, y: Any, **attrs: Any) -> tuple[int, ...]:
     k1 = a[-1]
     k2, cols = (b[-2], b[-1])
     try:
-        batch = tuple(np.broadcast_shapes(a[:-2], b[:-2]))
+        batch = tuple(broadcast_shapes(a[:-2], b[:-2]))
     except ValueError:
         raise _broadcast_error([a[:-2], b[:-2]]) from None
     if k1 != k2:
@@ -616,7 +617,7 @@ def _parse_equation(equation: str, shapes: Sequence[Sequence[int]]) -> Equation:
             sizes[lab] = size if seen is None or seen == 1 else seen
         parsed.append(labels)
     try:
-        np.broadcast_shapes(*ell_shapes)
+        broadcast_shapes(*ell_shapes)
     except ValueError:
         raise errors.InvalidArgumentError(
             f"einsum(): operands do not broadcast with remapped shapes (original->remapped): "
@@ -989,7 +990,7 @@ def cdist_check(x1: Any, x2: Any, p: float = 2.0) -> tuple[int, ...]:
 
 def _broadcast_batch(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     try:
-        return tuple(np.broadcast_shapes(a, b))
+        return tuple(broadcast_shapes(a, b))
     except ValueError:
         raise _broadcast_error((a, b)) from None
 

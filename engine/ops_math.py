@@ -18,7 +18,7 @@ import numpy as np
 from gradserve.surface.messages import TYPE_WORDS
 
 from . import dtypes, errors, limits, mkl
-from .distributions import fma32
+from .distributions import fma32, fma64
 from .ops_elementwise import _ERF_BYTES, _by_scalars, _is_tensor, broadcast_shape
 from .ops_shape import wrap_dim
 from .registry import (
@@ -190,12 +190,14 @@ def _kernel_value(x: Any, value: Any) -> Any:
 
 
 def _addcmul(x: Any, t1: Any, t2: Any, value: Any = 1) -> Any:
-    # torch's float32 kernel is `self + value * t1 * t2` with the last multiply and the add one
-    # fused multiply-add (checked bit for bit on 100,000 random elements, contiguous, strided and
-    # broadcast); float64 keeps numpy's two roundings (no exact float64 fma here).
+    # torch's float32 and float64 kernels are `self + value * t1 * t2` with the last multiply
+    # and the add one fused multiply-add (checked bit for bit on 100,000 random elements,
+    # contiguous, strided and broadcast); other dtypes round each operation.
     scaled = np.multiply(t1, _kernel_value(t1, value))
     if x.dtype == np.float32:
         return fma32(scaled, t2, x)
+    if x.dtype == np.float64 and scaled.dtype == np.float64:
+        return fma64(*np.broadcast_arrays(scaled, t2, x))
     return np.add(x, np.multiply(scaled, t2))
 
 

@@ -143,7 +143,7 @@ def _softmax(x: Any, dim: int, dtype: Any = None) -> Any:
 # --- torch's float32 (log_)softmax kernels over the last dim, bit for bit -------------------------
 # torch 2.13 runs a float32 softmax and log_softmax over the last dim and their backwards
 # (`_vec_softmax_lastdim`, `_vec_log_softmax_lastdim`, `_vec_host_softmax_backward_lastdim`) on
-# `Vectorized<float>` (8 lanes with AVX2, 16 with AVX512: cascade.CPU_VECTOR_BYTES): SLEEF's expf,
+# `Vectorized<float>` (8 lanes with AVX2, 16 with AVX512: cascade.VECTOR_BYTES): SLEEF's expf,
 # a lane sum (`vec::reduce_all`, ops_norm's `_lane_sum`: the lanes accumulate a vector apart,
 # then a tree; fewer values than lanes add in order), softmax's multiply by the sum's reciprocal,
 # SLEEF's logf, and log_softmax's backward `grad - exp(output) * sum` as one fused multiply-add.
@@ -158,7 +158,7 @@ _F32 = np.float32
 
 def _lane_sum(v: np.ndarray) -> np.ndarray:
     """ops_norm's `_lane_sum` of float32 rows at the width torch's softmax kernels run with."""
-    return _norm_lane_sum(v, _F32, None, cascade.CPU_VECTOR_BYTES)
+    return _norm_lane_sum(v, _F32, None, cascade.VECTOR_BYTES)
 
 
 def _exact_rows(x: Any, dim: int) -> bool:

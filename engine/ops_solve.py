@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import messages
+from gradserve.surface.layout import broadcast_arrays, broadcast_shapes
 from gradserve.surface.messages import TYPE_WORDS
 
 from . import dtypes, errors, limits
@@ -94,7 +95,7 @@ def _solve(a: Any, b: Any, left: bool = True) -> Any:
     if not left:
         rhs = np.swapaxes(rhs, -1, -2)
     if a.size == 0 or rhs.size == 0:
-        x = np.zeros(np.broadcast_shapes(lhs.shape[:-2], rhs.shape[:-2]) + rhs.shape[-2:],
+        x = np.zeros(broadcast_shapes(lhs.shape[:-2], rhs.shape[:-2]) + rhs.shape[-2:],
                      a.dtype)
     else:
         try:
@@ -179,7 +180,7 @@ def substitute(a: Any, b: Any, lower: bool, unit: bool) -> Any:
     """X with A X = B for triangular A (its other triangle ignored), batches broadcast: one
     row of X at a time, each from the rows already solved (IEEE arithmetic throughout)."""
     n = a.shape[-1]
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
     dtype = np.result_type(a, b)
     x = np.empty((*batch, *b.shape[-2:]), dtype)
     rows = range(n) if lower else range(n - 1, -1, -1)
@@ -333,7 +334,7 @@ def cross_shape(x: Any, y: Any, dim: int = -1) -> tuple[int, ...]:
 
 def _cross(x: Any, y: Any, dim: int = -1) -> Any:
     cross_shape(x, y, dim)
-    x, y = np.broadcast_arrays(x, y)
+    x, y = broadcast_arrays(x, y)
     return np.cross(x, y, axis=dim)
 
 

@@ -1,5 +1,6 @@
 """Optimizers: torch.optim's SGD, Adam, AdamW, RMSprop and Adagrad (and, from the surface,
-LBFGS and Adadelta), step for step (the single-tensor, non-foreach path).
+LBFGS, Adadelta, NAdam, RAdam, Adamax, Rprop, ASGD and Adafactor), step for step (the
+single-tensor, non-foreach path).
 
 Updates run under `no_grad` as in-place engine ops on the parameters, so a parameter stays the
 same object and its version counter moves as in torch. Adam's common case (no AMSGrad; plain
@@ -20,9 +21,17 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import adadelta as _adadelta
+from gradserve.surface import adafactor as _adafactor
+from gradserve.surface import adamax as _adamax
+from gradserve.surface import asgd as _asgd
 from gradserve.surface import lbfgs as _lbfgs
 from gradserve.surface import lr_scheduler
+from gradserve.surface import nadam as _nadam
 from gradserve.surface import optim as _surface
+from gradserve.surface import optim_tensors as _tensors
+from gradserve.surface import radam as _radam
+from gradserve.surface import rprop as _rprop
+from gradserve.surface import sparse_adam as _sparse_adam
 from gradserve.surface.compat import missing_names
 
 from . import errors, limits, parallel
@@ -271,7 +280,7 @@ class Adam(Optimizer):
         if not group["amsgrad"] and _adam_arrays(p, grad, exp_avg, exp_avg_sq, beta1, beta2,
                                                  step, group["lr"], group["eps"]):
             return
-        _lerp_(exp_avg, grad, 1 - beta1)
+        _tensors.lerp_(exp_avg, grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         bias_correction1 = 1 - beta1 ** step
         bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
@@ -342,7 +351,7 @@ class RMSprop(Optimizer):
             if "grad_avg" not in state:
                 state["grad_avg"] = _zeros_like(p)
             grad_avg = state["grad_avg"]
-            _lerp_(grad_avg, grad, 1 - alpha)
+            _tensors.lerp_(grad_avg, grad, 1 - alpha)
             avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
         else:
             avg = square_avg.sqrt()
@@ -415,25 +424,53 @@ class LBFGS(Optimizer, _lbfgs.LBFGS):
         return engine.cat(list(tensors), 0)  # type: ignore[attr-defined, no-any-return]
 
 
-class Adadelta(Optimizer, _adadelta.Adadelta):
+class _EngineTensors(_tensors.TensorOptimizer):
+    """The engine's side of the algorithms written as tensor ops (surface.optim_tensors)."""
+
+    def _lib(self, p: Any) -> Any:
+        from gradserve import engine  # the package's functions are built after this module
+
+        return engine
+
+
+class Adadelta(Optimizer, _EngineTensors, _adadelta.Adadelta):
     """torch.optim.Adadelta over engine tensors (gradserve.surface.adadelta.Adadelta): torch's
     single-tensor algorithm, op for op."""
 
-    def _zeros_like(self, p: Any) -> Tensor:
-        return _zeros_like(p)
 
-    def _step_counter(self) -> Tensor:
-        return _tensor(np.zeros((), dtype=np.float32))
+class ASGD(Optimizer, _EngineTensors, _asgd.ASGD):
+    """torch.optim.ASGD over engine tensors (gradserve.surface.asgd.ASGD): torch's
+    single-tensor algorithm, op for op."""
 
 
-def _lerp_(x: Tensor, end: Tensor, weight: float) -> None:
-    """torch's `x.lerp_(end, weight)`: both of its formulas, chosen by the weight, each one
-    fused multiply-add (`x + w * (end - x)`, `end - (1 - w) * (end - x)`) with w in x's dtype."""
-    w = np.dtype(x.dtype.np).type(weight) if x.dtype.is_floating_point else weight
-    if abs(w) < 0.5:
-        x.add_(end - x, alpha=float(w))
-    else:
-        x.copy_(end.sub(end - x, alpha=float(1 - w)))
+class Adafactor(Optimizer, _EngineTensors, _adafactor.Adafactor):
+    """torch.optim.Adafactor over engine tensors (gradserve.surface.adafactor.Adafactor):
+    torch's single-tensor algorithm, op for op."""
+
+
+class Adamax(Optimizer, _EngineTensors, _adamax.Adamax):
+    """torch.optim.Adamax over engine tensors (gradserve.surface.adamax.Adamax): torch's
+    single-tensor algorithm, op for op."""
+
+
+class NAdam(Optimizer, _EngineTensors, _nadam.NAdam):
+    """torch.optim.NAdam over engine tensors (gradserve.surface.nadam.NAdam): torch's
+    single-tensor algorithm, op for op."""
+
+
+class RAdam(Optimizer, _EngineTensors, _radam.RAdam):
+    """torch.optim.RAdam over engine tensors (gradserve.surface.radam.RAdam): torch's
+    single-tensor algorithm, op for op."""
+
+
+class Rprop(Optimizer, _EngineTensors, _rprop.Rprop):
+    """torch.optim.Rprop over engine tensors (gradserve.surface.rprop.Rprop): torch's
+    single-tensor algorithm, op for op."""
+
+
+class SparseAdam(Optimizer, _EngineTensors, _sparse_adam.SparseAdam):
+    """torch.optim.SparseAdam over engine tensors (gradserve.surface.sparse_adam.SparseAdam):
+    every gradient is dense, which its step refuses with torch's error."""
 
 
 _FUSED: dict[Any, Callable[..., Any]] = {np.dtype(np.float32): _fma_scalar32,
@@ -468,7 +505,7 @@ def _adam_arrays(p: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, b
     if not abs(weight) < 0.5:
         return False
     limits.tick()
-    # _lerp_: exp_avg.add_(grad - exp_avg, alpha=w)
+    # lerp_: exp_avg.add_(grad - exp_avg, alpha=w)
     np.copyto(m, fused(np.subtract(g, m), dtype.type(float(weight)), m))
     exp_avg._vc[0] += 1
     # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
@@ -578,7 +615,7 @@ def _adam_group(flat: _FlatAdam, grads: list[np.ndarray], beta1: float, beta2: f
     weight = np.float32(1 - beta1)
     both = np.empty(2 * n, np.float64)
     s1, s2 = both[:n], both[n:]
-    # _lerp_: exp_avg + weight * (grad - exp_avg), fused
+    # lerp_: exp_avg + weight * (grad - exp_avg), fused
     diff = np.subtract(g, m)
     np.multiply(diff, np.float64(weight), out=s1, dtype=np.float64)
     np.add(s1, m, out=s1, dtype=np.float64)
@@ -622,6 +659,6 @@ def _zeros_like(p: Tensor) -> Tensor:
     return _tensor(np.zeros(tuple(p.shape), dtype=p.dtype.np))
 
 
-__all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "LBFGS", "Optimizer", "RMSprop", "SGD",
-           "lr_scheduler"]
+__all__ = ["ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "LBFGS",
+           "NAdam", "Optimizer", "RAdam", "RMSprop", "Rprop", "SGD", "SparseAdam", "lr_scheduler"]
 __getattr__ = missing_names("torch.optim")  # a name torch.optim has and gradserve has not

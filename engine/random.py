@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import devices, rng_state
+from gradserve.surface import func as func_state
 
 from . import errors
 
@@ -202,6 +203,7 @@ def resolve(generator: Any, op: str = "") -> Generator:
     Raises:
         InvalidTypeError: `generator` is not a Generator.
     """
+    func_state.check_random(errors.InvalidArgumentError)  # inside vmap(randomness="error")
     if generator is None:
         return default_generator
     if not isinstance(generator, Generator):

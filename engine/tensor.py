@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradserve.surface import func as func_state
 from gradserve.surface import grad_mode, layout, messages
 from gradserve.surface.compat import short_node_name
 from gradserve.surface.formatting import format_tensor
@@ -322,6 +323,7 @@ class Tensor(TensorMethods):
 
     def item(self) -> Any:
         """The single value as a Python number."""
+        func_state.check_item(errors.InvalidArgumentError)  # inside vmap: torch's error
         if self._data.size != 1:
             raise errors.InvalidArgumentError(
                 f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
@@ -356,6 +358,7 @@ class Tensor(TensorMethods):
         return Tensor._make(np.array(array, copy=True))
 
     def _scalar_value(self, kind: str) -> Any:
+        func_state.check_item(errors.InvalidArgumentError)  # float()/int() inside vmap
         if self._data.size != 1:
             raise ValueError(messages.SCALAR_CONVERSION_MESSAGE)
         return self._data.reshape(()).item()

@@ -1,10 +1,12 @@
 """float32 exponentials rounded as torch's CPU kernels round them, element for element.
 
 torch 2.13's CPU kernels for `sigmoid` and `silu` (and their backwards) are `cpu_kernel_vec`
-loops: `Vectorized<float>` code (AVX2: 8 lanes, two vectors a step) whose `exp()` is SLEEF's
-`Sleef_expf8_u10`, and, for what the vector loop leaves over, the scalar lambda, whose `std::exp`
-is glibc's `expf`. The two round differently from each other and from numpy's `np.exp` (about
-1 element in 8 of normal inputs, 1 ulp). This module computes both in numpy:
+loops: `Vectorized<float>` code (two vectors a step; 8 lanes with AVX2, 16 on an AVX512 CPU:
+torch builds these kernels for AVX512 too, `cascade.VECTOR_BYTES`) whose `exp()` is SLEEF's
+(`Sleef_expf8_u10`, `Sleef_expf16_u10`: the same bits), and, for what the vector loop leaves
+over, the scalar lambda, whose `std::exp` is glibc's `expf`. The two round differently from
+each other and from numpy's `np.exp` (about 1 element in 8 of normal inputs, 1 ulp). This
+module computes both in numpy:
 
 - `sleef_expf`: SLEEF's algorithm (round `x / ln 2` to an integer q, reduce with a two-part
   ln 2, a degree-6 polynomial by float32 fused multiply-adds, scale by 2**q in two steps),
@@ -16,8 +18,9 @@ is glibc's `expf`. The two round differently from each other and from numpy's `n
   coalescing, `at::parallel_for`'s chunks, `vectorized_loop`'s two-vector steps);
 - `float32_kernel`: a kernel's vector and scalar formulas applied to those two sets.
 
-Measured against torch 2.13 on an AMD EPYC (AVX2, 2 threads, glibc 2.36): bit-exact on the
-probe set of tests/test_engine_vecmath.py. Only float32 takes this path; other dtypes use numpy.
+Measured against torch 2.13 on an AMD EPYC (2 threads, glibc 2.36), at AVX2 and at AVX512:
+bit-exact on the probe sets of tests/test_engine_vecmath.py and test_engine_avx512_width.py.
+Only float32 takes this path; other dtypes use numpy.
 `sleef_powf` (SLEEF's `xpowf`: `logkf` and `expkf` in double-floats) serves float32 `pow`.
 The algorithms are written here from their published descriptions (SLEEF's `xexpf`, Arm's
 optimized-routines `expf` as in glibc >= 2.27); the 2**(i/32) table is computed, not copied.
@@ -33,6 +36,8 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 import numpy as np
+
+from gradserve.surface.layout import broadcast_arrays
 
 from . import cascade, limits
 from .distributions import fma32, fma64
@@ -701,7 +706,7 @@ def sleef_powf(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     Returns:
         A new float32 array of the broadcast shape.
     """
-    x, y = np.broadcast_arrays(np.asarray(x, _F32), np.asarray(y, _F32))
+    x, y = broadcast_arrays(np.asarray(x, _F32), np.asarray(y, _F32))
     with np.errstate(all="ignore"):
         ay = np.abs(y)
         ty = np.trunc(y)
@@ -919,21 +924,25 @@ def _c_layout(shape: tuple[int, ...]) -> np.ndarray:
                                            writeable=False)
 
 
-def vector_lanes(*ops: np.ndarray, contiguous_out: bool = False) -> np.ndarray:
+def vector_lanes(*ops: np.ndarray, contiguous_out: bool = False,
+                 grain: int = GRAIN_SIZE) -> np.ndarray:
     """A bool array of the operands' (common) shape: True where torch's `cpu_kernel_vec`
     computes the element in its vector loop, False where the scalar lambda does (the tail of
     each run, or all of them when the vector loop cannot load the operands' inner strides).
 
     torch's loop visits the elements in memory order in runs of the coalesced inner dims;
-    with at least GRAIN_SIZE elements and several threads it first splits them into
-    `ceil(numel / threads)`-element chunks; within each piece of a run, `vectorized_loop`
-    takes whole steps of two vectors and leaves the rest to the scalar lambda.
+    with at least `grain` elements and several threads it first splits them into
+    `ceil(numel / tasks)`-element chunks, `tasks = min(threads, ceil(numel / grain))`; within
+    each piece of a run, `vectorized_loop` takes whole steps of two vectors and leaves the rest
+    to the scalar lambda.
 
     Args:
         ops: the kernel's input arrays in torch's operand order, all of one shape.
         contiguous_out: the op allocates a C-contiguous output before the loop (as
             `pow(Scalar, Tensor)` does) instead of TensorIterator's in the inputs' order: its
             strides lead the dim order and must allow the vector loads too.
+        grain: the kernel's grain size (`cpu_kernel_vec`'s last argument): GRAIN_SIZE unless
+            the kernel passes its own, as gelu's forward does (engine/gelu_erf.py).
 
     Returns:
         A new bool array of that shape.
@@ -948,7 +957,7 @@ def vector_lanes(*ops: np.ndarray, contiguous_out: bool = False) -> np.ndarray:
     inner, vectorisable, dims = _rows(list(ops))
     if not vectorisable:
         return np.zeros(shape, bool)
-    threads = min(cascade.THREADS, -(-n // GRAIN_SIZE)) if n >= GRAIN_SIZE else 1
+    threads = min(cascade.THREADS, -(-n // grain)) if n >= grain else 1
     chunk = -(-n // threads)
     lanes = np.empty(n, bool)  # in iteration order
     for begin in range(0, n, chunk):  # one piece per thread
@@ -969,9 +978,12 @@ _CHUNK = 1 << 16  # elements computed at a time: bounds the float64 scratch
 
 
 def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndarray],
-                   *operands: np.ndarray, contiguous_out: bool = False) -> np.ndarray:
+                   *operands: np.ndarray, contiguous_out: bool = False,
+                   grain: int = GRAIN_SIZE) -> np.ndarray:
     """A float32 elementwise kernel as torch runs it: `vec(*operands)` where torch's vector
-    loop computes the element, `scalar(*operands)` where its scalar lambda does.
+    loop computes the element, `scalar(*operands)` where its scalar lambda does. The loop's
+    vector width is `cascade.VECTOR_BYTES`, that of torch's ALSO_REGISTER_AVX512_DISPATCH
+    kernels on this CPU: every caller's kernel is one (measured on an AVX512 CPU).
 
     Args:
         vec: the kernel's vector formula on float32 arrays (same-shaped 1-D operands).
@@ -980,13 +992,14 @@ def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndar
             strides decide the split).
         contiguous_out: the op's output is C-contiguous whatever the inputs' layout (see
             `vector_lanes`).
+        grain: the kernel's grain size for torch's thread split (see `vector_lanes`).
 
     Returns:
         A new float32 array of the broadcast shape (a numpy float32 for 0-dim operands).
     """
     arrays = [np.asarray(a, _F32) for a in operands]
     if len(arrays) > 1:
-        arrays = list(np.broadcast_arrays(*arrays))
+        arrays = list(broadcast_arrays(*arrays))
     shape = arrays[0].shape
     flat = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
     n = flat[0].size
@@ -998,7 +1011,7 @@ def float32_kernel(vec: Callable[..., np.ndarray], scalar: Callable[..., np.ndar
             out[...] = scalar(*flat)
         result = out.reshape(shape)
         return result[()] if result.ndim == 0 else result
-    lanes = vector_lanes(*arrays, contiguous_out=contiguous_out).reshape(-1)
+    lanes = vector_lanes(*arrays, contiguous_out=contiguous_out, grain=grain).reshape(-1)
     out = np.empty(lanes.size, _F32)
     with np.errstate(all="ignore"):
         for i in range(0, lanes.size, _CHUNK):

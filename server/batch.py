@@ -13,16 +13,18 @@ gradients, printed forms, graphs: read-only) that would not fit is left out and 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import gradserve.engine as ge
+from gradserve.engine import teardown
 from gradserve.engine.dispatch import refresh_if_stale
-from gradserve.surface import grad_mode
+from gradserve.surface import formatting, grad_mode
 from gradserve.surface.compat import short_node_name
 from gradserve.v1 import graph_pb2, session_pb2
 
-from . import codec, functions, indexing, ops, optimizers
+from . import codec, functions, indexing, ops, optimizers, reclaim
 from . import tape as wire_tape
 from .errors import (
     InvalidRequestError,
@@ -30,7 +32,13 @@ from .errors import (
     Located,
     NotFoundError,
 )
-from .sessions import GENERATOR_BYTES, Session, make_generator, quiet_grad
+from .sessions import (
+    GENERATOR_BYTES,
+    MAX_DROPPED_REPORTED,
+    Session,
+    make_generator,
+    quiet_grad,
+)
 
 # Instructions whose memory growth is bounded by an estimate; others re-measure exactly. Those in
 # _ESTIMATED_OR_EXACT estimate when they can and return EXACT when they cannot; when they fail
@@ -53,9 +61,23 @@ _ESTIMATED = _ESTIMATED_OR_EXACT | frozenset({
 # only for a non-contiguous tensor, which has no empty dim, so its sizes and strides are at most
 # its storage's element count: two sets of 64 varints of at most 5 bytes fit as well).
 RESULT_BYTES = 16
+_NONES = itertools.repeat(None)  # (Release: pop(h, None) for each handle)
 INFO_BYTES = 1024
 # The BatchResponse's own fields and framing, beyond its results.
 ENVELOPE_BYTES = 64
+#: Handles and graph nodes one batch may look through, after its first such look, to answer
+#: instructions that find a tensor's handle by identity (GetBase, GetSaved, PackSaved,
+#: GetOptimizerState) or describe a graph (Fetch.graph). Each looks through all the session's
+#: handles: a 9-byte graph Fetch in a session of 983,050 handles took 0.42 s of CPU, a batch
+#: of 100 took 42 s (red team round 6). 2^22: about four looks through a session at
+#: `--max-handles`, ~1-2 s of CPU.
+MAX_LOOKED_THROUGH = 1 << 22
+#: Elements the printed forms of one batch's fetches (`Fetch.repr`, `grad_repr`) may show in
+#: all (`formatting.shown_elements`: a tensor of many short dims shows every element, summarized
+#: or not). Printing takes ~4 us and ~20 bytes an element: a 60-byte batch printing an expanded
+#: scalar of shape (2,) * 26 ran minutes and peaked at 4 GB (red team round 6). 2^18: ~1 s,
+#: 5.7 MB of text.
+MAX_PRINTED_ELEMENTS = 1 << 18
 
 # How many TensorInfos each state-changing instruction's reply can hold (fetch: its info only;
 # its data is optional, see Executor.fetch). In-place writes also describe the handles sharing
@@ -283,6 +305,8 @@ class Executor:
         self.parts: list[tuple[str | None, Any]] = []
         self.response = session_pb2.BatchResponse()
         self.tape_op = 0  # the op a paused tape continues from
+        self.looked = 0  # handles and graph nodes looked through (see MAX_LOOKED_THROUGH)
+        self.printed = 0  # elements printed by fetches (see MAX_PRINTED_ELEMENTS)
 
     def run(self, instructions: Sequence[session_pb2.Instruction]) -> session_pb2.BatchResponse:
         """Run the batch to its end: `begin`, `proceed`, `end`.
@@ -383,12 +407,31 @@ class Executor:
         """The reply of a batch `proceed` ran to its end."""
         resp = self.response
         dropped = self.s.dropped_functions
-        if dropped:
-            resp.dropped_functions.extend(dropped)
+        if dropped:  # as many as fit (10 bytes each at most): the rest go with the next reply
+            n = MAX_DROPPED_REPORTED
+            if self.max_response_bytes:
+                n = min(n, (self.max_response_bytes - self.response_bytes) // 10)
+            resp.dropped_functions.extend(dropped[:n])
             del dropped[:len(resp.dropped_functions)]
         return resp
 
     # --- handles -------------------------------------------------------------------------------
+
+    def look_through(self, n: int) -> None:
+        """Count a look through `n` handles or graph nodes against the batch's
+        `MAX_LOOKED_THROUGH` (its first look always passes).
+
+        Raises:
+            LimitExceededError: the batch's looks would pass it.
+        """
+        if self.looked and self.looked + n > MAX_LOOKED_THROUGH:
+            raise LimitExceededError(
+                f"a batch may look through at most {MAX_LOOKED_THROUGH} handles and graph "
+                f"nodes in all after its first look (GetBase, GetSaved, PackSaved, "
+                f"GetOptimizerState and Fetch.graph each look through the session's "
+                f"{len(self.s.tensors)} handles): send them in batches of their own",
+                limit="max_looked_through")
+        self.looked += n
 
     def tensor(self, handle: int) -> ge.Tensor:
         t = self.s.tensors.get(handle)
@@ -977,6 +1020,7 @@ class Executor:
                 out.same_as = held
                 return 0
         else:
+            self.look_through(len(self.s.tensors))
             for h, t in self.s.tensors.items():
                 if t is v:
                     out.same_as = h
@@ -1025,6 +1069,7 @@ class Executor:
     def get_optimizer_state(self, m: session_pb2.GetOptimizerState,
                             r: session_pb2.InstructionResult) -> int:
         opt = self.optimizer(m.optimizer)
+        self.look_through(len(self.s.tensors))
         self._count_response(optimizers.export(opt, self.s.tensors, r.optimizer_state))
         return 0
 
@@ -1110,14 +1155,35 @@ class Executor:
         pop = s.tensors.pop
         if s.optimizers or s.generators:
             for h in m.handles:
-                pop(h, None)
                 s.optimizers.pop(h, None)
                 s.generators.pop(h, None)
-        else:  # (the common case: a session of tensors alone, releasing many per batch)
-            for h in m.handles:
-                pop(h, None)
+        # A graph only the dropped tensors kept alive is freed in steps (engine.teardown: a
+        # 600,000-node chain freed at once held every thread 0.3-0.7 s); on the event loop,
+        # where health checks wait, by another thread. (Other tensors are freed as popped.)
+        dropped = [t for t in map(pop, m.handles, _NONES) if t is not None and (
+            t.grad_fn is not None or t._grad is not None or t._base is not None)]
+        if dropped:
+            if self.gate is None:
+                teardown.drop(dropped)
+            else:
+                reclaim.later(dropped)
         r.done.SetInParent()
         return 0
+
+    def _count_printed(self, t: ge.Tensor) -> None:
+        """Count the elements `t`'s printed form shows against `MAX_PRINTED_ELEMENTS`.
+
+        Raises:
+            LimitExceededError: the batch's printed forms would pass it.
+        """
+        shown = formatting.shown_elements(t.shape)
+        if self.printed + shown > MAX_PRINTED_ELEMENTS:
+            raise LimitExceededError(
+                f"printing a tensor of shape {ge.limits.shape_text(t.shape)} shows {shown} "
+                f"elements; the printed forms of a batch's fetches may show at most "
+                f"{MAX_PRINTED_ELEMENTS} in all ({self.printed} before this one): fetch its "
+                f"value instead", limit="max_printed_elements")
+        self.printed += shown
 
     def fetch(self, m: session_pb2.Fetch, r: session_pb2.InstructionResult) -> int:
         t = self.tensor(m.handle)
@@ -1136,6 +1202,7 @@ class Executor:
         if m.value:
             codec.encode_tensor(t, out.value)
         if m.repr:
+            self._count_printed(t)
             out.repr = repr(t)
         if m.grad:
             if g is None:
@@ -1143,9 +1210,12 @@ class Executor:
             else:
                 codec.encode_tensor(g, out.grad.tensor)
                 if m.repr or m.grad_repr:
+                    self._count_printed(g)
                     out.grad_repr = repr(g)
         if m.graph:
+            self.look_through(len(self.s.tensors))
             autograd_graph(t, self.s.tensors, out.graph)
+            self.looked += len(out.graph.nodes)
         size = out.ByteSize() - before
         if room >= 0 and size > room:
             _omit(out, size, self.max_response_bytes)

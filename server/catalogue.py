@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 import gradserve.engine as ge
+from gradserve.engine import cascade
 from gradserve.surface.signature import nullable
 from gradserve.v1 import (
     FETCH_GRAD_REPR_FEATURE,
@@ -13,6 +14,7 @@ from gradserve.v1 import (
     GET_BASE_FEATURE,
     GET_SAVED_FEATURE,
     OMIT_INFO_FEATURE,
+    ONEDNN_LSTM_FEATURE,
     PACK_SAVED_FEATURE,
     PROTOCOL_VERSION,
     STEP_HYPERPARAMETERS_FEATURE,
@@ -59,6 +61,8 @@ def list_ops() -> catalogue_pb2.ListOpsResponse:
                                                    GET_SAVED_FEATURE,
                                                    PACK_SAVED_FEATURE,
                                                    GET_BASE_FEATURE])
+    if cascade.ONEDNN_AVX512:
+        resp.features.append(ONEDNN_LSTM_FEATURE)
     resp.dtypes.extend(codec.wire_dtype(name) for name in ge.dtypes.DTYPES)
     for name in sorted(ge.registry.OPS):
         op = ge.registry.OPS[name]

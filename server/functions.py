@@ -353,6 +353,7 @@ def pack_saved(ex: Executor, m: session_pb2.PackSaved,
                                   "hooks; remove some")
     if len(set(m.results)) != len(m.results):
         raise InvalidRequestError("pack_saved: result handles must differ")
+    ex.look_through(len(ex.s.tensors))
     handle_of = {id(v): h for h, v in ex.s.tensors.items()}
     unheld = sum(id(saved) not in handle_of for _, saved in found)
     if unheld > len(m.results):  # refused before anything is bound

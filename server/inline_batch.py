@@ -29,7 +29,9 @@ bounded before it starts:
   elements each; a fetch: no graph, a tensor (and grad) of at most `inline.MAX_ELEMENTS`
   elements, `MAX_PRINTED` when printed;
 - handle bookkeeping (create from the request's bytes, release, detach, zero_grad on small
-  grads, requires_grad, retain_grad, get/set grad, manual_seed, an optimizer's zero_grad);
+  grads, requires_grad, retain_grad, get/set grad, manual_seed, an optimizer's zero_grad); a
+  release leaves freeing the graphs of the tensors it drops to another thread (`reclaim`: a
+  600,000-node chain's free held the loop 0.3-0.7 s);
 - every other instruction pauses the batch before it.
 
 A batch begins on the loop only when the session is idle: no earlier ExecuteBatch call of the

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .optim import Optimizer, run_step
+from .optim_tensors import TensorOptimizer
 
 __all__ = ["Adadelta"]
 
 
-class Adadelta(Optimizer):
+class Adadelta(TensorOptimizer):
     """torch.optim.Adadelta: per-coordinate steps scaled by running averages of squared
     gradients and squared updates.
 
@@ -42,46 +42,19 @@ class Adadelta(Optimizer):
                  weight_decay: float = 0, foreach: bool | None = None, *,
                  capturable: bool = False, maximize: bool = False,
                  differentiable: bool = False) -> None:
-        if isinstance(lr, self._tensor_type) and lr.numel() != 1:
-            raise self._value_error("Tensor lr must be 1-element")
-        if not 0.0 <= lr:
-            raise self._value_error(f"Invalid learning rate: {lr}")
-        if not 0.0 <= rho <= 1.0:
-            raise self._value_error(f"Invalid rho value: {rho}")
-        if not 0.0 <= eps:
-            raise self._value_error(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= weight_decay:
-            raise self._value_error(f"Invalid weight_decay value: {weight_decay}")
-        for name, value in (("capturable", capturable), ("differentiable", differentiable)):
-            if value:
-                raise NotImplementedError(f"Adadelta(): {name}={value!r} is not supported by "
-                                          "gradserve (it runs torch's single-tensor algorithm)")
+        self._check_lr(lr)
+        self._check((0.0 <= rho <= 1.0, f"Invalid rho value: {rho}"),
+                    (0.0 <= eps, f"Invalid epsilon value: {eps}"),
+                    (0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}"))
+        self._refuse("Adadelta", capturable=capturable, differentiable=differentiable)
         defaults = {"lr": lr, "rho": rho, "eps": eps, "weight_decay": weight_decay,
                     "maximize": maximize, "capturable": capturable, "foreach": foreach,
                     "differentiable": differentiable}
         super().__init__(params, defaults)
 
-    # --- what the layer provides -----------------------------------------------------------------
-
-    def _zeros_like(self, p: Any) -> Any:
-        """torch.zeros_like(p) of the layer."""
-        raise NotImplementedError
-
-    def _step_counter(self) -> Any:
-        """torch.zeros((), dtype=torch.float32) of the layer (torch's state["step"])."""
-        raise NotImplementedError
-
     # --- torch's Adadelta ------------------------------------------------------------------------
 
-    def step(self, closure: Any = None) -> Any:
-        """One step over every parameter with a gradient; `closure` re-evaluates the loss.
-
-        Returns:
-            The closure's loss, or None.
-        """
-        return run_step(closure, self.param_groups, self._update_adadelta_group)
-
-    def _update_adadelta_group(self, group: dict[str, Any]) -> None:
+    def _step_group(self, group: dict[str, Any]) -> None:
         for p in group["params"]:
             if p.grad is not None:
                 self._update_adadelta(p, group)
@@ -90,7 +63,7 @@ class Adadelta(Optimizer):
         lr, rho, eps = group["lr"], group["rho"], group["eps"]
         state = self.state[param]
         if len(state) == 0:
-            state["step"] = self._step_counter()
+            state["step"] = self._step_counter(param)
             state["square_avg"] = self._zeros_like(param)
             state["acc_delta"] = self._zeros_like(param)
         square_avg, acc_delta = state["square_avg"], state["acc_delta"]

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PrintOptions", "format_tensor", "get_printoptions", "set_printoptions"]
+__all__ = ["PrintOptions", "format_tensor", "get_printoptions", "set_printoptions",
+           "shown_elements"]
 
 
 @dataclasses.dataclass
@@ -169,6 +170,22 @@ class _Formatter:
         else:
             text = f"{value}"
         return text.rjust(self.max_width)
+
+
+def shown_elements(shape: Sequence[int], options: PrintOptions | None = None) -> int:
+    """How many elements the printed form of a tensor of `shape` shows, at most: all of them up
+    to `threshold`, past it `2 * edgeitems` of each dim longer than that. Its cost: ~4 us and
+    ~20 characters an element, so a tensor of many short dims, summarized or not, prints them
+    all ((2,) * 26: 2^26 elements, minutes of CPU and GBs of memory, as torch would).
+    """
+    opts = _OPTS if options is None else options
+    n = math.prod(shape)
+    if n <= opts.threshold or not shape:
+        return n
+    edge = 2 * opts.edgeitems
+    last = len(shape) - 1  # (edgeitems 0 shows a 1-D row whole: an upper bound for all)
+    return math.prod(d if d <= edge or (not edge and i == last) else edge
+                     for i, d in enumerate(shape))
 
 
 def _summarized_values(values: np.ndarray, opts: PrintOptions) -> np.ndarray:

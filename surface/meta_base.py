@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .layout import broadcast_shapes
+
 
 class Meta(NamedTuple):
     """One op result's description: shape, dtype name ("float32"), requires_grad, and
@@ -142,18 +144,10 @@ def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     """numpy's (and torch's) broadcast of two shapes; `_Inexact` when they do not broadcast."""
     if a == b:
         return a
-    if len(a) < len(b):
-        a, b = b, a
-    out = list(a)
-    off = len(a) - len(b)
-    for i, d in enumerate(b):
-        e = out[off + i]
-        if e != d:
-            if e == 1:
-                out[off + i] = d
-            elif d != 1:
-                raise _Inexact
-    return tuple(out)
+    try:
+        return broadcast_shapes(a, b)
+    except ValueError:
+        raise _Inexact from None
 
 
 def _meta(shape: tuple[int, ...], rank: int, rg: bool) -> list[Meta]:

@@ -26,6 +26,10 @@ class NNBackend(Backend, Protocol):
     knows shapes locally): nn then skips layout reads that only choose torch's graph, not the
     values (linear's reshape-addmm-view for an n-D input)."""
 
+    onednn_lstm: bool
+    """Whether this layer computes float32 LSTM layers as torch's oneDNN AVX-512 kernel, bit
+    for bit (the op `mkldnn_rnn_layer`): nn.LSTM then calls it, else composes the cells."""
+
     def known_contiguous(self, tensor: Any) -> bool | None:
         """Whether the tensor's layout is contiguous when this layer knows it without a round
         trip (None when it does not)."""

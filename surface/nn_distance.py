@@ -14,9 +14,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import numpy as np
-
 from . import grad_mode, messages, out_arg
+from .layout import broadcast_shapes
 from .nn_backend import NNBackend
 from .nn_functional import _reduce, check_reduction, legacy_reduction, reduction_enum
 from .nn_loss import _Loss
@@ -47,7 +46,7 @@ def _broadcast_pair(be: NNBackend, x1: Any, x2: Any) -> tuple[Any, Any]:
     if s1 == s2:
         return x1, x2
     try:
-        shape = tuple(np.broadcast_shapes(s1, s2))
+        shape = broadcast_shapes(s1, s2)
     except ValueError:
         raise be.runtime_error(messages.size_mismatch((s1, s2))) from None
     return (be.call("expand", (x1,), {"size": shape}),

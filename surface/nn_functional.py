@@ -19,10 +19,9 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from . import spellings
 from .compat import _C_NAMES
+from .layout import broadcast_shapes
 from .nn_backend import NNBackend
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -521,7 +520,7 @@ def _broadcast_tensors(be: NNBackend, a: Any, b: Any) -> tuple[Any, Any]:
     if sa == sb:
         return a, b
     try:
-        shape = tuple(np.broadcast_shapes(sa, sb))
+        shape = broadcast_shapes(sa, sb)
     except ValueError:
         return a, b
     return tuple(t if s == shape else _call(be, "expand", t, size=shape)  # type: ignore[return-value]

@@ -11,11 +11,17 @@ hidden states are unbound from `hx` and stacked back. A cell module runs one ste
 projection. torch writes a few of the gate ops in place on `unsafe_chunk` pieces (no view
 tracking); here they are the same ops out of place, the same values and order.
 
-What is not torch's: float32 `LSTM` (not `LSTMCell`), which torch runs through oneDNN's fused
-kernel (grad_fn `MkldnnRnnLayerBackward0`, its own rounding of the gates): here it is the
-composition torch uses for float64, so its values are close, not bitwise; `batch_first`
-outputs are transposed out of place (grad_fn `TransposeBackward0` where torch's `transpose_`
-gives `TransposeBackward1`); `PackedSequence` inputs are not supported.
+float32 `LSTM` (not `LSTMCell`) torch runs through oneDNN's fused kernel (grad_fn
+`MkldnnRnnLayerBackward0`, its own rounding of the gates): here too (the op `mkldnn_rnn_layer`,
+engine/lstm_onednn.py) where the backend computes it as oneDNN's AVX-512 code (a server on an
+AVX-512 CPU whose oneDNN is not capped), bit for bit: a batch of 2 or more, no projections,
+at most `ONEDNN_LSTM_WORK` multiply-adds, and several layers only in grad mode
+(`LSTM._takes_onednn`).
+
+What is not torch's: float32 `LSTM` elsewhere (oneDNN's AVX2 GEMM, a batch of one, larger
+calls...): the composition torch uses for float64, so its values are close, not bitwise; there
+`batch_first` outputs are transposed out of place (grad_fn `TransposeBackward0` where torch's
+`transpose_` gives `TransposeBackward1`); `PackedSequence` inputs are not supported.
 """
 
 from __future__ import annotations
@@ -32,6 +38,12 @@ from .nn_layers import _empty, _factory
 from .nn_module import Module
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+# The most forward multiply-adds (every layer and direction) of an nn.LSTM call computed as
+# oneDNN's kernel (`mkldnn_rnn_layer`): its exact float32 GEMMs are FMA chains of numpy steps
+# (~2 ns of CPU a multiply-add against BLAS's ~0.1), so a (5, 100, 28, 128) layer's 40M
+# took 280 ms of CPU forward and backward against the composition's 50-65 ms (measured);
+# a larger call is composed (BLAS: close, not bitwise). 2**26: about 0.5 s.
+ONEDNN_LSTM_WORK = 1 << 26
 
 
 class _Params:
@@ -137,6 +149,37 @@ def _bidirectional_layer(be: NNBackend, mode: str, x: Any, hidden: tuple[Any, An
     rev_output = be.torch.stack(rev_outputs[::-1], 0)
     output = be.torch.cat([fw_output, rev_output], len(be.shape(fw_output)) - 1)
     return output, (fw_hidden, rev_hidden)
+
+
+def _onednn_lstm(be: NNBackend, x: Any, hx: tuple[Any, Any], params: list[_Params],
+                 num_layers: int, dropout: float, train: bool,
+                 bidirectional: bool) -> tuple[Any, tuple[Any, Any]]:
+    """torch's float32 LSTM on the CPU (ATen's mkldnn/RNN.cpp): `mkldnn_rnn_layer` per layer
+    and direction on a contiguous (seq, batch, feature) input, each with its states selected
+    from h_0 and c_0 and zeros for absent biases; the directions' outputs concatenated, dropout
+    between layers in training; h_n and c_n stacked."""
+    directions = 2 if bidirectional else 1
+    hidden = be.shape(params[0].w_hh)[1]
+    hys, cys = [], []
+    for layer in range(num_layers):
+        outputs = []
+        for direction in range(directions):
+            index = layer * directions + direction
+            p = params[index]
+            biases = [b if b is not None else be.torch.zeros(4 * hidden, dtype=x.dtype)
+                      for b in (p.b_ih, p.b_hh)]
+            output, hy, cy, _ = be.call("mkldnn_rnn_layer", (
+                x, p.w_ih, p.w_hh, *biases, hx[0].select(0, index), hx[1].select(0, index)), {
+                "reverse": direction == 1, "hidden_size": hidden, "num_layers": num_layers,
+                "has_biases": p.b_ih is not None, "bidirectional": bidirectional,
+                "train": train})
+            outputs.append(output)
+            hys.append(hy)
+            cys.append(cy)
+        x = be.torch.cat(outputs, 2) if bidirectional else outputs[0]
+        if dropout != 0 and train and layer < num_layers - 1:
+            x = F.dropout(be, x, dropout, True)
+    return x, (be.torch.stack(hys, 0), be.torch.stack(cys, 0))
 
 
 def _stack_layers(be: NNBackend, mode: str, x: Any, hiddens: list[Any], params: list[_Params],
@@ -456,6 +499,24 @@ class LSTM(RNNBase):
             return hx
         return hx[0].index_select(1, permutation), hx[1].index_select(1, permutation)
 
+    def _takes_onednn(self, input: Any) -> bool:
+        """Whether this forward is torch's oneDNN kernel here (`mkldnn_rnn_layer`): float32,
+        no projections, a batch of 2 or more, at most `ONEDNN_LSTM_WORK` multiply-adds, where
+        the backend computes it as oneDNN's AVX-512 code does (`NNBackend.onednn_lstm`); else
+        the float64 composition. Several layers without grad mode round otherwise in torch
+        (measured): composed too."""
+        be = self._be
+        shape = be.shape(input)
+        seq, batch = (shape[1], shape[0]) if self.batch_first else (shape[0], shape[1])
+        directions = 2 if self.bidirectional else 1
+        gates = 4 * self.hidden_size
+        work = sum(directions * seq * batch * gates * (features + self.hidden_size)
+                   for features in [self.input_size] + [directions * self.hidden_size] * (
+                       self.num_layers - 1))
+        return (self.proj_size == 0 and batch >= 2 and work <= ONEDNN_LSTM_WORK
+                and input.dtype == be.torch.float32 and be.onednn_lstm
+                and (self.num_layers == 1 or be.torch.is_grad_enabled()))
+
     def forward(self, input: Any, hx: Any = None) -> tuple[Any, tuple[Any, Any]]:
         if _packed(input):
             raise NotImplementedError("LSTM: PackedSequence inputs are not supported by "
@@ -483,6 +544,17 @@ class LSTM(RNNBase):
                                        f"but got ({h_dims}-D, {c_dims}-D) tensors")
                 hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
         self.check_forward_args(input, hx, None)
+        if self._takes_onednn(input):
+            x = input.transpose(0, 1) if self.batch_first else input
+            output, (hy, cy) = _onednn_lstm(be, x.contiguous(), hx, self._cell_params(),
+                                            self.num_layers, self.dropout, self.training,
+                                            self.bidirectional)
+            if self.batch_first:
+                output = output.transpose(0, 1)
+            if not is_batched:
+                output = output.squeeze(batch_dim)
+                hy, cy = hy.squeeze(1), cy.squeeze(1)
+            return output, (hy, cy)
         layer_hx = list(hx[0].unbind(0))
         layer_cx = list(hx[1].unbind(0))
         output, finals = self._run(input, list(zip(layer_hx, layer_cx)), layout)

@@ -54,6 +54,9 @@ class OpInfo:
     outputs: tuple[int, ...] | None = None
     # Non-random ops (rand, randn, ...) set this to compare only shape and dtype.
     compare_values: bool = True
+    # An op that takes float32 alone (as torch's): every floating input is float32, also in
+    # the tests that otherwise use float64 (its finite differences are then skipped).
+    float32_only: bool = False
 
 
 def make_input(spec: InputSpec, rng: np.random.Generator, domain: tuple[float, float],

@@ -4,9 +4,9 @@ These test the emulated order, the path taken without MKL: MKL is turned off her
 (tests/test_engine_mkl.py tests the products made through MKL).
 
 Where `gemm.reproducible` holds (a result with 4, 8 or at least 12 rows and at least 12
-columns, on torch's AVX2 kernels), mm, addmm, matmul, linear and the transposed layouts of the
-backward are compared with torch bit for bit on the same values; numpy's BLAS adds in another
-order and differs in the last bits for most of these inputs.
+columns, where MKL runs no AVX-512 code path), mm, addmm, matmul, linear and the transposed
+layouts of the backward are compared with torch bit for bit on the same values; numpy's BLAS
+adds in another order and differs in the last bits for most of these inputs.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import gradserve.engine as ge
 from gradserve.engine import cascade, gemm, mkl
 from tests.reference import torch
 
-pytestmark = pytest.mark.skipif(cascade.VECTOR_BYTES != 32,
-                                reason="the order was measured with torch's AVX2 kernels")
+pytestmark = pytest.mark.skipif(cascade.MKL_AVX512,
+                                reason="the order was measured where MKL runs no AVX-512 path")
 
 # k at and around the block boundaries (one block to 192, two halves to 384, then 192s)
 SHAPES = [(4, 1, 12), (4, 7, 13), (8, 33, 16), (12, 100, 20), (16, 191, 64), (4, 192, 100),

@@ -98,6 +98,8 @@ def _rng(info: OpInfo, index: int, salt: str = "") -> np.random.Generator:
 def _arrays(info: OpInfo, index: int, sample: Sample, dtype: Any) -> list[Any]:
     """The sample's inputs as numpy arrays (floating ones in `dtype`), scalars, None or lists."""
     rng = _rng(info, index)
+    if info.float32_only:
+        dtype = np.float32
 
     def fix(v: Any) -> Any:
         if isinstance(v, list):

@@ -124,7 +124,7 @@ def test_softmax_lane_sum_at_avx512_width_is_torch_s(tmp_path: Any,
             inputs[f"{fn}-{i}"] = (rng.standard_normal(shape) * 3).astype(np.float32)
             inputs[f"g{fn}-{i}"] = rng.standard_normal(shape).astype(np.float32)
     ref = torch_at_avx512(_AVX512_TORCH, inputs, tmp_path)
-    monkeypatch.setattr(cascade, "CPU_VECTOR_BYTES", 64)  # the softmax kernels' width
+    monkeypatch.setattr(cascade, "VECTOR_BYTES", 64)  # the softmax kernels' width
     for key, a in inputs.items():
         if key.startswith("g"):
             continue

@@ -223,8 +223,9 @@ def test_exp_kernels_differ_where_torch_does() -> None:
     _bits_equal(np.float32(1) / (np.float32(1) + tail), ref)
 
 
-def test_vector_lanes_layout() -> None:
-    """Which elements torch vectorises: whole 16-element steps of each coalesced run."""
+def test_vector_lanes_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which elements torch vectorises: whole 16-element steps of each coalesced run (AVX2)."""
+    monkeypatch.setattr(cascade, "VECTOR_BYTES", 32)
     a = np.zeros((3, 40), F32)
     lanes = vecmath.vector_lanes(a)
     assert lanes.reshape(-1)[:112].all() and not lanes.reshape(-1)[112:].any()  # one run of 120

@@ -62,7 +62,8 @@ def test_pin_keeps_a_setting_made_already():
 
 
 def test_the_reference_torch_runs_its_avx2_kernels():
-    # tests/__init__.py: the engine reproduces torch's AVX2 float32 math, not its AVX512 variants
+    # tests/__init__.py: the suite compares with torch's AVX2 kernels (oneDNN's AVX512
+    # convolutions are not reproduced); test_engine_avx512_width.py runs an uncapped torch
     torch = pytest.importorskip("torch")
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("torch's x86 capability levels only")

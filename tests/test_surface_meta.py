@@ -49,6 +49,8 @@ WITHOUT_RULES = {
     "einsum", "nll_loss_backward", "label_smoothing_loss", "label_smoothing_loss_backward",
     # rarely recorded by programs
     "sum_to_size",
+    # one LSTM layer-direction: nn.LSTM calls it only where the server says it computes it
+    "mkldnn_rnn_layer",
     # added after the rules (the index dtype and bounds checks are the engine's): the server
     # describes them
     "embedding", "embedding_dense_backward",

@@ -167,6 +167,23 @@ def test_addcmul_addcdiv_float32_bit_for_bit(gradserve_lib: Any, value: float) -
         np.testing.assert_array_equal(np.asarray(got.tolist(), np.float32), want)
 
 
+@pytest.mark.parametrize("value", [1, 0.37, -0.001])
+def test_addcmul_float64_is_torchs_fused_multiply_add(gradserve_lib: Any, value: float) -> None:
+    # torch's float64 addcmul is fused too (Adam-like optimizers' `exp_avg_sq.addcmul_`)
+    rng = np.random.default_rng(11)
+    x, b = rng.standard_normal((40, 33)), rng.standard_normal(33)
+    a = rng.standard_normal((33, 40)).T  # strided
+    for args in ((x, a, b), (b, a, x), (x[:, :1], b, a)):
+        want = torch.addcmul(*map(torch.from_numpy, args), value=value).numpy()
+        got = gradserve_lib.addcmul(*map(gradserve_lib.tensor, args), value=value)
+        np.testing.assert_array_equal(np.asarray(got.tolist(), np.float64), want)
+    y = gradserve_lib.tensor(x)
+    y.addcmul_(gradserve_lib.tensor(a), gradserve_lib.tensor(a), value=value)
+    want = torch.from_numpy(x.copy()).addcmul_(torch.from_numpy(a), torch.from_numpy(a),
+                                               value=value).numpy()
+    np.testing.assert_array_equal(np.asarray(y.tolist(), np.float64), want)
+
+
 # --- out= ----------------------------------------------------------------------------------------
 
 OUT_CASES = [

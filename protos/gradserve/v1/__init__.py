@@ -66,6 +66,10 @@ PACK_SAVED_FEATURE = "pack_saved"
 #: The ListOpsResponse.features name of GetBase (`tensor._base`).
 GET_BASE_FEATURE = "get_base"
 
+#: The ListOpsResponse.features name a server lists when it computes float32 LSTM layers as
+#: torch's oneDNN AVX-512 kernel (op mkldnn_rnn_layer): nn.LSTM then calls that op.
+ONEDNN_LSTM_FEATURE = "onednn_lstm"
+
 #: Trailing metadata: id of the graph node that failed (RunGraph).
 FAILED_NODE_METADATA = "gradserve-failed-node"
 
