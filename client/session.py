@@ -368,10 +368,9 @@ class Session:
         """`t` takes `value`'s handle (its data, shape and autograd state) in place and `value`
         t's old one, released when the program drops `value`: torch's `resize_`, which changes
         a tensor's shape but not its identity."""
-        for slot in ("_handle", "_meta", "_node"):
-            mine, theirs = getattr(t, slot), getattr(value, slot)
-            setattr(t, slot, theirs)
-            setattr(value, slot, mine)
+        t._handle, value._handle = value._handle, t._handle
+        t._meta, value._meta = value._meta, t._meta
+        t._node, value._node = value._node, t._node
         # the per-tensor state kept in each object's __dict__ (Tensor's class defaults); the
         # program's own attributes stay with their object
         mine = {k: v for k, v in t.__dict__.items() if k.startswith("_")}
