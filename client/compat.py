@@ -24,6 +24,14 @@ def install(session: Any) -> None:
     session.device = devices.device
     session.cuda = Namespace("torch.cuda", **vars(devices.cuda))
     session.accelerator = Namespace("torch.accelerator", **vars(devices.accelerator))
+    session.backends = compat.backends()
+    # torch.random is a module (`torch.random.manual_seed(seed=42)`), not the catalogue's
+    # `random` op (Tensor.random_ stays a method)
+    session.random = Namespace(
+        "torch.random", manual_seed=session.manual_seed, seed=session.seed,
+        initial_seed=session.initial_seed, get_rng_state=session.get_rng_state,
+        set_rng_state=session.set_rng_state, default_generator=session.default_generator,
+        Generator=session.Generator)
     session.__version__ = surface_version.TORCH_VERSION  # torch.__version__ (surface/version.py)
     session.version = surface_version.namespace()
     session.set_default_device = devices.set_default_device

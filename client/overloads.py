@@ -90,6 +90,13 @@ class RemoteBackend:
             return tuple(info.strides)
         return layout.contiguous_strides(tuple(info.shape))
 
+    def adopt(self, tensor: Any, value: Any) -> None:
+        adopt = getattr(self.owner, "adopt", None)
+        if adopt is None:
+            raise NotImplementedError("gradserve: a trace cannot change a tensor's shape in place "
+                                      "(resize_); use reshape")
+        adopt(tensor, value)
+
     def contiguous_copy(self, tensor: Any) -> Any:
         out = self.call("clone", (tensor,), {})  # the server's clone is row-major
         if out._meta is not None:

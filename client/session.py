@@ -364,6 +364,28 @@ class Session:
         self._live[t._handle] = weakref.ref(t)
         return t
 
+    def adopt(self, t: Tensor, value: Tensor) -> None:
+        """`t` takes `value`'s handle (its data, shape and autograd state) in place and `value`
+        t's old one, released when the program drops `value`: torch's `resize_`, which changes
+        a tensor's shape but not its identity."""
+        t._handle, value._handle = value._handle, t._handle
+        t._meta, value._meta = value._meta, t._meta
+        t._node, value._node = value._node, t._node
+        # the per-tensor state kept in each object's __dict__ (Tensor's class defaults); the
+        # program's own attributes stay with their object
+        mine = {k: v for k, v in t.__dict__.items() if k.startswith("_")}
+        theirs = {k: v for k, v in value.__dict__.items() if k.startswith("_")}
+        for k in mine:
+            del t.__dict__[k]
+        for k in theirs:
+            del value.__dict__[k]
+        t.__dict__.update(theirs)
+        value.__dict__.update(mine)
+        for table in (self._live, self._grad_readers):
+            for obj in (t, value):
+                if obj._handle in table or table is self._live:
+                    table[obj._handle] = weakref.ref(obj)
+
     def live_tensor(self, handle: int) -> Tensor | None:
         """The client tensor of `handle`, None when the program no longer holds it."""
         ref = self._live.get(handle)
@@ -374,7 +396,7 @@ class Session:
         live = {h: ref() for h, ref in list(self._live.items())}
         return {h: t for h, t in live.items() if t is not None}
 
-    def save(self, path: Any, tensors: Any = None, optimizers: Any = None, **kwargs: Any
+    def save(self, path: Any = None, tensors: Any = None, optimizers: Any = None, **kwargs: Any
              ) -> None:
         """Save leaf tensors' values, grads and requires_grad, and optimizers' state, to `path`
         (see client/snapshot.py): `tensors` is {name: tensor}, a list, or None for every live
@@ -383,7 +405,14 @@ class Session:
 
         With an object first (not a path), torch's `save(obj, f)` instead: torch's file format,
         read back by `load` or by torch (client/serialization.py); torch's keyword arguments
-        (`pickle_protocol`, ...) are accepted and ignored."""
+        (`pickle_protocol`, ...) are accepted and ignored, and its names `obj` and `f` too
+        (`save(obj=model.state_dict(), f=path)`)."""
+        if "obj" in kwargs or "f" in kwargs:
+            from .serialization import save as torch_save
+
+            obj = kwargs.pop("obj") if "obj" in kwargs else path
+            torch_save(self, obj, kwargs.pop("f") if "f" in kwargs else tensors)
+            return
         if not isinstance(path, (str, bytes, os.PathLike)):
             from .serialization import save as torch_save
 

@@ -116,6 +116,7 @@ random = _random_module
 device = _devices.device
 cuda = _compat.Namespace("torch.cuda", **vars(_devices.cuda))
 accelerator = _compat.Namespace("torch.accelerator", **vars(_devices.accelerator))
+backends = _compat.backends()
 set_default_device = _devices.set_default_device
 get_default_device = _devices.get_default_device
 
@@ -152,8 +153,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["BoolTensor", "DType", "DoubleTensor", "FloatTensor", "IntTensor", "LongTensor",
-           "Generator", "accelerator", "OPS", "OPSET_VERSION", "Size", "Tensor", "apply",
-           "apply_inplace",
+           "Generator", "accelerator", "backends", "OPS", "OPSET_VERSION", "Size", "Tensor",
+           "apply", "apply_inplace",
            "as_tensor", "autograd", "cuda", "default_generator", "device", "dtypes",
            "enable_grad", "errors", "from_numpy", "func", "get_default_device", "get_default_dtype",
            "inference_mode", "initial_seed", "is_grad_enabled", "is_inference_mode_enabled",

@@ -67,6 +67,10 @@ class EngineBackend:
     def contiguous_copy(self, tensor: Any) -> Any:
         return self.call("clone", (tensor,), {})  # the engine's clone is row-major
 
+    def adopt(self, tensor: Any, value: Any) -> None:
+        tensor._data = value._array()  # value is a view of tensor's data when it can be
+        tensor._vc[0] += 1  # written in place, as torch's resize_ bumps the version
+
 
 BACKEND = EngineBackend()
 

@@ -77,6 +77,11 @@ class Backend(Protocol):
         """The tensor's strides when this layer knows them without a round trip, else None."""
         ...
 
+    def adopt(self, tensor: Any, value: Any) -> None:
+        """`tensor` takes `value`'s data and shape in place, keeping its identity (torch's
+        `resize_`); `value` is the caller's temporary, not used afterwards."""
+        ...
+
     def contiguous_copy(self, tensor: Any) -> Any:
         """A contiguous copy of the tensor (CloneBackward0), known contiguous afterwards
         without a round trip where this layer tracks layouts."""

@@ -81,6 +81,22 @@ class Namespace(types.SimpleNamespace):
         raise missing_name(self._torch_name, name, f"dir({self._torch_name})")
 
 
+def _unavailable() -> bool:
+    return False
+
+
+def backends() -> Namespace:
+    """torch.backends on a CPU-only build: cuda, cudnn and mps not available (nor built);
+    cudnn's flags settable as torch's (`torch.backends.cudnn.deterministic = True`), read by
+    nothing here. A new one per layer, so a session's flags are its own."""
+    return Namespace(
+        "torch.backends",
+        cuda=Namespace("torch.backends.cuda", is_built=_unavailable),
+        cudnn=Namespace("torch.backends.cudnn", is_available=_unavailable, enabled=True,
+                        deterministic=False, benchmark=False),
+        mps=Namespace("torch.backends.mps", is_available=_unavailable, is_built=_unavailable))
+
+
 # --- torch's scalar conversion warning -----------------------------------------------------------
 
 SCALAR_REQUIRES_GRAD_WARNING = (

@@ -13,6 +13,7 @@ as torch's), judged from the arguments, so the client need not ask the server fo
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -271,6 +272,44 @@ def arange(be: Backend, start: Any, end: Any = None, step: Any = 1, *, dtype: An
 
 
 _register("arange", ("arange",), arange)
+
+RANGE_DEPRECATED = (
+    "torch.range is deprecated and will be removed in a future release because its behavior is "
+    "inconsistent with Python's range builtin. Instead, use torch.arange, which produces values "
+    "in [start, end).")
+
+
+def range_(be: Backend, start: Any, end: Any, step: Any = 1, *, dtype: Any = None,
+           requires_grad: bool = False, device: Any = None) -> Any:
+    """torch.range(start, end, step=1) (deprecated): start to end inclusive, in the default
+    floating dtype unless dtype; each value `start + i * step` in double (int64 for integer
+    dtypes), as torch's range_out."""
+    warnings.warn(RANGE_DEPRECATED, UserWarning, stacklevel=3)
+    dtype = _resolved(be, dtype)
+    name = _dtype_name(dtype) or be.default_dtype()
+    check_device(device, "range", be.type_error, be.runtime_error)
+    if name == "bool":
+        raise NotImplementedError("\"range_cpu\" not implemented for 'Bool'")
+    integral = name not in FLOATING
+    if integral:
+        start, end, step = math.trunc(start), math.trunc(end), math.trunc(step)
+    if not (step > 0 or step < 0):
+        raise be.runtime_error("step must be nonzero")
+    if not (math.isfinite(start) and math.isfinite(end)):
+        raise be.runtime_error(f"unsupported range: {start:g} -> {end:g}")
+    if (step > 0 and end < start) or (step < 0 and end > start):
+        raise be.runtime_error("upper bound and lower bound inconsistent with step sign")
+    if integral:
+        n = (end - start) // step + 1 if step > 0 else (start - end) // -step + 1
+        values = start + np.arange(n, dtype=np.int64) * step
+    else:
+        n = int((float(end) - float(start)) / float(step) + 1)
+        values = float(start) + np.arange(n, dtype=np.float64) * float(step)
+    out = be.from_data(values.astype(name), name)
+    return _finish(be, out, requires_grad, lambda: name)
+
+
+_register("range", ("arange",), range_)
 
 
 def linspace(be: Backend, start: Any, end: Any, steps: int, *, dtype: Any = None,

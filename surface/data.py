@@ -213,6 +213,27 @@ class RandomSampler(Sampler):
         return self.num_samples
 
 
+class SubsetRandomSampler(Sampler):
+    """The given indices in a random order: one `torch.randperm(len(indices))` per pass, from
+    `generator` or the global one (as torch's).
+
+    Subclassed per namespace by `namespace()`; `_torch` is the namespace.
+    """
+
+    _torch: Any
+
+    def __init__(self, indices: Sequence[int], generator: Any = None):
+        self.indices = indices
+        self.generator = generator
+
+    def __iter__(self) -> Iterator[Any]:
+        for i in self._torch.randperm(len(self.indices), generator=self.generator).tolist():
+            yield self.indices[i]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 class BatchSampler(Sampler):
     """Lists of `batch_size` indices from `sampler` (the last one shorter unless `drop_last`).
 
@@ -529,12 +550,14 @@ def namespace(torch: Any) -> types.SimpleNamespace:
 
     Returns:
         A namespace with Dataset, TensorDataset, ConcatDataset, Subset, Sampler,
-        SequentialSampler, RandomSampler, BatchSampler, DataLoader, default_collate,
-        default_convert, get_worker_info and random_split, and torch's submodules `dataset`,
-        `sampler` and `dataloader` holding them.
+        SequentialSampler, RandomSampler, SubsetRandomSampler, BatchSampler, DataLoader,
+        default_collate, default_convert, get_worker_info and random_split, and torch's
+        submodules `dataset`, `sampler` and `dataloader` holding them.
     """
     bound = {"_torch": torch, "__module__": "torch.utils.data"}
     sampler = type("RandomSampler", (RandomSampler,), dict(bound, __doc__=RandomSampler.__doc__))
+    subset_sampler = type("SubsetRandomSampler", (SubsetRandomSampler,),
+                          dict(bound, __doc__=SubsetRandomSampler.__doc__))
     loader = type("DataLoader", (DataLoader,),
                   dict(bound, _sampler_type=sampler, __doc__=DataLoader.__doc__))
 
@@ -552,7 +575,7 @@ def namespace(torch: Any) -> types.SimpleNamespace:
     datasets = dict(Dataset=Dataset, TensorDataset=TensorDataset, ConcatDataset=ConcatDataset,
                     Subset=Subset, random_split=split)
     samplers = dict(Sampler=Sampler, SequentialSampler=SequentialSampler, RandomSampler=sampler,
-                    BatchSampler=BatchSampler)
+                    SubsetRandomSampler=subset_sampler, BatchSampler=BatchSampler)
     loading = dict(DataLoader=loader, default_collate=collate, default_convert=convert,
                    get_worker_info=get_worker_info)
     # torch's submodules, which programs import from (`from torch.utils.data.dataloader import

@@ -26,6 +26,7 @@ from . import (
     nn_feature_dropout,
     nn_functional,
     nn_init,
+    nn_lazy,
     nn_norm,
     nn_rnn,
     nn_sampling,
@@ -37,16 +38,17 @@ from .nn_containers import CONTAINERS
 from .nn_layers import LAYERS
 from .nn_loss import LOSSES
 from .nn_module import GLOBAL_HOOK_FUNCTIONS, Module
-from .nn_parameter import parameter_class
+from .nn_parameter import UninitializedParameter, parameter_class
 
 MODULE_FILES = {
     "module": ("Module",),
-    "linear": ("Identity", "Linear", "Bilinear", "NonDynamicallyQuantizableLinear"),
+    "linear": ("Identity", "Linear", "Bilinear", "NonDynamicallyQuantizableLinear", "LazyLinear"),
     "activation": ("ReLU", "Hardtanh", "ReLU6", "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU",
                    "Tanh", "Sigmoid", "Softplus", "LogSigmoid", "Mish", "SELU", "CELU",
                    "Hardsigmoid", "Hardswish", "Softmax", "LogSoftmax", "MultiheadAttention",
                    "GLU"),
-    "conv": ("Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d"),
+    "conv": ("Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "LazyConv1d", "LazyConv2d",
+             "LazyConvTranspose1d", "LazyConvTranspose2d"),
     "pooling": ("MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",
                 "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d"),
     "batchnorm": ("BatchNorm1d", "BatchNorm2d"),
@@ -63,6 +65,7 @@ MODULE_FILES = {
     "loss": ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
              "BCELoss", "BCEWithLogitsLoss", "KLDivLoss"),
     "distance": ("CosineSimilarity", "PairwiseDistance"),
+    "lazy": (),
 }
 """torch.nn.modules' submodules and the classes of torch.nn each defines, for programs that
 import them from there (`from torch.nn.modules import loss`, `nn.modules.linear.Linear`)."""
@@ -105,7 +108,7 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
     bound_classes: dict[type, type] = {}
     for cls in (*LAYERS, *nn_attention.MODULES, *nn_conv.MODULES, *nn_norm.MODULES,
                 *nn_sampling.MODULES, *nn_rnn.MODULES, *CONTAINERS, *LOSSES, *nn_distance.MODULES,
-                *nn_feature_dropout.MODULES):
+                *nn_feature_dropout.MODULES, *nn_lazy.MODULES):
         # a subclass of another nn class (ReLU6 of Hardtanh, GRU of RNNBase) derives from that
         # class's bound copy too, so isinstance(nn.ReLU6(), nn.Hardtanh) holds as in torch
         parents = tuple(bound_classes[base] for base in cls.__bases__ if base in bound_classes)
@@ -113,7 +116,11 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
             "__module__": name, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
         bound_classes[cls] = bound
         setattr(nn, cls.__name__, bound)
+        if getattr(cls, "cls_to_become", None) is not None:  # a lazy module's class after its
+            # first call: this backend's copy
+            bound.cls_to_become = bound_classes[cls.cls_to_become]  # type: ignore[attr-defined]
     nn.Parameter = parameter_class(be)  # type: ignore[attr-defined]
+    nn.UninitializedParameter = UninitializedParameter  # type: ignore[attr-defined]
     nn.functional = namespace(  # type: ignore[attr-defined]
         name + ".functional", "torch.nn.functional", be,
         (*nn_functional.FUNCTIONS, *nn_conv.FUNCTIONS, *nn_norm.FUNCTIONS,
@@ -141,6 +148,8 @@ def _modules(nn: types.ModuleType, name: str, be: NNBackend) -> types.ModuleType
             if cls in nn.__dict__:
                 setattr(sub, cls, nn.__dict__[cls])
                 setattr(modules, cls, nn.__dict__[cls])
+        if file == "lazy":
+            sub.LazyModuleMixin = nn_lazy.LazyModuleMixin  # type: ignore[attr-defined]
         if file == "module":  # torch.nn.modules.module.register_module_forward_hook, ...
             for fn in GLOBAL_HOOK_FUNCTIONS:
                 setattr(sub, fn.__name__, fn)

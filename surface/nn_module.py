@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from . import grad_mode
 from .nn_backend import NNBackend
-from .nn_parameter import typename
+from .nn_parameter import UninitializedParameter, typename
 
 
 class IncompatibleKeys(NamedTuple):
@@ -363,11 +363,11 @@ class Module:
         object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "_non_persistent_buffers_set", set())
         object.__setattr__(self, "_modules", {})
-        object.__setattr__(self, "_forward_pre_hooks", {})
-        object.__setattr__(self, "_forward_hooks", {})
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "_hooks_with_kwargs", set())
-        object.__setattr__(self, "_backward_pre_hooks", {})
-        object.__setattr__(self, "_backward_hooks", {})
+        object.__setattr__(self, "_backward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_backward_hooks", OrderedDict())
         object.__setattr__(self, "_is_full_backward_hook", None)
         object.__setattr__(self, "_forward_hooks_always_called", set())
 
@@ -641,7 +641,7 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError("cannot assign parameter before Module.__init__() call")
         self._check_name("parameter", name, "_parameters")
-        if param is not None:
+        if param is not None and not isinstance(param, UninitializedParameter):
             if not self._be.is_parameter(param):
                 raise TypeError(f"cannot assign '{typename(self._be, param)}' object to "
                                 f"parameter '{name}' (torch.nn.Parameter or None required)")
@@ -693,7 +693,7 @@ class Module:
                         t.discard(name)
 
         params = d.get("_parameters")
-        if self._be.is_parameter(value):
+        if self._be.is_parameter(value) or isinstance(value, UninitializedParameter):
             if params is None:
                 raise AttributeError("cannot assign parameters before Module.__init__() call")
             remove_from(d, d["_buffers"], d["_modules"], d["_non_persistent_buffers_set"])
@@ -846,8 +846,9 @@ class Module:
         if destination is None:
             destination = OrderedDict()
         for name, p in self._parameters.items():
-            if p is not None:
-                destination[prefix + name] = p if keep_vars else p.detach()
+            if p is not None:  # a lazy module's uninitialized one as it is, as torch's
+                destination[prefix + name] = (
+                    p if keep_vars or isinstance(p, UninitializedParameter) else p.detach())
         for name, b in self._buffers.items():
             if b is not None and name not in self._non_persistent_buffers_set:
                 destination[prefix + name] = b if keep_vars else b.detach()
@@ -985,7 +986,7 @@ class Module:
             module._apply(fn)
         be = self._be
         for key, param in self._parameters.items():
-            if param is None:
+            if param is None or isinstance(param, UninitializedParameter):
                 continue
             with grad_mode.no_grad():
                 applied = fn(param)

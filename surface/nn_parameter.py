@@ -58,3 +58,43 @@ def parameter_class(be: NNBackend) -> type:
         "_be": be, "__module__": "torch.nn",
         "__doc__": "Parameter(data=None, requires_grad=True): a leaf tensor that a Module "
                    "registers as a parameter when assigned as an attribute."})
+
+
+_UNINITIALIZED_USE = (
+    "Attempted to use an uninitialized parameter in <method '{}' of 'torch._C.TensorBase' "
+    "objects>. This error happens when you are using a `LazyModule` or explicitly manipulating "
+    "`torch.nn.parameter.UninitializedParameter` objects. When using LazyModules Call `forward` "
+    "with a dummy batch to initialize the parameters before calling torch functions")
+_UNINITIALIZED_SHAPE = (
+    "Can't access the shape of an uninitialized parameter or buffer. This error usually happens "
+    "in `load_state_dict` when trying to load an uninitialized parameter into an initialized "
+    "one. Call `forward` to initialize the parameters before accessing their attributes.")
+
+
+class UninitializedParameter:
+    """torch.nn.UninitializedParameter: a lazy module's parameter before its first forward (or
+    a `load_state_dict`) gives it a shape. It holds no tensor: the module replaces it with a
+    Parameter of that shape (`nn_lazy.materialize`), so it is a new object afterwards (torch
+    changes the same object's class; hold parameters only after the first forward, as torch's
+    documentation asks)."""
+
+    def __init__(self, requires_grad: bool = True, device: Any = None, dtype: Any = None
+                 ) -> None:
+        self.requires_grad = requires_grad
+        self.dtype = dtype
+        self.grad = None
+
+    def __repr__(self) -> str:
+        return "<UninitializedParameter>"
+
+    @property
+    def shape(self) -> Any:
+        raise RuntimeError(_UNINITIALIZED_SHAPE)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise ValueError(_UNINITIALIZED_USE.format(name))
+        return refuse

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import out_arg
 from .backend import Backend
-from .spellings import _register, is_int, wrap_dim
+from .spellings import _register, is_int, size_args, wrap_dim
 
 # --- index_add -----------------------------------------------------------------------------------
 
@@ -225,3 +225,40 @@ def _batch_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | No
 
 
 _register("cdist", ("_cdist_forward", "_euclidean_dist", "reshape", "expand"), cdist)
+
+
+# --- resize_ (Udacity's intro to PyTorch: `images.resize_(64, 1, 784)`) -------------------------
+
+RESIZE_REQUIRES_GRAD = "cannot resize variables that require grad"
+
+
+def resize_(be: Backend, self: Any, *sizes: Any) -> Any:
+    """Tensor.resize_(*sizes): the tensor takes `sizes` in place (the same object), its first
+    numel(sizes) elements in row-major order, zeros past its own (torch leaves those
+    uninitialised). The data stays shared with views of the tensor while it does not grow.
+
+    Raises:
+        RuntimeError: the tensor requires grad (torch's text), or a negative size.
+        NotImplementedError: a non-contiguous tensor (torch reads its storage, which gradserve
+            does not keep in its order).
+    """
+    shape = size_args(be, "resize_", sizes, {})
+    if any(d < 0 for d in shape):
+        raise be.runtime_error("numel: integer multiplication overflow")
+    if self.requires_grad:
+        raise be.runtime_error(RESIZE_REQUIRES_GRAD)
+    if not be.is_contiguous(self):
+        raise NotImplementedError("gradserve: resize_ of a non-contiguous tensor (torch reads its "
+                                  "storage order); call .contiguous() first")
+    n, have = math.prod(shape), math.prod(be.shape(self))
+    flat = be.call("reshape", (self.detach(), (-1,)), {})
+    if n > have:
+        fill = be.call("zeros", (), {"size": (n - have,), "dtype": be.dtype_of(self)})
+        flat = be.call("cat", ((flat, fill),), {"dim": 0})
+    elif n < have:
+        flat = be.call("slice", (flat,), {"dim": 0, "start": 0, "end": n})
+    be.adopt(self, be.call("reshape", (flat, shape), {}))
+    return self
+
+
+_register("resize_", ("reshape", "zeros", "cat", "slice"), None, resize_)
