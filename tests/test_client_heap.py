@@ -52,9 +52,9 @@ def test_one_mib_steps_reuse_the_heap_instead_of_faulting_it_in(gradserve_server
     kept = _faults(port, "keep")
     assert kept["took"] is True
     # glibc's default: ~1,250 faults a step on the reference machine (each freed MiB returned
-    # and faulted in again); kept: a handful
+    # and faulted in again); kept: ~2 on CPython 3.11, 20-75 on 3.13 (its own allocations)
     assert default["faults_per_step"] > 250, default
-    assert kept["faults_per_step"] < 50, kept
+    assert kept["faults_per_step"] < default["faults_per_step"] / 5, (kept, default)
 
 
 @pytest.mark.parametrize("bad, error", [(0, ValueError), (-1, ValueError), (1.5, TypeError),
