@@ -381,10 +381,10 @@ class Session:
             del value.__dict__[k]
         t.__dict__.update(theirs)
         value.__dict__.update(mine)
-        for table in (self._live, self._grad_readers):
-            for obj in (t, value):
-                if obj._handle in table or table is self._live:
-                    table[obj._handle] = weakref.ref(obj)
+        for obj in (t, value):
+            self._live[obj._handle] = weakref.ref(obj)
+            if obj._handle in self._grad_readers:
+                self._grad_readers[obj._handle] = weakref.ref(obj)
 
     def live_tensor(self, handle: int) -> Tensor | None:
         """The client tensor of `handle`, None when the program no longer holds it."""

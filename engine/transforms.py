@@ -19,7 +19,7 @@ def _engine() -> Any:
 
 def reaches_other_leaf(tensor: Any, own: list[Any]) -> bool:
     """Whether the graph behind `tensor` reaches a leaf requiring grad that is not in `own`
-    (iterative walk over the nodes' edges)."""
+    (iterative walk over the nodes' next nodes)."""
     mine = {id(x) for x in own}
     node = tensor.grad_fn
     if node is None:
@@ -32,10 +32,10 @@ def reaches_other_leaf(tensor: Any, own: list[Any]) -> bool:
             if id(n.variable) not in mine:
                 return True
             continue
-        for e in n.edges:
-            if e is not None and id(e[0]) not in seen:
-                seen.add(id(e[0]))
-                stack.append(e[0])
+        for c in n.next_nodes:  # (not `edges`, which builds a pair per input)
+            if c is not None and id(c) not in seen:
+                seen.add(id(c))
+                stack.append(c)
     return False
 
 
