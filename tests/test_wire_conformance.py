@@ -24,7 +24,7 @@ import pytest
 from google.protobuf.message import DecodeError
 
 import gradserve.engine as ge
-from gradserve.server import codec, graph_request
+from gradserve.server import codec, graph_request, wire_diagnosis
 from gradserve.v1 import graph_pb2, service_pb2, session_pb2, tensor_pb2
 from tests import wire_encodings
 from tests.conftest import GradserveSession, gradserve_connect
@@ -363,3 +363,72 @@ def test_run_graph_reply_encoder_writes_canonical_bytes(raw_channel):
             np.sum(arr) if floating else ~arr if arr.dtype == bool else -arr).tolist()
         if floating:
             assert parsed.gradients[1].derivatives[0].HasField("none")
+
+
+# --- where unparsable bytes go wrong --------------------------------------------------------------
+
+
+def test_diagnosis_agrees_with_protobuf():
+    # a fault exactly when protobuf refuses (never one in bytes protobuf reads)
+    rng = random.Random(17)
+    refused = 0
+    for i in range(80):
+        if i % 2:
+            req: Any = run_graph_request(rng, big=i % 10 == 1)
+        else:
+            req = batch_request(rng, "s" * 20)
+        cls = type(req)
+        data = wire_encodings.encode(req, rng, wire_encodings.ALL | (
+            wire_encodings.OVERPAD if i % 5 == 0 else frozenset()))
+        for bad in [data, *_mutations(rng, data)]:
+            try:
+                cls.FromString(bad)
+                parses = True
+            except DecodeError:
+                parses = False
+            fault = wire_diagnosis.diagnose(bad, cls.DESCRIPTOR)
+            assert (fault is None) == parses, (i, fault)
+            refused += not parses
+    assert refused > 150
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"\x0a\x05\x08\x01", "at byte 0, field graph: a length of 5 bytes with 2 left in its message"),
+    (b"\x0a\x05\x1a\x03\x0a\x01\xff",
+     "at byte 4, field graph.nodes[0].id: a string that is not valid UTF-8 (byte 6 of the "
+     "request)"),
+    (b"\x3a\x01\xc3", "at byte 0, field session_id: a string that is not valid UTF-8"),
+    (b"\x12\x07\x0a\x01x\x12\x02\x00\x01", "at byte 7, field inputs[0].value: field number 0"),
+    (b"\x28\x81\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00",
+     "at byte 0, field order: a varint that is truncated or longer than 10 bytes"),
+    (b"\x3a\x81\x80\x80\x80\x80\x00", "field session_id: a length that is truncated or longer"),
+    (b"\xbb\x3e" * 101 + b"\xbc\x3e" * 101, "nested more than 100 deep"),
+    (b"\xbb\x3e\xc4\x3e", "field <field 999>.<field 1000>: an end-group tag without its start"),
+    (b"\x0f", "the message itself: wire type 7 does not exist"),
+    (b"\x0a\x02\x12", "at byte 0, field graph: a length of 2 bytes with 1 left"),
+    (b"\x0a\x02\x12\x01", "at byte 2, field graph.inputs[0]: a length of 1 byte with 0 left"),
+])
+def test_unparsable_request_names_the_place(raw_channel, data, message):
+    with pytest.raises(DecodeError):
+        service_pb2.RunGraphRequest.FromString(data)
+    reply = _call(raw_channel, RUN_GRAPH, data)
+    assert reply[:2] == ("error", grpc.StatusCode.INVALID_ARGUMENT)
+    assert reply[2].startswith(f"malformed request: the bytes sent to {RUN_GRAPH} do not parse")
+    assert message in reply[2]
+
+
+def test_unparsable_request_names_the_field_in_bad_request(raw_channel):
+    from google.rpc import error_details_pb2, status_pb2
+
+    stub = raw_channel.unary_unary(RUN_GRAPH, request_serializer=None,
+                                   response_deserializer=None)
+    with pytest.raises(grpc.RpcError) as info:
+        stub(b"\x0a\x05\x1a\x03\x0a\x01\xff", timeout=30)
+    trailers = dict(info.value.trailing_metadata())
+    status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    violations = []
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            violations += [(v.field, v.reason) for v in bad.field_violations]
+    assert violations == [("graph.nodes[0].id", "INVALID_REQUEST")]
