@@ -38,19 +38,28 @@ BIG = graph_request.MIN_RAW_BYTES // 4  # float32 elements of an input RunGraph'
 # --- random requests ------------------------------------------------------------------------------
 
 
+_TYPED = {tensor_pb2.DTYPE_FLOAT32: (np.float32, "float_values"),
+          tensor_pb2.DTYPE_FLOAT64: (np.float64, "double_values"),
+          tensor_pb2.DTYPE_INT32: (np.int32, "int32_values"),
+          tensor_pb2.DTYPE_INT64: (np.int64, "int64_values"),
+          tensor_pb2.DTYPE_BOOL: (np.bool_, "bool_values"),
+          tensor_pb2.DTYPE_INT16: (np.int16, "int32_values")}
+
+
 def _tensor(rng: random.Random, big: bool = False) -> tensor_pb2.Tensor:
-    """A random tensor message: raw or a typed list; now and then one the server refuses."""
-    dtype = rng.choice([tensor_pb2.DTYPE_FLOAT32, tensor_pb2.DTYPE_FLOAT64])
+    """A random tensor message: raw or a typed list (negative ints: 10-byte varints); now and
+    then one the server refuses."""
+    dtype = (rng.choice([tensor_pb2.DTYPE_FLOAT32, tensor_pb2.DTYPE_FLOAT64])
+             if big or rng.random() < 0.7 else rng.choice(list(_TYPED)))
+    np_type, typed = _TYPED[dtype]
     shape = [BIG // 64, 64] if big else rng.choice([[], [3], [2, 3], [1, 4]])
-    arr = np.random.default_rng(rng.getrandbits(32)).standard_normal(shape)
-    arr = arr.astype(np.float32 if dtype == tensor_pb2.DTYPE_FLOAT32 else np.float64)
+    values = np.random.default_rng(rng.getrandbits(32)).standard_normal(shape) * 4
+    arr = values.astype(np_type) if np_type is not np.bool_ else values > 0
     msg = tensor_pb2.Tensor(dtype=dtype, shape=shape)
-    if big or rng.random() < 0.6:
+    if big or rng.random() < 0.5:
         msg.raw = arr.tobytes()
-    elif dtype == tensor_pb2.DTYPE_FLOAT32:
-        msg.float_values.values.extend(arr.ravel().tolist())
     else:
-        msg.double_values.values.extend(arr.ravel().tolist())
+        getattr(msg, typed).values.extend(arr.ravel().tolist())
     beyond = rng.random()
     if beyond < 0.04:
         msg.shape.append(-1)  # negative dimension
@@ -60,6 +69,9 @@ def _tensor(rng: random.Random, big: bool = False) -> tensor_pb2.Tensor:
         msg.shape[:] = [2**40]  # past the element limit
     elif beyond < 0.11:
         msg.dtype = 99  # an enum value the server does not know
+    elif beyond < 0.13 and dtype == tensor_pb2.DTYPE_INT16 and not big:
+        msg.ClearField("raw")
+        msg.int32_values.values[:] = [-(2**31)] * len(arr.ravel())  # outside int16's range
     return msg
 
 
@@ -127,6 +139,10 @@ def batch_request(rng: random.Random, session_id: str) -> session_pb2.BatchReque
     ins.append(s.fetch(rng.choice([1, 3, 4, 9]), grad=rng.random() < 0.5))
     if rng.random() < 0.3:
         ins.append(s.release(2))
+    if rng.random() < 0.5:  # the same values as a typed list
+        value = ins[0].create_tensor.value
+        value.ClearField("raw")
+        value.float_values.values.extend(data.ravel().tolist())
     return session_pb2.BatchRequest(session_id=session_id, instructions=ins,
                                     request_id=rng.choice(["", "r-1"]))
 
