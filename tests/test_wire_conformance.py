@@ -22,6 +22,7 @@ import grpc
 import numpy as np
 import pytest
 from google.protobuf.message import DecodeError
+from grpc_health.v1 import health_pb2
 
 import gradserve.engine as ge
 from gradserve.server import codec, graph_request, wire_diagnosis
@@ -33,6 +34,7 @@ RUN_GRAPH = "/gradserve.v1.AutogradService/RunGraph"
 EXECUTE_BATCH = "/gradserve.v1.AutogradService/ExecuteBatch"
 CREATE_SESSION = "/gradserve.v1.AutogradService/CreateSession"
 LIST_OPS = "/gradserve.v1.AutogradService/ListOps"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 BIG = graph_request.MIN_RAW_BYTES // 4  # float32 elements of an input RunGraph's parser cuts
 
 # --- random requests ------------------------------------------------------------------------------
@@ -134,6 +136,11 @@ def batch_request(rng: random.Random, session_id: str) -> session_pb2.BatchReque
            s.op("mul", [("h", 2), rng.choice([2.5, 3, -(2**40), ("h", 1), ("h", 7)])], [3]),
            s.op("sum", [("h", 3)], [4], **({"dim": [rng.choice([0, 3])]}
                                            if rng.random() < 0.3 else {}))]
+    if rng.random() < 0.5:  # a tape: x * floats[0] -> handle 10, described (docs/wire.md)
+        words = [0 | 2 << 32 | 2 << 40 | 1 << 52, 1 << 3 | 0, 0 << 3 | 1, 10]
+        ins.append(session_pb2.Instruction(tape=session_pb2.Tape(
+            ops=["mul"], code=np.array(words, "<u8").tobytes(),
+            floats=np.array([rng.choice([1.5, -2.0])], "<f8").tobytes())))
     if rng.random() < 0.6:
         ins.append(s.backward(rng.choice([4, 4, 3])))
     ins.append(s.fetch(rng.choice([1, 3, 4, 9]), grad=rng.random() < 0.5))
@@ -324,7 +331,9 @@ def test_unparsable_requests_are_invalid_argument(raw_channel):
     requests = [(RUN_GRAPH, run_graph_request(rng, big=True), ()),
                 (RUN_GRAPH, run_graph_request(rng), ()),
                 (EXECUTE_BATCH, batch_request(rng, sid), (("x-session-id", sid),)),
-                (LIST_OPS, None, ())]
+                (LIST_OPS, None, ()),
+                (HEALTH_CHECK, health_pb2.HealthCheckRequest(service=""),
+                 ())]
     refused = 0
     for method, req, metadata in requests:
         data = req.SerializeToString() if req is not None else b""
