@@ -232,6 +232,44 @@ def test_run_graph_parser_reads_padded_lengths_as_protobuf(pads):
         assert kind == "cut" and msg == want
 
 
+def _entry(*fields: bytes) -> bytes:
+    body = b"".join(fields)
+    return b"\x12" + wire_encodings.varint(len(body)) + body
+
+
+def _ld(tag: int, body: bytes) -> bytes:
+    return bytes([tag]) + wire_encodings.varint(len(body)) + body
+
+
+_SHAPE = _ld(0x12, wire_encodings.varint(BIG // 64) + wire_encodings.varint(64))
+_BIG_TENSOR = b"\x08\x01" + _SHAPE + _ld(0x1a, bytes(BIG * 4))
+
+
+@pytest.mark.parametrize("data", [
+    _entry(_ld(0x12, _BIG_TENSOR), _ld(0x0a, b"x")),  # the value before the key
+    _entry(_ld(0x0a, b"a"), _ld(0x0a, b"x"), _ld(0x12, _BIG_TENSOR)),  # the key twice
+    _entry(_ld(0x0a, b"x"), _ld(0x12, b"\x08\x02"), _ld(0x12, _BIG_TENSOR)),  # values merge
+    _entry(_ld(0x0a, b"x"), _ld(0x12, _BIG_TENSOR), _ld(0x12, b"\x08\x02")),
+    _entry(_ld(0x0a, b"x"), _ld(0x12, _BIG_TENSOR))
+    + _entry(_ld(0x0a, b"x"), _ld(0x12, b"\x08\x02")),  # one key twice: the last wins
+    _entry(_ld(0x0a, b"x"), _ld(0x12, b"\x08\x02"))
+    + _entry(_ld(0x0a, b"x"), _ld(0x12, _BIG_TENSOR)),
+    _entry(_ld(0x0a, b"x"), _ld(0x12, _BIG_TENSOR), b"\xf8\x01\x01"),  # unknown in the entry
+    _entry(_ld(0x0a, b"x"), _ld(0x12, _BIG_TENSOR + b"\x20\x00")),  # a wire type for field 4
+    _entry(_ld(0x0a, b"x"), _ld(0x12, _BIG_TENSOR + _ld(0x1a, b"\x00" * 4))),  # raw twice
+    _entry(_ld(0x0a, b"x"), _ld(0x12, _ld(0x1a, b"") + _BIG_TENSOR)),
+    _entry(_ld(0x0a, b"x"), _ld(0x12, _BIG_TENSOR + _ld(0x22, b"\x0d\x00\x00\x80\x3f"))),
+    _entry(_ld(0x0a, b"x"), _ld(0x12, b"\xbb\x3e\xbc\x3e" + _BIG_TENSOR)),  # a group
+    _entry(_ld(0x0a, b"x"), _ld(0x12, _BIG_TENSOR)) + b"\x3a\x00" + b"\x12\x00",
+], ids=["value-first", "key-twice", "value-merges", "value-merges-after", "key-repeats",
+        "key-repeats-large-last", "unknown-in-entry", "wrong-wire-type", "raw-twice",
+        "empty-raw-first", "typed-after-raw", "group", "empty-entry"])
+def test_run_graph_parser_reads_map_entries_as_protobuf(data):
+    kind, msg = _outcome(data)
+    expected, want = _protobuf(data)
+    assert expected == "ok" and kind != "DecodeError" and msg == want
+
+
 @pytest.mark.parametrize("key", [b"\xff", b"\xc0\x80", b"\xed\xa0\x80", b"a\xf4\x90\x80\x80"])
 def test_run_graph_parser_refuses_keys_that_are_not_utf8(key):
     assert _outcome(_large_request(key=key))[0] == "DecodeError"
