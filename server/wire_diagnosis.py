@@ -28,6 +28,9 @@ MAX_DEPTH = 100
 #: Fields walked before giving up (5-8 us each on the loaded 2-core VM: at most ~0.1 s of a worker,
 #: for a request that failed anyway).
 MAX_FIELDS = 10_000
+#: The same on the event loop (health and reflection requests, stateless calls tried there):
+#: ~2 ms at the most, so that malformed requests cannot hold the loop's health checks.
+LOOP_FIELDS = 256
 #: A fault's field path is shown up to this many characters (its end).
 MAX_PATH_CHARS = 160
 
@@ -110,12 +113,12 @@ def _packed(data: bytes, pos: int, end: int, fd: Any) -> str | None:
     return None
 
 
-def diagnose(data: bytes, descriptor: Any) -> Fault | None:
+def diagnose(data: bytes, descriptor: Any, max_fields: int = MAX_FIELDS) -> Fault | None:
     """The first fault protobuf's parser meets in `data` as a message of `descriptor`, or None
-    (none found, or more than `MAX_FIELDS` fields)."""
+    (none found, or more than `max_fields` fields)."""
     frames = [_Frame(descriptor, len(data), "", {}, 0)]
     pos = 0
-    for _ in range(MAX_FIELDS):
+    for _ in range(max_fields):
         frame = frames[-1]
         if pos >= frame.end:
             if frame.group:

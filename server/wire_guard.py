@@ -21,6 +21,7 @@ message limit) go out as they are. A method may get a parser of its own instead 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import threading
@@ -66,7 +67,13 @@ def _diagnose(data: bytes, descriptor: Any) -> wire_diagnosis.Fault | None:
     if descriptor is None:
         return None
     try:
-        return wire_diagnosis.diagnose(data, descriptor)
+        asyncio.get_running_loop()
+    except RuntimeError:  # a worker thread
+        budget = wire_diagnosis.MAX_FIELDS
+    else:  # the event loop: a short walk only
+        budget = wire_diagnosis.LOOP_FIELDS
+    try:
+        return wire_diagnosis.diagnose(data, descriptor, budget)
     except Exception:  # noqa: BLE001 - a hint only: protobuf's own text still says it all
         log.exception("diagnosing a malformed request failed")
         return None

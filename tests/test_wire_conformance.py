@@ -15,6 +15,7 @@ must write protobuf's canonical bytes.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -25,7 +26,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2
 
 import gradserve.engine as ge
-from gradserve.server import codec, graph_request, wire_diagnosis
+from gradserve.server import codec, graph_request, wire_diagnosis, wire_guard
 from gradserve.v1 import graph_pb2, service_pb2, session_pb2, tensor_pb2
 from tests import wire_encodings
 from tests.conftest import GradserveSession, gradserve_connect
@@ -495,3 +496,20 @@ def test_unparsable_request_names_the_field_in_bad_request(raw_channel):
         if detail.Unpack(bad):
             violations += [(v.field, v.reason) for v in bad.field_violations]
     assert violations == [("graph.nodes[0].id", "INVALID_REQUEST")]
+
+
+def test_a_diagnosis_on_the_event_loop_walks_a_few_fields_only():
+    """The event loop parses health and reflection requests and tries stateless calls: the
+    walk that names a malformed request's fault stops after `LOOP_FIELDS` fields there (a
+    worker walks up to `MAX_FIELDS`), so that malformed requests cannot hold the loop."""
+    unknown = bytes([0xF8, 0x06, 0x01])  # field 111, varint 1: skipped as protobuf skips it
+    data = unknown * 1000 + b"\x00"  # then a tag of field number 0, which does not exist
+    descriptor = service_pb2.RunGraphRequest.DESCRIPTOR
+    on_worker = wire_guard._diagnose(data, descriptor)
+    assert on_worker is not None and on_worker.offset == 3000
+
+    async def on_loop() -> Any:
+        return wire_guard._diagnose(data, descriptor)
+
+    assert asyncio.run(on_loop()) is None
+    assert wire_diagnosis.LOOP_FIELDS < 1000 < wire_diagnosis.MAX_FIELDS
