@@ -30,6 +30,7 @@ from . import (
     nn_norm,
     nn_rnn,
     nn_sampling,
+    nn_transformer,
     nn_utils,
     nn_utils_rnn,
 )
@@ -65,6 +66,8 @@ MODULE_FILES = {
     "loss": ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
              "BCELoss", "BCEWithLogitsLoss", "KLDivLoss"),
     "distance": ("CosineSimilarity", "PairwiseDistance"),
+    "transformer": ("TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
+                    "TransformerDecoder", "Transformer"),
     "lazy": (),
 }
 """torch.nn.modules' submodules and the classes of torch.nn each defines, for programs that
@@ -108,7 +111,7 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
     bound_classes: dict[type, type] = {}
     for cls in (*LAYERS, *nn_attention.MODULES, *nn_conv.MODULES, *nn_norm.MODULES,
                 *nn_sampling.MODULES, *nn_rnn.MODULES, *CONTAINERS, *LOSSES, *nn_distance.MODULES,
-                *nn_feature_dropout.MODULES, *nn_lazy.MODULES):
+                *nn_feature_dropout.MODULES, *nn_lazy.MODULES, *nn_transformer.MODULES):
         # a subclass of another nn class (ReLU6 of Hardtanh, GRU of RNNBase) derives from that
         # class's bound copy too, so isinstance(nn.ReLU6(), nn.Hardtanh) holds as in torch
         parents = tuple(bound_classes[base] for base in cls.__bases__ if base in bound_classes)
