@@ -65,7 +65,7 @@ def install(session: Any) -> None:
         session._default_dtype = codec.BY_NAME[name]
 
     session.set_default_tensor_type = set_default_tensor_type
-    from . import distributions
+    from gradserve.surface import distributions
 
     session.distributions = distributions.build(session)
     # torch.nn and its namespaces name their missing names themselves (surface/nn.py)

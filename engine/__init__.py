@@ -19,6 +19,7 @@ from gradserve.surface import compat as _compat
 from gradserve.surface import control as _control
 from gradserve.surface import data as _data
 from gradserve.surface import devices as _devices
+from gradserve.surface import distributions as _distributions
 from gradserve.surface import dynamo as _dynamo_ns
 from gradserve.surface import linalg as _linalg
 from gradserve.surface import out_arg as _out_arg
@@ -116,6 +117,10 @@ globals().update(_out_arg.wrap(_spellings.BACKEND, PUBLIC))  # out= (surface/out
 # ours.
 random = _random_module
 special = _runtime.special(lambda name: getattr(_module, name))  # torch.special
+# torch.distributions. The package attribute is the submodule engine/distributions.py (torch's
+# random kernels) until here: its users imported it above; set through globals() so that type
+# checkers keep reading `from . import distributions` as that submodule.
+globals()["distributions"] = _distributions.build(_module)
 
 
 # torch's devices on a CPU-only build, default dtype/device, legacy constructors (surface)
@@ -160,7 +165,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["BoolTensor", "DType", "DoubleTensor", "FloatTensor", "IntTensor", "LongTensor",
            "Generator", "accelerator", "backends", "OPS", "OPSET_VERSION", "Size", "Tensor",
-           "apply", "apply_inplace",
+           "apply", "apply_inplace", "distributions",
            "as_tensor", "autograd", "cuda", "default_generator", "device", "dtypes",
            "enable_grad", "errors", "from_numpy", "func", "get_default_device", "get_default_dtype",
            "inference_mode", "initial_seed", "is_grad_enabled", "is_inference_mode_enabled",
