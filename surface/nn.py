@@ -27,6 +27,7 @@ from . import (
     nn_functional,
     nn_init,
     nn_lazy,
+    nn_margin_losses,
     nn_norm,
     nn_rnn,
     nn_sampling,
@@ -64,7 +65,9 @@ MODULE_FILES = {
     "sparse": ("Embedding",),
     "container": ("Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"),
     "loss": ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
-             "BCELoss", "BCEWithLogitsLoss", "KLDivLoss"),
+             "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "MarginRankingLoss",
+             "HingeEmbeddingLoss", "CosineEmbeddingLoss", "TripletMarginLoss", "SoftMarginLoss",
+             "MultiLabelSoftMarginLoss", "PoissonNLLLoss", "GaussianNLLLoss"),
     "distance": ("CosineSimilarity", "PairwiseDistance"),
     "transformer": ("TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
                     "TransformerDecoder", "Transformer"),
@@ -111,7 +114,8 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
     bound_classes: dict[type, type] = {}
     for cls in (*LAYERS, *nn_attention.MODULES, *nn_conv.MODULES, *nn_norm.MODULES,
                 *nn_sampling.MODULES, *nn_rnn.MODULES, *CONTAINERS, *LOSSES, *nn_distance.MODULES,
-                *nn_feature_dropout.MODULES, *nn_lazy.MODULES, *nn_transformer.MODULES):
+                *nn_feature_dropout.MODULES, *nn_lazy.MODULES, *nn_transformer.MODULES,
+                *nn_margin_losses.MODULES):
         # a subclass of another nn class (ReLU6 of Hardtanh, GRU of RNNBase) derives from that
         # class's bound copy too, so isinstance(nn.ReLU6(), nn.Hardtanh) holds as in torch
         parents = tuple(bound_classes[base] for base in cls.__bases__ if base in bound_classes)
@@ -128,7 +132,7 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
         name + ".functional", "torch.nn.functional", be,
         (*nn_functional.FUNCTIONS, *nn_conv.FUNCTIONS, *nn_norm.FUNCTIONS,
          *nn_sampling.FUNCTIONS, *nn_attention.FUNCTIONS, *nn_distance.FUNCTIONS,
-         *nn_feature_dropout.FUNCTIONS),
+         *nn_feature_dropout.FUNCTIONS, *nn_margin_losses.FUNCTIONS),
         functional_extra)
     nn.init = namespace(name + ".init", "torch.nn.init", be,  # type: ignore[attr-defined]
                         nn_init.FUNCTIONS)
