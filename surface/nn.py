@@ -31,6 +31,7 @@ from . import (
     nn_norm,
     nn_rnn,
     nn_sampling,
+    nn_spectral_norm,
     nn_transformer,
     nn_utils,
     nn_utils_rnn,
@@ -138,7 +139,8 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
     nn.init = namespace(name + ".init", "torch.nn.init", be,  # type: ignore[attr-defined]
                         nn_init.FUNCTIONS)
     nn.utils = namespace(name + ".utils", "torch.nn.utils", be,  # type: ignore[attr-defined]
-                         (*nn_utils.FUNCTIONS, *nn_weight_norm.FUNCTIONS))
+                         (*nn_utils.FUNCTIONS, *nn_weight_norm.FUNCTIONS,
+                          *nn_spectral_norm.FUNCTIONS))
     rnn_name = name + ".utils.rnn"
     nn.utils.rnn = namespace(  # type: ignore[attr-defined]
         rnn_name, "torch.nn.utils.rnn", be, nn_utils_rnn.FUNCTIONS,
