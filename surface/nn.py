@@ -69,7 +69,7 @@ MODULE_FILES = {
     "loss": ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
              "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "MarginRankingLoss",
              "HingeEmbeddingLoss", "CosineEmbeddingLoss", "TripletMarginLoss", "SoftMarginLoss",
-             "MultiLabelSoftMarginLoss", "PoissonNLLLoss", "GaussianNLLLoss"),
+             "MultiLabelSoftMarginLoss", "PoissonNLLLoss", "GaussianNLLLoss", "MultiMarginLoss"),
     "distance": ("CosineSimilarity", "PairwiseDistance"),
     "transformer": ("TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
                     "TransformerDecoder", "Transformer"),

@@ -195,6 +195,54 @@ def gaussian_nll_loss(be: NNBackend, input: Any, target: Any, var: Any, full: bo
     return _reduced(be, loss, reduction)
 
 
+def multi_margin_loss(be: NNBackend, input: Any, target: Any, p: int = 1, margin: float = 1.0,
+                      weight: Any = None, size_average: Any = None, reduce: Any = None,
+                      reduction: str = "mean") -> Any:
+    """Per sample, the mean over the other classes of max(0, margin - x[y] + x[d]) (squared
+    when p == 2, times weight[y]), reduced. torch's own kernel (MultiMarginLossBackward0):
+    here its arithmetic as ops, equal to float32 rounding."""
+    reduction = _reduction(be, size_average, reduce, reduction)
+    if p not in (1, 2):
+        raise be.value_error("only p == 1 and p == 2 supported")
+    if weight is not None and weight.dim() != 1:
+        raise be.value_error("weight must be one-dimensional")
+    unbatched = input.dim() <= 1
+    x = input.reshape(1, -1) if unbatched else input
+    y = target.reshape(-1, 1)
+    classes = x.size(1)
+    z = (margin - x.gather(1, y)) + x
+    h = z if p == 1 else z * z
+    if weight is not None:
+        h = h * weight.gather(0, y.reshape(-1)).reshape(-1, 1)
+    # the kernel adds only z > 0 of the other classes: no gradient at z == 0, unlike clamp's
+    counted = (z > 0) & (be.torch.arange(classes).reshape(1, -1) != y)
+    loss = h.masked_fill(counted.logical_not(), 0.0).sum(1) / classes
+    if unbatched and reduction == "none":
+        loss = loss.reshape(())
+    return _reduced(be, loss, reduction)
+
+
+class MultiMarginLoss(_WeightedLoss):
+    """F.multi_margin_loss with this module's p, margin, weight and reduction."""
+
+    __constants__ = ["p", "margin", "reduction"]
+
+    def __init__(self, p: int = 1, margin: float = 1.0, weight: Any = None,
+                 size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> None:
+        super().__init__(weight, size_average, reduce, reduction)
+        if p not in (1, 2):
+            raise ValueError("only p == 1 and p == 2 supported")
+        if weight is not None and weight.dim() != 1:
+            raise ValueError(f"MultiMarginLoss: expected weight to be None or 1D tensor, got "
+                             f"{weight.dim()}D instead")
+        self.p = p
+        self.margin = margin
+
+    def forward(self, input: Any, target: Any) -> Any:
+        return multi_margin_loss(self._be, input, target, p=self.p, margin=self.margin,
+                                 weight=self.weight, reduction=self.reduction)
+
+
 class MarginRankingLoss(_Loss):
     """F.margin_ranking_loss with this module's margin and reduction."""
 
@@ -317,10 +365,10 @@ class GaussianNLLLoss(_Loss):
 
 FUNCTIONS = (margin_ranking_loss, hinge_embedding_loss, cosine_embedding_loss,
              triplet_margin_loss, soft_margin_loss, multilabel_soft_margin_loss,
-             poisson_nll_loss, gaussian_nll_loss)
+             poisson_nll_loss, gaussian_nll_loss, multi_margin_loss)
 """nn.functional's losses here (bound by `gradserve.surface.nn.build`)."""
 
 MODULES: tuple[type[Module], ...] = (
     MarginRankingLoss, HingeEmbeddingLoss, CosineEmbeddingLoss, TripletMarginLoss,
-    SoftMarginLoss, MultiLabelSoftMarginLoss, PoissonNLLLoss, GaussianNLLLoss)
+    SoftMarginLoss, MultiLabelSoftMarginLoss, PoissonNLLLoss, GaussianNLLLoss, MultiMarginLoss)
 """The loss classes `gradserve.surface.nn.build` binds to a backend."""

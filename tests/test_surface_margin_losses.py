@@ -66,7 +66,18 @@ CASES = {
         a, y, 0.5, reduction="none"), [(A, True), (B, False)]),
     "gaussian_var_one_less_dim": (lambda t, a, y, v: t.nn.functional.gaussian_nll_loss(
         a, y, v[:, 0]), [(A, True), (B, False), (POSITIVE, True)]),
+    "multi_margin": (lambda t, a, y: t.nn.functional.multi_margin_loss(a, y.long()),
+                     [(A, True), ([2.0, 0.0], False)]),
+    "multi_margin_p2_none": (lambda t, a, y: t.nn.functional.multi_margin_loss(
+        a, y.long(), p=2, margin=0.5, reduction="none"), [(A, True), ([1.0, 2.0], False)]),
+    "multi_margin_module": (lambda t, a, y, w: t.nn.MultiMarginLoss(weight=w, reduction="sum")(
+        a, y.long()), [(A, True), ([2.0, 1.0], False), ([1.0, 0.5, 2.0], False)]),
+    "multi_margin_unbatched": (lambda t, a, y: t.nn.functional.multi_margin_loss(
+        a[0], y.long()[0], reduction="none"), [(A, True), ([1.0], False)]),
 }
+# torch's own kernels (SoftMarginLossBackward0, MultiMarginLossBackward0): here their
+# arithmetic as ops, so the nodes differ
+OWN_KERNELS = ("soft_margin", "multi_margin")
 
 
 @pytest.fixture
@@ -85,8 +96,7 @@ def test_value_node_and_gradients(lib, name):
     theirs = [torch.tensor(d, requires_grad=g) for d, g in inputs]
     ours = [lib.tensor(d, requires_grad=g) for d, g in inputs]
     y, gy = call(torch, *theirs), call(lib, *ours)
-    if name.startswith("soft_margin"):
-        # torch's own kernel (SoftMarginLossBackward0); here its arithmetic as ops
+    if name.startswith(OWN_KERNELS):
         np.testing.assert_allclose(_arr(gy), _arr(y), rtol=3e-7)
     else:
         np.testing.assert_array_equal(_arr(gy), _arr(y))
@@ -108,6 +118,7 @@ def test_value_node_and_gradients(lib, name):
     lambda t: t.nn.MultiLabelSoftMarginLoss(),
     lambda t: t.nn.PoissonNLLLoss(full=True),
     lambda t: t.nn.GaussianNLLLoss(eps=1e-3),
+    lambda t: t.nn.MultiMarginLoss(p=2, margin=0.5),
 ])
 def test_modules(lib, make):
     ours, theirs = make(lib), make(torch)
@@ -142,6 +153,11 @@ def test_runtime_errors(lib, call):
     lambda t: t.nn.functional.gaussian_nll_loss(t.zeros(2), t.ones(2), t.ones(2),
                                                 reduction="avg"),
     lambda t: t.nn.TripletMarginLoss(margin=0.0),
+    lambda t: t.nn.MultiMarginLoss(p=3),
+    lambda t: t.nn.MultiMarginLoss(weight=t.ones(2, 2)),
+    lambda t: t.nn.functional.multi_margin_loss(t.zeros(2, 3), t.tensor([0, 1]), p=3),
+    lambda t: t.nn.functional.multi_margin_loss(t.zeros(2, 3), t.tensor([0, 1]),
+                                                weight=t.ones(3, 1)),
 ])
 def test_value_errors(lib, call):
     with pytest.raises(ValueError) as theirs:
