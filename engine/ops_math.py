@@ -53,8 +53,8 @@ defop("acos", mkl.unary("Acos", np.arccos),
 defop("atan", mkl.unary("Atan", np.arctan), lambda ns, g, out, x: g / (x * x + 1), dtype=FLOAT,
       saves="input", inplace=True, doc="arctangent", out_shape=broadcast_shape)
 def _hyperbolic(vector: Any, scalar: Any, fallback: np.ufunc) -> Any:
-    """A float32 sinh/cosh as torch's kernel: SLEEF's in its vector loop, glibc's in the scalar
-    tail (`vecmath.float32_kernel`); numpy's for other dtypes."""
+    """A float32 sinh/cosh/atanh as torch's kernel: SLEEF's in its vector loop, glibc's in the
+    scalar tail (`vecmath.float32_kernel`); numpy's for other dtypes."""
     def forward(x: Any) -> Any:
         if _float32(x):
             return vecmath.float32_kernel(vector, scalar, x)
@@ -76,8 +76,10 @@ defop("asinh", np.arcsinh, lambda ns, g, out, x: g * ns.rsqrt(x * x + 1), dtype=
       saves="input", doc="inverse hyperbolic sine", out_shape=broadcast_shape)
 defop("acosh", np.arccosh, lambda ns, g, out, x: g * ns.rsqrt(x * x - 1), dtype=FLOAT,
       saves="input", doc="inverse hyperbolic cosine", out_shape=broadcast_shape)
-defop("atanh", np.arctanh, lambda ns, g, out, x: g / (1 - x * x), dtype=FLOAT,
-      saves="input", doc="inverse hyperbolic tangent", out_shape=broadcast_shape)
+defop("atanh", _hyperbolic(vecmath.sleef_atanhf, vecmath.libm_atanhf, np.arctanh),
+      lambda ns, g, out, x: g / (1 - x * x), dtype=FLOAT,
+      saves="input", doc="inverse hyperbolic tangent",
+      out_bound=_exact32_or(temporaries(broadcast_shape)))
 
 # --- logarithms, rounding, error function ---------------------------------------------------------
 

@@ -89,6 +89,7 @@ _GLIBC_EXPM1F = _libm_function("expm1f")
 _GLIBC_LOG1PF = _libm_function("log1pf")
 _GLIBC_SINHF = _libm_function("sinhf")
 _GLIBC_COSHF = _libm_function("coshf")
+_GLIBC_ATANHF = _libm_function("atanhf")
 GLIBC_EXPF = _GLIBC_EXPF  # glibc's expf (Python float in and out), or None: 0-d fast paths
 
 
@@ -127,6 +128,11 @@ def libm_sinhf(x: np.ndarray) -> np.ndarray:
 def libm_coshf(x: np.ndarray) -> np.ndarray:
     """cosh(x) for float32 x as glibc's `coshf` (torch's scalar tail of cosh)."""
     return _libm_or_numpy(_GLIBC_COSHF, np.cosh, x)
+
+
+def libm_atanhf(x: np.ndarray) -> np.ndarray:
+    """atanh(x) for float32 x as glibc's `atanhf` (torch's scalar tail of atanh)."""
+    return _libm_or_numpy(_GLIBC_ATANHF, np.arctanh, x)
 
 
 # --- SLEEF's expf (Sleef_expf8_u10) ---------------------------------------------------------------
@@ -487,6 +493,61 @@ def sleef_coshf(x: np.ndarray) -> np.ndarray:
     """cosh(x) for float32 x as SLEEF's `xcoshf` (the u10 one, FMA) computes it: torch's
     vector loop."""
     return _sleef_cosh_sinh(x, 1)
+
+
+def _df_add_ff(x: Any, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x + y as a double-float, x and y floats (SLEEF's dfadd2_vf2_vf_vf)."""
+    s = x + y
+    v = s - x
+    return s, (x - (s - v)) + (y - v)
+
+
+def _df_add_big(xh: np.ndarray, xl: np.ndarray, yh: np.ndarray,
+                yl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xh, xl) + (yh, yl) for |x| >= |y| (SLEEF's dfadd_vf2_vf2_vf2)."""
+    s = xh + yh
+    return s, (((xh - s) + yh) + xl) + yl
+
+
+_LOGK2_POLY = tuple(_F32(c) for c in (0.2392828464508056640625, 0.28518211841583251953125,
+                                      0.400005877017974853515625, 0.666666686534881591796875))
+_LOGK2_LN2 = (_F32(0.69314718246459960938), _F32(-1.904654323148236017e-09))
+
+
+def _logk2f(dh: np.ndarray, dl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log of the double-float (dh, dl) > 0 as a double-float (SLEEF's logk2f, its AVX-512
+    build: the exponent from getexp): e + log(m), m = d / 2**e in [0.75, 1.5), log(m) as
+    2 atanh((m - 1) / (m + 1)) by a polynomial in double-floats."""
+    v = dh * _F32(1.0 / 0.75)
+    e = (np.frexp(np.where(np.isfinite(v) & (v != 0), v, _F32(1)))[1] - 1).astype(np.int32)
+    scale = _pow2i(-e)
+    mh, ml = dh * scale, dl * scale
+    xh, xl = _df_div(*_df_add_f(mh, ml, _F32(-1)), *_df_add_f(mh, ml, _F32(1)))
+    x2h, x2l = _df_square(xh, xl)
+    t = np.full(xh.shape, _LOGK2_POLY[0], _F32)
+    for c in _LOGK2_POLY[1:]:
+        t = fma32(t, x2h, c)
+    hi, lo = (np.full(xh.shape, c, _F32) for c in _LOGK2_LN2)
+    sh, sl = _df_add_big(*_df_mul_f(hi, lo, e.astype(_F32)), xh * _F32(2), xl * _F32(2))
+    return _df_add_big(sh, sl, *_df_mul_f(*_df_mul_df(x2h, x2l, xh, xl), t))
+
+
+def sleef_atanhf(x: np.ndarray) -> np.ndarray:
+    """atanh(x) for float32 x as SLEEF's `xatanhf` (u10, FMA, AVX-512 build) computes it:
+    log((1 + |x|) / (1 - |x|)) / 2 in double-floats; inf at |x| == 1, NaN (all bits set, the
+    sign flipped by x's) beyond and for infinities: torch's vector loop."""
+    x = np.asarray(x, _F32)
+    with np.errstate(all="ignore"):
+        y = np.abs(x)
+        qh, ql = _df_div(*_df_add_ff(_F32(1), y), *_df_add_ff(_F32(1), -y))
+        rh, rl = _logk2f(qh, ql)
+        out = (rh + rl) * _F32(0.5)
+        out[y == 1] = np.inf
+        bits = out.view(np.uint32)
+        bits[(y > 1) | np.isinf(x) | np.isnan(out)] = 0xFFFFFFFF
+        bits ^= x.view(np.uint32) & np.uint32(0x80000000)  # SLEEF's vmulsign
+        bits[np.isnan(x)] = 0xFFFFFFFF
+    return out
 
 
 def sleef_tanhf(x: np.ndarray) -> np.ndarray:

@@ -1,8 +1,8 @@
-"""float32 sinh and cosh as torch computes them, bit for bit, in process and through a session:
-SLEEF's xsinhf/xcoshf (u10, double-float e**|x|) in torch's vector loop, glibc's sinhf/coshf in
-its scalar tail (a tensor under two vector steps, the last elements of others), and their
-gradients (cosh and sinh of the input). numpy's float32 sinh/cosh differed in 12-37% of random
-inputs."""
+"""float32 sinh, cosh and atanh as torch computes them, bit for bit, in process and through a
+session: SLEEF's xsinhf/xcoshf (u10, double-float e**|x|) and xatanhf (its double-float logk2f)
+in torch's vector loop, glibc's sinhf/coshf/atanhf in its scalar tail (a tensor under two
+vector steps, the last elements of others), and their gradients. numpy's float32 functions
+differed in 1-37% of random inputs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.reference import HAVE_TORCH, MISSING_REASON, torch
 pytestmark = pytest.mark.skipif(not HAVE_TORCH, reason=MISSING_REASON)
 
 SPECIALS = [0.0, -0.0, float("nan"), float("inf"), float("-inf"), 89.0, 89.5, -89.5, 1e-30,
-            -1e-30, 88.7, -88.7, 1e-4, -3.0, 20.0, 0.3]
+            -1e-30, 88.7, -88.7, 1e-4, -3.0, 20.0, 0.3, 1.0, -1.0, 0.9999999, -0.5]
 
 
 @pytest.fixture
@@ -31,9 +31,11 @@ def _bits(t: Any) -> np.ndarray:
 
 @pytest.mark.parametrize("n", [1, 7, 33, 45, 1003])
 @pytest.mark.parametrize("scale", [0.05, 1.0, 4.0, 40.0])
-@pytest.mark.parametrize("name", ["sinh", "cosh"])
+@pytest.mark.parametrize("name", ["sinh", "cosh", "atanh"])
 def test_values_and_gradients_are_torchs(lib, name, scale, n):
     data = (np.random.default_rng(n).standard_normal(n) * scale).astype(np.float32)
+    if name == "atanh":
+        data = np.tanh(data)
     x = torch.tensor(data, requires_grad=True)
     gx = lib.tensor(data, requires_grad=True)
     y, gy = getattr(torch, name)(x), getattr(lib, name)(gx)
@@ -44,7 +46,7 @@ def test_values_and_gradients_are_torchs(lib, name, scale, n):
 
 
 @pytest.mark.parametrize("repeat", [1, 3])  # all in the scalar tail; mostly vector lanes
-@pytest.mark.parametrize("name", ["sinh", "cosh"])
+@pytest.mark.parametrize("name", ["sinh", "cosh", "atanh"])
 def test_special_values_are_torchs(lib, name, repeat):
     data = np.array(SPECIALS * repeat, np.float32)
     y = getattr(torch, name)(torch.tensor(data))
