@@ -34,6 +34,7 @@ ALWAYS = frozenset((
 
 PRESERVED = frozenset((
     # elementwise
+    "_celu_result", "_elu_result", "_leaky_relu_result", "_selu_result",
     "abs", "acos", "acosh", "add", "add_scalar", "addcdiv", "addcmul", "asin", "asinh", "atan",
     "atan2", "atanh", "bitwise_and", "bitwise_left_shift", "bitwise_not", "bitwise_or",
     "bitwise_right_shift", "bitwise_xor", "ceil", "celu", "clamp", "clamp_max", "clamp_min",
