@@ -18,6 +18,7 @@ import numpy as np
 
 from gradserve.surface import compat, devices, grad_mode, layout, messages, operators
 from gradserve.surface import func as func_state
+from gradserve.surface import memory_format as memory_formats
 
 from .codec import DType
 
@@ -243,7 +244,10 @@ class Tensor:
         """Whether the elements are laid out in row-major order without gaps (as the server
         holds them: False for a transpose, an expand or a strided slice, as torch). Known
         without a round trip when the client inferred it (`Meta.contiguous`)."""
-        if memory_format is None and self._known_contiguous():
+        if memory_format is not None:
+            fmt = memory_formats.attr_name(memory_format, "is_contiguous", TypeError)
+            return memory_formats.is_contiguous_as(fmt, tuple(self.shape), self.stride())
+        if self._known_contiguous():
             return True
         return not self._owner.info(self).non_contiguous
 
@@ -387,11 +391,18 @@ class Tensor:
 
         dtype, copy = compat.parse_to(RemoteBackend(self._owner), args, kwargs,
                                       lambda v: isinstance(v, DType))
+        fmt = None
+        if kwargs.get("memory_format") is not None:
+            fmt = memory_formats.keeps_layout(kwargs["memory_format"], "to", TypeError,
+                                              tuple(self.shape), self.stride)
         if dtype is None:
-            dtype = self.dtype if copy else None
-        if dtype is None or (not copy and dtype == self.dtype):
+            dtype = self.dtype if copy or fmt is not None else None
+        if dtype is None or (not copy and fmt is None and dtype == self.dtype):
             return self
-        return self._owner.call("to_dtype", (self,), {"dtype": dtype})
+        attrs: dict[str, Any] = {"dtype": dtype}
+        if fmt is not None:
+            attrs["memory_format"] = fmt
+        return self._owner.call("to_dtype", (self,), attrs)
 
     def type(self, dtype: Any = None, non_blocking: builtins.bool = False) -> Any:
         """'torch.FloatTensor' & co.; type(dtype), type('torch.DoubleTensor') or

@@ -19,11 +19,18 @@ import numpy as np
 from gradserve.surface.compat import legacy_dtype_name, parse_to
 from gradserve.surface.creation import arange_length
 from gradserve.surface.layout import broadcast_shapes
+from gradserve.surface.memory_format import (
+    ATTR_CHOICES,
+    format_strides,
+    keeps_layout,
+    like_strides,
+    rank_error,
+)
 from gradserve.surface.messages import TYPE_WORDS
 
 from . import cascade as _cascade
 from . import distributions as _dist
-from . import dtypes, errors, limits
+from . import dtypes, errors, limits, strided
 from . import random as _random
 from .api import apply_inplace, public
 from .dispatch import run
@@ -116,15 +123,36 @@ def _like_dtype(x: Any, dtype: DType | None) -> Any:
     return dtype.np if dtype is not None else x.dtype
 
 
-defop("zeros_like", lambda x, dtype=None: np.zeros(x.shape, _like_dtype(x, dtype)), None,
-      attrs=(_DTYPE,), dtype=_like(), out_shape=_input_shape, method=False,
+def _filled_like(x: Any, value: Any, d: Any, memory_format: str) -> Any:
+    """A *_like result: `value` in x's shape, laid out as torch's empty_like lays it out."""
+    refusal = rank_error(memory_format, np.ndim(x))
+    if refusal is not None:
+        raise errors.InvalidArgumentError(refusal)
+    if memory_format == "preserve":
+        if np.ndim(x) <= 1 or x.flags.c_contiguous:
+            return np.full(x.shape, value, d)
+        strides = like_strides(x.shape, strided.element_strides(x))
+    else:
+        strides = format_strides(memory_format, x.shape)
+    out = strided.empty_strided(x.shape, strides, d)
+    out.fill(value)
+    return out
+
+
+_MEMORY_FORMAT = AttrSpec("memory_format", "str", "preserve", choices=ATTR_CHOICES)
+
+defop("zeros_like", lambda x, dtype=None, memory_format="preserve": _filled_like(
+          x, 0, _like_dtype(x, dtype), memory_format), None,
+      attrs=(_DTYPE, _MEMORY_FORMAT), dtype=_like(), out_shape=_input_shape, method=False,
       doc="zeros with input's shape (and dtype unless dtype)")
-defop("ones_like", lambda x, dtype=None: np.ones(x.shape, _like_dtype(x, dtype)), None,
-      attrs=(_DTYPE,), dtype=_like(), out_shape=_input_shape, method=False,
+defop("ones_like", lambda x, dtype=None, memory_format="preserve": _filled_like(
+          x, 1, _like_dtype(x, dtype), memory_format), None,
+      attrs=(_DTYPE, _MEMORY_FORMAT), dtype=_like(), out_shape=_input_shape, method=False,
       doc="ones with input's shape (and dtype unless dtype)")
-defop("full_like", lambda x, fill_value, dtype=None: np.full(x.shape, fill_value), None,
-      attrs=(AttrSpec("fill_value", "scalar", required=True), _DTYPE), dtype=_like(),
-      out_shape=_input_shape, method=False,
+defop("full_like", lambda x, fill_value, dtype=None, memory_format="preserve": _filled_like(
+          x, fill_value, None, memory_format), None,
+      attrs=(AttrSpec("fill_value", "scalar", required=True), _DTYPE, _MEMORY_FORMAT),
+      dtype=_like(), out_shape=_input_shape, method=False,
       doc="fill_value with input's shape (and dtype unless dtype)",
       out_bound=temporaries(_input_shape, result_bytes=8))
 
@@ -764,10 +792,11 @@ def bernoulli_(self: Tensor, p: Any = 0.5, *, generator: Any = None) -> Tensor:
 _TENSOR_TYPES = {d.torch_tensor_name: d for d in dtypes.DTYPES.values()}
 
 
-def _convert(t: Tensor, dtype: DType, copy: bool = False) -> Tensor:
-    if t.dtype is dtype and not copy:
+def _convert(t: Tensor, dtype: DType, copy: bool = False, memory_format: Any = None) -> Tensor:
+    fmt = keeps_layout(memory_format, "to", errors.InvalidTypeError, t._data.shape, t.stride)
+    if t.dtype is dtype and not copy and fmt is None:
         return t  # torch returns the tensor itself
-    return run(OPS["to_dtype"], (t,), {"dtype": dtype})
+    return run(OPS["to_dtype"], (t,), {"dtype": dtype, "memory_format": fmt or "preserve"})
 
 
 def _as_dtype(value: Any, what: str) -> DType:
@@ -785,7 +814,7 @@ def to(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
     """Tensor.to(dtype), to(device), to(other), to(device, dtype); copy=True forces a copy."""
     dtype, copy = parse_to(BACKEND, args, kwargs, lambda v: isinstance(v, DType))
     target = self.dtype if dtype is None else _as_dtype(dtype, "to()")
-    return _convert(self, target, copy)
+    return _convert(self, target, copy, kwargs.get("memory_format"))
 
 
 def _fixed_conversion(name: str, dtype: DType) -> None:

@@ -51,6 +51,23 @@ def names_backward(*names: str) -> Callable[[Any], Any]:
 _TORCH_NAMES = {"input": "self", "min": "min, max 0", "max": "min, max 1"}
 
 
+# The elementwise ops whose shape rule is not a broadcasting one (one input, attributes), which
+# torch computes with a TensorIterator: their results keep their inputs' stride order
+# (`OpDef.pointwise`)
+POINTWISE = frozenset((
+    "add_scalar", "addcdiv", "addcmul", "celu", "div_scalar", "elu", "erf", "erfc", "expm1",
+    "frac", "gelu", "hardsigmoid", "hardsigmoid_backward", "hardswish", "hardtanh", "leaky_relu",
+    "log1p", "log_sigmoid", "mish", "mul_scalar", "nan_to_num", "relu", "round", "rsqrt",
+    "selu", "sigmoid", "sigmoid_backward", "silu", "softplus", "tanh_backward",
+    "threshold_backward", "xlogy",
+))
+
+
+# The elementwise ops that lay out their results themselves, as torch's empty_like does
+# (memory_format=): not by TensorIterator's rule
+LAID_OUT = frozenset(("clone", "to_dtype"))
+
+
 class OpDef:
     """One registry entry: see the module docstring and docs/internals.md."""
 
@@ -151,6 +168,11 @@ class OpDef:
         # not a view, one sequence of inputs, and a dtype rule it can remember.
         self.scalar_path = (n_outputs == 1 and not variadic and not view
                             and self.rule_cache is not None)
+        # Whether the result is laid out as torch's TensorIterator lays out an elementwise
+        # result (dispatch.run: the inputs' stride order, surface/memory_format.py): an
+        # elementwise op (a ufunc, a broadcasting shape rule, or named in `POINTWISE`)
+        self.pointwise = n_outputs == 1 and not view and name not in LAID_OUT and (
+            self.ufunc is not None or keeps or name in POINTWISE)
 
     def cached_bound(self, args: Sequence[Any], attrs: Mapping[str, Any],
                      out_dtype: DType) -> limits.Bound | None:

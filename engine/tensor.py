@@ -17,6 +17,7 @@ import numpy as np
 
 from gradserve.surface import func as func_state
 from gradserve.surface import grad_mode, layout, messages
+from gradserve.surface import memory_format as memory_formats
 from gradserve.surface.compat import short_node_name
 from gradserve.surface.formatting import format_tensor
 
@@ -295,8 +296,12 @@ class Tensor(TensorMethods):
 
     def is_contiguous(self, memory_format: Any = None) -> bool:
         """Whether the elements are laid out in row-major order without gaps (False for a
-        transpose, an expand or a strided slice, as torch)."""
-        return builtins.bool(np.asarray(self._data).flags.c_contiguous)
+        transpose, an expand or a strided slice, as torch), or in `memory_format`'s order
+        (`torch.channels_last`: NHWC)."""
+        if memory_format is None:
+            return builtins.bool(np.asarray(self._data).flags.c_contiguous)
+        fmt = memory_formats.attr_name(memory_format, "is_contiguous", errors.InvalidTypeError)
+        return memory_formats.is_contiguous_as(fmt, self._data.shape, self.stride())
 
     def stride(self, dim: Any = None) -> Any:
         """The strides in elements (a tuple), or dim's: the layout the data has here, which is
