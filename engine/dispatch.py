@@ -246,8 +246,8 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         out_np = out_dtype.np
         if data.dtype is not out_np and data.dtype != out_np:
             data = data.astype(out_np)
-        if op.pointwise and type(data) is np.ndarray and data.ndim > 1:
-            data = strided.pointwise(flat, data)  # torch's stride order (TensorIterator)
+        if op.layout is not None and type(data) is np.ndarray and data.ndim > 1:
+            data = strided.RELAYOUT[op.layout](flat, data)  # torch's strides (OpDef.layout)
         # the result: Tensor._result inline (this runs for every op)
         out = _new_tensor(Tensor)
         out._data = data

@@ -310,10 +310,19 @@ def _like_strides(x: Any) -> Any:
 def _like_draw(draw: Any) -> Any:
     """The forward of a *_like op: `draw(gen, shape, np_dtype, contiguous, **attrs)` laid out
     as torch's empty_like lays out the result."""
-    def forward(x: Any, dtype: Any = None, generator: Any = None, **attrs: Any) -> Any:
+    def forward(x: Any, dtype: Any = None, generator: Any = None,
+                memory_format: str = "preserve", **attrs: Any) -> Any:
+        refusal = rank_error(memory_format, np.ndim(x))
+        if refusal is not None:
+            raise errors.InvalidArgumentError(refusal)
         gen = _random.resolve(generator)
         d = dtype.np if dtype is not None else x.dtype
-        strides = _like_strides(x)
+        if memory_format == "preserve":
+            strides = _like_strides(x)
+        elif memory_format == "contiguous":
+            strides = None
+        else:  # (fill_order reads the order alone: strides in elements will do)
+            strides = format_strides(memory_format, x.shape)
         return _dist.fill(x.shape, strides, lambda shape: draw(
             gen, shape, d, strides is None, **attrs))
     return forward
@@ -706,18 +715,19 @@ _RANDOM = [
           method=False, doc="a random permutation of 0..n-1 (int64 unless dtype)",
           out_bound=temporaries(lambda **a: (a["n"],), result_bytes=120)),
     defop("rand_like", _like_draw(lambda g, shape, d, contiguous: _dist.uniform(g, shape, d)),
-          None, attrs=(_DTYPE,), dtype=_like("check_uniform_bounds"), method=False,
+          None, attrs=(_DTYPE, _MEMORY_FORMAT), dtype=_like("check_uniform_bounds"),
+          method=False,
           doc="uniform random values in [0, 1) with input's shape (and dtype unless dtype)",
           out_bound=temporaries(_input_shape, result_bytes=24)),
     defop("randn_like", _like_draw(lambda g, shape, d, contiguous: _dist.normal(
-          g, shape, d, contiguous=contiguous)), None, attrs=(_DTYPE,),
+          g, shape, d, contiguous=contiguous)), None, attrs=(_DTYPE, _MEMORY_FORMAT),
           dtype=_like("normal_kernel_cpu"), method=False,
           doc="standard normal random values with input's shape (and dtype unless dtype)",
           out_bound=temporaries(_input_shape, result_bytes=160)),
     defop("randint_like", _like_draw(lambda g, shape, d, contiguous, low, high: _dist.randint(
           g, shape, low, high, d)), None,
           attrs=(AttrSpec("low", "int", required=True), AttrSpec("high", "int", required=True),
-                 _DTYPE),
+                 _DTYPE, _MEMORY_FORMAT),
           dtype=_randint_dtype, method=False,
           doc="uniform random integers in [low, high) with input's shape (and dtype unless "
               "dtype)", out_bound=temporaries(_input_shape, result_bytes=40)),

@@ -88,3 +88,26 @@ def pointwise(inputs: Sequence[Any], data: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(data)
     strides = mf.elementwise_strides(data.shape, [(d.shape, element_strides(d)) for d in arrays])
     return relayout(data, strides)
+
+
+def channels_last(inputs: Sequence[Any], data: np.ndarray) -> np.ndarray:
+    """A convolution's result (`data`) laid out channels-last when its input or its weight
+    is (torch's `mkldnn_conv_use_channels_last`: the format each one's strides suggest)."""
+    if data.ndim not in (4, 5):
+        return data
+    fmt = "channels_last" if data.ndim == 4 else "channels_last_3d"
+    for a in inputs[:2]:
+        d = getattr(a, "_data", None)
+        if type(d) is np.ndarray and d.ndim == data.ndim and not d.flags.c_contiguous and (
+                mf.suggest(d.shape, element_strides(d)) == fmt):
+            return relayout(data, mf.channels_last_strides(data.shape))
+    return data
+
+
+def contiguous(inputs: Sequence[Any], data: np.ndarray) -> np.ndarray:
+    """A result torch always makes contiguous (softmax's)."""
+    return data if data.flags.c_contiguous else np.ascontiguousarray(data)
+
+
+# the layouts `OpDef.layout` names, as functions of the op's inputs and result
+RELAYOUT = {"pointwise": pointwise, "channels_last": channels_last, "contiguous": contiguous}
