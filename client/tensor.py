@@ -391,16 +391,17 @@ class Tensor:
 
         dtype, copy = compat.parse_to(RemoteBackend(self._owner), args, kwargs,
                                       lambda v: isinstance(v, DType))
-        fmt = None
-        if kwargs.get("memory_format") is not None:
-            fmt = memory_formats.keeps_layout(kwargs["memory_format"], "to", TypeError,
-                                              tuple(self.shape), self.stride)
+        fmt = memory_formats.attr_name(kwargs.get("memory_format"), "to", TypeError)
         if dtype is None:
-            dtype = self.dtype if copy or fmt is not None else None
-        if dtype is None or (not copy and fmt is None and dtype == self.dtype):
+            dtype = self.dtype if copy or fmt != "preserve" else None
+        if dtype is None or (not copy and dtype == self.dtype and memory_formats.keeps_layout(
+                fmt, tuple(self.shape), self.stride)):
             return self
         attrs: dict[str, Any] = {"dtype": dtype}
-        if fmt is not None:
+        if fmt != "preserve":
+            refusal = memory_formats.rank_error(fmt, self.dim())
+            if refusal is not None:  # raised here, as torch's (not with the batch)
+                raise RuntimeError(refusal)
             attrs["memory_format"] = fmt
         return self._owner.call("to_dtype", (self,), attrs)
 

@@ -21,6 +21,7 @@ from gradserve.surface.creation import arange_length
 from gradserve.surface.layout import broadcast_shapes
 from gradserve.surface.memory_format import (
     ATTR_CHOICES,
+    attr_name,
     format_strides,
     keeps_layout,
     like_strides,
@@ -803,10 +804,10 @@ _TENSOR_TYPES = {d.torch_tensor_name: d for d in dtypes.DTYPES.values()}
 
 
 def _convert(t: Tensor, dtype: DType, copy: bool = False, memory_format: Any = None) -> Tensor:
-    fmt = keeps_layout(memory_format, "to", errors.InvalidTypeError, t._data.shape, t.stride)
-    if t.dtype is dtype and not copy and fmt is None:
+    fmt = attr_name(memory_format, "to", errors.InvalidTypeError)
+    if t.dtype is dtype and not copy and keeps_layout(fmt, t._data.shape, t.stride):
         return t  # torch returns the tensor itself
-    return run(OPS["to_dtype"], (t,), {"dtype": dtype, "memory_format": fmt or "preserve"})
+    return run(OPS["to_dtype"], (t,), {"dtype": dtype, "memory_format": fmt})
 
 
 def _as_dtype(value: Any, what: str) -> DType:

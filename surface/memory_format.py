@@ -69,15 +69,11 @@ def attr_name(fmt: Any, fn: str, type_error: type[Exception]) -> str:
     return NAMES[fmt.name]
 
 
-def keeps_layout(fmt: Any, fn: str, type_error: type[Exception], shape: Sequence[int],
-                 strides: Any) -> str | None:
-    """`Tensor.to(memory_format=fmt)`'s layout: None when the tensor's own will do (preserve,
-    or the format torch suggests for its strides: `suggest`), else the attribute value.
-    `strides` is called only when needed (a client's costs a round trip)."""
-    name = attr_name(fmt, fn, type_error)
-    if name == "preserve" or suggest(shape, strides()) == name:
-        return None
-    return name
+def keeps_layout(fmt: str, shape: Sequence[int], strides: Any) -> bool:
+    """Whether `Tensor.to(memory_format=fmt)` (no other change) may return the tensor itself:
+    preserve, or the format torch suggests for its strides (`suggest`). `strides` is called
+    only when needed (a client's costs a round trip)."""
+    return fmt == "preserve" or suggest(shape, strides()) == fmt
 
 
 def rank_error(fmt: str, ndim: int) -> str | None:
