@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradserve.surface import compat, devices, grad_mode, layout, messages, operators
+from gradserve.surface import compat, devices, grad_mode, layout, messages, operators, storage
 from gradserve.surface import func as func_state
 from gradserve.surface import memory_format as memory_formats
 
@@ -468,6 +468,27 @@ class Tensor:
 
     def tolist(self) -> Any:
         return self._owner.value(self).tolist()
+
+    def _storage_values(self) -> np.ndarray:
+        root = self._base  # a view shares its base's storage (torch's _base: the root)
+        if root is None:
+            root = self
+        values = self._owner.value(root)
+        return storage.memory_order(values, root.stride(), root.storage_offset())
+
+    def storage(self) -> Any:
+        """The memory this tensor and its views share, as elements of its dtype: a copy read
+        from the server (len, indexing, printing as torch's; no data_ptr(), no writes)."""
+        storage.warn_typed_storage()
+        return storage.TypedStorage(self._storage_values(), None, self.dtype)
+
+    def untyped_storage(self) -> Any:
+        """`storage()` as bytes (a copy read from the server)."""
+        return storage.UntypedStorage(self._storage_values().view(np.uint8), None)
+
+    def data_ptr(self) -> builtins.int:
+        """Refused: a session's tensor lives on the server (compare views with `_base`)."""
+        raise NotImplementedError(storage.SNAPSHOT_MESSAGE)
 
     def item(self) -> Any:
         """The single value as a Python number."""
