@@ -301,11 +301,11 @@ def _strides(x: Any) -> Any:
 
 
 def _like_strides(x: Any) -> Any:
-    """The strides torch's `empty_like` gives a *_like result: the input's when it is dense (a
-    permutation of a contiguous block, e.g. a transpose), else none (C order)."""
-    strides = _strides(x)
-    perm = _dist.fill_order(x.shape, strides)
-    return strides if perm is not None and x.transpose(perm).flags.c_contiguous else None
+    """The strides torch's `empty_like` gives a *_like result (`like_strides`: the input's when
+    it is dense, e.g. a transpose, else its stride order), or None for C order."""
+    if x.ndim < 2 or x.flags.c_contiguous:
+        return None
+    return like_strides(x.shape, strided.element_strides(x))
 
 
 def _like_draw(draw: Any) -> Any:

@@ -33,8 +33,10 @@ def empty_strided(shape: Sequence[int], strides: Sequence[int], dtype: Any) -> n
     dtype = np.dtype(dtype)
     extent = 1 + sum((n - 1) * s for n, s in zip(shape, strides)) if all(shape) else 0
     block = np.empty(max(extent, 0), dtype)
-    return np.lib.stride_tricks.as_strided(
-        block, shape, tuple(s * dtype.itemsize for s in strides), writeable=True)
+    # (an ndarray on the block's buffer: its base is the block, whose nbytes limits and
+    # autograd's footprint read; as_strided's would be numpy's DummyArray)
+    return np.ndarray(shape, dtype, buffer=block,
+                      strides=tuple(s * dtype.itemsize for s in strides))
 
 
 def relayout(data: np.ndarray, strides: Sequence[int]) -> np.ndarray:

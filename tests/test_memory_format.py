@@ -199,9 +199,10 @@ def test_empty_and_random_like_in_a_format(gradserve_lib):
         b = lib.rand_like(x)
         c = lib.randn_like(x, memory_format=lib.contiguous_format)
         d = lib.rand_like(lib.ones(2, 3, 4, 5), memory_format=lib.channels_last)
+        e = lib.randn_like(_layout(lib, "sliced_permuted"))  # not dense: its stride order
         return (a.stride(), a.is_contiguous(memory_format=lib.channels_last),
-                b.stride(), c.stride(), d.stride(), np.round(b.tolist(), 5).tolist(),
-                np.round(d.tolist(), 5).tolist())
+                b.stride(), c.stride(), d.stride(), e.stride(),
+                [np.round(t.tolist(), 5).tolist() for t in (b, d, e)])
 
     assert run(gradserve_lib) == run(torch)
 
