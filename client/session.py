@@ -1029,8 +1029,12 @@ class Session:
         raise surface_compat.missing_name("torch.Tensor", name, "dir(tensor)")
 
     def inplace(self, name: str, t: Tensor, args: Sequence[Any], kwargs: dict[str, Any]) -> Tensor:
-        """Record `t.<name>(*args)` for an in-place op name (`add_`)."""
+        """Record `t.<name>(*args)` for an in-place op name (`add_`). A leaf known to require
+        grad is refused here, as torch refuses it, rather than by the server at the next flush."""
         t._outside_inference_check()
+        if (grad_mode._state.enabled and t._meta is not None and t._meta.requires_grad
+                and _known_node(t) == ""):
+            raise RuntimeError(messages.LEAF_INPLACE)
         spec = self._table.ops[name[:-1]]
         if spec.random:
             func_state.check_random(RuntimeError)  # inside vmap(randomness="error")

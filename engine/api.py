@@ -139,8 +139,7 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
     if recording and target._accum is NO_GRAD_VIEW:
         raise errors.InplaceError(messages.NO_GRAD_VIEW_INPLACE_MESSAGE)
     if recording and target._rg and target.grad_fn is None:
-        raise errors.InplaceError(
-            "a leaf Variable that requires grad is being used in an in-place operation.")
+        raise errors.InplaceError(messages.LEAF_INPLACE)
     if isinstance(target._data, np.ndarray) and not target._data.flags.writeable:
         # an expanded (broadcast) view: numpy cannot write it, torch refuses it
         raise errors.InvalidArgumentError(
@@ -178,8 +177,11 @@ def _check_cast(dtype: Any, target: Tensor) -> None:
 
 def _inplace_result(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str, Any],
                     generator: Any = None) -> tuple[Tensor, Any]:
-    """`op(target, *inputs)` out of place, checked to fit `target` as torch checks `op_`; its
-    node (if any) renamed for the in-place variant and made to save a copy of `target`."""
+    """`op(target, *inputs)` out of place (`op.inplace_op` when it names one), checked to fit
+    `target` as torch checks `op_`; its node (if any) renamed for the in-place variant and made
+    to save a copy of `target`."""
+    if op.inplace_op is not None:
+        op = OPS[op.inplace_op]
     try:
         result = run(op, (target, *inputs), attrs, generator=generator)
     except errors.NotImplementedFunctionError:

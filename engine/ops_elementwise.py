@@ -692,9 +692,34 @@ defop("relu", lambda x: np.maximum(x.dtype.type(0), x),
       out_bound=temporaries(broadcast_shape, results=1))
 defop("leaky_relu", lambda x, negative_slope=0.01: np.where(x > 0, x, x * negative_slope),
       lambda ns, g, out, x, negative_slope: ns.where(x > 0, g, g * negative_slope),
-      saves="input",
+      saves="input", inplace=True, inplace_op="_leaky_relu_result",
       attrs=(AttrSpec("negative_slope", "float", 0.01),), dtype=FLOAT,
       doc="input if input > 0 else negative_slope * input",
+      out_bound=temporaries(broadcast_shape, results=2))
+
+_LEAKY_INPLACE_NEGATIVE = (
+    "In-place leakyReLu backward calculation is triggered with a negative slope which is not "
+    "supported. This is caused by calling in-place forward function with a negative slope, "
+    "please call out-of-place version instead. File an issue at "
+    "https://github.com/pytorch/pytorch if you do require supporting in-place leakRelu "
+    "backward calculation with negative slope")
+
+
+def _leaky_relu_result_vjp(ns: Any, g: Any, out: Any, x: Any, negative_slope: float) -> Any:
+    """torch's leaky_relu_backward on the result (the in-place op's LeakyReluBackward1):
+    grad where result > 0, else grad * negative_slope; refused for a negative slope (the
+    result's sign no longer tells the input's), as torch refuses it."""
+    if negative_slope < 0:
+        raise errors.InvalidArgumentError(_LEAKY_INPLACE_NEGATIVE)
+    return ns.where(out > 0, g, g * negative_slope)
+
+
+# the op `leaky_relu_` runs (defop's inplace_op): torch's in-place node saves the result
+defop("_leaky_relu_result", lambda x, negative_slope=0.01: np.where(x > 0, x, x * negative_slope),
+      _leaky_relu_result_vjp, saves="result", backward="LeakyReluBackward1",
+      attrs=(AttrSpec("negative_slope", "float", 0.01),), dtype=FLOAT, method=False,
+      doc="leaky_relu recording torch's in-place node (LeakyReluBackward1: its gradient reads "
+          "the result)",
       out_bound=temporaries(broadcast_shape, results=2))
 # torch's _prelu_kernel: F.prelu's op once the weight is shaped to broadcast over the channel
 # dim (surface/nn_functional.prelu). The kernel's backward: where(input > 0, grad, weight * grad)
@@ -711,7 +736,7 @@ def _elu(x: Any, alpha: float = 1.0) -> Any:
         a = np.float32(alpha)  # torch's negcoef, alpha * scale in float32
         return vecmath.float32_kernel(
             lambda v: np.where(v > 0, v, vecmath.sleef_expm1f(v) * a),
-            lambda v: np.where(v <= 0, np.expm1(v) * a, v), x)
+            lambda v: np.where(v <= 0, vecmath.libm_expm1f(v) * a, v), x)
     return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
 
 
@@ -728,7 +753,7 @@ def _elu_vjp(ns: Any, g: Any, out: Any, x: Any, alpha: float) -> Any:
 
 
 defop("elu", _elu, _elu_vjp,
-      saves="input",
+      saves="input", inplace=True, inplace_op="_elu_result",
       attrs=(AttrSpec("alpha", "float", 1.0),), dtype=FLOAT,
       doc="input if input > 0 else alpha * (exp(input) - 1)",
       out_bound=_exact32_or(temporaries(broadcast_shape, results=3)))
@@ -783,7 +808,7 @@ def _scaled_elu(x: Any, alpha: float, scale: float, input_scale: float) -> Any:
         pos, ipt = np.float32(scale), np.float32(input_scale)
         return vecmath.float32_kernel(
             lambda v: np.where(v > 0, v * pos, vecmath.sleef_expm1f(v * ipt) * neg),
-            lambda v: np.where(v <= 0, np.expm1(v * ipt) * neg, v * pos), x)
+            lambda v: np.where(v <= 0, vecmath.libm_expm1f(v * ipt) * neg, v * pos), x)
     return np.where(x > 0, x * scale, alpha * scale * np.expm1(np.minimum(x, 0) * input_scale))
 
 
@@ -810,6 +835,7 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 defop("selu", lambda x: _scaled_elu(x, _SELU_ALPHA, _SELU_SCALE, 1.0),
       lambda ns, g, out, x: _scaled_elu_vjp(ns, g, x, _SELU_ALPHA, _SELU_SCALE, 1.0),
       saves="input", backward="EluBackward0", dtype=_floating_only("elu_cpu"), method=False,
+      inplace=True, inplace_op="_selu_result",
       doc="scale * elu(input, alpha) with SELU's constants",
       out_bound=_exact32_or(temporaries(broadcast_shape, results=3)))
 
@@ -827,8 +853,45 @@ def _celu(x: Any, alpha: float = 1.0) -> Any:
 defop("celu", _celu,
       lambda ns, g, out, x, alpha: _scaled_elu_vjp(ns, g, x, alpha, 1.0, 1.0 / alpha),
       saves="input", backward="CeluBackward0", dtype=_floating_only("elu_cpu"), method=False,
+      inplace=True, inplace_op="_celu_result",
       attrs=(AttrSpec("alpha", "float", 1.0),),
       doc="max(0, input) + min(0, alpha * (exp(input / alpha) - 1))",
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=3)))
+
+
+def _elu_result_vjp(ns: Any, g: Any, out: Any, alpha: float, scale: float,
+                    input_scale: float) -> Any:
+    """torch's elu_backward on the result (is_result: the in-place ops' EluBackward1 and
+    CeluBackward1): grad * input_scale * (result + alpha * scale) where result <= 0, else
+    grad * scale, the coefficients float32 as torch holds them (NaN: the vector loop blends on
+    result > 0, the scalar tail on result <= 0)."""
+    if _float32(g, out):
+        neg = np.float32(alpha) * np.float32(scale)
+        pos, ipt = np.float32(scale), np.float32(input_scale)
+        return vecmath.float32_kernel(
+            lambda gv, rv: np.where(rv > 0, gv * pos, gv * ipt * (rv + neg)),
+            lambda gv, rv: np.where(rv <= 0, gv * ipt * (rv + neg), gv * pos), g, out)
+    return ns.where(out <= 0, g * input_scale * (out + alpha * scale), g * scale)
+
+
+# The ops `elu_`, `selu_` and `celu_` run (defop's inplace_op): the forwards above, the node
+# torch's in-place variants record, whose gradient reads the result (the input is overwritten)
+_RESULT_DOC = "{} recording torch's in-place node ({}: its gradient reads the result)"
+defop("_elu_result", _elu,
+      lambda ns, g, out, x, alpha: _elu_result_vjp(ns, g, out, alpha, 1.0, 1.0),
+      saves="result", backward="EluBackward1", attrs=(AttrSpec("alpha", "float", 1.0),),
+      dtype=FLOAT, method=False, doc=_RESULT_DOC.format("elu", "EluBackward1"),
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=3)))
+defop("_selu_result", lambda x: _scaled_elu(x, _SELU_ALPHA, _SELU_SCALE, 1.0),
+      lambda ns, g, out, x: _elu_result_vjp(ns, g, out, _SELU_ALPHA, _SELU_SCALE, 1.0),
+      saves="result", backward="EluBackward1", dtype=_floating_only("elu_cpu"), method=False,
+      doc=_RESULT_DOC.format("selu", "EluBackward1"),
+      out_bound=_exact32_or(temporaries(broadcast_shape, results=3)))
+defop("_celu_result", _celu,
+      lambda ns, g, out, x, alpha: _elu_result_vjp(ns, g, out, alpha, 1.0, 1.0 / alpha),
+      saves="result", backward="CeluBackward1", attrs=(AttrSpec("alpha", "float", 1.0),),
+      dtype=_floating_only("elu_cpu"), method=False,
+      doc=_RESULT_DOC.format("celu", "CeluBackward1"),
       out_bound=_exact32_or(temporaries(broadcast_shape, results=3)))
 
 
@@ -847,7 +910,7 @@ def _hardsigmoid_backward(g: Any, x: Any) -> Any:
 defop("hardsigmoid", lambda x: _hard_gate(x) / x.dtype.type(6),
       lambda ns, g, out, x: ns.hardsigmoid_backward(g, x),
       saves="input", backward="HardsigmoidBackward0", dtype=_floating_only("hardsigmoid_cpu"),
-      method=False, doc="min(max(input + 3, 0), 6) / 6",
+      method=False, inplace=True, doc="min(max(input + 3, 0), 6) / 6",
       out_bound=temporaries(broadcast_shape, results=3))
 # its own op, as torch's: a gradient recorded under create_graph has grad_fn NotImplemented and
 # a backward through it fails ("derivative for aten::hardsigmoid_backward is not implemented")
@@ -882,7 +945,7 @@ def _hardswish_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
 
 defop("hardswish", lambda x: x * _hard_gate(x) / x.dtype.type(6), _hardswish_vjp,
       saves="input", backward="HardswishBackward0", dtype=_floating_only("hardswish_cpu"),
-      method=False, doc="input * min(max(input + 3, 0), 6) / 6",
+      method=False, inplace=True, doc="input * min(max(input + 3, 0), 6) / 6",
       out_bound=temporaries(broadcast_shape, results=3))
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -1023,7 +1086,7 @@ def _silu_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
 
 
 defop("silu", _silu, _silu_vjp, dtype=FLOAT,
-      saves="input",
+      saves="input", inplace=True,
       doc="input * sigmoid(input)",
       out_bound=_exact32_or(temporaries(broadcast_shape, results=2)))
 
@@ -1032,11 +1095,12 @@ def _softplus(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
     if _float32(x):
         # torch's kernel: x if x * beta > threshold else log1p(exp(x * beta)) / beta, beta
         # and threshold in float32; SLEEF's exp and log1p in the vector loop, glibc's
-        # (libm_expf, numpy's float32 np.log1p) in the scalar tail
+        # (libm_expf, libm_log1pf) in the scalar tail
         b, th = np.float32(beta), np.float32(threshold)
         return vecmath.float32_kernel(
             lambda v: np.where(v * b > th, v, vecmath.sleef_log1pf(vecmath.sleef_expf(v * b)) / b),
-            lambda v: np.where(v * b > th, v, np.log1p(vecmath.libm_expf(v * b)) / b), x)
+            lambda v: np.where(v * b > th, v, vecmath.libm_log1pf(vecmath.libm_expf(v * b)) / b),
+            x)
     bx = x * beta
     soft = np.log1p(np.exp(-np.abs(bx))) / beta + np.maximum(x, 0)
     return np.where(bx > threshold, x, soft).astype(x.dtype)
@@ -1105,7 +1169,7 @@ def _mish_with(exp: Any, log1p: Any, tanh: Any) -> Any:
 
 
 _MISH = (_mish_with(vecmath.sleef_expf, vecmath.sleef_log1pf, vecmath.sleef_tanhf),
-         _mish_with(vecmath.libm_expf, np.log1p, vecmath.libm_tanhf))
+         _mish_with(vecmath.libm_expf, vecmath.libm_log1pf, vecmath.libm_tanhf))
 
 
 def _mish(x: Any) -> Any:
@@ -1127,7 +1191,7 @@ def _mish_backward_with(exp: Any, log1p: Any, tanh: Any) -> Any:
 
 _MISH_BACKWARD = (
     _mish_backward_with(vecmath.sleef_expf, vecmath.sleef_log1pf, vecmath.sleef_tanhf),
-    _mish_backward_with(vecmath.libm_expf, np.log1p, vecmath.libm_tanhf))
+    _mish_backward_with(vecmath.libm_expf, vecmath.libm_log1pf, vecmath.libm_tanhf))
 
 
 def _mish_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
@@ -1141,7 +1205,7 @@ def _mish_vjp(ns: Any, g: Any, out: Any, x: Any) -> Any:
 
 
 defop("mish", _mish, _mish_vjp, dtype=_floating_only("mish_cpu"),
-      saves="input", backward="MishBackward0", method=False,
+      saves="input", backward="MishBackward0", method=False, inplace=True,
       doc="input * tanh(softplus(input))",
       out_bound=_exact32_or(temporaries(broadcast_shape, results=4)))
 

@@ -85,7 +85,8 @@ class OpDef:
                  variadic: bool, differentiable_outputs: Sequence[int] | None, inplace: bool,
                  inplace_backward: str | None = None, view: bool = False,
                  out_bound: BoundRule | None = None, saves: str | Sequence[str] | None = None,
-                 output_count: str | None = None, default_ufunc: np.ufunc | None = None):
+                 output_count: str | None = None, default_ufunc: np.ufunc | None = None,
+                 inplace_op: str | None = None):
         if vjps and len(vjps) != len(inputs):
             raise ValueError(f"{name}: {len(vjps)} vjp rules for {len(inputs)} inputs")
         self.name = name
@@ -116,6 +117,7 @@ class OpDef:
         self.variadic = variadic
         self.inplace = inplace
         self.inplace_backward = inplace_backward
+        self.inplace_op = inplace_op
         self.view = view
         self.random = False  # draws from a generator (ops_creation marks them; see server/ops.py)
         self.differentiable = any(v is not None for v in self.vjps)
@@ -354,7 +356,8 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
           inplace_backward: str | None = None, view: bool = False,
           out_bound: BoundRule | None = None,
           saves: str | Sequence[str] | None = None,
-          output_count: str | None = None, default_ufunc: np.ufunc | None = None) -> OpDef:
+          output_count: str | None = None, default_ufunc: np.ufunc | None = None,
+          inplace_op: str | None = None) -> OpDef:
     """Register an op: its forward (numpy), one VJP rule per input (None: no gradient).
 
     Args:
@@ -390,6 +393,9 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
             (add's and sub's with alpha 1), for an op whose forward is not that ufunc itself.
         inplace_backward: torch's node name for the in-place variant where it differs
             (`fill_` records FillBackward2, `torch.fill` FillBackward0).
+        inplace_op: the op the in-place variant runs instead, where torch's `name_` records
+            a node with other formulas (`elu_`'s EluBackward1 reads the result, `elu`'s
+            EluBackward0 the input): the same forward, its own rules and node name.
         view: the result may share the input's data (reshape, expand, permute, select, ...):
             a 0-d input kept as a numpy scalar is turned into an array first, and a result that
             shares memory becomes a view of the input's base, as torch's (one version counter,
@@ -412,7 +418,7 @@ def defop(name: str, forward: Callable[..., Any], *vjps: Rule | None,
                method=method, variadic=variadic, differentiable_outputs=differentiable_outputs,
                inplace=inplace, inplace_backward=inplace_backward, view=view,
                out_bound=out_bound, saves=saves, output_count=output_count,
-               default_ufunc=default_ufunc)
+               default_ufunc=default_ufunc, inplace_op=inplace_op)
     OPS[name] = op
     return op
 

@@ -74,6 +74,20 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
     raise _Unplain
 
 
+def _length(data: bytes, pos: int) -> tuple[int, int]:
+    """A length-delimited field's length at `pos` and the position after it: as `_varint`,
+    but at most 5 bytes, as protobuf's parser reads a length (it refuses a longer one, padded
+    or not; the walk rewrites some lengths, so it must not accept one protobuf would refuse).
+
+    Raises:
+        _Unplain: truncated, or longer than 5 bytes.
+    """
+    n, end = _varint(data, pos)
+    if end - pos > 5:
+        raise _Unplain
+    return n, end
+
+
 def _skip(data: bytes, pos: int, wire_type: int, limit: int) -> int:
     """The position after a field's value of `wire_type` starting at `pos` (within `limit`).
 
@@ -85,7 +99,7 @@ def _skip(data: bytes, pos: int, wire_type: int, limit: int) -> int:
     elif wire_type == 1:
         pos += 8
     elif wire_type == 2:
-        n, pos = _varint(data, pos)
+        n, pos = _length(data, pos)
         pos += n
     elif wire_type == 5:
         pos += 4
@@ -133,17 +147,17 @@ def _cut_entry(data: bytes, view: memoryview, start: int, end: int
     value_at = 0
     for number, _, _, at in fields:
         if number == 1:
-            n, body = _varint(data, at)
+            n, body = _length(data, at)
             key = data[body:body + n].decode("utf-8")  # protobuf checks strings: so do we
         else:
             value_at = at
-    n, body = _varint(data, value_at)
+    n, body = _length(data, value_at)
     body_end = body + n
     data_fields = [f for f in _fields(data, body, body_end)[:-1] if f[0] >= _RAW]
     if len(data_fields) != 1 or data_fields[0][:2] != (_RAW, _LENGTH_DELIMITED):
         raise _Unplain  # no encoding, a typed list, several, unknown fields: protobuf decides
     raw_at = data_fields[0][3]
-    n, raw_body = _varint(data, raw_at)
+    n, raw_body = _length(data, raw_at)
     if n < MIN_RAW_BYTES:
         return key, None, None
     raw_end = raw_body + n
@@ -189,7 +203,7 @@ def _cut(data: bytes) -> tuple[bytes, dict[str, memoryview]] | None:
         if number == _INPUTS:
             if wire_type != _LENGTH_DELIMITED:
                 raise _Unplain
-            n, body = _varint(data, at)
+            n, body = _length(data, at)
             key, entry, payload = _cut_entry(data, view, body, body + n)
             if key in keys:
                 raise _Unplain  # the last entry of a key wins: left to protobuf

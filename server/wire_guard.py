@@ -4,7 +4,9 @@ grpcio answers a request its deserializer cannot parse with INTERNAL ("Exception
 request!"). `GuardedRegistrar` stands in for the grpc.Server while services register (ours,
 health and reflection alike) and wraps each method handler's request deserializer once, there:
 a parse failure becomes a marker, and the method then aborts with INVALID_ARGUMENT naming the
-method, before any servicer code runs. Done at registration rather than by a server
+method, before any servicer code runs. The message adds, after protobuf's own text, where the
+bytes stop being protobuf (`wire_diagnosis`: the byte offset, the field's path, what is wrong),
+and google.rpc.BadRequest names that field. Done at registration rather than by a server
 interceptor, so no call runs grpcio's interceptor pipeline on the event loop. Every method is
 registered as a request-streaming handler of raw bytes that reads its request itself through
 the `intake.Intake` (the same bytes on the wire: a unary request is a stream of one message), so
@@ -19,16 +21,21 @@ message limit) go out as they are. A method may get a parser of its own instead 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
 
+from . import wire_diagnosis
 from .errors import Failure, InvalidRequestError, LimitExceededError
 from .intake import Intake, abort_missing
 from .threaded import Workers, threaded
+
+log = logging.getLogger(__name__)
 
 #: Largest request of a method run on the event loop (health, reflection): their requests are a
 #: name or two, and are parsed on the loop; a Watch keeps its request for as long as it runs.
@@ -36,21 +43,40 @@ LOOP_REQUEST_BYTES = 64 * 1024
 
 
 class _Malformed:
-    """Stands in for a request that did not parse."""
+    """Stands in for a request that did not parse: protobuf's error, and where the bytes stop
+    being protobuf when `wire_diagnosis` finds it."""
 
-    __slots__ = ("error",)
+    __slots__ = ("error", "fault")
 
-    def __init__(self, error: BaseException):
+    def __init__(self, error: BaseException, fault: wire_diagnosis.Fault | None = None):
         self.error = error
+        self.fault = fault
 
 
-def _safe(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+def _safe(deserializer: Callable[[bytes], Any], descriptor: Any = None
+          ) -> Callable[[bytes], Any]:
     def parse(data: bytes) -> Any:
         try:
             return deserializer(data)
         except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's
-            return _Malformed(exc)
+            return _Malformed(exc, _diagnose(data, descriptor))
     return parse
+
+
+def _diagnose(data: bytes, descriptor: Any) -> wire_diagnosis.Fault | None:
+    if descriptor is None:
+        return None
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # a worker thread
+        budget = wire_diagnosis.MAX_FIELDS
+    else:  # the event loop: a short walk only
+        budget = wire_diagnosis.LOOP_FIELDS
+    try:
+        return wire_diagnosis.diagnose(data, descriptor, budget)
+    except Exception:  # noqa: BLE001 - a hint only: protobuf's own text still says it all
+        log.exception("diagnosing a malformed request failed")
+        return None
 
 
 def _identity(data: bytes) -> bytes:
@@ -59,9 +85,13 @@ def _identity(data: bytes) -> bytes:
 
 def _failure(method: str, bad: _Malformed) -> Failure:
     reason = str(bad.error)[:200] or type(bad.error).__name__
-    return Failure.from_exception(InvalidRequestError(
+    where = f": {bad.fault}" if bad.fault is not None else ""
+    error = InvalidRequestError(
         f"malformed request: the bytes sent to {method} do not parse as its request "
-        f"message ({reason})"))
+        f"message ({reason}){where}")
+    if bad.fault is not None:
+        error.field = bad.fault.field  # google.rpc.BadRequest names it (errors.rich_status)
+    return Failure.from_exception(error)
 
 
 def _abort(context: grpc.ServicerContext, method: str, bad: _Malformed) -> None:
@@ -88,7 +118,9 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, workers: Workers,
            inline: Mapping[str, Any]) -> grpc.RpcMethodHandler:
     """`handler` as a request-streaming handler of raw bytes that reads its requests through
     `intake` and parses them itself (a unary request is a stream of one message on the wire)."""
-    parse = _safe(parsers.get(method, handler.request_deserializer) or _identity)
+    request_type = getattr(handler.request_deserializer, "__self__", None)
+    parse = _safe(parsers.get(method, handler.request_deserializer) or _identity,
+                  getattr(request_type, "DESCRIPTOR", None))
     serialize = _passing_bytes(handler.response_serializer)
     inner = (handler.unary_unary or handler.unary_stream or handler.stream_unary
              or handler.stream_stream)

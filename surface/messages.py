@@ -133,6 +133,7 @@ DIRTY_NOT_RETURNED = (
     "Some elements marked as dirty during the forward method were not returned as output. The "
     "inputs that are modified inplace must all be outputs of the Function.")
 DIRTY_LEAF = "a leaf Variable that requires grad has been used in an in-place operation."
+LEAF_INPLACE = "a leaf Variable that requires grad is being used in an in-place operation."
 VIEW_OF_LEAF_INPLACE = ("a view of a leaf Variable that requires grad is being used in an "
                         "in-place operation.")
 FUNCTION_LEGACY_CALL = (

@@ -14,7 +14,6 @@ import warnings
 from typing import Any
 
 from .nn_backend import NNBackend
-from .nn_functional import _no_inplace
 from .nn_module import Module
 
 _PROBABILITY = "dropout probability has to be between 0 and 1, but got {}"
@@ -38,26 +37,30 @@ def _warn_unexpected_dims(name: str, ndim: int, spatial: int) -> None:
         f"dimension (i.e. {spatial + 1}D or {spatial + 2}D inputs).", stacklevel=3)
 
 
-def _feature_dropout(be: NNBackend, input: Any, p: float, training: bool) -> Any:
-    """torch's feature_dropout: input * (a (N, C, 1, ...) bernoulli(1 - p) mask / (1 - p))."""
+def _feature_dropout(be: NNBackend, input: Any, p: float, training: bool,
+                     inplace: bool) -> Any:
+    """torch's feature_dropout: input * (a (N, C, 1, ...) bernoulli(1 - p) mask / (1 - p));
+    `inplace`: torch's feature_dropout_, `input.mul_(...)`."""
     shape = tuple(be.shape(input))
     if p == 0.0 or not training or 0 in shape:
         return input
     dtype = be.dtype_of(input)
     if p == 1.0:
-        return be.call("mul", (input, be.call("zeros", (), {"size": (), "dtype": dtype})), {})
-    if len(shape) < 2:
-        raise be.runtime_error("Feature dropout requires at least 2 dimensions in the input")
-    size = shape[:2] + (1,) * (len(shape) - 2)
-    zeros = be.call("zeros", (), {"size": size, "dtype": dtype})
-    noise = be.call("div", (be.call("bernoulli", (zeros, 1.0 - p), {}), 1.0 - p), {})
-    return be.call("mul", (input, noise), {})
+        noise = be.call("zeros", (), {"size": (), "dtype": dtype})
+    else:
+        if len(shape) < 2:
+            raise be.runtime_error("Feature dropout requires at least 2 dimensions in the input")
+        size = shape[:2] + (1,) * (len(shape) - 2)
+        zeros = be.call("zeros", (), {"size": size, "dtype": dtype})
+        noise = be.call("div", (be.call("bernoulli", (zeros, 1.0 - p), {}), 1.0 - p), {})
+    return input.mul_(noise) if inplace else be.call("mul", (input, noise), {})
 
 
-def _unbatched(be: NNBackend, input: Any, p: float, training: bool, batched: bool) -> Any:
+def _unbatched(be: NNBackend, input: Any, p: float, training: bool, batched: bool,
+               inplace: bool) -> Any:
     if batched:
-        return _feature_dropout(be, input, p, training)
-    one = _feature_dropout(be, be.call("unsqueeze", (input,), {"dim": 0}), p, training)
+        return _feature_dropout(be, input, p, training, inplace)
+    one = _feature_dropout(be, be.call("unsqueeze", (input,), {"dim": 0}), p, training, inplace)
     return be.call("squeeze", (one,), {"dim": 0})
 
 
@@ -66,7 +69,6 @@ def dropout1d(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
     """Zero whole channels of a (N, C, L) or (C, L) input with probability p (training only),
     scaling the others by 1 / (1 - p)."""
     _check_p(be, p)
-    _no_inplace(be, "dropout1d", inplace, method=False)
     ndim = len(be.shape(input))
     if ndim not in (2, 3):
         raise be.runtime_error(
@@ -74,7 +76,7 @@ def dropout1d(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
             "dropout1d exists to provide channel-wise dropout on inputs with 1 spatial "
             "dimension, a channel dimension, and an optional batch dimension (i.e. 2D or 3D "
             "inputs).")
-    return _unbatched(be, input, p, training, ndim == 3)
+    return _unbatched(be, input, p, training, ndim == 3, inplace)
 
 
 def dropout2d(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
@@ -82,7 +84,6 @@ def dropout2d(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
     """Zero whole channels of a (N, C, H, W) input with probability p (training only); a 3-D
     input is read as (N, C, L), with torch's warning."""
     _check_p(be, p)
-    _no_inplace(be, "dropout2d", inplace, method=False)
     ndim = len(be.shape(input))
     _warn_unexpected_dims("dropout2d", ndim, 2)
     if ndim == 3:
@@ -93,7 +94,7 @@ def dropout2d(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
             "input as one without a batch dimension, i.e. shape (C, H, W). To maintain the 1D "
             "channel-wise dropout behavior, please switch to using dropout1d instead.",
             stacklevel=2)
-    return _feature_dropout(be, input, p, training)
+    return _feature_dropout(be, input, p, training, inplace)
 
 
 def dropout3d(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
@@ -101,10 +102,9 @@ def dropout3d(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
     """Zero whole channels of a (N, C, D, H, W) or (C, D, H, W) input with probability p
     (training only)."""
     _check_p(be, p)
-    _no_inplace(be, "dropout3d", inplace, method=False)
     ndim = len(be.shape(input))
     _warn_unexpected_dims("dropout3d", ndim, 3)
-    return _unbatched(be, input, p, training, ndim == 5)
+    return _unbatched(be, input, p, training, ndim == 5, inplace)
 
 
 class _DropoutNd(Module):

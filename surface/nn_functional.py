@@ -75,13 +75,6 @@ def legacy_reduction(size_average: Any, reduce: Any, reduction: str) -> str:
     return legacy
 
 
-def _no_inplace(be: NNBackend, name: str, inplace: bool, method: bool = True) -> None:
-    """Refuse inplace=True, pointing at the in-place Tensor method when there is one."""
-    if inplace:
-        hint = f"; use the in-place method (x.{name}_())" if method else ""
-        raise be.runtime_error(f"{name}(): inplace=True is not supported{hint}")
-
-
 def _reduce(be: NNBackend, loss: Any, reduction: str) -> Any:
     if reduction == "mean":
         return _call(be, "mean", loss)
@@ -132,9 +125,16 @@ def tanh(be: NNBackend, input: Any) -> Any:
 
 def leaky_relu(be: NNBackend, input: Any, negative_slope: float = 0.01,
                inplace: bool = False) -> Any:
-    """input if input > 0 else negative_slope * input."""
-    _no_inplace(be, "leaky_relu", inplace)
+    """input if input > 0 else negative_slope * input (in place with inplace=True, as torch's
+    leaky_relu_: grad_fn LeakyReluBackward1)."""
+    if inplace:
+        return input.leaky_relu_(negative_slope)
     return _call(be, "leaky_relu", input, negative_slope)
+
+
+def leaky_relu_(be: NNBackend, input: Any, negative_slope: float = 0.01) -> Any:
+    """`leaky_relu` in place."""
+    return input.leaky_relu_(negative_slope)
 
 
 def prelu(be: NNBackend, input: Any, weight: Any) -> Any:
@@ -176,9 +176,16 @@ def prelu(be: NNBackend, input: Any, weight: Any) -> Any:
 
 
 def elu(be: NNBackend, input: Any, alpha: float = 1.0, inplace: bool = False) -> Any:
-    """input if input > 0 else alpha * (exp(input) - 1)."""
-    _no_inplace(be, "elu", inplace)
+    """input if input > 0 else alpha * (exp(input) - 1) (in place with inplace=True, as
+    torch's elu_: grad_fn EluBackward1)."""
+    if inplace:
+        return input.elu_(alpha)
     return _call(be, "elu", input, alpha)
+
+
+def elu_(be: NNBackend, input: Any, alpha: float = 1.0) -> Any:
+    """`elu` in place."""
+    return input.elu_(alpha)
 
 
 def gelu(be: NNBackend, input: Any, approximate: str = "none") -> Any:
@@ -187,8 +194,9 @@ def gelu(be: NNBackend, input: Any, approximate: str = "none") -> Any:
 
 
 def silu(be: NNBackend, input: Any, inplace: bool = False) -> Any:
-    """input * sigmoid(input)."""
-    _no_inplace(be, "silu", inplace)
+    """input * sigmoid(input) (in place with inplace=True, as torch's silu_)."""
+    if inplace:
+        return input.silu_()
     return _call(be, "silu", input)
 
 
@@ -197,22 +205,35 @@ def softplus(be: NNBackend, input: Any, beta: float = 1.0, threshold: float = 20
     return _call(be, "softplus", input, beta, threshold)
 
 
+def selu_(be: NNBackend, input: Any) -> Any:
+    """`selu` in place (grad_fn EluBackward1)."""
+    return input.selu_()
+
+
+def celu_(be: NNBackend, input: Any, alpha: float = 1.0) -> Any:
+    """`celu` in place (grad_fn CeluBackward1)."""
+    return input.celu_(alpha)
+
+
 def selu(be: NNBackend, input: Any, inplace: bool = False) -> Any:
     """scale * (input if input > 0 else alpha * (exp(input) - 1)), SELU's alpha and scale.
 
     Args:
         be: the backend.
         input: a floating-point tensor.
-        inplace: not supported (True raises).
+        inplace: write the result into input (torch's in-place op: input must not be a
+            leaf that requires grad).
 
     Returns:
-        A tensor of input's shape and dtype (grad_fn EluBackward0, as torch's).
+        A tensor of input's shape and dtype (grad_fn EluBackward0, as torch's; in place
+        EluBackward1).
 
     Raises:
         NotImplementedError: input is integral or bool (torch's message).
-        RuntimeError: inplace=True.
+        RuntimeError: inplace=True on a leaf that requires grad (torch's message).
     """
-    _no_inplace(be, "selu", inplace, method=False)
+    if inplace:
+        return input.selu_()
     return _call(be, "selu", input)
 
 
@@ -223,16 +244,19 @@ def celu(be: NNBackend, input: Any, alpha: float = 1.0, inplace: bool = False) -
         be: the backend.
         input: a floating-point tensor.
         alpha: the negative side's scale (not 0).
-        inplace: not supported (True raises).
+        inplace: write the result into input (torch's in-place op: input must not be a
+            leaf that requires grad).
 
     Returns:
         A tensor of input's shape and dtype.
 
     Raises:
         NotImplementedError: input is integral or bool (torch's message).
-        RuntimeError: alpha is 0 (torch's message), or inplace=True.
+        RuntimeError: alpha is 0 (torch's message); inplace=True on a leaf that requires
+            grad.
     """
-    _no_inplace(be, "celu", inplace, method=False)
+    if inplace:
+        return input.celu_(alpha)
     return _call(be, "celu", input, alpha)
 
 
@@ -242,16 +266,18 @@ def hardsigmoid(be: NNBackend, input: Any, inplace: bool = False) -> Any:
     Args:
         be: the backend.
         input: a floating-point tensor.
-        inplace: not supported (True raises).
+        inplace: write the result into input (torch's in-place op: input must not be a
+            leaf that requires grad).
 
     Returns:
         A tensor of input's shape and dtype.
 
     Raises:
         NotImplementedError: input is integral or bool (torch's message).
-        RuntimeError: inplace=True.
+        RuntimeError: inplace=True on a leaf that requires grad (torch's message).
     """
-    _no_inplace(be, "hardsigmoid", inplace, method=False)
+    if inplace:
+        return input.hardsigmoid_()
     return _call(be, "hardsigmoid", input)
 
 
@@ -261,16 +287,18 @@ def hardswish(be: NNBackend, input: Any, inplace: bool = False) -> Any:
     Args:
         be: the backend.
         input: a floating-point tensor.
-        inplace: not supported (True raises).
+        inplace: write the result into input (torch's in-place op: input must not be a
+            leaf that requires grad).
 
     Returns:
         A tensor of input's shape and dtype.
 
     Raises:
         NotImplementedError: input is integral or bool (torch's message).
-        RuntimeError: inplace=True.
+        RuntimeError: inplace=True on a leaf that requires grad (torch's message).
     """
-    _no_inplace(be, "hardswish", inplace, method=False)
+    if inplace:
+        return input.hardswish_()
     return _call(be, "hardswish", input)
 
 
@@ -280,16 +308,18 @@ def mish(be: NNBackend, input: Any, inplace: bool = False) -> Any:
     Args:
         be: the backend.
         input: a floating-point tensor.
-        inplace: not supported (True raises).
+        inplace: write the result into input (torch's in-place op: input must not be a
+            leaf that requires grad).
 
     Returns:
         A tensor of input's shape and dtype.
 
     Raises:
         NotImplementedError: input is integral or bool (torch's message).
-        RuntimeError: inplace=True.
+        RuntimeError: inplace=True on a leaf that requires grad (torch's message).
     """
-    _no_inplace(be, "mish", inplace, method=False)
+    if inplace:
+        return input.mish_()
     return _call(be, "mish", input)
 
 
@@ -410,10 +440,9 @@ def dropout(be: NNBackend, input: Any, p: float = 0.5, training: bool = True,
     """Zero each element with probability p and scale the rest by 1 / (1 - p) (training only)."""
     if p < 0.0 or p > 1.0:
         raise be.value_error(f"dropout probability has to be between 0 and 1, but got {p}")
-    _no_inplace(be, "dropout", inplace)
     # torch's CPU dropout (not the fused native_dropout, which is for accelerators): the mask
     # is bernoulli_(1 - p) on an empty_like, so it draws torch's numbers
-    return spellings.dropout(be, input, p, training)
+    return spellings.dropout(be, input, p, training, inplace)
 
 
 def one_hot(be: NNBackend, tensor: Any, num_classes: int = -1) -> Any:
@@ -672,8 +701,9 @@ def glu(be: NNBackend, input: Any, dim: int = -1) -> Any:
     return _call(be, "glu", input, dim)
 
 
-FUNCTIONS = (relu, hardtanh, hardtanh_, relu6, sigmoid, tanh, leaky_relu, prelu, elu, gelu,
-             silu, softplus, logsigmoid, mish, selu, celu, hardsigmoid, hardswish, softmax,
+FUNCTIONS = (relu, hardtanh, hardtanh_, relu6, sigmoid, tanh, leaky_relu, leaky_relu_, prelu,
+             elu, elu_, gelu, silu, softplus, logsigmoid, mish, selu, selu_, celu, celu_,
+             hardsigmoid, hardswish, softmax,
              log_softmax, linear, bilinear, dropout, one_hot, embedding, layer_norm, mse_loss,
              l1_loss, smooth_l1_loss, huber_loss, binary_cross_entropy,
              binary_cross_entropy_with_logits, nll_loss, cross_entropy, glu)

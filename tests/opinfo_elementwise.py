@@ -201,6 +201,16 @@ ACTIVATIONS = [
     OpInfo("softplus", lambda x, beta=1.0, threshold=20.0: F.softplus(x, beta, threshold),
            unary_samples() + [Sample(((2, 3),), {"beta": 2.0, "threshold": 1.0})],
            domain=(-3.0, 3.0)),
+    # the ops the in-place variants run: torch's in-place op on a copy (its node reads the
+    # result; the copy passes the gradient on)
+    OpInfo("_leaky_relu_result",
+           lambda x, negative_slope=0.01: F.leaky_relu(x.clone(), negative_slope, inplace=True),
+           unary_samples() + [Sample(((2, 3),), {"negative_slope": 0.2})]),
+    OpInfo("_elu_result", lambda x, alpha=1.0: F.elu(x.clone(), alpha, inplace=True),
+           unary_samples() + [Sample(((2, 3),), {"alpha": 0.5})]),
+    unary("_selu_result", lambda x: F.selu(x.clone(), inplace=True)),
+    OpInfo("_celu_result", lambda x, alpha=1.0: F.celu(x.clone(), alpha, inplace=True),
+           unary_samples() + [Sample(((2, 3),), {"alpha": 0.5})]),
 ]
 
 # --- clamp, maximum, minimum, where --------------------------------------------------------------
