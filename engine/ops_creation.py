@@ -18,7 +18,7 @@ import numpy as np
 
 from gradserve.surface.compat import legacy_dtype_name, parse_to
 from gradserve.surface.creation import arange_length
-from gradserve.surface.layout import broadcast_shapes
+from gradserve.surface.layout import broadcast_shapes, contiguous_strides
 from gradserve.surface.memory_format import (
     ATTR_CHOICES,
     attr_name,
@@ -305,7 +305,8 @@ def _like_strides(x: Any) -> Any:
     it is dense, e.g. a transpose, else its stride order), or None for C order."""
     if x.ndim < 2 or x.flags.c_contiguous:
         return None
-    return like_strides(x.shape, strided.element_strides(x))
+    strides = like_strides(x.shape, strided.element_strides(x))
+    return None if strides == contiguous_strides(x.shape) else strides
 
 
 def _like_draw(draw: Any) -> Any:
