@@ -30,6 +30,7 @@ from .meta_base import (
     _numel,
     _one,
     _opt_int,
+    _plain_layout,
     _reduced,
     _rule,
     _scalar,
@@ -157,8 +158,9 @@ def _pow(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Me
 # --- elementwise: unary --------------------------------------------------------------------------
 
 # Computed in the input's dtype; which input dtypes numpy's forward takes.
-for _name in ("abs", "clone", "square", "floor", "ceil", "trunc", "relu"):
+for _name in ("abs", "square", "floor", "ceil", "trunc", "relu"):
     _elementwise(_name, 1, _PROMOTE)
+_elementwise("clone", 1, _PROMOTE, attrs={"memory_format": _plain_layout})
 for _name in ("neg", "sign", "frac", "sgn"):
     _elementwise(_name, 1, _PROMOTE, accepts=_not_bool)
 
@@ -232,7 +234,9 @@ def _where(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[
 def _to_dtype(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
     if len(inputs) != 1:
         raise _Inexact
-    _known(attrs, frozenset(("dtype",)))
+    _known(attrs, frozenset(("dtype", "memory_format")))
+    if "memory_format" in attrs:
+        _plain_layout(attrs["memory_format"])
     rank = _dtype(attrs.get("dtype"))
     if rank is None:
         raise _Inexact  # required
