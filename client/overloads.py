@@ -100,7 +100,7 @@ class RemoteBackend:
         adopt(tensor, value)
 
     def contiguous_copy(self, tensor: Any) -> Any:
-        out = self.call("clone", (tensor,), {})  # the server's clone is row-major
+        out = self.call("clone", (tensor,), {"memory_format": "contiguous"})
         if out._meta is not None:
             out._meta = out._meta._replace(contiguous=True)
         return out

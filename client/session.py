@@ -39,6 +39,7 @@ from gradserve.surface import (
 from gradserve.surface import compat as surface_compat
 from gradserve.surface import func as func_state
 from gradserve.surface import linalg as surface_linalg
+from gradserve.surface import memory_format as surface_memory_format
 from gradserve.surface import meta as surface_meta
 from gradserve.surface import out_arg as surface_out_arg
 from gradserve.surface.functional import ErrorTypes, Functional
@@ -236,6 +237,7 @@ class Session:
         self.linalg = surface_linalg.namespace(  # torch.linalg: the norms
             overloads.RemoteBackend(self), overloads.bind_function)
         self.__dict__.update(legacy.CONSTANTS)  # torch.pi, torch.e, torch.inf, torch.nan
+        self.__dict__.update(surface_memory_format.MEMBERS)  # torch.channels_last & co.
         self.optim = optim.namespace(self)
         self._optimizers: weakref.WeakValueDictionary[int, ServerOptimizer] = (
             weakref.WeakValueDictionary())

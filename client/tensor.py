@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradserve.surface import compat, devices, grad_mode, layout, messages, operators
+from gradserve.surface import compat, devices, grad_mode, layout, messages, operators, storage
 from gradserve.surface import func as func_state
+from gradserve.surface import memory_format as memory_formats
 
 from .codec import DType
 
@@ -243,7 +244,10 @@ class Tensor:
         """Whether the elements are laid out in row-major order without gaps (as the server
         holds them: False for a transpose, an expand or a strided slice, as torch). Known
         without a round trip when the client inferred it (`Meta.contiguous`)."""
-        if memory_format is None and self._known_contiguous():
+        if memory_format is not None:
+            fmt = memory_formats.attr_name(memory_format, "is_contiguous", TypeError)
+            return memory_formats.is_contiguous_as(fmt, tuple(self.shape), self.stride())
+        if self._known_contiguous():
             return True
         return not self._owner.info(self).non_contiguous
 
@@ -387,11 +391,19 @@ class Tensor:
 
         dtype, copy = compat.parse_to(RemoteBackend(self._owner), args, kwargs,
                                       lambda v: isinstance(v, DType))
+        fmt = memory_formats.attr_name(kwargs.get("memory_format"), "to", TypeError)
         if dtype is None:
-            dtype = self.dtype if copy else None
-        if dtype is None or (not copy and dtype == self.dtype):
+            dtype = self.dtype if copy or fmt != "preserve" else None
+        if dtype is None or (not copy and dtype == self.dtype and memory_formats.keeps_layout(
+                fmt, tuple(self.shape), self.stride)):
             return self
-        return self._owner.call("to_dtype", (self,), {"dtype": dtype})
+        attrs: dict[str, Any] = {"dtype": dtype}
+        if fmt != "preserve":
+            refusal = memory_formats.rank_error(fmt, self.dim())
+            if refusal is not None:  # raised here, as torch's (not with the batch)
+                raise RuntimeError(refusal)
+            attrs["memory_format"] = fmt
+        return self._owner.call("to_dtype", (self,), attrs)
 
     def type(self, dtype: Any = None, non_blocking: builtins.bool = False) -> Any:
         """'torch.FloatTensor' & co.; type(dtype), type('torch.DoubleTensor') or
@@ -456,6 +468,27 @@ class Tensor:
 
     def tolist(self) -> Any:
         return self._owner.value(self).tolist()
+
+    def _storage_values(self) -> np.ndarray:
+        root = self._base  # a view shares its base's storage (torch's _base: the root)
+        if root is None:
+            root = self
+        values = self._owner.value(root)
+        return storage.memory_order(values, root.stride(), root.storage_offset())
+
+    def storage(self) -> Any:
+        """The memory this tensor and its views share, as elements of its dtype: a copy read
+        from the server (len, indexing, printing as torch's; no data_ptr(), no writes)."""
+        storage.warn_typed_storage()
+        return storage.TypedStorage(self._storage_values(), None, self.dtype)
+
+    def untyped_storage(self) -> Any:
+        """`storage()` as bytes (a copy read from the server)."""
+        return storage.UntypedStorage(self._storage_values().view(np.uint8), None)
+
+    def data_ptr(self) -> builtins.int:
+        """Refused: a session's tensor lives on the server (compare views with `_base`)."""
+        raise NotImplementedError(storage.SNAPSHOT_MESSAGE)
 
     def item(self) -> Any:
         """The single value as a Python number."""

@@ -22,6 +22,7 @@ from gradserve.surface import devices as _devices
 from gradserve.surface import distributions as _distributions
 from gradserve.surface import dynamo as _dynamo_ns
 from gradserve.surface import linalg as _linalg
+from gradserve.surface import memory_format as _memory_format
 from gradserve.surface import out_arg as _out_arg
 from gradserve.surface import pytree as _pytree
 from gradserve.surface import runtime as _runtime
@@ -89,6 +90,7 @@ _higher_order_ops = _control.higher_order_ops(_module)  # torch._higher_order_op
 linalg = _linalg.namespace(_spellings.BACKEND,  # torch.linalg: the norms
                            lambda be, fn, name: _spellings.bound(fn, name))
 pi, e, inf, nan = (CONSTANTS[k] for k in ("pi", "e", "inf", "nan"))
+globals().update(_memory_format.MEMBERS)  # torch.channels_last & co.
 from .transforms import func  # noqa: E402  (torch.func: grad, vjp, jacrev, vmap, ...)
 
 # torch.set_num_threads, use_deterministic_algorithms, ...: remembered (surface/runtime.py)
@@ -173,4 +175,5 @@ __all__ = ["BoolTensor", "DType", "DoubleTensor", "FloatTensor", "IntTensor", "L
            "set_printoptions", "special", *_RUNTIME.functions(),
            "random", "registry", "seed", "set_default_device", "set_default_dtype",
            "set_default_tensor_type",
-           "set_grad_enabled", "tensor", "utils", "vmap", "pi", "e", "inf", "nan", *PUBLIC]
+           "set_grad_enabled", "tensor", "utils", "vmap", "pi", "e", "inf", "nan",
+           *_memory_format.MEMBERS, *PUBLIC]

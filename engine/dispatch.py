@@ -16,7 +16,7 @@ from gradserve.surface.numbers import (
     python_number,
 )
 
-from . import errors, limits, parallel, saved, scalarmath
+from . import errors, limits, parallel, saved, scalarmath, strided
 from .nodes import NO_GRAD_VIEW, Node
 from .registry import OPS, OpDef, bind_attrs, lookup
 from .tensor import Tensor, new_version
@@ -246,6 +246,8 @@ def run(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], *, generator: A
         out_np = out_dtype.np
         if data.dtype is not out_np and data.dtype != out_np:
             data = data.astype(out_np)
+        if op.layout is not None and type(data) is np.ndarray and data.ndim > 1:
+            data = strided.RELAYOUT[op.layout](flat, data)  # torch's strides (OpDef.layout)
         # the result: Tensor._result inline (this runs for every op)
         out = _new_tensor(Tensor)
         out._data = data

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradserve.surface.compat import node_name
+from gradserve.surface.layout import contiguous_strides
+from gradserve.surface.memory_format import is_non_overlapping_and_dense
 
-from . import dtypes, errors, hooks, limits, namespaces, saved
+from . import dtypes, errors, hooks, limits, namespaces, saved, strided
 from .tensor import Tensor
 
 if TYPE_CHECKING:
@@ -683,12 +685,15 @@ class AccumulateGrad:
                 # torch copies the gradient into a tensor laid out like the variable
                 # (new_empty_strided().copy_()): recorded, so `.grad`'s grad_fn is CopyBackwards,
                 # and `.grad` never aliases a gradient that other leaves received too
-                v._grad = Tensor._make(np.empty(v._data.shape, v.dtype.np)).copy_(gt)
+                v._grad = Tensor._make(_grad_layout(v, None)).copy_(gt)
             else:
                 v._grad = v._grad + gt
         elif v._grad is None:
-            if not (owned and g.dtype == v.dtype.np and g.shape == v._data.shape):
-                g = np.array(g, dtype=v.dtype.np, copy=True)
+            vd = v._data
+            if type(vd) is np.ndarray and vd.ndim > 1 and not vd.flags.c_contiguous:
+                g = _grad_layout(v, g)  # torch's gradient layout contract (a strided leaf)
+            elif not (owned and g.dtype == v.dtype.np and g.shape == vd.shape):
+                g = np.array(g, dtype=v.dtype.np, copy=True, order="C")
             v._grad = grad = Tensor._make(g)
             limits.keep(grad._data.nbytes + limits.TENSOR_BYTES)
         else:
@@ -697,6 +702,20 @@ class AccumulateGrad:
             grad = v._grad
             grad._data += g
             grad._vc[0] += 1
+
+
+def _grad_layout(v: Tensor, g: Any) -> Any:
+    """A leaf's first gradient laid out as torch's AccumulateGrad lays it out (the gradient
+    layout contract): with the leaf's strides when the leaf is dense, else contiguous; `g`'s
+    values copied in (None: left uninitialised)."""
+    vd = v._data
+    strides = strided.element_strides(vd) if type(vd) is np.ndarray else ()
+    if not is_non_overlapping_and_dense(vd.shape, strides):
+        strides = contiguous_strides(vd.shape)
+    out = strided.empty_strided(vd.shape, strides, v.dtype.np)
+    if g is not None:
+        np.copyto(out, g, casting="unsafe")
+    return out
 
 
 class _NoGradView:

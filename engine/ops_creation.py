@@ -18,12 +18,20 @@ import numpy as np
 
 from gradserve.surface.compat import legacy_dtype_name, parse_to
 from gradserve.surface.creation import arange_length
-from gradserve.surface.layout import broadcast_shapes
+from gradserve.surface.layout import broadcast_shapes, contiguous_strides
+from gradserve.surface.memory_format import (
+    ATTR_CHOICES,
+    attr_name,
+    format_strides,
+    keeps_layout,
+    like_strides,
+    rank_error,
+)
 from gradserve.surface.messages import TYPE_WORDS
 
 from . import cascade as _cascade
 from . import distributions as _dist
-from . import dtypes, errors, limits
+from . import dtypes, errors, limits, strided
 from . import random as _random
 from .api import apply_inplace, public
 from .dispatch import run
@@ -116,15 +124,36 @@ def _like_dtype(x: Any, dtype: DType | None) -> Any:
     return dtype.np if dtype is not None else x.dtype
 
 
-defop("zeros_like", lambda x, dtype=None: np.zeros(x.shape, _like_dtype(x, dtype)), None,
-      attrs=(_DTYPE,), dtype=_like(), out_shape=_input_shape, method=False,
+def _filled_like(x: Any, value: Any, d: Any, memory_format: str) -> Any:
+    """A *_like result: `value` in x's shape, laid out as torch's empty_like lays it out."""
+    refusal = rank_error(memory_format, np.ndim(x))
+    if refusal is not None:
+        raise errors.InvalidArgumentError(refusal)
+    if memory_format == "preserve":
+        if np.ndim(x) <= 1 or x.flags.c_contiguous:
+            return np.full(x.shape, value, d)
+        strides = like_strides(x.shape, strided.element_strides(x))
+    else:
+        strides = format_strides(memory_format, x.shape)
+    out = strided.empty_strided(x.shape, strides, d)
+    out.fill(value)
+    return out
+
+
+_MEMORY_FORMAT = AttrSpec("memory_format", "str", "preserve", choices=ATTR_CHOICES)
+
+defop("zeros_like", lambda x, dtype=None, memory_format="preserve": _filled_like(
+          x, 0, _like_dtype(x, dtype), memory_format), None,
+      attrs=(_DTYPE, _MEMORY_FORMAT), dtype=_like(), out_shape=_input_shape, method=False,
       doc="zeros with input's shape (and dtype unless dtype)")
-defop("ones_like", lambda x, dtype=None: np.ones(x.shape, _like_dtype(x, dtype)), None,
-      attrs=(_DTYPE,), dtype=_like(), out_shape=_input_shape, method=False,
+defop("ones_like", lambda x, dtype=None, memory_format="preserve": _filled_like(
+          x, 1, _like_dtype(x, dtype), memory_format), None,
+      attrs=(_DTYPE, _MEMORY_FORMAT), dtype=_like(), out_shape=_input_shape, method=False,
       doc="ones with input's shape (and dtype unless dtype)")
-defop("full_like", lambda x, fill_value, dtype=None: np.full(x.shape, fill_value), None,
-      attrs=(AttrSpec("fill_value", "scalar", required=True), _DTYPE), dtype=_like(),
-      out_shape=_input_shape, method=False,
+defop("full_like", lambda x, fill_value, dtype=None, memory_format="preserve": _filled_like(
+          x, fill_value, None, memory_format), None,
+      attrs=(AttrSpec("fill_value", "scalar", required=True), _DTYPE, _MEMORY_FORMAT),
+      dtype=_like(), out_shape=_input_shape, method=False,
       doc="fill_value with input's shape (and dtype unless dtype)",
       out_bound=temporaries(_input_shape, result_bytes=8))
 
@@ -272,20 +301,30 @@ def _strides(x: Any) -> Any:
 
 
 def _like_strides(x: Any) -> Any:
-    """The strides torch's `empty_like` gives a *_like result: the input's when it is dense (a
-    permutation of a contiguous block, e.g. a transpose), else none (C order)."""
-    strides = _strides(x)
-    perm = _dist.fill_order(x.shape, strides)
-    return strides if perm is not None and x.transpose(perm).flags.c_contiguous else None
+    """The strides torch's `empty_like` gives a *_like result (`like_strides`: the input's when
+    it is dense, e.g. a transpose, else its stride order), or None for C order."""
+    if x.ndim < 2 or x.flags.c_contiguous:
+        return None
+    strides = like_strides(x.shape, strided.element_strides(x))
+    return None if strides == contiguous_strides(x.shape) else strides
 
 
 def _like_draw(draw: Any) -> Any:
     """The forward of a *_like op: `draw(gen, shape, np_dtype, contiguous, **attrs)` laid out
     as torch's empty_like lays out the result."""
-    def forward(x: Any, dtype: Any = None, generator: Any = None, **attrs: Any) -> Any:
+    def forward(x: Any, dtype: Any = None, generator: Any = None,
+                memory_format: str = "preserve", **attrs: Any) -> Any:
+        refusal = rank_error(memory_format, np.ndim(x))
+        if refusal is not None:
+            raise errors.InvalidArgumentError(refusal)
         gen = _random.resolve(generator)
         d = dtype.np if dtype is not None else x.dtype
-        strides = _like_strides(x)
+        if memory_format == "preserve":
+            strides = _like_strides(x)
+        elif memory_format == "contiguous":
+            strides = None
+        else:  # (fill_order reads the order alone: strides in elements will do)
+            strides = format_strides(memory_format, x.shape)
         return _dist.fill(x.shape, strides, lambda shape: draw(
             gen, shape, d, strides is None, **attrs))
     return forward
@@ -678,18 +717,19 @@ _RANDOM = [
           method=False, doc="a random permutation of 0..n-1 (int64 unless dtype)",
           out_bound=temporaries(lambda **a: (a["n"],), result_bytes=120)),
     defop("rand_like", _like_draw(lambda g, shape, d, contiguous: _dist.uniform(g, shape, d)),
-          None, attrs=(_DTYPE,), dtype=_like("check_uniform_bounds"), method=False,
+          None, attrs=(_DTYPE, _MEMORY_FORMAT), dtype=_like("check_uniform_bounds"),
+          method=False,
           doc="uniform random values in [0, 1) with input's shape (and dtype unless dtype)",
           out_bound=temporaries(_input_shape, result_bytes=24)),
     defop("randn_like", _like_draw(lambda g, shape, d, contiguous: _dist.normal(
-          g, shape, d, contiguous=contiguous)), None, attrs=(_DTYPE,),
+          g, shape, d, contiguous=contiguous)), None, attrs=(_DTYPE, _MEMORY_FORMAT),
           dtype=_like("normal_kernel_cpu"), method=False,
           doc="standard normal random values with input's shape (and dtype unless dtype)",
           out_bound=temporaries(_input_shape, result_bytes=160)),
     defop("randint_like", _like_draw(lambda g, shape, d, contiguous, low, high: _dist.randint(
           g, shape, low, high, d)), None,
           attrs=(AttrSpec("low", "int", required=True), AttrSpec("high", "int", required=True),
-                 _DTYPE),
+                 _DTYPE, _MEMORY_FORMAT),
           dtype=_randint_dtype, method=False,
           doc="uniform random integers in [low, high) with input's shape (and dtype unless "
               "dtype)", out_bound=temporaries(_input_shape, result_bytes=40)),
@@ -764,10 +804,11 @@ def bernoulli_(self: Tensor, p: Any = 0.5, *, generator: Any = None) -> Tensor:
 _TENSOR_TYPES = {d.torch_tensor_name: d for d in dtypes.DTYPES.values()}
 
 
-def _convert(t: Tensor, dtype: DType, copy: bool = False) -> Tensor:
-    if t.dtype is dtype and not copy:
+def _convert(t: Tensor, dtype: DType, copy: bool = False, memory_format: Any = None) -> Tensor:
+    fmt = attr_name(memory_format, "to", errors.InvalidTypeError)
+    if t.dtype is dtype and not copy and keeps_layout(fmt, t._data.shape, t.stride):
         return t  # torch returns the tensor itself
-    return run(OPS["to_dtype"], (t,), {"dtype": dtype})
+    return run(OPS["to_dtype"], (t,), {"dtype": dtype, "memory_format": fmt})
 
 
 def _as_dtype(value: Any, what: str) -> DType:
@@ -785,7 +826,7 @@ def to(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
     """Tensor.to(dtype), to(device), to(other), to(device, dtype); copy=True forces a copy."""
     dtype, copy = parse_to(BACKEND, args, kwargs, lambda v: isinstance(v, DType))
     target = self.dtype if dtype is None else _as_dtype(dtype, "to()")
-    return _convert(self, target, copy)
+    return _convert(self, target, copy, kwargs.get("memory_format"))
 
 
 def _fixed_conversion(name: str, dtype: DType) -> None:

@@ -15,9 +15,10 @@ import numpy as np
 
 from gradserve.surface import messages
 from gradserve.surface.layout import broadcast_shapes
+from gradserve.surface.memory_format import ATTR_CHOICES, rank_error
 from gradserve.surface.messages import TYPE_WORDS
 
-from . import dtypes, errors, gelu_erf, limits, mkl, parallel, scalarmath, vecmath
+from . import dtypes, errors, gelu_erf, limits, mkl, parallel, scalarmath, strided, vecmath
 from .distributions import fma32, fma64
 from .dtypes import DType
 from .registry import (
@@ -1325,13 +1326,29 @@ defop("logical_not", np.logical_not, None, dtype=BOOL, doc="not input, as bool",
 
 # --- dtype conversion ----------------------------------------------------------------------------
 
-defop("to_dtype", lambda x, dtype: x.astype(dtype.np), lambda ns, g, out, x, dtype: g,
+MEMORY_FORMAT = AttrSpec("memory_format", "str", "preserve", choices=ATTR_CHOICES)
+
+
+def _to_dtype(x: Any, dtype: DType, memory_format: str = "preserve") -> Any:
+    """torch's `_to_copy`: x's values in `dtype`, laid out as empty_like(x, memory_format)."""
+    if memory_format == "preserve" and (np.ndim(x) <= 1 or x.flags.c_contiguous):
+        return x.astype(dtype.np)
+    return strided.like(x, memory_format, dtype.np, rank_error(memory_format, np.ndim(x)))
+
+
+defop("to_dtype", _to_dtype, lambda ns, g, out, x, dtype, memory_format="preserve": g,
       saves="",
-      attrs=(AttrSpec("dtype", "dtype", required=True),),
+      attrs=(AttrSpec("dtype", "dtype", required=True), MEMORY_FORMAT),
       dtype=lambda args, attrs: (None, attrs["dtype"]), backward="ToCopyBackward0",
-      method=False, doc="convert to dtype (Tensor.to(dtype), .float(), .double(), ...)",
+      method=False, doc="convert to dtype (Tensor.to(dtype), .float(), .double(), ...), laid "
+      "out as memory_format says",
       out_shape=broadcast_shape)
-defop("clone", lambda x: x.copy(), lambda ns, g, out, x: g, dtype=SAME, doc="a copy",
+
+
+defop("clone", lambda x, memory_format="preserve": strided.like(
+          x, memory_format, None, rank_error(memory_format, np.ndim(x))),
+      lambda ns, g, out, x, memory_format="preserve": g, dtype=SAME,
+      attrs=(MEMORY_FORMAT,), doc="a copy (laid out as memory_format says: torch's clone)",
       saves="",
       out_shape=broadcast_shape)
 

@@ -17,9 +17,16 @@ import numpy as np
 
 from gradserve.surface.messages import TYPE_WORDS
 
-from . import dtypes, errors, limits, mkl
+from . import dtypes, errors, limits, mkl, vecmath
 from .distributions import fma32, fma64
-from .ops_elementwise import _ERF_BYTES, _by_scalars, _is_tensor, broadcast_shape
+from .ops_elementwise import (
+    _ERF_BYTES,
+    _by_scalars,
+    _exact32_or,
+    _float32,
+    _is_tensor,
+    broadcast_shape,
+)
 from .ops_shape import wrap_dim
 from .registry import (
     BOOL,
@@ -45,18 +52,34 @@ defop("acos", mkl.unary("Acos", np.arccos),
       saves="input", inplace=True, doc="arccosine", out_shape=broadcast_shape)
 defop("atan", mkl.unary("Atan", np.arctan), lambda ns, g, out, x: g / (x * x + 1), dtype=FLOAT,
       saves="input", inplace=True, doc="arctangent", out_shape=broadcast_shape)
-defop("sinh", np.sinh, lambda ns, g, out, x: g * ns.cosh(x), dtype=FLOAT,
-      saves="input", inplace=True, doc="hyperbolic sine", out_shape=broadcast_shape)
-defop("cosh", np.cosh, lambda ns, g, out, x: g * ns.sinh(x), dtype=FLOAT,
-      saves="input", inplace=True, doc="hyperbolic cosine", out_shape=broadcast_shape)
+def _hyperbolic(vector: Any, scalar: Any, fallback: np.ufunc) -> Any:
+    """A float32 sinh/cosh/atanh as torch's kernel: SLEEF's in its vector loop, glibc's in the
+    scalar tail (`vecmath.float32_kernel`); numpy's for other dtypes."""
+    def forward(x: Any) -> Any:
+        if _float32(x):
+            return vecmath.float32_kernel(vector, scalar, x)
+        return fallback(x)
+    return forward
+
+
+defop("sinh", _hyperbolic(vecmath.sleef_sinhf, vecmath.libm_sinhf, np.sinh),
+      lambda ns, g, out, x: g * ns.cosh(x), dtype=FLOAT,
+      saves="input", inplace=True, doc="hyperbolic sine",
+      out_bound=_exact32_or(temporaries(broadcast_shape)))
+defop("cosh", _hyperbolic(vecmath.sleef_coshf, vecmath.libm_coshf, np.cosh),
+      lambda ns, g, out, x: g * ns.sinh(x), dtype=FLOAT,
+      saves="input", inplace=True, doc="hyperbolic cosine",
+      out_bound=_exact32_or(temporaries(broadcast_shape)))
 # No asinh_/acosh_/atanh_: torch's in-place variants have no derivative ("the derivative for
 # 'inplace version of asinh' is not implemented"); gradserve leaves them out.
 defop("asinh", np.arcsinh, lambda ns, g, out, x: g * ns.rsqrt(x * x + 1), dtype=FLOAT,
       saves="input", doc="inverse hyperbolic sine", out_shape=broadcast_shape)
 defop("acosh", np.arccosh, lambda ns, g, out, x: g * ns.rsqrt(x * x - 1), dtype=FLOAT,
       saves="input", doc="inverse hyperbolic cosine", out_shape=broadcast_shape)
-defop("atanh", np.arctanh, lambda ns, g, out, x: g / (1 - x * x), dtype=FLOAT,
-      saves="input", doc="inverse hyperbolic tangent", out_shape=broadcast_shape)
+defop("atanh", _hyperbolic(vecmath.sleef_atanhf, vecmath.libm_atanhf, np.arctanh),
+      lambda ns, g, out, x: g / (1 - x * x), dtype=FLOAT,
+      saves="input", doc="inverse hyperbolic tangent",
+      out_bound=_exact32_or(temporaries(broadcast_shape)))
 
 # --- logarithms, rounding, error function ---------------------------------------------------------
 

@@ -678,12 +678,13 @@ _CUMULATIVE_ACC = {np.dtype(np.float32): np.float64, np.dtype(np.float16): np.fl
 
 
 def _cumulative(fn: Callable[..., Any], x: Any, axis: int) -> Any:
-    """np.cumsum / np.cumprod along `axis` with torch's running-value precision."""
+    """np.cumsum / np.cumprod along `axis` with torch's running-value precision, in C order
+    whatever x's (torch's result is contiguous; numpy's keeps a transposed input's order)."""
     acc = _CUMULATIVE_ACC.get(x.dtype)
     if acc is None:
-        return fn(x, axis=axis)
+        return np.ascontiguousarray(fn(x, axis=axis))
     with np.errstate(over="ignore"):  # a running value past the dtype's range: inf, as torch
-        return fn(x.astype(acc), axis=axis).astype(x.dtype)
+        return np.ascontiguousarray(fn(x.astype(acc), axis=axis).astype(x.dtype))
 
 
 def _cumsum(x: Any, dim: int, dtype: Any = None) -> Any:

@@ -51,6 +51,30 @@ def names_backward(*names: str) -> Callable[[Any], Any]:
 _TORCH_NAMES = {"input": "self", "min": "min, max 0", "max": "min, max 1"}
 
 
+# The elementwise ops whose shape rule is not a broadcasting one (one input, attributes), which
+# torch computes with a TensorIterator: their results keep their inputs' stride order
+# (`OpDef.layout`)
+POINTWISE = frozenset((
+    "add_scalar", "addcdiv", "addcmul", "celu", "div_scalar", "elu", "erf", "erfc", "expm1",
+    "frac", "gelu", "hardsigmoid", "hardsigmoid_backward", "hardswish", "hardtanh", "leaky_relu",
+    "log1p", "log_sigmoid", "mish", "mul_scalar", "nan_to_num", "relu", "round", "rsqrt",
+    "selu", "sigmoid", "sigmoid_backward", "silu", "softplus", "tanh_backward",
+    "threshold_backward", "xlogy",
+))
+
+
+# The elementwise ops that lay out their results themselves, as torch's empty_like does
+# (memory_format=): not by TensorIterator's rule
+LAID_OUT = frozenset(("clone", "to_dtype"))
+
+
+# The other ops whose result's layout torch chooses by its inputs' (`OpDef.layout`):
+# "channels_last" when the input or the weight is laid out so (mkldnn's convolution),
+# "contiguous" whatever the inputs' (softmax computes on a contiguous copy)
+LAYOUTS = {"convolution": "channels_last", "convolution_transpose": "channels_last",
+           "softmax": "contiguous", "log_softmax": "contiguous"}
+
+
 class OpDef:
     """One registry entry: see the module docstring and docs/internals.md."""
 
@@ -153,6 +177,14 @@ class OpDef:
         # not a view, one sequence of inputs, and a dtype rule it can remember.
         self.scalar_path = (n_outputs == 1 and not variadic and not view
                             and self.rule_cache is not None)
+        # How dispatch.run lays out the result (strided.RELAYOUT; None: as the forward made
+        # it): "pointwise" as torch's TensorIterator lays out an elementwise result (the
+        # inputs' stride order: a ufunc, a broadcasting shape rule, or named in `POINTWISE`),
+        # else as `LAYOUTS` says
+        self.layout: str | None = (
+            "pointwise" if n_outputs == 1 and not view and name not in LAID_OUT and (
+                self.ufunc is not None or keeps or name in POINTWISE)
+            else LAYOUTS.get(name))
 
     def cached_bound(self, args: Sequence[Any], attrs: Mapping[str, Any],
                      out_dtype: DType) -> limits.Bound | None:

@@ -67,7 +67,7 @@ class EngineBackend:
         return tuple(tensor.stride())
 
     def contiguous_copy(self, tensor: Any) -> Any:
-        return self.call("clone", (tensor,), {})  # the engine's clone is row-major
+        return self.call("clone", (tensor,), {"memory_format": "contiguous"})
 
     def adopt(self, tensor: Any, value: Any) -> None:
         tensor._data = value._array()  # value is a view of tensor's data when it can be

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradserve.surface import func as func_state
-from gradserve.surface import grad_mode, layout, messages
+from gradserve.surface import grad_mode, layout, messages, storage
+from gradserve.surface import memory_format as memory_formats
 from gradserve.surface.compat import short_node_name
 from gradserve.surface.formatting import format_tensor
 
@@ -295,8 +296,12 @@ class Tensor(TensorMethods):
 
     def is_contiguous(self, memory_format: Any = None) -> bool:
         """Whether the elements are laid out in row-major order without gaps (False for a
-        transpose, an expand or a strided slice, as torch)."""
-        return builtins.bool(np.asarray(self._data).flags.c_contiguous)
+        transpose, an expand or a strided slice, as torch), or in `memory_format`'s order
+        (`torch.channels_last`: NHWC)."""
+        if memory_format is None:
+            return builtins.bool(np.asarray(self._data).flags.c_contiguous)
+        fmt = memory_formats.attr_name(memory_format, "is_contiguous", errors.InvalidTypeError)
+        return memory_formats.is_contiguous_as(fmt, self._data.shape, self.stride())
 
     def stride(self, dim: Any = None) -> Any:
         """The strides in elements (a tuple), or dim's: the layout the data has here, which is
@@ -320,6 +325,28 @@ class Tensor(TensorMethods):
             return 0
         start = a.__array_interface__["data"][0] - b.__array_interface__["data"][0]
         return int(start // a.itemsize)
+
+    def data_ptr(self) -> int:
+        """The address of the first element (torch's: the storage's plus the offset)."""
+        return int(self._array().__array_interface__["data"][0])
+
+    def _storage_block(self) -> tuple[np.ndarray, int]:
+        root = self
+        while root._base is not None:  # a view shares its base's storage
+            root = root._base
+        return storage.storage_block(root._array())
+
+    def storage(self) -> Any:
+        """The memory this tensor and its views share, as elements of its dtype (torch's
+        deprecated TypedStorage: it warns once)."""
+        storage.warn_typed_storage()
+        block, ptr = self._storage_block()
+        return storage.TypedStorage(block.view(self._data.dtype), ptr, self.dtype)
+
+    def untyped_storage(self) -> Any:
+        """The memory this tensor and its views share, as bytes."""
+        block, ptr = self._storage_block()
+        return storage.UntypedStorage(block.view(np.uint8), ptr)
 
     def item(self) -> Any:
         """The single value as a Python number."""

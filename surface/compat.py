@@ -16,6 +16,7 @@ import numpy as np
 
 from . import control as _control  # noqa: F401 - registers torch._check, sym_min, cond
 from . import devices, messages
+from . import memory_format as mf
 from .backend import Backend
 from .spellings import SPELLINGS, Spelling, is_int
 
@@ -212,9 +213,19 @@ def cuda(be: Backend, self: Any, device: Any = None, non_blocking: bool = False,
 
 
 def contiguous(be: Backend, self: Any, memory_format: Any = None) -> Any:
-    """Tensor.contiguous(): the tensor itself when contiguous, else a contiguous copy
-    (CloneBackward0, as torch)."""
-    return self if be.is_contiguous(self) else be.contiguous_copy(self)
+    """Tensor.contiguous(memory_format=torch.contiguous_format): the tensor itself when laid
+    out so, else a copy laid out so (CloneBackward0, as torch)."""
+    if memory_format is None or memory_format is mf.contiguous_format:
+        return self if be.is_contiguous(self) else be.contiguous_copy(self)
+    fmt = mf.attr_name(memory_format, "contiguous", be.type_error)
+    if mf.is_contiguous_as(fmt, tuple(self.shape), self.stride()):
+        return self
+    if fmt == "preserve":
+        raise be.runtime_error("preserve memory format is unsupported by the contiguous operator")
+    refusal = mf.rank_error(fmt, len(self.shape))
+    if refusal is not None:
+        raise be.runtime_error(refusal)
+    return be.call("clone", (self,), {"memory_format": fmt})
 
 
 SPELLINGS["cpu"] = Spelling("cpu", (), None, cpu)

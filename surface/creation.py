@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import messages
+from . import memory_format, messages
 from .backend import Backend
 from .devices import check_device
 from .spellings import SPELLINGS, Spelling, is_int, size_args
@@ -164,6 +164,17 @@ RANDOM = frozenset({"rand", "randn", "rand_like", "randn_like", "randint", "rand
                     "normal"})
 
 
+def _laid_out(be: Backend, out: Any, layout: Any) -> Any:
+    """`torch.empty(..., memory_format=...)`'s result: `out` laid out in that format (a
+    channels-last copy: its values are zeros all the same)."""
+    fmt = memory_format.attr_name(layout, "empty", be.type_error)
+    if fmt == "preserve":
+        raise be.runtime_error("unsupported memory format Preserve")
+    if fmt == "contiguous":
+        return out
+    return be.call("clone", (out,), {"memory_format": fmt})
+
+
 def _sized(name: str) -> None:
     op = "zeros" if name == "empty" else name  # torch leaves empty()'s values uninitialised
     random = name in RANDOM
@@ -171,6 +182,7 @@ def _sized(name: str) -> None:
     def fn(be: Backend, *size: Any, dtype: Any = None, requires_grad: bool = False,
            device: Any = None, **kwargs: Any) -> Any:
         generator = kwargs.pop("generator", None) if random else None
+        layout = kwargs.pop("memory_format", None) if name == "empty" else None
         shape = size_args(be, name, size, kwargs)
         if kwargs:
             raise be.type_error(
@@ -178,6 +190,8 @@ def _sized(name: str) -> None:
         dtype = _resolved(be, dtype)
         check_device(device, name, be.type_error, be.runtime_error)
         out = be.call(op, (), {"size": shape, "dtype": dtype, **_generator(generator)})
+        if layout is not None:
+            out = _laid_out(be, out, layout)
         return _finish(be, out, requires_grad, lambda: _dtype_name(dtype))
 
     fn.__doc__ = (f"torch.{name}(*size, dtype=None, requires_grad=False, device=None"

@@ -85,7 +85,7 @@ def infer(op: str, inputs: Sequence[Any], attrs: Mapping[str, Any],
         metas = rule(inputs, attrs, grad_enabled)
     except _Inexact:
         return None
-    if contiguous_result(op, inputs):
+    if contiguous_result(op, inputs, attrs):
         metas = [m._replace(contiguous=True) for m in metas]
     else:  # a result of at most one element is contiguous whatever its strides
         metas = [m._replace(contiguous=True) if math.prod(m.shape) <= 1 else m for m in metas]

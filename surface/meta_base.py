@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .layout import broadcast_shapes
+from .memory_format import contiguous_format, preserve_format
 
 
 class Meta(NamedTuple):
@@ -165,6 +166,14 @@ def _known(attrs: Mapping[str, Any], names: frozenset[str]) -> None:
     for k in attrs:
         if k not in names:
             raise _Inexact
+
+
+def _plain_layout(v: Any) -> None:
+    """A `memory_format` attribute the rules know: preserve or contiguous, which every rank
+    takes (a channels-last format refuses all but one rank: the server judges it)."""
+    if v not in ("preserve", "contiguous", None) and v is not preserve_format and (
+            v is not contiguous_format):
+        raise _Inexact
 
 
 def _int(v: Any) -> int:

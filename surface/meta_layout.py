@@ -24,8 +24,10 @@ inferred result against the server's description):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from .memory_format import contiguous_format, preserve_format
 
 ALWAYS = frozenset((
     "addbmm", "addmm", "arange", "baddbmm", "bmm", "dot", "eye", "full", "linspace", "matmul",
@@ -34,6 +36,7 @@ ALWAYS = frozenset((
 
 PRESERVED = frozenset((
     # elementwise
+    "_celu_result", "_elu_result", "_leaky_relu_result", "_selu_result",
     "abs", "acos", "acosh", "add", "add_scalar", "addcdiv", "addcmul", "asin", "asinh", "atan",
     "atan2", "atanh", "bitwise_and", "bitwise_left_shift", "bitwise_not", "bitwise_or",
     "bitwise_right_shift", "bitwise_xor", "ceil", "celu", "clamp", "clamp_max", "clamp_min",
@@ -56,19 +59,25 @@ PRESERVED = frozenset((
 _CONCATENATING = frozenset(("cat", "stack"))
 
 
-def contiguous_result(op: str, inputs: Sequence[Any]) -> bool:
+def contiguous_result(op: str, inputs: Sequence[Any],
+                      attrs: Mapping[str, Any] | None = None) -> bool:
     """Whether op `op`'s results are contiguous for these inputs, as far as the rules know.
 
     Args:
         op: the op's catalogue name.
         inputs: its inputs as `meta.infer` takes them (tensors as objects with `.contiguous`:
             True when known contiguous; a list of them for a variadic op).
+        attrs: its attributes as given (`memory_format` of clone, to_dtype and the *_like
+            ops: "contiguous" makes a contiguous result, a channels-last one does not).
 
     Returns:
         True when every result is known contiguous; False when unknown.
     """
     if op in ALWAYS:
         return True
+    fmt = attrs.get("memory_format") if attrs else None
+    if fmt is not None and fmt != "preserve" and fmt is not preserve_format:
+        return fmt == "contiguous" or fmt is contiguous_format
     if op in _CONCATENATING and inputs and isinstance(inputs[0], list) and all(
             len(getattr(t, "shape", (0, 0, 0, 0))) <= 3 for t in inputs[0]):
         return True

@@ -30,6 +30,7 @@ from .meta_base import (
     _numel,
     _one,
     _opt_int,
+    _plain_layout,
     _reduced,
     _rule,
     _scalar,
@@ -157,8 +158,9 @@ def _pow(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Me
 # --- elementwise: unary --------------------------------------------------------------------------
 
 # Computed in the input's dtype; which input dtypes numpy's forward takes.
-for _name in ("abs", "clone", "square", "floor", "ceil", "trunc", "relu"):
+for _name in ("abs", "square", "floor", "ceil", "trunc", "relu"):
     _elementwise(_name, 1, _PROMOTE)
+_elementwise("clone", 1, _PROMOTE, attrs={"memory_format": _plain_layout})
 for _name in ("neg", "sign", "frac", "sgn"):
     _elementwise(_name, 1, _PROMOTE, accepts=_not_bool)
 
@@ -176,12 +178,14 @@ for _name in ("reciprocal", "sqrt", "rsqrt", "exp", "expm1", "log", "log1p", "lo
               "sin", "cos", "tan", "tanh", "sigmoid", "asin", "acos", "atan", "sinh", "cosh",
               "asinh", "acosh", "atanh", "erf", "erfc", "silu"):
     _elementwise(_name, 1, _TO_FLOAT)
-_elementwise("leaky_relu", 1, _TO_FLOAT, attrs={"negative_slope": _float})
+for _name in ("leaky_relu", "_leaky_relu_result"):  # (the op the in-place variant runs)
+    _elementwise(_name, 1, _TO_FLOAT, attrs={"negative_slope": _float})
 # hardtanh computes in the input's dtype; a bool input is refused
 _elementwise("hardtanh", 1, _PROMOTE, attrs={"min_val": _float, "max_val": _float},
              accepts=_not_bool)
 _elementwise("_prelu_kernel", 2, _PROMOTE)
-_elementwise("elu", 1, _TO_FLOAT, attrs={"alpha": _float})
+for _name in ("elu", "_elu_result"):
+    _elementwise(_name, 1, _TO_FLOAT, attrs={"alpha": _float})
 _elementwise("softplus", 1, _TO_FLOAT, attrs={"beta": _float, "threshold": _float})
 def _nonzero_float(v: Any) -> float:
     f = _float(v)
@@ -191,13 +195,14 @@ def _nonzero_float(v: Any) -> float:
 
 
 # floating inputs only (torch raises for the others)
-for _name in ("log_sigmoid", "mish", "selu", "hardsigmoid", "hardswish"):
+for _name in ("log_sigmoid", "mish", "selu", "_selu_result", "hardsigmoid", "hardswish"):
     _elementwise(_name, 1, _PROMOTE, accepts=lambda rank: rank >= _FLOAT)
 for _name in ("tanh_backward", "sigmoid_backward", "hardsigmoid_backward"):
     _elementwise(_name, 2, _PROMOTE, accepts=lambda rank: rank >= _FLOAT)
 _elementwise("threshold_backward", 2, _PROMOTE, attrs={"threshold": _float})
-_elementwise("celu", 1, _PROMOTE, accepts=lambda rank: rank >= _FLOAT,
-             attrs={"alpha": _nonzero_float})
+for _name in ("celu", "_celu_result"):
+    _elementwise(_name, 1, _PROMOTE, accepts=lambda rank: rank >= _FLOAT,
+                 attrs={"alpha": _nonzero_float})
 _elementwise("gelu", 1, _TO_FLOAT, attrs={"approximate": lambda v: _choice(v, ("none", "tanh"))})
 for _name in ("logical_not", "isnan", "isinf", "isfinite"):
     _elementwise(_name, 1, _TO_BOOL)
@@ -229,7 +234,9 @@ def _where(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[
 def _to_dtype(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
     if len(inputs) != 1:
         raise _Inexact
-    _known(attrs, frozenset(("dtype",)))
+    _known(attrs, frozenset(("dtype", "memory_format")))
+    if "memory_format" in attrs:
+        _plain_layout(attrs["memory_format"])
     rank = _dtype(attrs.get("dtype"))
     if rank is None:
         raise _Inexact  # required

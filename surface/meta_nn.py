@@ -28,6 +28,7 @@ from .meta_base import (
     _meta,
     _one,
     _opt_int,
+    _plain_layout,
     _rule,
     _scalar,
     _tensor,
@@ -328,10 +329,11 @@ def _cross_entropy(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) 
 # --- results shaped like the input, without gradient ---------------------------------------------
 
 def _like(floating_only: bool, extra: tuple[str, ...] = ()) -> Rule:
-    known = frozenset(("dtype", *extra))
+    known = frozenset(("dtype", "memory_format", *extra))
 
     def rule(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
         shape, rank, _ = _one(inputs, attrs, known)
+        _plain_layout(attrs.get("memory_format"))
         for k in extra:
             _scalar(attrs.get(k))  # required
         out = _dtype(attrs.get("dtype"))

@@ -1013,6 +1013,7 @@ class Module:
         dtype = kwargs.pop("dtype", None)
         device = kwargs.pop("device", None)
         kwargs.pop("non_blocking", None)
+        memory_format = kwargs.pop("memory_format", None)
         if kwargs:
             raise TypeError(f"to() got an unexpected keyword argument '{next(iter(kwargs))}'")
         for a in args:
@@ -1024,12 +1025,21 @@ class Module:
                 dtype = a
         if device is not None and str(device) != "cpu":
             raise RuntimeError(f"gradserve has only the cpu device, not {str(device)!r}")
-        if dtype is None:
+        if dtype is None and memory_format is None:
             return self
-        if not getattr(dtype, "is_floating_point", False):
+        if dtype is not None and not getattr(dtype, "is_floating_point", False):
             raise TypeError("nn.Module.to only accepts floating point or complex dtypes, but got "
                             f"desired dtype={dtype}")
-        return self._apply(lambda t: t.to(dtype) if t.is_floating_point() else t)
+
+        def convert(t: Any) -> Any:
+            # as torch: memory_format= lays out the 4- and 5-dim tensors (conv weights) alone
+            target = dtype if dtype is not None and t.is_floating_point() else None
+            if memory_format is not None and t.dim() in (4, 5):
+                return t.to(target, memory_format=memory_format) if target is not None else (
+                    t.to(memory_format=memory_format))
+            return t.to(target) if target is not None else t
+
+        return self._apply(convert)
 
     def cpu(self) -> Module:
         """The module itself (cpu is the only device)."""

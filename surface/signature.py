@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import memory_format
 from .numbers import python_number
 from .spellings import is_int
 
@@ -57,7 +58,11 @@ def _bool(v: Any, as_dtype: Callable[[Any], Any]) -> Any:
 
 
 def _str(v: Any, as_dtype: Callable[[Any], Any]) -> Any:
-    return v if isinstance(v, str) else REFUSED
+    if isinstance(v, str):
+        return v
+    if isinstance(v, memory_format.memory_format):  # `memory_format=torch.channels_last`
+        return memory_format.NAMES[v.name]
+    return REFUSED
 
 
 def _ints(v: Any, as_dtype: Callable[[Any], Any]) -> Any:
@@ -193,7 +198,9 @@ class AttrValidator:
             raise AssertionError(f"unknown attribute kind {spec.kind}")
         out = kind.convert(v, self.as_dtype)
         if out is REFUSED:
-            raise self.type_error(f"{op}(): argument '{spec.name}' must be {kind.expected}, "
+            expected = ("torch.memory_format" if spec.choices == memory_format.ATTR_CHOICES
+                        else kind.expected)
+            raise self.type_error(f"{op}(): argument '{spec.name}' must be {expected}, "
                                   f"not {type(v).__name__}")
         if spec.choices and out not in spec.choices:
             raise self.value_error(
