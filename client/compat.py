@@ -7,7 +7,7 @@ from __future__ import annotations
 import types
 from typing import Any
 
-from gradserve.surface import compat, devices
+from gradserve.surface import compat, devices, runtime
 from gradserve.surface import version as surface_version
 from gradserve.surface.compat import Namespace
 
@@ -35,6 +35,10 @@ def install(session: Any) -> None:
     session.__version__ = surface_version.TORCH_VERSION  # torch.__version__ (surface/version.py)
     session.version = surface_version.namespace()
     session.set_default_device = devices.set_default_device
+    # torch.set_num_threads, use_deterministic_algorithms, ...: this session's own, remembered
+    # only (the server picks its threads); torch.special (surface/runtime.py)
+    session.__dict__.update(runtime.RuntimeSettings().functions())
+    session.special = runtime.special(lambda name: getattr(session, name))
     session.get_default_device = devices.get_default_device
 
     def set_default_dtype(d: Any) -> None:
@@ -61,7 +65,7 @@ def install(session: Any) -> None:
         session._default_dtype = codec.BY_NAME[name]
 
     session.set_default_tensor_type = set_default_tensor_type
-    from . import distributions
+    from gradserve.surface import distributions
 
     session.distributions = distributions.build(session)
     # torch.nn and its namespaces name their missing names themselves (surface/nn.py)

@@ -19,11 +19,13 @@ from gradserve.surface import compat as _compat
 from gradserve.surface import control as _control
 from gradserve.surface import data as _data
 from gradserve.surface import devices as _devices
+from gradserve.surface import distributions as _distributions
 from gradserve.surface import dynamo as _dynamo_ns
 from gradserve.surface import linalg as _linalg
 from gradserve.surface import memory_format as _memory_format
 from gradserve.surface import out_arg as _out_arg
 from gradserve.surface import pytree as _pytree
+from gradserve.surface import runtime as _runtime
 from gradserve.surface.formatting import set_printoptions
 from gradserve.surface.grad_mode import (
     enable_grad,
@@ -91,6 +93,10 @@ pi, e, inf, nan = (CONSTANTS[k] for k in ("pi", "e", "inf", "nan"))
 globals().update(_memory_format.MEMBERS)  # torch.channels_last & co.
 from .transforms import func  # noqa: E402  (torch.func: grad, vjp, jacrev, vmap, ...)
 
+# torch.set_num_threads, use_deterministic_algorithms, ...: remembered (surface/runtime.py)
+_RUNTIME = _runtime.RuntimeSettings()
+globals().update(_RUNTIME.functions())
+
 vmap = func.vmap  # torch.vmap
 
 float32 = dtypes.float32
@@ -112,6 +118,11 @@ globals().update(_out_arg.wrap(_spellings.BACKEND, PUBLIC))  # out= (surface/out
 # torch.random is a module (torch.random.manual_seed): the op behind Tensor.random_ must not hide
 # ours.
 random = _random_module
+special = _runtime.special(lambda name: getattr(_module, name))  # torch.special
+# torch.distributions. The package attribute is the submodule engine/distributions.py (torch's
+# random kernels) until here: its users imported it above; set through globals() so that type
+# checkers keep reading `from . import distributions` as that submodule.
+globals()["distributions"] = _distributions.build(_module)
 
 
 # torch's devices on a CPU-only build, default dtype/device, legacy constructors (surface)
@@ -156,12 +167,12 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["BoolTensor", "DType", "DoubleTensor", "FloatTensor", "IntTensor", "LongTensor",
            "Generator", "accelerator", "backends", "OPS", "OPSET_VERSION", "Size", "Tensor",
-           "apply", "apply_inplace",
+           "apply", "apply_inplace", "distributions",
            "as_tensor", "autograd", "cuda", "default_generator", "device", "dtypes",
            "enable_grad", "errors", "from_numpy", "func", "get_default_device", "get_default_dtype",
            "inference_mode", "initial_seed", "is_grad_enabled", "is_inference_mode_enabled",
            "limits", "manual_seed", "get_rng_state", "set_rng_state", "nn", "no_grad", "optim",
-           "set_printoptions",
+           "set_printoptions", "special", *_RUNTIME.functions(),
            "random", "registry", "seed", "set_default_device", "set_default_dtype",
            "set_default_tensor_type",
            "set_grad_enabled", "tensor", "utils", "vmap", "pi", "e", "inf", "nan",

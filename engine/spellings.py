@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface import compat as _compat  # (also registers its spellings)
+from gradserve.surface import compositions as _compositions  # noqa: F401  (registers its spellings)
 from gradserve.surface import creation as _creation  # noqa: F401  (registers its spellings)
+from gradserve.surface import tensor_new as _tensor_new  # noqa: F401  (registers its spellings)
 from gradserve.surface import tensor_ops as _tensor_ops  # noqa: F401  (registers its spellings)
 from gradserve.surface.binding import parameter_names, torch_keywords
 from gradserve.surface.spellings import SPELLINGS, Spelling

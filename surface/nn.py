@@ -27,11 +27,15 @@ from . import (
     nn_functional,
     nn_init,
     nn_lazy,
+    nn_margin_losses,
     nn_norm,
     nn_rnn,
     nn_sampling,
+    nn_spectral_norm,
+    nn_transformer,
     nn_utils,
     nn_utils_rnn,
+    nn_weight_norm,
 )
 from .nn_backend import NNBackend
 from .nn_containers import CONTAINERS
@@ -63,8 +67,12 @@ MODULE_FILES = {
     "sparse": ("Embedding",),
     "container": ("Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"),
     "loss": ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
-             "BCELoss", "BCEWithLogitsLoss", "KLDivLoss"),
+             "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "MarginRankingLoss",
+             "HingeEmbeddingLoss", "CosineEmbeddingLoss", "TripletMarginLoss", "SoftMarginLoss",
+             "MultiLabelSoftMarginLoss", "PoissonNLLLoss", "GaussianNLLLoss", "MultiMarginLoss"),
     "distance": ("CosineSimilarity", "PairwiseDistance"),
+    "transformer": ("TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
+                    "TransformerDecoder", "Transformer"),
     "lazy": (),
 }
 """torch.nn.modules' submodules and the classes of torch.nn each defines, for programs that
@@ -108,7 +116,8 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
     bound_classes: dict[type, type] = {}
     for cls in (*LAYERS, *nn_attention.MODULES, *nn_conv.MODULES, *nn_norm.MODULES,
                 *nn_sampling.MODULES, *nn_rnn.MODULES, *CONTAINERS, *LOSSES, *nn_distance.MODULES,
-                *nn_feature_dropout.MODULES, *nn_lazy.MODULES):
+                *nn_feature_dropout.MODULES, *nn_lazy.MODULES, *nn_transformer.MODULES,
+                *nn_margin_losses.MODULES):
         # a subclass of another nn class (ReLU6 of Hardtanh, GRU of RNNBase) derives from that
         # class's bound copy too, so isinstance(nn.ReLU6(), nn.Hardtanh) holds as in torch
         parents = tuple(bound_classes[base] for base in cls.__bases__ if base in bound_classes)
@@ -125,12 +134,13 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
         name + ".functional", "torch.nn.functional", be,
         (*nn_functional.FUNCTIONS, *nn_conv.FUNCTIONS, *nn_norm.FUNCTIONS,
          *nn_sampling.FUNCTIONS, *nn_attention.FUNCTIONS, *nn_distance.FUNCTIONS,
-         *nn_feature_dropout.FUNCTIONS),
+         *nn_feature_dropout.FUNCTIONS, *nn_margin_losses.FUNCTIONS),
         functional_extra)
     nn.init = namespace(name + ".init", "torch.nn.init", be,  # type: ignore[attr-defined]
                         nn_init.FUNCTIONS)
     nn.utils = namespace(name + ".utils", "torch.nn.utils", be,  # type: ignore[attr-defined]
-                         nn_utils.FUNCTIONS)
+                         (*nn_utils.FUNCTIONS, *nn_weight_norm.FUNCTIONS,
+                          *nn_spectral_norm.FUNCTIONS))
     rnn_name = name + ".utils.rnn"
     nn.utils.rnn = namespace(  # type: ignore[attr-defined]
         rnn_name, "torch.nn.utils.rnn", be, nn_utils_rnn.FUNCTIONS,

@@ -156,11 +156,14 @@ DANGEROUS_MODULES = {"pickle", "cPickle", "marshal", "shelve", "dill", "cloudpic
 # Reviewed uses of attribute access by a computed name; none takes a name from a request.
 # (file, the call as written) -> why it is safe.
 REVIEWED = {
-    ("client/distributions.py", "getattr(type(self), param, None)"):
+    ("surface/distributions.py", "getattr(type(self), param, None)"):
         "param is a key of a distribution class's literal arg_constraints (torch's parameter "
         "names: probs, logits)",
-    ("client/distributions.py", "getattr(self, param)"):
+    ("surface/distributions.py", "getattr(self, param)"):
         "param is a key of a distribution class's literal arg_constraints",
+    ("client/compat.py", "getattr(session, name)"):
+        "name is a value of gradserve.surface.runtime.SPECIAL_ALIASES, a literal dict (the "
+        "functions torch.special aliases)",
     ("server/batch.py", "getattr(ins, kind)"):
         "kind is Instruction.WhichOneof('kind'): one of the schema's field names, and "
         "HANDLERS[kind] (a dict) picks the method",
