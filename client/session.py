@@ -47,6 +47,7 @@ from gradserve.surface.node_names import node_name
 from gradserve.surface.numbers import python_number
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import (
+    BACKWARD_ROOTS_FEATURE,
     FETCH_GRAD_REPR_FEATURE,
     GENERATOR_FEATURE,
     GET_BASE_FEATURE,
@@ -165,6 +166,8 @@ class Session:
         self._get_saved = GET_SAVED_FEATURE in features
         self._pack_saved = PACK_SAVED_FEATURE in features
         self._get_base = GET_BASE_FEATURE in features  # Tensor._base
+        # torch.autograd.backward of several tensors in one pass (Backward.more_tensors)
+        self._backward_roots = BACKWARD_ROOTS_FEATURE in features
         # nn.LSTM's float32 layers as the server's mkldnn_rnn_layer (surface.nn_rnn)
         self._onednn_lstm = ONEDNN_LSTM_FEATURE in features
         self._recorder = Recorder(self._send, session_id, client.target,
@@ -1386,18 +1389,22 @@ class Session:
         self._after_record()
 
     def backward(self, t: Tensor, gradient: Any = None, retain_graph: bool | None = None,
-                 create_graph: bool = False, inputs: Any = None) -> None:
+                 create_graph: bool = False, inputs: Any = None,
+                 more: Sequence[tuple[Tensor, Any]] = ()) -> None:
         """`t.backward(...)`: sent at once, so errors surface here as in torch. In the
         pipelined mode it is only recorded (unless a custom Function or hook may need the
-        client during the pass): its errors surface at the next read."""
+        client during the pass): its errors surface at the next read. `more`: further
+        (tensor, gradient) roots of the same pass (torch.autograd.backward of several)."""
         if self.pipelined and not (self._custom or self._hooks):
             with self._recorder.lock:
-                self._record_backward(None, t, gradient, retain_graph, create_graph, inputs)
+                self._record_backward(None, t, gradient, retain_graph, create_graph, inputs,
+                                      more)
             self._after_record()
             return
         box: list[spb.InstructionResult] = []
         with self._recorder.lock:
-            self._record_backward(box.append, t, gradient, retain_graph, create_graph, inputs)
+            self._record_backward(box.append, t, gradient, retain_graph, create_graph, inputs,
+                                  more)
             reads = self._prefetch_grads()
             self._recorder.flush()
         if box:  # (none from a backward on the tape: no custom Function or hook to run)
@@ -1431,12 +1438,14 @@ class Session:
         return reads
 
     def _record_backward(self, sink: Any, t: Tensor, gradient: Any, retain_graph: bool | None,
-                         create_graph: bool, inputs: Any) -> None:
+                         create_graph: bool, inputs: Any,
+                         more: Sequence[tuple[Tensor, Any]] = ()) -> None:
         """Record `t.backward(...)` (under the recorder's lock); `sink` gets its result, unless
-        it goes on the tape (no gradient or inputs, and no custom Function or hook that would
-        suspend the pass: its result says nothing)."""
+        it goes on the tape (one tensor, no gradient or inputs, and no custom Function or hook
+        that would suspend the pass: its result says nothing)."""
         self._value(t, graph_pb2.Value(), "backward()")
-        if (gradient is None and inputs is None and not (self._custom or self._hooks)
+        if (gradient is None and inputs is None and not more
+                and not (self._custom or self._hooks)
                 and t._handle < MAX_TAPE_HANDLE):
             words = [t._handle << 3]
             if retain_graph is not None or create_graph:
@@ -1457,6 +1466,12 @@ class Session:
             for x in [inputs] if isinstance(inputs, Tensor) else inputs:
                 self._value(x, graph_pb2.Value(), "backward(): inputs")
                 m.inputs.append(x._handle)
+        for root, _ in more:
+            self._value(root, graph_pb2.Value(), "backward()")
+            m.more_tensors.append(root._handle)
+        if any(g is not None for _, g in more):
+            for _, g in more:
+                self._value(g, m.more_gradients.add(), "backward(): gradient")
         self._epoch += 1
 
     def _autograd_backward(self, tensors: Any, grad_tensors: Any = None,
@@ -1465,9 +1480,18 @@ class Session:
         grad_tensors = surface_compat.backward_arguments(grad_tensors, grad_variables,
                                                          RuntimeError, stacklevel=2)
         tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
-        if grad_tensors is None or isinstance(grad_tensors, Tensor):
-            grad_tensors = [grad_tensors] * len(tensors)
-        for k, (t, g) in enumerate(zip(tensors, grad_tensors)):
+        if grad_tensors is None:
+            grad_tensors = [None] * len(tensors)
+        grads = [grad_tensors] if isinstance(grad_tensors, Tensor) else list(grad_tensors)
+        if len(grads) < len(tensors):  # torch zips the two: gradients beyond the tensors go
+            raise RuntimeError(f"got {len(tensors)} tensors and {len(grads)} gradients")
+        if not tensors:
+            return
+        roots = list(zip(tensors, grads))
+        if self._backward_roots:  # one pass, as torch's: shared nodes sum gradients once
+            self.backward(*roots[0], retain_graph, create_graph, inputs, more=roots[1:])
+            return
+        for k, (t, g) in enumerate(roots):  # an older server: one pass per tensor
             keep = retain_graph if k == len(tensors) - 1 else True
             self.backward(t, g, keep, create_graph, inputs)
 

@@ -457,10 +457,10 @@ def backward_steps(tensors: Any, grad_tensors: Any = None, retain_graph: bool | 
     """`backward` as a resumable pass (see `execute_steps`, also for `held`)."""
     outputs = _as_tuple(tensors)
     grads_in = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(outputs)
-    if len(grads_in) != len(outputs):
+    if len(grads_in) < len(outputs):  # torch zips the two: gradients beyond the tensors go
         raise errors.InvalidArgumentError(
-            f"grad_tensors should have the same length as tensors ({len(grads_in)} vs "
-            f"{len(outputs)})")
+            f"got {len(outputs)} tensors and {len(grads_in)} gradients")
+    grads_in = grads_in[:len(outputs)]
     keep = create_graph if retain_graph is None else retain_graph
     roots = _roots(outputs)
     grads = _root_grads(outputs, grads_in, create_graph)

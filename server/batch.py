@@ -924,16 +924,35 @@ class Executor:
     def backward(self, m: session_pb2.Backward, r: session_pb2.InstructionResult) -> int:
         t = self.tensor(m.tensor)
         gradient = self.value(m.gradient, "backward() gradient") if m.HasField("gradient") else None
-        if gradient is not None and not isinstance(gradient, ge.Tensor):
-            gradient = ge.tensor(gradient, dtype=t.dtype)
+        roots, gradients = [t], [self._root_gradient(gradient, t)]
+        if m.more_tensors or m.more_gradients:  # torch.autograd.backward([a, b, ...]): one pass
+            if m.more_gradients and len(m.more_gradients) != len(m.more_tensors):
+                raise InvalidRequestError(
+                    f"backward: {len(m.more_gradients)} more_gradients for "
+                    f"{len(m.more_tensors)} more_tensors (give one each, or none)")
+            for k, h in enumerate(m.more_tensors):
+                root = self.tensor(h)
+                g = (self.value(m.more_gradients[k], "backward() gradient")
+                     if m.more_gradients else None)
+                roots.append(root)
+                gradients.append(self._root_gradient(g, root))
         inputs = [self.tensor(h) for h in m.inputs] or None
         retain = m.retain_graph if m.HasField("retain_graph") else None
         held: list[Any] = []
-        steps = ge.autograd.backward_steps(t, None if gradient is None else (gradient,), retain,
-                                           m.create_graph, inputs, held=held)
+        grads = None if all(g is None for g in gradients) else gradients
+        steps = ge.autograd.backward_steps(roots, grads, retain, m.create_graph, inputs,
+                                           held=held)
         self.pass_growth = EXACT
         growth = functions.run_pass(self, steps, m.create_graph, r, functions.backward_done, held)
         return self._after_pass(growth, r)
+
+    @staticmethod
+    def _root_gradient(gradient: Any, root: Any) -> Any:
+        """A backward root's gradient as the engine takes it: a wire number as a tensor of the
+        root's dtype, None (implicit) as it is."""
+        if gradient is not None and not isinstance(gradient, ge.Tensor):
+            return ge.tensor(gradient, dtype=root.dtype)
+        return gradient
 
     def grad(self, m: session_pb2.Grad, r: session_pb2.InstructionResult) -> int:
         outputs = [self.tensor(h) for h in m.outputs]

@@ -175,18 +175,22 @@ class ApplyInplace(_message.Message):
     def __init__(self, op: _Optional[str] = ..., target: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., attrs: _Optional[_Mapping[str, _graph_pb2.AttrValue]] = ..., no_grad: _Optional[bool] = ..., generator: _Optional[int] = ...) -> None: ...
 
 class Backward(_message.Message):
-    __slots__ = ("tensor", "gradient", "retain_graph", "create_graph", "inputs")
+    __slots__ = ("tensor", "gradient", "retain_graph", "create_graph", "inputs", "more_tensors", "more_gradients")
     TENSOR_FIELD_NUMBER: _ClassVar[int]
     GRADIENT_FIELD_NUMBER: _ClassVar[int]
     RETAIN_GRAPH_FIELD_NUMBER: _ClassVar[int]
     CREATE_GRAPH_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
+    MORE_TENSORS_FIELD_NUMBER: _ClassVar[int]
+    MORE_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
     tensor: int
     gradient: _graph_pb2.Value
     retain_graph: bool
     create_graph: bool
     inputs: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, tensor: _Optional[int] = ..., gradient: _Optional[_Union[_graph_pb2.Value, _Mapping]] = ..., retain_graph: _Optional[bool] = ..., create_graph: _Optional[bool] = ..., inputs: _Optional[_Iterable[int]] = ...) -> None: ...
+    more_tensors: _containers.RepeatedScalarFieldContainer[int]
+    more_gradients: _containers.RepeatedCompositeFieldContainer[_graph_pb2.Value]
+    def __init__(self, tensor: _Optional[int] = ..., gradient: _Optional[_Union[_graph_pb2.Value, _Mapping]] = ..., retain_graph: _Optional[bool] = ..., create_graph: _Optional[bool] = ..., inputs: _Optional[_Iterable[int]] = ..., more_tensors: _Optional[_Iterable[int]] = ..., more_gradients: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ...) -> None: ...
 
 class Grad(_message.Message):
     __slots__ = ("outputs", "inputs", "grad_outputs", "retain_graph", "create_graph", "allow_unused", "results")
