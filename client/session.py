@@ -36,6 +36,7 @@ from gradserve.surface import (
     rng_state,
     saved_hooks,
 )
+from gradserve.surface import checkpoint as surface_checkpoint
 from gradserve.surface import compat as surface_compat
 from gradserve.surface import func as func_state
 from gradserve.surface import linalg as surface_linalg
@@ -233,7 +234,8 @@ class Session:
                                                                 ValueError), reaches_other_leaf)
         self.vmap = self.func.vmap
         self.utils = types.SimpleNamespace(data=data.namespace(self),  # torch.utils.data
-                                           _pytree=pytree)  # torch.utils._pytree
+                                           _pytree=pytree,  # torch.utils._pytree
+                                           checkpoint=surface_checkpoint.namespace(self))
         self._dynamo = dynamo.namespace()  # torch._dynamo, as eager programs see it
         self._higher_order_ops = control.higher_order_ops(self)  # torch._higher_order_ops
         self.linalg = surface_linalg.namespace(  # torch.linalg: the norms

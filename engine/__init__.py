@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from gradserve.surface import checkpoint as _checkpoint
 from gradserve.surface import compat as _compat
 from gradserve.surface import control as _control
 from gradserve.surface import data as _data
@@ -80,7 +81,8 @@ from .serialization import load, save  # noqa: E402,F401  (torch.save / torch.lo
 _module = sys.modules[__name__]
 autograd.Variable = variable_type(_module)  # type: ignore[attr-defined]
 utils = _compat.Namespace("torch.utils", data=_compat.Namespace(  # torch.utils.data
-    "torch.utils.data", **vars(_data.namespace(_module))), _pytree=_pytree)  # torch.utils._pytree
+    "torch.utils.data", **vars(_data.namespace(_module))), _pytree=_pytree,  # torch.utils._pytree
+    checkpoint=_checkpoint.namespace(_module))  # torch.utils.checkpoint
 _pytree.register_sequence_type(Size)
 _dynamo = _dynamo_ns.namespace()  # torch._dynamo, as eager programs see it
 _higher_order_ops = _control.higher_order_ops(_module)  # torch._higher_order_ops: cond, map

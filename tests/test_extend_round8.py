@@ -164,3 +164,95 @@ def test_wire_more_gradients_count_is_checked(gradserve_session):
     s.run(pb.Instruction(backward=pb.Backward(tensor=2, more_tensors=[3], more_gradients=[grad])))
     r = s.run(pb.Instruction(fetch=pb.Fetch(handle=1, grad=True, grad_repr=True)))
     assert r.results[0].fetch.grad_repr == "tensor([2.5000, 7.0000])"
+
+
+# --- torch.utils.checkpoint ----------------------------------------------------------------------
+
+def _checkpointed(t: Any, use_reentrant: bool, preserve: bool = True) -> Any:
+    # a parameter used inside and outside the checkpoint (the reentrant variant's inner pass
+    # accumulates into its .grad apart from the outer one), dropout inside (the recomputation
+    # must draw the same mask)
+    t.manual_seed(0)
+    lin1, lin2, lin3 = t.nn.Linear(5, 5), t.nn.Linear(5, 5), t.nn.Linear(5, 2)
+    x = t.randn(3, 5, requires_grad=True)
+
+    def segment(h: Any) -> Any:
+        return t.tanh(lin2(t.nn.functional.dropout(t.relu(lin1(h)), 0.3)))
+
+    h = t.utils.checkpoint.checkpoint(segment, x, use_reentrant=use_reentrant,
+                                      preserve_rng_state=preserve)
+    (lin3(h) + lin1(x).sum()).sum().backward()
+    return (h.grad_fn.name(), h.tolist(), x.grad.tolist(), lin1.weight.grad.tolist(),
+            lin2.bias.grad.tolist())
+
+
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_checkpoint_gives_torchs_values_gradients_and_node(lib, use_reentrant):
+    assert _checkpointed(lib, use_reentrant) == _checkpointed(torch, use_reentrant)
+
+
+def test_checkpoint_sequential_as_torch(lib):
+    def run(t: Any) -> Any:
+        t.manual_seed(0)
+        model = t.nn.Sequential(t.nn.Linear(6, 5), t.nn.ReLU(), t.nn.Linear(5, 4), t.nn.Tanh(),
+                                t.nn.Linear(4, 2))
+        x = t.randn(2, 6, requires_grad=True)
+        out = t.utils.checkpoint.checkpoint_sequential(model, 2, x, use_reentrant=False)
+        out.sum().backward()
+        return out.grad_fn.name(), x.grad.tolist(), model[0].weight.grad.tolist()
+    assert run(lib) == run(torch)
+
+
+def test_checkpoint_warnings_and_refusals_as_torch(lib):
+    def run(t: Any) -> Any:
+        out = []
+        x = t.tensor([1.0, 2.0], requires_grad=True)
+        with pytest.warns(UserWarning) as rec:
+            y = t.utils.checkpoint.checkpoint(lambda a: a * 2, x)
+        out.append([str(w.message) for w in rec])
+        out.append(y.grad_fn.name())
+        with pytest.warns(UserWarning) as rec:
+            t.utils.checkpoint.checkpoint(lambda a: a * 2, t.tensor([1.0]), use_reentrant=True)
+        out.append([str(w.message) for w in rec])
+        for kwargs in ({"use_reentrant": True, "extra": 1}, {"use_reentrant": True, "debug": True}):
+            try:
+                t.utils.checkpoint.checkpoint(lambda a: a, x, **kwargs)
+            except ValueError as exc:
+                out.append(str(exc))
+        return out
+    assert run(lib) == run(torch)
+
+
+# --- small names programs use ----------------------------------------------------------------
+
+def test_ctx_saved_variables_warns_and_gives_saved_tensors(lib):
+    def run(t: Any) -> Any:
+        seen = []
+
+        class Swish(t.autograd.Function):
+            @staticmethod
+            def forward(ctx, i):
+                ctx.save_for_backward(i)
+                return i * t.sigmoid(i)
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                with pytest.warns(DeprecationWarning) as rec:
+                    i = ctx.saved_variables[0]
+                seen.append(str(rec[0].message))
+                s = t.sigmoid(i)
+                return grad_output * (s * (1 + i * (1 - s)))
+
+        x = t.tensor([0.5, -1.5, 2.0], requires_grad=True)
+        Swish.apply(x).sum().backward()
+        return seen, x.grad.tolist()
+    assert run(lib) == run(torch)
+
+
+def test_nn_parameter_namespace(lib):
+    def run(t: Any) -> Any:
+        p = t.nn.parameter.Parameter(t.ones(2))
+        return (isinstance(p, t.nn.Parameter), p.requires_grad,
+                t.nn.parameter.Parameter is t.nn.Parameter,
+                hasattr(t.nn.parameter, "UninitializedParameter"))
+    assert run(lib) == run(torch)
