@@ -20,6 +20,7 @@ import numpy as np
 
 from gradserve.surface import (
     aliases,
+    anomaly,
     autograd_graph,
     control,
     creation,
@@ -228,7 +229,8 @@ class Session:
             function=types.SimpleNamespace(Function=fn_base, FunctionCtx=function.FunctionCtx,
                                            once_differentiable=function.once_differentiable),
             Variable=legacy.variable_type(self),
-            graph=autograd_graph.namespace(GradFn, RemoteNode, **saved_hooks.MEMBERS))
+            graph=autograd_graph.namespace(GradFn, RemoteNode, **saved_hooks.MEMBERS),
+            **anomaly.AUTOGRAD_MEMBERS)  # detect_anomaly, set_detect_anomaly
         # torch.func and torch.vmap (surface/func_api.py)
         self.func = func_api.namespace(lambda: self, ErrorTypes(RuntimeError, TypeError,
                                                                 ValueError), reaches_other_leaf)
@@ -249,6 +251,7 @@ class Session:
         self.enable_grad = grad_mode.enable_grad
         self.set_grad_enabled = grad_mode.set_grad_enabled
         self.is_grad_enabled = grad_mode.is_grad_enabled
+        self.__dict__.update(anomaly.TORCH_MEMBERS)  # torch.is_anomaly_enabled, ...
         self.inference_mode = grad_mode.inference_mode
         self.is_inference_mode_enabled = grad_mode.is_inference_mode_enabled
         compat.install(self)  # device, cuda, set_default_dtype, Tensor(...), FloatTensor, ...
@@ -1446,7 +1449,8 @@ class Session:
         it goes on the tape (one tensor, no gradient or inputs, and no custom Function or hook
         that would suspend the pass: its result says nothing)."""
         self._value(t, graph_pb2.Value(), "backward()")
-        if (gradient is None and inputs is None and not more
+        check_nan = anomaly.checking_nan()
+        if (gradient is None and inputs is None and not more and not check_nan
                 and not (self._custom or self._hooks)
                 and t._handle < MAX_TAPE_HANDLE):
             words = [t._handle << 3]
@@ -1464,6 +1468,7 @@ class Session:
         if retain_graph is not None:
             m.retain_graph = bool(retain_graph)
         m.create_graph = bool(create_graph)
+        m.check_nan = check_nan
         if inputs is not None:
             for x in [inputs] if isinstance(inputs, Tensor) else inputs:
                 self._value(x, graph_pb2.Value(), "backward(): inputs")
@@ -1524,6 +1529,7 @@ class Session:
                 m.retain_graph = bool(retain_graph)
             m.create_graph = bool(create_graph)
             m.allow_unused = bool(allow_unused or materialize_grads)
+            m.check_nan = anomaly.checking_nan()
             m.results.extend(r._handle for r in results)
             self._epoch += 1
             self._recorder.flush()

@@ -24,6 +24,11 @@ from gradserve.surface import dynamo as _dynamo_ns
 from gradserve.surface import linalg as _linalg
 from gradserve.surface import out_arg as _out_arg
 from gradserve.surface import pytree as _pytree
+from gradserve.surface.anomaly import (
+    is_anomaly_check_nan_enabled,
+    is_anomaly_enabled,
+    set_anomaly_enabled,
+)
 from gradserve.surface.formatting import set_printoptions
 from gradserve.surface.grad_mode import (
     enable_grad,
@@ -164,4 +169,5 @@ __all__ = ["BoolTensor", "DType", "DoubleTensor", "FloatTensor", "IntTensor", "L
            "set_printoptions",
            "random", "registry", "seed", "set_default_device", "set_default_dtype",
            "set_default_tensor_type",
-           "set_grad_enabled", "tensor", "utils", "vmap", "pi", "e", "inf", "nan", *PUBLIC]
+           "set_grad_enabled", "tensor", "utils", "vmap", "pi", "e", "inf", "nan",
+           "is_anomaly_check_nan_enabled", "is_anomaly_enabled", "set_anomaly_enabled", *PUBLIC]

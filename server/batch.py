@@ -20,7 +20,7 @@ from typing import Any
 import gradserve.engine as ge
 from gradserve.engine import teardown
 from gradserve.engine.dispatch import refresh_if_stale
-from gradserve.surface import formatting, grad_mode
+from gradserve.surface import anomaly, formatting, grad_mode
 from gradserve.surface.compat import short_node_name
 from gradserve.v1 import graph_pb2, session_pb2
 
@@ -943,7 +943,9 @@ class Executor:
         steps = ge.autograd.backward_steps(roots, grads, retain, m.create_graph, inputs,
                                            held=held)
         self.pass_growth = EXACT
-        growth = functions.run_pass(self, steps, m.create_graph, r, functions.backward_done, held)
+        with anomaly.forced(m.check_nan):  # read as the pass starts
+            growth = functions.run_pass(self, steps, m.create_graph, r, functions.backward_done,
+                                        held)
         return self._after_pass(growth, r)
 
     @staticmethod
@@ -970,8 +972,9 @@ class Executor:
         steps = ge.autograd.grad_steps(outputs, inputs, grad_outputs, retain, m.create_graph,
                                        m.allow_unused, held=held)
         self.pass_growth = EXACT
-        growth = functions.run_pass(self, steps, m.create_graph, r,
-                                    functions.grad_done(list(m.results)), held)
+        with anomaly.forced(m.check_nan):  # read as the pass starts
+            growth = functions.run_pass(self, steps, m.create_graph, r,
+                                        functions.grad_done(list(m.results)), held)
         return self._after_pass(growth, r)
 
     def _after_pass(self, growth: int, r: session_pb2.InstructionResult) -> int:

@@ -256,3 +256,54 @@ def test_nn_parameter_namespace(lib):
                 t.nn.parameter.Parameter is t.nn.Parameter,
                 hasattr(t.nn.parameter, "UninitializedParameter"))
     assert run(lib) == run(torch)
+
+
+# --- anomaly mode --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["backward", "grad", "custom", "off", "no_check_nan"])
+def test_anomaly_mode_refuses_nan_gradients_as_torch(lib, how):
+    def run(t: Any) -> Any:
+        class Half(t.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 0.5
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * float("nan")
+
+        x = t.tensor([0.0, 1.0, 4.0], requires_grad=True)
+        mode = t.autograd.set_detect_anomaly(how != "off", check_nan=how != "no_check_nan")
+        with mode:
+            state = (t.is_anomaly_enabled(), t.is_anomaly_check_nan_enabled())
+            try:
+                if how == "custom":
+                    (Half.apply(x) * 2).sum().backward()
+                    got = x.grad.tolist()
+                elif how == "grad":
+                    got = t.autograd.grad((t.sqrt(x) * 0.0).sum(), x)[0].tolist()
+                else:
+                    (t.sqrt(x) * 0.0).sum().backward()
+                    got = x.grad.tolist()
+            except RuntimeError as exc:
+                got = str(exc)
+        return state, str(got), t.is_anomaly_enabled()
+    assert run(lib) == run(torch)
+
+
+def test_detect_anomaly_warns_and_restores(lib):
+    def run(t: Any) -> Any:
+        with pytest.warns(UserWarning) as rec:
+            mode = t.autograd.detect_anomaly()
+        states = [t.is_anomaly_enabled()]
+        with mode:
+            states.append((t.is_anomaly_enabled(), t.is_anomaly_check_nan_enabled()))
+            x = t.tensor([-1.0, 2.0], requires_grad=True)
+            try:
+                t.log(x).sum().backward()
+                states.append(x.grad.tolist())
+            except RuntimeError as exc:
+                states.append(str(exc))
+        states.append(t.is_anomaly_enabled())
+        return [str(w.message) for w in rec], states
+    assert run(lib) == run(torch)

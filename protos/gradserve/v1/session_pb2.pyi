@@ -175,7 +175,7 @@ class ApplyInplace(_message.Message):
     def __init__(self, op: _Optional[str] = ..., target: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., attrs: _Optional[_Mapping[str, _graph_pb2.AttrValue]] = ..., no_grad: _Optional[bool] = ..., generator: _Optional[int] = ...) -> None: ...
 
 class Backward(_message.Message):
-    __slots__ = ("tensor", "gradient", "retain_graph", "create_graph", "inputs", "more_tensors", "more_gradients")
+    __slots__ = ("tensor", "gradient", "retain_graph", "create_graph", "inputs", "more_tensors", "more_gradients", "check_nan")
     TENSOR_FIELD_NUMBER: _ClassVar[int]
     GRADIENT_FIELD_NUMBER: _ClassVar[int]
     RETAIN_GRAPH_FIELD_NUMBER: _ClassVar[int]
@@ -183,6 +183,7 @@ class Backward(_message.Message):
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     MORE_TENSORS_FIELD_NUMBER: _ClassVar[int]
     MORE_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    CHECK_NAN_FIELD_NUMBER: _ClassVar[int]
     tensor: int
     gradient: _graph_pb2.Value
     retain_graph: bool
@@ -190,10 +191,11 @@ class Backward(_message.Message):
     inputs: _containers.RepeatedScalarFieldContainer[int]
     more_tensors: _containers.RepeatedScalarFieldContainer[int]
     more_gradients: _containers.RepeatedCompositeFieldContainer[_graph_pb2.Value]
-    def __init__(self, tensor: _Optional[int] = ..., gradient: _Optional[_Union[_graph_pb2.Value, _Mapping]] = ..., retain_graph: _Optional[bool] = ..., create_graph: _Optional[bool] = ..., inputs: _Optional[_Iterable[int]] = ..., more_tensors: _Optional[_Iterable[int]] = ..., more_gradients: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ...) -> None: ...
+    check_nan: bool
+    def __init__(self, tensor: _Optional[int] = ..., gradient: _Optional[_Union[_graph_pb2.Value, _Mapping]] = ..., retain_graph: _Optional[bool] = ..., create_graph: _Optional[bool] = ..., inputs: _Optional[_Iterable[int]] = ..., more_tensors: _Optional[_Iterable[int]] = ..., more_gradients: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., check_nan: _Optional[bool] = ...) -> None: ...
 
 class Grad(_message.Message):
-    __slots__ = ("outputs", "inputs", "grad_outputs", "retain_graph", "create_graph", "allow_unused", "results")
+    __slots__ = ("outputs", "inputs", "grad_outputs", "retain_graph", "create_graph", "allow_unused", "results", "check_nan")
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     GRAD_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +203,7 @@ class Grad(_message.Message):
     CREATE_GRAPH_FIELD_NUMBER: _ClassVar[int]
     ALLOW_UNUSED_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    CHECK_NAN_FIELD_NUMBER: _ClassVar[int]
     outputs: _containers.RepeatedScalarFieldContainer[int]
     inputs: _containers.RepeatedScalarFieldContainer[int]
     grad_outputs: _containers.RepeatedCompositeFieldContainer[_graph_pb2.Value]
@@ -208,7 +211,8 @@ class Grad(_message.Message):
     create_graph: bool
     allow_unused: bool
     results: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, outputs: _Optional[_Iterable[int]] = ..., inputs: _Optional[_Iterable[int]] = ..., grad_outputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., retain_graph: _Optional[bool] = ..., create_graph: _Optional[bool] = ..., allow_unused: _Optional[bool] = ..., results: _Optional[_Iterable[int]] = ...) -> None: ...
+    check_nan: bool
+    def __init__(self, outputs: _Optional[_Iterable[int]] = ..., inputs: _Optional[_Iterable[int]] = ..., grad_outputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., retain_graph: _Optional[bool] = ..., create_graph: _Optional[bool] = ..., allow_unused: _Optional[bool] = ..., results: _Optional[_Iterable[int]] = ..., check_nan: _Optional[bool] = ...) -> None: ...
 
 class ZeroGrad(_message.Message):
     __slots__ = ("handles",)
