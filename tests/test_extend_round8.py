@@ -307,3 +307,30 @@ def test_detect_anomaly_warns_and_restores(lib):
         states.append(t.is_anomaly_enabled())
         return [str(w.message) for w in rec], states
     assert run(lib) == run(torch)
+
+
+# --- saved-tensor hooks: packed objects live as long as the saved tensors ----------------------
+
+@pytest.mark.parametrize("retain", [False, True])
+def test_packed_objects_are_dropped_when_backward_frees_the_graph(lib, retain):
+    # the saved-tensor hooks tutorial's SelfDeletingTempFile: the packed object's __del__ runs
+    # when backward frees the saved tensors, while the node itself lives on (out.grad_fn)
+    def run(t: Any) -> Any:
+        log: list[str] = []
+
+        class Packed:
+            def __init__(self, x: Any) -> None:
+                self.x = x.detach().clone()
+
+            def __del__(self) -> None:
+                log.append("deleted")
+
+        x = t.tensor([0.5, -1.0, 2.0], requires_grad=True)
+        with t.autograd.graph.saved_tensors_hooks(Packed, lambda p: p.x):
+            h = t.tanh(x * 1.5)
+        out = (h * 2).sum()
+        out.backward(retain_graph=retain)
+        seen = list(log)
+        out = h = None
+        return seen, x.grad.tolist()
+    assert run(lib) == run(torch)
