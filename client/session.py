@@ -58,6 +58,7 @@ from gradserve.v1 import (
     ONEDNN_LSTM_FEATURE,
     PACK_SAVED_FEATURE,
     SESSION_ID_METADATA,
+    SET_DATA_FEATURE,
     TAPE_ATTRS_FEATURE,
     TAPE_FEATURE,
     TAPE_INSTRUCTIONS_FEATURE,
@@ -168,6 +169,7 @@ class Session:
         self._get_saved = GET_SAVED_FEATURE in features
         self._pack_saved = PACK_SAVED_FEATURE in features
         self._get_base = GET_BASE_FEATURE in features  # Tensor._base
+        self._set_data = SET_DATA_FEATURE in features  # `x.data = y` of another shape/dtype
         # torch.autograd.backward of several tensors in one pass (Backward.more_tensors)
         self._backward_roots = BACKWARD_ROOTS_FEATURE in features
         # nn.LSTM's float32 layers as the server's mkldnn_rnn_layer (surface.nn_rnn)
@@ -1126,6 +1128,18 @@ class Session:
             m.no_grad = not grad_mode._state.enabled
             self._wrote(t)
         self._after_record()
+
+    def set_data(self, t: Tensor, value: Tensor) -> None:
+        """`t.data = value` of another shape or dtype (SetData), sent at once: t keeps its
+        autograd state and takes value's data."""
+        self._value(t, graph_pb2.Value(), "x.data = y")
+        self._value(value, graph_pb2.Value(), "x.data = y")
+        with self._recorder.lock:
+            m = self._record(_update_inplace_info(t, self._live)).set_data
+            m.handle = t._handle
+            m.value = value._handle
+            self._wrote(t)
+            self._recorder.flush()
 
     # --- creation -------------------------------------------------------------------------------
 

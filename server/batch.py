@@ -51,7 +51,7 @@ _ESTIMATED = _ESTIMATED_OR_EXACT | frozenset({
     "create_tensor", "apply_op", "apply_inplace", "zero_grad", "set_grad", "get_grad",
     "set_requires_grad", "detach", "detach_inplace", "retain_grad", "manual_seed", "release",
     "fetch", "index", "index_put", "get_optimizer_state", "tape", "create_generator",
-    "get_generator", "set_generator_state", "get_saved", "get_base",
+    "get_generator", "set_generator_state", "get_saved", "get_base", "set_data",
     # drops .grads, or zeroes them in place (as zero_grad): adds nothing
     "optimizer_zero_grad"})
 
@@ -86,7 +86,7 @@ _INFOS: dict[str, Callable[[Any], int]] = {
     "create_tensor": lambda m: 1, "apply_op": lambda m: 0 if m.omit_info else len(m.outputs),
     "apply_inplace": lambda m: 1, "index": lambda m: 1, "index_put": lambda m: 1,
     "grad": lambda m: len(m.results), "get_grad": lambda m: 1, "get_saved": lambda m: 1,
-    "get_base": lambda m: 1,
+    "get_base": lambda m: 1, "set_data": lambda m: 1,
     "set_requires_grad": lambda m: 1, "detach": lambda m: 1, "detach_inplace": lambda m: 1,
     "fetch": lambda m: 1, "apply_function": lambda m: len(m.results),
     "claim_gradients": lambda m: len(m.handles) + len(m.saved),
@@ -1028,6 +1028,12 @@ class Executor:
     def get_base(self, m: session_pb2.GetBase, r: session_pb2.InstructionResult) -> int:
         return self._tensor_result(self.tensor(m.handle)._base, m.result, r.saved)
 
+    def set_data(self, m: session_pb2.SetData, r: session_pb2.InstructionResult) -> int:
+        t = self.tensor(m.handle)
+        t.data = self.tensor(m.value)  # the engine's setter: torch's checks and messages
+        tensor_info(m.handle, t, r.handles.tensors.add())
+        return 0  # t now shares the value's data: nothing new is held
+
     def _tensor_result(self, v: ge.Tensor | None, result: int, out: session_pb2.SavedValue,
                        handle_of: dict[int, int] | None = None) -> int:
         """`v` as a SavedValue: none, the handle the session holds it under (`handle_of`: the
@@ -1256,6 +1262,7 @@ class Executor:
         "create_tensor": create_tensor, "apply_op": apply_op, "apply_inplace": apply_inplace,
         "backward": backward, "grad": grad, "zero_grad": zero_grad, "set_grad": set_grad,
         "get_grad": get_grad, "get_saved": get_saved, "get_base": get_base,
+        "set_data": set_data,
         "set_requires_grad": set_requires_grad,
         "detach": detach,
         "detach_inplace": detach_inplace, "retain_grad": retain_grad,

@@ -18,6 +18,7 @@ from gradserve.v1 import (
     ONEDNN_LSTM_FEATURE,
     PACK_SAVED_FEATURE,
     PROTOCOL_VERSION,
+    SET_DATA_FEATURE,
     STEP_HYPERPARAMETERS_FEATURE,
     TAPE_ATTRS_FEATURE,
     TAPE_FEATURE,
@@ -62,7 +63,8 @@ def list_ops() -> catalogue_pb2.ListOpsResponse:
                                                    GET_SAVED_FEATURE,
                                                    PACK_SAVED_FEATURE,
                                                    GET_BASE_FEATURE,
-                                                   BACKWARD_ROOTS_FEATURE])
+                                                   BACKWARD_ROOTS_FEATURE,
+                                                   SET_DATA_FEATURE])
     if cascade.ONEDNN_AVX512:
         resp.features.append(ONEDNN_LSTM_FEATURE)
     resp.dtypes.extend(codec.wire_dtype(name) for name in ge.dtypes.DTYPES)

@@ -334,3 +334,33 @@ def test_packed_objects_are_dropped_when_backward_frees_the_graph(lib, retain):
         out = h = None
         return seen, x.grad.tolist()
     assert run(lib) == run(torch)
+
+
+# --- `x.data = y` of another shape or dtype --------------------------------------------------
+
+def test_data_of_another_shape_is_taken_with_autograd_state_kept(lib):
+    # an LSQ quantizer's lazy init: `self.step.data = torch.ones(n, 1)` on a (1, 1) Parameter
+    def run(t: Any) -> Any:
+        step = t.nn.Parameter(t.ones(1, 1))
+        version = step._version
+        step.data = t.tensor([[0.5], [0.25], [2.0]])
+        out = [list(step.shape), step.requires_grad, step.is_leaf, step._version == version,
+               repr(step)]
+        x = t.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+        (x / step).sum().backward()
+        out.append(step.grad.tolist())
+        with t.no_grad():
+            step.data = t.zeros(2, dtype=t.float64)
+        out += [step.dtype == t.float64, step.tolist(), step.grad.tolist()]
+        return out
+    assert run(lib) == run(torch)
+
+
+def test_data_refusals_as_torch(lib):
+    def run(t: Any) -> Any:
+        x = t.ones(2, requires_grad=True)
+        try:
+            x.data = t.tensor([1, 2, 3])
+        except RuntimeError as exc:
+            return str(exc), x.tolist(), x.dtype == t.float32
+    assert run(lib) == run(torch)
