@@ -364,3 +364,62 @@ def test_data_refusals_as_torch(lib):
         except RuntimeError as exc:
             return str(exc), x.tolist(), x.dtype == t.float32
     assert run(lib) == run(torch)
+
+
+# --- in-place rounding (a quantizer's `x_clamped.round_()`) ----------------------------------
+
+@pytest.mark.parametrize("name", ["round_", "floor_", "ceil_", "sign_"])
+def test_inplace_rounding_as_torch(lib, name):
+    def run(t: Any) -> Any:
+        x = t.tensor([1.4, -2.6, 0.5, 2.5], requires_grad=True)
+        y = x * 1.0
+        r = getattr(y, name)()
+        out = [r is y, y.tolist(), y.grad_fn.name(), y._version]
+        y.sum().backward()
+        out.append(x.grad.tolist())
+        i = t.tensor([3, -2, 0])
+        out.append(getattr(i, name)().tolist())
+        try:  # (a session reports it at the next read, as for every in-place op)
+            z = t.tensor([1.5], requires_grad=True)
+            getattr(z, name)()
+            z.tolist()
+        except RuntimeError as exc:
+            out.append(str(exc))
+        return out
+    assert run(lib) == run(torch)
+
+
+def test_lsq_function_with_setup_context_and_unmaterialized_grads(lib):
+    # a learned-step-size quantizer: forward without ctx, three outputs of which two are only
+    # saved, set_materialize_grads(False), round_ inside forward
+    def run(t: Any) -> Any:
+        class LSQ(t.autograd.Function):
+            @staticmethod
+            def forward(x, step, lo, hi):
+                scaled = x / step
+                clamped = t.clamp(scaled, lo, hi)
+                mask = clamped == scaled
+                rounded = clamped.round_()
+                return rounded * step, mask, rounded
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.step_shape = inputs[1].shape
+                ctx.save_for_backward(*output[1:])
+                ctx.set_materialize_grads(False)
+
+            @staticmethod
+            def backward(ctx, grad_output, *ignored):
+                if grad_output is None:
+                    return None, None, None, None
+                mask, mult = ctx.saved_tensors
+                dims = tuple(i for i, n in enumerate(ctx.step_shape) if n == 1) or None
+                return (grad_output * mask, t.sum(mult * grad_output, keepdim=True, dim=dims),
+                        None, None)
+
+        w = t.tensor([[0.3, -1.7, 2.2], [0.9, 0.05, -0.4]], requires_grad=True)
+        step = t.tensor([[0.5], [0.25]], requires_grad=True)
+        q, mask, _ = LSQ.apply(w, step, -4, 3)
+        (q * t.tensor([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0]])).sum().backward()
+        return q.tolist(), mask.tolist(), w.grad.tolist(), step.grad.tolist()
+    assert run(lib) == run(torch)
