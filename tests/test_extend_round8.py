@@ -1,6 +1,9 @@
 """Gaps an eighth set of public programs that extend autograd met through gradserve, each checked
-against torch: `torch.autograd.backward` of several tensors as one pass (a session sent one pass
-per tensor, so gradients meeting at a shared node were summed in another order)."""
+against torch in the engine and through a session: `torch.autograd.backward` of several tensors
+as one pass (a session sent one pass per tensor, so gradients meeting at a shared node were
+summed in another order), `torch.utils.checkpoint`, `ctx.saved_variables`, `torch.nn.parameter`,
+anomaly mode, the lifetime of saved-tensor hooks' packed objects, `x.data = y` of another shape
+or dtype, and in-place rounding."""
 
 from __future__ import annotations
 
