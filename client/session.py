@@ -20,6 +20,7 @@ import numpy as np
 
 from gradserve.surface import (
     aliases,
+    anomaly,
     autograd_graph,
     control,
     creation,
@@ -36,6 +37,7 @@ from gradserve.surface import (
     rng_state,
     saved_hooks,
 )
+from gradserve.surface import checkpoint as surface_checkpoint
 from gradserve.surface import compat as surface_compat
 from gradserve.surface import func as func_state
 from gradserve.surface import linalg as surface_linalg
@@ -48,6 +50,7 @@ from gradserve.surface.node_names import node_name
 from gradserve.surface.numbers import python_number
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import (
+    BACKWARD_ROOTS_FEATURE,
     FETCH_GRAD_REPR_FEATURE,
     GENERATOR_FEATURE,
     GET_BASE_FEATURE,
@@ -56,6 +59,7 @@ from gradserve.v1 import (
     ONEDNN_LSTM_FEATURE,
     PACK_SAVED_FEATURE,
     SESSION_ID_METADATA,
+    SET_DATA_FEATURE,
     TAPE_ATTRS_FEATURE,
     TAPE_FEATURE,
     TAPE_INSTRUCTIONS_FEATURE,
@@ -166,6 +170,9 @@ class Session:
         self._get_saved = GET_SAVED_FEATURE in features
         self._pack_saved = PACK_SAVED_FEATURE in features
         self._get_base = GET_BASE_FEATURE in features  # Tensor._base
+        self._set_data = SET_DATA_FEATURE in features  # `x.data = y` of another shape/dtype
+        # torch.autograd.backward of several tensors in one pass (Backward.more_tensors)
+        self._backward_roots = BACKWARD_ROOTS_FEATURE in features
         # nn.LSTM's float32 layers as the server's mkldnn_rnn_layer (surface.nn_rnn)
         self._onednn_lstm = ONEDNN_LSTM_FEATURE in features
         self._recorder = Recorder(self._send, session_id, client.target,
@@ -225,13 +232,15 @@ class Session:
             function=types.SimpleNamespace(Function=fn_base, FunctionCtx=function.FunctionCtx,
                                            once_differentiable=function.once_differentiable),
             Variable=legacy.variable_type(self),
-            graph=autograd_graph.namespace(GradFn, RemoteNode, **saved_hooks.MEMBERS))
+            graph=autograd_graph.namespace(GradFn, RemoteNode, **saved_hooks.MEMBERS),
+            **anomaly.AUTOGRAD_MEMBERS)  # detect_anomaly, set_detect_anomaly
         # torch.func and torch.vmap (surface/func_api.py)
         self.func = func_api.namespace(lambda: self, ErrorTypes(RuntimeError, TypeError,
                                                                 ValueError), reaches_other_leaf)
         self.vmap = self.func.vmap
         self.utils = types.SimpleNamespace(data=data.namespace(self),  # torch.utils.data
-                                           _pytree=pytree)  # torch.utils._pytree
+                                           _pytree=pytree,  # torch.utils._pytree
+                                           checkpoint=surface_checkpoint.namespace(self))
         self._dynamo = dynamo.namespace()  # torch._dynamo, as eager programs see it
         self._higher_order_ops = control.higher_order_ops(self)  # torch._higher_order_ops
         self.linalg = surface_linalg.namespace(  # torch.linalg: the norms
@@ -246,6 +255,7 @@ class Session:
         self.enable_grad = grad_mode.enable_grad
         self.set_grad_enabled = grad_mode.set_grad_enabled
         self.is_grad_enabled = grad_mode.is_grad_enabled
+        self.__dict__.update(anomaly.TORCH_MEMBERS)  # torch.is_anomaly_enabled, ...
         self.inference_mode = grad_mode.inference_mode
         self.is_inference_mode_enabled = grad_mode.is_inference_mode_enabled
         compat.install(self)  # device, cuda, set_default_dtype, Tensor(...), FloatTensor, ...
@@ -1125,6 +1135,18 @@ class Session:
             self._wrote(t)
         self._after_record()
 
+    def set_data(self, t: Tensor, value: Tensor) -> None:
+        """`t.data = value` of another shape or dtype (SetData), sent at once: t keeps its
+        autograd state and takes value's data."""
+        self._value(t, graph_pb2.Value(), "x.data = y")
+        self._value(value, graph_pb2.Value(), "x.data = y")
+        with self._recorder.lock:
+            m = self._record(_update_inplace_info(t, self._live)).set_data
+            m.handle = t._handle
+            m.value = value._handle
+            self._wrote(t)
+            self._recorder.flush()
+
     # --- creation -------------------------------------------------------------------------------
 
     def tensor(self, data: Any, dtype: Any = None, requires_grad: bool = False,
@@ -1392,18 +1414,22 @@ class Session:
         self._after_record()
 
     def backward(self, t: Tensor, gradient: Any = None, retain_graph: bool | None = None,
-                 create_graph: bool = False, inputs: Any = None) -> None:
+                 create_graph: bool = False, inputs: Any = None,
+                 more: Sequence[tuple[Tensor, Any]] = ()) -> None:
         """`t.backward(...)`: sent at once, so errors surface here as in torch. In the
         pipelined mode it is only recorded (unless a custom Function or hook may need the
-        client during the pass): its errors surface at the next read."""
+        client during the pass): its errors surface at the next read. `more`: further
+        (tensor, gradient) roots of the same pass (torch.autograd.backward of several)."""
         if self.pipelined and not (self._custom or self._hooks):
             with self._recorder.lock:
-                self._record_backward(None, t, gradient, retain_graph, create_graph, inputs)
+                self._record_backward(None, t, gradient, retain_graph, create_graph, inputs,
+                                      more)
             self._after_record()
             return
         box: list[spb.InstructionResult] = []
         with self._recorder.lock:
-            self._record_backward(box.append, t, gradient, retain_graph, create_graph, inputs)
+            self._record_backward(box.append, t, gradient, retain_graph, create_graph, inputs,
+                                  more)
             reads = self._prefetch_grads()
             self._recorder.flush()
         if box:  # (none from a backward on the tape: no custom Function or hook to run)
@@ -1437,12 +1463,15 @@ class Session:
         return reads
 
     def _record_backward(self, sink: Any, t: Tensor, gradient: Any, retain_graph: bool | None,
-                         create_graph: bool, inputs: Any) -> None:
+                         create_graph: bool, inputs: Any,
+                         more: Sequence[tuple[Tensor, Any]] = ()) -> None:
         """Record `t.backward(...)` (under the recorder's lock); `sink` gets its result, unless
-        it goes on the tape (no gradient or inputs, and no custom Function or hook that would
-        suspend the pass: its result says nothing)."""
+        it goes on the tape (one tensor, no gradient or inputs, and no custom Function or hook
+        that would suspend the pass: its result says nothing)."""
         self._value(t, graph_pb2.Value(), "backward()")
-        if (gradient is None and inputs is None and not (self._custom or self._hooks)
+        check_nan = anomaly.checking_nan()
+        if (gradient is None and inputs is None and not more and not check_nan
+                and not (self._custom or self._hooks)
                 and t._handle < MAX_TAPE_HANDLE):
             words = [t._handle << 3]
             if retain_graph is not None or create_graph:
@@ -1459,10 +1488,17 @@ class Session:
         if retain_graph is not None:
             m.retain_graph = bool(retain_graph)
         m.create_graph = bool(create_graph)
+        m.check_nan = check_nan
         if inputs is not None:
             for x in [inputs] if isinstance(inputs, Tensor) else inputs:
                 self._value(x, graph_pb2.Value(), "backward(): inputs")
                 m.inputs.append(x._handle)
+        for root, _ in more:
+            self._value(root, graph_pb2.Value(), "backward()")
+            m.more_tensors.append(root._handle)
+        if any(g is not None for _, g in more):
+            for _, g in more:
+                self._value(g, m.more_gradients.add(), "backward(): gradient")
         self._epoch += 1
 
     def _autograd_backward(self, tensors: Any, grad_tensors: Any = None,
@@ -1471,9 +1507,18 @@ class Session:
         grad_tensors = surface_compat.backward_arguments(grad_tensors, grad_variables,
                                                          RuntimeError, stacklevel=2)
         tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
-        if grad_tensors is None or isinstance(grad_tensors, Tensor):
-            grad_tensors = [grad_tensors] * len(tensors)
-        for k, (t, g) in enumerate(zip(tensors, grad_tensors)):
+        if grad_tensors is None:
+            grad_tensors = [None] * len(tensors)
+        grads = [grad_tensors] if isinstance(grad_tensors, Tensor) else list(grad_tensors)
+        if len(grads) < len(tensors):  # torch zips the two: gradients beyond the tensors go
+            raise RuntimeError(f"got {len(tensors)} tensors and {len(grads)} gradients")
+        if not tensors:
+            return
+        roots = list(zip(tensors, grads))
+        if self._backward_roots:  # one pass, as torch's: shared nodes sum gradients once
+            self.backward(*roots[0], retain_graph, create_graph, inputs, more=roots[1:])
+            return
+        for k, (t, g) in enumerate(roots):  # an older server: one pass per tensor
             keep = retain_graph if k == len(tensors) - 1 else True
             self.backward(t, g, keep, create_graph, inputs)
 
@@ -1504,6 +1549,7 @@ class Session:
                 m.retain_graph = bool(retain_graph)
             m.create_graph = bool(create_graph)
             m.allow_unused = bool(allow_unused or materialize_grads)
+            m.check_nan = anomaly.checking_nan()
             m.results.extend(r._handle for r in results)
             self._epoch += 1
             self._recorder.flush()

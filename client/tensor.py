@@ -361,12 +361,17 @@ class Tensor:
     def data(self, value: Tensor) -> None:
         """`x.data = y`: x takes y's values, keeping its autograd state. A tensor read from
         `x.data` already shares x's data (nothing to send); another one of x's shape and dtype
-        is copied in without recording (shape or dtype changes are not supported remotely)."""
+        is copied in without recording; one of another shape or dtype is sent at once
+        (SetData, so torch's refusals surface here; a server without the "set_data" feature
+        cannot)."""
         if not isinstance(value, Tensor):
             raise TypeError(f"Variable data has to be a tensor, but got {type(value).__name__}")
         if value._data_of == self._handle and value._owner is self._owner:
             return
         if value.shape != self.shape or value.dtype != self.dtype:
+            if self._owner._set_data:
+                self._owner.set_data(self, value)
+                return
             raise NotImplementedError(
                 "gradserve: through a session, `x.data = y` needs y of x's shape and dtype "
                 f"(x: {list(self.shape)} {self.dtype}, y: {list(value.shape)} {value.dtype})")

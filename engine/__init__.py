@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from gradserve.surface import checkpoint as _checkpoint
 from gradserve.surface import compat as _compat
 from gradserve.surface import control as _control
 from gradserve.surface import data as _data
@@ -26,6 +27,11 @@ from gradserve.surface import memory_format as _memory_format
 from gradserve.surface import out_arg as _out_arg
 from gradserve.surface import pytree as _pytree
 from gradserve.surface import runtime as _runtime
+from gradserve.surface.anomaly import (
+    is_anomaly_check_nan_enabled,
+    is_anomaly_enabled,
+    set_anomaly_enabled,
+)
 from gradserve.surface.formatting import set_printoptions
 from gradserve.surface.grad_mode import (
     enable_grad,
@@ -83,7 +89,8 @@ from .serialization import load, save  # noqa: E402,F401  (torch.save / torch.lo
 _module = sys.modules[__name__]
 autograd.Variable = variable_type(_module)  # type: ignore[attr-defined]
 utils = _compat.Namespace("torch.utils", data=_compat.Namespace(  # torch.utils.data
-    "torch.utils.data", **vars(_data.namespace(_module))), _pytree=_pytree)  # torch.utils._pytree
+    "torch.utils.data", **vars(_data.namespace(_module))), _pytree=_pytree,  # torch.utils._pytree
+    checkpoint=_checkpoint.namespace(_module))  # torch.utils.checkpoint
 _pytree.register_sequence_type(Size)
 _dynamo = _dynamo_ns.namespace()  # torch._dynamo, as eager programs see it
 _higher_order_ops = _control.higher_order_ops(_module)  # torch._higher_order_ops: cond, map
@@ -176,4 +183,5 @@ __all__ = ["BoolTensor", "DType", "DoubleTensor", "FloatTensor", "IntTensor", "L
            "random", "registry", "seed", "set_default_device", "set_default_dtype",
            "set_default_tensor_type",
            "set_grad_enabled", "tensor", "utils", "vmap", "pi", "e", "inf", "nan",
+           "is_anomaly_check_nan_enabled", "is_anomaly_enabled", "set_anomaly_enabled",
            *_memory_format.MEMBERS, *PUBLIC]

@@ -16,7 +16,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from gradserve.surface import autograd_graph, compat, grad_mode, saved_hooks
+from gradserve.surface import anomaly, autograd_graph, compat, grad_mode, saved_hooks
+from gradserve.surface.anomaly import detect_anomaly, set_detect_anomaly  # noqa: F401
 
 from . import (
     errors,
@@ -195,6 +196,7 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
     # for every node).
     meter = GradientMeter() if not create_graph and lim.bytes_left is not None else None
     node_hooks, leaf_hooks = hooks.registries()  # hooks.active() without a call per node
+    check_nan = anomaly.checking_nan()  # torch.autograd.detect_anomaly, read as the pass starts
     heappop, heappush, take = heapq.heappop, heapq.heappush, buffers.pop
     # The thread's bounds and the interrupt check are read once, and again after each point
     # where the pass may have been suspended (it then resumes in another call, perhaps on
@@ -253,6 +255,8 @@ def execute_steps(roots: Sequence[tuple[Any, int]], root_grads: Sequence[Any], *
                             hooks.after(node, out_grads, gs, create_graph), ctx, create_graph)
                         lim = local.limits
                         check = lim.check
+                    if check_nan:
+                        _refuse_nan(node, out_grads)
                     if meter is not None:
                         if type(out_grads) is list or type(out_grads) is tuple:
                             n = 0
@@ -388,6 +392,14 @@ def _add(buffers: dict[Any, list[Any]], node: Any, nr: int, g: Any) -> tuple[Any
     return old, g, total
 
 
+def _refuse_nan(node: Any, out_grads: Any) -> None:
+    """Anomaly mode's check of a node's gradients (torch's error names the first with a NaN)."""
+    for i, g in enumerate(out_grads):
+        data = g._data if isinstance(g, Tensor) else g
+        if data is not None and data.dtype.kind in "fc" and np.isnan(data).any():
+            raise errors.AutogradError(anomaly.nan_message(node.name(), i))
+
+
 # --- the public entry points ---------------------------------------------------------------------
 
 def _as_tuple(x: Any) -> tuple[Any, ...]:
@@ -457,10 +469,10 @@ def backward_steps(tensors: Any, grad_tensors: Any = None, retain_graph: bool | 
     """`backward` as a resumable pass (see `execute_steps`, also for `held`)."""
     outputs = _as_tuple(tensors)
     grads_in = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(outputs)
-    if len(grads_in) != len(outputs):
+    if len(grads_in) < len(outputs):  # torch zips the two: gradients beyond the tensors go
         raise errors.InvalidArgumentError(
-            f"grad_tensors should have the same length as tensors ({len(grads_in)} vs "
-            f"{len(outputs)})")
+            f"got {len(outputs)} tensors and {len(grads_in)} gradients")
+    grads_in = grads_in[:len(outputs)]
     keep = create_graph if retain_graph is None else retain_graph
     roots = _roots(outputs)
     grads = _root_grads(outputs, grads_in, create_graph)

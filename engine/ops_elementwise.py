@@ -493,17 +493,17 @@ defop("abs", np.abs, lambda ns, g, out, x: g * ns.sign(x), inplace=True, doc="|i
       saves="input",
       out_shape=broadcast_shape)
 defop("sign", np.sign, lambda ns, g, out, x: g * 0, doc="-1, 0 or 1; zero gradient",
-      saves="",
+      saves="", inplace=True,
       out_shape=broadcast_shape)
 defop("floor", np.floor, lambda ns, g, out, x: g * 0, doc="round down; zero gradient",
-      saves="",
+      saves="", inplace=True,
       out_shape=broadcast_shape)
 defop("ceil", np.ceil, lambda ns, g, out, x: g * 0, doc="round up; zero gradient",
-      saves="",
+      saves="", inplace=True,
       out_shape=broadcast_shape)
 defop("round", lambda x, decimals=0: np.round(x, decimals),
       lambda ns, g, out, x, decimals: g * 0, attrs=(AttrSpec("decimals", "int", 0),),
-      saves="",
+      saves="", inplace=True,
       backward=names_backward("RoundBackward0", "RoundBackward1")(
           lambda args, attrs: "RoundBackward1" if attrs["decimals"] else "RoundBackward0"),
       doc="round half to even; zero gradient",

@@ -20,7 +20,7 @@ from typing import Any
 import gradserve.engine as ge
 from gradserve.engine import teardown
 from gradserve.engine.dispatch import refresh_if_stale
-from gradserve.surface import formatting, grad_mode
+from gradserve.surface import anomaly, formatting, grad_mode
 from gradserve.surface.compat import short_node_name
 from gradserve.v1 import graph_pb2, session_pb2
 
@@ -51,7 +51,7 @@ _ESTIMATED = _ESTIMATED_OR_EXACT | frozenset({
     "create_tensor", "apply_op", "apply_inplace", "zero_grad", "set_grad", "get_grad",
     "set_requires_grad", "detach", "detach_inplace", "retain_grad", "manual_seed", "release",
     "fetch", "index", "index_put", "get_optimizer_state", "tape", "create_generator",
-    "get_generator", "set_generator_state", "get_saved", "get_base",
+    "get_generator", "set_generator_state", "get_saved", "get_base", "set_data",
     # drops .grads, or zeroes them in place (as zero_grad): adds nothing
     "optimizer_zero_grad"})
 
@@ -86,7 +86,7 @@ _INFOS: dict[str, Callable[[Any], int]] = {
     "create_tensor": lambda m: 1, "apply_op": lambda m: 0 if m.omit_info else len(m.outputs),
     "apply_inplace": lambda m: 1, "index": lambda m: 1, "index_put": lambda m: 1,
     "grad": lambda m: len(m.results), "get_grad": lambda m: 1, "get_saved": lambda m: 1,
-    "get_base": lambda m: 1,
+    "get_base": lambda m: 1, "set_data": lambda m: 1,
     "set_requires_grad": lambda m: 1, "detach": lambda m: 1, "detach_inplace": lambda m: 1,
     "fetch": lambda m: 1, "apply_function": lambda m: len(m.results),
     "claim_gradients": lambda m: len(m.handles) + len(m.saved),
@@ -924,16 +924,37 @@ class Executor:
     def backward(self, m: session_pb2.Backward, r: session_pb2.InstructionResult) -> int:
         t = self.tensor(m.tensor)
         gradient = self.value(m.gradient, "backward() gradient") if m.HasField("gradient") else None
-        if gradient is not None and not isinstance(gradient, ge.Tensor):
-            gradient = ge.tensor(gradient, dtype=t.dtype)
+        roots, gradients = [t], [self._root_gradient(gradient, t)]
+        if m.more_tensors or m.more_gradients:  # torch.autograd.backward([a, b, ...]): one pass
+            if m.more_gradients and len(m.more_gradients) != len(m.more_tensors):
+                raise InvalidRequestError(
+                    f"backward: {len(m.more_gradients)} more_gradients for "
+                    f"{len(m.more_tensors)} more_tensors (give one each, or none)")
+            for k, h in enumerate(m.more_tensors):
+                root = self.tensor(h)
+                g = (self.value(m.more_gradients[k], "backward() gradient")
+                     if m.more_gradients else None)
+                roots.append(root)
+                gradients.append(self._root_gradient(g, root))
         inputs = [self.tensor(h) for h in m.inputs] or None
         retain = m.retain_graph if m.HasField("retain_graph") else None
         held: list[Any] = []
-        steps = ge.autograd.backward_steps(t, None if gradient is None else (gradient,), retain,
-                                           m.create_graph, inputs, held=held)
+        grads = None if all(g is None for g in gradients) else gradients
+        steps = ge.autograd.backward_steps(roots, grads, retain, m.create_graph, inputs,
+                                           held=held)
         self.pass_growth = EXACT
-        growth = functions.run_pass(self, steps, m.create_graph, r, functions.backward_done, held)
+        with anomaly.forced(m.check_nan):  # read as the pass starts
+            growth = functions.run_pass(self, steps, m.create_graph, r, functions.backward_done,
+                                        held)
         return self._after_pass(growth, r)
+
+    @staticmethod
+    def _root_gradient(gradient: Any, root: Any) -> Any:
+        """A backward root's gradient as the engine takes it: a wire number as a tensor of the
+        root's dtype, None (implicit) as it is."""
+        if gradient is not None and not isinstance(gradient, ge.Tensor):
+            return ge.tensor(gradient, dtype=root.dtype)
+        return gradient
 
     def grad(self, m: session_pb2.Grad, r: session_pb2.InstructionResult) -> int:
         outputs = [self.tensor(h) for h in m.outputs]
@@ -951,8 +972,9 @@ class Executor:
         steps = ge.autograd.grad_steps(outputs, inputs, grad_outputs, retain, m.create_graph,
                                        m.allow_unused, held=held)
         self.pass_growth = EXACT
-        growth = functions.run_pass(self, steps, m.create_graph, r,
-                                    functions.grad_done(list(m.results)), held)
+        with anomaly.forced(m.check_nan):  # read as the pass starts
+            growth = functions.run_pass(self, steps, m.create_graph, r,
+                                        functions.grad_done(list(m.results)), held)
         return self._after_pass(growth, r)
 
     def _after_pass(self, growth: int, r: session_pb2.InstructionResult) -> int:
@@ -1005,6 +1027,12 @@ class Executor:
 
     def get_base(self, m: session_pb2.GetBase, r: session_pb2.InstructionResult) -> int:
         return self._tensor_result(self.tensor(m.handle)._base, m.result, r.saved)
+
+    def set_data(self, m: session_pb2.SetData, r: session_pb2.InstructionResult) -> int:
+        t = self.tensor(m.handle)
+        t.data = self.tensor(m.value)  # the engine's setter: torch's checks and messages
+        tensor_info(m.handle, t, r.handles.tensors.add())
+        return 0  # t now shares the value's data: nothing new is held
 
     def _tensor_result(self, v: ge.Tensor | None, result: int, out: session_pb2.SavedValue,
                        handle_of: dict[int, int] | None = None) -> int:
@@ -1234,6 +1262,7 @@ class Executor:
         "create_tensor": create_tensor, "apply_op": apply_op, "apply_inplace": apply_inplace,
         "backward": backward, "grad": grad, "zero_grad": zero_grad, "set_grad": set_grad,
         "get_grad": get_grad, "get_saved": get_saved, "get_base": get_base,
+        "set_data": set_data,
         "set_requires_grad": set_requires_grad,
         "detach": detach,
         "detach_inplace": detach_inplace, "retain_grad": retain_grad,

@@ -9,6 +9,7 @@ import gradserve.engine as ge
 from gradserve.engine import cascade
 from gradserve.surface.signature import nullable
 from gradserve.v1 import (
+    BACKWARD_ROOTS_FEATURE,
     FETCH_GRAD_REPR_FEATURE,
     GENERATOR_FEATURE,
     GET_BASE_FEATURE,
@@ -17,6 +18,7 @@ from gradserve.v1 import (
     ONEDNN_LSTM_FEATURE,
     PACK_SAVED_FEATURE,
     PROTOCOL_VERSION,
+    SET_DATA_FEATURE,
     STEP_HYPERPARAMETERS_FEATURE,
     TAPE_ATTRS_FEATURE,
     TAPE_FEATURE,
@@ -60,7 +62,9 @@ def list_ops() -> catalogue_pb2.ListOpsResponse:
                                                    FETCH_GRAD_REPR_FEATURE,
                                                    GET_SAVED_FEATURE,
                                                    PACK_SAVED_FEATURE,
-                                                   GET_BASE_FEATURE])
+                                                   GET_BASE_FEATURE,
+                                                   BACKWARD_ROOTS_FEATURE,
+                                                   SET_DATA_FEATURE])
     if cascade.ONEDNN_AVX512:
         resp.features.append(ONEDNN_LSTM_FEATURE)
     resp.dtypes.extend(codec.wire_dtype(name) for name in ge.dtypes.DTYPES)

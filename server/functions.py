@@ -77,6 +77,8 @@ def run_pass(ex: Executor, steps: Any, create_graph: bool, r: session_pb2.Instru
         steps.close()
         raise
     if finished:
+        if ex.s.packed_nodes:
+            drop_freed_packs(ex.s)
         return done(ex, r, value, not first)
     node, gs = value
     if not isinstance(node, (RemoteFunctionNode, RemoteHook)):  # only these suspend a pass
@@ -368,15 +370,33 @@ def pack_saved(ex: Executor, m: session_pb2.PackSaved,
     target = (weakref.ref(node), [key for key, _ in found])
     ex.s.hooks[m.hook] = ge.autograd.hooks.register_node_prehook(
         node, RemoteHook(m.hook, "unpack", "unpack", target))
-    # the client keeps the packed objects until the node is gone (reported as a dropped
-    # function, as a custom Function's ctx)
+    # the client keeps the packed objects until a pass frees the node's saved tensors (torch
+    # drops them then) or the node is gone, reported as a dropped function (as a custom
+    # Function's ctx)
+    ex.s.packed_nodes[m.hook] = target[0]
     weakref.finalize(node, _unpack_dropped, ex.s, m.hook)
     return grown
 
 
 def _unpack_dropped(session: Any, hook: int) -> None:
+    if session.packed_nodes.pop(hook, None) is None:
+        return  # already reported (drop_freed_packs)
     session.hooks.pop(hook, None)
     session.dropped_functions.append(hook)
+
+
+def drop_freed_packs(session: Any) -> None:
+    """Report the packed nodes whose saved tensors a finished pass freed (backward without
+    retain_graph): torch drops the packed objects with them, so their `__del__` runs then."""
+    packed = session.packed_nodes
+    for hook, ref in list(packed.items()):
+        node = ref()
+        if node is None or node.freed:
+            del packed[hook]
+            handle = session.hooks.pop(hook, None)
+            if handle is not None:
+                handle.remove()
+            session.dropped_functions.append(hook)
 
 
 def remove_hook(ex: Executor, m: session_pb2.RemoveHook,

@@ -106,6 +106,9 @@ class Session:
         self.suspended: list[Any] = []
         self.dropped_functions: list[int] = []  # their nodes are gone: reported, then cleared
         self.hooks: dict[int, Any] = {}  # client hook id -> engine RemovableHandle
+        # unpack hook id -> weakref to the node whose saved tensors the client packed: reported
+        # dropped when a pass frees them (server/functions.py `drop_freed_packs`)
+        self.packed_nodes: dict[int, Any] = {}
 
     def idle_seconds(self) -> float:
         return max(0.0, self.clock() - self.last_used)

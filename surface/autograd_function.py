@@ -8,9 +8,12 @@ tensors, the server for a session), so here they are only recorded.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any
 
 from . import grad_mode
+
+SAVED_VARIABLES_WARNING = "'saved_variables' is deprecated; use 'saved_tensors'"
 
 
 class CtxDeclarations:
@@ -41,6 +44,12 @@ class CtxDeclarations:
     def set_materialize_grads(self, value: bool) -> None:
         """Whether `backward` gets zeros (True, the default) or None for unused outputs."""
         self.materialize_grads = bool(value)
+
+    @property
+    def saved_variables(self) -> tuple[Any, ...]:
+        """torch's deprecated name of `saved_tensors` (warns as torch does)."""
+        warnings.warn(SAVED_VARIABLES_WARNING, DeprecationWarning, stacklevel=2)
+        return self.saved_tensors  # type: ignore[attr-defined,no-any-return]
 
 
 def run_forward(cls: Any, base: type, ctx: Any, args: tuple[Any, ...],

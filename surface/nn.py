@@ -130,6 +130,9 @@ def build(be: NNBackend, name: str, functional_extra: dict[str, Any] | None = No
             bound.cls_to_become = bound_classes[cls.cls_to_become]  # type: ignore[attr-defined]
     nn.Parameter = parameter_class(be)  # type: ignore[attr-defined]
     nn.UninitializedParameter = UninitializedParameter  # type: ignore[attr-defined]
+    nn.parameter = namespace(  # type: ignore[attr-defined]
+        name + ".parameter", "torch.nn.parameter", be, (),
+        {"Parameter": nn.Parameter, "UninitializedParameter": UninitializedParameter})
     nn.functional = namespace(  # type: ignore[attr-defined]
         name + ".functional", "torch.nn.functional", be,
         (*nn_functional.FUNCTIONS, *nn_conv.FUNCTIONS, *nn_norm.FUNCTIONS,

@@ -40,8 +40,9 @@ from typing import Any
 TORCH_SUBMODULES = (
     "nn", "nn.functional", "nn.init", "nn.modules", "nn.modules.module", "nn.parameter",
     "nn.utils", "optim",
-    "optim.lr_scheduler", "autograd", "autograd.function", "autograd.functional", "utils",
-    "utils.data", "utils._pytree", "linalg", "random", "cuda", "backends", "testing", "_dynamo",
+    "optim.lr_scheduler", "autograd", "autograd.function", "autograd.functional",
+    "autograd.graph", "func", "utils", "utils.data", "utils._pytree", "utils.checkpoint",
+    "linalg", "random", "cuda", "backends", "testing", "_dynamo",
     "distributions",
     "_higher_order_ops",
 )

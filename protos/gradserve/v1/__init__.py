@@ -66,6 +66,13 @@ PACK_SAVED_FEATURE = "pack_saved"
 #: The ListOpsResponse.features name of GetBase (`tensor._base`).
 GET_BASE_FEATURE = "get_base"
 
+#: The ListOpsResponse.features name of SetData (`x.data = y` with another shape or dtype).
+SET_DATA_FEATURE = "set_data"
+
+#: The ListOpsResponse.features name of Backward.more_tensors (several tensors differentiated
+#: in one backward pass, torch.autograd.backward([a, b], ...)).
+BACKWARD_ROOTS_FEATURE = "backward_roots"
+
 #: The ListOpsResponse.features name a server lists when it computes float32 LSTM layers as
 #: torch's oneDNN AVX-512 kernel (op mkldnn_rnn_layer): nn.LSTM then calls that op.
 ONEDNN_LSTM_FEATURE = "onednn_lstm"

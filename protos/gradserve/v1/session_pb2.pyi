@@ -175,21 +175,27 @@ class ApplyInplace(_message.Message):
     def __init__(self, op: _Optional[str] = ..., target: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., attrs: _Optional[_Mapping[str, _graph_pb2.AttrValue]] = ..., no_grad: _Optional[bool] = ..., generator: _Optional[int] = ...) -> None: ...
 
 class Backward(_message.Message):
-    __slots__ = ("tensor", "gradient", "retain_graph", "create_graph", "inputs")
+    __slots__ = ("tensor", "gradient", "retain_graph", "create_graph", "inputs", "more_tensors", "more_gradients", "check_nan")
     TENSOR_FIELD_NUMBER: _ClassVar[int]
     GRADIENT_FIELD_NUMBER: _ClassVar[int]
     RETAIN_GRAPH_FIELD_NUMBER: _ClassVar[int]
     CREATE_GRAPH_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
+    MORE_TENSORS_FIELD_NUMBER: _ClassVar[int]
+    MORE_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    CHECK_NAN_FIELD_NUMBER: _ClassVar[int]
     tensor: int
     gradient: _graph_pb2.Value
     retain_graph: bool
     create_graph: bool
     inputs: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, tensor: _Optional[int] = ..., gradient: _Optional[_Union[_graph_pb2.Value, _Mapping]] = ..., retain_graph: _Optional[bool] = ..., create_graph: _Optional[bool] = ..., inputs: _Optional[_Iterable[int]] = ...) -> None: ...
+    more_tensors: _containers.RepeatedScalarFieldContainer[int]
+    more_gradients: _containers.RepeatedCompositeFieldContainer[_graph_pb2.Value]
+    check_nan: bool
+    def __init__(self, tensor: _Optional[int] = ..., gradient: _Optional[_Union[_graph_pb2.Value, _Mapping]] = ..., retain_graph: _Optional[bool] = ..., create_graph: _Optional[bool] = ..., inputs: _Optional[_Iterable[int]] = ..., more_tensors: _Optional[_Iterable[int]] = ..., more_gradients: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., check_nan: _Optional[bool] = ...) -> None: ...
 
 class Grad(_message.Message):
-    __slots__ = ("outputs", "inputs", "grad_outputs", "retain_graph", "create_graph", "allow_unused", "results")
+    __slots__ = ("outputs", "inputs", "grad_outputs", "retain_graph", "create_graph", "allow_unused", "results", "check_nan")
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     GRAD_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +203,7 @@ class Grad(_message.Message):
     CREATE_GRAPH_FIELD_NUMBER: _ClassVar[int]
     ALLOW_UNUSED_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    CHECK_NAN_FIELD_NUMBER: _ClassVar[int]
     outputs: _containers.RepeatedScalarFieldContainer[int]
     inputs: _containers.RepeatedScalarFieldContainer[int]
     grad_outputs: _containers.RepeatedCompositeFieldContainer[_graph_pb2.Value]
@@ -204,7 +211,8 @@ class Grad(_message.Message):
     create_graph: bool
     allow_unused: bool
     results: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, outputs: _Optional[_Iterable[int]] = ..., inputs: _Optional[_Iterable[int]] = ..., grad_outputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., retain_graph: _Optional[bool] = ..., create_graph: _Optional[bool] = ..., allow_unused: _Optional[bool] = ..., results: _Optional[_Iterable[int]] = ...) -> None: ...
+    check_nan: bool
+    def __init__(self, outputs: _Optional[_Iterable[int]] = ..., inputs: _Optional[_Iterable[int]] = ..., grad_outputs: _Optional[_Iterable[_Union[_graph_pb2.Value, _Mapping]]] = ..., retain_graph: _Optional[bool] = ..., create_graph: _Optional[bool] = ..., allow_unused: _Optional[bool] = ..., results: _Optional[_Iterable[int]] = ..., check_nan: _Optional[bool] = ...) -> None: ...
 
 class ZeroGrad(_message.Message):
     __slots__ = ("handles",)
@@ -563,7 +571,7 @@ class Fetch(_message.Message):
     def __init__(self, handle: _Optional[int] = ..., value: _Optional[bool] = ..., grad: _Optional[bool] = ..., graph: _Optional[bool] = ..., repr: _Optional[bool] = ..., grad_repr: _Optional[bool] = ...) -> None: ...
 
 class Instruction(_message.Message):
-    __slots__ = ("create_tensor", "apply_op", "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad", "set_requires_grad", "detach", "detach_inplace", "retain_grad", "create_optimizer", "optimizer_step", "optimizer_zero_grad", "manual_seed", "release", "fetch", "index", "index_put", "get_optimizer_state", "apply_function", "claim_gradients", "resume_backward", "abort_backward", "register_hook", "remove_hook", "tape", "create_generator", "get_generator", "set_generator_state", "get_saved", "pack_saved", "get_base")
+    __slots__ = ("create_tensor", "apply_op", "apply_inplace", "backward", "grad", "zero_grad", "set_grad", "get_grad", "set_requires_grad", "detach", "detach_inplace", "retain_grad", "create_optimizer", "optimizer_step", "optimizer_zero_grad", "manual_seed", "release", "fetch", "index", "index_put", "get_optimizer_state", "apply_function", "claim_gradients", "resume_backward", "abort_backward", "register_hook", "remove_hook", "tape", "create_generator", "get_generator", "set_generator_state", "get_saved", "pack_saved", "get_base", "set_data")
     CREATE_TENSOR_FIELD_NUMBER: _ClassVar[int]
     APPLY_OP_FIELD_NUMBER: _ClassVar[int]
     APPLY_INPLACE_FIELD_NUMBER: _ClassVar[int]
@@ -598,6 +606,7 @@ class Instruction(_message.Message):
     GET_SAVED_FIELD_NUMBER: _ClassVar[int]
     PACK_SAVED_FIELD_NUMBER: _ClassVar[int]
     GET_BASE_FIELD_NUMBER: _ClassVar[int]
+    SET_DATA_FIELD_NUMBER: _ClassVar[int]
     create_tensor: CreateTensor
     apply_op: ApplyOp
     apply_inplace: ApplyInplace
@@ -632,7 +641,8 @@ class Instruction(_message.Message):
     get_saved: GetSaved
     pack_saved: PackSaved
     get_base: GetBase
-    def __init__(self, create_tensor: _Optional[_Union[CreateTensor, _Mapping]] = ..., apply_op: _Optional[_Union[ApplyOp, _Mapping]] = ..., apply_inplace: _Optional[_Union[ApplyInplace, _Mapping]] = ..., backward: _Optional[_Union[Backward, _Mapping]] = ..., grad: _Optional[_Union[Grad, _Mapping]] = ..., zero_grad: _Optional[_Union[ZeroGrad, _Mapping]] = ..., set_grad: _Optional[_Union[SetGrad, _Mapping]] = ..., get_grad: _Optional[_Union[GetGrad, _Mapping]] = ..., set_requires_grad: _Optional[_Union[SetRequiresGrad, _Mapping]] = ..., detach: _Optional[_Union[Detach, _Mapping]] = ..., detach_inplace: _Optional[_Union[DetachInplace, _Mapping]] = ..., retain_grad: _Optional[_Union[RetainGrad, _Mapping]] = ..., create_optimizer: _Optional[_Union[CreateOptimizer, _Mapping]] = ..., optimizer_step: _Optional[_Union[OptimizerStep, _Mapping]] = ..., optimizer_zero_grad: _Optional[_Union[OptimizerZeroGrad, _Mapping]] = ..., manual_seed: _Optional[_Union[ManualSeed, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., fetch: _Optional[_Union[Fetch, _Mapping]] = ..., index: _Optional[_Union[Index, _Mapping]] = ..., index_put: _Optional[_Union[IndexPut, _Mapping]] = ..., get_optimizer_state: _Optional[_Union[GetOptimizerState, _Mapping]] = ..., apply_function: _Optional[_Union[ApplyFunction, _Mapping]] = ..., claim_gradients: _Optional[_Union[ClaimGradients, _Mapping]] = ..., resume_backward: _Optional[_Union[ResumeBackward, _Mapping]] = ..., abort_backward: _Optional[_Union[AbortBackward, _Mapping]] = ..., register_hook: _Optional[_Union[RegisterHook, _Mapping]] = ..., remove_hook: _Optional[_Union[RemoveHook, _Mapping]] = ..., tape: _Optional[_Union[Tape, _Mapping]] = ..., create_generator: _Optional[_Union[CreateGenerator, _Mapping]] = ..., get_generator: _Optional[_Union[GetGenerator, _Mapping]] = ..., set_generator_state: _Optional[_Union[SetGeneratorState, _Mapping]] = ..., get_saved: _Optional[_Union[GetSaved, _Mapping]] = ..., pack_saved: _Optional[_Union[PackSaved, _Mapping]] = ..., get_base: _Optional[_Union[GetBase, _Mapping]] = ...) -> None: ...
+    set_data: SetData
+    def __init__(self, create_tensor: _Optional[_Union[CreateTensor, _Mapping]] = ..., apply_op: _Optional[_Union[ApplyOp, _Mapping]] = ..., apply_inplace: _Optional[_Union[ApplyInplace, _Mapping]] = ..., backward: _Optional[_Union[Backward, _Mapping]] = ..., grad: _Optional[_Union[Grad, _Mapping]] = ..., zero_grad: _Optional[_Union[ZeroGrad, _Mapping]] = ..., set_grad: _Optional[_Union[SetGrad, _Mapping]] = ..., get_grad: _Optional[_Union[GetGrad, _Mapping]] = ..., set_requires_grad: _Optional[_Union[SetRequiresGrad, _Mapping]] = ..., detach: _Optional[_Union[Detach, _Mapping]] = ..., detach_inplace: _Optional[_Union[DetachInplace, _Mapping]] = ..., retain_grad: _Optional[_Union[RetainGrad, _Mapping]] = ..., create_optimizer: _Optional[_Union[CreateOptimizer, _Mapping]] = ..., optimizer_step: _Optional[_Union[OptimizerStep, _Mapping]] = ..., optimizer_zero_grad: _Optional[_Union[OptimizerZeroGrad, _Mapping]] = ..., manual_seed: _Optional[_Union[ManualSeed, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., fetch: _Optional[_Union[Fetch, _Mapping]] = ..., index: _Optional[_Union[Index, _Mapping]] = ..., index_put: _Optional[_Union[IndexPut, _Mapping]] = ..., get_optimizer_state: _Optional[_Union[GetOptimizerState, _Mapping]] = ..., apply_function: _Optional[_Union[ApplyFunction, _Mapping]] = ..., claim_gradients: _Optional[_Union[ClaimGradients, _Mapping]] = ..., resume_backward: _Optional[_Union[ResumeBackward, _Mapping]] = ..., abort_backward: _Optional[_Union[AbortBackward, _Mapping]] = ..., register_hook: _Optional[_Union[RegisterHook, _Mapping]] = ..., remove_hook: _Optional[_Union[RemoveHook, _Mapping]] = ..., tape: _Optional[_Union[Tape, _Mapping]] = ..., create_generator: _Optional[_Union[CreateGenerator, _Mapping]] = ..., get_generator: _Optional[_Union[GetGenerator, _Mapping]] = ..., set_generator_state: _Optional[_Union[SetGeneratorState, _Mapping]] = ..., get_saved: _Optional[_Union[GetSaved, _Mapping]] = ..., pack_saved: _Optional[_Union[PackSaved, _Mapping]] = ..., get_base: _Optional[_Union[GetBase, _Mapping]] = ..., set_data: _Optional[_Union[SetData, _Mapping]] = ...) -> None: ...
 
 class GetSaved(_message.Message):
     __slots__ = ("handle", "name", "result")
@@ -667,6 +677,14 @@ class GetBase(_message.Message):
     handle: int
     result: int
     def __init__(self, handle: _Optional[int] = ..., result: _Optional[int] = ...) -> None: ...
+
+class SetData(_message.Message):
+    __slots__ = ("handle", "value")
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    handle: int
+    value: int
+    def __init__(self, handle: _Optional[int] = ..., value: _Optional[int] = ...) -> None: ...
 
 class SavedValue(_message.Message):
     __slots__ = ("none", "same_as", "bound", "number")
