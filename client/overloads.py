@@ -44,6 +44,9 @@ class RemoteBackend:
     def __init__(self, owner: Any):
         self.owner = owner
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return self  # the session's layer: copy.deepcopy(module) shares it
+
     def call(self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         return self.owner.call(name, args, dict(kwargs))
 

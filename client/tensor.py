@@ -570,6 +570,30 @@ class Tensor:
     def __reduce__(self) -> Any:
         raise TypeError("gradserve client tensors are handles and cannot be pickled")
 
+    def __deepcopy__(self, memo: dict[builtins.int, Any]) -> Tensor:
+        """copy.deepcopy as torch's: graph leaves only; a new tensor of the session holding a
+        copy of the data, with requires_grad and a deep copy of `.grad` (one round trip to read
+        it where not known); a Parameter becomes a new Parameter holding a copy (no `.grad`, as
+        torch's Parameter.__deepcopy__)."""
+        if not self.is_leaf:
+            raise RuntimeError(messages.DEEPCOPY_NON_LEAF)
+        found = memo.get(id(self))
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        owner = self._owner
+        with grad_mode.no_grad():
+            data = self.clone()
+        parameter = owner.nn.Parameter
+        if isinstance(self, parameter):
+            new = parameter(data, self.requires_grad)
+        else:
+            new = data.requires_grad_(self.requires_grad)
+            grad = self.grad
+            if grad is not None:
+                new.grad = grad.__deepcopy__(memo)
+        memo[id(self)] = new
+        return new  # type: ignore[no-any-return]
+
     # --- operators ------------------------------------------------------------------------------
 
     def __rtruediv__(self, other: Any) -> Any:

@@ -29,6 +29,9 @@ class EngineBackend:
     runtime_error = errors.InvalidArgumentError
     index_error = errors.OutOfRangeIndexError
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return self  # the layer itself: copy.deepcopy(module) shares it, as torch's functions
+
     def call(self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         return FUNCTIONS[name](*args, **kwargs)
 

@@ -448,6 +448,28 @@ class Tensor(TensorMethods):
     def __reduce__(self) -> Any:
         raise errors.InvalidTypeError("gradserve tensors are not picklable")
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Tensor:
+        """copy.deepcopy as torch's: graph leaves only; a copy of the data (its strides kept),
+        requires_grad and a deep copy of `.grad`; a Parameter becomes a new Parameter holding a
+        copy (without `.grad`, as torch's Parameter.__deepcopy__)."""
+        if self.grad_fn is not None:
+            raise errors.InvalidArgumentError(messages.DEEPCOPY_NON_LEAF)
+        found = memo.get(id(self))
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        from . import nn as engine_nn  # (imports this module)
+
+        with grad_mode.no_grad():
+            data = self.clone()
+        if engine_nn.is_parameter(self):
+            new = engine_nn.EngineNNBackend().parameter(data, self._rg)
+        else:
+            new = data.requires_grad_(self._rg)
+            if self._grad is not None:
+                new.grad = self._grad.__deepcopy__(memo)
+        memo[id(self)] = new
+        return new  # type: ignore[no-any-return]
+
 
 def _torch_name(d: DType) -> str:
     return f"torch.{d.name}"
