@@ -91,3 +91,108 @@ def test_forward_forward_label_overlay_is_torchs(lib):
         return x_.numpy()
 
     np.testing.assert_array_equal(run(lib), run(torch))
+
+
+# --- torch's submodules imported by path (karpathy's makemore and minGPT:
+# `from torch.utils.data.dataloader import DataLoader`; custom optimizers:
+# `from torch.optim.optimizer import Optimizer, required`) ---------------------------------------
+
+def test_optim_optimizer_names_the_base_and_required_as_torchs(lib):
+    assert lib.optim.optimizer.Optimizer is lib.optim.Optimizer
+    from torch.optim import optimizer as torch_optimizer
+
+    assert repr(lib.optim.optimizer.required) == repr(torch_optimizer.required)
+
+
+def test_a_custom_optimizer_with_a_required_lr_refuses_a_group_without_it_as_torchs(lib):
+    from torch.optim import optimizer as torch_optimizer
+
+    def run(t: Any, module: Any) -> Any:
+        class Plain(module.Optimizer):
+            def __init__(self, params: Any, lr: Any = module.required) -> None:
+                super().__init__(params, {"lr": lr})
+
+        return Plain([t.zeros(2, requires_grad=True)])
+
+    with pytest.raises(ValueError) as theirs:
+        run(torch, torch_optimizer)
+    with pytest.raises(ValueError) as ours:
+        run(lib, lib.optim.optimizer)
+    assert _message(ours.value) == _message(theirs.value)
+
+
+PROGRAM = '''
+import torch
+import torch.nn as nn
+from torch.optim.optimizer import Optimizer, required
+from torch.utils.data.dataloader import DataLoader
+from torch.utils.data.dataset import Dataset
+from torch.utils.data.sampler import SequentialSampler
+
+
+class Pairs(Dataset):
+    def __init__(self, n):
+        g = torch.Generator().manual_seed(3)
+        self.x = torch.randn(n, 3, generator=g)
+        self.y = self.x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.25
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+class PlainSGD(Optimizer):
+    def __init__(self, params, lr=required):
+        super().__init__(params, dict(lr=lr))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.add_(p.grad, alpha=-group["lr"])
+
+
+torch.manual_seed(0)
+model = nn.Linear(3, 1)
+data = Pairs(24)
+loader = DataLoader(data, batch_size=8, sampler=SequentialSampler(data))
+opt = PlainSGD(model.parameters(), lr=0.1)
+for epoch in range(3):
+    for x, y in loader:
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+    print(epoch, loss.item())
+print(opt)
+'''
+
+
+def test_a_program_importing_torch_submodules_by_path_runs_as_torch(gradserve_server, tmp_path):
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    program = tmp_path / "program.py"
+    program.write_text(PROGRAM)
+    through_session = (
+        "import runpy, sys\n"
+        "import gradserve.client as gc\n"
+        "from tests.corpus.run import install_session_as_torch\n"
+        "with gc.connect(sys.argv[1]) as c, c.session() as s:\n"
+        "    install_session_as_torch(s)\n"
+        "    runpy.run_path(sys.argv[2], run_name='__main__')\n")
+
+    def run(args: list[str]) -> str:
+        done = subprocess.run([sys.executable, *args], cwd=repo, capture_output=True, text=True,
+                              timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        return re.sub(r" object at 0x[0-9a-f]+>", " object at 0x...>", done.stdout)
+
+    want = run([str(program)])
+    got = run(["-c", through_session, f"localhost:{gradserve_server[1]}", str(program)])
+    assert got.splitlines() == want.splitlines()

@@ -39,10 +39,11 @@ from typing import Any
 # that dotted path when the session has one
 TORCH_SUBMODULES = (
     "nn", "nn.functional", "nn.init", "nn.modules", "nn.modules.module", "nn.parameter",
-    "nn.utils", "optim",
-    "optim.lr_scheduler", "autograd", "autograd.function", "autograd.functional", "utils",
-    "utils.data", "utils._pytree", "linalg", "random", "cuda", "backends", "testing", "_dynamo",
-    "distributions",
+    "nn.utils", "nn.utils.rnn", "optim",
+    "optim.lr_scheduler", "optim.optimizer", "autograd", "autograd.function",
+    "autograd.functional", "utils", "utils.data", "utils.data.dataloader", "utils.data.dataset",
+    "utils.data.sampler", "utils._pytree", "linalg", "random", "cuda", "backends", "testing",
+    "_dynamo", "distributions", "func",
     "_higher_order_ops",
 )
 # torch's other top-level package, functorch, imports the real torch: a session's run installs
