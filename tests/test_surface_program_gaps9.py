@@ -196,3 +196,103 @@ def test_a_program_importing_torch_submodules_by_path_runs_as_torch(gradserve_se
     want = run([str(program)])
     got = run(["-c", through_session, f"localhost:{gradserve_server[1]}", str(program)])
     assert got.splitlines() == want.splitlines()
+
+
+# --- torch.load(..., weights_only=False) (pytorch/examples time_sequence_prediction saves a numpy
+# array with torch.save and loads it back) -------------------------------------------------------
+
+class Record:
+    """A program's own class, pickled by a trusting torch.save/torch.load round trip."""
+
+    def __init__(self, name: str, values: Any) -> None:
+        self.name, self.values = name, values
+
+
+def _saved_by_torch(path: Any, obj: Any) -> Any:
+    torch.save(obj, path)
+    return path
+
+
+def test_weights_only_false_loads_a_numpy_array_as_torchs(lib, tmp_path):
+    data = np.sin(np.arange(12, dtype=np.float64).reshape(3, 4) / 3.0)
+    path = _saved_by_torch(tmp_path / "data.pt", data)
+    got = lib.load(path, weights_only=False)
+    want = torch.load(path, weights_only=False)
+    assert type(got) is type(want) is np.ndarray
+    np.testing.assert_array_equal(got, want)
+    lib.save(data, tmp_path / "ours.pt")
+    np.testing.assert_array_equal(torch.load(tmp_path / "ours.pt", weights_only=False), data)
+    np.testing.assert_array_equal(lib.load(tmp_path / "ours.pt", weights_only=False), data)
+
+
+def test_weights_only_false_loads_the_programs_classes_with_tensors(lib, tmp_path):
+    values = _data((2, 3), 4)
+    path = _saved_by_torch(tmp_path / "rec.pt", Record("w", torch.tensor(values)))
+    got = lib.load(path, weights_only=False)
+    assert isinstance(got, Record) and got.name == "w"
+    np.testing.assert_array_equal(got.values.numpy(), values)
+    assert type(got.values) is type(lib.tensor(values))
+
+
+@pytest.mark.parametrize("weights_only", [None, True])
+def test_a_weights_only_load_still_refuses_a_numpy_array(lib, tmp_path, weights_only):
+    import pickle
+
+    path = _saved_by_torch(tmp_path / "data.pt", np.zeros(3))
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=weights_only)
+    with pytest.raises(pickle.UnpicklingError):
+        lib.load(path, weights_only=weights_only)
+
+
+def test_weights_only_false_still_refuses_torchs_own_classes(lib, tmp_path):
+    import pickle
+
+    path = _saved_by_torch(tmp_path / "model.pt", torch.nn.Linear(2, 1))
+    assert isinstance(torch.load(path, weights_only=False), torch.nn.Linear)
+    with pytest.raises(pickle.UnpicklingError, match="torch.nn.modules.linear.Linear"):
+        lib.load(path, weights_only=False)
+
+
+# --- float(t) of a tensor that requires grad warns only with grad mode on (LBFGS reads
+# `float(closure())` inside its no_grad step: torch prints no warning there) --------------------
+
+def test_float_of_a_tensor_requiring_grad_under_no_grad_does_not_warn(lib, monkeypatch):
+    import warnings
+
+    from gradserve.surface import compat
+
+    monkeypatch.setattr(compat, "_scalar_warned", [False])
+    for t in (torch, lib):
+        x = t.ones(1, requires_grad=True) * 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with t.no_grad():
+                assert float(x) == 2.0
+    with pytest.warns(UserWarning, match="Converting a tensor with requires_grad=True"):
+        float(lib.ones(1, requires_grad=True) * 2)  # the once-per-process warning not spent
+
+
+def test_lbfgs_step_prints_no_scalar_warning_as_torchs(lib, monkeypatch):
+    import warnings
+
+    from gradserve.surface import compat
+
+    monkeypatch.setattr(compat, "_scalar_warned", [False])
+
+    def run(t: Any) -> list[float]:
+        w = t.tensor(_data((3,), 5), requires_grad=True)
+        opt = t.optim.LBFGS([w], lr=0.5, max_iter=4)
+
+        def closure() -> Any:
+            opt.zero_grad()
+            loss = ((w - 1.0) ** 2).sum()
+            loss.backward()
+            return loss
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            opt.step(closure)
+        return w.detach().numpy().tolist()
+
+    np.testing.assert_allclose(run(lib), run(torch), rtol=1e-6)
