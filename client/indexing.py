@@ -73,7 +73,8 @@ def _item(it: Any, out: spb.IndexItem, value: EncodeValue) -> None:
         out.ellipsis.SetInParent()
     elif isinstance(it, Tensor):
         value(it, out.tensor, "index")
-    elif isinstance(it, (list, np.ndarray)):
+    elif isinstance(it, (list, tuple, range, np.ndarray)):
+        # torch reads any sequence among the items (a tuple, a range) as a list of indices
         codec.encode_array(_index_array(it), out.tensor.constant)
     elif isinstance(it, str):
         raise TypeError("new(): invalid data type 'str'")

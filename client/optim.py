@@ -37,6 +37,7 @@ from gradserve.surface import optim_tensors as _tensors
 from gradserve.surface import radam as _radam
 from gradserve.surface import rprop as _rprop
 from gradserve.surface import sparse_adam as _sparse_adam
+from gradserve.surface.compat import Namespace
 from gradserve.v1 import STEP_HYPERPARAMETERS_FEATURE, graph_pb2
 from gradserve.v1 import session_pb2 as spb
 
@@ -546,10 +547,13 @@ def namespace(session: Any) -> Any:
     lr_scheduler."""
     bound = {cls.__name__: bind(cls, session)
              for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
+    # torch.optim.optimizer: the module programs import the base from
+    optimizer = Namespace("torch.optim.optimizer", Optimizer=Optimizer,
+                          required=_surface.required)
     return types.SimpleNamespace(Optimizer=Optimizer, LBFGS=LBFGS, Adadelta=Adadelta, ASGD=ASGD,
                                  Adafactor=Adafactor, Adamax=Adamax, NAdam=NAdam,
                                  RAdam=RAdam, Rprop=Rprop, SparseAdam=SparseAdam,
-                                 lr_scheduler=lr_scheduler, **bound)
+                                 lr_scheduler=lr_scheduler, optimizer=optimizer, **bound)
 
 
 def bind(cls: type[ServerOptimizer], session: Any) -> type[ServerOptimizer]:

@@ -44,6 +44,7 @@ def save(session: Any, obj: Any, f: Any) -> None:
     serialization.save(SessionTensorIO(session), obj, f)
 
 
-def load(session: Any, f: Any) -> Any:
-    """torch.load(f) into `session` (weights only; see gradserve.surface.serialization)."""
-    return serialization.load(SessionTensorIO(session), f)
+def load(session: Any, f: Any, weights_only: Any = None) -> Any:
+    """torch.load(f) into `session` (weights only unless `weights_only=False`; see
+    gradserve.surface.serialization)."""
+    return serialization.load(SessionTensorIO(session), f, weights_only)

@@ -438,17 +438,20 @@ class Session:
     def load(self, f: Any, map_location: Any = None, pickle_module: Any = None, *,
              weights_only: Any = None, mmap: Any = None, **pickle_load_args: Any) -> Any:
         """torch.load(f): a file torch.save (or `save(obj, f)`) wrote, its tensors made in this
-        session. Always weights only (tensors, state dicts, Python containers and scalars);
+        session. Weights only (tensors, state dicts, Python containers and scalars) unless
+        `weights_only=False`, which imports other globals than torch's as pickle does (a numpy
+        array, the program's classes: only for a file the program trusts, as torch's);
         `map_location` may name the cpu only.
 
         Raises:
-            pickle.UnpicklingError: anything outside the weights-only set.
+            pickle.UnpicklingError: anything outside the weights-only set (a `torch.*` global
+                outside it even with `weights_only=False`).
         """
         if map_location is not None and str(map_location) not in ("cpu", "cpu:0"):
             raise RuntimeError(f"load(): gradserve has only the cpu device, not {map_location!r}")
         from .serialization import load as torch_load
 
-        return torch_load(self, f)
+        return torch_load(self, f, weights_only)
 
 
     def _value(self, v: Any, out: graph_pb2.Value, what: str, position: int | None = None) -> None:

@@ -814,7 +814,8 @@ def _apply_index(self: Tensor, index: Any) -> tuple[Tensor, bool]:
     if self.ndim == 0:
         _check_zero_dim(index)
     items, bare_slice = _items(index)
-    items = tuple(_as_index_tensor(it) if isinstance(it, (list, np.ndarray)) else it
+    # torch reads any sequence among the items (a list, a tuple, a range) as a list of indices
+    items = tuple(_as_index_tensor(it) if isinstance(it, (list, tuple, range, np.ndarray)) else it
                   for it in items)
     ndim = self.ndim
     specified = _specified(items)

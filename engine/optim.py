@@ -32,7 +32,7 @@ from gradserve.surface import optim_tensors as _tensors
 from gradserve.surface import radam as _radam
 from gradserve.surface import rprop as _rprop
 from gradserve.surface import sparse_adam as _sparse_adam
-from gradserve.surface.compat import missing_names
+from gradserve.surface.compat import Namespace, missing_names
 
 from . import errors, limits, parallel
 from .creation import tensor as _tensor
@@ -659,6 +659,11 @@ def _zeros_like(p: Tensor) -> Tensor:
     return _tensor(np.zeros(tuple(p.shape), dtype=p.dtype.np))
 
 
+# torch.optim.optimizer, the module programs import the base from (`from torch.optim.optimizer
+# import Optimizer, required`)
+optimizer = Namespace("torch.optim.optimizer", Optimizer=Optimizer, required=_surface.required)
+
 __all__ = ["ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "LBFGS",
-           "NAdam", "Optimizer", "RAdam", "RMSprop", "Rprop", "SGD", "SparseAdam", "lr_scheduler"]
+           "NAdam", "Optimizer", "RAdam", "RMSprop", "Rprop", "SGD", "SparseAdam", "lr_scheduler",
+           "optimizer"]
 __getattr__ = missing_names("torch.optim")  # a name torch.optim has and gradserve has not

@@ -49,7 +49,8 @@ def save(obj: Any, f: Any, pickle_module: Any = None, pickle_protocol: int = 2,
 
 def load(f: Any, map_location: Any = None, pickle_module: Any = None, *,
          weights_only: Any = None, mmap: Any = None, **pickle_load_args: Any) -> Any:
-    """torch.load(f), always weights only (see gradserve.surface.serialization).
+    """torch.load(f), weights only unless `weights_only=False` (see
+    gradserve.surface.serialization).
 
     Args:
         f: a path or a readable binary file torch.save wrote.
@@ -63,4 +64,4 @@ def load(f: Any, map_location: Any = None, pickle_module: Any = None, *,
     """
     if map_location is not None and str(map_location) not in ("cpu", "cpu:0"):
         raise RuntimeError(f"load(): gradserve has only the cpu device, not {map_location!r}")
-    return serialization.load(EngineTensorIO(), f)
+    return serialization.load(EngineTensorIO(), f, weights_only)

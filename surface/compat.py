@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import control as _control  # noqa: F401 - registers torch._check, sym_min, cond
-from . import devices, messages
+from . import devices, grad_mode, messages
 from . import memory_format as mf
 from .backend import Backend
 from .spellings import SPELLINGS, Spelling, is_int
@@ -110,9 +110,11 @@ _scalar_warned = [False]
 
 
 def warn_scalar_requires_grad(stacklevel: int) -> None:
-    """torch 2.13 warns on `float(t)` when t requires grad (not on int(), item(), bool()), once
-    per process (TORCH_WARN_ONCE): so does gradserve, engine and sessions together."""
-    if _scalar_warned[0]:
+    """torch 2.13 warns on `float(t)` when t requires grad (not on int(), item(), bool()) and
+    grad mode is on (not under no_grad: LBFGS's `float(closure())` in its no_grad step), once
+    per process (TORCH_WARN_ONCE, not spent while grad mode is off): so does gradserve, engine
+    and sessions together."""
+    if _scalar_warned[0] or not grad_mode.is_grad_enabled():
         return
     _scalar_warned[0] = True
     warnings.warn(SCALAR_REQUIRES_GRAD_WARNING, UserWarning, stacklevel=stacklevel + 1)

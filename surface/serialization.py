@@ -5,9 +5,12 @@ torch saved loads here.
 
 The pickle names only what torch's weights-only loader allows: `torch._utils._rebuild_tensor_v2`
 and `_rebuild_parameter`, the `torch.<Type>Storage` types, `collections.OrderedDict`, and
-Python's containers and scalars. Loading is always weights-only: any other global (a pickled
-module or class, a lambda) is refused before anything is built, whatever `weights_only` says;
-gradserve never unpickles arbitrary objects. A tensor is written from its values (a fetch
+Python's containers and scalars. Loading is weights-only unless the caller passes
+`weights_only=False`, as torch's: any other global (a pickled module or class, a lambda) is
+refused before anything is built. With `weights_only=False` (the program's own choice, for a
+file it trusts, as torch's) other globals than torch's are imported as pickle does (a numpy
+array, the program's own classes); a `torch.*` name outside the set above is still refused
+(gradserve cannot build torch's classes). A tensor is written from its values (a fetch
 through a session), contiguous, with its own storage (torch shares one storage between views;
 the values are the same).
 """
@@ -197,13 +200,17 @@ def _allowed(io_: TensorIO) -> dict[tuple[str, str], Any]:
 
 class _Unpickler(pickle.Unpickler):
     def __init__(self, file: Any, records: Callable[[str], bytes],
-                 allowed: dict[tuple[str, str], Any]) -> None:
+                 allowed: dict[tuple[str, str], Any], trusted: bool = False) -> None:
         super().__init__(file)
         self.records = records
         self.allowed = allowed
+        self.trusted = trusted
         self.loaded: dict[str, np.ndarray] = {}
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.allowed and self.trusted and not (
+                module == "torch" or module.startswith("torch.")):
+            return super().find_class(module, name)
         if (module, name) not in self.allowed:
             raise pickle.UnpicklingError(
                 f"load(): gradserve loads weights only, and {module}.{name} is not one of the "
@@ -224,18 +231,21 @@ class _Unpickler(pickle.Unpickler):
         return self.loaded[key]
 
 
-def load(io_: TensorIO, f: Any) -> Any:
-    """torch.load(f), weights only: `f` a path or a readable binary file of torch's zip format.
+def load(io_: TensorIO, f: Any, weights_only: Any = None) -> Any:
+    """torch.load(f): `f` a path or a readable binary file of torch's zip format.
 
     Args:
         io_: the layer's tensor access.
         f: where to read.
+        weights_only: torch's flag: only `False` (the caller trusts the file) lets globals other
+            than torch's be imported as pickle does; None or True load weights only.
 
     Returns:
         The saved object, its tensors made in this layer.
 
     Raises:
-        pickle.UnpicklingError: a global outside the weights-only set, or a malformed archive.
+        pickle.UnpicklingError: a global outside the weights-only set (any `torch.*` one
+            outside it, with `weights_only=False`), or a malformed archive.
         RuntimeError: not a zip archive (torch's legacy format is not read).
     """
     if hasattr(f, "read"):
@@ -259,5 +269,6 @@ def load(io_: TensorIO, f: Any) -> Any:
                 raise pickle.UnpicklingError(f"load(): the archive has no record {key}")
             return archive.read(name)
 
-        unpickler = _Unpickler(io.BytesIO(archive.read(pkl[0])), records, _allowed(io_))
+        unpickler = _Unpickler(io.BytesIO(archive.read(pkl[0])), records, _allowed(io_),
+                               trusted=weights_only is False)
         return unpickler.load()

@@ -39,10 +39,11 @@ from typing import Any
 # that dotted path when the session has one
 TORCH_SUBMODULES = (
     "nn", "nn.functional", "nn.init", "nn.modules", "nn.modules.module", "nn.parameter",
-    "nn.utils", "optim",
-    "optim.lr_scheduler", "autograd", "autograd.function", "autograd.functional",
-    "autograd.graph", "func", "utils", "utils.data", "utils._pytree", "utils.checkpoint",
-    "linalg", "random", "cuda", "backends", "testing", "_dynamo",
+    "nn.utils", "nn.utils.rnn", "optim",
+    "optim.lr_scheduler", "optim.optimizer", "autograd", "autograd.function",
+    "autograd.functional", "autograd.graph", "func", "utils", "utils.data",
+    "utils.data.dataloader", "utils.data.dataset", "utils.data.sampler", "utils._pytree",
+    "utils.checkpoint", "linalg", "random", "cuda", "backends", "testing", "_dynamo",
     "distributions",
     "_higher_order_ops",
 )
