@@ -1,0 +1,106 @@
+"""Small requests that cost far more than they tell (red team, round 7).
+
+Each was inside every declared bound before its fix:
+
+- `mkldnn_rnn_layer` (one float32 LSTM layer as oneDNN computes it, `engine/lstm_onednn.py`)
+  runs a Python step per time step (~300-600 us of activations and FMAs whatever the sizes)
+  and its exact GEMMs a numpy step per term of k, with no interrupt check: an 80-byte session
+  batch of 20,000 steps of one unit (an expanded input) ran 13 s of CPU with a 2 s deadline
+  (2**23 steps, within every limit: ~80 min in one op), a projection of 2**22 features 23 s,
+  a backward pass over a batch of 2**20 rows 9.8 s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+
+import gradserve.engine as ge
+from gradserve.engine import gemm, limits, lstm_onednn
+from gradserve.server import codec
+from gradserve.v1 import graph_pb2, service_pb2_grpc, session_pb2
+from tests.conftest import gradserve_attr, gradserve_open_session
+from tests.server_process import ServerProcess
+from tests.test_hardening_round4 import _settled_cpu
+from tests.test_hardening_streams import serves
+
+
+def _checks(fn: Callable[[], Any]) -> int:
+    """How many times `fn()` calls the interrupt check."""
+    calls = 0
+
+    def check() -> None:
+        nonlocal calls
+        calls += 1
+
+    with limits.interrupt(check):
+        fn()
+    return calls
+
+
+def _const(a: Any) -> graph_pb2.Value:
+    return graph_pb2.Value(constant=codec.encode_array(np.asarray(a)))
+
+
+def _op(name: str, inputs: list, outputs: list[int], **attrs: Any) -> session_pb2.Instruction:
+    return session_pb2.Instruction(apply_op=session_pb2.ApplyOp(
+        op=name, inputs=inputs, attrs={k: gradserve_attr(v) for k, v in attrs.items()},
+        outputs=outputs))
+
+
+# --- mkldnn_rnn_layer: the step loops and the GEMM chains are checked ---------------------------
+
+def _lstm(seq: int, batch: int, features: int, grad: bool = False) -> list[ge.Tensor]:
+    """A one-unit LSTM layer of an expanded (seq, batch, features) input of zeros."""
+    x = ge.tensor(np.float32(0.25)).expand(seq, batch, features)
+    w_ih = ge.tensor(np.float32(0.5)).expand(4, features).contiguous().requires_grad_(grad)
+    small = [ge.tensor(np.full(s, 0.5, np.float32)) for s in [(4, 1), (4,), (4,)]]
+    state = [ge.zeros(batch, 1), ge.zeros(batch, 1)]
+    return ge.apply("mkldnn_rnn_layer", [x, w_ih, *small, *state],
+                    {"reverse": False, "hidden_size": 1})
+
+
+@pytest.mark.parametrize("what, run, least", [
+    ("steps", lambda: _lstm(512, 1, 1), 8 * 512),
+    ("features", lambda: _lstm(1, 1, 4096), 4096 // 16),
+    ("backward over the batch", lambda: _lstm(1, 2048, 1, grad=True)[0].sum().backward(),
+     2 * 2048 // 16),
+])
+def test_an_lstm_layers_python_loops_run_the_interrupt_check(what: str, run: Callable, least: int):
+    """The op's declared work counted a step of one unit as 8 multiply-adds (the checks it made
+    before running: none past the first), and nothing checked inside it."""
+    assert _checks(run) >= least
+
+
+def test_an_lstm_layers_checks_change_no_bits():
+    """The chains continued between checks are the same FMA chains (torch's values are
+    compared in tests/test_engine_lstm_onednn.py)."""
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((3, 1000)).astype(np.float32)
+    b = rng.standard_normal((1000, 20)).astype(np.float32)
+    whole = None
+    for lo, hi in lstm_onednn._k_blocks(1000):
+        part = gemm._chain(a[:, lo:hi].astype(np.float64), b[lo:hi].astype(np.float64),
+                              None, False)
+        whole = part if whole is None else whole + part
+    assert np.array_equal(lstm_onednn._gemm(a, b), whole)
+
+
+def test_a_long_lstm_layer_ends_at_its_deadline():
+    """An 80-byte batch: 20,000 steps of one unit, 13 s of CPU with a 2 s deadline before."""
+    zeros = [_const(np.zeros(s, np.float32)) for s in [(4, 1), (4, 1), (4,), (4,), (1, 1), (1, 1)]]
+    x = _op("expand", [_const(np.float32(0))], [1], size=[20000, 1, 1])
+    y = _op("mkldnn_rnn_layer", [graph_pb2.Value(handle=1), *zeros], [2, 3, 4, 5],
+            reverse=False, hidden_size=1)
+    with ServerProcess(["--workers", "4"]) as server, server.channel() as channel:
+        s = gradserve_open_session(service_pb2_grpc.AutogradServiceStub(channel))
+        cpu = server.cpu_seconds()
+        with pytest.raises(grpc.RpcError) as info:
+            s.run(x, y, timeout=1)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert _settled_cpu(server) - cpu < 4
+        serves(server)
