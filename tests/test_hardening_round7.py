@@ -7,11 +7,14 @@ Each was inside every declared bound before its fix:
   and its exact GEMMs a numpy step per term of k, with no interrupt check: an 80-byte session
   batch of 20,000 steps of one unit (an expanded input) ran 13 s of CPU with a 2 s deadline
   (2**23 steps, within every limit: ~80 min in one op), a projection of 2**22 features 23 s,
-  a backward pass over a batch of 2**20 rows 9.8 s.
+  a backward pass over a batch of 2**20 rows 9.8 s. Within the event loop's element limit (256)
+  a layer is still 51 steps (~30 ms): one client sending such session batches held health
+  checks 55 ms (p50); the op is not run on the loop any more (`inline.LONG_OPS`).
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -21,8 +24,8 @@ import pytest
 
 import gradserve.engine as ge
 from gradserve.engine import gemm, limits, lstm_onednn
-from gradserve.server import codec
-from gradserve.v1 import graph_pb2, service_pb2_grpc, session_pb2
+from gradserve.server import codec, inline, inline_batch
+from gradserve.v1 import graph_pb2, service_pb2, service_pb2_grpc, session_pb2
 from tests.conftest import gradserve_attr, gradserve_open_session
 from tests.server_process import ServerProcess
 from tests.test_hardening_round4 import _settled_cpu
@@ -104,3 +107,20 @@ def test_a_long_lstm_layer_ends_at_its_deadline():
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert _settled_cpu(server) - cpu < 4
         serves(server)
+
+
+def test_an_lstm_layer_is_not_run_on_the_event_loop():
+    """51 steps of one unit are 255 elements, within the loop's limit, but ~30 ms of CPU: a
+    session batch pauses before the op, a RunGraph is not tried on the loop, and a backward
+    pass through its node is not run there."""
+    zeros = [_const(np.zeros(s, np.float32)) for s in [(4, 1), (4, 1), (4,), (4,), (1, 1), (1, 1)]]
+    m = _op("mkldnn_rnn_layer", [_const(np.zeros((51, 1, 1), np.float32)), *zeros], [1, 2, 3, 4],
+            reverse=False, hidden_size=1).apply_op
+    executor = types.SimpleNamespace(s=types.SimpleNamespace(tensors={}), limit=2 ** 26)
+    with limits.allocation_limit(None):  # (restores the limit the gate sets for an op)
+        gate = inline_batch.Gate(float("inf"))
+        assert gate.pause(executor, "apply_op", m)  # type: ignore[arg-type]
+    assert gate.pause_op("mkldnn_rnn_layer", [])
+    req = service_pb2.RunGraphRequest()
+    req.graph.nodes.add(id="y", op=m.op, inputs=m.inputs, attrs=m.attrs)
+    assert inline._small(req.graph.nodes, 0) is False
