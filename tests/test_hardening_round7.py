@@ -9,7 +9,12 @@ Each was inside every declared bound before its fix:
   (2**23 steps, within every limit: ~80 min in one op), a projection of 2**22 features 23 s,
   a backward pass over a batch of 2**20 rows 9.8 s. Within the event loop's element limit (256)
   a layer is still 51 steps (~30 ms): one client sending such session batches held health
-  checks 55 ms (p50); the op is not run on the loop any more (`inline.LONG_OPS`).
+  checks 55 ms (p50); the op is not run on the loop any more (`inline.LONG_OPS`);
+- a list attribute (`AttrValue.ints_value`) of any length: one byte of request per int, but the
+  decoding and the ops' checks and messages read it at ~0.5-1 us an int, in one op: a 32 MiB
+  batch of one `sum_to_size` with 2**25 dims (or a `_pack_padded_sequence` with 2**25 batch
+  sizes) ran 13-16 s of CPU past its deadline and peaked at 1.2 GB. A list holds at most
+  `codec.MAX_ATTR_INTS` (2**18, what a tape's attributes hold in all) now.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from gradserve.server import codec, inline, inline_batch
 from gradserve.v1 import graph_pb2, service_pb2, service_pb2_grpc, session_pb2
 from tests.conftest import gradserve_attr, gradserve_open_session
 from tests.server_process import ServerProcess
+from tests.test_hardening_bounds import _graph
 from tests.test_hardening_round4 import _settled_cpu
 from tests.test_hardening_streams import serves
 
@@ -124,3 +130,34 @@ def test_an_lstm_layer_is_not_run_on_the_event_loop():
     req = service_pb2.RunGraphRequest()
     req.graph.nodes.add(id="y", op=m.op, inputs=m.inputs, attrs=m.attrs)
     assert inline._small(req.graph.nodes, 0) is False
+
+
+# --- list attributes ------------------------------------------------------------------------------
+
+def test_a_list_attribute_holds_at_most_max_attr_ints():
+    ok = gradserve_attr([1] * codec.MAX_ATTR_INTS)
+    assert len(codec.decode_attr(ok)) == codec.MAX_ATTR_INTS
+    with pytest.raises(Exception) as info:
+        codec.decode_attr(gradserve_attr([1] * (codec.MAX_ATTR_INTS + 1)), "x() attribute 'size'")
+    assert type(info.value).__name__ == "InvalidRequestError"
+    assert str(info.value) == (f"x() attribute 'size': a list of {codec.MAX_ATTR_INTS + 1} ints, "
+                               f"more than the limit of {codec.MAX_ATTR_INTS}")
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_a_long_list_attribute_is_refused_before_it_is_read(gradserve_stub, stateless: bool):
+    """Each int cost ~0.5-1 us of one op (2**25 of them: 14 s of CPU past the deadline, the
+    op's own refusal then quoting every int); refused as the request is decoded now."""
+    size = [1] * (2 ** 20)
+    with pytest.raises(grpc.RpcError) as info:
+        if stateless:
+            gradserve_stub.RunGraph(_graph(("y", "sum_to_size", [np.float32(1)], {"size": size})),
+                                    timeout=60)
+        else:
+            s = gradserve_open_session(gradserve_stub)
+            try:
+                s.run(_op("sum_to_size", [_const(np.float32(1))], [1], size=size), timeout=60)
+            finally:
+                s.close()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"a list of {2 ** 20} ints, more than the limit of" in info.value.details()
