@@ -14,7 +14,11 @@ Each was inside every declared bound before its fix:
   decoding and the ops' checks and messages read it at ~0.5-1 us an int, in one op: a 32 MiB
   batch of one `sum_to_size` with 2**25 dims (or a `_pack_padded_sequence` with 2**25 batch
   sizes) ran 13-16 s of CPU past its deadline and peaked at 1.2 GB. A list holds at most
-  `codec.MAX_ATTR_INTS` (2**18, what a tape's attributes hold in all) now.
+  `codec.MAX_ATTR_INTS` (2**18, what a tape's attributes hold in all) now;
+- instructions measured the whole session after each (a walk of every handle and graph,
+  ~0.2 s for 196,000 handles here) when their growth was not estimated: 200 `remove_hook`s of
+  an unknown id (a 1.6 KB batch) took 40 s of CPU, and linking a chain of 20,000 custom
+  Functions (`ApplyFunction`) 140 s, quadratic. They are estimated now.
 """
 
 from __future__ import annotations
@@ -30,12 +34,16 @@ import pytest
 import gradserve.engine as ge
 from gradserve.engine import gemm, limits, lstm_onednn
 from gradserve.server import codec, inline, inline_batch
+from gradserve.server.batch import Executor
+from gradserve.server.config import ServerConfig
+from gradserve.server.sessions import Session, SessionStore
 from gradserve.v1 import graph_pb2, service_pb2, service_pb2_grpc, session_pb2
 from tests.conftest import gradserve_attr, gradserve_open_session
 from tests.server_process import ServerProcess
 from tests.test_hardening_bounds import _graph
 from tests.test_hardening_round4 import _settled_cpu
 from tests.test_hardening_streams import serves
+from tests.test_server_inline_session import create
 
 
 def _checks(fn: Callable[[], Any]) -> int:
@@ -161,3 +169,46 @@ def test_a_long_list_attribute_is_refused_before_it_is_read(gradserve_stub, stat
                 s.close()
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"a list of {2 ** 20} ints, more than the limit of" in info.value.details()
+
+
+# --- instructions that measured the whole session ------------------------------------------------
+
+def _function_chain(n: int) -> list[session_pb2.Instruction]:
+    """A leaf at handle 1 and `n` custom Functions chained after it, each saving its input and
+    its output; then hooks registered and removed, and aborts of no suspended pass."""
+    ins = [create(1, np.full(3, 0.5, np.float32), True)]
+    prev, nxt = 1, 2
+    for k in range(n):
+        out, res = nxt, nxt + 1
+        nxt += 2
+        ins += [create(out, np.full(3, 0.25, np.float32)),
+                session_pb2.Instruction(apply_function=session_pb2.ApplyFunction(
+                    name="F", node=k + 1, args=[graph_pb2.Value(handle=prev)], outputs=[out],
+                    results=[res], saved=[prev, out])),
+                session_pb2.Instruction(release=session_pb2.Release(
+                    handles=[out] + ([prev] if prev != 1 else [])))]
+        prev = res
+    ins += [session_pb2.Instruction(register_hook=session_pb2.RegisterHook(handle=prev, hook=1)),
+            session_pb2.Instruction(remove_hook=session_pb2.RemoveHook(hook=1))]
+    ins += [session_pb2.Instruction(remove_hook=session_pb2.RemoveHook(hook=9))] * n
+    ins += [session_pb2.Instruction(abort_backward=session_pb2.AbortBackward())] * n
+    return ins
+
+
+def test_custom_functions_and_hooks_are_estimated_not_measured(monkeypatch):
+    """Each such instruction walked the whole session (`Session.measure`): 200 `remove_hook`s
+    in a session of 196,000 handles took 40 s of CPU. Now none is measured, and the estimate
+    stays an upper bound of the exact figure."""
+    measures = 0
+    exact = Session.measure
+
+    def counted(self: Session) -> tuple[int, int]:
+        nonlocal measures
+        measures += 1
+        return exact(self)
+
+    monkeypatch.setattr(Session, "measure", counted)
+    s = SessionStore(ServerConfig()).create("owner", session_pb2.SessionOptions())
+    Executor(s, lambda: None, 0).run(_function_chain(300))
+    assert measures == 0
+    assert s.measured_bytes >= exact(s)[0] > 300 * ge.limits.NODE_BYTES
