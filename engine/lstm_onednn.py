@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import gemm
+from . import gemm, limits
 from .distributions import fma32
 from .gelu_erf import _exp
 
@@ -124,6 +124,23 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 # --- GEMM ---------------------------------------------------------------------------------------
 _KC = 384  # jit_avx512_common_gemm_f32's k block
 
+# Interrupt checks (`limits.tick`: the deadline, cancellation, run-slot yields; each counted as
+# an op of a stateless call's --max-call-ops) in the layer's Python loops, about one per small
+# op's time (~50 us). Their number follows the sequence's length and the GEMMs' k, not the
+# tensors' sizes: a layer of 2**23 steps of one unit (an expanded input, within every limit)
+# is ~600 us a step here, and without a check an 80-byte batch ran 13 s past a 2 s deadline
+# for 20,000 steps (~80 min for 2**23). Larger tensors' steps are counted by the op's declared
+# work (ops_rnn._bound).
+_CHAIN_STEPS_PER_CHECK = 16  # a GEMM chain's step on a small result: ~3-5 us
+_FORWARD_CHECKS = 8  # a forward step's activations and FMAs besides its GEMM: ~300-600 us
+_BACKWARD_CHECKS = 4  # a backward step's: ~200-350 us
+_BIAS_ROWS_PER_CHECK = 32  # the bias gradient's sequential sum: ~1-2 us a row
+
+
+def _ticks(n: int) -> None:
+    for _ in range(n):
+        limits.tick()
+
 
 def _k_blocks(k: int) -> list[tuple[int, int]]:
     """The k ranges the GEMM chains separately, in order: blocks of 384 while two or more
@@ -144,8 +161,13 @@ def _gemm(a: np.ndarray, b: np.ndarray, acc: np.ndarray | None = None) -> np.nda
     with np.errstate(over="ignore", invalid="ignore"):
         tiny = gemm._may_be_tiny(a, b)
         for lo, hi in _k_blocks(a.shape[1]):
-            part = gemm._chain(a[:, lo:hi].astype(np.float64), b[lo:hi].astype(np.float64),
-                               None, tiny)
+            # each block one chain from 0, continued a few steps at a time between checks
+            part = None
+            for start in range(lo, hi, _CHAIN_STEPS_PER_CHECK):
+                limits.tick()
+                end = min(hi, start + _CHAIN_STEPS_PER_CHECK)
+                part = gemm._chain(a[:, start:end].astype(np.float64),
+                                   b[start:end].astype(np.float64), part, tiny)
             out = part if out is None else out + part
     if out is None:  # k == 0
         return np.zeros((a.shape[0], b.shape[1]), _F32)
@@ -184,6 +206,7 @@ def forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_ih: np.ndarray, w_h
     h, c = h0, c0
     with np.errstate(over="ignore", invalid="ignore"):
         for t in _steps(seq, reverse):
+            _ticks(_FORWARD_CHECKS)
             gates = _gemm(h, w_hh_t, projected[t]) + bias
             i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
             i, f, g, o = sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
@@ -233,6 +256,7 @@ def backward(grad_out: np.ndarray, grad_hy: np.ndarray, grad_cy: np.ndarray, x: 
     dbias = np.zeros(4 * hidden, _F32)
     with np.errstate(over="ignore", invalid="ignore"):
         for n in range(seq - 1, -1, -1):
+            _ticks(_BACKWARD_CHECKS)
             t = order[n]
             first = n == 0
             c_prev = c0 if first else work[order[n - 1], :, 4 * hidden:]
@@ -240,8 +264,12 @@ def backward(grad_out: np.ndarray, grad_hy: np.ndarray, grad_cy: np.ndarray, x: 
             dg, dc = _step_backward(work[t], c_prev, grad_out[t] + dh, dc, hidden)
             d_gates[t] = dg
             dh = _gemm(dg, w_hh)
+        rows_added = 0
         for t in reversed(order):  # processing order, then the batch
             for row in d_gates[t]:
+                if not rows_added % _BIAS_ROWS_PER_CHECK:
+                    limits.tick()
+                rows_added += 1
                 dbias += row
         dx = _gemm(d_gates.reshape(seq * batch, -1), w_ih).reshape(seq, batch, features)
         rows = np.array(order)

@@ -18,6 +18,12 @@ from gradserve.v1 import attrs, graph_pb2, tensor_pb2
 from .errors import InvalidRequestError, LimitExceededError
 
 MAX_DIMS = 64
+#: Ints one list attribute (`AttrValue.ints_value`) may hold: the most a tape's attributes hold
+#: in all (docs/wire.md). The longest legitimate lists are a split's sizes (at most
+#: `limits.MAX_RESULTS`, 65,536) and a packed sequence's batch sizes (one per step); the ops
+#: read a list at ~0.5-1 us an int, in one op nothing interrupts, so a 32 MiB request of one
+#: `sum_to_size` with 2**25 dims ran 14 s of CPU past its deadline (red team round 7).
+MAX_ATTR_INTS = 1 << 18
 
 # wire enum -> (engine dtype name, little-endian numpy dtype)
 _DTYPES: dict[int, tuple[str, np.dtype[Any]]] = {
@@ -322,6 +328,9 @@ def decode_attr(msg: graph_pb2.AttrValue, what: str = "attribute") -> Any:
     Raises:
         InvalidRequestError: no kind set, or an unspecified dtype.
     """
+    if msg.WhichOneof("kind") == "ints_value" and len(msg.ints_value.values) > MAX_ATTR_INTS:
+        raise InvalidRequestError(f"{what}: a list of {len(msg.ints_value.values)} ints, more "
+                                  f"than the limit of {MAX_ATTR_INTS}")
     try:
         return attrs.decode_attr(msg, lambda code: dtype_name(code, what))
     except attrs.UnsetAttrError:

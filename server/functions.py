@@ -213,7 +213,13 @@ def apply_function(ex: Executor, m: session_pb2.ApplyFunction,
     weakref.finalize(node, ex.s.dropped_functions.append, m.node)
     del node
     r.handles.SetInParent()
-    return sum(ex.bind(h, t, r) for h, t in zip(m.results, linked))
+    # an upper bound of what the session's measure gains (batch.ByteBudget): the results, the
+    # node with an edge per argument, an AccumulateGrad per leaf argument, a new history per
+    # dirty argument, and the saved tensors as if none were held already
+    growth = (ge.limits.NODE_BYTES * (1 + len(args) + len(dirty))
+              + ge.limits.EDGE_BYTES * len(args)
+              + sum(t.nbytes + ge.limits.TENSOR_BYTES for t in saved if t is not None))
+    return growth + sum(ex.bind(h, t, r) for h, t in zip(m.results, linked))
 
 
 def claim_gradients(ex: Executor, m: session_pb2.ClaimGradients,

@@ -53,6 +53,8 @@ from .service import AutogradServicer
 # `LONG_OPS` are never tried. The slowest other single ops are exact float32 kernels with a fixed
 # cost (mish ~1.1 ms on 256 elements, layer_norm 0.8-1.4, log_sigmoid ~1 even on one element):
 # a sweep of every op's test samples (tests/opinfo_*.py) under these limits found none slower.
+# `mkldnn_rnn_layer` (an LSTM layer as oneDNN computes it) takes ~300-600 us a time step whatever
+# its sizes: 51 steps of one unit (255 elements) held the loop ~30 ms (red team round 7).
 MAX_REQUEST_BYTES = 8 * 1024
 MAX_NODES = 128
 MAX_VALUES = 256
@@ -62,7 +64,7 @@ MAX_OPS = 256
 #: `roll` of 3,900 shifts, an 8 KiB request, ran 6-7 ms on the loop).
 MAX_ATTR_INTS = 256
 LONG_OPS = frozenset({"convolution", "convolution_backward_input", "convolution_backward_weight",
-                      "convolution_backward_bias", "convolution_transpose"})
+                      "convolution_backward_bias", "convolution_transpose", "mkldnn_rnn_layer"})
 
 
 class _OverBudget(Exception):
