@@ -241,3 +241,41 @@ def test_retain_graph_and_create_graph_through_saved_outputs_match_torch():
     (eg, eh), (tg, th) = _both(build)
     np.testing.assert_allclose(eg.numpy(), tg.numpy(), rtol=1e-12)
     np.testing.assert_allclose(eh.numpy(), th.numpy(), rtol=1e-12)
+
+
+# --- a session's graphs: freed in steps (round 6's teardown), not by a collection ----------------
+
+@pytest.mark.parametrize("how", ["close", "release"])
+def test_a_sessions_chain_of_ops_saving_their_output_is_freed_in_steps(no_collector: None,
+                                                                       how: str):
+    """A session's graph of `sigmoid`s was a reference cycle per node: its close (or a Release)
+    left it to the next full collection, whose pause walks every live object. Now its close
+    frees it an object at a time (`engine.teardown`) with the collector off."""
+    from gradserve.server.batch import Executor
+    from gradserve.server.config import ServerConfig
+    from gradserve.server.sessions import SessionStore
+    from gradserve.v1 import session_pb2 as pb
+
+    from .test_hardening_round6 import Frees
+    from .test_server_inline_session import create, op
+
+    n = 500
+    store = SessionStore(ServerConfig())
+    s = store.create("owner", pb.SessionOptions())
+    ins = [create(2, np.float32(0.5), True)]
+    for k in range(2, n + 2):
+        ins += [op("sigmoid", [k], k + 1), pb.Instruction(release=pb.Release(handles=[k]))]
+    ins.append(op("exp", [n + 2], 1))
+    ins.append(pb.Instruction(release=pb.Release(handles=[n + 2])))
+    ex = Executor(s, lambda: None, 0)  # type: ignore[arg-type]
+    ex.run(ins)
+    nodes, node = [], s.tensors[1].grad_fn
+    while isinstance(node, ge.autograd.Node):
+        nodes.append(node)
+        node = node.next_nodes[0]
+    assert len(nodes) == n + 1
+    frees = Frees(nodes)
+    del nodes, node
+    frees.watch((lambda: store.close(s.id, "owner")) if how == "close" else  # type: ignore
+                (lambda: ex.run([pb.Instruction(release=pb.Release(handles=[1]))])))
+    assert frees.count == n + 1 and frees.longest <= 2
