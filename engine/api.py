@@ -28,7 +28,7 @@ from .dispatch import (
     run_scalar,
     view_positions,
 )
-from .nodes import NO_GRAD_VIEW, saved_tensors
+from .nodes import NO_GRAD_VIEW, saved_output, saved_tensors
 from .registry import OPS, OpDef, bind_attrs, lookup, promote_args
 from .tensor import InferenceVersion, Tensor
 
@@ -162,7 +162,7 @@ def _inplace(op: OpDef, target: Tensor, inputs: tuple[Any, ...], attrs: dict[str
         target._rg = True
         if node.out_data is not None:
             node.out_data = (target._data,)
-            node.out_versions = (target, target._vc, target._vc[0])
+            node.out_versions = saved_output(target)
     return target
 
 

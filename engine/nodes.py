@@ -95,7 +95,11 @@ class Node:
     # tracking them at its first pass instead of walking them for as long as the graph lives)
     meta: tuple[tuple[tuple[int, ...], np.dtype[Any]] | None, ...]
     out_data: tuple[np.ndarray, ...] | None
-    # the saved outputs', flat: (tensor, its version counter, version) for each in turn
+    # the saved outputs', flat: (who, its version counter, version) for each in turn; `who` is the
+    # output's DType, or the output itself only where it is a view (see `saved_output`): never
+    # a tensor whose grad_fn is this node otherwise, so that a graph holds no reference cycle
+    # and is freed by reference counting, without the cycle collector (torch's SavedVariable
+    # saves an output without its grad_fn for the same reason)
     out_versions: tuple[Any, ...]
     freed: bool
     has_saved: bool
@@ -237,10 +241,10 @@ class Node:
                 o = outs[0]
                 v = o._vc
                 node.out_data = (o._data,)
-                node.out_versions = (o, v, v[0])
+                node.out_versions = (o.dtype if o._base is None else o, v, v[0])
             else:
                 node.out_data = tuple([o._data for o in outs])
-                node.out_versions = tuple([x for o in outs for x in (o, o._vc, o._vc[0])])
+                node.out_versions = tuple([x for o in outs for x in saved_output(o)])
             node.has_saved = True
         else:
             node.out_data = None
@@ -275,7 +279,7 @@ class Node:
             node.versions = ()
         if uses.out:
             node.out_data = tuple(o._data for o in outs)
-            node.out_versions = tuple([x for o in outs for x in (o, o._vc, o._vc[0])])
+            node.out_versions = tuple([x for o in outs for x in saved_output(o)])
         else:
             node.out_data = None
             node.out_versions = ()
@@ -387,9 +391,15 @@ class Node:
             if t._vc[0] != expected:
                 raise errors.InplaceError(
                     _version_message(t, t._vc[0], expected, t.grad_fn, t.output_nr))
-        for k, (t, box, expected) in enumerate(version_entries(self.out_versions)):
+        for k, (who, box, expected) in enumerate(version_entries(self.out_versions)):
             if box[0] != expected:
-                raise errors.InplaceError(_version_message(t, box[0], expected, self, k))
+                if type(who) is Tensor:  # a view (see `saved_output`)
+                    message = _version_message(who, box[0], expected, self, k)
+                else:  # as the output was saved: its shape and dtype, this node's output k
+                    data = self.out_data[k] if self.out_data is not None else None
+                    message = _version_message(_SavedOutput(data, who), box[0], expected,
+                                               self, k)
+                raise errors.InplaceError(message)
 
     def apply(self, grads: list[Any], create_graph: bool) -> list[Any]:
         """Gradients for each edge, given the gradients of this node's outputs."""
@@ -571,9 +581,31 @@ def _zeros_like_out(node: Node, k: int, as_tensor: bool) -> Any:
     return Tensor._make(z) if as_tensor else z
 
 
+def saved_output(o: Tensor) -> tuple[Any, list[int], int]:
+    """What a node's `out_versions` keeps of an output it saves: (its DType, its version
+    counter, its version now), with the output itself in place of its DType only for a view,
+    whose error message reads the view's grad_fn when it is raised (torch's in-place-on-view
+    case, AsStrided). Not the output otherwise: its grad_fn is the node, a reference cycle."""
+    v = o._vc
+    return (o.dtype if o._base is None else o, v, v[0])
+
+
+class _SavedOutput:
+    """A saved output as `_version_message` reads it: the saved data's shape and the output's
+    dtype; not a view, and its grad_fn the node that saved it."""
+
+    __slots__ = ("shape", "dtype")
+    _base = None
+    grad_fn = None
+
+    def __init__(self, data: Any, dtype: Any):
+        self.shape = data.shape if data is not None else ()
+        self.dtype = dtype
+
+
 def version_entries(versions: tuple[Any, ...]) -> Iterable[tuple[Any, list[int], int]]:
-    """(tensor, version counter, version when saved) of each saved output in a node's flat
-    `out_versions`."""
+    """(DType or view, version counter, version when saved) of each saved output in a node's
+    flat `out_versions` (see `saved_output`)."""
     return zip(versions[::3], versions[1::3], versions[2::3])
 
 
@@ -611,7 +643,7 @@ def _fit(ns: Any, g: Any, meta: tuple[tuple[int, ...], np.dtype[Any]] | None,
     return g
 
 
-def _version_message(t: Tensor, now: int, expected: int, node: Any, output_nr: int) -> str:
+def _version_message(t: Any, now: int, expected: int, node: Any, output_nr: int) -> str:
     shape = "[" + ", ".join(str(d) for d in t.shape) + "]"
     where = f"[{t.dtype.torch_tensor_name} {shape}]"
     if node is not None and t._base is not None and node is t.grad_fn:
