@@ -94,6 +94,16 @@ def seconds_until_idle(pid, within, window=0.5):
             f"server still busy {time.monotonic() - start:.1f}s later"
 
 
+def until_running(pid, cpu, within=60.0):
+    """Wait until the process has spent `cpu` more seconds on the CPU than now: the calls just
+    sent run, however slowly a loaded machine starts them (a fixed sleep let a test act before
+    they had)."""
+    start, cap = cpu_seconds(pid), time.monotonic() + within
+    while cpu_seconds(pid) - start < cpu:
+        assert time.monotonic() < cap, f"the server spent under {cpu}s of CPU in {within}s"
+        time.sleep(0.05)
+
+
 def health_check(channel, timeout=3.0):
     stub = health_pb2_grpc.HealthStub(channel)
     resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
@@ -152,7 +162,7 @@ def test_backward_stops_at_its_deadline(server, stub):
 
 def test_cancelled_call_stops(server, stub):
     future = stub.RunGraph.future(HEAVY, timeout=60)
-    time.sleep(1.0)
+    until_running(server.pid, 0.5)
     assert not future.done()
     future.cancel()
     assert future.cancelled()
@@ -259,11 +269,19 @@ def test_calls_past_max_calls_are_refused_and_health_still_answers():
     with ServerProcess(["--workers", "4", "--max-calls", "2", *HEAVY_CALL_OPS]) as proc:
         channel = proc.channel()
         stub = service_pb2_grpc.AutogradServiceStub(channel)
-        futures = [stub.RunGraph.future(HEAVY, timeout=10) for _ in range(2)]
-        time.sleep(0.5)
-        with pytest.raises(grpc.RpcError) as err:
-            stub.RunGraph(trivial(), timeout=5)
-        assert err.value.code() == EXHAUSTED and "--max-calls" in err.value.details()
+        futures = [stub.RunGraph.future(HEAVY, timeout=30) for _ in range(2)]
+        # a trivial call is served until both heavy calls are admitted (their 8 MiB requests
+        # arrive later than a fixed wait on a loaded machine), then refused while they run
+        cap, err = time.monotonic() + 20, None
+        while err is None:
+            try:
+                stub.RunGraph(trivial(), timeout=5)
+            except grpc.RpcError as exc:
+                err = exc
+            assert time.monotonic() < cap, "a third call was never refused"
+            time.sleep(0.05)
+        assert not any(f.done() for f in futures)
+        assert err.code() == EXHAUSTED and "--max-calls" in err.details()
         for _ in range(5):
             health_check(channel, timeout=1.0)
         for f in futures:
@@ -278,13 +296,8 @@ def test_sigterm_exits_within_grace_while_heavy_calls_run():
     try:
         channel = proc.channel()
         stub = service_pb2_grpc.AutogradServiceStub(channel)
-        busy = cpu_seconds(proc.pid)
         futures = [stub.RunGraph.future(HEAVY, timeout=60) for _ in range(4)]
-        # the calls run (2 s of the ~28 s of CPU they need), however slowly a loaded machine
-        # starts them
-        cap = time.monotonic() + 60
-        while cpu_seconds(proc.pid) - busy < 2 and time.monotonic() < cap:
-            time.sleep(0.05)
+        until_running(proc.pid, 2.0)  # 2 s of the ~28 s of CPU the calls need
         assert not any(f.done() for f in futures)
         start = time.monotonic()
         assert proc.proc is not None
