@@ -269,16 +269,18 @@ def test_calls_past_max_calls_are_refused_and_health_still_answers():
     with ServerProcess(["--workers", "4", "--max-calls", "2", *HEAVY_CALL_OPS]) as proc:
         channel = proc.channel()
         stub = service_pb2_grpc.AutogradServiceStub(channel)
-        futures = [stub.RunGraph.future(HEAVY, timeout=30) for _ in range(2)]
-        # a trivial call is served until both heavy calls are admitted (their 8 MiB requests
-        # arrive later than a fixed wait on a loaded machine), then refused while they run
-        cap, err = time.monotonic() + 20, None
+        futures = [stub.RunGraph.future(HEAVY, timeout=120) for _ in range(2)]
+        # a trivial call is served until both heavy calls are admitted (admission follows the
+        # parse of their 8 MiB requests: ~20 s once under load, where a fixed 0.5 s wait was),
+        # then refused while they run
+        cap, err = time.monotonic() + 90, None
         while err is None:
+            assert time.monotonic() < cap, "a third call was never refused"
             try:
                 stub.RunGraph(trivial(), timeout=5)
             except grpc.RpcError as exc:
                 err = exc
-            assert time.monotonic() < cap, "a third call was never refused"
+                break
             time.sleep(0.05)
         assert not any(f.done() for f in futures)
         assert err.code() == EXHAUSTED and "--max-calls" in err.details()
