@@ -1042,11 +1042,13 @@ class Session:
         raise surface_compat.missing_name("torch.Tensor", name, "dir(tensor)")
 
     def inplace(self, name: str, t: Tensor, args: Sequence[Any], kwargs: dict[str, Any]) -> Tensor:
-        """Record `t.<name>(*args)` for an in-place op name (`add_`). A leaf known to require
-        grad is refused here, as torch refuses it, rather than by the server at the next flush."""
+        """Record `t.<name>(*args)` for an in-place op name (`add_`). A tensor made here from
+        data (`tensor(...)`: never a view) known to be a leaf that requires grad is refused
+        here, as torch refuses it, rather than by the server at the next flush (other leaves may
+        be views made under no_grad, whose refusal torch words otherwise: the server's)."""
         t._outside_inference_check()
         if (grad_mode._state.enabled and t._meta is not None and t._meta.requires_grad
-                and _known_node(t) == ""):
+                and _known_node(t) == "" and t._handle in self._made_from_data):
             raise RuntimeError(messages.LEAF_INPLACE)
         spec = self._table.ops[name[:-1]]
         if spec.random:

@@ -7,40 +7,25 @@
 Everything torch-facing (Module, the layers and losses, `functional`'s compositions such as
 `cross_entropy` = `nll_loss(log_softmax(x))`, `init`, `utils`) is written once in the surface;
 this module supplies the engine's side of its backend: a Parameter is an engine Tensor (so every
-op and the autograd fast paths treat it as one) remembered in a registry that `isinstance(p,
-nn.Parameter)` and its printed form (`Parameter containing:`) consult.
+op and the autograd fast paths treat it as one) remembered in a registry (`engine/parameters.py`)
+that `isinstance(p, nn.Parameter)` and its printed form (`Parameter containing:`) consult.
 """
 
 from __future__ import annotations
 
 import sys
-import weakref
 from typing import Any
 
 from gradserve.surface.nn import build
 
-from . import cascade, errors
+from . import cascade, errors, parameters
 from .spellings import EngineBackend
 from .tensor import Tensor
 
-# id(tensor) -> weak reference, for each live Parameter. Keyed by id, not by the tensor: a
-# WeakSet would compare tensors with `==`, which is an elementwise op here.
-_PARAMETERS: dict[int, weakref.ref[Tensor]] = {}
-
 
 def is_parameter(value: Any) -> bool:
-    """Whether `value` is an engine tensor made by `nn.Parameter`."""
-    if type(value) is not Tensor:
-        return False
-    ref = _PARAMETERS.get(id(value))
-    return ref is not None and ref() is value
-
-
-def _forget(key: int) -> Any:
-    def forget(ref: weakref.ref[Tensor]) -> None:
-        if _PARAMETERS.get(key) is ref:
-            del _PARAMETERS[key]
-    return forget
+    """Whether `value` is an engine tensor made by `nn.Parameter` (`engine/parameters.py`)."""
+    return type(value) is Tensor and parameters.is_parameter(value)
 
 
 class EngineNNBackend(EngineBackend):
@@ -64,8 +49,7 @@ class EngineNNBackend(EngineBackend):
     def parameter(self, data: Any, requires_grad: bool) -> Any:
         t = data.detach()
         t.requires_grad_(requires_grad)
-        _PARAMETERS[id(t)] = weakref.ref(t, _forget(id(t)))
-        return t
+        return parameters.register(t)
 
     def is_parameter(self, value: Any) -> bool:
         return is_parameter(value)

@@ -21,7 +21,7 @@ from gradserve.surface import memory_format as memory_formats
 from gradserve.surface.compat import short_node_name
 from gradserve.surface.formatting import format_tensor
 
-from . import dtypes, errors
+from . import dtypes, errors, parameters
 from .dtypes import DType
 
 # torch words the dtype refusal differently for requires_grad_(), the attribute and factories
@@ -457,12 +457,10 @@ class Tensor(TensorMethods):
         found = memo.get(id(self))
         if found is not None:
             return found  # type: ignore[no-any-return]
-        from . import nn as engine_nn  # (imports this module)
-
         with grad_mode.no_grad():
             data = self.clone()
-        if engine_nn.is_parameter(self):
-            new = engine_nn.EngineNNBackend().parameter(data, self._rg)
+        if parameters.is_parameter(self):
+            new = parameters.register(data.requires_grad_(self._rg))
         else:
             new = data.requires_grad_(self._rg)
             if self._grad is not None:

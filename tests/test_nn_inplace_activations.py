@@ -79,9 +79,9 @@ def test_inplace_activation_is_torchs(lib, case, n):
 def test_inplace_on_a_leaf_is_refused_at_the_call(lib, case):
     call, _ = CASES[case]
     with pytest.raises(RuntimeError) as expected:
-        call(torch, torch.ones(3, requires_grad=True))
-    with pytest.raises(RuntimeError) as got:
-        call(lib, lib.ones(3, requires_grad=True))
+        call(torch, torch.tensor([1.0, -2.0, 3.0], requires_grad=True))
+    with pytest.raises(RuntimeError) as got:  # (a session: at the call, not the next batch)
+        call(lib, lib.tensor([1.0, -2.0, 3.0], requires_grad=True))
     assert str(got.value) == str(expected.value)
     # under no_grad it is allowed, as in torch
     with lib.no_grad():
