@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from gradserve.surface.layout import broadcast_arrays
+from gradserve.surface.memory_format import sorted_order
 
 from . import cascade, limits
 from .distributions import fma32, fma64
@@ -992,31 +993,11 @@ GRAIN_SIZE = 32768  # at::internal::GRAIN_SIZE: below it TensorIterator runs on 
 
 def _iteration_order(shape: tuple[int, ...], strides: list[list[int]]) -> list[int]:
     """The dims (of size > 1) outermost first, as `TensorIterator::reorder_dimensions` orders
-    them: an insertion sort, innermost first, that moves a dim inwards while the first
-    operand with both strides nonzero (broadcast dims are skipped) has its stride smaller
-    (equal strides: its size smaller)."""
-    def should_swap(d0: int, d1: int) -> int:
-        for st in strides:
-            s0, s1 = st[d0], st[d1]
-            if s0 == 0 or s1 == 0:
-                continue
-            if s0 != s1:
-                return -1 if s0 < s1 else 1
-            if shape[d0] > shape[d1]:
-                return 1
-        return 0
-
-    perm = [d for d in reversed(range(len(shape))) if shape[d] > 1]  # innermost first
-    for i in range(1, len(perm)):
-        d1 = i
-        for d0 in range(i - 1, -1, -1):
-            c = should_swap(perm[d0], perm[d1])
-            if c > 0:
-                perm[d0], perm[d1] = perm[d1], perm[d0]
-                d1 = d0
-            elif c < 0:
-                break
-    return perm[::-1]
+    them (`surface.memory_format.sorted_order` of those dims, the rule the result layouts
+    follow too)."""
+    keep = [d for d in range(len(shape)) if shape[d] > 1]
+    order = sorted_order([shape[d] for d in keep], [[st[d] for d in keep] for st in strides])
+    return [keep[i] for i in reversed(order)]
 
 
 def _rows(ops: list[np.ndarray]) -> tuple[int, bool, list[int]]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from gradserve.v1 import service_pb2
 
+from . import wire_diagnosis
 from .codec import varint
 
 # A raw input of at least this many bytes stays in the request's bytes (below, protobuf's two
@@ -62,16 +63,10 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
     Raises:
         _Unplain: truncated, or longer than 10 bytes.
     """
-    result = shift = 0
-    end = min(len(data), pos + 10)
-    while pos < end:
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-    raise _Unplain
+    read = wire_diagnosis.read_varint(data, pos, len(data), 10)
+    if read is None:
+        raise _Unplain
+    return read
 
 
 def _length(data: bytes, pos: int) -> tuple[int, int]:

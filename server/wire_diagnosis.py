@@ -62,7 +62,7 @@ class _Frame(NamedTuple):
     group: int  # the field number of the group this frame is, 0 for a message
 
 
-def _varint(data: bytes, pos: int, end: int, most: int) -> tuple[int, int] | None:
+def read_varint(data: bytes, pos: int, end: int, most: int) -> tuple[int, int] | None:
     """The varint at `pos` (of at most `most` bytes, ending by `end`) and the position after
     it; None when it is truncated or longer."""
     result = shift = 0
@@ -106,7 +106,7 @@ def _packed(data: bytes, pos: int, end: int, fd: Any) -> str | None:
             return f"a packed run of {end - pos} bytes is not a whole number of {size}-byte values"
         return None
     while pos < end:
-        read = _varint(data, pos, end, 10)
+        read = read_varint(data, pos, end, 10)
         if read is None:
             return "a packed varint is truncated or longer than 10 bytes"
         pos = read[1]
@@ -128,7 +128,7 @@ def diagnose(data: bytes, descriptor: Any, max_fields: int = MAX_FIELDS) -> Faul
                 return None
             continue
         where = frame.path
-        read = _varint(data, pos, frame.end, 5)
+        read = read_varint(data, pos, frame.end, 5)
         if read is None:
             return Fault(where, pos, "a tag that is truncated or longer than 5 bytes")
         key, after = read
@@ -155,7 +155,7 @@ def diagnose(data: bytes, descriptor: Any, max_fields: int = MAX_FIELDS) -> Faul
             frames.append(_Frame(None, frame.end, name, {}, number))
             continue
         if wire_type == 0:
-            read = _varint(data, pos, frame.end, 10)
+            read = read_varint(data, pos, frame.end, 10)
             if read is None:
                 return Fault(name, start, "a varint that is truncated or longer than 10 bytes")
             pos = read[1]
@@ -167,7 +167,7 @@ def diagnose(data: bytes, descriptor: Any, max_fields: int = MAX_FIELDS) -> Faul
                                           "left in its message")
             pos += size
             continue
-        read = _varint(data, pos, frame.end, 5)
+        read = read_varint(data, pos, frame.end, 5)
         if read is None:
             return Fault(name, start, "a length that is truncated or longer than 5 bytes")
         n, pos = read

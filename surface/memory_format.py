@@ -164,7 +164,7 @@ def is_non_overlapping_and_dense(shape: Sequence[int], strides: Sequence[int]) -
     return True
 
 
-def _sorted_order(shape: Sequence[int], operands: Sequence[Sequence[int]]) -> list[int]:
+def sorted_order(shape: Sequence[int], operands: Sequence[Sequence[int]]) -> list[int]:
     """TensorIterator's dim order (innermost first), by the operands' strides: an insertion
     sort where the first operand with a strict opinion on a pair decides it (a 0 stride has
     none; equal strides put the smaller dim inside)."""
@@ -202,7 +202,7 @@ def like_strides(shape: Sequence[int], strides: Sequence[int]) -> tuple[int, ...
     `shape` and `strides`."""
     if len(shape) <= 1 or is_non_overlapping_and_dense(shape, strides):
         return tuple(int(s) for s in strides) if shape else ()
-    perm = _sorted_order(shape, (strides,))
+    perm = sorted_order(shape, (strides,))
     out = [0] * len(shape)
     acc = 1
     for d in perm:
@@ -237,7 +237,7 @@ def elementwise_strides(shape: Sequence[int],
         for i, size in enumerate(s):
             full[off + i] = 0 if int(size) == 1 and shape[off + i] != 1 else int(st[i])
         aligned.append(full)
-    perm = _sorted_order(shape, aligned)
+    perm = sorted_order(shape, aligned)
     if perm == list(range(n - 1, -1, -1)):
         return contiguous_strides(shape)
     out = [0] * n
