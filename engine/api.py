@@ -211,7 +211,7 @@ def _inplace_on_view(op: OpDef, target: Tensor, base: Tensor, inputs: tuple[Any,
     positions = view_positions(target, base)
     if positions is None:
         raise errors.InplaceError(VIEW_LAYOUT_MESSAGE)
-    result, _ = _inplace_result(op, target, inputs, attrs, generator)
+    result, node = _inplace_result(op, target, inputs, attrs, generator)
     if result.dtype is not target.dtype:
         result = FUNCTIONS["to_dtype"](result, dtype=target.dtype)
     index = Tensor._make(positions)
@@ -219,6 +219,12 @@ def _inplace_on_view(op: OpDef, target: Tensor, base: Tensor, inputs: tuple[Any,
     if base.grad_fn is not None:
         base.grad_fn._name = "CopySlices"
     refresh_view(target, positions)
+    if node is not None and node.out_data is not None:
+        # the op's node saved its result: torch's saves the view it wrote, whose version is
+        # the base's, so a later write to either fails the backward (before, the node kept
+        # the out-of-place result, which nothing wrote again: the check never fired)
+        node.out_data = (target._data,)
+        node.out_versions = saved_output(target)
     return target
 
 
