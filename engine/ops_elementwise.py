@@ -552,12 +552,21 @@ def _exact32_or(other: Any) -> Any:
     return bound
 
 
-def _expm1(x: Any) -> Any:
-    # float32 as torch rounds it: torch maps SLEEF's expm1 over every element (`vec::map`
-    # loads the tail as a partial vector), so both of the kernel's paths are SLEEF's
-    if _float32(x):
-        return vecmath.float32_kernel(vecmath.sleef_expm1f, vecmath.sleef_expm1f, x)
-    return np.expm1(x)
+def exact32_unary(vector: Any, scalar: Any, fallback: np.ufunc) -> Any:
+    """A unary forward whose float32 is torch's kernel: `vector` where torch's vector loop runs,
+    `scalar` in its scalar tail (`vecmath.float32_kernel`); `fallback` (numpy's) for the other
+    dtypes."""
+    def forward(x: Any) -> Any:
+        if _float32(x):
+            return vecmath.float32_kernel(vector, scalar, x)
+        return fallback(x)
+    forward.__name__ = fallback.__name__
+    return forward
+
+
+# float32 as torch rounds it: torch maps SLEEF's expm1 over every element (`vec::map` loads the
+# tail as a partial vector), so both of the kernel's paths are SLEEF's
+_expm1 = exact32_unary(vecmath.sleef_expm1f, vecmath.sleef_expm1f, np.expm1)
 
 
 defop("expm1", _expm1, lambda ns, g, out, x: g * (out + 1), dtype=FLOAT,
@@ -568,11 +577,8 @@ defop("log", mkl.unary("Ln", np.log), lambda ns, g, out, x: g / x, dtype=FLOAT, 
       saves="input",
       doc="natural logarithm",
       out_shape=broadcast_shape)
-def _log1p(x: Any) -> Any:
-    # float32 as torch rounds it: SLEEF's log1p over every element (as expm1)
-    if _float32(x):
-        return vecmath.float32_kernel(vecmath.sleef_log1pf, vecmath.sleef_log1pf, x)
-    return np.log1p(x)
+# float32 as torch rounds it: SLEEF's log1p over every element (as expm1)
+_log1p = exact32_unary(vecmath.sleef_log1pf, vecmath.sleef_log1pf, np.log1p)
 
 
 defop("log1p", _log1p, lambda ns, g, out, x: g / (x + 1), dtype=FLOAT,

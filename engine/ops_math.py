@@ -23,9 +23,9 @@ from .ops_elementwise import (
     _ERF_BYTES,
     _by_scalars,
     _exact32_or,
-    _float32,
     _is_tensor,
     broadcast_shape,
+    exact32_unary,
 )
 from .ops_shape import wrap_dim
 from .registry import (
@@ -52,21 +52,12 @@ defop("acos", mkl.unary("Acos", np.arccos),
       saves="input", inplace=True, doc="arccosine", out_shape=broadcast_shape)
 defop("atan", mkl.unary("Atan", np.arctan), lambda ns, g, out, x: g / (x * x + 1), dtype=FLOAT,
       saves="input", inplace=True, doc="arctangent", out_shape=broadcast_shape)
-def _hyperbolic(vector: Any, scalar: Any, fallback: np.ufunc) -> Any:
-    """A float32 sinh/cosh/atanh as torch's kernel: SLEEF's in its vector loop, glibc's in the
-    scalar tail (`vecmath.float32_kernel`); numpy's for other dtypes."""
-    def forward(x: Any) -> Any:
-        if _float32(x):
-            return vecmath.float32_kernel(vector, scalar, x)
-        return fallback(x)
-    return forward
-
-
-defop("sinh", _hyperbolic(vecmath.sleef_sinhf, vecmath.libm_sinhf, np.sinh),
+# float32 sinh, cosh, atanh as torch's kernels: SLEEF's in the vector loop, glibc's in the tail
+defop("sinh", exact32_unary(vecmath.sleef_sinhf, vecmath.libm_sinhf, np.sinh),
       lambda ns, g, out, x: g * ns.cosh(x), dtype=FLOAT,
       saves="input", inplace=True, doc="hyperbolic sine",
       out_bound=_exact32_or(temporaries(broadcast_shape)))
-defop("cosh", _hyperbolic(vecmath.sleef_coshf, vecmath.libm_coshf, np.cosh),
+defop("cosh", exact32_unary(vecmath.sleef_coshf, vecmath.libm_coshf, np.cosh),
       lambda ns, g, out, x: g * ns.sinh(x), dtype=FLOAT,
       saves="input", inplace=True, doc="hyperbolic cosine",
       out_bound=_exact32_or(temporaries(broadcast_shape)))
@@ -76,7 +67,7 @@ defop("asinh", np.arcsinh, lambda ns, g, out, x: g * ns.rsqrt(x * x + 1), dtype=
       saves="input", doc="inverse hyperbolic sine", out_shape=broadcast_shape)
 defop("acosh", np.arccosh, lambda ns, g, out, x: g * ns.rsqrt(x * x - 1), dtype=FLOAT,
       saves="input", doc="inverse hyperbolic cosine", out_shape=broadcast_shape)
-defop("atanh", _hyperbolic(vecmath.sleef_atanhf, vecmath.libm_atanhf, np.arctanh),
+defop("atanh", exact32_unary(vecmath.sleef_atanhf, vecmath.libm_atanhf, np.arctanh),
       lambda ns, g, out, x: g / (1 - x * x), dtype=FLOAT,
       saves="input", doc="inverse hyperbolic tangent",
       out_bound=_exact32_or(temporaries(broadcast_shape)))

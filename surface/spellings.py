@@ -621,22 +621,21 @@ _register("topk", ("argsort", "gather", "slice", "clone"), topk, topk)
 def dropout(be: Backend, input: Any, p: float, train: bool, inplace: bool = False) -> Any:
     """torch.dropout(input, p, train): `input * empty_like(input).bernoulli_(1 - p).div_(1 - p)`
     (grad_fn MulBackward0), as torch's CPU kernel composes it; the input itself when not
-    training or p == 0; `input * 0` when p == 1. `inplace`: torch.dropout_, the product
-    written into input (`input.mul_(...)`; p == 1 multiplies by a 0-dim zero, as torch's)."""
+    training or p == 0; `input * 0` when p == 1 (a 0-dim zero, as torch's). `inplace`:
+    torch.dropout_, the product written into input (`input.mul_(...)`)."""
     if not 0.0 <= p <= 1.0:
         raise be.runtime_error(f"dropout probability has to be between 0 and 1, but got {p}")
     if not train or p == 0.0:
         return input
     if p == 1.0:
-        zero = (be.call("zeros", (), {"size": (), "dtype": be.dtype_of(input)}) if inplace
-                else be.call("zeros_like", (input,), {}))
-        return input.mul_(zero) if inplace else be.call("mul", (input, zero), {})
-    zeros = be.call("zeros_like", (input,), {})
-    noise = be.call("div", (be.call("bernoulli", (zeros, 1.0 - p), {}), 1.0 - p), {})
+        noise = be.call("zeros", (), {"size": (), "dtype": be.dtype_of(input)})
+    else:
+        zeros = be.call("zeros_like", (input,), {})
+        noise = be.call("div", (be.call("bernoulli", (zeros, 1.0 - p), {}), 1.0 - p), {})
     return input.mul_(noise) if inplace else be.call("mul", (input, noise), {})
 
 
-_register("dropout", ("zeros_like", "bernoulli", "div", "mul"), dropout)
+_register("dropout", ("zeros", "zeros_like", "bernoulli", "div", "mul"), dropout)
 
 
 def dropout_(be: Backend, input: Any, p: float, train: bool) -> Any:
