@@ -26,7 +26,7 @@ import pytest
 
 import gradserve.engine as ge
 from tests import width_cases
-from tests.reference import torch, torch_at_avx512
+from tests.reference import AVX512_FLAGS, cpu_flags, torch, torch_at_avx512
 
 CASES = Path(width_cases.__file__)
 # loads width_cases by its path (not through the `tests` package, which caps torch at AVX2)
@@ -68,17 +68,8 @@ def _served_env() -> dict[str, str]:
             if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")}
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((set(line.split(":", 1)[1].split()) for line in f
-                         if line.startswith("flags")), set())
-    except OSError:
-        return set()
-
-
-avx512_only = pytest.mark.skipif("avx512f" not in _cpu_flags(),
-                                 reason="this CPU has no avx512f: torch runs no AVX512 kernel")
+avx512_only = pytest.mark.skipif(not AVX512_FLAGS <= cpu_flags(),
+                                 reason="this CPU lacks AVX512 F, CD, VL, BW, DQ: torch runs none")
 
 
 @pytest.mark.parametrize("op", width_cases.OPS)
