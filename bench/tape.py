@@ -88,6 +88,9 @@ def record() -> dict[str, list[bytes]]:
                 sent.append(request.SerializeToString())
                 return send(request)
             rec._send = capture
+            if getattr(rec, "_start", None) is not None:  # a pipelined batch's call, started
+                rec._start = lambda request, start=rec._start, capture=capture: (
+                    capture(request, start))
             if case == "adam":
                 loop = bench_client.AdamLoop(torch)
                 for _ in range(3):  # (each backward sends the batch, the step goes with the next)

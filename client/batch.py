@@ -24,7 +24,6 @@ import threading
 from array import array
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -286,12 +285,18 @@ class Recorder:
         send: `send(request) -> BatchResponse`, raising grpc.RpcError on failure.
         session_id: the session the batches are for.
         target: the server's address, named in errors.
+        start: `start(request) -> finish`: the call started without waiting for it;
+            `finish()` waits for its reply and returns it (or raises grpc.RpcError). The
+            pipelined mode's way to send (default: none, `send_async` then sends at once).
     """
 
     def __init__(self, send: Callable[[spb.BatchRequest], spb.BatchResponse], session_id: str,
                  target: str, live: dict[int, Any] | None = None,
-                 tape_sink: Callable[[spb.InstructionResult, int], None] | None = None):
+                 tape_sink: Callable[[spb.InstructionResult, int], None] | None = None,
+                 start: Callable[[spb.BatchRequest], Callable[[], spb.BatchResponse]]
+                 | None = None):
         self._send = send
+        self._start = start
         self.session_id = session_id
         self.target = target
         self.request = spb.BatchRequest()
@@ -318,9 +323,8 @@ class Recorder:
         self.ops = 0  # pending instructions, a tape's ops counted one each
         # the session's epoch when a batch is taken (its tapes' values are of that epoch)
         self.clock: Callable[[], int] | None = None
-        # pipelined mode: the sender thread and the batch it is sending
-        self._sender: ThreadPoolExecutor | None = None
-        self._inflight: Future[spb.BatchResponse] | None = None
+        # pipelined mode: the batch in flight (taken, its call started) and its reply's wait
+        self._inflight: tuple[tuple[Any, ...], Callable[[], spb.BatchResponse]] | None = None
         self.failed: BaseException | None = None  # a background batch's error, not raised yet
         self.unapplied: list[int] = []  # handles it (and what was dropped after it) left unbound
 
@@ -372,11 +376,13 @@ class Recorder:
             return self._run(self._take())
 
     def send_async(self) -> None:
-        """Pipelined mode: hand the pending instructions to this session's sender thread and
-        return at once (after the previous background batch finished: one is in flight at a
-        time, so batches run in order). Its error is raised by the next `wait`; until then
-        nothing more is sent, and what is recorded meanwhile is dropped in chunks of what would
-        have been sent (every tensor it makes carries the error)."""
+        """Pipelined mode: start the call of the pending instructions and return without
+        waiting for its reply (after the previous one came back and was applied: one batch is
+        in flight at a time, so batches run in order). gRPC sends the request from this thread
+        and receives the reply on its own, without the GIL, while the program records on; the
+        reply is applied by the next `send_async` or `wait`. Its error is raised by the next
+        `wait`; until then nothing more is sent, and what is recorded meanwhile is dropped in
+        chunks of what would have been sent (every tensor it makes carries the error)."""
         with self.lock:
             self._settle()
             if self.failed is not None:
@@ -385,21 +391,29 @@ class Recorder:
             if not self.sinks:
                 return
             batch = self._take()
-            if self._sender is None:
-                self._sender = ThreadPoolExecutor(max_workers=1,
-                                                  thread_name_prefix="gradserve-pipeline")
-            self._inflight = self._sender.submit(self._run, batch, False)
+            if self._start is None:
+                self._run(batch, False)
+                return
+            try:
+                finish = self._start(batch[0])
+            except grpc.RpcError as err:  # refused before it was sent (a closed channel)
+                finish = _raiser(err)
+            self._inflight = (batch, finish)
 
     def _settle(self) -> None:
-        """Wait for the batch sent in the background, if any, keeping its error in `failed`."""
+        """Wait for the batch in flight, if any, and apply its reply, keeping its error in
+        `failed` (raised by `wait`, where the program reads next)."""
         inflight = self._inflight
         if inflight is None:
             return
         self._inflight = None
-        exc = inflight.exception()
-        if exc is not None and self.failed is None:
-            self.failed = exc
-            self.unapplied.extend(getattr(exc, "_gradserve_unapplied", ()))
+        batch, finish = inflight
+        try:
+            self._run(batch, False, finish)
+        except Exception as exc:  # noqa: BLE001 - kept for `wait`, which raises it
+            if self.failed is None:
+                self.failed = exc
+                self.unapplied.extend(getattr(exc, "_gradserve_unapplied", ()))
 
     def _discard(self) -> None:
         """Drop the pending instructions unsent (after a background failure); the tensors they
@@ -429,13 +443,11 @@ class Recorder:
         raise exc
 
     def close(self) -> None:
-        """Wait for a background batch (ignoring its error) and stop the sender thread."""
-        inflight, self._inflight = self._inflight, None
-        if inflight is not None:
-            inflight.exception()
-        if self._sender is not None:
-            self._sender.shutdown(wait=True)
-            self._sender = None
+        """Wait for the batch in flight, if any, ignoring its error."""
+        with self.lock:
+            failed = self.failed
+            self._settle()
+            self.failed = failed
 
     def _take(self) -> tuple[Any, ...]:
         """Detach the pending batch, encoded and stamped, ready to send."""
@@ -454,13 +466,15 @@ class Recorder:
         epoch = self.clock() if self.clock is not None else 0
         return request, sinks, origins, bound, tapes, live, released, epoch, self.round_trips
 
-    def _run(self, batch: tuple[Any, ...], mark: bool = True) -> spb.BatchResponse:
-        """Send a taken batch and apply its results. On failure, the tensors it did not make
-        get the error now (`mark`), or, on the sender thread, when `wait` raises it (so that
-        where an error surfaces does not depend on when the reply came)."""
+    def _run(self, batch: tuple[Any, ...], mark: bool = True,
+             finish: Callable[[], spb.BatchResponse] | None = None) -> spb.BatchResponse:
+        """Send a taken batch (or, given the `finish` of its started call, wait for its
+        reply) and apply its results. On failure, the tensors it did not make get the error
+        now (`mark`), or, for a pipelined batch, when `wait` raises it (so that where an error
+        surfaces does not depend on when the reply came)."""
         request, sinks, origins, bound, tapes, live, released, epoch, number = batch
         try:
-            response = self._send(request)
+            response = self._send(request) if finish is None else finish()
         except grpc.RpcError as err:
             k = failed_index(err)
             origin = origins[k] if k is not None and k < len(origins) else None
@@ -497,6 +511,13 @@ class Recorder:
             self.flush()
         else:
             self.wait()
+
+
+def _raiser(err: BaseException) -> Callable[[], Any]:
+    """A `finish` that raises `err` (a call that failed as it was started)."""
+    def finish() -> Any:
+        raise err
+    return finish
 
 
 def _unapplied(bound: list[list[Any]], tapes: dict[int, Tape], start: int,

@@ -176,7 +176,7 @@ class Session:
         # nn.LSTM's float32 layers as the server's mkldnn_rnn_layer (surface.nn_rnn)
         self._onednn_lstm = ONEDNN_LSTM_FEATURE in features
         self._recorder = Recorder(self._send, session_id, client.target,
-                                  self._live, self._tape_result if tapes else None)
+                                  self._live, self._tape_result if tapes else None, self._start)
         self._recorder.clock = lambda: self._epoch
         # `dropped(handle)`: a client tensor was garbage-collected (Tensor.__del__, once per
         # op result): release its handle with the next request
@@ -277,7 +277,20 @@ class Session:
 
     def _send(self, request: spb.BatchRequest) -> spb.BatchResponse:
         c = self.client
-        response = c.stub.ExecuteBatch(request, metadata=self._metadata, timeout=c.timeout)
+        return self._received(c.stub.ExecuteBatch(request, metadata=self._metadata,
+                                                  timeout=c.timeout))
+
+    def _start(self, request: spb.BatchRequest) -> Callable[[], spb.BatchResponse]:
+        """Start the ExecuteBatch call of `request` (the pipelined mode's): gRPC's future,
+        whose reply `finish()` waits for (raising its grpc.RpcError)."""
+        c = self.client
+        call = c.stub.ExecuteBatch.future(request, metadata=self._metadata, timeout=c.timeout)
+
+        def finish() -> spb.BatchResponse:
+            return self._received(call.result())
+        return finish
+
+    def _received(self, response: spb.BatchResponse) -> spb.BatchResponse:
         for node in response.dropped_functions:
             self._custom.pop(node, None)
             self._hooks.pop(node, None)  # a packed node's unpack hook (client/saved.py)

@@ -78,13 +78,19 @@ def _array(t) -> np.ndarray:
 
 
 def _spy(session) -> list:
+    """The requests the session sends from now on, blocking or (pipelined) started."""
     sent: list = []
-    send = session._recorder._send
+    rec = session._recorder
+    send, start = rec._send, rec._start
 
     def spy(request):
         sent.append(request)
         return send(request)
-    session._recorder._send = spy
+
+    def spy_start(request):
+        sent.append(request)
+        return start(request)
+    rec._send, rec._start = spy, spy_start
     return sent
 
 

@@ -10,6 +10,7 @@ import grpc
 import numpy as np
 import pytest
 
+from gradserve.client import UnavailableError
 from gradserve.v1 import FAILED_INSTRUCTION_METADATA, FAILED_TAPE_OP_METADATA, session_pb2
 from tests.conftest import gradserve_error, gradserve_open_session
 from tests.reference import torch
@@ -633,6 +634,59 @@ def test_a_pipelined_error_raises_at_the_next_read_naming_the_recording_line(cli
         with pytest.raises(RuntimeError, match="must match the size"):
             d.tolist()  # made after the failing line: carries its error
         assert a.grad is None  # the backward after it never ran
+        assert (a * 2).tolist() == [2.0, 4.0]  # the session goes on
+
+
+def test_a_pipelined_batch_is_in_flight_while_the_program_records(client):
+    # the call is started where the batch fills up, and its reply is applied where the program
+    # next sends or reads: never waited for in between
+    with client.session(pipelined=5) as session:
+        rec = session._recorder
+        start, started, finished = rec._start, [], []
+
+        def spy_start(request):
+            started.append(request)
+            finish = start(request)
+
+            def spy_finish():
+                finished.append(request)
+                return finish()
+            return spy_finish
+        rec._start = spy_start
+        w = session.tensor([1.0, 2.0], requires_grad=True)
+        y = w
+        for _ in range(4):  # 5 instructions with the creation: the batch is started
+            y = y * 2.0
+        assert len(started) == 1 and finished == []
+        for _ in range(4):  # the next 5: the first reply is applied before they are sent
+            y = y + 1.0
+        assert len(started) == 2 and finished == started[:1]
+        assert y.tolist() == [20.0, 36.0]
+        assert finished == started  # the read waited for the one in flight, then sent the rest
+        assert session.round_trips == 3
+
+
+def test_a_pipelined_call_that_fails_to_start_raises_at_the_next_read(client):
+    class Refused(grpc.RpcError):
+        def code(self):
+            return grpc.StatusCode.UNAVAILABLE
+
+        def details(self):
+            return "channel closed"
+
+        def trailing_metadata(self):
+            return ()
+
+    with client.session(pipelined=2) as session:
+        a = session.tensor([1.0, 2.0])
+        session.flush()
+        start = session._recorder._start
+        session._recorder._start = lambda request: (_ for _ in ()).throw(Refused())
+        b = a * 3.0
+        c = b + 1.0  # the batch is full: its call is refused as it starts
+        with pytest.raises(UnavailableError, match="channel closed"):
+            c.tolist()
+        session._recorder._start = start
         assert (a * 2).tolist() == [2.0, 4.0]  # the session goes on
 
 
