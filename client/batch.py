@@ -278,6 +278,35 @@ class Tape:
         code[heads] = np.where(held, headers | np.uint64(VALUE << 32),
                                headers & np.uint64(_ALL_BITS ^ (DESCRIBE << 32)))
 
+class Started:
+    """A started ExecuteBatch call (the pipelined mode's): `result()` waits for its reply,
+    passed through `received`, or raises its grpc.RpcError; `done()` tells whether it came.
+
+    Args:
+        future: the call's grpc.Future (None with `error`).
+        received: what the reply goes through first (the session's bookkeeping), or None.
+        error: the call's grpc.RpcError when it failed as it was started (a closed channel).
+    """
+
+    __slots__ = ("_future", "_received", "_error")
+
+    def __init__(self, future: Any,
+                 received: Callable[[spb.BatchResponse], spb.BatchResponse] | None = None,
+                 error: BaseException | None = None):
+        self._future = future
+        self._received = received
+        self._error = error
+
+    def done(self) -> bool:
+        return self._error is not None or self._future.done()
+
+    def result(self) -> spb.BatchResponse:
+        if self._error is not None:
+            raise self._error
+        response = self._future.result()
+        return response if self._received is None else self._received(response)
+
+
 class Recorder:
     """The pending batch of one session.
 
@@ -285,16 +314,14 @@ class Recorder:
         send: `send(request) -> BatchResponse`, raising grpc.RpcError on failure.
         session_id: the session the batches are for.
         target: the server's address, named in errors.
-        start: `start(request) -> finish`: the call started without waiting for it;
-            `finish()` waits for its reply and returns it (or raises grpc.RpcError). The
-            pipelined mode's way to send (default: none, `send_async` then sends at once).
+        start: `start(request) -> Started`: the call started without waiting for it (the
+            pipelined mode's way to send; default none: `send_async` then sends at once).
     """
 
     def __init__(self, send: Callable[[spb.BatchRequest], spb.BatchResponse], session_id: str,
                  target: str, live: dict[int, Any] | None = None,
                  tape_sink: Callable[[spb.InstructionResult, int], None] | None = None,
-                 start: Callable[[spb.BatchRequest], Callable[[], spb.BatchResponse]]
-                 | None = None):
+                 start: Callable[[spb.BatchRequest], Started] | None = None):
         self._send = send
         self._start = start
         self.session_id = session_id
@@ -323,8 +350,8 @@ class Recorder:
         self.ops = 0  # pending instructions, a tape's ops counted one each
         # the session's epoch when a batch is taken (its tapes' values are of that epoch)
         self.clock: Callable[[], int] | None = None
-        # pipelined mode: the batch in flight (taken, its call started) and its reply's wait
-        self._inflight: tuple[tuple[Any, ...], Callable[[], spb.BatchResponse]] | None = None
+        # pipelined mode: the batch in flight (taken) and its started call
+        self._inflight: tuple[tuple[Any, ...], Started] | None = None
         self.failed: BaseException | None = None  # a background batch's error, not raised yet
         self.unapplied: list[int] = []  # handles it (and what was dropped after it) left unbound
 
@@ -395,10 +422,18 @@ class Recorder:
                 self._run(batch, False)
                 return
             try:
-                finish = self._start(batch[0])
+                call = self._start(batch[0])
             except grpc.RpcError as err:  # refused before it was sent (a closed channel)
-                finish = _raiser(err)
-            self._inflight = (batch, finish)
+                call = Started(None, None, err)
+            self._inflight = (batch, call)
+
+    def poll(self) -> None:
+        """Apply the reply of the batch in flight if it has come (without waiting), as
+        `_settle` does."""
+        inflight = self._inflight
+        if inflight is not None and inflight[1].done():
+            with self.lock:
+                self._settle()
 
     def _settle(self) -> None:
         """Wait for the batch in flight, if any, and apply its reply, keeping its error in
@@ -407,9 +442,9 @@ class Recorder:
         if inflight is None:
             return
         self._inflight = None
-        batch, finish = inflight
+        batch, call = inflight
         try:
-            self._run(batch, False, finish)
+            self._run(batch, False, call)
         except Exception as exc:  # noqa: BLE001 - kept for `wait`, which raises it
             if self.failed is None:
                 self.failed = exc
@@ -467,14 +502,14 @@ class Recorder:
         return request, sinks, origins, bound, tapes, live, released, epoch, self.round_trips
 
     def _run(self, batch: tuple[Any, ...], mark: bool = True,
-             finish: Callable[[], spb.BatchResponse] | None = None) -> spb.BatchResponse:
-        """Send a taken batch (or, given the `finish` of its started call, wait for its
-        reply) and apply its results. On failure, the tensors it did not make get the error
+             call: Started | None = None) -> spb.BatchResponse:
+        """Send a taken batch (or, given its started `call`, wait for its reply) and apply
+        its results. On failure, the tensors it did not make get the error
         now (`mark`), or, for a pipelined batch, when `wait` raises it (so that where an error
         surfaces does not depend on when the reply came)."""
         request, sinks, origins, bound, tapes, live, released, epoch, number = batch
         try:
-            response = self._send(request) if finish is None else finish()
+            response = self._send(request) if call is None else call.result()
         except grpc.RpcError as err:
             k = failed_index(err)
             origin = origins[k] if k is not None and k < len(origins) else None
@@ -511,13 +546,6 @@ class Recorder:
             self.flush()
         else:
             self.wait()
-
-
-def _raiser(err: BaseException) -> Callable[[], Any]:
-    """A `finish` that raises `err` (a call that failed as it was started)."""
-    def finish() -> Any:
-        raise err
-    return finish
 
 
 def _unapplied(bound: list[list[Any]], tapes: dict[int, Tape], start: int,

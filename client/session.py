@@ -84,6 +84,7 @@ from .batch import (
     TAPE_NAMES,
     TAPE_WORDS,
     Recorder,
+    Started,
     tape_attrs,
     user_origin,
     user_site,
@@ -280,15 +281,12 @@ class Session:
         return self._received(c.stub.ExecuteBatch(request, metadata=self._metadata,
                                                   timeout=c.timeout))
 
-    def _start(self, request: spb.BatchRequest) -> Callable[[], spb.BatchResponse]:
-        """Start the ExecuteBatch call of `request` (the pipelined mode's): gRPC's future,
-        whose reply `finish()` waits for (raising its grpc.RpcError)."""
+    def _start(self, request: spb.BatchRequest) -> Started:
+        """Start the ExecuteBatch call of `request` without waiting for it (the pipelined
+        mode's: gRPC's future, sent from this thread)."""
         c = self.client
-        call = c.stub.ExecuteBatch.future(request, metadata=self._metadata, timeout=c.timeout)
-
-        def finish() -> spb.BatchResponse:
-            return self._received(call.result())
-        return finish
+        return Started(c.stub.ExecuteBatch.future(request, metadata=self._metadata,
+                                                  timeout=c.timeout), self._received)
 
     def _received(self, response: spb.BatchResponse) -> spb.BatchResponse:
         for node in response.dropped_functions:
@@ -1239,6 +1237,8 @@ class Session:
     def _writes_pending(self) -> bool:
         """Whether an in-place write was recorded whose batch has not come back yet (until it
         has, the metadata of what shares its target's data may be stale)."""
+        if self._inplace_pending and self.pipelined:
+            self._recorder.poll()  # a pipelined batch's reply may have come meanwhile
         if self._inplace_pending and self._recorder.done >= self._write_batch:
             self._inplace_pending = False
         return self._inplace_pending

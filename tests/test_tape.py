@@ -644,14 +644,20 @@ def test_a_pipelined_batch_is_in_flight_while_the_program_records(client):
         rec = session._recorder
         start, started, finished = rec._start, [], []
 
+        class Spied:
+            def __init__(self, request):
+                self.request, self.call = request, start(request)
+
+            def done(self):
+                return self.call.done()
+
+            def result(self):
+                finished.append(self.request)
+                return self.call.result()
+
         def spy_start(request):
             started.append(request)
-            finish = start(request)
-
-            def spy_finish():
-                finished.append(request)
-                return finish()
-            return spy_finish
+            return Spied(request)
         rec._start = spy_start
         w = session.tensor([1.0, 2.0], requires_grad=True)
         y = w
@@ -664,6 +670,29 @@ def test_a_pipelined_batch_is_in_flight_while_the_program_records(client):
         assert y.tolist() == [20.0, 36.0]
         assert finished == started  # the read waited for the one in flight, then sent the rest
         assert session.round_trips == 3
+
+
+def test_a_pipelined_write_s_batch_counts_as_back_once_its_reply_came(client):
+    # after an in-place write the client infers no metadata until the write's batch is back;
+    # a reply that came while the program recorded is applied then, not at the next send
+    import time
+
+    with client.session(pipelined=3, verify_meta=False) as session:  # (the suite's default
+        w = session.tensor([1.0, 2.0])                                # checks by describing)
+        session.flush()
+        with session.no_grad():
+            w.mul_(2.0)
+        a = w + 1.0
+        b = a * 3.0  # the third instruction: the batch with the write is started
+        call = session._recorder._inflight[1]
+        deadline = time.monotonic() + 30
+        while not call.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        c = w * 3.0
+        sent = session.round_trips
+        assert tuple(c.shape) == (2,) and c.grad_fn is None
+        assert session.round_trips == sent  # known here: nothing was sent to learn them
+        assert c.tolist() == [6.0, 12.0] and b.tolist() == [9.0, 15.0]
 
 
 def test_a_pipelined_call_that_fails_to_start_raises_at_the_next_read(client):
