@@ -24,8 +24,11 @@ Cases (bench/client.py's programs):
   x.grad.item()`), per step.
 - adam: one iteration of bench/client.py's Adam loop (zero_grad, 9 ops, backward, step), per
   iteration.
-- adam-pipelined: the same in a `session(pipelined=256)` (the sender thread's CPU not
-  counted), per iteration.
+- adam-pipelined: the same in a `session(pipelined=256)` (gRPC's threads' CPU not counted),
+  per iteration.
+- adam-pipelined-wall: the same timed by the wall clock, its final flush included (the time a
+  user waits per iteration, the server's work included: the client version's whole effect on
+  the loop; the two workers never run at once).
 - mlp: one iteration of a small classifier (`nn.Sequential(nn.Linear(8, 16), nn.ReLU(),
   nn.Linear(16, 4))`, `F.cross_entropy`, `optim.Adam`; a batch of 32), per iteration.
 """
@@ -42,9 +45,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-CASES = ("record", "chain", "chain-bwd", "attrs", "seed", "adam", "adam-pipelined", "mlp")
+CASES = ("record", "chain", "chain-bwd", "attrs", "seed", "adam", "adam-pipelined",
+         "adam-pipelined-wall", "mlp")
 PER_OP = {"record": 1000, "chain": 1000, "chain-bwd": 1000, "attrs": 400}  # others: per iteration
 UNTIMED_AFTER = ("record", "attrs")  # cases whose `after` (the flush) runs after each run
+WALL = ("adam-pipelined-wall",)  # cases timed by the wall clock, their last `after` included
 
 
 # --- worker side (runs one version of the client) ----------------------------------------------
@@ -174,16 +179,25 @@ def worker(port: int) -> None:
         "seed": (_seed(session), None),
         "adam": (_Adam(session).step, None),
         "adam-pipelined": (_Adam(pipelined).step, pipelined.flush),
+        "adam-pipelined-wall": (_Adam(pipelined).step, pipelined.flush),
         "attrs": _attrs(session),
         "mlp": (_MLP(session).step, None),
     }
-    clock = time.thread_time_ns
     for line in sys.stdin:
         case, reps = line.split()
         fn, after = made[case]
         fn()  # warm up
         if after is not None:
             after()
+        if case in WALL:
+            start = time.perf_counter_ns()
+            for _ in range(int(reps)):
+                fn()
+            if after is not None:
+                after()
+            print((time.perf_counter_ns() - start) / int(reps), flush=True)
+            continue
+        clock = time.thread_time_ns
         total = 0
         for _ in range(int(reps)):
             start = clock()
@@ -256,11 +270,12 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait()
-    print(f"{'case':<15} {'old min':>9} {'new min':>9} {'old med':>9} {'new med':>9}  "
-          f"(us of the client thread's CPU per op / per iteration, {args.rounds} rounds)")
+    print(f"{'case':<19} {'old min':>9} {'new min':>9} {'old med':>9} {'new med':>9}  "
+          f"(us of the client thread's CPU per op / per iteration, of the wall clock for "
+          f"{', '.join(WALL)}; {args.rounds} rounds)")
     for case in cases:
         old, new = times[case, "old"], times[case, "new"]
-        print(f"{case:<15} {min(old) / 1e3:>9.2f} {min(new) / 1e3:>9.2f} "
+        print(f"{case:<19} {min(old) / 1e3:>9.2f} {min(new) / 1e3:>9.2f} "
               f"{statistics.median(old) / 1e3:>9.2f} {statistics.median(new) / 1e3:>9.2f}  "
               f"new/old min {min(new) / min(old):.3f}")
     return 0
