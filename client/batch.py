@@ -278,6 +278,7 @@ class Tape:
         code[heads] = np.where(held, headers | np.uint64(VALUE << 32),
                                headers & np.uint64(_ALL_BITS ^ (DESCRIBE << 32)))
 
+
 class Started:
     """A started ExecuteBatch call (the pipelined mode's): `result()` waits for its reply,
     passed through `received`, or raises its grpc.RpcError; `done()` tells whether it came.
@@ -504,9 +505,9 @@ class Recorder:
     def _run(self, batch: tuple[Any, ...], mark: bool = True,
              call: Started | None = None) -> spb.BatchResponse:
         """Send a taken batch (or, given its started `call`, wait for its reply) and apply
-        its results. On failure, the tensors it did not make get the error
-        now (`mark`), or, for a pipelined batch, when `wait` raises it (so that where an error
-        surfaces does not depend on when the reply came)."""
+        its results. On failure, the tensors it did not make get the error now (`mark`), or,
+        for a pipelined batch, when `wait` raises it (so that where an error surfaces does not
+        depend on when the reply came)."""
         request, sinks, origins, bound, tapes, live, released, epoch, number = batch
         try:
             response = self._send(request) if call is None else call.result()

@@ -289,6 +289,7 @@ class Session:
                                                   timeout=c.timeout), self._received)
 
     def _received(self, response: spb.BatchResponse) -> spb.BatchResponse:
+        """A batch's reply, once it came: forget the custom Functions' nodes it dropped."""
         for node in response.dropped_functions:
             self._custom.pop(node, None)
             self._hooks.pop(node, None)  # a packed node's unpack hook (client/saved.py)
