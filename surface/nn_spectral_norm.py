@@ -11,6 +11,7 @@ from typing import Any
 
 from . import grad_mode
 from .nn_backend import NNBackend
+from .nn_weight_norm import remove_norm_hook
 
 
 class SpectralNorm:
@@ -95,12 +96,7 @@ def spectral_norm(be: NNBackend, module: Any, name: str = "weight",
 
 def remove_spectral_norm(be: NNBackend, module: Any, name: str = "weight") -> Any:
     """Undo spectral_norm: module.<name> a Parameter again (the normalised weight)."""
-    for k, hook in list(module._forward_pre_hooks.items()):
-        if isinstance(hook, SpectralNorm) and hook.name == name:
-            hook.remove(module)
-            del module._forward_pre_hooks[k]
-            return module
-    raise ValueError(f"spectral_norm of '{name}' not found in {module}")
+    return remove_norm_hook(module, SpectralNorm, name, "spectral_norm")
 
 
 FUNCTIONS = (spectral_norm, remove_spectral_norm)

@@ -75,12 +75,19 @@ def weight_norm(be: NNBackend, module: Any, name: str = "weight", dim: int | Non
 
 def remove_weight_norm(be: NNBackend, module: Any, name: str = "weight") -> Any:
     """Undo weight_norm: module.<name> a Parameter again (its current value)."""
+    return remove_norm_hook(module, WeightNorm, name, "weight_norm")
+
+
+def remove_norm_hook(module: Any, kind: type, name: str, what: str) -> Any:
+    """Remove `module`'s forward pre-hook of type `kind` for its parameter `name` (the hook's
+    `remove` makes the parameter a Parameter again) and return the module; torch's ValueError
+    naming `what` (the function that added it) when there is none."""
     for k, hook in list(module._forward_pre_hooks.items()):
-        if isinstance(hook, WeightNorm) and hook.name == name:
+        if isinstance(hook, kind) and hook.name == name:
             hook.remove(module)
             del module._forward_pre_hooks[k]
             return module
-    raise ValueError(f"weight_norm of '{name}' not found in {module}")
+    raise ValueError(f"{what} of '{name}' not found in {module}")
 
 
 FUNCTIONS = (weight_norm, remove_weight_norm)
