@@ -76,18 +76,16 @@ def pointwise(inputs: Sequence[Any], data: np.ndarray) -> np.ndarray:
     TensorIterator lays it out for these inputs (Tensors and numbers): data itself when every
     input of a dim or more is C-contiguous (numpy's result then is too), else re-laid when
     numpy chose other strides."""
-    arrays = []
-    plain = True
-    for a in inputs:
+    for a in inputs:  # (this runs for every elementwise op of 2 or more dims: no list here)
         d = getattr(a, "_data", None)
-        if type(d) is np.ndarray and d.ndim:
-            arrays.append(d)
-            if plain and not d.flags.c_contiguous:
-                plain = False
-    if plain:
+        if type(d) is np.ndarray and d.ndim and not d.flags.c_contiguous:
+            break
+    else:
         if data.flags.c_contiguous:
             return data
         return np.ascontiguousarray(data)
+    arrays = [d for a in inputs
+              if type(d := getattr(a, "_data", None)) is np.ndarray and d.ndim]
     strides = mf.elementwise_strides(data.shape, [(d.shape, element_strides(d)) for d in arrays])
     return relayout(data, strides)
 
