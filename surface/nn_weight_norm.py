@@ -78,7 +78,7 @@ def remove_weight_norm(be: NNBackend, module: Any, name: str = "weight") -> Any:
     return remove_norm_hook(module, WeightNorm, name, "weight_norm")
 
 
-def remove_norm_hook(module: Any, kind: type, name: str, what: str) -> Any:
+def remove_norm_hook(module: Any, kind: type[Any], name: str, what: str) -> Any:
     """Remove `module`'s forward pre-hook of type `kind` for its parameter `name` (the hook's
     `remove` makes the parameter a Parameter again) and return the module; torch's ValueError
     naming `what` (the function that added it) when there is none."""
