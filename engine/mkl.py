@@ -259,8 +259,13 @@ def _alone(fn: Any, *args: Any) -> None:
 
 
 # the probes of `_serial_is_exact`: each value a normal times 2**e, e in [-8, 8) (mixed scales,
-# so that adding in another order almost surely changes some bit of some element)
+# so that adding in another order almost surely changes some bit of some element); at least
+# _PROBES, and as many as compare PROBED_RESULTS result elements in all: one element adds in
+# another order to the same bits often (a 1 x 300 @ 300 x 1 float32 product with beta 1: 16% of
+# draws on a Xeon with AVX512, where MKL's two threads split k), and two probes of it passed
+# that shape to the calling thread, one ulp off torch's
 _PROBES = 2
+PROBED_RESULTS = 256
 # At most this many elements in the three probe operands (float64: ~4 MiB, ~8 MiB at the peak
 # with the random draws' temporaries; once per call signature). 64 x 784 x 256 takes 267K.
 PROBE_ELEMENTS = 1 << 19
@@ -284,7 +289,9 @@ def _serial_is_exact(fn: Any, dtype: np.dtype, args: tuple[Any, ...], transa: bo
         return False  # one thread already: nothing to choose; or too wide to probe
     rng = np.random.default_rng(m * 1_000_003 + n * 1009 + k)
     ta, tb, bm, bn, bk, al, la, lb, be, lc = args
-    for _ in range(_PROBES):
+    # enough probes to compare PROBED_RESULTS result elements, within PROBE_ELEMENTS in all
+    probes = max(_PROBES, min(-(-PROBED_RESULTS // (m * n)), PROBE_ELEMENTS // sum(sizes)))
+    for _ in range(probes):
         a, b, c = (np.ldexp(rng.standard_normal(size, dtype),
                             rng.integers(-8, 8, size, np.int32)) for size in sizes)
         threaded, alone = c.copy(), c.copy()
