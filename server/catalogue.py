@@ -10,6 +10,7 @@ from gradserve.engine import cascade
 from gradserve.surface.signature import nullable
 from gradserve.v1 import (
     BACKWARD_ROOTS_FEATURE,
+    BATCH_AFTER_FEATURE,
     FETCH_GRAD_REPR_FEATURE,
     GENERATOR_FEATURE,
     GET_BASE_FEATURE,
@@ -64,7 +65,8 @@ def list_ops() -> catalogue_pb2.ListOpsResponse:
                                                    PACK_SAVED_FEATURE,
                                                    GET_BASE_FEATURE,
                                                    BACKWARD_ROOTS_FEATURE,
-                                                   SET_DATA_FEATURE])
+                                                   SET_DATA_FEATURE,
+                                                   BATCH_AFTER_FEATURE])
     if cascade.ONEDNN_AVX512:
         resp.features.append(ONEDNN_LSTM_FEATURE)
     resp.dtypes.extend(codec.wire_dtype(name) for name in ge.dtypes.DTYPES)

@@ -89,6 +89,16 @@ class PreconditionError(ServiceError):
     """The request is valid but the session's state does not allow it."""
 
 
+class PredecessorPendingError(ServiceError):
+    """A batch names a predecessor (BatchRequest.after_request_id) that has not run, or is no
+    longer remembered: nothing of it ran; send it again once the predecessor's reply came."""
+
+
+class PredecessorFailedError(PreconditionError):
+    """A batch names a predecessor (BatchRequest.after_request_id) that failed: nothing of it
+    ran."""
+
+
 class Located(Exception):
     """An error together with where it happened: a batch instruction (its index and message) or
     a graph node (its id and op)."""
@@ -136,6 +146,8 @@ STATUS_TABLE: tuple[Row, ...] = (
     Row(UnauthenticatedError, _C.UNAUTHENTICATED, "UNAUTHENTICATED"),
     Row(DeadlineError, _C.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"),
     Row(CancelledError, _C.CANCELLED, "CANCELLED"),
+    Row(PredecessorPendingError, _C.ABORTED, "PREDECESSOR_PENDING"),
+    Row(PredecessorFailedError, _C.FAILED_PRECONDITION, "PREDECESSOR_FAILED"),
     Row(PreconditionError, _C.FAILED_PRECONDITION, "FAILED_PRECONDITION"),
     Row(MemoryError, _C.RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", retry_after=1.0),
 )

@@ -61,7 +61,7 @@ from gradserve.v1 import session_pb2 as spb
 
 from . import batch
 from .inline import LONG_OPS, MAX_ATTR_INTS, MAX_ELEMENTS, MAX_REQUEST_BYTES, long_attrs
-from .service import AutogradServicer, Call
+from .service import AutogradServicer, Call, check_after_request_id
 from .sessions import MAX_REQUEST_ID, Session, SessionUse
 from .threaded import ThreadContext
 
@@ -392,6 +392,12 @@ class InlineBatch:
             try:
                 if rid and rid in use.session.recent:
                     return None  # replayed on the worker
+                if request.after_request_id:
+                    try:
+                        check_after_request_id(request.after_request_id, rid)
+                        use.session.check_after(request.after_request_id)
+                    except Exception:  # noqa: BLE001 - refused on the worker
+                        return None
                 outcome = self._run(request, context, owner, use, end)
                 if type(outcome) is spb.BatchResponse:
                     reply = servicer.batch_reply(use.session, rid, outcome)

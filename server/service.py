@@ -322,11 +322,16 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
         if len(rid) > MAX_REQUEST_ID:
             raise InvalidRequestError(f"request_id has {len(rid)} characters, more than the "
                                       f"limit of {MAX_REQUEST_ID}; use a UUID")
+        after = request.after_request_id
+        if after:
+            check_after_request_id(after, rid)
         with self.store.use(session_id, call.owner, call.check_ended) as session:
             log.debug("session %s: batch of %d instruction(s)", session_id,
                       len(request.instructions))
             if rid and rid in session.recent:
                 return _replay(session.recent[rid][0])
+            if after:
+                session.check_after(after)  # refused: not run, not remembered
             executor = batch.Executor(session, call.check, self.config.max_message_bytes)
             return self.batch_outcome(session, rid, call, executor.run, request.instructions)
 
@@ -343,6 +348,7 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
             with call.running():
                 response = run(*args)
         except Exception as exc:
+            session.ran(rid, False)
             if rid:
                 failure = Failure.from_exception(exc)
                 session.remember(rid, failure, len(failure.message) + 256,
@@ -354,6 +360,7 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
     def batch_reply(self, session: Session, rid: str,
                     response: spb.BatchResponse) -> spb.BatchResponse | bytes:
         """A batch's reply: remembered under request id `rid` (if any) and then serialized."""
+        session.ran(rid, True)
         if not rid:
             return response
         data = response.SerializeToString()
@@ -365,6 +372,20 @@ class AutogradServicer(service_pb2_grpc.AutogradServiceServicer):
     def ListOps(self, request: catalogue_pb2.ListOpsRequest,  # noqa: N802
                 call: Call) -> catalogue_pb2.ListOpsResponse:
         return catalogue.list_ops()
+
+
+def check_after_request_id(after: str, rid: str) -> None:
+    """A BatchRequest's after_request_id, as it may be (not its session's state).
+
+    Raises:
+        InvalidRequestError: too long, or the batch's own request_id.
+    """
+    if len(after) > MAX_REQUEST_ID:
+        raise InvalidRequestError(f"after_request_id has {len(after)} characters, more than "
+                                  f"the limit of {MAX_REQUEST_ID}")
+    if after == rid:
+        raise InvalidRequestError(f"after_request_id names the batch itself ({rid!r}): a "
+                                  "batch runs after another one")
 
 
 def _replay(outcome: Any) -> spb.BatchResponse:

@@ -29,9 +29,12 @@ from gradserve.v1 import session_pb2
 from .auth import ANONYMOUS
 from .config import ServerConfig
 from .errors import (
+    Failure,
     InvalidRequestError,
     LimitExceededError,
     NotFoundError,
+    PredecessorFailedError,
+    PredecessorPendingError,
     SessionsExhaustedError,
 )
 
@@ -98,6 +101,10 @@ class Session:
         # request_id -> (stored outcome, its size in bytes), oldest first
         self.recent: collections.OrderedDict[str, tuple[Any, int]] = collections.OrderedDict()
         self.recent_bytes = 0
+        # the request id of the last batch that ran ("" if it had none) and whether it
+        # succeeded: what BatchRequest.after_request_id is checked against (`check_after`)
+        self.last_batch = ""
+        self.last_batch_ok = False
         # bytes as of the last exact measurement plus the estimates since, an upper bound (see
         # batch.ByteBudget)
         self.measured_bytes = 0
@@ -161,6 +168,34 @@ class Session:
         while len(self.recent) > window or self.recent_bytes > max_bytes:
             _, (_, old) = self.recent.popitem(last=False)
             self.recent_bytes -= old
+
+    def ran(self, request_id: str, ok: bool) -> None:
+        """Note the batch that just ran (its request id, "" when none) and whether it
+        succeeded."""
+        self.last_batch, self.last_batch_ok = request_id, ok
+
+    def check_after(self, after: str) -> None:
+        """Check that the batch with request id `after` (a batch's after_request_id) ran on
+        this session and succeeded: it is the last batch that ran, or a remembered one.
+
+        Raises:
+            PredecessorPendingError: it has not run, or is no longer remembered.
+            PredecessorFailedError: it failed.
+        """
+        if after == self.last_batch:
+            ok = self.last_batch_ok
+        else:
+            entry = self.recent.get(after)
+            if entry is None:
+                raise PredecessorPendingError(
+                    f"the batch this one follows (request_id {after!r}) has not run on this "
+                    "session, or is no longer remembered: nothing of this batch ran; send it "
+                    "again once that batch's reply has come")
+            ok = not isinstance(entry[0], Failure)
+        if not ok:
+            raise PredecessorFailedError(
+                f"the batch this one follows (request_id {after!r}) failed: nothing of this "
+                "batch ran")
 
     def clear(self) -> None:
         """Drop everything the session holds."""

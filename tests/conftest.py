@@ -65,10 +65,12 @@ class GradserveSession:
     def new_handle(self) -> int:
         return next(self._handles)
 
-    def run(self, *instructions: Any, request_id: str = "", timeout: float = 30) -> Any:
-        """Execute a batch; returns the BatchResponse."""
+    def run(self, *instructions: Any, request_id: str = "", after: str = "",
+            timeout: float = 30) -> Any:
+        """Execute a batch (after the batch of request id `after`, if given); returns the
+        BatchResponse."""
         req = self.pb.BatchRequest(session_id=self.id, request_id=request_id,
-                                   instructions=list(instructions))
+                                   instructions=list(instructions), after_request_id=after)
         return self.stub.ExecuteBatch(req, metadata=self.metadata, timeout=timeout)
 
     def describe(self) -> Any:

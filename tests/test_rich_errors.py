@@ -97,6 +97,17 @@ def _not_found(ctx):
     return fails(lambda: gone.run(gone.create(1, 1.0)))
 
 
+def _after(predecessor_fails):
+    """A batch naming a predecessor (after_request_id) that failed, or that never ran."""
+    def run(ctx):
+        s = ctx["session"]
+        if predecessor_fails:
+            with pytest.raises(grpc.RpcError):
+                s.run(s.create(0, 1.0), request_id="first")
+        return fails(lambda: s.run(s.create(1, 1.0), request_id="second", after="first"))
+    return run
+
+
 C = grpc.StatusCode
 # reason -> (status code, how to trigger it, detail types expected besides ErrorInfo,
 #            ErrorInfo metadata expected)
@@ -146,6 +157,8 @@ CASES = {
                           set(), {}),
     # a real cancellation ends the call on the client's side first; the status still says so
     "CANCELLED": (C.CANCELLED, raising(server_errors.CancelledError("cancelled")), set(), {}),
+    "PREDECESSOR_PENDING": (C.ABORTED, _after(False), set(), {}),
+    "PREDECESSOR_FAILED": (C.FAILED_PRECONDITION, _after(True), set(), {}),
     "FAILED_PRECONDITION": (C.FAILED_PRECONDITION,
                             raising(server_errors.PreconditionError("not now")), set(), {}),
     "OUT_OF_MEMORY": (C.RESOURCE_EXHAUSTED, raising(MemoryError()),

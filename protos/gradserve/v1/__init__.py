@@ -73,6 +73,10 @@ SET_DATA_FEATURE = "set_data"
 #: in one backward pass, torch.autograd.backward([a, b], ...)).
 BACKWARD_ROOTS_FEATURE = "backward_roots"
 
+#: The ListOpsResponse.features name of BatchRequest.after_request_id: a batch sent before the
+#: previous one's reply came runs only after it, and only if it succeeded (docs/wire.md).
+BATCH_AFTER_FEATURE = "batch_after"
+
 #: The ListOpsResponse.features name a server lists when it computes float32 LSTM layers as
 #: torch's oneDNN AVX-512 kernel (op mkldnn_rnn_layer): nn.LSTM then calls that op.
 ONEDNN_LSTM_FEATURE = "onednn_lstm"

@@ -909,14 +909,16 @@ class InstructionResult(_message.Message):
     def __init__(self, done: _Optional[_Union[_tensor_pb2.NoneValue, _Mapping]] = ..., handles: _Optional[_Union[HandlesResult, _Mapping]] = ..., fetch: _Optional[_Union[FetchResult, _Mapping]] = ..., optimizer_state: _Optional[_Union[OptimizerState, _Mapping]] = ..., suspended: _Optional[_Union[BackwardSuspended, _Mapping]] = ..., tape: _Optional[_Union[TapeResult, _Mapping]] = ..., generator: _Optional[_Union[GeneratorInfo, _Mapping]] = ..., saved: _Optional[_Union[SavedValue, _Mapping]] = ..., packed: _Optional[_Union[PackedTensors, _Mapping]] = ...) -> None: ...
 
 class BatchRequest(_message.Message):
-    __slots__ = ("session_id", "request_id", "instructions")
+    __slots__ = ("session_id", "request_id", "instructions", "after_request_id")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     request_id: str
     instructions: _containers.RepeatedCompositeFieldContainer[Instruction]
-    def __init__(self, session_id: _Optional[str] = ..., request_id: _Optional[str] = ..., instructions: _Optional[_Iterable[_Union[Instruction, _Mapping]]] = ...) -> None: ...
+    after_request_id: str
+    def __init__(self, session_id: _Optional[str] = ..., request_id: _Optional[str] = ..., instructions: _Optional[_Iterable[_Union[Instruction, _Mapping]]] = ..., after_request_id: _Optional[str] = ...) -> None: ...
 
 class BatchResponse(_message.Message):
     __slots__ = ("results", "replayed", "dropped_functions")
