@@ -34,7 +34,7 @@ from gradserve.v1 import attrs as wire_attrs
 from gradserve.v1 import session_pb2 as spb
 
 from .codec import dtype_code
-from .errors import failed_index, failed_tape_op, from_rpc_error
+from .errors import failed_index, failed_tape_op, from_rpc_error, predecessor_pending
 
 # Frames in these folders are the library's, not the user's: the client's own, and the surface's
 # spellings (gradserve.surface) that record ops through it.
@@ -317,14 +317,19 @@ class Recorder:
         target: the server's address, named in errors.
         start: `start(request) -> Started`: the call started without waiting for it (the
             pipelined mode's way to send; default none: `send_async` then sends at once).
+        in_flight: the pipelined mode's batches on the server at once: 1, or 2 when the server
+            takes BatchRequest.after_request_id (feature "batch_after"; each batch then names
+            the one before it, so they still run in order and not after a failure).
     """
 
     def __init__(self, send: Callable[[spb.BatchRequest], spb.BatchResponse], session_id: str,
                  target: str, live: dict[int, Any] | None = None,
                  tape_sink: Callable[[spb.InstructionResult, int], None] | None = None,
-                 start: Callable[[spb.BatchRequest], Started] | None = None):
+                 start: Callable[[spb.BatchRequest], Started] | None = None,
+                 in_flight: int = 1):
         self._send = send
         self._start = start
+        self.in_flight = in_flight
         self.session_id = session_id
         self.target = target
         self.request = spb.BatchRequest()
@@ -351,8 +356,8 @@ class Recorder:
         self.ops = 0  # pending instructions, a tape's ops counted one each
         # the session's epoch when a batch is taken (its tapes' values are of that epoch)
         self.clock: Callable[[], int] | None = None
-        # pipelined mode: the batch in flight (taken) and its started call
-        self._inflight: tuple[tuple[Any, ...], Started] | None = None
+        # pipelined mode: the batches in flight (taken) and their started calls, oldest first
+        self._inflight: deque[tuple[tuple[Any, ...], Started]] = deque()
         self.failed: BaseException | None = None  # a background batch's error, not raised yet
         self.unapplied: list[int] = []  # handles it (and what was dropped after it) left unbound
 
@@ -405,14 +410,19 @@ class Recorder:
 
     def send_async(self) -> None:
         """Pipelined mode: start the call of the pending instructions and return without
-        waiting for its reply (after the previous one came back and was applied: one batch is
-        in flight at a time, so batches run in order). gRPC sends the request from this thread
-        and receives the reply on its own, without the GIL, while the program records on; the
-        reply is applied by the next `send_async` or `wait`. Its error is raised by the next
-        `wait`; until then nothing more is sent, and what is recorded meanwhile is dropped in
-        chunks of what would have been sent (every tensor it makes carries the error)."""
+        waiting for its reply. At most `in_flight` batches are on the server at once: the
+        oldest one's reply is waited for and applied first when that many are. With two, the
+        new batch names the one before it (after_request_id): the server runs it after that
+        one, and refuses it, running nothing, if that one failed. gRPC sends the request from
+        this thread and receives the reply on its own, without the GIL, while the program
+        records on; replies are applied in order by a later `send_async`, `poll` or `wait`. An
+        error is raised by the next `wait`; until then nothing more is sent, and what is
+        recorded meanwhile is dropped in chunks of what would have been sent (every tensor it
+        makes carries the error)."""
         with self.lock:
-            self._settle()
+            inflight = self._inflight
+            while inflight and (len(inflight) >= self.in_flight or inflight[0][1].done()):
+                self._settle()
             if self.failed is not None:
                 self._discard()
                 return
@@ -422,34 +432,38 @@ class Recorder:
             if self._start is None:
                 self._run(batch, False)
                 return
+            if inflight:  # runs after the batch before it, and only if that one succeeds
+                batch[0].after_request_id = inflight[-1][0][0].request_id
             try:
                 call = self._start(batch[0])
             except grpc.RpcError as err:  # refused before it was sent (a closed channel)
                 call = Started(None, None, err)
-            self._inflight = (batch, call)
+            inflight.append((batch, call))
 
     def poll(self) -> None:
-        """Apply the reply of the batch in flight if it has come (without waiting), as
-        `_settle` does."""
+        """Apply the replies that have come of the batches in flight, in order (without
+        waiting), as `_settle` does."""
         inflight = self._inflight
-        if inflight is not None and inflight[1].done():
+        if inflight and inflight[0][1].done():
             with self.lock:
-                self._settle()
+                while inflight and inflight[0][1].done():
+                    self._settle()
 
     def _settle(self) -> None:
-        """Wait for the batch in flight, if any, and apply its reply, keeping its error in
-        `failed` (raised by `wait`, where the program reads next)."""
+        """Wait for the oldest batch in flight, if any, and apply its reply, keeping its error
+        in `failed` (raised by `wait`, where the program reads next). A batch after a failed
+        one was refused (or, sent without waiting for that one, is dropped): its tensors carry
+        the first error."""
         inflight = self._inflight
-        if inflight is None:
+        if not inflight:
             return
-        self._inflight = None
-        batch, call = inflight
+        batch, call = inflight.popleft()
         try:
             self._run(batch, False, call)
         except Exception as exc:  # noqa: BLE001 - kept for `wait`, which raises it
+            self.unapplied.extend(getattr(exc, "_gradserve_unapplied", ()))
             if self.failed is None:
                 self.failed = exc
-                self.unapplied.extend(getattr(exc, "_gradserve_unapplied", ()))
 
     def _discard(self) -> None:
         """Drop the pending instructions unsent (after a background failure); the tensors they
@@ -466,10 +480,11 @@ class Recorder:
             recorded since it was sent are then dropped, unsent (they ran after the failing
             line in the program), and the tensors they would have made carry the error.
         """
-        if self._inflight is None and self.failed is None:
+        if not self._inflight and self.failed is None:
             return
         with self.lock:
-            self._settle()
+            while self._inflight:
+                self._settle()
             exc = self.failed
             if exc is None:
                 return
@@ -479,10 +494,11 @@ class Recorder:
         raise exc
 
     def close(self) -> None:
-        """Wait for the batch in flight, if any, ignoring its error."""
+        """Wait for the batches in flight, if any, ignoring their errors."""
         with self.lock:
             failed = self.failed
-            self._settle()
+            while self._inflight:
+                self._settle()
             self.failed = failed
 
     def _take(self) -> tuple[Any, ...]:
@@ -512,6 +528,12 @@ class Recorder:
         try:
             response = self._send(request) if call is None else call.result()
         except grpc.RpcError as err:
+            if (call is not None and request.after_request_id and self.failed is None
+                    and predecessor_pending(err)):
+                # it reached the server before the batch it follows, whose reply has been
+                # applied since (replies are settled in order): send it again, in order now
+                request.ClearField("after_request_id")
+                return self._run(batch, mark)
             k = failed_index(err)
             origin = origins[k] if k is not None and k < len(origins) else None
             if origin is not None and not isinstance(origin[0], str):  # a user_site

@@ -149,6 +149,13 @@ def failed_node(err: grpc.RpcError) -> str | None:
     return _trailers(err).get(FAILED_NODE_METADATA)
 
 
+def predecessor_pending(err: grpc.RpcError) -> bool:
+    """Whether a batch was refused, nothing of it run, because the batch it names in
+    after_request_id had not run yet (ABORTED, reason PREDECESSOR_PENDING)."""
+    code = err.code() if hasattr(err, "code") else None
+    return code is grpc.StatusCode.ABORTED and _rich(err)["reason"] == "PREDECESSOR_PENDING"
+
+
 # The detail types a gradserve server sends (google/rpc/error_details.proto).
 _DETAIL_TYPES: tuple[type[pb_message.Message], ...] = (
     error_details_pb2.ErrorInfo, error_details_pb2.BadRequest, error_details_pb2.QuotaFailure,

@@ -51,6 +51,7 @@ from gradserve.surface.numbers import python_number
 from gradserve.surface.signature import OUTPUT_COUNTS, count_outputs
 from gradserve.v1 import (
     BACKWARD_ROOTS_FEATURE,
+    BATCH_AFTER_FEATURE,
     FETCH_GRAD_REPR_FEATURE,
     GENERATOR_FEATURE,
     GET_BASE_FEATURE,
@@ -176,8 +177,10 @@ class Session:
         self._backward_roots = BACKWARD_ROOTS_FEATURE in features
         # nn.LSTM's float32 layers as the server's mkldnn_rnn_layer (surface.nn_rnn)
         self._onednn_lstm = ONEDNN_LSTM_FEATURE in features
+        # the pipelined mode keeps two batches on the server when it can name the one before
         self._recorder = Recorder(self._send, session_id, client.target,
-                                  self._live, self._tape_result if tapes else None, self._start)
+                                  self._live, self._tape_result if tapes else None, self._start,
+                                  2 if BATCH_AFTER_FEATURE in features else 1)
         self._recorder.clock = lambda: self._epoch
         # `dropped(handle)`: a client tensor was garbage-collected (Tensor.__del__, once per
         # op result): release its handle with the next request

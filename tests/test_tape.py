@@ -639,7 +639,9 @@ def test_a_pipelined_error_raises_at_the_next_read_naming_the_recording_line(cli
 
 def test_a_pipelined_batch_is_in_flight_while_the_program_records(client):
     # the call is started where the batch fills up, and its reply is applied where the program
-    # next sends or reads: never waited for in between
+    # next sends or reads: never waited for in between. Two batches are on the server at once
+    # (the server takes after_request_id): the second names the first, and the third is sent
+    # once the first's reply came and was applied
     with client.session(pipelined=5) as session:
         rec = session._recorder
         start, started, finished = rec._start, [], []
@@ -648,8 +650,8 @@ def test_a_pipelined_batch_is_in_flight_while_the_program_records(client):
             def __init__(self, request):
                 self.request, self.call = request, start(request)
 
-            def done(self):
-                return self.call.done()
+            def done(self):  # as if no reply had come yet (one that came is applied early)
+                return False
 
             def result(self):
                 finished.append(self.request)
@@ -664,12 +666,18 @@ def test_a_pipelined_batch_is_in_flight_while_the_program_records(client):
         for _ in range(4):  # 5 instructions with the creation: the batch is started
             y = y * 2.0
         assert len(started) == 1 and finished == []
-        for _ in range(4):  # the next 5: the first reply is applied before they are sent
+        for _ in range(4):  # the next 5: sent with the first on the server, after it
             y = y + 1.0
-        assert len(started) == 2 and finished == started[:1]
-        assert y.tolist() == [20.0, 36.0]
-        assert finished == started  # the read waited for the one in flight, then sent the rest
-        assert session.round_trips == 3
+        assert len(started) == 2 and finished == []
+        assert started[1].after_request_id == started[0].request_id
+        assert not started[0].after_request_id
+        for _ in range(5):  # the next: the first reply is applied before they are sent
+            y = y - 1.0
+        assert len(started) == 3 and finished[:1] == started[:1]
+        assert started[2].after_request_id == started[1].request_id
+        assert y.tolist() == [15.0, 31.0]
+        assert finished == started  # the read waited for those in flight, then sent the rest
+        assert session.round_trips == 4
 
 
 def test_a_pipelined_write_s_batch_counts_as_back_once_its_reply_came(client):
@@ -684,9 +692,9 @@ def test_a_pipelined_write_s_batch_counts_as_back_once_its_reply_came(client):
             w.mul_(2.0)
         a = w + 1.0
         b = a * 3.0  # the third instruction: the batch with the write is started
-        call = session._recorder._inflight[1]
+        inflight = session._recorder._inflight  # (empty: its reply came and was applied)
         deadline = time.monotonic() + 30
-        while not call.done() and time.monotonic() < deadline:
+        while inflight and not inflight[-1][1].done() and time.monotonic() < deadline:
             time.sleep(0.01)
         c = w * 3.0
         sent = session.round_trips
