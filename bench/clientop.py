@@ -1,6 +1,6 @@
 """The client SDK's own CPU per recorded op and per iteration, two versions interleaved.
 
-    python bench/clientop.py --old DIR --new DIR [--rounds 30] [case ...]
+    python bench/clientop.py --old DIR --new DIR [--rounds 30] [--latency MS] [case ...]
 
 DIR holds a `gradserve` package, as for bench/perop.py (a checkout's `protos/gradserve` with
 `surface`, `engine`, `server`, `client` beside `v1`, e.g. as symlinks; `--new .` runs this
@@ -9,7 +9,9 @@ two worker processes, one per client version, each with its own session on it, r
 case in turn, in rounds alternating which goes first, each timing only the CPU time of its
 own calling thread (`time.thread_time_ns`): the client's work, not the server's nor gRPC's
 threads, and not the time spent waiting for a reply. Reported: min and median over the rounds,
-in microseconds per op (per iteration for the Adam cases).
+in microseconds per op (per iteration for the Adam cases). `--latency MS` puts a relay
+(bench/relay.py) between the clients and the server that delays every byte MS each way: a
+network's round trip, which loopback does not have.
 
 Cases (bench/client.py's programs):
 - record: recording the 1000-op chain (`y = y * 1.001 + 0.001`, 500 times) without sending it
@@ -241,6 +243,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--reps", type=int, default=3, help="case runs per round (x50 for "
                         "the per-iteration cases)")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="MS",
+                        help="one-way delay added between the clients and the server by a "
+                        "relay (bench/relay.py): a network, not loopback")
     parser.add_argument("cases", nargs="*", help=f"subset of {', '.join(CASES)}")
     args = parser.parse_args()
     if args.worker is not None:
@@ -253,7 +258,15 @@ def main() -> int:
     server, port = service.start([sys.executable, "-m", "gradserve.server.cli", "serve",
                                   "--host", "127.0.0.1", "--port", "0", "--workers", "4",
                                   "--log-level", "WARNING"])
+    relay = None
     try:
+        if args.latency:
+            relay = subprocess.Popen(
+                [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                              "relay.py"), str(port), str(args.latency)],
+                text=True, stdout=subprocess.PIPE)
+            assert relay.stdout is not None
+            port = int(relay.stdout.readline())
         procs = {"old": _spawn(args.old, port), "new": _spawn(args.new, port)}
         cases = args.cases or list(CASES)
         times: dict[tuple[str, str], list[float]] = {(c, v): [] for c in cases for v in procs}
@@ -268,8 +281,10 @@ def main() -> int:
             p.stdin.close()
             p.wait()
     finally:
-        server.terminate()
-        server.wait()
+        for proc in (relay, server):
+            if proc is not None:
+                proc.terminate()
+                proc.wait()
     print(f"{'case':<19} {'old min':>9} {'new min':>9} {'old med':>9} {'new med':>9}  "
           f"(us of the client thread's CPU per op / per iteration, of the wall clock for "
           f"{', '.join(WALL)}; {args.rounds} rounds)")
