@@ -685,6 +685,85 @@ defop("diagonal_backward", _diagonal_backward,
       out_shape=lambda g, input_sizes, **kw: tuple(input_sizes))
 
 
+# --- unfold (sliding windows, a view) and its gradient --------------------------------------------
+
+
+def unfold_shape(shape: Sequence[int], dimension: int, size: int,
+                 step: int) -> tuple[int, ...]:
+    """The shape of `unfold(dimension, size, step)` of a tensor of `shape` (torch's errors):
+    the windows along `dimension`, each as the new last dim."""
+    d = wrap_dim(dimension, len(shape))
+    if size < 0:
+        raise errors.InvalidArgumentError(f"size is {size} but must be >= 0")
+    length = shape[d] if shape else 1
+    if size > length:
+        raise errors.InvalidArgumentError(
+            f"maximum size for tensor at dimension {d} is {length} but size is {size}")
+    if step <= 0:
+        raise errors.InvalidArgumentError(f"step is {step} but must be > 0")
+    if not shape:
+        return (size,)
+    return (*shape[:d], (length - size) // step + 1, *shape[d + 1:], size)
+
+
+def _unfold(x: Any, dimension: int, size: int, step: int) -> Any:
+    """The windows as a view of x (overlapping ones share elements, as torch's), writable where
+    x is."""
+    shape = unfold_shape(x.shape, dimension, size, step)
+    if x.ndim == 0:  # (size,) of its one element: size is 0 or 1
+        strides: tuple[int, ...] = (x.itemsize,)
+    else:
+        d = wrap_dim(dimension, x.ndim)
+        strides = (*x.strides[:d], x.strides[d] * step, *x.strides[d + 1:], x.strides[d])
+    # an ndarray on the memory's owner, whose base it then is, as a numpy view's (the limits
+    # and autograd's footprint read the owner; as_strided's base would be numpy's DummyArray)
+    owner = x if x.base is None else x.base
+    view = np.ndarray(shape, x.dtype, buffer=owner, offset=x.ctypes.data - owner.ctypes.data,
+                      strides=strides)
+    view.flags.writeable = x.flags.writeable
+    return view
+
+
+def _unfold_backward(g: Any, input_sizes: Sequence[int], dim: int, size: int,
+                     step: int) -> Any:
+    """torch's unfold_backward: each input element the sum, from zero in window order, of the
+    window elements it was (the windows' offsets taken from the last, so that every element
+    receives its windows' gradients first window first)."""
+    g = np.asarray(g)
+    sizes = tuple(input_sizes)
+    if unfold_shape(sizes, dim, size, step) != g.shape:
+        raise errors.InvalidArgumentError(
+            f"unfold_backward: grad of shape {list(g.shape)} is not the unfold of a tensor of "
+            f"shape {list(sizes)} (dim {dim}, size {size}, step {step})")
+    out = np.zeros(sizes or (1,), dtype=g.dtype)
+    d = wrap_dim(dim, len(sizes))
+    n = g.shape[d] if sizes else 1
+    for j in reversed(range(size)):
+        at = (slice(None),) * d + (slice(j, j + step * (n - 1) + 1, step),)
+        out[at] += g[..., j].reshape(out[at].shape)
+    return out.reshape(sizes)
+
+
+_UNFOLD_ATTRS = (AttrSpec("dimension", "int", required=True),
+                 AttrSpec("size", "int", required=True), AttrSpec("step", "int", required=True))
+
+defop("unfold", _unfold,
+      lambda ns, g, out, x, dimension, size, step: ns.unfold_backward(
+          g, input_sizes=x.shape, dim=dimension, size=size, step=step),
+      saves="input.shape", attrs=_UNFOLD_ATTRS, view=True,
+      doc="the windows of size elements, step apart, along dimension, as a new last dim (a view)",
+      out_shape=lambda x, dimension, size, step: unfold_shape(x.shape, dimension, size, step))
+defop("unfold_backward", _unfold_backward,
+      lambda ns, g, out, grad, input_sizes, dim, size, step: ns.unfold(
+          g, dimension=dim, size=size, step=step),
+      saves="", inputs=("grad_in",),
+      attrs=(AttrSpec("input_sizes", "ints", required=True), AttrSpec("dim", "int", required=True),
+             AttrSpec("size", "int", required=True), AttrSpec("step", "int", required=True)),
+      backward="UnfoldBackwardBackward0", method=False,
+      doc="unfold's gradient: each element the sum of the window elements it was",
+      out_shape=lambda g, input_sizes, **kw: tuple(input_sizes))
+
+
 def diag_embed_shape(shape: Sequence[int], offset: int = 0, dim1: int = -2,
                      dim2: int = -1) -> tuple[int, ...]:
     """The shape of `diag_embed(offset, dim1, dim2)` of a tensor of `shape` (torch's errors)."""

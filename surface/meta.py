@@ -96,7 +96,7 @@ def infer(op: str, inputs: Sequence[Any], attrs: Mapping[str, Any],
 
 VIEW_OPS = frozenset(("alias", "diagonal", "expand", "flatten", "permute", "reshape", "select",
                       "slice", "split", "split_with_sizes", "squeeze", "t", "transpose",
-                      "unbind", "unsqueeze"))
+                      "unbind", "unfold", "unsqueeze"))
 """The ops whose results may be views of their first input (the engine's `view=True`)."""
 _COPY_OR_VIEW = frozenset(("flatten", "reshape"))  # a view only when the layout allows it
 

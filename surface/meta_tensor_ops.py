@@ -1,5 +1,5 @@
 """`gradserve.surface.meta` rules for the tensor ops added with 0.2 (cumprod, roll, the
-diagonals, nan_to_num, glu, kron, baddbmm/addbmm, index_add): each result's shape, dtype and
+diagonals, unfold, nan_to_num, glu, kron, baddbmm/addbmm, index_add): each result's shape, dtype and
 requires_grad from the inputs' descriptions, `_Inexact` (no answer) wherever the engine might
 refuse the call or the rule does not model it. Ops whose result size depends on values
 (repeat_interleave, unique) have no rule: the server describes them."""
@@ -21,6 +21,7 @@ from .meta_base import (
     _float,
     _Inexact,
     _int,
+    _ints,
     _known,
     _meta,
     _one,
@@ -64,6 +65,40 @@ def _diagonal(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> li
     n = max(0, min(n1, n2 - offset) if offset >= 0 else min(n1 + offset, n2))
     rest = tuple(s for i, s in enumerate(shape) if i not in (a1, a2))
     return _meta((*rest, n), rank, grad and rg)
+
+
+@_rule("unfold")
+def _unfold(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset(("dimension", "size", "step")))
+    return _meta(_unfold_shape(shape, attrs, "dimension"), rank, grad and rg)
+
+
+@_rule("unfold_backward")
+def _unfold_backward(inputs: Sequence[Any], attrs: Mapping[str, Any],
+                     grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset(("input_sizes", "dim", "size", "step")))
+    given = attrs.get("input_sizes")
+    if not isinstance(given, (tuple, list)):
+        raise _Inexact
+    sizes = tuple(_ints(given))
+    if any(n < 0 for n in sizes):
+        raise _Inexact
+    if _unfold_shape(sizes, attrs, "dim") != tuple(shape):
+        raise _Inexact  # the engine refuses a gradient of another shape
+    return _meta(sizes, rank, grad and rg)
+
+
+def _unfold_shape(shape: Sequence[int], attrs: Mapping[str, Any], dim: str) -> tuple[int, ...]:
+    """unfold's result shape (engine/ops_shape.py `unfold_shape`), `_Inexact` where the engine
+    refuses the call."""
+    d = _wrap(_int(attrs.get(dim)), len(shape))
+    size, step = _int(attrs.get("size")), _int(attrs.get("step"))
+    length = shape[d] if shape else 1
+    if not 0 <= size <= length or step <= 0:
+        raise _Inexact
+    if not shape:
+        return (size,)
+    return (*shape[:d], (length - size) // step + 1, *shape[d + 1:], size)
 
 
 @_rule("diag_embed")

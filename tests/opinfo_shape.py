@@ -79,6 +79,19 @@ OPINFOS = [
            [Sample(((3,),), {"input_sizes": (3, 4)}),
             Sample(((2,),), {"input_sizes": (3, 4), "offset": -1}),
             Sample(((2, 3),), {"input_sizes": (3, 2, 4), "dim1": 0, "dim2": 2, "offset": 1})]),
+    OpInfo("unfold", lambda x, dimension, size, step: x.unfold(dimension, size, step),
+           [Sample(((7,),), {"dimension": 0, "size": 3, "step": 2}),
+            Sample(((7,),), {"dimension": 0, "size": 3, "step": 1}),  # overlapping windows
+            Sample(((2, 9),), {"dimension": -1, "size": 2, "step": 3}),  # elements left out
+            Sample(((3, 5, 4),), {"dimension": 1, "size": 5, "step": 1}),
+            Sample(((6,),), {"dimension": 0, "size": 1, "step": 1}),
+            Sample(((),), {"dimension": 0, "size": 1, "step": 1})]),
+    OpInfo("unfold_backward",
+           lambda g, input_sizes, dim, size, step: torch.ops.aten.unfold_backward(
+               g, input_sizes, dim, size, step),
+           [Sample(((3, 3),), {"input_sizes": (7,), "dim": 0, "size": 3, "step": 2}),
+            Sample(((5, 3),), {"input_sizes": (7,), "dim": 0, "size": 3, "step": 1}),
+            Sample(((2, 3, 2),), {"input_sizes": (2, 9), "dim": 1, "size": 2, "step": 3})]),
     OpInfo("diag_embed", lambda x, offset=0, dim1=-2, dim2=-1: torch.diag_embed(x, offset, dim1,
                                                                                  dim2),
            [Sample(((3,),)), Sample(((2, 3),), {"offset": 1}),
