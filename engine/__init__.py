@@ -49,6 +49,7 @@ from . import ops_conv as _ops_conv  # noqa: F401
 from . import ops_creation as _ops_creation  # noqa: F401
 from . import ops_decomp as _ops_decomp  # noqa: F401
 from . import ops_elementwise as _ops_elementwise  # noqa: F401  (registers ops)
+from . import ops_fold as _ops_fold  # noqa: F401
 from . import ops_index as _ops_index  # noqa: F401
 from . import ops_linalg as _ops_linalg  # noqa: F401
 from . import ops_math as _ops_math  # noqa: F401

@@ -30,8 +30,8 @@ from typing import Any
 from .memory_format import contiguous_format, preserve_format
 
 ALWAYS = frozenset((
-    "addbmm", "addmm", "arange", "baddbmm", "bmm", "dot", "eye", "full", "linspace", "matmul",
-    "mm", "ones", "outer", "rand", "randn", "zeros",
+    "addbmm", "addmm", "arange", "baddbmm", "bmm", "col2im", "dot", "eye", "full", "im2col",
+    "linspace", "matmul", "mm", "ones", "outer", "rand", "randn", "zeros",
 ))
 
 PRESERVED = frozenset((

@@ -12,6 +12,8 @@ from typing import Any
 from .meta_base import (
     _BOOL,
     _FLOAT,
+    _FLOAT32,
+    _FLOAT64,
     _INT32,
     _INT64,
     _PROMOTE_TABLE,
@@ -99,6 +101,52 @@ def _unfold_shape(shape: Sequence[int], attrs: Mapping[str, Any], dim: str) -> t
     if not shape:
         return (size,)
     return (*shape[:d], (length - size) // step + 1, *shape[d + 1:], size)
+
+
+@_rule("im2col")
+def _im2col(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset(_BLOCK_ATTRS))
+    kernel, dil, pad, st = (_block_pair(attrs, k) for k in _BLOCK_ATTRS)
+    if len(shape) not in (3, 4) or 0 in shape[-3:] or rank not in _FLOAT_RANKS:
+        raise _Inexact
+    bh, bw = (_sliding_blocks(shape[-2 + d], kernel[d], dil[d], pad[d], st[d]) for d in (0, 1))
+    if bh < 1 or bw < 1:
+        raise _Inexact
+    rows = shape[-3] * kernel[0] * kernel[1]
+    return _meta((*shape[:-3], rows, bh * bw), rank, grad and rg)
+
+
+@_rule("col2im")
+def _col2im(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset(("output_size", *_BLOCK_ATTRS)))
+    out = _block_pair(attrs, "output_size")
+    kernel, dil, pad, st = (_block_pair(attrs, k) for k in _BLOCK_ATTRS)
+    if len(shape) not in (2, 3) or 0 in shape[-2:] or rank not in _FLOAT_RANKS:
+        raise _Inexact
+    per = kernel[0] * kernel[1]
+    bh, bw = (_sliding_blocks(out[d], kernel[d], dil[d], pad[d], st[d]) for d in (0, 1))
+    if shape[-2] % per or bh < 1 or bw < 1 or shape[-1] != bh * bw:
+        raise _Inexact
+    return _meta((*shape[:-2], shape[-2] // per, *out), rank, grad and rg)
+
+
+_BLOCK_ATTRS = ("kernel_size", "dilation", "padding", "stride")
+_FLOAT_RANKS = frozenset((_FLOAT32, _FLOAT64))
+
+
+def _block_pair(attrs: Mapping[str, Any], name: str) -> tuple[int, int]:
+    """An im2col/col2im attribute's two ints, `_Inexact` where the engine refuses it."""
+    value = _ints(attrs.get(name))
+    if len(value) != 2:
+        raise _Inexact
+    low = 0 if name == "padding" else 1
+    if name != "output_size" and (value[0] < low or value[1] < low):
+        raise _Inexact
+    return value[0], value[1]
+
+
+def _sliding_blocks(size: int, kernel: int, dilation: int, padding: int, stride: int) -> int:
+    return (size + 2 * padding - (dilation * (kernel - 1) + 1)) // stride + 1
 
 
 @_rule("diag_embed")

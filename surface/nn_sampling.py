@@ -15,6 +15,8 @@ nn.ConstantPad*d / ZeroPad*d: the op `constant_pad_nd`) and pixel shuffling.
   rounds), indices and lambdas computed in the input's float type as torch's `upsample`
   kernels compute them.
 - pixel_shuffle / pixel_unshuffle are a reshape, a permute and a reshape.
+- F.unfold / F.fold (nn.Unfold, nn.Fold) are the engine's `im2col` / `col2im` (torch's nodes,
+  Im2ColBackward0 and Col2ImBackward0, and its errors).
 
 Values are torch's; the grad_fns are those of the composing ops, where torch records one node
 (AdaptiveAvgPool2DBackward0, AdaptiveMaxPool2DBackward0, UpsampleBilinear2DBackward0,
@@ -419,8 +421,37 @@ def pad(be: NNBackend, input: Any, pad: Any, mode: str = "constant", value: floa
         "pad": tuple(int(p) for p in pad), "value": 0 if value is None else value})
 
 
+# --- sliding blocks: F.unfold, F.fold ------------------------------------------------------------
+
+
+def _two(value: Any) -> tuple[int, ...]:
+    """torch's `_pair`: a sequence as it is (the engine checks that it holds two), a number
+    twice."""
+    if isinstance(value, (tuple, list)):
+        return tuple(int(v) for v in value)
+    return int(value), int(value)
+
+
+def unfold(be: NNBackend, input: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
+           stride: Any = 1) -> Any:
+    """Each sliding block of (N, C, H, W) or (C, H, W) as a column of (N, C * kh * kw, L): the
+    engine's `im2col` (Im2ColBackward0, torch's values and errors)."""
+    return be.call("im2col", (input,), {
+        "kernel_size": _two(kernel_size), "dilation": _two(dilation), "padding": _two(padding),
+        "stride": _two(stride)})
+
+
+def fold(be: NNBackend, input: Any, output_size: Any, kernel_size: Any, dilation: Any = 1,
+         padding: Any = 0, stride: Any = 1) -> Any:
+    """Columns (N, C * kh * kw, L) or (C * kh * kw, L) summed into images of output_size: the
+    engine's `col2im` (Col2ImBackward0; overlapping blocks add in torch's order)."""
+    return be.call("col2im", (input,), {
+        "output_size": _two(output_size), "kernel_size": _two(kernel_size),
+        "dilation": _two(dilation), "padding": _two(padding), "stride": _two(stride)})
+
+
 FUNCTIONS = (pad, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d,
-             adaptive_max_pool2d, interpolate, pixel_shuffle, pixel_unshuffle)
+             adaptive_max_pool2d, interpolate, pixel_shuffle, pixel_unshuffle, unfold, fold)
 """nn.functional's padding, adaptive pooling, interpolation and pixel shuffling (bound by
 `gradserve.surface.nn.build`)."""
 
@@ -594,9 +625,50 @@ class ZeroPad2d(ConstantPad2d):
         return f"{self.padding}"
 
 
+class Unfold(Module):
+    """F.unfold as a module: sliding blocks as columns."""
+
+    def __init__(self, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
+                 stride: Any = 1) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.dilation = dilation
+        self.padding = padding
+        self.stride = stride
+
+    def forward(self, input: Any) -> Any:
+        return unfold(self._be, input, self.kernel_size, self.dilation, self.padding,
+                      self.stride)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, dilation={self.dilation}, "
+                f"padding={self.padding}, stride={self.stride}")
+
+
+class Fold(Module):
+    """F.fold as a module: columns summed into images."""
+
+    def __init__(self, output_size: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
+                 stride: Any = 1) -> None:
+        super().__init__()
+        self.output_size = output_size
+        self.kernel_size = kernel_size
+        self.dilation = dilation
+        self.padding = padding
+        self.stride = stride
+
+    def forward(self, input: Any) -> Any:
+        return fold(self._be, input, self.output_size, self.kernel_size, self.dilation,
+                    self.padding, self.stride)
+
+    def extra_repr(self) -> str:
+        return (f"output_size={self.output_size}, kernel_size={self.kernel_size}, "
+                f"dilation={self.dilation}, padding={self.padding}, stride={self.stride}")
+
+
 MODULES: tuple[type[Module], ...] = (
     ConstantPad1d, ConstantPad2d, ZeroPad1d, ZeroPad2d,
     AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d, Upsample,
-    UpsamplingNearest2d, UpsamplingBilinear2d, PixelShuffle, PixelUnshuffle)
+    UpsamplingNearest2d, UpsamplingBilinear2d, PixelShuffle, PixelUnshuffle, Unfold, Fold)
 """The adaptive pooling, upsampling and pixel-shuffle classes `gradserve.surface.nn.build` binds
 to a backend."""
