@@ -56,6 +56,7 @@ from . import ops_math as _ops_math  # noqa: F401
 from . import ops_nn as _ops_nn  # noqa: F401
 from . import ops_norm as _ops_norm  # noqa: F401
 from . import ops_pack as _ops_pack  # noqa: F401
+from . import ops_pad as _ops_pad  # noqa: F401
 from . import ops_reduce as _ops_reduce  # noqa: F401
 from . import ops_rnn as _ops_rnn  # noqa: F401
 from . import ops_shape as _ops_shape  # noqa: F401

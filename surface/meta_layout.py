@@ -31,7 +31,8 @@ from .memory_format import contiguous_format, preserve_format
 
 ALWAYS = frozenset((
     "addbmm", "addmm", "arange", "baddbmm", "bmm", "col2im", "dot", "eye", "full", "im2col",
-    "linspace", "matmul", "mm", "ones", "outer", "rand", "randn", "zeros",
+    "linspace", "matmul", "mm", "ones", "outer", "rand", "randn", "reflection_pad",
+    "reflection_pad_backward", "replication_pad", "replication_pad_backward", "zeros",
 ))
 
 PRESERVED = frozenset((

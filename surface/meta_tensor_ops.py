@@ -149,6 +149,44 @@ def _sliding_blocks(size: int, kernel: int, dilation: int, padding: int, stride:
     return (size + 2 * padding - (dilation * (kernel - 1) + 1)) // stride + 1
 
 
+@_rule("reflection_pad", "replication_pad")
+def _mode_pad(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset(("padding",)))
+    if rank == _BOOL:
+        raise _Inexact  # refused
+    return _meta(_mode_pad_shape(shape, _ints(attrs.get("padding"))), rank, grad and rg)
+
+
+@_rule("reflection_pad_backward", "replication_pad_backward")
+def _mode_pad_backward(inputs: Sequence[Any], attrs: Mapping[str, Any],
+                       grad: bool) -> list[Meta]:
+    shape, rank, rg = _one(inputs, attrs, frozenset(("input_size", "padding")))
+    given = attrs.get("input_size")
+    if not isinstance(given, (tuple, list)):
+        raise _Inexact
+    size = tuple(_ints(given))
+    if _mode_pad_shape(size, _ints(attrs.get("padding"))) != tuple(shape):
+        raise _Inexact
+    return _meta(size, rank, grad and rg)
+
+
+def _mode_pad_shape(shape: Sequence[int], padding: Sequence[int]) -> tuple[int, ...]:
+    """A reflection or replication padding's result, `_Inexact` wherever the engine might refuse
+    it (engine/ops_pad.py `pad_shape`: a pad past a reflected dim is left to the server)."""
+    k = len(padding) // 2
+    if len(padding) not in (2, 4, 6) or len(shape) not in (k + 1, k + 2) or (
+            0 in shape[len(shape) - k - 1:]):
+        raise _Inexact
+    out = list(shape)
+    for d in range(k):
+        lo, hi = padding[2 * d], padding[2 * d + 1]
+        n = shape[len(shape) - 1 - d]
+        if lo >= n or hi >= n or n + lo + hi < 1:
+            raise _Inexact
+        out[len(shape) - 1 - d] = n + lo + hi
+    return tuple(out)
+
+
 @_rule("diag_embed")
 def _diag_embed(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
     shape, rank, rg = _one(inputs, attrs, frozenset(("offset", "dim1", "dim2")))

@@ -1,5 +1,6 @@
-"""Adaptive pooling, interpolation (`F.interpolate`, nn.Upsample), constant padding (`F.pad`,
-nn.ConstantPad*d / ZeroPad*d: the op `constant_pad_nd`) and pixel shuffling.
+"""Adaptive pooling, interpolation (`F.interpolate`, nn.Upsample), padding (`F.pad`:
+nn.ConstantPad*d / ZeroPad*d are the op `constant_pad_nd`, nn.ReflectionPad*d and
+ReplicationPad*d the ops `reflection_pad` and `replication_pad`) and pixel shuffling.
 
 - Adaptive average pooling to 1 x 1 is torch's own composition, `mean` over the spatial dims
   (MeanBackward1). Other sizes gather each window with one `index_select` (torch's windows:
@@ -398,27 +399,51 @@ def pixel_unshuffle(be: NNBackend, input: Any, downscale_factor: int) -> Any:
 def pad(be: NNBackend, input: Any, pad: Any, mode: str = "constant", value: float | None = None
         ) -> Any:
     """input padded by `pad` ((left, right) pairs from the last dim backwards; negative entries
-    crop): torch's F.pad in its constant mode, the op `constant_pad_nd` (grad_fn
-    ConstantPadNdBackward0).
+    crop): torch's F.pad. The constant mode is the op `constant_pad_nd` (grad_fn
+    ConstantPadNdBackward0); "reflect" and "replicate" of the last 1, 2 or 3 dims the ops
+    `reflection_pad` and `replication_pad` (ReflectionPad2DBackward0, ...).
 
     Args:
         input: the tensor.
-        pad: an even number of ints, at most two per dim.
-        mode: "constant" (reflect, replicate and circular are not supported).
-        value: the fill value (default 0).
+        pad: an even number of ints, at most two per dim (2, 4 or 6 for the other modes).
+        mode: "constant", "reflect" or "replicate" ("circular" is not supported).
+        value: the fill value (default 0; the constant mode's only).
 
     Returns:
         The padded tensor.
 
     Raises:
-        RuntimeError: torch's pad-length errors.
-        NotImplementedError: another mode.
+        RuntimeError: torch's pad-length and value errors.
+        NotImplementedError: torch's for an unknown mode or a pad length the input's dims do
+            not take; "circular".
     """
-    if mode != "constant":
-        raise NotImplementedError(f"F.pad: mode={mode!r} is not supported by gradserve (only "
-                                  "'constant')")
-    return be.call("constant_pad_nd", (input,), {
-        "pad": tuple(int(p) for p in pad), "value": 0 if value is None else value})
+    pads = tuple(int(p) for p in pad)
+    if mode == "constant":
+        return be.call("constant_pad_nd", (input,), {
+            "pad": pads, "value": 0 if value is None else value})
+    if mode not in ("reflect", "replicate", "circular"):
+        raise NotImplementedError(f"Unrecognised padding mode {mode}")
+    ndim = len(be.shape(input))
+    if len(pads) % 2:
+        raise be.runtime_error("Padding length must be divisible by 2")
+    if len(pads) > 2 * ndim:
+        raise be.runtime_error(
+            "Padding length should be less than or equal to two times the input dimension but "
+            f"got padding length {len(pads)} and input of dimension {ndim}")
+    if value is not None and value != 0:
+        raise be.runtime_error(f'Padding mode "{mode}" doesn\'t take in value argument')
+    if len(pads) not in (2, 4, 6) or ndim not in (len(pads) // 2 + 1, len(pads) // 2 + 2):
+        raise NotImplementedError(
+            f"Padding size {len(pads)} is not supported for {ndim}D input tensor.\n"
+            "Supported combinations for non-constant padding:\n"
+            "  - 2D or 3D input: padding size = 2 (pads last dimension)\n"
+            "  - 3D or 4D input: padding size = 4 (pads last 2 dimensions)\n"
+            "  - 4D or 5D input: padding size = 6 (pads last 3 dimensions)")
+    if mode == "circular":
+        raise NotImplementedError("F.pad: mode='circular' is not supported by gradserve ("
+                                  "'constant', 'reflect' and 'replicate' are)")
+    op = "reflection_pad" if mode == "reflect" else "replication_pad"
+    return be.call(op, (input,), {"padding": pads})
 
 
 # --- sliding blocks: F.unfold, F.fold ------------------------------------------------------------
@@ -625,6 +650,58 @@ class ZeroPad2d(ConstantPad2d):
         return f"{self.padding}"
 
 
+class _PadNd(Module):
+    _d: int
+    _mode: str
+
+    def __init__(self, padding: Any) -> None:
+        super().__init__()
+        self.padding = tuple(padding) if isinstance(padding, (tuple, list)) else (
+            (int(padding),) * (2 * self._d))
+
+    def forward(self, input: Any) -> Any:
+        return pad(self._be, input, self.padding, self._mode)
+
+    def extra_repr(self) -> str:
+        return f"{self.padding}"
+
+
+class ReflectionPad1d(_PadNd):
+    """Pads the last dim with its reflection about the edge: padding (left, right) or one int."""
+
+    _d, _mode = 1, "reflect"
+
+
+class ReflectionPad2d(_PadNd):
+    """Pads the last two dims with their reflection: (left, right, top, bottom) or one int."""
+
+    _d, _mode = 2, "reflect"
+
+
+class ReflectionPad3d(_PadNd):
+    """Pads the last three dims with their reflection: six ints or one."""
+
+    _d, _mode = 3, "reflect"
+
+
+class ReplicationPad1d(_PadNd):
+    """Pads the last dim with copies of its edge: padding (left, right) or one int."""
+
+    _d, _mode = 1, "replicate"
+
+
+class ReplicationPad2d(_PadNd):
+    """Pads the last two dims with copies of their edges: (left, right, top, bottom) or one."""
+
+    _d, _mode = 2, "replicate"
+
+
+class ReplicationPad3d(_PadNd):
+    """Pads the last three dims with copies of their edges: six ints or one."""
+
+    _d, _mode = 3, "replicate"
+
+
 class Unfold(Module):
     """F.unfold as a module: sliding blocks as columns."""
 
@@ -669,6 +746,8 @@ class Fold(Module):
 MODULES: tuple[type[Module], ...] = (
     ConstantPad1d, ConstantPad2d, ZeroPad1d, ZeroPad2d,
     AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d, Upsample,
-    UpsamplingNearest2d, UpsamplingBilinear2d, PixelShuffle, PixelUnshuffle, Unfold, Fold)
+    UpsamplingNearest2d, UpsamplingBilinear2d, PixelShuffle, PixelUnshuffle, Unfold, Fold,
+    ReflectionPad1d, ReflectionPad2d, ReflectionPad3d, ReplicationPad1d, ReplicationPad2d,
+    ReplicationPad3d)
 """The adaptive pooling, upsampling and pixel-shuffle classes `gradserve.surface.nn.build` binds
 to a backend."""

@@ -175,6 +175,23 @@ _upsample("upsample_nearest", "Backward0")
 _upsample("upsample_nearest_backward", "BackwardBackward0")
 
 
+def _mode_pad(op: str, kind: str, suffix: str) -> None:
+    """reflection / replication padding: torch's 1-D, 2-D or 3-D kernel by the padding's
+    length (engine/ops_pad.py)."""
+    def rule(args: Sequence[Any], attrs: Mapping[str, Any]) -> str | None:
+        padding = attrs.get("padding")
+        if not isinstance(padding, (tuple, list)) or len(padding) not in (2, 4, 6):
+            return None
+        return f"{kind}{len(padding) // 2}D{suffix}"
+    _register(op)(rule)
+
+
+_mode_pad("reflection_pad", "ReflectionPad", "Backward0")
+_mode_pad("reflection_pad_backward", "ReflectionPad", "BackwardBackward0")
+_mode_pad("replication_pad", "ReplicationPad", "Backward0")
+_mode_pad("replication_pad_backward", "ReplicationPad", "BackwardBackward0")
+
+
 @_register("nll_loss")
 def _nll_loss(args: Sequence[Any], attrs: Mapping[str, Any]) -> str | None:
     # torch runs inputs of 3 or more dims as 4-dim nll_loss2d, viewing other ranks to 4 dims
