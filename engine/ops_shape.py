@@ -708,7 +708,7 @@ def unfold_shape(shape: Sequence[int], dimension: int, size: int,
 
 def _unfold(x: Any, dimension: int, size: int, step: int) -> Any:
     """The windows as a view of x (overlapping ones share elements, as torch's), writable where
-    x is."""
+    x is and the windows do not overlap."""
     shape = unfold_shape(x.shape, dimension, size, step)
     if x.ndim == 0:  # (size,) of its one element: size is 0 or 1
         strides: tuple[int, ...] = (x.itemsize,)
@@ -720,7 +720,11 @@ def _unfold(x: Any, dimension: int, size: int, step: int) -> Any:
     owner = x if x.base is None else x.base
     view = np.ndarray(shape, x.dtype, buffer=owner, offset=x.ctypes.data - owner.ctypes.data,
                       strides=strides)
-    view.flags.writeable = x.flags.writeable
+    # Overlapping windows (step < size, two or more of them) are read-only, so an in-place
+    # write to them is refused (as to an expanded tensor): torch runs one, writing shared
+    # elements several times in its loop's order, with values no rule gives.
+    overlapping = x.ndim and step < size and shape[wrap_dim(dimension, x.ndim)] > 1
+    view.flags.writeable = bool(x.flags.writeable and not overlapping)
     return view
 
 

@@ -90,6 +90,31 @@ def test_the_windows_are_a_view_of_the_input(gradserve_lib):
     assert states[0] == states[1]
 
 
+def test_non_overlapping_windows_take_in_place_writes_as_torch(gradserve_lib):
+    def run(t):
+        a = t.tensor(np.arange(8, dtype=np.float32) / 3, requires_grad=True)
+        b = a * 1.0
+        v = b.unfold(0, 2, 2)
+        v.mul_(3.0)
+        b.square().sum().backward()
+        return b.tolist(), a.grad.tolist(), b.grad_fn.name(), v.grad_fn.name()
+    got, want = _both(gradserve_lib, run)
+    assert got == want and got[0] == "ok"
+
+
+def test_an_in_place_write_to_overlapping_windows_is_refused(gradserve_lib):
+    # torch writes shared elements once per window, in its loop's order; gradserve refuses
+    x = gradserve_lib.arange(8.0)
+    with pytest.raises(RuntimeError, match="refers to a single memory location"):
+        x.unfold(0, 3, 1).mul_(3.0)
+        x.tolist()
+    assert x.tolist() == list(range(8))
+    y = gradserve_lib.arange(8.0)
+    y.unfold(0, 3, 1).clone().mul_(3.0)  # a copy takes it
+    y.unfold(0, 3, 8).mul_(2.0)  # one window overlaps nothing
+    assert y.tolist() == [0.0, 2.0, 4.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+
+
 def test_second_derivatives_are_torchs(gradserve_lib):
     outs = []
     for lib in (gradserve_lib, torch):
