@@ -731,8 +731,9 @@ def _unfold(x: Any, dimension: int, size: int, step: int) -> Any:
 def _unfold_backward(g: Any, input_sizes: Sequence[int], dim: int, size: int,
                      step: int) -> Any:
     """torch's unfold_backward: each input element the sum, from zero in window order, of the
-    window elements it was (the windows' offsets taken from the last, so that every element
-    receives its windows' gradients first window first)."""
+    window elements it was. One numpy addition per window (first to last), or, when windows
+    outnumber their size, per offset in a window (last to first: every element still receives
+    its windows' gradients first window first): at most sqrt(g.size) Python steps."""
     g = np.asarray(g)
     sizes = tuple(input_sizes)
     if unfold_shape(sizes, dim, size, step) != g.shape:
@@ -742,9 +743,16 @@ def _unfold_backward(g: Any, input_sizes: Sequence[int], dim: int, size: int,
     out = np.zeros(sizes or (1,), dtype=g.dtype)
     d = wrap_dim(dim, len(sizes))
     n = g.shape[d] if sizes else 1
-    for j in reversed(range(size)):
-        at = (slice(None),) * d + (slice(j, j + step * (n - 1) + 1, step),)
-        out[at] += g[..., j].reshape(out[at].shape)
+    if not sizes:
+        g = g.reshape(1, size)
+    lead = (slice(None),) * d
+    if n <= size:
+        for w in range(n):
+            out[lead + (slice(w * step, w * step + size),)] += np.moveaxis(g[lead + (w,)], -1, d)
+    else:
+        for j in reversed(range(size)):
+            at = lead + (slice(j, j + step * (n - 1) + 1, step),)
+            out[at] += g[..., j]
     return out.reshape(sizes)
 
 
