@@ -106,10 +106,32 @@ def builtin_error(fn: Any, t: Any) -> tuple[str, str]:
     built-in ones) and its message, for comparing gradserve's refusals with torch's."""
     try:
         fn(t)
-    except Exception as exc:  # a session's error also names the line that recorded it
-        builtin = next(c for c in type(exc).__mro__ if c.__module__ == "builtins")
-        return builtin.__name__, str(exc).split("\ngradserve:")[0]
+    except Exception as exc:  # noqa: BLE001 - the type and text are what is compared
+        return _builtin(exc)
     raise AssertionError("no error")
+
+
+def outcome(fn: Any, t: Any) -> tuple[str, Any]:
+    """("ok", fn(t)), or, when it raises, what `builtin_error` gives: the built-in type's name
+    and the message."""
+    try:
+        return "ok", fn(t)
+    except Exception as exc:  # noqa: BLE001 - the type and text are what is compared
+        return _builtin(exc)
+
+
+def same_outcome(lib: Any, fn: Any) -> tuple[str, Any]:
+    """fn(lib) (gradserve, in process or a session) comes out as fn(torch) does: the same
+    values, or the same built-in error and message. Returns torch's outcome."""
+    got, want = outcome(fn, lib), outcome(fn, torch)
+    assert got == want
+    return want
+
+
+def _builtin(exc: BaseException) -> tuple[str, str]:
+    # a session's error also names the line that recorded it
+    builtin = next(c for c in type(exc).__mro__ if c.__module__ == "builtins")
+    return builtin.__name__, str(exc).split("\ngradserve:")[0]
 
 
 def cpu_flags() -> set[str]:

@@ -7,22 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.reference import torch
-
-
-def _outcome(lib, fn):
-    """("ok", fn(lib)) or (the exception's builtin type name, its message)."""
-    try:
-        return ("ok", fn(lib))
-    except Exception as exc:  # noqa: BLE001 - compared with torch's
-        builtin = next(k for k in type(exc).__mro__ if k.__module__ == "builtins")
-        return (builtin.__name__, str(exc))
-
-
-def _same(lib, fn):
-    got, want = _outcome(lib, fn), _outcome(torch, fn)
-    assert got == want
-    return want
+from tests.reference import same_outcome
 
 
 def _data(shape, seed):
@@ -52,7 +37,7 @@ def test_unfold_values_and_gradients(gradserve_lib, shape, kernel, kw):
         w = t.tensor(_data(tuple(u.shape), 7))
         (u * w).sum().backward()
         return tuple(u.shape), u.tolist(), x.grad.tolist(), u.grad_fn.name(), u.is_contiguous()
-    assert _same(gradserve_lib, run)[0] == "ok"
+    assert same_outcome(gradserve_lib, run)[0] == "ok"
 
 
 @pytest.mark.parametrize("shape, out, kernel, kw", [
@@ -71,7 +56,7 @@ def test_fold_values_and_gradients(gradserve_lib, shape, out, kernel, kw):
         w = t.tensor(_data(tuple(f.shape), 8))
         (f * w).sum().backward()
         return tuple(f.shape), f.tolist(), x.grad.tolist(), f.grad_fn.name()
-    assert _same(gradserve_lib, run)[0] == "ok"
+    assert same_outcome(gradserve_lib, run)[0] == "ok"
 
 
 def test_a_huge_padding_allocates_no_padded_image(gradserve_lib):
@@ -82,7 +67,7 @@ def test_a_huge_padding_allocates_no_padded_image(gradserve_lib):
         u = t.nn.functional.unfold(x, 1, padding=2**20, stride=2**21)
         u.sum().backward()
         return tuple(u.shape), u.tolist(), x.grad.tolist()
-    assert _same(gradserve_lib, run)[0] == "ok"
+    assert same_outcome(gradserve_lib, run)[0] == "ok"
 
 
 def test_second_derivatives(gradserve_lib):
@@ -94,7 +79,7 @@ def test_second_derivatives(gradserve_lib):
         (g,) = t.autograd.grad(f.pow(2).sum(), x, create_graph=True)
         (gg,) = t.autograd.grad(g.sum(), x)
         return g.tolist(), gg.tolist(), g.grad_fn.name()
-    assert _same(gradserve_lib, run)[0] == "ok"
+    assert same_outcome(gradserve_lib, run)[0] == "ok"
 
 
 @pytest.mark.parametrize("shape, args", [
@@ -102,7 +87,8 @@ def test_second_derivatives(gradserve_lib):
     ((1, 1, 5, 6), (2, 0)), ((1, 1, 5, 6), (2, 1, -1)), ((1, 1, 5, 6), (2, 1, 0, 0)),
     ((1, 1, 5, 6), ((2, 2, 2),)), ((1, 0, 5, 6), (2,)), ((0, 5, 6), (2,))])
 def test_unfold_errors(gradserve_lib, shape, args):
-    got = _same(gradserve_lib, lambda t: t.nn.functional.unfold(t.zeros(*shape), *args).tolist())
+    got = same_outcome(gradserve_lib,
+                       lambda t: t.nn.functional.unfold(t.zeros(*shape), *args).tolist())
     assert got[0] != "ok"
 
 
@@ -111,12 +97,13 @@ def test_unfold_errors(gradserve_lib, shape, args):
     ((1, 4, 9), ((4, 4), 2, 1, 0, 0)), ((1, 4, 9), ((4, 4), 2, 0)),
     ((1, 4, 9), ((4, 4), 2, 1, -1)), ((1, 4, 1), ((1, 1), 2)), ((1, 4, 9), ((4, 4, 4), 2))])
 def test_fold_errors(gradserve_lib, shape, args):
-    got = _same(gradserve_lib, lambda t: t.nn.functional.fold(t.ones(*shape), *args).tolist())
+    got = same_outcome(gradserve_lib,
+                       lambda t: t.nn.functional.fold(t.ones(*shape), *args).tolist())
     assert got[0] != "ok"
 
 
 def test_integer_inputs_are_refused_as_torch_refuses_them(gradserve_lib):
-    got = _same(gradserve_lib, lambda t: t.nn.functional.unfold(
+    got = same_outcome(gradserve_lib, lambda t: t.nn.functional.unfold(
         t.zeros(1, 1, 4, 4, dtype=t.int64), 2).tolist())
     assert got == ("NotImplementedError", "\"im2col_out_cpu\" not implemented for 'Long'")
 
@@ -127,7 +114,7 @@ def test_modules_and_their_reprs(gradserve_lib):
         fold = t.nn.Fold(output_size=(5, 6), kernel_size=(2, 3), padding=1, stride=2)
         x = t.tensor(_data((2, 3, 5, 6), 4))
         return repr(unf), repr(fold), fold(unf(x)).tolist()
-    assert _same(gradserve_lib, run)[0] == "ok"
+    assert same_outcome(gradserve_lib, run)[0] == "ok"
 
 
 def test_the_convolution_of_torchs_unfold_docs(gradserve_lib):
@@ -142,4 +129,4 @@ def test_the_convolution_of_torchs_unfold_docs(gradserve_lib):
         conv = t.nn.functional.conv2d(inp, w)
         return (tuple(out.shape), out.tolist(), inp.grad.tolist(), w.grad.tolist(),
                 (out - conv).abs().max().item() < 1e-3)
-    assert _same(gradserve_lib, run)[0] == "ok"
+    assert same_outcome(gradserve_lib, run)[0] == "ok"

@@ -8,22 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.reference import torch
-
-
-def _outcome(lib, fn):
-    """("ok", fn(lib)) or (the exception's builtin type name, its message)."""
-    try:
-        return ("ok", fn(lib))
-    except Exception as exc:  # noqa: BLE001 - compared with torch's
-        builtin = next(k for k in type(exc).__mro__ if k.__module__ == "builtins")
-        return (builtin.__name__, str(exc))
-
-
-def _same(lib, fn):
-    got, want = _outcome(lib, fn), _outcome(torch, fn)
-    assert got == want
-    return want
+from tests.reference import outcome, same_outcome, torch
 
 
 def _data(shape, seed):
@@ -50,7 +35,7 @@ def test_values_and_gradients(gradserve_lib, mode, shape, pad):
         w = t.tensor(_data(tuple(y.shape), 5))
         (y * w).sum().backward()
         return tuple(y.shape), y.tolist(), x.grad.tolist(), y.grad_fn.name(), y.is_contiguous()
-    assert _same(gradserve_lib, run)[0] == "ok"
+    assert same_outcome(gradserve_lib, run)[0] == "ok"
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate"])
@@ -61,7 +46,7 @@ def test_second_derivatives(gradserve_lib, mode):
         (g,) = t.autograd.grad((y ** 2).sum(), x, create_graph=True)
         (gg,) = t.autograd.grad((g ** 2).sum(), x)
         return g.tolist(), gg.tolist(), g.grad_fn.name()
-    assert _same(gradserve_lib, run)[0] == "ok"
+    assert same_outcome(gradserve_lib, run)[0] == "ok"
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate"])
@@ -72,7 +57,7 @@ def test_second_derivatives(gradserve_lib, mode):
     ((1, 2, 3, 4, 5), (1, 1, 1, 1, 3, 0)), ((2, 3, 0), (1, 1)), ((5,), (1, 1)),
     ((1, 2, 5), (1, 1, 1)), ((5,), (1, 1, 1, 1)), ((1, 2, 3, 4, 5), (1, 1, 1, 1))])
 def test_errors(gradserve_lib, mode, shape, pad):
-    got = _same(gradserve_lib, lambda t: t.nn.functional.pad(
+    got = same_outcome(gradserve_lib, lambda t: t.nn.functional.pad(
         t.zeros(*shape), pad, mode=mode).tolist())
     if mode == "reflect":  # (replicate takes pads as wide as it likes)
         assert got[0] != "ok"
@@ -81,14 +66,14 @@ def test_errors(gradserve_lib, mode, shape, pad):
 @pytest.mark.parametrize("mode", ["reflect", "replicate"])
 def test_dtypes(gradserve_lib, mode):
     for dtype in ("bool", "int64", "uint8", "float64"):
-        _same(gradserve_lib, lambda t, d=dtype: t.nn.functional.pad(
+        same_outcome(gradserve_lib, lambda t, d=dtype: t.nn.functional.pad(
             t.ones(1, 2, 4, 5, dtype=getattr(t, d)), (1, 1, 1, 1), mode=mode).tolist())
 
 
 def test_the_value_argument_and_unknown_modes(gradserve_lib):
     x = np.ones((1, 2, 5), np.float32)
     for mode, value in (("reflect", 1.0), ("reflect", 0.0), ("bogus", None)):
-        _same(gradserve_lib, lambda t, m=mode, v=value: t.nn.functional.pad(
+        same_outcome(gradserve_lib, lambda t, m=mode, v=value: t.nn.functional.pad(
             t.tensor(x), (1, 1), mode=m, value=v).tolist())
 
 
@@ -101,8 +86,8 @@ def test_modules_and_reprs(gradserve_lib):
             [(2, 3, 4), (1, 2, 3, 4), (1, 2, 3, 3, 4)]))
         outs = [m(x) for m, x in zip(mods, (x1, x2, x3, x1, x2, x3))]
         return [repr(m) for m in mods], [o.tolist() for o in outs]
-    assert _same(gradserve_lib, run)[0] == "ok"
-    _same(gradserve_lib, lambda t: t.nn.ReflectionPad2d(1)(t.zeros(3, 4)).tolist())
+    assert same_outcome(gradserve_lib, run)[0] == "ok"
+    same_outcome(gradserve_lib, lambda t: t.nn.ReflectionPad2d(1)(t.zeros(3, 4)).tolist())
 
 
 def test_a_cyclegan_residual_block(gradserve_lib):
@@ -117,7 +102,7 @@ def test_a_cyclegan_residual_block(gradserve_lib):
         y.square().mean().backward()
         return (tuple(y.shape), y.grad_fn.name(), np.asarray(y.tolist()),
                 np.asarray(x.grad.tolist()), np.asarray(block[1].weight.grad.tolist()))
-    got, want = _outcome(gradserve_lib, run), _outcome(torch, run)
+    got, want = outcome(run, gradserve_lib), outcome(run, torch)
     assert got[0] == want[0] == "ok"
     assert got[1][:2] == want[1][:2]
     for a, b in zip(got[1][2:], want[1][2:]):
