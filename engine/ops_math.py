@@ -245,6 +245,79 @@ defop("addcdiv", _addcdiv,
       doc="input + value * tensor1 / tensor2",
       out_bound=temporaries(broadcast_shape, results=2))
 
+
+# --- lerp: input + weight * (end - input) -------------------------------------------------------
+
+# torch's C++ names of the dtypes, in its lerp messages ("expected dtype float for `end`")
+_CPP_NAMES = {"bool": "bool", "uint8": "unsigned char", "int8": "signed char",
+              "int16": "short int", "int32": "int", "int64": "long int", "float32": "float",
+              "float64": "double"}
+
+
+def _lerp_dtype(args: Any, attrs: Any) -> tuple[Any, Any]:
+    """torch's lerp checks: `end`, and a weight tensor of one or more dims, of input's dtype;
+    floating types only. The result is input's dtype. (`lerp` takes a weight tensor,
+    `lerp_scalar` a number: torch's lerp.Tensor and lerp.Scalar.)"""
+    x, end = args[0], args[1]
+    weight = args[2] if len(args) > 2 else None
+    d = x.dtype
+    if end.dtype is not d:
+        raise errors.InvalidArgumentError(
+            f"expected dtype {_CPP_NAMES[d.name]} for `end` but got dtype "
+            f"{_CPP_NAMES[end.dtype.name]}")
+    if len(args) > 2 and not _is_tensor(weight):
+        raise errors.InvalidTypeError("lerp(): weight must be a tensor (lerp_scalar takes a "
+                                      "number)")
+    if weight is not None and weight.ndim and weight.dtype is not d:
+        raise errors.InvalidArgumentError(
+            f"expected dtype {_CPP_NAMES[d.name]} for `weight` but got dtype "
+            f"{_CPP_NAMES[weight.dtype.name]}")
+    if not d.is_floating_point:
+        kernel = "lerp_kernel_tensor" if weight is not None else "lerp_kernel_scalar"
+        raise errors.NotImplementedFunctionError(
+            f"\"{kernel}\" not implemented for '{TYPE_WORDS[d.name]}'")
+    return d, d
+
+
+def _lerp(x: Any, end: Any, weight: Any) -> Any:
+    """torch's lerp kernel: `fmadd(coeff, end - input, base)`, coeff and base weight and input
+    where |weight| < 0.5, else weight - 1 and end (so a weight of 1 gives `end` exactly); one
+    fused multiply-add, in the input's dtype (a number or 0-d weight cast to it)."""
+    dtype = x.dtype.type
+    w = np.asarray(weight).astype(x.dtype) if np.ndim(weight) else dtype(np.asarray(weight))
+    diff = np.subtract(end, x)
+    small = np.abs(w) < dtype(0.5)
+    coeff = np.where(small, w, w - dtype(1))
+    base = np.where(small, x, end)
+    if x.dtype == np.float32:
+        return np.asarray(fma32(coeff, diff, base), np.float32).reshape(
+            np.broadcast_shapes(np.shape(x), np.shape(end), np.shape(w)))
+    return fma64(*np.broadcast_arrays(coeff, diff, base))
+
+
+_LERP_DOC = ("input + weight * (end - input), one fused multiply-add as torch's kernel (weight "
+             "a tensor{}")
+# coefficient, difference and base, then the float64 sums of the fused multiply-add
+_LERP_BOUND = temporaries(broadcast_shape, results=3, result_bytes=16)
+
+# derivatives.yaml, lerp.Tensor: self grad * (1 - weight), end grad * weight, weight
+# grad * (end - self)
+defop("lerp", _lerp,
+      lambda ns, g, out, x, end, weight: g * (1 - weight),
+      lambda ns, g, out, x, end, weight: g * weight,
+      lambda ns, g, out, x, end, weight: g * (end - x),
+      saves=("weight", "weight", "input end"), inputs=("input", "end", "weight"),
+      dtype=_lerp_dtype, backward="LerpBackward1", inplace=True,
+      doc=_LERP_DOC.format("; lerp_scalar: a number)"), out_bound=_LERP_BOUND)
+# lerp.Scalar: self grad * (1 - weight) (the factor in double), end grad * weight; the node
+# keeps the number only (a second backward through it works, as torch's)
+defop("lerp_scalar", _lerp,
+      lambda ns, g, out, x, end, weight: g * (1 - weight),
+      lambda ns, g, out, x, end, weight: g * weight,
+      saves=("", ""), inputs=("input", "end"), attrs=(AttrSpec("weight", "scalar", required=True),),
+      dtype=_lerp_dtype, backward="LerpBackward0", inplace=True, method=False,
+      doc=_LERP_DOC.format(" of a number; lerp: a tensor)"), out_bound=_LERP_BOUND)
+
 # --- clamp_min, clamp_max: clamp with one bound, torch's own nodes --------------------------------
 
 

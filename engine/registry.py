@@ -57,8 +57,8 @@ _TORCH_NAMES = {"input": "self", "min": "min, max 0", "max": "min, max 1"}
 POINTWISE = frozenset((
     "add_scalar", "addcdiv", "addcmul", "celu", "div_scalar", "elu", "erf", "erfc", "expm1",
     "frac", "gelu", "hardsigmoid", "hardsigmoid_backward", "hardswish", "hardtanh", "leaky_relu",
-    "log1p", "log_sigmoid", "mish", "mul_scalar", "nan_to_num", "relu", "round", "rsqrt",
-    "selu", "sigmoid", "sigmoid_backward", "silu", "softplus", "tanh_backward",
+    "lerp", "lerp_scalar", "log1p", "log_sigmoid", "mish", "mul_scalar", "nan_to_num", "relu",
+    "round", "rsqrt", "selu", "sigmoid", "sigmoid_backward", "silu", "softplus", "tanh_backward",
     "threshold_backward", "xlogy",
 ))
 

@@ -117,6 +117,28 @@ for _name in ("clamp_min", "clamp_max"):
 _elementwise("addcmul", 3, _PROMOTE, attrs={"value": _scalar}, accepts=_not_bool)
 
 
+@_rule("lerp", "lerp_scalar")
+def _lerp(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
+    # engine/ops_math.py `_lerp_dtype`: end, and a weight tensor of any dims, of input's
+    # floating dtype (a 0-d weight of another dtype is cast); the result is input's dtype
+    if len(inputs) not in (2, 3) or (len(inputs) == 3) == ("weight" in attrs):
+        raise _Inexact
+    (xs, xr, xg), (es, er, eg) = _tensor(inputs[0]), _tensor(inputs[1])
+    if er != xr or xr < _FLOAT:
+        raise _Inexact
+    ws: tuple[int, ...] = ()
+    wg = False
+    if len(inputs) == 3:
+        ws, wr, wg = _tensor(inputs[2])
+        if ws and wr != xr:
+            raise _Inexact
+    else:
+        _known(attrs, frozenset(("weight",)))
+        if type(attrs["weight"]) not in (bool, int, float):
+            raise _Inexact
+    return _meta(_broadcast(_broadcast(xs, es), ws), xr, grad and (xg or eg or wg))
+
+
 @_rule("addcdiv")
 def _addcdiv(inputs: Sequence[Any], attrs: Mapping[str, Any], grad: bool) -> list[Meta]:
     if len(inputs) != 3 or max(_tensor(inputs[1])[1], _tensor(inputs[2])[1]) < _FLOAT:

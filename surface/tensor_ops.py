@@ -1,7 +1,8 @@
 """torch spellings of the tensor ops whose torch argument order, overloads or result form is not
 one op's: `index_add` (dim before index; `index_add_`), `repeat_interleave` (int or tensor
 repeats, over `index_select`), `unique` (a tensor or a tuple, over `_unique2` / `unique_dim`),
-`diag` (`diag_embed` of a vector, `diagonal_copy` of a matrix) and `cdist` (its compute modes:
+`diag` (`diag_embed` of a vector, `diagonal_copy` of a matrix), `lerp` (`lerp_scalar` for a
+number weight, `lerp` for a tensor) and `cdist` (its compute modes:
 `_cdist_forward`, or torch's mm path `_euclidean_dist`). Each is written
 once against a `Backend` (gradserve.surface.backend) and registered in `spellings.SPELLINGS`, so
 the engine and sessions share it.
@@ -14,6 +15,7 @@ from typing import Any
 
 from . import out_arg
 from .backend import Backend
+from .numbers import python_number
 from .spellings import _register, is_int, size_args, wrap_dim
 
 # --- index_add -----------------------------------------------------------------------------------
@@ -56,6 +58,47 @@ def _index_add_method(be: Backend, self: Any, dim: int, index: Any, source: Any,
 _index_add_method.__doc__ = index_add.__doc__
 _register("index_add", ("index_add",), index_add, _index_add_method)
 _register("index_add_", ("index_add",), None, index_add_)
+
+# --- lerp ----------------------------------------------------------------------------------------
+
+
+def _lerp(be: Backend, input: Any, end: Any, weight: Any) -> Any:
+    number = python_number(weight) if python_number(weight) is not None else weight
+    if isinstance(number, (bool, int, float)):  # torch's lerp.Scalar
+        return be.call("lerp_scalar", (input, end), {"weight": number})
+    return be.call("lerp", (input, end, weight), {})
+
+
+def lerp(be: Backend, input: Any, end: Any, weight: Any, *, out: Any = None) -> Any:
+    """torch.lerp(input, end, weight, *, out=None): input + weight * (end - input), one fused
+    multiply-add as torch's kernel; weight a number (LerpBackward0) or a tensor that
+    broadcasts (LerpBackward1).
+
+    Raises:
+        RuntimeError, NotImplementedError: torch's, for mismatched dtypes or integer inputs.
+    """
+    if out is not None:
+        return out_arg.call_with_out(be, "lerp", lambda *a: _lerp(be, *a), out,
+                                     (input, end, weight), {})
+    return _lerp(be, input, end, weight)
+
+
+def lerp_(be: Backend, self: Any, end: Any, weight: Any) -> Any:
+    """Tensor.lerp_(end, weight): lerp written into self (a model EMA's
+    `ema.lerp_(param, 1 - decay)`)."""
+    number = python_number(weight) if python_number(weight) is not None else weight
+    if isinstance(number, (bool, int, float)):
+        return be.call_inplace("lerp_scalar", self, (end,), {"weight": number})
+    return be.call_inplace("lerp", self, (end, weight), {})
+
+
+def _lerp_method(be: Backend, self: Any, end: Any, weight: Any) -> Any:
+    return _lerp(be, self, end, weight)
+
+
+_lerp_method.__doc__ = lerp.__doc__
+_register("lerp", ("lerp", "lerp_scalar"), lerp, _lerp_method)
+_register("lerp_", ("lerp", "lerp_scalar"), None, lerp_)
 
 # --- repeat_interleave ---------------------------------------------------------------------------
 

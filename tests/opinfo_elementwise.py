@@ -392,6 +392,12 @@ SHAPE_AND_REDUCE = [
 
 # input + value * tensor1 (* or /) tensor2, and clamp with one bound (torch's own nodes)
 FUSED_AND_BOUNDS = [
+    OpInfo("lerp", lambda x, end, weight: torch.lerp(x, end, weight),
+           [Sample(((2, 3), (2, 3), (2, 3))), Sample(((3,), (2, 3), (2, 1))),
+            Sample(((), (), ())), Sample(((2, 3), (3,), ()))]),
+    OpInfo("lerp_scalar", lambda x, end, weight: torch.lerp(x, end, weight),
+           [Sample(((2, 3), (2, 3)), {"weight": 0.3}), Sample(((2, 3), (2, 3)), {"weight": 0.75}),
+            Sample(((2, 3), (3,)), {"weight": -1.5}), Sample(((), ()), {"weight": 1.0})]),
     OpInfo("addcmul", lambda x, a, b, value=1: torch.addcmul(x, a, b, value=value),
            [Sample(((2, 3), (2, 3), (2, 3))), Sample(((2, 3), (2, 3), (2, 3)), {"value": 0.37}),
             Sample(((3,), (2, 1), (2, 3)), {"value": -2}), Sample(((), (), ())),
