@@ -3,7 +3,8 @@
 (narrowed differences, `logical_xor` for bool), `tensordot` (permute, reshape, `mm`),
 `block_diag` (a zeros result with each block copied into its slice: CopySlices),
 `cartesian_prod` (meshgrid, flatten, stack), `tril_indices`/`triu_indices` (index data, no
-graph) and `trapezoid`/`trapz`.
+graph), `trapezoid`/`trapz`, `flipud`/`fliplr` (a flip), `nanmean` (NaNs as zeros summed, over
+the count of the others: DivBackward0) and `count_nonzero` (`ne` then `sum`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend
+from .messages import TYPE_WORDS
 from .spellings import SPELLINGS, Spelling, is_int, wrap_dim
 
 
@@ -249,3 +251,61 @@ def trapz(be: Backend, y: Any, x: Any = None, *, dx: Any = None, dim: int = -1) 
 
 
 _register("trapz", ("sum", "mul_scalar", "div_scalar"), trapz)
+
+
+# --- flipud, fliplr ------------------------------------------------------------------------------
+
+def flipud(be: Backend, input: Any) -> Any:
+    """torch.flipud: flip along dim 0 (FlipBackward0)."""
+    if len(be.shape(input)) < 1:
+        raise be.runtime_error("Input must be >= 1-d.")
+    return be.call("flip", (input,), {"dims": (0,)})
+
+
+def fliplr(be: Backend, input: Any) -> Any:
+    """torch.fliplr: flip along dim 1 (FlipBackward0)."""
+    if len(be.shape(input)) < 2:
+        raise be.runtime_error("Input must be >= 2-d.")
+    return be.call("flip", (input,), {"dims": (1,)})
+
+
+_register("flipud", ("flip",), flipud, method=True)
+_register("fliplr", ("flip",), fliplr, method=True)
+
+# --- nanmean, count_nonzero -----------------------------------------------------------------------
+
+
+def _dims(dim: Any) -> Any:
+    """A dim argument as the reductions take it: None, an int, or a tuple of ints."""
+    return tuple(dim) if isinstance(dim, (tuple, list)) else dim
+
+
+def nanmean(be: Backend, input: Any, dim: Any = None, keepdim: bool = False, *,
+            dtype: Any = None) -> Any:
+    """torch.nanmean: the mean of the elements that are not NaN, as ATen composes it (`nansum`
+    divided by the count of non-NaN elements: DivBackward0); here `nansum` is the sum with NaNs
+    replaced by zeros, the same cascade of additions, so the same values and gradients (zero
+    at the NaNs).
+
+    Raises:
+        RuntimeError: an input that is not floating point (torch's message).
+    """
+    kind = be.dtype_name(input)
+    if not kind.startswith("float"):
+        raise be.runtime_error("nanmean(): expected input to have floating point or complex "
+                               f"dtype but got {TYPE_WORDS[kind]}")
+    nan = be.call("isnan", (input,), {})
+    zeroed = be.call("where", (nan, 0.0, input), {})
+    total = be.call("sum", (zeroed,), {"dim": _dims(dim), "keepdim": keepdim, "dtype": dtype})
+    count = be.call("sum", (be.call("logical_not", (nan,), {}),),
+                    {"dim": _dims(dim), "keepdim": keepdim})
+    return be.call("div", (total, count), {})
+
+
+def count_nonzero(be: Backend, input: Any, dim: Any = None) -> Any:
+    """torch.count_nonzero: the number of non-zero elements (over dim), as int64."""
+    return be.call("sum", (be.call("ne", (input, 0), {}),), {"dim": _dims(dim)})
+
+
+_register("nanmean", ("isnan", "where", "sum", "logical_not", "div"), nanmean, method=True)
+_register("count_nonzero", ("ne", "sum"), count_nonzero, method=True)

@@ -353,6 +353,24 @@ def softmax(be: NNBackend, input: Any, dim: int | None = None, _stacklevel: int 
     return _call(be, "softmax", input, dim, dtype)
 
 
+def softmin(be: NNBackend, input: Any, dim: int | None = None, _stacklevel: int = 3,
+            dtype: Any = None) -> Any:
+    """softmax(-input, dim), as torch composes it (SoftmaxBackward0 over NegBackward0)."""
+    if dim is None:
+        dim = _implicit_dim("softmin", len(be.shape(input)), _stacklevel)
+    return _call(be, "softmax", _call(be, "neg", input), dim, dtype)
+
+
+def softsign(be: NNBackend, input: Any) -> Any:
+    """input / (|input| + 1), as torch composes it (DivBackward0)."""
+    return _call(be, "div", input, _call(be, "add", _call(be, "abs", input), 1))
+
+
+def tanhshrink(be: NNBackend, input: Any) -> Any:
+    """input - tanh(input), as torch composes it (SubBackward0)."""
+    return _call(be, "sub", input, _call(be, "tanh", input))
+
+
 def log_softmax(be: NNBackend, input: Any, dim: int | None = None, _stacklevel: int = 3,
                 dtype: Any = None) -> Any:
     """log(softmax(input, dim)), computed stably."""
@@ -703,7 +721,7 @@ def glu(be: NNBackend, input: Any, dim: int = -1) -> Any:
 
 FUNCTIONS = (relu, hardtanh, hardtanh_, relu6, sigmoid, tanh, leaky_relu, leaky_relu_, prelu,
              elu, elu_, gelu, silu, softplus, logsigmoid, mish, selu, selu_, celu, celu_,
-             hardsigmoid, hardswish, softmax,
+             hardsigmoid, hardswish, softmax, softmin, softsign, tanhshrink,
              log_softmax, linear, bilinear, dropout, one_hot, embedding, layer_norm, mse_loss,
              l1_loss, smooth_l1_loss, huber_loss, binary_cross_entropy,
              binary_cross_entropy_with_logits, nll_loss, cross_entropy, glu)

@@ -530,6 +530,34 @@ class Softmax(Module):
         return f"dim={self.dim}"
 
 
+class Softmin(Module):
+    """softmin along dim: softmax of the negated input."""
+
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input: Any) -> Any:
+        return F.softmin(self._be, input, self.dim, _stacklevel=5)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Softsign(Module):
+    """x / (|x| + 1)."""
+
+    def forward(self, input: Any) -> Any:
+        return F.softsign(self._be, input)
+
+
+class Tanhshrink(Module):
+    """x - tanh(x)."""
+
+    def forward(self, input: Any) -> Any:
+        return F.tanhshrink(self._be, input)
+
+
 class LogSoftmax(Module):
     """log_softmax along dim."""
 
@@ -563,5 +591,5 @@ LAYERS: tuple[type[Module], ...] = (
     ReLU6,
     LeakyReLU, PReLU,
     ELU, GELU, SiLU, Mish, SELU, CELU, Hardsigmoid, Hardswish, LogSigmoid, Tanh, Sigmoid,
-    Softplus, Softmax, LogSoftmax, GLU)
+    Softplus, Softmax, Softmin, Softsign, Tanhshrink, LogSoftmax, GLU)
 """The layer classes `gradserve.surface.nn.build` binds to a backend."""
