@@ -17,6 +17,7 @@ import numpy as np
 
 from . import errors
 from .ops_decomp import not_implemented
+from .ops_shape import _shape_str
 from .registry import AttrSpec, defop, temporaries
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -61,10 +62,6 @@ def _blocks(size: int, kernel: int, dilation: int, padding: int, stride: int) ->
     return (size + 2 * padding - (dilation * (kernel - 1) + 1)) // stride + 1
 
 
-def _sizes(shape: Sequence[int]) -> str:
-    return f"[{', '.join(str(s) for s in shape)}]"
-
-
 def _dim_size(shape: Sequence[int], dim: int) -> int:
     """`input.size(dim)` with torch's errors for a tensor of fewer dims."""
     if not shape:
@@ -89,7 +86,7 @@ def im2col_shape(shape: Sequence[int], kernel_size: Sequence[int], dilation: Seq
     if not ((ndim == 3 and shape[0] != 0 and valid) or (ndim == 4 and valid and shape[3] != 0)):
         raise errors.InvalidArgumentError(
             "Expected 3D or 4D (batch mode) tensor with possibly 0 batch size and other non-zero "
-            f"dimensions for input, but got: {_sizes(shape)}")
+            f"dimensions for input, but got: {_shape_str(shape)}")
     h, w = shape[-2], shape[-1]
     oh = _blocks(h, kernel[0], dil[0], pad[0], st[0])
     ow = _blocks(w, kernel[1], dil[1], pad[1], st[1])
@@ -116,7 +113,7 @@ def col2im_shape(shape: Sequence[int], output_size: Sequence[int], kernel_size: 
             or (ndim == 3 and shape[1] != 0 and shape[2] != 0)):
         raise errors.InvalidArgumentError(
             "Expected 2D or 3D (batch mode) tensor for input with possibly 0 batch size and "
-            f"non-zero dimensions for input, but got: {_sizes(shape)}")
+            f"non-zero dimensions for input, but got: {_shape_str(shape)}")
     planes, length = shape[-2], shape[-1]
     per = kernel[0] * kernel[1]
     if planes % per:

@@ -27,6 +27,7 @@ from .ops_elementwise import (
     broadcast_shape,
     exact32_unary,
 )
+from .ops_index import _C_TYPE  # torch's C++ dtype names ("expected dtype float")
 from .ops_shape import wrap_dim
 from .registry import (
     BOOL,
@@ -248,12 +249,6 @@ defop("addcdiv", _addcdiv,
 
 # --- lerp: input + weight * (end - input) -------------------------------------------------------
 
-# torch's C++ names of the dtypes, in its lerp messages ("expected dtype float for `end`")
-_CPP_NAMES = {"bool": "bool", "uint8": "unsigned char", "int8": "signed char",
-              "int16": "short int", "int32": "int", "int64": "long int", "float32": "float",
-              "float64": "double"}
-
-
 def _lerp_dtype(args: Any, attrs: Any) -> tuple[Any, Any]:
     """torch's lerp checks: `end`, and a weight tensor of one or more dims, of input's dtype;
     floating types only. The result is input's dtype. (`lerp` takes a weight tensor,
@@ -263,15 +258,15 @@ def _lerp_dtype(args: Any, attrs: Any) -> tuple[Any, Any]:
     d = x.dtype
     if end.dtype is not d:
         raise errors.InvalidArgumentError(
-            f"expected dtype {_CPP_NAMES[d.name]} for `end` but got dtype "
-            f"{_CPP_NAMES[end.dtype.name]}")
+            f"expected dtype {_C_TYPE[d.name]} for `end` but got dtype "
+            f"{_C_TYPE[end.dtype.name]}")
     if len(args) > 2 and not _is_tensor(weight):
         raise errors.InvalidTypeError("lerp(): weight must be a tensor (lerp_scalar takes a "
                                       "number)")
     if weight is not None and weight.ndim and weight.dtype is not d:
         raise errors.InvalidArgumentError(
-            f"expected dtype {_CPP_NAMES[d.name]} for `weight` but got dtype "
-            f"{_CPP_NAMES[weight.dtype.name]}")
+            f"expected dtype {_C_TYPE[d.name]} for `weight` but got dtype "
+            f"{_C_TYPE[weight.dtype.name]}")
     if not d.is_floating_point:
         kernel = "lerp_kernel_tensor" if weight is not None else "lerp_kernel_scalar"
         raise errors.NotImplementedFunctionError(

@@ -18,14 +18,10 @@ import numpy as np
 
 from . import errors
 from .ops_decomp import not_implemented
+from .ops_shape import _shape_str
 from .registry import AttrSpec, defop, names_backward, temporaries
 
 _KERNEL = {"reflect": "reflection_pad", "replicate": "replication_pad"}
-_LETTERS = ("W", "H", "D")  # the padded dims, last first
-
-
-def _sizes(shape: Sequence[int]) -> str:
-    return f"[{', '.join(str(s) for s in shape)}]"
 
 
 def pad_shape(shape: Sequence[int], padding: Sequence[int], mode: str) -> tuple[int, ...]:
@@ -40,7 +36,7 @@ def pad_shape(shape: Sequence[int], padding: Sequence[int], mode: str) -> tuple[
     if ndim not in (k + 1, k + 2) or 0 in shape[int(batched):]:
         raise errors.InvalidArgumentError(
             f"Expected {k + 1}D or {k + 2}D (batch mode) tensor with possibly 0 batch size and "
-            f"other non-zero dimensions for input, but got: {_sizes(shape)}")
+            f"other non-zero dimensions for input, but got: {_shape_str(shape)}")
     sizes = [shape[ndim - 1 - d] for d in range(k)]  # W, H, D
     pads = [(int(padding[2 * d]), int(padding[2 * d + 1])) for d in range(k)]
     if mode == "reflect":
@@ -49,7 +45,7 @@ def pad_shape(shape: Sequence[int], padding: Sequence[int], mode: str) -> tuple[
                 raise errors.InvalidArgumentError(
                     f"Argument #{4 + 2 * d}: Padding size should be less than the corresponding "
                     f"input dimension, but got: padding ({lo}, {hi}) at dimension {ndim - 1 - d} "
-                    f"of input {_sizes(shape)}")
+                    f"of input {_shape_str(shape)}")
     out = [n + lo + hi for (lo, hi), n in zip(pads, sizes)]
     if all(o < 1 for o in out):
         if k == 1:
@@ -68,7 +64,7 @@ def pad_shape(shape: Sequence[int], padding: Sequence[int], mode: str) -> tuple[
         if mode == "reflect" and k == 2:
             raise errors.InvalidArgumentError("numel: integer multiplication overflow")
         raise errors.InvalidArgumentError(
-            f"Trying to create tensor with negative dimension {negative[0]}: {_sizes(result)}")
+            f"Trying to create tensor with negative dimension {negative[0]}: {_shape_str(result)}")
     return result
 
 
@@ -104,8 +100,8 @@ def _pad_backward(mode: str) -> Any:
         size = tuple(int(s) for s in input_size)
         if pad_shape(size, padding, mode) != g.shape:
             raise errors.InvalidArgumentError(
-                f"{_KERNEL[mode]}_backward: grad_output of shape {_sizes(g.shape)} is not the "
-                f"padding of an input of shape {_sizes(size)}")
+                f"{_KERNEL[mode]}_backward: grad_output of shape {_shape_str(g.shape)} is not the "
+                f"padding of an input of shape {_shape_str(size)}")
         k = len(padding) // 2
         spatial = size[len(size) - k:]
         grids = _grids(size, padding, mode)
