@@ -11,7 +11,7 @@ which one numpy slice addition per offset reproduces bit for bit. Each is the ot
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -74,10 +74,28 @@ def _dim_size(shape: Sequence[int], dim: int) -> int:
     return int(shape[dim])
 
 
+class _Plan(NamedTuple):
+    """An im2col or col2im call, checked: its result's shape, its parameters as pairs, the
+    image's spatial size and the sliding blocks along each spatial dim."""
+
+    shape: tuple[int, ...]
+    kernel: tuple[int, int]
+    dilation: tuple[int, int]
+    padding: tuple[int, int]
+    stride: tuple[int, int]
+    size: tuple[int, int]
+    blocks: tuple[int, int]
+
+
 def im2col_shape(shape: Sequence[int], kernel_size: Sequence[int], dilation: Sequence[int],
                  padding: Sequence[int], stride: Sequence[int]) -> tuple[int, ...]:
     """im2col's result shape for an input of `shape`, after torch's checks (im2col_shape_check):
     (N, C * kh * kw, L) or (C * kh * kw, L)."""
+    return _im2col_plan(shape, kernel_size, dilation, padding, stride).shape
+
+
+def _im2col_plan(shape: Sequence[int], kernel_size: Sequence[int], dilation: Sequence[int],
+                 padding: Sequence[int], stride: Sequence[int]) -> _Plan:
     kernel, dil, pad, st = _pairs(kernel_size=kernel_size, dilation=dilation, padding=padding,
                                   stride=stride)
     _checks(kernel, dil, pad, st, "kdps")
@@ -97,7 +115,8 @@ def im2col_shape(shape: Sequence[int], kernel_size: Sequence[int], dilation: Seq
             f"the array of sliding blocks as ({oh}, {ow}), but its components must be at least "
             "one.")
     rows = shape[-3] * kernel[0] * kernel[1]
-    return (shape[0], rows, oh * ow) if ndim == 4 else (rows, oh * ow)
+    result = (shape[0], rows, oh * ow) if ndim == 4 else (rows, oh * ow)
+    return _Plan(result, kernel, dil, pad, st, (h, w), (oh, ow))
 
 
 def col2im_shape(shape: Sequence[int], output_size: Sequence[int], kernel_size: Sequence[int],
@@ -105,6 +124,12 @@ def col2im_shape(shape: Sequence[int], output_size: Sequence[int], kernel_size: 
                  stride: Sequence[int]) -> tuple[int, ...]:
     """col2im's result shape for columns of `shape`, after torch's checks (col2im_shape_check):
     (N, C, H, W) or (C, H, W)."""
+    return _col2im_plan(shape, output_size, kernel_size, dilation, padding, stride).shape
+
+
+def _col2im_plan(shape: Sequence[int], output_size: Sequence[int], kernel_size: Sequence[int],
+                 dilation: Sequence[int], padding: Sequence[int],
+                 stride: Sequence[int]) -> _Plan:
     out, kernel, dil, pad, st = _pairs(output_size=output_size, kernel_size=kernel_size,
                                        dilation=dilation, padding=padding, stride=stride)
     _checks(kernel, dil, pad, st, "ksdp")
@@ -134,7 +159,8 @@ def col2im_shape(shape: Sequence[int], output_size: Sequence[int], kernel_size: 
         raise errors.InvalidArgumentError(
             f"{given}calculated shape of the array of sliding blocks as ({bh}, {bw}), which is "
             "too small (non-positive)")
-    return (*shape[:-2], planes // per, out[0], out[1])
+    return _Plan((*shape[:-2], planes // per, out[0], out[1]), kernel, dil, pad, st, out,
+                 (bh, bw))
 
 
 #: Kernels of at most this many offsets are copied (added) one offset at a time, a numpy slice
@@ -151,11 +177,11 @@ def _inside(start: int, step: int, count: int, size: int) -> tuple[int, int]:
     return lo, max(lo, hi)
 
 
-def _looped(kernel: tuple[int, int], dil: tuple[int, int], pad: tuple[int, int],
-            st: tuple[int, int], blocks: tuple[int, int],
-            size: tuple[int, int]) -> list[tuple[int, int, slice, slice, slice, slice]]:
+def _looped(plan: _Plan) -> list[tuple[int, int, slice, slice, slice, slice]]:
     """Per kernel offset (i, j), in torch's order, with any block inside the image: the blocks'
     rows and columns, and the image's rows and columns they read."""
+    kernel, dil, pad, st, blocks, size = (plan.kernel, plan.dilation, plan.padding, plan.stride,
+                                          plan.blocks, plan.size)
     out = []
     for i in range(kernel[0]):
         top = i * dil[0] - pad[0]
@@ -174,11 +200,11 @@ def _looped(kernel: tuple[int, int], dil: tuple[int, int], pad: tuple[int, int],
     return out
 
 
-def _coords(kernel: tuple[int, int], dil: tuple[int, int], pad: tuple[int, int],
-            st: tuple[int, int], blocks: tuple[int, int],
-            size: tuple[int, int]) -> tuple[Any, Any, Any]:
+def _coords(plan: _Plan) -> tuple[Any, Any, Any]:
     """Every (i, j, block row, block column)'s image row and column (clipped into the image)
     and whether it lies inside: arrays broadcasting to (kh, kw, bh, bw)."""
+    kernel, dil, pad, st, blocks, size = (plan.kernel, plan.dilation, plan.padding, plan.stride,
+                                          plan.blocks, plan.size)
     rows = (np.arange(kernel[0]) * dil[0] - pad[0])[:, None] + np.arange(blocks[0]) * st[0]
     cols = (np.arange(kernel[1]) * dil[1] - pad[1])[:, None] + np.arange(blocks[1]) * st[1]
     inside = (((rows >= 0) & (rows < size[0]))[:, None, :, None]
@@ -189,48 +215,41 @@ def _coords(kernel: tuple[int, int], dil: tuple[int, int], pad: tuple[int, int],
 
 def _im2col(x: Any, kernel_size: Sequence[int], dilation: Sequence[int], padding: Sequence[int],
             stride: Sequence[int]) -> Any:
-    shape = im2col_shape(x.shape, kernel_size, dilation, padding, stride)
+    plan = _im2col_plan(x.shape, kernel_size, dilation, padding, stride)
     if x.dtype not in _FLOATS:
         raise not_implemented("im2col_out_cpu", x.dtype)
     x4 = x if x.ndim == 4 else x[None]
-    n, c, h, w = x4.shape
-    kernel, dil, pad, st = _pairs(kernel_size=kernel_size, dilation=dilation, padding=padding,
-                                  stride=stride)
-    blocks = (_blocks(h, kernel[0], dil[0], pad[0], st[0]),
-              _blocks(w, kernel[1], dil[1], pad[1], st[1]))
-    if kernel[0] * kernel[1] > LOOPED_OFFSETS:
-        rows, cols, inside = _coords(kernel, dil, pad, st, blocks, (h, w))
-        return np.where(inside, x4[:, :, rows, cols], x.dtype.type(0)).reshape(shape)
-    out = np.zeros((n, c, *kernel, *blocks), x.dtype)
-    for i, j, br, bc, rows_, cols_ in _looped(kernel, dil, pad, st, blocks, (h, w)):
+    n, c = x4.shape[:2]
+    if plan.kernel[0] * plan.kernel[1] > LOOPED_OFFSETS:
+        rows, cols, inside = _coords(plan)
+        return np.where(inside, x4[:, :, rows, cols], x.dtype.type(0)).reshape(plan.shape)
+    out = np.zeros((n, c, *plan.kernel, *plan.blocks), x.dtype)
+    for i, j, br, bc, rows_, cols_ in _looped(plan):
         out[:, :, i, j, br, bc] = x4[:, :, rows_, cols_]
-    return out.reshape(shape)
+    return out.reshape(plan.shape)
 
 
 def _col2im(col: Any, output_size: Sequence[int], kernel_size: Sequence[int],
             dilation: Sequence[int], padding: Sequence[int], stride: Sequence[int]) -> Any:
-    shape = col2im_shape(col.shape, output_size, kernel_size, dilation, padding, stride)
+    plan = _col2im_plan(col.shape, output_size, kernel_size, dilation, padding, stride)
     if col.dtype not in _FLOATS:
         raise not_implemented("col2im_out_cpu", col.dtype)
-    size, kernel, dil, pad, st = _pairs(output_size=output_size, kernel_size=kernel_size,
-                                        dilation=dilation, padding=padding, stride=stride)
+    size = plan.size
     col3 = col if col.ndim == 3 else col[None]
-    n, c = col3.shape[0], shape[-3]
-    blocks = (_blocks(size[0], kernel[0], dil[0], pad[0], st[0]),
-              _blocks(size[1], kernel[1], dil[1], pad[1], st[1]))
-    parts = col3.reshape(n, c, *kernel, *blocks)
+    n, c = col3.shape[0], plan.shape[-3]
+    parts = col3.reshape(n, c, *plan.kernel, *plan.blocks)
     image = np.zeros((n, c, *size), col.dtype)
-    if kernel[0] * kernel[1] > LOOPED_OFFSETS:
-        rows, cols, inside = _coords(kernel, dil, pad, st, blocks, size)
+    if plan.kernel[0] * plan.kernel[1] > LOOPED_OFFSETS:
+        rows, cols, inside = _coords(plan)
         where = np.broadcast_to(rows * size[1] + cols, inside.shape)[inside]
         planes = np.arange(n * c)[:, None] * (size[0] * size[1])
         # added in (plane, i, j, block) order: each pixel's values kernel offset by offset
         np.add.at(image.reshape(-1), (planes + where).ravel(),
                   parts.reshape(n * c, -1)[:, inside.ravel()].ravel())
     else:
-        for i, j, br, bc, rows_, cols_ in _looped(kernel, dil, pad, st, blocks, size):
+        for i, j, br, bc, rows_, cols_ in _looped(plan):
             image[:, :, rows_, cols_] += parts[:, :, i, j, br, bc]
-    return image.reshape(shape)
+    return image.reshape(plan.shape)
 
 
 _BLOCK_ATTRS = (AttrSpec("kernel_size", "ints", required=True),
