@@ -62,11 +62,21 @@ _register("index_add_", ("index_add",), None, index_add_)
 # --- lerp ----------------------------------------------------------------------------------------
 
 
+def _lerp_call(weight: Any) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """The op torch's overload for `weight` is, and what follows the input: lerp.Scalar
+    (`lerp_scalar`, the number as an attribute) for a Python or numpy number, lerp.Tensor
+    (`lerp`, the weight an input) otherwise."""
+    number = python_number(weight)
+    if number is None:
+        number = weight
+    if isinstance(number, (bool, int, float)):
+        return "lerp_scalar", (), {"weight": number}
+    return "lerp", (weight,), {}
+
+
 def _lerp(be: Backend, input: Any, end: Any, weight: Any) -> Any:
-    number = python_number(weight) if python_number(weight) is not None else weight
-    if isinstance(number, (bool, int, float)):  # torch's lerp.Scalar
-        return be.call("lerp_scalar", (input, end), {"weight": number})
-    return be.call("lerp", (input, end, weight), {})
+    op, more, attrs = _lerp_call(weight)
+    return be.call(op, (input, end, *more), attrs)
 
 
 def lerp(be: Backend, input: Any, end: Any, weight: Any, *, out: Any = None) -> Any:
@@ -86,10 +96,8 @@ def lerp(be: Backend, input: Any, end: Any, weight: Any, *, out: Any = None) -> 
 def lerp_(be: Backend, self: Any, end: Any, weight: Any) -> Any:
     """Tensor.lerp_(end, weight): lerp written into self (a model EMA's
     `ema.lerp_(param, 1 - decay)`)."""
-    number = python_number(weight) if python_number(weight) is not None else weight
-    if isinstance(number, (bool, int, float)):
-        return be.call_inplace("lerp_scalar", self, (end,), {"weight": number})
-    return be.call_inplace("lerp", self, (end, weight), {})
+    op, more, attrs = _lerp_call(weight)
+    return be.call_inplace(op, self, (end, *more), attrs)
 
 
 def _lerp_method(be: Backend, self: Any, end: Any, weight: Any) -> Any:
